@@ -1,0 +1,2 @@
+//! Firmware for the lane I/O board (being written).
+#![no_std]

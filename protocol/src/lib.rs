@@ -1,0 +1,25 @@
+//! The shared language of aeogate.
+//!
+//! # Layout
+//! - [`container`]: ISO 6346 container numbers.
+//! - [`epc`]: GS1 EPC binary (96-bit) decoding and encoding.
+//! - [`seal`]: ISO 17712 seal markings and ISO 18185 e-seal identities.
+//! - [`operator`]: trader / AEO identifiers with programme and issuing country.
+//! - [`link`]: the serial link between lane I/O board and edge agent.
+//! - [`reader`]: wire formats of reader modules (the `BB … 7E` UHF module, the e-seal reader).
+//! - [`schema`] (feature `std`): versioned event and registry schemas.
+#![no_std]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod container;
+pub mod epc;
+pub mod link;
+pub mod operator;
+pub mod reader;
+pub mod seal;
+#[cfg(feature = "std")]
+pub mod schema;
