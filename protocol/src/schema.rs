@@ -1,1 +1,897 @@
-//! (being written)
+//! Versioned event and registry schemas (feature `std`).
+//!
+//! These are the records the edge agent journals and forwards, and the records central
+//! replicates to the agents. They travel as JSON over HTTP and are stored as JSON in redb;
+//! every top-level record carries `v`, the schema version it was written with
+//! ([`SCHEMA_VERSION`]). A reader refuses a record whose version is newer than its own.
+//!
+//! # Layout
+//! - names: [`GateId`], [`LaneId`] — bounded, printable identifiers from configuration;
+//! - reads and the [`GateTransaction`] they are folded into;
+//! - the [`Decision`] with its [`Reason`]s ([`ReasonCode`] and officer-readable text);
+//! - [`OfficerAction`]s;
+//! - the registry: [`RegistryRecord`], [`MraRecord`], [`Consignment`], [`Change`],
+//!   [`ChangeBatch`] and the [`SignedEnvelope`] they are shipped in;
+//! - the journal envelope [`JournalEntry`] with its [`EventBody`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::string::String;
+use std::vec::Vec;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::container::ContainerNumber;
+use crate::operator::{OperatorId, Programme};
+use crate::seal::{ESealId, SealNumber};
+
+/// Version written into every record by this build.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Returns an error when a record's version is newer than this build understands.
+///
+/// # Errors
+/// [`SchemaError::TooNew`] when `found > SCHEMA_VERSION`.
+pub fn check_version(found: u16) -> Result<(), SchemaError> {
+    if found > SCHEMA_VERSION {
+        Err(SchemaError::TooNew { found, supported: SCHEMA_VERSION })
+    } else {
+        Ok(())
+    }
+}
+
+/// Errors about schema values themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaError {
+    /// The record was written by a newer version.
+    TooNew { found: u16, supported: u16 },
+    /// A name (gate, lane) is empty, too long or holds a character outside `[A-Za-z0-9._-]`.
+    BadName { what: &'static str, value: String, why: &'static str },
+}
+
+impl fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooNew { found, supported } => {
+                write!(f, "record has schema version {found}; this build supports up to {supported}")
+            }
+            Self::BadName { what, value, why } => write!(f, "invalid {what} {value:?}: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for SchemaError {}
+
+macro_rules! name_type {
+    ($(#[$m:meta])* $name:ident, $what:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Longest accepted name.
+            pub const MAX_LEN: usize = 32;
+
+            /// Parses a name: 1..=32 characters from `[A-Za-z0-9._-]`.
+            ///
+            /// # Errors
+            /// [`SchemaError::BadName`] saying what is wrong.
+            pub fn parse(s: &str) -> Result<Self, SchemaError> {
+                let why = if s.is_empty() {
+                    Some("must not be empty")
+                } else if s.len() > Self::MAX_LEN {
+                    Some("longer than 32 characters")
+                } else if !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+                    Some("only letters, digits, '.', '_' and '-' are allowed")
+                } else {
+                    None
+                };
+                match why {
+                    Some(why) => Err(SchemaError::BadName { what: $what, value: s.into(), why }),
+                    None => Ok(Self(s.into())),
+                }
+            }
+
+            /// The name as text.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl core::str::FromStr for $name {
+            type Err = SchemaError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A gate (one gate box, one edge agent), e.g. `PORT1-G1`.
+    GateId,
+    "gate id"
+);
+name_type!(
+    /// A lane within a gate, e.g. `L2`.
+    LaneId,
+    "lane id"
+);
+
+// ---------------------------------------------------------------------------------------
+// Reads and gate transactions
+// ---------------------------------------------------------------------------------------
+
+/// Where a read came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReadSource {
+    /// A UHF RFID reader (through the lane board, directly over serial, or networked).
+    Rfid,
+    /// An OCR portal or camera.
+    Ocr,
+    /// An ISO 18185 e-seal reader.
+    ESealReader,
+    /// Typed by an officer because a reader is down.
+    Manual,
+}
+
+/// State an e-seal reports (ISO 18185-2 seal status, plus tamper evidence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ESealState {
+    /// Sealed and never opened since sealing.
+    Sealed,
+    /// Opened (the seal's status bit says so).
+    Opened,
+    /// Tamper evidence reported by the seal or reader.
+    Tampered,
+}
+
+/// What was read, normalised. The raw text is kept beside it in [`Read::raw`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReadValue {
+    /// A valid ISO 6346 container number.
+    Container { number: ContainerNumber },
+    /// An RFID tag; `uri` is the EPC pure-identity (or raw) URN.
+    Tag { uri: String, scheme: String },
+    /// A mechanical (ISO 17712) seal number, e.g. from OCR or a barcode scanner.
+    Seal { number: SealNumber },
+    /// An e-seal report.
+    ESeal { id: ESealId, state: ESealState, battery_pct: Option<u8> },
+    /// A licence plate (OCR).
+    Plate { text: String },
+    /// Something was read but could not be understood; kept so nothing is silently dropped.
+    Unreadable { what: String, error: String },
+}
+
+/// One read folded into a transaction (repeats of the same value are counted, not kept).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Read {
+    pub source: ReadSource,
+    /// Device name from the agent's configuration.
+    pub device: String,
+    /// The value as received (hex for tags, text for OCR), before normalisation.
+    pub raw: String,
+    pub value: ReadValue,
+    pub first_at: Timestamp,
+    pub last_at: Timestamp,
+    /// How many times the same value was reported from this device in this transaction.
+    pub count: u32,
+    #[serde(default)]
+    pub antenna: Option<u8>,
+    #[serde(default)]
+    pub rssi: Option<i16>,
+    /// OCR confidence, 0..=100.
+    #[serde(default)]
+    pub confidence: Option<u8>,
+    /// Officer who typed a manual entry.
+    #[serde(default)]
+    pub entered_by: Option<String>,
+}
+
+/// Why a transaction closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CloseReason {
+    /// The presence loop cleared.
+    Departure,
+    /// The lane's transaction timeout expired.
+    Timeout,
+    /// Closed by an officer.
+    Manual,
+    /// The agent stopped with the transaction open.
+    Shutdown,
+}
+
+/// One truck's passage through one lane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateTransaction {
+    pub v: u16,
+    pub id: Uuid,
+    pub gate: GateId,
+    pub lane: LaneId,
+    pub opened_at: Timestamp,
+    pub closed_at: Timestamp,
+    pub close_reason: CloseReason,
+    pub reads: Vec<Read>,
+}
+
+impl GateTransaction {
+    /// Distinct valid container numbers read, in first-read order.
+    #[must_use]
+    pub fn containers(&self) -> Vec<ContainerNumber> {
+        let mut out: Vec<ContainerNumber> = Vec::new();
+        for r in &self.reads {
+            if let ReadValue::Container { number } = &r.value {
+                if !out.contains(number) {
+                    out.push(*number);
+                }
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Decisions
+// ---------------------------------------------------------------------------------------
+
+/// The lane a truck is sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LaneDecision {
+    /// Priority lane: certified parties, intact matching seals, fresh data.
+    Fast,
+    /// Normal processing.
+    Standard,
+    /// Seal exception, risk hold or random selection.
+    Inspect,
+}
+
+impl LaneDecision {
+    /// `FAST`, `STANDARD` or `INSPECT`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fast => "FAST",
+            Self::Standard => "STANDARD",
+            Self::Inspect => "INSPECT",
+        }
+    }
+}
+
+impl fmt::Display for LaneDecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+macro_rules! reason_codes {
+    ($($(#[$m:meta])* $variant:ident = $code:literal, $text:literal;)*) => {
+        /// Stable reason codes. Officer-facing English text is [`ReasonCode::text`]; other
+        /// languages live with the screens. Codes are never renamed; new ones are appended.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum ReasonCode {
+            $($(#[$m])* #[serde(rename = $code)] $variant,)*
+        }
+
+        impl ReasonCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [ReasonCode] = &[$(ReasonCode::$variant,)*];
+
+            /// The stable `SCREAMING_SNAKE` code.
+            #[must_use]
+            pub fn code(self) -> &'static str {
+                match self { $(Self::$variant => $code,)* }
+            }
+
+            /// Officer-readable English text.
+            #[must_use]
+            pub fn text(self) -> &'static str {
+                match self { $(Self::$variant => $text,)* }
+            }
+
+            /// Looks a code up by its text form.
+            #[must_use]
+            pub fn from_code(code: &str) -> Option<Self> {
+                match code { $($code => Some(Self::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+reason_codes! {
+    /// All FAST conditions held.
+    AllChecksPassed = "ALL_CHECKS_PASSED", "Certified parties, seals intact and matching, data current";
+    /// A read seal number differs from the declared one.
+    SealMismatch = "SEAL_MISMATCH", "Seal number read does not match the declared seal";
+    /// A declared seal was not read.
+    SealMissing = "SEAL_MISSING", "Declared seal was not read at the gate";
+    /// An e-seal reports it was opened.
+    ESealOpened = "ESEAL_OPENED", "Electronic seal reports it has been opened";
+    /// An e-seal reports tampering.
+    ESealTampered = "ESEAL_TAMPERED", "Electronic seal reports tampering";
+    /// An e-seal's battery is low (informational).
+    ESealLowBattery = "ESEAL_LOW_BATTERY", "Electronic seal battery is low";
+    /// The container read is not the declared one, or sources disagree.
+    ContainerMismatch = "CONTAINER_MISMATCH", "Container number read does not match the declared container";
+    /// Readers disagree about the container number (e.g. OCR vs RFID).
+    ContainerReadConflict = "CONTAINER_READ_CONFLICT", "Readers disagree on the container number";
+    /// No valid container number was read.
+    ContainerUnread = "CONTAINER_UNREAD", "No valid container number was read";
+    /// Customs risk hold or inspection order on the consignment.
+    RiskHold = "RISK_HOLD", "Customs risk hold or inspection order on this consignment";
+    /// Selected at random (reproducible from the transaction id).
+    RandomSelection = "RANDOM_SELECTION", "Selected for a random inspection";
+    /// No advance cargo data for a container.
+    NoAdvanceData = "NO_ADVANCE_DATA", "No advance cargo data for this container";
+    /// A required party is not declared.
+    PartyMissing = "PARTY_MISSING", "A required party (importer or carrier) is not declared";
+    /// A party's operator id is not in the registry.
+    PartyUnknown = "PARTY_UNKNOWN", "Party is not in the AEO registry";
+    /// A party's AEO status is suspended.
+    PartySuspended = "PARTY_SUSPENDED", "Party's AEO status is suspended";
+    /// A party's AEO status is revoked or annulled.
+    PartyRevoked = "PARTY_REVOKED", "Party's AEO status has been revoked";
+    /// A party withdrew from its programme.
+    PartyWithdrawn = "PARTY_WITHDRAWN", "Party has withdrawn from its AEO programme";
+    /// A party's authorisation expired.
+    PartyExpired = "PARTY_EXPIRED", "Party's AEO authorisation has expired";
+    /// A party is certified, but without the security component.
+    PartyNoSecurity = "PARTY_NO_SECURITY", "Party's authorisation has no security component (e.g. AEOC only)";
+    /// A party is certified in a programme not recognised here.
+    MraNotRecognised = "MRA_NOT_RECOGNISED", "Party's programme is not recognised by a mutual recognition agreement in force";
+    /// A party is certified and recognised through an MRA (informational).
+    MraRecognised = "MRA_RECOGNISED", "Party recognised through a mutual recognition agreement";
+    /// The local registry replica is older than the staleness bound.
+    ReplicaStale = "REPLICA_STALE", "Registry data at this gate is out of date: priority suspended";
+    /// An AEO shipment selected for inspection goes first.
+    AeoPriorityInspection = "AEO_PRIORITY_INSPECTION", "AEO shipment: priority in the inspection queue";
+    /// A read could not be understood.
+    UnreadableRead = "UNREADABLE_READ", "A reader reported data that could not be understood";
+    /// An officer changed the lane.
+    OfficerOverride = "OFFICER_OVERRIDE", "Lane changed by an officer";
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// One reason of a decision: a stable code, English text, and the specifics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub text: String,
+    /// Specifics, e.g. `{"container":"CSQU3054383","declared":"A123","read":"A124"}`.
+    #[serde(default)]
+    pub detail: BTreeMap<String, String>,
+}
+
+impl Reason {
+    /// A reason with the code's standard text and no detail.
+    #[must_use]
+    pub fn new(code: ReasonCode) -> Self {
+        Self { code, text: code.text().into(), detail: BTreeMap::new() }
+    }
+
+    /// Adds one detail entry.
+    #[must_use]
+    pub fn with(mut self, key: &str, value: impl fmt::Display) -> Self {
+        self.detail.insert(key.into(), value.to_string());
+        self
+    }
+}
+
+/// How current the registry replica was when a decision was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaFreshness {
+    /// Last applied change sequence.
+    pub sequence: u64,
+    /// Central's as-of time of that sequence; `None` when the replica was never loaded.
+    pub as_of: Option<Timestamp>,
+    /// Age at decision time, in seconds; `None` when never loaded.
+    pub age_s: Option<u64>,
+    /// Whether the age exceeded the policy's bound.
+    pub stale: bool,
+}
+
+/// A party as the decision saw it, for the officer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartyView {
+    pub role: PartyRole,
+    #[serde(default)]
+    pub operator: Option<OperatorId>,
+    pub name: String,
+    /// Registry status, or `None` when not found.
+    #[serde(default)]
+    pub status: Option<AeoStatus>,
+    pub security: bool,
+    /// The MRA through which the party is recognised, e.g. `US-CTPAT→EU-AEO`.
+    #[serde(default)]
+    pub mra: Option<String>,
+    #[serde(default)]
+    pub contact_point: Option<ContactPoint>,
+}
+
+/// The lane decision for one gate transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub v: u16,
+    pub transaction_id: Uuid,
+    pub gate: GateId,
+    pub lane: LaneId,
+    pub decision: LaneDecision,
+    /// Where the truck is sent, from configuration (e.g. "Lane 1 priority").
+    pub route: String,
+    pub reasons: Vec<Reason>,
+    /// An AEO shipment sent to inspection goes to the head of the queue.
+    pub priority: bool,
+    pub decided_at: Timestamp,
+    pub replica: ReplicaFreshness,
+    /// Consignments matched, by id.
+    #[serde(default)]
+    pub consignments: Vec<String>,
+    #[serde(default)]
+    pub parties: Vec<PartyView>,
+    /// Policy identifier (name and hash), so an audit can tell which policy decided.
+    pub policy: String,
+}
+
+impl Decision {
+    /// Whether any reason is a seal or container exception (opens a case at central).
+    #[must_use]
+    pub fn is_seal_exception(&self) -> bool {
+        self.decision == LaneDecision::Inspect
+            && self.reasons.iter().any(|r| {
+                matches!(
+                    r.code,
+                    ReasonCode::SealMismatch
+                        | ReasonCode::SealMissing
+                        | ReasonCode::ESealOpened
+                        | ReasonCode::ESealTampered
+                        | ReasonCode::ContainerMismatch
+                        | ReasonCode::ContainerReadConflict
+                )
+            })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Officer actions
+// ---------------------------------------------------------------------------------------
+
+/// Outcome of a physical inspection of a seal exception.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InspectionOutcome {
+    /// The seal was found intact and matching.
+    SealIntact,
+    /// The seal was replaced; the new number is recorded.
+    SealReplaced { new_seal: SealNumber },
+    /// The container was opened for examination.
+    ContainerOpened,
+    /// The discrepancy is real.
+    DiscrepancyConfirmed,
+    /// The reader was wrong.
+    FalseRead,
+}
+
+/// What an officer did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ActionKind {
+    /// Accepted the recommended lane.
+    Confirm,
+    /// Changed the lane; a reason is required.
+    Override { to: LaneDecision, reason: String, note: String },
+    /// Recorded the result of an inspection.
+    InspectionResult { result: InspectionOutcome, note: String },
+    /// Typed a container or seal because a reader is down.
+    ManualEntry { value: ReadValue },
+}
+
+/// One officer action, attributed and timed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfficerAction {
+    pub v: u16,
+    pub id: Uuid,
+    pub transaction_id: Option<Uuid>,
+    pub gate: GateId,
+    pub lane: LaneId,
+    pub officer: String,
+    pub role: String,
+    pub at: Timestamp,
+    pub kind: ActionKind,
+}
+
+// ---------------------------------------------------------------------------------------
+// Registry
+// ---------------------------------------------------------------------------------------
+
+/// Lifecycle status of an AEO authorisation (DOMAIN §1.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AeoStatus {
+    Active,
+    /// Temporary loss of benefits.
+    Suspended,
+    /// Revoked (or annulled) by the authority.
+    Revoked,
+    /// Withdrawn at the holder's request.
+    Withdrawn,
+    /// Past its validity period.
+    Expired,
+}
+
+impl AeoStatus {
+    /// Upper-case text form.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Suspended => "SUSPENDED",
+            Self::Revoked => "REVOKED",
+            Self::Withdrawn => "WITHDRAWN",
+            Self::Expired => "EXPIRED",
+        }
+    }
+}
+
+/// Authorisation types. Only those with a security component count for priority and MRAs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Authorisation {
+    /// EU customs simplifications (no security component).
+    Aeoc,
+    /// EU security and safety.
+    Aeos,
+    /// EU combined AEOC + AEOS.
+    Aeof,
+    /// A national programme's security modality (e.g. OEA-S, CTPAT Security, PIP).
+    Security,
+    /// A national programme's compliance-only modality (e.g. OEA-C).
+    Compliance,
+}
+
+impl Authorisation {
+    /// Whether this authorisation includes the security component.
+    #[must_use]
+    pub fn has_security(self) -> bool {
+        matches!(self, Self::Aeos | Self::Aeof | Self::Security)
+    }
+}
+
+/// Roles of a party in a consignment or in the supply chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PartyRole {
+    Importer,
+    Exporter,
+    Carrier,
+    Broker,
+    Consolidator,
+    TerminalOperator,
+    Manufacturer,
+    Warehouse,
+}
+
+impl PartyRole {
+    /// Upper-case text form.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Importer => "IMPORTER",
+            Self::Exporter => "EXPORTER",
+            Self::Carrier => "CARRIER",
+            Self::Broker => "BROKER",
+            Self::Consolidator => "CONSOLIDATOR",
+            Self::TerminalOperator => "TERMINAL_OPERATOR",
+            Self::Manufacturer => "MANUFACTURER",
+            Self::Warehouse => "WAREHOUSE",
+        }
+    }
+}
+
+/// The operator's contact point at customs, shown to officers on an AEO inspection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactPoint {
+    pub name: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// One operator in the AEO registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryRecord {
+    pub v: u16,
+    pub operator: OperatorId,
+    pub name: String,
+    pub authorisations: Vec<Authorisation>,
+    pub status: AeoStatus,
+    pub status_since: Timestamp,
+    pub valid_from: Timestamp,
+    #[serde(default)]
+    pub valid_to: Option<Timestamp>,
+    #[serde(default)]
+    pub roles: Vec<PartyRole>,
+    #[serde(default)]
+    pub contact_point: Option<ContactPoint>,
+    /// Other identifiers of the same entity (EORI ↔ MID, TCUI).
+    #[serde(default)]
+    pub linked_ids: Vec<OperatorId>,
+    /// Where the record came from (national list, MRA feed).
+    pub source: String,
+    /// When the source stated this record.
+    pub as_of: Timestamp,
+}
+
+impl RegistryRecord {
+    /// Whether any authorisation has the security component.
+    #[must_use]
+    pub fn has_security(&self) -> bool {
+        self.authorisations.iter().any(|a| a.has_security())
+    }
+
+    /// Status as it holds at `now`: an active record past `valid_to` is expired.
+    #[must_use]
+    pub fn status_at(&self, now: Timestamp) -> AeoStatus {
+        match (self.status, self.valid_to) {
+            (AeoStatus::Active, Some(to)) if now >= to => AeoStatus::Expired,
+            (AeoStatus::Active, _) if now < self.valid_from => AeoStatus::Expired,
+            (s, _) => s,
+        }
+    }
+}
+
+/// A mutual recognition arrangement: `recognising` accepts members of `partner`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MraRecord {
+    pub v: u16,
+    pub recognising: Programme,
+    pub partner: Programme,
+    pub in_force_from: Timestamp,
+    #[serde(default)]
+    pub in_force_to: Option<Timestamp>,
+    /// Only security-component members are recognised (true for EU–US, EU–CA).
+    pub security_only: bool,
+    pub name: String,
+}
+
+impl MraRecord {
+    /// Whether the arrangement is in force at `now`.
+    #[must_use]
+    pub fn in_force(&self, now: Timestamp) -> bool {
+        now >= self.in_force_from && self.in_force_to.is_none_or(|to| now < to)
+    }
+}
+
+/// A declared container with its seals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclaredContainer {
+    pub number: ContainerNumber,
+    #[serde(default)]
+    pub seals: Vec<SealNumber>,
+    #[serde(default)]
+    pub eseals: Vec<ESealId>,
+}
+
+/// A party to a consignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    pub role: PartyRole,
+    #[serde(default)]
+    pub operator: Option<OperatorId>,
+    pub name: String,
+}
+
+/// A customs hold on a consignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// `RISK_HOLD` or `INSPECTION_ORDER`.
+    pub kind: HoldKind,
+    pub reference: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Kind of a customs hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HoldKind {
+    RiskHold,
+    InspectionOrder,
+}
+
+/// Advance cargo data for one consignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consignment {
+    pub v: u16,
+    /// Declaration or bill of lading reference.
+    pub id: String,
+    pub containers: Vec<DeclaredContainer>,
+    pub parties: Vec<Party>,
+    #[serde(default)]
+    pub holds: Vec<Hold>,
+    /// Ports of entry concerned (replication scope).
+    pub ports: Vec<String>,
+    pub as_of: Timestamp,
+}
+
+/// One change in the registry's sequenced log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Change {
+    /// Insert or replace an operator record.
+    UpsertOperator { record: RegistryRecord },
+    /// Change an operator's status (suspend, reinstate, revoke, withdraw, expire).
+    SetStatus { operator: OperatorId, status: AeoStatus, reason: String, actor: String, at: Timestamp },
+    /// Insert or replace an MRA.
+    UpsertMra { mra: MraRecord },
+    /// Insert or replace a consignment.
+    UpsertConsignment { consignment: Consignment },
+    /// Remove a consignment (cleared or cancelled).
+    RemoveConsignment { id: String },
+}
+
+/// A change with its sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequencedChange {
+    pub seq: u64,
+    pub change: Change,
+}
+
+/// A batch of consecutive changes, or a full snapshot, for one port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeBatch {
+    pub v: u16,
+    /// `true` when this batch replaces the replica (a snapshot).
+    pub snapshot: bool,
+    /// Sequence the batch follows (0 for a snapshot).
+    pub after_seq: u64,
+    /// Sequence of the last change included.
+    pub last_seq: u64,
+    /// Port the batch is meant for.
+    pub port: String,
+    /// Central's as-of time for `last_seq`.
+    pub as_of: Timestamp,
+    pub changes: Vec<SequencedChange>,
+}
+
+/// Signed bytes: `payload` is the exact JSON text that was signed with ed25519.
+/// Verifiers check the signature over `payload` before parsing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedEnvelope {
+    pub key_id: String,
+    pub payload: String,
+    /// Hex-encoded 64-byte ed25519 signature.
+    pub signature: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// Journal and uplink
+// ---------------------------------------------------------------------------------------
+
+/// Health of one device as the agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceHealth {
+    pub device: String,
+    pub lane: Option<LaneId>,
+    pub up: bool,
+    pub detail: String,
+    pub since: Timestamp,
+}
+
+/// What a journal entry records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventBody {
+    Transaction { transaction: GateTransaction },
+    Decision { decision: Decision },
+    OfficerAction { action: OfficerAction },
+    DeviceHealth { health: DeviceHealth },
+    /// Something failed verification (a bad registry batch, a hash-chain break).
+    IntegrityAlert { what: String, detail: String },
+}
+
+/// One entry of an agent's hash-chained journal.
+///
+/// `hash` is SHA-256 over `prev_hash` (32 bytes) followed by the canonical JSON of
+/// `(v, agent, seq, id, at, body)`; see the edge agent's journal documentation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub v: u16,
+    pub agent: GateId,
+    pub seq: u64,
+    pub id: Uuid,
+    pub at: Timestamp,
+    /// Hex SHA-256 of the previous entry (64 zeros for the first).
+    pub prev_hash: String,
+    pub hash: String,
+    pub body: EventBody,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_round_trip_through_their_text_form() {
+        for &c in ReasonCode::ALL {
+            assert_eq!(ReasonCode::from_code(c.code()), Some(c));
+            let json = serde_json::to_string(&c).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", c.code()));
+        }
+    }
+
+    #[test]
+    fn reason_codes_are_unique_screaming_snake() {
+        let mut seen = std::collections::BTreeSet::new();
+        for &c in ReasonCode::ALL {
+            assert!(seen.insert(c.code()), "duplicate {}", c.code());
+            assert!(c.code().bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+            assert!(!c.text().is_empty());
+        }
+    }
+
+    #[test]
+    fn lane_names_reject_spaces_and_overlong_values() {
+        assert!(LaneId::parse("L1").is_ok());
+        assert!(LaneId::parse("").is_err());
+        assert!(LaneId::parse("lane 1").is_err());
+        assert!(LaneId::parse(&"x".repeat(33)).is_err());
+        assert!(serde_json::from_str::<LaneId>("\"a b\"").is_err());
+    }
+
+    #[test]
+    fn newer_schema_versions_are_refused() {
+        assert!(check_version(SCHEMA_VERSION).is_ok());
+        assert!(check_version(SCHEMA_VERSION + 1).is_err());
+    }
+
+    #[test]
+    fn active_record_past_validity_is_expired() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().expect("ts");
+        let t1: Timestamp = "2026-06-01T00:00:00Z".parse().expect("ts");
+        let rec = RegistryRecord {
+            v: SCHEMA_VERSION,
+            operator: OperatorId::parse("EU-AEO:DE123456789012345").expect("id"),
+            name: "Example GmbH".into(),
+            authorisations: vec![Authorisation::Aeof],
+            status: AeoStatus::Active,
+            status_since: t0,
+            valid_from: t0,
+            valid_to: Some(t1),
+            roles: vec![PartyRole::Importer],
+            contact_point: None,
+            linked_ids: vec![],
+            source: "test".into(),
+            as_of: t0,
+        };
+        assert_eq!(rec.status_at("2026-03-01T00:00:00Z".parse().expect("ts")), AeoStatus::Active);
+        assert_eq!(rec.status_at(t1), AeoStatus::Expired);
+        assert!(rec.has_security());
+    }
+}
