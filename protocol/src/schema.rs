@@ -833,6 +833,61 @@ pub struct JournalEntry {
     pub body: EventBody,
 }
 
+// ---------------------------------------------------------------------------------------
+// Agent <-> central wire records (HTTP JSON bodies; see docs/delivery.md)
+// ---------------------------------------------------------------------------------------
+
+/// `POST /api/v1/agents/{gate}/events`: a batch of journal entries, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestBatch {
+    pub v: u16,
+    /// Idempotency key of this attempt's batch (a retry may reuse or renew it; entries are
+    /// deduplicated by `(agent, seq)` and `id` regardless).
+    pub batch_id: Uuid,
+    pub agent: GateId,
+    pub entries: Vec<JournalEntry>,
+}
+
+/// Central's answer to an [`IngestBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestAck {
+    pub v: u16,
+    /// Every entry with `seq <= acked_through` is durably stored at central; the agent may
+    /// advance its acknowledged cursor to here.
+    pub acked_through: u64,
+    /// Entries newly stored by this request.
+    pub stored: u64,
+    /// Entries central already had (same seq and same hash).
+    pub duplicates: u64,
+    /// Integrity problems found (hash-chain break, gap, seq reused with another hash).
+    #[serde(default)]
+    pub alerts: Vec<String>,
+}
+
+/// `POST /api/v1/agents/{gate}/heartbeat`: the agent's health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub v: u16,
+    pub agent: GateId,
+    /// Agent clock at sending; central compares it with its own to estimate offset.
+    pub at: Timestamp,
+    pub devices: Vec<DeviceHealth>,
+    pub replica_seq: u64,
+    #[serde(default)]
+    pub replica_as_of: Option<Timestamp>,
+    /// Highest journal sequence written.
+    pub journal_head: u64,
+    /// Highest sequence central acknowledged.
+    pub acked_seq: u64,
+    /// `journal_head - acked_seq`.
+    pub backlog: u64,
+    /// Time of the oldest unacknowledged entry.
+    #[serde(default)]
+    pub oldest_unacked_at: Option<Timestamp>,
+    /// Agent software version.
+    pub version: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
