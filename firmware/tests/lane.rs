@@ -1,0 +1,804 @@
+//! The lane state machine: link reliability, lane commands, readers and the safety rules.
+#![allow(clippy::unwrap_used)]
+
+use firmware::lane::{Action, Config, Event, LaneController, Output, Reader};
+use heapless::{String, Vec as HVec};
+use proptest::prelude::*;
+use protocol::link::{
+    Barrier, BatteryLevel, FaultCode, Frame, LaneCommand, Light, LinkError, Message, SealRead,
+    SealStatus,
+};
+use protocol::reader::uhf::TagNotice;
+
+struct Lane {
+    c: LaneController,
+    now: u32,
+}
+
+impl Lane {
+    fn new() -> Self {
+        Self::with(config(), 0)
+    }
+
+    fn with(cfg: Config, now: u32) -> Self {
+        Self {
+            c: LaneController::new(cfg, now),
+            now,
+        }
+    }
+
+    /// Poll until idle; panics if the controller never settles.
+    fn run(&mut self) -> Vec<Action> {
+        let mut out = vec![];
+        for _ in 0..1000 {
+            match self.c.poll(self.now) {
+                Some(a) => out.push(a),
+                None => return out,
+            }
+        }
+        panic!("controller did not settle: {out:?}");
+    }
+
+    fn event(&mut self, e: Event) -> Vec<Action> {
+        self.c.handle(self.now, e);
+        self.run()
+    }
+
+    fn advance(&mut self, ms: u32) -> Vec<Action> {
+        self.now = self.now.wrapping_add(ms);
+        self.run()
+    }
+
+    fn command(&mut self, seq: u16, light: Light, barrier: Barrier) -> Vec<Action> {
+        self.event(Event::LinkFrame(Frame::new(seq, command(light, barrier))))
+    }
+
+    fn presence(&mut self, loop_id: u8, present: bool) -> Vec<Action> {
+        self.event(Event::Presence { loop_id, present })
+    }
+
+    /// Both loops report clear and the link comes up, then everything is acknowledged.
+    fn settled() -> Self {
+        let mut lane = Self::new();
+        lane.presence(0, false);
+        lane.presence(1, false);
+        lane.command(1000, Light::Red, Barrier::Lower);
+        lane.ack_all();
+        lane
+    }
+
+    /// Acknowledge every event frame in flight, repeatedly, until none is left.
+    fn ack_all(&mut self) {
+        for _ in 0..10 {
+            let pending: Vec<u16> = self
+                .advance(config().retry_ms)
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Transmit(f) if is_event(&f.msg) => Some(f.seq),
+                    _ => None,
+                })
+                .collect();
+            for seq in pending {
+                self.event(Event::LinkFrame(Frame::new(0, Message::Ack { seq })));
+            }
+            if self.c.unacked() == 0 {
+                return;
+            }
+        }
+        panic!("queue never drained");
+    }
+}
+
+fn config() -> Config {
+    Config {
+        loops: 2,
+        link_timeout_ms: 3_000,
+        heartbeat_ms: 1_000,
+        retry_ms: 300,
+        window: 4,
+        // Readers are exercised in their own tests; keep them quiet elsewhere.
+        uhf_poll_ms: u32::MAX / 4,
+        seal_poll_ms: u32::MAX / 4,
+        reader_answer_ms: u32::MAX / 4,
+        ..Config::default()
+    }
+}
+
+fn command(light: Light, barrier: Barrier) -> Message {
+    Message::LaneCommand(LaneCommand {
+        light,
+        barrier,
+        route: 2,
+        text: String::try_from("LANE 2").unwrap(),
+    })
+}
+
+fn is_event(m: &Message) -> bool {
+    !matches!(m, Message::Heartbeat(_) | Message::Ack { .. })
+}
+
+fn sent(actions: &[Action]) -> Vec<Message> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Transmit(f) => Some(f.msg.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(actions: &[Action]) -> Vec<Message> {
+    sent(actions).into_iter().filter(is_event).collect()
+}
+
+fn faults(actions: &[Action]) -> Vec<(FaultCode, u16)> {
+    sent(actions)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Fault { code, detail } => Some((code, detail)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn barrier_moves(actions: &[Action]) -> Vec<Barrier> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SetBarrier(b) => Some(*b),
+            _ => None,
+        })
+        .collect()
+}
+
+fn lights(actions: &[Action]) -> Vec<Light> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SetLight(l) => Some(*l),
+            _ => None,
+        })
+        .collect()
+}
+
+fn acks(actions: &[Action]) -> Vec<u16> {
+    sent(actions)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Ack { seq } => Some(seq),
+            _ => None,
+        })
+        .collect()
+}
+
+fn tag(epc_last: u8) -> TagNotice {
+    let mut epc = [0x30u8; 12];
+    epc[11] = epc_last;
+    TagNotice::with_crc(-60, 0x3000, HVec::from_slice(&epc).unwrap())
+}
+
+// ---- start-up and safety ----
+
+#[test]
+fn starts_red_without_lowering_before_loops_report() {
+    let mut lane = Lane::new();
+    let actions = lane.run();
+    assert_eq!(lights(&actions), [Light::Red]);
+    assert!(barrier_moves(&actions).is_empty());
+}
+
+#[test]
+fn lowers_once_every_loop_reports_clear() {
+    let mut lane = Lane::new();
+    lane.run();
+    assert!(
+        barrier_moves(&lane.presence(0, false)).is_empty(),
+        "loop 1 not heard yet"
+    );
+    assert_eq!(barrier_moves(&lane.presence(1, false)), [Barrier::Lower]);
+}
+
+#[test]
+fn obeys_lane_command_and_acks_it() {
+    let mut lane = Lane::settled();
+    let actions = lane.command(7, Light::Green, Barrier::Raise);
+    assert_eq!(lights(&actions), [Light::Green]);
+    assert_eq!(barrier_moves(&actions), [Barrier::Raise]);
+    assert_eq!(acks(&actions), [7]);
+    assert!(actions.contains(&Action::ShowSign {
+        route: 2,
+        text: String::try_from("LANE 2").unwrap()
+    }));
+}
+
+#[test]
+fn duplicate_command_is_acked_but_not_obeyed_again() {
+    let mut lane = Lane::settled();
+    lane.command(5, Light::Green, Barrier::Raise);
+    lane.command(6, Light::Amber, Barrier::Raise);
+    // The agent missed the ack for 5 and sends it again.
+    let actions = lane.command(5, Light::Green, Barrier::Raise);
+    assert_eq!(acks(&actions), [5]);
+    assert!(lights(&actions).is_empty());
+    assert_eq!(lane.c.light(), Some(Light::Amber));
+}
+
+#[test]
+fn refuses_to_lower_onto_a_present_vehicle_and_reports_it() {
+    let mut lane = Lane::settled();
+    lane.command(2, Light::Green, Barrier::Raise);
+    lane.presence(1, true);
+    let actions = lane.command(3, Light::Red, Barrier::Lower);
+    assert_eq!(lights(&actions), [Light::Red]);
+    assert!(barrier_moves(&actions).is_empty());
+    assert_eq!(faults(&actions), [(FaultCode::BarrierLowerRefused, 0b10)]);
+    assert_eq!(lane.c.barrier(), Some(Barrier::Raise));
+}
+
+#[test]
+fn held_lower_happens_when_the_vehicle_leaves() {
+    let mut lane = Lane::settled();
+    lane.command(2, Light::Green, Barrier::Raise);
+    lane.presence(0, true);
+    lane.presence(1, true);
+    lane.command(3, Light::Red, Barrier::Lower);
+    assert!(
+        barrier_moves(&lane.presence(0, false)).is_empty(),
+        "loop 1 still occupied"
+    );
+    assert_eq!(barrier_moves(&lane.presence(1, false)), [Barrier::Lower]);
+}
+
+#[test]
+fn raise_command_cancels_a_held_lower() {
+    let mut lane = Lane::settled();
+    lane.command(2, Light::Green, Barrier::Raise);
+    lane.presence(0, true);
+    lane.command(3, Light::Red, Barrier::Lower);
+    lane.command(4, Light::Green, Barrier::Raise);
+    assert!(barrier_moves(&lane.presence(0, false)).is_empty());
+    assert_eq!(lane.c.barrier(), Some(Barrier::Raise));
+}
+
+#[test]
+fn lower_with_no_vehicle_is_not_a_fault() {
+    let mut lane = Lane::settled();
+    lane.command(2, Light::Green, Barrier::Raise);
+    let actions = lane.command(3, Light::Red, Barrier::Lower);
+    assert_eq!(barrier_moves(&actions), [Barrier::Lower]);
+    assert!(faults(&actions).is_empty());
+}
+
+#[test]
+fn presence_changes_are_sent_once_each() {
+    let mut lane = Lane::settled();
+    let actions = lane.presence(0, true);
+    assert_eq!(
+        events(&actions),
+        [Message::Presence {
+            loop_id: 0,
+            present: true
+        }]
+    );
+    lane.ack_all();
+    assert!(
+        events(&lane.presence(0, true)).is_empty(),
+        "no change, nothing to send"
+    );
+}
+
+#[test]
+fn presence_on_an_unwired_loop_is_ignored() {
+    let mut lane = Lane::settled();
+    assert!(events(&lane.presence(5, true)).is_empty());
+    assert!(!lane.c.vehicle_may_be_present());
+}
+
+// ---- link silence ----
+
+#[test]
+fn silent_link_turns_the_light_red_and_lowers_an_empty_lane() {
+    let mut lane = Lane::settled();
+    lane.command(2, Light::Green, Barrier::Raise);
+    assert!(
+        lights(&lane.advance(3_000)).is_empty(),
+        "not yet past the timeout"
+    );
+    let actions = lane.advance(1);
+    assert_eq!(lights(&actions), [Light::Red]);
+    assert_eq!(barrier_moves(&actions), [Barrier::Lower]);
+    assert!(!lane.c.link_up());
+}
+
+#[test]
+fn silent_link_leaves_the_barrier_up_over_a_vehicle_until_it_leaves() {
+    let mut lane = Lane::settled();
+    lane.command(2, Light::Green, Barrier::Raise);
+    lane.presence(0, true);
+    let actions = lane.advance(3_001);
+    assert_eq!(lights(&actions), [Light::Red]);
+    assert!(barrier_moves(&actions).is_empty());
+    assert_eq!(barrier_moves(&lane.presence(0, false)), [Barrier::Lower]);
+}
+
+#[test]
+fn link_return_is_reported_with_the_seconds_of_silence() {
+    let mut lane = Lane::settled();
+    lane.advance(10_000);
+    let actions = lane.command(9, Light::Amber, Barrier::Lower);
+    assert_eq!(faults(&actions), [(FaultCode::LinkSilentRecovered, 10)]);
+    assert_eq!(lights(&actions), [Light::Amber]);
+    assert!(lane.c.link_up());
+}
+
+#[test]
+fn lane_stays_safe_after_link_returns_until_commanded() {
+    let mut lane = Lane::settled();
+    lane.command(2, Light::Green, Barrier::Raise);
+    lane.advance(5_000);
+    // An ack is traffic, not a command.
+    let actions = lane.event(Event::LinkFrame(Frame::new(
+        3,
+        Message::Ack { seq: 60_000 },
+    )));
+    assert!(lights(&actions).is_empty());
+    assert_eq!(lane.c.light(), Some(Light::Red));
+}
+
+#[test]
+fn first_contact_is_not_a_fault() {
+    let mut lane = Lane::new();
+    lane.run();
+    let actions = lane.command(1, Light::Red, Barrier::Raise);
+    assert!(faults(&actions).is_empty());
+    assert!(lane.c.link_up());
+}
+
+#[test]
+fn command_seqs_are_forgotten_after_silence() {
+    let mut lane = Lane::settled();
+    lane.command(4, Light::Green, Barrier::Raise);
+    lane.advance(4_000);
+    // The agent restarted and numbers from 4 again.
+    let actions = lane.command(4, Light::Green, Barrier::Raise);
+    assert_eq!(lights(&actions), [Light::Green]);
+}
+
+#[test]
+fn rejected_frames_do_not_keep_the_link_alive() {
+    let mut lane = Lane::settled();
+    lane.command(2, Light::Green, Barrier::Raise);
+    lane.advance(2_000);
+    lane.event(Event::LinkError(LinkError::Crc {
+        expected: 1,
+        found: 2,
+    }));
+    let actions = lane.advance(1_001);
+    assert_eq!(lights(&actions), [Light::Red]);
+    assert!(faults(&actions).contains(&(FaultCode::LinkRejected, 1)));
+}
+
+#[test]
+fn unknown_message_is_acknowledged() {
+    let mut lane = Lane::settled();
+    let actions = lane.event(Event::LinkError(LinkError::UnknownMessage {
+        seq: 77,
+        kind: 12,
+    }));
+    assert_eq!(acks(&actions), [77]);
+}
+
+// ---- reliability ----
+
+#[test]
+fn event_is_retransmitted_until_acked() {
+    let mut lane = Lane::settled();
+    let first = events(&lane.presence(0, true));
+    assert_eq!(first.len(), 1);
+    assert!(
+        events(&lane.advance(299)).is_empty(),
+        "retry interval not reached"
+    );
+    assert_eq!(events(&lane.advance(1)), first);
+    lane.ack_all();
+    assert!(events(&lane.advance(10_000)).is_empty());
+}
+
+#[test]
+fn retransmission_keeps_its_sequence_number() {
+    let mut lane = Lane::settled();
+    let seq_of = |actions: &[Action]| -> Vec<u16> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Transmit(f) if is_event(&f.msg) => Some(f.seq),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = seq_of(&lane.presence(1, true));
+    let again = seq_of(&lane.advance(300));
+    assert_eq!(first, again);
+    lane.event(Event::LinkFrame(Frame::new(
+        50,
+        Message::Ack { seq: first[0] },
+    )));
+    assert!(seq_of(&lane.advance(300)).is_empty());
+}
+
+#[test]
+fn at_most_window_events_are_in_flight() {
+    let mut lane = Lane::settled();
+    let mut first = vec![];
+    for i in 0..6 {
+        first.extend(lane.event(Event::Tag(tag(i))));
+    }
+    assert_eq!(events(&first).len(), 4);
+    assert_eq!(lane.c.unacked(), 6);
+}
+
+#[test]
+fn full_queue_drops_the_oldest_tag_read_and_reports_it() {
+    let mut lane = Lane::settled();
+    lane.presence(0, true);
+    for i in 0..20 {
+        lane.event(Event::Tag(tag(i)));
+    }
+    assert_eq!(lane.c.unacked(), 16);
+    // Serve the queue as an agent would; the overflow report queues behind the backlog.
+    let mut seen_presence = false;
+    let mut reported = vec![];
+    for _ in 0..20 {
+        let actions = lane.advance(300);
+        seen_presence |= events(&actions)
+            .iter()
+            .any(|m| matches!(m, Message::Presence { .. }));
+        reported.extend(faults(&actions));
+        let ackable: Vec<u16> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Transmit(f) if is_event(&f.msg) => Some(f.seq),
+                _ => None,
+            })
+            .collect();
+        for seq in ackable {
+            lane.event(Event::LinkFrame(Frame::new(1, Message::Ack { seq })));
+        }
+    }
+    assert!(
+        reported.contains(&(FaultCode::QueueOverflow, 5)),
+        "{reported:?}"
+    );
+    // The presence change, older than every tag, survived.
+    assert!(seen_presence);
+}
+
+#[test]
+fn sequence_numbers_increase_and_wrap() {
+    let mut lane = Lane::new();
+    let mut seqs = vec![];
+    for _ in 0..70_000u32 {
+        for a in lane.advance(1_000) {
+            if let Action::Transmit(f) = a {
+                seqs.push(f.seq);
+            }
+        }
+        if seqs.len() > 65_540 {
+            break;
+        }
+    }
+    assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+    assert!(seqs.contains(&u16::MAX) && seqs.iter().filter(|&&s| s == 0).count() == 2);
+}
+
+#[test]
+fn heartbeat_reports_state_every_period() {
+    let mut lane = Lane::settled();
+    lane.command(3, Light::Green, Barrier::Raise);
+    lane.presence(1, true);
+    let beats: Vec<_> = sent(&lane.advance(1_000))
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Heartbeat(h) => Some(h),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(beats.len(), 1);
+    let s = beats[0].status;
+    assert!(s.link_ok);
+    assert_eq!(
+        (s.light, s.barrier, s.presence),
+        (Light::Green, Barrier::Raise, 0b10)
+    );
+    assert_eq!(beats[0].uptime_ms, lane.now);
+}
+
+// ---- readers ----
+
+fn reader_lane() -> Lane {
+    let cfg = Config {
+        uhf_poll_ms: 100,
+        seal_poll_ms: 1_000,
+        reader_answer_ms: 1_000,
+        reader_silent_after: 3,
+        reader_retry_ms: 2_000,
+        ..config()
+    };
+    let mut lane = Lane::with(cfg, 0);
+    lane.c.handle(
+        0,
+        Event::Presence {
+            loop_id: 0,
+            present: false,
+        },
+    );
+    lane.c.handle(
+        0,
+        Event::Presence {
+            loop_id: 1,
+            present: false,
+        },
+    );
+    lane
+}
+
+fn polls(actions: &[Action], reader: Reader) -> usize {
+    actions
+        .iter()
+        .filter(|a| **a == Action::PollReader(reader))
+        .count()
+}
+
+#[test]
+fn polls_each_reader_at_its_period_after_answers() {
+    let mut lane = reader_lane();
+    let actions = lane.run();
+    assert_eq!(
+        (polls(&actions, Reader::Uhf), polls(&actions, Reader::ESeal)),
+        (1, 1)
+    );
+    lane.event(Event::ReaderAnswered(Reader::Uhf));
+    lane.event(Event::ReaderAnswered(Reader::ESeal));
+    assert_eq!(polls(&lane.advance(99), Reader::Uhf), 0);
+    assert_eq!(polls(&lane.advance(1), Reader::Uhf), 1);
+}
+
+#[test]
+fn does_not_poll_a_reader_that_is_still_answering() {
+    let mut lane = reader_lane();
+    lane.run();
+    assert_eq!(polls(&lane.advance(500), Reader::Uhf), 0);
+}
+
+#[test]
+fn reader_is_reported_silent_after_misses_then_recovered() {
+    let mut lane = reader_lane();
+    let mut all = lane.run();
+    for _ in 0..3 {
+        all.extend(lane.event(Event::ReaderTimedOut(Reader::Uhf)));
+        all.extend(lane.advance(100));
+    }
+    assert_eq!(faults(&all), [(FaultCode::ReaderSilent, 0)]);
+    let actions = lane.event(Event::ReaderAnswered(Reader::Uhf));
+    assert_eq!(faults(&actions), [(FaultCode::ReaderRecovered, 0)]);
+}
+
+#[test]
+fn silent_reader_is_retried_at_the_retry_period() {
+    let mut lane = reader_lane();
+    lane.run(); // poll at 0
+    for _ in 0..3 {
+        lane.event(Event::ReaderTimedOut(Reader::ESeal));
+        lane.advance(1_000); // polls at 1000 and 2000; silent after the third miss
+    }
+    assert_eq!(polls(&lane.advance(999), Reader::ESeal), 0);
+    assert_eq!(
+        polls(&lane.advance(1), Reader::ESeal),
+        1,
+        "2000 ms after the last poll"
+    );
+}
+
+#[test]
+fn unanswered_poll_counts_as_a_miss_even_if_the_driver_says_nothing() {
+    let mut lane = reader_lane();
+    lane.run();
+    let mut all = vec![];
+    for _ in 0..3 {
+        all.extend(lane.advance(1_000));
+    }
+    assert!(faults(&all).contains(&(FaultCode::ReaderSilent, 0)));
+}
+
+#[test]
+fn repeated_tag_is_sent_once_per_holdoff() {
+    let mut lane = Lane::settled();
+    assert_eq!(events(&lane.event(Event::Tag(tag(1)))).len(), 1);
+    lane.ack_all();
+    assert!(events(&lane.event(Event::Tag(tag(1)))).is_empty());
+    assert_eq!(
+        events(&lane.event(Event::Tag(tag(2)))).len(),
+        1,
+        "another tag"
+    );
+    lane.advance(2_000);
+    assert_eq!(
+        events(&lane.event(Event::Tag(tag(1)))).len(),
+        1,
+        "hold-off over"
+    );
+}
+
+#[test]
+fn tag_read_carries_the_configured_antenna() {
+    let mut lane = Lane::settled();
+    let msgs = events(&lane.event(Event::Tag(tag(9))));
+    let Message::TagRead(read) = &msgs[0] else {
+        panic!()
+    };
+    assert_eq!((read.antenna, read.rssi, read.pc), (1, -60, 0x3000));
+}
+
+#[test]
+fn seal_state_change_is_sent_even_within_holdoff() {
+    let mut lane = Lane::settled();
+    let seal = |status| SealRead {
+        manufacturer: 1,
+        tag_id: 2,
+        status,
+        battery: BatteryLevel::Ok,
+        sealed_at: None,
+        opened_at: None,
+    };
+    assert_eq!(
+        events(&lane.event(Event::Seal(seal(SealStatus::Sealed)))).len(),
+        1
+    );
+    assert!(events(&lane.event(Event::Seal(seal(SealStatus::Sealed)))).is_empty());
+    assert_eq!(
+        events(&lane.event(Event::Seal(seal(SealStatus::Tampered)))).len(),
+        1
+    );
+}
+
+#[test]
+fn reader_errors_are_counted_into_one_fault_per_period() {
+    let mut lane = Lane::settled();
+    for _ in 0..5 {
+        lane.event(Event::ReaderBadFrame(Reader::Uhf));
+    }
+    lane.event(Event::TagCrcMismatch);
+    let actions = lane.advance(1_000);
+    let f = faults(&actions);
+    assert!(f.contains(&(FaultCode::ReaderChecksum, 5)));
+    assert!(f.contains(&(FaultCode::TagCrc, 1)));
+    lane.ack_all();
+    assert!(faults(&lane.advance(1_000)).is_empty());
+}
+
+#[test]
+fn failed_output_is_reported_and_retried() {
+    let mut lane = Lane::settled();
+    lane.command(2, Light::Green, Barrier::Raise);
+    let actions = lane.event(Event::OutputFailed(Output::Light));
+    assert!(faults(&actions).contains(&(FaultCode::OutputError, 0)));
+    assert!(lights(&actions).is_empty());
+    assert_eq!(lights(&lane.advance(300)), [Light::Green]);
+}
+
+#[test]
+fn runs_across_clock_wrap() {
+    let mut lane = Lane::with(config(), u32::MAX - 1_500);
+    lane.presence(0, false);
+    lane.presence(1, false);
+    lane.command(1, Light::Green, Barrier::Raise);
+    assert!(
+        lights(&lane.advance(2_999)).is_empty(),
+        "wrapped, still within timeout"
+    );
+    assert_eq!(lights(&lane.advance(2)), [Light::Red]);
+}
+
+#[test]
+fn zero_periods_do_not_stall_the_controller() {
+    let cfg = Config {
+        heartbeat_ms: 0,
+        retry_ms: 0,
+        uhf_poll_ms: 0,
+        seal_poll_ms: 0,
+        fault_report_ms: 0,
+        reader_answer_ms: 0,
+        reader_retry_ms: 0,
+        ..Config::default()
+    };
+    let mut lane = Lane::with(cfg, 0);
+    lane.presence(0, true);
+    lane.advance(1);
+}
+
+// ---- the safety property ----
+
+#[derive(Debug, Clone)]
+enum Op {
+    Presence(u8, bool),
+    Command(u16, Light, Barrier),
+    Advance(u32),
+    AckEverything,
+    Garbage,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let light = prop_oneof![
+        Just(Light::Off),
+        Just(Light::Red),
+        Just(Light::Amber),
+        Just(Light::Green)
+    ];
+    let barrier = prop_oneof![Just(Barrier::Lower), Just(Barrier::Raise)];
+    prop_oneof![
+        3 => (0u8..3, any::<bool>()).prop_map(|(l, p)| Op::Presence(l, p)),
+        3 => (0u16..40, light, barrier).prop_map(|(s, l, b)| Op::Command(s, l, b)),
+        3 => prop_oneof![0u32..50, 0u32..5_000, Just(3_001)].prop_map(Op::Advance),
+        1 => Just(Op::AckEverything),
+        1 => Just(Op::Garbage),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever the agent commands and however the link behaves, `SetBarrier(Lower)` is
+    /// only ever emitted when every loop has reported and none has a vehicle; and once
+    /// every loop is clear, a wanted lower does happen.
+    #[test]
+    fn barrier_never_lowers_on_a_present_vehicle(
+        start in any::<u32>(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        let mut lane = Lane::with(config(), start);
+        let mut present = [None::<bool>; 2];
+        let check = |actions: &[Action], present: &[Option<bool>; 2]| -> Result<(), TestCaseError> {
+            for b in barrier_moves(actions) {
+                if b == Barrier::Lower {
+                    prop_assert!(
+                        present.iter().all(|p| *p == Some(false)),
+                        "lowered with presence {:?}", present
+                    );
+                }
+            }
+            Ok(())
+        };
+        let actions = lane.run();
+        check(&actions, &present)?;
+        for op in ops {
+            let actions = match op {
+                Op::Presence(l, p) => {
+                    if let Some(slot) = present.get_mut(usize::from(l)) {
+                        *slot = Some(p);
+                    }
+                    lane.presence(l, p)
+                }
+                Op::Command(seq, l, b) => lane.command(seq, l, b),
+                Op::Advance(ms) => lane.advance(ms),
+                Op::AckEverything => {
+                    for seq in 0..=u16::MAX {
+                        if lane.c.unacked() == 0 {
+                            break;
+                        }
+                        lane.c.handle(lane.now, Event::LinkFrame(Frame::new(0, Message::Ack { seq })));
+                    }
+                    lane.run()
+                }
+                Op::Garbage => lane.event(Event::LinkError(LinkError::Cobs { len: 3 })),
+            };
+            check(&actions, &present)?;
+        }
+        // Liveness: clear every loop; a wanted lower must now happen.
+        let mut actions = lane.presence(0, false);
+        actions.extend(lane.presence(1, false));
+        actions.extend(lane.advance(1));
+        if lane.c.wanted_barrier() == Barrier::Lower {
+            prop_assert_eq!(lane.c.barrier(), Some(Barrier::Lower));
+        }
+    }
+}
