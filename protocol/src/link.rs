@@ -16,8 +16,9 @@
 //!   0x1EDC6F41 reflected, init and xorout 0xFFFFFFFF), appended little-endian. It was
 //!   chosen over CRC-16/IBM-3740 because these frames drive a barrier: CRC-32C keeps a
 //!   Hamming distance of 6 far beyond our longest frame (Koopman, "32-bit cyclic redundancy
-//!   codes for Internet applications", DSN 2002), so any 5 bit errors in a frame are always
-//!   detected and random corruption slips through with probability 2^-32 rather than 2^-16.
+//!   codes for Internet applications", DSN 2002), so any 5 bit errors in a body are always
+//!   detected and random corruption slips through with probability 2^-32 rather than 2^-16
+//!   (a damaged COBS code byte moves bytes rather than flipping bits: the second case).
 //!   The price is two bytes per frame and a 1 KiB table in flash.
 //! - COBS (Cheshire & Baker, 1999) removes every 0x00 from the stuffed bytes, so 0x00
 //!   only ever delimits. The encoder writes a delimiter *before and after* each frame:
@@ -363,13 +364,9 @@ pub enum LinkError {
 /// A buffer of [`MAX_FRAME`] bytes always suffices for frames of this version.
 pub fn encode_frame(frame: &Frame, out: &mut [u8]) -> Result<usize, LinkError> {
     let mut body = [0u8; MAX_BODY + CRC_BYTES];
+    // Every message of this version fits MAX_BODY (a test encodes the largest).
     let len = match postcard::to_slice(frame, &mut body[..MAX_BODY]) {
         Ok(used) => used.len(),
-        Err(postcard::Error::SerializeBufferFull) => {
-            return Err(LinkError::BufferTooSmall {
-                available: out.len(),
-            });
-        }
         Err(_) => return Err(LinkError::Encode),
     };
     let crc = LINK_CRC.checksum(&body[..len]);

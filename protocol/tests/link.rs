@@ -130,7 +130,8 @@ fn largest_message_fits_max_frame() {
     let len = postcard::to_slice(&frame, &mut body).unwrap().len();
     assert_eq!(len, MAX_BODY);
     let bytes = encode(&frame);
-    assert!(bytes.len() <= MAX_FRAME);
+    assert_eq!(bytes.len(), MAX_FRAME);
+    assert_eq!(MAX_FRAME, 80, "docs/hardware.md states the limit");
     assert_eq!(only_frame(&bytes), frame);
 }
 
@@ -471,4 +472,33 @@ proptest! {
         let results = decode_all(&bytes);
         prop_assert_eq!(results.last(), Some(&Ok(frame)));
     }
+}
+
+#[test]
+fn encodes_the_examples_documented_in_hardware_md() {
+    // docs/hardware.md, "Worked examples".
+    assert_eq!(
+        encode(&Frame::new(5, Message::Ack { seq: 9 })),
+        [
+            0x00, 0x09, 0x01, 0x05, 0x06, 0x09, 0xE5, 0x5D, 0xC0, 0xBF, 0x00
+        ]
+    );
+    assert_eq!(
+        encode(&Frame::new(
+            7,
+            Message::Presence {
+                loop_id: 1,
+                present: true
+            }
+        )),
+        [
+            0x00, 0x0A, 0x01, 0x07, 0x02, 0x01, 0x01, 0x2A, 0xE8, 0xC5, 0xCA, 0x00
+        ]
+    );
+}
+
+#[test]
+fn link_crc_is_crc32c() {
+    // Catalogue check value of CRC-32/ISCSI over "123456789".
+    assert_eq!(LINK_CRC.checksum(b"123456789"), 0xE306_9283);
 }
