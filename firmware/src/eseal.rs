@@ -34,6 +34,8 @@ pub struct SealReader<U> {
     parser: eseal::Parser,
     outstanding: Option<Outstanding>,
     timeout_ms: u32,
+    /// When the last byte was read, to notice a frame cut short.
+    last_byte_ms: u32,
 }
 
 impl<U> SealReader<U>
@@ -53,6 +55,7 @@ where
             parser: eseal::Parser::new(),
             outstanding: None,
             timeout_ms,
+            last_byte_ms: 0,
         }
     }
 
@@ -93,9 +96,16 @@ where
             if self.uart.read(&mut byte).map_err(Error::Uart)? == 0 {
                 break;
             }
+            self.last_byte_ms = now_ms;
             if let Some(result) = self.parser.push(byte[0]) {
                 return self.accept(result, now_ms);
             }
+        }
+        if self.parser.pending() > 0
+            && elapsed(now_ms, self.last_byte_ms) >= crate::LINE_IDLE_MS
+            && let Some(result) = self.parser.idle()
+        {
+            return self.accept(result, now_ms);
         }
         match self.outstanding {
             Some(o) if elapsed(now_ms, o.since_ms) >= self.timeout_ms => {

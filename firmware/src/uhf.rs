@@ -41,6 +41,8 @@ pub struct UhfReader<U> {
     parser: uhf::Parser,
     outstanding: Option<Outstanding>,
     timeout_ms: u32,
+    /// When the last byte was read, to notice a frame cut short.
+    last_byte_ms: u32,
 }
 
 impl<U> UhfReader<U>
@@ -59,6 +61,7 @@ where
             parser: uhf::Parser::new(),
             outstanding: None,
             timeout_ms,
+            last_byte_ms: 0,
         }
     }
 
@@ -93,7 +96,8 @@ where
     /// - `Ok(None)`: nothing complete yet.
     /// - `Err(Timeout)`: the outstanding command went unanswered; it is dropped.
     /// - `Err(Checksum | Frame | Unexpected)`: a bad or unrequested frame was dropped; call
-    ///   again, later bytes may hold more.
+    ///   again, later bytes may hold more. A frame cut short is reported as
+    ///   `Frame(Truncated)` once the line has been quiet for [`LINE_IDLE_MS`](crate::LINE_IDLE_MS).
     pub fn poll(&mut self, now_ms: u32) -> Result<Option<Reply>, Error<U::Error>> {
         if let Some(result) = self.parser.drain() {
             return self.accept(result);
@@ -106,9 +110,16 @@ where
             if self.uart.read(&mut byte).map_err(Error::Uart)? == 0 {
                 break;
             }
+            self.last_byte_ms = now_ms;
             if let Some(result) = self.parser.push(byte[0]) {
                 return self.accept(result);
             }
+        }
+        if self.parser.pending() > 0
+            && elapsed(now_ms, self.last_byte_ms) >= crate::LINE_IDLE_MS
+            && let Some(result) = self.parser.idle()
+        {
+            return self.accept(result);
         }
         match self.outstanding {
             Some(o) if elapsed(now_ms, o.since_ms) >= self.timeout_ms => {

@@ -110,11 +110,15 @@ fn reports_bad_crc() {
 }
 
 #[test]
-fn truncated_frame_ends_in_timeout() {
+fn truncated_frame_is_reported_then_times_out() {
     let (mut r, uart) = reader();
     r.send(Request::Poll, 0).unwrap();
     uart.reply(&bytes(&seal(SealStatus::Opened))[..10]);
     assert_eq!(r.poll(100).unwrap(), None);
+    assert_eq!(
+        r.poll(120),
+        Err(Error::Frame(FrameError::Truncated { have: 10 }))
+    );
     assert_eq!(r.poll(300), Err(Error::Timeout));
 }
 

@@ -93,12 +93,37 @@ fn reports_checksum_error() {
 }
 
 #[test]
-fn truncated_frame_ends_in_timeout() {
+fn truncated_frame_is_reported_when_the_line_goes_quiet_then_times_out() {
     let (mut r, uart) = reader();
     r.send(Command::SinglePoll, 0).unwrap();
     uart.reply(&hex(TAG_NOTICE)[..12]);
     assert_eq!(r.poll(10).unwrap(), None);
+    assert_eq!(
+        r.poll(29).unwrap(),
+        None,
+        "19 ms of quiet: the rest may still come"
+    );
+    assert_eq!(
+        r.poll(30),
+        Err(Error::Frame(FrameError::Truncated { have: 12 }))
+    );
     assert_eq!(r.poll(100), Err(Error::Timeout));
+}
+
+#[test]
+fn frame_swallowed_by_noise_is_recovered_when_the_line_goes_quiet() {
+    let (mut r, uart) = reader();
+    r.send(Command::SinglePoll, 0).unwrap();
+    // Noise `BB 01 22 00 40` declares 64 parameter bytes; the real answer follows.
+    uart.reply(&hex("BB01220040"));
+    uart.reply(&hex(NO_TAG));
+    assert_eq!(r.poll(1).unwrap(), None);
+    assert_eq!(
+        r.poll(21),
+        Err(Error::Frame(FrameError::Truncated { have: 13 }))
+    );
+    assert_eq!(r.poll(21).unwrap(), Some(Reply::Error { code: 0x15 }));
+    assert!(!r.is_waiting());
 }
 
 #[test]

@@ -15,6 +15,11 @@
 //! `skipped`) until a frame is accepted or the buffer runs empty. `push` returns at most
 //! one result per byte; after it returns `Some`, call `drain` until `None` to collect
 //! results that were already buffered (or use `push_slice`).
+//!
+//! A false start can also declare a length that swallows a good frame behind it and then
+//! wait for bytes that never come. So when the line goes quiet (drivers use a gap of many
+//! byte times) the caller calls `idle` until `None`: the partial frame is abandoned
+//! ([`FrameError::Truncated`]) and the bytes after its start are scanned again.
 
 use heapless::Vec;
 
@@ -50,6 +55,12 @@ pub enum FrameError {
         declared: usize,
         /// Largest accepted.
         limit: usize,
+    },
+    /// The line went quiet in the middle of a frame.
+    #[error("frame cut short after {have} bytes")]
+    Truncated {
+        /// Bytes received from the start byte on.
+        have: usize,
     },
     /// The frame is intact but its parameters do not have the length its kind requires.
     #[error("frame kind {kind:#04x} with {len} parameter bytes")]
@@ -152,7 +163,9 @@ impl<const CAP: usize> Scanner<CAP> {
         }
     }
 
-    fn step(&mut self, start: u8, check: fn(&[u8]) -> Check) -> Option<Result<&[u8], FrameError>> {
+    /// The next result from the buffered bytes: `Ok(n)` means `self.buf[..n]` is a frame
+    /// (removed on the next call).
+    fn step(&mut self, start: u8, check: fn(&[u8]) -> Check) -> Option<Result<usize, FrameError>> {
         let returned = core::mem::take(&mut self.returned);
         self.remove_front(returned);
         loop {
@@ -174,7 +187,7 @@ impl<const CAP: usize> Scanner<CAP> {
                 Check::Complete(n) => {
                     self.resyncing = false;
                     self.returned = n;
-                    return Some(Ok(&self.buf[..n]));
+                    return Some(Ok(n));
                 }
                 Check::Invalid(err) => {
                     self.remove_front(1);
@@ -189,6 +202,32 @@ impl<const CAP: usize> Scanner<CAP> {
                 }
             }
         }
+    }
+
+    /// Like `step`, but the line has gone quiet: a candidate still waiting for bytes will
+    /// never complete, so it is abandoned (reported once as `Truncated`) and the bytes
+    /// after its start are scanned again.
+    fn idle(&mut self, start: u8, check: fn(&[u8]) -> Check) -> Option<Result<usize, FrameError>> {
+        loop {
+            if let Some(result) = self.step(start, check) {
+                return Some(result);
+            }
+            if self.len == 0 {
+                return None;
+            }
+            let have = self.len;
+            self.remove_front(1);
+            if !self.resyncing {
+                self.resyncing = true;
+                return Some(Err(FrameError::Truncated { have }));
+            }
+            self.skipped = self.skipped.wrapping_add(1);
+        }
+    }
+
+    /// Bytes buffered that are not yet a result (a partial frame).
+    fn pending(&self) -> usize {
+        self.len - self.returned
     }
 
     fn reset(&mut self) {
@@ -653,10 +692,29 @@ pub mod uhf {
 
         /// The next result already buffered after a resynchronisation, if any.
         pub fn drain(&mut self) -> Option<Result<RawFrame, FrameError>> {
-            let frame = match self.scan.step(HEADER, check)? {
-                Ok(frame) => frame,
+            let result = self.scan.step(HEADER, check)?;
+            self.frame(result)
+        }
+
+        /// The line has gone quiet (no byte for much longer than a byte time): abandon a
+        /// partial frame, reporting it once as [`FrameError::Truncated`], and return the next
+        /// result from the bytes after its start. Call until `None`.
+        pub fn idle(&mut self) -> Option<Result<RawFrame, FrameError>> {
+            let result = self.scan.idle(HEADER, check)?;
+            self.frame(result)
+        }
+
+        /// Bytes of a partial frame held, waiting for the rest.
+        pub fn pending(&self) -> usize {
+            self.scan.pending()
+        }
+
+        fn frame(&self, result: Result<usize, FrameError>) -> Option<Result<RawFrame, FrameError>> {
+            let n = match result {
+                Ok(n) => n,
                 Err(e) => return Some(Err(e)),
             };
+            let frame = &self.scan.buf[..n];
             let kind = FrameType::from_byte(frame[1])?;
             let params = &frame[5..frame.len() - 2];
             Some(Ok(RawFrame {
@@ -1038,10 +1096,29 @@ pub mod eseal {
 
         /// The next result already buffered after a resynchronisation, if any.
         pub fn drain(&mut self) -> Option<Result<RawFrame, FrameError>> {
-            let frame = match self.scan.step(STX, check)? {
-                Ok(frame) => frame,
+            let result = self.scan.step(STX, check)?;
+            self.frame(result)
+        }
+
+        /// The line has gone quiet: abandon a partial frame, reporting it once as
+        /// [`FrameError::Truncated`], and return the next result from the bytes after its
+        /// start. Call until `None`.
+        pub fn idle(&mut self) -> Option<Result<RawFrame, FrameError>> {
+            let result = self.scan.idle(STX, check)?;
+            self.frame(result)
+        }
+
+        /// Bytes of a partial frame held, waiting for the rest.
+        pub fn pending(&self) -> usize {
+            self.scan.pending()
+        }
+
+        fn frame(&self, result: Result<usize, FrameError>) -> Option<Result<RawFrame, FrameError>> {
+            let n = match result {
+                Ok(n) => n,
                 Err(e) => return Some(Err(e)),
             };
+            let frame = &self.scan.buf[..n];
             Some(Ok(RawFrame {
                 kind: frame[2],
                 payload: Vec::from_slice(&frame[3..frame.len() - 3]).ok()?,

@@ -14,10 +14,14 @@ fn hex(s: &str) -> std::vec::Vec<u8> {
         .collect()
 }
 
+/// Feed a burst of bytes, then let the line go idle; every result in order.
 fn uhf_all(bytes: &[u8]) -> std::vec::Vec<Result<uhf::RawFrame, FrameError>> {
     let mut parser = uhf::Parser::new();
     let mut out = vec![];
     parser.push_slice(bytes, |r| out.push(r));
+    while let Some(r) = parser.idle() {
+        out.push(r);
+    }
     out
 }
 
@@ -236,9 +240,48 @@ fn truncated_frame_does_not_hide_the_next_one() {
 }
 
 #[test]
-fn partial_frame_yields_nothing_yet() {
+fn partial_frame_waits_for_more_bytes() {
     let notice = hex(TAG_NOTICE);
-    assert!(uhf_all(&notice[..notice.len() - 1]).is_empty());
+    let mut parser = uhf::Parser::new();
+    let mut results = vec![];
+    parser.push_slice(&notice[..notice.len() - 1], |r| results.push(r));
+    assert!(results.is_empty());
+    assert_eq!(parser.pending(), notice.len() - 1);
+    assert_eq!(parser.push(0x7E), Some(Ok(uhf_one(&notice))));
+}
+
+#[test]
+fn idle_line_reports_a_truncated_frame_once() {
+    let notice = hex(TAG_NOTICE);
+    assert_eq!(
+        uhf_all(&notice[..10]),
+        [Err(FrameError::Truncated { have: 10 })]
+    );
+}
+
+#[test]
+fn idle_line_frees_a_frame_swallowed_by_a_false_start() {
+    // Noise `BB 00 22 00 30` declares 48 parameter bytes; a whole poll command follows and
+    // then the line goes quiet.
+    let mut bytes = hex("BB00220030");
+    bytes.extend(hex(SINGLE_POLL));
+    let mut parser = uhf::Parser::new();
+    let mut during = vec![];
+    parser.push_slice(&bytes, |r| during.push(r));
+    assert!(
+        during.is_empty(),
+        "still waiting for the false start's bytes"
+    );
+    assert_eq!(parser.idle(), Some(Err(FrameError::Truncated { have: 12 })));
+    assert_eq!(parser.idle(), Some(Ok(uhf_one(&hex(SINGLE_POLL)))));
+    assert_eq!(parser.idle(), None);
+    assert_eq!(parser.pending(), 0);
+}
+
+#[test]
+fn idle_with_nothing_buffered_yields_nothing() {
+    assert_eq!(uhf::Parser::new().idle(), None);
+    assert_eq!(eseal::Parser::new().idle(), None);
 }
 
 #[test]
@@ -384,8 +427,15 @@ proptest! {
     }
 
     #[test]
-    fn uhf_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..800)) {
-        for r in uhf_all(&bytes).into_iter().flatten() {
+    fn uhf_parser_never_panics_and_idle_empties_it(bytes in prop::collection::vec(any::<u8>(), 0..800)) {
+        let mut parser = uhf::Parser::new();
+        let mut frames = vec![];
+        parser.push_slice(&bytes, |r| frames.push(r));
+        while let Some(r) = parser.idle() {
+            frames.push(r);
+        }
+        prop_assert_eq!(parser.pending(), 0);
+        for r in frames.into_iter().flatten() {
             let _ = uhf::Reply::parse(&r);
         }
     }
@@ -406,10 +456,14 @@ proptest! {
 
 // ---- e-seal reader ----
 
+/// Feed a burst of bytes, then let the line go idle; every result in order.
 fn seal_all(bytes: &[u8]) -> std::vec::Vec<Result<eseal::RawFrame, FrameError>> {
     let mut parser = eseal::Parser::new();
     let mut out = vec![];
     parser.push_slice(bytes, |r| out.push(r));
+    while let Some(r) = parser.idle() {
+        out.push(r);
+    }
     out
 }
 
@@ -543,6 +597,16 @@ fn rejects_short_seal_payload() {
 }
 
 #[test]
+fn seal_frame_behind_a_false_start_is_found_when_the_line_goes_idle() {
+    // Found by proptest: `02 15` declares 21 bytes, more than the real frame after it.
+    let bytes = encode_reply(&report());
+    let mut stream = vec![0x02, 0x15];
+    stream.extend(&bytes);
+    let results = seal_all(&stream);
+    assert_eq!(results.last(), Some(&Ok(seal_one(&bytes))));
+}
+
+#[test]
 fn truncated_seal_frame_does_not_hide_the_next_one() {
     let bytes = encode_reply(&report());
     let mut stream = bytes[..9].to_vec();
@@ -606,8 +670,15 @@ proptest! {
     }
 
     #[test]
-    fn seal_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..800)) {
-        for frame in seal_all(&bytes).into_iter().flatten() {
+    fn seal_parser_never_panics_and_idle_empties_it(bytes in prop::collection::vec(any::<u8>(), 0..800)) {
+        let mut parser = eseal::Parser::new();
+        let mut frames = vec![];
+        parser.push_slice(&bytes, |r| frames.push(r));
+        while let Some(r) = parser.idle() {
+            frames.push(r);
+        }
+        prop_assert_eq!(parser.pending(), 0);
+        for frame in frames.into_iter().flatten() {
             let _ = eseal::Reply::parse(&frame);
         }
     }
