@@ -21,6 +21,5 @@ pub mod link;
 pub mod operator;
 pub mod reader;
 pub mod seal;
-// `schema` is enabled once the identifier types it uses are in place.
-// #[cfg(feature = "std")]
-// pub mod schema;
+#[cfg(feature = "std")]
+pub mod schema;

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::string::String;
+use std::string::{String, ToString};
 use std::vec::Vec;
 
 use jiff::Timestamp;
@@ -36,7 +36,10 @@ pub const SCHEMA_VERSION: u16 = 1;
 /// [`SchemaError::TooNew`] when `found > SCHEMA_VERSION`.
 pub fn check_version(found: u16) -> Result<(), SchemaError> {
     if found > SCHEMA_VERSION {
-        Err(SchemaError::TooNew { found, supported: SCHEMA_VERSION })
+        Err(SchemaError::TooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        })
     } else {
         Ok(())
     }
@@ -48,14 +51,21 @@ pub enum SchemaError {
     /// The record was written by a newer version.
     TooNew { found: u16, supported: u16 },
     /// A name (gate, lane) is empty, too long or holds a character outside `[A-Za-z0-9._-]`.
-    BadName { what: &'static str, value: String, why: &'static str },
+    BadName {
+        what: &'static str,
+        value: String,
+        why: &'static str,
+    },
 }
 
 impl fmt::Display for SchemaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooNew { found, supported } => {
-                write!(f, "record has schema version {found}; this build supports up to {supported}")
+                write!(
+                    f,
+                    "record has schema version {found}; this build supports up to {supported}"
+                )
             }
             Self::BadName { what, value, why } => write!(f, "invalid {what} {value:?}: {why}"),
         }
@@ -166,7 +176,7 @@ pub enum ESealState {
 }
 
 /// What was read, normalised. The raw text is kept beside it in [`Read::raw`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReadValue {
     /// A valid ISO 6346 container number.
@@ -176,7 +186,11 @@ pub enum ReadValue {
     /// A mechanical (ISO 17712) seal number, e.g. from OCR or a barcode scanner.
     Seal { number: SealNumber },
     /// An e-seal report.
-    ESeal { id: ESealId, state: ESealState, battery_pct: Option<u8> },
+    ESeal {
+        id: ESealId,
+        state: ESealState,
+        battery_pct: Option<u8>,
+    },
     /// A licence plate (OCR).
     Plate { text: String },
     /// Something was read but could not be understood; kept so nothing is silently dropped.
@@ -241,10 +255,10 @@ impl GateTransaction {
     pub fn containers(&self) -> Vec<ContainerNumber> {
         let mut out: Vec<ContainerNumber> = Vec::new();
         for r in &self.reads {
-            if let ReadValue::Container { number } = &r.value {
-                if !out.contains(number) {
-                    out.push(*number);
-                }
+            if let ReadValue::Container { number } = &r.value
+                && !out.contains(number)
+            {
+                out.push(*number);
             }
         }
         out
@@ -392,7 +406,11 @@ impl Reason {
     /// A reason with the code's standard text and no detail.
     #[must_use]
     pub fn new(code: ReasonCode) -> Self {
-        Self { code, text: code.text().into(), detail: BTreeMap::new() }
+        Self {
+            code,
+            text: code.text().into(),
+            detail: BTreeMap::new(),
+        }
     }
 
     /// Adds one detail entry.
@@ -504,9 +522,16 @@ pub enum ActionKind {
     /// Accepted the recommended lane.
     Confirm,
     /// Changed the lane; a reason is required.
-    Override { to: LaneDecision, reason: String, note: String },
+    Override {
+        to: LaneDecision,
+        reason: String,
+        note: String,
+    },
     /// Recorded the result of an inspection.
-    InspectionResult { result: InspectionOutcome, note: String },
+    InspectionResult {
+        result: InspectionOutcome,
+        note: String,
+    },
     /// Typed a container or seal because a reader is down.
     ManualEntry { value: ReadValue },
 }
@@ -747,7 +772,13 @@ pub enum Change {
     /// Insert or replace an operator record.
     UpsertOperator { record: RegistryRecord },
     /// Change an operator's status (suspend, reinstate, revoke, withdraw, expire).
-    SetStatus { operator: OperatorId, status: AeoStatus, reason: String, actor: String, at: Timestamp },
+    SetStatus {
+        operator: OperatorId,
+        status: AeoStatus,
+        reason: String,
+        actor: String,
+        at: Timestamp,
+    },
     /// Insert or replace an MRA.
     UpsertMra { mra: MraRecord },
     /// Insert or replace a consignment.
@@ -808,12 +839,23 @@ pub struct DeviceHealth {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EventBody {
-    Transaction { transaction: GateTransaction },
-    Decision { decision: Decision },
-    OfficerAction { action: OfficerAction },
-    DeviceHealth { health: DeviceHealth },
+    Transaction {
+        transaction: GateTransaction,
+    },
+    Decision {
+        decision: Decision,
+    },
+    OfficerAction {
+        action: OfficerAction,
+    },
+    DeviceHealth {
+        health: DeviceHealth,
+    },
     /// Something failed verification (a bad registry batch, a hash-chain break).
-    IntegrityAlert { what: String, detail: String },
+    IntegrityAlert {
+        what: String,
+        detail: String,
+    },
 }
 
 /// One entry of an agent's hash-chained journal.
@@ -891,6 +933,7 @@ pub struct Heartbeat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::{format, vec};
 
     #[test]
     fn reason_codes_round_trip_through_their_text_form() {
@@ -906,7 +949,11 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for &c in ReasonCode::ALL {
             assert!(seen.insert(c.code()), "duplicate {}", c.code());
-            assert!(c.code().bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+            assert!(
+                c.code()
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'_')
+            );
             assert!(!c.text().is_empty());
         }
     }
@@ -945,7 +992,10 @@ mod tests {
             source: "test".into(),
             as_of: t0,
         };
-        assert_eq!(rec.status_at("2026-03-01T00:00:00Z".parse().expect("ts")), AeoStatus::Active);
+        assert_eq!(
+            rec.status_at("2026-03-01T00:00:00Z".parse().expect("ts")),
+            AeoStatus::Active
+        );
         assert_eq!(rec.status_at(t1), AeoStatus::Expired);
         assert!(rec.has_security());
     }

@@ -1,0 +1,1 @@
+//! aeogate central library (see the binary `central`).

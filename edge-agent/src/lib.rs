@@ -1,0 +1,1 @@
+//! The aeogate edge agent library (see the binary `edge-agent`).
