@@ -875,6 +875,125 @@ pub struct JournalEntry {
     pub body: EventBody,
 }
 
+/// Hex SHA-256 of nothing: the `prev_hash` of an agent's first journal entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The hash chaining journal entries: hex SHA-256 over the 32 bytes of `prev_hash`
+/// followed by `serde_json` of the tuple `(v, agent, seq, id, at, body)`.
+///
+/// The agent computes it when appending; central recomputes it on ingest. Both use this
+/// one function, so the chain means the same thing at both ends.
+///
+/// # Errors
+/// [`ChainError::BadPrevHash`] when `prev_hash` is not 64 hex digits.
+pub fn entry_hash(
+    prev_hash: &str,
+    v: u16,
+    agent: &GateId,
+    seq: u64,
+    id: &Uuid,
+    at: &Timestamp,
+    body: &EventBody,
+) -> Result<String, ChainError> {
+    use sha2::{Digest, Sha256};
+    let mut prev = [0u8; 32];
+    hex::decode_to_slice(prev_hash, &mut prev).map_err(|_| ChainError::BadPrevHash)?;
+    let content = serde_json::to_vec(&(v, agent, seq, id, at, body))
+        .map_err(|_| ChainError::Unserialisable)?;
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(&content);
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Why a journal entry's hash could not be computed or did not verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainError {
+    /// `prev_hash` is not 64 hex digits.
+    BadPrevHash,
+    /// The body could not be serialised (cannot happen for well-formed records).
+    Unserialisable,
+    /// The stored `hash` differs from the recomputed one.
+    Mismatch {
+        seq: u64,
+        stored: String,
+        computed: String,
+    },
+}
+
+impl fmt::Display for ChainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadPrevHash => f.write_str("prev_hash is not 64 hex digits"),
+            Self::Unserialisable => f.write_str("entry body could not be serialised"),
+            Self::Mismatch {
+                seq,
+                stored,
+                computed,
+            } => {
+                write!(
+                    f,
+                    "entry {seq}: stored hash {stored} differs from recomputed {computed}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ChainError {}
+
+impl JournalEntry {
+    /// Builds the entry that follows `prev_hash`, computing its hash.
+    ///
+    /// # Errors
+    /// As [`entry_hash`].
+    pub fn new_chained(
+        agent: GateId,
+        seq: u64,
+        id: Uuid,
+        at: Timestamp,
+        prev_hash: String,
+        body: EventBody,
+    ) -> Result<Self, ChainError> {
+        let hash = entry_hash(&prev_hash, SCHEMA_VERSION, &agent, seq, &id, &at, &body)?;
+        Ok(Self {
+            v: SCHEMA_VERSION,
+            agent,
+            seq,
+            id,
+            at,
+            prev_hash,
+            hash,
+            body,
+        })
+    }
+
+    /// Recomputes the hash and compares it with the stored one.
+    ///
+    /// # Errors
+    /// [`ChainError::Mismatch`] when they differ; as [`entry_hash`] otherwise.
+    pub fn verify_hash(&self) -> Result<(), ChainError> {
+        let computed = entry_hash(
+            &self.prev_hash,
+            self.v,
+            &self.agent,
+            self.seq,
+            &self.id,
+            &self.at,
+            &self.body,
+        )?;
+        if computed == self.hash {
+            Ok(())
+        } else {
+            Err(ChainError::Mismatch {
+                seq: self.seq,
+                stored: self.hash.clone(),
+                computed,
+            })
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Agent <-> central wire records (HTTP JSON bodies; see docs/delivery.md)
 // ---------------------------------------------------------------------------------------
@@ -998,5 +1117,40 @@ mod tests {
         );
         assert_eq!(rec.status_at(t1), AeoStatus::Expired);
         assert!(rec.has_security());
+    }
+
+    #[test]
+    fn journal_entries_chain_and_detect_tampering() {
+        let gate = GateId::parse("G1").expect("gate");
+        let at: Timestamp = "2026-01-01T00:00:00Z".parse().expect("ts");
+        let body = EventBody::IntegrityAlert {
+            what: "test".into(),
+            detail: "one".into(),
+        };
+        let e1 = JournalEntry::new_chained(
+            gate.clone(),
+            1,
+            Uuid::nil(),
+            at,
+            GENESIS_HASH.into(),
+            body.clone(),
+        )
+        .expect("e1");
+        let e2 =
+            JournalEntry::new_chained(gate, 2, Uuid::nil(), at, e1.hash.clone(), body).expect("e2");
+        assert!(e1.verify_hash().is_ok() && e2.verify_hash().is_ok());
+        assert_ne!(e1.hash, e2.hash, "seq and prev_hash are part of the hash");
+        let mut forged = e2.clone();
+        forged.body = EventBody::IntegrityAlert {
+            what: "test".into(),
+            detail: "two".into(),
+        };
+        assert!(matches!(
+            forged.verify_hash(),
+            Err(ChainError::Mismatch { seq: 2, .. })
+        ));
+        let mut bad_prev = e2;
+        bad_prev.prev_hash = "zz".into();
+        assert_eq!(bad_prev.verify_hash(), Err(ChainError::BadPrevHash));
     }
 }
