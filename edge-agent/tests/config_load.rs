@@ -1,0 +1,258 @@
+//! Loading and validating the agent configuration.
+
+use std::time::Duration;
+
+use edge_agent::config::{Config, ConfigError, DeviceKind, MqttKind};
+use protocol::operator::Programme;
+use protocol::schema::{LaneId, PartyRole};
+
+const MINIMAL: &str = r#"
+[gate]
+id = "G1"
+port = "PORT-A"
+
+[[lanes]]
+id = "L1"
+[lanes.routes]
+fast = "fast"
+standard = "standard"
+inspect = "inspect"
+
+[policy]
+random_key = "0123456789abcdef0123"
+"#;
+
+fn invalid(text: &str) -> (usize, String, String) {
+    match Config::from_toml_str(text, "agent.toml") {
+        Err(e @ ConfigError::Invalid { .. }) => {
+            let shown = e.to_string();
+            let ConfigError::Invalid { line, key, .. } = e else {
+                unreachable!("matched above")
+            };
+            (line, key, shown)
+        }
+        Err(other) => panic!("expected an Invalid error, got {other}"),
+        Ok(_) => panic!("expected an error for:\n{text}"),
+    }
+}
+
+#[test]
+fn example_config_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
+    let cfg = Config::load(&path).expect("the example configuration must load");
+    assert_eq!(cfg.gate.id.as_str(), "PORT1-G1");
+    assert_eq!(cfg.lanes.len(), 2);
+    assert!(!cfg.lanes[1].presence_loop);
+    assert_eq!(cfg.lanes[1].quiet_close, Duration::from_secs(8));
+    assert!(matches!(
+        cfg.devices[1].kind,
+        DeviceKind::UhfModule { baud: 115_200, .. }
+    ));
+    let mqtt = cfg.mqtt.as_ref().expect("mqtt");
+    assert_eq!(mqtt.topics[1].kind, MqttKind::ESeal);
+    let central = cfg.central.as_ref().expect("central");
+    assert_eq!(central.registry_keys.len(), 1);
+    assert_eq!(cfg.policy.staleness_bound, Duration::from_secs(86_400));
+    assert!(cfg.lane(&LaneId::parse("L2").expect("id")).is_some());
+    assert!(cfg.lane(&LaneId::parse("L9").expect("id")).is_none());
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let cfg = Config::from_toml_str(MINIMAL, "agent.toml").expect("minimal config");
+    let lane = &cfg.lanes[0];
+    assert_eq!(lane.name, "L1");
+    assert!(lane.presence_loop);
+    assert_eq!(lane.transaction_timeout, Duration::from_secs(120));
+    assert_eq!(lane.quiet_close, Duration::from_secs(10));
+    assert_eq!(cfg.gate.name, "G1");
+    assert!(cfg.mqtt.is_none() && cfg.central.is_none());
+    assert_eq!(cfg.store.max_journal_bytes, 1 << 30);
+    assert_eq!(
+        cfg.policy.required_roles,
+        vec![PartyRole::Importer, PartyRole::Carrier]
+    );
+    assert_eq!(cfg.policy.home_programmes, vec![Programme::EuAeo]);
+    assert!((cfg.policy.random_rate_aeo - 0.005).abs() < f64::EPSILON);
+    assert!((cfg.policy.random_rate_other - 0.03).abs() < f64::EPSILON);
+    assert_eq!(cfg.console.bind.to_string(), "127.0.0.1:8080");
+}
+
+#[test]
+fn mqtt_prefix_defaults_to_the_gate() {
+    let text = format!("{MINIMAL}\n[mqtt]\nhost = \"broker\"\n");
+    let cfg = Config::from_toml_str(&text, "agent.toml").expect("config");
+    let mqtt = cfg.mqtt.expect("mqtt");
+    assert_eq!(mqtt.lane_topic_prefix, "aeogate/G1/lanes");
+    assert_eq!(mqtt.client_id, "aeogate-agent-G1");
+    assert_eq!(mqtt.port, 1883);
+}
+
+#[test]
+fn empty_route_names_key_and_line() {
+    let text = r#"
+[gate]
+id = "G1"
+port = "PORT-A"
+
+[[lanes]]
+id = "L1"
+[lanes.routes]
+fast = "f"
+standard = "s"
+inspect = "i"
+
+[[lanes]]
+id = "L2"
+[lanes.routes]
+fast = "  "
+standard = "s"
+inspect = "i"
+
+[policy]
+random_key = "0123456789abcdef0123"
+"#;
+    let (line, key, shown) = invalid(text);
+    assert_eq!(key, "lanes[1].routes.fast");
+    assert_eq!(line, 16);
+    assert_eq!(
+        shown,
+        "agent.toml line 16: lanes[1].routes.fast: must not be empty"
+    );
+}
+
+#[test]
+fn unknown_key_is_refused_with_its_line() {
+    let text = MINIMAL.replace("port = \"PORT-A\"", "port = \"PORT-A\"\nportt = 3");
+    let (line, key, shown) = invalid(&text);
+    assert_eq!(line, 5, "{shown}");
+    assert_eq!(key, "gate.portt", "{shown}");
+    assert!(shown.contains("unknown field"), "{shown}");
+}
+
+#[test]
+fn wrong_type_is_refused_with_its_line() {
+    let text = MINIMAL.replace("id = \"L1\"", "id = \"L1\"\npresence_loop = \"yes\"");
+    let (line, key, shown) = invalid(&text);
+    assert_eq!(line, 8, "{shown}");
+    assert_eq!(key, "lanes[0].presence_loop", "{shown}");
+}
+
+#[test]
+fn bad_duration_is_refused() {
+    let text = MINIMAL.replace("id = \"L1\"", "id = \"L1\"\ntransaction_timeout = \"soon\"");
+    let (line, key, _) = invalid(&text);
+    assert_eq!((line, key.as_str()), (8, "lanes[0].transaction_timeout"));
+}
+
+#[test]
+fn zero_timeout_is_refused() {
+    let text = MINIMAL.replace("id = \"L1\"", "id = \"L1\"\nquiet_close = \"0s\"");
+    let (line, key, shown) = invalid(&text);
+    assert_eq!((line, key.as_str()), (8, "lanes[0].quiet_close"));
+    assert!(shown.ends_with("must be longer than zero"));
+}
+
+#[test]
+fn duplicate_lane_ids_are_refused() {
+    let text = format!(
+        "{MINIMAL}\n[[lanes]]\nid = \"L1\"\n[lanes.routes]\nfast = \"a\"\nstandard = \"b\"\ninspect = \"c\"\n"
+    );
+    let (line, key, shown) = invalid(&text);
+    assert_eq!(key, "lanes[1].id");
+    assert_eq!(line, 17, "{shown}");
+    assert!(shown.contains("duplicate lane id"));
+}
+
+#[test]
+fn device_on_unknown_lane_is_refused() {
+    let text = format!(
+        "{MINIMAL}\n[[devices]]\nname = \"b\"\nlane = \"L7\"\nkind = \"lane_board\"\npath = \"/dev/ttyS0\"\n"
+    );
+    let (line, key, shown) = invalid(&text);
+    assert_eq!(key, "devices[0].lane");
+    assert_eq!(line, 18, "{shown}");
+    assert!(shown.contains("\"L7\""));
+}
+
+#[test]
+fn topic_on_unknown_lane_is_refused() {
+    let text = format!(
+        "{MINIMAL}\n[mqtt]\n[[mqtt.topics]]\nfilter = \"x/#\"\nlane = \"L3\"\nkind = \"ocr\"\n"
+    );
+    let (_, key, _) = invalid(&text);
+    assert_eq!(key, "mqtt.topics[0].lane");
+}
+
+#[test]
+fn random_rates_must_be_probabilities_and_aeo_lower() {
+    for (rate, ok) in [
+        ("0.0", false),
+        ("1.0", false),
+        ("-0.1", false),
+        ("0.01", true),
+    ] {
+        let text = MINIMAL.replace(
+            "[policy]\n",
+            &format!("[policy]\nrandom_rate_aeo = {rate}\n"),
+        );
+        let res = Config::from_toml_str(&text, "agent.toml");
+        assert_eq!(res.is_ok(), ok, "rate {rate}");
+    }
+    let text = MINIMAL.replace(
+        "[policy]\n",
+        "[policy]\nrandom_rate_aeo = 0.2\nrandom_rate_other = 0.1\n",
+    );
+    let (_, key, _) = invalid(&text);
+    assert_eq!(key, "policy.random_rate_aeo");
+}
+
+#[test]
+fn short_random_key_is_refused() {
+    let text = MINIMAL.replace("0123456789abcdef0123", "short");
+    let (_, key, _) = invalid(&text);
+    assert_eq!(key, "policy.random_key");
+}
+
+#[test]
+fn unparseable_bind_is_refused() {
+    let text = format!("{MINIMAL}\n[console]\nbind = \"localhost\"\n");
+    let (line, key, shown) = invalid(&text);
+    assert_eq!(key, "console.bind");
+    assert_eq!(line, 17, "{shown}");
+}
+
+#[test]
+fn unknown_programme_and_role_are_refused() {
+    let text = MINIMAL.replace("[policy]\n", "[policy]\nhome_programmes = [\"XX-AEO\"]\n");
+    let (_, key, _) = invalid(&text);
+    assert!(key.starts_with("policy.home_programmes"), "{key}");
+    let text = MINIMAL.replace("[policy]\n", "[policy]\nrequired_roles = [\"PILOT\"]\n");
+    let (_, key, _) = invalid(&text);
+    assert!(key.starts_with("policy.required_roles"), "{key}");
+}
+
+#[test]
+fn missing_file_is_an_io_error_naming_it() {
+    let err = Config::load(std::path::Path::new("/nonexistent/agent.toml")).expect_err("missing");
+    assert!(err.to_string().contains("/nonexistent/agent.toml"));
+}
+
+#[test]
+fn central_requires_a_pinned_key_of_64_hex_digits() {
+    let text = format!(
+        "{MINIMAL}\n[central]\nurl = \"https://c.example\"\ntoken = \"t\"\n[[central.registry_keys]]\nkey_id = \"k\"\npublic_key = \"abcd\"\n"
+    );
+    let (_, key, _) = invalid(&text);
+    assert_eq!(key, "central.registry_keys[0].public_key");
+    let text = format!("{MINIMAL}\n[central]\nurl = \"https://c.example\"\ntoken = \"t\"\n");
+    let (_, key, _) = invalid(&text);
+    assert_eq!(key, "central.registry_keys");
+}
+
+#[test]
+fn syntax_error_reports_a_line() {
+    let text = MINIMAL.replace("port = \"PORT-A\"", "port = \"PORT-A");
+    let (line, _, shown) = invalid(&text);
+    assert_eq!(line, 4, "{shown}");
+}
