@@ -16,3 +16,4 @@ pub mod assembler;
 pub mod config;
 pub mod decider;
 pub mod store;
+pub mod sources;
