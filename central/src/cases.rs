@@ -1,0 +1,222 @@
+//! The case life cycle: opening a case for a seal exception or an integrity alert, and the
+//! staff actions that move it `OPEN → ACKNOWLEDGED → RESOLVED`.
+//!
+//! Plain functions over [`Case`]; the store persists the result in the same transaction
+//! as the audit entry.
+
+use jiff::Timestamp;
+use protocol::schema::Decision;
+
+use crate::model::{Alert, Case, CaseAction, CaseEvent, CaseOutcome, CaseState, CaseSubject};
+
+/// Why a staff action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaseError {
+    #[error("case {0} does not exist")]
+    NotFound(u64),
+    #[error("case {id} is resolved; a resolved case cannot be {action}")]
+    Resolved { id: u64, action: &'static str },
+    #[error("case {id} is already acknowledged")]
+    AlreadyAcknowledged { id: u64 },
+    #[error("assignee must not be empty")]
+    EmptyAssignee,
+}
+
+/// A new case for a decision that [`Decision::is_seal_exception`].
+#[must_use]
+pub fn open_for_decision(id: u64, d: &Decision, at: Timestamp) -> Case {
+    let reasons: Vec<_> = d.reasons.iter().map(|r| r.code).collect();
+    let codes: Vec<_> = reasons.iter().map(|c| c.code()).collect();
+    Case {
+        id,
+        state: CaseState::Open,
+        subject: CaseSubject::SealException {
+            transaction_id: d.transaction_id,
+            reasons,
+        },
+        gate: d.gate.clone(),
+        lane: Some(d.lane.clone()),
+        opened_at: at,
+        updated_at: at,
+        assignee: None,
+        outcome: None,
+        notes: Vec::new(),
+        history: vec![CaseEvent {
+            at,
+            actor: format!("agent:{}", d.gate),
+            what: format!("opened: {} ({})", d.decision, codes.join(", ")),
+        }],
+    }
+}
+
+/// A new case for an integrity alert.
+#[must_use]
+pub fn open_for_alert(id: u64, a: &Alert) -> Case {
+    Case {
+        id,
+        state: CaseState::Open,
+        subject: CaseSubject::Integrity {
+            alert_id: a.id,
+            kind: a.kind,
+        },
+        gate: a.gate.clone(),
+        lane: None,
+        opened_at: a.at,
+        updated_at: a.at,
+        assignee: None,
+        outcome: None,
+        notes: Vec::new(),
+        history: vec![CaseEvent {
+            at: a.at,
+            actor: "central".into(),
+            what: format!("opened: {} at seq {}: {}", a.kind.as_str(), a.seq, a.detail),
+        }],
+    }
+}
+
+fn outcome_text(o: &CaseOutcome) -> String {
+    match o {
+        CaseOutcome::SealVerifiedIntact => "SEAL_VERIFIED_INTACT".into(),
+        CaseOutcome::SealReplaced { new_seal } => format!("SEAL_REPLACED (new seal {new_seal})"),
+        CaseOutcome::DiscrepancyConfirmed => "DISCREPANCY_CONFIRMED".into(),
+        CaseOutcome::FalseRead => "FALSE_READ".into(),
+    }
+}
+
+/// Applies a staff action and appends it to the case history. Returns the history line
+/// (also the audit text).
+///
+/// # Errors
+/// [`CaseError`] when the action does not fit the case's state.
+pub fn apply(
+    case: &mut Case,
+    action: &CaseAction,
+    actor: &str,
+    at: Timestamp,
+) -> Result<String, CaseError> {
+    let (what, note) = match action {
+        CaseAction::Acknowledge { note } => {
+            match case.state {
+                CaseState::Resolved => {
+                    return Err(CaseError::Resolved {
+                        id: case.id,
+                        action: "acknowledged",
+                    });
+                }
+                CaseState::Acknowledged => {
+                    return Err(CaseError::AlreadyAcknowledged { id: case.id });
+                }
+                CaseState::Open => {}
+            }
+            case.state = CaseState::Acknowledged;
+            ("acknowledged".to_owned(), note)
+        }
+        CaseAction::Assign { assignee, note } => {
+            if case.state == CaseState::Resolved {
+                return Err(CaseError::Resolved {
+                    id: case.id,
+                    action: "assigned",
+                });
+            }
+            let assignee = assignee.trim();
+            if assignee.is_empty() {
+                return Err(CaseError::EmptyAssignee);
+            }
+            case.assignee = Some(assignee.to_owned());
+            (format!("assigned to {assignee}"), note)
+        }
+        CaseAction::Resolve { outcome, note } => {
+            if case.state == CaseState::Resolved {
+                return Err(CaseError::Resolved {
+                    id: case.id,
+                    action: "resolved again",
+                });
+            }
+            case.state = CaseState::Resolved;
+            case.outcome = Some(outcome.clone());
+            (format!("resolved: {}", outcome_text(outcome)), note)
+        }
+    };
+    if let Some(n) = note.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        case.notes.push(CaseEvent {
+            at,
+            actor: actor.to_owned(),
+            what: n.to_owned(),
+        });
+    }
+    case.history.push(CaseEvent {
+        at,
+        actor: actor.to_owned(),
+        what: what.clone(),
+    });
+    case.updated_at = at;
+    Ok(what)
+}
+
+/// Notes an automatic event (e.g. an officer's inspection result arriving from the gate).
+pub fn note_event(case: &mut Case, actor: &str, what: String, at: Timestamp) {
+    case.history.push(CaseEvent {
+        at,
+        actor: actor.to_owned(),
+        what,
+    });
+    case.updated_at = at;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AlertKind;
+    use protocol::schema::GateId;
+
+    fn alert_case() -> Case {
+        let a = Alert {
+            id: 1,
+            gate: GateId::parse("G1").expect("gate"),
+            seq: 3,
+            kind: AlertKind::ChainBreak,
+            detail: "x".into(),
+            at: Timestamp::UNIX_EPOCH,
+            case_id: None,
+        };
+        open_for_alert(7, &a)
+    }
+
+    #[test]
+    fn resolved_cases_refuse_further_actions() {
+        let mut c = alert_case();
+        let t = Timestamp::UNIX_EPOCH;
+        apply(
+            &mut c,
+            &CaseAction::Resolve {
+                outcome: CaseOutcome::FalseRead,
+                note: None,
+            },
+            "ana",
+            t,
+        )
+        .expect("resolve from open");
+        let err = apply(&mut c, &CaseAction::Acknowledge { note: None }, "ana", t);
+        assert_eq!(
+            err,
+            Err(CaseError::Resolved {
+                id: 7,
+                action: "acknowledged"
+            })
+        );
+        assert_eq!(c.history.len(), 2);
+    }
+
+    #[test]
+    fn blank_assignee_is_refused() {
+        let mut c = alert_case();
+        let a = CaseAction::Assign {
+            assignee: "  ".into(),
+            note: None,
+        };
+        assert_eq!(
+            apply(&mut c, &a, "ana", Timestamp::UNIX_EPOCH),
+            Err(CaseError::EmptyAssignee)
+        );
+    }
+}

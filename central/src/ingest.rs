@@ -1,0 +1,394 @@
+//! Checking and storing agents' journal entries: the hash chain, deduplication and the
+//! contiguous acknowledgement (docs/delivery.md, "Delivery guarantees").
+//!
+//! The rules live here, once, as plain code over the [`IngestTarget`] trait; a storage
+//! backend implements the trait inside one of its write transactions, so every backend
+//! applies exactly the same rules and a batch is checked and stored atomically.
+//!
+//! Per entry, in the order sent:
+//! 1. the entry's own hash must match its content ([`JournalEntry::verify_hash`]), else
+//!    `HASH_MISMATCH` and the entry is not stored (a resend may carry the good bytes);
+//! 2. an entry whose `(agent, seq)` is already stored is a duplicate when the hash is the
+//!    same, else `SEQ_REUSED` (the stored one stays);
+//! 3. an `id` already stored under another seq is `ID_REUSED` and not stored;
+//! 4. `prev_hash` must equal the stored hash of `seq - 1` (or [`GENESIS_HASH`] for seq 1),
+//!    and the stored `seq + 1`, if it arrived first, must name this entry's hash as its
+//!    `prev_hash`; a mismatch is `CHAIN_BREAK`. The entry is still stored (flagged) so the
+//!    evidence is kept and the agent's cursor can advance; the alert opens a case.
+
+use jiff::{SignedDuration, Timestamp};
+use protocol::schema::{GENESIS_HASH, GateId, IngestBatch, JournalEntry, SCHEMA_VERSION};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::model::AlertKind;
+
+/// Most entries in one batch (docs/delivery.md).
+pub const MAX_ENTRIES: usize = 1_000;
+/// Largest request body for a batch (docs/delivery.md).
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why a whole batch is refused before anything is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("batch names agent {found} but the path and token are for gate {expected}")]
+    WrongAgent { expected: String, found: String },
+    #[error("entry {index} (seq {seq}) names agent {found}; this batch is for gate {expected}")]
+    EntryWrongAgent {
+        index: usize,
+        seq: u64,
+        expected: String,
+        found: String,
+    },
+    #[error("batch has {found} entries; at most {max} are accepted")]
+    TooManyEntries { found: usize, max: usize },
+    #[error("entry {index}: sequence numbers start at 1, found 0")]
+    ZeroSeq { index: usize },
+    #[error(
+        "record version {found} (entry {index}) is newer than this central supports ({supported})"
+    )]
+    TooNew {
+        index: usize,
+        found: u16,
+        supported: u16,
+    },
+}
+
+/// Checks what can be checked without the store: sizes, names, versions.
+///
+/// # Errors
+/// The first [`BatchError`] found.
+pub fn check_batch(gate: &GateId, batch: &IngestBatch) -> Result<(), BatchError> {
+    if batch.v > SCHEMA_VERSION {
+        return Err(BatchError::TooNew {
+            index: 0,
+            found: batch.v,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if &batch.agent != gate {
+        return Err(BatchError::WrongAgent {
+            expected: gate.to_string(),
+            found: batch.agent.to_string(),
+        });
+    }
+    if batch.entries.len() > MAX_ENTRIES {
+        return Err(BatchError::TooManyEntries {
+            found: batch.entries.len(),
+            max: MAX_ENTRIES,
+        });
+    }
+    for (index, e) in batch.entries.iter().enumerate() {
+        if &e.agent != gate {
+            return Err(BatchError::EntryWrongAgent {
+                index,
+                seq: e.seq,
+                expected: gate.to_string(),
+                found: e.agent.to_string(),
+            });
+        }
+        if e.seq == 0 {
+            return Err(BatchError::ZeroSeq { index });
+        }
+        if e.v > SCHEMA_VERSION {
+            return Err(BatchError::TooNew {
+                index,
+                found: e.v,
+                supported: SCHEMA_VERSION,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The chain-relevant part of a stored entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub hash: String,
+    pub prev_hash: String,
+}
+
+/// What a backend offers inside one write transaction for one agent.
+pub trait IngestTarget {
+    type Error;
+    /// The stored entry `(agent, seq)`, if any.
+    fn stored(&mut self, seq: u64) -> Result<Option<Link>, Self::Error>;
+    /// The seq an entry id is stored under, if any.
+    fn seq_of_id(&mut self, id: &Uuid) -> Result<Option<u64>, Self::Error>;
+    /// Stores a new entry (and everything derived from it: indexes, statistics, cases).
+    fn insert(&mut self, entry: &JournalEntry, chain_ok: bool) -> Result<(), Self::Error>;
+    /// Records an integrity alert; returns `false` when the same alert was already stored.
+    fn alert(&mut self, seq: u64, kind: AlertKind, detail: &str) -> Result<bool, Self::Error>;
+}
+
+/// Counts for the [`protocol::schema::IngestAck`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub stored: u64,
+    pub duplicates: u64,
+    pub alerts: Vec<String>,
+}
+
+fn raise<T: IngestTarget>(
+    t: &mut T,
+    tally: &mut Tally,
+    seq: u64,
+    kind: AlertKind,
+    detail: String,
+) -> Result<(), T::Error> {
+    t.alert(seq, kind, &detail)?;
+    tally
+        .alerts
+        .push(format!("{} at seq {seq}: {detail}", kind.as_str()));
+    Ok(())
+}
+
+/// Applies the rules in the module documentation to `entries` (already passed through
+/// [`check_batch`]).
+///
+/// # Errors
+/// Only the backend's own errors; integrity problems are alerts, not errors.
+pub fn ingest_entries<T: IngestTarget>(
+    t: &mut T,
+    entries: &[JournalEntry],
+) -> Result<Tally, T::Error> {
+    let mut tally = Tally::default();
+    for e in entries {
+        if let Err(err) = e.verify_hash() {
+            raise(
+                t,
+                &mut tally,
+                e.seq,
+                AlertKind::HashMismatch,
+                err.to_string(),
+            )?;
+            continue;
+        }
+        if let Some(existing) = t.stored(e.seq)? {
+            if existing.hash == e.hash {
+                tally.duplicates += 1;
+            } else {
+                let detail = format!(
+                    "stored hash {} but received {} for the same seq",
+                    existing.hash, e.hash
+                );
+                raise(t, &mut tally, e.seq, AlertKind::SeqReused, detail)?;
+            }
+            continue;
+        }
+        if let Some(other) = t.seq_of_id(&e.id)? {
+            let detail = format!("entry id {} is already stored as seq {other}", e.id);
+            raise(t, &mut tally, e.seq, AlertKind::IdReused, detail)?;
+            continue;
+        }
+        let expected_prev = if e.seq == 1 {
+            Some(GENESIS_HASH.to_owned())
+        } else {
+            t.stored(e.seq - 1)?.map(|l| l.hash)
+        };
+        let mut chain_ok = true;
+        if let Some(expected) = expected_prev
+            && expected != e.prev_hash
+        {
+            chain_ok = false;
+            let detail = format!(
+                "prev_hash {} but the stored entry {} has hash {expected}",
+                e.prev_hash,
+                e.seq - 1
+            );
+            raise(t, &mut tally, e.seq, AlertKind::ChainBreak, detail)?;
+        }
+        if let Some(next) = t.stored(e.seq + 1)?
+            && next.prev_hash != e.hash
+        {
+            let detail = format!(
+                "stored entry {} names prev_hash {} but entry {} has hash {}",
+                e.seq + 1,
+                next.prev_hash,
+                e.seq,
+                e.hash
+            );
+            raise(t, &mut tally, e.seq + 1, AlertKind::ChainBreak, detail)?;
+        }
+        t.insert(e, chain_ok)?;
+        tally.stored += 1;
+    }
+    Ok(tally)
+}
+
+/// What central tracks per agent between batches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentState {
+    /// Every entry `1..=acked_through` is stored.
+    pub acked_through: u64,
+    /// Highest seq stored.
+    pub max_seq: u64,
+    /// Entries stored.
+    pub events: u64,
+    /// Since when entries above `acked_through` wait for a missing one.
+    pub gap_since: Option<Timestamp>,
+}
+
+impl AgentState {
+    /// Advances `acked_through` over stored entries (`is_stored(seq)`), then updates the
+    /// gap clock. Returns the first missing seq when a gap has persisted longer than
+    /// `gap_alert_after` (the caller raises a `GAP` alert; the alert store deduplicates).
+    ///
+    /// # Errors
+    /// The lookup's errors.
+    pub fn advance<E>(
+        &mut self,
+        mut is_stored: impl FnMut(u64) -> Result<bool, E>,
+        now: Timestamp,
+        gap_alert_after: SignedDuration,
+    ) -> Result<Option<u64>, E> {
+        // Bounded by the number of stored entries above the old cursor.
+        while self.acked_through < self.max_seq && is_stored(self.acked_through + 1)? {
+            self.acked_through += 1;
+        }
+        if self.acked_through >= self.max_seq {
+            self.gap_since = None;
+            return Ok(None);
+        }
+        let since = *self.gap_since.get_or_insert(now);
+        if now.duration_since(since) >= gap_alert_after {
+            Ok(Some(self.acked_through + 1))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::schema::EventBody;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    struct Mem {
+        entries: BTreeMap<u64, JournalEntry>,
+        alerts: Vec<(u64, AlertKind)>,
+    }
+
+    impl IngestTarget for Mem {
+        type Error = std::convert::Infallible;
+        fn stored(&mut self, seq: u64) -> Result<Option<Link>, Self::Error> {
+            Ok(self.entries.get(&seq).map(|e| Link {
+                hash: e.hash.clone(),
+                prev_hash: e.prev_hash.clone(),
+            }))
+        }
+        fn seq_of_id(&mut self, id: &Uuid) -> Result<Option<u64>, Self::Error> {
+            Ok(self.entries.values().find(|e| &e.id == id).map(|e| e.seq))
+        }
+        fn insert(&mut self, entry: &JournalEntry, _chain_ok: bool) -> Result<(), Self::Error> {
+            self.entries.insert(entry.seq, entry.clone());
+            Ok(())
+        }
+        fn alert(&mut self, seq: u64, kind: AlertKind, _d: &str) -> Result<bool, Self::Error> {
+            self.alerts.push((seq, kind));
+            Ok(true)
+        }
+    }
+
+    fn chain(n: u64) -> Vec<JournalEntry> {
+        let gate = GateId::parse("G1").expect("gate");
+        let at: Timestamp = "2026-01-01T00:00:00Z".parse().expect("ts");
+        let mut prev = GENESIS_HASH.to_owned();
+        (1..=n)
+            .map(|seq| {
+                let body = EventBody::IntegrityAlert {
+                    what: "t".into(),
+                    detail: seq.to_string(),
+                };
+                let e = JournalEntry::new_chained(
+                    gate.clone(),
+                    seq,
+                    Uuid::now_v7(),
+                    at,
+                    prev.clone(),
+                    body,
+                )
+                .expect("entry");
+                prev = e.hash.clone();
+                e
+            })
+            .collect()
+    }
+
+    fn ingest(m: &mut Mem, e: &[JournalEntry]) -> Tally {
+        match ingest_entries(m, e) {
+            Ok(t) => t,
+            Err(never) => match never {},
+        }
+    }
+
+    #[test]
+    fn reversed_order_is_stored_without_alerts() {
+        let c = chain(4);
+        let mut m = Mem::default();
+        let rev: Vec<_> = c.iter().rev().cloned().collect();
+        let t = ingest(&mut m, &rev);
+        assert_eq!((t.stored, t.duplicates), (4, 0));
+        assert!(m.alerts.is_empty(), "{:?}", m.alerts);
+    }
+
+    #[test]
+    fn late_predecessor_that_does_not_link_is_a_chain_break_of_its_successor() {
+        let c = chain(3);
+        let other = chain(3); // different ids and bodies' timestamps are equal, but ids differ
+        let mut m = Mem::default();
+        ingest(&mut m, &[c[0].clone(), c[2].clone()]);
+        ingest(&mut m, &[other[1].clone()]);
+        assert_eq!(
+            m.alerts,
+            vec![(2, AlertKind::ChainBreak), (3, AlertKind::ChainBreak)]
+        );
+    }
+
+    #[test]
+    fn same_seq_with_other_hash_is_refused_as_reuse() {
+        let c = chain(1);
+        let forged = JournalEntry::new_chained(
+            c[0].agent.clone(),
+            1,
+            c[0].id,
+            c[0].at,
+            GENESIS_HASH.into(),
+            EventBody::IntegrityAlert {
+                what: "t".into(),
+                detail: "rewritten".into(),
+            },
+        )
+        .expect("entry");
+        let forged = vec![forged];
+        let mut m = Mem::default();
+        ingest(&mut m, &c);
+        let t = ingest(&mut m, &forged);
+        assert_eq!(t.stored, 0);
+        assert_eq!(m.alerts, vec![(1, AlertKind::SeqReused)]);
+        assert_eq!(
+            m.entries[&1].hash, c[0].hash,
+            "the first stored entry stays"
+        );
+    }
+
+    #[test]
+    fn gap_alert_only_after_the_gap_persists() {
+        let mut s = AgentState {
+            acked_through: 0,
+            max_seq: 3,
+            ..AgentState::default()
+        };
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().expect("ts");
+        let stored = |q: u64| Ok::<_, ()>(q != 2);
+        let limit = SignedDuration::from_secs(60);
+        assert_eq!(s.advance(stored, t0, limit), Ok(None));
+        assert_eq!(s.acked_through, 1);
+        let later = t0 + SignedDuration::from_secs(61);
+        assert_eq!(s.advance(stored, later, limit), Ok(Some(2)));
+        assert_eq!(s.advance(|_| Ok::<_, ()>(true), later, limit), Ok(None));
+        assert_eq!((s.acked_through, s.gap_since), (3, None));
+    }
+}

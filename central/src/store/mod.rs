@@ -1,0 +1,251 @@
+//! The storage interface the rest of central uses, and its redb implementation.
+//!
+//! [`Store`] is deliberately narrow and speaks in domain operations ("ingest these
+//! entries for this gate", "append these registry changes"), not in keys and values: a
+//! backend implements each operation as one transaction of its own. That is what lets a
+//! deployment that outgrows one machine add a distributed SQL backend (each operation one
+//! serialisable SQL transaction, the indexes below as secondary indexes) without touching
+//! the HTTP handlers. The rules that must not differ between backends (hash chain,
+//! acknowledgement, case life cycle) live outside the store, in [`crate::ingest`] and
+//! [`crate::cases`], and backends call them.
+//!
+//! Every method blocks; async callers run them on `spawn_blocking`.
+//!
+//! [`RedbStore`] is the embedded default: one file, tables named `*_v1`, values are one
+//! version byte ([`VALUE_VERSION`]) followed by JSON.
+
+mod redb_store;
+
+use std::fmt;
+
+use jiff::{SignedDuration, Timestamp};
+use protocol::operator::OperatorId;
+use protocol::schema::{
+    Change, Consignment, GateId, JournalEntry, RegistryRecord, SequencedChange,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::cases::CaseError;
+use crate::ingest::{AgentState, Tally};
+use crate::model::{
+    AgentRecord, Alert, AuditEntry, Case, CaseAction, CaseQuery, EventQuery, GateHealth, HourStats,
+    Page, Session, StaffUser, StoredEvent, Summary, TokenHash,
+};
+
+pub use redb_store::RedbStore;
+
+/// Leading byte of every stored value: the layout of the JSON that follows.
+pub const VALUE_VERSION: u8 = 1;
+
+/// Storage failures, and domain conflicts a store detects inside its transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage backend: {0}")]
+    Backend(String),
+    #[error("stored value in table {table} at key {key} is unreadable: {why}")]
+    Corrupt {
+        table: &'static str,
+        key: String,
+        why: String,
+    },
+    #[error("operator {0} is not in the registry")]
+    UnknownOperator(String),
+    #[error("gate {gate} is registered for port {existing}, not {requested}")]
+    GatePortConflict {
+        gate: String,
+        existing: String,
+        requested: String,
+    },
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error(transparent)]
+    Case(#[from] CaseError),
+}
+
+/// A registry change as the log keeps it, with the ports it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedChange {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub change: Change,
+    /// Ports the change concerns; `None` for changes every port receives (operators,
+    /// MRAs). For a consignment: the union of its ports before and after the change, so a
+    /// port it moved away from learns to drop it.
+    pub ports: Option<Vec<String>>,
+}
+
+/// The registry as one port sees it, read in one consistent snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySnapshot {
+    pub last_seq: u64,
+    /// Time of the change `last_seq` (or of the snapshot when the log is empty).
+    pub as_of: Timestamp,
+    /// One upsert per operator, MRA and port consignment, each with the seq of the change
+    /// that last touched it, in seq order.
+    pub changes: Vec<SequencedChange>,
+}
+
+/// A gate with its agent state and latest heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRow {
+    pub gate: GateId,
+    pub port: String,
+    pub state: AgentState,
+    pub health: Option<GateHealth>,
+}
+
+/// What one ingest did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub acked_through: u64,
+    pub tally: Tally,
+    /// Cases opened or changed by this batch (for the live stream).
+    pub cases: Vec<Case>,
+}
+
+/// The narrow storage interface (see the module documentation).
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    // -- agents -------------------------------------------------------------------------
+    /// Stores a token hash for a gate; registers the gate with its port on first use.
+    ///
+    /// # Errors
+    /// [`StoreError::GatePortConflict`] when the gate exists with another port.
+    fn add_agent(&self, token: &TokenHash, agent: &AgentRecord) -> Result<(), StoreError>;
+    /// The agent a token hash belongs to.
+    fn agent_for_token(&self, token: &TokenHash) -> Result<Option<AgentRecord>, StoreError>;
+
+    // -- events -------------------------------------------------------------------------
+    /// Checks and stores a batch (rules in [`crate::ingest`]) in one transaction; opens
+    /// cases for seal exceptions and alerts.
+    fn ingest(
+        &self,
+        gate: &GateId,
+        entries: &[JournalEntry],
+        now: Timestamp,
+        gap_alert_after: SignedDuration,
+    ) -> Result<IngestOutcome, StoreError>;
+    /// Records a heartbeat as the gate's latest health; may raise a persisting-gap alert.
+    fn record_heartbeat(
+        &self,
+        health: &GateHealth,
+        gap_alert_after: SignedDuration,
+    ) -> Result<Vec<Case>, StoreError>;
+    /// Every registered gate.
+    fn gates(&self) -> Result<Vec<GateRow>, StoreError>;
+    /// Events matching `q`, oldest first, one page.
+    fn events(&self, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError>;
+    /// Every stored event about one gate transaction.
+    fn transaction_events(&self, txn: &Uuid) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Decision counts per gate and hour in `[from, to)`.
+    fn hourly_stats(
+        &self,
+        gate: Option<&GateId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<HourStats>, StoreError>;
+    /// Totals.
+    fn summary(&self) -> Result<Summary, StoreError>;
+    /// Integrity alerts, newest first.
+    fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError>;
+    /// One alert.
+    fn alert(&self, id: u64) -> Result<Option<Alert>, StoreError>;
+
+    // -- registry -----------------------------------------------------------------------
+    /// Appends changes to the log and applies them to the current registry, in one
+    /// transaction, with one audit entry. Returns the last seq (the current one when
+    /// `changes` is empty).
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownOperator`] for a status change of an operator not in the
+    /// registry (nothing is appended).
+    fn append_changes(
+        &self,
+        changes: &[Change],
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<u64, StoreError>;
+    /// The latest change seq (0 when the log is empty).
+    fn last_seq(&self) -> Result<u64, StoreError>;
+    /// Up to `limit` logged changes after `after`, in order.
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedChange>, StoreError>;
+    /// Everything a port replicates.
+    fn snapshot(&self, port: &str, now: Timestamp) -> Result<RegistrySnapshot, StoreError>;
+    /// One operator's current record.
+    fn operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, StoreError>;
+    /// Consignments that declare a container.
+    fn consignments_for_container(&self, container: &str) -> Result<Vec<Consignment>, StoreError>;
+
+    // -- cases --------------------------------------------------------------------------
+    /// Cases matching `q`, newest first, one page.
+    fn cases(&self, q: &CaseQuery) -> Result<Page<Case>, StoreError>;
+    /// One case.
+    fn case(&self, id: u64) -> Result<Option<Case>, StoreError>;
+    /// Applies a staff action ([`crate::cases::apply`]) and audits it, in one transaction.
+    fn act_on_case(
+        &self,
+        id: u64,
+        action: &CaseAction,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<Case, StoreError>;
+
+    // -- audit, users, sessions ---------------------------------------------------------
+    /// Appends an audit entry.
+    fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Audit entries with id > `after`, oldest first.
+    fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Adds a staff user.
+    ///
+    /// # Errors
+    /// [`StoreError::UserExists`].
+    fn add_user(&self, user: &StaffUser) -> Result<(), StoreError>;
+    /// A staff user by name.
+    fn user(&self, name: &str) -> Result<Option<StaffUser>, StoreError>;
+    /// Stores a session under its token hash.
+    fn put_session(&self, token: &TokenHash, s: &Session) -> Result<(), StoreError>;
+    /// A session by token hash (expired ones included; the caller checks).
+    fn session(&self, token: &TokenHash) -> Result<Option<Session>, StoreError>;
+}
+
+/// Encodes a value: version byte, then JSON.
+///
+/// # Errors
+/// [`StoreError::Backend`] if serialisation fails (it does not for our records).
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![VALUE_VERSION];
+    serde_json::to_writer(&mut out, v).map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode`].
+///
+/// # Errors
+/// [`StoreError::Corrupt`] naming table and key.
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
+    table: &'static str,
+    key: impl fmt::Display,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    let corrupt = |why: String| StoreError::Corrupt {
+        table,
+        key: key.to_string(),
+        why,
+    };
+    match bytes.split_first() {
+        Some((&VALUE_VERSION, json)) => {
+            serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))
+        }
+        Some((v, _)) => Err(corrupt(format!(
+            "value version {v}; this build reads {VALUE_VERSION}"
+        ))),
+        None => Err(corrupt("empty value".into())),
+    }
+}
