@@ -1,17 +1,50 @@
-//! Sans-IO gate transaction assembly, per lane.
+//! Sans-IO gate transaction assembly, per lane (DOMAIN §8; issue 4).
+//!
+//! Events and the current time go in, [`AssemblerOutput`]s come out; no clocks, no I/O.
+//! The shell calls [`Assembler::handle`] for every event and [`Assembler::tick`]
+//! periodically (e.g. every 200 ms); `handle` also runs the timers up to the event's time.
+//!
+//! Per lane:
+//! - **Opening.** On a lane with a presence loop, the first loop to report a vehicle
+//!   opens a transaction. On a lane without one, the first read opens it.
+//! - **Folding.** A read joins the open transaction of its lane. Repeats of one value
+//!   from one device (same source, device and normalised value) are counted, not kept:
+//!   `count` grows, `first_at`/`last_at` widen; the first raw text is kept.
+//! - **Closing.** When every loop has cleared and stayed clear for
+//!   [`DEPARTURE_GRACE`] (loop flicker as a trailer passes), with reason `DEPARTURE` at
+//!   the time the loop cleared; when `transaction_timeout` has passed since opening
+//!   (`TIMEOUT`); on a loop-less lane after `quiet_close` without reads (`DEPARTURE`); on
+//!   shutdown (`SHUTDOWN`).
+//! - **Reads with no open transaction** on a loop lane are held for [`PRE_OPEN_GRACE`]:
+//!   readers often see a tag before the loop triggers. If a presence opens a transaction
+//!   within that time, they are folded into it; otherwise each is reported as
+//!   [`AssemblerOutput::OrphanRead`] for the caller to journal. A read for a lane that is
+//!   not configured is reported as an orphan at once. No read is ever dropped: each ends
+//!   in a closed transaction or as an orphan.
 
-use jiff::Timestamp;
-use protocol::schema::{GateId, GateTransaction, LaneId, ReadSource, ReadValue};
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::{SignedDuration, Timestamp};
+use protocol::schema::{
+    CloseReason, GateId, GateTransaction, LaneId, Read, ReadSource, ReadValue, SCHEMA_VERSION,
+};
 use uuid::Uuid;
 
 use crate::config::LaneConfig;
+
+/// How long a read may precede the presence that opens its transaction.
+pub const PRE_OPEN_GRACE: SignedDuration = SignedDuration::from_secs(5);
+/// How long every loop must stay clear before the transaction closes on departure.
+pub const DEPARTURE_GRACE: SignedDuration = SignedDuration::from_secs(1);
 
 /// One read as a source reports it, before folding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawRead {
     pub lane: LaneId,
     pub source: ReadSource,
+    /// Device name from the configuration (or the MQTT topic mapping).
     pub device: String,
+    /// The value as received, before normalisation.
     pub raw: String,
     pub value: ReadValue,
     pub at: Timestamp,
@@ -25,6 +58,7 @@ pub struct RawRead {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AssemblerEvent {
     Read(RawRead),
+    /// A presence loop changed state.
     Presence {
         lane: LaneId,
         loop_id: u8,
@@ -36,57 +70,274 @@ pub enum AssemblerEvent {
 /// Output of the assembler.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AssemblerOutput {
+    /// A transaction opened on a lane.
     Opened {
         lane: LaneId,
         id: Uuid,
         at: Timestamp,
     },
-    Updated {
-        lane: LaneId,
-        id: Uuid,
-    },
+    /// Reads were folded into the open transaction (for the live view).
+    Updated { lane: LaneId, id: Uuid },
+    /// A transaction closed: decide it, journal it.
     Closed(GateTransaction),
+    /// A read that belongs to no transaction: journal it so it is not lost.
     OrphanRead(RawRead),
+}
+
+#[derive(Debug)]
+struct OpenTx {
+    tx: GateTransaction,
+    last_read_at: Timestamp,
+    departed_at: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+struct LaneState {
+    cfg: LaneConfig,
+    open: Option<OpenTx>,
+    /// Reads waiting for a presence (loop lanes only).
+    pending: Vec<RawRead>,
+    /// Loops currently reporting a vehicle.
+    present: BTreeSet<u8>,
 }
 
 /// Per-lane transaction assembly.
 #[derive(Debug)]
 pub struct Assembler {
     gate: GateId,
+    lanes: BTreeMap<LaneId, LaneState>,
 }
 
-impl Assembler {
-    /// An assembler for these lanes.
-    #[must_use]
-    pub fn new(gate: GateId, lanes: &[LaneConfig]) -> Self {
-        let _ = lanes;
-        Self { gate }
+fn to_read(r: RawRead) -> Read {
+    Read {
+        source: r.source,
+        device: r.device,
+        raw: r.raw,
+        value: r.value,
+        first_at: r.at,
+        last_at: r.at,
+        count: 1,
+        antenna: r.antenna,
+        rssi: r.rssi,
+        confidence: r.confidence,
+        entered_by: r.entered_by,
+    }
+}
+
+fn fold(open: &mut OpenTx, r: RawRead) {
+    open.last_read_at = open.last_read_at.max(r.at);
+    open.tx.closed_at = open.tx.closed_at.max(r.at);
+    if let Some(existing) = open
+        .tx
+        .reads
+        .iter_mut()
+        .find(|x| x.source == r.source && x.device == r.device && x.value == r.value)
+    {
+        existing.count = existing.count.saturating_add(1);
+        existing.first_at = existing.first_at.min(r.at);
+        existing.last_at = existing.last_at.max(r.at);
+        if existing.rssi.is_none() {
+            existing.rssi = r.rssi;
+        }
+        return;
+    }
+    open.tx.reads.push(to_read(r));
+}
+
+impl LaneState {
+    fn open_at(&mut self, gate: &GateId, at: Timestamp, out: &mut Vec<AssemblerOutput>) {
+        let id = Uuid::now_v7();
+        self.open = Some(OpenTx {
+            tx: GateTransaction {
+                v: SCHEMA_VERSION,
+                id,
+                gate: gate.clone(),
+                lane: self.cfg.id.clone(),
+                opened_at: at,
+                closed_at: at,
+                close_reason: CloseReason::Departure,
+                reads: Vec::new(),
+            },
+            last_read_at: at,
+            departed_at: None,
+        });
+        out.push(AssemblerOutput::Opened {
+            lane: self.cfg.id.clone(),
+            id,
+            at,
+        });
     }
 
-    /// Folds one event in.
-    pub fn handle(&mut self, ev: AssemblerEvent) -> Vec<AssemblerOutput> {
-        match ev {
-            AssemblerEvent::Read(r) => vec![AssemblerOutput::OrphanRead(r)],
-            AssemblerEvent::Presence { .. } => Vec::new(),
+    fn close(&mut self, reason: CloseReason, at: Timestamp, out: &mut Vec<AssemblerOutput>) {
+        if let Some(mut o) = self.open.take() {
+            o.tx.close_reason = reason;
+            o.tx.closed_at = at.max(o.tx.opened_at);
+            out.push(AssemblerOutput::Closed(o.tx));
         }
     }
 
-    /// Advances time: closes transactions whose timers expired.
-    pub fn tick(&mut self, now: Timestamp) -> Vec<AssemblerOutput> {
-        let _ = now;
-        Vec::new()
+    fn run_timers(&mut self, now: Timestamp, out: &mut Vec<AssemblerOutput>) {
+        if let Some(o) = &self.open {
+            let timeout = SignedDuration::try_from(self.cfg.transaction_timeout)
+                .unwrap_or(SignedDuration::MAX);
+            let quiet =
+                SignedDuration::try_from(self.cfg.quiet_close).unwrap_or(SignedDuration::MAX);
+            let deadline =
+                o.tx.opened_at
+                    .checked_add(timeout)
+                    .unwrap_or(Timestamp::MAX);
+            if let Some(d) = o.departed_at
+                && now >= d.checked_add(DEPARTURE_GRACE).unwrap_or(Timestamp::MAX)
+            {
+                let at = d.min(deadline);
+                let reason = if d >= deadline {
+                    CloseReason::Timeout
+                } else {
+                    CloseReason::Departure
+                };
+                self.close(reason, at, out);
+            } else if now >= deadline {
+                self.close(CloseReason::Timeout, deadline, out);
+            } else if !self.cfg.presence_loop
+                && self.present.is_empty()
+                && now >= o.last_read_at.checked_add(quiet).unwrap_or(Timestamp::MAX)
+            {
+                let at = o.last_read_at.checked_add(quiet).unwrap_or(now);
+                self.close(CloseReason::Departure, at, out);
+            }
+        }
+        let horizon = now.checked_sub(PRE_OPEN_GRACE).unwrap_or(Timestamp::MIN);
+        let (expired, keep): (Vec<_>, Vec<_>) =
+            self.pending.drain(..).partition(|r| r.at < horizon);
+        self.pending = keep;
+        out.extend(expired.into_iter().map(AssemblerOutput::OrphanRead));
+    }
+}
+
+impl Assembler {
+    /// An assembler for these lanes (the configuration's `lanes`).
+    #[must_use]
+    pub fn new(gate: GateId, lanes: &[LaneConfig]) -> Self {
+        let lanes = lanes
+            .iter()
+            .map(|l| {
+                (
+                    l.id.clone(),
+                    LaneState {
+                        cfg: l.clone(),
+                        open: None,
+                        pending: Vec::new(),
+                        present: BTreeSet::new(),
+                    },
+                )
+            })
+            .collect();
+        Self { gate, lanes }
     }
 
-    /// The in-progress transaction on a lane.
+    /// Folds one event in (after running the timers up to the event's time).
+    pub fn handle(&mut self, ev: AssemblerEvent) -> Vec<AssemblerOutput> {
+        let at = match &ev {
+            AssemblerEvent::Read(r) => r.at,
+            AssemblerEvent::Presence { at, .. } => *at,
+        };
+        let mut out = self.tick(at);
+        match ev {
+            AssemblerEvent::Read(r) => {
+                let Some(lane) = self.lanes.get_mut(&r.lane) else {
+                    out.push(AssemblerOutput::OrphanRead(r));
+                    return out;
+                };
+                if lane.open.is_none() && !lane.cfg.presence_loop {
+                    lane.open_at(&self.gate, r.at, &mut out);
+                }
+                match &mut lane.open {
+                    Some(o) => {
+                        let id = o.tx.id;
+                        fold(o, r);
+                        out.push(AssemblerOutput::Updated {
+                            lane: lane.cfg.id.clone(),
+                            id,
+                        });
+                    }
+                    None => lane.pending.push(r),
+                }
+            }
+            AssemblerEvent::Presence {
+                lane,
+                loop_id,
+                present,
+                at,
+            } => {
+                let Some(lane) = self.lanes.get_mut(&lane) else {
+                    return out;
+                };
+                if present {
+                    lane.present.insert(loop_id);
+                    match &mut lane.open {
+                        Some(o) => o.departed_at = None,
+                        None => {
+                            lane.open_at(&self.gate, at, &mut out);
+                            let horizon = at.checked_sub(PRE_OPEN_GRACE).unwrap_or(Timestamp::MIN);
+                            let pending = std::mem::take(&mut lane.pending);
+                            let mut folded = false;
+                            if let Some(o) = &mut lane.open {
+                                for r in pending {
+                                    if r.at >= horizon {
+                                        fold(o, r);
+                                        folded = true;
+                                    } else {
+                                        out.push(AssemblerOutput::OrphanRead(r));
+                                    }
+                                }
+                                if folded {
+                                    out.push(AssemblerOutput::Updated {
+                                        lane: lane.cfg.id.clone(),
+                                        id: o.tx.id,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    lane.present.remove(&loop_id);
+                    if lane.present.is_empty()
+                        && let Some(o) = &mut lane.open
+                        && o.departed_at.is_none()
+                    {
+                        o.departed_at = Some(at);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Advances time: closes transactions whose timers expired and reports held reads
+    /// that no transaction claimed.
+    pub fn tick(&mut self, now: Timestamp) -> Vec<AssemblerOutput> {
+        let mut out = Vec::new();
+        for lane in self.lanes.values_mut() {
+            lane.run_timers(now, &mut out);
+        }
+        out
+    }
+
+    /// The in-progress transaction on a lane (reads so far; `closed_at` is the last read).
     #[must_use]
     pub fn open(&self, lane: &LaneId) -> Option<&GateTransaction> {
-        let _ = (lane, &self.gate);
-        None
+        self.lanes.get(lane)?.open.as_ref().map(|o| &o.tx)
     }
 
-    /// Closes every open transaction (shutdown).
+    /// Closes every open transaction with reason `SHUTDOWN` and reports every held read
+    /// as an orphan.
     pub fn close_all(&mut self, now: Timestamp) -> Vec<AssemblerOutput> {
-        let _ = now;
-        Vec::new()
+        let mut out = Vec::new();
+        for lane in self.lanes.values_mut() {
+            lane.close(CloseReason::Shutdown, now, &mut out);
+            out.extend(lane.pending.drain(..).map(AssemblerOutput::OrphanRead));
+            lane.present.clear();
+        }
+        out
     }
 }
