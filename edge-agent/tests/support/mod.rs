@@ -1,0 +1,203 @@
+//! Shared fixtures: a declared consignment with certified parties, and its transaction.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use edge_agent::config::Routes;
+use edge_agent::decider::{MemoryReplica, Policy, random_draw};
+use jiff::Timestamp;
+use protocol::container::ContainerNumber;
+use protocol::operator::{OperatorId, Programme};
+use protocol::schema::{
+    AeoStatus, Authorisation, CloseReason, Consignment, ContactPoint, DeclaredContainer, GateId,
+    GateTransaction, LaneId, MraRecord, Party, PartyRole, Read, ReadSource, ReadValue,
+    RegistryRecord, SCHEMA_VERSION,
+};
+use protocol::seal::SealNumber;
+use uuid::Uuid;
+
+pub const CONTAINER: &str = "CSQU3054383";
+pub const OTHER_CONTAINER: &str = "TASU1170000";
+pub const SEAL: &str = "ABC123456";
+pub const IMPORTER: &str = "EU-AEO:DE123456789012345";
+pub const CARRIER: &str = "EU-AEO:NL123456789";
+pub const US_IMPORTER: &str = "US-CTPAT:OBOIMP92011";
+
+pub fn now() -> Timestamp {
+    "2026-06-01T12:00:00Z".parse().expect("ts")
+}
+
+pub fn ago(secs: i64) -> Timestamp {
+    Timestamp::from_second(now().as_second() - secs).expect("ts")
+}
+
+pub fn op(id: &str) -> OperatorId {
+    OperatorId::parse(id).expect("operator id")
+}
+
+pub fn cn(s: &str) -> ContainerNumber {
+    ContainerNumber::parse(s).expect("container")
+}
+
+pub fn policy() -> Policy {
+    Policy {
+        name: "test".into(),
+        staleness_bound: Duration::from_secs(24 * 3600),
+        required_roles: vec![PartyRole::Importer, PartyRole::Carrier],
+        home_programmes: vec![Programme::EuAeo],
+        random_rate_aeo: 0.005,
+        random_rate_other: 0.03,
+        random_key: "test-random-key-0123456789".into(),
+        eseal_low_battery_is_reason: false,
+    }
+}
+
+pub fn routes() -> Routes {
+    Routes {
+        fast: "FAST lane".into(),
+        standard: "STANDARD lane".into(),
+        inspect: "INSPECT bay".into(),
+    }
+}
+
+pub fn record(id: &str, auth: Vec<Authorisation>, status: AeoStatus) -> RegistryRecord {
+    RegistryRecord {
+        v: SCHEMA_VERSION,
+        operator: op(id),
+        name: format!("Operator {id}"),
+        authorisations: auth,
+        status,
+        status_since: ago(86_400 * 100),
+        valid_from: ago(86_400 * 365),
+        valid_to: None,
+        roles: vec![],
+        contact_point: Some(ContactPoint {
+            name: format!("Security desk {id}"),
+            phone: Some("+31 10 000 0000".into()),
+            email: None,
+        }),
+        linked_ids: vec![],
+        source: "test".into(),
+        as_of: ago(3600),
+    }
+}
+
+pub fn consignment() -> Consignment {
+    Consignment {
+        v: SCHEMA_VERSION,
+        id: "K1".into(),
+        containers: vec![DeclaredContainer {
+            number: cn(CONTAINER),
+            seals: vec![SealNumber::parse(SEAL).expect("seal")],
+            eseals: vec![],
+        }],
+        parties: vec![
+            Party {
+                role: PartyRole::Importer,
+                operator: Some(op(IMPORTER)),
+                name: "Importer GmbH".into(),
+            },
+            Party {
+                role: PartyRole::Carrier,
+                operator: Some(op(CARRIER)),
+                name: "Carrier BV".into(),
+            },
+        ],
+        holds: vec![],
+        ports: vec!["PORT-A".into()],
+        as_of: ago(7200),
+    }
+}
+
+pub fn mra(partner: Programme, from: Timestamp, security_only: bool) -> MraRecord {
+    MraRecord {
+        v: SCHEMA_VERSION,
+        recognising: Programme::EuAeo,
+        partner,
+        in_force_from: from,
+        in_force_to: None,
+        security_only,
+        name: format!("EU-{partner} MRA"),
+    }
+}
+
+/// A loaded, fresh replica where everything for FAST is in place.
+pub fn replica() -> MemoryReplica {
+    let mut r = MemoryReplica::new();
+    r.insert_operator(record(
+        IMPORTER,
+        vec![Authorisation::Aeof],
+        AeoStatus::Active,
+    ));
+    r.insert_operator(record(
+        CARRIER,
+        vec![Authorisation::Aeos],
+        AeoStatus::Active,
+    ));
+    r.insert_consignment(consignment());
+    r.set_loaded(42, ago(3600));
+    r
+}
+
+pub fn read(source: ReadSource, value: ReadValue) -> Read {
+    Read {
+        source,
+        device: format!("{source:?}").to_lowercase(),
+        raw: String::new(),
+        value,
+        first_at: ago(30),
+        last_at: ago(25),
+        count: 3,
+        antenna: None,
+        rssi: None,
+        confidence: None,
+        entered_by: None,
+    }
+}
+
+pub fn container_read(s: &str) -> Read {
+    read(ReadSource::Ocr, ReadValue::Container { number: cn(s) })
+}
+
+pub fn seal_read(s: &str) -> Read {
+    read(
+        ReadSource::Ocr,
+        ReadValue::Seal {
+            number: SealNumber::parse(s).expect("seal"),
+        },
+    )
+}
+
+/// A transaction id the test policy does not select at random (draw ≥ 0.5).
+pub fn unselected_id() -> Uuid {
+    (1u128..)
+        .map(Uuid::from_u128)
+        .find(|id| random_draw(&policy().random_key, id) >= 0.5)
+        .expect("some id is not selected")
+}
+
+/// A transaction id selected even at the AEO rate.
+pub fn selected_id() -> Uuid {
+    (1u128..)
+        .map(Uuid::from_u128)
+        .find(|id| random_draw(&policy().random_key, id) < 0.001)
+        .expect("some id is selected")
+}
+
+pub fn tx(reads: Vec<Read>) -> GateTransaction {
+    GateTransaction {
+        v: SCHEMA_VERSION,
+        id: unselected_id(),
+        gate: GateId::parse("G1").expect("gate"),
+        lane: LaneId::parse("L1").expect("lane"),
+        opened_at: ago(40),
+        closed_at: ago(10),
+        close_reason: CloseReason::Departure,
+        reads,
+    }
+}
+
+/// The transaction that passes every check against [`replica`].
+pub fn good_tx() -> GateTransaction {
+    tx(vec![container_read(CONTAINER), seal_read(SEAL)])
+}
