@@ -1,11 +1,33 @@
-//! aeogate central: collector, registry authority and seal-exception cases.
+//! aeogate central: the collector every gate agent reports to, the AEO registry
+//! authority that signs what agents replicate, and the seal-exception case desk.
 //!
 //! # Layout
+//! - [`config`]: typed configuration, loadable from TOML.
 //! - [`model`]: central's own records (stored events, gate health, alerts, cases, audit).
 //! - [`store`]: the narrow [`store::Store`] interface and its redb implementation.
 //! - [`ingest`]: hash-chain, deduplication and acknowledgement rules for agent batches.
-//! - [`cases`]: the case life cycle.
+//! - [`cases`]: the case life cycle (`OPEN → ACKNOWLEDGED → RESOLVED`).
+//! - [`registry`]: import of operator / MRA / consignment files; per-port change batches.
+//! - [`signing`]: the ed25519 key file and signed envelopes.
+//! - [`auth`]: agent and session tokens, staff passwords.
+//! - [`service`]: [`Central`], the operations the API, CLI and demo call.
+//! - [`api`]: the HTTP routes ([`app`]).
+//! - [`server`]: HTTPS / loopback HTTP serving with graceful shutdown ([`serve`]).
+pub mod api;
+pub mod auth;
 pub mod cases;
+pub mod config;
 pub mod ingest;
 pub mod model;
+pub mod registry;
+pub mod server;
+pub mod service;
+pub mod signing;
 pub mod store;
+
+pub use api::app;
+pub use config::{Config, TlsConfig};
+pub use model::Summary;
+pub use server::{serve, serve_with_listener};
+pub use service::Central;
+pub use signing::generate_signing_key;

@@ -1,12 +1,195 @@
 //! aeogate central.
-use clap::Parser;
+use std::io::{BufRead as _, IsTerminal as _};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use central::registry::ImportKind;
+use central::{Central, Config};
+use clap::{Parser, Subcommand};
+use protocol::operator::OperatorId;
+use protocol::schema::{AeoStatus, GateId};
+use tokio_util::sync::CancellationToken;
 
 /// aeogate central: collects gate events, signs the AEO registry, tracks seal-exception cases.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    /// Configuration file (TOML); see docs/central.md.
+    #[arg(long, short, global = true, env = "CENTRAL_CONFIG", default_value = "central.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Serve the API until interrupted.
+    Serve,
+    /// Agent tokens.
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Registry authority.
+    #[command(subcommand)]
+    Registry(RegistryCmd),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Staff users.
+    #[command(subcommand)]
+    User(UserCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCmd {
+    /// Issue a token for a gate (printed once; only its hash is stored).
+    Add {
+        gate: GateId,
+        /// Port of entry the gate belongs to (its replication scope).
+        #[arg(long)]
+        port: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCmd {
+    /// Import operators, MRAs or consignments from CSV (`.csv`) or JSON.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        kind: Option<ImportKind>,
+        #[arg(long, default_value = "import")]
+        actor: String,
+    },
+    /// Change an operator's status (active = reinstate).
+    SetStatus {
+        operator: OperatorId,
+        #[arg(long, value_parser = parse_status)]
+        status: AeoStatus,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        actor: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCmd {
+    /// Write a new ed25519 signing key file (never overwrites).
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCmd {
+    /// Add a staff user; the password is read from standard input.
+    Add {
+        name: String,
+        #[arg(long, default_value = "officer")]
+        role: String,
+    },
+}
+
+fn parse_status(s: &str) -> Result<AeoStatus, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "active" => Ok(AeoStatus::Active),
+        "suspended" => Ok(AeoStatus::Suspended),
+        "revoked" => Ok(AeoStatus::Revoked),
+        "withdrawn" => Ok(AeoStatus::Withdrawn),
+        "expired" => Ok(AeoStatus::Expired),
+        _ => Err(format!("{s:?}: expected active, suspended, revoked, withdrawn or expired")),
+    }
+}
+
+/// Rows between progress lines on stderr.
+const PROGRESS_EVERY: usize = 10_000;
 
 fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!("central is not implemented yet")
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Cmd::Keys(KeysCmd::Generate { out }) = &cli.cmd {
+        central::generate_signing_key(out)?;
+        let s = central::signing::Signer::load(out)?;
+        println!("key_id = {}\npublic_key = {}", s.key_id(), s.public_key_hex());
+        return Ok(());
+    }
+    let cfg = Config::load(&cli.config)?;
+    let central = Central::open(&cfg)?;
+    match cli.cmd {
+        Cmd::Serve => serve(central, cfg),
+        Cmd::Agent(AgentCmd::Add { gate, port }) => {
+            let token = central.issue_agent_token(&gate, &port)?;
+            eprintln!("token for gate {gate} (port {port}); it is shown only this once:");
+            println!("{token}");
+            Ok(())
+        }
+        Cmd::Registry(RegistryCmd::Import { file, kind, actor }) => {
+            let mut progress = |n: usize| {
+                if n % PROGRESS_EVERY == 0 {
+                    eprintln!("{}: {n} rows read", file.display());
+                }
+            };
+            let r = central.import_file(&file, kind, &actor, &mut progress)?;
+            for e in &r.errors {
+                eprintln!("{}: {e}", file.display());
+            }
+            println!(
+                "{}: {} rows, {} imported, {} refused; registry at seq {}",
+                file.display(),
+                r.rows,
+                r.imported,
+                r.errors.len(),
+                r.last_seq
+            );
+            if r.imported == 0 && !r.errors.is_empty() {
+                bail!("no row of {} could be imported", file.display());
+            }
+            Ok(())
+        }
+        Cmd::Registry(RegistryCmd::SetStatus {
+            operator,
+            status,
+            reason,
+            actor,
+        }) => {
+            let seq = central.set_status(&operator, status, &reason, &actor)?;
+            println!("{operator} is {} (seq {seq})", status.as_str());
+            Ok(())
+        }
+        Cmd::User(UserCmd::Add { name, role }) => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprint!("password for {name}: ");
+            }
+            let mut pw = String::new();
+            stdin.lock().read_line(&mut pw).context("reading the password")?;
+            central.add_user(&name, pw.trim_end_matches(['\r', '\n']), &role)?;
+            println!("user {name} added (role {role})");
+            Ok(())
+        }
+        Cmd::Keys(_) => Ok(()),
+    }
+}
+
+fn serve(central: Central, cfg: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        central::api::install_metrics_recorder()?;
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("interrupt: shutting down");
+            }
+            s.cancel();
+        });
+        central::serve(central, cfg, shutdown).await
+    })
 }

@@ -1,0 +1,715 @@
+//! The HTTP API ([`app`]): agent ingest and heartbeats (docs/delivery.md), registry
+//! replication, staff login, cases with a live stream, queries, health and metrics.
+//!
+//! Every error answer is `{"error": "..."}` with a 4xx/5xx status.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::{Stream, StreamExt as _};
+use jiff::{SignedDuration, Timestamp};
+use metrics_exporter_prometheus::PrometheusHandle;
+use protocol::operator::OperatorId;
+use protocol::schema::{
+    AeoStatus, GateId, Heartbeat, IngestAck, IngestBatch, LaneDecision, LaneId, ReasonCode,
+    SCHEMA_VERSION, check_version,
+};
+use serde::{Deserialize, Serialize};
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::auth;
+use crate::cases::CaseError;
+use crate::ingest::{self, BatchError, MAX_BODY_BYTES};
+use crate::model::{
+    AgentRecord, CaseAction, CaseDetail, CaseOutcome, CaseQuery, CaseState, EventQuery,
+    GateHealth, Session,
+};
+use crate::service::{Central, check_port};
+use crate::store::StoreError;
+
+/// Longest long-poll wait on `/registry/changes` (docs/delivery.md).
+pub const MAX_WAIT_S: u64 = 60;
+/// Largest body for requests other than ingest.
+const SMALL_BODY_BYTES: usize = 64 * 1024;
+
+static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once; later calls return the same handle.
+///
+/// # Errors
+/// When another recorder was installed by someone else.
+pub fn install_metrics_recorder() -> anyhow::Result<PrometheusHandle> {
+    if let Some(h) = METRICS.get() {
+        return Ok(h.clone());
+    }
+    let h = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    Ok(METRICS.get_or_init(|| h).clone())
+}
+
+// ---------------------------------------------------------------------------------------
+// errors
+// ---------------------------------------------------------------------------------------
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or unknown bearer token",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        if let Some(se) = e.downcast_ref::<StoreError>() {
+            let status = match se {
+                StoreError::UnknownOperator(_) => StatusCode::NOT_FOUND,
+                StoreError::Case(CaseError::NotFound(_)) => StatusCode::NOT_FOUND,
+                StoreError::Case(_) | StoreError::GatePortConflict { .. } | StoreError::UserExists(_) => {
+                    StatusCode::CONFLICT
+                }
+                StoreError::Backend(_) | StoreError::Corrupt { .. } => {
+                    tracing::error!(error = %se, "store failure");
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            return Self::new(status, se.to_string());
+        }
+        tracing::error!(error = format!("{e:#}"), "request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+    }
+}
+
+fn json_rejection(r: &JsonRejection) -> ApiError {
+    ApiError::new(r.status(), r.body_text())
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+// ---------------------------------------------------------------------------------------
+// authentication
+// ---------------------------------------------------------------------------------------
+
+fn bearer_of(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    auth::bearer(Some(v)).map(str::to_owned)
+}
+
+/// The agent behind a request's bearer token.
+#[derive(Debug)]
+pub struct Agent(pub AgentRecord);
+
+impl FromRequestParts<Central> for Agent {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, c: &Central) -> Result<Self, ApiError> {
+        let token = bearer_of(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let rec = c.blocking(move |c| c.agent_for_token(&token)).await?;
+        rec.map(Agent).ok_or_else(|| {
+            metrics::counter!("central_auth_failures_total", "who" => "agent").increment(1);
+            ApiError::unauthorized()
+        })
+    }
+}
+
+/// A logged-in staff member.
+#[derive(Debug)]
+pub struct Staff(pub Session);
+
+impl FromRequestParts<Central> for Staff {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, c: &Central) -> Result<Self, ApiError> {
+        let token = bearer_of(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let s = c.blocking(move |c| c.session(&token)).await?;
+        s.map(Staff).ok_or_else(|| {
+            metrics::counter!("central_auth_failures_total", "who" => "staff").increment(1);
+            ApiError::new(StatusCode::UNAUTHORIZED, "missing, unknown or expired session token")
+        })
+    }
+}
+
+fn parse_gate(s: &str) -> ApiResult<GateId> {
+    GateId::parse(s).map_err(|e| ApiError::bad(e.to_string()))
+}
+
+fn for_gate(agent: &AgentRecord, gate: &GateId) -> ApiResult<()> {
+    if &agent.gate == gate {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this token belongs to gate {}, not {gate}", agent.gate),
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// router
+// ---------------------------------------------------------------------------------------
+
+/// The whole API. Routers are functions: tests drive it with `oneshot`.
+pub fn app(central: Central) -> Router {
+    let ingest = Router::new()
+        .route("/api/v1/agents/{gate}/events", post(post_events))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/v1/agents/{gate}/heartbeat", post(post_heartbeat))
+        .route("/api/v1/registry/snapshot", get(get_snapshot))
+        .route("/api/v1/registry/changes", get(get_changes))
+        .route("/api/v1/registry/keys", get(get_keys))
+        .route(
+            "/api/v1/registry/operators/{operator}/status",
+            post(post_status),
+        )
+        .route("/api/v1/login", post(post_login))
+        .route("/api/v1/cases", get(get_cases))
+        .route("/api/v1/cases/stream", get(get_case_stream))
+        .route("/api/v1/cases/{id}", get(get_case))
+        .route("/api/v1/cases/{id}/{action}", post(post_case_action))
+        .route("/api/v1/events", get(get_events))
+        .route("/api/v1/gates", get(get_gates))
+        .route("/api/v1/alerts", get(get_alerts))
+        .route("/api/v1/audit", get(get_audit))
+        .route("/api/v1/stats/summary", get(get_summary))
+        .route("/api/v1/stats/hourly", get(get_hourly))
+        .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES))
+        .merge(ingest)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(central)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+async fn healthz(State(c): State<Central>) -> ApiResult<Json<serde_json::Value>> {
+    let seq = c.blocking(|c| Ok(c.store().last_seq()?)).await?;
+    Ok(Json(serde_json::json!({ "status": "ok", "registry_seq": seq })))
+}
+
+async fn metrics_text() -> Response {
+    match METRICS.get() {
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no metrics recorder in this process",
+        )
+        .into_response(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// agents
+// ---------------------------------------------------------------------------------------
+
+async fn post_events(
+    State(c): State<Central>,
+    Path(gate): Path<String>,
+    Agent(agent): Agent,
+    body: Result<Json<IngestBatch>, JsonRejection>,
+) -> ApiResult<Json<IngestAck>> {
+    let gate = parse_gate(&gate)?;
+    for_gate(&agent, &gate)?;
+    let Json(batch) = body.map_err(|r| json_rejection(&r))?;
+    ingest::check_batch(&gate, &batch).map_err(|e| match e {
+        BatchError::TooManyEntries { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        BatchError::WrongAgent { .. } | BatchError::EntryWrongAgent { .. } => {
+            ApiError::new(StatusCode::FORBIDDEN, e.to_string())
+        }
+        _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    })?;
+    let gap = SignedDuration::try_from(c.config().gap_alert_after).unwrap_or(SignedDuration::MAX);
+    let n = batch.entries.len();
+    let out = c
+        .blocking(move |c| Ok(c.store().ingest(&gate, &batch.entries, Timestamp::now(), gap)?))
+        .await?;
+    metrics::counter!("central_entries_received_total").increment(n as u64);
+    metrics::counter!("central_entries_stored_total").increment(out.tally.stored);
+    metrics::counter!("central_entries_duplicate_total").increment(out.tally.duplicates);
+    if !out.tally.alerts.is_empty() {
+        tracing::warn!(gate = %agent.gate, alerts = ?out.tally.alerts, "integrity alerts on ingest");
+    }
+    c.publish_cases(out.cases);
+    Ok(Json(IngestAck {
+        v: SCHEMA_VERSION,
+        acked_through: out.acked_through,
+        stored: out.tally.stored,
+        duplicates: out.tally.duplicates,
+        alerts: out.tally.alerts,
+    }))
+}
+
+async fn post_heartbeat(
+    State(c): State<Central>,
+    Path(gate): Path<String>,
+    Agent(agent): Agent,
+    body: Result<Json<Heartbeat>, JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let gate = parse_gate(&gate)?;
+    for_gate(&agent, &gate)?;
+    let Json(hb) = body.map_err(|r| json_rejection(&r))?;
+    check_version(hb.v).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    if hb.agent != gate {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("heartbeat names agent {} but the path is for {gate}", hb.agent),
+        ));
+    }
+    let now = Timestamp::now();
+    let offset = now.duration_since(hb.at).as_millis();
+    let health = GateHealth {
+        heartbeat: hb,
+        received_at: now,
+        clock_offset_ms: i64::try_from(offset).unwrap_or(i64::MAX),
+    };
+    let gap = SignedDuration::try_from(c.config().gap_alert_after).unwrap_or(SignedDuration::MAX);
+    let cases = c
+        .blocking(move |c| Ok(c.store().record_heartbeat(&health, gap)?))
+        .await?;
+    c.publish_cases(cases);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct RegistryParams {
+    port: Option<String>,
+    after: Option<String>,
+    wait: Option<String>,
+}
+
+fn port_for(agent: &AgentRecord, p: &RegistryParams) -> ApiResult<String> {
+    let port = p
+        .port
+        .as_deref()
+        .ok_or_else(|| ApiError::bad("query parameter port is required"))?;
+    check_port(port).map_err(|e| ApiError::bad(e.to_string()))?;
+    if agent.port != port {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("gate {} replicates port {}, not {port}", agent.gate, agent.port),
+        ));
+    }
+    Ok(port.to_owned())
+}
+
+async fn get_snapshot(
+    State(c): State<Central>,
+    Agent(agent): Agent,
+    Query(p): Query<RegistryParams>,
+) -> ApiResult<Response> {
+    let port = port_for(&agent, &p)?;
+    let env = c.blocking(move |c| c.snapshot_envelope(&port)).await?;
+    metrics::counter!("central_snapshots_served_total").increment(1);
+    Ok(Json(env).into_response())
+}
+
+async fn get_changes(
+    State(c): State<Central>,
+    Agent(agent): Agent,
+    Query(p): Query<RegistryParams>,
+) -> ApiResult<Response> {
+    let port = port_for(&agent, &p)?;
+    let after: u64 = match p.after.as_deref() {
+        Some(s) => s
+            .parse()
+            .map_err(|_| ApiError::bad(format!("after {s:?} is not a sequence number")))?,
+        None => return Err(ApiError::bad("query parameter after is required")),
+    };
+    let wait: u64 = match p.wait.as_deref() {
+        Some(s) => s
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad(format!("wait {s:?} is not a number of seconds")))?
+            .min(MAX_WAIT_S),
+        None => 0,
+    };
+    let mut rx = c.subscribe_registry();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    // Bounded: each turn either answers or waits for a new seq, until the deadline.
+    loop {
+        let current = *rx.borrow_and_update();
+        if after > current {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("after={after} is beyond central's latest change {current}; fetch a snapshot"),
+            ));
+        }
+        if current > after {
+            let port = port.clone();
+            let env = c.blocking(move |c| c.changes_envelope(&port, after)).await?;
+            if let Some(env) = env {
+                return Ok(Json(env).into_response());
+            }
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { break },
+            () = tokio::time::sleep_until(deadline) => break,
+            () = c.stop_token().cancelled() => break,
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Serialize)]
+struct KeyInfo {
+    key_id: String,
+    public_key: String,
+    current: bool,
+}
+
+async fn get_keys(State(c): State<Central>) -> Json<Vec<KeyInfo>> {
+    let mut keys = vec![KeyInfo {
+        key_id: c.key_id(),
+        public_key: c.public_key_hex(),
+        current: true,
+    }];
+    keys.extend(c.config().published_keys.iter().map(|k| KeyInfo {
+        key_id: k.key_id.clone(),
+        public_key: k.public_key.clone(),
+        current: false,
+    }));
+    Json(keys)
+}
+
+// ---------------------------------------------------------------------------------------
+// staff
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct Login {
+    user: String,
+    password: String,
+}
+
+async fn post_login(
+    State(c): State<Central>,
+    body: Result<Json<Login>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Json(l) = body.map_err(|r| json_rejection(&r))?;
+    let out = c.blocking(move |c| c.login(&l.user, &l.password)).await?;
+    match out {
+        Some((token, s)) => Ok(Json(serde_json::json!({
+            "token": token, "user": s.user, "role": s.role, "expires_at": s.expires_at,
+        }))),
+        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusBody {
+    status: AeoStatus,
+    reason: String,
+}
+
+async fn post_status(
+    State(c): State<Central>,
+    Staff(s): Staff,
+    Path(op): Path<String>,
+    body: Result<Json<StatusBody>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let op = OperatorId::parse(&op).map_err(|e| ApiError::bad(format!("operator {op:?}: {e}")))?;
+    let Json(b) = body.map_err(|r| json_rejection(&r))?;
+    if b.reason.trim().is_empty() {
+        return Err(ApiError::bad("reason is required"));
+    }
+    let seq = c
+        .blocking(move |c| c.set_status(&op, b.status, &b.reason, &s.user))
+        .await?;
+    Ok(Json(serde_json::json!({ "seq": seq })))
+}
+
+fn parse_ts(name: &str, v: Option<&String>) -> ApiResult<Option<Timestamp>> {
+    v.map(|s| {
+        s.parse::<Timestamp>()
+            .map_err(|e| ApiError::bad(format!("{name} {s:?} is not an RFC 3339 time: {e}")))
+    })
+    .transpose()
+}
+
+fn parse_limit(v: Option<&String>) -> ApiResult<usize> {
+    v.map_or(Ok(100), |s| {
+        s.parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad(format!("limit {s:?} must be 1..=1000")))
+    })
+}
+
+async fn get_cases(
+    State(c): State<Central>,
+    Staff(_): Staff,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let query = CaseQuery {
+        state: q
+            .get("state")
+            .map(|s| CaseState::parse(s).ok_or_else(|| ApiError::bad(format!("state {s:?}: expected open, acknowledged or resolved"))))
+            .transpose()?,
+        gate: q.get("gate").map(|g| parse_gate(g)).transpose()?,
+        lane: q
+            .get("lane")
+            .map(|l| LaneId::parse(l).map_err(|e| ApiError::bad(e.to_string())))
+            .transpose()?,
+        reason: q
+            .get("reason")
+            .map(|r| ReasonCode::from_code(&r.to_ascii_uppercase()).ok_or_else(|| ApiError::bad(format!("reason {r:?} is not a reason code"))))
+            .transpose()?,
+        from: parse_ts("from", q.get("from"))?,
+        to: parse_ts("to", q.get("to"))?,
+        cursor: q.get("cursor").cloned(),
+        limit: parse_limit(q.get("limit"))?,
+    };
+    let page = c.blocking(move |c| Ok(c.store().cases(&query)?)).await?;
+    Ok(Json(page).into_response())
+}
+
+async fn get_case(
+    State(c): State<Central>,
+    Staff(_): Staff,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CaseDetail>> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad(format!("case id {id:?} is not a number")))?;
+    let detail = c
+        .blocking(move |c| {
+            let store = c.store();
+            let Some(case) = store.case(id)? else {
+                return Err(StoreError::Case(CaseError::NotFound(id)).into());
+            };
+            let mut d = CaseDetail {
+                case,
+                transaction: None,
+                decision: None,
+                declared: Vec::new(),
+                officer_results: Vec::new(),
+                alert: None,
+            };
+            if let Some(txn) = d.case.transaction_id() {
+                for e in store.transaction_events(&txn)? {
+                    match e.entry.body {
+                        protocol::schema::EventBody::Transaction { transaction } => {
+                            d.transaction = Some(transaction);
+                        }
+                        protocol::schema::EventBody::Decision { decision } => {
+                            d.decision = Some(decision);
+                        }
+                        protocol::schema::EventBody::OfficerAction { action }
+                            if matches!(
+                                action.kind,
+                                protocol::schema::ActionKind::InspectionResult { .. }
+                            ) =>
+                        {
+                            d.officer_results.push(action);
+                        }
+                        _ => {}
+                    }
+                }
+                let containers = d.transaction.as_ref().map(|t| t.containers()).unwrap_or_default();
+                for cn in containers {
+                    for k in store.consignments_for_container(cn.as_str())? {
+                        if !d.declared.iter().any(|x| x.id == k.id) {
+                            d.declared.push(k);
+                        }
+                    }
+                }
+            }
+            if let crate::model::CaseSubject::Integrity { alert_id, .. } = d.case.subject {
+                d.alert = store.alert(alert_id)?;
+            }
+            Ok(d)
+        })
+        .await?;
+    Ok(Json(detail))
+}
+
+#[derive(Debug, Deserialize)]
+struct ActionBody {
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    assignee: Option<String>,
+    #[serde(default)]
+    outcome: Option<CaseOutcome>,
+}
+
+async fn post_case_action(
+    State(c): State<Central>,
+    Staff(s): Staff,
+    Path((id, action)): Path<(String, String)>,
+    body: Option<Json<ActionBody>>,
+) -> ApiResult<Json<crate::model::Case>> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad(format!("case id {id:?} is not a number")))?;
+    let b = body.map_or(
+        ActionBody {
+            note: None,
+            assignee: None,
+            outcome: None,
+        },
+        |Json(b)| b,
+    );
+    let action = match action.as_str() {
+        "acknowledge" => CaseAction::Acknowledge { note: b.note },
+        "assign" => CaseAction::Assign {
+            assignee: b.assignee.ok_or_else(|| ApiError::bad("assignee is required"))?,
+            note: b.note,
+        },
+        "resolve" => CaseAction::Resolve {
+            outcome: b.outcome.ok_or_else(|| {
+                ApiError::bad("outcome is required: {\"outcome\": \"SEAL_VERIFIED_INTACT\" | \"SEAL_REPLACED\" (with new_seal) | \"DISCREPANCY_CONFIRMED\" | \"FALSE_READ\"}")
+            })?,
+            note: b.note,
+        },
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("unknown case action {other:?}: acknowledge, assign or resolve"),
+            ));
+        }
+    };
+    let case = c
+        .blocking(move |c| Ok(c.store().act_on_case(id, &action, &s.user, Timestamp::now())?))
+        .await?;
+    c.publish_cases(vec![case.clone()]);
+    Ok(Json(case))
+}
+
+async fn get_case_stream(
+    State(c): State<Central>,
+    Staff(_): Staff,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(c.subscribe_cases())
+        .map(|m| {
+            Ok(match m {
+                Ok(case) => Event::default()
+                    .event("case")
+                    .json_data(&case)
+                    .unwrap_or_else(|_| Event::default().event("resync").data("")),
+                // A slow client missed cases: tell it to refetch the list.
+                Err(_lagged) => Event::default().event("resync").data(""),
+            })
+        })
+        .take_until(c.stop_token().clone().cancelled_owned());
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn get_events(
+    State(c): State<Central>,
+    Staff(_): Staff,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let query = EventQuery {
+        gate: q.get("gate").map(|g| parse_gate(g)).transpose()?,
+        lane: q
+            .get("lane")
+            .map(|l| LaneId::parse(l).map_err(|e| ApiError::bad(e.to_string())))
+            .transpose()?,
+        container: q
+            .get("container")
+            .map(|s| {
+                protocol::container::ContainerNumber::parse(s)
+                    .map(|n| n.to_string())
+                    .map_err(|e| ApiError::bad(format!("container {s:?}: {e}")))
+            })
+            .transpose()?,
+        decision: q
+            .get("decision")
+            .map(|d| match d.to_ascii_uppercase().as_str() {
+                "FAST" => Ok(LaneDecision::Fast),
+                "STANDARD" => Ok(LaneDecision::Standard),
+                "INSPECT" => Ok(LaneDecision::Inspect),
+                _ => Err(ApiError::bad(format!("decision {d:?}: expected FAST, STANDARD or INSPECT"))),
+            })
+            .transpose()?,
+        from: parse_ts("from", q.get("from"))?,
+        to: parse_ts("to", q.get("to"))?,
+        cursor: q.get("cursor").cloned(),
+        limit: parse_limit(q.get("limit"))?,
+    };
+    let page = c.blocking(move |c| Ok(c.store().events(&query)?)).await?;
+    Ok(Json(page).into_response())
+}
+
+async fn get_gates(State(c): State<Central>, Staff(_): Staff) -> ApiResult<Response> {
+    let gates = c.blocking(|c| c.gates(Timestamp::now())).await?;
+    Ok(Json(gates).into_response())
+}
+
+async fn get_alerts(State(c): State<Central>, Staff(_): Staff) -> ApiResult<Response> {
+    let alerts = c.blocking(|c| Ok(c.store().alerts(1000)?)).await?;
+    Ok(Json(alerts).into_response())
+}
+
+async fn get_audit(
+    State(c): State<Central>,
+    Staff(_): Staff,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let after = match q.get("after") {
+        Some(s) => s
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad(format!("after {s:?} is not a number")))?,
+        None => 0,
+    };
+    let limit = parse_limit(q.get("limit"))?;
+    let log = c.blocking(move |c| Ok(c.store().audit_log(after, limit)?)).await?;
+    Ok(Json(log).into_response())
+}
+
+async fn get_summary(State(c): State<Central>, Staff(_): Staff) -> ApiResult<Response> {
+    let s = c.blocking(|c| c.summary()).await?;
+    Ok(Json(s).into_response())
+}
+
+async fn get_hourly(
+    State(c): State<Central>,
+    Staff(_): Staff,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let gate = q.get("gate").map(|g| parse_gate(g)).transpose()?;
+    let now = Timestamp::now();
+    let to = parse_ts("to", q.get("to"))?.unwrap_or(now);
+    let from = parse_ts("from", q.get("from"))?
+        .unwrap_or_else(|| to.checked_sub(SignedDuration::from_hours(24)).unwrap_or(to));
+    let stats = c
+        .blocking(move |c| Ok(c.store().hourly_stats(gate.as_ref(), from, to)?))
+        .await?;
+    Ok(Json(stats).into_response())
+}

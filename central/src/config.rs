@@ -1,0 +1,143 @@
+//! Central's configuration: a typed [`Config`], loadable from TOML (`central serve
+//! --config FILE`). Unknown keys are refused with the key and line, so a misspelt setting
+//! never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+/// PEM files for HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert_pem: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: PathBuf,
+}
+
+/// A public key central publishes besides its own signing key (the next key during a
+/// rotation, or the previous one while agents move over).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedKey {
+    pub key_id: String,
+    /// Hex of the 32-byte ed25519 public key.
+    pub public_key: String,
+}
+
+fn default_stale_after() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_gap_alert_after() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
+fn default_argon2_m_cost_kib() -> u32 {
+    19 * 1024
+}
+fn default_argon2_t_cost() -> u32 {
+    2
+}
+
+/// Everything `central serve` needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on, e.g. `0.0.0.0:8443`.
+    pub listen: SocketAddr,
+    /// The redb store file.
+    pub store_path: PathBuf,
+    /// The ed25519 key file written by `central keys generate`.
+    pub signing_key_path: PathBuf,
+    /// HTTPS certificate and key. Required unless plain HTTP is explicitly allowed.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Serve plain HTTP; only honoured when `listen` is a loopback address.
+    #[serde(default)]
+    pub allow_plain_http_on_loopback: bool,
+    /// A gate without a heartbeat for this long is reported stale.
+    #[serde(default = "default_stale_after", with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// A hole in an agent's sequence older than this raises a `GAP` alert.
+    #[serde(default = "default_gap_alert_after", with = "humantime_serde")]
+    pub gap_alert_after: Duration,
+    /// Lifetime of a staff login session.
+    #[serde(default = "default_session_ttl", with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Argon2id memory cost for staff passwords, KiB (OWASP minimum: 19 MiB with t=2).
+    #[serde(default = "default_argon2_m_cost_kib")]
+    pub argon2_m_cost_kib: u32,
+    /// Argon2id iterations.
+    #[serde(default = "default_argon2_t_cost")]
+    pub argon2_t_cost: u32,
+    /// Extra public keys listed at `GET /api/v1/registry/keys`.
+    #[serde(default)]
+    pub published_keys: Vec<PublishedKey>,
+}
+
+impl Config {
+    /// A configuration with defaults for everything but the three paths and addresses;
+    /// no TLS and no plain HTTP (set one of them).
+    #[must_use]
+    pub fn new(listen: SocketAddr, store_path: PathBuf, signing_key_path: PathBuf) -> Self {
+        Self {
+            listen,
+            store_path,
+            signing_key_path,
+            tls: None,
+            allow_plain_http_on_loopback: false,
+            stale_after: default_stale_after(),
+            gap_alert_after: default_gap_alert_after(),
+            session_ttl: default_session_ttl(),
+            argon2_m_cost_kib: default_argon2_m_cost_kib(),
+            argon2_t_cost: default_argon2_t_cost(),
+            published_keys: Vec::new(),
+        }
+    }
+
+    /// Parses TOML text. Relative paths stay relative to the working directory.
+    ///
+    /// # Errors
+    /// The TOML error, which names the offending key with its line and column.
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("invalid central configuration: {e}"))
+    }
+
+    /// Reads and parses a TOML file.
+    ///
+    /// # Errors
+    /// When the file cannot be read, or as [`Config::from_toml`].
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading configuration {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("in {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = "listen = \"127.0.0.1:1\"\nstore_path = \"s\"\nsigning_key_path = \"k\"\nstale_afterr = \"5s\"\n";
+        let err = format!("{:#}", Config::from_toml(text).expect_err("unknown key"));
+        assert!(err.contains("stale_afterr"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_human_readable_and_defaulted() {
+        let text = "listen = \"127.0.0.1:1\"\nstore_path = \"s\"\nsigning_key_path = \"k\"\nstale_after = \"5s\"\n";
+        let c = Config::from_toml(text).expect("config");
+        assert_eq!(c.stale_after, Duration::from_secs(5));
+        assert_eq!(c.gap_alert_after, Duration::from_secs(300));
+        assert!(c.tls.is_none() && !c.allow_plain_http_on_loopback);
+    }
+}
