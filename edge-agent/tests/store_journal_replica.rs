@@ -1,0 +1,326 @@
+//! The redb store on real files: durability across reopen, chain, acks, pruning, replica.
+
+mod support;
+
+use edge_agent::decider::{ReplicaView, decide};
+use edge_agent::store::{ReplicaError, Store};
+use protocol::schema::{
+    Change, ChangeBatch, EventBody, GateId, LaneDecision, SCHEMA_VERSION, SequencedChange,
+};
+use support::*;
+
+fn gate() -> GateId {
+    GateId::parse("G1").expect("gate")
+}
+
+fn alert(n: usize) -> EventBody {
+    EventBody::IntegrityAlert {
+        what: "test".into(),
+        detail: format!("alert {n}"),
+    }
+}
+
+fn health(n: usize) -> EventBody {
+    EventBody::DeviceHealth {
+        health: protocol::schema::DeviceHealth {
+            device: format!("dev{n}"),
+            lane: None,
+            up: true,
+            detail: "x".repeat(200),
+            since: now(),
+        },
+    }
+}
+
+#[test]
+fn appended_entries_survive_drop_and_reopen_and_chain_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("agent.redb");
+    let first = {
+        let s = Store::open(&path, gate()).expect("open");
+        let a = s.append(vec![health(1), health(2)], now()).expect("append");
+        s.append(vec![health(3)], now()).expect("append");
+        assert_eq!(s.journal_head(), 3);
+        a
+        // dropped without any close
+    };
+    let s = Store::open(&path, gate()).expect("reopen");
+    assert_eq!(s.journal_head(), 3);
+    assert_eq!(s.verify_chain().expect("chain"), 3);
+    assert_eq!(s.entry(1).expect("entry"), Some(first[0].clone()));
+    let more = s
+        .append(vec![health(4)], now())
+        .expect("append after reopen");
+    assert_eq!(more[0].seq, 4);
+    assert_eq!(more[0].prev_hash, s.entry(3).expect("e3").expect("e3").hash);
+    assert_eq!(s.verify_chain().expect("chain"), 4);
+}
+
+#[test]
+fn acks_are_monotonic_and_bounded_by_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
+    s.append((0..5).map(health).collect(), now())
+        .expect("append");
+    assert!(s.set_acked(6).is_err());
+    s.set_acked(3).expect("ack");
+    s.set_acked(2).expect("lower ack is ignored");
+    assert_eq!(s.acked_seq(), 3);
+    let un = s.unacked(10, false).expect("unacked");
+    assert_eq!(un.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(s.oldest_unacked_at(), Some(now()));
+}
+
+#[test]
+fn exceptions_first_puts_alerts_ahead() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
+    s.append(vec![health(1), health(2), alert(3), health(4)], now())
+        .expect("append");
+    let seqs: Vec<u64> = s
+        .unacked(3, true)
+        .expect("unacked")
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, vec![3, 1, 2]);
+}
+
+#[test]
+fn acknowledged_routine_entries_are_pruned_but_not_exceptions_or_unacked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
+    s.append(vec![alert(0)], now()).expect("append");
+    for i in 0..20 {
+        s.append(vec![health(i)], now()).expect("append");
+    }
+    let full = s.journal_bytes();
+    s.set_acked(15).expect("ack");
+    s.set_journal_limit(full / 2);
+    s.append(vec![health(99)], now())
+        .expect("append triggers pruning");
+    assert!(s.journal_bytes() <= full / 2, "pruned to the bound");
+    assert!(s.entry(1).expect("e1").is_some(), "integrity alert kept");
+    assert!(
+        s.entry(2).expect("e2").is_none(),
+        "oldest acknowledged routine entry pruned"
+    );
+    for seq in 16..=22 {
+        assert!(
+            s.entry(seq).expect("entry").is_some(),
+            "unacknowledged {seq} kept"
+        );
+    }
+    assert!(s.verify_chain().expect("remaining chain verifies") > 0);
+}
+
+#[test]
+fn transactions_and_decisions_are_found_for_the_console() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
+    let t = good_tx();
+    let d = decide(&t, &replica(), &policy(), &routes(), now());
+    s.append(
+        vec![
+            EventBody::Transaction {
+                transaction: t.clone(),
+            },
+            EventBody::Decision {
+                decision: d.clone(),
+            },
+        ],
+        now(),
+    )
+    .expect("append");
+    let (tx, dec, actions) = s.transaction(&t.id).expect("lookup").expect("found");
+    assert_eq!(tx, t);
+    assert_eq!(dec, Some(d.clone()));
+    assert!(actions.is_empty());
+    let recent = s
+        .recent_transactions(None, Some("3054"), 10)
+        .expect("recent");
+    assert_eq!(recent.len(), 1);
+    assert!(
+        s.recent_transactions(None, Some("TASU"), 10)
+            .expect("recent")
+            .is_empty()
+    );
+}
+
+fn batch(snapshot: bool, after: u64, last: u64, port: &str, changes: Vec<Change>) -> ChangeBatch {
+    ChangeBatch {
+        v: SCHEMA_VERSION,
+        snapshot,
+        after_seq: after,
+        last_seq: last,
+        port: port.into(),
+        as_of: ago(60),
+        changes: changes
+            .into_iter()
+            .enumerate()
+            .map(|(i, change)| SequencedChange {
+                seq: after + 1 + i as u64,
+                change,
+            })
+            .collect(),
+    }
+}
+
+fn snapshot() -> ChangeBatch {
+    use protocol::schema::{AeoStatus, Authorisation};
+    batch(
+        true,
+        0,
+        3,
+        "PORT-A",
+        vec![
+            Change::UpsertOperator {
+                record: record(IMPORTER, vec![Authorisation::Aeof], AeoStatus::Active),
+            },
+            Change::UpsertOperator {
+                record: record(CARRIER, vec![Authorisation::Aeos], AeoStatus::Active),
+            },
+            Change::UpsertConsignment {
+                consignment: consignment(),
+            },
+        ],
+    )
+}
+
+#[test]
+fn replica_from_snapshot_decides_fast() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
+    s.bind_port("PORT-A").expect("bind");
+    s.apply_batch(&snapshot()).expect("snapshot");
+    let view = s.replica_view().expect("view");
+    assert_eq!(view.sequence(), 3);
+    let d = decide(&good_tx(), &view, &policy(), &routes(), now());
+    assert_eq!(d.decision, LaneDecision::Fast, "{:?}", d.reasons);
+}
+
+#[test]
+fn apply_batch_refuses_gap_replay_rollback_and_wrong_port_leaving_replica_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
+    s.bind_port("PORT-A").expect("bind");
+    s.apply_batch(&snapshot()).expect("snapshot");
+    let suspend = |after| {
+        batch(
+            false,
+            after,
+            after + 1,
+            "PORT-A",
+            vec![Change::SetStatus {
+                operator: op(IMPORTER),
+                status: protocol::schema::AeoStatus::Suspended,
+                reason: "audit".into(),
+                actor: "central".into(),
+                at: ago(30),
+            }],
+        )
+    };
+    let before = s.replica_meta();
+    assert!(matches!(
+        s.apply_batch(&suspend(5)),
+        Err(ReplicaError::Gap {
+            expected: 3,
+            found: 5
+        })
+    ));
+    assert!(matches!(
+        s.apply_batch(&suspend(1)),
+        Err(ReplicaError::Replay { .. })
+    ));
+    let mut wrong = suspend(3);
+    wrong.port = "PORT-B".into();
+    assert!(matches!(
+        s.apply_batch(&wrong),
+        Err(ReplicaError::WrongPort { .. })
+    ));
+    let mut old = snapshot();
+    old.last_seq = 2;
+    old.changes.truncate(2);
+    assert!(matches!(
+        s.apply_batch(&old),
+        Err(ReplicaError::Rollback {
+            current: 3,
+            last_seq: 2
+        })
+    ));
+    assert_eq!(s.replica_meta(), before);
+    let view = s.replica_view().expect("view");
+    assert_eq!(
+        view.operator(&op(IMPORTER)).expect("importer").status,
+        protocol::schema::AeoStatus::Active
+    );
+    drop(view);
+
+    s.apply_batch(&suspend(3))
+        .expect("contiguous batch applies");
+    let view = s.replica_view().expect("view");
+    assert_eq!(view.sequence(), 4);
+    assert_eq!(
+        view.operator(&op(IMPORTER)).expect("importer").status,
+        protocol::schema::AeoStatus::Suspended
+    );
+}
+
+#[test]
+fn failing_batch_is_all_or_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
+    s.apply_batch(&snapshot()).expect("snapshot");
+    let b = batch(
+        false,
+        3,
+        5,
+        "PORT-A",
+        vec![
+            Change::RemoveConsignment { id: "K1".into() },
+            Change::SetStatus {
+                operator: op("EU-AEO:FR12345678901"),
+                status: protocol::schema::AeoStatus::Revoked,
+                reason: "x".into(),
+                actor: "y".into(),
+                at: ago(1),
+            },
+        ],
+    );
+    assert!(matches!(
+        s.apply_batch(&b),
+        Err(ReplicaError::UnknownOperator { seq: 5, .. })
+    ));
+    let view = s.replica_view().expect("view");
+    assert!(
+        view.consignment_for(&cn(CONTAINER)).is_some(),
+        "first change rolled back"
+    );
+    assert_eq!(view.sequence(), 3);
+}
+
+#[test]
+fn snapshot_replaces_the_replica() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
+    s.apply_batch(&snapshot()).expect("snapshot");
+    let empty = batch(true, 0, 10, "PORT-A", vec![]);
+    s.apply_batch(&empty).expect("second snapshot");
+    let view = s.replica_view().expect("view");
+    assert!(view.operator(&op(IMPORTER)).is_none());
+    assert!(view.consignment_for(&cn(CONTAINER)).is_none());
+    assert_eq!(view.sequence(), 10);
+}
+
+#[test]
+fn mark_synced_refreshes_freshness() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
+    let mut b = snapshot();
+    b.as_of = ago(48 * 3600);
+    s.apply_batch(&b).expect("snapshot");
+    s.mark_synced(ago(10)).expect("synced");
+    let view = s.replica_view().expect("view");
+    assert_eq!(view.as_of(), Some(ago(10)));
+    assert_eq!(s.replica_meta().last_sync, Some(ago(10)));
+}
