@@ -384,3 +384,18 @@ fn a_silent_reader_is_reported_and_its_recovery_too() {
     assert!(matches!(back.msg, Message::Fault { detail: 0, .. }));
     assert!(board.stats().uhf.ignored > 0);
 }
+
+#[test]
+fn a_fault_without_end_leaves_the_board_running() {
+    let board = board();
+    let mut agent = Agent::open(&board.tty_path());
+    board.inject(Fault::ReaderSilent {
+        uhf: false,
+        for_ms: u64::MAX,
+    });
+    let before = board.stats().frames_sent;
+    assert!(agent.heartbeat().is_some());
+    assert!(agent.heartbeat().is_some());
+    assert!(board.stats().frames_sent > before);
+    assert_eq!(board.thread_error(), None);
+}

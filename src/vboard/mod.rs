@@ -17,6 +17,13 @@
 //! channel; what the thread drives (lamps, barrier) is read straight from the simulated
 //! pins, and everything else from a snapshot it publishes after each poll. Dropping the
 //! handle stops the thread and waits a bounded time for it.
+//!
+//! # Layout
+//! - this module: [`VirtualBoard`] (the handle and the board thread), [`Truck`], [`Fault`].
+//! - `pins`: [`SimPin`], a GPIO whose level is shared with the handle.
+//! - `sim`: [`SimUhf`] and [`SimESeal`], byte-level reader simulators.
+//! - `pty`: [`PtyLink`], the link UART on a pseudo-terminal, with the link faults.
+//! - `script`: lane scripts ([`parse_script`], [`run_script`]) and [`run_board_cli`].
 
 mod pins;
 mod pty;
@@ -509,7 +516,7 @@ fn inject(
             None
         }
         Fault::ReaderSilent { uhf, for_ms } => {
-            let until = Some(Instant::now() + Duration::from_millis(for_ms));
+            let until = Some(after_ms(for_ms));
             let mut scene = scene.borrow_mut();
             if uhf {
                 scene.uhf_silent_until = until;
@@ -521,9 +528,17 @@ fn inject(
         Fault::Unplug { for_ms } => {
             link.unplug();
             remove_link(&shared.link_path);
-            Some(Instant::now() + Duration::from_millis(for_ms))
+            Some(after_ms(for_ms))
         }
     }
+}
+
+/// `ms` from now; a span past what `Instant` can hold means "a year" (never, in practice).
+fn after_ms(ms: u64) -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_millis(ms))
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 type SimBoard<const N: usize> =
