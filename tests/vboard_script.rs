@@ -160,3 +160,34 @@ fn a_script_puts_a_truck_on_the_loops_of_a_running_board() {
     run_script(&board, &leave, &mut Vec::new()).expect("runs");
     assert_eq!(board.stats().presence, 0);
 }
+
+#[test]
+fn the_cli_runs_a_script_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("lane.txt");
+    std::fs::write(
+        &path,
+        "arrive tags=3074257BF7194E4000001A85\nwait 100ms\nleave\n",
+    )
+    .expect("write script");
+    aeogate::vboard::run_board_cli("L7", Some(&path)).expect("script runs");
+}
+
+#[test]
+fn the_cli_names_the_file_and_line_of_a_bad_script() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bad.txt");
+    std::fs::write(&path, "leave\nfault unplug\n").expect("write script");
+    let e = aeogate::vboard::run_board_cli("L7", Some(&path)).expect_err("rejected");
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("bad.txt") && text.contains("line 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_cli_refuses_a_lane_that_is_not_a_lane_id() {
+    let e = aeogate::vboard::run_board_cli("lane 7/../x", None).expect_err("rejected");
+    assert!(format!("{e:#}").contains("lane"), "{e:#}");
+}
