@@ -11,9 +11,21 @@
 //! - [`decider`]: the pure lane decision (policy, reasons, random selection) over a
 //!   [`decider::ReplicaView`].
 //! - [`store`]: redb storage: the hash-chained journal and the registry replica.
+//! - [`sources`]: serial drivers (lane board link, BB-7E UHF module) and the MQTT source;
+//!   each reconnects by itself and reports its health.
+//! - [`actuators`]: lane decisions to link lane commands and MQTT lane topics.
+//! - [`runtime`]: wires the pipeline, background clients and console; shutdown.
+//! - [`uplink`]: drains the journal to central; heartbeats.
+//! - [`replication`]: verified, sequenced registry replication from central.
+//! - [`api`]: the console's HTTP JSON API, SSE feed, metrics and health probes.
 
 pub mod assembler;
 pub mod config;
 pub mod decider;
 pub mod store;
+pub mod actuators;
+pub mod api;
+pub mod replication;
+pub mod runtime;
 pub mod sources;
+pub mod uplink;

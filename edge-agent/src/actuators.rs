@@ -1,0 +1,131 @@
+//! Actuators: a lane state goes to the lane board (a link `LaneCommand`) and to the MQTT
+//! lane topics.
+//!
+//! | decision | light | barrier | route no. | meaning for the driver |
+//! |---|---|---|---|---|
+//! | FAST | green | raise | 1 | proceed on the priority route |
+//! | STANDARD | amber | raise | 2 | proceed to normal processing (the booth) |
+//! | INSPECT | red | stays lowered | 3 | stop; an officer directs the truck to inspection |
+//!
+//! STANDARD raises the barrier because the truck must leave the read point for the booth;
+//! amber rather than green tells the driver that it is not the priority lane. The sign text
+//! is the configured route, cut to the link's 32 bytes on a character boundary. The board
+//! itself never lowers the barrier onto a vehicle and drops to red when the link is
+//! silent, whatever it was told.
+
+use std::collections::HashMap;
+
+use protocol::link::{Barrier, LaneCommand, Light, MAX_TEXT_BYTES};
+use protocol::schema::{LaneDecision, LaneId};
+use tokio::sync::mpsc;
+
+use crate::sources::mqtt::{LaneState, LaneTopics};
+
+/// The link command for a lane decision with the configured route text.
+#[must_use]
+pub fn lane_command(decision: LaneDecision, route: &str) -> LaneCommand {
+    let (light, barrier, route_no) = match decision {
+        LaneDecision::Fast => (Light::Green, Barrier::Raise, 1),
+        LaneDecision::Standard => (Light::Amber, Barrier::Raise, 2),
+        LaneDecision::Inspect => (Light::Red, Barrier::Lower, 3),
+    };
+    LaneCommand {
+        light,
+        barrier,
+        route: route_no,
+        text: sign_text(route),
+    }
+}
+
+/// `text` cut to [`MAX_TEXT_BYTES`] UTF-8 bytes without splitting a character.
+#[must_use]
+pub fn sign_text(text: &str) -> heapless::String<MAX_TEXT_BYTES> {
+    let mut out = heapless::String::new();
+    for c in text.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
+}
+
+/// Where lane states go.
+#[derive(Debug, Clone, Default)]
+pub struct Actuators {
+    links: HashMap<LaneId, Vec<mpsc::Sender<LaneCommand>>>,
+    topics: Option<LaneTopics>,
+}
+
+impl Actuators {
+    /// Actuators publishing lane topics through `topics` (if MQTT is configured).
+    #[must_use]
+    pub fn new(topics: Option<LaneTopics>) -> Self {
+        Self {
+            links: HashMap::new(),
+            topics,
+        }
+    }
+
+    /// Adds a lane board's command channel for `lane`.
+    pub fn add_link(&mut self, lane: LaneId, tx: mpsc::Sender<LaneCommand>) {
+        self.links.entry(lane).or_default().push(tx);
+    }
+
+    /// Shows `state` on its lane. Never blocks: a board whose command queue is full (its
+    /// port is down and reopening) misses this command and is told so in the log; the lane
+    /// is in its safe state meanwhile.
+    pub fn show(&self, state: &LaneState) {
+        let decision = match state.decision.as_str() {
+            "FAST" => LaneDecision::Fast,
+            "STANDARD" => LaneDecision::Standard,
+            _ => LaneDecision::Inspect,
+        };
+        let cmd = lane_command(decision, &state.route);
+        for tx in self.links.get(&state.lane).into_iter().flatten() {
+            if let Err(e) = tx.try_send(cmd.clone()) {
+                metrics::counter!("aeogate_lane_commands_dropped_total", "lane" => state.lane.to_string())
+                    .increment(1);
+                tracing::warn!(lane = %state.lane, error = %e, "lane command not queued for the board");
+            }
+        }
+        if let Some(t) = &self.topics {
+            t.publish(state);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspect_keeps_the_barrier_down_and_shows_red() {
+        let c = lane_command(LaneDecision::Inspect, "Inspection bay 2");
+        assert_eq!(
+            (c.light, c.barrier, c.route),
+            (Light::Red, Barrier::Lower, 3)
+        );
+        assert_eq!(c.text.as_str(), "Inspection bay 2");
+    }
+
+    #[test]
+    fn fast_and_standard_raise_with_different_lights() {
+        let f = lane_command(LaneDecision::Fast, "Lane 1");
+        let s = lane_command(LaneDecision::Standard, "Booth");
+        assert_eq!((f.light, f.barrier), (Light::Green, Barrier::Raise));
+        assert_eq!((s.light, s.barrier), (Light::Amber, Barrier::Raise));
+    }
+
+    #[test]
+    fn sign_text_is_cut_on_a_character_boundary() {
+        // 31 ASCII bytes then a 2-byte 'é': it does not fit and is left out whole.
+        let text = format!("{}é and more", "a".repeat(31));
+        let t = sign_text(&text);
+        assert_eq!(t.len(), 31);
+        assert!(t.chars().all(|c| c == 'a'));
+        assert_eq!(
+            sign_text("Voie rapide — quai 3").as_str(),
+            "Voie rapide — quai 3"
+        );
+    }
+}

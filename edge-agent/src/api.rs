@@ -1,0 +1,484 @@
+//! The console API (axum): lane states, transaction history, officer actions, live updates,
+//! metrics and health probes. [`app`] builds the router; serving is the runtime's job.
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /api/v1/lanes` | every lane: open transaction, last decision, what the lane shows, its devices, replica freshness, degraded flags |
+//! | `GET /api/v1/transactions?lane=&container=&limit=` | recent transactions with their decisions, newest first |
+//! | `GET /api/v1/transactions/{id}` | one transaction, its decision and officer actions |
+//! | `POST /api/v1/lanes/{lane}/actions` | an officer action (header `X-Officer`), journaled; an override changes the lane |
+//! | `GET /api/v1/events` | server-sent events: a `lane` event with the lane's state on every change |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /healthz` | 200 while the process serves |
+//! | `GET /readyz` | 200 when the store is open and the console up; body flags a stale replica and down devices |
+//!
+//! Officer authentication comes with the console; until then the `X-Officer` header names
+//! the officer and is recorded in the action.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt as _;
+use jiff::Timestamp;
+use protocol::schema::{
+    ActionKind, Decision, DeviceHealth, EventBody, GateTransaction, LaneDecision, LaneId,
+    OfficerAction, ReadSource, ReadValue, ReasonCode, SCHEMA_VERSION,
+};
+use serde::{Deserialize, Serialize};
+use tokio_stream::wrappers::BroadcastStream;
+use uuid::Uuid;
+
+use crate::assembler::{AssemblerEvent, RawRead};
+use crate::runtime::{LaneLive, Shared};
+use crate::sources::mqtt::LaneState;
+use crate::store::ReplicaMeta;
+
+/// Largest request body accepted (an officer action is well under 1 KiB).
+const BODY_LIMIT: usize = 16 * 1024;
+/// Most transactions one history request returns.
+const MAX_LIMIT: usize = 500;
+/// Longest free text (reason, note) in an officer action.
+const MAX_TEXT: usize = 1000;
+
+/// The console router over the agent's shared state.
+pub fn app(state: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/v1/lanes", get(lanes))
+        .route("/api/v1/transactions", get(transactions))
+        .route("/api/v1/transactions/{id}", get(transaction))
+        .route("/api/v1/lanes/{lane}/actions", post(action))
+        .route("/api/v1/events", get(events))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// An API error: status and `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "console request failed");
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// Age of the replica in seconds at `now`; `None` when never loaded.
+#[must_use]
+pub fn replica_age_s(meta: &ReplicaMeta, now: Timestamp) -> Option<u64> {
+    let as_of = meta.current_as_of()?;
+    let secs = now.as_second().saturating_sub(as_of.as_second());
+    Some(u64::try_from(secs).unwrap_or(0))
+}
+
+/// Replica freshness as the console shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaStatus {
+    /// Last applied change sequence.
+    pub sequence: u64,
+    /// Central's as-of time.
+    pub as_of: Option<Timestamp>,
+    /// Last poll that confirmed nothing newer.
+    pub last_sync: Option<Timestamp>,
+    /// Seconds since the replica was known current.
+    pub age_s: Option<u64>,
+    /// Older than the policy's staleness bound (or never loaded): no lane can be FAST.
+    pub stale: bool,
+}
+
+fn replica_status(shared: &Shared, meta: &ReplicaMeta) -> ReplicaStatus {
+    let age_s = replica_age_s(meta, Timestamp::now());
+    ReplicaStatus {
+        sequence: meta.sequence,
+        as_of: meta.as_of,
+        last_sync: meta.last_sync,
+        age_s,
+        stale: age_s.is_none_or(|a| a > shared.policy.staleness_bound.as_secs()),
+    }
+}
+
+async fn replica_meta(shared: &Shared) -> Result<ReplicaMeta, ApiError> {
+    let store = shared.store.clone();
+    tokio::task::spawn_blocking(move || store.replica_meta())
+        .await
+        .map_err(internal)
+}
+
+/// One lane as `GET /api/v1/lanes` shows it.
+#[derive(Debug, Serialize)]
+pub struct LaneReport {
+    /// Live state.
+    #[serde(flatten)]
+    pub live: LaneLive,
+    /// Devices serving this lane (and lane-less ones such as the MQTT connection).
+    pub devices: Vec<DeviceHealth>,
+    /// Replica freshness (the same for every lane).
+    pub replica: ReplicaStatus,
+    /// What keeps this lane from working fully, in words.
+    pub degraded: Vec<String>,
+}
+
+async fn lanes(State(s): State<Arc<Shared>>) -> Result<Json<Vec<LaneReport>>, ApiError> {
+    let meta = replica_meta(&s).await?;
+    let replica = replica_status(&s, &meta);
+    let health = s.device_health();
+    let out = s
+        .live
+        .snapshot()
+        .into_iter()
+        .map(|live| {
+            let devices: Vec<DeviceHealth> = health
+                .iter()
+                .filter(|d| d.lane.as_ref().is_none_or(|l| l == &live.lane))
+                .cloned()
+                .collect();
+            let mut degraded: Vec<String> = devices
+                .iter()
+                .filter(|d| !d.up)
+                .map(|d| format!("device {} down: {}", d.device, d.detail))
+                .collect();
+            if replica.stale {
+                degraded.push("registry replica stale: priority (FAST) suspended".into());
+            }
+            LaneReport {
+                live,
+                devices,
+                replica: replica.clone(),
+                degraded,
+            }
+        })
+        .collect();
+    Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    lane: Option<String>,
+    container: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A transaction with its decision.
+#[derive(Debug, Serialize)]
+pub struct TransactionRow {
+    /// The transaction.
+    pub transaction: GateTransaction,
+    /// Its decision, if journaled.
+    pub decision: Option<Decision>,
+}
+
+async fn transactions(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Vec<TransactionRow>>, ApiError> {
+    let lane = match q.lane.as_deref().filter(|l| !l.is_empty()) {
+        Some(l) => Some(LaneId::parse(l).map_err(|e| bad_request(e.to_string()))?),
+        None => None,
+    };
+    let container = q
+        .container
+        .map(|c| c.trim().to_uppercase())
+        .filter(|c| !c.is_empty());
+    if container
+        .as_ref()
+        .is_some_and(|c| c.len() > 11 || !c.chars().all(|ch| ch.is_ascii_alphanumeric()))
+    {
+        return Err(bad_request(
+            "container: at most 11 letters and digits (a number or its prefix)",
+        ));
+    }
+    let limit = q.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
+    let store = s.store.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        store.recent_transactions(lane.as_ref(), container.as_deref(), limit)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(transaction, decision)| TransactionRow {
+                transaction,
+                decision,
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /api/v1/transactions/{id}`.
+#[derive(Debug, Serialize)]
+pub struct TransactionDetail {
+    /// The transaction.
+    pub transaction: GateTransaction,
+    /// Its decision.
+    pub decision: Option<Decision>,
+    /// Officer actions on it, oldest first.
+    pub actions: Vec<OfficerAction>,
+}
+
+async fn transaction(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+) -> Result<Json<TransactionDetail>, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|e| bad_request(format!("transaction id: {e}")))?;
+    let store = s.store.clone();
+    let found = tokio::task::spawn_blocking(move || store.transaction(&id))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    match found {
+        Some((transaction, decision, actions)) => Ok(Json(TransactionDetail {
+            transaction,
+            decision,
+            actions,
+        })),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no transaction {id} in this gate's journal"),
+        )),
+    }
+}
+
+/// Body of `POST /api/v1/lanes/{lane}/actions`: the transaction (optional for a manual
+/// entry into whatever is open) and the action, tagged by `"action"` as in
+/// [`ActionKind`], e.g.
+/// `{"transaction_id":"…","action":"OVERRIDE","to":"INSPECT","reason":"driver behaviour","note":""}`.
+#[derive(Debug, Deserialize)]
+pub struct ActionRequest {
+    /// The transaction acted on.
+    #[serde(default)]
+    pub transaction_id: Option<Uuid>,
+    /// What the officer did.
+    #[serde(flatten)]
+    pub kind: ActionKind,
+}
+
+/// Answer to an action: the journal sequence it was written at.
+#[derive(Debug, Serialize)]
+pub struct ActionAccepted {
+    /// Journal sequence of the action.
+    pub seq: u64,
+    /// The recorded action.
+    pub action: OfficerAction,
+}
+
+fn officer_from(headers: &HeaderMap) -> Result<String, ApiError> {
+    let raw = headers.get("x-officer").ok_or_else(|| {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "header X-Officer (officer name) is required".into(),
+        )
+    })?;
+    let name = raw
+        .to_str()
+        .map_err(|_| bad_request("X-Officer must be printable ASCII"))?
+        .trim();
+    if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
+        return Err(bad_request("X-Officer must be 1..=64 printable characters"));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_text(field: &str, text: &str, required: bool) -> Result<(), ApiError> {
+    if required && text.trim().is_empty() {
+        return Err(bad_request(format!("{field} is required")));
+    }
+    if text.len() > MAX_TEXT {
+        return Err(bad_request(format!(
+            "{field} is longer than {MAX_TEXT} bytes"
+        )));
+    }
+    Ok(())
+}
+
+async fn action(
+    State(s): State<Arc<Shared>>,
+    Path(lane): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<ActionRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<ActionAccepted>), ApiError> {
+    let officer = officer_from(&headers)?;
+    let lane = LaneId::parse(&lane).map_err(|e| bad_request(e.to_string()))?;
+    let lane_cfg = s
+        .lane(&lane)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no lane {lane} at this gate"),
+            )
+        })?
+        .clone();
+    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
+    match &req.kind {
+        ActionKind::Confirm => {}
+        ActionKind::Override { reason, note, .. } => {
+            check_text("reason", reason, true)?;
+            check_text("note", note, false)?;
+        }
+        ActionKind::InspectionResult { note, .. } => check_text("note", note, false)?,
+        ActionKind::ManualEntry { value } => match value {
+            ReadValue::Container { .. } | ReadValue::Seal { .. } | ReadValue::ESeal { .. } => {}
+            ReadValue::Plate { text } => check_text("plate", text, true)?,
+            ReadValue::Tag { .. } | ReadValue::Unreadable { .. } => {
+                return Err(bad_request(
+                    "a manual entry is a CONTAINER, SEAL, ESEAL or PLATE value",
+                ));
+            }
+        },
+    }
+    let needs_tx = !matches!(req.kind, ActionKind::ManualEntry { .. });
+    if needs_tx && req.transaction_id.is_none() {
+        return Err(bad_request("transaction_id is required for this action"));
+    }
+    let now = Timestamp::now();
+    let action = OfficerAction {
+        v: SCHEMA_VERSION,
+        id: Uuid::now_v7(),
+        transaction_id: req.transaction_id,
+        gate: s.gate.clone(),
+        lane: lane.clone(),
+        officer: officer.clone(),
+        role: "officer".into(),
+        at: now,
+        kind: req.kind,
+    };
+    let entries = s
+        .journal(vec![EventBody::OfficerAction {
+            action: action.clone(),
+        }])
+        .await
+        .map_err(|e| internal(format!("{e:#}")))?;
+    let seq = entries.first().map_or(0, |e| e.seq);
+    metrics::counter!("aeogate_officer_actions_total", "lane" => lane.to_string()).increment(1);
+    tracing::info!(%lane, %officer, seq, "officer action journaled");
+
+    match &action.kind {
+        ActionKind::Override { to, .. } => {
+            let route = match to {
+                LaneDecision::Fast => &lane_cfg.routes.fast,
+                LaneDecision::Standard => &lane_cfg.routes.standard,
+                LaneDecision::Inspect => &lane_cfg.routes.inspect,
+            };
+            let state = LaneState {
+                lane: lane.clone(),
+                transaction_id: action.transaction_id,
+                decision: to.as_str().into(),
+                route: route.clone(),
+                reasons: vec![ReasonCode::OfficerOverride.code().into()],
+                priority: false,
+                at: now,
+                officer_override: true,
+            };
+            s.actuators.show(&state);
+            s.live.update(&lane, |l| l.shown = Some(state));
+        }
+        ActionKind::ManualEntry { value } => {
+            let read = RawRead {
+                lane: lane.clone(),
+                source: ReadSource::Manual,
+                device: "console".into(),
+                raw: serde_json::to_string(value).unwrap_or_default(),
+                value: value.clone(),
+                at: now,
+                antenna: None,
+                rssi: None,
+                confidence: None,
+                entered_by: Some(officer),
+            };
+            if s.events.send(AssemblerEvent::Read(read)).await.is_err() {
+                return Err(ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the agent is stopping; the entry was journaled but not added to a transaction"
+                        .into(),
+                ));
+            }
+        }
+        ActionKind::Confirm | ActionKind::InspectionResult { .. } => {}
+    }
+    Ok((StatusCode::CREATED, Json(ActionAccepted { seq, action })))
+}
+
+async fn events(
+    State(s): State<Arc<Shared>>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(s.live.subscribe())
+        .map(|m| {
+            Ok(match m {
+                Ok(lane) => Event::default()
+                    .event("lane")
+                    .json_data(&lane)
+                    .unwrap_or_else(|_| Event::default().event("resync")),
+                // A slow client missed updates: it refetches /api/v1/lanes.
+                Err(_) => Event::default().event("resync").data(""),
+            })
+        })
+        .take_until(s.shutdown.clone().cancelled_owned());
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        s.metrics.render(),
+    )
+}
+
+/// `GET /readyz` body.
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    /// Ready to decide lanes.
+    pub ready: bool,
+    /// The store answers.
+    pub store: bool,
+    /// Replica freshness; a stale replica leaves the agent ready (it decides, without
+    /// FAST) but is flagged.
+    pub replica: ReplicaStatus,
+    /// Devices that are down.
+    pub devices_down: Vec<String>,
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let store_ok =
+        tokio::task::spawn_blocking(move || store.entries(store.journal_head(), 1).is_ok())
+            .await
+            .unwrap_or(false);
+    let meta = replica_meta(&s).await?;
+    let r = Readiness {
+        ready: store_ok,
+        store: store_ok,
+        replica: replica_status(&s, &meta),
+        devices_down: s
+            .device_health()
+            .into_iter()
+            .filter(|d| !d.up)
+            .map(|d| d.device)
+            .collect(),
+    };
+    let status = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((status, Json(r)).into_response())
+}

@@ -1,0 +1,544 @@
+//! Replication client: keeps the local registry and advance-cargo replica current from
+//! central (docs/delivery.md, "Replication").
+//!
+//! 1. The replica is bound to the gate's port (`Store::bind_port`); a store that holds
+//!    another port's data is refused and replication stops (an integrity alert says why).
+//! 2. A replica never loaded bootstraps from `GET /api/v1/registry/snapshot?port=P`.
+//! 3. Then it long-polls `GET /api/v1/registry/changes?port=P&after=SEQ&wait=S`.
+//!
+//! Every answer is a [`SignedEnvelope`]. [`verify_envelope`] checks the ed25519 signature
+//! over the exact `payload` bytes with `verify_strict` (which also rejects small-order keys
+//! and non-canonical signatures, RFC 8032 §5.1.7 plus the checks of ed25519-dalek's strict
+//! mode) against the key pinned in configuration under the envelope's `key_id`, *before*
+//! the payload is parsed. [`check_batch`] then requires the batch to name this port, to
+//! follow the replica exactly (`after_seq == replica seq`; an older batch is a replay, a
+//! batch ending below the replica a rollback, one starting above it a gap) and to number
+//! its changes `after_seq+1 ..= last_seq`. Only then is it applied, in one write
+//! transaction (`Store::apply_batch`, which checks sequence and port again). Each
+//! successful poll, including an empty one (`204`), marks the replica synced.
+//!
+//! A refused batch is logged, counted (`aeogate_replica_refused_total{why}`) and journaled
+//! as an `INTEGRITY_ALERT` so it reaches central; the replica stays as it was and the
+//! client retries with backoff. On a gap the client re-bootstraps from a snapshot, and
+//! accepts it only if it verifies and is not older than the replica (`last_seq >= replica
+//! seq`): a snapshot can heal a missed change, never roll the registry back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ed25519_dalek::{Signature, VerifyingKey};
+use jiff::Timestamp;
+use protocol::schema::{ChangeBatch, EventBody, SignedEnvelope, check_version};
+use reqwest::StatusCode;
+
+use crate::config::{CentralConfig, PinnedKey};
+use crate::runtime::Shared;
+use crate::sources::Backoff;
+use crate::store::ReplicaMeta;
+use crate::uplink::CentralClient;
+
+/// Why a registry batch was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The envelope names a key that is not pinned.
+    #[error("signed with key {0:?}, which is not pinned in central.registry_keys")]
+    UnknownKey(String),
+    /// The pinned key is not a valid ed25519 public key (a configuration error).
+    #[error("pinned key {0:?} is not a valid ed25519 public key")]
+    BadPinnedKey(String),
+    /// The signature is not 64 hex-encoded bytes.
+    #[error("signature is not 128 hex digits")]
+    SignatureEncoding,
+    /// The signature does not verify.
+    #[error("signature by key {0:?} does not verify over the payload")]
+    BadSignature(String),
+    /// The verified payload is not a change batch of a known version.
+    #[error("payload does not parse as a change batch: {0}")]
+    Payload(String),
+    /// The batch is for another port.
+    #[error("batch is for port {found:?}, this gate serves {expected:?}")]
+    WrongPort {
+        /// This gate's port.
+        expected: String,
+        /// The batch's port.
+        found: String,
+    },
+    /// A snapshot where a delta was asked for, or the other way round.
+    #[error("expected a {expected}, got a {found}")]
+    WrongKind {
+        /// What was asked for.
+        expected: &'static str,
+        /// What came.
+        found: &'static str,
+    },
+    /// The batch starts after the replica's sequence: changes are missing.
+    #[error("gap: replica is at {replica}, batch follows {after_seq}")]
+    Gap {
+        /// Replica sequence.
+        replica: u64,
+        /// The batch's `after_seq`.
+        after_seq: u64,
+    },
+    /// The batch ends below the replica's sequence.
+    #[error("rollback: replica is at {replica}, batch ends at {last_seq}")]
+    Rollback {
+        /// Replica sequence.
+        replica: u64,
+        /// The batch's `last_seq`.
+        last_seq: u64,
+    },
+    /// The batch repeats changes already applied.
+    #[error("replay: replica is at {replica}, batch follows {after_seq}")]
+    Replay {
+        /// Replica sequence.
+        replica: u64,
+        /// The batch's `after_seq`.
+        after_seq: u64,
+    },
+    /// Change numbers are not `after_seq+1 ..= last_seq` in order.
+    #[error("change sequence numbers are not contiguous from {after_seq} to {last_seq}")]
+    Numbering {
+        /// The batch's `after_seq`.
+        after_seq: u64,
+        /// The batch's `last_seq`.
+        last_seq: u64,
+    },
+    /// The store refused to apply it.
+    #[error("store refused the batch: {0}")]
+    Store(String),
+}
+
+impl Refused {
+    /// Short label for the metric.
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::UnknownKey(_) => "unknown_key",
+            Self::BadPinnedKey(_) => "bad_pinned_key",
+            Self::SignatureEncoding | Self::BadSignature(_) => "bad_signature",
+            Self::Payload(_) => "payload",
+            Self::WrongPort { .. } => "wrong_port",
+            Self::WrongKind { .. } => "wrong_kind",
+            Self::Gap { .. } => "gap",
+            Self::Rollback { .. } => "rollback",
+            Self::Replay { .. } => "replay",
+            Self::Numbering { .. } => "numbering",
+            Self::Store(_) => "store",
+        }
+    }
+}
+
+/// Verifies `env` against the pinned `keys` and only then parses its payload.
+///
+/// # Errors
+/// [`Refused`] naming the key or the failure.
+pub fn verify_envelope(env: &SignedEnvelope, keys: &[PinnedKey]) -> Result<ChangeBatch, Refused> {
+    let pinned = keys
+        .iter()
+        .find(|k| k.key_id == env.key_id)
+        .ok_or_else(|| Refused::UnknownKey(env.key_id.clone()))?;
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(pinned.public_key.trim(), &mut key)
+        .map_err(|_| Refused::BadPinnedKey(pinned.key_id.clone()))?;
+    let key =
+        VerifyingKey::from_bytes(&key).map_err(|_| Refused::BadPinnedKey(pinned.key_id.clone()))?;
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(env.signature.trim(), &mut sig).map_err(|_| Refused::SignatureEncoding)?;
+    let sig = Signature::from_bytes(&sig);
+    key.verify_strict(env.payload.as_bytes(), &sig)
+        .map_err(|_| Refused::BadSignature(env.key_id.clone()))?;
+    let batch: ChangeBatch =
+        serde_json::from_str(&env.payload).map_err(|e| Refused::Payload(e.to_string()))?;
+    check_version(batch.v).map_err(|e| Refused::Payload(e.to_string()))?;
+    Ok(batch)
+}
+
+/// Checks that a verified `batch` may be applied to a replica at `replica` for `port`.
+/// `snapshot` says which kind was asked for. A snapshot must not be older than the
+/// replica; a delta must follow it exactly.
+///
+/// # Errors
+/// [`Refused`] saying which rule failed.
+pub fn check_batch(
+    batch: &ChangeBatch,
+    replica: u64,
+    port: &str,
+    snapshot: bool,
+) -> Result<(), Refused> {
+    let kind = |s: bool| if s { "snapshot" } else { "delta" };
+    if batch.snapshot != snapshot {
+        return Err(Refused::WrongKind {
+            expected: kind(snapshot),
+            found: kind(batch.snapshot),
+        });
+    }
+    if batch.port != port {
+        return Err(Refused::WrongPort {
+            expected: port.into(),
+            found: batch.port.clone(),
+        });
+    }
+    if batch.last_seq < batch.after_seq {
+        return Err(Refused::Numbering {
+            after_seq: batch.after_seq,
+            last_seq: batch.last_seq,
+        });
+    }
+    if snapshot {
+        if batch.last_seq < replica {
+            return Err(Refused::Rollback {
+                replica,
+                last_seq: batch.last_seq,
+            });
+        }
+    } else {
+        if batch.after_seq > replica {
+            return Err(Refused::Gap {
+                replica,
+                after_seq: batch.after_seq,
+            });
+        }
+        if batch.last_seq < replica {
+            return Err(Refused::Rollback {
+                replica,
+                last_seq: batch.last_seq,
+            });
+        }
+        if batch.after_seq < replica {
+            return Err(Refused::Replay {
+                replica,
+                after_seq: batch.after_seq,
+            });
+        }
+        let numbered = batch
+            .changes
+            .iter()
+            .zip(batch.after_seq + 1..)
+            .all(|(c, want)| c.seq == want);
+        let count_ok = batch.last_seq - batch.after_seq == batch.changes.len() as u64;
+        if !numbered || !count_ok {
+            return Err(Refused::Numbering {
+                after_seq: batch.after_seq,
+                last_seq: batch.last_seq,
+            });
+        }
+    }
+    Ok(())
+}
+
+enum Poll {
+    Applied,
+    Empty,
+}
+
+/// What went wrong in one round.
+enum Failure {
+    Refused(Refused),
+    Transport(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Transport(e)
+    }
+}
+
+async fn fetch(
+    client: &CentralClient,
+    path: &str,
+    timeout: Duration,
+) -> Result<Option<SignedEnvelope>, Failure> {
+    let resp = client
+        .get(path, timeout)
+        .send()
+        .await
+        .context("registry request failed")?;
+    match resp.status() {
+        StatusCode::NO_CONTENT => Ok(None),
+        StatusCode::OK => {
+            let env: SignedEnvelope = resp
+                .json()
+                .await
+                .context("registry envelope does not parse")?;
+            Ok(Some(env))
+        }
+        s => {
+            let text = resp.text().await.unwrap_or_default();
+            Err(Failure::Transport(anyhow::anyhow!(
+                "central answered {s}: {}",
+                text.chars().take(300).collect::<String>()
+            )))
+        }
+    }
+}
+
+async fn meta(shared: &Shared) -> anyhow::Result<ReplicaMeta> {
+    let store = shared.store.clone();
+    tokio::task::spawn_blocking(move || store.replica_meta())
+        .await
+        .context("replica task panicked")
+}
+
+async fn apply(shared: &Shared, batch: ChangeBatch) -> Result<u64, Failure> {
+    let store = shared.store.clone();
+    let last = batch.last_seq;
+    tokio::task::spawn_blocking(move || {
+        store.apply_batch(&batch)?;
+        store.mark_synced(Timestamp::now())
+    })
+    .await
+    .context("replica task panicked")?
+    .map_err(|e| Failure::Refused(Refused::Store(e.to_string())))?;
+    Ok(last)
+}
+
+async fn bootstrap(
+    shared: &Shared,
+    client: &CentralClient,
+    keys: &[PinnedKey],
+) -> Result<Poll, Failure> {
+    let current = meta(shared).await?.sequence;
+    let path = format!("/api/v1/registry/snapshot?port={}", shared.port);
+    let env = fetch(client, &path, Duration::from_secs(60))
+        .await?
+        .ok_or_else(|| {
+            Failure::Transport(anyhow::anyhow!(
+                "central has no snapshot for port {}",
+                shared.port
+            ))
+        })?;
+    let batch = verify_envelope(&env, keys).map_err(Failure::Refused)?;
+    check_batch(&batch, current, &shared.port, true).map_err(Failure::Refused)?;
+    let last = apply(shared, batch).await?;
+    tracing::info!(port = %shared.port, sequence = last, "replica loaded from a snapshot");
+    Ok(Poll::Applied)
+}
+
+async fn poll_changes(
+    shared: &Shared,
+    client: &CentralClient,
+    keys: &[PinnedKey],
+    wait: Duration,
+) -> Result<Poll, Failure> {
+    let current = meta(shared).await?.sequence;
+    let path = format!(
+        "/api/v1/registry/changes?port={}&after={current}&wait={}",
+        shared.port,
+        wait.as_secs()
+    );
+    let Some(env) = fetch(client, &path, wait + Duration::from_secs(15)).await? else {
+        let store = shared.store.clone();
+        tokio::task::spawn_blocking(move || store.mark_synced(Timestamp::now()))
+            .await
+            .context("replica task panicked")?
+            .context("marking the replica synced")?;
+        return Ok(Poll::Empty);
+    };
+    let batch = verify_envelope(&env, keys).map_err(Failure::Refused)?;
+    check_batch(&batch, current, &shared.port, false).map_err(Failure::Refused)?;
+    let n = batch.changes.len();
+    let last = apply(shared, batch).await?;
+    tracing::info!(changes = n, sequence = last, "registry changes applied");
+    Ok(Poll::Applied)
+}
+
+async fn refuse(shared: &Shared, why: &Refused) {
+    metrics::counter!("aeogate_replica_refused_total", "why" => why.label()).increment(1);
+    tracing::error!(port = %shared.port, error = %why, "registry batch refused; replica unchanged");
+    if let Err(e) = shared
+        .journal(vec![EventBody::IntegrityAlert {
+            what: "REGISTRY_BATCH_REFUSED".into(),
+            detail: why.to_string(),
+        }])
+        .await
+    {
+        tracing::error!(error = %format!("{e:#}"), "integrity alert not journaled");
+    }
+}
+
+/// Runs replication until shutdown.
+pub async fn run_replication(shared: Arc<Shared>, client: CentralClient, cfg: CentralConfig) {
+    let keys = cfg.registry_keys.clone();
+    let wait = cfg.poll_wait.min(Duration::from_secs(60));
+    {
+        let store = shared.store.clone();
+        let port = shared.port.clone();
+        let bound = tokio::task::spawn_blocking(move || store.bind_port(&port)).await;
+        match bound {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                refuse(&shared, &Refused::Store(e.to_string())).await;
+                tracing::error!("replication stopped: the store holds another port's replica");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "replication stopped");
+                return;
+            }
+        }
+    }
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+    let mut need_snapshot = false;
+    loop {
+        if shared.shutdown.is_cancelled() {
+            return;
+        }
+        let loaded = match meta(&shared).await {
+            Ok(m) => m.sequence > 0 || m.as_of.is_some(),
+            Err(_) => false,
+        };
+        let round = async {
+            if !loaded || need_snapshot {
+                bootstrap(&shared, &client, &keys).await
+            } else {
+                poll_changes(&shared, &client, &keys, wait).await
+            }
+        };
+        let result = tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            r = round => r,
+        };
+        match result {
+            Ok(_) => {
+                backoff.reset();
+                need_snapshot = false;
+                metrics::gauge!("aeogate_replica_sync_ok").set(1.0);
+                continue;
+            }
+            Err(Failure::Refused(why)) => {
+                // A gap heals only through a snapshot (which must not be older).
+                need_snapshot = matches!(why, Refused::Gap { .. });
+                refuse(&shared, &why).await;
+            }
+            Err(Failure::Transport(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "registry poll failed");
+            }
+        }
+        metrics::gauge!("aeogate_replica_sync_ok").set(0.0);
+        let delay = backoff.next_delay();
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer as _, SigningKey};
+    use protocol::schema::{Change, SCHEMA_VERSION, SequencedChange};
+
+    fn batch(after: u64, last: u64, snapshot: bool) -> ChangeBatch {
+        ChangeBatch {
+            v: SCHEMA_VERSION,
+            snapshot,
+            after_seq: after,
+            last_seq: last,
+            port: "PORT-A".into(),
+            as_of: "2026-03-01T00:00:00Z".parse().expect("ts"),
+            changes: (after + 1..=last)
+                .map(|seq| SequencedChange {
+                    seq,
+                    change: Change::RemoveConsignment {
+                        id: format!("C{seq}"),
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    fn signed(b: &ChangeBatch, key: &SigningKey, key_id: &str) -> SignedEnvelope {
+        let payload = serde_json::to_string(b).expect("json");
+        SignedEnvelope {
+            key_id: key_id.into(),
+            signature: hex::encode(key.sign(payload.as_bytes()).to_bytes()),
+            payload,
+        }
+    }
+
+    fn key() -> (SigningKey, Vec<PinnedKey>) {
+        let sk = SigningKey::from_bytes(&[7u8; 32]);
+        let pinned = vec![PinnedKey {
+            key_id: "k1".into(),
+            public_key: hex::encode(sk.verifying_key().to_bytes()),
+        }];
+        (sk, pinned)
+    }
+
+    #[test]
+    fn accepts_a_batch_signed_by_a_pinned_key() {
+        let (sk, keys) = key();
+        let b = batch(3, 5, false);
+        assert_eq!(verify_envelope(&signed(&b, &sk, "k1"), &keys), Ok(b));
+    }
+
+    #[test]
+    fn refuses_an_altered_payload_an_unknown_key_and_a_foreign_signer() {
+        let (sk, keys) = key();
+        let mut env = signed(&batch(3, 5, false), &sk, "k1");
+        env.payload = env.payload.replace("C4", "C9");
+        assert_eq!(
+            verify_envelope(&env, &keys),
+            Err(Refused::BadSignature("k1".into()))
+        );
+        let env = signed(&batch(3, 5, false), &sk, "k2");
+        assert_eq!(
+            verify_envelope(&env, &keys),
+            Err(Refused::UnknownKey("k2".into()))
+        );
+        let other = SigningKey::from_bytes(&[9u8; 32]);
+        let env = signed(&batch(3, 5, false), &other, "k1");
+        assert_eq!(
+            verify_envelope(&env, &keys),
+            Err(Refused::BadSignature("k1".into()))
+        );
+        let mut env = signed(&batch(3, 5, false), &sk, "k1");
+        env.signature.truncate(10);
+        assert_eq!(
+            verify_envelope(&env, &keys),
+            Err(Refused::SignatureEncoding)
+        );
+    }
+
+    #[test]
+    fn delta_must_follow_the_replica_exactly() {
+        assert_eq!(check_batch(&batch(5, 7, false), 5, "PORT-A", false), Ok(()));
+        assert!(matches!(
+            check_batch(&batch(6, 7, false), 5, "PORT-A", false),
+            Err(Refused::Gap { .. })
+        ));
+        assert!(matches!(
+            check_batch(&batch(4, 6, false), 5, "PORT-A", false),
+            Err(Refused::Replay { .. })
+        ));
+        assert!(matches!(
+            check_batch(&batch(1, 3, false), 5, "PORT-A", false),
+            Err(Refused::Rollback { .. })
+        ));
+        assert!(matches!(
+            check_batch(&batch(5, 7, false), 5, "PORT-B", false),
+            Err(Refused::WrongPort { .. })
+        ));
+        let mut b = batch(5, 7, false);
+        b.changes.swap(0, 1);
+        assert!(matches!(
+            check_batch(&b, 5, "PORT-A", false),
+            Err(Refused::Numbering { .. })
+        ));
+        assert!(matches!(
+            check_batch(&batch(5, 7, true), 5, "PORT-A", false),
+            Err(Refused::WrongKind { .. })
+        ));
+    }
+
+    #[test]
+    fn a_snapshot_may_not_be_older_than_the_replica() {
+        assert_eq!(check_batch(&batch(0, 9, true), 5, "PORT-A", true), Ok(()));
+        assert!(matches!(
+            check_batch(&batch(0, 4, true), 5, "PORT-A", true),
+            Err(Refused::Rollback { .. })
+        ));
+    }
+}

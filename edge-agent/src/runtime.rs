@@ -1,0 +1,577 @@
+//! The running agent: wires sources → assembler → decider → journal → actuators, the
+//! uplink and replication clients, and the console API.
+//!
+//! ```text
+//! serial / MQTT sources ──(bounded mpsc, send().await)──> assembler task
+//!   assembler task: handle / tick → on close: decide (replica snapshot, spawn_blocking)
+//!                   → Store::append([Transaction, Decision]) durable → actuators
+//!   device health (watch) ──> journal on up/down ──> uplink ──> central
+//!   replication ──> Store::apply_batch          console API (axum) reads Shared
+//! ```
+//!
+//! Shutdown ([`CancellationToken`]): sources stop; the assembler drains what was queued,
+//! closes open transactions (`SHUTDOWN`), decides and journals them (without moving the
+//! lane: the board falls back to its safe state when the link goes quiet); the uplink makes
+//! a last attempt; the console stops (SSE streams end on the token; serving is bounded by
+//! a timeout). [`AgentHandle::join`] resolves when all of it is done.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use protocol::schema::{
+    Decision, DeviceHealth, EventBody, GateId, GateTransaction, JournalEntry, LaneId,
+};
+use serde::Serialize;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::actuators::Actuators;
+use crate::assembler::{Assembler, AssemblerEvent, AssemblerOutput};
+use crate::config::{Config, DeviceKind, LaneConfig};
+use crate::decider::{MemoryReplica, Policy, decide};
+use crate::sources::HealthReporter;
+use crate::sources::mqtt::{LaneState, MqttLink};
+use crate::sources::serial::{SerialDevice, run_lane_board, run_uhf_module};
+use crate::store::Store;
+
+/// Capacity of the source → assembler channel. Small on purpose: the assembler is fast,
+/// and a full queue slows sources down instead of losing reads.
+const EVENT_QUEUE: usize = 64;
+
+/// How often open transactions are checked for timeouts.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Longest the console is given to finish requests at shutdown.
+const SERVE_GRACE: Duration = Duration::from_secs(3);
+
+/// What a lane is doing, for the console and its live view.
+#[derive(Debug, Clone, Serialize)]
+pub struct LaneLive {
+    /// The lane.
+    pub lane: LaneId,
+    /// Its configured name.
+    pub name: String,
+    /// The transaction being assembled, if a truck is in the lane.
+    pub open: Option<GateTransaction>,
+    /// The last decision made on this lane.
+    pub last_decision: Option<Decision>,
+    /// What the lane shows now (the last decision, or an officer's override).
+    pub shown: Option<LaneState>,
+    /// Reads that arrived with no open transaction on a lane with a loop, since start.
+    pub orphan_reads: u64,
+    /// When any of this changed.
+    pub updated_at: Timestamp,
+}
+
+/// Live lane states with a broadcast of every change (the console's SSE feed).
+#[derive(Debug)]
+pub struct LiveLanes {
+    lanes: Mutex<HashMap<LaneId, LaneLive>>,
+    updates: broadcast::Sender<LaneLive>,
+}
+
+impl LiveLanes {
+    fn new(lanes: &[LaneConfig]) -> Self {
+        let now = Timestamp::now();
+        let map = lanes
+            .iter()
+            .map(|l| {
+                (
+                    l.id.clone(),
+                    LaneLive {
+                        lane: l.id.clone(),
+                        name: l.name.clone(),
+                        open: None,
+                        last_decision: None,
+                        shown: None,
+                        orphan_reads: 0,
+                        updated_at: now,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            lanes: Mutex::new(map),
+            updates: broadcast::channel(64).0,
+        }
+    }
+
+    /// Applies `f` to `lane`'s state and broadcasts the result.
+    pub fn update(&self, lane: &LaneId, f: impl FnOnce(&mut LaneLive)) {
+        let Ok(mut lanes) = self.lanes.lock() else {
+            return;
+        };
+        if let Some(l) = lanes.get_mut(lane) {
+            f(l);
+            l.updated_at = Timestamp::now();
+            let _ = self.updates.send(l.clone());
+        }
+    }
+
+    /// Every lane, in configuration order of ids.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<LaneLive> {
+        let mut v: Vec<LaneLive> = self
+            .lanes
+            .lock()
+            .map(|l| l.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.lane.cmp(&b.lane));
+        v
+    }
+
+    /// One lane.
+    #[must_use]
+    pub fn get(&self, lane: &LaneId) -> Option<LaneLive> {
+        self.lanes.lock().ok()?.get(lane).cloned()
+    }
+
+    /// A receiver of every change.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<LaneLive> {
+        self.updates.subscribe()
+    }
+}
+
+/// State shared by the pipeline, the background clients and the console.
+#[derive(Debug)]
+pub struct Shared {
+    /// This gate.
+    pub gate: GateId,
+    /// Replication scope (port of entry code).
+    pub port: String,
+    /// Lanes as configured.
+    pub lanes: Vec<LaneConfig>,
+    /// Decision policy.
+    pub policy: Policy,
+    /// The store.
+    pub store: Store,
+    /// Lane outputs.
+    pub actuators: Actuators,
+    /// Live lane states.
+    pub live: LiveLanes,
+    /// Health of every device (serial ports, the MQTT connection).
+    pub devices: Vec<watch::Receiver<DeviceHealth>>,
+    /// Into the assembler (manual entries from the console).
+    pub events: mpsc::Sender<AssemblerEvent>,
+    /// Woken after every journal append (the uplink waits on it).
+    pub journal_appended: Notify,
+    /// Prometheus rendering.
+    pub metrics: PrometheusHandle,
+    /// Whether a central is configured (replica freshness matters).
+    pub central_configured: bool,
+    /// Stops everything.
+    pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// The configuration of `lane`.
+    #[must_use]
+    pub fn lane(&self, lane: &LaneId) -> Option<&LaneConfig> {
+        self.lanes.iter().find(|l| &l.id == lane)
+    }
+
+    /// Journals `bodies` durably (one write transaction) and wakes the uplink.
+    ///
+    /// # Errors
+    /// When the store refuses the write (nothing was journaled then).
+    pub async fn journal(&self, bodies: Vec<EventBody>) -> anyhow::Result<Vec<JournalEntry>> {
+        let store = self.store.clone();
+        let entries = tokio::task::spawn_blocking(move || store.append(bodies, Timestamp::now()))
+            .await
+            .context("journal task panicked")?
+            .context("journal append failed")?;
+        self.journal_appended.notify_waiters();
+        metrics::gauge!("aeogate_journal_head").set(self.store.journal_head() as f64);
+        Ok(entries)
+    }
+
+    /// Current device healths.
+    #[must_use]
+    pub fn device_health(&self) -> Vec<DeviceHealth> {
+        self.devices.iter().map(|d| d.borrow().clone()).collect()
+    }
+}
+
+/// The process-wide Prometheus recorder: installed once; later agents in the same process
+/// (tests) share it.
+#[must_use]
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ])
+                .map_or_else(
+                    |_| PrometheusBuilder::new().build_recorder(),
+                    |b| b.build_recorder(),
+                );
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::debug!("a metrics recorder was already installed; this one stays unused");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// A started agent.
+#[derive(Debug)]
+pub struct AgentHandle {
+    /// Where the console listens (the real port when configured with port 0).
+    pub console_addr: SocketAddr,
+    /// Shared state (for tests and embedding).
+    pub shared: Arc<Shared>,
+    /// Resolves when the agent has stopped.
+    pub join: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Runs the agent until `shutdown` is cancelled.
+///
+/// # Errors
+/// Startup failures (store, console bind, central client); errors of tasks at the end.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let handle = start(cfg, shutdown).await?;
+    handle.join.await.context("agent task panicked")?
+}
+
+/// Starts the agent and returns once the console is listening.
+///
+/// # Errors
+/// The store cannot be opened, the console address cannot be bound, or the central
+/// client configuration is refused (plain http to a non-loopback host, unreadable CA).
+pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<AgentHandle> {
+    let metrics = metrics_handle();
+    let store = {
+        let path = cfg.store.path.clone();
+        let gate = cfg.gate.id.clone();
+        tokio::task::spawn_blocking(move || Store::open(&path, gate))
+            .await
+            .context("store open task panicked")?
+            .with_context(|| format!("cannot open the store at {}", cfg.store.path.display()))?
+    };
+    store.set_journal_limit(cfg.store.max_journal_bytes);
+    let central = match &cfg.central {
+        Some(c) => Some(crate::uplink::CentralClient::new(c, &cfg.gate.id)?),
+        None => None,
+    };
+
+    let tracker = TaskTracker::new();
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let mut devices = Vec::new();
+    let mut link_commands = Vec::new();
+    for d in &cfg.devices {
+        let (reporter, rx) = HealthReporter::new(&d.name, Some(d.lane.clone()));
+        devices.push(rx);
+        let (path, baud) = match &d.kind {
+            DeviceKind::LaneBoard { path, baud } | DeviceKind::UhfModule { path, baud } => {
+                (path.clone(), *baud)
+            }
+        };
+        let dev = SerialDevice {
+            name: d.name.clone(),
+            lane: d.lane.clone(),
+            path,
+            baud,
+            silence_timeout: d.silence_timeout,
+            reopen_backoff_max: d.reopen_backoff_max,
+        };
+        match d.kind {
+            DeviceKind::LaneBoard { .. } => {
+                let (tx, rx) = mpsc::channel(8);
+                link_commands.push((d.lane.clone(), tx));
+                tracker.spawn(run_lane_board(
+                    dev,
+                    events_tx.clone(),
+                    rx,
+                    reporter,
+                    shutdown.clone(),
+                ));
+            }
+            DeviceKind::UhfModule { .. } => {
+                tracker.spawn(run_uhf_module(
+                    dev,
+                    events_tx.clone(),
+                    reporter,
+                    shutdown.clone(),
+                ));
+            }
+        }
+    }
+    let mqtt = cfg.mqtt.as_ref().map(|m| {
+        let (reporter, rx) = HealthReporter::new("mqtt", None);
+        devices.push(rx);
+        MqttLink::start(m, events_tx.clone(), reporter, shutdown.clone())
+    });
+    let mut actuators = Actuators::new(mqtt.as_ref().map(|m| m.topics.clone()));
+    for (lane, tx) in link_commands {
+        actuators.add_link(lane, tx);
+    }
+    if let Some(m) = mqtt {
+        tracker.spawn(async move {
+            let _ = m.task.await;
+        });
+    }
+
+    let shared = Arc::new(Shared {
+        gate: cfg.gate.id.clone(),
+        port: cfg.gate.port.clone(),
+        lanes: cfg.lanes.clone(),
+        policy: cfg.policy.clone(),
+        store,
+        actuators,
+        live: LiveLanes::new(&cfg.lanes),
+        devices,
+        events: events_tx,
+        journal_appended: Notify::new(),
+        metrics,
+        central_configured: central.is_some(),
+        shutdown: shutdown.clone(),
+    });
+
+    tracker.spawn(assembler_task(
+        shared.clone(),
+        Assembler::new(cfg.gate.id.clone(), &cfg.lanes),
+        events_rx,
+    ));
+    for rx in shared.devices.clone() {
+        tracker.spawn(health_journal_task(shared.clone(), rx));
+    }
+    tracker.spawn(gauge_task(shared.clone()));
+    if let (Some(client), Some(c)) = (central, cfg.central.clone()) {
+        tracker.spawn(crate::uplink::run_uplink(
+            shared.clone(),
+            client.clone(),
+            c.clone(),
+        ));
+        tracker.spawn(crate::replication::run_replication(
+            shared.clone(),
+            client,
+            c,
+        ));
+    }
+
+    let listener = tokio::net::TcpListener::bind(cfg.console.bind)
+        .await
+        .with_context(|| format!("cannot bind the console to {}", cfg.console.bind))?;
+    let console_addr = listener.local_addr().context("console address")?;
+    tracing::info!(%console_addr, gate = %shared.gate, "console listening");
+    let app = crate::api::app(shared.clone());
+    let serve_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(serve_shutdown.cancelled_owned())
+            .await
+    });
+    tracker.close();
+
+    let join_shutdown = shutdown.clone();
+    let join = tokio::spawn(async move {
+        join_shutdown.cancelled().await;
+        tracker.wait().await;
+        match tokio::time::timeout(SERVE_GRACE, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "console server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "console server task failed"),
+            Err(_) => tracing::warn!("console still had open connections at shutdown; closed"),
+        }
+        tracing::info!("agent stopped");
+        Ok(())
+    });
+    Ok(AgentHandle {
+        console_addr,
+        shared,
+        join,
+    })
+}
+
+async fn assembler_task(
+    shared: Arc<Shared>,
+    mut assembler: Assembler,
+    mut rx: mpsc::Receiver<AssemblerEvent>,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let outputs = tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => assembler.handle(ev),
+                None => break,
+            },
+            _ = tick.tick() => assembler.tick(Timestamp::now()),
+            () = shared.shutdown.cancelled() => break,
+        };
+        process(&shared, &assembler, outputs, true).await;
+    }
+    // Whatever the sources had already queued is folded in before closing.
+    while let Ok(ev) = rx.try_recv() {
+        let outputs = assembler.handle(ev);
+        process(&shared, &assembler, outputs, false).await;
+    }
+    let outputs = assembler.close_all(Timestamp::now());
+    process(&shared, &assembler, outputs, false).await;
+}
+
+async fn process(
+    shared: &Arc<Shared>,
+    assembler: &Assembler,
+    outputs: Vec<AssemblerOutput>,
+    actuate: bool,
+) {
+    for out in outputs {
+        match out {
+            AssemblerOutput::Opened { lane, .. } | AssemblerOutput::Updated { lane, .. } => {
+                let open = assembler.open(&lane).cloned();
+                shared.live.update(&lane, |l| l.open = open);
+            }
+            AssemblerOutput::Closed(tx) => {
+                let lane = tx.lane.clone();
+                if let Err(e) = conclude(shared, tx, actuate).await {
+                    metrics::counter!("aeogate_decision_failures_total", "lane" => lane.to_string())
+                        .increment(1);
+                    tracing::error!(%lane, error = %format!("{e:#}"), "transaction could not be journaled; the lane was not changed");
+                }
+                let open = assembler.open(&lane).cloned();
+                shared.live.update(&lane, |l| l.open = open);
+            }
+            AssemblerOutput::OrphanRead(read) => {
+                metrics::counter!("aeogate_orphan_reads_total", "lane" => read.lane.to_string())
+                    .increment(1);
+                tracing::info!(lane = %read.lane, device = %read.device, raw = %read.raw, "read with no truck in the lane");
+                shared.live.update(&read.lane, |l| l.orphan_reads += 1);
+            }
+        }
+    }
+}
+
+/// Decides a closed transaction, journals transaction and decision in one durable write,
+/// then (only then) shows the decision on the lane.
+async fn conclude(shared: &Arc<Shared>, tx: GateTransaction, actuate: bool) -> anyhow::Result<()> {
+    let lane_cfg = shared
+        .lane(&tx.lane)
+        .with_context(|| format!("lane {} is not configured", tx.lane))?;
+    let routes = lane_cfg.routes.clone();
+    let policy = shared.policy.clone();
+    let store = shared.store.clone();
+    let closed_at = tx.closed_at;
+    let started = std::time::Instant::now();
+    let lane = tx.lane.clone();
+    let decision = tokio::task::spawn_blocking(move || {
+        let now = Timestamp::now();
+        let decision = match store.replica_view() {
+            Ok(view) => decide(&tx, &view, &policy, &routes, now),
+            Err(e) => {
+                // Fail safe: an unreadable replica is an empty one, which never yields FAST.
+                tracing::error!(error = %e, "replica unreadable; deciding without it");
+                decide(&tx, &MemoryReplica::new(), &policy, &routes, now)
+            }
+        };
+        store
+            .append(
+                vec![
+                    EventBody::Transaction { transaction: tx },
+                    EventBody::Decision {
+                        decision: decision.clone(),
+                    },
+                ],
+                now,
+            )
+            .map(|_| decision)
+    })
+    .await
+    .context("decision task panicked")?
+    .context("journal append failed")?;
+    shared.journal_appended.notify_waiters();
+    let state = LaneState::from_decision(&decision);
+    if actuate {
+        shared.actuators.show(&state);
+    }
+    metrics::counter!("aeogate_decisions_total", "lane" => lane.to_string(), "decision" => decision.decision.as_str())
+        .increment(1);
+    metrics::histogram!("aeogate_decision_seconds", "lane" => lane.to_string())
+        .record(started.elapsed().as_secs_f64());
+    if let Ok(since_close) = Timestamp::now().duration_since(closed_at).try_into() {
+        let d: std::time::Duration = since_close;
+        metrics::histogram!("aeogate_close_to_lane_seconds").record(d.as_secs_f64());
+    }
+    tracing::info!(
+        %lane,
+        transaction = %decision.transaction_id,
+        decision = %decision.decision,
+        reasons = ?decision.reasons.iter().map(|r| r.code.code()).collect::<Vec<_>>(),
+        "decided"
+    );
+    shared.live.update(&lane, |l| {
+        l.last_decision = Some(decision);
+        if actuate {
+            l.shown = Some(state);
+        }
+    });
+    Ok(())
+}
+
+/// Journals a device going up or down (not every detail change), so central sees outages.
+async fn health_journal_task(shared: Arc<Shared>, mut rx: watch::Receiver<DeviceHealth>) {
+    let mut last_up = rx.borrow_and_update().up;
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+        }
+        let health = rx.borrow_and_update().clone();
+        metrics::gauge!("aeogate_device_up", "device" => health.device.clone()).set(if health.up {
+            1.0
+        } else {
+            0.0
+        });
+        if health.up != last_up {
+            last_up = health.up;
+            if let Err(e) = shared
+                .journal(vec![EventBody::DeviceHealth { health }])
+                .await
+            {
+                tracing::error!(error = %format!("{e:#}"), "device health not journaled");
+            }
+        }
+    }
+}
+
+/// Keeps gauges that are not event-driven current: replica age, journal size, backlog.
+async fn gauge_task(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let store = shared.store.clone();
+        let Ok((meta, head, acked, bytes)) = tokio::task::spawn_blocking(move || {
+            (
+                store.replica_meta(),
+                store.journal_head(),
+                store.acked_seq(),
+                store.journal_bytes(),
+            )
+        })
+        .await
+        else {
+            continue;
+        };
+        metrics::gauge!("aeogate_journal_head").set(head as f64);
+        metrics::gauge!("aeogate_journal_bytes").set(bytes as f64);
+        metrics::gauge!("aeogate_uplink_backlog").set(head.saturating_sub(acked) as f64);
+        metrics::gauge!("aeogate_replica_sequence").set(meta.sequence as f64);
+        if let Some(age) = crate::api::replica_age_s(&meta, Timestamp::now()) {
+            metrics::gauge!("aeogate_replica_age_seconds").set(age as f64);
+        }
+    }
+}

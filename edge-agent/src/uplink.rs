@@ -1,0 +1,353 @@
+//! Uplink: drains the journal to central and sends heartbeats (docs/delivery.md).
+//!
+//! - Batches of at most `central.uplink_batch` unacknowledged entries are posted to
+//!   `POST {url}/api/v1/agents/{gate}/events` as an [`IngestBatch`]. The acknowledged
+//!   cursor moves only to central's `acked_through` (never past the journal head), so an
+//!   entry central has not confirmed is sent again, and nothing is ever deleted for being
+//!   sent. Central deduplicates by `(agent, seq)`.
+//! - With a backlog larger than one batch, the first batch of each drain round carries seal
+//!   exceptions and integrity alerts first (`Store::unacked(.., true)`), so central opens
+//!   those cases before the routine backlog arrives; later batches go in order, which is
+//!   what lets central's contiguous `acked_through` advance.
+//! - Failures back off exponentially with full jitter (0.5 s to 60 s).
+//! - A heartbeat goes to `POST {url}/api/v1/agents/{gate}/heartbeat` every
+//!   `central.heartbeat_every`.
+//!
+//! The HTTP client ([`CentralClient`]) uses rustls with the ring provider and trusts only
+//! the CA in `central.ca_cert`; plain `http://` is accepted only for a loopback host (tests
+//! and a central on the same box).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use jiff::Timestamp;
+use protocol::schema::{GateId, Heartbeat, IngestAck, IngestBatch, SCHEMA_VERSION, check_version};
+use uuid::Uuid;
+
+use crate::config::CentralConfig;
+use crate::runtime::Shared;
+use crate::sources::Backoff;
+
+/// Installs ring as the process's rustls crypto provider (once; a provider already
+/// installed is kept). Every TLS user in the process must agree on one provider.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// An HTTP client for central with the agent's credentials.
+#[derive(Debug, Clone)]
+pub struct CentralClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    gate: GateId,
+}
+
+/// Whether `url`'s host is a loopback address or `localhost`.
+#[must_use]
+pub fn is_loopback_url(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
+impl CentralClient {
+    /// Builds the client for `cfg`.
+    ///
+    /// # Errors
+    /// An unparsable URL, `http://` to a non-loopback host, `https://` without
+    /// `central.ca_cert`, an unreadable or invalid CA file.
+    pub fn new(cfg: &CentralConfig, gate: &GateId) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let url = reqwest::Url::parse(&cfg.url)
+            .with_context(|| format!("central.url {:?} is not a URL", cfg.url))?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .user_agent(concat!("aeogate-edge-agent/", env!("CARGO_PKG_VERSION")));
+        match url.scheme() {
+            "http" if is_loopback_url(&url) => {}
+            "http" => bail!(
+                "central.url {}: plain http is only allowed to a loopback host; use https with central.ca_cert",
+                cfg.url
+            ),
+            "https" => {
+                let path = cfg.ca_cert.as_ref().with_context(|| {
+                    format!("central.url {} is https but central.ca_cert is not set (the agent trusts only central's CA)", cfg.url)
+                })?;
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("cannot read central.ca_cert {}", path.display()))?;
+                let cert = reqwest::Certificate::from_pem(&pem).with_context(|| {
+                    format!(
+                        "central.ca_cert {} is not a PEM certificate",
+                        path.display()
+                    )
+                })?;
+                builder = builder.tls_certs_only([cert]);
+            }
+            other => bail!(
+                "central.url {}: scheme {other:?} is not http or https",
+                cfg.url
+            ),
+        }
+        Ok(Self {
+            http: builder.build().context("building the HTTP client")?,
+            base: cfg.url.trim_end_matches('/').to_owned(),
+            token: cfg.token.clone(),
+            gate: gate.clone(),
+        })
+    }
+
+    /// `GET {base}{path}` with the bearer token and a whole-request timeout.
+    pub(crate) fn get(&self, path: &str, timeout: Duration) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+    }
+
+    /// Posts one batch; returns central's acknowledgement.
+    ///
+    /// # Errors
+    /// Transport errors, a non-200 answer (with central's error text), an unparsable or
+    /// too new acknowledgement.
+    pub async fn post_events(&self, batch: &IngestBatch) -> anyhow::Result<IngestAck> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/agents/{}/events", self.base, self.gate))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(30))
+            .json(batch)
+            .send()
+            .await
+            .context("sending events to central")?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            bail!(
+                "central refused the batch: {status}: {}",
+                text.chars().take(300).collect::<String>()
+            );
+        }
+        let ack: IngestAck = resp
+            .json()
+            .await
+            .context("central's acknowledgement does not parse")?;
+        check_version(ack.v).map_err(|e| anyhow::anyhow!("central's acknowledgement: {e}"))?;
+        Ok(ack)
+    }
+
+    /// Posts a heartbeat.
+    ///
+    /// # Errors
+    /// Transport errors or a non-success answer.
+    pub async fn post_heartbeat(&self, hb: &Heartbeat) -> anyhow::Result<()> {
+        let resp = self
+            .http
+            .post(format!(
+                "{}/api/v1/agents/{}/heartbeat",
+                self.base, self.gate
+            ))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(10))
+            .json(hb)
+            .send()
+            .await
+            .context("sending heartbeat to central")?;
+        if !resp.status().is_success() {
+            bail!("central refused the heartbeat: {}", resp.status());
+        }
+        Ok(())
+    }
+}
+
+/// Builds the heartbeat from the agent's current state.
+pub async fn heartbeat(shared: &Shared) -> anyhow::Result<Heartbeat> {
+    let store = shared.store.clone();
+    let (meta, head, acked, oldest) = tokio::task::spawn_blocking(move || {
+        (
+            store.replica_meta(),
+            store.journal_head(),
+            store.acked_seq(),
+            store.oldest_unacked_at(),
+        )
+    })
+    .await
+    .context("heartbeat task panicked")?;
+    Ok(Heartbeat {
+        v: SCHEMA_VERSION,
+        agent: shared.gate.clone(),
+        at: Timestamp::now(),
+        devices: shared.device_health(),
+        replica_seq: meta.sequence,
+        replica_as_of: meta.as_of,
+        journal_head: head,
+        acked_seq: acked,
+        backlog: head.saturating_sub(acked),
+        oldest_unacked_at: oldest,
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// Drains the journal to central and sends heartbeats until shutdown; then makes one last
+/// short attempt to deliver what is pending.
+pub async fn run_uplink(shared: Arc<Shared>, client: CentralClient, cfg: CentralConfig) {
+    let hb_task = {
+        let shared = shared.clone();
+        let client = client.clone();
+        let every = cfg.heartbeat_every;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shared.shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                match heartbeat(&shared).await {
+                    Ok(hb) => {
+                        if let Err(e) = client.post_heartbeat(&hb).await {
+                            tracing::debug!(error = %format!("{e:#}"), "heartbeat not delivered");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "heartbeat not built"),
+                }
+            }
+        })
+    };
+
+    let batch = cfg.uplink_batch.max(1);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+    let mut new_round = true;
+    loop {
+        // Registered before looking, so an append between the look and the wait wakes us.
+        let appended = shared.journal_appended.notified();
+        tokio::pin!(appended);
+        appended.as_mut().enable();
+        match drain_once(&shared, &client, batch, new_round).await {
+            Ok(Drained::Stalled) => {
+                // Central answered but its cursor did not move (it is missing an earlier
+                // entry or refusing these): resending at once would only spin.
+                new_round = false;
+                let wait = backoff.next_delay();
+                tracing::warn!(
+                    ?wait,
+                    "central did not advance its acknowledgement; retrying later"
+                );
+                tokio::select! {
+                    () = shared.shutdown.cancelled() => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            Ok(Drained::Sent) => {
+                backoff.reset();
+                new_round = false;
+                metrics::gauge!("aeogate_uplink_up").set(1.0);
+                if shared.shutdown.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
+            Ok(Drained::Nothing) => {
+                backoff.reset();
+                new_round = true;
+                metrics::gauge!("aeogate_uplink_up").set(1.0);
+                if shared.shutdown.is_cancelled() {
+                    break;
+                }
+                tokio::select! {
+                    () = shared.shutdown.cancelled() => {}
+                    () = &mut appended => {}
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+            Err(e) => {
+                new_round = true;
+                metrics::gauge!("aeogate_uplink_up").set(0.0);
+                metrics::counter!("aeogate_uplink_failures_total").increment(1);
+                if shared.shutdown.is_cancelled() {
+                    break;
+                }
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %format!("{e:#}"), ?wait, "uplink to central failed; retrying");
+                tokio::select! {
+                    () = shared.shutdown.cancelled() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    let _ = hb_task.await;
+}
+
+enum Drained {
+    Sent,
+    Stalled,
+    Nothing,
+}
+
+async fn drain_once(
+    shared: &Shared,
+    client: &CentralClient,
+    batch: usize,
+    new_round: bool,
+) -> anyhow::Result<Drained> {
+    let store = shared.store.clone();
+    let entries = tokio::task::spawn_blocking(move || {
+        let backlog = store.journal_head().saturating_sub(store.acked_seq());
+        let exceptions_first = new_round && backlog > batch as u64;
+        store.unacked(batch, exceptions_first)
+    })
+    .await
+    .context("uplink task panicked")?
+    .context("reading the journal")?;
+    if entries.is_empty() {
+        return Ok(Drained::Nothing);
+    }
+    let count = entries.len();
+    let body = IngestBatch {
+        v: SCHEMA_VERSION,
+        batch_id: Uuid::now_v7(),
+        agent: shared.gate.clone(),
+        entries,
+    };
+    let ack = client.post_events(&body).await?;
+    for alert in &ack.alerts {
+        tracing::error!(%alert, "central reports an integrity problem with this gate's journal");
+    }
+    let store = shared.store.clone();
+    let through = ack.acked_through;
+    let before = shared.store.acked_seq();
+    let (acked, head) = tokio::task::spawn_blocking(move || {
+        let head = store.journal_head();
+        let target = through.min(head);
+        if target > store.acked_seq() {
+            store.set_acked(target)?;
+        }
+        Ok::<_, crate::store::JournalError>((store.acked_seq(), head))
+    })
+    .await
+    .context("uplink task panicked")?
+    .context("recording central's acknowledgement")?;
+    metrics::gauge!("aeogate_uplink_backlog").set(head.saturating_sub(acked) as f64);
+    metrics::counter!("aeogate_uplink_entries_total").increment(count as u64);
+    tracing::debug!(
+        count,
+        acked,
+        head,
+        stored = ack.stored,
+        duplicates = ack.duplicates,
+        "batch delivered"
+    );
+    Ok(if acked > before {
+        Drained::Sent
+    } else {
+        Drained::Stalled
+    })
+}
