@@ -31,8 +31,8 @@ use crate::auth;
 use crate::cases::CaseError;
 use crate::ingest::{self, BatchError, MAX_BODY_BYTES};
 use crate::model::{
-    AgentRecord, CaseAction, CaseDetail, CaseOutcome, CaseQuery, CaseState, EventQuery,
-    GateHealth, Session,
+    AgentRecord, CaseAction, CaseDetail, CaseOutcome, CaseQuery, CaseState, EventQuery, GateHealth,
+    Session,
 };
 use crate::service::{Central, check_port};
 use crate::store::StoreError;
@@ -80,16 +80,17 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
     fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or unknown bearer token",
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "missing or unknown bearer token")
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
     }
 }
 
@@ -99,9 +100,9 @@ impl From<anyhow::Error> for ApiError {
             let status = match se {
                 StoreError::UnknownOperator(_) => StatusCode::NOT_FOUND,
                 StoreError::Case(CaseError::NotFound(_)) => StatusCode::NOT_FOUND,
-                StoreError::Case(_) | StoreError::GatePortConflict { .. } | StoreError::UserExists(_) => {
-                    StatusCode::CONFLICT
-                }
+                StoreError::Case(_)
+                | StoreError::GatePortConflict { .. }
+                | StoreError::UserExists(_) => StatusCode::CONFLICT,
                 StoreError::Backend(_) | StoreError::Corrupt { .. } => {
                     tracing::error!(error = %se, "store failure");
                     StatusCode::INTERNAL_SERVER_ERROR
@@ -156,7 +157,10 @@ impl FromRequestParts<Central> for Staff {
         let s = c.blocking(move |c| c.session(&token)).await?;
         s.map(Staff).ok_or_else(|| {
             metrics::counter!("central_auth_failures_total", "who" => "staff").increment(1);
-            ApiError::new(StatusCode::UNAUTHORIZED, "missing, unknown or expired session token")
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing, unknown or expired session token",
+            )
         })
     }
 }
@@ -216,7 +220,9 @@ pub fn app(central: Central) -> Router {
 
 async fn healthz(State(c): State<Central>) -> ApiResult<Json<serde_json::Value>> {
     let seq = c.blocking(|c| Ok(c.store().last_seq()?)).await?;
-    Ok(Json(serde_json::json!({ "status": "ok", "registry_seq": seq })))
+    Ok(Json(
+        serde_json::json!({ "status": "ok", "registry_seq": seq }),
+    ))
 }
 
 async fn metrics_text() -> Response {
@@ -248,7 +254,9 @@ async fn post_events(
     for_gate(&agent, &gate)?;
     let Json(batch) = body.map_err(|r| json_rejection(&r))?;
     ingest::check_batch(&gate, &batch).map_err(|e| match e {
-        BatchError::TooManyEntries { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        BatchError::TooManyEntries { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
         BatchError::WrongAgent { .. } | BatchError::EntryWrongAgent { .. } => {
             ApiError::new(StatusCode::FORBIDDEN, e.to_string())
         }
@@ -257,7 +265,10 @@ async fn post_events(
     let gap = SignedDuration::try_from(c.config().gap_alert_after).unwrap_or(SignedDuration::MAX);
     let n = batch.entries.len();
     let out = c
-        .blocking(move |c| Ok(c.store().ingest(&gate, &batch.entries, Timestamp::now(), gap)?))
+        .blocking(move |c| {
+            Ok(c.store()
+                .ingest(&gate, &batch.entries, Timestamp::now(), gap)?)
+        })
         .await?;
     metrics::counter!("central_entries_received_total").increment(n as u64);
     metrics::counter!("central_entries_stored_total").increment(out.tally.stored);
@@ -284,11 +295,15 @@ async fn post_heartbeat(
     let gate = parse_gate(&gate)?;
     for_gate(&agent, &gate)?;
     let Json(hb) = body.map_err(|r| json_rejection(&r))?;
-    check_version(hb.v).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    check_version(hb.v)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     if hb.agent != gate {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("heartbeat names agent {} but the path is for {gate}", hb.agent),
+            format!(
+                "heartbeat names agent {} but the path is for {gate}",
+                hb.agent
+            ),
         ));
     }
     let now = Timestamp::now();
@@ -322,7 +337,10 @@ fn port_for(agent: &AgentRecord, p: &RegistryParams) -> ApiResult<String> {
     if agent.port != port {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("gate {} replicates port {}, not {port}", agent.gate, agent.port),
+            format!(
+                "gate {} replicates port {}, not {port}",
+                agent.gate, agent.port
+            ),
         ));
     }
     Ok(port.to_owned())
@@ -366,12 +384,16 @@ async fn get_changes(
         if after > current {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                format!("after={after} is beyond central's latest change {current}; fetch a snapshot"),
+                format!(
+                    "after={after} is beyond central's latest change {current}; fetch a snapshot"
+                ),
             ));
         }
         if current > after {
             let port = port.clone();
-            let env = c.blocking(move |c| c.changes_envelope(&port, after)).await?;
+            let env = c
+                .blocking(move |c| c.changes_envelope(&port, after))
+                .await?;
             if let Some(env) = env {
                 return Ok(Json(env).into_response());
             }
@@ -426,7 +448,10 @@ async fn post_login(
         Some((token, s)) => Ok(Json(serde_json::json!({
             "token": token, "user": s.user, "role": s.role, "expires_at": s.expires_at,
         }))),
-        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password")),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong user name or password",
+        )),
     }
 }
 
@@ -478,7 +503,13 @@ async fn get_cases(
     let query = CaseQuery {
         state: q
             .get("state")
-            .map(|s| CaseState::parse(s).ok_or_else(|| ApiError::bad(format!("state {s:?}: expected open, acknowledged or resolved"))))
+            .map(|s| {
+                CaseState::parse(s).ok_or_else(|| {
+                    ApiError::bad(format!(
+                        "state {s:?}: expected open, acknowledged or resolved"
+                    ))
+                })
+            })
             .transpose()?,
         gate: q.get("gate").map(|g| parse_gate(g)).transpose()?,
         lane: q
@@ -487,7 +518,10 @@ async fn get_cases(
             .transpose()?,
         reason: q
             .get("reason")
-            .map(|r| ReasonCode::from_code(&r.to_ascii_uppercase()).ok_or_else(|| ApiError::bad(format!("reason {r:?} is not a reason code"))))
+            .map(|r| {
+                ReasonCode::from_code(&r.to_ascii_uppercase())
+                    .ok_or_else(|| ApiError::bad(format!("reason {r:?} is not a reason code")))
+            })
             .transpose()?,
         from: parse_ts("from", q.get("from"))?,
         to: parse_ts("to", q.get("to"))?,
@@ -540,7 +574,11 @@ async fn get_case(
                         _ => {}
                     }
                 }
-                let containers = d.transaction.as_ref().map(|t| t.containers()).unwrap_or_default();
+                let containers = d
+                    .transaction
+                    .as_ref()
+                    .map(|t| t.containers())
+                    .unwrap_or_default();
                 for cn in containers {
                     for k in store.consignments_for_container(cn.as_str())? {
                         if !d.declared.iter().any(|x| x.id == k.id) {
@@ -605,7 +643,10 @@ async fn post_case_action(
         }
     };
     let case = c
-        .blocking(move |c| Ok(c.store().act_on_case(id, &action, &s.user, Timestamp::now())?))
+        .blocking(move |c| {
+            Ok(c.store()
+                .act_on_case(id, &action, &s.user, Timestamp::now())?)
+        })
         .await?;
     c.publish_cases(vec![case.clone()]);
     Ok(Json(case))
@@ -655,7 +696,9 @@ async fn get_events(
                 "FAST" => Ok(LaneDecision::Fast),
                 "STANDARD" => Ok(LaneDecision::Standard),
                 "INSPECT" => Ok(LaneDecision::Inspect),
-                _ => Err(ApiError::bad(format!("decision {d:?}: expected FAST, STANDARD or INSPECT"))),
+                _ => Err(ApiError::bad(format!(
+                    "decision {d:?}: expected FAST, STANDARD or INSPECT"
+                ))),
             })
             .transpose()?,
         from: parse_ts("from", q.get("from"))?,
@@ -689,7 +732,9 @@ async fn get_audit(
         None => 0,
     };
     let limit = parse_limit(q.get("limit"))?;
-    let log = c.blocking(move |c| Ok(c.store().audit_log(after, limit)?)).await?;
+    let log = c
+        .blocking(move |c| Ok(c.store().audit_log(after, limit)?))
+        .await?;
     Ok(Json(log).into_response())
 }
 

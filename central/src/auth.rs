@@ -30,7 +30,10 @@ pub fn hash_token(token: &str) -> TokenHash {
 pub fn bearer(header: Option<&str>) -> Option<&str> {
     let v = header?.trim();
     let (scheme, rest) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
 }
 
 fn argon(m_cost_kib: u32, t_cost: u32) -> Result<Argon2<'static>, argon2::Error> {
@@ -57,7 +60,11 @@ pub fn hash_password(password: &str, m_cost_kib: u32, t_cost: u32) -> anyhow::Re
 /// Whether `password` matches a PHC string from [`hash_password`].
 #[must_use]
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(phc).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 #[cfg(test)]

@@ -15,7 +15,13 @@ use tokio_util::sync::CancellationToken;
 #[command(version, about)]
 struct Cli {
     /// Configuration file (TOML); see docs/central.md.
-    #[arg(long, short, global = true, env = "CENTRAL_CONFIG", default_value = "central.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "CENTRAL_CONFIG",
+        default_value = "central.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
@@ -98,7 +104,9 @@ fn parse_status(s: &str) -> Result<AeoStatus, String> {
         "revoked" => Ok(AeoStatus::Revoked),
         "withdrawn" => Ok(AeoStatus::Withdrawn),
         "expired" => Ok(AeoStatus::Expired),
-        _ => Err(format!("{s:?}: expected active, suspended, revoked, withdrawn or expired")),
+        _ => Err(format!(
+            "{s:?}: expected active, suspended, revoked, withdrawn or expired"
+        )),
     }
 }
 
@@ -117,7 +125,11 @@ fn main() -> anyhow::Result<()> {
     if let Cmd::Keys(KeysCmd::Generate { out }) = &cli.cmd {
         central::generate_signing_key(out)?;
         let s = central::signing::Signer::load(out)?;
-        println!("key_id = {}\npublic_key = {}", s.key_id(), s.public_key_hex());
+        println!(
+            "key_id = {}\npublic_key = {}",
+            s.key_id(),
+            s.public_key_hex()
+        );
         return Ok(());
     }
     let cfg = Config::load(&cli.config)?;
@@ -169,7 +181,10 @@ fn main() -> anyhow::Result<()> {
                 eprint!("password for {name}: ");
             }
             let mut pw = String::new();
-            stdin.lock().read_line(&mut pw).context("reading the password")?;
+            stdin
+                .lock()
+                .read_line(&mut pw)
+                .context("reading the password")?;
             central.add_user(&name, pw.trim_end_matches(['\r', '\n']), &role)?;
             println!("user {name} added (role {role})");
             Ok(())

@@ -226,7 +226,13 @@ fn columns(k: ImportKind) -> &'static [&'static str] {
 
 fn required(k: ImportKind) -> &'static [&'static str] {
     match k {
-        ImportKind::Operators => &["operator_id", "name", "authorisations", "status", "valid_from"],
+        ImportKind::Operators => &[
+            "operator_id",
+            "name",
+            "authorisations",
+            "status",
+            "valid_from",
+        ],
         ImportKind::Mras => &["recognising", "partner", "in_force_from", "name"],
         ImportKind::Consignments => &["id", "container", "ports"],
     }
@@ -251,13 +257,16 @@ impl Row<'_> {
     }
     fn list(&self, name: &str) -> Vec<&str> {
         self.get(name)
-            .map(|s| s.split(';').map(str::trim).filter(|x| !x.is_empty()).collect())
+            .map(|s| {
+                s.split(';')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
             .unwrap_or_default()
     }
     fn ts(&self, name: &str) -> Result<Option<Timestamp>, String> {
-        self.get(name)
-            .map(|s| parse_ts(name, s))
-            .transpose()
+        self.get(name).map(|s| parse_ts(name, s)).transpose()
     }
 }
 
@@ -329,7 +338,11 @@ fn programme(what: &str, s: &str) -> Result<Programme, String> {
 }
 
 fn mra_row(r: &Row<'_>) -> Result<Change, String> {
-    let security_only = match r.get("security_only").map(str::to_ascii_lowercase).as_deref() {
+    let security_only = match r
+        .get("security_only")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("true" | "yes" | "1") => true,
         Some("false" | "no" | "0") => false,
         Some(other) => return Err(format!("security_only {other:?} is not true or false")),
@@ -397,8 +410,16 @@ fn consignment_row(r: &Row<'_>, now: Timestamp) -> Result<Consignment, String> {
             seals,
             eseals,
         }],
-        parties: r.list("parties").into_iter().map(party).collect::<Result<_, _>>()?,
-        holds: r.list("holds").into_iter().map(hold).collect::<Result<_, _>>()?,
+        parties: r
+            .list("parties")
+            .into_iter()
+            .map(party)
+            .collect::<Result<_, _>>()?,
+        holds: r
+            .list("holds")
+            .into_iter()
+            .map(hold)
+            .collect::<Result<_, _>>()?,
         ports: r.list("ports").into_iter().map(str::to_owned).collect(),
         as_of: r.ts("as_of")?.unwrap_or(now),
     };
@@ -455,7 +476,10 @@ fn parse_csv(
     let Some(((hline, header), rows)) = records.split_first() else {
         return Err(ImportError::Empty);
     };
-    let names: Vec<String> = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let names: Vec<String> = header
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
     let kind = match kind {
         Some(k) => k,
         None if names.iter().any(|n| n == "operator_id") => ImportKind::Operators,
@@ -600,7 +624,9 @@ fn parse_json(
     let Some(&(_, first)) = items.first() else {
         return Err(ImportError::Empty);
     };
-    let kind = kind.or_else(|| json_kind(first)).ok_or(ImportError::UnknownKind)?;
+    let kind = kind
+        .or_else(|| json_kind(first))
+        .ok_or(ImportError::UnknownKind)?;
     let mut changes = Vec::new();
     let mut errors = Vec::new();
     for (n, (line, item)) in items.iter().enumerate() {
@@ -674,7 +700,9 @@ pub fn for_port(logged: &LoggedChange, port: &str) -> Option<SequencedChange> {
         return None;
     }
     let change = match &logged.change {
-        Change::UpsertConsignment { consignment } if !consignment.ports.iter().any(|p| p == port) => {
+        Change::UpsertConsignment { consignment }
+            if !consignment.ports.iter().any(|p| p == port) =>
+        {
             Change::RemoveConsignment {
                 id: consignment.id.clone(),
             }
@@ -734,7 +762,10 @@ mod tests {
     fn csv_quotes_commas_and_line_breaks() {
         let recs = csv_records("a,b\n\"x, y\",\"he said \"\"hi\"\"\nbye\"\n3,4\n").expect("csv");
         assert_eq!(recs.len(), 3);
-        assert_eq!(recs[1], (2, vec!["x, y".to_owned(), "he said \"hi\"\nbye".to_owned()]));
+        assert_eq!(
+            recs[1],
+            (2, vec!["x, y".to_owned(), "he said \"hi\"\nbye".to_owned()])
+        );
         assert_eq!(recs[2].0, 4, "line numbers count the embedded break");
         assert_eq!(
             csv_records("a\n\"open"),

@@ -31,10 +31,14 @@ pub fn check_transport(cfg: &Config, addr: std::net::SocketAddr) -> anyhow::Resu
         return Ok(());
     }
     if !cfg.allow_plain_http_on_loopback {
-        bail!("no [tls] section: set tls.cert_pem and tls.key_pem (or, for a loopback address only, allow_plain_http_on_loopback = true)");
+        bail!(
+            "no [tls] section: set tls.cert_pem and tls.key_pem (or, for a loopback address only, allow_plain_http_on_loopback = true)"
+        );
     }
     if !addr.ip().is_loopback() {
-        bail!("plain HTTP is only allowed on a loopback address, and {addr} is not one; configure [tls]");
+        bail!(
+            "plain HTTP is only allowed on a loopback address, and {addr} is not one; configure [tls]"
+        );
     }
     Ok(())
 }
@@ -53,7 +57,11 @@ pub fn bind(cfg: &Config) -> anyhow::Result<TcpListener> {
 ///
 /// # Errors
 /// Bind, TLS or transport errors.
-pub async fn serve(central: Central, cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    central: Central,
+    cfg: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = bind(&cfg)?;
     serve_with_listener(central, listener, cfg, shutdown).await
 }
@@ -76,15 +84,16 @@ pub async fn serve_with_listener(
     match &cfg.tls {
         Some(tls) => {
             install_crypto_provider();
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_pem, &tls.key_pem)
-                .await
-                .with_context(|| {
-                    format!(
-                        "loading TLS certificate {} and key {}",
-                        tls.cert_pem.display(),
-                        tls.key_pem.display()
-                    )
-                })?;
+            let rustls =
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_pem, &tls.key_pem)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "loading TLS certificate {} and key {}",
+                            tls.cert_pem.display(),
+                            tls.key_pem.display()
+                        )
+                    })?;
             let handle = axum_server::Handle::new();
             let h = handle.clone();
             let watcher = tokio::spawn(async move {

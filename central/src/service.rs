@@ -11,8 +11,8 @@ use anyhow::{Context as _, bail};
 use jiff::{SignedDuration, Timestamp};
 use protocol::operator::OperatorId;
 use protocol::schema::{
-    AeoStatus, Change, ChangeBatch, Consignment, GateId, MraRecord, RegistryRecord,
-    SCHEMA_VERSION, SignedEnvelope,
+    AeoStatus, Change, ChangeBatch, Consignment, GateId, MraRecord, RegistryRecord, SCHEMA_VERSION,
+    SignedEnvelope,
 };
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -92,7 +92,11 @@ impl Central {
     ///
     /// # Errors
     /// When the store cannot be read.
-    pub fn with_store(store: Arc<dyn Store>, signer: Signer, cfg: Config) -> anyhow::Result<Central> {
+    pub fn with_store(
+        store: Arc<dyn Store>,
+        signer: Signer,
+        cfg: Config,
+    ) -> anyhow::Result<Central> {
         let seq = store.last_seq()?;
         let (registry_seq, _) = watch::channel(seq);
         let (cases, _) = broadcast::channel(1024);
@@ -188,7 +192,10 @@ impl Central {
     fn append(&self, changes: Vec<Change>, actor: &str) -> anyhow::Result<u64> {
         let mut last = self.inner.store.last_seq()?;
         for chunk in changes.chunks(IMPORT_CHUNK) {
-            last = self.inner.store.append_changes(chunk, actor, Timestamp::now())?;
+            last = self
+                .inner
+                .store
+                .append_changes(chunk, actor, Timestamp::now())?;
             self.inner.registry_seq.send_replace(last);
         }
         metrics::counter!("central_registry_changes_total").increment(changes.len() as u64);
@@ -201,10 +208,17 @@ impl Central {
     /// When a record has a newer schema version, or on store errors.
     pub fn import_records(&self, records: Vec<RegistryRecord>, actor: &str) -> anyhow::Result<u64> {
         if let Some(r) = records.iter().find(|r| r.v > SCHEMA_VERSION) {
-            bail!("operator {}: schema version {} is newer than {SCHEMA_VERSION}", r.operator, r.v);
+            bail!(
+                "operator {}: schema version {} is newer than {SCHEMA_VERSION}",
+                r.operator,
+                r.v
+            );
         }
         self.append(
-            records.into_iter().map(|record| Change::UpsertOperator { record }).collect(),
+            records
+                .into_iter()
+                .map(|record| Change::UpsertOperator { record })
+                .collect(),
             actor,
         )
     }
@@ -214,7 +228,12 @@ impl Central {
     /// # Errors
     /// On store errors.
     pub fn import_mras(&self, mras: Vec<MraRecord>, actor: &str) -> anyhow::Result<u64> {
-        self.append(mras.into_iter().map(|mra| Change::UpsertMra { mra }).collect(), actor)
+        self.append(
+            mras.into_iter()
+                .map(|mra| Change::UpsertMra { mra })
+                .collect(),
+            actor,
+        )
     }
 
     /// Imports consignments; returns the last seq.
@@ -228,7 +247,9 @@ impl Central {
             }
         }
         self.append(
-            c.into_iter().map(|consignment| Change::UpsertConsignment { consignment }).collect(),
+            c.into_iter()
+                .map(|consignment| Change::UpsertConsignment { consignment })
+                .collect(),
             actor,
         )
     }
@@ -245,8 +266,8 @@ impl Central {
         actor: &str,
         progress: &mut dyn FnMut(usize),
     ) -> anyhow::Result<ImportReport> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let format = match path.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("csv") => Format::Csv,
             _ => Format::Json,
@@ -314,8 +335,8 @@ impl Central {
     /// # Errors
     /// Store errors.
     pub fn gates(&self, now: Timestamp) -> anyhow::Result<Vec<GateStatus>> {
-        let stale_after = SignedDuration::try_from(self.inner.cfg.stale_after)
-            .unwrap_or(SignedDuration::MAX);
+        let stale_after =
+            SignedDuration::try_from(self.inner.cfg.stale_after).unwrap_or(SignedDuration::MAX);
         let summary = self.inner.store.summary()?;
         Ok(self
             .inner
@@ -362,7 +383,11 @@ impl Central {
     ///
     /// # Errors
     /// Store or serialisation errors.
-    pub fn changes_envelope(&self, port: &str, after: u64) -> anyhow::Result<Option<SignedEnvelope>> {
+    pub fn changes_envelope(
+        &self,
+        port: &str,
+        after: u64,
+    ) -> anyhow::Result<Option<SignedEnvelope>> {
         let logged = self.inner.store.changes_after(after, MAX_BATCH_CHANGES)?;
         match registry::batch_for_port(port, after, &logged) {
             None => Ok(None),
@@ -377,7 +402,9 @@ impl Central {
     pub fn add_user(&self, name: &str, password: &str, role: &str) -> anyhow::Result<()> {
         if name.is_empty()
             || name.len() > 64
-            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
         {
             bail!("user name {name:?}: 1 to 64 letters, digits, '.', '_', '-' or '@'");
         }
@@ -408,7 +435,9 @@ impl Central {
             return Ok(None);
         };
         if !auth::verify_password(password, &user.password_phc) {
-            self.inner.store.audit(name, "login.failed", "wrong password", Timestamp::now())?;
+            self.inner
+                .store
+                .audit(name, "login.failed", "wrong password", Timestamp::now())?;
             return Ok(None);
         }
         let (token, hash) = auth::new_token();
@@ -421,7 +450,9 @@ impl Central {
             expires_at: now.checked_add(ttl).unwrap_or(now),
         };
         self.inner.store.put_session(&hash, &session)?;
-        self.inner.store.audit(name, "login", "session opened", now)?;
+        self.inner
+            .store
+            .audit(name, "login", "session opened", now)?;
         Ok(Some((token, session)))
     }
 

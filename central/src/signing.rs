@@ -52,9 +52,12 @@ pub fn generate_signing_key(path: &Path) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("creating key file {} (it must not exist yet)", path.display()))?;
+    let mut f = opts.open(path).with_context(|| {
+        format!(
+            "creating key file {} (it must not exist yet)",
+            path.display()
+        )
+    })?;
     serde_json::to_writer_pretty(&mut f, &file)?;
     f.write_all(b"\n")?;
     f.sync_all()?;
@@ -88,14 +91,27 @@ impl Signer {
         let file: KeyFile = serde_json::from_str(&text)
             .with_context(|| format!("signing key {} is not a central key file", path.display()))?;
         if file.algorithm != "ed25519" {
-            bail!("signing key {}: algorithm {:?}, expected \"ed25519\"", path.display(), file.algorithm);
+            bail!(
+                "signing key {}: algorithm {:?}, expected \"ed25519\"",
+                path.display(),
+                file.algorithm
+            );
         }
         let mut secret = [0u8; 32];
-        hex::decode_to_slice(file.secret_key.trim(), &mut secret)
-            .with_context(|| format!("signing key {}: secret_key is not 64 hex digits", path.display()))?;
+        hex::decode_to_slice(file.secret_key.trim(), &mut secret).with_context(|| {
+            format!(
+                "signing key {}: secret_key is not 64 hex digits",
+                path.display()
+            )
+        })?;
         let key = SigningKey::from_bytes(&secret);
-        if hex::encode(key.verifying_key().to_bytes()) != file.public_key.trim().to_ascii_lowercase() {
-            bail!("signing key {}: public_key does not belong to secret_key", path.display());
+        if hex::encode(key.verifying_key().to_bytes())
+            != file.public_key.trim().to_ascii_lowercase()
+        {
+            bail!(
+                "signing key {}: public_key does not belong to secret_key",
+                path.display()
+            );
         }
         if file.key_id.trim().is_empty() {
             bail!("signing key {}: key_id is empty", path.display());
@@ -140,7 +156,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("k.json");
         generate_signing_key(&path).expect("generate");
-        assert!(generate_signing_key(&path).is_err(), "never overwrites a key");
+        assert!(
+            generate_signing_key(&path).is_err(),
+            "never overwrites a key"
+        );
         let s = Signer::load(&path).expect("load");
         let env = s.sign("{\"a\":1}".into());
         let mut pk = [0u8; 32];

@@ -1,0 +1,793 @@
+//! Central's API through its router (`oneshot`), over a real redb file in a tempdir.
+mod common;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::*;
+use ed25519_dalek::{Signature, VerifyingKey};
+use protocol::operator::OperatorId;
+use protocol::schema::{
+    AeoStatus, Authorisation, Change, ChangeBatch, Consignment, DeclaredContainer, RegistryRecord,
+    SCHEMA_VERSION, SignedEnvelope,
+};
+use uuid::Uuid;
+
+// ---------------------------------------------------------------------------------------
+// ingest
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn duplicate_and_out_of_order_batches_are_stored_once() {
+    let e = env();
+    let g = gate("P1-G1");
+    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let entries = chain(&g, (0..4).map(|_| fast_decision(&g)).collect());
+    let uri = "/api/v1/agents/P1-G1/events";
+
+    let a = call(
+        &e.central,
+        "POST",
+        uri,
+        Some(&token),
+        Some(&batch(&g, &entries[2..4])),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    assert_eq!(
+        (a.json["acked_through"].as_u64(), a.json["stored"].as_u64()),
+        (Some(0), Some(2))
+    );
+
+    let a = call(
+        &e.central,
+        "POST",
+        uri,
+        Some(&token),
+        Some(&batch(&g, &entries[0..3])),
+    )
+    .await;
+    assert_eq!(a.json["acked_through"], 4);
+    assert_eq!(
+        (a.json["stored"].as_u64(), a.json["duplicates"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(a.json["alerts"], serde_json::json!([]));
+
+    let a = call(
+        &e.central,
+        "POST",
+        uri,
+        Some(&token),
+        Some(&batch(&g, &entries)),
+    )
+    .await;
+    assert_eq!(
+        (a.json["stored"].as_u64(), a.json["duplicates"].as_u64()),
+        (Some(0), Some(4))
+    );
+
+    let s = e.central.summary().expect("summary");
+    assert_eq!(s.events_per_gate.get("P1-G1"), Some(&4));
+    assert_eq!(s.decisions.get("FAST"), Some(&4));
+    assert_eq!(s.alerts, 0);
+}
+
+#[tokio::test]
+async fn forged_token_and_another_gates_token_are_refused_and_nothing_is_stored() {
+    let e = env();
+    let g1 = gate("P1-G1");
+    let _t1 = e.central.issue_agent_token(&g1, "P1").expect("token");
+    let t2 = e
+        .central
+        .issue_agent_token(&gate("P1-G2"), "P1")
+        .expect("token");
+    let body = batch(&g1, &chain(&g1, vec![fast_decision(&g1)]));
+    let uri = "/api/v1/agents/P1-G1/events";
+
+    let forged = "00".repeat(32);
+    let a = call(&e.central, "POST", uri, Some(&forged), Some(&body)).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.json["error"].is_string(), "{}", a.json);
+    let a = call(&e.central, "POST", uri, None, Some(&body)).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = call(&e.central, "POST", uri, Some(&t2), Some(&body)).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(a.json["error"].as_str().expect("error").contains("P1-G2"));
+
+    assert!(
+        e.central
+            .summary()
+            .expect("summary")
+            .events_per_gate
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn chain_break_raises_an_alert_and_opens_a_case() {
+    let e = env();
+    let g = gate("P1-G1");
+    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let good = chain(&g, vec![fast_decision(&g), fast_decision(&g)]);
+    // Entry 2 re-chained onto a different predecessor: a valid hash, a broken link.
+    let other = chain(&g, vec![fast_decision(&g), fast_decision(&g)]);
+    let uri = "/api/v1/agents/P1-G1/events";
+    call(
+        &e.central,
+        "POST",
+        uri,
+        Some(&token),
+        Some(&batch(&g, &good[..1])),
+    )
+    .await;
+    let a = call(
+        &e.central,
+        "POST",
+        uri,
+        Some(&token),
+        Some(&batch(&g, &other[1..])),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let alerts = a.json["alerts"].as_array().expect("alerts");
+    assert_eq!(alerts.len(), 1, "{}", a.json);
+    assert!(
+        alerts[0]
+            .as_str()
+            .expect("text")
+            .starts_with("CHAIN_BREAK at seq 2")
+    );
+
+    let s = e.central.summary().expect("summary");
+    assert_eq!((s.alerts, s.cases_open), (1, 1));
+    let staff = staff(&e.central).await;
+    let cases = call(
+        &e.central,
+        "GET",
+        "/api/v1/cases?state=open",
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert_eq!(cases.json["items"][0]["subject"]["type"], "INTEGRITY");
+    assert_eq!(cases.json["items"][0]["subject"]["kind"], "CHAIN_BREAK");
+}
+
+#[tokio::test]
+async fn tampered_entry_is_not_stored_and_reuse_of_a_seq_is_an_alert() {
+    let e = env();
+    let g = gate("P1-G1");
+    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let mut entries = chain(&g, vec![fast_decision(&g)]);
+    let uri = "/api/v1/agents/P1-G1/events";
+    let original = entries.clone();
+    entries[0].body = seal_exception(&g, Uuid::now_v7());
+    let a = call(
+        &e.central,
+        "POST",
+        uri,
+        Some(&token),
+        Some(&batch(&g, &entries)),
+    )
+    .await;
+    assert_eq!(
+        (a.json["stored"].as_u64(), a.json["acked_through"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(
+        a.json["alerts"][0]
+            .as_str()
+            .expect("alert")
+            .starts_with("HASH_MISMATCH")
+    );
+
+    call(
+        &e.central,
+        "POST",
+        uri,
+        Some(&token),
+        Some(&batch(&g, &original)),
+    )
+    .await;
+    let rewritten = chain(&g, vec![seal_exception(&g, Uuid::now_v7())]);
+    let a = call(
+        &e.central,
+        "POST",
+        uri,
+        Some(&token),
+        Some(&batch(&g, &rewritten)),
+    )
+    .await;
+    assert_eq!(a.json["acked_through"], 1);
+    assert!(
+        a.json["alerts"][0]
+            .as_str()
+            .expect("alert")
+            .starts_with("SEQ_REUSED")
+    );
+}
+
+#[tokio::test]
+async fn too_many_entries_and_too_large_bodies_get_413_with_a_json_error() {
+    let e = env();
+    let g = gate("P1-G1");
+    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let uri = "/api/v1/agents/P1-G1/events";
+    let entries = chain(&g, (0..1001).map(|_| fast_decision(&g)).collect());
+    let a = call(
+        &e.central,
+        "POST",
+        uri,
+        Some(&token),
+        Some(&batch(&g, &entries)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        a.json["error"]
+            .as_str()
+            .expect("error")
+            .contains("1001 entries")
+    );
+
+    let mut big = batch(&g, &[]);
+    big["padding"] = serde_json::Value::String("x".repeat(5 << 20));
+    let a = call(&e.central, "POST", uri, Some(&token), Some(&big)).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(a.json["error"].is_string(), "{}", a.json);
+}
+
+// ---------------------------------------------------------------------------------------
+// heartbeats
+// ---------------------------------------------------------------------------------------
+
+fn heartbeat(g: &protocol::schema::GateId) -> serde_json::Value {
+    serde_json::json!({
+        "v": SCHEMA_VERSION, "agent": g, "at": jiff::Timestamp::now(), "devices": [],
+        "replica_seq": 0, "journal_head": 0, "acked_seq": 0, "backlog": 0, "version": "test",
+    })
+}
+
+#[tokio::test]
+async fn gate_without_heartbeats_for_stale_after_is_reported_stale() {
+    let e = env_with(|c| c.stale_after = Duration::from_millis(300));
+    let g = gate("P1-G1");
+    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let staff = staff(&e.central).await;
+    let gates = call(&e.central, "GET", "/api/v1/gates", Some(&staff), None).await;
+    assert_eq!(gates.json[0]["stale"], true, "never heard from");
+
+    let a = call(
+        &e.central,
+        "POST",
+        "/api/v1/agents/P1-G1/heartbeat",
+        Some(&token),
+        Some(&heartbeat(&g)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.json);
+    let gates = call(&e.central, "GET", "/api/v1/gates", Some(&staff), None).await;
+    assert_eq!(gates.json[0]["stale"], false, "{}", gates.json);
+    assert!(gates.json[0]["last_heartbeat"]["clock_offset_ms"].is_i64());
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let gates = call(&e.central, "GET", "/api/v1/gates", Some(&staff), None).await;
+    assert_eq!(gates.json[0]["stale"], true);
+}
+
+// ---------------------------------------------------------------------------------------
+// registry
+// ---------------------------------------------------------------------------------------
+
+fn record(id: &str) -> RegistryRecord {
+    RegistryRecord {
+        v: SCHEMA_VERSION,
+        operator: OperatorId::parse(id).expect("operator"),
+        name: format!("Operator {id}"),
+        authorisations: vec![Authorisation::Aeof],
+        status: AeoStatus::Active,
+        status_since: ts("2025-01-01T00:00:00Z"),
+        valid_from: ts("2025-01-01T00:00:00Z"),
+        valid_to: None,
+        roles: vec![],
+        contact_point: None,
+        linked_ids: vec![],
+        source: "test".into(),
+        as_of: ts("2026-01-01T00:00:00Z"),
+    }
+}
+
+fn consignment(id: &str, port: &str) -> Consignment {
+    Consignment {
+        v: SCHEMA_VERSION,
+        id: id.into(),
+        containers: vec![DeclaredContainer {
+            number: "CSQU3054383".parse().expect("container"),
+            seals: vec![],
+            eseals: vec![],
+        }],
+        parties: vec![],
+        holds: vec![],
+        ports: vec![port.into()],
+        as_of: ts("2026-03-01T00:00:00Z"),
+    }
+}
+
+fn verify(env: &SignedEnvelope, public_hex: &str) -> Result<ChangeBatch, String> {
+    let mut pk = [0u8; 32];
+    hex::decode_to_slice(public_hex, &mut pk).map_err(|e| e.to_string())?;
+    let vk = VerifyingKey::from_bytes(&pk).map_err(|e| e.to_string())?;
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(&env.signature, &mut sig).map_err(|e| e.to_string())?;
+    vk.verify_strict(env.payload.as_bytes(), &Signature::from_bytes(&sig))
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&env.payload).map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fail() {
+    let e = env();
+    let token = e
+        .central
+        .issue_agent_token(&gate("P1-G1"), "P1")
+        .expect("token");
+    e.central
+        .import_records(vec![record("EU-AEO:DE123456789012345")], "test")
+        .expect("records");
+    e.central
+        .import_consignments(
+            vec![consignment("B1", "P1"), consignment("B2", "P2")],
+            "test",
+        )
+        .expect("consignments");
+    let a = call(
+        &e.central,
+        "GET",
+        "/api/v1/registry/snapshot?port=P1",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    let env: SignedEnvelope = serde_json::from_value(a.json).expect("envelope");
+    assert_eq!(env.key_id, e.central.key_id());
+    let b = verify(&env, &e.central.public_key_hex()).expect("verifies");
+    assert!(b.snapshot && b.after_seq == 0 && b.last_seq == 3 && b.port == "P1");
+    let ids: Vec<_> = b
+        .changes
+        .iter()
+        .filter_map(|c| match &c.change {
+            Change::UpsertConsignment { consignment } => Some(consignment.id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, ["B1"]);
+    assert_eq!(b.changes.len(), 2);
+
+    let mut forged = env.clone();
+    forged.payload = forged.payload.replace("\"ACTIVE\"", "\"SUSPENDED\"");
+    assert_ne!(forged.payload, env.payload);
+    assert!(verify(&forged, &e.central.public_key_hex()).is_err());
+
+    let a = call(
+        &e.central,
+        "GET",
+        "/api/v1/registry/snapshot?port=P2",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::FORBIDDEN,
+        "the token's scope is port P1"
+    );
+    let keys = call(&e.central, "GET", "/api/v1/registry/keys", None, None).await;
+    assert_eq!(keys.json[0]["public_key"], e.central.public_key_hex());
+}
+
+#[tokio::test]
+async fn changes_are_contiguous_filtered_by_port_and_204_when_nothing_is_newer() {
+    let e = env();
+    let token = e
+        .central
+        .issue_agent_token(&gate("P1-G1"), "P1")
+        .expect("token");
+    let op = OperatorId::parse("EU-AEO:DE123456789012345").expect("op");
+    e.central
+        .import_records(vec![record(&op.to_string())], "test")
+        .expect("records");
+    e.central
+        .import_consignments(vec![consignment("B2", "P2")], "test")
+        .expect("consignment");
+    e.central
+        .set_status(&op, AeoStatus::Suspended, "audit finding", "ana")
+        .expect("status");
+
+    let a = call(
+        &e.central,
+        "GET",
+        "/api/v1/registry/changes?port=P1&after=1",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    let env: SignedEnvelope = serde_json::from_value(a.json).expect("envelope");
+    let b = verify(&env, &e.central.public_key_hex()).expect("verifies");
+    assert_eq!(
+        (b.after_seq, b.last_seq),
+        (1, 3),
+        "covers the P2 consignment's seq too"
+    );
+    assert_eq!(b.changes.len(), 1);
+    assert!(matches!(
+        b.changes[0].change,
+        Change::SetStatus {
+            status: AeoStatus::Suspended,
+            ..
+        }
+    ));
+    assert_eq!(b.changes[0].seq, 3);
+
+    let started = std::time::Instant::now();
+    let a = call(
+        &e.central,
+        "GET",
+        "/api/v1/registry/changes?port=P1&after=3&wait=1",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited for the long poll"
+    );
+
+    // A change made during the wait answers the poll at once.
+    let c2 = e.central.clone();
+    let op2 = op.clone();
+    let bg = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        c2.set_status(&op2, AeoStatus::Active, "reinstated", "ana")
+            .expect("status");
+    });
+    let started = std::time::Instant::now();
+    let a = call(
+        &e.central,
+        "GET",
+        "/api/v1/registry/changes?port=P1&after=3&wait=30",
+        Some(&token),
+        None,
+    )
+    .await;
+    bg.await.expect("bg");
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let b: ChangeBatch =
+        serde_json::from_str(a.json["payload"].as_str().expect("payload")).expect("batch");
+    assert_eq!((b.after_seq, b.last_seq), (3, 4));
+
+    let a = call(
+        &e.central,
+        "GET",
+        "/api/v1/registry/changes?port=P1&after=99",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn status_change_of_an_unknown_operator_is_refused() {
+    let e = env();
+    let op = OperatorId::parse("EU-AEO:DE123456789012345").expect("op");
+    let err = e
+        .central
+        .set_status(&op, AeoStatus::Revoked, "x", "ana")
+        .expect_err("unknown");
+    assert!(format!("{err:#}").contains("not in the registry"));
+    assert_eq!(e.central.summary().expect("summary").registry_seq, 0);
+}
+
+#[test]
+fn csv_import_reports_bad_rows_by_line_and_keeps_the_good_ones() {
+    let e = env();
+    let path = e.dir.path().join("ops.csv");
+    std::fs::write(
+        &path,
+        "operator_id,name,authorisations,status,valid_from,roles\n\
+         EU-AEO:DE123456789012345,Good GmbH,AEOF,active,2025-01-01,IMPORTER;CARRIER\n\
+         EU-AEO:ZZ1,Bad Country,AEOF,active,2025-01-01,\n\
+         US-CTPAT:OBOIMP92011,\"Good, Inc.\",SECURITY,ACTIVE,2025-02-01T00:00:00Z,\n\
+         US-CTPAT:ABCD1234,No Status,SECURITY,sleeping,2025-01-01,\n",
+    )
+    .expect("write");
+    let r = e
+        .central
+        .import_file(&path, None, "test", &mut |_| {})
+        .expect("import");
+    assert_eq!((r.rows, r.imported, r.last_seq), (4, 2, 2));
+    let lines: Vec<_> = r.errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [3, 5]);
+    assert!(
+        r.errors[1].reason.contains("status \"sleeping\""),
+        "{}",
+        r.errors[1]
+    );
+    let op = OperatorId::parse("US-CTPAT:OBOIMP92011").expect("op");
+    assert_eq!(
+        e.central
+            .store()
+            .operator(&op)
+            .expect("get")
+            .expect("kept")
+            .name,
+        "Good, Inc."
+    );
+}
+
+#[test]
+fn json_import_reports_bad_records_by_line_and_keeps_the_good_ones() {
+    let e = env();
+    let path = e.dir.path().join("mras.json");
+    std::fs::write(
+        &path,
+        r#"[
+  {"v": 1, "recognising": "EU-AEO", "partner": "US-CTPAT", "in_force_from": "2012-07-01T00:00:00Z",
+   "security_only": true, "name": "EU-US"},
+  {"v": 1, "recognising": "EU-AEO", "partner": "XX-NONE", "in_force_from": "2012-07-01T00:00:00Z",
+   "security_only": true, "name": "bad programme"},
+  {"v": 1, "recognising": "EU-AEO", "partner": "CA-PIP", "in_force_from": "2013-06-01T00:00:00Z",
+   "security_only": true, "name": "EU-CA"}
+]
+"#,
+    )
+    .expect("write");
+    let mut seen = 0;
+    let r = e
+        .central
+        .import_file(&path, None, "test", &mut |n| seen = n)
+        .expect("import");
+    assert_eq!((r.rows, r.imported, seen), (3, 2, 3));
+    assert_eq!(r.errors.len(), 1);
+    assert_eq!(r.errors[0].line, 4, "{}", r.errors[0]);
+}
+
+// ---------------------------------------------------------------------------------------
+// cases
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn seal_exception_case_goes_through_its_life_cycle_with_audit_entries() {
+    let e = env();
+    let g = gate("P1-G1");
+    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    e.central
+        .import_consignments(vec![consignment("B1", "P1")], "test")
+        .expect("cons");
+    let txn = Uuid::now_v7();
+    let entries = chain(
+        &g,
+        vec![transaction(&g, txn, "CSQU3054383"), seal_exception(&g, txn)],
+    );
+    let mut live = e.central.subscribe_cases();
+    call(
+        &e.central,
+        "POST",
+        "/api/v1/agents/P1-G1/events",
+        Some(&token),
+        Some(&batch(&g, &entries)),
+    )
+    .await;
+    let opened = live.try_recv().expect("the new case is published live");
+    assert_eq!(opened.transaction_id(), Some(txn));
+
+    let staff = staff(&e.central).await;
+    let list = call(
+        &e.central,
+        "GET",
+        "/api/v1/cases?state=open&reason=SEAL_MISMATCH&gate=P1-G1",
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert_eq!(
+        list.json["items"].as_array().expect("items").len(),
+        1,
+        "{}",
+        list.json
+    );
+    let id = list.json["items"][0]["id"].as_u64().expect("id");
+    let detail = call(
+        &e.central,
+        "GET",
+        &format!("/api/v1/cases/{id}"),
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert_eq!(detail.json["transaction"]["id"], txn.to_string());
+    assert_eq!(detail.json["decision"]["decision"], "INSPECT");
+    assert_eq!(detail.json["declared"][0]["id"], "B1");
+
+    let uri = |a: &str| format!("/api/v1/cases/{id}/{a}");
+    let a = call(&e.central, "POST", &uri("acknowledge"), Some(&staff), None).await;
+    assert_eq!(a.json["state"], "ACKNOWLEDGED", "{}", a.json);
+    let a = call(
+        &e.central,
+        "POST",
+        &uri("assign"),
+        Some(&staff),
+        Some(&serde_json::json!({"assignee": "bo"})),
+    )
+    .await;
+    assert_eq!(a.json["assignee"], "bo");
+    let resolve = serde_json::json!({"outcome": {"outcome": "SEAL_REPLACED", "new_seal": "A9999"}, "note": "re-sealed"});
+    let a = call(
+        &e.central,
+        "POST",
+        &uri("resolve"),
+        Some(&staff),
+        Some(&resolve),
+    )
+    .await;
+    assert_eq!(a.json["state"], "RESOLVED", "{}", a.json);
+    assert_eq!(a.json["outcome"]["new_seal"], "A9999");
+    assert_eq!(a.json["history"].as_array().expect("history").len(), 4);
+    let again = call(&e.central, "POST", &uri("acknowledge"), Some(&staff), None).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+
+    let audit = call(
+        &e.central,
+        "GET",
+        "/api/v1/audit?limit=1000",
+        Some(&staff),
+        None,
+    )
+    .await;
+    let updates: Vec<_> = audit
+        .json
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|a| a["action"] == "case.update")
+        .map(|a| {
+            (
+                a["actor"].as_str().expect("actor").to_owned(),
+                a["detail"].as_str().expect("detail").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(updates.len(), 3, "{updates:?}");
+    assert!(updates.iter().all(|(actor, _)| actor == "ana"));
+    assert!(updates[2].1.contains("SEAL_REPLACED"));
+    let s = e.central.summary().expect("summary");
+    assert_eq!((s.cases_open, s.cases_resolved), (0, 1));
+}
+
+#[tokio::test]
+async fn staff_endpoints_need_a_session() {
+    let e = env();
+    let a = call(&e.central, "GET", "/api/v1/cases", None, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    e.central
+        .add_user("ana", "correct horse", "officer")
+        .expect("user");
+    let a = call(
+        &e.central,
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(&serde_json::json!({"user": "ana", "password": "wrong horse"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let agent = e
+        .central
+        .issue_agent_token(&gate("P1-G1"), "P1")
+        .expect("token");
+    let a = call(
+        &e.central,
+        "GET",
+        "/api/v1/stats/summary",
+        Some(&agent),
+        None,
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::UNAUTHORIZED,
+        "an agent token is not a staff session"
+    );
+}
+
+#[tokio::test]
+async fn events_are_queryable_by_container_and_decision_with_pagination() {
+    let e = env();
+    let g = gate("P1-G1");
+    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let txn = Uuid::now_v7();
+    let mut bodies = vec![seal_exception(&g, txn), transaction(&g, txn, "CSQU3054383")];
+    bodies.extend((0..3).map(|_| fast_decision(&g)));
+    let entries = chain(&g, bodies);
+    call(
+        &e.central,
+        "POST",
+        "/api/v1/agents/P1-G1/events",
+        Some(&token),
+        Some(&batch(&g, &entries)),
+    )
+    .await;
+    let staff = staff(&e.central).await;
+
+    let a = call(
+        &e.central,
+        "GET",
+        "/api/v1/events?container=CSQU3054383",
+        Some(&staff),
+        None,
+    )
+    .await;
+    let seqs: Vec<_> = a.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["entry"]["seq"].as_u64())
+        .collect();
+    assert_eq!(
+        seqs,
+        [Some(1), Some(2)],
+        "the decision stored before its transaction is indexed too"
+    );
+
+    let a = call(
+        &e.central,
+        "GET",
+        "/api/v1/events?decision=fast&limit=2",
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert_eq!(a.json["items"].as_array().expect("items").len(), 2);
+    let cursor = a.json["next_cursor"].as_str().expect("more").to_owned();
+    let a = call(
+        &e.central,
+        "GET",
+        &format!("/api/v1/events?decision=FAST&limit=2&cursor={cursor}"),
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert_eq!(a.json["items"].as_array().expect("items").len(), 1);
+    assert!(a.json["next_cursor"].is_null());
+
+    let a = call(
+        &e.central,
+        "GET",
+        "/api/v1/stats/hourly?gate=P1-G1&from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z",
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert_eq!(a.json[0]["fast"], 3, "{}", a.json);
+    assert_eq!(a.json[0]["inspect"], 1);
+    assert_eq!(a.json[0]["exceptions"], 1);
+    assert_eq!(a.json[0]["exception_rate"], 0.25);
+}
+
+#[test]
+fn plain_http_is_refused_unless_explicit_and_loopback() {
+    let e = env_with(|c| c.allow_plain_http_on_loopback = false);
+    let lo: std::net::SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+    assert!(central::server::check_transport(&e.cfg, lo).is_err());
+    let mut cfg = e.cfg.clone();
+    cfg.allow_plain_http_on_loopback = true;
+    assert!(central::server::check_transport(&cfg, lo).is_ok());
+    let err = central::server::check_transport(&cfg, "0.0.0.0:8080".parse().expect("addr"))
+        .expect_err("not loopback");
+    assert!(err.to_string().contains("loopback"), "{err}");
+}

@@ -1,0 +1,220 @@
+//! Helpers shared by central's integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use central::{Central, Config};
+use jiff::Timestamp;
+use protocol::schema::{
+    CloseReason, Decision, EventBody, GENESIS_HASH, GateId, GateTransaction, JournalEntry,
+    LaneDecision, LaneId, Read, ReadSource, ReadValue, Reason, ReasonCode, ReplicaFreshness,
+    SCHEMA_VERSION,
+};
+use tower::ServiceExt as _;
+use uuid::Uuid;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub cfg: Config,
+    pub central: Central,
+}
+
+pub fn env_with(tweak: impl FnOnce(&mut Config)) -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("central.key");
+    central::generate_signing_key(&key).expect("key");
+    let mut cfg = Config::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        dir.path().join("central.redb"),
+        key,
+    );
+    cfg.allow_plain_http_on_loopback = true;
+    // Cheap hashing keeps tests fast; production uses the OWASP default.
+    cfg.argon2_m_cost_kib = 64;
+    cfg.argon2_t_cost = 1;
+    tweak(&mut cfg);
+    let central = Central::open(&cfg).expect("open central");
+    Env { dir, cfg, central }
+}
+
+pub fn env() -> Env {
+    env_with(|_| {})
+}
+
+pub fn gate(s: &str) -> GateId {
+    GateId::parse(s).expect("gate")
+}
+
+pub fn ts(s: &str) -> Timestamp {
+    s.parse().expect("timestamp")
+}
+
+/// A seal-exception decision for a transaction.
+pub fn seal_exception(g: &GateId, txn: Uuid) -> EventBody {
+    EventBody::Decision {
+        decision: Decision {
+            v: SCHEMA_VERSION,
+            transaction_id: txn,
+            gate: g.clone(),
+            lane: LaneId::parse("L1").expect("lane"),
+            decision: LaneDecision::Inspect,
+            route: "Inspection bay".into(),
+            reasons: vec![Reason::new(ReasonCode::SealMismatch).with("read", "A124")],
+            priority: false,
+            decided_at: ts("2026-03-01T10:15:00Z"),
+            replica: ReplicaFreshness {
+                sequence: 1,
+                as_of: None,
+                age_s: None,
+                stale: false,
+            },
+            consignments: vec![],
+            parties: vec![],
+            policy: "test".into(),
+        },
+    }
+}
+
+pub fn fast_decision(g: &GateId) -> EventBody {
+    let EventBody::Decision { mut decision } = seal_exception(g, Uuid::now_v7()) else {
+        unreachable!()
+    };
+    decision.decision = LaneDecision::Fast;
+    decision.reasons = vec![Reason::new(ReasonCode::AllChecksPassed)];
+    EventBody::Decision { decision }
+}
+
+pub fn transaction(g: &GateId, txn: Uuid, container: &str) -> EventBody {
+    let at = ts("2026-03-01T10:14:00Z");
+    EventBody::Transaction {
+        transaction: GateTransaction {
+            v: SCHEMA_VERSION,
+            id: txn,
+            gate: g.clone(),
+            lane: LaneId::parse("L1").expect("lane"),
+            opened_at: at,
+            closed_at: at,
+            close_reason: CloseReason::Departure,
+            reads: vec![Read {
+                source: ReadSource::Ocr,
+                device: "ocr1".into(),
+                raw: container.into(),
+                value: ReadValue::Container {
+                    number: container.parse().expect("container"),
+                },
+                first_at: at,
+                last_at: at,
+                count: 1,
+                antenna: None,
+                rssi: None,
+                confidence: Some(97),
+                entered_by: None,
+            }],
+        },
+    }
+}
+
+/// A valid chain of entries 1..=n with the given bodies.
+pub fn chain(g: &GateId, bodies: Vec<EventBody>) -> Vec<JournalEntry> {
+    let mut prev = GENESIS_HASH.to_owned();
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let e = JournalEntry::new_chained(
+                g.clone(),
+                i as u64 + 1,
+                Uuid::now_v7(),
+                ts("2026-03-01T10:15:00Z") + jiff::SignedDuration::from_secs(i as i64),
+                prev.clone(),
+                body,
+            )
+            .expect("entry");
+            prev = e.hash.clone();
+            e
+        })
+        .collect()
+}
+
+pub fn batch(g: &GateId, entries: &[JournalEntry]) -> serde_json::Value {
+    serde_json::json!({
+        "v": SCHEMA_VERSION,
+        "batch_id": Uuid::now_v7(),
+        "agent": g,
+        "entries": entries,
+    })
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub json: serde_json::Value,
+}
+
+/// One request through the router.
+pub async fn call(
+    c: &Central,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> Answer {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(b).expect("json"))),
+        None => req.body(Body::empty()),
+    }
+    .expect("request");
+    let resp = tokio::time::timeout(
+        Duration::from_secs(30),
+        central::app(c.clone()).oneshot(req),
+    )
+    .await
+    .expect("answer in time")
+    .expect("infallible");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
+        .await
+        .expect("body");
+    let json = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        })
+    };
+    Answer { status, json }
+}
+
+/// Adds a staff user and logs in; returns the session token.
+pub async fn staff(c: &Central) -> String {
+    c.add_user("ana", "correct horse", "supervisor")
+        .expect("user");
+    let a = call(
+        c,
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(&serde_json::json!({"user": "ana", "password": "correct horse"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    a.json["token"].as_str().expect("token").to_owned()
+}
+
+pub fn counts(v: &serde_json::Value) -> BTreeMap<String, u64> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
