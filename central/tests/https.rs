@@ -1,0 +1,115 @@
+//! The full stack over real HTTPS on 127.0.0.1:0: a CA and a server certificate made with
+//! rcgen, reqwest trusting that CA, and a clean shutdown with an SSE stream open.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use tokio_util::sync::CancellationToken;
+
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn pki() -> Pki {
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    let cert = params.signed_by(&key, &issuer).expect("server cert");
+    Pki {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+#[tokio::test]
+async fn serves_https_with_a_private_ca_and_shuts_down_with_a_stream_open() {
+    central::server::install_crypto_provider();
+    let pki = pki();
+    let e = env_with(|_| {});
+    let cert = e.dir.path().join("server.pem");
+    let key = e.dir.path().join("server.key");
+    std::fs::write(&cert, &pki.cert_pem).expect("cert");
+    std::fs::write(&key, &pki.key_pem).expect("key");
+    let mut cfg = e.cfg.clone();
+    cfg.allow_plain_http_on_loopback = false;
+    cfg.tls = Some(central::TlsConfig {
+        cert_pem: cert,
+        key_pem: key,
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(central::serve_with_listener(
+        e.central.clone(),
+        listener,
+        cfg,
+        shutdown.clone(),
+    ));
+
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("ca"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let base = format!("https://localhost:{port}");
+    let health: serde_json::Value = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz over TLS")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health["status"], "ok");
+
+    let g = gate("P1-G1");
+    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let entries = chain(&g, vec![fast_decision(&g)]);
+    let ack: protocol::schema::IngestAck = client
+        .post(format!("{base}/api/v1/agents/P1-G1/events"))
+        .bearer_auth(&token)
+        .json(&batch(&g, &entries))
+        .send()
+        .await
+        .expect("ingest")
+        .json()
+        .await
+        .expect("ack");
+    assert_eq!(ack.acked_through, 1);
+
+    // A client that does not trust the CA is refused by TLS itself.
+    let untrusting = reqwest::Client::builder().build().expect("client");
+    assert!(
+        untrusting
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+
+    let session = staff(&e.central).await;
+    let stream = client
+        .get(format!("{base}/api/v1/cases/stream"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), 200);
+
+    shutdown.cancel();
+    let done = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("shutdown does not wait for the open stream")
+        .expect("join");
+    assert!(done.is_ok(), "{done:?}");
+    drop(stream);
+}
