@@ -29,8 +29,14 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum EpcCommand {
-    /// Decode EPC memory-bank hex (96-bit and raw). Reads one value per line from
-    /// standard input when no value is given. Prints one JSON object per input.
+    /// Decode EPC memory-bank hex (SGTIN-96, SSCC-96, GRAI-96, GIAI-96; other headers as
+    /// raw URIs).
+    ///
+    /// Reads one value per line from standard input when no value is given, and prints one
+    /// JSON object per value, in order: {"input","valid":true,"scheme","uri","tag_uri",
+    /// "hex","bits", and the fields} or {"input","valid":false,"error"}. A blank line is
+    /// reported as invalid ("no EPC given"), so output line N always answers input line N.
+    /// Exit status: 0 all valid, 1 any invalid, 2 usage error.
     Decode {
         /// EPC values as hex (spaces and a leading 0x are allowed).
         values: Vec<String>,
@@ -40,7 +46,12 @@ enum EpcCommand {
 #[derive(Debug, Subcommand)]
 enum ContainerCommand {
     /// Check ISO 6346 container numbers (owner code, category, serial, check digit).
-    /// Reads one value per line from standard input when no value is given.
+    ///
+    /// Reads one value per line from standard input when no value is given, and prints one
+    /// JSON object per value, in order: {"input","valid":true,"owner","category","serial",
+    /// "check_digit","canonical"} or {"input","valid":false,"error"}. A blank line is
+    /// reported as invalid ("empty container number"), so output line N always answers
+    /// input line N. Exit status: 0 all valid, 1 any invalid, 2 usage error.
     Check {
         /// Container numbers, e.g. CSQU3054383 or "csqu 305438 3".
         values: Vec<String>,
