@@ -1,0 +1,264 @@
+//! System tests with real parts: the `edge-agent` binary, a mosquitto broker, and a lane
+//! board simulated on a pty (the agent opens it through a symlink, as it would a
+//! `/dev/serial/by-id` path). Reads come in over both the link and MQTT; the decision is
+//! observed on the lane topic and as a lane command on the link.
+
+mod io_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use edge_agent::actuators::lane_command;
+use io_support::{AgentProcess, BoardSim, Mosquitto, Observer, STEP, free_port};
+use protocol::schema::LaneDecision;
+use serde_json::Value;
+
+fn write_config(dir: &Path, board: &Path, mqtt_port: u16, console_port: u16) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[gate]
+id = "G1"
+port = "PORT-A"
+
+[[lanes]]
+id = "L1"
+transaction_timeout = "60s"
+[lanes.routes]
+fast = "Lane 1 priority"
+standard = "Lane 1 standard"
+inspect = "Inspection bay A"
+
+[[devices]]
+name = "board-l1"
+lane = "L1"
+kind = "lane_board"
+path = "{board}"
+silence_timeout = "3s"
+reopen_backoff_max = "500ms"
+
+[mqtt]
+host = "127.0.0.1"
+port = {mqtt_port}
+client_id = "agent-G1"
+lane_topic_prefix = "aeogate/G1/lanes"
+
+[[mqtt.topics]]
+filter = "readers/l1/ocr"
+lane = "L1"
+kind = "ocr"
+
+[store]
+path = "{store}"
+
+[policy]
+random_key = "system-test-random-key"
+
+[console]
+bind = "127.0.0.1:{console_port}"
+"#,
+        board = board.display(),
+        store = dir.join("agent.redb").display(),
+    );
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+async fn get_json(url: &str) -> Value {
+    edge_agent::uplink::install_crypto_provider();
+    reqwest::Client::new()
+        .get(url)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("console answers")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// Polls `/api/v1/lanes` until `pred` holds for lane L1.
+async fn wait_lane(base: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let url = format!("{base}/api/v1/lanes");
+    let deadline = tokio::time::Instant::now() + STEP * 2;
+    loop {
+        let lanes = get_json(&url).await;
+        if pred(&lanes[0]) {
+            return lanes[0].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lane never reached: {what}; last: {lanes:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn device_up(lane: &Value, name: &str) -> bool {
+    lane["devices"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|d| d["device"] == name && d["up"] == true))
+}
+
+fn device_down(lane: &Value, name: &str) -> bool {
+    lane["devices"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|d| d["device"] == name && d["up"] == false))
+}
+
+/// One truck: presence, an OCR read over MQTT, an RFID read over the link, departure.
+/// Returns the lane state published for it and the lane command the board received.
+async fn one_truck(
+    base: &str,
+    board: &mut BoardSim,
+    observer: &mut Observer,
+    container: &str,
+    previous: Option<&str>,
+) -> (Value, protocol::link::LaneCommand) {
+    board.presence(true).await;
+    wait_lane(base, "transaction open", |l| !l["open"].is_null()).await;
+    observer
+        .publish(
+            "readers/l1/ocr",
+            &format!(r#"{{"container":"{container}","confidence":93}}"#),
+        )
+        .await;
+    board.container_tag(container).await;
+    wait_lane(base, "both reads folded in", |l| {
+        l["open"]["reads"].as_array().is_some_and(|r| r.len() >= 2)
+    })
+    .await;
+    board.presence(false).await;
+    let state = loop {
+        let s = observer.next_on("aeogate/G1/lanes/L1/state").await;
+        if previous.is_none_or(|p| s["transaction_id"] != p) {
+            break s;
+        }
+    };
+    let cmd = board.next_command().await;
+    (state, cmd)
+}
+
+fn decision_of(state: &Value) -> LaneDecision {
+    match state["decision"].as_str() {
+        Some("FAST") => LaneDecision::Fast,
+        Some("STANDARD") => LaneDecision::Standard,
+        Some("INSPECT") => LaneDecision::Inspect,
+        other => panic!("no decision in lane state: {other:?}"),
+    }
+}
+
+async fn wait_observer_ready(observer: &mut Observer) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        observer.publish("probe", "{}").await;
+        let got = tokio::time::timeout(Duration::from_millis(300), observer.next_on("probe")).await;
+        if got.is_ok() {
+            observer.discard("probe");
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "observer never subscribed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_over_link_and_mqtt_become_a_decision_on_the_lane_topic_and_the_link() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("board-l1");
+    let mut board = BoardSim::plug(&link);
+    let broker = Mosquitto::start(dir.path(), free_port()).await;
+    let console = free_port();
+    let cfg = write_config(dir.path(), &link, broker.port, console);
+    let agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
+    let mut observer = Observer::start(broker.port, "observer-1", "#");
+    wait_observer_ready(&mut observer).await;
+    wait_lane(&agent.base, "board and broker up", |l| {
+        device_up(l, "board-l1") && device_up(l, "mqtt")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the agent's SUBSCRIBE settles
+
+    let (state, cmd) = one_truck(&agent.base, &mut board, &mut observer, "CSQU3054383", None).await;
+    let decision = decision_of(&state);
+    assert_eq!(
+        cmd,
+        lane_command(decision, state["route"].as_str().expect("route"))
+    );
+    assert!(state["reasons"].as_array().is_some_and(|r| !r.is_empty()));
+
+    let id = state["transaction_id"].as_str().expect("transaction id");
+    let detail = get_json(&format!("{}/api/v1/transactions/{id}", agent.base)).await;
+    let reads = detail["transaction"]["reads"].as_array().expect("reads");
+    let sources: Vec<&str> = reads.iter().filter_map(|r| r["source"].as_str()).collect();
+    assert!(
+        sources.contains(&"OCR") && sources.contains(&"RFID"),
+        "{sources:?}"
+    );
+    assert!(
+        reads.iter().all(|r| r["value"]["kind"] == "CONTAINER"),
+        "{reads:#?}"
+    );
+    assert_eq!(detail["decision"]["decision"], state["decision"]);
+    drop(broker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_continue_after_a_serial_replug_and_a_broker_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("board-l1");
+    let mut board = BoardSim::plug(&link);
+    let mut broker = Mosquitto::start(dir.path(), free_port()).await;
+    let console = free_port();
+    let cfg = write_config(dir.path(), &link, broker.port, console);
+    let agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
+    let mut observer = Observer::start(broker.port, "observer-2", "#");
+    wait_observer_ready(&mut observer).await;
+    wait_lane(&agent.base, "board and broker up", |l| {
+        device_up(l, "board-l1") && device_up(l, "mqtt")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (first, _) = one_truck(&agent.base, &mut board, &mut observer, "CSQU3054383", None).await;
+    let first_id = first["transaction_id"].as_str().expect("id").to_owned();
+
+    // Unplug the board and restart the broker; both show as down.
+    board.unplug().await;
+    broker.stop();
+    wait_lane(&agent.base, "board and broker down", |l| {
+        device_down(l, "board-l1") && device_down(l, "mqtt")
+    })
+    .await;
+
+    // Replug (a new pty behind the same path) and bring the broker back.
+    let mut board = BoardSim::plug(&link);
+    broker.restart().await;
+    wait_lane(&agent.base, "board and broker back", |l| {
+        device_up(l, "board-l1") && device_up(l, "mqtt")
+    })
+    .await;
+    wait_observer_ready(&mut observer).await;
+    // The broker lost its retained messages; the agent republished the lane state.
+    let retained = observer.next_on("aeogate/G1/lanes/L1/state").await;
+    assert_eq!(retained["transaction_id"], first["transaction_id"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (second, cmd) = one_truck(
+        &agent.base,
+        &mut board,
+        &mut observer,
+        "MSKU9070323",
+        Some(&first_id),
+    )
+    .await;
+    assert_ne!(second["transaction_id"], first["transaction_id"]);
+    assert_eq!(
+        cmd,
+        lane_command(
+            decision_of(&second),
+            second["route"].as_str().expect("route")
+        )
+    );
+}
