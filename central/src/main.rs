@@ -144,7 +144,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Registry(RegistryCmd::Import { file, kind, actor }) => {
             let mut progress = |n: usize| {
-                if n % PROGRESS_EVERY == 0 {
+                if n.is_multiple_of(PROGRESS_EVERY) {
                     eprintln!("{}: {n} rows read", file.display());
                 }
             };

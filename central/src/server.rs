@@ -62,6 +62,7 @@ pub async fn serve(
     cfg: Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    check_transport(&cfg, cfg.listen)?;
     let listener = bind(&cfg)?;
     serve_with_listener(central, listener, cfg, shutdown).await
 }
