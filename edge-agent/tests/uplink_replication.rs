@@ -1,0 +1,333 @@
+//! Uplink and replication against a stand-in central on 127.0.0.1:0 that follows
+//! docs/delivery.md: contiguous `acked_through`, bearer tokens, signed registry batches.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ed25519_dalek::{Signer as _, SigningKey};
+use edge_agent::config::Config;
+use edge_agent::runtime::{AgentHandle, start};
+use jiff::Timestamp;
+use protocol::schema::{
+    Change, ChangeBatch, EventBody, Heartbeat, IngestAck, IngestBatch, JournalEntry,
+    SCHEMA_VERSION, SequencedChange, SignedEnvelope,
+};
+use tokio_util::sync::CancellationToken;
+
+const STEP: Duration = Duration::from_secs(10);
+const TOKEN: &str = "agent-token-for-tests";
+
+#[derive(Default)]
+struct Central {
+    stored: BTreeMap<u64, JournalEntry>,
+    fail_next: usize,
+    rejected_while_failing: usize,
+    heartbeats: Vec<Heartbeat>,
+    snapshot: Option<SignedEnvelope>,
+    changes: VecDeque<SignedEnvelope>,
+}
+
+type Shared = Arc<Mutex<Central>>;
+
+fn authorised(h: &HeaderMap) -> bool {
+    h.get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {TOKEN}"))
+}
+
+async fn events(
+    State(c): State<Shared>,
+    Path(gate): Path<String>,
+    h: HeaderMap,
+    Json(b): Json<IngestBatch>,
+) -> Response {
+    if !authorised(&h) || gate != "G1" {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let mut c = c.lock().expect("lock");
+    if c.fail_next > 0 {
+        c.fail_next -= 1;
+        c.rejected_while_failing += 1;
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "maintenance"})),
+        )
+            .into_response();
+    }
+    let mut stored = 0;
+    for e in b.entries {
+        assert!(
+            e.verify_hash().is_ok(),
+            "entry {} arrives with a valid hash",
+            e.seq
+        );
+        if c.stored.insert(e.seq, e).is_none() {
+            stored += 1;
+        }
+    }
+    let mut through = 0;
+    while c.stored.contains_key(&(through + 1)) {
+        through += 1;
+    }
+    Json(IngestAck {
+        v: SCHEMA_VERSION,
+        acked_through: through,
+        stored,
+        duplicates: 0,
+        alerts: vec![],
+    })
+    .into_response()
+}
+
+async fn heartbeat(State(c): State<Shared>, Json(hb): Json<Heartbeat>) -> StatusCode {
+    c.lock().expect("lock").heartbeats.push(hb);
+    StatusCode::NO_CONTENT
+}
+
+async fn snapshot(State(c): State<Shared>) -> Response {
+    match c.lock().expect("lock").snapshot.clone() {
+        Some(s) => Json(s).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn changes(State(c): State<Shared>) -> Response {
+    let next = c.lock().expect("lock").changes.pop_front();
+    match next {
+        Some(s) => Json(s).into_response(),
+        None => {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            StatusCode::NO_CONTENT.into_response()
+        }
+    }
+}
+
+async fn central(state: Shared) -> String {
+    let app = Router::new()
+        .route("/api/v1/agents/{gate}/events", post(events))
+        .route("/api/v1/agents/{gate}/heartbeat", post(heartbeat))
+        .route("/api/v1/registry/snapshot", get(snapshot))
+        .route("/api/v1/registry/changes", get(changes))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn signing_key() -> SigningKey {
+    SigningKey::from_bytes(&[42u8; 32])
+}
+
+fn sign(batch: &ChangeBatch, key: &SigningKey) -> SignedEnvelope {
+    let payload = serde_json::to_string(batch).expect("json");
+    SignedEnvelope {
+        key_id: "registry-test".into(),
+        signature: hex::encode(key.sign(payload.as_bytes()).to_bytes()),
+        payload,
+    }
+}
+
+fn batch(snapshot: bool, after: u64, last: u64) -> ChangeBatch {
+    ChangeBatch {
+        v: SCHEMA_VERSION,
+        snapshot,
+        after_seq: after,
+        last_seq: last,
+        port: "PORT-A".into(),
+        as_of: Timestamp::now(),
+        changes: if snapshot {
+            vec![]
+        } else {
+            (after + 1..=last)
+                .map(|seq| SequencedChange {
+                    seq,
+                    change: Change::RemoveConsignment {
+                        id: format!("gone-{seq}"),
+                    },
+                })
+                .collect()
+        },
+    }
+}
+
+fn config(dir: &std::path::Path, url: &str) -> Config {
+    let text = format!(
+        r#"
+[gate]
+id = "G1"
+port = "PORT-A"
+
+[[lanes]]
+id = "L1"
+[lanes.routes]
+fast = "Lane 1 priority"
+standard = "Lane 1 standard"
+inspect = "Inspection bay A"
+
+[store]
+path = "{store}"
+
+[central]
+url = "{url}"
+token = "{TOKEN}"
+uplink_batch = 3
+heartbeat_every = "200ms"
+poll_wait = "1s"
+
+[[central.registry_keys]]
+key_id = "registry-test"
+public_key = "{pk}"
+
+[policy]
+random_key = "uplink-test-random-key"
+
+[console]
+bind = "127.0.0.1:0"
+"#,
+        store = dir.join("agent.redb").display(),
+        pk = hex::encode(signing_key().verifying_key().to_bytes()),
+    );
+    Config::from_toml_str(&text, "test.toml").expect("valid config")
+}
+
+async fn started(dir: &std::path::Path, state: &Shared) -> (AgentHandle, CancellationToken) {
+    let url = central(state.clone()).await;
+    let shutdown = CancellationToken::new();
+    let h = start(config(dir, &url), shutdown.clone())
+        .await
+        .expect("agent starts");
+    (h, shutdown)
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    tokio::time::timeout(STEP, async {
+        while !f() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never happened: {what}"));
+}
+
+fn alert(n: usize) -> EventBody {
+    EventBody::IntegrityAlert {
+        what: "TEST".into(),
+        detail: format!("entry {n}"),
+    }
+}
+
+#[tokio::test]
+async fn uplink_retries_and_advances_the_cursor_only_on_acknowledgement() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state: Shared = Arc::default();
+    state.lock().expect("lock").fail_next = 2;
+    let (h, shutdown) = started(dir.path(), &state).await;
+    h.shared
+        .journal((0..7).map(alert).collect())
+        .await
+        .expect("journal");
+
+    eventually("central refused twice", || {
+        state.lock().expect("lock").rejected_while_failing == 2
+    })
+    .await;
+    let store = h.shared.store.clone();
+    eventually("all 7 entries at central and acknowledged", || {
+        state.lock().expect("lock").stored.len() >= 7 && store.acked_seq() >= 7
+    })
+    .await;
+    assert_eq!(
+        store.acked_seq(),
+        store.journal_head(),
+        "cursor at the head, never beyond"
+    );
+    let c = state.lock().expect("lock");
+    let seqs: Vec<u64> = c.stored.keys().copied().collect();
+    assert_eq!(seqs, (1..=store.journal_head()).collect::<Vec<_>>());
+    assert!(
+        c.heartbeats
+            .iter()
+            .any(|hb| hb.journal_head >= 7 && hb.agent.as_str() == "G1")
+    );
+    drop(c);
+    shutdown.cancel();
+    tokio::time::timeout(STEP, h.join)
+        .await
+        .expect("stops")
+        .expect("joined")
+        .expect("ok");
+}
+
+#[tokio::test]
+async fn replication_bootstraps_refuses_a_forged_batch_and_applies_the_next_good_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state: Shared = Arc::default();
+    let key = signing_key();
+    {
+        let mut c = state.lock().expect("lock");
+        c.snapshot = Some(sign(&batch(true, 0, 5), &key));
+        let mut forged = sign(&batch(false, 5, 6), &key);
+        forged.payload = forged.payload.replace("gone-6", "gone-7");
+        c.changes.push_back(forged);
+        c.changes.push_back(sign(
+            &batch(false, 5, 7),
+            &SigningKey::from_bytes(&[1u8; 32]),
+        ));
+        c.changes.push_back(sign(&batch(false, 5, 6), &key));
+    }
+    let (h, shutdown) = started(dir.path(), &state).await;
+    let store = h.shared.store.clone();
+    eventually("replica at 6 after the good delta", || {
+        store.replica_meta().sequence == 6
+    })
+    .await;
+    let meta = store.replica_meta();
+    assert!(meta.last_sync.is_some(), "marked synced");
+
+    // Both refusals were journaled as integrity alerts and reached central.
+    eventually("two alerts delivered", || {
+        state
+            .lock()
+            .expect("lock")
+            .stored
+            .values()
+            .filter(|e| matches!(&e.body, EventBody::IntegrityAlert { what, .. } if what == "REGISTRY_BATCH_REFUSED"))
+            .count()
+            == 2
+    })
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(STEP, h.join)
+        .await
+        .expect("stops")
+        .expect("joined")
+        .expect("ok");
+}
+
+#[test]
+fn plain_http_to_a_remote_central_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path(), "http://192.0.2.10:8443");
+    let err = edge_agent::uplink::CentralClient::new(
+        cfg.central.as_ref().expect("central"),
+        &cfg.gate.id,
+    )
+    .expect_err("refused");
+    assert!(err.to_string().contains("loopback"), "{err}");
+    let cfg = config(dir.path(), "https://central.example.invalid");
+    let err = edge_agent::uplink::CentralClient::new(
+        cfg.central.as_ref().expect("central"),
+        &cfg.gate.id,
+    )
+    .expect_err("refused");
+    assert!(err.to_string().contains("ca_cert"), "{err}");
+}
