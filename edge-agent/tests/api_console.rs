@@ -24,6 +24,15 @@ fast = "Lane 1 priority"
 standard = "Lane 1 standard"
 inspect = "Inspection bay A"
 
+[[lanes]]
+id = "L2"
+presence_loop = false
+quiet_close = "60s"
+[lanes.routes]
+fast = "Lane 2 priority"
+standard = "Lane 2 standard"
+inspect = "Inspection bay B"
+
 [store]
 path = "{}"
 
@@ -247,4 +256,54 @@ async fn sse_streams_lane_changes_and_ends_at_shutdown() {
     })
     .await;
     assert!(rest.is_ok(), "stream ended");
+}
+
+#[tokio::test]
+async fn shutdown_closes_the_open_transaction_and_journals_it_with_a_decision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (handle, shutdown, base) = agent(dir.path()).await;
+    let c = client();
+    // A manual entry on a lane without a loop opens a transaction.
+    let r = c
+        .post(format!("{base}/api/v1/lanes/L2/actions"))
+        .header("X-Officer", "o.smith")
+        .json(&json!({"action": "MANUAL_ENTRY", "value": {"kind": "CONTAINER", "number": "CSQU3054383"}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 201);
+    tokio::time::timeout(STEP, async {
+        loop {
+            let lanes: Value = c
+                .get(format!("{base}/api/v1/lanes"))
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("json");
+            if lanes[1]["lane"] == "L2" && !lanes[1]["open"].is_null() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("transaction opens");
+
+    let store = handle.shared.store.clone();
+    shutdown.cancel();
+    tokio::time::timeout(STEP, handle.join)
+        .await
+        .expect("stops")
+        .expect("joined")
+        .expect("clean stop");
+    let lane = protocol::schema::LaneId::parse("L2").expect("lane");
+    let rows = store
+        .recent_transactions(Some(&lane), None, 10)
+        .expect("history");
+    let (tx, decision) = rows.first().expect("the open transaction was journaled");
+    assert_eq!(tx.close_reason, protocol::schema::CloseReason::Shutdown);
+    assert_eq!(tx.reads[0].entered_by.as_deref(), Some("o.smith"));
+    assert!(decision.is_some(), "decided for the record");
 }
