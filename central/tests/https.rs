@@ -73,11 +73,12 @@ async fn serves_https_with_a_private_ca_and_shuts_down_with_a_stream_open() {
 
     let g = gate("P1-G1");
     let token = e.central.issue_agent_token(&g, "P1").expect("token");
-    let entries = chain(&g, vec![fast_decision(&g)]);
+    let txn = uuid::Uuid::now_v7();
+    let entries = chain(&g, vec![fast_decision(&g), seal_exception(&g, txn)]);
     let ack: protocol::schema::IngestAck = client
         .post(format!("{base}/api/v1/agents/P1-G1/events"))
         .bearer_auth(&token)
-        .json(&batch(&g, &entries))
+        .json(&batch(&g, &entries[..1]))
         .send()
         .await
         .expect("ingest")
@@ -104,6 +105,27 @@ async fn serves_https_with_a_private_ca_and_shuts_down_with_a_stream_open() {
         .await
         .expect("stream");
     assert_eq!(stream.status(), 200);
+    let mut stream = stream;
+
+    // A seal exception ingested now reaches the open stream as a `case` event.
+    client
+        .post(format!("{base}/api/v1/agents/P1-G1/events"))
+        .bearer_auth(&token)
+        .json(&batch(&g, &entries[1..]))
+        .send()
+        .await
+        .expect("ingest");
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.contains(&txn.to_string()) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("a case event within 5 s")
+            .expect("stream chunk")
+            .expect("stream still open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: case"), "{seen}");
 
     shutdown.cancel();
     let done = tokio::time::timeout(Duration::from_secs(5), server)
