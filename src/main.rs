@@ -3,10 +3,16 @@
 //!
 //! # Layout
 //! - [`tools`]: `epc decode`, `container check` (one JSON object per input line).
+//! - [`demo`]: `demo`, a whole port of entry on one machine.
+//! - `agent`: runs an edge agent from this binary (the demo's gates use it).
+//! - `board`: a virtual lane board on a pseudo-terminal (`aeogate::vboard`).
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod tools;
 
 /// aeogate: AEO priority lanes at the port-of-entry gate.
@@ -19,12 +25,62 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a whole port of entry on this machine: central, two gates of four lanes (virtual
+    /// boards running the real firmware over pseudo-terminals), an MQTT broker, and traffic.
+    Demo(DemoArgs),
+    /// Run an edge agent (the same daemon as the `edge-agent` binary's `run`).
+    Agent {
+        /// The agent's configuration file (TOML; see docs/configuration.md).
+        #[arg(long)]
+        config: PathBuf,
+        /// Shut down gracefully when standard input closes (how the demo stops its agents).
+        #[arg(long)]
+        stop_on_stdin_eof: bool,
+    },
+    /// Run a virtual lane board on a pseudo-terminal: prints the tty path for the agent and
+    /// runs a lane script (see docs/hardware.md, "Virtual board").
+    Board {
+        /// The lane the board serves.
+        #[arg(long, default_value = "L1")]
+        lane: String,
+        /// A lane script to run; without one the board idles until Ctrl-C.
+        #[arg(long)]
+        script: Option<PathBuf>,
+    },
     /// GS1 EPC tools.
     #[command(subcommand)]
     Epc(EpcCommand),
     /// ISO 6346 container number tools.
     #[command(subcommand)]
     Container(ContainerCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Stop after this long (e.g. 60s, 5m), drain the journals to central and print a
+    /// summary; without it the demo runs until Ctrl-C.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Trucks per minute across all eight lanes.
+    #[arg(long, default_value_t = 40.0)]
+    rate: f64,
+    /// Seed of the data set and the traffic (same seed, same run).
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+    /// Operators in the AEO registry.
+    #[arg(long, default_value_t = 30_000)]
+    operators: usize,
+    /// Consignments of advance cargo (a day at the port).
+    #[arg(long, default_value_t = 4_000)]
+    consignments: usize,
+    /// Keep the run's files (stores, configs, logs, certificates) in this directory
+    /// instead of a temporary one.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// How long central stays unreachable in the outage fault (capped at a quarter of
+    /// --duration).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    outage: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +124,19 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Demo(a) => demo::run(demo::DemoOptions {
+            duration: a.duration,
+            rate: a.rate,
+            seed: a.seed,
+            operators: a.operators,
+            consignments: a.consignments,
+            dir: a.dir,
+            outage: a.outage,
+        }),
+        Command::Agent { config, stop_on_stdin_eof } => run_agent(&config, stop_on_stdin_eof).map(|()| ExitCode::SUCCESS),
+        Command::Board { lane, script } => {
+            aeogate::vboard::run_board_cli(&lane, script.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
         Command::Epc(EpcCommand::Decode { values }) => tools::epc_decode(&values),
         Command::Container(ContainerCommand::Check { values }) => tools::container_check(&values),
     };
@@ -78,4 +147,49 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs an edge agent until SIGINT/SIGTERM (or, when asked, until stdin closes).
+fn run_agent(config: &std::path::Path, stop_on_stdin_eof: bool) -> anyhow::Result<()> {
+    let cfg = edge_agent::config::Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
+    rt.block_on(async move {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let watcher = shutdown.clone();
+        tokio::spawn(async move {
+            let stdin_closed = async {
+                if stop_on_stdin_eof {
+                    let mut buf = [0u8; 64];
+                    let mut stdin = tokio::io::stdin();
+                    loop {
+                        match tokio::io::AsyncReadExt::read(&mut stdin, &mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                    }
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let sigterm = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = sigterm => {}
+                () = stdin_closed => {}
+            }
+            watcher.cancel();
+        });
+        edge_agent::runtime::run(cfg, shutdown).await
+    })
 }
