@@ -260,6 +260,12 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
             .with_context(|| format!("cannot open the store at {}", cfg.store.path.display()))?
     };
     store.set_journal_limit(cfg.store.max_journal_bytes);
+    // Everything that can fail at startup happens before any task is spawned, so a
+    // failed start leaves nothing running.
+    let listener = tokio::net::TcpListener::bind(cfg.console.bind)
+        .await
+        .with_context(|| format!("cannot bind the console to {}", cfg.console.bind))?;
+    let console_addr = listener.local_addr().context("console address")?;
     let central = match &cfg.central {
         Some(c) => Some(crate::uplink::CentralClient::new(c, &cfg.gate.id)?),
         None => None,
@@ -360,10 +366,6 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         ));
     }
 
-    let listener = tokio::net::TcpListener::bind(cfg.console.bind)
-        .await
-        .with_context(|| format!("cannot bind the console to {}", cfg.console.bind))?;
-    let console_addr = listener.local_addr().context("console address")?;
     tracing::info!(%console_addr, gate = %shared.gate, "console listening");
     let app = crate::api::app(shared.clone());
     let serve_shutdown = shutdown.clone();
@@ -521,7 +523,11 @@ async fn conclude(shared: &Arc<Shared>, tx: GateTransaction, actuate: bool) -> a
 
 /// Journals a device going up or down (not every detail change), so central sees outages.
 async fn health_journal_task(shared: Arc<Shared>, mut rx: watch::Receiver<DeviceHealth>) {
-    let mut last_up = rx.borrow_and_update().up;
+    let (mut last_up, device) = {
+        let h = rx.borrow_and_update();
+        (h.up, h.device.clone())
+    };
+    metrics::gauge!("aeogate_device_up", "device" => device).set(if last_up { 1.0 } else { 0.0 });
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => return,

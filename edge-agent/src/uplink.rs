@@ -29,6 +29,9 @@ use crate::config::CentralConfig;
 use crate::runtime::Shared;
 use crate::sources::Backoff;
 
+/// How long a delivery in flight may still take once the agent is stopping.
+const LAST_ATTEMPT: Duration = Duration::from_secs(2);
+
 /// Installs ring as the process's rustls crypto provider (once; a provider already
 /// installed is kept). Every TLS user in the process must agree on one provider.
 pub fn install_crypto_provider() {
@@ -210,13 +213,15 @@ pub async fn run_uplink(shared: Arc<Shared>, client: CentralClient, cfg: Central
                     () = shared.shutdown.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                match heartbeat(&shared).await {
-                    Ok(hb) => {
-                        if let Err(e) = client.post_heartbeat(&hb).await {
-                            tracing::debug!(error = %format!("{e:#}"), "heartbeat not delivered");
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "heartbeat not built"),
+                let beat = async {
+                    let hb = heartbeat(&shared).await?;
+                    client.post_heartbeat(&hb).await
+                };
+                tokio::select! {
+                    () = shared.shutdown.cancelled() => return,
+                    r = beat => if let Err(e) = r {
+                        tracing::debug!(error = %format!("{e:#}"), "heartbeat not delivered");
+                    },
                 }
             }
         })
@@ -230,7 +235,18 @@ pub async fn run_uplink(shared: Arc<Shared>, client: CentralClient, cfg: Central
         let appended = shared.journal_appended.notified();
         tokio::pin!(appended);
         appended.as_mut().enable();
-        match drain_once(&shared, &client, batch, new_round).await {
+        let attempt = drain_once(&shared, &client, batch, new_round);
+        tokio::pin!(attempt);
+        let result = tokio::select! {
+            r = &mut attempt => r,
+            // Stopping: the request in flight gets a short grace, then is abandoned (its
+            // entries stay unacknowledged and go with the next start).
+            () = shared.shutdown.cancelled() => match tokio::time::timeout(LAST_ATTEMPT, &mut attempt).await {
+                Ok(r) => r,
+                Err(_) => break,
+            },
+        };
+        match result {
             Ok(Drained::Stalled) => {
                 // Central answered but its cursor did not move (it is missing an earlier
                 // entry or refusing these): resending at once would only spin.

@@ -250,15 +250,16 @@ async fn uplink_retries_and_advances_the_cursor_only_on_acknowledgement() {
         store.journal_head(),
         "cursor at the head, never beyond"
     );
-    let c = state.lock().expect("lock");
-    let seqs: Vec<u64> = c.stored.keys().copied().collect();
-    assert_eq!(seqs, (1..=store.journal_head()).collect::<Vec<_>>());
-    assert!(
-        c.heartbeats
-            .iter()
-            .any(|hb| hb.journal_head >= 7 && hb.agent.as_str() == "G1")
-    );
-    drop(c);
+    {
+        let c = state.lock().expect("lock");
+        let seqs: Vec<u64> = c.stored.keys().copied().collect();
+        assert_eq!(seqs, (1..=store.journal_head()).collect::<Vec<_>>());
+        assert!(
+            c.heartbeats
+                .iter()
+                .any(|hb| hb.journal_head >= 7 && hb.agent.as_str() == "G1")
+        );
+    }
     shutdown.cancel();
     tokio::time::timeout(STEP, h.join)
         .await
