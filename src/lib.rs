@@ -5,6 +5,11 @@
 //! - [`vboard`]: the virtual lane board: the real firmware on simulated pins and readers,
 //!   linked to the edge agent over a pseudo-terminal; lane scripts and the `aeogate board`
 //!   entry point ([`vboard::run_board_cli`]).
+//! - [`bench`]: `aeogate bench`, the benchmark figures of issue 9, each beside its
+//!   baseline.
+
+/// `aeogate bench`: the whole-run benchmark figures (docs/benchmarks.md).
+pub mod bench;
 
 // Pseudo-terminals are a Unix facility.
 #[cfg(unix)]

@@ -1,0 +1,193 @@
+//! Figure 3: decisions per second of one agent on one core with the journal durable, and
+//! the agent core's memory with the replica loaded.
+//!
+//! One decision is what the agent does per closed transaction: replica snapshot,
+//! `decide`, then `Store::append([Transaction, Decision])` (one redb write transaction
+//! with `Durability::Immediate`, i.e. one fsync) before the lane may change. Measured two
+//! ways: one append per decision (a quiet gate), and group commit (a burst: the decisions
+//! queued while the previous commit was on disk go in one append of [`GROUP`] decisions).
+//! The baseline writes the same JSON bytes to a bare redb table with the same durability,
+//! one commit per decision and per group: the floor set by the disk's fsync.
+//!
+//! "Agent core" RSS is this process's resident set with the store open (replica on disk,
+//! redb's page cache filled by the decisions run) minus the process before opening it;
+//! it leaves out the tokio runtime, the console and the MQTT client, which only the
+//! running agent has (figure 8).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use edge_agent::decider::decide;
+use edge_agent::store::Store;
+use protocol::schema::EventBody;
+use redb::{Database, Durability, TableDefinition};
+
+use super::data::{self, loaded_store};
+use super::stats::{Samples, current_rss, peak_rss, rate, reset_peak_rss};
+use super::{Ctx, Row, gate, policy, routes};
+
+/// Decisions per group commit.
+pub const GROUP: usize = 100;
+/// Target of issue 9: durable decisions per second on one core.
+const TARGET_PER_S: f64 = 5_000.0;
+/// Target of issue 9: agent RSS with the 1M-record replica.
+const TARGET_RSS: u64 = 100 * 1024 * 1024;
+/// Longest each measure may run.
+const BUDGET: Duration = Duration::from_secs(15);
+
+const RAW: TableDefinition<u64, &[u8]> = TableDefinition::new("raw_journal");
+
+/// Runs figure 3.
+///
+/// # Errors
+/// Store or generator errors.
+pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let n = ctx.n as u64;
+    let path = ctx.path("fig3.redb");
+    drop(loaded_store(&path, n, n)?);
+    let (policy, routes) = (policy(), routes());
+    let now = data::ts(data::NOW_S);
+
+    let _ = reset_peak_rss();
+    let before_open = current_rss();
+    let store = Store::open(&path, gate()?).context("reopening the bench store")?;
+    let idle = current_rss();
+
+    let decide_one = |k: u64| -> anyhow::Result<Vec<EventBody>> {
+        let tx = data::transaction(k, n)?;
+        let view = store.replica_view().context("replica snapshot")?;
+        let d = decide(&tx, &view, &policy, &routes, now);
+        drop(view);
+        Ok(vec![
+            EventBody::Transaction { transaction: tx },
+            EventBody::Decision { decision: d },
+        ])
+    };
+
+    // One append per decision.
+    let single_max = ctx.decisions().min(5_000);
+    let mut single = Samples::with_capacity(single_max);
+    let mut raw_bodies: Vec<Vec<u8>> = Vec::new();
+    let started = Instant::now();
+    let mut k = 0u64;
+    while single.len() < single_max && started.elapsed() < BUDGET {
+        let t = Instant::now();
+        let bodies = decide_one(k)?;
+        let entries = store.append(bodies, now).context("journal append")?;
+        single.push(t.elapsed());
+        if raw_bodies.len() < single_max {
+            for e in &entries {
+                raw_bodies.push(serde_json::to_vec(e)?);
+            }
+        }
+        k += 1;
+    }
+    let single_wall = started.elapsed();
+
+    // Group commit.
+    let group_max = (ctx.decisions() / GROUP).clamp(1, 200);
+    let mut group = Samples::with_capacity(group_max);
+    let mut grouped = 0usize;
+    let started = Instant::now();
+    while group.len() < group_max && started.elapsed() < BUDGET {
+        let t = Instant::now();
+        let mut bodies = Vec::with_capacity(2 * GROUP);
+        for _ in 0..GROUP {
+            bodies.extend(decide_one(k)?);
+            k += 1;
+        }
+        store.append(bodies, now).context("journal append")?;
+        group.push(t.elapsed());
+        grouped += GROUP;
+    }
+    let group_wall = started.elapsed();
+    let rss_now = current_rss();
+    let rss_peak = peak_rss();
+    let chain = store.verify_chain().context("verifying the journal")?;
+    drop(store);
+
+    // Baseline: the same bytes into a bare table, same durability.
+    let raw = Database::create(ctx.path("fig3-raw.redb")).context("raw redb")?;
+    let mut raw_single = Samples::with_capacity(raw_bodies.len() / 2);
+    let started = Instant::now();
+    let mut seq = 0u64;
+    for pair in raw_bodies.chunks(2) {
+        let t = Instant::now();
+        raw_commit(&raw, &mut seq, pair.iter())?;
+        raw_single.push(t.elapsed());
+    }
+    let raw_single_wall = started.elapsed();
+    let mut raw_group = Samples::default();
+    let started = Instant::now();
+    for chunk in raw_bodies.chunks(2 * GROUP) {
+        let t = Instant::now();
+        raw_commit(&raw, &mut seq, chunk.iter())?;
+        raw_group.push(t.elapsed());
+    }
+    let raw_group_wall = started.elapsed();
+    let raw_group_items = raw_bodies.len() / 2;
+
+    let single = single.summary();
+    let group = group.summary();
+    let single_rate = rate(single.count, single_wall);
+    let group_rate = rate(grouped, group_wall);
+    let core = match (rss_now, before_open) {
+        (Some(a), Some(b)) => Some(a.saturating_sub(b)),
+        _ => None,
+    };
+    let idle_core = match (idle, before_open) {
+        (Some(a), Some(b)) => Some(a.saturating_sub(b)),
+        _ => None,
+    };
+    Ok(vec![
+        Row::new("3", "decide + append, one commit per decision")
+            .latency(single)
+            .throughput(single_rate, "decisions")
+            .target("≥ 5,000/s", single_rate >= TARGET_PER_S)
+            .note(format!("{} chained entries verified after the run", chain)),
+        Row::new("3", format!("decide + append, group commit of {GROUP}"))
+            .latency(group)
+            .throughput(group_rate, "decisions")
+            .target("≥ 5,000/s", group_rate >= TARGET_PER_S)
+            .note("latency is per group (one append)"),
+        Row::new("3", "baseline: raw redb, same bytes, commit per decision")
+            .latency(raw_single.summary())
+            .throughput(rate(raw_bodies.len() / 2, raw_single_wall), "decisions"),
+        Row::new(
+            "3",
+            format!("baseline: raw redb, same bytes, commit per {GROUP}"),
+        )
+        .latency(raw_group.summary())
+        .throughput(rate(raw_group_items, raw_group_wall), "decisions"),
+        Row::new("3", "agent core RSS, replica loaded, after the run")
+            .rss(core)
+            .target(
+                "< 100 MB with 1M replica",
+                core.is_some_and(|c| c < TARGET_RSS),
+            )
+            .note(format!(
+                "process RSS {} (peak {}); store open, idle: +{}; excludes tokio, console, MQTT",
+                super::stats::fmt_bytes(rss_now),
+                super::stats::fmt_bytes(rss_peak),
+                super::stats::fmt_bytes(idle_core)
+            )),
+    ])
+}
+
+fn raw_commit<'a>(
+    db: &Database,
+    seq: &mut u64,
+    bodies: impl Iterator<Item = &'a Vec<u8>>,
+) -> anyhow::Result<()> {
+    let mut w = db.begin_write()?;
+    w.set_durability(Durability::Immediate)?;
+    {
+        let mut t = w.open_table(RAW)?;
+        for b in bodies {
+            *seq += 1;
+            t.insert(*seq, b.as_slice())?;
+        }
+    }
+    w.commit()?;
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Latency samples, percentiles and the process's memory figures.
+//!
+//! Percentiles are nearest-rank (the smallest sample with at least p % of samples at or
+//! below it), so p99.9 of 1,000 samples is the largest one: a figure never claims more
+//! resolution than its sample count has. Peak RSS is the kernel's high-water mark
+//! (`VmHWM` in /proc/self/status, proc(5)); [`reset_peak_rss`] restarts it by writing `5`
+//! to /proc/self/clear_refs (Linux ≥ 4.0), so each figure reports its own peak.
+
+use std::time::Duration;
+
+/// Latency samples of one measure.
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    nanos: Vec<u64>,
+    /// The first sample, as taken (before sorting): the cold-start figure.
+    cold: Option<u64>,
+}
+
+impl Samples {
+    /// Room for `n` samples.
+    #[must_use]
+    pub fn with_capacity(n: usize) -> Self {
+        Samples {
+            nanos: Vec::with_capacity(n),
+            cold: None,
+        }
+    }
+
+    /// Adds one sample.
+    pub fn push(&mut self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        if self.cold.is_none() {
+            self.cold = Some(ns);
+        }
+        self.nanos.push(ns);
+    }
+
+    /// Appends another measure's samples (its cold sample is kept only if this one has
+    /// none).
+    pub fn extend(&mut self, other: Samples) {
+        if self.cold.is_none() {
+            self.cold = other.cold;
+        }
+        self.nanos.extend(other.nanos);
+    }
+
+    /// Number of samples.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.nanos.len()
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.nanos.is_empty()
+    }
+
+    /// The summary (sorts the samples).
+    #[must_use]
+    pub fn summary(mut self) -> Summary {
+        self.nanos.sort_unstable();
+        let total: u128 = self.nanos.iter().map(|&n| u128::from(n)).sum();
+        Summary {
+            count: self.nanos.len(),
+            p50: percentile(&self.nanos, 50_000),
+            p99: percentile(&self.nanos, 99_000),
+            p999: percentile(&self.nanos, 99_900),
+            max: self.nanos.last().copied().map(Duration::from_nanos),
+            cold: self.cold.map(Duration::from_nanos),
+            total: Duration::from_nanos(u64::try_from(total).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted nanoseconds; `per_100k` is the percentile in
+/// thousandths of a percent (99.9 % is 99,900), so the rank is exact integer arithmetic.
+fn percentile(sorted: &[u64], per_100k: usize) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (per_100k * sorted.len()).div_ceil(100_000);
+    let i = rank.clamp(1, sorted.len()) - 1;
+    Some(Duration::from_nanos(sorted[i]))
+}
+
+/// What a latency measure came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub count: usize,
+    pub p50: Option<Duration>,
+    pub p99: Option<Duration>,
+    pub p999: Option<Duration>,
+    pub max: Option<Duration>,
+    /// The first sample taken.
+    pub cold: Option<Duration>,
+    /// Sum of all samples.
+    pub total: Duration,
+}
+
+/// Reads a `Vm*` line of /proc/self/status, in bytes.
+fn status_kib(key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+}
+
+/// Peak resident set size of this process since start or the last [`reset_peak_rss`].
+#[must_use]
+pub fn peak_rss() -> Option<u64> {
+    status_kib("VmHWM")
+}
+
+/// Current resident set size.
+#[must_use]
+pub fn current_rss() -> Option<u64> {
+    status_kib("VmRSS")
+}
+
+/// Restarts the peak-RSS count at the current RSS; `false` when the kernel does not allow
+/// it (the peak then covers the whole run so far, and the report says so).
+#[must_use]
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Human text for a duration: ns, µs, ms or s with three significant figures.
+#[must_use]
+pub fn fmt_duration(d: Option<Duration>) -> String {
+    let Some(d) = d else {
+        return "-".into();
+    };
+    let ns = d.as_nanos();
+    #[allow(clippy::cast_precision_loss)]
+    let f = ns as f64;
+    if ns < 1_000 {
+        format!("{ns} ns")
+    } else if ns < 1_000_000 {
+        format!("{:.1} µs", f / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.2} ms", f / 1e6)
+    } else {
+        format!("{:.2} s", f / 1e9)
+    }
+}
+
+/// Human text for a byte count in MiB.
+#[must_use]
+pub fn fmt_bytes(b: Option<u64>) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    b.map_or_else(
+        || "-".into(),
+        |b| format!("{:.1} MiB", b as f64 / 1_048_576.0),
+    )
+}
+
+/// Items per second over `elapsed`.
+#[must_use]
+pub fn rate(items: usize, elapsed: Duration) -> f64 {
+    let s = elapsed.as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    if s > 0.0 { items as f64 / s } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(ns: impl IntoIterator<Item = u64>) -> Samples {
+        let mut s = Samples::default();
+        for n in ns {
+            s.push(Duration::from_nanos(n));
+        }
+        s
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let s = samples((1..=1000).rev()).summary();
+        assert_eq!(s.count, 1000);
+        assert_eq!(s.p50, Some(Duration::from_nanos(500)));
+        assert_eq!(s.p99, Some(Duration::from_nanos(990)));
+        assert_eq!(s.p999, Some(Duration::from_nanos(999)));
+        assert_eq!(s.max, Some(Duration::from_nanos(1000)));
+    }
+
+    #[test]
+    fn p999_of_few_samples_is_the_maximum() {
+        let s = samples([5, 1, 9, 3]).summary();
+        assert_eq!(s.p999, Some(Duration::from_nanos(9)));
+        assert_eq!(s.p50, Some(Duration::from_nanos(3)));
+    }
+
+    #[test]
+    fn cold_is_the_first_sample_not_the_smallest() {
+        let s = samples([700, 1, 2]).summary();
+        assert_eq!(s.cold, Some(Duration::from_nanos(700)));
+        assert_eq!(s.total, Duration::from_nanos(703));
+    }
+
+    #[test]
+    fn empty_samples_have_no_percentiles() {
+        let s = Samples::default().summary();
+        assert_eq!((s.count, s.p50, s.max, s.cold), (0, None, None, None));
+    }
+
+    #[test]
+    fn peak_rss_is_at_least_current_rss() {
+        let (peak, now) = (peak_rss(), current_rss());
+        if let (Some(p), Some(c)) = (peak, now) {
+            assert!(p >= c / 2, "peak {p} far below current {c}");
+            assert!(
+                c > 1024 * 1024,
+                "a Rust test process holds more than 1 MiB: {c}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_print_in_the_right_unit() {
+        assert_eq!(fmt_duration(Some(Duration::from_nanos(950))), "950 ns");
+        assert_eq!(fmt_duration(Some(Duration::from_nanos(42_300))), "42.3 µs");
+        assert_eq!(fmt_duration(Some(Duration::from_millis(12))), "12.00 ms");
+        assert_eq!(fmt_duration(Some(Duration::from_millis(2500))), "2.50 s");
+        assert_eq!(fmt_duration(None), "-");
+    }
+}
