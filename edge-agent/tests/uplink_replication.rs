@@ -332,3 +332,51 @@ fn plain_http_to_a_remote_central_is_refused_at_start() {
     .expect_err("refused");
     assert!(err.to_string().contains("ca_cert"), "{err}");
 }
+
+#[tokio::test]
+async fn a_gap_is_healed_only_by_a_snapshot_that_is_not_older() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state: Shared = Arc::default();
+    let key = signing_key();
+    state.lock().expect("lock").snapshot = Some(sign(&batch(true, 0, 5), &key));
+    let (h, shutdown) = started(dir.path(), &state).await;
+    let store = h.shared.store.clone();
+    eventually("bootstrapped at 5", || store.replica_meta().sequence == 5).await;
+
+    // Changes 6 and 7 never arrive; central now offers 8..9 and a snapshot at 9.
+    {
+        let mut c = state.lock().expect("lock");
+        c.changes.push_back(sign(&batch(false, 7, 9), &key));
+        c.snapshot = Some(sign(&batch(true, 0, 9), &key));
+    }
+    eventually("healed from the snapshot at 9", || {
+        store.replica_meta().sequence == 9
+    })
+    .await;
+    eventually("the gap was reported to central", || {
+        state.lock().expect("lock").stored.values().any(|e| {
+            matches!(&e.body, EventBody::IntegrityAlert { detail, .. } if detail.contains("gap"))
+        })
+    })
+    .await;
+
+    // Another gap, but the only snapshot is older than the replica: refused, replica kept.
+    {
+        let mut c = state.lock().expect("lock");
+        c.changes.push_back(sign(&batch(false, 11, 12), &key));
+        c.snapshot = Some(sign(&batch(true, 0, 4), &key));
+    }
+    eventually("the old snapshot was refused as a rollback", || {
+        state.lock().expect("lock").stored.values().any(|e| {
+            matches!(&e.body, EventBody::IntegrityAlert { detail, .. } if detail.contains("rollback"))
+        })
+    })
+    .await;
+    assert_eq!(store.replica_meta().sequence, 9, "replica unchanged");
+    shutdown.cancel();
+    tokio::time::timeout(STEP, h.join)
+        .await
+        .expect("stops")
+        .expect("joined")
+        .expect("ok");
+}
