@@ -29,6 +29,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::auth;
 use crate::cases::CaseError;
+use crate::export::{self, ExportError, ExportQuery};
 use crate::ingest::{self, BatchError, MAX_BODY_BYTES};
 use crate::model::{
     AgentRecord, CaseAction, CaseDetail, CaseOutcome, CaseQuery, CaseState, EventQuery, GateHealth,
@@ -211,6 +212,8 @@ pub fn app(central: Central) -> Router {
         .route("/api/v1/audit", get(get_audit))
         .route("/api/v1/stats/summary", get(get_summary))
         .route("/api/v1/stats/hourly", get(get_hourly))
+        .route("/api/v1/export/events.csv", get(get_export_csv))
+        .route("/api/v1/export/epcis", get(get_export_epcis))
         .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES))
         .merge(ingest)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -757,4 +760,101 @@ async fn get_hourly(
         .blocking(move |c| Ok(c.store().hourly_stats(gate.as_ref(), from, to)?))
         .await?;
     Ok(Json(stats).into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// exports (docs/central.md, "Exports")
+// ---------------------------------------------------------------------------------------
+
+/// `gate`, `from` and `to` of an export request; the range defaults to the 24 hours
+/// before `to`, and `to` to now.
+fn export_query(q: &HashMap<String, String>) -> ApiResult<ExportQuery> {
+    let gate = q.get("gate").map(|g| parse_gate(g)).transpose()?;
+    let to = parse_ts("to", q.get("to"))?.unwrap_or_else(Timestamp::now);
+    let from = parse_ts("from", q.get("from"))?
+        .unwrap_or_else(|| to.checked_sub(SignedDuration::from_hours(24)).unwrap_or(to));
+    if from >= to {
+        return Err(ApiError::bad(format!(
+            "from ({from}) must be before to ({to})"
+        )));
+    }
+    Ok(ExportQuery {
+        gate,
+        from: Some(from),
+        to: Some(to),
+    })
+}
+
+/// Range problems are the caller's to fix (400); store failures stay server errors.
+fn export_error(e: anyhow::Error) -> ApiError {
+    match e.downcast::<ExportError>() {
+        Ok(e @ (ExportError::TooLarge { .. } | ExportError::EmptyRange { .. })) => {
+            ApiError::bad(e.to_string())
+        }
+        Ok(ExportError::Store(se)) => ApiError::from(anyhow::Error::new(se)),
+        Ok(other) => ApiError::from(anyhow::Error::new(other)),
+        Err(e) => ApiError::from(e),
+    }
+}
+
+fn export_name(q: &ExportQuery, ext: &str) -> String {
+    let gate = q.gate.as_ref().map_or("all-gates", GateId::as_str);
+    let day = q
+        .from
+        .map(|t| t.strftime("%Y%m%dT%H%M%SZ").to_string())
+        .unwrap_or_default();
+    format!("attachment; filename=\"aeogate-{gate}-{day}.{ext}\"")
+}
+
+async fn get_export_csv(
+    State(c): State<Central>,
+    Staff(_): Staff,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let query = export_query(&q)?;
+    let name = export_name(&query, "csv");
+    let body = c
+        .blocking(move |c| {
+            let events = export::collect(c.store().as_ref(), &query)?;
+            let mut out = Vec::new();
+            export::write_csv(&events, &mut out)?;
+            Ok(out)
+        })
+        .await
+        .map_err(export_error)?;
+    metrics::counter!("central_exports_total", "format" => "csv").increment(1);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, name),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn get_export_epcis(
+    State(c): State<Central>,
+    Staff(_): Staff,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let query = export_query(&q)?;
+    let name = export_name(&query, "jsonld");
+    let body = c
+        .blocking(move |c| {
+            let events = export::collect(c.store().as_ref(), &query)?;
+            let doc = export::epcis_document(&events, &c.config().export, Timestamp::now());
+            Ok(serde_json::to_vec_pretty(&doc)?)
+        })
+        .await
+        .map_err(export_error)?;
+    metrics::counter!("central_exports_total", "format" => "epcis").increment(1);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/ld+json".to_owned()),
+            (header::CONTENT_DISPOSITION, name),
+        ],
+        body,
+    )
+        .into_response())
 }

@@ -79,6 +79,10 @@ pub struct Config {
     /// Extra public keys listed at `GET /api/v1/registry/keys`.
     #[serde(default)]
     pub published_keys: Vec<PublishedKey>,
+    /// Locations and time zones for the EPCIS export (`[export]`, see
+    /// [`crate::export::ExportConfig`]).
+    #[serde(default)]
+    pub export: crate::export::ExportConfig,
 }
 
 impl Config {
@@ -98,6 +102,7 @@ impl Config {
             argon2_m_cost_kib: default_argon2_m_cost_kib(),
             argon2_t_cost: default_argon2_t_cost(),
             published_keys: Vec::new(),
+            export: crate::export::ExportConfig::default(),
         }
     }
 

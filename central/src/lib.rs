@@ -11,12 +11,14 @@
 //! - [`signing`]: the ed25519 key file and signed envelopes.
 //! - [`auth`]: agent and session tokens, staff passwords.
 //! - [`service`]: [`Central`], the operations the API, CLI and demo call.
+//! - [`export`]: CSV and GS1 EPCIS 2.0 JSON-LD exports of decided gate transactions.
 //! - [`api`]: the HTTP routes ([`app`]).
 //! - [`server`]: HTTPS / loopback HTTP serving with graceful shutdown ([`serve`]).
 pub mod api;
 pub mod auth;
 pub mod cases;
 pub mod config;
+pub mod export;
 pub mod ingest;
 pub mod model;
 pub mod registry;

@@ -43,6 +43,33 @@ enum Cmd {
     /// Staff users.
     #[command(subcommand)]
     User(UserCmd),
+    /// Export decided gate transactions (docs/central.md, "Exports").
+    #[command(subcommand)]
+    Export(ExportCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ExportCmd {
+    /// GS1 EPCIS 2.0 JSON-LD document.
+    Epcis(ExportArgs),
+    /// CSV, one row per decided transaction.
+    Csv(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    /// Only this gate (default: every gate).
+    #[arg(long)]
+    gate: Option<GateId>,
+    /// Start of the range, RFC 3339 (default: 24 hours before --to).
+    #[arg(long)]
+    from: Option<jiff::Timestamp>,
+    /// End of the range, exclusive, RFC 3339 (default: now).
+    #[arg(long)]
+    to: Option<jiff::Timestamp>,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,8 +216,52 @@ fn main() -> anyhow::Result<()> {
             println!("user {name} added (role {role})");
             Ok(())
         }
+        Cmd::Export(cmd) => export(&central, &cmd),
         Cmd::Keys(_) => Ok(()),
     }
+}
+
+fn export(central: &Central, cmd: &ExportCmd) -> anyhow::Result<()> {
+    use central::export::{self, ExportQuery};
+    use std::io::Write as _;
+    let (args, epcis) = match cmd {
+        ExportCmd::Epcis(a) => (a, true),
+        ExportCmd::Csv(a) => (a, false),
+    };
+    let to = args.to.unwrap_or_else(jiff::Timestamp::now);
+    let from = match args.from {
+        Some(f) => f,
+        None => to.checked_sub(jiff::SignedDuration::from_hours(24))?,
+    };
+    let q = ExportQuery {
+        gate: args.gate.clone(),
+        from: Some(from),
+        to: Some(to),
+    };
+    let events = export::collect(central.store().as_ref(), &q)?;
+    let mut out: Box<dyn std::io::Write> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    if epcis {
+        let doc = export::epcis_document(&events, &central.config().export, jiff::Timestamp::now());
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+    } else {
+        export::write_csv(&events, &mut out)?;
+    }
+    out.flush().context("writing the export")?;
+    eprintln!(
+        "{} decided transactions from {from} to {to}{}",
+        events.len(),
+        args.out
+            .as_ref()
+            .map(|p| format!(" written to {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(())
 }
 
 fn serve(central: Central, cfg: Config) -> anyhow::Result<()> {
