@@ -24,7 +24,7 @@ use anyhow::Context as _;
 use jiff::Timestamp;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use protocol::schema::{
-    Decision, DeviceHealth, EventBody, GateId, GateTransaction, JournalEntry, LaneId,
+    Decision, DeviceHealth, EventBody, GateId, GateTransaction, JournalEntry, LaneId, Read,
 };
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
@@ -47,6 +47,9 @@ const EVENT_QUEUE: usize = 64;
 
 /// How often open transactions are checked for timeouts.
 const TICK: Duration = Duration::from_millis(200);
+
+/// Longest a clean stop waits for central to take the last of the journal.
+const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
 /// Longest the console is given to finish requests at shutdown.
 const SERVE_GRACE: Duration = Duration::from_secs(3);
@@ -353,6 +356,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         tracker.spawn(health_journal_task(shared.clone(), rx));
     }
     tracker.spawn(gauge_task(shared.clone()));
+    let final_flush = central
+        .clone()
+        .zip(cfg.central.as_ref().map(|c| c.uplink_batch));
     if let (Some(client), Some(c)) = (central, cfg.central.clone()) {
         tracker.spawn(crate::uplink::run_uplink(
             shared.clone(),
@@ -377,9 +383,13 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
     tracker.close();
 
     let join_shutdown = shutdown.clone();
+    let join_shared = shared.clone();
     let join = tokio::spawn(async move {
         join_shutdown.cancelled().await;
         tracker.wait().await;
+        if let Some((client, batch)) = final_flush {
+            crate::uplink::final_flush(&join_shared, &client, batch, FINAL_FLUSH).await;
+        }
         match tokio::time::timeout(SERVE_GRACE, server).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "console server ended with an error"),
@@ -450,6 +460,26 @@ async fn process(
                     .increment(1);
                 tracing::info!(lane = %read.lane, device = %read.device, raw = %read.raw, "read with no truck in the lane");
                 shared.live.update(&read.lane, |l| l.orphan_reads += 1);
+                let lane = read.lane.clone();
+                let body = EventBody::OrphanRead {
+                    lane,
+                    read: Read {
+                        source: read.source,
+                        device: read.device,
+                        raw: read.raw,
+                        value: read.value,
+                        first_at: read.at,
+                        last_at: read.at,
+                        count: 1,
+                        antenna: read.antenna,
+                        rssi: read.rssi,
+                        confidence: read.confidence,
+                        entered_by: read.entered_by,
+                    },
+                };
+                if let Err(e) = shared.journal(vec![body]).await {
+                    tracing::error!(error = %format!("{e:#}"), "could not journal a read with no truck in the lane");
+                }
             }
         }
     }

@@ -302,6 +302,33 @@ pub async fn run_uplink(shared: Arc<Shared>, client: CentralClient, cfg: Central
     let _ = hb_task.await;
 }
 
+/// At shutdown, after every task has journaled its last entries (transactions closed by
+/// the shutdown, devices going down): one last bounded attempt to hand the backlog to
+/// central, and a last heartbeat, so a clean stop leaves nothing behind that central
+/// could have had. What is not acknowledged within `within` stays in the journal and goes
+/// with the next start.
+pub async fn final_flush(shared: &Shared, client: &CentralClient, batch: usize, within: Duration) {
+    let work = async {
+        let mut new_round = true;
+        loop {
+            match drain_once(shared, client, batch.max(1), new_round).await {
+                Ok(Drained::Sent) => new_round = false,
+                Ok(Drained::Nothing) => break,
+                Ok(Drained::Stalled) | Err(_) => return,
+            }
+        }
+        if let Ok(hb) = heartbeat(shared).await {
+            let _ = client.post_heartbeat(&hb).await;
+        }
+    };
+    if tokio::time::timeout(within, work).await.is_err() {
+        tracing::warn!(
+            ?within,
+            "central did not take the whole backlog before shutdown; it stays journaled"
+        );
+    }
+}
+
 enum Drained {
     Sent,
     Stalled,

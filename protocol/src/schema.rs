@@ -856,6 +856,12 @@ pub enum EventBody {
         what: String,
         detail: String,
     },
+    /// A read that arrived when no truck was in the lane (and none came to claim it): kept
+    /// so that nothing a reader reports is silently dropped.
+    OrphanRead {
+        lane: LaneId,
+        read: Read,
+    },
 }
 
 /// One entry of an agent's hash-chained journal.

@@ -279,7 +279,9 @@ fn txn_of(body: &EventBody) -> Option<Uuid> {
         EventBody::Transaction { transaction } => Some(transaction.id),
         EventBody::Decision { decision } => Some(decision.transaction_id),
         EventBody::OfficerAction { action } => action.transaction_id,
-        EventBody::DeviceHealth { .. } | EventBody::IntegrityAlert { .. } => None,
+        EventBody::DeviceHealth { .. }
+        | EventBody::IntegrityAlert { .. }
+        | EventBody::OrphanRead { .. } => None,
     }
 }
 
@@ -290,6 +292,7 @@ fn lane_of(body: &EventBody) -> Option<&str> {
         EventBody::OfficerAction { action } => Some(action.lane.as_str()),
         EventBody::DeviceHealth { health } => health.lane.as_ref().map(|l| l.as_str()),
         EventBody::IntegrityAlert { .. } => None,
+        EventBody::OrphanRead { lane, .. } => Some(lane.as_str()),
     }
 }
 
@@ -541,7 +544,9 @@ impl IngestTarget for Target<'_> {
                     self.cases.push(c);
                 }
             }
-            EventBody::Transaction { .. } | EventBody::DeviceHealth { .. } => {}
+            EventBody::Transaction { .. }
+            | EventBody::DeviceHealth { .. }
+            | EventBody::OrphanRead { .. } => {}
         }
         Ok(())
     }
