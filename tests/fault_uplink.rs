@@ -1,0 +1,286 @@
+//! Delivery under failure (docs/delivery.md, "How the fault tests check the contract"):
+//! the real `central` and `edge-agent` binaries on loopback, central stopped and started
+//! again, the agent SIGKILLed during bursts, central SIGKILLed during ingest. Each test
+//! ends by comparing the agent's journal (read from its redb file after it stopped) with
+//! what central stored (read from central's redb file after it stopped): sent, stored,
+//! lost, duplicated, out of order, and asserts lost = duplicated = out-of-order = 0.
+//!
+//! `scripts/soak` runs the SIGKILL cycles many more times (the `soak_*` tests, ignored by
+//! default; `AEOGATE_SOAK_CYCLES` sets the count).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aeogate::vboard::{Fault, Truck, VirtualBoard, VirtualBoardConfig};
+use common::{
+    AgentSite, Burst, CentralLink, CentralSite, Counts, LaneSpec, STEP, Transport,
+    assert_exactly_once, burst, chain_alerts, count, stored_events, wait_count,
+};
+use tokio_util::sync::CancellationToken;
+
+fn manual_lanes() -> Vec<LaneSpec> {
+    vec![LaneSpec::manual("L1"), LaneSpec::manual("L2")]
+}
+
+fn lane_names() -> Vec<String> {
+    vec!["L1".into(), "L2".into()]
+}
+
+/// A truck carrying container `j`'s RFID tag (the container number's ASCII in the EPC
+/// bank, as a container tag reader reports it).
+fn truck(j: u64) -> Truck {
+    let mut epc = aeogate::bench::data::container(j)
+        .expect("container")
+        .to_string()
+        .into_bytes();
+    epc.push(0);
+    Truck {
+        tags: vec![epc],
+        eseals: Vec::new(),
+        dwell: Duration::from_millis(700),
+    }
+}
+
+/// Drives one truck through the virtual board's lane and waits for its decision.
+async fn pass(board: &VirtualBoard, agent: &AgentSite, j: u64, decided_before: usize) {
+    board.arrive(truck(j));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    board.leave();
+    agent.wait_decided("L1", decided_before + 1).await;
+}
+
+/// Stops the agent cleanly, then central, and compares the journal with central's store.
+fn settle(
+    agent: &mut AgentSite,
+    central: &mut CentralSite,
+) -> (Counts, Vec<protocol::schema::JournalEntry>) {
+    agent.terminate();
+    central.stop();
+    let journal = agent.journal();
+    let hub = central.open();
+    let stored = stored_events(&hub);
+    let alerts = chain_alerts(&hub);
+    assert!(
+        alerts.is_empty(),
+        "central raised chain alerts: {alerts:#?}"
+    );
+    (count(&journal, &stored), journal)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn central_outage_lanes_keep_deciding_and_the_backlog_drains_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut central = CentralSite::create(&dir.path().join("central"), Transport::Tls);
+    central.start().await;
+    let board = VirtualBoard::spawn(VirtualBoardConfig {
+        lane: "L1".into(),
+        loops: 1,
+        seed: 7,
+        ..VirtualBoardConfig::default()
+    })
+    .expect("virtual board");
+    let lanes = vec![
+        LaneSpec {
+            id: "L1".into(),
+            presence_loop: true,
+            board: Some(board.tty_link()),
+        },
+        LaneSpec::manual("L2"),
+    ];
+    let mut agent = AgentSite::create(
+        &dir.path().join("agent"),
+        &CentralLink::to(&central),
+        &lanes,
+        "24h",
+    );
+    agent.start().await;
+    let staff = central.staff().await;
+
+    let mut decided = 0;
+    for j in 0..2 {
+        pass(&board, &agent, j, decided).await;
+        decided += 1;
+    }
+
+    // Central goes away. Lanes keep deciding, including across a serial unplug.
+    central.stop();
+    let commands_before = board.stats();
+    board.inject(Fault::Unplug { for_ms: 800 });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for j in 2..5 {
+        pass(&board, &agent, j, decided).await;
+        decided += 1;
+    }
+    let out = Arc::new(Burst::default());
+    burst(
+        agent.base.clone(),
+        vec!["L2".into()],
+        2,
+        20,
+        CancellationToken::new(),
+        out.clone(),
+    )
+    .await;
+    assert_eq!(
+        out.acked().len(),
+        40,
+        "the console takes actions while central is away"
+    );
+    assert!(
+        board.last_command().is_some() && board.stats() != commands_before,
+        "decisions reached the lane board during the outage"
+    );
+
+    // Central is back: the backlog drains; traffic goes on meanwhile.
+    central.start().await;
+    for j in 5..7 {
+        pass(&board, &agent, j, decided).await;
+        decided += 1;
+    }
+    let since = jiff::Timestamp::now();
+    staff.wait_drained(since, Duration::from_secs(60)).await;
+    let (counts, journal) = settle(&mut agent, &mut central);
+    assert_exactly_once("central outage", &counts, &journal, &out.acked());
+    let decisions = journal
+        .iter()
+        .filter(|e| matches!(&e.body, protocol::schema::EventBody::Decision { decision } if decision.lane.as_str() == "L1"))
+        .count();
+    assert!(
+        decisions >= 7,
+        "every truck on L1 was decided and journaled: {decisions}"
+    );
+}
+
+/// Starts the agent, bursts, SIGKILLs it mid-burst, `cycles` times; then drains.
+async fn agent_kill_cycles(cycles: usize) -> Counts {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
+    central.start().await;
+    let mut agent = AgentSite::create(
+        &dir.path().join("agent"),
+        &CentralLink::to(&central),
+        &manual_lanes(),
+        "24h",
+    );
+    let mut acked = Vec::new();
+    for cycle in 0..cycles {
+        agent.start().await;
+        let out = Arc::new(Burst::default());
+        let stop = CancellationToken::new();
+        let load = tokio::spawn(burst(
+            agent.base.clone(),
+            lane_names(),
+            3,
+            100_000,
+            stop.clone(),
+            out.clone(),
+        ));
+        // Vary the moment of the kill from cycle to cycle.
+        wait_count(&out, 10 + (cycle as u64 % 5) * 7).await;
+        agent.kill();
+        stop.cancel();
+        tokio::time::timeout(STEP, load)
+            .await
+            .expect("the burst stops")
+            .expect("burst task");
+        acked.extend(out.acked());
+    }
+    agent.start().await;
+    let staff = central.staff().await;
+    staff
+        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
+        .await;
+    let (counts, journal) = settle(&mut agent, &mut central);
+    assert_exactly_once(
+        &format!("agent SIGKILL × {cycles}"),
+        &counts,
+        &journal,
+        &acked,
+    );
+    counts
+}
+
+/// Keeps a burst going while central is SIGKILLed and restarted `cycles` times.
+async fn central_kill_cycles(cycles: usize) -> Counts {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
+    central.start().await;
+    let mut agent = AgentSite::create(
+        &dir.path().join("agent"),
+        &CentralLink::to(&central),
+        &manual_lanes(),
+        "24h",
+    );
+    agent.start().await;
+    let out = Arc::new(Burst::default());
+    let stop = CancellationToken::new();
+    let load = tokio::spawn(burst(
+        agent.base.clone(),
+        lane_names(),
+        2,
+        1_000_000,
+        stop.clone(),
+        out.clone(),
+    ));
+    let mut target = 0;
+    for cycle in 0..cycles {
+        // Let some batches through, then kill central with ingest under way.
+        target += 12 + (cycle as u64 % 4) * 5;
+        wait_count(&out, target).await;
+        central.kill();
+        tokio::time::sleep(Duration::from_millis(100 + (cycle as u64 % 3) * 150)).await;
+        central.start().await;
+    }
+    stop.cancel();
+    tokio::time::timeout(STEP, load)
+        .await
+        .expect("the burst stops")
+        .expect("burst task");
+    let staff = central.staff().await;
+    staff
+        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
+        .await;
+    let (counts, journal) = settle(&mut agent, &mut central);
+    assert_exactly_once(
+        &format!("central SIGKILL × {cycles}"),
+        &counts,
+        &journal,
+        &out.acked(),
+    );
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_sigkill_during_bursts_loses_and_duplicates_nothing() {
+    agent_kill_cycles(20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn central_sigkill_during_ingest_loses_and_duplicates_nothing() {
+    central_kill_cycles(10).await;
+}
+
+fn soak_cycles() -> usize {
+    std::env::var("AEOGATE_SOAK_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: run by scripts/soak"]
+async fn soak_agent_sigkill() {
+    let n = soak_cycles();
+    let c = agent_kill_cycles(n).await;
+    println!("SOAK agent-sigkill cycles={n} {c}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: run by scripts/soak"]
+async fn soak_central_sigkill() {
+    let n = soak_cycles();
+    let c = central_kill_cycles(n).await;
+    println!("SOAK central-sigkill cycles={n} {c}");
+}
