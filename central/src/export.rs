@@ -1066,6 +1066,7 @@ pub fn epcis_document(events: &[GateEvent], cfg: &ExportConfig, created: Timesta
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::seal::SealNumber;
 
     #[test]
     fn sgln_accepts_the_gs1_example_and_names_what_is_wrong() {
@@ -1163,6 +1164,135 @@ mod tests {
             .parse()
             .expect("uuid");
         assert_eq!(u.get_version_num(), 8);
+    }
+
+    fn inspect(reason: ReasonCode, results: Vec<InspectionOutcome>) -> GateEvent {
+        use protocol::schema::{
+            CloseReason, Read, ReadSource, Reason, ReplicaFreshness, SCHEMA_VERSION,
+        };
+        let t: Timestamp = "2026-03-04T10:00:00Z".parse().expect("ts");
+        let gate = GateId::parse("G1").expect("gate");
+        let lane = LaneId::parse("L1").expect("lane");
+        let id = Uuid::from_u128(7);
+        let number = protocol::container::ContainerNumber::parse("CSQU3054383").expect("cn");
+        GateEvent {
+            decision: Decision {
+                v: SCHEMA_VERSION,
+                transaction_id: id,
+                gate: gate.clone(),
+                lane: lane.clone(),
+                decision: LaneDecision::Inspect,
+                route: "bay".into(),
+                reasons: vec![Reason::new(reason)],
+                priority: true,
+                decided_at: t,
+                replica: ReplicaFreshness {
+                    sequence: 1,
+                    as_of: None,
+                    age_s: None,
+                    stale: true,
+                },
+                consignments: vec![],
+                parties: vec![],
+                policy: "p".into(),
+            },
+            transaction: Some(GateTransaction {
+                v: SCHEMA_VERSION,
+                id,
+                gate: gate.clone(),
+                lane: lane.clone(),
+                opened_at: t,
+                closed_at: t,
+                close_reason: CloseReason::Departure,
+                reads: vec![Read {
+                    source: ReadSource::Ocr,
+                    device: "ocr".into(),
+                    raw: "CSQU3054383".into(),
+                    value: ReadValue::Container { number },
+                    first_at: t,
+                    last_at: t,
+                    count: 1,
+                    antenna: None,
+                    rssi: None,
+                    confidence: None,
+                    entered_by: None,
+                }],
+            }),
+            inspections: results
+                .into_iter()
+                .enumerate()
+                .map(|(i, result)| OfficerAction {
+                    v: SCHEMA_VERSION,
+                    id: Uuid::from_u128(100 + i as u128),
+                    transaction_id: Some(id),
+                    gate: gate.clone(),
+                    lane: lane.clone(),
+                    officer: "o".into(),
+                    role: "officer".into(),
+                    at: t,
+                    kind: ActionKind::InspectionResult {
+                        result,
+                        note: String::new(),
+                    },
+                })
+                .collect(),
+            declared_seals: BTreeSet::new(),
+            declared_eseals: BTreeSet::new(),
+            case: None,
+        }
+    }
+
+    fn dispositions(e: &GateEvent) -> Vec<String> {
+        epcis_events(e, &ExportConfig::default())
+            .iter()
+            .map(|v| v["disposition"].as_str().unwrap_or("").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn each_inspection_outcome_has_its_disposition() {
+        let seal = SealNumber::parse("NEW1234567").expect("seal");
+        let e = inspect(
+            ReasonCode::ESealTampered,
+            vec![
+                InspectionOutcome::ContainerOpened,
+                InspectionOutcome::DiscrepancyConfirmed,
+                InspectionOutcome::SealReplaced {
+                    new_seal: seal.clone(),
+                },
+                InspectionOutcome::FalseRead,
+            ],
+        );
+        assert_eq!(
+            dispositions(&e),
+            [
+                "in_progress",
+                "container_open",
+                "container_open",
+                "non_conformant",
+                "container_closed",
+                "conformant"
+            ]
+        );
+        let evs = epcis_events(&e, &ExportConfig::default());
+        assert_eq!(evs[4]["aeogate:newSealNumber"], "NEW1234567");
+        assert_eq!(
+            evs[5]["persistentDisposition"]["set"][0],
+            "container_closed"
+        );
+        assert_eq!(evs[1]["aeogate:priority"], true);
+        assert_eq!(evs[1]["aeogate:replicaStale"], true);
+        assert!(evs[1].get("aeogate:replicaAgeSeconds").is_none());
+    }
+
+    #[test]
+    fn container_conflicts_are_non_conformant_and_other_holds_are_holding() {
+        let e = inspect(ReasonCode::ContainerReadConflict, vec![]);
+        assert_eq!(dispositions(&e), ["in_progress", "non_conformant"]);
+        let e = inspect(ReasonCode::RandomSelection, vec![]);
+        let evs = epcis_events(&e, &ExportConfig::default());
+        assert_eq!(evs[1]["bizStep"], "holding");
+        assert!(evs[1].get("disposition").is_none());
     }
 
     #[test]
