@@ -8,6 +8,7 @@
 //! - [`link`]: the serial link between lane I/O board and edge agent.
 //! - [`reader`]: wire formats of reader modules (the `BB … 7E` UHF module, the e-seal reader).
 //! - [`schema`] (feature `std`): versioned event and registry schemas.
+//! - [`i18n`] (feature `std`): the screens' languages and reason texts in each.
 #![no_std]
 
 #[cfg(feature = "alloc")]
@@ -21,5 +22,7 @@ pub mod link;
 pub mod operator;
 pub mod reader;
 pub mod seal;
+#[cfg(feature = "std")]
+pub mod i18n;
 #[cfg(feature = "std")]
 pub mod schema;
