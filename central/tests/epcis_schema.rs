@@ -152,3 +152,34 @@ async fn the_export_with_sgln_locations_and_a_gate_time_zone_validates() {
     std::fs::write(&file, &a.body).expect("write export");
     validate(&file);
 }
+
+#[test]
+fn the_example_in_the_exports_documentation_validates() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/central.md")).expect("docs");
+    let exports = doc
+        .split_once("\n## Exports\n")
+        .expect("docs/central.md has an Exports section")
+        .1;
+    let json = exports
+        .split_once("```json\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .expect("the Exports section has a json example")
+        .0;
+    let parsed: serde_json::Value = serde_json::from_str(json).expect("the example is JSON");
+    // Its first event id is what the export computes for that transaction.
+    let first = &parsed["epcisBody"]["eventList"][0];
+    let txn: uuid::Uuid = first["aeogate:transactionID"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("urn:uuid:"))
+        .expect("transaction id")
+        .parse()
+        .expect("uuid");
+    assert_eq!(
+        first["eventID"],
+        central::export::event_id(txn, &central::export::EventKind::Arriving).as_str()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("docs-example.jsonld");
+    std::fs::write(&file, json).expect("write");
+    validate(&file);
+}
