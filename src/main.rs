@@ -133,7 +133,10 @@ fn main() -> ExitCode {
             dir: a.dir,
             outage: a.outage,
         }),
-        Command::Agent { config, stop_on_stdin_eof } => run_agent(&config, stop_on_stdin_eof).map(|()| ExitCode::SUCCESS),
+        Command::Agent {
+            config,
+            stop_on_stdin_eof,
+        } => run_agent(&config, stop_on_stdin_eof).map(|()| ExitCode::SUCCESS),
         Command::Board { lane, script } => {
             aeogate::vboard::run_board_cli(&lane, script.as_deref()).map(|()| ExitCode::SUCCESS)
         }
@@ -155,7 +158,10 @@ fn run_agent(config: &std::path::Path, stop_on_stdin_eof: bool) -> anyhow::Resul
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()?;
     rt.block_on(async move {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let watcher = shutdown.clone();
@@ -174,7 +180,8 @@ fn run_agent(config: &std::path::Path, stop_on_stdin_eof: bool) -> anyhow::Resul
                     std::future::pending::<()>().await;
                 }
             };
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             let sigterm = async {
                 match term.as_mut() {
                     Some(t) => {

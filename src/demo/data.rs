@@ -8,8 +8,8 @@ use jiff::{Timestamp, ToSpan};
 use protocol::container::ContainerNumber;
 use protocol::operator::{OperatorId, Programme, cnpj_check_digits, ruc_check_digit};
 use protocol::schema::{
-    AeoStatus, Authorisation, ContactPoint, Consignment, DeclaredContainer, Hold, HoldKind, MraRecord, Party,
-    PartyRole, RegistryRecord, SCHEMA_VERSION,
+    AeoStatus, Authorisation, Consignment, ContactPoint, DeclaredContainer, Hold, HoldKind,
+    MraRecord, Party, PartyRole, RegistryRecord, SCHEMA_VERSION,
 };
 use protocol::seal::{ESealId, SealNumber};
 use rand::rngs::StdRng;
@@ -73,41 +73,85 @@ pub struct Pools {
     pub uncertified: Vec<OperatorId>,
 }
 
-const EU_PREFIXES: &[&str] = &["DE", "NL", "BE", "FR", "ES", "IT", "PT", "PL", "DK", "SE", "AT", "IE"];
+const EU_PREFIXES: &[&str] = &[
+    "DE", "NL", "BE", "FR", "ES", "IT", "PT", "PL", "DK", "SE", "AT", "IE",
+];
 const NAME_A: &[&str] = &[
-    "Atlas", "Boreal", "Cobalt", "Delta", "Estrela", "Fjord", "Granite", "Harbor", "Iberia", "Jade", "Kestrel",
-    "Lumen", "Meridian", "Nordic", "Orion", "Pacifico", "Quasar", "Rio", "Sierra", "Tidal", "Union", "Vega",
-    "Westwind", "Xalapa", "Yucca", "Zenith",
+    "Atlas", "Boreal", "Cobalt", "Delta", "Estrela", "Fjord", "Granite", "Harbor", "Iberia",
+    "Jade", "Kestrel", "Lumen", "Meridian", "Nordic", "Orion", "Pacifico", "Quasar", "Rio",
+    "Sierra", "Tidal", "Union", "Vega", "Westwind", "Xalapa", "Yucca", "Zenith",
 ];
 const NAME_B: &[&str] = &[
-    "Logistics", "Trading", "Freight", "Imports", "Cargo", "Shipping", "Forwarding", "Foods", "Components",
-    "Textiles", "Machinery", "Chemicals", "Transport", "Distribution",
+    "Logistics",
+    "Trading",
+    "Freight",
+    "Imports",
+    "Cargo",
+    "Shipping",
+    "Forwarding",
+    "Foods",
+    "Components",
+    "Textiles",
+    "Machinery",
+    "Chemicals",
+    "Transport",
+    "Distribution",
 ];
-const SUFFIX: &[&str] = &["GmbH", "B.V.", "S.A.", "S.L.", "Lda.", "Inc.", "Ltd", "S.A. de C.V.", "Ltda.", "SAS"];
-const OWNERS: &[&str] = &["CSQ", "MSC", "MAE", "HLX", "CMA", "ONE", "EGL", "YML", "ZIM", "TGH", "TCN", "OOL"];
+const SUFFIX: &[&str] = &[
+    "GmbH",
+    "B.V.",
+    "S.A.",
+    "S.L.",
+    "Lda.",
+    "Inc.",
+    "Ltd",
+    "S.A. de C.V.",
+    "Ltda.",
+    "SAS",
+];
+const OWNERS: &[&str] = &[
+    "CSQ", "MSC", "MAE", "HLX", "CMA", "ONE", "EGL", "YML", "ZIM", "TGH", "TCN", "OOL",
+];
 
 fn digits(rng: &mut StdRng, n: usize) -> String {
-    (0..n).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect()
+    (0..n)
+        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+        .collect()
 }
 
 fn alnum(rng: &mut StdRng, n: usize) -> String {
     const A: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ0123456789";
-    (0..n).map(|_| char::from(A[rng.random_range(0..A.len())])).collect()
+    (0..n)
+        .map(|_| char::from(A[rng.random_range(0..A.len())]))
+        .collect()
 }
 
 fn letters(rng: &mut StdRng, n: usize) -> String {
-    (0..n).map(|_| char::from(b'A' + rng.random_range(0..26u8))).collect()
+    (0..n)
+        .map(|_| char::from(b'A' + rng.random_range(0..26u8)))
+        .collect()
 }
 
 /// A syntactically valid identifier for `programme` (check digits computed).
 fn make_id(rng: &mut StdRng, programme: Programme) -> Option<OperatorId> {
     let raw = match programme {
-        Programme::EuAeo => format!("{}{}", EU_PREFIXES[rng.random_range(0..EU_PREFIXES.len())], digits(rng, 12)),
+        Programme::EuAeo => format!(
+            "{}{}",
+            EU_PREFIXES[rng.random_range(0..EU_PREFIXES.len())],
+            digits(rng, 12)
+        ),
         Programme::UkAeo => format!("GB{}", digits(rng, 12)),
         Programme::UsCtpat => alnum(rng, 10),
         Programme::CaPip => format!("PIP{}", digits(rng, 8)),
         Programme::MxOea => {
-            format!("{}{:02}{:02}{:02}{}", letters(rng, 3), rng.random_range(0..100), rng.random_range(1..13), rng.random_range(1..29), alnum(rng, 3))
+            format!(
+                "{}{:02}{:02}{:02}{}",
+                letters(rng, 3),
+                rng.random_range(0..100),
+                rng.random_range(1..13),
+                rng.random_range(1..29),
+                alnum(rng, 3)
+            )
         }
         Programme::BrOea => {
             let first: String = digits(rng, 8) + "0001";
@@ -150,7 +194,12 @@ pub fn generate(seed: u64, operators: usize, consignments: usize, now: Timestamp
     let mut rng = StdRng::seed_from_u64(seed);
     let mut pools = Pools::default();
     let mut records = Vec::with_capacity(operators);
-    let roles_all = [PartyRole::Importer, PartyRole::Exporter, PartyRole::Carrier, PartyRole::Broker];
+    let roles_all = [
+        PartyRole::Importer,
+        PartyRole::Exporter,
+        PartyRole::Carrier,
+        PartyRole::Broker,
+    ];
     // Programme mix: the home EU-style programme dominates, then partners and the Americas.
     let mix: &[(Programme, u32)] = &[
         (Programme::EuAeo, 50),
@@ -165,7 +214,12 @@ pub fn generate(seed: u64, operators: usize, consignments: usize, now: Timestamp
         (Programme::UyOec, 3),
     ];
     let total: u32 = mix.iter().map(|m| m.1).sum();
-    let recognised = [Programme::EuAeo, Programme::UsCtpat, Programme::UkAeo, Programme::CaPip];
+    let recognised = [
+        Programme::EuAeo,
+        Programme::UsCtpat,
+        Programme::UkAeo,
+        Programme::CaPip,
+    ];
     while records.len() < operators {
         let mut pick = rng.random_range(0..total);
         let mut programme = Programme::EuAeo;
@@ -176,7 +230,9 @@ pub fn generate(seed: u64, operators: usize, consignments: usize, now: Timestamp
             }
             pick -= w;
         }
-        let Some(id) = make_id(&mut rng, programme) else { continue };
+        let Some(id) = make_id(&mut rng, programme) else {
+            continue;
+        };
         let authorisations = if programme == Programme::EuAeo {
             match rng.random_range(0..100) {
                 0..46 => vec![Authorisation::Aeoc],
@@ -200,9 +256,15 @@ pub fn generate(seed: u64, operators: usize, consignments: usize, now: Timestamp
         let valid_to = if programme == Programme::EuAeo {
             None
         } else if status == AeoStatus::Expired {
-            Some(now.checked_sub((rng.random_range(1..200i64) * 24).hours()).unwrap_or(now))
+            Some(
+                now.checked_sub((rng.random_range(1..200i64) * 24).hours())
+                    .unwrap_or(now),
+            )
         } else {
-            Some(now.checked_add((rng.random_range(100..1500i64) * 24).hours()).unwrap_or(now))
+            Some(
+                now.checked_add((rng.random_range(100..1500i64) * 24).hours())
+                    .unwrap_or(now),
+            )
         };
         let role_count = rng.random_range(1..=3);
         let roles: Vec<PartyRole> = roles_all.iter().copied().take(role_count).collect();
@@ -219,7 +281,11 @@ pub fn generate(seed: u64, operators: usize, consignments: usize, now: Timestamp
             roles,
             contact_point: Some(ContactPoint {
                 name: format!("Customs contact {}", records.len() + 1),
-                phone: Some(format!("+{} {}", rng.random_range(1..99), digits(&mut rng, 9))),
+                phone: Some(format!(
+                    "+{} {}",
+                    rng.random_range(1..99),
+                    digits(&mut rng, 9)
+                )),
                 email: Some(format!("customs{}@operator.example", records.len() + 1)),
             }),
             linked_ids: vec![],
@@ -238,15 +304,19 @@ pub fn generate(seed: u64, operators: usize, consignments: usize, now: Timestamp
         records.push(record);
     }
     for _ in 0..500 {
-        if let Some(id) = make_id(&mut rng, Programme::EuAeo) {
-            if !records.iter().any(|r| r.operator == id) {
-                pools.uncertified.push(id);
-            }
+        if let Some(id) = make_id(&mut rng, Programme::EuAeo)
+            && !records.iter().any(|r| r.operator == id)
+        {
+            pools.uncertified.push(id);
         }
     }
     let mras = mra_table();
     let planned = plan_consignments(&mut rng, &pools, consignments, now);
-    DataSet { operators: records, mras, consignments: planned }
+    DataSet {
+        operators: records,
+        mras,
+        consignments: planned,
+    }
 }
 
 /// The MRA partner table as it applies at the home (EU-style) programme's ports, and the
@@ -263,21 +333,74 @@ pub fn mra_table() -> Vec<MraRecord> {
         name: name.into(),
     };
     vec![
-        m(Programme::EuAeo, Programme::UsCtpat, "2012-07-01T00:00:00Z", "EU–US mutual recognition"),
-        m(Programme::EuAeo, Programme::UkAeo, "2021-01-01T00:00:00Z", "EU–UK Trade and Cooperation Agreement"),
-        m(Programme::EuAeo, Programme::CaPip, "2025-08-01T00:00:00Z", "EU–Canada mutual recognition"),
-        m(Programme::UsCtpat, Programme::EuAeo, "2012-07-01T00:00:00Z", "US–EU mutual recognition"),
-        m(Programme::UsCtpat, Programme::MxOea, "2014-10-01T00:00:00Z", "US–Mexico mutual recognition"),
-        m(Programme::UsCtpat, Programme::PeOea, "2018-01-01T00:00:00Z", "US–Peru mutual recognition"),
-        m(Programme::UsCtpat, Programme::DoOea, "2015-01-01T00:00:00Z", "US–Dominican Republic mutual recognition"),
-        m(Programme::UsCtpat, Programme::UyOec, "2022-07-01T00:00:00Z", "US–Uruguay mutual recognition"),
-        m(Programme::UsCtpat, Programme::BrOea, "2022-09-01T00:00:00Z", "US–Brazil mutual recognition"),
+        m(
+            Programme::EuAeo,
+            Programme::UsCtpat,
+            "2012-07-01T00:00:00Z",
+            "EU–US mutual recognition",
+        ),
+        m(
+            Programme::EuAeo,
+            Programme::UkAeo,
+            "2021-01-01T00:00:00Z",
+            "EU–UK Trade and Cooperation Agreement",
+        ),
+        m(
+            Programme::EuAeo,
+            Programme::CaPip,
+            "2025-08-01T00:00:00Z",
+            "EU–Canada mutual recognition",
+        ),
+        m(
+            Programme::UsCtpat,
+            Programme::EuAeo,
+            "2012-07-01T00:00:00Z",
+            "US–EU mutual recognition",
+        ),
+        m(
+            Programme::UsCtpat,
+            Programme::MxOea,
+            "2014-10-01T00:00:00Z",
+            "US–Mexico mutual recognition",
+        ),
+        m(
+            Programme::UsCtpat,
+            Programme::PeOea,
+            "2018-01-01T00:00:00Z",
+            "US–Peru mutual recognition",
+        ),
+        m(
+            Programme::UsCtpat,
+            Programme::DoOea,
+            "2015-01-01T00:00:00Z",
+            "US–Dominican Republic mutual recognition",
+        ),
+        m(
+            Programme::UsCtpat,
+            Programme::UyOec,
+            "2022-07-01T00:00:00Z",
+            "US–Uruguay mutual recognition",
+        ),
+        m(
+            Programme::UsCtpat,
+            Programme::BrOea,
+            "2022-09-01T00:00:00Z",
+            "US–Brazil mutual recognition",
+        ),
     ]
 }
 
-fn pick<'a>(rng: &mut StdRng, pool: &'a [OperatorId], fallback: &'a [OperatorId]) -> Option<&'a OperatorId> {
+fn pick<'a>(
+    rng: &mut StdRng,
+    pool: &'a [OperatorId],
+    fallback: &'a [OperatorId],
+) -> Option<&'a OperatorId> {
     let p = if pool.is_empty() { fallback } else { pool };
-    if p.is_empty() { None } else { Some(&p[rng.random_range(0..p.len())]) }
+    if p.is_empty() {
+        None
+    } else {
+        Some(&p[rng.random_range(0..p.len())])
+    }
 }
 
 fn new_container(rng: &mut StdRng) -> Option<ContainerNumber> {
@@ -305,7 +428,12 @@ fn scenario_for(rng: &mut StdRng) -> Scenario {
     }
 }
 
-fn plan_consignments(rng: &mut StdRng, pools: &Pools, n: usize, now: Timestamp) -> Vec<PlannedConsignment> {
+fn plan_consignments(
+    rng: &mut StdRng,
+    pools: &Pools,
+    n: usize,
+    now: Timestamp,
+) -> Vec<PlannedConsignment> {
     let mut out = Vec::with_capacity(n);
     let mut serial = 0u32;
     while out.len() < n {
@@ -318,8 +446,11 @@ fn plan_consignments(rng: &mut StdRng, pools: &Pools, n: usize, now: Timestamp) 
             Scenario::AeocOnly => &pools.home_aeoc,
             _ => &pools.home_security,
         };
-        let carrier_pool: &[OperatorId] =
-            if scenario == Scenario::NonAeo { &pools.uncertified } else { &pools.home_security };
+        let carrier_pool: &[OperatorId] = if scenario == Scenario::NonAeo {
+            &pools.uncertified
+        } else {
+            &pools.home_security
+        };
         let (Some(importer), Some(carrier), Some(exporter)) = (
             pick(rng, importer_pool, &pools.home_security),
             pick(rng, carrier_pool, &pools.home_security),
@@ -330,24 +461,41 @@ fn plan_consignments(rng: &mut StdRng, pools: &Pools, n: usize, now: Timestamp) 
         let n_containers = if rng.random_bool(0.1) { 2 } else { 1 };
         let mut containers = Vec::new();
         for _ in 0..n_containers {
-            let (Some(number), Some(seal)) = (new_container(rng), new_seal(rng)) else { continue };
+            let (Some(number), Some(seal)) = (new_container(rng), new_seal(rng)) else {
+                continue;
+            };
             let eseals = if rng.random_bool(0.35) || scenario == Scenario::ESealTampered {
-                vec![ESealId::new(rng.random_range(1..0x100), rng.random_range(1..u32::MAX))]
+                vec![ESealId::new(
+                    rng.random_range(1..0x100),
+                    rng.random_range(1..u32::MAX),
+                )]
             } else {
                 vec![]
             };
-            containers.push(DeclaredContainer { number, seals: vec![seal], eseals });
+            containers.push(DeclaredContainer {
+                number,
+                seals: vec![seal],
+                eseals,
+            });
         }
         if containers.is_empty() {
             continue;
         }
         serial += 1;
         let holds = if scenario == Scenario::RiskHold {
-            vec![Hold { kind: HoldKind::RiskHold, reference: format!("RH-{serial:06}"), note: "Targeted by risk profile".into() }]
+            vec![Hold {
+                kind: HoldKind::RiskHold,
+                reference: format!("RH-{serial:06}"),
+                note: "Targeted by risk profile".into(),
+            }]
         } else {
             vec![]
         };
-        let party = |role, id: &OperatorId, rng: &mut StdRng| Party { role, operator: Some(id.clone()), name: company_name(rng) };
+        let party = |role, id: &OperatorId, rng: &mut StdRng| Party {
+            role,
+            operator: Some(id.clone()),
+            name: company_name(rng),
+        };
         let parties = vec![
             party(PartyRole::Importer, importer, rng),
             party(PartyRole::Exporter, exporter, rng),
@@ -386,7 +534,10 @@ mod tests {
         let b = generate(7, 2_000, 300, now);
         assert_eq!(a.operators, b.operators);
         assert_eq!(a.consignments.len(), b.consignments.len());
-        assert_eq!(a.consignments[10].consignment, b.consignments[10].consignment);
+        assert_eq!(
+            a.consignments[10].consignment,
+            b.consignments[10].consignment
+        );
         let c = generate(8, 2_000, 300, now);
         assert_ne!(a.operators, c.operators);
     }
@@ -396,19 +547,46 @@ mod tests {
         let now = ts("2026-11-23T08:00:00Z");
         let d = generate(1, 5_000, 1_000, now);
         assert_eq!(d.operators.len(), 5_000);
-        for s in [AeoStatus::Active, AeoStatus::Suspended, AeoStatus::Revoked, AeoStatus::Withdrawn] {
+        for s in [
+            AeoStatus::Active,
+            AeoStatus::Suspended,
+            AeoStatus::Revoked,
+            AeoStatus::Withdrawn,
+        ] {
             assert!(d.operators.iter().any(|r| r.status == s), "{s:?}");
         }
-        assert!(d.operators.iter().any(|r| r.status_at(now) == AeoStatus::Expired));
-        for p in [Programme::EuAeo, Programme::UsCtpat, Programme::BrOea, Programme::MxOea, Programme::PeOea] {
-            assert!(d.operators.iter().any(|r| r.operator.programme() == p), "{p}");
+        assert!(
+            d.operators
+                .iter()
+                .any(|r| r.status_at(now) == AeoStatus::Expired)
+        );
+        for p in [
+            Programme::EuAeo,
+            Programme::UsCtpat,
+            Programme::BrOea,
+            Programme::MxOea,
+            Programme::PeOea,
+        ] {
+            assert!(
+                d.operators.iter().any(|r| r.operator.programme() == p),
+                "{p}"
+            );
         }
-        for s in [Scenario::AeoClean, Scenario::MraPartner, Scenario::NonAeo, Scenario::SealMismatch, Scenario::RiskHold] {
+        for s in [
+            Scenario::AeoClean,
+            Scenario::MraPartner,
+            Scenario::NonAeo,
+            Scenario::SealMismatch,
+            Scenario::RiskHold,
+        ] {
             assert!(d.consignments.iter().any(|c| c.scenario == s), "{s:?}");
         }
         // Every identifier generated passes its programme's own syntax rule on re-parse.
         for r in &d.operators {
-            assert_eq!(OperatorId::parse(&r.operator.to_string()).as_ref(), Ok(&r.operator));
+            assert_eq!(
+                OperatorId::parse(&r.operator.to_string()).as_ref(),
+                Ok(&r.operator)
+            );
         }
     }
 }

@@ -79,7 +79,9 @@ struct Outcomes {
 
 impl Outcomes {
     fn total(&self) -> u64 {
-        self.fast.load(Ordering::Relaxed) + self.standard.load(Ordering::Relaxed) + self.inspect.load(Ordering::Relaxed)
+        self.fast.load(Ordering::Relaxed)
+            + self.standard.load(Ordering::Relaxed)
+            + self.inspect.load(Ordering::Relaxed)
     }
 }
 
@@ -174,14 +176,18 @@ fn agent_config(
 
 fn spawn_agent(config: &Path, log: &Path) -> Result<std::process::Child> {
     let exe = std::env::current_exe().context("locating the aeogate executable")?;
-    let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let log_file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err_file = log_file.try_clone()?;
     std::process::Command::new(exe)
         .arg("agent")
         .arg("--config")
         .arg(config)
         .arg("--stop-on-stdin-eof")
-        .env("RUST_LOG", std::env::var("AEOGATE_DEMO_AGENT_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("AEOGATE_DEMO_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::from(log_file))
         .stderr(Stdio::from(err_file))
@@ -209,7 +215,10 @@ fn stop_agent(child: &mut std::process::Child, within: Duration) {
 /// # Errors
 /// When a part cannot be started.
 pub fn run(opts: DemoOptions) -> Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()?;
     rt.block_on(run_async(opts))
 }
 
@@ -227,11 +236,19 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
             (t.path().to_path_buf(), Some(t))
         }
     };
-    println!("aeogate demo — a port of entry with 2 gates × 4 lanes (files in {})", dir.display());
+    println!(
+        "aeogate demo — a port of entry with 2 gates × 4 lanes (files in {})",
+        dir.display()
+    );
 
     // --- data and central ------------------------------------------------------------
     let now = Timestamp::now();
-    let data = Arc::new(data::generate(opts.seed, opts.operators, opts.consignments, now));
+    let data = Arc::new(data::generate(
+        opts.seed,
+        opts.operators,
+        opts.consignments,
+        now,
+    ));
     let pki = pki::generate(&dir)?;
     let key_path = dir.join("registry-signing.key");
     central::generate_signing_key(&key_path)?;
@@ -240,17 +257,30 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     let central_listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding central")?;
     let central_addr = central_listener.local_addr()?;
     let mut ccfg = central::Config::new(central_addr, dir.join("central.redb"), key_path);
-    ccfg.tls = Some(central::TlsConfig { cert_pem: pki.server_cert.clone(), key_pem: pki.server_key.clone() });
+    ccfg.tls = Some(central::TlsConfig {
+        cert_pem: pki.server_cert.clone(),
+        key_pem: pki.server_key.clone(),
+    });
     ccfg.stale_after = Duration::from_secs(15);
     let hub = central::Central::open(&ccfg)?;
     let t0 = Instant::now();
     hub.import_records(data.operators.clone(), "demo-loader")?;
     hub.import_mras(data.mras.clone(), "demo-loader")?;
-    hub.import_consignments(data.consignments.iter().map(|c| c.consignment.clone()).collect(), "demo-loader")?;
+    hub.import_consignments(
+        data.consignments
+            .iter()
+            .map(|c| c.consignment.clone())
+            .collect(),
+        "demo-loader",
+    )?;
     println!(
         "registry: {} operators in {} programmes, {} MRAs, {} consignments (imported in {:.1} s)",
         data.operators.len(),
-        data.operators.iter().map(|r| r.operator.programme()).collect::<std::collections::BTreeSet<_>>().len(),
+        data.operators
+            .iter()
+            .map(|r| r.operator.programme())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
         data.mras.len(),
         data.consignments.len(),
         t0.elapsed().as_secs_f64()
@@ -263,7 +293,9 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     let central_stop = CancellationToken::new();
     let central_task = {
         let (hub, ccfg, stop) = (hub.clone(), ccfg.clone(), central_stop.clone());
-        tokio::spawn(async move { central::serve_with_listener(hub, central_listener, ccfg, stop).await })
+        tokio::spawn(async move {
+            central::serve_with_listener(hub, central_listener, ccfg, stop).await
+        })
     };
     let wan = link::Link::start(port_or_free(8443)?, central_addr, central_stop.clone()).await?;
     let central_url = format!("https://127.0.0.1:{}", wan.port());
@@ -281,9 +313,16 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
                 seed: opts.seed.wrapping_add((gi * 10 + li) as u64),
                 ..VirtualBoardConfig::default()
             };
-            boards.push(Arc::new(VirtualBoard::spawn(cfg).with_context(|| format!("starting the board of {g}/{lane}"))?));
+            boards
+                .push(Arc::new(VirtualBoard::spawn(cfg).with_context(|| {
+                    format!("starting the board of {g}/{lane}")
+                })?));
         }
-        let console: SocketAddr = ([127, 0, 0, 1], port_or_free(8080 + u16::try_from(gi).unwrap_or(0))?).into();
+        let console: SocketAddr = (
+            [127, 0, 0, 1],
+            port_or_free(8080 + u16::try_from(gi).unwrap_or(0))?,
+        )
+            .into();
         let store_path = dir.join(format!("{g}.redb"));
         let text = agent_config(
             &id,
@@ -303,21 +342,45 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         std::fs::write(&config_path, text)?;
         let log_path = dir.join(format!("{g}.log"));
         let child = spawn_agent(&config_path, &log_path)?;
-        gates.push(Gate { id, config_path, store_path, console, log_path, boards, child: Some(child) });
+        gates.push(Gate {
+            id,
+            config_path,
+            store_path,
+            console,
+            log_path,
+            boards,
+            child: Some(child),
+        });
     }
-    println!("central:  https://{central_addr}/  (agents reach it at {central_url}; CA {})", pki.ca_cert.display());
+    println!(
+        "central:  https://{central_addr}/  (agents reach it at {central_url}; CA {})",
+        pki.ca_cert.display()
+    );
     for g in &gates {
-        println!("gate {}: officer console http://{}/  (agent log {})", g.id, g.console, g.log_path.display());
+        println!(
+            "gate {}: officer console http://{}/  (agent log {})",
+            g.id,
+            g.console,
+            g.log_path.display()
+        );
     }
-    println!("MQTT broker: {}  (lane topics aeogate/<gate>/lanes/<lane>/state)", broker.addr);
+    println!(
+        "MQTT broker: {}  (lane topics aeogate/<gate>/lanes/<lane>/state)",
+        broker.addr
+    );
 
     // --- MQTT: OCR portals publish, outcomes are counted from the lane topics ------------
     let outcomes = Arc::new(Outcomes::default());
-    let mut mo = MqttOptions::new(format!("aeogate-demo-{}", std::process::id()), "127.0.0.1", broker.addr.port());
+    let mut mo = MqttOptions::new(
+        format!("aeogate-demo-{}", std::process::id()),
+        "127.0.0.1",
+        broker.addr.port(),
+    );
     mo.set_keep_alive(Duration::from_secs(10));
     mo.set_max_packet_size(64 * 1024, 64 * 1024);
     let (mqtt, mut eventloop) = AsyncClient::new(mo, 256);
-    mqtt.subscribe("aeogate/+/lanes/+/decision", QoS::AtLeastOnce).await?;
+    mqtt.subscribe("aeogate/+/lanes/+/decision", QoS::AtLeastOnce)
+        .await?;
     let stop = CancellationToken::new();
     {
         let outcomes = outcomes.clone();
@@ -340,12 +403,19 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     let traffic = Arc::new(Mutex::new(Traffic::new(opts.seed)));
     let lanes_total = GATES.len() * LANES.len();
     // Mean time between trucks on one lane, so that all lanes together make `rate`/min.
-    let per_lane_gap = Duration::from_secs_f64((60.0 * lanes_total as f64 / opts.rate.max(0.1)).max(1.0));
+    let per_lane_gap =
+        Duration::from_secs_f64((60.0 * lanes_total as f64 / opts.rate.max(0.1)).max(1.0));
     let mut lane_tasks = Vec::new();
     for (gi, g) in gates.iter().enumerate() {
         for (li, board) in g.boards.iter().enumerate() {
-            let (board, data, traffic, mqtt, stop, outcomes) =
-                (board.clone(), data.clone(), traffic.clone(), mqtt.clone(), stop.clone(), outcomes.clone());
+            let (board, data, traffic, mqtt, stop, outcomes) = (
+                board.clone(),
+                data.clone(),
+                traffic.clone(),
+                mqtt.clone(),
+                stop.clone(),
+                outcomes.clone(),
+            );
             let topic = format!("portal/{}/{}/ocr", g.id, LANES[li]);
             let seed = opts.seed ^ ((gi * 8 + li) as u64) << 32;
             lane_tasks.push(tokio::spawn(async move {
@@ -410,11 +480,20 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         let elapsed = started.elapsed();
         if !reader_fault_done && elapsed >= reader_fault_at {
             reader_fault_done = true;
-            gates[0].boards[2].inject(Fault::ReaderSilent { uhf: true, for_ms: 15_000 });
-            println!("\nfault: the UHF reader of {}/L3 stops answering for 15 s", gates[0].id);
+            gates[0].boards[2].inject(Fault::ReaderSilent {
+                uhf: true,
+                for_ms: 15_000,
+            });
+            println!(
+                "\nfault: the UHF reader of {}/L3 stops answering for 15 s",
+                gates[0].id
+            );
         }
         if !outage_done && outage_since.is_none() && elapsed >= outage_at {
-            println!("\nfault: central unreachable for {} s (gates keep deciding; journals back up)", outage_len.as_secs());
+            println!(
+                "\nfault: central unreachable for {} s (gates keep deciding; journals back up)",
+                outage_len.as_secs()
+            );
             wan.set_down(true);
             outage_since = Some(Instant::now());
         }
@@ -448,7 +527,8 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     let drained = wait_for_drain(&hub, &gates, stopped_at, Duration::from_secs(90)).await;
     for g in &mut gates {
         if let Some(mut child) = g.child.take() {
-            tokio::task::spawn_blocking(move || stop_agent(&mut child, Duration::from_secs(15))).await?;
+            tokio::task::spawn_blocking(move || stop_agent(&mut child, Duration::from_secs(15)))
+                .await?;
         }
     }
     // The agents are stopped: read their journals directly for the exact count.
@@ -462,7 +542,10 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     central_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), central_task).await;
 
-    println!("\n== summary after {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "\n== summary after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     println!("trucks:     {}", outcomes.trucks.load(Ordering::Relaxed));
     if let Ok(mix) = outcomes.mix.lock() {
         let parts: Vec<String> = mix.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -475,7 +558,10 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         outcomes.standard.load(Ordering::Relaxed),
         outcomes.inspect.load(Ordering::Relaxed)
     );
-    println!("open cases: {} (acknowledged {}, resolved {}); integrity alerts {}", summary.cases_open, summary.cases_acknowledged, summary.cases_resolved, summary.alerts);
+    println!(
+        "open cases: {} (acknowledged {}, resolved {}); integrity alerts {}",
+        summary.cases_open, summary.cases_acknowledged, summary.cases_resolved, summary.alerts
+    );
     let mut all_equal = drained;
     for (gate, (head, acked)) in &journaled {
         let stored = summary.events_per_gate.get(gate).copied().unwrap_or(0);
@@ -489,7 +575,10 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     let traffic_ok = outcomes.fast.load(Ordering::Relaxed) > 0
         && outcomes.standard.load(Ordering::Relaxed) > 0
         && outcomes.inspect.load(Ordering::Relaxed) > 0;
-    println!("journaled = stored: {}", if all_equal { "yes" } else { "NO" });
+    println!(
+        "journaled = stored: {}",
+        if all_equal { "yes" } else { "NO" }
+    );
     for g in &gates {
         let _ = &g.config_path;
     }
@@ -512,8 +601,13 @@ async fn sleep_or_stop(stop: &CancellationToken, d: Duration) -> bool {
 }
 
 fn count_outcome(outcomes: &Outcomes, payload: &[u8]) {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else { return };
-    if v.get("officer_override").and_then(serde_json::Value::as_bool) == Some(true) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return;
+    };
+    if v.get("officer_override")
+        .and_then(serde_json::Value::as_bool)
+        == Some(true)
+    {
         return;
     }
     match v.get("decision").and_then(|d| d.as_str()) {
@@ -531,7 +625,12 @@ fn print_status(hub: &central::Central, o: &Outcomes, elapsed: Duration, outage:
     };
     let backlog: u64 = hub
         .gates(Timestamp::now())
-        .map(|gs| gs.iter().filter_map(|g| g.last_heartbeat.as_ref()).map(|h| h.heartbeat.backlog).sum())
+        .map(|gs| {
+            gs.iter()
+                .filter_map(|g| g.last_heartbeat.as_ref())
+                .map(|h| h.heartbeat.backlog)
+                .sum()
+        })
         .unwrap_or(0);
     let line = format!(
         "[{:>4}s] trucks {:>4} | FAST {:>4} STANDARD {:>4} INSPECT {:>4} | open cases {:>3} | backlog {:>4} | stored {:>5}{}   ",
@@ -556,7 +655,12 @@ fn print_status(hub: &central::Central, o: &Outcomes, elapsed: Duration, outage:
 
 /// Waits until, for every gate, a heartbeat sent after `since` reports no backlog and
 /// central has stored as many events as that heartbeat says the gate journaled.
-async fn wait_for_drain(hub: &central::Central, gates: &[Gate], since: Timestamp, within: Duration) -> bool {
+async fn wait_for_drain(
+    hub: &central::Central,
+    gates: &[Gate],
+    since: Timestamp,
+    within: Duration,
+) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Ok(statuses) = hub.gates(Timestamp::now()) {
@@ -564,7 +668,9 @@ async fn wait_for_drain(hub: &central::Central, gates: &[Gate], since: Timestamp
                 statuses.iter().any(|st| {
                     st.gate == g.id
                         && st.last_heartbeat.as_ref().is_some_and(|h| {
-                            h.heartbeat.at > since && h.heartbeat.backlog == 0 && st.events_stored == h.heartbeat.journal_head
+                            h.heartbeat.at > since
+                                && h.heartbeat.backlog == 0
+                                && st.events_stored == h.heartbeat.journal_head
                         })
                 })
             });

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
 
 /// Paths of the generated PEM files.
 #[derive(Debug, Clone)]
@@ -22,14 +24,22 @@ pub struct DemoPki {
 pub fn generate(dir: &Path) -> Result<DemoPki> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "aeogate demo CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "aeogate demo CA");
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?).context("creating the demo CA")?;
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)
+        .context("creating the demo CA")?;
 
     let server_key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-    params.distinguished_name.push(DnType::CommonName, "aeogate central (demo)");
-    let server = params.signed_by(&server_key, &ca).context("signing central's certificate")?;
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "aeogate central (demo)");
+    let server = params
+        .signed_by(&server_key, &ca)
+        .context("signing central's certificate")?;
 
     let out = DemoPki {
         ca_cert: dir.join("ca.pem"),

@@ -55,7 +55,12 @@ fn container_tag(c: &ContainerNumber) -> Vec<u8> {
 /// like on paper).
 fn altered_seal(rng: &mut StdRng, declared: &str) -> String {
     let mut chars: Vec<char> = declared.chars().collect();
-    let digit_positions: Vec<usize> = chars.iter().enumerate().filter(|(_, c)| c.is_ascii_digit()).map(|(i, _)| i).collect();
+    let digit_positions: Vec<usize> = chars
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_ascii_digit())
+        .map(|(i, _)| i)
+        .collect();
     if let Some(&i) = digit_positions.get(rng.random_range(0..digit_positions.len().max(1))) {
         let d = chars[i].to_digit(10).unwrap_or(0);
         chars[i] = char::from_digit((d + rng.random_range(1..10)) % 10, 10).unwrap_or('0');
@@ -66,13 +71,18 @@ fn altered_seal(rng: &mut StdRng, declared: &str) -> String {
 impl Traffic {
     #[must_use]
     pub fn new(seed: u64) -> Self {
-        Self { rng: StdRng::seed_from_u64(seed ^ 0x7a11_c0de), next_tractor: 1 }
+        Self {
+            rng: StdRng::seed_from_u64(seed ^ 0x7a11_c0de),
+            next_tractor: 1,
+        }
     }
 
     fn tractor_tag(&mut self) -> Vec<u8> {
         self.next_tractor += 1;
         // A GIAI-96 under company prefix 0614141 (the TDS examples' prefix), partition 5.
-        Giai96::new(0, 5, 614_141, self.next_tractor).map(|g| g.to_bytes().to_vec()).unwrap_or_default()
+        Giai96::new(0, 5, 614_141, self.next_tractor)
+            .map(|g| g.to_bytes().to_vec())
+            .unwrap_or_default()
     }
 
     /// Plans the next visit. `undeclared_share` of trucks bring a container nobody
@@ -84,7 +94,10 @@ impl Traffic {
             let c = super::data::undeclared_container(&mut self.rng);
             return Visit {
                 scenario: None,
-                tags: [Some(tractor), c.as_ref().map(container_tag)].into_iter().flatten().collect(),
+                tags: [Some(tractor), c.as_ref().map(container_tag)]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
                 eseals: vec![],
                 ocr_containers: c.iter().map(|c| c.as_str().to_owned()).collect(),
                 ocr_seals: vec![],
@@ -109,18 +122,29 @@ impl Traffic {
                 visit.tags.push(container_tag(&dc.number));
             }
             let ocr = if scenario == Scenario::ReadConflict && k == 0 {
-                ContainerNumber::from_parts(dc.number.owner(), 'U', (dc.number.serial().parse::<u32>().unwrap_or(0) + 17) % 1_000_000)
-                    .map_or_else(|_| dc.number.as_str().to_owned(), |n| n.as_str().to_owned())
+                ContainerNumber::from_parts(
+                    dc.number.owner(),
+                    'U',
+                    (dc.number.serial().parse::<u32>().unwrap_or(0) + 17) % 1_000_000,
+                )
+                .map_or_else(|_| dc.number.as_str().to_owned(), |n| n.as_str().to_owned())
             } else if self.rng.random_bool(0.2) {
                 // Portals send what they see: spaces and lower case happen.
-                format!("{} {} {}", dc.number.owner().to_lowercase() + "u", dc.number.serial(), dc.number.check_digit())
+                format!(
+                    "{} {} {}",
+                    dc.number.owner().to_lowercase() + "u",
+                    dc.number.serial(),
+                    dc.number.check_digit()
+                )
             } else {
                 dc.number.as_str().to_owned()
             };
             visit.ocr_containers.push(ocr);
             for s in &dc.seals {
                 if scenario == Scenario::SealMismatch && k == 0 {
-                    visit.ocr_seals.push(altered_seal(&mut self.rng, s.as_str()));
+                    visit
+                        .ocr_seals
+                        .push(altered_seal(&mut self.rng, s.as_str()));
                 } else {
                     visit.ocr_seals.push(s.as_str().to_owned());
                 }
@@ -130,10 +154,22 @@ impl Traffic {
                 visit.eseals.push(SealRead {
                     manufacturer: e.manufacturer(),
                     tag_id: e.tag_id(),
-                    status: if tampered { SealStatus::Tampered } else { SealStatus::Sealed },
-                    battery: if self.rng.random_bool(0.05) { BatteryLevel::Low } else { BatteryLevel::Ok },
+                    status: if tampered {
+                        SealStatus::Tampered
+                    } else {
+                        SealStatus::Sealed
+                    },
+                    battery: if self.rng.random_bool(0.05) {
+                        BatteryLevel::Low
+                    } else {
+                        BatteryLevel::Ok
+                    },
                     sealed_at: Some(EpochMinutes(29_000_000)),
-                    opened_at: if tampered { Some(EpochMinutes(29_300_000)) } else { None },
+                    opened_at: if tampered {
+                        Some(EpochMinutes(29_300_000))
+                    } else {
+                        None
+                    },
                 });
             }
         }
