@@ -1,0 +1,395 @@
+//! Registry replication under attack and isolation (docs/delivery.md, "How the fault
+//! tests check the contract"): the real `edge-agent` binary replicating from a stand-in
+//! central written here (a minimal HTTP server on loopback that signs with a test key,
+//! takes the agent's event batches and counts the integrity alerts in them).
+//!
+//! - forged, modified, replayed, gapped and rolled-back batches are each refused, the
+//!   replica stays as it was, and an `INTEGRITY_ALERT` reaches central for each;
+//! - a replica past its staleness bound never yields FAST (`REPLICA_STALE`), and FAST
+//!   comes back once a poll confirms the replica current again.
+
+mod common;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aeogate::bench::data;
+use common::{
+    AgentSite, CentralLink, GATE, LaneSpec, Request, STEP, json_response, response, serve,
+};
+use ed25519_dalek::{Signer as _, SigningKey};
+use edge_agent::decider::ReplicaView as _;
+use protocol::schema::{
+    AeoStatus, Change, ChangeBatch, EventBody, IngestAck, IngestBatch, JournalEntry,
+    SCHEMA_VERSION, SignedEnvelope,
+};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "stand-in-central-agent-token";
+const KEY_ID: &str = "registry-test";
+
+fn registry_key() -> SigningKey {
+    SigningKey::from_bytes(&[42u8; 32])
+}
+
+fn sign(batch: &ChangeBatch, key: &SigningKey) -> SignedEnvelope {
+    let payload = serde_json::to_string(batch).expect("JSON");
+    SignedEnvelope {
+        key_id: KEY_ID.into(),
+        signature: hex::encode(key.sign(payload.as_bytes()).to_bytes()),
+        payload,
+    }
+}
+
+/// The registry the agent should end up with: MRA, operator 0, consignment 0 (seq 1..=3).
+fn snapshot(as_of: jiff::Timestamp) -> ChangeBatch {
+    let mut b = data::snapshot(1, 1).expect("snapshot");
+    b.as_of = as_of;
+    b
+}
+
+fn delta(after_seq: u64, changes: Vec<Change>) -> ChangeBatch {
+    let mut b = data::batch(false, after_seq, changes);
+    b.as_of = jiff::Timestamp::now();
+    b
+}
+
+/// A change that, if applied, would be visible: consignment 0 disappears.
+fn remove_consignment_0() -> Vec<Change> {
+    vec![Change::RemoveConsignment {
+        id: data::consignment(0, 1).expect("consignment").id,
+    }]
+}
+
+/// The stand-in central's state.
+#[derive(Default)]
+struct Stand {
+    stored: BTreeMap<u64, JournalEntry>,
+    snapshot: Option<SignedEnvelope>,
+    changes: VecDeque<SignedEnvelope>,
+    /// Registry endpoints answer 503 (central unreachable for replication).
+    registry_down: bool,
+}
+
+type Shared = Arc<Mutex<Stand>>;
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Stand> {
+    s.lock().expect("stand-in state")
+}
+
+async fn handle(s: Shared, req: Request) -> Vec<u8> {
+    if req.header("authorization") != Some(&format!("Bearer {TOKEN}")) {
+        return json_response(401, &json!({"error": "bad token"}));
+    }
+    let path = req.target.split('?').next().unwrap_or_default();
+    match (req.method.as_str(), path) {
+        ("POST", p) if p == format!("/api/v1/agents/{GATE}/events") => {
+            let Ok(batch) = serde_json::from_slice::<IngestBatch>(&req.body) else {
+                return json_response(400, &json!({"error": "not an IngestBatch"}));
+            };
+            let mut st = lock(&s);
+            let mut stored = 0;
+            let mut duplicates = 0;
+            for e in batch.entries {
+                assert!(e.verify_hash().is_ok(), "entry {} hashes", e.seq);
+                if st.stored.insert(e.seq, e).is_none() {
+                    stored += 1;
+                } else {
+                    duplicates += 1;
+                }
+            }
+            let mut through = 0;
+            while st.stored.contains_key(&(through + 1)) {
+                through += 1;
+            }
+            json_response(
+                200,
+                &IngestAck {
+                    v: SCHEMA_VERSION,
+                    acked_through: through,
+                    stored,
+                    duplicates,
+                    alerts: Vec::new(),
+                },
+            )
+        }
+        ("POST", p) if p == format!("/api/v1/agents/{GATE}/heartbeat") => {
+            response(204, "text/plain", b"")
+        }
+        ("GET", "/api/v1/registry/snapshot") => {
+            let st = lock(&s);
+            match (&st.snapshot, st.registry_down) {
+                (Some(env), false) => json_response(200, env),
+                _ => json_response(503, &json!({"error": "registry unavailable"})),
+            }
+        }
+        ("GET", "/api/v1/registry/changes") => {
+            let next = {
+                let mut st = lock(&s);
+                if st.registry_down {
+                    return json_response(503, &json!({"error": "registry unavailable"}));
+                }
+                st.changes.pop_front()
+            };
+            match next {
+                Some(env) => json_response(200, &env),
+                None => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    response(204, "text/plain", b"")
+                }
+            }
+        }
+        _ => json_response(404, &json!({"error": "no such route"})),
+    }
+}
+
+async fn stand_in(state: Shared, stop: CancellationToken) -> CentralLink {
+    let addr = serve(
+        Arc::new(move |req| Box::pin(handle(state.clone(), req))),
+        stop,
+    )
+    .await;
+    CentralLink {
+        url: format!("http://{addr}"),
+        token: TOKEN.into(),
+        key_id: KEY_ID.into(),
+        public_key: hex::encode(registry_key().verifying_key().to_bytes()),
+        ca_cert: None,
+    }
+}
+
+/// The agent's replica status as its console shows it.
+async fn replica(agent: &AgentSite) -> Value {
+    let lanes: Value = common::http_client(None)
+        .get(format!("{}/api/v1/lanes", agent.base))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("lanes request")
+        .json()
+        .await
+        .expect("lanes JSON");
+    lanes[0]["replica"].clone()
+}
+
+async fn wait_replica(agent: &AgentSite, what: &str, f: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let r = replica(agent).await;
+        if f(&r) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "replica never {what}: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The refused-batch alerts central has received.
+fn refusals(s: &Shared) -> Vec<String> {
+    lock(s)
+        .stored
+        .values()
+        .filter_map(|e| match &e.body {
+            EventBody::IntegrityAlert { what, detail } if what == "REGISTRY_BATCH_REFUSED" => {
+                Some(detail.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_modified_replayed_gapped_and_rolled_back_batches_are_refused_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = registry_key();
+    let state: Shared = Arc::default();
+    {
+        let mut st = lock(&state);
+        st.snapshot = Some(sign(&snapshot(jiff::Timestamp::now()), &key));
+        // A good delta: consignment 1 arrives (seq 4).
+        st.changes.push_back(sign(
+            &delta(
+                3,
+                vec![Change::UpsertConsignment {
+                    consignment: data::consignment(1, 1).expect("consignment"),
+                }],
+            ),
+            &key,
+        ));
+    }
+    let stop = CancellationToken::new();
+    let link = stand_in(state.clone(), stop.clone()).await;
+    let mut agent = AgentSite::create(
+        &dir.path().join("agent"),
+        &link,
+        &[LaneSpec::manual("L1")],
+        "24h",
+    );
+    agent.start().await;
+    wait_replica(&agent, "reached seq 4", |r| r["sequence"] == 4).await;
+
+    {
+        let mut st = lock(&state);
+        // Forged: a key that is not the pinned one, under the pinned key's id.
+        st.changes.push_back(sign(
+            &delta(4, remove_consignment_0()),
+            &SigningKey::from_bytes(&[7u8; 32]),
+        ));
+        // Modified: signed by the right key, then altered on the way.
+        let mut modified = sign(&delta(4, remove_consignment_0()), &key);
+        modified.payload = modified.payload.replace("DECL0000000000", "DECL0000000001");
+        st.changes.push_back(modified);
+        // Replayed: the delta already applied (3 → 4), correctly signed.
+        st.changes.push_back(sign(
+            &delta(
+                3,
+                vec![Change::UpsertConsignment {
+                    consignment: data::consignment(1, 1).expect("consignment"),
+                }],
+            ),
+            &key,
+        ));
+        // Rolled back: a batch ending below the replica.
+        st.changes
+            .push_back(sign(&delta(1, remove_consignment_0()), &key));
+        // Gapped: changes 5 and 6 never arrive. The agent then asks for a snapshot, and
+        // central offers one older than the replica: a rollback too.
+        st.changes
+            .push_back(sign(&delta(6, remove_consignment_0()), &key));
+        let mut old = data::batch(true, 0, vec![Change::UpsertMra { mra: data::mra() }]);
+        old.as_of = jiff::Timestamp::now();
+        st.snapshot = Some(sign(&old, &key));
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while refusals(&state).len() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "not every refusal reached central: {:#?}",
+            refusals(&state)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(replica(&agent).await["sequence"], 4, "replica unchanged");
+    agent.terminate();
+    stop.cancel();
+
+    let details = refusals(&state);
+    let with = |s: &str| details.iter().filter(|d| d.contains(s)).count();
+    assert_eq!(
+        with("does not verify"),
+        2,
+        "forged and modified: {details:#?}"
+    );
+    assert_eq!(with("replay"), 1, "replayed: {details:#?}");
+    assert_eq!(with("gap"), 1, "gapped: {details:#?}");
+    assert_eq!(
+        with("rollback"),
+        2,
+        "rolled back (delta and snapshot): {details:#?}"
+    );
+
+    // The replica is exactly what the good batches made it.
+    let journal = agent.journal();
+    let store = agent.store();
+    assert_eq!(store.replica_meta().sequence, 4);
+    let view = store.replica_view().expect("replica view");
+    assert!(
+        view.consignment_for(&data::container(0).expect("c0"))
+            .is_some(),
+        "consignment 0 kept"
+    );
+    assert!(
+        view.consignment_for(&data::container(1).expect("c1"))
+            .is_some(),
+        "consignment 1 kept"
+    );
+    let op = view
+        .operator(&data::operator_id(0).expect("op0"))
+        .expect("operator 0 kept");
+    assert_eq!(op.status, AeoStatus::Active);
+
+    // Every journaled entry (the alerts among them) reached the stand-in central.
+    let stored = lock(&state).stored.clone();
+    let missing: Vec<u64> = journal
+        .iter()
+        .filter(|e| stored.get(&e.seq).is_none_or(|s| s.hash != e.hash))
+        .map(|e| e.seq)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "journaled but not at central: {missing:?}"
+    );
+}
+
+/// Enters a clean AEO truck (container 0 with its declared seal) at the console and
+/// returns its decision.
+async fn clean_truck(agent: &AgentSite, decided_before: usize) -> Value {
+    let http = common::http_client(None);
+    for value in [
+        json!({"kind": "CONTAINER", "number": data::container(0).expect("c0").to_string()}),
+        json!({"kind": "SEAL", "number": data::seal(0).expect("s0").to_string()}),
+    ] {
+        let r = http
+            .post(format!("{}/api/v1/lanes/L1/actions", agent.base))
+            .header("X-Officer", "stale-test")
+            .json(&json!({"action": "MANUAL_ENTRY", "value": value}))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("manual entry");
+        assert_eq!(r.status(), 201);
+    }
+    agent.wait_decided("L1", decided_before + 1).await["decision"].clone()
+}
+
+fn reasons(decision: &Value) -> Vec<String> {
+    decision["reasons"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| r["code"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_past_its_staleness_bound_never_gives_fast() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state: Shared = Arc::default();
+    lock(&state).snapshot = Some(sign(&snapshot(jiff::Timestamp::now()), &registry_key()));
+    let stop = CancellationToken::new();
+    let link = stand_in(state.clone(), stop.clone()).await;
+    let mut agent = AgentSite::create(
+        &dir.path().join("agent"),
+        &link,
+        &[LaneSpec::manual("L1")],
+        "2s",
+    );
+    agent.start().await;
+    wait_replica(&agent, "loaded and fresh", |r| {
+        r["sequence"] == 3 && r["stale"] == false
+    })
+    .await;
+
+    let d = clean_truck(&agent, 0).await;
+    assert_eq!(d["decision"], "FAST", "fresh replica, clean AEO truck: {d}");
+
+    // Central unreachable for replication; the 2 s bound passes.
+    lock(&state).registry_down = true;
+    wait_replica(&agent, "stale", |r| r["stale"] == true).await;
+    let d = clean_truck(&agent, 1).await;
+    assert_eq!(d["decision"], "STANDARD", "stale replica: {d}");
+    assert!(reasons(&d).contains(&"REPLICA_STALE".to_owned()), "{d}");
+
+    // Central back: a poll confirms the replica current, FAST returns.
+    lock(&state).registry_down = false;
+    wait_replica(&agent, "fresh again", |r| r["stale"] == false).await;
+    let d = clean_truck(&agent, 2).await;
+    assert_eq!(d["decision"], "FAST", "fresh again: {d}");
+    agent.terminate();
+    stop.cancel();
+}
