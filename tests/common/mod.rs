@@ -212,7 +212,7 @@ impl CentralSite {
                 "fault-test",
             )
             .expect("import consignment");
-            hub.add_user(STAFF.0, STAFF.1, "officer")
+            hub.add_user(STAFF.0, STAFF.1, "analyst")
                 .expect("staff user");
             (
                 hub.issue_agent_token(&gate(), PORT).expect("agent token"),
