@@ -1,5 +1,6 @@
 //! The HTTP API ([`app`]): agent ingest and heartbeats (docs/delivery.md), registry
-//! replication, staff login, cases with a live stream, queries, health and metrics.
+//! replication, staff login, cases with a live stream, queries, exports (CSV and GS1 EPCIS
+//! 2.0, see [`crate::export`]), health and metrics.
 //!
 //! Every error answer is `{"error": "..."}` with a 4xx/5xx status.
 

@@ -262,19 +262,20 @@ impl Zone {
         let tz = if s == "UTC" || s == "Z" {
             TimeZone::UTC
         } else if let Some(rest) = s.strip_prefix(['+', '-']) {
-            let (h, m) = rest
-                .split_once(':')
-                .ok_or_else(|| bad("a fixed offset is written ±HH:MM".into()))?;
-            let (Ok(h), Ok(m)) = (h.parse::<i32>(), m.parse::<i32>()) else {
+            // ±HH:MM, two digits each (ISO 8601 extended form, as EPCIS writes offsets).
+            let b = rest.as_bytes();
+            let two = |i: usize| {
+                b.get(i..i + 2)
+                    .filter(|d| d.iter().all(u8::is_ascii_digit))
+                    .map(|d| i32::from(d[0] - b'0') * 10 + i32::from(d[1] - b'0'))
+            };
+            let (Some(h), Some(m), 5, Some(b':')) = (two(0), two(3), b.len(), b.get(2).copied())
+            else {
                 return Err(bad("a fixed offset is written ±HH:MM".into()));
             };
-            if h.to_string().len() > 2 || !(0..60).contains(&m) || h * 60 + m > 14 * 60 {
-                return Err(bad(
-                    "offsets range from -13:59 to +14:00 (EPCIS 2.0 eventTimeZoneOffset)".into(),
-                ));
-            }
             let secs = (h * 3600 + m * 60) * if s.starts_with('-') { -1 } else { 1 };
-            if secs <= -14 * 3600 {
+            // EPCIS 2.0 JSON schema: eventTimeZoneOffset from -13:59 to +14:00.
+            if m >= 60 || secs > 14 * 3600 || secs <= -14 * 3600 {
                 return Err(bad(
                     "offsets range from -13:59 to +14:00 (EPCIS 2.0 eventTimeZoneOffset)".into(),
                 ));
@@ -1106,6 +1107,9 @@ mod tests {
         assert!(Zone::parse("-14:00").is_err());
         assert!(Zone::parse("+14:01").is_err());
         assert!(Zone::parse("+5").is_err());
+        assert!(Zone::parse("+5:00").is_err());
+        assert!(Zone::parse("+05:60").is_err());
+        assert!(Zone::parse("-13:59").is_ok());
         assert!(Zone::parse("Mars/Olympus_Mons").is_err());
     }
 
