@@ -86,13 +86,17 @@ impl CentralClient {
                 })?;
                 let pem = std::fs::read(path)
                     .with_context(|| format!("cannot read central.ca_cert {}", path.display()))?;
-                let cert = reqwest::Certificate::from_pem(&pem).with_context(|| {
+                // A bundle may hold more than one CA (the old and the new during a CA change).
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
                     format!(
-                        "central.ca_cert {} is not a PEM certificate",
+                        "central.ca_cert {} is not a PEM certificate bundle",
                         path.display()
                     )
                 })?;
-                builder = builder.tls_certs_only([cert]);
+                if certs.is_empty() {
+                    bail!("central.ca_cert {} holds no certificate", path.display());
+                }
+                builder = builder.tls_certs_only(certs);
             }
             other => bail!(
                 "central.url {}: scheme {other:?} is not http or https",
