@@ -153,6 +153,41 @@ async fn central_outage_lanes_keep_deciding_and_the_backlog_drains_exactly_once(
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_larger_than_centrals_batch_limit_drains_with_a_large_uplink_batch() {
+    // `central.uplink_batch` may be configured up to 10,000, central takes at most 1,000
+    // entries per batch (413 above): the uplink must not send more than central takes.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
+    let mut agent = AgentSite::create(
+        &dir.path().join("agent"),
+        &CentralLink::to(&central),
+        &manual_lanes(),
+        "24h",
+    );
+    agent.set_uplink_batch(5_000);
+    agent.start().await;
+    // Central is not running yet: the backlog grows past 1,000 entries.
+    let out = Arc::new(Burst::default());
+    burst(
+        agent.base.clone(),
+        lane_names(),
+        4,
+        275,
+        CancellationToken::new(),
+        out.clone(),
+    )
+    .await;
+    assert_eq!(out.acked().len(), 1_100, "every action journaled");
+    central.start().await;
+    let staff = central.staff().await;
+    staff
+        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
+        .await;
+    let (counts, journal) = settle(&mut agent, &mut central);
+    assert_exactly_once("large uplink batch", &counts, &journal, &out.acked());
+}
+
 /// Starts the agent, bursts, SIGKILLs it mid-burst, `cycles` times; then drains.
 async fn agent_kill_cycles(cycles: usize) -> Counts {
     let dir = tempfile::tempdir().expect("tempdir");

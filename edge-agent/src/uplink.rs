@@ -1,6 +1,7 @@
 //! Uplink: drains the journal to central and sends heartbeats (docs/delivery.md).
 //!
-//! - Batches of at most `central.uplink_batch` unacknowledged entries are posted to
+//! - Batches of at most `central.uplink_batch` unacknowledged entries (never more than
+//!   central's [`MAX_BATCH_ENTRIES`]) are posted to
 //!   `POST {url}/api/v1/agents/{gate}/events` as an [`IngestBatch`]. The acknowledged
 //!   cursor moves only to central's `acked_through` (never past the journal head), so an
 //!   entry central has not confirmed is sent again, and nothing is ever deleted for being
@@ -31,6 +32,10 @@ use crate::sources::Backoff;
 
 /// How long a delivery in flight may still take once the agent is stopping.
 const LAST_ATTEMPT: Duration = Duration::from_secs(2);
+
+/// Most entries central accepts in one batch (docs/delivery.md; a larger batch is refused
+/// with 413 every time, so a larger `central.uplink_batch` would never drain).
+pub const MAX_BATCH_ENTRIES: usize = 1_000;
 
 /// Installs ring as the process's rustls crypto provider (once; a provider already
 /// installed is kept). Every TLS user in the process must agree on one provider.
@@ -345,6 +350,7 @@ async fn drain_once(
     batch: usize,
     new_round: bool,
 ) -> anyhow::Result<Drained> {
+    let batch = batch.clamp(1, MAX_BATCH_ENTRIES);
     let store = shared.store.clone();
     let entries = tokio::task::spawn_blocking(move || {
         let backlog = store.journal_head().saturating_sub(store.acked_seq());

@@ -495,6 +495,13 @@ impl AgentSite {
         }
     }
 
+    /// Sets `central.uplink_batch` (50 unless changed).
+    pub fn set_uplink_batch(&self, n: usize) {
+        let text = std::fs::read_to_string(&self.config_path).expect("read agent.toml");
+        let text = text.replace("uplink_batch = 50\n", &format!("uplink_batch = {n}\n"));
+        std::fs::write(&self.config_path, text).expect("write agent.toml");
+    }
+
     /// Starts `edge-agent run` and waits for its console.
     pub async fn start(&mut self) {
         assert!(self.child.is_none(), "agent already running");
