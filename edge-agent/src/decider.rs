@@ -308,7 +308,8 @@ fn weight(code: ReasonCode) -> Weight {
         | R::PartyNoSecurity
         | R::MraNotRecognised
         | R::ReplicaStale
-        | R::UnreadableRead => Weight::Standard,
+        | R::UnreadableRead
+        | R::JournalUnavailable => Weight::Standard,
         R::AllChecksPassed
         | R::ESealLowBattery
         | R::MraRecognised

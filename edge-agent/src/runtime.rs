@@ -24,7 +24,8 @@ use anyhow::Context as _;
 use jiff::Timestamp;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use protocol::schema::{
-    Decision, DeviceHealth, EventBody, GateId, GateTransaction, JournalEntry, LaneId, Read,
+    Decision, DeviceHealth, EventBody, GateId, GateTransaction, JournalEntry, LaneDecision, LaneId,
+    Read, Reason, ReasonCode,
 };
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
@@ -172,9 +173,38 @@ pub struct Shared {
     pub central_configured: bool,
     /// Stops everything.
     pub shutdown: CancellationToken,
+    /// Records the journal could not take (a full disk), oldest first, written again as
+    /// soon as it can; see [`Shared::journal_failed`].
+    pub held: Mutex<std::collections::VecDeque<Vec<EventBody>>>,
+    /// The journal's own health, shown like a device: down while records are held.
+    pub journal_health: crate::sources::HealthReporter,
 }
 
+/// Most groups of records held in memory while the journal refuses writes (about a day
+/// of a busy lane); past it the oldest are dropped, counted and logged.
+const HELD_MAX: usize = 20_000;
+
+/// How often held records are offered to the journal again.
+const HELD_RETRY: Duration = Duration::from_secs(2);
+
 impl Shared {
+    /// Called when the journal refused `bodies`: raise the alarm and hold them.
+    pub fn journal_failed(&self, error: &crate::store::JournalError, bodies: Vec<EventBody>) {
+        metrics::counter!("aeogate_journal_write_failures_total").increment(1);
+        metrics::gauge!("aeogate_journal_alarm").set(1.0);
+        tracing::error!(error = %error, "ALARM: the journal refuses writes; decisions continue without priority and records are held in memory");
+        self.journal_health
+            .down(format!("journal refuses writes: {error}"));
+        if let Ok(mut held) = self.held.lock() {
+            if held.len() >= HELD_MAX {
+                held.pop_front();
+                metrics::counter!("aeogate_journal_held_dropped_total").increment(1);
+                tracing::error!("held-record buffer full: the oldest held records are dropped");
+            }
+            held.push_back(bodies);
+        }
+    }
+
     /// The configuration of `lane`.
     #[must_use]
     pub fn lane(&self, lane: &LaneId) -> Option<&LaneConfig> {
@@ -321,6 +351,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         devices.push(rx);
         MqttLink::start(m, events_tx.clone(), reporter, shutdown.clone())
     });
+    let (journal_health, journal_rx) = HealthReporter::new("journal", None);
+    journal_health.up("writing");
+    devices.push(journal_rx);
     let mut actuators = Actuators::new(mqtt.as_ref().map(|m| m.topics.clone()));
     for (lane, tx) in link_commands {
         actuators.add_link(lane, tx);
@@ -345,6 +378,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         metrics,
         central_configured: central.is_some(),
         shutdown: shutdown.clone(),
+        held: Mutex::new(std::collections::VecDeque::new()),
+        journal_health,
     });
 
     tracker.spawn(assembler_task(
@@ -356,6 +391,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         tracker.spawn(health_journal_task(shared.clone(), rx));
     }
     tracker.spawn(gauge_task(shared.clone()));
+    tracker.spawn(held_task(shared.clone()));
     let final_flush = central
         .clone()
         .zip(cfg.central.as_ref().map(|c| c.uplink_batch));
@@ -404,6 +440,53 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         shared,
         join,
     })
+}
+
+/// Offers held records to the journal again until it takes them, oldest first, and
+/// clears the alarm when nothing is held any more.
+async fn held_task(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(HELD_RETRY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            () = shared.shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        loop {
+            let next = shared.held.lock().ok().and_then(|h| h.front().cloned());
+            let Some(bodies) = next else { break };
+            let store = shared.store.clone();
+            let written =
+                tokio::task::spawn_blocking(move || store.append(bodies, Timestamp::now())).await;
+            match written {
+                Ok(Ok(_)) => {
+                    if let Ok(mut h) = shared.held.lock() {
+                        h.pop_front();
+                    }
+                    shared.journal_appended.notify_waiters();
+                }
+                _ => break,
+            }
+        }
+        let empty = shared.held.lock().map(|h| h.is_empty()).unwrap_or(false);
+        if empty && !shared.journal_health.current().up {
+            metrics::gauge!("aeogate_journal_alarm").set(0.0);
+            shared
+                .journal_health
+                .up("writing again; held records journaled");
+            tracing::warn!("the journal takes writes again; every held record is journaled");
+        }
+        if stopping {
+            let left = shared.held.lock().map(|h| h.len()).unwrap_or(0);
+            if left > 0 {
+                tracing::error!(
+                    left,
+                    "stopping with records the journal would not take; they are lost"
+                );
+            }
+            return;
+        }
+    }
 }
 
 async fn assembler_task(
@@ -487,6 +570,21 @@ async fn process(
 
 /// Decides a closed transaction, journals transaction and decision in one durable write,
 /// then (only then) shows the decision on the lane.
+/// Turns a decision that could not be journaled into one that grants no priority: FAST
+/// becomes STANDARD, and the reason says why.
+fn hold_decision(decision: &mut Decision, routes: &crate::config::Routes) {
+    if decision.decision == LaneDecision::Fast {
+        decision.decision = LaneDecision::Standard;
+        decision
+            .reasons
+            .retain(|r| r.code != ReasonCode::AllChecksPassed);
+        decision.route = routes.standard.clone();
+    }
+    decision
+        .reasons
+        .push(Reason::new(ReasonCode::JournalUnavailable));
+}
+
 async fn conclude(shared: &Arc<Shared>, tx: GateTransaction, actuate: bool) -> anyhow::Result<()> {
     let lane_cfg = shared
         .lane(&tx.lane)
@@ -497,9 +595,9 @@ async fn conclude(shared: &Arc<Shared>, tx: GateTransaction, actuate: bool) -> a
     let closed_at = tx.closed_at;
     let started = std::time::Instant::now();
     let lane = tx.lane.clone();
-    let decision = tokio::task::spawn_blocking(move || {
+    let (decision, journaled) = tokio::task::spawn_blocking(move || {
         let now = Timestamp::now();
-        let decision = match store.replica_view() {
+        let mut decision = match store.replica_view() {
             Ok(view) => decide(&tx, &view, &policy, &routes, now),
             Err(e) => {
                 // Fail safe: an unreadable replica is an empty one, which never yields FAST.
@@ -507,22 +605,32 @@ async fn conclude(shared: &Arc<Shared>, tx: GateTransaction, actuate: bool) -> a
                 decide(&tx, &MemoryReplica::new(), &policy, &routes, now)
             }
         };
-        store
-            .append(
-                vec![
-                    EventBody::Transaction { transaction: tx },
-                    EventBody::Decision {
-                        decision: decision.clone(),
-                    },
-                ],
-                now,
-            )
-            .map(|_| decision)
+        let bodies = |d: &Decision, tx: &GateTransaction| {
+            vec![
+                EventBody::Transaction {
+                    transaction: tx.clone(),
+                },
+                EventBody::Decision {
+                    decision: d.clone(),
+                },
+            ]
+        };
+        match store.append(bodies(&decision, &tx), now) {
+            Ok(_) => (decision, Ok(())),
+            Err(e) => {
+                // The journal cannot be written (a full disk): the truck still gets a lane,
+                // but never a priority one, and the records are held for a later write.
+                hold_decision(&mut decision, &routes);
+                (decision.clone(), Err((e, bodies(&decision, &tx))))
+            }
+        }
     })
     .await
-    .context("decision task panicked")?
-    .context("journal append failed")?;
-    shared.journal_appended.notify_waiters();
+    .context("decision task panicked")?;
+    match journaled {
+        Ok(()) => shared.journal_appended.notify_waiters(),
+        Err((e, bodies)) => shared.journal_failed(&e, bodies),
+    }
     let state = LaneState::from_decision(&decision);
     if actuate {
         shared.actuators.show(&state);

@@ -106,6 +106,9 @@ pub enum JournalError {
     /// Another thread panicked while holding the journal lock.
     #[error("journal lock poisoned")]
     Poisoned,
+    /// Writes are refused (the fault drill of [`Store::refuse_journal_writes`]).
+    #[error("journal writes are refused (disk-full drill)")]
+    Refused,
 }
 
 /// Errors of replica operations.
@@ -307,6 +310,8 @@ struct Inner {
     /// Writer lock for the replica (redb allows one write transaction at a time anyway;
     /// this keeps check-then-apply atomic).
     replica: Mutex<()>,
+    /// Fault drill: while set, every journal write fails as on a full disk.
+    refuse_writes: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -404,8 +409,16 @@ impl Store {
                 gate,
                 journal: Mutex::new(state),
                 replica: Mutex::new(()),
+                refuse_writes: std::sync::atomic::AtomicBool::new(false),
             }),
         })
+    }
+
+    /// The underlying database, for modules that keep their own tables in the same file
+    /// (the console's accounts and sessions, [`crate::console::users`]).
+    #[must_use]
+    pub fn database(&self) -> &Database {
+        &self.inner.db
     }
 
     fn jstate(&self) -> Result<MutexGuard<'_, JournalState>, JournalError> {
@@ -421,6 +434,15 @@ impl Store {
         if let Ok(mut s) = self.inner.journal.lock() {
             s.max_bytes = max_bytes;
         }
+    }
+
+    /// Fault drill (and tests): while `on`, every journal append fails with
+    /// [`JournalError::Refused`], as it would on a full disk, so that the alarm and the
+    /// held-decision path can be exercised without filling a disk.
+    pub fn refuse_journal_writes(&self, on: bool) {
+        self.inner
+            .refuse_writes
+            .store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Bytes of journal entries currently stored (the quantity the disk bound limits).
@@ -441,6 +463,13 @@ impl Store {
     ) -> Result<Vec<JournalEntry>, JournalError> {
         if bodies.is_empty() {
             return Ok(Vec::new());
+        }
+        if self
+            .inner
+            .refuse_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(JournalError::Refused);
         }
         let mut st = self.jstate()?;
         let mut next = st.clone();

@@ -163,6 +163,9 @@ pub fn reason_text(code: ReasonCode, lang: Lang) -> &'static str {
             R::AeoPriorityInspection => "Envío OEA: prioridad en la cola de inspección",
             R::UnreadableRead => "Un lector envió datos que no se pudieron interpretar",
             R::OfficerOverride => "Carril cambiado por un oficial",
+            R::JournalUnavailable => {
+                "No se pueden grabar los registros de la puerta: prioridad suspendida hasta que se pueda"
+            }
         },
         Lang::Pt => match code {
             R::AllChecksPassed => {
@@ -202,6 +205,9 @@ pub fn reason_text(code: ReasonCode, lang: Lang) -> &'static str {
             R::AeoPriorityInspection => "Carga OEA: prioridade na fila de inspeção",
             R::UnreadableRead => "Um leitor enviou dados que não puderam ser interpretados",
             R::OfficerOverride => "Faixa alterada por um agente",
+            R::JournalUnavailable => {
+                "Os registros do portão não podem ser gravados: prioridade suspensa até que possam"
+            }
         },
     }
 }

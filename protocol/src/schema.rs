@@ -384,6 +384,9 @@ reason_codes! {
     UnreadableRead = "UNREADABLE_READ", "A reader reported data that could not be understood";
     /// An officer changed the lane.
     OfficerOverride = "OFFICER_OVERRIDE", "Lane changed by an officer";
+    /// The gate's journal cannot be written (e.g. the disk is full): decisions go on, but
+    /// no priority is granted until they can be recorded again.
+    JournalUnavailable = "JOURNAL_UNAVAILABLE", "Gate records cannot be written: priority suspended until they can";
 }
 
 impl fmt::Display for ReasonCode {
