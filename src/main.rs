@@ -6,6 +6,7 @@
 //! - [`demo`]: `demo`, a whole port of entry on one machine.
 //! - `agent`: runs an edge agent from this binary (the demo's gates use it).
 //! - `board`: a virtual lane board on a pseudo-terminal (`aeogate::vboard`).
+//! - `bench`: the benchmark figures (`aeogate::bench`).
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -36,6 +37,21 @@ enum Command {
         /// Shut down gracefully when standard input closes (how the demo stops its agents).
         #[arg(long)]
         stop_on_stdin_eof: bool,
+    },
+    /// Measure the benchmark figures of docs/benchmarks.md, each beside its baseline.
+    Bench {
+        /// Figures by number or name (1/decision, 3/journal, 4/bootstrap, 5/ingest, …);
+        /// none runs every implemented figure.
+        which: Vec<String>,
+        /// Records per kind (default 100,000).
+        #[arg(long, default_value_t = 0)]
+        n: usize,
+        /// The full scale of the targets (1,000,000 records per kind).
+        #[arg(long)]
+        full: bool,
+        /// Also write the results as a Markdown table to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Run a virtual lane board on a pseudo-terminal: prints the tty path for the agent and
     /// runs a lane script (see docs/hardware.md, "Virtual board").
@@ -137,6 +153,9 @@ fn main() -> ExitCode {
             config,
             stop_on_stdin_eof,
         } => run_agent(&config, stop_on_stdin_eof).map(|()| ExitCode::SUCCESS),
+        Command::Bench { which, n, full, out } => {
+            aeogate::bench::run(aeogate::bench::BenchArgs { which, n, full, out }).map(|()| ExitCode::SUCCESS)
+        }
         Command::Board { lane, script } => {
             aeogate::vboard::run_board_cli(&lane, script.as_deref()).map(|()| ExitCode::SUCCESS)
         }
