@@ -36,7 +36,7 @@ use crate::model::{
     AgentRecord, CaseAction, CaseDetail, CaseOutcome, CaseQuery, CaseState, EventQuery, GateHealth,
     Session,
 };
-use crate::service::{Central, check_port};
+use crate::service::{Central, LoginResult, check_port};
 use crate::store::StoreError;
 
 /// Longest long-poll wait on `/registry/changes` (docs/delivery.md).
@@ -100,7 +100,9 @@ impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         if let Some(se) = e.downcast_ref::<StoreError>() {
             let status = match se {
-                StoreError::UnknownOperator(_) => StatusCode::NOT_FOUND,
+                StoreError::UnknownOperator(_) | StoreError::UnknownUser(_) => {
+                    StatusCode::NOT_FOUND
+                }
                 StoreError::Case(CaseError::NotFound(_)) => StatusCode::NOT_FOUND,
                 StoreError::Case(_)
                 | StoreError::GatePortConflict { .. }
@@ -215,6 +217,7 @@ pub fn app(central: Central) -> Router {
         .route("/api/v1/stats/hourly", get(get_hourly))
         .route("/api/v1/export/events.csv", get(get_export_csv))
         .route("/api/v1/export/epcis", get(get_export_epcis))
+        .merge(crate::dashboard::router())
         .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES))
         .merge(ingest)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -444,18 +447,33 @@ struct Login {
 
 async fn post_login(
     State(c): State<Central>,
+    crate::dashboard::session::ClientAddr(addr): crate::dashboard::session::ClientAddr,
     body: Result<Json<Login>, JsonRejection>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Response> {
     let Json(l) = body.map_err(|r| json_rejection(&r))?;
-    let out = c.blocking(move |c| c.login(&l.user, &l.password)).await?;
+    let out = c
+        .blocking(move |c| c.login_limited(&l.user, &l.password, addr))
+        .await?;
     match out {
-        Some((token, s)) => Ok(Json(serde_json::json!({
+        LoginResult::Ok(token, s) => Ok(Json(serde_json::json!({
             "token": token, "user": s.user, "role": s.role, "expires_at": s.expires_at,
-        }))),
-        None => Err(ApiError::new(
+        }))
+        .into_response()),
+        LoginResult::Refused => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "wrong user name or password",
         )),
+        LoginResult::Throttled(wait) => {
+            let secs = wait.as_secs().max(1);
+            let mut r = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed logins; try again in {secs} s"),
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+            Ok(r)
+        }
     }
 }
 
@@ -471,6 +489,15 @@ async fn post_status(
     Path(op): Path<String>,
     body: Result<Json<StatusBody>, JsonRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    if !crate::model::Role::parse(&s.role).is_some_and(crate::model::Role::may_change_registry) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "role {} may not change an operator's status (admin only)",
+                s.role
+            ),
+        ));
+    }
     let op = OperatorId::parse(&op).map_err(|e| ApiError::bad(format!("operator {op:?}: {e}")))?;
     let Json(b) = body.map_err(|r| json_rejection(&r))?;
     if b.reason.trim().is_empty() {
@@ -545,58 +572,13 @@ async fn get_case(
         .parse()
         .map_err(|_| ApiError::bad(format!("case id {id:?} is not a number")))?;
     let detail = c
-        .blocking(move |c| {
-            let store = c.store();
-            let Some(case) = store.case(id)? else {
-                return Err(StoreError::Case(CaseError::NotFound(id)).into());
-            };
-            let mut d = CaseDetail {
-                case,
-                transaction: None,
-                decision: None,
-                declared: Vec::new(),
-                officer_results: Vec::new(),
-                alert: None,
-            };
-            if let Some(txn) = d.case.transaction_id() {
-                for e in store.transaction_events(&txn)? {
-                    match e.entry.body {
-                        protocol::schema::EventBody::Transaction { transaction } => {
-                            d.transaction = Some(transaction);
-                        }
-                        protocol::schema::EventBody::Decision { decision } => {
-                            d.decision = Some(decision);
-                        }
-                        protocol::schema::EventBody::OfficerAction { action }
-                            if matches!(
-                                action.kind,
-                                protocol::schema::ActionKind::InspectionResult { .. }
-                            ) =>
-                        {
-                            d.officer_results.push(action);
-                        }
-                        _ => {}
-                    }
-                }
-                let containers = d
-                    .transaction
-                    .as_ref()
-                    .map(|t| t.containers())
-                    .unwrap_or_default();
-                for cn in containers {
-                    for k in store.consignments_for_container(cn.as_str())? {
-                        if !d.declared.iter().any(|x| x.id == k.id) {
-                            d.declared.push(k);
-                        }
-                    }
-                }
-            }
-            if let crate::model::CaseSubject::Integrity { alert_id, .. } = d.case.subject {
-                d.alert = store.alert(alert_id)?;
-            }
-            Ok(d)
-        })
-        .await?;
+        .blocking(move |c| c.case_detail(id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::from(anyhow::Error::new(StoreError::Case(CaseError::NotFound(
+                id,
+            ))))
+        })?;
     Ok(Json(detail))
 }
 

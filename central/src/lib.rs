@@ -13,11 +13,14 @@
 //! - [`service`]: [`Central`], the operations the API, CLI and demo call.
 //! - [`export`]: CSV and GS1 EPCIS 2.0 JSON-LD exports of decided gate transactions.
 //! - [`api`]: the HTTP routes ([`app`]).
+//! - [`dashboard`]: the staff dashboard in the browser (exceptions, cases, gate health,
+//!   charts, programme benefit figures, registry), merged into [`app`].
 //! - [`server`]: HTTPS / loopback HTTP serving with graceful shutdown ([`serve`]).
 pub mod api;
 pub mod auth;
 pub mod cases;
 pub mod config;
+pub mod dashboard;
 pub mod export;
 pub mod ingest;
 pub mod model;

@@ -119,7 +119,8 @@ enum UserCmd {
     /// Add a staff user; the password is read from standard input.
     Add {
         name: String,
-        #[arg(long, default_value = "officer")]
+        /// `analyst` (views, works cases) or `admin` (also changes the registry).
+        #[arg(long, default_value = "analyst")]
         role: String,
     },
 }

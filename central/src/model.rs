@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
+use protocol::i18n::Lang;
 use protocol::schema::{
     Decision, GateId, GateTransaction, Heartbeat, JournalEntry, LaneDecision, LaneId,
     OfficerAction, ReasonCode,
@@ -332,9 +333,65 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StaffUser {
     pub name: String,
+    /// [`Role::as_str`] of the user's role (older stores may hold legacy names, which
+    /// [`Role::parse`] still reads).
     pub role: String,
     pub password_phc: String,
     pub created_at: Timestamp,
+    /// Language of the dashboard for this user (English when never chosen).
+    #[serde(default)]
+    pub lang: Lang,
+}
+
+/// What a staff member at central may do.
+///
+/// Analysts watch the exceptions and work cases; admins also change the AEO registry
+/// (suspend, reinstate, revoke) and manage users. Least privilege: a role that is not
+/// recognised grants nothing (see [`Role::parse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Views everything; acknowledges, assigns and resolves cases.
+    Analyst,
+    /// An analyst who may also change operators' status and manage users.
+    Admin,
+}
+
+impl Role {
+    /// Every role, least privileged first.
+    pub const ALL: [Role; 2] = [Role::Analyst, Role::Admin];
+
+    /// `analyst` or `admin`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Analyst => "analyst",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Parses a role name (case-insensitive). The names used before roles were fixed are
+    /// still read: `officer` is an analyst and `supervisor` an admin.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "analyst" | "officer" => Some(Self::Analyst),
+            "admin" | "supervisor" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+
+    /// Whether the role may change an operator's AEO status.
+    #[must_use]
+    pub fn may_change_registry(self) -> bool {
+        self == Self::Admin
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A login session.

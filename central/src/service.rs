@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use jiff::{SignedDuration, Timestamp};
+use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
 use protocol::schema::{
     AeoStatus, Change, ChangeBatch, Consignment, GateId, MraRecord, RegistryRecord, SCHEMA_VERSION,
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth;
 use crate::config::Config;
-use crate::model::{AgentRecord, Case, GateStatus, Session, StaffUser, Summary};
+use crate::model::{AgentRecord, Case, CaseDetail, GateStatus, Role, Session, StaffUser, Summary};
 use crate::registry::{self, Format, ImportKind, MAX_BATCH_CHANGES, RowError};
 use crate::signing::Signer;
 use crate::store::{RedbStore, Store};
@@ -48,6 +49,19 @@ struct Inner {
     cases: broadcast::Sender<Case>,
     /// Cancelled when the server shuts down: ends live streams and long polls.
     stop: CancellationToken,
+    /// Failed logins per user name and client address.
+    limiter: std::sync::Mutex<auth::LoginLimiter>,
+}
+
+/// What a rate-limited login attempt came to.
+#[derive(Debug)]
+pub enum LoginResult {
+    /// A new session: its token (the cookie or bearer value) and the session.
+    Ok(String, Session),
+    /// Wrong name or password.
+    Refused,
+    /// Too many recent failures; try again after this long.
+    Throttled(SignedDuration),
 }
 
 /// Central's state. Cheap to clone.
@@ -108,6 +122,7 @@ impl Central {
                 registry_seq,
                 cases,
                 stop: CancellationToken::new(),
+                limiter: std::sync::Mutex::new(auth::LoginLimiter::default()),
             }),
         })
     }
@@ -396,10 +411,15 @@ impl Central {
     }
 
     /// Adds a staff user (password hashed with Argon2id using the configured cost).
+    /// `role` is `analyst` or `admin` ([`Role::parse`], which also reads the legacy names).
     ///
     /// # Errors
-    /// When the user exists, the name is malformed or the password is shorter than 8.
+    /// When the user exists, the name is malformed, the role is unknown or the password is
+    /// shorter than 8.
     pub fn add_user(&self, name: &str, password: &str, role: &str) -> anyhow::Result<()> {
+        let Some(role) = Role::parse(role) else {
+            bail!("role {role:?}: expected analyst or admin");
+        };
         if name.is_empty()
             || name.len() > 64
             || !name
@@ -418,11 +438,145 @@ impl Central {
         )?;
         self.inner.store.add_user(&StaffUser {
             name: name.to_owned(),
-            role: role.to_owned(),
+            role: role.as_str().to_owned(),
             password_phc: phc,
             created_at: Timestamp::now(),
+            lang: Lang::default(),
         })?;
         Ok(())
+    }
+
+    /// [`Central::login`] behind the login rate limit ([`auth::LoginLimiter`]): throttled
+    /// attempts are refused without checking the password, and audited.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn login_limited(
+        &self,
+        name: &str,
+        password: &str,
+        addr: Option<std::net::IpAddr>,
+    ) -> anyhow::Result<LoginResult> {
+        let now = Timestamp::now();
+        let wait = self
+            .inner
+            .limiter
+            .lock()
+            .map_err(|_| anyhow::anyhow!("login limiter lock poisoned"))?
+            .check(name, addr, now);
+        if let Some(wait) = wait {
+            let from = addr.map_or_else(|| "unknown address".to_owned(), |a| a.to_string());
+            self.inner.store.audit(
+                name,
+                "login.throttled",
+                &format!("too many failed logins (from {from})"),
+                now,
+            )?;
+            metrics::counter!("central_auth_failures_total", "who" => "throttled").increment(1);
+            return Ok(LoginResult::Throttled(wait));
+        }
+        let out = self.login(name, password)?;
+        let mut l = self
+            .inner
+            .limiter
+            .lock()
+            .map_err(|_| anyhow::anyhow!("login limiter lock poisoned"))?;
+        Ok(match out {
+            Some((token, s)) => {
+                l.succeeded(name);
+                LoginResult::Ok(token, s)
+            }
+            None => {
+                l.failed(name, addr, Timestamp::now());
+                LoginResult::Refused
+            }
+        })
+    }
+
+    /// A case with everything staff need to work it: the gate transaction and its reads,
+    /// the decision, the consignments declared for its containers, the officers'
+    /// inspection results and the alert. `None` when there is no such case.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn case_detail(&self, id: u64) -> anyhow::Result<Option<CaseDetail>> {
+        use protocol::schema::{ActionKind, EventBody};
+        let store = self.store();
+        let Some(case) = store.case(id)? else {
+            return Ok(None);
+        };
+        let mut d = CaseDetail {
+            case,
+            transaction: None,
+            decision: None,
+            declared: Vec::new(),
+            officer_results: Vec::new(),
+            alert: None,
+        };
+        if let Some(txn) = d.case.transaction_id() {
+            for e in store.transaction_events(&txn)? {
+                match e.entry.body {
+                    EventBody::Transaction { transaction } => d.transaction = Some(transaction),
+                    EventBody::Decision { decision } => d.decision = Some(decision),
+                    EventBody::OfficerAction { action }
+                        if matches!(action.kind, ActionKind::InspectionResult { .. }) =>
+                    {
+                        d.officer_results.push(action);
+                    }
+                    _ => {}
+                }
+            }
+            let containers = d
+                .transaction
+                .as_ref()
+                .map(protocol::schema::GateTransaction::containers)
+                .unwrap_or_default();
+            for cn in containers {
+                for k in store.consignments_for_container(cn.as_str())? {
+                    if !d.declared.iter().any(|x| x.id == k.id) {
+                        d.declared.push(k);
+                    }
+                }
+            }
+        }
+        if let crate::model::CaseSubject::Integrity { alert_id, .. } = d.case.subject {
+            d.alert = store.alert(alert_id)?;
+        }
+        Ok(Some(d))
+    }
+
+    /// Ends a session (logout), audited.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn logout(&self, token: &str) -> anyhow::Result<()> {
+        let hash = auth::hash_token(token);
+        if let Some(s) = self.inner.store.session(&hash)? {
+            self.inner.store.delete_session(&hash)?;
+            self.inner
+                .store
+                .audit(&s.user, "logout", "session closed", Timestamp::now())?;
+        }
+        Ok(())
+    }
+
+    /// Every staff user.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn users(&self) -> anyhow::Result<Vec<StaffUser>> {
+        Ok(self.inner.store.users()?)
+    }
+
+    /// Sets a user's dashboard language.
+    ///
+    /// # Errors
+    /// When the user does not exist, or store errors.
+    pub fn set_user_lang(&self, name: &str, lang: Lang) -> anyhow::Result<()> {
+        Ok(self
+            .inner
+            .store
+            .set_user_lang(name, lang, Timestamp::now())?)
     }
 
     /// Checks a password and opens a session; returns its token, or `None` when the

@@ -19,6 +19,7 @@ mod redb_store;
 use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
+use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
 use protocol::schema::{
     Change, Consignment, GateId, JournalEntry, RegistryRecord, SequencedChange,
@@ -59,6 +60,8 @@ pub enum StoreError {
     },
     #[error("user {0} already exists")]
     UserExists(String),
+    #[error("user {0} does not exist")]
+    UnknownUser(String),
     #[error(transparent)]
     Case(#[from] CaseError),
 }
@@ -213,6 +216,28 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn put_session(&self, token: &TokenHash, s: &Session) -> Result<(), StoreError>;
     /// A session by token hash (expired ones included; the caller checks).
     fn session(&self, token: &TokenHash) -> Result<Option<Session>, StoreError>;
+    /// Ends a session (logout); ending an unknown one is not an error.
+    fn delete_session(&self, token: &TokenHash) -> Result<(), StoreError>;
+    /// Every staff user, by name.
+    fn users(&self) -> Result<Vec<StaffUser>, StoreError>;
+    /// Sets a user's dashboard language, with an audit entry.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownUser`].
+    fn set_user_lang(&self, name: &str, lang: Lang, at: Timestamp) -> Result<(), StoreError>;
+
+    // -- registry pages -----------------------------------------------------------------
+    /// Operators whose id or name contains `text` (case-insensitive), by id, at most
+    /// `limit`.
+    fn search_operators(&self, text: &str, limit: usize)
+    -> Result<Vec<RegistryRecord>, StoreError>;
+    /// The logged changes about one operator (upserts and status changes), oldest first,
+    /// at most the last `limit`.
+    fn operator_changes(
+        &self,
+        id: &OperatorId,
+        limit: usize,
+    ) -> Result<Vec<LoggedChange>, StoreError>;
 }
 
 /// Encodes a value: version byte, then JSON.

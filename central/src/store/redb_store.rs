@@ -24,6 +24,7 @@ use std::ops::Bound;
 use std::path::Path;
 
 use jiff::{SignedDuration, Timestamp};
+use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
 use protocol::schema::{
     ActionKind, Change, Consignment, EventBody, GateId, JournalEntry, LaneDecision, MraRecord,
@@ -1323,6 +1324,101 @@ impl Store for RedbStore {
         let v = t.get(token.as_slice())?;
         v.map(|g| decode("sessions_v1", "session", g.value()))
             .transpose()
+    }
+
+    fn delete_session(&self, token: &TokenHash) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(SESSIONS)?.remove(token.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn users(&self) -> Result<Vec<StaffUser>, StoreError> {
+        let r = self.read()?;
+        let t = r.open_table(USERS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push(decode("users_v1", k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn set_user_lang(&self, name: &str, lang: Lang, at: Timestamp) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(USERS)?;
+            let mut user: StaffUser = match t.get(name)? {
+                Some(g) => decode("users_v1", name, g.value())?,
+                None => return Err(StoreError::UnknownUser(name.to_owned())),
+            };
+            user.lang = lang;
+            t.insert(name, encode(&user)?.as_slice())?;
+        }
+        write_audit(
+            &tx,
+            name,
+            "user.lang",
+            &format!("language {}", lang.tag()),
+            at,
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn search_operators(
+        &self,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<RegistryRecord>, StoreError> {
+        let needle = text.trim().to_lowercase();
+        let r = self.read()?;
+        let t = r.open_table(OPERATORS)?;
+        let mut out = Vec::new();
+        // A full scan: the registry is tens of thousands of rows, read in one snapshot.
+        for row in t.iter()? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = row?;
+            let key = k.value();
+            let rec: Versioned<RegistryRecord> = decode("operators_v1", key, v.value())?;
+            if key.to_lowercase().contains(&needle)
+                || rec.value.name.to_lowercase().contains(&needle)
+            {
+                out.push(rec.value);
+            }
+        }
+        Ok(out)
+    }
+
+    fn operator_changes(
+        &self,
+        id: &OperatorId,
+        limit: usize,
+    ) -> Result<Vec<LoggedChange>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let r = self.read()?;
+        let t = r.open_table(CHANGES)?;
+        let mut out: std::collections::VecDeque<LoggedChange> = std::collections::VecDeque::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let logged: LoggedChange = decode("changes_v1", k.value(), v.value())?;
+            let about = match &logged.change {
+                Change::UpsertOperator { record } => &record.operator == id,
+                Change::SetStatus { operator, .. } => operator == id,
+                _ => false,
+            };
+            if about {
+                if out.len() == limit {
+                    out.pop_front();
+                }
+                out.push_back(logged);
+            }
+        }
+        Ok(out.into())
     }
 }
 

@@ -1,0 +1,113 @@
+//! The gate health grid: one card per gate with its last heartbeat, replica sequence and
+//! age, backlog, device faults and clock offset. Stale gates (no heartbeat within
+//! `stale_after`) are red; degraded ones (a device down, a backlog waiting, an old
+//! replica, a clock off by more than [`CLOCK_WARN_MS`]) are amber.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use jiff::{SignedDuration, Timestamp};
+use maud::html;
+
+use super::session::UiSession;
+use super::{Nav, T, fmt_duration, fmt_time, internal, layout};
+use crate::model::GateStatus;
+use crate::service::Central;
+
+/// Clock offset beyond which a gate's timestamps are suspect (ms).
+pub const CLOCK_WARN_MS: i64 = 5_000;
+/// A replica older than this cannot give FAST at the gate under the default policy.
+pub const REPLICA_WARN: SignedDuration = SignedDuration::from_mins(15);
+
+/// How a gate looks on the grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    Degraded,
+    Stale,
+}
+
+/// Classifies a gate; the reasons for `Degraded` are listed.
+#[must_use]
+pub fn classify(g: &GateStatus, now: Timestamp) -> (Health, Vec<String>) {
+    if g.stale {
+        return (Health::Stale, vec!["no recent heartbeat".into()]);
+    }
+    let mut why = Vec::new();
+    if let Some(h) = &g.last_heartbeat {
+        let down = h.heartbeat.devices.iter().filter(|d| !d.up).count();
+        if down > 0 {
+            why.push(format!("{down} device(s) down"));
+        }
+        if h.heartbeat.backlog > 0 {
+            why.push(format!("backlog {}", h.heartbeat.backlog));
+        }
+        match h.heartbeat.replica_as_of {
+            Some(a) if now.duration_since(a) > REPLICA_WARN => why.push("replica old".into()),
+            None => why.push("no replica".into()),
+            Some(_) => {}
+        }
+        if h.clock_offset_ms.abs() > CLOCK_WARN_MS {
+            why.push(format!("clock off by {} ms", h.clock_offset_ms));
+        }
+    }
+    if why.is_empty() {
+        (Health::Healthy, why)
+    } else {
+        (Health::Degraded, why)
+    }
+}
+
+/// `GET /gates`.
+pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
+    let l = s.lang;
+    let now = Timestamp::now();
+    let gates = match c.blocking(move |c| c.gates(now)).await {
+        Ok(g) => g,
+        Err(e) => return internal(&e),
+    };
+    let body = html! {
+        @if gates.is_empty() { p.muted { (T::NoGates.get(l)) } }
+        div.grid {
+            @for g in &gates {
+                @let (health, why) = classify(g, now);
+                @let (class, label) = match health {
+                    Health::Stale => ("gate stale", T::Stale.get(l)),
+                    Health::Degraded => ("gate degraded", T::Degraded.get(l)),
+                    Health::Healthy => ("gate ok", T::Healthy.get(l)),
+                };
+                article class=(class) data-gate=(g.gate) {
+                    h2 { (g.gate) " " span.health { (label) } }
+                    p.small { (T::Port.get(l)) " " (g.port) @if !why.is_empty() { " · " (why.join(", ")) } }
+                    dl {
+                        dt { (T::LastHeartbeat.get(l)) }
+                        dd { @match &g.last_heartbeat {
+                            Some(h) => { (fmt_duration(now.duration_since(h.received_at))) " " (T::Ago.get(l)) " (" (fmt_time(h.received_at)) ")" },
+                            None => { (T::Never.get(l)) },
+                        } }
+                        @if let Some(h) = &g.last_heartbeat {
+                            dt { (T::ReplicaSeq.get(l)) }
+                            dd { (h.heartbeat.replica_seq)
+                                @if let Some(a) = h.heartbeat.replica_as_of { ", " (T::Age.get(l)) " " (fmt_duration(now.duration_since(a))) } }
+                            dt { (T::Backlog.get(l)) }
+                            dd class=(if h.heartbeat.backlog > 0 { "warn" } else { "" }) { (h.heartbeat.backlog)
+                                @if let Some(o) = h.heartbeat.oldest_unacked_at { " (" (fmt_duration(now.duration_since(o))) ")" } }
+                            dt { (T::DeviceFaults.get(l)) }
+                            dd { @let down: Vec<_> = h.heartbeat.devices.iter().filter(|d| !d.up).collect();
+                                @if down.is_empty() { (T::None.get(l)) }
+                                @for d in down { span.fault { (d.device) @if let Some(lane) = &d.lane { " (" (lane) ")" } ": " (d.detail) } " " } }
+                            dt { (T::ClockOffset.get(l)) }
+                            dd class=(if h.clock_offset_ms.abs() > CLOCK_WARN_MS { "warn" } else { "" }) { (h.clock_offset_ms) " ms" }
+                        }
+                        dt { (T::Acked.get(l)) } dd { (g.acked_through) }
+                        dt { (T::EventsStored.get(l)) } dd { (g.events_stored) }
+                    }
+                }
+            }
+        }
+    };
+    let mut r = layout(&s, Nav::Gates, T::Gates.get(l), body).into_response();
+    // The grid is a wall display: refresh it every 15 s.
+    r.headers_mut()
+        .insert("refresh", axum::http::HeaderValue::from_static("15"));
+    r
+}

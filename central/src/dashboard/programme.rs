@@ -1,0 +1,454 @@
+//! The programme page: the benefit figures a customs administration shows its certified
+//! companies — inspection rate, FAST share and median time at gate (transaction opened →
+//! closed) for AEO against non-AEO traffic, per programme and per operator — as charts,
+//! a table and a CSV download.
+//!
+//! A transaction counts as AEO traffic when the decision found every declared party in
+//! the registry with status `ACTIVE`; otherwise (a party unknown, suspended, revoked, …,
+//! or no party at all) it is non-AEO. Per programme, a transaction counts once for each
+//! programme among its active parties; per operator, once for each declared operator.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use maud::html;
+use protocol::schema::{AeoStatus, Decision, EventBody, LaneDecision};
+use uuid::Uuid;
+
+use super::session::UiSession;
+use super::svg;
+use super::{Nav, RANGES, T, fmt_duration, internal, layout, pct, range_start};
+use crate::model::{EventQuery, StoredEvent};
+use crate::service::Central;
+
+/// Most events one page view reads (the newest are kept when a range holds more).
+pub const MAX_EVENTS: usize = 200_000;
+
+/// Figures for one group of transactions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    pub transactions: u64,
+    pub inspected: u64,
+    pub fast: u64,
+    /// Seconds at the gate, one per transaction whose gate transaction was stored.
+    times_s: Vec<i64>,
+}
+
+impl Figures {
+    fn add(&mut self, d: &Decision, time_s: Option<i64>) {
+        self.transactions += 1;
+        match d.decision {
+            LaneDecision::Inspect => self.inspected += 1,
+            LaneDecision::Fast => self.fast += 1,
+            LaneDecision::Standard => {}
+        }
+        if let Some(t) = time_s {
+            self.times_s.push(t);
+        }
+    }
+
+    /// Inspected / transactions (0 when none).
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn inspection_rate(&self) -> f64 {
+        if self.transactions == 0 {
+            0.0
+        } else {
+            self.inspected as f64 / self.transactions as f64
+        }
+    }
+
+    /// FAST / transactions (0 when none).
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn fast_share(&self) -> f64 {
+        if self.transactions == 0 {
+            0.0
+        } else {
+            self.fast as f64 / self.transactions as f64
+        }
+    }
+
+    /// Median seconds at the gate (the lower middle for an even count), if any.
+    #[must_use]
+    pub fn median_time_s(&self) -> Option<i64> {
+        let mut t = self.times_s.clone();
+        t.sort_unstable();
+        t.get(t.len().saturating_sub(1) / 2).copied()
+    }
+}
+
+/// The benefit figures over a set of stored events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Benefits {
+    pub aeo: Figures,
+    pub non_aeo: Figures,
+    /// By programme code (e.g. `EU-AEO`), AEO traffic only.
+    pub per_programme: BTreeMap<String, Figures>,
+    /// By operator id, with the operator's name as declared.
+    pub per_operator: BTreeMap<String, (String, Figures)>,
+    /// Whether the read stopped at [`MAX_EVENTS`].
+    pub truncated: bool,
+}
+
+/// Whether a decision's traffic is AEO traffic (see the module documentation).
+#[must_use]
+pub fn is_aeo(d: &Decision) -> bool {
+    !d.parties.is_empty()
+        && d.parties
+            .iter()
+            .all(|p| p.status == Some(AeoStatus::Active))
+}
+
+/// Computes the figures from events (decisions and gate transactions, in any order).
+#[must_use]
+pub fn benefits(events: &[StoredEvent]) -> Benefits {
+    let mut times: HashMap<Uuid, i64> = HashMap::new();
+    for e in events {
+        if let EventBody::Transaction { transaction: t } = &e.entry.body {
+            times.insert(t.id, t.closed_at.duration_since(t.opened_at).as_secs());
+        }
+    }
+    let mut b = Benefits::default();
+    for e in events {
+        let EventBody::Decision { decision: d } = &e.entry.body else {
+            continue;
+        };
+        let time = times.get(&d.transaction_id).copied();
+        let aeo = is_aeo(d);
+        if aeo {
+            b.aeo.add(d, time)
+        } else {
+            b.non_aeo.add(d, time)
+        }
+        let mut programmes: Vec<&str> = Vec::new();
+        let mut operators: Vec<String> = Vec::new();
+        for p in &d.parties {
+            let Some(op) = &p.operator else { continue };
+            if p.status == Some(AeoStatus::Active) && aeo {
+                let code = op.programme().code();
+                if !programmes.contains(&code) {
+                    programmes.push(code);
+                }
+            }
+            let key = op.to_string();
+            if !operators.contains(&key) {
+                b.per_operator
+                    .entry(key.clone())
+                    .or_insert_with(|| (p.name.clone(), Figures::default()))
+                    .1
+                    .add(d, time);
+                operators.push(key);
+            }
+        }
+        for code in programmes {
+            b.per_programme
+                .entry(code.to_owned())
+                .or_default()
+                .add(d, time);
+        }
+    }
+    b
+}
+
+fn load(c: &Central, from: Option<Timestamp>) -> anyhow::Result<Benefits> {
+    let mut events = Vec::new();
+    let mut cursor = None;
+    let mut truncated = false;
+    // Bounded: at most MAX_EVENTS / 1000 + 1 pages.
+    for _ in 0..=(MAX_EVENTS / 1000) {
+        let page = c.store().events(&EventQuery {
+            from,
+            cursor: cursor.take(),
+            limit: 1000,
+            ..EventQuery::default()
+        })?;
+        events.extend(page.items.into_iter().filter(|e| {
+            matches!(
+                e.entry.body,
+                EventBody::Decision { .. } | EventBody::Transaction { .. }
+            )
+        }));
+        match page.next_cursor {
+            Some(n) if events.len() < MAX_EVENTS => cursor = Some(n),
+            Some(_) => {
+                truncated = true;
+                break;
+            }
+            None => break,
+        }
+    }
+    let mut b = benefits(&events);
+    b.truncated = truncated;
+    Ok(b)
+}
+
+fn median_text(f: &Figures) -> String {
+    f.median_time_s().map_or_else(
+        || "—".to_owned(),
+        |s| fmt_duration(jiff::SignedDuration::from_secs(s)),
+    )
+}
+
+/// `GET /programme?hours=`.
+pub async fn page(
+    State(c): State<Central>,
+    s: UiSession,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let l = s.lang;
+    let hours = super::parse_hours(q.get("hours"), 24);
+    let from = range_start(hours, Timestamp::now());
+    let b = match c.blocking(move |c| load(c, from)).await {
+        Ok(b) => b,
+        Err(e) => return internal(&e),
+    };
+    let aeo = T::AeoTraffic.get(l);
+    let non = T::NonAeoTraffic.get(l);
+    #[allow(clippy::cast_precision_loss)]
+    let med = |f: &Figures| f.median_time_s().unwrap_or(0) as f64;
+    let max_med = med(&b.aeo).max(med(&b.non_aeo));
+    let row = |label: String, f: &Figures| {
+        html! {
+            tr { td { (label) } td.num { (f.transactions) } td.num { (pct(f.inspection_rate())) } td.num { (pct(f.fast_share())) } td.num { (median_text(f)) } }
+        }
+    };
+    let body = html! {
+        p { (T::BenefitsIntro.get(l)) }
+        form.filters method="get" action="/programme" {
+            label { (T::Range.get(l)) select name="hours" {
+                @for (h, t) in RANGES { option value=(h) selected[h == hours] { (t.get(l)) } }
+            } }
+            button { (T::Show.get(l)) }
+            a.button href={"/programme.csv?hours=" (hours)} download { (T::DownloadCsv.get(l)) }
+        }
+        @if b.truncated { p.warn { (T::Truncated.get(l)) } }
+        div.charts2 {
+            (svg::hbars(T::InspectionRate.get(l), &[(aeo.to_owned(), b.aeo.inspection_rate(), "fast"), (non.to_owned(), b.non_aeo.inspection_rate(), "inspect")], 1.0, &|v| pct(v)))
+            (svg::hbars(T::FastShare.get(l), &[(aeo.to_owned(), b.aeo.fast_share(), "fast"), (non.to_owned(), b.non_aeo.fast_share(), "inspect")], 1.0, &|v| pct(v)))
+            (svg::hbars(T::MedianTime.get(l), &[(aeo.to_owned(), med(&b.aeo), "fast"), (non.to_owned(), med(&b.non_aeo), "inspect")], max_med, &|v| {
+                #[allow(clippy::cast_possible_truncation)]
+                let secs = v as i64;
+                fmt_duration(jiff::SignedDuration::from_secs(secs))
+            }))
+        }
+        table.benefits #benefits {
+            thead { tr { th { (T::Group.get(l)) } th { (T::Transactions.get(l)) } th { (T::InspectionRate.get(l)) } th { (T::FastShare.get(l)) } th { (T::MedianTime.get(l)) } } }
+            tbody {
+                (row(aeo.to_owned(), &b.aeo))
+                (row(non.to_owned(), &b.non_aeo))
+            }
+        }
+        h2 { (T::PerProgramme.get(l)) }
+        table.benefits { thead { tr { th { (T::Programme.get(l)) } th { (T::Transactions.get(l)) } th { (T::InspectionRate.get(l)) } th { (T::FastShare.get(l)) } th { (T::MedianTime.get(l)) } } }
+            tbody { @for (p, f) in &b.per_programme { (row(p.clone(), f)) } } }
+        h2 { (T::PerOperator.get(l)) }
+        table.benefits { thead { tr { th { (T::Operator.get(l)) } th { (T::Transactions.get(l)) } th { (T::InspectionRate.get(l)) } th { (T::FastShare.get(l)) } th { (T::MedianTime.get(l)) } } }
+            tbody { @for (op, (name, f)) in &b.per_operator {
+                tr { td { a href={"/registry/" (op)} { (op) } br; small { (name) } } td.num { (f.transactions) } td.num { (pct(f.inspection_rate())) } td.num { (pct(f.fast_share())) } td.num { (median_text(f)) } }
+            } } }
+    };
+    layout(&s, Nav::Programme, T::Benefits.get(l), body).into_response()
+}
+
+/// Writes the figures as CSV (RFC 4180): one row per group.
+///
+/// # Errors
+/// Only if writing fails.
+pub fn write_csv<W: std::io::Write>(b: &Benefits, out: W) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "group",
+        "key",
+        "name",
+        "transactions",
+        "inspected",
+        "inspection_rate",
+        "fast",
+        "fast_share",
+        "median_time_at_gate_s",
+    ])?;
+    let mut rec = |group: &str, key: &str, name: &str, f: &Figures| {
+        w.write_record([
+            group.to_owned(),
+            key.to_owned(),
+            name.to_owned(),
+            f.transactions.to_string(),
+            f.inspected.to_string(),
+            format!("{:.4}", f.inspection_rate()),
+            f.fast.to_string(),
+            format!("{:.4}", f.fast_share()),
+            f.median_time_s().map(|s| s.to_string()).unwrap_or_default(),
+        ])
+    };
+    rec("traffic", "AEO", "AEO traffic", &b.aeo)?;
+    rec("traffic", "NON_AEO", "non-AEO traffic", &b.non_aeo)?;
+    for (p, f) in &b.per_programme {
+        let name = protocol::operator::Programme::from_code(p).map_or("", |x| x.name());
+        rec("programme", p, name, f)?;
+    }
+    for (op, (name, f)) in &b.per_operator {
+        rec("operator", op, name, f)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// `GET /programme.csv?hours=`.
+pub async fn csv(
+    State(c): State<Central>,
+    _s: UiSession,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let hours = super::parse_hours(q.get("hours"), 24);
+    let from = range_start(hours, Timestamp::now());
+    let out = c
+        .blocking(move |c| {
+            let b = load(c, from)?;
+            let mut buf = Vec::new();
+            write_csv(&b, &mut buf)?;
+            Ok(buf)
+        })
+        .await;
+    match out {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"aeogate-benefits-{hours}h.csv\""),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => internal(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::operator::OperatorId;
+    use protocol::schema::{
+        CloseReason, GateId, GateTransaction, JournalEntry, LaneId, PartyRole, PartyView,
+        ReplicaFreshness, SCHEMA_VERSION,
+    };
+
+    fn ev(body: EventBody) -> StoredEvent {
+        let at: Timestamp = "2025-03-01T10:00:00Z".parse().expect("t");
+        StoredEvent {
+            entry: JournalEntry {
+                v: SCHEMA_VERSION,
+                agent: GateId::parse("G1").expect("gate"),
+                seq: 1,
+                id: Uuid::nil(),
+                at,
+                prev_hash: String::new(),
+                hash: String::new(),
+                body,
+            },
+            received_at: at,
+            chain_ok: true,
+        }
+    }
+
+    fn txn(id: Uuid, secs: i64) -> StoredEvent {
+        let at: Timestamp = "2025-03-01T10:00:00Z".parse().expect("t");
+        ev(EventBody::Transaction {
+            transaction: GateTransaction {
+                v: SCHEMA_VERSION,
+                id,
+                gate: GateId::parse("G1").expect("gate"),
+                lane: LaneId::parse("L1").expect("lane"),
+                opened_at: at,
+                closed_at: at
+                    .checked_add(jiff::SignedDuration::from_secs(secs))
+                    .expect("t"),
+                close_reason: CloseReason::Departure,
+                reads: vec![],
+            },
+        })
+    }
+
+    fn dec(id: Uuid, d: LaneDecision, status: Option<AeoStatus>) -> StoredEvent {
+        ev(EventBody::Decision {
+            decision: Decision {
+                v: SCHEMA_VERSION,
+                transaction_id: id,
+                gate: GateId::parse("G1").expect("gate"),
+                lane: LaneId::parse("L1").expect("lane"),
+                decision: d,
+                route: "r".into(),
+                reasons: vec![],
+                priority: false,
+                decided_at: "2025-03-01T10:00:00Z".parse().expect("t"),
+                replica: ReplicaFreshness {
+                    sequence: 1,
+                    as_of: None,
+                    age_s: None,
+                    stale: false,
+                },
+                consignments: vec![],
+                parties: vec![PartyView {
+                    role: PartyRole::Importer,
+                    operator: Some(OperatorId::parse("EU-AEO:DE123456789012345").expect("op")),
+                    name: "Hafen Import GmbH".into(),
+                    status,
+                    security: true,
+                    mra: None,
+                    contact_point: None,
+                }],
+                policy: "p".into(),
+            },
+        })
+    }
+
+    #[test]
+    fn aeo_and_non_aeo_traffic_are_compared() {
+        let ids: Vec<Uuid> = (1..=4u128).map(Uuid::from_u128).collect();
+        let events = vec![
+            txn(ids[0], 60),
+            dec(ids[0], LaneDecision::Fast, Some(AeoStatus::Active)),
+            txn(ids[1], 100),
+            dec(ids[1], LaneDecision::Fast, Some(AeoStatus::Active)),
+            txn(ids[2], 900),
+            dec(ids[2], LaneDecision::Inspect, Some(AeoStatus::Suspended)),
+            dec(ids[3], LaneDecision::Standard, None),
+        ];
+        let b = benefits(&events);
+        assert_eq!((b.aeo.transactions, b.non_aeo.transactions), (2, 2));
+        assert!((b.aeo.fast_share() - 1.0).abs() < 1e-9);
+        assert!((b.non_aeo.inspection_rate() - 0.5).abs() < 1e-9);
+        assert_eq!(b.aeo.median_time_s(), Some(60));
+        assert_eq!(
+            b.non_aeo.median_time_s(),
+            Some(900),
+            "one of two had a stored transaction"
+        );
+        assert_eq!(
+            b.per_programme.get("EU-AEO").map(|f| f.transactions),
+            Some(2)
+        );
+        let (name, f) = b
+            .per_operator
+            .get("EU-AEO:DE123456789012345")
+            .expect("operator");
+        assert_eq!(
+            (name.as_str(), f.transactions),
+            ("Hafen Import GmbH", 4),
+            "every decision names it"
+        );
+        let mut out = Vec::new();
+        write_csv(&b, &mut out).expect("csv");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("traffic,AEO,AEO traffic,2,0,0.0000,2,1.0000,60")),
+            "{text}"
+        );
+    }
+}

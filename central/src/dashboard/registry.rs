@@ -1,0 +1,252 @@
+//! Registry pages: search an operator by id or name, see its record and status history
+//! from the change log, and (admins only) suspend, reinstate or revoke it with a reason.
+//! Each change shows which gates have applied it: a gate has applied change `seq` when
+//! its last heartbeat reports a replica sequence at or beyond `seq` (operator changes go
+//! to every port).
+
+use std::collections::HashMap;
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use jiff::Timestamp;
+use maud::{Markup, html};
+use protocol::operator::OperatorId;
+use protocol::schema::{AeoStatus, Change};
+use serde::Deserialize;
+
+use super::session::UiSession;
+use super::{Nav, T, error_page, fmt_time, internal, layout};
+use crate::service::Central;
+use crate::store::LoggedChange;
+
+/// Most search results shown.
+const MAX_RESULTS: usize = 50;
+/// Most history entries shown per operator.
+const MAX_HISTORY: usize = 200;
+
+/// `GET /registry?q=`.
+pub async fn search(
+    State(c): State<Central>,
+    s: UiSession,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let l = s.lang;
+    let text = q.get("q").map(|t| t.trim().to_owned()).unwrap_or_default();
+    let t2 = text.clone();
+    let out = c
+        .blocking(move |c| {
+            if t2.is_empty() {
+                return Ok(Vec::new());
+            }
+            // An exact id goes first, then id or name matches.
+            let mut found = Vec::new();
+            if let Ok(id) = OperatorId::parse(&t2)
+                && let Some(r) = c.store().operator(&id)?
+            {
+                found.push(r);
+            }
+            for r in c.store().search_operators(&t2, MAX_RESULTS)? {
+                if !found.iter().any(|f| f.operator == r.operator) {
+                    found.push(r);
+                }
+            }
+            Ok(found)
+        })
+        .await;
+    let found = match out {
+        Ok(f) => f,
+        Err(e) => return internal(&e),
+    };
+    let body = html! {
+        form.filters method="get" action="/registry" {
+            label { (T::Search.get(l)) input name="q" value=(text) placeholder=(T::SearchHint.get(l)) autofocus; }
+            button { (T::Search.get(l)) }
+        }
+        @if !text.is_empty() && found.is_empty() { p.muted { (T::NoOperators.get(l)) } }
+        @if !found.is_empty() {
+            table.operators { thead { tr { th { (T::Operator.get(l)) } th { (T::Name.get(l)) } th { (T::Status.get(l)) } th { (T::Authorisations.get(l)) } } }
+                tbody { @for r in &found { tr {
+                    td { a href={"/registry/" (r.operator)} { (r.operator) } }
+                    td { (r.name) }
+                    td { span class={"status " (r.status.as_str())} { (r.status.as_str()) } }
+                    td { @for a in &r.authorisations { (format!("{a:?}").to_uppercase()) " " } }
+                } } }
+            }
+        }
+    };
+    layout(&s, Nav::Registry, T::Registry.get(l), body).into_response()
+}
+
+fn change_text(ch: &LoggedChange) -> Markup {
+    match &ch.change {
+        Change::UpsertOperator { record } => {
+            html! { (T::Imported.get(protocol::i18n::Lang::En).to_lowercase()) ": " (record.status.as_str()) " (" (record.source) ")" }
+        }
+        Change::SetStatus { status, reason, .. } => {
+            html! { strong { (status.as_str()) } " — " (reason) }
+        }
+        _ => html! {},
+    }
+}
+
+async fn render(
+    c: &Central,
+    s: &UiSession,
+    raw: &str,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let l = s.lang;
+    let id = match OperatorId::parse(raw) {
+        Ok(id) => id,
+        Err(e) => return error_page(s, StatusCode::NOT_FOUND, &format!("operator {raw:?}: {e}")),
+    };
+    let id2 = id.clone();
+    let out = c
+        .blocking(move |c| {
+            let rec = c.store().operator(&id2)?;
+            let history = c.store().operator_changes(&id2, MAX_HISTORY)?;
+            let gates = c.gates(Timestamp::now())?;
+            Ok((rec, history, gates))
+        })
+        .await;
+    let (rec, history, gates) = match out {
+        Ok(x) => x,
+        Err(e) => return internal(&e),
+    };
+    let Some(r) = rec else {
+        return error_page(s, StatusCode::NOT_FOUND, T::NotFound.get(l));
+    };
+    let replica = |g: &crate::model::GateStatus| {
+        g.last_heartbeat
+            .as_ref()
+            .map_or(0, |h| h.heartbeat.replica_seq)
+    };
+    let body = html! {
+        @if let Some((_, e)) = &error { p.error role="alert" { (e) } }
+        dl.record {
+            dt { (T::Name.get(l)) } dd { (r.name) }
+            dt { (T::Programme.get(l)) } dd { (id.programme().name()) " (" (id.programme().code()) ")" }
+            dt { (T::Status.get(l)) } dd { span #op-status class={"status " (r.status.as_str())} { (r.status.as_str()) } " · " (T::Since.get(l)) " " (fmt_time(r.status_since)) }
+            dt { (T::Authorisations.get(l)) } dd { @for a in &r.authorisations { (format!("{a:?}").to_uppercase()) " " } }
+            dt { (T::ValidFrom.get(l)) } dd { (fmt_time(r.valid_from)) }
+            dt { (T::ValidTo.get(l)) } dd { (r.valid_to.map(fmt_time).unwrap_or_else(|| "—".into())) }
+            dt { (T::Role.get(l)) } dd { @for ro in &r.roles { (ro.as_str()) " " } }
+            @if let Some(cp) = &r.contact_point { dt { "Contact" } dd { (cp.name) @if let Some(p) = &cp.phone { " · " (p) } @if let Some(e) = &cp.email { " · " (e) } } }
+        }
+        h2 { (T::StatusHistory.get(l)) }
+        table.history #status-history { thead { tr { th { (T::Seq.get(l)) } th { (T::When.get(l)) } th { (T::Who.get(l)) } th { (T::Change.get(l)) } th { (T::AppliedAt.get(l)) } } }
+            tbody { @for ch in history.iter().rev() {
+                @let applied: Vec<&str> = gates.iter().filter(|g| replica(g) >= ch.seq).map(|g| g.gate.as_str()).collect();
+                tr {
+                    td { (ch.seq) } td { (fmt_time(ch.at)) } td.actor { (ch.actor) } td { (change_text(ch)) }
+                    td.applied { (applied.len()) " / " (gates.len())
+                        @for g in &gates { " " span class=(if replica(g) >= ch.seq { "gate-yes" } else { "gate-no" }) { (g.gate) } } }
+                }
+            } }
+        }
+        h2 { (T::ChangeStatus.get(l)) }
+        @if s.role.may_change_registry() {
+            form.status method="post" action={"/registry/" (id) "/status"} {
+                input type="hidden" name="csrf" value=(s.csrf);
+                label { (T::Status.get(l)) select name="status" #new-status {
+                    option value="SUSPENDED" { (T::Suspend.get(l)) }
+                    option value="ACTIVE" { (T::Reinstate.get(l)) }
+                    option value="REVOKED" { (T::Revoke.get(l)) }
+                } }
+                label.wide { (T::Reason.get(l)) input name="reason" #status-reason required; }
+                button.primary #do-status { (T::ChangeStatus.get(l)) }
+            }
+        } @else {
+            p.muted #admin-only { (T::AdminOnly.get(l)) }
+        }
+    };
+    let title = format!("{} {}", T::Operator.get(l), id);
+    let status = error.map_or(StatusCode::OK, |(st, _)| st);
+    (status, layout(s, Nav::Registry, &title, body)).into_response()
+}
+
+/// `GET /registry/{operator}`.
+pub async fn operator(State(c): State<Central>, s: UiSession, Path(op): Path<String>) -> Response {
+    render(&c, &s, &op, None).await
+}
+
+/// The status change form.
+#[derive(Debug, Deserialize)]
+pub struct StatusForm {
+    csrf: Option<String>,
+    status: String,
+    reason: Option<String>,
+}
+
+/// The statuses staff may set from the dashboard.
+fn parse_status(s: &str) -> Option<AeoStatus> {
+    match s {
+        "SUSPENDED" => Some(AeoStatus::Suspended),
+        "ACTIVE" => Some(AeoStatus::Active),
+        "REVOKED" => Some(AeoStatus::Revoked),
+        _ => None,
+    }
+}
+
+/// `POST /registry/{operator}/status` (admin only): appends a `SET_STATUS` change, which
+/// the store audits with the user and time.
+pub async fn set_status(
+    State(c): State<Central>,
+    s: UiSession,
+    headers: HeaderMap,
+    Path(op): Path<String>,
+    Form(f): Form<StatusForm>,
+) -> Response {
+    if let Err(e) = s.check_csrf_in(f.csrf.as_deref(), &headers) {
+        return e.into_response();
+    }
+    let l = s.lang;
+    if !s.role.may_change_registry() {
+        return error_page(&s, StatusCode::FORBIDDEN, T::AdminOnly.get(l));
+    }
+    let Ok(id) = OperatorId::parse(&op) else {
+        return error_page(&s, StatusCode::NOT_FOUND, T::NotFound.get(l));
+    };
+    let Some(status) = parse_status(&f.status) else {
+        return render(
+            &c,
+            &s,
+            &op,
+            Some((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "status {:?}: expected SUSPENDED, ACTIVE or REVOKED",
+                    f.status
+                ),
+            )),
+        )
+        .await;
+    };
+    let reason = f.reason.unwrap_or_default().trim().to_owned();
+    if reason.is_empty() {
+        return render(
+            &c,
+            &s,
+            &op,
+            Some((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                T::ReasonRequired.get(l).to_owned(),
+            )),
+        )
+        .await;
+    }
+    let user = s.user.clone();
+    match c
+        .blocking(move |c| c.set_status(&id, status, &reason, &user))
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/registry/{op}")).into_response(),
+        Err(e) => match e.downcast_ref::<crate::store::StoreError>() {
+            Some(crate::store::StoreError::UnknownOperator(_)) => {
+                error_page(&s, StatusCode::NOT_FOUND, T::NotFound.get(l))
+            }
+            _ => internal(&e),
+        },
+    }
+}

@@ -1,0 +1,369 @@
+//! Browser sessions: the login form, the session cookie, roles, the CSRF token, the
+//! language choice and logout.
+//!
+//! The cookie holds the same 32-byte session token a `POST /api/v1/login` returns (stored
+//! only as its SHA-256). It is `HttpOnly` (scripts cannot read it), `SameSite=Strict`
+//! (RFC 6265bis §5.4.7: not sent on cross-site requests) and `Secure` whenever central
+//! serves HTTPS.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{DOCTYPE, html};
+use protocol::i18n::Lang;
+use serde::Deserialize;
+
+use super::{T, internal};
+use crate::auth;
+use crate::model::Role;
+use crate::service::{Central, LoginResult};
+
+/// Name of the session cookie.
+pub const COOKIE: &str = "aeogate_session";
+
+/// A logged-in staff member in the browser.
+#[derive(Debug, Clone)]
+pub struct UiSession {
+    /// The session token (from the cookie).
+    pub token: String,
+    pub user: String,
+    pub role: Role,
+    pub lang: Lang,
+    /// The token forms and script calls must echo ([`auth::csrf_token`]).
+    pub csrf: String,
+}
+
+/// Why a state-changing request was refused for its CSRF token (answered `403`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CsrfError {
+    #[error("the request carries no CSRF token")]
+    Missing,
+    #[error("the request's CSRF token is wrong")]
+    Wrong,
+}
+
+impl IntoResponse for CsrfError {
+    fn into_response(self) -> Response {
+        (StatusCode::FORBIDDEN, self.to_string()).into_response()
+    }
+}
+
+impl UiSession {
+    /// Checks the CSRF token a form or call carried.
+    ///
+    /// # Errors
+    /// [`CsrfError`] naming the problem.
+    pub fn check_csrf(&self, sent: Option<&str>) -> Result<(), CsrfError> {
+        match sent {
+            Some(t) if auth::same_secret(t.trim(), &self.csrf) => Ok(()),
+            Some(_) => Err(CsrfError::Wrong),
+            None => Err(CsrfError::Missing),
+        }
+    }
+
+    /// Checks the CSRF token in a form field or, failing that, the `x-csrf-token` header.
+    ///
+    /// # Errors
+    /// As [`UiSession::check_csrf`].
+    pub fn check_csrf_in(&self, form: Option<&str>, headers: &HeaderMap) -> Result<(), CsrfError> {
+        let header = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+        self.check_csrf(form.or(header))
+    }
+}
+
+/// The value of one cookie in a request.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// A local path to return to after login; anything else (other hosts, `//x`) is dropped.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/cases",
+    }
+}
+
+fn login_redirect(parts: &Parts) -> Response {
+    let next = parts
+        .uri
+        .path_and_query()
+        .map_or("/cases", axum::http::uri::PathAndQuery::as_str);
+    let mut q = String::from("/login?next=");
+    for b in next.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.') {
+            q.push(char::from(b));
+        } else {
+            q.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Redirect::to(&q).into_response()
+}
+
+impl FromRequestParts<Central> for UiSession {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, c: &Central) -> Result<Self, Response> {
+        let reject = |parts: &Parts| {
+            if parts.method == Method::GET {
+                login_redirect(parts)
+            } else {
+                (StatusCode::UNAUTHORIZED, "log in first").into_response()
+            }
+        };
+        let Some(token) = cookie(&parts.headers, COOKIE).map(str::to_owned) else {
+            return Err(reject(parts));
+        };
+        let t = token.clone();
+        let found = c
+            .blocking(move |c| {
+                let Some(s) = c.session(&t)? else {
+                    return Ok(None);
+                };
+                let user = c.store().user(&s.user)?;
+                Ok(Some((s, user)))
+            })
+            .await
+            .map_err(|e| internal(&e))?;
+        let Some((s, user)) = found else {
+            return Err(reject(parts));
+        };
+        // A role this build does not know grants nothing.
+        let Some(role) = Role::parse(&s.role) else {
+            return Err((StatusCode::FORBIDDEN, "your account has no central role").into_response());
+        };
+        Ok(UiSession {
+            csrf: auth::csrf_token(&token),
+            token,
+            user: s.user,
+            role,
+            lang: user.map(|u| u.lang).unwrap_or_default(),
+        })
+    }
+}
+
+/// The client's address, when the server passes connection info.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(a)| a.ip()),
+        ))
+    }
+}
+
+fn page_lang(headers: &HeaderMap) -> Lang {
+    headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Lang::from_accept_language)
+        .unwrap_or_default()
+}
+
+fn login_form(l: Lang, next: &str, error: Option<String>) -> maud::Markup {
+    html! {
+        (DOCTYPE)
+        html lang=(l.tag()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (T::LogIn.get(l)) " · " (T::AppName.get(l)) }
+                link rel="stylesheet" href="/assets/app.css";
+            }
+            body.login {
+                main {
+                    h1 { (T::AppName.get(l)) }
+                    @if let Some(e) = error { p.error role="alert" { (e) } }
+                    form method="post" action="/login" {
+                        input type="hidden" name="next" value=(next);
+                        label { (T::User.get(l)) input name="user" autocomplete="username" required autofocus; }
+                        label { (T::Password.get(l)) input name="password" type="password" autocomplete="current-password" required; }
+                        button.primary { (T::LogIn.get(l)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// `GET /login`.
+pub async fn login_page(headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
+    login_form(page_lang(&headers), safe_next(q.next.as_deref()), None).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    user: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// `POST /login`: checks the password (rate-limited) and sets the session cookie.
+pub async fn login_submit(
+    State(c): State<Central>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let l = page_lang(&headers);
+    let next = safe_next(f.next.as_deref()).to_owned();
+    let user = f.user.trim().to_owned();
+    let out = c
+        .blocking(move |c| c.login_limited(&user, &f.password, addr))
+        .await;
+    match out {
+        Err(e) => internal(&e),
+        Ok(LoginResult::Refused) => (
+            StatusCode::UNAUTHORIZED,
+            login_form(l, &next, Some(T::WrongLogin.get(l).to_owned())),
+        )
+            .into_response(),
+        Ok(LoginResult::Throttled(wait)) => {
+            let secs = wait.as_secs().max(1);
+            let msg = format!("{} {secs} {}.", T::Throttled.get(l), T::Seconds.get(l));
+            let mut r = (
+                StatusCode::TOO_MANY_REQUESTS,
+                login_form(l, &next, Some(msg)),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+        Ok(LoginResult::Ok(token, s)) => {
+            let secure = if c.config().tls.is_some() {
+                "; Secure"
+            } else {
+                ""
+            };
+            let max_age = s
+                .expires_at
+                .duration_since(jiff::Timestamp::now())
+                .as_secs()
+                .max(0);
+            let cookie = format!(
+                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+            );
+            let mut r = Redirect::to(&next).into_response();
+            match HeaderValue::from_str(&cookie) {
+                Ok(v) => {
+                    r.headers_mut().insert(header::SET_COOKIE, v);
+                    r
+                }
+                Err(e) => internal(&anyhow::anyhow!("session cookie header: {e}")),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+/// `POST /logout`: ends the session and clears the cookie.
+pub async fn logout(
+    State(c): State<Central>,
+    s: UiSession,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = s.check_csrf_in(f.csrf.as_deref(), &headers) {
+        return e.into_response();
+    }
+    let token = s.token.clone();
+    if let Err(e) = c.blocking(move |c| c.logout(&token)).await {
+        return internal(&e);
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("aeogate_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    r
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LangForm {
+    csrf: Option<String>,
+    lang: String,
+}
+
+/// `POST /lang`: stores the user's language and goes back to the page.
+pub async fn set_lang(
+    State(c): State<Central>,
+    s: UiSession,
+    headers: HeaderMap,
+    Form(f): Form<LangForm>,
+) -> Response {
+    if let Err(e) = s.check_csrf_in(f.csrf.as_deref(), &headers) {
+        return e.into_response();
+    }
+    let Some(lang) = Lang::parse(&f.lang) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("language {:?}: expected en, es or pt", f.lang),
+        )
+            .into_response();
+    };
+    let user = s.user.clone();
+    if let Err(e) = c.blocking(move |c| c.set_user_lang(&user, lang)).await {
+        return internal(&e);
+    }
+    // Back to the page the selector was on (same origin only).
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| {
+            let host = headers.get(header::HOST)?.to_str().ok()?;
+            let rest = r.split_once("://")?.1;
+            rest.strip_prefix(host).map(str::to_owned)
+        });
+    Redirect::to(safe_next(back.as_deref())).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_login() {
+        assert_eq!(safe_next(Some("/cases/4")), "/cases/4");
+        assert_eq!(safe_next(Some("//evil.example/")), "/cases");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/cases");
+        assert_eq!(safe_next(Some("/\\evil")), "/cases");
+        assert_eq!(safe_next(None), "/cases");
+    }
+
+    #[test]
+    fn cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; aeogate_session=abc ; b=2"),
+        );
+        assert_eq!(cookie(&h, COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+}

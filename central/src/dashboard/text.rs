@@ -1,0 +1,199 @@
+//! The dashboard's own UI strings in English, Spanish and Portuguese.
+//!
+//! Reason texts are shared with the officer console and come from [`protocol::i18n`];
+//! this table holds only the words of central's pages. Each key carries all three texts
+//! in one line, so a key without a translation does not compile.
+
+use protocol::i18n::Lang;
+
+macro_rules! ui_text {
+    ($($key:ident => $en:literal, $es:literal, $pt:literal;)*) => {
+        /// A UI string of the dashboard.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum T { $($key,)* }
+
+        impl T {
+            /// Every key (for the completeness test).
+            pub const ALL: &'static [T] = &[$(T::$key,)*];
+
+            /// The text in `lang`.
+            #[must_use]
+            pub fn get(self, lang: Lang) -> &'static str {
+                match (self, lang) {
+                    $((T::$key, Lang::En) => $en,
+                      (T::$key, Lang::Es) => $es,
+                      (T::$key, Lang::Pt) => $pt,)*
+                }
+            }
+        }
+    };
+}
+
+ui_text! {
+    AppName => "AEO gate central", "Central de puertas OEA", "Central de portões OEA";
+    Exceptions => "Exceptions", "Excepciones", "Exceções";
+    Gates => "Gate health", "Estado de puertas", "Estado dos portões";
+    Charts => "Charts", "Gráficos", "Gráficos";
+    Programme => "Programme", "Programa", "Programa";
+    Registry => "Registry", "Registro", "Registro";
+    LogOut => "Log out", "Cerrar sesión", "Sair";
+    LogIn => "Log in", "Iniciar sesión", "Entrar";
+    User => "User", "Usuario", "Usuário";
+    Password => "Password", "Contraseña", "Senha";
+    WrongLogin => "Wrong user name or password.", "Usuario o contraseña incorrectos.", "Usuário ou senha incorretos.";
+    Throttled => "Too many failed attempts. Try again in", "Demasiados intentos fallidos. Inténtelo de nuevo en", "Tentativas falhadas demais. Tente novamente em";
+    Seconds => "seconds", "segundos", "segundos";
+    Language => "Language", "Idioma", "Idioma";
+    Save => "Save", "Guardar", "Salvar";
+    Filter => "Filter", "Filtrar", "Filtrar";
+    Any => "any", "cualquiera", "qualquer";
+    Port => "Port", "Puerto", "Porto";
+    Gate => "Gate", "Puerta", "Portão";
+    Lane => "Lane", "Carril", "Faixa";
+    Reason => "Reason", "Motivo", "Motivo";
+    State => "State", "Estado", "Estado";
+    Since => "Since", "Desde", "Desde";
+    LastHour => "last hour", "última hora", "última hora";
+    Last6h => "last 6 hours", "últimas 6 horas", "últimas 6 horas";
+    Last24h => "last 24 hours", "últimas 24 horas", "últimas 24 horas";
+    Last3d => "last 3 days", "últimos 3 días", "últimos 3 dias";
+    Last7d => "last 7 days", "últimos 7 días", "últimos 7 dias";
+    AllTime => "all time", "todo", "tudo";
+    StateOpen => "Open", "Abierto", "Aberto";
+    StateAcknowledged => "Acknowledged", "Reconocido", "Reconhecido";
+    StateResolved => "Resolved", "Resuelto", "Resolvido";
+    Case => "Case", "Caso", "Caso";
+    Opened => "Opened", "Abierto el", "Aberto em";
+    Subject => "Subject", "Asunto", "Assunto";
+    Assignee => "Assignee", "Asignado a", "Atribuído a";
+    NoCases => "No cases match.", "Ningún caso coincide.", "Nenhum caso corresponde.";
+    Live => "Live: new exceptions appear here without reloading.", "En vivo: las nuevas excepciones aparecen aquí sin recargar.", "Ao vivo: novas exceções aparecem aqui sem recarregar.";
+    Older => "Older cases", "Casos anteriores", "Casos anteriores";
+    IntegrityAlert => "Integrity alert", "Alerta de integridad", "Alerta de integridade";
+    Decision => "Decision", "Decisión", "Decisão";
+    Reasons => "Reasons", "Motivos", "Motivos";
+    Route => "Route", "Ruta", "Rota";
+    Transaction => "Gate transaction", "Transacción de puerta", "Transação de portão";
+    Closed => "Closed", "Cerrada", "Fechada";
+    TimeAtGate => "Time at gate", "Tiempo en puerta", "Tempo no portão";
+    Reads => "Reads", "Lecturas", "Leituras";
+    Source => "Source", "Fuente", "Fonte";
+    Device => "Device", "Dispositivo", "Dispositivo";
+    Value => "Value", "Valor", "Valor";
+    Raw => "Raw", "Bruto", "Bruto";
+    Count => "Count", "Veces", "Vezes";
+    EnteredBy => "Entered by", "Ingresado por", "Inserido por";
+    Declared => "Declared (advance cargo data)", "Declarado (datos anticipados de carga)", "Declarado (dados antecipados de carga)";
+    Consignment => "Consignment", "Envío", "Remessa";
+    Container => "Container", "Contenedor", "Contêiner";
+    Seals => "Seals", "Precintos", "Lacres";
+    ESeals => "E-seals", "Precintos electrónicos", "Lacres eletrônicos";
+    Parties => "Parties", "Partes", "Partes";
+    Role => "Role", "Función", "Função";
+    Operator => "Operator", "Operador", "Operador";
+    Name => "Name", "Nombre", "Nome";
+    Status => "Status", "Estado", "Situação";
+    Security => "Security", "Seguridad", "Segurança";
+    Mra => "MRA", "ARM", "ARM";
+    Holds => "Holds", "Retenciones", "Retenções";
+    Replica => "Registry replica", "Réplica del registro", "Réplica do registro";
+    Age => "age", "antigüedad", "idade";
+    OfficerResults => "Officer's inspection result", "Resultado de inspección del oficial", "Resultado da inspeção do oficial";
+    NoOfficerResult => "No inspection result recorded at the gate yet.", "Aún no se registró resultado de inspección en la puerta.", "Nenhum resultado de inspeção registrado no portão ainda.";
+    History => "Case history", "Historial del caso", "Histórico do caso";
+    When => "When", "Cuándo", "Quando";
+    Who => "Who", "Quién", "Quem";
+    What => "What", "Qué", "O quê";
+    Acknowledge => "Acknowledge", "Reconocer", "Reconhecer";
+    Assign => "Assign", "Asignar", "Atribuir";
+    Resolve => "Resolve", "Resolver", "Resolver";
+    Outcome => "Outcome", "Resultado", "Resultado";
+    Note => "Note", "Nota", "Nota";
+    NewSeal => "New seal number", "Nuevo número de precinto", "Novo número do lacre";
+    OutcomeIntact => "Seal verified intact", "Precinto verificado intacto", "Lacre verificado intacto";
+    OutcomeReplaced => "Seal replaced", "Precinto reemplazado", "Lacre substituído";
+    OutcomeDiscrepancy => "Discrepancy confirmed", "Discrepancia confirmada", "Discrepância confirmada";
+    OutcomeFalseRead => "False read", "Lectura falsa", "Leitura falsa";
+    CaseResolved => "This case is resolved.", "Este caso está resuelto.", "Este caso está resolvido.";
+    Alert => "Alert", "Alerta", "Alerta";
+    Stale => "STALE", "SIN CONTACTO", "SEM CONTATO";
+    Degraded => "DEGRADED", "DEGRADADA", "DEGRADADO";
+    Healthy => "OK", "OK", "OK";
+    LastHeartbeat => "Last heartbeat", "Último latido", "Último sinal";
+    Never => "never", "nunca", "nunca";
+    Ago => "ago", "atrás", "atrás";
+    ReplicaSeq => "Replica sequence", "Secuencia de réplica", "Sequência da réplica";
+    Backlog => "Backlog (not yet at central)", "Pendientes (aún no en la central)", "Pendentes (ainda não na central)";
+    DeviceFaults => "Device faults", "Fallas de dispositivos", "Falhas de dispositivos";
+    None => "none", "ninguna", "nenhuma";
+    ClockOffset => "Clock offset", "Desfase de reloj", "Desvio do relógio";
+    Acked => "Acknowledged through", "Confirmado hasta", "Confirmado até";
+    EventsStored => "Events stored", "Eventos almacenados", "Eventos armazenados";
+    NoGates => "No gate has registered yet.", "Ninguna puerta se ha registrado aún.", "Nenhum portão se registrou ainda.";
+    Range => "Range", "Período", "Período";
+    Show => "Show", "Mostrar", "Mostrar";
+    DecisionsPerHour => "Decisions per hour", "Decisiones por hora", "Decisões por hora";
+    ExceptionRate => "Exception rate", "Tasa de excepciones", "Taxa de exceções";
+    FastShare => "FAST share", "Proporción FAST", "Proporção FAST";
+    NoData => "No decisions in this range.", "No hay decisiones en este período.", "Nenhuma decisão neste período.";
+    AllGates => "all gates", "todas las puertas", "todos os portões";
+    Benefits => "Benefits of AEO certification", "Beneficios de la certificación OEA", "Benefícios da certificação OEA";
+    BenefitsIntro => "Traffic whose declared parties are all certified and active (AEO) against the rest, over the selected range.", "Tráfico cuyas partes declaradas están todas certificadas y activas (OEA) frente al resto, en el período elegido.", "Tráfego cujas partes declaradas estão todas certificadas e ativas (OEA) em comparação com o restante, no período escolhido.";
+    Group => "Group", "Grupo", "Grupo";
+    Transactions => "Transactions", "Transacciones", "Transações";
+    InspectionRate => "Inspection rate", "Tasa de inspección", "Taxa de inspeção";
+    MedianTime => "Median time at gate", "Tiempo mediano en puerta", "Tempo mediano no portão";
+    AeoTraffic => "AEO", "OEA", "OEA";
+    NonAeoTraffic => "non-AEO", "no OEA", "não OEA";
+    PerProgramme => "Per programme", "Por programa", "Por programa";
+    PerOperator => "Per operator", "Por operador", "Por operador";
+    DownloadCsv => "Download CSV", "Descargar CSV", "Baixar CSV";
+    Truncated => "Only the most recent events were counted; narrow the range for exact figures.", "Solo se contaron los eventos más recientes; reduzca el período para cifras exactas.", "Apenas os eventos mais recentes foram contados; reduza o período para números exatos.";
+    Search => "Search", "Buscar", "Buscar";
+    SearchHint => "Operator id or name", "Id o nombre del operador", "Id ou nome do operador";
+    NoOperators => "No operator matches.", "Ningún operador coincide.", "Nenhum operador corresponde.";
+    Authorisations => "Authorisations", "Autorizaciones", "Autorizações";
+    ValidFrom => "Valid from", "Válido desde", "Válido desde";
+    ValidTo => "Valid to", "Válido hasta", "Válido até";
+    StatusHistory => "Status history", "Historial de estado", "Histórico de situação";
+    Seq => "Seq", "Sec.", "Seq.";
+    Change => "Change", "Cambio", "Alteração";
+    AppliedAt => "Applied at gates", "Aplicado en puertas", "Aplicado nos portões";
+    ChangeStatus => "Change status", "Cambiar estado", "Alterar situação";
+    Suspend => "Suspend", "Suspender", "Suspender";
+    Reinstate => "Reinstate", "Restablecer", "Restabelecer";
+    Revoke => "Revoke", "Revocar", "Revogar";
+    AdminOnly => "Only an admin may change an operator's status.", "Solo un administrador puede cambiar el estado de un operador.", "Apenas um administrador pode alterar a situação de um operador.";
+    ReasonRequired => "A reason is required.", "Se requiere un motivo.", "Um motivo é obrigatório.";
+    Forbidden => "Your role may not do this.", "Su función no permite esta acción.", "Sua função não permite esta ação.";
+    NotFound => "Not found.", "No encontrado.", "Não encontrado.";
+    Imported => "Imported", "Importado", "Importado";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ui_string_has_text_in_every_language() {
+        for key in T::ALL {
+            for lang in Lang::ALL {
+                assert!(
+                    !key.get(lang).trim().is_empty(),
+                    "{key:?} has no {lang:?} text"
+                );
+            }
+        }
+        // Translated, not copied: most keys differ from English in each language.
+        for lang in [Lang::Es, Lang::Pt] {
+            let same = T::ALL
+                .iter()
+                .filter(|k| k.get(lang) == k.get(Lang::En))
+                .count();
+            assert!(
+                same * 10 < T::ALL.len(),
+                "{lang:?}: {same} keys left in English"
+            );
+        }
+    }
+}
