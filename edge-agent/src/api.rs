@@ -6,20 +6,25 @@
 //! | `GET /api/v1/lanes` | every lane: open transaction, last decision, what the lane shows, its devices, replica freshness, degraded flags |
 //! | `GET /api/v1/transactions?lane=&container=&limit=` | recent transactions with their decisions, newest first |
 //! | `GET /api/v1/transactions/{id}` | one transaction, its decision and officer actions |
-//! | `POST /api/v1/lanes/{lane}/actions` | an officer action (header `X-Officer`), journaled; an override changes the lane |
+//! | `POST /api/v1/lanes/{lane}/actions` | an officer action, attributed to the session's user, journaled; an override changes the lane |
 //! | `GET /api/v1/events` | server-sent events: a `lane` event with the lane's state on every change |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 when the store is open and the console up; body flags a stale replica and down devices |
 //!
-//! Officer authentication comes with the console; until then the `X-Officer` header names
-//! the officer and is recorded in the action.
+//! Everything except `/metrics`, `/healthz`, `/readyz` and the login needs a session
+//! ([`crate::console::auth`]): the session cookie (with the `X-CSRF-Token` header on
+//! state-changing calls) or `Authorization: Bearer <token>` from `POST /api/v1/login`.
+//! The JSON API carries risk reasons, so it is for officers and supervisors only; an
+//! operator account gets 403. Officers may override a lane only towards a stricter one
+//! (FAST → STANDARD → INSPECT); relaxing a lane takes a supervisor. The console's pages
+//! ([`crate::console`]) are merged into the same router, behind the same CSRF layer.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,6 +40,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
 use crate::assembler::{AssemblerEvent, RawRead};
+use crate::console::{Authed, Role, auth::AuthError};
 use crate::runtime::{LaneLive, Shared};
 use crate::sources::mqtt::LaneState;
 use crate::store::ReplicaMeta;
@@ -46,9 +52,14 @@ const MAX_LIMIT: usize = 500;
 /// Longest free text (reason, note) in an officer action.
 const MAX_TEXT: usize = 1000;
 
-/// The console router over the agent's shared state.
-pub fn app(state: Arc<Shared>) -> Router {
-    Router::new()
+/// The console router over the agent's shared state: the JSON API, the console's pages
+/// and probes, behind CSRF protection.
+///
+/// # Errors
+/// The console's account tables cannot be opened.
+pub fn app(state: Arc<Shared>) -> anyhow::Result<Router> {
+    let console = crate::console::console(&state.store, false)?;
+    Ok(Router::new()
         .route("/api/v1/lanes", get(lanes))
         .route("/api/v1/transactions", get(transactions))
         .route("/api/v1/transactions/{id}", get(transaction))
@@ -57,8 +68,11 @@ pub fn app(state: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .merge(crate::console::routes())
+        .layer(axum::Extension(console))
+        .layer(tower_http::csrf::CsrfLayer::new())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
-        .with_state(state)
+        .with_state(state))
 }
 
 /// An API error: status and `{"error": "..."}`.
@@ -68,6 +82,18 @@ pub struct ApiError(StatusCode, String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated { .. } => {
+                ApiError(StatusCode::UNAUTHORIZED, "log in first".into())
+            }
+            AuthError::Forbidden(m) => ApiError(StatusCode::FORBIDDEN, m),
+            AuthError::Internal(m) => internal(m),
+        }
     }
 }
 
@@ -103,7 +129,9 @@ pub struct ReplicaStatus {
     pub stale: bool,
 }
 
-fn replica_status(shared: &Shared, meta: &ReplicaMeta) -> ReplicaStatus {
+/// Replica freshness now, from its bookkeeping.
+#[must_use]
+pub fn replica_status(shared: &Shared, meta: &ReplicaMeta) -> ReplicaStatus {
     let age_s = replica_age_s(meta, Timestamp::now());
     ReplicaStatus {
         sequence: meta.sequence,
@@ -135,7 +163,11 @@ pub struct LaneReport {
     pub degraded: Vec<String>,
 }
 
-async fn lanes(State(s): State<Arc<Shared>>) -> Result<Json<Vec<LaneReport>>, ApiError> {
+async fn lanes(
+    State(s): State<Arc<Shared>>,
+    authed: Authed,
+) -> Result<Json<Vec<LaneReport>>, ApiError> {
+    authed.require_customs()?;
     let meta = replica_meta(&s).await?;
     let replica = replica_status(&s, &meta);
     let health = s.device_health();
@@ -186,8 +218,10 @@ pub struct TransactionRow {
 
 async fn transactions(
     State(s): State<Arc<Shared>>,
+    authed: Authed,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<Vec<TransactionRow>>, ApiError> {
+    authed.require_customs()?;
     let lane = match q.lane.as_deref().filter(|l| !l.is_empty()) {
         Some(l) => Some(LaneId::parse(l).map_err(|e| bad_request(e.to_string()))?),
         None => None,
@@ -235,8 +269,10 @@ pub struct TransactionDetail {
 
 async fn transaction(
     State(s): State<Arc<Shared>>,
+    authed: Authed,
     Path(id): Path<String>,
 ) -> Result<Json<TransactionDetail>, ApiError> {
+    authed.require_customs()?;
     let id = Uuid::parse_str(&id).map_err(|e| bad_request(format!("transaction id: {e}")))?;
     let store = s.store.clone();
     let found = tokio::task::spawn_blocking(move || store.transaction(&id))
@@ -279,21 +315,31 @@ pub struct ActionAccepted {
     pub action: OfficerAction,
 }
 
-fn officer_from(headers: &HeaderMap) -> Result<String, ApiError> {
-    let raw = headers.get("x-officer").ok_or_else(|| {
-        ApiError(
-            StatusCode::UNAUTHORIZED,
-            "header X-Officer (officer name) is required".into(),
-        )
-    })?;
-    let name = raw
-        .to_str()
-        .map_err(|_| bad_request("X-Officer must be printable ASCII"))?
-        .trim();
-    if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
-        return Err(bad_request("X-Officer must be 1..=64 printable characters"));
+/// What the lane shows now for `tx` (an override or the decision), else its journaled
+/// decision; `None` when unknown.
+async fn current_decision(
+    s: &Arc<Shared>,
+    lane: &LaneId,
+    tx: Option<Uuid>,
+) -> Option<LaneDecision> {
+    let tx = tx?;
+    if let Some(shown) = s.live.get(lane).and_then(|l| l.shown)
+        && shown.transaction_id == Some(tx)
+    {
+        return match shown.decision.as_str() {
+            "FAST" => Some(LaneDecision::Fast),
+            "STANDARD" => Some(LaneDecision::Standard),
+            "INSPECT" => Some(LaneDecision::Inspect),
+            _ => None,
+        };
     }
-    Ok(name.to_owned())
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || store.transaction(&tx))
+        .await
+        .ok()?
+        .ok()??
+        .1
+        .map(|d| d.decision)
 }
 
 fn check_text(field: &str, text: &str, required: bool) -> Result<(), ApiError> {
@@ -310,11 +356,12 @@ fn check_text(field: &str, text: &str, required: bool) -> Result<(), ApiError> {
 
 async fn action(
     State(s): State<Arc<Shared>>,
+    authed: Authed,
     Path(lane): Path<String>,
-    headers: HeaderMap,
     body: Result<Json<ActionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<ActionAccepted>), ApiError> {
-    let officer = officer_from(&headers)?;
+    authed.require_customs()?;
+    let officer = authed.user().to_owned();
     let lane = LaneId::parse(&lane).map_err(|e| bad_request(e.to_string()))?;
     let lane_cfg = s
         .lane(&lane)
@@ -328,9 +375,22 @@ async fn action(
     let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
     match &req.kind {
         ActionKind::Confirm => {}
-        ActionKind::Override { reason, note, .. } => {
+        ActionKind::Override { reason, note, to } => {
             check_text("reason", reason, true)?;
             check_text("note", note, false)?;
+            if authed.role() == Role::Officer {
+                let current = current_decision(&s, &lane, req.transaction_id).await;
+                // Unknown current lane: only the strictest is safe without a supervisor.
+                if current.map_or(*to != LaneDecision::Inspect, |c| *to < c) {
+                    return Err(ApiError(
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "an officer may only send a truck to a stricter lane (now {}); relaxing it to {to} takes a supervisor",
+                            current.map_or("unknown", LaneDecision::as_str)
+                        ),
+                    ));
+                }
+            }
         }
         ActionKind::InspectionResult { note, .. } => check_text("note", note, false)?,
         ActionKind::ManualEntry { value } => match value {
@@ -355,7 +415,7 @@ async fn action(
         gate: s.gate.clone(),
         lane: lane.clone(),
         officer: officer.clone(),
-        role: "officer".into(),
+        role: authed.role().as_str().into(),
         at: now,
         kind: req.kind,
     };
@@ -417,7 +477,9 @@ async fn action(
 
 async fn events(
     State(s): State<Arc<Shared>>,
-) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    authed: Authed,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    authed.require_customs()?;
     let stream = BroadcastStream::new(s.live.subscribe())
         .map(|m| {
             Ok(match m {
@@ -430,7 +492,7 @@ async fn events(
             })
         })
         .take_until(s.shutdown.clone().cancelled_owned());
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {

@@ -18,6 +18,7 @@
 //! - [`uplink`]: drains the journal to central; heartbeats.
 //! - [`replication`]: verified, sequenced registry replication from central.
 //! - [`api`]: the console's HTTP JSON API, SSE feed, metrics and health probes.
+//! - [`console`]: the officer console and terminal operator screens, accounts, sessions.
 
 pub mod assembler;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod decider;
 pub mod store;
 pub mod actuators;
 pub mod api;
+pub mod console;
 pub mod replication;
 pub mod runtime;
 pub mod sources;

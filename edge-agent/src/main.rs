@@ -1,7 +1,10 @@
 //! The aeogate edge agent daemon.
 //!
 //! `edge-agent run --config FILE` runs until SIGINT or SIGTERM; `edge-agent check-config
-//! FILE` validates a configuration and prints `OK` or the error with its key and line.
+//! FILE` validates a configuration and prints `OK` or the error with its key and line;
+//! `edge-agent user add NAME --role ROLE [--lang es] --config FILE` creates a console
+//! account (password from the first line of standard input) in the store of a stopped
+//! agent, and `edge-agent user list --config FILE` lists them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +39,79 @@ enum Command {
         /// Configuration file (TOML).
         file: PathBuf,
     },
+    /// Console accounts (run while the agent is stopped: the store is one process's).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create or replace an account; the password is read from the first line of stdin.
+    Add {
+        /// Login name (letters, digits, '.', '_', '-').
+        name: String,
+        /// officer, supervisor or operator.
+        #[arg(long)]
+        role: String,
+        /// Screen language: en, es or pt.
+        #[arg(long, default_value = "en")]
+        lang: String,
+        /// The agent's configuration file (for the store path and gate).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// List accounts (name, role, language).
+    List {
+        /// The agent's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
+    use edge_agent::console::{Role, Users};
+    match cmd {
+        UserCommand::Add {
+            name,
+            role,
+            lang,
+            config,
+        } => {
+            let cfg = Config::load(&config)?;
+            let role = Role::parse(&role)?;
+            let lang = protocol::i18n::Lang::parse(&lang)
+                .with_context(|| format!("language {lang:?}: expected en, es or pt"))?;
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprint!("password for {name}: ");
+            }
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            edge_agent::console::add_user_to_store_file(
+                &cfg.store.path,
+                cfg.gate.id.clone(),
+                &name,
+                password,
+                role,
+                lang,
+            )?;
+            println!("account {name} ({role}, {lang}) saved");
+            Ok(())
+        }
+        UserCommand::List { config } => {
+            let cfg = Config::load(&config)?;
+            let store = edge_agent::store::Store::open(&cfg.store.path, cfg.gate.id.clone())
+                .with_context(|| format!("opening the store {}", cfg.store.path.display()))?;
+            for u in Users::open(&store)?.list()? {
+                println!("{}\t{}\t{}", u.name, u.role, u.lang);
+            }
+            Ok(())
+        }
+    }
 }
 
 fn init_logging(json: bool) {
@@ -60,6 +136,13 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::User { command } => match user_command(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("edge-agent: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -409,12 +409,16 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
     }
 
     tracing::info!(%console_addr, gate = %shared.gate, "console listening");
-    let app = crate::api::app(shared.clone());
+    let app = crate::api::app(shared.clone())?;
     let serve_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(serve_shutdown.cancelled_owned())
-            .await
+        // Client addresses feed the console's login rate limiting.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(serve_shutdown.cancelled_owned())
+        .await
     });
     tracker.close();
 

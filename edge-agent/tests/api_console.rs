@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use edge_agent::config::Config;
+use edge_agent::console::{Role, add_session_to_store_file, add_user_to_store_file};
 use edge_agent::runtime::{AgentHandle, start};
 use protocol::schema::{ActionKind, EventBody, LaneDecision};
 use serde_json::{Value, json};
@@ -47,8 +48,28 @@ bind = "127.0.0.1:0"
     Config::from_toml_str(&text, "test.toml").expect("valid test config")
 }
 
+/// Sessions stored before start, so most tests skip the (deliberately slow) password hash.
+const OFFICER: &str = "officer-session-token-for-tests-0000000001";
+const SUPERVISOR: &str = "supervisor-session-token-for-tests-00000002";
+
 async fn agent(dir: &std::path::Path) -> (AgentHandle, CancellationToken, String) {
     edge_agent::uplink::install_crypto_provider();
+    let gate = protocol::schema::GateId::parse("G1").expect("gate");
+    let store = dir.join("agent.redb");
+    for (name, role, token) in [
+        ("o.smith", Role::Officer, OFFICER),
+        ("s.jones", Role::Supervisor, SUPERVISOR),
+    ] {
+        add_session_to_store_file(
+            &store,
+            gate.clone(),
+            name,
+            role,
+            token,
+            Duration::from_secs(600),
+        )
+        .expect("session stored");
+    }
     let shutdown = CancellationToken::new();
     let handle = start(config(dir), shutdown.clone())
         .await
@@ -71,6 +92,7 @@ async fn lanes_report_a_never_loaded_replica_as_stale_and_ready_stays_up() {
     let c = client();
     let lanes: Value = c
         .get(format!("{base}/api/v1/lanes"))
+        .bearer_auth(OFFICER)
         .send()
         .await
         .expect("get")
@@ -115,11 +137,11 @@ async fn officer_actions_are_validated_then_journaled_with_the_officer() {
         .send()
         .await
         .expect("post");
-    assert_eq!(r.status(), 401, "no X-Officer header");
+    assert_eq!(r.status(), 401, "no session");
     let blank = json!({"transaction_id": tx, "action": "OVERRIDE", "to": "FAST", "reason": "  ", "note": ""});
     let r = c
         .post(&url)
-        .header("X-Officer", "o.smith")
+        .bearer_auth(OFFICER)
         .json(&blank)
         .send()
         .await
@@ -127,7 +149,7 @@ async fn officer_actions_are_validated_then_journaled_with_the_officer() {
     assert_eq!(r.status(), 400, "an override needs a reason");
     let r = c
         .post(format!("{base}/api/v1/lanes/L9/actions"))
-        .header("X-Officer", "o.smith")
+        .bearer_auth(OFFICER)
         .json(&override_body)
         .send()
         .await
@@ -137,7 +159,7 @@ async fn officer_actions_are_validated_then_journaled_with_the_officer() {
         json!({"action": "MANUAL_ENTRY", "value": {"kind": "CONTAINER", "number": "CSQU3054384"}});
     let r = c
         .post(&url)
-        .header("X-Officer", "o.smith")
+        .bearer_auth(OFFICER)
         .json(&bad_container)
         .send()
         .await
@@ -152,7 +174,7 @@ async fn officer_actions_are_validated_then_journaled_with_the_officer() {
 
     let r = c
         .post(&url)
-        .header("X-Officer", "o.smith")
+        .bearer_auth(OFFICER)
         .json(&override_body)
         .send()
         .await
@@ -183,6 +205,7 @@ async fn officer_actions_are_validated_then_journaled_with_the_officer() {
     }
     let lanes: Value = c
         .get(format!("{base}/api/v1/lanes"))
+        .bearer_auth(OFFICER)
         .send()
         .await
         .expect("get")
@@ -220,6 +243,7 @@ async fn sse_streams_lane_changes_and_ends_at_shutdown() {
     let c = reqwest::Client::new();
     let resp = c
         .get(format!("{base}/api/v1/events"))
+        .bearer_auth(OFFICER)
         .send()
         .await
         .expect("sse");
@@ -228,7 +252,7 @@ async fn sse_streams_lane_changes_and_ends_at_shutdown() {
     let tx = uuid::Uuid::now_v7();
     let r = client()
         .post(format!("{base}/api/v1/lanes/L1/actions"))
-        .header("X-Officer", "o.smith")
+        .bearer_auth(SUPERVISOR)
         .json(&json!({"transaction_id": tx, "action": "OVERRIDE", "to": "STANDARD", "reason": "queue", "note": ""}))
         .send()
         .await
@@ -266,7 +290,7 @@ async fn shutdown_closes_the_open_transaction_and_journals_it_with_a_decision() 
     // A manual entry on a lane without a loop opens a transaction.
     let r = c
         .post(format!("{base}/api/v1/lanes/L2/actions"))
-        .header("X-Officer", "o.smith")
+        .bearer_auth(OFFICER)
         .json(&json!({"action": "MANUAL_ENTRY", "value": {"kind": "CONTAINER", "number": "CSQU3054383"}}))
         .send()
         .await
@@ -276,6 +300,7 @@ async fn shutdown_closes_the_open_transaction_and_journals_it_with_a_decision() 
         loop {
             let lanes: Value = c
                 .get(format!("{base}/api/v1/lanes"))
+                .bearer_auth(OFFICER)
                 .send()
                 .await
                 .expect("get")
@@ -306,4 +331,211 @@ async fn shutdown_closes_the_open_transaction_and_journals_it_with_a_decision() 
     assert_eq!(tx.close_reason, protocol::schema::CloseReason::Shutdown);
     assert_eq!(tx.reads[0].entered_by.as_deref(), Some("o.smith"));
     assert!(decision.is_some(), "decided for the record");
+}
+
+#[tokio::test]
+async fn accounts_roles_csrf_and_login_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gate = protocol::schema::GateId::parse("G1").expect("gate");
+    let store = dir.path().join("agent.redb");
+    add_user_to_store_file(
+        &store,
+        gate.clone(),
+        "ana",
+        "ana-password-1",
+        Role::Officer,
+        protocol::i18n::Lang::Es,
+    )
+    .expect("officer account");
+    add_user_to_store_file(
+        &store,
+        gate,
+        "terminal",
+        "terminal-password-1",
+        Role::Operator,
+        protocol::i18n::Lang::En,
+    )
+    .expect("operator account");
+    let (handle, shutdown, base) = agent(dir.path()).await;
+    let c = reqwest::Client::builder()
+        .timeout(STEP)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    // Nothing but login, health and metrics without a session.
+    let r = c
+        .get(format!("{base}/api/v1/lanes"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 401);
+    let r = c.get(format!("{base}/console")).send().await.expect("get");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login");
+    let r = c.get(format!("{base}/login")).send().await.expect("get");
+    assert_eq!(r.status(), 200);
+
+    // Script login: a bearer token; the operator is kept away from reasons and actions.
+    let login = |name: &str, pw: &str| {
+        c.post(format!("{base}/api/v1/login"))
+            .json(&json!({"name": name, "password": pw}))
+            .send()
+    };
+    let r = login("terminal", "terminal-password-1")
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 200);
+    let op: Value = r.json().await.expect("json");
+    let op_token = op["token"].as_str().expect("token").to_owned();
+    assert_eq!(op["role"], "operator");
+    for path in [
+        "/api/v1/lanes",
+        "/api/v1/transactions",
+        "/console",
+        "/console/history",
+    ] {
+        let r = c
+            .get(format!("{base}{path}"))
+            .bearer_auth(&op_token)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 403, "{path} for an operator");
+    }
+    let r = c
+        .post(format!("{base}/api/v1/lanes/L1/actions"))
+        .bearer_auth(&op_token)
+        .json(&json!({"action": "MANUAL_ENTRY", "value": {"kind": "CONTAINER", "number": "CSQU3054383"}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403, "operators cannot act on lanes");
+    let r = c
+        .get(format!("{base}/operator"))
+        .bearer_auth(&op_token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+
+    // Browser login: cookie flags; cookie calls need the CSRF token and a same-site origin.
+    let r = c
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=ana&password=ana-password-1")
+        .send()
+        .await
+        .expect("form login");
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().expect("pair").to_owned();
+    let page = c
+        .get(format!("{base}/console"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("console");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("Consola del oficial"), "Spanish for ana");
+    let csrf = html
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf meta")
+        .to_owned();
+    let manual =
+        json!({"action": "MANUAL_ENTRY", "value": {"kind": "SEAL", "number": "EU1234567"}});
+    let url = format!("{base}/api/v1/lanes/L2/actions");
+    let r = c
+        .post(&url)
+        .header("cookie", &session)
+        .json(&manual)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403, "cookie without CSRF token");
+    let r = c
+        .post(&url)
+        .header("cookie", &session)
+        .header("x-csrf-token", &csrf)
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .json(&manual)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403, "cross-site request");
+    let r = c
+        .post(&url)
+        .header("cookie", &session)
+        .header("x-csrf-token", &csrf)
+        .header("sec-fetch-site", "same-origin")
+        .json(&manual)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 201, "same-origin with token");
+    let accepted: Value = r.json().await.expect("json");
+    assert_eq!(accepted["action"]["officer"], "ana");
+    assert_eq!(accepted["action"]["role"], "officer");
+
+    // An officer may tighten a lane but not relax it.
+    let tx = uuid::Uuid::now_v7();
+    let relax = json!({"transaction_id": tx, "action": "OVERRIDE", "to": "FAST", "reason": "OTHER", "note": ""});
+    let r = c
+        .post(format!("{base}/api/v1/lanes/L1/actions"))
+        .bearer_auth(OFFICER)
+        .json(&relax)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403, "officer relaxing");
+    let r = c
+        .post(format!("{base}/api/v1/lanes/L1/actions"))
+        .bearer_auth(SUPERVISOR)
+        .json(&relax)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 201, "supervisor relaxing");
+
+    // Wrong passwords: refused, then rate limited even with the right one.
+    for _ in 0..5 {
+        let r = login("ana", "not-her-password").await.expect("login");
+        assert_eq!(r.status(), 401);
+    }
+    let r = login("ana", "ana-password-1").await.expect("login");
+    assert_eq!(r.status(), 429, "account locked for a while");
+
+    // Logout ends the session.
+    let r = c
+        .post(format!("{base}/api/v1/logout"))
+        .bearer_auth(&op_token)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(r.status(), 204);
+    let r = c
+        .get(format!("{base}/operator"))
+        .bearer_auth(&op_token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 303, "back to the login page");
+
+    shutdown.cancel();
+    tokio::time::timeout(STEP, handle.join)
+        .await
+        .expect("stops")
+        .expect("joined")
+        .expect("clean stop");
 }

@@ -42,8 +42,21 @@ bind = "127.0.0.1:{console_port}"
     );
     let path = dir.join("agent.toml");
     std::fs::write(&path, text).expect("write config");
+    // The console needs a session; one is stored before the agent starts.
+    edge_agent::console::add_session_to_store_file(
+        &dir.join("agent.redb"),
+        protocol::schema::GateId::parse("G1").expect("gate"),
+        "system-tests",
+        edge_agent::console::Role::Officer,
+        TOKEN,
+        Duration::from_secs(3600),
+    )
+    .expect("console session stored");
     path
 }
+
+/// Bearer token of the stored console session.
+const TOKEN: &str = "system-test-console-session-token-000001";
 
 fn action(i: usize) -> Value {
     match i % 3 {
@@ -66,7 +79,7 @@ async fn burst(base: String, acked: Arc<Mutex<Vec<(u64, String)>>>) {
         .build()
         .expect("client");
     let mut workers = Vec::new();
-    for w in 0..4 {
+    for _ in 0..4 {
         let client = client.clone();
         let base = base.clone();
         let acked = acked.clone();
@@ -74,7 +87,7 @@ async fn burst(base: String, acked: Arc<Mutex<Vec<(u64, String)>>>) {
             for i in 0..2000 {
                 let r = client
                     .post(format!("{base}/api/v1/lanes/L1/actions"))
-                    .header("X-Officer", format!("officer-{w}"))
+                    .bearer_auth(TOKEN)
                     .json(&action(i))
                     .send()
                     .await;
@@ -128,7 +141,7 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_entry_and_keeps_the_chain(
     edge_agent::uplink::install_crypto_provider();
     let r: Value = reqwest::Client::new()
         .post(format!("{}/api/v1/lanes/L1/actions", agent.base))
-        .header("X-Officer", "after-restart")
+        .bearer_auth(TOKEN)
         .json(&json!({"transaction_id": uuid::Uuid::now_v7(), "action": "CONFIRM"}))
         .timeout(STEP)
         .send()

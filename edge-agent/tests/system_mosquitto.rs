@@ -61,13 +61,27 @@ bind = "127.0.0.1:{console_port}"
     );
     let path = dir.join("agent.toml");
     std::fs::write(&path, text).expect("write config");
+    // The console needs a session; one is stored before the agent starts.
+    edge_agent::console::add_session_to_store_file(
+        &dir.join("agent.redb"),
+        protocol::schema::GateId::parse("G1").expect("gate"),
+        "system-tests",
+        edge_agent::console::Role::Officer,
+        TOKEN,
+        Duration::from_secs(3600),
+    )
+    .expect("console session stored");
     path
 }
+
+/// Bearer token of the stored console session.
+const TOKEN: &str = "system-test-console-session-token-000001";
 
 async fn get_json(url: &str) -> Value {
     edge_agent::uplink::install_crypto_provider();
     reqwest::Client::new()
         .get(url)
+        .bearer_auth(TOKEN)
         .timeout(STEP)
         .send()
         .await

@@ -1,0 +1,870 @@
+//! The console's HTML (maud) and its live feeds.
+//!
+//! Live regions are rendered on the server for the viewer's role and language and pushed
+//! as server-sent events (HTML Living Standard §9.2); `console.js` swaps them in. The
+//! officer's forms sit outside the live region, so an update never wipes what is being
+//! typed. The operator's screens are rendered without reason codes or texts at all: what
+//! is not sent cannot leak.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use futures_util::StreamExt as _;
+use jiff::Timestamp;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use protocol::i18n::{Lang, reason_text};
+use protocol::schema::{
+    ActionKind, Decision, InspectionOutcome, LaneDecision, LaneId, OfficerAction, ReadSource,
+    ReadValue,
+};
+use serde::Deserialize;
+use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
+
+use super::auth::{AuthError, Authed};
+use super::text::{OVERRIDE_REASONS, T};
+use super::view::{self, GateStatus, HourFigures, LaneView};
+use crate::runtime::Shared;
+
+const SCRIPT: &str = include_str!("assets/console.js");
+const STYLE: &str = include_str!("assets/console.css");
+/// How often live screens are refreshed even without a lane change (replica age,
+/// device health, backlog).
+const REFRESH: Duration = Duration::from_secs(3);
+
+/// `GET /assets/console.js`.
+pub async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+/// `GET /assets/console.css`.
+pub async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+fn page(lang: Lang, title: &str, who: Option<&Authed>, gate: &str, body: Markup) -> Response {
+    let m = html! {
+        (DOCTYPE)
+        html lang=(lang.tag()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(a) = who { meta name="csrf-token" content=(a.session.csrf); }
+                title { (title) " · " (gate) }
+                link rel="stylesheet" href="/assets/console.css";
+                script src="/assets/console.js" defer {}
+            }
+            body {
+                header.top {
+                    span.brand { "aeogate · " (gate) }
+                    @if let Some(a) = who {
+                        nav {
+                            @if a.role().is_customs() {
+                                a href="/console" { (T::OfficerConsole.get(lang)) }
+                                a href="/console/history" { (T::History.get(lang)) }
+                            }
+                            a href="/operator" { (T::OperatorView.get(lang)) }
+                        }
+                        form.logout method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(a.session.csrf);
+                            span.who { (a.user()) " (" (a.role()) ")" }
+                            button type="submit" { (T::SignOut.get(lang)) }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    };
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+            ),
+        ],
+        m,
+    )
+        .into_response()
+}
+
+/// The login page, with an optional error.
+pub fn login(lang: Lang, error: Option<T>, status: StatusCode) -> Response {
+    let body = html! {
+        section.login {
+            h1 { (T::SignIn.get(lang)) }
+            @if let Some(e) = error { p.error role="alert" { (e.get(lang)) } }
+            form method="post" action="/login" {
+                label { (T::UserName.get(lang)) input name="name" autocomplete="username" required autofocus; }
+                label { (T::Password.get(lang)) input name="password" type="password" autocomplete="current-password" required; }
+                button type="submit" { (T::SignIn.get(lang)) }
+            }
+        }
+    };
+    let mut r = page(lang, T::SignIn.get(lang), None, "", body);
+    *r.status_mut() = status;
+    r
+}
+
+/// `GET /`: the role's screen.
+pub async fn home(authed: Authed) -> Redirect {
+    if authed.role().is_customs() {
+        Redirect::to("/console")
+    } else {
+        Redirect::to("/operator")
+    }
+}
+
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, AuthError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))
+}
+
+fn decision_word(d: LaneDecision, lang: Lang) -> &'static str {
+    match d {
+        LaneDecision::Fast => T::Fast.get(lang),
+        LaneDecision::Standard => T::Standard.get(lang),
+        LaneDecision::Inspect => T::Inspect.get(lang),
+    }
+}
+
+fn parse_decision(s: &str) -> Option<LaneDecision> {
+    match s {
+        "FAST" => Some(LaneDecision::Fast),
+        "STANDARD" => Some(LaneDecision::Standard),
+        "INSPECT" => Some(LaneDecision::Inspect),
+        _ => None,
+    }
+}
+
+fn class_of(d: LaneDecision) -> &'static str {
+    match d {
+        LaneDecision::Fast => "d-fast",
+        LaneDecision::Standard => "d-standard",
+        LaneDecision::Inspect => "d-inspect",
+    }
+}
+
+fn source_word(s: ReadSource) -> &'static str {
+    match s {
+        ReadSource::Rfid => "RFID",
+        ReadSource::Ocr => "OCR",
+        ReadSource::ESealReader => "E-SEAL",
+        ReadSource::Manual => "MANUAL",
+    }
+}
+
+fn hhmmss(t: Timestamp) -> String {
+    t.strftime("%H:%M:%S").to_string()
+}
+
+/// Degraded-lane banner, or nothing.
+fn banner(st: &GateStatus, lane: &LaneId, lang: Lang) -> Markup {
+    let down = st.down_for(lane);
+    html! {
+        @if st.degraded(lane) {
+            div.banner role="alert" {
+                strong { (T::Degraded.get(lang)) }
+                ul {
+                    @for d in &down { li { (T::DeviceDown.get(lang)) ": " (d.device) " — " (d.detail) } }
+                    @if st.replica.stale { li { (T::ReplicaStale.get(lang)) } }
+                    @if st.central_down { li { (T::CentralDown.get(lang)) ": " (st.backlog) } }
+                }
+            }
+        }
+    }
+}
+
+fn replica_line(st: &GateStatus, lang: Lang) -> Markup {
+    html! {
+        p.replica {
+            (T::ReplicaAge.get(lang)) ": "
+            @match st.replica.age_s {
+                Some(a) => { (humantime::format_duration(Duration::from_secs(a))) }
+                None => { (T::NeverLoaded.get(lang)) }
+            }
+            " · seq " (st.replica.sequence)
+        }
+    }
+}
+
+/// The officer's live panel of one lane.
+fn lane_panel(v: &LaneView, st: &GateStatus, lang: Lang) -> Markup {
+    let shown = v.live.shown.as_ref();
+    let tx_id = v
+        .transaction
+        .as_ref()
+        .map(|t| t.id.to_string())
+        .unwrap_or_default();
+    // What the lane shows for this truck (an override wins over the decision).
+    let (word, class, route, overridden, priority) = match (&v.decision, shown) {
+        (Some(d), Some(s)) if s.transaction_id == Some(d.transaction_id) => {
+            let dec = parse_decision(&s.decision).unwrap_or(d.decision);
+            (
+                Some(dec),
+                class_of(dec),
+                s.route.clone(),
+                s.officer_override,
+                s.priority,
+            )
+        }
+        (Some(d), _) => (
+            Some(d.decision),
+            class_of(d.decision),
+            d.route.clone(),
+            false,
+            d.priority,
+        ),
+        (None, _) => (None, "d-none", String::new(), false, false),
+    };
+    let decided = word.map(|w| w.as_str()).unwrap_or("");
+    let exception = v.decision.as_ref().is_some_and(Decision::is_seal_exception);
+    html! {
+        div #lane-live data-tx=(tx_id) data-decision=(decided) data-exception=(exception) data-reading=(v.reading) {
+            (banner(st, &v.live.lane, lang))
+            div.decision.(class) {
+                @if v.reading {
+                    span.word { (T::TruckInLane.get(lang)) "…" }
+                } @else if let Some(w) = word {
+                    span.word { (decision_word(w, lang)) }
+                    span.route { (T::Route.get(lang)) ": " (route) }
+                    @if priority { span.flag { (T::Priority.get(lang)) } }
+                    @if overridden { span.flag { (T::Overridden.get(lang)) } }
+                } @else {
+                    span.word { (T::LaneIdle.get(lang)) }
+                }
+            }
+            @if let Some(d) = &v.decision {
+                section.reasons {
+                    h2 { (T::Reasons.get(lang)) }
+                    ul {
+                        @for r in &d.reasons {
+                            li.(format!("r-{}", r.code.code().to_ascii_lowercase())) {
+                                (reason_text(r.code, lang))
+                                @if !r.detail.is_empty() {
+                                    span.detail {
+                                        @for (k, val) in &r.detail { " " (k) "=" (val) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(tx) = &v.transaction { (reads_tables(tx, v, lang)) }
+            @if let Some(d) = &v.decision { (parties_table(d, lang)) }
+            (replica_line(st, lang))
+        }
+    }
+}
+
+fn reads_tables(tx: &protocol::schema::GateTransaction, v: &LaneView, lang: Lang) -> Markup {
+    let containers = tx.containers();
+    let declared_containers: Vec<String> = v.declared.keys().cloned().collect();
+    let mut declared_seals: Vec<(String, String)> = Vec::new();
+    for (c, cons) in &v.declared {
+        for dc in cons.containers.iter().filter(|dc| dc.number.as_str() == c) {
+            for s in &dc.seals {
+                declared_seals.push((c.clone(), s.to_string()));
+            }
+            for e in &dc.eseals {
+                declared_seals.push((c.clone(), e.to_string()));
+            }
+        }
+    }
+    html! {
+        section.reads {
+            h2 { (T::Containers.get(lang)) }
+            table {
+                thead { tr { th { (T::Read.get(lang)) } th { (T::Source.get(lang)) } th { (T::Declared.get(lang)) } } }
+                tbody {
+                    @for r in &tx.reads {
+                        @if let ReadValue::Container { number } = &r.value {
+                            tr.(if declared_containers.iter().any(|d| d == number.as_str()) { "match" } else { "nomatch" }) {
+                                td.mono { (number) }
+                                td { (source_word(r.source)) " " (r.device) @if let Some(who) = &r.entered_by { " (" (who) ")" } }
+                                td.mono {
+                                    @if declared_containers.iter().any(|d| d == number.as_str()) { (number) }
+                                    @else { em { (T::NotDeclared.get(lang)) } }
+                                }
+                            }
+                        }
+                    }
+                    @if containers.is_empty() { tr { td colspan="3" { em { (T::NotRead.get(lang)) } } } }
+                }
+            }
+            h2 { (T::Seals.get(lang)) }
+            table {
+                thead { tr { th { (T::Declared.get(lang)) } th { (T::Read.get(lang)) } th { (T::Source.get(lang)) } } }
+                tbody {
+                    @for (_, s) in &declared_seals {
+                        @let found = tx.reads.iter().find(|r| match &r.value {
+                            ReadValue::Seal { number } => number.as_str() == s,
+                            ReadValue::ESeal { id, .. } => &id.to_string() == s,
+                            _ => false,
+                        });
+                        tr.(if found.is_some() { "match" } else { "nomatch" }) {
+                            td.mono { (s) }
+                            @match found {
+                                Some(r) => {
+                                    td.mono { (seal_value(&r.value, lang)) }
+                                    td { (source_word(r.source)) }
+                                }
+                                None => { td { em { (T::NotRead.get(lang)) } } td {} }
+                            }
+                        }
+                    }
+                    @for r in &tx.reads {
+                        @let text = match &r.value {
+                            ReadValue::Seal { number } => Some(number.to_string()),
+                            ReadValue::ESeal { id, .. } => Some(id.to_string()),
+                            _ => None,
+                        };
+                        @if let Some(t) = text {
+                            @if !declared_seals.iter().any(|(_, s)| *s == t) {
+                                tr.nomatch {
+                                    td { em { (T::NotDeclared.get(lang)) } }
+                                    td.mono { (seal_value(&r.value, lang)) }
+                                    td { (source_word(r.source)) @if let Some(who) = &r.entered_by { " (" (who) ")" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @let others: Vec<_> = tx.reads.iter().filter(|r| matches!(r.value, ReadValue::Plate { .. } | ReadValue::Tag { .. } | ReadValue::Unreadable { .. })).collect();
+            @if !others.is_empty() {
+                h2 { (T::Vehicle.get(lang)) }
+                ul.plain {
+                    @for r in others {
+                        li {
+                            @match &r.value {
+                                ReadValue::Plate { text } => { span.mono { (text) } }
+                                ReadValue::Tag { uri, .. } => { span.mono { (uri) } }
+                                ReadValue::Unreadable { what, error } => { (what) ": " (error) }
+                                _ => {}
+                            }
+                            " · " (source_word(r.source)) " " (r.device)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn seal_value(v: &ReadValue, lang: Lang) -> Markup {
+    html! {
+        @match v {
+            ReadValue::Seal { number } => { (number) }
+            ReadValue::ESeal { id, state, battery_pct } => {
+                (id) " · " (format!("{state:?}").to_uppercase())
+                @if let Some(b) = battery_pct { " · " (T::Battery.get(lang)) " " (b) "%" }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn parties_table(d: &Decision, lang: Lang) -> Markup {
+    html! {
+        @if !d.parties.is_empty() {
+            section.parties {
+                h2 { (T::Parties.get(lang)) }
+                table {
+                    thead { tr {
+                        th { (T::Role.get(lang)) } th { (T::OperatorId.get(lang)) } th { (T::Programme.get(lang)) }
+                        th { (T::AeoStatus.get(lang)) } th { (T::Security.get(lang)) } th { (T::MraBasis.get(lang)) }
+                    } }
+                    tbody {
+                        @for p in &d.parties {
+                            tr {
+                                td { (p.role.as_str()) br; small { (p.name) } }
+                                td.mono { @if let Some(o) = &p.operator { (o) } @else { "—" } }
+                                td { @if let Some(o) = &p.operator { (o.programme().code()) } @else { "—" } }
+                                td.(match p.status { Some(protocol::schema::AeoStatus::Active) => "ok", _ => "bad" }) {
+                                    @match p.status { Some(s) => { (s.as_str()) } None => { (T::NotInRegistry.get(lang)) } }
+                                }
+                                td { @if p.security { (T::Yes.get(lang)) } @else { (T::No.get(lang)) } }
+                                td { @if let Some(m) = &p.mra { (m) } @else { "—" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Query of the officer console and its feed.
+#[derive(Debug, Deserialize)]
+pub struct LaneQuery {
+    /// The lane; the first configured one when absent.
+    #[serde(default)]
+    pub lane: Option<String>,
+}
+
+fn pick_lane(shared: &Shared, q: Option<&str>) -> Result<LaneId, AuthError> {
+    match q.filter(|l| !l.is_empty()) {
+        Some(l) => {
+            let id = LaneId::parse(l).map_err(|e| AuthError::Forbidden(e.to_string()))?;
+            shared
+                .lane(&id)
+                .map(|c| c.id.clone())
+                .ok_or_else(|| AuthError::Forbidden(format!("no lane {id} at this gate")))
+        }
+        None => shared
+            .lanes
+            .first()
+            .map(|c| c.id.clone())
+            .ok_or_else(|| AuthError::Internal("no lanes configured".into())),
+    }
+}
+
+async fn render_panel(shared: &Arc<Shared>, lane: &LaneId, lang: Lang) -> Option<String> {
+    let s = shared.clone();
+    let lane = lane.clone();
+    tokio::task::spawn_blocking(move || {
+        let st = view::gate_status(&s);
+        view::lane_view(&s, &lane).map(|v| lane_panel(&v, &st, lang).into_string())
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// `GET /console?lane=`.
+pub async fn console(
+    State(s): State<Arc<Shared>>,
+    authed: Authed,
+    Query(q): Query<LaneQuery>,
+) -> Result<Response, AuthError> {
+    authed.require_customs()?;
+    let lang = authed.lang();
+    let lane = pick_lane(&s, q.lane.as_deref())?;
+    let panel = render_panel(&s, &lane, lang).await.unwrap_or_default();
+    let supervisor = authed.role() == super::Role::Supervisor;
+    let body = html! {
+        nav.lanes {
+            @for l in &s.lanes {
+                a.(if l.id == lane { "current" } else { "" }) href=(format!("/console?lane={}", l.id)) { (T::Lane.get(lang)) " " (l.id) " · " (l.name) }
+            }
+        }
+        p #live-status.live-off hidden { (T::LiveOff.get(lang)) }
+        div #live data-feed=(format!("/console/events?lane={lane}")) data-lane=(lane) { (PreEscaped(panel)) }
+        p #msg role="status" {}
+        section.actions #actions data-lane=(lane) {
+            h2 { (T::Actions.get(lang)) }
+            form #f-confirm data-action="CONFIRM" {
+                button type="submit" { (T::Confirm.get(lang)) }
+            }
+            details open {
+                summary { (T::Override.get(lang)) }
+                form #f-override data-action="OVERRIDE" {
+                    label { (T::OverrideTo.get(lang))
+                        select name="to" {
+                            @for d in [LaneDecision::Inspect, LaneDecision::Standard, LaneDecision::Fast] {
+                                @if supervisor || d == LaneDecision::Inspect || d == LaneDecision::Standard {
+                                    option value=(d.as_str()) { (decision_word(d, lang)) }
+                                }
+                            }
+                        }
+                    }
+                    label { (T::OverrideReason.get(lang))
+                        select name="reason" {
+                            option value="" { (T::ChooseReason.get(lang)) }
+                            @for (code, t) in OVERRIDE_REASONS { option value=(code) { (t.get(lang)) } }
+                        }
+                    }
+                    label { (T::Note.get(lang)) input name="note" maxlength="1000"; }
+                    button type="submit" { (T::Override.get(lang)) }
+                }
+            }
+            details {
+                summary { (T::InspectionResult.get(lang)) }
+                form #f-inspection data-action="INSPECTION_RESULT" {
+                    label { (T::Outcome.get(lang))
+                        select name="result" {
+                            option value="SEAL_INTACT" { (T::SealIntact.get(lang)) }
+                            option value="SEAL_REPLACED" { (T::SealReplaced.get(lang)) }
+                            option value="CONTAINER_OPENED" { (T::ContainerOpened.get(lang)) }
+                            option value="DISCREPANCY_CONFIRMED" { (T::DiscrepancyConfirmed.get(lang)) }
+                            option value="FALSE_READ" { (T::FalseRead.get(lang)) }
+                        }
+                    }
+                    label { (T::NewSeal.get(lang)) input name="new_seal" maxlength="20" autocapitalize="characters"; }
+                    label { (T::Note.get(lang)) input name="note" maxlength="1000"; }
+                    button type="submit" { (T::Submit.get(lang)) }
+                }
+            }
+            details {
+                summary { (T::ManualEntry.get(lang)) }
+                form #f-manual data-action="MANUAL_ENTRY" {
+                    label { (T::ManualKind.get(lang))
+                        select name="kind" {
+                            option value="CONTAINER" { (T::Container.get(lang)) }
+                            option value="SEAL" { (T::Seal.get(lang)) }
+                        }
+                    }
+                    label { (T::Value.get(lang)) input name="number" maxlength="20" autocapitalize="characters"; }
+                    button type="submit" { (T::Submit.get(lang)) }
+                }
+            }
+        }
+    };
+    Ok(page(
+        lang,
+        T::OfficerConsole.get(lang),
+        Some(&authed),
+        s.gate.as_str(),
+        body,
+    ))
+}
+
+/// `GET /console/events?lane=`: the lane's panel on every change and every few seconds.
+pub async fn console_events(
+    State(s): State<Arc<Shared>>,
+    authed: Authed,
+    Query(q): Query<LaneQuery>,
+) -> Result<Response, AuthError> {
+    authed.require_customs()?;
+    let lane = pick_lane(&s, q.lane.as_deref())?;
+    let lang = authed.lang();
+    let changes = BroadcastStream::new(s.live.subscribe())
+        .filter(move |m| {
+            let keep = m.as_ref().map_or(true, |l| l.lane == lane);
+            async move { keep }
+        })
+        .map(|_| ());
+    let ticks = IntervalStream::new(tokio::time::interval(REFRESH)).map(|_| ());
+    let lane = pick_lane(&s, q.lane.as_deref())?;
+    let shared = s.clone();
+    let stream = futures_util::stream::select(changes, ticks)
+        .then(move |()| {
+            let shared = shared.clone();
+            let lane = lane.clone();
+            async move {
+                let html = render_panel(&shared, &lane, lang).await.unwrap_or_default();
+                Ok::<_, Infallible>(Event::default().event("panel").data(html))
+            }
+        })
+        .take_until(s.shutdown.clone().cancelled_owned());
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// Query of the history page.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    /// Lane filter.
+    #[serde(default)]
+    pub lane: Option<String>,
+    /// Container number or prefix.
+    #[serde(default)]
+    pub container: Option<String>,
+}
+
+/// `GET /console/history?lane=&container=`.
+pub async fn history(
+    State(s): State<Arc<Shared>>,
+    authed: Authed,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, AuthError> {
+    authed.require_customs()?;
+    let lang = authed.lang();
+    let lane = match q.lane.as_deref().filter(|l| !l.is_empty()) {
+        Some(l) => Some(pick_lane(&s, Some(l))?),
+        None => None,
+    };
+    let needle: String = q
+        .container
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(11)
+        .collect();
+    let store = s.store.clone();
+    let (l2, n2) = (lane.clone(), needle.clone());
+    let rows = blocking(move || {
+        store.recent_transactions(
+            l2.as_ref(),
+            Some(n2.as_str()).filter(|n| !n.is_empty()),
+            100,
+        )
+    })
+    .await?
+    .map_err(|e| AuthError::Internal(e.to_string()))?;
+    let body = html! {
+        h1 { (T::History.get(lang)) }
+        form.search method="get" action="/console/history" {
+            select name="lane" {
+                option value="" { (T::Lanes.get(lang)) }
+                @for l in &s.lanes {
+                    option value=(l.id) selected[lane.as_ref() == Some(&l.id)] { (l.id) " · " (l.name) }
+                }
+            }
+            input name="container" value=(needle) placeholder=(T::SearchContainer.get(lang)) maxlength="11";
+            button type="submit" { (T::Search.get(lang)) }
+        }
+        @if rows.is_empty() { p { (T::NoTransactions.get(lang)) } }
+        @else {
+            table.history {
+                thead { tr { th { (T::Time.get(lang)) } th { (T::Lane.get(lang)) } th { (T::Container.get(lang)) } th { (T::Decision.get(lang)) } th { (T::Reasons.get(lang)) } } }
+                tbody {
+                    @for (tx, d) in &rows {
+                        tr {
+                            td { a href=(format!("/console/tx/{}", tx.id)) { (tx.closed_at.strftime("%Y-%m-%d %H:%M:%S")) } }
+                            td { (tx.lane) }
+                            td.mono { @for c in tx.containers() { (c) " " } }
+                            @match d {
+                                Some(d) => {
+                                    td { span.pill.(class_of(d.decision)) { (decision_word(d.decision, lang)) } }
+                                    td { @for r in &d.reasons { (reason_text(r.code, lang)) br; } }
+                                }
+                                None => { td { "—" } td {} }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(
+        lang,
+        T::History.get(lang),
+        Some(&authed),
+        s.gate.as_str(),
+        body,
+    ))
+}
+
+fn action_line(a: &OfficerAction, lang: Lang) -> Markup {
+    html! {
+        li {
+            (hhmmss(a.at)) " · " (a.officer) " (" (a.role) ") · "
+            @match &a.kind {
+                ActionKind::Confirm => { (T::Confirm.get(lang)) }
+                ActionKind::Override { to, reason, note } => { (T::Override.get(lang)) " → " (decision_word(*to, lang)) ": " (reason) " " (note) }
+                ActionKind::InspectionResult { result, note } => {
+                    (T::InspectionResult.get(lang)) ": "
+                    @match result {
+                        InspectionOutcome::SealIntact => { (T::SealIntact.get(lang)) }
+                        InspectionOutcome::SealReplaced { new_seal } => { (T::SealReplaced.get(lang)) " " (new_seal) }
+                        InspectionOutcome::ContainerOpened => { (T::ContainerOpened.get(lang)) }
+                        InspectionOutcome::DiscrepancyConfirmed => { (T::DiscrepancyConfirmed.get(lang)) }
+                        InspectionOutcome::FalseRead => { (T::FalseRead.get(lang)) }
+                    }
+                    " " (note)
+                }
+                ActionKind::ManualEntry { value } => { (T::ManualEntry.get(lang)) ": " (seal_or_value(value)) }
+            }
+        }
+    }
+}
+
+fn seal_or_value(v: &ReadValue) -> String {
+    match v {
+        ReadValue::Container { number } => number.to_string(),
+        ReadValue::Seal { number } => number.to_string(),
+        ReadValue::ESeal { id, .. } => id.to_string(),
+        ReadValue::Plate { text } => text.clone(),
+        ReadValue::Tag { uri, .. } => uri.clone(),
+        ReadValue::Unreadable { what, .. } => what.clone(),
+    }
+}
+
+/// `GET /console/tx/{id}`.
+pub async fn transaction(
+    State(s): State<Arc<Shared>>,
+    authed: Authed,
+    Path(id): Path<String>,
+) -> Result<Response, AuthError> {
+    authed.require_customs()?;
+    let lang = authed.lang();
+    let id = uuid::Uuid::parse_str(&id)
+        .map_err(|e| AuthError::Forbidden(format!("transaction id: {e}")))?;
+    let shared = s.clone();
+    let found = blocking(move || {
+        let (tx, d, actions) = shared.store.transaction(&id).ok()??;
+        let mut declared = std::collections::BTreeMap::new();
+        if let Ok(replica) = shared.store.replica_view() {
+            use crate::decider::ReplicaView as _;
+            for c in tx.containers() {
+                if let Some(cons) = replica.consignment_for(&c) {
+                    declared.insert(c.to_string(), cons);
+                }
+            }
+        }
+        let live = shared.live.get(&tx.lane)?;
+        Some((
+            LaneView {
+                live,
+                transaction: Some(tx),
+                reading: false,
+                decision: d,
+                actions,
+                declared,
+            },
+            view::gate_status(&shared),
+        ))
+    })
+    .await?;
+    let Some((mut v, st)) = found else {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            format!("no transaction {id} in this gate's journal"),
+        )
+            .into_response());
+    };
+    // Show this transaction's own decision, not what the lane shows now.
+    v.live.shown = None;
+    let actions = v.actions.clone();
+    let body = html! {
+        h1 { (T::Transaction.get(lang)) " " span.mono { (id) } }
+        @if let Some(tx) = &v.transaction {
+            p { (T::Lane.get(lang)) " " (tx.lane) " · " (T::Opened.get(lang)) " " (tx.opened_at.strftime("%Y-%m-%d %H:%M:%S")) " · " (T::Closed.get(lang)) " " (hhmmss(tx.closed_at)) }
+        }
+        (lane_panel(&v, &st, lang))
+        h2 { (T::OfficerActions.get(lang)) }
+        ul.plain { @for a in &actions { (action_line(a, lang)) } }
+    };
+    Ok(page(
+        lang,
+        T::Transaction.get(lang),
+        Some(&authed),
+        s.gate.as_str(),
+        body,
+    ))
+}
+
+/// The operator's grid: every lane's state, route, queue counts and FAST share, and no
+/// reasons.
+fn operator_grid(s: &Shared, st: &GateStatus, f: &HourFigures, lang: Lang) -> Markup {
+    let lanes = s.live.snapshot();
+    html! {
+        div #grid {
+            p.share { (T::FastShare.get(lang)) ": "
+                strong { @match HourFigures::share(f.gate) { Some(p) => { (p) " %" } None => { "—" } } }
+                " (" (f.gate.1) ")"
+            }
+            div.grid {
+                @for l in &lanes {
+                    @let shown = l.shown.as_ref();
+                    @let dec = shown.and_then(|s| parse_decision(&s.decision));
+                    div.lanecard.(if st.degraded(&l.lane) { "degraded" } else { "" }) data-lane=(l.lane) {
+                        h2 { (T::Lane.get(lang)) " " (l.lane) " · " (l.name) }
+                        p.state {
+                            (T::State.get(lang)) ": "
+                            @if l.open.is_some() { (T::TruckInLane.get(lang)) } @else { (T::LaneIdle.get(lang)) }
+                        }
+                        @if let (Some(sh), Some(d)) = (shown, dec) {
+                            div.decision.small.(class_of(d)) {
+                                span.word { (decision_word(d, lang)) }
+                                span.route { (T::Route.get(lang)) ": " (sh.route) }
+                                @if sh.priority { span.flag { (T::Priority.get(lang)) } }
+                            }
+                        }
+                        @if st.degraded(&l.lane) {
+                            ul.warn {
+                                @for d in st.down_for(&l.lane) { li { (T::DeviceDown.get(lang)) ": " (d.device) } }
+                                @if st.replica.stale { li { (T::ReplicaStale.get(lang)) } }
+                                @if st.central_down { li { (T::CentralDown.get(lang)) ": " (st.backlog) } }
+                            }
+                        } @else {
+                            p.ok { (T::Ok.get(lang)) }
+                        }
+                        h3 { (T::QueueCounts.get(lang)) }
+                        table {
+                            tbody {
+                                @for ((lane, route), n) in &f.per_route {
+                                    @if *lane == l.lane { tr { td { (route) } td.num { (n) } } }
+                                }
+                            }
+                        }
+                        p.share { (T::FastShare.get(lang)) ": "
+                            @match f.per_lane.get(&l.lane).and_then(|x| HourFigures::share(*x)) { Some(p) => { (p) " %" } None => { "—" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn render_grid(shared: &Arc<Shared>, lang: Lang) -> String {
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let st = view::gate_status(&s);
+        let f = view::hour_figures(&s);
+        operator_grid(&s, &st, &f, lang).into_string()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// `GET /operator`.
+pub async fn operator(State(s): State<Arc<Shared>>, authed: Authed) -> Result<Response, AuthError> {
+    let lang = authed.lang();
+    let grid = render_grid(&s, lang).await;
+    let body = html! {
+        h1 { (T::OperatorView.get(lang)) }
+        p #live-status.live-off hidden { (T::LiveOff.get(lang)) }
+        div #live data-feed="/operator/events" { (PreEscaped(grid)) }
+    };
+    Ok(page(
+        lang,
+        T::OperatorView.get(lang),
+        Some(&authed),
+        s.gate.as_str(),
+        body,
+    ))
+}
+
+/// `GET /operator/events`: the grid on every lane change and every few seconds.
+pub async fn operator_events(
+    State(s): State<Arc<Shared>>,
+    authed: Authed,
+) -> Result<Response, AuthError> {
+    let lang = authed.lang();
+    let changes = BroadcastStream::new(s.live.subscribe()).map(|_| ());
+    let ticks = IntervalStream::new(tokio::time::interval(REFRESH)).map(|_| ());
+    let shared = s.clone();
+    let stream = futures_util::stream::select(changes, ticks)
+        .then(move |()| {
+            let shared = shared.clone();
+            async move {
+                let html = render_grid(&shared, lang).await;
+                Ok::<_, Infallible>(Event::default().event("panel").data(html))
+            }
+        })
+        .take_until(s.shutdown.clone().cancelled_owned());
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}

@@ -1,0 +1,147 @@
+//! The console's own UI strings in English, Spanish and Portuguese. Each string is a
+//! variant of [`T`] with its three texts side by side, so a missing translation does not
+//! compile. Reason texts come from [`protocol::i18n::reason_text`].
+
+use protocol::i18n::Lang;
+
+macro_rules! ui_text {
+    ($($key:ident => $en:literal, $es:literal, $pt:literal;)*) => {
+        /// A UI string.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum T { $($key,)* }
+
+        impl T {
+            /// Every string (for the completeness test).
+            pub const ALL: &'static [T] = &[$(T::$key,)*];
+
+            /// The text in `lang`.
+            #[must_use]
+            pub fn get(self, lang: Lang) -> &'static str {
+                match (self, lang) {
+                    $((T::$key, Lang::En) => $en, (T::$key, Lang::Es) => $es, (T::$key, Lang::Pt) => $pt,)*
+                }
+            }
+        }
+    };
+}
+
+ui_text! {
+    SignIn => "Sign in", "Iniciar sesión", "Entrar";
+    SignOut => "Sign out", "Cerrar sesión", "Sair";
+    UserName => "User name", "Usuario", "Usuário";
+    Password => "Password", "Contraseña", "Senha";
+    LoginFailed => "Wrong user name or password.", "Usuario o contraseña incorrectos.", "Usuário ou senha incorretos.";
+    TooManyAttempts => "Too many failed attempts; try again in a few minutes.", "Demasiados intentos fallidos; vuelva a intentarlo en unos minutos.", "Muitas tentativas sem sucesso; tente novamente em alguns minutos.";
+    OfficerConsole => "Officer console", "Consola del oficial", "Console do agente";
+    OperatorView => "Terminal operator view", "Vista del operador de terminal", "Visão do operador do terminal";
+    Lane => "Lane", "Carril", "Faixa";
+    Lanes => "Lanes", "Carriles", "Faixas";
+    History => "History", "Historial", "Histórico";
+    TruckInLane => "Truck in lane: reading", "Camión en el carril: leyendo", "Caminhão na faixa: lendo";
+    LaneIdle => "No truck in the lane", "Ningún camión en el carril", "Nenhum caminhão na faixa";
+    LastDecision => "Last decision", "Última decisión", "Última decisão";
+    Route => "Route", "Ruta", "Rota";
+    Priority => "AEO priority", "Prioridad OEA", "Prioridade OEA";
+    Overridden => "Set by an officer", "Fijado por un oficial", "Definido por um agente";
+    Reasons => "Reasons", "Motivos", "Motivos";
+    Container => "Container", "Contenedor", "Contêiner";
+    Containers => "Containers", "Contenedores", "Contêineres";
+    Seals => "Seals", "Precintos", "Lacres";
+    Declared => "Declared", "Declarado", "Declarado";
+    Read => "Read", "Leído", "Lido";
+    Source => "Source", "Fuente", "Fonte";
+    NotRead => "not read", "no leído", "não lido";
+    NotDeclared => "not declared", "no declarado", "não declarado";
+    Battery => "battery", "batería", "bateria";
+    Vehicle => "Vehicle", "Vehículo", "Veículo";
+    Parties => "Parties", "Partes", "Partes";
+    Role => "Role", "Función", "Função";
+    OperatorId => "Operator id", "Id. del operador", "Id. do operador";
+    Programme => "Programme", "Programa", "Programa";
+    AeoStatus => "AEO status", "Condición OEA", "Situação OEA";
+    Security => "Security component", "Componente de seguridad", "Componente de segurança";
+    MraBasis => "MRA basis", "Base ARM", "Base ARM";
+    Yes => "yes", "sí", "sim";
+    No => "no", "no", "não";
+    NotInRegistry => "not in registry", "no registrado", "não cadastrado";
+    ReplicaAge => "Registry data age", "Antigüedad de los datos del registro", "Idade dos dados do cadastro";
+    NeverLoaded => "never loaded", "nunca cargados", "nunca carregados";
+    Actions => "Actions", "Acciones", "Ações";
+    Confirm => "Confirm lane", "Confirmar carril", "Confirmar faixa";
+    Override => "Override lane", "Cambiar carril", "Alterar faixa";
+    OverrideTo => "Send to", "Enviar a", "Enviar para";
+    OverrideReason => "Reason", "Motivo", "Motivo";
+    ChooseReason => "— choose a reason —", "— elija un motivo —", "— escolha um motivo —";
+    Note => "Note", "Nota", "Observação";
+    InspectionResult => "Record inspection result", "Registrar resultado de inspección", "Registrar resultado da inspeção";
+    Outcome => "Outcome", "Resultado", "Resultado";
+    SealIntact => "Seal intact", "Precinto intacto", "Lacre intacto";
+    SealReplaced => "Seal replaced (new number)", "Precinto sustituido (número nuevo)", "Lacre substituído (novo número)";
+    NewSeal => "New seal number", "Número del precinto nuevo", "Número do novo lacre";
+    ContainerOpened => "Container opened", "Contenedor abierto", "Contêiner aberto";
+    DiscrepancyConfirmed => "Discrepancy confirmed", "Discrepancia confirmada", "Divergência confirmada";
+    FalseRead => "False read (reader wrong)", "Lectura errónea (fallo del lector)", "Leitura falsa (erro do leitor)";
+    ManualEntry => "Manual entry (reader down)", "Entrada manual (lector fuera de servicio)", "Entrada manual (leitor inoperante)";
+    ManualKind => "What", "Qué", "O quê";
+    Seal => "Seal", "Precinto", "Lacre";
+    Value => "Number", "Número", "Número";
+    Submit => "Record", "Registrar", "Registrar";
+    Saved => "Recorded.", "Registrado.", "Registrado.";
+    Degraded => "Lane degraded", "Carril degradado", "Faixa degradada";
+    DeviceDown => "Device down", "Equipo fuera de servicio", "Equipamento inoperante";
+    ReplicaStale => "Registry data out of date: no FAST lane possible", "Datos del registro desactualizados: no es posible el carril RÁPIDO", "Dados do cadastro desatualizados: faixa RÁPIDA indisponível";
+    CentralDown => "Central unreachable; events waiting", "Central inaccesible; eventos en espera", "Central inacessível; eventos aguardando";
+    SearchContainer => "Container number", "Número de contenedor", "Número do contêiner";
+    Search => "Search", "Buscar", "Buscar";
+    Time => "Time", "Hora", "Hora";
+    Decision => "Decision", "Decisión", "Decisão";
+    NoTransactions => "No transactions.", "No hay transacciones.", "Nenhuma transação.";
+    Transaction => "Transaction", "Transacción", "Transação";
+    OfficerActions => "Officer actions", "Acciones de oficiales", "Ações dos agentes";
+    Opened => "Opened", "Abierta", "Aberta";
+    Closed => "Closed", "Cerrada", "Fechada";
+    FastShare => "FAST share, last hour", "Proporción RÁPIDO, última hora", "Participação RÁPIDA, última hora";
+    QueueCounts => "Trucks per route, last hour", "Camiones por ruta, última hora", "Caminhões por rota, última hora";
+    State => "State", "Estado", "Estado";
+    Ok => "Working", "Operativo", "Operando";
+    LiveOff => "Live updates interrupted; reconnecting…", "Actualización en vivo interrumpida; reconectando…", "Atualização ao vivo interrompida; reconectando…";
+    Fast => "FAST", "RÁPIDO", "RÁPIDA";
+    Standard => "STANDARD", "NORMAL", "NORMAL";
+    Inspect => "INSPECT", "INSPECCIÓN", "INSPEÇÃO";
+    RRisk => "Officer judgement: risk indicators", "Criterio del oficial: indicadores de riesgo", "Critério do agente: indicadores de risco";
+    RDocs => "Documents do not match the cargo", "Los documentos no coinciden con la carga", "Documentos não correspondem à carga";
+    RDriver => "Driver or vehicle behaviour", "Conducta del conductor o del vehículo", "Comportamento do motorista ou do veículo";
+    RReader => "Reader fault confirmed", "Fallo del lector confirmado", "Falha do leitor confirmada";
+    RSupervisor => "Supervisor instruction", "Instrucción del supervisor", "Instrução do supervisor";
+    ROther => "Other (explain in the note)", "Otro (explique en la nota)", "Outro (explique na observação)";
+}
+
+/// Officer override reasons offered in the list: stable code and its text key.
+pub const OVERRIDE_REASONS: &[(&str, T)] = &[
+    ("RISK_INDICATORS", T::RRisk),
+    ("DOCUMENT_DISCREPANCY", T::RDocs),
+    ("DRIVER_BEHAVIOUR", T::RDriver),
+    ("READER_FAULT", T::RReader),
+    ("SUPERVISOR_INSTRUCTION", T::RSupervisor),
+    ("OTHER", T::ROther),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_string_is_present_in_every_language() {
+        for &t in T::ALL {
+            for lang in Lang::ALL {
+                assert!(!t.get(lang).trim().is_empty(), "{t:?} empty in {lang}");
+            }
+        }
+        // Most strings differ from English; a few are the same word in all three.
+        let same = T::ALL
+            .iter()
+            .filter(|t| t.get(Lang::Es) == t.get(Lang::En) || t.get(Lang::Pt) == t.get(Lang::En))
+            .count();
+        assert!(same * 10 < T::ALL.len(), "{same} strings are untranslated");
+    }
+}
