@@ -164,6 +164,7 @@ async fn stand_in(state: Shared, stop: CancellationToken) -> CentralLink {
 async fn replica(agent: &AgentSite) -> Value {
     let lanes: Value = common::http_client(None)
         .get(format!("{}/api/v1/lanes", agent.base))
+        .bearer_auth(common::AGENT_TOKEN)
         .timeout(Duration::from_secs(5))
         .send()
         .await
@@ -334,7 +335,7 @@ async fn clean_truck(agent: &AgentSite, decided_before: usize) -> Value {
     ] {
         let r = http
             .post(format!("{}/api/v1/lanes/L1/actions", agent.base))
-            .header("X-Officer", "stale-test")
+            .bearer_auth(common::AGENT_TOKEN)
             .json(&json!({"action": "MANUAL_ENTRY", "value": value}))
             .timeout(Duration::from_secs(5))
             .send()

@@ -32,6 +32,9 @@ pub const GATE: &str = "PORT1-G1";
 pub const PORT: &str = aeogate::bench::data::PORT;
 /// The staff account the tests create at central to read its query API.
 pub const STAFF: (&str, &str) = ("fault-tests", "fault-tests-password-1");
+/// Bearer token of the console session stored in every [`AgentSite`] before it starts
+/// (the agent's API needs a session).
+pub const AGENT_TOKEN: &str = "fault-tests-agent-console-session-token-01";
 
 /// The path of a workspace binary next to `aeogate` in the target directory.
 ///
@@ -484,6 +487,15 @@ impl AgentSite {
         ));
         let config_path = dir.join("agent.toml");
         std::fs::write(&config_path, t).expect("write agent.toml");
+        edge_agent::console::add_session_to_store_file(
+            &store_path,
+            gate(),
+            "fault-tests",
+            edge_agent::console::Role::Officer,
+            AGENT_TOKEN,
+            Duration::from_secs(24 * 3600),
+        )
+        .expect("console session stored");
         AgentSite {
             dir: dir.to_path_buf(),
             config_path,
@@ -577,6 +589,7 @@ impl AgentSite {
                 "{}/api/v1/transactions?lane={lane}&limit=500",
                 self.base
             ))
+            .bearer_auth(AGENT_TOKEN)
             .timeout(Duration::from_secs(5))
             .send()
             .await
@@ -673,7 +686,7 @@ pub async fn burst(
                 let lane = &lanes[(i as usize + w) % lanes.len()];
                 let sent = http
                     .post(format!("{base}/api/v1/lanes/{lane}/actions"))
-                    .header("X-Officer", format!("officer-{w}"))
+                    .bearer_auth(AGENT_TOKEN)
                     .json(&action(i * workers as u64 + w as u64))
                     .timeout(Duration::from_secs(3))
                     .send();
