@@ -1,4 +1,5 @@
-//! The demo's in-process MQTT broker (rumqttd), on a free loopback port.
+//! An in-process MQTT broker (rumqttd), on a free loopback port, for the demo and the
+//! whole-system benchmarks.
 //!
 //! Networked readers (the OCR portals in the demo) publish to it and the agents publish
 //! their lane topics to it, exactly as with a site's own broker; only its location differs.
@@ -9,14 +10,15 @@ use std::thread;
 use anyhow::{Context, Result};
 
 /// A running broker. It lives as long as the process (rumqttd has no stop call); the
-/// demo starts one per run.
+/// demo starts one per run, and so does each benchmark figure that needs one.
 #[derive(Debug)]
 pub struct Broker {
     pub addr: SocketAddr,
 }
 
 /// Picks a free loopback port. The port is released again before the broker binds it, so
-/// another process could take it in between; on loopback, in a demo, that is acceptable.
+/// another process could take it in between; on loopback, in a demo or a benchmark, that
+/// is acceptable.
 fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("binding a probe socket on 127.0.0.1")?;
     Ok(l.local_addr()?.port())
@@ -49,13 +51,14 @@ next_connection_delay_ms = 1
     dynamic_filters = true
 "#
     );
-    let config: rumqttd::Config = toml::from_str(&text).context("demo broker configuration")?;
+    let config: rumqttd::Config =
+        toml::from_str(&text).context("in-process broker configuration")?;
     thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
             let mut broker = rumqttd::Broker::new(config);
             if let Err(e) = broker.start() {
-                eprintln!("demo MQTT broker stopped: {e}");
+                eprintln!("in-process MQTT broker stopped: {e}");
             }
         })
         .context("starting the broker thread")?;
@@ -66,7 +69,7 @@ next_connection_delay_ms = 1
             return Ok(Broker { addr });
         }
         if std::time::Instant::now() > deadline {
-            anyhow::bail!("the demo MQTT broker did not start on {addr} within 5 s");
+            anyhow::bail!("the in-process MQTT broker did not start on {addr} within 5 s");
         }
         thread::sleep(std::time::Duration::from_millis(20));
     }

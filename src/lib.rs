@@ -5,11 +5,16 @@
 //! - [`vboard`]: the virtual lane board: the real firmware on simulated pins and readers,
 //!   linked to the edge agent over a pseudo-terminal; lane scripts and the `aeogate board`
 //!   entry point ([`vboard::run_board_cli`]).
+//! - [`broker`]: an in-process MQTT broker (rumqttd) on loopback, for the demo and the
+//!   benchmarks.
 //! - [`bench`]: `aeogate bench`, the benchmark figures of issue 9, each beside its
 //!   baseline.
 
 /// `aeogate bench`: the whole-run benchmark figures (docs/benchmarks.md).
 pub mod bench;
+
+/// In-process MQTT broker on loopback.
+pub mod broker;
 
 // Pseudo-terminals are a Unix facility.
 #[cfg(unix)]

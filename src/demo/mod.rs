@@ -17,7 +17,6 @@
 //! `--duration` the run ends by itself: traffic stops, the agents drain their journals to
 //! central, and a summary compares what the agents journaled with what central stored.
 
-pub mod broker;
 pub mod data;
 pub mod link;
 pub mod pki;
@@ -32,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use aeogate::broker;
 use aeogate::vboard::{Fault, Truck, VirtualBoard, VirtualBoardConfig};
 use anyhow::{Context, Result, bail};
 use jiff::Timestamp;

@@ -52,7 +52,7 @@ use protocol::link::{Barrier, LaneCommand, Light, SealRead};
 use protocol::schema::LaneId;
 
 pub use pins::SimPin;
-pub use pty::{LinkCounters, PtyLink, STALE_BYTES};
+pub use pty::{FrameDirection, LinkCounters, LinkFrame, PtyLink, STALE_BYTES};
 pub use script::{Script, ScriptError, Step, parse_script, run_board_cli, run_script};
 pub use sim::{ReaderCounters, Rng, SimESeal, SimUhf, tag_notice};
 
@@ -204,6 +204,7 @@ enum Control {
     Arrive(Truck),
     Leave,
     Inject(Fault),
+    WatchFrames(Sender<LinkFrame>),
 }
 
 #[derive(Debug)]
@@ -333,6 +334,16 @@ impl VirtualBoard {
     /// Break something.
     pub fn inject(&self, fault: Fault) {
         self.send(Control::Inject(fault));
+    }
+
+    /// Every intact frame on the link from now on (both directions), each with the
+    /// instant it was written into the pty or read from it, for latency measurements
+    /// that start where a physical board's UART would (docs/benchmarks.md, figure 2).
+    /// Keep reading the receiver: frames queue up in it until it is dropped.
+    pub fn watch_frames(&self) -> Receiver<LinkFrame> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Control::WatchFrames(tx));
+        rx
     }
 
     /// The lamp lit now (`Off` if none; the firmware never lights two).
@@ -465,6 +476,7 @@ fn board_thread<const N: usize>(
                     scene.borrow_mut().truck = None;
                     shared.loops.iter().for_each(|p| p.set_level(true));
                 }
+                Control::WatchFrames(tx) => board.io_mut().link.watch_frames(tx),
                 Control::Inject(fault) => {
                     if let Some(at) = inject(fault, &mut board.io_mut().link, &scene, shared) {
                         replug_at = Some(at);

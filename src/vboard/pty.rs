@@ -13,15 +13,19 @@
 //! The link also carries out the link faults of [`Fault`](super::Fault): dropping outgoing
 //! frames, writing line noise, and hanging up (closing the pty, then opening a new one).
 //! It watches the frames in both directions (a second decoder on the same bytes) to
-//! report the last lane command and count faults, without touching the firmware.
+//! report the last lane command and count faults, without touching the firmware, and, when
+//! asked ([`PtyLink::watch_frames`]), reports each frame with the instant it went into or
+//! came out of the pty: the start and end points of the end-to-end benchmark (figure 2,
+//! docs/benchmarks.md), taken where a physical board's UART would take them.
 
 use std::collections::VecDeque;
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
 
 use embedded_io::{ErrorKind, ErrorType, Read, ReadReady, Write};
-use protocol::link::{LaneCommand, LinkDecoder, Message};
+use protocol::link::{Frame, LaneCommand, LinkDecoder, Message};
 use serialport::{ClearBuffer, SerialPort, TTYPort};
 
 /// Bytes waiting on the slave beyond which nobody is reading and they are discarded:
@@ -50,6 +54,31 @@ pub struct LinkCounters {
     pub unplugs: u64,
     /// Times the stale slave queue was discarded.
     pub stale_discards: u64,
+}
+
+/// Which way a frame crossed the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameDirection {
+    /// Written by the board into the pty, for the agent to read.
+    ToAgent,
+    /// Written by the agent, read by the board.
+    FromAgent,
+}
+
+/// One intact frame on the link, as the board's end saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkFrame {
+    pub direction: FrameDirection,
+    /// For [`FrameDirection::ToAgent`], when the board's `write` of the whole frame into
+    /// the pty returned; for [`FrameDirection::FromAgent`], when the board's read returned
+    /// the frame's last byte (the board polls every millisecond).
+    pub at: Instant,
+    /// The same instant on the wall clock, to set beside the agent's timestamps.
+    pub wall: jiff::Timestamp,
+    /// Bytes of the frame on the wire, delimiter included: what sets its wire time at a
+    /// real UART's baud rate (10 bits per byte with 8N1).
+    pub wire_bytes: usize,
+    pub frame: Frame,
 }
 
 #[derive(Debug)]
@@ -87,6 +116,10 @@ pub struct PtyLink {
     fault_seqs: VecDeque<u16>,
     last_command: Option<LaneCommand>,
     counters: LinkCounters,
+    /// Where watched frames go; dropped when the receiver is gone.
+    watch: Option<Sender<LinkFrame>>,
+    /// Bytes of the incoming frame being decoded.
+    incoming_bytes: usize,
 }
 
 impl PtyLink {
@@ -101,7 +134,30 @@ impl PtyLink {
             fault_seqs: VecDeque::new(),
             last_command: None,
             counters: LinkCounters::default(),
+            watch: None,
+            incoming_bytes: 0,
         })
+    }
+
+    /// From now on, send every intact frame in either direction to `to` (replacing any
+    /// earlier watcher). Sending never blocks; the watcher should keep reading, since the
+    /// channel grows while it does not. Stops by itself when the receiver is dropped.
+    pub fn watch_frames(&mut self, to: Sender<LinkFrame>) {
+        self.watch = Some(to);
+    }
+
+    fn report(&mut self, direction: FrameDirection, at: Instant, wire_bytes: usize, frame: Frame) {
+        let Some(tx) = &self.watch else { return };
+        let seen = LinkFrame {
+            direction,
+            at,
+            wall: jiff::Timestamp::now(),
+            wire_bytes,
+            frame,
+        };
+        if tx.send(seen).is_err() {
+            self.watch = None;
+        }
     }
 
     /// The slave's path (`/dev/pts/N`), or `None` while hung up.
@@ -147,6 +203,7 @@ impl PtyLink {
         self.pty = Some(pty);
         self.incoming.reset();
         self.outgoing.reset();
+        self.incoming_bytes = 0;
         // The agent may come back numbering from anywhere.
         self.command_seqs.clear();
         Ok(path)
@@ -164,11 +221,17 @@ impl PtyLink {
         }
     }
 
-    fn watch_incoming(&mut self, bytes: &[u8]) {
+    fn watch_incoming(&mut self, bytes: &[u8], at: Instant) {
         for &b in bytes {
-            let Some(Ok(frame)) = self.incoming.push(b) else {
+            self.incoming_bytes += 1;
+            let Some(done) = self.incoming.push(b) else {
                 continue;
             };
+            let wire_bytes = std::mem::take(&mut self.incoming_bytes);
+            let Ok(frame) = done else { continue };
+            if self.watch.is_some() {
+                self.report(FrameDirection::FromAgent, at, wire_bytes, frame.clone());
+            }
             if let Message::LaneCommand(cmd) = frame.msg
                 && !self.command_seqs.contains(&frame.seq)
             {
@@ -182,11 +245,15 @@ impl PtyLink {
         }
     }
 
-    fn watch_outgoing(&mut self, bytes: &[u8]) {
+    /// `bytes` is one whole frame (see [`Write::write`] below), written at `at`.
+    fn watch_outgoing(&mut self, bytes: &[u8], at: Instant) {
         for &b in bytes {
             let Some(Ok(frame)) = self.outgoing.push(b) else {
                 continue;
             };
+            if self.watch.is_some() {
+                self.report(FrameDirection::ToAgent, at, bytes.len(), frame.clone());
+            }
             if matches!(frame.msg, Message::Fault { .. }) && !self.fault_seqs.contains(&frame.seq) {
                 // The board keeps at most `firmware::lane::QUEUE` events in flight.
                 if self.fault_seqs.len() == firmware::lane::QUEUE {
@@ -242,7 +309,7 @@ impl Read for PtyLink {
             Err(e) if e.kind() == io::ErrorKind::TimedOut => 0,
             Err(e) => return Err(kind(&e)),
         };
-        self.watch_incoming(&buf[..n]);
+        self.watch_incoming(&buf[..n], Instant::now());
         Ok(n)
     }
 }
@@ -258,11 +325,74 @@ impl Write for PtyLink {
         }
         let pty = self.pty.as_mut().ok_or(ErrorKind::NotConnected)?;
         pty.master.write_all(buf).map_err(|e| kind(&e))?;
-        self.watch_outgoing(buf);
+        self.watch_outgoing(buf, Instant::now());
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> Result<(), ErrorKind> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::link::{MAX_FRAME, encode_frame};
+
+    fn encoded(seq: u16, msg: Message) -> Vec<u8> {
+        let mut buf = [0u8; MAX_FRAME];
+        let n = encode_frame(&Frame::new(seq, msg), &mut buf).expect("frame encodes");
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn watched_frames_carry_direction_instant_and_wire_length() {
+        let mut link = PtyLink::open().expect("pty opens");
+        let (tx, rx) = std::sync::mpsc::channel();
+        link.watch_frames(tx);
+        let out = encoded(
+            7,
+            Message::Presence {
+                loop_id: 0,
+                present: false,
+            },
+        );
+        let before = Instant::now();
+        Write::write(&mut link, &out).expect("frame written");
+        let seen = rx
+            .try_recv()
+            .expect("the written frame is reported at once");
+        assert_eq!(seen.direction, FrameDirection::ToAgent);
+        assert_eq!(seen.wire_bytes, out.len());
+        assert_eq!(seen.frame.seq, 7);
+        assert!(seen.at >= before, "stamped after the write, not before");
+
+        // The agent's side: write a frame into the slave, the board reads it.
+        let path = link.path().expect("slave path").to_path_buf();
+        let mut agent = serialport::new(path.to_string_lossy(), 115_200)
+            .timeout(Duration::from_millis(50))
+            .open_native()
+            .expect("slave opens");
+        let back = encoded(9, Message::Ack { seq: 7 });
+        agent.write_all(&back).expect("agent writes");
+        let mut buf = [0u8; 64];
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let seen = loop {
+            let _ = Read::read(&mut link, &mut buf).expect("board reads");
+            if let Ok(f) = rx.try_recv() {
+                break f;
+            }
+            assert!(Instant::now() < deadline, "the agent's frame never arrived");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert_eq!(seen.direction, FrameDirection::FromAgent);
+        assert_eq!(seen.wire_bytes, back.len());
+        assert_eq!(seen.frame.msg, Message::Ack { seq: 7 });
+
+        // A dropped receiver ends the watch without disturbing the link.
+        drop(rx);
+        Write::write(&mut link, &out).expect("still writes");
+        Write::write(&mut link, &out).expect("still writes");
+        assert!(link.watch.is_none());
     }
 }
