@@ -30,8 +30,8 @@ const context = await chromium.launchPersistentContext(userDataDir, {
   locale: 'en-GB',
 });
 context.setDefaultTimeout(10000);
-const shot = async (page, name) => {
-  await page.screenshot({ path: join(SCREENS, `central-${name}.png`), fullPage: false });
+const shot = async (page, name, fullPage = false) => {
+  await page.screenshot({ path: join(SCREENS, `central-${name}.png`), fullPage });
   step(`screenshot central-${name}.png`);
 };
 
@@ -103,7 +103,7 @@ try {
   const mine = history.filter((r) => r.includes(env('ANALYST_USER')));
   check(mine.length >= 2, `history shows acknowledge and resolve by the analyst: ${JSON.stringify(history)}`);
   await page.evaluate(() => window.scrollTo(0, 0));
-  await shot(page, 'case');
+  await shot(page, 'case', true);
 
   // 4. An analyst may not change the registry: no form, and a direct POST is 403.
   const opId = env('SUSPEND_OPERATOR');

@@ -81,7 +81,7 @@ pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
                     dl {
                         dt { (T::LastHeartbeat.get(l)) }
                         dd { @match &g.last_heartbeat {
-                            Some(h) => { (fmt_duration(now.duration_since(h.received_at))) " " (T::Ago.get(l)) " (" (fmt_time(h.received_at)) ")" },
+                            Some(h) => { span title=(fmt_time(h.received_at)) { (fmt_duration(now.duration_since(h.received_at))) " " (T::Ago.get(l)) } },
                             None => { (T::Never.get(l)) },
                         } }
                         @if let Some(h) = &g.last_heartbeat {

@@ -140,17 +140,19 @@ pub fn hbars(
     max: f64,
     fmt: &dyn Fn(f64) -> String,
 ) -> Markup {
+    // Narrower than the time charts: these sit three abreast.
+    const HW: f64 = 420.0;
     let row_h = 26.0;
     let h = row_h * rows.len().max(1) as f64 + 8.0;
-    let label_w = 150.0;
+    let label_w = 80.0;
     let max = if max > 0.0 { max } else { 1.0 };
     html! {
         figure.chart {
             figcaption { (title) }
-            svg viewBox={"0 0 " (W) " " (h)} role="img" aria-label=(title) xmlns="http://www.w3.org/2000/svg" {
+            svg viewBox={"0 0 " (HW) " " (h)} role="img" aria-label=(title) xmlns="http://www.w3.org/2000/svg" {
                 @for (i, (lab, v, class)) in rows.iter().enumerate() {
                     @let y = 4.0 + row_h * i as f64;
-                    @let w = (W - label_w - 80.0) * v.clamp(0.0, max) / max;
+                    @let w = (HW - label_w - 70.0) * v.clamp(0.0, max) / max;
                     text.axis x=(label_w - 6.0) y=(y + 16.0) text-anchor="end" { (lab) }
                     rect class={"bar " (class)} x=(label_w) y=(y + 3.0) width=(w) height=(row_h - 8.0) { title { (lab) ": " (fmt(*v)) } }
                     text.value x=(label_w + w + 6.0) y=(y + 16.0) { (fmt(*v)) }

@@ -123,7 +123,7 @@ ui_text! {
     Never => "never", "nunca", "nunca";
     Ago => "ago", "atrás", "atrás";
     ReplicaSeq => "Replica sequence", "Secuencia de réplica", "Sequência da réplica";
-    Backlog => "Backlog (not yet at central)", "Pendientes (aún no en la central)", "Pendentes (ainda não na central)";
+    Backlog => "Backlog", "Pendientes", "Pendentes";
     DeviceFaults => "Device faults", "Fallas de dispositivos", "Falhas de dispositivos";
     None => "none", "ninguna", "nenhuma";
     ClockOffset => "Clock offset", "Desfase de reloj", "Desvio do relógio";
