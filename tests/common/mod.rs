@@ -350,6 +350,13 @@ impl StaffClient {
     /// Waits until a heartbeat sent after `since` reports no backlog and central has
     /// stored as many events as that heartbeat says the agent journaled.
     pub async fn wait_drained(&self, since: jiff::Timestamp, within: Duration) {
+        // A soak leaves a larger backlog; allow it proportionally more time.
+        let within = within.max(Duration::from_secs(
+            std::env::var("AEOGATE_SOAK_CYCLES")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0),
+        ));
         let deadline = Instant::now() + within;
         let mut last = Value::Null;
         while Instant::now() < deadline {
@@ -476,7 +483,7 @@ impl AgentSite {
             t.push_str(&format!("ca_cert = {}\n", toml_str(&ca.to_string_lossy())));
         }
         t.push_str(&format!(
-            "uplink_batch = 50\nheartbeat_every = \"250ms\"\npoll_wait = \"1s\"\n\n[[central.registry_keys]]\nkey_id = {}\npublic_key = {}\n\n",
+            "uplink_batch = 200\nheartbeat_every = \"250ms\"\npoll_wait = \"1s\"\n\n[[central.registry_keys]]\nkey_id = {}\npublic_key = {}\n\n",
             toml_str(&link.key_id),
             toml_str(&link.public_key),
         ));
@@ -507,10 +514,10 @@ impl AgentSite {
         }
     }
 
-    /// Sets `central.uplink_batch` (50 unless changed).
+    /// Sets `central.uplink_batch` (200, the default, unless changed).
     pub fn set_uplink_batch(&self, n: usize) {
         let text = std::fs::read_to_string(&self.config_path).expect("read agent.toml");
-        let text = text.replace("uplink_batch = 50\n", &format!("uplink_batch = {n}\n"));
+        let text = text.replace("uplink_batch = 200\n", &format!("uplink_batch = {n}\n"));
         std::fs::write(&self.config_path, text).expect("write agent.toml");
     }
 
