@@ -15,17 +15,18 @@
 //!   group commit) and agent-core RSS.
 //! - [`bootstrap`]: figure 4, signed snapshot and 10,000-change delta vs raw redb.
 //! - [`ingest`]: figure 5, central ingest from 4 concurrent agents vs a raw redb loop.
-//!
-//! Figures 2 (read to lane command), 6 (backlog drain under live load), 7 (exception to
-//! screen) and 8 (binary sizes, idle CPU) need the running agent and central; they are
-//! listed by [`FIGURES`] as not yet measured and are added there as new entries.
+//! - [`system`]: the running system of figures 2, 6 and 7 (broker, virtual boards, the
+//!   agent in process, lane topic subscriber, bare MQTT round trip).
+//! - [`lane`]: figure 2, departure frame written into the pty → lane decision on MQTT.
 
 pub mod bootstrap;
 pub mod data;
 pub mod decision;
 pub mod ingest;
 pub mod journal;
+pub mod lane;
 pub mod stats;
+pub mod system;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -88,7 +89,7 @@ pub const FIGURES: &[Figure] = &[
         id: "2",
         name: "read-to-lane",
         about: "read to lane command, end to end",
-        run: Err("needs the running agent with a virtual lane board"),
+        run: Ok(lane::run),
     },
     Figure {
         id: "3",
@@ -428,7 +429,7 @@ mod tests {
             .iter()
             .map(|f| f.id)
             .collect();
-        assert_eq!(ids, ["1", "3", "4", "5"]);
+        assert_eq!(ids, ["1", "2", "3", "4", "5"]);
     }
 
     #[test]

@@ -1,0 +1,407 @@
+//! The running system for the whole-system figures (2, 6, 7): an in-process MQTT broker,
+//! virtual lane boards on real pseudo-terminals, the edge agent started in this process
+//! from a TOML configuration (the same parser as the `edge-agent` binary), and a lane
+//! topic subscriber that stamps each decision message with the instant it arrived.
+//!
+//! Everything listens on 127.0.0.1. The agent's lanes have one presence loop each, as on
+//! a gate with loop detectors: a transaction opens when the loop reports a vehicle and
+//! closes one `DEPARTURE_GRACE` (1 s, `edge_agent::assembler`) after the loop clears.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use protocol::link::Message;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::vboard::{FrameDirection, LinkFrame, Truck, VirtualBoard, VirtualBoardConfig};
+
+/// Baud rate configured for every lane board, the agent's default (8N1: 10 bits a byte).
+pub const BAUD: u32 = 115_200;
+
+/// Wire time of `bytes` at [`BAUD`] with 8N1 framing (start, 8 data, stop bits).
+#[must_use]
+pub fn wire_time(bytes: usize) -> Duration {
+    let bits = u64::try_from(bytes).unwrap_or(u64::MAX).saturating_mul(10);
+    Duration::from_nanos(bits.saturating_mul(1_000_000_000) / u64::from(BAUD))
+}
+
+/// How the agent reaches central, when it does.
+#[derive(Debug, Clone)]
+pub struct CentralLink {
+    pub url: String,
+    pub token: String,
+    pub key_id: String,
+    pub public_key: String,
+    pub uplink_batch: usize,
+    pub heartbeat_every: Duration,
+}
+
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// The agent configuration text: one presence-loop lane per board, each board a
+/// `lane_board` device at [`BAUD`], lane topics under `aeogate/<gate>/lanes`, OCR topics
+/// `portal/<gate>/<lane>/ocr`, the console on a free loopback port.
+#[must_use]
+pub fn agent_toml(
+    gate: &str,
+    boards: &[Arc<VirtualBoard>],
+    broker: SocketAddr,
+    store: &Path,
+    central: Option<&CentralLink>,
+) -> String {
+    let mut t = String::new();
+    let _ = write!(
+        t,
+        "[gate]\nid = {}\nname = \"bench gate\"\nport = \"PORT1\"\n\n",
+        toml_str(gate)
+    );
+    for b in boards {
+        let lane = b.lane();
+        let _ = write!(
+            t,
+            "[[lanes]]\nid = \"{lane}\"\nname = \"Lane {lane}\"\npresence_loop = true\ntransaction_timeout = \"60s\"\n\
+             [lanes.routes]\nfast = \"Lane 1 priority\"\nstandard = \"Lane 2\"\ninspect = \"Inspection bay\"\n\n"
+        );
+    }
+    for b in boards {
+        let _ = write!(
+            t,
+            "[[devices]]\nname = \"board-{}\"\nlane = \"{}\"\nkind = \"lane_board\"\npath = {}\nbaud = {BAUD}\nsilence_timeout = \"5s\"\nreopen_backoff_max = \"1s\"\n\n",
+            b.lane(),
+            b.lane(),
+            toml_str(&b.tty_link().to_string_lossy())
+        );
+    }
+    let _ = write!(
+        t,
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"bench-agent-{gate}\"\nlane_topic_prefix = \"aeogate/{gate}/lanes\"\n\n",
+        broker.port()
+    );
+    for b in boards {
+        let lane = b.lane();
+        let _ = write!(
+            t,
+            "[[mqtt.topics]]\nfilter = \"portal/{gate}/{lane}/ocr\"\nlane = \"{lane}\"\nkind = \"ocr\"\n\n"
+        );
+    }
+    let _ = write!(
+        t,
+        "[store]\npath = {}\n\n",
+        toml_str(&store.to_string_lossy())
+    );
+    if let Some(c) = central {
+        let _ = write!(
+            t,
+            "[central]\nurl = {}\ntoken = {}\nuplink_batch = {}\nheartbeat_every = \"{}ms\"\npoll_wait = \"5s\"\n\n\
+             [[central.registry_keys]]\nkey_id = {}\npublic_key = {}\n\n",
+            toml_str(&c.url),
+            toml_str(&c.token),
+            c.uplink_batch,
+            c.heartbeat_every.as_millis(),
+            toml_str(&c.key_id),
+            toml_str(&c.public_key),
+        );
+    }
+    t.push_str(
+        "[policy]\nname = \"bench\"\nstaleness_bound = \"24h\"\nrequired_roles = [\"IMPORTER\", \"CARRIER\"]\nhome_programmes = [\"EU-AEO\"]\n\
+         random_rate_aeo = 0.01\nrandom_rate_other = 0.05\nrandom_key = \"bench-random-key\"\n\n[console]\nbind = \"127.0.0.1:0\"\n",
+    );
+    t
+}
+
+/// `n` virtual boards with one presence loop each, lanes `L1`…`Ln`.
+///
+/// # Errors
+/// A pseudo-terminal cannot be opened.
+pub fn boards(n: usize) -> anyhow::Result<Vec<Arc<VirtualBoard>>> {
+    (1..=n)
+        .map(|i| {
+            let cfg = VirtualBoardConfig {
+                lane: format!("L{i}"),
+                loops: 1,
+                seed: i as u64,
+                ..VirtualBoardConfig::default()
+            };
+            VirtualBoard::spawn(cfg)
+                .map(Arc::new)
+                .with_context(|| format!("virtual board L{i}"))
+        })
+        .collect()
+}
+
+/// A decision message seen on a lane topic.
+#[derive(Debug, Clone)]
+pub struct LaneMessage {
+    /// When the subscriber's event loop returned it.
+    pub received: Instant,
+    pub received_wall: Timestamp,
+    pub lane: String,
+    pub transaction_id: Option<String>,
+    pub decision: String,
+    /// When the agent decided (its `LaneState::at`).
+    pub decided_at: Option<Timestamp>,
+}
+
+fn parse_lane_message(payload: &[u8], received: Instant) -> Option<LaneMessage> {
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
+    Some(LaneMessage {
+        received,
+        received_wall: Timestamp::now(),
+        lane: s("lane")?.to_owned(),
+        transaction_id: s("transaction_id").map(str::to_owned),
+        decision: s("decision")?.to_owned(),
+        decided_at: s("at").and_then(|t| t.parse().ok()),
+    })
+}
+
+/// Subscribes to `aeogate/<gate>/lanes/+/decision` (QoS 1, as the agent publishes) and
+/// routes each message to the receiver of its lane. Returns once the subscription is
+/// acknowledged.
+///
+/// # Errors
+/// The broker does not acknowledge the subscription within 5 s.
+pub async fn lane_subscriber(
+    broker: SocketAddr,
+    gate: &str,
+    lanes: &[String],
+    stop: CancellationToken,
+) -> anyhow::Result<HashMap<String, mpsc::UnboundedReceiver<LaneMessage>>> {
+    let mut opts = MqttOptions::new(
+        format!("bench-lanes-{}", std::process::id()),
+        "127.0.0.1",
+        broker.port(),
+    );
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut ev) = AsyncClient::new(opts, 64);
+    client
+        .subscribe(format!("aeogate/{gate}/lanes/+/decision"), QoS::AtLeastOnce)
+        .await
+        .context("subscribing to the lane topics")?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ev.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => anyhow::bail!("lane subscriber cannot reach the broker {broker}: {e}"),
+            Err(_) => {
+                anyhow::bail!("the broker {broker} did not acknowledge the subscription within 5 s")
+            }
+        }
+    }
+    let mut senders = HashMap::new();
+    let mut receivers = HashMap::new();
+    for l in lanes {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.insert(l.clone(), tx);
+        receivers.insert(l.clone(), rx);
+    }
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                e = ev.poll() => match e {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let at = Instant::now();
+                        if let Some(m) = parse_lane_message(&p.payload, at)
+                            && let Some(tx) = senders.get(&m.lane)
+                        {
+                            let _ = tx.send(m);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+    });
+    Ok(receivers)
+}
+
+/// The last departure frame (`Presence { present: false }`) the board wrote, and the
+/// first lane command it read after it, among the frames queued in `frames` so far.
+#[must_use]
+pub fn departure_and_command(
+    frames: &Receiver<LinkFrame>,
+) -> (Option<LinkFrame>, Option<LinkFrame>) {
+    let mut departure: Option<LinkFrame> = None;
+    let mut command: Option<LinkFrame> = None;
+    while let Ok(f) = frames.try_recv() {
+        match (&f.direction, &f.frame.msg) {
+            (FrameDirection::ToAgent, Message::Presence { present: false, .. }) => {
+                departure = Some(f);
+                command = None;
+            }
+            (FrameDirection::FromAgent, Message::LaneCommand(_))
+                if departure.is_some() && command.is_none() =>
+            {
+                command = Some(f);
+            }
+            _ => {}
+        }
+    }
+    (departure, command)
+}
+
+/// Waits for the lane's next decision message, at most `within`.
+pub async fn next_decision(
+    rx: &mut mpsc::UnboundedReceiver<LaneMessage>,
+    within: Duration,
+) -> Option<LaneMessage> {
+    tokio::time::timeout(within, rx.recv()).await.ok().flatten()
+}
+
+/// A truck that shows one UHF tag (a 96-bit SGTIN) and nothing else.
+#[must_use]
+pub fn plain_truck() -> Truck {
+    Truck {
+        tags: vec![vec![
+            0x30, 0x74, 0x25, 0x7B, 0xF7, 0x19, 0x4E, 0x40, 0x00, 0x00, 0x1A, 0x85,
+        ]],
+        eseals: Vec::new(),
+        dwell: Duration::from_millis(100),
+    }
+}
+
+/// Waits until every board's link is up (the agent has opened the pty and answers).
+///
+/// # Errors
+/// A board's link is not up within `within`.
+pub async fn links_up(boards: &[Arc<VirtualBoard>], within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    for b in boards {
+        while !b.stats().link_up {
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "the agent did not bring up the link of board {} within {within:?}",
+                    b.lane()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Bare MQTT round trip through the broker at `broker`: one client publishes at QoS 1,
+/// another receives; `n` samples, one at a time, from publish call to receipt.
+///
+/// # Errors
+/// The broker cannot be reached or a message does not arrive within 2 s.
+pub async fn mqtt_round_trips(
+    broker: SocketAddr,
+    n: usize,
+) -> anyhow::Result<crate::bench::stats::Samples> {
+    let mut so = MqttOptions::new("bench-rt-sub", "127.0.0.1", broker.port());
+    so.set_keep_alive(Duration::from_secs(30));
+    let (sub, mut sub_ev) = AsyncClient::new(so, 64);
+    sub.subscribe("bench/rt", QoS::AtLeastOnce).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
+    let subscribed = Arc::new(tokio::sync::Notify::new());
+    let ready = subscribed.clone();
+    let stop = CancellationToken::new();
+    let stop2 = stop.clone();
+    tokio::spawn(async move {
+        let _sub = sub;
+        loop {
+            tokio::select! {
+                () = stop2.cancelled() => break,
+                e = sub_ev.poll() => match e {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => ready.notify_one(),
+                    Ok(Event::Incoming(Packet::Publish(_))) => { let _ = tx.send(Instant::now()); }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(5), subscribed.notified())
+        .await
+        .context("the round-trip subscriber was not acknowledged within 5 s")?;
+    let mut po = MqttOptions::new("bench-rt-pub", "127.0.0.1", broker.port());
+    po.set_keep_alive(Duration::from_secs(30));
+    let (publ, mut pub_ev) = AsyncClient::new(po, 64);
+    let stop3 = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop3.cancelled() => break,
+                e = pub_ev.poll() => if e.is_err() { tokio::time::sleep(Duration::from_millis(50)).await },
+            }
+        }
+    });
+    let mut samples = crate::bench::stats::Samples::with_capacity(n);
+    let payload = vec![b'x'; 200];
+    for _ in 0..n {
+        let t = Instant::now();
+        publ.publish("bench/rt", QoS::AtLeastOnce, false, payload.clone())
+            .await
+            .context("publishing a round-trip message")?;
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .context("a round-trip message did not arrive within 2 s")?
+            .context("round-trip subscriber stopped")?;
+        samples.push(got.saturating_duration_since(t));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    stop.cancel();
+    Ok(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_time_is_ten_bits_a_byte_at_the_baud_rate() {
+        // 23 bytes at 115,200 baud: 230 bits, 1.996 ms.
+        assert_eq!(wire_time(23), Duration::from_nanos(1_996_527));
+        assert_eq!(wire_time(0), Duration::ZERO);
+    }
+
+    #[test]
+    fn agent_configuration_parses_with_and_without_central() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = boards(2).expect("boards");
+        let broker: SocketAddr = ([127, 0, 0, 1], 1883).into();
+        let plain = agent_toml("PORT1-G1", &b, broker, &dir.path().join("a.redb"), None);
+        let cfg = edge_agent::config::Config::from_toml_str(&plain, "bench").expect("parses");
+        assert_eq!(cfg.lanes.len(), 2);
+        assert!(cfg.lanes.iter().all(|l| l.presence_loop));
+        assert!(cfg.central.is_none());
+        let link = CentralLink {
+            url: "http://127.0.0.1:9".into(),
+            token: "t".into(),
+            key_id: "k".into(),
+            public_key: "00".repeat(32),
+            uplink_batch: 1000,
+            heartbeat_every: Duration::from_millis(1500),
+        };
+        let with = agent_toml(
+            "PORT1-G1",
+            &b,
+            broker,
+            &dir.path().join("a.redb"),
+            Some(&link),
+        );
+        let cfg = edge_agent::config::Config::from_toml_str(&with, "bench").expect("parses");
+        let c = cfg.central.expect("central configured");
+        assert_eq!(
+            (c.uplink_batch, c.heartbeat_every),
+            (1000, Duration::from_millis(1500))
+        );
+    }
+}
