@@ -215,6 +215,8 @@ pub fn app(central: Central) -> Router {
         .route("/api/v1/audit", get(get_audit))
         .route("/api/v1/stats/summary", get(get_summary))
         .route("/api/v1/stats/hourly", get(get_hourly))
+        .route("/api/v1/stats/programme", get(get_programme))
+        .route("/api/v1/openapi.json", get(get_openapi))
         .route("/api/v1/export/events.csv", get(get_export_csv))
         .route("/api/v1/export/epcis", get(get_export_epcis))
         .merge(crate::dashboard::router())
@@ -223,6 +225,53 @@ pub fn app(central: Central) -> Router {
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(central)
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// The OpenAPI 3.1 document of this API (`central/openapi.json`, checked against the
+/// router by a test).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn get_openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct ProgrammeQuery {
+    /// Hours back from now (default 24; 0 = all time).
+    hours: Option<u32>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/stats/programme?hours=&cursor=&limit=`: the benefit figures (AEO vs
+/// non-AEO inspection rate, FAST share, median time at gate; per programme; per operator,
+/// paginated).
+async fn get_programme(
+    State(c): State<Central>,
+    _staff: Staff,
+    Query(q): Query<ProgrammeQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let hours = q.hours.unwrap_or(24);
+    let from = (hours > 0)
+        .then(|| {
+            Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_hours(i64::from(hours)))
+                .ok()
+        })
+        .flatten();
+    let offset = match q.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(c) => c.parse::<usize>().map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "cursor is not one this API issued")
+        })?,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let b = c
+        .blocking(move |c| crate::dashboard::programme::load(c, from))
+        .await?;
+    Ok(Json(crate::dashboard::programme::benefits_json(
+        &b, offset, limit,
+    )))
 }
 
 async fn healthz(State(c): State<Central>) -> ApiResult<Json<serde_json::Value>> {

@@ -105,7 +105,7 @@ pub async fn serve_with_listener(
             tracing::info!(%addr, "central listening (HTTPS)");
             let r = axum_server::from_tcp_rustls(listener, rustls)?
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await;
             watcher.abort();
             r.context("HTTPS server failed")
@@ -114,7 +114,11 @@ pub async fn serve_with_listener(
             let listener = tokio::net::TcpListener::from_std(listener)?;
             tracing::info!(%addr, "central listening (plain HTTP, loopback only)");
             let signal = shutdown.clone();
-            let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let server = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
                 signal.cancelled().await;
                 stop.cancel();
             });

@@ -675,7 +675,7 @@ async fn staff_endpoints_need_a_session() {
     let a = call(&e.central, "GET", "/api/v1/cases", None, None).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     e.central
-        .add_user("ana", "correct horse", "officer")
+        .add_user("ana", "correct horse", "analyst")
         .expect("user");
     let a = call(
         &e.central,

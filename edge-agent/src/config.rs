@@ -834,8 +834,8 @@ impl Validator<'_> {
                         "at least one pinned registry key is required to accept registry batches",
                     ));
                 }
-                if c.uplink_batch == 0 || c.uplink_batch > 10_000 {
-                    return Err(self.err(at("uplink_batch"), "must be between 1 and 10000"));
+                if c.uplink_batch == 0 || c.uplink_batch > 1_000 {
+                    return Err(self.err(at("uplink_batch"), "must be between 1 and 1000 (central accepts at most 1,000 entries a batch)"));
                 }
                 let poll_wait = self.positive(at("poll_wait"), c.poll_wait)?;
                 if poll_wait > MAX_POLL_WAIT {

@@ -154,7 +154,11 @@ pub fn benefits(events: &[StoredEvent]) -> Benefits {
     b
 }
 
-fn load(c: &Central, from: Option<Timestamp>) -> anyhow::Result<Benefits> {
+/// Reads the events from `from` on and computes the figures.
+///
+/// # Errors
+/// Store errors.
+pub fn load(c: &Central, from: Option<Timestamp>) -> anyhow::Result<Benefits> {
     let mut events = Vec::new();
     let mut cursor = None;
     let mut truncated = false;
@@ -327,6 +331,52 @@ pub async fn csv(
             .into_response(),
         Err(e) => internal(&e),
     }
+}
+
+/// One group's figures as JSON (the API's form of the programme page).
+#[must_use]
+pub fn figures_json(f: &Figures) -> serde_json::Value {
+    serde_json::json!({
+        "transactions": f.transactions,
+        "inspected": f.inspected,
+        "fast": f.fast,
+        "inspection_rate": f.inspection_rate(),
+        "fast_share": f.fast_share(),
+        "median_time_at_gate_s": f.median_time_s(),
+    })
+}
+
+/// The benefit figures as JSON: AEO and non-AEO traffic, per programme, and a page of
+/// operators (busiest first; `offset`/`limit`).
+#[must_use]
+pub fn benefits_json(b: &Benefits, offset: usize, limit: usize) -> serde_json::Value {
+    let mut ops: Vec<(&String, &(String, Figures))> = b.per_operator.iter().collect();
+    ops.sort_by(|a, z| {
+        z.1.1
+            .transactions
+            .cmp(&a.1.1.transactions)
+            .then(a.0.cmp(z.0))
+    });
+    let total = ops.len();
+    let page: Vec<serde_json::Value> = ops
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(id, (name, f))| {
+            let mut v = figures_json(f);
+            v["operator"] = serde_json::Value::String(id.clone());
+            v["name"] = serde_json::Value::String(name.clone());
+            v
+        })
+        .collect();
+    let next = (offset + limit < total).then(|| (offset + limit).to_string());
+    serde_json::json!({
+        "aeo": figures_json(&b.aeo),
+        "non_aeo": figures_json(&b.non_aeo),
+        "per_programme": b.per_programme.iter().map(|(k, f)| (k.clone(), figures_json(f))).collect::<serde_json::Map<_, _>>(),
+        "per_operator": { "items": page, "next_cursor": next, "total": total },
+        "truncated": b.truncated,
+    })
 }
 
 #[cfg(test)]
