@@ -139,6 +139,8 @@ pub struct MemoryReplica {
     operators: HashMap<OperatorId, RegistryRecord>,
     links: HashMap<OperatorId, OperatorId>,
     consignments: HashMap<String, Consignment>,
+    /// Consignment ids by declared container, so a look-up is not a scan.
+    by_container: HashMap<ContainerNumber, BTreeSet<String>>,
     mras: BTreeMap<(Programme, Programme), MraRecord>,
     meta: ReplicaMeta,
 }
@@ -152,14 +154,50 @@ impl MemoryReplica {
 
     /// Inserts or replaces an operator (indexing its linked ids).
     pub fn insert_operator(&mut self, record: RegistryRecord) {
-        // Infallible for the in-memory sink.
-        let _ = ReplicaSink::upsert_operator(self, record);
+        if let Some(old) = self.operators.get(&record.operator) {
+            for l in &old.linked_ids {
+                self.links.remove(l);
+            }
+        }
+        for l in &record.linked_ids {
+            self.links.insert(l.clone(), record.operator.clone());
+        }
+        self.operators.insert(record.operator.clone(), record);
     }
 
-    /// Inserts or replaces a consignment.
+    /// Inserts or replaces a consignment (indexing its containers).
     pub fn insert_consignment(&mut self, consignment: Consignment) {
+        self.remove_consignment_by_id(&consignment.id);
+        for d in &consignment.containers {
+            self.by_container
+                .entry(d.number)
+                .or_default()
+                .insert(consignment.id.clone());
+        }
         self.consignments
             .insert(consignment.id.clone(), consignment);
+    }
+
+    fn remove_consignment_by_id(&mut self, id: &str) {
+        let Some(old) = self.consignments.remove(id) else {
+            return;
+        };
+        for d in &old.containers {
+            if let Some(ids) = self.by_container.get_mut(&d.number) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.by_container.remove(&d.number);
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.operators.clear();
+        self.links.clear();
+        self.consignments.clear();
+        self.by_container.clear();
+        self.mras.clear();
     }
 
     /// Inserts or replaces an MRA (keyed by recognising and partner programme).
@@ -188,7 +226,7 @@ impl MemoryReplica {
         check_batch(&self.meta, batch)?;
         let mut next = self.clone();
         if batch.snapshot {
-            next.clear()?;
+            next.clear();
         }
         apply_changes(&mut next, batch)?;
         next.meta.sequence = batch.last_seq;
@@ -200,23 +238,8 @@ impl MemoryReplica {
 }
 
 impl ReplicaSink for MemoryReplica {
-    fn clear(&mut self) -> Result<(), ReplicaError> {
-        self.operators.clear();
-        self.links.clear();
-        self.consignments.clear();
-        self.mras.clear();
-        Ok(())
-    }
-    fn upsert_operator(&mut self, record: RegistryRecord) -> Result<(), ReplicaError> {
-        if let Some(old) = self.operators.get(&record.operator) {
-            for l in &old.linked_ids {
-                self.links.remove(l);
-            }
-        }
-        for l in &record.linked_ids {
-            self.links.insert(l.clone(), record.operator.clone());
-        }
-        self.operators.insert(record.operator.clone(), record);
+    fn upsert_operator(&mut self, record: &RegistryRecord) -> Result<(), ReplicaError> {
+        self.insert_operator(record.clone());
         Ok(())
     }
     fn current_operator(
@@ -225,16 +248,16 @@ impl ReplicaSink for MemoryReplica {
     ) -> Result<Option<RegistryRecord>, ReplicaError> {
         Ok(self.operators.get(id).cloned())
     }
-    fn upsert_mra(&mut self, mra: MraRecord) -> Result<(), ReplicaError> {
-        self.insert_mra(mra);
+    fn upsert_mra(&mut self, mra: &MraRecord) -> Result<(), ReplicaError> {
+        self.insert_mra(mra.clone());
         Ok(())
     }
-    fn upsert_consignment(&mut self, consignment: Consignment) -> Result<(), ReplicaError> {
-        self.insert_consignment(consignment);
+    fn upsert_consignment(&mut self, consignment: &Consignment) -> Result<(), ReplicaError> {
+        self.insert_consignment(consignment.clone());
         Ok(())
     }
     fn remove_consignment(&mut self, id: &str) -> Result<(), ReplicaError> {
-        self.consignments.remove(id);
+        self.remove_consignment_by_id(id);
         Ok(())
     }
 }
@@ -247,9 +270,10 @@ impl ReplicaView for MemoryReplica {
             .cloned()
     }
     fn consignment_for(&self, c: &ContainerNumber) -> Option<Consignment> {
-        self.consignments
-            .values()
-            .filter(|k| k.containers.iter().any(|d| &d.number == c))
+        self.by_container
+            .get(c)?
+            .iter()
+            .filter_map(|id| self.consignments.get(id))
             .max_by(|a, b| a.as_of.cmp(&b.as_of).then_with(|| a.id.cmp(&b.id)))
             .cloned()
     }

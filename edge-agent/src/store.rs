@@ -42,8 +42,8 @@ use protocol::schema::{
     check_version,
 };
 use redb::{
-    Database, Durability, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
-    ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, MultimapTable, MultimapTableDefinition, ReadTransaction,
+    ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -57,13 +57,31 @@ const BY_TX: MultimapTableDefinition<u128, u64> = MultimapTableDefinition::new("
 /// Seqs of entries that are seal/container exceptions or integrity alerts.
 const EXCEPTIONS: TableDefinition<u64, ()> = TableDefinition::new("journal_exceptions_v1");
 
-const OPERATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("replica_operators_v1");
+// Replica values are postcard with a leading encoding byte ([`REPLICA_ENCODING`]); the
+// `_v1` tables held JSON and are dropped on open (see [`migrate_replica_v1`]).
+const OPERATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("replica_operators_v2");
 const LINKS: TableDefinition<&str, &str> = TableDefinition::new("replica_operator_links_v1");
-const MRAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replica_mras_v1");
-const CONSIGNMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("replica_consignments_v1");
+const MRAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replica_mras_v2");
+const CONSIGNMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("replica_consignments_v2");
 const BY_CONTAINER: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("replica_by_container_v1");
 const REPLICA_META: TableDefinition<&str, &[u8]> = TableDefinition::new("replica_meta_v1");
+/// The JSON-valued replica tables of earlier releases.
+const OLD_JSON_TABLES: [&str; 3] = [
+    "replica_operators_v1",
+    "replica_mras_v1",
+    "replica_consignments_v1",
+];
+
+/// First byte of every replica value: postcard (serde data model, field order of the
+/// protocol structs) of the schema record. A record whose struct gains or reorders a field
+/// needs a new byte and a new table name.
+const REPLICA_ENCODING: u8 = 1;
+
+/// Default size of redb's page cache. redb's own default is 1 GiB, which a gate box with a
+/// national-scale replica fills (docs/benchmarks.md, figure 3 RSS); the hot part of the
+/// replica is the B-tree branch pages, a few MiB at a million records.
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 
 /// Most entries [`Store::recent_transactions`] scans before giving up.
 const RECENT_SCAN_LIMIT: usize = 50_000;
@@ -83,6 +101,9 @@ pub enum StoreError {
     /// The journal failed its check on open.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// A replica of an older format could not be dropped on open.
+    #[error("cannot drop the replica of an older format: {0}")]
+    Replica(#[from] ReplicaError),
 }
 
 /// Errors of journal operations.
@@ -109,6 +130,27 @@ pub enum JournalError {
     /// Writes are refused (the fault drill of [`Store::refuse_journal_writes`]).
     #[error("journal writes are refused (disk-full drill)")]
     Refused,
+    /// The journal writer stopped (or failed) before answering; the write may not have
+    /// happened, so the caller must treat it as not journaled.
+    #[error("the journal writer stopped before confirming the write")]
+    WriterStopped,
+    /// The group commit this write was part of failed (nothing of the group was written).
+    #[error("journal group commit failed: {0}")]
+    GroupFailed(String),
+}
+
+impl JournalError {
+    /// The same failure for another caller of a failed group commit (storage errors do not
+    /// clone; their text does).
+    #[must_use]
+    pub fn for_group_member(&self) -> JournalError {
+        match self {
+            Self::Refused => Self::Refused,
+            Self::Poisoned => Self::Poisoned,
+            Self::WriterStopped => Self::WriterStopped,
+            other => Self::GroupFailed(other.to_string()),
+        }
+    }
 }
 
 /// Errors of replica operations.
@@ -181,13 +223,13 @@ impl ReplicaMeta {
 
 /// Where replica changes are written: the store's write transaction or a
 /// [`crate::decider::MemoryReplica`]. Shared so both apply batches identically.
+/// Records are passed by reference so that applying a batch never copies it whole.
 pub(crate) trait ReplicaSink {
-    fn clear(&mut self) -> Result<(), ReplicaError>;
-    fn upsert_operator(&mut self, record: RegistryRecord) -> Result<(), ReplicaError>;
+    fn upsert_operator(&mut self, record: &RegistryRecord) -> Result<(), ReplicaError>;
     fn current_operator(&mut self, id: &OperatorId)
     -> Result<Option<RegistryRecord>, ReplicaError>;
-    fn upsert_mra(&mut self, mra: MraRecord) -> Result<(), ReplicaError>;
-    fn upsert_consignment(&mut self, consignment: Consignment) -> Result<(), ReplicaError>;
+    fn upsert_mra(&mut self, mra: &MraRecord) -> Result<(), ReplicaError>;
+    fn upsert_consignment(&mut self, consignment: &Consignment) -> Result<(), ReplicaError>;
     fn remove_consignment(&mut self, id: &str) -> Result<(), ReplicaError>;
 }
 
@@ -263,7 +305,7 @@ pub(crate) fn apply_changes(
         match &sc.change {
             Change::UpsertOperator { record } => {
                 check_version(record.v)?;
-                sink.upsert_operator(record.clone())?;
+                sink.upsert_operator(record)?;
             }
             Change::SetStatus {
                 operator,
@@ -279,15 +321,15 @@ pub(crate) fn apply_changes(
                 })?;
                 rec.status = *status;
                 rec.status_since = *at;
-                sink.upsert_operator(rec)?;
+                sink.upsert_operator(&rec)?;
             }
             Change::UpsertMra { mra } => {
                 check_version(mra.v)?;
-                sink.upsert_mra(mra.clone())?;
+                sink.upsert_mra(mra)?;
             }
             Change::UpsertConsignment { consignment } => {
                 check_version(consignment.v)?;
-                sink.upsert_consignment(consignment.clone())?;
+                sink.upsert_consignment(consignment)?;
             }
             Change::RemoveConsignment { id } => sink.remove_consignment(id)?,
         }
@@ -366,10 +408,28 @@ impl Store {
     /// [`StoreError::Open`] when the file cannot be opened; [`StoreError::Journal`] when the
     /// tail of the hash chain does not verify.
     pub fn open(path: &Path, gate: GateId) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Open {
-            path: path.display().to_string(),
-            source: e.into(),
-        })?;
+        Self::open_with_cache(path, gate, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with redb's page cache bounded to `cache_bytes` (half of it at most
+    /// holds a write transaction's dirty pages; the rest caches reads). The agent's
+    /// resident memory grows toward this bound, so it is the main memory setting.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with_cache(
+        path: &Path,
+        gate: GateId,
+        cache_bytes: usize,
+    ) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                source: e.into(),
+            })?;
+        migrate_replica_v1(&db)?;
         // Create every table so readers never meet a missing one.
         let w = db.begin_write().map_err(jdb)?;
         {
@@ -461,8 +521,23 @@ impl Store {
         bodies: Vec<EventBody>,
         at: Timestamp,
     ) -> Result<Vec<JournalEntry>, JournalError> {
-        if bodies.is_empty() {
-            return Ok(Vec::new());
+        let mut out = self.append_groups(vec![(bodies, at)])?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Appends several groups of bodies, each with its own time, in one durable write
+    /// transaction (the journal writer's group commit: one fsync for everything queued).
+    /// Groups keep their order and get consecutive sequence numbers; the result holds each
+    /// group's entries, in the order given.
+    ///
+    /// # Errors
+    /// [`JournalError`]; nothing of any group is written when an error is returned.
+    pub fn append_groups(
+        &self,
+        groups: Vec<(Vec<EventBody>, Timestamp)>,
+    ) -> Result<Vec<Vec<JournalEntry>>, JournalError> {
+        if groups.iter().all(|(b, _)| b.is_empty()) {
+            return Ok(groups.iter().map(|_| Vec::new()).collect());
         }
         if self
             .inner
@@ -475,39 +550,43 @@ impl Store {
         let mut next = st.clone();
         let mut w = self.inner.db.begin_write().map_err(jdb)?;
         w.set_durability(Durability::Immediate).map_err(jdb)?;
-        let mut out = Vec::with_capacity(bodies.len());
+        let mut out = Vec::with_capacity(groups.len());
         {
             let mut journal = w.open_table(JOURNAL).map_err(jdb)?;
             let mut by_tx = w.open_multimap_table(BY_TX).map_err(jdb)?;
             let mut exceptions = w.open_table(EXCEPTIONS).map_err(jdb)?;
-            for body in bodies {
-                let seq = next.head + 1;
-                let exception = is_exception(&body);
-                let tx_id = indexed_tx(&body);
-                let entry = JournalEntry::new_chained(
-                    self.inner.gate.clone(),
-                    seq,
-                    Uuid::now_v7(),
-                    at,
-                    next.last_hash.clone(),
-                    body,
-                )
-                .map_err(JournalError::Hash)?;
-                let bytes = serde_json::to_vec(&entry).map_err(|e| JournalError::Corrupt {
-                    seq,
-                    detail: e.to_string(),
-                })?;
-                journal.insert(seq, bytes.as_slice()).map_err(jdb)?;
-                if let Some(id) = tx_id {
-                    by_tx.insert(id.as_u128(), seq).map_err(jdb)?;
+            for (bodies, at) in groups {
+                let mut group = Vec::with_capacity(bodies.len());
+                for body in bodies {
+                    let seq = next.head + 1;
+                    let exception = is_exception(&body);
+                    let tx_id = indexed_tx(&body);
+                    let entry = JournalEntry::new_chained(
+                        self.inner.gate.clone(),
+                        seq,
+                        Uuid::now_v7(),
+                        at,
+                        next.last_hash.clone(),
+                        body,
+                    )
+                    .map_err(JournalError::Hash)?;
+                    let bytes = serde_json::to_vec(&entry).map_err(|e| JournalError::Corrupt {
+                        seq,
+                        detail: e.to_string(),
+                    })?;
+                    journal.insert(seq, bytes.as_slice()).map_err(jdb)?;
+                    if let Some(id) = tx_id {
+                        by_tx.insert(id.as_u128(), seq).map_err(jdb)?;
+                    }
+                    if exception {
+                        exceptions.insert(seq, ()).map_err(jdb)?;
+                    }
+                    next.head = seq;
+                    next.bytes += bytes.len() as u64;
+                    next.last_hash = entry.hash.clone();
+                    group.push(entry);
                 }
-                if exception {
-                    exceptions.insert(seq, ()).map_err(jdb)?;
-                }
-                next.head = seq;
-                next.bytes += bytes.len() as u64;
-                next.last_hash = entry.hash.clone();
-                out.push(entry);
+                out.push(group);
             }
         }
         prune(&w, &mut next)?;
@@ -803,11 +882,16 @@ impl Store {
         check_batch(&meta, batch)?;
         let mut w = self.inner.db.begin_write().map_err(rdb)?;
         w.set_durability(Durability::Immediate).map_err(rdb)?;
+        if batch.snapshot {
+            // Deleting a table frees its pages without visiting every entry.
+            w.delete_table(OPERATORS).map_err(rdb)?;
+            w.delete_table(LINKS).map_err(rdb)?;
+            w.delete_table(MRAS).map_err(rdb)?;
+            w.delete_table(CONSIGNMENTS).map_err(rdb)?;
+            w.delete_multimap_table(BY_CONTAINER).map_err(rdb)?;
+        }
         {
-            let mut sink = WriteSink { w: &w };
-            if batch.snapshot {
-                sink.clear()?;
-            }
+            let mut sink = WriteSink::open(&w)?;
             // On error `w` drops uncommitted: redb aborts it, nothing is applied.
             apply_changes(&mut sink, batch)?;
         }
@@ -979,6 +1063,47 @@ fn prune(w: &WriteTransaction, st: &mut JournalState) -> Result<(), JournalError
     Ok(())
 }
 
+/// Drops a replica kept in the JSON tables of earlier releases and marks the replica as
+/// never loaded (keeping its port), so replication bootstraps it again from a snapshot:
+/// one snapshot is cheaper and simpler than converting in place, and the decider treats
+/// the empty replica as missing data (never FAST) until then.
+fn migrate_replica_v1(db: &Database) -> Result<(), ReplicaError> {
+    let r = db.begin_read().map_err(rdb)?;
+    let names: Vec<String> = r
+        .list_tables()
+        .map_err(rdb)?
+        .map(|h| h.name().to_string())
+        .collect();
+    drop(r);
+    if !OLD_JSON_TABLES.iter().any(|t| names.iter().any(|n| n == t)) {
+        return Ok(());
+    }
+    let mut w = db.begin_write().map_err(rdb)?;
+    w.set_durability(Durability::Immediate).map_err(rdb)?;
+    for name in OLD_JSON_TABLES {
+        w.delete_table(TableDefinition::<&str, &[u8]>::new(name))
+            .map_err(rdb)?;
+    }
+    w.delete_table(LINKS).map_err(rdb)?;
+    w.delete_multimap_table(BY_CONTAINER).map_err(rdb)?;
+    let port = {
+        let t = w.open_table(REPLICA_META).map_err(rdb)?;
+        read_replica_meta(&t).map(|m| m.port).unwrap_or(None)
+    };
+    write_replica_meta(
+        &w,
+        &ReplicaMeta {
+            port,
+            ..ReplicaMeta::default()
+        },
+    )?;
+    w.commit().map_err(rdb)?;
+    tracing::warn!(
+        "the replica was stored in an older format; it is dropped and loads again from a snapshot"
+    );
+    Ok(())
+}
+
 fn read_replica_meta(
     t: &impl ReadableTable<&'static str, &'static [u8]>,
 ) -> Result<ReplicaMeta, ReplicaError> {
@@ -996,72 +1121,78 @@ fn write_replica_meta(w: &WriteTransaction, meta: &ReplicaMeta) -> Result<(), Re
     Ok(())
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, ReplicaError> {
-    serde_json::to_vec(v).map_err(|e| ReplicaError::Schema(e.to_string()))
+/// Encodes a replica value into `buf` (cleared first): [`REPLICA_ENCODING`], then postcard.
+fn encode_into<T: Serialize>(v: &T, buf: &mut Vec<u8>) -> Result<(), ReplicaError> {
+    buf.clear();
+    buf.push(REPLICA_ENCODING);
+    let taken = std::mem::take(buf);
+    *buf = postcard::to_extend(v, taken).map_err(|e| ReplicaError::Schema(e.to_string()))?;
+    Ok(())
 }
 
-fn from_json<T: for<'de> Deserialize<'de>>(
+fn decode<T: for<'de> Deserialize<'de>>(
     what: &str,
     key: &str,
     bytes: &[u8],
 ) -> Result<T, ReplicaError> {
-    serde_json::from_slice(bytes).map_err(|e| ReplicaError::Schema(format!("{what} {key}: {e}")))
+    match bytes.split_first() {
+        Some((&REPLICA_ENCODING, rest)) => postcard::from_bytes(rest)
+            .map_err(|e| ReplicaError::Schema(format!("{what} {key}: {e}"))),
+        Some((other, _)) => Err(ReplicaError::Schema(format!(
+            "{what} {key}: unknown encoding {other} (expected {REPLICA_ENCODING})"
+        ))),
+        None => Err(ReplicaError::Schema(format!("{what} {key}: empty value"))),
+    }
 }
 
 fn mra_key(m: &MraRecord) -> String {
     format!("{}>{}", m.recognising, m.partner)
 }
 
-struct WriteSink<'a> {
-    w: &'a WriteTransaction,
+/// The replica tables of one write transaction, opened once for the whole batch.
+struct WriteSink<'t> {
+    ops: Table<'t, &'static str, &'static [u8]>,
+    links: Table<'t, &'static str, &'static str>,
+    mras: Table<'t, &'static str, &'static [u8]>,
+    consignments: Table<'t, &'static str, &'static [u8]>,
+    by_container: MultimapTable<'t, &'static str, &'static str>,
+    /// Reused encoding buffer (one allocation per batch, not per record).
+    buf: Vec<u8>,
+}
+
+impl<'t> WriteSink<'t> {
+    fn open(w: &'t WriteTransaction) -> Result<Self, ReplicaError> {
+        Ok(Self {
+            ops: w.open_table(OPERATORS).map_err(rdb)?,
+            links: w.open_table(LINKS).map_err(rdb)?,
+            mras: w.open_table(MRAS).map_err(rdb)?,
+            consignments: w.open_table(CONSIGNMENTS).map_err(rdb)?,
+            by_container: w.open_multimap_table(BY_CONTAINER).map_err(rdb)?,
+            buf: Vec::with_capacity(512),
+        })
+    }
 }
 
 impl ReplicaSink for WriteSink<'_> {
-    fn clear(&mut self) -> Result<(), ReplicaError> {
-        self.w
-            .open_table(OPERATORS)
-            .map_err(rdb)?
-            .retain(|_, _| false)
-            .map_err(rdb)?;
-        self.w
-            .open_table(LINKS)
-            .map_err(rdb)?
-            .retain(|_, _| false)
-            .map_err(rdb)?;
-        self.w
-            .open_table(MRAS)
-            .map_err(rdb)?
-            .retain(|_, _| false)
-            .map_err(rdb)?;
-        self.w
-            .open_table(CONSIGNMENTS)
-            .map_err(rdb)?
-            .retain(|_, _| false)
-            .map_err(rdb)?;
-        self.w.delete_multimap_table(BY_CONTAINER).map_err(rdb)?;
-        self.w.open_multimap_table(BY_CONTAINER).map_err(rdb)?;
-        Ok(())
-    }
-
-    fn upsert_operator(&mut self, record: RegistryRecord) -> Result<(), ReplicaError> {
+    fn upsert_operator(&mut self, record: &RegistryRecord) -> Result<(), ReplicaError> {
         let key = record.operator.to_string();
-        let mut ops = self.w.open_table(OPERATORS).map_err(rdb)?;
-        let mut links = self.w.open_table(LINKS).map_err(rdb)?;
-        let old: Option<RegistryRecord> = match ops.get(key.as_str()).map_err(rdb)? {
-            Some(v) => Some(from_json("operator", &key, v.value())?),
+        let old: Option<RegistryRecord> = match self.ops.get(key.as_str()).map_err(rdb)? {
+            Some(v) => Some(decode("operator", &key, v.value())?),
             None => None,
         };
         if let Some(old) = old {
             for l in &old.linked_ids {
-                links.remove(l.to_string().as_str()).map_err(rdb)?;
+                self.links.remove(l.to_string().as_str()).map_err(rdb)?;
             }
         }
         for l in &record.linked_ids {
-            links
+            self.links
                 .insert(l.to_string().as_str(), key.as_str())
                 .map_err(rdb)?;
         }
-        ops.insert(key.as_str(), to_json(&record)?.as_slice())
+        encode_into(record, &mut self.buf)?;
+        self.ops
+            .insert(key.as_str(), self.buf.as_slice())
             .map_err(rdb)?;
         Ok(())
     }
@@ -1071,45 +1202,46 @@ impl ReplicaSink for WriteSink<'_> {
         id: &OperatorId,
     ) -> Result<Option<RegistryRecord>, ReplicaError> {
         let key = id.to_string();
-        let ops = self.w.open_table(OPERATORS).map_err(rdb)?;
-        match ops.get(key.as_str()).map_err(rdb)? {
-            Some(v) => Ok(Some(from_json("operator", &key, v.value())?)),
+        match self.ops.get(key.as_str()).map_err(rdb)? {
+            Some(v) => Ok(Some(decode("operator", &key, v.value())?)),
             None => Ok(None),
         }
     }
 
-    fn upsert_mra(&mut self, mra: MraRecord) -> Result<(), ReplicaError> {
-        let mut t = self.w.open_table(MRAS).map_err(rdb)?;
-        t.insert(mra_key(&mra).as_str(), to_json(&mra)?.as_slice())
+    fn upsert_mra(&mut self, mra: &MraRecord) -> Result<(), ReplicaError> {
+        encode_into(mra, &mut self.buf)?;
+        self.mras
+            .insert(mra_key(mra).as_str(), self.buf.as_slice())
             .map_err(rdb)?;
         Ok(())
     }
 
-    fn upsert_consignment(&mut self, consignment: Consignment) -> Result<(), ReplicaError> {
+    fn upsert_consignment(&mut self, consignment: &Consignment) -> Result<(), ReplicaError> {
         self.remove_consignment(&consignment.id)?;
-        let mut t = self.w.open_table(CONSIGNMENTS).map_err(rdb)?;
-        let mut idx = self.w.open_multimap_table(BY_CONTAINER).map_err(rdb)?;
         for d in &consignment.containers {
-            idx.insert(d.number.as_str(), consignment.id.as_str())
+            self.by_container
+                .insert(d.number.as_str(), consignment.id.as_str())
                 .map_err(rdb)?;
         }
-        t.insert(consignment.id.as_str(), to_json(&consignment)?.as_slice())
+        encode_into(consignment, &mut self.buf)?;
+        self.consignments
+            .insert(consignment.id.as_str(), self.buf.as_slice())
             .map_err(rdb)?;
         Ok(())
     }
 
     fn remove_consignment(&mut self, id: &str) -> Result<(), ReplicaError> {
-        let mut t = self.w.open_table(CONSIGNMENTS).map_err(rdb)?;
-        let old: Option<Consignment> = match t.get(id).map_err(rdb)? {
-            Some(v) => Some(from_json("consignment", id, v.value())?),
+        let old: Option<Consignment> = match self.consignments.get(id).map_err(rdb)? {
+            Some(v) => Some(decode("consignment", id, v.value())?),
             None => None,
         };
         if let Some(old) = old {
-            let mut idx = self.w.open_multimap_table(BY_CONTAINER).map_err(rdb)?;
             for d in &old.containers {
-                idx.remove(d.number.as_str(), id).map_err(rdb)?;
+                self.by_container
+                    .remove(d.number.as_str(), id)
+                    .map_err(rdb)?;
             }
-            t.remove(id).map_err(rdb)?;
+            self.consignments.remove(id).map_err(rdb)?;
         }
         Ok(())
     }
@@ -1132,16 +1264,16 @@ impl ReplicaSnapshot {
 
     fn get_operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, ReplicaError> {
         let ops = self.r.open_table(OPERATORS).map_err(rdb)?;
-        let mut key = id.to_string();
-        if ops.get(key.as_str()).map_err(rdb)?.is_none() {
-            let links = self.r.open_table(LINKS).map_err(rdb)?;
-            match links.get(key.as_str()).map_err(rdb)? {
-                Some(p) => key = p.value().to_string(),
-                None => return Ok(None),
-            }
+        let key = id.to_string();
+        if let Some(v) = ops.get(key.as_str()).map_err(rdb)? {
+            return Ok(Some(decode("operator", &key, v.value())?));
         }
-        match ops.get(key.as_str()).map_err(rdb)? {
-            Some(v) => Ok(Some(from_json("operator", &key, v.value())?)),
+        let links = self.r.open_table(LINKS).map_err(rdb)?;
+        let Some(primary) = links.get(key.as_str()).map_err(rdb)? else {
+            return Ok(None);
+        };
+        match ops.get(primary.value()).map_err(rdb)? {
+            Some(v) => Ok(Some(decode("operator", primary.value(), v.value())?)),
             None => Ok(None),
         }
     }
@@ -1153,7 +1285,7 @@ impl ReplicaSnapshot {
         for id in idx.get(c.as_str()).map_err(rdb)? {
             let id = id.map_err(rdb)?;
             if let Some(v) = t.get(id.value()).map_err(rdb)? {
-                let k: Consignment = from_json("consignment", id.value(), v.value())?;
+                let k: Consignment = decode("consignment", id.value(), v.value())?;
                 if best
                     .as_ref()
                     .is_none_or(|b| (k.as_of, &k.id) > (b.as_of, &b.id))
@@ -1170,7 +1302,7 @@ impl ReplicaSnapshot {
         let mut out = Vec::new();
         for item in t.iter().map_err(rdb)? {
             let (k, v) = item.map_err(rdb)?;
-            out.push(from_json("mra", k.value(), v.value())?);
+            out.push(decode("mra", k.value(), v.value())?);
         }
         Ok(out)
     }

@@ -1,0 +1,101 @@
+//! The agent's journal writer on a real redb file: concurrent callers are committed in
+//! groups, each gets its own entries only once they are stored, and a refusing journal
+//! fails every caller of the group.
+
+mod support;
+
+use std::sync::Arc;
+
+use edge_agent::runtime::JournalWriter;
+use edge_agent::store::{JournalError, Store};
+use protocol::schema::{EventBody, GateId};
+use support::now;
+
+fn alert(n: usize) -> EventBody {
+    EventBody::IntegrityAlert {
+        what: "test".into(),
+        detail: format!("alert {n}"),
+    }
+}
+
+fn store(dir: &tempfile::TempDir) -> Store {
+    Store::open(
+        &dir.path().join("agent.redb"),
+        GateId::parse("G1").expect("gate"),
+    )
+    .expect("store")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_are_grouped_and_each_caller_gets_its_own_stored_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(&dir);
+    let (writer, task) = JournalWriter::start(store.clone());
+    let writer = Arc::new(writer);
+    let callers = 200usize;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..callers {
+        let w = writer.clone();
+        let s = store.clone();
+        set.spawn(async move {
+            let entries = w
+                .append(vec![alert(2 * i), alert(2 * i + 1)], now())
+                .await
+                .expect("append");
+            // Answered only after the commit: the entries are readable now.
+            for e in &entries {
+                assert_eq!(s.entry(e.seq).expect("read").as_ref(), Some(e));
+            }
+            (i, entries)
+        });
+    }
+    let mut seen = Vec::new();
+    while let Some(done) = set.join_next().await {
+        let (i, entries) = done.expect("task");
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            entries[1].seq,
+            entries[0].seq + 1,
+            "a caller's records stay together"
+        );
+        let EventBody::IntegrityAlert { detail, .. } = &entries[0].body else {
+            panic!("unexpected body");
+        };
+        assert_eq!(detail, &format!("alert {}", 2 * i));
+        seen.extend(entries.iter().map(|e| e.seq));
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=2 * callers as u64).collect::<Vec<_>>());
+    assert_eq!(store.verify_chain().expect("chain"), 2 * callers as u64);
+    assert!(
+        writer.commits() < callers as u64,
+        "{} commits for {callers} concurrent callers: nothing was grouped",
+        writer.commits()
+    );
+    writer.close();
+    task.await.expect("writer ends after close");
+    // After close, appends still work (one commit each).
+    let late = writer
+        .append(vec![alert(9_999)], now())
+        .await
+        .expect("late");
+    assert_eq!(late[0].seq, 2 * callers as u64 + 1);
+}
+
+#[tokio::test]
+async fn a_refusing_journal_fails_every_caller_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(&dir);
+    let (writer, _task) = JournalWriter::start(store.clone());
+    store.refuse_journal_writes(true);
+    let (a, b) = tokio::join!(
+        writer.append(vec![alert(1)], now()),
+        writer.append(vec![alert(2)], now())
+    );
+    assert!(matches!(a, Err(JournalError::Refused)), "{a:?}");
+    assert!(matches!(b, Err(JournalError::Refused)), "{b:?}");
+    assert_eq!(store.journal_head(), 0);
+    store.refuse_journal_writes(false);
+    let ok = writer.append(vec![alert(3)], now()).await.expect("append");
+    assert_eq!(ok[0].seq, 1);
+}
