@@ -64,6 +64,20 @@ pub struct DemoOptions {
 }
 
 const GATES: [&str; 2] = ["PORT-A-G1", "PORT-A-G2"];
+
+/// The demo's one password (a local demonstration: printed at start).
+const DEMO_PASSWORD: &str = "aeogate-demo";
+
+/// Accounts created at every gate.
+const AGENT_LOGINS: &[(&str, edge_agent::console::Role, protocol::i18n::Lang)] = &[
+    ("officer", edge_agent::console::Role::Officer, protocol::i18n::Lang::En),
+    ("oficial", edge_agent::console::Role::Officer, protocol::i18n::Lang::Es),
+    ("supervisor", edge_agent::console::Role::Supervisor, protocol::i18n::Lang::Pt),
+    ("operator", edge_agent::console::Role::Operator, protocol::i18n::Lang::En),
+];
+
+/// Accounts created at central.
+const CENTRAL_LOGINS: &[(&str, &str)] = &[("analyst", "analyst"), ("admin", "admin")];
 const LANES: [&str; 4] = ["L1", "L2", "L3", "L4"];
 
 /// Outcome counts seen on the lane topics.
@@ -285,6 +299,9 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         data.consignments.len(),
         t0.elapsed().as_secs_f64()
     );
+    for (user, role) in CENTRAL_LOGINS {
+        hub.add_user(user, DEMO_PASSWORD, role).with_context(|| format!("creating the demo account {user}"))?;
+    }
     let mut tokens = BTreeMap::new();
     for g in GATES {
         let gate = GateId::parse(g)?;
@@ -340,6 +357,10 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         );
         let config_path = dir.join(format!("{g}.toml"));
         std::fs::write(&config_path, text)?;
+        for (user, role, lang) in AGENT_LOGINS {
+            edge_agent::console::add_user_to_store_file(&store_path, id.clone(), user, DEMO_PASSWORD, *role, *lang)
+                .with_context(|| format!("creating the demo account {user} at {g}"))?;
+        }
         let log_path = dir.join(format!("{g}.log"));
         let child = spawn_agent(&config_path, &log_path)?;
         gates.push(Gate {
@@ -353,16 +374,24 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         });
     }
     println!(
-        "central:  https://{central_addr}/  (agents reach it at {central_url}; CA {})",
+        "central dashboard: https://{central_addr}/  (certificate from the demo CA {}; agents reach central at {central_url})",
         pki.ca_cert.display()
     );
     for g in &gates {
         println!(
-            "gate {}: officer console http://{}/  (agent log {})",
+            "gate {}: officer console http://{}/   terminal operator view http://{}/operator   (agent log {})",
             g.id,
+            g.console,
             g.console,
             g.log_path.display()
         );
+    }
+    println!("demo logins (password {DEMO_PASSWORD:?} for all):");
+    for (user, role, lang) in AGENT_LOGINS {
+        println!("  at each gate: {user:<12} {:<10} ({})", role.as_str(), lang.tag());
+    }
+    for (user, role) in CENTRAL_LOGINS {
+        println!("  at central:   {user:<12} {role}");
     }
     println!(
         "MQTT broker: {}  (lane topics aeogate/<gate>/lanes/<lane>/state)",
@@ -382,9 +411,11 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     mqtt.subscribe("aeogate/+/lanes/+/decision", QoS::AtLeastOnce)
         .await?;
     let stop = CancellationToken::new();
+    // Outcomes are counted until the agents have drained, after the traffic stops.
+    let count_stop = CancellationToken::new();
     {
         let outcomes = outcomes.clone();
-        let stop = stop.clone();
+        let stop = count_stop.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -525,6 +556,7 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     // Let transactions close on departure and be decided.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let drained = wait_for_drain(&hub, &gates, stopped_at, Duration::from_secs(90)).await;
+    count_stop.cancel();
     for g in &mut gates {
         if let Some(mut child) = g.child.take() {
             tokio::task::spawn_blocking(move || stop_agent(&mut child, Duration::from_secs(15)))
