@@ -18,13 +18,17 @@
 //! - [`system`]: the running system of figures 2, 6 and 7 (broker, virtual boards, the
 //!   agent in process, lane topic subscriber, bare MQTT round trip).
 //! - [`lane`]: figure 2, departure frame written into the pty → lane decision on MQTT.
+//! - [`screen`]: figure 7, seal exception at the gate → case on central's SSE stream.
+//! - [`footprint`]: figure 8, release binary sizes, the idle agent's CPU and RSS.
 
 pub mod bootstrap;
 pub mod data;
 pub mod decision;
+pub mod footprint;
 pub mod ingest;
 pub mod journal;
 pub mod lane;
+pub mod screen;
 pub mod stats;
 pub mod system;
 
@@ -119,13 +123,13 @@ pub const FIGURES: &[Figure] = &[
         id: "7",
         name: "exception-to-screen",
         about: "seal exception to the staff screen",
-        run: Err("needs a running agent, central and a case stream client"),
+        run: Ok(screen::run),
     },
     Figure {
         id: "8",
         name: "footprint",
-        about: "release binary sizes, agent idle CPU",
-        run: Err("needs the release binaries and an idle running agent"),
+        about: "release binary sizes, agent idle CPU and RSS",
+        run: Ok(footprint::run),
     },
 ];
 
@@ -429,7 +433,7 @@ mod tests {
             .iter()
             .map(|f| f.id)
             .collect();
-        assert_eq!(ids, ["1", "2", "3", "4", "5"]);
+        assert_eq!(ids, ["1", "2", "3", "4", "5", "7", "8"]);
     }
 
     #[test]
@@ -455,7 +459,7 @@ mod tests {
 
     #[test]
     fn unmeasured_figure_is_refused_with_its_reason() {
-        let e = select(&names(&["7"]))
+        let e = select(&names(&["6"]))
             .expect_err("not yet measured")
             .to_string();
         assert!(

@@ -405,3 +405,88 @@ mod tests {
         );
     }
 }
+
+/// Central in this process, plain HTTP on 127.0.0.1 (allowed on loopback only).
+#[derive(Debug)]
+pub struct CentralUnderTest {
+    pub hub: central::Central,
+    pub url: String,
+    pub stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Opens central on a fresh store in `dir`, imports `n_ops` operators, `n_cons`
+/// consignments and the bench MRA, and serves it on a free loopback port.
+///
+/// # Errors
+/// The store, key, import or listener fails.
+pub async fn start_central(
+    dir: &Path,
+    n_ops: u64,
+    n_cons: u64,
+) -> anyhow::Result<CentralUnderTest> {
+    use super::data;
+    let key = dir.join("central-signing.key");
+    central::generate_signing_key(&key)?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding central")?;
+    let addr = listener.local_addr()?;
+    let mut cfg = central::Config::new(addr, dir.join("central.redb"), key);
+    cfg.allow_plain_http_on_loopback = true;
+    let hub = central::Central::open(&cfg)?;
+    let ops = (0..n_ops)
+        .map(data::operator)
+        .collect::<Result<Vec<_>, _>>()?;
+    hub.import_records(ops, "bench")?;
+    hub.import_mras(vec![data::mra()], "bench")?;
+    let cons = (0..n_cons)
+        .map(|j| data::consignment(j, n_ops))
+        .collect::<Result<Vec<_>, _>>()?;
+    hub.import_consignments(cons, "bench")?;
+    let stop = CancellationToken::new();
+    let task = {
+        let (hub, stop) = (hub.clone(), stop.clone());
+        tokio::spawn(async move { central::serve_with_listener(hub, listener, cfg, stop).await })
+    };
+    Ok(CentralUnderTest {
+        hub,
+        url: format!("http://{addr}"),
+        stop,
+        task,
+    })
+}
+
+/// The agent's link to `c` for gate `gate`, with a fresh agent token.
+///
+/// # Errors
+/// Central refuses to issue the token.
+pub fn central_link(
+    c: &CentralUnderTest,
+    gate: &str,
+    uplink_batch: usize,
+    heartbeat_every: Duration,
+) -> anyhow::Result<CentralLink> {
+    let g = protocol::schema::GateId::parse(gate).context("gate id")?;
+    Ok(CentralLink {
+        url: c.url.clone(),
+        token: c.hub.issue_agent_token(&g, super::data::PORT)?,
+        key_id: c.hub.key_id(),
+        public_key: c.hub.public_key_hex(),
+        uplink_batch,
+        heartbeat_every,
+    })
+}
+
+/// Waits until the agent's replica holds central's registry (sequence > 0).
+///
+/// # Errors
+/// Not replicated within `within`.
+pub async fn replicated(store: &edge_agent::store::Store, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while store.replica_meta().sequence == 0 {
+        if Instant::now() > deadline {
+            anyhow::bail!("the agent's replica was not loaded from central within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
