@@ -152,16 +152,38 @@ pub fn ingest_entries<T: IngestTarget>(
     t: &mut T,
     entries: &[JournalEntry],
 ) -> Result<Tally, T::Error> {
+    ingest_checked(t, entries, &check_hashes(entries))
+}
+
+/// Rule 1 for every entry: `None` when the entry's hash matches its content, else why not.
+/// It needs no store, so a backend runs it before taking its (single) write transaction,
+/// and concurrent agents' batches hash in parallel.
+#[must_use]
+pub fn check_hashes(entries: &[JournalEntry]) -> Vec<Option<String>> {
+    entries
+        .iter()
+        .map(|e| e.verify_hash().err().map(|err| err.to_string()))
+        .collect()
+}
+
+/// [`ingest_entries`] with rule 1 already checked (`hashes` from [`check_hashes`], one
+/// per entry, in order).
+///
+/// # Errors
+/// Only the backend's own errors; integrity problems are alerts, not errors.
+pub fn ingest_checked<T: IngestTarget>(
+    t: &mut T,
+    entries: &[JournalEntry],
+    hashes: &[Option<String>],
+) -> Result<Tally, T::Error> {
     let mut tally = Tally::default();
-    for e in entries {
-        if let Err(err) = e.verify_hash() {
-            raise(
-                t,
-                &mut tally,
-                e.seq,
-                AlertKind::HashMismatch,
-                err.to_string(),
-            )?;
+    for (i, e) in entries.iter().enumerate() {
+        let bad_hash = match hashes.get(i) {
+            Some(checked) => checked.clone(),
+            None => e.verify_hash().err().map(|err| err.to_string()),
+        };
+        if let Some(err) = bad_hash {
+            raise(t, &mut tally, e.seq, AlertKind::HashMismatch, err)?;
             continue;
         }
         if let Some(existing) = t.stored(e.seq)? {

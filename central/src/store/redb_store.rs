@@ -19,7 +19,7 @@
 //! | `consignment_index_v1` | (`c:CONTAINER` or `p:PORT`, consignment id) | () |
 //! | `audit_v1`, `users_v1`, `sessions_v1`, `meta_v1` | id; name; token hash; name | … |
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::path::Path;
 
@@ -312,18 +312,120 @@ fn hour_start(t: Timestamp) -> i64 {
 // ingest target
 // ---------------------------------------------------------------------------------------
 
+/// One batch's ingest inside one write transaction. The event tables are opened once
+/// for the batch, and what the batch itself stored (chain links, the containers of its
+/// transactions) is remembered, so checking an entry against its predecessor or
+/// classifying a decision does not read back and decode the JSON just written.
 struct Target<'a> {
     tx: &'a WriteTransaction,
     gate: &'a GateId,
     now: Timestamp,
     state: &'a mut AgentState,
     cases: Vec<Case>,
+    events: redb::Table<'a, (&'static str, u64), &'static [u8]>,
+    event_ids: redb::Table<'a, (&'static str, u128), u64>,
+    event_index: redb::Table<'a, (&'static str, i64, &'static str, u64), ()>,
+    event_txn: redb::Table<'a, (u128, &'static str, u64), ()>,
+    /// Links of the entries stored by this batch, by seq.
+    links: HashMap<u64, Link>,
+    /// Containers of the transactions stored by this batch, by transaction id.
+    txn_containers: HashMap<u128, BTreeSet<String>>,
+    /// Entries stored by this batch (the gate's event counter is bumped once).
+    added: i64,
+    /// Each entry's JSON, made before the write transaction, by (seq, hash).
+    encoded: HashMap<(u64, String), Vec<u8>>,
 }
 
-impl Target<'_> {
-    fn index_event(&self, key: &str, at: i64, seq: u64) -> Result<(), StoreError> {
-        self.tx
-            .open_table(EVENT_INDEX)?
+/// The stored form of a [`StoredEvent`] from the entry's JSON: the same bytes as
+/// `encode(&StoredEvent { entry, received_at, chain_ok })` (fields in declaration order),
+/// without serialising the entry again inside the write transaction.
+fn stored_event_bytes(
+    entry_json: &[u8],
+    received_at: Timestamp,
+    chain_ok: bool,
+) -> Result<Vec<u8>, StoreError> {
+    #[derive(Serialize)]
+    struct Tail {
+        received_at: Timestamp,
+        chain_ok: bool,
+    }
+    // `{"received_at":…,"chain_ok":…}`: its opening brace is replaced by the entry.
+    let tail = encode(&Tail {
+        received_at,
+        chain_ok,
+    })?;
+    let (version, tail_json) = tail
+        .split_first()
+        .ok_or_else(|| StoreError::Backend("empty encoding".into()))?;
+    let mut out = Vec::with_capacity(entry_json.len() + tail_json.len() + 12);
+    out.push(*version);
+    out.extend_from_slice(b"{\"entry\":");
+    out.extend_from_slice(entry_json);
+    out.push(b',');
+    out.extend_from_slice(tail_json.get(1..).unwrap_or_default());
+    Ok(out)
+}
+
+/// The part of a stored event the chain check needs; serde skips the rest of the JSON
+/// without building it.
+#[derive(Deserialize)]
+struct StoredLink {
+    entry: LinkFields,
+}
+
+#[derive(Deserialize)]
+struct LinkFields {
+    hash: String,
+    prev_hash: String,
+}
+
+impl<'a> Target<'a> {
+    fn new(
+        tx: &'a WriteTransaction,
+        gate: &'a GateId,
+        now: Timestamp,
+        state: &'a mut AgentState,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            tx,
+            gate,
+            now,
+            state,
+            cases: Vec::new(),
+            events: tx.open_table(EVENTS)?,
+            event_ids: tx.open_table(EVENT_IDS)?,
+            event_index: tx.open_table(EVENT_INDEX)?,
+            event_txn: tx.open_table(EVENT_TXN)?,
+            links: HashMap::new(),
+            txn_containers: HashMap::new(),
+            added: 0,
+            encoded: HashMap::new(),
+        })
+    }
+
+    /// Ends the batch: the per-batch counters are written; returns the cases touched.
+    fn finish(self) -> Result<Vec<Case>, StoreError> {
+        let Target {
+            tx,
+            gate,
+            cases,
+            events,
+            event_ids,
+            event_index,
+            event_txn,
+            added,
+            ..
+        } = self;
+        // Tables are closed before the counters' table is opened in the same transaction.
+        drop((events, event_ids, event_index, event_txn));
+        if added > 0 {
+            bump(tx, &format!("gate:{gate}"), "events", added)?;
+        }
+        Ok(cases)
+    }
+
+    fn index_event(&mut self, key: &str, at: i64, seq: u64) -> Result<(), StoreError> {
+        self.event_index
             .insert((key, at, self.gate.as_str(), seq), ())?;
         Ok(())
     }
@@ -331,21 +433,22 @@ impl Target<'_> {
     /// Events of the same transaction already stored (any gate).
     fn txn_events(&self, txn: &Uuid) -> Result<Vec<StoredEvent>, StoreError> {
         let keys: Vec<(String, u64)> = {
-            let t = self.tx.open_table(EVENT_TXN)?;
             let k = uuid_key(txn);
             let mut out = Vec::new();
-            for row in t.range((k, "", 0u64)..=(k, "\u{7f}", u64::MAX))? {
+            for row in self
+                .event_txn
+                .range((k, "", 0u64)..=(k, "\u{7f}", u64::MAX))?
+            {
                 let (key, _) = row?;
                 let (_, g, s) = key.value();
                 out.push((g.to_owned(), s));
             }
             out
         };
-        let ev = self.tx.open_table(EVENTS)?;
         let mut out = Vec::new();
         for (g, s) in keys {
-            if let Some(v) = ev.get((g.as_str(), s))? {
-                out.push(decode("events_v1", format!("{g}/{s}"), v.value())?);
+            if let Some(v) = self.events.get((g.as_str(), s))? {
+                out.push(decode("events_v1", format_args!("{g}/{s}"), v.value())?);
             }
         }
         Ok(out)
@@ -443,13 +546,15 @@ impl IngestTarget for Target<'_> {
     type Error = StoreError;
 
     fn stored(&mut self, seq: u64) -> Result<Option<Link>, StoreError> {
-        let t = self.tx.open_table(EVENTS)?;
-        let v = t.get((self.gate.as_str(), seq))?;
+        if let Some(l) = self.links.get(&seq) {
+            return Ok(Some(l.clone()));
+        }
+        let v = self.events.get((self.gate.as_str(), seq))?;
         match v {
             None => Ok(None),
             Some(g) => {
-                let e: StoredEvent =
-                    decode("events_v1", format!("{}/{seq}", self.gate), g.value())?;
+                let e: StoredLink =
+                    decode("events_v1", format_args!("{}/{seq}", self.gate), g.value())?;
                 Ok(Some(Link {
                     hash: e.entry.hash,
                     prev_hash: e.entry.prev_hash,
@@ -459,27 +564,35 @@ impl IngestTarget for Target<'_> {
     }
 
     fn seq_of_id(&mut self, id: &Uuid) -> Result<Option<u64>, StoreError> {
-        let t = self.tx.open_table(EVENT_IDS)?;
-        Ok(t.get((self.gate.as_str(), uuid_key(id)))?
+        Ok(self
+            .event_ids
+            .get((self.gate.as_str(), uuid_key(id)))?
             .map(|g| g.value()))
     }
 
     fn insert(&mut self, entry: &JournalEntry, chain_ok: bool) -> Result<(), StoreError> {
         let gate = self.gate.as_str();
-        let stored = StoredEvent {
-            entry: entry.clone(),
-            received_at: self.now,
-            chain_ok,
+        let bytes = match self.encoded.remove(&(entry.seq, entry.hash.clone())) {
+            Some(json) => stored_event_bytes(&json, self.now, chain_ok)?,
+            None => stored_event_bytes(
+                &serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?,
+                self.now,
+                chain_ok,
+            )?,
         };
-        self.tx
-            .open_table(EVENTS)?
-            .insert((gate, entry.seq), encode(&stored)?.as_slice())?;
-        self.tx
-            .open_table(EVENT_IDS)?
+        self.events.insert((gate, entry.seq), bytes.as_slice())?;
+        self.event_ids
             .insert((gate, uuid_key(&entry.id)), entry.seq)?;
+        self.links.insert(
+            entry.seq,
+            Link {
+                hash: entry.hash.clone(),
+                prev_hash: entry.prev_hash.clone(),
+            },
+        );
         self.state.events += 1;
         self.state.max_seq = self.state.max_seq.max(entry.seq);
-        bump(self.tx, &format!("gate:{gate}"), "events", 1)?;
+        self.added += 1;
 
         let at = entry.at.as_millisecond();
         self.index_event("t", at, entry.seq)?;
@@ -493,14 +606,29 @@ impl IngestTarget for Target<'_> {
         if let Some(txn) = txn_of(&entry.body) {
             // Containers are named by the transaction; index this entry under them, and
             // when this is the transaction, index the entries that arrived before it.
-            let others = self.txn_events(&txn)?;
-            let containers: BTreeSet<String> = match &entry.body {
-                EventBody::Transaction { transaction } => transaction
-                    .containers()
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect(),
-                _ => others
+            // A decision whose transaction came in this batch (the usual case: the agent
+            // journals both together) takes the containers from memory.
+            let cached = match &entry.body {
+                EventBody::Transaction { .. } => None,
+                _ => self.txn_containers.get(&uuid_key(&txn)).cloned(),
+            };
+            let others = if cached.is_some() {
+                Vec::new()
+            } else {
+                self.txn_events(&txn)?
+            };
+            let containers: BTreeSet<String> = match (&entry.body, cached) {
+                (EventBody::Transaction { transaction }, _) => {
+                    let c: BTreeSet<String> = transaction
+                        .containers()
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect();
+                    self.txn_containers.insert(uuid_key(&txn), c.clone());
+                    c
+                }
+                (_, Some(c)) => c,
+                (_, None) => others
                     .iter()
                     .filter_map(|e| match &e.entry.body {
                         EventBody::Transaction { transaction } => Some(transaction.containers()),
@@ -511,12 +639,13 @@ impl IngestTarget for Target<'_> {
                     .collect(),
             };
             for c in &containers {
-                self.index_event(&format!("c:{c}"), at, entry.seq)?;
+                let key = format!("c:{c}");
+                self.index_event(&key, at, entry.seq)?;
                 if matches!(entry.body, EventBody::Transaction { .. }) {
                     for o in &others {
-                        self.tx.open_table(EVENT_INDEX)?.insert(
+                        self.event_index.insert(
                             (
-                                format!("c:{c}").as_str(),
+                                key.as_str(),
                                 o.entry.at.as_millisecond(),
                                 o.entry.agent.as_str(),
                                 o.entry.seq,
@@ -526,8 +655,7 @@ impl IngestTarget for Target<'_> {
                     }
                 }
             }
-            self.tx
-                .open_table(EVENT_TXN)?
+            self.event_txn
                 .insert((uuid_key(&txn), gate, entry.seq), ())?;
         }
         match &entry.body {
@@ -779,6 +907,14 @@ impl Store for RedbStore {
         now: Timestamp,
         gap_alert_after: SignedDuration,
     ) -> Result<IngestOutcome, StoreError> {
+        // What needs no store is done before the single write transaction is taken, so
+        // that several agents' batches do it in parallel: hashing each entry, and its JSON.
+        let hashes = ingest::check_hashes(entries);
+        let mut encoded = HashMap::with_capacity(entries.len());
+        for e in entries {
+            let json = serde_json::to_vec(e).map_err(|err| StoreError::Backend(err.to_string()))?;
+            encoded.insert((e.seq, e.hash.clone()), json);
+        }
         let tx = self.db.begin_write()?;
         let mut row = load_gate(&tx, gate.as_str())?.unwrap_or_else(|| GateRow {
             gate: gate.clone(),
@@ -787,15 +923,10 @@ impl Store for RedbStore {
             health: None,
         });
         let mut state = row.state.clone();
-        let mut target = Target {
-            tx: &tx,
-            gate,
-            now,
-            state: &mut state,
-            cases: Vec::new(),
-        };
-        let tally = ingest::ingest_entries(&mut target, entries)?;
-        let mut changed = std::mem::take(&mut target.cases);
+        let mut target = Target::new(&tx, gate, now, &mut state)?;
+        target.encoded = encoded;
+        let tally = ingest::ingest_checked(&mut target, entries, &hashes)?;
+        let mut changed = target.finish()?;
         changed.extend(gap_check(&tx, gate, &mut state, now, gap_alert_after)?);
         row.state = state;
         save_gate(&tx, &row)?;
@@ -1453,5 +1584,42 @@ mod tests {
         }
         let s = RedbStore::open(&path).expect("reopen");
         assert_eq!(s.last_seq().expect("seq"), 1);
+    }
+}
+
+#[cfg(test)]
+mod ingest_encoding_tests {
+    use protocol::schema::{EventBody, GENESIS_HASH, GateId, JournalEntry};
+
+    use super::{StoredEvent, encode, stored_event_bytes};
+
+    #[test]
+    fn stored_event_bytes_are_what_encoding_the_stored_event_gives() {
+        let at: jiff::Timestamp = "2026-11-23T10:00:00.123Z".parse().expect("time");
+        let entry = JournalEntry::new_chained(
+            GateId::parse("G1").expect("gate"),
+            7,
+            uuid::Uuid::from_u128(42),
+            at,
+            GENESIS_HASH.to_owned(),
+            EventBody::IntegrityAlert {
+                what: "test \"quoted\"".into(),
+                detail: "line\nbreak".into(),
+            },
+        )
+        .expect("entry");
+        for chain_ok in [true, false] {
+            let expected = encode(&StoredEvent {
+                entry: entry.clone(),
+                received_at: at,
+                chain_ok,
+            })
+            .expect("encode");
+            let json = serde_json::to_vec(&entry).expect("json");
+            assert_eq!(
+                stored_event_bytes(&json, at, chain_ok).expect("bytes"),
+                expected
+            );
+        }
     }
 }
