@@ -1,9 +1,13 @@
 //! redb storage: the hash-chained journal and the registry replica, in one file.
 //!
 //! Every method blocks (redb is a blocking API); async callers use `spawn_blocking`.
-//! [`Store`] is `Clone + Send + Sync` (an `Arc` inside). Values are the protocol's JSON
-//! records (each carries its own schema version `v`, checked on read); tables are named
-//! `*_v1` so a layout change migrates by copying into `*_v2`.
+//! [`Store`] is `Clone + Send + Sync` (an `Arc` inside). Journal entries are the
+//! protocol's JSON records (each carries its own schema version `v`, checked on read);
+//! replica values are postcard behind an encoding byte, so a decision's look-ups do not
+//! parse JSON. Tables carry a version suffix: a new value encoding is a new table name
+//! (the replica's JSON `*_v1` tables became `*_v2`; an old replica is dropped on open and
+//! bootstrapped again from a snapshot). redb's page cache is bounded
+//! ([`DEFAULT_CACHE_BYTES`]) because the agent's resident memory grows toward it.
 //!
 //! # Journal
 //! `journal_v1` maps `seq → JournalEntry` (JSON). `seq` starts at 1 and has no gaps when
