@@ -380,6 +380,9 @@ fn decision_table() {
     // OFFICER_OVERRIDE is recorded by the console when an officer changes the lane; the
     // decider never produces it.
     seen.insert(ReasonCode::OfficerOverride);
+    // JOURNAL_UNAVAILABLE is added by the runtime when the journal refuses a write; it is
+    // covered by tests/journal_full.rs.
+    seen.insert(ReasonCode::JournalUnavailable);
     let all: BTreeSet<_> = ReasonCode::ALL.iter().copied().collect();
     let missing: Vec<_> = all.difference(&seen).collect();
     assert!(missing.is_empty(), "reason codes not covered: {missing:?}");

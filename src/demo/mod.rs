@@ -483,7 +483,8 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
                     }
                     // The lane's cycle (arrival, dwell, gap) averages `per_lane_gap`.
                     let cycle = per_lane_gap.mul_f64(rng.random_range(0.6..1.4));
-                    let gap = cycle.saturating_sub(visit.dwell + Duration::from_millis(400)).max(Duration::from_secs(1));
+                    // At least 3 s between trucks: closer than that, the loop cannot tell two trucks from one.
+                    let gap = cycle.saturating_sub(visit.dwell + Duration::from_millis(400)).max(Duration::from_secs(3));
                     if sleep_or_stop(&stop, gap).await {
                         return;
                     }

@@ -2,7 +2,7 @@
 // guide. Run by scripts/screenshots while `aeogate demo` runs.
 // Env: CENTRAL_URL, GATE_URL, PASSWORD, OUT (directory), CHROMIUM (default /usr/bin/chromium).
 import { chromium } from 'playwright-core';
-import { mkdtempSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -48,7 +48,36 @@ const desk = { width: 1366, height: 900 };
 // Gate: the officer console (the booth's small screen), a Spanish-speaking officer, the
 // terminal operator view.
 const officer = await session(GATE, '/login', 'name', 'officer', booth);
-await shot(officer, 'demo-officer-console.png');
+
+// Looks through the lanes (for up to a minute) for one whose panel shows a decision of
+// the wanted class (d-fast, d-inspect …) and photographs it.
+async function laneShowing(page, cls, name) {
+  for (let round = 0; round < 12; round++) {
+    for (const lane of ['L1', 'L2', 'L3', 'L4']) {
+      await page.goto(`${GATE}/console?lane=${lane}`);
+      // The panel is live: a truck can drive in between the look and the picture, so the
+      // picture is kept only if the decision is still what the panel shows after it.
+      for (let look = 0; look < 10; look++) {
+        const showing = async () => (await page.locator(`#live .decision.${cls}`).count()) > 0
+          && !(await page.locator('#live').innerText()).includes('reading');
+        if (await showing()) {
+          const png = await page.screenshot();
+          if (await showing()) {
+            writeFileSync(join(OUT, name), png);
+            console.log(`- ${name} (lane ${lane})`);
+            return true;
+          }
+        }
+        await page.waitForTimeout(500);
+      }
+    }
+    await page.waitForTimeout(3000);
+  }
+  console.log(`- no lane showed ${cls} within a minute; ${name} not taken`);
+  return false;
+}
+await laneShowing(officer, 'd-fast', 'demo-officer-console.png');
+await laneShowing(officer, 'd-inspect', 'demo-officer-inspect.png');
 const oficial = await session(GATE, '/login', 'name', 'oficial', booth);
 await shot(oficial, 'demo-officer-console-es.png');
 const operator = await session(GATE, '/login', 'name', 'operator', desk);
