@@ -225,13 +225,17 @@ fn scenario(k: u32) -> (LaneDecision, Vec<Reason>, Vec<(usize, PartyRole)>, bool
     }
 }
 
+/// A truck's outcome chosen by the test: decision, reasons, parties (operator index, role),
+/// and whether the seal read differs from the declaration.
+type Forced = (LaneDecision, Vec<Reason>, Vec<(usize, PartyRole)>, bool);
+
 /// One truck: the gate transaction and its decision, and the consignment declared for it.
 fn truck(
     j: &mut Journal,
     k: u32,
     lane: &str,
     closed: Timestamp,
-    forced: Option<(LaneDecision, Vec<Reason>, Vec<(usize, PartyRole)>, bool)>,
+    forced: Option<Forced>,
 ) -> (Vec<JournalEntry>, Consignment) {
     let (decision, mut reasons, parties, mismatch) = forced.unwrap_or_else(|| scenario(k));
     let aeo = parties
@@ -260,7 +264,7 @@ fn truck(
     if mismatch {
         reasons = vec![
             Reason::new(ReasonCode::SealMismatch)
-                .with("container", &c)
+                .with("container", c)
                 .with("declared", &declared)
                 .with("read", &read_seal),
         ];
@@ -304,7 +308,7 @@ fn truck(
                 ReadSource::ESealReader,
                 &format!("{lane}-eseal"),
                 ReadValue::ESeal {
-                    id: eseal.clone(),
+                    id: eseal,
                     state: ESealState::Sealed,
                     battery_pct: Some(87),
                 },
@@ -712,8 +716,8 @@ async fn central_dashboard_in_chromium() {
     assert!(
         audit
             .iter()
-            .any(|a| a.actor == ADMIN.0 && a.detail.contains("SUSPENDED")
-                || a.actor == ADMIN.0 && a.action.contains("registry")),
+            .any(|a| a.actor == ADMIN.0
+                && (a.detail.contains("SUSPENDED") || a.action.contains("registry"))),
         "admin's change audited: {audit:?}"
     );
     let rec = c.store().operator(&op(1)).expect("read").expect("operator");
