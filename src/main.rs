@@ -153,9 +153,18 @@ fn main() -> ExitCode {
             config,
             stop_on_stdin_eof,
         } => run_agent(&config, stop_on_stdin_eof).map(|()| ExitCode::SUCCESS),
-        Command::Bench { which, n, full, out } => {
-            aeogate::bench::run(aeogate::bench::BenchArgs { which, n, full, out }).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Bench {
+            which,
+            n,
+            full,
+            out,
+        } => aeogate::bench::run(aeogate::bench::BenchArgs {
+            which,
+            n,
+            full,
+            out,
+        })
+        .map(|()| ExitCode::SUCCESS),
         Command::Board { lane, script } => {
             aeogate::vboard::run_board_cli(&lane, script.as_deref()).map(|()| ExitCode::SUCCESS)
         }

@@ -714,10 +714,8 @@ async fn central_dashboard_in_chromium() {
     // What the browser did is in the store, attributed.
     let audit = c.store().audit_log(0, 1000).expect("audit");
     assert!(
-        audit
-            .iter()
-            .any(|a| a.actor == ADMIN.0
-                && (a.detail.contains("SUSPENDED") || a.action.contains("registry"))),
+        audit.iter().any(|a| a.actor == ADMIN.0
+            && (a.detail.contains("SUSPENDED") || a.action.contains("registry"))),
         "admin's change audited: {audit:?}"
     );
     let rec = c.store().operator(&op(1)).expect("read").expect("operator");

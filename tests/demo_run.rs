@@ -7,14 +7,29 @@ use std::time::Duration;
 
 fn number_after(text: &str, key: &str) -> Option<u64> {
     let i = text.find(key)? + key.len();
-    text[i..].trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    text[i..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[test]
 fn short_demo_decides_every_outcome_and_loses_no_event() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_aeogate"))
-        .args(["demo", "--duration", "45s", "--rate", "120", "--operators", "4000", "--consignments", "600"])
+        .args([
+            "demo",
+            "--duration",
+            "45s",
+            "--rate",
+            "120",
+            "--operators",
+            "4000",
+            "--consignments",
+            "600",
+        ])
         .args(["--outage", "10s", "--seed", "7"])
         .arg("--dir")
         .arg(dir.path())
@@ -38,14 +53,23 @@ fn short_demo_decides_every_outcome_and_loses_no_event() {
     let out = child.wait_with_output().expect("output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
 
-    let summary = stdout.split("== summary").nth(1).unwrap_or_else(|| panic!("no summary in:\n{stdout}"));
+    let summary = stdout
+        .split("== summary")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no summary in:\n{stdout}"));
     assert!(summary.contains("journaled = stored: yes"), "{summary}");
     let fast = number_after(summary, "FAST").expect("FAST count");
     let standard = number_after(summary, "STANDARD").expect("STANDARD count");
     let inspect = number_after(summary, "INSPECT").expect("INSPECT count");
-    assert!(fast > 0 && standard > 0 && inspect > 0, "every outcome must occur: {summary}");
+    assert!(
+        fast > 0 && standard > 0 && inspect > 0,
+        "every outcome must occur: {summary}"
+    );
     // Each gate line reports journaled = stored and something was journaled.
     let gate_lines: Vec<&str> = summary.lines().filter(|l| l.starts_with("gate ")).collect();
     assert_eq!(gate_lines.len(), 2, "{summary}");

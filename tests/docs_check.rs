@@ -53,7 +53,13 @@ fn as_binary_call(cmd: &str) -> Option<(String, Vec<String>)> {
         }
         i += 1;
     }
-    Some((bin, words[sep + 1..].iter().map(|w| w.trim_matches('"').to_owned()).collect()))
+    Some((
+        bin,
+        words[sep + 1..]
+            .iter()
+            .map(|w| w.trim_matches('"').to_owned())
+            .collect(),
+    ))
 }
 
 #[test]
@@ -63,7 +69,11 @@ fn every_command_in_the_readme_and_getting_started_exists() {
         for cmd in shell_lines(&read(&root().join(doc))) {
             if let Some(script) = cmd.strip_prefix("./") {
                 let path = root().join(script.split_whitespace().next().unwrap_or(""));
-                assert!(path.is_file(), "{doc}: `{cmd}`: {} does not exist", path.display());
+                assert!(
+                    path.is_file(),
+                    "{doc}: `{cmd}`: {} does not exist",
+                    path.display()
+                );
                 checked += 1;
                 continue;
             }
@@ -89,7 +99,10 @@ fn every_command_in_the_readme_and_getting_started_exists() {
             checked += 1;
         }
     }
-    assert!(checked >= 5, "found only {checked} commands: is the parser still finding the code blocks?");
+    assert!(
+        checked >= 5,
+        "found only {checked} commands: is the parser still finding the code blocks?"
+    );
 }
 
 /// `[text](target)` links whose target is a relative path.
@@ -101,7 +114,11 @@ fn relative_links(markdown: &str) -> Vec<String> {
         let Some(end) = rest.find(')') else { break };
         let target = &rest[..end];
         rest = &rest[end..];
-        if target.contains("://") || target.starts_with('#') || target.starts_with("mailto:") || target.contains(' ') {
+        if target.contains("://")
+            || target.starts_with('#')
+            || target.starts_with("mailto:")
+            || target.contains(' ')
+        {
             continue;
         }
         out.push(target.split('#').next().unwrap_or(target).to_owned());
@@ -126,7 +143,12 @@ fn every_relative_link_in_the_docs_resolves() {
                 continue;
             }
             let target = base.join(&link);
-            assert!(target.exists(), "{}: link to {link} does not resolve ({})", f.display(), target.display());
+            assert!(
+                target.exists(),
+                "{}: link to {link} does not resolve ({})",
+                f.display(),
+                target.display()
+            );
             checked += 1;
         }
     }

@@ -20,14 +20,14 @@
 //! - [`api`]: the console's HTTP JSON API, SSE feed, metrics and health probes.
 //! - [`console`]: the officer console and terminal operator screens, accounts, sessions.
 
-pub mod assembler;
-pub mod config;
-pub mod decider;
-pub mod store;
 pub mod actuators;
 pub mod api;
+pub mod assembler;
+pub mod config;
 pub mod console;
+pub mod decider;
 pub mod replication;
 pub mod runtime;
 pub mod sources;
+pub mod store;
 pub mod uplink;

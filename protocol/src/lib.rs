@@ -18,11 +18,11 @@ extern crate std;
 
 pub mod container;
 pub mod epc;
+#[cfg(feature = "std")]
+pub mod i18n;
 pub mod link;
 pub mod operator;
 pub mod reader;
-pub mod seal;
-#[cfg(feature = "std")]
-pub mod i18n;
 #[cfg(feature = "std")]
 pub mod schema;
+pub mod seal;

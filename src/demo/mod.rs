@@ -70,10 +70,26 @@ const DEMO_PASSWORD: &str = "aeogate-demo";
 
 /// Accounts created at every gate.
 const AGENT_LOGINS: &[(&str, edge_agent::console::Role, protocol::i18n::Lang)] = &[
-    ("officer", edge_agent::console::Role::Officer, protocol::i18n::Lang::En),
-    ("oficial", edge_agent::console::Role::Officer, protocol::i18n::Lang::Es),
-    ("supervisor", edge_agent::console::Role::Supervisor, protocol::i18n::Lang::Pt),
-    ("operator", edge_agent::console::Role::Operator, protocol::i18n::Lang::En),
+    (
+        "officer",
+        edge_agent::console::Role::Officer,
+        protocol::i18n::Lang::En,
+    ),
+    (
+        "oficial",
+        edge_agent::console::Role::Officer,
+        protocol::i18n::Lang::Es,
+    ),
+    (
+        "supervisor",
+        edge_agent::console::Role::Supervisor,
+        protocol::i18n::Lang::Pt,
+    ),
+    (
+        "operator",
+        edge_agent::console::Role::Operator,
+        protocol::i18n::Lang::En,
+    ),
 ];
 
 /// Accounts created at central.
@@ -300,7 +316,8 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         t0.elapsed().as_secs_f64()
     );
     for (user, role) in CENTRAL_LOGINS {
-        hub.add_user(user, DEMO_PASSWORD, role).with_context(|| format!("creating the demo account {user}"))?;
+        hub.add_user(user, DEMO_PASSWORD, role)
+            .with_context(|| format!("creating the demo account {user}"))?;
     }
     let mut tokens = BTreeMap::new();
     for g in GATES {
@@ -358,8 +375,15 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         let config_path = dir.join(format!("{g}.toml"));
         std::fs::write(&config_path, text)?;
         for (user, role, lang) in AGENT_LOGINS {
-            edge_agent::console::add_user_to_store_file(&store_path, id.clone(), user, DEMO_PASSWORD, *role, *lang)
-                .with_context(|| format!("creating the demo account {user} at {g}"))?;
+            edge_agent::console::add_user_to_store_file(
+                &store_path,
+                id.clone(),
+                user,
+                DEMO_PASSWORD,
+                *role,
+                *lang,
+            )
+            .with_context(|| format!("creating the demo account {user} at {g}"))?;
         }
         let log_path = dir.join(format!("{g}.log"));
         let child = spawn_agent(&config_path, &log_path)?;
@@ -388,7 +412,11 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     }
     println!("demo logins (password {DEMO_PASSWORD:?} for all):");
     for (user, role, lang) in AGENT_LOGINS {
-        println!("  at each gate: {user:<12} {:<10} ({})", role.as_str(), lang.tag());
+        println!(
+            "  at each gate: {user:<12} {:<10} ({})",
+            role.as_str(),
+            lang.tag()
+        );
     }
     for (user, role) in CENTRAL_LOGINS {
         println!("  at central:   {user:<12} {role}");
