@@ -212,6 +212,35 @@ pub fn reason_text(code: ReasonCode, lang: Lang) -> &'static str {
     }
 }
 
+/// Declares a table of UI strings, each key with its English, Spanish and Portuguese text
+/// side by side, so that a key without a translation does not compile. It defines an enum
+/// `T` with `T::ALL` (for completeness tests) and `T::get(self, Lang) -> &'static str`.
+/// Used by the officer console and the central dashboard for their own words (reason
+/// texts are [`reason_text`]).
+#[macro_export]
+macro_rules! ui_text {
+    ($($key:ident => $en:literal, $es:literal, $pt:literal;)*) => {
+        /// A UI string.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum T { $($key,)* }
+
+        impl T {
+            /// Every key (for the completeness test).
+            pub const ALL: &'static [T] = &[$(T::$key,)*];
+
+            /// The text in `lang`.
+            #[must_use]
+            pub fn get(self, lang: $crate::i18n::Lang) -> &'static str {
+                match (self, lang) {
+                    $((T::$key, $crate::i18n::Lang::En) => $en,
+                      (T::$key, $crate::i18n::Lang::Es) => $es,
+                      (T::$key, $crate::i18n::Lang::Pt) => $pt,)*
+                }
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

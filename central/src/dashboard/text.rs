@@ -4,32 +4,7 @@
 //! this table holds only the words of central's pages. Each key carries all three texts
 //! in one line, so a key without a translation does not compile.
 
-use protocol::i18n::Lang;
-
-macro_rules! ui_text {
-    ($($key:ident => $en:literal, $es:literal, $pt:literal;)*) => {
-        /// A UI string of the dashboard.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum T { $($key,)* }
-
-        impl T {
-            /// Every key (for the completeness test).
-            pub const ALL: &'static [T] = &[$(T::$key,)*];
-
-            /// The text in `lang`.
-            #[must_use]
-            pub fn get(self, lang: Lang) -> &'static str {
-                match (self, lang) {
-                    $((T::$key, Lang::En) => $en,
-                      (T::$key, Lang::Es) => $es,
-                      (T::$key, Lang::Pt) => $pt,)*
-                }
-            }
-        }
-    };
-}
-
-ui_text! {
+protocol::ui_text! {
     AppName => "AEO gate central", "Central de puertas OEA", "Central de portões OEA";
     Exceptions => "Exceptions", "Excepciones", "Exceções";
     Gates => "Gate health", "Estado de puertas", "Estado dos portões";
@@ -173,6 +148,7 @@ ui_text! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::i18n::Lang;
 
     #[test]
     fn every_ui_string_has_text_in_every_language() {

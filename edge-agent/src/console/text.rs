@@ -2,30 +2,7 @@
 //! variant of [`T`] with its three texts side by side, so a missing translation does not
 //! compile. Reason texts come from [`protocol::i18n::reason_text`].
 
-use protocol::i18n::Lang;
-
-macro_rules! ui_text {
-    ($($key:ident => $en:literal, $es:literal, $pt:literal;)*) => {
-        /// A UI string.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum T { $($key,)* }
-
-        impl T {
-            /// Every string (for the completeness test).
-            pub const ALL: &'static [T] = &[$(T::$key,)*];
-
-            /// The text in `lang`.
-            #[must_use]
-            pub fn get(self, lang: Lang) -> &'static str {
-                match (self, lang) {
-                    $((T::$key, Lang::En) => $en, (T::$key, Lang::Es) => $es, (T::$key, Lang::Pt) => $pt,)*
-                }
-            }
-        }
-    };
-}
-
-ui_text! {
+protocol::ui_text! {
     SignIn => "Sign in", "Iniciar sesión", "Entrar";
     SignOut => "Sign out", "Cerrar sesión", "Sair";
     UserName => "User name", "Usuario", "Usuário";
@@ -129,6 +106,7 @@ pub const OVERRIDE_REASONS: &[(&str, T)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::i18n::Lang;
 
     #[test]
     fn every_string_is_present_in_every_language() {
