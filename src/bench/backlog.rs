@@ -136,12 +136,7 @@ async fn live(
 /// # Errors
 /// A part cannot be started, or the backlog does not drain within 300 s.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-    rt.block_on(measure(ctx))
+    super::system::block_on(measure(ctx))
 }
 
 #[allow(clippy::too_many_lines)]

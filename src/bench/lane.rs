@@ -68,12 +68,7 @@ fn wall_between(earlier: Timestamp, later: Timestamp) -> Duration {
 /// # Errors
 /// The broker, a board or the agent cannot be started, or no decision arrives.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-    rt.block_on(measure(ctx))
+    super::system::block_on(measure(ctx))
 }
 
 async fn drive_lane(

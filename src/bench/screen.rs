@@ -116,12 +116,7 @@ async fn read_stream(
 /// # Errors
 /// A part cannot be started, login or the stream is refused, or no case arrives.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-    rt.block_on(measure(ctx))
+    super::system::block_on(measure(ctx))
 }
 
 #[allow(clippy::too_many_lines)]

@@ -27,6 +27,19 @@ use crate::vboard::{FrameDirection, LinkFrame, Truck, VirtualBoard, VirtualBoard
 /// Baud rate configured for every lane board, the agent's default (8N1: 10 bits a byte).
 pub const BAUD: u32 = 115_200;
 
+/// Runs a whole-system figure on a two-worker tokio runtime of its own.
+///
+/// # Errors
+/// When the runtime cannot be built, or as the figure.
+pub fn block_on<T>(fig: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?
+        .block_on(fig)
+}
+
 /// Wire time of `bytes` at [`BAUD`] with 8N1 framing (start, 8 data, stop bits).
 #[must_use]
 pub fn wire_time(bytes: usize) -> Duration {
