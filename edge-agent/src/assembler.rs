@@ -1,8 +1,9 @@
 //! Sans-IO gate transaction assembly, per lane (DOMAIN §8; issue 4).
 //!
 //! Events and the current time go in, [`AssemblerOutput`]s come out; no clocks, no I/O.
-//! The shell calls [`Assembler::handle`] for every event and [`Assembler::tick`]
-//! periodically (e.g. every 200 ms); `handle` also runs the timers up to the event's time.
+//! The shell calls [`Assembler::handle`] for every event and [`Assembler::tick`] when
+//! [`Assembler::next_deadline`] comes (the earliest time a timer below expires); `handle`
+//! also runs the timers up to the event's time.
 //!
 //! Per lane:
 //! - **Opening.** On a lane with a presence loop, the first loop to report a vehicle
@@ -176,6 +177,40 @@ impl LaneState {
         }
     }
 
+    /// The earliest time at which [`LaneState::run_timers`] would close the open
+    /// transaction or give up a held read; each term mirrors a condition there.
+    fn next_deadline(&self) -> Option<Timestamp> {
+        let mut next: Option<Timestamp> = None;
+        let mut consider = |t: Timestamp| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(o) = &self.open {
+            let timeout = SignedDuration::try_from(self.cfg.transaction_timeout)
+                .unwrap_or(SignedDuration::MAX);
+            consider(
+                o.tx.opened_at
+                    .checked_add(timeout)
+                    .unwrap_or(Timestamp::MAX),
+            );
+            if let Some(d) = o.departed_at {
+                consider(d.checked_add(DEPARTURE_GRACE).unwrap_or(Timestamp::MAX));
+            }
+            if !self.cfg.presence_loop && self.present.is_empty() {
+                let quiet =
+                    SignedDuration::try_from(self.cfg.quiet_close).unwrap_or(SignedDuration::MAX);
+                consider(o.last_read_at.checked_add(quiet).unwrap_or(Timestamp::MAX));
+            }
+        }
+        // A held read is given up once it is strictly older than the grace.
+        if let Some(oldest) = self.pending.iter().map(|r| r.at).min() {
+            consider(
+                oldest
+                    .checked_add(PRE_OPEN_GRACE)
+                    .and_then(|t| t.checked_add(SignedDuration::from_nanos(1)))
+                    .unwrap_or(Timestamp::MAX),
+            );
+        }
+        next
+    }
+
     fn run_timers(&mut self, now: Timestamp, out: &mut Vec<AssemblerOutput>) {
         if let Some(o) = &self.open {
             let timeout = SignedDuration::try_from(self.cfg.transaction_timeout)
@@ -323,6 +358,20 @@ impl Assembler {
         out
     }
 
+    /// The earliest time at which [`Assembler::tick`] would close a transaction or report
+    /// a held read as an orphan, if no event comes first; `None` when nothing is waiting
+    /// on a timer. A shell sleeps until then instead of ticking on a fixed period, so a
+    /// departure is decided as soon as its [`DEPARTURE_GRACE`] ends rather than at the
+    /// next tick after it. `tick` at this time (or later) closes something; `tick` before
+    /// it closes nothing.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.lanes
+            .values()
+            .filter_map(LaneState::next_deadline)
+            .min()
+    }
+
     /// The in-progress transaction on a lane (reads so far; `closed_at` is the last read).
     #[must_use]
     pub fn open(&self, lane: &LaneId) -> Option<&GateTransaction> {
@@ -339,5 +388,154 @@ impl Assembler {
             lane.present.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+    use protocol::schema::{ReadSource, ReadValue};
+
+    use super::*;
+    use crate::config::Routes;
+
+    fn lane(id: &str, presence_loop: bool) -> LaneConfig {
+        LaneConfig {
+            id: LaneId::parse(id).expect("lane id"),
+            name: id.into(),
+            routes: Routes {
+                fast: "f".into(),
+                standard: "s".into(),
+                inspect: "i".into(),
+            },
+            presence_loop,
+            transaction_timeout: Duration::from_secs(30),
+            quiet_close: Duration::from_secs(4),
+        }
+    }
+
+    fn asm() -> Assembler {
+        Assembler::new(
+            GateId::parse("G1").expect("gate"),
+            &[lane("L1", true), lane("L2", false)],
+        )
+    }
+
+    fn t(ms: i64) -> Timestamp {
+        Timestamp::from_millisecond(1_800_000_000_000 + ms).expect("timestamp")
+    }
+
+    fn read(lane: &str, value: u8, at: Timestamp) -> AssemblerEvent {
+        AssemblerEvent::Read(RawRead {
+            lane: LaneId::parse(lane).expect("lane id"),
+            source: ReadSource::Ocr,
+            device: "cam".into(),
+            raw: format!("R{value}"),
+            value: ReadValue::Unreadable {
+                what: format!("R{value}"),
+                error: "test".into(),
+            },
+            at,
+            antenna: None,
+            rssi: None,
+            confidence: None,
+            entered_by: None,
+        })
+    }
+
+    fn presence(present: bool, at: Timestamp) -> AssemblerEvent {
+        AssemblerEvent::Presence {
+            lane: LaneId::parse("L1").expect("lane id"),
+            loop_id: 0,
+            present,
+            at,
+        }
+    }
+
+    fn timed_out(out: &[AssemblerOutput]) -> bool {
+        out.iter().any(|o| {
+            matches!(
+                o,
+                AssemblerOutput::Closed(_) | AssemblerOutput::OrphanRead(_)
+            )
+        })
+    }
+
+    #[test]
+    fn departure_deadline_is_the_end_of_the_grace() {
+        let mut a = asm();
+        assert_eq!(a.next_deadline(), None, "nothing open, nothing held");
+        a.handle(presence(true, t(0)));
+        assert_eq!(
+            a.next_deadline(),
+            Some(t(30_000)),
+            "an open transaction waits for its timeout"
+        );
+        a.handle(presence(false, t(2_000)));
+        assert_eq!(a.next_deadline(), Some(t(3_000)), "departure + 1 s grace");
+        assert!(!timed_out(&a.tick(t(2_999))));
+        assert!(timed_out(&a.tick(t(3_000))));
+        assert_eq!(a.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_held_read_expires_just_after_its_grace() {
+        let mut a = asm();
+        a.handle(read("L1", 1, t(0)));
+        let d = a.next_deadline().expect("a held read has a deadline");
+        assert_eq!(d, t(5_000) + SignedDuration::from_nanos(1));
+        assert!(!timed_out(&a.tick(t(5_000))), "not strictly older yet");
+        assert!(timed_out(&a.tick(d)));
+    }
+
+    #[test]
+    fn a_loopless_lane_closes_when_quiet() {
+        let mut a = asm();
+        a.handle(read("L2", 1, t(0)));
+        a.handle(read("L2", 2, t(1_000)));
+        assert_eq!(a.next_deadline(), Some(t(5_000)), "last read + quiet_close");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Ev {
+        Read { loop_lane: bool, value: u8 },
+        Presence(bool),
+    }
+
+    fn ev() -> impl Strategy<Value = (Ev, i64)> {
+        let e = prop_oneof![
+            3 => (any::<bool>(), 0u8..4).prop_map(|(loop_lane, value)| Ev::Read { loop_lane, value }),
+            2 => any::<bool>().prop_map(Ev::Presence),
+        ];
+        (e, 0i64..8_000)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The deadline is exact: a tick a nanosecond before it changes nothing, a tick
+        /// at it closes a transaction or gives up a read.
+        #[test]
+        fn next_deadline_is_exactly_when_tick_acts(events in proptest::collection::vec(ev(), 1..60)) {
+            let mut a = asm();
+            let mut now = 0i64;
+            for (e, dt) in events {
+                now += dt;
+                let event = match e {
+                    Ev::Read { loop_lane, value } => read(if loop_lane { "L1" } else { "L2" }, value, t(now)),
+                    Ev::Presence(present) => presence(present, t(now)),
+                };
+                a.handle(event);
+                if let Some(d) = a.next_deadline() {
+                    let before = d.checked_sub(SignedDuration::from_nanos(1)).expect("in range");
+                    prop_assert!(!timed_out(&a.tick(before)), "tick before the deadline acted");
+                    prop_assert_eq!(a.next_deadline(), Some(d), "a tick that acts on nothing changes nothing");
+                    prop_assert!(timed_out(&a.tick(d)), "tick at the deadline did nothing");
+                    now = now.max(d.as_millisecond() - 1_800_000_000_000);
+                }
+            }
+        }
     }
 }

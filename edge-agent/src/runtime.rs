@@ -46,8 +46,10 @@ use crate::store::{JournalError, Store};
 /// and a full queue slows sources down instead of losing reads.
 const EVENT_QUEUE: usize = 64;
 
-/// How often open transactions are checked for timeouts.
-const TICK: Duration = Duration::from_millis(200);
+/// Longest the assembler task sleeps between timer checks. It wakes at the assembler's
+/// next deadline ([`Assembler::next_deadline`]), so this only bounds the effect of a wall
+/// clock that jumps.
+const TICK: Duration = Duration::from_secs(1);
 
 /// Longest a clean stop waits for central to take the last of the journal.
 const FINAL_FLUSH: Duration = Duration::from_secs(5);
@@ -659,9 +661,14 @@ async fn assembler_task(
     mut assembler: Assembler,
     mut rx: mpsc::Receiver<AssemblerEvent>,
 ) {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Sleep until the earliest timer (a departure grace ending, a timeout, a held read
+        // expiring), so a closing is decided when it is due, not at the next fixed tick.
+        let wait = assembler.next_deadline().map_or(TICK, |at| {
+            Duration::try_from(at.duration_since(Timestamp::now()))
+                .unwrap_or(Duration::ZERO)
+                .min(TICK)
+        });
         let outputs = tokio::select! {
             ev = rx.recv() => match ev {
                 Some(ev) => {
@@ -676,7 +683,7 @@ async fn assembler_task(
                 }
                 None => break,
             },
-            _ = tick.tick() => assembler.tick(Timestamp::now()),
+            () = tokio::time::sleep(wait) => assembler.tick(Timestamp::now()),
             () = shared.shutdown.cancelled() => break,
         };
         process(&shared, &assembler, outputs, true).await;
