@@ -221,6 +221,13 @@ pub fn app(central: Central) -> Router {
         .route("/api/v1/export/epcis", get(get_export_epcis))
         .merge(crate::dashboard::router())
         .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            crate::ratelimit::RateLimiter::new(
+                central.config().rate_limit_per_s,
+                central.config().rate_limit_burst,
+            ),
+            crate::ratelimit::limit,
+        ))
         .merge(ingest)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(central)

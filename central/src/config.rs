@@ -83,6 +83,21 @@ pub struct Config {
     /// [`crate::export::ExportConfig`]).
     #[serde(default)]
     pub export: crate::export::ExportConfig,
+    /// Requests per second each client address may make to the staff API and the
+    /// dashboard (a token bucket; `0` turns the limit off). Agents' ingest and heartbeats
+    /// are not counted: they are authenticated per gate and bounded by batch size.
+    #[serde(default = "default_rate_limit_per_s")]
+    pub rate_limit_per_s: u32,
+    /// Burst allowance of that bucket.
+    #[serde(default = "default_rate_limit_burst")]
+    pub rate_limit_burst: u32,
+}
+
+fn default_rate_limit_per_s() -> u32 {
+    50
+}
+fn default_rate_limit_burst() -> u32 {
+    200
 }
 
 impl Config {
@@ -103,6 +118,8 @@ impl Config {
             argon2_t_cost: default_argon2_t_cost(),
             published_keys: Vec::new(),
             export: crate::export::ExportConfig::default(),
+            rate_limit_per_s: default_rate_limit_per_s(),
+            rate_limit_burst: default_rate_limit_burst(),
         }
     }
 

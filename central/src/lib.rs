@@ -7,6 +7,7 @@
 //! - [`store`]: the narrow [`store::Store`] interface and its redb implementation.
 //! - [`ingest`]: hash-chain, deduplication and acknowledgement rules for agent batches.
 //! - [`cases`]: the case life cycle (`OPEN → ACKNOWLEDGED → RESOLVED`).
+//! - [`ratelimit`]: per-client request rate limit for the staff API and dashboard.
 //! - [`registry`]: import of operator / MRA / consignment files; per-port change batches.
 //! - [`signing`]: the ed25519 key file and signed envelopes.
 //! - [`auth`]: agent and session tokens, staff passwords.
@@ -24,6 +25,7 @@ pub mod dashboard;
 pub mod export;
 pub mod ingest;
 pub mod model;
+pub mod ratelimit;
 pub mod registry;
 pub mod server;
 pub mod service;
