@@ -15,7 +15,9 @@
 //!    lower (which rule 1 holds back while a vehicle is present, so the barrier stays as
 //!    it is until the vehicle leaves). The board starts in this state. When frames come
 //!    back, [`FaultCode::LinkSilentRecovered`] is reported; the lane stays safe until the
-//!    agent sends a new lane command.
+//!    agent sends a new lane command. Whenever the link comes up (the first time too),
+//!    the current state of every loop is queued as a `Presence` event: presence is
+//!    reported as changes, and a change from while the link was down may be lost.
 //! 3. **A reader that stops answering is reported and retried.** After
 //!    `reader_silent_after` unanswered polls in a row, [`FaultCode::ReaderSilent`]; polls
 //!    continue every `reader_retry_ms`; the first answer reports
@@ -444,8 +446,27 @@ impl LaneController {
             }
             self.link_up = true;
             self.ever_up = true;
+            self.announce_presence();
         }
         self.last_rx_ms = Some(now_ms);
+    }
+
+    /// Queues the current state of every loop that has reported, after whatever is
+    /// already queued. Presence is reported as changes, and a change queued while the
+    /// link was down may have been dropped from a full queue (or been sent into a line
+    /// nobody read): without this, an agent that comes up while a vehicle is on the loop
+    /// would never open its transaction. Repeating a state the agent already knows is
+    /// harmless to it.
+    fn announce_presence(&mut self) {
+        for loop_id in 0..self.cfg.loops {
+            let bit = 1u8 << loop_id;
+            if self.known & bit != 0 {
+                self.enqueue(Message::Presence {
+                    loop_id,
+                    present: self.present & bit != 0,
+                });
+            }
+        }
     }
 
     fn push_ack(&mut self, seq: u16) {

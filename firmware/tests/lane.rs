@@ -331,6 +331,74 @@ fn link_return_is_reported_with_the_seconds_of_silence() {
     assert!(lane.c.link_up());
 }
 
+fn presences(actions: &[Action]) -> Vec<(u8, bool)> {
+    sent(actions)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Presence { loop_id, present } => Some((loop_id, present)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn link_up_reannounces_the_loops_even_after_the_change_was_dropped() {
+    // A vehicle arrives before any agent listens; the readers keep reporting it until the
+    // queue overflows and the presence change is dropped.
+    let mut lane = Lane::new();
+    lane.presence(0, true);
+    lane.presence(1, false);
+    for i in 0..40u8 {
+        lane.c.handle(
+            lane.now,
+            Event::Seal(SealRead {
+                manufacturer: 1,
+                tag_id: u32::from(i),
+                status: SealStatus::Sealed,
+                battery: BatteryLevel::Ok,
+                sealed_at: None,
+                opened_at: None,
+            }),
+        );
+        lane.advance(10);
+    }
+    // The agent's first frame brings the link up: the loops' current state is queued.
+    lane.event(Event::LinkFrame(Frame::new(
+        7,
+        Message::Ack { seq: 60_000 },
+    )));
+    let mut seen = vec![];
+    for _ in 0..20 {
+        let actions = lane.advance(config().retry_ms);
+        seen.extend(presences(&actions));
+        for f in actions.iter().filter_map(|a| match a {
+            Action::Transmit(f) if is_event(&f.msg) => Some(f.seq),
+            _ => None,
+        }) {
+            lane.event(Event::LinkFrame(Frame::new(8, Message::Ack { seq: f })));
+        }
+    }
+    assert!(
+        seen.contains(&(0, true)) && seen.contains(&(1, false)),
+        "each loop's state reaches the agent after link-up: {seen:?}"
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&(1, false)),
+        "the re-announcement comes after older changes"
+    );
+}
+
+#[test]
+fn link_return_reannounces_the_loops() {
+    let mut lane = Lane::settled();
+    lane.presence(0, true);
+    lane.ack_all();
+    lane.advance(10_000);
+    let actions = lane.command(9, Light::Amber, Barrier::Lower);
+    assert_eq!(presences(&actions), [(0, true), (1, false)]);
+}
+
 #[test]
 fn lane_stays_safe_after_link_returns_until_commanded() {
     let mut lane = Lane::settled();
