@@ -191,8 +191,13 @@ pub async fn lane_subscriber(
     lanes: &[String],
     stop: CancellationToken,
 ) -> anyhow::Result<HashMap<String, mpsc::UnboundedReceiver<LaneMessage>>> {
+    // Each subscriber needs its own client id: the broker drops the older session of a
+    // client id that connects again (MQTT 3.1.1 §3.1.4), and two subscribers taking turns
+    // would each lose their subscription.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut opts = MqttOptions::new(
-        format!("bench-lanes-{}", std::process::id()),
+        format!("bench-lanes-{}-{k}", std::process::id()),
         "127.0.0.1",
         broker.port(),
     );
@@ -502,4 +507,56 @@ pub async fn replicated(store: &edge_agent::store::Store, within: Duration) -> a
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// A second loopback door to a running central that holds its visitors until opened.
+///
+/// The listener is bound at once, so the kernel completes every TCP handshake and keeps
+/// the connection in its accept queue (listen(2) backlog); nothing reads from it until
+/// [`HeldDoor::open`] is cancelled, when the same central starts serving on it too. A
+/// client that was started against [`HeldDoor::url`] therefore sees a slow first answer,
+/// not a refused connection, and does not fall into its retry back-off: figure 6 uses it
+/// to let an agent's lanes settle before its backlog starts to drain.
+#[derive(Debug)]
+pub struct HeldDoor {
+    pub url: String,
+    /// Cancel to start serving.
+    pub open: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Binds a [`HeldDoor`] for `c`, stopping with `stop`.
+///
+/// # Errors
+/// The listener cannot be bound.
+pub fn held_door(
+    c: &CentralUnderTest,
+    dir: &Path,
+    stop: CancellationToken,
+) -> anyhow::Result<HeldDoor> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding the held door")?;
+    let addr = listener.local_addr()?;
+    // Only the transport settings matter to `serve_with_listener`: the store is `c.hub`.
+    let mut cfg = central::Config::new(
+        addr,
+        dir.join("central.redb"),
+        dir.join("central-signing.key"),
+    );
+    cfg.allow_plain_http_on_loopback = true;
+    let open = CancellationToken::new();
+    let task = {
+        let (hub, open) = (c.hub.clone(), open.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = open.cancelled() => {}
+                () = stop.cancelled() => return Ok(()),
+            }
+            central::serve_with_listener(hub, listener, cfg, stop).await
+        })
+    };
+    Ok(HeldDoor {
+        url: format!("http://{addr}"),
+        open,
+        task,
+    })
 }
