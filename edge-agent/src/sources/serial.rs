@@ -105,6 +105,16 @@ pub struct LinkSession {
     recent: VecDeque<u16>,
     pending: Option<Pending>,
     last_uptime_ms: Option<u32>,
+    /// Seq of the newest presence report applied, per loop. The board resends an
+    /// unacknowledged frame, so after a frame lost on the wire an older presence report
+    /// can arrive after a newer one; applying it would undo the newer state.
+    presence_seq: std::collections::HashMap<u8, u16>,
+}
+
+/// Whether board seq `a` was sent before `b` (within half the wrapping `u16` space).
+fn seq_before(a: u16, b: u16) -> bool {
+    let d = b.wrapping_sub(a);
+    d != 0 && d < 0x8000
 }
 
 #[derive(Debug)]
@@ -124,6 +134,7 @@ impl LinkSession {
             recent: VecDeque::with_capacity(RECENT_SEQS),
             pending: None,
             last_uptime_ms: None,
+            presence_seq: std::collections::HashMap::new(),
         }
     }
 
@@ -150,6 +161,7 @@ impl LinkSession {
             // A board that restarted numbers from anywhere: forget what we remember.
             if self.last_uptime_ms.is_some_and(|prev| hb.uptime_ms < prev) {
                 self.recent.clear();
+                self.presence_seq.clear();
             }
             self.last_uptime_ms = Some(hb.uptime_ms);
         }
@@ -164,7 +176,16 @@ impl LinkSession {
             Message::TagRead(t) => Some(BoardEvent::Tag(t)),
             Message::SealRead(s) => Some(BoardEvent::Seal(s)),
             Message::Presence { loop_id, present } => {
-                Some(BoardEvent::Presence { loop_id, present })
+                let stale = self
+                    .presence_seq
+                    .get(&loop_id)
+                    .is_some_and(|&newest| seq_before(frame.seq, newest));
+                if stale {
+                    None
+                } else {
+                    self.presence_seq.insert(loop_id, frame.seq);
+                    Some(BoardEvent::Presence { loop_id, present })
+                }
             }
             Message::Heartbeat(h) => Some(BoardEvent::Heartbeat(h)),
             Message::Fault { code, detail } => Some(BoardEvent::Fault { code, detail }),
@@ -774,6 +795,53 @@ mod tests {
         assert_eq!(
             ev, None,
             "a resent frame is acked again but not acted on twice"
+        );
+    }
+
+    #[test]
+    fn an_older_presence_report_resent_after_a_newer_one_does_not_undo_it() {
+        let mut s = LinkSession::new(0);
+        let present = |seq, p| {
+            Frame::new(
+                seq,
+                Message::Presence {
+                    loop_id: 0,
+                    present: p,
+                },
+            )
+        };
+        // Frame 10 (arrived) was lost on the wire; 11 (left) got through; 10 is resent.
+        let (_, ev) = s.receive(present(11, false));
+        assert_eq!(
+            ev,
+            Some(BoardEvent::Presence {
+                loop_id: 0,
+                present: false
+            })
+        );
+        let (ack, ev) = s.receive(present(10, true));
+        assert_eq!(
+            ack.map(|a| a.msg),
+            Some(Message::Ack { seq: 10 }),
+            "still acknowledged"
+        );
+        assert_eq!(ev, None, "the stale report is not applied");
+        // Newer reports, across the u16 wrap, are applied; another loop is independent.
+        assert!(s.receive(present(12, true)).1.is_some());
+        let (_, ev) = s.receive(Frame::new(
+            5,
+            Message::Presence {
+                loop_id: 1,
+                present: true,
+            },
+        ));
+        assert!(ev.is_some());
+        let mut w = LinkSession::new(0);
+        assert!(w.receive(present(u16::MAX, true)).1.is_some());
+        assert!(w.receive(present(0, false)).1.is_some(), "0 follows 65535");
+        assert!(
+            w.receive(present(u16::MAX - 1, true)).1.is_none(),
+            "65534 precedes 65535"
         );
     }
 
