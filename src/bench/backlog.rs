@@ -49,7 +49,7 @@ pub const LANES: usize = 8;
 /// How long the live load goes on once the backlog is drained (the second baseline).
 pub const AFTER_DRAIN: Duration = Duration::from_secs(15);
 /// How long the idle agent's lanes are timed after their warm-up.
-const IDLE_RUN: Duration = Duration::from_secs(20);
+const IDLE_RUN: Duration = Duration::from_secs(40);
 /// Pairs per pre-fill append.
 const PREFILL_GROUP: usize = 1_000;
 /// Longest the drain may take before the figure gives up.
