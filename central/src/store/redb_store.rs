@@ -99,6 +99,10 @@ struct Versioned<T> {
     value: T,
 }
 
+/// redb's page cache for central: bounded (redb's default is 1 GiB), large enough to keep
+/// the indexes a day of a port network's events touches in memory.
+pub const CACHE_BYTES: usize = 256 << 20;
+
 /// The embedded default store.
 #[derive(Debug)]
 pub struct RedbStore {
@@ -112,7 +116,7 @@ impl RedbStore {
     /// # Errors
     /// When the file cannot be opened or is locked by another process.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
         let tx = db.begin_write()?;
         {
             tx.open_table(AGENT_TOKENS)?;
