@@ -116,7 +116,9 @@ impl RedbStore {
     /// # Errors
     /// When the file cannot be opened or is locked by another process.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         let tx = db.begin_write()?;
         {
             tx.open_table(AGENT_TOKENS)?;
