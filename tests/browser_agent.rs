@@ -227,7 +227,9 @@ async fn officer_console_and_operator_view_in_chromium() {
                 };
                 board.arrive(truck(next_truck % 4, status));
                 next_truck += 1;
-                tokio::time::sleep(Duration::from_millis(800)).await;
+                // Long enough for the e-seal reader's poll (every 1 s) to read the seal
+                // before the truck leaves: a shorter stay sometimes left it unread.
+                tokio::time::sleep(Duration::from_millis(2500)).await;
                 board.leave();
                 stdin.write_all(b"ok\n").await.expect("answer");
             } else if let Some(lane) = line.strip_prefix("@@lights:") {
