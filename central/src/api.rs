@@ -143,10 +143,29 @@ impl FromRequestParts<Central> for Agent {
     async fn from_request_parts(parts: &mut Parts, c: &Central) -> Result<Self, ApiError> {
         let token = bearer_of(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let rec = c.blocking(move |c| c.agent_for_token(&token)).await?;
-        rec.map(Agent).ok_or_else(|| {
+        let rec = rec.ok_or_else(|| {
             metrics::counter!("central_auth_failures_total", "who" => "agent").increment(1);
             ApiError::unauthorized()
-        })
+        })?;
+        // A token bound to a client certificate is good only with that certificate.
+        if let Some(want) = &rec.cert_sha256 {
+            let presented = parts
+                .extensions
+                .get::<crate::server::PeerCert>()
+                .and_then(|p| p.0.as_deref());
+            if presented != Some(want.as_str()) {
+                metrics::counter!("central_auth_failures_total", "who" => "agent_cert")
+                    .increment(1);
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "gate {} must present its registered client certificate",
+                        rec.gate
+                    ),
+                ));
+            }
+        }
+        Ok(Agent(rec))
     }
 }
 

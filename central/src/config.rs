@@ -17,6 +17,11 @@ pub struct TlsConfig {
     pub cert_pem: PathBuf,
     /// Private key (PKCS#8, PKCS#1 or SEC1).
     pub key_pem: PathBuf,
+    /// CA(s) that sign agents' client certificates. When set, central asks every client
+    /// for a certificate (browsers may still connect without one) and an agent token
+    /// registered with a certificate is accepted only with that certificate.
+    #[serde(default)]
+    pub client_ca_pem: Option<PathBuf>,
 }
 
 /// A public key central publishes besides its own signing key (the next key during a

@@ -80,6 +80,10 @@ enum AgentCmd {
         /// Port of entry the gate belongs to (its replication scope).
         #[arg(long)]
         port: String,
+        /// The agent's client certificate (PEM): the token is then accepted only over TLS
+        /// connections presenting this certificate (needs `[tls] client_ca_pem`).
+        #[arg(long)]
+        cert: Option<PathBuf>,
     },
 }
 
@@ -164,8 +168,12 @@ fn main() -> anyhow::Result<()> {
     let central = Central::open(&cfg)?;
     match cli.cmd {
         Cmd::Serve => serve(central, cfg),
-        Cmd::Agent(AgentCmd::Add { gate, port }) => {
-            let token = central.issue_agent_token(&gate, &port)?;
+        Cmd::Agent(AgentCmd::Add { gate, port, cert }) => {
+            let fp = cert
+                .as_deref()
+                .map(central::server::pem_cert_fingerprint)
+                .transpose()?;
+            let token = central.issue_agent_token_with_cert(&gate, &port, fp)?;
             eprintln!("token for gate {gate} (port {port}); it is shown only this once:");
             println!("{token}");
             Ok(())

@@ -31,6 +31,10 @@ pub struct AgentRecord {
     pub port: String,
     pub issued_at: Timestamp,
     pub issued_by: String,
+    /// Hex SHA-256 of the DER of the client certificate this agent must present (mutual
+    /// TLS), when one was registered with the token; `None`: the token alone.
+    #[serde(default)]
+    pub cert_sha256: Option<String>,
 }
 
 /// One journal entry as central stored it.

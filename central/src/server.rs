@@ -4,6 +4,7 @@
 //! period, then [`serve`] returns.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -20,6 +21,112 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub fn install_crypto_provider() {
     // An error only means a provider is already installed, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The client certificate a TLS connection presented: hex SHA-256 of its DER, or `None`.
+/// Put into every request of the connection; the agent extractor checks it against the
+/// certificate an agent token was registered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCert(pub Option<String>);
+
+/// Hex SHA-256 of a certificate's DER (how agent certificates are registered).
+#[must_use]
+pub fn cert_fingerprint(der: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(der))
+}
+
+/// The fingerprint of the first certificate in a PEM file (`central agent add --cert`).
+///
+/// # Errors
+/// The file cannot be read or holds no certificate.
+pub fn pem_cert_fingerprint(path: &std::path::Path) -> anyhow::Result<String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let cert = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading certificate {}", path.display()))?
+        .next()
+        .with_context(|| format!("{} holds no certificate", path.display()))?
+        .with_context(|| format!("{} holds a malformed certificate", path.display()))?;
+    Ok(cert_fingerprint(&cert))
+}
+
+/// rustls server configuration from the `[tls]` section: the certificate and key, and,
+/// with `client_ca_pem`, a verifier that asks clients for a certificate chained to that
+/// CA (clients without one, such as staff browsers, may still connect; agents bound to a
+/// certificate are checked per request).
+fn server_tls(tls: &crate::config::TlsConfig) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert_pem)
+        .with_context(|| format!("reading TLS certificate {}", tls.cert_pem.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("TLS certificate {} is malformed", tls.cert_pem.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key_pem)
+        .with_context(|| format!("reading TLS key {}", tls.key_pem.display()))?;
+    let builder = rustls::ServerConfig::builder();
+    let builder = match &tls.client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .with_context(|| format!("reading client CA {}", ca.display()))?
+            {
+                let c = c.with_context(|| format!("client CA {} is malformed", ca.display()))?;
+                roots
+                    .add(c)
+                    .with_context(|| format!("client CA {} is not a usable CA", ca.display()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .allow_unauthenticated()
+                .build()
+                .context("building the client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key do not match")?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// The rustls acceptor, plus the connection's client certificate as a [`PeerCert`]
+/// request extension.
+#[derive(Clone)]
+struct PeerCertAcceptor {
+    inner: axum_server::tls_rustls::RustlsAcceptor,
+}
+
+impl<I, S> axum_server::accept::Accept<I, S> for PeerCertAcceptor
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Send + 'static,
+{
+    type Stream = tokio_rustls::server::TlsStream<I>;
+    type Service = tower_http::add_extension::AddExtension<S, PeerCert>;
+    type Future = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = std::io::Result<(Self::Stream, Self::Service)>> + Send,
+        >,
+    >;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        let inner = self.inner.accept(stream, service);
+        Box::pin(async move {
+            let (stream, service) = inner.await?;
+            let fp = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| cert_fingerprint(c));
+            Ok((
+                stream,
+                tower_http::add_extension::AddExtension::new(service, PeerCert(fp)),
+            ))
+        })
+    }
 }
 
 /// Checks that the configuration says how to serve: TLS, or plain HTTP on loopback.
@@ -86,15 +193,7 @@ pub async fn serve_with_listener(
         Some(tls) => {
             install_crypto_provider();
             let rustls =
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_pem, &tls.key_pem)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "loading TLS certificate {} and key {}",
-                            tls.cert_pem.display(),
-                            tls.key_pem.display()
-                        )
-                    })?;
+                axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server_tls(tls)?));
             let handle = axum_server::Handle::new();
             let h = handle.clone();
             let watcher = tokio::spawn(async move {
@@ -103,7 +202,11 @@ pub async fn serve_with_listener(
                 h.graceful_shutdown(Some(SHUTDOWN_GRACE));
             });
             tracing::info!(%addr, "central listening (HTTPS)");
-            let r = axum_server::from_tcp_rustls(listener, rustls)?
+            let acceptor = PeerCertAcceptor {
+                inner: axum_server::tls_rustls::RustlsAcceptor::new(rustls),
+            };
+            let r = axum_server::from_tcp(listener)?
+                .acceptor(acceptor)
                 .handle(handle)
                 .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await;

@@ -184,13 +184,35 @@ impl Central {
     /// # Errors
     /// When the port is malformed or the gate is registered at another port.
     pub fn issue_agent_token(&self, gate: &GateId, port: &str) -> anyhow::Result<String> {
+        self.issue_agent_token_with_cert(gate, port, None)
+    }
+
+    /// As [`Central::issue_agent_token`], and binds the token to a client certificate:
+    /// requests with this token are accepted only over TLS connections that presented the
+    /// certificate whose DER has SHA-256 `cert_sha256` (hex), chained to central's
+    /// `[tls] client_ca_pem`.
+    ///
+    /// # Errors
+    /// A bad port name, a malformed fingerprint, or store errors.
+    pub fn issue_agent_token_with_cert(
+        &self,
+        gate: &GateId,
+        port: &str,
+        cert_sha256: Option<String>,
+    ) -> anyhow::Result<String> {
         check_port(port)?;
+        if let Some(fp) = &cert_sha256
+            && (fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            anyhow::bail!("a certificate fingerprint is 64 hex digits (SHA-256 of the DER)");
+        }
         let (token, hash) = auth::new_token();
         let rec = AgentRecord {
             gate: gate.clone(),
             port: port.to_owned(),
             issued_at: Timestamp::now(),
             issued_by: "central".into(),
+            cert_sha256: cert_sha256.map(|f| f.to_ascii_lowercase()),
         };
         self.inner.store.add_agent(&hash, &rec)?;
         Ok(token)

@@ -44,6 +44,7 @@ async fn serves_https_with_a_private_ca_and_shuts_down_with_a_stream_open() {
     cfg.tls = Some(central::TlsConfig {
         cert_pem: cert,
         key_pem: key,
+        client_ca_pem: None,
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();

@@ -137,6 +137,10 @@ pub struct CentralConfig {
     pub url: String,
     pub token: String,
     pub ca_cert: Option<PathBuf>,
+    /// The agent's client certificate and key (PEM) for mutual TLS, when central binds
+    /// this agent's token to a certificate.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
     pub registry_keys: Vec<PinnedKey>,
     pub uplink_batch: usize,
     pub heartbeat_every: Duration,
@@ -356,6 +360,10 @@ struct RawCentral {
     url: String,
     token: String,
     ca_cert: Option<PathBuf>,
+    #[serde(default)]
+    client_cert: Option<PathBuf>,
+    #[serde(default)]
+    client_key: Option<PathBuf>,
     #[serde(default)]
     registry_keys: Vec<RawKey>,
     #[serde(default = "default_uplink_batch")]
@@ -841,10 +849,23 @@ impl Validator<'_> {
                 if poll_wait > MAX_POLL_WAIT {
                     return Err(self.err(at("poll_wait"), "must be at most 60s (central's limit)"));
                 }
+                if c.client_cert.is_some() != c.client_key.is_some() {
+                    let key = if c.client_cert.is_some() {
+                        "client_key"
+                    } else {
+                        "client_cert"
+                    };
+                    return Err(self.err(
+                        at(key),
+                        "client_cert and client_key go together (the agent's certificate and its key)",
+                    ));
+                }
                 Some(CentralConfig {
                     url: url.trim_end_matches('/').to_string(),
                     token,
                     ca_cert: c.ca_cert,
+                    client_cert: c.client_cert,
+                    client_key: c.client_key,
                     registry_keys: keys,
                     uplink_batch: c.uplink_batch,
                     heartbeat_every: self.positive(at("heartbeat_every"), c.heartbeat_every)?,

@@ -102,6 +102,23 @@ impl CentralClient {
                     bail!("central.ca_cert {} holds no certificate", path.display());
                 }
                 builder = builder.tls_certs_only(certs);
+                if let (Some(cert), Some(key)) = (&cfg.client_cert, &cfg.client_key) {
+                    let mut pem = std::fs::read(cert).with_context(|| {
+                        format!("cannot read central.client_cert {}", cert.display())
+                    })?;
+                    pem.push(b'\n');
+                    pem.extend(std::fs::read(key).with_context(|| {
+                        format!("cannot read central.client_key {}", key.display())
+                    })?);
+                    let identity = reqwest::Identity::from_pem(&pem).with_context(|| {
+                        format!(
+                            "central.client_cert {} and client_key {} are not a PEM certificate and its key",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?;
+                    builder = builder.identity(identity);
+                }
             }
             other => bail!(
                 "central.url {}: scheme {other:?} is not http or https",

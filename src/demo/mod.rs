@@ -290,6 +290,7 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     ccfg.tls = Some(central::TlsConfig {
         cert_pem: pki.server_cert.clone(),
         key_pem: pki.server_key.clone(),
+        client_ca_pem: None,
     });
     ccfg.stale_after = Duration::from_secs(15);
     let hub = central::Central::open(&ccfg)?;

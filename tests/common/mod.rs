@@ -197,6 +197,7 @@ impl CentralSite {
                 cfg.tls = Some(central::TlsConfig {
                     cert_pem: pki.server_cert,
                     key_pem: pki.server_key,
+                    client_ca_pem: None,
                 });
                 (format!("https://127.0.0.1:{port}"), Some(pki.ca_cert))
             }
