@@ -19,7 +19,7 @@ pub struct Broker {
 /// Picks a free loopback port. The port is released again before the broker binds it, so
 /// another process could take it in between; on loopback, in a demo or a benchmark, that
 /// is acceptable.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("binding a probe socket on 127.0.0.1")?;
     Ok(l.local_addr()?.port())
 }

@@ -203,8 +203,12 @@ fn agent_sees_heartbeats_and_the_board_obeys_a_lane_command() {
         "the board did not ack the command"
     );
     assert!(
+        // The pins change at once; the board's observed command and counters are
+        // published at the end of its pass, so they are waited for too.
         eventually(&mut agent, || board.lights() == Light::Green
-            && board.barrier() == Barrier::Raise),
+            && board.barrier() == Barrier::Raise
+            && board.last_command().is_some()
+            && board.stats().commands_obeyed >= 1),
         "lights {:?}, barrier {:?}",
         board.lights(),
         board.barrier()
@@ -306,6 +310,12 @@ fn dropped_event_frames_are_sent_again() {
             .is_some(),
         "presence never arrived"
     );
+    // The board thread publishes its counters after the pass that wrote the frame, so the
+    // count may trail the frame by a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while board.stats().frames_dropped != 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(board.stats().frames_dropped, 3);
 }
 

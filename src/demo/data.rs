@@ -303,9 +303,11 @@ pub fn generate(seed: u64, operators: usize, consignments: usize, now: Timestamp
         }
         records.push(record);
     }
+    let certified: std::collections::HashSet<&OperatorId> =
+        records.iter().map(|r| &r.operator).collect();
     for _ in 0..500 {
         if let Some(id) = make_id(&mut rng, Programme::EuAeo)
-            && !records.iter().any(|r| r.operator == id)
+            && !certified.contains(&id)
         {
             pools.uncertified.push(id);
         }

@@ -126,16 +126,11 @@ struct Gate {
     child: Option<std::process::Child>,
 }
 
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("probing for a free loopback port")?;
-    Ok(l.local_addr()?.port())
-}
-
 /// A preferred port when it is free (stable URLs for people), else any free one.
 fn port_or_free(preferred: u16) -> Result<u16> {
     match TcpListener::bind(("127.0.0.1", preferred)) {
         Ok(_) => Ok(preferred),
-        Err(_) => free_port(),
+        Err(_) => aeogate::broker::free_port(),
     }
 }
 

@@ -119,6 +119,47 @@ pub struct ReaderCounters {
     pub bad_frames: u64,
 }
 
+/// The UART side of a simulated reader: bytes the board writes are parsed and answered
+/// (`handle`), answers wait in `to_board` until the board reads them.
+macro_rules! sim_uart {
+    ($name:ident) => {
+        impl ErrorType for $name {
+            type Error = Infallible;
+        }
+
+        impl Write for $name {
+            fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
+                let mut results = Vec::new();
+                self.parser.push_slice(buf, |r| results.push(r));
+                for r in results {
+                    self.handle(r);
+                }
+                Ok(buf.len())
+            }
+
+            fn flush(&mut self) -> Result<(), Infallible> {
+                Ok(())
+            }
+        }
+
+        impl Read for $name {
+            fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+                let n = buf.len().min(self.to_board.len());
+                for (slot, byte) in buf.iter_mut().zip(self.to_board.drain(..n)) {
+                    *slot = byte;
+                }
+                Ok(n)
+            }
+        }
+
+        impl ReadReady for $name {
+            fn read_ready(&mut self) -> Result<bool, Infallible> {
+                Ok(!self.to_board.is_empty())
+            }
+        }
+    };
+}
+
 /// A simulated `BB … 7E` UHF module on the board's UHF UART.
 #[derive(Debug)]
 pub struct SimUhf {
@@ -214,40 +255,7 @@ impl SimUhf {
     }
 }
 
-impl ErrorType for SimUhf {
-    type Error = Infallible;
-}
-
-impl Write for SimUhf {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
-        let mut results = Vec::new();
-        self.parser.push_slice(buf, |r| results.push(r));
-        for r in results {
-            self.handle(r);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> Result<(), Infallible> {
-        Ok(())
-    }
-}
-
-impl Read for SimUhf {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
-        let n = buf.len().min(self.to_board.len());
-        for (slot, byte) in buf.iter_mut().zip(self.to_board.drain(..n)) {
-            *slot = byte;
-        }
-        Ok(n)
-    }
-}
-
-impl ReadReady for SimUhf {
-    fn read_ready(&mut self) -> Result<bool, Infallible> {
-        Ok(!self.to_board.is_empty())
-    }
-}
+sim_uart!(SimUhf);
 
 /// A simulated e-seal reader adapter on the board's e-seal UART.
 #[derive(Debug)]
@@ -325,37 +333,4 @@ impl SimESeal {
     }
 }
 
-impl ErrorType for SimESeal {
-    type Error = Infallible;
-}
-
-impl Write for SimESeal {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
-        let mut results = Vec::new();
-        self.parser.push_slice(buf, |r| results.push(r));
-        for r in results {
-            self.handle(r);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> Result<(), Infallible> {
-        Ok(())
-    }
-}
-
-impl Read for SimESeal {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
-        let n = buf.len().min(self.to_board.len());
-        for (slot, byte) in buf.iter_mut().zip(self.to_board.drain(..n)) {
-            *slot = byte;
-        }
-        Ok(n)
-    }
-}
-
-impl ReadReady for SimESeal {
-    fn read_ready(&mut self) -> Result<bool, Infallible> {
-        Ok(!self.to_board.is_empty())
-    }
-}
+sim_uart!(SimESeal);
