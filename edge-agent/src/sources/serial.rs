@@ -251,6 +251,7 @@ impl LinkSession {
     /// abandoned (see the module docs).
     pub fn reconnected(&mut self) {
         self.recent.clear();
+        self.presence_seq.clear();
         self.pending = None;
         self.last_uptime_ms = None;
     }
@@ -842,6 +843,13 @@ mod tests {
         assert!(
             w.receive(present(u16::MAX - 1, true)).1.is_none(),
             "65534 precedes 65535"
+        );
+        // A reopened port may be a restarted board numbering from anywhere: its first
+        // presence report is applied whatever its seq.
+        w.reconnected();
+        assert!(
+            w.receive(present(3, true)).1.is_some(),
+            "applied after a reconnect"
         );
     }
 
