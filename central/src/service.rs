@@ -309,8 +309,24 @@ impl Central {
             Some(e) if e.eq_ignore_ascii_case("csv") => Format::Csv,
             _ => Format::Json,
         };
-        let parsed = registry::parse_import(&text, format, kind, Timestamp::now(), progress)
-            .with_context(|| format!("importing {}", path.display()))?;
+        self.import_text(&text, format, kind, actor, progress)
+            .with_context(|| format!("importing {}", path.display()))
+    }
+
+    /// Imports CSV or JSON text (a file read elsewhere, or standard input), keeping the
+    /// good rows. `progress` gets the number of rows read so far.
+    ///
+    /// # Errors
+    /// When the text is unusable as a whole.
+    pub fn import_text(
+        &self,
+        text: &str,
+        format: Format,
+        kind: Option<ImportKind>,
+        actor: &str,
+        progress: &mut dyn FnMut(usize),
+    ) -> anyhow::Result<ImportReport> {
+        let parsed = registry::parse_import(text, format, kind, Timestamp::now(), progress)?;
         let imported = parsed.changes.len();
         let last_seq = self.append(parsed.changes, actor)?;
         Ok(ImportReport {
