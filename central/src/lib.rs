@@ -17,6 +17,8 @@
 //! - [`dashboard`]: the staff dashboard in the browser (exceptions, cases, gate health,
 //!   charts, programme benefit figures, registry), merged into [`app`].
 //! - [`server`]: HTTPS / loopback HTTP serving with graceful shutdown ([`serve`]).
+//! - [`telemetry`]: every metric family's description, the series present from the
+//!   start, build info and `process_*` series.
 pub mod api;
 pub mod auth;
 pub mod cases;
@@ -31,6 +33,7 @@ pub mod server;
 pub mod service;
 pub mod signing;
 pub mod store;
+pub mod telemetry;
 
 pub use api::app;
 pub use config::{Config, TlsConfig};
