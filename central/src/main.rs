@@ -2,7 +2,7 @@
 //!
 //! Errors go to standard error as one `central: …` message (no backtrace, whatever
 //! `RUST_BACKTRACE` says: they are the user's to fix, not the program's); the status is 1,
-//! or 2 for an invalid `RUST_LOG`. `central man` prints the manual page (roff).
+//! or 2 for an invalid `RUST_LOG`. `central man DIR` writes the manual pages (roff; `packaging/man/` holds them).
 use std::io::{BufRead as _, IsTerminal as _, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,9 +54,12 @@ enum Cmd {
     /// Export decided gate transactions (docs/central.md, "Exports").
     #[command(subcommand)]
     Export(ExportCmd),
-    /// Print the manual page (roff) on standard output.
+    /// Write the manual pages (roff: central.1 and one per subcommand) into DIR.
     #[command(hide = true)]
-    Man,
+    Man {
+        /// An existing directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,10 +195,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Cmd::Man = cli.cmd {
-        clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
-            .render(&mut std::io::stdout())
-            .context("writing the manual page")?;
+    if let Cmd::Man { dir } = &cli.cmd {
+        clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), dir)
+            .with_context(|| format!("writing the manual pages to {}", dir.display()))?;
         return Ok(());
     }
     if let Cmd::Keys(KeysCmd::Generate { out }) = &cli.cmd {
@@ -245,7 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Export(cmd) => export(&central, &cmd),
-        Cmd::Keys(_) | Cmd::Man => Ok(()),
+        Cmd::Keys(_) | Cmd::Man { .. } => Ok(()),
     }
 }
 

@@ -259,3 +259,30 @@ fn serve_logs_json_lines_with_json_logs_and_plain_text_off_a_terminal() {
         }
     }
 }
+
+#[test]
+fn packaged_man_pages_match_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_central"))
+        .arg("man")
+        .arg(dir.path())
+        .output()
+        .expect("run central");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/man/central");
+    let names = |d: &Path| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let hint = "regenerate with `cargo run -p central -- man packaging/man/central`";
+    assert_eq!(names(dir.path()), names(&packaged), "{hint}");
+    for name in names(dir.path()) {
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(&name)).unwrap(),
+            std::fs::read_to_string(packaged.join(&name)).unwrap(),
+            "{name} differs; {hint}"
+        );
+    }
+}

@@ -5,8 +5,8 @@
 //! its key and line; `edge-agent user add NAME --role ROLE [--lang es] --config FILE`
 //! creates a console account in the store of a stopped agent (the password is prompted
 //! for without echo on a terminal, else read from the first line of standard input), and
-//! `edge-agent user list --config FILE` lists them. `edge-agent man` prints the manual
-//! page (roff), generated from these definitions.
+//! `edge-agent user list --config FILE` lists them. `edge-agent man DIR` writes the
+//! manual pages (roff), generated from these definitions (`packaging/man/` holds them).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,9 +40,12 @@ enum Command {
         /// Configuration file (TOML); `-` reads standard input.
         file: PathBuf,
     },
-    /// Print the manual page (roff) on standard output.
+    /// Write the manual pages (roff: edge-agent.1 and one per subcommand) into DIR.
     #[command(hide = true)]
-    Man,
+    Man {
+        /// An existing directory.
+        dir: PathBuf,
+    },
     /// Console accounts (run while the agent is stopped: the store is one process's).
     User {
         #[command(subcommand)]
@@ -157,12 +160,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Man => {
-            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
-            match page.render(&mut std::io::stdout()) {
+        Command::Man { dir } => {
+            match clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("edge-agent: writing the manual page: {e}");
+                    eprintln!(
+                        "edge-agent: writing the manual pages to {}: {e}",
+                        dir.display()
+                    );
                     ExitCode::FAILURE
                 }
             }

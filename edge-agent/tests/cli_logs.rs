@@ -99,3 +99,36 @@ fn logs_off_a_terminal_carry_no_colour_codes_and_json_logs_are_json() {
         );
     }
 }
+
+#[test]
+fn packaged_man_pages_match_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = agent(&["man", dir.path().to_str().unwrap()], "", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packaged =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/man/edge-agent");
+    assert_same_dir(dir.path(), &packaged);
+}
+
+/// Same file names, same contents; the message says how to regenerate.
+fn assert_same_dir(generated: &std::path::Path, packaged: &std::path::Path) {
+    let names = |d: &std::path::Path| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let hint = "regenerate with `cargo run -p edge-agent -- man packaging/man/edge-agent`";
+    assert_eq!(names(generated), names(packaged), "{hint}");
+    for name in names(generated) {
+        assert_eq!(
+            std::fs::read_to_string(generated.join(&name)).unwrap(),
+            std::fs::read_to_string(packaged.join(&name)).unwrap(),
+            "{name} differs; {hint}"
+        );
+    }
+}
