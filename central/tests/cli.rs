@@ -167,7 +167,7 @@ fn on_a_terminal(s: &Setup, args: &[&str], wait_for: &str, input: &str) -> Strin
     }
     let log = s.dir.path().join("typescript");
     let mut child = Command::new("script")
-        .args(["-q", "-e", "-c", &line])
+        .args(["-q", "-f", "-e", "-c", &line])
         .arg(&log)
         .env_remove("CENTRAL_CONFIG")
         .env_remove("RUST_LOG")

@@ -132,3 +132,50 @@ fn assert_same_dir(generated: &std::path::Path, packaged: &std::path::Path) {
         );
     }
 }
+
+#[test]
+fn user_add_on_a_terminal_does_not_echo_the_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    let store = dir.path().join("agent.redb");
+    std::fs::write(
+        &config,
+        format!("{GOOD}\n[store]\npath = {:?}\n", store.to_str().unwrap()),
+    )
+    .unwrap();
+    // util-linux `script` gives the command a terminal of its own (a pty as its
+    // controlling terminal); what the terminal showed is written to `log`.
+    let log = dir.path().join("typescript");
+    let line = format!(
+        "{} user add alice --role officer --config {}",
+        env!("CARGO_BIN_EXE_edge-agent"),
+        config.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-f", "-e", "-c", &line])
+        .arg(&log)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux script is needed for this test");
+    let shown = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !shown().contains("password for alice") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The prompt is printed just before echo is switched off.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Correct-Horse-9\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait");
+    let shown = shown();
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("account alice (officer, en) saved"),
+        "{shown}"
+    );
+    assert!(!shown.contains("Correct-Horse"), "password echoed: {shown}");
+}
