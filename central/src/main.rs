@@ -94,8 +94,9 @@ enum AgentCmd {
         /// Port of entry the gate belongs to (its replication scope).
         #[arg(long)]
         port: String,
-        /// The agent's client certificate (PEM): the token is then accepted only over TLS
-        /// connections presenting this certificate (needs `[tls] client_ca_pem`).
+        /// The agent's client certificate (PEM; `-` reads standard input): the token is
+        /// then accepted only over TLS connections presenting this certificate (needs
+        /// `[tls] client_ca_pem`).
         #[arg(long)]
         cert: Option<PathBuf>,
     },
@@ -215,10 +216,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve => serve(central, cfg),
         Cmd::Agent(AgentCmd::Add { gate, port, cert }) => {
-            let fp = cert
-                .as_deref()
-                .map(central::server::pem_cert_fingerprint)
-                .transpose()?;
+            let fp = match cert.as_deref() {
+                Some(p) if p.as_os_str() == "-" => Some(stdin_cert_fingerprint()?),
+                Some(p) => Some(central::server::pem_cert_fingerprint(p)?),
+                None => None,
+            };
             let token = central.issue_agent_token_with_cert(&gate, &port, fp)?;
             eprintln!("token for gate {gate} (port {port}); it is shown only this once:");
             println!("{token}");
@@ -249,6 +251,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Export(cmd) => export(&central, &cmd),
         Cmd::Keys(_) | Cmd::Man { .. } => Ok(()),
     }
+}
+
+/// The fingerprint of the first certificate in the PEM text on standard input.
+fn stdin_cert_fingerprint() -> anyhow::Result<String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut pem = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut pem)
+        .context("reading the certificate from standard input")?;
+    let cert = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .context("standard input holds no certificate")?
+        .context("standard input holds a malformed certificate")?;
+    Ok(central::server::cert_fingerprint(&cert))
 }
 
 /// The password: prompted for without echo when standard input is a terminal, else the

@@ -286,3 +286,37 @@ fn packaged_man_pages_match_the_command_line() {
         );
     }
 }
+
+#[test]
+fn agent_add_reads_the_certificate_from_standard_input_for_a_dash() {
+    let s = setup();
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["gate-1.example".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    let out = central(
+        &s,
+        &[
+            "agent", "add", "PORT1-G1", "--port", "PORT-A", "--cert", "-",
+        ],
+        &cert.pem(),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).trim().is_empty(), "a token is printed");
+    let bad = central(
+        &s,
+        &[
+            "agent", "add", "PORT1-G2", "--port", "PORT-A", "--cert", "-",
+        ],
+        "not a certificate\n",
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("standard input holds no certificate"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
