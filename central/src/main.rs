@@ -278,13 +278,8 @@ fn serve(central: Central, cfg: Config) -> anyhow::Result<()> {
     rt.block_on(async move {
         central::api::install_metrics_recorder()?;
         let shutdown = CancellationToken::new();
-        let s = shutdown.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("interrupt: shutting down");
-            }
-            s.cancel();
-        });
+        central::server::cancel_on_signals(shutdown.clone())
+            .context("installing the SIGTERM/SIGINT handlers")?;
         central::serve(central, cfg, shutdown).await
     })
 }

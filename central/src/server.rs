@@ -129,6 +129,35 @@ where
     }
 }
 
+/// Cancels `shutdown` on the first SIGTERM (how systemd stops a service) or SIGINT
+/// (Ctrl-C). The handlers are installed before this returns, so a signal that arrives
+/// while central is still starting is not lost and does not kill the process.
+///
+/// # Errors
+/// When a signal handler cannot be installed.
+pub fn cancel_on_signals(shutdown: CancellationToken) -> std::io::Result<()> {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            () = shutdown.cancelled() => return,
+        };
+        #[cfg(not(unix))]
+        let which = tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_ok() { "Ctrl-C" } else { return },
+            () = shutdown.cancelled() => return,
+        };
+        tracing::info!(signal = which, "shutting down");
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
 /// Checks that the configuration says how to serve: TLS, or plain HTTP on loopback.
 ///
 /// # Errors
