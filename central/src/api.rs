@@ -151,7 +151,7 @@ impl FromRequestParts<Central> for Agent {
         if let Some(want) = &rec.cert_sha256 {
             let presented = parts
                 .extensions
-                .get::<crate::server::PeerCert>()
+                .get::<crate::auth::PeerCert>()
                 .and_then(|p| p.0.as_deref());
             if presented != Some(want.as_str()) {
                 metrics::counter!("central_auth_failures_total", "who" => "agent_cert")

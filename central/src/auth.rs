@@ -10,6 +10,18 @@ use sha2::{Digest as _, Sha256};
 
 use crate::model::TokenHash;
 
+/// The client certificate a TLS connection presented: hex SHA-256 of its DER, or `None`.
+/// The server puts it into every request of the connection; the agent extractor checks it
+/// against the certificate an agent token was registered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCert(pub Option<String>);
+
+/// Hex SHA-256 of a certificate's DER (how agent certificates are registered).
+#[must_use]
+pub fn cert_fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
 /// A fresh token and its hash.
 #[must_use]
 pub fn new_token() -> (String, TokenHash) {

@@ -11,6 +11,7 @@ use anyhow::{Context as _, bail};
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
+use crate::auth::{PeerCert, cert_fingerprint};
 use crate::config::Config;
 use crate::service::Central;
 
@@ -21,19 +22,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub fn install_crypto_provider() {
     // An error only means a provider is already installed, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// The client certificate a TLS connection presented: hex SHA-256 of its DER, or `None`.
-/// Put into every request of the connection; the agent extractor checks it against the
-/// certificate an agent token was registered with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerCert(pub Option<String>);
-
-/// Hex SHA-256 of a certificate's DER (how agent certificates are registered).
-#[must_use]
-pub fn cert_fingerprint(der: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(der))
 }
 
 /// The fingerprint of the first certificate in a PEM file (`central agent add --cert`).
