@@ -8,6 +8,8 @@
 //! - [`link`]: the serial link between lane I/O board and edge agent.
 //! - [`reader`]: wire formats of reader modules (the `BB … 7E` UHF module, the e-seal reader).
 //! - [`schema`] (feature `std`): versioned event and registry schemas.
+//! - [`registry`] (feature `std`): how a registry change is applied ([`schema::Change::apply`]),
+//!   the one rule for central and every replica.
 //! - [`i18n`] (feature `std`): the screens' languages and reason texts in each.
 #![no_std]
 
@@ -23,6 +25,8 @@ pub mod i18n;
 pub mod link;
 pub mod operator;
 pub mod reader;
+#[cfg(feature = "std")]
+pub mod registry;
 #[cfg(feature = "std")]
 pub mod schema;
 pub mod seal;
