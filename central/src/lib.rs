@@ -22,6 +22,7 @@ pub mod auth;
 pub mod cases;
 pub mod config;
 pub mod dashboard;
+pub mod errors;
 pub mod export;
 pub mod ingest;
 pub mod model;
@@ -30,6 +31,7 @@ pub mod registry;
 pub mod server;
 pub mod service;
 pub mod signing;
+pub mod stats;
 pub mod store;
 
 pub use api::app;

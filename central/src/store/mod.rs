@@ -14,6 +14,7 @@
 //! [`RedbStore`] is the embedded default: one file, tables named `*_v1`, values are one
 //! version byte ([`VALUE_VERSION`]) followed by JSON.
 
+pub mod error;
 mod redb_store;
 
 use std::fmt;
@@ -30,41 +31,15 @@ use uuid::Uuid;
 use crate::cases::CaseError;
 use crate::ingest::{AgentState, Tally};
 use crate::model::{
-    AgentRecord, Alert, AuditEntry, Case, CaseAction, CaseQuery, EventQuery, GateHealth, HourStats,
-    Page, Session, StaffUser, StoredEvent, Summary, TokenHash,
+    AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
+    Session, StaffUser, StoredEvent, Summary, TokenHash,
 };
 
+pub use error::StoreError;
 pub use redb_store::RedbStore;
 
 /// Leading byte of every stored value: the layout of the JSON that follows.
 pub const VALUE_VERSION: u8 = 1;
-
-/// Storage failures, and domain conflicts a store detects inside its transaction.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("storage backend: {0}")]
-    Backend(String),
-    #[error("stored value in table {table} at key {key} is unreadable: {why}")]
-    Corrupt {
-        table: &'static str,
-        key: String,
-        why: String,
-    },
-    #[error("operator {0} is not in the registry")]
-    UnknownOperator(String),
-    #[error("gate {gate} is registered for port {existing}, not {requested}")]
-    GatePortConflict {
-        gate: String,
-        existing: String,
-        requested: String,
-    },
-    #[error("user {0} already exists")]
-    UserExists(String),
-    #[error("user {0} does not exist")]
-    UnknownUser(String),
-    #[error(transparent)]
-    Case(#[from] CaseError),
-}
 
 /// A registry change as the log keeps it, with the ports it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,14 +160,19 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn cases(&self, q: &CaseQuery) -> Result<Page<Case>, StoreError>;
     /// One case.
     fn case(&self, id: u64) -> Result<Option<Case>, StoreError>;
-    /// Applies a staff action ([`crate::cases::apply`]) and audits it, in one transaction.
-    fn act_on_case(
+    /// Loads a case, lets `change` change it (the rule, [`crate::cases::apply`], is the
+    /// caller's), then saves it with an audit entry `case {id}: {what}` where `what` is
+    /// what `change` returned, in one transaction. Nothing is written when `change` fails.
+    ///
+    /// # Errors
+    /// [`CaseError::NotFound`], `change`'s error, or [`CaseError::Store`].
+    fn update_case(
         &self,
         id: u64,
-        action: &CaseAction,
         actor: &str,
         at: Timestamp,
-    ) -> Result<Case, StoreError>;
+        change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
+    ) -> Result<Case, CaseError>;
 
     // -- audit, users, sessions ---------------------------------------------------------
     /// Appends an audit entry.
