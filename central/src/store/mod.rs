@@ -5,9 +5,13 @@
 //! backend implements each operation as one transaction of its own. That is what lets a
 //! deployment that outgrows one machine add a distributed SQL backend (each operation one
 //! serialisable SQL transaction, the indexes below as secondary indexes) without touching
-//! the HTTP handlers. The rules that must not differ between backends (hash chain,
-//! acknowledgement, case life cycle) live outside the store, in [`crate::ingest`] and
-//! [`crate::cases`], and backends call them.
+//! the HTTP handlers. The rules that must not differ between backends live outside the
+//! store and backends call them, implementing only their storage traits: the hash chain
+//! and acknowledgement ([`crate::ingest`] over `IngestTarget`), when a case opens or gets
+//! a note and what staff actions do ([`crate::cases`] over `CaseBook`, and
+//! [`Store::update_case`]), how a registry change applies
+//! ([`protocol::schema::Change::apply`] over `RegistrySink`), and which hourly figures a
+//! decision counts under ([`crate::stats`]).
 //!
 //! Every method blocks; async callers run them on `spawn_blocking`.
 //!

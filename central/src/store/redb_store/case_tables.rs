@@ -1,7 +1,17 @@
 //! Cases: storing them, the case book the ingest rules write through, queries.
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use jiff::Timestamp;
+use protocol::schema::GateId;
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use uuid::Uuid;
+
+use super::tables::{
+    ALERT_KEYS, ALERTS, CASE_BY_TXN, CASE_INDEX, CASES, MAX_SCAN, bump, next_id, uuid_key,
+    write_audit,
+};
+use crate::cases::{self, CaseBook, CaseError};
+use crate::model::{Alert, AlertKind, Case, CaseQuery, CaseState, Page};
+use crate::store::{StoreError, decode, encode};
 
 pub(super) fn load_case(tx: &WriteTransaction, id: u64) -> Result<Option<Case>, StoreError> {
     let t = tx.open_table(CASES)?;

@@ -1,8 +1,24 @@
 //! Agents, ingest of journal batches and heartbeats: the [`IngestTarget`] over one write
 //! transaction (the rules are [`crate::ingest`]'s).
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use jiff::{SignedDuration, Timestamp};
+use protocol::schema::{EventBody, GateId, JournalEntry, LaneDecision};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::case_tables::{CaseTx, store_alert};
+use super::tables::{
+    AGENT_TOKENS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, bump, uuid_key,
+    write_audit,
+};
+use crate::cases;
+use crate::ingest::{self, AgentState, IngestTarget, Link};
+use crate::model::{AgentRecord, AlertKind, Case, GateHealth, StoredEvent, TokenHash};
+use crate::stats;
+use crate::store::{GateRow, IngestOutcome, StoreError, decode, encode};
 
 pub(super) fn load_gate(tx: &WriteTransaction, gate: &str) -> Result<Option<GateRow>, StoreError> {
     let t = tx.open_table(GATES)?;

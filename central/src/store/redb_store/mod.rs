@@ -18,86 +18,33 @@
 //! | `operators_v1`, `mras_v1`, `consignments_v1` | operator id; (recognising, partner); consignment id | current record with the seq that last wrote it |
 //! | `consignment_index_v1` | (`c:CONTAINER` or `p:PORT`, consignment id) | () |
 //! | `audit_v1`, `users_v1`, `sessions_v1`, `meta_v1` | id; name; token hash; name | … |
+//!
+//! # Layout
+//! - `tables`: the table definitions and the write helpers every family shares (ids,
+//!   counters, audit entries).
+//! - `event_tables`: agent tokens, gates, and ingest: the `IngestTarget` over one write
+//!   transaction (chain rules in [`crate::ingest`]), heartbeats and gap alerts.
+//! - `case_tables`: cases and alerts, and the `CaseBook` the case rules write through.
+//! - `registry_tables`: the change log and the current records, as a `RegistrySink`.
+//! - `staff_tables`: audit log, staff users, sessions.
+//! - `query`: read-only queries (events, gates, statistics, alerts).
+//! - this module: [`RedbStore`], whose [`Store`] operations are those functions.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Bound;
 use std::path::Path;
 
 use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
-use protocol::registry::{ApplyError, RegistrySink};
-use protocol::schema::{
-    Change, Consignment, EventBody, GateId, JournalEntry, LaneDecision, MraRecord, RegistryRecord,
-    SequencedChange,
-};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
+use protocol::schema::{Change, Consignment, GateId, JournalEntry, RegistryRecord};
+use redb::Database;
 use uuid::Uuid;
 
-use super::{
-    GateRow, IngestOutcome, LoggedChange, RegistrySnapshot, Store, StoreError, decode, encode,
-};
-use crate::cases::{self, CaseBook, CaseError};
-use crate::ingest::{self, AgentState, IngestTarget, Link};
+use super::{GateRow, IngestOutcome, LoggedChange, RegistrySnapshot, Store, StoreError};
+use crate::cases::CaseError;
 use crate::model::{
-    AgentRecord, Alert, AlertKind, AuditEntry, Case, CaseQuery, CaseState, EventQuery, GateHealth,
-    HourStats, Page, Session, StaffUser, StoredEvent, Summary, TokenHash,
+    AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
+    Session, StaffUser, StoredEvent, Summary, TokenHash,
 };
-use crate::stats;
-
-const AGENT_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("agent_tokens_v1");
-const GATES: TableDefinition<&str, &[u8]> = TableDefinition::new("gates_v1");
-const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events_v1");
-const EVENT_IDS: TableDefinition<(&str, u128), u64> = TableDefinition::new("event_ids_v1");
-const EVENT_INDEX: TableDefinition<(&str, i64, &str, u64), ()> =
-    TableDefinition::new("event_index_v1");
-const EVENT_TXN: TableDefinition<(u128, &str, u64), ()> = TableDefinition::new("event_txn_v1");
-const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts_v1");
-const ALERT_KEYS: TableDefinition<(&str, u64, &str), u64> = TableDefinition::new("alert_keys_v1");
-const CASES: TableDefinition<u64, &[u8]> = TableDefinition::new("cases_v1");
-const CASE_INDEX: TableDefinition<(&str, u64), ()> = TableDefinition::new("case_index_v1");
-const CASE_BY_TXN: TableDefinition<u128, u64> = TableDefinition::new("case_by_txn_v1");
-const COUNTERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("counters_v1");
-const HOURLY: TableDefinition<(&str, i64, &str), u64> = TableDefinition::new("hourly_v1");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
-const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes_v1");
-const OPERATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("operators_v1");
-const MRAS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mras_v1");
-const CONSIGNMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("consignments_v1");
-const CONSIGNMENT_INDEX: TableDefinition<(&str, &str), ()> =
-    TableDefinition::new("consignment_index_v1");
-const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_v1");
-const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users_v1");
-const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions_v1");
-
-/// Most index rows one query examines before returning a page (with a cursor to go on).
-const MAX_SCAN: usize = 20_000;
-
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Backend(redb::Error::from(e).to_string())
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
-
-/// A record together with the change seq that last wrote it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Versioned<T> {
-    seq: u64,
-    value: T,
-}
 
 /// redb's page cache for central: bounded (redb's default is 1 GiB), large enough to keep
 /// the indexes a day of a port network's events touches in memory.
@@ -154,56 +101,13 @@ mod event_tables;
 mod query;
 mod registry_tables;
 mod staff_tables;
+mod tables;
 
-use case_tables::{CaseTx, store_alert};
-use event_tables::{decision_of, lane_of};
-
-// ---------------------------------------------------------------------------------------
-// helpers shared by the families' write paths
-// ---------------------------------------------------------------------------------------
-
-pub(super) fn next_id(tx: &WriteTransaction, name: &str) -> Result<u64, StoreError> {
-    let mut meta = tx.open_table(META)?;
-    let n = meta.get(name)?.map_or(0, |g| g.value()) + 1;
-    meta.insert(name, n)?;
-    Ok(n)
-}
-
-pub(super) fn bump(
-    tx: &WriteTransaction,
-    scope: &str,
-    name: &str,
-    by: i64,
-) -> Result<(), StoreError> {
-    let mut t = tx.open_table(COUNTERS)?;
-    let cur = t.get((scope, name))?.map_or(0, |g| g.value());
-    let new = cur.saturating_add_signed(by);
-    t.insert((scope, name), new)?;
-    Ok(())
-}
-
-pub(super) fn write_audit(
-    tx: &WriteTransaction,
-    actor: &str,
-    action: &str,
-    detail: &str,
-    at: Timestamp,
-) -> Result<(), StoreError> {
-    let id = next_id(tx, "audit_id")?;
-    let e = AuditEntry {
-        id,
-        at,
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        detail: detail.to_owned(),
-    };
-    tx.open_table(AUDIT)?.insert(id, encode(&e)?.as_slice())?;
-    Ok(())
-}
-
-pub(super) fn uuid_key(u: &Uuid) -> u128 {
-    u.as_u128()
-}
+use tables::{
+    AGENT_TOKENS, ALERT_KEYS, ALERTS, AUDIT, CASE_BY_TXN, CASE_INDEX, CASES, CHANGES,
+    CONSIGNMENT_INDEX, CONSIGNMENTS, COUNTERS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES,
+    HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS,
+};
 
 // ---------------------------------------------------------------------------------------
 // the Store implementation: each operation is its family's function
@@ -378,6 +282,7 @@ impl Store for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{decode, encode};
 
     #[test]
     fn values_carry_a_version_byte_and_refuse_other_versions() {

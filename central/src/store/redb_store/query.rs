@@ -1,7 +1,20 @@
 //! Read-only queries: events, gates, statistics, alerts.
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use jiff::Timestamp;
+use protocol::schema::GateId;
+use redb::{Database, ReadableDatabase, ReadableTable};
+use uuid::Uuid;
+
+use super::event_tables::{decision_of, lane_of};
+use super::tables::{
+    ALERTS, COUNTERS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, MAX_SCAN, META, uuid_key,
+};
+use crate::model::{Alert, EventQuery, HourStats, Page, StoredEvent, Summary};
+use crate::stats;
+use crate::store::{GateRow, StoreError, decode};
 
 fn parse_cursor4(c: &str) -> Option<(i64, String, u64)> {
     let mut it = c.splitn(3, '.');

@@ -1,8 +1,19 @@
 //! The registry: the change log, the current records (written through
 //! [`RegistrySink`]; the rule is [`Change::apply`]), snapshots and lookups.
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
+use jiff::Timestamp;
+use protocol::operator::OperatorId;
+use protocol::registry::{ApplyError, RegistrySink};
+use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, SequencedChange};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+
+use super::tables::{
+    CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, META, MRAS, OPERATORS, Versioned, bump, write_audit,
+};
+use crate::store::{LoggedChange, RegistrySnapshot, StoreError, decode, encode};
 
 fn mra_key(m: &MraRecord) -> (String, String) {
     (m.recognising.code().to_owned(), m.partner.code().to_owned())

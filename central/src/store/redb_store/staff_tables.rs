@@ -1,7 +1,14 @@
 //! Audit log, staff users and sessions.
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::ops::Bound;
+
+use jiff::Timestamp;
+use protocol::i18n::Lang;
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use super::tables::{AUDIT, SESSIONS, USERS, write_audit};
+use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
+use crate::store::{StoreError, decode, encode};
 
 pub(super) fn audit(
     db: &Database,
