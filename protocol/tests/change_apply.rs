@@ -146,6 +146,14 @@ fn suspended_at(at: &str) -> RegistryRecord {
     r
 }
 
+/// (name, registry before, change, registry after or the refusal)
+type Row = (
+    &'static str,
+    Registry,
+    Change,
+    Result<Registry, ApplyError<String>>,
+);
+
 #[test]
 fn every_change_kind_gives_the_registry_the_table_says() {
     const T: &str = "2026-03-05T12:00:00Z";
@@ -156,8 +164,7 @@ fn every_change_kind_gives_the_registry_the_table_says() {
             supported: SCHEMA_VERSION,
         }))
     };
-    // (name, before, change, after (Ok) or the refusal)
-    let table: Vec<(&str, Registry, Change, Result<Registry, ApplyError<String>>)> = vec![
+    let table: Vec<Row> = vec![
         (
             "an upsert inserts a new operator",
             Registry::default(),
