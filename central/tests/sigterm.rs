@@ -49,15 +49,12 @@ fn site() -> Site {
     let common::Env { dir, cfg, central } = env;
     drop(central); // the binary opens the same redb file, which allows one owner
     let port = free_port();
-    let config = dir.path().join("central.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\nstore_path = {:?}\nsigning_key_path = {:?}\nallow_plain_http_on_loopback = true\nargon2_m_cost_kib = 64\nargon2_t_cost = 1\n",
-            cfg.store_path, cfg.signing_key_path
-        ),
-    )
-    .expect("config");
+    let config = common::write_config(
+        dir.path(),
+        &cfg,
+        &format!("127.0.0.1:{port}"),
+        "argon2_m_cost_kib = 64\nargon2_t_cost = 1\n",
+    );
     Site {
         dir,
         config,
@@ -107,6 +104,17 @@ impl Site {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Sends `signal` and checks that central exits 0 within [`STEP`].
+    fn stop_cleanly(&self, child: &mut Child, signal: &str) {
+        let status = signal_and_wait(child, signal);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "exit after SIG{signal}:\n{}",
+            read(&self.log())
+        );
     }
 
     fn log(&self) -> PathBuf {
@@ -277,13 +285,7 @@ async fn sigterm_during_ingest_exits_zero_and_keeps_every_acknowledged_entry() {
 
     let mut child = site.start().await;
     let stored = site.stored().await;
-    let status = signal_and_wait(&mut child, "INT");
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "exit after SIGINT:\n{}",
-        read(&site.log())
-    );
+    site.stop_cleanly(&mut child, "INT");
 
     for want in sent.iter().take(usize::try_from(acked).expect("fits")) {
         let got = stored
@@ -299,11 +301,5 @@ async fn sigterm_during_ingest_exits_zero_and_keeps_every_acknowledged_entry() {
 async fn sigint_stops_an_idle_central_with_exit_zero() {
     let mut site = site();
     let mut child = site.start().await;
-    let status = signal_and_wait(&mut child, "INT");
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "exit after SIGINT:\n{}",
-        read(&site.log())
-    );
+    site.stop_cleanly(&mut child, "INT");
 }
