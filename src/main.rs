@@ -183,9 +183,10 @@ fn main() -> ExitCode {
 /// Runs an edge agent until SIGINT/SIGTERM (or, when asked, until stdin closes).
 fn run_agent(config: &std::path::Path, stop_on_stdin_eof: bool) -> anyhow::Result<()> {
     let cfg = edge_agent::config::Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    match aeogate_log::init(aeogate_log::Format::Text) {
+        Ok(()) | Err(aeogate_log::LogError::AlreadySet) => {}
+        Err(e) => return Err(e.into()),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)

@@ -55,6 +55,7 @@ pub fn install_metrics_recorder() -> anyhow::Result<PrometheusHandle> {
     let h = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    crate::telemetry::describe();
     Ok(METRICS.get_or_init(|| h).clone())
 }
 
@@ -241,11 +242,14 @@ async fn healthz(State(c): State<Central>) -> ApiResult<Json<serde_json::Value>>
 
 async fn metrics_text() -> Response {
     match METRICS.get() {
-        Some(h) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            h.render(),
-        )
-            .into_response(),
+        Some(h) => {
+            crate::telemetry::collect_process();
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                h.render(),
+            )
+                .into_response()
+        }
         None => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no metrics recorder in this process",

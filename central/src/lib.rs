@@ -24,6 +24,8 @@
 //!   charts, programme benefit figures, registry), merged into [`app`].
 //! - [`server`]: the wiring: HTTPS / loopback HTTP serving with graceful shutdown
 //!   ([`serve`]) on SIGTERM or SIGINT ([`server::cancel_on_signals`]); nothing imports it.
+//! - [`telemetry`]: every metric family's description, the series present from the
+//!   start, build info and `process_*` series.
 pub mod api;
 pub mod auth;
 pub mod cases;
@@ -40,6 +42,7 @@ pub mod service;
 pub mod signing;
 pub mod stats;
 pub mod store;
+pub mod telemetry;
 
 pub use api::app;
 pub use config::{Config, TlsConfig};

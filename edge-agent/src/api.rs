@@ -496,6 +496,7 @@ async fn events(
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    crate::telemetry::collect_process();
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -19,6 +19,8 @@
 //! - [`replication`]: verified, sequenced registry replication from central.
 //! - [`api`]: the console's HTTP JSON API, SSE feed, metrics and health probes.
 //! - [`console`]: the officer console and terminal operator screens, accounts, sessions.
+//! - [`telemetry`]: the Prometheus recorder's buckets, every metric family's description,
+//!   the series present from the start, build info and `process_*` series.
 
 pub mod actuators;
 pub mod api;
@@ -30,4 +32,5 @@ pub mod replication;
 pub mod runtime;
 pub mod sources;
 pub mod store;
+pub mod telemetry;
 pub mod uplink;

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use jiff::Timestamp;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use protocol::schema::{
     Decision, DeviceHealth, EventBody, GateId, GateTransaction, JournalEntry, LaneDecision, LaneId,
     Read, Reason, ReasonCode,
@@ -398,18 +398,12 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ])
-                .map_or_else(
-                    |_| PrometheusBuilder::new().build_recorder(),
-                    |b| b.build_recorder(),
-                );
+            let recorder = crate::telemetry::builder().build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::debug!("a metrics recorder was already installed; this one stays unused");
             }
+            crate::telemetry::describe();
             handle
         })
         .clone()
@@ -442,6 +436,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
 /// client configuration is refused (plain http to a non-loopback host, unreadable CA).
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<AgentHandle> {
     let metrics = metrics_handle();
+    crate::telemetry::init_series(&cfg);
     let store = {
         let path = cfg.store.path.clone();
         let gate = cfg.gate.id.clone();

@@ -288,6 +288,9 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         client_ca_pem: None,
     });
     ccfg.stale_after = Duration::from_secs(15);
+    // Central runs in this process: its /metrics needs this process's recorder (the
+    // agents are separate processes with their own).
+    central::api::install_metrics_recorder()?;
     let hub = central::Central::open(&ccfg)?;
     let t0 = Instant::now();
     hub.import_records(data.operators.clone(), "demo-loader")?;

@@ -122,9 +122,37 @@ impl Central {
             Some(e) if e.eq_ignore_ascii_case("csv") => Format::Csv,
             _ => Format::Json,
         };
-        let parsed = registry::parse_import(&text, format, kind, Timestamp::now(), progress)
+        self.import_named(&text, format, kind, actor, path, progress)
+    }
+
+    /// Imports CSV or JSON text (a file read elsewhere, or standard input), keeping the
+    /// good rows. `progress` gets the number of rows read so far.
+    ///
+    /// # Errors
+    /// When the text is unusable as a whole.
+    pub fn import_text(
+        &self,
+        text: &str,
+        format: Format,
+        kind: Option<ImportKind>,
+        actor: &str,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<ImportReport, RegistryError> {
+        self.import_named(text, format, kind, actor, Path::new("<text>"), progress)
+    }
+
+    fn import_named(
+        &self,
+        text: &str,
+        format: Format,
+        kind: Option<ImportKind>,
+        actor: &str,
+        name: &Path,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<ImportReport, RegistryError> {
+        let parsed = registry::parse_import(text, format, kind, Timestamp::now(), progress)
             .map_err(|source| RegistryError::Import {
-                path: path.to_owned(),
+                path: name.to_owned(),
                 source,
             })?;
         let imported = parsed.changes.len();
