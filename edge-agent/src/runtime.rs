@@ -709,7 +709,22 @@ async fn process(
             conclude_closed(shared, assembler, std::mem::take(&mut closed), actuate).await;
         }
         match out {
-            AssemblerOutput::Opened { lane, .. } | AssemblerOutput::Updated { lane, .. } => {
+            AssemblerOutput::Opened { lane, id, at } => {
+                // A truck arrived: the previous decision was not for it; the lane shows
+                // its safe state until this truck's own decision.
+                let waiting = actuate.then(|| LaneState::waiting(&lane, id, at));
+                if let Some(state) = &waiting {
+                    shared.actuators.show(state);
+                }
+                let open = assembler.open(&lane).cloned();
+                shared.live.update(&lane, |l| {
+                    l.open = open;
+                    if waiting.is_some() {
+                        l.shown = waiting;
+                    }
+                });
+            }
+            AssemblerOutput::Updated { lane, .. } => {
                 let open = assembler.open(&lane).cloned();
                 shared.live.update(&lane, |l| l.open = open);
             }
