@@ -502,7 +502,9 @@ struct SimParts<const N: usize> {
     barrier: SimPin,
 }
 
-fn boot<const N: usize>(parts: SimParts<N>, cfg: firmware::lane::Config, now: u32) -> SimBoard<N> {
+/// Starts the firmware on `parts`. Its clock ([`Clock`]) reads the board's uptime, so the
+/// firmware started at 0.
+fn boot<const N: usize>(parts: SimParts<N>, cfg: firmware::lane::Config) -> SimBoard<N> {
     let (red, amber, green) = parts.lights;
     let io = Peripherals {
         link: parts.link,
@@ -514,7 +516,7 @@ fn boot<const N: usize>(parts: SimParts<N>, cfg: firmware::lane::Config, now: u3
         lights: LaneLights::new(red, amber, green),
         barrier: BarrierOutput::new(parts.barrier, PinState::High),
     };
-    Board::new(io, cfg, now)
+    Board::new(io, cfg, 0)
 }
 
 fn board_thread<const N: usize>(
@@ -538,7 +540,7 @@ fn board_thread<const N: usize>(
         barrier: shared.barrier.clone(),
     };
     let firmware_cfg = cfg.firmware.clone();
-    let mut board = Some(boot(parts, boot_config(&firmware_cfg), clock.now()));
+    let mut board = Some(boot(parts, boot_config(&firmware_cfg)));
     let mut dark: Option<(Instant, u32, SimParts<N>)> = None;
     let mut restarts = 0u64;
     let mut replug_at: Option<Instant> = None;
@@ -590,7 +592,7 @@ fn board_thread<const N: usize>(
             && let Some((_, uptime_ms, parts)) = dark.take()
         {
             clock = Clock::starting_at(uptime_ms);
-            board = Some(boot(parts, boot_config(&firmware_cfg), clock.now()));
+            board = Some(boot(parts, boot_config(&firmware_cfg)));
             restarts += 1;
         }
         let Some(b) = board.as_mut() else {
