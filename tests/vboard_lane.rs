@@ -61,6 +61,22 @@ async fn agent(
     dir: &tempfile::TempDir,
     stop: &CancellationToken,
 ) -> AgentHandle {
+    agent_with_mqtt(board, dir, stop, None).await
+}
+
+/// [`agent`], publishing its lane topics to the broker on `mqtt_port` if given.
+async fn agent_with_mqtt(
+    board: &VirtualBoard,
+    dir: &tempfile::TempDir,
+    stop: &CancellationToken,
+    mqtt_port: Option<u16>,
+) -> AgentHandle {
+    let mqtt = mqtt_port.map_or_else(String::new, |port| {
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"agent-lane-test\"\n\
+             lane_topic_prefix = \"aeogate/PORT1-G1/lanes\"\n\n"
+        )
+    });
     let text = format!(
         "[gate]\nid = \"PORT1-G1\"\nname = \"lane test gate\"\nport = \"PORT1\"\n\n\
          [[lanes]]\nid = \"L1\"\nname = \"Lane 1\"\npresence_loop = true\ntransaction_timeout = \"60s\"\n\
@@ -70,9 +86,10 @@ async fn agent(
          [store]\npath = {}\n\n\
          [policy]\nname = \"lane test\"\nstaleness_bound = \"24h\"\nrequired_roles = [\"IMPORTER\", \"CARRIER\"]\n\
          home_programmes = [\"EU-AEO\"]\nrandom_rate_aeo = 1e-9\nrandom_rate_other = 1e-9\nrandom_key = \"lane-test-random-key\"\n\n\
-         [console]\nbind = \"127.0.0.1:0\"\n",
+         [console]\nbind = \"127.0.0.1:0\"\n\n{}",
         toml_str(&board.tty_link().to_string_lossy()),
         toml_str(&dir.path().join("agent.redb").to_string_lossy()),
+        mqtt,
     );
     let cfg = edge_agent::config::Config::from_toml_str(&text, "lane test agent")
         .expect("agent configuration parses");
@@ -221,12 +238,63 @@ async fn a_truck_right_after_a_board_reset_within_half_a_second_is_decided() {
     truck_after_a_quick_restart(0, "reset board").await;
 }
 
+/// Every message on the lane topics of L1, as (topic, `decision` field, transaction id).
+type LaneMessages = Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+/// Subscribes to L1's lane topics on the broker at `port`; returns what arrives.
+async fn watch_lane_topics(port: u16, stop: &CancellationToken) -> LaneMessages {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut opts = MqttOptions::new("lane-test-watcher", "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut ev) = AsyncClient::new(opts, 64);
+    client
+        .subscribe("aeogate/PORT1-G1/lanes/L1/+", QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ev.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("the lane topic watcher cannot reach the broker: {e}"),
+            Err(_) => panic!("the broker did not acknowledge the subscription in {WAIT:?}"),
+        }
+    }
+    let seen: LaneMessages = Arc::default();
+    let out = Arc::clone(&seen);
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                e = ev.poll() => match e {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&p.payload).unwrap_or_default();
+                        let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                        if let Ok(mut seen) = out.lock() {
+                            seen.push((p.topic.clone(), field("decision"), field("transaction_id")));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                },
+            }
+        }
+    });
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_truck_meets_red_and_a_lowered_barrier_until_its_own_decision() {
     let dir = tempfile::tempdir().expect("tempdir");
     let board = board();
     let stop = CancellationToken::new();
-    let handle = agent(&board, &dir, &stop).await;
+    let broker = aeogate::broker::start().expect("in-process MQTT broker");
+    let topics = watch_lane_topics(broker.addr.port(), &stop).await;
+    let handle = agent_with_mqtt(&board, &dir, &stop, Some(broker.addr.port())).await;
     device_up(&handle).await;
 
     let first = drive_through(&handle, &board, truck(0x01), None, "first truck").await;
@@ -265,6 +333,19 @@ async fn the_next_truck_meets_red_and_a_lowered_barrier_until_its_own_decision()
         "the agent shows the lane waiting, not the first truck's decision: {shown:?}"
     );
     assert_ne!(shown.transaction_id, Some(first.transaction_id));
+    let state_topic = "aeogate/PORT1-G1/lanes/L1/state";
+    let last_state = topics
+        .lock()
+        .expect("lane messages")
+        .iter()
+        .rfind(|(topic, _, _)| topic == state_topic)
+        .cloned();
+    let (_, decision, tx) = last_state.expect("the lane state was published");
+    assert_eq!(
+        decision, "WAITING",
+        "the MQTT lane state shows the lane waiting, not the first truck's decision"
+    );
+    assert_ne!(tx, first.transaction_id.to_string());
 
     // It leaves the loops towards the barrier: the barrier is down before its decision,
     // and stays down, red, until the decision comes.
@@ -305,6 +386,38 @@ async fn the_next_truck_meets_red_and_a_lowered_barrier_until_its_own_decision()
         "second truck's decision",
     )
     .await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen = topics.lock().expect("lane messages").clone();
+        let decisions: Vec<&str> = seen
+            .iter()
+            .filter(|(topic, _, _)| topic.ends_with("/decision"))
+            .map(|(_, d, _)| d.as_str())
+            .collect();
+        if decisions.len() >= 2 {
+            assert_eq!(
+                decisions,
+                ["STANDARD", "STANDARD"],
+                "the decision topic carries decisions only"
+            );
+            let states: Vec<&str> = seen
+                .iter()
+                .filter(|(topic, _, _)| topic.ends_with("/state"))
+                .map(|(_, d, _)| d.as_str())
+                .collect();
+            assert_eq!(
+                states,
+                ["WAITING", "STANDARD", "WAITING", "STANDARD"],
+                "each truck: waiting on arrival, then its decision"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second decision was not published: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     stop.cancel();
     let _ = tokio::time::timeout(WAIT, handle.join).await;
 }
