@@ -44,8 +44,8 @@
 //! (tag reads, seal reads, presence changes, faults) wait in a bounded queue and are
 //! (re)transmitted, at most `window` at a time, every `retry_ms` until the agent
 //! acknowledges their `seq`. Heartbeats and acks are sent once. When the queue is full the
-//! oldest tag read (else the oldest event) is dropped and [`FaultCode::QueueOverflow`]
-//! reports how many. Every frame received from the agent except an ack is acknowledged,
+//! oldest tag read (else the oldest event other than the boot announcement) is dropped and
+//! [`FaultCode::QueueOverflow`] reports how many. Every frame received from the agent except an ack is acknowledged,
 //! duplicates included; a lane command is obeyed once per `seq` (the last
 //! [`SEEN_SEQS`] are remembered, forgotten when the link times out).
 
