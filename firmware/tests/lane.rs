@@ -75,6 +75,20 @@ impl Lane {
         out
     }
 
+    /// Acknowledges every frame in flight at once (whatever is queued), then polls.
+    fn ack_all_quietly(&mut self) {
+        for seq in 0..=u16::MAX {
+            if self.c.unacked() == 0 {
+                break;
+            }
+            self.c.handle(
+                self.now,
+                Event::LinkFrame(Frame::new(0, Message::Ack { seq })),
+            );
+        }
+        self.run();
+    }
+
     /// Both loops report clear and the link comes up, then everything is acknowledged.
     fn settled() -> Self {
         let mut lane = Self::new();
@@ -982,6 +996,49 @@ proptest! {
         actions.extend(lane.advance(1));
         if lane.c.wanted_barrier() == Barrier::Lower {
             prop_assert_eq!(lane.c.barrier(), Some(Barrier::Lower));
+        }
+    }
+
+    /// Rule 4: once a vehicle arrives on a lane whose loops were clear, the light is red
+    /// and a lower is wanted until the agent's next lane command, whatever else happens
+    /// meanwhile (presence flicker, silence, acknowledgements, line noise).
+    #[test]
+    fn an_arriving_vehicle_meets_red_until_the_next_command(
+        start in any::<u32>(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        let mut lane = Lane::with(config(), start);
+        lane.run();
+        let mut present = [false; 2];
+        let mut waiting = false;
+        for op in ops {
+            match op {
+                Op::Presence(l, p) => {
+                    let before = present.iter().any(|&x| x);
+                    if let Some(slot) = present.get_mut(usize::from(l)) {
+                        *slot = p;
+                    }
+                    if !before && present.iter().any(|&x| x) {
+                        waiting = true;
+                    }
+                    lane.presence(l, p);
+                }
+                Op::Command(seq, l, b) => {
+                    waiting = false;
+                    lane.command(seq, l, b);
+                }
+                Op::Advance(ms) => {
+                    lane.advance(ms);
+                }
+                Op::AckEverything => lane.ack_all_quietly(),
+                Op::Garbage => {
+                    lane.event(Event::LinkError(LinkError::Cobs { len: 3 }));
+                }
+            }
+            if waiting {
+                prop_assert_eq!(lane.c.light(), Some(Light::Red));
+                prop_assert_eq!(lane.c.wanted_barrier(), Barrier::Lower);
+            }
         }
     }
 }
