@@ -103,15 +103,19 @@ fn lane() -> LaneId {
 }
 
 async fn device_up(handle: &AgentHandle) {
+    named_device_up(handle, "board-L1").await;
+}
+
+async fn named_device_up(handle: &AgentHandle, name: &str) {
     let deadline = Instant::now() + WAIT;
     loop {
         let health = handle.shared.device_health();
-        if health.iter().any(|d| d.device == "board-L1" && d.up) {
+        if health.iter().any(|d| d.device == name && d.up) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "the agent did not report the board up within {WAIT:?}: {health:?}"
+            "the agent did not report {name} up within {WAIT:?}: {health:?}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -296,6 +300,9 @@ async fn the_next_truck_meets_red_and_a_lowered_barrier_until_its_own_decision()
     let topics = watch_lane_topics(broker.addr.port(), &stop).await;
     let handle = agent_with_mqtt(&board, &dir, &stop, Some(broker.addr.port())).await;
     device_up(&handle).await;
+    // Connected before the first truck, so that no lane state is published twice (once
+    // queued, once republished as retained on connecting).
+    named_device_up(&handle, "mqtt").await;
 
     let first = drive_through(&handle, &board, truck(0x01), None, "first truck").await;
     assert_eq!(first.decision, LaneDecision::Standard, "{first:?}");
