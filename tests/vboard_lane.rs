@@ -188,7 +188,9 @@ async fn drive_through(
     })
 }
 
-async fn truck_after_a_quick_restart(uptime_ms: u32, what: &str) {
+/// The board restarts (dark 200 ms, then a new boot whose clock reads `uptime_ms`; its
+/// first `lost` frames never reach the agent), and 300 ms later a truck drives on.
+async fn truck_after_a_quick_restart(uptime_ms: u32, lost: u64, what: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let board = board();
     let stop = CancellationToken::new();
@@ -203,6 +205,9 @@ async fn truck_after_a_quick_restart(uptime_ms: u32, what: &str) {
         down_ms: 200,
         uptime_ms,
     });
+    if lost > 0 {
+        board.inject(Fault::DropFrames(lost));
+    }
     let deadline = Instant::now() + WAIT;
     while board.stats().restarts == 0 {
         assert!(Instant::now() < deadline, "the board did not restart");
@@ -234,12 +239,20 @@ async fn truck_after_a_quick_restart(uptime_ms: u32, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truck_right_after_a_board_replaced_within_half_a_second_is_decided() {
     // The replacement has been powered for ten minutes: its uptime does not go back.
-    truck_after_a_quick_restart(600_000, "replaced board").await;
+    truck_after_a_quick_restart(600_000, 0, "replaced board").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truck_right_after_a_board_reset_within_half_a_second_is_decided() {
-    truck_after_a_quick_restart(0, "reset board").await;
+    truck_after_a_quick_restart(0, 0, "reset board").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truck_after_a_quick_reset_whose_first_frames_were_lost_is_decided() {
+    // The new boot's first heartbeat and first announcement are lost on the line (noise
+    // while the board restarts): the agent hears of the new boot only from the resent
+    // announcement, and no event of the new boot may come before it.
+    truck_after_a_quick_restart(0, 2, "reset board, first frames lost").await;
 }
 
 /// Every message on the lane topics of L1, as (topic, `decision` field, transaction id).
