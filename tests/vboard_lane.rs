@@ -61,7 +61,7 @@ async fn agent(
     dir: &tempfile::TempDir,
     stop: &CancellationToken,
 ) -> AgentHandle {
-    agent_with_mqtt(board, dir, stop, None).await
+    agent_with_mqtt(board, dir, stop, None, "60s").await
 }
 
 /// [`agent`], publishing its lane topics to the broker on `mqtt_port` if given.
@@ -70,6 +70,7 @@ async fn agent_with_mqtt(
     dir: &tempfile::TempDir,
     stop: &CancellationToken,
     mqtt_port: Option<u16>,
+    transaction_timeout: &str,
 ) -> AgentHandle {
     let mqtt = mqtt_port.map_or_else(String::new, |port| {
         format!(
@@ -79,7 +80,7 @@ async fn agent_with_mqtt(
     });
     let text = format!(
         "[gate]\nid = \"PORT1-G1\"\nname = \"lane test gate\"\nport = \"PORT1\"\n\n\
-         [[lanes]]\nid = \"L1\"\nname = \"Lane 1\"\npresence_loop = true\ntransaction_timeout = \"60s\"\n\
+         [[lanes]]\nid = \"L1\"\nname = \"Lane 1\"\npresence_loop = true\ntransaction_timeout = {}\n\
          [lanes.routes]\nfast = \"Lane 1 priority\"\nstandard = \"Lane 2\"\ninspect = \"Inspection bay\"\n\n\
          [[devices]]\nname = \"board-L1\"\nlane = \"L1\"\nkind = \"lane_board\"\npath = {}\nbaud = 115200\n\
          silence_timeout = \"5s\"\nreopen_backoff_max = \"1s\"\n\n\
@@ -87,6 +88,7 @@ async fn agent_with_mqtt(
          [policy]\nname = \"lane test\"\nstaleness_bound = \"24h\"\nrequired_roles = [\"IMPORTER\", \"CARRIER\"]\n\
          home_programmes = [\"EU-AEO\"]\nrandom_rate_aeo = 1e-9\nrandom_rate_other = 1e-9\nrandom_key = \"lane-test-random-key\"\n\n\
          [console]\nbind = \"127.0.0.1:0\"\n\n{}",
+        toml_str(transaction_timeout),
         toml_str(&board.tty_link().to_string_lossy()),
         toml_str(&dir.path().join("agent.redb").to_string_lossy()),
         mqtt,
@@ -311,7 +313,7 @@ async fn the_next_truck_meets_red_and_a_lowered_barrier_until_its_own_decision()
     let stop = CancellationToken::new();
     let broker = aeogate::broker::start().expect("in-process MQTT broker");
     let topics = watch_lane_topics(broker.addr.port(), &stop).await;
-    let handle = agent_with_mqtt(&board, &dir, &stop, Some(broker.addr.port())).await;
+    let handle = agent_with_mqtt(&board, &dir, &stop, Some(broker.addr.port()), "60s").await;
     device_up(&handle).await;
     // Connected before the first truck, so that no lane state is published twice (once
     // queued, once republished as retained on connecting).
@@ -435,6 +437,42 @@ async fn the_next_truck_meets_red_and_a_lowered_barrier_until_its_own_decision()
         assert!(
             Instant::now() < deadline,
             "the second decision was not published: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    let _ = tokio::time::timeout(WAIT, handle.join).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truck_decided_while_on_the_loop_leaves_the_lane_safe_behind_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let board = board();
+    let stop = CancellationToken::new();
+    // The transaction closes on its timeout while the truck still stands on the loop.
+    let handle = agent_with_mqtt(&board, &dir, &stop, None, "2s").await;
+    device_up(&handle).await;
+    board.arrive(truck(0x01));
+    let decided = next_decision(&handle, None, WAIT)
+        .await
+        .expect("decided on the transaction timeout");
+    assert_eq!(decided.decision, LaneDecision::Standard, "{decided:?}");
+    pins_show(&board, Light::Amber, Barrier::Raise, "decided on the loop").await;
+    board.leave();
+    // It has left: red, barrier down, and the agent shows the lane waiting for the next.
+    pins_show(&board, Light::Red, Barrier::Lower, "the decided truck left").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let shown = handle.shared.live.get(&lane()).and_then(|l| l.shown);
+        if let Some(s) = &shown
+            && s.decision == "WAITING"
+        {
+            assert_eq!(s.transaction_id, None, "no truck in the lane: {s:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent still shows {shown:?} after the decided truck left"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -136,7 +136,7 @@ mod tests {
         a.add_link(lane.clone(), tx);
         a.show(&LaneState::waiting(
             &lane,
-            uuid::Uuid::nil(),
+            Some(uuid::Uuid::nil()),
             jiff::Timestamp::UNIX_EPOCH,
         ));
         let cmd = rx.try_recv().expect("a command for the board");

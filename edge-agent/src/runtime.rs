@@ -712,7 +712,7 @@ async fn process(
             AssemblerOutput::Opened { lane, id, at } => {
                 // A truck arrived: the previous decision was not for it; the lane shows
                 // its safe state until this truck's own decision.
-                let waiting = actuate.then(|| LaneState::waiting(&lane, id, at));
+                let waiting = actuate.then(|| LaneState::waiting(&lane, Some(id), at));
                 if let Some(state) = &waiting {
                     shared.actuators.show(state);
                 }
@@ -727,6 +727,14 @@ async fn process(
             AssemblerOutput::Updated { lane, .. } => {
                 let open = assembler.open(&lane).cloned();
                 shared.live.update(&lane, |l| l.open = open);
+            }
+            // A truck decided while on the loop has left: back to the safe state.
+            AssemblerOutput::Cleared { lane, at } => {
+                if actuate {
+                    let state = LaneState::waiting(&lane, None, at);
+                    shared.actuators.show(&state);
+                    shared.live.update(&lane, |l| l.shown = Some(state));
+                }
             }
             // Consecutive closings are concluded together (one journal group).
             AssemblerOutput::Closed(tx) => closed.push(tx),

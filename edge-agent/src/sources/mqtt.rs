@@ -355,13 +355,15 @@ impl LaneState {
     /// The `decision` of a lane waiting for the decision on the truck now in it.
     pub const WAITING: &'static str = "WAITING";
 
-    /// The lane in its safe state while the truck of `transaction_id` is being read: the
-    /// previous decision no longer applies (`docs/decisions.md`, "Between trucks").
+    /// The lane in its safe state, waiting for the decision on the truck of
+    /// `transaction_id` (being read), or with `None` for the next truck after a decided one
+    /// left: the previous decision no longer applies (`docs/decisions.md`, "Between
+    /// trucks").
     #[must_use]
-    pub fn waiting(lane: &LaneId, transaction_id: uuid::Uuid, at: Timestamp) -> Self {
+    pub fn waiting(lane: &LaneId, transaction_id: Option<uuid::Uuid>, at: Timestamp) -> Self {
         Self {
             lane: lane.clone(),
-            transaction_id: Some(transaction_id),
+            transaction_id,
             decision: Self::WAITING.into(),
             route: String::new(),
             reasons: Vec::new(),
