@@ -345,11 +345,8 @@ impl Assembler {
                     let was_present = lane.present.remove(&loop_id);
                     if lane.present.is_empty() {
                         match &mut lane.open {
-                            Some(o) => {
-                                if o.departed_at.is_none() {
-                                    o.departed_at = Some(at);
-                                }
-                            }
+                            Some(o) if o.departed_at.is_none() => o.departed_at = Some(at),
+                            Some(_) => {}
                             None if was_present => out.push(AssemblerOutput::Cleared {
                                 lane: lane.cfg.id.clone(),
                                 at,
