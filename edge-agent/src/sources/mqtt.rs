@@ -352,6 +352,27 @@ pub struct LaneState {
 }
 
 impl LaneState {
+    /// The `decision` of a lane waiting for the decision on the truck now in it.
+    pub const WAITING: &'static str = "WAITING";
+
+    /// The lane in its safe state, waiting for the decision on the truck of
+    /// `transaction_id` (being read), or with `None` for the next truck after a decided one
+    /// left: the previous decision no longer applies (`docs/decisions.md`, "Between
+    /// trucks").
+    #[must_use]
+    pub fn waiting(lane: &LaneId, transaction_id: Option<uuid::Uuid>, at: Timestamp) -> Self {
+        Self {
+            lane: lane.clone(),
+            transaction_id,
+            decision: Self::WAITING.into(),
+            route: String::new(),
+            reasons: Vec::new(),
+            priority: false,
+            at,
+            officer_override: false,
+        }
+    }
+
     /// The lane-topic view of a decision.
     #[must_use]
     pub fn from_decision(d: &Decision) -> Self {
@@ -391,7 +412,8 @@ impl LaneTopics {
         format!("{}/{lane}/decision", self.prefix)
     }
 
-    /// Publishes `state` as the lane's retained state and as a decision event.
+    /// Publishes `state` as the lane's retained state and, unless it is the waiting state,
+    /// as a decision event.
     pub fn publish(&self, state: &LaneState) {
         let Ok(body) = serde_json::to_vec(state) else {
             return;
@@ -401,7 +423,11 @@ impl LaneTopics {
         }
         let state_topic = self.state_topic(&state.lane);
         let decision_topic = self.decision_topic(&state.lane);
-        for (topic, retain) in [(state_topic, true), (decision_topic, false)] {
+        let decided = state.decision != LaneState::WAITING;
+        for (topic, retain) in [(state_topic, true), (decision_topic, false)]
+            .into_iter()
+            .filter(|(_, retain)| *retain || decided)
+        {
             if let Err(e) = self
                 .client
                 .try_publish(&topic, QoS::AtLeastOnce, retain, body.clone())
