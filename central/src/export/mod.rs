@@ -15,7 +15,7 @@
 //! - `departing` at the decision, disposition `in_transit`, when the truck was routed
 //!   out (FAST or STANDARD);
 //! - `inspecting` at the decision when an INSPECT decision has a seal or container
-//!   reason ([`Decision::is_seal_exception`](protocol::schema::Decision::is_seal_exception)): disposition `container_open` when an
+//!   reason ([`Decision::is_seal_exception`]): disposition `container_open` when an
 //!   e-seal reports it was opened or tampered with (CBV: "a seal of a shipment has been
 //!   broken"), else `non_conformant` (the seal check failed);
 //! - `holding` at the decision for any other INSPECT (CBV's own example of `holding` is a
@@ -36,6 +36,8 @@
 //! - `csv_table`: the CSV table ([`write_csv`]).
 //! - `epcis`: the EPCIS document ([`epcis_document`]).
 //! - `locations`: SGLNs, the location base and time zones ([`ExportConfig`]).
+//!
+//! [`Decision::is_seal_exception`]: protocol::schema::Decision::is_seal_exception
 
 mod collect;
 mod csv_table;
