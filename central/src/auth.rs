@@ -9,7 +9,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use sha2::{Digest as _, Sha256};
 
 use crate::model::TokenHash;
-use crate::store::error::StoreError;
+use crate::store_error::StoreError;
 
 /// Why an agent-token, staff-user or session operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use protocol::schema::{ActionKind, Decision, GateId, OfficerAction};
 use uuid::Uuid;
 
 use crate::model::{Alert, Case, CaseAction, CaseEvent, CaseOutcome, CaseState, CaseSubject};
-use crate::store::error::StoreError;
+use crate::store_error::StoreError;
 
 /// Why a case operation failed: the action does not fit the case, or storage failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

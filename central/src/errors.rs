@@ -11,7 +11,7 @@ use crate::cases::CaseError;
 use crate::export::ExportError;
 use crate::ingest::{BatchError, IngestError};
 use crate::registry::RegistryError;
-use crate::store::error::StoreError;
+use crate::store_error::StoreError;
 
 /// The HTTP status an error answers with.
 pub trait HttpStatus {

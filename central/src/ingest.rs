@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::model::{AgentRecord, AlertKind};
-use crate::store::error::StoreError;
+use crate::store_error::StoreError;
 
 /// Why an agent's batch or heartbeat was refused or not stored.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,8 @@
 //! - [`model`]: central's own records (stored events, gate health, alerts, cases, audit).
 //! - [`store`]: the narrow [`store::Store`] interface and its redb implementation
 //!   (storage only; the rules below are called by it).
+//! - [`store_error`]: [`store::StoreError`], what a storage backend reports; every
+//!   operation family's error can carry one.
 //! - [`ingest`]: hash-chain, deduplication and acknowledgement rules for agent batches.
 //! - [`cases`]: the case life cycle (`OPEN → ACKNOWLEDGED → RESOLVED`) and when a case
 //!   opens or gets a note during ingest.
@@ -42,6 +44,7 @@ pub mod service;
 pub mod signing;
 pub mod stats;
 pub mod store;
+pub mod store_error;
 pub mod telemetry;
 
 pub use api::app;

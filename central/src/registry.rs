@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::store::LoggedChange;
-use crate::store::error::StoreError;
+use crate::store_error::StoreError;
 
 /// Why a registry operation (import, status change, replication batch) failed.
 #[derive(Debug, thiserror::Error)]

@@ -36,6 +36,8 @@
 //! - `csv_table`: the CSV table ([`write_csv`]).
 //! - `epcis`: the EPCIS document ([`epcis_document`]).
 //! - `locations`: SGLNs, the location base and time zones ([`ExportConfig`]).
+//!
+//! [`Decision::is_seal_exception`]: protocol::schema::Decision::is_seal_exception
 
 mod collect;
 mod csv_table;

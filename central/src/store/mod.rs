@@ -18,7 +18,6 @@
 //! [`RedbStore`] is the embedded default: one file, tables named `*_v1`, values are one
 //! version byte ([`VALUE_VERSION`]) followed by JSON.
 
-pub mod error;
 mod redb_store;
 
 use std::fmt;
@@ -39,7 +38,7 @@ use crate::model::{
     Session, StaffUser, StoredEvent, Summary, TokenHash,
 };
 
-pub use error::StoreError;
+pub use crate::store_error::StoreError;
 pub use redb_store::RedbStore;
 
 /// Leading byte of every stored value: the layout of the JSON that follows.
