@@ -24,6 +24,9 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
 pub use crate::decider::Policy;
+pub use llrp::LlrpReaderConfig;
+
+mod llrp;
 
 /// The whole agent configuration, validated.
 #[derive(Debug, Clone)]
@@ -31,6 +34,8 @@ pub struct Config {
     pub gate: GateConfig,
     pub lanes: Vec<LaneConfig>,
     pub devices: Vec<DeviceConfig>,
+    /// Fixed network UHF readers read over LLRP (`[[llrp]]`, in `config/llrp.rs`).
+    pub llrp: Vec<LlrpReaderConfig>,
     pub mqtt: Option<MqttConfig>,
     pub store: StoreConfig,
     pub central: Option<CentralConfig>,
@@ -252,6 +257,8 @@ struct RawConfig {
     lanes: Vec<RawLane>,
     #[serde(default)]
     devices: Vec<RawDevice>,
+    #[serde(default)]
+    llrp: Vec<llrp::RawLlrpReader>,
     mqtt: Option<RawMqtt>,
     #[serde(default)]
     store: RawStore,
@@ -744,6 +751,8 @@ impl Validator<'_> {
             });
         }
 
+        let llrp = llrp::build(self, raw.llrp, &lanes, &devices)?;
+
         let mqtt = match raw.mqtt {
             None => None,
             Some(m) => {
@@ -933,6 +942,7 @@ impl Validator<'_> {
             gate,
             lanes,
             devices,
+            llrp,
             mqtt,
             store,
             central,
