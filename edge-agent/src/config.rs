@@ -115,6 +115,20 @@ pub struct TopicMap {
     pub filter: String,
     pub lane: LaneId,
     pub kind: MqttKind,
+    /// Whose JSON the topic carries (`sources/vendor.rs`).
+    pub format: PayloadFormat,
+}
+
+/// The payload format of an MQTT topic: aeogate's own, or a reader vendor's tag events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    #[default]
+    Aeogate,
+    /// The Impinj IoT device interface's tag inventory events.
+    Impinj,
+    /// The Zebra IoT Connector's tag data events.
+    Zebra,
 }
 
 /// What an MQTT topic carries.
@@ -341,6 +355,8 @@ struct RawTopic {
     filter: String,
     lane: LaneId,
     kind: MqttKind,
+    #[serde(default)]
+    format: PayloadFormat,
 }
 
 #[derive(Debug, Deserialize)]
@@ -773,10 +789,17 @@ impl Validator<'_> {
                             ),
                         ));
                     }
+                    if t.format != PayloadFormat::Aeogate && t.kind != MqttKind::Rfid {
+                        return Err(self.err(
+                            tat("format"),
+                            "vendor formats (impinj, zebra) carry tag events: kind must be \"rfid\"",
+                        ));
+                    }
                     topics.push(TopicMap {
                         filter,
                         lane: t.lane,
                         kind: t.kind,
+                        format: t.format,
                     });
                 }
                 Some(MqttConfig {

@@ -14,6 +14,7 @@
 pub mod llrp;
 pub mod mqtt;
 pub mod serial;
+pub mod vendor;
 
 use std::time::Duration;
 
