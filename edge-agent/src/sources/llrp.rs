@@ -322,10 +322,10 @@ impl Session {
                             );
                         }
                         ReaderEvent::ConnectionClose => return Err(SessionError::CloseEvent),
-                        ReaderEvent::Antenna { connected, antenna } => {
-                            if self.antennas.contains_key(&antenna) {
-                                out.push(Action::Antenna { antenna, connected });
-                            }
+                        ReaderEvent::Antenna { connected, antenna }
+                            if self.antennas.contains_key(&antenna) =>
+                        {
+                            out.push(Action::Antenna { antenna, connected });
                         }
                         ReaderEvent::ReaderException { message } => {
                             tracing::warn!(%message, "LLRP reader exception");
