@@ -4,7 +4,8 @@
 //! It serves one client at a time, as a fixed reader does: on connect it reports a
 //! `ConnectionAttemptEvent` (a second client is refused with status 2 and closed); it
 //! answers version negotiation, capabilities (antenna count, a transmit power table of
-//! 10.00–30.00 dBm in 0.25 dB steps) and SET_READER_CONFIG (event notifications,
+//! 10.00–30.00 dBm in 0.25 dB steps), antenna properties (GET_READER_CONFIG: which cables
+//! are connected) and SET_READER_CONFIG (event notifications,
 //! keepalive period, default report spec, reset); it keeps ROSpecs through
 //! add/enable/start/stop/disable/delete with the states of LLRP 1.1 §7 (disabled →
 //! inactive → active; an immediate start trigger activates on enable); while a ROSpec is
@@ -645,13 +646,22 @@ impl Connection {
                 let held = std::mem::take(&mut s.hold_reports);
                 return (vec![Message::RoAccessReport(held)], false);
             }
-            Message::Other {
-                kind: msg::GET_READER_CONFIG,
-                ..
-            } => {
-                // Answered with the status alone: the reader's configuration is not
-                // reported back.
-                ok(msg::GET_READER_CONFIG_RESPONSE)
+            Message::GetReaderConfig { antenna, requested } => {
+                // Antenna properties are reported (for "all" and for "antenna
+                // properties"); the rest of the configuration is not.
+                let wanted = requested == 0 || requested == llrp::REQUESTED_ANTENNA_PROPERTIES;
+                let antennas = (1..=s.cfg.antennas)
+                    .filter(|a| wanted && (antenna == 0 || antenna == *a))
+                    .map(|a| llrp::AntennaState {
+                        antenna: a,
+                        connected: !s.disconnected.contains(&a),
+                        gain: 600,
+                    })
+                    .collect();
+                Message::GetReaderConfigResponse {
+                    status: Status::success(),
+                    antennas,
+                }
             }
             other => Message::ErrorMessage(Status::error(
                 status::M_UNSUPPORTED_MESSAGE,

@@ -194,3 +194,37 @@ async fn reader_faults_show_as_device_health_within_5s_and_recover() {
     stop.cancel();
     let _ = tokio::time::timeout(WAIT, handle.join).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn antenna_unplugged_before_the_agent_connects_is_reported_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reader = reader().await;
+    reader.set_antenna(2, false);
+    let stop = CancellationToken::new();
+    let sections = format!(
+        "{}{}",
+        lane_toml("L1", false),
+        llrp_toml(&reader, "1 = \"L1\", 2 = \"L1\""),
+    );
+    let handle = agent(&sections, &dir, &stop).await;
+    wait_health(&handle, "llrp-1", true, WAIT).await;
+    wait_health(&handle, "llrp-1/antenna-1", true, NOTICE).await;
+    // Before the session, every antenna is down "not opened yet"; the reader's answer
+    // replaces that with the cable's state.
+    let start = std::time::Instant::now();
+    while !health(&handle, "llrp-1/antenna-2").is_some_and(|h| h.detail.contains("disconnected")) {
+        assert!(
+            start.elapsed() < NOTICE,
+            "antenna 2 not reported unplugged: {:?}",
+            health(&handle, "llrp-1/antenna-2")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let h = health(&handle, "llrp-1/antenna-2").expect("antenna 2 has a health");
+    assert!(!h.up, "antenna 2 stays down while unplugged: {h:?}");
+    reader.set_antenna(2, true);
+    wait_health(&handle, "llrp-1/antenna-2", true, NOTICE).await;
+    stop.cancel();
+    let _ = tokio::time::timeout(WAIT, handle.join).await;
+}

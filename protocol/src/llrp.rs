@@ -128,6 +128,7 @@ pub mod param {
     pub const AI_SPEC_STOP_TRIGGER: u16 = 184;
     pub const INVENTORY_PARAMETER_SPEC: u16 = 186;
     pub const KEEPALIVE_SPEC: u16 = 220;
+    pub const ANTENNA_PROPERTIES: u16 = 221;
     pub const ANTENNA_CONFIGURATION: u16 = 222;
     pub const RF_RECEIVER: u16 = 223;
     pub const RF_TRANSMITTER: u16 = 224;
@@ -398,6 +399,18 @@ impl Capabilities {
     }
 }
 
+/// AntennaProperties (§16.2.6.5): whether an antenna's cable is connected, and its gain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AntennaState {
+    pub antenna: u16,
+    pub connected: bool,
+    /// Gain in hundredths of a dBi.
+    pub gain: i16,
+}
+
+/// `RequestedData` of GET_READER_CONFIG asking for the antennas' properties (§17.1.7).
+pub const REQUESTED_ANTENNA_PROPERTIES: u8 = 2;
+
 /// Settings of one antenna (AntennaConfiguration, §16.2.6.6): the transmitter only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AntennaConfig {
@@ -610,6 +623,18 @@ pub enum Message {
         status: Status,
         capabilities: Capabilities,
     },
+    /// GET_READER_CONFIG for `antenna` (0: all) and `requested` data
+    /// ([`REQUESTED_ANTENNA_PROPERTIES`], …); GPI and GPO port 0.
+    GetReaderConfig {
+        antenna: u16,
+        requested: u8,
+    },
+    /// GET_READER_CONFIG_RESPONSE: the status and the AntennaProperties it carries (other
+    /// configuration parameters are skipped).
+    GetReaderConfigResponse {
+        status: Status,
+        antennas: Vec<AntennaState>,
+    },
     SetReaderConfig(ReaderConfig),
     AddRoSpec(RoSpec),
     /// DELETE/START/STOP/ENABLE/DISABLE_ROSPEC; id 0 means all (delete, disable).
@@ -662,6 +687,8 @@ impl Message {
             Self::SetProtocolVersion { .. } => msg::SET_PROTOCOL_VERSION,
             Self::GetReaderCapabilities { .. } => msg::GET_READER_CAPABILITIES,
             Self::GetReaderCapabilitiesResponse { .. } => msg::GET_READER_CAPABILITIES_RESPONSE,
+            Self::GetReaderConfig { .. } => msg::GET_READER_CONFIG,
+            Self::GetReaderConfigResponse { .. } => msg::GET_READER_CONFIG_RESPONSE,
             Self::SetReaderConfig(_) => msg::SET_READER_CONFIG,
             Self::AddRoSpec(_) => msg::ADD_ROSPEC,
             Self::RoSpec { op, .. } => op.kind(),
@@ -716,6 +743,21 @@ impl Message {
                 put_status(out, status);
                 put_capabilities(out, capabilities);
             }
+            Self::GetReaderConfig { antenna, requested } => {
+                out.extend_from_slice(&antenna.to_be_bytes());
+                out.push(*requested);
+                out.extend_from_slice(&[0; 4]); // GPIPortNum, GPOPortNum
+            }
+            Self::GetReaderConfigResponse { status, antennas } => {
+                put_status(out, status);
+                for a in antennas {
+                    tlv(out, param::ANTENNA_PROPERTIES, |o| {
+                        o.push(if a.connected { 0x80 } else { 0 });
+                        o.extend_from_slice(&a.antenna.to_be_bytes());
+                        o.extend_from_slice(&a.gain.to_be_bytes());
+                    });
+                }
+            }
             Self::SetReaderConfig(c) => put_reader_config(out, c),
             Self::AddRoSpec(r) => put_rospec(out, r),
             Self::RoSpec { id, .. } | Self::DeleteAccessSpec { id } => {
@@ -760,6 +802,46 @@ pub fn decode(buf: &[u8]) -> Result<(Header, Message), LlrpError> {
         msg::SET_PROTOCOL_VERSION => Message::SetProtocolVersion { version: c.u8()? },
         msg::GET_READER_CAPABILITIES => Message::GetReaderCapabilities { requested: c.u8()? },
         msg::GET_READER_CAPABILITIES_RESPONSE => parse_capabilities_response(&mut c)?,
+        msg::GET_READER_CONFIG => {
+            let antenna = c.u16()?;
+            let requested = c.u8()?;
+            let _gpi = c.u16()?;
+            let _gpo = c.u16()?;
+            Message::GetReaderConfig { antenna, requested }
+        }
+        msg::GET_READER_CONFIG_RESPONSE => {
+            let mut status = None;
+            let mut antennas = Vec::new();
+            while let Some(p) = c.param()? {
+                match p.kind {
+                    param::LLRP_STATUS if status.is_none() => {
+                        let mut s = Cur::new(p.body, "LLRPStatus");
+                        let code = s.u16()?;
+                        let description = s.utf8("LLRPStatus.ErrorDescription")?;
+                        status = Some(Status { code, description });
+                    }
+                    param::ANTENNA_PROPERTIES => {
+                        let mut a = Cur::new(p.body, "AntennaProperties");
+                        let connected = a.u8()? & 0x80 != 0;
+                        let antenna = a.u16()?;
+                        let gain = a.u16()?.cast_signed();
+                        antennas.push(AntennaState {
+                            antenna,
+                            connected,
+                            gain,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            Message::GetReaderConfigResponse {
+                status: status.ok_or(LlrpError::Missing {
+                    what: "LLRPStatus",
+                    within: "GET_READER_CONFIG_RESPONSE",
+                })?,
+                antennas,
+            }
+        }
         msg::SET_READER_CONFIG => Message::SetReaderConfig(parse_reader_config(&mut c)?),
         msg::ADD_ROSPEC => {
             let mut spec = None;

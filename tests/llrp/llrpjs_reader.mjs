@@ -24,6 +24,7 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 
 const reader = new LLRPServer({ host: "127.0.0.1", port });
 const field = new Map(); // antenna -> [EPC bytes]
+const unplugged = new Set(); // antennas whose cable is pulled
 let started = false;
 let keepaliveTimer = null;
 let reportTimer = null;
@@ -122,6 +123,20 @@ reader.on("GET_READER_CAPABILITIES", async (msg) => {
     rsp.id = msg.id;
     await reader.send(rsp);
 });
+reader.on("GET_READER_CONFIG", async (msg) => {
+    const rsp = new LLRPCore.GET_READER_CONFIG_RESPONSE({
+        data: {
+            LLRPStatus: { StatusCode: "M_Success", ErrorDescription: "" },
+            AntennaProperties: [1, 2, 3, 4].map((a) => ({
+                AntennaConnected: !unplugged.has(a),
+                AntennaID: a,
+                AntennaGain: 600,
+            })),
+        },
+    });
+    rsp.id = msg.id;
+    await reader.send(rsp);
+});
 reader.on("DELETE_ROSPEC", (msg) => ok(LLRPCore.DELETE_ROSPEC_RESPONSE, msg, "deleted"));
 reader.on("ADD_ROSPEC", async (msg) => {
     // The message as llrpjs decoded it, as plain data.
@@ -192,6 +207,8 @@ lines.on("line", async (line) => {
     } else if (cmd === "leave") {
         field.delete(Number(a));
     } else if (cmd === "antenna") {
+        if (b === "1") unplugged.delete(Number(a));
+        else unplugged.add(Number(a));
         await notify({
             AntennaEvent: {
                 EventType: b === "1" ? "Antenna_Connected" : "Antenna_Disconnected",

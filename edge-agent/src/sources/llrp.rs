@@ -7,7 +7,9 @@
 //!    client holds the reader: the connection is closed and retried);
 //! 2. `GET_READER_CAPABILITIES`: checks every configured antenna exists and picks the
 //!    transmit power table entry for `tx_power_dbm`;
-//! 3. `DELETE_ROSPEC 0`: removes whatever ROSpecs an earlier client left;
+//! 3. `GET_READER_CONFIG` for the antennas' properties: an antenna whose cable is already
+//!    unplugged is reported down from the start (a reader that cannot say is trusted);
+//!    then `DELETE_ROSPEC 0`: removes whatever ROSpecs an earlier client left;
 //! 4. `SET_READER_CONFIG`: antenna and ROSpec event notifications on, a periodic keepalive,
 //!    events and reports not held for a later connection;
 //! 5. `ADD_ROSPEC` (one AISpec over the configured antennas, an AntennaConfiguration with
@@ -15,8 +17,9 @@
 //!    seen time and seen count), `ENABLE_ROSPEC`, `START_ROSPEC`;
 //! 6. then runs: tag reports become reads of the lane each antenna is mapped to (after the
 //!    unique-per-truck filter), `KEEPALIVE`s are acknowledged, antenna events become the
-//!    health of `<reader>/antenna-<n>`, a `ConnectionCloseEvent` or any read error ends the
-//!    connection.
+//!    health of `<reader>/antenna-<n>`; a `ConnectionCloseEvent`, the end of the agent's
+//!    ROSpec (the reader stopped it) or any read error ends the connection, and the next
+//!    one installs the ROSpec again.
 //!
 //! Every step has a deadline (a reader that does not answer within [`RESPONSE_TIMEOUT`] is
 //! down); once running, silence longer than `silence_timeout` (no keepalive, no report) is
@@ -114,6 +117,8 @@ pub enum SessionError {
     NoAnswer(&'static str),
     #[error("silent for {0:?} (no keepalive, no report)")]
     Silent(Duration),
+    #[error("the reader ended the inventory (ROSpec event {0})")]
+    RoSpecEnded(u8),
     #[error("antenna {antenna} is configured but the reader has {max}")]
     NoSuchAntenna { antenna: u16, max: u16 },
     #[error("the assembler stopped")]
@@ -125,6 +130,7 @@ pub enum SessionError {
 enum Step {
     Greeting,
     Capabilities,
+    AntennaProperties,
     DeleteRoSpecs,
     SetConfig,
     AddRoSpec,
@@ -138,6 +144,7 @@ impl Step {
         match self {
             Self::Greeting => "the connection greeting",
             Self::Capabilities => "GET_READER_CAPABILITIES",
+            Self::AntennaProperties => "GET_READER_CONFIG",
             Self::DeleteRoSpecs => "DELETE_ROSPEC",
             Self::SetConfig => "SET_READER_CONFIG",
             Self::AddRoSpec => "ADD_ROSPEC",
@@ -179,6 +186,8 @@ pub struct Session {
     awaiting: Option<u32>,
     deadline: Instant,
     power_index: Option<u16>,
+    /// Antennas the reader said are unplugged when the session started.
+    unplugged: Vec<u16>,
     /// Unique-per-truck filter: (lane, EPC) → last time seen.
     last_seen: HashMap<(LaneId, Vec<u8>), Instant>,
 }
@@ -198,6 +207,7 @@ impl Session {
             awaiting: None,
             deadline: now + RESPONSE_TIMEOUT,
             power_index: None,
+            unplugged: Vec::new(),
             last_seen: HashMap::new(),
         }
     }
@@ -330,8 +340,13 @@ impl Session {
                         ReaderEvent::ReaderException { message } => {
                             tracing::warn!(%message, "LLRP reader exception");
                         }
-                        ReaderEvent::RoSpec { kind, rospec_id } if rospec_id == ROSPEC_ID => {
-                            tracing::debug!(kind, "LLRP ROSpec event");
+                        // 1 ended, 2 preempted: with no stop trigger, only the reader ends it.
+                        ReaderEvent::RoSpec { kind, rospec_id }
+                            if rospec_id == ROSPEC_ID
+                                && kind != 0
+                                && self.step == Step::Running =>
+                        {
+                            return Err(SessionError::RoSpecEnded(kind));
                         }
                         _ => {}
                     }
@@ -343,6 +358,21 @@ impl Session {
                         out.push(a);
                     }
                 }
+            }
+            Message::ErrorMessage(status)
+                if self.awaiting == Some(header.id) && self.step == Step::AntennaProperties =>
+            {
+                // A reader that does not report antenna properties: trust its antennas.
+                tracing::debug!(code = status.code, "GET_READER_CONFIG refused");
+                self.awaiting = None;
+                self.step = Step::DeleteRoSpecs;
+                out.push(self.request(
+                    &Message::RoSpec {
+                        op: RoSpecOp::Delete,
+                        id: 0,
+                    },
+                    now,
+                ));
             }
             Message::ErrorMessage(status) => {
                 if self.awaiting == Some(header.id) {
@@ -388,6 +418,25 @@ impl Session {
                     }
                     None => capabilities.max_power().map(|p| p.index),
                 };
+                self.step = Step::AntennaProperties;
+                out.push(self.request(
+                    &Message::GetReaderConfig {
+                        antenna: 0,
+                        requested: llrp::REQUESTED_ANTENNA_PROPERTIES,
+                    },
+                    now,
+                ));
+            }
+            (Step::AntennaProperties, Message::GetReaderConfigResponse { status, antennas }) => {
+                if status.is_success() {
+                    self.unplugged = antennas
+                        .iter()
+                        .filter(|a| !a.connected && self.antennas.contains_key(&a.antenna))
+                        .map(|a| a.antenna)
+                        .collect();
+                } else {
+                    tracing::debug!(code = status.code, "antenna properties not available");
+                }
                 self.step = Step::DeleteRoSpecs;
                 out.push(self.request(
                     &Message::RoSpec {
@@ -456,7 +505,7 @@ impl Session {
                 for &antenna in self.antennas.keys() {
                     out.push(Action::Antenna {
                         antenna,
-                        connected: true,
+                        connected: !self.unplugged.contains(&antenna),
                     });
                 }
             }
@@ -677,7 +726,7 @@ async fn connection(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::llrp::{Capabilities, EventData, PowerLevel, Status, msg};
+    use protocol::llrp::{AntennaState, Capabilities, EventData, PowerLevel, Status, msg};
 
     fn cfg() -> LlrpReaderConfig {
         LlrpReaderConfig {
@@ -752,6 +801,21 @@ mod tests {
         };
         let answers = [
             caps,
+            Message::GetReaderConfigResponse {
+                status: Status::success(),
+                antennas: vec![
+                    AntennaState {
+                        antenna: 1,
+                        connected: true,
+                        gain: 0,
+                    },
+                    AntennaState {
+                        antenna: 2,
+                        connected: false,
+                        gain: 0,
+                    },
+                ],
+            },
             ok(msg::DELETE_ROSPEC_RESPONSE),
             ok(msg::SET_READER_CONFIG_RESPONSE),
             ok(msg::ADD_ROSPEC_RESPONSE),
@@ -765,6 +829,15 @@ mod tests {
                 .expect("step");
         }
         assert!(s.running());
+        // Antenna 2 was reported unplugged by GET_READER_CONFIG.
+        assert!(out.contains(&Action::Antenna {
+            antenna: 2,
+            connected: false
+        }));
+        assert!(out.contains(&Action::Antenna {
+            antenna: 1,
+            connected: true
+        }));
         s
     }
 
@@ -971,6 +1044,54 @@ mod tests {
         assert!(matches!(
             s.on_message(header(msg::GET_READER_CAPABILITIES_RESPONSE, id), caps, now),
             Err(SessionError::NoSuchAntenna { antenna: 8, max: 4 })
+        ));
+    }
+
+    #[test]
+    fn the_end_of_the_agents_rospec_ends_the_session() {
+        let now = Instant::now();
+        let mut s = running(now);
+        let e = Message::ReaderEventNotification(EventData {
+            timestamp_us: 1,
+            utc: true,
+            events: vec![ReaderEvent::RoSpec {
+                kind: 1,
+                rospec_id: ROSPEC_ID,
+            }],
+        });
+        assert!(matches!(
+            s.on_message(header(msg::READER_EVENT_NOTIFICATION, 5), e, now),
+            Err(SessionError::RoSpecEnded(1))
+        ));
+    }
+
+    #[test]
+    fn a_reader_without_antenna_properties_is_trusted() {
+        let now = Instant::now();
+        let mut s = Session::new(&cfg(), now);
+        let out = s
+            .on_message(header(msg::READER_EVENT_NOTIFICATION, 0), greeting(0), now)
+            .expect("greeting");
+        let id = sent(&out)[0].0.id;
+        let caps = Message::GetReaderCapabilitiesResponse {
+            status: Status::success(),
+            capabilities: Capabilities::default(),
+        };
+        let out = s
+            .on_message(header(msg::GET_READER_CAPABILITIES_RESPONSE, id), caps, now)
+            .expect("capabilities");
+        let (h, m) = sent(&out).pop().expect("GET_READER_CONFIG sent");
+        assert!(matches!(m, Message::GetReaderConfig { .. }));
+        let refusal = Message::ErrorMessage(Status::error(109, "unsupported"));
+        let out = s
+            .on_message(header(msg::ERROR_MESSAGE, h.id), refusal, now)
+            .expect("not fatal");
+        assert!(matches!(
+            sent(&out)[0].1,
+            Message::RoSpec {
+                op: RoSpecOp::Delete,
+                id: 0
+            }
         ));
     }
 }

@@ -385,3 +385,45 @@ fn antenna_count_beyond_the_parameter_is_rejected_before_allocating() {
         })
     ));
 }
+
+#[test]
+fn get_reader_config_asks_for_antenna_properties() {
+    // §17.1.7 GET_READER_CONFIG: AntennaID 0 (all), RequestedData 2, GPI 0, GPO 0.
+    let m = Message::GetReaderConfig {
+        antenna: 0,
+        requested: REQUESTED_ANTENNA_PROPERTIES,
+    };
+    let bytes = hex("04 02 00000011 00000006 0000 02 0000 0000");
+    assert_eq!(m.encode(1, 6), bytes);
+    assert_eq!(whole(&bytes).1, m);
+}
+
+#[test]
+fn antenna_properties_report_the_cable() {
+    // GET_READER_CONFIG_RESPONSE with two AntennaProperties (§16.2.6.5): antenna 1
+    // connected with 6.00 dBi, antenna 2 disconnected with 0 dBi.
+    let bytes = hex("04 0C 00000024 00000006 \
+         011F 0008 0000 0000 \
+         00DD 0009 80 0001 0258 \
+         00DD 0009 00 0002 0000");
+    let (_, m) = whole(&bytes);
+    assert_eq!(
+        m,
+        Message::GetReaderConfigResponse {
+            status: Status::success(),
+            antennas: vec![
+                AntennaState {
+                    antenna: 1,
+                    connected: true,
+                    gain: 600
+                },
+                AntennaState {
+                    antenna: 2,
+                    connected: false,
+                    gain: 0
+                },
+            ],
+        }
+    );
+    assert_eq!(m.encode(1, 6), bytes);
+}
