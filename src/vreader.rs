@@ -28,6 +28,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use protocol::llrp::{
     self, Capabilities, Check, ContentSelector, EventData, Header, Message, PowerLevel,
@@ -777,14 +779,18 @@ pub fn run_reader_cli(
         for (antenna, epcs) in field {
             reader.arrive(antenna, epcs);
         }
-        println!("LLRP reader listening on {}", reader.addr());
+        let _ = writeln!(std::io::stdout(), "LLRP reader listening on {}", reader.addr());
+        let _ = std::io::stdout().flush();
         let mut every = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = every.tick() => {
                     let s = reader.stats();
-                    println!(
+                    // A closed standard output (the reader piped into `head`) must not
+                    // stop the reader.
+                    let _ = writeln!(
+                        std::io::stdout(),
                         "connected {} · connections {} · ROSpecs {:?} · tag reports {} · keepalives {} (acked {})",
                         s.connected, s.connections, s.rospecs, s.tag_reports, s.keepalives_sent, s.keepalive_acks
                     );

@@ -80,7 +80,9 @@ fn reader_command_serves_the_tags_given_on_the_command_line() {
     let stdout = child.stdout.take().expect("stdout");
     let _running = Running(child);
     let mut first = String::new();
-    BufReader::new(stdout)
+    // Kept open for the whole test: the reader goes on printing status lines.
+    let mut lines = BufReader::new(stdout);
+    lines
         .read_line(&mut first)
         .expect("the reader prints its address");
     let addr = first
@@ -162,6 +164,7 @@ fn reader_command_serves_the_tags_given_on_the_command_line() {
             break;
         }
     }
+    drop(lines);
 }
 
 #[test]
