@@ -228,3 +228,41 @@ async fn antenna_unplugged_before_the_agent_connects_is_reported_down() {
     stop.cancel();
     let _ = tokio::time::timeout(WAIT, handle.join).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llrp_1_1_is_negotiated_with_a_reader_that_speaks_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reader = reader().await;
+    let stop = CancellationToken::new();
+    let llrp = llrp_toml(&reader, "1 = \"L1\"").replace(
+        "reconnect_backoff_max = \"1s\"\n",
+        "reconnect_backoff_max = \"1s\"\nversion = \"1.1\"\n",
+    );
+    assert!(llrp.contains("version = \"1.1\""), "{llrp}");
+    let sections = format!("{}{llrp}", lane_toml("L1", false));
+    let handle = agent(&sections, &dir, &stop).await;
+    wait_health(&handle, "llrp-1", true, WAIT).await;
+    let stats = reader.stats();
+    assert_eq!(stats.version, 2, "the session runs in LLRP 1.1: {stats:?}");
+    assert_eq!(
+        stats
+            .received
+            .get(&protocol::llrp::msg::SET_PROTOCOL_VERSION),
+        Some(&1),
+        "{stats:?}"
+    );
+    // Reads and keepalives flow in 1.1 framing.
+    reader.arrive(1, tags());
+    tokio::time::sleep(DWELL).await;
+    reader.leave(1);
+    let d = decision(&handle, &lane("L1")).await;
+    let tx = transaction(&handle, &d);
+    assert!(
+        tx.reads.iter().any(|r| r.device == "llrp-1"),
+        "{:?}",
+        tx.reads
+    );
+    assert!(reader.stats().keepalive_acks > 0);
+    stop.cancel();
+    let _ = tokio::time::timeout(WAIT, handle.join).await;
+}

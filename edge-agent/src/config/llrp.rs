@@ -33,6 +33,9 @@ pub struct LlrpReaderConfig {
     pub unique_window: Duration,
     /// Upper bound of the exponential back-off between reconnect attempts.
     pub reconnect_backoff_max: Duration,
+    /// LLRP header version to speak: 1 (LLRP 1.0.1, the default) or 2 (negotiate LLRP
+    /// 1.1, falling back to 1.0.1).
+    pub version: u8,
 }
 
 impl LlrpReaderConfig {
@@ -63,6 +66,12 @@ pub(super) struct RawLlrpReader {
     unique_window: Duration,
     #[serde(with = "humantime_serde", default = "default_reconnect_backoff_max")]
     reconnect_backoff_max: Duration,
+    #[serde(default = "default_version")]
+    version: String,
+}
+
+fn default_version() -> String {
+    "1.0.1".into()
 }
 
 fn default_port() -> u16 {
@@ -157,7 +166,18 @@ pub(super) fn build(
                 ),
             ));
         }
+        let version = match r.version.trim() {
+            "1.0.1" => protocol::llrp::VERSION_1_0_1,
+            "1.1" => protocol::llrp::VERSION_1_1,
+            other => {
+                return Err(v.err(
+                    at("version"),
+                    format!("{other:?}: must be \"1.0.1\" or \"1.1\""),
+                ));
+            }
+        };
         out.push(LlrpReaderConfig {
+            version,
             name,
             host,
             port: r.port,
@@ -237,6 +257,19 @@ mod tests {
              [[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\n",
         );
         assert!(e.contains("duplicate device name"), "{e}");
+    }
+
+    #[test]
+    fn version_must_be_one_of_the_two_llrp_versions() {
+        let e = error(
+            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\nversion = \"2.0\"\n",
+        );
+        assert!(e.contains("llrp[0].version"), "{e}");
+        let ok = load(
+            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\nversion = \"1.1\"\n",
+        )
+        .expect("1.1 loads");
+        assert_eq!(ok.llrp[0].version, 2);
     }
 
     #[test]

@@ -24,9 +24,12 @@
 //! Every step has a deadline (a reader that does not answer within [`RESPONSE_TIMEOUT`] is
 //! down); once running, silence longer than `silence_timeout` (no keepalive, no report) is
 //! a fault. A failed connection is reopened with exponential [`Backoff`]; the reader's
-//! health says why it is down. The client frames messages as LLRP 1.0.1 (header version
-//! 1): every message and parameter it uses is the same in 1.1, and readers of either
-//! version accept it.
+//! health says why it is down. By default the client frames messages as LLRP 1.0.1
+//! (header version 1): every message and parameter it uses is the same in 1.1, and readers
+//! of either version accept it. With `version = "1.1"` it first negotiates LLRP 1.1
+//! (`GET_SUPPORTED_VERSION`, then `SET_PROTOCOL_VERSION` when the reader is not already at
+//! 1.1) and falls back to 1.0.1 when the reader answers with an error or does not
+//! support 1.1.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -129,6 +132,8 @@ pub enum SessionError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Greeting,
+    Version,
+    SetVersion,
     Capabilities,
     AntennaProperties,
     DeleteRoSpecs,
@@ -143,6 +148,8 @@ impl Step {
     fn name(self) -> &'static str {
         match self {
             Self::Greeting => "the connection greeting",
+            Self::Version => "GET_SUPPORTED_VERSION",
+            Self::SetVersion => "SET_PROTOCOL_VERSION",
             Self::Capabilities => "GET_READER_CAPABILITIES",
             Self::AntennaProperties => "GET_READER_CONFIG",
             Self::DeleteRoSpecs => "DELETE_ROSPEC",
@@ -181,6 +188,10 @@ pub struct Session {
     silence_timeout: Duration,
     unique_window: Duration,
     step: Step,
+    /// Header version of what the session sends: 1 until LLRP 1.1 is negotiated.
+    version: u8,
+    /// Whether to negotiate LLRP 1.1 (configuration `version = "1.1"`).
+    want_1_1: bool,
     next_id: u32,
     /// Id of the request awaiting its answer.
     awaiting: Option<u32>,
@@ -203,6 +214,8 @@ impl Session {
             silence_timeout: cfg.silence_timeout,
             unique_window: cfg.unique_window,
             step: Step::Greeting,
+            version: llrp::VERSION_1_0_1,
+            want_1_1: cfg.version == llrp::VERSION_1_1,
             next_id: 1,
             awaiting: None,
             deadline: now + RESPONSE_TIMEOUT,
@@ -237,11 +250,27 @@ impl Session {
     }
 
     fn request(&mut self, m: &Message, now: Instant) -> Action {
+        self.request_as(m, self.version, now)
+    }
+
+    fn request_as(&mut self, m: &Message, version: u8, now: Instant) -> Action {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.awaiting = Some(id);
         self.deadline = now + RESPONSE_TIMEOUT;
-        Action::Send(m.encode(llrp::VERSION_1_0_1, id))
+        Action::Send(m.encode(version, id))
+    }
+
+    /// The protocol version the session speaks (1: LLRP 1.0.1, 2: LLRP 1.1).
+    #[must_use]
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// Version negotiation is over (or was not asked for): read the capabilities.
+    fn capabilities(&mut self, now: Instant) -> Action {
+        self.step = Step::Capabilities;
+        self.request(&Message::GetReaderCapabilities { requested: 0 }, now)
     }
 
     fn expect_success(&self, status: &llrp::Status) -> Result<(), SessionError> {
@@ -314,7 +343,7 @@ impl Session {
         match message {
             Message::Keepalive => {
                 out.push(Action::Send(
-                    Message::KeepaliveAck.encode(llrp::VERSION_1_0_1, header.id),
+                    Message::KeepaliveAck.encode(self.version, header.id),
                 ));
             }
             Message::ReaderEventNotification(data) => {
@@ -326,10 +355,17 @@ impl Session {
                             if status != 0 {
                                 return Err(SessionError::Refused(status));
                             }
-                            self.step = Step::Capabilities;
-                            out.push(
-                                self.request(&Message::GetReaderCapabilities { requested: 0 }, now),
-                            );
+                            if self.want_1_1 {
+                                // GET_SUPPORTED_VERSION exists only in 1.1 (§17.1.1).
+                                self.step = Step::Version;
+                                out.push(self.request_as(
+                                    &Message::GetSupportedVersion,
+                                    llrp::VERSION_1_1,
+                                    now,
+                                ));
+                            } else {
+                                out.push(self.capabilities(now));
+                            }
                         }
                         ReaderEvent::ConnectionClose => return Err(SessionError::CloseEvent),
                         ReaderEvent::Antenna { connected, antenna }
@@ -358,6 +394,16 @@ impl Session {
                         out.push(a);
                     }
                 }
+            }
+            Message::ErrorMessage(status)
+                if self.awaiting == Some(header.id)
+                    && matches!(self.step, Step::Version | Step::SetVersion) =>
+            {
+                // A 1.0.1 reader answers 1.1's negotiation with an error: speak 1.0.1.
+                tracing::info!(code = status.code, "LLRP 1.1 not available; using 1.0.1");
+                self.awaiting = None;
+                self.version = llrp::VERSION_1_0_1;
+                out.push(self.capabilities(now));
             }
             Message::ErrorMessage(status)
                 if self.awaiting == Some(header.id) && self.step == Step::AntennaProperties =>
@@ -397,6 +443,39 @@ impl Session {
     fn advance(&mut self, m: Message, now: Instant) -> Result<Vec<Action>, SessionError> {
         let mut out = Vec::new();
         match (self.step, m) {
+            (
+                Step::Version,
+                Message::GetSupportedVersionResponse {
+                    current,
+                    supported,
+                    status,
+                },
+            ) => {
+                if !status.is_success() || supported < llrp::VERSION_1_1 {
+                    self.version = llrp::VERSION_1_0_1;
+                    out.push(self.capabilities(now));
+                } else if current == llrp::VERSION_1_1 {
+                    self.version = llrp::VERSION_1_1;
+                    out.push(self.capabilities(now));
+                } else {
+                    self.step = Step::SetVersion;
+                    out.push(self.request_as(
+                        &Message::SetProtocolVersion {
+                            version: llrp::VERSION_1_1,
+                        },
+                        llrp::VERSION_1_1,
+                        now,
+                    ));
+                }
+            }
+            (Step::SetVersion, Message::Response { status, .. }) => {
+                self.version = if status.is_success() {
+                    llrp::VERSION_1_1
+                } else {
+                    llrp::VERSION_1_0_1
+                };
+                out.push(self.capabilities(now));
+            }
             (
                 Step::Capabilities,
                 Message::GetReaderCapabilitiesResponse {
@@ -659,8 +738,8 @@ async fn connection(
         let n = tokio::select! {
             () = shutdown.cancelled() => {
                 // Leave the reader idle for whoever connects next (best effort).
-                let stop = Message::RoSpec { op: RoSpecOp::Delete, id: ROSPEC_ID }.encode(llrp::VERSION_1_0_1, 0);
-                let close = Message::CloseConnection.encode(llrp::VERSION_1_0_1, 0);
+                let stop = Message::RoSpec { op: RoSpecOp::Delete, id: ROSPEC_ID }.encode(session.version(), 0);
+                let close = Message::CloseConnection.encode(session.version(), 0);
                 let _ = tokio::time::timeout(Duration::from_millis(500), async {
                     socket.write_all(&stop).await?;
                     socket.write_all(&close).await
@@ -739,6 +818,7 @@ mod tests {
             silence_timeout: Duration::from_secs(3),
             unique_window: Duration::from_secs(5),
             reconnect_backoff_max: Duration::from_secs(5),
+            version: llrp::VERSION_1_0_1,
         }
     }
 
@@ -1093,5 +1173,58 @@ mod tests {
                 id: 0
             }
         ));
+    }
+
+    fn greeted_wanting_1_1() -> (Session, u32, Instant) {
+        let now = Instant::now();
+        let mut c = cfg();
+        c.version = llrp::VERSION_1_1;
+        let mut s = Session::new(&c, now);
+        let out = s
+            .on_message(header(msg::READER_EVENT_NOTIFICATION, 0), greeting(0), now)
+            .expect("greeting");
+        let (h, m) = sent(&out).pop().expect("sent");
+        assert_eq!((h.version, m), (2, Message::GetSupportedVersion));
+        (s, h.id, now)
+    }
+
+    #[test]
+    fn llrp_1_1_is_negotiated_when_configured() {
+        let (mut s, id, now) = greeted_wanting_1_1();
+        let answer = Message::GetSupportedVersionResponse {
+            current: 1,
+            supported: 2,
+            status: Status::success(),
+        };
+        let out = s
+            .on_message(header(msg::GET_SUPPORTED_VERSION_RESPONSE, id), answer, now)
+            .expect("versions");
+        let (h, m) = sent(&out).pop().expect("sent");
+        assert_eq!(m, Message::SetProtocolVersion { version: 2 });
+        let out = s
+            .on_message(
+                header(msg::SET_PROTOCOL_VERSION_RESPONSE, h.id),
+                ok(msg::SET_PROTOCOL_VERSION_RESPONSE),
+                now,
+            )
+            .expect("set");
+        let (h, m) = sent(&out).pop().expect("sent");
+        assert!(matches!(m, Message::GetReaderCapabilities { .. }));
+        assert_eq!(h.version, 2, "after negotiation the client speaks 1.1");
+    }
+
+    #[test]
+    fn a_1_0_1_reader_refusing_negotiation_is_spoken_to_in_1_0_1() {
+        let (mut s, id, now) = greeted_wanting_1_1();
+        let refusal = Message::ErrorMessage(Status::error(
+            protocol::llrp::status::M_UNSUPPORTED_VERSION,
+            "1.0.1 only",
+        ));
+        let out = s
+            .on_message(header(msg::ERROR_MESSAGE, id), refusal, now)
+            .expect("not fatal");
+        let (h, m) = sent(&out).pop().expect("sent");
+        assert!(matches!(m, Message::GetReaderCapabilities { .. }));
+        assert_eq!(h.version, 1);
     }
 }
