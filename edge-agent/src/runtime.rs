@@ -504,6 +504,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         devices.push(rx);
         MqttLink::start(m, events_tx.clone(), reporter, shutdown.clone())
     });
+    devices.extend(crate::sources::llrp::spawn_all(
+        &cfg.llrp, &events_tx, &tracker, &shutdown,
+    ));
     let (journal_health, journal_rx) = HealthReporter::new("journal", None);
     journal_health.up("writing");
     devices.push(journal_rx);

@@ -495,15 +495,15 @@ impl MqttLink {
         let publisher = topics.clone();
         let task = tokio::spawn(async move {
             let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-            let mut forward: Option<AssemblerEvent> = None;
-            loop {
-                // A read waiting for the assembler is delivered before polling again: the
+            let mut forward: std::collections::VecDeque<AssemblerEvent> = Default::default();
+            'poll: loop {
+                // Reads waiting for the assembler are delivered before polling again: the
                 // broker then holds further publishes (TCP backpressure) rather than us
                 // dropping them.
-                if let Some(ev) = forward.take() {
+                while let Some(ev) = forward.pop_front() {
                     tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        sent = events.send(ev) => if sent.is_err() { break },
+                        () = shutdown.cancelled() => break 'poll,
+                        sent = events.send(ev) => if sent.is_err() { break 'poll },
                     }
                 }
                 let polled = tokio::select! {
@@ -532,12 +532,13 @@ impl MqttLink {
                             continue;
                         };
                         let device = format!("mqtt:{}", p.topic);
-                        let (ev, err) = parse_payload(map, &device, &p.payload, Timestamp::now());
+                        let (evs, err) =
+                            super::vendor::parse_mapped(map, &device, &p.payload, Timestamp::now());
                         if let Some(e) = err {
                             metrics::counter!("aeogate_mqtt_malformed_total", "lane" => map.lane.to_string()).increment(1);
                             tracing::warn!(topic = %p.topic, error = %e, "malformed payload; recorded as an unreadable read");
                         }
-                        forward = Some(ev);
+                        forward.extend(evs);
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -567,6 +568,7 @@ mod tests {
             filter: "lane/L1/#".into(),
             lane: LaneId::parse("L1").expect("lane"),
             kind,
+            format: crate::config::PayloadFormat::Aeogate,
         }
     }
 
