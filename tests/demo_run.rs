@@ -148,6 +148,17 @@ fn short_demo_decides_every_outcome_and_loses_no_event() {
         assert_eq!(journaled, stored, "{line}");
     }
     assert!(metrics_checked, "central's address never printed: {stdout}");
+    // The second gate's lanes were read over LLRP: the agent's client installed its ROSpec
+    // on the virtual reader, got tag reports and kept the keepalives acknowledged.
+    let llrp = summary
+        .lines()
+        .find(|l| l.starts_with("llrp reader of "))
+        .unwrap_or_else(|| panic!("no LLRP reader line: {summary}"));
+    assert!(number_after(llrp, ":").is_some_and(|n| n > 0), "{llrp}");
+    assert!(
+        number_after(llrp, "reports,").is_some_and(|n| n > 0),
+        "{llrp}"
+    );
     // The faults happened and were reported.
     assert!(stdout.contains("fault: the UHF reader"), "{stdout}");
     assert!(stdout.contains("central unreachable"), "{stdout}");

@@ -364,7 +364,9 @@ fn import(
                     .import_text(&text, format, kind, actor, &mut on_row)
                     .with_context(|| format!("importing {name}"))
             }
-            None => central.import_file(file, kind, actor, &mut on_row),
+            None => central
+                .import_file(file, kind, actor, &mut on_row)
+                .map_err(anyhow::Error::from),
         }
     };
     progress.finish();
@@ -440,13 +442,8 @@ fn serve(central: Central, cfg: Config) -> anyhow::Result<()> {
     rt.block_on(async move {
         central::api::install_metrics_recorder()?;
         let shutdown = CancellationToken::new();
-        let s = shutdown.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("interrupt: shutting down");
-            }
-            s.cancel();
-        });
+        central::server::cancel_on_signals(shutdown.clone())
+            .context("installing the SIGTERM/SIGINT handlers")?;
         central::serve(central, cfg, shutdown).await
     })
 }

@@ -29,6 +29,44 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::store::LoggedChange;
+use crate::store_error::StoreError;
+
+/// Why a registry operation (import, status change, replication batch) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("operator {0} is not in the registry")]
+    UnknownOperator(String),
+    /// A change [`protocol::registry`]'s rule refuses (other than an unknown operator).
+    #[error("registry change refused: {0}")]
+    Refused(String),
+    /// A malformed request: missing reason or actor, bad port, newer schema version.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("importing {path}: {source}")]
+    Import {
+        path: std::path::PathBuf,
+        source: ImportError,
+    },
+    #[error("encoding a change batch: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownOperator(o) => Self::UnknownOperator(o),
+            StoreError::Refused(why) => Self::Refused(why),
+            other => Self::Store(other),
+        }
+    }
+}
 
 /// Most log entries one batch covers; the agent asks again for the rest.
 pub const MAX_BATCH_CHANGES: usize = 10_000;

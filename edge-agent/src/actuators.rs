@@ -37,6 +37,18 @@ pub fn lane_command(decision: LaneDecision, route: &str) -> LaneCommand {
     }
 }
 
+/// The lane's safe state between trucks: red, barrier down (the board holds a lower back
+/// while a vehicle is on a loop), no route, sign cleared.
+#[must_use]
+pub fn safe_command() -> LaneCommand {
+    LaneCommand {
+        light: Light::Red,
+        barrier: Barrier::Lower,
+        route: 0,
+        text: heapless::String::new(),
+    }
+}
+
 /// `text` cut to [`MAX_TEXT_BYTES`] UTF-8 bytes without splitting a character.
 #[must_use]
 pub fn sign_text(text: &str) -> heapless::String<MAX_TEXT_BYTES> {
@@ -75,12 +87,12 @@ impl Actuators {
     /// port is down and reopening) misses this command and is told so in the log; the lane
     /// is in its safe state meanwhile.
     pub fn show(&self, state: &LaneState) {
-        let decision = match state.decision.as_str() {
-            "FAST" => LaneDecision::Fast,
-            "STANDARD" => LaneDecision::Standard,
-            _ => LaneDecision::Inspect,
+        let cmd = match state.decision.as_str() {
+            "FAST" => lane_command(LaneDecision::Fast, &state.route),
+            "STANDARD" => lane_command(LaneDecision::Standard, &state.route),
+            LaneState::WAITING => safe_command(),
+            _ => lane_command(LaneDecision::Inspect, &state.route),
         };
-        let cmd = lane_command(decision, &state.route);
         for tx in self.links.get(&state.lane).into_iter().flatten() {
             if let Err(e) = tx.try_send(cmd.clone()) {
                 metrics::counter!("aeogate_lane_commands_dropped_total", "lane" => state.lane.to_string())
@@ -114,6 +126,24 @@ mod tests {
         let s = lane_command(LaneDecision::Standard, "Booth");
         assert_eq!((f.light, f.barrier), (Light::Green, Barrier::Raise));
         assert_eq!((s.light, s.barrier), (Light::Amber, Barrier::Raise));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_lane_is_commanded_to_its_safe_state() {
+        let lane = LaneId::parse("L1").expect("lane id");
+        let (tx, mut rx) = mpsc::channel(4);
+        let mut a = Actuators::new(None);
+        a.add_link(lane.clone(), tx);
+        a.show(&LaneState::waiting(
+            &lane,
+            Some(uuid::Uuid::nil()),
+            jiff::Timestamp::UNIX_EPOCH,
+        ));
+        let cmd = rx.try_recv().expect("a command for the board");
+        assert_eq!(
+            (cmd.light, cmd.barrier, cmd.route, cmd.text.as_str()),
+            (Light::Red, Barrier::Lower, 0, "")
+        );
     }
 
     #[test]

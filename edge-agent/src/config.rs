@@ -24,6 +24,9 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
 pub use crate::decider::Policy;
+pub use llrp::LlrpReaderConfig;
+
+mod llrp;
 
 /// The whole agent configuration, validated.
 #[derive(Debug, Clone)]
@@ -31,6 +34,8 @@ pub struct Config {
     pub gate: GateConfig,
     pub lanes: Vec<LaneConfig>,
     pub devices: Vec<DeviceConfig>,
+    /// Fixed network UHF readers read over LLRP (`[[llrp]]`, in `config/llrp.rs`).
+    pub llrp: Vec<LlrpReaderConfig>,
     pub mqtt: Option<MqttConfig>,
     pub store: StoreConfig,
     pub central: Option<CentralConfig>,
@@ -110,6 +115,20 @@ pub struct TopicMap {
     pub filter: String,
     pub lane: LaneId,
     pub kind: MqttKind,
+    /// Whose JSON the topic carries (`sources/vendor.rs`).
+    pub format: PayloadFormat,
+}
+
+/// The payload format of an MQTT topic: aeogate's own, or a reader vendor's tag events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    #[default]
+    Aeogate,
+    /// The Impinj IoT device interface's tag inventory events.
+    Impinj,
+    /// The Zebra IoT Connector's tag data events.
+    Zebra,
 }
 
 /// What an MQTT topic carries.
@@ -252,6 +271,8 @@ struct RawConfig {
     lanes: Vec<RawLane>,
     #[serde(default)]
     devices: Vec<RawDevice>,
+    #[serde(default)]
+    llrp: Vec<llrp::RawLlrpReader>,
     mqtt: Option<RawMqtt>,
     #[serde(default)]
     store: RawStore,
@@ -334,6 +355,8 @@ struct RawTopic {
     filter: String,
     lane: LaneId,
     kind: MqttKind,
+    #[serde(default)]
+    format: PayloadFormat,
 }
 
 #[derive(Debug, Deserialize)]
@@ -744,6 +767,8 @@ impl Validator<'_> {
             });
         }
 
+        let llrp = llrp::build(self, raw.llrp, &lanes, &devices)?;
+
         let mqtt = match raw.mqtt {
             None => None,
             Some(m) => {
@@ -764,10 +789,17 @@ impl Validator<'_> {
                             ),
                         ));
                     }
+                    if t.format != PayloadFormat::Aeogate && t.kind != MqttKind::Rfid {
+                        return Err(self.err(
+                            tat("format"),
+                            "vendor formats (impinj, zebra) carry tag events: kind must be \"rfid\"",
+                        ));
+                    }
                     topics.push(TopicMap {
                         filter,
                         lane: t.lane,
                         kind: t.kind,
+                        format: t.format,
                     });
                 }
                 Some(MqttConfig {
@@ -933,6 +965,7 @@ impl Validator<'_> {
             gate,
             lanes,
             devices,
+            llrp,
             mqtt,
             store,
             central,

@@ -504,6 +504,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         devices.push(rx);
         MqttLink::start(m, events_tx.clone(), reporter, shutdown.clone())
     });
+    devices.extend(crate::sources::llrp::spawn_all(
+        &cfg.llrp, &events_tx, &tracker, &shutdown,
+    ));
     let (journal_health, journal_rx) = HealthReporter::new("journal", None);
     journal_health.up("writing");
     devices.push(journal_rx);
@@ -704,9 +707,32 @@ async fn process(
             conclude_closed(shared, assembler, std::mem::take(&mut closed), actuate).await;
         }
         match out {
-            AssemblerOutput::Opened { lane, .. } | AssemblerOutput::Updated { lane, .. } => {
+            AssemblerOutput::Opened { lane, id, at } => {
+                // A truck arrived: the previous decision was not for it; the lane shows
+                // its safe state until this truck's own decision.
+                let waiting = actuate.then(|| LaneState::waiting(&lane, Some(id), at));
+                if let Some(state) = &waiting {
+                    shared.actuators.show(state);
+                }
+                let open = assembler.open(&lane).cloned();
+                shared.live.update(&lane, |l| {
+                    l.open = open;
+                    if waiting.is_some() {
+                        l.shown = waiting;
+                    }
+                });
+            }
+            AssemblerOutput::Updated { lane, .. } => {
                 let open = assembler.open(&lane).cloned();
                 shared.live.update(&lane, |l| l.open = open);
+            }
+            // A truck decided while on the loop has left: back to the safe state.
+            AssemblerOutput::Cleared { lane, at } => {
+                if actuate {
+                    let state = LaneState::waiting(&lane, None, at);
+                    shared.actuators.show(&state);
+                    shared.live.update(&lane, |l| l.shown = Some(state));
+                }
             }
             // Consecutive closings are concluded together (one journal group).
             AssemblerOutput::Closed(tx) => closed.push(tx),

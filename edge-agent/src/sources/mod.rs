@@ -11,8 +11,10 @@
 //! assembler with `send().await` on a small bounded channel: a read is never dropped
 //! silently; a slow assembler slows the source instead.
 
+pub mod llrp;
 pub mod mqtt;
 pub mod serial;
+pub mod vendor;
 
 use std::time::Duration;
 

@@ -352,6 +352,27 @@ pub struct LaneState {
 }
 
 impl LaneState {
+    /// The `decision` of a lane waiting for the decision on the truck now in it.
+    pub const WAITING: &'static str = "WAITING";
+
+    /// The lane in its safe state, waiting for the decision on the truck of
+    /// `transaction_id` (being read), or with `None` for the next truck after a decided one
+    /// left: the previous decision no longer applies (`docs/decisions.md`, "Between
+    /// trucks").
+    #[must_use]
+    pub fn waiting(lane: &LaneId, transaction_id: Option<uuid::Uuid>, at: Timestamp) -> Self {
+        Self {
+            lane: lane.clone(),
+            transaction_id,
+            decision: Self::WAITING.into(),
+            route: String::new(),
+            reasons: Vec::new(),
+            priority: false,
+            at,
+            officer_override: false,
+        }
+    }
+
     /// The lane-topic view of a decision.
     #[must_use]
     pub fn from_decision(d: &Decision) -> Self {
@@ -391,7 +412,8 @@ impl LaneTopics {
         format!("{}/{lane}/decision", self.prefix)
     }
 
-    /// Publishes `state` as the lane's retained state and as a decision event.
+    /// Publishes `state` as the lane's retained state and, unless it is the waiting state,
+    /// as a decision event.
     pub fn publish(&self, state: &LaneState) {
         let Ok(body) = serde_json::to_vec(state) else {
             return;
@@ -401,7 +423,11 @@ impl LaneTopics {
         }
         let state_topic = self.state_topic(&state.lane);
         let decision_topic = self.decision_topic(&state.lane);
-        for (topic, retain) in [(state_topic, true), (decision_topic, false)] {
+        let decided = state.decision != LaneState::WAITING;
+        for (topic, retain) in [(state_topic, true), (decision_topic, false)]
+            .into_iter()
+            .filter(|(_, retain)| *retain || decided)
+        {
             if let Err(e) = self
                 .client
                 .try_publish(&topic, QoS::AtLeastOnce, retain, body.clone())
@@ -469,15 +495,15 @@ impl MqttLink {
         let publisher = topics.clone();
         let task = tokio::spawn(async move {
             let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-            let mut forward: Option<AssemblerEvent> = None;
-            loop {
-                // A read waiting for the assembler is delivered before polling again: the
+            let mut forward: std::collections::VecDeque<AssemblerEvent> = Default::default();
+            'poll: loop {
+                // Reads waiting for the assembler are delivered before polling again: the
                 // broker then holds further publishes (TCP backpressure) rather than us
                 // dropping them.
-                if let Some(ev) = forward.take() {
+                while let Some(ev) = forward.pop_front() {
                     tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        sent = events.send(ev) => if sent.is_err() { break },
+                        () = shutdown.cancelled() => break 'poll,
+                        sent = events.send(ev) => if sent.is_err() { break 'poll },
                     }
                 }
                 let polled = tokio::select! {
@@ -506,12 +532,13 @@ impl MqttLink {
                             continue;
                         };
                         let device = format!("mqtt:{}", p.topic);
-                        let (ev, err) = parse_payload(map, &device, &p.payload, Timestamp::now());
+                        let (evs, err) =
+                            super::vendor::parse_mapped(map, &device, &p.payload, Timestamp::now());
                         if let Some(e) = err {
                             metrics::counter!("aeogate_mqtt_malformed_total", "lane" => map.lane.to_string()).increment(1);
                             tracing::warn!(topic = %p.topic, error = %e, "malformed payload; recorded as an unreadable read");
                         }
-                        forward = Some(ev);
+                        forward.extend(evs);
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -541,6 +568,7 @@ mod tests {
             filter: "lane/L1/#".into(),
             lane: LaneId::parse("L1").expect("lane"),
             kind,
+            format: crate::config::PayloadFormat::Aeogate,
         }
     }
 
