@@ -18,6 +18,7 @@
 //! [`RedbStore`] is the embedded default: one file, tables named `*_v1`, values are one
 //! version byte ([`VALUE_VERSION`]) followed by JSON.
 
+mod pg_store;
 mod redb_store;
 
 use std::fmt;
@@ -39,6 +40,7 @@ use crate::model::{
 };
 
 pub use crate::store_error::StoreError;
+pub use pg_store::PgStore;
 pub use redb_store::RedbStore;
 
 /// Leading byte of every stored value: the layout of the JSON that follows.
