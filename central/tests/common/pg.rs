@@ -76,9 +76,17 @@ impl PgCluster {
             }
         };
         let mut init = Command::new(bin.join("initdb"));
-        init.args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"])
-            .arg("-D")
-            .arg(&data);
+        init.args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ])
+        .arg("-D")
+        .arg(&data);
         as_user(&mut init);
         let out = init.output().expect("run initdb");
         assert!(

@@ -175,7 +175,14 @@ impl Target<'_, '_> {
                 "INSERT INTO event_keys (gate, seq, entry_id, hash, prev_hash, at_ms)
                  SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::text[],
                                           $6::bigint[])",
-                &[&gate, &r.key_seq, &r.key_id, &r.key_hash, &r.key_prev, &r.ev_at],
+                &[
+                    &gate,
+                    &r.key_seq,
+                    &r.key_id,
+                    &r.key_hash,
+                    &r.key_prev,
+                    &r.ev_at,
+                ],
             )?;
             self.tx.execute(
                 "INSERT INTO events (gate, seq, at_ms, lane, decision, txn, value)
@@ -209,8 +216,7 @@ impl Target<'_, '_> {
             )?;
         }
         if !r.containers.is_empty() {
-            let (c, a, g, s): (Vec<String>, Vec<i64>, Vec<String>, Vec<i64>) =
-                unzip4(r.containers);
+            let (c, a, g, s): (Vec<String>, Vec<i64>, Vec<String>, Vec<i64>) = unzip4(r.containers);
             self.tx.execute(
                 "INSERT INTO event_containers (container, at_ms, gate, seq)
                  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])

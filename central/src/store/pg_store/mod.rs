@@ -76,7 +76,15 @@ impl From<postgres::Error> for StoreError {
         // `{:#}`-like detail: the server's message, not only "db error".
         match e.as_db_error() {
             Some(db) => StoreError::Backend(format!("PostgreSQL: {db}")),
-            None => StoreError::Backend(format!("PostgreSQL: {e}")),
+            None => {
+                let mut msg = format!("PostgreSQL: {e}");
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    msg.push_str(&format!(": {s}"));
+                    src = s.source();
+                }
+                StoreError::Backend(msg)
+            }
         }
     }
 }
@@ -117,7 +125,7 @@ impl PgStore {
         let mut conn = self.pool.get()?;
         let mut tx = conn.transaction()?;
         // Any constant shared by every instance; the lock ends with the transaction.
-        tx.execute("SELECT pg_advisory_xact_lock(7_310_170_001)", &[])?;
+        tx.execute("SELECT pg_advisory_xact_lock(7310170001)", &[])?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version INTEGER PRIMARY KEY,
@@ -199,7 +207,7 @@ impl PgStore {
             let end = month_start_ms(ny, nm)?;
             let name = format!("events_{year:04}_{month:02}");
             self.write(|tx| {
-                tx.execute("SELECT pg_advisory_xact_lock(7_310_170_002)", &[])?;
+                tx.execute("SELECT pg_advisory_xact_lock(7310170002)", &[])?;
                 tx.batch_execute(&format!(
                     "CREATE TABLE IF NOT EXISTS \"{name}\" PARTITION OF events \
                      FOR VALUES FROM ({start}) TO ({end})"
@@ -273,8 +281,8 @@ pub(super) fn bump(
     by: i64,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO counters (scope, name, n) VALUES ($1, $2, GREATEST($3, 0))
-         ON CONFLICT (scope, name) DO UPDATE SET n = GREATEST(counters.n + $3, 0)",
+        "INSERT INTO counters (scope, name, n) VALUES ($1, $2, GREATEST($3::bigint, 0))
+         ON CONFLICT (scope, name) DO UPDATE SET n = GREATEST(counters.n + $3::bigint, 0)",
         &[&scope, &name, &by],
     )?;
     Ok(())

@@ -226,10 +226,7 @@ pub(super) fn snapshot(
     now: Timestamp,
 ) -> Result<RegistrySnapshot, StoreError> {
     let last = last_seq(tx)?;
-    let as_of = match tx.query_opt(
-        "SELECT value FROM changes WHERE seq = $1",
-        &[&int(last)?],
-    )? {
+    let as_of = match tx.query_opt("SELECT value FROM changes WHERE seq = $1", &[&int(last)?])? {
         Some(r) => from_json::<LoggedChange>("changes", last, r.get(0))?.at,
         None => now,
     };
@@ -255,8 +252,7 @@ pub(super) fn snapshot(
          JOIN consignments c ON c.id = i.id WHERE i.key = $1 ORDER BY c.id",
         &[&key],
     )? {
-        let consignment: Consignment =
-            from_json("consignments", r.get::<_, String>(0), r.get(2))?;
+        let consignment: Consignment = from_json("consignments", r.get::<_, String>(0), r.get(2))?;
         changes.push(SequencedChange {
             seq: uint(r.get(1)),
             change: Change::UpsertConsignment { consignment },

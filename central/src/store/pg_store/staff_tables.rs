@@ -72,8 +72,14 @@ pub(super) fn session(
     .transpose()
 }
 
-pub(super) fn delete_session(tx: &mut Transaction<'_>, token: &TokenHash) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM sessions WHERE token = $1", &[&token.as_slice()])?;
+pub(super) fn delete_session(
+    tx: &mut Transaction<'_>,
+    token: &TokenHash,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM sessions WHERE token = $1",
+        &[&token.as_slice()],
+    )?;
     Ok(())
 }
 
@@ -103,6 +109,11 @@ pub(super) fn set_user_lang(
         "UPDATE users SET value = $2 WHERE name = $1",
         &[&name, &to_json(&user)?],
     )?;
-    write_audit(tx, name, "user.lang", &format!("language {}", lang.tag()), at)
+    write_audit(
+        tx,
+        name,
+        "user.lang",
+        &format!("language {}", lang.tag()),
+        at,
+    )
 }
-
