@@ -755,3 +755,61 @@ fn users_sessions_and_audit(s: &dyn Store) {
     assert_eq!(s.audit_log(2, 100).expect("audit").len(), 1);
     assert_eq!(s.audit_log(0, 1).expect("audit").len(), 1);
 }
+
+// ---------------------------------------------------------------------------------------
+// the backend chosen by configuration, through central's API
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn central_configured_with_a_postgres_url_ingests_and_serves_cases() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let e = common::env_with(|cfg| {
+        cfg.store_path = std::path::PathBuf::new();
+        cfg.store = Some(central::config::StoreConfig {
+            url: central::config::PgUrl::parse(&url).expect("url"),
+        });
+    });
+    assert!(
+        !e.dir.path().join("central.redb").exists(),
+        "no redb file is opened"
+    );
+    let g = gate("P1-G1");
+    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let txn = Uuid::now_v7();
+    let entries = chain(
+        &g,
+        vec![transaction(&g, txn, "CSQU3054383"), seal_exception(&g, txn)],
+    );
+    let uri = "/api/v1/agents/P1-G1/events";
+    let a = common::call(
+        &e.central,
+        "POST",
+        uri,
+        Some(&token),
+        Some(&common::batch(&g, &entries)),
+    )
+    .await;
+    assert_eq!(a.status, axum::http::StatusCode::OK, "{}", a.json);
+    assert_eq!(a.json["acked_through"], 2);
+    let staff = common::staff(&e.central).await;
+    let cases = common::call(
+        &e.central,
+        "GET",
+        "/api/v1/cases?state=open",
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert_eq!(cases.json["items"][0]["subject"]["type"], "SEAL_EXCEPTION");
+    // The data is in the database: a second store on the same URL sees it.
+    let other = PgStore::open(&url).expect("second store");
+    assert_eq!(
+        other
+            .summary()
+            .expect("summary")
+            .acked_through_per_gate
+            .get("P1-G1"),
+        Some(&2)
+    );
+}

@@ -53,6 +53,12 @@ fn run_as() -> Option<(u32, u32)> {
     (id("-u", None) == 0).then(|| (id("-u", Some("nobody")), id("-g", Some("nobody"))))
 }
 
+/// The blocking client runs a runtime of its own, which tokio refuses on a thread that
+/// runs one (an async test): such calls go to a thread of their own.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("client thread"))
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -142,11 +148,15 @@ impl PgCluster {
     }
 
     fn accepts(port: u16) -> bool {
-        postgres::Client::connect(
-            &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2"),
-            postgres::NoTls,
-        )
-        .is_ok()
+        off_runtime(|| {
+            postgres::Client::connect(
+                &format!(
+                    "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2"
+                ),
+                postgres::NoTls,
+            )
+            .is_ok()
+        })
     }
 
     /// The `postgres` database of this cluster.
@@ -156,9 +166,11 @@ impl PgCluster {
 
     /// A new, empty database in this cluster; returns its URL.
     pub fn create_database(&self, name: &str) -> String {
-        let mut c = postgres::Client::connect(&self.url(), postgres::NoTls).expect("connect");
-        c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .expect("create database");
+        off_runtime(|| {
+            let mut c = postgres::Client::connect(&self.url(), postgres::NoTls).expect("connect");
+            c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .expect("create database");
+        });
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 

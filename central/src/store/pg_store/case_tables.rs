@@ -7,7 +7,7 @@ use protocol::schema::GateId;
 use uuid::Uuid;
 
 use super::{bump, from_json, int, next_id, to_json, write_audit};
-use crate::cases::{self, CaseBook, CaseError};
+use crate::cases::{self, CaseBook};
 use crate::model::{Alert, AlertKind, Case, CaseQuery, CaseState, Page};
 use crate::store::StoreError;
 
@@ -205,19 +205,4 @@ pub(super) fn cases(tx: &mut Transaction<'_>, q: &CaseQuery) -> Result<Page<Case
         None
     };
     Ok(Page { items, next_cursor })
-}
-
-pub(super) fn update_case(
-    tx: &mut Transaction<'_>,
-    id: u64,
-    actor: &str,
-    at: Timestamp,
-    change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
-) -> Result<Case, CaseError> {
-    let mut c = load_case(tx, id, true)?.ok_or(CaseError::NotFound(id))?;
-    let old = c.state;
-    let what = change(&mut c)?;
-    save_case(tx, &c, Some(old))?;
-    write_audit(tx, actor, "case.update", &format!("case {id}: {what}"), at)?;
-    Ok(c)
 }

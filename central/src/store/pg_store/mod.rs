@@ -58,7 +58,8 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 /// The PostgreSQL store.
 pub struct PgStore {
-    pool: Pool,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    pool: Option<Pool>,
     /// Months (as `year * 12 + month - 1`) whose event partition is known to exist.
     partitions: Mutex<HashSet<i64>>,
 }
@@ -66,7 +67,7 @@ pub struct PgStore {
 impl fmt::Debug for PgStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgStore")
-            .field("connections", &self.pool.state().connections)
+            .field("connections", &self.pool().state().connections)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +104,10 @@ impl PgStore {
     /// [`StoreError::Backend`] when the URL is invalid, the database unreachable, or a
     /// migration fails (nothing of a failed step is applied).
     pub fn open(url: &str) -> Result<Self, StoreError> {
+        off_runtime(|| Self::open_here(url))
+    }
+
+    fn open_here(url: &str) -> Result<Self, StoreError> {
         let config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
@@ -113,16 +118,22 @@ impl PgStore {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
         let store = Self {
-            pool,
+            pool: Some(pool),
             partitions: Mutex::new(HashSet::new()),
         };
         store.migrate()?;
         Ok(store)
     }
 
+    fn pool(&self) -> &Pool {
+        self.pool
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the pool is only taken when the store is dropped"))
+    }
+
     /// Applies the migrations not yet applied; concurrent instances wait on one lock.
     fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.get()?;
+        let mut conn = self.pool().get()?;
         let mut tx = conn.transaction()?;
         // Any constant shared by every instance; the lock ends with the transaction.
         tx.execute("SELECT pg_advisory_xact_lock(7310170001)", &[])?;
@@ -156,31 +167,35 @@ impl PgStore {
     }
 
     /// Runs `f` in one transaction on a pooled connection and commits it.
-    fn write<T>(
+    fn write<T: Send>(
         &self,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        let mut conn = self.pool.get()?;
-        let mut tx = conn.transaction()?;
-        let out = f(&mut tx)?;
-        tx.commit()?;
-        Ok(out)
+        off_runtime(|| {
+            let mut conn = self.pool().get()?;
+            let mut tx = conn.transaction()?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
     }
 
     /// Runs `f` in one read-only transaction (one snapshot for all its statements).
-    fn read<T>(
+    fn read<T: Send>(
         &self,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        let mut conn = self.pool.get()?;
-        let mut tx = conn
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()?;
-        let out = f(&mut tx)?;
-        tx.commit()?;
-        Ok(out)
+        off_runtime(|| {
+            let mut conn = self.pool().get()?;
+            let mut tx = conn
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
     }
 
     /// Creates the monthly event partitions the entries' times fall in, each in a short
@@ -223,6 +238,31 @@ impl PgStore {
 
     fn known_partition(&self, key: i64) -> bool {
         self.partitions.lock().is_ok_and(|k| k.contains(&key))
+    }
+}
+
+/// Runs `f` on a thread of its own when called from inside a tokio runtime: the
+/// blocking client drives its connection with a runtime of its own, which tokio refuses
+/// to start on a thread that is already running one (e.g. `Store` methods called from
+/// an async test or from `Central::open` in `main`).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Closing a connection blocks on the client's own runtime, which tokio refuses
+        // on a runtime thread: the pool is dropped where `off_runtime` puts it.
+        if let Some(pool) = self.pool.take() {
+            off_runtime(move || drop(pool));
+        }
     }
 }
 
@@ -421,11 +461,59 @@ impl Store for PgStore {
         at: Timestamp,
         change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
     ) -> Result<Case, CaseError> {
-        let mut conn = self.pool.get().map_err(StoreError::from)?;
-        let mut tx = conn.transaction().map_err(StoreError::from)?;
-        let c = case_tables::update_case(&mut tx, id, actor, at, change)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(c)
+        // `change` need not be `Send`: it runs on the caller's thread, and only the
+        // transaction moves to a thread of its own (see `off_runtime`), handing the
+        // loaded case over and the changed one back.
+        let (to_caller, from_worker) = std::sync::mpsc::channel::<Result<Case, CaseError>>();
+        let (to_worker, from_caller) =
+            std::sync::mpsc::channel::<Result<(Case, String), CaseError>>();
+        let transaction = move || -> Result<Case, CaseError> {
+            let mut conn = self.pool().get().map_err(StoreError::from)?;
+            let mut tx = conn.transaction().map_err(StoreError::from)?;
+            let loaded = case_tables::load_case(&mut tx, id, true)
+                .map_err(CaseError::from)
+                .and_then(|c| c.ok_or(CaseError::NotFound(id)));
+            let old = match &loaded {
+                Ok(c) => c.state,
+                Err(_) => {
+                    let _ = to_caller.send(loaded.clone());
+                    return loaded;
+                }
+            };
+            if to_caller.send(loaded).is_err() {
+                return Err(CaseError::NotFound(id));
+            }
+            let (c, what) = from_caller
+                .recv()
+                .map_err(|_| StoreError::Backend("case change abandoned".into()))??;
+            case_tables::save_case(&mut tx, &c, Some(old))?;
+            write_audit(
+                &mut tx,
+                actor,
+                "case.update",
+                &format!("case {id}: {what}"),
+                at,
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(c)
+        };
+        std::thread::scope(|s| {
+            let worker = s.spawn(transaction);
+            let changed = match from_worker.recv() {
+                Ok(Ok(mut c)) => change(&mut c).map(|what| (c, what)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Backend("case transaction ended early".into()).into()),
+            };
+            let failed = changed.as_ref().err().cloned();
+            let _ = to_worker.send(changed);
+            let stored = worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            match failed {
+                Some(e) => Err(e),
+                None => stored,
+            }
+        })
     }
 
     fn audit(
