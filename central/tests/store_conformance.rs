@@ -813,3 +813,52 @@ async fn central_configured_with_a_postgres_url_ingests_and_serves_cases() {
         Some(&2)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// a rough ingest rate, both backends durable (run with --ignored --nocapture)
+// ---------------------------------------------------------------------------------------
+
+fn ingest_rate(s: &dyn Store, gates: usize, batches: usize, per_batch: usize) -> f64 {
+    let chains: Vec<Vec<JournalEntry>> = (0..gates)
+        .map(|i| {
+            let g = gate(&format!("G{i}"));
+            chain(
+                &g,
+                (0..batches * per_batch)
+                    .map(|_| fast_decision(&g))
+                    .collect(),
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for c in &chains {
+            scope.spawn(move || {
+                for b in c.chunks(per_batch) {
+                    let out = ingest(s, b);
+                    assert_eq!(out.tally.stored, b.len() as u64);
+                }
+            });
+        }
+    });
+    let n = gates * batches * per_batch;
+    let sum = s.summary().expect("summary");
+    assert_eq!(sum.events_per_gate.values().sum::<u64>(), n as u64);
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+#[test]
+#[ignore = "a measurement, not a check; prints events/s"]
+fn measure_ingest_rate_on_both_backends() {
+    let (gates, batches, per_batch) = (4, 20, 500);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redb = RedbStore::open(&dir.path().join("c.redb")).expect("redb");
+    let redb_rate = ingest_rate(&redb, gates, batches, per_batch);
+    let cluster = common::pg::PgCluster::start_with(true);
+    let pg = PgStore::open(&cluster.create_database("central")).expect("pg");
+    let pg_rate = ingest_rate(&pg, gates, batches, per_batch);
+    println!(
+        "ingest, {gates} agents x {batches} batches x {per_batch} FAST decisions, durable: \
+         redb {redb_rate:.0} events/s, PostgreSQL {pg_rate:.0} events/s"
+    );
+}

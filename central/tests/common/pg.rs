@@ -67,8 +67,15 @@ fn free_port() -> u16 {
 }
 
 impl PgCluster {
-    /// Initialises and starts a cluster; panics with PostgreSQL's output when it cannot.
+    /// Initialises and starts a cluster that trades durability for speed (no fsync);
+    /// panics with PostgreSQL's output when it cannot.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// As [`PgCluster::start`]; `durable`: PostgreSQL's defaults (fsync, synchronous
+    /// commit), for measurements.
+    pub fn start_with(durable: bool) -> Self {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
@@ -118,13 +125,14 @@ impl PgCluster {
                 .args(["-c", "listen_addresses=127.0.0.1"])
                 .arg("-c")
                 .arg(format!("unix_socket_directories={}", dir.path().display()))
-                // Test clusters trade durability for speed; the backend's own
-                // transactions are unchanged.
-                .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-                .args(["-c", "full_page_writes=off"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log_file.try_clone().expect("log clone"));
+            if !durable {
+                // The backend's transactions are unchanged; only the disk flushes go.
+                c.args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+                    .args(["-c", "full_page_writes=off"]);
+            }
             as_user(&mut c);
             let mut child = c.spawn().expect("spawn postgres");
             let deadline = Instant::now() + Duration::from_secs(30);

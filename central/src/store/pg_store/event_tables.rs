@@ -2,8 +2,9 @@
 //! transaction (the rules are [`crate::ingest`]'s).
 //!
 //! A batch's rows are collected while the rules run and written at its end with one
-//! multi-row `INSERT … SELECT FROM unnest(…)` per table; the chain links and entry ids the
-//! rules look up are read in two queries before they run. The gate's row is locked first,
+//! multi-row `INSERT … SELECT FROM unnest(…)` per table; the chain links, entry ids and
+//! gate transactions' containers the rules look up are read in a few queries before they
+//! run. The gate's row is locked first,
 //! so two batches of one gate (on any connection or instance) are checked one after the
 //! other, and the primary keys on `event_keys` make a stored entry unique regardless.
 
@@ -106,6 +107,10 @@ struct Target<'a, 'b> {
     ids: HashMap<Uuid, u64>,
     /// Containers of the transactions stored by this batch.
     txn_containers: HashMap<Uuid, BTreeSet<String>>,
+    /// For the gate transactions the batch's entries name, read before the rules run:
+    /// their stored containers, and their stored entries (gate, seq, at ms).
+    stored_txn_containers: HashMap<Uuid, BTreeSet<String>>,
+    stored_txn_entries: HashMap<Uuid, Vec<(String, i64, i64)>>,
     json: HashMap<(u64, String), serde_json::Value>,
     rows: Rows,
 }
@@ -113,16 +118,12 @@ struct Target<'a, 'b> {
 impl Target<'_, '_> {
     /// Entries of a gate transaction already stored (any gate) or stored by this batch:
     /// (gate, seq, at ms).
-    fn txn_entries(&mut self, txn: Uuid) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        let mut out: Vec<(String, i64, i64)> = self
-            .tx
-            .query(
-                "SELECT gate, seq, at_ms FROM event_txn WHERE txn = $1",
-                &[&txn],
-            )?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
+    fn txn_entries(&self, txn: Uuid) -> Vec<(String, i64, i64)> {
+        let mut out = self
+            .stored_txn_entries
+            .get(&txn)
+            .cloned()
+            .unwrap_or_default();
         out.extend(
             self.rows
                 .txn_rows
@@ -130,19 +131,7 @@ impl Target<'_, '_> {
                 .filter(|(t, ..)| *t == txn)
                 .map(|(_, g, s, at)| (g.clone(), *s, *at)),
         );
-        Ok(out)
-    }
-
-    fn stored_containers(&mut self, txn: Uuid) -> Result<BTreeSet<String>, StoreError> {
-        Ok(self
-            .tx
-            .query(
-                "SELECT container FROM txn_containers WHERE txn = $1",
-                &[&txn],
-            )?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
+        out
     }
 
     fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
@@ -341,7 +330,7 @@ impl IngestTarget for Target<'_, '_> {
                         .iter()
                         .map(|c| c.to_string())
                         .collect();
-                    for o in self.txn_entries(txn)? {
+                    for o in self.txn_entries(txn) {
                         for k in &c {
                             self.rows
                                 .containers
@@ -356,7 +345,11 @@ impl IngestTarget for Target<'_, '_> {
                 }
                 _ => match self.txn_containers.get(&txn) {
                     Some(c) => c.clone(),
-                    None => self.stored_containers(txn)?,
+                    None => self
+                        .stored_txn_containers
+                        .get(&txn)
+                        .cloned()
+                        .unwrap_or_default(),
                 },
             };
             for k in containers {
@@ -573,6 +566,32 @@ pub(super) fn ingest(
         .iter()
         .map(|r| (r.get(0), uint(r.get(1))))
         .collect();
+    let txns: Vec<Uuid> = entries
+        .iter()
+        .filter_map(|e| txn_of(&e.body))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut stored_txn_containers: HashMap<Uuid, BTreeSet<String>> = HashMap::new();
+    for r in tx.query(
+        "SELECT txn, container FROM txn_containers WHERE txn = ANY($1)",
+        &[&txns],
+    )? {
+        stored_txn_containers
+            .entry(r.get(0))
+            .or_default()
+            .insert(r.get(1));
+    }
+    let mut stored_txn_entries: HashMap<Uuid, Vec<(String, i64, i64)>> = HashMap::new();
+    for r in tx.query(
+        "SELECT txn, gate, seq, at_ms FROM event_txn WHERE txn = ANY($1)",
+        &[&txns],
+    )? {
+        stored_txn_entries
+            .entry(r.get(0))
+            .or_default()
+            .push((r.get(1), r.get(2), r.get(3)));
+    }
     let (tally, mut changed) = {
         let mut target = Target {
             tx,
@@ -583,6 +602,8 @@ pub(super) fn ingest(
             links,
             ids: known_ids,
             txn_containers: HashMap::new(),
+            stored_txn_containers,
+            stored_txn_entries,
             json: prepared.json,
             rows: Rows::default(),
         };
