@@ -862,3 +862,68 @@ fn measure_ingest_rate_on_both_backends() {
          redb {redb_rate:.0} events/s, PostgreSQL {pg_rate:.0} events/s"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// two stores (two central instances) on one PostgreSQL database
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn the_same_batch_at_two_instances_at_once_is_stored_once() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let (a, b) = (
+        PgStore::open(&url).expect("a"),
+        PgStore::open(&url).expect("b"),
+    );
+    let c = plain_chain("G1", 300);
+    let (ta, tb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| ingest(&a, &c).tally);
+        let hb = s.spawn(|| ingest(&b, &c).tally);
+        (ha.join().expect("a"), hb.join().expect("b"))
+    });
+    assert_eq!(ta.stored + tb.stored, 300, "{ta:?} {tb:?}");
+    assert_eq!(ta.duplicates + tb.duplicates, 300, "{ta:?} {tb:?}");
+    let sum = b.summary().expect("summary");
+    assert_eq!(sum.events_per_gate.get("G1"), Some(&300));
+    assert_eq!(sum.acked_through_per_gate.get("G1"), Some(&300));
+    assert!(a.alerts(10).expect("alerts").is_empty());
+}
+
+#[test]
+fn registry_change_numbers_from_two_instances_have_no_gaps_or_duplicates() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let stores = [
+        PgStore::open(&url).expect("a"),
+        PgStore::open(&url).expect("b"),
+    ];
+    std::thread::scope(|s| {
+        for (i, st) in stores.iter().enumerate() {
+            s.spawn(move || {
+                for n in 0..20 {
+                    let id = format!("C{i}-{n}");
+                    st.append_changes(
+                        &[
+                            Change::RemoveConsignment { id: id.clone() },
+                            Change::RemoveConsignment { id },
+                        ],
+                        "importer",
+                        now(),
+                    )
+                    .expect("append");
+                }
+            });
+        }
+    });
+    let log = stores[0].changes_after(0, 1_000).expect("log");
+    let seqs: Vec<u64> = log.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, (1..=80).collect::<Vec<u64>>());
+    // Each append's two changes are adjacent: appends do not interleave.
+    for pair in log.chunks(2) {
+        assert_eq!(
+            serde_json::to_string(&pair[0].change).expect("json"),
+            serde_json::to_string(&pair[1].change).expect("json")
+        );
+    }
+    assert_eq!(stores[1].last_seq().expect("seq"), 80);
+}
