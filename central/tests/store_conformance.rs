@@ -15,8 +15,8 @@ use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
 use protocol::schema::{
-    AeoStatus, Authorisation, Change, Consignment, DeclaredContainer, GENESIS_HASH, JournalEntry,
-    LaneDecision, LaneId, RegistryRecord, SCHEMA_VERSION,
+    AeoStatus, Authorisation, Change, Consignment, DeclaredContainer, EventBody, GENESIS_HASH,
+    JournalEntry, LaneDecision, LaneId, RegistryRecord, SCHEMA_VERSION,
 };
 use uuid::Uuid;
 
@@ -75,6 +75,8 @@ conformance!(
     a_status_change_of_an_unknown_operator_appends_nothing,
     agents_tokens_and_gate_ports,
     users_sessions_and_audit,
+    text_with_control_characters_is_stored_and_read_back_unchanged,
+    entries_dated_at_the_ends_of_the_calendar_are_stored,
 );
 
 const NO_GAP_ALERT: SignedDuration = SignedDuration::from_hours(24);
@@ -519,6 +521,57 @@ fn heartbeat_raises_a_gap_alert_once_the_gap_persists(s: &dyn Store) {
     s.ingest(&g, &c[..2], t0 + SignedDuration::from_mins(7), gap)
         .expect("ingest");
     assert_eq!(s.gates().expect("gates")[0].state.gap_since, None);
+}
+
+fn text_with_control_characters_is_stored_and_read_back_unchanged(s: &dyn Store) {
+    // Agents forward what hardware sent; a NUL or other control character in a string
+    // must not make a batch unstorable (it would be refused on every resend).
+    let g = gate("G1");
+    let c = chain(
+        &g,
+        vec![EventBody::IntegrityAlert {
+            what: "reader\u{0}noise".into(),
+            detail: "bytes \u{1}\u{7f} end".into(),
+        }],
+    );
+    let out = ingest(s, &c);
+    assert_eq!(out.tally.stored, 1);
+    let ev = s.events(&query()).expect("events");
+    assert_eq!(ev.items[0].entry, c[0]);
+    let alert = s.alerts(1).expect("alerts").remove(0);
+    assert!(alert.detail.contains('\u{0}'), "{alert:?}");
+    let case = s.case(alert.case_id.expect("case")).expect("case");
+    assert!(case.is_some());
+}
+
+fn entries_dated_at_the_ends_of_the_calendar_are_stored(s: &dyn Store) {
+    // An agent's clock is not trusted: whatever time it wrote, the entry is kept.
+    let g = gate("G1");
+    let mut prev = GENESIS_HASH.to_owned();
+    let mut entries = Vec::new();
+    for (seq, at) in [(1, Timestamp::MAX), (2, Timestamp::MIN)] {
+        let e = JournalEntry::new_chained(
+            g.clone(),
+            seq,
+            Uuid::now_v7(),
+            at,
+            prev,
+            fast_decision(&g),
+        )
+        .expect("entry");
+        prev = e.hash.clone();
+        entries.push(e);
+    }
+    let out = ingest(s, &entries);
+    assert_eq!((out.tally.stored, out.acked_through), (2, 2));
+    let seqs: Vec<u64> = s
+        .events(&query())
+        .expect("events")
+        .items
+        .iter()
+        .map(|e| e.entry.seq)
+        .collect();
+    assert_eq!(seqs, vec![2, 1], "oldest first");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -176,7 +176,7 @@ impl Target<'_, '_> {
             self.tx.execute(
                 "INSERT INTO events (gate, seq, at_ms, lane, decision, txn, value)
                  SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[],
-                                          $6::uuid[], $7::jsonb[])",
+                                          $6::uuid[], $7::json[])",
                 &[
                     &gate,
                     &r.key_seq,

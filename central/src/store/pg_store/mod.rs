@@ -213,13 +213,17 @@ impl PgStore {
             if self.known_partition(key) {
                 continue;
             }
-            let start = month_start_ms(year, month)?;
+            // The first and last months jiff can represent reach past its range: their
+            // partitions are open-ended, so any entry time an agent sends has a home.
+            let start = month_start_ms(year, month)
+                .map_or_else(|_| "MINVALUE".to_owned(), |e| e.to_string());
             let (ny, nm) = if month == 12 {
-                (year + 1, 1)
+                (year.saturating_add(1), 1)
             } else {
                 (year, month + 1)
             };
-            let end = month_start_ms(ny, nm)?;
+            let end =
+                month_start_ms(ny, nm).map_or_else(|_| "MAXVALUE".to_owned(), |e| e.to_string());
             let name = format!("events_{year:04}_{month:02}");
             self.write(|tx| {
                 tx.execute("SELECT pg_advisory_xact_lock(7310170002)", &[])?;
@@ -276,12 +280,12 @@ fn month_start_ms(year: i16, month: i8) -> Result<i64, StoreError> {
     Ok(ts.as_millisecond())
 }
 
-/// A value as the JSONB column holds it.
+/// A value as the JSON column holds it.
 pub(super) fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, StoreError> {
     serde_json::to_value(v).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
-/// A JSONB column's value, or [`StoreError::Corrupt`] naming table and key.
+/// A JSON column's value, or [`StoreError::Corrupt`] naming table and key.
 pub(super) fn from_json<T: for<'de> Deserialize<'de>>(
     table: &'static str,
     key: impl fmt::Display,

@@ -297,17 +297,20 @@ pub(super) fn search_operators(
     limit: usize,
 ) -> Result<Vec<RegistryRecord>, StoreError> {
     let needle = text.trim().to_lowercase();
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    // strpos, not LIKE: the text is matched literally, `%` and `_` included.
-    tx.query(
-        "SELECT id, value FROM operators
-         WHERE strpos(lower(id), $1) > 0 OR strpos(lower(value->>'name'), $1) > 0
-         ORDER BY id LIMIT $2",
-        &[&needle, &limit],
-    )?
-    .into_iter()
-    .map(|r| from_json("operators", r.get::<_, String>(0), r.get(1)))
-    .collect()
+    let mut out = Vec::new();
+    // A scan in id order, matched here with Unicode lower case (as the redb backend
+    // does): the registry is tens of thousands of rows, read in one snapshot.
+    for r in tx.query("SELECT id, value FROM operators ORDER BY id", &[])? {
+        if out.len() >= limit {
+            break;
+        }
+        let id: String = r.get(0);
+        let rec: RegistryRecord = from_json("operators", &id, r.get(1))?;
+        if id.to_lowercase().contains(&needle) || rec.name.to_lowercase().contains(&needle) {
+            out.push(rec);
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn operator_changes(

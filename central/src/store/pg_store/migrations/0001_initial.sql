@@ -1,8 +1,10 @@
 -- Central's tables on PostgreSQL (docs/architecture.md, "PostgreSQL backend").
--- Records are JSONB in the serde form the redb backend stores; the columns beside them
+-- Records are JSON in the serde form the redb backend stores; the columns beside them
 -- are the keys and the fields the queries filter and sort on. Text keys use the "C"
 -- collation so that ordering (and cursors) is byte order, as in the redb backend.
 -- Times are milliseconds since the Unix epoch (BIGINT), as the event index keys are.
+-- Records are JSON, not JSONB: JSONB refuses the escape \u0000, and an agent forwards
+-- strings that hardware sent; a batch that could never be stored would block its agent.
 
 CREATE TABLE meta (
     name TEXT COLLATE "C" PRIMARY KEY,
@@ -20,12 +22,12 @@ CREATE TABLE counters (
 
 CREATE TABLE agent_tokens (
     token BYTEA PRIMARY KEY,
-    value JSONB NOT NULL
+    value JSON NOT NULL
 );
 
 CREATE TABLE gates (
     gate TEXT COLLATE "C" PRIMARY KEY,
-    value JSONB NOT NULL
+    value JSON NOT NULL
 );
 
 -- One row per stored journal entry: the constraints that make ingest idempotent (one
@@ -51,7 +53,7 @@ CREATE TABLE events (
     lane TEXT COLLATE "C",
     decision TEXT COLLATE "C",
     txn UUID,
-    value JSONB NOT NULL,
+    value JSON NOT NULL,
     PRIMARY KEY (gate, seq, at_ms)
 ) PARTITION BY RANGE (at_ms);
 -- The dashboard's event queries: all events by time, one gate's, one lane's, one
@@ -96,7 +98,7 @@ CREATE TABLE alerts (
     gate TEXT COLLATE "C" NOT NULL,
     seq BIGINT NOT NULL,
     kind TEXT COLLATE "C" NOT NULL,
-    value JSONB NOT NULL,
+    value JSON NOT NULL,
     UNIQUE (gate, seq, kind)
 );
 
@@ -107,7 +109,7 @@ CREATE TABLE cases (
     lane TEXT COLLATE "C",
     reasons TEXT[] NOT NULL,
     opened_at_ms BIGINT NOT NULL,
-    value JSONB NOT NULL
+    value JSON NOT NULL
 );
 CREATE INDEX cases_by_state ON cases (state, id);
 CREATE TABLE case_by_txn (
@@ -118,25 +120,25 @@ CREATE TABLE case_by_txn (
 CREATE TABLE changes (
     seq BIGINT PRIMARY KEY,
     operator TEXT COLLATE "C",
-    value JSONB NOT NULL
+    value JSON NOT NULL
 );
 CREATE INDEX changes_by_operator ON changes (operator, seq);
 CREATE TABLE operators (
     id TEXT COLLATE "C" PRIMARY KEY,
     seq BIGINT NOT NULL,
-    value JSONB NOT NULL
+    value JSON NOT NULL
 );
 CREATE TABLE mras (
     recognising TEXT COLLATE "C" NOT NULL,
     partner TEXT COLLATE "C" NOT NULL,
     seq BIGINT NOT NULL,
-    value JSONB NOT NULL,
+    value JSON NOT NULL,
     PRIMARY KEY (recognising, partner)
 );
 CREATE TABLE consignments (
     id TEXT COLLATE "C" PRIMARY KEY,
     seq BIGINT NOT NULL,
-    value JSONB NOT NULL
+    value JSON NOT NULL
 );
 CREATE TABLE consignment_index (
     key TEXT COLLATE "C" NOT NULL,
@@ -146,13 +148,13 @@ CREATE TABLE consignment_index (
 
 CREATE TABLE audit (
     id BIGINT PRIMARY KEY,
-    value JSONB NOT NULL
+    value JSON NOT NULL
 );
 CREATE TABLE users (
     name TEXT COLLATE "C" PRIMARY KEY,
-    value JSONB NOT NULL
+    value JSON NOT NULL
 );
 CREATE TABLE sessions (
     token BYTEA PRIMARY KEY,
-    value JSONB NOT NULL
+    value JSON NOT NULL
 );
