@@ -16,7 +16,9 @@
 //! Every method blocks; async callers run them on `spawn_blocking`.
 //!
 //! [`RedbStore`] is the embedded default: one file, tables named `*_v1`, values are one
-//! version byte ([`VALUE_VERSION`]) followed by JSON.
+//! version byte ([`VALUE_VERSION`]) followed by JSON. [`PgStore`] keeps the same records
+//! in PostgreSQL (`[store] url`), for deployments that outgrow one machine; both pass one
+//! conformance suite (`central/tests/store_conformance.rs`).
 
 mod pg_store;
 mod redb_store;
