@@ -550,15 +550,9 @@ fn entries_dated_at_the_ends_of_the_calendar_are_stored(s: &dyn Store) {
     let mut prev = GENESIS_HASH.to_owned();
     let mut entries = Vec::new();
     for (seq, at) in [(1, Timestamp::MAX), (2, Timestamp::MIN)] {
-        let e = JournalEntry::new_chained(
-            g.clone(),
-            seq,
-            Uuid::now_v7(),
-            at,
-            prev,
-            fast_decision(&g),
-        )
-        .expect("entry");
+        let e =
+            JournalEntry::new_chained(g.clone(), seq, Uuid::now_v7(), at, prev, fast_decision(&g))
+                .expect("entry");
         prev = e.hash.clone();
         entries.push(e);
     }
