@@ -34,6 +34,69 @@ pub struct PublishedKey {
     pub public_key: String,
 }
 
+/// `[store]`: where central keeps its data when it is not the redb file `store_path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://user:password@host:port/database` (or `postgresql://…`, with the
+    /// usual query parameters such as `sslmode`).
+    pub url: PgUrl,
+}
+
+/// A PostgreSQL connection URL; checked for its scheme when the configuration is read,
+/// and shown without its password.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PgUrl(String);
+
+impl PgUrl {
+    /// The URL as written, password included (for connecting).
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Checks the scheme and that the rest parses as a PostgreSQL connection string.
+    ///
+    /// # Errors
+    /// Saying what is wrong, without echoing a password.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err("expected a URL starting with postgres:// or postgresql://".into());
+        }
+        url.parse::<postgres::Config>()
+            .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+        Ok(Self(url.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // postgres://user:secret@host/db → postgres://user:***@host/db
+        let s = &self.0;
+        let shown = match (s.find("://"), s.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let userinfo = &s[scheme + 3..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        format!("{}{}:***{}", &s[..scheme + 3], &userinfo[..colon], &s[at..])
+                    }
+                    None => s.clone(),
+                }
+            }
+            _ => s.clone(),
+        };
+        f.write_str(&shown)
+    }
+}
+
+impl<'de> Deserialize<'de> for PgUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PgUrl::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 fn default_stale_after() -> Duration {
     Duration::from_secs(60)
 }
@@ -56,8 +119,13 @@ fn default_argon2_t_cost() -> u32 {
 pub struct Config {
     /// Address to listen on, e.g. `0.0.0.0:8443`.
     pub listen: SocketAddr,
-    /// The redb store file.
+    /// The redb store file (the embedded default). Leave it out when `[store] url`
+    /// names a PostgreSQL database instead.
+    #[serde(default)]
     pub store_path: PathBuf,
+    /// `[store]`: a PostgreSQL database instead of the redb file.
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
     /// The ed25519 key file written by `central keys generate`.
     pub signing_key_path: PathBuf,
     /// HTTPS certificate and key. Required unless plain HTTP is explicitly allowed.
@@ -113,6 +181,7 @@ impl Config {
         Self {
             listen,
             store_path,
+            store: None,
             signing_key_path,
             tls: None,
             allow_plain_http_on_loopback: false,
@@ -133,7 +202,19 @@ impl Config {
     /// # Errors
     /// The TOML error, which names the offending key with its line and column.
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
-        toml::from_str(text).map_err(|e| anyhow::anyhow!("invalid central configuration: {e}"))
+        let cfg: Self = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("invalid central configuration: {e}"))?;
+        match (&cfg.store, cfg.store_path.as_os_str().is_empty()) {
+            (None, true) => anyhow::bail!(
+                "invalid central configuration: missing field `store_path` (the redb store \
+                 file), or a `[store]` table with `url` for PostgreSQL"
+            ),
+            (Some(_), false) => anyhow::bail!(
+                "invalid central configuration: both `store_path` and `[store] url` are set; \
+                 central uses one store, remove the other"
+            ),
+            _ => Ok(cfg),
+        }
     }
 
     /// Reads and parses a TOML file.
@@ -157,6 +238,45 @@ mod tests {
         let err = format!("{:#}", Config::from_toml(text).expect_err("unknown key"));
         assert!(err.contains("stale_afterr"), "{err}");
         assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn a_postgres_url_selects_postgresql_and_hides_its_password() {
+        let text = "listen = \"127.0.0.1:1\"\nsigning_key_path = \"k\"\n[store]\nurl = \"postgres://central:s3cret@db.example:5432/central\"\n";
+        let c = Config::from_toml(text).expect("config");
+        let url = c.store.as_ref().expect("store").url.clone();
+        assert_eq!(
+            url.expose(),
+            "postgres://central:s3cret@db.example:5432/central"
+        );
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://central:***@db.example:5432/central"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_store_url_that_is_not_postgres_is_named_with_its_line() {
+        let text = "listen = \"127.0.0.1:1\"\nsigning_key_path = \"k\"\n[store]\nurl = \"mysql://x@y/z\"\n";
+        let err = format!("{:#}", Config::from_toml(text).expect_err("scheme"));
+        assert!(err.contains("postgres://"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("url"), "{err}");
+    }
+
+    #[test]
+    fn exactly_one_store_is_configured() {
+        let neither = "listen = \"127.0.0.1:1\"\nsigning_key_path = \"k\"\n";
+        let err = format!("{:#}", Config::from_toml(neither).expect_err("no store"));
+        assert!(
+            err.contains("store_path") && err.contains("[store]"),
+            "{err}"
+        );
+        let both = "listen = \"127.0.0.1:1\"\nstore_path = \"s\"\nsigning_key_path = \"k\"\n[store]\nurl = \"postgres://u@h/d\"\n";
+        let err = format!("{:#}", Config::from_toml(both).expect_err("two stores"));
+        assert!(err.contains("both"), "{err}");
     }
 
     #[test]

@@ -84,16 +84,25 @@ pub fn check_port(port: &str) -> Result<(), BadPort> {
 }
 
 impl Central {
-    /// Opens the redb store and loads the signing key named in `cfg`.
+    /// Opens the store (the PostgreSQL database of `[store] url`, else the redb file
+    /// `store_path`) and loads the signing key named in `cfg`.
     ///
     /// # Errors
     /// When either cannot be opened.
     pub fn open(cfg: &Config) -> anyhow::Result<Central> {
         use anyhow::Context as _;
-        let store = RedbStore::open(&cfg.store_path)
-            .with_context(|| format!("opening store {}", cfg.store_path.display()))?;
+        let store: Arc<dyn Store> = match &cfg.store {
+            Some(pg) => Arc::new(
+                crate::store::PgStore::open(pg.url.expose())
+                    .with_context(|| format!("opening store {:?}", pg.url))?,
+            ),
+            None => Arc::new(
+                RedbStore::open(&cfg.store_path)
+                    .with_context(|| format!("opening store {}", cfg.store_path.display()))?,
+            ),
+        };
         let signer = Signer::load(&cfg.signing_key_path)?;
-        Ok(Self::with_store(Arc::new(store), signer, cfg.clone())?)
+        Ok(Self::with_store(store, signer, cfg.clone())?)
     }
 
     /// Builds central over any [`Store`] backend.

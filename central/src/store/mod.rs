@@ -16,8 +16,11 @@
 //! Every method blocks; async callers run them on `spawn_blocking`.
 //!
 //! [`RedbStore`] is the embedded default: one file, tables named `*_v1`, values are one
-//! version byte ([`VALUE_VERSION`]) followed by JSON.
+//! version byte ([`VALUE_VERSION`]) followed by JSON. [`PgStore`] keeps the same records
+//! in PostgreSQL (`[store] url`), for deployments that outgrow one machine; both pass one
+//! conformance suite (`central/tests/store_conformance.rs`).
 
+mod pg_store;
 mod redb_store;
 
 use std::fmt;
@@ -39,6 +42,7 @@ use crate::model::{
 };
 
 pub use crate::store_error::StoreError;
+pub use pg_store::PgStore;
 pub use redb_store::RedbStore;
 
 /// Leading byte of every stored value: the layout of the JSON that follows.

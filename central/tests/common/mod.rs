@@ -1,6 +1,8 @@
 //! Helpers shared by central's integration tests.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -1,0 +1,208 @@
+//! Cases: storing them, the case book the ingest rules write through, queries.
+
+use jiff::Timestamp;
+use postgres::Transaction;
+use postgres::types::ToSql;
+use protocol::schema::GateId;
+use uuid::Uuid;
+
+use super::{bump, from_json, int, next_id, to_json, write_audit};
+use crate::cases::{self, CaseBook};
+use crate::model::{Alert, AlertKind, Case, CaseQuery, CaseState, Page};
+use crate::store::StoreError;
+
+/// A stored case; `for_update` locks its row until the transaction ends.
+pub(super) fn load_case(
+    tx: &mut Transaction<'_>,
+    id: u64,
+    for_update: bool,
+) -> Result<Option<Case>, StoreError> {
+    let sql = if for_update {
+        "SELECT value FROM cases WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT value FROM cases WHERE id = $1"
+    };
+    tx.query_opt(sql, &[&int(id)?])?
+        .map(|r| from_json("cases", id, r.get(0)))
+        .transpose()
+}
+
+/// Saves a case and keeps the per-state counters in step.
+pub(super) fn save_case(
+    tx: &mut Transaction<'_>,
+    case: &Case,
+    old: Option<CaseState>,
+) -> Result<(), StoreError> {
+    let reasons: Vec<&str> = case.reasons().iter().map(|r| r.code()).collect();
+    tx.execute(
+        "INSERT INTO cases (id, state, gate, lane, reasons, opened_at_ms, value)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, gate = EXCLUDED.gate,
+             lane = EXCLUDED.lane, reasons = EXCLUDED.reasons,
+             opened_at_ms = EXCLUDED.opened_at_ms, value = EXCLUDED.value",
+        &[
+            &int(case.id)?,
+            &case.state.as_str(),
+            &case.gate.as_str(),
+            &case.lane.as_ref().map(|l| l.as_str()),
+            &reasons,
+            &case.opened_at.as_millisecond(),
+            &to_json(case)?,
+        ],
+    )?;
+    if old != Some(case.state) {
+        if let Some(o) = old {
+            bump(tx, "cases", o.as_str(), -1)?;
+        }
+        bump(tx, "cases", case.state.as_str(), 1)?;
+    }
+    Ok(())
+}
+
+/// The case tables inside one transaction, as the [`CaseBook`] the case rules write
+/// through.
+pub(super) struct CaseTx<'a, 'b>(pub(super) &'a mut Transaction<'b>);
+
+impl CaseBook for CaseTx<'_, '_> {
+    type Error = StoreError;
+
+    fn case_id_for_transaction(&mut self, txn: Uuid) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .0
+            .query_opt("SELECT case_id FROM case_by_txn WHERE txn = $1", &[&txn])?
+            .map(|r| super::uint(r.get(0))))
+    }
+
+    fn load_case(&mut self, id: u64) -> Result<Option<Case>, StoreError> {
+        load_case(self.0, id, true)
+    }
+
+    fn new_case_id(&mut self) -> Result<u64, StoreError> {
+        next_id(self.0, "case_id")
+    }
+
+    fn save_case(&mut self, case: &Case, old: Option<CaseState>) -> Result<(), StoreError> {
+        save_case(self.0, case, old)
+    }
+
+    fn link_transaction(&mut self, txn: Uuid, case: u64) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO case_by_txn (txn, case_id) VALUES ($1, $2)
+             ON CONFLICT (txn) DO UPDATE SET case_id = EXCLUDED.case_id",
+            &[&txn, &int(case)?],
+        )?;
+        Ok(())
+    }
+
+    fn audit(
+        &mut self,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        write_audit(self.0, actor, action, detail, at)
+    }
+}
+
+/// Stores an alert once per (gate, seq, kind) and opens its case ([`cases::on_alert`]).
+/// Returns the case when the alert is new.
+pub(super) fn store_alert(
+    tx: &mut Transaction<'_>,
+    gate: &GateId,
+    seq: u64,
+    kind: AlertKind,
+    detail: &str,
+    at: Timestamp,
+) -> Result<Option<Case>, StoreError> {
+    let exists = tx
+        .query_opt(
+            "SELECT 1 FROM alerts WHERE gate = $1 AND seq = $2 AND kind = $3",
+            &[&gate.as_str(), &int(seq)?, &kind.as_str()],
+        )?
+        .is_some();
+    if exists {
+        return Ok(None);
+    }
+    let id = next_id(tx, "alert_id")?;
+    let case_id = next_id(tx, "case_id")?;
+    let alert = Alert {
+        id,
+        gate: gate.clone(),
+        seq,
+        kind,
+        detail: detail.to_owned(),
+        at,
+        case_id: Some(case_id),
+    };
+    tx.execute(
+        "INSERT INTO alerts (id, gate, seq, kind, value) VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &int(id)?,
+            &gate.as_str(),
+            &int(seq)?,
+            &kind.as_str(),
+            &to_json(&alert)?,
+        ],
+    )?;
+    bump(tx, "alerts", "total", 1)?;
+    let case = cases::on_alert(&mut CaseTx(tx), &alert, case_id)?;
+    metrics::counter!("central_integrity_alerts_total", "kind" => kind.as_str()).increment(1);
+    Ok(Some(case))
+}
+
+pub(super) fn cases(tx: &mut Transaction<'_>, q: &CaseQuery) -> Result<Page<Case>, StoreError> {
+    let before = q
+        .cursor
+        .as_deref()
+        .and_then(|c| c.parse::<u64>().ok())
+        .map_or(i64::MAX, |c| i64::try_from(c).unwrap_or(i64::MAX));
+    let limit = q.limit.clamp(1, 1_000);
+    let mut sql = String::from("SELECT id, value FROM cases WHERE id < $1");
+    let state = q.state.map(|s| s.as_str());
+    let gate = q.gate.as_ref().map(|g| g.as_str());
+    let lane = q.lane.as_ref().map(|l| l.as_str());
+    let reason = q.reason.map(|r| r.code());
+    let from = q.from.map(|t| t.as_millisecond());
+    let to = q.to.map(|t| t.as_millisecond());
+    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&before];
+    if let Some(s) = &state {
+        params.push(s);
+        sql.push_str(&format!(" AND state = ${}", params.len()));
+    }
+    if let Some(g) = &gate {
+        params.push(g);
+        sql.push_str(&format!(" AND gate = ${}", params.len()));
+    }
+    if let Some(l) = &lane {
+        params.push(l);
+        sql.push_str(&format!(" AND lane = ${}", params.len()));
+    }
+    if let Some(r) = &reason {
+        params.push(r);
+        sql.push_str(&format!(" AND ${} = ANY(reasons)", params.len()));
+    }
+    if let Some(f) = &from {
+        params.push(f);
+        sql.push_str(&format!(" AND opened_at_ms >= ${}", params.len()));
+    }
+    if let Some(t) = &to {
+        params.push(t);
+        sql.push_str(&format!(" AND opened_at_ms < ${}", params.len()));
+    }
+    params.push(&fetch);
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", params.len()));
+    let rows = tx.query(&sql, &params)?;
+    let more = rows.len() > limit;
+    let mut items = Vec::with_capacity(limit);
+    for r in rows.into_iter().take(limit) {
+        items.push(from_json::<Case>("cases", r.get::<_, i64>(0), r.get(1))?);
+    }
+    let next_cursor = if more {
+        items.last().map(|c| c.id.to_string())
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}

@@ -1,0 +1,637 @@
+//! Agents, ingest of journal batches and heartbeats: the [`IngestTarget`] over one
+//! transaction (the rules are [`crate::ingest`]'s).
+//!
+//! A batch's rows are collected while the rules run and written at its end with one
+//! multi-row `INSERT … SELECT FROM unnest(…)` per table; the chain links, entry ids and
+//! gate transactions' containers the rules look up are read in a few queries before they
+//! run. The gate's row is locked first,
+//! so two batches of one gate (on any connection or instance) are checked one after the
+//! other, and the primary keys on `event_keys` make a stored entry unique regardless.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use jiff::{SignedDuration, Timestamp};
+use postgres::Transaction;
+use protocol::schema::{EventBody, GateId, JournalEntry, LaneDecision};
+use uuid::Uuid;
+
+use super::case_tables::{CaseTx, store_alert};
+use super::{from_json, int, to_json, uint, write_audit};
+use crate::cases;
+use crate::ingest::{self, AgentState, IngestTarget, Link};
+use crate::model::{AgentRecord, AlertKind, Case, GateHealth, TokenHash};
+use crate::stats;
+use crate::store::{GateRow, IngestOutcome, StoreError};
+
+pub(super) fn txn_of(body: &EventBody) -> Option<Uuid> {
+    match body {
+        EventBody::Transaction { transaction } => Some(transaction.id),
+        EventBody::Decision { decision } => Some(decision.transaction_id),
+        EventBody::OfficerAction { action } => action.transaction_id,
+        EventBody::DeviceHealth { .. }
+        | EventBody::IntegrityAlert { .. }
+        | EventBody::OrphanRead { .. } => None,
+    }
+}
+
+pub(super) fn lane_of(body: &EventBody) -> Option<&str> {
+    match body {
+        EventBody::Transaction { transaction } => Some(transaction.lane.as_str()),
+        EventBody::Decision { decision } => Some(decision.lane.as_str()),
+        EventBody::OfficerAction { action } => Some(action.lane.as_str()),
+        EventBody::DeviceHealth { health } => health.lane.as_ref().map(|l| l.as_str()),
+        EventBody::IntegrityAlert { .. } => None,
+        EventBody::OrphanRead { lane, .. } => Some(lane.as_str()),
+    }
+}
+
+fn decision_of(body: &EventBody) -> Option<LaneDecision> {
+    match body {
+        EventBody::Decision { decision } => Some(decision.decision),
+        _ => None,
+    }
+}
+
+/// What an ingest computes before its transaction: rule 1 for every entry, and each
+/// entry's JSON.
+pub(super) struct Prepared {
+    hashes: Vec<Option<String>>,
+    json: HashMap<(u64, String), serde_json::Value>,
+}
+
+pub(super) fn prepare(entries: &[JournalEntry]) -> Result<Prepared, StoreError> {
+    let mut json = HashMap::with_capacity(entries.len());
+    for e in entries {
+        json.insert((e.seq, e.hash.clone()), to_json(e)?);
+    }
+    Ok(Prepared {
+        hashes: ingest::check_hashes(entries),
+        json,
+    })
+}
+
+/// Rows of one batch, written at its end.
+#[derive(Default)]
+struct Rows {
+    key_seq: Vec<i64>,
+    key_id: Vec<Uuid>,
+    key_hash: Vec<String>,
+    key_prev: Vec<String>,
+    ev_at: Vec<i64>,
+    ev_lane: Vec<Option<String>>,
+    ev_decision: Vec<Option<String>>,
+    ev_txn: Vec<Option<Uuid>>,
+    ev_value: Vec<serde_json::Value>,
+    /// (container, at ms, gate, seq)
+    containers: BTreeSet<(String, i64, String, i64)>,
+    /// (txn, container)
+    txn_containers: BTreeSet<(Uuid, String)>,
+    /// (txn, gate, seq, at ms)
+    txn_rows: Vec<(Uuid, String, i64, i64)>,
+    /// (scope, name) → increment
+    counters: BTreeMap<(String, String), i64>,
+    /// (gate, hour, figure) → increment
+    hourly: BTreeMap<(String, i64, String), i64>,
+}
+
+struct Target<'a, 'b> {
+    tx: &'a mut Transaction<'b>,
+    gate: &'a GateId,
+    now: Timestamp,
+    state: &'a mut AgentState,
+    cases: Vec<Case>,
+    /// Stored links of the seqs this batch touches (read before the rules run), and the
+    /// links of what this batch stores.
+    links: HashMap<u64, Link>,
+    /// Entry ids already stored for this gate, and those this batch stores.
+    ids: HashMap<Uuid, u64>,
+    /// Containers of the transactions stored by this batch.
+    txn_containers: HashMap<Uuid, BTreeSet<String>>,
+    /// For the gate transactions the batch's entries name, read before the rules run:
+    /// their stored containers, and their stored entries (gate, seq, at ms).
+    stored_txn_containers: HashMap<Uuid, BTreeSet<String>>,
+    stored_txn_entries: HashMap<Uuid, Vec<(String, i64, i64)>>,
+    json: HashMap<(u64, String), serde_json::Value>,
+    rows: Rows,
+}
+
+impl Target<'_, '_> {
+    /// Entries of a gate transaction already stored (any gate) or stored by this batch:
+    /// (gate, seq, at ms).
+    fn txn_entries(&self, txn: Uuid) -> Vec<(String, i64, i64)> {
+        let mut out = self
+            .stored_txn_entries
+            .get(&txn)
+            .cloned()
+            .unwrap_or_default();
+        out.extend(
+            self.rows
+                .txn_rows
+                .iter()
+                .filter(|(t, ..)| *t == txn)
+                .map(|(_, g, s, at)| (g.clone(), *s, *at)),
+        );
+        out
+    }
+
+    fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
+        let outcome = d.decision.as_str();
+        *self
+            .rows
+            .counters
+            .entry(("decision".into(), outcome.into()))
+            .or_default() += 1;
+        let hour = stats::hour_start(d.decided_at);
+        for k in stats::hour_figures(d) {
+            *self
+                .rows
+                .hourly
+                .entry((self.gate.to_string(), hour, k.to_owned()))
+                .or_default() += 1;
+        }
+        metrics::counter!("central_decisions_total", "outcome" => outcome).increment(1);
+        let changed = cases::on_decision(&mut CaseTx(self.tx), self.gate, d, seq, self.now)?;
+        self.cases.extend(changed);
+        Ok(())
+    }
+
+    /// Writes the batch's rows.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let gate = self.gate.as_str();
+        let r = std::mem::take(&mut self.rows);
+        if !r.key_seq.is_empty() {
+            self.tx.execute(
+                "INSERT INTO event_keys (gate, seq, entry_id, hash, prev_hash, at_ms)
+                 SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::text[],
+                                          $6::bigint[])",
+                &[
+                    &gate,
+                    &r.key_seq,
+                    &r.key_id,
+                    &r.key_hash,
+                    &r.key_prev,
+                    &r.ev_at,
+                ],
+            )?;
+            self.tx.execute(
+                "INSERT INTO events (gate, seq, at_ms, lane, decision, txn, value)
+                 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[],
+                                          $6::uuid[], $7::json[])",
+                &[
+                    &gate,
+                    &r.key_seq,
+                    &r.ev_at,
+                    &r.ev_lane,
+                    &r.ev_decision,
+                    &r.ev_txn,
+                    &r.ev_value,
+                ],
+            )?;
+        }
+        if !r.txn_rows.is_empty() {
+            let (t, g, s, a): (Vec<Uuid>, Vec<String>, Vec<i64>, Vec<i64>) = unzip4(r.txn_rows);
+            self.tx.execute(
+                "INSERT INTO event_txn (txn, gate, seq, at_ms)
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[])",
+                &[&t, &g, &s, &a],
+            )?;
+        }
+        if !r.txn_containers.is_empty() {
+            let (t, c): (Vec<Uuid>, Vec<String>) = r.txn_containers.into_iter().unzip();
+            self.tx.execute(
+                "INSERT INTO txn_containers (txn, container)
+                 SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT DO NOTHING",
+                &[&t, &c],
+            )?;
+        }
+        if !r.containers.is_empty() {
+            let (c, a, g, s): (Vec<String>, Vec<i64>, Vec<String>, Vec<i64>) = unzip4(r.containers);
+            self.tx.execute(
+                "INSERT INTO event_containers (container, at_ms, gate, seq)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
+                 ON CONFLICT DO NOTHING",
+                &[&c, &a, &g, &s],
+            )?;
+        }
+        if !r.counters.is_empty() {
+            let ((scope, name), n): ((Vec<String>, Vec<String>), Vec<i64>) =
+                r.counters.into_iter().unzip();
+            self.tx.execute(
+                "INSERT INTO counters (scope, name, n)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+                 ON CONFLICT (scope, name) DO UPDATE SET n = counters.n + EXCLUDED.n",
+                &[&scope, &name, &n],
+            )?;
+        }
+        if !r.hourly.is_empty() {
+            let (keys, n): (Vec<(String, i64, String)>, Vec<i64>) = r.hourly.into_iter().unzip();
+            let (g, h, f): (Vec<String>, Vec<i64>, Vec<String>) = unzip3(keys);
+            self.tx.execute(
+                "INSERT INTO hourly (gate, hour, figure, n)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
+                 ON CONFLICT (gate, hour, figure) DO UPDATE SET n = hourly.n + EXCLUDED.n",
+                &[&g, &h, &f, &n],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn unzip3<A, B, C>(v: impl IntoIterator<Item = (A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for (x, y, z) in v {
+        a.push(x);
+        b.push(y);
+        c.push(z);
+    }
+    (a, b, c)
+}
+
+fn unzip4<A, B, C, D>(
+    v: impl IntoIterator<Item = (A, B, C, D)>,
+) -> (Vec<A>, Vec<B>, Vec<C>, Vec<D>) {
+    let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (w, x, y, z) in v {
+        a.push(w);
+        b.push(x);
+        c.push(y);
+        d.push(z);
+    }
+    (a, b, c, d)
+}
+
+impl IngestTarget for Target<'_, '_> {
+    type Error = StoreError;
+
+    fn stored(&mut self, seq: u64) -> Result<Option<Link>, StoreError> {
+        if let Some(l) = self.links.get(&seq) {
+            return Ok(Some(l.clone()));
+        }
+        // Seqs next to the batch's were read up front; any other is read here.
+        let row = self.tx.query_opt(
+            "SELECT hash, prev_hash FROM event_keys WHERE gate = $1 AND seq = $2",
+            &[&self.gate.as_str(), &int(seq)?],
+        )?;
+        Ok(row.map(|r| Link {
+            hash: r.get(0),
+            prev_hash: r.get(1),
+        }))
+    }
+
+    fn seq_of_id(&mut self, id: &Uuid) -> Result<Option<u64>, StoreError> {
+        Ok(self.ids.get(id).copied())
+    }
+
+    fn insert(&mut self, entry: &JournalEntry, chain_ok: bool) -> Result<(), StoreError> {
+        let entry_json = match self.json.remove(&(entry.seq, entry.hash.clone())) {
+            Some(j) => j,
+            None => to_json(entry)?,
+        };
+        let mut value = serde_json::Map::new();
+        value.insert("entry".into(), entry_json);
+        value.insert("received_at".into(), to_json(&self.now)?);
+        value.insert("chain_ok".into(), serde_json::Value::Bool(chain_ok));
+        let seq = int(entry.seq)?;
+        let at = entry.at.as_millisecond();
+        let txn = txn_of(&entry.body);
+        let r = &mut self.rows;
+        r.key_seq.push(seq);
+        r.key_id.push(entry.id);
+        r.key_hash.push(entry.hash.clone());
+        r.key_prev.push(entry.prev_hash.clone());
+        r.ev_at.push(at);
+        r.ev_lane.push(lane_of(&entry.body).map(str::to_owned));
+        r.ev_decision
+            .push(decision_of(&entry.body).map(|d| d.as_str().to_owned()));
+        r.ev_txn.push(txn);
+        r.ev_value.push(serde_json::Value::Object(value));
+        *r.counters
+            .entry((format!("gate:{}", self.gate), "events".into()))
+            .or_default() += 1;
+        self.links.insert(
+            entry.seq,
+            Link {
+                hash: entry.hash.clone(),
+                prev_hash: entry.prev_hash.clone(),
+            },
+        );
+        self.ids.insert(entry.id, entry.seq);
+        self.state.events += 1;
+        self.state.max_seq = self.state.max_seq.max(entry.seq);
+
+        if let Some(txn) = txn {
+            // Containers are named by the transaction; index this entry under them, and
+            // when this is the transaction, index the entries that arrived before it.
+            let gate = self.gate.to_string();
+            let containers: BTreeSet<String> = match &entry.body {
+                EventBody::Transaction { transaction } => {
+                    let c: BTreeSet<String> = transaction
+                        .containers()
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect();
+                    for o in self.txn_entries(txn) {
+                        for k in &c {
+                            self.rows
+                                .containers
+                                .insert((k.clone(), o.2, o.0.clone(), o.1));
+                        }
+                    }
+                    for k in &c {
+                        self.rows.txn_containers.insert((txn, k.clone()));
+                    }
+                    self.txn_containers.insert(txn, c.clone());
+                    c
+                }
+                _ => match self.txn_containers.get(&txn) {
+                    Some(c) => c.clone(),
+                    None => self
+                        .stored_txn_containers
+                        .get(&txn)
+                        .cloned()
+                        .unwrap_or_default(),
+                },
+            };
+            for k in containers {
+                self.rows.containers.insert((k, at, gate.clone(), seq));
+            }
+            self.rows.txn_rows.push((txn, gate, seq, at));
+        }
+        match &entry.body {
+            EventBody::Decision { decision } => self.on_decision(decision, entry.seq)?,
+            EventBody::OfficerAction { action } => {
+                let changed = cases::on_inspection_result(&mut CaseTx(self.tx), action, self.now)?;
+                self.cases.extend(changed);
+            }
+            EventBody::IntegrityAlert { what, detail } => {
+                if let Some(c) = store_alert(
+                    self.tx,
+                    self.gate,
+                    entry.seq,
+                    AlertKind::AgentReported,
+                    &format!("{what}: {detail}"),
+                    self.now,
+                )? {
+                    self.cases.push(c);
+                }
+            }
+            EventBody::Transaction { .. }
+            | EventBody::DeviceHealth { .. }
+            | EventBody::OrphanRead { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn alert(&mut self, seq: u64, kind: AlertKind, detail: &str) -> Result<bool, StoreError> {
+        let c = store_alert(self.tx, self.gate, seq, kind, detail, self.now)?;
+        let new = c.is_some();
+        self.cases.extend(c);
+        Ok(new)
+    }
+}
+
+/// The gate's row, created empty when missing, locked until the transaction ends.
+fn lock_gate(tx: &mut Transaction<'_>, gate: &GateId) -> Result<GateRow, StoreError> {
+    let empty = GateRow {
+        gate: gate.clone(),
+        port: String::new(),
+        state: AgentState::default(),
+        health: None,
+    };
+    tx.execute(
+        "INSERT INTO gates (gate, value) VALUES ($1, $2) ON CONFLICT (gate) DO NOTHING",
+        &[&gate.as_str(), &to_json(&empty)?],
+    )?;
+    let row = tx.query_one(
+        "SELECT value FROM gates WHERE gate = $1 FOR UPDATE",
+        &[&gate.as_str()],
+    )?;
+    from_json("gates", gate, row.get(0))
+}
+
+fn save_gate(tx: &mut Transaction<'_>, row: &GateRow) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE gates SET value = $2 WHERE gate = $1",
+        &[&row.gate.as_str(), &to_json(row)?],
+    )?;
+    Ok(())
+}
+
+fn gap_check(
+    tx: &mut Transaction<'_>,
+    gate: &GateId,
+    state: &mut AgentState,
+    now: Timestamp,
+    gap_alert_after: SignedDuration,
+) -> Result<Option<Case>, StoreError> {
+    let missing = state.advance(
+        |s| {
+            Ok::<_, StoreError>(
+                tx.query_opt(
+                    "SELECT 1 FROM event_keys WHERE gate = $1 AND seq = $2",
+                    &[&gate.as_str(), &int(s)?],
+                )?
+                .is_some(),
+            )
+        },
+        now,
+        gap_alert_after,
+    )?;
+    match missing {
+        Some(seq) => {
+            let since = state.gap_since.map_or_else(String::new, |t| t.to_string());
+            store_alert(
+                tx,
+                gate,
+                seq,
+                AlertKind::Gap,
+                &format!(
+                    "entry {seq} missing since {since} while entries up to {} are stored",
+                    state.max_seq
+                ),
+                now,
+            )
+        }
+        None => Ok(None),
+    }
+}
+
+fn last_by_id(cases: Vec<Case>) -> Vec<Case> {
+    let mut m: BTreeMap<u64, Case> = BTreeMap::new();
+    for c in cases {
+        m.insert(c.id, c);
+    }
+    m.into_values().collect()
+}
+
+pub(super) fn add_agent(
+    tx: &mut Transaction<'_>,
+    token: &TokenHash,
+    agent: &AgentRecord,
+) -> Result<(), StoreError> {
+    let existing = tx
+        .query_opt(
+            "SELECT value FROM gates WHERE gate = $1 FOR UPDATE",
+            &[&agent.gate.as_str()],
+        )?
+        .map(|r| from_json::<GateRow>("gates", &agent.gate, r.get(0)))
+        .transpose()?;
+    match existing {
+        Some(row) if row.port != agent.port => {
+            return Err(StoreError::GatePortConflict {
+                gate: agent.gate.to_string(),
+                existing: row.port,
+                requested: agent.port.clone(),
+            });
+        }
+        Some(_) => {}
+        None => {
+            let row = GateRow {
+                gate: agent.gate.clone(),
+                port: agent.port.clone(),
+                state: AgentState::default(),
+                health: None,
+            };
+            tx.execute(
+                "INSERT INTO gates (gate, value) VALUES ($1, $2)",
+                &[&agent.gate.as_str(), &to_json(&row)?],
+            )?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO agent_tokens (token, value) VALUES ($1, $2)
+         ON CONFLICT (token) DO UPDATE SET value = EXCLUDED.value",
+        &[&token.as_slice(), &to_json(agent)?],
+    )?;
+    write_audit(
+        tx,
+        &agent.issued_by,
+        "agent.token.issue",
+        &format!("token for gate {} (port {})", agent.gate, agent.port),
+        agent.issued_at,
+    )
+}
+
+pub(super) fn agent_for_token(
+    tx: &mut Transaction<'_>,
+    token: &TokenHash,
+) -> Result<Option<AgentRecord>, StoreError> {
+    tx.query_opt(
+        "SELECT value FROM agent_tokens WHERE token = $1",
+        &[&token.as_slice()],
+    )?
+    .map(|r| from_json("agent_tokens", hex::encode(token), r.get(0)))
+    .transpose()
+}
+
+pub(super) fn ingest(
+    tx: &mut Transaction<'_>,
+    gate: &GateId,
+    entries: &[JournalEntry],
+    prepared: Prepared,
+    now: Timestamp,
+    gap_alert_after: SignedDuration,
+) -> Result<IngestOutcome, StoreError> {
+    let mut row = lock_gate(tx, gate)?;
+    let mut state = row.state.clone();
+    // The links and ids the rules will ask for, in two queries.
+    let mut seqs: HashSet<i64> = HashSet::new();
+    for e in entries {
+        let s = int(e.seq)?;
+        seqs.extend([s - 1, s, s.saturating_add(1)]);
+    }
+    let seqs: Vec<i64> = seqs.into_iter().collect();
+    let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
+    let links: HashMap<u64, Link> = tx
+        .query(
+            "SELECT seq, hash, prev_hash FROM event_keys WHERE gate = $1 AND seq = ANY($2)",
+            &[&gate.as_str(), &seqs],
+        )?
+        .iter()
+        .map(|r| {
+            (
+                uint(r.get(0)),
+                Link {
+                    hash: r.get(1),
+                    prev_hash: r.get(2),
+                },
+            )
+        })
+        .collect();
+    let known_ids: HashMap<Uuid, u64> = tx
+        .query(
+            "SELECT entry_id, seq FROM event_keys WHERE gate = $1 AND entry_id = ANY($2)",
+            &[&gate.as_str(), &ids],
+        )?
+        .iter()
+        .map(|r| (r.get(0), uint(r.get(1))))
+        .collect();
+    let txns: Vec<Uuid> = entries
+        .iter()
+        .filter_map(|e| txn_of(&e.body))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut stored_txn_containers: HashMap<Uuid, BTreeSet<String>> = HashMap::new();
+    for r in tx.query(
+        "SELECT txn, container FROM txn_containers WHERE txn = ANY($1)",
+        &[&txns],
+    )? {
+        stored_txn_containers
+            .entry(r.get(0))
+            .or_default()
+            .insert(r.get(1));
+    }
+    let mut stored_txn_entries: HashMap<Uuid, Vec<(String, i64, i64)>> = HashMap::new();
+    for r in tx.query(
+        "SELECT txn, gate, seq, at_ms FROM event_txn WHERE txn = ANY($1)",
+        &[&txns],
+    )? {
+        stored_txn_entries
+            .entry(r.get(0))
+            .or_default()
+            .push((r.get(1), r.get(2), r.get(3)));
+    }
+    let (tally, mut changed) = {
+        let mut target = Target {
+            tx,
+            gate,
+            now,
+            state: &mut state,
+            cases: Vec::new(),
+            links,
+            ids: known_ids,
+            txn_containers: HashMap::new(),
+            stored_txn_containers,
+            stored_txn_entries,
+            json: prepared.json,
+            rows: Rows::default(),
+        };
+        let tally = ingest::ingest_checked(&mut target, entries, &prepared.hashes)?;
+        target.flush()?;
+        (tally, target.cases)
+    };
+    changed.extend(gap_check(tx, gate, &mut state, now, gap_alert_after)?);
+    row.state = state;
+    save_gate(tx, &row)?;
+    Ok(IngestOutcome {
+        acked_through: row.state.acked_through,
+        tally,
+        cases: last_by_id(changed),
+    })
+}
+
+pub(super) fn record_heartbeat(
+    tx: &mut Transaction<'_>,
+    health: &GateHealth,
+    gap_alert_after: SignedDuration,
+) -> Result<Vec<Case>, StoreError> {
+    let gate = &health.heartbeat.agent;
+    let mut row = lock_gate(tx, gate)?;
+    row.health = Some(health.clone());
+    let mut state = row.state.clone();
+    let c = gap_check(tx, gate, &mut state, health.received_at, gap_alert_after)?;
+    row.state = state;
+    save_gate(tx, &row)?;
+    Ok(c.into_iter().collect())
+}

@@ -1,0 +1,580 @@
+//! [`Store`] on PostgreSQL: each operation is one transaction on a pooled connection.
+//!
+//! The client is the blocking `postgres` crate (the [`Store`] trait blocks, and async
+//! callers already run it on `spawn_blocking`), pooled with `r2d2`. The schema is plain
+//! SQL files under `migrations/`, embedded in the binary and applied in order at open,
+//! each recorded in `schema_migrations` (docs/architecture.md, "PostgreSQL backend").
+//!
+//! Concurrency: transactions run at READ COMMITTED, and every read-modify-write takes
+//! the row lock of what it changes first: an ingest locks its gate's row (so batches of
+//! one gate are checked one after another, whichever connection carries them), id and
+//! sequence allocation is an `UPDATE … RETURNING` on a `meta` row (so registry change
+//! numbers have no gaps or duplicates), counters are upserts.
+//!
+//! # Layout
+//! - `migrations/`: the schema, one numbered SQL file per step.
+//! - `event_tables`: agent tokens, gates, and ingest: the `IngestTarget` over one
+//!   transaction (chain rules in [`crate::ingest`]), heartbeats and gap alerts.
+//! - `case_tables`: cases and alerts, and the `CaseBook` the case rules write through.
+//! - `registry_tables`: the change log and the current records, as a `RegistrySink`.
+//! - `staff_tables`: audit log, staff users, sessions.
+//! - `query`: read-only queries (events, gates, statistics, alerts).
+//! - this module: [`PgStore`], the pool, the migrations and shared helpers.
+
+mod case_tables;
+mod event_tables;
+mod query;
+mod registry_tables;
+mod staff_tables;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use postgres::{NoTls, Transaction};
+use protocol::i18n::Lang;
+use protocol::operator::OperatorId;
+use protocol::schema::{Change, Consignment, GateId, JournalEntry, RegistryRecord};
+use r2d2_postgres::PostgresConnectionManager;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{GateRow, IngestOutcome, LoggedChange, RegistrySnapshot, Store, StoreError};
+use crate::cases::CaseError;
+use crate::model::{
+    AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
+    Session, StaffUser, StoredEvent, Summary, TokenHash,
+};
+
+/// The schema steps, in order; each runs once, in one transaction with its record.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+
+/// Connections the pool keeps at most.
+pub const POOL_SIZE: u32 = 16;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    /// Always `Some` until dropped (see the `Drop` impl).
+    pool: Option<Pool>,
+    /// Months (as `year * 12 + month - 1`) whose event partition is known to exist.
+    partitions: Mutex<HashSet<i64>>,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("connections", &self.pool().state().connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        // `{:#}`-like detail: the server's message, not only "db error".
+        match e.as_db_error() {
+            Some(db) => StoreError::Backend(format!("PostgreSQL: {db}")),
+            None => {
+                let mut msg = format!("PostgreSQL: {e}");
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    msg.push_str(&format!(": {s}"));
+                    src = s.source();
+                }
+                StoreError::Backend(msg)
+            }
+        }
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        StoreError::Backend(format!("PostgreSQL connection pool: {e}"))
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/db`, or key=value form) and brings
+    /// the schema up to date.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the URL is invalid, the database unreachable, or a
+    /// migration fails (nothing of a failed step is applied).
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        off_runtime(|| Self::open_here(url))
+    }
+
+    fn open_here(url: &str) -> Result<Self, StoreError> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)?;
+        let store = Self {
+            pool: Some(pool),
+            partitions: Mutex::new(HashSet::new()),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn pool(&self) -> &Pool {
+        self.pool
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the pool is only taken when the store is dropped"))
+    }
+
+    /// Applies the migrations not yet applied; concurrent instances wait on one lock.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool().get()?;
+        let mut tx = conn.transaction()?;
+        // Any constant shared by every instance; the lock ends with the transaction.
+        tx.execute("SELECT pg_advisory_xact_lock(7310170001)", &[])?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version INTEGER PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )?;
+        let applied: HashSet<i32> = tx
+            .query("SELECT version FROM schema_migrations", &[])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            tx.batch_execute(sql).map_err(|e| {
+                StoreError::Backend(format!(
+                    "schema migration {version}: {}",
+                    StoreError::from(e)
+                ))
+            })?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[version],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Runs `f` in one transaction on a pooled connection and commits it.
+    fn write<T: Send>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        off_runtime(|| {
+            let mut conn = self.pool().get()?;
+            let mut tx = conn.transaction()?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Runs `f` in one read-only transaction (one snapshot for all its statements).
+    fn read<T: Send>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        off_runtime(|| {
+            let mut conn = self.pool().get()?;
+            let mut tx = conn
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Creates the monthly event partitions the entries' times fall in, each in a short
+    /// transaction of its own before the ingest's (DDL takes a lock on `events`).
+    fn ensure_partitions(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
+        let months: HashSet<(i16, i8)> = entries
+            .iter()
+            .map(|e| {
+                let d = e.at.to_zoned(jiff::tz::TimeZone::UTC).date();
+                (d.year(), d.month())
+            })
+            .collect();
+        for (year, month) in months {
+            let key = i64::from(year) * 12 + i64::from(month) - 1;
+            if self.known_partition(key) {
+                continue;
+            }
+            // The first and last months jiff can represent reach past its range: their
+            // partitions are open-ended, so any entry time an agent sends has a home.
+            let start = month_start_ms(year, month)
+                .map_or_else(|_| "MINVALUE".to_owned(), |e| e.to_string());
+            let (ny, nm) = if month == 12 {
+                (year.saturating_add(1), 1)
+            } else {
+                (year, month + 1)
+            };
+            let end =
+                month_start_ms(ny, nm).map_or_else(|_| "MAXVALUE".to_owned(), |e| e.to_string());
+            let name = format!("events_{year:04}_{month:02}");
+            self.write(|tx| {
+                tx.execute("SELECT pg_advisory_xact_lock(7310170002)", &[])?;
+                tx.batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS \"{name}\" PARTITION OF events \
+                     FOR VALUES FROM ({start}) TO ({end})"
+                ))?;
+                Ok(())
+            })?;
+            if let Ok(mut known) = self.partitions.lock() {
+                known.insert(key);
+            }
+        }
+        Ok(())
+    }
+
+    fn known_partition(&self, key: i64) -> bool {
+        self.partitions.lock().is_ok_and(|k| k.contains(&key))
+    }
+}
+
+/// Runs `f` on a thread of its own when called from inside a tokio runtime: the
+/// blocking client drives its connection with a runtime of its own, which tokio refuses
+/// to start on a thread that is already running one (e.g. `Store` methods called from
+/// an async test or from `Central::open` in `main`).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Closing a connection blocks on the client's own runtime, which tokio refuses
+        // on a runtime thread: the pool is dropped where `off_runtime` puts it.
+        if let Some(pool) = self.pool.take() {
+            off_runtime(move || drop(pool));
+        }
+    }
+}
+
+fn month_start_ms(year: i16, month: i8) -> Result<i64, StoreError> {
+    let d = jiff::civil::Date::new(year, month, 1)
+        .map_err(|e| StoreError::Backend(format!("event month {year}-{month}: {e}")))?;
+    let ts = d
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map_err(|e| StoreError::Backend(format!("event month {year}-{month}: {e}")))?
+        .timestamp();
+    Ok(ts.as_millisecond())
+}
+
+/// A value as the JSON column holds it.
+pub(super) fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(v).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// A JSON column's value, or [`StoreError::Corrupt`] naming table and key.
+pub(super) fn from_json<T: for<'de> Deserialize<'de>>(
+    table: &'static str,
+    key: impl fmt::Display,
+    v: serde_json::Value,
+) -> Result<T, StoreError> {
+    serde_json::from_value(v).map_err(|e| StoreError::Corrupt {
+        table,
+        key: key.to_string(),
+        why: e.to_string(),
+    })
+}
+
+/// A `u64` for a BIGINT column; values above `i64::MAX` are refused, not wrapped.
+pub(super) fn int(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Backend(format!("{v} exceeds BIGINT")))
+}
+
+/// A BIGINT column read back as the `u64` it was written from.
+pub(super) fn uint(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The next value of a `meta` counter (locks its row until the transaction ends).
+pub(super) fn next_id(tx: &mut Transaction<'_>, name: &str) -> Result<u64, StoreError> {
+    let row = tx.query_one(
+        "UPDATE meta SET n = n + 1 WHERE name = $1 RETURNING n",
+        &[&name],
+    )?;
+    Ok(uint(row.get(0)))
+}
+
+/// Adds `by` to a counter (never below zero).
+pub(super) fn bump(
+    tx: &mut Transaction<'_>,
+    scope: &str,
+    name: &str,
+    by: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO counters (scope, name, n) VALUES ($1, $2, GREATEST($3::bigint, 0))
+         ON CONFLICT (scope, name) DO UPDATE SET n = GREATEST(counters.n + $3::bigint, 0)",
+        &[&scope, &name, &by],
+    )?;
+    Ok(())
+}
+
+/// Appends an audit entry.
+pub(super) fn write_audit(
+    tx: &mut Transaction<'_>,
+    actor: &str,
+    action: &str,
+    detail: &str,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let id = next_id(tx, "audit_id")?;
+    let e = AuditEntry {
+        id,
+        at,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        detail: detail.to_owned(),
+    };
+    tx.execute(
+        "INSERT INTO audit (id, value) VALUES ($1, $2)",
+        &[&int(id)?, &to_json(&e)?],
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// the Store implementation: each operation is its family's function
+// ---------------------------------------------------------------------------------------
+
+impl Store for PgStore {
+    fn add_agent(&self, token: &TokenHash, agent: &AgentRecord) -> Result<(), StoreError> {
+        self.write(|tx| event_tables::add_agent(tx, token, agent))
+    }
+
+    fn agent_for_token(&self, token: &TokenHash) -> Result<Option<AgentRecord>, StoreError> {
+        self.read(|tx| event_tables::agent_for_token(tx, token))
+    }
+
+    fn ingest(
+        &self,
+        gate: &GateId,
+        entries: &[JournalEntry],
+        now: Timestamp,
+        gap_alert_after: SignedDuration,
+    ) -> Result<IngestOutcome, StoreError> {
+        self.ensure_partitions(entries)?;
+        let prepared = event_tables::prepare(entries)?;
+        self.write(|tx| event_tables::ingest(tx, gate, entries, prepared, now, gap_alert_after))
+    }
+
+    fn record_heartbeat(
+        &self,
+        health: &GateHealth,
+        gap_alert_after: SignedDuration,
+    ) -> Result<Vec<Case>, StoreError> {
+        self.write(|tx| event_tables::record_heartbeat(tx, health, gap_alert_after))
+    }
+
+    fn gates(&self) -> Result<Vec<GateRow>, StoreError> {
+        self.read(query::gates)
+    }
+
+    fn events(&self, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {
+        self.read(|tx| query::events(tx, q))
+    }
+
+    fn transaction_events(&self, txn: &Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(|tx| query::transaction_events(tx, txn))
+    }
+
+    fn hourly_stats(
+        &self,
+        gate: Option<&GateId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<HourStats>, StoreError> {
+        self.read(|tx| query::hourly_stats(tx, gate, from, to))
+    }
+
+    fn summary(&self) -> Result<Summary, StoreError> {
+        self.read(query::summary)
+    }
+
+    fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        self.read(|tx| query::alerts(tx, limit))
+    }
+
+    fn alert(&self, id: u64) -> Result<Option<Alert>, StoreError> {
+        self.read(|tx| query::alert(tx, id))
+    }
+
+    fn append_changes(
+        &self,
+        changes: &[Change],
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.write(|tx| registry_tables::append_changes(tx, changes, actor, at))
+    }
+
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        self.read(registry_tables::last_seq)
+    }
+
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
+        self.read(|tx| registry_tables::changes_after(tx, after, limit))
+    }
+
+    fn snapshot(&self, port: &str, now: Timestamp) -> Result<RegistrySnapshot, StoreError> {
+        self.read(|tx| registry_tables::snapshot(tx, port, now))
+    }
+
+    fn operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, StoreError> {
+        self.read(|tx| registry_tables::operator(tx, id))
+    }
+
+    fn consignments_for_container(&self, container: &str) -> Result<Vec<Consignment>, StoreError> {
+        self.read(|tx| registry_tables::consignments_for_container(tx, container))
+    }
+
+    fn cases(&self, q: &CaseQuery) -> Result<Page<Case>, StoreError> {
+        self.read(|tx| case_tables::cases(tx, q))
+    }
+
+    fn case(&self, id: u64) -> Result<Option<Case>, StoreError> {
+        self.read(|tx| case_tables::load_case(tx, id, false))
+    }
+
+    fn update_case(
+        &self,
+        id: u64,
+        actor: &str,
+        at: Timestamp,
+        change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
+    ) -> Result<Case, CaseError> {
+        // `change` need not be `Send`: it runs on the caller's thread, and only the
+        // transaction moves to a thread of its own (see `off_runtime`), handing the
+        // loaded case over and the changed one back.
+        let (to_caller, from_worker) = std::sync::mpsc::channel::<Result<Case, CaseError>>();
+        let (to_worker, from_caller) =
+            std::sync::mpsc::channel::<Result<(Case, String), CaseError>>();
+        let transaction = move || -> Result<Case, CaseError> {
+            let mut conn = self.pool().get().map_err(StoreError::from)?;
+            let mut tx = conn.transaction().map_err(StoreError::from)?;
+            let loaded = case_tables::load_case(&mut tx, id, true)
+                .map_err(CaseError::from)
+                .and_then(|c| c.ok_or(CaseError::NotFound(id)));
+            let old = match &loaded {
+                Ok(c) => c.state,
+                Err(_) => {
+                    let _ = to_caller.send(loaded.clone());
+                    return loaded;
+                }
+            };
+            if to_caller.send(loaded).is_err() {
+                return Err(CaseError::NotFound(id));
+            }
+            let (c, what) = from_caller
+                .recv()
+                .map_err(|_| StoreError::Backend("case change abandoned".into()))??;
+            case_tables::save_case(&mut tx, &c, Some(old))?;
+            write_audit(
+                &mut tx,
+                actor,
+                "case.update",
+                &format!("case {id}: {what}"),
+                at,
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(c)
+        };
+        std::thread::scope(|s| {
+            let worker = s.spawn(transaction);
+            let changed = match from_worker.recv() {
+                Ok(Ok(mut c)) => change(&mut c).map(|what| (c, what)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(StoreError::Backend("case transaction ended early".into()).into()),
+            };
+            let failed = changed.as_ref().err().cloned();
+            let _ = to_worker.send(changed);
+            let stored = worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            match failed {
+                Some(e) => Err(e),
+                None => stored,
+            }
+        })
+    }
+
+    fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| write_audit(tx, actor, action, detail, at))
+    }
+
+    fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(|tx| staff_tables::audit_log(tx, after, limit))
+    }
+
+    fn add_user(&self, user: &StaffUser) -> Result<(), StoreError> {
+        self.write(|tx| staff_tables::add_user(tx, user))
+    }
+
+    fn user(&self, name: &str) -> Result<Option<StaffUser>, StoreError> {
+        self.read(|tx| staff_tables::user(tx, name))
+    }
+
+    fn put_session(&self, token: &TokenHash, s: &Session) -> Result<(), StoreError> {
+        self.write(|tx| staff_tables::put_session(tx, token, s))
+    }
+
+    fn session(&self, token: &TokenHash) -> Result<Option<Session>, StoreError> {
+        self.read(|tx| staff_tables::session(tx, token))
+    }
+
+    fn delete_session(&self, token: &TokenHash) -> Result<(), StoreError> {
+        self.write(|tx| staff_tables::delete_session(tx, token))
+    }
+
+    fn users(&self) -> Result<Vec<StaffUser>, StoreError> {
+        self.read(staff_tables::users)
+    }
+
+    fn set_user_lang(&self, name: &str, lang: Lang, at: Timestamp) -> Result<(), StoreError> {
+        self.write(|tx| staff_tables::set_user_lang(tx, name, lang, at))
+    }
+
+    fn search_operators(
+        &self,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<RegistryRecord>, StoreError> {
+        self.read(|tx| registry_tables::search_operators(tx, text, limit))
+    }
+
+    fn operator_changes(
+        &self,
+        id: &OperatorId,
+        limit: usize,
+    ) -> Result<Vec<LoggedChange>, StoreError> {
+        self.read(|tx| registry_tables::operator_changes(tx, id, limit))
+    }
+}

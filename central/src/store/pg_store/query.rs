@@ -1,0 +1,207 @@
+//! Read-only queries: events, gates, statistics, alerts.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use postgres::Transaction;
+use postgres::types::ToSql;
+use protocol::schema::GateId;
+use uuid::Uuid;
+
+use super::{from_json, int, uint};
+use crate::model::{Alert, EventQuery, HourStats, Page, StoredEvent, Summary};
+use crate::stats;
+use crate::store::{GateRow, StoreError};
+
+fn parse_cursor(c: &str) -> Option<(i64, String, i64)> {
+    let mut it = c.splitn(3, '.');
+    let at = it.next()?.parse().ok()?;
+    let gate = it.next()?.to_owned();
+    let seq = it.next()?.parse().ok()?;
+    Some((at, gate, seq))
+}
+
+pub(super) fn gates(tx: &mut Transaction<'_>) -> Result<Vec<GateRow>, StoreError> {
+    tx.query("SELECT gate, value FROM gates ORDER BY gate", &[])?
+        .into_iter()
+        .map(|r| from_json("gates", r.get::<_, String>(0), r.get(1)))
+        .collect()
+}
+
+pub(super) fn events(
+    tx: &mut Transaction<'_>,
+    q: &EventQuery,
+) -> Result<Page<StoredEvent>, StoreError> {
+    let limit = q.limit.clamp(1, 1_000);
+    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+    let container = q.container.clone();
+    let gate = q.gate.as_ref().map(|g| g.as_str().to_owned());
+    let lane = q.lane.as_ref().map(|l| l.as_str().to_owned());
+    let decision = q.decision.map(|d| d.as_str().to_owned());
+    let from = q.from.map(|t| t.as_millisecond());
+    let to = q.to.map(|t| t.as_millisecond());
+    let cursor = q.cursor.as_deref().and_then(parse_cursor);
+    // With a container, the container index drives the query (its rows carry the event's
+    // key); otherwise the events table with the index that fits the filters.
+    let (mut sql, k) = match &container {
+        Some(_) => (
+            String::from(
+                "SELECT e.value, c.at_ms, c.gate, c.seq FROM event_containers c
+                 JOIN events e ON e.gate = c.gate AND e.seq = c.seq AND e.at_ms = c.at_ms
+                 WHERE true",
+            ),
+            "c",
+        ),
+        None => (
+            String::from("SELECT e.value, e.at_ms, e.gate, e.seq FROM events e WHERE true"),
+            "e",
+        ),
+    };
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    if let Some(c) = &container {
+        params.push(c);
+        sql.push_str(&format!(" AND c.container = ${}", params.len()));
+    }
+    if let Some(g) = &gate {
+        params.push(g);
+        sql.push_str(&format!(" AND e.gate = ${}", params.len()));
+    }
+    if let Some(l) = &lane {
+        params.push(l);
+        sql.push_str(&format!(" AND e.lane = ${}", params.len()));
+    }
+    if let Some(d) = &decision {
+        params.push(d);
+        sql.push_str(&format!(" AND e.decision = ${}", params.len()));
+    }
+    if let Some(f) = &from {
+        params.push(f);
+        sql.push_str(&format!(" AND {k}.at_ms >= ${}", params.len()));
+    }
+    if let Some(t) = &to {
+        params.push(t);
+        sql.push_str(&format!(" AND {k}.at_ms < ${}", params.len()));
+    }
+    if let Some((at, g, s)) = &cursor {
+        params.push(at);
+        let n = params.len();
+        params.push(g);
+        params.push(s);
+        sql.push_str(&format!(
+            " AND ({k}.at_ms, {k}.gate, {k}.seq) > (${n}, ${}, ${})",
+            n + 1,
+            n + 2
+        ));
+    }
+    params.push(&fetch);
+    sql.push_str(&format!(
+        " ORDER BY {k}.at_ms, {k}.gate, {k}.seq LIMIT ${}",
+        params.len()
+    ));
+    let rows = tx.query(&sql, &params)?;
+    let more = rows.len() > limit;
+    let mut items = Vec::with_capacity(limit);
+    let mut last = None;
+    for r in rows.into_iter().take(limit) {
+        let (at, g, s): (i64, String, i64) = (r.get(1), r.get(2), r.get(3));
+        items.push(from_json("events", format!("{g}/{s}"), r.get(0))?);
+        last = Some((at, g, s));
+    }
+    let next_cursor = if more {
+        last.map(|(at, g, s)| format!("{at}.{g}.{s}"))
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+pub(super) fn transaction_events(
+    tx: &mut Transaction<'_>,
+    txn: &Uuid,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    tx.query(
+        "SELECT e.gate, e.seq, e.value FROM event_txn t
+         JOIN events e ON e.gate = t.gate AND e.seq = t.seq AND e.at_ms = t.at_ms
+         WHERE t.txn = $1 ORDER BY t.gate, t.seq",
+        &[txn],
+    )?
+    .into_iter()
+    .map(|r| {
+        let key = format!("{}/{}", r.get::<_, String>(0), r.get::<_, i64>(1));
+        from_json("events", key, r.get(2))
+    })
+    .collect()
+}
+
+pub(super) fn hourly_stats(
+    tx: &mut Transaction<'_>,
+    gate: Option<&GateId>,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<HourStats>, StoreError> {
+    let (from_h, to_h) = (stats::hour_start(from), to.as_second());
+    let gate = gate.map(|g| g.as_str().to_owned());
+    let rows = tx.query(
+        "SELECT gate, hour, figure, n FROM hourly
+         WHERE hour >= $1 AND hour < $2 AND ($3::text IS NULL OR gate = $3)
+         ORDER BY gate, hour",
+        &[&from_h, &to_h, &gate],
+    )?;
+    let mut acc: BTreeMap<(String, i64), HourStats> = BTreeMap::new();
+    for r in rows {
+        let (g, hour, figure, n): (String, i64, String, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        let s = acc.entry((g, hour)).or_default();
+        stats::add_count(s, &figure, uint(n));
+    }
+    Ok(acc
+        .into_iter()
+        .map(|((g, hour), s)| stats::finish_hour(&g, hour, s))
+        .collect())
+}
+
+pub(super) fn summary(tx: &mut Transaction<'_>) -> Result<Summary, StoreError> {
+    let mut s = Summary::default();
+    for r in tx.query("SELECT scope, name, n FROM counters", &[])? {
+        let (scope, name, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+        let n = uint(n);
+        match (scope.as_str(), name.as_str()) {
+            (g, "events") if g.starts_with("gate:") => {
+                s.events_per_gate.insert(g["gate:".len()..].to_owned(), n);
+            }
+            ("decision", outcome) => {
+                s.decisions.insert(outcome.to_owned(), n);
+            }
+            ("cases", "OPEN") => s.cases_open = n,
+            ("cases", "ACKNOWLEDGED") => s.cases_acknowledged = n,
+            ("cases", "RESOLVED") => s.cases_resolved = n,
+            ("alerts", "total") => s.alerts = n,
+            ("registry", "operators") => s.operators = n,
+            ("registry", "consignments") => s.consignments = n,
+            _ => {}
+        }
+    }
+    for gr in gates(tx)? {
+        s.acked_through_per_gate
+            .insert(gr.gate.to_string(), gr.state.acked_through);
+    }
+    s.registry_seq = super::registry_tables::last_seq(tx)?;
+    Ok(s)
+}
+
+pub(super) fn alerts(tx: &mut Transaction<'_>, limit: usize) -> Result<Vec<Alert>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    tx.query(
+        "SELECT id, value FROM alerts ORDER BY id DESC LIMIT $1",
+        &[&limit],
+    )?
+    .into_iter()
+    .map(|r| from_json("alerts", r.get::<_, i64>(0), r.get(1)))
+    .collect()
+}
+
+pub(super) fn alert(tx: &mut Transaction<'_>, id: u64) -> Result<Option<Alert>, StoreError> {
+    tx.query_opt("SELECT value FROM alerts WHERE id = $1", &[&int(id)?])?
+        .map(|r| from_json("alerts", id, r.get(0)))
+        .transpose()
+}

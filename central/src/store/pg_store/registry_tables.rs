@@ -1,0 +1,332 @@
+//! The registry: the change log, the current records (written through
+//! [`RegistrySink`]; the rule is [`Change::apply`]), snapshots and lookups.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use postgres::Transaction;
+use protocol::operator::OperatorId;
+use protocol::registry::{ApplyError, RegistrySink};
+use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, SequencedChange};
+
+use super::{bump, from_json, int, to_json, uint, write_audit};
+use crate::store::{LoggedChange, RegistrySnapshot, StoreError};
+
+fn consignment_index_keys(c: &Consignment) -> Vec<String> {
+    let mut keys: Vec<String> = c
+        .containers
+        .iter()
+        .map(|d| format!("c:{}", d.number))
+        .collect();
+    keys.extend(c.ports.iter().map(|p| format!("p:{p}")));
+    keys
+}
+
+/// The registry tables inside one transaction, as a [`RegistrySink`] for the change
+/// being logged under `seq`. Storage only: the rule is [`Change::apply`].
+struct RegistryTx<'a, 'b> {
+    tx: &'a mut Transaction<'b>,
+    seq: i64,
+    /// The ports a consignment change concerns: before and after the change.
+    ports: Option<Vec<String>>,
+}
+
+impl RegistrySink for RegistryTx<'_, '_> {
+    type Error = StoreError;
+
+    fn operator(&mut self, id: &OperatorId) -> Result<Option<RegistryRecord>, StoreError> {
+        operator(self.tx, id)
+    }
+
+    fn put_operator(&mut self, record: &RegistryRecord) -> Result<(), StoreError> {
+        let key = record.operator.to_string();
+        // xmax = 0 only for a freshly inserted row: tells a new operator from a replaced one.
+        let row = self.tx.query_one(
+            "INSERT INTO operators (id, seq, value) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, value = EXCLUDED.value
+             RETURNING (xmax = 0)",
+            &[&key, &self.seq, &to_json(record)?],
+        )?;
+        if row.get::<_, bool>(0) {
+            bump(self.tx, "registry", "operators", 1)?;
+        }
+        Ok(())
+    }
+
+    fn put_mra(&mut self, mra: &MraRecord) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO mras (recognising, partner, seq, value) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (recognising, partner)
+             DO UPDATE SET seq = EXCLUDED.seq, value = EXCLUDED.value",
+            &[
+                &mra.recognising.code(),
+                &mra.partner.code(),
+                &self.seq,
+                &to_json(mra)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn put_consignment(&mut self, consignment: &Consignment) -> Result<(), StoreError> {
+        let old = remove_consignment(self.tx, &consignment.id)?;
+        self.tx.execute(
+            "INSERT INTO consignments (id, seq, value) VALUES ($1, $2, $3)",
+            &[&consignment.id, &self.seq, &to_json(consignment)?],
+        )?;
+        let keys = consignment_index_keys(consignment);
+        self.tx.execute(
+            "INSERT INTO consignment_index (key, id)
+             SELECT k, $2 FROM unnest($1::text[]) AS k ON CONFLICT DO NOTHING",
+            &[&keys, &consignment.id],
+        )?;
+        bump(self.tx, "registry", "consignments", 1)?;
+        let mut ports: BTreeSet<String> = consignment.ports.iter().cloned().collect();
+        if let Some(o) = old {
+            ports.extend(o.ports);
+        }
+        self.ports = Some(ports.into_iter().collect());
+        Ok(())
+    }
+
+    fn remove_consignment(&mut self, id: &str) -> Result<(), StoreError> {
+        let old = remove_consignment(self.tx, id)?;
+        self.ports = Some(old.map(|o| o.ports).unwrap_or_default());
+        Ok(())
+    }
+}
+
+/// Removes a consignment and its index rows; returns what was there.
+fn remove_consignment(
+    tx: &mut Transaction<'_>,
+    id: &str,
+) -> Result<Option<Consignment>, StoreError> {
+    let Some(row) = tx.query_opt(
+        "DELETE FROM consignments WHERE id = $1 RETURNING value",
+        &[&id],
+    )?
+    else {
+        return Ok(None);
+    };
+    let old: Consignment = from_json("consignments", id, row.get(0))?;
+    tx.execute("DELETE FROM consignment_index WHERE id = $1", &[&id])?;
+    bump(tx, "registry", "consignments", -1)?;
+    Ok(Some(old))
+}
+
+/// The operator a logged change is about (for the operator's history page).
+fn operator_of(change: &Change) -> Option<String> {
+    match change {
+        Change::UpsertOperator { record } => Some(record.operator.to_string()),
+        Change::SetStatus { operator, .. } => Some(operator.to_string()),
+        _ => None,
+    }
+}
+
+pub(super) fn append_changes(
+    tx: &mut Transaction<'_>,
+    changes: &[Change],
+    actor: &str,
+    at: Timestamp,
+) -> Result<u64, StoreError> {
+    // The row lock on the sequence serialises appends across connections and
+    // instances: change numbers have no gaps and no duplicates.
+    let mut seq: i64 = tx
+        .query_one(
+            "SELECT n FROM meta WHERE name = 'change_seq' FOR UPDATE",
+            &[],
+        )?
+        .get(0);
+    let first = seq + 1;
+    for change in changes {
+        seq += 1;
+        let mut sink = RegistryTx {
+            tx,
+            seq,
+            ports: None,
+        };
+        change.apply(&mut sink).map_err(|e| match e {
+            ApplyError::UnknownOperator(op) => StoreError::UnknownOperator(op.to_string()),
+            ApplyError::Schema(e) => StoreError::Refused(e.to_string()),
+            ApplyError::Sink(e) => e,
+        })?;
+        let ports = sink.ports;
+        let logged = LoggedChange {
+            seq: uint(seq),
+            at,
+            actor: actor.to_owned(),
+            change: change.clone(),
+            ports,
+        };
+        tx.execute(
+            "INSERT INTO changes (seq, operator, value) VALUES ($1, $2, $3)",
+            &[&seq, &operator_of(change), &to_json(&logged)?],
+        )?;
+        if let Change::SetStatus {
+            operator,
+            status,
+            reason,
+            ..
+        } = change
+        {
+            write_audit(
+                tx,
+                actor,
+                "registry.set_status",
+                &format!("{operator} → {} ({reason}), seq {seq}", status.as_str()),
+                at,
+            )?;
+        }
+    }
+    if !changes.is_empty() {
+        tx.execute("UPDATE meta SET n = $1 WHERE name = 'change_seq'", &[&seq])?;
+        let n = changes
+            .iter()
+            .filter(|c| !matches!(c, Change::SetStatus { .. }))
+            .count();
+        if n > 0 {
+            write_audit(
+                tx,
+                actor,
+                "registry.import",
+                &format!("{n} upserts/removals, seq {first}..={seq}"),
+                at,
+            )?;
+        }
+    }
+    Ok(uint(seq))
+}
+
+pub(super) fn last_seq(tx: &mut Transaction<'_>) -> Result<u64, StoreError> {
+    let n: i64 = tx
+        .query_one("SELECT n FROM meta WHERE name = 'change_seq'", &[])?
+        .get(0);
+    Ok(uint(n))
+}
+
+pub(super) fn changes_after(
+    tx: &mut Transaction<'_>,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<LoggedChange>, StoreError> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    tx.query(
+        "SELECT seq, value FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+        &[&after, &limit],
+    )?
+    .into_iter()
+    .map(|r| from_json("changes", r.get::<_, i64>(0), r.get(1)))
+    .collect()
+}
+
+pub(super) fn snapshot(
+    tx: &mut Transaction<'_>,
+    port: &str,
+    now: Timestamp,
+) -> Result<RegistrySnapshot, StoreError> {
+    let last = last_seq(tx)?;
+    let as_of = match tx.query_opt("SELECT value FROM changes WHERE seq = $1", &[&int(last)?])? {
+        Some(r) => from_json::<LoggedChange>("changes", last, r.get(0))?.at,
+        None => now,
+    };
+    let mut changes = Vec::new();
+    for r in tx.query("SELECT id, seq, value FROM operators", &[])? {
+        let record: RegistryRecord = from_json("operators", r.get::<_, String>(0), r.get(2))?;
+        changes.push(SequencedChange {
+            seq: uint(r.get(1)),
+            change: Change::UpsertOperator { record },
+        });
+    }
+    for r in tx.query("SELECT recognising, partner, seq, value FROM mras", &[])? {
+        let key = format!("{}/{}", r.get::<_, String>(0), r.get::<_, String>(1));
+        let mra: MraRecord = from_json("mras", key, r.get(3))?;
+        changes.push(SequencedChange {
+            seq: uint(r.get(2)),
+            change: Change::UpsertMra { mra },
+        });
+    }
+    let key = format!("p:{port}");
+    for r in tx.query(
+        "SELECT c.id, c.seq, c.value FROM consignment_index i
+         JOIN consignments c ON c.id = i.id WHERE i.key = $1 ORDER BY c.id",
+        &[&key],
+    )? {
+        let consignment: Consignment = from_json("consignments", r.get::<_, String>(0), r.get(2))?;
+        changes.push(SequencedChange {
+            seq: uint(r.get(1)),
+            change: Change::UpsertConsignment { consignment },
+        });
+    }
+    changes.sort_by_key(|c| c.seq);
+    Ok(RegistrySnapshot {
+        last_seq: last,
+        as_of,
+        changes,
+    })
+}
+
+pub(super) fn operator(
+    tx: &mut Transaction<'_>,
+    id: &OperatorId,
+) -> Result<Option<RegistryRecord>, StoreError> {
+    let key = id.to_string();
+    tx.query_opt("SELECT value FROM operators WHERE id = $1", &[&key])?
+        .map(|r| from_json("operators", &key, r.get(0)))
+        .transpose()
+}
+
+pub(super) fn consignments_for_container(
+    tx: &mut Transaction<'_>,
+    container: &str,
+) -> Result<Vec<Consignment>, StoreError> {
+    let key = format!("c:{container}");
+    tx.query(
+        "SELECT c.id, c.value FROM consignment_index i
+         JOIN consignments c ON c.id = i.id WHERE i.key = $1 ORDER BY c.id",
+        &[&key],
+    )?
+    .into_iter()
+    .map(|r| from_json("consignments", r.get::<_, String>(0), r.get(1)))
+    .collect()
+}
+
+pub(super) fn search_operators(
+    tx: &mut Transaction<'_>,
+    text: &str,
+    limit: usize,
+) -> Result<Vec<RegistryRecord>, StoreError> {
+    let needle = text.trim().to_lowercase();
+    let mut out = Vec::new();
+    // A scan in id order, matched here with Unicode lower case (as the redb backend
+    // does): the registry is tens of thousands of rows, read in one snapshot.
+    for r in tx.query("SELECT id, value FROM operators ORDER BY id", &[])? {
+        if out.len() >= limit {
+            break;
+        }
+        let id: String = r.get(0);
+        let rec: RegistryRecord = from_json("operators", &id, r.get(1))?;
+        if id.to_lowercase().contains(&needle) || rec.name.to_lowercase().contains(&needle) {
+            out.push(rec);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn operator_changes(
+    tx: &mut Transaction<'_>,
+    id: &OperatorId,
+    limit: usize,
+) -> Result<Vec<LoggedChange>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut out: Vec<LoggedChange> = tx
+        .query(
+            "SELECT seq, value FROM changes WHERE operator = $1 ORDER BY seq DESC LIMIT $2",
+            &[&id.to_string(), &limit],
+        )?
+        .into_iter()
+        .map(|r| from_json("changes", r.get::<_, i64>(0), r.get(1)))
+        .collect::<Result<_, _>>()?;
+    out.reverse();
+    Ok(out)
+}

@@ -1,0 +1,206 @@
+//! A PostgreSQL cluster of the test's own: `initdb` into a temporary folder, a free
+//! loopback port, run as an unprivileged user when the test runs as root (PostgreSQL
+//! refuses root), stopped by its PID when dropped.
+//!
+//! Needs Debian's `postgresql` package (`scripts/test` installs it); the binaries are
+//! looked up under `/usr/lib/postgresql/<version>/bin`, newest first.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running cluster; `url()` names its `postgres` database.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    child: Child,
+    port: u16,
+}
+
+fn bin_dir() -> PathBuf {
+    let root = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
+        .expect("PostgreSQL is not installed (/usr/lib/postgresql); scripts/test installs it")
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .filter(|(_, p)| p.join("postgres").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no /usr/lib/postgresql/<version>/bin/postgres")
+        .1
+}
+
+/// The uid and gid to run PostgreSQL as: `nobody` when we are root, else ourselves.
+fn run_as() -> Option<(u32, u32)> {
+    let id = |arg: &str, user: Option<&str>| -> u32 {
+        let mut c = Command::new("id");
+        c.arg(arg);
+        if let Some(u) = user {
+            c.arg(u);
+        }
+        let out = c.output().expect("run id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("numeric id")
+    };
+    (id("-u", None) == 0).then(|| (id("-u", Some("nobody")), id("-g", Some("nobody"))))
+}
+
+/// The blocking client runs a runtime of its own, which tokio refuses on a thread that
+/// runs one (an async test): such calls go to a thread of their own.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("client thread"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+impl PgCluster {
+    /// Initialises and starts a cluster that trades durability for speed (no fsync);
+    /// panics with PostgreSQL's output when it cannot.
+    pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// As [`PgCluster::start`]; `durable`: PostgreSQL's defaults (fsync, synchronous
+    /// commit), for measurements.
+    pub fn start_with(durable: bool) -> Self {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let user = run_as();
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown tempdir");
+        }
+        let as_user = |c: &mut Command| {
+            if let Some((uid, gid)) = user {
+                c.uid(uid).gid(gid);
+            }
+        };
+        let mut init = Command::new(bin.join("initdb"));
+        init.args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ])
+        .arg("-D")
+        .arg(&data);
+        as_user(&mut init);
+        let out = init.output().expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The port is free when asked; another process may take it before PostgreSQL
+        // binds it, so a start that fails is retried on a new port (bounded).
+        let mut last_log = String::new();
+        for _attempt in 0..5 {
+            let port = free_port();
+            let log = dir.path().join(format!("pg-{port}.log"));
+            let log_file = std::fs::File::create(&log).expect("log file");
+            if let Some((uid, gid)) = user {
+                std::os::unix::fs::chown(&log, Some(uid), Some(gid)).expect("chown log");
+            }
+            let mut c = Command::new(bin.join("postgres"));
+            c.arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string()])
+                .args(["-c", "listen_addresses=127.0.0.1"])
+                .arg("-c")
+                .arg(format!("unix_socket_directories={}", dir.path().display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log_file.try_clone().expect("log clone"));
+            if !durable {
+                // The backend's transactions are unchanged; only the disk flushes go.
+                c.args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+                    .args(["-c", "full_page_writes=off"]);
+            }
+            as_user(&mut c);
+            let mut child = c.spawn().expect("spawn postgres");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if Self::accepts(port) {
+                    return Self { dir, child, port };
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            last_log = std::fs::read_to_string(&log).unwrap_or_default();
+        }
+        panic!("PostgreSQL did not start: {last_log}");
+    }
+
+    fn accepts(port: u16) -> bool {
+        off_runtime(|| {
+            postgres::Client::connect(
+                &format!(
+                    "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2"
+                ),
+                postgres::NoTls,
+            )
+            .is_ok()
+        })
+    }
+
+    /// The `postgres` database of this cluster.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A new, empty database in this cluster; returns its URL.
+    pub fn create_database(&self, name: &str) -> String {
+        off_runtime(|| {
+            let mut c = postgres::Client::connect(&self.url(), postgres::NoTls).expect("connect");
+            c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .expect("create database");
+        });
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// The data folder (for tests that inspect or damage it).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        // SIGINT is PostgreSQL's "fast shutdown"; the process is ours, named by PID.
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

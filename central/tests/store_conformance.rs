@@ -1,0 +1,976 @@
+//! One storage conformance suite, run against every backend: each test function takes a
+//! `&dyn Store`, and `conformance!` runs it once on a redb file and once on a PostgreSQL
+//! database of a cluster the test starts itself (common/pg.rs).
+
+mod common;
+
+use central::cases::{self, CaseError};
+use central::ingest::AgentState;
+use central::model::{
+    AgentRecord, AlertKind, CaseAction, CaseQuery, CaseState, EventQuery, Session, StaffUser,
+};
+use central::store::{PgStore, RedbStore, Store, StoreError};
+use common::{chain, fast_decision, gate, seal_exception, transaction, ts};
+use jiff::{SignedDuration, Timestamp};
+use protocol::i18n::Lang;
+use protocol::operator::OperatorId;
+use protocol::schema::{
+    AeoStatus, Authorisation, Change, Consignment, DeclaredContainer, EventBody, GENESIS_HASH,
+    JournalEntry, LaneDecision, LaneId, RegistryRecord, SCHEMA_VERSION,
+};
+use uuid::Uuid;
+
+/// A store of one backend and whatever must outlive it (its file or its cluster).
+struct Backend {
+    store: Box<dyn Store>,
+    _keep: Box<dyn std::any::Any>,
+}
+
+fn redb() -> Backend {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RedbStore::open(&dir.path().join("c.redb")).expect("open redb");
+    Backend {
+        store: Box::new(store),
+        _keep: Box::new(dir),
+    }
+}
+
+fn postgres() -> Backend {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let store = PgStore::open(&url).expect("open PostgreSQL store");
+    Backend {
+        store: Box::new(store),
+        // Dropped after the store (fields drop in order): the pool closes first.
+        _keep: Box::new(cluster),
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $( #[test] fn $name() { super::$name(&*super::redb().store) } )*
+        }
+        mod on_postgres {
+            $( #[test] fn $name() {
+                let b = super::postgres();
+                super::$name(&*b.store)
+            } )*
+        }
+    };
+}
+
+conformance!(
+    ingest_is_idempotent_and_acknowledges_the_stored_prefix,
+    batches_out_of_order_are_chained_and_acknowledged_when_the_gap_closes,
+    a_chain_break_is_stored_flagged_with_one_alert_and_case,
+    a_reused_seq_keeps_the_first_entry,
+    a_seal_exception_opens_one_case_and_its_repeat_is_noted,
+    staff_actions_on_cases_follow_the_rules_and_are_audited,
+    case_queries_filter_and_page_newest_first,
+    event_queries_by_container_gate_lane_and_decision_page_in_time_order,
+    hourly_figures_and_summary_count_decisions,
+    heartbeat_raises_a_gap_alert_once_the_gap_persists,
+    registry_changes_are_logged_applied_and_snapshotted_per_port,
+    a_status_change_of_an_unknown_operator_appends_nothing,
+    agents_tokens_and_gate_ports,
+    users_sessions_and_audit,
+    text_with_control_characters_is_stored_and_read_back_unchanged,
+    entries_dated_at_the_ends_of_the_calendar_are_stored,
+);
+
+const NO_GAP_ALERT: SignedDuration = SignedDuration::from_hours(24);
+
+fn now() -> Timestamp {
+    ts("2026-03-01T12:00:00Z")
+}
+
+fn ingest(s: &dyn Store, entries: &[JournalEntry]) -> central::store::IngestOutcome {
+    let g = entries[0].agent.clone();
+    s.ingest(&g, entries, now(), NO_GAP_ALERT).expect("ingest")
+}
+
+fn alert_kinds(s: &dyn Store) -> Vec<AlertKind> {
+    let mut k: Vec<_> = s
+        .alerts(100)
+        .expect("alerts")
+        .into_iter()
+        .map(|a| a.kind)
+        .collect();
+    k.sort_by_key(|k| k.as_str());
+    k
+}
+
+/// `n` chained FAST decisions (they count, and open no case).
+fn plain_chain(g: &str, n: u64) -> Vec<JournalEntry> {
+    let g = gate(g);
+    chain(&g, (0..n).map(|_| fast_decision(&g)).collect())
+}
+
+fn all_events(s: &dyn Store, mut q: EventQuery) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for _ in 0..1_000 {
+        let page = s.events(&q).expect("events");
+        out.extend(
+            page.items
+                .iter()
+                .map(|e| (e.entry.agent.to_string(), e.entry.seq)),
+        );
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => return out,
+        }
+    }
+    panic!("paging did not end");
+}
+
+fn query() -> EventQuery {
+    EventQuery {
+        gate: None,
+        lane: None,
+        container: None,
+        decision: None,
+        from: None,
+        to: None,
+        cursor: None,
+        limit: 100,
+    }
+}
+
+fn case_query() -> CaseQuery {
+    CaseQuery {
+        state: None,
+        gate: None,
+        lane: None,
+        reason: None,
+        from: None,
+        to: None,
+        cursor: None,
+        limit: 100,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// ingest
+// ---------------------------------------------------------------------------------------
+
+fn ingest_is_idempotent_and_acknowledges_the_stored_prefix(s: &dyn Store) {
+    let c = plain_chain("G1", 5);
+    let first = ingest(s, &c);
+    assert_eq!((first.tally.stored, first.tally.duplicates), (5, 0));
+    assert_eq!(first.acked_through, 5);
+    let again = ingest(s, &c);
+    assert_eq!((again.tally.stored, again.tally.duplicates), (0, 5));
+    assert_eq!(again.acked_through, 5);
+    let sum = s.summary().expect("summary");
+    assert_eq!(sum.events_per_gate.get("G1"), Some(&5));
+    assert_eq!(sum.acked_through_per_gate.get("G1"), Some(&5));
+    assert_eq!(sum.decisions.get("FAST"), Some(&5));
+    assert!(s.alerts(10).expect("alerts").is_empty());
+    let ev = all_events(s, query());
+    assert_eq!(ev.len(), 5);
+}
+
+fn batches_out_of_order_are_chained_and_acknowledged_when_the_gap_closes(s: &dyn Store) {
+    let c = plain_chain("G1", 6);
+    let late = ingest(s, &c[3..]);
+    assert_eq!(late.tally.stored, 3);
+    assert_eq!(late.acked_through, 0, "entries 1..=3 are missing");
+    let early = ingest(s, &c[..3]);
+    assert_eq!(early.tally.stored, 3);
+    assert_eq!(early.acked_through, 6);
+    assert!(alert_kinds(s).is_empty(), "{:?}", alert_kinds(s));
+    let gates = s.gates().expect("gates");
+    assert_eq!(gates.len(), 1);
+    assert_eq!(
+        gates[0].state,
+        AgentState {
+            acked_through: 6,
+            max_seq: 6,
+            events: 6,
+            gap_since: None
+        }
+    );
+}
+
+fn a_chain_break_is_stored_flagged_with_one_alert_and_case(s: &dyn Store) {
+    let g = gate("G1");
+    let c = plain_chain("G1", 2);
+    let forged = JournalEntry::new_chained(
+        g.clone(),
+        3,
+        Uuid::now_v7(),
+        c[1].at,
+        GENESIS_HASH.into(),
+        fast_decision(&g),
+    )
+    .expect("entry");
+    let mut entries = c.clone();
+    entries.push(forged.clone());
+    let out = ingest(s, &entries);
+    assert_eq!(out.tally.stored, 3);
+    assert_eq!(
+        out.acked_through, 3,
+        "a flagged entry still advances the cursor"
+    );
+    assert_eq!(out.tally.alerts.len(), 1, "{:?}", out.tally.alerts);
+    assert_eq!(alert_kinds(s), vec![AlertKind::ChainBreak]);
+    let alert = s.alerts(10).expect("alerts").remove(0);
+    assert_eq!(alert.seq, 3);
+    let case_id = alert.case_id.expect("the alert opened a case");
+    assert_eq!(
+        s.case(case_id).expect("case").expect("stored").state,
+        CaseState::Open
+    );
+    assert_eq!(s.alert(alert.id).expect("alert"), Some(alert.clone()));
+    let stored = s
+        .events(&EventQuery {
+            gate: Some(g),
+            ..query()
+        })
+        .expect("events");
+    let flags: Vec<_> = stored
+        .items
+        .iter()
+        .map(|e| (e.entry.seq, e.chain_ok))
+        .collect();
+    assert_eq!(flags, vec![(1, true), (2, true), (3, false)]);
+    let again = ingest(s, &[forged]);
+    assert_eq!(again.tally.duplicates, 1);
+    assert_eq!(s.alerts(10).expect("alerts").len(), 1, "same alert once");
+}
+
+fn a_reused_seq_keeps_the_first_entry(s: &dyn Store) {
+    let g = gate("G1");
+    let c = plain_chain("G1", 1);
+    ingest(s, &c);
+    let other = JournalEntry::new_chained(
+        g.clone(),
+        1,
+        Uuid::now_v7(),
+        c[0].at,
+        GENESIS_HASH.into(),
+        seal_exception(&g, Uuid::now_v7()),
+    )
+    .expect("entry");
+    let out = ingest(s, &[other]);
+    assert_eq!(out.tally.stored, 0);
+    assert_eq!(alert_kinds(s), vec![AlertKind::SeqReused]);
+    let ev = s.events(&query()).expect("events");
+    assert_eq!(ev.items.len(), 1);
+    assert_eq!(ev.items[0].entry.hash, c[0].hash);
+    // An id already stored under another seq is not stored again.
+    let mut moved = c[0].clone();
+    moved.seq = 2;
+    moved.prev_hash = c[0].hash.clone();
+    let moved = JournalEntry::new_chained(g, 2, c[0].id, c[0].at, c[0].hash.clone(), moved.body)
+        .expect("entry");
+    let out = ingest(s, &[moved]);
+    assert_eq!(out.tally.stored, 0);
+    assert!(alert_kinds(s).contains(&AlertKind::IdReused));
+}
+
+// ---------------------------------------------------------------------------------------
+// cases
+// ---------------------------------------------------------------------------------------
+
+fn a_seal_exception_opens_one_case_and_its_repeat_is_noted(s: &dyn Store) {
+    let g = gate("G1");
+    let txn = Uuid::now_v7();
+    let c = chain(
+        &g,
+        vec![
+            transaction(&g, txn, "CSQU3054383"),
+            seal_exception(&g, txn),
+            seal_exception(&g, txn),
+        ],
+    );
+    let out = ingest(s, &c);
+    assert_eq!(out.cases.len(), 1, "one case per gate transaction");
+    let case = &out.cases[0];
+    assert_eq!(case.state, CaseState::Open);
+    assert_eq!(
+        case.history.len(),
+        2,
+        "opened, then noted: {:?}",
+        case.history
+    );
+    let page = s.cases(&case_query()).expect("cases");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(&page.items[0], case);
+    let sum = s.summary().expect("summary");
+    assert_eq!(sum.cases_open, 1);
+    let audit = s.audit_log(0, 100).expect("audit");
+    assert!(audit.iter().any(|a| a.action == "case.open"), "{audit:?}");
+}
+
+fn staff_actions_on_cases_follow_the_rules_and_are_audited(s: &dyn Store) {
+    let g = gate("G1");
+    let txn = Uuid::now_v7();
+    let out = ingest(s, &chain(&g, vec![seal_exception(&g, txn)]));
+    let id = out.cases[0].id;
+    let at = now();
+    let ack = s
+        .update_case(id, "ana", at, &mut |c| {
+            cases::apply(c, &CaseAction::Acknowledge { note: None }, "ana", at)
+        })
+        .expect("acknowledge");
+    assert_eq!(ack.state, CaseState::Acknowledged);
+    let twice = s.update_case(id, "ana", at, &mut |c| {
+        cases::apply(c, &CaseAction::Acknowledge { note: None }, "ana", at)
+    });
+    assert_eq!(twice, Err(CaseError::AlreadyAcknowledged { id }));
+    assert_eq!(
+        s.case(id).expect("case").expect("stored").history.len(),
+        2,
+        "a refused action writes nothing"
+    );
+    let missing = s.update_case(9_999, "ana", at, &mut |_| Ok(String::new()));
+    assert_eq!(missing, Err(CaseError::NotFound(9_999)));
+    let sum = s.summary().expect("summary");
+    assert_eq!((sum.cases_open, sum.cases_acknowledged), (0, 1));
+    let audit = s.audit_log(0, 100).expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "case.update" && a.detail == format!("case {id}: acknowledged")),
+        "{audit:?}"
+    );
+}
+
+fn case_queries_filter_and_page_newest_first(s: &dyn Store) {
+    for name in ["G1", "G2"] {
+        let g = gate(name);
+        let bodies = (0..3).map(|_| seal_exception(&g, Uuid::now_v7())).collect();
+        ingest(s, &chain(&g, bodies));
+    }
+    let all = s.cases(&case_query()).expect("cases");
+    let ids: Vec<u64> = all.items.iter().map(|c| c.id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "newest first");
+    assert_eq!(ids.len(), 6);
+    let g2 = s
+        .cases(&CaseQuery {
+            gate: Some(gate("G2")),
+            ..case_query()
+        })
+        .expect("cases");
+    assert_eq!(g2.items.len(), 3);
+    assert!(g2.items.iter().all(|c| c.gate.as_str() == "G2"));
+    let mut seen = Vec::new();
+    let mut q = CaseQuery {
+        limit: 2,
+        ..case_query()
+    };
+    for _ in 0..10 {
+        let p = s.cases(&q).expect("page");
+        seen.extend(p.items.iter().map(|c| c.id));
+        match p.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "pages join to the whole list");
+    let by_reason = s
+        .cases(&CaseQuery {
+            reason: Some(protocol::schema::ReasonCode::SealMismatch),
+            lane: Some(LaneId::parse("L1").expect("lane")),
+            state: Some(CaseState::Open),
+            ..case_query()
+        })
+        .expect("cases");
+    assert_eq!(by_reason.items.len(), 6);
+    let none = s
+        .cases(&CaseQuery {
+            state: Some(CaseState::Resolved),
+            ..case_query()
+        })
+        .expect("cases");
+    assert!(none.items.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// dashboard queries
+// ---------------------------------------------------------------------------------------
+
+fn event_queries_by_container_gate_lane_and_decision_page_in_time_order(s: &dyn Store) {
+    let (g1, g2) = (gate("G1"), gate("G2"));
+    let (t1, t2) = (Uuid::now_v7(), Uuid::now_v7());
+    // G1: the decision arrives before its transaction; the container index still finds it.
+    let c1 = chain(
+        &g1,
+        vec![
+            fast_decision(&g1),
+            seal_exception(&g1, t1),
+            transaction(&g1, t1, "CSQU3054383"),
+        ],
+    );
+    ingest(s, &c1[..2]);
+    ingest(s, &c1[2..]);
+    ingest(
+        s,
+        &chain(
+            &g2,
+            vec![transaction(&g2, t2, "MSKU9070323"), seal_exception(&g2, t2)],
+        ),
+    );
+    let by_container = all_events(
+        s,
+        EventQuery {
+            container: Some("CSQU3054383".into()),
+            ..query()
+        },
+    );
+    assert_eq!(by_container, vec![("G1".into(), 2), ("G1".into(), 3)]);
+    let paged = all_events(
+        s,
+        EventQuery {
+            limit: 1,
+            ..query()
+        },
+    );
+    assert_eq!(paged.len(), 5);
+    assert_eq!(
+        paged,
+        all_events(s, query()),
+        "pages join to the whole list"
+    );
+    let inspect = all_events(
+        s,
+        EventQuery {
+            decision: Some(LaneDecision::Inspect),
+            ..query()
+        },
+    );
+    assert_eq!(inspect.len(), 2);
+    let lane = all_events(
+        s,
+        EventQuery {
+            gate: Some(g2.clone()),
+            lane: Some(LaneId::parse("L1").expect("lane")),
+            ..query()
+        },
+    );
+    assert_eq!(lane, vec![("G2".into(), 1), ("G2".into(), 2)]);
+    let window = all_events(
+        s,
+        EventQuery {
+            gate: Some(g1),
+            from: Some(c1[1].at),
+            to: Some(c1[2].at),
+            ..query()
+        },
+    );
+    assert_eq!(window, vec![("G1".into(), 2)]);
+    let txn: Vec<u64> = s
+        .transaction_events(&t1)
+        .expect("txn")
+        .iter()
+        .map(|e| e.entry.seq)
+        .collect();
+    assert_eq!(txn, vec![2, 3]);
+}
+
+fn hourly_figures_and_summary_count_decisions(s: &dyn Store) {
+    let g = gate("G1");
+    let bodies = vec![
+        fast_decision(&g),
+        fast_decision(&g),
+        seal_exception(&g, Uuid::now_v7()),
+    ];
+    ingest(s, &chain(&g, bodies));
+    let hours = s
+        .hourly_stats(None, ts("2026-03-01T00:00:00Z"), ts("2026-03-02T00:00:00Z"))
+        .expect("hourly");
+    assert_eq!(hours.len(), 1, "{hours:?}");
+    let h = &hours[0];
+    assert_eq!((h.fast, h.inspect), (2, 1), "{h:?}");
+    let other_gate = s
+        .hourly_stats(
+            Some(&gate("G9")),
+            ts("2026-03-01T00:00:00Z"),
+            ts("2026-03-02T00:00:00Z"),
+        )
+        .expect("hourly");
+    assert!(other_gate.is_empty());
+    let before = s
+        .hourly_stats(None, ts("2026-02-01T00:00:00Z"), ts("2026-03-01T10:00:00Z"))
+        .expect("hourly");
+    assert!(before.is_empty());
+    let sum = s.summary().expect("summary");
+    assert_eq!(sum.decisions.get("FAST"), Some(&2));
+    assert_eq!(sum.decisions.get("INSPECT"), Some(&1));
+}
+
+fn heartbeat_raises_a_gap_alert_once_the_gap_persists(s: &dyn Store) {
+    let c = plain_chain("G1", 3);
+    let g = gate("G1");
+    let t0 = now();
+    let gap = SignedDuration::from_mins(5);
+    s.ingest(&g, &c[2..], t0, gap).expect("ingest");
+    s.ingest(&g, &c[2..], t0 + SignedDuration::from_mins(1), gap)
+        .expect("ingest");
+    assert!(alert_kinds(s).is_empty(), "not yet");
+    let out = s
+        .ingest(&g, &c[2..], t0 + SignedDuration::from_mins(6), gap)
+        .expect("ingest");
+    assert_eq!(out.cases.len(), 1);
+    assert_eq!(alert_kinds(s), vec![AlertKind::Gap]);
+    assert_eq!(s.alerts(10).expect("alerts")[0].seq, 1);
+    s.ingest(&g, &c[..2], t0 + SignedDuration::from_mins(7), gap)
+        .expect("ingest");
+    assert_eq!(s.gates().expect("gates")[0].state.gap_since, None);
+}
+
+fn text_with_control_characters_is_stored_and_read_back_unchanged(s: &dyn Store) {
+    // Agents forward what hardware sent; a NUL or other control character in a string
+    // must not make a batch unstorable (it would be refused on every resend).
+    let g = gate("G1");
+    let c = chain(
+        &g,
+        vec![EventBody::IntegrityAlert {
+            what: "reader\u{0}noise".into(),
+            detail: "bytes \u{1}\u{7f} end".into(),
+        }],
+    );
+    let out = ingest(s, &c);
+    assert_eq!(out.tally.stored, 1);
+    let ev = s.events(&query()).expect("events");
+    assert_eq!(ev.items[0].entry, c[0]);
+    let alert = s.alerts(1).expect("alerts").remove(0);
+    assert!(alert.detail.contains('\u{0}'), "{alert:?}");
+    let case = s.case(alert.case_id.expect("case")).expect("case");
+    assert!(case.is_some());
+}
+
+fn entries_dated_at_the_ends_of_the_calendar_are_stored(s: &dyn Store) {
+    // An agent's clock is not trusted: whatever time it wrote, the entry is kept.
+    let g = gate("G1");
+    let mut prev = GENESIS_HASH.to_owned();
+    let mut entries = Vec::new();
+    for (seq, at) in [(1, Timestamp::MAX), (2, Timestamp::MIN)] {
+        let e =
+            JournalEntry::new_chained(g.clone(), seq, Uuid::now_v7(), at, prev, fast_decision(&g))
+                .expect("entry");
+        prev = e.hash.clone();
+        entries.push(e);
+    }
+    let out = ingest(s, &entries);
+    assert_eq!((out.tally.stored, out.acked_through), (2, 2));
+    let seqs: Vec<u64> = s
+        .events(&query())
+        .expect("events")
+        .items
+        .iter()
+        .map(|e| e.entry.seq)
+        .collect();
+    assert_eq!(seqs, vec![2, 1], "oldest first");
+}
+
+// ---------------------------------------------------------------------------------------
+// registry
+// ---------------------------------------------------------------------------------------
+
+fn record(id: &str, name: &str) -> RegistryRecord {
+    RegistryRecord {
+        v: SCHEMA_VERSION,
+        operator: OperatorId::parse(id).expect("operator"),
+        name: name.into(),
+        authorisations: vec![Authorisation::Aeof],
+        status: AeoStatus::Active,
+        status_since: ts("2025-01-01T00:00:00Z"),
+        valid_from: ts("2025-01-01T00:00:00Z"),
+        valid_to: None,
+        roles: vec![],
+        contact_point: None,
+        linked_ids: vec![],
+        source: "test".into(),
+        as_of: ts("2026-01-01T00:00:00Z"),
+    }
+}
+
+fn consignment(id: &str, container: &str, port: &str) -> Consignment {
+    Consignment {
+        v: SCHEMA_VERSION,
+        id: id.into(),
+        containers: vec![DeclaredContainer {
+            number: container.parse().expect("container"),
+            seals: vec![],
+            eseals: vec![],
+        }],
+        parties: vec![],
+        holds: vec![],
+        ports: vec![port.into()],
+        as_of: ts("2026-03-01T00:00:00Z"),
+    }
+}
+
+fn registry_changes_are_logged_applied_and_snapshotted_per_port(s: &dyn Store) {
+    let a = "EU-AEO:DE123456789012345";
+    let b = "EU-AEO:FR987654321098765";
+    let at = now();
+    let seq = s
+        .append_changes(
+            &[
+                Change::UpsertOperator {
+                    record: record(a, "Alpha Logistics"),
+                },
+                Change::UpsertOperator {
+                    record: record(b, "Beta Freight"),
+                },
+                Change::UpsertConsignment {
+                    consignment: consignment("C1", "CSQU3054383", "NLRTM"),
+                },
+                Change::UpsertConsignment {
+                    consignment: consignment("C2", "MSKU9070323", "BEANR"),
+                },
+            ],
+            "importer",
+            at,
+        )
+        .expect("append");
+    assert_eq!(seq, 4);
+    let op = OperatorId::parse(a).expect("op");
+    let later = at + SignedDuration::from_hours(1);
+    let seq = s
+        .append_changes(
+            &[
+                Change::SetStatus {
+                    operator: op.clone(),
+                    status: AeoStatus::Suspended,
+                    reason: "audit".into(),
+                    actor: "ana".into(),
+                    at: later,
+                },
+                // C2 moves from Antwerp to Rotterdam: both ports learn of it.
+                Change::UpsertConsignment {
+                    consignment: consignment("C2", "MSKU9070323", "NLRTM"),
+                },
+            ],
+            "ana",
+            later,
+        )
+        .expect("append");
+    assert_eq!(seq, 6);
+    assert_eq!(s.last_seq().expect("seq"), 6);
+    let rec = s.operator(&op).expect("operator").expect("stored");
+    assert_eq!(
+        (rec.status, rec.status_since, rec.as_of),
+        (AeoStatus::Suspended, later, later)
+    );
+    let log = s.changes_after(3, 10).expect("changes");
+    assert_eq!(log.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![4, 5, 6]);
+    assert_eq!(log[2].ports, Some(vec!["BEANR".into(), "NLRTM".into()]));
+    assert_eq!(log[1].ports, None);
+    let snap = s.snapshot("NLRTM", now()).expect("snapshot");
+    assert_eq!(snap.last_seq, 6);
+    assert_eq!(snap.as_of, later);
+    let seqs: Vec<u64> = snap.changes.iter().map(|c| c.seq).collect();
+    assert_eq!(
+        seqs,
+        vec![2, 3, 5, 6],
+        "operators, and this port's consignments"
+    );
+    let antwerp = s.snapshot("BEANR", now()).expect("snapshot");
+    assert_eq!(antwerp.changes.len(), 2, "operators only: C2 moved away");
+    let found = s.consignments_for_container("MSKU9070323").expect("c");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].ports, vec!["NLRTM".to_owned()]);
+    let names: Vec<String> = s
+        .search_operators("beta", 10)
+        .expect("search")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, vec!["Beta Freight".to_owned()]);
+    assert_eq!(s.search_operators("eu-aeo", 1).expect("search").len(), 1);
+    let hist = s.operator_changes(&op, 10).expect("history");
+    assert_eq!(hist.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 5]);
+    let last = s.operator_changes(&op, 1).expect("history");
+    assert_eq!(last.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![5]);
+    let sum = s.summary().expect("summary");
+    assert_eq!(
+        (sum.operators, sum.consignments, sum.registry_seq),
+        (2, 2, 6)
+    );
+    let audit = s.audit_log(0, 100).expect("audit");
+    assert!(audit.iter().any(|e| e.action == "registry.set_status"));
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.action == "registry.import")
+            .count(),
+        2
+    );
+}
+
+fn a_status_change_of_an_unknown_operator_appends_nothing(s: &dyn Store) {
+    let err = s
+        .append_changes(
+            &[
+                Change::RemoveConsignment { id: "X".into() },
+                Change::SetStatus {
+                    operator: OperatorId::parse("EU-AEO:DE123456789012345").expect("op"),
+                    status: AeoStatus::Revoked,
+                    reason: "r".into(),
+                    actor: "ana".into(),
+                    at: now(),
+                },
+            ],
+            "ana",
+            now(),
+        )
+        .expect_err("unknown operator");
+    assert!(matches!(err, StoreError::UnknownOperator(_)), "{err}");
+    assert_eq!(s.last_seq().expect("seq"), 0);
+    assert!(s.changes_after(0, 10).expect("changes").is_empty());
+    assert!(s.audit_log(0, 10).expect("audit").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// agents, users, sessions, audit
+// ---------------------------------------------------------------------------------------
+
+fn agents_tokens_and_gate_ports(s: &dyn Store) {
+    let agent = AgentRecord {
+        gate: gate("G1"),
+        port: "NLRTM".into(),
+        issued_at: now(),
+        issued_by: "ana".into(),
+        cert_sha256: None,
+    };
+    s.add_agent(&[1; 32], &agent).expect("add");
+    assert_eq!(
+        s.agent_for_token(&[1; 32]).expect("get"),
+        Some(agent.clone())
+    );
+    assert_eq!(s.agent_for_token(&[2; 32]).expect("get"), None);
+    let elsewhere = AgentRecord {
+        port: "BEANR".into(),
+        ..agent.clone()
+    };
+    let err = s.add_agent(&[2; 32], &elsewhere).expect_err("other port");
+    assert!(matches!(err, StoreError::GatePortConflict { .. }), "{err}");
+    assert_eq!(s.agent_for_token(&[2; 32]).expect("get"), None);
+    s.add_agent(&[3; 32], &agent)
+        .expect("second token, same port");
+    let gates = s.gates().expect("gates");
+    assert_eq!(gates.len(), 1);
+    assert_eq!(gates[0].port, "NLRTM");
+    let audit = s.audit_log(0, 10).expect("audit");
+    assert_eq!(audit.len(), 2);
+}
+
+fn users_sessions_and_audit(s: &dyn Store) {
+    let user = StaffUser {
+        name: "ana".into(),
+        role: "supervisor".into(),
+        password_phc: "$argon2id$x".into(),
+        created_at: now(),
+        lang: Lang::default(),
+    };
+    s.add_user(&user).expect("add");
+    assert_eq!(s.add_user(&user), Err(StoreError::UserExists("ana".into())));
+    assert_eq!(s.user("ana").expect("user"), Some(user.clone()));
+    assert_eq!(s.user("bob").expect("user"), None);
+    let fr = Lang::parse("es").expect("es");
+    s.set_user_lang("ana", fr, now()).expect("lang");
+    assert_eq!(s.user("ana").expect("user").expect("ana").lang, fr);
+    assert_eq!(
+        s.set_user_lang("bob", fr, now()),
+        Err(StoreError::UnknownUser("bob".into()))
+    );
+    assert_eq!(s.users().expect("users").len(), 1);
+    let session = Session {
+        user: "ana".into(),
+        role: "supervisor".into(),
+        expires_at: now(),
+    };
+    s.put_session(&[7; 32], &session).expect("put");
+    assert_eq!(s.session(&[7; 32]).expect("get"), Some(session));
+    s.delete_session(&[7; 32]).expect("delete");
+    s.delete_session(&[7; 32]).expect("deleting again is fine");
+    assert_eq!(s.session(&[7; 32]).expect("get"), None);
+    s.audit("ana", "export.csv", "events", now())
+        .expect("audit");
+    let log = s.audit_log(0, 100).expect("audit");
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, vec!["user.add", "user.lang", "export.csv"]);
+    let ids: Vec<u64> = log.iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(s.audit_log(2, 100).expect("audit").len(), 1);
+    assert_eq!(s.audit_log(0, 1).expect("audit").len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// the backend chosen by configuration, through central's API
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn central_configured_with_a_postgres_url_ingests_and_serves_cases() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let e = common::env_with(|cfg| {
+        cfg.store_path = std::path::PathBuf::new();
+        cfg.store = Some(central::config::StoreConfig {
+            url: central::config::PgUrl::parse(&url).expect("url"),
+        });
+    });
+    assert!(
+        !e.dir.path().join("central.redb").exists(),
+        "no redb file is opened"
+    );
+    let g = gate("P1-G1");
+    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let txn = Uuid::now_v7();
+    let entries = chain(
+        &g,
+        vec![transaction(&g, txn, "CSQU3054383"), seal_exception(&g, txn)],
+    );
+    let uri = "/api/v1/agents/P1-G1/events";
+    let a = common::call(
+        &e.central,
+        "POST",
+        uri,
+        Some(&token),
+        Some(&common::batch(&g, &entries)),
+    )
+    .await;
+    assert_eq!(a.status, axum::http::StatusCode::OK, "{}", a.json);
+    assert_eq!(a.json["acked_through"], 2);
+    let staff = common::staff(&e.central).await;
+    let cases = common::call(
+        &e.central,
+        "GET",
+        "/api/v1/cases?state=open",
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert_eq!(cases.json["items"][0]["subject"]["type"], "SEAL_EXCEPTION");
+    // The data is in the database: a second store on the same URL sees it.
+    let other = PgStore::open(&url).expect("second store");
+    assert_eq!(
+        other
+            .summary()
+            .expect("summary")
+            .acked_through_per_gate
+            .get("P1-G1"),
+        Some(&2)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// a rough ingest rate, both backends durable (run with --ignored --nocapture)
+// ---------------------------------------------------------------------------------------
+
+fn ingest_rate(s: &dyn Store, gates: usize, batches: usize, per_batch: usize) -> f64 {
+    let chains: Vec<Vec<JournalEntry>> = (0..gates)
+        .map(|i| {
+            let g = gate(&format!("G{i}"));
+            chain(
+                &g,
+                (0..batches * per_batch)
+                    .map(|_| fast_decision(&g))
+                    .collect(),
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for c in &chains {
+            scope.spawn(move || {
+                for b in c.chunks(per_batch) {
+                    let out = ingest(s, b);
+                    assert_eq!(out.tally.stored, b.len() as u64);
+                }
+            });
+        }
+    });
+    let n = gates * batches * per_batch;
+    let sum = s.summary().expect("summary");
+    assert_eq!(sum.events_per_gate.values().sum::<u64>(), n as u64);
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+#[test]
+#[ignore = "a measurement, not a check; prints events/s"]
+fn measure_ingest_rate_on_both_backends() {
+    let (gates, batches, per_batch) = (4, 20, 500);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redb = RedbStore::open(&dir.path().join("c.redb")).expect("redb");
+    let redb_rate = ingest_rate(&redb, gates, batches, per_batch);
+    let cluster = common::pg::PgCluster::start_with(true);
+    let pg = PgStore::open(&cluster.create_database("central")).expect("pg");
+    let pg_rate = ingest_rate(&pg, gates, batches, per_batch);
+    println!(
+        "ingest, {gates} agents x {batches} batches x {per_batch} FAST decisions, durable: \
+         redb {redb_rate:.0} events/s, PostgreSQL {pg_rate:.0} events/s"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// two stores (two central instances) on one PostgreSQL database
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn the_same_batch_at_two_instances_at_once_is_stored_once() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let (a, b) = (
+        PgStore::open(&url).expect("a"),
+        PgStore::open(&url).expect("b"),
+    );
+    let c = plain_chain("G1", 300);
+    let (ta, tb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| ingest(&a, &c).tally);
+        let hb = s.spawn(|| ingest(&b, &c).tally);
+        (ha.join().expect("a"), hb.join().expect("b"))
+    });
+    assert_eq!(ta.stored + tb.stored, 300, "{ta:?} {tb:?}");
+    assert_eq!(ta.duplicates + tb.duplicates, 300, "{ta:?} {tb:?}");
+    let sum = b.summary().expect("summary");
+    assert_eq!(sum.events_per_gate.get("G1"), Some(&300));
+    assert_eq!(sum.acked_through_per_gate.get("G1"), Some(&300));
+    assert!(a.alerts(10).expect("alerts").is_empty());
+}
+
+#[test]
+fn registry_change_numbers_from_two_instances_have_no_gaps_or_duplicates() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let stores = [
+        PgStore::open(&url).expect("a"),
+        PgStore::open(&url).expect("b"),
+    ];
+    std::thread::scope(|s| {
+        for (i, st) in stores.iter().enumerate() {
+            s.spawn(move || {
+                for n in 0..20 {
+                    let id = format!("C{i}-{n}");
+                    st.append_changes(
+                        &[
+                            Change::RemoveConsignment { id: id.clone() },
+                            Change::RemoveConsignment { id },
+                        ],
+                        "importer",
+                        now(),
+                    )
+                    .expect("append");
+                }
+            });
+        }
+    });
+    let log = stores[0].changes_after(0, 1_000).expect("log");
+    let seqs: Vec<u64> = log.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, (1..=80).collect::<Vec<u64>>());
+    // Each append's two changes are adjacent: appends do not interleave.
+    for pair in log.chunks(2) {
+        assert_eq!(
+            serde_json::to_string(&pair[0].change).expect("json"),
+            serde_json::to_string(&pair[1].change).expect("json")
+        );
+    }
+    assert_eq!(stores[1].last_seq().expect("seq"), 80);
+}
