@@ -189,6 +189,26 @@ impl LoginLimiter {
             .max()
     }
 
+    /// Checks the limit and, when the attempt may go ahead, counts it as a failure at
+    /// once, in one step: concurrent attempts each see the ones before them, so no more
+    /// than the limit are ever checked. A login that then succeeds gives its reservation
+    /// back with [`LoginLimiter::succeeded`].
+    ///
+    /// # Errors
+    /// How long until the next attempt may be tried, when this one must be refused.
+    pub fn reserve(
+        &mut self,
+        user: &str,
+        addr: Option<std::net::IpAddr>,
+        now: jiff::Timestamp,
+    ) -> Result<(), jiff::SignedDuration> {
+        if let Some(wait) = self.check(user, addr, now) {
+            return Err(wait);
+        }
+        self.failed(user, addr, now);
+        Ok(())
+    }
+
     /// Counts a failed attempt.
     pub fn failed(&mut self, user: &str, addr: Option<std::net::IpAddr>, now: jiff::Timestamp) {
         self.prune(now);
@@ -212,10 +232,22 @@ impl LoginLimiter {
         }
     }
 
-    /// Forgets a user's failures after a successful login (the address's stay).
-    pub fn succeeded(&mut self, user: &str) {
+    /// Forgets a user's failures after a successful login, and gives back the address's
+    /// reservation made at `at` by [`LoginLimiter::reserve`] (its earlier failures stay).
+    pub fn succeeded(&mut self, user: &str, addr: Option<std::net::IpAddr>, at: jiff::Timestamp) {
         self.failures
             .remove(&format!("u:{}", user.trim().to_ascii_lowercase()));
+        if let Some(a) = addr {
+            let key = format!("a:{a}");
+            if let Some(q) = self.failures.get_mut(&key) {
+                if let Some(i) = q.iter().rposition(|t| *t == at) {
+                    q.remove(i);
+                }
+                if q.is_empty() {
+                    self.failures.remove(&key);
+                }
+            }
+        }
     }
 }
 
@@ -274,11 +306,30 @@ mod tests {
         }
         assert!(l.check("fresh-name", Some(ip), t0).is_some());
         assert_eq!(l.check("fresh-name", None, t0), None);
-        l.succeeded("guess1");
+        l.succeeded("guess1", None, t0);
         assert!(
             l.check("guess1", Some(ip), t0).is_some(),
             "address still limited"
         );
+    }
+
+    #[test]
+    fn a_reservation_counts_before_the_password_is_checked() {
+        let mut l = LoginLimiter::default();
+        let t0: jiff::Timestamp = "2025-01-01T10:00:00Z".parse().expect("time");
+        let ip: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+        // Five attempts in flight at once, none finished: the sixth is refused.
+        for i in 0..MAX_FAILURES_PER_USER {
+            assert_eq!(l.reserve("ana", Some(ip), t0), Ok(()), "attempt {i}");
+        }
+        assert!(l.reserve("ana", Some(ip), t0).is_err());
+        // A success gives back the user's failures and its own address reservation.
+        let mut l = LoginLimiter::default();
+        l.failed("x", Some(ip), t0);
+        l.reserve("bea", Some(ip), t0).expect("allowed");
+        l.succeeded("bea", Some(ip), t0);
+        assert_eq!(l.failures.get(&format!("a:{ip}")).map(|q| q.len()), Some(1));
+        assert!(!l.failures.contains_key("u:bea"));
     }
 
     #[test]
