@@ -404,6 +404,7 @@ mod tests {
             },
             received_at: at,
             chain_ok: true,
+            refused: false,
         }
     }
 

@@ -57,7 +57,7 @@ impl Central {
             alert: None,
         };
         if let Some(txn) = d.case.transaction_id() {
-            for e in store.transaction_events(&txn)? {
+            for e in store.transaction_events(&d.case.gate, &txn)? {
                 match e.entry.body {
                     EventBody::Transaction { transaction } => d.transaction = Some(transaction),
                     EventBody::Decision { decision } => d.decision = Some(decision),
