@@ -26,6 +26,8 @@ pub enum CaseError {
     AlreadyAcknowledged { id: u64 },
     #[error("assignee must not be empty")]
     EmptyAssignee,
+    #[error("assignee {0:?} is not a staff user")]
+    UnknownAssignee(String),
 }
 
 /// A new case for a decision that [`Decision::is_seal_exception`].

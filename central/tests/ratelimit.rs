@@ -199,3 +199,32 @@ async fn an_unknown_user_takes_as_long_as_a_wrong_password() {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_json_login_is_a_bad_request() {
+    let e = common::env_with(|c| c.rate_limit_per_s = 0);
+    let (base, stop, server) = serve(&e).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    for (content_type, body) in [
+        ("application/json", "{"),
+        ("application/json", "[]"),
+        ("application/json", "{\"user\": 1}"),
+        ("text/plain", "{\"user\":\"ana\",\"password\":\"x\"}"),
+    ] {
+        let r = client
+            .post(format!("{base}/api/v1/login"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(r.status(), 400, "{content_type} {body}");
+        let v: serde_json::Value = r.json().await.expect("a JSON error");
+        assert!(v["error"].is_string(), "{v}");
+    }
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}

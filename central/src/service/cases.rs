@@ -28,6 +28,12 @@ impl Central {
         action: &CaseAction,
         actor: &str,
     ) -> Result<Case, CaseError> {
+        if let CaseAction::Assign { assignee, .. } = action {
+            let name = assignee.trim();
+            if !name.is_empty() && self.inner.store.user(name)?.is_none() {
+                return Err(CaseError::UnknownAssignee(name.to_owned()));
+            }
+        }
         let at = Timestamp::now();
         let case = self
             .inner
