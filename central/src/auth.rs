@@ -123,6 +123,48 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     })
 }
 
+/// Shortest staff password, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Weakest zxcvbn score a staff password may have: 3, "safely unguessable: moderate
+/// protection from an offline slow-hash scenario" (fewer than 10^10 guesses scores 2).
+pub const MIN_PASSWORD_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
+/// Characters of a password the estimator looks at: its cost grows with length, and a
+/// prefix's strength is a lower bound of the whole's.
+const STRENGTH_CHARS: usize = 128;
+
+/// Refuses a password shorter than [`MIN_PASSWORD_CHARS`] or weaker than
+/// [`MIN_PASSWORD_SCORE`] by the zxcvbn estimate (dictionary words, names, keyboard
+/// patterns, repeats, dates; the user name counts as a known word).
+///
+/// # Errors
+/// [`AuthError::Invalid`] saying why, with zxcvbn's advice when it has some.
+pub fn check_password_strength(password: &str, user: &str) -> Result<(), AuthError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AuthError::Invalid(format!(
+            "password must be at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    let probe: String = password.chars().take(STRENGTH_CHARS).collect();
+    let estimate = zxcvbn::zxcvbn(&probe, &[user]);
+    if estimate.score() >= MIN_PASSWORD_SCORE {
+        return Ok(());
+    }
+    let mut why = format!(
+        "password is too easy to guess (strength {} of 4, at least {} needed)",
+        u8::from(estimate.score()),
+        u8::from(MIN_PASSWORD_SCORE)
+    );
+    if let Some(f) = estimate.feedback() {
+        if let Some(w) = f.warning() {
+            why.push_str(&format!(": {w}"));
+        }
+        for s in f.suggestions() {
+            why.push_str(&format!("; {s}"));
+        }
+    }
+    Err(AuthError::Invalid(why))
+}
+
 /// Failed logins one user name may have within [`LoginLimiter::WINDOW`].
 pub const MAX_FAILURES_PER_USER: usize = 5;
 /// Failed logins one client address may have within [`LoginLimiter::WINDOW`] (several
@@ -342,6 +384,18 @@ mod tests {
     }
 
     #[test]
+    fn weak_passwords_are_refused_and_strong_ones_accepted() {
+        for weak in ["password", "        ", "12345678", "ana12345", "qwertyuiop", "Password1"] {
+            let e = check_password_strength(weak, "ana");
+            assert!(matches!(e, Err(AuthError::Invalid(_))), "{weak:?}: {e:?}");
+        }
+        assert!(check_password_strength("short", "ana").is_err());
+        for strong in ["correct horse", "analyst-pass-2025", "vX9#qLm2!tRz"] {
+            check_password_strength(strong, "ana").expect(strong);
+        }
+    }
+
+    #[test]
     fn password_round_trip_and_wrong_password() {
         let phc = hash_password("correct horse", 64, 1).expect("hash");
         assert!(verify_password("correct horse", &phc));
@@ -357,3 +411,4 @@ mod tests {
         assert_eq!(bearer(None), None);
     }
 }
+

@@ -30,7 +30,7 @@ impl Central {
     ///
     /// # Errors
     /// When the user exists, the name is malformed, the role is unknown or the password is
-    /// shorter than 8.
+    /// too short or too easy to guess ([`auth::check_password_strength`]).
     pub fn add_user(&self, name: &str, password: &str, role: &str) -> Result<(), AuthError> {
         let Some(role) = Role::parse(role) else {
             return Err(AuthError::Invalid(format!(
@@ -47,11 +47,7 @@ impl Central {
                 "user name {name:?}: 1 to 64 letters, digits, '.', '_', '-' or '@'"
             )));
         }
-        if password.chars().count() < 8 {
-            return Err(AuthError::Invalid(
-                "password must be at least 8 characters".into(),
-            ));
-        }
+        auth::check_password_strength(password, name)?;
         let phc = auth::hash_password(
             password,
             self.inner.cfg.argon2_m_cost_kib,
