@@ -385,7 +385,14 @@ mod tests {
 
     #[test]
     fn weak_passwords_are_refused_and_strong_ones_accepted() {
-        for weak in ["password", "        ", "12345678", "ana12345", "qwertyuiop", "Password1"] {
+        for weak in [
+            "password",
+            "        ",
+            "12345678",
+            "ana12345",
+            "qwertyuiop",
+            "Password1",
+        ] {
             let e = check_password_strength(weak, "ana");
             assert!(matches!(e, Err(AuthError::Invalid(_))), "{weak:?}: {e:?}");
         }
@@ -411,4 +418,3 @@ mod tests {
         assert_eq!(bearer(None), None);
     }
 }
-

@@ -202,8 +202,7 @@ pub trait CaseBook {
     ///
     /// # Errors
     /// Storage failures.
-    fn link_transaction(&mut self, gate: &GateId, txn: Uuid, case: u64)
-    -> Result<(), Self::Error>;
+    fn link_transaction(&mut self, gate: &GateId, txn: Uuid, case: u64) -> Result<(), Self::Error>;
     /// Appends an audit entry.
     ///
     /// # Errors

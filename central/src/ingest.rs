@@ -444,7 +444,9 @@ mod tests {
             if refused {
                 self.refused.push(entry.seq);
             } else if let Some(txn) = transaction_of(&entry.body) {
-                self.owners.entry(txn).or_insert_with(|| entry.agent.clone());
+                self.owners
+                    .entry(txn)
+                    .or_insert_with(|| entry.agent.clone());
             }
             Ok(())
         }

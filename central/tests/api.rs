@@ -814,7 +814,11 @@ async fn api_logout_ends_the_session() {
     let a = call(&e.central, "POST", "/api/v1/logout", Some(&staff), None).await;
     assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.json);
     let a = call(&e.central, "GET", "/api/v1/cases", Some(&staff), None).await;
-    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "the token no longer works");
+    assert_eq!(
+        a.status,
+        StatusCode::UNAUTHORIZED,
+        "the token no longer works"
+    );
     let a = call(&e.central, "POST", "/api/v1/logout", Some(&staff), None).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
 }

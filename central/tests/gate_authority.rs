@@ -214,10 +214,18 @@ async fn one_gates_token_cannot_write_into_another_gates_cases_or_exports() {
         .find(|l| l.contains(&txn8.to_string()))
         .expect("G8's transaction is exported");
     assert!(row.contains("INSPECT") && !row.contains("FAST"), "{row}");
-    assert_eq!(csv.lines().filter(|l| l.contains(",FAST,")).count(), 0, "{csv}");
+    assert_eq!(
+        csv.lines().filter(|l| l.contains(",FAST,")).count(),
+        0,
+        "{csv}"
+    );
     // G8's event list holds only G8's two entries.
     let events: serde_json::Value =
         serde_json::from_str(&s.get("/api/v1/events?gate=G8", &staff).await).expect("json");
-    assert_eq!(events["items"].as_array().map(Vec::len), Some(2), "{events}");
+    assert_eq!(
+        events["items"].as_array().map(Vec::len),
+        Some(2),
+        "{events}"
+    );
     s.stop().await;
 }

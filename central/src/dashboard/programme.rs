@@ -462,7 +462,10 @@ mod tests {
     #[test]
     fn operator_names_that_look_like_formulas_are_defused_in_the_csv() {
         let id = Uuid::from_u128(9);
-        for name in ["=HYPERLINK(\"http://x.example\",\"x\")", "+1+cmd|' /C calc'!A0"] {
+        for name in [
+            "=HYPERLINK(\"http://x.example\",\"x\")",
+            "+1+cmd|' /C calc'!A0",
+        ] {
             let mut d = dec(id, LaneDecision::Fast, Some(AeoStatus::Active));
             if let EventBody::Decision { decision } = &mut d.entry.body {
                 decision.parties[0].name = name.to_owned();

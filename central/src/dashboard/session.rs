@@ -385,7 +385,10 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example/")), "/cases");
         assert_eq!(safe_next(Some("/\\evil")), "/cases");
         assert_eq!(safe_next(None), "/cases");
-        assert_eq!(safe_next(Some("/programme?hours=24")), "/programme?hours=24");
+        assert_eq!(
+            safe_next(Some("/programme?hours=24")),
+            "/programme?hours=24"
+        );
     }
 
     #[test]
@@ -410,11 +413,15 @@ mod tests {
     #[test]
     fn the_session_cookie_is_centrals_own_and_host_prefixed_over_tls() {
         let plain = session_cookie(false, "t", 60);
-        assert!(plain.starts_with("aeogate_central_session=t; Path=/;"), "{plain}");
+        assert!(
+            plain.starts_with("aeogate_central_session=t; Path=/;"),
+            "{plain}"
+        );
         assert!(!plain.contains("Secure"));
         let tls = session_cookie(true, "t", 60);
         assert!(
-            tls.starts_with("__Host-aeogate_central_session=t; Path=/;") && tls.ends_with("; Secure"),
+            tls.starts_with("__Host-aeogate_central_session=t; Path=/;")
+                && tls.ends_with("; Secure"),
             "{tls}"
         );
         assert!(!tls.contains("Domain"), "{tls}");

@@ -58,7 +58,14 @@ mod tests {
 
     #[test]
     fn every_formula_prefix_is_defused_and_plain_text_is_kept() {
-        for bad in ["=HYPERLINK(\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+        for bad in [
+            "=HYPERLINK(\"x\")",
+            "+1+cmd|' /C calc'!A0",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ] {
             assert_eq!(defuse(bad), format!("'{bad}"), "{bad:?}");
         }
         assert_eq!(defuse("Hafen Import GmbH"), "Hafen Import GmbH");

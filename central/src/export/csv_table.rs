@@ -5,8 +5,8 @@ use std::io;
 use protocol::schema::{ActionKind, InspectionOutcome};
 
 use super::ExportError;
-use super::csv_out::CsvOut;
 use super::collect::{GateEvent, eseal_state_str};
+use super::csv_out::CsvOut;
 
 /// The CSV header, one column per field (docs/central.md, "Exports"). Lists inside a
 /// cell are separated by `;`.

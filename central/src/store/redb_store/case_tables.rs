@@ -6,8 +6,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
 use super::tables::{
-    ALERT_KEYS, ALERTS, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES, MAX_SCAN, bump, next_id, uuid_key,
-    write_audit,
+    ALERT_KEYS, ALERTS, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES, MAX_SCAN, bump, next_id,
+    uuid_key, write_audit,
 };
 use crate::cases::{self, CaseBook, CaseError};
 use crate::model::{Alert, AlertKind, Case, CaseQuery, CaseState, Page};
