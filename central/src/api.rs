@@ -157,6 +157,7 @@ pub fn app(central: Central) -> Router {
             post(post_status),
         )
         .route("/api/v1/login", post(post_login))
+        .route("/api/v1/logout", post(post_logout))
         .route("/api/v1/cases", get(get_cases))
         .route("/api/v1/cases/stream", get(get_case_stream))
         .route("/api/v1/cases/{id}", get(get_case))
@@ -410,7 +411,8 @@ async fn post_login(
     crate::dashboard::session::ClientAddr(addr): crate::dashboard::session::ClientAddr,
     body: Result<Json<Login>, JsonRejection>,
 ) -> ApiResult<Response> {
-    let Json(l) = body.map_err(|r| json_rejection(&r))?;
+    // Any body that is not `{"user", "password"}` JSON is the client's mistake: 400.
+    let Json(l) = body.map_err(|r| ApiError::bad(r.body_text()))?;
     let out = c
         .blocking(move |c| c.login_limited(&l.user, &l.password, addr))
         .await?;
@@ -435,6 +437,17 @@ async fn post_login(
             Ok(r)
         }
     }
+}
+
+/// `POST /api/v1/logout`: ends the session of the bearer token the request carries.
+async fn post_logout(
+    State(c): State<Central>,
+    Staff(_): Staff,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let token = bearer_of(&headers).ok_or_else(ApiError::unauthorized)?;
+    c.blocking(move |c| c.logout(&token)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]

@@ -123,6 +123,48 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     })
 }
 
+/// Shortest staff password, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Weakest zxcvbn score a staff password may have: 3, "safely unguessable: moderate
+/// protection from an offline slow-hash scenario" (fewer than 10^10 guesses scores 2).
+pub const MIN_PASSWORD_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
+/// Characters of a password the estimator looks at: its cost grows with length, and a
+/// prefix's strength is a lower bound of the whole's.
+const STRENGTH_CHARS: usize = 128;
+
+/// Refuses a password shorter than [`MIN_PASSWORD_CHARS`] or weaker than
+/// [`MIN_PASSWORD_SCORE`] by the zxcvbn estimate (dictionary words, names, keyboard
+/// patterns, repeats, dates; the user name counts as a known word).
+///
+/// # Errors
+/// [`AuthError::Invalid`] saying why, with zxcvbn's advice when it has some.
+pub fn check_password_strength(password: &str, user: &str) -> Result<(), AuthError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AuthError::Invalid(format!(
+            "password must be at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    let probe: String = password.chars().take(STRENGTH_CHARS).collect();
+    let estimate = zxcvbn::zxcvbn(&probe, &[user]);
+    if estimate.score() >= MIN_PASSWORD_SCORE {
+        return Ok(());
+    }
+    let mut why = format!(
+        "password is too easy to guess (strength {} of 4, at least {} needed)",
+        u8::from(estimate.score()),
+        u8::from(MIN_PASSWORD_SCORE)
+    );
+    if let Some(f) = estimate.feedback() {
+        if let Some(w) = f.warning() {
+            why.push_str(&format!(": {w}"));
+        }
+        for s in f.suggestions() {
+            why.push_str(&format!("; {s}"));
+        }
+    }
+    Err(AuthError::Invalid(why))
+}
+
 /// Failed logins one user name may have within [`LoginLimiter::WINDOW`].
 pub const MAX_FAILURES_PER_USER: usize = 5;
 /// Failed logins one client address may have within [`LoginLimiter::WINDOW`] (several
@@ -189,6 +231,26 @@ impl LoginLimiter {
             .max()
     }
 
+    /// Checks the limit and, when the attempt may go ahead, counts it as a failure at
+    /// once, in one step: concurrent attempts each see the ones before them, so no more
+    /// than the limit are ever checked. A login that then succeeds gives its reservation
+    /// back with [`LoginLimiter::succeeded`].
+    ///
+    /// # Errors
+    /// How long until the next attempt may be tried, when this one must be refused.
+    pub fn reserve(
+        &mut self,
+        user: &str,
+        addr: Option<std::net::IpAddr>,
+        now: jiff::Timestamp,
+    ) -> Result<(), jiff::SignedDuration> {
+        if let Some(wait) = self.check(user, addr, now) {
+            return Err(wait);
+        }
+        self.failed(user, addr, now);
+        Ok(())
+    }
+
     /// Counts a failed attempt.
     pub fn failed(&mut self, user: &str, addr: Option<std::net::IpAddr>, now: jiff::Timestamp) {
         self.prune(now);
@@ -212,10 +274,22 @@ impl LoginLimiter {
         }
     }
 
-    /// Forgets a user's failures after a successful login (the address's stay).
-    pub fn succeeded(&mut self, user: &str) {
+    /// Forgets a user's failures after a successful login, and gives back the address's
+    /// reservation made at `at` by [`LoginLimiter::reserve`] (its earlier failures stay).
+    pub fn succeeded(&mut self, user: &str, addr: Option<std::net::IpAddr>, at: jiff::Timestamp) {
         self.failures
             .remove(&format!("u:{}", user.trim().to_ascii_lowercase()));
+        if let Some(a) = addr {
+            let key = format!("a:{a}");
+            if let Some(q) = self.failures.get_mut(&key) {
+                if let Some(i) = q.iter().rposition(|t| *t == at) {
+                    q.remove(i);
+                }
+                if q.is_empty() {
+                    self.failures.remove(&key);
+                }
+            }
+        }
     }
 }
 
@@ -274,11 +348,30 @@ mod tests {
         }
         assert!(l.check("fresh-name", Some(ip), t0).is_some());
         assert_eq!(l.check("fresh-name", None, t0), None);
-        l.succeeded("guess1");
+        l.succeeded("guess1", None, t0);
         assert!(
             l.check("guess1", Some(ip), t0).is_some(),
             "address still limited"
         );
+    }
+
+    #[test]
+    fn a_reservation_counts_before_the_password_is_checked() {
+        let mut l = LoginLimiter::default();
+        let t0: jiff::Timestamp = "2025-01-01T10:00:00Z".parse().expect("time");
+        let ip: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+        // Five attempts in flight at once, none finished: the sixth is refused.
+        for i in 0..MAX_FAILURES_PER_USER {
+            assert_eq!(l.reserve("ana", Some(ip), t0), Ok(()), "attempt {i}");
+        }
+        assert!(l.reserve("ana", Some(ip), t0).is_err());
+        // A success gives back the user's failures and its own address reservation.
+        let mut l = LoginLimiter::default();
+        l.failed("x", Some(ip), t0);
+        l.reserve("bea", Some(ip), t0).expect("allowed");
+        l.succeeded("bea", Some(ip), t0);
+        assert_eq!(l.failures.get(&format!("a:{ip}")).map(|q| q.len()), Some(1));
+        assert!(!l.failures.contains_key("u:bea"));
     }
 
     #[test]
@@ -288,6 +381,25 @@ mod tests {
         assert_ne!(a, csrf_token("ab"));
         assert!(same_secret(&a, &csrf_token("aa")));
         assert!(!same_secret(&a, &a[..63]));
+    }
+
+    #[test]
+    fn weak_passwords_are_refused_and_strong_ones_accepted() {
+        for weak in [
+            "password",
+            "        ",
+            "12345678",
+            "ana12345",
+            "qwertyuiop",
+            "Password1",
+        ] {
+            let e = check_password_strength(weak, "ana");
+            assert!(matches!(e, Err(AuthError::Invalid(_))), "{weak:?}: {e:?}");
+        }
+        assert!(check_password_strength("short", "ana").is_err());
+        for strong in ["correct horse", "analyst-pass-2025", "vX9#qLm2!tRz"] {
+            check_password_strength(strong, "ana").expect(strong);
+        }
     }
 
     #[test]

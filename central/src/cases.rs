@@ -26,6 +26,8 @@ pub enum CaseError {
     AlreadyAcknowledged { id: u64 },
     #[error("assignee must not be empty")]
     EmptyAssignee,
+    #[error("assignee {0:?} is not a staff user")]
+    UnknownAssignee(String),
 }
 
 /// A new case for a decision that [`Decision::is_seal_exception`].
@@ -172,11 +174,15 @@ pub fn note_event(case: &mut Case, actor: &str, what: String, at: Timestamp) {
 /// What the case rules need from storage inside a backend's ingest transaction.
 pub trait CaseBook {
     type Error;
-    /// The case opened for a gate transaction, if any.
+    /// The case opened for `gate`'s gate transaction `txn`, if any (never another gate's).
     ///
     /// # Errors
     /// Storage failures.
-    fn case_id_for_transaction(&mut self, txn: Uuid) -> Result<Option<u64>, Self::Error>;
+    fn case_id_for_transaction(
+        &mut self,
+        gate: &GateId,
+        txn: Uuid,
+    ) -> Result<Option<u64>, Self::Error>;
     /// A stored case.
     ///
     /// # Errors
@@ -192,11 +198,11 @@ pub trait CaseBook {
     /// # Errors
     /// Storage failures.
     fn save_case(&mut self, case: &Case, old: Option<CaseState>) -> Result<(), Self::Error>;
-    /// Records which case a gate transaction's exception opened.
+    /// Records which case `gate`'s gate transaction's exception opened.
     ///
     /// # Errors
     /// Storage failures.
-    fn link_transaction(&mut self, txn: Uuid, case: u64) -> Result<(), Self::Error>;
+    fn link_transaction(&mut self, gate: &GateId, txn: Uuid, case: u64) -> Result<(), Self::Error>;
     /// Appends an audit entry.
     ///
     /// # Errors
@@ -227,7 +233,7 @@ pub fn on_decision<B: CaseBook + ?Sized>(
         return Ok(None);
     }
     let agent = format!("agent:{gate}");
-    if let Some(id) = book.case_id_for_transaction(d.transaction_id)? {
+    if let Some(id) = book.case_id_for_transaction(gate, d.transaction_id)? {
         let Some(mut c) = book.load_case(id)? else {
             return Ok(None);
         };
@@ -244,7 +250,7 @@ pub fn on_decision<B: CaseBook + ?Sized>(
     let id = book.new_case_id()?;
     let c = open_for_decision(id, d, now);
     book.save_case(&c, None)?;
-    book.link_transaction(d.transaction_id, id)?;
+    book.link_transaction(gate, d.transaction_id, id)?;
     book.audit(
         &agent,
         "case.open",
@@ -255,13 +261,14 @@ pub fn on_decision<B: CaseBook + ?Sized>(
     Ok(Some(c))
 }
 
-/// An officer action arrived: an inspection result is noted on the case of its gate
-/// transaction, if that transaction has one. Returns the changed case.
+/// An officer action arrived from `gate`: an inspection result is noted on the case of
+/// that gate's transaction, if it has one. Returns the changed case.
 ///
 /// # Errors
 /// The book's storage failures.
 pub fn on_inspection_result<B: CaseBook + ?Sized>(
     book: &mut B,
+    gate: &GateId,
     a: &OfficerAction,
     now: Timestamp,
 ) -> Result<Option<Case>, B::Error> {
@@ -269,7 +276,7 @@ pub fn on_inspection_result<B: CaseBook + ?Sized>(
     else {
         return Ok(None);
     };
-    let Some(id) = book.case_id_for_transaction(txn)? else {
+    let Some(id) = book.case_id_for_transaction(gate, txn)? else {
         return Ok(None);
     };
     let Some(mut c) = book.load_case(id)? else {

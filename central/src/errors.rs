@@ -63,6 +63,7 @@ impl HttpStatus for CaseError {
             CaseError::Resolved { .. }
             | CaseError::AlreadyAcknowledged { .. }
             | CaseError::EmptyAssignee => StatusCode::CONFLICT,
+            CaseError::UnknownAssignee(_) => StatusCode::UNPROCESSABLE_ENTITY,
             CaseError::Store(e) => e.status(),
         }
     }

@@ -15,9 +15,20 @@
 //!    and the stored `seq + 1`, if it arrived first, must name this entry's hash as its
 //!    `prev_hash`; a mismatch is `CHAIN_BREAK`. The entry is still stored (flagged) so the
 //!    evidence is kept and the agent's cursor can advance; the alert opens a case.
+//! 5. every field of the body that names a gate must name the authenticated agent's gate
+//!    (`FOREIGN_GATE`), and a gate transaction belongs to the gate that first journaled
+//!    it: another gate's entry naming it is `FOREIGN_TRANSACTION`. Such an entry is
+//!    stored as evidence, flagged `refused`, so the agent's chain and cursor go on and its
+//!    other entries are not held up; it has no effect (no index, statistics, case or
+//!    export) and the alert opens a case for the sending gate.
+//!
+//! Lanes need no such check: central keys a lane by its gate (`gate/lane`), so a lane
+//! name in one gate's entry can only ever name a lane of that gate.
 
 use jiff::{SignedDuration, Timestamp};
-use protocol::schema::{GENESIS_HASH, GateId, IngestBatch, JournalEntry, SCHEMA_VERSION};
+use protocol::schema::{
+    EventBody, GENESIS_HASH, GateId, IngestBatch, JournalEntry, SCHEMA_VERSION,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -147,8 +158,20 @@ pub trait IngestTarget {
     fn stored(&mut self, seq: u64) -> Result<Option<Link>, Self::Error>;
     /// The seq an entry id is stored under, if any.
     fn seq_of_id(&mut self, id: &Uuid) -> Result<Option<u64>, Self::Error>;
-    /// Stores a new entry (and everything derived from it: indexes, statistics, cases).
-    fn insert(&mut self, entry: &JournalEntry, chain_ok: bool) -> Result<(), Self::Error>;
+    /// A gate other than `gate` that has a stored entry naming gate transaction `txn`.
+    fn other_gate_of_transaction(
+        &mut self,
+        txn: &Uuid,
+        gate: &GateId,
+    ) -> Result<Option<String>, Self::Error>;
+    /// Stores a new entry and, unless it is `refused` (rule 5: kept as evidence only),
+    /// everything derived from it: indexes, statistics, cases.
+    fn insert(
+        &mut self,
+        entry: &JournalEntry,
+        chain_ok: bool,
+        refused: bool,
+    ) -> Result<(), Self::Error>;
     /// Records an integrity alert; returns `false` when the same alert was already stored.
     fn alert(&mut self, seq: u64, kind: AlertKind, detail: &str) -> Result<bool, Self::Error>;
 }
@@ -173,6 +196,63 @@ fn raise<T: IngestTarget>(
         .alerts
         .push(format!("{} at seq {seq}: {detail}", kind.as_str()));
     Ok(())
+}
+
+/// The gate transaction a body is about, if any.
+#[must_use]
+pub fn transaction_of(body: &EventBody) -> Option<Uuid> {
+    match body {
+        EventBody::Transaction { transaction } => Some(transaction.id),
+        EventBody::Decision { decision } => Some(decision.transaction_id),
+        EventBody::OfficerAction { action } => action.transaction_id,
+        EventBody::DeviceHealth { .. }
+        | EventBody::IntegrityAlert { .. }
+        | EventBody::OrphanRead { .. } => None,
+    }
+}
+
+/// The gate a body names in its own fields, if any.
+#[must_use]
+pub fn gate_named_by(body: &EventBody) -> Option<&GateId> {
+    match body {
+        EventBody::Transaction { transaction } => Some(&transaction.gate),
+        EventBody::Decision { decision } => Some(&decision.gate),
+        EventBody::OfficerAction { action } => Some(&action.gate),
+        EventBody::DeviceHealth { .. }
+        | EventBody::IntegrityAlert { .. }
+        | EventBody::OrphanRead { .. } => None,
+    }
+}
+
+/// Rule 5: why entry `e` of agent `e.agent` must have no effect, if it must not.
+fn refusal<T: IngestTarget>(
+    t: &mut T,
+    e: &JournalEntry,
+) -> Result<Option<(AlertKind, String)>, T::Error> {
+    if let Some(named) = gate_named_by(&e.body)
+        && named != &e.agent
+    {
+        return Ok(Some((
+            AlertKind::ForeignGate,
+            format!(
+                "the entry's body names gate {named}, but it was sent by gate {}",
+                e.agent
+            ),
+        )));
+    }
+    if let Some(txn) = transaction_of(&e.body)
+        && let Some(owner) = t.other_gate_of_transaction(&txn, &e.agent)?
+    {
+        return Ok(Some((
+            AlertKind::ForeignTransaction,
+            format!(
+                "gate transaction {txn} belongs to gate {owner}, which journaled it first; \
+                 gate {} may not add to it",
+                e.agent
+            ),
+        )));
+    }
+    Ok(None)
 }
 
 /// Applies the rules in the module documentation to `entries` (already passed through
@@ -264,7 +344,12 @@ pub fn ingest_checked<T: IngestTarget>(
             );
             raise(t, &mut tally, e.seq + 1, AlertKind::ChainBreak, detail)?;
         }
-        t.insert(e, chain_ok)?;
+        let refused = refusal(t, e)?;
+        let is_refused = refused.is_some();
+        if let Some((kind, detail)) = refused {
+            raise(t, &mut tally, e.seq, kind, detail)?;
+        }
+        t.insert(e, chain_ok, is_refused)?;
         tally.stored += 1;
     }
     Ok(tally)
@@ -316,13 +401,15 @@ impl AgentState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::schema::EventBody;
+    use protocol::schema::{ActionKind, LaneId, OfficerAction};
     use std::collections::BTreeMap;
 
     #[derive(Default)]
     struct Mem {
         entries: BTreeMap<u64, JournalEntry>,
         alerts: Vec<(u64, AlertKind)>,
+        owners: BTreeMap<Uuid, GateId>,
+        refused: Vec<u64>,
     }
 
     impl IngestTarget for Mem {
@@ -336,8 +423,31 @@ mod tests {
         fn seq_of_id(&mut self, id: &Uuid) -> Result<Option<u64>, Self::Error> {
             Ok(self.entries.values().find(|e| &e.id == id).map(|e| e.seq))
         }
-        fn insert(&mut self, entry: &JournalEntry, _chain_ok: bool) -> Result<(), Self::Error> {
+        fn other_gate_of_transaction(
+            &mut self,
+            txn: &Uuid,
+            gate: &GateId,
+        ) -> Result<Option<String>, Self::Error> {
+            Ok(self
+                .owners
+                .get(txn)
+                .filter(|g| *g != gate)
+                .map(ToString::to_string))
+        }
+        fn insert(
+            &mut self,
+            entry: &JournalEntry,
+            _chain_ok: bool,
+            refused: bool,
+        ) -> Result<(), Self::Error> {
             self.entries.insert(entry.seq, entry.clone());
+            if refused {
+                self.refused.push(entry.seq);
+            } else if let Some(txn) = transaction_of(&entry.body) {
+                self.owners
+                    .entry(txn)
+                    .or_insert_with(|| entry.agent.clone());
+            }
             Ok(())
         }
         fn alert(&mut self, seq: u64, kind: AlertKind, _d: &str) -> Result<bool, Self::Error> {
@@ -426,6 +536,58 @@ mod tests {
             m.entries[&1].hash, c[0].hash,
             "the first stored entry stays"
         );
+    }
+
+    /// Entry `seq` of `sender` (first of its chain) confirming gate transaction `txn`,
+    /// whose body names `named` as its gate.
+    fn confirm(sender: &str, named: &str, txn: Uuid) -> JournalEntry {
+        let at: Timestamp = "2026-01-01T00:00:00Z".parse().expect("ts");
+        let action = OfficerAction {
+            v: SCHEMA_VERSION,
+            id: Uuid::now_v7(),
+            transaction_id: Some(txn),
+            gate: GateId::parse(named).expect("gate"),
+            lane: LaneId::parse("L1").expect("lane"),
+            officer: "ana".into(),
+            role: "officer".into(),
+            at,
+            kind: ActionKind::Confirm,
+        };
+        JournalEntry::new_chained(
+            GateId::parse(sender).expect("gate"),
+            1,
+            Uuid::now_v7(),
+            at,
+            GENESIS_HASH.into(),
+            EventBody::OfficerAction { action },
+        )
+        .expect("entry")
+    }
+
+    #[test]
+    fn a_body_naming_another_gate_is_kept_as_evidence_without_effect() {
+        let mut m = Mem::default();
+        let t = ingest(&mut m, &[confirm("G7", "G8", Uuid::now_v7())]);
+        assert_eq!(t.stored, 1, "stored, so the cursor moves on");
+        assert_eq!(m.alerts, vec![(1, AlertKind::ForeignGate)]);
+        assert_eq!(m.refused, vec![1]);
+        assert!(m.owners.is_empty(), "a refused entry claims no transaction");
+    }
+
+    #[test]
+    fn another_gates_transaction_is_refused_and_its_owner_keeps_it() {
+        let txn = Uuid::now_v7();
+        let mut m = Mem::default();
+        m.owners.insert(txn, GateId::parse("G8").expect("gate"));
+        let t = ingest(&mut m, &[confirm("G7", "G7", txn)]);
+        assert_eq!(t.stored, 1);
+        assert_eq!(m.alerts, vec![(1, AlertKind::ForeignTransaction)]);
+        assert_eq!(m.refused, vec![1]);
+        // The owner's own entry about it is accepted.
+        let mut m2 = Mem::default();
+        m2.owners.insert(txn, GateId::parse("G8").expect("gate"));
+        ingest(&mut m2, &[confirm("G8", "G8", txn)]);
+        assert!(m2.alerts.is_empty() && m2.refused.is_empty());
     }
 
     #[test]

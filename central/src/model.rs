@@ -46,6 +46,10 @@ pub struct StoredEvent {
     /// `false` when the entry's `prev_hash` did not match the stored predecessor (an
     /// integrity alert was raised; the entry is kept as evidence).
     pub chain_ok: bool,
+    /// `true` when the entry named another gate or another gate's transaction: kept as
+    /// evidence with an integrity alert, without effect (`crate::ingest`, rule 5).
+    #[serde(default)]
+    pub refused: bool,
 }
 
 /// A cursor-paged answer.
@@ -108,6 +112,10 @@ pub enum AlertKind {
     Gap,
     /// The agent itself reported an integrity alert (e.g. a refused registry batch).
     AgentReported,
+    /// An entry's body names a gate other than the gate that sent it (kept, no effect).
+    ForeignGate,
+    /// An entry names a gate transaction another gate journaled first (kept, no effect).
+    ForeignTransaction,
 }
 
 impl AlertKind {
@@ -121,6 +129,8 @@ impl AlertKind {
             Self::IdReused => "ID_REUSED",
             Self::Gap => "GAP",
             Self::AgentReported => "AGENT_REPORTED",
+            Self::ForeignGate => "FOREIGN_GATE",
+            Self::ForeignTransaction => "FOREIGN_TRANSACTION",
         }
     }
 }

@@ -89,6 +89,8 @@ pub fn describe() {
         AlertKind::IdReused,
         AlertKind::Gap,
         AlertKind::AgentReported,
+        AlertKind::ForeignGate,
+        AlertKind::ForeignTransaction,
     ] {
         metrics::counter!("central_integrity_alerts_total", "kind" => kind.as_str()).increment(0);
     }

@@ -617,6 +617,19 @@ async fn seal_exception_case_goes_through_its_life_cycle_with_audit_entries() {
     let uri = |a: &str| format!("/api/v1/cases/{id}/{a}");
     let a = call(&e.central, "POST", &uri("acknowledge"), Some(&staff), None).await;
     assert_eq!(a.json["state"], "ACKNOWLEDGED", "{}", a.json);
+    // A user that does not exist is refused, and the case keeps no assignee.
+    let a = call(
+        &e.central,
+        "POST",
+        &uri("assign"),
+        Some(&staff),
+        Some(&serde_json::json!({"assignee": "bo"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.json);
+    e.central
+        .add_user("bo", "bo's long passphrase", "analyst")
+        .expect("user");
     let a = call(
         &e.central,
         "POST",
@@ -790,4 +803,22 @@ fn plain_http_is_refused_unless_explicit_and_loopback() {
     let err = central::server::check_transport(&cfg, "0.0.0.0:8080".parse().expect("addr"))
         .expect_err("not loopback");
     assert!(err.to_string().contains("loopback"), "{err}");
+}
+
+#[tokio::test]
+async fn api_logout_ends_the_session() {
+    let e = common::env();
+    let staff = common::staff(&e.central).await;
+    let a = call(&e.central, "GET", "/api/v1/cases", Some(&staff), None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let a = call(&e.central, "POST", "/api/v1/logout", Some(&staff), None).await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.json);
+    let a = call(&e.central, "GET", "/api/v1/cases", Some(&staff), None).await;
+    assert_eq!(
+        a.status,
+        StatusCode::UNAUTHORIZED,
+        "the token no longer works"
+    );
+    let a = call(&e.central, "POST", "/api/v1/logout", Some(&staff), None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
 }

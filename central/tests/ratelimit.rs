@@ -81,3 +81,150 @@ async fn a_client_over_its_rate_gets_429_and_agents_are_not_limited() {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
 }
+
+/// Starts central on a loopback port with `tweak`; returns its base URL, the stop token
+/// and the server task.
+async fn serve(
+    e: &common::Env,
+) -> (
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(central::serve_with_listener(
+        e.central.clone(),
+        listener,
+        e.cfg.clone(),
+        stop.clone(),
+    ));
+    central::server::install_crypto_provider();
+    (format!("http://{addr}"), stop, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_are_limited_before_they_are_checked() {
+    // The request-rate limit is off: every 429 here comes from the login limit.
+    let e = common::env_with(|c| {
+        c.rate_limit_per_s = 0;
+    });
+    e.central
+        .add_user("ana", "correct horse", "analyst")
+        .expect("user");
+    let (base, stop, server) = serve(&e).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let tries: Vec<_> = (0..60)
+        .map(|i| {
+            let client = client.clone();
+            let url = format!("{base}/api/v1/login");
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&serde_json::json!({"user": "ana", "password": format!("guess {i}")}))
+                    .send()
+                    .await
+                    .expect("login")
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    let mut refused = 0;
+    for t in tries {
+        match t.await.expect("task") {
+            401 => checked += 1,
+            429 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(checked + refused, 60);
+    assert!(
+        checked <= central::auth::MAX_FAILURES_PER_USER,
+        "{checked} passwords checked, {refused} refused"
+    );
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_user_takes_as_long_as_a_wrong_password() {
+    // The OWASP Argon2id cost central uses by default, so the hash dominates the time.
+    let e = common::env_with(|c| {
+        c.rate_limit_per_s = 0;
+        c.argon2_m_cost_kib = 19_456;
+        c.argon2_t_cost = 2;
+    });
+    e.central
+        .add_user("ana", "correct horse", "analyst")
+        .expect("user");
+    let (base, stop, server) = serve(&e).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let timed = |user: String| {
+        let client = client.clone();
+        let url = format!("{base}/api/v1/login");
+        async move {
+            let t = std::time::Instant::now();
+            let r = client
+                .post(url)
+                .json(&serde_json::json!({"user": user, "password": "not it at all"}))
+                .send()
+                .await
+                .expect("login");
+            assert_eq!(r.status(), 401);
+            t.elapsed()
+        }
+    };
+    // Interleaved, so load on the machine falls on both kinds alike.
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for i in 0..4 {
+        known.push(timed("ana".to_owned()).await);
+        unknown.push(timed(format!("nobody{i}")).await);
+    }
+    known.sort();
+    unknown.sort();
+    let (k, u) = (known[2], unknown[2]);
+    assert!(
+        u * 2 >= k,
+        "unknown user answered in {u:?}, wrong password in {k:?}: the difference names users"
+    );
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_json_login_is_a_bad_request() {
+    let e = common::env_with(|c| c.rate_limit_per_s = 0);
+    let (base, stop, server) = serve(&e).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    for (content_type, body) in [
+        ("application/json", "{"),
+        ("application/json", "[]"),
+        ("application/json", "{\"user\": 1}"),
+        ("text/plain", "{\"user\":\"ana\",\"password\":\"x\"}"),
+    ] {
+        let r = client
+            .post(format!("{base}/api/v1/login"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(r.status(), 400, "{content_type} {body}");
+        let v: serde_json::Value = r.json().await.expect("a JSON error");
+        assert!(v["error"].is_string(), "{v}");
+    }
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}

@@ -66,6 +66,7 @@ conformance!(
     a_chain_break_is_stored_flagged_with_one_alert_and_case,
     a_reused_seq_keeps_the_first_entry,
     a_seal_exception_opens_one_case_and_its_repeat_is_noted,
+    another_gates_entry_about_a_transaction_is_refused_with_an_alert,
     staff_actions_on_cases_follow_the_rules_and_are_audited,
     case_queries_filter_and_page_newest_first,
     event_queries_by_container_gate_lane_and_decision_page_in_time_order,
@@ -304,6 +305,57 @@ fn a_seal_exception_opens_one_case_and_its_repeat_is_noted(s: &dyn Store) {
     assert!(audit.iter().any(|a| a.action == "case.open"), "{audit:?}");
 }
 
+fn another_gates_entry_about_a_transaction_is_refused_with_an_alert(s: &dyn Store) {
+    let (g1, g2) = (gate("G1"), gate("G2"));
+    let txn = Uuid::now_v7();
+    let first = chain(&g1, vec![transaction(&g1, txn, "CSQU3054383")]);
+    ingest(s, &first);
+    // G2 journals a seal exception naming G1's transaction (under its own gate).
+    let foreign = chain(&g2, vec![seal_exception(&g2, txn)]);
+    let out = ingest(s, &foreign);
+    assert_eq!(out.acked_through, 1, "refused entries are acknowledged");
+    assert!(
+        alert_kinds(s).contains(&AlertKind::ForeignTransaction),
+        "{:?}",
+        alert_kinds(s)
+    );
+    // Nothing of G2's entry reaches G1's transaction, the event lists or a seal case.
+    let g1_events: Vec<u64> = s
+        .transaction_events(&g1, &txn)
+        .expect("txn")
+        .iter()
+        .map(|e| e.entry.seq)
+        .collect();
+    assert_eq!(g1_events, vec![1]);
+    assert!(s.transaction_events(&g2, &txn).expect("txn").is_empty());
+    assert!(
+        all_events(
+            s,
+            EventQuery {
+                gate: Some(g2.clone()),
+                ..query()
+            }
+        )
+        .is_empty()
+    );
+    let cases = s.cases(&case_query()).expect("cases");
+    assert!(
+        cases
+            .items
+            .iter()
+            .all(|c| c.gate == g2 && c.transaction_id().is_none()),
+        "{:?}",
+        cases.items
+    );
+    // Sent again, it is a duplicate, not a second alert.
+    ingest(s, &foreign);
+    let foreign_alerts = alert_kinds(s)
+        .into_iter()
+        .filter(|k| *k == AlertKind::ForeignTransaction)
+        .count();
+    assert_eq!(foreign_alerts, 1);
+}
+
 fn staff_actions_on_cases_follow_the_rules_and_are_audited(s: &dyn Store) {
     let g = gate("G1");
     let txn = Uuid::now_v7();
@@ -456,7 +508,7 @@ fn event_queries_by_container_gate_lane_and_decision_page_in_time_order(s: &dyn 
     let window = all_events(
         s,
         EventQuery {
-            gate: Some(g1),
+            gate: Some(g1.clone()),
             from: Some(c1[1].at),
             to: Some(c1[2].at),
             ..query()
@@ -464,12 +516,14 @@ fn event_queries_by_container_gate_lane_and_decision_page_in_time_order(s: &dyn 
     );
     assert_eq!(window, vec![("G1".into(), 2)]);
     let txn: Vec<u64> = s
-        .transaction_events(&t1)
+        .transaction_events(&g1, &t1)
         .expect("txn")
         .iter()
         .map(|e| e.entry.seq)
         .collect();
     assert_eq!(txn, vec![2, 3]);
+    // A transaction is looked up under its gate: another gate sees none of it.
+    assert!(s.transaction_events(&g2, &t1).expect("txn").is_empty());
 }
 
 fn hourly_figures_and_summary_count_decisions(s: &dyn Store) {

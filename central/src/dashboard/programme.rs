@@ -259,13 +259,14 @@ pub async fn page(
     layout(&s, Nav::Programme, T::Benefits.get(l), body).into_response()
 }
 
-/// Writes the figures as CSV (RFC 4180): one row per group.
+/// Writes the figures as CSV, one row per group, through [`crate::export::CsvOut`]
+/// (RFC 4180 quoting; operator names that look like formulas are defused).
 ///
 /// # Errors
 /// Only if writing fails.
 pub fn write_csv<W: std::io::Write>(b: &Benefits, out: W) -> Result<(), csv::Error> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record([
+    let mut w = crate::export::CsvOut::new(out);
+    w.row([
         "group",
         "key",
         "name",
@@ -277,7 +278,7 @@ pub fn write_csv<W: std::io::Write>(b: &Benefits, out: W) -> Result<(), csv::Err
         "median_time_at_gate_s",
     ])?;
     let mut rec = |group: &str, key: &str, name: &str, f: &Figures| {
-        w.write_record([
+        w.row([
             group.to_owned(),
             key.to_owned(),
             name.to_owned(),
@@ -298,8 +299,7 @@ pub fn write_csv<W: std::io::Write>(b: &Benefits, out: W) -> Result<(), csv::Err
     for (op, (name, f)) in &b.per_operator {
         rec("operator", op, name, f)?;
     }
-    w.flush()?;
-    Ok(())
+    w.finish()
 }
 
 /// `GET /programme.csv?hours=`.
@@ -404,6 +404,7 @@ mod tests {
             },
             received_at: at,
             chain_ok: true,
+            refused: false,
         }
     }
 
@@ -456,6 +457,31 @@ mod tests {
                 policy: "p".into(),
             },
         })
+    }
+
+    #[test]
+    fn operator_names_that_look_like_formulas_are_defused_in_the_csv() {
+        let id = Uuid::from_u128(9);
+        for name in [
+            "=HYPERLINK(\"http://x.example\",\"x\")",
+            "+1+cmd|' /C calc'!A0",
+        ] {
+            let mut d = dec(id, LaneDecision::Fast, Some(AeoStatus::Active));
+            if let EventBody::Decision { decision } = &mut d.entry.body {
+                decision.parties[0].name = name.to_owned();
+            }
+            let b = benefits(&[txn(id, 60), d]);
+            let mut out = Vec::new();
+            write_csv(&b, &mut out).expect("csv");
+            let mut r = csv::Reader::from_reader(out.as_slice());
+            let cells: Vec<String> = r
+                .records()
+                .map(|rec| rec.expect("record"))
+                .filter(|rec| rec.get(0) == Some("operator"))
+                .map(|rec| rec.get(2).unwrap_or_default().to_owned())
+                .collect();
+            assert_eq!(cells, vec![format!("'{name}")], "{name}");
+        }
     }
 
     #[test]

@@ -21,8 +21,29 @@ use crate::auth;
 use crate::model::Role;
 use crate::service::{Central, LoginResult};
 
-/// Name of the session cookie.
-pub const COOKIE: &str = "aeogate_session";
+/// Name of central's session cookie over plain HTTP (loopback tests and demos). It
+/// differs from the gate console's (`aeogate_agent_session`), so logging in to one on the
+/// same host name does not log out of the other.
+pub const COOKIE: &str = "aeogate_central_session";
+/// Name of the session cookie when central serves HTTPS: the `__Host-` prefix (RFC
+/// 6265bis §4.1.3.2) makes browsers accept it only `Secure`, from this origin, for
+/// `Path=/` and without `Domain`, so a sibling host cannot set or shadow it.
+pub const COOKIE_TLS: &str = "__Host-aeogate_central_session";
+
+/// The session cookie's name: [`COOKIE_TLS`] over HTTPS, else [`COOKIE`].
+#[must_use]
+pub fn cookie_name(tls: bool) -> &'static str {
+    if tls { COOKIE_TLS } else { COOKIE }
+}
+
+/// The `Set-Cookie` value for a session token (`Max-Age=0` and an empty token clear it).
+fn session_cookie(tls: bool, token: &str, max_age: i64) -> String {
+    format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+        cookie_name(tls),
+        if tls { "; Secure" } else { "" }
+    )
+}
 
 /// A logged-in staff member in the browser.
 #[derive(Debug, Clone)]
@@ -86,11 +107,25 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-/// A local path to return to after login; anything else (other hosts, `//x`) is dropped.
+/// Where a login or a language change goes when `next` is not acceptable.
+const HOME: &str = "/cases";
+
+/// A same-origin absolute path to return to after login, or [`HOME`]. Only a path that
+/// starts with one `/` and holds no control character (browsers drop tab and newline
+/// from URLs, so `/<TAB>/host` becomes `//host`), no backslash (read as `/`) and no `//`
+/// anywhere is followed; the check is on the decoded value, so it also keeps a header
+/// value that could not be sent (a newline) from ever reaching the redirect.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
-        _ => "/cases",
+        Some(n)
+            if n.starts_with('/')
+                && !n.contains("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n
+        }
+        _ => HOME,
     }
 }
 
@@ -120,7 +155,8 @@ impl FromRequestParts<Central> for UiSession {
                 (StatusCode::UNAUTHORIZED, "log in first").into_response()
             }
         };
-        let Some(token) = cookie(&parts.headers, COOKIE).map(str::to_owned) else {
+        let name = cookie_name(c.config().tls.is_some());
+        let Some(token) = cookie(&parts.headers, name).map(str::to_owned) else {
             return Err(reject(parts));
         };
         let t = token.clone();
@@ -252,19 +288,12 @@ pub async fn login_submit(
             r
         }
         Ok(LoginResult::Ok(token, s)) => {
-            let secure = if c.config().tls.is_some() {
-                "; Secure"
-            } else {
-                ""
-            };
             let max_age = s
                 .expires_at
                 .duration_since(jiff::Timestamp::now())
                 .as_secs()
                 .max(0);
-            let cookie = format!(
-                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
-            );
+            let cookie = session_cookie(c.config().tls.is_some(), &token, max_age);
             let mut r = Redirect::to(&next).into_response();
             match HeaderValue::from_str(&cookie) {
                 Ok(v) => {
@@ -297,11 +326,13 @@ pub async fn logout(
         return internal(&e);
     }
     let mut r = Redirect::to("/login").into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("aeogate_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
-    r
+    match HeaderValue::from_str(&session_cookie(c.config().tls.is_some(), "", 0)) {
+        Ok(v) => {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+            r
+        }
+        Err(e) => internal(&format!("session cookie header: {e}")),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,6 +385,46 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example/")), "/cases");
         assert_eq!(safe_next(Some("/\\evil")), "/cases");
         assert_eq!(safe_next(None), "/cases");
+        assert_eq!(
+            safe_next(Some("/programme?hours=24")),
+            "/programme?hours=24"
+        );
+    }
+
+    #[test]
+    fn paths_a_browser_would_turn_into_another_origin_go_home() {
+        for bad in [
+            "/\t/evil.example:8080/x",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/cases\nSet-Cookie: x=1",
+            "/x//evil.example",
+            "/\u{0}x",
+            "/\u{7f}x",
+            "/\u{85}x",
+            "cases",
+            "",
+            "https:/evil.example",
+        ] {
+            assert_eq!(safe_next(Some(bad)), HOME, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_session_cookie_is_centrals_own_and_host_prefixed_over_tls() {
+        let plain = session_cookie(false, "t", 60);
+        assert!(
+            plain.starts_with("aeogate_central_session=t; Path=/;"),
+            "{plain}"
+        );
+        assert!(!plain.contains("Secure"));
+        let tls = session_cookie(true, "t", 60);
+        assert!(
+            tls.starts_with("__Host-aeogate_central_session=t; Path=/;")
+                && tls.ends_with("; Secure"),
+            "{tls}"
+        );
+        assert!(!tls.contains("Domain"), "{tls}");
     }
 
     #[test]
@@ -361,7 +432,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; aeogate_session=abc ; b=2"),
+            HeaderValue::from_static("a=1; aeogate_central_session=abc ; b=2"),
         );
         assert_eq!(cookie(&h, COOKIE), Some("abc"));
         assert_eq!(cookie(&h, "c"), None);

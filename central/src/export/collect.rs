@@ -154,7 +154,8 @@ pub fn collect(store: &dyn Store, q: &ExportQuery) -> Result<Vec<GateEvent>, Exp
     };
 
     // 1. The decisions in range; a transaction decided twice keeps its latest decision.
-    let mut decisions: HashMap<Uuid, Decision> = HashMap::new();
+    // Keyed by (gate, transaction): each gate's transactions are its own.
+    let mut decisions: HashMap<(GateId, Uuid), Decision> = HashMap::new();
     let mut cursor = None;
     for page_no in 0.. {
         if page_no == MAX_PAGES {
@@ -170,10 +171,11 @@ pub fn collect(store: &dyn Store, q: &ExportQuery) -> Result<Vec<GateEvent>, Exp
         })?;
         for e in page.items {
             if let EventBody::Decision { decision } = e.entry.body {
-                match decisions.get(&decision.transaction_id) {
+                let key = (e.entry.agent, decision.transaction_id);
+                match decisions.get(&key) {
                     Some(d) if d.decided_at > decision.decided_at => {}
                     _ => {
-                        decisions.insert(decision.transaction_id, decision);
+                        decisions.insert(key, decision);
                     }
                 }
             }
@@ -194,7 +196,7 @@ pub fn collect(store: &dyn Store, q: &ExportQuery) -> Result<Vec<GateEvent>, Exp
     for decision in decisions {
         let mut transaction: Option<GateTransaction> = None;
         let mut inspections = Vec::new();
-        for e in store.transaction_events(&decision.transaction_id)? {
+        for e in store.transaction_events(&decision.gate, &decision.transaction_id)? {
             match e.entry.body {
                 EventBody::Transaction { transaction: t }
                     if transaction
@@ -225,11 +227,11 @@ pub fn collect(store: &dyn Store, q: &ExportQuery) -> Result<Vec<GateEvent>, Exp
     }
 
     // 3. Cases of the seal exceptions.
-    let mut wanted: HashMap<Uuid, usize> = out
+    let mut wanted: HashMap<(GateId, Uuid), usize> = out
         .iter()
         .enumerate()
         .filter(|(_, e)| e.decision.is_seal_exception())
-        .map(|(i, e)| (e.transaction_id(), i))
+        .map(|(i, e)| ((e.decision.gate.clone(), e.transaction_id()), i))
         .collect();
     let mut cursor = None;
     for page_no in 0.. {
@@ -246,7 +248,9 @@ pub fn collect(store: &dyn Store, q: &ExportQuery) -> Result<Vec<GateEvent>, Exp
             ..CaseQuery::default()
         })?;
         for c in page.items {
-            if let Some(i) = c.transaction_id().and_then(|t| wanted.remove(&t))
+            if let Some(i) = c
+                .transaction_id()
+                .and_then(|t| wanted.remove(&(c.gate.clone(), t)))
                 && let Some(ev) = out.get_mut(i)
             {
                 ev.case = Some(CaseRef {

@@ -6,6 +6,7 @@ use protocol::schema::{ActionKind, InspectionOutcome};
 
 use super::ExportError;
 use super::collect::{GateEvent, eseal_state_str};
+use super::csv_out::CsvOut;
 
 /// The CSV header, one column per field (docs/central.md, "Exports"). Lists inside a
 /// cell are separated by `;`.
@@ -44,17 +45,6 @@ fn join<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> String {
     s
 }
 
-/// A free-text cell that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab,
-/// CR at the start) gets a leading `'` (OWASP "CSV Injection"). Identifiers in the other
-/// columns are parsed values and are written as they are.
-fn text_cell(s: &str) -> String {
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    }
-}
-
 pub(super) fn outcome_code(o: &InspectionOutcome) -> &'static str {
     match o {
         InspectionOutcome::SealIntact => "SEAL_INTACT",
@@ -65,14 +55,14 @@ pub(super) fn outcome_code(o: &InspectionOutcome) -> &'static str {
     }
 }
 
-/// Writes one CSV row per decided transaction under a [`CSV_COLUMNS`] header (RFC 4180
-/// quoting; times in RFC 3339 UTC).
+/// Writes one CSV row per decided transaction under a [`CSV_COLUMNS`] header, through
+/// [`CsvOut`] (RFC 4180 quoting, formula-like cells defused; times in RFC 3339 UTC).
 ///
 /// # Errors
 /// When writing fails.
 pub fn write_csv<W: io::Write>(events: &[GateEvent], out: W) -> Result<(), ExportError> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(CSV_COLUMNS)?;
+    let mut w = CsvOut::new(out);
+    w.row(CSV_COLUMNS)?;
     for e in events {
         let d = &e.decision;
         let eseals_read = e
@@ -106,7 +96,7 @@ pub fn write_csv<W: io::Write>(events: &[GateEvent], out: W) -> Result<(), Expor
             d.decision.as_str().to_owned(),
             join(d.reasons.iter().map(|r| r.code.code())),
             d.priority.to_string(),
-            text_cell(&d.route),
+            d.route.clone(),
             d.replica.sequence.to_string(),
             d.replica.age_s.map(|a| a.to_string()).unwrap_or_default(),
             d.replica.stale.to_string(),
@@ -120,19 +110,8 @@ pub fn write_csv<W: io::Write>(events: &[GateEvent], out: W) -> Result<(), Expor
                 .unwrap_or_default(),
             join(inspections),
         ];
-        w.write_record(&row)?;
+        w.row(&row)?;
     }
-    w.flush()?;
+    w.finish()?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formula_like_free_text_is_defused() {
-        assert_eq!(text_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(text_cell("Lane 1 priority"), "Lane 1 priority");
-    }
 }

@@ -33,6 +33,7 @@
 //!
 //! # Layout
 //! - `collect`: reading and joining the decided transactions ([`collect`], [`GateEvent`]).
+//! - `csv_out`: the one CSV writer, which defuses formula-like cells ([`CsvOut`]).
 //! - `csv_table`: the CSV table ([`write_csv`]).
 //! - `epcis`: the EPCIS document ([`epcis_document`]).
 //! - `locations`: SGLNs, the location base and time zones ([`ExportConfig`]).
@@ -40,11 +41,13 @@
 //! [`Decision::is_seal_exception`]: protocol::schema::Decision::is_seal_exception
 
 mod collect;
+mod csv_out;
 mod csv_table;
 mod epcis;
 mod locations;
 
 pub use collect::{CaseRef, ExportQuery, GateEvent, collect};
+pub use csv_out::{CsvOut, defuse};
 pub use csv_table::{CSV_COLUMNS, write_csv};
 pub use epcis::{EventKind, epcis_document, epcis_events, event_id};
 pub use locations::{ExportConfig, GateLocations, LocationBase, LocationError, Sgln, Zone};

@@ -28,6 +28,12 @@ impl Central {
         action: &CaseAction,
         actor: &str,
     ) -> Result<Case, CaseError> {
+        if let CaseAction::Assign { assignee, .. } = action {
+            let name = assignee.trim();
+            if !name.is_empty() && self.inner.store.user(name)?.is_none() {
+                return Err(CaseError::UnknownAssignee(name.to_owned()));
+            }
+        }
         let at = Timestamp::now();
         let case = self
             .inner
@@ -57,7 +63,7 @@ impl Central {
             alert: None,
         };
         if let Some(txn) = d.case.transaction_id() {
-            for e in store.transaction_events(&txn)? {
+            for e in store.transaction_events(&d.case.gate, &txn)? {
                 match e.entry.body {
                     EventBody::Transaction { transaction } => d.transaction = Some(transaction),
                     EventBody::Decision { decision } => d.decision = Some(decision),

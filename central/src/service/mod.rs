@@ -50,6 +50,8 @@ struct Inner {
     stop: CancellationToken,
     /// Failed logins per user name and client address.
     limiter: std::sync::Mutex<auth::LoginLimiter>,
+    /// Verified against when a login names an unknown user ([`Central::login`]).
+    dummy_phc: std::sync::OnceLock<String>,
 }
 
 /// Central's state. Cheap to clone.
@@ -126,6 +128,7 @@ impl Central {
                 cases,
                 stop: CancellationToken::new(),
                 limiter: std::sync::Mutex::new(auth::LoginLimiter::default()),
+                dummy_phc: std::sync::OnceLock::new(),
             }),
         })
     }

@@ -30,7 +30,7 @@ impl Central {
     ///
     /// # Errors
     /// When the user exists, the name is malformed, the role is unknown or the password is
-    /// shorter than 8.
+    /// too short or too easy to guess ([`auth::check_password_strength`]).
     pub fn add_user(&self, name: &str, password: &str, role: &str) -> Result<(), AuthError> {
         let Some(role) = Role::parse(role) else {
             return Err(AuthError::Invalid(format!(
@@ -47,11 +47,7 @@ impl Central {
                 "user name {name:?}: 1 to 64 letters, digits, '.', '_', '-' or '@'"
             )));
         }
-        if password.chars().count() < 8 {
-            return Err(AuthError::Invalid(
-                "password must be at least 8 characters".into(),
-            ));
-        }
+        auth::check_password_strength(password, name)?;
         let phc = auth::hash_password(
             password,
             self.inner.cfg.argon2_m_cost_kib,
@@ -79,13 +75,15 @@ impl Central {
         addr: Option<std::net::IpAddr>,
     ) -> Result<LoginResult, AuthError> {
         let now = Timestamp::now();
-        let wait = self
+        // Check and count in one step before the password is verified, so concurrent
+        // guesses cannot all pass the check before any failure is recorded.
+        let reserved = self
             .inner
             .limiter
             .lock()
             .map_err(|_| poisoned())?
-            .check(name, addr, now);
-        if let Some(wait) = wait {
+            .reserve(name, addr, now);
+        if let Err(wait) = reserved {
             let from = addr.map_or_else(|| "unknown address".to_owned(), |a| a.to_string());
             self.inner.store.audit(
                 name,
@@ -96,17 +94,16 @@ impl Central {
             metrics::counter!("central_auth_failures_total", "who" => "throttled").increment(1);
             return Ok(LoginResult::Throttled(wait));
         }
-        let out = self.login(name, password)?;
-        let mut l = self.inner.limiter.lock().map_err(|_| poisoned())?;
-        Ok(match out {
+        Ok(match self.login(name, password)? {
             Some((token, s)) => {
-                l.succeeded(name);
+                self.inner
+                    .limiter
+                    .lock()
+                    .map_err(|_| poisoned())?
+                    .succeeded(name, addr, now);
                 LoginResult::Ok(token, s)
             }
-            None => {
-                l.failed(name, addr, Timestamp::now());
-                LoginResult::Refused
-            }
+            None => LoginResult::Refused,
         })
     }
 
@@ -163,6 +160,12 @@ impl Central {
         password: &str,
     ) -> Result<Option<(String, Session)>, AuthError> {
         let Some(user) = self.inner.store.user(name)? else {
+            // The same Argon2 work as for a wrong password, so the answer's timing does
+            // not tell which user names exist.
+            let _ = auth::verify_password(password, self.dummy_phc());
+            self.inner
+                .store
+                .audit(name, "login.failed", "unknown user", Timestamp::now())?;
             return Ok(None);
         };
         if !auth::verify_password(password, &user.password_phc) {
@@ -185,6 +188,20 @@ impl Central {
             .store
             .audit(name, "login", "session opened", now)?;
         Ok(Some((token, session)))
+    }
+
+    /// A PHC string with the configured Argon2 cost that no password matches (a random
+    /// one), verified against for unknown user names.
+    fn dummy_phc(&self) -> &str {
+        self.inner.dummy_phc.get_or_init(|| {
+            let secret: [u8; 32] = rand::random();
+            auth::hash_password(
+                &hex::encode(secret),
+                self.inner.cfg.argon2_m_cost_kib,
+                self.inner.cfg.argon2_t_cost,
+            )
+            .unwrap_or_default()
+        })
     }
 
     /// The live session a bearer token names, if any.

@@ -121,8 +121,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn gates(&self) -> Result<Vec<GateRow>, StoreError>;
     /// Events matching `q`, oldest first, one page.
     fn events(&self, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError>;
-    /// Every stored event about one gate transaction.
-    fn transaction_events(&self, txn: &Uuid) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Every stored event of `gate` about one of its gate transactions.
+    fn transaction_events(&self, gate: &GateId, txn: &Uuid)
+    -> Result<Vec<StoredEvent>, StoreError>;
     /// Decision counts per gate and hour in `[from, to)`.
     fn hourly_stats(
         &self,

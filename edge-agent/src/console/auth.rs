@@ -1,6 +1,6 @@
 //! Logging in and out, the session extractor, CSRF tokens and login rate limiting.
 //!
-//! A request is authenticated by the `aeogate_session` cookie (browsers) or by
+//! A request is authenticated by the `aeogate_agent_session` cookie (browsers) or by
 //! `Authorization: Bearer <token>` (scripts; the token from `POST /api/v1/login`). The
 //! cookie is `HttpOnly` and `SameSite=Strict` (and `Secure` when the console is served
 //! over TLS), so script on the page cannot read it and other sites' pages do not send it.
@@ -32,7 +32,7 @@ use super::users::{Role, SESSION_TTL, SessionRecord, UserError, Users};
 use crate::runtime::Shared;
 
 /// Name of the session cookie.
-pub const COOKIE: &str = "aeogate_session";
+pub const COOKIE: &str = "aeogate_agent_session";
 /// Header carrying the CSRF token on script calls made with the cookie.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -531,7 +531,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=b; aeogate_session=tok123 ; c=d"),
+            HeaderValue::from_static("a=b; aeogate_agent_session=tok123 ; c=d"),
         );
         assert_eq!(cookie_token(&h).as_deref(), Some("tok123"));
         h.insert(

@@ -66,10 +66,17 @@ pub(super) struct CaseTx<'a, 'b>(pub(super) &'a mut Transaction<'b>);
 impl CaseBook for CaseTx<'_, '_> {
     type Error = StoreError;
 
-    fn case_id_for_transaction(&mut self, txn: Uuid) -> Result<Option<u64>, StoreError> {
+    fn case_id_for_transaction(
+        &mut self,
+        gate: &GateId,
+        txn: Uuid,
+    ) -> Result<Option<u64>, StoreError> {
         Ok(self
             .0
-            .query_opt("SELECT case_id FROM case_by_txn WHERE txn = $1", &[&txn])?
+            .query_opt(
+                "SELECT case_id FROM case_by_txn WHERE gate = $1 AND txn = $2",
+                &[&gate.as_str(), &txn],
+            )?
             .map(|r| super::uint(r.get(0))))
     }
 
@@ -85,11 +92,11 @@ impl CaseBook for CaseTx<'_, '_> {
         save_case(self.0, case, old)
     }
 
-    fn link_transaction(&mut self, txn: Uuid, case: u64) -> Result<(), StoreError> {
+    fn link_transaction(&mut self, gate: &GateId, txn: Uuid, case: u64) -> Result<(), StoreError> {
         self.0.execute(
-            "INSERT INTO case_by_txn (txn, case_id) VALUES ($1, $2)
-             ON CONFLICT (txn) DO UPDATE SET case_id = EXCLUDED.case_id",
-            &[&txn, &int(case)?],
+            "INSERT INTO case_by_txn (gate, txn, case_id) VALUES ($1, $2, $3)
+             ON CONFLICT (gate, txn) DO UPDATE SET case_id = EXCLUDED.case_id",
+            &[&gate.as_str(), &txn, &int(case)?],
         )?;
         Ok(())
     }

@@ -23,17 +23,6 @@ use crate::model::{AgentRecord, AlertKind, Case, GateHealth, TokenHash};
 use crate::stats;
 use crate::store::{GateRow, IngestOutcome, StoreError};
 
-pub(super) fn txn_of(body: &EventBody) -> Option<Uuid> {
-    match body {
-        EventBody::Transaction { transaction } => Some(transaction.id),
-        EventBody::Decision { decision } => Some(decision.transaction_id),
-        EventBody::OfficerAction { action } => action.transaction_id,
-        EventBody::DeviceHealth { .. }
-        | EventBody::IntegrityAlert { .. }
-        | EventBody::OrphanRead { .. } => None,
-    }
-}
-
 pub(super) fn lane_of(body: &EventBody) -> Option<&str> {
     match body {
         EventBody::Transaction { transaction } => Some(transaction.lane.as_str()),
@@ -77,11 +66,15 @@ struct Rows {
     key_id: Vec<Uuid>,
     key_hash: Vec<String>,
     key_prev: Vec<String>,
+    key_at: Vec<i64>,
+    ev_seq: Vec<i64>,
     ev_at: Vec<i64>,
     ev_lane: Vec<Option<String>>,
     ev_decision: Vec<Option<String>>,
     ev_txn: Vec<Option<Uuid>>,
     ev_value: Vec<serde_json::Value>,
+    /// Entries refused by ingest's rules (gate authority): (seq, at ms, stored value).
+    refused: Vec<(i64, i64, serde_json::Value)>,
     /// (container, at ms, gate, seq)
     containers: BTreeSet<(String, i64, String, i64)>,
     /// (txn, container)
@@ -119,10 +112,16 @@ impl Target<'_, '_> {
     /// Entries of a gate transaction already stored (any gate) or stored by this batch:
     /// (gate, seq, at ms).
     fn txn_entries(&self, txn: Uuid) -> Vec<(String, i64, i64)> {
-        let mut out = self
+        // This gate's entries only: a transaction belongs to the gate that journaled it.
+        let mut out: Vec<(String, i64, i64)> = self
             .stored_txn_entries
             .get(&txn)
-            .cloned()
+            .map(|rows| {
+                rows.iter()
+                    .filter(|(g, ..)| g == self.gate.as_str())
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         out.extend(
             self.rows
@@ -170,7 +169,7 @@ impl Target<'_, '_> {
                     &r.key_id,
                     &r.key_hash,
                     &r.key_prev,
-                    &r.ev_at,
+                    &r.key_at,
                 ],
             )?;
             self.tx.execute(
@@ -179,13 +178,21 @@ impl Target<'_, '_> {
                                           $6::uuid[], $7::json[])",
                 &[
                     &gate,
-                    &r.key_seq,
+                    &r.ev_seq,
                     &r.ev_at,
                     &r.ev_lane,
                     &r.ev_decision,
                     &r.ev_txn,
                     &r.ev_value,
                 ],
+            )?;
+        }
+        if !r.refused.is_empty() {
+            let (seq, at, value): (Vec<i64>, Vec<i64>, Vec<serde_json::Value>) = unzip3(r.refused);
+            self.tx.execute(
+                "INSERT INTO refused_events (gate, seq, at_ms, value)
+                 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::json[])",
+                &[&gate, &seq, &at, &value],
             )?;
         }
         if !r.txn_rows.is_empty() {
@@ -282,7 +289,33 @@ impl IngestTarget for Target<'_, '_> {
         Ok(self.ids.get(id).copied())
     }
 
-    fn insert(&mut self, entry: &JournalEntry, chain_ok: bool) -> Result<(), StoreError> {
+    fn other_gate_of_transaction(
+        &mut self,
+        txn: &Uuid,
+        gate: &GateId,
+    ) -> Result<Option<String>, StoreError> {
+        // The batch's transactions' stored entries (any gate) were read up front.
+        if let Some(rows) = self.stored_txn_entries.get(txn) {
+            return Ok(rows
+                .iter()
+                .find(|(g, ..)| g != gate.as_str())
+                .map(|(g, ..)| g.clone()));
+        }
+        Ok(self
+            .tx
+            .query_opt(
+                "SELECT gate FROM event_txn WHERE txn = $1 AND gate <> $2 LIMIT 1",
+                &[txn, &gate.as_str()],
+            )?
+            .map(|r| r.get(0)))
+    }
+
+    fn insert(
+        &mut self,
+        entry: &JournalEntry,
+        chain_ok: bool,
+        refused: bool,
+    ) -> Result<(), StoreError> {
         let entry_json = match self.json.remove(&(entry.seq, entry.hash.clone())) {
             Some(j) => j,
             None => to_json(entry)?,
@@ -291,23 +324,16 @@ impl IngestTarget for Target<'_, '_> {
         value.insert("entry".into(), entry_json);
         value.insert("received_at".into(), to_json(&self.now)?);
         value.insert("chain_ok".into(), serde_json::Value::Bool(chain_ok));
+        value.insert("refused".into(), serde_json::Value::Bool(refused));
         let seq = int(entry.seq)?;
         let at = entry.at.as_millisecond();
-        let txn = txn_of(&entry.body);
+        let txn = ingest::transaction_of(&entry.body);
         let r = &mut self.rows;
         r.key_seq.push(seq);
         r.key_id.push(entry.id);
         r.key_hash.push(entry.hash.clone());
         r.key_prev.push(entry.prev_hash.clone());
-        r.ev_at.push(at);
-        r.ev_lane.push(lane_of(&entry.body).map(str::to_owned));
-        r.ev_decision
-            .push(decision_of(&entry.body).map(|d| d.as_str().to_owned()));
-        r.ev_txn.push(txn);
-        r.ev_value.push(serde_json::Value::Object(value));
-        *r.counters
-            .entry((format!("gate:{}", self.gate), "events".into()))
-            .or_default() += 1;
+        r.key_at.push(at);
         self.links.insert(
             entry.seq,
             Link {
@@ -318,6 +344,25 @@ impl IngestTarget for Target<'_, '_> {
         self.ids.insert(entry.id, entry.seq);
         self.state.events += 1;
         self.state.max_seq = self.state.max_seq.max(entry.seq);
+        if refused {
+            // Evidence only: kept apart from `events`, so no query, export, statistic or
+            // case sees it.
+            self.rows
+                .refused
+                .push((seq, at, serde_json::Value::Object(value)));
+            return Ok(());
+        }
+        let r = &mut self.rows;
+        r.ev_seq.push(seq);
+        r.ev_at.push(at);
+        r.ev_lane.push(lane_of(&entry.body).map(str::to_owned));
+        r.ev_decision
+            .push(decision_of(&entry.body).map(|d| d.as_str().to_owned()));
+        r.ev_txn.push(txn);
+        r.ev_value.push(serde_json::Value::Object(value));
+        *r.counters
+            .entry((format!("gate:{}", self.gate), "events".into()))
+            .or_default() += 1;
 
         if let Some(txn) = txn {
             // Containers are named by the transaction; index this entry under them, and
@@ -360,7 +405,8 @@ impl IngestTarget for Target<'_, '_> {
         match &entry.body {
             EventBody::Decision { decision } => self.on_decision(decision, entry.seq)?,
             EventBody::OfficerAction { action } => {
-                let changed = cases::on_inspection_result(&mut CaseTx(self.tx), action, self.now)?;
+                let changed =
+                    cases::on_inspection_result(&mut CaseTx(self.tx), self.gate, action, self.now)?;
                 self.cases.extend(changed);
             }
             EventBody::IntegrityAlert { what, detail } => {
@@ -568,7 +614,7 @@ pub(super) fn ingest(
         .collect();
     let txns: Vec<Uuid> = entries
         .iter()
-        .filter_map(|e| txn_of(&e.body))
+        .filter_map(|e| ingest::transaction_of(&e.body))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();

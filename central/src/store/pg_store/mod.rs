@@ -396,8 +396,12 @@ impl Store for PgStore {
         self.read(|tx| query::events(tx, q))
     }
 
-    fn transaction_events(&self, txn: &Uuid) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(|tx| query::transaction_events(tx, txn))
+    fn transaction_events(
+        &self,
+        gate: &GateId,
+        txn: &Uuid,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(|tx| query::transaction_events(tx, gate, txn))
     }
 
     fn hourly_stats(

@@ -117,13 +117,14 @@ pub(super) fn events(
 
 pub(super) fn transaction_events(
     tx: &mut Transaction<'_>,
+    gate: &GateId,
     txn: &Uuid,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     tx.query(
         "SELECT e.gate, e.seq, e.value FROM event_txn t
          JOIN events e ON e.gate = t.gate AND e.seq = t.seq AND e.at_ms = t.at_ms
-         WHERE t.txn = $1 ORDER BY t.gate, t.seq",
-        &[txn],
+         WHERE t.txn = $1 AND t.gate = $2 ORDER BY t.seq",
+        &[txn, &gate.as_str()],
     )?
     .into_iter()
     .map(|r| {

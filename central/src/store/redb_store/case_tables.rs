@@ -6,8 +6,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
 use super::tables::{
-    ALERT_KEYS, ALERTS, CASE_BY_TXN, CASE_INDEX, CASES, MAX_SCAN, bump, next_id, uuid_key,
-    write_audit,
+    ALERT_KEYS, ALERTS, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES, MAX_SCAN, bump, next_id,
+    uuid_key, write_audit,
 };
 use crate::cases::{self, CaseBook, CaseError};
 use crate::model::{Alert, AlertKind, Case, CaseQuery, CaseState, Page};
@@ -50,12 +50,29 @@ pub(super) struct CaseTx<'a>(pub(super) &'a WriteTransaction);
 impl CaseBook for CaseTx<'_> {
     type Error = StoreError;
 
-    fn case_id_for_transaction(&mut self, txn: Uuid) -> Result<Option<u64>, StoreError> {
-        Ok(self
+    fn case_id_for_transaction(
+        &mut self,
+        gate: &GateId,
+        txn: Uuid,
+    ) -> Result<Option<u64>, StoreError> {
+        let k = uuid_key(&txn);
+        if let Some(id) = self
             .0
-            .open_table(CASE_BY_TXN)?
-            .get(uuid_key(&txn))?
-            .map(|g| g.value()))
+            .open_table(CASE_BY_GATE_TXN)?
+            .get((gate.as_str(), k))?
+            .map(|g| g.value())
+        {
+            return Ok(Some(id));
+        }
+        // A case linked before the (gate, transaction) key: only if it is this gate's.
+        let old = self.0.open_table(CASE_BY_TXN)?.get(k)?.map(|g| g.value());
+        match old {
+            Some(id) => Ok(self
+                .load_case(id)?
+                .filter(|c| &c.gate == gate)
+                .map(|c| c.id)),
+            None => Ok(None),
+        }
     }
 
     fn load_case(&mut self, id: u64) -> Result<Option<Case>, StoreError> {
@@ -70,10 +87,10 @@ impl CaseBook for CaseTx<'_> {
         save_case(self.0, case, old)
     }
 
-    fn link_transaction(&mut self, txn: Uuid, case: u64) -> Result<(), StoreError> {
+    fn link_transaction(&mut self, gate: &GateId, txn: Uuid, case: u64) -> Result<(), StoreError> {
         self.0
-            .open_table(CASE_BY_TXN)?
-            .insert(uuid_key(&txn), case)?;
+            .open_table(CASE_BY_GATE_TXN)?
+            .insert((gate.as_str(), uuid_key(&txn)), case)?;
         Ok(())
     }
 

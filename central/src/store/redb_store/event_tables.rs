@@ -32,17 +32,6 @@ pub(super) fn save_gate(tx: &WriteTransaction, row: &GateRow) -> Result<(), Stor
     Ok(())
 }
 
-pub(super) fn txn_of(body: &EventBody) -> Option<Uuid> {
-    match body {
-        EventBody::Transaction { transaction } => Some(transaction.id),
-        EventBody::Decision { decision } => Some(decision.transaction_id),
-        EventBody::OfficerAction { action } => action.transaction_id,
-        EventBody::DeviceHealth { .. }
-        | EventBody::IntegrityAlert { .. }
-        | EventBody::OrphanRead { .. } => None,
-    }
-}
-
 pub(super) fn lane_of(body: &EventBody) -> Option<&str> {
     match body {
         EventBody::Transaction { transaction } => Some(transaction.lane.as_str()),
@@ -92,16 +81,20 @@ fn stored_event_bytes(
     entry_json: &[u8],
     received_at: Timestamp,
     chain_ok: bool,
+    refused: bool,
 ) -> Result<Vec<u8>, StoreError> {
     #[derive(Serialize)]
     struct Tail {
         received_at: Timestamp,
         chain_ok: bool,
+        refused: bool,
     }
-    // `{"received_at":…,"chain_ok":…}`: its opening brace is replaced by the entry.
+    // `{"received_at":…,"chain_ok":…,"refused":…}`: its opening brace is replaced by the
+    // entry.
     let tail = encode(&Tail {
         received_at,
         chain_ok,
+        refused,
     })?;
     let (version, tail_json) = tail
         .split_first()
@@ -179,15 +172,13 @@ impl<'a> Target<'a> {
         Ok(())
     }
 
-    /// Events of the same transaction already stored (any gate).
+    /// This gate's events of the same transaction already stored.
     fn txn_events(&self, txn: &Uuid) -> Result<Vec<StoredEvent>, StoreError> {
         let keys: Vec<(String, u64)> = {
             let k = uuid_key(txn);
+            let g = self.gate.as_str();
             let mut out = Vec::new();
-            for row in self
-                .event_txn
-                .range((k, "", 0u64)..=(k, "\u{7f}", u64::MAX))?
-            {
+            for row in self.event_txn.range((k, g, 0u64)..=(k, g, u64::MAX))? {
                 let (key, _) = row?;
                 let (_, g, s) = key.value();
                 out.push((g.to_owned(), s));
@@ -222,7 +213,7 @@ impl<'a> Target<'a> {
     }
 
     fn on_officer_action(&mut self, a: &protocol::schema::OfficerAction) -> Result<(), StoreError> {
-        let changed = cases::on_inspection_result(&mut CaseTx(self.tx), a, self.now)?;
+        let changed = cases::on_inspection_result(&mut CaseTx(self.tx), self.gate, a, self.now)?;
         self.cases.extend(changed);
         Ok(())
     }
@@ -256,14 +247,40 @@ impl IngestTarget for Target<'_> {
             .map(|g| g.value()))
     }
 
-    fn insert(&mut self, entry: &JournalEntry, chain_ok: bool) -> Result<(), StoreError> {
+    fn other_gate_of_transaction(
+        &mut self,
+        txn: &Uuid,
+        gate: &GateId,
+    ) -> Result<Option<String>, StoreError> {
+        let k = uuid_key(txn);
+        // Bounded by the (few) entries stored about one transaction.
+        for row in self
+            .event_txn
+            .range((k, "", 0u64)..=(k, "\u{7f}", u64::MAX))?
+        {
+            let (key, _) = row?;
+            let (_, g, _) = key.value();
+            if g != gate.as_str() {
+                return Ok(Some(g.to_owned()));
+            }
+        }
+        Ok(None)
+    }
+
+    fn insert(
+        &mut self,
+        entry: &JournalEntry,
+        chain_ok: bool,
+        refused: bool,
+    ) -> Result<(), StoreError> {
         let gate = self.gate.as_str();
         let bytes = match self.encoded.remove(&(entry.seq, entry.hash.clone())) {
-            Some(json) => stored_event_bytes(&json, self.now, chain_ok)?,
+            Some(json) => stored_event_bytes(&json, self.now, chain_ok, refused)?,
             None => stored_event_bytes(
                 &serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?,
                 self.now,
                 chain_ok,
+                refused,
             )?,
         };
         self.events.insert((gate, entry.seq), bytes.as_slice())?;
@@ -279,6 +296,10 @@ impl IngestTarget for Target<'_> {
         self.state.events += 1;
         self.state.max_seq = self.state.max_seq.max(entry.seq);
         self.added += 1;
+        if refused {
+            // Evidence only: not indexed, so no query, export, statistic or case sees it.
+            return Ok(());
+        }
 
         let at = entry.at.as_millisecond();
         self.index_event("t", at, entry.seq)?;
@@ -289,7 +310,7 @@ impl IngestTarget for Target<'_> {
         if let Some(d) = decision_of(&entry.body) {
             self.index_event(&format!("d:{}", d.as_str()), at, entry.seq)?;
         }
-        if let Some(txn) = txn_of(&entry.body) {
+        if let Some(txn) = ingest::transaction_of(&entry.body) {
             // Containers are named by the transaction; index this entry under them, and
             // when this is the transaction, index the entries that arrived before it.
             // A decision whose transaction came in this batch (the usual case: the agent
@@ -546,16 +567,17 @@ mod ingest_encoding_tests {
             },
         )
         .expect("entry");
-        for chain_ok in [true, false] {
+        for (chain_ok, refused) in [(true, false), (false, false), (true, true)] {
             let expected = encode(&StoredEvent {
                 entry: entry.clone(),
                 received_at: at,
                 chain_ok,
+                refused,
             })
             .expect("encode");
             let json = serde_json::to_vec(&entry).expect("json");
             assert_eq!(
-                stored_event_bytes(&json, at, chain_ok).expect("bytes"),
+                stored_event_bytes(&json, at, chain_ok, refused).expect("bytes"),
                 expected
             );
         }

@@ -79,6 +79,7 @@ impl RedbStore {
             tx.open_table(CASES)?;
             tx.open_table(CASE_INDEX)?;
             tx.open_table(CASE_BY_TXN)?;
+            tx.open_table(CASE_BY_GATE_TXN)?;
             tx.open_table(COUNTERS)?;
             tx.open_table(HOURLY)?;
             tx.open_table(META)?;
@@ -104,9 +105,9 @@ mod staff_tables;
 mod tables;
 
 use tables::{
-    AGENT_TOKENS, ALERT_KEYS, ALERTS, AUDIT, CASE_BY_TXN, CASE_INDEX, CASES, CHANGES,
-    CONSIGNMENT_INDEX, CONSIGNMENTS, COUNTERS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES,
-    HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS,
+    AGENT_TOKENS, ALERT_KEYS, ALERTS, AUDIT, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES,
+    CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, COUNTERS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS,
+    GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -148,8 +149,12 @@ impl Store for RedbStore {
         query::events(&self.db, q)
     }
 
-    fn transaction_events(&self, txn: &Uuid) -> Result<Vec<StoredEvent>, StoreError> {
-        query::transaction_events(&self.db, txn)
+    fn transaction_events(
+        &self,
+        gate: &GateId,
+        txn: &Uuid,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        query::transaction_events(&self.db, gate, txn)
     }
 
     fn hourly_stats(

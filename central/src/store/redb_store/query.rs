@@ -97,14 +97,16 @@ pub(super) fn events(db: &Database, q: &EventQuery) -> Result<Page<StoredEvent>,
 
 pub(super) fn transaction_events(
     db: &Database,
+    gate: &GateId,
     txn: &Uuid,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let r = db.begin_read()?;
     let t = r.open_table(EVENT_TXN)?;
     let ev = r.open_table(EVENTS)?;
     let k = uuid_key(txn);
+    let g = gate.as_str();
     let mut out = Vec::new();
-    for row in t.range((k, "", 0u64)..=(k, "\u{7f}", u64::MAX))? {
+    for row in t.range((k, g, 0u64)..=(k, g, u64::MAX))? {
         let (key, _) = row?;
         let (_, g, s) = key.value();
         if let Some(v) = ev.get((g, s))? {

@@ -24,7 +24,11 @@ pub(super) const ALERT_KEYS: TableDefinition<(&str, u64, &str), u64> =
 pub(super) const CASES: TableDefinition<u64, &[u8]> = TableDefinition::new("cases_v1");
 pub(super) const CASE_INDEX: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("case_index_v1");
+/// Before cases were keyed by (gate, transaction); read only, and only for a case whose
+/// gate is the asking gate's.
 pub(super) const CASE_BY_TXN: TableDefinition<u128, u64> = TableDefinition::new("case_by_txn_v1");
+pub(super) const CASE_BY_GATE_TXN: TableDefinition<(&str, u128), u64> =
+    TableDefinition::new("case_by_gate_txn_v1");
 pub(super) const COUNTERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("counters_v1");
 pub(super) const HOURLY: TableDefinition<(&str, i64, &str), u64> =
     TableDefinition::new("hourly_v1");

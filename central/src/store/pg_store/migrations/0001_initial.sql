@@ -63,6 +63,16 @@ CREATE INDEX events_by_gate ON events (gate, at_ms, seq);
 CREATE INDEX events_by_lane ON events (gate, lane, at_ms, seq);
 CREATE INDEX events_by_decision ON events (decision, at_ms, gate, seq);
 
+-- Entries ingest refused (another gate's transaction or gate named): evidence only,
+-- apart from `events` so no query, export, statistic or case sees them.
+CREATE TABLE refused_events (
+    gate TEXT COLLATE "C" NOT NULL,
+    seq BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    value JSON NOT NULL,
+    PRIMARY KEY (gate, seq)
+);
+
 -- Which entries concern a gate transaction (any gate), and its containers.
 CREATE TABLE event_txn (
     txn UUID NOT NULL,
@@ -112,9 +122,13 @@ CREATE TABLE cases (
     value JSON NOT NULL
 );
 CREATE INDEX cases_by_state ON cases (state, id);
+-- Cases are linked by (gate, transaction): a transaction belongs to the gate that
+-- journaled it.
 CREATE TABLE case_by_txn (
-    txn UUID PRIMARY KEY,
-    case_id BIGINT NOT NULL
+    gate TEXT COLLATE "C" NOT NULL,
+    txn UUID NOT NULL,
+    case_id BIGINT NOT NULL,
+    PRIMARY KEY (gate, txn)
 );
 
 CREATE TABLE changes (

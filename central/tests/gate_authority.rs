@@ -1,0 +1,231 @@
+//! One gate's token writes only into that gate's records, over a real socket: a body that
+//! names another gate, or an entry about another gate's transaction, is kept as evidence
+//! with an integrity alert and changes no case, event list or export; the sending gate's
+//! other entries are still stored and acknowledged.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{batch, chain, gate, seal_exception, transaction};
+use protocol::schema::{
+    ActionKind, EventBody, InspectionOutcome, LaneDecision, LaneId, OfficerAction, Reason,
+    ReasonCode, SCHEMA_VERSION,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    async fn start(e: &common::Env) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        central::server::install_crypto_provider();
+        let task = tokio::spawn(central::serve_with_listener(
+            e.central.clone(),
+            listener,
+            e.cfg.clone(),
+            stop.clone(),
+        ));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Server {
+            base: format!("http://{addr}"),
+            client,
+            stop,
+            task,
+        }
+    }
+
+    async fn post(&self, path: &str, token: &str, body: &serde_json::Value) -> serde_json::Value {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200, "{path}");
+        r.json().await.expect("json")
+    }
+
+    async fn get(&self, path: &str, token: &str) -> String {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 200, "{path}");
+        r.text().await.expect("text")
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+async fn login(s: &Server, c: &central::Central) -> String {
+    c.add_user("ana", "correct horse", "analyst").expect("user");
+    let r = s
+        .client
+        .post(format!("{}/api/v1/login", s.base))
+        .json(&serde_json::json!({"user": "ana", "password": "correct horse"}))
+        .send()
+        .await
+        .expect("login");
+    let v: serde_json::Value = r.json().await.expect("json");
+    v["token"].as_str().expect("token").to_owned()
+}
+
+fn inspection_result(g: &str, txn: Uuid) -> EventBody {
+    EventBody::OfficerAction {
+        action: OfficerAction {
+            v: SCHEMA_VERSION,
+            id: Uuid::now_v7(),
+            transaction_id: Some(txn),
+            gate: gate(g),
+            lane: LaneId::parse("L1").expect("lane"),
+            officer: "mallory".into(),
+            role: "officer".into(),
+            at: common::ts("2026-03-01T10:20:00Z"),
+            kind: ActionKind::InspectionResult {
+                result: InspectionOutcome::SealIntact,
+                note: "nothing found".into(),
+            },
+        },
+    }
+}
+
+fn fast_for(g: &str, txn: Uuid) -> EventBody {
+    let EventBody::Decision { mut decision } = seal_exception(&gate(g), txn) else {
+        unreachable!()
+    };
+    decision.decision = LaneDecision::Fast;
+    decision.reasons = vec![Reason::new(ReasonCode::AllChecksPassed)];
+    decision.decided_at = common::ts("2026-03-01T10:30:00Z");
+    EventBody::Decision { decision }
+}
+
+fn alert_kinds(ack: &serde_json::Value) -> Vec<String> {
+    ack["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .map(|a| a.split(' ').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gates_token_cannot_write_into_another_gates_cases_or_exports() {
+    let e = common::env();
+    let (g7, g8) = (gate("G7"), gate("G8"));
+    let t7 = e.central.issue_agent_token(&g7, "P1").expect("token");
+    let t8 = e.central.issue_agent_token(&g8, "P1").expect("token");
+    let s = Server::start(&e).await;
+    let staff = login(&s, &e.central).await;
+
+    // G8 journals a truck with a seal exception: one case, G8's.
+    let txn8 = Uuid::now_v7();
+    let c8 = chain(
+        &g8,
+        vec![
+            transaction(&g8, txn8, "MSCU1234566"),
+            seal_exception(&g8, txn8),
+        ],
+    );
+    let ack = s
+        .post("/api/v1/agents/G8/events", &t8, &batch(&g8, &c8))
+        .await;
+    assert_eq!(ack["acked_through"], 2, "{ack}");
+
+    // With G7's token: a seal exception whose body names G8, an inspection result and a
+    // FAST decision for G8's transaction, then an ordinary entry of G7's own.
+    let own = Uuid::now_v7();
+    let c7 = chain(
+        &g7,
+        vec![
+            seal_exception(&g8, Uuid::now_v7()),
+            inspection_result("G7", txn8),
+            fast_for("G7", txn8),
+            transaction(&g7, own, "MSCU1234566"),
+        ],
+    );
+    let ack = s
+        .post("/api/v1/agents/G7/events", &t7, &batch(&g7, &c7))
+        .await;
+    assert_eq!(
+        ack["acked_through"], 4,
+        "refused entries are kept as evidence, so G7's cursor moves on: {ack}"
+    );
+    assert_eq!(
+        alert_kinds(&ack),
+        ["FOREIGN_GATE", "FOREIGN_TRANSACTION", "FOREIGN_TRANSACTION"],
+        "{ack}"
+    );
+    // The same batch again: duplicates, nothing new.
+    let again = s
+        .post("/api/v1/agents/G7/events", &t7, &batch(&g7, &c7))
+        .await;
+    assert_eq!(again["duplicates"], 4, "{again}");
+
+    // G8 still has its one case, untouched by G7; the other cases are G7's alerts.
+    let cases: serde_json::Value =
+        serde_json::from_str(&s.get("/api/v1/cases?gate=G8", &staff).await).expect("json");
+    let items = cases["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{cases}");
+    let id = items[0]["id"].as_u64().expect("id");
+    let detail: serde_json::Value =
+        serde_json::from_str(&s.get(&format!("/api/v1/cases/{id}"), &staff).await).expect("json");
+    assert_eq!(detail["officer_results"], serde_json::json!([]), "{detail}");
+    let history = detail["case"]["history"].to_string();
+    assert!(!history.contains("mallory"), "{history}");
+    assert_eq!(detail["decision"]["decision"], "INSPECT", "{detail}");
+    let g7_cases: serde_json::Value =
+        serde_json::from_str(&s.get("/api/v1/cases?gate=G7", &staff).await).expect("json");
+    assert_eq!(
+        g7_cases["items"].as_array().map(Vec::len),
+        Some(3),
+        "one case per alert, all G7's: {g7_cases}"
+    );
+
+    // The events CSV still says G8's truck was sent to inspection, and lists no FAST.
+    let csv = s
+        .get(
+            "/api/v1/export/events.csv?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z",
+            &staff,
+        )
+        .await;
+    let row = csv
+        .lines()
+        .find(|l| l.contains(&txn8.to_string()))
+        .expect("G8's transaction is exported");
+    assert!(row.contains("INSPECT") && !row.contains("FAST"), "{row}");
+    assert_eq!(
+        csv.lines().filter(|l| l.contains(",FAST,")).count(),
+        0,
+        "{csv}"
+    );
+    // G8's event list holds only G8's two entries.
+    let events: serde_json::Value =
+        serde_json::from_str(&s.get("/api/v1/events?gate=G8", &staff).await).expect("json");
+    assert_eq!(
+        events["items"].as_array().map(Vec::len),
+        Some(2),
+        "{events}"
+    );
+    s.stop().await;
+}
