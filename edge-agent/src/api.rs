@@ -43,7 +43,7 @@ use crate::assembler::{AssemblerEvent, RawRead};
 use crate::console::{Authed, Role, auth::AuthError};
 use crate::runtime::{LaneLive, Shared};
 use crate::sources::mqtt::LaneState;
-use crate::store::ReplicaMeta;
+use crate::replica::{ReplicaMeta, ReplicaStatus};
 
 /// Largest request body accepted (an officer action is well under 1 KiB).
 const BODY_LIMIT: usize = 16 * 1024;
@@ -106,40 +106,10 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// Age of the replica in seconds at `now`; `None` when never loaded.
-#[must_use]
-pub fn replica_age_s(meta: &ReplicaMeta, now: Timestamp) -> Option<u64> {
-    let as_of = meta.current_as_of()?;
-    let secs = now.as_second().saturating_sub(as_of.as_second());
-    Some(u64::try_from(secs).unwrap_or(0))
-}
-
-/// Replica freshness as the console shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReplicaStatus {
-    /// Last applied change sequence.
-    pub sequence: u64,
-    /// Central's as-of time.
-    pub as_of: Option<Timestamp>,
-    /// Last poll that confirmed nothing newer.
-    pub last_sync: Option<Timestamp>,
-    /// Seconds since the replica was known current.
-    pub age_s: Option<u64>,
-    /// Older than the policy's staleness bound (or never loaded): no lane can be FAST.
-    pub stale: bool,
-}
-
 /// Replica freshness now, from its bookkeeping.
 #[must_use]
 pub fn replica_status(shared: &Shared, meta: &ReplicaMeta) -> ReplicaStatus {
-    let age_s = replica_age_s(meta, Timestamp::now());
-    ReplicaStatus {
-        sequence: meta.sequence,
-        as_of: meta.as_of,
-        last_sync: meta.last_sync,
-        age_s,
-        stale: age_s.is_none_or(|a| a > shared.policy.staleness_bound.as_secs()),
-    }
+    ReplicaStatus::of(meta, Timestamp::now(), shared.policy.staleness_bound)
 }
 
 async fn replica_meta(shared: &Shared) -> Result<ReplicaMeta, ApiError> {

@@ -399,7 +399,7 @@ mod tests {
     use protocol::schema::{ReadSource, ReadValue};
 
     use super::*;
-    use crate::config::Routes;
+    use crate::decider::Routes;
 
     fn lane(id: &str, presence_loop: bool) -> LaneConfig {
         LaneConfig {

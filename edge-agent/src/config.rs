@@ -23,7 +23,7 @@ use protocol::schema::{GateId, LaneId, PartyRole};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
-pub use crate::decider::Policy;
+pub use crate::decider::{Policy, Routes};
 
 /// The whole agent configuration, validated.
 #[derive(Debug, Clone)]
@@ -62,13 +62,6 @@ pub struct LaneConfig {
     pub quiet_close: Duration,
 }
 
-/// Where each lane decision sends the truck (the text on the lane sign).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Routes {
-    pub fast: String,
-    pub standard: String,
-    pub inspect: String,
-}
 
 /// A serial device.
 #[derive(Debug, Clone)]

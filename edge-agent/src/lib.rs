@@ -26,6 +26,7 @@ pub mod assembler;
 pub mod config;
 pub mod console;
 pub mod decider;
+pub mod replica;
 pub mod replication;
 pub mod runtime;
 pub mod sources;

@@ -35,7 +35,7 @@ use reqwest::StatusCode;
 use crate::config::{CentralConfig, PinnedKey};
 use crate::runtime::Shared;
 use crate::sources::Backoff;
-use crate::store::ReplicaMeta;
+use crate::replica::{ReplicaMeta, SequenceError, check_sequence};
 use crate::uplink::CentralClient;
 
 /// Why a registry batch was refused.
@@ -179,52 +179,44 @@ pub fn check_batch(
             found: batch.port.clone(),
         });
     }
-    if batch.last_seq < batch.after_seq {
-        return Err(Refused::Numbering {
-            after_seq: batch.after_seq,
-            last_seq: batch.last_seq,
-        });
-    }
-    if snapshot {
-        if batch.last_seq < replica {
-            return Err(Refused::Rollback {
-                replica,
-                last_seq: batch.last_seq,
-            });
-        }
-    } else {
-        if batch.after_seq > replica {
-            return Err(Refused::Gap {
-                replica,
-                after_seq: batch.after_seq,
-            });
-        }
-        if batch.last_seq < replica {
-            return Err(Refused::Rollback {
-                replica,
-                last_seq: batch.last_seq,
-            });
-        }
-        if batch.after_seq < replica {
-            return Err(Refused::Replay {
-                replica,
-                after_seq: batch.after_seq,
-            });
-        }
-        let numbered = batch
-            .changes
-            .iter()
-            .zip(batch.after_seq + 1..)
-            .all(|(c, want)| c.seq == want);
-        let count_ok = batch.last_seq - batch.after_seq == batch.changes.len() as u64;
-        if !numbered || !count_ok {
-            return Err(Refused::Numbering {
-                after_seq: batch.after_seq,
-                last_seq: batch.last_seq,
-            });
+    check_sequence(replica, batch).map_err(Refused::from)
+}
+
+impl From<SequenceError> for Refused {
+    fn from(e: SequenceError) -> Self {
+        match e {
+            SequenceError::Gap { current, after_seq } => Self::Gap {
+                replica: current,
+                after_seq,
+            },
+            // A delta that ends below the replica would roll it back; one that only starts
+            // below it repeats applied changes.
+            SequenceError::Behind {
+                current, last_seq, ..
+            } if last_seq < current => Self::Rollback {
+                replica: current,
+                last_seq,
+            },
+            SequenceError::Behind {
+                current, after_seq, ..
+            } => Self::Replay {
+                replica: current,
+                after_seq,
+            },
+            SequenceError::Rollback { current, last_seq } => Self::Rollback {
+                replica: current,
+                last_seq,
+            },
+            SequenceError::Numbering {
+                after_seq,
+                last_seq,
+                ..
+            } => Self::Numbering {
+                after_seq,
+                last_seq,
+            },
         }
     }
-    Ok(())
 }
 
 enum Poll {

@@ -767,7 +767,7 @@ async fn conclude_closed(
 
 /// Turns a decision that could not be journaled into one that grants no priority: FAST
 /// becomes STANDARD, and the reason says why.
-fn hold_decision(decision: &mut Decision, routes: &crate::config::Routes) {
+fn hold_decision(decision: &mut Decision, routes: &crate::decider::Routes) {
     if decision.decision == LaneDecision::Fast {
         decision.decision = LaneDecision::Standard;
         decision
@@ -785,7 +785,7 @@ struct Prepared {
     decision: Decision,
     tx: GateTransaction,
     now: Timestamp,
-    routes: crate::config::Routes,
+    routes: crate::decider::Routes,
     started: std::time::Instant,
 }
 
@@ -967,7 +967,12 @@ async fn gauge_task(shared: Arc<Shared>) {
         metrics::gauge!("aeogate_journal_bytes").set(bytes as f64);
         metrics::gauge!("aeogate_uplink_backlog").set(head.saturating_sub(acked) as f64);
         metrics::gauge!("aeogate_replica_sequence").set(meta.sequence as f64);
-        if let Some(age) = crate::api::replica_age_s(&meta, Timestamp::now()) {
+        let fresh = crate::replica::freshness(
+            meta.current_as_of(),
+            Timestamp::now(),
+            shared.policy.staleness_bound,
+        );
+        if let Some(age) = fresh.age_s {
             metrics::gauge!("aeogate_replica_age_seconds").set(age as f64);
         }
     }

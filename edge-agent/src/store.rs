@@ -41,8 +41,8 @@ use jiff::Timestamp;
 use protocol::container::ContainerNumber;
 use protocol::operator::OperatorId;
 use protocol::schema::{
-    ChainError, Change, ChangeBatch, Consignment, Decision, EventBody, GENESIS_HASH, GateId,
-    GateTransaction, JournalEntry, LaneId, MraRecord, OfficerAction, RegistryRecord, SchemaError,
+    ChainError, ChangeBatch, Consignment, Decision, EventBody, GENESIS_HASH, GateId,
+    GateTransaction, JournalEntry, LaneId, MraRecord, OfficerAction, RegistryRecord,
     check_version,
 };
 use redb::{
@@ -52,7 +52,8 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::decider::ReplicaView;
+pub use crate::replica::{ReplicaError, ReplicaMeta};
+use crate::replica::{ReplicaSink, ReplicaView, apply_changes, check_batch};
 
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal_v1");
 const JOURNAL_META: TableDefinition<&str, u64> = TableDefinition::new("journal_meta_v1");
@@ -157,188 +158,11 @@ impl JournalError {
     }
 }
 
-/// Errors of replica operations.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplicaError {
-    /// The database failed.
-    #[error("replica storage: {0}")]
-    Db(#[from] redb::Error),
-    /// The batch does not continue the replica: changes are missing in between.
-    #[error("batch follows seq {found} but the replica is at {expected}: changes are missing")]
-    Gap { expected: u64, found: u64 },
-    /// The batch repeats changes already applied.
-    #[error("batch follows seq {after_seq} but the replica is already at {current}: replayed")]
-    Replay { current: u64, after_seq: u64 },
-    /// The snapshot is older than the replica.
-    #[error("snapshot at seq {last_seq} would roll the replica back from {current}")]
-    Rollback { current: u64, last_seq: u64 },
-    /// The batch is for another port of entry.
-    #[error("batch is for port {found:?}; this replica serves {expected:?}")]
-    WrongPort { expected: String, found: String },
-    /// The batch is inconsistent in itself.
-    #[error("malformed batch: {0}")]
-    Malformed(String),
-    /// A status change names an operator the replica does not hold.
-    #[error("change {seq} sets the status of unknown operator {operator}")]
-    UnknownOperator { seq: u64, operator: String },
-    /// A record has a newer schema version, or a stored record is unreadable.
-    #[error("replica record: {0}")]
-    Schema(String),
-}
-
-impl From<SchemaError> for ReplicaError {
-    fn from(e: SchemaError) -> Self {
-        Self::Schema(e.to_string())
-    }
-}
-
 fn jdb<E: Into<redb::Error>>(e: E) -> JournalError {
     JournalError::Db(e.into())
 }
 fn rdb<E: Into<redb::Error>>(e: E) -> ReplicaError {
     ReplicaError::Db(e.into())
-}
-
-/// Replica bookkeeping.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ReplicaMeta {
-    /// Last applied change sequence (0: never loaded).
-    pub sequence: u64,
-    /// Central's as-of time of `sequence`.
-    pub as_of: Option<Timestamp>,
-    /// Agent time of the last poll that confirmed nothing newer exists.
-    pub last_sync: Option<Timestamp>,
-    /// Port of entry this replica serves.
-    pub port: Option<String>,
-}
-
-impl ReplicaMeta {
-    /// How current the replica is known to be: the later of central's as-of time and the
-    /// last confirmed-empty poll. `None` when never loaded.
-    #[must_use]
-    pub fn current_as_of(&self) -> Option<Timestamp> {
-        match (self.as_of, self.last_sync) {
-            (None, _) => None,
-            (Some(a), None) => Some(a),
-            (Some(a), Some(s)) => Some(a.max(s)),
-        }
-    }
-}
-
-/// Where replica changes are written: the store's write transaction or a
-/// [`crate::decider::MemoryReplica`]. Shared so both apply batches identically.
-/// Records are passed by reference so that applying a batch never copies it whole.
-pub(crate) trait ReplicaSink {
-    fn upsert_operator(&mut self, record: &RegistryRecord) -> Result<(), ReplicaError>;
-    fn current_operator(&mut self, id: &OperatorId)
-    -> Result<Option<RegistryRecord>, ReplicaError>;
-    fn upsert_mra(&mut self, mra: &MraRecord) -> Result<(), ReplicaError>;
-    fn upsert_consignment(&mut self, consignment: &Consignment) -> Result<(), ReplicaError>;
-    fn remove_consignment(&mut self, id: &str) -> Result<(), ReplicaError>;
-}
-
-/// Checks that `batch` may be applied on top of `meta` (sequence and port).
-pub(crate) fn check_batch(meta: &ReplicaMeta, batch: &ChangeBatch) -> Result<(), ReplicaError> {
-    check_version(batch.v)?;
-    if let Some(p) = &meta.port
-        && *p != batch.port
-    {
-        return Err(ReplicaError::WrongPort {
-            expected: p.clone(),
-            found: batch.port.clone(),
-        });
-    }
-    if batch.snapshot {
-        if batch.last_seq < meta.sequence {
-            return Err(ReplicaError::Rollback {
-                current: meta.sequence,
-                last_seq: batch.last_seq,
-            });
-        }
-        if let Some(c) = batch.changes.iter().find(|c| c.seq > batch.last_seq) {
-            return Err(ReplicaError::Malformed(format!(
-                "snapshot change {} is beyond its last_seq {}",
-                c.seq, batch.last_seq
-            )));
-        }
-        return Ok(());
-    }
-    if batch.after_seq > meta.sequence {
-        return Err(ReplicaError::Gap {
-            expected: meta.sequence,
-            found: batch.after_seq,
-        });
-    }
-    if batch.after_seq < meta.sequence {
-        return Err(ReplicaError::Replay {
-            current: meta.sequence,
-            after_seq: batch.after_seq,
-        });
-    }
-    if batch.last_seq < batch.after_seq {
-        return Err(ReplicaError::Malformed(format!(
-            "last_seq {} precedes after_seq {}",
-            batch.last_seq, batch.after_seq
-        )));
-    }
-    for (i, c) in batch.changes.iter().enumerate() {
-        let expected = batch.after_seq + 1 + i as u64;
-        if c.seq != expected {
-            return Err(ReplicaError::Malformed(format!(
-                "change {i} has seq {}, expected {expected}",
-                c.seq
-            )));
-        }
-    }
-    let n = batch.changes.len() as u64;
-    if batch.after_seq + n != batch.last_seq {
-        return Err(ReplicaError::Malformed(format!(
-            "{n} changes after {} do not reach last_seq {}",
-            batch.after_seq, batch.last_seq
-        )));
-    }
-    Ok(())
-}
-
-/// Applies the batch's changes to a sink (the caller clears it first for a snapshot).
-pub(crate) fn apply_changes(
-    sink: &mut dyn ReplicaSink,
-    batch: &ChangeBatch,
-) -> Result<(), ReplicaError> {
-    for sc in &batch.changes {
-        match &sc.change {
-            Change::UpsertOperator { record } => {
-                check_version(record.v)?;
-                sink.upsert_operator(record)?;
-            }
-            Change::SetStatus {
-                operator,
-                status,
-                at,
-                ..
-            } => {
-                let mut rec = sink.current_operator(operator)?.ok_or_else(|| {
-                    ReplicaError::UnknownOperator {
-                        seq: sc.seq,
-                        operator: operator.to_string(),
-                    }
-                })?;
-                rec.status = *status;
-                rec.status_since = *at;
-                sink.upsert_operator(&rec)?;
-            }
-            Change::UpsertMra { mra } => {
-                check_version(mra.v)?;
-                sink.upsert_mra(mra)?;
-            }
-            Change::UpsertConsignment { consignment } => {
-                check_version(consignment.v)?;
-                sink.upsert_consignment(consignment)?;
-            }
-            Change::RemoveConsignment { id } => sink.remove_consignment(id)?,
-        }
-    }
-    Ok(())
 }
 
 /// The agent's local store. Cheap to clone; every method blocks.

@@ -8,7 +8,8 @@ use protocol::schema::{
     Consignment, Decision, DeviceHealth, GateTransaction, LaneDecision, LaneId, OfficerAction,
 };
 
-use crate::api::{ReplicaStatus, replica_status};
+use crate::api::replica_status;
+use crate::replica::ReplicaStatus;
 use crate::decider::ReplicaView as _;
 use crate::runtime::{LaneLive, Shared};
 
