@@ -21,7 +21,7 @@
 //! ([`crate::console`]) are merged into the same router, behind the same CSRF layer.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -41,7 +41,8 @@ use uuid::Uuid;
 
 use crate::assembler::{AssemblerEvent, RawRead};
 use crate::console::{Authed, Role, auth::AuthError};
-use crate::runtime::{LaneLive, Shared};
+use crate::live::LaneLive;
+use crate::state::AppState;
 use crate::sources::mqtt::LaneState;
 use crate::replica::{ReplicaMeta, ReplicaStatus};
 
@@ -55,11 +56,8 @@ const MAX_TEXT: usize = 1000;
 /// The console router over the agent's shared state: the JSON API, the console's pages
 /// and probes, behind CSRF protection.
 ///
-/// # Errors
-/// The console's account tables cannot be opened.
-pub fn app(state: Arc<Shared>) -> anyhow::Result<Router> {
-    let console = crate::console::console(&state.store, false)?;
-    Ok(Router::new()
+pub fn app(state: AppState) -> Router {
+    Router::new()
         .route("/api/v1/lanes", get(lanes))
         .route("/api/v1/transactions", get(transactions))
         .route("/api/v1/transactions/{id}", get(transaction))
@@ -69,10 +67,9 @@ pub fn app(state: Arc<Shared>) -> anyhow::Result<Router> {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(crate::console::routes())
-        .layer(axum::Extension(console))
         .layer(tower_http::csrf::CsrfLayer::new())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
-        .with_state(state))
+        .with_state(state)
 }
 
 /// An API error: status and `{"error": "..."}`.
@@ -108,11 +105,11 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 /// Replica freshness now, from its bookkeeping.
 #[must_use]
-pub fn replica_status(shared: &Shared, meta: &ReplicaMeta) -> ReplicaStatus {
-    ReplicaStatus::of(meta, Timestamp::now(), shared.policy.staleness_bound)
+pub fn replica_status(shared: &AppState, meta: &ReplicaMeta) -> ReplicaStatus {
+    ReplicaStatus::of(meta, Timestamp::now(), shared.staleness_bound)
 }
 
-async fn replica_meta(shared: &Shared) -> Result<ReplicaMeta, ApiError> {
+async fn replica_meta(shared: &AppState) -> Result<ReplicaMeta, ApiError> {
     let store = shared.store.clone();
     tokio::task::spawn_blocking(move || store.replica_meta())
         .await
@@ -134,7 +131,7 @@ pub struct LaneReport {
 }
 
 async fn lanes(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
 ) -> Result<Json<Vec<LaneReport>>, ApiError> {
     authed.require_customs()?;
@@ -187,7 +184,7 @@ pub struct TransactionRow {
 }
 
 async fn transactions(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<Vec<TransactionRow>>, ApiError> {
@@ -238,7 +235,7 @@ pub struct TransactionDetail {
 }
 
 async fn transaction(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
     Path(id): Path<String>,
 ) -> Result<Json<TransactionDetail>, ApiError> {
@@ -288,7 +285,7 @@ pub struct ActionAccepted {
 /// What the lane shows now for `tx` (an override or the decision), else its journaled
 /// decision; `None` when unknown.
 async fn current_decision(
-    s: &Arc<Shared>,
+    s: &AppState,
     lane: &LaneId,
     tx: Option<Uuid>,
 ) -> Option<LaneDecision> {
@@ -325,7 +322,7 @@ fn check_text(field: &str, text: &str, required: bool) -> Result<(), ApiError> {
 }
 
 async fn action(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
     Path(lane): Path<String>,
     body: Result<Json<ActionRequest>, axum::extract::rejection::JsonRejection>,
@@ -390,7 +387,8 @@ async fn action(
         kind: req.kind,
     };
     let entries = s
-        .journal(vec![EventBody::OfficerAction {
+        .journal
+        .append(vec![EventBody::OfficerAction {
             action: action.clone(),
         }])
         .await
@@ -446,7 +444,7 @@ async fn action(
 }
 
 async fn events(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     authed.require_customs()?;
@@ -465,7 +463,7 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -489,7 +487,7 @@ pub struct Readiness {
     pub devices_down: Vec<String>,
 }
 
-async fn readyz(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {
+async fn readyz(State(s): State<AppState>) -> Result<Response, ApiError> {
     let store = s.store.clone();
     let store_ok =
         tokio::task::spawn_blocking(move || store.entries(store.journal_head(), 1).is_ok())

@@ -8,17 +8,25 @@
 //! - [`config`]: the agent's TOML configuration, validated into typed structs; errors name
 //!   the key and the line.
 //! - [`assembler`]: sans-IO, per lane: folds presence and reads into gate transactions.
-//! - [`decider`]: the pure lane decision (policy, reasons, random selection) over a
-//!   [`decider::ReplicaView`].
+//! - [`decider`]: the pure lane decision (policy, routes, reasons, random selection) over a
+//!   [`replica::ReplicaView`].
+//! - [`replica`]: the replica's rules: view, meta, freshness, the sequence rule, change
+//!   application, the in-memory replica.
 //! - [`store`]: redb storage: the hash-chained journal and the registry replica.
+//! - [`journal`]: the running journal: the group-commit writer, records held while the
+//!   disk refuses writes, the alarm, the journal's health, the "appended" notification.
+//! - [`live`]: what every lane is doing now, and every device's health.
+//! - [`pipeline`]: the lane task: assembler → decide → journal → actuate.
 //! - [`sources`]: serial drivers (lane board link, BB-7E UHF module) and the MQTT source;
 //!   each reconnects by itself and reports its health.
 //! - [`actuators`]: lane decisions to link lane commands and MQTT lane topics.
-//! - [`runtime`]: wires the pipeline, background clients and console; shutdown.
 //! - [`uplink`]: drains the journal to central; heartbeats.
 //! - [`replication`]: verified, sequenced registry replication from central.
+//! - [`state`]: [`state::AppState`], what the console's router serves from.
 //! - [`api`]: the console's HTTP JSON API, SSE feed, metrics and health probes.
 //! - [`console`]: the officer console and terminal operator screens, accounts, sessions.
+//! - [`telemetry`]: the Prometheus recorder and the periodic gauges.
+//! - [`runtime`]: wiring and shutdown; nothing imports it.
 
 pub mod actuators;
 pub mod api;
@@ -26,9 +34,14 @@ pub mod assembler;
 pub mod config;
 pub mod console;
 pub mod decider;
+pub mod journal;
+pub mod live;
+pub mod pipeline;
 pub mod replica;
 pub mod replication;
 pub mod runtime;
 pub mod sources;
+pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod uplink;

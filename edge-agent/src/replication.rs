@@ -31,9 +31,10 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use jiff::Timestamp;
 use protocol::schema::{ChangeBatch, EventBody, SignedEnvelope, check_version};
 use reqwest::StatusCode;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{CentralConfig, PinnedKey};
-use crate::runtime::Shared;
+use crate::journal::Journal;
 use crate::sources::Backoff;
 use crate::replica::{ReplicaMeta, SequenceError, check_sequence};
 use crate::uplink::CentralClient;
@@ -219,6 +220,23 @@ impl From<SequenceError> for Refused {
     }
 }
 
+/// What replication works with.
+#[derive(Debug, Clone)]
+pub struct Replication {
+    /// The port of entry this gate serves (the replica's scope).
+    pub port: String,
+    /// Where refusals are recorded as integrity alerts; its store holds the replica.
+    pub journal: Arc<Journal>,
+    /// Stops the loop.
+    pub shutdown: CancellationToken,
+}
+
+impl Replication {
+    fn store(&self) -> &crate::store::Store {
+        self.journal.store()
+    }
+}
+
 enum Poll {
     Applied,
     Empty,
@@ -265,15 +283,15 @@ async fn fetch(
     }
 }
 
-async fn meta(shared: &Shared) -> anyhow::Result<ReplicaMeta> {
-    let store = shared.store.clone();
+async fn meta(shared: &Replication) -> anyhow::Result<ReplicaMeta> {
+    let store = shared.store().clone();
     tokio::task::spawn_blocking(move || store.replica_meta())
         .await
         .context("replica task panicked")
 }
 
-async fn apply(shared: &Shared, batch: ChangeBatch) -> Result<u64, Failure> {
-    let store = shared.store.clone();
+async fn apply(shared: &Replication, batch: ChangeBatch) -> Result<u64, Failure> {
+    let store = shared.store().clone();
     let last = batch.last_seq;
     tokio::task::spawn_blocking(move || {
         store.apply_batch(&batch)?;
@@ -286,7 +304,7 @@ async fn apply(shared: &Shared, batch: ChangeBatch) -> Result<u64, Failure> {
 }
 
 async fn bootstrap(
-    shared: &Shared,
+    shared: &Replication,
     client: &CentralClient,
     keys: &[PinnedKey],
 ) -> Result<Poll, Failure> {
@@ -308,7 +326,7 @@ async fn bootstrap(
 }
 
 async fn poll_changes(
-    shared: &Shared,
+    shared: &Replication,
     client: &CentralClient,
     keys: &[PinnedKey],
     wait: Duration,
@@ -320,7 +338,7 @@ async fn poll_changes(
         wait.as_secs()
     );
     let Some(env) = fetch(client, &path, wait + Duration::from_secs(15)).await? else {
-        let store = shared.store.clone();
+        let store = shared.store().clone();
         tokio::task::spawn_blocking(move || store.mark_synced(Timestamp::now()))
             .await
             .context("replica task panicked")?
@@ -335,11 +353,12 @@ async fn poll_changes(
     Ok(Poll::Applied)
 }
 
-async fn refuse(shared: &Shared, why: &Refused) {
+async fn refuse(shared: &Replication, why: &Refused) {
     metrics::counter!("aeogate_replica_refused_total", "why" => why.label()).increment(1);
     tracing::error!(port = %shared.port, error = %why, "registry batch refused; replica unchanged");
     if let Err(e) = shared
-        .journal(vec![EventBody::IntegrityAlert {
+        .journal
+        .append(vec![EventBody::IntegrityAlert {
             what: "REGISTRY_BATCH_REFUSED".into(),
             detail: why.to_string(),
         }])
@@ -350,11 +369,11 @@ async fn refuse(shared: &Shared, why: &Refused) {
 }
 
 /// Runs replication until shutdown.
-pub async fn run_replication(shared: Arc<Shared>, client: CentralClient, cfg: CentralConfig) {
+pub async fn run_replication(shared: Replication, client: CentralClient, cfg: CentralConfig) {
     let keys = cfg.registry_keys.clone();
     let wait = cfg.poll_wait.min(Duration::from_secs(60));
     {
-        let store = shared.store.clone();
+        let store = shared.store().clone();
         let port = shared.port.clone();
         let bound = tokio::task::spawn_blocking(move || store.bind_port(&port)).await;
         match bound {

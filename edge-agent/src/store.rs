@@ -165,6 +165,14 @@ fn rdb<E: Into<redb::Error>>(e: E) -> ReplicaError {
     ReplicaError::Db(e.into())
 }
 
+/// The uplink backlog: entries written up to `head` that central has not acknowledged
+/// (its cursor is `acked`). The one definition, used by the uplink, its heartbeat, the
+/// gauges and the console.
+#[must_use]
+pub fn backlog(head: u64, acked: u64) -> u64 {
+    head.saturating_sub(acked)
+}
+
 /// The agent's local store. Cheap to clone; every method blocks.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -434,6 +442,16 @@ impl Store {
     #[must_use]
     pub fn acked_seq(&self) -> u64 {
         self.inner.journal.lock().map_or(0, |s| s.acked)
+    }
+
+    /// Journal entries central has not acknowledged ([`backlog`] of head and cursor, read
+    /// together).
+    #[must_use]
+    pub fn backlog(&self) -> u64 {
+        self.inner
+            .journal
+            .lock()
+            .map_or(0, |s| backlog(s.head, s.acked))
     }
 
     /// Advances the acknowledged cursor (never backwards; a lower value is ignored) and

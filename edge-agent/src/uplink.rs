@@ -24,10 +24,13 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use jiff::Timestamp;
 use protocol::schema::{GateId, Heartbeat, IngestAck, IngestBatch, SCHEMA_VERSION, check_version};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::CentralConfig;
-use crate::runtime::Shared;
+use crate::journal::Journal;
+use crate::live::Devices;
+use crate::store::backlog;
 use crate::sources::Backoff;
 
 /// How long a delivery in flight may still take once the agent is stopping.
@@ -196,9 +199,22 @@ impl CentralClient {
     }
 }
 
+/// What the uplink works with.
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    /// This gate (the batches' and heartbeats' sender).
+    pub gate: GateId,
+    /// The journal to drain (and its store's cursor).
+    pub journal: Arc<Journal>,
+    /// Device health for the heartbeat.
+    pub devices: Devices,
+    /// Stops the loops.
+    pub shutdown: CancellationToken,
+}
+
 /// Builds the heartbeat from the agent's current state.
-pub async fn heartbeat(shared: &Shared) -> anyhow::Result<Heartbeat> {
-    let store = shared.store.clone();
+pub async fn heartbeat(shared: &Uplink) -> anyhow::Result<Heartbeat> {
+    let store = shared.journal.store().clone();
     let (meta, head, acked, oldest) = tokio::task::spawn_blocking(move || {
         (
             store.replica_meta(),
@@ -213,12 +229,12 @@ pub async fn heartbeat(shared: &Shared) -> anyhow::Result<Heartbeat> {
         v: SCHEMA_VERSION,
         agent: shared.gate.clone(),
         at: Timestamp::now(),
-        devices: shared.device_health(),
+        devices: shared.devices.health(),
         replica_seq: meta.sequence,
         replica_as_of: meta.as_of,
         journal_head: head,
         acked_seq: acked,
-        backlog: head.saturating_sub(acked),
+        backlog: backlog(head, acked),
         oldest_unacked_at: oldest,
         version: env!("CARGO_PKG_VERSION").into(),
     })
@@ -226,7 +242,7 @@ pub async fn heartbeat(shared: &Shared) -> anyhow::Result<Heartbeat> {
 
 /// Drains the journal to central and sends heartbeats until shutdown; then makes one last
 /// short attempt to deliver what is pending.
-pub async fn run_uplink(shared: Arc<Shared>, client: CentralClient, cfg: CentralConfig) {
+pub async fn run_uplink(shared: Uplink, client: CentralClient, cfg: CentralConfig) {
     let hb_task = {
         let shared = shared.clone();
         let client = client.clone();
@@ -258,7 +274,7 @@ pub async fn run_uplink(shared: Arc<Shared>, client: CentralClient, cfg: Central
     let mut new_round = true;
     loop {
         // Registered before looking, so an append between the look and the wait wakes us.
-        let appended = shared.journal_appended.notified();
+        let appended = shared.journal.appended();
         tokio::pin!(appended);
         appended.as_mut().enable();
         let attempt = drain_once(&shared, &client, batch, new_round);
@@ -333,7 +349,7 @@ pub async fn run_uplink(shared: Arc<Shared>, client: CentralClient, cfg: Central
 /// central, and a last heartbeat, so a clean stop leaves nothing behind that central
 /// could have had. What is not acknowledged within `within` stays in the journal and goes
 /// with the next start.
-pub async fn final_flush(shared: &Shared, client: &CentralClient, batch: usize, within: Duration) {
+pub async fn final_flush(shared: &Uplink, client: &CentralClient, batch: usize, within: Duration) {
     let work = async {
         let mut new_round = true;
         loop {
@@ -362,15 +378,15 @@ enum Drained {
 }
 
 async fn drain_once(
-    shared: &Shared,
+    shared: &Uplink,
     client: &CentralClient,
     batch: usize,
     new_round: bool,
 ) -> anyhow::Result<Drained> {
     let batch = batch.clamp(1, MAX_BATCH_ENTRIES);
-    let store = shared.store.clone();
+    let store = shared.journal.store().clone();
     let entries = tokio::task::spawn_blocking(move || {
-        let backlog = store.journal_head().saturating_sub(store.acked_seq());
+        let backlog = store.backlog();
         let exceptions_first = new_round && backlog > batch as u64;
         store.unacked(batch, exceptions_first)
     })
@@ -391,9 +407,9 @@ async fn drain_once(
     for alert in &ack.alerts {
         tracing::error!(%alert, "central reports an integrity problem with this gate's journal");
     }
-    let store = shared.store.clone();
+    let store = shared.journal.store().clone();
     let through = ack.acked_through;
-    let before = shared.store.acked_seq();
+    let before = shared.journal.store().acked_seq();
     let (acked, head) = tokio::task::spawn_blocking(move || {
         let head = store.journal_head();
         let target = through.min(head);
@@ -405,7 +421,7 @@ async fn drain_once(
     .await
     .context("uplink task panicked")?
     .context("recording central's acknowledgement")?;
-    metrics::gauge!("aeogate_uplink_backlog").set(head.saturating_sub(acked) as f64);
+    metrics::gauge!("aeogate_uplink_backlog").set(backlog(head, acked) as f64);
     metrics::counter!("aeogate_uplink_entries_total").increment(count as u64);
     tracing::debug!(
         count,

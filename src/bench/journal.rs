@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use edge_agent::decider::decide;
-use edge_agent::runtime::JournalWriter;
+use edge_agent::journal::JournalWriter;
 use edge_agent::store::Store;
 use protocol::schema::EventBody;
 use redb::{Database, Durability, TableDefinition};
