@@ -14,12 +14,18 @@
 //! silent, whatever it was told.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use protocol::link::{Barrier, LaneCommand, Light, MAX_TEXT_BYTES};
-use protocol::schema::{LaneDecision, LaneId};
+use protocol::schema::{LaneDecision, LaneId, LaneState};
 use tokio::sync::mpsc;
 
-use crate::sources::mqtt::{LaneState, LaneTopics};
+/// Where lane states are published besides the boards (the MQTT lane topics). Publishing
+/// never blocks.
+pub trait LanePublisher: std::fmt::Debug + Send + Sync {
+    /// Publishes `state` as its lane's current state.
+    fn publish(&self, state: &LaneState);
+}
 
 /// The link command for a lane decision with the configured route text.
 #[must_use]
@@ -53,13 +59,13 @@ pub fn sign_text(text: &str) -> heapless::String<MAX_TEXT_BYTES> {
 #[derive(Debug, Clone, Default)]
 pub struct Actuators {
     links: HashMap<LaneId, Vec<mpsc::Sender<LaneCommand>>>,
-    topics: Option<LaneTopics>,
+    topics: Option<Arc<dyn LanePublisher>>,
 }
 
 impl Actuators {
     /// Actuators publishing lane topics through `topics` (if MQTT is configured).
     #[must_use]
-    pub fn new(topics: Option<LaneTopics>) -> Self {
+    pub fn new(topics: Option<Arc<dyn LanePublisher>>) -> Self {
         Self {
             links: HashMap::new(),
             topics,
@@ -75,12 +81,7 @@ impl Actuators {
     /// port is down and reopening) misses this command and is told so in the log; the lane
     /// is in its safe state meanwhile.
     pub fn show(&self, state: &LaneState) {
-        let decision = match state.decision.as_str() {
-            "FAST" => LaneDecision::Fast,
-            "STANDARD" => LaneDecision::Standard,
-            _ => LaneDecision::Inspect,
-        };
-        let cmd = lane_command(decision, &state.route);
+        let cmd = lane_command(state.decision, &state.route);
         for tx in self.links.get(&state.lane).into_iter().flatten() {
             if let Err(e) = tx.try_send(cmd.clone()) {
                 metrics::counter!("aeogate_lane_commands_dropped_total", "lane" => state.lane.to_string())

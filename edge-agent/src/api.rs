@@ -32,7 +32,7 @@ use axum::{Json, Router};
 use futures_util::StreamExt as _;
 use jiff::Timestamp;
 use protocol::schema::{
-    ActionKind, Decision, DeviceHealth, EventBody, GateTransaction, LaneDecision, LaneId,
+    ActionKind, Decision, DeviceHealth, EventBody, GateTransaction, LaneDecision, LaneId, LaneState,
     OfficerAction, ReadSource, ReadValue, ReasonCode, SCHEMA_VERSION,
 };
 use serde::{Deserialize, Serialize};
@@ -43,7 +43,6 @@ use crate::assembler::{AssemblerEvent, RawRead};
 use crate::console::{Authed, Role, auth::AuthError};
 use crate::live::LaneLive;
 use crate::state::AppState;
-use crate::sources::mqtt::LaneState;
 use crate::replica::{ReplicaMeta, ReplicaStatus};
 
 /// Largest request body accepted (an officer action is well under 1 KiB).
@@ -293,12 +292,7 @@ async fn current_decision(
     if let Some(shown) = s.live.get(lane).and_then(|l| l.shown)
         && shown.transaction_id == Some(tx)
     {
-        return match shown.decision.as_str() {
-            "FAST" => Some(LaneDecision::Fast),
-            "STANDARD" => Some(LaneDecision::Standard),
-            "INSPECT" => Some(LaneDecision::Inspect),
-            _ => None,
-        };
+        return Some(shown.decision);
     }
     let store = s.store.clone();
     tokio::task::spawn_blocking(move || store.transaction(&tx))
@@ -407,9 +401,9 @@ async fn action(
             let state = LaneState {
                 lane: lane.clone(),
                 transaction_id: action.transaction_id,
-                decision: to.as_str().into(),
+                decision: *to,
                 route: route.clone(),
-                reasons: vec![ReasonCode::OfficerOverride.code().into()],
+                reasons: vec![ReasonCode::OfficerOverride],
                 priority: false,
                 at: now,
                 officer_override: true,

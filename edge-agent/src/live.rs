@@ -6,12 +6,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
-use protocol::schema::{Decision, DeviceHealth, GateTransaction, LaneId};
+use protocol::schema::{Decision, DeviceHealth, GateTransaction, LaneId, LaneState};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::config::LaneConfig;
-use crate::sources::mqtt::LaneState;
 
 /// What a lane is doing, for the console and its live view.
 #[derive(Debug, Clone, Serialize)]

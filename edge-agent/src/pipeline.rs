@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use jiff::Timestamp;
 use protocol::schema::{
-    Decision, EventBody, GateTransaction, JournalEntry, LaneDecision, LaneId, Read, Reason,
-    ReasonCode,
+    Decision, EventBody, GateTransaction, JournalEntry, LaneDecision, LaneId, LaneState, Read,
+    Reason, ReasonCode,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,6 @@ use crate::decider::{Policy, decide};
 use crate::journal::Journal;
 use crate::live::LiveLanes;
 use crate::replica::MemoryReplica;
-use crate::sources::mqtt::LaneState;
 use crate::store::{JournalError, Store};
 
 /// Capacity of the source → assembler channel. Small on purpose: the assembler is fast,
@@ -91,32 +90,35 @@ pub async fn run(
             () = tokio::time::sleep(wait) => assembler.tick(Timestamp::now()),
             () = shutdown.cancelled() => break,
         };
-        process(shared.as_ref(), &assembler, outputs, true).await;
+        process(shared.as_ref(), outputs, true).await;
     }
     // Whatever the sources had already queued is folded in before closing.
     while let Ok(ev) = rx.try_recv() {
         let outputs = assembler.handle(ev);
-        process(shared.as_ref(), &assembler, outputs, false).await;
+        process(shared.as_ref(), outputs, false).await;
     }
     let outputs = assembler.close_all(Timestamp::now());
-    process(shared.as_ref(), &assembler, outputs, false).await;
+    process(shared.as_ref(), outputs, false).await;
 }
 
 async fn process(
     shared: &Pipeline,
-    assembler: &Assembler,
     outputs: Vec<AssemblerOutput>,
     actuate: bool,
 ) {
     let mut closed: Vec<GateTransaction> = Vec::new();
     for out in outputs {
         if !matches!(out, AssemblerOutput::Closed(_)) && !closed.is_empty() {
-            conclude_closed(shared, assembler, std::mem::take(&mut closed), actuate).await;
+            conclude_closed(shared, std::mem::take(&mut closed), actuate).await;
         }
         match out {
-            AssemblerOutput::Opened { lane, .. } | AssemblerOutput::Updated { lane, .. } => {
-                let open = assembler.open(&lane).cloned();
-                shared.live.update(&lane, |l| l.open = open);
+            AssemblerOutput::Opened {
+                lane, transaction, ..
+            }
+            | AssemblerOutput::Updated {
+                lane, transaction, ..
+            } => {
+                shared.live.update(&lane, |l| l.open = Some(transaction));
             }
             // Consecutive closings are concluded together (one journal group).
             AssemblerOutput::Closed(tx) => closed.push(tx),
@@ -149,13 +151,12 @@ async fn process(
         }
     }
     if !closed.is_empty() {
-        conclude_closed(shared, assembler, closed, actuate).await;
+        conclude_closed(shared, closed, actuate).await;
     }
 }
 
 async fn conclude_closed(
     shared: &Pipeline,
-    assembler: &Assembler,
     closed: Vec<GateTransaction>,
     actuate: bool,
 ) {
@@ -165,8 +166,8 @@ async fn conclude_closed(
                 .increment(1);
             tracing::error!(%lane, error = %format!("{e:#}"), "transaction could not be decided; the lane was not changed");
         }
-        let open = assembler.open(&lane).cloned();
-        shared.live.update(&lane, |l| l.open = open);
+        // Its transaction is closed; a later opening on the lane follows in the outputs.
+        shared.live.update(&lane, |l| l.open = None);
     }
 }
 

@@ -146,7 +146,10 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
     let (journal, journal_health, journal_writer_task) = Journal::start(store.clone());
     devices.push(journal_health);
     let devices = Devices::new(devices);
-    let mut actuators = Actuators::new(mqtt.as_ref().map(|m| m.topics.clone()));
+    let mut actuators = Actuators::new(mqtt.as_ref().map(|m| {
+        let topics: Arc<dyn crate::actuators::LanePublisher> = Arc::new(m.topics.clone());
+        topics
+    }));
     for (lane, tx) in link_commands {
         actuators.add_link(lane, tx);
     }

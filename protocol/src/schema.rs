@@ -498,6 +498,45 @@ impl Decision {
     }
 }
 
+/// What a lane shows: the message the agent publishes on its MQTT lane topics
+/// (`<prefix>/<lane>/state`, retained, and `<prefix>/<lane>/decision`; docs/integration.md)
+/// and what its console shows as the lane's current state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneState {
+    pub lane: LaneId,
+    /// The gate transaction decided (absent for an officer's lane change without one).
+    pub transaction_id: Option<Uuid>,
+    pub decision: LaneDecision,
+    /// Where the truck goes, from configuration.
+    pub route: String,
+    /// Reason codes only; officer text and specifics stay on the console.
+    pub reasons: Vec<ReasonCode>,
+    /// An AEO shipment in the inspection queue goes first.
+    pub priority: bool,
+    /// When decided (or overridden).
+    pub at: Timestamp,
+    /// `true` when an officer set this state.
+    #[serde(default)]
+    pub officer_override: bool,
+}
+
+impl LaneState {
+    /// The lane-topic view of a decision.
+    #[must_use]
+    pub fn from_decision(d: &Decision) -> Self {
+        Self {
+            lane: d.lane.clone(),
+            transaction_id: Some(d.transaction_id),
+            decision: d.decision,
+            route: d.route.clone(),
+            reasons: d.reasons.iter().map(|r| r.code).collect(),
+            priority: d.priority,
+            at: d.decided_at,
+            officer_override: false,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Officer actions
 // ---------------------------------------------------------------------------------------
@@ -1161,5 +1200,18 @@ mod tests {
         let mut bad_prev = e2;
         bad_prev.prev_hash = "zz".into();
         assert_eq!(bad_prev.verify_hash(), Err(ChainError::BadPrevHash));
+    }
+
+    #[test]
+    fn lane_state_keeps_its_documented_wire_form() {
+        // The example of docs/integration.md, "Lane topics".
+        let text = r#"{"lane":"L1","transaction_id":"01935a4e-7c1e-7d3a-9a51-6f0c2b1d9e47","decision":"INSPECT","route":"Inspection bay A","reasons":["SEAL_MISMATCH","AEO_PRIORITY_INSPECTION"],"priority":true,"at":"2026-03-01T10:00:04.512Z","officer_override":false}"#;
+        let state: LaneState = serde_json::from_str(text).expect("parses");
+        assert_eq!(state.decision, LaneDecision::Inspect);
+        assert_eq!(
+            state.reasons,
+            [ReasonCode::SealMismatch, ReasonCode::AeoPriorityInspection]
+        );
+        assert_eq!(serde_json::to_string(&state).expect("json"), text);
     }
 }

@@ -186,15 +186,6 @@ fn decision_word(d: LaneDecision, lang: Lang) -> &'static str {
     }
 }
 
-fn parse_decision(s: &str) -> Option<LaneDecision> {
-    match s {
-        "FAST" => Some(LaneDecision::Fast),
-        "STANDARD" => Some(LaneDecision::Standard),
-        "INSPECT" => Some(LaneDecision::Inspect),
-        _ => None,
-    }
-}
-
 fn class_of(d: LaneDecision) -> &'static str {
     match d {
         LaneDecision::Fast => "d-fast",
@@ -256,16 +247,13 @@ fn lane_panel(v: &LaneView, st: &GateStatus, lang: Lang) -> Markup {
         .unwrap_or_default();
     // What the lane shows for this truck (an override wins over the decision).
     let (word, class, route, overridden, priority) = match (&v.decision, shown) {
-        (Some(d), Some(s)) if s.transaction_id == Some(d.transaction_id) => {
-            let dec = parse_decision(&s.decision).unwrap_or(d.decision);
-            (
-                Some(dec),
-                class_of(dec),
+        (Some(d), Some(s)) if s.transaction_id == Some(d.transaction_id) => (
+                Some(s.decision),
+                class_of(s.decision),
                 s.route.clone(),
                 s.officer_override,
                 s.priority,
-            )
-        }
+            ),
         (Some(d), _) => (
             Some(d.decision),
             class_of(d.decision),
@@ -811,7 +799,7 @@ fn operator_grid(s: &AppState, st: &GateStatus, f: &HourFigures, lang: Lang) -> 
             div.grid {
                 @for l in &lanes {
                     @let shown = l.shown.as_ref();
-                    @let dec = shown.and_then(|s| parse_decision(&s.decision));
+                    @let dec = shown.map(|s| s.decision);
                     div.lanecard.(if st.degraded(&l.lane) { "degraded" } else { "" }) data-lane=(l.lane) {
                         h2 { (T::Lane.get(lang)) " " (l.lane) " · " (l.name) }
                         p.state {

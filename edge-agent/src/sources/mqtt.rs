@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use protocol::container::ContainerNumber;
-use protocol::schema::{Decision, ESealState, LaneId, ReadSource, ReadValue};
+use protocol::schema::{ESealState, LaneId, ReadSource, ReadValue};
 use protocol::seal::{ESealId, SealNumber};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -330,43 +330,7 @@ fn parse_strict(
 }
 
 /// The JSON retained on `<prefix>/<lane>/state` and sent on `<prefix>/<lane>/decision`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LaneState {
-    /// The lane.
-    pub lane: LaneId,
-    /// The gate transaction decided (absent for an officer's lane change without one).
-    pub transaction_id: Option<uuid::Uuid>,
-    /// `FAST`, `STANDARD` or `INSPECT`.
-    pub decision: String,
-    /// Where the truck goes, from configuration.
-    pub route: String,
-    /// Reason codes (`SEAL_MISMATCH`, …). Officer text and specifics stay on the console.
-    pub reasons: Vec<String>,
-    /// An AEO shipment in the inspection queue goes first.
-    pub priority: bool,
-    /// When decided.
-    pub at: Timestamp,
-    /// `true` when an officer set this state.
-    #[serde(default)]
-    pub officer_override: bool,
-}
-
-impl LaneState {
-    /// The lane-topic view of a decision.
-    #[must_use]
-    pub fn from_decision(d: &Decision) -> Self {
-        Self {
-            lane: d.lane.clone(),
-            transaction_id: Some(d.transaction_id),
-            decision: d.decision.as_str().into(),
-            route: d.route.clone(),
-            reasons: d.reasons.iter().map(|r| r.code.code().to_owned()).collect(),
-            priority: d.priority,
-            at: d.decided_at,
-            officer_override: false,
-        }
-    }
-}
+pub use protocol::schema::LaneState;
 
 /// Publishes lane topics. Clone freely; publishing never blocks (a full request queue
 /// while the broker is away drops the publish and counts it: the retained state is
@@ -422,6 +386,12 @@ impl LaneTopics {
                 body.clone(),
             );
         }
+    }
+}
+
+impl crate::actuators::LanePublisher for LaneTopics {
+    fn publish(&self, state: &LaneState) {
+        LaneTopics::publish(self, state);
     }
 }
 
