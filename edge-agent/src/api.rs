@@ -32,16 +32,17 @@ use axum::{Json, Router};
 use futures_util::StreamExt as _;
 use jiff::Timestamp;
 use protocol::schema::{
-    ActionKind, Decision, DeviceHealth, EventBody, GateTransaction, LaneDecision, LaneId, LaneState,
-    OfficerAction, ReadSource, ReadValue, ReasonCode, SCHEMA_VERSION,
+    ActionKind, Decision, DeviceHealth, EventBody, GateTransaction, LaneDecision, LaneId,
+    OfficerAction, ReadSource, SCHEMA_VERSION,
 };
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
 use crate::assembler::{AssemblerEvent, RawRead};
-use crate::console::{Authed, Role, auth::AuthError};
+use crate::console::{Authed, auth::AuthError};
 use crate::live::LaneLive;
+use crate::officer::{self, Refusal};
 use crate::state::AppState;
 use crate::replica::{ReplicaMeta, ReplicaStatus};
 
@@ -49,8 +50,6 @@ use crate::replica::{ReplicaMeta, ReplicaStatus};
 const BODY_LIMIT: usize = 16 * 1024;
 /// Most transactions one history request returns.
 const MAX_LIMIT: usize = 500;
-/// Longest free text (reason, note) in an officer action.
-const MAX_TEXT: usize = 1000;
 
 /// The console router over the agent's shared state: the JSON API, the console's pages
 /// and probes, behind CSRF protection.
@@ -283,16 +282,11 @@ pub struct ActionAccepted {
 
 /// What the lane shows now for `tx` (an override or the decision), else its journaled
 /// decision; `None` when unknown.
-async fn current_decision(
-    s: &AppState,
-    lane: &LaneId,
-    tx: Option<Uuid>,
-) -> Option<LaneDecision> {
+async fn current_decision(s: &AppState, lane: &LaneId, tx: Option<Uuid>) -> Option<LaneDecision> {
     let tx = tx?;
-    if let Some(shown) = s.live.get(lane).and_then(|l| l.shown)
-        && shown.transaction_id == Some(tx)
+    if let Some(shown) = officer::shown_decision(s.live.get(lane).and_then(|l| l.shown).as_ref(), tx)
     {
-        return Some(shown.decision);
+        return Some(shown);
     }
     let store = s.store.clone();
     tokio::task::spawn_blocking(move || store.transaction(&tx))
@@ -303,16 +297,13 @@ async fn current_decision(
         .map(|d| d.decision)
 }
 
-fn check_text(field: &str, text: &str, required: bool) -> Result<(), ApiError> {
-    if required && text.trim().is_empty() {
-        return Err(bad_request(format!("{field} is required")));
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Invalid(m) => bad_request(m),
+            Refusal::Forbidden(m) => ApiError(StatusCode::FORBIDDEN, m),
+        }
     }
-    if text.len() > MAX_TEXT {
-        return Err(bad_request(format!(
-            "{field} is longer than {MAX_TEXT} bytes"
-        )));
-    }
-    Ok(())
 }
 
 async fn action(
@@ -322,7 +313,7 @@ async fn action(
     body: Result<Json<ActionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<ActionAccepted>), ApiError> {
     authed.require_customs()?;
-    let officer = authed.user().to_owned();
+    let user = authed.user().to_owned();
     let lane = LaneId::parse(&lane).map_err(|e| bad_request(e.to_string()))?;
     let lane_cfg = s
         .lane(&lane)
@@ -334,40 +325,12 @@ async fn action(
         })?
         .clone();
     let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
-    match &req.kind {
-        ActionKind::Confirm => {}
-        ActionKind::Override { reason, note, to } => {
-            check_text("reason", reason, true)?;
-            check_text("note", note, false)?;
-            if authed.role() == Role::Officer {
-                let current = current_decision(&s, &lane, req.transaction_id).await;
-                // Unknown current lane: only the strictest is safe without a supervisor.
-                if current.map_or(*to != LaneDecision::Inspect, |c| *to < c) {
-                    return Err(ApiError(
-                        StatusCode::FORBIDDEN,
-                        format!(
-                            "an officer may only send a truck to a stricter lane (now {}); relaxing it to {to} takes a supervisor",
-                            current.map_or("unknown", LaneDecision::as_str)
-                        ),
-                    ));
-                }
-            }
-        }
-        ActionKind::InspectionResult { note, .. } => check_text("note", note, false)?,
-        ActionKind::ManualEntry { value } => match value {
-            ReadValue::Container { .. } | ReadValue::Seal { .. } | ReadValue::ESeal { .. } => {}
-            ReadValue::Plate { text } => check_text("plate", text, true)?,
-            ReadValue::Tag { .. } | ReadValue::Unreadable { .. } => {
-                return Err(bad_request(
-                    "a manual entry is a CONTAINER, SEAL, ESEAL or PLATE value",
-                ));
-            }
-        },
-    }
-    let needs_tx = !matches!(req.kind, ActionKind::ManualEntry { .. });
-    if needs_tx && req.transaction_id.is_none() {
-        return Err(bad_request("transaction_id is required for this action"));
-    }
+    let current = if officer::needs_current_decision(authed.role(), &req.kind) {
+        current_decision(&s, &lane, req.transaction_id).await
+    } else {
+        None
+    };
+    officer::check_action(authed.role(), &req.kind, req.transaction_id, current)?;
     let now = Timestamp::now();
     let action = OfficerAction {
         v: SCHEMA_VERSION,
@@ -375,7 +338,7 @@ async fn action(
         transaction_id: req.transaction_id,
         gate: s.gate.clone(),
         lane: lane.clone(),
-        officer: officer.clone(),
+        officer: user.clone(),
         role: authed.role().as_str().into(),
         at: now,
         kind: req.kind,
@@ -389,25 +352,12 @@ async fn action(
         .map_err(|e| internal(format!("{e:#}")))?;
     let seq = entries.first().map_or(0, |e| e.seq);
     metrics::counter!("aeogate_officer_actions_total", "lane" => lane.to_string()).increment(1);
-    tracing::info!(%lane, %officer, seq, "officer action journaled");
+    tracing::info!(%lane, officer = %user, seq, "officer action journaled");
 
     match &action.kind {
         ActionKind::Override { to, .. } => {
-            let route = match to {
-                LaneDecision::Fast => &lane_cfg.routes.fast,
-                LaneDecision::Standard => &lane_cfg.routes.standard,
-                LaneDecision::Inspect => &lane_cfg.routes.inspect,
-            };
-            let state = LaneState {
-                lane: lane.clone(),
-                transaction_id: action.transaction_id,
-                decision: *to,
-                route: route.clone(),
-                reasons: vec![ReasonCode::OfficerOverride],
-                priority: false,
-                at: now,
-                officer_override: true,
-            };
+            let state =
+                officer::override_state(&lane, action.transaction_id, *to, &lane_cfg.routes, now);
             s.actuators.show(&state);
             s.live.update(&lane, |l| l.shown = Some(state));
         }
@@ -422,7 +372,7 @@ async fn action(
                 antenna: None,
                 rssi: None,
                 confidence: None,
-                entered_by: Some(officer),
+                entered_by: Some(user),
             };
             if s.events.send(AssemblerEvent::Read(read)).await.is_err() {
                 return Err(ApiError(

@@ -23,6 +23,8 @@
 //! - [`uplink`]: drains the journal to central; heartbeats.
 //! - [`replication`]: verified, sequenced registry replication from central.
 //! - [`state`]: [`state::AppState`], what the console's router serves from.
+//! - [`officer`]: sans-IO officer actions: who may act, the override policy, what an
+//!   action must carry, the state an override shows.
 //! - [`api`]: the console's HTTP JSON API, SSE feed, metrics and health probes.
 //! - [`console`]: the officer console and terminal operator screens, accounts, sessions.
 //! - [`telemetry`]: the Prometheus recorder and the periodic gauges.
@@ -36,6 +38,7 @@ pub mod console;
 pub mod decider;
 pub mod journal;
 pub mod live;
+pub mod officer;
 pub mod pipeline;
 pub mod replica;
 pub mod replication;

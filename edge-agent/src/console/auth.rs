@@ -143,14 +143,7 @@ impl Authed {
     /// # Errors
     /// 403 naming the role.
     pub fn require_customs(&self) -> Result<(), AuthError> {
-        if self.role().is_customs() {
-            Ok(())
-        } else {
-            Err(AuthError::Forbidden(format!(
-                "the {} role cannot use the officer console or its API",
-                self.role()
-            )))
-        }
+        crate::officer::authorise(self.role()).map_err(|r| AuthError::Forbidden(r.to_string()))
     }
 
     /// Checks a form's CSRF token (cookie sessions only).
