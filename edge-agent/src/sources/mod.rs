@@ -56,12 +56,17 @@ impl Backoff {
     /// The next wait: uniform in `[base/2, ceiling]` — full jitter, but never so short that
     /// a dead device is hammered in a tight loop.
     pub fn next_delay(&mut self) -> Duration {
+        self.next_delay_with(rand::rng().random_range(0.0..=1.0f64))
+    }
+
+    /// [`Backoff::next_delay`] with the random draw given (`jitter` in `[0, 1]`, clamped):
+    /// for sans-IO callers and tests.
+    pub fn next_delay_with(&mut self, jitter: f64) -> Duration {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
         let floor = (self.base / 2).min(ceiling);
         let span = ceiling.saturating_sub(floor);
-        let jitter = rand::rng().random_range(0.0..=1.0f64);
-        floor + span.mul_f64(jitter)
+        floor + span.mul_f64(if jitter.is_nan() { 0.0 } else { jitter.clamp(0.0, 1.0) })
     }
 
     /// Start over after a success.
