@@ -183,7 +183,8 @@ fn weight(code: ReasonCode) -> Weight {
         | R::MraNotRecognised
         | R::ReplicaStale
         | R::UnreadableRead
-        | R::JournalUnavailable => Weight::Standard,
+        | R::JournalUnavailable
+        | R::ReplicaUnreadable => Weight::Standard,
         R::AllChecksPassed
         | R::ESealLowBattery
         | R::MraRecognised
@@ -256,12 +257,27 @@ fn check_party(
             certified: false,
         };
     };
-    let Some(rec) = replica.operator(id) else {
-        push(base(ReasonCode::PartyUnknown).with("operator", id));
-        return PartyCheck {
-            view,
-            certified: false,
-        };
+    let rec = match replica.try_operator(id) {
+        Ok(Some(rec)) => rec,
+        Ok(None) => {
+            push(base(ReasonCode::PartyUnknown).with("operator", id));
+            return PartyCheck {
+                view,
+                certified: false,
+            };
+        }
+        // The record is there but cannot be read: unverifiable, not unknown.
+        Err(e) => {
+            push(
+                base(ReasonCode::ReplicaUnreadable)
+                    .with("operator", id)
+                    .with("error", e),
+            );
+            return PartyCheck {
+                view,
+                certified: false,
+            };
+        }
     };
     let status = rec.status_at(now);
     view.status = Some(status);
@@ -425,13 +441,18 @@ pub fn decide(
     let mut consignments: Vec<Consignment> = Vec::new();
     let mut undeclared: Vec<ContainerNumber> = Vec::new();
     for c in &read_containers {
-        match replica.consignment_for(c) {
-            Some(k) => {
+        match replica.try_consignment_for(c) {
+            Ok(Some(k)) => {
                 if !consignments.iter().any(|x| x.id == k.id) {
                     consignments.push(k);
                 }
             }
-            None => undeclared.push(*c),
+            Ok(None) => undeclared.push(*c),
+            Err(e) => reasons.push(
+                Reason::new(ReasonCode::ReplicaUnreadable)
+                    .with("container", c)
+                    .with("error", e),
+            ),
         }
     }
     let declared_numbers: Vec<ContainerNumber> = consignments
@@ -592,7 +613,14 @@ pub fn decide(
     }
 
     // Parties.
-    let mras = replica.mras();
+    let mras = replica.try_mras().unwrap_or_else(|e| {
+        reasons.push(
+            Reason::new(ReasonCode::ReplicaUnreadable)
+                .with("what", "MRAs")
+                .with("error", e),
+        );
+        Vec::new()
+    });
     let mut parties: Vec<PartyView> = Vec::new();
     let mut seen_parties: Vec<(PartyRole, Option<OperatorId>, String)> = Vec::new();
     let mut required_ok = !consignments.is_empty();

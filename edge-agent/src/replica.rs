@@ -327,7 +327,38 @@ pub trait ReplicaView {
     fn sequence(&self) -> u64;
     /// Central's as-of time of that sequence; `None` when never loaded.
     fn as_of(&self) -> Option<Timestamp>;
+
+    /// As [`ReplicaView::operator`], telling a record that is there but cannot be read
+    /// from one that is absent. The default suits views that cannot fail to read.
+    ///
+    /// # Errors
+    /// [`Unreadable`] when the record exists but cannot be read.
+    fn try_operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, Unreadable> {
+        Ok(self.operator(id))
+    }
+
+    /// As [`ReplicaView::consignment_for`], telling an unreadable record from an absent one.
+    ///
+    /// # Errors
+    /// [`Unreadable`] when a consignment declaring `c` cannot be read.
+    fn try_consignment_for(&self, c: &ContainerNumber) -> Result<Option<Consignment>, Unreadable> {
+        Ok(self.consignment_for(c))
+    }
+
+    /// As [`ReplicaView::mras`], telling an unreadable table from an empty one.
+    ///
+    /// # Errors
+    /// [`Unreadable`] when an MRA record cannot be read.
+    fn try_mras(&self) -> Result<Vec<MraRecord>, Unreadable> {
+        Ok(self.mras())
+    }
 }
+
+/// A replica record that is there but cannot be read (a damaged value, a storage error):
+/// unverifiable data, which the decider reports as `REPLICA_UNREADABLE`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
 
 /// A `HashMap`-backed replica for tests and benchmarks; applies change batches with
 /// the same rules as the store.

@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use crate::replica::{ReplicaError, ReplicaMeta};
-use crate::replica::{ReplicaSink, ReplicaView, apply_changes, check_batch};
+use crate::replica::{ReplicaSink, ReplicaView, Unreadable, apply_changes, check_batch};
 
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal_v1");
 const JOURNAL_META: TableDefinition<&str, u64> = TableDefinition::new("journal_meta_v1");
@@ -1093,8 +1093,9 @@ impl ReplicaSink for WriteSink<'_> {
     }
 }
 
-/// A read snapshot of the replica (a redb read transaction). Lookups that fail read as
-/// "not found", which the decider treats as missing data: never FAST.
+/// A read snapshot of the replica (a redb read transaction). A record that cannot be read
+/// is [`Unreadable`] through the `try_` look-ups (the decider's `REPLICA_UNREADABLE`) and
+/// "not found" through the plain ones; either way never FAST.
 #[derive(Debug)]
 pub struct ReplicaSnapshot {
     r: ReadTransaction,
@@ -1177,5 +1178,23 @@ impl ReplicaView for ReplicaSnapshot {
     }
     fn as_of(&self) -> Option<Timestamp> {
         self.meta.current_as_of()
+    }
+    fn try_operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, Unreadable> {
+        self.get_operator(id).map_err(|e| {
+            tracing::warn!(error = %e, operator = %id, "replica lookup failed");
+            Unreadable(e.to_string())
+        })
+    }
+    fn try_consignment_for(&self, c: &ContainerNumber) -> Result<Option<Consignment>, Unreadable> {
+        self.get_consignment(c).map_err(|e| {
+            tracing::warn!(error = %e, container = %c, "replica lookup failed");
+            Unreadable(e.to_string())
+        })
+    }
+    fn try_mras(&self) -> Result<Vec<MraRecord>, Unreadable> {
+        self.get_mras().map_err(|e| {
+            tracing::warn!(error = %e, "replica MRA lookup failed");
+            Unreadable(e.to_string())
+        })
     }
 }

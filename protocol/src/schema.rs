@@ -387,6 +387,9 @@ reason_codes! {
     /// The gate's journal cannot be written (e.g. the disk is full): decisions go on, but
     /// no priority is granted until they can be recorded again.
     JournalUnavailable = "JOURNAL_UNAVAILABLE", "Gate records cannot be written: priority suspended until they can";
+    /// A record of the local replica exists but cannot be read (a damaged value): the
+    /// data it holds is unverifiable, so it grants nothing.
+    ReplicaUnreadable = "REPLICA_UNREADABLE", "Registry data at this gate could not be read: priority suspended";
 }
 
 impl fmt::Display for ReasonCode {
