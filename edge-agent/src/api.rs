@@ -22,7 +22,6 @@
 
 use std::convert::Infallible;
 
-
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -43,8 +42,8 @@ use crate::assembler::{AssemblerEvent, RawRead};
 use crate::console::{Authed, auth::AuthError};
 use crate::live::LaneLive;
 use crate::officer::{self, Refusal};
-use crate::state::AppState;
 use crate::replica::{ReplicaMeta, ReplicaStatus};
+use crate::state::AppState;
 
 /// Largest request body accepted (an officer action is well under 1 KiB).
 const BODY_LIMIT: usize = 16 * 1024;
@@ -284,7 +283,8 @@ pub struct ActionAccepted {
 /// decision; `None` when unknown.
 async fn current_decision(s: &AppState, lane: &LaneId, tx: Option<Uuid>) -> Option<LaneDecision> {
     let tx = tx?;
-    if let Some(shown) = officer::shown_decision(s.live.get(lane).and_then(|l| l.shown).as_ref(), tx)
+    if let Some(shown) =
+        officer::shown_decision(s.live.get(lane).and_then(|l| l.shown).as_ref(), tx)
     {
         return Some(shown);
     }

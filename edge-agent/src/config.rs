@@ -62,7 +62,6 @@ pub struct LaneConfig {
     pub quiet_close: Duration,
 }
 
-
 /// A serial device.
 #[derive(Debug, Clone)]
 pub struct DeviceConfig {

@@ -26,16 +26,16 @@ use jiff::Timestamp;
 use protocol::container::ContainerNumber;
 use protocol::operator::{OperatorId, Programme};
 use protocol::schema::{
-    AeoStatus, Consignment, Decision, ESealState, GateTransaction, LaneDecision,
-    MraRecord, Party, PartyRole, PartyView, ReadSource, ReadValue, Reason, ReasonCode,
-    ReplicaFreshness, SCHEMA_VERSION,
+    AeoStatus, Consignment, Decision, ESealState, GateTransaction, LaneDecision, MraRecord, Party,
+    PartyRole, PartyView, ReadSource, ReadValue, Reason, ReasonCode, ReplicaFreshness,
+    SCHEMA_VERSION,
 };
 use protocol::seal::{ESealId, SealNumber};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub use crate::replica::{MemoryReplica, ReplicaView};
 use crate::replica::freshness;
+pub use crate::replica::{MemoryReplica, ReplicaView};
 
 /// An e-seal battery at or below this percentage is reported as low (when the policy
 /// asks for it). ISO 18185-2 only specifies a battery status indicator, not a level;

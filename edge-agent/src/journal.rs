@@ -333,7 +333,6 @@ pub async fn retry_held(journal: Arc<Journal>, shutdown: CancellationToken) {
     }
 }
 
-
 /// Journals a device going up or down (not every detail change), so central sees outages.
 pub async fn record_health(
     journal: Arc<Journal>,
@@ -367,4 +366,3 @@ pub async fn record_health(
         }
     }
 }
-

@@ -103,7 +103,6 @@ impl LiveLanes {
     }
 }
 
-
 /// The health of every device (serial ports, the MQTT connection, the journal). Cheap to
 /// clone.
 #[derive(Debug, Clone, Default)]

@@ -89,8 +89,7 @@ pub fn check_action(
             check_text("reason", reason, true)?;
             check_text("note", note, false)?;
             // Unknown current lane: only the strictest is safe without a supervisor.
-            if role == Role::Officer && current.map_or(*to != LaneDecision::Inspect, |c| *to < c)
-            {
+            if role == Role::Officer && current.map_or(*to != LaneDecision::Inspect, |c| *to < c) {
                 return Err(Refusal::Forbidden(format!(
                     "an officer may only send a truck to a stricter lane (now {}); relaxing it to {to} takes a supervisor",
                     current.map_or("unknown", LaneDecision::as_str)
@@ -227,14 +226,18 @@ mod tests {
             ),
             (
                 ActionKind::ManualEntry {
-                    value: ReadValue::Plate { text: "AB12".into() },
+                    value: ReadValue::Plate {
+                        text: "AB12".into(),
+                    },
                 },
                 None,
                 true,
             ),
             (
                 ActionKind::ManualEntry {
-                    value: ReadValue::Plate { text: String::new() },
+                    value: ReadValue::Plate {
+                        text: String::new(),
+                    },
                 },
                 None,
                 false,

@@ -101,11 +101,7 @@ pub async fn run(
     process(shared.as_ref(), outputs, false).await;
 }
 
-async fn process(
-    shared: &Pipeline,
-    outputs: Vec<AssemblerOutput>,
-    actuate: bool,
-) {
+async fn process(shared: &Pipeline, outputs: Vec<AssemblerOutput>, actuate: bool) {
     let mut closed: Vec<GateTransaction> = Vec::new();
     for out in outputs {
         if !matches!(out, AssemblerOutput::Closed(_)) && !closed.is_empty() {
@@ -155,11 +151,7 @@ async fn process(
     }
 }
 
-async fn conclude_closed(
-    shared: &Pipeline,
-    closed: Vec<GateTransaction>,
-    actuate: bool,
-) {
+async fn conclude_closed(shared: &Pipeline, closed: Vec<GateTransaction>, actuate: bool) {
     for (lane, result) in conclude_all(shared, closed, actuate).await {
         if let Err(e) = result {
             metrics::counter!("aeogate_decision_failures_total", "lane" => lane.to_string())
@@ -317,4 +309,3 @@ fn finish(
         }
     });
 }
-

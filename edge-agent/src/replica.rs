@@ -72,7 +72,6 @@ impl From<SchemaError> for ReplicaError {
     }
 }
 
-
 /// Replica bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ReplicaMeta {
@@ -259,7 +258,6 @@ pub(crate) fn apply_changes(
     }
     Ok(())
 }
-
 
 /// How old the replica is at a moment, against the policy's staleness bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,7 +515,6 @@ impl ReplicaView for MemoryReplica {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,15 +545,31 @@ mod tests {
         use SequenceError as E;
         type Want = fn(&Result<(), SequenceError>) -> bool;
         let cases: &[(&str, u64, ChangeBatch, Want)] = &[
-            ("delta following exactly", 5, batch(false, 5, 7, &[6, 7]), |r| {
-                r.is_ok()
-            }),
+            (
+                "delta following exactly",
+                5,
+                batch(false, 5, 7, &[6, 7]),
+                |r| r.is_ok(),
+            ),
             ("empty delta", 5, batch(false, 5, 5, &[]), |r| r.is_ok()),
             ("delta with a gap", 5, batch(false, 6, 7, &[7]), |r| {
-                matches!(r, Err(E::Gap { current: 5, after_seq: 6 }))
+                matches!(
+                    r,
+                    Err(E::Gap {
+                        current: 5,
+                        after_seq: 6
+                    })
+                )
             }),
             ("delta replaying", 5, batch(false, 4, 6, &[5, 6]), |r| {
-                matches!(r, Err(E::Behind { current: 5, after_seq: 4, last_seq: 6 }))
+                matches!(
+                    r,
+                    Err(E::Behind {
+                        current: 5,
+                        after_seq: 4,
+                        last_seq: 6
+                    })
+                )
             }),
             ("delta wholly behind", 5, batch(false, 1, 3, &[2, 3]), |r| {
                 matches!(r, Err(E::Behind { last_seq: 3, .. }))
@@ -564,20 +577,34 @@ mod tests {
             ("delta out of order", 5, batch(false, 5, 7, &[7, 6]), |r| {
                 matches!(r, Err(E::Numbering { .. }))
             }),
-            ("delta short of last_seq", 5, batch(false, 5, 8, &[6, 7]), |r| {
-                matches!(r, Err(E::Numbering { .. }))
-            }),
+            (
+                "delta short of last_seq",
+                5,
+                batch(false, 5, 8, &[6, 7]),
+                |r| matches!(r, Err(E::Numbering { .. })),
+            ),
             ("last before after", 5, batch(false, 5, 4, &[]), |r| {
                 matches!(r, Err(E::Numbering { .. }))
             }),
-            ("snapshot newer", 5, batch(true, 0, 9, &[1, 9]), |r| r.is_ok()),
+            ("snapshot newer", 5, batch(true, 0, 9, &[1, 9]), |r| {
+                r.is_ok()
+            }),
             ("snapshot equal", 5, batch(true, 0, 5, &[2]), |r| r.is_ok()),
             ("snapshot older", 5, batch(true, 0, 4, &[1]), |r| {
-                matches!(r, Err(E::Rollback { current: 5, last_seq: 4 }))
+                matches!(
+                    r,
+                    Err(E::Rollback {
+                        current: 5,
+                        last_seq: 4
+                    })
+                )
             }),
-            ("snapshot change beyond last", 0, batch(true, 0, 4, &[5]), |r| {
-                matches!(r, Err(E::Numbering { .. }))
-            }),
+            (
+                "snapshot change beyond last",
+                0,
+                batch(true, 0, 4, &[5]),
+                |r| matches!(r, Err(E::Numbering { .. })),
+            ),
         ];
         for (name, current, b, want) in cases {
             let got = check_sequence(*current, b);
@@ -617,19 +644,34 @@ mod tests {
         let now = t("2026-03-02T00:00:00Z");
         let day = Duration::from_secs(86_400);
         let cases = [
-            (None, Freshness { age_s: None, stale: true }),
+            (
+                None,
+                Freshness {
+                    age_s: None,
+                    stale: true,
+                },
+            ),
             (
                 Some(t("2026-03-01T00:00:00Z")),
-                Freshness { age_s: Some(86_400), stale: false },
+                Freshness {
+                    age_s: Some(86_400),
+                    stale: false,
+                },
             ),
             (
                 Some(t("2026-02-28T23:59:59Z")),
-                Freshness { age_s: Some(86_401), stale: true },
+                Freshness {
+                    age_s: Some(86_401),
+                    stale: true,
+                },
             ),
             // A clock behind central's as-of time: age 0, not negative.
             (
                 Some(t("2026-03-03T00:00:00Z")),
-                Freshness { age_s: Some(0), stale: false },
+                Freshness {
+                    age_s: Some(0),
+                    stale: false,
+                },
             ),
         ];
         for (as_of, want) in cases {

@@ -35,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{CentralConfig, PinnedKey};
 use crate::journal::Journal;
-use crate::sources::Backoff;
 use crate::replica::{ReplicaMeta, SequenceError, check_sequence};
+use crate::sources::Backoff;
 use crate::uplink::CentralClient;
 
 /// Why a registry batch was refused.

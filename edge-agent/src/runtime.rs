@@ -187,7 +187,10 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         cfg.policy.staleness_bound,
         shutdown.clone(),
     ));
-    tracker.spawn(crate::journal::retry_held(journal.clone(), shutdown.clone()));
+    tracker.spawn(crate::journal::retry_held(
+        journal.clone(),
+        shutdown.clone(),
+    ));
     let uplink = Uplink {
         gate: cfg.gate.id.clone(),
         journal: journal.clone(),
@@ -270,4 +273,3 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         join,
     })
 }
-

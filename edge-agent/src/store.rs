@@ -42,8 +42,7 @@ use protocol::container::ContainerNumber;
 use protocol::operator::OperatorId;
 use protocol::schema::{
     ChainError, ChangeBatch, Consignment, Decision, EventBody, GENESIS_HASH, GateId,
-    GateTransaction, JournalEntry, LaneId, MraRecord, OfficerAction, RegistryRecord,
-    check_version,
+    GateTransaction, JournalEntry, LaneId, MraRecord, OfficerAction, RegistryRecord, check_version,
 };
 use redb::{
     Database, Durability, MultimapTable, MultimapTableDefinition, ReadTransaction,

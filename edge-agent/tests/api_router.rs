@@ -179,7 +179,10 @@ async fn lanes_report_a_never_loaded_replica_as_stale_and_ready_stays_up() {
         (ready["ready"].clone(), ready["replica"]["stale"].clone()),
         (json!(true), json!(true))
     );
-    assert_eq!(send(&r.app, get("/healthz", None)).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&r.app, get("/healthz", None)).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -193,7 +196,11 @@ async fn officer_actions_are_validated_then_journaled_with_the_officer() {
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "no session");
     let blank = json!({"transaction_id": tx, "action": "OVERRIDE", "to": "FAST", "reason": "  ", "note": ""});
     let a = send(&r.app, post_json(url, Some(OFFICER), &blank)).await;
-    assert_eq!(a.status, StatusCode::BAD_REQUEST, "an override needs a reason");
+    assert_eq!(
+        a.status,
+        StatusCode::BAD_REQUEST,
+        "an override needs a reason"
+    );
     let a = send(
         &r.app,
         post_json("/api/v1/lanes/L9/actions", Some(OFFICER), &override_body),
@@ -211,7 +218,11 @@ async fn officer_actions_are_validated_then_journaled_with_the_officer() {
     assert!(a.json()["error"].as_str().is_some_and(|e| !e.is_empty()));
     let no_tx = json!({"action": "CONFIRM"});
     let a = send(&r.app, post_json(url, Some(OFFICER), &no_tx)).await;
-    assert_eq!(a.status, StatusCode::BAD_REQUEST, "a confirmation names its transaction");
+    assert_eq!(
+        a.status,
+        StatusCode::BAD_REQUEST,
+        "a confirmation names its transaction"
+    );
 
     let a = send(&r.app, post_json(url, Some(OFFICER), &override_body)).await;
     assert_eq!(a.status, StatusCode::CREATED);
@@ -247,7 +258,9 @@ async fn officer_actions_are_validated_then_journaled_with_the_officer() {
         (LaneDecision::Inspect, "Inspection bay A", true)
     );
     assert_eq!(shown.reasons, [ReasonCode::OfficerOverride]);
-    let lanes = send(&r.app, get("/api/v1/lanes", Some(OFFICER))).await.json();
+    let lanes = send(&r.app, get("/api/v1/lanes", Some(OFFICER)))
+        .await
+        .json();
     assert_eq!(lanes[0]["shown"]["decision"], "INSPECT");
     assert_eq!(lanes[0]["shown"]["officer_override"], true);
 
@@ -263,7 +276,11 @@ async fn a_manual_entry_is_journaled_and_handed_to_the_assembler() {
     let mut r = rig();
     let entry =
         json!({"action": "MANUAL_ENTRY", "value": {"kind": "CONTAINER", "number": "CSQU3054383"}});
-    let a = send(&r.app, post_json("/api/v1/lanes/L2/actions", Some(OFFICER), &entry)).await;
+    let a = send(
+        &r.app,
+        post_json("/api/v1/lanes/L2/actions", Some(OFFICER), &entry),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::CREATED);
     match r.events.try_recv().expect("an event for the assembler") {
         AssemblerEvent::Read(read) => {
@@ -275,7 +292,11 @@ async fn a_manual_entry_is_journaled_and_handed_to_the_assembler() {
     }
     // With the assembler gone (the agent stopping) the entry is journaled but refused.
     drop(r.events);
-    let a = send(&r.app, post_json("/api/v1/lanes/L2/actions", Some(OFFICER), &entry)).await;
+    let a = send(
+        &r.app,
+        post_json("/api/v1/lanes/L2/actions", Some(OFFICER), &entry),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
@@ -297,14 +318,30 @@ async fn an_officer_may_tighten_the_lane_shown_for_a_transaction_but_not_relax_i
     let to = |d: &str| json!({"transaction_id": tx, "action": "OVERRIDE", "to": d, "reason": "OTHER", "note": ""});
     let url = "/api/v1/lanes/L1/actions";
     let a = send(&r.app, post_json(url, Some(OFFICER), &to("FAST"))).await;
-    assert_eq!(a.status, StatusCode::FORBIDDEN, "officer relaxing STANDARD to FAST");
-    assert!(a.json()["error"].as_str().is_some_and(|e| e.contains("now STANDARD")));
+    assert_eq!(
+        a.status,
+        StatusCode::FORBIDDEN,
+        "officer relaxing STANDARD to FAST"
+    );
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("now STANDARD"))
+    );
     let a = send(&r.app, post_json(url, Some(OFFICER), &to("STANDARD"))).await;
     assert_eq!(a.status, StatusCode::CREATED, "officer keeping STANDARD");
     let a = send(&r.app, post_json(url, Some(OFFICER), &to("INSPECT"))).await;
-    assert_eq!(a.status, StatusCode::CREATED, "officer tightening to INSPECT");
+    assert_eq!(
+        a.status,
+        StatusCode::CREATED,
+        "officer tightening to INSPECT"
+    );
     let a = send(&r.app, post_json(url, Some(OFFICER), &to("STANDARD"))).await;
-    assert_eq!(a.status, StatusCode::FORBIDDEN, "the lane now shows INSPECT");
+    assert_eq!(
+        a.status,
+        StatusCode::FORBIDDEN,
+        "the lane now shows INSPECT"
+    );
     let a = send(&r.app, post_json(url, Some(SUPERVISOR), &to("FAST"))).await;
     assert_eq!(a.status, StatusCode::CREATED, "supervisor relaxing");
     let other = json!({"transaction_id": uuid::Uuid::now_v7(), "action": "OVERRIDE", "to": "STANDARD", "reason": "OTHER", "note": ""});
@@ -319,8 +356,14 @@ async fn an_officer_may_tighten_the_lane_shown_for_a_transaction_but_not_relax_i
 #[tokio::test]
 async fn accounts_roles_csrf_and_login_limits() {
     let r = rig();
-    add_user(&r.state.store, "ana", "ana-password-1", Role::Officer, Lang::Es)
-        .expect("officer account");
+    add_user(
+        &r.state.store,
+        "ana",
+        "ana-password-1",
+        Role::Officer,
+        Lang::Es,
+    )
+    .expect("officer account");
     add_user(
         &r.state.store,
         "terminal",
@@ -343,7 +386,11 @@ async fn accounts_roles_csrf_and_login_limits() {
 
     // Script login: a bearer token; the operator is kept away from reasons and actions.
     let login = |name: &str, pw: &str| {
-        post_json("/api/v1/login", None, &json!({"name": name, "password": pw}))
+        post_json(
+            "/api/v1/login",
+            None,
+            &json!({"name": name, "password": pw}),
+        )
     };
     let a = send(app, login("terminal", "terminal-password-1")).await;
     assert_eq!(a.status, StatusCode::OK);
@@ -363,10 +410,18 @@ async fn accounts_roles_csrf_and_login_limits() {
         json!({"action": "MANUAL_ENTRY", "value": {"kind": "CONTAINER", "number": "CSQU3054383"}});
     let a = send(
         app,
-        post_json("/api/v1/lanes/L1/actions", Some(&op_token), &manual_container),
+        post_json(
+            "/api/v1/lanes/L1/actions",
+            Some(&op_token),
+            &manual_container,
+        ),
     )
     .await;
-    assert_eq!(a.status, StatusCode::FORBIDDEN, "operators cannot act on lanes");
+    assert_eq!(
+        a.status,
+        StatusCode::FORBIDDEN,
+        "operators cannot act on lanes"
+    );
     assert_eq!(
         send(app, get("/operator", Some(&op_token))).await.status,
         StatusCode::OK
@@ -438,9 +493,17 @@ async fn accounts_roles_csrf_and_login_limits() {
     // An officer may tighten a lane but not relax it.
     let tx = uuid::Uuid::now_v7();
     let relax = json!({"transaction_id": tx, "action": "OVERRIDE", "to": "FAST", "reason": "OTHER", "note": ""});
-    let a = send(app, post_json("/api/v1/lanes/L1/actions", Some(OFFICER), &relax)).await;
+    let a = send(
+        app,
+        post_json("/api/v1/lanes/L1/actions", Some(OFFICER), &relax),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "officer relaxing");
-    let a = send(app, post_json("/api/v1/lanes/L1/actions", Some(SUPERVISOR), &relax)).await;
+    let a = send(
+        app,
+        post_json("/api/v1/lanes/L1/actions", Some(SUPERVISOR), &relax),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::CREATED, "supervisor relaxing");
 
     // Wrong passwords: refused, then rate limited even with the right one.
@@ -449,7 +512,11 @@ async fn accounts_roles_csrf_and_login_limits() {
         assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     }
     let a = send(app, login("ana", "ana-password-1")).await;
-    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "account locked for a while");
+    assert_eq!(
+        a.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "account locked for a while"
+    );
 
     // Logout ends the session.
     let logout = Request::post("/api/v1/logout")

@@ -588,7 +588,10 @@ struct Damaged {
 }
 
 impl ReplicaView for Damaged {
-    fn operator(&self, id: &protocol::operator::OperatorId) -> Option<protocol::schema::RegistryRecord> {
+    fn operator(
+        &self,
+        id: &protocol::operator::OperatorId,
+    ) -> Option<protocol::schema::RegistryRecord> {
         self.try_operator(id).ok().flatten()
     }
     fn consignment_for(
@@ -647,7 +650,13 @@ fn unreadable_records_are_reported_as_unreadable_not_as_missing() {
     // The same truck on an intact replica is FAST.
     assert_eq!(run(&t, &replica(), &policy()).decision, LaneDecision::Fast);
 
-    let d = decide(&t, &damaged(true, false, false), &policy(), &routes(), now());
+    let d = decide(
+        &t,
+        &damaged(true, false, false),
+        &policy(),
+        &routes(),
+        now(),
+    );
     let got = codes(&d);
     assert_eq!(d.decision, LaneDecision::Standard);
     assert!(got.contains(&ReasonCode::ReplicaUnreadable), "{got:?}");
@@ -657,15 +666,30 @@ fn unreadable_records_are_reported_as_unreadable_not_as_missing() {
         .iter()
         .find(|r| r.code == ReasonCode::ReplicaUnreadable)
         .expect("reason");
-    assert!(r.detail.contains_key("operator") && r.detail.contains_key("error"), "{r:?}");
+    assert!(
+        r.detail.contains_key("operator") && r.detail.contains_key("error"),
+        "{r:?}"
+    );
 
-    let d = decide(&t, &damaged(false, true, false), &policy(), &routes(), now());
+    let d = decide(
+        &t,
+        &damaged(false, true, false),
+        &policy(),
+        &routes(),
+        now(),
+    );
     let got = codes(&d);
     assert_eq!(d.decision, LaneDecision::Standard);
     assert!(got.contains(&ReasonCode::ReplicaUnreadable), "{got:?}");
     assert!(!got.contains(&ReasonCode::NoAdvanceData), "{got:?}");
 
-    let d = decide(&t, &damaged(false, false, true), &policy(), &routes(), now());
+    let d = decide(
+        &t,
+        &damaged(false, false, true),
+        &policy(),
+        &routes(),
+        now(),
+    );
     assert_ne!(d.decision, LaneDecision::Fast);
     assert!(codes(&d).contains(&ReasonCode::ReplicaUnreadable));
 }

@@ -140,25 +140,25 @@ pub async fn login_form(
     Form(f): Form<auth::LoginForm>,
 ) -> Result<Response, AuthError> {
     let lang = auth::browser_lang(&headers);
-    Ok(match auth::attempt(&console, auth::client_of(&req_ext), f).await? {
-        auth::Attempt::Ok(token, _) => {
-            let mut r = Redirect::to("/").into_response();
-            if let Ok(v) = HeaderValue::from_str(&auth::session_cookie(&token, console.secure_cookies)) {
-                r.headers_mut().insert(header::SET_COOKIE, v);
+    Ok(
+        match auth::attempt(&console, auth::client_of(&req_ext), f).await? {
+            auth::Attempt::Ok(token, _) => {
+                let mut r = Redirect::to("/").into_response();
+                if let Ok(v) =
+                    HeaderValue::from_str(&auth::session_cookie(&token, console.secure_cookies))
+                {
+                    r.headers_mut().insert(header::SET_COOKIE, v);
+                }
+                r
             }
-            r
-        }
-        auth::Attempt::Refused => login(
-            lang,
-            Some(T::LoginFailed),
-            StatusCode::UNAUTHORIZED,
-        ),
-        auth::Attempt::Limited => login(
-            lang,
-            Some(T::TooManyAttempts),
-            StatusCode::TOO_MANY_REQUESTS,
-        ),
-    })
+            auth::Attempt::Refused => login(lang, Some(T::LoginFailed), StatusCode::UNAUTHORIZED),
+            auth::Attempt::Limited => login(
+                lang,
+                Some(T::TooManyAttempts),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+        },
+    )
 }
 
 /// `GET /`: the role's screen.
@@ -248,12 +248,12 @@ fn lane_panel(v: &LaneView, st: &GateStatus, lang: Lang) -> Markup {
     // What the lane shows for this truck (an override wins over the decision).
     let (word, class, route, overridden, priority) = match (&v.decision, shown) {
         (Some(d), Some(s)) if s.transaction_id == Some(d.transaction_id) => (
-                Some(s.decision),
-                class_of(s.decision),
-                s.route.clone(),
-                s.officer_override,
-                s.priority,
-            ),
+            Some(s.decision),
+            class_of(s.decision),
+            s.route.clone(),
+            s.officer_override,
+            s.priority,
+        ),
         (Some(d), _) => (
             Some(d.decision),
             class_of(d.decision),

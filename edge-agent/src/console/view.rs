@@ -8,9 +8,9 @@ use protocol::schema::{
     Consignment, Decision, DeviceHealth, GateTransaction, LaneDecision, LaneId, OfficerAction,
 };
 
+use crate::live::LaneLive;
 use crate::replica::ReplicaStatus;
 use crate::replica::ReplicaView as _;
-use crate::live::LaneLive;
 use crate::state::AppState;
 
 /// An unacknowledged entry older than this means central is not taking events.

@@ -66,7 +66,12 @@ impl Backoff {
         self.attempt = self.attempt.saturating_add(1);
         let floor = (self.base / 2).min(ceiling);
         let span = ceiling.saturating_sub(floor);
-        floor + span.mul_f64(if jitter.is_nan() { 0.0 } else { jitter.clamp(0.0, 1.0) })
+        floor
+            + span.mul_f64(if jitter.is_nan() {
+                0.0
+            } else {
+                jitter.clamp(0.0, 1.0)
+            })
     }
 
     /// Start over after a success.

@@ -130,14 +130,23 @@ mod tests {
             assert_eq!(d.plan(backlog).exceptions_first, want, "backlog {backlog}");
         }
         assert_eq!(d.on_answer(true, 0.5), Next::SendAgain);
-        assert!(!d.plan(10_000).exceptions_first, "later batches go in order");
+        assert!(
+            !d.plan(10_000).exceptions_first,
+            "later batches go in order"
+        );
         assert!(matches!(d.on_answer(false, 0.5), Next::Retry(_)));
         assert!(!d.plan(10_000).exceptions_first, "a stall keeps the round");
         assert!(matches!(d.on_error(0.5), Next::Retry(_)));
-        assert!(d.plan(10_000).exceptions_first, "a failure starts a new round");
+        assert!(
+            d.plan(10_000).exceptions_first,
+            "a failure starts a new round"
+        );
         assert_eq!(d.on_answer(true, 0.5), Next::SendAgain);
         assert_eq!(d.on_nothing(), Next::WaitForEntries(IDLE_WAIT));
-        assert!(d.plan(10_000).exceptions_first, "an idle journal starts a new round");
+        assert!(
+            d.plan(10_000).exceptions_first,
+            "an idle journal starts a new round"
+        );
     }
 
     #[test]
@@ -173,8 +182,16 @@ mod tests {
         assert_eq!(waits[1], BACKOFF_BASE * 2);
         assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
         assert_eq!(*waits.last().expect("waits"), BACKOFF_CAP);
-        assert_eq!(d.on_error(0.0), Next::Retry(BACKOFF_BASE / 2), "full jitter down to half the base");
+        assert_eq!(
+            d.on_error(0.0),
+            Next::Retry(BACKOFF_BASE / 2),
+            "full jitter down to half the base"
+        );
         assert_eq!(d.on_answer(true, 1.0), Next::SendAgain);
-        assert_eq!(d.on_error(1.0), Next::Retry(BACKOFF_BASE), "reset by the delivery");
+        assert_eq!(
+            d.on_error(1.0),
+            Next::Retry(BACKOFF_BASE),
+            "reset by the delivery"
+        );
     }
 }

@@ -29,11 +29,11 @@ use protocol::schema::{GateId, Heartbeat, IngestAck, IngestBatch, SCHEMA_VERSION
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use self::drain::{Drain, Next};
 use crate::config::CentralConfig;
 use crate::journal::Journal;
 use crate::live::Devices;
 use crate::store::backlog;
-use self::drain::{Drain, Next};
 
 /// How long a delivery in flight may still take once the agent is stopping.
 const LAST_ATTEMPT: Duration = Duration::from_secs(2);
