@@ -5,14 +5,15 @@
 //! data, journals everything durably and forwards it to central.
 //!
 //! # Layout
-//! - [`config`]: the agent's TOML configuration, validated into typed structs; errors name
-//!   the key and the line.
+//! - [`config`]: the agent's TOML configuration, validated into typed structs (one check
+//!   method per section); errors name the key and the line.
 //! - [`assembler`]: sans-IO, per lane: folds presence and reads into gate transactions.
 //! - [`decider`]: the pure lane decision (policy, routes, reasons, random selection) over a
 //!   [`replica::ReplicaView`].
 //! - [`replica`]: the replica's rules: view, meta, freshness, the sequence rule, change
 //!   application, the in-memory replica.
-//! - [`store`]: redb storage: the hash-chained journal and the registry replica.
+//! - [`store`]: redb storage: the hash-chained journal and the registry replica (one file,
+//!   split into handle, journal, replica and migration parts).
 //! - [`journal`]: the running journal: the group-commit writer, records held while the
 //!   disk refuses writes, the alarm, the journal's health, the "appended" notification.
 //! - [`live`]: what every lane is doing now, and every device's health.
@@ -20,7 +21,8 @@
 //! - [`sources`]: serial drivers (lane board link, BB-7E UHF module) and the MQTT source;
 //!   each reconnects by itself and reports its health.
 //! - [`actuators`]: lane decisions to link lane commands and MQTT lane topics.
-//! - [`uplink`]: drains the journal to central; heartbeats.
+//! - [`uplink`]: drains the journal to central; heartbeats. [`uplink::drain`] is its sans-IO
+//!   core (batch plan, cursor, stalls, backoff).
 //! - [`replication`]: verified, sequenced registry replication from central.
 //! - [`state`]: [`state::AppState`], what the console's router serves from.
 //! - [`officer`]: sans-IO officer actions: who may act, the override policy, what an

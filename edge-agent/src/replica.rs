@@ -6,7 +6,7 @@
 //! - [`freshness`]: the one answer to "how old is the replica, and is it too old".
 //! - [`check_sequence`]: the one sequence rule for change batches; [`check_batch`] adds
 //!   version and port.
-//! - [`apply_changes`] over a [`ReplicaSink`]: how a batch's changes land in a replica.
+//! - `apply_changes` over a `ReplicaSink`: how a batch's changes land in a replica.
 //! - [`MemoryReplica`]: the in-memory replica (tests, benchmarks, and the decider's
 //!   fail-safe empty replica).
 

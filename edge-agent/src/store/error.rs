@@ -44,7 +44,7 @@ pub enum JournalError {
     /// Another thread panicked while holding the journal lock.
     #[error("journal lock poisoned")]
     Poisoned,
-    /// Writes are refused (the fault drill of [`Store::refuse_journal_writes`]).
+    /// Writes are refused (the fault drill of [`Store::refuse_journal_writes`](super::Store::refuse_journal_writes)).
     #[error("journal writes are refused (disk-full drill)")]
     Refused,
     /// The journal writer stopped (or failed) before answering; the write may not have

@@ -12,7 +12,7 @@
 //! # Journal
 //! `journal_v1` maps `seq → JournalEntry` (JSON). `seq` starts at 1 and has no gaps when
 //! written; each entry's `hash` chains to its predecessor through
-//! [`JournalEntry::new_chained`] (the one hash function shared with central).
+//! [`JournalEntry::new_chained`](protocol::schema::JournalEntry::new_chained) (the one hash function shared with central).
 //! [`Store::append`] writes a whole batch of bodies in one write transaction with
 //! `Durability::Immediate` and returns only after the commit, so "journal, then act"
 //! holds: whatever an entry describes happened after it was on disk. Meta (`head`,
@@ -29,7 +29,7 @@
 //! # Replica
 //! Operators by canonical operator id (plus a linked-id index), MRAs by
 //! `recognising>partner`, consignments by id (plus a container index), and the
-//! [`ReplicaMeta`]. [`Store::apply_batch`] applies a verified [`ChangeBatch`] all or
+//! [`ReplicaMeta`]. [`Store::apply_batch`] applies a verified [`ChangeBatch`](protocol::schema::ChangeBatch) all or
 //! nothing in one write transaction, refusing gaps, replays, rollbacks and batches for
 //! another port (docs/delivery.md, "Replication").
 //!
