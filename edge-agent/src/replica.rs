@@ -516,11 +516,12 @@ impl ReplicaView for MemoryReplica {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use protocol::schema::{SCHEMA_VERSION, SequencedChange};
 
-    fn batch(snapshot: bool, after: u64, last: u64, seqs: &[u64]) -> ChangeBatch {
+    /// A batch for port `PORT-A` whose changes carry `seqs`.
+    pub(crate) fn batch(snapshot: bool, after: u64, last: u64, seqs: &[u64]) -> ChangeBatch {
         ChangeBatch {
             v: SCHEMA_VERSION,
             snapshot,

@@ -439,25 +439,10 @@ pub async fn run_replication(shared: Replication, client: CentralClient, cfg: Ce
 mod tests {
     use super::*;
     use ed25519_dalek::{Signer as _, SigningKey};
-    use protocol::schema::{Change, SCHEMA_VERSION, SequencedChange};
 
     fn batch(after: u64, last: u64, snapshot: bool) -> ChangeBatch {
-        ChangeBatch {
-            v: SCHEMA_VERSION,
-            snapshot,
-            after_seq: after,
-            last_seq: last,
-            port: "PORT-A".into(),
-            as_of: "2026-03-01T00:00:00Z".parse().expect("ts"),
-            changes: (after + 1..=last)
-                .map(|seq| SequencedChange {
-                    seq,
-                    change: Change::RemoveConsignment {
-                        id: format!("C{seq}"),
-                    },
-                })
-                .collect(),
-        }
+        let seqs: Vec<u64> = (after + 1..=last).collect();
+        crate::replica::tests::batch(snapshot, after, last, &seqs)
     }
 
     fn signed(b: &ChangeBatch, key: &SigningKey, key_id: &str) -> SignedEnvelope {

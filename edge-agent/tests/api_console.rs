@@ -3,52 +3,17 @@
 //! router's rules (sessions, roles, CSRF, actions) are tested with `oneshot` in
 //! `api_router.rs`.
 
+mod support;
+
 use std::time::Duration;
 
-use edge_agent::config::Config;
 use edge_agent::console::{Role, add_session_to_store_file};
 use edge_agent::runtime::{AgentHandle, start};
 use serde_json::{Value, json};
+use support::two_lane_config;
 use tokio_util::sync::CancellationToken;
 
 const STEP: Duration = Duration::from_secs(5);
-
-fn config(dir: &std::path::Path) -> Config {
-    let text = format!(
-        r#"
-[gate]
-id = "G1"
-port = "PORT-A"
-
-[[lanes]]
-id = "L1"
-[lanes.routes]
-fast = "Lane 1 priority"
-standard = "Lane 1 standard"
-inspect = "Inspection bay A"
-
-[[lanes]]
-id = "L2"
-presence_loop = false
-quiet_close = "60s"
-[lanes.routes]
-fast = "Lane 2 priority"
-standard = "Lane 2 standard"
-inspect = "Inspection bay B"
-
-[store]
-path = "{}"
-
-[policy]
-random_key = "test-key-not-secret"
-
-[console]
-bind = "127.0.0.1:0"
-"#,
-        dir.join("agent.redb").display()
-    );
-    Config::from_toml_str(&text, "test.toml").expect("valid test config")
-}
 
 /// Sessions stored before start, so most tests skip the (deliberately slow) password hash.
 const OFFICER: &str = "officer-session-token-for-tests-0000000001";
@@ -73,7 +38,7 @@ async fn agent(dir: &std::path::Path) -> (AgentHandle, CancellationToken, String
         .expect("session stored");
     }
     let shutdown = CancellationToken::new();
-    let handle = start(config(dir), shutdown.clone())
+    let handle = start(two_lane_config(dir), shutdown.clone())
         .await
         .expect("agent starts");
     let base = format!("http://{}", handle.console_addr);

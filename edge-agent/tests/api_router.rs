@@ -2,6 +2,8 @@
 //! [`AppState`] built in the test from a real store in a temporary directory: no socket,
 //! no running agent. The full stack over a real socket is `api_console.rs`.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +12,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use edge_agent::actuators::Actuators;
 use edge_agent::assembler::AssemblerEvent;
-use edge_agent::config::Config;
 use edge_agent::console::{Role, Users, add_user};
 use edge_agent::journal::Journal;
 use edge_agent::live::{Devices, LiveLanes};
@@ -21,49 +22,13 @@ use protocol::schema::{
     ActionKind, EventBody, LaneDecision, LaneId, LaneState, ReadValue, ReasonCode,
 };
 use serde_json::{Value, json};
+use support::two_lane_config;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 const OFFICER: &str = "officer-session-token-for-tests-0000000001";
 const SUPERVISOR: &str = "supervisor-session-token-for-tests-00000002";
-
-fn config(dir: &std::path::Path) -> Config {
-    let text = format!(
-        r#"
-[gate]
-id = "G1"
-port = "PORT-A"
-
-[[lanes]]
-id = "L1"
-[lanes.routes]
-fast = "Lane 1 priority"
-standard = "Lane 1 standard"
-inspect = "Inspection bay A"
-
-[[lanes]]
-id = "L2"
-presence_loop = false
-quiet_close = "60s"
-[lanes.routes]
-fast = "Lane 2 priority"
-standard = "Lane 2 standard"
-inspect = "Inspection bay B"
-
-[store]
-path = "{}"
-
-[policy]
-random_key = "test-key-not-secret"
-
-[console]
-bind = "127.0.0.1:0"
-"#,
-        dir.join("agent.redb").display()
-    );
-    Config::from_toml_str(&text, "test.toml").expect("valid test config")
-}
 
 /// A router over a state built from parts, with the assembler's end of the event channel.
 struct Rig {
@@ -75,7 +40,7 @@ struct Rig {
 
 fn rig() -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(dir.path());
+    let cfg = two_lane_config(dir.path());
     let store = Store::open(&cfg.store.path, cfg.gate.id.clone()).expect("store");
     let users = Users::open(&store).expect("accounts");
     for (name, role, token) in [
