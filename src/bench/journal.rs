@@ -216,7 +216,7 @@ fn raw_commit<'a>(
 const BURST: usize = 5_000;
 
 /// A burst through [`JournalWriter`]: decisions are made one after another and each is
-/// queued to the writer as soon as it is made (as `runtime::conclude_all` does), while
+/// queued to the writer as soon as it is made (as `pipeline::conclude_all` does), while
 /// the writer commits whatever is queued as one group. Returns the per-decision latency
 /// (queued to answered), the wall time, the decisions and the number of commits.
 fn through_writer(
