@@ -19,7 +19,7 @@ use tokio::sync::{Notify, futures::Notified, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::sources::HealthReporter;
+use crate::live::HealthReporter;
 use crate::store::{JournalError, Store};
 
 /// Most append requests the journal writer queues before callers wait to send.

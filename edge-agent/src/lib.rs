@@ -16,7 +16,8 @@
 //!   split into handle, journal, replica and migration parts).
 //! - [`journal`]: the running journal: the group-commit writer, records held while the
 //!   disk refuses writes, the alarm, the journal's health, the "appended" notification.
-//! - [`live`]: what every lane is doing now, and every device's health.
+//! - [`live`]: what every lane is doing now, and every device's health ([`live::HealthReporter`]).
+//! - [`backoff`]: exponential backoff with full jitter for reconnections and retries.
 //! - [`pipeline`]: the lane task: assembler → decide → journal → actuate.
 //! - [`sources`]: serial drivers (lane board link, BB-7E UHF module) and the MQTT source;
 //!   each reconnects by itself and reports its health.
@@ -35,6 +36,7 @@
 pub mod actuators;
 pub mod api;
 pub mod assembler;
+pub mod backoff;
 pub mod config;
 pub mod console;
 pub mod decider;

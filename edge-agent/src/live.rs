@@ -127,3 +127,66 @@ impl Devices {
         &self.0
     }
 }
+
+/// Publishes one device's health. `since` changes only when the device goes up or down, so
+/// a console can say "down for 3 min" while the detail text keeps changing.
+#[derive(Debug, Clone)]
+pub struct HealthReporter {
+    tx: watch::Sender<DeviceHealth>,
+}
+
+impl HealthReporter {
+    /// A reporter for `device` on `lane`, starting down ("not opened yet").
+    #[must_use]
+    pub fn new(device: &str, lane: Option<LaneId>) -> (Self, watch::Receiver<DeviceHealth>) {
+        let (tx, rx) = watch::channel(DeviceHealth {
+            device: device.to_owned(),
+            lane,
+            up: false,
+            detail: "not opened yet".into(),
+            since: Timestamp::now(),
+        });
+        (Self { tx }, rx)
+    }
+
+    /// Another receiver of this device's health.
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<DeviceHealth> {
+        self.tx.subscribe()
+    }
+
+    /// The device works; `detail` says how.
+    pub fn up(&self, detail: impl Into<String>) {
+        self.set(true, detail.into());
+    }
+
+    /// The device does not work; `detail` says why.
+    pub fn down(&self, detail: impl Into<String>) {
+        self.set(false, detail.into());
+    }
+
+    /// The current state.
+    #[must_use]
+    pub fn current(&self) -> DeviceHealth {
+        self.tx.borrow().clone()
+    }
+
+    fn set(&self, up: bool, detail: String) {
+        self.tx.send_if_modified(|h| {
+            if h.up == up && h.detail == detail {
+                return false;
+            }
+            if h.up != up {
+                h.since = Timestamp::now();
+                if up {
+                    tracing::info!(device = %h.device, %detail, "device up");
+                } else {
+                    tracing::warn!(device = %h.device, %detail, "device down");
+                }
+            }
+            h.up = up;
+            h.detail = detail;
+            true
+        });
+    }
+}

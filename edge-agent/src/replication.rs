@@ -33,10 +33,10 @@ use protocol::schema::{ChangeBatch, EventBody, SignedEnvelope, check_version};
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::{CentralConfig, PinnedKey};
 use crate::journal::Journal;
 use crate::replica::{ReplicaMeta, SequenceError, check_sequence};
-use crate::sources::Backoff;
 use crate::uplink::CentralClient;
 
 /// Why a registry batch was refused.

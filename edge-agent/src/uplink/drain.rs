@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use crate::sources::Backoff;
+use crate::backoff::Backoff;
 
 /// Most entries central accepts in one batch (docs/delivery.md; a larger batch is refused
 /// with 413 every time, so a larger `central.uplink_batch` would never drain).
