@@ -5,6 +5,7 @@
 //! - [`vboard`]: the virtual lane board: the real firmware on simulated pins and readers,
 //!   linked to the edge agent over a pseudo-terminal; lane scripts and the `aeogate board`
 //!   entry point ([`vboard::run_board_cli`]).
+//! - [`vreader`]: the virtual fixed UHF reader speaking LLRP (`aeogate reader llrp`).
 //! - [`broker`]: an in-process MQTT broker (rumqttd) on loopback, for the demo and the
 //!   benchmarks.
 //! - [`bench`]: `aeogate bench`, the benchmark figures of issue 9, each beside its
@@ -19,3 +20,6 @@ pub mod broker;
 // Pseudo-terminals are a Unix facility.
 #[cfg(unix)]
 pub mod vboard;
+
+/// The virtual LLRP reader.
+pub mod vreader;

@@ -6,6 +6,7 @@
 //! - [`demo`]: `demo`, a whole port of entry on one machine.
 //! - `agent`: runs an edge agent from this binary (the demo's gates use it).
 //! - `board`: a virtual lane board on a pseudo-terminal (`aeogate::vboard`).
+//! - `reader llrp`: a virtual fixed UHF reader speaking LLRP (`aeogate::vreader`).
 //! - `bench`: the benchmark figures (`aeogate::bench`).
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,9 @@ enum Command {
         #[arg(long)]
         script: Option<PathBuf>,
     },
+    /// Virtual network readers.
+    #[command(subcommand)]
+    Reader(ReaderCommand),
     /// GS1 EPC tools.
     #[command(subcommand)]
     Epc(EpcCommand),
@@ -97,6 +101,24 @@ struct DemoArgs {
     /// --duration).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     outage: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReaderCommand {
+    /// A fixed UHF reader speaking LLRP 1.1 on TCP: accepts one client, honours ROSpec
+    /// add/enable/start/stop/delete and reports the tags in its antennas' fields (see
+    /// docs/integration.md, "LLRP readers").
+    Llrp {
+        /// Address to listen on (LLRP's port is 5084).
+        #[arg(long, default_value = "127.0.0.1:5084")]
+        listen: std::net::SocketAddr,
+        /// Number of antennas (1..=N).
+        #[arg(long, default_value_t = 4)]
+        antennas: u16,
+        /// A tag always in an antenna's field, as ANTENNA=EPCHEX (repeatable).
+        #[arg(long = "tag", value_parser = aeogate::vreader::parse_tag_arg)]
+        tags: Vec<(u16, Vec<u8>)>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +190,16 @@ fn main() -> ExitCode {
         Command::Board { lane, script } => {
             aeogate::vboard::run_board_cli(&lane, script.as_deref()).map(|()| ExitCode::SUCCESS)
         }
+        Command::Reader(ReaderCommand::Llrp {
+            listen,
+            antennas,
+            tags,
+        }) => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+            aeogate::vreader::run_reader_cli(listen, antennas, &tags).map(|()| ExitCode::SUCCESS)
+        }
         Command::Epc(EpcCommand::Decode { values }) => tools::epc_decode(&values),
         Command::Container(ContainerCommand::Check { values }) => tools::container_check(&values),
     };
@@ -183,9 +215,10 @@ fn main() -> ExitCode {
 /// Runs an edge agent until SIGINT/SIGTERM (or, when asked, until stdin closes).
 fn run_agent(config: &std::path::Path, stop_on_stdin_eof: bool) -> anyhow::Result<()> {
     let cfg = edge_agent::config::Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    match aeogate_log::init(aeogate_log::Format::Text) {
+        Ok(()) | Err(aeogate_log::LogError::AlreadySet) => {}
+        Err(e) => return Err(e.into()),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)

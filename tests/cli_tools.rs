@@ -1,6 +1,7 @@
 //! System test of the identifier tools: the real `aeogate` binary over every row of the
-//! shared vectors (through standard input and through arguments) and over malformed input,
-//! checking each JSON line's reason and the exit status.
+//! repository's test vectors (`tests/vectors/`), through standard input and through
+//! arguments, and over malformed input, checking each JSON line's reason and the exit
+//! status.
 // Test data and the binary's output are ours; unwrapping them is the assertion.
 #![allow(clippy::unwrap_used)]
 
@@ -46,22 +47,9 @@ fn aeogate(args: &[&str], stdin: &[u8]) -> Run {
     }
 }
 
+/// The repository's test vectors (`tests/vectors/`, sources in its README).
 fn vectors_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("AEOGATE_VECTORS") {
-        return PathBuf::from(dir);
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|a| a.join("shared").join("vectors"))
-        .find(|d| d.join("epc.tsv").is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "test vectors not found: no shared/vectors/epc.tsv in any ancestor of {}; \
-                 check out shared/ beside the repository or set AEOGATE_VECTORS",
-                manifest.display()
-            )
-        })
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
 /// Rows of a vector file as column name → value.

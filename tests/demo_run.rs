@@ -1,9 +1,47 @@
 //! The README's first command, run for a short duration: the demo must start every part,
 //! decide traffic in every outcome, survive its own faults, and end with every event the
-//! gates journaled stored at central.
+//! gates journaled stored at central. While it runs, central (in the demo's process)
+//! serves its Prometheus metrics.
 
+use std::io::BufRead as _;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// `GET https://ADDR/metrics` from the demo's central, trusting the demo CA.
+fn central_metrics(line: &str) -> (u16, String) {
+    // "central dashboard: https://ADDR/  (certificate from the demo CA PATH; …"
+    let addr = line
+        .split("https://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no central address in {line:?}"));
+    let ca = line
+        .split("demo CA ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap_or_else(|| panic!("no demo CA in {line:?}"));
+    edge_agent::uplink::install_crypto_provider();
+    let pem = std::fs::read(ca.trim()).expect("demo CA certificate");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA PEM"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let r = client
+            .get(format!("https://{addr}/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    })
+}
 
 fn number_after(text: &str, key: &str) -> Option<u64> {
     let i = text.find(key)? + key.len();
@@ -38,11 +76,40 @@ fn short_demo_decides_every_outcome_and_loses_no_event() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the demo");
+    let printed = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let printed = printed.clone();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(mut p) = printed.lock() {
+                    p.push_str(&line);
+                    p.push('\n');
+                }
+            }
+        })
+    };
+    let mut metrics_checked = false;
     // Bounded: 45 s of traffic, the drain and the summary take well under 3 minutes.
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     loop {
         if let Some(_status) = child.try_wait().expect("wait") {
             break;
+        }
+        let dashboard = printed.lock().ok().and_then(|p| {
+            p.lines()
+                .find(|l| l.starts_with("central dashboard: https://"))
+                .map(str::to_owned)
+        });
+        if let (false, Some(line)) = (metrics_checked, dashboard) {
+            let (status, body) = central_metrics(&line);
+            assert_eq!(status, 200, "central /metrics in the demo: {body}");
+            assert!(
+                body.contains("# HELP central_entries_received_total"),
+                "{body}"
+            );
+            metrics_checked = true;
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
@@ -51,7 +118,8 @@ fn short_demo_decides_every_outcome_and_loses_no_event() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let out = child.wait_with_output().expect("output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    reader.join().expect("stdout reader");
+    let stdout = printed.lock().map(|p| p.clone()).unwrap_or_default();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -79,6 +147,18 @@ fn short_demo_decides_every_outcome_and_loses_no_event() {
         assert!(journaled > 0, "{line}");
         assert_eq!(journaled, stored, "{line}");
     }
+    assert!(metrics_checked, "central's address never printed: {stdout}");
+    // The second gate's lanes were read over LLRP: the agent's client installed its ROSpec
+    // on the virtual reader, got tag reports and kept the keepalives acknowledged.
+    let llrp = summary
+        .lines()
+        .find(|l| l.starts_with("llrp reader of "))
+        .unwrap_or_else(|| panic!("no LLRP reader line: {summary}"));
+    assert!(number_after(llrp, ":").is_some_and(|n| n > 0), "{llrp}");
+    assert!(
+        number_after(llrp, "reports,").is_some_and(|n| n > 0),
+        "{llrp}"
+    );
     // The faults happened and were reported.
     assert!(stdout.contains("fault: the UHF reader"), "{stdout}");
     assert!(stdout.contains("central unreachable"), "{stdout}");

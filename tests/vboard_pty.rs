@@ -348,14 +348,15 @@ fn barrier_stays_raised_over_a_present_truck_even_when_commanded_down() {
     let board = board();
     let mut agent = Agent::open(&board.tty_path());
     assert!(agent.heartbeat().is_some());
-    agent.command(Light::Green, Barrier::Raise);
-    assert!(eventually(&mut agent, || board.barrier() == Barrier::Raise));
     board.arrive(truck());
     assert!(
         agent
             .until(|f| matches!(f.msg, Message::Presence { present: true, .. }))
             .is_some()
     );
+    // Raised for the truck on the loop (a decision before it left, an officer).
+    agent.command(Light::Green, Barrier::Raise);
+    assert!(eventually(&mut agent, || board.barrier() == Barrier::Raise));
 
     agent.command(Light::Red, Barrier::Lower);
     assert!(

@@ -117,6 +117,29 @@ fn a_bad_eseal_id_or_state_is_rejected() {
 }
 
 #[test]
+fn a_restart_parses_with_and_without_an_uptime() {
+    assert_eq!(
+        steps("fault restart 200ms\nfault restart 1s uptime=10m"),
+        [
+            Step::Fault(Fault::Restart {
+                down_ms: 200,
+                uptime_ms: 0
+            }),
+            Step::Fault(Fault::Restart {
+                down_ms: 1000,
+                uptime_ms: 600_000
+            }),
+        ]
+    );
+    assert!(error_line("fault restart 1s 10m").1.contains("uptime="));
+    assert!(
+        error_line("fault restart 1s uptime=soon")
+            .1
+            .contains("soon")
+    );
+}
+
+#[test]
 fn a_bad_duration_is_rejected() {
     assert_eq!(error_line("wait\nwait soon").0, 1);
     assert!(error_line("wait soon").1.contains("soon"));

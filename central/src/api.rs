@@ -23,21 +23,19 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use protocol::operator::OperatorId;
 use protocol::schema::{
     AeoStatus, GateId, Heartbeat, IngestAck, IngestBatch, LaneDecision, LaneId, ReasonCode,
-    SCHEMA_VERSION, check_version,
 };
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::auth;
 use crate::cases::CaseError;
-use crate::export::{self, ExportError, ExportQuery};
-use crate::ingest::{self, BatchError, MAX_BODY_BYTES};
+use crate::errors::ApiError;
+use crate::export::{self, ExportQuery};
+use crate::ingest::{self, MAX_BODY_BYTES};
 use crate::model::{
-    AgentRecord, CaseAction, CaseDetail, CaseOutcome, CaseQuery, CaseState, EventQuery, GateHealth,
-    Session,
+    AgentRecord, CaseAction, CaseDetail, CaseOutcome, CaseQuery, CaseState, EventQuery, Session,
 };
 use crate::service::{Central, LoginResult, check_port};
-use crate::store::StoreError;
 
 /// Longest long-poll wait on `/registry/changes` (docs/delivery.md).
 pub const MAX_WAIT_S: u64 = 60;
@@ -57,67 +55,13 @@ pub fn install_metrics_recorder() -> anyhow::Result<PrometheusHandle> {
     let h = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    crate::telemetry::describe();
     Ok(METRICS.get_or_init(|| h).clone())
 }
 
 // ---------------------------------------------------------------------------------------
 // errors
 // ---------------------------------------------------------------------------------------
-
-/// An error answer.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-    fn bad(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-    fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "missing or unknown bearer token")
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
-    }
-}
-
-impl From<anyhow::Error> for ApiError {
-    fn from(e: anyhow::Error) -> Self {
-        if let Some(se) = e.downcast_ref::<StoreError>() {
-            let status = match se {
-                StoreError::UnknownOperator(_) | StoreError::UnknownUser(_) => {
-                    StatusCode::NOT_FOUND
-                }
-                StoreError::Case(CaseError::NotFound(_)) => StatusCode::NOT_FOUND,
-                StoreError::Case(_)
-                | StoreError::GatePortConflict { .. }
-                | StoreError::UserExists(_) => StatusCode::CONFLICT,
-                StoreError::Backend(_) | StoreError::Corrupt { .. } => {
-                    tracing::error!(error = %se, "store failure");
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-            };
-            return Self::new(status, se.to_string());
-        }
-        tracing::error!(error = format!("{e:#}"), "request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
-    }
-}
 
 fn json_rejection(r: &JsonRejection) -> ApiError {
     ApiError::new(r.status(), r.body_text())
@@ -151,7 +95,7 @@ impl FromRequestParts<Central> for Agent {
         if let Some(want) = &rec.cert_sha256 {
             let presented = parts
                 .extensions
-                .get::<crate::server::PeerCert>()
+                .get::<crate::auth::PeerCert>()
                 .and_then(|p| p.0.as_deref());
             if presented != Some(want.as_str()) {
                 metrics::counter!("central_auth_failures_total", "who" => "agent_cert")
@@ -190,17 +134,6 @@ impl FromRequestParts<Central> for Staff {
 
 fn parse_gate(s: &str) -> ApiResult<GateId> {
     GateId::parse(s).map_err(|e| ApiError::bad(e.to_string()))
-}
-
-fn for_gate(agent: &AgentRecord, gate: &GateId) -> ApiResult<()> {
-    if &agent.gate == gate {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("this token belongs to gate {}, not {gate}", agent.gate),
-        ))
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -301,7 +234,7 @@ async fn get_programme(
 }
 
 async fn healthz(State(c): State<Central>) -> ApiResult<Json<serde_json::Value>> {
-    let seq = c.blocking(|c| Ok(c.store().last_seq()?)).await?;
+    let seq = c.blocking(|c| c.registry_seq()).await?;
     Ok(Json(
         serde_json::json!({ "status": "ok", "registry_seq": seq }),
     ))
@@ -309,11 +242,14 @@ async fn healthz(State(c): State<Central>) -> ApiResult<Json<serde_json::Value>>
 
 async fn metrics_text() -> Response {
     match METRICS.get() {
-        Some(h) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            h.render(),
-        )
-            .into_response(),
+        Some(h) => {
+            crate::telemetry::collect_process();
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                h.render(),
+            )
+                .into_response()
+        }
         None => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no metrics recorder in this process",
@@ -333,39 +269,10 @@ async fn post_events(
     body: Result<Json<IngestBatch>, JsonRejection>,
 ) -> ApiResult<Json<IngestAck>> {
     let gate = parse_gate(&gate)?;
-    for_gate(&agent, &gate)?;
+    ingest::for_gate(&agent, &gate)?;
     let Json(batch) = body.map_err(|r| json_rejection(&r))?;
-    ingest::check_batch(&gate, &batch).map_err(|e| match e {
-        BatchError::TooManyEntries { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
-        }
-        BatchError::WrongAgent { .. } | BatchError::EntryWrongAgent { .. } => {
-            ApiError::new(StatusCode::FORBIDDEN, e.to_string())
-        }
-        _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-    })?;
-    let gap = SignedDuration::try_from(c.config().gap_alert_after).unwrap_or(SignedDuration::MAX);
-    let n = batch.entries.len();
-    let out = c
-        .blocking(move |c| {
-            Ok(c.store()
-                .ingest(&gate, &batch.entries, Timestamp::now(), gap)?)
-        })
-        .await?;
-    metrics::counter!("central_entries_received_total").increment(n as u64);
-    metrics::counter!("central_entries_stored_total").increment(out.tally.stored);
-    metrics::counter!("central_entries_duplicate_total").increment(out.tally.duplicates);
-    if !out.tally.alerts.is_empty() {
-        tracing::warn!(gate = %agent.gate, alerts = ?out.tally.alerts, "integrity alerts on ingest");
-    }
-    c.publish_cases(out.cases);
-    Ok(Json(IngestAck {
-        v: SCHEMA_VERSION,
-        acked_through: out.acked_through,
-        stored: out.tally.stored,
-        duplicates: out.tally.duplicates,
-        alerts: out.tally.alerts,
-    }))
+    let ack = c.blocking(move |c| c.ingest(&agent, &gate, &batch)).await?;
+    Ok(Json(ack))
 }
 
 async fn post_heartbeat(
@@ -375,31 +282,9 @@ async fn post_heartbeat(
     body: Result<Json<Heartbeat>, JsonRejection>,
 ) -> ApiResult<StatusCode> {
     let gate = parse_gate(&gate)?;
-    for_gate(&agent, &gate)?;
+    ingest::for_gate(&agent, &gate)?;
     let Json(hb) = body.map_err(|r| json_rejection(&r))?;
-    check_version(hb.v)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    if hb.agent != gate {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "heartbeat names agent {} but the path is for {gate}",
-                hb.agent
-            ),
-        ));
-    }
-    let now = Timestamp::now();
-    let offset = now.duration_since(hb.at).as_millis();
-    let health = GateHealth {
-        heartbeat: hb,
-        received_at: now,
-        clock_offset_ms: i64::try_from(offset).unwrap_or(i64::MAX),
-    };
-    let gap = SignedDuration::try_from(c.config().gap_alert_after).unwrap_or(SignedDuration::MAX);
-    let cases = c
-        .blocking(move |c| Ok(c.store().record_heartbeat(&health, gap)?))
-        .await?;
-    c.publish_cases(cases);
+    c.blocking(move |c| c.heartbeat(&agent, &gate, hb)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -634,7 +519,7 @@ async fn get_cases(
         cursor: q.get("cursor").cloned(),
         limit: parse_limit(q.get("limit"))?,
     };
-    let page = c.blocking(move |c| Ok(c.store().cases(&query)?)).await?;
+    let page = c.blocking(move |c| c.cases(&query)).await?;
     Ok(Json(page).into_response())
 }
 
@@ -649,11 +534,7 @@ async fn get_case(
     let detail = c
         .blocking(move |c| c.case_detail(id))
         .await?
-        .ok_or_else(|| {
-            ApiError::from(anyhow::Error::new(StoreError::Case(CaseError::NotFound(
-                id,
-            ))))
-        })?;
+        .ok_or_else(|| ApiError::from(CaseError::NotFound(id)))?;
     Ok(Json(detail))
 }
 
@@ -704,12 +585,8 @@ async fn post_case_action(
         }
     };
     let case = c
-        .blocking(move |c| {
-            Ok(c.store()
-                .act_on_case(id, &action, &s.user, Timestamp::now())?)
-        })
+        .blocking(move |c| c.act_on_case(id, &action, &s.user))
         .await?;
-    c.publish_cases(vec![case.clone()]);
     Ok(Json(case))
 }
 
@@ -767,7 +644,7 @@ async fn get_events(
         cursor: q.get("cursor").cloned(),
         limit: parse_limit(q.get("limit"))?,
     };
-    let page = c.blocking(move |c| Ok(c.store().events(&query)?)).await?;
+    let page = c.blocking(move |c| c.events(&query)).await?;
     Ok(Json(page).into_response())
 }
 
@@ -777,7 +654,7 @@ async fn get_gates(State(c): State<Central>, Staff(_): Staff) -> ApiResult<Respo
 }
 
 async fn get_alerts(State(c): State<Central>, Staff(_): Staff) -> ApiResult<Response> {
-    let alerts = c.blocking(|c| Ok(c.store().alerts(1000)?)).await?;
+    let alerts = c.blocking(|c| c.alerts(1000)).await?;
     Ok(Json(alerts).into_response())
 }
 
@@ -793,9 +670,7 @@ async fn get_audit(
         None => 0,
     };
     let limit = parse_limit(q.get("limit"))?;
-    let log = c
-        .blocking(move |c| Ok(c.store().audit_log(after, limit)?))
-        .await?;
+    let log = c.blocking(move |c| c.audit_log(after, limit)).await?;
     Ok(Json(log).into_response())
 }
 
@@ -815,7 +690,7 @@ async fn get_hourly(
     let from = parse_ts("from", q.get("from"))?
         .unwrap_or_else(|| to.checked_sub(SignedDuration::from_hours(24)).unwrap_or(to));
     let stats = c
-        .blocking(move |c| Ok(c.store().hourly_stats(gate.as_ref(), from, to)?))
+        .blocking(move |c| c.hourly_stats(gate.as_ref(), from, to))
         .await?;
     Ok(Json(stats).into_response())
 }
@@ -843,18 +718,6 @@ fn export_query(q: &HashMap<String, String>) -> ApiResult<ExportQuery> {
     })
 }
 
-/// Range problems are the caller's to fix (400); store failures stay server errors.
-fn export_error(e: anyhow::Error) -> ApiError {
-    match e.downcast::<ExportError>() {
-        Ok(e @ (ExportError::TooLarge { .. } | ExportError::EmptyRange { .. })) => {
-            ApiError::bad(e.to_string())
-        }
-        Ok(ExportError::Store(se)) => ApiError::from(anyhow::Error::new(se)),
-        Ok(other) => ApiError::from(anyhow::Error::new(other)),
-        Err(e) => ApiError::from(e),
-    }
-}
-
 fn export_name(q: &ExportQuery, ext: &str) -> String {
     let gate = q.gate.as_ref().map_or("all-gates", GateId::as_str);
     let day = q
@@ -873,13 +736,12 @@ async fn get_export_csv(
     let name = export_name(&query, "csv");
     let body = c
         .blocking(move |c| {
-            let events = export::collect(c.store().as_ref(), &query)?;
+            let events = c.export_events(&query)?;
             let mut out = Vec::new();
             export::write_csv(&events, &mut out)?;
-            Ok(out)
+            Ok::<_, export::ExportError>(out)
         })
-        .await
-        .map_err(export_error)?;
+        .await?;
     metrics::counter!("central_exports_total", "format" => "csv").increment(1);
     Ok((
         [
@@ -900,12 +762,11 @@ async fn get_export_epcis(
     let name = export_name(&query, "jsonld");
     let body = c
         .blocking(move |c| {
-            let events = export::collect(c.store().as_ref(), &query)?;
+            let events = c.export_events(&query)?;
             let doc = export::epcis_document(&events, &c.config().export, Timestamp::now());
-            Ok(serde_json::to_vec_pretty(&doc)?)
+            serde_json::to_vec_pretty(&doc).map_err(|e| export::ExportError::Io(e.into()))
         })
-        .await
-        .map_err(export_error)?;
+        .await?;
     metrics::counter!("central_exports_total", "format" => "epcis").increment(1);
     Ok((
         [

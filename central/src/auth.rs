@@ -9,6 +9,60 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use sha2::{Digest as _, Sha256};
 
 use crate::model::TokenHash;
+use crate::store_error::StoreError;
+
+/// Why an agent-token, staff-user or session operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error("user {0} does not exist")]
+    UnknownUser(String),
+    #[error("gate {gate} is registered for port {existing}, not {requested}")]
+    GatePortConflict {
+        gate: String,
+        existing: String,
+        requested: String,
+    },
+    /// A malformed request: user name, role, password length, port, fingerprint.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Hash(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UserExists(u) => Self::UserExists(u),
+            StoreError::UnknownUser(u) => Self::UnknownUser(u),
+            StoreError::GatePortConflict {
+                gate,
+                existing,
+                requested,
+            } => Self::GatePortConflict {
+                gate,
+                existing,
+                requested,
+            },
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// The client certificate a TLS connection presented: hex SHA-256 of its DER, or `None`.
+/// The server puts it into every request of the connection; the agent extractor checks it
+/// against the certificate an agent token was registered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCert(pub Option<String>);
+
+/// Hex SHA-256 of a certificate's DER (how agent certificates are registered).
+#[must_use]
+pub fn cert_fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
 
 /// A fresh token and its hash.
 #[must_use]
@@ -48,12 +102,14 @@ fn argon(m_cost_kib: u32, t_cost: u32) -> Result<Argon2<'static>, argon2::Error>
 ///
 /// # Errors
 /// When the cost parameters are out of Argon2's range.
-pub fn hash_password(password: &str, m_cost_kib: u32, t_cost: u32) -> anyhow::Result<String> {
+pub fn hash_password(password: &str, m_cost_kib: u32, t_cost: u32) -> Result<String, AuthError> {
     let salt_bytes: [u8; 16] = rand::random();
-    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let a = argon(m_cost_kib, t_cost).map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    let salt =
+        SaltString::encode_b64(&salt_bytes).map_err(|e| AuthError::Hash(format!("salt: {e}")))?;
+    let a = argon(m_cost_kib, t_cost)
+        .map_err(|e| AuthError::Hash(format!("argon2 parameters: {e}")))?;
     Ok(a.hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing password: {e}"))?
+        .map_err(|e| AuthError::Hash(format!("hashing password: {e}")))?
         .to_string())
 }
 

@@ -1,17 +1,23 @@
 //! The case life cycle: opening a case for a seal exception or an integrity alert, and the
 //! staff actions that move it `OPEN → ACKNOWLEDGED → RESOLVED`.
 //!
-//! Plain functions over [`Case`]; the store persists the result in the same transaction
-//! as the audit entry.
+//! Plain functions over [`Case`]. During ingest, the rules for when a case opens or
+//! gets a note ([`on_decision`], [`on_inspection_result`], [`on_alert`]) run over a
+//! [`CaseBook`], which a storage backend implements inside its write transaction (storage
+//! only); staff actions ([`apply`]) run inside the backend's `update_case`.
 
 use jiff::Timestamp;
-use protocol::schema::Decision;
+use protocol::schema::{ActionKind, Decision, GateId, OfficerAction};
+use uuid::Uuid;
 
 use crate::model::{Alert, Case, CaseAction, CaseEvent, CaseOutcome, CaseState, CaseSubject};
+use crate::store_error::StoreError;
 
-/// Why a staff action was refused.
+/// Why a case operation failed: the action does not fit the case, or storage failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CaseError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("case {0} does not exist")]
     NotFound(u64),
     #[error("case {id} is resolved; a resolved case cannot be {action}")]
@@ -161,6 +167,150 @@ pub fn note_event(case: &mut Case, actor: &str, what: String, at: Timestamp) {
         what,
     });
     case.updated_at = at;
+}
+
+/// What the case rules need from storage inside a backend's ingest transaction.
+pub trait CaseBook {
+    type Error;
+    /// The case opened for a gate transaction, if any.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn case_id_for_transaction(&mut self, txn: Uuid) -> Result<Option<u64>, Self::Error>;
+    /// A stored case.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn load_case(&mut self, id: u64) -> Result<Option<Case>, Self::Error>;
+    /// The next case id.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn new_case_id(&mut self) -> Result<u64, Self::Error>;
+    /// Saves a case; `old` is its state before the change (`None` for a new case).
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn save_case(&mut self, case: &Case, old: Option<CaseState>) -> Result<(), Self::Error>;
+    /// Records which case a gate transaction's exception opened.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn link_transaction(&mut self, txn: Uuid, case: u64) -> Result<(), Self::Error>;
+    /// Appends an audit entry.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn audit(
+        &mut self,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        at: Timestamp,
+    ) -> Result<(), Self::Error>;
+}
+
+/// A decision arrived (journal entry `seq` of `gate`): a seal exception opens one case
+/// per gate transaction; the same decision arriving again is noted on that case. Returns
+/// the case opened or changed.
+///
+/// # Errors
+/// The book's storage failures.
+pub fn on_decision<B: CaseBook + ?Sized>(
+    book: &mut B,
+    gate: &GateId,
+    d: &Decision,
+    seq: u64,
+    now: Timestamp,
+) -> Result<Option<Case>, B::Error> {
+    if !d.is_seal_exception() {
+        return Ok(None);
+    }
+    let agent = format!("agent:{gate}");
+    if let Some(id) = book.case_id_for_transaction(d.transaction_id)? {
+        let Some(mut c) = book.load_case(id)? else {
+            return Ok(None);
+        };
+        let old = c.state;
+        note_event(
+            &mut c,
+            &agent,
+            format!("decision received again at seq {seq}"),
+            now,
+        );
+        book.save_case(&c, Some(old))?;
+        return Ok(Some(c));
+    }
+    let id = book.new_case_id()?;
+    let c = open_for_decision(id, d, now);
+    book.save_case(&c, None)?;
+    book.link_transaction(d.transaction_id, id)?;
+    book.audit(
+        &agent,
+        "case.open",
+        &format!("case {id} for transaction {}", d.transaction_id),
+        now,
+    )?;
+    metrics::counter!("central_cases_opened_total").increment(1);
+    Ok(Some(c))
+}
+
+/// An officer action arrived: an inspection result is noted on the case of its gate
+/// transaction, if that transaction has one. Returns the changed case.
+///
+/// # Errors
+/// The book's storage failures.
+pub fn on_inspection_result<B: CaseBook + ?Sized>(
+    book: &mut B,
+    a: &OfficerAction,
+    now: Timestamp,
+) -> Result<Option<Case>, B::Error> {
+    let (Some(txn), ActionKind::InspectionResult { result, note }) = (a.transaction_id, &a.kind)
+    else {
+        return Ok(None);
+    };
+    let Some(id) = book.case_id_for_transaction(txn)? else {
+        return Ok(None);
+    };
+    let Some(mut c) = book.load_case(id)? else {
+        return Ok(None);
+    };
+    let old = c.state;
+    let result = serde_json::to_string(result).unwrap_or_default();
+    note_event(
+        &mut c,
+        &format!("officer:{}", a.officer),
+        format!("inspection result at the gate: {result} {note}"),
+        now,
+    );
+    book.save_case(&c, Some(old))?;
+    Ok(Some(c))
+}
+
+/// A new integrity alert (already stored with its `case_id`) opens its case.
+///
+/// # Errors
+/// The book's storage failures.
+pub fn on_alert<B: CaseBook + ?Sized>(
+    book: &mut B,
+    alert: &Alert,
+    case_id: u64,
+) -> Result<Case, B::Error> {
+    let case = open_for_alert(case_id, alert);
+    book.save_case(&case, None)?;
+    book.audit(
+        "central",
+        "alert.raise",
+        &format!(
+            "{} at {} seq {}: {} (case {case_id})",
+            alert.kind.as_str(),
+            alert.gate,
+            alert.seq,
+            alert.detail
+        ),
+        alert.at,
+    )?;
+    Ok(case)
 }
 
 #[cfg(test)]

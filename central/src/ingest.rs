@@ -21,12 +21,44 @@ use protocol::schema::{GENESIS_HASH, GateId, IngestBatch, JournalEntry, SCHEMA_V
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::model::AlertKind;
+use crate::model::{AgentRecord, AlertKind};
+use crate::store_error::StoreError;
+
+/// Why an agent's batch or heartbeat was refused or not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The token's gate is not the gate the request is for.
+    #[error("this token belongs to gate {token}, not {path}")]
+    WrongGate { token: String, path: String },
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error("{0}")]
+    HeartbeatVersion(protocol::schema::SchemaError),
+    #[error("heartbeat names agent {found} but the path is for {path}")]
+    HeartbeatAgent { found: String, path: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Most entries in one batch (docs/delivery.md).
 pub const MAX_ENTRIES: usize = 1_000;
 /// Largest request body for a batch (docs/delivery.md).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Checks that an agent's token is for the gate a request names.
+///
+/// # Errors
+/// [`IngestError::WrongGate`].
+pub fn for_gate(agent: &AgentRecord, gate: &GateId) -> Result<(), IngestError> {
+    if &agent.gate == gate {
+        Ok(())
+    } else {
+        Err(IngestError::WrongGate {
+            token: agent.gate.to_string(),
+            path: gate.to_string(),
+        })
+    }
+}
 
 /// Why a whole batch is refused before anything is stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,24 +4,36 @@
 //! # Layout
 //! - [`config`]: typed configuration, loadable from TOML.
 //! - [`model`]: central's own records (stored events, gate health, alerts, cases, audit).
-//! - [`store`]: the narrow [`store::Store`] interface and its redb implementation.
+//! - [`store`]: the narrow [`store::Store`] interface and its redb implementation
+//!   (storage only; the rules below are called by it).
+//! - [`store_error`]: [`store::StoreError`], what a storage backend reports; every
+//!   operation family's error can carry one.
 //! - [`ingest`]: hash-chain, deduplication and acknowledgement rules for agent batches.
-//! - [`cases`]: the case life cycle (`OPEN → ACKNOWLEDGED → RESOLVED`).
+//! - [`cases`]: the case life cycle (`OPEN → ACKNOWLEDGED → RESOLVED`) and when a case
+//!   opens or gets a note during ingest.
+//! - [`stats`]: which hourly figures a decision counts under; an hour's exception rate.
 //! - [`ratelimit`]: per-client request rate limit for the staff API and dashboard.
 //! - [`registry`]: import of operator / MRA / consignment files; per-port change batches.
 //! - [`signing`]: the ed25519 key file and signed envelopes.
-//! - [`auth`]: agent and session tokens, staff passwords.
-//! - [`service`]: [`Central`], the operations the API, CLI and demo call.
+//! - [`auth`]: agent and session tokens, staff passwords, the client certificate a
+//!   connection presented.
+//! - [`service`]: [`Central`], the operations the API, dashboard, CLI and demo call (the
+//!   only way handlers reach the store), one error enum per operation family.
+//! - [`errors`]: each family's error to an HTTP status, once; the JSON error answer.
 //! - [`export`]: CSV and GS1 EPCIS 2.0 JSON-LD exports of decided gate transactions.
 //! - [`api`]: the HTTP routes ([`app`]).
 //! - [`dashboard`]: the staff dashboard in the browser (exceptions, cases, gate health,
 //!   charts, programme benefit figures, registry), merged into [`app`].
-//! - [`server`]: HTTPS / loopback HTTP serving with graceful shutdown ([`serve`]).
+//! - [`server`]: the wiring: HTTPS / loopback HTTP serving with graceful shutdown
+//!   ([`serve`]) on SIGTERM or SIGINT ([`server::cancel_on_signals`]); nothing imports it.
+//! - [`telemetry`]: every metric family's description, the series present from the
+//!   start, build info and `process_*` series.
 pub mod api;
 pub mod auth;
 pub mod cases;
 pub mod config;
 pub mod dashboard;
+pub mod errors;
 pub mod export;
 pub mod ingest;
 pub mod model;
@@ -30,7 +42,10 @@ pub mod registry;
 pub mod server;
 pub mod service;
 pub mod signing;
+pub mod stats;
 pub mod store;
+pub mod store_error;
+pub mod telemetry;
 
 pub use api::app;
 pub use config::{Config, TlsConfig};

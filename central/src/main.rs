@@ -1,9 +1,14 @@
 //! aeogate central.
-use std::io::{BufRead as _, IsTerminal as _};
-use std::path::PathBuf;
+//!
+//! Errors go to standard error as one `central: …` message (no backtrace, whatever
+//! `RUST_BACKTRACE` says: they are the user's to fix, not the program's); the status is 1,
+//! or 2 for an invalid `RUST_LOG`. `central man DIR` writes the manual pages (roff; `packaging/man/` holds them).
+use std::io::{BufRead as _, IsTerminal as _, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use central::registry::ImportKind;
+use central::registry::{Format, ImportKind};
 use central::{Central, Config};
 use clap::{Parser, Subcommand};
 use protocol::operator::OperatorId;
@@ -23,6 +28,9 @@ struct Cli {
         default_value = "central.toml"
     )]
     config: PathBuf,
+    /// Log as JSON lines (for a log collector) instead of text.
+    #[arg(long, global = true)]
+    json_logs: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -46,6 +54,12 @@ enum Cmd {
     /// Export decided gate transactions (docs/central.md, "Exports").
     #[command(subcommand)]
     Export(ExportCmd),
+    /// Write the manual pages (roff: central.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man {
+        /// An existing directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,8 +94,9 @@ enum AgentCmd {
         /// Port of entry the gate belongs to (its replication scope).
         #[arg(long)]
         port: String,
-        /// The agent's client certificate (PEM): the token is then accepted only over TLS
-        /// connections presenting this certificate (needs `[tls] client_ca_pem`).
+        /// The agent's client certificate (PEM; `-` reads standard input): the token is
+        /// then accepted only over TLS connections presenting this certificate (needs
+        /// `[tls] client_ca_pem`).
         #[arg(long)]
         cert: Option<PathBuf>,
     },
@@ -89,11 +104,17 @@ enum AgentCmd {
 
 #[derive(Debug, Subcommand)]
 enum RegistryCmd {
-    /// Import operators, MRAs or consignments from CSV (`.csv`) or JSON.
+    /// Import operators, MRAs or consignments from CSV (`.csv`) or JSON. Good rows are
+    /// imported; when any row is refused the status is 1.
     Import {
+        /// The file; `-` reads standard input (format from --format, or guessed: JSON when
+        /// the text starts with `[` or `{`, else CSV).
         file: PathBuf,
         #[arg(long)]
         kind: Option<ImportKind>,
+        /// csv or json (default: from the file's extension, `.csv` or else JSON).
+        #[arg(long, value_parser = parse_format)]
+        format: Option<Format>,
         #[arg(long, default_value = "import")]
         actor: String,
     },
@@ -120,7 +141,8 @@ enum KeysCmd {
 
 #[derive(Debug, Subcommand)]
 enum UserCmd {
-    /// Add a staff user; the password is read from standard input.
+    /// Add a staff user; the password is prompted for without echo on a terminal, else
+    /// read from the first line of standard input.
     Add {
         name: String,
         /// `analyst` (views, works cases) or `admin` (also changes the registry).
@@ -142,18 +164,43 @@ fn parse_status(s: &str) -> Result<AeoStatus, String> {
     }
 }
 
-/// Rows between progress lines on stderr.
+fn parse_format(s: &str) -> Result<Format, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "csv" => Ok(Format::Csv),
+        "json" => Ok(Format::Json),
+        _ => Err(format!("{s:?}: expected csv or json")),
+    }
+}
+
+/// Rows between progress lines on stderr when it is not a terminal.
 const PROGRESS_EVERY: usize = 10_000;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let format = if cli.json_logs {
+        aeogate_log::Format::Json
+    } else {
+        aeogate_log::Format::Text
+    };
+    if let Err(e) = aeogate_log::init(format) {
+        eprintln!("central: {e}");
+        return ExitCode::from(2);
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("central: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Cmd::Man { dir } = &cli.cmd {
+        clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), dir)
+            .with_context(|| format!("writing the manual pages to {}", dir.display()))?;
+        return Ok(());
+    }
     if let Cmd::Keys(KeysCmd::Generate { out }) = &cli.cmd {
         central::generate_signing_key(out)?;
         let s = central::signing::Signer::load(out)?;
@@ -169,38 +216,22 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve => serve(central, cfg),
         Cmd::Agent(AgentCmd::Add { gate, port, cert }) => {
-            let fp = cert
-                .as_deref()
-                .map(central::server::pem_cert_fingerprint)
-                .transpose()?;
+            let fp = match cert.as_deref() {
+                Some(p) if p.as_os_str() == "-" => Some(stdin_cert_fingerprint()?),
+                Some(p) => Some(central::server::pem_cert_fingerprint(p)?),
+                None => None,
+            };
             let token = central.issue_agent_token_with_cert(&gate, &port, fp)?;
             eprintln!("token for gate {gate} (port {port}); it is shown only this once:");
             println!("{token}");
             Ok(())
         }
-        Cmd::Registry(RegistryCmd::Import { file, kind, actor }) => {
-            let mut progress = |n: usize| {
-                if n.is_multiple_of(PROGRESS_EVERY) {
-                    eprintln!("{}: {n} rows read", file.display());
-                }
-            };
-            let r = central.import_file(&file, kind, &actor, &mut progress)?;
-            for e in &r.errors {
-                eprintln!("{}: {e}", file.display());
-            }
-            println!(
-                "{}: {} rows, {} imported, {} refused; registry at seq {}",
-                file.display(),
-                r.rows,
-                r.imported,
-                r.errors.len(),
-                r.last_seq
-            );
-            if r.imported == 0 && !r.errors.is_empty() {
-                bail!("no row of {} could be imported", file.display());
-            }
-            Ok(())
-        }
+        Cmd::Registry(RegistryCmd::Import {
+            file,
+            kind,
+            format,
+            actor,
+        }) => import(&central, &file, kind, format, &actor),
         Cmd::Registry(RegistryCmd::SetStatus {
             operator,
             status,
@@ -212,22 +243,155 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::User(UserCmd::Add { name, role }) => {
-            let stdin = std::io::stdin();
-            if stdin.is_terminal() {
-                eprint!("password for {name}: ");
-            }
-            let mut pw = String::new();
-            stdin
-                .lock()
-                .read_line(&mut pw)
-                .context("reading the password")?;
-            central.add_user(&name, pw.trim_end_matches(['\r', '\n']), &role)?;
+            let pw = read_password(&format!("password for {name}: "))?;
+            central.add_user(&name, &pw, &role)?;
             println!("user {name} added (role {role})");
             Ok(())
         }
         Cmd::Export(cmd) => export(&central, &cmd),
-        Cmd::Keys(_) => Ok(()),
+        Cmd::Keys(_) | Cmd::Man { .. } => Ok(()),
     }
+}
+
+/// The fingerprint of the first certificate in the PEM text on standard input.
+fn stdin_cert_fingerprint() -> anyhow::Result<String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut pem = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut pem)
+        .context("reading the certificate from standard input")?;
+    let cert = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .context("standard input holds no certificate")?
+        .context("standard input holds a malformed certificate")?;
+    Ok(central::auth::cert_fingerprint(&cert))
+}
+
+/// The password: prompted for without echo when standard input is a terminal, else the
+/// first line of standard input.
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return rpassword::prompt_password(prompt).context("reading the password");
+    }
+    let mut pw = String::new();
+    stdin
+        .lock()
+        .read_line(&mut pw)
+        .context("reading the password")?;
+    Ok(pw.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Progress of an import on standard error: a bar (spinner, rows, rate) on a terminal,
+/// otherwise a plain line every [`PROGRESS_EVERY`] rows.
+struct ImportProgress {
+    bar: Option<indicatif::ProgressBar>,
+    name: String,
+}
+
+impl ImportProgress {
+    fn new(name: String) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} {msg}: {pos} rows read ({per_sec})",
+            ) {
+                bar.set_style(style);
+            }
+            bar.set_message(name.clone());
+            bar
+        });
+        Self { bar, name }
+    }
+
+    fn row(&self, n: usize) {
+        match &self.bar {
+            Some(bar) => bar.set_position(n as u64),
+            None if n.is_multiple_of(PROGRESS_EVERY) => {
+                eprintln!("{}: {n} rows read", self.name);
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn import(
+    central: &Central,
+    file: &Path,
+    kind: Option<ImportKind>,
+    format: Option<Format>,
+    actor: &str,
+) -> anyhow::Result<()> {
+    let stdin = file.as_os_str() == "-";
+    let name = if stdin {
+        "<stdin>".to_owned()
+    } else {
+        file.display().to_string()
+    };
+    let progress = ImportProgress::new(name.clone());
+    let mut on_row = |n: usize| progress.row(n);
+    let report = if stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the import from standard input")?;
+        let format = format.unwrap_or_else(|| {
+            if text.trim_start().starts_with(['[', '{']) {
+                Format::Json
+            } else {
+                Format::Csv
+            }
+        });
+        central
+            .import_text(&text, format, kind, actor, &mut on_row)
+            .context("importing from standard input")
+    } else {
+        match format {
+            Some(format) => {
+                let text =
+                    std::fs::read_to_string(file).with_context(|| format!("reading {name}"))?;
+                central
+                    .import_text(&text, format, kind, actor, &mut on_row)
+                    .with_context(|| format!("importing {name}"))
+            }
+            None => central
+                .import_file(file, kind, actor, &mut on_row)
+                .map_err(anyhow::Error::from),
+        }
+    };
+    progress.finish();
+    let r = report?;
+    for e in &r.errors {
+        eprintln!("{name}: {e}");
+    }
+    println!(
+        "{name}: {} rows, {} imported, {} refused; registry at seq {}",
+        r.rows,
+        r.imported,
+        r.errors.len(),
+        r.last_seq
+    );
+    if r.imported == 0 && !r.errors.is_empty() {
+        bail!("no row of {name} could be imported");
+    }
+    if !r.errors.is_empty() {
+        bail!(
+            "{} of {} rows of {name} were refused (the other rows were imported)",
+            r.errors.len(),
+            r.rows
+        );
+    }
+    Ok(())
 }
 
 fn export(central: &Central, cmd: &ExportCmd) -> anyhow::Result<()> {
@@ -278,13 +442,8 @@ fn serve(central: Central, cfg: Config) -> anyhow::Result<()> {
     rt.block_on(async move {
         central::api::install_metrics_recorder()?;
         let shutdown = CancellationToken::new();
-        let s = shutdown.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("interrupt: shutting down");
-            }
-            s.cancel();
-        });
+        central::server::cancel_on_signals(shutdown.clone())
+            .context("installing the SIGTERM/SIGINT handlers")?;
         central::serve(central, cfg, shutdown).await
     })
 }

@@ -29,6 +29,44 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::store::LoggedChange;
+use crate::store_error::StoreError;
+
+/// Why a registry operation (import, status change, replication batch) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("operator {0} is not in the registry")]
+    UnknownOperator(String),
+    /// A change [`protocol::registry`]'s rule refuses (other than an unknown operator).
+    #[error("registry change refused: {0}")]
+    Refused(String),
+    /// A malformed request: missing reason or actor, bad port, newer schema version.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("importing {path}: {source}")]
+    Import {
+        path: std::path::PathBuf,
+        source: ImportError,
+    },
+    #[error("encoding a change batch: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownOperator(o) => Self::UnknownOperator(o),
+            StoreError::Refused(why) => Self::Refused(why),
+            other => Self::Store(other),
+        }
+    }
+}
 
 /// Most log entries one batch covers; the agent asks again for the rest.
 pub const MAX_BATCH_CHANGES: usize = 10_000;
@@ -105,72 +143,123 @@ pub enum ImportError {
     NotJson { line: usize, why: String },
     #[error("line {line}: unterminated quoted field")]
     UnterminatedQuote { line: usize },
+    #[error("line {line}: not readable as CSV: {why}")]
+    Csv { line: usize, why: String },
 }
 
 // ---------------------------------------------------------------------------------------
 // CSV
 // ---------------------------------------------------------------------------------------
 
-/// Splits RFC 4180 text into records, each with the line it starts on. Quoted fields may
-/// contain commas, `""` and line breaks; a trailing CR is dropped.
+/// Splits RFC 4180 text into records (the `csv` crate), each with the line it starts on.
+/// Quoted fields may contain commas, `""` and line breaks; CRLF and LF both end a record;
+/// blank lines are skipped.
 fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
     let mut out = Vec::new();
-    let mut line = 1usize;
-    let mut start_line = 1usize;
-    let mut field = String::new();
-    let mut fields: Vec<String> = Vec::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if quoted {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => quoted = false,
-                '\n' => {
-                    line += 1;
-                    field.push('\n');
-                }
-                _ => field.push(c),
+    let mut record = csv::StringRecord::new();
+    // The reader's positions start where the previous record's bytes ended (before its
+    // line break and any blank lines), so the line a record starts on is counted here.
+    let mut lines = LineCounter::new(text);
+    loop {
+        let before = reader.position().byte();
+        match reader.read_record(&mut record) {
+            Ok(true) => {
+                let start = record.position().map_or(before, csv::Position::byte);
+                out.push((
+                    lines.record_line(start),
+                    record.iter().map(str::to_owned).collect(),
+                ));
             }
-            continue;
-        }
-        match c {
-            '"' if field.is_empty() => {
-                quoted = true;
-                any = true;
-            }
-            ',' => {
-                fields.push(std::mem::take(&mut field));
-                any = true;
-            }
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                if any || !field.is_empty() {
-                    fields.push(std::mem::take(&mut field));
-                    out.push((start_line, std::mem::take(&mut fields)));
-                }
-                any = false;
-                line += 1;
-                start_line = line;
-            }
-            _ => {
-                field.push(c);
-                any = true;
+            Ok(false) => break,
+            Err(e) => {
+                let start = e.position().map_or(before, csv::Position::byte);
+                return Err(ImportError::Csv {
+                    line: lines.record_line(start),
+                    why: e.to_string(),
+                });
             }
         }
     }
-    if quoted {
-        return Err(ImportError::UnterminatedQuote { line: start_line });
-    }
-    if any || !field.is_empty() {
-        fields.push(field);
-        out.push((start_line, fields));
+    // The csv crate ends a quoted field left open at the end of the input there; a
+    // registry file cut short must not import a row made of the rest of the file.
+    if let Some((line, _)) = out.last()
+        && ends_inside_quotes(lines.last_record_text())
+    {
+        return Err(ImportError::UnterminatedQuote { line: *line });
     }
     Ok(out)
+}
+
+/// Line numbers of records, from byte offsets that only grow.
+struct LineCounter<'a> {
+    text: &'a str,
+    counted_to: usize,
+    line: usize,
+    last_start: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            counted_to: 0,
+            line: 1,
+            last_start: 0,
+        }
+    }
+
+    /// The 1-based line of the first byte at or after `from` that is not a line break.
+    fn record_line(&mut self, from: u64) -> usize {
+        let from = usize::try_from(from)
+            .unwrap_or(self.text.len())
+            .clamp(self.counted_to, self.text.len());
+        let skipped = self.text.as_bytes()[from..]
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        let start = from + skipped;
+        self.line += self.text.as_bytes()[self.counted_to..start]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        self.counted_to = start;
+        self.last_start = start;
+        self.line
+    }
+
+    fn last_record_text(&self) -> &'a str {
+        self.text.get(self.last_start..).unwrap_or("")
+    }
+}
+
+/// Whether the last record (`tail`, from its first byte to the end of the input) leaves a
+/// quoted field open: a quote opens a field only as its first character, and inside one
+/// `""` is a quote and a lone `"` closes it.
+fn ends_inside_quotes(tail: &str) -> bool {
+    let mut quoted = false;
+    let mut field_start = true;
+    let mut chars = tail.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, _) => {}
+            (false, '"') if field_start => quoted = true,
+            (false, ',' | '\n' | '\r') => {
+                field_start = true;
+                continue;
+            }
+            (false, _) => {}
+        }
+        field_start = false;
+    }
+    quoted
 }
 
 const OPERATOR_COLUMNS: &[&str] = &[
@@ -769,6 +858,29 @@ mod tests {
         assert_eq!(recs[2].0, 4, "line numbers count the embedded break");
         assert_eq!(
             csv_records("a\n\"open"),
+            Err(ImportError::UnterminatedQuote { line: 2 })
+        );
+    }
+
+    #[test]
+    fn csv_skips_blank_lines_and_takes_crlf_with_line_numbers() {
+        let recs = csv_records("a,b\r\n\r\n1,2\r\n\n3,\"x\"\"y\"\n").expect("csv");
+        assert_eq!(
+            recs,
+            vec![
+                (1, vec!["a".to_owned(), "b".to_owned()]),
+                (3, vec!["1".to_owned(), "2".to_owned()]),
+                (5, vec!["3".to_owned(), "x\"y".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_quote_inside_an_unquoted_field_is_a_character_not_an_open_field() {
+        let recs = csv_records("a,b\n5\" pallet,x\n").expect("csv");
+        assert_eq!(recs[1], (2, vec!["5\" pallet".to_owned(), "x".to_owned()]));
+        assert_eq!(
+            csv_records("a,b\n1,\"open\n2,3\n"),
             Err(ImportError::UnterminatedQuote { line: 2 })
         );
     }

@@ -11,6 +11,7 @@ use anyhow::{Context as _, bail};
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
+use crate::auth::{PeerCert, cert_fingerprint};
 use crate::config::Config;
 use crate::service::Central;
 
@@ -21,19 +22,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub fn install_crypto_provider() {
     // An error only means a provider is already installed, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// The client certificate a TLS connection presented: hex SHA-256 of its DER, or `None`.
-/// Put into every request of the connection; the agent extractor checks it against the
-/// certificate an agent token was registered with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerCert(pub Option<String>);
-
-/// Hex SHA-256 of a certificate's DER (how agent certificates are registered).
-#[must_use]
-pub fn cert_fingerprint(der: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(der))
 }
 
 /// The fingerprint of the first certificate in a PEM file (`central agent add --cert`).
@@ -127,6 +115,35 @@ where
             ))
         })
     }
+}
+
+/// Cancels `shutdown` on the first SIGTERM (how systemd stops a service) or SIGINT
+/// (Ctrl-C). The handlers are installed before this returns, so a signal that arrives
+/// while central is still starting is not lost and does not kill the process.
+///
+/// # Errors
+/// When a signal handler cannot be installed.
+pub fn cancel_on_signals(shutdown: CancellationToken) -> std::io::Result<()> {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            () = shutdown.cancelled() => return,
+        };
+        #[cfg(not(unix))]
+        let which = tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_ok() { "Ctrl-C" } else { return },
+            () = shutdown.cancelled() => return,
+        };
+        tracing::info!(signal = which, "shutting down");
+        shutdown.cancel();
+    });
+    Ok(())
 }
 
 /// Checks that the configuration says how to serve: TLS, or plain HTTP on loopback.

@@ -55,33 +55,23 @@ fn validate(file: &Path) {
     );
 }
 
-fn shared_vector(name: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os("AEOGATE_VECTORS") {
-        return PathBuf::from(dir).join(name);
-    }
-    repo_root()
-        .ancestors()
-        .map(|a| a.join("shared").join("vectors").join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "shared/vectors/{name} not found beside the repository; check out shared/ or set AEOGATE_VECTORS"
-            )
-        })
+/// A file of the repository's test vectors (`tests/vectors/`, sources in its README).
+fn vector(name: &str) -> PathBuf {
+    repo_root().join("tests/vectors").join(name)
 }
 
 #[test]
-fn the_shared_example_document_validates() {
-    // Control: the domain brief's example is known to be valid. If this fails, the
+fn the_example_vector_document_validates() {
+    // Control: the test vectors' example is known to be valid. If this fails, the
     // harness is wrong, not the export.
-    validate(&shared_vector("epcis_gate_events.jsonld"));
+    validate(&vector("epcis_gate_events.jsonld"));
 }
 
 #[test]
 fn the_harness_rejects_a_bare_non_cbv_bizstep() {
     // Control the other way: with URI format checking, a bare `sealing` (no such CBV
     // bizStep) must fail, so a pass above means something.
-    let text = std::fs::read_to_string(shared_vector("epcis_gate_events.jsonld")).expect("vector");
+    let text = std::fs::read_to_string(vector("epcis_gate_events.jsonld")).expect("vector");
     let bad = text.replacen("\"arriving\"", "\"sealing\"", 1);
     assert_ne!(bad, text);
     let dir = tempfile::tempdir().expect("tempdir");

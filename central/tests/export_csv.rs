@@ -123,15 +123,7 @@ async fn the_export_command_writes_the_same_rows_as_the_api() {
         .text();
     let common::Env { dir, cfg, central } = day.env;
     drop(central); // the command opens the same redb file, which allows one owner
-    let config = dir.path().join("central.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\nstore_path = {:?}\nsigning_key_path = {:?}\nallow_plain_http_on_loopback = true\n",
-            cfg.store_path, cfg.signing_key_path
-        ),
-    )
-    .expect("config");
+    let config = common::write_config(dir.path(), &cfg, "127.0.0.1:0", "");
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_central"))
             .arg("--config")

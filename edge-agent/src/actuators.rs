@@ -6,6 +6,7 @@
 //! | FAST | green | raise | 1 | proceed on the priority route |
 //! | STANDARD | amber | raise | 2 | proceed to normal processing (the booth) |
 //! | INSPECT | red | stays lowered | 3 | stop; an officer directs the truck to inspection |
+//! | WAITING | red | lowered | 0 | the safe state between trucks: wait for this truck's decision |
 //!
 //! STANDARD raises the barrier because the truck must leave the read point for the booth;
 //! amber rather than green tells the driver that it is not the priority lane. The sign text
@@ -17,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use protocol::link::{Barrier, LaneCommand, Light, MAX_TEXT_BYTES};
-use protocol::schema::{LaneDecision, LaneId, LaneState};
+use protocol::schema::{LaneDecision, LaneId, LaneSignal, LaneState};
 use tokio::sync::mpsc;
 
 /// Where lane states are published besides the boards (the MQTT lane topics). Publishing
@@ -40,6 +41,18 @@ pub fn lane_command(decision: LaneDecision, route: &str) -> LaneCommand {
         barrier,
         route: route_no,
         text: sign_text(route),
+    }
+}
+
+/// The lane's safe state between trucks: red, barrier down (the board holds a lower back
+/// while a vehicle is on a loop), no route, sign cleared.
+#[must_use]
+pub fn safe_command() -> LaneCommand {
+    LaneCommand {
+        light: Light::Red,
+        barrier: Barrier::Lower,
+        route: 0,
+        text: heapless::String::new(),
     }
 }
 
@@ -81,7 +94,10 @@ impl Actuators {
     /// port is down and reopening) misses this command and is told so in the log; the lane
     /// is in its safe state meanwhile.
     pub fn show(&self, state: &LaneState) {
-        let cmd = lane_command(state.decision, &state.route);
+        let cmd = match state.decision {
+            LaneSignal::Decided(decision) => lane_command(decision, &state.route),
+            LaneSignal::Waiting => safe_command(),
+        };
         for tx in self.links.get(&state.lane).into_iter().flatten() {
             if let Err(e) = tx.try_send(cmd.clone()) {
                 metrics::counter!("aeogate_lane_commands_dropped_total", "lane" => state.lane.to_string())
@@ -115,6 +131,24 @@ mod tests {
         let s = lane_command(LaneDecision::Standard, "Booth");
         assert_eq!((f.light, f.barrier), (Light::Green, Barrier::Raise));
         assert_eq!((s.light, s.barrier), (Light::Amber, Barrier::Raise));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_lane_is_commanded_to_its_safe_state() {
+        let lane = LaneId::parse("L1").expect("lane id");
+        let (tx, mut rx) = mpsc::channel(4);
+        let mut a = Actuators::new(None);
+        a.add_link(lane.clone(), tx);
+        a.show(&LaneState::waiting(
+            &lane,
+            Some(uuid::Uuid::nil()),
+            jiff::Timestamp::UNIX_EPOCH,
+        ));
+        let cmd = rx.try_recv().expect("a command for the board");
+        assert_eq!(
+            (cmd.light, cmd.barrier, cmd.route, cmd.text.as_str()),
+            (Light::Red, Barrier::Lower, 0, "")
+        );
     }
 
     #[test]

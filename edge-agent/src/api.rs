@@ -408,6 +408,7 @@ async fn events(
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    crate::telemetry::collect_process();
     (
         [(
             axum::http::header::CONTENT_TYPE,

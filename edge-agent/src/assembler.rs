@@ -16,6 +16,9 @@
 //!   the time the loop cleared; when `transaction_timeout` has passed since opening
 //!   (`TIMEOUT`); on a loop-less lane after `quiet_close` without reads (`DEPARTURE`); on
 //!   shutdown (`SHUTDOWN`).
+//! - **Clearing.** When every loop clears with no transaction open (the truck was decided
+//!   while it stood on the loop, its transaction closed on timeout), [`AssemblerOutput::Cleared`]
+//!   tells the shell to put the lane back in its safe state.
 //! - **Reads with no open transaction** on a loop lane are held for [`PRE_OPEN_GRACE`]:
 //!   readers often see a tag before the loop triggers. If a presence opens a transaction
 //!   within that time, they are folded into it; otherwise each is reported as
@@ -89,6 +92,10 @@ pub enum AssemblerOutput {
     Closed(GateTransaction),
     /// A read that belongs to no transaction: journal it so it is not lost.
     OrphanRead(RawRead),
+    /// Every loop of a lane cleared with no transaction open: the vehicle that left was
+    /// already decided (its transaction closed on timeout while it stood on the loop), so
+    /// the lane goes back to its safe state.
+    Cleared { lane: LaneId, at: Timestamp },
 }
 
 #[derive(Debug)]
@@ -344,12 +351,17 @@ impl Assembler {
                         }
                     }
                 } else {
-                    lane.present.remove(&loop_id);
-                    if lane.present.is_empty()
-                        && let Some(o) = &mut lane.open
-                        && o.departed_at.is_none()
-                    {
-                        o.departed_at = Some(at);
+                    let was_present = lane.present.remove(&loop_id);
+                    if lane.present.is_empty() {
+                        match &mut lane.open {
+                            Some(o) if o.departed_at.is_none() => o.departed_at = Some(at),
+                            Some(_) => {}
+                            None if was_present => out.push(AssemblerOutput::Cleared {
+                                lane: lane.cfg.id.clone(),
+                                at,
+                            }),
+                            None => {}
+                        }
                     }
                 }
             }
@@ -487,6 +499,35 @@ mod tests {
         assert!(!timed_out(&a.tick(t(2_999))));
         assert!(timed_out(&a.tick(t(3_000))));
         assert_eq!(a.next_deadline(), None);
+    }
+
+    fn cleared(out: &[AssemblerOutput]) -> bool {
+        out.iter()
+            .any(|o| matches!(o, AssemblerOutput::Cleared { .. }))
+    }
+
+    #[test]
+    fn a_truck_decided_on_the_loop_clears_the_lane_when_it_leaves() {
+        let mut a = asm();
+        a.handle(presence(true, t(0)));
+        assert!(
+            timed_out(&a.tick(t(30_000))),
+            "closed on timeout, still on the loop"
+        );
+        let out = a.handle(presence(false, t(31_000)));
+        assert!(cleared(&out), "{out:?}");
+        assert!(
+            !cleared(&a.handle(presence(false, t(32_000)))),
+            "a repeated clear report is not another departure"
+        );
+    }
+
+    #[test]
+    fn an_ordinary_departure_is_not_a_clearing() {
+        let mut a = asm();
+        a.handle(presence(true, t(0)));
+        assert!(!cleared(&a.handle(presence(false, t(2_000)))));
+        assert!(!cleared(&a.tick(t(3_000))));
     }
 
     #[test]

@@ -31,7 +31,8 @@ use self::raw::RawConfig;
 use self::span::{line_of, path_at};
 pub use self::types::{
     CentralConfig, Config, ConfigError, ConsoleConfig, DeviceConfig, DeviceKind, GateConfig,
-    LaneConfig, MqttConfig, MqttKind, PinnedKey, StoreConfig, TopicMap,
+    LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, PayloadFormat, PinnedKey, StoreConfig,
+    TopicMap,
 };
 use self::validate::Validator;
 pub use crate::decider::{Policy, Routes};

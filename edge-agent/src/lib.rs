@@ -19,8 +19,9 @@
 //! - [`live`]: what every lane is doing now, and every device's health ([`live::HealthReporter`]).
 //! - [`backoff`]: exponential backoff with full jitter for reconnections and retries.
 //! - [`pipeline`]: the lane task: assembler → decide → journal → actuate.
-//! - [`sources`]: serial drivers (lane board link, BB-7E UHF module) and the MQTT source;
-//!   each reconnects by itself and reports its health.
+//! - [`sources`]: serial drivers (lane board link, BB-7E UHF module), the MQTT source (with
+//!   vendor payload formats) and the LLRP reader client; each reconnects by itself and
+//!   reports its health.
 //! - [`actuators`]: lane decisions to link lane commands and MQTT lane topics.
 //! - [`uplink`]: drains the journal to central; heartbeats. [`uplink::drain`] is its sans-IO
 //!   core (batch plan, cursor, stalls, backoff).
@@ -30,7 +31,9 @@
 //!   action must carry, the state an override shows.
 //! - [`api`]: the console's HTTP JSON API, SSE feed, metrics and health probes.
 //! - [`console`]: the officer console and terminal operator screens, accounts, sessions.
-//! - [`telemetry`]: the Prometheus recorder and the periodic gauges.
+//! - [`telemetry`]: the Prometheus recorder and its buckets, every metric family's
+//!   description, the series present from the start, build info, `process_*` series and
+//!   the periodic gauges.
 //! - [`runtime`]: wiring and shutdown; nothing imports it.
 
 pub mod actuators;

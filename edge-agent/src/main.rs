@@ -1,19 +1,20 @@
 //! The aeogate edge agent daemon.
 //!
 //! `edge-agent run --config FILE` runs until SIGINT or SIGTERM; `edge-agent check-config
-//! FILE` validates a configuration and prints `OK` or the error with its key and line;
-//! `edge-agent user add NAME --role ROLE [--lang es] --config FILE` creates a console
-//! account (password from the first line of standard input) in the store of a stopped
-//! agent, and `edge-agent user list --config FILE` lists them.
+//! FILE` validates a configuration (`-`: standard input) and prints `OK` or the error with
+//! its key and line; `edge-agent user add NAME --role ROLE [--lang es] --config FILE`
+//! creates a console account in the store of a stopped agent (the password is prompted
+//! for without echo on a terminal, else read from the first line of standard input), and
+//! `edge-agent user list --config FILE` lists them. `edge-agent man DIR` writes the
+//! manual pages (roff), generated from these definitions (`packaging/man/` holds them).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use edge_agent::config::Config;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 /// aeogate edge agent: reads lane hardware, decides lanes, forwards events to central.
 #[derive(Debug, Parser)]
@@ -36,8 +37,14 @@ enum Command {
     },
     /// Validate a configuration file and exit (status 1 when invalid).
     CheckConfig {
-        /// Configuration file (TOML).
+        /// Configuration file (TOML); `-` reads standard input.
         file: PathBuf,
+    },
+    /// Write the manual pages (roff: edge-agent.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man {
+        /// An existing directory.
+        dir: PathBuf,
     },
     /// Console accounts (run while the agent is stopped: the store is one process's).
     User {
@@ -48,7 +55,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum UserCommand {
-    /// Create or replace an account; the password is read from the first line of stdin.
+    /// Create or replace an account; the password is prompted for without echo on a
+    /// terminal, else read from the first line of standard input.
     Add {
         /// Login name (letters, digits, '.', '_', '-').
         name: String,
@@ -83,14 +91,8 @@ fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
             let role = Role::parse(&role)?;
             let lang = protocol::i18n::Lang::parse(&lang)
                 .with_context(|| format!("language {lang:?}: expected en, es or pt"))?;
-            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                eprint!("password for {name}: ");
-            }
-            let mut password = String::new();
-            std::io::stdin()
-                .read_line(&mut password)
-                .context("reading the password from stdin")?;
-            let password = password.trim_end_matches(['\r', '\n']);
+            let password = read_password(&format!("password for {name}: "))?;
+            let password = password.as_str();
             edge_agent::console::add_user_to_store_file(
                 &cfg.store.path,
                 cfg.gate.id.clone(),
@@ -114,22 +116,34 @@ fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+/// The password: prompted for without echo when standard input is a terminal, else the
+/// first line of standard input.
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return rpassword::prompt_password(prompt).context("reading the password");
     }
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from stdin")?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// The configuration at `path`, or from standard input when `path` is `-`.
+fn load_config(path: &Path) -> Result<Config, String> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| format!("reading the configuration from standard input: {e}"))?;
+        return Config::from_toml_str(&text, "<stdin>").map_err(|e| e.to_string());
+    }
+    Config::load(path).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file } => match Config::load(&file) {
+        Command::CheckConfig { file } => match load_config(&file) {
             Ok(_) => {
                 println!("OK");
                 ExitCode::SUCCESS
@@ -146,8 +160,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Man { dir } => {
+            match clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "edge-agent: writing the manual pages to {}: {e}",
+                        dir.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
-            init_logging(cli.json_logs);
+            let format = if cli.json_logs {
+                aeogate_log::Format::Json
+            } else {
+                aeogate_log::Format::Text
+            };
+            if let Err(e) = aeogate_log::init(format) {
+                eprintln!("edge-agent: {e}");
+                return ExitCode::from(2);
+            }
             match run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

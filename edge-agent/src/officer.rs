@@ -50,12 +50,13 @@ pub fn needs_current_decision(role: Role, kind: &ActionKind) -> bool {
     role == Role::Officer && matches!(kind, ActionKind::Override { .. })
 }
 
-/// What the lane shows now for `transaction`, if the lane's shown state is about it.
+/// What the lane shows now for `transaction`, if the lane's shown state is about it and
+/// is a decision (not the safe state while the truck waits for one).
 #[must_use]
 pub fn shown_decision(shown: Option<&LaneState>, transaction: Uuid) -> Option<LaneDecision> {
     shown
         .filter(|s| s.transaction_id == Some(transaction))
-        .map(|s| s.decision)
+        .and_then(|s| s.decision.decided())
 }
 
 fn check_text(field: &str, text: &str, required: bool) -> Result<(), Refusal> {
@@ -129,7 +130,7 @@ pub fn override_state(
     LaneState {
         lane: lane.clone(),
         transaction_id: transaction,
-        decision: to,
+        decision: to.into(),
         route: routes.of(to).to_owned(),
         reasons: vec![ReasonCode::OfficerOverride],
         priority: false,
@@ -143,6 +144,7 @@ mod tests {
     use super::*;
     use LaneDecision::{Fast, Inspect, Standard};
     use Role::{Officer, Operator, Supervisor};
+    use protocol::schema::LaneSignal;
 
     fn over(to: LaneDecision) -> ActionKind {
         ActionKind::Override {
@@ -274,10 +276,20 @@ mod tests {
         let s = override_state(&lane, tx(), Standard, &routes, at);
         assert_eq!(
             (s.decision, s.route.as_str(), s.priority, s.officer_override),
-            (Standard, "S", false, true)
+            (LaneSignal::Decided(Standard), "S", false, true)
         );
         assert_eq!(s.reasons, [ReasonCode::OfficerOverride]);
         assert_eq!(shown_decision(Some(&s), Uuid::from_u128(7)), Some(Standard));
         assert_eq!(shown_decision(Some(&s), Uuid::from_u128(8)), None);
+    }
+
+    #[test]
+    fn a_lane_waiting_for_a_truck_shows_no_decision_for_it() {
+        let lane = LaneId::parse("L1").expect("lane");
+        let at: Timestamp = "2026-03-01T10:00:00Z".parse().expect("ts");
+        let id = Uuid::from_u128(7);
+        let waiting = LaneState::waiting(&lane, Some(id), at);
+        assert_eq!(shown_decision(Some(&waiting), id), None);
+        assert_eq!(shown_decision(None, id), None);
     }
 }

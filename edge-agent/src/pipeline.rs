@@ -109,12 +109,36 @@ async fn process(shared: &Pipeline, outputs: Vec<AssemblerOutput>, actuate: bool
         }
         match out {
             AssemblerOutput::Opened {
-                lane, transaction, ..
+                lane,
+                id,
+                at,
+                transaction,
+            } => {
+                // A truck arrived: the previous decision was not for it; the lane shows
+                // its safe state until this truck's own decision.
+                let waiting = actuate.then(|| LaneState::waiting(&lane, Some(id), at));
+                if let Some(state) = &waiting {
+                    shared.actuators.show(state);
+                }
+                shared.live.update(&lane, |l| {
+                    l.open = Some(transaction);
+                    if waiting.is_some() {
+                        l.shown = waiting;
+                    }
+                });
             }
-            | AssemblerOutput::Updated {
+            AssemblerOutput::Updated {
                 lane, transaction, ..
             } => {
                 shared.live.update(&lane, |l| l.open = Some(transaction));
+            }
+            // A truck decided while on the loop has left: back to the safe state.
+            AssemblerOutput::Cleared { lane, at } => {
+                if actuate {
+                    let state = LaneState::waiting(&lane, None, at);
+                    shared.actuators.show(&state);
+                    shared.live.update(&lane, |l| l.shown = Some(state));
+                }
             }
             // Consecutive closings are concluded together (one journal group).
             AssemblerOutput::Closed(tx) => closed.push(tx),

@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use protocol::container::ContainerNumber;
 use protocol::operator::{OperatorId, Programme};
 use protocol::schema::{
-    Change, ChangeBatch, Consignment, MraRecord, RegistryRecord, SchemaError, check_version,
+    ChangeBatch, Consignment, MraRecord, RegistryRecord, SchemaError, check_version,
 };
 use serde::{Deserialize, Serialize};
 
@@ -219,42 +219,41 @@ pub fn check_sequence(current: u64, batch: &ChangeBatch) -> Result<(), SequenceE
 }
 
 /// Applies the batch's changes to a sink (the caller clears it first for a snapshot).
+/// The rule is protocol's ([`protocol::registry`], shared with central); this adapts the
+/// sink to it.
 pub(crate) fn apply_changes(
     sink: &mut dyn ReplicaSink,
     batch: &ChangeBatch,
 ) -> Result<(), ReplicaError> {
-    for sc in &batch.changes {
-        match &sc.change {
-            Change::UpsertOperator { record } => {
-                check_version(record.v)?;
-                sink.upsert_operator(record)?;
-            }
-            Change::SetStatus {
-                operator,
-                status,
-                at,
-                ..
-            } => {
-                let mut rec = sink.current_operator(operator)?.ok_or_else(|| {
-                    ReplicaError::UnknownOperator {
-                        seq: sc.seq,
-                        operator: operator.to_string(),
-                    }
-                })?;
-                rec.status = *status;
-                rec.status_since = *at;
-                sink.upsert_operator(&rec)?;
-            }
-            Change::UpsertMra { mra } => {
-                check_version(mra.v)?;
-                sink.upsert_mra(mra)?;
-            }
-            Change::UpsertConsignment { consignment } => {
-                check_version(consignment.v)?;
-                sink.upsert_consignment(consignment)?;
-            }
-            Change::RemoveConsignment { id } => sink.remove_consignment(id)?,
+    struct Sink<'a>(&'a mut dyn ReplicaSink);
+    impl protocol::registry::RegistrySink for Sink<'_> {
+        type Error = ReplicaError;
+        fn operator(&mut self, id: &OperatorId) -> Result<Option<RegistryRecord>, ReplicaError> {
+            self.0.current_operator(id)
         }
+        fn put_operator(&mut self, record: &RegistryRecord) -> Result<(), ReplicaError> {
+            self.0.upsert_operator(record)
+        }
+        fn put_mra(&mut self, mra: &MraRecord) -> Result<(), ReplicaError> {
+            self.0.upsert_mra(mra)
+        }
+        fn put_consignment(&mut self, c: &Consignment) -> Result<(), ReplicaError> {
+            self.0.upsert_consignment(c)
+        }
+        fn remove_consignment(&mut self, id: &str) -> Result<(), ReplicaError> {
+            self.0.remove_consignment(id)
+        }
+    }
+    let mut sink = Sink(sink);
+    for sc in &batch.changes {
+        sc.change.apply(&mut sink).map_err(|e| match e {
+            protocol::registry::ApplyError::UnknownOperator(op) => ReplicaError::UnknownOperator {
+                seq: sc.seq,
+                operator: op.to_string(),
+            },
+            protocol::registry::ApplyError::Schema(e) => e.into(),
+            protocol::registry::ApplyError::Sink(e) => e,
+        })?;
     }
     Ok(())
 }
@@ -518,7 +517,7 @@ impl ReplicaView for MemoryReplica {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use protocol::schema::{SCHEMA_VERSION, SequencedChange};
+    use protocol::schema::{Change, SCHEMA_VERSION, SequencedChange};
 
     /// A batch for port `PORT-A` whose changes carry `seqs`.
     pub(crate) fn batch(snapshot: bool, after: u64, last: u64, seqs: &[u64]) -> ChangeBatch {

@@ -74,6 +74,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
 /// client configuration is refused (plain http to a non-loopback host, unreadable CA).
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<AgentHandle> {
     let metrics = metrics_handle();
+    crate::telemetry::init_series(&cfg);
     let store = {
         let path = cfg.store.path.clone();
         let gate = cfg.gate.id.clone();
@@ -143,6 +144,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         devices.push(rx);
         MqttLink::start(m, events_tx.clone(), reporter, shutdown.clone())
     });
+    devices.extend(crate::sources::llrp::spawn_all(
+        &cfg.llrp, &events_tx, &tracker, &shutdown,
+    ));
     let (journal, journal_health, journal_writer_task) = Journal::start(store.clone());
     devices.push(journal_health);
     let devices = Devices::new(devices);

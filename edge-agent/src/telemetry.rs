@@ -1,37 +1,271 @@
-//! The agent's metrics: the process-wide Prometheus recorder and the gauges that are not
-//! event-driven (replica age, journal size, uplink backlog).
+//! The agent's Prometheus metrics: the process-wide recorder and how it is built (bucket
+//! sets), what every family means (`# HELP`), the series that exist from the start
+//! (counters at 0), the build-info series, the `process_*` series read at each scrape, and
+//! the gauges that are not event-driven (replica age, journal size, uplink backlog), kept
+//! current by [`keep_gauges`].
+//!
+//! Every family the agent records is described here; a family recorded elsewhere without
+//! a line here shows up in `/metrics` without `# HELP` (the system test runs promtool).
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{Config, DeviceKind};
 use crate::store::{Store, backlog};
 
-/// The process-wide Prometheus recorder: installed once; later agents in the same process
-/// (tests) share it.
+/// Latency buckets, in seconds: a lane decision is expected in milliseconds, a slow one
+/// in a second or two.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Count buckets, for histograms of how many items went together.
+const COUNT_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// The recorder's builder: seconds buckets for `*_seconds` histograms, count buckets for
+/// the journal's group sizes.
+#[must_use]
+pub fn builder() -> PrometheusBuilder {
+    let b = PrometheusBuilder::new();
+    let b = match b.set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS_BUCKETS)
+    {
+        Ok(b) => b,
+        Err(_) => PrometheusBuilder::new(),
+    };
+    match b.set_buckets_for_metric(
+        Matcher::Full("aeogate_journal_group_requests".to_owned()),
+        COUNT_BUCKETS,
+    ) {
+        Ok(b) => b,
+        Err(_) => PrometheusBuilder::new(),
+    }
+}
+
+/// The process-wide Prometheus recorder: installed once, with every family described;
+/// later agents in the same process (tests) share it.
 #[must_use]
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ])
-                .map_or_else(
-                    |_| PrometheusBuilder::new().build_recorder(),
-                    |b| b.build_recorder(),
-                );
+            let recorder = builder().build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::debug!("a metrics recorder was already installed; this one stays unused");
             }
+            describe();
             handle
         })
         .clone()
+}
+
+fn process() -> &'static metrics_process::Collector {
+    static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
+    PROCESS.get_or_init(metrics_process::Collector::default)
+}
+
+/// Describes every family (once, after the recorder is installed) and sets the build-info
+/// series.
+pub fn describe() {
+    describe_counter!(
+        "aeogate_decisions_total",
+        "Gate transactions decided, by lane and decision (FAST, STANDARD, INSPECT)."
+    );
+    describe_counter!(
+        "aeogate_decision_failures_total",
+        "Gate transactions that could not be decided or journaled; the lane was not changed."
+    );
+    describe_counter!(
+        "aeogate_orphan_reads_total",
+        "Reads that arrived with no truck in the lane (journaled as orphan reads)."
+    );
+    describe_counter!(
+        "aeogate_lane_commands_dropped_total",
+        "Lane commands not queued to the lane's board because its queue was full."
+    );
+    describe_counter!(
+        "aeogate_lane_commands_unacked_total",
+        "Lane commands the board did not acknowledge after every resend."
+    );
+    describe_counter!(
+        "aeogate_officer_actions_total",
+        "Officer actions (overrides, inspection results) recorded on the console, by lane."
+    );
+    describe_counter!(
+        "aeogate_mqtt_malformed_total",
+        "MQTT reader payloads that did not parse (recorded as UNREADABLE reads), by lane."
+    );
+    describe_counter!(
+        "aeogate_mqtt_publish_dropped_total",
+        "Lane-state MQTT publishes dropped because the client's queue was full."
+    );
+    describe_counter!(
+        "aeogate_board_faults_total",
+        "Faults reported by a lane I/O board, by device and fault code."
+    );
+    describe_counter!(
+        "aeogate_link_rejected_frames_total",
+        "Serial link frames from a lane board rejected (COBS, CRC or decoding), by device."
+    );
+    describe_counter!(
+        "aeogate_uhf_rejected_frames_total",
+        "UHF module frames rejected (checksum, length or framing), by device."
+    );
+    describe_counter!(
+        "aeogate_serial_reopens_total",
+        "Times a serial device was reopened after an unplug, error or silence, by device."
+    );
+    describe_counter!(
+        "aeogate_journal_write_failures_total",
+        "Journal appends that failed (the store could not be written)."
+    );
+    describe_counter!(
+        "aeogate_journal_held_dropped_total",
+        "Entries held back while the journal was full that had to be dropped."
+    );
+    describe_counter!(
+        "aeogate_replica_refused_total",
+        "Registry batches or snapshots refused by replication, by reason."
+    );
+    describe_counter!(
+        "aeogate_uplink_entries_total",
+        "Journal entries acknowledged by central."
+    );
+    describe_counter!(
+        "aeogate_uplink_failures_total",
+        "Uplink batches to central that failed (retried with backoff)."
+    );
+    describe_gauge!(
+        "aeogate_device_up",
+        "Whether a serial device is connected and talking (1) or not (0), by device."
+    );
+    describe_gauge!(
+        "aeogate_journal_alarm",
+        "1 while the journal is over its size limit and holding entries back, else 0."
+    );
+    describe_gauge!(
+        "aeogate_journal_bytes",
+        Unit::Bytes,
+        "Size of the journal in the store."
+    );
+    describe_gauge!(
+        "aeogate_journal_head",
+        "Sequence number of the newest journal entry."
+    );
+    describe_gauge!(
+        "aeogate_replica_age_seconds",
+        Unit::Seconds,
+        "Age of the registry replica: time since its as-of instant."
+    );
+    describe_gauge!(
+        "aeogate_replica_sequence",
+        "Registry change sequence the replica has applied."
+    );
+    describe_gauge!(
+        "aeogate_replica_sync_ok",
+        "1 when the last replication poll succeeded, else 0."
+    );
+    describe_gauge!(
+        "aeogate_uplink_backlog",
+        "Journal entries not yet acknowledged by central."
+    );
+    describe_gauge!(
+        "aeogate_uplink_up",
+        "1 when the last uplink call to central succeeded, else 0."
+    );
+    describe_gauge!(
+        "aeogate_build_info",
+        "Always 1; the labels name the running agent's version."
+    );
+    describe_histogram!(
+        "aeogate_decision_seconds",
+        Unit::Seconds,
+        "Time from a transaction's close to its journaled decision, by lane."
+    );
+    describe_histogram!(
+        "aeogate_close_to_lane_seconds",
+        Unit::Seconds,
+        "Time from a transaction's close to the lane command being sent."
+    );
+    describe_histogram!(
+        "aeogate_journal_group_requests",
+        Unit::Count,
+        "Journal appends written together in one durable commit (count buckets)."
+    );
+    metrics::gauge!("aeogate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    for name in [
+        "aeogate_mqtt_publish_dropped_total",
+        "aeogate_journal_write_failures_total",
+        "aeogate_journal_held_dropped_total",
+        "aeogate_uplink_entries_total",
+        "aeogate_uplink_failures_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for why in [
+        "unknown_key",
+        "bad_pinned_key",
+        "bad_signature",
+        "payload",
+        "wrong_port",
+        "wrong_kind",
+        "gap",
+        "rollback",
+        "replay",
+        "numbering",
+        "store",
+    ] {
+        metrics::counter!("aeogate_replica_refused_total", "why" => why).increment(0);
+    }
+    process().describe();
+}
+
+/// The per-lane and per-device counters of this configuration, at 0, so that a fresh
+/// agent exposes them before anything happened.
+pub fn init_series(cfg: &Config) {
+    for lane in &cfg.lanes {
+        let lane = lane.id.to_string();
+        for decision in ["FAST", "STANDARD", "INSPECT"] {
+            metrics::counter!("aeogate_decisions_total", "lane" => lane.clone(), "decision" => decision)
+                .increment(0);
+        }
+        for name in [
+            "aeogate_decision_failures_total",
+            "aeogate_orphan_reads_total",
+            "aeogate_lane_commands_dropped_total",
+            "aeogate_officer_actions_total",
+            "aeogate_mqtt_malformed_total",
+        ] {
+            metrics::counter!(name, "lane" => lane.clone()).increment(0);
+        }
+    }
+    for d in &cfg.devices {
+        let device = d.name.clone();
+        metrics::counter!("aeogate_serial_reopens_total", "device" => device.clone()).increment(0);
+        match d.kind {
+            DeviceKind::LaneBoard { .. } => {
+                metrics::counter!("aeogate_link_rejected_frames_total", "device" => device.clone())
+                    .increment(0);
+                metrics::counter!("aeogate_lane_commands_unacked_total", "device" => device)
+                    .increment(0);
+            }
+            DeviceKind::UhfModule { .. } => {
+                metrics::counter!("aeogate_uhf_rejected_frames_total", "device" => device)
+                    .increment(0);
+            }
+        }
+    }
+}
+
+/// Reads the `process_*` series (CPU, memory, open files, start time); called at each
+/// scrape.
+pub fn collect_process() {
+    process().collect();
 }
 
 /// Keeps gauges that are not event-driven current: replica age, journal size, backlog.

@@ -220,7 +220,7 @@ async fn officer_actions_are_validated_then_journaled_with_the_officer() {
         .expect("the override is shown");
     assert_eq!(
         (shown.decision, shown.route.as_str(), shown.officer_override),
-        (LaneDecision::Inspect, "Inspection bay A", true)
+        (LaneDecision::Inspect.into(), "Inspection bay A", true)
     );
     assert_eq!(shown.reasons, [ReasonCode::OfficerOverride]);
     let lanes = send(&r.app, get("/api/v1/lanes", Some(OFFICER)))
@@ -272,7 +272,7 @@ async fn an_officer_may_tighten_the_lane_shown_for_a_transaction_but_not_relax_i
     let shown = LaneState {
         lane: lane("L1"),
         transaction_id: Some(tx),
-        decision: LaneDecision::Standard,
+        decision: LaneDecision::Standard.into(),
         route: "Lane 1 standard".into(),
         reasons: vec![ReasonCode::PartyUnknown],
         priority: false,

@@ -50,6 +50,13 @@ fn example_config_loads() {
     ));
     let mqtt = cfg.mqtt.as_ref().expect("mqtt");
     assert_eq!(mqtt.topics[1].kind, MqttKind::ESeal);
+    assert_eq!(
+        mqtt.topics[2].format,
+        edge_agent::config::PayloadFormat::Impinj
+    );
+    assert_eq!(cfg.llrp.len(), 1);
+    assert_eq!(cfg.llrp[0].antennas.len(), 4);
+    assert_eq!(cfg.llrp[0].lanes().len(), 2);
     let central = cfg.central.as_ref().expect("central");
     assert_eq!(central.registry_keys.len(), 1);
     assert_eq!(cfg.policy.staleness_bound, Duration::from_secs(86_400));

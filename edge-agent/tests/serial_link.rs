@@ -98,6 +98,7 @@ impl Board {
 fn heartbeat(uptime_ms: u32) -> Message {
     Message::Heartbeat(link::Heartbeat {
         uptime_ms,
+        boot_id: 0xB007_0007,
         board_id: 7,
         fw_version: 0x0102,
         status: BoardStatus {

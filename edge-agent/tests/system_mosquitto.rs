@@ -8,7 +8,7 @@ mod io_support;
 use std::path::Path;
 use std::time::Duration;
 
-use edge_agent::actuators::lane_command;
+use edge_agent::actuators::{lane_command, safe_command};
 use io_support::{AgentProcess, BoardSim, Mosquitto, Observer, STEP, free_port};
 use protocol::schema::LaneDecision;
 use serde_json::Value;
@@ -143,12 +143,28 @@ async fn one_truck(
     })
     .await;
     board.presence(false).await;
+    // The truck's arrival put the lane in its safe state (WAITING), then came its decision.
+    let mut waiting_for = None;
     let state = loop {
         let s = observer.next_on("aeogate/G1/lanes/L1/state").await;
+        if s["decision"] == "WAITING" {
+            waiting_for = Some(s["transaction_id"].clone());
+            continue;
+        }
         if previous.is_none_or(|p| s["transaction_id"] != p) {
             break s;
         }
     };
+    assert_eq!(
+        waiting_for.as_ref(),
+        Some(&state["transaction_id"]),
+        "the lane showed WAITING for this truck before its decision"
+    );
+    assert_eq!(
+        board.next_command().await,
+        safe_command(),
+        "the safe state is commanded on arrival"
+    );
     let cmd = board.next_command().await;
     (state, cmd)
 }

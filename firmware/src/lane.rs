@@ -22,6 +22,21 @@
 //!    `reader_silent_after` unanswered polls in a row, [`FaultCode::ReaderSilent`]; polls
 //!    continue every `reader_retry_ms`; the first answer reports
 //!    [`FaultCode::ReaderRecovered`].
+//! 4. **The lane returns to its safe state between vehicles.** When a vehicle arrives
+//!    (the loops go from all clear to any occupied) and when it has cleared (every loop
+//!    reports clear again), the light goes red, the sign is cleared and the barrier is
+//!    asked to lower — which rule 1 holds back while a loop is occupied. Whatever the agent
+//!    last commanded was for the vehicle before: the next one meets a red light, and the
+//!    barrier is down before it leaves the loops, until the agent decides for *it*.
+//!
+//! # Boot announcement
+//!
+//! Every boot has its own `boot_id` ([`Config::boot_id`]), carried in every heartbeat. On
+//! every link-up — at start, and when the link returns after a timeout — a
+//! [`Message::Hello`] goes at the head of the event queue, and no other event is sent
+//! until the agent has acknowledged it. The agent thus learns of a new boot (and forgets
+//! what it remembered of the old one: sequence numbers, presence order) before it sees any
+//! event of the new boot, however quickly the board was reset or replaced.
 //!
 //! # Link reliability
 //!
@@ -29,16 +44,16 @@
 //! (tag reads, seal reads, presence changes, faults) wait in a bounded queue and are
 //! (re)transmitted, at most `window` at a time, every `retry_ms` until the agent
 //! acknowledges their `seq`. Heartbeats and acks are sent once. When the queue is full the
-//! oldest tag read (else the oldest event) is dropped and [`FaultCode::QueueOverflow`]
-//! reports how many. Every frame received from the agent except an ack is acknowledged,
+//! oldest tag read (else the oldest event other than the boot announcement) is dropped and
+//! [`FaultCode::QueueOverflow`] reports how many. Every frame received from the agent except an ack is acknowledged,
 //! duplicates included; a lane command is obeyed once per `seq` (the last
 //! [`SEEN_SEQS`] are remembered, forgotten when the link times out).
 
 use heapless::{String, Vec};
 use protocol::link::{Barrier, Light};
 use protocol::link::{
-    BoardStatus, FaultCode, Frame, Heartbeat, LINK_CRC, LaneCommand, LinkError, MAX_TEXT_BYTES,
-    Message, SealRead, TagRead,
+    BoardStatus, FaultCode, Frame, Heartbeat, Hello, LINK_CRC, LaneCommand, LinkError,
+    MAX_TEXT_BYTES, Message, SealRead, TagRead,
 };
 use protocol::reader::uhf::TagNotice;
 
@@ -60,6 +75,11 @@ pub const MAX_LOOPS: u8 = 8;
 pub struct Config {
     /// Board identity reported in heartbeats.
     pub board_id: u16,
+    /// Identifies this boot, in the boot announcement and every heartbeat. It must differ
+    /// from one start of the board to the next (a board derives it from a hardware entropy
+    /// source at reset; the virtual board draws it at random); the default of 0 is for
+    /// tests only.
+    pub boot_id: u32,
     /// Firmware version reported in heartbeats, `major << 8 | minor`.
     pub fw_version: u16,
     /// Presence loops wired (1..=8), numbered from 0.
@@ -96,6 +116,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             board_id: 0,
+            boot_id: 0,
             fw_version: 0x0001,
             loops: 2,
             antenna: 1,
@@ -218,6 +239,9 @@ pub struct LaneController {
     seen: Vec<u16, SEEN_SEQS>,
     acks: Vec<u16, ACKS>,
     queue: Vec<Pending, QUEUE>,
+    /// `seq` of the boot announcement while the agent has not acknowledged it; until then
+    /// it is the only event sent.
+    hello_seq: Option<u16>,
     last_heartbeat_ms: Option<u32>,
 
     // Outputs: what is wanted, and what was last driven.
@@ -259,7 +283,7 @@ impl LaneController {
             *t = (*t).max(1);
         }
         cfg.reader_silent_after = cfg.reader_silent_after.max(1);
-        Self {
+        let mut lane = Self {
             cfg,
             start_ms: now_ms,
             next_seq: 0,
@@ -269,6 +293,7 @@ impl LaneController {
             seen: Vec::new(),
             acks: Vec::new(),
             queue: Vec::new(),
+            hello_seq: None,
             last_heartbeat_ms: None,
             want_light: Light::Red,
             want_barrier: Barrier::Lower,
@@ -282,7 +307,9 @@ impl LaneController {
             counters: Counters::default(),
             last_fault_report_ms: now_ms,
             recent: Vec::new(),
-        }
+        };
+        lane.queue_hello(now_ms);
+        lane
     }
 
     /// The configuration in force (periods of zero are raised to 1 ms).
@@ -324,6 +351,12 @@ impl LaneController {
     /// Events waiting for an acknowledgement.
     pub fn unacked(&self) -> usize {
         self.queue.len()
+    }
+
+    /// `true` while the boot announcement of the current link-up waits for its
+    /// acknowledgement (no other event is sent meanwhile).
+    pub fn announcing(&self) -> bool {
+        self.hello_seq.is_some()
     }
 
     /// Feed one event.
@@ -390,9 +423,11 @@ impl LaneController {
         }
         let window = usize::from(self.cfg.window);
         let retry_ms = self.cfg.retry_ms;
+        let hello = self.hello_seq;
         if let Some(p) = self
             .queue
             .iter_mut()
+            .filter(|p| hello.is_none_or(|seq| p.frame.seq == seq))
             .take(window)
             .find(|p| p.sent_ms.is_none_or(|t| elapsed(now_ms, t) >= retry_ms))
         {
@@ -430,7 +465,56 @@ impl LaneController {
             self.want_barrier = Barrier::Lower;
             // The agent may restart and number from anywhere.
             self.seen.clear();
+            // Whoever answers next hears which boot this is before any further event.
+            self.queue_hello(now_ms);
         }
+    }
+
+    /// Puts a boot announcement at the head of the queue (replacing one not yet
+    /// acknowledged); the rest of the queue waits until the agent acknowledges it.
+    fn queue_hello(&mut self, now_ms: u32) {
+        if let Some(old) = self.hello_seq.take()
+            && let Some(i) = self.queue.iter().position(|p| p.frame.seq == old)
+        {
+            self.queue.remove(i);
+        }
+        if self.queue.is_full() {
+            self.drop_one();
+        }
+        let hello = Hello {
+            boot_id: self.cfg.boot_id,
+            uptime_ms: elapsed(now_ms, self.start_ms),
+            board_id: self.cfg.board_id,
+            fw_version: self.cfg.fw_version,
+        };
+        let frame = Frame::new(self.take_seq(), Message::Hello(hello));
+        self.hello_seq = Some(frame.seq);
+        // Room was made above.
+        let _ = self.queue.insert(
+            0,
+            Pending {
+                frame,
+                sent_ms: None,
+            },
+        );
+    }
+
+    /// Drops one queued event to make room: the oldest tag read, else the oldest event
+    /// other than the boot announcement.
+    fn drop_one(&mut self) {
+        let hello = self.hello_seq;
+        let victim = self
+            .queue
+            .iter()
+            .position(|p| matches!(p.frame.msg, Message::TagRead(_)))
+            .or_else(|| {
+                self.queue
+                    .iter()
+                    .position(|p| hello.is_none_or(|seq| p.frame.seq != seq))
+            })
+            .unwrap_or(0);
+        self.queue.remove(victim);
+        self.counters.dropped = self.counters.dropped.saturating_add(1);
     }
 
     fn link_alive(&mut self, now_ms: u32) {
@@ -480,6 +564,9 @@ impl LaneController {
             if let Some(i) = self.queue.iter().position(|p| p.frame.seq == seq) {
                 self.queue.remove(i);
             }
+            if self.hello_seq == Some(seq) {
+                self.hello_seq = None;
+            }
             return;
         }
         self.push_ack(frame.seq);
@@ -498,8 +585,11 @@ impl LaneController {
 
     fn obey(&mut self, cmd: LaneCommand) {
         self.want_light = cmd.light;
+        // A lower that is already wanted (the safe state, rules 2 and 4) and held back is
+        // not reported again when the agent asks for it too.
+        let newly_lower = cmd.barrier == Barrier::Lower && self.want_barrier != Barrier::Lower;
         self.want_barrier = cmd.barrier;
-        if cmd.barrier == Barrier::Lower
+        if newly_lower
             && self.driven_barrier != Some(Barrier::Lower)
             && self.vehicle_may_be_present()
         {
@@ -514,13 +604,7 @@ impl LaneController {
 
     fn enqueue(&mut self, msg: Message) {
         if self.queue.is_full() {
-            let victim = self
-                .queue
-                .iter()
-                .position(|p| matches!(p.frame.msg, Message::TagRead(_)))
-                .unwrap_or(0);
-            self.queue.remove(victim);
-            self.counters.dropped = self.counters.dropped.saturating_add(1);
+            self.drop_one();
         }
         let frame = Frame::new(self.take_seq(), msg);
         // Room was made above.
@@ -533,6 +617,7 @@ impl LaneController {
     fn heartbeat(&self, now_ms: u32) -> Message {
         Message::Heartbeat(Heartbeat {
             uptime_ms: elapsed(now_ms, self.start_ms),
+            boot_id: self.cfg.boot_id,
             board_id: self.cfg.board_id,
             fw_version: self.cfg.fw_version,
             status: BoardStatus {
@@ -601,6 +686,8 @@ impl LaneController {
         let bit = 1u8 << loop_id;
         let was_known = self.known & bit != 0;
         let was_present = self.present & bit != 0;
+        let occupied_before = self.present != 0;
+        let clear_before = !self.vehicle_may_be_present();
         self.known |= bit;
         if present {
             self.present |= bit;
@@ -610,6 +697,20 @@ impl LaneController {
         if !was_known || was_present != present {
             self.enqueue(Message::Presence { loop_id, present });
         }
+        // Rule 4: a vehicle arrived, or the one on the loops has cleared them.
+        let arrived = !occupied_before && self.present != 0;
+        let cleared = occupied_before && !clear_before && !self.vehicle_may_be_present();
+        if arrived || cleared {
+            self.safe_state();
+        }
+    }
+
+    /// Red, sign cleared, barrier to be lowered (held back by rule 1 while a vehicle may be
+    /// present).
+    fn safe_state(&mut self) {
+        self.want_light = Light::Red;
+        self.want_barrier = Barrier::Lower;
+        self.sign = Some((0, String::new()));
     }
 
     // ---- readers ----

@@ -83,6 +83,29 @@ impl Rig {
         }
     }
 
+    /// A board whose boot announcement the agent has acknowledged, so its events flow.
+    fn linked() -> Self {
+        let mut rig = Self::new();
+        rig.run(10);
+        rig.ack_hello();
+        rig
+    }
+
+    /// Acknowledges the boot announcements sent since the last read; returns how many.
+    fn ack_hello(&mut self) -> usize {
+        let hellos: Vec<u16> = self
+            .sent_to_agent()
+            .into_iter()
+            .filter(|f| matches!(f.msg, Message::Hello(_)))
+            .map(|f| f.seq)
+            .collect();
+        for &seq in &hellos {
+            self.agent_sends(60_000 + seq, Message::Ack { seq });
+        }
+        self.run(10);
+        hellos.len()
+    }
+
     /// Run the main loop every 10 ms for `ms`.
     fn run(&mut self, ms: u32) {
         for _ in 0..ms / 10 {
@@ -149,7 +172,7 @@ fn boots_red_and_lowers_once_the_loops_settle_clear() {
 
 #[test]
 fn vehicle_arrival_reaches_the_agent() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::linked();
     rig.run(100);
     rig.sent_to_agent();
     rig.loops[1].set(true);
@@ -183,8 +206,7 @@ fn command_after_line_noise_is_still_obeyed() {
 
 #[test]
 fn tag_from_the_module_reaches_the_agent() {
-    let mut rig = Rig::new();
-    rig.run(10);
+    let mut rig = Rig::linked();
     assert_eq!(rig.uhf.written(), hex("BB00220000227E"), "single poll sent");
     rig.uhf
         .reply(&hex("BB02220011C9340030751FEB705C5904E3D50D703A76EF7E"));
@@ -204,8 +226,7 @@ fn tag_from_the_module_reaches_the_agent() {
 
 #[test]
 fn seal_from_the_reader_reaches_the_agent() {
-    let mut rig = Rig::new();
-    rig.run(10);
+    let mut rig = Rig::linked();
     assert_eq!(
         rig.seal.written(),
         [0x02, 0x01, 0x01, 0x3E, 0x1F, 0x03],
@@ -237,7 +258,7 @@ fn seal_from_the_reader_reaches_the_agent() {
 
 #[test]
 fn silent_module_is_reported_as_a_fault() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::linked();
     // Three unanswered polls: UHF every 100 ms (200 ms timeout), e-seal every 1 s.
     rig.run(3_000);
     let faults: Vec<_> = rig
@@ -273,6 +294,30 @@ fn dead_link_keeps_the_barrier_up_over_a_vehicle() {
     rig.loops[0].set(false);
     rig.run(100);
     assert_eq!(rig.barrier_raised(), Some(false));
+}
+
+#[test]
+fn no_event_leaves_before_the_boot_announcement_is_acknowledged() {
+    let mut rig = Rig::new();
+    rig.loops[1].set(true);
+    rig.run(500);
+    let before = rig.sent_to_agent();
+    assert!(
+        before
+            .iter()
+            .all(|f| matches!(f.msg, Message::Hello(_) | Message::Heartbeat(_))),
+        "only the announcement (resent) and heartbeats before its ack: {before:?}"
+    );
+    let hello = before
+        .iter()
+        .find(|f| matches!(f.msg, Message::Hello(h) if h.board_id == 42))
+        .expect("the board announced its boot");
+    rig.agent_sends(100, Message::Ack { seq: hello.seq });
+    rig.run(20);
+    assert!(rig.messages().contains(&Message::Presence {
+        loop_id: 1,
+        present: true
+    }));
 }
 
 #[test]

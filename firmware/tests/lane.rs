@@ -57,6 +57,38 @@ impl Lane {
         self.event(Event::Presence { loop_id, present })
     }
 
+    /// Acknowledges every boot announcement sent in `actions`; returns what the board did
+    /// next (the events it held back until then).
+    fn ack_hello(&mut self, actions: &[Action]) -> Vec<Action> {
+        let hellos: Vec<u16> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Transmit(f) if matches!(f.msg, Message::Hello(_)) => Some(f.seq),
+                _ => None,
+            })
+            .collect();
+        assert!(!hellos.is_empty(), "no boot announcement in {actions:?}");
+        let mut out = vec![];
+        for seq in hellos {
+            out.extend(self.event(Event::LinkFrame(Frame::new(0, Message::Ack { seq }))));
+        }
+        out
+    }
+
+    /// Acknowledges every frame in flight at once (whatever is queued), then polls.
+    fn ack_all_quietly(&mut self) {
+        for seq in 0..=u16::MAX {
+            if self.c.unacked() == 0 {
+                break;
+            }
+            self.c.handle(
+                self.now,
+                Event::LinkFrame(Frame::new(0, Message::Ack { seq })),
+            );
+        }
+        self.run();
+    }
+
     /// Both loops report clear and the link comes up, then everything is acknowledged.
     fn settled() -> Self {
         let mut lane = Self::new();
@@ -226,8 +258,8 @@ fn duplicate_command_is_acked_but_not_obeyed_again() {
 #[test]
 fn refuses_to_lower_onto_a_present_vehicle_and_reports_it() {
     let mut lane = Lane::settled();
-    lane.command(2, Light::Green, Barrier::Raise);
     lane.presence(1, true);
+    lane.command(2, Light::Green, Barrier::Raise);
     let actions = lane.command(3, Light::Red, Barrier::Lower);
     assert_eq!(lights(&actions), [Light::Red]);
     assert!(barrier_moves(&actions).is_empty());
@@ -238,9 +270,9 @@ fn refuses_to_lower_onto_a_present_vehicle_and_reports_it() {
 #[test]
 fn held_lower_happens_when_the_vehicle_leaves() {
     let mut lane = Lane::settled();
-    lane.command(2, Light::Green, Barrier::Raise);
     lane.presence(0, true);
     lane.presence(1, true);
+    lane.command(2, Light::Green, Barrier::Raise);
     lane.command(3, Light::Red, Barrier::Lower);
     assert!(
         barrier_moves(&lane.presence(0, false)).is_empty(),
@@ -252,12 +284,92 @@ fn held_lower_happens_when_the_vehicle_leaves() {
 #[test]
 fn raise_command_cancels_a_held_lower() {
     let mut lane = Lane::settled();
-    lane.command(2, Light::Green, Barrier::Raise);
     lane.presence(0, true);
+    lane.command(2, Light::Green, Barrier::Raise);
     lane.command(3, Light::Red, Barrier::Lower);
     lane.command(4, Light::Green, Barrier::Raise);
-    assert!(barrier_moves(&lane.presence(0, false)).is_empty());
+    assert_eq!(lane.c.wanted_barrier(), Barrier::Raise);
+    assert!(barrier_moves(&lane.advance(1_000)).is_empty());
     assert_eq!(lane.c.barrier(), Some(Barrier::Raise));
+}
+
+// ---- the lane between vehicles (rule 4) ----
+
+/// A vehicle drives over both loops and off them again.
+fn drive_through(lane: &mut Lane) -> Vec<Action> {
+    let mut out = lane.presence(0, true);
+    out.extend(lane.presence(1, true));
+    out.extend(lane.presence(0, false));
+    out.extend(lane.presence(1, false));
+    out
+}
+
+#[test]
+fn next_vehicle_meets_a_red_light_not_the_previous_decision() {
+    let mut lane = Lane::settled();
+    drive_through(&mut lane);
+    // The agent decides the first vehicle after it left the loops: the barrier rises.
+    let actions = lane.command(2, Light::Green, Barrier::Raise);
+    assert_eq!(barrier_moves(&actions), [Barrier::Raise]);
+    // The next vehicle arrives: red at once, the sign cleared; the barrier is not lowered
+    // onto it (rule 1) but is wanted down.
+    let actions = lane.presence(0, true);
+    assert_eq!(lights(&actions), [Light::Red]);
+    assert!(barrier_moves(&actions).is_empty());
+    assert!(actions.contains(&Action::ShowSign {
+        route: 0,
+        text: String::new()
+    }));
+    assert_eq!(lane.c.wanted_barrier(), Barrier::Lower);
+    assert!(faults(&actions).is_empty(), "not a refused command");
+    // It leaves the loops towards the barrier: the barrier goes down before its decision.
+    lane.presence(1, true);
+    lane.presence(0, false);
+    let actions = lane.presence(1, false);
+    assert_eq!(barrier_moves(&actions), [Barrier::Lower]);
+    assert!(lights(&lane.advance(1_000)).is_empty());
+    assert_eq!(lane.c.light(), Some(Light::Red));
+    // Its own decision is obeyed.
+    let actions = lane.command(3, Light::Amber, Barrier::Raise);
+    assert_eq!(lights(&actions), [Light::Amber]);
+    assert_eq!(barrier_moves(&actions), [Barrier::Raise]);
+}
+
+#[test]
+fn decided_vehicle_clearing_the_loops_returns_the_lane_to_safe() {
+    let mut lane = Lane::settled();
+    lane.presence(0, true);
+    // Decided while still on the loop (a transaction timeout, an officer).
+    lane.command(2, Light::Green, Barrier::Raise);
+    assert!(lights(&lane.advance(500)).is_empty());
+    let actions = lane.presence(0, false);
+    assert_eq!(lights(&actions), [Light::Red]);
+    assert_eq!(barrier_moves(&actions), [Barrier::Lower]);
+}
+
+#[test]
+fn agent_safe_state_after_an_arrival_is_not_reported_as_refused() {
+    let mut lane = Lane::settled();
+    drive_through(&mut lane);
+    lane.command(2, Light::Green, Barrier::Raise);
+    lane.presence(0, true);
+    // The agent commands the safe state for the new vehicle too.
+    let actions = lane.command(3, Light::Red, Barrier::Lower);
+    assert!(faults(&actions).is_empty(), "{actions:?}");
+    assert!(barrier_moves(&actions).is_empty());
+}
+
+#[test]
+fn a_loop_flicker_under_one_vehicle_is_not_an_arrival() {
+    let mut lane = Lane::settled();
+    lane.presence(0, true);
+    lane.presence(1, true);
+    lane.command(2, Light::Green, Barrier::Raise);
+    // Loop 0 flickers while loop 1 stays occupied: the same vehicle.
+    lane.presence(0, false);
+    let actions = lane.presence(0, true);
+    assert!(lights(&actions).is_empty());
+    assert_eq!(lane.c.light(), Some(Light::Green));
 }
 
 #[test]
@@ -313,8 +425,8 @@ fn silent_link_turns_the_light_red_and_lowers_an_empty_lane() {
 #[test]
 fn silent_link_leaves_the_barrier_up_over_a_vehicle_until_it_leaves() {
     let mut lane = Lane::settled();
-    lane.command(2, Light::Green, Barrier::Raise);
     lane.presence(0, true);
+    lane.command(2, Light::Green, Barrier::Raise);
     let actions = lane.advance(3_001);
     assert_eq!(lights(&actions), [Light::Red]);
     assert!(barrier_moves(&actions).is_empty());
@@ -324,11 +436,17 @@ fn silent_link_leaves_the_barrier_up_over_a_vehicle_until_it_leaves() {
 #[test]
 fn link_return_is_reported_with_the_seconds_of_silence() {
     let mut lane = Lane::settled();
-    lane.advance(10_000);
+    // The boot announcement goes out (and is resent) while nobody answers.
+    let silent = lane.advance(10_000);
     let actions = lane.command(9, Light::Amber, Barrier::Lower);
-    assert_eq!(faults(&actions), [(FaultCode::LinkSilentRecovered, 10)]);
+    assert!(
+        faults(&actions).is_empty(),
+        "held behind the boot announcement"
+    );
     assert_eq!(lights(&actions), [Light::Amber]);
     assert!(lane.c.link_up());
+    let after = lane.ack_hello(&silent);
+    assert_eq!(faults(&after), [(FaultCode::LinkSilentRecovered, 10)]);
 }
 
 fn presences(actions: &[Action]) -> Vec<(u8, bool)> {
@@ -394,9 +512,9 @@ fn link_return_reannounces_the_loops() {
     let mut lane = Lane::settled();
     lane.presence(0, true);
     lane.ack_all();
-    lane.advance(10_000);
-    let actions = lane.command(9, Light::Amber, Barrier::Lower);
-    assert_eq!(presences(&actions), [(0, true), (1, false)]);
+    let silent = lane.advance(10_000);
+    lane.command(9, Light::Amber, Barrier::Lower);
+    assert_eq!(presences(&lane.ack_hello(&silent)), [(0, true), (1, false)]);
 }
 
 #[test]
@@ -443,7 +561,10 @@ fn rejected_frames_do_not_keep_the_link_alive() {
     }));
     let actions = lane.advance(1_001);
     assert_eq!(lights(&actions), [Light::Red]);
-    assert!(faults(&actions).contains(&(FaultCode::LinkRejected, 1)));
+    assert!(!lane.c.link_up());
+    // The count is reported once the agent is back and has heard the announcement.
+    lane.command(3, Light::Red, Barrier::Lower);
+    assert!(faults(&lane.ack_hello(&actions)).contains(&(FaultCode::LinkRejected, 1)));
 }
 
 #[test]
@@ -469,7 +590,8 @@ fn event_is_retransmitted_until_acked() {
     );
     assert_eq!(events(&lane.advance(1)), first);
     lane.ack_all();
-    assert!(events(&lane.advance(10_000)).is_empty());
+    // Within the link timeout, so that no new boot announcement is due either.
+    assert!(events(&lane.advance(2_000)).is_empty());
 }
 
 #[test]
@@ -547,7 +669,10 @@ fn sequence_numbers_increase_and_wrap() {
     let mut seqs = vec![];
     for _ in 0..70_000u32 {
         for a in lane.advance(1_000) {
-            if let Action::Transmit(f) = a {
+            // The boot announcement (seq 0) is resent with its seq; heartbeats are new frames.
+            if let Action::Transmit(f) = a
+                && matches!(f.msg, Message::Heartbeat(_))
+            {
                 seqs.push(f.seq);
             }
         }
@@ -555,15 +680,16 @@ fn sequence_numbers_increase_and_wrap() {
             break;
         }
     }
+    assert_eq!(seqs.first(), Some(&1), "seq 0 is the boot announcement");
     assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
-    assert!(seqs.contains(&u16::MAX) && seqs.iter().filter(|&&s| s == 0).count() == 2);
+    assert!(seqs.contains(&u16::MAX) && seqs.iter().filter(|&&s| s == 0).count() == 1);
 }
 
 #[test]
 fn heartbeat_reports_state_every_period() {
     let mut lane = Lane::settled();
-    lane.command(3, Light::Green, Barrier::Raise);
     lane.presence(1, true);
+    lane.command(3, Light::Green, Barrier::Raise);
     let beats: Vec<_> = sent(&lane.advance(1_000))
         .into_iter()
         .filter_map(|m| match m {
@@ -593,6 +719,9 @@ fn reader_lane() -> Lane {
         ..config()
     };
     let mut lane = Lane::with(cfg, 0);
+    // The agent acknowledges the boot announcement, so events flow.
+    lane.c
+        .handle(0, Event::LinkFrame(Frame::new(0, Message::Ack { seq: 0 })));
     lane.c.handle(
         0,
         Event::Presence {
@@ -867,6 +996,49 @@ proptest! {
         actions.extend(lane.advance(1));
         if lane.c.wanted_barrier() == Barrier::Lower {
             prop_assert_eq!(lane.c.barrier(), Some(Barrier::Lower));
+        }
+    }
+
+    /// Rule 4: once a vehicle arrives on a lane whose loops were clear, the light is red
+    /// and a lower is wanted until the agent's next lane command, whatever else happens
+    /// meanwhile (presence flicker, silence, acknowledgements, line noise).
+    #[test]
+    fn an_arriving_vehicle_meets_red_until_the_next_command(
+        start in any::<u32>(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        let mut lane = Lane::with(config(), start);
+        lane.run();
+        let mut present = [false; 2];
+        let mut waiting = false;
+        for op in ops {
+            match op {
+                Op::Presence(l, p) => {
+                    let before = present.iter().any(|&x| x);
+                    if let Some(slot) = present.get_mut(usize::from(l)) {
+                        *slot = p;
+                    }
+                    if !before && present.iter().any(|&x| x) {
+                        waiting = true;
+                    }
+                    lane.presence(l, p);
+                }
+                Op::Command(seq, l, b) => {
+                    waiting = false;
+                    lane.command(seq, l, b);
+                }
+                Op::Advance(ms) => {
+                    lane.advance(ms);
+                }
+                Op::AckEverything => lane.ack_all_quietly(),
+                Op::Garbage => {
+                    lane.event(Event::LinkError(LinkError::Cobs { len: 3 }));
+                }
+            }
+            if waiting {
+                prop_assert_eq!(lane.c.light(), Some(Light::Red));
+                prop_assert_eq!(lane.c.wanted_barrier(), Barrier::Lower);
+            }
         }
     }
 }

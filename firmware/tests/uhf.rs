@@ -11,7 +11,7 @@ use firmware::uhf::UhfReader;
 use protocol::reader::FrameError;
 use protocol::reader::uhf::{Command, InfoKind, Reply};
 
-// Frames from shared/vectors/reader_frames.tsv (BB-7E rows).
+// Frames from tests/vectors/reader_frames.tsv (BB-7E rows).
 const SINGLE_POLL: &str = "BB00220000227E";
 const TAG_NOTICE: &str = "BB02220011C9340030751FEB705C5904E3D50D703A76EF7E";
 const NO_TAG: &str = "BB01FF000115167E";

@@ -484,332 +484,206 @@ impl Layout {
     }
 }
 
-/// SGTIN-96: serialised GTIN (TDS 1.13 §14.5.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Sgtin96 {
-    filter: u8,
-    partition: u8,
-    company_prefix: u64,
-    item_reference: u64,
-    serial: u64,
-}
-
-impl Sgtin96 {
-    /// Builds an SGTIN-96 from field values. `item_reference` includes the indicator digit
-    /// as its first digit, as in the URI.
-    ///
-    /// # Errors
-    /// Filter above 7, partition 7 or above, a company prefix or item reference with more
-    /// digits than the partition allows, a serial of more than 38 bits.
-    pub fn new(
-        filter: u8,
-        partition: u8,
-        company_prefix: u64,
-        item_reference: u64,
-        serial: u64,
-    ) -> Result<Self, EpcError> {
-        let f = Fields {
-            filter,
-            partition,
-            company_prefix,
-            reference: item_reference,
-            low: serial,
-        };
-        SGTIN.check(&f)?;
-        SGTIN.check_serial(serial)?;
-        Ok(Self {
-            filter,
-            partition,
-            company_prefix,
-            item_reference,
-            serial,
-        })
-    }
-
-    fn decode(v: u128) -> Result<Self, EpcError> {
-        let f = SGTIN.unpack(v)?;
-        Self::new(f.filter, f.partition, f.company_prefix, f.reference, f.low)
-    }
-
-    /// Filter value (TDS §10.1: 1 point of sale, 2 full case, 6 unit load, …).
-    #[must_use]
-    pub fn filter(&self) -> u8 {
-        self.filter
-    }
-    /// Partition value 0 ..= 6.
-    #[must_use]
-    pub fn partition(&self) -> u8 {
-        self.partition
-    }
-    /// GS1 company prefix.
-    #[must_use]
-    pub fn company_prefix(&self) -> Digits {
-        SGTIN.company_prefix(self.partition, self.company_prefix)
-    }
-    /// Indicator digit followed by the item reference.
-    #[must_use]
-    pub fn item_reference(&self) -> Digits {
-        SGTIN.reference(self.partition, self.item_reference)
-    }
-    /// Serial number (an integer of at most 38 bits).
-    #[must_use]
-    pub fn serial(&self) -> u64 {
-        self.serial
-    }
-    /// The 96-bit binary encoding.
-    #[must_use]
-    pub fn to_bytes(&self) -> [u8; EPC96_BYTES] {
-        SGTIN.pack(&Fields {
-            filter: self.filter,
-            partition: self.partition,
-            company_prefix: self.company_prefix,
-            reference: self.item_reference,
-            low: self.serial,
-        })
-    }
-}
-
-/// SSCC-96: serial shipping container code (TDS 1.13 §14.5.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Sscc96 {
-    filter: u8,
-    partition: u8,
-    company_prefix: u64,
-    serial_reference: u64,
-}
-
-impl Sscc96 {
-    /// Builds an SSCC-96 from field values. `serial_reference` includes the extension digit
-    /// as its first digit, as in the URI.
-    ///
-    /// # Errors
-    /// Filter above 7, partition 7 or above, a company prefix or serial reference with more
-    /// digits than the partition allows.
-    pub fn new(
-        filter: u8,
-        partition: u8,
-        company_prefix: u64,
-        serial_reference: u64,
-    ) -> Result<Self, EpcError> {
-        let f = Fields {
-            filter,
-            partition,
-            company_prefix,
-            reference: serial_reference,
-            low: 0,
-        };
-        SSCC.check(&f)?;
-        Ok(Self {
-            filter,
-            partition,
-            company_prefix,
-            serial_reference,
-        })
-    }
-
-    fn decode(v: u128) -> Result<Self, EpcError> {
-        let f = SSCC.unpack(v)?;
-        if f.low != 0 {
+/// Declares one partitioned 96-bit scheme over its [`Layout`]: the struct, `new` (checks
+/// the fields), `decode`, the accessors and `to_bytes`. A scheme written with a
+/// `serial` (last) keeps a 38-bit serial in the low bits; one without has reserved low bits
+/// that must be zero (SSCC's 24; GIAI has none).
+macro_rules! scheme96 {
+    (@low $s:ident, $serial:ident) => {
+        $s.$serial
+    };
+    (@low $s:ident) => {
+        0
+    };
+    (@decode $layout:ident, $f:ident, $serial:ident) => {
+        Self::new($f.filter, $f.partition, $f.company_prefix, $f.reference, $f.low)
+    };
+    (@decode $layout:ident, $f:ident) => {{
+        if $f.low != 0 {
             return Err(EpcError::ReservedBits {
-                scheme: SSCC.scheme,
-                bits: SSCC_RESERVED_BITS,
-                found: f.low,
+                scheme: $layout.scheme,
+                bits: $layout.low_bits(),
+                found: $f.low,
             });
         }
-        Self::new(f.filter, f.partition, f.company_prefix, f.reference)
-    }
+        Self::new($f.filter, $f.partition, $f.company_prefix, $f.reference)
+    }};
+    (
+        $(#[$doc:meta])*
+        $name:ident over $layout:ident {
+            $(#[$new_doc:meta])*
+            new;
+            $(#[$filter_doc:meta])*
+            filter;
+            $(#[$ref_doc:meta])*
+            $reference:ident;
+            $(#[$bytes_doc:meta])*
+            to_bytes;
+            $(
+                $(#[$serial_doc:meta])*
+                $serial:ident;
+            )?
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name {
+            filter: u8,
+            partition: u8,
+            company_prefix: u64,
+            $reference: u64,
+            $($serial: u64,)?
+        }
 
-    /// Filter value (TDS §10.2: 2 full case, 6 unit load, others reserved).
-    #[must_use]
-    pub fn filter(&self) -> u8 {
-        self.filter
-    }
-    /// Partition value 0 ..= 6.
-    #[must_use]
-    pub fn partition(&self) -> u8 {
-        self.partition
-    }
-    /// GS1 company prefix.
-    #[must_use]
-    pub fn company_prefix(&self) -> Digits {
-        SSCC.company_prefix(self.partition, self.company_prefix)
-    }
-    /// Extension digit followed by the serial reference.
-    #[must_use]
-    pub fn serial_reference(&self) -> Digits {
-        SSCC.reference(self.partition, self.serial_reference)
-    }
-    /// The 96-bit binary encoding (reserved bits zero).
-    #[must_use]
-    pub fn to_bytes(&self) -> [u8; EPC96_BYTES] {
-        SSCC.pack(&Fields {
-            filter: self.filter,
-            partition: self.partition,
-            company_prefix: self.company_prefix,
-            reference: self.serial_reference,
-            low: 0,
-        })
+        impl $name {
+            $(#[$new_doc])*
+            pub fn new(
+                filter: u8,
+                partition: u8,
+                company_prefix: u64,
+                $reference: u64,
+                $($serial: u64,)?
+            ) -> Result<Self, EpcError> {
+                let s = Self {
+                    filter,
+                    partition,
+                    company_prefix,
+                    $reference,
+                    $($serial,)?
+                };
+                $layout.check(&s.fields())?;
+                $($layout.check_serial($serial)?;)?
+                Ok(s)
+            }
+
+            fn decode(v: u128) -> Result<Self, EpcError> {
+                let f = $layout.unpack(v)?;
+                scheme96!(@decode $layout, f $(, $serial)?)
+            }
+
+            fn fields(&self) -> Fields {
+                Fields {
+                    filter: self.filter,
+                    partition: self.partition,
+                    company_prefix: self.company_prefix,
+                    reference: self.$reference,
+                    low: scheme96!(@low self $(, $serial)?),
+                }
+            }
+
+            $(#[$filter_doc])*
+            #[must_use]
+            pub fn filter(&self) -> u8 {
+                self.filter
+            }
+            /// Partition value 0 ..= 6.
+            #[must_use]
+            pub fn partition(&self) -> u8 {
+                self.partition
+            }
+            /// GS1 company prefix.
+            #[must_use]
+            pub fn company_prefix(&self) -> Digits {
+                $layout.company_prefix(self.partition, self.company_prefix)
+            }
+            $(#[$ref_doc])*
+            #[must_use]
+            pub fn $reference(&self) -> Digits {
+                $layout.reference(self.partition, self.$reference)
+            }
+            $(
+                $(#[$serial_doc])*
+                #[must_use]
+                pub fn $serial(&self) -> u64 {
+                    self.$serial
+                }
+            )?
+            $(#[$bytes_doc])*
+            #[must_use]
+            pub fn to_bytes(&self) -> [u8; EPC96_BYTES] {
+                $layout.pack(&self.fields())
+            }
+        }
+    };
+}
+
+scheme96! {
+    /// SGTIN-96: serialised GTIN (TDS 1.13 §14.5.1).
+    Sgtin96 over SGTIN {
+        /// Builds an SGTIN-96 from field values. `item_reference` includes the indicator
+        /// digit as its first digit, as in the URI.
+        ///
+        /// # Errors
+        /// Filter above 7, partition 7 or above, a company prefix or item reference with
+        /// more digits than the partition allows, a serial of more than 38 bits.
+        new;
+        /// Filter value (TDS §10.1: 1 point of sale, 2 full case, 6 unit load, …).
+        filter;
+        /// Indicator digit followed by the item reference.
+        item_reference;
+        /// The 96-bit binary encoding.
+        to_bytes;
+        /// Serial number (an integer of at most 38 bits).
+        serial;
     }
 }
 
-/// GRAI-96: global returnable asset identifier (TDS 1.13 §14.5.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Grai96 {
-    filter: u8,
-    partition: u8,
-    company_prefix: u64,
-    asset_type: u64,
-    serial: u64,
-}
-
-impl Grai96 {
-    /// Builds a GRAI-96 from field values.
-    ///
-    /// # Errors
-    /// Filter above 7, partition 7 or above, a company prefix or asset type with more digits
-    /// than the partition allows (at partition 0 the asset type has none: it must be 0), a
-    /// serial of more than 38 bits.
-    pub fn new(
-        filter: u8,
-        partition: u8,
-        company_prefix: u64,
-        asset_type: u64,
-        serial: u64,
-    ) -> Result<Self, EpcError> {
-        let f = Fields {
-            filter,
-            partition,
-            company_prefix,
-            reference: asset_type,
-            low: serial,
-        };
-        GRAI.check(&f)?;
-        GRAI.check_serial(serial)?;
-        Ok(Self {
-            filter,
-            partition,
-            company_prefix,
-            asset_type,
-            serial,
-        })
-    }
-
-    fn decode(v: u128) -> Result<Self, EpcError> {
-        let f = GRAI.unpack(v)?;
-        Self::new(f.filter, f.partition, f.company_prefix, f.reference, f.low)
-    }
-
-    /// Filter value (TDS §10.4: 0 all others, the rest reserved).
-    #[must_use]
-    pub fn filter(&self) -> u8 {
-        self.filter
-    }
-    /// Partition value 0 ..= 6.
-    #[must_use]
-    pub fn partition(&self) -> u8 {
-        self.partition
-    }
-    /// GS1 company prefix.
-    #[must_use]
-    pub fn company_prefix(&self) -> Digits {
-        GRAI.company_prefix(self.partition, self.company_prefix)
-    }
-    /// Asset type (empty at partition 0).
-    #[must_use]
-    pub fn asset_type(&self) -> Digits {
-        GRAI.reference(self.partition, self.asset_type)
-    }
-    /// Serial number (an integer of at most 38 bits).
-    #[must_use]
-    pub fn serial(&self) -> u64 {
-        self.serial
-    }
-    /// The 96-bit binary encoding.
-    #[must_use]
-    pub fn to_bytes(&self) -> [u8; EPC96_BYTES] {
-        GRAI.pack(&Fields {
-            filter: self.filter,
-            partition: self.partition,
-            company_prefix: self.company_prefix,
-            reference: self.asset_type,
-            low: self.serial,
-        })
+scheme96! {
+    /// SSCC-96: serial shipping container code (TDS 1.13 §14.5.2).
+    Sscc96 over SSCC {
+        /// Builds an SSCC-96 from field values. `serial_reference` includes the extension
+        /// digit as its first digit, as in the URI.
+        ///
+        /// # Errors
+        /// Filter above 7, partition 7 or above, a company prefix or serial reference with
+        /// more digits than the partition allows.
+        new;
+        /// Filter value (TDS §10.2: 2 full case, 6 unit load, others reserved).
+        filter;
+        /// Extension digit followed by the serial reference.
+        serial_reference;
+        /// The 96-bit binary encoding (reserved bits zero).
+        to_bytes;
     }
 }
 
-/// GIAI-96: global individual asset identifier (TDS 1.13 §14.5.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Giai96 {
-    filter: u8,
-    partition: u8,
-    company_prefix: u64,
-    asset_reference: u64,
+scheme96! {
+    /// GRAI-96: global returnable asset identifier (TDS 1.13 §14.5.4).
+    Grai96 over GRAI {
+        /// Builds a GRAI-96 from field values.
+        ///
+        /// # Errors
+        /// Filter above 7, partition 7 or above, a company prefix or asset type with more
+        /// digits than the partition allows (at partition 0 the asset type has none: it
+        /// must be 0), a serial of more than 38 bits.
+        new;
+        /// Filter value (TDS §10.4: 0 all others, the rest reserved).
+        filter;
+        /// Asset type (empty at partition 0).
+        asset_type;
+        /// The 96-bit binary encoding.
+        to_bytes;
+        /// Serial number (an integer of at most 38 bits).
+        serial;
+    }
 }
 
-impl Giai96 {
-    /// Builds a GIAI-96 from field values. The individual asset reference is an integer:
-    /// references with leading zeros or letters need GIAI-202.
-    ///
-    /// # Errors
-    /// Filter above 7, partition 7 or above, a company prefix with more digits than the
-    /// partition allows, an asset reference wider than the partition's bits.
-    pub fn new(
-        filter: u8,
-        partition: u8,
-        company_prefix: u64,
-        asset_reference: u64,
-    ) -> Result<Self, EpcError> {
-        let f = Fields {
-            filter,
-            partition,
-            company_prefix,
-            reference: asset_reference,
-            low: 0,
-        };
-        GIAI.check(&f)?;
-        Ok(Self {
-            filter,
-            partition,
-            company_prefix,
-            asset_reference,
-        })
-    }
-
-    fn decode(v: u128) -> Result<Self, EpcError> {
-        let f = GIAI.unpack(v)?;
-        Self::new(f.filter, f.partition, f.company_prefix, f.reference)
-    }
-
-    /// Filter value (TDS §10.5: 0 all others, 1 rail vehicle).
-    #[must_use]
-    pub fn filter(&self) -> u8 {
-        self.filter
-    }
-    /// Partition value 0 ..= 6.
-    #[must_use]
-    pub fn partition(&self) -> u8 {
-        self.partition
-    }
-    /// GS1 company prefix.
-    #[must_use]
-    pub fn company_prefix(&self) -> Digits {
-        GIAI.company_prefix(self.partition, self.company_prefix)
-    }
-    /// Individual asset reference (no leading zeros).
-    #[must_use]
-    pub fn asset_reference(&self) -> Digits {
-        GIAI.reference(self.partition, self.asset_reference)
-    }
-    /// The 96-bit binary encoding.
-    #[must_use]
-    pub fn to_bytes(&self) -> [u8; EPC96_BYTES] {
-        GIAI.pack(&Fields {
-            filter: self.filter,
-            partition: self.partition,
-            company_prefix: self.company_prefix,
-            reference: self.asset_reference,
-            low: 0,
-        })
+scheme96! {
+    /// GIAI-96: global individual asset identifier (TDS 1.13 §14.5.5).
+    Giai96 over GIAI {
+        /// Builds a GIAI-96 from field values. The individual asset reference is an
+        /// integer: references with leading zeros or letters need GIAI-202.
+        ///
+        /// # Errors
+        /// Filter above 7, partition 7 or above, a company prefix with more digits than the
+        /// partition allows, an asset reference wider than the partition's bits.
+        new;
+        /// Filter value (TDS §10.5: 0 all others, 1 rail vehicle).
+        filter;
+        /// Individual asset reference (no leading zeros).
+        asset_reference;
+        /// The 96-bit binary encoding.
+        to_bytes;
     }
 }
 

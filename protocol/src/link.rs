@@ -49,7 +49,12 @@ use serde::{Deserialize, Serialize};
 /// The link protocol version carried in every frame. A receiver rejects other versions.
 /// Appending a message variant or appending a field-free enum variant does not change it;
 /// anything that changes the meaning of existing bytes does.
-pub const LINK_VERSION: u8 = 1;
+///
+/// Version 2 added the board's boot identifier: a `boot_id` field in [`Heartbeat`] (after
+/// `uptime_ms`, so version 1 heartbeats no longer parse) and the [`Message::Hello`] a board
+/// sends first on every link-up. A board and an agent of different versions reject each
+/// other's frames: the link stays down and the board keeps the lane in its safe state.
+pub const LINK_VERSION: u8 = 2;
 
 /// Maximum EPC length in bytes carried by [`Message::TagRead`]: the Gen2 PC length field
 /// is 5 bits of 16-bit words (EPC TDS 1.13 §9, Table 9-3), so at most 31 words = 62 bytes.
@@ -131,11 +136,16 @@ pub enum Message {
         /// The acknowledged frame's sequence number.
         seq: u16,
     },
+    /// Board → agent, first on every link-up (at start, and when the link returns after a
+    /// timeout): which boot of which board is talking. The board sends no other event
+    /// until the agent has acknowledged it, so an agent always learns of a new boot before
+    /// it sees that boot's first event.
+    Hello(Hello),
 }
 
 /// Number of [`Message`] variants this version knows; a higher variant index is reported
 /// as [`LinkError::UnknownMessage`] so the receiver can still acknowledge it.
-pub const MESSAGE_KINDS: u32 = 7;
+pub const MESSAGE_KINDS: u32 = 8;
 
 /// A UHF tag observation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,11 +239,29 @@ pub struct LaneCommand {
     pub text: String<MAX_TEXT_BYTES>,
 }
 
+/// A board's boot announcement ([`Message::Hello`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Identifies this boot of the board: a new value on every start (reset, power cycle,
+    /// replacement), the same for as long as the board runs. See [`Heartbeat::boot_id`].
+    pub boot_id: u32,
+    /// Milliseconds since the board started (wraps after ~49.7 days).
+    pub uptime_ms: u32,
+    /// Board identity (configuration).
+    pub board_id: u16,
+    /// Firmware version, `major << 8 | minor`.
+    pub fw_version: u16,
+}
+
 /// Periodic board status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// Milliseconds since the board started (wraps after ~49.7 days).
     pub uptime_ms: u32,
+    /// Identifies this boot of the board (as in [`Hello`]). The agent treats a change as a
+    /// new session at once: the new boot numbers its frames from anywhere, so sequence
+    /// numbers remembered from the old one mean nothing.
+    pub boot_id: u32,
     /// Board identity (configuration).
     pub board_id: u16,
     /// Firmware version, `major << 8 | minor`.

@@ -74,6 +74,7 @@ fn every_message() -> std::vec::Vec<Message> {
         }),
         Message::Heartbeat(Heartbeat {
             uptime_ms: u32::MAX,
+            boot_id: 0xDEAD_BEEF,
             board_id: 7,
             fw_version: 0x0102,
             status: BoardStatus {
@@ -91,6 +92,12 @@ fn every_message() -> std::vec::Vec<Message> {
             detail: 0b1,
         },
         Message::Ack { seq: 0xFFFF },
+        Message::Hello(Hello {
+            boot_id: u32::MAX,
+            uptime_ms: 12,
+            board_id: 7,
+            fw_version: 0x0102,
+        }),
     ]
 }
 
@@ -160,21 +167,24 @@ fn rejects_frame_with_bad_crc() {
 
 #[test]
 fn decodes_hand_built_ack_body() {
-    // postcard: version 1, seq 5, variant 6 (Ack), seq 9: one byte each.
+    // postcard: version, seq 5, variant 6 (Ack), seq 9: one byte each.
     let frame = only_frame(&stuff(&with_crc(&[LINK_VERSION, 5, 6, 9])));
     assert_eq!(frame, Frame::new(5, Message::Ack { seq: 9 }));
 }
 
 #[test]
 fn rejects_other_version() {
-    let result = decode_all(&stuff(&with_crc(&[2, 5, 6, 9])));
-    assert_eq!(
-        result,
-        [Err(LinkError::Version {
-            found: 2,
-            supported: LINK_VERSION
-        })]
-    );
+    // Version 1 (before the boot identifier) and a future version 3.
+    for version in [1, 3] {
+        let result = decode_all(&stuff(&with_crc(&[version, 5, 6, 9])));
+        assert_eq!(
+            result,
+            [Err(LinkError::Version {
+                found: version,
+                supported: LINK_VERSION
+            })]
+        );
+    }
 }
 
 #[test]
@@ -385,7 +395,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
             }
         ),
         (
-            any::<u32>(),
+            any::<[u32; 2]>(),
             any::<u16>(),
             any::<u16>(),
             any::<[bool; 3]>(),
@@ -394,9 +404,10 @@ fn arb_message() -> impl Strategy<Value = Message> {
             any::<u8>()
         )
             .prop_map(
-                |(uptime_ms, board_id, fw_version, ok, light, barrier, presence)| {
+                |([uptime_ms, boot_id], board_id, fw_version, ok, light, barrier, presence)| {
                     Message::Heartbeat(Heartbeat {
                         uptime_ms,
+                        boot_id,
                         board_id,
                         fw_version,
                         status: BoardStatus {
@@ -426,6 +437,14 @@ fn arb_message() -> impl Strategy<Value = Message> {
             detail,
         }),
         any::<u16>().prop_map(|seq| Message::Ack { seq }),
+        (any::<[u32; 2]>(), any::<[u16; 2]>()).prop_map(
+            |([boot_id, uptime_ms], [board_id, fw_version])| Message::Hello(Hello {
+                boot_id,
+                uptime_ms,
+                board_id,
+                fw_version,
+            })
+        ),
     ]
 }
 
@@ -480,7 +499,7 @@ fn encodes_the_examples_documented_in_hardware_md() {
     assert_eq!(
         encode(&Frame::new(5, Message::Ack { seq: 9 })),
         [
-            0x00, 0x09, 0x01, 0x05, 0x06, 0x09, 0xE5, 0x5D, 0xC0, 0xBF, 0x00
+            0x00, 0x09, 0x02, 0x05, 0x06, 0x09, 0xDC, 0xD4, 0xE2, 0xDD, 0x00
         ]
     );
     assert_eq!(
@@ -492,7 +511,22 @@ fn encodes_the_examples_documented_in_hardware_md() {
             }
         )),
         [
-            0x00, 0x0A, 0x01, 0x07, 0x02, 0x01, 0x01, 0x2A, 0xE8, 0xC5, 0xCA, 0x00
+            0x00, 0x0A, 0x02, 0x07, 0x02, 0x01, 0x01, 0xDE, 0x58, 0xF6, 0x82, 0x00
+        ]
+    );
+    assert_eq!(
+        encode(&Frame::new(
+            0,
+            Message::Hello(Hello {
+                boot_id: 0x1234_5678,
+                uptime_ms: 250,
+                board_id: 1,
+                fw_version: 0x0100,
+            })
+        )),
+        [
+            0x00, 0x02, 0x02, 0x10, 0x07, 0xF8, 0xAC, 0xD1, 0x91, 0x01, 0xFA, 0x01, 0x01, 0x80,
+            0x02, 0xD7, 0x35, 0x28, 0x98, 0x00
         ]
     );
 }

@@ -38,9 +38,8 @@ fn encode_cmd(cmd: uhf::Command) -> std::vec::Vec<u8> {
     out[..n].to_vec()
 }
 
-// Rows of shared/vectors/reader_frames.tsv for the BB-7E family, kept here so the tests
-// run without the shared folder; `every_bb_row_of_the_shared_vectors_parses` re-reads
-// the file when it is present.
+// Rows of tests/vectors/reader_frames.tsv for the BB-7E family, named for the tests
+// below; `every_bb_row_of_the_test_vectors_parses` reads the whole file.
 const SINGLE_POLL: &str = "BB00220000227E";
 const MULTI_POLL_10000: &str = "BB00270003222710837E";
 const STOP_MULTI_POLL: &str = "BB00280000287E";
@@ -137,7 +136,7 @@ fn parses_tag_notice_fields() {
 
 #[test]
 fn tag_crc_is_gen2_crc16_over_pc_and_epc() {
-    // shared/vectors/reader_frames.tsv, "EPC Gen2 StoredCRC" row.
+    // tests/vectors/reader_frames.tsv, "EPC Gen2 StoredCRC" row.
     assert_eq!(
         uhf::tag_crc(0x3000, &hex("000000000000000000001545")),
         0xE94A
@@ -145,15 +144,13 @@ fn tag_crc_is_gen2_crc16_over_pc_and_epc() {
 }
 
 #[test]
-fn every_bb_row_of_the_shared_vectors_parses() {
+fn every_bb_row_of_the_test_vectors_parses() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/vectors/reader_frames.tsv"
+        "/../tests/vectors/reader_frames.tsv"
     );
-    let Ok(text) = std::fs::read_to_string(path) else {
-        eprintln!("{path} not present; the inline copies of its rows were tested instead");
-        return;
-    };
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read vector file {path}: {e}"));
     let mut rows = 0;
     for line in text.lines().filter(|l| l.starts_with("BB-7E")) {
         let cols: std::vec::Vec<&str> = line.split('\t').collect();

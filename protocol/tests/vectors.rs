@@ -1,4 +1,4 @@
-//! Every row of the shared test vectors (`shared/vectors/*.tsv`, beside the repository)
+//! Every row of the repository's test vectors (`tests/vectors/*.tsv`)
 //! through the library. A missing vector file fails the tests: they are never skipped.
 // Vector rows are checked data; unwrapping them is the assertion.
 #![allow(clippy::unwrap_used)]
@@ -9,24 +9,9 @@ use std::path::{Path, PathBuf};
 use protocol::container::{self, ContainerError, ContainerNumber};
 use protocol::epc::{Epc, gs1_check_digit};
 
-/// `shared/vectors` in the nearest ancestor of this crate that has it (the repository
-/// checkout sits beside `shared/`), or `$AEOGATE_VECTORS`.
+/// The repository's test vectors (`tests/vectors/`, sources in its README).
 fn vectors_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("AEOGATE_VECTORS") {
-        return PathBuf::from(dir);
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|a| a.join("shared").join("vectors"))
-        .find(|d| d.join("epc.tsv").is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "test vectors not found: no shared/vectors/epc.tsv in any ancestor of {}; \
-                 check out shared/ beside the repository or set AEOGATE_VECTORS",
-                manifest.display()
-            )
-        })
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
 }
 
 /// Rows of a vector file as column name → value (comment lines start with `#`; the first

@@ -7,6 +7,8 @@
 //! - **two gates of four lanes**: each lane a [`VirtualBoard`] running the real firmware
 //!   over a pseudo-terminal, each gate an **edge agent** in a child process of its own
 //!   (`aeogate agent`, the same code as the `edge-agent` binary), with its own redb file;
+//!   the second gate's lanes are read by a fixed UHF reader over LLRP (a [`VirtualReader`]
+//!   with an antenna per lane), their boards keeping the loops and e-seal readers;
 //! - the **traffic generator** ([`traffic`]): trucks arrive on the boards' loops, their
 //!   tags and e-seals are read by the boards' readers, and an OCR portal per lane publishes
 //!   container and seal numbers over MQTT;
@@ -33,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use aeogate::broker;
 use aeogate::vboard::{Fault, Truck, VirtualBoard, VirtualBoardConfig};
+use aeogate::vreader::{VirtualReader, VirtualReaderConfig};
 use anyhow::{Context, Result, bail};
 use jiff::Timestamp;
 use protocol::schema::GateId;
@@ -123,8 +126,13 @@ struct Gate {
     console: SocketAddr,
     log_path: PathBuf,
     boards: Vec<Arc<VirtualBoard>>,
+    /// The fixed LLRP reader whose antenna `n` reads lane `n` (the second gate only).
+    reader: Option<Arc<VirtualReader>>,
     child: Option<std::process::Child>,
 }
+
+/// The gate (index in `GATES`) whose lanes are read by the virtual LLRP reader.
+const LLRP_GATE: usize = 1;
 
 /// A preferred port when it is free (stable URLs for people), else any free one.
 fn port_or_free(preferred: u16) -> Result<u16> {
@@ -152,6 +160,7 @@ fn agent_config(
     public_key: &str,
     console: SocketAddr,
     seed: u64,
+    llrp: Option<SocketAddr>,
 ) -> String {
     let mut t = String::new();
     t.push_str(&format!(
@@ -171,6 +180,18 @@ fn agent_config(
         t.push_str(&format!(
             "[[devices]]\nname = \"board-{lane}\"\nlane = \"{lane}\"\nkind = \"lane_board\"\npath = {}\nsilence_timeout = \"5s\"\nreopen_backoff_max = \"5s\"\n\n",
             toml_str(&board.tty_link().to_string_lossy())
+        ));
+    }
+    if let Some(addr) = llrp {
+        let antennas: Vec<String> = LANES
+            .iter()
+            .enumerate()
+            .map(|(i, lane)| format!("{} = \"{lane}\"", i + 1))
+            .collect();
+        t.push_str(&format!(
+            "[[llrp]]\nname = \"llrp-{gate}\"\nhost = \"127.0.0.1\"\nport = {}\nantennas = {{ {} }}\ntx_power_dbm = 30.0\n\n",
+            addr.port(),
+            antennas.join(", ")
         ));
     }
     t.push_str(&format!(
@@ -288,6 +309,9 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         client_ca_pem: None,
     });
     ccfg.stale_after = Duration::from_secs(15);
+    // Central runs in this process: its /metrics needs this process's recorder (the
+    // agents are separate processes with their own).
+    central::api::install_metrics_recorder()?;
     let hub = central::Central::open(&ccfg)?;
     let t0 = Instant::now();
     hub.import_records(data.operators.clone(), "demo-loader")?;
@@ -353,6 +377,18 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
             port_or_free(8080 + u16::try_from(gi).unwrap_or(0))?,
         )
             .into();
+        let reader = if gi == LLRP_GATE {
+            let cfg = VirtualReaderConfig {
+                antennas: u16::try_from(LANES.len()).unwrap_or(4),
+                ..VirtualReaderConfig::default()
+            };
+            let r = VirtualReader::start(cfg, ([127, 0, 0, 1], 0).into())
+                .await
+                .with_context(|| format!("starting the LLRP reader of {g}"))?;
+            Some(Arc::new(r))
+        } else {
+            None
+        };
         let store_path = dir.join(format!("{g}.redb"));
         let text = agent_config(
             &id,
@@ -367,6 +403,7 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
             &hub.public_key_hex(),
             console,
             opts.seed,
+            reader.as_ref().map(|r| r.addr()),
         );
         let config_path = dir.join(format!("{g}.toml"));
         std::fs::write(&config_path, text)?;
@@ -390,6 +427,7 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
             console,
             log_path,
             boards,
+            reader,
             child: Some(child),
         });
     }
@@ -405,6 +443,13 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
             g.console,
             g.log_path.display()
         );
+        if let Some(r) = &g.reader {
+            println!(
+                "gate {}: lanes read by a fixed UHF reader over LLRP at {} (antenna n = lane Ln)",
+                g.id,
+                r.addr()
+            );
+        }
     }
     println!("demo logins (password {DEMO_PASSWORD:?} for all):");
     for (user, role, lang) in AGENT_LOGINS {
@@ -463,6 +508,8 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     let mut lane_tasks = Vec::new();
     for (gi, g) in gates.iter().enumerate() {
         for (li, board) in g.boards.iter().enumerate() {
+            let reader = g.reader.clone();
+            let antenna = u16::try_from(li + 1).unwrap_or(1);
             let (board, data, traffic, mqtt, stop, outcomes) = (
                 board.clone(),
                 data.clone(),
@@ -482,7 +529,16 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
                 }
                 loop {
                     let visit = traffic.lock().await.next_visit(&data, 0.05);
-                    board.arrive(Truck { tags: visit.tags.clone(), eseals: visit.eseals.clone(), dwell: visit.dwell });
+                    // On an LLRP gate the fixed reader reads the tags; the board keeps the
+                    // loop and the e-seal reader.
+                    let board_tags = match &reader {
+                        Some(r) => {
+                            r.arrive(antenna, visit.tags.clone());
+                            Vec::new()
+                        }
+                        None => visit.tags.clone(),
+                    };
+                    board.arrive(Truck { tags: board_tags, eseals: visit.eseals.clone(), dwell: visit.dwell });
                     outcomes.trucks.fetch_add(1, Ordering::Relaxed);
                     if let Ok(mut mix) = outcomes.mix.lock() {
                         let key = visit.scenario.map_or_else(|| "NoAdvanceData".to_owned(), |s| format!("{s:?}"));
@@ -490,6 +546,9 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
                     }
                     if sleep_or_stop(&stop, Duration::from_millis(400)).await {
                         board.leave();
+                        if let Some(r) = &reader {
+                            r.leave(antenna);
+                        }
                         return;
                     }
                     for c in &visit.ocr_containers {
@@ -502,6 +561,9 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
                     }
                     let stopped = sleep_or_stop(&stop, visit.dwell).await;
                     board.leave();
+                    if let Some(r) = &reader {
+                        r.leave(antenna);
+                    }
                     if stopped {
                         return;
                     }
@@ -636,6 +698,15 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         "journaled = stored: {}",
         if all_equal { "yes" } else { "NO" }
     );
+    for g in &gates {
+        if let Some(r) = &g.reader {
+            let st = r.stats();
+            println!(
+                "llrp reader of {}: {} tag reports, {} keepalives acknowledged, {} connections, ROSpecs {:?}",
+                g.id, st.tag_reports, st.keepalive_acks, st.connections, st.rospecs
+            );
+        }
+    }
     for g in &gates {
         let _ = &g.config_path;
     }

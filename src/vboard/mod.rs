@@ -163,6 +163,18 @@ pub enum Fault {
         /// How long the link stays down, in milliseconds.
         for_ms: u64,
     },
+    /// The board restarts (a reset, a power cycle, or another board swapped in) behind a
+    /// link adapter that stays connected, like a USB-serial adapter powered by the gate
+    /// box: the pty stays open. The firmware stops for `down_ms` with its outputs
+    /// de-energised (lamps off, barrier lower request), then a new firmware instance starts
+    /// with a new boot identifier, its clock reading `uptime_ms` (0 for a reset; a
+    /// replacement board may have been running for a while), numbering its frames from 0.
+    Restart {
+        /// How long the board is dark, in milliseconds.
+        down_ms: u64,
+        /// The new board's uptime when it starts, in milliseconds.
+        uptime_ms: u32,
+    },
 }
 
 /// What the virtual board has done so far.
@@ -182,6 +194,10 @@ pub struct BoardSimStats {
     pub garbage_bytes_sent: u64,
     /// Hang-ups carried out.
     pub unplugs: u64,
+    /// Restarts carried out ([`Fault::Restart`]).
+    pub restarts: u64,
+    /// The boot identifier of the firmware running now.
+    pub boot_id: u32,
     /// Link writes that failed (hung up, or the pty full).
     pub link_write_errors: u64,
     /// Link reads that failed.
@@ -429,34 +445,104 @@ fn millis(start: Instant) -> u32 {
     (start.elapsed().as_millis() & u128::from(u32::MAX)) as u32
 }
 
+/// The board's clock: `base` at `epoch`, counting milliseconds like the firmware's `u32`.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    epoch: Instant,
+    base: u32,
+}
+
+impl Clock {
+    fn starting_at(base: u32) -> Self {
+        Self {
+            epoch: Instant::now(),
+            base,
+        }
+    }
+
+    fn now(&self) -> u32 {
+        self.base.wrapping_add(millis(self.epoch))
+    }
+}
+
+/// A firmware configuration for a new boot: `cfg` with a fresh boot identifier.
+fn boot_config(cfg: &firmware::lane::Config) -> firmware::lane::Config {
+    firmware::lane::Config {
+        boot_id: rand::random(),
+        ..cfg.clone()
+    }
+}
+
+/// Takes the firmware down as a reset does: outputs de-energised, every driver's state
+/// gone; returns the bare pins, readers and link for the next boot.
+fn power_down<const N: usize>(board: SimBoard<N>) -> SimParts<N> {
+    let io = board.release();
+    let (red, amber, green) = io.lights.release();
+    let barrier = io.barrier.release();
+    for pin in [&red, &amber, &green, &barrier] {
+        pin.set_level(false);
+    }
+    SimParts {
+        link: io.link,
+        uhf: io.uhf.release(),
+        seal: io.seal.release(),
+        loops: io.loops.map(Debounced::release),
+        lights: (red, amber, green),
+        barrier,
+    }
+}
+
+/// What a board is built from, between boots.
+struct SimParts<const N: usize> {
+    link: PtyLink,
+    uhf: SimUhf,
+    seal: SimESeal,
+    loops: [SimPin; N],
+    lights: (SimPin, SimPin, SimPin),
+    barrier: SimPin,
+}
+
+/// Starts the firmware on `parts`. Its clock ([`Clock`]) reads the board's uptime, so the
+/// firmware started at 0.
+fn boot<const N: usize>(parts: SimParts<N>, cfg: firmware::lane::Config) -> SimBoard<N> {
+    let (red, amber, green) = parts.lights;
+    let io = Peripherals {
+        link: parts.link,
+        uhf: UhfReader::new(parts.uhf),
+        seal: SealReader::new(parts.seal),
+        loops: parts
+            .loops
+            .map(|pin| Debounced::new(pin, Polarity::ActiveLow, LOOP_DEBOUNCE_MS)),
+        lights: LaneLights::new(red, amber, green),
+        barrier: BarrierOutput::new(parts.barrier, PinState::High),
+    };
+    Board::new(io, cfg, 0)
+}
+
 fn board_thread<const N: usize>(
     cfg: VirtualBoardConfig,
     link: PtyLink,
     shared: &Shared,
     control: &Receiver<Control>,
 ) {
-    let start = Instant::now();
+    let mut clock = Clock::starting_at(0);
     let scene = Rc::new(RefCell::new(Scene::new(cfg.seed)));
-    let loops: [Debounced<SimPin>; N] = std::array::from_fn(|i| {
-        Debounced::new(
-            shared.loops.get(i).cloned().unwrap_or_default(),
-            Polarity::ActiveLow,
-            LOOP_DEBOUNCE_MS,
-        )
-    });
-    let io = Peripherals {
+    let parts = SimParts {
         link,
-        uhf: UhfReader::new(sim::SimUhf::new(Rc::clone(&scene))),
-        seal: SealReader::new(sim::SimESeal::new(Rc::clone(&scene))),
-        loops,
-        lights: LaneLights::new(
+        uhf: sim::SimUhf::new(Rc::clone(&scene)),
+        seal: sim::SimESeal::new(Rc::clone(&scene)),
+        loops: std::array::from_fn(|i| shared.loops.get(i).cloned().unwrap_or_default()),
+        lights: (
             shared.red.clone(),
             shared.amber.clone(),
             shared.green.clone(),
         ),
-        barrier: BarrierOutput::new(shared.barrier.clone(), PinState::High),
+        barrier: shared.barrier.clone(),
     };
-    let mut board = Board::new(io, cfg.firmware, millis(start));
+    let firmware_cfg = cfg.firmware.clone();
+    let mut board = Some(boot(parts, boot_config(&firmware_cfg)));
+    let mut dark: Option<(Instant, u32, SimParts<N>)> = None;
+    let mut restarts = 0u64;
     let mut replug_at: Option<Instant> = None;
     let mut last_stale_check = Instant::now();
 
@@ -476,16 +562,45 @@ fn board_thread<const N: usize>(
                     scene.borrow_mut().truck = None;
                     shared.loops.iter().for_each(|p| p.set_level(true));
                 }
-                Control::WatchFrames(tx) => board.io_mut().link.watch_frames(tx),
+                Control::WatchFrames(tx) => {
+                    if let Some(b) = board.as_mut() {
+                        b.io_mut().link.watch_frames(tx);
+                    } else if let Some((_, _, parts)) = dark.as_mut() {
+                        parts.link.watch_frames(tx);
+                    }
+                }
+                Control::Inject(Fault::Restart { down_ms, uptime_ms }) => {
+                    if let Some(b) = board.take() {
+                        dark = Some((after_ms(down_ms), uptime_ms, power_down(b)));
+                    }
+                }
                 Control::Inject(fault) => {
-                    if let Some(at) = inject(fault, &mut board.io_mut().link, &scene, shared) {
+                    let link = match (board.as_mut(), dark.as_mut()) {
+                        (Some(b), _) => &mut b.io_mut().link,
+                        (None, Some((_, _, parts))) => &mut parts.link,
+                        (None, None) => continue,
+                    };
+                    if let Some(at) = inject(fault, link, &scene, shared) {
                         replug_at = Some(at);
                     }
                 }
             }
         }
+        if dark
+            .as_ref()
+            .is_some_and(|(until, _, _)| Instant::now() >= *until)
+            && let Some((_, uptime_ms, parts)) = dark.take()
+        {
+            clock = Clock::starting_at(uptime_ms);
+            board = Some(boot(parts, boot_config(&firmware_cfg)));
+            restarts += 1;
+        }
+        let Some(b) = board.as_mut() else {
+            thread::sleep(POLL_PERIOD);
+            continue;
+        };
         if replug_at.is_some_and(|t| Instant::now() >= t) {
-            match board.io_mut().link.replug() {
+            match b.io_mut().link.replug() {
                 Ok(path) => {
                     replug_at = None;
                     if point_link(&shared.link_path, &path).is_err() {
@@ -499,13 +614,13 @@ fn board_thread<const N: usize>(
             }
         }
 
-        board.poll(millis(start));
+        b.poll(clock.now());
 
         if last_stale_check.elapsed() >= STALE_CHECK {
             last_stale_check = Instant::now();
-            board.io_mut().link.discard_stale();
+            b.io_mut().link.discard_stale();
         }
-        publish(&mut board, &scene, shared);
+        publish(b, &scene, shared, restarts);
         thread::sleep(POLL_PERIOD);
     }
 }
@@ -542,6 +657,8 @@ fn inject(
             remove_link(&shared.link_path);
             Some(after_ms(for_ms))
         }
+        // Carried out by the board thread itself (it replaces the firmware).
+        Fault::Restart { .. } => None,
     }
 }
 
@@ -556,8 +673,14 @@ fn after_ms(ms: u64) -> Instant {
 type SimBoard<const N: usize> =
     Board<PtyLink, SimUhf, SimESeal, SimPin, SimPin, SimPin, SimPin, SimPin, N>;
 
-fn publish<const N: usize>(board: &mut SimBoard<N>, scene: &RefCell<Scene>, shared: &Shared) {
+fn publish<const N: usize>(
+    board: &mut SimBoard<N>,
+    scene: &RefCell<Scene>,
+    shared: &Shared,
+    restarts: u64,
+) {
     let fw = board.stats();
+    let boot_id = board.lane().config().boot_id;
     let link_up = board.lane().link_up();
     let presence = board.lane().presence();
     let link = &board.io_mut().link;
@@ -576,6 +699,8 @@ fn publish<const N: usize>(board: &mut SimBoard<N>, scene: &RefCell<Scene>, shar
         faults_reported: counters.faults_reported,
         garbage_bytes_sent: counters.garbage_bytes_sent,
         unplugs: counters.unplugs,
+        restarts,
+        boot_id,
         link_write_errors: u64::from(fw.link_write_errors),
         link_read_errors: u64::from(fw.link_read_errors),
         stale_discards: counters.stale_discards,

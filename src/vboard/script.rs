@@ -11,6 +11,7 @@
 //! fault drop-frames 3
 //! fault reader-silent uhf 5s
 //! fault unplug 2s
+//! fault restart 200ms uptime=10m
 //! ```
 //!
 //! A script is parsed whole before anything runs, so a typo on line 9 is reported before
@@ -236,8 +237,25 @@ fn parse_fault(args: &[&str], rng: &mut Rng) -> Result<Fault, String> {
         ["unplug", d] => Ok(Fault::Unplug {
             for_ms: millis(duration(d)?),
         }),
+        ["restart", d, rest @ ..] => {
+            let uptime_ms = match rest {
+                [] => 0,
+                [u] => {
+                    let u = u
+                        .strip_prefix("uptime=")
+                        .ok_or_else(|| format!("{u:?}; expected uptime=DURATION"))?;
+                    u32::try_from(duration(u)?.as_millis())
+                        .map_err(|_| format!("uptime {u} does not fit the board's u32 clock"))?
+                }
+                _ => return Err("expected `fault restart DURATION [uptime=DURATION]`".into()),
+            };
+            Ok(Fault::Restart {
+                down_ms: millis(duration(d)?),
+                uptime_ms,
+            })
+        }
         _ => Err(
-            "expected `fault garbage N`, `fault drop-frames N`, `fault reader-silent uhf|eseal DURATION` or `fault unplug DURATION`"
+            "expected `fault garbage N`, `fault drop-frames N`, `fault reader-silent uhf|eseal DURATION`, `fault unplug DURATION` or `fault restart DURATION [uptime=DURATION]`"
                 .into(),
         ),
     }
@@ -302,6 +320,9 @@ fn describe(fault: &Fault) -> String {
             if *uhf { "UHF" } else { "e-seal" }
         ),
         Fault::Unplug { for_ms } => format!("link unplugged for {for_ms} ms"),
+        Fault::Restart { down_ms, uptime_ms } => format!(
+            "board restarts: dark for {down_ms} ms, then a new boot with uptime {uptime_ms} ms"
+        ),
     }
 }
 

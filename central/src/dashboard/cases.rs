@@ -25,8 +25,10 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::session::UiSession;
 use super::{Nav, RANGES, T, error_page, fmt_duration, fmt_time, internal, layout, range_start};
+use crate::errors::HttpStatus as _;
 use crate::model::{Case, CaseAction, CaseDetail, CaseOutcome, CaseQuery, CaseState, CaseSubject};
 use crate::service::Central;
+use crate::store::StoreError;
 
 /// Rows the queue shows per page.
 const PAGE: usize = 100;
@@ -138,15 +140,10 @@ fn subject_text(c: &Case, l: Lang) -> Markup {
 /// One page of cases, the next cursor, and every (port, gate).
 type Loaded = (Vec<Case>, Option<String>, Vec<(String, GateId)>);
 
-fn load(c: &Central, f: &Filters) -> anyhow::Result<Loaded> {
+fn load(c: &Central, f: &Filters) -> Result<Loaded, StoreError> {
     let now = Timestamp::now();
-    let gates: Vec<(String, GateId)> = c
-        .store()
-        .gates()?
-        .into_iter()
-        .map(|g| (g.port, g.gate))
-        .collect();
-    let page = c.store().cases(&CaseQuery {
+    let gates: Vec<(String, GateId)> = c.gate_ports()?;
+    let page = c.cases(&CaseQuery {
         state: f.state,
         gate: f.gate.clone(),
         lane: f.lane.clone(),
@@ -495,7 +492,7 @@ async fn render_case(
         .blocking(move |c| {
             let d = c.case_detail(id)?;
             let users = c.users()?.into_iter().map(|u| u.name).collect::<Vec<_>>();
-            Ok((d, users))
+            Ok::<_, crate::auth::AuthError>((d, users))
         })
         .await;
     match out {
@@ -616,28 +613,17 @@ pub async fn act(
         }
     };
     let user = s.user.clone();
-    let out = c
-        .blocking(move |c| {
-            Ok(c.store()
-                .act_on_case(id, &action, &user, Timestamp::now())?)
-        })
-        .await;
+    let out = c.blocking(move |c| c.act_on_case(id, &action, &user)).await;
     match out {
-        Ok(case) => {
-            c.publish_cases(vec![case]);
-            Redirect::to(&format!("/cases/{id}")).into_response()
-        }
-        Err(e) => match e.downcast_ref::<crate::store::StoreError>() {
-            Some(crate::store::StoreError::Case(ce)) => {
-                let status = if matches!(ce, crate::cases::CaseError::NotFound(_)) {
-                    StatusCode::NOT_FOUND
-                } else {
-                    StatusCode::CONFLICT
-                };
-                render_case(&c, &s, id, Some((status, ce.to_string()))).await
+        Ok(_) => Redirect::to(&format!("/cases/{id}")).into_response(),
+        Err(e) => {
+            let status = e.status();
+            if status.is_server_error() {
+                internal(&e)
+            } else {
+                render_case(&c, &s, id, Some((status, e.to_string()))).await
             }
-            _ => internal(&e),
-        },
+        }
     }
 }
 

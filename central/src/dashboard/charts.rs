@@ -14,6 +14,7 @@ use super::svg::{self, Series};
 use super::{Nav, RANGES, T, internal, layout, pct};
 use crate::model::HourStats;
 use crate::service::Central;
+use crate::store::StoreError;
 
 /// Classes for per-gate lines, in turn.
 const LINE_CLASSES: [&str; 6] = ["s1", "s2", "s3", "s4", "s5", "s6"];
@@ -97,14 +98,13 @@ pub async fn page(
     let g2 = gate.clone();
     let out = c
         .blocking(move |c| {
-            let stats = c.store().hourly_stats(g2.as_ref(), from, to)?;
+            let stats = c.hourly_stats(g2.as_ref(), from, to)?;
             let gates: Vec<String> = c
-                .store()
-                .gates()?
+                .gate_ports()?
                 .into_iter()
-                .map(|g| g.gate.to_string())
+                .map(|(_, g)| g.to_string())
                 .collect();
-            Ok((stats, gates))
+            Ok::<_, StoreError>((stats, gates))
         })
         .await;
     let (stats, all_gates) = match out {

@@ -182,8 +182,8 @@ pub fn error_page(s: &UiSession, status: StatusCode, message: &str) -> Response 
 }
 
 /// A store or internal failure as a plain 500 page; the cause goes to the log.
-pub fn internal(e: &anyhow::Error) -> Response {
-    tracing::error!(error = format!("{e:#}"), "dashboard request failed");
+pub fn internal(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "dashboard request failed");
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal error: see central's log",

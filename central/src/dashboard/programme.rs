@@ -23,6 +23,7 @@ use super::svg;
 use super::{Nav, RANGES, T, fmt_duration, internal, layout, pct, range_start};
 use crate::model::{EventQuery, StoredEvent};
 use crate::service::Central;
+use crate::store::StoreError;
 
 /// Most events one page view reads (the newest are kept when a range holds more).
 pub const MAX_EVENTS: usize = 200_000;
@@ -158,13 +159,13 @@ pub fn benefits(events: &[StoredEvent]) -> Benefits {
 ///
 /// # Errors
 /// Store errors.
-pub fn load(c: &Central, from: Option<Timestamp>) -> anyhow::Result<Benefits> {
+pub fn load(c: &Central, from: Option<Timestamp>) -> Result<Benefits, StoreError> {
     let mut events = Vec::new();
     let mut cursor = None;
     let mut truncated = false;
     // Bounded: at most MAX_EVENTS / 1000 + 1 pages.
     for _ in 0..=(MAX_EVENTS / 1000) {
-        let page = c.store().events(&EventQuery {
+        let page = c.events(&EventQuery {
             from,
             cursor: cursor.take(),
             limit: 1000,
@@ -314,7 +315,7 @@ pub async fn csv(
             let b = load(c, from)?;
             let mut buf = Vec::new();
             write_csv(&b, &mut buf)?;
-            Ok(buf)
+            Ok::<_, anyhow::Error>(buf)
         })
         .await;
     match out {

@@ -17,8 +17,9 @@ use serde::Deserialize;
 
 use super::session::UiSession;
 use super::{Nav, T, error_page, fmt_time, internal, layout};
+use crate::registry::RegistryError;
 use crate::service::Central;
-use crate::store::LoggedChange;
+use crate::store::{LoggedChange, StoreError};
 
 /// Most search results shown.
 const MAX_RESULTS: usize = 50;
@@ -35,24 +36,7 @@ pub async fn search(
     let text = q.get("q").map(|t| t.trim().to_owned()).unwrap_or_default();
     let t2 = text.clone();
     let out = c
-        .blocking(move |c| {
-            if t2.is_empty() {
-                return Ok(Vec::new());
-            }
-            // An exact id goes first, then id or name matches.
-            let mut found = Vec::new();
-            if let Ok(id) = OperatorId::parse(&t2)
-                && let Some(r) = c.store().operator(&id)?
-            {
-                found.push(r);
-            }
-            for r in c.store().search_operators(&t2, MAX_RESULTS)? {
-                if !found.iter().any(|f| f.operator == r.operator) {
-                    found.push(r);
-                }
-            }
-            Ok(found)
-        })
+        .blocking(move |c| c.search_operators(&t2, MAX_RESULTS))
         .await;
     let found = match out {
         Ok(f) => f,
@@ -104,10 +88,10 @@ async fn render(
     let id2 = id.clone();
     let out = c
         .blocking(move |c| {
-            let rec = c.store().operator(&id2)?;
-            let history = c.store().operator_changes(&id2, MAX_HISTORY)?;
+            let rec = c.operator(&id2)?;
+            let history = c.operator_changes(&id2, MAX_HISTORY)?;
             let gates = c.gates(Timestamp::now())?;
-            Ok((rec, history, gates))
+            Ok::<_, StoreError>((rec, history, gates))
         })
         .await;
     let (rec, history, gates) = match out {
@@ -242,11 +226,9 @@ pub async fn set_status(
         .await
     {
         Ok(_) => Redirect::to(&format!("/registry/{op}")).into_response(),
-        Err(e) => match e.downcast_ref::<crate::store::StoreError>() {
-            Some(crate::store::StoreError::UnknownOperator(_)) => {
-                error_page(&s, StatusCode::NOT_FOUND, T::NotFound.get(l))
-            }
-            _ => internal(&e),
-        },
+        Err(RegistryError::UnknownOperator(_)) => {
+            error_page(&s, StatusCode::NOT_FOUND, T::NotFound.get(l))
+        }
+        Err(e) => internal(&e),
     }
 }

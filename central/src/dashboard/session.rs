@@ -129,8 +129,8 @@ impl FromRequestParts<Central> for UiSession {
                 let Some(s) = c.session(&t)? else {
                     return Ok(None);
                 };
-                let user = c.store().user(&s.user)?;
-                Ok(Some((s, user)))
+                let user = c.user(&s.user)?;
+                Ok::<_, crate::auth::AuthError>(Some((s, user)))
             })
             .await
             .map_err(|e| internal(&e))?;
@@ -271,7 +271,7 @@ pub async fn login_submit(
                     r.headers_mut().insert(header::SET_COOKIE, v);
                     r
                 }
-                Err(e) => internal(&anyhow::anyhow!("session cookie header: {e}")),
+                Err(e) => internal(&format!("session cookie header: {e}")),
             }
         }
     }

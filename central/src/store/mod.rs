@@ -5,9 +5,13 @@
 //! backend implements each operation as one transaction of its own. That is what lets a
 //! deployment that outgrows one machine add a distributed SQL backend (each operation one
 //! serialisable SQL transaction, the indexes below as secondary indexes) without touching
-//! the HTTP handlers. The rules that must not differ between backends (hash chain,
-//! acknowledgement, case life cycle) live outside the store, in [`crate::ingest`] and
-//! [`crate::cases`], and backends call them.
+//! the HTTP handlers. The rules that must not differ between backends live outside the
+//! store and backends call them, implementing only their storage traits: the hash chain
+//! and acknowledgement ([`crate::ingest`] over `IngestTarget`), when a case opens or gets
+//! a note and what staff actions do ([`crate::cases`] over `CaseBook`, and
+//! [`Store::update_case`]), how a registry change applies
+//! ([`protocol::schema::Change::apply`] over `RegistrySink`), and which hourly figures a
+//! decision counts under ([`crate::stats`]).
 //!
 //! Every method blocks; async callers run them on `spawn_blocking`.
 //!
@@ -30,41 +34,15 @@ use uuid::Uuid;
 use crate::cases::CaseError;
 use crate::ingest::{AgentState, Tally};
 use crate::model::{
-    AgentRecord, Alert, AuditEntry, Case, CaseAction, CaseQuery, EventQuery, GateHealth, HourStats,
-    Page, Session, StaffUser, StoredEvent, Summary, TokenHash,
+    AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
+    Session, StaffUser, StoredEvent, Summary, TokenHash,
 };
 
+pub use crate::store_error::StoreError;
 pub use redb_store::RedbStore;
 
 /// Leading byte of every stored value: the layout of the JSON that follows.
 pub const VALUE_VERSION: u8 = 1;
-
-/// Storage failures, and domain conflicts a store detects inside its transaction.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("storage backend: {0}")]
-    Backend(String),
-    #[error("stored value in table {table} at key {key} is unreadable: {why}")]
-    Corrupt {
-        table: &'static str,
-        key: String,
-        why: String,
-    },
-    #[error("operator {0} is not in the registry")]
-    UnknownOperator(String),
-    #[error("gate {gate} is registered for port {existing}, not {requested}")]
-    GatePortConflict {
-        gate: String,
-        existing: String,
-        requested: String,
-    },
-    #[error("user {0} already exists")]
-    UserExists(String),
-    #[error("user {0} does not exist")]
-    UnknownUser(String),
-    #[error(transparent)]
-    Case(#[from] CaseError),
-}
 
 /// A registry change as the log keeps it, with the ports it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,14 +163,19 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn cases(&self, q: &CaseQuery) -> Result<Page<Case>, StoreError>;
     /// One case.
     fn case(&self, id: u64) -> Result<Option<Case>, StoreError>;
-    /// Applies a staff action ([`crate::cases::apply`]) and audits it, in one transaction.
-    fn act_on_case(
+    /// Loads a case, lets `change` change it (the rule, [`crate::cases::apply`], is the
+    /// caller's), then saves it with an audit entry `case {id}: {what}` where `what` is
+    /// what `change` returned, in one transaction. Nothing is written when `change` fails.
+    ///
+    /// # Errors
+    /// [`CaseError::NotFound`], `change`'s error, or [`CaseError::Store`].
+    fn update_case(
         &self,
         id: u64,
-        action: &CaseAction,
         actor: &str,
         at: Timestamp,
-    ) -> Result<Case, StoreError>;
+        change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
+    ) -> Result<Case, CaseError>;
 
     // -- audit, users, sessions ---------------------------------------------------------
     /// Appends an audit entry.

@@ -40,6 +40,26 @@ pub fn env_with(tweak: impl FnOnce(&mut Config)) -> Env {
     Env { dir, cfg, central }
 }
 
+/// Writes `central.toml` in `dir` for the `central` binary: `cfg`'s store and key, plain
+/// HTTP on `listen` (a loopback address), then `extra` lines.
+pub fn write_config(
+    dir: &std::path::Path,
+    cfg: &Config,
+    listen: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("central.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"{listen}\"\nstore_path = {:?}\nsigning_key_path = {:?}\nallow_plain_http_on_loopback = true\n{extra}",
+            cfg.store_path, cfg.signing_key_path
+        ),
+    )
+    .expect("config");
+    config
+}
+
 pub fn env() -> Env {
     env_with(|_| {})
 }

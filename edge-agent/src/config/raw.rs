@@ -1,6 +1,7 @@
 //! The configuration as serde reads it (`deny_unknown_fields`), with the defaults of
 //! docs/configuration.md. [`super::validate`] turns it into [`super::types`].
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use protocol::operator::Programme;
 use protocol::schema::{GateId, LaneId, PartyRole};
 use serde::Deserialize;
 
-use super::types::MqttKind;
+use super::types::{MqttKind, PayloadFormat};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +19,8 @@ pub(super) struct RawConfig {
     pub(super) lanes: Vec<RawLane>,
     #[serde(default)]
     pub(super) devices: Vec<RawDevice>,
+    #[serde(default)]
+    pub(super) llrp: Vec<RawLlrpReader>,
     pub(super) mqtt: Option<RawMqtt>,
     #[serde(default)]
     pub(super) store: RawStore,
@@ -79,6 +82,51 @@ pub(super) struct RawDevice {
     pub(super) reopen_backoff_max: Duration,
 }
 
+/// One `[[llrp]]` entry: a fixed network UHF reader.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLlrpReader {
+    pub(super) name: String,
+    pub(super) host: String,
+    #[serde(default = "default_llrp_port")]
+    pub(super) port: u16,
+    pub(super) antennas: BTreeMap<String, LaneId>,
+    pub(super) tx_power_dbm: Option<f64>,
+    #[serde(with = "humantime_serde", default = "default_llrp_keepalive")]
+    pub(super) keepalive: Duration,
+    #[serde(with = "humantime_serde", default = "default_llrp_silence_timeout")]
+    pub(super) silence_timeout: Duration,
+    #[serde(with = "humantime_serde", default = "default_llrp_unique_window")]
+    pub(super) unique_window: Duration,
+    #[serde(
+        with = "humantime_serde",
+        default = "default_llrp_reconnect_backoff_max"
+    )]
+    pub(super) reconnect_backoff_max: Duration,
+    #[serde(default = "default_llrp_version")]
+    pub(super) version: String,
+}
+
+fn default_llrp_version() -> String {
+    "1.0.1".into()
+}
+
+fn default_llrp_port() -> u16 {
+    protocol::llrp::PORT
+}
+fn default_llrp_keepalive() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_llrp_silence_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_llrp_unique_window() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_llrp_reconnect_backoff_max() -> Duration {
+    Duration::from_secs(10)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMqtt {
@@ -100,6 +148,8 @@ pub(super) struct RawTopic {
     pub(super) filter: String,
     pub(super) lane: LaneId,
     pub(super) kind: MqttKind,
+    #[serde(default)]
+    pub(super) format: PayloadFormat,
 }
 
 #[derive(Debug, Deserialize)]

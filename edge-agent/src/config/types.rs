@@ -1,5 +1,6 @@
 //! The validated configuration: what the rest of the agent reads.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +16,8 @@ pub struct Config {
     pub gate: GateConfig,
     pub lanes: Vec<LaneConfig>,
     pub devices: Vec<DeviceConfig>,
+    /// Fixed network UHF readers read over LLRP (`[[llrp]]`).
+    pub llrp: Vec<LlrpReaderConfig>,
     pub mqtt: Option<MqttConfig>,
     pub store: StoreConfig,
     pub central: Option<CentralConfig>,
@@ -67,6 +70,45 @@ pub enum DeviceKind {
     UhfModule { path: PathBuf, baud: u32 },
 }
 
+/// One LLRP reader, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlrpReaderConfig {
+    /// Device name (health, journal, reads); unique among all devices.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// Antenna id → the lane its reads belong to.
+    pub antennas: BTreeMap<u16, LaneId>,
+    /// Transmit power asked for, in dBm; the reader's nearest table entry not above it is
+    /// used. `None`: the reader's highest power.
+    pub tx_power_dbm: Option<f64>,
+    /// The keepalive period asked of the reader.
+    pub keepalive: Duration,
+    /// The reader is reported down, and the connection reopened, after this long without
+    /// any message from it (keepalives included).
+    pub silence_timeout: Duration,
+    /// Report filtering: a tag seen on a lane is forwarded once, then again only after it
+    /// has been out of the field this long (one read per truck rather than one per
+    /// inventory round). Zero forwards every report.
+    pub unique_window: Duration,
+    /// Upper bound of the exponential back-off between reconnect attempts.
+    pub reconnect_backoff_max: Duration,
+    /// LLRP header version to speak: 1 (LLRP 1.0.1, the default) or 2 (negotiate LLRP
+    /// 1.1, falling back to 1.0.1).
+    pub version: u8,
+}
+
+impl LlrpReaderConfig {
+    /// The lanes this reader's antennas serve, each once.
+    #[must_use]
+    pub fn lanes(&self) -> Vec<LaneId> {
+        let mut lanes: Vec<LaneId> = self.antennas.values().cloned().collect();
+        lanes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        lanes.dedup();
+        lanes
+    }
+}
+
 /// MQTT broker connection and topic mappings.
 #[derive(Debug, Clone)]
 pub struct MqttConfig {
@@ -86,6 +128,20 @@ pub struct TopicMap {
     pub filter: String,
     pub lane: LaneId,
     pub kind: MqttKind,
+    /// Whose JSON the topic carries (`sources/vendor.rs`).
+    pub format: PayloadFormat,
+}
+
+/// The payload format of an MQTT topic: aeogate's own, or a reader vendor's tag events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    #[default]
+    Aeogate,
+    /// The Impinj IoT device interface's tag inventory events.
+    Impinj,
+    /// The Zebra IoT Connector's tag data events.
+    Zebra,
 }
 
 /// What an MQTT topic carries.

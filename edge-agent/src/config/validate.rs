@@ -3,20 +3,21 @@
 //! source kind adds its raw form in [`super::raw`], its public form in [`super::types`]
 //! and its checks in a section method here.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use toml::de::DeTable;
 
 use super::raw::{
-    RawCentral, RawConfig, RawConsole, RawDevice, RawDeviceKind, RawGate, RawLane, RawMqtt,
-    RawPolicy, RawStore,
+    RawCentral, RawConfig, RawConsole, RawDevice, RawDeviceKind, RawGate, RawLane, RawLlrpReader,
+    RawMqtt, RawPolicy, RawStore,
 };
 use super::span::{KeyPath, Seg, line_of, offset_of};
 use super::types::{
     CentralConfig, Config, ConfigError, ConsoleConfig, DeviceConfig, DeviceKind, GateConfig,
-    LaneConfig, MqttConfig, PinnedKey, StoreConfig, TopicMap,
+    LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, PayloadFormat, PinnedKey, StoreConfig,
+    TopicMap,
 };
 use crate::decider::{Policy, Routes};
 use protocol::schema::GateId;
@@ -27,6 +28,11 @@ const MIN_JOURNAL_BYTES: u64 = 1 << 20;
 const MAX_POLL_WAIT: Duration = Duration::from_secs(60);
 /// Shortest random-selection key: shorter keys are guessable.
 const MIN_RANDOM_KEY_LEN: usize = 16;
+/// Transmit power range accepted (dBm): UHF RFID regulations allow at most about 33 dBm
+/// conducted (4 W EIRP in FCC regions), and no reader goes below 0.
+const TX_POWER_DBM: std::ops::RangeInclusive<f64> = 0.0..=33.0;
+/// Longest keepalive period: LLRP's field is in ms and a gate wants to notice within seconds.
+const MAX_KEEPALIVE: Duration = Duration::from_secs(60);
 
 pub(super) struct Validator<'a> {
     pub(super) text: &'a str,
@@ -66,6 +72,7 @@ impl Validator<'_> {
         let gate = self.gate(raw.gate)?;
         let lanes = self.lanes(raw.lanes)?;
         let devices = self.devices(raw.devices, &lanes)?;
+        let llrp = self.llrp(raw.llrp, &lanes, &devices)?;
         let mqtt = self.mqtt(raw.mqtt, &lanes, &gate.id)?;
         let store = self.store(raw.store)?;
         let central = self.central(raw.central)?;
@@ -75,6 +82,7 @@ impl Validator<'_> {
             gate,
             lanes,
             devices,
+            llrp,
             mqtt,
             store,
             central,
@@ -193,6 +201,103 @@ impl Validator<'_> {
         Ok(devices)
     }
 
+    /// Validates the `[[llrp]]` entries against the lanes and the serial device names.
+    fn llrp(
+        &self,
+        raw: Vec<RawLlrpReader>,
+        lanes: &[LaneConfig],
+        devices: &[DeviceConfig],
+    ) -> Result<Vec<LlrpReaderConfig>, ConfigError> {
+        use Seg::{Index, Key};
+        let mut names: HashSet<String> = devices.iter().map(|d| d.name.clone()).collect();
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, r) in raw.into_iter().enumerate() {
+            let at = |k: &'static str| vec![Key("llrp"), Index(i), Key(k)];
+            let name = self.non_empty(at("name"), &r.name)?;
+            if !names.insert(name.clone()) {
+                return Err(self.err(at("name"), format!("duplicate device name {name:?}")));
+            }
+            let host = self.non_empty(at("host"), &r.host)?;
+            if r.port == 0 {
+                return Err(self.err(at("port"), "must be greater than zero"));
+            }
+            if r.antennas.is_empty() {
+                return Err(self.err(
+                    at("antennas"),
+                    "must map at least one antenna to a lane, e.g. { 1 = \"L1\" }",
+                ));
+            }
+            let mut antennas = BTreeMap::new();
+            for (key, lane) in r.antennas {
+                let id = match key.trim().parse::<u16>() {
+                    Ok(id) if id > 0 => id,
+                    _ => {
+                        return Err(self.err(
+                            at("antennas"),
+                            format!("{key:?} is not an antenna number (1 to 65535)"),
+                        ));
+                    }
+                };
+                if !lanes.iter().any(|l| l.id == lane) {
+                    return Err(self.err(
+                        at("antennas"),
+                        format!(
+                            "antenna {id} names lane {:?}, which no [[lanes]] entry defines",
+                            lane.as_str()
+                        ),
+                    ));
+                }
+                antennas.insert(id, lane);
+            }
+            if let Some(p) = r.tx_power_dbm
+                && !TX_POWER_DBM.contains(&p)
+            {
+                return Err(self.err(
+                    at("tx_power_dbm"),
+                    format!("must be between 0 and 33 dBm; found {p}"),
+                ));
+            }
+            let keepalive = self.positive(at("keepalive"), r.keepalive)?;
+            if keepalive > MAX_KEEPALIVE || keepalive < Duration::from_millis(100) {
+                return Err(self.err(at("keepalive"), "must be between 100ms and 60s"));
+            }
+            let silence_timeout = self.positive(at("silence_timeout"), r.silence_timeout)?;
+            if silence_timeout <= keepalive {
+                return Err(self.err(
+                    at("silence_timeout"),
+                    format!(
+                        "must be longer than keepalive ({}): a reader is silent only after missing keepalives",
+                        humantime::format_duration(keepalive)
+                    ),
+                ));
+            }
+            let version = match r.version.trim() {
+                "1.0.1" => protocol::llrp::VERSION_1_0_1,
+                "1.1" => protocol::llrp::VERSION_1_1,
+                other => {
+                    return Err(self.err(
+                        at("version"),
+                        format!("{other:?}: must be \"1.0.1\" or \"1.1\""),
+                    ));
+                }
+            };
+            out.push(LlrpReaderConfig {
+                version,
+                name,
+                host,
+                port: r.port,
+                antennas,
+                tx_power_dbm: r.tx_power_dbm,
+                keepalive,
+                silence_timeout,
+                unique_window: r.unique_window,
+                reconnect_backoff_max: self
+                    .positive(at("reconnect_backoff_max"), r.reconnect_backoff_max)?,
+            });
+        }
+        Ok(out)
+    }
+
     fn mqtt(
         &self,
         raw: Option<RawMqtt>,
@@ -220,10 +325,17 @@ impl Validator<'_> {
                             ),
                         ));
                     }
+                    if t.format != PayloadFormat::Aeogate && t.kind != MqttKind::Rfid {
+                        return Err(self.err(
+                            tat("format"),
+                            "vendor formats (impinj, zebra) carry tag events: kind must be \"rfid\"",
+                        ));
+                    }
                     topics.push(TopicMap {
                         filter,
                         lane: t.lane,
                         kind: t.kind,
+                        format: t.format,
                     });
                 }
                 Some(MqttConfig {
@@ -393,5 +505,92 @@ impl Validator<'_> {
             )
         })?;
         Ok(ConsoleConfig { bind })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+
+    const BASE: &str = "[gate]\nid = \"PORT1-G1\"\nport = \"PORT1\"\n\n\
+        [[lanes]]\nid = \"L1\"\n[lanes.routes]\nfast = \"a\"\nstandard = \"b\"\ninspect = \"c\"\n\n\
+        [policy]\nrandom_key = \"a-random-key-of-enough-length\"\n\n";
+
+    fn load(llrp: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(&format!("{BASE}{llrp}"), "agent.toml")
+    }
+
+    fn error(llrp: &str) -> String {
+        load(llrp).expect_err("invalid").to_string()
+    }
+
+    #[test]
+    fn a_reader_with_defaults_loads() {
+        let cfg = load("[[llrp]]\nname = \"r1\"\nhost = \"192.0.2.7\"\nantennas = { 1 = \"L1\", 2 = \"L1\" }\n")
+            .expect("loads");
+        let r = &cfg.llrp[0];
+        assert_eq!(r.port, 5084);
+        assert_eq!(r.antennas.len(), 2);
+        assert_eq!(r.keepalive, std::time::Duration::from_secs(1));
+        assert!(r.silence_timeout > r.keepalive);
+    }
+
+    #[test]
+    fn unknown_lane_is_named_with_its_line() {
+        let e = error("[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L9\" }\n");
+        assert!(e.contains("llrp[0].antennas"), "{e}");
+        assert!(e.contains("\"L9\""), "{e}");
+        assert!(e.contains("line 18"), "{e}");
+    }
+
+    #[test]
+    fn antenna_zero_is_rejected() {
+        let e = error("[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 0 = \"L1\" }\n");
+        assert!(e.contains("not an antenna number"), "{e}");
+    }
+
+    #[test]
+    fn silence_timeout_must_exceed_keepalive() {
+        let e = error(
+            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\nkeepalive = \"2s\"\nsilence_timeout = \"2s\"\n",
+        );
+        assert!(e.contains("llrp[0].silence_timeout"), "{e}");
+    }
+
+    #[test]
+    fn tx_power_out_of_range_is_rejected() {
+        let e = error(
+            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\ntx_power_dbm = 40.0\n",
+        );
+        assert!(e.contains("llrp[0].tx_power_dbm"), "{e}");
+    }
+
+    #[test]
+    fn name_clashing_with_a_serial_device_is_rejected() {
+        let e = error(
+            "[[devices]]\nname = \"r1\"\nlane = \"L1\"\nkind = \"uhf_module\"\npath = \"/dev/ttyUSB0\"\n\n\
+             [[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\n",
+        );
+        assert!(e.contains("duplicate device name"), "{e}");
+    }
+
+    #[test]
+    fn version_must_be_one_of_the_two_llrp_versions() {
+        let e = error(
+            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\nversion = \"2.0\"\n",
+        );
+        assert!(e.contains("llrp[0].version"), "{e}");
+        let ok = load(
+            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\nversion = \"1.1\"\n",
+        )
+        .expect("1.1 loads");
+        assert_eq!(ok.llrp[0].version, 2);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let e =
+            error("[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\npower = 3\n");
+        assert!(e.contains("power"), "{e}");
     }
 }

@@ -247,13 +247,16 @@ fn lane_panel(v: &LaneView, st: &GateStatus, lang: Lang) -> Markup {
         .unwrap_or_default();
     // What the lane shows for this truck (an override wins over the decision).
     let (word, class, route, overridden, priority) = match (&v.decision, shown) {
-        (Some(d), Some(s)) if s.transaction_id == Some(d.transaction_id) => (
-            Some(s.decision),
-            class_of(s.decision),
-            s.route.clone(),
-            s.officer_override,
-            s.priority,
-        ),
+        (Some(d), Some(s)) if s.transaction_id == Some(d.transaction_id) => {
+            let dec = s.decision.decided().unwrap_or(d.decision);
+            (
+                Some(dec),
+                class_of(dec),
+                s.route.clone(),
+                s.officer_override,
+                s.priority,
+            )
+        }
         (Some(d), _) => (
             Some(d.decision),
             class_of(d.decision),
@@ -799,7 +802,7 @@ fn operator_grid(s: &AppState, st: &GateStatus, f: &HourFigures, lang: Lang) -> 
             div.grid {
                 @for l in &lanes {
                     @let shown = l.shown.as_ref();
-                    @let dec = shown.map(|s| s.decision);
+                    @let dec = shown.and_then(|s| s.decision.decided());
                     div.lanecard.(if st.degraded(&l.lane) { "degraded" } else { "" }) data-lane=(l.lane) {
                         h2 { (T::Lane.get(lang)) " " (l.lane) " · " (l.name) }
                         p.state {

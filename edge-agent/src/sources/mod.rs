@@ -5,14 +5,20 @@
 //!   ([`serial::run_uhf_module`]).
 //! - [`mqtt`]: networked readers, OCR portals, e-seal gateways and presence detectors
 //!   publishing JSON over MQTT, and the lane topics the agent publishes back.
+//! - [`payload`]: aeogate's own MQTT payload format, parsed with limits.
+//! - [`vendor`]: vendor MQTT payload formats (Impinj, Zebra) mapped to reads.
+//! - [`llrp`]: the LLRP client for fixed UHF readers (sans-IO session and TCP shell).
 //!
 //! Every source owns its reconnection (exponential [`Backoff`] with full jitter) and reports
 //! its state through a [`HealthReporter`] (a `tokio::sync::watch`). Sources hand reads to the
 //! assembler with `send().await` on a small bounded channel: a read is never dropped
 //! silently; a slow assembler slows the source instead.
 
+pub mod llrp;
 pub mod mqtt;
+pub mod payload;
 pub mod serial;
+pub mod vendor;
 
 use protocol::container::ContainerNumber;
 use protocol::epc::Epc;

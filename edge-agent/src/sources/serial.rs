@@ -6,7 +6,11 @@
 //!   `docs/hardware.md` "Sequencing and acknowledgement"): it numbers outgoing frames from
 //!   a random start, acknowledges every board frame but an `Ack` (duplicates too), acts on
 //!   a board `seq` once, and keeps the lane command in flight until the board acks it,
-//!   resending every [`RETRY`]. Time is passed in, so it is tested without a port.
+//!   resending every [`RETRY`]. It follows the board's boot identifier (in the board's
+//!   `Hello` on link-up and in every heartbeat): a new boot is a new session at once,
+//!   whatever the timing, so sequence numbers and presence order remembered from the old
+//!   boot never hide the new boot's events. Time is passed in, so it is tested without a
+//!   port.
 //! - [`run_lane_board`] and [`run_uhf_module`] own a port: open, read with a silence
 //!   timeout, write, and on hang-up (`Ok(0)`, which a hung-up tty returns forever), a read
 //!   or write error or a silent line, close and reopen after an exponential, jittered,
@@ -96,6 +100,30 @@ pub enum BoardEvent {
         /// The command frame's seq.
         seq: u16,
     },
+    /// A board boot not seen before on this link: the session starts afresh (reported
+    /// before the event that revealed it).
+    NewBoot {
+        /// The boot seen before, if any (`None` for the first boot this session sees).
+        previous: Option<u32>,
+        /// The new boot.
+        boot_id: u32,
+        /// The board's uptime when it said so.
+        uptime_ms: u32,
+        /// Why it counts as a new boot.
+        why: NewBootReason,
+    },
+}
+
+/// How a board restart was recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewBootReason {
+    /// The first boot identifier heard on this link.
+    FirstContact,
+    /// The boot identifier changed: the board was reset, power-cycled or replaced.
+    BootIdChanged,
+    /// Same boot identifier, but the uptime went back (by less than half the `u32`
+    /// range, so not a wrap): a restart whose identifier happened to repeat.
+    UptimeWentBack,
 }
 
 /// The agent's side of the link protocol, without I/O.
@@ -104,6 +132,8 @@ pub struct LinkSession {
     next_seq: u16,
     recent: VecDeque<u16>,
     pending: Option<Pending>,
+    /// The board boot this session talks to, once heard.
+    boot: Option<u32>,
     last_uptime_ms: Option<u32>,
     /// Seq of the newest presence report applied, per loop. The board resends an
     /// unacknowledged frame, so after a frame lost on the wire an older presence report
@@ -133,9 +163,48 @@ impl LinkSession {
             next_seq: first_seq,
             recent: VecDeque::with_capacity(RECENT_SEQS),
             pending: None,
+            boot: None,
             last_uptime_ms: None,
             presence_seq: std::collections::HashMap::new(),
         }
+    }
+
+    /// The board boot this session talks to, once heard.
+    #[must_use]
+    pub fn boot(&self) -> Option<u32> {
+        self.boot
+    }
+
+    /// Notes the boot and uptime a `Hello` or heartbeat carries; on a new boot, forgets
+    /// everything remembered of the old one and says so.
+    fn observe_boot(&mut self, boot_id: u32, uptime_ms: u32) -> Option<BoardEvent> {
+        let why = match (self.boot, self.last_uptime_ms) {
+            (None, _) => Some(NewBootReason::FirstContact),
+            (Some(known), _) if known != boot_id => Some(NewBootReason::BootIdChanged),
+            // Uptime wraps after ~49.7 days: a step back of more than half the range is
+            // that wrap, not a restart.
+            (Some(_), Some(prev)) if uptime_ms < prev && prev - uptime_ms < 0x8000_0000 => {
+                Some(NewBootReason::UptimeWentBack)
+            }
+            _ => None,
+        };
+        self.last_uptime_ms = Some(uptime_ms);
+        let why = why?;
+        let previous = self.boot.replace(boot_id);
+        // A new boot numbers its frames from anywhere and starts in the safe state: what
+        // was remembered of the old one would hide its events, and a command in flight was
+        // meant for a lane state that is gone.
+        self.recent.clear();
+        self.presence_seq.clear();
+        if why != NewBootReason::FirstContact {
+            self.pending = None;
+        }
+        Some(BoardEvent::NewBoot {
+            previous,
+            boot_id,
+            uptime_ms,
+            why,
+        })
     }
 
     fn take_seq(&mut self) -> u16 {
@@ -145,28 +214,32 @@ impl LinkSession {
     }
 
     /// Handles one intact frame from the board. Returns the ack to send (if any) and the
-    /// event to act on (`None` for a duplicate, an ack of nothing pending, or a message
-    /// the board should not send).
-    pub fn receive(&mut self, frame: Frame) -> (Option<Frame>, Option<BoardEvent>) {
+    /// events to act on, in order: none for a duplicate, an ack of nothing pending, or a
+    /// message the board should not send; a [`BoardEvent::NewBoot`] before the event of a
+    /// frame that revealed a new boot.
+    pub fn receive(&mut self, frame: Frame) -> (Option<Frame>, Vec<BoardEvent>) {
+        let mut events = Vec::new();
         if let Message::Ack { seq } = frame.msg {
             let acked = self.pending.as_ref().is_some_and(|p| p.frame.seq == seq);
             if acked {
                 self.pending = None;
-                return (None, Some(BoardEvent::CommandAcked { seq }));
+                events.push(BoardEvent::CommandAcked { seq });
             }
-            return (None, None);
+            return (None, events);
         }
         let ack = Some(self.ack(frame.seq));
-        if let Message::Heartbeat(hb) = &frame.msg {
-            // A board that restarted numbers from anywhere: forget what we remember.
-            if self.last_uptime_ms.is_some_and(|prev| hb.uptime_ms < prev) {
-                self.recent.clear();
-                self.presence_seq.clear();
-            }
-            self.last_uptime_ms = Some(hb.uptime_ms);
+        // Checked before duplicate suppression: the new boot's seq may be one the old boot
+        // used.
+        let boot = match &frame.msg {
+            Message::Hello(h) => Some((h.boot_id, h.uptime_ms)),
+            Message::Heartbeat(hb) => Some((hb.boot_id, hb.uptime_ms)),
+            _ => None,
+        };
+        if let Some((boot_id, uptime_ms)) = boot {
+            events.extend(self.observe_boot(boot_id, uptime_ms));
         }
         if self.recent.contains(&frame.seq) {
-            return (ack, None);
+            return (ack, events);
         }
         if self.recent.len() == RECENT_SEQS {
             self.recent.pop_front();
@@ -189,10 +262,13 @@ impl LinkSession {
             }
             Message::Heartbeat(h) => Some(BoardEvent::Heartbeat(h)),
             Message::Fault { code, detail } => Some(BoardEvent::Fault { code, detail }),
+            // Acted on above (the boot it names).
+            Message::Hello(_) => None,
             // A board never commands the agent; acknowledge and ignore.
             Message::LaneCommand(_) | Message::Ack { .. } => None,
         };
-        (ack, event)
+        events.extend(event);
+        (ack, events)
     }
 
     /// The ack for a frame of a message kind this build does not know (intact, so it is
@@ -248,12 +324,12 @@ impl LinkSession {
     }
 
     /// The port was reopened: the board may have restarted, and a command in flight is
-    /// abandoned (see the module docs).
+    /// abandoned (see the module docs). The boot heard last is kept, so that a board
+    /// replaced while the port was closed is still reported as a new boot.
     pub fn reconnected(&mut self) {
         self.recent.clear();
         self.presence_seq.clear();
         self.pending = None;
-        self.last_uptime_ms = None;
     }
 }
 
@@ -460,11 +536,11 @@ async fn board_session(
                         Ok(frame) => {
                             last_valid = Instant::now();
                             *progressed = true;
-                            let (ack, event) = session.receive(frame);
+                            let (ack, board_events) = session.receive(frame);
                             if let Some(ack) = ack {
                                 write_frame(&mut port, &ack).await?;
                             }
-                            if let Some(event) = event {
+                            for event in board_events {
                                 board_event(dev, event, events, health).await?;
                             }
                         }
@@ -558,6 +634,31 @@ async fn board_event(
             tracing::debug!(device = %dev.name, seq, "lane command acknowledged");
             None
         }
+        BoardEvent::NewBoot {
+            previous,
+            boot_id,
+            uptime_ms,
+            why,
+        } => {
+            match why {
+                NewBootReason::FirstContact => {
+                    tracing::info!(device = %dev.name, boot = format_args!("{boot_id:08x}"), uptime_ms, "board boot");
+                }
+                NewBootReason::BootIdChanged | NewBootReason::UptimeWentBack => {
+                    metrics::counter!("aeogate_board_restarts_total", "device" => dev.name.clone())
+                        .increment(1);
+                    tracing::warn!(
+                        device = %dev.name,
+                        previous = format_args!("{:08x}", previous.unwrap_or_default()),
+                        boot = format_args!("{boot_id:08x}"),
+                        uptime_ms,
+                        ?why,
+                        "board restarted or replaced; new link session (sequence and presence order forgotten, lane command in flight dropped)"
+                    );
+                }
+            }
+            None
+        }
     };
     if let Some(ev) = out {
         events
@@ -571,8 +672,9 @@ async fn board_event(
 fn heartbeat_detail(hb: &link::Heartbeat) -> String {
     let s = &hb.status;
     let mut detail = format!(
-        "board {} fw {}.{} up {} s; light {}, barrier {}, presence {:#04b}",
+        "board {} boot {:08x} fw {}.{} up {} s; light {}, barrier {}, presence {:#04b}",
         hb.board_id,
+        hb.boot_id,
         hb.fw_version >> 8,
         hb.fw_version & 0xFF,
         hb.uptime_ms / 1000,
@@ -783,10 +885,10 @@ mod tests {
         assert_eq!(ack.map(|a| a.msg), Some(Message::Ack { seq: 7 }));
         assert_eq!(
             ev,
-            Some(BoardEvent::Presence {
+            [BoardEvent::Presence {
                 loop_id: 0,
                 present: true
-            })
+            }]
         );
         let (ack, ev) = s.receive(f);
         assert_eq!(
@@ -794,7 +896,8 @@ mod tests {
             Some((101, Message::Ack { seq: 7 }))
         );
         assert_eq!(
-            ev, None,
+            ev,
+            [],
             "a resent frame is acked again but not acted on twice"
         );
     }
@@ -815,10 +918,10 @@ mod tests {
         let (_, ev) = s.receive(present(11, false));
         assert_eq!(
             ev,
-            Some(BoardEvent::Presence {
+            [BoardEvent::Presence {
                 loop_id: 0,
                 present: false
-            })
+            }]
         );
         let (ack, ev) = s.receive(present(10, true));
         assert_eq!(
@@ -826,9 +929,9 @@ mod tests {
             Some(Message::Ack { seq: 10 }),
             "still acknowledged"
         );
-        assert_eq!(ev, None, "the stale report is not applied");
+        assert_eq!(ev, [], "the stale report is not applied");
         // Newer reports, across the u16 wrap, are applied; another loop is independent.
-        assert!(s.receive(present(12, true)).1.is_some());
+        assert!(!s.receive(present(12, true)).1.is_empty());
         let (_, ev) = s.receive(Frame::new(
             5,
             Message::Presence {
@@ -836,19 +939,22 @@ mod tests {
                 present: true,
             },
         ));
-        assert!(ev.is_some());
+        assert!(!ev.is_empty());
         let mut w = LinkSession::new(0);
-        assert!(w.receive(present(u16::MAX, true)).1.is_some());
-        assert!(w.receive(present(0, false)).1.is_some(), "0 follows 65535");
+        assert!(!w.receive(present(u16::MAX, true)).1.is_empty());
         assert!(
-            w.receive(present(u16::MAX - 1, true)).1.is_none(),
+            !w.receive(present(0, false)).1.is_empty(),
+            "0 follows 65535"
+        );
+        assert!(
+            w.receive(present(u16::MAX - 1, true)).1.is_empty(),
             "65534 precedes 65535"
         );
         // A reopened port may be a restarted board numbering from anywhere: its first
         // presence report is applied whatever its seq.
         w.reconnected();
         assert!(
-            w.receive(present(3, true)).1.is_some(),
+            !w.receive(present(3, true)).1.is_empty(),
             "applied after a reconnect"
         );
     }
@@ -857,7 +963,7 @@ mod tests {
     fn does_not_acknowledge_an_ack() {
         let mut s = LinkSession::new(0);
         let (ack, ev) = s.receive(Frame::new(3, Message::Ack { seq: 99 }));
-        assert!(ack.is_none() && ev.is_none());
+        assert!(ack.is_none() && ev.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
@@ -870,7 +976,7 @@ mod tests {
         let again = s.retransmit(t0 + RETRY).expect("within ttl").expect("due");
         assert_eq!(again, sent, "the same frame, same seq");
         let (_, ev) = s.receive(Frame::new(1, Message::Ack { seq: 500 }));
-        assert_eq!(ev, Some(BoardEvent::CommandAcked { seq: 500 }));
+        assert_eq!(ev, [BoardEvent::CommandAcked { seq: 500 }]);
         assert!(!s.command_pending());
         assert_eq!(s.retransmit(t0 + RETRY * 3), Ok(None));
     }
@@ -891,51 +997,163 @@ mod tests {
         s.command(cmd(), t0);
         let second = s.command(cmd(), t0);
         let (_, ev) = s.receive(Frame::new(1, Message::Ack { seq: 10 }));
-        assert_eq!(ev, None, "an ack for the replaced command settles nothing");
+        assert_eq!(ev, [], "an ack for the replaced command settles nothing");
         assert!(s.command_pending());
         let (_, ev) = s.receive(Frame::new(2, Message::Ack { seq: second.seq }));
-        assert_eq!(ev, Some(BoardEvent::CommandAcked { seq: 11 }));
+        assert_eq!(ev, [BoardEvent::CommandAcked { seq: 11 }]);
+    }
+
+    fn hb(boot_id: u32, uptime_ms: u32) -> Message {
+        Message::Heartbeat(link::Heartbeat {
+            uptime_ms,
+            boot_id,
+            board_id: 1,
+            fw_version: 0x0100,
+            status: BoardStatus {
+                link_ok: true,
+                uhf_reader_ok: true,
+                seal_reader_ok: true,
+                light: Light::Red,
+                barrier: Barrier::Lower,
+                presence: 0,
+                unacked: 0,
+            },
+        })
+    }
+
+    fn hello(boot_id: u32, uptime_ms: u32) -> Message {
+        Message::Hello(link::Hello {
+            boot_id,
+            uptime_ms,
+            board_id: 1,
+            fw_version: 0x0100,
+        })
+    }
+
+    fn presence(seq: u16, present: bool) -> Frame {
+        Frame::new(
+            seq,
+            Message::Presence {
+                loop_id: 0,
+                present,
+            },
+        )
+    }
+
+    fn new_boot(events: &[BoardEvent]) -> Option<(Option<u32>, u32, NewBootReason)> {
+        events.iter().find_map(|e| match e {
+            BoardEvent::NewBoot {
+                previous,
+                boot_id,
+                why,
+                ..
+            } => Some((*previous, *boot_id, *why)),
+            _ => None,
+        })
+    }
+
+    /// A session that has talked to boot 0xA for a while: seqs 1..=3 used, loop 0 last
+    /// reported clear at seq 3.
+    fn session_with_boot_a() -> LinkSession {
+        let mut s = LinkSession::new(0);
+        let (_, ev) = s.receive(Frame::new(1, hello(0xA, 10)));
+        assert_eq!(
+            new_boot(&ev),
+            Some((None, 0xA, NewBootReason::FirstContact))
+        );
+        assert!(!s.receive(presence(2, true)).1.is_empty());
+        assert!(!s.receive(presence(3, false)).1.is_empty());
+        s
     }
 
     #[test]
-    fn a_board_restart_clears_duplicate_memory() {
-        let hb = |uptime_ms| {
-            Message::Heartbeat(link::Heartbeat {
-                uptime_ms,
-                board_id: 1,
-                fw_version: 0x0100,
-                status: BoardStatus {
-                    link_ok: true,
-                    uhf_reader_ok: true,
-                    seal_reader_ok: true,
-                    light: Light::Red,
-                    barrier: Barrier::Lower,
-                    presence: 0,
-                    unacked: 0,
-                },
-            })
-        };
-        let mut s = LinkSession::new(0);
-        s.receive(Frame::new(1, hb(50_000)));
-        s.receive(Frame::new(
-            2,
-            Message::Presence {
+    fn a_replacement_board_with_a_longer_uptime_is_a_new_session() {
+        let mut s = session_with_boot_a();
+        // Another board, up for ten minutes, numbering from 0: its announcement first.
+        let (ack, ev) = s.receive(Frame::new(0, hello(0xB, 600_000)));
+        assert_eq!(ack.map(|a| a.msg), Some(Message::Ack { seq: 0 }));
+        assert_eq!(
+            new_boot(&ev),
+            Some((Some(0xA), 0xB, NewBootReason::BootIdChanged))
+        );
+        assert_eq!(s.boot(), Some(0xB));
+        // Seq 2 was a presence of the old board; from the new one it is a new event, and
+        // an arrival at seq 1 is not older than the old board's departure at seq 3.
+        let (_, ev) = s.receive(presence(1, true));
+        assert_eq!(
+            ev,
+            [BoardEvent::Presence {
                 loop_id: 0,
-                present: true,
-            },
-        ));
-        // Restarted board: uptime went back, numbering starts again.
-        s.receive(Frame::new(1, hb(10)));
-        let (_, ev) = s.receive(Frame::new(
-            2,
-            Message::Presence {
-                loop_id: 0,
-                present: true,
-            },
+                present: true
+            }]
+        );
+        assert!(!s.receive(presence(2, false)).1.is_empty());
+    }
+
+    #[test]
+    fn a_new_boot_seen_first_in_a_heartbeat_is_reported_before_the_heartbeat() {
+        let mut s = session_with_boot_a();
+        let (_, ev) = s.receive(Frame::new(3, hb(0xC, 5)));
+        assert!(matches!(
+            ev.as_slice(),
+            [BoardEvent::NewBoot { .. }, BoardEvent::Heartbeat(_)]
         ));
         assert!(
-            ev.is_some(),
+            !s.receive(presence(2, true)).1.is_empty(),
+            "seq 2 of the new boot is new"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_boot_drops_the_command_in_flight() {
+        let mut s = session_with_boot_a();
+        s.command(cmd(), Instant::now());
+        s.receive(Frame::new(0, hello(0xB, 0)));
+        assert!(!s.command_pending(), "meant for the old boot's lane state");
+    }
+
+    #[test]
+    fn the_same_boot_announcing_again_is_not_a_restart() {
+        let mut s = session_with_boot_a();
+        // The link timed out and came back: the board announces the same boot again.
+        let (_, ev) = s.receive(Frame::new(4, hello(0xA, 20_000)));
+        assert_eq!(new_boot(&ev), None);
+        let (_, ev) = s.receive(Frame::new(5, hb(0xA, 21_000)));
+        assert_eq!(new_boot(&ev), None);
+        assert!(
+            s.receive(presence(3, false)).1.is_empty(),
+            "duplicates of the same boot are still suppressed"
+        );
+    }
+
+    #[test]
+    fn uptime_going_back_with_the_same_boot_id_is_a_restart_but_its_wrap_is_not() {
+        let mut s = LinkSession::new(0);
+        s.receive(Frame::new(1, hb(7, 50_000)));
+        s.receive(presence(2, true));
+        let (_, ev) = s.receive(Frame::new(1, hb(7, 10)));
+        assert_eq!(
+            new_boot(&ev),
+            Some((Some(7), 7, NewBootReason::UptimeWentBack))
+        );
+        assert!(
+            !s.receive(presence(2, true)).1.is_empty(),
             "seq 2 from the restarted board is a new event"
+        );
+        let mut w = LinkSession::new(0);
+        w.receive(Frame::new(1, hb(7, u32::MAX - 500)));
+        let (_, ev) = w.receive(Frame::new(2, hb(7, 500)));
+        assert_eq!(new_boot(&ev), None, "49.7 days of uptime wrapped");
+    }
+
+    #[test]
+    fn a_board_replaced_while_the_port_was_closed_is_reported() {
+        let mut s = session_with_boot_a();
+        s.reconnected();
+        let (_, ev) = s.receive(Frame::new(0, hello(0xB, 10)));
+        assert_eq!(
+            new_boot(&ev),
+            Some((Some(0xA), 0xB, NewBootReason::BootIdChanged))
         );
     }
 }

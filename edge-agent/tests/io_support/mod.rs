@@ -119,6 +119,7 @@ async fn board_task(
                 seq = seq.wrapping_add(1);
                 to_write.push(Frame::new(seq, Message::Heartbeat(link::Heartbeat {
                     uptime_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
+                    boot_id: 0xB007_0001,
                     board_id: 1,
                     fw_version: 0x0100,
                     status: BoardStatus {

@@ -22,6 +22,8 @@
 //!   embedded-hal-nb 1.0 word interface instead.
 //! - A millisecond clock from SysTick, the independent watchdog, and the main loop, which
 //!   calls [`Board::poll`] at least once a millisecond.
+//! - `boot_id`: a new boot identifier at every start (`docs/hardware.md`, "Boot
+//!   announcement").
 #![no_std]
 #![no_main]
 
@@ -42,10 +44,13 @@ use firmware::presence::{Debounced, Polarity};
 use firmware::uhf::UhfReader;
 use heapless::Deque;
 use panic_halt as _;
+use stm32f4xx_hal::adc::config::{AdcConfig, SampleTime};
+use stm32f4xx_hal::adc::{Adc, Temperature};
 use stm32f4xx_hal::pac::{self, Interrupt, USART1, USART2, USART6, interrupt};
 use stm32f4xx_hal::prelude::*;
 use stm32f4xx_hal::rcc::Config as ClockConfig;
 use stm32f4xx_hal::serial::{self, Instance, Rx, RxListen, Tx};
+use stm32f4xx_hal::signature::Uid;
 use stm32f4xx_hal::watchdog::IndependentWatchdog;
 
 /// Bytes buffered per USART between interrupt and main loop: at 115200 bit/s, 256 bytes
@@ -66,6 +71,9 @@ const LOOP_DEBOUNCE_MS: u32 = 100;
 /// the barrier output (lower request); the barrier controller's own loop interlock holds
 /// the arm over a vehicle, as for a power cut (`docs/hardware.md`, Wiring).
 const WATCHDOG_MS: u32 = 500;
+
+/// Internal temperature-sensor conversions mixed into the boot identifier.
+const BOOT_ID_SAMPLES: usize = 64;
 
 /// Milliseconds since start, counted by the SysTick interrupt; wraps after ~49.7 days,
 /// which the firmware's wrapping time arithmetic allows.
@@ -219,6 +227,28 @@ where
     }
 }
 
+/// A boot identifier: CRC-32C over the chip's 96-bit unique ID (so a replacement board
+/// differs) and the raw readings of the internal temperature sensor taken at the shortest
+/// sample time (3 cycles), whose low bits carry conversion noise (so a reset or a power cycle
+/// of the same board differs). The F411 has no hardware random generator. The agent also
+/// treats a heartbeat uptime that went back as a restart, which covers the rare repeat.
+fn boot_id(adc1: pac::ADC1, rcc: &mut stm32f4xx_hal::rcc::Rcc) -> u32 {
+    let mut adc = Adc::new(adc1, true, AdcConfig::default(), rcc);
+    adc.enable_temperature_and_vref();
+    let mut digest = protocol::link::LINK_CRC.digest();
+    let uid = Uid::get();
+    digest.update(&uid.x().to_le_bytes());
+    digest.update(&uid.y().to_le_bytes());
+    digest.update(&[uid.waf_num()]);
+    digest.update(uid.lot_num().as_bytes());
+    for _ in 0..BOOT_ID_SAMPLES {
+        let sample = adc.convert(&Temperature, SampleTime::Cycles_3);
+        digest.update(&sample.to_le_bytes());
+    }
+    adc.disable_temperature_and_vref();
+    digest.finalize()
+}
+
 /// Start-up cannot go on without these; the watchdog is not yet running, so a board that
 /// fails here halts with its outputs de-energised (lamps off, barrier lower request).
 fn halt() -> ! {
@@ -312,6 +342,7 @@ fn main() -> ! {
     };
     let cfg = Config {
         board_id: BOARD_ID,
+        boot_id: boot_id(dp.ADC1, &mut rcc),
         ..Config::default()
     };
     let mut board = Board::new(io, cfg, MILLIS.load(Ordering::Relaxed));

@@ -1,0 +1,135 @@
+//! Agents: tokens, ingest of journal batches, heartbeats.
+
+use jiff::{SignedDuration, Timestamp};
+use protocol::schema::{GateId, Heartbeat, IngestAck, IngestBatch, SCHEMA_VERSION, check_version};
+
+use super::{Central, check_port};
+use crate::auth::{self, AuthError};
+use crate::ingest::{self, IngestError};
+use crate::model::{AgentRecord, GateHealth};
+
+impl Central {
+    /// Issues a token for `gate` at `port`; returns it (shown once, stored only hashed).
+    ///
+    /// # Errors
+    /// When the port is malformed or the gate is registered at another port.
+    pub fn issue_agent_token(&self, gate: &GateId, port: &str) -> Result<String, AuthError> {
+        self.issue_agent_token_with_cert(gate, port, None)
+    }
+
+    /// As [`Central::issue_agent_token`], and binds the token to a client certificate:
+    /// requests with this token are accepted only over TLS connections that presented the
+    /// certificate whose DER has SHA-256 `cert_sha256` (hex), chained to central's
+    /// `[tls] client_ca_pem`.
+    ///
+    /// # Errors
+    /// A bad port name, a malformed fingerprint, or store errors.
+    pub fn issue_agent_token_with_cert(
+        &self,
+        gate: &GateId,
+        port: &str,
+        cert_sha256: Option<String>,
+    ) -> Result<String, AuthError> {
+        check_port(port).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        if let Some(fp) = &cert_sha256
+            && (fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(AuthError::Invalid(
+                "a certificate fingerprint is 64 hex digits (SHA-256 of the DER)".into(),
+            ));
+        }
+        let (token, hash) = auth::new_token();
+        let rec = AgentRecord {
+            gate: gate.clone(),
+            port: port.to_owned(),
+            issued_at: Timestamp::now(),
+            issued_by: "central".into(),
+            cert_sha256: cert_sha256.map(|f| f.to_ascii_lowercase()),
+        };
+        self.inner.store.add_agent(&hash, &rec)?;
+        Ok(token)
+    }
+
+    /// The agent a bearer token belongs to.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn agent_for_token(&self, token: &str) -> Result<Option<AgentRecord>, AuthError> {
+        Ok(self.inner.store.agent_for_token(&auth::hash_token(token))?)
+    }
+
+    fn gap_alert_after(&self) -> SignedDuration {
+        SignedDuration::try_from(self.inner.cfg.gap_alert_after).unwrap_or(SignedDuration::MAX)
+    }
+
+    /// Checks and stores an agent's batch ([`crate::ingest`]), publishes the cases it
+    /// opened or changed, and answers with the acknowledgement.
+    ///
+    /// # Errors
+    /// [`IngestError`]: the token is for another gate, the batch is refused as a whole, or
+    /// storage failed (nothing of the batch is acknowledged then).
+    pub fn ingest(
+        &self,
+        agent: &AgentRecord,
+        gate: &GateId,
+        batch: &IngestBatch,
+    ) -> Result<IngestAck, IngestError> {
+        ingest::for_gate(agent, gate)?;
+        ingest::check_batch(gate, batch)?;
+        let n = batch.entries.len();
+        let out = self.inner.store.ingest(
+            gate,
+            &batch.entries,
+            Timestamp::now(),
+            self.gap_alert_after(),
+        )?;
+        metrics::counter!("central_entries_received_total").increment(n as u64);
+        metrics::counter!("central_entries_stored_total").increment(out.tally.stored);
+        metrics::counter!("central_entries_duplicate_total").increment(out.tally.duplicates);
+        if !out.tally.alerts.is_empty() {
+            tracing::warn!(gate = %agent.gate, alerts = ?out.tally.alerts, "integrity alerts on ingest");
+        }
+        self.publish_cases(out.cases);
+        Ok(IngestAck {
+            v: SCHEMA_VERSION,
+            acked_through: out.acked_through,
+            stored: out.tally.stored,
+            duplicates: out.tally.duplicates,
+            alerts: out.tally.alerts,
+        })
+    }
+
+    /// Records an agent's heartbeat as its gate's latest health (with the clock offset
+    /// seen on arrival) and publishes a gap alert's case if one is raised.
+    ///
+    /// # Errors
+    /// [`IngestError`]: another gate's token or heartbeat, a newer schema, or storage.
+    pub fn heartbeat(
+        &self,
+        agent: &AgentRecord,
+        gate: &GateId,
+        hb: Heartbeat,
+    ) -> Result<(), IngestError> {
+        ingest::for_gate(agent, gate)?;
+        check_version(hb.v).map_err(IngestError::HeartbeatVersion)?;
+        if &hb.agent != gate {
+            return Err(IngestError::HeartbeatAgent {
+                found: hb.agent.to_string(),
+                path: gate.to_string(),
+            });
+        }
+        let now = Timestamp::now();
+        let offset = now.duration_since(hb.at).as_millis();
+        let health = GateHealth {
+            heartbeat: hb,
+            received_at: now,
+            clock_offset_ms: i64::try_from(offset).unwrap_or(i64::MAX),
+        };
+        let cases = self
+            .inner
+            .store
+            .record_heartbeat(&health, self.gap_alert_after())?;
+        self.publish_cases(cases);
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! [`Central`]: the opened store, the signing key and the live channels, with the
+//! operations the HTTP API, the dashboard, the CLI and the demo call. Handlers reach the
+//! store only through these operations; each family answers with its own error enum, and
+//! [`crate::errors`] maps those to HTTP statuses once.
+//!
+//! # Layout
+//! - this module: [`Central`] itself (opening, the live channels, [`Central::blocking`]).
+//! - `agents`: agent tokens, ingest of journal batches and heartbeats
+//!   ([`crate::ingest::IngestError`]).
+//! - `registry`: imports, status changes, signed snapshots and change batches
+//!   ([`crate::registry::RegistryError`]).
+//! - `staff`: staff users, logins and sessions ([`crate::auth::AuthError`]).
+//! - `cases`: case detail and staff actions on cases ([`crate::cases::CaseError`]).
+//! - `queries`: read-only views (events, gates, alerts, audit, statistics, operators,
+//!   exports).
+//!
+//! Methods here block (they call the store directly); async code calls them through
+//! [`Central::blocking`].
+
+mod agents;
+mod cases;
+mod queries;
+mod registry;
+mod staff;
+
+use std::sync::Arc;
+
+use protocol::schema::GateId;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth;
+use crate::config::Config;
+use crate::model::Case;
+use crate::signing::Signer;
+use crate::store::{RedbStore, Store, StoreError};
+
+pub use registry::{IMPORT_CHUNK, ImportReport};
+pub use staff::LoginResult;
+
+struct Inner {
+    store: Arc<dyn Store>,
+    signer: Signer,
+    cfg: Config,
+    /// Latest registry change seq, for long-polling replicas.
+    registry_seq: watch::Sender<u64>,
+    /// Every new or changed case, for the live stream.
+    cases: broadcast::Sender<Case>,
+    /// Cancelled when the server shuts down: ends live streams and long polls.
+    stop: CancellationToken,
+    /// Failed logins per user name and client address.
+    limiter: std::sync::Mutex<auth::LoginLimiter>,
+}
+
+/// Central's state. Cheap to clone.
+#[derive(Clone)]
+pub struct Central {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Central {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Central")
+            .field("store", &self.inner.store)
+            .field("signer", &self.inner.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A malformed port-of-entry name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadPort(String);
+
+/// Checks a port-of-entry name: 1..=32 characters from `[A-Za-z0-9._-]` (the same rule
+/// as gate names, so it is safe in paths, keys and logs).
+///
+/// # Errors
+/// Saying what is wrong.
+pub fn check_port(port: &str) -> Result<(), BadPort> {
+    GateId::parse(port)
+        .map(|_| ())
+        .map_err(|e| BadPort(e.to_string().replace("gate id", "port")))
+}
+
+impl Central {
+    /// Opens the redb store and loads the signing key named in `cfg`.
+    ///
+    /// # Errors
+    /// When either cannot be opened.
+    pub fn open(cfg: &Config) -> anyhow::Result<Central> {
+        use anyhow::Context as _;
+        let store = RedbStore::open(&cfg.store_path)
+            .with_context(|| format!("opening store {}", cfg.store_path.display()))?;
+        let signer = Signer::load(&cfg.signing_key_path)?;
+        Ok(Self::with_store(Arc::new(store), signer, cfg.clone())?)
+    }
+
+    /// Builds central over any [`Store`] backend.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn with_store(
+        store: Arc<dyn Store>,
+        signer: Signer,
+        cfg: Config,
+    ) -> Result<Central, StoreError> {
+        let seq = store.last_seq()?;
+        let (registry_seq, _) = watch::channel(seq);
+        let (cases, _) = broadcast::channel(1024);
+        Ok(Central {
+            inner: Arc::new(Inner {
+                store,
+                signer,
+                cfg,
+                registry_seq,
+                cases,
+                stop: CancellationToken::new(),
+                limiter: std::sync::Mutex::new(auth::LoginLimiter::default()),
+            }),
+        })
+    }
+
+    /// The storage backend, for benchmarks and tests that measure or inspect it
+    /// directly. The API, the dashboard and the CLI use the operations of [`Central`].
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The configuration central was opened with.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    /// Cancelled at shutdown.
+    #[must_use]
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.inner.stop
+    }
+
+    /// Runs blocking work (store calls) off the async workers. A task that panicked is
+    /// reported as a storage failure.
+    ///
+    /// # Errors
+    /// The closure's error, or [`StoreError::Backend`] if it panicked.
+    pub async fn blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Central) -> Result<T, E> + Send + 'static,
+    {
+        let c = self.clone();
+        match tokio::task::spawn_blocking(move || f(&c)).await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Backend(format!("blocking task failed: {e}")).into()),
+        }
+    }
+
+    /// Subscribes to new and changed cases.
+    #[must_use]
+    pub fn subscribe_cases(&self) -> broadcast::Receiver<Case> {
+        self.inner.cases.subscribe()
+    }
+
+    /// Subscribes to the registry's latest seq.
+    #[must_use]
+    pub fn subscribe_registry(&self) -> watch::Receiver<u64> {
+        self.inner.registry_seq.subscribe()
+    }
+
+    fn publish_cases(&self, cases: Vec<Case>) {
+        for c in cases {
+            // No subscriber is fine: nobody is watching the live view.
+            let _ = self.inner.cases.send(c);
+        }
+    }
+
+    /// Hex of the signing key's public key.
+    #[must_use]
+    pub fn public_key_hex(&self) -> String {
+        self.inner.signer.public_key_hex()
+    }
+
+    /// The signing key's id.
+    #[must_use]
+    pub fn key_id(&self) -> String {
+        self.inner.signer.key_id().to_owned()
+    }
+}

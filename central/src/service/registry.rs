@@ -1,0 +1,285 @@
+//! The registry authority: imports, status changes, the signed snapshot and change
+//! batches agents replicate, and the registry pages' reads.
+
+use std::path::Path;
+
+use jiff::Timestamp;
+use protocol::operator::OperatorId;
+use protocol::schema::{
+    AeoStatus, Change, ChangeBatch, Consignment, MraRecord, RegistryRecord, SCHEMA_VERSION,
+    SignedEnvelope,
+};
+
+use super::{Central, check_port};
+use crate::registry::{self, Format, ImportKind, MAX_BATCH_CHANGES, RegistryError, RowError};
+use crate::store::{LoggedChange, StoreError};
+
+/// Rows per write transaction for bulk imports: large enough that 30,000 operators take
+/// a handful of commits (one fsync each), small enough to bound one transaction's memory.
+pub const IMPORT_CHUNK: usize = 5_000;
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    pub kind: ImportKind,
+    pub rows: usize,
+    pub imported: usize,
+    pub errors: Vec<RowError>,
+    pub last_seq: u64,
+}
+
+impl Central {
+    fn append(&self, changes: Vec<Change>, actor: &str) -> Result<u64, RegistryError> {
+        let mut last = self.inner.store.last_seq()?;
+        for chunk in changes.chunks(IMPORT_CHUNK) {
+            last = self
+                .inner
+                .store
+                .append_changes(chunk, actor, Timestamp::now())?;
+            self.inner.registry_seq.send_replace(last);
+        }
+        metrics::counter!("central_registry_changes_total").increment(changes.len() as u64);
+        Ok(last)
+    }
+
+    /// Imports operator records (one change each); returns the last seq.
+    ///
+    /// # Errors
+    /// When a record has a newer schema version, or on store errors.
+    pub fn import_records(
+        &self,
+        records: Vec<RegistryRecord>,
+        actor: &str,
+    ) -> Result<u64, RegistryError> {
+        if let Some(r) = records.iter().find(|r| r.v > SCHEMA_VERSION) {
+            return Err(RegistryError::Invalid(format!(
+                "operator {}: schema version {} is newer than {SCHEMA_VERSION}",
+                r.operator, r.v
+            )));
+        }
+        self.append(
+            records
+                .into_iter()
+                .map(|record| Change::UpsertOperator { record })
+                .collect(),
+            actor,
+        )
+    }
+
+    /// Imports MRAs; returns the last seq.
+    ///
+    /// # Errors
+    /// On store errors.
+    pub fn import_mras(&self, mras: Vec<MraRecord>, actor: &str) -> Result<u64, RegistryError> {
+        self.append(
+            mras.into_iter()
+                .map(|mra| Change::UpsertMra { mra })
+                .collect(),
+            actor,
+        )
+    }
+
+    /// Imports consignments; returns the last seq.
+    ///
+    /// # Errors
+    /// When a consignment names a malformed port, or on store errors.
+    pub fn import_consignments(
+        &self,
+        c: Vec<Consignment>,
+        actor: &str,
+    ) -> Result<u64, RegistryError> {
+        for k in &c {
+            for p in &k.ports {
+                check_port(p)
+                    .map_err(|e| RegistryError::Invalid(format!("consignment {}: {e}", k.id)))?;
+            }
+        }
+        self.append(
+            c.into_iter()
+                .map(|consignment| Change::UpsertConsignment { consignment })
+                .collect(),
+            actor,
+        )
+    }
+
+    /// Imports a CSV or JSON file (format from the extension: `.csv`, else JSON), keeping
+    /// the good rows. `progress` gets the number of rows read so far.
+    ///
+    /// # Errors
+    /// When the file cannot be read or is unusable as a whole.
+    pub fn import_file(
+        &self,
+        path: &Path,
+        kind: Option<ImportKind>,
+        actor: &str,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<ImportReport, RegistryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("csv") => Format::Csv,
+            _ => Format::Json,
+        };
+        self.import_named(&text, format, kind, actor, path, progress)
+    }
+
+    /// Imports CSV or JSON text (a file read elsewhere, or standard input), keeping the
+    /// good rows. `progress` gets the number of rows read so far.
+    ///
+    /// # Errors
+    /// When the text is unusable as a whole.
+    pub fn import_text(
+        &self,
+        text: &str,
+        format: Format,
+        kind: Option<ImportKind>,
+        actor: &str,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<ImportReport, RegistryError> {
+        self.import_named(text, format, kind, actor, Path::new("<text>"), progress)
+    }
+
+    fn import_named(
+        &self,
+        text: &str,
+        format: Format,
+        kind: Option<ImportKind>,
+        actor: &str,
+        name: &Path,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<ImportReport, RegistryError> {
+        let parsed = registry::parse_import(text, format, kind, Timestamp::now(), progress)
+            .map_err(|source| RegistryError::Import {
+                path: name.to_owned(),
+                source,
+            })?;
+        let imported = parsed.changes.len();
+        let last_seq = self.append(parsed.changes, actor)?;
+        Ok(ImportReport {
+            kind: parsed.kind,
+            rows: parsed.rows,
+            imported,
+            errors: parsed.errors,
+            last_seq,
+        })
+    }
+
+    /// Changes an operator's status (reinstate = `Active`); returns the change's seq.
+    ///
+    /// # Errors
+    /// When the operator is not in the registry or the reason or actor is empty.
+    pub fn set_status(
+        &self,
+        op: &OperatorId,
+        status: AeoStatus,
+        reason: &str,
+        actor: &str,
+    ) -> Result<u64, RegistryError> {
+        if reason.trim().is_empty() {
+            return Err(RegistryError::Invalid(
+                "a reason is required for a status change".into(),
+            ));
+        }
+        if actor.trim().is_empty() {
+            return Err(RegistryError::Invalid(
+                "an actor is required for a status change".into(),
+            ));
+        }
+        let now = Timestamp::now();
+        let change = registry::set_status_change(op, status, reason.trim(), actor, now);
+        let seq = self.inner.store.append_changes(&[change], actor, now)?;
+        self.inner.registry_seq.send_replace(seq);
+        Ok(seq)
+    }
+
+    /// The latest change seq (0 when the log is empty).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn registry_seq(&self) -> Result<u64, StoreError> {
+        self.inner.store.last_seq()
+    }
+
+    /// The signed snapshot for `port`.
+    ///
+    /// # Errors
+    /// Store or serialisation errors.
+    pub fn snapshot_envelope(&self, port: &str) -> Result<SignedEnvelope, RegistryError> {
+        let snap = self.inner.store.snapshot(port, Timestamp::now())?;
+        let batch = ChangeBatch {
+            v: SCHEMA_VERSION,
+            snapshot: true,
+            after_seq: 0,
+            last_seq: snap.last_seq,
+            port: port.to_owned(),
+            as_of: snap.as_of,
+            changes: snap.changes,
+        };
+        Ok(self.inner.signer.sign(serde_json::to_string(&batch)?))
+    }
+
+    /// The signed batch for `port` after `after`, or `None` when nothing is newer.
+    ///
+    /// # Errors
+    /// Store or serialisation errors.
+    pub fn changes_envelope(
+        &self,
+        port: &str,
+        after: u64,
+    ) -> Result<Option<SignedEnvelope>, RegistryError> {
+        let logged = self.inner.store.changes_after(after, MAX_BATCH_CHANGES)?;
+        match registry::batch_for_port(port, after, &logged) {
+            None => Ok(None),
+            Some(batch) => Ok(Some(self.inner.signer.sign(serde_json::to_string(&batch)?))),
+        }
+    }
+
+    /// One operator's current record.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, StoreError> {
+        self.inner.store.operator(id)
+    }
+
+    /// Operators for a search box: the one whose id is `text` exactly first, then those
+    /// whose id or name contains it (case-insensitive), at most `limit` of those.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn search_operators(
+        &self,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<RegistryRecord>, StoreError> {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        if let Ok(id) = OperatorId::parse(text)
+            && let Some(r) = self.inner.store.operator(&id)?
+        {
+            found.push(r);
+        }
+        for r in self.inner.store.search_operators(text, limit)? {
+            if !found.iter().any(|f| f.operator == r.operator) {
+                found.push(r);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The logged changes about one operator, oldest first, at most the last `limit`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn operator_changes(
+        &self,
+        id: &OperatorId,
+        limit: usize,
+    ) -> Result<Vec<LoggedChange>, StoreError> {
+        self.inner.store.operator_changes(id, limit)
+    }
+}

@@ -1,0 +1,198 @@
+//! Staff: users, logins behind the rate limit, sessions.
+
+use jiff::{SignedDuration, Timestamp};
+use protocol::i18n::Lang;
+
+use super::Central;
+use crate::auth::{self, AuthError};
+use crate::model::{Role, Session, StaffUser};
+
+/// What a rate-limited login attempt came to.
+#[derive(Debug)]
+pub enum LoginResult {
+    /// A new session: its token (the cookie or bearer value) and the session.
+    Ok(String, Session),
+    /// Wrong name or password.
+    Refused,
+    /// Too many recent failures; try again after this long.
+    Throttled(SignedDuration),
+}
+
+fn poisoned() -> AuthError {
+    AuthError::Store(crate::store::StoreError::Backend(
+        "login limiter lock poisoned".into(),
+    ))
+}
+
+impl Central {
+    /// Adds a staff user (password hashed with Argon2id using the configured cost).
+    /// `role` is `analyst` or `admin` ([`Role::parse`], which also reads the legacy names).
+    ///
+    /// # Errors
+    /// When the user exists, the name is malformed, the role is unknown or the password is
+    /// shorter than 8.
+    pub fn add_user(&self, name: &str, password: &str, role: &str) -> Result<(), AuthError> {
+        let Some(role) = Role::parse(role) else {
+            return Err(AuthError::Invalid(format!(
+                "role {role:?}: expected analyst or admin"
+            )));
+        };
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+        {
+            return Err(AuthError::Invalid(format!(
+                "user name {name:?}: 1 to 64 letters, digits, '.', '_', '-' or '@'"
+            )));
+        }
+        if password.chars().count() < 8 {
+            return Err(AuthError::Invalid(
+                "password must be at least 8 characters".into(),
+            ));
+        }
+        let phc = auth::hash_password(
+            password,
+            self.inner.cfg.argon2_m_cost_kib,
+            self.inner.cfg.argon2_t_cost,
+        )?;
+        self.inner.store.add_user(&StaffUser {
+            name: name.to_owned(),
+            role: role.as_str().to_owned(),
+            password_phc: phc,
+            created_at: Timestamp::now(),
+            lang: Lang::default(),
+        })?;
+        Ok(())
+    }
+
+    /// [`Central::login`] behind the login rate limit ([`auth::LoginLimiter`]): throttled
+    /// attempts are refused without checking the password, and audited.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn login_limited(
+        &self,
+        name: &str,
+        password: &str,
+        addr: Option<std::net::IpAddr>,
+    ) -> Result<LoginResult, AuthError> {
+        let now = Timestamp::now();
+        let wait = self
+            .inner
+            .limiter
+            .lock()
+            .map_err(|_| poisoned())?
+            .check(name, addr, now);
+        if let Some(wait) = wait {
+            let from = addr.map_or_else(|| "unknown address".to_owned(), |a| a.to_string());
+            self.inner.store.audit(
+                name,
+                "login.throttled",
+                &format!("too many failed logins (from {from})"),
+                now,
+            )?;
+            metrics::counter!("central_auth_failures_total", "who" => "throttled").increment(1);
+            return Ok(LoginResult::Throttled(wait));
+        }
+        let out = self.login(name, password)?;
+        let mut l = self.inner.limiter.lock().map_err(|_| poisoned())?;
+        Ok(match out {
+            Some((token, s)) => {
+                l.succeeded(name);
+                LoginResult::Ok(token, s)
+            }
+            None => {
+                l.failed(name, addr, Timestamp::now());
+                LoginResult::Refused
+            }
+        })
+    }
+
+    /// Ends a session (logout), audited.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn logout(&self, token: &str) -> Result<(), AuthError> {
+        let hash = auth::hash_token(token);
+        if let Some(s) = self.inner.store.session(&hash)? {
+            self.inner.store.delete_session(&hash)?;
+            self.inner
+                .store
+                .audit(&s.user, "logout", "session closed", Timestamp::now())?;
+        }
+        Ok(())
+    }
+
+    /// Every staff user.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn users(&self) -> Result<Vec<StaffUser>, AuthError> {
+        Ok(self.inner.store.users()?)
+    }
+
+    /// A staff user by name.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn user(&self, name: &str) -> Result<Option<StaffUser>, AuthError> {
+        Ok(self.inner.store.user(name)?)
+    }
+
+    /// Sets a user's dashboard language.
+    ///
+    /// # Errors
+    /// When the user does not exist, or store errors.
+    pub fn set_user_lang(&self, name: &str, lang: Lang) -> Result<(), AuthError> {
+        Ok(self
+            .inner
+            .store
+            .set_user_lang(name, lang, Timestamp::now())?)
+    }
+
+    /// Checks a password and opens a session; returns its token, or `None` when the
+    /// name or password is wrong.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn login(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<Option<(String, Session)>, AuthError> {
+        let Some(user) = self.inner.store.user(name)? else {
+            return Ok(None);
+        };
+        if !auth::verify_password(password, &user.password_phc) {
+            self.inner
+                .store
+                .audit(name, "login.failed", "wrong password", Timestamp::now())?;
+            return Ok(None);
+        }
+        let (token, hash) = auth::new_token();
+        let ttl = SignedDuration::try_from(self.inner.cfg.session_ttl)
+            .unwrap_or(SignedDuration::from_hours(12));
+        let now = Timestamp::now();
+        let session = Session {
+            user: user.name.clone(),
+            role: user.role,
+            expires_at: now.checked_add(ttl).unwrap_or(now),
+        };
+        self.inner.store.put_session(&hash, &session)?;
+        self.inner
+            .store
+            .audit(name, "login", "session opened", now)?;
+        Ok(Some((token, session)))
+    }
+
+    /// The live session a bearer token names, if any.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn session(&self, token: &str) -> Result<Option<Session>, AuthError> {
+        let s = self.inner.store.session(&auth::hash_token(token))?;
+        Ok(s.filter(|s| s.expires_at > Timestamp::now()))
+    }
+}

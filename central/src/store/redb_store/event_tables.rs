@@ -1,0 +1,563 @@
+//! Agents, ingest of journal batches and heartbeats: the [`IngestTarget`] over one write
+//! transaction (the rules are [`crate::ingest`]'s).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use jiff::{SignedDuration, Timestamp};
+use protocol::schema::{EventBody, GateId, JournalEntry, LaneDecision};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::case_tables::{CaseTx, store_alert};
+use super::tables::{
+    AGENT_TOKENS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, bump, uuid_key,
+    write_audit,
+};
+use crate::cases;
+use crate::ingest::{self, AgentState, IngestTarget, Link};
+use crate::model::{AgentRecord, AlertKind, Case, GateHealth, StoredEvent, TokenHash};
+use crate::stats;
+use crate::store::{GateRow, IngestOutcome, StoreError, decode, encode};
+
+pub(super) fn load_gate(tx: &WriteTransaction, gate: &str) -> Result<Option<GateRow>, StoreError> {
+    let t = tx.open_table(GATES)?;
+    let v = t.get(gate)?;
+    v.map(|g| decode("gates_v1", gate, g.value())).transpose()
+}
+
+pub(super) fn save_gate(tx: &WriteTransaction, row: &GateRow) -> Result<(), StoreError> {
+    tx.open_table(GATES)?
+        .insert(row.gate.as_str(), encode(row)?.as_slice())?;
+    Ok(())
+}
+
+pub(super) fn txn_of(body: &EventBody) -> Option<Uuid> {
+    match body {
+        EventBody::Transaction { transaction } => Some(transaction.id),
+        EventBody::Decision { decision } => Some(decision.transaction_id),
+        EventBody::OfficerAction { action } => action.transaction_id,
+        EventBody::DeviceHealth { .. }
+        | EventBody::IntegrityAlert { .. }
+        | EventBody::OrphanRead { .. } => None,
+    }
+}
+
+pub(super) fn lane_of(body: &EventBody) -> Option<&str> {
+    match body {
+        EventBody::Transaction { transaction } => Some(transaction.lane.as_str()),
+        EventBody::Decision { decision } => Some(decision.lane.as_str()),
+        EventBody::OfficerAction { action } => Some(action.lane.as_str()),
+        EventBody::DeviceHealth { health } => health.lane.as_ref().map(|l| l.as_str()),
+        EventBody::IntegrityAlert { .. } => None,
+        EventBody::OrphanRead { lane, .. } => Some(lane.as_str()),
+    }
+}
+
+pub(super) fn decision_of(body: &EventBody) -> Option<LaneDecision> {
+    match body {
+        EventBody::Decision { decision } => Some(decision.decision),
+        _ => None,
+    }
+}
+
+/// One batch's ingest inside one write transaction. The event tables are opened once
+/// for the batch, and what the batch itself stored (chain links, the containers of its
+/// transactions) is remembered, so checking an entry against its predecessor or
+/// classifying a decision does not read back and decode the JSON just written.
+struct Target<'a> {
+    tx: &'a WriteTransaction,
+    gate: &'a GateId,
+    now: Timestamp,
+    state: &'a mut AgentState,
+    cases: Vec<Case>,
+    events: redb::Table<'a, (&'static str, u64), &'static [u8]>,
+    event_ids: redb::Table<'a, (&'static str, u128), u64>,
+    event_index: redb::Table<'a, (&'static str, i64, &'static str, u64), ()>,
+    event_txn: redb::Table<'a, (u128, &'static str, u64), ()>,
+    /// Links of the entries stored by this batch, by seq.
+    links: HashMap<u64, Link>,
+    /// Containers of the transactions stored by this batch, by transaction id.
+    txn_containers: HashMap<u128, BTreeSet<String>>,
+    /// Entries stored by this batch (the gate's event counter is bumped once).
+    added: i64,
+    /// Each entry's JSON, made before the write transaction, by (seq, hash).
+    encoded: HashMap<(u64, String), Vec<u8>>,
+}
+
+/// The stored form of a [`StoredEvent`] from the entry's JSON: the same bytes as
+/// `encode(&StoredEvent { entry, received_at, chain_ok })` (fields in declaration order),
+/// without serialising the entry again inside the write transaction.
+fn stored_event_bytes(
+    entry_json: &[u8],
+    received_at: Timestamp,
+    chain_ok: bool,
+) -> Result<Vec<u8>, StoreError> {
+    #[derive(Serialize)]
+    struct Tail {
+        received_at: Timestamp,
+        chain_ok: bool,
+    }
+    // `{"received_at":…,"chain_ok":…}`: its opening brace is replaced by the entry.
+    let tail = encode(&Tail {
+        received_at,
+        chain_ok,
+    })?;
+    let (version, tail_json) = tail
+        .split_first()
+        .ok_or_else(|| StoreError::Backend("empty encoding".into()))?;
+    let mut out = Vec::with_capacity(entry_json.len() + tail_json.len() + 12);
+    out.push(*version);
+    out.extend_from_slice(b"{\"entry\":");
+    out.extend_from_slice(entry_json);
+    out.push(b',');
+    out.extend_from_slice(tail_json.get(1..).unwrap_or_default());
+    Ok(out)
+}
+
+/// The part of a stored event the chain check needs; serde skips the rest of the JSON
+/// without building it.
+#[derive(Deserialize)]
+struct StoredLink {
+    entry: LinkFields,
+}
+
+#[derive(Deserialize)]
+struct LinkFields {
+    hash: String,
+    prev_hash: String,
+}
+
+impl<'a> Target<'a> {
+    fn new(
+        tx: &'a WriteTransaction,
+        gate: &'a GateId,
+        now: Timestamp,
+        state: &'a mut AgentState,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            tx,
+            gate,
+            now,
+            state,
+            cases: Vec::new(),
+            events: tx.open_table(EVENTS)?,
+            event_ids: tx.open_table(EVENT_IDS)?,
+            event_index: tx.open_table(EVENT_INDEX)?,
+            event_txn: tx.open_table(EVENT_TXN)?,
+            links: HashMap::new(),
+            txn_containers: HashMap::new(),
+            added: 0,
+            encoded: HashMap::new(),
+        })
+    }
+
+    /// Ends the batch: the per-batch counters are written; returns the cases touched.
+    fn finish(self) -> Result<Vec<Case>, StoreError> {
+        let Target {
+            tx,
+            gate,
+            cases,
+            events,
+            event_ids,
+            event_index,
+            event_txn,
+            added,
+            ..
+        } = self;
+        // Tables are closed before the counters' table is opened in the same transaction.
+        drop((events, event_ids, event_index, event_txn));
+        if added > 0 {
+            bump(tx, &format!("gate:{gate}"), "events", added)?;
+        }
+        Ok(cases)
+    }
+
+    fn index_event(&mut self, key: &str, at: i64, seq: u64) -> Result<(), StoreError> {
+        self.event_index
+            .insert((key, at, self.gate.as_str(), seq), ())?;
+        Ok(())
+    }
+
+    /// Events of the same transaction already stored (any gate).
+    fn txn_events(&self, txn: &Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+        let keys: Vec<(String, u64)> = {
+            let k = uuid_key(txn);
+            let mut out = Vec::new();
+            for row in self
+                .event_txn
+                .range((k, "", 0u64)..=(k, "\u{7f}", u64::MAX))?
+            {
+                let (key, _) = row?;
+                let (_, g, s) = key.value();
+                out.push((g.to_owned(), s));
+            }
+            out
+        };
+        let mut out = Vec::new();
+        for (g, s) in keys {
+            if let Some(v) = self.events.get((g.as_str(), s))? {
+                out.push(decode("events_v1", format_args!("{g}/{s}"), v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
+        let outcome = d.decision.as_str();
+        bump(self.tx, "decision", outcome, 1)?;
+        {
+            let mut h = self.tx.open_table(HOURLY)?;
+            let hour = stats::hour_start(d.decided_at);
+            for k in stats::hour_figures(d) {
+                let key = (self.gate.as_str(), hour, k);
+                let n = h.get(key)?.map_or(0, |g| g.value()) + 1;
+                h.insert(key, n)?;
+            }
+        }
+        metrics::counter!("central_decisions_total", "outcome" => outcome).increment(1);
+        let changed = cases::on_decision(&mut CaseTx(self.tx), self.gate, d, seq, self.now)?;
+        self.cases.extend(changed);
+        Ok(())
+    }
+
+    fn on_officer_action(&mut self, a: &protocol::schema::OfficerAction) -> Result<(), StoreError> {
+        let changed = cases::on_inspection_result(&mut CaseTx(self.tx), a, self.now)?;
+        self.cases.extend(changed);
+        Ok(())
+    }
+}
+
+impl IngestTarget for Target<'_> {
+    type Error = StoreError;
+
+    fn stored(&mut self, seq: u64) -> Result<Option<Link>, StoreError> {
+        if let Some(l) = self.links.get(&seq) {
+            return Ok(Some(l.clone()));
+        }
+        let v = self.events.get((self.gate.as_str(), seq))?;
+        match v {
+            None => Ok(None),
+            Some(g) => {
+                let e: StoredLink =
+                    decode("events_v1", format_args!("{}/{seq}", self.gate), g.value())?;
+                Ok(Some(Link {
+                    hash: e.entry.hash,
+                    prev_hash: e.entry.prev_hash,
+                }))
+            }
+        }
+    }
+
+    fn seq_of_id(&mut self, id: &Uuid) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .event_ids
+            .get((self.gate.as_str(), uuid_key(id)))?
+            .map(|g| g.value()))
+    }
+
+    fn insert(&mut self, entry: &JournalEntry, chain_ok: bool) -> Result<(), StoreError> {
+        let gate = self.gate.as_str();
+        let bytes = match self.encoded.remove(&(entry.seq, entry.hash.clone())) {
+            Some(json) => stored_event_bytes(&json, self.now, chain_ok)?,
+            None => stored_event_bytes(
+                &serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?,
+                self.now,
+                chain_ok,
+            )?,
+        };
+        self.events.insert((gate, entry.seq), bytes.as_slice())?;
+        self.event_ids
+            .insert((gate, uuid_key(&entry.id)), entry.seq)?;
+        self.links.insert(
+            entry.seq,
+            Link {
+                hash: entry.hash.clone(),
+                prev_hash: entry.prev_hash.clone(),
+            },
+        );
+        self.state.events += 1;
+        self.state.max_seq = self.state.max_seq.max(entry.seq);
+        self.added += 1;
+
+        let at = entry.at.as_millisecond();
+        self.index_event("t", at, entry.seq)?;
+        self.index_event(&format!("g:{gate}"), at, entry.seq)?;
+        if let Some(lane) = lane_of(&entry.body) {
+            self.index_event(&format!("l:{gate}/{lane}"), at, entry.seq)?;
+        }
+        if let Some(d) = decision_of(&entry.body) {
+            self.index_event(&format!("d:{}", d.as_str()), at, entry.seq)?;
+        }
+        if let Some(txn) = txn_of(&entry.body) {
+            // Containers are named by the transaction; index this entry under them, and
+            // when this is the transaction, index the entries that arrived before it.
+            // A decision whose transaction came in this batch (the usual case: the agent
+            // journals both together) takes the containers from memory.
+            let cached = match &entry.body {
+                EventBody::Transaction { .. } => None,
+                _ => self.txn_containers.get(&uuid_key(&txn)).cloned(),
+            };
+            let others = if cached.is_some() {
+                Vec::new()
+            } else {
+                self.txn_events(&txn)?
+            };
+            let containers: BTreeSet<String> = match (&entry.body, cached) {
+                (EventBody::Transaction { transaction }, _) => {
+                    let c: BTreeSet<String> = transaction
+                        .containers()
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect();
+                    self.txn_containers.insert(uuid_key(&txn), c.clone());
+                    c
+                }
+                (_, Some(c)) => c,
+                (_, None) => others
+                    .iter()
+                    .filter_map(|e| match &e.entry.body {
+                        EventBody::Transaction { transaction } => Some(transaction.containers()),
+                        _ => None,
+                    })
+                    .flatten()
+                    .map(|c| c.to_string())
+                    .collect(),
+            };
+            for c in &containers {
+                let key = format!("c:{c}");
+                self.index_event(&key, at, entry.seq)?;
+                if matches!(entry.body, EventBody::Transaction { .. }) {
+                    for o in &others {
+                        self.event_index.insert(
+                            (
+                                key.as_str(),
+                                o.entry.at.as_millisecond(),
+                                o.entry.agent.as_str(),
+                                o.entry.seq,
+                            ),
+                            (),
+                        )?;
+                    }
+                }
+            }
+            self.event_txn
+                .insert((uuid_key(&txn), gate, entry.seq), ())?;
+        }
+        match &entry.body {
+            EventBody::Decision { decision } => self.on_decision(decision, entry.seq)?,
+            EventBody::OfficerAction { action } => self.on_officer_action(action)?,
+            EventBody::IntegrityAlert { what, detail } => {
+                if let Some(c) = store_alert(
+                    self.tx,
+                    self.gate,
+                    entry.seq,
+                    AlertKind::AgentReported,
+                    &format!("{what}: {detail}"),
+                    self.now,
+                )? {
+                    self.cases.push(c);
+                }
+            }
+            EventBody::Transaction { .. }
+            | EventBody::DeviceHealth { .. }
+            | EventBody::OrphanRead { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn alert(&mut self, seq: u64, kind: AlertKind, detail: &str) -> Result<bool, StoreError> {
+        let c = store_alert(self.tx, self.gate, seq, kind, detail, self.now)?;
+        let new = c.is_some();
+        self.cases.extend(c);
+        Ok(new)
+    }
+}
+
+fn gap_check(
+    tx: &WriteTransaction,
+    gate: &GateId,
+    state: &mut AgentState,
+    now: Timestamp,
+    gap_alert_after: SignedDuration,
+) -> Result<Option<Case>, StoreError> {
+    let missing = {
+        let ev = tx.open_table(EVENTS)?;
+        state.advance(
+            |s| Ok::<_, StoreError>(ev.get((gate.as_str(), s))?.is_some()),
+            now,
+            gap_alert_after,
+        )?
+    };
+    match missing {
+        Some(seq) => {
+            let since = state.gap_since.map_or_else(String::new, |t| t.to_string());
+            store_alert(
+                tx,
+                gate,
+                seq,
+                AlertKind::Gap,
+                &format!(
+                    "entry {seq} missing since {since} while entries up to {} are stored",
+                    state.max_seq
+                ),
+                now,
+            )
+        }
+        None => Ok(None),
+    }
+}
+
+fn last_by_id(cases: Vec<Case>) -> Vec<Case> {
+    let mut m: BTreeMap<u64, Case> = BTreeMap::new();
+    for c in cases {
+        m.insert(c.id, c);
+    }
+    m.into_values().collect()
+}
+
+pub(super) fn add_agent(
+    db: &Database,
+    token: &TokenHash,
+    agent: &AgentRecord,
+) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    match load_gate(&tx, agent.gate.as_str())? {
+        Some(row) if row.port != agent.port => {
+            return Err(StoreError::GatePortConflict {
+                gate: agent.gate.to_string(),
+                existing: row.port,
+                requested: agent.port.clone(),
+            });
+        }
+        Some(_) => {}
+        None => save_gate(
+            &tx,
+            &GateRow {
+                gate: agent.gate.clone(),
+                port: agent.port.clone(),
+                state: AgentState::default(),
+                health: None,
+            },
+        )?,
+    }
+    tx.open_table(AGENT_TOKENS)?
+        .insert(token.as_slice(), encode(agent)?.as_slice())?;
+    write_audit(
+        &tx,
+        &agent.issued_by,
+        "agent.token.issue",
+        &format!("token for gate {} (port {})", agent.gate, agent.port),
+        agent.issued_at,
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn agent_for_token(
+    db: &Database,
+    token: &TokenHash,
+) -> Result<Option<AgentRecord>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(AGENT_TOKENS)?;
+    let v = t.get(token.as_slice())?;
+    v.map(|g| decode("agent_tokens_v1", hex::encode(token), g.value()))
+        .transpose()
+}
+
+pub(super) fn ingest(
+    db: &Database,
+    gate: &GateId,
+    entries: &[JournalEntry],
+    now: Timestamp,
+    gap_alert_after: SignedDuration,
+) -> Result<IngestOutcome, StoreError> {
+    // What needs no store is done before the single write transaction is taken, so
+    // that several agents' batches do it in parallel: hashing each entry, and its JSON.
+    let hashes = ingest::check_hashes(entries);
+    let mut encoded = HashMap::with_capacity(entries.len());
+    for e in entries {
+        let json = serde_json::to_vec(e).map_err(|err| StoreError::Backend(err.to_string()))?;
+        encoded.insert((e.seq, e.hash.clone()), json);
+    }
+    let tx = db.begin_write()?;
+    let mut row = load_gate(&tx, gate.as_str())?.unwrap_or_else(|| GateRow {
+        gate: gate.clone(),
+        port: String::new(),
+        state: AgentState::default(),
+        health: None,
+    });
+    let mut state = row.state.clone();
+    let mut target = Target::new(&tx, gate, now, &mut state)?;
+    target.encoded = encoded;
+    let tally = ingest::ingest_checked(&mut target, entries, &hashes)?;
+    let mut changed = target.finish()?;
+    changed.extend(gap_check(&tx, gate, &mut state, now, gap_alert_after)?);
+    row.state = state;
+    save_gate(&tx, &row)?;
+    tx.commit()?;
+    Ok(IngestOutcome {
+        acked_through: row.state.acked_through,
+        tally,
+        cases: last_by_id(changed),
+    })
+}
+
+pub(super) fn record_heartbeat(
+    db: &Database,
+    health: &GateHealth,
+    gap_alert_after: SignedDuration,
+) -> Result<Vec<Case>, StoreError> {
+    let tx = db.begin_write()?;
+    let gate = &health.heartbeat.agent;
+    let mut row = load_gate(&tx, gate.as_str())?.unwrap_or_else(|| GateRow {
+        gate: gate.clone(),
+        port: String::new(),
+        state: AgentState::default(),
+        health: None,
+    });
+    row.health = Some(health.clone());
+    let mut state = row.state.clone();
+    let c = gap_check(&tx, gate, &mut state, health.received_at, gap_alert_after)?;
+    row.state = state;
+    save_gate(&tx, &row)?;
+    tx.commit()?;
+    Ok(c.into_iter().collect())
+}
+
+#[cfg(test)]
+mod ingest_encoding_tests {
+    use protocol::schema::{EventBody, GENESIS_HASH, GateId, JournalEntry};
+
+    use super::{StoredEvent, encode, stored_event_bytes};
+
+    #[test]
+    fn stored_event_bytes_are_what_encoding_the_stored_event_gives() {
+        let at: jiff::Timestamp = "2026-11-23T10:00:00.123Z".parse().expect("time");
+        let entry = JournalEntry::new_chained(
+            GateId::parse("G1").expect("gate"),
+            7,
+            uuid::Uuid::from_u128(42),
+            at,
+            GENESIS_HASH.to_owned(),
+            EventBody::IntegrityAlert {
+                what: "test \"quoted\"".into(),
+                detail: "line\nbreak".into(),
+            },
+        )
+        .expect("entry");
+        for chain_ok in [true, false] {
+            let expected = encode(&StoredEvent {
+                entry: entry.clone(),
+                received_at: at,
+                chain_ok,
+            })
+            .expect("encode");
+            let json = serde_json::to_vec(&entry).expect("json");
+            assert_eq!(
+                stored_event_bytes(&json, at, chain_ok).expect("bytes"),
+                expected
+            );
+        }
+    }
+}

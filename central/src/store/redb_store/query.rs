@@ -1,0 +1,196 @@
+//! Read-only queries: events, gates, statistics, alerts.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use jiff::Timestamp;
+use protocol::schema::GateId;
+use redb::{Database, ReadableDatabase, ReadableTable};
+use uuid::Uuid;
+
+use super::event_tables::{decision_of, lane_of};
+use super::tables::{
+    ALERTS, COUNTERS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, MAX_SCAN, META, uuid_key,
+};
+use crate::model::{Alert, EventQuery, HourStats, Page, StoredEvent, Summary};
+use crate::stats;
+use crate::store::{GateRow, StoreError, decode};
+
+fn parse_cursor4(c: &str) -> Option<(i64, String, u64)> {
+    let mut it = c.splitn(3, '.');
+    let at = it.next()?.parse().ok()?;
+    let gate = it.next()?.to_owned();
+    let seq = it.next()?.parse().ok()?;
+    Some((at, gate, seq))
+}
+
+pub(super) fn gates(db: &Database) -> Result<Vec<GateRow>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(GATES)?;
+    let mut out = Vec::new();
+    for row in t.iter()? {
+        let (k, v) = row?;
+        out.push(decode("gates_v1", k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+pub(super) fn events(db: &Database, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {
+    let key = match (&q.container, &q.gate, &q.lane, q.decision) {
+        (Some(c), _, _, _) => format!("c:{c}"),
+        (None, Some(g), Some(l), _) => format!("l:{g}/{l}"),
+        (None, _, _, Some(d)) => format!("d:{}", d.as_str()),
+        (None, Some(g), None, None) => format!("g:{g}"),
+        _ => "t".to_owned(),
+    };
+    let from = q.from.map_or(i64::MIN, |t| t.as_millisecond());
+    let to = q.to.map_or(i64::MAX, |t| t.as_millisecond());
+    let cursor = q.cursor.as_deref().and_then(parse_cursor4);
+    let r = db.begin_read()?;
+    let idx = r.open_table(EVENT_INDEX)?;
+    let events = r.open_table(EVENTS)?;
+    let start_owned;
+    let start = match &cursor {
+        Some((at, g, s)) => {
+            start_owned = (key.as_str(), *at, g.as_str(), *s);
+            Bound::Excluded(start_owned)
+        }
+        None => Bound::Included((key.as_str(), from, "", 0u64)),
+    };
+    let end = Bound::Excluded((key.as_str(), to, "", 0u64));
+    let limit = q.limit.clamp(1, 1_000);
+    let mut items = Vec::new();
+    let mut last = None;
+    let mut scanned = 0usize;
+    let mut more = false;
+    for row in idx.range((start, end))? {
+        let (k, _) = row?;
+        let (_, at, g, s) = k.value();
+        scanned += 1;
+        if items.len() >= limit || scanned > MAX_SCAN {
+            more = true;
+            break;
+        }
+        last = Some((at, g.to_owned(), s));
+        let Some(v) = events.get((g, s))? else {
+            continue;
+        };
+        let e: StoredEvent = decode("events_v1", format!("{g}/{s}"), v.value())?;
+        if q.gate.as_ref().is_some_and(|want| want != &e.entry.agent)
+            || q.lane
+                .as_ref()
+                .is_some_and(|want| lane_of(&e.entry.body) != Some(want.as_str()))
+            || q.decision
+                .is_some_and(|want| decision_of(&e.entry.body) != Some(want))
+        {
+            continue;
+        }
+        items.push(e);
+    }
+    let next_cursor = if more {
+        last.map(|(at, g, s)| format!("{at}.{g}.{s}"))
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+pub(super) fn transaction_events(
+    db: &Database,
+    txn: &Uuid,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(EVENT_TXN)?;
+    let ev = r.open_table(EVENTS)?;
+    let k = uuid_key(txn);
+    let mut out = Vec::new();
+    for row in t.range((k, "", 0u64)..=(k, "\u{7f}", u64::MAX))? {
+        let (key, _) = row?;
+        let (_, g, s) = key.value();
+        if let Some(v) = ev.get((g, s))? {
+            out.push(decode("events_v1", format!("{g}/{s}"), v.value())?);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn hourly_stats(
+    db: &Database,
+    gate: Option<&GateId>,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<HourStats>, StoreError> {
+    let (from_h, to_h) = (stats::hour_start(from), to.as_second());
+    let r = db.begin_read()?;
+    let t = r.open_table(HOURLY)?;
+    let mut acc: BTreeMap<(String, i64), HourStats> = BTreeMap::new();
+    for row in t.iter()? {
+        let (k, v) = row?;
+        let (g, hour, kind) = k.value();
+        if gate.is_some_and(|want| want.as_str() != g) || hour < from_h || hour >= to_h {
+            continue;
+        }
+        let s = acc.entry((g.to_owned(), hour)).or_default();
+        stats::add_count(s, kind, v.value());
+    }
+    Ok(acc
+        .into_iter()
+        .map(|((g, hour), s)| stats::finish_hour(&g, hour, s))
+        .collect())
+}
+
+pub(super) fn summary(db: &Database) -> Result<Summary, StoreError> {
+    let r = db.begin_read()?;
+    let c = r.open_table(COUNTERS)?;
+    let mut s = Summary::default();
+    for row in c.iter()? {
+        let (k, v) = row?;
+        let (scope, name) = k.value();
+        let n = v.value();
+        match (scope, name) {
+            (g, "events") if g.starts_with("gate:") => {
+                s.events_per_gate.insert(g["gate:".len()..].to_owned(), n);
+            }
+            ("decision", outcome) => {
+                s.decisions.insert(outcome.to_owned(), n);
+            }
+            ("cases", "OPEN") => s.cases_open = n,
+            ("cases", "ACKNOWLEDGED") => s.cases_acknowledged = n,
+            ("cases", "RESOLVED") => s.cases_resolved = n,
+            ("alerts", "total") => s.alerts = n,
+            ("registry", "operators") => s.operators = n,
+            ("registry", "consignments") => s.consignments = n,
+            _ => {}
+        }
+    }
+    let g = r.open_table(GATES)?;
+    for row in g.iter()? {
+        let (k, v) = row?;
+        let gr: GateRow = decode("gates_v1", k.value(), v.value())?;
+        s.acked_through_per_gate
+            .insert(gr.gate.to_string(), gr.state.acked_through);
+    }
+    s.registry_seq = r
+        .open_table(META)?
+        .get("change_seq")?
+        .map_or(0, |g| g.value());
+    Ok(s)
+}
+
+pub(super) fn alerts(db: &Database, limit: usize) -> Result<Vec<Alert>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(ALERTS)?;
+    let mut out = Vec::new();
+    for row in t.iter()?.rev().take(limit) {
+        let (k, v) = row?;
+        out.push(decode("alerts_v1", k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+pub(super) fn alert(db: &Database, id: u64) -> Result<Option<Alert>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(ALERTS)?;
+    let v = t.get(id)?;
+    v.map(|g| decode("alerts_v1", id, g.value())).transpose()
+}

@@ -1,0 +1,379 @@
+//! The registry: the change log, the current records (written through
+//! [`RegistrySink`]; the rule is [`Change::apply`]), snapshots and lookups.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
+use jiff::Timestamp;
+use protocol::operator::OperatorId;
+use protocol::registry::{ApplyError, RegistrySink};
+use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, SequencedChange};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+
+use super::tables::{
+    CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, META, MRAS, OPERATORS, Versioned, bump, write_audit,
+};
+use crate::store::{LoggedChange, RegistrySnapshot, StoreError, decode, encode};
+
+fn mra_key(m: &MraRecord) -> (String, String) {
+    (m.recognising.code().to_owned(), m.partner.code().to_owned())
+}
+
+fn consignment_index_keys(c: &Consignment) -> Vec<String> {
+    let mut keys: Vec<String> = c
+        .containers
+        .iter()
+        .map(|d| format!("c:{}", d.number))
+        .collect();
+    keys.extend(c.ports.iter().map(|p| format!("p:{p}")));
+    keys
+}
+
+/// The registry tables inside one write transaction, as a [`RegistrySink`] for the
+/// change being logged under `seq`. Storage only: the rule is [`Change::apply`].
+struct RegistryTx<'a> {
+    tx: &'a WriteTransaction,
+    seq: u64,
+    /// The ports a consignment change concerns: before and after the change.
+    ports: Option<Vec<String>>,
+}
+
+impl RegistrySink for RegistryTx<'_> {
+    type Error = StoreError;
+
+    fn operator(&mut self, id: &OperatorId) -> Result<Option<RegistryRecord>, StoreError> {
+        let key = id.to_string();
+        let t = self.tx.open_table(OPERATORS)?;
+        let v = t.get(key.as_str())?;
+        v.map(|g| decode::<Versioned<RegistryRecord>>("operators_v1", &key, g.value()))
+            .transpose()
+            .map(|o| o.map(|v| v.value))
+    }
+
+    fn put_operator(&mut self, record: &RegistryRecord) -> Result<(), StoreError> {
+        let key = record.operator.to_string();
+        let mut t = self.tx.open_table(OPERATORS)?;
+        let v = Versioned {
+            seq: self.seq,
+            value: record.clone(),
+        };
+        let was = t.insert(key.as_str(), encode(&v)?.as_slice())?.is_some();
+        drop(t);
+        if !was {
+            bump(self.tx, "registry", "operators", 1)?;
+        }
+        Ok(())
+    }
+
+    fn put_mra(&mut self, mra: &MraRecord) -> Result<(), StoreError> {
+        let (a, b) = mra_key(mra);
+        let v = Versioned {
+            seq: self.seq,
+            value: mra.clone(),
+        };
+        self.tx
+            .open_table(MRAS)?
+            .insert((a.as_str(), b.as_str()), encode(&v)?.as_slice())?;
+        Ok(())
+    }
+
+    fn put_consignment(&mut self, consignment: &Consignment) -> Result<(), StoreError> {
+        let old = remove_consignment(self.tx, &consignment.id)?;
+        let v = Versioned {
+            seq: self.seq,
+            value: consignment.clone(),
+        };
+        self.tx
+            .open_table(CONSIGNMENTS)?
+            .insert(consignment.id.as_str(), encode(&v)?.as_slice())?;
+        let mut idx = self.tx.open_table(CONSIGNMENT_INDEX)?;
+        for k in consignment_index_keys(consignment) {
+            idx.insert((k.as_str(), consignment.id.as_str()), ())?;
+        }
+        drop(idx);
+        bump(self.tx, "registry", "consignments", 1)?;
+        let mut ports: BTreeSet<String> = consignment.ports.iter().cloned().collect();
+        if let Some(o) = old {
+            ports.extend(o.ports);
+        }
+        self.ports = Some(ports.into_iter().collect());
+        Ok(())
+    }
+
+    fn remove_consignment(&mut self, id: &str) -> Result<(), StoreError> {
+        let old = remove_consignment(self.tx, id)?;
+        self.ports = Some(old.map(|o| o.ports).unwrap_or_default());
+        Ok(())
+    }
+}
+
+/// Applies one change ([`Change::apply`]) under `seq`; returns the ports it concerns
+/// (`None`: every port).
+fn apply_change(
+    tx: &WriteTransaction,
+    change: &Change,
+    seq: u64,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let mut sink = RegistryTx {
+        tx,
+        seq,
+        ports: None,
+    };
+    change.apply(&mut sink).map_err(|e| match e {
+        ApplyError::UnknownOperator(op) => StoreError::UnknownOperator(op.to_string()),
+        ApplyError::Schema(e) => StoreError::Refused(e.to_string()),
+        ApplyError::Sink(e) => e,
+    })?;
+    Ok(sink.ports)
+}
+
+/// Removes a consignment and its index rows; returns what was there.
+fn remove_consignment(tx: &WriteTransaction, id: &str) -> Result<Option<Consignment>, StoreError> {
+    let old: Option<Versioned<Consignment>> = {
+        let mut t = tx.open_table(CONSIGNMENTS)?;
+        let removed = t.remove(id)?;
+        removed
+            .map(|g| decode("consignments_v1", id, g.value()))
+            .transpose()?
+    };
+    let Some(old) = old else { return Ok(None) };
+    let mut idx = tx.open_table(CONSIGNMENT_INDEX)?;
+    for k in consignment_index_keys(&old.value) {
+        idx.remove((k.as_str(), id))?;
+    }
+    drop(idx);
+    bump(tx, "registry", "consignments", -1)?;
+    Ok(Some(old.value))
+}
+
+pub(super) fn append_changes(
+    db: &Database,
+    changes: &[Change],
+    actor: &str,
+    at: Timestamp,
+) -> Result<u64, StoreError> {
+    let tx = db.begin_write()?;
+    let mut seq = tx
+        .open_table(META)?
+        .get("change_seq")?
+        .map_or(0, |g| g.value());
+    let first = seq + 1;
+    for change in changes {
+        seq += 1;
+        let ports = apply_change(&tx, change, seq)?;
+        let logged = LoggedChange {
+            seq,
+            at,
+            actor: actor.to_owned(),
+            change: change.clone(),
+            ports,
+        };
+        tx.open_table(CHANGES)?
+            .insert(seq, encode(&logged)?.as_slice())?;
+        if let Change::SetStatus {
+            operator,
+            status,
+            reason,
+            ..
+        } = change
+        {
+            write_audit(
+                &tx,
+                actor,
+                "registry.set_status",
+                &format!("{operator} → {} ({reason}), seq {seq}", status.as_str()),
+                at,
+            )?;
+        }
+    }
+    if !changes.is_empty() {
+        tx.open_table(META)?.insert("change_seq", seq)?;
+        let n = changes
+            .iter()
+            .filter(|c| !matches!(c, Change::SetStatus { .. }))
+            .count();
+        if n > 0 {
+            write_audit(
+                &tx,
+                actor,
+                "registry.import",
+                &format!("{n} upserts/removals, seq {first}..={seq}"),
+                at,
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(seq)
+}
+
+pub(super) fn last_seq(db: &Database) -> Result<u64, StoreError> {
+    let r = db.begin_read()?;
+    Ok(r.open_table(META)?
+        .get("change_seq")?
+        .map_or(0, |g| g.value()))
+}
+
+pub(super) fn changes_after(
+    db: &Database,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<LoggedChange>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(CHANGES)?;
+    let mut out = Vec::new();
+    for row in t
+        .range((Bound::Excluded(after), Bound::Unbounded))?
+        .take(limit)
+    {
+        let (k, v) = row?;
+        out.push(decode("changes_v1", k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+pub(super) fn snapshot(
+    db: &Database,
+    port: &str,
+    now: Timestamp,
+) -> Result<RegistrySnapshot, StoreError> {
+    let r = db.begin_read()?;
+    let last_seq = r
+        .open_table(META)?
+        .get("change_seq")?
+        .map_or(0, |g| g.value());
+    let as_of = match r.open_table(CHANGES)?.get(last_seq)? {
+        Some(g) => decode::<LoggedChange>("changes_v1", last_seq, g.value())?.at,
+        None => now,
+    };
+    let mut changes = Vec::new();
+    for row in r.open_table(OPERATORS)?.iter()? {
+        let (k, v) = row?;
+        let rec: Versioned<RegistryRecord> = decode("operators_v1", k.value(), v.value())?;
+        changes.push(SequencedChange {
+            seq: rec.seq,
+            change: Change::UpsertOperator { record: rec.value },
+        });
+    }
+    for row in r.open_table(MRAS)?.iter()? {
+        let (k, v) = row?;
+        let (a, b) = k.value();
+        let m: Versioned<MraRecord> = decode("mras_v1", format!("{a}/{b}"), v.value())?;
+        changes.push(SequencedChange {
+            seq: m.seq,
+            change: Change::UpsertMra { mra: m.value },
+        });
+    }
+    let key = format!("p:{port}");
+    let idx = r.open_table(CONSIGNMENT_INDEX)?;
+    let cons = r.open_table(CONSIGNMENTS)?;
+    for row in idx.range((key.as_str(), "")..)? {
+        let (k, _) = row?;
+        let (p, id) = k.value();
+        if p != key {
+            break;
+        }
+        if let Some(v) = cons.get(id)? {
+            let c: Versioned<Consignment> = decode("consignments_v1", id, v.value())?;
+            changes.push(SequencedChange {
+                seq: c.seq,
+                change: Change::UpsertConsignment {
+                    consignment: c.value,
+                },
+            });
+        }
+    }
+    changes.sort_by_key(|c| c.seq);
+    Ok(RegistrySnapshot {
+        last_seq,
+        as_of,
+        changes,
+    })
+}
+
+pub(super) fn operator(
+    db: &Database,
+    id: &OperatorId,
+) -> Result<Option<RegistryRecord>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(OPERATORS)?;
+    let key = id.to_string();
+    let v = t.get(key.as_str())?;
+    v.map(|g| decode::<Versioned<RegistryRecord>>("operators_v1", &key, g.value()))
+        .transpose()
+        .map(|o| o.map(|v| v.value))
+}
+
+pub(super) fn consignments_for_container(
+    db: &Database,
+    container: &str,
+) -> Result<Vec<Consignment>, StoreError> {
+    let r = db.begin_read()?;
+    let idx = r.open_table(CONSIGNMENT_INDEX)?;
+    let cons = r.open_table(CONSIGNMENTS)?;
+    let key = format!("c:{container}");
+    let mut out = Vec::new();
+    for row in idx.range((key.as_str(), "")..)? {
+        let (k, _) = row?;
+        let (c, id) = k.value();
+        if c != key {
+            break;
+        }
+        if let Some(v) = cons.get(id)? {
+            out.push(decode::<Versioned<Consignment>>("consignments_v1", id, v.value())?.value);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn search_operators(
+    db: &Database,
+    text: &str,
+    limit: usize,
+) -> Result<Vec<RegistryRecord>, StoreError> {
+    let needle = text.trim().to_lowercase();
+    let r = db.begin_read()?;
+    let t = r.open_table(OPERATORS)?;
+    let mut out = Vec::new();
+    // A full scan: the registry is tens of thousands of rows, read in one snapshot.
+    for row in t.iter()? {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, v) = row?;
+        let key = k.value();
+        let rec: Versioned<RegistryRecord> = decode("operators_v1", key, v.value())?;
+        if key.to_lowercase().contains(&needle) || rec.value.name.to_lowercase().contains(&needle) {
+            out.push(rec.value);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn operator_changes(
+    db: &Database,
+    id: &OperatorId,
+    limit: usize,
+) -> Result<Vec<LoggedChange>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let r = db.begin_read()?;
+    let t = r.open_table(CHANGES)?;
+    let mut out: std::collections::VecDeque<LoggedChange> = std::collections::VecDeque::new();
+    for row in t.iter()? {
+        let (k, v) = row?;
+        let logged: LoggedChange = decode("changes_v1", k.value(), v.value())?;
+        let about = match &logged.change {
+            Change::UpsertOperator { record } => &record.operator == id,
+            Change::SetStatus { operator, .. } => operator == id,
+            _ => false,
+        };
+        if about {
+            if out.len() == limit {
+                out.pop_front();
+            }
+            out.push_back(logged);
+        }
+    }
+    Ok(out.into())
+}

@@ -1,0 +1,112 @@
+//! The redb tables and the write helpers every family shares (ids, counters, audit).
+
+use jiff::Timestamp;
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::model::AuditEntry;
+use crate::store::{StoreError, encode};
+
+pub(super) const AGENT_TOKENS: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("agent_tokens_v1");
+pub(super) const GATES: TableDefinition<&str, &[u8]> = TableDefinition::new("gates_v1");
+pub(super) const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events_v1");
+pub(super) const EVENT_IDS: TableDefinition<(&str, u128), u64> =
+    TableDefinition::new("event_ids_v1");
+pub(super) const EVENT_INDEX: TableDefinition<(&str, i64, &str, u64), ()> =
+    TableDefinition::new("event_index_v1");
+pub(super) const EVENT_TXN: TableDefinition<(u128, &str, u64), ()> =
+    TableDefinition::new("event_txn_v1");
+pub(super) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts_v1");
+pub(super) const ALERT_KEYS: TableDefinition<(&str, u64, &str), u64> =
+    TableDefinition::new("alert_keys_v1");
+pub(super) const CASES: TableDefinition<u64, &[u8]> = TableDefinition::new("cases_v1");
+pub(super) const CASE_INDEX: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("case_index_v1");
+pub(super) const CASE_BY_TXN: TableDefinition<u128, u64> = TableDefinition::new("case_by_txn_v1");
+pub(super) const COUNTERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("counters_v1");
+pub(super) const HOURLY: TableDefinition<(&str, i64, &str), u64> =
+    TableDefinition::new("hourly_v1");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
+pub(super) const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes_v1");
+pub(super) const OPERATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("operators_v1");
+pub(super) const MRAS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("mras_v1");
+pub(super) const CONSIGNMENTS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("consignments_v1");
+pub(super) const CONSIGNMENT_INDEX: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("consignment_index_v1");
+pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_v1");
+pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users_v1");
+pub(super) const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions_v1");
+
+/// Most index rows one query examines before returning a page (with a cursor to go on).
+pub(super) const MAX_SCAN: usize = 20_000;
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Backend(redb::Error::from(e).to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A record together with the change seq that last wrote it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Versioned<T> {
+    pub(super) seq: u64,
+    pub(super) value: T,
+}
+
+pub(super) fn next_id(tx: &WriteTransaction, name: &str) -> Result<u64, StoreError> {
+    let mut meta = tx.open_table(META)?;
+    let n = meta.get(name)?.map_or(0, |g| g.value()) + 1;
+    meta.insert(name, n)?;
+    Ok(n)
+}
+
+pub(super) fn bump(
+    tx: &WriteTransaction,
+    scope: &str,
+    name: &str,
+    by: i64,
+) -> Result<(), StoreError> {
+    let mut t = tx.open_table(COUNTERS)?;
+    let cur = t.get((scope, name))?.map_or(0, |g| g.value());
+    let new = cur.saturating_add_signed(by);
+    t.insert((scope, name), new)?;
+    Ok(())
+}
+
+pub(super) fn write_audit(
+    tx: &WriteTransaction,
+    actor: &str,
+    action: &str,
+    detail: &str,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let id = next_id(tx, "audit_id")?;
+    let e = AuditEntry {
+        id,
+        at,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        detail: detail.to_owned(),
+    };
+    tx.open_table(AUDIT)?.insert(id, encode(&e)?.as_slice())?;
+    Ok(())
+}
+
+pub(super) fn uuid_key(u: &Uuid) -> u128 {
+    u.as_u128()
+}

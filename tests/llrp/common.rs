@@ -1,0 +1,191 @@
+//! Helpers of the LLRP lane tests (`tests/llrp_lane.rs`, `tests/llrp_interop.rs`): the
+//! agent in this process with board lanes and an `[[llrp]]` reader, health and decision
+//! waits with deadlines, and the journaled transaction of a decision.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aeogate::vboard::{VirtualBoard, VirtualBoardConfig};
+use aeogate::vreader::{VirtualReader, VirtualReaderConfig};
+use edge_agent::runtime::AgentHandle;
+use protocol::link::{BatteryLevel, SealRead, SealStatus};
+use protocol::schema::{Decision, DeviceHealth, EventBody, GateTransaction, LaneId};
+use tokio_util::sync::CancellationToken;
+
+/// Every wait gives up after this long, so a failure never hangs.
+pub const WAIT: Duration = Duration::from_secs(15);
+/// How long a truck stays in the lane.
+pub const DWELL: Duration = Duration::from_secs(3);
+/// The issue's bound on noticing a reader fault.
+pub const NOTICE: Duration = Duration::from_secs(5);
+
+/// An SGTIN-96 tag on the tractor and the container's ISO 6346 number as an ASCII EPC.
+pub fn tags() -> Vec<Vec<u8>> {
+    vec![
+        vec![
+            0x30, 0x74, 0x25, 0x7B, 0xF7, 0x19, 0x4E, 0x40, 0x00, 0x00, 0x1A, 0x85,
+        ],
+        b"CSQU3054383\0".to_vec(),
+    ]
+}
+
+pub fn eseals() -> Vec<SealRead> {
+    vec![SealRead {
+        manufacturer: 0x0042,
+        tag_id: 0x0001_E240,
+        status: SealStatus::Sealed,
+        battery: BatteryLevel::Ok,
+        sealed_at: None,
+        opened_at: None,
+    }]
+}
+
+pub fn board(lane: &str) -> Arc<VirtualBoard> {
+    let cfg = VirtualBoardConfig {
+        lane: lane.into(),
+        loops: 1,
+        ..VirtualBoardConfig::default()
+    };
+    Arc::new(VirtualBoard::spawn(cfg).expect("virtual board starts"))
+}
+
+pub async fn reader() -> VirtualReader {
+    VirtualReader::start(
+        VirtualReaderConfig {
+            antennas: 4,
+            cycle: Duration::from_millis(100),
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .expect("virtual reader starts")
+}
+
+pub fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+pub fn lane_toml(id: &str, presence_loop: bool) -> String {
+    format!(
+        "[[lanes]]\nid = \"{id}\"\nname = \"Lane {id}\"\npresence_loop = {presence_loop}\n\
+         transaction_timeout = \"60s\"\nquiet_close = \"2s\"\n\
+         [lanes.routes]\nfast = \"{id} priority\"\nstandard = \"Lane 9\"\ninspect = \"Inspection bay\"\n\n"
+    )
+}
+
+pub fn board_toml(b: &VirtualBoard, lane: &str) -> String {
+    format!(
+        "[[devices]]\nname = \"board-{lane}\"\nlane = \"{lane}\"\nkind = \"lane_board\"\npath = {}\n\
+         silence_timeout = \"5s\"\nreopen_backoff_max = \"1s\"\n\n",
+        toml_str(&b.tty_link().to_string_lossy())
+    )
+}
+
+pub fn llrp_toml(reader: &VirtualReader, antennas: &str) -> String {
+    llrp_toml_at(reader.addr().port(), antennas)
+}
+
+/// An `[[llrp]]` section for a reader on 127.0.0.1:`port` (27 dBm, 500 ms keepalive).
+pub fn llrp_toml_at(port: u16, antennas: &str) -> String {
+    format!(
+        "[[llrp]]\nname = \"llrp-1\"\nhost = \"127.0.0.1\"\nport = {port}\nantennas = {{ {antennas} }}\n\
+         tx_power_dbm = 27.0\nkeepalive = \"500ms\"\nsilence_timeout = \"1500ms\"\n\
+         unique_window = \"2s\"\nreconnect_backoff_max = \"1s\"\n\n"
+    )
+}
+
+pub async fn agent(
+    sections: &str,
+    dir: &tempfile::TempDir,
+    stop: &CancellationToken,
+) -> AgentHandle {
+    // Random selection one in a million (policy keeps it above 0): the two lanes'
+    // transactions have different ids, and a keyed random pick on one of them at 1 % or
+    // 5 % would make equal reads decide differently.
+    let text = format!(
+        "[gate]\nid = \"PORT1-G1\"\nname = \"llrp gate\"\nport = \"PORT1\"\n\n{sections}\
+         [store]\npath = {}\n\n\
+         [policy]\nname = \"llrp\"\nstaleness_bound = \"24h\"\nrequired_roles = [\"IMPORTER\", \"CARRIER\"]\n\
+         home_programmes = [\"EU-AEO\"]\nrandom_rate_aeo = 0.000001\nrandom_rate_other = 0.000001\nrandom_key = \"llrp-lane-random-key\"\n\n\
+         [console]\nbind = \"127.0.0.1:0\"\n",
+        toml_str(&dir.path().join("agent.redb").to_string_lossy()),
+    );
+    let cfg = edge_agent::config::Config::from_toml_str(&text, "llrp lane agent")
+        .expect("agent configuration parses");
+    edge_agent::runtime::start(cfg, stop.clone())
+        .await
+        .expect("agent starts")
+}
+
+pub fn health(handle: &AgentHandle, device: &str) -> Option<DeviceHealth> {
+    handle
+        .shared
+        .device_health()
+        .into_iter()
+        .find(|d| d.device == device)
+}
+
+/// Waits until `device` is `up` (or down); returns how long it took.
+pub async fn wait_health(
+    handle: &AgentHandle,
+    device: &str,
+    up: bool,
+    within: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        if health(handle, device).is_some_and(|h| h.up == up) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{device} not {} within {within:?}: {:?}",
+            if up { "up" } else { "down" },
+            health(handle, device)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub async fn decision(handle: &AgentHandle, lane: &LaneId) -> Decision {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(d) = handle.shared.live.get(lane).and_then(|l| l.last_decision) {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no decision on {lane} within {WAIT:?}: {:?}; devices {:?}",
+            handle.shared.live.get(lane),
+            handle.shared.device_health()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn transaction(handle: &AgentHandle, d: &Decision) -> GateTransaction {
+    let entries = handle.shared.store.entries(1, 10_000).expect("journal");
+    entries
+        .into_iter()
+        .find_map(|e| match e.body {
+            EventBody::Transaction { transaction } if transaction.id == d.transaction_id => {
+                Some(transaction)
+            }
+            _ => None,
+        })
+        .expect("the decided transaction is journaled")
+}
+
+/// What the readers saw, without who saw it or when.
+pub fn seen(tx: &GateTransaction) -> BTreeSet<String> {
+    tx.reads
+        .iter()
+        .map(|r| format!("{:?} {:?}", r.source, r.value))
+        .collect()
+}
+
+pub fn lane(s: &str) -> LaneId {
+    LaneId::parse(s).expect("lane id")
+}
