@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use aeogate::vboard::{Fault, Truck, VirtualBoard, VirtualBoardConfig};
 use edge_agent::runtime::AgentHandle;
 use protocol::link::{Barrier, Light};
-use protocol::schema::{Decision, LaneDecision, LaneId};
+use protocol::schema::{Decision, LaneDecision, LaneId, LaneSignal};
 use tokio_util::sync::CancellationToken;
 
 /// Every wait gives up after this long, so a failure never hangs.
@@ -351,7 +351,8 @@ async fn the_next_truck_meets_red_and_a_lowered_barrier_until_its_own_decision()
         .and_then(|l| l.shown)
         .expect("the lane shows something");
     assert_eq!(
-        shown.decision, "WAITING",
+        shown.decision,
+        LaneSignal::Waiting,
         "the agent shows the lane waiting, not the first truck's decision: {shown:?}"
     );
     assert_ne!(shown.transaction_id, Some(first.transaction_id));
@@ -465,7 +466,7 @@ async fn a_truck_decided_while_on_the_loop_leaves_the_lane_safe_behind_it() {
     loop {
         let shown = handle.shared.live.get(&lane()).and_then(|l| l.shown);
         if let Some(s) = &shown
-            && s.decision == "WAITING"
+            && s.decision == LaneSignal::Waiting
         {
             assert_eq!(s.transaction_id, None, "no truck in the lane: {s:?}");
             break;

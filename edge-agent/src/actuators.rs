@@ -6,6 +6,7 @@
 //! | FAST | green | raise | 1 | proceed on the priority route |
 //! | STANDARD | amber | raise | 2 | proceed to normal processing (the booth) |
 //! | INSPECT | red | stays lowered | 3 | stop; an officer directs the truck to inspection |
+//! | WAITING | red | lowered | 0 | the safe state between trucks: wait for this truck's decision |
 //!
 //! STANDARD raises the barrier because the truck must leave the read point for the booth;
 //! amber rather than green tells the driver that it is not the priority lane. The sign text
@@ -14,12 +15,18 @@
 //! silent, whatever it was told.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use protocol::link::{Barrier, LaneCommand, Light, MAX_TEXT_BYTES};
-use protocol::schema::{LaneDecision, LaneId};
+use protocol::schema::{LaneDecision, LaneId, LaneSignal, LaneState};
 use tokio::sync::mpsc;
 
-use crate::sources::mqtt::{LaneState, LaneTopics};
+/// Where lane states are published besides the boards (the MQTT lane topics). Publishing
+/// never blocks.
+pub trait LanePublisher: std::fmt::Debug + Send + Sync {
+    /// Publishes `state` as its lane's current state.
+    fn publish(&self, state: &LaneState);
+}
 
 /// The link command for a lane decision with the configured route text.
 #[must_use]
@@ -65,13 +72,13 @@ pub fn sign_text(text: &str) -> heapless::String<MAX_TEXT_BYTES> {
 #[derive(Debug, Clone, Default)]
 pub struct Actuators {
     links: HashMap<LaneId, Vec<mpsc::Sender<LaneCommand>>>,
-    topics: Option<LaneTopics>,
+    topics: Option<Arc<dyn LanePublisher>>,
 }
 
 impl Actuators {
     /// Actuators publishing lane topics through `topics` (if MQTT is configured).
     #[must_use]
-    pub fn new(topics: Option<LaneTopics>) -> Self {
+    pub fn new(topics: Option<Arc<dyn LanePublisher>>) -> Self {
         Self {
             links: HashMap::new(),
             topics,
@@ -87,11 +94,9 @@ impl Actuators {
     /// port is down and reopening) misses this command and is told so in the log; the lane
     /// is in its safe state meanwhile.
     pub fn show(&self, state: &LaneState) {
-        let cmd = match state.decision.as_str() {
-            "FAST" => lane_command(LaneDecision::Fast, &state.route),
-            "STANDARD" => lane_command(LaneDecision::Standard, &state.route),
-            LaneState::WAITING => safe_command(),
-            _ => lane_command(LaneDecision::Inspect, &state.route),
+        let cmd = match state.decision {
+            LaneSignal::Decided(decision) => lane_command(decision, &state.route),
+            LaneSignal::Waiting => safe_command(),
         };
         for tx in self.links.get(&state.lane).into_iter().flatten() {
             if let Err(e) = tx.try_send(cmd.clone()) {

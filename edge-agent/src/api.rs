@@ -21,7 +21,6 @@
 //! ([`crate::console`]) are merged into the same router, behind the same CSRF layer.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -33,33 +32,29 @@ use futures_util::StreamExt as _;
 use jiff::Timestamp;
 use protocol::schema::{
     ActionKind, Decision, DeviceHealth, EventBody, GateTransaction, LaneDecision, LaneId,
-    OfficerAction, ReadSource, ReadValue, ReasonCode, SCHEMA_VERSION,
+    OfficerAction, ReadSource, SCHEMA_VERSION,
 };
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
 use crate::assembler::{AssemblerEvent, RawRead};
-use crate::console::{Authed, Role, auth::AuthError};
-use crate::runtime::{LaneLive, Shared};
-use crate::sources::mqtt::LaneState;
-use crate::store::ReplicaMeta;
+use crate::console::{Authed, auth::AuthError};
+use crate::live::LaneLive;
+use crate::officer::{self, Refusal};
+use crate::replica::{ReplicaMeta, ReplicaStatus};
+use crate::state::AppState;
 
 /// Largest request body accepted (an officer action is well under 1 KiB).
 const BODY_LIMIT: usize = 16 * 1024;
 /// Most transactions one history request returns.
 const MAX_LIMIT: usize = 500;
-/// Longest free text (reason, note) in an officer action.
-const MAX_TEXT: usize = 1000;
 
 /// The console router over the agent's shared state: the JSON API, the console's pages
 /// and probes, behind CSRF protection.
 ///
-/// # Errors
-/// The console's account tables cannot be opened.
-pub fn app(state: Arc<Shared>) -> anyhow::Result<Router> {
-    let console = crate::console::console(&state.store, false)?;
-    Ok(Router::new()
+pub fn app(state: AppState) -> Router {
+    Router::new()
         .route("/api/v1/lanes", get(lanes))
         .route("/api/v1/transactions", get(transactions))
         .route("/api/v1/transactions/{id}", get(transaction))
@@ -69,10 +64,9 @@ pub fn app(state: Arc<Shared>) -> anyhow::Result<Router> {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(crate::console::routes())
-        .layer(axum::Extension(console))
         .layer(tower_http::csrf::CsrfLayer::new())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
-        .with_state(state))
+        .with_state(state)
 }
 
 /// An API error: status and `{"error": "..."}`.
@@ -106,43 +100,13 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// Age of the replica in seconds at `now`; `None` when never loaded.
-#[must_use]
-pub fn replica_age_s(meta: &ReplicaMeta, now: Timestamp) -> Option<u64> {
-    let as_of = meta.current_as_of()?;
-    let secs = now.as_second().saturating_sub(as_of.as_second());
-    Some(u64::try_from(secs).unwrap_or(0))
-}
-
-/// Replica freshness as the console shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReplicaStatus {
-    /// Last applied change sequence.
-    pub sequence: u64,
-    /// Central's as-of time.
-    pub as_of: Option<Timestamp>,
-    /// Last poll that confirmed nothing newer.
-    pub last_sync: Option<Timestamp>,
-    /// Seconds since the replica was known current.
-    pub age_s: Option<u64>,
-    /// Older than the policy's staleness bound (or never loaded): no lane can be FAST.
-    pub stale: bool,
-}
-
 /// Replica freshness now, from its bookkeeping.
 #[must_use]
-pub fn replica_status(shared: &Shared, meta: &ReplicaMeta) -> ReplicaStatus {
-    let age_s = replica_age_s(meta, Timestamp::now());
-    ReplicaStatus {
-        sequence: meta.sequence,
-        as_of: meta.as_of,
-        last_sync: meta.last_sync,
-        age_s,
-        stale: age_s.is_none_or(|a| a > shared.policy.staleness_bound.as_secs()),
-    }
+pub fn replica_status(shared: &AppState, meta: &ReplicaMeta) -> ReplicaStatus {
+    ReplicaStatus::of(meta, Timestamp::now(), shared.staleness_bound)
 }
 
-async fn replica_meta(shared: &Shared) -> Result<ReplicaMeta, ApiError> {
+async fn replica_meta(shared: &AppState) -> Result<ReplicaMeta, ApiError> {
     let store = shared.store.clone();
     tokio::task::spawn_blocking(move || store.replica_meta())
         .await
@@ -164,7 +128,7 @@ pub struct LaneReport {
 }
 
 async fn lanes(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
 ) -> Result<Json<Vec<LaneReport>>, ApiError> {
     authed.require_customs()?;
@@ -217,7 +181,7 @@ pub struct TransactionRow {
 }
 
 async fn transactions(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<Vec<TransactionRow>>, ApiError> {
@@ -268,7 +232,7 @@ pub struct TransactionDetail {
 }
 
 async fn transaction(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
     Path(id): Path<String>,
 ) -> Result<Json<TransactionDetail>, ApiError> {
@@ -317,21 +281,12 @@ pub struct ActionAccepted {
 
 /// What the lane shows now for `tx` (an override or the decision), else its journaled
 /// decision; `None` when unknown.
-async fn current_decision(
-    s: &Arc<Shared>,
-    lane: &LaneId,
-    tx: Option<Uuid>,
-) -> Option<LaneDecision> {
+async fn current_decision(s: &AppState, lane: &LaneId, tx: Option<Uuid>) -> Option<LaneDecision> {
     let tx = tx?;
-    if let Some(shown) = s.live.get(lane).and_then(|l| l.shown)
-        && shown.transaction_id == Some(tx)
+    if let Some(shown) =
+        officer::shown_decision(s.live.get(lane).and_then(|l| l.shown).as_ref(), tx)
     {
-        return match shown.decision.as_str() {
-            "FAST" => Some(LaneDecision::Fast),
-            "STANDARD" => Some(LaneDecision::Standard),
-            "INSPECT" => Some(LaneDecision::Inspect),
-            _ => None,
-        };
+        return Some(shown);
     }
     let store = s.store.clone();
     tokio::task::spawn_blocking(move || store.transaction(&tx))
@@ -342,26 +297,23 @@ async fn current_decision(
         .map(|d| d.decision)
 }
 
-fn check_text(field: &str, text: &str, required: bool) -> Result<(), ApiError> {
-    if required && text.trim().is_empty() {
-        return Err(bad_request(format!("{field} is required")));
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Invalid(m) => bad_request(m),
+            Refusal::Forbidden(m) => ApiError(StatusCode::FORBIDDEN, m),
+        }
     }
-    if text.len() > MAX_TEXT {
-        return Err(bad_request(format!(
-            "{field} is longer than {MAX_TEXT} bytes"
-        )));
-    }
-    Ok(())
 }
 
 async fn action(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
     Path(lane): Path<String>,
     body: Result<Json<ActionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<ActionAccepted>), ApiError> {
     authed.require_customs()?;
-    let officer = authed.user().to_owned();
+    let user = authed.user().to_owned();
     let lane = LaneId::parse(&lane).map_err(|e| bad_request(e.to_string()))?;
     let lane_cfg = s
         .lane(&lane)
@@ -373,40 +325,12 @@ async fn action(
         })?
         .clone();
     let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
-    match &req.kind {
-        ActionKind::Confirm => {}
-        ActionKind::Override { reason, note, to } => {
-            check_text("reason", reason, true)?;
-            check_text("note", note, false)?;
-            if authed.role() == Role::Officer {
-                let current = current_decision(&s, &lane, req.transaction_id).await;
-                // Unknown current lane: only the strictest is safe without a supervisor.
-                if current.map_or(*to != LaneDecision::Inspect, |c| *to < c) {
-                    return Err(ApiError(
-                        StatusCode::FORBIDDEN,
-                        format!(
-                            "an officer may only send a truck to a stricter lane (now {}); relaxing it to {to} takes a supervisor",
-                            current.map_or("unknown", LaneDecision::as_str)
-                        ),
-                    ));
-                }
-            }
-        }
-        ActionKind::InspectionResult { note, .. } => check_text("note", note, false)?,
-        ActionKind::ManualEntry { value } => match value {
-            ReadValue::Container { .. } | ReadValue::Seal { .. } | ReadValue::ESeal { .. } => {}
-            ReadValue::Plate { text } => check_text("plate", text, true)?,
-            ReadValue::Tag { .. } | ReadValue::Unreadable { .. } => {
-                return Err(bad_request(
-                    "a manual entry is a CONTAINER, SEAL, ESEAL or PLATE value",
-                ));
-            }
-        },
-    }
-    let needs_tx = !matches!(req.kind, ActionKind::ManualEntry { .. });
-    if needs_tx && req.transaction_id.is_none() {
-        return Err(bad_request("transaction_id is required for this action"));
-    }
+    let current = if officer::needs_current_decision(authed.role(), &req.kind) {
+        current_decision(&s, &lane, req.transaction_id).await
+    } else {
+        None
+    };
+    officer::check_action(authed.role(), &req.kind, req.transaction_id, current)?;
     let now = Timestamp::now();
     let action = OfficerAction {
         v: SCHEMA_VERSION,
@@ -414,38 +338,26 @@ async fn action(
         transaction_id: req.transaction_id,
         gate: s.gate.clone(),
         lane: lane.clone(),
-        officer: officer.clone(),
+        officer: user.clone(),
         role: authed.role().as_str().into(),
         at: now,
         kind: req.kind,
     };
     let entries = s
-        .journal(vec![EventBody::OfficerAction {
+        .journal
+        .append(vec![EventBody::OfficerAction {
             action: action.clone(),
         }])
         .await
         .map_err(|e| internal(format!("{e:#}")))?;
     let seq = entries.first().map_or(0, |e| e.seq);
     metrics::counter!("aeogate_officer_actions_total", "lane" => lane.to_string()).increment(1);
-    tracing::info!(%lane, %officer, seq, "officer action journaled");
+    tracing::info!(%lane, officer = %user, seq, "officer action journaled");
 
     match &action.kind {
         ActionKind::Override { to, .. } => {
-            let route = match to {
-                LaneDecision::Fast => &lane_cfg.routes.fast,
-                LaneDecision::Standard => &lane_cfg.routes.standard,
-                LaneDecision::Inspect => &lane_cfg.routes.inspect,
-            };
-            let state = LaneState {
-                lane: lane.clone(),
-                transaction_id: action.transaction_id,
-                decision: to.as_str().into(),
-                route: route.clone(),
-                reasons: vec![ReasonCode::OfficerOverride.code().into()],
-                priority: false,
-                at: now,
-                officer_override: true,
-            };
+            let state =
+                officer::override_state(&lane, action.transaction_id, *to, &lane_cfg.routes, now);
             s.actuators.show(&state);
             s.live.update(&lane, |l| l.shown = Some(state));
         }
@@ -460,7 +372,7 @@ async fn action(
                 antenna: None,
                 rssi: None,
                 confidence: None,
-                entered_by: Some(officer),
+                entered_by: Some(user),
             };
             if s.events.send(AssemblerEvent::Read(read)).await.is_err() {
                 return Err(ApiError(
@@ -476,7 +388,7 @@ async fn action(
 }
 
 async fn events(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     authed.require_customs()?;
@@ -495,7 +407,7 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     crate::telemetry::collect_process();
     (
         [(
@@ -520,7 +432,7 @@ pub struct Readiness {
     pub devices_down: Vec<String>,
 }
 
-async fn readyz(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {
+async fn readyz(State(s): State<AppState>) -> Result<Response, ApiError> {
     let store = s.store.clone();
     let store_ok =
         tokio::task::spawn_blocking(move || store.entries(store.journal_head(), 1).is_ok())

@@ -74,14 +74,20 @@ pub enum AssemblerEvent {
 /// Output of the assembler.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AssemblerOutput {
-    /// A transaction opened on a lane.
+    /// A transaction opened on a lane; `transaction` is it as opened (for the live view).
     Opened {
         lane: LaneId,
         id: Uuid,
         at: Timestamp,
+        transaction: GateTransaction,
     },
-    /// Reads were folded into the open transaction (for the live view).
-    Updated { lane: LaneId, id: Uuid },
+    /// Reads were folded into the open transaction; `transaction` is it now (for the live
+    /// view).
+    Updated {
+        lane: LaneId,
+        id: Uuid,
+        transaction: GateTransaction,
+    },
     /// A transaction closed: decide it, journal it.
     Closed(GateTransaction),
     /// A read that belongs to no transaction: journal it so it is not lost.
@@ -155,24 +161,26 @@ fn fold(open: &mut OpenTx, r: RawRead) {
 impl LaneState {
     fn open_at(&mut self, gate: &GateId, at: Timestamp, out: &mut Vec<AssemblerOutput>) {
         let id = Uuid::now_v7();
-        self.open = Some(OpenTx {
-            tx: GateTransaction {
-                v: SCHEMA_VERSION,
-                id,
-                gate: gate.clone(),
-                lane: self.cfg.id.clone(),
-                opened_at: at,
-                closed_at: at,
-                close_reason: CloseReason::Departure,
-                reads: Vec::new(),
-            },
-            last_read_at: at,
-            departed_at: None,
-        });
+        let tx = GateTransaction {
+            v: SCHEMA_VERSION,
+            id,
+            gate: gate.clone(),
+            lane: self.cfg.id.clone(),
+            opened_at: at,
+            closed_at: at,
+            close_reason: CloseReason::Departure,
+            reads: Vec::new(),
+        };
         out.push(AssemblerOutput::Opened {
             lane: self.cfg.id.clone(),
             id,
             at,
+            transaction: tx.clone(),
+        });
+        self.open = Some(OpenTx {
+            tx,
+            last_read_at: at,
+            departed_at: None,
         });
     }
 
@@ -295,11 +303,11 @@ impl Assembler {
                 }
                 match &mut lane.open {
                     Some(o) => {
-                        let id = o.tx.id;
                         fold(o, r);
                         out.push(AssemblerOutput::Updated {
                             lane: lane.cfg.id.clone(),
-                            id,
+                            id: o.tx.id,
+                            transaction: o.tx.clone(),
                         });
                     }
                     None => lane.pending.push(r),
@@ -336,6 +344,7 @@ impl Assembler {
                                     out.push(AssemblerOutput::Updated {
                                         lane: lane.cfg.id.clone(),
                                         id: o.tx.id,
+                                        transaction: o.tx.clone(),
                                     });
                                 }
                             }
@@ -411,7 +420,7 @@ mod tests {
     use protocol::schema::{ReadSource, ReadValue};
 
     use super::*;
-    use crate::config::Routes;
+    use crate::decider::Routes;
 
     fn lane(id: &str, presence_loop: bool) -> LaneConfig {
         LaneConfig {

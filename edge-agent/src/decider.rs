@@ -18,7 +18,7 @@
 //! Every applicable reason is listed, INSPECT reasons first, then STANDARD reasons, then
 //! informational ones, so an officer reads the most serious first.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -26,21 +26,42 @@ use jiff::Timestamp;
 use protocol::container::ContainerNumber;
 use protocol::operator::{OperatorId, Programme};
 use protocol::schema::{
-    AeoStatus, ChangeBatch, Consignment, Decision, ESealState, GateTransaction, LaneDecision,
-    MraRecord, Party, PartyRole, PartyView, ReadSource, ReadValue, Reason, ReasonCode,
-    RegistryRecord, ReplicaFreshness, SCHEMA_VERSION,
+    AeoStatus, Consignment, Decision, ESealState, GateTransaction, LaneDecision, MraRecord, Party,
+    PartyRole, PartyView, ReadSource, ReadValue, Reason, ReasonCode, ReplicaFreshness,
+    SCHEMA_VERSION,
 };
 use protocol::seal::{ESealId, SealNumber};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::config::Routes;
-use crate::store::{ReplicaError, ReplicaMeta, ReplicaSink, apply_changes, check_batch};
+use crate::replica::freshness;
+pub use crate::replica::{MemoryReplica, ReplicaView};
 
 /// An e-seal battery at or below this percentage is reported as low (when the policy
 /// asks for it). ISO 18185-2 only specifies a battery status indicator, not a level;
 /// readers that report a percentage are mapped against this threshold.
 pub const ESEAL_LOW_BATTERY_PCT: u8 = 20;
+
+/// Where each lane decision sends the truck (the text on the lane sign; a lane's
+/// `routes` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routes {
+    pub fast: String,
+    pub standard: String,
+    pub inspect: String,
+}
+
+impl Routes {
+    /// The route of `decision`.
+    #[must_use]
+    pub fn of(&self, decision: LaneDecision) -> &str {
+        match decision {
+            LaneDecision::Fast => &self.fast,
+            LaneDecision::Standard => &self.standard,
+            LaneDecision::Inspect => &self.inspect,
+        }
+    }
+}
 
 /// Decision policy (the `[policy]` section of the configuration).
 #[derive(Debug, Clone, PartialEq)]
@@ -117,177 +138,6 @@ pub fn random_draw(key: &str, transaction_id: &Uuid) -> f64 {
     u
 }
 
-/// Read access to the registry replica. Implementations answer from one consistent
-/// snapshot.
-pub trait ReplicaView {
-    /// The operator with this id, or whose record lists it among `linked_ids`.
-    fn operator(&self, id: &OperatorId) -> Option<RegistryRecord>;
-    /// The consignment declaring this container (the most recent when several do).
-    fn consignment_for(&self, c: &ContainerNumber) -> Option<Consignment>;
-    /// Every MRA known.
-    fn mras(&self) -> Vec<MraRecord>;
-    /// Last applied change sequence (0 when never loaded).
-    fn sequence(&self) -> u64;
-    /// Central's as-of time of that sequence; `None` when never loaded.
-    fn as_of(&self) -> Option<Timestamp>;
-}
-
-/// A `HashMap`-backed replica for tests and benchmarks; applies change batches with
-/// the same rules as the store.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryReplica {
-    operators: HashMap<OperatorId, RegistryRecord>,
-    links: HashMap<OperatorId, OperatorId>,
-    consignments: HashMap<String, Consignment>,
-    /// Consignment ids by declared container, so a look-up is not a scan.
-    by_container: HashMap<ContainerNumber, BTreeSet<String>>,
-    mras: BTreeMap<(Programme, Programme), MraRecord>,
-    meta: ReplicaMeta,
-}
-
-impl MemoryReplica {
-    /// An empty, never-loaded replica.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Inserts or replaces an operator (indexing its linked ids).
-    pub fn insert_operator(&mut self, record: RegistryRecord) {
-        if let Some(old) = self.operators.get(&record.operator) {
-            for l in &old.linked_ids {
-                self.links.remove(l);
-            }
-        }
-        for l in &record.linked_ids {
-            self.links.insert(l.clone(), record.operator.clone());
-        }
-        self.operators.insert(record.operator.clone(), record);
-    }
-
-    /// Inserts or replaces a consignment (indexing its containers).
-    pub fn insert_consignment(&mut self, consignment: Consignment) {
-        self.remove_consignment_by_id(&consignment.id);
-        for d in &consignment.containers {
-            self.by_container
-                .entry(d.number)
-                .or_default()
-                .insert(consignment.id.clone());
-        }
-        self.consignments
-            .insert(consignment.id.clone(), consignment);
-    }
-
-    fn remove_consignment_by_id(&mut self, id: &str) {
-        let Some(old) = self.consignments.remove(id) else {
-            return;
-        };
-        for d in &old.containers {
-            if let Some(ids) = self.by_container.get_mut(&d.number) {
-                ids.remove(id);
-                if ids.is_empty() {
-                    self.by_container.remove(&d.number);
-                }
-            }
-        }
-    }
-
-    fn clear(&mut self) {
-        self.operators.clear();
-        self.links.clear();
-        self.consignments.clear();
-        self.by_container.clear();
-        self.mras.clear();
-    }
-
-    /// Inserts or replaces an MRA (keyed by recognising and partner programme).
-    pub fn insert_mra(&mut self, mra: MraRecord) {
-        self.mras.insert((mra.recognising, mra.partner), mra);
-    }
-
-    /// Sets the applied sequence and its as-of time (as if a batch had been applied).
-    pub fn set_loaded(&mut self, sequence: u64, as_of: Timestamp) {
-        self.meta.sequence = sequence;
-        self.meta.as_of = Some(as_of);
-    }
-
-    /// Replica bookkeeping.
-    #[must_use]
-    pub fn meta(&self) -> &ReplicaMeta {
-        &self.meta
-    }
-
-    /// Applies a change batch with the store's rules (sequence continuity, port), all or
-    /// nothing.
-    ///
-    /// # Errors
-    /// As [`crate::store::Store::apply_batch`].
-    pub fn apply(&mut self, batch: &ChangeBatch) -> Result<(), ReplicaError> {
-        check_batch(&self.meta, batch)?;
-        let mut next = self.clone();
-        if batch.snapshot {
-            next.clear();
-        }
-        apply_changes(&mut next, batch)?;
-        next.meta.sequence = batch.last_seq;
-        next.meta.as_of = Some(batch.as_of);
-        next.meta.port = Some(batch.port.clone());
-        *self = next;
-        Ok(())
-    }
-}
-
-impl ReplicaSink for MemoryReplica {
-    fn upsert_operator(&mut self, record: &RegistryRecord) -> Result<(), ReplicaError> {
-        self.insert_operator(record.clone());
-        Ok(())
-    }
-    fn current_operator(
-        &mut self,
-        id: &OperatorId,
-    ) -> Result<Option<RegistryRecord>, ReplicaError> {
-        Ok(self.operators.get(id).cloned())
-    }
-    fn upsert_mra(&mut self, mra: &MraRecord) -> Result<(), ReplicaError> {
-        self.insert_mra(mra.clone());
-        Ok(())
-    }
-    fn upsert_consignment(&mut self, consignment: &Consignment) -> Result<(), ReplicaError> {
-        self.insert_consignment(consignment.clone());
-        Ok(())
-    }
-    fn remove_consignment(&mut self, id: &str) -> Result<(), ReplicaError> {
-        self.remove_consignment_by_id(id);
-        Ok(())
-    }
-}
-
-impl ReplicaView for MemoryReplica {
-    fn operator(&self, id: &OperatorId) -> Option<RegistryRecord> {
-        self.operators
-            .get(id)
-            .or_else(|| self.links.get(id).and_then(|p| self.operators.get(p)))
-            .cloned()
-    }
-    fn consignment_for(&self, c: &ContainerNumber) -> Option<Consignment> {
-        self.by_container
-            .get(c)?
-            .iter()
-            .filter_map(|id| self.consignments.get(id))
-            .max_by(|a, b| a.as_of.cmp(&b.as_of).then_with(|| a.id.cmp(&b.id)))
-            .cloned()
-    }
-    fn mras(&self) -> Vec<MraRecord> {
-        self.mras.values().cloned().collect()
-    }
-    fn sequence(&self) -> u64 {
-        self.meta.sequence
-    }
-    fn as_of(&self) -> Option<Timestamp> {
-        self.meta.as_of
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // The decision
 // ---------------------------------------------------------------------------------------
@@ -333,7 +183,8 @@ fn weight(code: ReasonCode) -> Weight {
         | R::MraNotRecognised
         | R::ReplicaStale
         | R::UnreadableRead
-        | R::JournalUnavailable => Weight::Standard,
+        | R::JournalUnavailable
+        | R::ReplicaUnreadable => Weight::Standard,
         R::AllChecksPassed
         | R::ESealLowBattery
         | R::MraRecognised
@@ -406,12 +257,27 @@ fn check_party(
             certified: false,
         };
     };
-    let Some(rec) = replica.operator(id) else {
-        push(base(ReasonCode::PartyUnknown).with("operator", id));
-        return PartyCheck {
-            view,
-            certified: false,
-        };
+    let rec = match replica.try_operator(id) {
+        Ok(Some(rec)) => rec,
+        Ok(None) => {
+            push(base(ReasonCode::PartyUnknown).with("operator", id));
+            return PartyCheck {
+                view,
+                certified: false,
+            };
+        }
+        // The record is there but cannot be read: unverifiable, not unknown.
+        Err(e) => {
+            push(
+                base(ReasonCode::ReplicaUnreadable)
+                    .with("operator", id)
+                    .with("error", e),
+            );
+            return PartyCheck {
+                view,
+                certified: false,
+            };
+        }
     };
     let status = rec.status_at(now);
     view.status = Some(status);
@@ -511,14 +377,8 @@ pub fn decide(
 
     // Replica freshness: never loaded, or older than the bound, suspends priority.
     let as_of = replica.as_of();
-    let age_s = as_of.map(|t| {
-        let secs = now.as_second().saturating_sub(t.as_second());
-        u64::try_from(secs).unwrap_or(0)
-    });
-    let stale = match age_s {
-        None => true,
-        Some(a) => a > policy.staleness_bound.as_secs(),
-    };
+    let fresh = freshness(as_of, now, policy.staleness_bound);
+    let (age_s, stale) = (fresh.age_s, fresh.stale);
     if stale {
         let r = Reason::new(ReasonCode::ReplicaStale)
             .with("bound_s", policy.staleness_bound.as_secs())
@@ -581,13 +441,18 @@ pub fn decide(
     let mut consignments: Vec<Consignment> = Vec::new();
     let mut undeclared: Vec<ContainerNumber> = Vec::new();
     for c in &read_containers {
-        match replica.consignment_for(c) {
-            Some(k) => {
+        match replica.try_consignment_for(c) {
+            Ok(Some(k)) => {
                 if !consignments.iter().any(|x| x.id == k.id) {
                     consignments.push(k);
                 }
             }
-            None => undeclared.push(*c),
+            Ok(None) => undeclared.push(*c),
+            Err(e) => reasons.push(
+                Reason::new(ReasonCode::ReplicaUnreadable)
+                    .with("container", c)
+                    .with("error", e),
+            ),
         }
     }
     let declared_numbers: Vec<ContainerNumber> = consignments
@@ -748,7 +613,14 @@ pub fn decide(
     }
 
     // Parties.
-    let mras = replica.mras();
+    let mras = replica.try_mras().unwrap_or_else(|e| {
+        reasons.push(
+            Reason::new(ReasonCode::ReplicaUnreadable)
+                .with("what", "MRAs")
+                .with("error", e),
+        );
+        Vec::new()
+    });
     let mut parties: Vec<PartyView> = Vec::new();
     let mut seen_parties: Vec<(PartyRole, Option<OperatorId>, String)> = Vec::new();
     let mut required_ok = !consignments.is_empty();

@@ -5,32 +5,53 @@
 //! data, journals everything durably and forwards it to central.
 //!
 //! # Layout
-//! - [`config`]: the agent's TOML configuration, validated into typed structs; errors name
-//!   the key and the line.
+//! - [`config`]: the agent's TOML configuration, validated into typed structs (one check
+//!   method per section); errors name the key and the line.
 //! - [`assembler`]: sans-IO, per lane: folds presence and reads into gate transactions.
-//! - [`decider`]: the pure lane decision (policy, reasons, random selection) over a
-//!   [`decider::ReplicaView`].
-//! - [`store`]: redb storage: the hash-chained journal and the registry replica.
-//! - [`sources`]: serial drivers (lane board link, BB-7E UHF module) and the MQTT source;
-//!   each reconnects by itself and reports its health.
+//! - [`decider`]: the pure lane decision (policy, routes, reasons, random selection) over a
+//!   [`replica::ReplicaView`].
+//! - [`replica`]: the replica's rules: view, meta, freshness, the sequence rule, change
+//!   application, the in-memory replica.
+//! - [`store`]: redb storage: the hash-chained journal and the registry replica (one file,
+//!   split into handle, journal, replica and migration parts).
+//! - [`journal`]: the running journal: the group-commit writer, records held while the
+//!   disk refuses writes, the alarm, the journal's health, the "appended" notification.
+//! - [`live`]: what every lane is doing now, and every device's health ([`live::HealthReporter`]).
+//! - [`backoff`]: exponential backoff with full jitter for reconnections and retries.
+//! - [`pipeline`]: the lane task: assembler → decide → journal → actuate.
+//! - [`sources`]: serial drivers (lane board link, BB-7E UHF module), the MQTT source (with
+//!   vendor payload formats) and the LLRP reader client; each reconnects by itself and
+//!   reports its health.
 //! - [`actuators`]: lane decisions to link lane commands and MQTT lane topics.
-//! - [`runtime`]: wires the pipeline, background clients and console; shutdown.
-//! - [`uplink`]: drains the journal to central; heartbeats.
+//! - [`uplink`]: drains the journal to central; heartbeats. [`uplink::drain`] is its sans-IO
+//!   core (batch plan, cursor, stalls, backoff).
 //! - [`replication`]: verified, sequenced registry replication from central.
+//! - [`state`]: [`state::AppState`], what the console's router serves from.
+//! - [`officer`]: sans-IO officer actions: who may act, the override policy, what an
+//!   action must carry, the state an override shows.
 //! - [`api`]: the console's HTTP JSON API, SSE feed, metrics and health probes.
 //! - [`console`]: the officer console and terminal operator screens, accounts, sessions.
-//! - [`telemetry`]: the Prometheus recorder's buckets, every metric family's description,
-//!   the series present from the start, build info and `process_*` series.
+//! - [`telemetry`]: the Prometheus recorder and its buckets, every metric family's
+//!   description, the series present from the start, build info, `process_*` series and
+//!   the periodic gauges.
+//! - [`runtime`]: wiring and shutdown; nothing imports it.
 
 pub mod actuators;
 pub mod api;
 pub mod assembler;
+pub mod backoff;
 pub mod config;
 pub mod console;
 pub mod decider;
+pub mod journal;
+pub mod live;
+pub mod officer;
+pub mod pipeline;
+pub mod replica;
 pub mod replication;
 pub mod runtime;
 pub mod sources;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod uplink;

@@ -31,11 +31,12 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use jiff::Timestamp;
 use protocol::schema::{ChangeBatch, EventBody, SignedEnvelope, check_version};
 use reqwest::StatusCode;
+use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::{CentralConfig, PinnedKey};
-use crate::runtime::Shared;
-use crate::sources::Backoff;
-use crate::store::ReplicaMeta;
+use crate::journal::Journal;
+use crate::replica::{ReplicaMeta, SequenceError, check_sequence};
 use crate::uplink::CentralClient;
 
 /// Why a registry batch was refused.
@@ -179,52 +180,61 @@ pub fn check_batch(
             found: batch.port.clone(),
         });
     }
-    if batch.last_seq < batch.after_seq {
-        return Err(Refused::Numbering {
-            after_seq: batch.after_seq,
-            last_seq: batch.last_seq,
-        });
-    }
-    if snapshot {
-        if batch.last_seq < replica {
-            return Err(Refused::Rollback {
-                replica,
-                last_seq: batch.last_seq,
-            });
-        }
-    } else {
-        if batch.after_seq > replica {
-            return Err(Refused::Gap {
-                replica,
-                after_seq: batch.after_seq,
-            });
-        }
-        if batch.last_seq < replica {
-            return Err(Refused::Rollback {
-                replica,
-                last_seq: batch.last_seq,
-            });
-        }
-        if batch.after_seq < replica {
-            return Err(Refused::Replay {
-                replica,
-                after_seq: batch.after_seq,
-            });
-        }
-        let numbered = batch
-            .changes
-            .iter()
-            .zip(batch.after_seq + 1..)
-            .all(|(c, want)| c.seq == want);
-        let count_ok = batch.last_seq - batch.after_seq == batch.changes.len() as u64;
-        if !numbered || !count_ok {
-            return Err(Refused::Numbering {
-                after_seq: batch.after_seq,
-                last_seq: batch.last_seq,
-            });
+    check_sequence(replica, batch).map_err(Refused::from)
+}
+
+impl From<SequenceError> for Refused {
+    fn from(e: SequenceError) -> Self {
+        match e {
+            SequenceError::Gap { current, after_seq } => Self::Gap {
+                replica: current,
+                after_seq,
+            },
+            // A delta that ends below the replica would roll it back; one that only starts
+            // below it repeats applied changes.
+            SequenceError::Behind {
+                current, last_seq, ..
+            } if last_seq < current => Self::Rollback {
+                replica: current,
+                last_seq,
+            },
+            SequenceError::Behind {
+                current, after_seq, ..
+            } => Self::Replay {
+                replica: current,
+                after_seq,
+            },
+            SequenceError::Rollback { current, last_seq } => Self::Rollback {
+                replica: current,
+                last_seq,
+            },
+            SequenceError::Numbering {
+                after_seq,
+                last_seq,
+                ..
+            } => Self::Numbering {
+                after_seq,
+                last_seq,
+            },
         }
     }
-    Ok(())
+}
+
+/// What replication works with.
+#[derive(Debug, Clone)]
+pub struct Replication {
+    /// The port of entry this gate serves (the replica's scope).
+    pub port: String,
+    /// Where refusals are recorded as integrity alerts; its store holds the replica.
+    pub journal: Arc<Journal>,
+    /// Stops the loop.
+    pub shutdown: CancellationToken,
+}
+
+impl Replication {
+    fn store(&self) -> &crate::store::Store {
+        self.journal.store()
+    }
 }
 
 enum Poll {
@@ -273,15 +283,15 @@ async fn fetch(
     }
 }
 
-async fn meta(shared: &Shared) -> anyhow::Result<ReplicaMeta> {
-    let store = shared.store.clone();
+async fn meta(shared: &Replication) -> anyhow::Result<ReplicaMeta> {
+    let store = shared.store().clone();
     tokio::task::spawn_blocking(move || store.replica_meta())
         .await
         .context("replica task panicked")
 }
 
-async fn apply(shared: &Shared, batch: ChangeBatch) -> Result<u64, Failure> {
-    let store = shared.store.clone();
+async fn apply(shared: &Replication, batch: ChangeBatch) -> Result<u64, Failure> {
+    let store = shared.store().clone();
     let last = batch.last_seq;
     tokio::task::spawn_blocking(move || {
         store.apply_batch(&batch)?;
@@ -294,7 +304,7 @@ async fn apply(shared: &Shared, batch: ChangeBatch) -> Result<u64, Failure> {
 }
 
 async fn bootstrap(
-    shared: &Shared,
+    shared: &Replication,
     client: &CentralClient,
     keys: &[PinnedKey],
 ) -> Result<Poll, Failure> {
@@ -316,7 +326,7 @@ async fn bootstrap(
 }
 
 async fn poll_changes(
-    shared: &Shared,
+    shared: &Replication,
     client: &CentralClient,
     keys: &[PinnedKey],
     wait: Duration,
@@ -328,7 +338,7 @@ async fn poll_changes(
         wait.as_secs()
     );
     let Some(env) = fetch(client, &path, wait + Duration::from_secs(15)).await? else {
-        let store = shared.store.clone();
+        let store = shared.store().clone();
         tokio::task::spawn_blocking(move || store.mark_synced(Timestamp::now()))
             .await
             .context("replica task panicked")?
@@ -343,11 +353,12 @@ async fn poll_changes(
     Ok(Poll::Applied)
 }
 
-async fn refuse(shared: &Shared, why: &Refused) {
+async fn refuse(shared: &Replication, why: &Refused) {
     metrics::counter!("aeogate_replica_refused_total", "why" => why.label()).increment(1);
     tracing::error!(port = %shared.port, error = %why, "registry batch refused; replica unchanged");
     if let Err(e) = shared
-        .journal(vec![EventBody::IntegrityAlert {
+        .journal
+        .append(vec![EventBody::IntegrityAlert {
             what: "REGISTRY_BATCH_REFUSED".into(),
             detail: why.to_string(),
         }])
@@ -358,11 +369,11 @@ async fn refuse(shared: &Shared, why: &Refused) {
 }
 
 /// Runs replication until shutdown.
-pub async fn run_replication(shared: Arc<Shared>, client: CentralClient, cfg: CentralConfig) {
+pub async fn run_replication(shared: Replication, client: CentralClient, cfg: CentralConfig) {
     let keys = cfg.registry_keys.clone();
     let wait = cfg.poll_wait.min(Duration::from_secs(60));
     {
-        let store = shared.store.clone();
+        let store = shared.store().clone();
         let port = shared.port.clone();
         let bound = tokio::task::spawn_blocking(move || store.bind_port(&port)).await;
         match bound {
@@ -428,25 +439,10 @@ pub async fn run_replication(shared: Arc<Shared>, client: CentralClient, cfg: Ce
 mod tests {
     use super::*;
     use ed25519_dalek::{Signer as _, SigningKey};
-    use protocol::schema::{Change, SCHEMA_VERSION, SequencedChange};
 
     fn batch(after: u64, last: u64, snapshot: bool) -> ChangeBatch {
-        ChangeBatch {
-            v: SCHEMA_VERSION,
-            snapshot,
-            after_seq: after,
-            last_seq: last,
-            port: "PORT-A".into(),
-            as_of: "2026-03-01T00:00:00Z".parse().expect("ts"),
-            changes: (after + 1..=last)
-                .map(|seq| SequencedChange {
-                    seq,
-                    change: Change::RemoveConsignment {
-                        id: format!("C{seq}"),
-                    },
-                })
-                .collect(),
-        }
+        let seqs: Vec<u64> = (after + 1..=last).collect();
+        crate::replica::tests::batch(snapshot, after, last, &seqs)
     }
 
     fn signed(b: &ChangeBatch, key: &SigningKey, key_id: &str) -> SignedEnvelope {

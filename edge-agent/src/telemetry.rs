@@ -1,16 +1,22 @@
-//! The agent's Prometheus metrics: how the recorder is built (bucket sets), what every
-//! family means (`# HELP`), the series that exist from the start (counters at 0), the
-//! build-info series, and the `process_*` series read at each scrape.
+//! The agent's Prometheus metrics: the process-wide recorder and how it is built (bucket
+//! sets), what every family means (`# HELP`), the series that exist from the start
+//! (counters at 0), the build-info series, the `process_*` series read at each scrape, and
+//! the gauges that are not event-driven (replica age, journal size, uplink backlog), kept
+//! current by [`keep_gauges`].
 //!
 //! Every family the agent records is described here; a family recorded elsewhere without
 //! a line here shows up in `/metrics` without `# HELP` (the system test runs promtool).
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
+use jiff::Timestamp;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DeviceKind};
+use crate::store::{Store, backlog};
 
 /// Latency buckets, in seconds: a lane decision is expected in milliseconds, a slow one
 /// in a second or two.
@@ -38,6 +44,24 @@ pub fn builder() -> PrometheusBuilder {
         Ok(b) => b,
         Err(_) => PrometheusBuilder::new(),
     }
+}
+
+/// The process-wide Prometheus recorder: installed once, with every family described;
+/// later agents in the same process (tests) share it.
+#[must_use]
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = builder().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::debug!("a metrics recorder was already installed; this one stays unused");
+            }
+            describe();
+            handle
+        })
+        .clone()
 }
 
 fn process() -> &'static metrics_process::Collector {
@@ -242,4 +266,37 @@ pub fn init_series(cfg: &Config) {
 /// scrape.
 pub fn collect_process() {
     process().collect();
+}
+
+/// Keeps gauges that are not event-driven current: replica age, journal size, backlog.
+pub async fn keep_gauges(store: Store, staleness_bound: Duration, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let store = store.clone();
+        let Ok((meta, head, acked, bytes)) = tokio::task::spawn_blocking(move || {
+            (
+                store.replica_meta(),
+                store.journal_head(),
+                store.acked_seq(),
+                store.journal_bytes(),
+            )
+        })
+        .await
+        else {
+            continue;
+        };
+        metrics::gauge!("aeogate_journal_head").set(head as f64);
+        metrics::gauge!("aeogate_journal_bytes").set(bytes as f64);
+        metrics::gauge!("aeogate_uplink_backlog").set(backlog(head, acked) as f64);
+        metrics::gauge!("aeogate_replica_sequence").set(meta.sequence as f64);
+        let fresh =
+            crate::replica::freshness(meta.current_as_of(), Timestamp::now(), staleness_bound);
+        if let Some(age) = fresh.age_s {
+            metrics::gauge!("aeogate_replica_age_seconds").set(age as f64);
+        }
+    }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use edge_agent::decider::{MemoryReplica, Policy, decide, random_draw};
+use edge_agent::replica::{ReplicaView, Unreadable};
 use proptest::prelude::*;
 use protocol::operator::Programme;
 use protocol::schema::{
@@ -383,6 +384,10 @@ fn decision_table() {
     // JOURNAL_UNAVAILABLE is added by the runtime when the journal refuses a write; it is
     // covered by tests/journal_full.rs.
     seen.insert(ReasonCode::JournalUnavailable);
+    // REPLICA_UNREADABLE needs a replica that fails to read a record; it is covered by
+    // unreadable_records_are_reported_as_unreadable_not_as_missing below and by
+    // tests/store_journal_replica.rs over a damaged redb record.
+    seen.insert(ReasonCode::ReplicaUnreadable);
     let all: BTreeSet<_> = ReasonCode::ALL.iter().copied().collect();
     let missing: Vec<_> = all.difference(&seen).collect();
     assert!(missing.is_empty(), "reason codes not covered: {missing:?}");
@@ -572,4 +577,119 @@ proptest! {
             prop_assert_eq!(d.decision, LaneDecision::Fast, "reasons {:?}", codes(&d));
         }
     }
+}
+
+/// A replica whose chosen records are there but cannot be read.
+struct Damaged {
+    inner: MemoryReplica,
+    operator: bool,
+    consignment: bool,
+    mras: bool,
+}
+
+impl ReplicaView for Damaged {
+    fn operator(
+        &self,
+        id: &protocol::operator::OperatorId,
+    ) -> Option<protocol::schema::RegistryRecord> {
+        self.try_operator(id).ok().flatten()
+    }
+    fn consignment_for(
+        &self,
+        c: &protocol::container::ContainerNumber,
+    ) -> Option<protocol::schema::Consignment> {
+        self.try_consignment_for(c).ok().flatten()
+    }
+    fn mras(&self) -> Vec<protocol::schema::MraRecord> {
+        self.try_mras().unwrap_or_default()
+    }
+    fn sequence(&self) -> u64 {
+        self.inner.sequence()
+    }
+    fn as_of(&self) -> Option<jiff::Timestamp> {
+        self.inner.as_of()
+    }
+    fn try_operator(
+        &self,
+        id: &protocol::operator::OperatorId,
+    ) -> Result<Option<protocol::schema::RegistryRecord>, Unreadable> {
+        if self.operator {
+            Err(Unreadable("operator record: bad encoding".into()))
+        } else {
+            Ok(self.inner.operator(id))
+        }
+    }
+    fn try_consignment_for(
+        &self,
+        c: &protocol::container::ContainerNumber,
+    ) -> Result<Option<protocol::schema::Consignment>, Unreadable> {
+        if self.consignment {
+            Err(Unreadable("consignment record: bad encoding".into()))
+        } else {
+            Ok(self.inner.consignment_for(c))
+        }
+    }
+    fn try_mras(&self) -> Result<Vec<protocol::schema::MraRecord>, Unreadable> {
+        if self.mras {
+            Err(Unreadable("mra record: bad encoding".into()))
+        } else {
+            Ok(self.inner.mras())
+        }
+    }
+}
+
+#[test]
+fn unreadable_records_are_reported_as_unreadable_not_as_missing() {
+    let damaged = |operator, consignment, mras| Damaged {
+        inner: replica(),
+        operator,
+        consignment,
+        mras,
+    };
+    let t = good_tx();
+    // The same truck on an intact replica is FAST.
+    assert_eq!(run(&t, &replica(), &policy()).decision, LaneDecision::Fast);
+
+    let d = decide(
+        &t,
+        &damaged(true, false, false),
+        &policy(),
+        &routes(),
+        now(),
+    );
+    let got = codes(&d);
+    assert_eq!(d.decision, LaneDecision::Standard);
+    assert!(got.contains(&ReasonCode::ReplicaUnreadable), "{got:?}");
+    assert!(!got.contains(&ReasonCode::PartyUnknown), "{got:?}");
+    let r = d
+        .reasons
+        .iter()
+        .find(|r| r.code == ReasonCode::ReplicaUnreadable)
+        .expect("reason");
+    assert!(
+        r.detail.contains_key("operator") && r.detail.contains_key("error"),
+        "{r:?}"
+    );
+
+    let d = decide(
+        &t,
+        &damaged(false, true, false),
+        &policy(),
+        &routes(),
+        now(),
+    );
+    let got = codes(&d);
+    assert_eq!(d.decision, LaneDecision::Standard);
+    assert!(got.contains(&ReasonCode::ReplicaUnreadable), "{got:?}");
+    assert!(!got.contains(&ReasonCode::NoAdvanceData), "{got:?}");
+
+    let d = decide(
+        &t,
+        &damaged(false, false, true),
+        &policy(),
+        &routes(),
+        now(),
+    );
+    assert_ne!(d.decision, LaneDecision::Fast);
+    assert!(codes(&d).contains(&ReasonCode::ReplicaUnreadable));
 }

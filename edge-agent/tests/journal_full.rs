@@ -204,7 +204,7 @@ async fn a_refusing_journal_suspends_priority_raises_the_alarm_and_loses_nothing
         .get(&LaneId::parse("L2").expect("lane"))
         .and_then(|l| l.shown)
         .expect("the lane shows the held decision");
-    assert_eq!(shown.decision, "STANDARD");
+    assert_eq!(shown.decision, LaneDecision::Standard.into());
     assert!(!journal_device_up(&handle), "the alarm is up");
     assert_eq!(
         store.journal_head(),

@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::Arc;
 
-use edge_agent::runtime::JournalWriter;
+use edge_agent::journal::JournalWriter;
 use edge_agent::store::{JournalError, Store};
 use protocol::schema::{EventBody, GateId};
 use support::now;

@@ -5,7 +5,8 @@ mod support;
 use edge_agent::decider::{ReplicaView, decide};
 use edge_agent::store::{ReplicaError, Store};
 use protocol::schema::{
-    Change, ChangeBatch, EventBody, GateId, LaneDecision, SCHEMA_VERSION, SequencedChange,
+    Change, ChangeBatch, EventBody, GateId, LaneDecision, ReasonCode, SCHEMA_VERSION,
+    SequencedChange,
 };
 use support::*;
 
@@ -323,4 +324,31 @@ fn mark_synced_refreshes_freshness() {
     let view = s.replica_view().expect("view");
     assert_eq!(view.as_of(), Some(ago(10)));
     assert_eq!(s.replica_meta().last_sync, Some(ago(10)));
+}
+
+#[test]
+fn a_damaged_operator_record_is_unreadable_not_unknown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
+    s.apply_batch(&snapshot()).expect("snapshot");
+    // Damage the importer's stored value in the replica table itself.
+    let operators: redb::TableDefinition<&str, &[u8]> =
+        redb::TableDefinition::new("replica_operators_v2");
+    let w = s.database().begin_write().expect("write");
+    {
+        let mut t = w.open_table(operators).expect("table");
+        let key = op(IMPORTER).to_string();
+        t.insert(key.as_str(), &[0xFFu8, 0x00, 0x13][..])
+            .expect("insert");
+    }
+    w.commit().expect("commit");
+
+    let view = s.replica_view().expect("view");
+    assert!(view.try_operator(&op(IMPORTER)).is_err());
+    assert!(view.try_operator(&op(CARRIER)).expect("readable").is_some());
+    let d = decide(&good_tx(), &view, &policy(), &routes(), now());
+    let codes: Vec<ReasonCode> = d.reasons.iter().map(|r| r.code).collect();
+    assert_eq!(d.decision, LaneDecision::Standard, "{codes:?}");
+    assert!(codes.contains(&ReasonCode::ReplicaUnreadable), "{codes:?}");
+    assert!(!codes.contains(&ReasonCode::PartyUnknown), "{codes:?}");
 }

@@ -232,7 +232,8 @@ async fn uplink_retries_and_advances_the_cursor_only_on_acknowledgement() {
     state.lock().expect("lock").fail_next = 2;
     let (h, shutdown) = started(dir.path(), &state).await;
     h.shared
-        .journal((0..7).map(alert).collect())
+        .journal
+        .append((0..7).map(alert).collect())
         .await
         .expect("journal");
 

@@ -166,6 +166,9 @@ pub fn reason_text(code: ReasonCode, lang: Lang) -> &'static str {
             R::JournalUnavailable => {
                 "No se pueden grabar los registros de la puerta: prioridad suspendida hasta que se pueda"
             }
+            R::ReplicaUnreadable => {
+                "No se pudieron leer los datos del registro en esta puerta: prioridad suspendida"
+            }
         },
         Lang::Pt => match code {
             R::AllChecksPassed => {
@@ -207,6 +210,9 @@ pub fn reason_text(code: ReasonCode, lang: Lang) -> &'static str {
             R::OfficerOverride => "Faixa alterada por um agente",
             R::JournalUnavailable => {
                 "Os registros do portão não podem ser gravados: prioridade suspensa até que possam"
+            }
+            R::ReplicaUnreadable => {
+                "Os dados do cadastro neste portão não puderam ser lidos: prioridade suspensa"
             }
         },
     }

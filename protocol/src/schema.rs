@@ -387,6 +387,9 @@ reason_codes! {
     /// The gate's journal cannot be written (e.g. the disk is full): decisions go on, but
     /// no priority is granted until they can be recorded again.
     JournalUnavailable = "JOURNAL_UNAVAILABLE", "Gate records cannot be written: priority suspended until they can";
+    /// A record of the local replica exists but cannot be read (a damaged value): the
+    /// data it holds is unverifiable, so it grants nothing.
+    ReplicaUnreadable = "REPLICA_UNREADABLE", "Registry data at this gate could not be read: priority suspended";
 }
 
 impl fmt::Display for ReasonCode {
@@ -495,6 +498,142 @@ impl Decision {
                         | ReasonCode::ContainerReadConflict
                 )
             })
+    }
+}
+
+/// What a lane's light, barrier and sign show: a truck's decision, or the lane's safe
+/// state (red, barrier down, no route) while the truck in it waits for its own decision
+/// (docs/decisions.md, "Between trucks"). On the wire it is one word: the decision's
+/// (`FAST`, `STANDARD`, `INSPECT`) or `WAITING`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LaneSignal {
+    /// A decision (or an officer's override) for the truck named by the lane state.
+    Decided(LaneDecision),
+    /// The safe state between trucks: no decision applies to the truck now in the lane.
+    Waiting,
+}
+
+impl LaneSignal {
+    /// `FAST`, `STANDARD`, `INSPECT` or `WAITING`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decided(d) => d.as_str(),
+            Self::Waiting => "WAITING",
+        }
+    }
+
+    /// The decision shown, or `None` while the lane waits.
+    #[must_use]
+    pub fn decided(self) -> Option<LaneDecision> {
+        match self {
+            Self::Decided(d) => Some(d),
+            Self::Waiting => None,
+        }
+    }
+
+    /// Parses the wire word; `None` for any other text.
+    #[must_use]
+    pub fn parse(word: &str) -> Option<Self> {
+        Some(match word {
+            "FAST" => Self::Decided(LaneDecision::Fast),
+            "STANDARD" => Self::Decided(LaneDecision::Standard),
+            "INSPECT" => Self::Decided(LaneDecision::Inspect),
+            "WAITING" => Self::Waiting,
+            _ => return None,
+        })
+    }
+}
+
+impl From<LaneDecision> for LaneSignal {
+    fn from(d: LaneDecision) -> Self {
+        Self::Decided(d)
+    }
+}
+
+impl fmt::Display for LaneSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for LaneSignal {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for LaneSignal {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Self::parse(&word).ok_or_else(|| {
+            serde::de::Error::unknown_variant(&word, &["FAST", "STANDARD", "INSPECT", "WAITING"])
+        })
+    }
+}
+
+/// What a lane shows: the message the agent publishes on its MQTT lane topics
+/// (`<prefix>/<lane>/state`, retained, and `<prefix>/<lane>/decision`; docs/integration.md)
+/// and what its console shows as the lane's current state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneState {
+    pub lane: LaneId,
+    /// The gate transaction decided, or the one waiting for its decision (absent for an
+    /// officer's lane change without one, and for a lane waiting for its next truck).
+    pub transaction_id: Option<Uuid>,
+    /// The decision shown, or `WAITING` (published on the state topic only).
+    pub decision: LaneSignal,
+    /// Where the truck goes, from configuration (empty while waiting).
+    pub route: String,
+    /// Reason codes only; officer text and specifics stay on the console.
+    pub reasons: Vec<ReasonCode>,
+    /// An AEO shipment in the inspection queue goes first.
+    pub priority: bool,
+    /// When decided (or overridden, or when the lane began to wait).
+    pub at: Timestamp,
+    /// `true` when an officer set this state.
+    #[serde(default)]
+    pub officer_override: bool,
+}
+
+impl LaneState {
+    /// The lane-topic view of a decision.
+    #[must_use]
+    pub fn from_decision(d: &Decision) -> Self {
+        Self {
+            lane: d.lane.clone(),
+            transaction_id: Some(d.transaction_id),
+            decision: d.decision.into(),
+            route: d.route.clone(),
+            reasons: d.reasons.iter().map(|r| r.code).collect(),
+            priority: d.priority,
+            at: d.decided_at,
+            officer_override: false,
+        }
+    }
+
+    /// The lane in its safe state, waiting for the decision on the truck of
+    /// `transaction_id` (being read), or with `None` for the next truck after a decided one
+    /// left: the previous decision no longer applies (docs/decisions.md, "Between
+    /// trucks").
+    #[must_use]
+    pub fn waiting(lane: &LaneId, transaction_id: Option<Uuid>, at: Timestamp) -> Self {
+        Self {
+            lane: lane.clone(),
+            transaction_id,
+            decision: LaneSignal::Waiting,
+            route: String::new(),
+            reasons: Vec::new(),
+            priority: false,
+            at,
+            officer_override: false,
+        }
+    }
+
+    /// Whether this is the safe state between trucks rather than a decision.
+    #[must_use]
+    pub fn is_waiting(&self) -> bool {
+        self.decision == LaneSignal::Waiting
     }
 }
 
@@ -1161,5 +1300,67 @@ mod tests {
         let mut bad_prev = e2;
         bad_prev.prev_hash = "zz".into();
         assert_eq!(bad_prev.verify_hash(), Err(ChainError::BadPrevHash));
+    }
+
+    #[test]
+    fn lane_state_keeps_its_documented_wire_form() {
+        // The example of docs/integration.md, "Lane topics".
+        let text = r#"{"lane":"L1","transaction_id":"01935a4e-7c1e-7d3a-9a51-6f0c2b1d9e47","decision":"INSPECT","route":"Inspection bay A","reasons":["SEAL_MISMATCH","AEO_PRIORITY_INSPECTION"],"priority":true,"at":"2026-03-01T10:00:04.512Z","officer_override":false}"#;
+        let state: LaneState = serde_json::from_str(text).expect("parses");
+        assert_eq!(state.decision, LaneSignal::Decided(LaneDecision::Inspect));
+        assert_eq!(
+            state.reasons,
+            [ReasonCode::SealMismatch, ReasonCode::AeoPriorityInspection]
+        );
+        assert_eq!(serde_json::to_string(&state).expect("json"), text);
+    }
+
+    #[test]
+    fn a_waiting_lane_state_keeps_its_documented_wire_form() {
+        // docs/decisions.md, "Between trucks": the safe state between trucks.
+        let lane = LaneId::parse("L1").expect("lane");
+        let at: Timestamp = "2026-06-01T12:00:05Z".parse().expect("time");
+        let tx = Uuid::from_u128(0x0193_5a4e_7c1e_7d3a_9a51_6f0c_2b1d_9e47);
+        let waiting = LaneState::waiting(&lane, Some(tx), at);
+        let text = r#"{"lane":"L1","transaction_id":"01935a4e-7c1e-7d3a-9a51-6f0c2b1d9e47","decision":"WAITING","route":"","reasons":[],"priority":false,"at":"2026-06-01T12:00:05Z","officer_override":false}"#;
+        assert_eq!(serde_json::to_string(&waiting).expect("json"), text);
+        let back: LaneState = serde_json::from_str(text).expect("parses");
+        assert_eq!(back, waiting);
+        assert!(back.is_waiting());
+        assert_eq!(back.decision.decided(), None);
+
+        let next = LaneState::waiting(&lane, None, at);
+        let json = serde_json::to_value(&next).expect("json");
+        assert_eq!(json["transaction_id"], serde_json::Value::Null);
+        assert_eq!(json["decision"], "WAITING");
+    }
+
+    #[test]
+    fn lane_signal_words_round_trip_and_others_are_refused() {
+        for (signal, word) in [
+            (LaneSignal::Decided(LaneDecision::Fast), "FAST"),
+            (LaneSignal::Decided(LaneDecision::Standard), "STANDARD"),
+            (LaneSignal::Decided(LaneDecision::Inspect), "INSPECT"),
+            (LaneSignal::Waiting, "WAITING"),
+        ] {
+            assert_eq!(signal.as_str(), word);
+            assert_eq!(LaneSignal::parse(word), Some(signal));
+            let json = serde_json::to_string(&signal).expect("json");
+            assert_eq!(json, format!("\"{word}\""));
+            assert_eq!(
+                serde_json::from_str::<LaneSignal>(&json).expect("parses"),
+                signal
+            );
+        }
+        assert_eq!(
+            LaneSignal::from(LaneDecision::Inspect).decided(),
+            Some(LaneDecision::Inspect)
+        );
+        for bad in ["\"waiting\"", "\"OPEN\"", "\"\"", "3"] {
+            assert!(
+                serde_json::from_str::<LaneSignal>(bad).is_err(),
+                "{bad} is not a lane signal"
+            );
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Figure 1: decision latency with a replica of n operators and n consignments.
 //!
 //! The measured operation is what the agent does per closed transaction
-//! (`edge_agent::runtime`): take a replica read snapshot (`Store::replica_view`, one redb
+//! (`edge_agent::pipeline`): take a replica read snapshot (`Store::replica_view`, one redb
 //! read transaction) and run `decide` over it. The baseline runs the same `decide` over
 //! [`IndexedReplica`] (one HashMap look-up per operator and per container). Both are
 //! timed per decision, alternating in blocks of [`BLOCK`] transactions so that machine

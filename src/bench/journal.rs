@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use edge_agent::decider::decide;
-use edge_agent::runtime::JournalWriter;
+use edge_agent::journal::JournalWriter;
 use edge_agent::store::Store;
 use protocol::schema::EventBody;
 use redb::{Database, Durability, TableDefinition};
@@ -216,7 +216,7 @@ fn raw_commit<'a>(
 const BURST: usize = 5_000;
 
 /// A burst through [`JournalWriter`]: decisions are made one after another and each is
-/// queued to the writer as soon as it is made (as `runtime::conclude_all` does), while
+/// queued to the writer as soon as it is made (as `pipeline::conclude_all` does), while
 /// the writer commits whatever is queued as one group. Returns the per-decision latency
 /// (queued to answered), the wall time, the decisions and the number of commits.
 fn through_writer(

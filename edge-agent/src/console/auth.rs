@@ -20,16 +20,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form, Json};
+use axum::{Form, Json};
 use protocol::i18n::Lang;
 use serde::{Deserialize, Serialize};
 
 use super::users::{Role, SESSION_TTL, SessionRecord, UserError, Users};
-use crate::runtime::Shared;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "aeogate_agent_session";
@@ -45,7 +44,7 @@ const WINDOW: Duration = Duration::from_secs(300);
 /// Most keys the limiter tracks (oldest windows are dropped beyond this).
 const MAX_KEYS: usize = 10_000;
 
-/// Console-wide state beside [`Shared`]: accounts, the limiter, cookie flags.
+/// Console-wide state: accounts, the limiter, cookie flags.
 #[derive(Debug)]
 pub struct Console {
     /// Accounts and sessions.
@@ -144,14 +143,7 @@ impl Authed {
     /// # Errors
     /// 403 naming the role.
     pub fn require_customs(&self) -> Result<(), AuthError> {
-        if self.role().is_customs() {
-            Ok(())
-        } else {
-            Err(AuthError::Forbidden(format!(
-                "the {} role cannot use the officer console or its API",
-                self.role()
-            )))
-        }
+        crate::officer::authorise(self.role()).map_err(|r| AuthError::Forbidden(r.to_string()))
     }
 
     /// Checks a form's CSRF token (cookie sessions only).
@@ -235,23 +227,16 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-fn console_of(parts: &Parts) -> Result<Arc<Console>, AuthError> {
-    parts
-        .extensions
-        .get::<Arc<Console>>()
-        .cloned()
-        .ok_or_else(|| AuthError::Internal("console accounts are not configured".into()))
-}
-
-impl FromRequestParts<Arc<Shared>> for Authed {
+impl<S> FromRequestParts<S> for Authed
+where
+    S: Send + Sync,
+    Arc<Console>: FromRef<S>,
+{
     type Rejection = AuthError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &Arc<Shared>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let api = parts.uri.path().starts_with("/api/");
-        let console = console_of(parts)?;
+        let console = Arc::<Console>::from_ref(state);
         let (token, via_cookie) = match bearer_token(&parts.headers) {
             Some(t) => (t, false),
             None => match cookie_token(&parts.headers) {
@@ -293,14 +278,14 @@ impl FromRequestParts<Arc<Shared>> for Authed {
     }
 }
 
-fn client_of(headers_ext: &axum::http::Extensions) -> String {
+pub(super) fn client_of(headers_ext: &axum::http::Extensions) -> String {
     headers_ext
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
 }
 
 /// The `Set-Cookie` value for a new session.
-fn session_cookie(token: &str, secure: bool) -> String {
+pub(super) fn session_cookie(token: &str, secure: bool) -> String {
     format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         SESSION_TTL.as_secs(),
@@ -325,13 +310,13 @@ pub struct LoginForm {
 }
 
 /// Result of a login attempt.
-enum Attempt {
+pub(super) enum Attempt {
     Ok(String, SessionRecord),
     Refused,
     Limited,
 }
 
-async fn attempt(
+pub(super) async fn attempt(
     console: &Arc<Console>,
     client: String,
     f: LoginForm,
@@ -374,40 +359,6 @@ pub fn browser_lang(headers: &HeaderMap) -> Lang {
         .unwrap_or_default()
 }
 
-/// `GET /login`.
-pub async fn login_page(headers: HeaderMap) -> Response {
-    super::pages::login(browser_lang(&headers), None, StatusCode::OK)
-}
-
-/// `POST /login` (form): sets the cookie and goes to the role's screen.
-pub async fn login_form(
-    Extension(console): Extension<Arc<Console>>,
-    headers: HeaderMap,
-    req_ext: axum::http::Extensions,
-    Form(f): Form<LoginForm>,
-) -> Result<Response, AuthError> {
-    let lang = browser_lang(&headers);
-    Ok(match attempt(&console, client_of(&req_ext), f).await? {
-        Attempt::Ok(token, _) => {
-            let mut r = Redirect::to("/").into_response();
-            if let Ok(v) = HeaderValue::from_str(&session_cookie(&token, console.secure_cookies)) {
-                r.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            r
-        }
-        Attempt::Refused => super::pages::login(
-            lang,
-            Some(super::text::T::LoginFailed),
-            StatusCode::UNAUTHORIZED,
-        ),
-        Attempt::Limited => super::pages::login(
-            lang,
-            Some(super::text::T::TooManyAttempts),
-            StatusCode::TOO_MANY_REQUESTS,
-        ),
-    })
-}
-
 /// Answer of `POST /api/v1/login`.
 #[derive(Debug, Serialize)]
 pub struct LoginAnswer {
@@ -427,7 +378,7 @@ pub struct LoginAnswer {
 
 /// `POST /api/v1/login` (JSON `{"name","password"}`).
 pub async fn login_json(
-    Extension(console): Extension<Arc<Console>>,
+    State(console): State<Arc<Console>>,
     req_ext: axum::http::Extensions,
     body: Result<Json<LoginForm>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AuthError> {
@@ -483,7 +434,7 @@ async fn end(console: &Console, authed: &Authed, redirect: bool) -> Result<Respo
 
 /// `POST /logout` (form with the CSRF token).
 pub async fn logout_form(
-    Extension(console): Extension<Arc<Console>>,
+    State(console): State<Arc<Console>>,
     authed: Authed,
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, AuthError> {
@@ -493,7 +444,7 @@ pub async fn logout_form(
 
 /// `POST /api/v1/logout`.
 pub async fn logout_api(
-    Extension(console): Extension<Arc<Console>>,
+    State(console): State<Arc<Console>>,
     authed: Authed,
 ) -> Result<Response, AuthError> {
     end(&console, &authed, false).await

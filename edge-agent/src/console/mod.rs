@@ -43,16 +43,14 @@ use protocol::schema::GateId;
 pub use auth::{Authed, Console};
 pub use users::{Role, Users};
 
-use crate::runtime::Shared;
+use crate::state::AppState;
 use crate::store::Store;
 
-/// The console's routes (pages, feeds, assets, login), over the agent's shared state.
-/// `console` must also be added as an `Extension` by the caller ([`crate::api::app`]
-/// does).
-pub fn routes() -> Router<Arc<Shared>> {
+/// The console's routes (pages, feeds, assets, login), over the console's state.
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::home))
-        .route("/login", get(auth::login_page).post(auth::login_form))
+        .route("/login", get(pages::login_page).post(pages::login_form))
         .route("/logout", post(auth::logout_form))
         .route("/api/v1/login", post(auth::login_json))
         .route("/api/v1/logout", post(auth::logout_api))

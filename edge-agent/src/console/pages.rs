@@ -10,8 +10,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::StreamExt as _;
@@ -25,10 +26,10 @@ use protocol::schema::{
 use serde::Deserialize;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
 
-use super::auth::{AuthError, Authed};
+use super::auth::{self, AuthError, Authed, Console};
 use super::text::{OVERRIDE_REASONS, T};
 use super::view::{self, GateStatus, HourFigures, LaneView};
-use crate::runtime::Shared;
+use crate::state::AppState;
 
 const SCRIPT: &str = include_str!("assets/console.js");
 const STYLE: &str = include_str!("assets/console.css");
@@ -126,6 +127,40 @@ pub fn login(lang: Lang, error: Option<T>, status: StatusCode) -> Response {
     r
 }
 
+/// `GET /login`.
+pub async fn login_page(headers: HeaderMap) -> Response {
+    login(auth::browser_lang(&headers), None, StatusCode::OK)
+}
+
+/// `POST /login` (form): sets the cookie and goes to the role's screen.
+pub async fn login_form(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    req_ext: axum::http::Extensions,
+    Form(f): Form<auth::LoginForm>,
+) -> Result<Response, AuthError> {
+    let lang = auth::browser_lang(&headers);
+    Ok(
+        match auth::attempt(&console, auth::client_of(&req_ext), f).await? {
+            auth::Attempt::Ok(token, _) => {
+                let mut r = Redirect::to("/").into_response();
+                if let Ok(v) =
+                    HeaderValue::from_str(&auth::session_cookie(&token, console.secure_cookies))
+                {
+                    r.headers_mut().insert(header::SET_COOKIE, v);
+                }
+                r
+            }
+            auth::Attempt::Refused => login(lang, Some(T::LoginFailed), StatusCode::UNAUTHORIZED),
+            auth::Attempt::Limited => login(
+                lang,
+                Some(T::TooManyAttempts),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+        },
+    )
+}
+
 /// `GET /`: the role's screen.
 pub async fn home(authed: Authed) -> Redirect {
     if authed.role().is_customs() {
@@ -148,15 +183,6 @@ fn decision_word(d: LaneDecision, lang: Lang) -> &'static str {
         LaneDecision::Fast => T::Fast.get(lang),
         LaneDecision::Standard => T::Standard.get(lang),
         LaneDecision::Inspect => T::Inspect.get(lang),
-    }
-}
-
-fn parse_decision(s: &str) -> Option<LaneDecision> {
-    match s {
-        "FAST" => Some(LaneDecision::Fast),
-        "STANDARD" => Some(LaneDecision::Standard),
-        "INSPECT" => Some(LaneDecision::Inspect),
-        _ => None,
     }
 }
 
@@ -222,7 +248,7 @@ fn lane_panel(v: &LaneView, st: &GateStatus, lang: Lang) -> Markup {
     // What the lane shows for this truck (an override wins over the decision).
     let (word, class, route, overridden, priority) = match (&v.decision, shown) {
         (Some(d), Some(s)) if s.transaction_id == Some(d.transaction_id) => {
-            let dec = parse_decision(&s.decision).unwrap_or(d.decision);
+            let dec = s.decision.decided().unwrap_or(d.decision);
             (
                 Some(dec),
                 class_of(dec),
@@ -427,7 +453,7 @@ pub struct LaneQuery {
     pub lane: Option<String>,
 }
 
-fn pick_lane(shared: &Shared, q: Option<&str>) -> Result<LaneId, AuthError> {
+fn pick_lane(shared: &AppState, q: Option<&str>) -> Result<LaneId, AuthError> {
     match q.filter(|l| !l.is_empty()) {
         Some(l) => {
             let id = LaneId::parse(l).map_err(|e| AuthError::Forbidden(e.to_string()))?;
@@ -444,7 +470,7 @@ fn pick_lane(shared: &Shared, q: Option<&str>) -> Result<LaneId, AuthError> {
     }
 }
 
-async fn render_panel(shared: &Arc<Shared>, lane: &LaneId, lang: Lang) -> Option<String> {
+async fn render_panel(shared: &AppState, lane: &LaneId, lang: Lang) -> Option<String> {
     let s = shared.clone();
     let lane = lane.clone();
     tokio::task::spawn_blocking(move || {
@@ -458,7 +484,7 @@ async fn render_panel(shared: &Arc<Shared>, lane: &LaneId, lang: Lang) -> Option
 
 /// `GET /console?lane=`.
 pub async fn console(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
     Query(q): Query<LaneQuery>,
 ) -> Result<Response, AuthError> {
@@ -469,7 +495,7 @@ pub async fn console(
     let supervisor = authed.role() == super::Role::Supervisor;
     let body = html! {
         nav.lanes {
-            @for l in &s.lanes {
+            @for l in s.lanes.iter() {
                 a.(if l.id == lane { "current" } else { "" }) href=(format!("/console?lane={}", l.id)) { (T::Lane.get(lang)) " " (l.id) " · " (l.name) }
             }
         }
@@ -546,7 +572,7 @@ pub async fn console(
 
 /// `GET /console/events?lane=`: the lane's panel on every change and every few seconds.
 pub async fn console_events(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
     Query(q): Query<LaneQuery>,
 ) -> Result<Response, AuthError> {
@@ -590,7 +616,7 @@ pub struct HistoryQuery {
 
 /// `GET /console/history?lane=&container=`.
 pub async fn history(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response, AuthError> {
@@ -625,7 +651,7 @@ pub async fn history(
         form.search method="get" action="/console/history" {
             select name="lane" {
                 option value="" { (T::Lanes.get(lang)) }
-                @for l in &s.lanes {
+                @for l in s.lanes.iter() {
                     option value=(l.id) selected[lane.as_ref() == Some(&l.id)] { (l.id) " · " (l.name) }
                 }
             }
@@ -701,7 +727,7 @@ fn seal_or_value(v: &ReadValue) -> String {
 
 /// `GET /console/tx/{id}`.
 pub async fn transaction(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
     Path(id): Path<String>,
 ) -> Result<Response, AuthError> {
@@ -714,7 +740,7 @@ pub async fn transaction(
         let (tx, d, actions) = shared.store.transaction(&id).ok()??;
         let mut declared = std::collections::BTreeMap::new();
         if let Ok(replica) = shared.store.replica_view() {
-            use crate::decider::ReplicaView as _;
+            use crate::replica::ReplicaView as _;
             for c in tx.containers() {
                 if let Some(cons) = replica.consignment_for(&c) {
                     declared.insert(c.to_string(), cons);
@@ -765,7 +791,7 @@ pub async fn transaction(
 
 /// The operator's grid: every lane's state, route, queue counts and FAST share, and no
 /// reasons.
-fn operator_grid(s: &Shared, st: &GateStatus, f: &HourFigures, lang: Lang) -> Markup {
+fn operator_grid(s: &AppState, st: &GateStatus, f: &HourFigures, lang: Lang) -> Markup {
     let lanes = s.live.snapshot();
     html! {
         div #grid {
@@ -776,7 +802,7 @@ fn operator_grid(s: &Shared, st: &GateStatus, f: &HourFigures, lang: Lang) -> Ma
             div.grid {
                 @for l in &lanes {
                     @let shown = l.shown.as_ref();
-                    @let dec = shown.and_then(|s| parse_decision(&s.decision));
+                    @let dec = shown.and_then(|s| s.decision.decided());
                     div.lanecard.(if st.degraded(&l.lane) { "degraded" } else { "" }) data-lane=(l.lane) {
                         h2 { (T::Lane.get(lang)) " " (l.lane) " · " (l.name) }
                         p.state {
@@ -817,7 +843,7 @@ fn operator_grid(s: &Shared, st: &GateStatus, f: &HourFigures, lang: Lang) -> Ma
     }
 }
 
-async fn render_grid(shared: &Arc<Shared>, lang: Lang) -> String {
+async fn render_grid(shared: &AppState, lang: Lang) -> String {
     let s = shared.clone();
     tokio::task::spawn_blocking(move || {
         let st = view::gate_status(&s);
@@ -829,7 +855,7 @@ async fn render_grid(shared: &Arc<Shared>, lang: Lang) -> String {
 }
 
 /// `GET /operator`.
-pub async fn operator(State(s): State<Arc<Shared>>, authed: Authed) -> Result<Response, AuthError> {
+pub async fn operator(State(s): State<AppState>, authed: Authed) -> Result<Response, AuthError> {
     let lang = authed.lang();
     let grid = render_grid(&s, lang).await;
     let body = html! {
@@ -848,7 +874,7 @@ pub async fn operator(State(s): State<Arc<Shared>>, authed: Authed) -> Result<Re
 
 /// `GET /operator/events`: the grid on every lane change and every few seconds.
 pub async fn operator_events(
-    State(s): State<Arc<Shared>>,
+    State(s): State<AppState>,
     authed: Authed,
 ) -> Result<Response, AuthError> {
     let lang = authed.lang();

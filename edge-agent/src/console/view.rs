@@ -8,9 +8,10 @@ use protocol::schema::{
     Consignment, Decision, DeviceHealth, GateTransaction, LaneDecision, LaneId, OfficerAction,
 };
 
-use crate::api::{ReplicaStatus, replica_status};
-use crate::decider::ReplicaView as _;
-use crate::runtime::{LaneLive, Shared};
+use crate::live::LaneLive;
+use crate::replica::ReplicaStatus;
+use crate::replica::ReplicaView as _;
+use crate::state::AppState;
 
 /// An unacknowledged entry older than this means central is not taking events.
 pub const CENTRAL_LATE_S: i64 = 30;
@@ -31,12 +32,9 @@ pub struct GateStatus {
 
 /// Gate-wide status now.
 #[must_use]
-pub fn gate_status(shared: &Shared) -> GateStatus {
+pub fn gate_status(shared: &AppState) -> GateStatus {
     let meta = shared.store.replica_meta();
-    let backlog = shared
-        .store
-        .journal_head()
-        .saturating_sub(shared.store.acked_seq());
+    let backlog = shared.store.backlog();
     let central_down = shared.central_configured
         && backlog > 0
         && shared
@@ -44,7 +42,7 @@ pub fn gate_status(shared: &Shared) -> GateStatus {
             .oldest_unacked_at()
             .is_some_and(|t| Timestamp::now().as_second() - t.as_second() > CENTRAL_LATE_S);
     GateStatus {
-        replica: replica_status(shared, &meta),
+        replica: ReplicaStatus::of(&meta, Timestamp::now(), shared.staleness_bound),
         backlog,
         central_down,
         devices: shared.device_health(),
@@ -87,7 +85,7 @@ pub struct LaneView {
 
 /// Gathers one lane's view.
 #[must_use]
-pub fn lane_view(shared: &Shared, lane: &LaneId) -> Option<LaneView> {
+pub fn lane_view(shared: &AppState, lane: &LaneId) -> Option<LaneView> {
     let live = shared.live.get(lane)?;
     let (transaction, reading, decision, actions) = match (&live.open, &live.last_decision) {
         (Some(open), _) => (Some(open.clone()), true, None, Vec::new()),
@@ -136,7 +134,7 @@ impl HourFigures {
 
 /// Figures of the last hour from the newest journaled decisions.
 #[must_use]
-pub fn hour_figures(shared: &Shared) -> HourFigures {
+pub fn hour_figures(shared: &AppState) -> HourFigures {
     let mut f = HourFigures::default();
     let since = Timestamp::now().as_second() - 3600;
     let rows = shared

@@ -5,6 +5,9 @@
 //!   ([`serial::run_uhf_module`]).
 //! - [`mqtt`]: networked readers, OCR portals, e-seal gateways and presence detectors
 //!   publishing JSON over MQTT, and the lane topics the agent publishes back.
+//! - [`payload`]: aeogate's own MQTT payload format, parsed with limits.
+//! - [`vendor`]: vendor MQTT payload formats (Impinj, Zebra) mapped to reads.
+//! - [`llrp`]: the LLRP client for fixed UHF readers (sans-IO session and TCP shell).
 //!
 //! Every source owns its reconnection (exponential [`Backoff`] with full jitter) and reports
 //! its state through a [`HealthReporter`] (a `tokio::sync::watch`). Sources hand reads to the
@@ -13,133 +16,17 @@
 
 pub mod llrp;
 pub mod mqtt;
+pub mod payload;
 pub mod serial;
 pub mod vendor;
 
-use std::time::Duration;
-
-use jiff::Timestamp;
 use protocol::container::ContainerNumber;
 use protocol::epc::Epc;
-use protocol::schema::{DeviceHealth, LaneId, ReadValue};
-use rand::Rng as _;
-use tokio::sync::watch;
+use protocol::schema::ReadValue;
 
 pub use crate::assembler::{AssemblerEvent, RawRead};
-
-/// Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And
-/// Jitter", 2015): the n-th wait is uniform in `[0, min(cap, base · 2ⁿ)]`, so many agents
-/// that lost the same broker or central do not come back in lock step.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    cap: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    /// A backoff starting at `base` and never waiting longer than `cap`.
-    #[must_use]
-    pub fn new(base: Duration, cap: Duration) -> Self {
-        Self {
-            base,
-            cap: cap.max(base),
-            attempt: 0,
-        }
-    }
-
-    /// The ceiling of the next wait (before jitter), without consuming an attempt.
-    #[must_use]
-    pub fn ceiling(&self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.cap)
-    }
-
-    /// The next wait: uniform in `[base/2, ceiling]` — full jitter, but never so short that
-    /// a dead device is hammered in a tight loop.
-    pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self.ceiling();
-        self.attempt = self.attempt.saturating_add(1);
-        let floor = (self.base / 2).min(ceiling);
-        let span = ceiling.saturating_sub(floor);
-        let jitter = rand::rng().random_range(0.0..=1.0f64);
-        floor + span.mul_f64(jitter)
-    }
-
-    /// Start over after a success.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    /// Attempts since the last reset.
-    #[must_use]
-    pub fn attempts(&self) -> u32 {
-        self.attempt
-    }
-}
-
-/// Publishes one device's health. `since` changes only when the device goes up or down, so
-/// a console can say "down for 3 min" while the detail text keeps changing.
-#[derive(Debug, Clone)]
-pub struct HealthReporter {
-    tx: watch::Sender<DeviceHealth>,
-}
-
-impl HealthReporter {
-    /// A reporter for `device` on `lane`, starting down ("not opened yet").
-    #[must_use]
-    pub fn new(device: &str, lane: Option<LaneId>) -> (Self, watch::Receiver<DeviceHealth>) {
-        let (tx, rx) = watch::channel(DeviceHealth {
-            device: device.to_owned(),
-            lane,
-            up: false,
-            detail: "not opened yet".into(),
-            since: Timestamp::now(),
-        });
-        (Self { tx }, rx)
-    }
-
-    /// Another receiver of this device's health.
-    #[must_use]
-    pub fn subscribe(&self) -> watch::Receiver<DeviceHealth> {
-        self.tx.subscribe()
-    }
-
-    /// The device works; `detail` says how.
-    pub fn up(&self, detail: impl Into<String>) {
-        self.set(true, detail.into());
-    }
-
-    /// The device does not work; `detail` says why.
-    pub fn down(&self, detail: impl Into<String>) {
-        self.set(false, detail.into());
-    }
-
-    /// The current state.
-    #[must_use]
-    pub fn current(&self) -> DeviceHealth {
-        self.tx.borrow().clone()
-    }
-
-    fn set(&self, up: bool, detail: String) {
-        self.tx.send_if_modified(|h| {
-            if h.up == up && h.detail == detail {
-                return false;
-            }
-            if h.up != up {
-                h.since = Timestamp::now();
-                if up {
-                    tracing::info!(device = %h.device, %detail, "device up");
-                } else {
-                    tracing::warn!(device = %h.device, %detail, "device down");
-                }
-            }
-            h.up = up;
-            h.detail = detail;
-            true
-        });
-    }
-}
+pub use crate::backoff::Backoff;
+pub use crate::live::HealthReporter;
 
 /// Normalises the EPC bank of a tag read into a [`ReadValue`]; returns it with the raw hex
 /// (upper case, as in the EPC Raw URI of TDS §12.1).
@@ -196,19 +83,6 @@ fn ascii_container(epc: &[u8]) -> Option<ContainerNumber> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        for _ in 0..10 {
-            let d = b.next_delay();
-            assert!(d <= Duration::from_secs(1), "{d:?} exceeds the cap");
-            assert!(d >= Duration::from_millis(50), "{d:?} below the floor");
-        }
-        assert_eq!(b.ceiling(), Duration::from_secs(1));
-        b.reset();
-        assert_eq!(b.ceiling(), Duration::from_millis(100));
-    }
 
     #[test]
     fn ascii_container_tag_becomes_a_container_read() {

@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use protocol::schema::{ReadSource, ReadValue};
 use serde_json::Value;
 
-use super::mqtt::{MAX_PAYLOAD, PayloadError, parse_payload};
+use super::payload::{MAX_PAYLOAD, PayloadError, parse_payload};
 use super::{AssemblerEvent, RawRead, tag_value};
 use crate::config::{PayloadFormat, TopicMap};
 

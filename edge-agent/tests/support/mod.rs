@@ -201,3 +201,42 @@ pub fn tx(reads: Vec<Read>) -> GateTransaction {
 pub fn good_tx() -> GateTransaction {
     tx(vec![container_read(CONTAINER), seal_read(SEAL)])
 }
+
+/// An agent with lanes L1 (presence loop) and L2 (none), its store in `dir`, the console
+/// on 127.0.0.1:0, no devices and no central.
+pub fn two_lane_config(dir: &std::path::Path) -> edge_agent::config::Config {
+    let text = format!(
+        r#"
+[gate]
+id = "G1"
+port = "PORT-A"
+
+[[lanes]]
+id = "L1"
+[lanes.routes]
+fast = "Lane 1 priority"
+standard = "Lane 1 standard"
+inspect = "Inspection bay A"
+
+[[lanes]]
+id = "L2"
+presence_loop = false
+quiet_close = "60s"
+[lanes.routes]
+fast = "Lane 2 priority"
+standard = "Lane 2 standard"
+inspect = "Inspection bay B"
+
+[store]
+path = "{}"
+
+[policy]
+random_key = "test-key-not-secret"
+
+[console]
+bind = "127.0.0.1:0"
+"#,
+        dir.join("agent.redb").display()
+    );
+    edge_agent::config::Config::from_toml_str(&text, "test.toml").expect("valid test config")
+}

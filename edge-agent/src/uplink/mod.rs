@@ -11,6 +11,8 @@
 //!   those cases before the routine backlog arrives; later batches go in order, which is
 //!   what lets central's contiguous `acked_through` advance.
 //! - Failures back off exponentially with full jitter (0.5 s to 60 s).
+//!
+//! These rules are [`drain`], sans-IO with table tests; this module is the I/O around them.
 //! - A heartbeat goes to `POST {url}/api/v1/agents/{gate}/heartbeat` every
 //!   `central.heartbeat_every`.
 //!
@@ -24,18 +26,21 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use jiff::Timestamp;
 use protocol::schema::{GateId, Heartbeat, IngestAck, IngestBatch, SCHEMA_VERSION, check_version};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use self::drain::{Drain, Next};
 use crate::config::CentralConfig;
-use crate::runtime::Shared;
-use crate::sources::Backoff;
+use crate::journal::Journal;
+use crate::live::Devices;
+use crate::store::backlog;
 
 /// How long a delivery in flight may still take once the agent is stopping.
 const LAST_ATTEMPT: Duration = Duration::from_secs(2);
 
-/// Most entries central accepts in one batch (docs/delivery.md; a larger batch is refused
-/// with 413 every time, so a larger `central.uplink_batch` would never drain).
-pub const MAX_BATCH_ENTRIES: usize = 1_000;
+pub mod drain;
+
+pub use drain::MAX_BATCH_ENTRIES;
 
 /// Installs ring as the process's rustls crypto provider (once; a provider already
 /// installed is kept). Every TLS user in the process must agree on one provider.
@@ -196,9 +201,22 @@ impl CentralClient {
     }
 }
 
+/// What the uplink works with.
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    /// This gate (the batches' and heartbeats' sender).
+    pub gate: GateId,
+    /// The journal to drain (and its store's cursor).
+    pub journal: Arc<Journal>,
+    /// Device health for the heartbeat.
+    pub devices: Devices,
+    /// Stops the loops.
+    pub shutdown: CancellationToken,
+}
+
 /// Builds the heartbeat from the agent's current state.
-pub async fn heartbeat(shared: &Shared) -> anyhow::Result<Heartbeat> {
-    let store = shared.store.clone();
+pub async fn heartbeat(shared: &Uplink) -> anyhow::Result<Heartbeat> {
+    let store = shared.journal.store().clone();
     let (meta, head, acked, oldest) = tokio::task::spawn_blocking(move || {
         (
             store.replica_meta(),
@@ -213,12 +231,12 @@ pub async fn heartbeat(shared: &Shared) -> anyhow::Result<Heartbeat> {
         v: SCHEMA_VERSION,
         agent: shared.gate.clone(),
         at: Timestamp::now(),
-        devices: shared.device_health(),
+        devices: shared.devices.health(),
         replica_seq: meta.sequence,
         replica_as_of: meta.as_of,
         journal_head: head,
         acked_seq: acked,
-        backlog: head.saturating_sub(acked),
+        backlog: backlog(head, acked),
         oldest_unacked_at: oldest,
         version: env!("CARGO_PKG_VERSION").into(),
     })
@@ -226,7 +244,7 @@ pub async fn heartbeat(shared: &Shared) -> anyhow::Result<Heartbeat> {
 
 /// Drains the journal to central and sends heartbeats until shutdown; then makes one last
 /// short attempt to deliver what is pending.
-pub async fn run_uplink(shared: Arc<Shared>, client: CentralClient, cfg: CentralConfig) {
+pub async fn run_uplink(shared: Uplink, client: CentralClient, cfg: CentralConfig) {
     let hb_task = {
         let shared = shared.clone();
         let client = client.clone();
@@ -253,15 +271,13 @@ pub async fn run_uplink(shared: Arc<Shared>, client: CentralClient, cfg: Central
         })
     };
 
-    let batch = cfg.uplink_batch.max(1);
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
-    let mut new_round = true;
+    let mut drain = Drain::new(cfg.uplink_batch);
     loop {
         // Registered before looking, so an append between the look and the wait wakes us.
-        let appended = shared.journal_appended.notified();
+        let appended = shared.journal.appended();
         tokio::pin!(appended);
         appended.as_mut().enable();
-        let attempt = drain_once(&shared, &client, batch, new_round);
+        let attempt = drain_once(&shared, &client, drain.clone());
         tokio::pin!(attempt);
         let result = tokio::select! {
             r = &mut attempt => r,
@@ -272,54 +288,56 @@ pub async fn run_uplink(shared: Arc<Shared>, client: CentralClient, cfg: Central
                 Err(_) => break,
             },
         };
-        match result {
-            Ok(Drained::Stalled) => {
-                // Central answered but its cursor did not move (it is missing an earlier
-                // entry or refusing these): resending at once would only spin.
-                new_round = false;
-                let wait = backoff.next_delay();
-                tracing::warn!(
-                    ?wait,
-                    "central did not advance its acknowledgement; retrying later"
-                );
-                tokio::select! {
-                    () = shared.shutdown.cancelled() => break,
-                    () = tokio::time::sleep(wait) => {}
-                }
-            }
-            Ok(Drained::Sent) => {
-                backoff.reset();
-                new_round = false;
-                metrics::gauge!("aeogate_uplink_up").set(1.0);
-                if shared.shutdown.is_cancelled() {
-                    break;
-                }
-                continue;
-            }
+        let stalled = matches!(result, Ok(Drained::Answered { advanced: false }));
+        let next = match result {
             Ok(Drained::Nothing) => {
-                backoff.reset();
-                new_round = true;
                 metrics::gauge!("aeogate_uplink_up").set(1.0);
-                if shared.shutdown.is_cancelled() {
-                    break;
+                drain.on_nothing()
+            }
+            Ok(Drained::Answered { advanced: true }) => {
+                metrics::gauge!("aeogate_uplink_up").set(1.0);
+                drain.on_answer(true, rand::random())
+            }
+            Ok(Drained::Answered { advanced: false }) => {
+                let next = drain.on_answer(false, rand::random());
+                if let Next::Retry(wait) = next {
+                    // Central answered but its cursor did not move (it is missing an
+                    // earlier entry or refusing these): resending at once would only spin.
+                    tracing::warn!(
+                        ?wait,
+                        "central did not advance its acknowledgement; retrying later"
+                    );
                 }
+                next
+            }
+            Err(e) => {
+                metrics::gauge!("aeogate_uplink_up").set(0.0);
+                metrics::counter!("aeogate_uplink_failures_total").increment(1);
+                let next = drain.on_error(rand::random());
+                if let Next::Retry(wait) = next
+                    && !shared.shutdown.is_cancelled()
+                {
+                    tracing::warn!(error = %format!("{e:#}"), ?wait, "uplink to central failed; retrying");
+                }
+                next
+            }
+        };
+        if shared.shutdown.is_cancelled() {
+            break;
+        }
+        match next {
+            Next::SendAgain => {}
+            Next::WaitForEntries(most) => {
                 tokio::select! {
                     () = shared.shutdown.cancelled() => {}
                     () = &mut appended => {}
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    () = tokio::time::sleep(most) => {}
                 }
             }
-            Err(e) => {
-                new_round = true;
-                metrics::gauge!("aeogate_uplink_up").set(0.0);
-                metrics::counter!("aeogate_uplink_failures_total").increment(1);
-                if shared.shutdown.is_cancelled() {
-                    break;
-                }
-                let wait = backoff.next_delay();
-                tracing::warn!(error = %format!("{e:#}"), ?wait, "uplink to central failed; retrying");
+            Next::Retry(wait) => {
                 tokio::select! {
-                    () = shared.shutdown.cancelled() => {}
+                    // Stopping while stalled: another try would stall the same way.
+                    () = shared.shutdown.cancelled() => if stalled { break },
                     () = tokio::time::sleep(wait) => {}
                 }
             }
@@ -333,14 +351,17 @@ pub async fn run_uplink(shared: Arc<Shared>, client: CentralClient, cfg: Central
 /// central, and a last heartbeat, so a clean stop leaves nothing behind that central
 /// could have had. What is not acknowledged within `within` stays in the journal and goes
 /// with the next start.
-pub async fn final_flush(shared: &Shared, client: &CentralClient, batch: usize, within: Duration) {
+pub async fn final_flush(shared: &Uplink, client: &CentralClient, batch: usize, within: Duration) {
     let work = async {
-        let mut new_round = true;
+        let mut drain = Drain::new(batch);
         loop {
-            match drain_once(shared, client, batch.max(1), new_round).await {
-                Ok(Drained::Sent) => new_round = false,
+            let next = match drain_once(shared, client, drain.clone()).await {
                 Ok(Drained::Nothing) => break,
-                Ok(Drained::Stalled) | Err(_) => return,
+                Ok(Drained::Answered { advanced }) => drain.on_answer(advanced, 0.0),
+                Err(_) => return,
+            };
+            if next != Next::SendAgain {
+                return;
             }
         }
         if let Ok(hb) = heartbeat(shared).await {
@@ -355,24 +376,23 @@ pub async fn final_flush(shared: &Shared, client: &CentralClient, batch: usize, 
     }
 }
 
+/// What one attempt came to.
 enum Drained {
-    Sent,
-    Stalled,
+    /// Nothing unacknowledged.
     Nothing,
+    /// Central answered a batch; `advanced` when its acknowledgement moved the cursor.
+    Answered { advanced: bool },
 }
 
 async fn drain_once(
-    shared: &Shared,
+    shared: &Uplink,
     client: &CentralClient,
-    batch: usize,
-    new_round: bool,
+    drain: Drain,
 ) -> anyhow::Result<Drained> {
-    let batch = batch.clamp(1, MAX_BATCH_ENTRIES);
-    let store = shared.store.clone();
+    let store = shared.journal.store().clone();
     let entries = tokio::task::spawn_blocking(move || {
-        let backlog = store.journal_head().saturating_sub(store.acked_seq());
-        let exceptions_first = new_round && backlog > batch as u64;
-        store.unacked(batch, exceptions_first)
+        let plan = drain.plan(store.backlog());
+        store.unacked(plan.max, plan.exceptions_first)
     })
     .await
     .context("uplink task panicked")?
@@ -391,21 +411,20 @@ async fn drain_once(
     for alert in &ack.alerts {
         tracing::error!(%alert, "central reports an integrity problem with this gate's journal");
     }
-    let store = shared.store.clone();
+    let store = shared.journal.store().clone();
     let through = ack.acked_through;
-    let before = shared.store.acked_seq();
-    let (acked, head) = tokio::task::spawn_blocking(move || {
+    let (advanced, acked, head) = tokio::task::spawn_blocking(move || {
         let head = store.journal_head();
-        let target = through.min(head);
-        if target > store.acked_seq() {
-            store.set_acked(target)?;
+        let target = Drain::cursor_target(store.acked_seq(), head, through);
+        if let Some(to) = target {
+            store.set_acked(to)?;
         }
-        Ok::<_, crate::store::JournalError>((store.acked_seq(), head))
+        Ok::<_, crate::store::JournalError>((target.is_some(), store.acked_seq(), head))
     })
     .await
     .context("uplink task panicked")?
     .context("recording central's acknowledgement")?;
-    metrics::gauge!("aeogate_uplink_backlog").set(head.saturating_sub(acked) as f64);
+    metrics::gauge!("aeogate_uplink_backlog").set(backlog(head, acked) as f64);
     metrics::counter!("aeogate_uplink_entries_total").increment(count as u64);
     tracing::debug!(
         count,
@@ -415,9 +434,5 @@ async fn drain_once(
         duplicates = ack.duplicates,
         "batch delivered"
     );
-    Ok(if acked > before {
-        Drained::Sent
-    } else {
-        Drained::Stalled
-    })
+    Ok(Drained::Answered { advanced })
 }

@@ -1,0 +1,224 @@
+//! The validated configuration: what the rest of the agent reads.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use protocol::schema::{GateId, LaneId};
+use serde::Deserialize;
+
+use crate::decider::{Policy, Routes};
+
+/// The whole agent configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub gate: GateConfig,
+    pub lanes: Vec<LaneConfig>,
+    pub devices: Vec<DeviceConfig>,
+    /// Fixed network UHF readers read over LLRP (`[[llrp]]`).
+    pub llrp: Vec<LlrpReaderConfig>,
+    pub mqtt: Option<MqttConfig>,
+    pub store: StoreConfig,
+    pub central: Option<CentralConfig>,
+    pub policy: Policy,
+    pub console: ConsoleConfig,
+}
+
+/// The gate this agent runs.
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    pub id: GateId,
+    pub name: String,
+    /// Port of entry code, the replication scope, e.g. `PORT-A`.
+    pub port: String,
+}
+
+/// One lane.
+#[derive(Debug, Clone)]
+pub struct LaneConfig {
+    pub id: LaneId,
+    pub name: String,
+    pub routes: Routes,
+    /// Whether the lane has a vehicle presence loop; without one, the first read opens a
+    /// transaction and `quiet_close` closes it.
+    pub presence_loop: bool,
+    /// Longest a transaction may stay open.
+    pub transaction_timeout: Duration,
+    /// Close a loop-less transaction after this long without reads.
+    pub quiet_close: Duration,
+}
+
+/// A serial device.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    pub name: String,
+    pub lane: LaneId,
+    pub kind: DeviceKind,
+    /// The device is reported down after this long without a byte.
+    pub silence_timeout: Duration,
+    /// Upper bound of the exponential back-off between reopen attempts.
+    pub reopen_backoff_max: Duration,
+}
+
+/// Kind of a serial device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// An aeogate lane I/O board speaking the link protocol.
+    LaneBoard { path: PathBuf, baud: u32 },
+    /// A BB-7E UART UHF module read directly, without a board.
+    UhfModule { path: PathBuf, baud: u32 },
+}
+
+/// One LLRP reader, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlrpReaderConfig {
+    /// Device name (health, journal, reads); unique among all devices.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// Antenna id → the lane its reads belong to.
+    pub antennas: BTreeMap<u16, LaneId>,
+    /// Transmit power asked for, in dBm; the reader's nearest table entry not above it is
+    /// used. `None`: the reader's highest power.
+    pub tx_power_dbm: Option<f64>,
+    /// The keepalive period asked of the reader.
+    pub keepalive: Duration,
+    /// The reader is reported down, and the connection reopened, after this long without
+    /// any message from it (keepalives included).
+    pub silence_timeout: Duration,
+    /// Report filtering: a tag seen on a lane is forwarded once, then again only after it
+    /// has been out of the field this long (one read per truck rather than one per
+    /// inventory round). Zero forwards every report.
+    pub unique_window: Duration,
+    /// Upper bound of the exponential back-off between reconnect attempts.
+    pub reconnect_backoff_max: Duration,
+    /// LLRP header version to speak: 1 (LLRP 1.0.1, the default) or 2 (negotiate LLRP
+    /// 1.1, falling back to 1.0.1).
+    pub version: u8,
+}
+
+impl LlrpReaderConfig {
+    /// The lanes this reader's antennas serve, each once.
+    #[must_use]
+    pub fn lanes(&self) -> Vec<LaneId> {
+        let mut lanes: Vec<LaneId> = self.antennas.values().cloned().collect();
+        lanes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        lanes.dedup();
+        lanes
+    }
+}
+
+/// MQTT broker connection and topic mappings.
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub topics: Vec<TopicMap>,
+    /// Prefix of the lane command topics; default `aeogate/<gate>/lanes`.
+    pub lane_topic_prefix: String,
+}
+
+/// One MQTT topic filter mapped to a lane and a reader kind.
+#[derive(Debug, Clone)]
+pub struct TopicMap {
+    pub filter: String,
+    pub lane: LaneId,
+    pub kind: MqttKind,
+    /// Whose JSON the topic carries (`sources/vendor.rs`).
+    pub format: PayloadFormat,
+}
+
+/// The payload format of an MQTT topic: aeogate's own, or a reader vendor's tag events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    #[default]
+    Aeogate,
+    /// The Impinj IoT device interface's tag inventory events.
+    Impinj,
+    /// The Zebra IoT Connector's tag data events.
+    Zebra,
+}
+
+/// What an MQTT topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MqttKind {
+    Rfid,
+    Ocr,
+    #[serde(rename = "eseal")]
+    ESeal,
+    Presence,
+}
+
+/// Local storage.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    /// Journal size above which acknowledged routine entries are pruned, oldest first.
+    pub max_journal_bytes: u64,
+}
+
+/// Connection to central.
+#[derive(Debug, Clone)]
+pub struct CentralConfig {
+    pub url: String,
+    pub token: String,
+    pub ca_cert: Option<PathBuf>,
+    /// The agent's client certificate and key (PEM) for mutual TLS, when central binds
+    /// this agent's token to a certificate.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub registry_keys: Vec<PinnedKey>,
+    pub uplink_batch: usize,
+    pub heartbeat_every: Duration,
+    pub poll_wait: Duration,
+}
+
+/// A registry signing key the agent trusts.
+#[derive(Debug, Clone)]
+pub struct PinnedKey {
+    pub key_id: String,
+    /// Hex ed25519 public key (64 hex digits).
+    pub public_key: String,
+}
+
+/// The officer console / API listener.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    pub bind: SocketAddr,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key is unknown, has the wrong type or an impossible value.
+    #[error("{origin} line {line}: {}{message}", key_prefix(key))]
+    Invalid {
+        origin: String,
+        /// 1-based line of the key (or of its closest enclosing key when it is absent).
+        line: usize,
+        /// Key path, e.g. `lanes[1].routes.fast`; empty for a syntax error.
+        key: String,
+        message: String,
+    },
+}
+
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
+}

@@ -1,0 +1,596 @@
+//! Checks what serde cannot (duplicate ids, references to unknown lanes, zero timeouts,
+//! rates outside (0, 1), …) and builds the public types, one section at a time. A new
+//! source kind adds its raw form in [`super::raw`], its public form in [`super::types`]
+//! and its checks in a section method here.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use toml::de::DeTable;
+
+use super::raw::{
+    RawCentral, RawConfig, RawConsole, RawDevice, RawDeviceKind, RawGate, RawLane, RawLlrpReader,
+    RawMqtt, RawPolicy, RawStore,
+};
+use super::span::{KeyPath, Seg, line_of, offset_of};
+use super::types::{
+    CentralConfig, Config, ConfigError, ConsoleConfig, DeviceConfig, DeviceKind, GateConfig,
+    LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, PayloadFormat, PinnedKey, StoreConfig,
+    TopicMap,
+};
+use crate::decider::{Policy, Routes};
+use protocol::schema::GateId;
+
+/// Smallest accepted journal bound: below this the agent would prune constantly.
+const MIN_JOURNAL_BYTES: u64 = 1 << 20;
+/// Longest long-poll central accepts (docs/delivery.md: `wait` ≤ 60 s).
+const MAX_POLL_WAIT: Duration = Duration::from_secs(60);
+/// Shortest random-selection key: shorter keys are guessable.
+const MIN_RANDOM_KEY_LEN: usize = 16;
+/// Transmit power range accepted (dBm): UHF RFID regulations allow at most about 33 dBm
+/// conducted (4 W EIRP in FCC regions), and no reader goes below 0.
+const TX_POWER_DBM: std::ops::RangeInclusive<f64> = 0.0..=33.0;
+/// Longest keepalive period: LLRP's field is in ms and a gate wants to notice within seconds.
+const MAX_KEEPALIVE: Duration = Duration::from_secs(60);
+
+pub(super) struct Validator<'a> {
+    pub(super) text: &'a str,
+    pub(super) origin: &'a str,
+    pub(super) doc: Option<&'a DeTable<'a>>,
+}
+
+impl Validator<'_> {
+    fn err(&self, path: Vec<Seg>, message: impl Into<String>) -> ConfigError {
+        let offset = self.doc.map_or(0, |d| offset_of(d, &path));
+        ConfigError::Invalid {
+            origin: self.origin.into(),
+            line: line_of(self.text, offset),
+            key: KeyPath(path).to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn non_empty(&self, path: Vec<Seg>, value: &str) -> Result<String, ConfigError> {
+        let v = value.trim();
+        if v.is_empty() {
+            Err(self.err(path, "must not be empty"))
+        } else {
+            Ok(v.to_string())
+        }
+    }
+
+    fn positive(&self, path: Vec<Seg>, d: Duration) -> Result<Duration, ConfigError> {
+        if d.is_zero() {
+            Err(self.err(path, "must be longer than zero"))
+        } else {
+            Ok(d)
+        }
+    }
+
+    pub(super) fn build(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let gate = self.gate(raw.gate)?;
+        let lanes = self.lanes(raw.lanes)?;
+        let devices = self.devices(raw.devices, &lanes)?;
+        let llrp = self.llrp(raw.llrp, &lanes, &devices)?;
+        let mqtt = self.mqtt(raw.mqtt, &lanes, &gate.id)?;
+        let store = self.store(raw.store)?;
+        let central = self.central(raw.central)?;
+        let policy = self.policy(raw.policy)?;
+        let console = self.console(&raw.console)?;
+        Ok(Config {
+            gate,
+            lanes,
+            devices,
+            llrp,
+            mqtt,
+            store,
+            central,
+            policy,
+            console,
+        })
+    }
+
+    fn gate(&self, g: RawGate) -> Result<GateConfig, ConfigError> {
+        use Seg::Key;
+        Ok(GateConfig {
+            name: match &g.name {
+                Some(n) => self.non_empty(vec![Key("gate"), Key("name")], n)?,
+                None => g.id.to_string(),
+            },
+            port: {
+                let p = self.non_empty(vec![Key("gate"), Key("port")], &g.port)?;
+                if p.chars().any(char::is_whitespace) {
+                    return Err(self.err(
+                        vec![Key("gate"), Key("port")],
+                        "must not contain spaces (it is the replication scope code, e.g. PORT-A)",
+                    ));
+                }
+                p
+            },
+            id: g.id,
+        })
+    }
+
+    fn lanes(&self, raw: Vec<RawLane>) -> Result<Vec<LaneConfig>, ConfigError> {
+        use Seg::{Index, Key};
+        if raw.is_empty() {
+            return Err(self.err(
+                vec![Key("lanes")],
+                "at least one [[lanes]] entry is required",
+            ));
+        }
+        let mut lanes = Vec::with_capacity(raw.len());
+        let mut seen = HashSet::new();
+        for (i, l) in raw.into_iter().enumerate() {
+            let at = |k: &'static str| vec![Key("lanes"), Index(i), Key(k)];
+            if !seen.insert(l.id.clone()) {
+                return Err(self.err(at("id"), format!("duplicate lane id {:?}", l.id.as_str())));
+            }
+            let route = |k: &'static str, v: &str| {
+                self.non_empty(vec![Key("lanes"), Index(i), Key("routes"), Key(k)], v)
+            };
+            lanes.push(LaneConfig {
+                name: match &l.name {
+                    Some(n) => self.non_empty(at("name"), n)?,
+                    None => l.id.to_string(),
+                },
+                routes: Routes {
+                    fast: route("fast", &l.routes.fast)?,
+                    standard: route("standard", &l.routes.standard)?,
+                    inspect: route("inspect", &l.routes.inspect)?,
+                },
+                presence_loop: l.presence_loop,
+                transaction_timeout: self
+                    .positive(at("transaction_timeout"), l.transaction_timeout)?,
+                quiet_close: self.positive(at("quiet_close"), l.quiet_close)?,
+                id: l.id,
+            });
+        }
+        Ok(lanes)
+    }
+
+    fn devices(
+        &self,
+        raw: Vec<RawDevice>,
+        lanes: &[LaneConfig],
+    ) -> Result<Vec<DeviceConfig>, ConfigError> {
+        use Seg::{Index, Key};
+        let mut devices = Vec::with_capacity(raw.len());
+        let mut names = HashSet::new();
+        for (i, d) in raw.into_iter().enumerate() {
+            let at = |k: &'static str| vec![Key("devices"), Index(i), Key(k)];
+            let name = self.non_empty(at("name"), &d.name)?;
+            if !names.insert(name.clone()) {
+                return Err(self.err(at("name"), format!("duplicate device name {name:?}")));
+            }
+            if !lanes.iter().any(|l| l.id == d.lane) {
+                return Err(self.err(
+                    at("lane"),
+                    format!(
+                        "names lane {:?}, which no [[lanes]] entry defines",
+                        d.lane.as_str()
+                    ),
+                ));
+            }
+            if d.path.as_os_str().is_empty() {
+                return Err(self.err(at("path"), "must not be empty"));
+            }
+            if d.baud == 0 {
+                return Err(self.err(at("baud"), "must be greater than zero"));
+            }
+            let kind = match d.kind {
+                RawDeviceKind::LaneBoard => DeviceKind::LaneBoard {
+                    path: d.path,
+                    baud: d.baud,
+                },
+                RawDeviceKind::UhfModule => DeviceKind::UhfModule {
+                    path: d.path,
+                    baud: d.baud,
+                },
+            };
+            devices.push(DeviceConfig {
+                name,
+                lane: d.lane,
+                kind,
+                silence_timeout: self.positive(at("silence_timeout"), d.silence_timeout)?,
+                reopen_backoff_max: self
+                    .positive(at("reopen_backoff_max"), d.reopen_backoff_max)?,
+            });
+        }
+        Ok(devices)
+    }
+
+    /// Validates the `[[llrp]]` entries against the lanes and the serial device names.
+    fn llrp(
+        &self,
+        raw: Vec<RawLlrpReader>,
+        lanes: &[LaneConfig],
+        devices: &[DeviceConfig],
+    ) -> Result<Vec<LlrpReaderConfig>, ConfigError> {
+        use Seg::{Index, Key};
+        let mut names: HashSet<String> = devices.iter().map(|d| d.name.clone()).collect();
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, r) in raw.into_iter().enumerate() {
+            let at = |k: &'static str| vec![Key("llrp"), Index(i), Key(k)];
+            let name = self.non_empty(at("name"), &r.name)?;
+            if !names.insert(name.clone()) {
+                return Err(self.err(at("name"), format!("duplicate device name {name:?}")));
+            }
+            let host = self.non_empty(at("host"), &r.host)?;
+            if r.port == 0 {
+                return Err(self.err(at("port"), "must be greater than zero"));
+            }
+            if r.antennas.is_empty() {
+                return Err(self.err(
+                    at("antennas"),
+                    "must map at least one antenna to a lane, e.g. { 1 = \"L1\" }",
+                ));
+            }
+            let mut antennas = BTreeMap::new();
+            for (key, lane) in r.antennas {
+                let id = match key.trim().parse::<u16>() {
+                    Ok(id) if id > 0 => id,
+                    _ => {
+                        return Err(self.err(
+                            at("antennas"),
+                            format!("{key:?} is not an antenna number (1 to 65535)"),
+                        ));
+                    }
+                };
+                if !lanes.iter().any(|l| l.id == lane) {
+                    return Err(self.err(
+                        at("antennas"),
+                        format!(
+                            "antenna {id} names lane {:?}, which no [[lanes]] entry defines",
+                            lane.as_str()
+                        ),
+                    ));
+                }
+                antennas.insert(id, lane);
+            }
+            if let Some(p) = r.tx_power_dbm
+                && !TX_POWER_DBM.contains(&p)
+            {
+                return Err(self.err(
+                    at("tx_power_dbm"),
+                    format!("must be between 0 and 33 dBm; found {p}"),
+                ));
+            }
+            let keepalive = self.positive(at("keepalive"), r.keepalive)?;
+            if keepalive > MAX_KEEPALIVE || keepalive < Duration::from_millis(100) {
+                return Err(self.err(at("keepalive"), "must be between 100ms and 60s"));
+            }
+            let silence_timeout = self.positive(at("silence_timeout"), r.silence_timeout)?;
+            if silence_timeout <= keepalive {
+                return Err(self.err(
+                    at("silence_timeout"),
+                    format!(
+                        "must be longer than keepalive ({}): a reader is silent only after missing keepalives",
+                        humantime::format_duration(keepalive)
+                    ),
+                ));
+            }
+            let version = match r.version.trim() {
+                "1.0.1" => protocol::llrp::VERSION_1_0_1,
+                "1.1" => protocol::llrp::VERSION_1_1,
+                other => {
+                    return Err(self.err(
+                        at("version"),
+                        format!("{other:?}: must be \"1.0.1\" or \"1.1\""),
+                    ));
+                }
+            };
+            out.push(LlrpReaderConfig {
+                version,
+                name,
+                host,
+                port: r.port,
+                antennas,
+                tx_power_dbm: r.tx_power_dbm,
+                keepalive,
+                silence_timeout,
+                unique_window: r.unique_window,
+                reconnect_backoff_max: self
+                    .positive(at("reconnect_backoff_max"), r.reconnect_backoff_max)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn mqtt(
+        &self,
+        raw: Option<RawMqtt>,
+        lanes: &[LaneConfig],
+        gate: &GateId,
+    ) -> Result<Option<MqttConfig>, ConfigError> {
+        use Seg::{Index, Key};
+        Ok(match raw {
+            None => None,
+            Some(m) => {
+                let at = |k: &'static str| vec![Key("mqtt"), Key(k)];
+                if m.port == 0 {
+                    return Err(self.err(at("port"), "must be greater than zero"));
+                }
+                let mut topics = Vec::with_capacity(m.topics.len());
+                for (i, t) in m.topics.into_iter().enumerate() {
+                    let tat = |k: &'static str| vec![Key("mqtt"), Key("topics"), Index(i), Key(k)];
+                    let filter = self.non_empty(tat("filter"), &t.filter)?;
+                    if !lanes.iter().any(|l| l.id == t.lane) {
+                        return Err(self.err(
+                            tat("lane"),
+                            format!(
+                                "names lane {:?}, which no [[lanes]] entry defines",
+                                t.lane.as_str()
+                            ),
+                        ));
+                    }
+                    if t.format != PayloadFormat::Aeogate && t.kind != MqttKind::Rfid {
+                        return Err(self.err(
+                            tat("format"),
+                            "vendor formats (impinj, zebra) carry tag events: kind must be \"rfid\"",
+                        ));
+                    }
+                    topics.push(TopicMap {
+                        filter,
+                        lane: t.lane,
+                        kind: t.kind,
+                        format: t.format,
+                    });
+                }
+                Some(MqttConfig {
+                    host: self.non_empty(at("host"), &m.host)?,
+                    port: m.port,
+                    client_id: match &m.client_id {
+                        Some(c) => self.non_empty(at("client_id"), c)?,
+                        None => format!("aeogate-agent-{}", gate),
+                    },
+                    username: m.username,
+                    password: m.password,
+                    topics,
+                    lane_topic_prefix: match &m.lane_topic_prefix {
+                        Some(p) => self
+                            .non_empty(at("lane_topic_prefix"), p)?
+                            .trim_end_matches('/')
+                            .to_string(),
+                        None => format!("aeogate/{}/lanes", gate),
+                    },
+                })
+            }
+        })
+    }
+
+    fn store(&self, s: RawStore) -> Result<StoreConfig, ConfigError> {
+        use Seg::Key;
+        if s.path.as_os_str().is_empty() {
+            return Err(self.err(vec![Key("store"), Key("path")], "must not be empty"));
+        }
+        if s.max_journal_bytes < MIN_JOURNAL_BYTES {
+            return Err(self.err(
+                vec![Key("store"), Key("max_journal_bytes")],
+                format!("must be at least {MIN_JOURNAL_BYTES} (1 MiB)"),
+            ));
+        }
+        Ok(StoreConfig {
+            path: s.path,
+            max_journal_bytes: s.max_journal_bytes,
+        })
+    }
+
+    fn central(&self, raw: Option<RawCentral>) -> Result<Option<CentralConfig>, ConfigError> {
+        use Seg::{Index, Key};
+        Ok(match raw {
+            None => None,
+            Some(c) => {
+                let at = |k: &'static str| vec![Key("central"), Key(k)];
+                let url = self.non_empty(at("url"), &c.url)?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(self.err(at("url"), "must start with http:// or https://"));
+                }
+                let token = self.non_empty(at("token"), &c.token)?;
+                let mut keys = Vec::with_capacity(c.registry_keys.len());
+                let mut ids = HashSet::new();
+                for (i, k) in c.registry_keys.into_iter().enumerate() {
+                    let kat = |f: &'static str| {
+                        vec![Key("central"), Key("registry_keys"), Index(i), Key(f)]
+                    };
+                    let key_id = self.non_empty(kat("key_id"), &k.key_id)?;
+                    if !ids.insert(key_id.clone()) {
+                        return Err(self.err(kat("key_id"), format!("duplicate key id {key_id:?}")));
+                    }
+                    let pk = k.public_key.trim().to_ascii_lowercase();
+                    if pk.len() != 64 || !pk.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(self.err(
+                            kat("public_key"),
+                            format!("must be 64 hex digits (an ed25519 public key); found {} characters", pk.len()),
+                        ));
+                    }
+                    keys.push(PinnedKey {
+                        key_id,
+                        public_key: pk,
+                    });
+                }
+                if keys.is_empty() {
+                    return Err(self.err(
+                        at("registry_keys"),
+                        "at least one pinned registry key is required to accept registry batches",
+                    ));
+                }
+                if c.uplink_batch == 0 || c.uplink_batch > 1_000 {
+                    return Err(self.err(at("uplink_batch"), "must be between 1 and 1000 (central accepts at most 1,000 entries a batch)"));
+                }
+                let poll_wait = self.positive(at("poll_wait"), c.poll_wait)?;
+                if poll_wait > MAX_POLL_WAIT {
+                    return Err(self.err(at("poll_wait"), "must be at most 60s (central's limit)"));
+                }
+                if c.client_cert.is_some() != c.client_key.is_some() {
+                    let key = if c.client_cert.is_some() {
+                        "client_key"
+                    } else {
+                        "client_cert"
+                    };
+                    return Err(self.err(
+                        at(key),
+                        "client_cert and client_key go together (the agent's certificate and its key)",
+                    ));
+                }
+                Some(CentralConfig {
+                    url: url.trim_end_matches('/').to_string(),
+                    token,
+                    ca_cert: c.ca_cert,
+                    client_cert: c.client_cert,
+                    client_key: c.client_key,
+                    registry_keys: keys,
+                    uplink_batch: c.uplink_batch,
+                    heartbeat_every: self.positive(at("heartbeat_every"), c.heartbeat_every)?,
+                    poll_wait,
+                })
+            }
+        })
+    }
+
+    fn policy(&self, p: RawPolicy) -> Result<Policy, ConfigError> {
+        use Seg::Key;
+        let pat = |k: &'static str| vec![Key("policy"), Key(k)];
+        let rate = |k: &'static str, r: f64| {
+            if r > 0.0 && r < 1.0 {
+                Ok(r)
+            } else {
+                Err(self.err(
+                    pat(k),
+                    format!("must be a probability strictly between 0 and 1; found {r}"),
+                ))
+            }
+        };
+        let random_rate_aeo = rate("random_rate_aeo", p.random_rate_aeo)?;
+        let random_rate_other = rate("random_rate_other", p.random_rate_other)?;
+        if random_rate_aeo > random_rate_other {
+            return Err(self.err(
+                pat("random_rate_aeo"),
+                format!(
+                    "must not exceed random_rate_other ({random_rate_other}): AEO traffic gets fewer inspections"
+                ),
+            ));
+        }
+        if p.random_key.trim().len() < MIN_RANDOM_KEY_LEN {
+            return Err(self.err(
+                pat("random_key"),
+                format!("must be a secret of at least {MIN_RANDOM_KEY_LEN} characters"),
+            ));
+        }
+        if p.required_roles.is_empty() {
+            return Err(self.err(pat("required_roles"), "must name at least one role"));
+        }
+        if p.home_programmes.is_empty() {
+            return Err(self.err(pat("home_programmes"), "must name at least one programme"));
+        }
+        Ok(Policy {
+            name: self.non_empty(pat("name"), &p.name)?,
+            staleness_bound: self.positive(pat("staleness_bound"), p.staleness_bound)?,
+            required_roles: p.required_roles,
+            home_programmes: p.home_programmes,
+            random_rate_aeo,
+            random_rate_other,
+            random_key: p.random_key,
+            eseal_low_battery_is_reason: p.eseal_low_battery_is_reason,
+        })
+    }
+
+    fn console(&self, c: &RawConsole) -> Result<ConsoleConfig, ConfigError> {
+        use Seg::Key;
+        let bind = c.bind.trim().parse::<SocketAddr>().map_err(|_| {
+            self.err(
+                vec![Key("console"), Key("bind")],
+                format!("{:?} is not a socket address (e.g. 127.0.0.1:8080)", c.bind),
+            )
+        })?;
+        Ok(ConsoleConfig { bind })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+
+    const BASE: &str = "[gate]\nid = \"PORT1-G1\"\nport = \"PORT1\"\n\n\
+        [[lanes]]\nid = \"L1\"\n[lanes.routes]\nfast = \"a\"\nstandard = \"b\"\ninspect = \"c\"\n\n\
+        [policy]\nrandom_key = \"a-random-key-of-enough-length\"\n\n";
+
+    fn load(llrp: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(&format!("{BASE}{llrp}"), "agent.toml")
+    }
+
+    fn error(llrp: &str) -> String {
+        load(llrp).expect_err("invalid").to_string()
+    }
+
+    #[test]
+    fn a_reader_with_defaults_loads() {
+        let cfg = load("[[llrp]]\nname = \"r1\"\nhost = \"192.0.2.7\"\nantennas = { 1 = \"L1\", 2 = \"L1\" }\n")
+            .expect("loads");
+        let r = &cfg.llrp[0];
+        assert_eq!(r.port, 5084);
+        assert_eq!(r.antennas.len(), 2);
+        assert_eq!(r.keepalive, std::time::Duration::from_secs(1));
+        assert!(r.silence_timeout > r.keepalive);
+    }
+
+    #[test]
+    fn unknown_lane_is_named_with_its_line() {
+        let e = error("[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L9\" }\n");
+        assert!(e.contains("llrp[0].antennas"), "{e}");
+        assert!(e.contains("\"L9\""), "{e}");
+        assert!(e.contains("line 18"), "{e}");
+    }
+
+    #[test]
+    fn antenna_zero_is_rejected() {
+        let e = error("[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 0 = \"L1\" }\n");
+        assert!(e.contains("not an antenna number"), "{e}");
+    }
+
+    #[test]
+    fn silence_timeout_must_exceed_keepalive() {
+        let e = error(
+            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\nkeepalive = \"2s\"\nsilence_timeout = \"2s\"\n",
+        );
+        assert!(e.contains("llrp[0].silence_timeout"), "{e}");
+    }
+
+    #[test]
+    fn tx_power_out_of_range_is_rejected() {
+        let e = error(
+            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\ntx_power_dbm = 40.0\n",
+        );
+        assert!(e.contains("llrp[0].tx_power_dbm"), "{e}");
+    }
+
+    #[test]
+    fn name_clashing_with_a_serial_device_is_rejected() {
+        let e = error(
+            "[[devices]]\nname = \"r1\"\nlane = \"L1\"\nkind = \"uhf_module\"\npath = \"/dev/ttyUSB0\"\n\n\
+             [[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\n",
+        );
+        assert!(e.contains("duplicate device name"), "{e}");
+    }
+
+    #[test]
+    fn version_must_be_one_of_the_two_llrp_versions() {
+        let e = error(
+            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\nversion = \"2.0\"\n",
+        );
+        assert!(e.contains("llrp[0].version"), "{e}");
+        let ok = load(
+            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\nversion = \"1.1\"\n",
+        )
+        .expect("1.1 loads");
+        assert_eq!(ok.llrp[0].version, 2);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let e =
+            error("[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\npower = 3\n");
+        assert!(e.contains("power"), "{e}");
+    }
+}

@@ -1,0 +1,192 @@
+//! What every lane is doing now (the open transaction, the last decision, what the lane
+//! shows) and the health of every device: the live state the pipeline writes and the
+//! console, the API and the heartbeat read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use protocol::schema::{Decision, DeviceHealth, GateTransaction, LaneId, LaneState};
+use serde::Serialize;
+use tokio::sync::{broadcast, watch};
+
+use crate::config::LaneConfig;
+
+/// What a lane is doing, for the console and its live view.
+#[derive(Debug, Clone, Serialize)]
+pub struct LaneLive {
+    /// The lane.
+    pub lane: LaneId,
+    /// Its configured name.
+    pub name: String,
+    /// The transaction being assembled, if a truck is in the lane.
+    pub open: Option<GateTransaction>,
+    /// The last decision made on this lane.
+    pub last_decision: Option<Decision>,
+    /// What the lane shows now (the last decision, or an officer's override).
+    pub shown: Option<LaneState>,
+    /// Reads that arrived with no open transaction on a lane with a loop, since start.
+    pub orphan_reads: u64,
+    /// When any of this changed.
+    pub updated_at: Timestamp,
+}
+
+/// Live lane states with a broadcast of every change (the console's SSE feed).
+#[derive(Debug)]
+pub struct LiveLanes {
+    lanes: Mutex<HashMap<LaneId, LaneLive>>,
+    updates: broadcast::Sender<LaneLive>,
+}
+
+impl LiveLanes {
+    /// Every configured lane, idle.
+    #[must_use]
+    pub fn new(lanes: &[LaneConfig]) -> Self {
+        let now = Timestamp::now();
+        let map = lanes
+            .iter()
+            .map(|l| {
+                (
+                    l.id.clone(),
+                    LaneLive {
+                        lane: l.id.clone(),
+                        name: l.name.clone(),
+                        open: None,
+                        last_decision: None,
+                        shown: None,
+                        orphan_reads: 0,
+                        updated_at: now,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            lanes: Mutex::new(map),
+            updates: broadcast::channel(64).0,
+        }
+    }
+
+    /// Applies `f` to `lane`'s state and broadcasts the result.
+    pub fn update(&self, lane: &LaneId, f: impl FnOnce(&mut LaneLive)) {
+        let Ok(mut lanes) = self.lanes.lock() else {
+            return;
+        };
+        if let Some(l) = lanes.get_mut(lane) {
+            f(l);
+            l.updated_at = Timestamp::now();
+            let _ = self.updates.send(l.clone());
+        }
+    }
+
+    /// Every lane, in configuration order of ids.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<LaneLive> {
+        let mut v: Vec<LaneLive> = self
+            .lanes
+            .lock()
+            .map(|l| l.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.lane.cmp(&b.lane));
+        v
+    }
+
+    /// One lane.
+    #[must_use]
+    pub fn get(&self, lane: &LaneId) -> Option<LaneLive> {
+        self.lanes.lock().ok()?.get(lane).cloned()
+    }
+
+    /// A receiver of every change.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<LaneLive> {
+        self.updates.subscribe()
+    }
+}
+
+/// The health of every device (serial ports, the MQTT connection, the journal). Cheap to
+/// clone.
+#[derive(Debug, Clone, Default)]
+pub struct Devices(Arc<[watch::Receiver<DeviceHealth>]>);
+
+impl Devices {
+    /// Over these health channels.
+    #[must_use]
+    pub fn new(devices: Vec<watch::Receiver<DeviceHealth>>) -> Self {
+        Self(devices.into())
+    }
+
+    /// Every device's current health.
+    #[must_use]
+    pub fn health(&self) -> Vec<DeviceHealth> {
+        self.0.iter().map(|d| d.borrow().clone()).collect()
+    }
+
+    /// The health channels (one per device).
+    #[must_use]
+    pub fn receivers(&self) -> &[watch::Receiver<DeviceHealth>] {
+        &self.0
+    }
+}
+
+/// Publishes one device's health. `since` changes only when the device goes up or down, so
+/// a console can say "down for 3 min" while the detail text keeps changing.
+#[derive(Debug, Clone)]
+pub struct HealthReporter {
+    tx: watch::Sender<DeviceHealth>,
+}
+
+impl HealthReporter {
+    /// A reporter for `device` on `lane`, starting down ("not opened yet").
+    #[must_use]
+    pub fn new(device: &str, lane: Option<LaneId>) -> (Self, watch::Receiver<DeviceHealth>) {
+        let (tx, rx) = watch::channel(DeviceHealth {
+            device: device.to_owned(),
+            lane,
+            up: false,
+            detail: "not opened yet".into(),
+            since: Timestamp::now(),
+        });
+        (Self { tx }, rx)
+    }
+
+    /// Another receiver of this device's health.
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<DeviceHealth> {
+        self.tx.subscribe()
+    }
+
+    /// The device works; `detail` says how.
+    pub fn up(&self, detail: impl Into<String>) {
+        self.set(true, detail.into());
+    }
+
+    /// The device does not work; `detail` says why.
+    pub fn down(&self, detail: impl Into<String>) {
+        self.set(false, detail.into());
+    }
+
+    /// The current state.
+    #[must_use]
+    pub fn current(&self) -> DeviceHealth {
+        self.tx.borrow().clone()
+    }
+
+    fn set(&self, up: bool, detail: String) {
+        self.tx.send_if_modified(|h| {
+            if h.up == up && h.detail == detail {
+                return false;
+            }
+            if h.up != up {
+                h.since = Timestamp::now();
+                if up {
+                    tracing::info!(device = %h.device, %detail, "device up");
+                } else {
+                    tracing::warn!(device = %h.device, %detail, "device down");
+                }
+            }
+            h.up = up;
+            h.detail = detail;
+            true
+        });
+    }
+}

@@ -1,0 +1,450 @@
+//! aeogate's own MQTT payload format: the JSON shapes of `docs/integration.md` (an RFID
+//! read, an OCR result, an e-seal or seal read, a presence change), one per message,
+//! parsed strictly (`deny_unknown_fields`) and with limits into assembler events. A
+//! payload that does not parse becomes an `UNREADABLE` read with the error, so the
+//! officer sees that a reader said something the agent did not understand. Vendor formats
+//! are in [`super::vendor`]; the connection is [`super::mqtt`].
+
+use jiff::Timestamp;
+use protocol::container::ContainerNumber;
+use protocol::schema::{ESealState, ReadSource, ReadValue};
+use protocol::seal::{ESealId, SealNumber};
+use serde::Deserialize;
+
+use super::{AssemblerEvent, RawRead, tag_value};
+use crate::config::{MqttKind, TopicMap};
+
+/// Largest payload parsed; a reader message is a few hundred bytes.
+pub const MAX_PAYLOAD: usize = 4 * 1024;
+
+/// An RFID reader's report: `{"epc":"3074…","antenna":1,"rssi":-52,"at":"…"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RfidPayload {
+    epc: String,
+    #[serde(default)]
+    antenna: Option<u8>,
+    #[serde(default)]
+    rssi: Option<i16>,
+    #[serde(default)]
+    at: Option<Timestamp>,
+    #[serde(default)]
+    device: Option<String>,
+}
+
+/// An OCR portal's report: a container number, a seal marking or a plate, with confidence.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OcrPayload {
+    #[serde(default)]
+    container: Option<String>,
+    #[serde(default)]
+    seal: Option<String>,
+    #[serde(default)]
+    plate: Option<String>,
+    #[serde(default)]
+    confidence: Option<u8>,
+    #[serde(default)]
+    at: Option<Timestamp>,
+    #[serde(default)]
+    device: Option<String>,
+}
+
+/// An e-seal gateway's report: `{"seal_id":"0042-0001E240","state":"SEALED","battery_pct":80}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ESealPayload {
+    seal_id: String,
+    state: ESealState,
+    #[serde(default)]
+    battery_pct: Option<u8>,
+    #[serde(default)]
+    at: Option<Timestamp>,
+    #[serde(default)]
+    device: Option<String>,
+}
+
+/// A presence detector's report: `{"loop":0,"present":true}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresencePayload {
+    #[serde(rename = "loop")]
+    loop_id: u8,
+    present: bool,
+    #[serde(default)]
+    at: Option<Timestamp>,
+}
+
+/// Why a payload was not understood.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PayloadError {
+    /// Larger than [`MAX_PAYLOAD`].
+    #[error("payload of {0} bytes exceeds the {MAX_PAYLOAD}-byte limit")]
+    TooLarge(usize),
+    /// Not JSON of the expected shape.
+    #[error("{0}")]
+    Json(String),
+    /// An OCR report must carry exactly one of container, seal, plate.
+    #[error("OCR payload must carry exactly one of \"container\", \"seal\", \"plate\"")]
+    OcrShape,
+    /// A value failed its identifier's rules.
+    #[error("{what} {value:?}: {error}")]
+    Invalid {
+        /// Which field.
+        what: &'static str,
+        /// The value as sent.
+        value: String,
+        /// What is wrong with it.
+        error: String,
+    },
+    /// Confidence above 100.
+    #[error("confidence {0} is above 100")]
+    Confidence(u8),
+}
+
+fn json<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, PayloadError> {
+    serde_json::from_slice(payload).map_err(|e| PayloadError::Json(e.to_string()))
+}
+
+/// Parses one payload from a topic mapped to `map` into an assembler event. `device` is
+/// the name reads carry unless the payload names its own (`"device"`); `now` stands in for
+/// a missing `"at"`.
+///
+/// A payload that does not parse is returned as an `UNREADABLE` read with the error, so
+/// it reaches the transaction; the caller counts and logs it.
+pub fn parse_payload(
+    map: &TopicMap,
+    device: &str,
+    payload: &[u8],
+    now: Timestamp,
+) -> (AssemblerEvent, Option<PayloadError>) {
+    match parse_strict(map, device, payload, now) {
+        Ok(ev) => (ev, None),
+        Err(e) => {
+            let source = match map.kind {
+                MqttKind::Rfid => ReadSource::Rfid,
+                MqttKind::Ocr => ReadSource::Ocr,
+                MqttKind::ESeal => ReadSource::ESealReader,
+                // A presence detector is no reader; its garbled report is kept as an RFID-
+                // side observation of the lane so it is not lost.
+                MqttKind::Presence => ReadSource::Rfid,
+            };
+            let what = match map.kind {
+                MqttKind::Rfid => "mqtt rfid payload",
+                MqttKind::Ocr => "mqtt ocr payload",
+                MqttKind::ESeal => "mqtt e-seal payload",
+                MqttKind::Presence => "mqtt presence payload",
+            };
+            let raw = String::from_utf8_lossy(&payload[..payload.len().min(256)]).into_owned();
+            let ev = AssemblerEvent::Read(RawRead {
+                lane: map.lane.clone(),
+                source,
+                device: device.to_owned(),
+                raw,
+                value: ReadValue::Unreadable {
+                    what: what.into(),
+                    error: e.to_string(),
+                },
+                at: now,
+                antenna: None,
+                rssi: None,
+                confidence: None,
+                entered_by: None,
+            });
+            (ev, Some(e))
+        }
+    }
+}
+
+fn read(
+    map: &TopicMap,
+    device: String,
+    source: ReadSource,
+    raw: String,
+    value: ReadValue,
+    at: Timestamp,
+) -> RawRead {
+    RawRead {
+        lane: map.lane.clone(),
+        source,
+        device,
+        raw,
+        value,
+        at,
+        antenna: None,
+        rssi: None,
+        confidence: None,
+        entered_by: None,
+    }
+}
+
+fn parse_strict(
+    map: &TopicMap,
+    device: &str,
+    payload: &[u8],
+    now: Timestamp,
+) -> Result<AssemblerEvent, PayloadError> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(PayloadError::TooLarge(payload.len()));
+    }
+    let name = |d: Option<String>| d.unwrap_or_else(|| device.to_owned());
+    Ok(match map.kind {
+        MqttKind::Rfid => {
+            let p: RfidPayload = json(payload)?;
+            let hex_text: String = p.epc.chars().filter(|c| !c.is_whitespace()).collect();
+            let bytes = hex::decode(&hex_text).map_err(|e| PayloadError::Invalid {
+                what: "epc",
+                value: p.epc.clone(),
+                error: e.to_string(),
+            })?;
+            if bytes.is_empty() || bytes.len() > protocol::link::MAX_EPC_BYTES {
+                return Err(PayloadError::Invalid {
+                    what: "epc",
+                    value: p.epc,
+                    error: format!("must be 1..={} bytes", protocol::link::MAX_EPC_BYTES),
+                });
+            }
+            let (raw, value) = tag_value(&bytes);
+            let mut r = read(
+                map,
+                name(p.device),
+                ReadSource::Rfid,
+                raw,
+                value,
+                p.at.unwrap_or(now),
+            );
+            r.antenna = p.antenna;
+            r.rssi = p.rssi;
+            AssemblerEvent::Read(r)
+        }
+        MqttKind::Ocr => {
+            let p: OcrPayload = json(payload)?;
+            if let Some(c) = p.confidence.filter(|&c| c > 100) {
+                return Err(PayloadError::Confidence(c));
+            }
+            let (raw, value) = match (p.container, p.seal, p.plate) {
+                (Some(c), None, None) => {
+                    let number = ContainerNumber::parse(&c).map_err(|e| PayloadError::Invalid {
+                        what: "container",
+                        value: c.clone(),
+                        error: e.to_string(),
+                    })?;
+                    (c, ReadValue::Container { number })
+                }
+                (None, Some(s), None) => {
+                    let number = SealNumber::parse(&s).map_err(|e| PayloadError::Invalid {
+                        what: "seal",
+                        value: s.clone(),
+                        error: e.to_string(),
+                    })?;
+                    (s, ReadValue::Seal { number })
+                }
+                (None, None, Some(plate)) => {
+                    let text = plate.trim().to_uppercase();
+                    if text.is_empty()
+                        || text.len() > 16
+                        || !text
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ' ')
+                    {
+                        return Err(PayloadError::Invalid {
+                            what: "plate",
+                            value: plate,
+                            error: "must be 1..=16 letters, digits, '-' or spaces".into(),
+                        });
+                    }
+                    (plate, ReadValue::Plate { text })
+                }
+                _ => return Err(PayloadError::OcrShape),
+            };
+            let mut r = read(
+                map,
+                name(p.device),
+                ReadSource::Ocr,
+                raw,
+                value,
+                p.at.unwrap_or(now),
+            );
+            r.confidence = p.confidence;
+            AssemblerEvent::Read(r)
+        }
+        MqttKind::ESeal => {
+            let p: ESealPayload = json(payload)?;
+            let id = ESealId::parse(&p.seal_id).map_err(|e| PayloadError::Invalid {
+                what: "seal_id",
+                value: p.seal_id.clone(),
+                error: e.to_string(),
+            })?;
+            if let Some(b) = p.battery_pct.filter(|&b| b > 100) {
+                return Err(PayloadError::Invalid {
+                    what: "battery_pct",
+                    value: b.to_string(),
+                    error: "must be 0..=100".into(),
+                });
+            }
+            let value = ReadValue::ESeal {
+                id,
+                state: p.state,
+                battery_pct: p.battery_pct,
+            };
+            let raw = String::from_utf8_lossy(payload).into_owned();
+            AssemblerEvent::Read(read(
+                map,
+                name(p.device),
+                ReadSource::ESealReader,
+                raw,
+                value,
+                p.at.unwrap_or(now),
+            ))
+        }
+        MqttKind::Presence => {
+            let p: PresencePayload = json(payload)?;
+            AssemblerEvent::Presence {
+                lane: map.lane.clone(),
+                loop_id: p.loop_id,
+                present: p.present,
+                at: p.at.unwrap_or(now),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::schema::LaneId;
+
+    fn map(kind: MqttKind) -> TopicMap {
+        TopicMap {
+            filter: "lane/L1/#".into(),
+            lane: LaneId::parse("L1").expect("lane"),
+            kind,
+            format: crate::config::PayloadFormat::Aeogate,
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2026-03-01T10:00:00Z".parse().expect("ts")
+    }
+
+    fn value(ev: AssemblerEvent) -> RawRead {
+        match ev {
+            AssemblerEvent::Read(r) => r,
+            other => panic!("expected a read, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rfid_payload_with_reader_time_and_antenna() {
+        let (ev, err) = parse_payload(
+            &map(MqttKind::Rfid),
+            "gw",
+            br#"{"epc":"3074257BF7194E4000001A85","antenna":1,"rssi":-52,"at":"2026-03-01T09:59:59Z"}"#,
+            now(),
+        );
+        assert_eq!(err, None);
+        let r = value(ev);
+        assert_eq!((r.antenna, r.rssi), (Some(1), Some(-52)));
+        assert_eq!(
+            r.at,
+            "2026-03-01T09:59:59Z".parse::<Timestamp>().expect("ts")
+        );
+        assert!(matches!(r.value, ReadValue::Tag { .. }));
+    }
+
+    #[test]
+    fn ocr_container_is_validated_with_its_check_digit() {
+        let (ev, err) = parse_payload(
+            &map(MqttKind::Ocr),
+            "ocr",
+            br#"{"container":"CSQU3054383","confidence":93}"#,
+            now(),
+        );
+        assert_eq!(err, None);
+        let r = value(ev);
+        assert_eq!(r.confidence, Some(93));
+        assert!(matches!(r.value, ReadValue::Container { .. }));
+
+        let (ev, err) = parse_payload(
+            &map(MqttKind::Ocr),
+            "ocr",
+            br#"{"container":"CSQU3054384"}"#,
+            now(),
+        );
+        assert!(matches!(
+            err,
+            Some(PayloadError::Invalid {
+                what: "container",
+                ..
+            })
+        ));
+        assert!(matches!(value(ev).value, ReadValue::Unreadable { .. }));
+    }
+
+    #[test]
+    fn eseal_and_seal_payloads() {
+        let (ev, err) = parse_payload(
+            &map(MqttKind::ESeal),
+            "es",
+            br#"{"seal_id":"0042-0001E240","state":"TAMPERED","battery_pct":80}"#,
+            now(),
+        );
+        assert_eq!(err, None);
+        assert!(matches!(
+            value(ev).value,
+            ReadValue::ESeal {
+                state: ESealState::Tampered,
+                battery_pct: Some(80),
+                ..
+            }
+        ));
+        let (ev, err) = parse_payload(&map(MqttKind::Ocr), "ocr", br#"{"seal":"AB123456"}"#, now());
+        assert_eq!(err, None);
+        assert!(matches!(value(ev).value, ReadValue::Seal { .. }));
+    }
+
+    #[test]
+    fn presence_payload_becomes_a_presence_event() {
+        let (ev, err) = parse_payload(
+            &map(MqttKind::Presence),
+            "loop",
+            br#"{"loop":0,"present":true}"#,
+            now(),
+        );
+        assert_eq!(err, None);
+        assert!(matches!(
+            ev,
+            AssemblerEvent::Presence {
+                loop_id: 0,
+                present: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn malformed_payloads_become_unreadable_reads_naming_the_problem() {
+        for (kind, body) in [
+            (MqttKind::Rfid, &b"not json"[..]),
+            (MqttKind::Rfid, br#"{"epc":"zz"}"#),
+            (MqttKind::Rfid, br#"{"epc":"30","colour":"red"}"#),
+            (
+                MqttKind::Ocr,
+                br#"{"container":"CSQU3054383","seal":"AB123456"}"#,
+            ),
+            (MqttKind::Ocr, br#"{"plate":"AB-12","confidence":101}"#),
+            (MqttKind::ESeal, br#"{"seal_id":"42","state":"SEALED"}"#),
+            (MqttKind::Presence, br#"{"loop":-1,"present":true}"#),
+            (MqttKind::Presence, &[0xFF, 0xFE, 0x00]),
+        ] {
+            let (ev, err) = parse_payload(&map(kind), "dev", body, now());
+            assert!(err.is_some(), "{body:?} accepted");
+            let r = value(ev);
+            assert!(matches!(r.value, ReadValue::Unreadable { .. }), "{body:?}");
+            assert_eq!(r.device, "dev");
+        }
+        let big = vec![b' '; MAX_PAYLOAD + 1];
+        let (_, err) = parse_payload(&map(MqttKind::Rfid), "dev", &big, now());
+        assert_eq!(err, Some(PayloadError::TooLarge(MAX_PAYLOAD + 1)));
+    }
+}

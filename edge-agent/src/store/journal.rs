@@ -1,0 +1,556 @@
+//! The journal half of the store: `journal_v1` and its meta, index and exception
+//! tables; appends (group commit), the acknowledgement cursor, pruning, chain checks and
+//! the console's history queries.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use protocol::schema::{
+    Decision, EventBody, GENESIS_HASH, GateId, GateTransaction, JournalEntry, LaneId,
+    OfficerAction, check_version,
+};
+use redb::{
+    Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
+use uuid::Uuid;
+
+use super::error::{JournalError, jdb};
+use super::handle::{JournalState, Store};
+
+pub(super) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal_v1");
+pub(super) const JOURNAL_META: TableDefinition<&str, u64> = TableDefinition::new("journal_meta_v1");
+pub(super) const JOURNAL_TEXT: TableDefinition<&str, &str> =
+    TableDefinition::new("journal_text_v1");
+pub(super) const BY_TX: MultimapTableDefinition<u128, u64> =
+    MultimapTableDefinition::new("journal_by_tx_v1");
+/// Seqs of entries that are seal/container exceptions or integrity alerts.
+pub(super) const EXCEPTIONS: TableDefinition<u64, ()> =
+    TableDefinition::new("journal_exceptions_v1");
+
+/// Most entries [`Store::recent_transactions`] scans before giving up.
+const RECENT_SCAN_LIMIT: usize = 50_000;
+/// Most entries one prune pass deletes (bounds the time an append can take).
+const PRUNE_BATCH: usize = 10_000;
+
+/// The uplink backlog: entries written up to `head` that central has not acknowledged
+/// (its cursor is `acked`). The one definition, used by the uplink, its heartbeat, the
+/// gauges and the console.
+#[must_use]
+pub fn backlog(head: u64, acked: u64) -> u64 {
+    head.saturating_sub(acked)
+}
+
+fn is_exception(body: &EventBody) -> bool {
+    match body {
+        EventBody::Decision { decision } => decision.is_seal_exception(),
+        EventBody::IntegrityAlert { .. } => true,
+        _ => false,
+    }
+}
+
+fn indexed_tx(body: &EventBody) -> Option<Uuid> {
+    match body {
+        EventBody::Transaction { transaction } => Some(transaction.id),
+        EventBody::Decision { decision } => Some(decision.transaction_id),
+        EventBody::OfficerAction { action } => action.transaction_id,
+        _ => None,
+    }
+}
+
+fn decode_entry(seq: u64, bytes: &[u8]) -> Result<JournalEntry, JournalError> {
+    let e: JournalEntry = serde_json::from_slice(bytes).map_err(|err| JournalError::Corrupt {
+        seq,
+        detail: err.to_string(),
+    })?;
+    check_version(e.v).map_err(|err| JournalError::Corrupt {
+        seq,
+        detail: err.to_string(),
+    })?;
+    Ok(e)
+}
+
+pub(super) fn read_meta_u64(
+    t: &impl ReadableTable<&'static str, u64>,
+    key: &str,
+) -> Result<u64, JournalError> {
+    Ok(t.get(key).map_err(jdb)?.map_or(0, |v| v.value()))
+}
+
+impl Store {
+    /// Sets the journal disk bound (`store.max_journal_bytes`); pruning happens on the
+    /// next append or acknowledgement.
+    pub fn set_journal_limit(&self, max_bytes: u64) {
+        if let Ok(mut s) = self.inner.journal.lock() {
+            s.max_bytes = max_bytes;
+        }
+    }
+
+    /// Fault drill (and tests): while `on`, every journal append fails with
+    /// [`JournalError::Refused`], as it would on a full disk, so that the alarm and the
+    /// held-decision path can be exercised without filling a disk.
+    pub fn refuse_journal_writes(&self, on: bool) {
+        self.inner
+            .refuse_writes
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Bytes of journal entries currently stored (the quantity the disk bound limits).
+    #[must_use]
+    pub fn journal_bytes(&self) -> u64 {
+        self.inner.journal.lock().map_or(0, |s| s.bytes)
+    }
+
+    /// Appends bodies, chained and numbered, in one durable write transaction (group
+    /// commit); returns the entries only after the commit.
+    ///
+    /// # Errors
+    /// [`JournalError`]; nothing is written when an error is returned.
+    pub fn append(
+        &self,
+        bodies: Vec<EventBody>,
+        at: Timestamp,
+    ) -> Result<Vec<JournalEntry>, JournalError> {
+        let mut out = self.append_groups(vec![(bodies, at)])?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Appends several groups of bodies, each with its own time, in one durable write
+    /// transaction (the journal writer's group commit: one fsync for everything queued).
+    /// Groups keep their order and get consecutive sequence numbers; the result holds each
+    /// group's entries, in the order given.
+    ///
+    /// # Errors
+    /// [`JournalError`]; nothing of any group is written when an error is returned.
+    pub fn append_groups(
+        &self,
+        groups: Vec<(Vec<EventBody>, Timestamp)>,
+    ) -> Result<Vec<Vec<JournalEntry>>, JournalError> {
+        if groups.iter().all(|(b, _)| b.is_empty()) {
+            return Ok(groups.iter().map(|_| Vec::new()).collect());
+        }
+        if self
+            .inner
+            .refuse_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(JournalError::Refused);
+        }
+        let mut st = self.jstate()?;
+        let mut next = st.clone();
+        let mut w = self.inner.db.begin_write().map_err(jdb)?;
+        w.set_durability(Durability::Immediate).map_err(jdb)?;
+        let mut out = Vec::with_capacity(groups.len());
+        {
+            let mut journal = w.open_table(JOURNAL).map_err(jdb)?;
+            let mut by_tx = w.open_multimap_table(BY_TX).map_err(jdb)?;
+            let mut exceptions = w.open_table(EXCEPTIONS).map_err(jdb)?;
+            for (bodies, at) in groups {
+                let mut group = Vec::with_capacity(bodies.len());
+                for body in bodies {
+                    let seq = next.head + 1;
+                    let exception = is_exception(&body);
+                    let tx_id = indexed_tx(&body);
+                    let entry = JournalEntry::new_chained(
+                        self.inner.gate.clone(),
+                        seq,
+                        Uuid::now_v7(),
+                        at,
+                        next.last_hash.clone(),
+                        body,
+                    )
+                    .map_err(JournalError::Hash)?;
+                    let bytes = serde_json::to_vec(&entry).map_err(|e| JournalError::Corrupt {
+                        seq,
+                        detail: e.to_string(),
+                    })?;
+                    journal.insert(seq, bytes.as_slice()).map_err(jdb)?;
+                    if let Some(id) = tx_id {
+                        by_tx.insert(id.as_u128(), seq).map_err(jdb)?;
+                    }
+                    if exception {
+                        exceptions.insert(seq, ()).map_err(jdb)?;
+                    }
+                    next.head = seq;
+                    next.bytes += bytes.len() as u64;
+                    next.last_hash = entry.hash.clone();
+                    group.push(entry);
+                }
+                out.push(group);
+            }
+        }
+        prune(&w, &mut next)?;
+        write_journal_meta(&w, &next)?;
+        w.commit().map_err(jdb)?;
+        *st = next;
+        Ok(out)
+    }
+
+    /// Highest sequence written (0 when empty).
+    #[must_use]
+    pub fn journal_head(&self) -> u64 {
+        self.inner.journal.lock().map_or(0, |s| s.head)
+    }
+
+    /// Highest sequence central acknowledged.
+    #[must_use]
+    pub fn acked_seq(&self) -> u64 {
+        self.inner.journal.lock().map_or(0, |s| s.acked)
+    }
+
+    /// Journal entries central has not acknowledged ([`backlog`] of head and cursor, read
+    /// together).
+    #[must_use]
+    pub fn backlog(&self) -> u64 {
+        self.inner
+            .journal
+            .lock()
+            .map_or(0, |s| backlog(s.head, s.acked))
+    }
+
+    /// Advances the acknowledged cursor (never backwards; a lower value is ignored) and
+    /// prunes if the journal is over its bound.
+    ///
+    /// # Errors
+    /// [`JournalError::AckBeyondHead`] when `seq` was never written.
+    pub fn set_acked(&self, seq: u64) -> Result<(), JournalError> {
+        let mut st = self.jstate()?;
+        if seq > st.head {
+            return Err(JournalError::AckBeyondHead { seq, head: st.head });
+        }
+        if seq <= st.acked {
+            return Ok(());
+        }
+        let mut next = st.clone();
+        next.acked = seq;
+        let mut w = self.inner.db.begin_write().map_err(jdb)?;
+        w.set_durability(Durability::Immediate).map_err(jdb)?;
+        prune(&w, &mut next)?;
+        write_journal_meta(&w, &next)?;
+        w.commit().map_err(jdb)?;
+        *st = next;
+        Ok(())
+    }
+
+    /// Unacknowledged entries (seq > acked), oldest first, at most `max_entries`; with
+    /// `exceptions_first`, seal/container exceptions and integrity alerts come first.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    pub fn unacked(
+        &self,
+        max_entries: usize,
+        exceptions_first: bool,
+    ) -> Result<Vec<JournalEntry>, JournalError> {
+        let acked = self.acked_seq();
+        let r = self.inner.db.begin_read().map_err(jdb)?;
+        let journal = r.open_table(JOURNAL).map_err(jdb)?;
+        let mut out = Vec::new();
+        let mut taken = BTreeSet::new();
+        if exceptions_first {
+            let ex = r.open_table(EXCEPTIONS).map_err(jdb)?;
+            for item in ex.range(acked + 1..).map_err(jdb)? {
+                if out.len() >= max_entries {
+                    break;
+                }
+                let seq = item.map_err(jdb)?.0.value();
+                if let Some(v) = journal.get(seq).map_err(jdb)? {
+                    out.push(decode_entry(seq, v.value())?);
+                    taken.insert(seq);
+                }
+            }
+        }
+        for item in journal.range(acked + 1..).map_err(jdb)? {
+            if out.len() >= max_entries {
+                break;
+            }
+            let (k, v) = item.map_err(jdb)?;
+            let seq = k.value();
+            if !taken.contains(&seq) {
+                out.push(decode_entry(seq, v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One entry, if stored (pruned entries are gone).
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    pub fn entry(&self, seq: u64) -> Result<Option<JournalEntry>, JournalError> {
+        let r = self.inner.db.begin_read().map_err(jdb)?;
+        let journal = r.open_table(JOURNAL).map_err(jdb)?;
+        match journal.get(seq).map_err(jdb)? {
+            Some(v) => Ok(Some(decode_entry(seq, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `max` stored entries with seq ≥ `from_seq`, ascending.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    pub fn entries(&self, from_seq: u64, max: usize) -> Result<Vec<JournalEntry>, JournalError> {
+        let r = self.inner.db.begin_read().map_err(jdb)?;
+        let journal = r.open_table(JOURNAL).map_err(jdb)?;
+        let mut out = Vec::new();
+        for item in journal.range(from_seq..).map_err(jdb)?.take(max) {
+            let (k, v) = item.map_err(jdb)?;
+            out.push(decode_entry(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Verifies every stored entry's hash and the link between consecutive stored
+    /// entries, and that the last one is the recorded head; returns how many were checked.
+    ///
+    /// # Errors
+    /// [`JournalError::Chain`] at the first break.
+    pub fn verify_chain(&self) -> Result<u64, JournalError> {
+        let st = self.jstate()?.clone();
+        let r = self.inner.db.begin_read().map_err(jdb)?;
+        let journal = r.open_table(JOURNAL).map_err(jdb)?;
+        let mut prev: Option<JournalEntry> = None;
+        let mut n = 0;
+        for item in journal.iter().map_err(jdb)? {
+            let (k, v) = item.map_err(jdb)?;
+            let seq = k.value();
+            let e = decode_entry(seq, v.value())?;
+            check_entry(&e, seq, prev.as_ref(), &self.inner.gate)?;
+            n += 1;
+            prev = Some(e);
+        }
+        if let Some(last) = &prev
+            && last.seq == st.head
+            && last.hash != st.last_hash
+        {
+            return Err(JournalError::Chain {
+                seq: last.seq,
+                detail: "last entry's hash differs from the recorded chain head".into(),
+            });
+        }
+        Ok(n)
+    }
+
+    /// Time of the oldest unacknowledged entry.
+    #[must_use]
+    pub fn oldest_unacked_at(&self) -> Option<Timestamp> {
+        let acked = self.acked_seq();
+        self.entries(acked + 1, 1)
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .map(|e| e.at)
+    }
+
+    /// The most recent transactions (newest first) with their decisions, optionally for
+    /// one lane and/or a container number (case-insensitive substring), for the console.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    pub fn recent_transactions(
+        &self,
+        lane: Option<&LaneId>,
+        container: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(GateTransaction, Option<Decision>)>, JournalError> {
+        let needle = container.map(|c| c.trim().to_ascii_uppercase());
+        let r = self.inner.db.begin_read().map_err(jdb)?;
+        let journal = r.open_table(JOURNAL).map_err(jdb)?;
+        let by_tx = r.open_multimap_table(BY_TX).map_err(jdb)?;
+        let mut out = Vec::new();
+        for item in journal.iter().map_err(jdb)?.rev().take(RECENT_SCAN_LIMIT) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(jdb)?;
+            let e = decode_entry(k.value(), v.value())?;
+            let EventBody::Transaction { transaction } = e.body else {
+                continue;
+            };
+            if lane.is_some_and(|l| *l != transaction.lane) {
+                continue;
+            }
+            if let Some(n) = &needle
+                && !transaction
+                    .containers()
+                    .iter()
+                    .any(|c| c.as_str().contains(n.as_str()))
+            {
+                continue;
+            }
+            let mut decision = None;
+            for s in by_tx.get(transaction.id.as_u128()).map_err(jdb)? {
+                let seq = s.map_err(jdb)?.value();
+                if let Some(v) = journal.get(seq).map_err(jdb)?
+                    && let EventBody::Decision { decision: d } = decode_entry(seq, v.value())?.body
+                {
+                    decision = Some(d);
+                }
+            }
+            out.push((transaction, decision));
+        }
+        Ok(out)
+    }
+
+    /// One transaction with its latest decision and the officer actions on it.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    #[allow(clippy::type_complexity)]
+    pub fn transaction(
+        &self,
+        id: &Uuid,
+    ) -> Result<Option<(GateTransaction, Option<Decision>, Vec<OfficerAction>)>, JournalError> {
+        let r = self.inner.db.begin_read().map_err(jdb)?;
+        let journal = r.open_table(JOURNAL).map_err(jdb)?;
+        let by_tx = r.open_multimap_table(BY_TX).map_err(jdb)?;
+        let mut tx = None;
+        let mut decision = None;
+        let mut actions = Vec::new();
+        for s in by_tx.get(id.as_u128()).map_err(jdb)? {
+            let seq = s.map_err(jdb)?.value();
+            let Some(v) = journal.get(seq).map_err(jdb)? else {
+                continue;
+            };
+            match decode_entry(seq, v.value())?.body {
+                EventBody::Transaction { transaction } => tx = Some(transaction),
+                EventBody::Decision { decision: d } => decision = Some(d),
+                EventBody::OfficerAction { action } => actions.push(action),
+                _ => {}
+            }
+        }
+        Ok(tx.map(|t| (t, decision, actions)))
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Replica
+    // -----------------------------------------------------------------------------------
+}
+
+fn check_entry(
+    e: &JournalEntry,
+    seq: u64,
+    prev: Option<&JournalEntry>,
+    gate: &GateId,
+) -> Result<(), JournalError> {
+    let chain = |detail: String| JournalError::Chain { seq, detail };
+    if e.seq != seq {
+        return Err(chain(format!(
+            "stored under seq {seq} but says seq {}",
+            e.seq
+        )));
+    }
+    if &e.agent != gate {
+        return Err(chain(format!(
+            "written by agent {} (this is {gate})",
+            e.agent
+        )));
+    }
+    e.verify_hash().map_err(|err| chain(err.to_string()))?;
+    if seq == 1 && e.prev_hash != GENESIS_HASH {
+        return Err(chain(
+            "first entry does not start from the genesis hash".into(),
+        ));
+    }
+    if let Some(p) = prev
+        && p.seq + 1 == seq
+        && e.prev_hash != p.hash
+    {
+        return Err(chain(format!(
+            "prev_hash does not match entry {}'s hash",
+            p.seq
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn verify_tail(
+    journal: &impl ReadableTable<u64, &'static [u8]>,
+    st: &JournalState,
+) -> Result<(), JournalError> {
+    let Some((k, v)) = journal.last().map_err(jdb)? else {
+        if st.head != 0 && st.acked < st.head {
+            return Err(JournalError::Chain {
+                seq: st.head,
+                detail: "journal is empty but its head says entries exist".into(),
+            });
+        }
+        return Ok(());
+    };
+    let seq = k.value();
+    let last = decode_entry(seq, v.value())?;
+    drop((k, v));
+    if seq != st.head {
+        return Err(JournalError::Chain {
+            seq,
+            detail: format!(
+                "last stored entry is {seq} but the recorded head is {}",
+                st.head
+            ),
+        });
+    }
+    let prev = match seq.checked_sub(1) {
+        Some(p) if p > 0 => match journal.get(p).map_err(jdb)? {
+            Some(pv) => Some(decode_entry(p, pv.value())?),
+            None => None,
+        },
+        _ => None,
+    };
+    check_entry(&last, seq, prev.as_ref(), &last.agent.clone())?;
+    if last.hash != st.last_hash {
+        return Err(JournalError::Chain {
+            seq,
+            detail: "last entry's hash differs from the recorded chain head".into(),
+        });
+    }
+    Ok(())
+}
+
+fn write_journal_meta(w: &WriteTransaction, st: &JournalState) -> Result<(), JournalError> {
+    let mut meta = w.open_table(JOURNAL_META).map_err(jdb)?;
+    meta.insert("head", st.head).map_err(jdb)?;
+    meta.insert("acked", st.acked).map_err(jdb)?;
+    meta.insert("bytes", st.bytes).map_err(jdb)?;
+    let mut text = w.open_table(JOURNAL_TEXT).map_err(jdb)?;
+    text.insert("last_hash", st.last_hash.as_str())
+        .map_err(jdb)?;
+    Ok(())
+}
+
+/// Deletes acknowledged routine entries, oldest first, until the journal is at 90 % of
+/// its bound (hysteresis, so not every append prunes).
+fn prune(w: &WriteTransaction, st: &mut JournalState) -> Result<(), JournalError> {
+    if st.bytes <= st.max_bytes {
+        return Ok(());
+    }
+    let target = st.max_bytes / 10 * 9;
+    let mut journal = w.open_table(JOURNAL).map_err(jdb)?;
+    let exceptions = w.open_table(EXCEPTIONS).map_err(jdb)?;
+    let mut by_tx = w.open_multimap_table(BY_TX).map_err(jdb)?;
+    let mut victims: Vec<(u64, u64, Option<Uuid>)> = Vec::new();
+    let mut freed = 0u64;
+    for item in journal.range(..=st.acked).map_err(jdb)? {
+        if st.bytes - freed <= target || victims.len() >= PRUNE_BATCH {
+            break;
+        }
+        let (k, v) = item.map_err(jdb)?;
+        let seq = k.value();
+        if exceptions.get(seq).map_err(jdb)?.is_some() {
+            continue;
+        }
+        let len = v.value().len() as u64;
+        let tx = decode_entry(seq, v.value())
+            .ok()
+            .and_then(|e| indexed_tx(&e.body));
+        victims.push((seq, len, tx));
+        freed += len;
+    }
+    for (seq, _, tx) in &victims {
+        journal.remove(*seq).map_err(jdb)?;
+        if let Some(id) = tx {
+            by_tx.remove(id.as_u128(), *seq).map_err(jdb)?;
+        }
+    }
+    st.bytes -= freed;
+    Ok(())
+}

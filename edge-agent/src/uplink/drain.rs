@@ -1,0 +1,197 @@
+//! The uplink's drain rules, sans-IO: which batch to ask the journal for, where central's
+//! acknowledgement moves the cursor, and what to do after each attempt. The task in
+//! [`super`] does the I/O (journal reads, HTTP, sleeps) and follows [`Next`].
+//!
+//! - A batch is `central.uplink_batch` entries, clamped to `1..=`[`MAX_BATCH_ENTRIES`].
+//! - The first batch of a drain round (after start, an idle journal or a failure) carries
+//!   seal exceptions and integrity alerts first when the backlog is larger than a batch;
+//!   later batches go in journal order, which lets central's contiguous cursor advance.
+//! - The cursor moves to central's `acked_through`, never past the journal head and never
+//!   backwards.
+//! - An answer that does not move the cursor is a stall (central misses an earlier entry
+//!   or refuses these): wait with backoff instead of resending at once. A failure backs off
+//!   too and starts a new round; a delivery resets the backoff.
+
+use std::time::Duration;
+
+use crate::backoff::Backoff;
+
+/// Most entries central accepts in one batch (docs/delivery.md; a larger batch is refused
+/// with 413 every time, so a larger `central.uplink_batch` would never drain).
+pub const MAX_BATCH_ENTRIES: usize = 1_000;
+
+/// Longest an idle uplink waits for a new entry before looking again.
+pub const IDLE_WAIT: Duration = Duration::from_secs(5);
+
+/// First wait after a failure or stall.
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// Longest wait after failures or stalls.
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// What to read from the journal for the next batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPlan {
+    /// Most entries.
+    pub max: usize,
+    /// Seal exceptions and integrity alerts first.
+    pub exceptions_first: bool,
+}
+
+/// What the task does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Send the next batch at once.
+    SendAgain,
+    /// Nothing to send: wait for an append, at most this long.
+    WaitForEntries(Duration),
+    /// Wait this long, then try again.
+    Retry(Duration),
+}
+
+/// The drain's state between attempts.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    batch: usize,
+    new_round: bool,
+    backoff: Backoff,
+}
+
+impl Drain {
+    /// A drain of batches of `batch` entries (clamped to `1..=MAX_BATCH_ENTRIES`), at the
+    /// start of a round.
+    #[must_use]
+    pub fn new(batch: usize) -> Self {
+        Self {
+            batch: batch.clamp(1, MAX_BATCH_ENTRIES),
+            new_round: true,
+            backoff: Backoff::new(BACKOFF_BASE, BACKOFF_CAP),
+        }
+    }
+
+    /// The next batch to read, given the current backlog.
+    #[must_use]
+    pub fn plan(&self, backlog: u64) -> BatchPlan {
+        BatchPlan {
+            max: self.batch,
+            exceptions_first: self.new_round && backlog > self.batch as u64,
+        }
+    }
+
+    /// Where central's `acked_through` moves a cursor at `acked` in a journal whose head is
+    /// `head`: `None` when it does not move.
+    #[must_use]
+    pub fn cursor_target(acked: u64, head: u64, acked_through: u64) -> Option<u64> {
+        let target = acked_through.min(head);
+        (target > acked).then_some(target)
+    }
+
+    /// The journal had nothing to send.
+    pub fn on_nothing(&mut self) -> Next {
+        self.backoff.reset();
+        self.new_round = true;
+        Next::WaitForEntries(IDLE_WAIT)
+    }
+
+    /// Central answered a batch; `advanced` says whether the cursor moved. `jitter` in
+    /// `[0, 1]` is the backoff's random draw.
+    pub fn on_answer(&mut self, advanced: bool, jitter: f64) -> Next {
+        self.new_round = false;
+        if advanced {
+            self.backoff.reset();
+            Next::SendAgain
+        } else {
+            Next::Retry(self.backoff.next_delay_with(jitter))
+        }
+    }
+
+    /// The attempt failed (transport, central's refusal, the journal).
+    pub fn on_error(&mut self, jitter: f64) -> Next {
+        self.new_round = true;
+        Next::Retry(self.backoff.next_delay_with(jitter))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_size_is_clamped_to_what_central_accepts() {
+        assert_eq!(Drain::new(0).plan(0).max, 1);
+        assert_eq!(Drain::new(200).plan(0).max, 200);
+        assert_eq!(Drain::new(50_000).plan(0).max, MAX_BATCH_ENTRIES);
+    }
+
+    #[test]
+    fn exceptions_go_first_only_at_the_start_of_a_round_with_a_large_backlog() {
+        let mut d = Drain::new(10);
+        // (backlog, exceptions first)
+        for (backlog, want) in [(0, false), (10, false), (11, true), (10_000, true)] {
+            assert_eq!(d.plan(backlog).exceptions_first, want, "backlog {backlog}");
+        }
+        assert_eq!(d.on_answer(true, 0.5), Next::SendAgain);
+        assert!(
+            !d.plan(10_000).exceptions_first,
+            "later batches go in order"
+        );
+        assert!(matches!(d.on_answer(false, 0.5), Next::Retry(_)));
+        assert!(!d.plan(10_000).exceptions_first, "a stall keeps the round");
+        assert!(matches!(d.on_error(0.5), Next::Retry(_)));
+        assert!(
+            d.plan(10_000).exceptions_first,
+            "a failure starts a new round"
+        );
+        assert_eq!(d.on_answer(true, 0.5), Next::SendAgain);
+        assert_eq!(d.on_nothing(), Next::WaitForEntries(IDLE_WAIT));
+        assert!(
+            d.plan(10_000).exceptions_first,
+            "an idle journal starts a new round"
+        );
+    }
+
+    #[test]
+    fn cursor_moves_only_forward_and_never_past_the_head() {
+        // (acked, head, acked_through, target)
+        let cases = [
+            (5, 10, 8, Some(8)),
+            (5, 10, 12, Some(10)),
+            (5, 10, 5, None),
+            (5, 10, 3, None),
+            (10, 10, 40, None),
+            (0, 0, 0, None),
+        ];
+        for (acked, head, through, want) in cases {
+            assert_eq!(
+                Drain::cursor_target(acked, head, through),
+                want,
+                "acked {acked} head {head} through {through}"
+            );
+        }
+    }
+
+    #[test]
+    fn stalls_and_failures_back_off_exponentially_and_a_delivery_resets_it() {
+        let mut d = Drain::new(10);
+        let waits: Vec<Duration> = (0..9)
+            .map(|_| match d.on_answer(false, 1.0) {
+                Next::Retry(w) => w,
+                other => panic!("a stall retries later, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(waits[0], BACKOFF_BASE);
+        assert_eq!(waits[1], BACKOFF_BASE * 2);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+        assert_eq!(*waits.last().expect("waits"), BACKOFF_CAP);
+        assert_eq!(
+            d.on_error(0.0),
+            Next::Retry(BACKOFF_BASE / 2),
+            "full jitter down to half the base"
+        );
+        assert_eq!(d.on_answer(true, 1.0), Next::SendAgain);
+        assert_eq!(
+            d.on_error(1.0),
+            Next::Retry(BACKOFF_BASE),
+            "reset by the delivery"
+        );
+    }
+}
