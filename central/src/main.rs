@@ -265,7 +265,7 @@ fn stdin_cert_fingerprint() -> anyhow::Result<String> {
         .next()
         .context("standard input holds no certificate")?
         .context("standard input holds a malformed certificate")?;
-    Ok(central::server::cert_fingerprint(&cert))
+    Ok(central::auth::cert_fingerprint(&cert))
 }
 
 /// The password: prompted for without echo when standard input is a terminal, else the
