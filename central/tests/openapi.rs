@@ -19,7 +19,8 @@ use axum::http::{Request, header};
 use common::*;
 use protocol::operator::OperatorId;
 use protocol::schema::{
-    AeoStatus, Authorisation, Consignment, DeclaredContainer, RegistryRecord, SCHEMA_VERSION,
+    AeoStatus, Authorisation, Consignment, DeclaredContainer, EventBody, PartyRole, PartyView,
+    RegistryRecord, SCHEMA_VERSION,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -367,6 +368,23 @@ fn declared(id: &str, port: &str) -> Consignment {
     }
 }
 
+/// A FAST decision for a certified importer (AEO traffic in the programme figures).
+fn aeo_fast_decision(g: &protocol::schema::GateId, op: &str) -> EventBody {
+    let mut body = fast_decision(g);
+    if let EventBody::Decision { decision } = &mut body {
+        decision.parties = vec![PartyView {
+            role: PartyRole::Importer,
+            operator: Some(OperatorId::parse(op).expect("operator")),
+            name: "Hafen Import GmbH".into(),
+            status: Some(AeoStatus::Active),
+            security: true,
+            mra: None,
+            contact_point: None,
+        }];
+    }
+    body
+}
+
 async fn login(k: &mut Checker, c: &Router, user: &str, password: &str) -> String {
     let (s, j) = k
         .call(
@@ -421,7 +439,7 @@ async fn every_answer_of_every_route_matches_the_document() {
             seal_exception(&g, t1),
             transaction(&g, t2, "CSQU3054383"),
             seal_exception(&g, t2),
-            fast_decision(&g),
+            aeo_fast_decision(&g, op),
         ],
     );
     let (s, j) = k
@@ -863,6 +881,55 @@ async fn every_answer_of_every_route_matches_the_document() {
         k.call(r, "GET", template, template, None, Payload::None)
             .await;
     }
+    let (_, alerts) = k
+        .call(
+            r,
+            "GET",
+            "/api/v1/alerts",
+            "/api/v1/alerts",
+            Some(&staff),
+            Payload::None,
+        )
+        .await;
+    assert!(
+        alerts[0]["case_id"].is_u64(),
+        "the chain break is an alert with a case: {alerts}"
+    );
+    let (_, gates) = k
+        .call(
+            r,
+            "GET",
+            "/api/v1/gates",
+            "/api/v1/gates",
+            Some(&staff),
+            Payload::None,
+        )
+        .await;
+    assert!(
+        gates[0]["last_heartbeat"]["heartbeat"]["devices"][0].is_object(),
+        "{gates}"
+    );
+    let (_, figures) = k
+        .call(
+            r,
+            "GET",
+            "/api/v1/stats/programme",
+            "/api/v1/stats/programme?hours=0",
+            Some(&staff),
+            Payload::None,
+        )
+        .await;
+    assert!(
+        !figures["per_operator"]["items"]
+            .as_array()
+            .expect("items")
+            .is_empty()
+            && !figures["per_programme"]
+                .as_object()
+                .expect("per programme")
+                .is_empty(),
+        "the per-operator and per-programme figures are exercised: {figures}"
+    );
 
     // The request rate limit answers 429 on every limited route: one request spends a
     // burst of 1, the next from the same address is refused.
@@ -905,7 +972,7 @@ async fn every_answer_of_every_route_matches_the_document() {
 #[test]
 fn drift_is_reported_with_the_route_and_the_field() {
     let mut k = Checker::new();
-    let mut check = |k: &mut Checker, status: u16, body: Value| {
+    let check = |k: &mut Checker, status: u16, body: Value| {
         k.failures.clear();
         let bytes = serde_json::to_vec(&body).expect("json");
         k.check(
