@@ -1,8 +1,30 @@
 //! The OpenAPI document served at `/api/v1/openapi.json` describes exactly the API the
 //! router serves: every `/api/…` route (and `/healthz`, `/metrics`) with its methods is in
-//! the document, and the document names no route that does not exist.
+//! the document, the document names no route that does not exist, and every answer the
+//! router gives — success and error, staff and agent routes — has its status listed for
+//! its route and a body that validates against the listed schema (JSON Schema 2020-12,
+//! formats checked; the schemas forbid unlisted fields and require every field central
+//! writes). A field added, removed or renamed without the document following fails
+//! `every_answer_of_every_route_matches_the_document`, naming the route and the field.
+mod common;
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, header};
+use common::*;
+use protocol::operator::OperatorId;
+use protocol::schema::{
+    AeoStatus, Authorisation, Consignment, DeclaredContainer, EventBody, PartyRole, PartyView,
+    RegistryRecord, SCHEMA_VERSION,
+};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+use uuid::Uuid;
 
 /// `(method, path)` pairs of the JSON API routes in central/src/api.rs.
 fn routes_in_source() -> BTreeSet<(String, String)> {
@@ -82,4 +104,919 @@ fn every_reference_in_the_document_resolves() {
         n += 1;
     }
     assert!(n > 10);
+}
+
+// ---------------------------------------------------------------------------------------
+// every answer against the document
+// ---------------------------------------------------------------------------------------
+
+/// A request body.
+enum Payload {
+    None,
+    Json(Value),
+    /// Bytes sent as `application/json` as they are (malformed or oversized bodies).
+    Raw(Vec<u8>),
+}
+
+/// Sends requests through the router and checks each answer against the document;
+/// collects every mismatch so one run names them all.
+struct Checker {
+    doc: Value,
+    /// `(method, path template, status)` answers seen.
+    seen: BTreeSet<(String, String, u16)>,
+    failures: Vec<String>,
+    /// Client address the requests come from (the rate limiter keys on it).
+    from: SocketAddr,
+}
+
+/// `~` and `/` escaped for a JSON pointer segment.
+fn pointer_segment(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+impl Checker {
+    fn new() -> Self {
+        Self {
+            doc: serde_json::from_str(central::api::OPENAPI).expect("the document is JSON"),
+            seen: BTreeSet::new(),
+            failures: Vec::new(),
+            from: "127.0.0.1:40000".parse().expect("addr"),
+        }
+    }
+
+    /// Sends `method uri` (an instance of the document's path `template`) and checks the
+    /// answer; returns its status and JSON body (`Null` when empty or not JSON).
+    async fn call(
+        &mut self,
+        app: &Router,
+        method: &str,
+        template: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Payload,
+    ) -> (u16, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let mut req = match body {
+            Payload::None => req.body(Body::empty()),
+            Payload::Json(v) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::to_vec(&v).expect("json"))),
+            Payload::Raw(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b)),
+        }
+        .expect("request");
+        req.extensions_mut().insert(ConnectInfo(self.from));
+        let resp = tokio::time::timeout(Duration::from_secs(30), app.clone().oneshot(req))
+            .await
+            .expect("answer in time")
+            .expect("infallible");
+        let status = resp.status().as_u16();
+        let media = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_owned());
+        // An event stream does not end; its status and media type are what can be checked.
+        let bytes = if media.as_deref() == Some("text/event-stream") {
+            Vec::new()
+        } else {
+            axum::body::to_bytes(resp.into_body(), 64 << 20)
+                .await
+                .expect("body")
+                .to_vec()
+        };
+        let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        self.check(method, template, status, media.as_deref(), &bytes, &json);
+        (status, json)
+    }
+
+    fn fail(&mut self, what: String) {
+        self.failures.push(what);
+    }
+
+    fn check(
+        &mut self,
+        method: &str,
+        template: &str,
+        status: u16,
+        media: Option<&str>,
+        bytes: &[u8],
+        json: &Value,
+    ) {
+        let m = method.to_ascii_lowercase();
+        let route = format!("{method} {template}");
+        self.seen.insert((m.clone(), template.to_owned(), status));
+        let op_ptr = format!("/paths/{}/{m}", pointer_segment(template));
+        if self.doc.pointer(&op_ptr).is_none() {
+            self.fail(format!("{route}: not in the document"));
+            return;
+        }
+        let key = status.to_string();
+        let mut resp_ptr = format!("{op_ptr}/responses/{key}");
+        if self.doc.pointer(&resp_ptr).is_none() {
+            if status >= 500
+                && self
+                    .doc
+                    .pointer(&format!("{op_ptr}/responses/default"))
+                    .is_some()
+            {
+                resp_ptr = format!("{op_ptr}/responses/default");
+            } else {
+                self.fail(format!(
+                    "{route} answered {status}, which the document does not list for it (body: {})",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+                ));
+                return;
+            }
+        }
+        // A response may be a reference to components/responses.
+        if let Some(r) = self
+            .doc
+            .pointer(&format!("{resp_ptr}/$ref"))
+            .and_then(Value::as_str)
+        {
+            resp_ptr = r.trim_start_matches('#').to_owned();
+        }
+        let Some(content) = self.doc.pointer(&format!("{resp_ptr}/content")) else {
+            if !bytes.is_empty() {
+                self.fail(format!(
+                    "{route} answered {status} with a body, but the document lists none"
+                ));
+            }
+            return;
+        };
+        let Some(media) = media else {
+            self.fail(format!("{route} answered {status} without a Content-Type"));
+            return;
+        };
+        if content.get(media).is_none() {
+            self.fail(format!(
+                "{route} answered {status} as {media}, which the document does not list"
+            ));
+            return;
+        }
+        let schema_ptr = format!("{resp_ptr}/content/{}/schema", pointer_segment(media));
+        let is_json = media == "application/json" || media.ends_with("+json");
+        let instance = if is_json {
+            if json.is_null() && bytes != b"null" {
+                self.fail(format!(
+                    "{route} answered {status} with a body that is not JSON"
+                ));
+                return;
+            }
+            json.clone()
+        } else {
+            Value::String(String::from_utf8_lossy(bytes).into_owned())
+        };
+        // The document itself is the schema resource, so its `$ref`s resolve; the root
+        // refers to this answer's schema (unknown OpenAPI keywords are ignored).
+        let mut root = self.doc.clone();
+        // (A URI fragment: the braces of path templates are percent-encoded.)
+        let fragment = schema_ptr.replace('{', "%7B").replace('}', "%7D");
+        root["$ref"] = Value::String(format!("#{fragment}"));
+        let validator = match jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&root)
+        {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(format!(
+                    "{route} {status}: the schema does not compile: {e}"
+                ));
+                return;
+            }
+        };
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| format!("at {:?}: {e}", e.instance_path().as_str()))
+            .collect();
+        if !errors.is_empty() {
+            self.fail(format!(
+                "{route} answered {status} with a body the document does not describe:\n    {}",
+                errors.join("\n    ")
+            ));
+        }
+    }
+
+    /// Every route was seen answering a success, and every answer the document lists
+    /// for it (each 4xx included) was seen.
+    fn check_coverage(&mut self) {
+        let mut missing = Vec::new();
+        let doc = self.doc.clone();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (m, op) in item.as_object().expect("path item") {
+                let statuses: Vec<u16> = self
+                    .seen
+                    .iter()
+                    .filter(|(sm, sp, _)| sm == m && sp == path)
+                    .map(|(_, _, s)| *s)
+                    .collect();
+                if !statuses.iter().any(|s| (200..300).contains(s)) {
+                    missing.push(format!("{m} {path}: no success answer exercised"));
+                }
+                for key in op["responses"].as_object().expect("responses").keys() {
+                    if key == "default" {
+                        continue;
+                    }
+                    let s: u16 = key.parse().expect("status");
+                    if !statuses.contains(&s) {
+                        missing.push(format!("{m} {path}: documented answer {s} not exercised"));
+                    }
+                }
+            }
+        }
+        self.failures.extend(missing);
+    }
+}
+
+fn operator_record(id: &str) -> RegistryRecord {
+    RegistryRecord {
+        v: SCHEMA_VERSION,
+        operator: OperatorId::parse(id).expect("operator"),
+        name: format!("Operator {id}"),
+        authorisations: vec![Authorisation::Aeof],
+        status: AeoStatus::Active,
+        status_since: ts("2025-01-01T00:00:00Z"),
+        valid_from: ts("2025-01-01T00:00:00Z"),
+        valid_to: None,
+        roles: vec![],
+        contact_point: None,
+        linked_ids: vec![],
+        source: "test".into(),
+        as_of: ts("2026-01-01T00:00:00Z"),
+    }
+}
+
+fn declared(id: &str, port: &str) -> Consignment {
+    Consignment {
+        v: SCHEMA_VERSION,
+        id: id.into(),
+        containers: vec![DeclaredContainer {
+            number: "CSQU3054383".parse().expect("container"),
+            seals: vec![],
+            eseals: vec![],
+        }],
+        parties: vec![],
+        holds: vec![],
+        ports: vec![port.into()],
+        as_of: ts("2026-03-01T00:00:00Z"),
+    }
+}
+
+/// A FAST decision for a certified importer (AEO traffic in the programme figures).
+fn aeo_fast_decision(g: &protocol::schema::GateId, op: &str) -> EventBody {
+    let mut body = fast_decision(g);
+    if let EventBody::Decision { decision } = &mut body {
+        decision.parties = vec![PartyView {
+            role: PartyRole::Importer,
+            operator: Some(OperatorId::parse(op).expect("operator")),
+            name: "Hafen Import GmbH".into(),
+            status: Some(AeoStatus::Active),
+            security: true,
+            mra: None,
+            contact_point: None,
+        }];
+    }
+    body
+}
+
+async fn login(k: &mut Checker, c: &Router, user: &str, password: &str) -> String {
+    let (s, j) = k
+        .call(
+            c,
+            "POST",
+            "/api/v1/login",
+            "/api/v1/login",
+            None,
+            Payload::Json(json!({"user": user, "password": password})),
+        )
+        .await;
+    assert_eq!(s, 200, "{j}");
+    j["token"].as_str().expect("token").to_owned()
+}
+
+#[allow(clippy::too_many_lines)]
+#[tokio::test]
+async fn every_answer_of_every_route_matches_the_document() {
+    central::api::install_metrics_recorder().expect("metrics recorder");
+    let e = env();
+    let c = &e.central;
+    // One router per central: the rate limiter's buckets live in it.
+    let r = &central::app(c.clone());
+    let k = &mut Checker::new();
+    let g = gate("P1-G1");
+    let agent = c.issue_agent_token(&g, "P1").expect("token");
+    let other_agent = c.issue_agent_token(&gate("P1-G2"), "P1").expect("token");
+    let op = "EU-AEO:DE123456789012345";
+    c.import_records(vec![operator_record(op)], "test")
+        .expect("records");
+    c.import_consignments(vec![declared("B1", "P1")], "test")
+        .expect("consignments");
+    c.add_user("ana", "correct horse", "analyst").expect("user");
+    c.add_user("root", "battery staple", "admin").expect("user");
+
+    // operations
+    k.call(r, "GET", "/healthz", "/healthz", None, Payload::None)
+        .await;
+    k.call(r, "GET", "/metrics", "/metrics", None, Payload::None)
+        .await;
+    let oa = "/api/v1/openapi.json";
+    k.call(r, "GET", oa, oa, None, Payload::None).await;
+
+    // agents: ingest two transactions with seal exceptions (two cases) and a chain break
+    let ev = "/api/v1/agents/{gate}/events";
+    let evu = "/api/v1/agents/P1-G1/events";
+    let (t1, t2) = (Uuid::now_v7(), Uuid::now_v7());
+    let entries = chain(
+        &g,
+        vec![
+            transaction(&g, t1, "CSQU3054383"),
+            seal_exception(&g, t1),
+            transaction(&g, t2, "CSQU3054383"),
+            seal_exception(&g, t2),
+            aeo_fast_decision(&g, op),
+        ],
+    );
+    let (s, j) = k
+        .call(
+            r,
+            "POST",
+            ev,
+            evu,
+            Some(&agent),
+            Payload::Json(batch(&g, &entries)),
+        )
+        .await;
+    assert_eq!(s, 200, "{j}");
+    let mut broken = chain(&g, (0..2).map(|_| fast_decision(&g)).collect());
+    broken[1].seq = 7;
+    broken[0].seq = 6;
+    let (s, j) = k
+        .call(
+            r,
+            "POST",
+            ev,
+            evu,
+            Some(&agent),
+            Payload::Json(batch(&g, &broken)),
+        )
+        .await;
+    assert_eq!(s, 200, "{j}");
+    let good = Payload::Json(batch(&g, &entries));
+    assert_eq!(k.call(r, "POST", ev, evu, None, good).await.0, 401);
+    let good = Payload::Json(batch(&g, &entries));
+    assert_eq!(
+        k.call(r, "POST", ev, evu, Some(&other_agent), good).await.0,
+        403
+    );
+    let good = Payload::Json(batch(&g, &entries));
+    let bad_gate = "/api/v1/agents/not%20a%20gate/events";
+    k.call(r, "POST", ev, bad_gate, Some(&agent), good).await;
+    let raw = Payload::Raw(b"{not json".to_vec());
+    k.call(r, "POST", ev, evu, Some(&agent), raw).await;
+    let wrong = Payload::Json(json!({"v": SCHEMA_VERSION}));
+    k.call(r, "POST", ev, evu, Some(&agent), wrong).await;
+    let huge = Payload::Raw(vec![b' '; 5 << 20]);
+    assert_eq!(k.call(r, "POST", ev, evu, Some(&agent), huge).await.0, 413);
+
+    let hb = "/api/v1/agents/{gate}/heartbeat";
+    let hbu = "/api/v1/agents/P1-G1/heartbeat";
+    let beat = json!({
+        "v": SCHEMA_VERSION, "agent": g, "at": jiff::Timestamp::now(),
+        "devices": [{"device": "ocr1", "lane": "L1", "up": true, "detail": "ok",
+                     "since": "2026-03-01T10:00:00Z"}],
+        "replica_seq": 0, "journal_head": 5, "acked_seq": 5, "backlog": 0, "version": "test",
+    });
+    let (s, j) = k
+        .call(
+            r,
+            "POST",
+            hb,
+            hbu,
+            Some(&agent),
+            Payload::Json(beat.clone()),
+        )
+        .await;
+    assert_eq!(s, 204, "{j}");
+    k.call(r, "POST", hb, hbu, None, Payload::Json(beat.clone()))
+        .await;
+    k.call(
+        r,
+        "POST",
+        hb,
+        hbu,
+        Some(&other_agent),
+        Payload::Json(beat.clone()),
+    )
+    .await;
+    k.call(
+        r,
+        "POST",
+        hb,
+        hbu,
+        Some(&agent),
+        Payload::Json(json!({"v": 1})),
+    )
+    .await;
+    k.call(
+        r,
+        "POST",
+        hb,
+        hbu,
+        Some(&agent),
+        Payload::Raw(b"[".to_vec()),
+    )
+    .await;
+
+    // registry
+    let sn = "/api/v1/registry/snapshot";
+    k.call(
+        r,
+        "GET",
+        sn,
+        "/api/v1/registry/snapshot?port=P1",
+        Some(&agent),
+        Payload::None,
+    )
+    .await;
+    k.call(
+        r,
+        "GET",
+        sn,
+        "/api/v1/registry/snapshot?port=P2",
+        Some(&agent),
+        Payload::None,
+    )
+    .await;
+    k.call(r, "GET", sn, sn, Some(&agent), Payload::None).await;
+    k.call(
+        r,
+        "GET",
+        sn,
+        "/api/v1/registry/snapshot?port=P1",
+        None,
+        Payload::None,
+    )
+    .await;
+    let ch = "/api/v1/registry/changes";
+    for uri in [
+        "/api/v1/registry/changes?port=P1&after=0",
+        "/api/v1/registry/changes?port=P1&after=2&wait=0",
+        "/api/v1/registry/changes?port=P1&after=99",
+        "/api/v1/registry/changes?port=P1",
+        "/api/v1/registry/changes?port=P1&after=x",
+        "/api/v1/registry/changes?port=P2&after=0",
+    ] {
+        k.call(r, "GET", ch, uri, Some(&agent), Payload::None).await;
+    }
+    k.call(
+        r,
+        "GET",
+        ch,
+        "/api/v1/registry/changes?port=P1&after=0",
+        None,
+        Payload::None,
+    )
+    .await;
+    let keys = "/api/v1/registry/keys";
+    k.call(r, "GET", keys, keys, None, Payload::None).await;
+
+    // staff login
+    let staff = login(k, r, "ana", "correct horse").await;
+    let admin = login(k, r, "root", "battery staple").await;
+    let li = "/api/v1/login";
+    let wrong = json!({"user": "ana", "password": "wrong"});
+    assert_eq!(
+        k.call(r, "POST", li, li, None, Payload::Json(wrong))
+            .await
+            .0,
+        401
+    );
+    k.call(
+        r,
+        "POST",
+        li,
+        li,
+        None,
+        Payload::Json(json!({"user": "ana"})),
+    )
+    .await;
+    k.call(r, "POST", li, li, None, Payload::Raw(b"{".to_vec()))
+        .await;
+    // Failed logins for one name are throttled (bounded: at most 30 tries).
+    let mut throttled = false;
+    for _ in 0..30 {
+        let wrong = json!({"user": "eve", "password": "guess"});
+        if k.call(r, "POST", li, li, None, Payload::Json(wrong))
+            .await
+            .0
+            == 429
+        {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "failed logins are throttled");
+
+    // registry status change (admin)
+    let st = "/api/v1/registry/operators/{operator}/status";
+    let stu = format!("/api/v1/registry/operators/{op}/status");
+    let suspend = json!({"status": "SUSPENDED", "reason": "audit finding"});
+    let (s, j) = k
+        .call(
+            r,
+            "POST",
+            st,
+            &stu,
+            Some(&admin),
+            Payload::Json(suspend.clone()),
+        )
+        .await;
+    assert_eq!(s, 200, "{j}");
+    let (s, j) = k
+        .call(
+            r,
+            "POST",
+            st,
+            &stu,
+            Some(&staff),
+            Payload::Json(suspend.clone()),
+        )
+        .await;
+    assert_eq!(s, 403, "an analyst may not change the registry: {j}");
+    k.call(r, "POST", st, &stu, None, Payload::Json(suspend.clone()))
+        .await;
+    k.call(
+        r,
+        "POST",
+        st,
+        "/api/v1/registry/operators/nonsense/status",
+        Some(&admin),
+        Payload::Json(suspend.clone()),
+    )
+    .await;
+    k.call(
+        r,
+        "POST",
+        st,
+        "/api/v1/registry/operators/EU-AEO:DE999999999999999/status",
+        Some(&admin),
+        Payload::Json(suspend.clone()),
+    )
+    .await;
+    k.call(
+        r,
+        "POST",
+        st,
+        &stu,
+        Some(&admin),
+        Payload::Json(json!({"status": "SUSPENDED", "reason": " "})),
+    )
+    .await;
+    k.call(
+        r,
+        "POST",
+        st,
+        &stu,
+        Some(&admin),
+        Payload::Json(json!({"status": "GONE", "reason": "x"})),
+    )
+    .await;
+    // A change after the agent's last sequence answers the long poll.
+    k.call(
+        r,
+        "GET",
+        ch,
+        "/api/v1/registry/changes?port=P1&after=2&wait=1",
+        Some(&agent),
+        Payload::None,
+    )
+    .await;
+
+    // cases
+    let cs = "/api/v1/cases";
+    let (s, list) = k.call(r, "GET", cs, cs, Some(&staff), Payload::None).await;
+    assert_eq!(s, 200, "{list}");
+    let ids: Vec<u64> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|c| c["id"].as_u64())
+        .collect();
+    assert!(
+        ids.len() >= 3,
+        "two seal exceptions and an integrity case: {list}"
+    );
+    k.call(
+        r,
+        "GET",
+        cs,
+        "/api/v1/cases?state=open&limit=1",
+        Some(&staff),
+        Payload::None,
+    )
+    .await;
+    k.call(
+        r,
+        "GET",
+        cs,
+        "/api/v1/cases?state=bogus",
+        Some(&staff),
+        Payload::None,
+    )
+    .await;
+    k.call(r, "GET", cs, cs, None, Payload::None).await;
+    let stream = "/api/v1/cases/stream";
+    k.call(r, "GET", stream, stream, Some(&staff), Payload::None)
+        .await;
+    k.call(r, "GET", stream, stream, None, Payload::None).await;
+    let one = "/api/v1/cases/{id}";
+    for id in &ids {
+        k.call(
+            r,
+            "GET",
+            one,
+            &format!("/api/v1/cases/{id}"),
+            Some(&staff),
+            Payload::None,
+        )
+        .await;
+    }
+    k.call(
+        r,
+        "GET",
+        one,
+        "/api/v1/cases/999999",
+        Some(&staff),
+        Payload::None,
+    )
+    .await;
+    k.call(
+        r,
+        "GET",
+        one,
+        "/api/v1/cases/abc",
+        Some(&staff),
+        Payload::None,
+    )
+    .await;
+    k.call(r, "GET", one, "/api/v1/cases/1", None, Payload::None)
+        .await;
+    let act = "/api/v1/cases/{id}/{action}";
+    let (a, b, d) = (ids[0], ids[1], ids[2]);
+    let acts = [
+        (a, "acknowledge", json!({"note": "on my way"})),
+        (a, "assign", json!({"assignee": "ana", "note": "yours"})),
+        (
+            a,
+            "resolve",
+            json!({"outcome": {"outcome": "SEAL_REPLACED", "new_seal": "A125"}, "note": "replaced"}),
+        ),
+        (b, "resolve", json!({"outcome": {"outcome": "FALSE_READ"}})),
+        (d, "acknowledge", json!({})),
+        // refusals
+        (a, "acknowledge", json!({})),
+        (b, "assign", json!({})),
+        (b, "resolve", json!({})),
+        (b, "reopen", json!({})),
+        (999_999, "acknowledge", json!({})),
+    ];
+    for (id, action, body) in acts {
+        let uri = format!("/api/v1/cases/{id}/{action}");
+        k.call(r, "POST", act, &uri, Some(&staff), Payload::Json(body))
+            .await;
+    }
+    k.call(
+        r,
+        "POST",
+        act,
+        "/api/v1/cases/abc/acknowledge",
+        Some(&staff),
+        Payload::Json(json!({})),
+    )
+    .await;
+    k.call(
+        r,
+        "POST",
+        act,
+        &format!("/api/v1/cases/{d}/acknowledge"),
+        None,
+        Payload::Json(json!({})),
+    )
+    .await;
+    // The list again, now with acknowledged and resolved cases and their outcomes.
+    k.call(r, "GET", cs, cs, Some(&staff), Payload::None).await;
+    for id in &ids {
+        k.call(
+            r,
+            "GET",
+            one,
+            &format!("/api/v1/cases/{id}"),
+            Some(&staff),
+            Payload::None,
+        )
+        .await;
+    }
+
+    // queries
+    let q = [
+        (
+            "/api/v1/events",
+            vec![
+                "/api/v1/events",
+                "/api/v1/events?limit=2&decision=inspect",
+                "/api/v1/events?container=CSQU3054383&gate=P1-G1",
+            ],
+            vec!["/api/v1/events?limit=0", "/api/v1/events?decision=maybe"],
+        ),
+        ("/api/v1/gates", vec!["/api/v1/gates"], vec![]),
+        ("/api/v1/alerts", vec!["/api/v1/alerts"], vec![]),
+        (
+            "/api/v1/audit",
+            vec!["/api/v1/audit", "/api/v1/audit?after=1&limit=3"],
+            vec!["/api/v1/audit?after=x"],
+        ),
+        (
+            "/api/v1/stats/summary",
+            vec!["/api/v1/stats/summary"],
+            vec![],
+        ),
+        (
+            "/api/v1/stats/hourly",
+            vec![
+                "/api/v1/stats/hourly?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z",
+                "/api/v1/stats/hourly?gate=P1-G1&from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z",
+            ],
+            vec!["/api/v1/stats/hourly?from=yesterday"],
+        ),
+        (
+            "/api/v1/stats/programme",
+            vec![
+                "/api/v1/stats/programme?hours=0",
+                "/api/v1/stats/programme?hours=0&limit=1",
+            ],
+            vec!["/api/v1/stats/programme?cursor=x"],
+        ),
+        (
+            "/api/v1/export/events.csv",
+            vec!["/api/v1/export/events.csv?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z"],
+            vec!["/api/v1/export/events.csv?from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z"],
+        ),
+        (
+            "/api/v1/export/epcis",
+            vec!["/api/v1/export/epcis?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z"],
+            vec!["/api/v1/export/epcis?gate=not%20a%20gate"],
+        ),
+    ];
+    for (template, good, bad) in q {
+        for uri in good.iter().chain(&bad) {
+            k.call(r, "GET", template, uri, Some(&staff), Payload::None)
+                .await;
+        }
+        k.call(r, "GET", template, template, None, Payload::None)
+            .await;
+    }
+    let (_, alerts) = k
+        .call(
+            r,
+            "GET",
+            "/api/v1/alerts",
+            "/api/v1/alerts",
+            Some(&staff),
+            Payload::None,
+        )
+        .await;
+    assert!(
+        alerts[0]["case_id"].is_u64(),
+        "the chain break is an alert with a case: {alerts}"
+    );
+    let (_, gates) = k
+        .call(
+            r,
+            "GET",
+            "/api/v1/gates",
+            "/api/v1/gates",
+            Some(&staff),
+            Payload::None,
+        )
+        .await;
+    assert!(
+        gates[0]["last_heartbeat"]["heartbeat"]["devices"][0].is_object(),
+        "{gates}"
+    );
+    let (_, figures) = k
+        .call(
+            r,
+            "GET",
+            "/api/v1/stats/programme",
+            "/api/v1/stats/programme?hours=0",
+            Some(&staff),
+            Payload::None,
+        )
+        .await;
+    assert!(
+        !figures["per_operator"]["items"]
+            .as_array()
+            .expect("items")
+            .is_empty()
+            && !figures["per_programme"]
+                .as_object()
+                .expect("per programme")
+                .is_empty(),
+        "the per-operator and per-programme figures are exercised: {figures}"
+    );
+
+    // The request rate limit answers 429 on every limited route: one request spends a
+    // burst of 1, the next from the same address is refused.
+    let limited = env_with(|cfg| {
+        cfg.rate_limit_per_s = 1;
+        cfg.rate_limit_burst = 1;
+    });
+    let lr = &central::app(limited.central.clone());
+    k.from = "127.0.0.2:40000".parse().expect("addr");
+    k.call(lr, "GET", keys, keys, None, Payload::None).await;
+    let doc = k.doc.clone();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (m, o) in item.as_object().expect("item") {
+            if o["responses"].get("429").is_none() || path == li {
+                continue;
+            }
+            let uri = path
+                .replace("{id}", "1")
+                .replace("{action}", "acknowledge")
+                .replace("{operator}", op)
+                .replace("{gate}", "P1-G1");
+            let (s, _) = k
+                .call(lr, &m.to_ascii_uppercase(), path, &uri, None, Payload::None)
+                .await;
+            assert_eq!(s, 429, "{m} {path} is rate limited");
+        }
+    }
+
+    k.check_coverage();
+    assert!(
+        k.failures.is_empty(),
+        "central's answers and central/openapi.json disagree ({} findings):\n  {}",
+        k.failures.len(),
+        k.failures.join("\n  ")
+    );
+}
+
+/// The check names the route and the field when an answer gains, loses or renames a
+/// field, or answers a status the document does not list.
+#[test]
+fn drift_is_reported_with_the_route_and_the_field() {
+    let mut k = Checker::new();
+    let check = |k: &mut Checker, status: u16, body: Value| {
+        k.failures.clear();
+        let bytes = serde_json::to_vec(&body).expect("json");
+        k.check(
+            "GET",
+            "/api/v1/cases",
+            status,
+            Some("application/json"),
+            &bytes,
+            &body,
+        );
+        k.failures.join("\n")
+    };
+    assert_eq!(check(&mut k, 401, json!({"error": "no token"})), "");
+    let added = check(&mut k, 401, json!({"error": "no token", "hint": "log in"}));
+    assert!(
+        added.contains("GET /api/v1/cases answered 401") && added.contains("hint"),
+        "{added}"
+    );
+    let renamed = check(&mut k, 401, json!({"message": "no token"}));
+    assert!(
+        renamed.contains("message") && renamed.contains("error"),
+        "{renamed}"
+    );
+    let page = json!({"items": [], "next_cursor": null});
+    assert_eq!(check(&mut k, 200, page), "");
+    let removed = check(&mut k, 200, json!({"items": []}));
+    assert!(removed.contains("next_cursor"), "{removed}");
+    let unlisted = check(&mut k, 418, json!({"error": "teapot"}));
+    assert!(unlisted.contains("does not list"), "{unlisted}");
+    // A case in the list is checked field by field, formats included.
+    let case = json!({"items": [{
+        "id": 1, "state": "OPEN",
+        "subject": {"type": "SEAL_EXCEPTION", "transaction_id": Uuid::nil(), "reasons": ["SEAL_MISMATCH"]},
+        "gate": "P1-G1", "lane": "L1", "opened_at": "2026-03-01T10:15:00Z",
+        "updated_at": "2026-03-01T10:15:00Z", "assignee": null, "outcome": null,
+        "notes": [], "history": [],
+    }], "next_cursor": null});
+    assert_eq!(check(&mut k, 200, case.clone()), "");
+    let mut late = case.clone();
+    late["items"][0]["updated_at"] = json!("yesterday");
+    let late = check(&mut k, 200, late);
+    assert!(late.contains("/items/0/updated_at"), "{late}");
+    let mut extra = case;
+    extra["items"][0]["reasons"] = json!([]);
+    let extra = check(&mut k, 200, extra);
+    assert!(extra.contains("reasons"), "{extra}");
 }
