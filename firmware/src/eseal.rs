@@ -23,10 +23,7 @@ pub const DEFAULT_TIMEOUT_MS: u32 = 500;
 const MAX_BYTES_PER_POLL: usize = 128;
 
 /// An e-seal reader on a UART.
-#[derive(Debug)]
-pub struct SealReader<U> {
-    port: ReaderPort<U, eseal::Eseal, { eseal::MAX_FRAME }>,
-}
+pub type SealReader<U> = ReaderPort<U, eseal::Eseal, { eseal::MAX_FRAME }>;
 
 impl<U> SealReader<U>
 where
@@ -37,35 +34,17 @@ where
         Self::with_timeout(uart, DEFAULT_TIMEOUT_MS)
     }
 
-    /// A driver with the given answer timeout (measured from the request, and again from
-    /// each seal report while a poll is in progress).
-    pub fn with_timeout(uart: U, timeout_ms: u32) -> Self {
-        Self {
-            port: ReaderPort::new(uart, timeout_ms),
-        }
-    }
-
-    /// Give the UART back.
-    pub fn release(self) -> U {
-        self.port.release()
-    }
-
-    /// `true` while a request waits for its answer.
-    pub fn is_waiting(&self) -> bool {
-        self.port.outstanding().is_some()
-    }
-
     /// Send `request`; its answers come out of [`poll`](Self::poll).
     pub fn send(&mut self, request: Request, now_ms: u32) -> Result<(), Error<U::Error>> {
         let mut buf = [0u8; 8];
         let n = request.encode(&mut buf)?;
-        self.port.send(&buf[..n], request.kind(), now_ms)
+        self.send_frame(&buf[..n], request.kind(), now_ms)
     }
 
     /// Read what the UART has ready and return the next reply, if any; see
     /// [`UhfReader::poll`](crate::uhf::UhfReader::poll) for the meaning of each result.
     pub fn poll(&mut self, now_ms: u32) -> Result<Option<Reply>, Error<U::Error>> {
-        match self.port.next_frame(now_ms, MAX_BYTES_PER_POLL)? {
+        match self.next_frame(now_ms, MAX_BYTES_PER_POLL)? {
             Some(result) => self.accept(result, now_ms),
             None => Ok(None),
         }
@@ -84,17 +63,17 @@ where
             });
         }
         let reply = Reply::parse(&frame)?;
-        match (&reply, self.port.outstanding()) {
+        match (&reply, self.outstanding()) {
             (Reply::Seal(_), Some(eseal::kind::POLL)) => {
                 // The poll is still running; the reader is alive.
-                self.port.wait_from(eseal::kind::POLL, now_ms);
+                self.wait_from(eseal::kind::POLL, now_ms);
                 Ok(Some(reply))
             }
             (Reply::Seal(_), _) => Ok(Some(reply)),
             (Reply::PollDone { .. }, Some(eseal::kind::POLL))
             | (Reply::Status { .. }, Some(eseal::kind::GET_STATUS))
             | (Reply::Nak(_), Some(_)) => {
-                self.port.answered();
+                self.answered();
                 Ok(Some(reply))
             }
             _ => Err(Error::Unexpected {

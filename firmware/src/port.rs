@@ -1,5 +1,5 @@
-//! The part both UART reader drivers share: the UART, the frame parser, and the one
-//! request that waits for its answer. It reads only what the UART has ready, abandons a
+//! What both UART reader drivers are: a [`ReaderPort`] holding the UART, the frame parser,
+//! and the one request that waits for its answer. It reads only what the UART has ready, abandons a
 //! frame cut short once the line has been quiet for [`LINE_IDLE_MS`](crate::LINE_IDLE_MS),
 //! and reports [`Error::Timeout`] when the outstanding request goes unanswered. What a
 //! reply means stays with each driver.
@@ -18,7 +18,7 @@ struct Outstanding {
 
 /// A reader module on a UART, speaking format `F` (frames of at most `CAP` bytes).
 #[derive(Debug)]
-pub(crate) struct ReaderPort<U, F, const CAP: usize> {
+pub struct ReaderPort<U, F, const CAP: usize> {
     uart: U,
     parser: FrameParser<F, CAP>,
     outstanding: Option<Outstanding>,
@@ -32,7 +32,9 @@ where
     U: Read + Write + ReadReady,
     F: Format,
 {
-    pub(crate) fn new(uart: U, timeout_ms: u32) -> Self {
+    /// A driver with the given answer timeout (measured from the request, and again from
+    /// each report of a request still in progress).
+    pub fn with_timeout(uart: U, timeout_ms: u32) -> Self {
         Self {
             uart,
             parser: FrameParser::new(),
@@ -42,8 +44,14 @@ where
         }
     }
 
-    pub(crate) fn release(self) -> U {
+    /// Give the UART back.
+    pub fn release(self) -> U {
         self.uart
+    }
+
+    /// `true` while a request waits for its answer.
+    pub fn is_waiting(&self) -> bool {
+        self.outstanding.is_some()
     }
 
     /// The code of the request waiting for its answer, if any.
@@ -53,7 +61,7 @@ where
 
     /// Write an encoded request; it waits for its answer from `now_ms` (a request still
     /// waiting is abandoned).
-    pub(crate) fn send(
+    pub(crate) fn send_frame(
         &mut self,
         frame: &[u8],
         code: u8,

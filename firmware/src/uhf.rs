@@ -30,10 +30,7 @@ pub const DEFAULT_TIMEOUT_MS: u32 = 200;
 const MAX_BYTES_PER_POLL: usize = 256;
 
 /// A `BB … 7E` module on a UART.
-#[derive(Debug)]
-pub struct UhfReader<U> {
-    port: ReaderPort<U, uhf::Uhf, { uhf::MAX_FRAME }>,
-}
+pub type UhfReader<U> = ReaderPort<U, uhf::Uhf, { uhf::MAX_FRAME }>;
 
 impl<U> UhfReader<U>
 where
@@ -44,29 +41,12 @@ where
         Self::with_timeout(uart, DEFAULT_TIMEOUT_MS)
     }
 
-    /// A driver with the given answer timeout.
-    pub fn with_timeout(uart: U, timeout_ms: u32) -> Self {
-        Self {
-            port: ReaderPort::new(uart, timeout_ms),
-        }
-    }
-
-    /// Give the UART back.
-    pub fn release(self) -> U {
-        self.port.release()
-    }
-
-    /// `true` while a command waits for its answer.
-    pub fn is_waiting(&self) -> bool {
-        self.port.outstanding().is_some()
-    }
-
     /// Send `command`; its answer comes out of [`poll`](Self::poll). A command still
     /// waiting is abandoned.
     pub fn send(&mut self, command: Command, now_ms: u32) -> Result<(), Error<U::Error>> {
         let mut buf = [0u8; 16];
         let n = command.encode(&mut buf)?;
-        self.port.send(&buf[..n], command.code(), now_ms)
+        self.send_frame(&buf[..n], command.code(), now_ms)
     }
 
     /// Read what the UART has ready and return the next reply, if any.
@@ -79,7 +59,7 @@ where
     ///   again, later bytes may hold more. A frame cut short is reported as
     ///   `Frame(Truncated)` once the line has been quiet for [`LINE_IDLE_MS`](crate::LINE_IDLE_MS).
     pub fn poll(&mut self, now_ms: u32) -> Result<Option<Reply>, Error<U::Error>> {
-        match self.port.next_frame(now_ms, MAX_BYTES_PER_POLL)? {
+        match self.next_frame(now_ms, MAX_BYTES_PER_POLL)? {
             Some(result) => self.accept(result),
             None => Ok(None),
         }
@@ -100,13 +80,13 @@ where
             Ok(reply) => reply,
             Err(e) => {
                 // The module answered, even if with a damaged tag.
-                self.port.answered();
+                self.answered();
                 return Err(e.into());
             }
         };
-        match (&reply, self.port.outstanding()) {
+        match (&reply, self.outstanding()) {
             (_, Some(code)) if reply.answers(code) => {
-                self.port.answered();
+                self.answered();
                 Ok(Some(reply))
             }
             // Notices of a multiple poll, and error frames, arrive without a request.
