@@ -72,6 +72,13 @@ fn args_then<'a>(command: &[&'a str], values: impl IntoIterator<Item = &'a str>)
     command.iter().copied().chain(values).collect()
 }
 
+/// The EPC as hex digits, the way `epc decode` takes it.
+fn hex_of(epc: &Epc) -> String {
+    let mut hex = String::new();
+    epc.write_hex(&mut hex).unwrap();
+    hex
+}
+
 fn field<'a>(line: &'a Value, key: &str) -> &'a str {
     line[key]
         .as_str()
@@ -137,14 +144,7 @@ fn epc_decode_shows_the_gs1_element_string_of_every_key_row() {
     let rows = rows("gs1_keys.tsv");
     let hexes: Vec<String> = rows
         .iter()
-        .map(|r| {
-            let mut hex = String::new();
-            Epc::from_pure_identity_uri(&r["pure_identity_urn"], 0)
-                .unwrap()
-                .write_hex(&mut hex)
-                .unwrap();
-            hex
-        })
+        .map(|r| hex_of(&Epc::from_pure_identity_uri(&r["pure_identity_urn"], 0).unwrap()))
         .collect();
     let run = aeogate(
         &["epc", "decode"],
@@ -506,12 +506,7 @@ fn usage_errors_exit_2_and_help_documents_blank_lines() {
 #[test]
 fn many_lines_come_back_one_for_one_in_order() {
     let hexes: Vec<String> = (0..20_000u64)
-        .map(|i| {
-            let mut hex = String::new();
-            let epc = Epc::from_tag_uri(&format!("urn:epc:tag:giai-96:1.0614141.{i}")).unwrap();
-            epc.write_hex(&mut hex).unwrap();
-            hex
-        })
+        .map(|i| hex_of(&Epc::from_tag_uri(&format!("urn:epc:tag:giai-96:1.0614141.{i}")).unwrap()))
         .collect();
     let run = aeogate(
         &["epc", "decode"],

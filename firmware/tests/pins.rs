@@ -164,18 +164,20 @@ fn lamp_error_names_the_lamp() {
     g.done();
 }
 
-#[test]
-fn barrier_raise_and_lower_drive_the_configured_levels() {
-    let mut barrier = BarrierOutput::new(out(&[High, Low]), PinState::High);
+/// Raises then lowers a barrier whose pin raises at `raise`, checking the levels driven.
+fn check_raise_then_lower(raise: PinState, levels: &[State]) {
+    let mut barrier = BarrierOutput::new(out(levels), raise);
     barrier.set(Barrier::Raise).unwrap();
     barrier.set(Barrier::Lower).unwrap();
     barrier.release().done();
 }
 
 #[test]
+fn barrier_raise_and_lower_drive_the_configured_levels() {
+    check_raise_then_lower(PinState::High, &[High, Low]);
+}
+
+#[test]
 fn barrier_with_active_low_raise_pin() {
-    let mut barrier = BarrierOutput::new(out(&[Low, High]), PinState::Low);
-    barrier.set(Barrier::Raise).unwrap();
-    barrier.set(Barrier::Lower).unwrap();
-    barrier.release().done();
+    check_raise_then_lower(PinState::Low, &[Low, High]);
 }
