@@ -245,15 +245,7 @@ fn spawn_agent(config: &Path, log: &Path) -> Result<std::process::Child> {
 /// after a bound it is killed.
 fn stop_agent(child: &mut std::process::Child, within: Duration) {
     drop(child.stdin.take());
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    aeogate::child::wait_or_kill(child, within);
 }
 
 /// Runs the demo; returns the process exit status.
