@@ -2,6 +2,9 @@
 // Test data is built here and known good; unwrapping it is the assertion.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::arb_seal_read;
 use heapless::Vec;
 use proptest::prelude::*;
 use protocol::link::{BatteryLevel, EpochMinutes, SealRead, SealStatus};
@@ -617,38 +620,8 @@ fn truncated_seal_frame_does_not_hide_the_next_one() {
 
 fn arb_seal() -> impl Strategy<Value = eseal::Reply> {
     let time = proptest::option::of((0u32..u32::MAX).prop_map(EpochMinutes));
-    (
-        any::<u16>(),
-        any::<u32>(),
-        prop_oneof![
-            Just(SealStatus::Sealed),
-            Just(SealStatus::Opened),
-            Just(SealStatus::Tampered)
-        ],
-        prop_oneof![
-            Just(BatteryLevel::Ok),
-            Just(BatteryLevel::Low),
-            Just(BatteryLevel::Critical)
-        ],
-        time.clone(),
-        time,
-        any::<i8>(),
-    )
-        .prop_map(
-            |(manufacturer, tag_id, status, battery, sealed_at, opened_at, rssi)| {
-                eseal::Reply::Seal(eseal::SealReport {
-                    seal: SealRead {
-                        manufacturer,
-                        tag_id,
-                        status,
-                        battery,
-                        sealed_at,
-                        opened_at,
-                    },
-                    rssi,
-                })
-            },
-        )
+    (arb_seal_read(time), any::<i8>())
+        .prop_map(|(seal, rssi)| eseal::Reply::Seal(eseal::SealReport { seal, rssi }))
 }
 
 proptest! {
