@@ -8,7 +8,7 @@ use common::arb_seal_read;
 use heapless::Vec;
 use proptest::prelude::*;
 use protocol::link::{BatteryLevel, EpochMinutes, SealRead, SealStatus};
-use protocol::reader::{FrameError, eseal, uhf};
+use protocol::reader::{Format, FrameError, FrameParser, eseal, uhf};
 
 fn hex(s: &str) -> std::vec::Vec<u8> {
     (0..s.len())
@@ -407,6 +407,20 @@ fn arb_tag() -> impl Strategy<Value = uhf::TagNotice> {
         })
 }
 
+/// Feeds `bytes`, then lets the line go quiet until the parser has nothing left; every
+/// result in order.
+fn push_then_idle<F: Format, const CAP: usize>(
+    parser: &mut FrameParser<F, CAP>,
+    bytes: &[u8],
+) -> std::vec::Vec<Result<F::Frame, FrameError>> {
+    let mut results = vec![];
+    parser.push_slice(bytes, |r| results.push(r));
+    while let Some(r) = parser.idle() {
+        results.push(r);
+    }
+    results
+}
+
 proptest! {
     #[test]
     fn tag_notice_round_trips(tag in arb_tag()) {
@@ -429,11 +443,7 @@ proptest! {
     #[test]
     fn uhf_parser_never_panics_and_idle_empties_it(bytes in prop::collection::vec(any::<u8>(), 0..800)) {
         let mut parser = uhf::Parser::new();
-        let mut frames = vec![];
-        parser.push_slice(&bytes, |r| frames.push(r));
-        while let Some(r) = parser.idle() {
-            frames.push(r);
-        }
+        let frames = push_then_idle(&mut parser, &bytes);
         prop_assert_eq!(parser.pending(), 0);
         for r in frames.into_iter().flatten() {
             let _ = uhf::Reply::parse(&r);
@@ -642,11 +652,7 @@ proptest! {
     #[test]
     fn seal_parser_never_panics_and_idle_empties_it(bytes in prop::collection::vec(any::<u8>(), 0..800)) {
         let mut parser = eseal::Parser::new();
-        let mut frames = vec![];
-        parser.push_slice(&bytes, |r| frames.push(r));
-        while let Some(r) = parser.idle() {
-            frames.push(r);
-        }
+        let frames = push_then_idle(&mut parser, &bytes);
         prop_assert_eq!(parser.pending(), 0);
         for frame in frames.into_iter().flatten() {
             let _ = eseal::Reply::parse(&frame);
