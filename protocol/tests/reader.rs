@@ -17,22 +17,35 @@ fn hex(s: &str) -> std::vec::Vec<u8> {
         .collect()
 }
 
-/// Feed a burst of bytes, then let the line go idle; every result in order.
-fn uhf_all(bytes: &[u8]) -> std::vec::Vec<Result<uhf::RawFrame, FrameError>> {
-    let mut parser = uhf::Parser::new();
-    let mut out = vec![];
-    parser.push_slice(bytes, |r| out.push(r));
+/// Feeds `bytes`, then lets the line go quiet until the parser has nothing left; every
+/// result in order.
+fn push_then_idle<F: Format, const CAP: usize>(
+    parser: &mut FrameParser<F, CAP>,
+    bytes: &[u8],
+) -> std::vec::Vec<Result<F::Frame, FrameError>> {
+    let mut results = vec![];
+    parser.push_slice(bytes, |r| results.push(r));
     while let Some(r) = parser.idle() {
-        out.push(r);
+        results.push(r);
     }
-    out
+    results
 }
 
-fn uhf_one(bytes: &[u8]) -> uhf::RawFrame {
-    match uhf_all(bytes).as_slice() {
+/// The one frame among `results`; panics on anything else.
+fn only<T: Clone + std::fmt::Debug>(results: &[Result<T, FrameError>]) -> T {
+    match results {
         [Ok(frame)] => frame.clone(),
         other => panic!("expected one frame, got {other:?}"),
     }
+}
+
+/// Feed a burst of bytes, then let the line go idle; every result in order.
+fn uhf_all(bytes: &[u8]) -> std::vec::Vec<Result<uhf::RawFrame, FrameError>> {
+    push_then_idle(&mut uhf::Parser::new(), bytes)
+}
+
+fn uhf_one(bytes: &[u8]) -> uhf::RawFrame {
+    only(&uhf_all(bytes))
 }
 
 fn encode_cmd(cmd: uhf::Command) -> std::vec::Vec<u8> {
@@ -407,20 +420,6 @@ fn arb_tag() -> impl Strategy<Value = uhf::TagNotice> {
         })
 }
 
-/// Feeds `bytes`, then lets the line go quiet until the parser has nothing left; every
-/// result in order.
-fn push_then_idle<F: Format, const CAP: usize>(
-    parser: &mut FrameParser<F, CAP>,
-    bytes: &[u8],
-) -> std::vec::Vec<Result<F::Frame, FrameError>> {
-    let mut results = vec![];
-    parser.push_slice(bytes, |r| results.push(r));
-    while let Some(r) = parser.idle() {
-        results.push(r);
-    }
-    results
-}
-
 proptest! {
     #[test]
     fn tag_notice_round_trips(tag in arb_tag()) {
@@ -468,20 +467,11 @@ proptest! {
 
 /// Feed a burst of bytes, then let the line go idle; every result in order.
 fn seal_all(bytes: &[u8]) -> std::vec::Vec<Result<eseal::RawFrame, FrameError>> {
-    let mut parser = eseal::Parser::new();
-    let mut out = vec![];
-    parser.push_slice(bytes, |r| out.push(r));
-    while let Some(r) = parser.idle() {
-        out.push(r);
-    }
-    out
+    push_then_idle(&mut eseal::Parser::new(), bytes)
 }
 
 fn seal_one(bytes: &[u8]) -> eseal::RawFrame {
-    match seal_all(bytes).as_slice() {
-        [Ok(frame)] => frame.clone(),
-        other => panic!("expected one frame, got {other:?}"),
-    }
+    only(&seal_all(bytes))
 }
 
 fn encode_reply(reply: &eseal::Reply) -> std::vec::Vec<u8> {
