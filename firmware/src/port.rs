@@ -9,6 +9,9 @@ use protocol::reader::{Format, FrameError, FrameParser};
 
 use crate::{Error, elapsed};
 
+/// A frame of format `F`, or why the bytes were not one.
+type Parsed<F> = Result<<F as Format>::Frame, FrameError>;
+
 #[derive(Debug, Clone, Copy)]
 struct Outstanding {
     /// Command or message type byte of the request.
@@ -92,7 +95,7 @@ where
         &mut self,
         now_ms: u32,
         max_bytes: usize,
-    ) -> Result<Option<Result<F::Frame, FrameError>>, Error<U::Error>> {
+    ) -> Result<Option<Parsed<F>>, Error<U::Error>> {
         if let Some(result) = self.parser.drain() {
             return Ok(Some(result));
         }
