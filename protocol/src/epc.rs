@@ -259,13 +259,38 @@ struct Row {
     ref_digits: u8,
 }
 
-const fn row(cp_bits: u32, cp_digits: u8, ref_bits: u32, ref_digits: u8) -> Row {
-    Row {
-        cp_bits,
-        cp_digits,
-        ref_bits,
-        ref_digits,
+/// The company prefix column (bits M, digits L) for partition values 0 ..= 6, the same in
+/// every partition table of TDS 1.13 §14.5.
+const COMPANY_PREFIX: [(u32, u8); 7] = [
+    (40, 12),
+    (37, 11),
+    (34, 10),
+    (30, 9),
+    (27, 8),
+    (24, 7),
+    (20, 6),
+];
+
+/// A partition table from its column for the field after the company prefix (bits N,
+/// digits K) for partition values 0 ..= 6.
+const fn partition_table(reference: [(u32, u8); 7]) -> [Row; 7] {
+    let mut table = [Row {
+        cp_bits: 0,
+        cp_digits: 0,
+        ref_bits: 0,
+        ref_digits: 0,
+    }; 7];
+    let mut i = 0;
+    while i < 7 {
+        table[i] = Row {
+            cp_bits: COMPANY_PREFIX[i].0,
+            cp_digits: COMPANY_PREFIX[i].1,
+            ref_bits: reference[i].0,
+            ref_digits: reference[i].1,
+        };
+        i += 1;
     }
+    table
 }
 
 /// A scheme's coding table, as far as this module needs it.
@@ -289,15 +314,7 @@ const SGTIN: Layout = Layout {
     scheme: "sgtin-96",
     id: "sgtin",
     header: HEADER_SGTIN_96,
-    table: [
-        row(40, 12, 4, 1),
-        row(37, 11, 7, 2),
-        row(34, 10, 10, 3),
-        row(30, 9, 14, 4),
-        row(27, 8, 17, 5),
-        row(24, 7, 20, 6),
-        row(20, 6, 24, 7),
-    ],
+    table: partition_table([(4, 1), (7, 2), (10, 3), (14, 4), (17, 5), (20, 6), (24, 7)]),
     reference: "item reference",
     unpadded: false,
 };
@@ -307,15 +324,15 @@ const SSCC: Layout = Layout {
     scheme: "sscc-96",
     id: "sscc",
     header: HEADER_SSCC_96,
-    table: [
-        row(40, 12, 18, 5),
-        row(37, 11, 21, 6),
-        row(34, 10, 24, 7),
-        row(30, 9, 28, 8),
-        row(27, 8, 31, 9),
-        row(24, 7, 34, 10),
-        row(20, 6, 38, 11),
-    ],
+    table: partition_table([
+        (18, 5),
+        (21, 6),
+        (24, 7),
+        (28, 8),
+        (31, 9),
+        (34, 10),
+        (38, 11),
+    ]),
     reference: "serial reference",
     unpadded: false,
 };
@@ -325,15 +342,7 @@ const GRAI: Layout = Layout {
     scheme: "grai-96",
     id: "grai",
     header: HEADER_GRAI_96,
-    table: [
-        row(40, 12, 4, 0),
-        row(37, 11, 7, 1),
-        row(34, 10, 10, 2),
-        row(30, 9, 14, 3),
-        row(27, 8, 17, 4),
-        row(24, 7, 20, 5),
-        row(20, 6, 24, 6),
-    ],
+    table: partition_table([(4, 0), (7, 1), (10, 2), (14, 3), (17, 4), (20, 5), (24, 6)]),
     reference: "asset type",
     unpadded: false,
 };
@@ -344,15 +353,15 @@ const GIAI: Layout = Layout {
     scheme: "giai-96",
     id: "giai",
     header: HEADER_GIAI_96,
-    table: [
-        row(40, 12, 42, 13),
-        row(37, 11, 45, 14),
-        row(34, 10, 48, 15),
-        row(30, 9, 52, 16),
-        row(27, 8, 55, 17),
-        row(24, 7, 58, 18),
-        row(20, 6, 62, 19),
-    ],
+    table: partition_table([
+        (42, 13),
+        (45, 14),
+        (48, 15),
+        (52, 16),
+        (55, 17),
+        (58, 18),
+        (62, 19),
+    ]),
     reference: "individual asset reference",
     unpadded: true,
 };
