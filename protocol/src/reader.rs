@@ -717,43 +717,6 @@ pub mod uhf {
         })
     }
 
-    fn check(buf: &[u8]) -> Check {
-        if let Some(&t) = buf.get(1)
-            && FrameType::from_byte(t).is_none()
-        {
-            return Check::Invalid(FrameError::BadType { found: t });
-        }
-        let [_, _, _, pl_hi, pl_lo, ..] = buf else {
-            return Check::Incomplete;
-        };
-        let declared = usize::from(u16::from_be_bytes([*pl_hi, *pl_lo]));
-        if declared > MAX_PARAMS {
-            return Check::Invalid(FrameError::Oversize {
-                declared,
-                limit: MAX_PARAMS,
-            });
-        }
-        let total = declared + 7;
-        if buf.len() < total {
-            return Check::Incomplete;
-        }
-        if buf[total - 1] != END {
-            return Check::Invalid(FrameError::EndByte {
-                found: buf[total - 1],
-                expected: END,
-            });
-        }
-        let expected = checksum(&buf[1..total - 2]);
-        let found = buf[total - 2];
-        if expected != found {
-            return Check::Invalid(FrameError::Checksum {
-                expected: expected.into(),
-                found: found.into(),
-            });
-        }
-        Check::Complete(total)
-    }
-
     /// The `BB … 7E` format, for [`FrameParser`].
     #[derive(Debug, Clone)]
     pub struct Uhf;
@@ -763,7 +726,40 @@ pub mod uhf {
         const START: u8 = HEADER;
 
         fn check(buf: &[u8]) -> Check {
-            check(buf)
+            if let Some(&t) = buf.get(1)
+                && FrameType::from_byte(t).is_none()
+            {
+                return Check::Invalid(FrameError::BadType { found: t });
+            }
+            let [_, _, _, pl_hi, pl_lo, ..] = buf else {
+                return Check::Incomplete;
+            };
+            let declared = usize::from(u16::from_be_bytes([*pl_hi, *pl_lo]));
+            if declared > MAX_PARAMS {
+                return Check::Invalid(FrameError::Oversize {
+                    declared,
+                    limit: MAX_PARAMS,
+                });
+            }
+            let total = declared + 7;
+            if buf.len() < total {
+                return Check::Incomplete;
+            }
+            if buf[total - 1] != END {
+                return Check::Invalid(FrameError::EndByte {
+                    found: buf[total - 1],
+                    expected: END,
+                });
+            }
+            let expected = checksum(&buf[1..total - 2]);
+            let found = buf[total - 2];
+            if expected != found {
+                return Check::Invalid(FrameError::Checksum {
+                    expected: expected.into(),
+                    found: found.into(),
+                });
+            }
+            Check::Complete(total)
         }
 
         fn frame(frame: &[u8]) -> Option<RawFrame> {
@@ -1066,38 +1062,6 @@ pub mod eseal {
         pub payload: Vec<u8, MAX_LEN>,
     }
 
-    fn check(buf: &[u8]) -> Check {
-        let Some(&len) = buf.get(1) else {
-            return Check::Incomplete;
-        };
-        let len = usize::from(len);
-        if len == 0 {
-            return Check::Invalid(FrameError::BadLength { kind: 0, len: 0 });
-        }
-        if len > MAX_LEN {
-            return Check::Invalid(FrameError::Oversize {
-                declared: len,
-                limit: MAX_LEN,
-            });
-        }
-        let total = len + 5;
-        if buf.len() < total {
-            return Check::Incomplete;
-        }
-        if buf[total - 1] != ETX {
-            return Check::Invalid(FrameError::EndByte {
-                found: buf[total - 1],
-                expected: ETX,
-            });
-        }
-        let expected = FRAME_CRC.checksum(&buf[1..total - 3]);
-        let found = u16::from_be_bytes([buf[total - 3], buf[total - 2]]);
-        if expected != found {
-            return Check::Invalid(FrameError::Checksum { expected, found });
-        }
-        Check::Complete(total)
-    }
-
     /// The e-seal reader format, for [`FrameParser`].
     #[derive(Debug, Clone)]
     pub struct Eseal;
@@ -1107,7 +1071,35 @@ pub mod eseal {
         const START: u8 = STX;
 
         fn check(buf: &[u8]) -> Check {
-            check(buf)
+            let Some(&len) = buf.get(1) else {
+                return Check::Incomplete;
+            };
+            let len = usize::from(len);
+            if len == 0 {
+                return Check::Invalid(FrameError::BadLength { kind: 0, len: 0 });
+            }
+            if len > MAX_LEN {
+                return Check::Invalid(FrameError::Oversize {
+                    declared: len,
+                    limit: MAX_LEN,
+                });
+            }
+            let total = len + 5;
+            if buf.len() < total {
+                return Check::Incomplete;
+            }
+            if buf[total - 1] != ETX {
+                return Check::Invalid(FrameError::EndByte {
+                    found: buf[total - 1],
+                    expected: ETX,
+                });
+            }
+            let expected = FRAME_CRC.checksum(&buf[1..total - 3]);
+            let found = u16::from_be_bytes([buf[total - 3], buf[total - 2]]);
+            if expected != found {
+                return Check::Invalid(FrameError::Checksum { expected, found });
+            }
+            Check::Complete(total)
         }
 
         fn frame(frame: &[u8]) -> Option<RawFrame> {
