@@ -8,6 +8,7 @@
 //! - [`vreader`]: the virtual fixed UHF reader speaking LLRP (`aeogate reader llrp`).
 //! - [`broker`]: an in-process MQTT broker (rumqttd) on loopback, for the demo and the
 //!   benchmarks.
+//! - [`child`]: stopping a child process within a bound.
 //! - [`bench`]: `aeogate bench`, the benchmark figures of issue 9, each beside its
 //!   baseline.
 
@@ -16,6 +17,9 @@ pub mod bench;
 
 /// In-process MQTT broker on loopback.
 pub mod broker;
+
+/// Stopping child processes within a bound.
+pub mod child;
 
 // Pseudo-terminals are a Unix facility.
 #[cfg(unix)]

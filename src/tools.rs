@@ -40,15 +40,7 @@ use serde::{Serialize, Serializer};
 pub fn epc_decode(values: &[String]) -> anyhow::Result<ExitCode> {
     run(values, |input, out| match Epc::from_hex(input) {
         Ok(epc) => write_line(out, &EpcRecord::new(input, &epc)).map(|()| true),
-        Err(e) => write_line(
-            out,
-            &Invalid {
-                input,
-                valid: false,
-                error: Shown(&e),
-            },
-        )
-        .map(|()| false),
+        Err(e) => write_invalid(out, input, e),
     })
 }
 
@@ -70,15 +62,7 @@ pub fn container_check(values: &[String]) -> anyhow::Result<ExitCode> {
             };
             write_line(out, &record).map(|()| true)
         }
-        Err(e) => write_line(
-            out,
-            &Invalid {
-                input,
-                valid: false,
-                error: Shown(&e),
-            },
-        )
-        .map(|()| false),
+        Err(e) => write_invalid(out, input, e),
     })
 }
 
@@ -113,16 +97,7 @@ where
                 Ok(text) => one(text, &mut out),
                 Err(e) => {
                     let error = NotUtf8(e.valid_up_to() + 1);
-                    let input = String::from_utf8_lossy(&line);
-                    write_line(
-                        &mut out,
-                        &Invalid {
-                            input: &input,
-                            valid: false,
-                            error: Shown(error),
-                        },
-                    )
-                    .map(|()| false)
+                    write_invalid(&mut out, &String::from_utf8_lossy(&line), error)
                 }
             };
             match result {
@@ -151,6 +126,17 @@ where
 fn write_line<T: Serialize>(out: &mut Out<'_>, record: &T) -> io::Result<()> {
     serde_json::to_writer(&mut *out, record).map_err(io::Error::from)?;
     out.write_all(b"\n")
+}
+
+/// Writes the line of an input that is not valid, with the reason; returns `false` (not
+/// valid) for [`run`].
+fn write_invalid(out: &mut Out<'_>, input: &str, error: impl fmt::Display) -> io::Result<bool> {
+    let line = Invalid {
+        input,
+        valid: false,
+        error: Shown(error),
+    };
+    write_line(out, &line).map(|()| false)
 }
 
 /// Serialises any `Display` value as a JSON string without an intermediate `String`.

@@ -5,6 +5,9 @@
 // Test data and the binary's output are ours; unwrapping them is the assertion.
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/vectors.rs"]
+mod vectors;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,25 +57,7 @@ fn vectors_dir() -> PathBuf {
 
 /// Rows of a vector file as column name → value.
 fn rows(file: &str) -> Vec<HashMap<String, String>> {
-    let path = vectors_dir().join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read vector file {}: {e}", path.display()));
-    let mut lines = text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty());
-    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    let rows: Vec<HashMap<String, String>> = lines
-        .map(|line| {
-            let cells: Vec<&str> = line.split('\t').collect();
-            header
-                .iter()
-                .enumerate()
-                .map(|(i, h)| ((*h).to_owned(), cells.get(i).unwrap_or(&"").to_string()))
-                .collect()
-        })
-        .collect();
-    assert!(!rows.is_empty(), "{file}: no rows");
-    rows
+    vectors::rows(&vectors_dir().join(file))
 }
 
 fn stdin_of<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
@@ -80,6 +65,18 @@ fn stdin_of<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
         .into_iter()
         .flat_map(|v| format!("{v}\n").into_bytes())
         .collect()
+}
+
+/// `command` followed by `values`, as one argument list.
+fn args_then<'a>(command: &[&'a str], values: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    command.iter().copied().chain(values).collect()
+}
+
+/// The EPC as hex digits, the way `epc decode` takes it.
+fn hex_of(epc: &Epc) -> String {
+    let mut hex = String::new();
+    epc.write_hex(&mut hex).unwrap();
+    hex
 }
 
 fn field<'a>(line: &'a Value, key: &str) -> &'a str {
@@ -131,26 +128,15 @@ fn epc_decode_reads_every_vector_row_from_stdin() {
         &["epc", "decode"],
         &stdin_of(rows.iter().map(|r| r["hex"].as_str())),
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.lines.len(), rows.len());
-    for (line, row) in run.lines.iter().zip(&rows) {
-        check_epc_line(line, row);
-    }
+    check_epc_run(&run, &rows);
 }
 
 #[test]
 fn epc_decode_takes_every_vector_row_as_arguments() {
     let rows = rows("epc.tsv");
-    let args: Vec<&str> = ["epc", "decode"]
-        .into_iter()
-        .chain(rows.iter().map(|r| r["hex"].as_str()))
-        .collect();
+    let args = args_then(&["epc", "decode"], rows.iter().map(|r| r["hex"].as_str()));
     let run = aeogate(&args, b"");
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.lines.len(), rows.len());
-    for (line, row) in run.lines.iter().zip(&rows) {
-        check_epc_line(line, row);
-    }
+    check_epc_run(&run, &rows);
 }
 
 #[test]
@@ -158,14 +144,7 @@ fn epc_decode_shows_the_gs1_element_string_of_every_key_row() {
     let rows = rows("gs1_keys.tsv");
     let hexes: Vec<String> = rows
         .iter()
-        .map(|r| {
-            let mut hex = String::new();
-            Epc::from_pure_identity_uri(&r["pure_identity_urn"], 0)
-                .unwrap()
-                .write_hex(&mut hex)
-                .unwrap();
-            hex
-        })
+        .map(|r| hex_of(&Epc::from_pure_identity_uri(&r["pure_identity_urn"], 0).unwrap()))
         .collect();
     let run = aeogate(
         &["epc", "decode"],
@@ -175,6 +154,15 @@ fn epc_decode_shows_the_gs1_element_string_of_every_key_row() {
     for (line, row) in run.lines.iter().zip(&rows) {
         assert_eq!(field(line, "uri"), row["pure_identity_urn"]);
         assert_eq!(field(line, "gs1_element_string"), row["gs1_element_string"]);
+    }
+}
+
+/// Checks a successful `epc decode` run: one line per `epc.tsv` row, each matching its row.
+fn check_epc_run(run: &Run, rows: &[HashMap<String, String>]) {
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.lines.len(), rows.len());
+    for (line, row) in run.lines.iter().zip(rows) {
+        check_epc_line(line, row);
     }
 }
 
@@ -206,10 +194,7 @@ fn container_check_reads_every_vector_row_from_stdin_and_arguments() {
     );
     let codes: Vec<&str> = rows.iter().map(|r| r["code"].as_str()).collect();
     let by_stdin = aeogate(&["container", "check"], &stdin_of(codes.iter().copied()));
-    let args: Vec<&str> = ["container", "check"]
-        .into_iter()
-        .chain(codes.iter().copied())
-        .collect();
+    let args = args_then(&["container", "check"], codes.iter().copied());
     let by_args = aeogate(&args, b"");
     for run in [&by_stdin, &by_args] {
         assert_eq!(run.code, 1, "some rows are invalid: {}", run.stderr);
@@ -521,12 +506,7 @@ fn usage_errors_exit_2_and_help_documents_blank_lines() {
 #[test]
 fn many_lines_come_back_one_for_one_in_order() {
     let hexes: Vec<String> = (0..20_000u64)
-        .map(|i| {
-            let mut hex = String::new();
-            let epc = Epc::from_tag_uri(&format!("urn:epc:tag:giai-96:1.0614141.{i}")).unwrap();
-            epc.write_hex(&mut hex).unwrap();
-            hex
-        })
+        .map(|i| hex_of(&Epc::from_tag_uri(&format!("urn:epc:tag:giai-96:1.0614141.{i}")).unwrap()))
         .collect();
     let run = aeogate(
         &["epc", "decode"],

@@ -14,6 +14,8 @@
 //!   call [`board::Board::poll`] from the main loop.
 //! - [`uhf`]: driver for the `BB … 7E` UART UHF RFID module.
 //! - [`eseal`]: driver for the e-seal reader (frame format in `docs/hardware.md`).
+//! - [`port`]: what both reader drivers are: the UART, the frame parser, the outstanding
+//!   request and its timeouts.
 //! - [`presence`]: debounced presence-loop inputs.
 //! - [`outputs`]: lane light and barrier outputs.
 //!
@@ -26,6 +28,7 @@ pub mod board;
 pub mod eseal;
 pub mod lane;
 pub mod outputs;
+pub mod port;
 pub mod presence;
 pub mod uhf;
 

@@ -18,7 +18,8 @@ use embedded_io::{Read, ReadReady, Write};
 use heapless::Vec;
 use protocol::reader::uhf::{self, Command, FrameType, InfoKind, Reply};
 
-use crate::{Error, elapsed};
+use crate::Error;
+use crate::port::ReaderPort;
 
 /// Default answer timeout. An inventory round on these modules takes tens of
 /// milliseconds; 200 ms leaves room for a round with many tags.
@@ -28,22 +29,8 @@ pub const DEFAULT_TIMEOUT_MS: u32 = 200;
 /// even when the module streams notices.
 const MAX_BYTES_PER_POLL: usize = 256;
 
-#[derive(Debug, Clone, Copy)]
-struct Outstanding {
-    command: u8,
-    since_ms: u32,
-}
-
 /// A `BB … 7E` module on a UART.
-#[derive(Debug)]
-pub struct UhfReader<U> {
-    uart: U,
-    parser: uhf::Parser,
-    outstanding: Option<Outstanding>,
-    timeout_ms: u32,
-    /// When the last byte was read, to notice a frame cut short.
-    last_byte_ms: u32,
-}
+pub type UhfReader<U> = ReaderPort<U, uhf::Uhf, { uhf::MAX_FRAME }>;
 
 impl<U> UhfReader<U>
 where
@@ -54,39 +41,12 @@ where
         Self::with_timeout(uart, DEFAULT_TIMEOUT_MS)
     }
 
-    /// A driver with the given answer timeout.
-    pub fn with_timeout(uart: U, timeout_ms: u32) -> Self {
-        Self {
-            uart,
-            parser: uhf::Parser::new(),
-            outstanding: None,
-            timeout_ms,
-            last_byte_ms: 0,
-        }
-    }
-
-    /// Give the UART back.
-    pub fn release(self) -> U {
-        self.uart
-    }
-
-    /// `true` while a command waits for its answer.
-    pub fn is_waiting(&self) -> bool {
-        self.outstanding.is_some()
-    }
-
     /// Send `command`; its answer comes out of [`poll`](Self::poll). A command still
     /// waiting is abandoned.
     pub fn send(&mut self, command: Command, now_ms: u32) -> Result<(), Error<U::Error>> {
         let mut buf = [0u8; 16];
         let n = command.encode(&mut buf)?;
-        self.uart.write_all(&buf[..n]).map_err(Error::Uart)?;
-        self.uart.flush().map_err(Error::Uart)?;
-        self.outstanding = Some(Outstanding {
-            command: command.code(),
-            since_ms: now_ms,
-        });
-        Ok(())
+        self.send_frame(&buf[..n], command.code(), now_ms)
     }
 
     /// Read what the UART has ready and return the next reply, if any.
@@ -99,34 +59,9 @@ where
     ///   again, later bytes may hold more. A frame cut short is reported as
     ///   `Frame(Truncated)` once the line has been quiet for [`LINE_IDLE_MS`](crate::LINE_IDLE_MS).
     pub fn poll(&mut self, now_ms: u32) -> Result<Option<Reply>, Error<U::Error>> {
-        if let Some(result) = self.parser.drain() {
-            return self.accept(result);
-        }
-        for _ in 0..MAX_BYTES_PER_POLL {
-            if !self.uart.read_ready().map_err(Error::Uart)? {
-                break;
-            }
-            let mut byte = [0u8; 1];
-            if self.uart.read(&mut byte).map_err(Error::Uart)? == 0 {
-                break;
-            }
-            self.last_byte_ms = now_ms;
-            if let Some(result) = self.parser.push(byte[0]) {
-                return self.accept(result);
-            }
-        }
-        if self.parser.pending() > 0
-            && elapsed(now_ms, self.last_byte_ms) >= crate::LINE_IDLE_MS
-            && let Some(result) = self.parser.idle()
-        {
-            return self.accept(result);
-        }
-        match self.outstanding {
-            Some(o) if elapsed(now_ms, o.since_ms) >= self.timeout_ms => {
-                self.outstanding = None;
-                Err(Error::Timeout)
-            }
-            _ => Ok(None),
+        match self.next_frame(now_ms, MAX_BYTES_PER_POLL)? {
+            Some(result) => self.accept(result),
+            None => Ok(None),
         }
     }
 
@@ -145,13 +80,13 @@ where
             Ok(reply) => reply,
             Err(e) => {
                 // The module answered, even if with a damaged tag.
-                self.outstanding = None;
+                self.answered();
                 return Err(e.into());
             }
         };
-        match (&reply, self.outstanding) {
-            (_, Some(o)) if reply.answers(o.command) => {
-                self.outstanding = None;
+        match (&reply, self.outstanding()) {
+            (_, Some(code)) if reply.answers(code) => {
+                self.answered();
                 Ok(Some(reply))
             }
             // Notices of a multiple poll, and error frames, arrive without a request.

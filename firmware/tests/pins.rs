@@ -110,10 +110,11 @@ fn out(states: &[State]) -> PinMock {
     PinMock::new(&t)
 }
 
-#[test]
-fn green_light_drives_only_the_green_lamp() {
-    let mut lights = LaneLights::new(out(&[Low]), out(&[Low]), out(&[High]));
-    lights.set(Light::Green).unwrap();
+/// Sets `light` on fresh lamps and checks each lamp (red, amber, green) was driven to
+/// the given level.
+fn check_lamps(light: Light, red: State, amber: State, green: State) {
+    let mut lights = LaneLights::new(out(&[red]), out(&[amber]), out(&[green]));
+    lights.set(light).unwrap();
     let (mut r, mut a, mut g) = lights.release();
     r.done();
     a.done();
@@ -121,13 +122,13 @@ fn green_light_drives_only_the_green_lamp() {
 }
 
 #[test]
+fn green_light_drives_only_the_green_lamp() {
+    check_lamps(Light::Green, Low, Low, High);
+}
+
+#[test]
 fn off_switches_every_lamp_off() {
-    let mut lights = LaneLights::new(out(&[Low]), out(&[Low]), out(&[Low]));
-    lights.set(Light::Off).unwrap();
-    let (mut r, mut a, mut g) = lights.release();
-    r.done();
-    a.done();
-    g.done();
+    check_lamps(Light::Off, Low, Low, Low);
 }
 
 #[test]
@@ -163,18 +164,20 @@ fn lamp_error_names_the_lamp() {
     g.done();
 }
 
-#[test]
-fn barrier_raise_and_lower_drive_the_configured_levels() {
-    let mut barrier = BarrierOutput::new(out(&[High, Low]), PinState::High);
+/// Raises then lowers a barrier whose pin raises at `raise`, checking the levels driven.
+fn check_raise_then_lower(raise: PinState, levels: &[State]) {
+    let mut barrier = BarrierOutput::new(out(levels), raise);
     barrier.set(Barrier::Raise).unwrap();
     barrier.set(Barrier::Lower).unwrap();
     barrier.release().done();
 }
 
 #[test]
+fn barrier_raise_and_lower_drive_the_configured_levels() {
+    check_raise_then_lower(PinState::High, &[High, Low]);
+}
+
+#[test]
 fn barrier_with_active_low_raise_pin() {
-    let mut barrier = BarrierOutput::new(out(&[Low, High]), PinState::Low);
-    barrier.set(Barrier::Raise).unwrap();
-    barrier.set(Barrier::Lower).unwrap();
-    barrier.release().done();
+    check_raise_then_lower(PinState::Low, &[Low, High]);
 }

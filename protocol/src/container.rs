@@ -391,39 +391,41 @@ mod tests {
 
     #[test]
     fn rejects_digits_in_owner_code_non_ascii_and_length() {
-        assert_eq!(
-            ContainerNumber::parse("C5QU3054383"),
-            Err(ContainerError::OwnerNotLetter {
-                position: 2,
-                found: '5'
-            })
-        );
-        assert_eq!(
-            ContainerNumber::parse("CSQU305438"),
-            Err(ContainerError::WrongLength { found: 10 })
-        );
-        assert_eq!(
-            ContainerNumber::parse("ЕSQU3054383"),
-            Err(ContainerError::NonAscii {
-                position: 1,
-                found: 'Е'
-            })
-        );
-        assert_eq!(
-            ContainerNumber::parse("CSQU30543_3"),
-            Err(ContainerError::BadCharacter {
-                position: 10,
-                found: '_'
-            })
-        );
-        assert_eq!(ContainerNumber::parse("  "), Err(ContainerError::Empty));
-        assert_eq!(
-            ContainerNumber::parse("CSQU30A4383"),
-            Err(ContainerError::SerialNotDigit {
-                position: 7,
-                found: 'A'
-            })
-        );
+        use ContainerError as E;
+        for (input, want) in [
+            (
+                "C5QU3054383",
+                E::OwnerNotLetter {
+                    position: 2,
+                    found: '5',
+                },
+            ),
+            ("CSQU305438", E::WrongLength { found: 10 }),
+            (
+                "ЕSQU3054383",
+                E::NonAscii {
+                    position: 1,
+                    found: 'Е',
+                },
+            ),
+            (
+                "CSQU30543_3",
+                E::BadCharacter {
+                    position: 10,
+                    found: '_',
+                },
+            ),
+            ("  ", E::Empty),
+            (
+                "CSQU30A4383",
+                E::SerialNotDigit {
+                    position: 7,
+                    found: 'A',
+                },
+            ),
+        ] {
+            assert_eq!(ContainerNumber::parse(input), Err(want), "{input}");
+        }
     }
 
     #[test]

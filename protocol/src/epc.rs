@@ -259,13 +259,38 @@ struct Row {
     ref_digits: u8,
 }
 
-const fn row(cp_bits: u32, cp_digits: u8, ref_bits: u32, ref_digits: u8) -> Row {
-    Row {
-        cp_bits,
-        cp_digits,
-        ref_bits,
-        ref_digits,
+/// The company prefix column (bits M, digits L) for partition values 0 ..= 6, the same in
+/// every partition table of TDS 1.13 §14.5.
+const COMPANY_PREFIX: [(u32, u8); 7] = [
+    (40, 12),
+    (37, 11),
+    (34, 10),
+    (30, 9),
+    (27, 8),
+    (24, 7),
+    (20, 6),
+];
+
+/// A partition table from its column for the field after the company prefix (bits N,
+/// digits K) for partition values 0 ..= 6.
+const fn partition_table(reference: [(u32, u8); 7]) -> [Row; 7] {
+    let mut table = [Row {
+        cp_bits: 0,
+        cp_digits: 0,
+        ref_bits: 0,
+        ref_digits: 0,
+    }; 7];
+    let mut i = 0;
+    while i < 7 {
+        table[i] = Row {
+            cp_bits: COMPANY_PREFIX[i].0,
+            cp_digits: COMPANY_PREFIX[i].1,
+            ref_bits: reference[i].0,
+            ref_digits: reference[i].1,
+        };
+        i += 1;
     }
+    table
 }
 
 /// A scheme's coding table, as far as this module needs it.
@@ -289,15 +314,7 @@ const SGTIN: Layout = Layout {
     scheme: "sgtin-96",
     id: "sgtin",
     header: HEADER_SGTIN_96,
-    table: [
-        row(40, 12, 4, 1),
-        row(37, 11, 7, 2),
-        row(34, 10, 10, 3),
-        row(30, 9, 14, 4),
-        row(27, 8, 17, 5),
-        row(24, 7, 20, 6),
-        row(20, 6, 24, 7),
-    ],
+    table: partition_table([(4, 1), (7, 2), (10, 3), (14, 4), (17, 5), (20, 6), (24, 7)]),
     reference: "item reference",
     unpadded: false,
 };
@@ -307,15 +324,15 @@ const SSCC: Layout = Layout {
     scheme: "sscc-96",
     id: "sscc",
     header: HEADER_SSCC_96,
-    table: [
-        row(40, 12, 18, 5),
-        row(37, 11, 21, 6),
-        row(34, 10, 24, 7),
-        row(30, 9, 28, 8),
-        row(27, 8, 31, 9),
-        row(24, 7, 34, 10),
-        row(20, 6, 38, 11),
-    ],
+    table: partition_table([
+        (18, 5),
+        (21, 6),
+        (24, 7),
+        (28, 8),
+        (31, 9),
+        (34, 10),
+        (38, 11),
+    ]),
     reference: "serial reference",
     unpadded: false,
 };
@@ -325,15 +342,7 @@ const GRAI: Layout = Layout {
     scheme: "grai-96",
     id: "grai",
     header: HEADER_GRAI_96,
-    table: [
-        row(40, 12, 4, 0),
-        row(37, 11, 7, 1),
-        row(34, 10, 10, 2),
-        row(30, 9, 14, 3),
-        row(27, 8, 17, 4),
-        row(24, 7, 20, 5),
-        row(20, 6, 24, 6),
-    ],
+    table: partition_table([(4, 0), (7, 1), (10, 2), (14, 3), (17, 4), (20, 5), (24, 6)]),
     reference: "asset type",
     unpadded: false,
 };
@@ -344,15 +353,15 @@ const GIAI: Layout = Layout {
     scheme: "giai-96",
     id: "giai",
     header: HEADER_GIAI_96,
-    table: [
-        row(40, 12, 42, 13),
-        row(37, 11, 45, 14),
-        row(34, 10, 48, 15),
-        row(30, 9, 52, 16),
-        row(27, 8, 55, 17),
-        row(24, 7, 58, 18),
-        row(20, 6, 62, 19),
-    ],
+    table: partition_table([
+        (42, 13),
+        (45, 14),
+        (48, 15),
+        (52, 16),
+        (55, 17),
+        (58, 18),
+        (62, 19),
+    ]),
     reference: "individual asset reference",
     unpadded: true,
 };
@@ -495,6 +504,12 @@ macro_rules! scheme96 {
     (@low $s:ident) => {
         0
     };
+    (@has_serial $serial:ident) => {
+        true
+    };
+    (@has_serial) => {
+        false
+    };
     (@decode $layout:ident, $f:ident, $serial:ident) => {
         Self::new($f.filter, $f.partition, $f.company_prefix, $f.reference, $f.low)
     };
@@ -571,6 +586,14 @@ macro_rules! scheme96 {
                 }
             }
 
+            fn parts(&self) -> Parts {
+                Parts {
+                    layout: &$layout,
+                    fields: self.fields(),
+                    has_serial: scheme96!(@has_serial $($serial)?),
+                }
+            }
+
             $(#[$filter_doc])*
             #[must_use]
             pub fn filter(&self) -> u8 {
@@ -604,7 +627,49 @@ macro_rules! scheme96 {
                 $layout.pack(&self.fields())
             }
         }
+
+        impl From<$name> for Epc {
+            fn from(v: $name) -> Self {
+                Self::$name(v)
+            }
+        }
     };
+}
+
+/// A partitioned scheme value seen through its layout: what [`Epc`]'s accessors and URIs
+/// need, written once for the four schemes.
+#[derive(Debug, Clone, Copy)]
+struct Parts {
+    layout: &'static Layout,
+    fields: Fields,
+    /// The low bits hold a serial (SGTIN-96, GRAI-96), not reserved bits.
+    has_serial: bool,
+}
+
+impl Parts {
+    fn company_prefix(&self) -> Digits {
+        self.layout
+            .company_prefix(self.fields.partition, self.fields.company_prefix)
+    }
+
+    fn reference(&self) -> Digits {
+        self.layout
+            .reference(self.fields.partition, self.fields.reference)
+    }
+
+    /// Writes `.serial` when the scheme has one.
+    fn write_serial<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
+        if self.has_serial {
+            write!(w, ".{}", self.fields.low)?;
+        }
+        Ok(())
+    }
+}
+
+/// An [`Epc`] as either a partitioned scheme or raw bits.
+enum View<'a> {
+    Partitioned(Parts),
+    Raw(&'a RawEpc),
 }
 
 scheme96! {
@@ -732,27 +797,6 @@ pub enum Epc {
     Giai96(Giai96),
     /// Any other header; also EPCs whose length no 96-bit scheme here has.
     Raw(RawEpc),
-}
-
-impl From<Sgtin96> for Epc {
-    fn from(v: Sgtin96) -> Self {
-        Self::Sgtin96(v)
-    }
-}
-impl From<Sscc96> for Epc {
-    fn from(v: Sscc96) -> Self {
-        Self::Sscc96(v)
-    }
-}
-impl From<Grai96> for Epc {
-    fn from(v: Grai96) -> Self {
-        Self::Grai96(v)
-    }
-}
-impl From<Giai96> for Epc {
-    fn from(v: Giai96) -> Self {
-        Self::Giai96(v)
-    }
 }
 
 fn hex_value(c: char) -> Option<u8> {
@@ -960,15 +1004,29 @@ impl Epc {
         }
     }
 
+    fn view(&self) -> View<'_> {
+        match self {
+            Self::Sgtin96(v) => View::Partitioned(v.parts()),
+            Self::Sscc96(v) => View::Partitioned(v.parts()),
+            Self::Grai96(v) => View::Partitioned(v.parts()),
+            Self::Giai96(v) => View::Partitioned(v.parts()),
+            Self::Raw(r) => View::Raw(r),
+        }
+    }
+
+    fn parts(&self) -> Option<Parts> {
+        match self.view() {
+            View::Partitioned(p) => Some(p),
+            View::Raw(_) => None,
+        }
+    }
+
     /// The header byte.
     #[must_use]
     pub fn header(&self) -> u8 {
-        match self {
-            Self::Sgtin96(_) => HEADER_SGTIN_96,
-            Self::Sscc96(_) => HEADER_SSCC_96,
-            Self::Grai96(_) => HEADER_GRAI_96,
-            Self::Giai96(_) => HEADER_GIAI_96,
-            Self::Raw(r) => r.header(),
+        match self.view() {
+            View::Partitioned(p) => p.layout.header,
+            View::Raw(r) => r.header(),
         }
     }
 
@@ -984,61 +1042,31 @@ impl Epc {
     /// Filter value, for the schemes that have one.
     #[must_use]
     pub fn filter(&self) -> Option<u8> {
-        match self {
-            Self::Sgtin96(v) => Some(v.filter),
-            Self::Sscc96(v) => Some(v.filter),
-            Self::Grai96(v) => Some(v.filter),
-            Self::Giai96(v) => Some(v.filter),
-            Self::Raw(_) => None,
-        }
+        self.parts().map(|p| p.fields.filter)
     }
 
     /// Partition value, for the partitioned schemes.
     #[must_use]
     pub fn partition(&self) -> Option<u8> {
-        match self {
-            Self::Sgtin96(v) => Some(v.partition),
-            Self::Sscc96(v) => Some(v.partition),
-            Self::Grai96(v) => Some(v.partition),
-            Self::Giai96(v) => Some(v.partition),
-            Self::Raw(_) => None,
-        }
+        self.parts().map(|p| p.fields.partition)
     }
 
     /// GS1 company prefix, for the GS1 schemes.
     #[must_use]
     pub fn company_prefix(&self) -> Option<Digits> {
-        match self {
-            Self::Sgtin96(v) => Some(v.company_prefix()),
-            Self::Sscc96(v) => Some(v.company_prefix()),
-            Self::Grai96(v) => Some(v.company_prefix()),
-            Self::Giai96(v) => Some(v.company_prefix()),
-            Self::Raw(_) => None,
-        }
+        self.parts().map(|p| p.company_prefix())
     }
 
     /// The binary encoding: 12 bytes for the 96-bit schemes, the raw bytes otherwise.
     #[must_use]
     pub fn to_bytes(&self) -> heapless::Vec<u8, MAX_EPC_BYTES> {
         let fixed;
-        let bytes: &[u8] = match self {
-            Self::Sgtin96(v) => {
-                fixed = v.to_bytes();
+        let bytes: &[u8] = match self.view() {
+            View::Partitioned(p) => {
+                fixed = p.layout.pack(&p.fields);
                 &fixed
             }
-            Self::Sscc96(v) => {
-                fixed = v.to_bytes();
-                &fixed
-            }
-            Self::Grai96(v) => {
-                fixed = v.to_bytes();
-                &fixed
-            }
-            Self::Giai96(v) => {
-                fixed = v.to_bytes();
-                &fixed
-            }
-            Self::Raw(r) => r.as_bytes(),
+            View::Raw(r) => r.as_bytes(),
         };
         let mut out = heapless::Vec::new();
         // Every variant is at most MAX_EPC_BYTES long, so this cannot fail.
@@ -1060,34 +1088,18 @@ impl Epc {
     /// # Errors
     /// Only the writer's.
     pub fn write_pure_identity_uri<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
-        match self {
-            Self::Sgtin96(v) => write!(
-                w,
-                "urn:epc:id:sgtin:{}.{}.{}",
-                v.company_prefix(),
-                v.item_reference(),
-                v.serial
-            ),
-            Self::Sscc96(v) => write!(
-                w,
-                "urn:epc:id:sscc:{}.{}",
-                v.company_prefix(),
-                v.serial_reference()
-            ),
-            Self::Grai96(v) => write!(
-                w,
-                "urn:epc:id:grai:{}.{}.{}",
-                v.company_prefix(),
-                v.asset_type(),
-                v.serial
-            ),
-            Self::Giai96(v) => write!(
-                w,
-                "urn:epc:id:giai:{}.{}",
-                v.company_prefix(),
-                v.asset_reference()
-            ),
-            Self::Raw(r) => write_raw_uri(w, r),
+        match self.view() {
+            View::Partitioned(p) => {
+                let id = p.layout.id;
+                write!(
+                    w,
+                    "urn:epc:id:{id}:{}.{}",
+                    p.company_prefix(),
+                    p.reference()
+                )?;
+                p.write_serial(w)
+            }
+            View::Raw(r) => write_raw_uri(w, r),
         }
     }
 
@@ -1097,40 +1109,15 @@ impl Epc {
     /// # Errors
     /// Only the writer's.
     pub fn write_tag_uri<W: fmt::Write + ?Sized>(&self, w: &mut W) -> fmt::Result {
-        match self {
-            Self::Sgtin96(v) => write!(
-                w,
-                "urn:epc:tag:sgtin-96:{}.{}.{}.{}",
-                v.filter,
-                v.company_prefix(),
-                v.item_reference(),
-                v.serial
-            ),
-            Self::Sscc96(v) => write!(
-                w,
-                "urn:epc:tag:sscc-96:{}.{}.{}",
-                v.filter,
-                v.company_prefix(),
-                v.serial_reference()
-            ),
-            Self::Grai96(v) => {
-                write!(
-                    w,
-                    "urn:epc:tag:grai-96:{}.{}.{}.{}",
-                    v.filter,
-                    v.company_prefix(),
-                    v.asset_type(),
-                    v.serial
-                )
+        match self.view() {
+            View::Partitioned(p) => {
+                let scheme = p.layout.scheme;
+                let filter = p.fields.filter;
+                let (cp, reference) = (p.company_prefix(), p.reference());
+                write!(w, "urn:epc:tag:{scheme}:{filter}.{cp}.{reference}")?;
+                p.write_serial(w)
             }
-            Self::Giai96(v) => write!(
-                w,
-                "urn:epc:tag:giai-96:{}.{}.{}",
-                v.filter,
-                v.company_prefix(),
-                v.asset_reference()
-            ),
-            Self::Raw(r) => write_raw_uri(w, r),
+            View::Raw(r) => write_raw_uri(w, r),
         }
     }
 

@@ -298,25 +298,16 @@ mod tests {
 
     #[test]
     fn accept_language_honours_quality() {
-        assert_eq!(
-            Lang::from_accept_language("pt-BR,pt;q=0.9,en;q=0.8"),
-            Some(Lang::Pt)
-        );
-        assert_eq!(
-            Lang::from_accept_language("fr-FR, es;q=0.7, en;q=0.5"),
-            Some(Lang::Es)
-        );
-        assert_eq!(
-            Lang::from_accept_language("en;q=0.2, es;q=0.9"),
-            Some(Lang::Es)
-        );
-        assert_eq!(
-            Lang::from_accept_language("es;q=0, en;q=0.1"),
-            Some(Lang::En)
-        );
-        assert_eq!(Lang::from_accept_language("de, fr"), None);
-        assert_eq!(Lang::from_accept_language("es;q=2"), None);
-        assert_eq!(Lang::from_accept_language(""), None);
+        for (header, want) in [
+            ("pt-BR,pt;q=0.9,en;q=0.8", Some(Lang::Pt)),
+            ("fr-FR, es;q=0.7, en;q=0.5", Some(Lang::Es)),
+            ("en;q=0.2, es;q=0.9", Some(Lang::Es)),
+            ("es;q=0, en;q=0.1", Some(Lang::En)),
+            ("de, fr", None),
+            ("es;q=2", None),
+        ] {
+            assert_eq!(Lang::from_accept_language(header), want, "{header}");
+        }
     }
 
     #[test]

@@ -709,9 +709,9 @@ impl Message {
     pub fn encode(&self, version: u8, id: u32) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         let kind = self.kind() & 0x3FF;
-        out.extend_from_slice(&((u16::from(version & 0x7) << 10) | kind).to_be_bytes());
+        put(&mut out, (u16::from(version & 0x7) << 10) | kind);
         out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&id.to_be_bytes());
+        put(&mut out, id);
         self.encode_body(&mut out);
         let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
         out[2..6].copy_from_slice(&len.to_be_bytes());
@@ -744,7 +744,7 @@ impl Message {
                 put_capabilities(out, capabilities);
             }
             Self::GetReaderConfig { antenna, requested } => {
-                out.extend_from_slice(&antenna.to_be_bytes());
+                put(out, antenna);
                 out.push(*requested);
                 out.extend_from_slice(&[0; 4]); // GPIPortNum, GPOPortNum
             }
@@ -753,15 +753,15 @@ impl Message {
                 for a in antennas {
                     tlv(out, param::ANTENNA_PROPERTIES, |o| {
                         o.push(if a.connected { 0x80 } else { 0 });
-                        o.extend_from_slice(&a.antenna.to_be_bytes());
-                        o.extend_from_slice(&a.gain.to_be_bytes());
+                        put(o, a.antenna);
+                        put(o, a.gain);
                     });
                 }
             }
             Self::SetReaderConfig(c) => put_reader_config(out, c),
             Self::AddRoSpec(r) => put_rospec(out, r),
             Self::RoSpec { id, .. } | Self::DeleteAccessSpec { id } => {
-                out.extend_from_slice(&id.to_be_bytes());
+                put(out, id);
             }
             Self::RoAccessReport(tags) => {
                 for t in tags {
@@ -1345,11 +1345,47 @@ fn parse_event_data(body: &[u8]) -> Result<EventData, LlrpError> {
 /// Writes a TLV parameter: header, then whatever `body` writes, then patches the length.
 fn tlv(out: &mut Vec<u8>, kind: u16, body: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
-    out.extend_from_slice(&(kind & 0x3FF).to_be_bytes());
+    put(out, kind & 0x3FF);
     out.extend_from_slice(&[0, 0]);
     body(out);
     let len = u16::try_from(out.len() - start).unwrap_or(u16::MAX);
     out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// A fixed-width integer field (LLRP sends every integer big-endian).
+trait Field: Copy {
+    fn put(self, out: &mut Vec<u8>);
+}
+
+macro_rules! field {
+    ($($t:ty),*) => {
+        $(impl Field for $t {
+            fn put(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_be_bytes());
+            }
+        })*
+    };
+}
+
+field!(u8, i8, u16, i16, u32, u64);
+
+impl<T: Field> Field for &T {
+    fn put(self, out: &mut Vec<u8>) {
+        (*self).put(out);
+    }
+}
+
+/// Writes `value` big-endian.
+fn put(out: &mut Vec<u8>, value: impl Field) {
+    value.put(out);
+}
+
+/// Writes a TV parameter holding `value`, when there is one.
+fn tv_some(out: &mut Vec<u8>, kind: u16, value: Option<impl Field>) {
+    if let Some(v) = value {
+        out.push(0x80 | (kind as u8 & 0x7F));
+        v.put(out);
+    }
 }
 
 fn tv(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
@@ -1359,13 +1395,13 @@ fn tv(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
 
 fn put_utf8(out: &mut Vec<u8>, text: &str) {
     let bytes = &text.as_bytes()[..text.len().min(usize::from(u16::MAX))];
-    out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+    put(out, bytes.len() as u16);
     out.extend_from_slice(bytes);
 }
 
 fn put_status(out: &mut Vec<u8>, s: &Status) {
     tlv(out, param::LLRP_STATUS, |o| {
-        o.extend_from_slice(&s.code.to_be_bytes());
+        put(o, s.code);
         put_utf8(o, &s.description);
     });
 }
@@ -1375,23 +1411,23 @@ fn put_status(out: &mut Vec<u8>, s: &Status) {
 fn put_capabilities(out: &mut Vec<u8>, caps: &Capabilities) {
     let antennas = caps.max_antennas.unwrap_or(1);
     tlv(out, param::GENERAL_DEVICE_CAPABILITIES, |o| {
-        o.extend_from_slice(&antennas.to_be_bytes());
+        put(o, antennas);
         // CanSetAntennaProperties 0, HasUTCClockCapability 1.
-        o.extend_from_slice(&0x4000u16.to_be_bytes());
-        o.extend_from_slice(&caps.manufacturer.unwrap_or(0).to_be_bytes());
-        o.extend_from_slice(&caps.model.unwrap_or(0).to_be_bytes());
+        put(o, 0x4000u16);
+        put(o, caps.manufacturer.unwrap_or(0));
+        put(o, caps.model.unwrap_or(0));
         put_utf8(o, caps.firmware.as_deref().unwrap_or(""));
         tlv(o, param::RECEIVE_SENSITIVITY_TABLE_ENTRY, |e| {
-            e.extend_from_slice(&1u16.to_be_bytes());
-            e.extend_from_slice(&0u16.to_be_bytes());
+            put(e, 1u16);
+            put(e, 0u16);
         });
         tlv(o, param::GPIO_CAPABILITIES, |e| {
             e.extend_from_slice(&[0; 4])
         });
         for a in 1..=antennas {
             tlv(o, param::PER_ANTENNA_AIR_PROTOCOL, |e| {
-                e.extend_from_slice(&a.to_be_bytes());
-                e.extend_from_slice(&1u16.to_be_bytes());
+                put(e, a);
+                put(e, 1u16);
                 e.push(PROTOCOL_C1G2);
             });
         }
@@ -1401,9 +1437,9 @@ fn put_capabilities(out: &mut Vec<u8>, caps: &Capabilities) {
         // time of one AISpec with one InventoryParameterSpec; no AccessSpecs.
         o.push(0x08);
         o.push(0);
-        o.extend_from_slice(&0u16.to_be_bytes());
+        put(o, 0u16);
         for v in [1u32, 1, 1, 0, 0] {
-            o.extend_from_slice(&v.to_be_bytes());
+            put(o, v);
         }
     });
     tlv(out, param::REGULATORY_CAPABILITIES, |o| {
@@ -1412,8 +1448,8 @@ fn put_capabilities(out: &mut Vec<u8>, caps: &Capabilities) {
         tlv(o, param::UHF_BAND_CAPABILITIES, |b| {
             for p in &caps.power_levels {
                 tlv(b, param::TRANSMIT_POWER_LEVEL_TABLE_ENTRY, |e| {
-                    e.extend_from_slice(&p.index.to_be_bytes());
-                    e.extend_from_slice(&p.dbm_x100.to_be_bytes());
+                    put(e, p.index);
+                    put(e, p.dbm_x100);
                 });
             }
             tlv(b, param::FREQUENCY_INFORMATION, |f| {
@@ -1421,19 +1457,19 @@ fn put_capabilities(out: &mut Vec<u8>, caps: &Capabilities) {
                 tlv(f, param::FREQUENCY_HOP_TABLE, |h| {
                     h.push(1); // hop table id
                     h.push(0);
-                    h.extend_from_slice(&1u16.to_be_bytes());
-                    h.extend_from_slice(&866_900u32.to_be_bytes()); // kHz
+                    put(h, 1u16);
+                    put(h, 866_900u32); // kHz
                 });
             });
             tlv(b, param::UHF_C1G2_RF_MODE_TABLE, |m| {
                 tlv(m, param::UHF_C1G2_RF_MODE_TABLE_ENTRY, |e| {
-                    e.extend_from_slice(&0u32.to_be_bytes()); // mode identifier
+                    put(e, 0u32); // mode identifier
                     e.push(0x40); // EPC HAG T&C conformance
                     e.push(2); // Miller 4
                     e.push(1); // forward link modulation: DSB-ASK
                     e.push(0); // spectral mask: unknown
                     for v in [250_000u32, 1500, 12_500, 25_000, 0] {
-                        e.extend_from_slice(&v.to_be_bytes());
+                        put(e, v);
                     }
                 });
             });
@@ -1441,18 +1477,18 @@ fn put_capabilities(out: &mut Vec<u8>, caps: &Capabilities) {
     });
     tlv(out, param::C1G2_LLRP_CAPABILITIES, |o| {
         o.push(0);
-        o.extend_from_slice(&0u16.to_be_bytes());
+        put(o, 0u16);
     });
 }
 
 fn put_antenna_config(out: &mut Vec<u8>, a: &AntennaConfig) {
     tlv(out, param::ANTENNA_CONFIGURATION, |o| {
-        o.extend_from_slice(&a.antenna.to_be_bytes());
+        put(o, a.antenna);
         if let Some(t) = a.transmitter {
             tlv(o, param::RF_TRANSMITTER, |r| {
-                r.extend_from_slice(&t.hop_table_id.to_be_bytes());
-                r.extend_from_slice(&t.channel_index.to_be_bytes());
-                r.extend_from_slice(&t.power_index.to_be_bytes());
+                put(r, t.hop_table_id);
+                put(r, t.channel_index);
+                put(r, t.power_index);
             });
         }
     });
@@ -1461,9 +1497,9 @@ fn put_antenna_config(out: &mut Vec<u8>, a: &AntennaConfig) {
 fn put_report_spec(out: &mut Vec<u8>, r: &ReportSpec) {
     tlv(out, param::RO_REPORT_SPEC, |o| {
         o.push(r.trigger);
-        o.extend_from_slice(&r.n.to_be_bytes());
+        put(o, r.n);
         tlv(o, param::TAG_REPORT_CONTENT_SELECTOR, |s| {
-            s.extend_from_slice(&r.content.0.to_be_bytes());
+            put(s, r.content.0);
         });
     });
 }
@@ -1474,7 +1510,7 @@ fn put_reader_config(out: &mut Vec<u8>, c: &ReaderConfig) {
         tlv(out, param::READER_EVENT_NOTIFICATION_SPEC, |o| {
             for (kind, on) in &c.event_notifications {
                 tlv(o, param::EVENT_NOTIFICATION_STATE, |e| {
-                    e.extend_from_slice(&kind.to_be_bytes());
+                    put(e, kind);
                     e.push(if *on { 0x80 } else { 0 });
                 });
             }
@@ -1489,7 +1525,7 @@ fn put_reader_config(out: &mut Vec<u8>, c: &ReaderConfig) {
     if let Some(ms) = c.keepalive_ms {
         tlv(out, param::KEEPALIVE_SPEC, |o| {
             o.push(u8::from(ms > 0));
-            o.extend_from_slice(&ms.to_be_bytes());
+            put(o, ms);
         });
     }
     if let Some(hold) = c.hold_events_and_reports {
@@ -1501,29 +1537,29 @@ fn put_reader_config(out: &mut Vec<u8>, c: &ReaderConfig) {
 
 fn put_rospec(out: &mut Vec<u8>, r: &RoSpec) {
     tlv(out, param::ROSPEC, |o| {
-        o.extend_from_slice(&r.id.to_be_bytes());
+        put(o, r.id);
         o.push(r.priority);
         o.push(r.current_state);
         tlv(o, param::RO_BOUNDARY_SPEC, |b| {
             tlv(b, param::ROSPEC_START_TRIGGER, |t| t.push(r.start_trigger));
             tlv(b, param::ROSPEC_STOP_TRIGGER, |t| {
                 t.push(r.stop_trigger);
-                t.extend_from_slice(&r.stop_duration_ms.to_be_bytes());
+                put(t, r.stop_duration_ms);
             });
         });
         for ai in &r.ai_specs {
             tlv(o, param::AI_SPEC, |a| {
-                a.extend_from_slice(&(ai.antennas.len() as u16).to_be_bytes());
+                put(a, ai.antennas.len() as u16);
                 for id in &ai.antennas {
-                    a.extend_from_slice(&id.to_be_bytes());
+                    put(a, id);
                 }
                 tlv(a, param::AI_SPEC_STOP_TRIGGER, |t| {
                     t.push(ai.stop_trigger);
-                    t.extend_from_slice(&ai.stop_duration_ms.to_be_bytes());
+                    put(t, ai.stop_duration_ms);
                 });
                 for inv in &ai.inventory {
                     tlv(a, param::INVENTORY_PARAMETER_SPEC, |i| {
-                        i.extend_from_slice(&inv.id.to_be_bytes());
+                        put(i, inv.id);
                         i.push(inv.protocol);
                         for ac in &inv.antenna_configs {
                             put_antenna_config(i, ac);
@@ -1544,37 +1580,19 @@ fn put_tag_report(out: &mut Vec<u8>, t: &TagReport) {
             tv(o, param::EPC_96, &t.epc);
         } else {
             tlv(o, param::EPC_DATA, |e| {
-                e.extend_from_slice(&((t.epc.len() * 8) as u16).to_be_bytes());
+                put(e, (t.epc.len() * 8) as u16);
                 e.extend_from_slice(&t.epc);
             });
         }
-        if let Some(v) = t.rospec_id {
-            tv(o, param::ROSPEC_ID, &v.to_be_bytes());
-        }
-        if let Some(v) = t.antenna {
-            tv(o, param::ANTENNA_ID, &v.to_be_bytes());
-        }
-        if let Some(v) = t.peak_rssi {
-            tv(o, param::PEAK_RSSI, &v.to_be_bytes());
-        }
-        if let Some(v) = t.channel_index {
-            tv(o, param::CHANNEL_INDEX, &v.to_be_bytes());
-        }
-        if let Some(v) = t.first_seen_utc_us {
-            tv(o, param::FIRST_SEEN_UTC, &v.to_be_bytes());
-        }
-        if let Some(v) = t.first_seen_uptime_us {
-            tv(o, param::FIRST_SEEN_UPTIME, &v.to_be_bytes());
-        }
-        if let Some(v) = t.last_seen_utc_us {
-            tv(o, param::LAST_SEEN_UTC, &v.to_be_bytes());
-        }
-        if let Some(v) = t.seen_count {
-            tv(o, param::TAG_SEEN_COUNT, &v.to_be_bytes());
-        }
-        if let Some(v) = t.pc {
-            tv(o, param::C1G2_PC, &v.to_be_bytes());
-        }
+        tv_some(o, param::ROSPEC_ID, t.rospec_id);
+        tv_some(o, param::ANTENNA_ID, t.antenna);
+        tv_some(o, param::PEAK_RSSI, t.peak_rssi);
+        tv_some(o, param::CHANNEL_INDEX, t.channel_index);
+        tv_some(o, param::FIRST_SEEN_UTC, t.first_seen_utc_us);
+        tv_some(o, param::FIRST_SEEN_UPTIME, t.first_seen_uptime_us);
+        tv_some(o, param::LAST_SEEN_UTC, t.last_seen_utc_us);
+        tv_some(o, param::TAG_SEEN_COUNT, t.seen_count);
+        tv_some(o, param::C1G2_PC, t.pc);
     });
 }
 
@@ -1585,27 +1603,25 @@ fn put_event_data(out: &mut Vec<u8>, e: &EventData) {
         } else {
             param::UPTIME
         };
-        tlv(o, kind, |t| {
-            t.extend_from_slice(&e.timestamp_us.to_be_bytes())
-        });
+        tlv(o, kind, |t| put(t, e.timestamp_us));
         for ev in &e.events {
             match ev {
                 ReaderEvent::ConnectionAttempt { status } => {
                     tlv(o, param::CONNECTION_ATTEMPT_EVENT, |v| {
-                        v.extend_from_slice(&status.to_be_bytes());
+                        put(v, status);
                     });
                 }
                 ReaderEvent::ConnectionClose => tlv(o, param::CONNECTION_CLOSE_EVENT, |_| {}),
                 ReaderEvent::Antenna { connected, antenna } => {
                     tlv(o, param::ANTENNA_EVENT, |v| {
                         v.push(u8::from(*connected));
-                        v.extend_from_slice(&antenna.to_be_bytes());
+                        put(v, antenna);
                     });
                 }
                 ReaderEvent::RoSpec { kind, rospec_id } => tlv(o, param::ROSPEC_EVENT, |v| {
                     v.push(*kind);
-                    v.extend_from_slice(&rospec_id.to_be_bytes());
-                    v.extend_from_slice(&0u32.to_be_bytes());
+                    put(v, rospec_id);
+                    put(v, 0u32);
                 }),
                 ReaderEvent::ReaderException { message } => {
                     tlv(o, param::READER_EXCEPTION_EVENT, |v| put_utf8(v, message));

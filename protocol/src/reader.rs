@@ -105,7 +105,8 @@ pub enum FrameError {
 }
 
 /// Outcome of checking a buffer that starts with a format's start byte.
-enum Check {
+#[derive(Debug)]
+pub enum Check {
     /// More bytes are needed.
     Incomplete,
     /// `buf[..len]` is a whole frame with valid framing and checksum.
@@ -237,6 +238,95 @@ impl<const CAP: usize> Scanner<CAP> {
     }
 }
 
+/// A reader frame format, as far as the streaming [`FrameParser`] needs it.
+pub trait Format {
+    /// A frame with valid framing and checksum, not yet interpreted.
+    type Frame;
+    /// The byte every frame starts with.
+    const START: u8;
+    /// Checks a buffer that starts with [`Format::START`].
+    fn check(buf: &[u8]) -> Check;
+    /// Reads the frame out of `buf`, which [`Format::check`] found `Complete`.
+    fn frame(buf: &[u8]) -> Option<Self::Frame>;
+}
+
+/// Streaming parser for one [`Format`] (either direction), buffering at most `CAP` bytes.
+/// Used as [`uhf::Parser`] and [`eseal::Parser`].
+#[derive(Debug, Clone)]
+pub struct FrameParser<F, const CAP: usize> {
+    scan: Scanner<CAP>,
+    format: core::marker::PhantomData<F>,
+}
+
+impl<F: Format, const CAP: usize> Default for FrameParser<F, CAP> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<F: Format, const CAP: usize> FrameParser<F, CAP> {
+    /// An empty parser.
+    pub const fn new() -> Self {
+        Self {
+            scan: Scanner::new(),
+            format: core::marker::PhantomData,
+        }
+    }
+
+    /// Feed one byte; returns the first frame or framing error it completes.
+    pub fn push(&mut self, byte: u8) -> Option<Result<F::Frame, FrameError>> {
+        self.scan.append(byte);
+        self.drain()
+    }
+
+    /// The next result already buffered after a resynchronisation, if any.
+    pub fn drain(&mut self) -> Option<Result<F::Frame, FrameError>> {
+        let result = self.scan.step(F::START, F::check)?;
+        self.frame(result)
+    }
+
+    /// The line has gone quiet (no byte for much longer than a byte time): abandon a
+    /// partial frame, reporting it once as [`FrameError::Truncated`], and return the next
+    /// result from the bytes after its start. Call until `None`.
+    pub fn idle(&mut self) -> Option<Result<F::Frame, FrameError>> {
+        let result = self.scan.idle(F::START, F::check)?;
+        self.frame(result)
+    }
+
+    /// Bytes of a partial frame held, waiting for the rest.
+    pub fn pending(&self) -> usize {
+        self.scan.pending()
+    }
+
+    fn frame(&self, result: Result<usize, FrameError>) -> Option<Result<F::Frame, FrameError>> {
+        match result {
+            Ok(n) => F::frame(&self.scan.buf[..n]).map(Ok),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Feed bytes, calling `f` with every result in order.
+    pub fn push_slice(&mut self, bytes: &[u8], mut f: impl FnMut(Result<F::Frame, FrameError>)) {
+        for &b in bytes {
+            let mut next = self.push(b);
+            while let Some(result) = next {
+                f(result);
+                next = self.drain();
+            }
+        }
+    }
+
+    /// Bytes discarded so far while looking for the start byte.
+    pub fn skipped(&self) -> u32 {
+        self.scan.skipped
+    }
+
+    /// Forget buffered bytes.
+    pub fn reset(&mut self) {
+        self.scan.reset();
+    }
+}
+
 /// The `BB … 7E` UART UHF RFID module family (MagicRF M100 / R200 class, e.g. the
 /// JRD-4035 in M5Stack's UHF RFID unit), 115200 bit/s 8N1.
 ///
@@ -245,7 +335,7 @@ impl<const CAP: usize> Scanner<CAP> {
 /// `Checksum = (Type + Command + PL MSB + PL LSB + Σ Parameters) & 0xFF`
 /// (m5stack/M5Unit-UHF-RFID `src/CMD.h` and `src/UNIT_UHF_RFID.cpp`; DOMAIN §4.6).
 pub mod uhf {
-    use super::{Check, FrameError, Scanner, Vec};
+    use super::{Check, Format, FrameError, FrameParser, Vec};
     use crc::{CRC_16_GENIBUS, Crc};
 
     /// Start of every frame.
@@ -627,128 +717,64 @@ pub mod uhf {
         })
     }
 
-    fn check(buf: &[u8]) -> Check {
-        if let Some(&t) = buf.get(1)
-            && FrameType::from_byte(t).is_none()
-        {
-            return Check::Invalid(FrameError::BadType { found: t });
-        }
-        let [_, _, _, pl_hi, pl_lo, ..] = buf else {
-            return Check::Incomplete;
-        };
-        let declared = usize::from(u16::from_be_bytes([*pl_hi, *pl_lo]));
-        if declared > MAX_PARAMS {
-            return Check::Invalid(FrameError::Oversize {
-                declared,
-                limit: MAX_PARAMS,
-            });
-        }
-        let total = declared + 7;
-        if buf.len() < total {
-            return Check::Incomplete;
-        }
-        if buf[total - 1] != END {
-            return Check::Invalid(FrameError::EndByte {
-                found: buf[total - 1],
-                expected: END,
-            });
-        }
-        let expected = checksum(&buf[1..total - 2]);
-        let found = buf[total - 2];
-        if expected != found {
-            return Check::Invalid(FrameError::Checksum {
-                expected: expected.into(),
-                found: found.into(),
-            });
-        }
-        Check::Complete(total)
-    }
-
-    /// Streaming parser for `BB … 7E` frames (either direction).
+    /// The `BB … 7E` format, for [`FrameParser`].
     #[derive(Debug, Clone)]
-    pub struct Parser {
-        scan: Scanner<MAX_FRAME>,
-    }
+    pub struct Uhf;
 
-    impl Default for Parser {
-        fn default() -> Self {
-            Self::new()
-        }
-    }
+    impl Format for Uhf {
+        type Frame = RawFrame;
+        const START: u8 = HEADER;
 
-    impl Parser {
-        /// An empty parser.
-        pub const fn new() -> Self {
-            Self {
-                scan: Scanner::new(),
+        fn check(buf: &[u8]) -> Check {
+            if let Some(&t) = buf.get(1)
+                && FrameType::from_byte(t).is_none()
+            {
+                return Check::Invalid(FrameError::BadType { found: t });
             }
-        }
-
-        /// Feed one byte; returns the first frame or framing error it completes.
-        pub fn push(&mut self, byte: u8) -> Option<Result<RawFrame, FrameError>> {
-            self.scan.append(byte);
-            self.drain()
-        }
-
-        /// The next result already buffered after a resynchronisation, if any.
-        pub fn drain(&mut self) -> Option<Result<RawFrame, FrameError>> {
-            let result = self.scan.step(HEADER, check)?;
-            self.frame(result)
-        }
-
-        /// The line has gone quiet (no byte for much longer than a byte time): abandon a
-        /// partial frame, reporting it once as [`FrameError::Truncated`], and return the next
-        /// result from the bytes after its start. Call until `None`.
-        pub fn idle(&mut self) -> Option<Result<RawFrame, FrameError>> {
-            let result = self.scan.idle(HEADER, check)?;
-            self.frame(result)
-        }
-
-        /// Bytes of a partial frame held, waiting for the rest.
-        pub fn pending(&self) -> usize {
-            self.scan.pending()
-        }
-
-        fn frame(&self, result: Result<usize, FrameError>) -> Option<Result<RawFrame, FrameError>> {
-            let n = match result {
-                Ok(n) => n,
-                Err(e) => return Some(Err(e)),
+            let [_, _, _, pl_hi, pl_lo, ..] = buf else {
+                return Check::Incomplete;
             };
-            let frame = &self.scan.buf[..n];
+            let declared = usize::from(u16::from_be_bytes([*pl_hi, *pl_lo]));
+            if declared > MAX_PARAMS {
+                return Check::Invalid(FrameError::Oversize {
+                    declared,
+                    limit: MAX_PARAMS,
+                });
+            }
+            let total = declared + 7;
+            if buf.len() < total {
+                return Check::Incomplete;
+            }
+            if buf[total - 1] != END {
+                return Check::Invalid(FrameError::EndByte {
+                    found: buf[total - 1],
+                    expected: END,
+                });
+            }
+            let expected = checksum(&buf[1..total - 2]);
+            let found = buf[total - 2];
+            if expected != found {
+                return Check::Invalid(FrameError::Checksum {
+                    expected: expected.into(),
+                    found: found.into(),
+                });
+            }
+            Check::Complete(total)
+        }
+
+        fn frame(frame: &[u8]) -> Option<RawFrame> {
             let kind = FrameType::from_byte(frame[1])?;
             let params = &frame[5..frame.len() - 2];
-            Some(Ok(RawFrame {
+            Some(RawFrame {
                 kind,
                 command: frame[2],
                 params: Vec::from_slice(params).ok()?,
-            }))
-        }
-
-        /// Feed bytes, calling `f` with every result in order.
-        pub fn push_slice(
-            &mut self,
-            bytes: &[u8],
-            mut f: impl FnMut(Result<RawFrame, FrameError>),
-        ) {
-            for &b in bytes {
-                let mut next = self.push(b);
-                while let Some(result) = next {
-                    f(result);
-                    next = self.drain();
-                }
-            }
-        }
-
-        /// Bytes discarded so far while looking for a header.
-        pub fn skipped(&self) -> u32 {
-            self.scan.skipped
-        }
-
-        /// Forget buffered bytes.
-        pub fn reset(&mut self) {
-            self.scan.reset();
+            })
         }
     }
+
+    /// Streaming parser for `BB … 7E` frames (either direction).
+    pub type Parser = FrameParser<Uhf, MAX_FRAME>;
 }
 
 /// aeogate's frame format for an ISO 18185 e-seal reader adapter (the reader that talks to
@@ -765,7 +791,7 @@ pub mod uhf {
 /// payloads are listed on [`eseal::Request`] and [`eseal::Reply`] and in
 /// `docs/hardware.md`.
 pub mod eseal {
-    use super::{Check, FrameError, Scanner, Vec};
+    use super::{Check, Format, FrameError, FrameParser, Vec};
     use crate::link::{BatteryLevel, EpochMinutes, SealRead, SealStatus};
     use crc::{CRC_16_IBM_3740, Crc};
 
@@ -1036,118 +1062,54 @@ pub mod eseal {
         pub payload: Vec<u8, MAX_LEN>,
     }
 
-    fn check(buf: &[u8]) -> Check {
-        let Some(&len) = buf.get(1) else {
-            return Check::Incomplete;
-        };
-        let len = usize::from(len);
-        if len == 0 {
-            return Check::Invalid(FrameError::BadLength { kind: 0, len: 0 });
+    /// The e-seal reader format, for [`FrameParser`].
+    #[derive(Debug, Clone)]
+    pub struct Eseal;
+
+    impl Format for Eseal {
+        type Frame = RawFrame;
+        const START: u8 = STX;
+
+        fn check(buf: &[u8]) -> Check {
+            let Some(&len) = buf.get(1) else {
+                return Check::Incomplete;
+            };
+            let len = usize::from(len);
+            if len == 0 {
+                return Check::Invalid(FrameError::BadLength { kind: 0, len: 0 });
+            }
+            if len > MAX_LEN {
+                return Check::Invalid(FrameError::Oversize {
+                    declared: len,
+                    limit: MAX_LEN,
+                });
+            }
+            let total = len + 5;
+            if buf.len() < total {
+                return Check::Incomplete;
+            }
+            if buf[total - 1] != ETX {
+                return Check::Invalid(FrameError::EndByte {
+                    found: buf[total - 1],
+                    expected: ETX,
+                });
+            }
+            let expected = FRAME_CRC.checksum(&buf[1..total - 3]);
+            let found = u16::from_be_bytes([buf[total - 3], buf[total - 2]]);
+            if expected != found {
+                return Check::Invalid(FrameError::Checksum { expected, found });
+            }
+            Check::Complete(total)
         }
-        if len > MAX_LEN {
-            return Check::Invalid(FrameError::Oversize {
-                declared: len,
-                limit: MAX_LEN,
-            });
+
+        fn frame(frame: &[u8]) -> Option<RawFrame> {
+            Some(RawFrame {
+                kind: frame[2],
+                payload: Vec::from_slice(&frame[3..frame.len() - 3]).ok()?,
+            })
         }
-        let total = len + 5;
-        if buf.len() < total {
-            return Check::Incomplete;
-        }
-        if buf[total - 1] != ETX {
-            return Check::Invalid(FrameError::EndByte {
-                found: buf[total - 1],
-                expected: ETX,
-            });
-        }
-        let expected = FRAME_CRC.checksum(&buf[1..total - 3]);
-        let found = u16::from_be_bytes([buf[total - 3], buf[total - 2]]);
-        if expected != found {
-            return Check::Invalid(FrameError::Checksum { expected, found });
-        }
-        Check::Complete(total)
     }
 
     /// Streaming parser for e-seal reader frames (either direction).
-    #[derive(Debug, Clone)]
-    pub struct Parser {
-        scan: Scanner<MAX_FRAME>,
-    }
-
-    impl Default for Parser {
-        fn default() -> Self {
-            Self::new()
-        }
-    }
-
-    impl Parser {
-        /// An empty parser.
-        pub const fn new() -> Self {
-            Self {
-                scan: Scanner::new(),
-            }
-        }
-
-        /// Feed one byte; returns the first frame or framing error it completes.
-        pub fn push(&mut self, byte: u8) -> Option<Result<RawFrame, FrameError>> {
-            self.scan.append(byte);
-            self.drain()
-        }
-
-        /// The next result already buffered after a resynchronisation, if any.
-        pub fn drain(&mut self) -> Option<Result<RawFrame, FrameError>> {
-            let result = self.scan.step(STX, check)?;
-            self.frame(result)
-        }
-
-        /// The line has gone quiet: abandon a partial frame, reporting it once as
-        /// [`FrameError::Truncated`], and return the next result from the bytes after its
-        /// start. Call until `None`.
-        pub fn idle(&mut self) -> Option<Result<RawFrame, FrameError>> {
-            let result = self.scan.idle(STX, check)?;
-            self.frame(result)
-        }
-
-        /// Bytes of a partial frame held, waiting for the rest.
-        pub fn pending(&self) -> usize {
-            self.scan.pending()
-        }
-
-        fn frame(&self, result: Result<usize, FrameError>) -> Option<Result<RawFrame, FrameError>> {
-            let n = match result {
-                Ok(n) => n,
-                Err(e) => return Some(Err(e)),
-            };
-            let frame = &self.scan.buf[..n];
-            Some(Ok(RawFrame {
-                kind: frame[2],
-                payload: Vec::from_slice(&frame[3..frame.len() - 3]).ok()?,
-            }))
-        }
-
-        /// Feed bytes, calling `f` with every result in order.
-        pub fn push_slice(
-            &mut self,
-            bytes: &[u8],
-            mut f: impl FnMut(Result<RawFrame, FrameError>),
-        ) {
-            for &b in bytes {
-                let mut next = self.push(b);
-                while let Some(result) = next {
-                    f(result);
-                    next = self.drain();
-                }
-            }
-        }
-
-        /// Bytes discarded so far while looking for STX.
-        pub fn skipped(&self) -> u32 {
-            self.scan.skipped
-        }
-
-        /// Forget buffered bytes.
-        pub fn reset(&mut self) {
-            self.scan.reset();
-        }
-    }
+    pub type Parser = FrameParser<Eseal, MAX_FRAME>;
 }

@@ -2,6 +2,9 @@
 // Test data is built here and known good; unwrapping it is the assertion.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::arb_seal_read;
 use heapless::{String, Vec};
 use proptest::prelude::*;
 use protocol::link::*;
@@ -354,34 +357,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 pc,
                 epc: Vec::from_slice(&epc).unwrap(),
             })),
-        (
-            any::<u16>(),
-            any::<u32>(),
-            prop_oneof![
-                Just(SealStatus::Sealed),
-                Just(SealStatus::Opened),
-                Just(SealStatus::Tampered)
-            ],
-            prop_oneof![
-                Just(BatteryLevel::Ok),
-                Just(BatteryLevel::Low),
-                Just(BatteryLevel::Critical)
-            ],
-            minutes.clone(),
-            minutes,
-        )
-            .prop_map(
-                |(manufacturer, tag_id, status, battery, sealed_at, opened_at)| {
-                    Message::SealRead(SealRead {
-                        manufacturer,
-                        tag_id,
-                        status,
-                        battery,
-                        sealed_at,
-                        opened_at,
-                    })
-                }
-            ),
+        arb_seal_read(minutes).prop_map(Message::SealRead),
         (any::<u8>(), any::<bool>())
             .prop_map(|(loop_id, present)| Message::Presence { loop_id, present }),
         (arb_light(), arb_barrier(), any::<u8>(), "[ -~]{0,32}").prop_map(

@@ -2,10 +2,13 @@
 // Test data is built here and known good; unwrapping it is the assertion.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::arb_seal_read;
 use heapless::Vec;
 use proptest::prelude::*;
 use protocol::link::{BatteryLevel, EpochMinutes, SealRead, SealStatus};
-use protocol::reader::{FrameError, eseal, uhf};
+use protocol::reader::{Format, FrameError, FrameParser, eseal, uhf};
 
 fn hex(s: &str) -> std::vec::Vec<u8> {
     (0..s.len())
@@ -14,22 +17,35 @@ fn hex(s: &str) -> std::vec::Vec<u8> {
         .collect()
 }
 
-/// Feed a burst of bytes, then let the line go idle; every result in order.
-fn uhf_all(bytes: &[u8]) -> std::vec::Vec<Result<uhf::RawFrame, FrameError>> {
-    let mut parser = uhf::Parser::new();
-    let mut out = vec![];
-    parser.push_slice(bytes, |r| out.push(r));
+/// Feeds `bytes`, then lets the line go quiet until the parser has nothing left; every
+/// result in order.
+fn push_then_idle<F: Format, const CAP: usize>(
+    parser: &mut FrameParser<F, CAP>,
+    bytes: &[u8],
+) -> std::vec::Vec<Result<F::Frame, FrameError>> {
+    let mut results = vec![];
+    parser.push_slice(bytes, |r| results.push(r));
     while let Some(r) = parser.idle() {
-        out.push(r);
+        results.push(r);
     }
-    out
+    results
 }
 
-fn uhf_one(bytes: &[u8]) -> uhf::RawFrame {
-    match uhf_all(bytes).as_slice() {
+/// The one frame among `results`; panics on anything else.
+fn only<T: Clone + std::fmt::Debug>(results: &[Result<T, FrameError>]) -> T {
+    match results {
         [Ok(frame)] => frame.clone(),
         other => panic!("expected one frame, got {other:?}"),
     }
+}
+
+/// Feed a burst of bytes, then let the line go idle; every result in order.
+fn uhf_all(bytes: &[u8]) -> std::vec::Vec<Result<uhf::RawFrame, FrameError>> {
+    push_then_idle(&mut uhf::Parser::new(), bytes)
+}
+
+fn uhf_one(bytes: &[u8]) -> uhf::RawFrame {
+    only(&uhf_all(bytes))
 }
 
 fn encode_cmd(cmd: uhf::Command) -> std::vec::Vec<u8> {
@@ -426,11 +442,7 @@ proptest! {
     #[test]
     fn uhf_parser_never_panics_and_idle_empties_it(bytes in prop::collection::vec(any::<u8>(), 0..800)) {
         let mut parser = uhf::Parser::new();
-        let mut frames = vec![];
-        parser.push_slice(&bytes, |r| frames.push(r));
-        while let Some(r) = parser.idle() {
-            frames.push(r);
-        }
+        let frames = push_then_idle(&mut parser, &bytes);
         prop_assert_eq!(parser.pending(), 0);
         for r in frames.into_iter().flatten() {
             let _ = uhf::Reply::parse(&r);
@@ -455,20 +467,11 @@ proptest! {
 
 /// Feed a burst of bytes, then let the line go idle; every result in order.
 fn seal_all(bytes: &[u8]) -> std::vec::Vec<Result<eseal::RawFrame, FrameError>> {
-    let mut parser = eseal::Parser::new();
-    let mut out = vec![];
-    parser.push_slice(bytes, |r| out.push(r));
-    while let Some(r) = parser.idle() {
-        out.push(r);
-    }
-    out
+    push_then_idle(&mut eseal::Parser::new(), bytes)
 }
 
 fn seal_one(bytes: &[u8]) -> eseal::RawFrame {
-    match seal_all(bytes).as_slice() {
-        [Ok(frame)] => frame.clone(),
-        other => panic!("expected one frame, got {other:?}"),
-    }
+    only(&seal_all(bytes))
 }
 
 fn encode_reply(reply: &eseal::Reply) -> std::vec::Vec<u8> {
@@ -617,38 +620,8 @@ fn truncated_seal_frame_does_not_hide_the_next_one() {
 
 fn arb_seal() -> impl Strategy<Value = eseal::Reply> {
     let time = proptest::option::of((0u32..u32::MAX).prop_map(EpochMinutes));
-    (
-        any::<u16>(),
-        any::<u32>(),
-        prop_oneof![
-            Just(SealStatus::Sealed),
-            Just(SealStatus::Opened),
-            Just(SealStatus::Tampered)
-        ],
-        prop_oneof![
-            Just(BatteryLevel::Ok),
-            Just(BatteryLevel::Low),
-            Just(BatteryLevel::Critical)
-        ],
-        time.clone(),
-        time,
-        any::<i8>(),
-    )
-        .prop_map(
-            |(manufacturer, tag_id, status, battery, sealed_at, opened_at, rssi)| {
-                eseal::Reply::Seal(eseal::SealReport {
-                    seal: SealRead {
-                        manufacturer,
-                        tag_id,
-                        status,
-                        battery,
-                        sealed_at,
-                        opened_at,
-                    },
-                    rssi,
-                })
-            },
-        )
+    (arb_seal_read(time), any::<i8>())
+        .prop_map(|(seal, rssi)| eseal::Reply::Seal(eseal::SealReport { seal, rssi }))
 }
 
 proptest! {
@@ -669,11 +642,7 @@ proptest! {
     #[test]
     fn seal_parser_never_panics_and_idle_empties_it(bytes in prop::collection::vec(any::<u8>(), 0..800)) {
         let mut parser = eseal::Parser::new();
-        let mut frames = vec![];
-        parser.push_slice(&bytes, |r| frames.push(r));
-        while let Some(r) = parser.idle() {
-            frames.push(r);
-        }
+        let frames = push_then_idle(&mut parser, &bytes);
         prop_assert_eq!(parser.pending(), 0);
         for frame in frames.into_iter().flatten() {
             let _ = eseal::Reply::parse(&frame);

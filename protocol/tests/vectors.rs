@@ -3,6 +3,9 @@
 // Vector rows are checked data; unwrapping them is the assertion.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../tests/common/vectors.rs"]
+mod vectors;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -14,37 +17,9 @@ fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
 }
 
-/// Rows of a vector file as column name → value (comment lines start with `#`; the first
-/// other line is the header).
+/// Rows of a vector file as column name → value.
 fn rows(file: &str) -> Vec<HashMap<String, String>> {
-    let path = vectors_dir().join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read vector file {}: {e}", path.display()));
-    let mut lines = text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty());
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_else(|| panic!("{file}: no header"))
-        .split('\t')
-        .collect();
-    let rows: Vec<_> = lines
-        .map(|line| {
-            let cells: Vec<&str> = line.split('\t').collect();
-            header
-                .iter()
-                .enumerate()
-                .map(|(i, h)| {
-                    (
-                        (*h).to_owned(),
-                        cells.get(i).copied().unwrap_or("").to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .collect();
-    assert!(!rows.is_empty(), "{file}: no rows");
-    rows
+    vectors::rows(&vectors_dir().join(file))
 }
 
 /// The `tag_urn` column marks URIs the source did not assert with ` (computed)`.

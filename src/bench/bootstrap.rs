@@ -140,10 +140,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let raw = Database::create(ctx.path("fig4-raw.redb")).context("raw redb")?;
     let _ = reset_peak_rss();
     let t = Instant::now();
-    raw_insert(
-        &raw,
-        records.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-    )?;
+    raw_insert(&raw, &records)?;
     let raw_snap = t.elapsed();
     let raw_snap_rss = peak_rss();
     drop(records);
@@ -158,10 +155,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         })
         .collect::<anyhow::Result<_>>()?;
     let t = Instant::now();
-    raw_insert(
-        &raw,
-        changes.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-    )?;
+    raw_insert(&raw, &changes)?;
     let raw_delta = t.elapsed();
 
     let n_records = ctx.n;
@@ -218,16 +212,13 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     ])
 }
 
-fn raw_insert<'a>(
-    db: &Database,
-    items: impl Iterator<Item = (&'a str, &'a [u8])>,
-) -> anyhow::Result<()> {
+fn raw_insert(db: &Database, items: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
     let mut w = db.begin_write()?;
     w.set_durability(Durability::Immediate)?;
     {
         let mut t = w.open_table(RAW)?;
         for (k, v) in items {
-            t.insert(k, v)?;
+            t.insert(k.as_str(), v.as_slice())?;
         }
     }
     w.commit()?;

@@ -121,15 +121,7 @@ fn stop(child: &mut Child) {
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    crate::child::wait_or_kill(child, Duration::from_secs(10));
 }
 
 /// Runs figure 8.

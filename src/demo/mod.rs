@@ -37,7 +37,9 @@ use aeogate::broker;
 use aeogate::vboard::{Fault, Truck, VirtualBoard, VirtualBoardConfig};
 use aeogate::vreader::{VirtualReader, VirtualReaderConfig};
 use anyhow::{Context, Result, bail};
+use edge_agent::console::Role;
 use jiff::Timestamp;
+use protocol::i18n::Lang;
 use protocol::schema::GateId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -72,27 +74,11 @@ const GATES: [&str; 2] = ["PORT-A-G1", "PORT-A-G2"];
 const DEMO_PASSWORD: &str = "aeogate-demo";
 
 /// Accounts created at every gate.
-const AGENT_LOGINS: &[(&str, edge_agent::console::Role, protocol::i18n::Lang)] = &[
-    (
-        "officer",
-        edge_agent::console::Role::Officer,
-        protocol::i18n::Lang::En,
-    ),
-    (
-        "oficial",
-        edge_agent::console::Role::Officer,
-        protocol::i18n::Lang::Es,
-    ),
-    (
-        "supervisor",
-        edge_agent::console::Role::Supervisor,
-        protocol::i18n::Lang::Pt,
-    ),
-    (
-        "operator",
-        edge_agent::console::Role::Operator,
-        protocol::i18n::Lang::En,
-    ),
+const AGENT_LOGINS: &[(&str, Role, Lang)] = &[
+    ("officer", Role::Officer, Lang::En),
+    ("oficial", Role::Officer, Lang::Es),
+    ("supervisor", Role::Supervisor, Lang::Pt),
+    ("operator", Role::Operator, Lang::En),
 ];
 
 /// Accounts created at central.
@@ -245,15 +231,7 @@ fn spawn_agent(config: &Path, log: &Path) -> Result<std::process::Child> {
 /// after a bound it is killed.
 fn stop_agent(child: &mut std::process::Child, within: Duration) {
     drop(child.stdin.take());
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    aeogate::child::wait_or_kill(child, within);
 }
 
 /// Runs the demo; returns the process exit status.

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -75,6 +76,29 @@ async fn wait_listening(port: u16, child: &mut Child, log: &Path, what: &str) {
             "{what} did not listen on {port} within {STEP:?}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Starts the workspace binary `name` with `args` (logging at `warn` into `log`, no stdin or
+/// stdout) and waits until it listens on `port`.
+async fn start_logged(name: &str, args: &[&OsStr], log: &Path, port: u16) -> Child {
+    let mut child = Command::new(binary(name))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("create the log file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    wait_listening(port, &mut child, log, name).await;
+    child
+}
+
+/// SIGKILL (no shutdown at all) and reap, if `child` runs.
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }
 
@@ -244,26 +268,17 @@ impl CentralSite {
         assert!(self.child.is_none(), "central already running");
         self.starts += 1;
         let log = self.dir.join(format!("central-{}.log", self.starts));
-        let mut child = Command::new(binary("central"))
-            .arg("--config")
-            .arg(&self.config_path)
-            .arg("serve")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("central log"))
-            .spawn()
-            .expect("start central");
-        wait_listening(self.port, &mut child, &log, "central").await;
-        self.child = Some(child);
+        let args = [
+            OsStr::new("--config"),
+            self.config_path.as_os_str(),
+            OsStr::new("serve"),
+        ];
+        self.child = Some(start_logged("central", &args, &log, self.port).await);
     }
 
     /// SIGKILL: no shutdown at all.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill(&mut self.child);
     }
 
     /// SIGINT (what `central serve` stops on) and a bounded wait.
@@ -527,26 +542,17 @@ impl AgentSite {
         assert!(self.child.is_none(), "agent already running");
         self.starts += 1;
         let log = self.dir.join(format!("agent-{}.log", self.starts));
-        let mut child = Command::new(binary("edge-agent"))
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config_path)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("agent log"))
-            .spawn()
-            .expect("start edge-agent");
-        wait_listening(self.console_port, &mut child, &log, "edge-agent").await;
-        self.child = Some(child);
+        let args = [
+            OsStr::new("run"),
+            OsStr::new("--config"),
+            self.config_path.as_os_str(),
+        ];
+        self.child = Some(start_logged("edge-agent", &args, &log, self.console_port).await);
     }
 
     /// SIGKILL.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill(&mut self.child);
     }
 
     /// SIGTERM and a bounded wait for a clean exit.
