@@ -56,22 +56,43 @@ async function audit(page, lang, screen) {
   }
 }
 
-// Visible focus: Tab moves focus to an element whose focus ring is drawn.
-async function focusVisible(page, lang, screen) {
-  await page.evaluate(() => { document.activeElement?.blur(); window.scrollTo(0, 0); });
-  for (let i = 0; i < 3; i += 1) {
+// Keyboard: Tab alone reaches every visible control of the page, in order, and each one
+// shows its focus ring (:focus-visible, at least 2 px).
+async function tabWalk(page, lang, screen) {
+  const total = await page.evaluate(() => {
+    document.activeElement?.blur();
+    window.scrollTo(0, 0);
+    const all = [...document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea')]
+      .filter((e) => !e.disabled && e.checkVisibility());
+    all.forEach((e, i) => e.setAttribute('data-kb', String(i)));
+    return all.length;
+  });
+  const reached = new Set();
+  for (let i = 0; i < total + 5 && reached.size < total; i += 1) {
     await page.keyboard.press('Tab');
-    const ring = await page.evaluate(() => {
+    const f = await page.evaluate(() => {
       const e = document.activeElement;
       if (!e || e === document.body) return null;
-      const s = getComputedStyle(e);
-      return { tag: e.tagName, visible: e.matches(':focus-visible'), outline: s.outlineStyle, width: parseFloat(s.outlineWidth) };
+      const st = getComputedStyle(e);
+      return { kb: e.getAttribute('data-kb'), tag: e.tagName, name: e.getAttribute('name') || e.textContent.trim().slice(0, 30),
+        visible: e.matches(':focus-visible'), outline: st.outlineStyle, width: parseFloat(st.outlineWidth) };
     });
-    if (ring === null && i > 0) break; // past the last control
-    check(ring !== null, `${screen} [${lang}]: Tab ${i + 1} reaches a control`);
-    check(ring.visible && ring.outline !== 'none' && ring.width >= 2,
-      `${screen} [${lang}]: focused ${ring.tag} shows a focus ring (${JSON.stringify(ring)})`);
+    if (f === null) continue;
+    check(f.visible && f.outline !== 'none' && f.width >= 2,
+      `${screen} [${lang}]: focused ${f.tag} ${f.name} shows a focus ring (${JSON.stringify(f)})`);
+    if (f.kb !== null) reached.add(f.kb);
   }
+  check(reached.size === total, `${screen} [${lang}]: Tab reaches all ${total} controls (reached ${reached.size})`);
+  console.log(`- ${screen} [${lang}]: Tab reaches all ${total} controls, each with a focus ring`);
+}
+
+// Tabs forward until the element matching `selector` has focus (bounded).
+async function tabTo(page, selector) {
+  for (let i = 0; i < 200; i += 1) {
+    await page.keyboard.press('Tab');
+    if (await page.evaluate((sel) => document.activeElement?.matches(sel) ?? false, selector)) return;
+  }
+  throw new Error(`check failed: Tab never reached ${selector}`);
 }
 
 async function setLang(page, lang) {
@@ -101,7 +122,7 @@ try {
 
     await page.goto(`${BASE}/login`);
     await audit(page, lang, 'login');
-    await focusVisible(page, lang, 'login');
+    if (lang === 'en') await tabWalk(page, lang, 'login');
     await page.fill('input[name=user]', env('ANALYST_USER'));
     await page.fill('input[name=password]', 'not-the-password');
     await page.click('button.primary');
@@ -112,7 +133,7 @@ try {
     await setLang(page, lang);
     await page.goto(`${BASE}/cases?state=open`);
     await audit(page, lang, 'cases (open)');
-    await focusVisible(page, lang, 'cases');
+    if (lang === 'en') await tabWalk(page, lang, 'cases (open)');
     const open = page.locator('tr.case.open[data-case]').first();
     check(await open.count() === 1, 'an open case is listed');
     const caseId = await open.getAttribute('data-case');
@@ -120,6 +141,31 @@ try {
     await audit(page, lang, 'cases (all: open, acknowledged, resolved)');
     await page.goto(`${BASE}/cases/${caseId}`);
     await audit(page, lang, 'case (open)');
+    if (lang === 'en') {
+      // The three decision colours, as the case page draws them, each with its word.
+      await page.evaluate(() => {
+        const d = document.querySelector('.decision');
+        for (const k of ['fast', 'standard', 'inspect']) {
+          const c = d.cloneNode(false);
+          c.className = `decision ${k}`;
+          c.textContent = k.toUpperCase();
+          c.removeAttribute('id');
+          d.parentNode.appendChild(c);
+        }
+      });
+      await audit(page, lang, 'decision colours FAST, STANDARD, INSPECT');
+      // The engine is live: text of 2:1 contrast on this page must be reported.
+      await page.evaluate(() => {
+        const p = document.createElement('p');
+        p.id = 'contrast-probe';
+        p.style.cssText = 'color:#aaa;background:#fff;font-size:15px';
+        p.textContent = 'low contrast probe';
+        document.querySelector('main').appendChild(p);
+      });
+      const probe = await page.evaluate(() => window.axe.run('#contrast-probe', { runOnly: ['color-contrast'] }));
+      check(probe.violations.some((v) => v.id === 'color-contrast'), 'axe reports a 2:1 contrast text');
+      console.log('- control: axe reports a 2:1 contrast text as color-contrast');
+    }
     // A form with an error: SEAL_REPLACED with a malformed new seal number.
     await page.selectOption('#outcome', 'SEAL_REPLACED');
     await page.fill('#new-seal', 'x');
@@ -127,14 +173,41 @@ try {
     await page.click('#do-resolve');
     await page.waitForSelector('p.error');
     await audit(page, lang, 'case resolve form with an error');
+    if (lang === 'en') {
+      await page.goto(`${BASE}/cases/${caseId}`);
+      await tabWalk(page, lang, 'case (open)');
+      // Acknowledge with the keyboard only: Tab to the note, type, Tab to the button, Enter.
+      await page.evaluate(() => { document.activeElement?.blur(); window.scrollTo(0, 0); });
+      await tabTo(page, 'form[action$="/acknowledge"] input[name=note]');
+      await page.keyboard.type('Seen; bay 2 informed by phone');
+      await tabTo(page, '#do-acknowledge');
+      await Promise.all([page.waitForURL(/\/cases\//), page.waitForEvent('load'), page.keyboard.press('Enter')]);
+      check(/acknowledged/i.test(await page.locator('#case-state').innerText()), 'case acknowledged by keyboard');
+      console.log('- case acknowledged with Tab and Enter only');
+      // Resolve with the keyboard: outcome chosen with arrow keys, note typed, Enter.
+      await page.evaluate(() => { document.activeElement?.blur(); window.scrollTo(0, 0); });
+      await tabTo(page, '#outcome');
+      await page.keyboard.press('ArrowDown');
+      await tabTo(page, 'form[action$="/resolve"] textarea[name=note]');
+      await page.keyboard.type('Seal checked by the officer; no discrepancy');
+      await tabTo(page, '#do-resolve');
+      await Promise.all([page.waitForEvent('load'), page.keyboard.press('Enter')]);
+      check(/resolved/i.test(await page.locator('#case-state').innerText()), 'case resolved by keyboard');
+      check((await page.locator('#case-outcome').innerText()).length > 0, 'outcome shown');
+      console.log('- case resolved with Tab, arrow keys and Enter only');
+    }
     await page.goto(`${BASE}/gates`);
     await audit(page, lang, 'gates (ok, degraded, stale)');
+    if (lang === 'en') await tabWalk(page, lang, 'gates (ok, degraded, stale)');
     await page.goto(`${BASE}/charts?hours=24`);
     await audit(page, lang, 'charts');
+    if (lang === 'en') await tabWalk(page, lang, 'charts');
     await page.goto(`${BASE}/programme?hours=24`);
     await audit(page, lang, 'programme');
+    if (lang === 'en') await tabWalk(page, lang, 'programme');
     await page.goto(`${BASE}/registry?q=Atl`);
     await audit(page, lang, 'registry search');
+    if (lang === 'en') await tabWalk(page, lang, 'registry search');
     await page.goto(`${BASE}/registry/${env('OPERATOR')}`);
     await audit(page, lang, 'operator (analyst)');
     await logout(page);
@@ -143,6 +216,7 @@ try {
     await setLang(page, lang);
     await page.goto(`${BASE}/registry/${env('OPERATOR')}`);
     await audit(page, lang, 'operator (admin, status form)');
+    if (lang === 'en') await tabWalk(page, lang, 'operator (admin, status form)');
     await logout(page);
   }
   await context.close();
