@@ -210,6 +210,10 @@ try {
     if (lang === 'en') await tabWalk(page, lang, 'registry search');
     await page.goto(`${BASE}/registry/${env('OPERATOR')}`);
     await audit(page, lang, 'operator (analyst)');
+    // Which gates applied a registry change is said in words, not by colour alone.
+    const marks = await page.locator('td.applied span.gate-yes, td.applied span.gate-no').count();
+    check(marks > 0 && await page.locator('td.applied span.sr').count() === marks,
+      `operator [${lang}]: every gate's applied state has a word (${marks} marks)`);
     await logout(page);
 
     await login(page, env('ADMIN_USER'), env('ADMIN_PASS'));
