@@ -683,6 +683,7 @@ async fn central_dashboard_in_chromium() {
     .expect("write batch");
     let out = tokio::task::spawn_blocking({
         let base = base.clone();
+        let chromium = chromium.clone();
         let screens = screens.clone();
         move || {
             Command::new("node")
@@ -710,6 +711,34 @@ async fn central_dashboard_in_chromium() {
     );
     println!("{log}");
     assert!(out.status.success(), "browser script failed:\n{log}");
+
+    // Accessibility: axe-core over every screen and state, in every UI language.
+    let out = tokio::task::spawn_blocking({
+        let base = base.clone();
+        let chromium = chromium.clone();
+        move || {
+            Command::new("node")
+                .arg(root().join("tests/browser/a11y-central.mjs"))
+                .env("BASE_URL", &base)
+                .env("CHROMIUM", &chromium)
+                .env("ANALYST_USER", ANALYST.0)
+                .env("ANALYST_PASS", ANALYST.1)
+                .env("ADMIN_USER", ADMIN.0)
+                .env("ADMIN_PASS", ADMIN.1)
+                .env("OPERATOR", OPERATORS[1].0)
+                .output()
+                .expect("run node")
+        }
+    })
+    .await
+    .expect("join");
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{log}");
+    assert!(out.status.success(), "accessibility check failed:\n{log}");
 
     // What the browser did is in the store, attributed.
     let audit = c.store().audit_log(0, 1000).expect("audit");

@@ -125,7 +125,13 @@ async fn render(
                 tr {
                     td { (ch.seq) } td { (fmt_time(ch.at)) } td.actor { (ch.actor) } td { (change_text(ch)) }
                     td.applied { (applied.len()) " / " (gates.len())
-                        @for g in &gates { " " span class=(if replica(g) >= ch.seq { "gate-yes" } else { "gate-no" }) { (g.gate) } } }
+                        @for g in &gates {
+                            @let yes = replica(g) >= ch.seq;
+                            " " span class=(if yes { "gate-yes" } else { "gate-no" }) {
+                                span aria-hidden="true" { (if yes { "✓ " } else { "✗ " }) } (g.gate)
+                                span.sr { " " (if yes { T::GateApplied.get(l) } else { T::GatePending.get(l) }) }
+                            }
+                        } }
                 }
             } }
         }

@@ -134,6 +134,8 @@ protocol::ui_text! {
     Seq => "Seq", "Sec.", "Seq.";
     Change => "Change", "Cambio", "Alteração";
     AppliedAt => "Applied at gates", "Aplicado en puertas", "Aplicado nos portões";
+    GateApplied => "applied", "aplicado", "aplicado";
+    GatePending => "not yet applied", "aún no aplicado", "ainda não aplicado";
     ChangeStatus => "Change status", "Cambiar estado", "Alterar situação";
     Suspend => "Suspend", "Suspender", "Suspender";
     Reinstate => "Reinstate", "Restablecer", "Restabelecer";
