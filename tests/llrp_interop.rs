@@ -241,12 +241,27 @@ async fn sllurp_client_reads_the_virtual_reader() {
     let port = reader.addr().port();
     let script = llrp_dir().join("sllurp_client.py");
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
+        let mut child = Command::new(python)
             .arg(script)
             .args(["127.0.0.1", &port.to_string(), "3", "1,3"])
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .output()
-            .expect("python runs")
+            .spawn()
+            .expect("python runs");
+        // Bounded: a client that never finishes is killed and the test fails.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sllurp client still running after 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().expect("python output")
     })
     .await
     .expect("join");
