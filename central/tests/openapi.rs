@@ -608,6 +608,14 @@ async fn every_answer_of_every_route_matches_the_document() {
     .await;
     k.call(r, "POST", li, li, None, Payload::Raw(b"{".to_vec()))
         .await;
+    // logout: without a session 401; with one 204, after which the token is refused.
+    let lo = "/api/v1/logout";
+    k.call(r, "POST", lo, lo, None, Payload::None).await;
+    let short = login(k, r, "ana", "correct horse").await;
+    let (s, j) = k.call(r, "POST", lo, lo, Some(&short), Payload::None).await;
+    assert_eq!(s, 204, "{j}");
+    let (s, _) = k.call(r, "POST", lo, lo, Some(&short), Payload::None).await;
+    assert_eq!(s, 401, "a logged-out token is refused");
     // Failed logins for one name are throttled (bounded: at most 30 tries).
     let mut throttled = false;
     for _ in 0..30 {
