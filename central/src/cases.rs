@@ -320,6 +320,17 @@ pub fn on_alert<B: CaseBook + ?Sized>(
     Ok(case)
 }
 
+/// The last state of each case a batch changed, in id order (a case changed twice in
+/// one batch is reported once).
+#[must_use]
+pub fn last_by_id(cases: Vec<Case>) -> Vec<Case> {
+    let mut m: std::collections::BTreeMap<u64, Case> = std::collections::BTreeMap::new();
+    for c in cases {
+        m.insert(c.id, c);
+    }
+    m.into_values().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -211,6 +211,38 @@ pub fn transaction_of(body: &EventBody) -> Option<Uuid> {
     }
 }
 
+/// The lane a body names, if any (what the event indexes file it under).
+#[must_use]
+pub fn lane_of(body: &EventBody) -> Option<&str> {
+    match body {
+        EventBody::Transaction { transaction } => Some(transaction.lane.as_str()),
+        EventBody::Decision { decision } => Some(decision.lane.as_str()),
+        EventBody::OfficerAction { action } => Some(action.lane.as_str()),
+        EventBody::DeviceHealth { health } => health.lane.as_ref().map(|l| l.as_str()),
+        EventBody::IntegrityAlert { .. } => None,
+        EventBody::OrphanRead { lane, .. } => Some(lane.as_str()),
+    }
+}
+
+/// The lane decision a body carries, if it is a decision.
+#[must_use]
+pub fn decision_of(body: &EventBody) -> Option<protocol::schema::LaneDecision> {
+    match body {
+        EventBody::Decision { decision } => Some(decision.decision),
+        _ => None,
+    }
+}
+
+/// The text of a gap alert: entry `seq` still missing while later ones are stored.
+#[must_use]
+pub fn gap_alert_text(seq: u64, state: &AgentState) -> String {
+    let since = state.gap_since.map_or_else(String::new, |t| t.to_string());
+    format!(
+        "entry {seq} missing since {since} while entries up to {} are stored",
+        state.max_seq
+    )
+}
+
 /// The gate a body names in its own fields, if any.
 #[must_use]
 pub fn gate_named_by(body: &EventBody) -> Option<&GateId> {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
 use postgres::Transaction;
-use protocol::schema::{EventBody, GateId, JournalEntry, LaneDecision};
+use protocol::schema::{EventBody, GateId, JournalEntry};
 use uuid::Uuid;
 
 use super::case_tables::{CaseTx, store_alert};
@@ -22,24 +22,6 @@ use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, TokenHash};
 use crate::stats;
 use crate::store::{GateRow, IngestOutcome, StoreError};
-
-pub(super) fn lane_of(body: &EventBody) -> Option<&str> {
-    match body {
-        EventBody::Transaction { transaction } => Some(transaction.lane.as_str()),
-        EventBody::Decision { decision } => Some(decision.lane.as_str()),
-        EventBody::OfficerAction { action } => Some(action.lane.as_str()),
-        EventBody::DeviceHealth { health } => health.lane.as_ref().map(|l| l.as_str()),
-        EventBody::IntegrityAlert { .. } => None,
-        EventBody::OrphanRead { lane, .. } => Some(lane.as_str()),
-    }
-}
-
-fn decision_of(body: &EventBody) -> Option<LaneDecision> {
-    match body {
-        EventBody::Decision { decision } => Some(decision.decision),
-        _ => None,
-    }
-}
 
 /// What an ingest computes before its transaction: rule 1 for every entry, and each
 /// entry's JSON.
@@ -355,9 +337,10 @@ impl IngestTarget for Target<'_, '_> {
         let r = &mut self.rows;
         r.ev_seq.push(seq);
         r.ev_at.push(at);
-        r.ev_lane.push(lane_of(&entry.body).map(str::to_owned));
+        r.ev_lane
+            .push(ingest::lane_of(&entry.body).map(str::to_owned));
         r.ev_decision
-            .push(decision_of(&entry.body).map(|d| d.as_str().to_owned()));
+            .push(ingest::decision_of(&entry.body).map(|d| d.as_str().to_owned()));
         r.ev_txn.push(txn);
         r.ev_value.push(serde_json::Value::Object(value));
         *r.counters
@@ -484,30 +467,16 @@ fn gap_check(
         gap_alert_after,
     )?;
     match missing {
-        Some(seq) => {
-            let since = state.gap_since.map_or_else(String::new, |t| t.to_string());
-            store_alert(
-                tx,
-                gate,
-                seq,
-                AlertKind::Gap,
-                &format!(
-                    "entry {seq} missing since {since} while entries up to {} are stored",
-                    state.max_seq
-                ),
-                now,
-            )
-        }
+        Some(seq) => store_alert(
+            tx,
+            gate,
+            seq,
+            AlertKind::Gap,
+            &ingest::gap_alert_text(seq, state),
+            now,
+        ),
         None => Ok(None),
     }
-}
-
-fn last_by_id(cases: Vec<Case>) -> Vec<Case> {
-    let mut m: BTreeMap<u64, Case> = BTreeMap::new();
-    for c in cases {
-        m.insert(c.id, c);
-    }
-    m.into_values().collect()
 }
 
 pub(super) fn add_agent(
@@ -663,7 +632,7 @@ pub(super) fn ingest(
     Ok(IngestOutcome {
         acked_through: row.state.acked_through,
         tally,
-        cases: last_by_id(changed),
+        cases: cases::last_by_id(changed),
     })
 }
 

@@ -1,10 +1,10 @@
 //! Agents, ingest of journal batches and heartbeats: the [`IngestTarget`] over one write
 //! transaction (the rules are [`crate::ingest`]'s).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use jiff::{SignedDuration, Timestamp};
-use protocol::schema::{EventBody, GateId, JournalEntry, LaneDecision};
+use protocol::schema::{EventBody, GateId, JournalEntry};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -30,24 +30,6 @@ pub(super) fn save_gate(tx: &WriteTransaction, row: &GateRow) -> Result<(), Stor
     tx.open_table(GATES)?
         .insert(row.gate.as_str(), encode(row)?.as_slice())?;
     Ok(())
-}
-
-pub(super) fn lane_of(body: &EventBody) -> Option<&str> {
-    match body {
-        EventBody::Transaction { transaction } => Some(transaction.lane.as_str()),
-        EventBody::Decision { decision } => Some(decision.lane.as_str()),
-        EventBody::OfficerAction { action } => Some(action.lane.as_str()),
-        EventBody::DeviceHealth { health } => health.lane.as_ref().map(|l| l.as_str()),
-        EventBody::IntegrityAlert { .. } => None,
-        EventBody::OrphanRead { lane, .. } => Some(lane.as_str()),
-    }
-}
-
-pub(super) fn decision_of(body: &EventBody) -> Option<LaneDecision> {
-    match body {
-        EventBody::Decision { decision } => Some(decision.decision),
-        _ => None,
-    }
 }
 
 /// One batch's ingest inside one write transaction. The event tables are opened once
@@ -304,10 +286,10 @@ impl IngestTarget for Target<'_> {
         let at = entry.at.as_millisecond();
         self.index_event("t", at, entry.seq)?;
         self.index_event(&format!("g:{gate}"), at, entry.seq)?;
-        if let Some(lane) = lane_of(&entry.body) {
+        if let Some(lane) = ingest::lane_of(&entry.body) {
             self.index_event(&format!("l:{gate}/{lane}"), at, entry.seq)?;
         }
-        if let Some(d) = decision_of(&entry.body) {
+        if let Some(d) = ingest::decision_of(&entry.body) {
             self.index_event(&format!("d:{}", d.as_str()), at, entry.seq)?;
         }
         if let Some(txn) = ingest::transaction_of(&entry.body) {
@@ -411,30 +393,16 @@ fn gap_check(
         )?
     };
     match missing {
-        Some(seq) => {
-            let since = state.gap_since.map_or_else(String::new, |t| t.to_string());
-            store_alert(
-                tx,
-                gate,
-                seq,
-                AlertKind::Gap,
-                &format!(
-                    "entry {seq} missing since {since} while entries up to {} are stored",
-                    state.max_seq
-                ),
-                now,
-            )
-        }
+        Some(seq) => store_alert(
+            tx,
+            gate,
+            seq,
+            AlertKind::Gap,
+            &ingest::gap_alert_text(seq, state),
+            now,
+        ),
         None => Ok(None),
     }
-}
-
-fn last_by_id(cases: Vec<Case>) -> Vec<Case> {
-    let mut m: BTreeMap<u64, Case> = BTreeMap::new();
-    for c in cases {
-        m.insert(c.id, c);
-    }
-    m.into_values().collect()
 }
 
 pub(super) fn add_agent(
@@ -520,7 +488,7 @@ pub(super) fn ingest(
     Ok(IngestOutcome {
         acked_through: row.state.acked_through,
         tally,
-        cases: last_by_id(changed),
+        cases: cases::last_by_id(changed),
     })
 }
 

@@ -8,10 +8,10 @@ use protocol::schema::GateId;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
-use super::event_tables::{decision_of, lane_of};
 use super::tables::{
     ALERTS, COUNTERS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, MAX_SCAN, META, uuid_key,
 };
+use crate::ingest::{decision_of, lane_of};
 use crate::model::{Alert, EventQuery, HourStats, Page, StoredEvent, Summary};
 use crate::stats;
 use crate::store::{GateRow, StoreError, decode};
