@@ -839,6 +839,17 @@ pub fn set_status_change(
     }
 }
 
+/// The ports a consignment change concerns: the consignment's ports now and, when it
+/// replaced an earlier version, that version's (a port it left must hear of it too).
+#[must_use]
+pub fn consignment_ports(new: &Consignment, old: Option<Consignment>) -> Vec<String> {
+    let mut ports: std::collections::BTreeSet<String> = new.ports.iter().cloned().collect();
+    if let Some(o) = old {
+        ports.extend(o.ports);
+    }
+    ports.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,6 @@
 //! The registry: the change log, the current records (written through
 //! [`RegistrySink`]; the rule is [`Change::apply`]), snapshots and lookups.
 
-use std::collections::BTreeSet;
-
 use jiff::Timestamp;
 use postgres::Transaction;
 use protocol::operator::OperatorId;
@@ -10,6 +8,7 @@ use protocol::registry::{ApplyError, RegistrySink};
 use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, SequencedChange};
 
 use super::{bump, from_json, int, to_json, uint, write_audit};
+use crate::registry;
 use crate::store::{LoggedChange, RegistrySnapshot, StoreError};
 
 fn consignment_index_keys(c: &Consignment) -> Vec<String> {
@@ -81,11 +80,7 @@ impl RegistrySink for RegistryTx<'_, '_> {
             &[&keys, &consignment.id],
         )?;
         bump(self.tx, "registry", "consignments", 1)?;
-        let mut ports: BTreeSet<String> = consignment.ports.iter().cloned().collect();
-        if let Some(o) = old {
-            ports.extend(o.ports);
-        }
-        self.ports = Some(ports.into_iter().collect());
+        self.ports = Some(registry::consignment_ports(consignment, old));
         Ok(())
     }
 

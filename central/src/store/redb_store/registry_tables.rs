@@ -1,7 +1,6 @@
 //! The registry: the change log, the current records (written through
 //! [`RegistrySink`]; the rule is [`Change::apply`]), snapshots and lookups.
 
-use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use jiff::Timestamp;
@@ -13,6 +12,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use super::tables::{
     CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, META, MRAS, OPERATORS, Versioned, bump, write_audit,
 };
+use crate::registry;
 use crate::store::{LoggedChange, RegistrySnapshot, StoreError, decode, encode};
 
 fn mra_key(m: &MraRecord) -> (String, String) {
@@ -92,11 +92,7 @@ impl RegistrySink for RegistryTx<'_> {
         }
         drop(idx);
         bump(self.tx, "registry", "consignments", 1)?;
-        let mut ports: BTreeSet<String> = consignment.ports.iter().cloned().collect();
-        if let Some(o) = old {
-            ports.extend(o.ports);
-        }
-        self.ports = Some(ports.into_iter().collect());
+        self.ports = Some(registry::consignment_ports(consignment, old));
         Ok(())
     }
 
