@@ -31,8 +31,8 @@ use self::raw::RawConfig;
 use self::span::{line_of, path_at};
 pub use self::types::{
     CentralConfig, Config, ConfigError, ConsoleConfig, DeviceConfig, DeviceKind, GateConfig,
-    LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, PayloadFormat, PinnedKey, StoreConfig,
-    TopicMap,
+    ClientIdentity, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, MqttTls, PayloadFormat,
+    PinnedKey, Secret, StoreConfig, TopicMap,
 };
 use self::validate::Validator;
 pub use crate::decider::{Policy, Routes};

@@ -139,11 +139,21 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
             }
         }
     }
-    let mqtt = cfg.mqtt.as_ref().map(|m| {
-        let (reporter, rx) = HealthReporter::new("mqtt", None);
-        devices.push(rx);
-        MqttLink::start(m, events_tx.clone(), reporter, shutdown.clone())
-    });
+    let mqtt = match &cfg.mqtt {
+        Some(m) => {
+            let (reporter, rx) = HealthReporter::new("mqtt", None);
+            devices.push(rx);
+            let lanes: Vec<_> = cfg.lanes.iter().map(|l| l.id.clone()).collect();
+            Some(MqttLink::start(
+                m,
+                &lanes,
+                events_tx.clone(),
+                reporter,
+                shutdown.clone(),
+            )?)
+        }
+        None => None,
+    };
     devices.extend(crate::sources::llrp::spawn_all(
         &cfg.llrp, &events_tx, &tracker, &shutdown,
     ));

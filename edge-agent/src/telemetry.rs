@@ -102,7 +102,23 @@ pub fn describe() {
     );
     describe_counter!(
         "aeogate_mqtt_publish_dropped_total",
-        "Lane-state MQTT publishes dropped because the client's queue was full."
+        "Lane-topic MQTT publishes that could not be handed to the connection (its task had ended)."
+    );
+    describe_counter!(
+        "aeogate_mqtt_lane_states_superseded_total",
+        "Lane states replaced by a newer state of the same lane before they were sent, by topic (state, decision)."
+    );
+    describe_counter!(
+        "aeogate_mqtt_oversized_total",
+        "MQTT reader payloads over the size limit (recorded as UNREADABLE reads), by lane."
+    );
+    describe_counter!(
+        "aeogate_mqtt_retained_ignored_total",
+        "Retained MQTT messages delivered on subscription and ignored (not fresh reads), by lane."
+    );
+    describe_counter!(
+        "aeogate_mqtt_connections_total",
+        "MQTT connections accepted by the broker (a fast-growing count means reconnects)."
     );
     describe_counter!(
         "aeogate_board_faults_total",
@@ -198,7 +214,12 @@ pub fn describe() {
         "Journal appends written together in one durable commit (count buckets)."
     );
     metrics::gauge!("aeogate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    for topic in ["state", "decision"] {
+        metrics::counter!("aeogate_mqtt_lane_states_superseded_total", "topic" => topic)
+            .increment(0);
+    }
     for name in [
+        "aeogate_mqtt_connections_total",
         "aeogate_mqtt_publish_dropped_total",
         "aeogate_journal_write_failures_total",
         "aeogate_journal_held_dropped_total",
@@ -240,6 +261,8 @@ pub fn init_series(cfg: &Config) {
             "aeogate_lane_commands_dropped_total",
             "aeogate_officer_actions_total",
             "aeogate_mqtt_malformed_total",
+            "aeogate_mqtt_oversized_total",
+            "aeogate_mqtt_retained_ignored_total",
         ] {
             metrics::counter!(name, "lane" => lane.clone()).increment(0);
         }

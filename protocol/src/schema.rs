@@ -637,6 +637,72 @@ impl LaneState {
     }
 }
 
+/// The colour a lane's light shows (docs/integration.md, "Link lane command").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SignLight {
+    Green,
+    Amber,
+    Red,
+}
+
+/// What a lane sign or a terminal system needs, and nothing more: the message retained
+/// on `<prefix>/<lane>/state`. No reasons, no priority: those are for officers
+/// ([`LaneState`], on `<prefix>/<lane>/decision`). A sign shows it only while the agent's
+/// availability topic says `online` (docs/integration.md, "Availability").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignState {
+    pub lane: LaneId,
+    /// `false`: the lane is closed (the agent stopped); show it closed, whatever else.
+    pub open: bool,
+    /// `FAST`, `STANDARD`, `INSPECT`, or `WAITING` (safe state between trucks, and the
+    /// state of a closed lane).
+    pub decision: LaneSignal,
+    pub light: SignLight,
+    /// The route text for the driver (empty while waiting or closed).
+    pub route: String,
+    /// The gate transaction the state belongs to, if any (to match a truck).
+    pub transaction_id: Option<Uuid>,
+    pub at: Timestamp,
+}
+
+impl SignState {
+    /// The sign's view of what a lane shows: FAST green, STANDARD amber, INSPECT and
+    /// WAITING red.
+    #[must_use]
+    pub fn from_lane_state(s: &LaneState) -> Self {
+        let light = match s.decision {
+            LaneSignal::Decided(LaneDecision::Fast) => SignLight::Green,
+            LaneSignal::Decided(LaneDecision::Standard) => SignLight::Amber,
+            LaneSignal::Decided(LaneDecision::Inspect) | LaneSignal::Waiting => SignLight::Red,
+        };
+        Self {
+            lane: s.lane.clone(),
+            open: true,
+            decision: s.decision,
+            light,
+            route: s.route.clone(),
+            transaction_id: s.transaction_id,
+            at: s.at,
+        }
+    }
+
+    /// A closed lane: red, no route, no transaction.
+    #[must_use]
+    pub fn closed(lane: &LaneId, at: Timestamp) -> Self {
+        Self {
+            lane: lane.clone(),
+            open: false,
+            decision: LaneSignal::Waiting,
+            light: SignLight::Red,
+            route: String::new(),
+            transaction_id: None,
+            at,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Officer actions
 // ---------------------------------------------------------------------------------------
@@ -1333,6 +1399,23 @@ mod tests {
         let json = serde_json::to_value(&next).expect("json");
         assert_eq!(json["transaction_id"], serde_json::Value::Null);
         assert_eq!(json["decision"], "WAITING");
+    }
+
+    #[test]
+    fn sign_state_carries_no_reasons_and_keeps_its_documented_wire_form() {
+        // docs/integration.md, "Lane topics": the sign's retained state.
+        let text = r#"{"lane":"L1","transaction_id":"01935a4e-7c1e-7d3a-9a51-6f0c2b1d9e47","decision":"INSPECT","route":"Inspection bay A","reasons":["SEAL_MISMATCH"],"priority":true,"at":"2026-03-01T10:00:04.512Z","officer_override":false}"#;
+        let state: LaneState = serde_json::from_str(text).expect("parses");
+        let sign = SignState::from_lane_state(&state);
+        let json = serde_json::to_string(&sign).expect("json");
+        assert_eq!(
+            json,
+            r#"{"lane":"L1","open":true,"decision":"INSPECT","light":"RED","route":"Inspection bay A","transaction_id":"01935a4e-7c1e-7d3a-9a51-6f0c2b1d9e47","at":"2026-03-01T10:00:04.512Z"}"#
+        );
+        assert!(!json.contains("SEAL_MISMATCH") && !json.contains("priority"));
+        let closed = SignState::closed(&state.lane, state.at);
+        assert_eq!((closed.open, closed.light), (false, SignLight::Red));
+        assert!(serde_json::from_str::<SignState>(text).is_err(), "a full lane state is not a sign state");
     }
 
     #[test]

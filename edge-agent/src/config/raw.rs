@@ -137,9 +137,15 @@ pub(super) struct RawMqtt {
     pub(super) client_id: Option<String>,
     pub(super) username: Option<String>,
     pub(super) password: Option<String>,
+    pub(super) password_file: Option<PathBuf>,
+    pub(super) password_env: Option<String>,
+    pub(super) ca_cert: Option<PathBuf>,
+    pub(super) client_cert: Option<PathBuf>,
+    pub(super) client_key: Option<PathBuf>,
     #[serde(default)]
     pub(super) topics: Vec<RawTopic>,
     pub(super) lane_topic_prefix: Option<String>,
+    pub(super) availability_topic: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::schema::{GateId, LaneId};
@@ -116,10 +117,100 @@ pub struct MqttConfig {
     pub port: u16,
     pub client_id: String,
     pub username: Option<String>,
-    pub password: Option<String>,
+    /// From `password`, the file `password_file` or the variable `password_env`, read at
+    /// load; its `Debug` shows nothing.
+    pub password: Option<Secret>,
+    /// TLS to the broker (when `ca_cert` is set): the agent trusts only that CA.
+    pub tls: Option<MqttTls>,
     pub topics: Vec<TopicMap>,
-    /// Prefix of the lane command topics; default `aeogate/<gate>/lanes`.
+    /// Prefix of the lane topics; default `aeogate/<gate>/lanes`.
     pub lane_topic_prefix: String,
+    /// The agent's availability (`online` / `offline`, retained; `offline` is also its
+    /// Last Will); default `aeogate/<gate>/availability`.
+    pub availability_topic: String,
+}
+
+/// A secret read from the configuration (a password): never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    #[must_use]
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// TLS settings of the broker connection, read and parsed at load.
+#[derive(Clone)]
+pub struct MqttTls {
+    /// Where the pinned CA came from (for messages).
+    pub ca_cert: PathBuf,
+    /// The CA certificates the broker's certificate must chain to (the only roots
+    /// trusted).
+    pub roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The agent's client certificate chain and key, when the broker asks for one.
+    pub client: Option<Arc<ClientIdentity>>,
+}
+
+/// A client certificate chain and its private key.
+pub struct ClientIdentity {
+    pub chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl MqttTls {
+    /// The rustls client configuration: only [`MqttTls::roots`] are trusted (no system
+    /// roots), with the ring provider, and the client certificate when configured.
+    ///
+    /// # Errors
+    /// A CA certificate rustls cannot use, or a client key that does not fit.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in &self.roots {
+            roots.add(c.clone())?;
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+        match &self.client {
+            Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key.clone_key()),
+            None => Ok(builder.with_no_client_auth()),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for MqttTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttTls")
+            .field("ca_cert", &self.ca_cert)
+            .field("roots", &self.roots.len())
+            .field("client_certificate", &self.client.is_some())
+            .finish()
+    }
 }
 
 /// One MQTT topic filter mapped to a lane and a reader kind.

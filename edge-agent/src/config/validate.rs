@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::de::DeTable;
@@ -16,8 +17,8 @@ use super::raw::{
 use super::span::{KeyPath, Seg, line_of, offset_of};
 use super::types::{
     CentralConfig, Config, ConfigError, ConsoleConfig, DeviceConfig, DeviceKind, GateConfig,
-    LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, PayloadFormat, PinnedKey, StoreConfig,
-    TopicMap,
+    ClientIdentity, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, MqttTls, PayloadFormat,
+    PinnedKey, Secret, StoreConfig, TopicMap,
 };
 use crate::decider::{Policy, Routes};
 use protocol::schema::GateId;
@@ -33,6 +34,13 @@ const MIN_RANDOM_KEY_LEN: usize = 16;
 const TX_POWER_DBM: std::ops::RangeInclusive<f64> = 0.0..=33.0;
 /// Longest keepalive period: LLRP's field is in ms and a gate wants to notice within seconds.
 const MAX_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Whether `host` is this box (`localhost` or a loopback address).
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+}
 
 pub(super) struct Validator<'a> {
     pub(super) text: &'a str,
@@ -305,59 +313,226 @@ impl Validator<'_> {
         gate: &GateId,
     ) -> Result<Option<MqttConfig>, ConfigError> {
         use Seg::{Index, Key};
-        Ok(match raw {
-            None => None,
-            Some(m) => {
-                let at = |k: &'static str| vec![Key("mqtt"), Key(k)];
-                if m.port == 0 {
-                    return Err(self.err(at("port"), "must be greater than zero"));
-                }
-                let mut topics = Vec::with_capacity(m.topics.len());
-                for (i, t) in m.topics.into_iter().enumerate() {
-                    let tat = |k: &'static str| vec![Key("mqtt"), Key("topics"), Index(i), Key(k)];
-                    let filter = self.non_empty(tat("filter"), &t.filter)?;
-                    if !lanes.iter().any(|l| l.id == t.lane) {
-                        return Err(self.err(
-                            tat("lane"),
-                            format!(
-                                "names lane {:?}, which no [[lanes]] entry defines",
-                                t.lane.as_str()
-                            ),
-                        ));
-                    }
-                    if t.format != PayloadFormat::Aeogate && t.kind != MqttKind::Rfid {
-                        return Err(self.err(
-                            tat("format"),
-                            "vendor formats (impinj, zebra) carry tag events: kind must be \"rfid\"",
-                        ));
-                    }
-                    topics.push(TopicMap {
-                        filter,
-                        lane: t.lane,
-                        kind: t.kind,
-                        format: t.format,
-                    });
-                }
-                Some(MqttConfig {
-                    host: self.non_empty(at("host"), &m.host)?,
-                    port: m.port,
-                    client_id: match &m.client_id {
-                        Some(c) => self.non_empty(at("client_id"), c)?,
-                        None => format!("aeogate-agent-{}", gate),
-                    },
-                    username: m.username,
-                    password: m.password,
-                    topics,
-                    lane_topic_prefix: match &m.lane_topic_prefix {
-                        Some(p) => self
-                            .non_empty(at("lane_topic_prefix"), p)?
-                            .trim_end_matches('/')
-                            .to_string(),
-                        None => format!("aeogate/{}/lanes", gate),
-                    },
-                })
+        let Some(mut m) = raw else { return Ok(None) };
+        let at = |k: &'static str| vec![Key("mqtt"), Key(k)];
+        if m.port == 0 {
+            return Err(self.err(at("port"), "must be greater than zero"));
+        }
+        let host = self.non_empty(at("host"), &m.host)?;
+        let mut topics = Vec::with_capacity(m.topics.len());
+        for (i, t) in std::mem::take(&mut m.topics).into_iter().enumerate() {
+            let tat = |k: &'static str| vec![Key("mqtt"), Key("topics"), Index(i), Key(k)];
+            let filter = self.non_empty(tat("filter"), &t.filter)?;
+            if !rumqttc::valid_filter(&filter) {
+                return Err(self.err(
+                    tat("filter"),
+                    format!(
+                        "{filter:?} is not an MQTT topic filter ('#' only as the last level, '+' and '#' only as whole levels)"
+                    ),
+                ));
             }
-        })
+            if !lanes.iter().any(|l| l.id == t.lane) {
+                return Err(self.err(
+                    tat("lane"),
+                    format!(
+                        "names lane {:?}, which no [[lanes]] entry defines",
+                        t.lane.as_str()
+                    ),
+                ));
+            }
+            if t.format != PayloadFormat::Aeogate && t.kind != MqttKind::Rfid {
+                return Err(self.err(
+                    tat("format"),
+                    "vendor formats (impinj, zebra) carry tag events: kind must be \"rfid\"",
+                ));
+            }
+            topics.push(TopicMap {
+                filter,
+                lane: t.lane,
+                kind: t.kind,
+                format: t.format,
+            });
+        }
+        let topic_name = |k: &'static str, v: &str| -> Result<String, ConfigError> {
+            let v = self.non_empty(at(k), v)?.trim_end_matches('/').to_string();
+            if v.is_empty() || !rumqttc::valid_topic(&v) {
+                return Err(self.err(
+                    at(k),
+                    format!("{v:?} must be a topic name to publish to (no '+' or '#')"),
+                ));
+            }
+            Ok(v)
+        };
+        let lane_topic_prefix = match &m.lane_topic_prefix {
+            Some(p) => topic_name("lane_topic_prefix", p)?,
+            None => format!("aeogate/{gate}/lanes"),
+        };
+        let availability_topic = match &m.availability_topic {
+            Some(p) => topic_name("availability_topic", p)?,
+            None => format!("aeogate/{gate}/availability"),
+        };
+        let password = self.mqtt_password(&m)?;
+        if password.is_some() && m.username.is_none() {
+            return Err(self.err(
+                at("username"),
+                "a broker password needs mqtt.username (MQTT sends no password without a user name)",
+            ));
+        }
+        let username = match &m.username {
+            Some(u) => Some(self.non_empty(at("username"), u)?),
+            None => None,
+        };
+        let tls = self.mqtt_tls(&m)?;
+        if password.is_some() && tls.is_none() && !is_loopback_host(&host) {
+            return Err(self.err(
+                at("ca_cert"),
+                format!(
+                    "a password to the broker {host} over plain TCP travels in clear: set mqtt.ca_cert (TLS), or use a broker on this box (127.0.0.1)"
+                ),
+            ));
+        }
+        Ok(Some(MqttConfig {
+            host,
+            port: m.port,
+            client_id: match &m.client_id {
+                Some(c) => self.non_empty(at("client_id"), c)?,
+                None => format!("aeogate-agent-{gate}"),
+            },
+            username,
+            password,
+            tls,
+            topics,
+            lane_topic_prefix,
+            availability_topic,
+        }))
+    }
+
+    /// The broker password from exactly one of `password`, `password_file` (its first
+    /// line) and `password_env`.
+    fn mqtt_password(&self, m: &RawMqtt) -> Result<Option<Secret>, ConfigError> {
+        use Seg::Key;
+        let at = |k: &'static str| vec![Key("mqtt"), Key(k)];
+        let given = [
+            m.password.is_some(),
+            m.password_file.is_some(),
+            m.password_env.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            let key = if m.password_env.is_some() {
+                "password_env"
+            } else {
+                "password_file"
+            };
+            return Err(self.err(
+                at(key),
+                "give the broker password once: password, password_file or password_env",
+            ));
+        }
+        let secret = if let Some(p) = &m.password {
+            p.clone()
+        } else if let Some(path) = &m.password_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                self.err(
+                    at("password_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            text.lines().next().unwrap_or_default().to_owned()
+        } else if let Some(var) = &m.password_env {
+            std::env::var(var.trim()).map_err(|_| {
+                self.err(
+                    at("password_env"),
+                    format!("the environment variable {var:?} is not set (or not UTF-8)"),
+                )
+            })?
+        } else {
+            return Ok(None);
+        };
+        if secret.is_empty() {
+            let key = if m.password_file.is_some() {
+                "password_file"
+            } else if m.password_env.is_some() {
+                "password_env"
+            } else {
+                "password"
+            };
+            return Err(self.err(at(key), "the broker password is empty"));
+        }
+        Ok(Some(Secret::new(secret)))
+    }
+
+    /// TLS material: the pinned CA (`ca_cert`) and the optional client certificate.
+    fn mqtt_tls(&self, m: &RawMqtt) -> Result<Option<MqttTls>, ConfigError> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use Seg::Key;
+        let at = |k: &'static str| vec![Key("mqtt"), Key(k)];
+        if m.client_cert.is_some() != m.client_key.is_some() {
+            let key = if m.client_cert.is_some() {
+                "client_key"
+            } else {
+                "client_cert"
+            };
+            return Err(self.err(
+                at(key),
+                "client_cert and client_key go together (the agent's certificate and its key)",
+            ));
+        }
+        let Some(ca) = &m.ca_cert else {
+            if m.client_cert.is_some() {
+                return Err(self.err(
+                    at("client_cert"),
+                    "a client certificate is for TLS: set mqtt.ca_cert too",
+                ));
+            }
+            return Ok(None);
+        };
+        let certs = |k: &'static str, path: &std::path::Path| {
+            let pem = std::fs::read(path).map_err(|e| {
+                self.err(at(k), format!("cannot read {}: {e}", path.display()))
+            })?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    self.err(
+                        at(k),
+                        format!("{} is not a PEM certificate bundle: {e}", path.display()),
+                    )
+                })?;
+            if certs.is_empty() {
+                return Err(self.err(at(k), format!("{} holds no certificate", path.display())));
+            }
+            Ok(certs)
+        };
+        let roots = certs("ca_cert", ca)?;
+        let client = match (&m.client_cert, &m.client_key) {
+            (Some(cert), Some(key)) => {
+                let chain = certs("client_cert", cert)?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    self.err(
+                        at("client_key"),
+                        format!("{} holds no PEM private key: {e}", key.display()),
+                    )
+                })?;
+                Some(Arc::new(ClientIdentity { chain, key }))
+            }
+            _ => None,
+        };
+        let tls = MqttTls {
+            ca_cert: ca.clone(),
+            roots,
+            client,
+        };
+        // What the connection will do at start, done now, so check-config refuses it too.
+        if let Err(e) = tls.client_config() {
+            let key = if tls.client.is_some() {
+                "client_key"
+            } else {
+                "ca_cert"
+            };
+            return Err(self.err(at(key), format!("rustls refuses the TLS settings: {e}")));
+        }
+        Ok(Some(tls))
     }
 
     fn store(&self, s: RawStore) -> Result<StoreConfig, ConfigError> {

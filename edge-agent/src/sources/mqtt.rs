@@ -1,99 +1,255 @@
 //! MQTT: networked readers in, lane topics out (rumqttc, MQTT 3.1.1).
 //!
-//! One connection per agent. [`MqttLink::start`] spawns the task that owns the rumqttc
-//! `EventLoop` and does nothing but poll it: keepalive, acks, outgoing publishes and
-//! reconnection all happen inside `poll()`. On every `ConnAck` it resubscribes (when the
-//! broker kept no session) and republishes each lane's retained state, so a broker restart
-//! loses neither. It never awaits the request channel (`try_subscribe`/`try_publish` only),
-//! which is how rumqttc deadlocks are avoided; lane topics are published from the
-//! actuator's task through [`LaneTopics`].
+//! One connection per agent, two tasks:
 //!
-//! Payloads are parsed by [`super::vendor::parse_mapped`] in the topic's format
-//! (aeogate's own, [`super::payload`], or a vendor's) with limits. A payload that does not
-//! parse is counted
-//! (`aeogate_mqtt_malformed_total`), logged with its topic and passed on as an
-//! `UNREADABLE` read, so the officer sees that a reader said something the agent did not
-//! understand. MQTT is a transport, not a store: what must not be lost goes through the
-//! journal.
+//! - the **poll task** owns the rumqttc `EventLoop` and does nothing but poll it:
+//!   keepalive, acks, outgoing publishes and reconnection all happen inside `poll()`. It
+//!   never awaits the client's request channel (that is how rumqttc deadlocks are
+//!   avoided). Each `ConnAck` bumps a connection number the outbox task watches. After a
+//!   lost connection it waits as [`Reconnect`] says: the backoff starts over only after a
+//!   connection stayed up for [`STABLE_AFTER`], so a broker that drops the agent right after
+//!   accepting it does not get a reconnect storm.
+//! - the **outbox task** ([`run_outbox`]) sends everything the agent publishes or
+//!   subscribes, awaiting the request channel (back-pressure, never a dropped request). On
+//!   every connection it subscribes to every mapped filter (in packets of
+//!   [`SUBSCRIBE_CHUNK`]; thousands of lanes are fine), republishes every lane's retained
+//!   state, then publishes `online` on the availability topic. Lane states wait in an
+//!   [`Outbox`] that keeps the newest state per lane: a state replaced before it went out
+//!   is counted as superseded (`aeogate_mqtt_lane_states_superseded_total`), never lost
+//!   silently. On a clean stop it publishes every lane closed and `offline`, then
+//!   disconnects. The broker publishes `offline` itself (the Last Will) when the agent
+//!   dies without a word.
+//!
+//! Incoming messages: a message the broker delivers with the retain flag is an old
+//! message replayed on subscription, not a fresh read: it is counted
+//! (`aeogate_mqtt_retained_ignored_total`) and ignored. Payloads are parsed by
+//! [`super::vendor::parse_mapped`] in the topic's format (aeogate's own,
+//! [`super::payload`], or a vendor's) with limits. A payload that does not parse — too
+//! large included (`aeogate_mqtt_oversized_total`; the client accepts packets up to
+//! [`MAX_INCOMING_PACKET`] so that an oversized reader message never costs the connection)
+//! — is counted (`aeogate_mqtt_malformed_total`), logged with its topic and passed on as
+//! an `UNREADABLE` read, so the officer sees that a reader said something the agent did
+//! not understand. MQTT is a transport, not a store: what must not be lost goes through
+//! the journal.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use protocol::schema::LaneId;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::sync::mpsc;
+use protocol::schema::{LaneId, SignState};
+use rumqttc::{
+    AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter,
+    TlsConfiguration, Transport,
+};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{AssemblerEvent, Backoff, HealthReporter};
+use crate::backoff::Reconnect;
 use crate::config::MqttConfig;
 
-/// Largest MQTT packet accepted or sent (rumqttc's default is 10 KiB).
-pub const MAX_PACKET: usize = 64 * 1024;
+/// Largest MQTT packet accepted. Reader payloads are parsed only up to
+/// [`super::payload::MAX_PAYLOAD`]; anything between that and this limit becomes an
+/// `UNREADABLE` read. A larger packet cannot be skipped by the client and costs the
+/// connection, so the broker should refuse publishes above it (`max_packet_size` in the
+/// shipped mosquitto configuration).
+pub const MAX_INCOMING_PACKET: usize = 1024 * 1024;
+/// Largest packet sent (a SUBSCRIBE of [`SUBSCRIBE_CHUNK`] filters, a lane state).
+pub const MAX_OUTGOING_PACKET: usize = 256 * 1024;
+/// Topic filters per SUBSCRIBE packet.
+pub const SUBSCRIBE_CHUNK: usize = 100;
+/// A connection must stay up this long before the reconnect backoff starts over.
+pub const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Capacity of the client's request channel (the outbox waits when it is full).
+const REQUEST_QUEUE: usize = 1024;
+/// How long a clean stop may take to close the lanes and say `offline`.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
-/// The JSON retained on `<prefix>/<lane>/state` and sent on `<prefix>/<lane>/decision`.
+/// The availability payloads (retained; `offline` is also the Last Will).
+pub const ONLINE: &str = "online";
+/// See [`ONLINE`].
+pub const OFFLINE: &str = "offline";
+
+/// The JSON sent on `<prefix>/<lane>/decision` (officer-facing, with reason codes).
 pub use protocol::schema::LaneState;
 
-/// Publishes lane topics. Clone freely; publishing never blocks (a full request queue
-/// while the broker is away drops the publish and counts it: the retained state is
-/// republished on reconnect, and the journal holds the record).
+/// What waits to go out for one lane.
+#[derive(Debug)]
+struct Slot {
+    /// The lane's newest state (what a new connection republishes).
+    current: LaneState,
+    /// `current` has not yet been handed to the client.
+    state_due: bool,
+    /// A decision event not yet handed to the client.
+    decision: Option<LaneState>,
+    /// The lane is in the ready queue.
+    queued: bool,
+}
+
+/// Lane states waiting to go out, the newest per lane (sans-IO).
+#[derive(Debug, Default)]
+pub struct Outbox {
+    slots: HashMap<LaneId, Slot>,
+    ready: VecDeque<LaneId>,
+}
+
+/// What [`Outbox::put`] replaced before it went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Superseded {
+    /// An unsent state of the lane was replaced by this one.
+    pub state: bool,
+    /// An unsent decision event of the lane was replaced by this one.
+    pub decision: bool,
+}
+
+/// One lane's due messages, taken from the [`Outbox`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// The state to retain on the sign topic.
+    pub state: Option<LaneState>,
+    /// The decision event for the officer topic.
+    pub decision: Option<LaneState>,
+}
+
+impl Outbox {
+    /// An outbox whose lanes start in the safe state (`WAITING`, no transaction): the
+    /// first connection replaces whatever an earlier run left retained.
+    #[must_use]
+    pub fn new(lanes: &[LaneId], at: Timestamp) -> Self {
+        let mut o = Self::default();
+        for lane in lanes {
+            o.put(&LaneState::waiting(lane, None, at));
+        }
+        o
+    }
+
+    /// `state` becomes its lane's newest state; a decision (not `WAITING`) is also an
+    /// event for the officer topic.
+    pub fn put(&mut self, state: &LaneState) -> Superseded {
+        let decided = !state.is_waiting();
+        let mut sup = Superseded::default();
+        match self.slots.get_mut(&state.lane) {
+            Some(slot) => {
+                sup.state = slot.state_due;
+                slot.current = state.clone();
+                slot.state_due = true;
+                if decided {
+                    sup.decision = slot.decision.replace(state.clone()).is_some();
+                }
+                if !slot.queued {
+                    slot.queued = true;
+                    self.ready.push_back(state.lane.clone());
+                }
+            }
+            None => {
+                self.slots.insert(
+                    state.lane.clone(),
+                    Slot {
+                        current: state.clone(),
+                        state_due: true,
+                        decision: decided.then(|| state.clone()),
+                        queued: true,
+                    },
+                );
+                self.ready.push_back(state.lane.clone());
+            }
+        }
+        sup
+    }
+
+    /// The next lane's due messages, in the order lanes became due.
+    pub fn take(&mut self) -> Option<Due> {
+        while let Some(lane) = self.ready.pop_front() {
+            let Some(slot) = self.slots.get_mut(&lane) else {
+                continue;
+            };
+            slot.queued = false;
+            let state = std::mem::take(&mut slot.state_due).then(|| slot.current.clone());
+            let decision = slot.decision.take();
+            if state.is_some() || decision.is_some() {
+                return Some(Due { state, decision });
+            }
+        }
+        None
+    }
+
+    /// After a new connection: every lane's current state is due again (the broker may
+    /// have lost its retained messages). Pending decision events stay as they are.
+    pub fn all_due(&mut self) {
+        let mut lanes: Vec<&LaneId> = self.slots.keys().collect();
+        lanes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let lanes: Vec<LaneId> = lanes.into_iter().cloned().collect();
+        for lane in lanes {
+            if let Some(slot) = self.slots.get_mut(&lane) {
+                slot.state_due = true;
+                if !slot.queued {
+                    slot.queued = true;
+                    self.ready.push_back(lane);
+                }
+            }
+        }
+    }
+
+    /// Every lane known, in id order.
+    #[must_use]
+    pub fn lanes(&self) -> Vec<LaneId> {
+        let mut lanes: Vec<LaneId> = self.slots.keys().cloned().collect();
+        lanes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        lanes
+    }
+}
+
+/// Publishes lane topics. Clone freely; publishing never blocks: the state waits in the
+/// outbox (the newest per lane) until the outbox task hands it to the connection.
 #[derive(Debug, Clone)]
 pub struct LaneTopics {
-    client: AsyncClient,
     prefix: String,
-    retained: Arc<Mutex<HashMap<LaneId, Vec<u8>>>>,
+    availability: String,
+    outbox: Arc<Mutex<Outbox>>,
+    wake: Arc<Notify>,
 }
 
 impl LaneTopics {
-    /// `<prefix>/<lane>/state`.
+    /// `<prefix>/<lane>/state`: the sign's state ([`SignState`]), retained.
     #[must_use]
     pub fn state_topic(&self, lane: &LaneId) -> String {
         format!("{}/{lane}/state", self.prefix)
     }
 
-    /// `<prefix>/<lane>/decision`.
+    /// `<prefix>/<lane>/decision`: the officer-facing decision ([`LaneState`], with
+    /// reasons), not retained.
     #[must_use]
     pub fn decision_topic(&self, lane: &LaneId) -> String {
         format!("{}/{lane}/decision", self.prefix)
     }
 
-    /// Publishes `state` as the lane's retained state and, unless it is the waiting state,
-    /// as a decision event.
-    pub fn publish(&self, state: &LaneState) {
-        let Ok(body) = serde_json::to_vec(state) else {
-            return;
-        };
-        if let Ok(mut r) = self.retained.lock() {
-            r.insert(state.lane.clone(), body.clone());
-        }
-        let state_topic = self.state_topic(&state.lane);
-        let decision_topic = self.decision_topic(&state.lane);
-        let decided = !state.is_waiting();
-        for (topic, retain) in [(state_topic, true), (decision_topic, false)]
-            .into_iter()
-            .filter(|(_, retain)| *retain || decided)
-        {
-            if let Err(e) = self
-                .client
-                .try_publish(&topic, QoS::AtLeastOnce, retain, body.clone())
-            {
-                metrics::counter!("aeogate_mqtt_publish_dropped_total").increment(1);
-                tracing::warn!(%topic, error = %e, "lane topic publish dropped (broker unreachable?)");
-            }
-        }
+    /// The availability topic (`online` / `offline`, retained; the Last Will).
+    #[must_use]
+    pub fn availability_topic(&self) -> &str {
+        &self.availability
     }
 
-    fn republish_retained(&self) {
-        let Ok(r) = self.retained.lock() else { return };
-        for (lane, body) in r.iter() {
-            let _ = self.client.try_publish(
-                self.state_topic(lane),
-                QoS::AtLeastOnce,
-                true,
-                body.clone(),
-            );
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // A panic while holding the lock leaves plain data behind; keep using it.
+        self.outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `state` as the lane's retained state and, unless it is the waiting state,
+    /// as a decision event.
+    pub fn publish(&self, state: &LaneState) {
+        let sup = self.outbox().put(state);
+        if sup.state {
+            metrics::counter!("aeogate_mqtt_lane_states_superseded_total", "topic" => "state")
+                .increment(1);
         }
+        if sup.decision {
+            metrics::counter!("aeogate_mqtt_lane_states_superseded_total", "topic" => "decision")
+                .increment(1);
+        }
+        self.wake.notify_one();
     }
 }
 
@@ -108,105 +264,442 @@ impl crate::actuators::LanePublisher for LaneTopics {
 pub struct MqttLink {
     /// Lane topic publisher.
     pub topics: LaneTopics,
-    /// The polling task.
+    /// The polling task (it waits for the outbox task before it ends).
     pub task: tokio::task::JoinHandle<()>,
+}
+
+/// The rustls client configuration for `cfg`'s TLS settings, if any.
+fn transport(cfg: &MqttConfig) -> anyhow::Result<Option<Transport>> {
+    let Some(tls) = &cfg.tls else {
+        return Ok(None);
+    };
+    let config = tls.client_config().map_err(|e| {
+        anyhow::anyhow!(
+            "mqtt TLS settings (ca_cert {}): {e}",
+            tls.ca_cert.display()
+        )
+    })?;
+    Ok(Some(Transport::Tls(TlsConfiguration::Rustls(Arc::new(
+        config,
+    )))))
 }
 
 impl MqttLink {
     /// Connects (in the background) and starts forwarding mapped topics to `events`.
+    /// `lanes` are the lanes whose topics the agent owns: each starts as `WAITING`.
     /// Reconnects with backoff until `shutdown`, resubscribing and republishing retained
     /// lane states on every connection.
-    #[must_use]
+    ///
+    /// # Errors
+    /// TLS settings rustls refuses (a client key that does not fit its certificate).
     pub fn start(
         cfg: &MqttConfig,
+        lanes: &[LaneId],
         events: mpsc::Sender<AssemblerEvent>,
         health: HealthReporter,
         shutdown: CancellationToken,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
         opts.set_keep_alive(Duration::from_secs(10))
             .set_clean_session(true)
-            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
-            .set_inflight(32);
-        if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-            opts.set_credentials(u.clone(), p.clone());
+            .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
+            .set_inflight(64)
+            .set_last_will(LastWill::new(
+                cfg.availability_topic.clone(),
+                OFFLINE,
+                QoS::AtLeastOnce,
+                true,
+            ));
+        if let Some(u) = &cfg.username {
+            let p = cfg.password.as_ref().map_or("", |p| p.expose());
+            opts.set_credentials(u.clone(), p);
         }
-        let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        if let Some(t) = transport(cfg)? {
+            opts.set_transport(t);
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_QUEUE);
         let mut net = eventloop.network_options();
         net.set_tcp_nodelay(true);
         net.set_connection_timeout(5);
         eventloop.set_network_options(net);
 
         let topics = LaneTopics {
-            client: client.clone(),
             prefix: cfg.lane_topic_prefix.trim_end_matches('/').to_owned(),
-            retained: Arc::default(),
+            availability: cfg.availability_topic.clone(),
+            outbox: Arc::new(Mutex::new(Outbox::new(lanes, Timestamp::now()))),
+            wake: Arc::new(Notify::new()),
         };
         let maps = cfg.topics.clone();
         let broker = format!("{}:{}", cfg.host, cfg.port);
-        let publisher = topics.clone();
+        let (epoch_tx, epoch_rx) = watch::channel(0u64);
+        let mut filters: Vec<String> = maps.iter().map(|m| m.filter.clone()).collect();
+        filters.dedup();
+        let outbox = tokio::spawn(run_outbox(
+            client.clone(),
+            topics.clone(),
+            filters,
+            epoch_rx,
+            shutdown.clone(),
+        ));
         let task = tokio::spawn(async move {
-            let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-            let mut forward: std::collections::VecDeque<AssemblerEvent> = Default::default();
+            let mut reconnect = Reconnect::new(
+                Backoff::new(Duration::from_millis(250), Duration::from_secs(10)),
+                STABLE_AFTER,
+            );
+            let mut forward: VecDeque<AssemblerEvent> = VecDeque::new();
+            // Set once the agent stops: keep polling so the outbox's last publishes and
+            // DISCONNECT go out, until then at the latest.
+            let mut stopping: Option<tokio::time::Instant> = None;
             'poll: loop {
                 // Reads waiting for the assembler are delivered before polling again: the
                 // broker then holds further publishes (TCP backpressure) rather than us
                 // dropping them.
-                while let Some(ev) = forward.pop_front() {
+                while stopping.is_none()
+                    && let Some(ev) = forward.pop_front()
+                {
                     tokio::select! {
-                        () = shutdown.cancelled() => break 'poll,
-                        sent = events.send(ev) => if sent.is_err() { break 'poll },
+                        () = shutdown.cancelled() => {
+                            stopping = Some(tokio::time::Instant::now() + STOP_GRACE);
+                        }
+                        sent = events.send(ev) => if sent.is_err() {
+                            stopping = Some(tokio::time::Instant::now() + STOP_GRACE);
+                        },
                     }
                 }
-                let polled = tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    p = eventloop.poll() => p,
+                let polled = match stopping {
+                    Some(deadline) => {
+                        match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+                            Ok(p) => p,
+                            Err(_) => break 'poll,
+                        }
+                    }
+                    None => tokio::select! {
+                        () = shutdown.cancelled() => {
+                            stopping = Some(tokio::time::Instant::now() + STOP_GRACE);
+                            continue 'poll;
+                        }
+                        p = eventloop.poll() => p,
+                    },
                 };
                 match polled {
-                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                        backoff.reset();
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        reconnect.connected(std::time::Instant::now());
+                        metrics::counter!("aeogate_mqtt_connections_total").increment(1);
                         health.up(format!("connected to {broker}"));
-                        if !ack.session_present {
-                            for m in &maps {
-                                if let Err(e) =
-                                    client.try_subscribe(m.filter.clone(), QoS::AtLeastOnce)
-                                {
-                                    tracing::error!(filter = %m.filter, error = %e, "subscribe request dropped");
-                                }
-                            }
-                        }
-                        publisher.republish_retained();
+                        epoch_tx.send_modify(|n| *n += 1);
+                    }
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) if stopping.is_some() => {
+                        break 'poll;
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if stopping.is_some() {
+                            continue;
+                        }
                         let Some(map) = maps.iter().find(|m| rumqttc::matches(&p.topic, &m.filter))
                         else {
                             tracing::debug!(topic = %p.topic, "publish on an unmapped topic ignored");
                             continue;
                         };
+                        let lane = map.lane.to_string();
+                        if p.retain {
+                            // Delivered because we subscribed, not because a reader spoke
+                            // now (MQTT 3.1.1 §3.3.1.3): an old message, not a fresh read.
+                            metrics::counter!("aeogate_mqtt_retained_ignored_total", "lane" => lane)
+                                .increment(1);
+                            tracing::info!(topic = %p.topic, bytes = p.payload.len(), "retained message ignored (not a fresh read)");
+                            continue;
+                        }
+                        if p.payload.len() > super::payload::MAX_PAYLOAD {
+                            metrics::counter!("aeogate_mqtt_oversized_total", "lane" => lane.clone())
+                                .increment(1);
+                        }
                         let device = format!("mqtt:{}", p.topic);
                         let (evs, err) =
                             super::vendor::parse_mapped(map, &device, &p.payload, Timestamp::now());
                         if let Some(e) = err {
-                            metrics::counter!("aeogate_mqtt_malformed_total", "lane" => map.lane.to_string()).increment(1);
+                            metrics::counter!("aeogate_mqtt_malformed_total", "lane" => lane).increment(1);
                             tracing::warn!(topic = %p.topic, error = %e, "malformed payload; recorded as an unreadable read");
                         }
                         forward.extend(evs);
                     }
                     Ok(_) => {}
                     Err(e) => {
+                        if stopping.is_some() {
+                            break 'poll;
+                        }
                         health.down(format!("{broker}: {e}"));
-                        let wait = backoff.next_delay();
-                        tracing::warn!(%broker, error = %e, ?wait, "MQTT connection lost; reconnecting");
+                        let wait = reconnect.lost_now();
+                        if let rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+                            rumqttc::Error::PayloadSizeLimitExceeded(n),
+                        )) = &e
+                        {
+                            tracing::error!(%broker, bytes = n, limit = MAX_INCOMING_PACKET, ?wait,
+                                "the broker sent a message larger than the agent accepts; set the broker's max_packet_size to at most the limit");
+                        } else {
+                            tracing::warn!(%broker, error = %e, ?wait, "MQTT connection lost; reconnecting");
+                        }
                         tokio::select! {
-                            () = shutdown.cancelled() => break,
+                            () = shutdown.cancelled() => break 'poll,
                             () = tokio::time::sleep(wait) => {}
                         }
                     }
                 }
             }
-            let _ = client.try_disconnect();
             health.down("stopped");
+            drop(eventloop);
+            let _ = outbox.await;
         });
-        Self { topics, task }
+        Ok(Self { topics, task })
+    }
+}
+
+/// Sends lane states, subscriptions and availability through the client (see the module
+/// documentation). Awaits the request channel, so it must not run in the poll task.
+async fn run_outbox(
+    client: AsyncClient,
+    topics: LaneTopics,
+    filters: Vec<String>,
+    mut epoch: watch::Receiver<u64>,
+    shutdown: CancellationToken,
+) {
+    let mut connected = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            changed = epoch.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                connected = true;
+                if on_connect(&client, &topics, &filters, &shutdown).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            () = topics.wake.notified(), if connected => {}
+        }
+        if drain(&client, &topics, &shutdown).await.is_err() {
+            break;
+        }
+    }
+    if !shutdown.is_cancelled() {
+        return; // the connection task is gone: nothing more can be sent
+    }
+    if connected {
+        let grace = STOP_GRACE.saturating_sub(Duration::from_millis(500));
+        let _ = tokio::time::timeout(grace, close(&client, &topics)).await;
+    } else {
+        let _ = client.try_disconnect();
+    }
+}
+
+/// Why the outbox stopped sending.
+#[derive(Debug)]
+struct Stopped;
+
+/// One publish, awaiting room in the request channel; `Stopped` on shutdown or when the
+/// event loop is gone (counted as dropped then).
+async fn send(
+    client: &AsyncClient,
+    shutdown: &CancellationToken,
+    topic: String,
+    retain: bool,
+    body: Vec<u8>,
+) -> Result<(), Stopped> {
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => Err(Stopped),
+        r = client.publish(topic.clone(), QoS::AtLeastOnce, retain, body) => r.map_err(|e| {
+            metrics::counter!("aeogate_mqtt_publish_dropped_total").increment(1);
+            tracing::warn!(%topic, error = %e, "lane topic publish dropped: the MQTT connection task is gone");
+            Stopped
+        }),
+    }
+}
+
+/// A new connection: subscribe every filter, republish every lane's state, then say
+/// `online` (after the states, so a sign never sees `online` beside a state left by an
+/// earlier run).
+async fn on_connect(
+    client: &AsyncClient,
+    topics: &LaneTopics,
+    filters: &[String],
+    shutdown: &CancellationToken,
+) -> Result<(), Stopped> {
+    for chunk in filters.chunks(SUBSCRIBE_CHUNK) {
+        let subs: Vec<SubscribeFilter> = chunk
+            .iter()
+            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
+            .collect();
+        tokio::select! {
+            () = shutdown.cancelled() => return Err(Stopped),
+            r = client.subscribe_many(subs) => if let Err(e) = r {
+                tracing::error!(error = %e, "subscribe request not sent: the MQTT connection task is gone");
+                return Err(Stopped);
+            },
+        }
+    }
+    topics.outbox().all_due();
+    drain(client, topics, shutdown).await?;
+    send(
+        client,
+        shutdown,
+        topics.availability.clone(),
+        true,
+        ONLINE.as_bytes().to_vec(),
+    )
+    .await
+}
+
+/// Hands every due lane message to the client.
+async fn drain(
+    client: &AsyncClient,
+    topics: &LaneTopics,
+    shutdown: &CancellationToken,
+) -> Result<(), Stopped> {
+    loop {
+        let Some(due) = topics.outbox().take() else {
+            return Ok(());
+        };
+        if let Some(state) = due.state {
+            let sign = SignState::from_lane_state(&state);
+            if let Ok(body) = serde_json::to_vec(&sign) {
+                send(client, shutdown, topics.state_topic(&state.lane), true, body).await?;
+            }
+        }
+        if let Some(decision) = due.decision
+            && let Ok(body) = serde_json::to_vec(&decision)
+        {
+            send(
+                client,
+                shutdown,
+                topics.decision_topic(&decision.lane),
+                false,
+                body,
+            )
+            .await?;
+        }
+    }
+}
+
+/// A clean stop: every lane closed, then `offline`, then DISCONNECT (after which the
+/// broker drops the Last Will: the agent said it itself).
+async fn close(client: &AsyncClient, topics: &LaneTopics) {
+    let at = Timestamp::now();
+    let lanes = topics.outbox().lanes();
+    for lane in lanes {
+        let Ok(body) = serde_json::to_vec(&SignState::closed(&lane, at)) else {
+            continue;
+        };
+        if client
+            .publish(topics.state_topic(&lane), QoS::AtLeastOnce, true, body)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let _ = client
+        .publish(
+            topics.availability.clone(),
+            QoS::AtLeastOnce,
+            true,
+            OFFLINE.as_bytes().to_vec(),
+        )
+        .await;
+    let _ = client.disconnect().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::schema::{LaneDecision, LaneSignal};
+
+    fn lane(n: usize) -> LaneId {
+        LaneId::parse(&format!("L{n}")).expect("lane")
+    }
+
+    fn at() -> Timestamp {
+        "2026-03-01T10:00:00Z".parse().expect("ts")
+    }
+
+    fn decided(lane: &LaneId, d: LaneDecision) -> LaneState {
+        let mut s = LaneState::waiting(lane, Some(uuid::Uuid::now_v7()), at());
+        s.decision = LaneSignal::Decided(d);
+        s.route = "route".into();
+        s
+    }
+
+    #[test]
+    fn lanes_start_waiting_so_a_stale_retained_state_is_replaced() {
+        let mut o = Outbox::new(&[lane(1), lane(2)], at());
+        let a = o.take().expect("L1 due");
+        let b = o.take().expect("L2 due");
+        assert!(o.take().is_none());
+        for due in [a, b] {
+            assert!(due.state.expect("a state").is_waiting());
+            assert_eq!(due.decision, None, "WAITING is not a decision event");
+        }
+    }
+
+    #[test]
+    fn a_state_replaced_before_it_went_out_is_superseded_and_the_newest_goes_out() {
+        let mut o = Outbox::new(&[lane(1)], at());
+        let _ = o.take();
+        let first = decided(&lane(1), LaneDecision::Inspect);
+        let second = decided(&lane(1), LaneDecision::Standard);
+        assert_eq!(o.put(&first), Superseded::default());
+        assert_eq!(
+            o.put(&second),
+            Superseded {
+                state: true,
+                decision: true
+            }
+        );
+        let due = o.take().expect("due");
+        assert_eq!(due.state.as_ref(), Some(&second));
+        assert_eq!(due.decision.as_ref(), Some(&second));
+        assert!(o.take().is_none());
+    }
+
+    #[test]
+    fn every_lane_of_thousands_keeps_its_newest_state() {
+        let lanes: Vec<LaneId> = (0..2_000).map(lane).collect();
+        let mut o = Outbox::new(&lanes, at());
+        let mut superseded = 0;
+        for (i, l) in lanes.iter().enumerate() {
+            let d = if i % 2 == 0 {
+                LaneDecision::Fast
+            } else {
+                LaneDecision::Inspect
+            };
+            let s = o.put(&decided(l, d));
+            superseded += usize::from(s.state);
+        }
+        assert_eq!(superseded, 2_000, "each WAITING not yet sent was superseded");
+        let mut seen = HashMap::new();
+        while let Some(due) = o.take() {
+            let s = due.state.expect("state");
+            assert_eq!(due.decision.as_ref(), Some(&s));
+            seen.insert(s.lane.clone(), s.decision);
+        }
+        assert_eq!(seen.len(), 2_000);
+        assert!(seen.values().all(|d| !matches!(d, LaneSignal::Waiting)));
+    }
+
+    #[test]
+    fn a_new_connection_makes_every_state_due_again_but_not_old_events() {
+        let mut o = Outbox::new(&[lane(1), lane(2)], at());
+        o.put(&decided(&lane(1), LaneDecision::Fast));
+        while o.take().is_some() {}
+        o.all_due();
+        let mut n = 0;
+        while let Some(due) = o.take() {
+            assert!(due.state.is_some());
+            assert_eq!(due.decision, None, "a decision event is sent once");
+            n += 1;
+        }
+        assert_eq!(n, 2);
     }
 }
