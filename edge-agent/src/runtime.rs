@@ -96,6 +96,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
     };
 
     let console = crate::console::console(&store, false)?;
+    if let Some(m) = &cfg.mqtt {
+        crate::sources::mqtt::check(m)?;
+    }
 
     let tracker = TaskTracker::new();
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);

@@ -263,3 +263,83 @@ fn syntax_error_reports_a_line() {
     let (line, _, shown) = invalid(&text);
     assert_eq!(line, 4, "{shown}");
 }
+
+fn mqtt(keys: &str) -> String {
+    format!("{MINIMAL}\n[mqtt]\n{keys}")
+}
+
+#[test]
+fn mqtt_password_comes_from_a_file_or_the_environment_and_is_never_shown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("mqtt.password");
+    std::fs::write(&file, "s3cret-from-file\n").expect("write");
+    let cfg = Config::from_toml_str(
+        &mqtt(&format!(
+            "username = \"agent\"\npassword_file = \"{}\"\n",
+            file.display()
+        )),
+        "agent.toml",
+    )
+    .expect("loads");
+    let m = cfg.mqtt.expect("mqtt");
+    assert_eq!(
+        m.password.as_ref().map(|p| p.expose()),
+        Some("s3cret-from-file")
+    );
+    assert!(!format!("{m:?}").contains("s3cret"), "Debug shows the password");
+    assert_eq!(m.availability_topic, "aeogate/G1/availability");
+
+    let (_, key, _) = invalid(&mqtt(
+        "username = \"agent\"\npassword_env = \"AEOGATE_TEST_UNSET_VARIABLE_7731\"\n",
+    ));
+    assert_eq!(key, "mqtt.password_env");
+    let (_, key, _) = invalid(&mqtt(&format!(
+        "username = \"agent\"\npassword = \"x\"\npassword_file = \"{}\"\n",
+        file.display()
+    )));
+    assert_eq!(key, "mqtt.password_file");
+    let (_, key, _) = invalid(&mqtt("password = \"x\"\n"));
+    assert_eq!(key, "mqtt.username");
+    let (_, key, shown) = invalid(&mqtt(
+        "username = \"agent\"\npassword_file = \"/nonexistent/aeogate/mqtt.password\"\n",
+    ));
+    assert_eq!(key, "mqtt.password_file");
+    assert!(shown.contains("line 18"), "{shown}");
+}
+
+#[test]
+fn mqtt_password_in_clear_to_another_host_is_refused() {
+    let (_, key, shown) = invalid(&mqtt(
+        "host = \"broker.gate.example\"\nusername = \"agent\"\npassword = \"x\"\n",
+    ));
+    assert_eq!(key, "mqtt.ca_cert");
+    assert!(shown.contains("clear"), "{shown}");
+    let (_, key, _) = invalid(&mqtt(
+        "host = \"broker.gate.example\"\nca_cert = \"/nonexistent/aeogate/ca.pem\"\n",
+    ));
+    assert_eq!(key, "mqtt.ca_cert");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junk = dir.path().join("ca.pem");
+    std::fs::write(&junk, "not a certificate\n").expect("write");
+    let (_, key, shown) = invalid(&mqtt(&format!("ca_cert = \"{}\"\n", junk.display())));
+    assert_eq!(key, "mqtt.ca_cert");
+    assert!(shown.contains("no certificate"), "{shown}");
+    let (_, key, _) = invalid(&mqtt(&format!(
+        "ca_cert = \"{}\"\nclient_cert = \"{}\"\n",
+        junk.display(),
+        junk.display()
+    )));
+    assert_eq!(key, "mqtt.client_key");
+}
+
+#[test]
+fn mqtt_filters_and_topics_must_be_valid() {
+    let (_, key, _) = invalid(&mqtt(
+        "[[mqtt.topics]]\nfilter = \"readers/#/rfid\"\nlane = \"L1\"\nkind = \"rfid\"\n",
+    ));
+    assert_eq!(key, "mqtt.topics[0].filter");
+    let (_, key, _) = invalid(&mqtt("lane_topic_prefix = \"aeogate/#\"\n"));
+    assert_eq!(key, "mqtt.lane_topic_prefix");
+    let (_, key, _) = invalid(&mqtt("availability_topic = \"aeogate/+/up\"\n"));
+    assert_eq!(key, "mqtt.availability_topic");
+}

@@ -217,7 +217,18 @@ async fn reads_over_link_and_mqtt_become_a_decision_on_the_lane_topic_and_the_li
         cmd,
         lane_command(decision, state["route"].as_str().expect("route"))
     );
-    assert!(state["reasons"].as_array().is_some_and(|r| !r.is_empty()));
+    assert!(
+        state.get("reasons").is_none(),
+        "the sign topic carries no reasons: {state}"
+    );
+    let officer = observer.next_on("aeogate/G1/lanes/L1/decision").await;
+    assert_eq!(officer["transaction_id"], state["transaction_id"]);
+    assert!(
+        officer["reasons"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "the officer topic carries the reasons: {officer}"
+    );
 
     let id = state["transaction_id"].as_str().expect("transaction id");
     let detail = get_json(&format!("{}/api/v1/transactions/{id}", agent.base)).await;

@@ -268,6 +268,14 @@ pub struct MqttLink {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+/// Checks what [`MqttLink::start`] could refuse, before anything is started.
+///
+/// # Errors
+/// As [`MqttLink::start`].
+pub fn check(cfg: &MqttConfig) -> anyhow::Result<()> {
+    transport(cfg).map(|_| ())
+}
+
 /// The rustls client configuration for `cfg`'s TLS settings, if any.
 fn transport(cfg: &MqttConfig) -> anyhow::Result<Option<Transport>> {
     let Some(tls) = &cfg.tls else {

@@ -404,3 +404,143 @@ impl Drop for Observer {
         self.stop.cancel();
     }
 }
+
+impl Mosquitto {
+    /// A mosquitto broker on 127.0.0.1:`port` with the configuration `text` (written to
+    /// `dir`); waits for the port.
+    pub async fn start_conf(dir: &Path, port: u16, text: &str) -> Mosquitto {
+        let conf = dir.join(format!("mosquitto-{port}.conf"));
+        std::fs::write(&conf, text).expect("write mosquitto.conf");
+        let child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed (scripts/test installs it with apt)");
+        wait_for_port(port).await;
+        Mosquitto { port, conf, child }
+    }
+}
+
+/// An MQTT client that keeps every message it receives (topic, payload) and the newest per
+/// topic, and how its connection attempts went.
+pub struct Collector {
+    pub client: AsyncClient,
+    log: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
+    /// Outcome of the last connection attempt: `Ok` after a ConnAck, the error otherwise.
+    pub connected: std::sync::Arc<std::sync::Mutex<Option<Result<(), String>>>>,
+    stop: CancellationToken,
+}
+
+impl Collector {
+    /// Connects with `opts` and subscribes to `filters` (QoS 1) on every connection.
+    pub fn start(mut opts: MqttOptions, filters: &[&str]) -> Collector {
+        opts.set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(4 << 20, 4 << 20);
+        let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connected = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let stop = CancellationToken::new();
+        let filters: Vec<String> = filters.iter().map(|f| (*f).to_owned()).collect();
+        let (sub, log2, conn2, stop2) = (client.clone(), log.clone(), connected.clone(), stop.clone());
+        tokio::spawn(async move {
+            for _ in 0..100_000 {
+                let polled = tokio::select! {
+                    () = stop2.cancelled() => return,
+                    p = eventloop.poll() => p,
+                };
+                match polled {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        *conn2.lock().expect("lock") = Some(Ok(()));
+                        for f in &filters {
+                            let _ = sub.try_subscribe(f.clone(), QoS::AtLeastOnce);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        log2.lock().expect("lock").push((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        *conn2.lock().expect("lock") = Some(Err(e.to_string()));
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+        Collector {
+            client,
+            log,
+            connected,
+            stop,
+        }
+    }
+
+    /// A plain client on 127.0.0.1:`port`.
+    pub fn plain(port: u16, id: &str, filters: &[&str]) -> Collector {
+        Collector::start(MqttOptions::new(id, "127.0.0.1", port), filters)
+    }
+
+    /// Every message so far, oldest first.
+    pub fn messages(&self) -> Vec<(String, Vec<u8>)> {
+        self.log.lock().expect("lock").clone()
+    }
+
+    /// The newest message on each topic.
+    pub fn latest(&self) -> std::collections::HashMap<String, Vec<u8>> {
+        self.messages().into_iter().collect()
+    }
+
+    /// Waits (at most `within`) until `pred` holds for the messages so far; returns them.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&[(String, Vec<u8>)]) -> bool,
+    ) -> Vec<(String, Vec<u8>)> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let seen = self.messages();
+            if pred(&seen) {
+                return seen;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never happened: {what}; {} messages seen",
+                seen.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Publishes (QoS 1), waiting for room in the client's queue.
+    pub async fn publish(&self, topic: &str, retain: bool, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload.into())
+            .await
+            .expect("queue publish");
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The value of the Prometheus series `series` (name with its labels, as rendered) on the
+/// agent's `/metrics`, or `None` when absent.
+pub async fn metric(base: &str, series: &str) -> Option<f64> {
+    edge_agent::uplink::install_crypto_provider();
+    let text = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
