@@ -158,7 +158,11 @@ mod tests {
             waits.windows(2).all(|w| w[1] >= w[0]),
             "waits must not fall back: {waits:?}"
         );
-        assert_eq!(waits.last().copied(), Some(Duration::from_secs(10)), "{waits:?}");
+        assert_eq!(
+            waits.last().copied(),
+            Some(Duration::from_secs(10)),
+            "{waits:?}"
+        );
         // Eight such connections took more than 20 s, not a second and a half.
         assert!(now - t0 > Duration::from_secs(20), "{:?}", now - t0);
     }

@@ -30,8 +30,8 @@ use toml::de::DeTable;
 use self::raw::RawConfig;
 use self::span::{line_of, path_at};
 pub use self::types::{
-    CentralConfig, Config, ConfigError, ConsoleConfig, DeviceConfig, DeviceKind, GateConfig,
-    ClientIdentity, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, MqttTls, PayloadFormat,
+    CentralConfig, ClientIdentity, Config, ConfigError, ConsoleConfig, DeviceConfig, DeviceKind,
+    GateConfig, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, MqttTls, PayloadFormat,
     PinnedKey, Secret, StoreConfig, TopicMap,
 };
 use self::validate::Validator;

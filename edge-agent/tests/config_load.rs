@@ -286,7 +286,10 @@ fn mqtt_password_comes_from_a_file_or_the_environment_and_is_never_shown() {
         m.password.as_ref().map(|p| p.expose()),
         Some("s3cret-from-file")
     );
-    assert!(!format!("{m:?}").contains("s3cret"), "Debug shows the password");
+    assert!(
+        !format!("{m:?}").contains("s3cret"),
+        "Debug shows the password"
+    );
     assert_eq!(m.availability_topic, "aeogate/G1/availability");
 
     let (_, key, _) = invalid(&mqtt(

@@ -57,7 +57,11 @@ fn says(msgs: &[(String, Vec<u8>)], topic: &str, payload: &str) -> bool {
 }
 
 /// A client that subscribes after the fact and reports what the broker retained.
-async fn late_view(port: u16, id: &str, expect_topics: usize) -> std::collections::HashMap<String, Vec<u8>> {
+async fn late_view(
+    port: u16,
+    id: &str,
+    expect_topics: usize,
+) -> std::collections::HashMap<String, Vec<u8>> {
     let late = Collector::plain(port, id, &["aeogate/G1/#"]);
     late.wait_until("the retained messages", Duration::from_secs(10), |m| {
         m.len() >= expect_topics
@@ -124,8 +128,14 @@ async fn two_thousand_lanes_are_all_subscribed_and_every_lane_state_arrives() {
         .await;
     let last = late_view(broker.port, "late", LANES + 1).await;
     let s = json(&last[&state_topic(LANES - 1)]);
-    assert_ne!(s["decision"], "WAITING", "the last lane's read was decided: {s}");
-    assert!(s.get("reasons").is_none(), "the sign topic carries no reasons: {s}");
+    assert_ne!(
+        s["decision"], "WAITING",
+        "the last lane's read was decided: {s}"
+    );
+    assert!(
+        s.get("reasons").is_none(),
+        "the sign topic carries no reasons: {s}"
+    );
     assert!((0..LANES).all(|i| json(&last[&state_topic(i)])["decision"] != "WAITING"));
 
     assert_eq!(
@@ -209,7 +219,11 @@ async fn after_a_kill_a_late_subscriber_sees_offline_and_a_restart_replaces_the_
     assert_eq!(view[AVAILABILITY], b"offline");
     for lane in 0..2 {
         let s = json(&view[&state_topic(lane)]);
-        assert_eq!((s["open"].clone(), s["light"].clone()), (Value::Bool(false), Value::from("RED")), "{s}");
+        assert_eq!(
+            (s["open"].clone(), s["light"].clone()),
+            (Value::Bool(false), Value::from("RED")),
+            "{s}"
+        );
     }
 }
 

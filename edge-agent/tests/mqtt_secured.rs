@@ -108,7 +108,14 @@ fn shipped_conf(dir: &Path, port: u16, pki: &Pki, passwd: &Path) -> String {
     replaced.sort();
     assert_eq!(
         replaced,
-        ["acl_file", "cafile", "certfile", "keyfile", "listener", "password_file"],
+        [
+            "acl_file",
+            "cafile",
+            "certfile",
+            "keyfile",
+            "listener",
+            "password_file"
+        ],
         "the shipped configuration names each file once"
     );
     // Test only: the broker runs as the test's user and reads this test's files.
@@ -192,11 +199,21 @@ async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agen
     .await;
 
     let officer = Collector::start(
-        tls_client(port, "officer-1", &pki.ca, Some(("officer-display", "officer-pass-5Tb"))),
+        tls_client(
+            port,
+            "officer-1",
+            &pki.ca,
+            Some(("officer-display", "officer-pass-5Tb")),
+        ),
         &["aeogate/#"],
     );
     let sign = Collector::start(
-        tls_client(port, "sign-1", &pki.ca, Some(("lane-sign", "sign-pass-9Wd"))),
+        tls_client(
+            port,
+            "sign-1",
+            &pki.ca,
+            Some(("lane-sign", "sign-pass-9Wd")),
+        ),
         &["aeogate/#", DECISION],
     );
     let console = free_port();
@@ -215,7 +232,12 @@ async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agen
     }
 
     let reader = Collector::start(
-        tls_client(port, "reader-1", &pki.ca, Some(("reader", "reader-pass-3Qz"))),
+        tls_client(
+            port,
+            "reader-1",
+            &pki.ca,
+            Some(("reader", "reader-pass-3Qz")),
+        ),
         &[],
     );
     reader
@@ -227,9 +249,11 @@ async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agen
         .publish("readers/L1/ocr", false, r#"{"container":"CSQU3054383"}"#)
         .await;
     let seen = officer
-        .wait_until("the officer sees the decision", Duration::from_secs(20), |m| {
-            m.iter().any(|(t, _)| t == DECISION)
-        })
+        .wait_until(
+            "the officer sees the decision",
+            Duration::from_secs(20),
+            |m| m.iter().any(|(t, _)| t == DECISION),
+        )
         .await;
     let decision = seen
         .iter()
@@ -237,13 +261,19 @@ async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agen
         .map(|(_, p)| json(p))
         .expect("decision");
     assert!(
-        decision["reasons"].as_array().is_some_and(|r| !r.is_empty()),
+        decision["reasons"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
         "{decision}"
     );
-    sign.wait_until("the sign sees the decided state", Duration::from_secs(20), |m| {
-        m.iter()
-            .any(|(t, p)| t == STATE && json(p)["transaction_id"] == decision["transaction_id"])
-    })
+    sign.wait_until(
+        "the sign sees the decided state",
+        Duration::from_secs(20),
+        |m| {
+            m.iter()
+                .any(|(t, p)| t == STATE && json(p)["transaction_id"] == decision["transaction_id"])
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sign_saw = sign.messages();
@@ -264,7 +294,12 @@ async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agen
     sign.publish(DECISION, false, forged).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let late = Collector::start(
-        tls_client(port, "officer-2", &pki.ca, Some(("officer-display", "officer-pass-5Tb"))),
+        tls_client(
+            port,
+            "officer-2",
+            &pki.ca,
+            Some(("officer-display", "officer-pass-5Tb")),
+        ),
         &["aeogate/#"],
     );
     let view = late
@@ -278,7 +313,10 @@ async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agen
         .find(|(t, _)| t == STATE)
         .map(|(_, p)| json(p))
         .expect("state");
-    assert_eq!(state["transaction_id"], decision["transaction_id"], "{state}");
+    assert_eq!(
+        state["transaction_id"], decision["transaction_id"],
+        "{state}"
+    );
     assert!(
         officer
             .messages()
@@ -290,7 +328,12 @@ async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agen
     // No account, or a client that does not trust the broker's CA: refused.
     let anonymous = Collector::start(tls_client(port, "anon-1", &pki.ca, None), &["#"]);
     let wrong_ca = Collector::start(
-        tls_client(port, "sign-2", &pki.other_ca, Some(("lane-sign", "sign-pass-9Wd"))),
+        tls_client(
+            port,
+            "sign-2",
+            &pki.other_ca,
+            Some(("lane-sign", "sign-pass-9Wd")),
+        ),
         &["#"],
     );
     for c in [&anonymous, &wrong_ca] {
@@ -318,7 +361,12 @@ async fn the_agent_does_not_connect_to_a_broker_its_pinned_ca_did_not_sign() {
     )
     .await;
     let officer = Collector::start(
-        tls_client(port, "officer-1", &pki.ca, Some(("officer-display", "officer-pass-5Tb"))),
+        tls_client(
+            port,
+            "officer-1",
+            &pki.ca,
+            Some(("officer-display", "officer-pass-5Tb")),
+        ),
         &["aeogate/#"],
     );
     let console = free_port();
@@ -334,5 +382,8 @@ async fn the_agent_does_not_connect_to_a_broker_its_pinned_ca_did_not_sign() {
         Some(0.0)
     );
     let log = std::fs::read_to_string(dir.path().join("agent.log")).expect("agent log");
-    assert!(!log.contains("agent-pass-7Rk"), "the password is never logged");
+    assert!(
+        !log.contains("agent-pass-7Rk"),
+        "the password is never logged"
+    );
 }

@@ -224,9 +224,7 @@ async fn reads_over_link_and_mqtt_become_a_decision_on_the_lane_topic_and_the_li
     let officer = observer.next_on("aeogate/G1/lanes/L1/decision").await;
     assert_eq!(officer["transaction_id"], state["transaction_id"]);
     assert!(
-        officer["reasons"]
-            .as_array()
-            .is_some_and(|r| !r.is_empty()),
+        officer["reasons"].as_array().is_some_and(|r| !r.is_empty()),
         "the officer topic carries the reasons: {officer}"
     );
 

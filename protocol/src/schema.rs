@@ -1415,7 +1415,10 @@ mod tests {
         assert!(!json.contains("SEAL_MISMATCH") && !json.contains("priority"));
         let closed = SignState::closed(&state.lane, state.at);
         assert_eq!((closed.open, closed.light), (false, SignLight::Red));
-        assert!(serde_json::from_str::<SignState>(text).is_err(), "a full lane state is not a sign state");
+        assert!(
+            serde_json::from_str::<SignState>(text).is_err(),
+            "a full lane state is not a sign state"
+        );
     }
 
     #[test]

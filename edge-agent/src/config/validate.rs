@@ -16,8 +16,8 @@ use super::raw::{
 };
 use super::span::{KeyPath, Seg, line_of, offset_of};
 use super::types::{
-    CentralConfig, Config, ConfigError, ConsoleConfig, DeviceConfig, DeviceKind, GateConfig,
-    ClientIdentity, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, MqttTls, PayloadFormat,
+    CentralConfig, ClientIdentity, Config, ConfigError, ConsoleConfig, DeviceConfig, DeviceKind,
+    GateConfig, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, MqttTls, PayloadFormat,
     PinnedKey, Secret, StoreConfig, TopicMap,
 };
 use crate::decider::{Policy, Routes};
@@ -463,9 +463,9 @@ impl Validator<'_> {
 
     /// TLS material: the pinned CA (`ca_cert`) and the optional client certificate.
     fn mqtt_tls(&self, m: &RawMqtt) -> Result<Option<MqttTls>, ConfigError> {
+        use Seg::Key;
         use rustls::pki_types::pem::PemObject as _;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        use Seg::Key;
         let at = |k: &'static str| vec![Key("mqtt"), Key(k)];
         if m.client_cert.is_some() != m.client_key.is_some() {
             let key = if m.client_cert.is_some() {
@@ -488,9 +488,8 @@ impl Validator<'_> {
             return Ok(None);
         };
         let certs = |k: &'static str, path: &std::path::Path| {
-            let pem = std::fs::read(path).map_err(|e| {
-                self.err(at(k), format!("cannot read {}: {e}", path.display()))
-            })?;
+            let pem = std::fs::read(path)
+                .map_err(|e| self.err(at(k), format!("cannot read {}: {e}", path.display())))?;
             let certs = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {

@@ -282,10 +282,7 @@ fn transport(cfg: &MqttConfig) -> anyhow::Result<Option<Transport>> {
         return Ok(None);
     };
     let config = tls.client_config().map_err(|e| {
-        anyhow::anyhow!(
-            "mqtt TLS settings (ca_cert {}): {e}",
-            tls.ca_cert.display()
-        )
+        anyhow::anyhow!("mqtt TLS settings (ca_cert {}): {e}", tls.ca_cert.display())
     })?;
     Ok(Some(Transport::Tls(TlsConfiguration::Rustls(Arc::new(
         config,
@@ -425,7 +422,8 @@ impl MqttLink {
                         let (evs, err) =
                             super::vendor::parse_mapped(map, &device, &p.payload, Timestamp::now());
                         if let Some(e) = err {
-                            metrics::counter!("aeogate_mqtt_malformed_total", "lane" => lane).increment(1);
+                            metrics::counter!("aeogate_mqtt_malformed_total", "lane" => lane)
+                                .increment(1);
                             tracing::warn!(topic = %p.topic, error = %e, "malformed payload; recorded as an unreadable read");
                         }
                         forward.extend(evs);
@@ -437,9 +435,11 @@ impl MqttLink {
                         }
                         health.down(format!("{broker}: {e}"));
                         let wait = reconnect.lost_now();
-                        if let rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
-                            rumqttc::Error::PayloadSizeLimitExceeded(n),
-                        )) = &e
+                        if let rumqttc::ConnectionError::MqttState(
+                            rumqttc::StateError::Deserialization(
+                                rumqttc::Error::PayloadSizeLimitExceeded(n),
+                            ),
+                        ) = &e
                         {
                             tracing::error!(%broker, bytes = n, limit = MAX_INCOMING_PACKET, ?wait,
                                 "the broker sent a message larger than the agent accepts; set the broker's max_packet_size to at most the limit");
@@ -573,7 +573,14 @@ async fn drain(
         if let Some(state) = due.state {
             let sign = SignState::from_lane_state(&state);
             if let Ok(body) = serde_json::to_vec(&sign) {
-                send(client, shutdown, topics.state_topic(&state.lane), true, body).await?;
+                send(
+                    client,
+                    shutdown,
+                    topics.state_topic(&state.lane),
+                    true,
+                    body,
+                )
+                .await?;
             }
         }
         if let Some(decision) = due.decision
@@ -685,7 +692,10 @@ mod tests {
             let s = o.put(&decided(l, d));
             superseded += usize::from(s.state);
         }
-        assert_eq!(superseded, 2_000, "each WAITING not yet sent was superseded");
+        assert_eq!(
+            superseded, 2_000,
+            "each WAITING not yet sent was superseded"
+        );
         let mut seen = HashMap::new();
         while let Some(due) = o.take() {
             let s = due.state.expect("state");

@@ -443,7 +443,8 @@ impl Collector {
         let connected = std::sync::Arc::new(std::sync::Mutex::new(None));
         let stop = CancellationToken::new();
         let filters: Vec<String> = filters.iter().map(|f| (*f).to_owned()).collect();
-        let (sub, log2, conn2, stop2) = (client.clone(), log.clone(), connected.clone(), stop.clone());
+        let (sub, log2, conn2, stop2) =
+            (client.clone(), log.clone(), connected.clone(), stop.clone());
         tokio::spawn(async move {
             for _ in 0..100_000 {
                 let polled = tokio::select! {
@@ -458,7 +459,9 @@ impl Collector {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        log2.lock().expect("lock").push((p.topic.clone(), p.payload.to_vec()));
+                        log2.lock()
+                            .expect("lock")
+                            .push((p.topic.clone(), p.payload.to_vec()));
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -541,6 +544,11 @@ pub async fn metric(base: &str, series: &str) -> Option<f64> {
         .text()
         .await
         .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
