@@ -423,11 +423,14 @@ impl Mosquitto {
     }
 }
 
+/// Messages received: (topic, payload), oldest first.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// An MQTT client that keeps every message it receives (topic, payload) and the newest per
 /// topic, and how its connection attempts went.
 pub struct Collector {
     pub client: AsyncClient,
-    log: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
+    log: Received,
     /// Outcome of the last connection attempt: `Ok` after a ConnAck, the error otherwise.
     pub connected: std::sync::Arc<std::sync::Mutex<Option<Result<(), String>>>>,
     stop: CancellationToken,
@@ -439,7 +442,7 @@ impl Collector {
         opts.set_keep_alive(Duration::from_secs(5))
             .set_max_packet_size(4 << 20, 4 << 20);
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log: Received = std::sync::Arc::default();
         let connected = std::sync::Arc::new(std::sync::Mutex::new(None));
         let stop = CancellationToken::new();
         let filters: Vec<String> = filters.iter().map(|f| (*f).to_owned()).collect();
