@@ -77,7 +77,7 @@ fn add_account(file: &Path, user: &str, password: &str) {
 
 /// The shipped configuration with this test's port and files in place of the installed
 /// paths; every other line as shipped.
-fn shipped_conf(dir: &Path, port: u16, pki: &Pki, passwd: &Path) -> String {
+fn shipped_conf(port: u16, pki: &Pki, passwd: &Path) -> String {
     let shipped = std::fs::read_to_string(repo_file("packaging/mosquitto/aeogate.conf"))
         .expect("packaging/mosquitto/aeogate.conf");
     let acl = repo_file("packaging/mosquitto/aeogate.acl");
@@ -120,7 +120,6 @@ fn shipped_conf(dir: &Path, port: u16, pki: &Pki, passwd: &Path) -> String {
     );
     // Test only: the broker runs as the test's user and reads this test's files.
     out.push_str(&format!("user {}\npersistence false\n", whoami()));
-    let _ = dir;
     out
 }
 
@@ -191,12 +190,7 @@ async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agen
         add_account(&passwd, user, pass);
     }
     let port = free_port();
-    let _broker = Mosquitto::start_conf(
-        dir.path(),
-        port,
-        &shipped_conf(dir.path(), port, &pki, &passwd),
-    )
-    .await;
+    let _broker = Mosquitto::start_conf(dir.path(), port, &shipped_conf(port, &pki, &passwd)).await;
 
     let officer = Collector::start(
         tls_client(
@@ -354,12 +348,7 @@ async fn the_agent_does_not_connect_to_a_broker_its_pinned_ca_did_not_sign() {
     add_account(&passwd, "aeogate-agent", "agent-pass-7Rk");
     add_account(&passwd, "officer-display", "officer-pass-5Tb");
     let port = free_port();
-    let _broker = Mosquitto::start_conf(
-        dir.path(),
-        port,
-        &shipped_conf(dir.path(), port, &pki, &passwd),
-    )
-    .await;
+    let _broker = Mosquitto::start_conf(dir.path(), port, &shipped_conf(port, &pki, &passwd)).await;
     let officer = Collector::start(
         tls_client(
             port,
