@@ -406,6 +406,12 @@ pub struct Reason {
     /// Specifics, e.g. `{"container":"CSQU3054383","declared":"A123","read":"A124"}`.
     #[serde(default)]
     pub detail: BTreeMap<String, String>,
+    /// The parties the reason is about, as the decision saw them: the party of a
+    /// `PARTY_*` / `MRA_*` reason, the certified parties with their customs contact point
+    /// on `AEO_PRIORITY_INSPECTION`. Screens and exports render these, not `detail`
+    /// strings. Additive: absent (empty) in entries written before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parties: Vec<PartyView>,
 }
 
 impl Reason {
@@ -416,6 +422,7 @@ impl Reason {
             code,
             text: code.text().into(),
             detail: BTreeMap::new(),
+            parties: Vec::new(),
         }
     }
 
@@ -423,6 +430,13 @@ impl Reason {
     #[must_use]
     pub fn with(mut self, key: &str, value: impl fmt::Display) -> Self {
         self.detail.insert(key.into(), value.to_string());
+        self
+    }
+
+    /// Adds a party the reason is about.
+    #[must_use]
+    pub fn with_party(mut self, party: PartyView) -> Self {
+        self.parties.push(party);
         self
     }
 }
