@@ -645,10 +645,7 @@ pub fn decide(
             let mut own = Vec::new();
             let checked = check_party(p, replica, &mras, policy, now, &mut own, required);
             // Each of the party's reasons carries the party as the decision saw it.
-            reasons.extend(
-                own.into_iter()
-                    .map(|r| r.with_party(checked.view.clone())),
-            );
+            reasons.extend(own.into_iter().map(|r| r.with_party(checked.view.clone())));
             if required && !checked.certified {
                 required_ok = false;
             }

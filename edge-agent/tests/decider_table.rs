@@ -457,13 +457,20 @@ fn party_reasons_carry_their_party_as_typed_data() {
         .filter(|r| r.code == ReasonCode::PartyUnknown)
         .collect();
     assert_eq!(unknown.len(), 2, "{:?}", d.reasons);
-    for (reason, role) in unknown.iter().zip([PartyRole::Importer, PartyRole::Carrier]) {
+    for (reason, role) in unknown
+        .iter()
+        .zip([PartyRole::Importer, PartyRole::Carrier])
+    {
         assert_eq!(reason.parties.len(), 1, "{reason:?}");
         assert_eq!(reason.parties[0].role, role);
         assert_eq!(reason.parties[0].status, None);
     }
     assert_eq!(
-        unknown[0].parties[0].operator.as_ref().map(ToString::to_string).as_deref(),
+        unknown[0].parties[0]
+            .operator
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
         Some("EU-AEO:FR12345678901")
     );
 }
