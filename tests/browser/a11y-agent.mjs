@@ -202,7 +202,7 @@ async function booth(page, lang, state) {
     check(r.overflow <= 0 && r.wide.length === 0, `${state} [${lang}] at ${v.name}: no horizontal overflow (${r.overflow} px; ${r.wide.join(', ')})`);
     check(r.inView && r.inside && r.over.length === 0, `${state} [${lang}] at ${v.name}: the decision sits in view, nothing over it (${r.over.join(', ')})`);
     check(r.px >= WORD_PX, `${state} [${lang}] at ${v.name}: decision word ${r.px} px (at least ${WORD_PX})`);
-    if (lang === 'en' || (lang === 'es' && state === 'INSPECT')) {
+    if ((lang === 'en' && ['INSPECT', 'DEGRADED'].includes(state)) || (lang === 'es' && state === 'INSPECT')) {
       await page.screenshot({ path: join(SCREENS, `booth-${v.name}-${state.toLowerCase()}-${lang}.png`) });
     }
   }
@@ -414,7 +414,7 @@ try {
     await op.setViewportSize({ width: v.width, height: v.height });
     const o = await op.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     check(o <= 0, `operator view at ${v.name}: no horizontal overflow (${o} px)`);
-    await op.screenshot({ path: join(SCREENS, `booth-${v.name}-operator-en.png`) });
+    if (v.width === 768) await op.screenshot({ path: join(SCREENS, `booth-${v.name}-operator-en.png`) });
   }
 
   // --- 3. degraded: central unreachable, replica stale, journal alarm ------------------
