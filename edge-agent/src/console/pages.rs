@@ -983,3 +983,69 @@ pub async fn operator_events(
         .keep_alive(KeepAlive::default())
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::schema::{AeoStatus, ContactPoint, PartyRole, Reason, ReasonCode};
+
+    #[test]
+    fn a_phone_number_becomes_a_tel_uri_of_plus_and_digits() {
+        assert_eq!(tel_uri("+49 40 555-0100"), "tel:+49405550100");
+        assert_eq!(tel_uri(" (040) 555 01 00 ext. 7"), "tel:04055501007");
+        assert_eq!(tel_uri("0800 +1"), "tel:08001");
+    }
+
+    #[test]
+    fn a_priority_reason_renders_its_parties_as_cards_with_links() {
+        let party = PartyView {
+            role: PartyRole::Importer,
+            operator: None,
+            name: "Importer <GmbH>".into(),
+            status: Some(AeoStatus::Active),
+            security: true,
+            mra: None,
+            contact_point: Some(ContactPoint {
+                name: "Security desk".into(),
+                phone: Some("+49 40 000 000".into()),
+                email: Some("desk@importer.example".into()),
+            }),
+        };
+        let r = Reason::new(ReasonCode::AeoPriorityInspection).with_party(party);
+        let html = reason_item(&r, Lang::Es).into_string();
+        assert!(html.contains(r#"class="party-card""#), "{html}");
+        assert!(html.contains(r#"href="tel:+4940000000""#), "{html}");
+        assert!(
+            html.contains(r#"href="mailto:desk@importer.example""#),
+            "{html}"
+        );
+        assert!(html.contains("Punto de contacto aduanero"), "{html}");
+        assert!(html.contains("Importer &lt;GmbH&gt;"), "escaped: {html}");
+        assert!(
+            !html.contains("dl class=\"detail\""),
+            "no key=value list: {html}"
+        );
+    }
+
+    #[test]
+    fn a_party_reason_does_not_repeat_the_card_in_its_details() {
+        let party = PartyView {
+            role: PartyRole::Carrier,
+            operator: None,
+            name: "Carrier Ltd".into(),
+            status: None,
+            security: false,
+            mra: None,
+            contact_point: None,
+        };
+        let r = Reason::new(ReasonCode::PartyUnknown)
+            .with("role", "CARRIER")
+            .with("name", "Carrier Ltd")
+            .with("operator", "none declared")
+            .with_party(party);
+        let html = reason_item(&r, Lang::En).into_string();
+        assert!(html.contains("not in registry"), "{html}");
+        assert!(!html.contains("<dt>role</dt>"), "{html}");
+        assert!(!html.contains("none declared"), "{html}");
+    }
+}
