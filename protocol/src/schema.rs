@@ -1226,6 +1226,28 @@ mod tests {
     }
 
     #[test]
+    fn a_reason_without_parties_keeps_its_old_wire_form_and_old_entries_still_parse() {
+        let r = Reason::new(ReasonCode::SealMismatch).with("container", "CSQU3054383");
+        let json = serde_json::to_value(&r).expect("serialize");
+        assert!(json.get("parties").is_none(), "{json}");
+        let old = r#"{"code":"PARTY_UNKNOWN","text":"t","detail":{"role":"IMPORTER"}}"#;
+        let parsed: Reason = serde_json::from_str(old).expect("an entry written before parties");
+        assert!(parsed.parties.is_empty());
+        let with = Reason::new(ReasonCode::PartyUnknown).with_party(PartyView {
+            role: PartyRole::Importer,
+            operator: None,
+            name: "Importer SA".into(),
+            status: None,
+            security: false,
+            mra: None,
+            contact_point: None,
+        });
+        let back: Reason =
+            serde_json::from_str(&serde_json::to_string(&with).expect("serialize")).expect("parse");
+        assert_eq!(back, with);
+    }
+
+    #[test]
     fn reason_codes_are_unique_screaming_snake() {
         let mut seen = std::collections::BTreeSet::new();
         for &c in ReasonCode::ALL {
