@@ -214,6 +214,9 @@ try {
   const kctx = await newContext('en');
   const k = await kctx.newPage();
   await k.goto(`${BASE}/login`);
+  // autofocus is applied at the page's next rendering update, not at once.
+  await k.waitForFunction(() => document.activeElement?.matches('input[name="name"]') ?? false, null, { timeout: 5000 })
+    .catch(() => {});
   check(await focused(k, 'input[name="name"]'), 'the login page starts in the user name field');
   await k.keyboard.type(OFFICERS.en);
   await tabTo(k, 'input[name="password"]');
