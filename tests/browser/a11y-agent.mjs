@@ -1,6 +1,6 @@
 // The agent's screens as an officer works at them, in headless Chromium:
-// 1. the keyboard walk of a shift, without a mouse: log in, watch three trucks, override
-//    one towards INSPECT with a reason, record an inspection result, switch lane, make a
+// 1. the keyboard walk of a shift, without a mouse: log in, watch three trucks, confirm
+//    one, override one towards INSPECT with a reason, record an inspection result, switch lane, make a
 //    manual entry; every focused control shows its focus ring; the INSPECT alert is
 //    announced through an ARIA live region;
 // 2. axe-core (WCAG 2.1 A and AA rules) over every screen (login, officer console, history,
@@ -228,6 +228,14 @@ try {
   await ask('@@arrive:fast');
   await waitDecision(k, 'FAST');
   const first = await txOf(k);
+  // Confirm the first truck's lane: C, Enter.
+  await k.evaluate(() => { document.activeElement?.blur(); window.scrollTo(0, 0); });
+  await k.keyboard.press('c');
+  check(await focused(k, '#f-confirm button'), 'C puts the focus on Confirm lane');
+  await focusRing(k, 'Confirm lane');
+  await k.keyboard.press('Enter');
+  await k.waitForSelector('#msg.ok');
+  check((await k.textContent('#msg')).includes('CONFIRM'), 'the lane is confirmed by keyboard');
   await ask('@@arrive:fast');
   await waitDecision(k, 'FAST', first);
   const second = await txOf(k);
