@@ -3,9 +3,15 @@
 //! with two virtual lane boards and a replica loaded before start.
 //!
 //! The script asks for trucks by printing `@@arrive:<kind>` and waits for `ok` on its
-//! standard input; `@@lights:<lane>` is answered with the lane's light. Screenshots go to
-//! `target/screens/`; with `AEOGATE_UPDATE_SCREENS=1` they are also copied to
-//! `docs/screens/`.
+//! standard input; `@@lights:<lane>` is answered with the lane's light; `@@degrade:<what>`
+//! (`central`, `stale`, `journal`) is answered once the gate is in that condition for
+//! real. Screenshots go to `target/screens/`; with `AEOGATE_UPDATE_SCREENS=1` they are
+//! also copied to `docs/screens/`.
+//!
+//! Two runs: `agent.mjs` (the screens' behaviour) and `a11y-agent.mjs` (axe-core over every
+//! screen in its states and languages, the keyboard walk of a shift, booth layouts at
+//! 1280×720 and 768 px) against an agent whose central is unreachable and whose replica
+//! goes stale during the run.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -14,12 +20,13 @@ use std::time::Duration;
 use aeogate::bench::data;
 use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
 use edge_agent::config::Config;
+use edge_agent::console::view::GateStatus;
 use edge_agent::console::{Role, add_user};
 use edge_agent::store::Store;
 use protocol::i18n::Lang;
 use protocol::link::{BatteryLevel, EpochMinutes, SealRead, SealStatus};
 use protocol::schema::{
-    Change, Consignment, DeclaredContainer, GateId, Party, PartyRole, SCHEMA_VERSION,
+    Change, Consignment, ContactPoint, DeclaredContainer, GateId, Party, PartyRole, SCHEMA_VERSION,
 };
 use protocol::seal::ESealId;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
@@ -96,9 +103,16 @@ fn seed_store(path: &Path) {
     let store = Store::open(path, GateId::parse(GATE).expect("gate")).expect("store");
     let mut changes = vec![Change::UpsertMra { mra: data::mra() }];
     for i in 0..4 {
-        changes.push(Change::UpsertOperator {
-            record: data::operator(i).expect("operator"),
-        });
+        let mut record = data::operator(i).expect("operator");
+        // Both declared parties have a customs contact point to call and to write to.
+        if i < 2 {
+            record.contact_point = Some(ContactPoint {
+                name: format!("Customs contact point {i}"),
+                phone: Some(format!("+49 40 555 01{i:02}")),
+                email: Some(format!("aeo-contact{i}@operator{i}.example")),
+            });
+        }
+        changes.push(Change::UpsertOperator { record });
     }
     for j in 0..4 {
         changes.push(Change::UpsertConsignment {
@@ -120,7 +134,20 @@ fn seed_store(path: &Path) {
     }
 }
 
-fn config(dir: &Path, boards: &[(&str, &VirtualBoard)]) -> Config {
+/// What the agent's configuration varies in between the two runs.
+struct Setup {
+    /// Policy's staleness bound (humantime).
+    staleness: &'static str,
+    /// A central URL (nothing listens there), or none.
+    central: Option<String>,
+}
+
+const PLAIN: Setup = Setup {
+    staleness: "1h",
+    central: None,
+};
+
+fn config(dir: &Path, boards: &[(&str, &VirtualBoard)], setup: &Setup) -> Config {
     let mut t = format!("[gate]\nid = \"{GATE}\"\nport = \"{}\"\n\n", data::PORT);
     for (lane, _) in boards {
         t.push_str(&format!(
@@ -134,9 +161,18 @@ fn config(dir: &Path, boards: &[(&str, &VirtualBoard)]) -> Config {
         ));
     }
     t.push_str(&format!(
-        "[store]\npath = \"{}\"\n\n[policy]\nstaleness_bound = \"1h\"\nrandom_rate_aeo = 0.000001\nrandom_rate_other = 0.000001\nrandom_key = \"browser-test-key\"\n\n[console]\nbind = \"127.0.0.1:0\"\n",
-        dir.join("agent.redb").display()
+        "[store]\npath = \"{}\"\n\n[policy]\nstaleness_bound = \"{}\"\nrandom_rate_aeo = 0.000001\nrandom_rate_other = 0.000001\nrandom_key = \"browser-test-key\"\n\n[console]\nbind = \"127.0.0.1:0\"\n",
+        dir.join("agent.redb").display(),
+        setup.staleness,
     ));
+    if let Some(url) = &setup.central {
+        // A pinned key that signs nothing here: the agent never reaches central.
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        t.push_str(&format!(
+            "\n[central]\nurl = \"{url}\"\ntoken = \"browser-test-token\"\nheartbeat_every = \"1s\"\n[[central.registry_keys]]\nkey_id = \"unused\"\npublic_key = \"{}\"\n",
+            hex::encode(key.to_bytes())
+        ));
+    }
     Config::from_toml_str(&t, "browser.toml").expect("valid config")
 }
 
@@ -158,121 +194,251 @@ fn require_tools() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn officer_console_and_operator_view_in_chromium() {
-    require_tools();
-    edge_agent::uplink::install_crypto_provider();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let l1 = VirtualBoard::spawn(VirtualBoardConfig {
-        lane: "L1".into(),
-        seed: 1,
-        ..VirtualBoardConfig::default()
-    })
-    .expect("board L1");
-    let l2 = VirtualBoard::spawn(VirtualBoardConfig {
-        lane: "L2".into(),
-        seed: 2,
-        ..VirtualBoardConfig::default()
-    })
-    .expect("board L2");
-    seed_store(&dir.path().join("agent.redb"));
-    let shutdown = CancellationToken::new();
-    let agent = edge_agent::runtime::start(
-        config(dir.path(), &[("L1", &l1), ("L2", &l2)]),
-        shutdown.clone(),
-    )
-    .await
-    .expect("agent starts");
-    let base = format!("http://127.0.0.1:{}", agent.console_addr.port());
-    // The boards' links come up before any truck is sent.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !agent.shared.device_health().iter().all(|d| d.up) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "lane boards did not come up: {:?}",
-            agent.shared.device_health()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// A running agent with two virtual lane boards, and the answers to a script's requests.
+struct Rig {
+    dir: tempfile::TempDir,
+    l1: VirtualBoard,
+    l2: VirtualBoard,
+    agent: edge_agent::runtime::AgentHandle,
+    shutdown: CancellationToken,
+    next_truck: u64,
+}
+
+impl Rig {
+    async fn start(setup: &Setup) -> Self {
+        require_tools();
+        edge_agent::uplink::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l1 = VirtualBoard::spawn(VirtualBoardConfig {
+            lane: "L1".into(),
+            seed: 1,
+            ..VirtualBoardConfig::default()
+        })
+        .expect("board L1");
+        let l2 = VirtualBoard::spawn(VirtualBoardConfig {
+            lane: "L2".into(),
+            seed: 2,
+            ..VirtualBoardConfig::default()
+        })
+        .expect("board L2");
+        seed_store(&dir.path().join("agent.redb"));
+        let shutdown = CancellationToken::new();
+        let agent = edge_agent::runtime::start(
+            config(dir.path(), &[("L1", &l1), ("L2", &l2)], setup),
+            shutdown.clone(),
+        )
+        .await
+        .expect("agent starts");
+        // The boards' links come up before any truck is sent.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !agent
+            .shared
+            .device_health()
+            .iter()
+            .filter(|d| d.device.starts_with("board-"))
+            .all(|d| d.up)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "lane boards did not come up: {:?}",
+                agent.shared.device_health()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self {
+            dir,
+            l1,
+            l2,
+            agent,
+            shutdown,
+            next_truck: 0,
+        }
     }
 
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.agent.console_addr.port())
+    }
+
+    /// Waits (bounded) until `cond` holds of the gate's status.
+    async fn until(&self, what: &str, limit: Duration, cond: impl Fn(&GateStatus) -> bool) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let st = edge_agent::console::view::gate_status(&self.agent.shared);
+            if cond(&st) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the gate did not reach '{what}' within {limit:?}: {st:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The answer to one request line of a script, or `None` for an ordinary line.
+    async fn answer(&mut self, line: &str) -> Option<String> {
+        if let Some(kind) = line.strip_prefix("@@arrive:") {
+            // Containers 0..4 are declared; 4.. are not (no advance data: STANDARD).
+            let (board, j, status) = match kind {
+                "fast" => (&self.l1, self.next_truck % 4, SealStatus::Sealed),
+                "tampered" => (&self.l1, self.next_truck % 4, SealStatus::Tampered),
+                "undeclared" => (&self.l1, 4 + self.next_truck, SealStatus::Sealed),
+                "l2" => (&self.l2, self.next_truck % 4, SealStatus::Sealed),
+                other => panic!("unknown truck kind {other}"),
+            };
+            board.arrive(truck(j, status));
+            self.next_truck += 1;
+            // Long enough for the e-seal reader's poll (every 1 s) to read the seal
+            // before the truck leaves: a shorter stay sometimes left it unread.
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            board.leave();
+            return Some("ok".into());
+        }
+        if let Some(lane) = line.strip_prefix("@@lights:") {
+            let light = if lane == "L2" {
+                self.l2.lights()
+            } else {
+                self.l1.lights()
+            };
+            return Some(format!("{light:?}"));
+        }
+        if let Some(what) = line.strip_prefix("@@degrade:") {
+            match what {
+                // Nothing listens at central's address: once the oldest unacknowledged
+                // entry is older than the console's limit, central counts as unreachable.
+                "central" => {
+                    self.until("central unreachable", Duration::from_secs(90), |st| {
+                        st.central_down
+                    })
+                    .await;
+                }
+                // The replica was loaded at start; no central refreshes it.
+                "stale" => {
+                    self.until("replica stale", Duration::from_secs(200), |st| {
+                        st.replica.stale
+                    })
+                    .await;
+                }
+                // The disk refuses journal writes; the next truck raises the alarm.
+                "journal" => {
+                    self.agent.shared.store.refuse_journal_writes(true);
+                    return Some("ok".into());
+                }
+                "journal-alarm" => {
+                    self.until("journal alarm", Duration::from_secs(30), |st| {
+                        st.devices.iter().any(|d| d.device == "journal" && !d.up)
+                    })
+                    .await;
+                }
+                other => panic!("unknown condition {other}"),
+            }
+            return Some("ok".into());
+        }
+        None
+    }
+
+    /// Runs `script` with node, answering its requests, and fails with its transcript.
+    async fn run(&mut self, script: &str, screens: &Path, limit: Duration) {
+        let mut child = tokio::process::Command::new("node")
+            .arg(root().join("tests/browser").join(script))
+            .env("AGENT_URL", self.base())
+            .env("PASSWORD", PASSWORD)
+            .env("SCREENS", screens)
+            .env("PROFILE_DIR", self.dir.path().join("chromium-profile"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node starts");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut transcript = String::new();
+        let run = async {
+            while let Some(line) = lines.next_line().await.expect("node output") {
+                transcript.push_str(&line);
+                transcript.push('\n');
+                eprintln!("{script}: {line}");
+                if let Some(a) = self.answer(&line).await {
+                    stdin
+                        .write_all(format!("{a}\n").as_bytes())
+                        .await
+                        .expect("answer");
+                }
+            }
+        };
+        let finished = tokio::time::timeout(limit, run).await;
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err).await;
+        }
+        assert!(finished.is_ok(), "{script} timed out\n{transcript}\n{err}");
+        let ok = matches!(status, Ok(Ok(s)) if s.success());
+        assert!(
+            ok,
+            "{script} failed: {status:?}\n--- stdout\n{transcript}\n--- stderr\n{err}"
+        );
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.agent.join).await;
+    }
+}
+
+fn screens_dir() -> PathBuf {
     let screens = root().join("target/screens");
     std::fs::create_dir_all(&screens).expect("screens dir");
-    let mut child = tokio::process::Command::new("node")
-        .arg(root().join("tests/browser/agent.mjs"))
-        .env("AGENT_URL", &base)
-        .env("PASSWORD", PASSWORD)
-        .env("SCREENS", &screens)
-        .env("PROFILE_DIR", dir.path().join("chromium-profile"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node starts");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut transcript = String::new();
-    let mut next_truck = 0u64;
-    let run = async {
-        while let Some(line) = lines.next_line().await.expect("node output") {
-            transcript.push_str(&line);
-            transcript.push('\n');
-            if let Some(kind) = line.strip_prefix("@@arrive:") {
-                let (board, status) = match kind {
-                    "fast" => (&l1, SealStatus::Sealed),
-                    "tampered" => (&l1, SealStatus::Tampered),
-                    "l2" => (&l2, SealStatus::Sealed),
-                    other => panic!("unknown truck kind {other}"),
-                };
-                board.arrive(truck(next_truck % 4, status));
-                next_truck += 1;
-                // Long enough for the e-seal reader's poll (every 1 s) to read the seal
-                // before the truck leaves: a shorter stay sometimes left it unread.
-                tokio::time::sleep(Duration::from_millis(2500)).await;
-                board.leave();
-                stdin.write_all(b"ok\n").await.expect("answer");
-            } else if let Some(lane) = line.strip_prefix("@@lights:") {
-                let light = if lane == "L2" {
-                    l2.lights()
-                } else {
-                    l1.lights()
-                };
-                stdin
-                    .write_all(format!("{light:?}\n").as_bytes())
-                    .await
-                    .expect("answer");
-            }
-        }
-    };
-    let finished = tokio::time::timeout(SCRIPT_LIMIT, run).await;
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err).await;
-    }
-    assert!(
-        finished.is_ok(),
-        "browser script timed out\n{transcript}\n{err}"
-    );
-    let ok = matches!(status, Ok(Ok(s)) if s.success());
-    assert!(
-        ok,
-        "browser script failed: {status:?}\n--- stdout\n{transcript}\n--- stderr\n{err}"
-    );
+    screens
+}
 
+/// With `AEOGATE_UPDATE_SCREENS=1`, copies the screenshots named `prefix*` to docs/screens.
+fn update_docs(screens: &Path, prefix: &str) {
     if std::env::var("AEOGATE_UPDATE_SCREENS").is_ok_and(|v| v == "1") {
         let docs = root().join("docs/screens");
         std::fs::create_dir_all(&docs).expect("docs/screens");
-        for e in std::fs::read_dir(&screens).expect("screens") {
+        for e in std::fs::read_dir(screens).expect("screens") {
             let p = e.expect("entry").path();
             if p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("agent-"))
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
             {
                 std::fs::copy(&p, docs.join(p.file_name().expect("name"))).expect("copy screen");
             }
         }
     }
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), agent.join).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn officer_console_and_operator_view_in_chromium() {
+    let mut rig = Rig::start(&PLAIN).await;
+    let screens = screens_dir();
+    rig.run("agent.mjs", &screens, SCRIPT_LIMIT).await;
+    update_docs(&screens, "agent-");
+    rig.stop().await;
+}
+
+/// Every agent screen under axe-core in English, Spanish and Portuguese, in its states
+/// (FAST, STANDARD, INSPECT; a form with an error; the override form open; central
+/// unreachable, replica stale, journal alarm), the keyboard walk of an officer's shift,
+/// and the booth layouts at 1280×720 and 768 px wide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_screens_are_accessible_keyboard_operable_and_readable_in_chromium() {
+    // A port nothing listens on: bound, then released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut rig = Rig::start(&Setup {
+        staleness: "150s",
+        central: Some(format!("http://127.0.0.1:{closed}")),
+    })
+    .await;
+    let screens = screens_dir();
+    rig.run("a11y-agent.mjs", &screens, Duration::from_secs(480))
+        .await;
+    update_docs(&screens, "booth-");
+    rig.stop().await;
 }

@@ -75,6 +75,12 @@ async fn one_row_per_decided_transaction_of_the_gate_and_day() {
     assert_eq!(fast["replica_age_s"], "120");
     assert_eq!(fast["case_id"], "");
 
+    // One entry per code, the parties inside it, in the decision's order.
+    assert_eq!(
+        rows[&t.standard.to_string()]["reasons"],
+        "PARTY_UNKNOWN (IMPORTER EU-AEO:FR12345678901, CARRIER);PARTY_NO_SECURITY"
+    );
+
     let mismatch = &rows[&t.mismatch.to_string()];
     assert_eq!(mismatch["decision"], "INSPECT");
     assert_eq!(mismatch["reasons"], "SEAL_MISMATCH");

@@ -141,6 +141,29 @@ async fn arriving_event_lists_containers_and_pure_identity_tags_but_not_raw_epcs
 }
 
 #[tokio::test]
+async fn a_reason_code_shared_by_two_parties_is_one_entry_with_both_parties() {
+    let day = gate_day(|_| {}).await;
+    let doc = get(&day.env.central, &day_uri("epcis"), Some(&day.staff))
+        .await
+        .json();
+    let departing = events_of(&doc, day.txns.standard)[1];
+    assert_eq!(
+        departing["aeogate:reasons"],
+        serde_json::json!(["PARTY_UNKNOWN", "PARTY_NO_SECURITY"])
+    );
+    assert_eq!(
+        departing["aeogate:reasonParties"],
+        serde_json::json!([{
+            "aeogate:reason": "PARTY_UNKNOWN",
+            "aeogate:parties": [
+                {"aeogate:role": "IMPORTER", "aeogate:operatorID": "EU-AEO:FR12345678901", "aeogate:name": "Importer SA"},
+                {"aeogate:role": "CARRIER", "aeogate:name": "Carrier Ltd"},
+            ],
+        }])
+    );
+}
+
+#[tokio::test]
 async fn seal_mismatch_event_names_declared_and_read_seals_reasons_and_case() {
     let day = gate_day(|_| {}).await;
     let doc = get(&day.env.central, &day_uri("epcis"), Some(&day.staff))

@@ -642,7 +642,10 @@ pub fn decide(
             }
             seen_parties.push(key);
             let required = policy.required_roles.contains(&p.role);
-            let checked = check_party(p, replica, &mras, policy, now, &mut reasons, required);
+            let mut own = Vec::new();
+            let checked = check_party(p, replica, &mras, policy, now, &mut own, required);
+            // Each of the party's reasons carries the party as the decision saw it.
+            reasons.extend(own.into_iter().map(|r| r.with_party(checked.view.clone())));
             if required && !checked.certified {
                 required_ok = false;
             }
@@ -675,18 +678,10 @@ pub fn decide(
     };
     let priority = decision == LaneDecision::Inspect && aeo_shipment;
     if priority {
+        // The parties to call about the inspection, with their customs contact point.
         let mut r = Reason::new(ReasonCode::AeoPriorityInspection);
-        for p in &parties {
-            if let (Some(op), Some(cp)) = (&p.operator, &p.contact_point) {
-                let mut contact = cp.name.clone();
-                if let Some(ph) = &cp.phone {
-                    let _ = write!(contact, ", {ph}");
-                }
-                if let Some(em) = &cp.email {
-                    let _ = write!(contact, ", {em}");
-                }
-                r = r.with(&format!("contact.{}.{op}", p.role.as_str()), contact);
-            }
+        for p in parties.iter().filter(|p| p.contact_point.is_some()) {
+            r = r.with_party(p.clone());
         }
         reasons.push(r);
     }

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use protocol::operator::Programme;
 use protocol::schema::{
     AeoStatus, Authorisation, Decision, ESealState, GateTransaction, Hold, HoldKind, LaneDecision,
-    ReadSource, ReadValue, ReasonCode,
+    PartyRole, ReadSource, ReadValue, ReasonCode,
 };
 use protocol::seal::ESealId;
 use support::*;
@@ -436,8 +436,43 @@ fn aeo_inspection_has_priority_and_contact_point() {
         .iter()
         .find(|r| r.code == ReasonCode::AeoPriorityInspection)
         .expect("priority");
-    assert!(r.detail.keys().any(|k| k.starts_with("contact.IMPORTER")));
     assert!(d.parties.iter().all(|p| p.contact_point.is_some()));
+    // The contacts travel as typed data, one entry per party, not as detail strings.
+    assert_eq!(r.parties.len(), d.parties.len());
+    assert!(r.parties.iter().any(|p| p.role == PartyRole::Importer
+        && p.contact_point.as_ref().is_some_and(|c| !c.name.is_empty())));
+    assert!(!r.detail.keys().any(|k| k.starts_with("contact.")));
+}
+
+#[test]
+fn party_reasons_carry_their_party_as_typed_data() {
+    let r = with_consignment(replica(), |k| {
+        k.parties[0].operator = Some(op("EU-AEO:FR12345678901"));
+        k.parties[1].operator = None;
+    });
+    let d = run(&good_tx(), &r, &policy());
+    let unknown: Vec<_> = d
+        .reasons
+        .iter()
+        .filter(|r| r.code == ReasonCode::PartyUnknown)
+        .collect();
+    assert_eq!(unknown.len(), 2, "{:?}", d.reasons);
+    for (reason, role) in unknown
+        .iter()
+        .zip([PartyRole::Importer, PartyRole::Carrier])
+    {
+        assert_eq!(reason.parties.len(), 1, "{reason:?}");
+        assert_eq!(reason.parties[0].role, role);
+        assert_eq!(reason.parties[0].status, None);
+    }
+    assert_eq!(
+        unknown[0].parties[0]
+            .operator
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("EU-AEO:FR12345678901")
+    );
 }
 
 #[test]

@@ -406,6 +406,12 @@ pub struct Reason {
     /// Specifics, e.g. `{"container":"CSQU3054383","declared":"A123","read":"A124"}`.
     #[serde(default)]
     pub detail: BTreeMap<String, String>,
+    /// The parties the reason is about, as the decision saw them: the party of a
+    /// `PARTY_*` / `MRA_*` reason, the certified parties with their customs contact point
+    /// on `AEO_PRIORITY_INSPECTION`. Screens and exports render these, not `detail`
+    /// strings. Additive: absent (empty) in entries written before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parties: Vec<PartyView>,
 }
 
 impl Reason {
@@ -416,6 +422,7 @@ impl Reason {
             code,
             text: code.text().into(),
             detail: BTreeMap::new(),
+            parties: Vec::new(),
         }
     }
 
@@ -423,6 +430,13 @@ impl Reason {
     #[must_use]
     pub fn with(mut self, key: &str, value: impl fmt::Display) -> Self {
         self.detail.insert(key.into(), value.to_string());
+        self
+    }
+
+    /// Adds a party the reason is about.
+    #[must_use]
+    pub fn with_party(mut self, party: PartyView) -> Self {
+        self.parties.push(party);
         self
     }
 }
@@ -1275,6 +1289,28 @@ mod tests {
             let json = serde_json::to_string(&c).expect("serialize");
             assert_eq!(json, format!("\"{}\"", c.code()));
         }
+    }
+
+    #[test]
+    fn a_reason_without_parties_keeps_its_old_wire_form_and_old_entries_still_parse() {
+        let r = Reason::new(ReasonCode::SealMismatch).with("container", "CSQU3054383");
+        let json = serde_json::to_value(&r).expect("serialize");
+        assert!(json.get("parties").is_none(), "{json}");
+        let old = r#"{"code":"PARTY_UNKNOWN","text":"t","detail":{"role":"IMPORTER"}}"#;
+        let parsed: Reason = serde_json::from_str(old).expect("an entry written before parties");
+        assert!(parsed.parties.is_empty());
+        let with = Reason::new(ReasonCode::PartyUnknown).with_party(PartyView {
+            role: PartyRole::Importer,
+            operator: None,
+            name: "Importer SA".into(),
+            status: None,
+            security: false,
+            mra: None,
+            contact_point: None,
+        });
+        let back: Reason =
+            serde_json::from_str(&serde_json::to_string(&with).expect("serialize")).expect("parse");
+        assert_eq!(back, with);
     }
 
     #[test]

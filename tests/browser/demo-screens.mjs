@@ -42,7 +42,9 @@ async function shot(page, name, fullPage = false) {
   console.log(`- ${name}`);
 }
 
-const booth = { width: 1024, height: 768 };
+// The booth's screen (1280×720) and a tablet's width (768 px).
+const booth = { width: 1280, height: 720 };
+const tablet = { width: 768, height: 1024 };
 const desk = { width: 1366, height: 900 };
 
 // Gate: the officer console (the booth's small screen), a Spanish-speaking officer, the
@@ -78,6 +80,9 @@ async function laneShowing(page, cls, name) {
 }
 await laneShowing(officer, 'd-fast', 'demo-officer-console.png');
 await laneShowing(officer, 'd-inspect', 'demo-officer-inspect.png');
+const officerTablet = await session(GATE, '/login', 'name', 'officer', tablet);
+await laneShowing(officerTablet, 'd-inspect', 'demo-officer-inspect-768.png');
+await laneShowing(officerTablet, 'd-standard', 'demo-officer-standard-768.png');
 const oficial = await session(GATE, '/login', 'name', 'oficial', booth);
 await shot(oficial, 'demo-officer-console-es.png');
 const operator = await session(GATE, '/login', 'name', 'operator', desk);

@@ -365,6 +365,16 @@ fn case_markup(s: &UiSession, d: &CaseDetail, users: &[String], error: Option<&s
                             @if !r.detail.is_empty() {
                                 br; small { @for (k, v) in &r.detail { (k) ": " (v) "  " } }
                             }
+                            // The customs contact points of the parties (AEO priority inspection).
+                            @for p in r.parties.iter().filter(|p| p.contact_point.is_some()) {
+                                @if let Some(cp) = &p.contact_point {
+                                    br; small.contact {
+                                        (p.role.as_str()) " " @if let Some(o) = &p.operator { (o) } ": " (cp.name)
+                                        @if let Some(ph) = &cp.phone { " · " a href=(format!("tel:{}", ph.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect::<String>())) { (ph) } }
+                                        @if let Some(em) = &cp.email { " · " a href=(format!("mailto:{em}")) { (em) } }
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jiff::Timestamp;
 use protocol::schema::{
-    ActionKind, Decision, ESealState, EventBody, GateId, GateTransaction, OfficerAction, ReadValue,
+    ActionKind, Decision, ESealState, EventBody, GateId, GateTransaction, OfficerAction, PartyView,
+    ReadValue, ReasonCode,
 };
 use uuid::Uuid;
 
@@ -20,6 +21,40 @@ pub struct ExportQuery {
     pub gate: Option<GateId>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
+}
+
+/// One reason code of a decision with every party its reasons name: the exports give one
+/// line per code, so two parties sharing `PARTY_UNKNOWN` make one `PARTY_UNKNOWN` with
+/// both parties inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonLine<'a> {
+    pub code: ReasonCode,
+    /// The parties of the code's reasons, in the decision's order, each once.
+    pub parties: Vec<&'a PartyView>,
+}
+
+/// The decision's reasons merged by code, in the order each code first appears.
+#[must_use]
+pub fn reason_lines(d: &Decision) -> Vec<ReasonLine<'_>> {
+    let mut lines: Vec<ReasonLine<'_>> = Vec::new();
+    for r in &d.reasons {
+        let i = match lines.iter().position(|l| l.code == r.code) {
+            Some(i) => i,
+            None => {
+                lines.push(ReasonLine {
+                    code: r.code,
+                    parties: Vec::new(),
+                });
+                lines.len() - 1
+            }
+        };
+        for p in &r.parties {
+            if !lines[i].parties.contains(&p) {
+                lines[i].parties.push(p);
+            }
+        }
+    }
+    lines
 }
 
 /// The case opened for a transaction's seal exception.

@@ -5,7 +5,7 @@ use std::io;
 use protocol::schema::{ActionKind, InspectionOutcome};
 
 use super::ExportError;
-use super::collect::{GateEvent, eseal_state_str};
+use super::collect::{GateEvent, ReasonLine, eseal_state_str, reason_lines};
 use super::csv_out::CsvOut;
 
 /// The CSV header, one column per field (docs/central.md, "Exports"). Lists inside a
@@ -41,6 +41,24 @@ fn join<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> String {
             s.push(';');
         }
         s.push_str(x.as_ref());
+    }
+    s
+}
+
+/// One reason code, with its parties in brackets: `PARTY_UNKNOWN (IMPORTER
+/// EU-AEO:FR12345678901, CARRIER)` (a party without an operator id by its role alone).
+fn reason_cell(l: &ReasonLine<'_>) -> String {
+    let mut s = l.code.code().to_owned();
+    for (i, p) in l.parties.iter().enumerate() {
+        s.push_str(if i == 0 { " (" } else { ", " });
+        s.push_str(p.role.as_str());
+        if let Some(o) = &p.operator {
+            s.push(' ');
+            s.push_str(&o.to_string());
+        }
+    }
+    if !l.parties.is_empty() {
+        s.push(')');
     }
     s
 }
@@ -94,7 +112,7 @@ pub fn write_csv<W: io::Write>(events: &[GateEvent], out: W) -> Result<(), Expor
             join(&e.declared_eseals),
             join(eseals_read),
             d.decision.as_str().to_owned(),
-            join(d.reasons.iter().map(|r| r.code.code())),
+            join(reason_lines(d).iter().map(reason_cell)),
             d.priority.to_string(),
             d.route.clone(),
             d.replica.sequence.to_string(),

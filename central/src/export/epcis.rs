@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
-use super::collect::{GateEvent, eseal_state_str};
+use super::collect::{GateEvent, eseal_state_str, reason_lines};
 use super::csv_table::outcome_code;
 use super::locations::ExportConfig;
 use super::{EPCIS_CONTEXT, EXTENSION_NS, EXTENSION_PREFIX};
@@ -109,13 +109,46 @@ fn seal_fields(e: &GateEvent, m: &mut Map<String, Value>) {
     m.insert(ext("eSealsRead"), Value::Array(eseals));
 }
 
+/// `aeogate:reasons`: each reason code once, in the decision's order; and, when reasons
+/// name parties, `aeogate:reasonParties`: one object per such code with its parties.
+fn reason_fields(d: &protocol::schema::Decision, m: &mut Map<String, Value>) {
+    let lines = reason_lines(d);
+    m.insert(
+        ext("reasons"),
+        json!(lines.iter().map(|l| l.code.code()).collect::<Vec<_>>()),
+    );
+    let with_parties: Vec<Value> = lines
+        .iter()
+        .filter(|l| !l.parties.is_empty())
+        .map(|l| {
+            let parties: Vec<Value> = l
+                .parties
+                .iter()
+                .map(|p| {
+                    let mut o = Map::new();
+                    o.insert(ext("role"), json!(p.role.as_str()));
+                    if let Some(id) = &p.operator {
+                        o.insert(ext("operatorID"), json!(id.to_string()));
+                    }
+                    o.insert(ext("name"), json!(p.name));
+                    if let Some(st) = p.status {
+                        o.insert(ext("aeoStatus"), json!(st.as_str()));
+                    }
+                    Value::Object(o)
+                })
+                .collect();
+            json!({ ext("reason"): l.code.code(), ext("parties"): parties })
+        })
+        .collect();
+    if !with_parties.is_empty() {
+        m.insert(ext("reasonParties"), Value::Array(with_parties));
+    }
+}
+
 fn decision_fields(e: &GateEvent, m: &mut Map<String, Value>) {
     let d = &e.decision;
     m.insert(ext("decision"), json!(d.decision.as_str()));
-    m.insert(
-        ext("reasons"),
-        json!(d.reasons.iter().map(|r| r.code.code()).collect::<Vec<_>>()),
-    );
+    reason_fields(d, m);
     m.insert(ext("priority"), json!(d.priority));
     m.insert(ext("sealsDeclared"), json!(e.declared_seals));
     m.insert(ext("eSealsDeclared"), json!(e.declared_eseals));
@@ -199,10 +232,7 @@ pub fn epcis_events(e: &GateEvent, cfg: &ExportConfig) -> Vec<Value> {
         m.insert(ext("sealsDeclared"), json!(e.declared_seals));
         seal_fields(e, &mut m);
         m.insert(ext("decision"), json!(d.decision.as_str()));
-        m.insert(
-            ext("reasons"),
-            json!(d.reasons.iter().map(|r| r.code.code()).collect::<Vec<_>>()),
-        );
+        reason_fields(d, &mut m);
         if let Some(c) = &e.case {
             m.insert(ext("caseID"), json!(c.id));
         }

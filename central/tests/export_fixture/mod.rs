@@ -21,11 +21,12 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use central::{Central, Config};
 use jiff::Timestamp;
 use protocol::container::ContainerNumber;
+use protocol::operator::OperatorId;
 use protocol::schema::{
     ActionKind, Change, CloseReason, Consignment, Decision, DeclaredContainer, ESealState,
     EventBody, GENESIS_HASH, GateId, GateTransaction, InspectionOutcome, JournalEntry,
-    LaneDecision, LaneId, OfficerAction, Read, ReadSource, ReadValue, Reason, ReasonCode,
-    ReplicaFreshness, SCHEMA_VERSION,
+    LaneDecision, LaneId, OfficerAction, PartyRole, PartyView, Read, ReadSource, ReadValue, Reason,
+    ReasonCode, ReplicaFreshness, SCHEMA_VERSION,
 };
 use protocol::seal::{ESealId, SealNumber};
 use tower::ServiceExt as _;
@@ -292,7 +293,29 @@ pub async fn gate_day(tweak: impl FnOnce(&mut Config)) -> GateDay {
 
     let mut standard = Truck::new(GATE, "L2", "2026-03-04T08:30:00Z", LaneDecision::Standard);
     standard.reads = vec![container_read(msc, standard.opened)];
-    standard.reasons = vec![Reason::new(ReasonCode::PartyNoSecurity)];
+    // Two parties share PARTY_UNKNOWN: the exports give the code once, both parties in it.
+    let unknown = |role: PartyRole, id: Option<&str>, name: &str| PartyView {
+        role,
+        operator: id.map(|i| OperatorId::parse(i).expect("operator id")),
+        name: name.into(),
+        status: None,
+        security: false,
+        mra: None,
+        contact_point: None,
+    };
+    standard.reasons = vec![
+        Reason::new(ReasonCode::PartyUnknown)
+            .with("role", "IMPORTER")
+            .with_party(unknown(
+                PartyRole::Importer,
+                Some("EU-AEO:FR12345678901"),
+                "Importer SA",
+            )),
+        Reason::new(ReasonCode::PartyNoSecurity),
+        Reason::new(ReasonCode::PartyUnknown)
+            .with("role", "CARRIER")
+            .with_party(unknown(PartyRole::Carrier, None, "Carrier Ltd")),
+    ];
     standard.route = "Lane 2, \"standard\" queue".into();
 
     let mut mismatch = Truck::new(GATE, "L1", "2026-03-04T09:00:00Z", LaneDecision::Inspect);

@@ -20,8 +20,8 @@ use jiff::Timestamp;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use protocol::i18n::{Lang, reason_text};
 use protocol::schema::{
-    ActionKind, Decision, InspectionOutcome, LaneDecision, LaneId, OfficerAction, ReadSource,
-    ReadValue,
+    ActionKind, Decision, InspectionOutcome, LaneDecision, LaneId, OfficerAction, PartyView,
+    ReadSource, ReadValue,
 };
 use serde::Deserialize;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
@@ -194,6 +194,86 @@ fn class_of(d: LaneDecision) -> &'static str {
     }
 }
 
+/// The decision's shape beside its word and colour, so the lane state never rests on
+/// colour alone: a circle for FAST, a diamond for STANDARD, a triangle for INSPECT.
+fn shape(d: LaneDecision) -> Markup {
+    html! {
+        svg.shape aria-hidden="true" focusable="false" viewBox="0 0 20 20" {
+            @match d {
+                LaneDecision::Fast => { circle cx="10" cy="10" r="9" {} }
+                LaneDecision::Standard => { polygon points="10,0.5 19.5,10 10,19.5 0.5,10" {} }
+                LaneDecision::Inspect => { polygon points="10,0.8 19.6,18.6 0.4,18.6" {} }
+            }
+        }
+    }
+}
+
+/// A phone number as a `tel:` URI (RFC 3966): the leading `+` and the digits.
+fn tel_uri(phone: &str) -> String {
+    let mut uri = String::from("tel:");
+    for (i, c) in phone.trim().chars().enumerate() {
+        if c.is_ascii_digit() || (i == 0 && c == '+') {
+            uri.push(c);
+        }
+    }
+    uri
+}
+
+/// The parties a reason is about, each as a card: who, status, and the customs contact
+/// point with links to call and to write.
+fn party_cards(parties: &[PartyView], lang: Lang) -> Markup {
+    html! {
+        div.cards {
+            @for p in parties {
+                div.party-card {
+                    p.party-name { strong { (p.role.as_str()) } " · " (p.name) }
+                    dl {
+                        dt { (T::OperatorId.get(lang)) }
+                        dd.mono { @if let Some(o) = &p.operator { (o) } @else { "—" } }
+                        dt { (T::AeoStatus.get(lang)) }
+                        dd.(match p.status { Some(protocol::schema::AeoStatus::Active) => "ok", _ => "bad" }) {
+                            @match p.status { Some(st) => { (st.as_str()) } None => { (T::NotInRegistry.get(lang)) } }
+                        }
+                        @if let Some(cp) = &p.contact_point {
+                            dt { (T::ContactPoint.get(lang)) }
+                            dd {
+                                (cp.name)
+                                @if let Some(ph) = &cp.phone {
+                                    br; (T::Phone.get(lang)) ": " a.tel href=(tel_uri(ph)) { (ph) }
+                                }
+                                @if let Some(em) = &cp.email {
+                                    br; (T::Email.get(lang)) ": " a.mail href=(format!("mailto:{em}")) { (em) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One reason: its text in the viewer's language, the parties it is about as cards, and
+/// its other specifics as a list of terms.
+fn reason_item(r: &protocol::schema::Reason, lang: Lang) -> Markup {
+    // What the party cards already say is not repeated in the list.
+    let shown_on_card =
+        |k: &str| !r.parties.is_empty() && matches!(k, "role" | "name" | "operator");
+    html! {
+        li.(format!("r-{}", r.code.code().to_ascii_lowercase())) {
+            span.rtext { (reason_text(r.code, lang)) }
+            @if !r.parties.is_empty() { (party_cards(&r.parties, lang)) }
+            @if r.detail.keys().any(|k| !shown_on_card(k)) {
+                dl.detail {
+                    @for (k, val) in r.detail.iter().filter(|(k, _)| !shown_on_card(k)) {
+                        dt { (k) } dd { (val) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn source_word(s: ReadSource) -> &'static str {
     match s {
         ReadSource::Rfid => "RFID",
@@ -268,13 +348,26 @@ fn lane_panel(v: &LaneView, st: &GateStatus, lang: Lang) -> Markup {
     };
     let decided = word.map(|w| w.as_str()).unwrap_or("");
     let exception = v.decision.as_ref().is_some_and(Decision::is_seal_exception);
+    // What a screen reader announces when a new INSPECT arrives (console.js).
+    let announce = word
+        .map(|w| {
+            format!(
+                "{} · {} {} · {}: {route}",
+                decision_word(w, lang),
+                T::Lane.get(lang),
+                v.live.lane,
+                T::Route.get(lang)
+            )
+        })
+        .unwrap_or_default();
     html! {
-        div #lane-live data-tx=(tx_id) data-decision=(decided) data-exception=(exception) data-reading=(v.reading) {
+        div #lane-live data-tx=(tx_id) data-decision=(decided) data-exception=(exception) data-reading=(v.reading) data-announce=(announce) {
             (banner(st, &v.live.lane, lang))
             div.decision.(class) {
                 @if v.reading {
                     span.word { (T::TruckInLane.get(lang)) "…" }
                 } @else if let Some(w) = word {
+                    (shape(w))
                     span.word { (decision_word(w, lang)) }
                     span.route { (T::Route.get(lang)) ": " (route) }
                     @if priority { span.flag { (T::Priority.get(lang)) } }
@@ -286,18 +379,7 @@ fn lane_panel(v: &LaneView, st: &GateStatus, lang: Lang) -> Markup {
             @if let Some(d) = &v.decision {
                 section.reasons {
                     h2 { (T::Reasons.get(lang)) }
-                    ul {
-                        @for r in &d.reasons {
-                            li.(format!("r-{}", r.code.code().to_ascii_lowercase())) {
-                                (reason_text(r.code, lang))
-                                @if !r.detail.is_empty() {
-                                    span.detail {
-                                        @for (k, val) in &r.detail { " " (k) "=" (val) }
-                                    }
-                                }
-                            }
-                        }
-                    }
+                    ul { @for r in &d.reasons { (reason_item(r, lang)) } }
                 }
             }
             @if let Some(tx) = &v.transaction { (reads_tables(tx, v, lang)) }
@@ -502,8 +584,10 @@ pub async fn console(
         p #live-status.live-off hidden { (T::LiveOff.get(lang)) }
         div #live data-feed=(format!("/console/events?lane={lane}")) data-lane=(lane) { (PreEscaped(panel)) }
         p #msg role="status" {}
+        div #announce.sr-only role="alert" aria-atomic="true" {}
         section.actions #actions data-lane=(lane) {
             h2 { (T::Actions.get(lang)) }
+            p.keys #shortcuts { (T::Shortcuts.get(lang)) }
             form #f-confirm data-action="CONFIRM" {
                 button type="submit" { (T::Confirm.get(lang)) }
             }
@@ -649,13 +733,17 @@ pub async fn history(
     let body = html! {
         h1 { (T::History.get(lang)) }
         form.search method="get" action="/console/history" {
-            select name="lane" {
-                option value="" { (T::Lanes.get(lang)) }
-                @for l in s.lanes.iter() {
-                    option value=(l.id) selected[lane.as_ref() == Some(&l.id)] { (l.id) " · " (l.name) }
+            label { (T::Lane.get(lang))
+                select name="lane" {
+                    option value="" { (T::Lanes.get(lang)) }
+                    @for l in s.lanes.iter() {
+                        option value=(l.id) selected[lane.as_ref() == Some(&l.id)] { (l.id) " · " (l.name) }
+                    }
                 }
             }
-            input name="container" value=(needle) placeholder=(T::SearchContainer.get(lang)) maxlength="11";
+            label { (T::SearchContainer.get(lang))
+                input name="container" value=(needle) maxlength="11";
+            }
             button type="submit" { (T::Search.get(lang)) }
         }
         @if rows.is_empty() { p { (T::NoTransactions.get(lang)) } }
@@ -670,7 +758,7 @@ pub async fn history(
                             td.mono { @for c in tx.containers() { (c) " " } }
                             @match d {
                                 Some(d) => {
-                                    td { span.pill.(class_of(d.decision)) { (decision_word(d.decision, lang)) } }
+                                    td { span.pill.(class_of(d.decision)) { (shape(d.decision)) (decision_word(d.decision, lang)) } }
                                     td { @for r in &d.reasons { (reason_text(r.code, lang)) br; } }
                                 }
                                 None => { td { "—" } td {} }
@@ -811,6 +899,7 @@ fn operator_grid(s: &AppState, st: &GateStatus, f: &HourFigures, lang: Lang) -> 
                         }
                         @if let (Some(sh), Some(d)) = (shown, dec) {
                             div.decision.small.(class_of(d)) {
+                                (shape(d))
                                 span.word { (decision_word(d, lang)) }
                                 span.route { (T::Route.get(lang)) ": " (sh.route) }
                                 @if sh.priority { span.flag { (T::Priority.get(lang)) } }
@@ -893,4 +982,70 @@ pub async fn operator_events(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::schema::{AeoStatus, ContactPoint, PartyRole, Reason, ReasonCode};
+
+    #[test]
+    fn a_phone_number_becomes_a_tel_uri_of_plus_and_digits() {
+        assert_eq!(tel_uri("+49 40 555-0100"), "tel:+49405550100");
+        assert_eq!(tel_uri(" (040) 555 01 00 ext. 7"), "tel:04055501007");
+        assert_eq!(tel_uri("0800 +1"), "tel:08001");
+    }
+
+    #[test]
+    fn a_priority_reason_renders_its_parties_as_cards_with_links() {
+        let party = PartyView {
+            role: PartyRole::Importer,
+            operator: None,
+            name: "Importer <GmbH>".into(),
+            status: Some(AeoStatus::Active),
+            security: true,
+            mra: None,
+            contact_point: Some(ContactPoint {
+                name: "Security desk".into(),
+                phone: Some("+49 40 000 000".into()),
+                email: Some("desk@importer.example".into()),
+            }),
+        };
+        let r = Reason::new(ReasonCode::AeoPriorityInspection).with_party(party);
+        let html = reason_item(&r, Lang::Es).into_string();
+        assert!(html.contains(r#"class="party-card""#), "{html}");
+        assert!(html.contains(r#"href="tel:+4940000000""#), "{html}");
+        assert!(
+            html.contains(r#"href="mailto:desk@importer.example""#),
+            "{html}"
+        );
+        assert!(html.contains("Punto de contacto aduanero"), "{html}");
+        assert!(html.contains("Importer &lt;GmbH&gt;"), "escaped: {html}");
+        assert!(
+            !html.contains("dl class=\"detail\""),
+            "no key=value list: {html}"
+        );
+    }
+
+    #[test]
+    fn a_party_reason_does_not_repeat_the_card_in_its_details() {
+        let party = PartyView {
+            role: PartyRole::Carrier,
+            operator: None,
+            name: "Carrier Ltd".into(),
+            status: None,
+            security: false,
+            mra: None,
+            contact_point: None,
+        };
+        let r = Reason::new(ReasonCode::PartyUnknown)
+            .with("role", "CARRIER")
+            .with("name", "Carrier Ltd")
+            .with("operator", "none declared")
+            .with_party(party);
+        let html = reason_item(&r, Lang::En).into_string();
+        assert!(html.contains("not in registry"), "{html}");
+        assert!(!html.contains("<dt>role</dt>"), "{html}");
+        assert!(!html.contains("none declared"), "{html}");
+    }
 }

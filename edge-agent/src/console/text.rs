@@ -85,6 +85,10 @@ protocol::ui_text! {
     Fast => "FAST", "RÁPIDO", "RÁPIDA";
     Standard => "STANDARD", "NORMAL", "NORMAL";
     Inspect => "INSPECT", "INSPECCIÓN", "INSPEÇÃO";
+    ContactPoint => "Customs contact point", "Punto de contacto aduanero", "Ponto de contato aduaneiro";
+    Phone => "Phone", "Teléfono", "Telefone";
+    Email => "E-mail", "Correo electrónico", "E-mail";
+    Shortcuts => "Keys: 1–9 lane · C confirm · O override · I inspection result · M manual entry · H history · Esc close", "Teclas: 1–9 carril · C confirmar · O cambiar carril · I resultado de inspección · M entrada manual · H historial · Esc cerrar", "Teclas: 1–9 faixa · C confirmar · O alterar faixa · I resultado da inspeção · M entrada manual · H histórico · Esc fechar";
     RRisk => "Officer judgement: risk indicators", "Criterio del oficial: indicadores de riesgo", "Critério do agente: indicadores de risco";
     RDocs => "Documents do not match the cargo", "Los documentos no coinciden con la carga", "Documentos não correspondem à carga";
     RDriver => "Driver or vehicle behaviour", "Conducta del conductor o del vehículo", "Comportamento do motorista ou do veículo";

@@ -1,5 +1,6 @@
 // aeogate console: live regions over server-sent events, officer actions over fetch,
-// and an audible cue when a truck is sent to inspection. No dependencies.
+// an audible cue and a screen-reader announcement when a truck is sent to inspection, and
+// the officer's keyboard shortcuts (docs/user-guide.md). No dependencies.
 "use strict";
 
 (function () {
@@ -31,12 +32,27 @@
     }
   }
 
+  // The INSPECT alert for screen readers: the text is put into an empty role="alert"
+  // region, so it is read out once, whatever the officer is doing.
+  function announce(text) {
+    const region = document.getElementById("announce");
+    if (!region || !text) return;
+    region.textContent = "";
+    window.setTimeout(() => {
+      region.textContent = text;
+      region.dataset.count = String(Number(region.dataset.count || 0) + 1);
+    }, 50);
+  }
+
   let lastInspect = null;
   function afterUpdate(live) {
     const panel = live.querySelector("#lane-live");
     if (!panel) return;
     if (panel.dataset.decision === "INSPECT" && panel.dataset.tx && panel.dataset.tx !== lastInspect) {
-      if (lastInspect !== null || live.dataset.primed === "1") beep();
+      if (lastInspect !== null || live.dataset.primed === "1") {
+        beep();
+        announce(panel.dataset.announce);
+      }
       lastInspect = panel.dataset.tx;
     }
     live.dataset.primed = "1";
@@ -111,7 +127,57 @@
     }
   }
 
+  // --- keyboard shortcuts (officer console; not while typing in a field) ---------------
+  function openForm(id, field) {
+    const form = document.getElementById(id);
+    if (!form) return;
+    const details = form.closest("details");
+    if (details) details.open = true;
+    const el = form.querySelector(field);
+    if (el) el.focus();
+  }
+  function shortcut(ev) {
+    if (ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    const t = ev.target;
+    const typing = t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA" || t.isContentEditable);
+    if (ev.key === "Escape") {
+      // Closes the action form being worked in and returns to the form's summary.
+      const details = t && t.closest ? t.closest("#actions details") : null;
+      if (details) {
+        details.open = false;
+        details.querySelector("summary").focus();
+        ev.preventDefault();
+      }
+      return;
+    }
+    if (typing) return;
+    const k = ev.key.toLowerCase();
+    if (/^[1-9]$/.test(k)) {
+      const lane = document.querySelectorAll("nav.lanes a")[Number(k) - 1];
+      if (lane) {
+        ev.preventDefault();
+        window.location.href = lane.href;
+      }
+    } else if (k === "c") {
+      const b = document.querySelector("#f-confirm button");
+      if (b) { ev.preventDefault(); b.focus(); }
+    } else if (k === "o") {
+      ev.preventDefault();
+      openForm("f-override", 'select[name="to"]');
+    } else if (k === "i") {
+      ev.preventDefault();
+      openForm("f-inspection", 'select[name="result"]');
+    } else if (k === "m") {
+      ev.preventDefault();
+      openForm("f-manual", 'select[name="kind"]');
+    } else if (k === "h") {
+      const h = document.querySelector('header.top a[href="/console/history"]');
+      if (h) { ev.preventDefault(); window.location.href = h.href; }
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    if (document.getElementById("actions")) document.addEventListener("keydown", shortcut);
     const live = document.getElementById("live");
     if (live && live.dataset.feed) {
       afterUpdate(live);

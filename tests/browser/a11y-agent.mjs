@@ -1,0 +1,471 @@
+// The agent's screens as an officer works at them, in headless Chromium:
+// 1. the keyboard walk of a shift, without a mouse: log in, watch three trucks, confirm
+//    one, override one towards INSPECT with a reason, record an inspection result, switch lane, make a
+//    manual entry; every focused control shows its focus ring; the INSPECT alert is
+//    announced through an ARIA live region;
+// 2. axe-core (WCAG 2.1 A and AA rules) over every screen (login, officer console, history,
+//    a transaction, operator view) in English, Spanish and Portuguese, in its states: a
+//    FAST, a STANDARD and an INSPECT lane, the action forms open and one with an error,
+//    and the degraded banners (central unreachable, replica stale, journal alarm) — fails
+//    on any serious or critical violation; the decision colours and banners are checked
+//    by axe's contrast rule, not assumed;
+// 3. booth readability: the decision word at least 72 CSS px, a shape beside word and
+//    colour, no horizontal overflow and nothing over the decision at 1280×720 and 768 px
+//    wide; screenshots of both (booth-*.png).
+// Started by tests/browser_agent.rs; asks it for trucks and conditions over stdio
+// ("@@arrive:<kind>", "@@degrade:<what>") and reads one answer line.
+// Env: AGENT_URL, PASSWORD, SCREENS (directory), CHROMIUM (default /usr/bin/chromium).
+import { chromium } from 'playwright-core';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createInterface } from 'node:readline';
+import { join } from 'node:path';
+
+const env = (k, d) => {
+  const v = process.env[k] ?? d;
+  if (!v) throw new Error(`environment variable ${k} is not set`);
+  return v;
+};
+const BASE = env('AGENT_URL');
+const PASSWORD = env('PASSWORD');
+const SCREENS = env('SCREENS');
+const TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+const BLOCKING = new Set(['serious', 'critical']);
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const axeVersion = JSON.parse(readFileSync(require.resolve('axe-core/package.json'), 'utf8')).version;
+// One officer per language (accounts made by tests/browser_agent.rs).
+const OFFICERS = { en: 'ana.officer', es: 'sofia.oficial', pt: 'joao.agente' };
+const LANGS = Object.keys(OFFICERS);
+// The decision word's smallest size: readable from 2 m (docs/user-guide.md).
+const WORD_PX = 72;
+const BOOTH = [{ width: 1280, height: 720, name: '1280x720' }, { width: 768, height: 1024, name: '768' }];
+
+const rl = createInterface({ input: process.stdin });
+const answers = [];
+const waiters = [];
+rl.on('line', (l) => (waiters.length ? waiters.shift()(l) : answers.push(l)));
+function ask(q) {
+  console.log(q);
+  return new Promise((res) => (answers.length ? res(answers.shift()) : waiters.push(res)));
+}
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+const chrome = await chromium.launch({
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--autoplay-policy=no-user-gesture-required'],
+});
+
+const failures = [];
+let audited = 0;
+// Runs axe on the page as it is now (evaluated through the DevTools protocol, so the
+// console's Content-Security-Policy stays as it is for its own script).
+async function audit(page, lang, screen) {
+  const htmlLang = await page.evaluate(() => document.documentElement.lang);
+  check(htmlLang === lang, `${screen} [${lang}]: <html lang> is ${lang}`);
+  await page.evaluate(axeSource);
+  const result = await page.evaluate((tags) => window.axe.run(document, {
+    runOnly: { type: 'tag', values: tags },
+    resultTypes: ['violations'],
+  }), TAGS);
+  audited += 1;
+  const bad = result.violations.filter((v) => BLOCKING.has(v.impact));
+  const minor = result.violations.length - bad.length;
+  console.log(`- axe ${screen} [${lang}]: ${bad.length} serious/critical, ${minor} minor/moderate rule(s)`);
+  for (const v of bad) {
+    for (const n of v.nodes) {
+      failures.push(`${screen} [${lang}] ${v.impact} ${v.id}: ${n.target.join(' ')} — ${v.help}`);
+    }
+  }
+}
+
+// The focused element shows a focus ring (:focus-visible, an outline of at least 2 px).
+async function focusRing(page, where) {
+  const f = await page.evaluate(() => {
+    const e = document.activeElement;
+    if (!e || e === document.body) return null;
+    const st = getComputedStyle(e);
+    return { tag: e.tagName, name: e.getAttribute('name') || e.textContent.trim().slice(0, 30),
+      visible: e.matches(':focus-visible'), outline: st.outlineStyle, width: parseFloat(st.outlineWidth) };
+  });
+  if (f === null) return;
+  if (!(f.visible && f.outline !== 'none' && f.width >= 2)) {
+    throw new Error(`check failed: ${where}: focused ${f.tag} ${f.name} shows no focus ring (${JSON.stringify(f)})`);
+  }
+}
+
+// Tab alone reaches every visible control of the page, each with its focus ring.
+async function tabWalk(page, screen) {
+  const total = await page.evaluate(() => {
+    document.activeElement?.blur();
+    window.scrollTo(0, 0);
+    const all = [...document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea, summary')]
+      .filter((e) => !e.disabled && e.checkVisibility());
+    all.forEach((e, i) => e.setAttribute('data-kb', String(i)));
+    return all.length;
+  });
+  const reached = new Set();
+  for (let i = 0; i < total + 5 && reached.size < total; i += 1) {
+    await page.keyboard.press('Tab');
+    await focusRing(page, screen);
+    const kb = await page.evaluate(() => document.activeElement?.getAttribute('data-kb') ?? null);
+    if (kb !== null) reached.add(kb);
+  }
+  check(reached.size === total, `${screen}: Tab reaches all ${total} controls (reached ${reached.size}), each with a focus ring`);
+}
+
+// Tabs forward (bounded) until the element matching `selector` has focus; every control
+// passed on the way shows its focus ring.
+async function tabTo(page, selector) {
+  for (let i = 0; i < 80; i += 1) {
+    await page.keyboard.press('Tab');
+    await focusRing(page, `Tab towards ${selector}`);
+    if (await page.evaluate((sel) => document.activeElement?.matches(sel) ?? false, selector)) return;
+  }
+  throw new Error(`check failed: Tab never reached ${selector}`);
+}
+
+const focused = (page, selector) => page.evaluate((sel) => document.activeElement?.matches(sel) ?? false, selector);
+const decision = (page) => page.getAttribute('#lane-live', 'data-decision');
+const txOf = (page) => page.getAttribute('#lane-live', 'data-tx');
+async function waitDecision(page, want, notTx) {
+  await page.waitForFunction(([w, t]) => {
+    const p = document.querySelector('#lane-live');
+    return p && p.dataset.decision === w && p.dataset.tx && p.dataset.tx !== t;
+  }, [want, notTx ?? ''], { timeout: 20000 });
+}
+
+async function newContext(lang, viewport = { width: 1280, height: 720 }) {
+  const ctx = await chrome.newContext({ viewport, extraHTTPHeaders: { 'accept-language': lang } });
+  ctx.setDefaultTimeout(15000);
+  return ctx;
+}
+
+async function login(ctx, name) {
+  const page = await ctx.newPage();
+  await page.goto(`${BASE}/login`);
+  await page.fill('input[name="name"]', name);
+  await page.fill('input[name="password"]', PASSWORD);
+  await Promise.all([page.waitForNavigation(), page.press('input[name="password"]', 'Enter')]);
+  if (page.url().includes('/login')) throw new Error(`login as ${name} failed`);
+  return page;
+}
+
+// The lane state is said by word and shape, not by colour alone.
+async function stateByWordAndShape(page, lang, want) {
+  const s = await page.evaluate(() => {
+    const d = document.querySelector('#lane-live .decision');
+    const svg = d.querySelector('svg.shape');
+    const shape = svg ? (svg.querySelector('circle') ? 'circle' : svg.querySelector('polygon')?.getAttribute('points').split(' ').length) : null;
+    return { word: d.querySelector('.word')?.textContent.trim(), shape, hidden: svg?.getAttribute('aria-hidden') };
+  });
+  const shapes = { FAST: 'circle', STANDARD: 4, INSPECT: 3 };
+  check(s.word && s.word.length > 2 && s.shape === shapes[want] && s.hidden === 'true',
+    `${want} [${lang}]: said by the word "${s.word}" and its shape (${s.shape}), not by colour alone`);
+}
+
+// The booth layouts: no horizontal overflow, the decision box inside the viewport with its
+// word inside it and nothing drawn over it, the word at least WORD_PX.
+async function booth(page, lang, state) {
+  for (const v of BOOTH) {
+    await page.setViewportSize({ width: v.width, height: v.height });
+    await page.waitForTimeout(150);
+    const r = await page.evaluate(() => {
+      const de = document.documentElement;
+      const d = document.querySelector('#lane-live .decision');
+      const box = d.getBoundingClientRect();
+      const word = d.querySelector('.word').getBoundingClientRect();
+      const over = [];
+      for (const e of document.querySelectorAll('body *')) {
+        if (d.contains(e) || e.contains(d) || !e.checkVisibility() || e.classList.contains('sr-only')) continue;
+        const q = e.getBoundingClientRect();
+        if (q.width === 0 || q.height === 0) continue;
+        if (q.left < box.right - 0.5 && q.right > box.left + 0.5 && q.top < box.bottom - 0.5 && q.bottom > box.top + 0.5) {
+          over.push(`${e.tagName.toLowerCase()}.${e.className}`);
+        }
+      }
+      const wide = [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > de.clientWidth + 0.5 && e.checkVisibility() && !e.classList.contains('sr-only'))
+        .map((e) => `${e.tagName.toLowerCase()}.${e.className}`).slice(0, 5);
+      return {
+        overflow: de.scrollWidth - de.clientWidth, wide, over,
+        inside: word.left >= box.left - 0.5 && word.right <= box.right + 0.5 && word.top >= box.top - 0.5 && word.bottom <= box.bottom + 0.5,
+        inView: box.left >= 0 && box.right <= de.clientWidth + 0.5,
+        px: parseFloat(getComputedStyle(d.querySelector('.word')).fontSize),
+      };
+    });
+    check(r.overflow <= 0 && r.wide.length === 0, `${state} [${lang}] at ${v.name}: no horizontal overflow (${r.overflow} px; ${r.wide.join(', ')})`);
+    check(r.inView && r.inside && r.over.length === 0, `${state} [${lang}] at ${v.name}: the decision sits in view, nothing over it (${r.over.join(', ')})`);
+    check(r.px >= WORD_PX, `${state} [${lang}] at ${v.name}: decision word ${r.px} px (at least ${WORD_PX})`);
+    if ((lang === 'en' && ['INSPECT', 'DEGRADED'].includes(state)) || (lang === 'es' && state === 'INSPECT')) {
+      await page.screenshot({ path: join(SCREENS, `booth-${v.name}-${state.toLowerCase()}-${lang}.png`) });
+    }
+  }
+  await page.setViewportSize({ width: 1280, height: 720 });
+}
+
+try {
+  // --- 1. the keyboard walk of a shift ------------------------------------------------
+  const kctx = await newContext('en');
+  const k = await kctx.newPage();
+  await k.goto(`${BASE}/login`);
+  // autofocus is applied at the page's next rendering update, not at once.
+  await k.waitForFunction(() => document.activeElement?.matches('input[name="name"]') ?? false, null, { timeout: 5000 })
+    .catch(() => {});
+  check(await focused(k, 'input[name="name"]'), 'the login page starts in the user name field');
+  await k.keyboard.type(OFFICERS.en);
+  await tabTo(k, 'input[name="password"]');
+  await k.keyboard.type(PASSWORD);
+  await Promise.all([k.waitForURL(/\/console/), k.keyboard.press('Enter')]);
+  check(true, 'logged in with the keyboard only');
+
+  // Three trucks: two FAST, then one with a tampered e-seal.
+  await ask('@@arrive:fast');
+  await waitDecision(k, 'FAST');
+  const first = await txOf(k);
+  // Confirm the first truck's lane: C, Enter.
+  await k.evaluate(() => { document.activeElement?.blur(); window.scrollTo(0, 0); });
+  await k.keyboard.press('c');
+  check(await focused(k, '#f-confirm button'), 'C puts the focus on Confirm lane');
+  await focusRing(k, 'Confirm lane');
+  await k.keyboard.press('Enter');
+  await k.waitForSelector('#msg.ok');
+  check((await k.textContent('#msg')).includes('CONFIRM'), 'the lane is confirmed by keyboard');
+  await ask('@@arrive:fast');
+  await waitDecision(k, 'FAST', first);
+  const second = await txOf(k);
+  check(second !== first, 'two trucks watched, each FAST');
+
+  // Override the lane's current truck towards INSPECT: O, arrow keys, Tab, type, Enter.
+  await k.evaluate(() => { document.activeElement?.blur(); window.scrollTo(0, 0); });
+  await k.keyboard.press('o');
+  check(await focused(k, '#f-override select[name="to"]'), 'O opens the override form at "Send to"');
+  await focusRing(k, 'override: Send to');
+  check(await k.inputValue('#f-override select[name="to"]') === 'INSPECT', 'INSPECT is the first choice');
+  await tabTo(k, '#f-override select[name="reason"]');
+  await k.keyboard.press('ArrowDown');
+  check(await k.inputValue('#f-override select[name="reason"]') !== '', 'a reason chosen with the arrow keys');
+  await tabTo(k, '#f-override input[name="note"]');
+  await k.keyboard.type('driver would not open the cab');
+  await tabTo(k, '#f-override button[type="submit"]');
+  await k.keyboard.press('Enter');
+  await k.waitForSelector('#msg.ok');
+  await k.waitForFunction((t) => {
+    const p = document.querySelector('#lane-live');
+    return p.dataset.tx === t && p.dataset.decision === 'INSPECT';
+  }, second);
+  check(true, 'the current truck overridden FAST → INSPECT with a reason, by keyboard');
+
+  // A lane turned INSPECT by an override is announced too.
+  await k.waitForFunction(() => Number(document.querySelector('#announce').dataset.count || 0) >= 1);
+  // The third truck: INSPECT, announced through the live region.
+  const announcedBefore = Number(await k.getAttribute('#announce', 'data-count') || 0);
+  await ask('@@arrive:tampered');
+  await waitDecision(k, 'INSPECT', second);
+  await k.waitForFunction((n) => {
+    const a = document.querySelector('#announce');
+    return Number(a.dataset.count || 0) > n && a.textContent !== '';
+  }, announcedBefore);
+  const region = await k.evaluate(() => {
+    const a = document.querySelector('#announce');
+    return { role: a.getAttribute('role'), text: a.textContent, inLive: !!a.closest('#live') };
+  });
+  check(region.role === 'alert' && !region.inLive && /INSPECT/.test(region.text) && /L1/.test(region.text),
+    `the INSPECT alert is announced through an ARIA live region: "${region.text}"`);
+  // The contacts card, from typed data: the party, its status, tel: and mailto: links.
+  const card = await k.evaluate(() => {
+    const li = document.querySelector('li.r-aeo_priority_inspection');
+    if (!li) return null;
+    return {
+      cards: li.querySelectorAll('.party-card').length,
+      tel: li.querySelector('.party-card a[href^="tel:+"]')?.getAttribute('href'),
+      mail: li.querySelector('.party-card a[href^="mailto:"]')?.getAttribute('href'),
+      status: li.querySelector('.party-card dd.ok')?.textContent,
+      raw: /contact\.|=/.test(li.textContent),
+    };
+  });
+  check(card && card.cards === 2 && /^tel:\+\d+$/.test(card.tel) && /^mailto:.+@/.test(card.mail) && card.status === 'ACTIVE' && !card.raw,
+    `the INSPECT reason shows the contact as a card (${JSON.stringify(card)})`);
+  await k.screenshot({ path: join(SCREENS, 'booth-contact-card.png'), fullPage: true });
+
+  // Record the inspection result: I, arrow keys, Tab, type, Enter.
+  await k.evaluate(() => { document.activeElement?.blur(); window.scrollTo(0, 0); });
+  await k.keyboard.press('i');
+  check(await focused(k, '#f-inspection select[name="result"]'), 'I opens the inspection result form');
+  check(await k.inputValue('#f-inspection select[name="result"]') === 'SEAL_INTACT', 'outcome: seal intact');
+  await tabTo(k, '#f-inspection input[name="note"]');
+  await k.keyboard.type('seal checked by hand at bay 1');
+  await tabTo(k, '#f-inspection button[type="submit"]');
+  const msgBefore = await k.textContent('#msg');
+  await k.keyboard.press('Enter');
+  await k.waitForFunction((m) => document.querySelector('#msg').className === 'ok' && document.querySelector('#msg').textContent !== m, msgBefore);
+  check((await k.textContent('#msg')).includes('INSPECTION_RESULT'), 'the inspection result is recorded by keyboard');
+  // Escape closes the form being worked in.
+  await k.keyboard.press('i');
+  await k.keyboard.press('Escape');
+  check(!(await k.evaluate(() => document.querySelector('#f-inspection').closest('details').open)) && await focused(k, '#f-inspection ~ summary, details:has(#f-inspection) > summary'),
+    'Escape closes the inspection form and returns to its summary');
+
+  // Switch lane with its number key, then a manual entry there.
+  await k.evaluate(() => document.activeElement?.blur());
+  await Promise.all([k.waitForURL(/lane=L2/), k.keyboard.press('2')]);
+  check((await k.getAttribute('#actions', 'data-lane')) === 'L2', 'key 2 switches to lane L2');
+  await k.keyboard.press('m');
+  check(await focused(k, '#f-manual select[name="kind"]'), 'M opens the manual entry form');
+  await tabTo(k, '#f-manual input[name="number"]');
+  await k.keyboard.type('CSQU3054383');
+  await tabTo(k, '#f-manual button[type="submit"]');
+  await k.keyboard.press('Enter');
+  await k.waitForSelector('#msg.ok');
+  check((await k.textContent('#msg')).includes('MANUAL_ENTRY'), 'a manual entry is recorded by keyboard on lane L2');
+  await kctx.close();
+
+  // --- 2. every screen, every language, every state -----------------------------------
+  for (const lang of LANGS) {
+    const ctx = await newContext(lang);
+    const p = await ctx.newPage();
+    await p.goto(`${BASE}/login`);
+    await audit(p, lang, 'login');
+    if (lang === 'en') await tabWalk(p, 'login');
+    await p.fill('input[name="name"]', OFFICERS[lang]);
+    await p.fill('input[name="password"]', 'not-the-password');
+    await p.press('input[name="password"]', 'Enter');
+    await p.waitForSelector('p.error');
+    await audit(p, lang, 'login with an error');
+    await ctx.close();
+  }
+
+  const pages = {};
+  for (const lang of LANGS) {
+    pages[lang] = await login(await newContext(lang), OFFICERS[lang]);
+  }
+  // L1 shows the tampered truck: INSPECT with the priority contact card.
+  for (const lang of LANGS) {
+    const p = pages[lang];
+    await p.goto(`${BASE}/console?lane=L1`);
+    check(await decision(p) === 'INSPECT', `[${lang}] lane L1 shows INSPECT`);
+    await audit(p, lang, 'console INSPECT (seal exception, contact card)');
+    await stateByWordAndShape(p, lang, 'INSPECT');
+    await booth(p, lang, 'INSPECT');
+  }
+  let last = await txOf(pages.en);
+  await ask('@@arrive:fast');
+  for (const lang of LANGS) {
+    const p = pages[lang];
+    await waitDecision(p, 'FAST', last);
+    await audit(p, lang, 'console FAST');
+    await stateByWordAndShape(p, lang, 'FAST');
+    await booth(p, lang, 'FAST');
+  }
+  await tabWalk(pages.en, 'console FAST');
+  last = await txOf(pages.en);
+  await ask('@@arrive:undeclared');
+  for (const lang of LANGS) {
+    const p = pages[lang];
+    await waitDecision(p, 'STANDARD', last);
+    await audit(p, lang, 'console STANDARD (no advance data)');
+    await stateByWordAndShape(p, lang, 'STANDARD');
+    await booth(p, lang, 'STANDARD');
+  }
+  // The three decision colours side by side, with the word on each (contrast by axe).
+  await pages.en.evaluate(() => {
+    const d = document.querySelector('#lane-live .decision');
+    for (const k of ['d-fast', 'd-standard', 'd-inspect']) {
+      const c = d.cloneNode(true);
+      c.className = `decision ${k}`;
+      d.parentNode.appendChild(c);
+      const s = c.cloneNode(true);
+      s.className = `decision small ${k}`;
+      d.parentNode.appendChild(s);
+    }
+  });
+  await audit(pages.en, 'en', 'decision colours FAST, STANDARD, INSPECT (large and small)');
+  // The engine is live: text of 2:1 contrast must be reported.
+  await pages.en.evaluate(() => {
+    const p = document.createElement('p');
+    p.id = 'contrast-probe';
+    p.style.cssText = 'color:#aaa;background:#fff;font-size:15px';
+    p.textContent = 'low contrast probe';
+    document.querySelector('main').appendChild(p);
+  });
+  const probe = await pages.en.evaluate(() => window.axe.run('#contrast-probe', { runOnly: ['color-contrast'] }));
+  check(probe.violations.some((v) => v.id === 'color-contrast'), 'control: axe reports a 2:1 contrast text');
+
+  // The action forms open, the override with an error (no reason given).
+  for (const lang of LANGS) {
+    const p = pages[lang];
+    await p.goto(`${BASE}/console?lane=L1`);
+    await p.evaluate(() => document.querySelectorAll('#actions details').forEach((d) => { d.open = true; }));
+    await p.selectOption('#f-override select[name="to"]', 'INSPECT');
+    await p.press('#f-override select[name="to"]', 'Tab');
+    await p.locator('#f-override button[type="submit"]').focus();
+    await p.keyboard.press('Enter');
+    await p.waitForSelector('#msg.error');
+    await audit(p, lang, 'console, action forms open, override refused (no reason)');
+    if (lang === 'en') await tabWalk(p, 'console, action forms open');
+    await p.goto(`${BASE}/console/history`);
+    await audit(p, lang, 'history');
+    if (lang === 'en') await tabWalk(p, 'history');
+    const tx = await p.getAttribute('table.history tbody tr td a', 'href');
+    await p.goto(`${BASE}${tx}`);
+    await audit(p, lang, 'transaction');
+    await p.goto(`${BASE}/operator`);
+    await audit(p, lang, 'operator view');
+    if (lang === 'en') await tabWalk(p, 'operator view');
+  }
+  const opCtx = await newContext('en');
+  const op = await login(opCtx, 'terminal.ops');
+  await audit(op, 'en', 'operator view (operator account)');
+  for (const v of BOOTH) {
+    await op.setViewportSize({ width: v.width, height: v.height });
+    const o = await op.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    check(o <= 0, `operator view at ${v.name}: no horizontal overflow (${o} px)`);
+    if (v.width === 768) await op.screenshot({ path: join(SCREENS, `booth-${v.name}-operator-en.png`) });
+  }
+
+  // --- 3. degraded: central unreachable, replica stale, journal alarm ------------------
+  check(await ask('@@degrade:central') === 'ok', 'central is unreachable');
+  check(await ask('@@degrade:stale') === 'ok', 'the replica is stale');
+  await pages.en.goto(`${BASE}/console?lane=L1`);
+  last = await txOf(pages.en);
+  await ask('@@degrade:journal');
+  await ask('@@arrive:fast');
+  check(await ask('@@degrade:journal-alarm') === 'ok', 'the journal alarm is up');
+  for (const lang of LANGS) {
+    const p = pages[lang];
+    await p.goto(`${BASE}/console?lane=L1`);
+    // The journal refused the truck's records: the panel shows the decision it was held with.
+    await p.waitForFunction((t) => {
+      const d = document.querySelector('#lane-live');
+      return d && d.dataset.decision === 'STANDARD' && d.dataset.tx !== t && document.querySelectorAll('#lane-live .banner li').length >= 3;
+    }, last, { timeout: 20000 });
+    const items = await p.$$eval('#lane-live .banner li', (ls) => ls.length);
+    check(items >= 3, `[${lang}] the banner lists the journal alarm, the stale replica and central (${items} items)`);
+    await audit(p, lang, 'console with banners: journal alarm, replica stale, central unreachable');
+    await booth(p, lang, 'DEGRADED');
+    await p.goto(`${BASE}/operator`);
+    await audit(p, lang, 'operator view, degraded');
+  }
+  await op.reload();
+  await audit(op, 'en', 'operator view, degraded (operator account)');
+
+  await chrome.close();
+  console.log(`axe-core ${axeVersion}, tags ${TAGS.join(',')}: ${audited} screen states checked`);
+  if (failures.length > 0) {
+    console.error(`${failures.length} serious or critical accessibility violation(s):`);
+    for (const f of failures) console.error(`  ${f}`);
+    process.exit(1);
+  }
+  console.log('agent screens: no serious or critical accessibility violations');
+  process.exit(0);
+} catch (e) {
+  console.error(e && e.stack ? e.stack : String(e));
+  for (const f of failures) console.error(`  ${f}`);
+  await chrome.close().catch(() => {});
+  process.exit(1);
+}
