@@ -30,7 +30,7 @@ use toml::de::DeTable;
 use self::raw::RawConfig;
 use self::span::{line_of, path_at};
 pub use self::types::{
-    CentralConfig, Config, ConfigError, ConsoleConfig, DeviceConfig, DeviceKind, GateConfig,
+    CentralConfig, Config, ConfigError, ConsoleConfig, ConsoleTls, DeviceConfig, DeviceKind, GateConfig,
     LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, PayloadFormat, PinnedKey, StoreConfig,
     TopicMap,
 };

@@ -135,28 +135,35 @@ pub async fn login_page(headers: HeaderMap) -> Response {
 /// `POST /login` (form): sets the cookie and goes to the role's screen.
 pub async fn login_form(
     State(console): State<Arc<Console>>,
+    State(journal): State<Arc<crate::journal::Journal>>,
     headers: HeaderMap,
     req_ext: axum::http::Extensions,
     Form(f): Form<auth::LoginForm>,
 ) -> Result<Response, AuthError> {
     let lang = auth::browser_lang(&headers);
     Ok(
-        match auth::attempt(&console, auth::client_of(&req_ext), f).await? {
+        match auth::attempt(&console, &journal, aeogate_web::client_ip(&req_ext), f).await? {
             auth::Attempt::Ok(token, _) => {
                 let mut r = Redirect::to("/").into_response();
                 if let Ok(v) =
-                    HeaderValue::from_str(&auth::session_cookie(&token, console.secure_cookies))
+                    HeaderValue::from_str(&auth::session_cookie(&token, console.tls))
                 {
                     r.headers_mut().insert(header::SET_COOKIE, v);
                 }
                 r
             }
             auth::Attempt::Refused => login(lang, Some(T::LoginFailed), StatusCode::UNAUTHORIZED),
-            auth::Attempt::Limited => login(
-                lang,
-                Some(T::TooManyAttempts),
-                StatusCode::TOO_MANY_REQUESTS,
-            ),
+            auth::Attempt::Limited(secs) => {
+                let mut r = login(
+                    lang,
+                    Some(T::TooManyAttempts),
+                    StatusCode::TOO_MANY_REQUESTS,
+                );
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                r
+            }
         },
     )
 }
