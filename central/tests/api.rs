@@ -521,7 +521,6 @@ fn csv_import_reports_bad_rows_by_line_and_keeps_the_good_ones() {
     let op = OperatorId::parse("US-CTPAT:OBOIMP92011").expect("op");
     assert_eq!(
         e.central
-            .store()
             .operator(&op)
             .expect("get")
             .expect("kept")
