@@ -520,11 +520,7 @@ fn csv_import_reports_bad_rows_by_line_and_keeps_the_good_ones() {
     );
     let op = OperatorId::parse("US-CTPAT:OBOIMP92011").expect("op");
     assert_eq!(
-        e.central
-            .operator(&op)
-            .expect("get")
-            .expect("kept")
-            .name,
+        e.central.operator(&op).expect("get").expect("kept").name,
         "Good, Inc."
     );
 }

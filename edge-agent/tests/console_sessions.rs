@@ -146,7 +146,10 @@ async fn a_throttled_login_says_when_to_try_again_and_is_journaled() {
     assert!(a.headers().contains_key(header::RETRY_AFTER));
     let kinds: Vec<_> = journaled(&r.state.store).into_iter().map(|j| j.0).collect();
     assert_eq!(
-        kinds.iter().filter(|k| **k == ConsoleSessionKind::LoginThrottled).count(),
+        kinds
+            .iter()
+            .filter(|k| **k == ConsoleSessionKind::LoginThrottled)
+            .count(),
         2
     );
 }
@@ -162,10 +165,19 @@ fn console_passwords_follow_centrals_strength_rule() {
     for weak in ["password123", "qwertyuiop12", "ana.officer1", "          "] {
         let e = add_user(&store, "ana.officer", weak, Role::Officer, Lang::En).expect_err(weak);
         let e = format!("{e:#}");
-        assert!(e.contains("ana.officer") && e.contains("password"), "{weak}: {e}");
+        assert!(
+            e.contains("ana.officer") && e.contains("password"),
+            "{weak}: {e}"
+        );
     }
-    add_user(&store, "ana.officer", "tall-copper-lantern", Role::Officer, Lang::En)
-        .expect("a strong password");
+    add_user(
+        &store,
+        "ana.officer",
+        "tall-copper-lantern",
+        Role::Officer,
+        Lang::En,
+    )
+    .expect("a strong password");
 }
 
 fn tls_files(dir: &std::path::Path) -> (edge_agent::config::ConsoleTls, reqwest::Certificate) {
@@ -211,9 +223,18 @@ async fn over_tls_the_console_sets_a_secure_host_prefixed_cookie() {
         .await
         .expect("login over TLS");
     assert_eq!(a.status(), StatusCode::SEE_OTHER);
-    let cookie = a.headers()[header::SET_COOKIE].to_str().expect("ascii").to_owned();
-    assert!(cookie.starts_with("__Host-aeogate_agent_session="), "{cookie}");
-    assert!(cookie.contains("; Secure") && cookie.contains("Path=/"), "{cookie}");
+    let cookie = a.headers()[header::SET_COOKIE]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        cookie.starts_with("__Host-aeogate_agent_session="),
+        "{cookie}"
+    );
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
     assert!(!cookie.contains("Domain"), "{cookie}");
     // The cookie is what authenticates the next page.
     let pair = cookie.split(';').next().expect("pair").to_owned();

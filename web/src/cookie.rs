@@ -49,6 +49,20 @@ impl SessionCookie {
     }
 }
 
+/// `response` with a `Set-Cookie` header of `value` (from [`SessionCookie::set`] or
+/// [`SessionCookie::clear`]).
+///
+/// # Errors
+/// The value holds a byte a header cannot carry (a token is hex, so only a bug does).
+pub fn with_set_cookie(
+    mut response: axum::response::Response,
+    value: &str,
+) -> Result<axum::response::Response, axum::http::header::InvalidHeaderValue> {
+    let v = axum::http::HeaderValue::from_str(value)?;
+    response.headers_mut().insert(header::SET_COOKIE, v);
+    Ok(response)
+}
+
 /// The value of one cookie in a request's `Cookie` headers.
 #[must_use]
 pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -97,7 +111,10 @@ mod tests {
     #[test]
     fn plain_and_tls_cookies() {
         let plain = C.set(false, "t", 60);
-        assert_eq!(plain, "x_session=t; Path=/; HttpOnly; SameSite=Strict; Max-Age=60");
+        assert_eq!(
+            plain,
+            "x_session=t; Path=/; HttpOnly; SameSite=Strict; Max-Age=60"
+        );
         let tls = C.set(true, "t", 60);
         assert!(
             tls.starts_with("__Host-x_session=t; Path=/;") && tls.ends_with("; Secure"),
@@ -121,6 +138,17 @@ mod tests {
     }
 
     #[test]
+    fn a_response_carries_the_cookie_it_is_given() {
+        let r = with_set_cookie(axum::response::Response::default(), &C.set(true, "t", 9))
+            .expect("header");
+        assert_eq!(
+            r.headers()[header::SET_COOKIE],
+            C.set(true, "t", 9).as_str()
+        );
+        assert!(with_set_cookie(axum::response::Response::default(), "a\nb").is_err());
+    }
+
+    #[test]
     fn bearer_header_parsing() {
         assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
         assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
@@ -128,7 +156,10 @@ mod tests {
         assert_eq!(bearer(Some("Bearer ")), None);
         assert_eq!(bearer(None), None);
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer xyz"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer xyz"),
+        );
         assert_eq!(bearer_of(&h), Some("xyz"));
     }
 }

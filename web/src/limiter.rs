@@ -141,6 +141,19 @@ pub fn retry_after_secs(wait: jiff::SignedDuration) -> u64 {
     u64::try_from((ms + 999) / 1000).unwrap_or(u64::MAX).max(1)
 }
 
+/// `response` (a `429`) with the `Retry-After` header for a refusal that lasts `wait`.
+#[must_use]
+pub fn with_retry_after(
+    mut response: axum::response::Response,
+    wait: jiff::SignedDuration,
+) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(retry_after_secs(wait)),
+    );
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +220,7 @@ mod tests {
         assert_eq!(retry_after_secs(D::ZERO), 1);
         assert_eq!(retry_after_secs(D::from_millis(299_001)), 300);
         assert_eq!(retry_after_secs(LoginLimiter::WINDOW), 300);
+        let r = with_retry_after(axum::response::Response::default(), D::from_millis(1500));
+        assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "2");
     }
 }

@@ -209,6 +209,15 @@ mod tests {
                 t_cost: 2
             }
         );
-        assert!(hash("x", Cost { m_cost_kib: 1, t_cost: 0 }).is_err());
+        assert!(
+            hash(
+                "x",
+                Cost {
+                    m_cost_kib: 1,
+                    t_cost: 0
+                }
+            )
+            .is_err()
+        );
     }
 }

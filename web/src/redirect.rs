@@ -29,7 +29,10 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed() {
         assert_eq!(safe_next(Some("/cases/4"), HOME), "/cases/4");
-        assert_eq!(safe_next(Some("/programme?hours=24"), HOME), "/programme?hours=24");
+        assert_eq!(
+            safe_next(Some("/programme?hours=24"), HOME),
+            "/programme?hours=24"
+        );
         assert_eq!(safe_next(None, HOME), HOME);
     }
 

@@ -54,7 +54,6 @@ pub struct UiSession {
     pub csrf: String,
 }
 
-
 impl UiSession {
     /// Checks the CSRF token a form or call carried.
     ///
@@ -225,15 +224,11 @@ pub async fn login_submit(
         Ok(LoginResult::Throttled(wait)) => {
             let secs = aeogate_web::limiter::retry_after_secs(wait);
             let msg = format!("{} {secs} {}.", T::Throttled.get(l), T::Seconds.get(l));
-            let mut r = (
+            let r = (
                 StatusCode::TOO_MANY_REQUESTS,
                 login_form(l, &next, Some(msg)),
-            )
-                .into_response();
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            r
+            );
+            aeogate_web::limiter::with_retry_after(r.into_response(), wait)
         }
         Ok(LoginResult::Ok(token, s)) => {
             let max_age = s
@@ -242,14 +237,7 @@ pub async fn login_submit(
                 .as_secs()
                 .max(0);
             let cookie = session_cookie(c.config().tls.is_some(), &token, max_age);
-            let mut r = Redirect::to(&next).into_response();
-            match HeaderValue::from_str(&cookie) {
-                Ok(v) => {
-                    r.headers_mut().insert(header::SET_COOKIE, v);
-                    r
-                }
-                Err(e) => internal(&format!("session cookie header: {e}")),
-            }
+            redirect_with_cookie(&next, &cookie)
         }
     }
 }
@@ -273,14 +261,13 @@ pub async fn logout(
     if let Err(e) = c.blocking(move |c| c.logout(&token)).await {
         return internal(&e);
     }
-    let mut r = Redirect::to("/login").into_response();
-    match HeaderValue::from_str(&session_cookie(c.config().tls.is_some(), "", 0)) {
-        Ok(v) => {
-            r.headers_mut().insert(header::SET_COOKIE, v);
-            r
-        }
-        Err(e) => internal(&format!("session cookie header: {e}")),
-    }
+    redirect_with_cookie("/login", &COOKIE.clear(c.config().tls.is_some()))
+}
+
+/// A redirect to `to` that sets `cookie`.
+fn redirect_with_cookie(to: &str, cookie: &str) -> Response {
+    cookie::with_set_cookie(Redirect::to(to).into_response(), cookie)
+        .unwrap_or_else(|e| internal(&format!("session cookie header: {e}")))
 }
 
 #[derive(Debug, Deserialize)]

@@ -164,7 +164,11 @@ impl Central {
                 .audit(name, "login.failed", "unknown user", Timestamp::now())?;
             return Ok(None);
         };
-        if !self.inner.passwords.verify(password, Some(&user.password_phc)) {
+        if !self
+            .inner
+            .passwords
+            .verify(password, Some(&user.password_phc))
+        {
             self.inner
                 .store
                 .audit(name, "login.failed", "wrong password", Timestamp::now())?;
@@ -193,5 +197,19 @@ impl Central {
     pub fn session(&self, token: &str) -> Result<Option<Session>, AuthError> {
         let s = self.inner.store.session(&auth::hash_token(token))?;
         Ok(s.filter(|s| s.expires_at > Timestamp::now()))
+    }
+}
+
+/// Staff sessions over central's store (the web crate's session trait).
+impl aeogate_web::session::SessionStore for Central {
+    type Session = Session;
+    type Error = AuthError;
+
+    fn session(&self, token: &str) -> Result<Option<Session>, AuthError> {
+        Central::session(self, token)
+    }
+
+    fn end_session(&self, token: &str) -> Result<(), AuthError> {
+        self.logout(token)
     }
 }

@@ -15,9 +15,9 @@ use super::raw::{
 };
 use super::span::{KeyPath, Seg, line_of, offset_of};
 use super::types::{
-    CentralConfig, Config, ConfigError, ConsoleConfig, ConsoleTls, DeviceConfig, DeviceKind, GateConfig,
-    LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, PayloadFormat, PinnedKey, StoreConfig,
-    TopicMap,
+    CentralConfig, Config, ConfigError, ConsoleConfig, ConsoleTls, DeviceConfig, DeviceKind,
+    GateConfig, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, PayloadFormat, PinnedKey,
+    StoreConfig, TopicMap,
 };
 use crate::decider::{Policy, Routes};
 use protocol::schema::GateId;
@@ -551,7 +551,10 @@ mod tests {
         assert_eq!(tls.cert, std::path::Path::new("/etc/aeogate/console.crt"));
         assert!(load("").expect("loads").console.tls.is_none());
         let e = error("[console]\ntls_cert = \"/etc/aeogate/console.crt\"\n");
-        assert!(e.contains("console.tls_cert") && e.contains("needs tls_key"), "{e}");
+        assert!(
+            e.contains("console.tls_cert") && e.contains("needs tls_key"),
+            "{e}"
+        );
         let e = error("[console]\ntls_key = \"/etc/aeogate/console.key\"\n");
         assert!(e.contains("needs tls_cert"), "{e}");
     }

@@ -214,8 +214,8 @@ pub struct LoginForm {
 pub(super) enum Attempt {
     Ok(String, SessionRecord),
     Refused,
-    /// Too many failed logins: the whole seconds until the next may be tried.
-    Limited(u64),
+    /// Too many failed logins: how long until the next may be tried.
+    Limited(jiff::SignedDuration),
 }
 
 fn limiter(console: &Console) -> Result<std::sync::MutexGuard<'_, LoginLimiter>, AuthError> {
@@ -270,10 +270,15 @@ pub(super) async fn attempt(
     let reserved = limiter(console)?.reserve(&name, client, at);
     if let Err(wait) = reserved {
         tracing::warn!(user = %name, client = %shown_client, "login refused: too many failures");
-        journal_session(journal, ConsoleSessionKind::LoginThrottled, &name, None, client).await;
-        return Ok(Attempt::Limited(aeogate_web::limiter::retry_after_secs(
-            wait,
-        )));
+        journal_session(
+            journal,
+            ConsoleSessionKind::LoginThrottled,
+            &name,
+            None,
+            client,
+        )
+        .await;
+        return Ok(Attempt::Limited(wait));
     }
     let users = console.users.clone();
     let n = name.clone();
@@ -288,21 +293,29 @@ pub(super) async fn attempt(
         Some((token, rec)) => {
             limiter(console)?.succeeded(&name, client, at);
             tracing::info!(user = %name, role = %rec.role, client = %shown_client, "console login");
-            journal_session(journal, ConsoleSessionKind::Login, &name, Some(rec.role), client)
-                .await;
+            journal_session(
+                journal,
+                ConsoleSessionKind::Login,
+                &name,
+                Some(rec.role),
+                client,
+            )
+            .await;
             Ok(Attempt::Ok(token, rec))
         }
         None => {
             tracing::warn!(user = %name, client = %shown_client, "console login failed");
-            journal_session(journal, ConsoleSessionKind::LoginFailed, &name, None, client).await;
+            journal_session(
+                journal,
+                ConsoleSessionKind::LoginFailed,
+                &name,
+                None,
+                client,
+            )
+            .await;
             Ok(Attempt::Refused)
         }
     }
-}
-
-/// The `429` answer's `Retry-After` header.
-pub(super) fn retry_after(secs: u64) -> [(header::HeaderName, String); 1] {
-    [(header::RETRY_AFTER, secs.to_string())]
 }
 
 /// The login page's language: the browser's preference, else English.
@@ -340,28 +353,34 @@ pub async fn login_json(
     body: Result<Json<LoginForm>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AuthError> {
     let Json(f) = body.map_err(|e| AuthError::Forbidden(e.body_text()))?;
-    Ok(match attempt(&console, &journal, aeogate_web::client_ip(&req_ext), f).await? {
-        Attempt::Ok(token, rec) => Json(LoginAnswer {
-            token,
-            csrf: rec.csrf,
-            user: rec.user,
-            role: rec.role,
-            lang: rec.lang,
-            expires: rec.expires,
-        })
-        .into_response(),
-        Attempt::Refused => (
-            StatusCode::UNAUTHORIZED,
-            Json(serde_json::json!({"error": "wrong user name or password"})),
-        )
+    Ok(
+        match attempt(&console, &journal, aeogate_web::client_ip(&req_ext), f).await? {
+            Attempt::Ok(token, rec) => Json(LoginAnswer {
+                token,
+                csrf: rec.csrf,
+                user: rec.user,
+                role: rec.role,
+                lang: rec.lang,
+                expires: rec.expires,
+            })
             .into_response(),
-        Attempt::Limited(secs) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            retry_after(secs),
-            Json(serde_json::json!({"error": "too many failed logins; wait a few minutes"})),
-        )
-            .into_response(),
-    })
+            Attempt::Refused => (
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({"error": "wrong user name or password"})),
+            )
+                .into_response(),
+            Attempt::Limited(wait) => aeogate_web::limiter::with_retry_after(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(
+                        serde_json::json!({"error": "too many failed logins; wait a few minutes"}),
+                    ),
+                )
+                    .into_response(),
+                wait,
+            ),
+        },
+    )
 }
 
 /// Body of the logout form.
@@ -393,15 +412,13 @@ async fn end(
         client,
     )
     .await;
-    let mut r = if redirect {
+    let r = if redirect {
         Redirect::to("/login").into_response()
     } else {
         StatusCode::NO_CONTENT.into_response()
     };
-    if let Ok(v) = HeaderValue::from_str(&COOKIE.clear(console.tls)) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    Ok(r)
+    cookie::with_set_cookie(r, &COOKIE.clear(console.tls))
+        .map_err(|e| AuthError::Internal(format!("session cookie header: {e}")))
 }
 
 /// `POST /logout` (form with the CSRF token).
@@ -424,7 +441,14 @@ pub async fn logout_api(
     req_ext: axum::http::Extensions,
     authed: Authed,
 ) -> Result<Response, AuthError> {
-    end(&console, &journal, &authed, aeogate_web::client_ip(&req_ext), false).await
+    end(
+        &console,
+        &journal,
+        &authed,
+        aeogate_web::client_ip(&req_ext),
+        false,
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -437,8 +461,10 @@ mod tests {
         assert!(plain.starts_with("aeogate_agent_session=t; Path=/; HttpOnly; SameSite=Strict"));
         assert!(!plain.contains("Secure"));
         let tls = session_cookie("t", true);
-        assert!(tls.starts_with("__Host-aeogate_agent_session=t; Path=/;"), "{tls}");
+        assert!(
+            tls.starts_with("__Host-aeogate_agent_session=t; Path=/;"),
+            "{tls}"
+        );
         assert!(tls.ends_with("; Secure"), "{tls}");
-        assert_eq!(retry_after(7)[0].1, "7");
     }
 }

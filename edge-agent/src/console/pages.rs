@@ -143,27 +143,20 @@ pub async fn login_form(
     let lang = auth::browser_lang(&headers);
     Ok(
         match auth::attempt(&console, &journal, aeogate_web::client_ip(&req_ext), f).await? {
-            auth::Attempt::Ok(token, _) => {
-                let mut r = Redirect::to("/").into_response();
-                if let Ok(v) =
-                    HeaderValue::from_str(&auth::session_cookie(&token, console.tls))
-                {
-                    r.headers_mut().insert(header::SET_COOKIE, v);
-                }
-                r
-            }
+            auth::Attempt::Ok(token, _) => aeogate_web::cookie::with_set_cookie(
+                Redirect::to("/").into_response(),
+                &auth::session_cookie(&token, console.tls),
+            )
+            .map_err(|e| AuthError::Internal(format!("session cookie header: {e}")))?,
             auth::Attempt::Refused => login(lang, Some(T::LoginFailed), StatusCode::UNAUTHORIZED),
-            auth::Attempt::Limited(secs) => {
-                let mut r = login(
+            auth::Attempt::Limited(wait) => aeogate_web::limiter::with_retry_after(
+                login(
                     lang,
                     Some(T::TooManyAttempts),
                     StatusCode::TOO_MANY_REQUESTS,
-                );
-                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                    r.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                r
-            }
+                ),
+                wait,
+            ),
         },
     )
 }

@@ -52,7 +52,8 @@ impl Role {
     /// # Errors
     /// [`UserError::BadRole`] for anything else.
     pub fn parse(s: &str) -> Result<Self, UserError> {
-        <Self as aeogate_web::session::Role>::parse(s).ok_or_else(|| UserError::BadRole(s.to_owned()))
+        <Self as aeogate_web::session::Role>::parse(s)
+            .ok_or_else(|| UserError::BadRole(s.to_owned()))
     }
 
     /// The role's name.

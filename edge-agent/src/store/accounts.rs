@@ -105,7 +105,12 @@ impl AccountTables {
         &self,
         f: impl FnOnce(&mut AccountWrite<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
-        let w = self.store.inner.db.begin_write().map_err(redb::Error::from)?;
+        let w = self
+            .store
+            .inner
+            .db
+            .begin_write()
+            .map_err(redb::Error::from)?;
         let out = {
             let mut tables = AccountWrite {
                 users: w.open_table(USERS).map_err(redb::Error::from)?,

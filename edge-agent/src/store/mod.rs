@@ -54,8 +54,8 @@ use std::sync::{Arc, Mutex};
 use protocol::schema::{GENESIS_HASH, GateId};
 use redb::{Database, ReadableDatabase};
 
-use self::error::jdb;
 pub use self::accounts::{AccountTable, AccountTables, AccountWrite};
+use self::error::jdb;
 pub use self::error::{JournalError, StoreError};
 pub use self::handle::{DEFAULT_CACHE_BYTES, Store};
 use self::handle::{Inner, JournalState};
