@@ -4,16 +4,12 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use edge_agent::actuators::Actuators;
 use edge_agent::console::{Role, add_user};
-use edge_agent::journal::Journal;
-use edge_agent::live::{Devices, LiveLanes};
 use edge_agent::state::AppState;
 use edge_agent::store::Store;
 use protocol::i18n::Lang;
@@ -35,23 +31,7 @@ fn rig() -> Rig {
     let cfg = two_lane_config(dir.path());
     let store = Store::open(&cfg.store.path, cfg.gate.id.clone()).expect("store");
     add_user(&store, "ana", PASSWORD, Role::Officer, Lang::En).expect("account");
-    let (journal, journal_health, _writer) = Journal::start(store.clone());
-    let (events, _) = tokio::sync::mpsc::channel(8);
-    let state = AppState {
-        gate: cfg.gate.id.clone(),
-        lanes: cfg.lanes.clone().into(),
-        staleness_bound: cfg.policy.staleness_bound,
-        console: edge_agent::console::console(&store, false).expect("console"),
-        store,
-        journal,
-        live: Arc::new(LiveLanes::new(&cfg.lanes)),
-        devices: Devices::new(vec![journal_health]),
-        actuators: Arc::new(Actuators::new(None)),
-        events,
-        metrics: edge_agent::telemetry::metrics_handle(),
-        central_configured: false,
-        shutdown: CancellationToken::new(),
-    };
+    let (state, _events) = support::app_state(&cfg, store);
     Rig {
         app: edge_agent::api::app(state.clone()),
         state,

@@ -26,7 +26,7 @@ use aeogate_web::csrf;
 use aeogate_web::limiter::LoginLimiter;
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use protocol::i18n::Lang;

@@ -240,3 +240,34 @@ bind = "127.0.0.1:0"
     );
     edge_agent::config::Config::from_toml_str(&text, "test.toml").expect("valid test config")
 }
+
+/// The console's state built from parts over `store` (a journal writer on it, no
+/// actuators, no central), as the runtime would build it; the assembler's end of the
+/// event channel is returned beside it.
+pub fn app_state(
+    cfg: &edge_agent::config::Config,
+    store: edge_agent::store::Store,
+) -> (
+    edge_agent::state::AppState,
+    tokio::sync::mpsc::Receiver<edge_agent::assembler::AssemblerEvent>,
+) {
+    use std::sync::Arc;
+    let (journal, journal_health, _writer) = edge_agent::journal::Journal::start(store.clone());
+    let (events_tx, events) = tokio::sync::mpsc::channel(8);
+    let state = edge_agent::state::AppState {
+        gate: cfg.gate.id.clone(),
+        lanes: cfg.lanes.clone().into(),
+        staleness_bound: cfg.policy.staleness_bound,
+        console: edge_agent::console::console(&store, false).expect("console"),
+        store,
+        journal,
+        live: Arc::new(edge_agent::live::LiveLanes::new(&cfg.lanes)),
+        devices: edge_agent::live::Devices::new(vec![journal_health]),
+        actuators: Arc::new(edge_agent::actuators::Actuators::new(None)),
+        events: events_tx,
+        metrics: edge_agent::telemetry::metrics_handle(),
+        central_configured: false,
+        shutdown: tokio_util::sync::CancellationToken::new(),
+    };
+    (state, events)
+}
