@@ -12,7 +12,7 @@ use aeogate_web::cookie::{self, SessionCookie};
 use aeogate_web::csrf::{self, CsrfError};
 use axum::extract::{Form, FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, html};
 use protocol::i18n::Lang;

@@ -185,12 +185,13 @@ where
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         // Forms carry the token in their body; their handlers check it.
-        if csrf::needs_token(&parts.method, via_cookie) && !is_form {
-            if csrf::check(csrf::from_header(&parts.headers), &authed.session.csrf).is_err() {
-                return Err(AuthError::Forbidden(
-                    "missing or wrong X-CSRF-Token for this session".into(),
-                ));
-            }
+        if csrf::needs_token(&parts.method, via_cookie)
+            && !is_form
+            && csrf::check(csrf::from_header(&parts.headers), &authed.session.csrf).is_err()
+        {
+            return Err(AuthError::Forbidden(
+                "missing or wrong X-CSRF-Token for this session".into(),
+            ));
         }
         Ok(authed)
     }
