@@ -202,11 +202,9 @@ pub fn good_tx() -> GateTransaction {
     tx(vec![container_read(CONTAINER), seal_read(SEAL)])
 }
 
-/// An agent with lanes L1 (presence loop) and L2 (none), its store in `dir`, the console
-/// on 127.0.0.1:0, no devices and no central.
-pub fn two_lane_config(dir: &std::path::Path) -> edge_agent::config::Config {
-    let text = format!(
-        r#"
+/// Gate G1 at PORT-A with lane L1 (a presence loop) and its three routes: the head of
+/// the test configurations (sections after it are the test's own).
+pub const GATE_G1_LANE_L1: &str = r#"
 [gate]
 id = "G1"
 port = "PORT-A"
@@ -217,7 +215,18 @@ id = "L1"
 fast = "Lane 1 priority"
 standard = "Lane 1 standard"
 inspect = "Inspection bay A"
+"#;
 
+/// [`GATE_G1_LANE_L1`] with a policy key: the smallest valid configuration.
+pub fn one_lane_toml() -> String {
+    format!("{GATE_G1_LANE_L1}\n[policy]\nrandom_key = \"a-long-enough-random-key\"\n")
+}
+
+/// An agent with lanes L1 (presence loop) and L2 (none), its store in `dir`, the console
+/// on 127.0.0.1:0, no devices and no central.
+pub fn two_lane_config(dir: &std::path::Path) -> edge_agent::config::Config {
+    let text = format!(
+        r#"{GATE_G1_LANE_L1}
 [[lanes]]
 id = "L2"
 presence_loop = false
