@@ -15,9 +15,9 @@ use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
 use protocol::schema::{
-    AeoStatus, Authorisation, Change, Consignment, ConsoleSession, ConsoleSessionKind,
-    DeclaredContainer, EventBody, GENESIS_HASH, GateId, JournalEntry, LaneDecision, LaneId,
-    RegistryRecord, SCHEMA_VERSION,
+    AeoStatus, Change, Consignment, ConsoleSession, ConsoleSessionKind, DeclaredContainer,
+    EventBody, GENESIS_HASH, GateId, JournalEntry, LaneDecision, LaneId, RegistryRecord,
+    SCHEMA_VERSION,
 };
 use uuid::Uuid;
 
@@ -674,24 +674,6 @@ fn entries_dated_at_the_ends_of_the_calendar_are_stored(s: &dyn Store) {
 // registry
 // ---------------------------------------------------------------------------------------
 
-fn record(id: &str, name: &str) -> RegistryRecord {
-    RegistryRecord {
-        v: SCHEMA_VERSION,
-        operator: OperatorId::parse(id).expect("operator"),
-        name: name.into(),
-        authorisations: vec![Authorisation::Aeof],
-        status: AeoStatus::Active,
-        status_since: ts("2025-01-01T00:00:00Z"),
-        valid_from: ts("2025-01-01T00:00:00Z"),
-        valid_to: None,
-        roles: vec![],
-        contact_point: None,
-        linked_ids: vec![],
-        source: "test".into(),
-        as_of: ts("2026-01-01T00:00:00Z"),
-    }
-}
-
 fn consignment(id: &str, container: &str, port: &str) -> Consignment {
     Consignment {
         v: SCHEMA_VERSION,
@@ -716,10 +698,16 @@ fn registry_changes_are_logged_applied_and_snapshotted_per_port(s: &dyn Store) {
         .append_changes(
             &[
                 Change::UpsertOperator {
-                    record: record(a, "Alpha Logistics"),
+                    record: RegistryRecord {
+                        name: "Alpha Logistics".into(),
+                        ..common::operator_record(a)
+                    },
                 },
                 Change::UpsertOperator {
-                    record: record(b, "Beta Freight"),
+                    record: RegistryRecord {
+                        name: "Beta Freight".into(),
+                        ..common::operator_record(b)
+                    },
                 },
                 Change::UpsertConsignment {
                     consignment: consignment("C1", "CSQU3054383", "NLRTM"),
