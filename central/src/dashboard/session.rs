@@ -162,12 +162,7 @@ fn login_form(l: Lang, next: &str, error: Option<String>) -> maud::Markup {
     html! {
         (DOCTYPE)
         html lang=(l.tag()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (T::LogIn.get(l)) " · " (T::AppName.get(l)) }
-                link rel="stylesheet" href="/assets/app.css";
-            }
+            (super::head(l, T::LogIn.get(l), None))
             body.login {
                 main {
                     h1 { (T::AppName.get(l)) }
