@@ -134,6 +134,23 @@ async fn a_throttled_login_says_when_to_try_again_and_is_journaled() {
     );
 }
 
+#[tokio::test]
+async fn a_malformed_json_login_is_a_bad_request() {
+    let r = rig();
+    for body in ["{\"name\": \"ana\"", "[]", "{\"name\": 1, \"password\": 2}"] {
+        let req = Request::post("/api/v1/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .expect("request");
+        assert_eq!(
+            send(&r.app, req).await.status(),
+            StatusCode::BAD_REQUEST,
+            "{body}"
+        );
+    }
+    assert!(journaled(&r.state.store).is_empty(), "no login was tried");
+}
+
 #[test]
 fn console_passwords_follow_centrals_strength_rule() {
     let dir = tempfile::tempdir().expect("tempdir");

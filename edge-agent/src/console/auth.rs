@@ -116,6 +116,8 @@ pub enum AuthError {
     Unauthenticated { api: bool },
     /// A session without the right (role, CSRF token).
     Forbidden(String),
+    /// A request that does not parse (a login body that is not the expected JSON).
+    BadRequest(String),
     /// The account store failed.
     Internal(String),
 }
@@ -130,6 +132,9 @@ impl IntoResponse for AuthError {
             )
                 .into_response(),
             Self::Unauthenticated { api: false } => Redirect::to("/login").into_response(),
+            Self::BadRequest(msg) => {
+                (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": msg }))).into_response()
+            }
             Self::Forbidden(msg) => {
                 (StatusCode::FORBIDDEN, Json(serde_json::json!({ "error": msg }))).into_response()
             }
@@ -353,7 +358,7 @@ pub async fn login_json(
     req_ext: axum::http::Extensions,
     body: Result<Json<LoginForm>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AuthError> {
-    let Json(f) = body.map_err(|e| AuthError::Forbidden(e.body_text()))?;
+    let Json(f) = body.map_err(|e| AuthError::BadRequest(e.body_text()))?;
     Ok(
         match attempt(&console, &journal, aeogate_web::client_ip(&req_ext), f).await? {
             Attempt::Ok(token, rec) => Json(LoginAnswer {
