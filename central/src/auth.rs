@@ -2,11 +2,16 @@
 //!
 //! Agent and session tokens are 32 bytes from the operating system's CSPRNG, shown once as
 //! 64 hex digits; central stores only their SHA-256 ([`crate::model::TokenHash`]). Staff
-//! passwords are low-entropy, so they get Argon2id (RFC 9106) with a per-user salt.
+//! passwords get the project's one Argon2id configuration and strength rule, and logins
+//! the one login limiter, all from [`aeogate_web`].
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
 use sha2::{Digest as _, Sha256};
+
+pub use aeogate_web::cookie::bearer;
+pub use aeogate_web::csrf::derive as csrf_token;
+pub use aeogate_web::limiter::{LoginLimiter, MAX_FAILURES_PER_ADDR, MAX_FAILURES_PER_USER};
+pub use aeogate_web::password::{MIN_CHARS as MIN_PASSWORD_CHARS, verify as verify_password};
+pub use aeogate_web::secret::same_secret;
 
 use crate::model::TokenHash;
 use crate::store_error::StoreError;
@@ -67,8 +72,7 @@ pub fn cert_fingerprint(der: &[u8]) -> String {
 /// A fresh token and its hash.
 #[must_use]
 pub fn new_token() -> (String, TokenHash) {
-    let raw: [u8; 32] = rand::random();
-    let token = hex::encode(raw);
+    let token = aeogate_web::secret::random_token();
     let hash = hash_token(&token);
     (token, hash)
 }
@@ -76,243 +80,25 @@ pub fn new_token() -> (String, TokenHash) {
 /// SHA-256 of a token's text.
 #[must_use]
 pub fn hash_token(token: &str) -> TokenHash {
-    Sha256::digest(token.trim().as_bytes()).into()
+    aeogate_web::secret::digest(token.trim())
 }
 
-/// The token in an `Authorization: Bearer …` header value.
-#[must_use]
-pub fn bearer(header: Option<&str>) -> Option<&str> {
-    let v = header?.trim();
-    let (scheme, rest) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| rest.trim())
-        .filter(|t| !t.is_empty())
+impl From<aeogate_web::password::PasswordError> for AuthError {
+    fn from(e: aeogate_web::password::PasswordError) -> Self {
+        match e {
+            aeogate_web::password::PasswordError::Weak(why) => Self::Invalid(why),
+            aeogate_web::password::PasswordError::Hash(why) => Self::Hash(why),
+        }
+    }
 }
 
-fn argon(m_cost_kib: u32, t_cost: u32) -> Result<Argon2<'static>, argon2::Error> {
-    Ok(Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(m_cost_kib, t_cost, 1, None)?,
-    ))
-}
-
-/// Hashes a password into a PHC string (the parameters travel inside it).
+/// Refuses a password that is too short or too easy to guess
+/// ([`aeogate_web::password::check_strength`]).
 ///
 /// # Errors
-/// When the cost parameters are out of Argon2's range.
-pub fn hash_password(password: &str, m_cost_kib: u32, t_cost: u32) -> Result<String, AuthError> {
-    let salt_bytes: [u8; 16] = rand::random();
-    let salt =
-        SaltString::encode_b64(&salt_bytes).map_err(|e| AuthError::Hash(format!("salt: {e}")))?;
-    let a = argon(m_cost_kib, t_cost)
-        .map_err(|e| AuthError::Hash(format!("argon2 parameters: {e}")))?;
-    Ok(a.hash_password(password.as_bytes(), &salt)
-        .map_err(|e| AuthError::Hash(format!("hashing password: {e}")))?
-        .to_string())
-}
-
-/// Whether `password` matches a PHC string from [`hash_password`].
-#[must_use]
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
-}
-
-/// Shortest staff password, in characters.
-pub const MIN_PASSWORD_CHARS: usize = 8;
-/// Weakest zxcvbn score a staff password may have: 3, "safely unguessable: moderate
-/// protection from an offline slow-hash scenario" (fewer than 10^10 guesses scores 2).
-pub const MIN_PASSWORD_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
-/// Characters of a password the estimator looks at: its cost grows with length, and a
-/// prefix's strength is a lower bound of the whole's.
-const STRENGTH_CHARS: usize = 128;
-
-/// Refuses a password shorter than [`MIN_PASSWORD_CHARS`] or weaker than
-/// [`MIN_PASSWORD_SCORE`] by the zxcvbn estimate (dictionary words, names, keyboard
-/// patterns, repeats, dates; the user name counts as a known word).
-///
-/// # Errors
-/// [`AuthError::Invalid`] saying why, with zxcvbn's advice when it has some.
+/// [`AuthError::Invalid`] saying why.
 pub fn check_password_strength(password: &str, user: &str) -> Result<(), AuthError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(AuthError::Invalid(format!(
-            "password must be at least {MIN_PASSWORD_CHARS} characters"
-        )));
-    }
-    let probe: String = password.chars().take(STRENGTH_CHARS).collect();
-    let estimate = zxcvbn::zxcvbn(&probe, &[user]);
-    if estimate.score() >= MIN_PASSWORD_SCORE {
-        return Ok(());
-    }
-    let mut why = format!(
-        "password is too easy to guess (strength {} of 4, at least {} needed)",
-        u8::from(estimate.score()),
-        u8::from(MIN_PASSWORD_SCORE)
-    );
-    if let Some(f) = estimate.feedback() {
-        if let Some(w) = f.warning() {
-            why.push_str(&format!(": {w}"));
-        }
-        for s in f.suggestions() {
-            why.push_str(&format!("; {s}"));
-        }
-    }
-    Err(AuthError::Invalid(why))
-}
-
-/// Failed logins one user name may have within [`LoginLimiter::WINDOW`].
-pub const MAX_FAILURES_PER_USER: usize = 5;
-/// Failed logins one client address may have within [`LoginLimiter::WINDOW`] (several
-/// officers may share a booth's address, so this is looser than the per-user bound).
-pub const MAX_FAILURES_PER_ADDR: usize = 20;
-/// Most keys the limiter tracks; beyond this the oldest are forgotten, so a flood of
-/// invented user names cannot grow memory without bound.
-const MAX_KEYS: usize = 10_000;
-
-/// Throttles password guessing (OWASP ASVS 4.0 §2.2.1): after
-/// [`MAX_FAILURES_PER_USER`] failures for a user name, or [`MAX_FAILURES_PER_ADDR`] from
-/// one client address, within [`LoginLimiter::WINDOW`], further attempts are refused
-/// without checking the password until the oldest failure leaves the window.
-///
-/// Time is passed in, so the rule is tested without waiting.
-#[derive(Debug, Default)]
-pub struct LoginLimiter {
-    failures: std::collections::HashMap<String, std::collections::VecDeque<jiff::Timestamp>>,
-}
-
-impl LoginLimiter {
-    /// The sliding window failures are counted in.
-    pub const WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
-
-    fn keys(user: &str, addr: Option<std::net::IpAddr>) -> Vec<(String, usize)> {
-        let mut keys = vec![(
-            format!("u:{}", user.trim().to_ascii_lowercase()),
-            MAX_FAILURES_PER_USER,
-        )];
-        if let Some(a) = addr {
-            keys.push((format!("a:{a}"), MAX_FAILURES_PER_ADDR));
-        }
-        keys
-    }
-
-    fn prune(&mut self, now: jiff::Timestamp) {
-        let cutoff = now.checked_sub(Self::WINDOW).unwrap_or(now);
-        self.failures.retain(|_, q| {
-            while q.front().is_some_and(|t| *t <= cutoff) {
-                q.pop_front();
-            }
-            !q.is_empty()
-        });
-    }
-
-    /// `Some(wait)` when an attempt for `user` from `addr` must be refused now, with how
-    /// long until the next one may be tried.
-    pub fn check(
-        &mut self,
-        user: &str,
-        addr: Option<std::net::IpAddr>,
-        now: jiff::Timestamp,
-    ) -> Option<jiff::SignedDuration> {
-        self.prune(now);
-        Self::keys(user, addr)
-            .into_iter()
-            .filter_map(|(k, max)| {
-                let q = self.failures.get(&k)?;
-                (q.len() >= max).then(|| {
-                    let oldest = q.front().copied().unwrap_or(now);
-                    Self::WINDOW - now.duration_since(oldest)
-                })
-            })
-            .max()
-    }
-
-    /// Checks the limit and, when the attempt may go ahead, counts it as a failure at
-    /// once, in one step: concurrent attempts each see the ones before them, so no more
-    /// than the limit are ever checked. A login that then succeeds gives its reservation
-    /// back with [`LoginLimiter::succeeded`].
-    ///
-    /// # Errors
-    /// How long until the next attempt may be tried, when this one must be refused.
-    pub fn reserve(
-        &mut self,
-        user: &str,
-        addr: Option<std::net::IpAddr>,
-        now: jiff::Timestamp,
-    ) -> Result<(), jiff::SignedDuration> {
-        if let Some(wait) = self.check(user, addr, now) {
-            return Err(wait);
-        }
-        self.failed(user, addr, now);
-        Ok(())
-    }
-
-    /// Counts a failed attempt.
-    pub fn failed(&mut self, user: &str, addr: Option<std::net::IpAddr>, now: jiff::Timestamp) {
-        self.prune(now);
-        if self.failures.len() >= MAX_KEYS {
-            // Forget the key whose latest failure is oldest.
-            if let Some(k) = self
-                .failures
-                .iter()
-                .min_by_key(|(_, q)| q.back().copied())
-                .map(|(k, _)| k.clone())
-            {
-                self.failures.remove(&k);
-            }
-        }
-        for (k, max) in Self::keys(user, addr) {
-            let q = self.failures.entry(k).or_default();
-            q.push_back(now);
-            while q.len() > max {
-                q.pop_front();
-            }
-        }
-    }
-
-    /// Forgets a user's failures after a successful login, and gives back the address's
-    /// reservation made at `at` by [`LoginLimiter::reserve`] (its earlier failures stay).
-    pub fn succeeded(&mut self, user: &str, addr: Option<std::net::IpAddr>, at: jiff::Timestamp) {
-        self.failures
-            .remove(&format!("u:{}", user.trim().to_ascii_lowercase()));
-        if let Some(a) = addr {
-            let key = format!("a:{a}");
-            if let Some(q) = self.failures.get_mut(&key) {
-                if let Some(i) = q.iter().rposition(|t| *t == at) {
-                    q.remove(i);
-                }
-                if q.is_empty() {
-                    self.failures.remove(&key);
-                }
-            }
-        }
-    }
-}
-
-/// The CSRF token of a browser session: SHA-256 of a fixed label and the session token.
-///
-/// It is derived, not stored: only someone holding the session token (the cookie, which
-/// scripts cannot read) can compute it, and it changes with every login.
-#[must_use]
-pub fn csrf_token(session_token: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"aeogate-csrf-v1\0");
-    h.update(session_token.trim().as_bytes());
-    hex::encode(h.finalize())
-}
-
-/// Compares two secrets in time independent of where they differ.
-#[must_use]
-pub fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    Ok(aeogate_web::password::check_strength(password, user)?)
 }
 
 #[cfg(test)]
@@ -320,101 +106,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limiter_refuses_after_five_failures_per_user_until_the_window_moves() {
-        let mut l = LoginLimiter::default();
-        let t0: jiff::Timestamp = "2025-01-01T10:00:00Z".parse().expect("time");
-        let ip: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
-        for i in 0..5 {
-            assert_eq!(l.check("Ana", Some(ip), t0), None, "attempt {i} allowed");
-            l.failed("Ana", Some(ip), t0);
-        }
-        let wait = l.check("ana", Some(ip), t0).expect("sixth refused");
-        assert_eq!(wait, LoginLimiter::WINDOW);
-        // Another user from the same address is not locked out by ana's failures.
-        assert_eq!(l.check("bea", Some(ip), t0), None);
-        let later = t0
-            .checked_add(LoginLimiter::WINDOW + jiff::SignedDuration::from_secs(1))
-            .expect("time");
-        assert_eq!(l.check("ana", Some(ip), later), None, "window passed");
-    }
-
-    #[test]
-    fn limiter_bounds_failures_per_address_across_user_names() {
-        let mut l = LoginLimiter::default();
-        let t0: jiff::Timestamp = "2025-01-01T10:00:00Z".parse().expect("time");
-        let ip: std::net::IpAddr = "10.0.0.9".parse().expect("ip");
-        for i in 0..MAX_FAILURES_PER_ADDR {
-            l.failed(&format!("guess{i}"), Some(ip), t0);
-        }
-        assert!(l.check("fresh-name", Some(ip), t0).is_some());
-        assert_eq!(l.check("fresh-name", None, t0), None);
-        l.succeeded("guess1", None, t0);
-        assert!(
-            l.check("guess1", Some(ip), t0).is_some(),
-            "address still limited"
-        );
-    }
-
-    #[test]
-    fn a_reservation_counts_before_the_password_is_checked() {
-        let mut l = LoginLimiter::default();
-        let t0: jiff::Timestamp = "2025-01-01T10:00:00Z".parse().expect("time");
-        let ip: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
-        // Five attempts in flight at once, none finished: the sixth is refused.
-        for i in 0..MAX_FAILURES_PER_USER {
-            assert_eq!(l.reserve("ana", Some(ip), t0), Ok(()), "attempt {i}");
-        }
-        assert!(l.reserve("ana", Some(ip), t0).is_err());
-        // A success gives back the user's failures and its own address reservation.
-        let mut l = LoginLimiter::default();
-        l.failed("x", Some(ip), t0);
-        l.reserve("bea", Some(ip), t0).expect("allowed");
-        l.succeeded("bea", Some(ip), t0);
-        assert_eq!(l.failures.get(&format!("a:{ip}")).map(|q| q.len()), Some(1));
-        assert!(!l.failures.contains_key("u:bea"));
-    }
-
-    #[test]
-    fn csrf_token_is_per_session_and_compared_whole() {
-        let a = csrf_token("aa");
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, csrf_token("ab"));
-        assert!(same_secret(&a, &csrf_token("aa")));
-        assert!(!same_secret(&a, &a[..63]));
-    }
-
-    #[test]
-    fn weak_passwords_are_refused_and_strong_ones_accepted() {
-        for weak in [
-            "password",
-            "        ",
-            "12345678",
-            "ana12345",
-            "qwertyuiop",
-            "Password1",
-        ] {
-            let e = check_password_strength(weak, "ana");
-            assert!(matches!(e, Err(AuthError::Invalid(_))), "{weak:?}: {e:?}");
-        }
-        assert!(check_password_strength("short", "ana").is_err());
-        for strong in ["correct horse", "analyst-pass-2025", "vX9#qLm2!tRz"] {
-            check_password_strength(strong, "ana").expect(strong);
-        }
-    }
-
-    #[test]
-    fn password_round_trip_and_wrong_password() {
-        let phc = hash_password("correct horse", 64, 1).expect("hash");
-        assert!(verify_password("correct horse", &phc));
-        assert!(!verify_password("wrong horse", &phc));
-    }
-
-    #[test]
-    fn bearer_header_parsing() {
-        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
-        assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
-        assert_eq!(bearer(Some("Basic abc")), None);
-        assert_eq!(bearer(Some("Bearer ")), None);
-        assert_eq!(bearer(None), None);
+    fn a_weak_staff_password_is_an_invalid_request() {
+        let e = check_password_strength("password", "ana");
+        assert!(matches!(e, Err(AuthError::Invalid(_))), "{e:?}");
+        check_password_strength("analyst-pass-2025", "ana").expect("strong");
     }
 }

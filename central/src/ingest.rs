@@ -207,7 +207,8 @@ pub fn transaction_of(body: &EventBody) -> Option<Uuid> {
         EventBody::OfficerAction { action } => action.transaction_id,
         EventBody::DeviceHealth { .. }
         | EventBody::IntegrityAlert { .. }
-        | EventBody::OrphanRead { .. } => None,
+        | EventBody::OrphanRead { .. }
+        | EventBody::ConsoleSession { .. } => None,
     }
 }
 
@@ -219,7 +220,7 @@ pub fn lane_of(body: &EventBody) -> Option<&str> {
         EventBody::Decision { decision } => Some(decision.lane.as_str()),
         EventBody::OfficerAction { action } => Some(action.lane.as_str()),
         EventBody::DeviceHealth { health } => health.lane.as_ref().map(|l| l.as_str()),
-        EventBody::IntegrityAlert { .. } => None,
+        EventBody::IntegrityAlert { .. } | EventBody::ConsoleSession { .. } => None,
         EventBody::OrphanRead { lane, .. } => Some(lane.as_str()),
     }
 }
@@ -250,6 +251,7 @@ pub fn gate_named_by(body: &EventBody) -> Option<&GateId> {
         EventBody::Transaction { transaction } => Some(&transaction.gate),
         EventBody::Decision { decision } => Some(&decision.gate),
         EventBody::OfficerAction { action } => Some(&action.gate),
+        EventBody::ConsoleSession { session } => Some(&session.gate),
         EventBody::DeviceHealth { .. }
         | EventBody::IntegrityAlert { .. }
         | EventBody::OrphanRead { .. } => None,

@@ -411,7 +411,7 @@ fn export(central: &Central, cmd: &ExportCmd) -> anyhow::Result<()> {
         from: Some(from),
         to: Some(to),
     };
-    let events = export::collect(central.store().as_ref(), &q)?;
+    let events = central.export_events(&q)?;
     let mut out: Box<dyn std::io::Write> = match &args.out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,

@@ -402,6 +402,19 @@ impl Role {
     }
 }
 
+impl aeogate_web::session::Role for Role {
+    const ALL: &'static [Self] = &Role::ALL;
+
+    fn as_str(self) -> &'static str {
+        Role::as_str(self)
+    }
+
+    /// Also reads the legacy names ([`Role::parse`]).
+    fn parse(s: &str) -> Option<Self> {
+        Role::parse(s)
+    }
+}
+
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -8,8 +8,7 @@ use common::*;
 use ed25519_dalek::{Signature, VerifyingKey};
 use protocol::operator::OperatorId;
 use protocol::schema::{
-    AeoStatus, Authorisation, Change, ChangeBatch, Consignment, DeclaredContainer, RegistryRecord,
-    SCHEMA_VERSION, SignedEnvelope,
+    AeoStatus, Change, ChangeBatch, Consignment, DeclaredContainer, SCHEMA_VERSION, SignedEnvelope,
 };
 use uuid::Uuid;
 
@@ -280,24 +279,6 @@ async fn gate_without_heartbeats_for_stale_after_is_reported_stale() {
 // registry
 // ---------------------------------------------------------------------------------------
 
-fn record(id: &str) -> RegistryRecord {
-    RegistryRecord {
-        v: SCHEMA_VERSION,
-        operator: OperatorId::parse(id).expect("operator"),
-        name: format!("Operator {id}"),
-        authorisations: vec![Authorisation::Aeof],
-        status: AeoStatus::Active,
-        status_since: ts("2025-01-01T00:00:00Z"),
-        valid_from: ts("2025-01-01T00:00:00Z"),
-        valid_to: None,
-        roles: vec![],
-        contact_point: None,
-        linked_ids: vec![],
-        source: "test".into(),
-        as_of: ts("2026-01-01T00:00:00Z"),
-    }
-}
-
 fn consignment(id: &str, port: &str) -> Consignment {
     Consignment {
         v: SCHEMA_VERSION,
@@ -333,7 +314,7 @@ async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fa
         .issue_agent_token(&gate("P1-G1"), "P1")
         .expect("token");
     e.central
-        .import_records(vec![record("EU-AEO:DE123456789012345")], "test")
+        .import_records(vec![operator_record("EU-AEO:DE123456789012345")], "test")
         .expect("records");
     e.central
         .import_consignments(
@@ -396,7 +377,7 @@ async fn changes_are_contiguous_filtered_by_port_and_204_when_nothing_is_newer()
         .expect("token");
     let op = OperatorId::parse("EU-AEO:DE123456789012345").expect("op");
     e.central
-        .import_records(vec![record(&op.to_string())], "test")
+        .import_records(vec![operator_record(&op.to_string())], "test")
         .expect("records");
     e.central
         .import_consignments(vec![consignment("B2", "P2")], "test")
@@ -520,12 +501,7 @@ fn csv_import_reports_bad_rows_by_line_and_keeps_the_good_ones() {
     );
     let op = OperatorId::parse("US-CTPAT:OBOIMP92011").expect("op");
     assert_eq!(
-        e.central
-            .store()
-            .operator(&op)
-            .expect("get")
-            .expect("kept")
-            .name,
+        e.central.operator(&op).expect("get").expect("kept").name,
         "Good, Inc."
     );
 }

@@ -237,7 +237,7 @@ async fn event_ids_are_unique_and_the_same_on_every_export() {
     };
     let created = common::ts("2026-03-05T06:00:00Z");
     let export = || {
-        let evs = central::export::collect(c.store().as_ref(), &q).expect("collect");
+        let evs = c.export_events(&q).expect("collect");
         central::export::epcis_document(&evs, &c.config().export, created)
     };
     let (a, b) = (export(), export());

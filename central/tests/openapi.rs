@@ -19,8 +19,7 @@ use axum::http::{Request, header};
 use common::*;
 use protocol::operator::OperatorId;
 use protocol::schema::{
-    AeoStatus, Authorisation, Consignment, DeclaredContainer, EventBody, PartyRole, PartyView,
-    RegistryRecord, SCHEMA_VERSION,
+    AeoStatus, Consignment, DeclaredContainer, EventBody, PartyRole, PartyView, SCHEMA_VERSION,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -331,24 +330,6 @@ impl Checker {
             }
         }
         self.failures.extend(missing);
-    }
-}
-
-fn operator_record(id: &str) -> RegistryRecord {
-    RegistryRecord {
-        v: SCHEMA_VERSION,
-        operator: OperatorId::parse(id).expect("operator"),
-        name: format!("Operator {id}"),
-        authorisations: vec![Authorisation::Aeof],
-        status: AeoStatus::Active,
-        status_since: ts("2025-01-01T00:00:00Z"),
-        valid_from: ts("2025-01-01T00:00:00Z"),
-        valid_to: None,
-        roles: vec![],
-        contact_point: None,
-        linked_ids: vec![],
-        source: "test".into(),
-        as_of: ts("2026-01-01T00:00:00Z"),
     }
 }
 

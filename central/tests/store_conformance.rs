@@ -15,8 +15,9 @@ use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
 use protocol::schema::{
-    AeoStatus, Authorisation, Change, Consignment, DeclaredContainer, EventBody, GENESIS_HASH,
-    JournalEntry, LaneDecision, LaneId, RegistryRecord, SCHEMA_VERSION,
+    AeoStatus, Change, Consignment, ConsoleSession, ConsoleSessionKind, DeclaredContainer,
+    EventBody, GENESIS_HASH, GateId, JournalEntry, LaneDecision, LaneId, RegistryRecord,
+    SCHEMA_VERSION,
 };
 use uuid::Uuid;
 
@@ -78,6 +79,7 @@ conformance!(
     users_sessions_and_audit,
     text_with_control_characters_is_stored_and_read_back_unchanged,
     entries_dated_at_the_ends_of_the_calendar_are_stored,
+    console_logins_and_logouts_are_stored_and_another_gates_are_refused,
 );
 
 const NO_GAP_ALERT: SignedDuration = SignedDuration::from_hours(24);
@@ -577,6 +579,52 @@ fn heartbeat_raises_a_gap_alert_once_the_gap_persists(s: &dyn Store) {
     assert_eq!(s.gates().expect("gates")[0].state.gap_since, None);
 }
 
+fn console_session(g: &GateId, kind: ConsoleSessionKind) -> EventBody {
+    EventBody::ConsoleSession {
+        session: ConsoleSession {
+            v: SCHEMA_VERSION,
+            gate: g.clone(),
+            kind,
+            user: "ana.officer".into(),
+            role: (kind != ConsoleSessionKind::LoginFailed).then(|| "officer".into()),
+            client: Some("10.1.2.3".into()),
+            at: now(),
+        },
+    }
+}
+
+fn console_logins_and_logouts_are_stored_and_another_gates_are_refused(s: &dyn Store) {
+    let (g1, g2, g3) = (gate("G1"), gate("G2"), gate("G3"));
+    let c = chain(
+        &g1,
+        [
+            ConsoleSessionKind::LoginFailed,
+            ConsoleSessionKind::LoginThrottled,
+            ConsoleSessionKind::Login,
+            ConsoleSessionKind::Logout,
+        ]
+        .into_iter()
+        .map(|k| console_session(&g1, k))
+        .collect(),
+    );
+    let out = ingest(s, &c);
+    assert_eq!((out.acked_through, out.tally.stored), (4, 4));
+    let stored: Vec<JournalEntry> = s
+        .events(&query())
+        .expect("events")
+        .items
+        .into_iter()
+        .map(|e| e.entry)
+        .collect();
+    assert_eq!(stored, c, "stored as sent, in order");
+    assert!(alert_kinds(s).is_empty(), "{:?}", alert_kinds(s));
+    assert!(s.cases(&case_query()).expect("cases").items.is_empty());
+    // G3's journal saying someone logged in at G2 is evidence, not a G2 login.
+    let foreign = chain(&g3, vec![console_session(&g2, ConsoleSessionKind::Login)]);
+    assert_eq!(ingest(s, &foreign).acked_through, 1);
+    assert_eq!(alert_kinds(s), vec![AlertKind::ForeignGate]);
+}
+
 fn text_with_control_characters_is_stored_and_read_back_unchanged(s: &dyn Store) {
     // Agents forward what hardware sent; a NUL or other control character in a string
     // must not make a batch unstorable (it would be refused on every resend).
@@ -626,24 +674,6 @@ fn entries_dated_at_the_ends_of_the_calendar_are_stored(s: &dyn Store) {
 // registry
 // ---------------------------------------------------------------------------------------
 
-fn record(id: &str, name: &str) -> RegistryRecord {
-    RegistryRecord {
-        v: SCHEMA_VERSION,
-        operator: OperatorId::parse(id).expect("operator"),
-        name: name.into(),
-        authorisations: vec![Authorisation::Aeof],
-        status: AeoStatus::Active,
-        status_since: ts("2025-01-01T00:00:00Z"),
-        valid_from: ts("2025-01-01T00:00:00Z"),
-        valid_to: None,
-        roles: vec![],
-        contact_point: None,
-        linked_ids: vec![],
-        source: "test".into(),
-        as_of: ts("2026-01-01T00:00:00Z"),
-    }
-}
-
 fn consignment(id: &str, container: &str, port: &str) -> Consignment {
     Consignment {
         v: SCHEMA_VERSION,
@@ -668,10 +698,16 @@ fn registry_changes_are_logged_applied_and_snapshotted_per_port(s: &dyn Store) {
         .append_changes(
             &[
                 Change::UpsertOperator {
-                    record: record(a, "Alpha Logistics"),
+                    record: RegistryRecord {
+                        name: "Alpha Logistics".into(),
+                        ..common::operator_record(a)
+                    },
                 },
                 Change::UpsertOperator {
-                    record: record(b, "Beta Freight"),
+                    record: RegistryRecord {
+                        name: "Beta Freight".into(),
+                        ..common::operator_record(b)
+                    },
                 },
                 Change::UpsertConsignment {
                     consignment: consignment("C1", "CSQU3054383", "NLRTM"),

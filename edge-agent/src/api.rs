@@ -86,6 +86,7 @@ impl From<AuthError> for ApiError {
                 ApiError(StatusCode::UNAUTHORIZED, "log in first".into())
             }
             AuthError::Forbidden(m) => ApiError(StatusCode::FORBIDDEN, m),
+            AuthError::BadRequest(m) => bad_request(m),
             AuthError::Internal(m) => internal(m),
         }
     }

@@ -61,6 +61,22 @@ pub struct AgentHandle {
 /// Runs the agent until `shutdown` is cancelled.
 ///
 /// # Errors
+/// The console's rustls configuration from its certificate chain and key (PEM files).
+async fn console_tls(
+    tls: &crate::config::ConsoleTls,
+) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+    crate::uplink::install_crypto_provider();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .with_context(|| {
+            format!(
+                "console TLS certificate {} and key {}",
+                tls.cert.display(),
+                tls.key.display()
+            )
+        })
+}
+
 /// Startup failures (store, console bind, central client); errors of tasks at the end.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let handle = start(cfg, shutdown).await?;
@@ -90,12 +106,16 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         .await
         .with_context(|| format!("cannot bind the console to {}", cfg.console.bind))?;
     let console_addr = listener.local_addr().context("console address")?;
+    let console_tls = match &cfg.console.tls {
+        Some(tls) => Some(console_tls(tls).await?),
+        None => None,
+    };
     let central = match &cfg.central {
         Some(c) => Some(crate::uplink::CentralClient::new(c, &cfg.gate.id)?),
         None => None,
     };
 
-    let console = crate::console::console(&store, false)?;
+    let console = crate::console::console(&store, console_tls.is_some())?;
     if let Some(m) = &cfg.mqtt {
         crate::sources::mqtt::check(m)?;
     }
@@ -249,18 +269,31 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         shutdown: shutdown.clone(),
         console,
     };
-    tracing::info!(%console_addr, gate = %state.gate, "console listening");
+    tracing::info!(%console_addr, gate = %state.gate, tls = console_tls.is_some(), "console listening");
     let app = crate::api::app(state.clone());
+    // Client addresses feed the console's login rate limiting.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let serve_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        // Client addresses feed the console's login rate limiting.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(serve_shutdown.cancelled_owned())
-        .await
-    });
+    let server = match console_tls {
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(serve_shutdown.cancelled_owned())
+                .await
+        }),
+        Some(rustls) => {
+            let listener = listener.into_std().context("console listener")?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                serve_shutdown.cancelled().await;
+                h.graceful_shutdown(Some(SERVE_GRACE));
+            });
+            let server = axum_server::from_tcp_rustls(listener, rustls)
+                .context("console TLS listener")?
+                .handle(handle);
+            tokio::spawn(async move { server.serve(app).await })
+        }
+    };
     tracker.close();
 
     let join_shutdown = shutdown.clone();

@@ -64,6 +64,12 @@ impl AppState {
     }
 }
 
+impl FromRef<AppState> for Arc<Journal> {
+    fn from_ref(state: &AppState) -> Self {
+        state.journal.clone()
+    }
+}
+
 impl FromRef<AppState> for Arc<Console> {
     fn from_ref(state: &AppState) -> Self {
         state.console.clone()

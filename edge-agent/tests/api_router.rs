@@ -4,17 +4,13 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use edge_agent::actuators::Actuators;
 use edge_agent::assembler::AssemblerEvent;
 use edge_agent::console::{Role, Users, add_user};
-use edge_agent::journal::Journal;
-use edge_agent::live::{Devices, LiveLanes};
 use edge_agent::state::AppState;
 use edge_agent::store::Store;
 use protocol::i18n::Lang;
@@ -24,7 +20,6 @@ use protocol::schema::{
 use serde_json::{Value, json};
 use support::two_lane_config;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 const OFFICER: &str = "officer-session-token-for-tests-0000000001";
@@ -51,23 +46,7 @@ fn rig() -> Rig {
             .insert_session(token, name, role, Lang::En, Duration::from_secs(600))
             .expect("session");
     }
-    let (journal, journal_health, _writer) = Journal::start(store.clone());
-    let (events_tx, events) = mpsc::channel(8);
-    let state = AppState {
-        gate: cfg.gate.id.clone(),
-        lanes: cfg.lanes.clone().into(),
-        staleness_bound: cfg.policy.staleness_bound,
-        console: edge_agent::console::console(&store, false).expect("console"),
-        store,
-        journal,
-        live: Arc::new(LiveLanes::new(&cfg.lanes)),
-        devices: Devices::new(vec![journal_health]),
-        actuators: Arc::new(Actuators::new(None)),
-        events: events_tx,
-        metrics: edge_agent::telemetry::metrics_handle(),
-        central_configured: false,
-        shutdown: CancellationToken::new(),
-    };
+    let (state, events) = support::app_state(&cfg, store);
     Rig {
         app: edge_agent::api::app(state.clone()),
         state,

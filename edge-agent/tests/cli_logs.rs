@@ -2,24 +2,12 @@
 //! `RUST_LOG`, no colour codes off a terminal, JSON log lines.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-const GOOD: &str = r#"
-[gate]
-id = "G1"
-port = "PORT-A"
-
-[[lanes]]
-id = "L1"
-[lanes.routes]
-fast = "Lane 1 priority"
-standard = "Lane 1 standard"
-inspect = "Inspection bay A"
-
-[policy]
-random_key = "a-long-enough-random-key"
-"#;
+use support::one_lane_toml;
 
 fn agent(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-agent"));
@@ -43,7 +31,7 @@ fn agent(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> std::process::Outp
 
 #[test]
 fn check_config_reads_standard_input_for_a_dash() {
-    let out = agent(&["check-config", "-"], GOOD, &[]);
+    let out = agent(&["check-config", "-"], &one_lane_toml(), &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -52,7 +40,7 @@ fn check_config_reads_standard_input_for_a_dash() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
     let bad = agent(
         &["check-config", "-"],
-        &GOOD.replace("port = ", "prot = "),
+        &one_lane_toml().replace("port = ", "prot = "),
         &[],
     );
     assert_eq!(bad.status.code(), Some(1));
@@ -140,7 +128,11 @@ fn user_add_on_a_terminal_does_not_echo_the_password() {
     let store = dir.path().join("agent.redb");
     std::fs::write(
         &config,
-        format!("{GOOD}\n[store]\npath = {:?}\n", store.to_str().unwrap()),
+        format!(
+            "{}\n[store]\npath = {:?}\n",
+            one_lane_toml(),
+            store.to_str().unwrap()
+        ),
     )
     .unwrap();
     // util-linux `script` gives the command a terminal of its own (a pty as its

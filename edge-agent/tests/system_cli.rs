@@ -1,6 +1,10 @@
 //! The `edge-agent` command line.
 
+mod support;
+
 use std::process::Command;
+
+use support::one_lane_toml;
 
 fn check_config(text: &str) -> std::process::Output {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -13,25 +17,9 @@ fn check_config(text: &str) -> std::process::Output {
         .expect("run edge-agent")
 }
 
-const GOOD: &str = r#"
-[gate]
-id = "G1"
-port = "PORT-A"
-
-[[lanes]]
-id = "L1"
-[lanes.routes]
-fast = "Lane 1 priority"
-standard = "Lane 1 standard"
-inspect = "Inspection bay A"
-
-[policy]
-random_key = "a-long-enough-random-key"
-"#;
-
 #[test]
 fn check_config_prints_ok_for_a_valid_file() {
-    let out = check_config(GOOD);
+    let out = check_config(&one_lane_toml());
     assert!(
         out.status.success(),
         "{}",
@@ -42,7 +30,7 @@ fn check_config_prints_ok_for_a_valid_file() {
 
 #[test]
 fn check_config_names_the_key_and_line_and_exits_1() {
-    let bad = GOOD.replace("fast = \"Lane 1 priority\"", "fast = \"\"");
+    let bad = one_lane_toml().replace("fast = \"Lane 1 priority\"", "fast = \"\"");
     let out = check_config(&bad);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -1,6 +1,8 @@
 //! Uplink and replication against a stand-in central on 127.0.0.1:0 that follows
 //! docs/delivery.md: contiguous `acked_through`, bearer tokens, signed registry batches.
 
+mod support;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +20,7 @@ use protocol::schema::{
     Change, ChangeBatch, EventBody, Heartbeat, IngestAck, IngestBatch, JournalEntry,
     SCHEMA_VERSION, SequencedChange, SignedEnvelope,
 };
+use support::GATE_G1_LANE_L1;
 use tokio_util::sync::CancellationToken;
 
 const STEP: Duration = Duration::from_secs(10);
@@ -161,18 +164,7 @@ fn batch(snapshot: bool, after: u64, last: u64) -> ChangeBatch {
 
 fn config(dir: &std::path::Path, url: &str) -> Config {
     let text = format!(
-        r#"
-[gate]
-id = "G1"
-port = "PORT-A"
-
-[[lanes]]
-id = "L1"
-[lanes.routes]
-fast = "Lane 1 priority"
-standard = "Lane 1 standard"
-inspect = "Inspection bay A"
-
+        r#"{GATE_G1_LANE_L1}
 [store]
 path = "{store}"
 

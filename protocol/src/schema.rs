@@ -772,6 +772,37 @@ pub struct OfficerAction {
     pub kind: ActionKind,
 }
 
+/// What happened to a console session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConsoleSessionKind {
+    /// A login that opened a session.
+    Login,
+    /// A wrong user name or password.
+    LoginFailed,
+    /// A login refused without checking the password: too many recent failures.
+    LoginThrottled,
+    /// A session ended by its user.
+    Logout,
+}
+
+/// A login or logout at a gate's officer console, attributed and timed: who may have
+/// acted at the lanes, and who tried to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleSession {
+    pub v: u16,
+    pub gate: GateId,
+    pub kind: ConsoleSessionKind,
+    /// The account name, as typed for a failed or throttled login (at most 64
+    /// characters kept).
+    pub user: String,
+    /// The account's role, when a session was opened or ended.
+    pub role: Option<String>,
+    /// The client's address, when known.
+    pub client: Option<String>,
+    pub at: Timestamp,
+}
+
 // ---------------------------------------------------------------------------------------
 // Registry
 // ---------------------------------------------------------------------------------------
@@ -1083,6 +1114,10 @@ pub enum EventBody {
     OrphanRead {
         lane: LaneId,
         read: Read,
+    },
+    /// A console login (or failed or throttled attempt) or logout.
+    ConsoleSession {
+        session: ConsoleSession,
     },
 }
 

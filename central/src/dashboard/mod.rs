@@ -105,6 +105,21 @@ pub enum Nav {
     Registry,
 }
 
+/// The `<head>` of every page: charset, viewport, title and style sheet; pages behind a
+/// session also carry its CSRF token (`csrf`) and the script that sends it.
+fn head(l: Lang, title: &str, csrf: Option<&str>) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            @if let Some(token) = csrf { meta name="csrf-token" content=(token); }
+            title { (title) " · " (T::AppName.get(l)) }
+            link rel="stylesheet" href="/assets/app.css";
+            @if csrf.is_some() { script src="/assets/app.js" defer {} }
+        }
+    }
+}
+
 /// The page frame: navigation, user, language selector and logout.
 pub fn layout(s: &UiSession, nav: Nav, title: &str, body: Markup) -> Markup {
     let l = s.lang;
@@ -114,14 +129,7 @@ pub fn layout(s: &UiSession, nav: Nav, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(l.tag()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="csrf-token" content=(s.csrf);
-                title { (title) " · " (T::AppName.get(l)) }
-                link rel="stylesheet" href="/assets/app.css";
-                script src="/assets/app.js" defer {}
-            }
+            (head(l, title, Some(&s.csrf)))
             body {
                 header.top {
                     span.brand { (T::AppName.get(l)) }

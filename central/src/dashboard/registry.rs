@@ -198,34 +198,22 @@ pub async fn set_status(
     let Ok(id) = OperatorId::parse(&op) else {
         return error_page(&s, StatusCode::NOT_FOUND, T::NotFound.get(l));
     };
-    let Some(status) = parse_status(&f.status) else {
-        return render(
-            &c,
-            &s,
-            &op,
-            Some((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "status {:?}: expected SUSPENDED, ACTIVE or REVOKED",
-                    f.status
-                ),
-            )),
-        )
-        .await;
-    };
     let reason = f.reason.unwrap_or_default().trim().to_owned();
-    if reason.is_empty() {
-        return render(
-            &c,
-            &s,
-            &op,
-            Some((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                T::ReasonRequired.get(l).to_owned(),
-            )),
-        )
-        .await;
-    }
+    let checked = match parse_status(&f.status) {
+        None => Err(format!(
+            "status {:?}: expected SUSPENDED, ACTIVE or REVOKED",
+            f.status
+        )),
+        Some(_) if reason.is_empty() => Err(T::ReasonRequired.get(l).to_owned()),
+        Some(status) => Ok(status),
+    };
+    let status = match checked {
+        Ok(status) => status,
+        Err(why) => {
+            let problem = Some((StatusCode::UNPROCESSABLE_ENTITY, why));
+            return render(&c, &s, &op, problem).await;
+        }
+    };
     let user = s.user.clone();
     match c
         .blocking(move |c| c.set_status(&id, status, &reason, &user))

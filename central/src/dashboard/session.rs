@@ -6,11 +6,13 @@
 //! (RFC 6265bis §5.4.7: not sent on cross-site requests) and `Secure` whenever central
 //! serves HTTPS.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, Form, FromRequestParts, Query, State};
+use aeogate_web::cookie::{self, SessionCookie};
+use aeogate_web::csrf::{self, CsrfError};
+use axum::extract::{Form, FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, html};
 use protocol::i18n::Lang;
@@ -21,28 +23,23 @@ use crate::auth;
 use crate::model::Role;
 use crate::service::{Central, LoginResult};
 
-/// Name of central's session cookie over plain HTTP (loopback tests and demos). It
-/// differs from the gate console's (`aeogate_agent_session`), so logging in to one on the
-/// same host name does not log out of the other.
-pub const COOKIE: &str = "aeogate_central_session";
-/// Name of the session cookie when central serves HTTPS: the `__Host-` prefix (RFC
-/// 6265bis §4.1.3.2) makes browsers accept it only `Secure`, from this origin, for
-/// `Path=/` and without `Domain`, so a sibling host cannot set or shadow it.
-pub const COOKIE_TLS: &str = "__Host-aeogate_central_session";
+/// Central's session cookie: `aeogate_central_session` over plain HTTP (loopback tests
+/// and demos), `__Host-aeogate_central_session` over HTTPS. It differs from the gate
+/// console's, so logging in to one on the same host name does not log out of the other.
+pub const COOKIE: SessionCookie = SessionCookie {
+    plain: "aeogate_central_session",
+    tls: "__Host-aeogate_central_session",
+};
 
-/// The session cookie's name: [`COOKIE_TLS`] over HTTPS, else [`COOKIE`].
+/// The session cookie's name over HTTPS (`tls`) or plain HTTP.
 #[must_use]
 pub fn cookie_name(tls: bool) -> &'static str {
-    if tls { COOKIE_TLS } else { COOKIE }
+    COOKIE.name(tls)
 }
 
 /// The `Set-Cookie` value for a session token (`Max-Age=0` and an empty token clear it).
 fn session_cookie(tls: bool, token: &str, max_age: i64) -> String {
-    format!(
-        "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
-        cookie_name(tls),
-        if tls { "; Secure" } else { "" }
-    )
+    COOKIE.set(tls, token, u64::try_from(max_age).unwrap_or(0))
 }
 
 /// A logged-in staff member in the browser.
@@ -57,32 +54,13 @@ pub struct UiSession {
     pub csrf: String,
 }
 
-/// Why a state-changing request was refused for its CSRF token (answered `403`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum CsrfError {
-    #[error("the request carries no CSRF token")]
-    Missing,
-    #[error("the request's CSRF token is wrong")]
-    Wrong,
-}
-
-impl IntoResponse for CsrfError {
-    fn into_response(self) -> Response {
-        (StatusCode::FORBIDDEN, self.to_string()).into_response()
-    }
-}
-
 impl UiSession {
     /// Checks the CSRF token a form or call carried.
     ///
     /// # Errors
     /// [`CsrfError`] naming the problem.
     pub fn check_csrf(&self, sent: Option<&str>) -> Result<(), CsrfError> {
-        match sent {
-            Some(t) if auth::same_secret(t.trim(), &self.csrf) => Ok(()),
-            Some(_) => Err(CsrfError::Wrong),
-            None => Err(CsrfError::Missing),
-        }
+        csrf::check(sent, &self.csrf)
     }
 
     /// Checks the CSRF token in a form field or, failing that, the `x-csrf-token` header.
@@ -90,43 +68,17 @@ impl UiSession {
     /// # Errors
     /// As [`UiSession::check_csrf`].
     pub fn check_csrf_in(&self, form: Option<&str>, headers: &HeaderMap) -> Result<(), CsrfError> {
-        let header = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-        self.check_csrf(form.or(header))
+        self.check_csrf(form.or(csrf::from_header(headers)))
     }
-}
-
-/// The value of one cookie in a request.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
 }
 
 /// Where a login or a language change goes when `next` is not acceptable.
 const HOME: &str = "/cases";
 
-/// A same-origin absolute path to return to after login, or [`HOME`]. Only a path that
-/// starts with one `/` and holds no control character (browsers drop tab and newline
-/// from URLs, so `/<TAB>/host` becomes `//host`), no backslash (read as `/`) and no `//`
-/// anywhere is followed; the check is on the decoded value, so it also keeps a header
-/// value that could not be sent (a newline) from ever reaching the redirect.
+/// A same-origin absolute path to return to after login, or [`HOME`]
+/// ([`aeogate_web::redirect::safe_next`]).
 fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.contains("//")
-                && !n.contains('\\')
-                && !n.chars().any(char::is_control) =>
-        {
-            n
-        }
-        _ => HOME,
-    }
+    aeogate_web::redirect::safe_next(next, HOME)
 }
 
 fn login_redirect(parts: &Parts) -> Response {
@@ -156,7 +108,7 @@ impl FromRequestParts<Central> for UiSession {
             }
         };
         let name = cookie_name(c.config().tls.is_some());
-        let Some(token) = cookie(&parts.headers, name).map(str::to_owned) else {
+        let Some(token) = cookie::find(&parts.headers, name).map(str::to_owned) else {
             return Err(reject(parts));
         };
         let t = token.clone();
@@ -194,12 +146,7 @@ pub struct ClientAddr(pub Option<IpAddr>);
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(a)| a.ip()),
-        ))
+        Ok(ClientAddr(aeogate_web::client_ip(&parts.extensions)))
     }
 }
 
@@ -215,12 +162,7 @@ fn login_form(l: Lang, next: &str, error: Option<String>) -> maud::Markup {
     html! {
         (DOCTYPE)
         html lang=(l.tag()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (T::LogIn.get(l)) " · " (T::AppName.get(l)) }
-                link rel="stylesheet" href="/assets/app.css";
-            }
+            (super::head(l, T::LogIn.get(l), None))
             body.login {
                 main {
                     h1 { (T::AppName.get(l)) }
@@ -275,17 +217,13 @@ pub async fn login_submit(
         )
             .into_response(),
         Ok(LoginResult::Throttled(wait)) => {
-            let secs = wait.as_secs().max(1);
+            let secs = aeogate_web::limiter::retry_after_secs(wait);
             let msg = format!("{} {secs} {}.", T::Throttled.get(l), T::Seconds.get(l));
-            let mut r = (
+            let r = (
                 StatusCode::TOO_MANY_REQUESTS,
                 login_form(l, &next, Some(msg)),
-            )
-                .into_response();
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            r
+            );
+            aeogate_web::limiter::with_retry_after(r.into_response(), wait)
         }
         Ok(LoginResult::Ok(token, s)) => {
             let max_age = s
@@ -294,14 +232,7 @@ pub async fn login_submit(
                 .as_secs()
                 .max(0);
             let cookie = session_cookie(c.config().tls.is_some(), &token, max_age);
-            let mut r = Redirect::to(&next).into_response();
-            match HeaderValue::from_str(&cookie) {
-                Ok(v) => {
-                    r.headers_mut().insert(header::SET_COOKIE, v);
-                    r
-                }
-                Err(e) => internal(&format!("session cookie header: {e}")),
-            }
+            redirect_with_cookie(&next, &cookie)
         }
     }
 }
@@ -325,14 +256,13 @@ pub async fn logout(
     if let Err(e) = c.blocking(move |c| c.logout(&token)).await {
         return internal(&e);
     }
-    let mut r = Redirect::to("/login").into_response();
-    match HeaderValue::from_str(&session_cookie(c.config().tls.is_some(), "", 0)) {
-        Ok(v) => {
-            r.headers_mut().insert(header::SET_COOKIE, v);
-            r
-        }
-        Err(e) => internal(&format!("session cookie header: {e}")),
-    }
+    redirect_with_cookie("/login", &COOKIE.clear(c.config().tls.is_some()))
+}
+
+/// A redirect to `to` that sets `cookie`.
+fn redirect_with_cookie(to: &str, cookie: &str) -> Response {
+    cookie::with_set_cookie(Redirect::to(to).into_response(), cookie)
+        .unwrap_or_else(|e| internal(&format!("session cookie header: {e}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,35 +309,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_local_paths_are_followed_after_login() {
+    fn after_login_only_local_paths_are_followed_else_the_cases() {
         assert_eq!(safe_next(Some("/cases/4")), "/cases/4");
-        assert_eq!(safe_next(Some("//evil.example/")), "/cases");
-        assert_eq!(safe_next(Some("https://evil.example/")), "/cases");
-        assert_eq!(safe_next(Some("/\\evil")), "/cases");
+        assert_eq!(safe_next(Some("/\t/evil.example:8080/x")), "/cases");
         assert_eq!(safe_next(None), "/cases");
-        assert_eq!(
-            safe_next(Some("/programme?hours=24")),
-            "/programme?hours=24"
-        );
-    }
-
-    #[test]
-    fn paths_a_browser_would_turn_into_another_origin_go_home() {
-        for bad in [
-            "/\t/evil.example:8080/x",
-            "/\n/evil.example",
-            "/\r\n/evil.example",
-            "/cases\nSet-Cookie: x=1",
-            "/x//evil.example",
-            "/\u{0}x",
-            "/\u{7f}x",
-            "/\u{85}x",
-            "cases",
-            "",
-            "https:/evil.example",
-        ] {
-            assert_eq!(safe_next(Some(bad)), HOME, "{bad:?}");
-        }
     }
 
     #[test]
@@ -424,17 +329,5 @@ mod tests {
                 && tls.ends_with("; Secure"),
             "{tls}"
         );
-        assert!(!tls.contains("Domain"), "{tls}");
-    }
-
-    #[test]
-    fn cookie_is_found_among_others() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; aeogate_central_session=abc ; b=2"),
-        );
-        assert_eq!(cookie(&h, COOKIE), Some("abc"));
-        assert_eq!(cookie(&h, "c"), None);
     }
 }

@@ -48,11 +48,7 @@ impl Central {
             )));
         }
         auth::check_password_strength(password, name)?;
-        let phc = auth::hash_password(
-            password,
-            self.inner.cfg.argon2_m_cost_kib,
-            self.inner.cfg.argon2_t_cost,
-        )?;
+        let phc = self.inner.passwords.hash(password)?;
         self.inner.store.add_user(&StaffUser {
             name: name.to_owned(),
             role: role.as_str().to_owned(),
@@ -162,13 +158,17 @@ impl Central {
         let Some(user) = self.inner.store.user(name)? else {
             // The same Argon2 work as for a wrong password, so the answer's timing does
             // not tell which user names exist.
-            let _ = auth::verify_password(password, self.dummy_phc());
+            let _ = self.inner.passwords.verify(password, None);
             self.inner
                 .store
                 .audit(name, "login.failed", "unknown user", Timestamp::now())?;
             return Ok(None);
         };
-        if !auth::verify_password(password, &user.password_phc) {
+        if !self
+            .inner
+            .passwords
+            .verify(password, Some(&user.password_phc))
+        {
             self.inner
                 .store
                 .audit(name, "login.failed", "wrong password", Timestamp::now())?;
@@ -190,20 +190,6 @@ impl Central {
         Ok(Some((token, session)))
     }
 
-    /// A PHC string with the configured Argon2 cost that no password matches (a random
-    /// one), verified against for unknown user names.
-    fn dummy_phc(&self) -> &str {
-        self.inner.dummy_phc.get_or_init(|| {
-            let secret: [u8; 32] = rand::random();
-            auth::hash_password(
-                &hex::encode(secret),
-                self.inner.cfg.argon2_m_cost_kib,
-                self.inner.cfg.argon2_t_cost,
-            )
-            .unwrap_or_default()
-        })
-    }
-
     /// The live session a bearer token names, if any.
     ///
     /// # Errors
@@ -211,5 +197,19 @@ impl Central {
     pub fn session(&self, token: &str) -> Result<Option<Session>, AuthError> {
         let s = self.inner.store.session(&auth::hash_token(token))?;
         Ok(s.filter(|s| s.expires_at > Timestamp::now()))
+    }
+}
+
+/// Staff sessions over central's store (the web crate's session trait).
+impl aeogate_web::session::SessionStore for Central {
+    type Session = Session;
+    type Error = AuthError;
+
+    fn session(&self, token: &str) -> Result<Option<Session>, AuthError> {
+        Central::session(self, token)
+    }
+
+    fn end_session(&self, token: &str) -> Result<(), AuthError> {
+        self.logout(token)
     }
 }

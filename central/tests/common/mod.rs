@@ -18,6 +18,25 @@ use protocol::schema::{
 use tower::ServiceExt as _;
 use uuid::Uuid;
 
+/// An active AEO-F operator `id` named `Operator {id}`, valid since 2025.
+pub fn operator_record(id: &str) -> protocol::schema::RegistryRecord {
+    protocol::schema::RegistryRecord {
+        v: SCHEMA_VERSION,
+        operator: protocol::operator::OperatorId::parse(id).expect("operator"),
+        name: format!("Operator {id}"),
+        authorisations: vec![protocol::schema::Authorisation::Aeof],
+        status: protocol::schema::AeoStatus::Active,
+        status_since: ts("2025-01-01T00:00:00Z"),
+        valid_from: ts("2025-01-01T00:00:00Z"),
+        valid_to: None,
+        roles: vec![],
+        contact_point: None,
+        linked_ids: vec![],
+        source: "test".into(),
+        as_of: ts("2026-01-01T00:00:00Z"),
+    }
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub cfg: Config,

@@ -255,7 +255,9 @@ async fn ingest(c: &Central, g: &GateId, entries: &[JournalEntry]) {
     assert_eq!(a.json["alerts"], serde_json::json!([]));
 }
 
-/// Builds and ingests the day; `tweak` adjusts central's configuration first.
+/// Builds and ingests the day; `tweak` adjusts central's configuration first. The
+/// consignments go straight into the store (no signed import needed for an export test).
+#[allow(clippy::disallowed_methods)]
 pub async fn gate_day(tweak: impl FnOnce(&mut Config)) -> GateDay {
     let env = env_with(tweak);
     let c = &env.central;

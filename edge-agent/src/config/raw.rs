@@ -228,12 +228,18 @@ pub(super) struct RawPolicy {
 pub(super) struct RawConsole {
     #[serde(default = "default_bind")]
     pub(super) bind: String,
+    #[serde(default)]
+    pub(super) tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) tls_key: Option<PathBuf>,
 }
 
 impl Default for RawConsole {
     fn default() -> Self {
         Self {
             bind: default_bind(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

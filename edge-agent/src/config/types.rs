@@ -282,6 +282,15 @@ pub struct PinnedKey {
 #[derive(Debug, Clone)]
 pub struct ConsoleConfig {
     pub bind: SocketAddr,
+    /// Serve HTTPS with this certificate chain and key (PEM); plain HTTP when `None`.
+    pub tls: Option<ConsoleTls>,
+}
+
+/// The console's TLS certificate chain and private key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleTls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// Why a configuration could not be loaded.

@@ -16,9 +16,9 @@ use super::raw::{
 };
 use super::span::{KeyPath, Seg, line_of, offset_of};
 use super::types::{
-    CentralConfig, ClientIdentity, Config, ConfigError, ConsoleConfig, DeviceConfig, DeviceKind,
-    GateConfig, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, MqttTls, PayloadFormat,
-    PinnedKey, Secret, StoreConfig, TopicMap,
+    CentralConfig, ClientIdentity, Config, ConfigError, ConsoleConfig, ConsoleTls, DeviceConfig,
+    DeviceKind, GateConfig, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, MqttTls,
+    PayloadFormat, PinnedKey, Secret, StoreConfig, TopicMap,
 };
 use crate::decider::{Policy, Routes};
 use protocol::schema::GateId;
@@ -678,7 +678,26 @@ impl Validator<'_> {
                 format!("{:?} is not a socket address (e.g. 127.0.0.1:8080)", c.bind),
             )
         })?;
-        Ok(ConsoleConfig { bind })
+        let tls = match (&c.tls_cert, &c.tls_key) {
+            (Some(cert), Some(key)) => Some(ConsoleTls {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(self.err(
+                    vec![Key("console"), Key("tls_cert")],
+                    "tls_cert needs tls_key (the certificate's private key, PEM)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(self.err(
+                    vec![Key("console"), Key("tls_key")],
+                    "tls_key needs tls_cert (the certificate chain, PEM)",
+                ));
+            }
+        };
+        Ok(ConsoleConfig { bind, tls })
     }
 }
 
@@ -696,6 +715,22 @@ mod tests {
 
     fn error(llrp: &str) -> String {
         load(llrp).expect_err("invalid").to_string()
+    }
+
+    #[test]
+    fn console_tls_needs_both_certificate_and_key() {
+        let cfg = load("[console]\ntls_cert = \"/etc/aeogate/console.crt\"\ntls_key = \"/etc/aeogate/console.key\"\n")
+            .expect("loads");
+        let tls = cfg.console.tls.expect("tls");
+        assert_eq!(tls.cert, std::path::Path::new("/etc/aeogate/console.crt"));
+        assert!(load("").expect("loads").console.tls.is_none());
+        let e = error("[console]\ntls_cert = \"/etc/aeogate/console.crt\"\n");
+        assert!(
+            e.contains("console.tls_cert") && e.contains("needs tls_key"),
+            "{e}"
+        );
+        let e = error("[console]\ntls_key = \"/etc/aeogate/console.key\"\n");
+        assert!(e.contains("needs tls_cert"), "{e}");
     }
 
     #[test]

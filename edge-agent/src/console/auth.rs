@@ -1,48 +1,49 @@
 //! Logging in and out, the session extractor, CSRF tokens and login rate limiting.
 //!
-//! A request is authenticated by the `aeogate_agent_session` cookie (browsers) or by
-//! `Authorization: Bearer <token>` (scripts; the token from `POST /api/v1/login`). The
-//! cookie is `HttpOnly` and `SameSite=Strict` (and `Secure` when the console is served
-//! over TLS), so script on the page cannot read it and other sites' pages do not send it.
+//! A request is authenticated by the session cookie ([`COOKIE`]: `aeogate_agent_session`,
+//! or `__Host-aeogate_agent_session` and `Secure` when the console is served over TLS)
+//! or by `Authorization: Bearer <token>` (scripts; the token from `POST /api/v1/login`).
+//! The cookie is `HttpOnly` and `SameSite=Strict`, so script on the page cannot read it
+//! and other sites' pages do not send it ([`aeogate_web::cookie`]).
 //!
-//! Cross-site request forgery is stopped twice over (OWASP CSRF Prevention Cheat Sheet):
-//! tower-http's [`CsrfLayer`](tower_http::csrf::CsrfLayer) refuses state-changing
-//! requests whose `Sec-Fetch-Site` / `Origin` say they come from another site, and every
-//! state-changing request authenticated by cookie must also echo the session's CSRF token
-//! (`X-CSRF-Token` header, or the `csrf` field of a form). Bearer requests carry no
-//! ambient credential and need no token.
+//! Cross-site request forgery is stopped twice over: tower-http's
+//! [`CsrfLayer`](tower_http::csrf::CsrfLayer) refuses state-changing requests whose
+//! `Sec-Fetch-Site` / `Origin` say they come from another site, and the project's CSRF
+//! policy ([`aeogate_web::csrf`]) asks every state-changing request authenticated by
+//! cookie to echo the session's CSRF token (`X-CSRF-Token` header, or the `csrf` field
+//! of a form). Bearer requests carry no ambient credential and need no token.
 //!
-//! Failed logins are limited per account and per client address ([`Limiter`]), so
-//! password guessing is slow whichever of the two an attacker varies.
+//! Failed logins are limited per account and per client address by the project's login
+//! limiter ([`aeogate_web::limiter::LoginLimiter`]: an attempt is counted before its
+//! password is checked), so password guessing is slow whichever of the two an attacker
+//! varies, and concurrent guesses cannot slip past the limit.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
+use aeogate_web::cookie::{self, SessionCookie};
+use aeogate_web::csrf;
+use aeogate_web::limiter::LoginLimiter;
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use protocol::i18n::Lang;
+use protocol::schema::{ConsoleSession, ConsoleSessionKind, EventBody, SCHEMA_VERSION};
 use serde::{Deserialize, Serialize};
+
+use crate::journal::Journal;
 
 use super::users::{Role, SESSION_TTL, SessionRecord, UserError, Users};
 
-/// Name of the session cookie.
-pub const COOKIE: &str = "aeogate_agent_session";
+/// The console's session cookie: its own name (not central's), `__Host-` over TLS.
+pub const COOKIE: SessionCookie = SessionCookie {
+    plain: "aeogate_agent_session",
+    tls: "__Host-aeogate_agent_session",
+};
 /// Header carrying the CSRF token on script calls made with the cookie.
-pub const CSRF_HEADER: &str = "x-csrf-token";
-
-/// Failed logins allowed per account within [`WINDOW`].
-const PER_USER: u32 = 5;
-/// Failed logins allowed per client address within [`WINDOW`].
-const PER_CLIENT: u32 = 20;
-/// The rate-limiting window.
-const WINDOW: Duration = Duration::from_secs(300);
-/// Most keys the limiter tracks (oldest windows are dropped beyond this).
-const MAX_KEYS: usize = 10_000;
+pub const CSRF_HEADER: &str = csrf::HEADER;
 
 /// Console-wide state: accounts, the limiter, cookie flags.
 #[derive(Debug)]
@@ -50,62 +51,9 @@ pub struct Console {
     /// Accounts and sessions.
     pub users: Users,
     /// Login rate limiting.
-    pub limiter: Limiter,
-    /// Mark cookies `Secure` (the console is served over TLS).
-    pub secure_cookies: bool,
-}
-
-/// Counts failed logins per key in a fixed window.
-#[derive(Debug, Default)]
-pub struct Limiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-impl Limiter {
-    fn count(&self, key: &str, now: Instant) -> u32 {
-        self.failures
-            .lock()
-            .ok()
-            .and_then(|m| m.get(key).copied())
-            .filter(|(_, since)| now.duration_since(*since) < WINDOW)
-            .map_or(0, |(n, _)| n)
-    }
-
-    /// Whether a login for `user` from `client` may be tried now.
-    #[must_use]
-    pub fn allowed(&self, user: &str, client: &str) -> bool {
-        let now = Instant::now();
-        self.count(&format!("u:{user}"), now) < PER_USER
-            && self.count(&format!("c:{client}"), now) < PER_CLIENT
-    }
-
-    /// Records a failed login.
-    pub fn failed(&self, user: &str, client: &str) {
-        let now = Instant::now();
-        let Ok(mut m) = self.failures.lock() else {
-            return;
-        };
-        if m.len() >= MAX_KEYS {
-            m.retain(|_, (_, since)| now.duration_since(*since) < WINDOW);
-        }
-        for key in [format!("u:{user}"), format!("c:{client}")] {
-            if m.len() >= MAX_KEYS && !m.contains_key(&key) {
-                continue;
-            }
-            let e = m.entry(key).or_insert((0, now));
-            if now.duration_since(e.1) >= WINDOW {
-                *e = (0, now);
-            }
-            e.0 += 1;
-        }
-    }
-
-    /// Clears an account's failures after a successful login.
-    pub fn succeeded(&self, user: &str) {
-        if let Ok(mut m) = self.failures.lock() {
-            m.remove(&format!("u:{user}"));
-        }
-    }
+    pub limiter: Mutex<LoginLimiter>,
+    /// The console is served over TLS: cookies are `Secure` and `__Host-` prefixed.
+    pub tls: bool,
 }
 
 /// An authenticated request's session.
@@ -151,7 +99,7 @@ impl Authed {
     /// # Errors
     /// 403 when it does not match.
     pub fn check_form_csrf(&self, given: &str) -> Result<(), AuthError> {
-        if !self.via_cookie || constant_time_eq(given.as_bytes(), self.session.csrf.as_bytes()) {
+        if !self.via_cookie || csrf::check(Some(given), &self.session.csrf).is_ok() {
             Ok(())
         } else {
             Err(AuthError::Forbidden(
@@ -161,10 +109,6 @@ impl Authed {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Why a request was refused.
 #[derive(Debug)]
 pub enum AuthError {
@@ -172,6 +116,8 @@ pub enum AuthError {
     Unauthenticated { api: bool },
     /// A session without the right (role, CSRF token).
     Forbidden(String),
+    /// A request that does not parse (a login body that is not the expected JSON).
+    BadRequest(String),
     /// The account store failed.
     Internal(String),
 }
@@ -186,6 +132,9 @@ impl IntoResponse for AuthError {
             )
                 .into_response(),
             Self::Unauthenticated { api: false } => Redirect::to("/login").into_response(),
+            Self::BadRequest(msg) => {
+                (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": msg }))).into_response()
+            }
             Self::Forbidden(msg) => {
                 (StatusCode::FORBIDDEN, Json(serde_json::json!({ "error": msg }))).into_response()
             }
@@ -207,26 +156,6 @@ impl From<UserError> for AuthError {
     }
 }
 
-/// The session token from the cookie header, if any.
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.trim().to_owned())
-}
-
-fn bearer_token(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-}
-
 impl<S> FromRequestParts<S> for Authed
 where
     S: Send + Sync,
@@ -237,10 +166,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let api = parts.uri.path().starts_with("/api/");
         let console = Arc::<Console>::from_ref(state);
-        let (token, via_cookie) = match bearer_token(&parts.headers) {
-            Some(t) => (t, false),
-            None => match cookie_token(&parts.headers) {
-                Some(t) => (t, true),
+        let (token, via_cookie) = match cookie::bearer_of(&parts.headers) {
+            Some(t) => (t.to_owned(), false),
+            None => match COOKIE.find(&parts.headers, console.tls) {
+                Some(t) => (t.to_owned(), true),
                 None => return Err(AuthError::Unauthenticated { api }),
             },
         };
@@ -255,49 +184,27 @@ where
             token,
             via_cookie,
         };
-        let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         let is_form = parts
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         // Forms carry the token in their body; their handlers check it.
-        if unsafe_method && via_cookie && !is_form {
-            let given = parts
-                .headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            if !constant_time_eq(given.as_bytes(), authed.session.csrf.as_bytes()) {
-                return Err(AuthError::Forbidden(
-                    "missing or wrong X-CSRF-Token for this session".into(),
-                ));
-            }
+        if csrf::needs_token(&parts.method, via_cookie)
+            && !is_form
+            && csrf::check(csrf::from_header(&parts.headers), &authed.session.csrf).is_err()
+        {
+            return Err(AuthError::Forbidden(
+                "missing or wrong X-CSRF-Token for this session".into(),
+            ));
         }
         Ok(authed)
     }
 }
 
-pub(super) fn client_of(headers_ext: &axum::http::Extensions) -> String {
-    headers_ext
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
-}
-
 /// The `Set-Cookie` value for a new session.
-pub(super) fn session_cookie(token: &str, secure: bool) -> String {
-    format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        SESSION_TTL.as_secs(),
-        if secure { "; Secure" } else { "" }
-    )
-}
-
-fn clear_cookie(secure: bool) -> String {
-    format!(
-        "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-        if secure { "; Secure" } else { "" }
-    )
+pub(super) fn session_cookie(token: &str, tls: bool) -> String {
+    COOKIE.set(tls, token, SESSION_TTL.as_secs())
 }
 
 /// Credentials of a login.
@@ -313,18 +220,71 @@ pub struct LoginForm {
 pub(super) enum Attempt {
     Ok(String, SessionRecord),
     Refused,
-    Limited,
+    /// Too many failed logins: how long until the next may be tried.
+    Limited(jiff::SignedDuration),
+}
+
+fn limiter(console: &Console) -> Result<std::sync::MutexGuard<'_, LoginLimiter>, AuthError> {
+    console
+        .limiter
+        .lock()
+        .map_err(|_| AuthError::Internal("login limiter lock poisoned".into()))
+}
+
+/// Longest account name a journal entry keeps (what was typed at a failed login).
+const JOURNALED_NAME_CHARS: usize = 64;
+
+/// Journals a login, a failed or throttled attempt, or a logout, so central sees who
+/// could act at the lanes and who tried to. A journal that refuses the write holds the
+/// record (and raises its alarm) rather than locking officers out of the console.
+async fn journal_session(
+    journal: &Journal,
+    kind: ConsoleSessionKind,
+    user: &str,
+    role: Option<Role>,
+    client: Option<IpAddr>,
+) {
+    let at = jiff::Timestamp::now();
+    let body = EventBody::ConsoleSession {
+        session: ConsoleSession {
+            v: SCHEMA_VERSION,
+            gate: journal.store().gate().clone(),
+            kind,
+            user: user.chars().take(JOURNALED_NAME_CHARS).collect(),
+            role: role.map(|r| r.as_str().to_owned()),
+            client: client.map(|a| a.to_string()),
+            at,
+        },
+    };
+    match journal.append_at(vec![body.clone()], at).await {
+        Ok(_) => journal.notify_appended(),
+        Err(e) => journal.failed(&e, vec![body]),
+    }
 }
 
 pub(super) async fn attempt(
     console: &Arc<Console>,
-    client: String,
+    journal: &Journal,
+    client: Option<IpAddr>,
     f: LoginForm,
 ) -> Result<Attempt, AuthError> {
     let name = f.name.trim().to_owned();
-    if !console.limiter.allowed(&name, &client) {
-        tracing::warn!(user = %name, %client, "login refused: too many failures");
-        return Ok(Attempt::Limited);
+    let at = jiff::Timestamp::now();
+    let shown_client = client.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+    // Reserve the attempt before the password is verified, so concurrent guesses cannot
+    // all pass the check before any failure is recorded.
+    let reserved = limiter(console)?.reserve(&name, client, at);
+    if let Err(wait) = reserved {
+        tracing::warn!(user = %name, client = %shown_client, "login refused: too many failures");
+        journal_session(
+            journal,
+            ConsoleSessionKind::LoginThrottled,
+            &name,
+            None,
+            client,
+        )
+        .await;
+        return Ok(Attempt::Limited(wait));
     }
     let users = console.users.clone();
     let n = name.clone();
@@ -337,13 +297,28 @@ pub(super) async fn attempt(
     .map_err(|e| AuthError::Internal(e.to_string()))??;
     match found {
         Some((token, rec)) => {
-            console.limiter.succeeded(&name);
-            tracing::info!(user = %name, role = %rec.role, %client, "console login");
+            limiter(console)?.succeeded(&name, client, at);
+            tracing::info!(user = %name, role = %rec.role, client = %shown_client, "console login");
+            journal_session(
+                journal,
+                ConsoleSessionKind::Login,
+                &name,
+                Some(rec.role),
+                client,
+            )
+            .await;
             Ok(Attempt::Ok(token, rec))
         }
         None => {
-            console.limiter.failed(&name, &client);
-            tracing::warn!(user = %name, %client, "console login failed");
+            tracing::warn!(user = %name, client = %shown_client, "console login failed");
+            journal_session(
+                journal,
+                ConsoleSessionKind::LoginFailed,
+                &name,
+                None,
+                client,
+            )
+            .await;
             Ok(Attempt::Refused)
         }
     }
@@ -379,31 +354,39 @@ pub struct LoginAnswer {
 /// `POST /api/v1/login` (JSON `{"name","password"}`).
 pub async fn login_json(
     State(console): State<Arc<Console>>,
+    State(journal): State<Arc<Journal>>,
     req_ext: axum::http::Extensions,
     body: Result<Json<LoginForm>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AuthError> {
-    let Json(f) = body.map_err(|e| AuthError::Forbidden(e.body_text()))?;
-    Ok(match attempt(&console, client_of(&req_ext), f).await? {
-        Attempt::Ok(token, rec) => Json(LoginAnswer {
-            token,
-            csrf: rec.csrf,
-            user: rec.user,
-            role: rec.role,
-            lang: rec.lang,
-            expires: rec.expires,
-        })
-        .into_response(),
-        Attempt::Refused => (
-            StatusCode::UNAUTHORIZED,
-            Json(serde_json::json!({"error": "wrong user name or password"})),
-        )
+    let Json(f) = body.map_err(|e| AuthError::BadRequest(e.body_text()))?;
+    Ok(
+        match attempt(&console, &journal, aeogate_web::client_ip(&req_ext), f).await? {
+            Attempt::Ok(token, rec) => Json(LoginAnswer {
+                token,
+                csrf: rec.csrf,
+                user: rec.user,
+                role: rec.role,
+                lang: rec.lang,
+                expires: rec.expires,
+            })
             .into_response(),
-        Attempt::Limited => (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(serde_json::json!({"error": "too many failed logins; wait a few minutes"})),
-        )
-            .into_response(),
-    })
+            Attempt::Refused => (
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({"error": "wrong user name or password"})),
+            )
+                .into_response(),
+            Attempt::Limited(wait) => aeogate_web::limiter::with_retry_after(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(
+                        serde_json::json!({"error": "too many failed logins; wait a few minutes"}),
+                    ),
+                )
+                    .into_response(),
+                wait,
+            ),
+        },
+    )
 }
 
 /// Body of the logout form.
@@ -414,40 +397,64 @@ pub struct CsrfForm {
     pub csrf: String,
 }
 
-async fn end(console: &Console, authed: &Authed, redirect: bool) -> Result<Response, AuthError> {
+async fn end(
+    console: &Console,
+    journal: &Journal,
+    authed: &Authed,
+    client: Option<IpAddr>,
+    redirect: bool,
+) -> Result<Response, AuthError> {
     let users = console.users.clone();
     let token = authed.token.clone();
     tokio::task::spawn_blocking(move || users.end_session(&token))
         .await
         .map_err(|e| AuthError::Internal(e.to_string()))??;
     tracing::info!(user = %authed.user(), "console logout");
-    let mut r = if redirect {
+    journal_session(
+        journal,
+        ConsoleSessionKind::Logout,
+        authed.user(),
+        Some(authed.role()),
+        client,
+    )
+    .await;
+    let r = if redirect {
         Redirect::to("/login").into_response()
     } else {
         StatusCode::NO_CONTENT.into_response()
     };
-    if let Ok(v) = HeaderValue::from_str(&clear_cookie(console.secure_cookies)) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    Ok(r)
+    cookie::with_set_cookie(r, &COOKIE.clear(console.tls))
+        .map_err(|e| AuthError::Internal(format!("session cookie header: {e}")))
 }
 
 /// `POST /logout` (form with the CSRF token).
 pub async fn logout_form(
     State(console): State<Arc<Console>>,
+    State(journal): State<Arc<Journal>>,
+    req_ext: axum::http::Extensions,
     authed: Authed,
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, AuthError> {
     authed.check_form_csrf(&f.csrf)?;
-    end(&console, &authed, true).await
+    let client = aeogate_web::client_ip(&req_ext);
+    end(&console, &journal, &authed, client, true).await
 }
 
 /// `POST /api/v1/logout`.
 pub async fn logout_api(
     State(console): State<Arc<Console>>,
+    State(journal): State<Arc<Journal>>,
+    req_ext: axum::http::Extensions,
     authed: Authed,
 ) -> Result<Response, AuthError> {
-    end(&console, &authed, false).await
+    end(
+        &console,
+        &journal,
+        &authed,
+        aeogate_web::client_ip(&req_ext),
+        false,
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -455,42 +462,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limiter_blocks_an_account_after_five_failures_and_a_client_after_twenty() {
-        let l = Limiter::default();
-        for _ in 0..PER_USER {
-            assert!(l.allowed("ana", "10.0.0.1"));
-            l.failed("ana", "10.0.0.1");
-        }
+    fn the_console_cookie_is_its_own_and_host_prefixed_over_tls() {
+        let plain = session_cookie("t", false);
+        assert!(plain.starts_with("aeogate_agent_session=t; Path=/; HttpOnly; SameSite=Strict"));
+        assert!(!plain.contains("Secure"));
+        let tls = session_cookie("t", true);
         assert!(
-            !l.allowed("ana", "10.0.0.2"),
-            "per account, whatever the address"
+            tls.starts_with("__Host-aeogate_agent_session=t; Path=/;"),
+            "{tls}"
         );
-        assert!(l.allowed("bob", "10.0.0.1"));
-        for i in 0..PER_CLIENT {
-            l.failed(&format!("u{i}"), "10.0.0.9");
-        }
-        assert!(
-            !l.allowed("carla", "10.0.0.9"),
-            "per address, whatever the account"
-        );
-        l.succeeded("ana");
-        assert!(l.allowed("ana", "10.0.0.3"));
-    }
-
-    #[test]
-    fn cookie_and_bearer_tokens_are_found() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=b; aeogate_agent_session=tok123 ; c=d"),
-        );
-        assert_eq!(cookie_token(&h).as_deref(), Some("tok123"));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer xyz"),
-        );
-        assert_eq!(bearer_token(&h).as_deref(), Some("xyz"));
-        assert!(session_cookie("t", false).contains("HttpOnly; SameSite=Strict"));
-        assert!(session_cookie("t", true).ends_with("; Secure"));
+        assert!(tls.ends_with("; Secure"), "{tls}");
     }
 }

@@ -19,7 +19,8 @@
 //!
 //! # Layout
 //! - [`users`]: accounts (Argon2id) and sessions in the agent's redb file.
-//! - [`auth`]: login, logout, the [`auth::Authed`] extractor, CSRF tokens, rate limiting.
+//! - [`auth`]: login, logout, the [`auth::Authed`] extractor, over the shared web rules
+//!   ([`aeogate_web`]: cookie, CSRF policy, login limiter).
 //! - [`text`]: the screens' strings in English, Spanish and Portuguese.
 //! - [`view`]: what a lane shows, gathered from live state, the journal and the replica.
 //! - [`pages`]: the HTML (maud) and the SSE feeds.
@@ -64,23 +65,24 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/console.css", get(pages::style))
 }
 
-/// Opens the console's account tables on the agent's store.
+/// Opens the console's account tables on the agent's store; `tls` when the console is
+/// served over TLS (cookies `Secure` and `__Host-` prefixed).
 ///
 /// # Errors
 /// The tables cannot be created.
-pub fn console(store: &Store, secure_cookies: bool) -> anyhow::Result<Arc<Console>> {
+pub fn console(store: &Store, tls: bool) -> anyhow::Result<Arc<Console>> {
     Ok(Arc::new(Console {
         users: Users::open(store).context("opening console accounts")?,
-        limiter: auth::Limiter::default(),
-        secure_cookies,
+        limiter: std::sync::Mutex::default(),
+        tls,
     }))
 }
 
 /// Creates or replaces a console account in an open store.
 ///
 /// # Errors
-/// An invalid name (1..=32 of `[A-Za-z0-9._-]`) or password (at least
-/// [`users::MIN_PASSWORD`] characters); storage failures.
+/// An invalid name (1..=32 of `[A-Za-z0-9._-]`) or a password too short or too easy to
+/// guess ([`users::check_password`]); storage failures.
 pub fn add_user(
     store: &Store,
     name: &str,

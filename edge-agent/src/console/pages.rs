@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::StreamExt as _;
@@ -135,27 +135,27 @@ pub async fn login_page(headers: HeaderMap) -> Response {
 /// `POST /login` (form): sets the cookie and goes to the role's screen.
 pub async fn login_form(
     State(console): State<Arc<Console>>,
+    State(journal): State<Arc<crate::journal::Journal>>,
     headers: HeaderMap,
     req_ext: axum::http::Extensions,
     Form(f): Form<auth::LoginForm>,
 ) -> Result<Response, AuthError> {
     let lang = auth::browser_lang(&headers);
     Ok(
-        match auth::attempt(&console, auth::client_of(&req_ext), f).await? {
-            auth::Attempt::Ok(token, _) => {
-                let mut r = Redirect::to("/").into_response();
-                if let Ok(v) =
-                    HeaderValue::from_str(&auth::session_cookie(&token, console.secure_cookies))
-                {
-                    r.headers_mut().insert(header::SET_COOKIE, v);
-                }
-                r
-            }
+        match auth::attempt(&console, &journal, aeogate_web::client_ip(&req_ext), f).await? {
+            auth::Attempt::Ok(token, _) => aeogate_web::cookie::with_set_cookie(
+                Redirect::to("/").into_response(),
+                &auth::session_cookie(&token, console.tls),
+            )
+            .map_err(|e| AuthError::Internal(format!("session cookie header: {e}")))?,
             auth::Attempt::Refused => login(lang, Some(T::LoginFailed), StatusCode::UNAUTHORIZED),
-            auth::Attempt::Limited => login(
-                lang,
-                Some(T::TooManyAttempts),
-                StatusCode::TOO_MANY_REQUESTS,
+            auth::Attempt::Limited(wait) => aeogate_web::limiter::with_retry_after(
+                login(
+                    lang,
+                    Some(T::TooManyAttempts),
+                    StatusCode::TOO_MANY_REQUESTS,
+                ),
+                wait,
             ),
         },
     )

@@ -1,38 +1,32 @@
-//! Console accounts and sessions, kept in the agent's redb file beside the journal.
+//! Console accounts and sessions, kept in the agent's redb file beside the journal, in
+//! the two tables the store lends the console ([`crate::store::AccountTables`]):
+//! accounts by name ([`UserRecord`] JSON) and sessions by the hex SHA-256 of their token
+//! ([`SessionRecord`] JSON). Only the token's hash is stored, so a copy of the store does
+//! not hand out live sessions. Sessions survive an agent restart (an officer mid-shift is
+//! not logged out by a restart) and expire after [`SESSION_TTL`] whatever their use.
 //!
-//! Tables: `console_users_v1` (name → [`UserRecord`] JSON) and `console_sessions_v1`
-//! (SHA-256 of the session token, hex → [`SessionRecord`] JSON). Only the token's hash is
-//! stored, so a copy of the store does not hand out live sessions. Sessions survive an
-//! agent restart (an officer mid-shift is not logged out by a restart) and expire after
-//! [`SESSION_TTL`] whatever their use.
-//!
-//! Passwords are hashed with Argon2id and the parameters OWASP recommends
-//! (m = 19 MiB, t = 2, p = 1, the `argon2` crate's defaults) in PHC string format.
+//! Passwords get the project's one Argon2id configuration and strength rule
+//! ([`aeogate_web::password`]: OWASP's m = 19 MiB, t = 2, p = 1; at least 8 characters
+//! and a zxcvbn score of 3), as central's staff passwords do.
 //!
 //! Every method blocks (redb); async callers use `spawn_blocking`.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use aeogate_web::password::Passwords;
 use jiff::Timestamp;
 use protocol::i18n::Lang;
-use rand::RngCore as _;
-use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
-use crate::store::Store;
-
-const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("console_users_v1");
-const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("console_sessions_v1");
+use crate::store::{AccountTable, AccountTables, Store};
 
 /// How long a session lasts: one long shift.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
-/// Shortest password accepted (NIST SP 800-63B §5.1.1.2: at least 8).
-pub const MIN_PASSWORD: usize = 10;
+/// Longest password accepted, in bytes (bounds the hashing work a login can ask for).
+pub const MAX_PASSWORD_BYTES: usize = 256;
 
 /// What a console account may do.
 ///
@@ -58,12 +52,8 @@ impl Role {
     /// # Errors
     /// [`UserError::BadRole`] for anything else.
     pub fn parse(s: &str) -> Result<Self, UserError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "officer" => Ok(Self::Officer),
-            "supervisor" => Ok(Self::Supervisor),
-            "operator" => Ok(Self::Operator),
-            _ => Err(UserError::BadRole(s.to_owned())),
-        }
+        <Self as aeogate_web::session::Role>::parse(s)
+            .ok_or_else(|| UserError::BadRole(s.to_owned()))
     }
 
     /// The role's name.
@@ -80,6 +70,14 @@ impl Role {
     #[must_use]
     pub fn is_customs(self) -> bool {
         matches!(self, Self::Officer | Self::Supervisor)
+    }
+}
+
+impl aeogate_web::session::Role for Role {
+    const ALL: &'static [Self] = &[Self::Operator, Self::Officer, Self::Supervisor];
+
+    fn as_str(self) -> &'static str {
+        Role::as_str(self)
     }
 }
 
@@ -131,9 +129,9 @@ pub enum UserError {
     /// Unknown role.
     #[error("role {0:?}: expected officer, supervisor or operator")]
     BadRole(String),
-    /// Password too short or too long.
-    #[error("password must be {MIN_PASSWORD}..=256 characters")]
-    BadPassword,
+    /// Password too short, too long or too easy to guess, saying why.
+    #[error("{0}")]
+    BadPassword(String),
     /// Password hashing failed.
     #[error("password hashing failed: {0}")]
     Hash(String),
@@ -147,6 +145,21 @@ pub enum UserError {
 
 fn db(e: impl fmt::Display) -> UserError {
     UserError::Db(e.to_string())
+}
+
+impl From<redb::Error> for UserError {
+    fn from(e: redb::Error) -> Self {
+        db(e)
+    }
+}
+
+impl From<aeogate_web::password::PasswordError> for UserError {
+    fn from(e: aeogate_web::password::PasswordError) -> Self {
+        match e {
+            aeogate_web::password::PasswordError::Weak(why) => Self::BadPassword(why),
+            aeogate_web::password::PasswordError::Hash(why) => Self::Hash(why),
+        }
+    }
 }
 
 /// Checks a login name: 1..=32 characters from `[A-Za-z0-9._-]`.
@@ -166,54 +179,52 @@ pub fn check_name(name: &str) -> Result<(), UserError> {
     }
 }
 
-/// 32 random bytes as 64 hex digits, from the OS-seeded thread RNG (a CSPRNG).
-#[must_use]
-pub fn random_token() -> String {
-    let mut b = [0u8; 32];
-    rand::rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
+pub use aeogate_web::secret::random_token;
 
 fn token_key(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    hex::encode(aeogate_web::secret::digest(token))
 }
 
-/// Hashes a password with Argon2id.
+/// Checks a new password: at most [`MAX_PASSWORD_BYTES`], and the project's strength
+/// rule ([`aeogate_web::password::check_strength`]; the account name counts as a known
+/// word).
 ///
 /// # Errors
-/// [`UserError::BadPassword`] or [`UserError::Hash`].
-pub fn hash_password(password: &str) -> Result<String, UserError> {
-    if password.chars().count() < MIN_PASSWORD || password.len() > 256 {
-        return Err(UserError::BadPassword);
+/// [`UserError::BadPassword`] saying why.
+pub fn check_password(password: &str, name: &str) -> Result<(), UserError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(UserError::BadPassword(format!(
+            "password must be at most {MAX_PASSWORD_BYTES} bytes"
+        )));
     }
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| UserError::Hash(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| UserError::Hash(e.to_string()))
+    Ok(aeogate_web::password::check_strength(password, name)?)
 }
 
-/// A PHC string no password matches; verified against when the user is unknown, so a
-/// login takes as long for a wrong name as for a wrong password.
-fn dummy_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash_password(&random_token()).unwrap_or_default())
-}
-
-fn verify(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
+fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, UserError> {
+    serde_json::from_slice(bytes).map_err(|e| UserError::Corrupt {
+        key: key.to_owned(),
+        detail: e.to_string(),
     })
 }
 
-/// Accounts and sessions over a [`Store`]'s database.
+/// The sessions in `entries` (as read from the sessions table) that `stale` picks; an
+/// unreadable session counts as stale.
+fn session_keys(
+    entries: Vec<(String, Vec<u8>)>,
+    stale: impl Fn(&SessionRecord) -> bool,
+) -> Vec<String> {
+    entries
+        .into_iter()
+        .filter(|(_, v)| serde_json::from_slice::<SessionRecord>(v).map_or(true, |r| stale(&r)))
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Accounts and sessions over the store's account tables.
 #[derive(Debug, Clone)]
 pub struct Users {
-    store: Store,
+    tables: AccountTables,
+    passwords: Arc<Passwords>,
 }
 
 impl Users {
@@ -222,12 +233,9 @@ impl Users {
     /// # Errors
     /// [`UserError::Db`].
     pub fn open(store: &Store) -> Result<Self, UserError> {
-        let w = store.database().begin_write().map_err(db)?;
-        w.open_table(USERS).map_err(db)?;
-        w.open_table(SESSIONS).map_err(db)?;
-        w.commit().map_err(db)?;
         Ok(Self {
-            store: store.clone(),
+            tables: store.accounts()?,
+            passwords: Arc::new(Passwords::default()),
         })
     }
 
@@ -237,35 +245,24 @@ impl Users {
     /// Invalid name or password; storage failures.
     pub fn put(&self, name: &str, password: &str, role: Role, lang: Lang) -> Result<(), UserError> {
         check_name(name)?;
+        check_password(password, name)?;
         let rec = UserRecord {
             name: name.to_owned(),
             role,
-            password_hash: hash_password(password)?,
+            password_hash: self.passwords.hash(password)?,
             lang,
             updated_at: Timestamp::now(),
         };
         let bytes = serde_json::to_vec(&rec).map_err(db)?;
-        let w = self.store.database().begin_write().map_err(db)?;
-        {
-            let mut t = w.open_table(USERS).map_err(db)?;
-            t.insert(name, bytes.as_slice()).map_err(db)?;
+        self.tables.write(|t| {
+            t.insert(AccountTable::Users, name, &bytes)?;
             // A changed password or role ends the account's sessions.
-            let mut s = w.open_table(SESSIONS).map_err(db)?;
-            let stale: Vec<String> = s
-                .iter()
-                .map_err(db)?
-                .filter_map(Result::ok)
-                .filter(|(_, v)| {
-                    serde_json::from_slice::<SessionRecord>(v.value()).is_ok_and(|r| r.user == name)
-                })
-                .map(|(k, _)| k.value().to_owned())
-                .collect();
-            for k in stale {
-                s.remove(k.as_str()).map_err(db)?;
+            let entries = t.entries(AccountTable::Sessions)?;
+            for k in session_keys(entries, |r| r.user == name) {
+                t.remove(AccountTable::Sessions, &k)?;
             }
-        }
-        w.commit().map_err(db)?;
-        Ok(())
+            Ok::<_, UserError>(())
+        })
     }
 
     /// One account.
@@ -273,17 +270,10 @@ impl Users {
     /// # Errors
     /// Storage failures; an unreadable record.
     pub fn get(&self, name: &str) -> Result<Option<UserRecord>, UserError> {
-        let r = self.store.database().begin_read().map_err(db)?;
-        let t = r.open_table(USERS).map_err(db)?;
-        let Some(v) = t.get(name).map_err(db)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(v.value())
-            .map(Some)
-            .map_err(|e| UserError::Corrupt {
-                key: name.to_owned(),
-                detail: e.to_string(),
-            })
+        self.tables
+            .get(AccountTable::Users, name)?
+            .map(|v| decode(name, &v))
+            .transpose()
     }
 
     /// Every account, by name.
@@ -291,16 +281,12 @@ impl Users {
     /// # Errors
     /// Storage failures.
     pub fn list(&self) -> Result<Vec<UserRecord>, UserError> {
-        let r = self.store.database().begin_read().map_err(db)?;
-        let t = r.open_table(USERS).map_err(db)?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(db)? {
-            let (_, v) = item.map_err(db)?;
-            if let Ok(u) = serde_json::from_slice::<UserRecord>(v.value()) {
-                out.push(u);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .tables
+            .entries(AccountTable::Users)?
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice::<UserRecord>(&v).ok())
+            .collect())
     }
 
     /// Checks a name and password; the account when they match. Takes the same time for
@@ -313,18 +299,17 @@ impl Users {
         name: &str,
         password: &str,
     ) -> Result<Option<UserRecord>, UserError> {
-        if check_name(name).is_err() || password.len() > 256 {
-            let _ = verify(password, dummy_hash());
-            return Ok(None);
-        }
-        match self.get(name)? {
-            Some(u) if verify(password, &u.password_hash) => Ok(Some(u)),
-            Some(_) => Ok(None),
-            None => {
-                let _ = verify(password, dummy_hash());
-                Ok(None)
-            }
-        }
+        let user = if check_name(name).is_err() || password.len() > MAX_PASSWORD_BYTES {
+            None
+        } else {
+            self.get(name)?
+        };
+        let stored = user.as_ref().map(|u| u.password_hash.as_str());
+        Ok(self
+            .passwords
+            .verify(password, stored)
+            .then_some(user)
+            .flatten())
     }
 
     /// Starts a session for `user` with a fresh random token; returns the token (given
@@ -368,27 +353,15 @@ impl Users {
             expires: now.checked_add(ttl).map_err(db)?,
         };
         let bytes = serde_json::to_vec(&rec).map_err(db)?;
-        let w = self.store.database().begin_write().map_err(db)?;
-        {
-            let mut t = w.open_table(SESSIONS).map_err(db)?;
+        self.tables.write(|t| {
             // Expired sessions are swept at each login.
-            let expired: Vec<String> = t
-                .iter()
-                .map_err(db)?
-                .filter_map(Result::ok)
-                .filter(|(_, v)| {
-                    serde_json::from_slice::<SessionRecord>(v.value())
-                        .map_or(true, |r| r.expires <= now)
-                })
-                .map(|(k, _)| k.value().to_owned())
-                .collect();
-            for k in expired {
-                t.remove(k.as_str()).map_err(db)?;
+            let entries = t.entries(AccountTable::Sessions)?;
+            for k in session_keys(entries, |r| r.expires <= now) {
+                t.remove(AccountTable::Sessions, &k)?;
             }
-            t.insert(token_key(token).as_str(), bytes.as_slice())
-                .map_err(db)?;
-        }
-        w.commit().map_err(db)?;
+            t.insert(AccountTable::Sessions, &token_key(token), &bytes)?;
+            Ok::<_, UserError>(())
+        })?;
         Ok(rec)
     }
 
@@ -400,16 +373,12 @@ impl Users {
         if token.is_empty() || token.len() > 128 {
             return Ok(None);
         }
-        let r = self.store.database().begin_read().map_err(db)?;
-        let t = r.open_table(SESSIONS).map_err(db)?;
-        let Some(v) = t.get(token_key(token).as_str()).map_err(db)? else {
+        let Some(v) = self.tables.get(AccountTable::Sessions, &token_key(token))? else {
             return Ok(None);
         };
-        let rec: SessionRecord = match serde_json::from_slice(v.value()) {
-            Ok(r) => r,
-            Err(_) => return Ok(None),
-        };
-        Ok((rec.expires > Timestamp::now()).then_some(rec))
+        Ok(serde_json::from_slice::<SessionRecord>(&v)
+            .ok()
+            .filter(|rec| rec.expires > Timestamp::now()))
     }
 
     /// Ends a session.
@@ -417,13 +386,22 @@ impl Users {
     /// # Errors
     /// Storage failures.
     pub fn end_session(&self, token: &str) -> Result<(), UserError> {
-        let w = self.store.database().begin_write().map_err(db)?;
-        {
-            let mut t = w.open_table(SESSIONS).map_err(db)?;
-            t.remove(token_key(token).as_str()).map_err(db)?;
-        }
-        w.commit().map_err(db)?;
+        self.tables
+            .write(|t| t.remove(AccountTable::Sessions, &token_key(token)))?;
         Ok(())
+    }
+}
+
+impl aeogate_web::session::SessionStore for Users {
+    type Session = SessionRecord;
+    type Error = UserError;
+
+    fn session(&self, token: &str) -> Result<Option<SessionRecord>, UserError> {
+        Users::session(self, token)
+    }
+
+    fn end_session(&self, token: &str) -> Result<(), UserError> {
+        Users::end_session(self, token)
     }
 }
 
@@ -448,7 +426,7 @@ mod tests {
         ));
         assert!(matches!(
             u.put("ana", "short", Role::Officer, Lang::Es),
-            Err(UserError::BadPassword)
+            Err(UserError::BadPassword(_))
         ));
         u.put("ana", "correct horse 1", Role::Officer, Lang::Es)
             .expect("put");

@@ -42,11 +42,17 @@ pub(super) struct JournalState {
 }
 
 impl Store {
-    /// The underlying database, for modules that keep their own tables in the same file
-    /// (the console's accounts and sessions, [`crate::console::users`]).
+    /// The underlying database, for tests that inspect or damage the file's tables. The
+    /// agent's own modules go through the journal, replica and account operations.
     #[must_use]
     pub fn database(&self) -> &Database {
         &self.inner.db
+    }
+
+    /// The gate this store belongs to.
+    #[must_use]
+    pub fn gate(&self) -> &GateId {
+        &self.inner.gate
     }
 
     pub(super) fn jstate(&self) -> Result<MutexGuard<'_, JournalState>, JournalError> {

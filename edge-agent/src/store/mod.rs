@@ -38,9 +38,10 @@
 //! - `journal`: the journal tables and operations; [`backlog`].
 //! - `replica`: the replica tables, [`Store::apply_batch`], [`ReplicaSnapshot`].
 //! - `migrate`: layout migrations run by [`Store::open`].
-//! - [`Store::database`] hands the raw database to the console, which keeps its accounts
-//!   and sessions in tables of its own in the same file.
+//! - `accounts`: the console's account and session tables ([`Store::accounts`]), the only
+//!   part of the file the console reaches.
 
+mod accounts;
 mod error;
 mod handle;
 mod journal;
@@ -53,6 +54,7 @@ use std::sync::{Arc, Mutex};
 use protocol::schema::{GENESIS_HASH, GateId};
 use redb::{Database, ReadableDatabase};
 
+pub use self::accounts::{AccountTable, AccountTables, AccountWrite};
 use self::error::jdb;
 pub use self::error::{JournalError, StoreError};
 pub use self::handle::{DEFAULT_CACHE_BYTES, Store};

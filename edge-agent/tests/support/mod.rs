@@ -202,11 +202,9 @@ pub fn good_tx() -> GateTransaction {
     tx(vec![container_read(CONTAINER), seal_read(SEAL)])
 }
 
-/// An agent with lanes L1 (presence loop) and L2 (none), its store in `dir`, the console
-/// on 127.0.0.1:0, no devices and no central.
-pub fn two_lane_config(dir: &std::path::Path) -> edge_agent::config::Config {
-    let text = format!(
-        r#"
+/// Gate G1 at PORT-A with lane L1 (a presence loop) and its three routes: the head of
+/// the test configurations (sections after it are the test's own).
+pub const GATE_G1_LANE_L1: &str = r#"
 [gate]
 id = "G1"
 port = "PORT-A"
@@ -217,7 +215,18 @@ id = "L1"
 fast = "Lane 1 priority"
 standard = "Lane 1 standard"
 inspect = "Inspection bay A"
+"#;
 
+/// [`GATE_G1_LANE_L1`] with a policy key: the smallest valid configuration.
+pub fn one_lane_toml() -> String {
+    format!("{GATE_G1_LANE_L1}\n[policy]\nrandom_key = \"a-long-enough-random-key\"\n")
+}
+
+/// An agent with lanes L1 (presence loop) and L2 (none), its store in `dir`, the console
+/// on 127.0.0.1:0, no devices and no central.
+pub fn two_lane_config(dir: &std::path::Path) -> edge_agent::config::Config {
+    let text = format!(
+        r#"{GATE_G1_LANE_L1}
 [[lanes]]
 id = "L2"
 presence_loop = false
@@ -239,4 +248,35 @@ bind = "127.0.0.1:0"
         dir.join("agent.redb").display()
     );
     edge_agent::config::Config::from_toml_str(&text, "test.toml").expect("valid test config")
+}
+
+/// The console's state built from parts over `store` (a journal writer on it, no
+/// actuators, no central), as the runtime would build it; the assembler's end of the
+/// event channel is returned beside it.
+pub fn app_state(
+    cfg: &edge_agent::config::Config,
+    store: edge_agent::store::Store,
+) -> (
+    edge_agent::state::AppState,
+    tokio::sync::mpsc::Receiver<edge_agent::assembler::AssemblerEvent>,
+) {
+    use std::sync::Arc;
+    let (journal, journal_health, _writer) = edge_agent::journal::Journal::start(store.clone());
+    let (events_tx, events) = tokio::sync::mpsc::channel(8);
+    let state = edge_agent::state::AppState {
+        gate: cfg.gate.id.clone(),
+        lanes: cfg.lanes.clone().into(),
+        staleness_bound: cfg.policy.staleness_bound,
+        console: edge_agent::console::console(&store, false).expect("console"),
+        store,
+        journal,
+        live: Arc::new(edge_agent::live::LiveLanes::new(&cfg.lanes)),
+        devices: edge_agent::live::Devices::new(vec![journal_health]),
+        actuators: Arc::new(edge_agent::actuators::Actuators::new(None)),
+        events: events_tx,
+        metrics: edge_agent::telemetry::metrics_handle(),
+        central_configured: false,
+        shutdown: tokio_util::sync::CancellationToken::new(),
+    };
+    (state, events)
 }

@@ -406,7 +406,8 @@ impl IngestTarget for Target<'_, '_> {
             }
             EventBody::Transaction { .. }
             | EventBody::DeviceHealth { .. }
-            | EventBody::OrphanRead { .. } => {}
+            | EventBody::OrphanRead { .. }
+            | EventBody::ConsoleSession { .. } => {}
         }
         Ok(())
     }

@@ -364,7 +364,8 @@ impl IngestTarget for Target<'_> {
             }
             EventBody::Transaction { .. }
             | EventBody::DeviceHealth { .. }
-            | EventBody::OrphanRead { .. } => {}
+            | EventBody::OrphanRead { .. }
+            | EventBody::ConsoleSession { .. } => {}
         }
         Ok(())
     }
