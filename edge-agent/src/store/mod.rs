@@ -38,25 +38,30 @@
 //! - `journal`: the journal tables and operations; [`backlog`].
 //! - `replica`: the replica tables, [`Store::apply_batch`], [`ReplicaSnapshot`].
 //! - `migrate`: layout migrations run by [`Store::open`].
+//! - `held`: the held-records file beside the store ([`HeldFile`]): records the journal
+//!   could not take, kept across a stop while the disk is full.
 //! - [`Store::database`] hands the raw database to the console, which keeps its accounts
 //!   and sessions in tables of its own in the same file.
 
 mod error;
 mod handle;
+mod held;
 mod journal;
 mod migrate;
 mod replica;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use protocol::schema::{GENESIS_HASH, GateId};
 use redb::{Database, ReadableDatabase};
 
 use self::error::jdb;
 pub use self::error::{JournalError, StoreError};
-pub use self::handle::{DEFAULT_CACHE_BYTES, Store};
+pub use self::handle::{DEFAULT_CACHE_BYTES, Store, StoreDatabase};
 use self::handle::{Inner, JournalState};
+pub use self::held::{HELD_FILE_BYTES, HeldFile, HeldFileError, HeldGroup};
 pub use self::journal::backlog;
 use self::journal::{
     BY_TX, EXCEPTIONS, JOURNAL, JOURNAL_META, JOURNAL_TEXT, read_meta_u64, verify_tail,
@@ -87,55 +92,101 @@ impl Store {
         gate: GateId,
         cache_bytes: usize,
     ) -> Result<Store, StoreError> {
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                source: e.into(),
-            })?;
-        migrate_replica_v1(&db)?;
-        // Create every table so readers never meet a missing one.
-        let w = db.begin_write().map_err(jdb)?;
-        {
-            w.open_table(JOURNAL).map_err(jdb)?;
-            w.open_table(JOURNAL_META).map_err(jdb)?;
-            w.open_table(JOURNAL_TEXT).map_err(jdb)?;
-            w.open_multimap_table(BY_TX).map_err(jdb)?;
-            w.open_table(EXCEPTIONS).map_err(jdb)?;
-            w.open_table(OPERATORS).map_err(jdb)?;
-            w.open_table(LINKS).map_err(jdb)?;
-            w.open_table(MRAS).map_err(jdb)?;
-            w.open_table(CONSIGNMENTS).map_err(jdb)?;
-            w.open_multimap_table(BY_CONTAINER).map_err(jdb)?;
-            w.open_table(REPLICA_META).map_err(jdb)?;
-        }
-        w.commit().map_err(jdb)?;
-
-        let r = db.begin_read().map_err(jdb)?;
-        let meta = r.open_table(JOURNAL_META).map_err(jdb)?;
-        let text = r.open_table(JOURNAL_TEXT).map_err(jdb)?;
-        let journal = r.open_table(JOURNAL).map_err(jdb)?;
-        let state = JournalState {
-            head: read_meta_u64(&meta, "head")?,
-            acked: read_meta_u64(&meta, "acked")?,
-            bytes: read_meta_u64(&meta, "bytes")?,
-            last_hash: text
-                .get("last_hash")
-                .map_err(jdb)?
-                .map_or_else(|| GENESIS_HASH.to_string(), |v| v.value().to_string()),
-            max_bytes: u64::MAX,
-        };
-        verify_tail(&journal, &state)?;
-        drop((meta, text, journal, r));
+        let db = open_database(path, cache_bytes)?;
+        let state = load_journal_state(&db)?;
         Ok(Store {
             inner: Arc::new(Inner {
-                db,
+                db: RwLock::new(Some(db)),
+                path: path.to_path_buf(),
+                cache_bytes,
                 gate,
                 journal: Mutex::new(state),
                 replica: Mutex::new(()),
-                refuse_writes: std::sync::atomic::AtomicBool::new(false),
+                refuse_writes: AtomicBool::new(false),
+                needs_reopen: AtomicBool::new(false),
             }),
         })
     }
+
+    /// Closes the database and opens it again, reloading the journal's state from the file.
+    /// After an I/O error (a full disk) redb refuses every operation until this is done;
+    /// opening may itself need to write (redb repairs a file that was not closed cleanly),
+    /// so it fails while the disk is still full, and the caller tries again later. Between
+    /// a failed attempt and the next, every operation fails with
+    /// [`redb::Error::DatabaseClosed`].
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] when the file cannot be opened again; [`StoreError::Journal`]
+    /// when the reopened journal does not verify.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        // Lock order as everywhere: the journal state first, then the database.
+        let mut st = self.jstate()?;
+        let mut slot = self
+            .inner
+            .db
+            .write()
+            .map_err(|_| StoreError::Journal(JournalError::Poisoned))?;
+        // Dropping the database closes the file and releases its lock (read transactions
+        // still alive fail from then on), so it can be opened again.
+        if let Some(old) = slot.take()
+            && let Err(e) = old.close()
+        {
+            tracing::debug!(error = %e, "closing the failed database");
+        }
+        let db = open_database(&self.inner.path, self.inner.cache_bytes)?;
+        let mut state = load_journal_state(&db)?;
+        state.max_bytes = st.max_bytes;
+        *st = state;
+        *slot = Some(db);
+        self.inner.needs_reopen.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Opens (or creates) the database and every table, so readers never meet a missing one.
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    let db = Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            source: e.into(),
+        })?;
+    migrate_replica_v1(&db)?;
+    let w = db.begin_write().map_err(jdb)?;
+    {
+        w.open_table(JOURNAL).map_err(jdb)?;
+        w.open_table(JOURNAL_META).map_err(jdb)?;
+        w.open_table(JOURNAL_TEXT).map_err(jdb)?;
+        w.open_multimap_table(BY_TX).map_err(jdb)?;
+        w.open_table(EXCEPTIONS).map_err(jdb)?;
+        w.open_table(OPERATORS).map_err(jdb)?;
+        w.open_table(LINKS).map_err(jdb)?;
+        w.open_table(MRAS).map_err(jdb)?;
+        w.open_table(CONSIGNMENTS).map_err(jdb)?;
+        w.open_multimap_table(BY_CONTAINER).map_err(jdb)?;
+        w.open_table(REPLICA_META).map_err(jdb)?;
+    }
+    w.commit().map_err(jdb)?;
+    Ok(db)
+}
+
+/// The journal's head, cursor, size and last hash as stored, after checking the tail.
+fn load_journal_state(db: &Database) -> Result<JournalState, StoreError> {
+    let r = db.begin_read().map_err(jdb)?;
+    let meta = r.open_table(JOURNAL_META).map_err(jdb)?;
+    let text = r.open_table(JOURNAL_TEXT).map_err(jdb)?;
+    let journal = r.open_table(JOURNAL).map_err(jdb)?;
+    let state = JournalState {
+        head: read_meta_u64(&meta, "head")?,
+        acked: read_meta_u64(&meta, "acked")?,
+        bytes: read_meta_u64(&meta, "bytes")?,
+        last_hash: text
+            .get("last_hash")
+            .map_err(jdb)?
+            .map_or_else(|| GENESIS_HASH.to_string(), |v| v.value().to_string()),
+        max_bytes: u64::MAX,
+    };
+    verify_tail(&journal, &state)?;
+    Ok(state)
 }
