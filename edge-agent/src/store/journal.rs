@@ -55,7 +55,7 @@ fn indexed_tx(body: &EventBody) -> Option<Uuid> {
     }
 }
 
-fn decode_entry(seq: u64, bytes: &[u8]) -> Result<JournalEntry, JournalError> {
+pub(super) fn decode_entry(seq: u64, bytes: &[u8]) -> Result<JournalEntry, JournalError> {
     let e: JournalEntry = serde_json::from_slice(bytes).map_err(|err| JournalError::Corrupt {
         seq,
         detail: err.to_string(),
@@ -454,7 +454,7 @@ impl Store {
     // -----------------------------------------------------------------------------------
 }
 
-fn check_entry(
+pub(super) fn check_entry(
     e: &JournalEntry,
     seq: u64,
     prev: Option<&JournalEntry>,
@@ -479,8 +479,10 @@ fn check_entry(
             "first entry does not start from the genesis hash".into(),
         ));
     }
+    // The entry after a marker links to the lost original, not to the marker.
     if let Some(p) = prev
         && p.seq + 1 == seq
+        && !super::check::is_marker(p)
         && e.prev_hash != p.hash
     {
         return Err(chain(format!(
@@ -533,7 +535,10 @@ pub(super) fn verify_tail(
     Ok(())
 }
 
-fn write_journal_meta(w: &WriteTransaction, st: &JournalState) -> Result<(), JournalError> {
+pub(super) fn write_journal_meta(
+    w: &WriteTransaction,
+    st: &JournalState,
+) -> Result<(), JournalError> {
     let mut meta = w.open_table(JOURNAL_META).map_err(jdb)?;
     meta.insert("head", st.head).map_err(jdb)?;
     meta.insert("acked", st.acked).map_err(jdb)?;
