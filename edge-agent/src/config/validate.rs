@@ -20,6 +20,45 @@ use super::types::{
     TopicMap,
 };
 use crate::decider::{Policy, Routes};
+
+/// Words that mark a value as the example's placeholder rather than a real secret.
+const PLACEHOLDERS: [&str; 4] = ["replace-with", "change-me", "changeme", "placeholder"];
+
+/// Whether `url` names a loopback host (`localhost`, 127.0.0.0/8, `::1`): the only hosts
+/// plain http may go to.
+#[must_use]
+pub fn is_loopback_url(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
+/// An MQTT topic filter's rules (MQTT 3.1.1 §4.7): `#` only as the whole last level, `+`
+/// only as a whole level, no NUL, at most 65,535 bytes.
+fn check_topic_filter(f: &str) -> Result<(), String> {
+    if f.len() > 65_535 || f.contains('\0') {
+        return Err("is not an MQTT topic filter (NUL or longer than 65,535 bytes)".into());
+    }
+    let levels: Vec<&str> = f.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
+            return Err(format!(
+                "{f:?} is not a valid MQTT filter: '#' must be a whole level and the last one (e.g. \"readers/#\")"
+            ));
+        }
+        if level.contains('+') && *level != "+" {
+            return Err(format!(
+                "{f:?} is not a valid MQTT filter: '+' must be a whole level (e.g. \"readers/+/rfid\")"
+            ));
+        }
+    }
+    Ok(())
+}
 use protocol::schema::GateId;
 
 /// Smallest accepted journal bound: below this the agent would prune constantly.
@@ -316,6 +355,9 @@ impl Validator<'_> {
                 for (i, t) in m.topics.into_iter().enumerate() {
                     let tat = |k: &'static str| vec![Key("mqtt"), Key("topics"), Index(i), Key(k)];
                     let filter = self.non_empty(tat("filter"), &t.filter)?;
+                    if let Err(why) = check_topic_filter(&filter) {
+                        return Err(self.err(tat("filter"), why));
+                    }
                     if !lanes.iter().any(|l| l.id == t.lane) {
                         return Err(self.err(
                             tat("lane"),
@@ -349,10 +391,16 @@ impl Validator<'_> {
                     password: m.password,
                     topics,
                     lane_topic_prefix: match &m.lane_topic_prefix {
-                        Some(p) => self
-                            .non_empty(at("lane_topic_prefix"), p)?
-                            .trim_end_matches('/')
-                            .to_string(),
+                        Some(p) => {
+                            let p = self.non_empty(at("lane_topic_prefix"), p)?;
+                            if p.contains(['#', '+', '\0']) {
+                                return Err(self.err(
+                                    at("lane_topic_prefix"),
+                                    "is where the agent publishes: MQTT topic names may not contain the wildcards '#' or '+' (or NUL)",
+                                ));
+                            }
+                            p.trim_end_matches('/').to_string()
+                        }
                         None => format!("aeogate/{}/lanes", gate),
                     },
                 })
@@ -434,6 +482,22 @@ impl Validator<'_> {
                         "client_cert and client_key go together (the agent's certificate and its key)",
                     ));
                 }
+                // Where central is and how it is trusted: checked last, so the other keys'
+                // errors come first.
+                let parsed = reqwest::Url::parse(&url)
+                    .map_err(|e| self.err(at("url"), format!("is not a URL: {e}")))?;
+                if parsed.scheme() == "http" && !is_loopback_url(&parsed) {
+                    return Err(self.err(
+                        at("url"),
+                        "plain http is only allowed to a loopback host; use https with central.ca_cert",
+                    ));
+                }
+                if parsed.scheme() == "https" && c.ca_cert.is_none() {
+                    return Err(self.err(
+                        at("url"),
+                        "is https but central.ca_cert is not set (the agent trusts only central's CA)",
+                    ));
+                }
                 Some(CentralConfig {
                     url: url.trim_end_matches('/').to_string(),
                     token,
@@ -476,6 +540,13 @@ impl Validator<'_> {
             return Err(self.err(
                 pat("random_key"),
                 format!("must be a secret of at least {MIN_RANDOM_KEY_LEN} characters"),
+            ));
+        }
+        let lower = p.random_key.to_ascii_lowercase();
+        if PLACEHOLDERS.iter().any(|w| lower.contains(w)) {
+            return Err(self.err(
+                pat("random_key"),
+                "is still a placeholder: set a long random secret of this gate (e.g. `openssl rand -hex 32`)",
             ));
         }
         if p.required_roles.is_empty() {
