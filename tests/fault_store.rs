@@ -160,6 +160,31 @@ fn agent_logs(agent: &AgentSite) -> String {
     out
 }
 
+/// Central's open cases (`GET /api/v1/cases`, as the case desk lists them), as JSON text.
+async fn central_cases(central: &CentralSite) -> String {
+    let http = http_client(central.ca_cert.as_deref());
+    let login: Value = http
+        .post(format!("{}/api/v1/login", central.url))
+        .json(&serde_json::json!({"user": common::STAFF.0, "password": common::STAFF.1}))
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login answer");
+    let token = login["token"].as_str().expect("token").to_owned();
+    http.get(format!("{}/api/v1/cases", central.url))
+        .bearer_auth(token)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("cases")
+        .text()
+        .await
+        .expect("cases text")
+}
+
 fn held(decision: &Value) -> bool {
     decision["seen_on"] == "board"
         || decision["reasons"]
@@ -311,6 +336,12 @@ async fn a_full_disk_holds_decisions_recovers_without_restart_and_keeps_them_acr
     staff.wait_drained(since, STEP).await;
 
     agent.terminate();
+    // Central's case desk lists the outages (the alert cases staff work).
+    let cases = central_cases(&central).await;
+    assert!(
+        cases.contains("JOURNAL_WRITE_FAILED"),
+        "no JOURNAL_WRITE_FAILED case at central: {cases}"
+    );
     central.stop();
     let journal = agent.journal();
     let hub = central.open();
