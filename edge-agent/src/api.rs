@@ -10,7 +10,7 @@
 //! | `GET /api/v1/events` | server-sent events: a `lane` event with the lane's state on every change |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz` | 200 while the process serves |
-//! | `GET /readyz` | 200 when the store is open and the console up; body flags a stale replica and down devices |
+//! | `GET /readyz` | 200 when the store is open, the journal takes writes and the console up; body flags a stale replica and down devices |
 //!
 //! Everything except `/metrics`, `/healthz`, `/readyz` and the login needs a session
 //! ([`crate::console::auth`]): the session cookie (with the `X-CSRF-Token` header on
@@ -426,6 +426,9 @@ pub struct Readiness {
     pub ready: bool,
     /// The store answers.
     pub store: bool,
+    /// The journal takes writes (false while a full disk refuses them and records are
+    /// held, until the store is reopened and they are written).
+    pub journal: bool,
     /// Replica freshness; a stale replica leaves the agent ready (it decides, without
     /// FAST) but is flagged.
     pub replica: ReplicaStatus,
@@ -440,9 +443,11 @@ async fn readyz(State(s): State<AppState>) -> Result<Response, ApiError> {
             .await
             .unwrap_or(false);
     let meta = replica_meta(&s).await?;
+    let journal = s.journal.writable();
     let r = Readiness {
-        ready: store_ok,
+        ready: store_ok && journal,
         store: store_ok,
+        journal,
         replica: replica_status(&s, &meta),
         devices_down: s
             .device_health()

@@ -35,6 +35,7 @@ pub use self::types::{
     PayloadFormat, PinnedKey, Secret, StoreConfig, TopicMap,
 };
 use self::validate::Validator;
+pub use self::validate::is_loopback_url;
 pub use crate::decider::{Policy, Routes};
 
 impl Config {

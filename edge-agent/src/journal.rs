@@ -3,9 +3,14 @@
 //! "appended" notification the uplink waits on. Storage itself is [`crate::store`].
 //!
 //! Failure policy: when a write fails (a full disk), the caller's records are held in
-//! memory, oldest first ([`Journal::failed`]), the journal's health goes down and the
-//! alarm gauge is raised; [`retry_held`] offers them again every [`HELD_RETRY`] and clears
-//! the alarm when nothing is held. Decisions go on meanwhile, never FAST
+//! memory and in the held-records file beside the store, oldest first
+//! ([`Journal::failed`]), the journal's health goes down (so `/readyz` is false) and the
+//! alarm gauge is raised. redb refuses everything after an I/O error until the database is
+//! reopened, so [`retry_held`] reopens it (with backoff) once the disk takes writes again,
+//! writes the held records back in order (before any new record), clears the alarm and
+//! journals an integrity alert (`JOURNAL_WRITE_FAILED`) for central saying what happened.
+//! Records still held at a stop — or a crash — are in the held-records file and are
+//! journaled first at the next start. Decisions go on meanwhile, never FAST
 //! (`JOURNAL_UNAVAILABLE`).
 
 use std::collections::VecDeque;
@@ -19,8 +24,9 @@ use tokio::sync::{Notify, futures::Notified, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::live::HealthReporter;
-use crate::store::{JournalError, Store};
+use crate::store::{HeldFile, HeldGroup, JournalError, Store};
 
 /// Most append requests the journal writer queues before callers wait to send.
 const JOURNAL_QUEUE: usize = 1024;
@@ -180,8 +186,43 @@ fn commit_group(store: &Store, group: Vec<AppendRequest>) {
 /// of a busy lane); past it the oldest are dropped, counted and logged.
 const HELD_MAX: usize = 20_000;
 
-/// How often held records are offered to the journal again.
-pub const HELD_RETRY: Duration = Duration::from_secs(2);
+/// How often held records are offered to the journal again (and a failed database is
+/// checked for reopening).
+pub const HELD_RETRY: Duration = Duration::from_secs(1);
+
+/// First and longest wait between attempts to reopen a database that failed a write.
+const REOPEN_FIRST: Duration = Duration::from_secs(1);
+const REOPEN_MAX: Duration = Duration::from_secs(15);
+
+/// How long the journal must take writes with no new failure before an outage is over
+/// and reported: a disk that is almost full lets some commits through between failures,
+/// and that is one outage, not many.
+const OUTAGE_SETTLE: Duration = Duration::from_secs(5);
+
+/// Most held groups written back in one commit.
+const HELD_FLUSH_GROUPS: usize = 256;
+
+/// The integrity alert journaled (and so sent to central) when the journal takes writes
+/// again after refusing them.
+pub const ALERT_JOURNAL_WRITE_FAILED: &str = "JOURNAL_WRITE_FAILED";
+
+/// What happened since the journal last refused a write, for the alert once it recovers.
+#[derive(Debug, Clone)]
+struct Outage {
+    since: Timestamp,
+    first_error: String,
+    /// Writes refused (or the store found failed) in this outage, and when last.
+    failures: u32,
+    last_failure: tokio::time::Instant,
+    /// Groups held in this outage (including ones found in the held-records file at start).
+    held: usize,
+    /// Groups found in the held-records file at start.
+    replayed: usize,
+    /// Groups dropped because the memory bound was reached.
+    dropped: usize,
+    /// Times the database was reopened.
+    reopened: u32,
+}
 
 /// The running agent's journal: every write goes through its [`JournalWriter`].
 #[derive(Debug)]
@@ -189,26 +230,89 @@ pub struct Journal {
     store: Store,
     writer: JournalWriter,
     /// Records the journal could not take (a full disk), oldest first.
-    held: Mutex<VecDeque<Vec<EventBody>>>,
+    held: Mutex<VecDeque<HeldGroup>>,
+    /// Where held records are kept across a stop (`None` when it could not be reserved).
+    held_file: Mutex<Option<HeldFile>>,
+    held_path: std::path::PathBuf,
+    /// One flush of held records at a time, so they reach the journal in order.
+    flushing: tokio::sync::Mutex<()>,
+    outage: Mutex<Option<Outage>>,
     /// The journal's own health, shown like a device: down while records are held.
     health: HealthReporter,
     /// Woken after every append (the uplink waits on it).
     appended: Notify,
 }
 
+impl Outage {
+    fn new(first_error: String) -> Outage {
+        Outage {
+            since: Timestamp::now(),
+            first_error,
+            failures: 0,
+            last_failure: tokio::time::Instant::now(),
+            held: 0,
+            replayed: 0,
+            dropped: 0,
+            reopened: 0,
+        }
+    }
+}
+
 impl Journal {
     /// Starts the writer task over `store`. Returns the journal, its health channel (to
     /// list with the devices) and the writer task, which ends after [`Journal::close`]
     /// once what was queued is written.
+    ///
+    /// Records held when the agent last stopped (the held-records file beside the store)
+    /// are taken back, ahead of anything new; the held-records file is reserved.
     #[must_use]
     pub fn start(store: Store) -> (Arc<Journal>, watch::Receiver<DeviceHealth>, JoinHandle<()>) {
         let (health, health_rx) = HealthReporter::new("journal", None);
         health.up("writing");
+        let held_path = held_file_path(store.path());
+        let (held_file, found) = match HeldFile::open(&held_path) {
+            Ok((f, found)) => (Some(f), found),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reserve the held-records file; records held while the disk is full would not survive a stop");
+                (None, HeldFile::read(&held_path))
+            }
+        };
+        // A group journaled just before a crash can still be in the file: keep only what
+        // the journal does not have.
+        let found: VecDeque<HeldGroup> = found
+            .into_iter()
+            .filter(|g| !already_journaled(&store, g))
+            .collect();
+        let outage = (!found.is_empty()).then(|| {
+            tracing::warn!(
+                groups = found.len(),
+                file = %held_path.display(),
+                "records held when the agent last stopped are journaled first"
+            );
+            health.down(format!(
+                "{} groups of records held from the last run",
+                found.len()
+            ));
+            Outage {
+                since: Timestamp::now(),
+                first_error: "records were held when the agent last stopped".into(),
+                failures: 0,
+                last_failure: tokio::time::Instant::now(),
+                held: found.len(),
+                replayed: found.len(),
+                dropped: 0,
+                reopened: 0,
+            }
+        });
         let (writer, task) = JournalWriter::start(store.clone());
         let journal = Arc::new(Journal {
             store,
             writer,
-            held: Mutex::new(VecDeque::new()),
+            held: Mutex::new(found),
+            held_file: Mutex::new(held_file),
+            held_path,
+            flushing: tokio::sync::Mutex::new(()),
+            outage: Mutex::new(outage),
             health,
             appended: Notify::new(),
         });
@@ -221,15 +325,21 @@ impl Journal {
         &self.store
     }
 
+    /// Whether the journal takes writes now: nothing is held and the database needs no
+    /// reopening (`/readyz` is false otherwise).
+    #[must_use]
+    pub fn writable(&self) -> bool {
+        self.health.current().up && !self.store.needs_reopen()
+    }
+
     /// Journals `bodies` durably (grouped with whatever else is queued) and wakes the
-    /// uplink.
+    /// uplink. Held records are written first, so the journal keeps their order.
     ///
     /// # Errors
     /// When the store refuses the write (nothing was journaled then).
     pub async fn append(&self, bodies: Vec<EventBody>) -> anyhow::Result<Vec<JournalEntry>> {
         let entries = self
-            .writer
-            .append(bodies, Timestamp::now())
+            .append_at(bodies, Timestamp::now())
             .await
             .context("journal append failed")?;
         self.appended.notify_waiters();
@@ -239,6 +349,7 @@ impl Journal {
 
     /// Journals `bodies` stamped `at`, without waking the uplink: the caller decides what
     /// a failure means ([`Journal::failed`]) and calls [`Journal::notify_appended`].
+    /// Held records are written first; when they cannot be, neither is this.
     ///
     /// # Errors
     /// As [`JournalWriter::append`].
@@ -247,6 +358,9 @@ impl Journal {
         bodies: Vec<EventBody>,
         at: Timestamp,
     ) -> Result<Vec<JournalEntry>, JournalError> {
+        if self.held() > 0 {
+            self.flush_held().await?;
+        }
         self.writer.append(bodies, at).await
     }
 
@@ -261,20 +375,34 @@ impl Journal {
         self.appended.notified()
     }
 
-    /// Called when the journal refused `bodies`: raise the alarm and hold them.
+    /// Called when the journal refused `bodies`: raise the alarm, hold them (in memory and
+    /// in the held-records file) and note the outage for central.
     pub fn failed(&self, error: &JournalError, bodies: Vec<EventBody>) {
         metrics::counter!("aeogate_journal_write_failures_total").increment(1);
         metrics::gauge!("aeogate_journal_alarm").set(1.0);
-        tracing::error!(error = %error, "ALARM: the journal refuses writes; decisions continue without priority and records are held in memory");
+        tracing::error!(error = %error, "ALARM: the journal refuses writes; decisions continue without priority and records are held");
         self.health.down(format!("journal refuses writes: {error}"));
+        let mut dropped = 0;
         if let Ok(mut held) = self.held.lock() {
             if held.len() >= HELD_MAX {
                 held.pop_front();
+                dropped = 1;
                 metrics::counter!("aeogate_journal_held_dropped_total").increment(1);
                 tracing::error!("held-record buffer full: the oldest held records are dropped");
             }
-            held.push_back(bodies);
+            held.push_back(HeldGroup {
+                at: Timestamp::now(),
+                bodies,
+            });
         }
+        if let Ok(mut o) = self.outage.lock() {
+            let o = o.get_or_insert_with(|| Outage::new(error.to_string()));
+            o.failures += 1;
+            o.last_failure = tokio::time::Instant::now();
+            o.held += 1;
+            o.dropped += dropped;
+        }
+        self.save_held();
     }
 
     /// Groups of records held now.
@@ -288,45 +416,239 @@ impl Journal {
     pub fn close(&self) {
         self.writer.close();
     }
+
+    /// Writes the held records to the held-records file (a small synchronous write: it
+    /// happens only while the disk refuses the journal, and must be done before the
+    /// caller goes on).
+    fn save_held(&self) {
+        let groups: Vec<HeldGroup> = self
+            .held
+            .lock()
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default();
+        let Ok(mut file) = self.held_file.lock() else {
+            return;
+        };
+        let Some(file) = file.as_mut() else {
+            if !groups.is_empty() {
+                tracing::error!(
+                    held = groups.len(),
+                    file = %self.held_path.display(),
+                    "no held-records file: the held records are only in memory and are lost if the agent stops"
+                );
+            }
+            return;
+        };
+        match file.save(&groups) {
+            Ok(n) if n < groups.len() => tracing::error!(
+                saved = n,
+                not_saved = groups.len() - n,
+                "the held-records file is full: the newest held records are only in memory"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "held records not saved"),
+        }
+    }
+
+    /// Writes held records to the journal, oldest first, in bounded commits; returns how
+    /// many groups were written.
+    async fn flush_held(&self) -> Result<usize, JournalError> {
+        let _one = self.flushing.lock().await;
+        let mut written = 0;
+        loop {
+            let batch: Vec<HeldGroup> = self
+                .held
+                .lock()
+                .map(|h| h.iter().take(HELD_FLUSH_GROUPS).cloned().collect())
+                .unwrap_or_default();
+            if batch.is_empty() {
+                return Ok(written);
+            }
+            let n = batch.len();
+            let store = self.store.clone();
+            let groups = batch.into_iter().map(|g| (g.bodies, g.at)).collect();
+            tokio::task::spawn_blocking(move || store.append_groups(groups))
+                .await
+                .unwrap_or(Err(JournalError::WriterStopped))?;
+            if let Ok(mut h) = self.held.lock() {
+                let n = n.min(h.len());
+                h.drain(..n);
+            }
+            written += n;
+            self.save_held();
+            self.appended.notify_waiters();
+        }
+    }
+
+    /// One pass of recovery: reopen a database that failed a write (at most as often as
+    /// `backoff` allows), write back held records, and once nothing is held, clear the
+    /// alarm and journal the outage as an integrity alert for central.
+    async fn recover(
+        &self,
+        backoff: &mut Backoff,
+        next_reopen: &mut tokio::time::Instant,
+        stopping: bool,
+    ) {
+        if self.store.needs_reopen() {
+            if self.health.current().up {
+                self.health
+                    .down("the store failed a write; reopening it once the disk takes writes");
+                metrics::gauge!("aeogate_journal_alarm").set(1.0);
+            }
+            if let Ok(mut o) = self.outage.lock() {
+                let o = o.get_or_insert_with(|| Outage::new("a store write failed".into()));
+                o.last_failure = tokio::time::Instant::now();
+            }
+            // At a stop the held-records file keeps what is held; no reopen then.
+            if stopping || tokio::time::Instant::now() < *next_reopen {
+                return;
+            }
+            let store = self.store.clone();
+            match tokio::task::spawn_blocking(move || store.reopen()).await {
+                Ok(Ok(())) => {
+                    backoff.reset();
+                    if let Ok(mut o) = self.outage.lock()
+                        && let Some(o) = o.as_mut()
+                    {
+                        o.reopened += 1;
+                    }
+                    tracing::warn!("the store was reopened after a failed write");
+                }
+                Ok(Err(e)) => {
+                    let wait = backoff.next_delay();
+                    *next_reopen = tokio::time::Instant::now() + wait;
+                    tracing::warn!(error = %e, ?wait, "the store cannot be reopened yet");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        if self.held() > 0 {
+            match self.flush_held().await {
+                Ok(n) => tracing::warn!(groups = n, "held records journaled"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "held records still refused");
+                    return;
+                }
+            }
+        }
+        let outage = self.outage.lock().ok().and_then(|o| o.clone());
+        let Some(o) = outage else { return };
+        if !self.health.current().up {
+            metrics::gauge!("aeogate_journal_alarm").set(0.0);
+            self.health.up("writing again; held records journaled");
+            tracing::warn!("the journal takes writes again; every held record is journaled");
+        }
+        // Reported once it is over (or at a stop, so that it is not lost).
+        if !stopping && o.last_failure.elapsed() < OUTAGE_SETTLE {
+            return;
+        }
+        let detail = format!(
+            "the journal refused writes from {} to about {} ({} refusals; first: {}); {} groups of records were held{}{}{}, and all of them are journaled now",
+            o.since,
+            Timestamp::now(),
+            o.failures,
+            o.first_error,
+            o.held,
+            if o.replayed > 0 {
+                format!(
+                    " ({} of them across a stop, kept in {})",
+                    o.replayed,
+                    self.held_path.display()
+                )
+            } else {
+                String::new()
+            },
+            if o.dropped > 0 {
+                format!(
+                    "; {} groups were dropped (the memory bound was reached) and are LOST",
+                    o.dropped
+                )
+            } else {
+                String::new()
+            },
+            if o.reopened > 0 {
+                format!("; the store was reopened {} times", o.reopened)
+            } else {
+                String::new()
+            },
+        );
+        let alert = EventBody::IntegrityAlert {
+            what: ALERT_JOURNAL_WRITE_FAILED.into(),
+            detail: detail.clone(),
+        };
+        if self
+            .writer
+            .append(vec![alert], Timestamp::now())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if let Ok(mut g) = self.outage.lock() {
+            *g = None;
+        }
+        self.appended.notify_waiters();
+        tracing::warn!(%detail, "journal outage over; reported to central");
+    }
 }
 
-/// Offers held records to the journal again until it takes them, oldest first, and
-/// clears the alarm when nothing is held any more.
+/// The held-records file of the store at `store_path`: `<store>.held` beside it.
+#[must_use]
+pub fn held_file_path(store_path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = store_path.as_os_str().to_owned();
+    name.push(".held");
+    std::path::PathBuf::from(name)
+}
+
+/// Whether a held group's transaction is already in the journal (it was written just
+/// before a crash that came before the held-records file was updated).
+fn already_journaled(store: &Store, g: &HeldGroup) -> bool {
+    g.bodies.iter().any(|b| match b {
+        EventBody::Transaction { transaction } => {
+            store.has_transaction(&transaction.id).unwrap_or(false)
+        }
+        _ => false,
+    })
+}
+
+/// Recovers the journal after refused writes until `shutdown`: reopens a store that
+/// failed a write (with backoff), writes back held records oldest first, and clears the
+/// alarm with an integrity alert to central once nothing is held. On shutdown, records
+/// still held stay in the held-records file and are journaled at the next start.
 pub async fn retry_held(journal: Arc<Journal>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(HELD_RETRY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = Backoff::new(REOPEN_FIRST, REOPEN_MAX);
+    let mut next_reopen = tokio::time::Instant::now();
     loop {
         let stopping = tokio::select! {
             () = shutdown.cancelled() => true,
             _ = tick.tick() => false,
         };
-        loop {
-            let next = journal.held.lock().ok().and_then(|h| h.front().cloned());
-            let Some(bodies) = next else { break };
-            let written = journal.writer.append(bodies, Timestamp::now()).await;
-            match written {
-                Ok(_) => {
-                    if let Ok(mut h) = journal.held.lock() {
-                        h.pop_front();
-                    }
-                    journal.appended.notify_waiters();
-                }
-                _ => break,
-            }
-        }
-        let empty = journal.held.lock().map(|h| h.is_empty()).unwrap_or(false);
-        if empty && !journal.health.current().up {
-            metrics::gauge!("aeogate_journal_alarm").set(0.0);
-            journal.health.up("writing again; held records journaled");
-            tracing::warn!("the journal takes writes again; every held record is journaled");
-        }
+        journal
+            .recover(&mut backoff, &mut next_reopen, stopping)
+            .await;
         if stopping {
-            let left = journal.held.lock().map(|h| h.len()).unwrap_or(0);
+            let left = journal.held();
             if left > 0 {
-                tracing::error!(
-                    left,
-                    "stopping with records the journal would not take; they are lost"
-                );
+                let kept = journal
+                    .held_file
+                    .lock()
+                    .map(|f| f.is_some())
+                    .unwrap_or(false);
+                if kept {
+                    tracing::error!(
+                        left,
+                        file = %journal.held_path.display(),
+                        "stopping with records the journal would not take; they are kept in the held-records file and journaled at the next start"
+                    );
+                } else {
+                    tracing::error!(
+                        left,
+                        "stopping with records the journal would not take and no held-records file; they are lost"
+                    );
+                }
             }
             return;
         }

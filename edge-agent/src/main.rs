@@ -140,11 +140,39 @@ fn load_config(path: &Path) -> Result<Config, String> {
     Config::load(path).map_err(|e| e.to_string())
 }
 
+/// What `run` checks at start-up beyond the configuration file itself, so that
+/// `check-config` refuses what `run` refuses: the central client (the CA file readable and
+/// a PEM bundle, client certificate and key). Returns warnings that do not stop `run`: a
+/// serial path that does not exist yet (the device may be plugged later; the agent retries).
+fn preflight(cfg: &Config) -> Result<Vec<String>, String> {
+    if let Some(c) = &cfg.central {
+        edge_agent::uplink::CentralClient::new(c, &cfg.gate.id).map_err(|e| format!("{e:#}"))?;
+    }
+    let mut warnings = Vec::new();
+    for d in &cfg.devices {
+        let path = match &d.kind {
+            edge_agent::config::DeviceKind::LaneBoard { path, .. }
+            | edge_agent::config::DeviceKind::UhfModule { path, .. } => path,
+        };
+        if !path.exists() {
+            warnings.push(format!(
+                "device {:?}: serial path {} does not exist (yet); the agent keeps trying to open it",
+                d.name,
+                path.display()
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file } => match load_config(&file) {
-            Ok(_) => {
+        Command::CheckConfig { file } => match load_config(&file).and_then(|cfg| preflight(&cfg)) {
+            Ok(warnings) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
                 println!("OK");
                 ExitCode::SUCCESS
             }

@@ -39,7 +39,22 @@ fn invalid(text: &str) -> (usize, String, String) {
 #[test]
 fn example_config_loads() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
-    let cfg = Config::load(&path).expect("the example configuration must load");
+    // As shipped, the example still carries its placeholders, and is refused for them.
+    let refused = Config::load(&path).expect_err("the placeholders must be filled first");
+    assert!(refused.to_string().contains("central.url"), "{refused}");
+    // Filled as its comments say, it loads.
+    let text = std::fs::read_to_string(&path)
+        .expect("example")
+        .replace(
+            "# ca_cert = \"/etc/aeogate/central-ca.pem\"",
+            "ca_cert = \"/etc/aeogate/central-ca.pem\"",
+        )
+        .replace(
+            "random_key = \"replace-with-a-long-random-secret\"",
+            "random_key = \"9f2c41d7a8e05b3361c4e2d9a7f0b8c3\"",
+        );
+    let cfg = Config::from_toml_str(&text, "agent.example.toml")
+        .expect("the example configuration must load once filled");
     assert_eq!(cfg.gate.id.as_str(), "PORT1-G1");
     assert_eq!(cfg.lanes.len(), 2);
     assert!(!cfg.lanes[1].presence_loop);

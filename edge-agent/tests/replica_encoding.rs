@@ -12,7 +12,7 @@ use protocol::schema::{
     PartyRole, SCHEMA_VERSION, SequencedChange,
 };
 use protocol::seal::ESealId;
-use redb::{ReadableDatabase, TableDefinition};
+use redb::TableDefinition;
 use support::*;
 
 fn gate() -> GateId {

@@ -21,6 +21,24 @@ use super::types::{
     PayloadFormat, PinnedKey, Secret, StoreConfig, TopicMap,
 };
 use crate::decider::{Policy, Routes};
+
+/// Words that mark a value as the example's placeholder rather than a real secret.
+const PLACEHOLDERS: [&str; 4] = ["replace-with", "change-me", "changeme", "placeholder"];
+
+/// Whether `url` names a loopback host (`localhost`, 127.0.0.0/8, `::1`): the only hosts
+/// plain http may go to.
+#[must_use]
+pub fn is_loopback_url(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
 use protocol::schema::GateId;
 
 /// Smallest accepted journal bound: below this the agent would prune constantly.
@@ -608,6 +626,22 @@ impl Validator<'_> {
                         "client_cert and client_key go together (the agent's certificate and its key)",
                     ));
                 }
+                // Where central is and how it is trusted: checked last, so the other keys'
+                // errors come first.
+                let parsed = reqwest::Url::parse(&url)
+                    .map_err(|e| self.err(at("url"), format!("is not a URL: {e}")))?;
+                if parsed.scheme() == "http" && !is_loopback_url(&parsed) {
+                    return Err(self.err(
+                        at("url"),
+                        "plain http is only allowed to a loopback host; use https with central.ca_cert",
+                    ));
+                }
+                if parsed.scheme() == "https" && c.ca_cert.is_none() {
+                    return Err(self.err(
+                        at("url"),
+                        "is https but central.ca_cert is not set (the agent trusts only central's CA)",
+                    ));
+                }
                 Some(CentralConfig {
                     url: url.trim_end_matches('/').to_string(),
                     token,
@@ -650,6 +684,13 @@ impl Validator<'_> {
             return Err(self.err(
                 pat("random_key"),
                 format!("must be a secret of at least {MIN_RANDOM_KEY_LEN} characters"),
+            ));
+        }
+        let lower = p.random_key.to_ascii_lowercase();
+        if PLACEHOLDERS.iter().any(|w| lower.contains(w)) {
+            return Err(self.err(
+                pat("random_key"),
+                "is still a placeholder: set a long random secret of this gate (e.g. `openssl rand -hex 32`)",
             ));
         }
         if p.required_roles.is_empty() {

@@ -6,7 +6,7 @@
 //! SHA-256 of a session token → session JSON). What the values mean is the console's
 //! business ([`crate::console::users`]); a write transaction is all or nothing.
 
-use redb::{ReadableDatabase as _, Table, TableDefinition};
+use redb::{Table, TableDefinition};
 
 use super::Store;
 
@@ -55,7 +55,7 @@ impl Store {
     /// # Errors
     /// The tables cannot be created.
     pub fn accounts(&self) -> Result<AccountTables, redb::Error> {
-        let w = self.inner.db.begin_write()?;
+        let w = self.database().begin_write()?;
         w.open_table(USERS)?;
         w.open_table(SESSIONS)?;
         w.commit()?;
@@ -82,7 +82,7 @@ impl AccountTables {
     /// # Errors
     /// Storage failures.
     pub fn get(&self, table: AccountTable, key: &str) -> Result<Option<Vec<u8>>, redb::Error> {
-        let r = self.store.inner.db.begin_read()?;
+        let r = self.store.database().begin_read()?;
         let t = r.open_table(table.def())?;
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
     }
@@ -92,7 +92,7 @@ impl AccountTables {
     /// # Errors
     /// Storage failures.
     pub fn entries(&self, table: AccountTable) -> Result<Vec<(String, Vec<u8>)>, redb::Error> {
-        let r = self.store.inner.db.begin_read()?;
+        let r = self.store.database().begin_read()?;
         entries_of(&r.open_table(table.def())?)
     }
 
@@ -105,12 +105,7 @@ impl AccountTables {
         &self,
         f: impl FnOnce(&mut AccountWrite<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
-        let w = self
-            .store
-            .inner
-            .db
-            .begin_write()
-            .map_err(redb::Error::from)?;
+        let w = self.store.database().begin_write()?;
         let out = {
             let mut tables = AccountWrite {
                 users: w.open_table(USERS).map_err(redb::Error::from)?,

@@ -23,6 +23,21 @@ pub enum StoreError {
     Replica(#[from] ReplicaError),
 }
 
+impl StoreError {
+    /// Whether this is damage to the file (redb finds it corrupted, or cannot repair it),
+    /// as opposed to a file that cannot be reached (permissions, another process).
+    #[must_use]
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            Self::Open {
+                source: redb::Error::Corrupted(_),
+                ..
+            } | Self::Journal(JournalError::Db(redb::Error::Corrupted(_)))
+        )
+    }
+}
+
 /// Errors of journal operations.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {

@@ -1,10 +1,16 @@
 //! The store handle: the redb database and the journal's in-memory state, shared by the
 //! journal and replica halves.
+//!
+//! The database sits behind a lock so that it can be closed and opened again while the
+//! agent runs: after an I/O error (a full disk) redb refuses every later operation
+//! ("Previous I/O error occurred") until the database is reopened ([`Store::reopen`]).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use protocol::schema::GateId;
-use redb::Database;
+use redb::{Database, ReadTransaction, ReadableDatabase as _, WriteTransaction};
 
 use super::error::JournalError;
 
@@ -21,7 +27,10 @@ pub struct Store {
 
 #[derive(Debug)]
 pub(super) struct Inner {
-    pub(super) db: Database,
+    /// `None` between closing a failed database and opening it again.
+    pub(super) db: RwLock<Option<Database>>,
+    pub(super) path: PathBuf,
+    pub(super) cache_bytes: usize,
     pub(super) gate: GateId,
     /// Journal state, also the writer lock for the journal.
     pub(super) journal: Mutex<JournalState>,
@@ -29,7 +38,10 @@ pub(super) struct Inner {
     /// this keeps check-then-apply atomic).
     pub(super) replica: Mutex<()>,
     /// Fault drill: while set, every journal write fails as on a full disk.
-    pub(super) refuse_writes: std::sync::atomic::AtomicBool,
+    pub(super) refuse_writes: AtomicBool,
+    /// Set when a write failed in a way only closing and reopening the database cures
+    /// (an I/O error: redb then refuses everything until reopened).
+    pub(super) needs_reopen: AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -41,12 +53,61 @@ pub(super) struct JournalState {
     pub(super) max_bytes: u64,
 }
 
+/// The store's database, for modules that keep their own tables in the same file: it
+/// begins transactions on whichever database is open now.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreDatabase<'a> {
+    store: &'a Store,
+}
+
+impl StoreDatabase<'_> {
+    /// A write transaction.
+    ///
+    /// # Errors
+    /// redb's error; [`redb::Error::DatabaseClosed`] while the database is being reopened.
+    pub fn begin_write(&self) -> Result<WriteTransaction, redb::Error> {
+        let db = self
+            .store
+            .inner
+            .db
+            .read()
+            .map_err(|_| redb::Error::DatabaseClosed)?;
+        let db = db.as_ref().ok_or(redb::Error::DatabaseClosed)?;
+        db.begin_write().map_err(|e| {
+            let e = redb::Error::from(e);
+            self.store.note_db_error(&e);
+            e
+        })
+    }
+
+    /// A read transaction.
+    ///
+    /// # Errors
+    /// As [`StoreDatabase::begin_write`].
+    pub fn begin_read(&self) -> Result<ReadTransaction, redb::Error> {
+        let db = self
+            .store
+            .inner
+            .db
+            .read()
+            .map_err(|_| redb::Error::DatabaseClosed)?;
+        let db = db.as_ref().ok_or(redb::Error::DatabaseClosed)?;
+        Ok(db.begin_read()?)
+    }
+}
+
 impl Store {
     /// The underlying database, for tests that inspect or damage the file's tables. The
     /// agent's own modules go through the journal, replica and account operations.
     #[must_use]
-    pub fn database(&self) -> &Database {
-        &self.inner.db
+    pub fn database(&self) -> StoreDatabase<'_> {
+        StoreDatabase { store: self }
+    }
+
+    /// The store file's path.
+    #[must_use]
+    pub fn path(&self) -> &std::path::Path {
+        &self.inner.path
     }
 
     /// The gate this store belongs to.
@@ -60,5 +121,29 @@ impl Store {
             .journal
             .lock()
             .map_err(|_| JournalError::Poisoned)
+    }
+
+    /// Whether a write failed in a way that only reopening the database cures.
+    #[must_use]
+    pub fn needs_reopen(&self) -> bool {
+        self.inner.needs_reopen.load(Ordering::SeqCst)
+    }
+
+    /// Marks the database for reopening when `e` is an I/O failure (after which redb
+    /// refuses every operation until reopened) or the database is closed.
+    pub(super) fn note_db_error(&self, e: &redb::Error) {
+        if matches!(
+            e,
+            redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+        ) {
+            self.inner.needs_reopen.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// As [`Store::note_db_error`], for a journal operation's error.
+    pub(super) fn note_journal_error(&self, e: &JournalError) {
+        if let JournalError::Db(db) = e {
+            self.note_db_error(db);
+        }
     }
 }

@@ -9,10 +9,7 @@ use protocol::schema::{
     Decision, EventBody, GENESIS_HASH, GateId, GateTransaction, JournalEntry, LaneId,
     OfficerAction, check_version,
 };
-use redb::{
-    Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
-};
+use redb::{Durability, MultimapTableDefinition, ReadableTable, TableDefinition, WriteTransaction};
 use uuid::Uuid;
 
 use super::error::{JournalError, jdb};
@@ -58,7 +55,7 @@ fn indexed_tx(body: &EventBody) -> Option<Uuid> {
     }
 }
 
-fn decode_entry(seq: u64, bytes: &[u8]) -> Result<JournalEntry, JournalError> {
+pub(super) fn decode_entry(seq: u64, bytes: &[u8]) -> Result<JournalEntry, JournalError> {
     let e: JournalEntry = serde_json::from_slice(bytes).map_err(|err| JournalError::Corrupt {
         seq,
         detail: err.to_string(),
@@ -126,6 +123,17 @@ impl Store {
         &self,
         groups: Vec<(Vec<EventBody>, Timestamp)>,
     ) -> Result<Vec<Vec<JournalEntry>>, JournalError> {
+        let written = self.append_groups_once(groups);
+        if let Err(e) = &written {
+            self.note_journal_error(e);
+        }
+        written
+    }
+
+    fn append_groups_once(
+        &self,
+        groups: Vec<(Vec<EventBody>, Timestamp)>,
+    ) -> Result<Vec<Vec<JournalEntry>>, JournalError> {
         if groups.iter().all(|(b, _)| b.is_empty()) {
             return Ok(groups.iter().map(|_| Vec::new()).collect());
         }
@@ -138,7 +146,7 @@ impl Store {
         }
         let mut st = self.jstate()?;
         let mut next = st.clone();
-        let mut w = self.inner.db.begin_write().map_err(jdb)?;
+        let mut w = self.database().begin_write().map_err(jdb)?;
         w.set_durability(Durability::Immediate).map_err(jdb)?;
         let mut out = Vec::with_capacity(groups.len());
         {
@@ -214,6 +222,14 @@ impl Store {
     /// # Errors
     /// [`JournalError::AckBeyondHead`] when `seq` was never written.
     pub fn set_acked(&self, seq: u64) -> Result<(), JournalError> {
+        let written = self.set_acked_once(seq);
+        if let Err(e) = &written {
+            self.note_journal_error(e);
+        }
+        written
+    }
+
+    fn set_acked_once(&self, seq: u64) -> Result<(), JournalError> {
         let mut st = self.jstate()?;
         if seq > st.head {
             return Err(JournalError::AckBeyondHead { seq, head: st.head });
@@ -223,7 +239,7 @@ impl Store {
         }
         let mut next = st.clone();
         next.acked = seq;
-        let mut w = self.inner.db.begin_write().map_err(jdb)?;
+        let mut w = self.database().begin_write().map_err(jdb)?;
         w.set_durability(Durability::Immediate).map_err(jdb)?;
         prune(&w, &mut next)?;
         write_journal_meta(&w, &next)?;
@@ -243,7 +259,7 @@ impl Store {
         exceptions_first: bool,
     ) -> Result<Vec<JournalEntry>, JournalError> {
         let acked = self.acked_seq();
-        let r = self.inner.db.begin_read().map_err(jdb)?;
+        let r = self.database().begin_read().map_err(jdb)?;
         let journal = r.open_table(JOURNAL).map_err(jdb)?;
         let mut out = Vec::new();
         let mut taken = BTreeSet::new();
@@ -278,7 +294,7 @@ impl Store {
     /// # Errors
     /// [`JournalError`].
     pub fn entry(&self, seq: u64) -> Result<Option<JournalEntry>, JournalError> {
-        let r = self.inner.db.begin_read().map_err(jdb)?;
+        let r = self.database().begin_read().map_err(jdb)?;
         let journal = r.open_table(JOURNAL).map_err(jdb)?;
         match journal.get(seq).map_err(jdb)? {
             Some(v) => Ok(Some(decode_entry(seq, v.value())?)),
@@ -291,7 +307,7 @@ impl Store {
     /// # Errors
     /// [`JournalError`].
     pub fn entries(&self, from_seq: u64, max: usize) -> Result<Vec<JournalEntry>, JournalError> {
-        let r = self.inner.db.begin_read().map_err(jdb)?;
+        let r = self.database().begin_read().map_err(jdb)?;
         let journal = r.open_table(JOURNAL).map_err(jdb)?;
         let mut out = Vec::new();
         for item in journal.range(from_seq..).map_err(jdb)?.take(max) {
@@ -308,7 +324,7 @@ impl Store {
     /// [`JournalError::Chain`] at the first break.
     pub fn verify_chain(&self) -> Result<u64, JournalError> {
         let st = self.jstate()?.clone();
-        let r = self.inner.db.begin_read().map_err(jdb)?;
+        let r = self.database().begin_read().map_err(jdb)?;
         let journal = r.open_table(JOURNAL).map_err(jdb)?;
         let mut prev: Option<JournalEntry> = None;
         let mut n = 0;
@@ -354,7 +370,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(GateTransaction, Option<Decision>)>, JournalError> {
         let needle = container.map(|c| c.trim().to_ascii_uppercase());
-        let r = self.inner.db.begin_read().map_err(jdb)?;
+        let r = self.database().begin_read().map_err(jdb)?;
         let journal = r.open_table(JOURNAL).map_err(jdb)?;
         let by_tx = r.open_multimap_table(BY_TX).map_err(jdb)?;
         let mut out = Vec::new();
@@ -392,6 +408,17 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether the transaction `id` is in the journal.
+    ///
+    /// # Errors
+    /// [`JournalError`].
+    pub fn has_transaction(&self, id: &Uuid) -> Result<bool, JournalError> {
+        let r = self.database().begin_read().map_err(jdb)?;
+        let by_tx = r.open_multimap_table(BY_TX).map_err(jdb)?;
+        let found = by_tx.get(id.as_u128()).map_err(jdb)?.next().is_some();
+        Ok(found)
+    }
+
     /// One transaction with its latest decision and the officer actions on it.
     ///
     /// # Errors
@@ -401,7 +428,7 @@ impl Store {
         &self,
         id: &Uuid,
     ) -> Result<Option<(GateTransaction, Option<Decision>, Vec<OfficerAction>)>, JournalError> {
-        let r = self.inner.db.begin_read().map_err(jdb)?;
+        let r = self.database().begin_read().map_err(jdb)?;
         let journal = r.open_table(JOURNAL).map_err(jdb)?;
         let by_tx = r.open_multimap_table(BY_TX).map_err(jdb)?;
         let mut tx = None;
@@ -427,7 +454,7 @@ impl Store {
     // -----------------------------------------------------------------------------------
 }
 
-fn check_entry(
+pub(super) fn check_entry(
     e: &JournalEntry,
     seq: u64,
     prev: Option<&JournalEntry>,
@@ -452,8 +479,10 @@ fn check_entry(
             "first entry does not start from the genesis hash".into(),
         ));
     }
+    // The entry after a marker links to the lost original, not to the marker.
     if let Some(p) = prev
         && p.seq + 1 == seq
+        && !super::check::is_marker(p)
         && e.prev_hash != p.hash
     {
         return Err(chain(format!(
@@ -506,7 +535,10 @@ pub(super) fn verify_tail(
     Ok(())
 }
 
-fn write_journal_meta(w: &WriteTransaction, st: &JournalState) -> Result<(), JournalError> {
+pub(super) fn write_journal_meta(
+    w: &WriteTransaction,
+    st: &JournalState,
+) -> Result<(), JournalError> {
     let mut meta = w.open_table(JOURNAL_META).map_err(jdb)?;
     meta.insert("head", st.head).map_err(jdb)?;
     meta.insert("acked", st.acked).map_err(jdb)?;

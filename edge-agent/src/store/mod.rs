@@ -17,8 +17,10 @@
 //! `Durability::Immediate` and returns only after the commit, so "journal, then act"
 //! holds: whatever an entry describes happened after it was on disk. Meta (`head`,
 //! `acked`, `bytes`, last hash) lives in the same transaction, so a crash leaves either
-//! all of a batch or none of it. On open the tail is verified (the last entry's own hash,
-//! its link to the one before, and the stored last hash).
+//! all of a batch or none of it. On open the store is checked (`check`: redb's integrity
+//! check, then every unacknowledged entry; damage is quarantined and marked, a file redb
+//! cannot open is replaced) and the tail verified (the last entry's own hash, its link to
+//! the one before, and the stored last hash).
 //!
 //! Disk bound: when the JSON bytes of the journal exceed the configured limit,
 //! acknowledged routine entries are deleted oldest-first down to 90 % of the limit.
@@ -40,25 +42,34 @@
 //! - `migrate`: layout migrations run by [`Store::open`].
 //! - `accounts`: the console's account and session tables ([`Store::accounts`]), the only
 //!   part of the file the console reaches.
+//! - `check`: the check at start (redb's integrity check, the journal from the cursor to
+//!   the head): quarantine, markers, replacing a file redb cannot open.
+//! - `held`: the held-records file beside the store ([`HeldFile`]): records the journal
+//!   could not take, kept across a stop while the disk is full.
 
 mod accounts;
+mod check;
 mod error;
 mod handle;
+mod held;
 mod journal;
 mod migrate;
 mod replica;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use protocol::schema::{GENESIS_HASH, GateId};
 use redb::{Database, ReadableDatabase};
 
 pub use self::accounts::{AccountTable, AccountTables, AccountWrite};
+pub use self::check::{ALERT_ENTRY_QUARANTINED, ALERT_STORE_REPAIRED, ALERT_STORE_REPLACED};
 use self::error::jdb;
 pub use self::error::{JournalError, StoreError};
-pub use self::handle::{DEFAULT_CACHE_BYTES, Store};
+pub use self::handle::{DEFAULT_CACHE_BYTES, Store, StoreDatabase};
 use self::handle::{Inner, JournalState};
+pub use self::held::{HELD_FILE_BYTES, HeldFile, HeldFileError, HeldGroup};
 pub use self::journal::backlog;
 use self::journal::{
     BY_TX, EXCEPTIONS, JOURNAL, JOURNAL_META, JOURNAL_TEXT, read_meta_u64, verify_tail,
@@ -89,55 +100,219 @@ impl Store {
         gate: GateId,
         cache_bytes: usize,
     ) -> Result<Store, StoreError> {
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                source: e.into(),
-            })?;
-        migrate_replica_v1(&db)?;
-        // Create every table so readers never meet a missing one.
-        let w = db.begin_write().map_err(jdb)?;
-        {
-            w.open_table(JOURNAL).map_err(jdb)?;
-            w.open_table(JOURNAL_META).map_err(jdb)?;
-            w.open_table(JOURNAL_TEXT).map_err(jdb)?;
-            w.open_multimap_table(BY_TX).map_err(jdb)?;
-            w.open_table(EXCEPTIONS).map_err(jdb)?;
-            w.open_table(OPERATORS).map_err(jdb)?;
-            w.open_table(LINKS).map_err(jdb)?;
-            w.open_table(MRAS).map_err(jdb)?;
-            w.open_table(CONSIGNMENTS).map_err(jdb)?;
-            w.open_multimap_table(BY_CONTAINER).map_err(jdb)?;
-            w.open_table(REPLICA_META).map_err(jdb)?;
-        }
-        w.commit().map_err(jdb)?;
-
-        let r = db.begin_read().map_err(jdb)?;
-        let meta = r.open_table(JOURNAL_META).map_err(jdb)?;
-        let text = r.open_table(JOURNAL_TEXT).map_err(jdb)?;
-        let journal = r.open_table(JOURNAL).map_err(jdb)?;
-        let state = JournalState {
-            head: read_meta_u64(&meta, "head")?,
-            acked: read_meta_u64(&meta, "acked")?,
-            bytes: read_meta_u64(&meta, "bytes")?,
-            last_hash: text
-                .get("last_hash")
-                .map_err(jdb)?
-                .map_or_else(|| GENESIS_HASH.to_string(), |v| v.value().to_string()),
-            max_bytes: u64::MAX,
+        let (db, state) = match open_checked(path, &gate, cache_bytes) {
+            Ok(opened) => opened,
+            Err(e) if e.is_damage() => replace_damaged(path, &gate, cache_bytes, &e)?,
+            Err(e) => return Err(e),
         };
-        verify_tail(&journal, &state)?;
-        drop((meta, text, journal, r));
         Ok(Store {
             inner: Arc::new(Inner {
-                db,
+                db: RwLock::new(Some(db)),
+                path: path.to_path_buf(),
+                cache_bytes,
                 gate,
                 journal: Mutex::new(state),
                 replica: Mutex::new(()),
-                refuse_writes: std::sync::atomic::AtomicBool::new(false),
+                refuse_writes: AtomicBool::new(false),
+                needs_reopen: AtomicBool::new(false),
             }),
         })
     }
+
+    /// Closes the database and opens it again, reloading the journal's state from the file.
+    /// After an I/O error (a full disk) redb refuses every operation until this is done;
+    /// opening may itself need to write (redb repairs a file that was not closed cleanly),
+    /// so it fails while the disk is still full, and the caller tries again later. Between
+    /// a failed attempt and the next, every operation fails with
+    /// [`redb::Error::DatabaseClosed`].
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] when the file cannot be opened again; [`StoreError::Journal`]
+    /// when the reopened journal does not verify.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        // Lock order as everywhere: the journal state first, then the database.
+        let mut st = self.jstate()?;
+        let mut slot = self
+            .inner
+            .db
+            .write()
+            .map_err(|_| StoreError::Journal(JournalError::Poisoned))?;
+        // Dropping the database closes the file and releases its lock (read transactions
+        // still alive fail from then on), so it can be opened again.
+        if let Some(old) = slot.take()
+            && let Err(e) = old.close()
+        {
+            tracing::debug!(error = %e, "closing the failed database");
+        }
+        let db = open_database(&self.inner.path, self.inner.cache_bytes)?;
+        let mut state = load_journal_state(&db)?;
+        state.max_bytes = st.max_bytes;
+        *st = state;
+        *slot = Some(db);
+        self.inner.needs_reopen.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Opens the database and checks it ([`check`]): redb's integrity check (entries a repair
+/// rolled back are taken from the file's bytes where they verify, marked otherwise), then
+/// the journal from the cursor to the head (damaged entries quarantined).
+fn open_checked(
+    path: &Path,
+    gate: &GateId,
+    cache_bytes: usize,
+) -> Result<(Database, JournalState), StoreError> {
+    // redb is meant to answer damage with an error; a panic on a malformed page is taken
+    // as the same answer rather than ending the agent.
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        open_and_check(path, gate, cache_bytes)
+    }));
+    opened.unwrap_or_else(|_| {
+        Err(StoreError::Open {
+            path: path.display().to_string(),
+            source: redb::Error::Corrupted("reading the store panicked".into()),
+        })
+    })
+}
+
+fn open_and_check(
+    path: &Path,
+    gate: &GateId,
+    cache_bytes: usize,
+) -> Result<(Database, JournalState), StoreError> {
+    let mut db = open_database(path, cache_bytes)?;
+    let head_before = check::stored_head(&db).unwrap_or(0);
+    let clean = db.check_integrity().map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        source: e.into(),
+    })?;
+    let mut state = load_meta(&db)?;
+    if !clean {
+        let head_after = state.head;
+        let mut detail = format!(
+            "redb's integrity check failed at start and repaired the store file (journal head {head_before} before, {head_after} after)"
+        );
+        if head_before > head_after {
+            let found = std::fs::read(path)
+                .map(|bytes| check::salvage(&bytes, gate))
+                .unwrap_or_default();
+            let back = check::restore(&db, &mut state, &found)?;
+            state.head = state.head.max(head_before);
+            detail.push_str(&format!(
+                "; of the {} entries the repair rolled back, {back} were recovered from the file's bytes, the rest are marked lost",
+                head_before - head_after
+            ));
+        }
+        tracing::error!(%detail, "store repaired");
+        check::check_journal(&db, &mut state, gate)?;
+        check::append_alert(&db, &mut state, gate, check::ALERT_STORE_REPAIRED, detail)?;
+    } else {
+        check::check_journal(&db, &mut state, gate)?;
+    }
+    {
+        let r = db.begin_read().map_err(jdb)?;
+        let journal = r.open_table(JOURNAL).map_err(jdb)?;
+        verify_tail(&journal, &state)?;
+    }
+    Ok((db, state))
+}
+
+/// A store file redb cannot open or repair: move it aside (kept as evidence), make a new
+/// one, carry over every journal entry found in the old file's bytes that verifies, and
+/// say what happened in a `STORE_REPLACED` alert. Never refuses to start for damage.
+fn replace_damaged(
+    path: &Path,
+    gate: &GateId,
+    cache_bytes: usize,
+    error: &StoreError,
+) -> Result<(Database, JournalState), StoreError> {
+    let aside = check::aside_path(path);
+    let io = |e: std::io::Error| StoreError::Open {
+        path: path.display().to_string(),
+        source: redb::Error::Io(e),
+    };
+    let bytes = std::fs::read(path).map_err(io)?;
+    let found = check::salvage(&bytes, gate);
+    drop(bytes);
+    std::fs::rename(path, &aside).map_err(io)?;
+    tracing::error!(%error, aside = %aside.display(), "the store file is damaged beyond repair; it is kept aside and a new store is made");
+    let db = open_database(path, cache_bytes)?;
+    let mut state = load_meta(&db)?;
+    let summary = match (found.keys().next(), found.keys().next_back()) {
+        (Some(&first), Some(&last)) => {
+            state.acked = first - 1;
+            state.head = first - 1;
+            state.last_hash = found[&first].prev_hash.clone();
+            check::restore(&db, &mut state, &found)?;
+            format!(
+                "journal entries {first}..={last} found in its bytes: {} verified and carried over, {} unrecoverable (marked); entries before {first} were not found (central keeps those it acknowledged)",
+                found.len(),
+                (last - first + 1) - found.len() as u64
+            )
+        }
+        _ => "no journal entry could be recovered from it".into(),
+    };
+    check::check_journal(&db, &mut state, gate)?;
+    let detail = format!(
+        "the store file could not be opened ({error}); it was moved to {} and a new store made; {summary}; the registry replica loads again from a snapshot and console accounts must be added again",
+        aside.display()
+    );
+    tracing::error!(%detail, "store replaced");
+    check::append_alert(&db, &mut state, gate, check::ALERT_STORE_REPLACED, detail)?;
+    Ok((db, state))
+}
+
+/// Opens (or creates) the database and every table, so readers never meet a missing one.
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    let db = Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            source: e.into(),
+        })?;
+    migrate_replica_v1(&db)?;
+    let w = db.begin_write().map_err(jdb)?;
+    {
+        w.open_table(JOURNAL).map_err(jdb)?;
+        w.open_table(JOURNAL_META).map_err(jdb)?;
+        w.open_table(JOURNAL_TEXT).map_err(jdb)?;
+        w.open_multimap_table(BY_TX).map_err(jdb)?;
+        w.open_table(EXCEPTIONS).map_err(jdb)?;
+        w.open_table(OPERATORS).map_err(jdb)?;
+        w.open_table(LINKS).map_err(jdb)?;
+        w.open_table(MRAS).map_err(jdb)?;
+        w.open_table(CONSIGNMENTS).map_err(jdb)?;
+        w.open_multimap_table(BY_CONTAINER).map_err(jdb)?;
+        w.open_table(REPLICA_META).map_err(jdb)?;
+    }
+    w.commit().map_err(jdb)?;
+    Ok(db)
+}
+
+/// The journal's head, cursor, size and last hash as stored, after checking the tail.
+fn load_journal_state(db: &Database) -> Result<JournalState, StoreError> {
+    let state = load_meta(db)?;
+    let r = db.begin_read().map_err(jdb)?;
+    let journal = r.open_table(JOURNAL).map_err(jdb)?;
+    verify_tail(&journal, &state)?;
+    Ok(state)
+}
+
+/// The journal's head, cursor, size and last hash as stored.
+fn load_meta(db: &Database) -> Result<JournalState, StoreError> {
+    let r = db.begin_read().map_err(jdb)?;
+    let meta = r.open_table(JOURNAL_META).map_err(jdb)?;
+    let text = r.open_table(JOURNAL_TEXT).map_err(jdb)?;
+    let state = JournalState {
+        head: read_meta_u64(&meta, "head")?,
+        acked: read_meta_u64(&meta, "acked")?,
+        bytes: read_meta_u64(&meta, "bytes")?,
+        last_hash: text
+            .get("last_hash")
+            .map_err(jdb)?
+            .map_or_else(|| GENESIS_HASH.to_string(), |v| v.value().to_string()),
+        max_bytes: u64::MAX,
+    };
+    Ok(state)
 }

@@ -7,8 +7,8 @@ use protocol::container::ContainerNumber;
 use protocol::operator::OperatorId;
 use protocol::schema::{ChangeBatch, Consignment, MraRecord, RegistryRecord};
 use redb::{
-    Durability, MultimapTable, MultimapTableDefinition, ReadTransaction, ReadableDatabase,
-    ReadableTable, Table, TableDefinition, WriteTransaction,
+    Durability, MultimapTable, MultimapTableDefinition, ReadTransaction, ReadableTable, Table,
+    TableDefinition, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +45,7 @@ impl Store {
     }
 
     fn try_replica_meta(&self) -> Result<ReplicaMeta, ReplicaError> {
-        let r = self.inner.db.begin_read().map_err(rdb)?;
+        let r = self.database().begin_read().map_err(rdb)?;
         let t = r.open_table(REPLICA_META).map_err(rdb)?;
         read_replica_meta(&t)
     }
@@ -70,7 +70,7 @@ impl Store {
             }),
             None => {
                 meta.port = Some(port.into());
-                let w = self.inner.db.begin_write().map_err(rdb)?;
+                let w = self.database().begin_write().map_err(rdb)?;
                 write_replica_meta(&w, &meta)?;
                 w.commit().map_err(rdb)
             }
@@ -92,7 +92,7 @@ impl Store {
             .map_err(|_| ReplicaError::Schema("replica lock poisoned".into()))?;
         let mut meta = self.try_replica_meta()?;
         check_batch(&meta, batch)?;
-        let mut w = self.inner.db.begin_write().map_err(rdb)?;
+        let mut w = self.database().begin_write().map_err(rdb)?;
         w.set_durability(Durability::Immediate).map_err(rdb)?;
         if batch.snapshot {
             // Deleting a table frees its pages without visiting every entry.
@@ -121,7 +121,7 @@ impl Store {
     /// # Errors
     /// [`ReplicaError`].
     pub fn replica_view(&self) -> Result<ReplicaSnapshot, ReplicaError> {
-        let r = self.inner.db.begin_read().map_err(rdb)?;
+        let r = self.database().begin_read().map_err(rdb)?;
         let meta = {
             let t = r.open_table(REPLICA_META).map_err(rdb)?;
             read_replica_meta(&t)?
@@ -141,7 +141,7 @@ impl Store {
             .map_err(|_| ReplicaError::Schema("replica lock poisoned".into()))?;
         let mut meta = self.try_replica_meta()?;
         meta.last_sync = Some(meta.last_sync.map_or(at, |s| s.max(at)));
-        let w = self.inner.db.begin_write().map_err(rdb)?;
+        let w = self.database().begin_write().map_err(rdb)?;
         write_replica_meta(&w, &meta)?;
         w.commit().map_err(rdb)
     }

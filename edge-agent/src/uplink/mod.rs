@@ -60,14 +60,7 @@ pub struct CentralClient {
 /// Whether `url`'s host is a loopback address or `localhost`.
 #[must_use]
 pub fn is_loopback_url(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|a| a.is_loopback())
+    crate::config::is_loopback_url(url)
 }
 
 impl CentralClient {
