@@ -92,6 +92,16 @@ pub struct IngestOutcome {
 
 /// The narrow storage interface (see the module documentation).
 pub trait Store: Send + Sync + fmt::Debug + 'static {
+    // -- health -------------------------------------------------------------------------
+    /// Whether the backend can serve requests now (central's `/readyz`). An embedded
+    /// file that opened is always ready.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     // -- agents -------------------------------------------------------------------------
     /// Stores a token hash for a gate; registers the gate with its port on first use.
     ///

@@ -54,6 +54,12 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_initial.s
 /// Connections the pool keeps at most.
 pub const POOL_SIZE: u32 = 16;
 
+/// How long a readiness check waits for a connection.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long an operation waits for a connection before answering "unavailable".
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 /// The PostgreSQL store.
@@ -76,6 +82,11 @@ impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         // `{:#}`-like detail: the server's message, not only "db error".
         match e.as_db_error() {
+            // Connection exceptions (class 08) and the server shutting down or starting
+            // (57P01..57P03): the database is away, not the request wrong.
+            Some(db) if unavailable_state(db.code().code()) => {
+                StoreError::Unavailable(format!("PostgreSQL: {db}"))
+            }
             Some(db) => StoreError::Backend(format!("PostgreSQL: {db}")),
             None => {
                 let mut msg = format!("PostgreSQL: {e}");
@@ -84,15 +95,28 @@ impl From<postgres::Error> for StoreError {
                     msg.push_str(&format!(": {s}"));
                     src = s.source();
                 }
-                StoreError::Backend(msg)
+                // The connection closed, could not be made, or its socket failed.
+                let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+                if e.is_closed() || io || e.to_string().starts_with("timeout waiting") {
+                    StoreError::Unavailable(msg)
+                } else {
+                    StoreError::Backend(msg)
+                }
             }
         }
     }
 }
 
+/// SQLSTATEs that say the database is unreachable or going away, not that the statement
+/// was wrong.
+fn unavailable_state(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
 impl From<r2d2::Error> for StoreError {
     fn from(e: r2d2::Error) -> Self {
-        StoreError::Backend(format!("PostgreSQL connection pool: {e}"))
+        // The pool's only error: no healthy connection within its timeout.
+        StoreError::Unavailable(format!("PostgreSQL connection pool: {e}"))
     }
 }
 
@@ -115,7 +139,7 @@ impl PgStore {
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(10))
+            .connection_timeout(CONNECT_TIMEOUT)
             .build(manager)?;
         let store = Self {
             pool: Some(pool),
@@ -360,6 +384,14 @@ pub(super) fn write_audit(
 // ---------------------------------------------------------------------------------------
 
 impl Store for PgStore {
+    fn ready(&self) -> Result<(), StoreError> {
+        off_runtime(|| {
+            let mut conn = self.pool().get_timeout(READY_TIMEOUT)?;
+            conn.simple_query("SELECT 1")?;
+            Ok(())
+        })
+    }
+
     fn add_agent(&self, token: &TokenHash, agent: &AgentRecord) -> Result<(), StoreError> {
         self.write(|tx| event_tables::add_agent(tx, token, agent))
     }
