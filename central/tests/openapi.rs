@@ -961,7 +961,14 @@ async fn every_answer_of_every_route_matches_the_document() {
     let (s, body) = k.call(ar, "POST", ev, evu, Some(&away_agent), one).await;
     assert_eq!(s, 503, "{body}");
     let (s, body) = k
-        .call(ar, "POST", hb, hbu, Some(&away_agent), Payload::Json(beat.clone()))
+        .call(
+            ar,
+            "POST",
+            hb,
+            hbu,
+            Some(&away_agent),
+            Payload::Json(beat.clone()),
+        )
         .await;
     assert_eq!(s, 503, "{body}");
     drop(away);
