@@ -42,7 +42,7 @@ use crate::model::{
 };
 
 pub use crate::store_error::StoreError;
-pub use pg_store::PgStore;
+pub use pg_store::{LiveUpdate, PgStore};
 pub use redb_store::RedbStore;
 
 /// Leading byte of every stored value: the layout of the JSON that follows.

@@ -18,11 +18,13 @@
 //! - `case_tables`: cases and alerts, and the `CaseBook` the case rules write through.
 //! - `registry_tables`: the change log and the current records, as a `RegistrySink`.
 //! - `staff_tables`: audit log, staff users, sessions.
+//! - `fanout`: live updates across instances (LISTEN/NOTIFY), [`PgStore::follow`].
 //! - `query`: read-only queries (events, gates, statistics, alerts).
 //! - this module: [`PgStore`], the pool, the migrations and shared helpers.
 
 mod case_tables;
 mod event_tables;
+mod fanout;
 mod query;
 mod registry_tables;
 mod staff_tables;
@@ -41,6 +43,7 @@ use r2d2_postgres::PostgresConnectionManager;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use self::fanout::LiveUpdate;
 use super::{GateRow, IngestOutcome, LoggedChange, RegistrySnapshot, Store, StoreError};
 use crate::cases::CaseError;
 use crate::model::{
@@ -68,6 +71,10 @@ pub struct PgStore {
     pool: Option<Pool>,
     /// Months (as `year * 12 + month - 1`) whose event partition is known to exist.
     partitions: Mutex<HashSet<i64>>,
+    /// Where the pool connects (the live-update listener connects there too).
+    config: postgres::Config,
+    /// This store's (instance's) id in the notices it sends ([`fanout`]).
+    instance: Uuid,
 }
 
 impl fmt::Debug for PgStore {
@@ -135,7 +142,7 @@ impl PgStore {
         let config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -144,6 +151,8 @@ impl PgStore {
         let store = Self {
             pool: Some(pool),
             partitions: Mutex::new(HashSet::new()),
+            config,
+            instance: Uuid::now_v7(),
         };
         store.migrate()?;
         Ok(store)
@@ -267,6 +276,15 @@ impl PgStore {
     fn known_partition(&self, key: i64) -> bool {
         self.partitions.lock().is_ok_and(|k| k.contains(&key))
     }
+}
+
+/// Tells the other instances about `cases` (opened or changed in `tx`).
+fn notify_cases(tx: &mut Transaction<'_>, from: Uuid, cases: &[Case]) -> Result<(), StoreError> {
+    if cases.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<u64> = cases.iter().map(|c| c.id).collect();
+    fanout::notify(tx, from, &ids, None)
 }
 
 /// Runs `f` on a thread of its own when called from inside a tokio runtime: the
@@ -409,7 +427,11 @@ impl Store for PgStore {
     ) -> Result<IngestOutcome, StoreError> {
         self.ensure_partitions(entries)?;
         let prepared = event_tables::prepare(entries)?;
-        self.write(|tx| event_tables::ingest(tx, gate, entries, prepared, now, gap_alert_after))
+        self.write(|tx| {
+            let out = event_tables::ingest(tx, gate, entries, prepared, now, gap_alert_after)?;
+            notify_cases(tx, self.instance, &out.cases)?;
+            Ok(out)
+        })
     }
 
     fn record_heartbeat(
@@ -417,7 +439,11 @@ impl Store for PgStore {
         health: &GateHealth,
         gap_alert_after: SignedDuration,
     ) -> Result<Vec<Case>, StoreError> {
-        self.write(|tx| event_tables::record_heartbeat(tx, health, gap_alert_after))
+        self.write(|tx| {
+            let cases = event_tables::record_heartbeat(tx, health, gap_alert_after)?;
+            notify_cases(tx, self.instance, &cases)?;
+            Ok(cases)
+        })
     }
 
     fn gates(&self) -> Result<Vec<GateRow>, StoreError> {
@@ -463,7 +489,13 @@ impl Store for PgStore {
         actor: &str,
         at: Timestamp,
     ) -> Result<u64, StoreError> {
-        self.write(|tx| registry_tables::append_changes(tx, changes, actor, at))
+        self.write(|tx| {
+            let seq = registry_tables::append_changes(tx, changes, actor, at)?;
+            if !changes.is_empty() {
+                fanout::notify(tx, self.instance, &[], Some(seq))?;
+            }
+            Ok(seq)
+        })
     }
 
     fn last_seq(&self) -> Result<u64, StoreError> {
@@ -534,6 +566,7 @@ impl Store for PgStore {
                 &format!("case {id}: {what}"),
                 at,
             )?;
+            fanout::notify(&mut tx, self.instance, &[c.id], None)?;
             tx.commit().map_err(StoreError::from)?;
             Ok(c)
         };
