@@ -20,6 +20,7 @@
 //! in PostgreSQL (`[store] url`), for deployments that outgrow one machine; both pass one
 //! conformance suite (`central/tests/store_conformance.rs`).
 
+pub mod copy;
 mod pg_store;
 mod redb_store;
 

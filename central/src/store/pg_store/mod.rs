@@ -18,6 +18,7 @@
 //! - `case_tables`: cases and alerts, and the `CaseBook` the case rules write through.
 //! - `registry_tables`: the change log and the current records, as a `RegistrySink`.
 //! - `staff_tables`: audit log, staff users, sessions.
+//! - `import`: records copied from another backend, as they are ([`crate::store::copy`]).
 //! - `fanout`: live updates across instances (LISTEN/NOTIFY), [`PgStore::follow`].
 //! - `query`: read-only queries (events, gates, statistics, alerts).
 //! - this module: [`PgStore`], the pool, the migrations and shared helpers.
@@ -25,6 +26,7 @@
 mod case_tables;
 mod event_tables;
 mod fanout;
+mod import;
 mod query;
 mod registry_tables;
 mod staff_tables;
