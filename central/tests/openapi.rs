@@ -948,6 +948,7 @@ async fn every_answer_of_every_route_matches_the_document() {
     let away = env_with(|cfg| {
         cfg.store = Some(central::config::StoreConfig {
             url: central::config::PgUrl::parse(&url).expect("PostgreSQL URL"),
+            retention_months: None,
         });
     });
     let away_agent = away.central.issue_agent_token(&g, "P1").expect("token");

@@ -18,6 +18,7 @@ async fn instance(url: &str) -> (Env, String, tokio::task::JoinHandle<anyhow::Re
     let e = env_with(move |cfg| {
         cfg.store = Some(StoreConfig {
             url: PgUrl::parse(&url).expect("PostgreSQL URL"),
+            retention_months: None,
         });
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

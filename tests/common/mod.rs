@@ -244,6 +244,7 @@ impl CentralSite {
             text.push_str(&format!("\n[store]\nurl = {}\n", toml_str(url)));
             cfg.store = Some(central::config::StoreConfig {
                 url: central::config::PgUrl::parse(url).expect("PostgreSQL URL"),
+                retention_months: None,
             });
         }
         let config_path = dir.join("central.toml");

@@ -112,9 +112,39 @@ impl Central {
         let signer = Signer::load(&cfg.signing_key_path)?;
         let central = Self::with_store(store, signer, cfg.clone())?;
         if let Some(pg) = pg {
-            central.follow_other_instances(pg)?;
+            central.follow_other_instances(pg.clone())?;
+            if let Some(months) = cfg.store.as_ref().and_then(|s| s.retention_months) {
+                central.keep_retention(pg, months.get())?;
+            }
         }
         Ok(central)
+    }
+
+    /// Drops event months past `months` now and every hour after, on a thread of its own
+    /// that ends within a second of this central being dropped or stopped.
+    fn keep_retention(&self, pg: Arc<crate::store::PgStore>, months: u32) -> std::io::Result<()> {
+        let weak = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("central-retention".into())
+            .spawn(move || {
+                let go_on = || {
+                    weak.upgrade()
+                        .is_some_and(|inner| !inner.stop.is_cancelled())
+                };
+                while go_on() {
+                    if let Err(e) = pg.apply_retention(months, jiff::Timestamp::now()) {
+                        tracing::warn!(error = %e, "retention: dropping old event months failed; trying again in an hour");
+                    }
+                    // An hour, in one-second steps so that stopping is not held up.
+                    for _ in 0..3_600 {
+                        if !go_on() {
+                            return;
+                        }
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
+                }
+            })?;
+        Ok(())
     }
 
     /// Feeds the live channels with what other instances on the same PostgreSQL

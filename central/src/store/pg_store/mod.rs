@@ -19,6 +19,7 @@
 //! - `registry_tables`: the change log and the current records, as a `RegistrySink`.
 //! - `staff_tables`: audit log, staff users, sessions.
 //! - `import`: records copied from another backend, as they are ([`crate::store::copy`]).
+//! - `retention`: dropping monthly event partitions past the retention.
 //! - `fanout`: live updates across instances (LISTEN/NOTIFY), [`PgStore::follow`].
 //! - `query`: read-only queries (events, gates, statistics, alerts).
 //! - this module: [`PgStore`], the pool, the migrations and shared helpers.
@@ -29,6 +30,7 @@ mod fanout;
 mod import;
 mod query;
 mod registry_tables;
+mod retention;
 mod staff_tables;
 
 use std::collections::HashSet;
