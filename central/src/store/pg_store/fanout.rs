@@ -82,12 +82,23 @@ impl PgStore {
     /// own, outside any tokio runtime (the blocking client runs one of its own). A lost
     /// connection is made again (after a pause), until stopped.
     pub fn follow(&self, go_on: &dyn Fn() -> bool, on: &mut dyn FnMut(LiveUpdate)) {
+        let mut failures: u32 = 0;
         while go_on() {
-            match self.listen(go_on, on) {
+            match self.listen(go_on, &mut failures, on) {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "live updates from other central instances paused; reconnecting");
-                    std::thread::sleep(TICK);
+                    failures = failures.saturating_add(1);
+                    // Said once per outage, not at every attempt.
+                    if failures == 1 {
+                        tracing::warn!(error = %e, "live updates from other central instances paused; reconnecting");
+                    }
+                    // A pause growing to 5 s, in steps that notice a stop.
+                    for _ in 0..failures.min(10) {
+                        if !go_on() {
+                            return;
+                        }
+                        std::thread::sleep(TICK);
+                    }
                 }
             }
         }
@@ -96,10 +107,19 @@ impl PgStore {
     fn listen(
         &self,
         go_on: &dyn Fn() -> bool,
+        failures: &mut u32,
         on: &mut dyn FnMut(LiveUpdate),
     ) -> Result<(), StoreError> {
-        let mut client: Client = self.config.connect(NoTls)?;
+        let mut config = self.config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        let mut client: Client = config.connect(NoTls)?;
         client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+        if *failures > 0 {
+            tracing::info!("live updates from other central instances resumed");
+            *failures = 0;
+        }
         while go_on() {
             let mut got = Vec::new();
             {
