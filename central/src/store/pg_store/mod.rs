@@ -95,6 +95,10 @@ impl From<postgres::Error> for StoreError {
         match e.as_db_error() {
             // Connection exceptions (class 08) and the server shutting down or starting
             // (57P01..57P03): the database is away, not the request wrong.
+            // Deadlock, serialization failure: the transaction was rolled back whole.
+            Some(db) if matches!(db.code().code(), "40001" | "40P01") => {
+                StoreError::Unavailable(format!("{CONFLICT}: {db}"))
+            }
             Some(db) if unavailable_state(db.code().code()) => {
                 StoreError::Unavailable(format!("PostgreSQL: {db}"))
             }
@@ -116,6 +120,17 @@ impl From<postgres::Error> for StoreError {
             }
         }
     }
+}
+
+/// How often a transaction aborted by a deadlock or serialization failure is run again.
+pub const CONFLICT_RETRIES: u32 = 5;
+
+/// Leading words of the [`StoreError::Unavailable`] message of a deadlock or
+/// serialization failure (what [`PgStore::write`] runs again).
+const CONFLICT: &str = "PostgreSQL transaction conflict";
+
+fn is_conflict(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(m) if m.starts_with(CONFLICT))
 }
 
 /// SQLSTATEs that say the database is unreachable or going away, not that the statement
@@ -204,16 +219,34 @@ impl PgStore {
     }
 
     /// Runs `f` in one transaction on a pooled connection and commits it.
+    ///
+    /// A transaction PostgreSQL aborted for a deadlock or a serialization failure (rolled
+    /// back whole, so running it again is safe) is run again, up to [`CONFLICT_RETRIES`]
+    /// times with a short growing pause; after that the operation is
+    /// [`StoreError::Unavailable`] (503, try again later).
     fn write<T: Send>(
         &self,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError> + Send,
+        mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
         off_runtime(|| {
-            let mut conn = self.pool().get()?;
-            let mut tx = conn.transaction()?;
-            let out = f(&mut tx)?;
-            tx.commit()?;
-            Ok(out)
+            let mut attempt: u32 = 0;
+            loop {
+                let mut conn = self.pool().get()?;
+                let result = (|| {
+                    let mut tx = conn.transaction()?;
+                    let out = f(&mut tx)?;
+                    tx.commit()?;
+                    Ok(out)
+                })();
+                match result {
+                    Err(e) if is_conflict(&e) && attempt < CONFLICT_RETRIES => {
+                        attempt += 1;
+                        tracing::debug!(error = %e, attempt, "transaction conflict; running it again");
+                        std::thread::sleep(Duration::from_millis(10 * u64::from(attempt)));
+                    }
+                    other => return other,
+                }
+            }
         })
     }
 
@@ -430,9 +463,14 @@ impl Store for PgStore {
         gap_alert_after: SignedDuration,
     ) -> Result<IngestOutcome, StoreError> {
         self.ensure_partitions(entries)?;
-        let prepared = event_tables::prepare(entries)?;
+        let mut prepared = Some(event_tables::prepare(entries)?);
         self.write(|tx| {
-            let out = event_tables::ingest(tx, gate, entries, prepared, now, gap_alert_after)?;
+            // A transaction run again (after a conflict) prepares the batch anew.
+            let p = match prepared.take() {
+                Some(p) => p,
+                None => event_tables::prepare(entries)?,
+            };
+            let out = event_tables::ingest(tx, gate, entries, p, now, gap_alert_after)?;
             notify_cases(tx, self.instance, &out.cases)?;
             Ok(out)
         })
