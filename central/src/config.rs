@@ -47,6 +47,11 @@ pub struct StoreConfig {
     /// chain keys that make ingest idempotent are kept regardless (docs/scale-out.md).
     #[serde(default)]
     pub retention_months: Option<std::num::NonZeroU32>,
+    /// PEM file of the CA that signed the database server's certificate: connections
+    /// then use TLS (as the URL's `sslmode` says; `prefer` by default) and trust only
+    /// this CA. Absent: plain connections (`sslmode=require` is refused).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// A PostgreSQL connection URL; checked for its scheme when the configuration is read,

@@ -65,6 +65,9 @@ enum Cmd {
         /// The PostgreSQL database to copy into: `postgres://user:password@host/db`.
         #[arg(long)]
         to: String,
+        /// PEM file of the CA that signed the database server's certificate (TLS).
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
     },
     /// Write the manual pages (roff: central.1 and one per subcommand) into DIR.
     #[command(hide = true)]
@@ -223,8 +226,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    if let Cmd::Migrate { from, to } = &cli.cmd {
-        return migrate(from, to);
+    if let Cmd::Migrate { from, to, ca_cert } = &cli.cmd {
+        return migrate(from, to, ca_cert.as_deref());
     }
     let cfg = Config::load(&cli.config)?;
     let central = Central::open(&cfg)?;
@@ -269,7 +272,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `central migrate`: copies, verifies, prints what it copied; fails on any difference.
-fn migrate(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
+fn migrate(
+    from: &std::path::Path,
+    to: &str,
+    ca_cert: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     if !from.exists() {
         anyhow::bail!(
             "{} does not exist (the redb store to copy from)",
@@ -279,7 +286,7 @@ fn migrate(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
     let url = central::config::PgUrl::parse(to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
     let source = central::store::RedbStore::open(from)
         .with_context(|| format!("opening the redb store {}", from.display()))?;
-    let target = central::store::PgStore::open(url.expose())
+    let target = central::store::PgStore::open_with(url.expose(), ca_cert)
         .with_context(|| format!("opening the PostgreSQL database {url:?}"))?;
     let report = central::store::copy::copy(&source, &target)
         .context("copying (run the same command again to resume)")?;

@@ -949,6 +949,7 @@ async fn every_answer_of_every_route_matches_the_document() {
         cfg.store = Some(central::config::StoreConfig {
             url: central::config::PgUrl::parse(&url).expect("PostgreSQL URL"),
             retention_months: None,
+            ca_cert: None,
         });
     });
     let away_agent = away.central.issue_agent_token(&g, "P1").expect("token");

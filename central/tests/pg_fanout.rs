@@ -19,6 +19,7 @@ async fn instance(url: &str) -> (Env, String, tokio::task::JoinHandle<anyhow::Re
         cfg.store = Some(StoreConfig {
             url: PgUrl::parse(&url).expect("PostgreSQL URL"),
             retention_months: None,
+            ca_cert: None,
         });
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

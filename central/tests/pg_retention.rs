@@ -139,6 +139,7 @@ fn central_applies_the_configured_retention_on_start() {
         cfg.store = Some(StoreConfig {
             url: PgUrl::parse(&url).expect("url"),
             retention_months: std::num::NonZeroU32::new(12),
+            ca_cert: None,
         });
     });
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -245,6 +245,7 @@ impl CentralSite {
             cfg.store = Some(central::config::StoreConfig {
                 url: central::config::PgUrl::parse(url).expect("PostgreSQL URL"),
                 retention_months: None,
+                ca_cert: None,
             });
         }
         let config_path = dir.join("central.toml");

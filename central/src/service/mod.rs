@@ -96,7 +96,7 @@ impl Central {
         let (store, pg): (Arc<dyn Store>, _) = match &cfg.store {
             Some(pg) => {
                 let s = Arc::new(
-                    crate::store::PgStore::open(pg.url.expose())
+                    crate::store::PgStore::open_with(pg.url.expose(), pg.ca_cert.as_deref())
                         .with_context(|| format!("opening store {:?}", pg.url))?,
                 );
                 (s.clone(), Some(s))

@@ -19,6 +19,8 @@ pub struct PgCluster {
     port: u16,
     durable: bool,
     starts: usize,
+    /// Further `-c name=value` settings (TLS).
+    settings: Vec<String>,
 }
 
 fn bin_dir() -> PathBuf {
@@ -119,6 +121,7 @@ impl PgCluster {
             port: 0,
             durable,
             starts: 0,
+            settings: Vec::new(),
         };
         let mut last_log = String::new();
         for _attempt in 0..5 {
@@ -159,6 +162,9 @@ impl PgCluster {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log_file.try_clone().expect("log clone"));
+            for setting in &self.settings {
+                c.arg("-c").arg(setting);
+            }
             if !durable {
                 // The backend's transactions are unchanged; only the disk flushes go.
                 c.args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
@@ -185,6 +191,30 @@ impl PgCluster {
             }
             Err(std::fs::read_to_string(&log).unwrap_or_default())
         }
+    }
+
+    /// Stops the server, turns TLS on with this certificate and key (PEM), and starts it
+    /// again on the same port. Clients may still connect without TLS.
+    pub fn enable_tls(&mut self, cert_pem: &str, key_pem: &str) {
+        let cert = self.dir.path().join("server.crt");
+        let key = self.dir.path().join("server.key");
+        std::fs::write(&cert, cert_pem).expect("write server.crt");
+        std::fs::write(&key, key_pem).expect("write server.key");
+        // PostgreSQL refuses a key others can read, and reads both as its own user.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+        if let Some((uid, gid)) = run_as() {
+            for f in [&cert, &key] {
+                std::os::unix::fs::chown(f, Some(uid), Some(gid)).expect("chown");
+            }
+        }
+        self.settings = vec![
+            "ssl=on".into(),
+            format!("ssl_cert_file={}", cert.display()),
+            format!("ssl_key_file={}", key.display()),
+        ];
+        self.stop();
+        self.restart();
     }
 
     /// Stops the server (fast shutdown: clients are disconnected); the data stays.

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, Transaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -114,7 +114,7 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
-        let mut client: Client = config.connect(NoTls)?;
+        let mut client: Client = config.connect(self.tls.clone())?;
         client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
         if *failures > 0 {
             tracing::info!("live updates from other central instances resumed");

@@ -32,6 +32,7 @@ mod query;
 mod registry_tables;
 mod retention;
 mod staff_tables;
+mod tls;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -39,7 +40,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use postgres::{NoTls, Transaction};
+use postgres::Transaction;
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
 use protocol::schema::{Change, Consignment, GateId, JournalEntry, RegistryRecord};
@@ -67,7 +68,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long an operation waits for a connection before answering "unavailable".
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<PostgresConnectionManager<tls::MakeRustls>>;
 
 /// The PostgreSQL store.
 pub struct PgStore {
@@ -77,6 +78,8 @@ pub struct PgStore {
     partitions: Mutex<HashSet<i64>>,
     /// Where the pool connects (the live-update listener connects there too).
     config: postgres::Config,
+    /// Plain or TLS connections (`[store] ca_cert`).
+    tls: tls::MakeRustls,
     /// This store's (instance's) id in the notices it sends ([`fanout`]).
     instance: Uuid,
 }
@@ -154,14 +157,35 @@ impl PgStore {
     /// [`StoreError::Backend`] when the URL is invalid, the database unreachable, or a
     /// migration fails (nothing of a failed step is applied).
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        off_runtime(|| Self::open_here(url))
+        Self::open_with(url, None)
     }
 
-    fn open_here(url: &str) -> Result<Self, StoreError> {
-        let config: postgres::Config = url
+    /// As [`PgStore::open`]; with `ca_cert`, connections use TLS (as the URL's
+    /// `sslmode` says) and trust only the CA certificates in that PEM file.
+    ///
+    /// # Errors
+    /// As [`PgStore::open`]; an unreadable CA file; `sslmode=require` without a CA.
+    pub fn open_with(url: &str, ca_cert: Option<&std::path::Path>) -> Result<Self, StoreError> {
+        off_runtime(|| Self::open_here(url, ca_cert))
+    }
+
+    fn open_here(url: &str, ca_cert: Option<&std::path::Path>) -> Result<Self, StoreError> {
+        let mut config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
-        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        let tls = match ca_cert {
+            Some(ca) => tls::MakeRustls::trusting(ca)?,
+            None => tls::MakeRustls::none(),
+        };
+        if !tls.is_tls() {
+            if config.get_ssl_mode() == postgres::config::SslMode::Require {
+                return Err(StoreError::Backend(
+                    "the URL says sslmode=require: set [store] ca_cert (the CA to trust)".into(),
+                ));
+            }
+            config.ssl_mode(postgres::config::SslMode::Disable);
+        }
+        let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -171,6 +195,7 @@ impl PgStore {
             pool: Some(pool),
             partitions: Mutex::new(HashSet::new()),
             config,
+            tls,
             instance: Uuid::now_v7(),
         };
         store.migrate()?;
