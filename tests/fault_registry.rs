@@ -153,6 +153,7 @@ async fn stand_in(state: Shared, stop: CancellationToken) -> CentralLink {
     .await;
     CentralLink {
         url: format!("http://{addr}"),
+        more: Vec::new(),
         token: TOKEN.into(),
         key_id: KEY_ID.into(),
         public_key: hex::encode(registry_key().verifying_key().to_bytes()),

@@ -147,6 +147,7 @@ pub fn app(central: Central) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/agents/{gate}/heartbeat", post(post_heartbeat))
         .route("/api/v1/registry/snapshot", get(get_snapshot))
@@ -239,6 +240,26 @@ async fn healthz(State(c): State<Central>) -> ApiResult<Json<serde_json::Value>>
     Ok(Json(
         serde_json::json!({ "status": "ok", "registry_seq": seq }),
     ))
+}
+
+/// `GET /readyz`: whether this instance can serve now (its storage answers). A load
+/// balancer or an agent's failover sends traffic elsewhere while it answers 503.
+async fn readyz(State(c): State<Central>) -> Response {
+    match c.blocking(|c| c.store().ready()).await {
+        Ok(()) => Json(serde_json::json!({ "ready": true })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(
+                    header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(crate::errors::RETRY_AFTER_S),
+                )],
+                Json(serde_json::json!({ "ready": false, "error": e.to_string() })),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn metrics_text() -> Response {

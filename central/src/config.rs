@@ -41,6 +41,17 @@ pub struct StoreConfig {
     /// `postgres://user:password@host:port/database` (or `postgresql://…`, with the
     /// usual query parameters such as `sslmode`).
     pub url: PgUrl,
+    /// Months of events to keep: whole monthly partitions older than this many months
+    /// before the current one are dropped (checked at start and hourly). Absent: events
+    /// are kept for ever. Cases, alerts, the registry, audit, hourly figures and the
+    /// chain keys that make ingest idempotent are kept regardless (docs/scale-out.md).
+    #[serde(default)]
+    pub retention_months: Option<std::num::NonZeroU32>,
+    /// PEM file of the CA that signed the database server's certificate: connections
+    /// then use TLS (as the URL's `sslmode` says; `prefer` by default) and trust only
+    /// this CA. Absent: plain connections (`sslmode=require` is refused).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// A PostgreSQL connection URL; checked for its scheme when the configuration is read,

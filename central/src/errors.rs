@@ -28,6 +28,7 @@ impl HttpStatus for StoreError {
             StoreError::GatePortConflict { .. }
             | StoreError::UserExists(_)
             | StoreError::UnknownUser(_) => AuthError::from(self.clone()).status(),
+            StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Backend(_) | StoreError::Corrupt { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -113,6 +114,8 @@ impl HttpStatus for ExportError {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds for a `Retry-After` header (set for storage that is unavailable now).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -121,6 +124,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -137,13 +141,20 @@ impl ApiError {
     }
 }
 
+/// Seconds a client is asked to wait (`Retry-After`) after a 503: central is up but its
+/// storage is not (see `/readyz`).
+pub const RETRY_AFTER_S: u64 = 5;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
+        let body = Json(serde_json::json!({ "error": self.message }));
+        match self.retry_after {
+            Some(s) => {
+                let wait = axum::http::HeaderValue::from(s);
+                (self.status, [(axum::http::header::RETRY_AFTER, wait)], body).into_response()
+            }
+            None => (self.status, body).into_response(),
+        }
     }
 }
 
@@ -160,7 +171,12 @@ macro_rules! api_error_from {
             fn from(e: $t) -> Self {
                 let status = e.status();
                 log_if_internal(status, &e);
-                Self::new(status, e.to_string())
+                let mut a = Self::new(status, e.to_string());
+                // Only storage that is unavailable now answers 503: worth trying again.
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    a.retry_after = Some(RETRY_AFTER_S);
+                }
+                a
             }
         }
     )*};

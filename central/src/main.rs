@@ -54,6 +54,21 @@ enum Cmd {
     /// Export decided gate transactions (docs/central.md, "Exports").
     #[command(subcommand)]
     Export(ExportCmd),
+    /// Copy a redb store into a PostgreSQL database (events, chains, registry log, cases,
+    /// alerts, users, sessions, audit, agents, figures), then verify counts, chain heads
+    /// and the registry head. Run it again to resume a copy that stopped part-way. Stop
+    /// central first; the configuration file is not read.
+    Migrate {
+        /// The redb store file to copy from (left unchanged).
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database to copy into: `postgres://user:password@host/db`.
+        #[arg(long)]
+        to: String,
+        /// PEM file of the CA that signed the database server's certificate (TLS).
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+    },
     /// Write the manual pages (roff: central.1 and one per subcommand) into DIR.
     #[command(hide = true)]
     Man {
@@ -211,6 +226,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let Cmd::Migrate { from, to, ca_cert } = &cli.cmd {
+        return migrate(from, to, ca_cert.as_deref());
+    }
     let cfg = Config::load(&cli.config)?;
     let central = Central::open(&cfg)?;
     match cli.cmd {
@@ -249,7 +267,47 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Export(cmd) => export(&central, &cmd),
-        Cmd::Keys(_) | Cmd::Man { .. } => Ok(()),
+        Cmd::Keys(_) | Cmd::Man { .. } | Cmd::Migrate { .. } => Ok(()),
+    }
+}
+
+/// `central migrate`: copies, verifies, prints what it copied; fails on any difference.
+fn migrate(
+    from: &std::path::Path,
+    to: &str,
+    ca_cert: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    if !from.exists() {
+        anyhow::bail!(
+            "{} does not exist (the redb store to copy from)",
+            from.display()
+        );
+    }
+    let url = central::config::PgUrl::parse(to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    let source = central::store::RedbStore::open(from)
+        .with_context(|| format!("opening the redb store {}", from.display()))?;
+    let target = central::store::PgStore::open_with(url.expose(), ca_cert)
+        .with_context(|| format!("opening the PostgreSQL database {url:?}"))?;
+    let report = central::store::copy::copy(&source, &target)
+        .context("copying (run the same command again to resume)")?;
+    for (kind, n) in &report.copied {
+        let t = report
+            .target
+            .get(kind)
+            .map_or("-".to_owned(), u64::to_string);
+        println!("{kind:<18} {n:>10} copied {t:>10} in the target");
+    }
+    if report.differences.is_empty() {
+        println!("verified: counts, chain heads, summary and registry head are equal");
+        Ok(())
+    } else {
+        for d in &report.differences {
+            eprintln!("difference: {d}");
+        }
+        anyhow::bail!(
+            "the copy differs from the source in {} ways",
+            report.differences.len()
+        )
     }
 }
 

@@ -5,6 +5,11 @@
 pub enum StoreError {
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The backend cannot be reached now (database down, restarting, no connection within
+    /// the pool's timeout); the same request may succeed later. Answered 503 with
+    /// `Retry-After`.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error("stored value in table {table} at key {key} is unreadable: {why}")]
     Corrupt {
         table: &'static str,

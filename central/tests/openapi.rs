@@ -1,5 +1,5 @@
 //! The OpenAPI document served at `/api/v1/openapi.json` describes exactly the API the
-//! router serves: every `/api/…` route (and `/healthz`, `/metrics`) with its methods is in
+//! router serves: every `/api/…` route (and `/healthz`, `/readyz`, `/metrics`) with its methods is in
 //! the document, the document names no route that does not exist, and every answer the
 //! router gives — success and error, staff and agent routes — has its status listed for
 //! its route and a body that validates against the listed schema (JSON Schema 2020-12,
@@ -403,6 +403,8 @@ async fn every_answer_of_every_route_matches_the_document() {
 
     // operations
     k.call(r, "GET", "/healthz", "/healthz", None, Payload::None)
+        .await;
+    k.call(r, "GET", "/readyz", "/readyz", None, Payload::None)
         .await;
     k.call(r, "GET", "/metrics", "/metrics", None, Payload::None)
         .await;
@@ -919,6 +921,41 @@ async fn every_answer_of_every_route_matches_the_document() {
                 .is_empty(),
         "the per-operator and per-programme figures are exercised: {figures}"
     );
+
+    // Storage away: a central on PostgreSQL whose server has stopped answers 503 (with
+    // Retry-After, checked in tests/pg_scale.rs) to readiness, ingest and heartbeats.
+    let mut cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let away = env_with(|cfg| {
+        cfg.store = Some(central::config::StoreConfig {
+            url: central::config::PgUrl::parse(&url).expect("PostgreSQL URL"),
+            retention_months: None,
+            ca_cert: None,
+        });
+    });
+    let away_agent = away.central.issue_agent_token(&g, "P1").expect("token");
+    cluster.stop();
+    let ar = &central::app(away.central.clone());
+    let (s, body) = k
+        .call(ar, "GET", "/readyz", "/readyz", None, Payload::None)
+        .await;
+    assert_eq!((s, &body["ready"]), (503, &json!(false)), "{body}");
+    let one = Payload::Json(batch(&g, &chain(&g, vec![fast_decision(&g)])));
+    let (s, body) = k.call(ar, "POST", ev, evu, Some(&away_agent), one).await;
+    assert_eq!(s, 503, "{body}");
+    let (s, body) = k
+        .call(
+            ar,
+            "POST",
+            hb,
+            hbu,
+            Some(&away_agent),
+            Payload::Json(beat.clone()),
+        )
+        .await;
+    assert_eq!(s, 503, "{body}");
+    drop(away);
+    drop(cluster);
 
     // The request rate limit answers 429 on every limited route: one request spends a
     // burst of 1, the next from the same address is refused.

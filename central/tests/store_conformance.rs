@@ -905,6 +905,8 @@ async fn central_configured_with_a_postgres_url_ingests_and_serves_cases() {
         cfg.store_path = std::path::PathBuf::new();
         cfg.store = Some(central::config::StoreConfig {
             url: central::config::PgUrl::parse(&url).expect("url"),
+            retention_months: None,
+            ca_cert: None,
         });
     });
     assert!(

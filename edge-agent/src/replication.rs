@@ -259,11 +259,15 @@ async fn fetch(
     path: &str,
     timeout: Duration,
 ) -> Result<Option<SignedEnvelope>, Failure> {
-    let resp = client
-        .get(path, timeout)
+    let (instance, req) = client.get(path, timeout);
+    let resp = req
         .send()
         .await
+        .inspect_err(|_| client.failed(instance))
         .context("registry request failed")?;
+    if resp.status().is_server_error() {
+        client.failed(instance);
+    }
     match resp.status() {
         StatusCode::NO_CONTENT => Ok(None),
         StatusCode::OK => {

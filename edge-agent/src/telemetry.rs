@@ -156,6 +156,10 @@ pub fn describe() {
         "aeogate_uplink_failures_total",
         "Uplink batches to central that failed (retried with backoff)."
     );
+    describe_counter!(
+        "aeogate_uplink_failovers_total",
+        "Moves to the next central instance (central.urls) after a request failed."
+    );
     describe_gauge!(
         "aeogate_device_up",
         "Whether a serial device is connected and talking (1) or not (0), by device."
@@ -225,6 +229,7 @@ pub fn describe() {
         "aeogate_journal_held_dropped_total",
         "aeogate_uplink_entries_total",
         "aeogate_uplink_failures_total",
+        "aeogate_uplink_failovers_total",
     ] {
         metrics::counter!(name).increment(0);
     }

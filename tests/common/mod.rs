@@ -191,6 +191,12 @@ impl CentralSite {
     /// operator 0, its MRA, and consignment 0 for [`PORT`]), a token for [`GATE`] and a
     /// staff user. Nothing runs yet.
     pub fn create(dir: &Path, transport: Transport) -> CentralSite {
+        Self::create_on(dir, transport, None)
+    }
+
+    /// As [`CentralSite::create`], storing in the PostgreSQL database `pg_url` (`[store]
+    /// url`) instead of a redb file when given.
+    pub fn create_on(dir: &Path, transport: Transport, pg_url: Option<&str>) -> CentralSite {
         std::fs::create_dir_all(dir).expect("central dir");
         let port = free_port();
         let key = dir.join("registry-signing.key");
@@ -226,6 +232,22 @@ impl CentralSite {
                 (format!("https://127.0.0.1:{port}"), Some(pki.ca_cert))
             }
         };
+        if let Some(url) = pg_url {
+            // One store: the database instead of the file.
+            text = text.replace(
+                &format!(
+                    "store_path = {}\n",
+                    toml_str(&cfg.store_path.to_string_lossy())
+                ),
+                "",
+            );
+            text.push_str(&format!("\n[store]\nurl = {}\n", toml_str(url)));
+            cfg.store = Some(central::config::StoreConfig {
+                url: central::config::PgUrl::parse(url).expect("PostgreSQL URL"),
+                retention_months: None,
+                ca_cert: None,
+            });
+        }
         let config_path = dir.join("central.toml");
         std::fs::write(&config_path, text).expect("write central.toml");
         let (token, key_id, public_key) = {
@@ -258,6 +280,38 @@ impl CentralSite {
             key_id,
             public_key,
             ca_cert,
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// Another instance of this deployment in `dir`: the same configuration, store and
+    /// signing key, listening on a port of its own (several instances on one PostgreSQL
+    /// database). Nothing runs yet.
+    pub fn instance(&self, dir: &Path) -> CentralSite {
+        std::fs::create_dir_all(dir).expect("instance dir");
+        let port = free_port();
+        let text = std::fs::read_to_string(&self.config_path).expect("read central.toml");
+        let text = text.replace(
+            &format!("listen = \"127.0.0.1:{}\"", self.port),
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+        let config_path = dir.join("central.toml");
+        std::fs::write(&config_path, text).expect("write central.toml");
+        let mut cfg = self.cfg.clone();
+        cfg.listen = ([127, 0, 0, 1], port).into();
+        CentralSite {
+            dir: dir.to_path_buf(),
+            config_path,
+            cfg,
+            port,
+            url: self
+                .url
+                .replace(&format!(":{}", self.port), &format!(":{port}")),
+            token: self.token.clone(),
+            key_id: self.key_id.clone(),
+            public_key: self.public_key.clone(),
+            ca_cert: self.ca_cert.clone(),
             child: None,
             starts: 0,
         }
@@ -423,6 +477,8 @@ impl LaneSpec {
 #[derive(Debug, Clone)]
 pub struct CentralLink {
     pub url: String,
+    /// Further instances after `url` (`central.urls`); empty for one central.
+    pub more: Vec<String>,
     pub token: String,
     pub key_id: String,
     pub public_key: String,
@@ -433,11 +489,18 @@ impl CentralLink {
     pub fn to(site: &CentralSite) -> CentralLink {
         CentralLink {
             url: site.url.clone(),
+            more: Vec::new(),
             token: site.token.clone(),
             key_id: site.key_id.clone(),
             public_key: site.public_key.clone(),
             ca_cert: site.ca_cert.clone(),
         }
+    }
+
+    /// Also `site`, another instance on the same database (failover, `central.urls`).
+    pub fn or(mut self, site: &CentralSite) -> CentralLink {
+        self.more.push(site.url.clone());
+        self
     }
 
     /// The same central, reached through `url` (a proxy).
@@ -489,10 +552,18 @@ impl AgentSite {
                 ));
             }
         }
+        let urls = if link.more.is_empty() {
+            format!("url = {}", toml_str(&link.url))
+        } else {
+            let all: Vec<String> = std::iter::once(&link.url)
+                .chain(&link.more)
+                .map(|u| toml_str(u))
+                .collect();
+            format!("urls = [{}]", all.join(", "))
+        };
         t.push_str(&format!(
-            "[store]\npath = {}\n\n[central]\nurl = {}\ntoken = {}\n",
+            "[store]\npath = {}\n\n[central]\n{urls}\ntoken = {}\n",
             toml_str(&store_path.to_string_lossy()),
-            toml_str(&link.url),
             toml_str(&link.token),
         ));
         if let Some(ca) = &link.ca_cert {

@@ -94,18 +94,92 @@ impl Central {
     /// When either cannot be opened.
     pub fn open(cfg: &Config) -> anyhow::Result<Central> {
         use anyhow::Context as _;
-        let store: Arc<dyn Store> = match &cfg.store {
-            Some(pg) => Arc::new(
-                crate::store::PgStore::open(pg.url.expose())
-                    .with_context(|| format!("opening store {:?}", pg.url))?,
-            ),
-            None => Arc::new(
-                RedbStore::open(&cfg.store_path)
-                    .with_context(|| format!("opening store {}", cfg.store_path.display()))?,
+        let (store, pg): (Arc<dyn Store>, _) = match &cfg.store {
+            Some(pg) => {
+                let s = Arc::new(
+                    crate::store::PgStore::open_with(pg.url.expose(), pg.ca_cert.as_deref())
+                        .with_context(|| format!("opening store {:?}", pg.url))?,
+                );
+                (s.clone(), Some(s))
+            }
+            None => (
+                Arc::new(
+                    RedbStore::open(&cfg.store_path)
+                        .with_context(|| format!("opening store {}", cfg.store_path.display()))?,
+                ),
+                None,
             ),
         };
         let signer = Signer::load(&cfg.signing_key_path)?;
-        Ok(Self::with_store(store, signer, cfg.clone())?)
+        let central = Self::with_store(store, signer, cfg.clone())?;
+        if let Some(pg) = pg {
+            central.follow_other_instances(pg.clone())?;
+            if let Some(months) = cfg.store.as_ref().and_then(|s| s.retention_months) {
+                central.keep_retention(pg, months.get())?;
+            }
+        }
+        Ok(central)
+    }
+
+    /// Drops event months past `months` now and every hour after, on a thread of its own
+    /// that ends within a second of this central being dropped or stopped.
+    fn keep_retention(&self, pg: Arc<crate::store::PgStore>, months: u32) -> std::io::Result<()> {
+        let weak = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("central-retention".into())
+            .spawn(move || {
+                let go_on = || {
+                    weak.upgrade()
+                        .is_some_and(|inner| !inner.stop.is_cancelled())
+                };
+                while go_on() {
+                    if let Err(e) = pg.apply_retention(months, jiff::Timestamp::now()) {
+                        tracing::warn!(error = %e, "retention: dropping old event months failed; trying again in an hour");
+                    }
+                    // An hour, in one-second steps so that stopping is not held up.
+                    for _ in 0..3_600 {
+                        if !go_on() {
+                            return;
+                        }
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Feeds the live channels with what other instances on the same PostgreSQL
+    /// database do (cases they open or change, registry changes), on a thread of its own
+    /// that ends within a second of this central being dropped or stopped.
+    fn follow_other_instances(&self, pg: Arc<crate::store::PgStore>) -> std::io::Result<()> {
+        use crate::store::LiveUpdate;
+        let weak = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("central-live-updates".into())
+            .spawn(move || {
+                let go_on = || {
+                    weak.upgrade()
+                        .is_some_and(|inner| !inner.stop.is_cancelled())
+                };
+                pg.follow(&go_on, &mut |update| {
+                    let Some(inner) = weak.upgrade() else { return };
+                    match update {
+                        LiveUpdate::Case(c) => {
+                            let _ = inner.cases.send(*c);
+                        }
+                        LiveUpdate::RegistrySeq(seq) => {
+                            inner.registry_seq.send_if_modified(|s| {
+                                let newer = seq > *s;
+                                if newer {
+                                    *s = seq;
+                                }
+                                newer
+                            });
+                        }
+                    }
+                });
+            })?;
+        Ok(())
     }
 
     /// Builds central over any [`Store`] backend.

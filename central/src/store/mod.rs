@@ -20,6 +20,7 @@
 //! in PostgreSQL (`[store] url`), for deployments that outgrow one machine; both pass one
 //! conformance suite (`central/tests/store_conformance.rs`).
 
+pub mod copy;
 mod pg_store;
 mod redb_store;
 
@@ -42,7 +43,7 @@ use crate::model::{
 };
 
 pub use crate::store_error::StoreError;
-pub use pg_store::PgStore;
+pub use pg_store::{LiveUpdate, PgStore};
 pub use redb_store::RedbStore;
 
 /// Leading byte of every stored value: the layout of the JSON that follows.
@@ -92,6 +93,16 @@ pub struct IngestOutcome {
 
 /// The narrow storage interface (see the module documentation).
 pub trait Store: Send + Sync + fmt::Debug + 'static {
+    // -- health -------------------------------------------------------------------------
+    /// Whether the backend can serve requests now (central's `/readyz`). An embedded
+    /// file that opened is always ready.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     // -- agents -------------------------------------------------------------------------
     /// Stores a token hash for a gate; registers the gate with its port on first use.
     ///

@@ -14,8 +14,13 @@ use std::time::{Duration, Instant};
 /// A running cluster; `url()` names its `postgres` database.
 pub struct PgCluster {
     dir: tempfile::TempDir,
-    child: Child,
+    /// `None` while stopped ([`PgCluster::stop`]).
+    child: Option<Child>,
     port: u16,
+    durable: bool,
+    starts: usize,
+    /// Further `-c name=value` settings (TLS).
+    settings: Vec<String>,
 }
 
 fn bin_dir() -> PathBuf {
@@ -110,10 +115,39 @@ impl PgCluster {
         );
         // The port is free when asked; another process may take it before PostgreSQL
         // binds it, so a start that fails is retried on a new port (bounded).
+        let mut cluster = Self {
+            dir,
+            child: None,
+            port: 0,
+            durable,
+            starts: 0,
+            settings: Vec::new(),
+        };
         let mut last_log = String::new();
         for _attempt in 0..5 {
-            let port = free_port();
-            let log = dir.path().join(format!("pg-{port}.log"));
+            match cluster.spawn(free_port()) {
+                Ok(()) => return cluster,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("PostgreSQL did not start: {last_log}");
+    }
+
+    /// Starts `postgres` on `port` over the existing data folder; on failure, its log.
+    fn spawn(&mut self, port: u16) -> Result<(), String> {
+        let bin = bin_dir();
+        let data = self.dir.path().join("data");
+        let user = run_as();
+        let as_user = |c: &mut Command| {
+            if let Some((uid, gid)) = user {
+                c.uid(uid).gid(gid);
+            }
+        };
+        let dir = &self.dir;
+        let durable = self.durable;
+        self.starts += 1;
+        {
+            let log = dir.path().join(format!("pg-{port}-{}.log", self.starts));
             let log_file = std::fs::File::create(&log).expect("log file");
             if let Some((uid, gid)) = user {
                 std::os::unix::fs::chown(&log, Some(uid), Some(gid)).expect("chown log");
@@ -128,6 +162,9 @@ impl PgCluster {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log_file.try_clone().expect("log clone"));
+            for setting in &self.settings {
+                c.arg("-c").arg(setting);
+            }
             if !durable {
                 // The backend's transactions are unchanged; only the disk flushes go.
                 c.args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
@@ -141,7 +178,9 @@ impl PgCluster {
                     break;
                 }
                 if Self::accepts(port) {
-                    return Self { dir, child, port };
+                    self.child = Some(child);
+                    self.port = port;
+                    return Ok(());
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();
@@ -150,9 +189,55 @@ impl PgCluster {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            last_log = std::fs::read_to_string(&log).unwrap_or_default();
+            Err(std::fs::read_to_string(&log).unwrap_or_default())
         }
-        panic!("PostgreSQL did not start: {last_log}");
+    }
+
+    /// Stops the server, turns TLS on with this certificate and key (PEM), and starts it
+    /// again on the same port. Clients may still connect without TLS.
+    pub fn enable_tls(&mut self, cert_pem: &str, key_pem: &str) {
+        let cert = self.dir.path().join("server.crt");
+        let key = self.dir.path().join("server.key");
+        std::fs::write(&cert, cert_pem).expect("write server.crt");
+        std::fs::write(&key, key_pem).expect("write server.key");
+        // PostgreSQL refuses a key others can read, and reads both as its own user.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+        if let Some((uid, gid)) = run_as() {
+            for f in [&cert, &key] {
+                std::os::unix::fs::chown(f, Some(uid), Some(gid)).expect("chown");
+            }
+        }
+        self.settings = vec![
+            "ssl=on".into(),
+            format!("ssl_cert_file={}", cert.display()),
+            format!("ssl_key_file={}", key.display()),
+        ];
+        self.stop();
+        self.restart();
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected); the data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
+        }
+    }
+
+    /// Starts the stopped server again on the same port (so URLs handed out stay valid).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "PostgreSQL is running");
+        let port = self.port;
+        // The port was ours a moment ago; retry briefly while the old socket is released.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match self.spawn(port) {
+                Ok(()) => return,
+                Err(log) => last = log,
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("PostgreSQL did not start again on port {port}: {last}");
     }
 
     fn accepts(port: u16) -> bool {
@@ -188,19 +273,24 @@ impl PgCluster {
     }
 }
 
+/// SIGINT (PostgreSQL's "fast shutdown") to our own server by its PID, a bounded wait,
+/// then SIGKILL.
+fn stop_child(child: &mut Child) {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        // SIGINT is PostgreSQL's "fast shutdown"; the process is ours, named by PID.
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }

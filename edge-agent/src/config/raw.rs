@@ -179,7 +179,11 @@ impl Default for RawStore {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCentral {
-    pub(super) url: String,
+    #[serde(default)]
+    pub(super) url: Option<String>,
+    /// Several central instances on one database, tried in turn (failover).
+    #[serde(default)]
+    pub(super) urls: Option<Vec<String>>,
     pub(super) token: String,
     pub(super) ca_cert: Option<PathBuf>,
     #[serde(default)]

@@ -257,7 +257,11 @@ pub struct StoreConfig {
 /// Connection to central.
 #[derive(Debug, Clone)]
 pub struct CentralConfig {
+    /// The first of [`CentralConfig::urls`].
     pub url: String,
+    /// Every central instance the agent may use, in the order it tries them (`url`
+    /// alone, or `urls`); all serve one database, so any takes any batch.
+    pub urls: Vec<String>,
     pub token: String,
     pub ca_cert: Option<PathBuf>,
     /// The agent's client certificate and key (PEM) for mutual TLS, when central binds

@@ -575,10 +575,7 @@ impl Validator<'_> {
             None => None,
             Some(c) => {
                 let at = |k: &'static str| vec![Key("central"), Key(k)];
-                let url = self.non_empty(at("url"), &c.url)?;
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(self.err(at("url"), "must start with http:// or https://"));
-                }
+                let urls = self.central_urls(c.url.as_deref(), c.urls.as_deref())?;
                 let token = self.non_empty(at("token"), &c.token)?;
                 let mut keys = Vec::with_capacity(c.registry_keys.len());
                 let mut ids = HashSet::new();
@@ -643,7 +640,8 @@ impl Validator<'_> {
                     ));
                 }
                 Some(CentralConfig {
-                    url: url.trim_end_matches('/').to_string(),
+                    url: urls[0].clone(),
+                    urls,
                     token,
                     ca_cert: c.ca_cert,
                     client_cert: c.client_cert,
@@ -655,6 +653,52 @@ impl Validator<'_> {
                 })
             }
         })
+    }
+
+    /// `central.url`, or `central.urls` (one or more instances): exactly one of them,
+    /// each `http://` or `https://`, no instance twice. Trailing slashes are dropped.
+    fn central_urls(
+        &self,
+        url: Option<&str>,
+        urls: Option<&[String]>,
+    ) -> Result<Vec<String>, ConfigError> {
+        use Seg::{Index, Key};
+        let one = |path: Vec<Seg>, u: &str| -> Result<String, ConfigError> {
+            let u = self.non_empty(path.clone(), u)?;
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(self.err(path, "must start with http:// or https://"));
+            }
+            Ok(u.trim_end_matches('/').to_string())
+        };
+        match (url, urls) {
+            (Some(u), None) => Ok(vec![one(vec![Key("central"), Key("url")], u)?]),
+            (None, Some(list)) => {
+                if list.is_empty() {
+                    return Err(self.err(
+                        vec![Key("central"), Key("urls")],
+                        "must name at least one central instance",
+                    ));
+                }
+                let mut out: Vec<String> = Vec::with_capacity(list.len());
+                for (i, u) in list.iter().enumerate() {
+                    let path = vec![Key("central"), Key("urls"), Index(i)];
+                    let u = one(path.clone(), u)?;
+                    if out.contains(&u) {
+                        return Err(self.err(path, format!("{u} is listed twice")));
+                    }
+                    out.push(u);
+                }
+                Ok(out)
+            }
+            (Some(_), Some(_)) => Err(self.err(
+                vec![Key("central"), Key("urls")],
+                "set either url (one central) or urls (several instances), not both",
+            )),
+            (None, None) => Err(self.err(
+                vec![Key("central")],
+                "missing url (central's base URL) or urls (several central instances)",
+            )),
+        }
     }
 
     fn policy(&self, p: RawPolicy) -> Result<Policy, ConfigError> {
@@ -842,5 +886,55 @@ mod tests {
         let e =
             error("[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\npower = 3\n");
         assert!(e.contains("power"), "{e}");
+    }
+    const KEY: &str = "[[central.registry_keys]]\nkey_id = \"k1\"\npublic_key = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+
+    #[test]
+    fn central_url_alone_is_the_one_instance() {
+        let cfg = load(&format!(
+            "[central]\nurl = \"https://c.example/\"\ntoken = \"t\"\n{KEY}"
+        ))
+        .expect("loads");
+        let c = cfg.central.expect("central");
+        assert_eq!(c.urls, vec!["https://c.example".to_string()]);
+        assert_eq!(c.url, "https://c.example");
+    }
+
+    #[test]
+    fn central_urls_list_the_instances_in_order() {
+        let cfg = load(&format!("[central]\nurls = [\"https://a.example\", \"https://b.example/\"]\ntoken = \"t\"\n{KEY}"))
+            .expect("loads");
+        let c = cfg.central.expect("central");
+        assert_eq!(
+            c.urls,
+            vec![
+                "https://a.example".to_string(),
+                "https://b.example".to_string()
+            ]
+        );
+        assert_eq!(c.url, "https://a.example");
+    }
+
+    #[test]
+    fn central_urls_are_checked_and_named_by_position() {
+        let e = error(&format!(
+            "[central]\nurls = [\"https://a.example\", \"ftp://b\"]\ntoken = \"t\"\n{KEY}"
+        ));
+        assert!(
+            e.contains("central.urls[1]") && e.contains("http:// or https://"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "[central]\nurls = [\"https://a.example\", \"https://a.example/\"]\ntoken = \"t\"\n{KEY}"
+        ));
+        assert!(e.contains("listed twice"), "{e}");
+        let e = error(&format!("[central]\nurls = []\ntoken = \"t\"\n{KEY}"));
+        assert!(e.contains("at least one central instance"), "{e}");
+        let e = error(&format!(
+            "[central]\nurl = \"https://a.example\"\nurls = [\"https://b.example\"]\ntoken = \"t\"\n{KEY}"
+        ));
+        assert!(e.contains("not both"), "{e}");
+        let e = error(&format!("[central]\ntoken = \"t\"\n{KEY}"));
+        assert!(e.contains("missing url"), "{e}");
     }
 }

@@ -19,8 +19,15 @@
 //! The HTTP client ([`CentralClient`]) uses rustls with the ring provider and trusts only
 //! the CA in `central.ca_cert`; plain `http://` is accepted only for a loopback host (tests
 //! and a central on the same box).
+//!
+//! Failover: with `central.urls`, the client talks to one instance at a time and moves to
+//! the next (round robin) when a request to it fails in transport or is answered 5xx
+//! (e.g. 503 while its database is away). The instances share one database, so the
+//! cursor and acknowledgement rules above do not change: a batch whose answer was lost
+//! is sent again, to whichever instance is current, and stored once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -52,7 +59,10 @@ pub fn install_crypto_provider() {
 #[derive(Debug, Clone)]
 pub struct CentralClient {
     http: reqwest::Client,
-    base: String,
+    /// Base URLs of the central instances, in configuration order.
+    bases: Arc<[String]>,
+    /// Index into `bases` of the instance in use (shared by every clone).
+    current: Arc<AtomicUsize>,
     token: String,
     gate: GateId,
 }
@@ -71,72 +81,114 @@ impl CentralClient {
     /// `central.ca_cert`, an unreadable or invalid CA file.
     pub fn new(cfg: &CentralConfig, gate: &GateId) -> anyhow::Result<Self> {
         install_crypto_provider();
-        let url = reqwest::Url::parse(&cfg.url)
-            .with_context(|| format!("central.url {:?} is not a URL", cfg.url))?;
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .user_agent(concat!("aeogate-edge-agent/", env!("CARGO_PKG_VERSION")));
-        match url.scheme() {
-            "http" if is_loopback_url(&url) => {}
-            "http" => bail!(
-                "central.url {}: plain http is only allowed to a loopback host; use https with central.ca_cert",
-                cfg.url
-            ),
-            "https" => {
-                let path = cfg.ca_cert.as_ref().with_context(|| {
-                    format!("central.url {} is https but central.ca_cert is not set (the agent trusts only central's CA)", cfg.url)
+        let urls = if cfg.urls.is_empty() {
+            std::slice::from_ref(&cfg.url)
+        } else {
+            cfg.urls.as_slice()
+        };
+        let mut https = false;
+        for u in urls {
+            let url = reqwest::Url::parse(u)
+                .with_context(|| format!("central.url {u:?} is not a URL"))?;
+            match url.scheme() {
+                "http" if is_loopback_url(&url) => {}
+                "http" => bail!(
+                    "central.url {u}: plain http is only allowed to a loopback host; use https with central.ca_cert"
+                ),
+                "https" => https = true,
+                other => bail!("central.url {u}: scheme {other:?} is not http or https"),
+            }
+        }
+        if https {
+            let path = cfg.ca_cert.as_ref().with_context(|| {
+                    format!("central.url {} is https but central.ca_cert is not set (the agent trusts only central's CA)", urls.join(", "))
                 })?;
-                let pem = std::fs::read(path)
-                    .with_context(|| format!("cannot read central.ca_cert {}", path.display()))?;
-                // A bundle may hold more than one CA (the old and the new during a CA change).
-                let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
-                    format!(
-                        "central.ca_cert {} is not a PEM certificate bundle",
-                        path.display()
-                    )
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read central.ca_cert {}", path.display()))?;
+            // A bundle may hold more than one CA (the old and the new during a CA change).
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!(
+                    "central.ca_cert {} is not a PEM certificate bundle",
+                    path.display()
+                )
+            })?;
+            if certs.is_empty() {
+                bail!("central.ca_cert {} holds no certificate", path.display());
+            }
+            builder = builder.tls_certs_only(certs);
+            if let (Some(cert), Some(key)) = (&cfg.client_cert, &cfg.client_key) {
+                let mut pem = std::fs::read(cert).with_context(|| {
+                    format!("cannot read central.client_cert {}", cert.display())
                 })?;
-                if certs.is_empty() {
-                    bail!("central.ca_cert {} holds no certificate", path.display());
-                }
-                builder = builder.tls_certs_only(certs);
-                if let (Some(cert), Some(key)) = (&cfg.client_cert, &cfg.client_key) {
-                    let mut pem = std::fs::read(cert).with_context(|| {
-                        format!("cannot read central.client_cert {}", cert.display())
-                    })?;
-                    pem.push(b'\n');
-                    pem.extend(std::fs::read(key).with_context(|| {
-                        format!("cannot read central.client_key {}", key.display())
-                    })?);
-                    let identity = reqwest::Identity::from_pem(&pem).with_context(|| {
+                pem.push(b'\n');
+                pem.extend(std::fs::read(key).with_context(|| {
+                    format!("cannot read central.client_key {}", key.display())
+                })?);
+                let identity = reqwest::Identity::from_pem(&pem).with_context(|| {
                         format!(
                             "central.client_cert {} and client_key {} are not a PEM certificate and its key",
                             cert.display(),
                             key.display()
                         )
                     })?;
-                    builder = builder.identity(identity);
-                }
+                builder = builder.identity(identity);
             }
-            other => bail!(
-                "central.url {}: scheme {other:?} is not http or https",
-                cfg.url
-            ),
         }
         Ok(Self {
             http: builder.build().context("building the HTTP client")?,
-            base: cfg.url.trim_end_matches('/').to_owned(),
+            bases: urls
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .collect(),
+            current: Arc::new(AtomicUsize::new(0)),
             token: cfg.token.clone(),
             gate: gate.clone(),
         })
     }
 
-    /// `GET {base}{path}` with the bearer token and a whole-request timeout.
-    pub(crate) fn get(&self, path: &str, timeout: Duration) -> reqwest::RequestBuilder {
-        self.http
-            .get(format!("{}{path}", self.base))
+    /// The instance in use: its index (for [`CentralClient::failed`]) and base URL.
+    fn instance(&self) -> (usize, &str) {
+        let i = self.current.load(Ordering::Relaxed) % self.bases.len();
+        (i, &self.bases[i])
+    }
+
+    /// The base URL of the central instance in use.
+    #[must_use]
+    pub fn base(&self) -> &str {
+        self.instance().1
+    }
+
+    /// A request to instance `index` failed: the next request goes to the next instance.
+    /// Several requests failing against the same instance move on once, not once each.
+    pub(crate) fn failed(&self, index: usize) {
+        if self.bases.len() < 2 {
+            return;
+        }
+        let next = (index + 1) % self.bases.len();
+        if self
+            .current
+            .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::warn!(from = %self.bases[index], to = %self.bases[next], "central instance failed; moving to the next");
+            metrics::counter!("aeogate_uplink_failovers_total").increment(1);
+        }
+    }
+
+    /// `GET {base}{path}` with the bearer token and a whole-request timeout; the index of
+    /// the instance it goes to, for [`CentralClient::failed`].
+    pub(crate) fn get(&self, path: &str, timeout: Duration) -> (usize, reqwest::RequestBuilder) {
+        let (i, base) = self.instance();
+        let req = self
+            .http
+            .get(format!("{base}{path}"))
             .bearer_auth(&self.token)
-            .timeout(timeout)
+            .timeout(timeout);
+        (i, req)
     }
 
     /// Posts one batch; returns central's acknowledgement.
@@ -145,16 +197,21 @@ impl CentralClient {
     /// Transport errors, a non-200 answer (with central's error text), an unparsable or
     /// too new acknowledgement.
     pub async fn post_events(&self, batch: &IngestBatch) -> anyhow::Result<IngestAck> {
+        let (i, base) = self.instance();
         let resp = self
             .http
-            .post(format!("{}/api/v1/agents/{}/events", self.base, self.gate))
+            .post(format!("{base}/api/v1/agents/{}/events", self.gate))
             .bearer_auth(&self.token)
             .timeout(Duration::from_secs(30))
             .json(batch)
             .send()
             .await
-            .context("sending events to central")?;
+            .inspect_err(|_| self.failed(i))
+            .with_context(|| format!("sending events to central {base}"))?;
         let status = resp.status();
+        if status.is_server_error() {
+            self.failed(i);
+        }
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
             bail!(
@@ -165,6 +222,7 @@ impl CentralClient {
         let ack: IngestAck = resp
             .json()
             .await
+            .inspect_err(|_| self.failed(i))
             .context("central's acknowledgement does not parse")?;
         check_version(ack.v).map_err(|e| anyhow::anyhow!("central's acknowledgement: {e}"))?;
         Ok(ack)
@@ -175,18 +233,20 @@ impl CentralClient {
     /// # Errors
     /// Transport errors or a non-success answer.
     pub async fn post_heartbeat(&self, hb: &Heartbeat) -> anyhow::Result<()> {
+        let (i, base) = self.instance();
         let resp = self
             .http
-            .post(format!(
-                "{}/api/v1/agents/{}/heartbeat",
-                self.base, self.gate
-            ))
+            .post(format!("{base}/api/v1/agents/{}/heartbeat", self.gate))
             .bearer_auth(&self.token)
             .timeout(Duration::from_secs(10))
             .json(hb)
             .send()
             .await
+            .inspect_err(|_| self.failed(i))
             .context("sending heartbeat to central")?;
+        if resp.status().is_server_error() {
+            self.failed(i);
+        }
         if !resp.status().is_success() {
             bail!("central refused the heartbeat: {}", resp.status());
         }
@@ -428,4 +488,63 @@ async fn drain_once(
         "batch delivered"
     );
     Ok(Drained::Answered { advanced })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(urls: &[&str]) -> CentralConfig {
+        CentralConfig {
+            url: urls[0].to_owned(),
+            urls: urls.iter().map(|u| (*u).to_owned()).collect(),
+            token: "t".into(),
+            ca_cert: None,
+            client_cert: None,
+            client_key: None,
+            registry_keys: Vec::new(),
+            uplink_batch: 10,
+            heartbeat_every: Duration::from_secs(1),
+            poll_wait: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_failed_instance_hands_over_to_the_next_once() {
+        let gate = GateId::parse("P1-G1").expect("gate");
+        let c = CentralClient::new(
+            &config(&["http://127.0.0.1:1/", "http://127.0.0.1:2"]),
+            &gate,
+        )
+        .expect("client");
+        let other = c.clone();
+        assert_eq!(c.base(), "http://127.0.0.1:1");
+        c.failed(0);
+        // A second failure seen against the same instance (another request in flight)
+        // does not move past the instance just taken over.
+        other.failed(0);
+        assert_eq!(other.base(), "http://127.0.0.1:2");
+        c.failed(1);
+        assert_eq!(c.base(), "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn one_instance_stays_put_and_every_url_is_checked() {
+        let gate = GateId::parse("P1-G1").expect("gate");
+        let c = CentralClient::new(&config(&["http://127.0.0.1:1"]), &gate).expect("client");
+        c.failed(0);
+        assert_eq!(c.base(), "http://127.0.0.1:1");
+        let e = CentralClient::new(
+            &config(&["http://127.0.0.1:1", "http://central.example"]),
+            &gate,
+        )
+        .expect_err("plain http off loopback");
+        assert!(e.to_string().contains("central.example"), "{e}");
+        let e = CentralClient::new(
+            &config(&["http://127.0.0.1:1", "https://central.example"]),
+            &gate,
+        )
+        .expect_err("https without a CA");
+        assert!(e.to_string().contains("ca_cert"), "{e}");
+    }
 }

@@ -18,14 +18,21 @@
 //! - `case_tables`: cases and alerts, and the `CaseBook` the case rules write through.
 //! - `registry_tables`: the change log and the current records, as a `RegistrySink`.
 //! - `staff_tables`: audit log, staff users, sessions.
+//! - `import`: records copied from another backend, as they are ([`crate::store::copy`]).
+//! - `retention`: dropping monthly event partitions past the retention.
+//! - `fanout`: live updates across instances (LISTEN/NOTIFY), [`PgStore::follow`].
 //! - `query`: read-only queries (events, gates, statistics, alerts).
 //! - this module: [`PgStore`], the pool, the migrations and shared helpers.
 
 mod case_tables;
 mod event_tables;
+mod fanout;
+mod import;
 mod query;
 mod registry_tables;
+mod retention;
 mod staff_tables;
+mod tls;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -33,7 +40,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use postgres::{NoTls, Transaction};
+use postgres::Transaction;
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
 use protocol::schema::{Change, Consignment, GateId, JournalEntry, RegistryRecord};
@@ -41,6 +48,7 @@ use r2d2_postgres::PostgresConnectionManager;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use self::fanout::LiveUpdate;
 use super::{GateRow, IngestOutcome, LoggedChange, RegistrySnapshot, Store, StoreError};
 use crate::cases::CaseError;
 use crate::model::{
@@ -54,7 +62,13 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_initial.s
 /// Connections the pool keeps at most.
 pub const POOL_SIZE: u32 = 16;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+/// How long a readiness check waits for a connection.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long an operation waits for a connection before answering "unavailable".
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Pool = r2d2::Pool<PostgresConnectionManager<tls::MakeRustls>>;
 
 /// The PostgreSQL store.
 pub struct PgStore {
@@ -62,6 +76,12 @@ pub struct PgStore {
     pool: Option<Pool>,
     /// Months (as `year * 12 + month - 1`) whose event partition is known to exist.
     partitions: Mutex<HashSet<i64>>,
+    /// Where the pool connects (the live-update listener connects there too).
+    config: postgres::Config,
+    /// Plain or TLS connections (`[store] ca_cert`).
+    tls: tls::MakeRustls,
+    /// This store's (instance's) id in the notices it sends ([`fanout`]).
+    instance: Uuid,
 }
 
 impl fmt::Debug for PgStore {
@@ -76,6 +96,15 @@ impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         // `{:#}`-like detail: the server's message, not only "db error".
         match e.as_db_error() {
+            // Connection exceptions (class 08) and the server shutting down or starting
+            // (57P01..57P03): the database is away, not the request wrong.
+            // Deadlock, serialization failure: the transaction was rolled back whole.
+            Some(db) if matches!(db.code().code(), "40001" | "40P01") => {
+                StoreError::Unavailable(format!("{CONFLICT}: {db}"))
+            }
+            Some(db) if unavailable_state(db.code().code()) => {
+                StoreError::Unavailable(format!("PostgreSQL: {db}"))
+            }
             Some(db) => StoreError::Backend(format!("PostgreSQL: {db}")),
             None => {
                 let mut msg = format!("PostgreSQL: {e}");
@@ -84,15 +113,39 @@ impl From<postgres::Error> for StoreError {
                     msg.push_str(&format!(": {s}"));
                     src = s.source();
                 }
-                StoreError::Backend(msg)
+                // The connection closed, could not be made, or its socket failed.
+                let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+                if e.is_closed() || io || e.to_string().starts_with("timeout waiting") {
+                    StoreError::Unavailable(msg)
+                } else {
+                    StoreError::Backend(msg)
+                }
             }
         }
     }
 }
 
+/// How often a transaction aborted by a deadlock or serialization failure is run again.
+pub const CONFLICT_RETRIES: u32 = 5;
+
+/// Leading words of the [`StoreError::Unavailable`] message of a deadlock or
+/// serialization failure (what [`PgStore::write`] runs again).
+const CONFLICT: &str = "PostgreSQL transaction conflict";
+
+fn is_conflict(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(m) if m.starts_with(CONFLICT))
+}
+
+/// SQLSTATEs that say the database is unreachable or going away, not that the statement
+/// was wrong.
+fn unavailable_state(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
 impl From<r2d2::Error> for StoreError {
     fn from(e: r2d2::Error) -> Self {
-        StoreError::Backend(format!("PostgreSQL connection pool: {e}"))
+        // The pool's only error: no healthy connection within its timeout.
+        StoreError::Unavailable(format!("PostgreSQL connection pool: {e}"))
     }
 }
 
@@ -104,22 +157,46 @@ impl PgStore {
     /// [`StoreError::Backend`] when the URL is invalid, the database unreachable, or a
     /// migration fails (nothing of a failed step is applied).
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        off_runtime(|| Self::open_here(url))
+        Self::open_with(url, None)
     }
 
-    fn open_here(url: &str) -> Result<Self, StoreError> {
-        let config: postgres::Config = url
+    /// As [`PgStore::open`]; with `ca_cert`, connections use TLS (as the URL's
+    /// `sslmode` says) and trust only the CA certificates in that PEM file.
+    ///
+    /// # Errors
+    /// As [`PgStore::open`]; an unreadable CA file; `sslmode=require` without a CA.
+    pub fn open_with(url: &str, ca_cert: Option<&std::path::Path>) -> Result<Self, StoreError> {
+        off_runtime(|| Self::open_here(url, ca_cert))
+    }
+
+    fn open_here(url: &str, ca_cert: Option<&std::path::Path>) -> Result<Self, StoreError> {
+        let mut config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let tls = match ca_cert {
+            Some(ca) => tls::MakeRustls::trusting(ca)?,
+            None => tls::MakeRustls::none(),
+        };
+        if !tls.is_tls() {
+            if config.get_ssl_mode() == postgres::config::SslMode::Require {
+                return Err(StoreError::Backend(
+                    "the URL says sslmode=require: set [store] ca_cert (the CA to trust)".into(),
+                ));
+            }
+            config.ssl_mode(postgres::config::SslMode::Disable);
+        }
+        let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(10))
+            .connection_timeout(CONNECT_TIMEOUT)
             .build(manager)?;
         let store = Self {
             pool: Some(pool),
             partitions: Mutex::new(HashSet::new()),
+            config,
+            tls,
+            instance: Uuid::now_v7(),
         };
         store.migrate()?;
         Ok(store)
@@ -167,16 +244,34 @@ impl PgStore {
     }
 
     /// Runs `f` in one transaction on a pooled connection and commits it.
+    ///
+    /// A transaction PostgreSQL aborted for a deadlock or a serialization failure (rolled
+    /// back whole, so running it again is safe) is run again, up to [`CONFLICT_RETRIES`]
+    /// times with a short growing pause; after that the operation is
+    /// [`StoreError::Unavailable`] (503, try again later).
     fn write<T: Send>(
         &self,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError> + Send,
+        mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
         off_runtime(|| {
-            let mut conn = self.pool().get()?;
-            let mut tx = conn.transaction()?;
-            let out = f(&mut tx)?;
-            tx.commit()?;
-            Ok(out)
+            let mut attempt: u32 = 0;
+            loop {
+                let mut conn = self.pool().get()?;
+                let result = (|| {
+                    let mut tx = conn.transaction()?;
+                    let out = f(&mut tx)?;
+                    tx.commit()?;
+                    Ok(out)
+                })();
+                match result {
+                    Err(e) if is_conflict(&e) && attempt < CONFLICT_RETRIES => {
+                        attempt += 1;
+                        tracing::debug!(error = %e, attempt, "transaction conflict; running it again");
+                        std::thread::sleep(Duration::from_millis(10 * u64::from(attempt)));
+                    }
+                    other => return other,
+                }
+            }
         })
     }
 
@@ -243,6 +338,15 @@ impl PgStore {
     fn known_partition(&self, key: i64) -> bool {
         self.partitions.lock().is_ok_and(|k| k.contains(&key))
     }
+}
+
+/// Tells the other instances about `cases` (opened or changed in `tx`).
+fn notify_cases(tx: &mut Transaction<'_>, from: Uuid, cases: &[Case]) -> Result<(), StoreError> {
+    if cases.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<u64> = cases.iter().map(|c| c.id).collect();
+    fanout::notify(tx, from, &ids, None)
 }
 
 /// Runs `f` on a thread of its own when called from inside a tokio runtime: the
@@ -360,6 +464,14 @@ pub(super) fn write_audit(
 // ---------------------------------------------------------------------------------------
 
 impl Store for PgStore {
+    fn ready(&self) -> Result<(), StoreError> {
+        off_runtime(|| {
+            let mut conn = self.pool().get_timeout(READY_TIMEOUT)?;
+            conn.simple_query("SELECT 1")?;
+            Ok(())
+        })
+    }
+
     fn add_agent(&self, token: &TokenHash, agent: &AgentRecord) -> Result<(), StoreError> {
         self.write(|tx| event_tables::add_agent(tx, token, agent))
     }
@@ -376,8 +488,17 @@ impl Store for PgStore {
         gap_alert_after: SignedDuration,
     ) -> Result<IngestOutcome, StoreError> {
         self.ensure_partitions(entries)?;
-        let prepared = event_tables::prepare(entries)?;
-        self.write(|tx| event_tables::ingest(tx, gate, entries, prepared, now, gap_alert_after))
+        let mut prepared = Some(event_tables::prepare(entries)?);
+        self.write(|tx| {
+            // A transaction run again (after a conflict) prepares the batch anew.
+            let p = match prepared.take() {
+                Some(p) => p,
+                None => event_tables::prepare(entries)?,
+            };
+            let out = event_tables::ingest(tx, gate, entries, p, now, gap_alert_after)?;
+            notify_cases(tx, self.instance, &out.cases)?;
+            Ok(out)
+        })
     }
 
     fn record_heartbeat(
@@ -385,7 +506,11 @@ impl Store for PgStore {
         health: &GateHealth,
         gap_alert_after: SignedDuration,
     ) -> Result<Vec<Case>, StoreError> {
-        self.write(|tx| event_tables::record_heartbeat(tx, health, gap_alert_after))
+        self.write(|tx| {
+            let cases = event_tables::record_heartbeat(tx, health, gap_alert_after)?;
+            notify_cases(tx, self.instance, &cases)?;
+            Ok(cases)
+        })
     }
 
     fn gates(&self) -> Result<Vec<GateRow>, StoreError> {
@@ -431,7 +556,13 @@ impl Store for PgStore {
         actor: &str,
         at: Timestamp,
     ) -> Result<u64, StoreError> {
-        self.write(|tx| registry_tables::append_changes(tx, changes, actor, at))
+        self.write(|tx| {
+            let seq = registry_tables::append_changes(tx, changes, actor, at)?;
+            if !changes.is_empty() {
+                fanout::notify(tx, self.instance, &[], Some(seq))?;
+            }
+            Ok(seq)
+        })
     }
 
     fn last_seq(&self) -> Result<u64, StoreError> {
@@ -502,6 +633,7 @@ impl Store for PgStore {
                 &format!("case {id}: {what}"),
                 at,
             )?;
+            fanout::notify(&mut tx, self.instance, &[c.id], None)?;
             tx.commit().map_err(StoreError::from)?;
             Ok(c)
         };

@@ -11,7 +11,7 @@ use super::{bump, from_json, int, to_json, uint, write_audit};
 use crate::registry;
 use crate::store::{LoggedChange, RegistrySnapshot, StoreError};
 
-fn consignment_index_keys(c: &Consignment) -> Vec<String> {
+pub(super) fn consignment_index_keys(c: &Consignment) -> Vec<String> {
     let mut keys: Vec<String> = c
         .containers
         .iter()
@@ -110,7 +110,7 @@ fn remove_consignment(
 }
 
 /// The operator a logged change is about (for the operator's history page).
-fn operator_of(change: &Change) -> Option<String> {
+pub(super) fn operator_of(change: &Change) -> Option<String> {
     match change {
         Change::UpsertOperator { record } => Some(record.operator.to_string()),
         Change::SetStatus { operator, .. } => Some(operator.to_string()),

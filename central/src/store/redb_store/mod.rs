@@ -99,6 +99,7 @@ impl RedbStore {
 
 mod case_tables;
 mod event_tables;
+mod export;
 mod query;
 mod registry_tables;
 mod staff_tables;

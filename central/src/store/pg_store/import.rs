@@ -1,0 +1,353 @@
+//! Writing records copied from another backend ([`crate::store::copy`]) as they are.
+//! Every statement leaves a row that is already there alone (or sets it to the source's
+//! value), so importing the same records again changes nothing: an interrupted copy is
+//! resumed by running it again.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use postgres::Transaction;
+use protocol::schema::{EventBody, JournalEntry};
+use uuid::Uuid;
+
+use super::registry_tables::{consignment_index_keys, operator_of};
+use super::{PgStore, StoreError, int, to_json};
+use crate::ingest;
+use crate::store::copy::Record;
+
+impl PgStore {
+    /// Writes `records` in one transaction (events' monthly partitions are created first).
+    ///
+    /// # Errors
+    /// A record does not fit the schema, or the database fails.
+    pub fn import(&self, records: &[Record]) -> Result<(), StoreError> {
+        let mut entries = Vec::new();
+        for r in records {
+            if let Record::Event { value, .. } = r
+                && !refused(value)
+            {
+                entries.push(entry_of(value)?);
+            }
+        }
+        self.ensure_partitions(&entries)?;
+        self.write(|tx| {
+            let mut events = Vec::new();
+            for r in records {
+                match r {
+                    Record::Event { gate, value } => events.push((gate.as_str(), value)),
+                    other => import_one(tx, other)?,
+                }
+            }
+            import_events(tx, &events)
+        })
+    }
+
+    /// Rows per record family, as [`Record::kind`] names them.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn row_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        const TABLES: &[(&str, &str)] = &[
+            ("hourly figures", "hourly"),
+            ("agent tokens", "agent_tokens"),
+            ("gates", "gates"),
+            ("events", "event_keys"),
+            ("alerts", "alerts"),
+            ("cases", "cases"),
+            ("case links", "case_by_txn"),
+            ("registry changes", "changes"),
+            ("operators", "operators"),
+            ("MRAs", "mras"),
+            ("consignments", "consignments"),
+            ("audit entries", "audit"),
+            ("users", "users"),
+            ("sessions", "sessions"),
+        ];
+        self.read(|tx| {
+            let mut out = BTreeMap::new();
+            for (kind, table) in TABLES {
+                let n: i64 = tx
+                    .query_one(&format!("SELECT count(*) FROM {table}"), &[])?
+                    .get(0);
+                out.insert((*kind).to_owned(), super::uint(n));
+            }
+            Ok(out)
+        })
+    }
+}
+
+fn refused(value: &serde_json::Value) -> bool {
+    value["refused"].as_bool().unwrap_or(false)
+}
+
+fn entry_of(value: &serde_json::Value) -> Result<JournalEntry, StoreError> {
+    serde_json::from_value(value["entry"].clone()).map_err(|e| StoreError::Corrupt {
+        table: "events",
+        key: value["entry"]["seq"].to_string(),
+        why: e.to_string(),
+    })
+}
+
+fn import_one(tx: &mut Transaction<'_>, r: &Record) -> Result<(), StoreError> {
+    match r {
+        Record::Meta { name, n } => {
+            tx.execute(
+                "INSERT INTO meta (name, n) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET n = EXCLUDED.n",
+                &[name, &int(*n)?],
+            )?;
+        }
+        Record::Counter { scope, name, n } => {
+            tx.execute(
+                "INSERT INTO counters (scope, name, n) VALUES ($1, $2, $3)
+                 ON CONFLICT (scope, name) DO UPDATE SET n = EXCLUDED.n",
+                &[scope, name, &int(*n)?],
+            )?;
+        }
+        Record::Hourly {
+            gate,
+            hour,
+            figure,
+            n,
+        } => {
+            tx.execute(
+                "INSERT INTO hourly (gate, hour, figure, n) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (gate, hour, figure) DO UPDATE SET n = EXCLUDED.n",
+                &[gate, hour, figure, &int(*n)?],
+            )?;
+        }
+        Record::AgentToken { token, agent } => {
+            tx.execute(
+                "INSERT INTO agent_tokens (token, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[token, &to_json(agent)?],
+            )?;
+        }
+        Record::Gate { gate, value } => {
+            tx.execute(
+                "INSERT INTO gates (gate, value) VALUES ($1, $2)
+                 ON CONFLICT (gate) DO UPDATE SET value = EXCLUDED.value",
+                &[gate, value],
+            )?;
+        }
+        Record::Event { .. } => {}
+        Record::Alert(a) => {
+            tx.execute(
+                "INSERT INTO alerts (id, gate, seq, kind, value) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &int(a.id)?,
+                    &a.gate.as_str(),
+                    &int(a.seq)?,
+                    &a.kind.as_str(),
+                    &to_json(a)?,
+                ],
+            )?;
+        }
+        Record::Case(c) => {
+            let reasons: Vec<&str> = c.reasons().iter().map(|r| r.code()).collect();
+            tx.execute(
+                "INSERT INTO cases (id, state, gate, lane, reasons, opened_at_ms, value)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                &[
+                    &int(c.id)?,
+                    &c.state.as_str(),
+                    &c.gate.as_str(),
+                    &c.lane.as_ref().map(|l| l.as_str()),
+                    &reasons,
+                    &c.opened_at.as_millisecond(),
+                    &to_json(c)?,
+                ],
+            )?;
+        }
+        Record::CaseLink { gate, txn, case } => {
+            tx.execute(
+                "INSERT INTO case_by_txn (gate, txn, case_id) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[gate, txn, &int(*case)?],
+            )?;
+        }
+        Record::Change(c) => {
+            tx.execute(
+                "INSERT INTO changes (seq, operator, value) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&int(c.seq)?, &operator_of(&c.change), &to_json(c)?],
+            )?;
+        }
+        Record::Operator { seq, record } => {
+            tx.execute(
+                "INSERT INTO operators (id, seq, value) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&record.operator.to_string(), &int(*seq)?, &to_json(record)?],
+            )?;
+        }
+        Record::Mra { seq, record } => {
+            tx.execute(
+                "INSERT INTO mras (recognising, partner, seq, value) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &record.recognising.code(),
+                    &record.partner.code(),
+                    &int(*seq)?,
+                    &to_json(record)?,
+                ],
+            )?;
+        }
+        Record::Consignment { seq, record } => {
+            tx.execute(
+                "INSERT INTO consignments (id, seq, value) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&record.id, &int(*seq)?, &to_json(record)?],
+            )?;
+            tx.execute(
+                "INSERT INTO consignment_index (key, id)
+                 SELECT k, $2 FROM unnest($1::text[]) AS k ON CONFLICT DO NOTHING",
+                &[&consignment_index_keys(record), &record.id],
+            )?;
+        }
+        Record::Audit(a) => {
+            tx.execute(
+                "INSERT INTO audit (id, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&int(a.id)?, &to_json(a)?],
+            )?;
+        }
+        Record::User(u) => {
+            tx.execute(
+                "INSERT INTO users (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&u.name, &to_json(u)?],
+            )?;
+        }
+        Record::Session { token, session } => {
+            tx.execute(
+                "INSERT INTO sessions (token, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[token, &to_json(session)?],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Stored events with their keys, transaction and container index rows, as ingest
+/// writes them (one multi-row insert per table).
+fn import_events(
+    tx: &mut Transaction<'_>,
+    events: &[(&str, &serde_json::Value)],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut k_gate = Vec::new();
+    let mut k_seq = Vec::new();
+    let mut k_id = Vec::new();
+    let mut k_hash = Vec::new();
+    let mut k_prev = Vec::new();
+    let mut k_at = Vec::new();
+    let (mut e_gate, mut e_seq, mut e_at) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut e_lane, mut e_decision, mut e_txn, mut e_value) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut r_gate, mut r_seq, mut r_at, mut r_value) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut txn_rows: Vec<(Uuid, String, i64, i64)> = Vec::new();
+    let mut txn_containers: BTreeSet<(Uuid, String)> = BTreeSet::new();
+    for (gate, value) in events {
+        let e = entry_of(value)?;
+        let seq = int(e.seq)?;
+        let at = e.at.as_millisecond();
+        k_gate.push((*gate).to_owned());
+        k_seq.push(seq);
+        k_id.push(e.id);
+        k_hash.push(e.hash.clone());
+        k_prev.push(e.prev_hash.clone());
+        k_at.push(at);
+        if refused(value) {
+            r_gate.push((*gate).to_owned());
+            r_seq.push(seq);
+            r_at.push(at);
+            r_value.push((*value).clone());
+            continue;
+        }
+        let txn = ingest::transaction_of(&e.body);
+        e_gate.push((*gate).to_owned());
+        e_seq.push(seq);
+        e_at.push(at);
+        e_lane.push(ingest::lane_of(&e.body).map(str::to_owned));
+        e_decision.push(ingest::decision_of(&e.body).map(|d| d.as_str().to_owned()));
+        e_txn.push(txn);
+        e_value.push((*value).clone());
+        if let Some(t) = txn {
+            txn_rows.push((t, (*gate).to_owned(), seq, at));
+            if let EventBody::Transaction { transaction } = &e.body {
+                for c in transaction.containers() {
+                    txn_containers.insert((t, c.to_string()));
+                }
+            }
+        }
+    }
+    tx.execute(
+        "INSERT INTO event_keys (gate, seq, entry_id, hash, prev_hash, at_ms)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[],
+                              $6::bigint[])
+         ON CONFLICT DO NOTHING",
+        &[&k_gate, &k_seq, &k_id, &k_hash, &k_prev, &k_at],
+    )?;
+    if !e_seq.is_empty() {
+        tx.execute(
+            "INSERT INTO events (gate, seq, at_ms, lane, decision, txn, value)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[],
+                                  $5::text[], $6::uuid[], $7::json[])
+             ON CONFLICT DO NOTHING",
+            &[
+                &e_gate,
+                &e_seq,
+                &e_at,
+                &e_lane,
+                &e_decision,
+                &e_txn,
+                &e_value,
+            ],
+        )?;
+    }
+    if !r_seq.is_empty() {
+        tx.execute(
+            "INSERT INTO refused_events (gate, seq, at_ms, value)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::json[])
+             ON CONFLICT DO NOTHING",
+            &[&r_gate, &r_seq, &r_at, &r_value],
+        )?;
+    }
+    if !txn_rows.is_empty() {
+        let mut t = Vec::new();
+        let mut g = Vec::new();
+        let mut s = Vec::new();
+        let mut a = Vec::new();
+        for (tt, gg, ss, aa) in txn_rows {
+            t.push(tt);
+            g.push(gg);
+            s.push(ss);
+            a.push(aa);
+        }
+        if !txn_containers.is_empty() {
+            let (tc, cc): (Vec<Uuid>, Vec<String>) = txn_containers.into_iter().unzip();
+            tx.execute(
+                "INSERT INTO txn_containers (txn, container)
+                 SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT DO NOTHING",
+                &[&tc, &cc],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO event_txn (txn, gate, seq, at_ms)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[])
+             ON CONFLICT DO NOTHING",
+            &[&t, &g, &s, &a],
+        )?;
+        // Every entry of a transaction named here (this chunk's, and earlier ones when
+        // the transaction itself arrives now) is indexed under its containers.
+        let named: Vec<Uuid> = t.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+        tx.execute(
+            "INSERT INTO event_containers (container, at_ms, gate, seq)
+             SELECT tc.container, et.at_ms, et.gate, et.seq
+               FROM event_txn et JOIN txn_containers tc ON tc.txn = et.txn
+              WHERE et.txn = ANY($1)
+             ON CONFLICT DO NOTHING",
+            &[&named],
+        )?;
+    }
+    Ok(())
+}

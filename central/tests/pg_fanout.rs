@@ -1,0 +1,174 @@
+//! Two central instances on one PostgreSQL database (a cluster the test starts itself,
+//! common/pg.rs), each serving HTTP on a loopback port of its own: what one instance does
+//! reaches the live channels of the other (LISTEN/NOTIFY, docs/scale-out.md).
+
+mod common;
+
+use std::time::Duration;
+
+use central::config::{PgUrl, StoreConfig};
+use common::*;
+use protocol::operator::OperatorId;
+use protocol::schema::{AeoStatus, Authorisation, RegistryRecord, SCHEMA_VERSION};
+use tokio_util::sync::CancellationToken;
+
+/// A central on `url`, served on a free loopback port; its base URL and server task.
+async fn instance(url: &str) -> (Env, String, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let url = url.to_owned();
+    let e = env_with(move |cfg| {
+        cfg.store = Some(StoreConfig {
+            url: PgUrl::parse(&url).expect("PostgreSQL URL"),
+            retention_months: None,
+            ca_cert: None,
+        });
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(central::serve_with_listener(
+        e.central.clone(),
+        listener,
+        e.cfg.clone(),
+        CancellationToken::new(),
+    ));
+    (e, base, server)
+}
+
+fn record(id: &str) -> RegistryRecord {
+    RegistryRecord {
+        v: SCHEMA_VERSION,
+        operator: OperatorId::parse(id).expect("operator"),
+        name: format!("Operator {id}"),
+        authorisations: vec![Authorisation::Aeof],
+        status: AeoStatus::Active,
+        status_since: ts("2025-01-01T00:00:00Z"),
+        valid_from: ts("2025-01-01T00:00:00Z"),
+        valid_to: None,
+        roles: vec![],
+        contact_point: None,
+        linked_ids: vec![],
+        source: "test".into(),
+        as_of: ts("2026-01-01T00:00:00Z"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_opened_through_one_instance_reaches_the_live_stream_of_the_other_within_2_s() {
+    central::server::install_crypto_provider();
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let (a, base_a, server_a) = instance(&url).await;
+    let (b, base_b, server_b) = instance(&url).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+
+    // Staff log in at B (the user and the session live in the database).
+    a.central
+        .add_user("ana", "correct horse", "analyst")
+        .expect("user");
+    let login: serde_json::Value = http
+        .post(format!("{base_b}/api/v1/login"))
+        .json(&serde_json::json!({"user": "ana", "password": "correct horse"}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login answer");
+    let session = login["token"].as_str().expect("session token").to_owned();
+    let mut stream = reqwest::Client::new()
+        .get(format!("{base_b}/api/v1/cases/stream"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), 200);
+
+    // A seal exception arrives at A.
+    let g = gate("P1-G1");
+    let token = a.central.issue_agent_token(&g, "P1").expect("token");
+    let txn = uuid::Uuid::now_v7();
+    let entries = chain(&g, vec![fast_decision(&g), seal_exception(&g, txn)]);
+    let sent = tokio::time::Instant::now();
+    let r = http
+        .post(format!("{base_a}/api/v1/agents/P1-G1/events"))
+        .bearer_auth(&token)
+        .json(&batch(&g, &entries))
+        .send()
+        .await
+        .expect("ingest at A");
+    assert_eq!(r.status(), 200);
+
+    let mut seen = String::new();
+    let deadline = sent + Duration::from_secs(2);
+    while !seen.contains(&txn.to_string()) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("B's stream did not show A's case within 2 s: {seen}"))
+            .expect("stream chunk")
+            .expect("stream still open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: case"), "{seen}");
+    println!("case from A on B's stream after {:?}", sent.elapsed());
+    let mut a_stream = a.central.subscribe_cases();
+
+    // A registry change made through A wakes B's long-polling replicas.
+    let mut registry_b = b.central.subscribe_registry();
+    let before = *registry_b.borrow_and_update();
+    a.central
+        .import_records(vec![record("EU-AEO:DE123456789012345")], "test")
+        .expect("import at A");
+    tokio::time::timeout(Duration::from_secs(2), registry_b.changed())
+        .await
+        .expect("B learns of A's registry change within 2 s")
+        .expect("watch open");
+    let after = *registry_b.borrow();
+    assert!(
+        after > before,
+        "B's registry seq moved: {before} -> {after}"
+    );
+    assert_eq!(after, b.central.registry_seq().expect("seq"));
+
+    // A staff action at B reaches A's live channel.
+    let case_id = b
+        .central
+        .store()
+        .cases(&central::model::CaseQuery::default())
+        .expect("cases")
+        .items
+        .first()
+        .expect("a case")
+        .id;
+    let mut b_local = b.central.subscribe_cases();
+    let r = http
+        .post(format!("{base_b}/api/v1/cases/{case_id}/acknowledge"))
+        .bearer_auth(&session)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("acknowledge at B");
+    assert!(r.status().is_success(), "{}", r.status());
+    let changed = tokio::time::timeout(Duration::from_secs(2), a_stream.recv())
+        .await
+        .expect("A hears of B's staff action within 2 s")
+        .expect("channel open");
+    assert_eq!(changed.id, case_id);
+    assert_eq!(changed.state, central::model::CaseState::Acknowledged);
+    // B published its own change once; its own notice does not come back as a second.
+    let own = b_local.recv().await.expect("B's own publication");
+    assert_eq!(own.id, case_id);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), b_local.recv())
+            .await
+            .is_err(),
+        "B's own notice was echoed back to its live channel"
+    );
+
+    drop(stream);
+    server_a.abort();
+    server_b.abort();
+    drop((a, b));
+    drop(cluster);
+}

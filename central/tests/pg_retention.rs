@@ -1,0 +1,159 @@
+//! Retention on PostgreSQL (`[store] retention_months`): whole monthly event partitions
+//! older than the cutoff are dropped; newer months, the chain keys (a resent old entry is
+//! still a duplicate), cases and figures stay. A cluster of the test's own (common/pg.rs).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use central::config::{PgUrl, StoreConfig};
+use central::model::EventQuery;
+use central::store::{PgStore, Store};
+use common::*;
+use jiff::{SignedDuration, Timestamp};
+use protocol::schema::{GENESIS_HASH, JournalEntry};
+use uuid::Uuid;
+
+/// A chain of decisions of gate `g`, one at each time.
+fn dated(g: &protocol::schema::GateId, times: &[Timestamp]) -> Vec<JournalEntry> {
+    let mut prev = GENESIS_HASH.to_owned();
+    times
+        .iter()
+        .enumerate()
+        .map(|(i, at)| {
+            let e = JournalEntry::new_chained(
+                g.clone(),
+                i as u64 + 1,
+                Uuid::now_v7(),
+                *at,
+                prev.clone(),
+                fast_decision(g),
+            )
+            .expect("entry");
+            prev = e.hash.clone();
+            e
+        })
+        .collect()
+}
+
+fn months_of(s: &dyn Store) -> Vec<String> {
+    let mut m: Vec<String> = s
+        .events(&EventQuery {
+            limit: 1_000,
+            ..EventQuery::default()
+        })
+        .expect("events")
+        .items
+        .iter()
+        .map(|e| e.entry.at.to_string()[..7].to_owned())
+        .collect();
+    m.dedup();
+    m
+}
+
+#[test]
+fn months_before_the_cutoff_are_dropped_and_the_rest_stays() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let s = PgStore::open(&url).expect("store");
+    let g = gate("P1-G1");
+    let entries = dated(
+        &g,
+        &[
+            ts("2024-01-10T08:00:00Z"),
+            ts("2024-02-29T23:59:59Z"),
+            ts("2024-03-01T00:00:00Z"),
+            ts("2024-06-15T12:00:00Z"),
+        ],
+    );
+    let now = ts("2024-06-20T00:00:00Z");
+    let out = s
+        .ingest(&g, &entries, now, SignedDuration::from_mins(5))
+        .expect("ingest");
+    assert_eq!(out.tally.stored, 4);
+    let before = s.gates().expect("gates");
+
+    // Keep the current month and two before it: January and February go.
+    let dropped = s.apply_retention(3, now).expect("retention");
+    assert_eq!(dropped, vec!["events_2024_01", "events_2024_02"]);
+    assert_eq!(months_of(&s), vec!["2024-03", "2024-06"]);
+    assert_eq!(
+        s.gates().expect("gates"),
+        before,
+        "the chain head is unchanged"
+    );
+    // Again: nothing more to drop.
+    assert!(s.apply_retention(3, now).expect("retention").is_empty());
+
+    // The old entries resent are recognised, not stored again; the chain goes on.
+    let out = s
+        .ingest(&g, &entries, now, SignedDuration::from_mins(5))
+        .expect("resend");
+    assert_eq!((out.tally.stored, out.tally.duplicates), (0, 4));
+    assert!(
+        s.alerts(100).expect("alerts").is_empty(),
+        "no alert on a resend"
+    );
+    let mut next = dated(&g, &[ts("2024-06-19T00:00:00Z")]);
+    next[0] = JournalEntry::new_chained(
+        g.clone(),
+        5,
+        Uuid::now_v7(),
+        ts("2024-06-19T00:00:00Z"),
+        entries[3].hash.clone(),
+        fast_decision(&g),
+    )
+    .expect("entry");
+    let out = s
+        .ingest(&g, &next, now, SignedDuration::from_mins(5))
+        .expect("next");
+    assert_eq!((out.tally.stored, out.acked_through), (1, 5));
+    assert!(
+        s.alerts(100).expect("alerts").is_empty(),
+        "the chain still links"
+    );
+    drop(s);
+}
+
+#[test]
+fn central_applies_the_configured_retention_on_start() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let g = gate("P1-G1");
+    let now = Timestamp::now();
+    let old = now
+        .checked_sub(SignedDuration::from_hours(24 * 400))
+        .expect("time");
+    {
+        let s = PgStore::open(&url).expect("store");
+        s.ingest(
+            &g,
+            &dated(&g, &[old, now]),
+            now,
+            SignedDuration::from_mins(5),
+        )
+        .expect("ingest");
+        assert_eq!(months_of(&s).len(), 2);
+    }
+    let e = env_with(|cfg| {
+        cfg.store = Some(StoreConfig {
+            url: PgUrl::parse(&url).expect("url"),
+            retention_months: std::num::NonZeroU32::new(12),
+            ca_cert: None,
+        });
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let months = months_of(&**e.central.store());
+        if months.len() == 1 {
+            assert_eq!(months[0], now.to_string()[..7], "the current month stays");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the month 400 days back was not dropped: {months:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(e);
+}

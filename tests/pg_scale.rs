@@ -1,0 +1,364 @@
+//! Central on PostgreSQL at scale (docs/scale-out.md): the real `central` and `edge-agent`
+//! binaries on loopback over a PostgreSQL cluster each test starts itself
+//! (central/tests/common/pg.rs: `initdb` in a temporary folder, stopped by PID).
+//!
+//! - PostgreSQL stopped mid-traffic: central answers `/readyz` and ingest 503 with
+//!   `Retry-After`, the agent keeps deciding, and when the database returns the backlog
+//!   drains exactly once.
+//! - Two central instances on one database, the agent configured with both
+//!   (`central.urls`): one instance SIGKILLed and restarted 20 times under traffic; lost =
+//!   duplicated = out of order = 0 per lane, and no chain alert although the gate's
+//!   batches landed on both instances.
+//! - The same batch sent to both instances at once is stored once.
+//!
+//! Each ends, like tests/fault_uplink.rs, by comparing the agent's journal with what
+//! central stored.
+
+mod common;
+#[path = "../central/tests/common/pg.rs"]
+#[allow(dead_code)]
+mod pg;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{
+    AgentSite, Burst, CentralLink, CentralSite, STEP, Transport, assert_exactly_once, burst,
+    chain_alerts, count, http_client, stored_events, wait_count,
+};
+use pg::PgCluster;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+fn manual_lanes() -> Vec<common::LaneSpec> {
+    vec![
+        common::LaneSpec::manual("L1"),
+        common::LaneSpec::manual("L2"),
+    ]
+}
+
+fn lane_names() -> Vec<String> {
+    vec!["L1".into(), "L2".into()]
+}
+
+/// `GET {base}/readyz`: status, `Retry-After` (seconds) and body.
+async fn readyz(base: &str) -> (u16, Option<u64>, Value) {
+    let r = http_client(None)
+        .get(format!("{base}/readyz"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("readyz request");
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    (status, retry, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Decided transactions on both lanes, as the agent's console lists them.
+async fn decided(agent: &AgentSite) -> usize {
+    agent.decided("L1").await + agent.decided("L2").await
+}
+
+/// The agent's `aeogate_uplink_failovers_total`.
+async fn failovers(agent: &AgentSite) -> f64 {
+    let text = http_client(None)
+        .get(format!("{}/metrics", agent.base))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("agent metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("aeogate_uplink_failovers_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_stopped_mid_traffic_makes_central_unready_while_lanes_decide_and_nothing_is_lost()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut db = PgCluster::start();
+    let url = db.create_database("central");
+    let mut central = CentralSite::create_on(
+        &dir.path().join("central"),
+        Transport::PlainHttp,
+        Some(&url),
+    );
+    central.start().await;
+    let mut agent = AgentSite::create(
+        &dir.path().join("agent"),
+        &CentralLink::to(&central),
+        &manual_lanes(),
+        "24h",
+    );
+    agent.start().await;
+    let (status, _, body) = readyz(&central.url).await;
+    assert_eq!(
+        (status, &body["ready"]),
+        (200, &Value::Bool(true)),
+        "{body}"
+    );
+
+    let out = Arc::new(Burst::default());
+    let stop = CancellationToken::new();
+    let load = tokio::spawn(burst(
+        agent.base.clone(),
+        lane_names(),
+        2,
+        1_000_000,
+        stop.clone(),
+        out.clone(),
+    ));
+    wait_count(&out, 40).await;
+
+    // The database goes away under traffic.
+    db.stop();
+    let (status, retry, body) = readyz(&central.url).await;
+    assert_eq!(status, 503, "readyz while PostgreSQL is down: {body}");
+    assert_eq!(body["ready"], Value::Bool(false), "{body}");
+    assert!(retry.is_some_and(|s| s > 0), "readyz carries Retry-After");
+    let ingest = http_client(None)
+        .post(format!(
+            "{}/api/v1/agents/{}/events",
+            central.url,
+            common::GATE
+        ))
+        .bearer_auth(&central.token)
+        .json(&serde_json::json!({}))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("ingest request");
+    assert_eq!(ingest.status(), 503, "ingest while PostgreSQL is down");
+    assert!(
+        ingest
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|s| s > 0),
+        "ingest's 503 carries Retry-After"
+    );
+    // The lanes keep deciding and the console keeps journaling.
+    let (decided_then, count_then) = (
+        decided(&agent).await,
+        out.count.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    wait_count(&out, count_then + 60).await;
+    let deadline = Instant::now() + STEP;
+    while decided(&agent).await <= decided_then {
+        assert!(
+            Instant::now() < deadline,
+            "no lane decided while PostgreSQL was down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The database returns: central is ready again and the backlog drains exactly once.
+    db.restart();
+    let deadline = Instant::now() + STEP;
+    loop {
+        let (status, _, body) = readyz(&central.url).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "central not ready {STEP:?} after PostgreSQL returned: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_count(&out, count_then + 100).await;
+    stop.cancel();
+    tokio::time::timeout(STEP, load)
+        .await
+        .expect("the burst stops")
+        .expect("burst task");
+    let staff = central.staff().await;
+    staff
+        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
+        .await;
+    agent.terminate();
+    central.stop();
+    let journal = agent.journal();
+    let hub = central.open();
+    let alerts = chain_alerts(&hub);
+    assert!(
+        alerts.is_empty(),
+        "central raised chain alerts: {alerts:#?}"
+    );
+    let counts = count(&journal, &stored_events(&hub));
+    assert_exactly_once("PostgreSQL outage", &counts, &journal, &out.acked());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_database_one_sigkilled_twenty_times_lose_and_duplicate_nothing() {
+    const CYCLES: u64 = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = PgCluster::start();
+    let url = db.create_database("central");
+    let mut a = CentralSite::create_on(&dir.path().join("a"), Transport::PlainHttp, Some(&url));
+    let mut b = a.instance(&dir.path().join("b"));
+    a.start().await;
+    b.start().await;
+    let mut agent = AgentSite::create(
+        &dir.path().join("agent"),
+        &CentralLink::to(&a).or(&b),
+        &manual_lanes(),
+        "24h",
+    );
+    agent.start().await;
+    let out = Arc::new(Burst::default());
+    let stop = CancellationToken::new();
+    let load = tokio::spawn(burst(
+        agent.base.clone(),
+        lane_names(),
+        2,
+        1_000_000,
+        stop.clone(),
+        out.clone(),
+    ));
+    let started = Instant::now();
+    let mut target = 0;
+    for cycle in 0..CYCLES {
+        // Let some batches through, then kill one instance with ingest under way; the
+        // agent's batch in flight to it fails and goes to the other.
+        target += 12 + (cycle % 4) * 5;
+        wait_count(&out, target).await;
+        let victim = if cycle % 2 == 0 { &mut a } else { &mut b };
+        victim.kill();
+        tokio::time::sleep(Duration::from_millis(100 + (cycle % 3) * 150)).await;
+        victim.start().await;
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(240),
+        "{CYCLES} kill cycles took {took:?}"
+    );
+    stop.cancel();
+    tokio::time::timeout(STEP, load)
+        .await
+        .expect("the burst stops")
+        .expect("burst task");
+    let staff = b.staff().await;
+    staff
+        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
+        .await;
+    let moved = failovers(&agent).await;
+    assert!(
+        moved >= 1.0,
+        "the agent moved to the other instance at least once ({moved})"
+    );
+    agent.terminate();
+    a.stop();
+    b.stop();
+    let journal = agent.journal();
+    let hub = a.open();
+    let alerts = chain_alerts(&hub);
+    assert!(
+        alerts.is_empty(),
+        "central raised chain alerts: {alerts:#?}"
+    );
+    let counts = count(&journal, &stored_events(&hub));
+    assert_exactly_once(
+        &format!("two instances, one SIGKILLed × {CYCLES} ({took:?}, {moved} failovers)"),
+        &counts,
+        &journal,
+        &out.acked(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_batch_sent_to_two_instances_at_once_is_stored_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = PgCluster::start();
+    let url = db.create_database("central");
+    let mut a = CentralSite::create_on(&dir.path().join("a"), Transport::PlainHttp, Some(&url));
+    let mut b = a.instance(&dir.path().join("b"));
+    // The agent journals with no central reachable (a port nobody listens on), so its
+    // entries are still to be delivered when it stops.
+    let nowhere = format!("http://127.0.0.1:{}", common::free_port());
+    let mut agent = AgentSite::create(
+        &dir.path().join("agent"),
+        &CentralLink::to(&a).via(&nowhere),
+        &manual_lanes(),
+        "24h",
+    );
+    agent.start().await;
+    let out = Arc::new(Burst::default());
+    burst(
+        agent.base.clone(),
+        lane_names(),
+        2,
+        20,
+        CancellationToken::new(),
+        out.clone(),
+    )
+    .await;
+    agent.terminate();
+    let journal = agent.journal();
+    assert!(
+        journal.len() >= 40 && journal.len() <= 1_000,
+        "the burst was journaled, in one batch's size: {}",
+        journal.len()
+    );
+    a.start().await;
+    b.start().await;
+
+    // Four copies of one batch, two to each instance, all at once.
+    let batch = protocol::schema::IngestBatch {
+        v: protocol::schema::SCHEMA_VERSION,
+        batch_id: uuid::Uuid::now_v7(),
+        agent: protocol::schema::GateId::parse(common::GATE).expect("gate"),
+        entries: journal.clone(),
+    };
+    let http = http_client(None);
+    let sends: Vec<_> = [&a, &b, &a, &b]
+        .map(|site| {
+            tokio::spawn(
+                http.post(format!(
+                    "{}/api/v1/agents/{}/events",
+                    site.url,
+                    common::GATE
+                ))
+                .bearer_auth(&site.token)
+                .json(&batch)
+                .timeout(STEP)
+                .send(),
+            )
+        })
+        .into_iter()
+        .collect();
+    let mut stored = 0;
+    let mut duplicates = 0;
+    for send in sends {
+        let r = send.await.expect("send task").expect("ingest request");
+        assert_eq!(r.status(), 200, "every copy is answered");
+        let ack: protocol::schema::IngestAck = r.json().await.expect("acknowledgement");
+        assert_eq!(ack.acked_through, journal.len() as u64, "{ack:?}");
+        stored += ack.stored;
+        duplicates += ack.duplicates;
+    }
+    assert_eq!(
+        (stored, duplicates),
+        (journal.len() as u64, 3 * journal.len() as u64),
+        "one copy stored, three recognised as resends"
+    );
+    a.stop();
+    b.stop();
+    let hub = a.open();
+    let alerts = chain_alerts(&hub);
+    assert!(
+        alerts.is_empty(),
+        "central raised chain alerts: {alerts:#?}"
+    );
+    let counts = count(&journal, &stored_events(&hub));
+    assert_exactly_once("one batch, four copies", &counts, &journal, &out.acked());
+}
