@@ -82,6 +82,7 @@ fn exempt(path: &str) -> bool {
         || path.starts_with("/api/v1/registry/snapshot")
         || path.starts_with("/api/v1/registry/changes")
         || path == "/healthz"
+        || path == "/readyz"
         || path == "/metrics"
         || path.starts_with("/assets/")
 }
@@ -154,6 +155,7 @@ mod tests {
         assert!(RateLimiter::new(0, 10).is_none());
         assert!(exempt("/api/v1/agents/G1/events"));
         assert!(exempt("/api/v1/registry/changes"));
+        assert!(exempt("/readyz"));
         assert!(!exempt("/api/v1/cases"));
         assert!(!exempt("/login"));
     }
