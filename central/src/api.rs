@@ -245,7 +245,7 @@ async fn healthz(State(c): State<Central>) -> ApiResult<Json<serde_json::Value>>
 /// `GET /readyz`: whether this instance can serve now (its storage answers). A load
 /// balancer or an agent's failover sends traffic elsewhere while it answers 503.
 async fn readyz(State(c): State<Central>) -> Response {
-    match c.blocking(|c| c.store().ready()).await {
+    match c.blocking(|c| c.ready()).await {
         Ok(()) => Json(serde_json::json!({ "ready": true })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");

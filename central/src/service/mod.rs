@@ -250,6 +250,15 @@ impl Central {
         }
     }
 
+    /// Whether the storage answers now (`/readyz`). Blocks: call it through
+    /// [`Central::blocking`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] (or another storage error) while it does not.
+    pub fn ready(&self) -> Result<(), StoreError> {
+        self.inner.store.ready()
+    }
+
     /// Subscribes to new and changed cases.
     #[must_use]
     pub fn subscribe_cases(&self) -> broadcast::Receiver<Case> {

@@ -625,19 +625,28 @@ impl Validator<'_> {
                 }
                 // Where central is and how it is trusted: checked last, so the other keys'
                 // errors come first.
-                let parsed = reqwest::Url::parse(&url)
-                    .map_err(|e| self.err(at("url"), format!("is not a URL: {e}")))?;
-                if parsed.scheme() == "http" && !is_loopback_url(&parsed) {
-                    return Err(self.err(
-                        at("url"),
-                        "plain http is only allowed to a loopback host; use https with central.ca_cert",
-                    ));
-                }
-                if parsed.scheme() == "https" && c.ca_cert.is_none() {
-                    return Err(self.err(
-                        at("url"),
-                        "is https but central.ca_cert is not set (the agent trusts only central's CA)",
-                    ));
+                for (i, url) in urls.iter().enumerate() {
+                    let key = || {
+                        if c.urls.is_some() {
+                            vec![Key("central"), Key("urls"), Seg::Index(i)]
+                        } else {
+                            at("url")
+                        }
+                    };
+                    let parsed = reqwest::Url::parse(url)
+                        .map_err(|e| self.err(key(), format!("is not a URL: {e}")))?;
+                    if parsed.scheme() == "http" && !is_loopback_url(&parsed) {
+                        return Err(self.err(
+                            key(),
+                            "plain http is only allowed to a loopback host; use https with central.ca_cert",
+                        ));
+                    }
+                    if parsed.scheme() == "https" && c.ca_cert.is_none() {
+                        return Err(self.err(
+                            key(),
+                            "is https but central.ca_cert is not set (the agent trusts only central's CA)",
+                        ));
+                    }
                 }
                 Some(CentralConfig {
                     url: urls[0].clone(),
