@@ -116,6 +116,9 @@ pub enum AlertKind {
     ForeignGate,
     /// An entry names a gate transaction another gate journaled first (kept, no effect).
     ForeignTransaction,
+    /// An officer action names a transaction its gate journaled on another lane (kept,
+    /// no effect).
+    ForeignLane,
 }
 
 impl AlertKind {
@@ -131,6 +134,7 @@ impl AlertKind {
             Self::AgentReported => "AGENT_REPORTED",
             Self::ForeignGate => "FOREIGN_GATE",
             Self::ForeignTransaction => "FOREIGN_TRANSACTION",
+            Self::ForeignLane => "FOREIGN_LANE",
         }
     }
 }

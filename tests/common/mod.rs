@@ -349,6 +349,20 @@ pub struct StaffClient {
 }
 
 impl StaffClient {
+    /// `GET path` as the staff user, its JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("staff request")
+            .json()
+            .await
+            .expect("staff JSON")
+    }
+
     /// `GET /api/v1/gates`, the entry for [`GATE`].
     pub async fn gate(&self) -> Option<Value> {
         let r = self
