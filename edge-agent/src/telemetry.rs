@@ -293,8 +293,7 @@ pub async fn keep_gauges(store: Store, staleness_bound: Duration, shutdown: Canc
         metrics::gauge!("aeogate_journal_bytes").set(bytes as f64);
         metrics::gauge!("aeogate_uplink_backlog").set(backlog(head, acked) as f64);
         metrics::gauge!("aeogate_replica_sequence").set(meta.sequence as f64);
-        let fresh =
-            crate::replica::freshness(meta.current_as_of(), Timestamp::now(), staleness_bound);
+        let fresh = crate::replica::freshness(&meta, Timestamp::now(), staleness_bound);
         if let Some(age) = fresh.age_s {
             metrics::gauge!("aeogate_replica_age_seconds").set(age as f64);
         }

@@ -82,7 +82,39 @@ async fn wait_listening(port: u16, child: &mut Child, log: &Path, what: &str) {
 /// Starts the workspace binary `name` with `args` (logging at `warn` into `log`, no stdin or
 /// stdout) and waits until it listens on `port`.
 async fn start_logged(name: &str, args: &[&OsStr], log: &Path, port: u16) -> Child {
-    let mut child = Command::new(binary(name))
+    start_wrapped(None, name, args, log, port).await
+}
+
+/// Debian's libfaketime for multi-threaded programs (package `libfaketime`, pulled in by
+/// `faketime`).
+fn libfaketime() -> PathBuf {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
+        .find(|p| p.exists());
+    found.expect("libfaketime is not installed: apt-get install faketime")
+}
+
+/// As [`start_logged`], with Debian's libfaketime preloaded when `faketime` gives an
+/// offset (e.g. `+2d`): the process sees its clocks moved by that much. Preloaded rather
+/// than through the `faketime` wrapper, so the child is the binary itself and signals
+/// reach it.
+async fn start_wrapped(
+    faketime: Option<&str>,
+    name: &str,
+    args: &[&OsStr],
+    log: &Path,
+    port: u16,
+) -> Child {
+    let mut command = Command::new(binary(name));
+    if let Some(offset) = faketime {
+        command
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", offset);
+    }
+    let mut child = command
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -562,6 +594,21 @@ impl AgentSite {
             self.config_path.as_os_str(),
         ];
         self.child = Some(start_logged("edge-agent", &args, &log, self.console_port).await);
+    }
+
+    /// Starts `edge-agent run` under libfaketime with its clocks moved by `offset`
+    /// (libfaketime's `FAKETIME` syntax, e.g. `+2d`; Debian package `faketime`).
+    pub async fn start_with_clock_offset(&mut self, offset: &str) {
+        assert!(self.child.is_none(), "agent already running");
+        self.starts += 1;
+        let log = self.dir.join(format!("agent-{}.log", self.starts));
+        let args = [
+            OsStr::new("run"),
+            OsStr::new("--config"),
+            self.config_path.as_os_str(),
+        ];
+        self.child =
+            Some(start_wrapped(Some(offset), "edge-agent", &args, &log, self.console_port).await);
     }
 
     /// SIGKILL.

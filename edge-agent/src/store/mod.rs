@@ -135,6 +135,7 @@ impl Store {
                 journal: Mutex::new(state),
                 replica: Mutex::new(()),
                 refuse_writes: std::sync::atomic::AtomicBool::new(false),
+                replica_verified: std::sync::Mutex::new(None),
             }),
         })
     }
