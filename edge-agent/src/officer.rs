@@ -285,7 +285,9 @@ mod tests {
         let waiting7 = state("L1", 7, None);
         let cleared = LaneState::waiting(&l1, None, fast7.at);
         // (shown, named, expected)
-        let cases: Vec<(Option<&LaneState>, Option<Uuid>, Result<LaneDecision, &str>)> = vec![
+        /// Bound to a decision, or refused as `conflict` / `invalid`.
+        type Expected = Result<LaneDecision, &'static str>;
+        let cases: Vec<(Option<&LaneState>, Option<Uuid>, Expected)> = vec![
             (Some(&fast7), tx(), Ok(Fast)),
             // Another transaction (another lane's truck, or one that has left).
             (Some(&fast7), Some(Uuid::from_u128(8)), Err("conflict")),
