@@ -300,6 +300,10 @@ pub struct CaseDetail {
     pub declared: Vec<protocol::schema::Consignment>,
     /// Inspection results officers recorded at the gate for this transaction.
     pub officer_results: Vec<OfficerAction>,
+    /// Lane overrides officers made at the gate for this transaction (from its own lane;
+    /// another lane's are refused at ingest, `FOREIGN_LANE`).
+    #[serde(default)]
+    pub overrides: Vec<OfficerAction>,
     pub alert: Option<Alert>,
 }
 

@@ -295,6 +295,11 @@ async fn an_officer_action_from_another_lane_of_the_same_gate_is_refused() {
     let detail: serde_json::Value =
         serde_json::from_str(&s.get(&format!("/api/v1/cases/{id}"), &staff).await).expect("json");
     assert_eq!(detail["officer_results"], serde_json::json!([]), "{detail}");
+    // The case shows the override from the truck's own lane, not the one from L2.
+    let overrides = detail["overrides"].as_array().expect("overrides");
+    assert_eq!(overrides.len(), 1, "{detail}");
+    assert_eq!(overrides[0]["lane"], "L1", "{detail}");
+    assert_eq!(overrides[0]["kind"]["to"], "INSPECT", "{detail}");
     let events: serde_json::Value = serde_json::from_str(
         &s.get("/api/v1/events?gate=G7&container=MSCU1234566", &staff)
             .await,
