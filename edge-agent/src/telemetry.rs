@@ -130,7 +130,7 @@ pub fn describe() {
     );
     describe_counter!(
         "aeogate_replica_refused_total",
-        "Registry batches or snapshots refused by replication, by reason."
+        "Registry batches, snapshots or statements refused by replication (unsigned: an answer without signed data), by reason."
     );
     describe_counter!(
         "aeogate_uplink_entries_total",
@@ -218,6 +218,9 @@ pub fn describe() {
         "rollback",
         "replay",
         "numbering",
+        "not_newer",
+        "ahead",
+        "unsigned",
         "store",
     ] {
         metrics::counter!("aeogate_replica_refused_total", "why" => why).increment(0);
