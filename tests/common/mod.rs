@@ -730,8 +730,10 @@ fn action(i: u64) -> Value {
             json!({"action": "MANUAL_ENTRY", "value": {"kind": "SEAL", "number": data::seal(i % 50).expect("seal").to_string()}})
         }
         2 => json!({"transaction_id": uuid::Uuid::now_v7(), "action": "CONFIRM"}),
+        // An override binds to the truck its lane shows (a made-up transaction is a 409),
+        // so the burst records inspection results, which need no truck on the lane.
         _ => {
-            json!({"transaction_id": uuid::Uuid::now_v7(), "action": "OVERRIDE", "to": "INSPECT", "reason": format!("burst {i}"), "note": ""})
+            json!({"transaction_id": uuid::Uuid::now_v7(), "action": "INSPECTION_RESULT", "result": {"outcome": "SEAL_INTACT"}, "note": format!("burst {i}")})
         }
     }
 }
