@@ -119,10 +119,10 @@ fn seed_store(path: &Path) {
             consignment: consignment(j, eseal(j)),
         });
     }
-    store
-        .apply_batch(&data::batch(true, 0, changes))
-        .expect("snapshot applies");
-    store.mark_synced(jiff::Timestamp::now()).expect("synced");
+    // Signed as of now, so the replica is fresh (freshness comes only from this time).
+    let mut snapshot = data::batch(true, 0, changes);
+    snapshot.as_of = jiff::Timestamp::now();
+    store.apply_batch(&snapshot).expect("snapshot applies");
     for (name, role, lang) in [
         ("ana.officer", Role::Officer, Lang::En),
         ("sofia.oficial", Role::Officer, Lang::Es),

@@ -6,7 +6,12 @@
 //! - forged, modified, replayed, gapped and rolled-back batches are each refused, the
 //!   replica stays as it was, and an `INTEGRITY_ALERT` reaches central for each;
 //! - a replica past its staleness bound never yields FAST (`REPLICA_STALE`), and FAST
-//!   comes back once a poll confirms the replica current again.
+//!   comes back once a signed statement confirms the replica current again;
+//! - freshness comes only from signed data: a central answering `204` to every poll, or
+//!   replaying an old signed "no changes" statement, lets the replica go stale, and the
+//!   agent polls it at most once a second;
+//! - a run with the clock two days ahead (Debian's libfaketime) leaves no freshness
+//!   behind: the next run, with the right clock and central unreachable, reads stale.
 
 mod common;
 
@@ -71,6 +76,17 @@ struct Stand {
     changes: VecDeque<SignedEnvelope>,
     /// Registry endpoints answer 503 (central unreachable for replication).
     registry_down: bool,
+    /// With nothing queued, answer `204` at once (no signed statement): what an older
+    /// central or a man in the middle does.
+    unsigned_empty: bool,
+    /// With nothing queued, answer this (an old signed statement) instead of a new one.
+    replay: Option<SignedEnvelope>,
+    /// The last "no changes" statement signed.
+    last_statement: Option<SignedEnvelope>,
+    /// Signed statements answered.
+    statements: u64,
+    /// Requests to the changes endpoint.
+    changes_requests: u64,
 }
 
 type Shared = Arc<Mutex<Stand>>;
@@ -126,18 +142,35 @@ async fn handle(s: Shared, req: Request) -> Vec<u8> {
             }
         }
         ("GET", "/api/v1/registry/changes") => {
-            let next = {
+            let (next, unsigned, replay) = {
                 let mut st = lock(&s);
+                st.changes_requests += 1;
                 if st.registry_down {
                     return json_response(503, &json!({"error": "registry unavailable"}));
                 }
-                st.changes.pop_front()
+                (st.changes.pop_front(), st.unsigned_empty, st.replay.clone())
             };
-            match next {
-                Some(env) => json_response(200, &env),
-                None => {
+            match (next, unsigned, replay) {
+                (Some(env), ..) => json_response(200, &env),
+                (None, true, _) => response(204, "text/plain", b""),
+                (None, false, Some(old)) => json_response(200, &old),
+                (None, false, None) => {
                     tokio::time::sleep(Duration::from_millis(300)).await;
-                    response(204, "text/plain", b"")
+                    // Central's signed "no changes after `after` as of now".
+                    let after: u64 = req
+                        .target
+                        .split(['?', '&'])
+                        .find_map(|p| p.strip_prefix("after="))
+                        .and_then(|a| a.parse().ok())
+                        .unwrap_or(0);
+                    let mut b = data::batch(false, after, Vec::new());
+                    b.last_seq = after;
+                    b.as_of = jiff::Timestamp::now();
+                    let env = sign(&b, &registry_key());
+                    let mut st = lock(&s);
+                    st.last_statement = Some(env.clone());
+                    st.statements += 1;
+                    json_response(200, &env)
                 }
             }
         }
@@ -391,6 +424,144 @@ async fn a_replica_past_its_staleness_bound_never_gives_fast() {
     lock(&state).registry_down = false;
     wait_replica(&agent, "fresh again", |r| r["stale"] == false).await;
     let d = clean_truck(&agent, 2).await;
+    assert_eq!(d["decision"], "FAST", "fresh again: {d}");
+    agent.terminate();
+    stop.cancel();
+}
+
+/// A fresh agent (staleness bound `bound`) replicating from a stand-in central with the
+/// test snapshot; returns once a signed statement has refreshed the replica.
+async fn fresh_agent(dir: &std::path::Path, bound: &str) -> (AgentSite, Shared, CancellationToken) {
+    let state: Shared = Arc::default();
+    lock(&state).snapshot = Some(sign(&snapshot(jiff::Timestamp::now()), &registry_key()));
+    let stop = CancellationToken::new();
+    let link = stand_in(state.clone(), stop.clone()).await;
+    let mut agent = AgentSite::create(&dir.join("agent"), &link, &[LaneSpec::manual("L1")], bound);
+    agent.start().await;
+    wait_replica(&agent, "loaded and fresh", |r| {
+        r["sequence"] == 3 && r["stale"] == false
+    })
+    .await;
+    let deadline = Instant::now() + STEP;
+    while lock(&state).statements < 2 {
+        assert!(Instant::now() < deadline, "no signed statements served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (agent, state, stop)
+}
+
+/// Waits until the console reads the replica stale; returns how long that took.
+async fn time_to_stale(agent: &AgentSite) -> Duration {
+    let started = Instant::now();
+    wait_replica(agent, "stale", |r| r["stale"] == true).await;
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_central_answering_204_forever_does_not_keep_the_replica_fresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut agent, state, stop) = fresh_agent(dir.path(), "3s").await;
+    let before = lock(&state).changes_requests;
+    lock(&state).unsigned_empty = true;
+    // Within the 3 s bound, plus the last statement's age and the console's polling.
+    let took = time_to_stale(&agent).await;
+    assert!(took <= Duration::from_secs(8), "stale only after {took:?}");
+    let d = clean_truck(&agent, 0).await;
+    assert_ne!(d["decision"], "FAST", "unsigned answers: {d}");
+    assert!(reasons(&d).contains(&"REPLICA_STALE".to_owned()), "{d}");
+    // An endpoint answering at once is polled at most once a second (backing off).
+    let window = Instant::now();
+    let at_start = lock(&state).changes_requests;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let polls = lock(&state).changes_requests - at_start;
+    let total = lock(&state).changes_requests - before;
+    let secs = (Instant::now() - window).as_secs() + 1;
+    assert!(
+        polls <= secs,
+        "{polls} polls in {secs} s ({total} since 204s began)"
+    );
+    agent.terminate();
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_signed_statement_does_not_refresh_the_replica() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut agent, state, stop) = fresh_agent(dir.path(), "3s").await;
+    {
+        // From now on every poll gets the last genuine statement again.
+        let mut st = lock(&state);
+        st.replay = st.last_statement.clone();
+        assert!(st.replay.is_some());
+    }
+    let took = time_to_stale(&agent).await;
+    assert!(took <= Duration::from_secs(8), "stale only after {took:?}");
+    let d = clean_truck(&agent, 0).await;
+    assert_ne!(d["decision"], "FAST", "replayed statement: {d}");
+    assert!(reasons(&d).contains(&"REPLICA_STALE".to_owned()), "{d}");
+    // The replay is refused and reported to central.
+    let deadline = Instant::now() + STEP;
+    while !refusals(&state).iter().any(|r| r.contains("not newer")) {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal of the replay reached central: {:?}",
+            refusals(&state)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A new statement refreshes it again.
+    lock(&state).replay = None;
+    wait_replica(&agent, "fresh again", |r| r["stale"] == false).await;
+    agent.terminate();
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_the_clock_two_days_ahead_leaves_no_freshness_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state: Shared = Arc::default();
+    lock(&state).snapshot = Some(sign(&snapshot(jiff::Timestamp::now()), &registry_key()));
+    let stop = CancellationToken::new();
+    let link = stand_in(state.clone(), stop.clone()).await;
+    let mut agent = AgentSite::create(
+        &dir.path().join("agent"),
+        &link,
+        &[LaneSpec::manual("L1")],
+        "3s",
+    );
+    // First run: the gate's clock two days ahead. It loads the replica and takes signed
+    // statements (its console session has expired by its clock, so the stand-in counts).
+    agent.start_with_clock_offset("+2d").await;
+    let deadline = Instant::now() + STEP;
+    while lock(&state).statements < 3 {
+        assert!(Instant::now() < deadline, "no statements taken under +2d");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agent.terminate();
+    {
+        let meta = agent.store().replica_meta();
+        assert_eq!(meta.sequence, 3, "{meta:?}");
+        let ahead = meta
+            .last_sync
+            .is_some_and(|t| t > jiff::Timestamp::now() + jiff::SignedDuration::from_hours(40));
+        assert!(ahead, "the first run recorded its clock's time: {meta:?}");
+    }
+
+    // Second run: the right clock, central unreachable for replication.
+    lock(&state).registry_down = true;
+    agent.start().await;
+    let took = time_to_stale(&agent).await;
+    assert!(took <= Duration::from_secs(8), "stale only after {took:?}");
+    let r = replica(&agent).await;
+    assert_eq!(r["clock_ahead"], true, "{r}");
+    let d = clean_truck(&agent, 0).await;
+    assert_eq!(d["decision"], "STANDARD", "stale replica: {d}");
+    assert!(reasons(&d).contains(&"REPLICA_STALE".to_owned()), "{d}");
+
+    // Central back: a new signed statement makes it fresh, and FAST returns.
+    lock(&state).registry_down = false;
+    wait_replica(&agent, "fresh again", |r| r["stale"] == false).await;
+    let d = clean_truck(&agent, 1).await;
     assert_eq!(d["decision"], "FAST", "fresh again: {d}");
     agent.terminate();
     stop.cancel();

@@ -379,13 +379,7 @@ async fn get_changes(
             ));
         }
         if current > after {
-            let port = port.clone();
-            let env = c
-                .blocking(move |c| c.changes_envelope(&port, after))
-                .await?;
-            if let Some(env) = env {
-                return Ok(Json(env).into_response());
-            }
+            break;
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { break },
@@ -393,7 +387,11 @@ async fn get_changes(
             () = c.stop_token().cancelled() => break,
         }
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    // The changes, or the signed statement that there are none after `after` as of now.
+    let env = c
+        .blocking(move |c| c.changes_envelope(&port, after))
+        .await?;
+    Ok(Json(env).into_response())
 }
 
 #[derive(Debug, Serialize)]

@@ -20,10 +20,13 @@
 //!    it: another gate's entry naming it is `FOREIGN_TRANSACTION`. Such an entry is
 //!    stored as evidence, flagged `refused`, so the agent's chain and cursor go on and its
 //!    other entries are not held up; it has no effect (no index, statistics, case or
-//!    export) and the alert opens a case for the sending gate.
+//!    export) and the alert opens a case for the sending gate. Likewise an officer action
+//!    (override, inspection result, confirmation) naming a transaction that its gate
+//!    journaled on another lane is `FOREIGN_LANE`: an action belongs to the lane whose
+//!    truck it is about.
 //!
-//! Lanes need no such check: central keys a lane by its gate (`gate/lane`), so a lane
-//! name in one gate's entry can only ever name a lane of that gate.
+//! Lanes need no check across gates: central keys a lane by its gate (`gate/lane`), so a
+//! lane name in one gate's entry can only ever name a lane of that gate.
 
 use jiff::{SignedDuration, Timestamp};
 use protocol::schema::{
@@ -164,6 +167,9 @@ pub trait IngestTarget {
         txn: &Uuid,
         gate: &GateId,
     ) -> Result<Option<String>, Self::Error>;
+    /// The lane on which this agent's gate journaled gate transaction `txn` (its
+    /// transaction or decision entry, stored and not refused), if any.
+    fn lane_of_transaction(&mut self, txn: &Uuid) -> Result<Option<String>, Self::Error>;
     /// Stores a new entry and, unless it is `refused` (rule 5: kept as evidence only),
     /// everything derived from it: indexes, statistics, cases.
     fn insert(
@@ -283,6 +289,20 @@ fn refusal<T: IngestTarget>(
                 "gate transaction {txn} belongs to gate {owner}, which journaled it first; \
                  gate {} may not add to it",
                 e.agent
+            ),
+        )));
+    }
+    if let EventBody::OfficerAction { action } = &e.body
+        && let Some(txn) = action.transaction_id
+        && let Some(lane) = t.lane_of_transaction(&txn)?
+        && lane != action.lane.as_str()
+    {
+        return Ok(Some((
+            AlertKind::ForeignLane,
+            format!(
+                "officer action on lane {} names gate transaction {txn}, which gate {} \
+                 journaled on lane {lane}",
+                action.lane, e.agent
             ),
         )));
     }
@@ -443,6 +463,7 @@ mod tests {
         entries: BTreeMap<u64, JournalEntry>,
         alerts: Vec<(u64, AlertKind)>,
         owners: BTreeMap<Uuid, GateId>,
+        lanes: BTreeMap<Uuid, String>,
         refused: Vec<u64>,
     }
 
@@ -468,6 +489,9 @@ mod tests {
                 .filter(|g| *g != gate)
                 .map(ToString::to_string))
         }
+        fn lane_of_transaction(&mut self, txn: &Uuid) -> Result<Option<String>, Self::Error> {
+            Ok(self.lanes.get(txn).cloned())
+        }
         fn insert(
             &mut self,
             entry: &JournalEntry,
@@ -475,6 +499,10 @@ mod tests {
             refused: bool,
         ) -> Result<(), Self::Error> {
             self.entries.insert(entry.seq, entry.clone());
+            if !refused && let EventBody::Decision { decision } = &entry.body {
+                self.lanes
+                    .insert(decision.transaction_id, decision.lane.to_string());
+            }
             if refused {
                 self.refused.push(entry.seq);
             } else if let Some(txn) = transaction_of(&entry.body) {
@@ -622,6 +650,27 @@ mod tests {
         m2.owners.insert(txn, GateId::parse("G8").expect("gate"));
         ingest(&mut m2, &[confirm("G8", "G8", txn)]);
         assert!(m2.alerts.is_empty() && m2.refused.is_empty());
+    }
+
+    #[test]
+    fn an_officer_action_on_another_lanes_transaction_is_refused() {
+        let txn = Uuid::now_v7();
+        // (lane the gate journaled the transaction on, refused); the action is on L1.
+        let cases = [(Some("L2"), true), (Some("L1"), false), (None, false)];
+        for (journaled, refused) in cases {
+            let mut m = Mem::default();
+            if let Some(l) = journaled {
+                m.lanes.insert(txn, l.into());
+            }
+            let t = ingest(&mut m, &[confirm("G7", "G7", txn)]);
+            assert_eq!(t.stored, 1);
+            if refused {
+                assert_eq!(m.alerts, vec![(1, AlertKind::ForeignLane)], "{journaled:?}");
+                assert_eq!(m.refused, vec![1]);
+            } else {
+                assert!(m.alerts.is_empty() && m.refused.is_empty(), "{journaled:?}");
+            }
+        }
     }
 
     #[test]

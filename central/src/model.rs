@@ -116,6 +116,9 @@ pub enum AlertKind {
     ForeignGate,
     /// An entry names a gate transaction another gate journaled first (kept, no effect).
     ForeignTransaction,
+    /// An officer action names a transaction its gate journaled on another lane (kept,
+    /// no effect).
+    ForeignLane,
 }
 
 impl AlertKind {
@@ -131,6 +134,7 @@ impl AlertKind {
             Self::AgentReported => "AGENT_REPORTED",
             Self::ForeignGate => "FOREIGN_GATE",
             Self::ForeignTransaction => "FOREIGN_TRANSACTION",
+            Self::ForeignLane => "FOREIGN_LANE",
         }
     }
 }
@@ -296,6 +300,10 @@ pub struct CaseDetail {
     pub declared: Vec<protocol::schema::Consignment>,
     /// Inspection results officers recorded at the gate for this transaction.
     pub officer_results: Vec<OfficerAction>,
+    /// Lane overrides officers made at the gate for this transaction (from its own lane;
+    /// another lane's are refused at ingest, `FOREIGN_LANE`).
+    #[serde(default)]
+    pub overrides: Vec<OfficerAction>,
     pub alert: Option<Alert>,
 }
 

@@ -91,6 +91,7 @@ pub fn describe() {
         AlertKind::AgentReported,
         AlertKind::ForeignGate,
         AlertKind::ForeignTransaction,
+        AlertKind::ForeignLane,
     ] {
         metrics::counter!("central_integrity_alerts_total", "kind" => kind.as_str()).increment(0);
     }

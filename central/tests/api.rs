@@ -369,7 +369,7 @@ async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fa
 }
 
 #[tokio::test]
-async fn changes_are_contiguous_filtered_by_port_and_204_when_nothing_is_newer() {
+async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_nothing_is_newer() {
     let e = env();
     let token = e
         .central
@@ -421,10 +421,22 @@ async fn changes_are_contiguous_filtered_by_port_and_204_when_nothing_is_newer()
         None,
     )
     .await;
-    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "waited for the long poll"
+    );
+    // Nothing newer: a signed "no changes after 3 as of now", which a replica may count
+    // as fresh. Its as-of time is when central answered, not the last change's.
+    let env: SignedEnvelope = serde_json::from_value(a.json).expect("envelope");
+    let b = verify(&env, &e.central.public_key_hex()).expect("verifies");
+    assert_eq!((b.after_seq, b.last_seq, b.snapshot), (3, 3, false));
+    assert!(b.changes.is_empty());
+    let since = jiff::Timestamp::now().duration_since(b.as_of);
+    assert!(
+        since >= jiff::SignedDuration::ZERO && since < jiff::SignedDuration::from_secs(5),
+        "as of {}",
+        b.as_of
     );
 
     // A change made during the wait answers the poll at once.

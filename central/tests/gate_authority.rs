@@ -91,13 +91,17 @@ async fn login(s: &Server, c: &central::Central) -> String {
 }
 
 fn inspection_result(g: &str, txn: Uuid) -> EventBody {
+    inspection_result_on(g, "L1", txn)
+}
+
+fn inspection_result_on(g: &str, lane: &str, txn: Uuid) -> EventBody {
     EventBody::OfficerAction {
         action: OfficerAction {
             v: SCHEMA_VERSION,
             id: Uuid::now_v7(),
             transaction_id: Some(txn),
             gate: gate(g),
-            lane: LaneId::parse("L1").expect("lane"),
+            lane: LaneId::parse(lane).expect("lane"),
             officer: "mallory".into(),
             role: "officer".into(),
             at: common::ts("2026-03-01T10:20:00Z"),
@@ -227,5 +231,87 @@ async fn one_gates_token_cannot_write_into_another_gates_cases_or_exports() {
         Some(2),
         "{events}"
     );
+    s.stop().await;
+}
+
+fn override_on(g: &str, lane: &str, txn: Uuid, to: LaneDecision) -> EventBody {
+    EventBody::OfficerAction {
+        action: OfficerAction {
+            v: SCHEMA_VERSION,
+            id: Uuid::now_v7(),
+            transaction_id: Some(txn),
+            gate: gate(g),
+            lane: LaneId::parse(lane).expect("lane"),
+            officer: "mallory".into(),
+            role: "officer".into(),
+            at: common::ts("2026-03-01T10:20:00Z"),
+            kind: ActionKind::Override {
+                to,
+                reason: "wave through".into(),
+                note: String::new(),
+            },
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_officer_action_from_another_lane_of_the_same_gate_is_refused() {
+    let e = common::env();
+    let g7 = gate("G7");
+    let t7 = e.central.issue_agent_token(&g7, "P1").expect("token");
+    let s = Server::start(&e).await;
+    let staff = login(&s, &e.central).await;
+
+    // A truck on lane L1 with a seal exception (one case), then, sent by the same gate,
+    // an inspection result and an override naming it from lane L2, and one from L1.
+    let txn = Uuid::now_v7();
+    let entries = chain(
+        &g7,
+        vec![
+            transaction(&g7, txn, "MSCU1234566"),
+            seal_exception(&g7, txn),
+            inspection_result_on("G7", "L2", txn),
+            override_on("G7", "L2", txn, LaneDecision::Standard),
+            override_on("G7", "L1", txn, LaneDecision::Inspect),
+        ],
+    );
+    let ack = s
+        .post("/api/v1/agents/G7/events", &t7, &batch(&g7, &entries))
+        .await;
+    assert_eq!(ack["acked_through"], 5, "kept as evidence: {ack}");
+    assert_eq!(alert_kinds(&ack), ["FOREIGN_LANE", "FOREIGN_LANE"], "{ack}");
+
+    // The case shows no inspection result from lane L2; the transaction's events are its
+    // own lane's three.
+    let cases: serde_json::Value =
+        serde_json::from_str(&s.get("/api/v1/cases?gate=G7", &staff).await).expect("json");
+    let exception = cases["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|c| c["subject"]["transaction_id"] == txn.to_string())
+        .unwrap_or_else(|| panic!("the seal exception's case: {cases}"));
+    let id = exception["id"].as_u64().expect("id");
+    let detail: serde_json::Value =
+        serde_json::from_str(&s.get(&format!("/api/v1/cases/{id}"), &staff).await).expect("json");
+    assert_eq!(detail["officer_results"], serde_json::json!([]), "{detail}");
+    // The case shows the override from the truck's own lane, not the one from L2.
+    let overrides = detail["overrides"].as_array().expect("overrides");
+    assert_eq!(overrides.len(), 1, "{detail}");
+    assert_eq!(overrides[0]["lane"], "L1", "{detail}");
+    assert_eq!(overrides[0]["kind"]["to"], "INSPECT", "{detail}");
+    let events: serde_json::Value = serde_json::from_str(
+        &s.get("/api/v1/events?gate=G7&container=MSCU1234566", &staff)
+            .await,
+    )
+    .expect("json");
+    let mut seqs: Vec<u64> = events["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["entry"]["seq"].as_u64())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [1, 2, 5], "{events}");
     s.stop().await;
 }

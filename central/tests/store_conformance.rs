@@ -15,9 +15,9 @@ use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
 use protocol::schema::{
-    AeoStatus, Change, Consignment, ConsoleSession, ConsoleSessionKind, DeclaredContainer,
-    EventBody, GENESIS_HASH, GateId, JournalEntry, LaneDecision, LaneId, RegistryRecord,
-    SCHEMA_VERSION,
+    AeoStatus, Authorisation, Change, Consignment, ConsoleSession, ConsoleSessionKind,
+    DeclaredContainer, EventBody, GENESIS_HASH, GateId, JournalEntry, LaneDecision, LaneId,
+    RegistryRecord, SCHEMA_VERSION,
 };
 use uuid::Uuid;
 
@@ -68,6 +68,7 @@ conformance!(
     a_reused_seq_keeps_the_first_entry,
     a_seal_exception_opens_one_case_and_its_repeat_is_noted,
     another_gates_entry_about_a_transaction_is_refused_with_an_alert,
+    an_officer_action_from_another_lane_is_refused_with_an_alert,
     staff_actions_on_cases_follow_the_rules_and_are_audited,
     case_queries_filter_and_page_newest_first,
     event_queries_by_container_gate_lane_and_decision_page_in_time_order,
@@ -356,6 +357,61 @@ fn another_gates_entry_about_a_transaction_is_refused_with_an_alert(s: &dyn Stor
         .filter(|k| *k == AlertKind::ForeignTransaction)
         .count();
     assert_eq!(foreign_alerts, 1);
+}
+
+/// An override on `lane` of gate `g` about `txn`.
+fn override_on(g: &GateId, lane: &str, txn: Uuid) -> EventBody {
+    EventBody::OfficerAction {
+        action: protocol::schema::OfficerAction {
+            v: SCHEMA_VERSION,
+            id: Uuid::now_v7(),
+            transaction_id: Some(txn),
+            gate: g.clone(),
+            lane: LaneId::parse(lane).expect("lane"),
+            officer: "o".into(),
+            role: "officer".into(),
+            at: ts("2026-03-01T10:20:00Z"),
+            kind: protocol::schema::ActionKind::Override {
+                to: LaneDecision::Inspect,
+                reason: "r".into(),
+                note: String::new(),
+            },
+        },
+    }
+}
+
+fn an_officer_action_from_another_lane_is_refused_with_an_alert(s: &dyn Store) {
+    let g1 = gate("G1");
+    let (t1, t2) = (Uuid::now_v7(), Uuid::now_v7());
+    // Lane L1's truck t1 with an override from L2 in the same batch; truck t2 (L1) whose
+    // override from L2 comes in a later batch; and a proper override from L1.
+    let all = chain(
+        &g1,
+        vec![
+            transaction(&g1, t1, "CSQU3054383"),
+            override_on(&g1, "L2", t1),
+            transaction(&g1, t2, "MSCU1234566"),
+            override_on(&g1, "L2", t2),
+            override_on(&g1, "L1", t2),
+        ],
+    );
+    ingest(s, &all[..3]);
+    let out = ingest(s, &all[3..]);
+    assert_eq!(out.acked_through, 5, "refused entries are acknowledged");
+    let foreign = alert_kinds(s)
+        .into_iter()
+        .filter(|k| *k == AlertKind::ForeignLane)
+        .count();
+    assert_eq!(foreign, 2, "{:?}", alert_kinds(s));
+    let seqs = |t: &Uuid| -> Vec<u64> {
+        s.transaction_events(&g1, t)
+            .expect("txn")
+            .iter()
+            .map(|e| e.entry.seq)
+            .collect()
+    };
+    assert_eq!(seqs(&t1), vec![1]);
+    assert_eq!(seqs(&t2), vec![3, 5]);
 }
 
 fn staff_actions_on_cases_follow_the_rules_and_are_audited(s: &dyn Store) {

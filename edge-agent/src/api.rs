@@ -16,8 +16,10 @@
 //! ([`crate::console::auth`]): the session cookie (with the `X-CSRF-Token` header on
 //! state-changing calls) or `Authorization: Bearer <token>` from `POST /api/v1/login`.
 //! The JSON API carries risk reasons, so it is for officers and supervisors only; an
-//! operator account gets 403. Officers may override a lane only towards a stricter one
-//! (FAST → STANDARD → INSPECT); relaxing a lane takes a supervisor. The console's pages
+//! operator account gets 403. An override applies to the decided transaction the lane
+//! shows now (any other transaction: `409`, nothing journaled or changed); officers may
+//! override a lane only towards a stricter one (FAST → STANDARD → INSPECT); relaxing a
+//! lane takes a supervisor, with a reason. The console's pages
 //! ([`crate::console`]) are merged into the same router, behind the same CSRF layer.
 
 use std::convert::Infallible;
@@ -31,8 +33,8 @@ use axum::{Json, Router};
 use futures_util::StreamExt as _;
 use jiff::Timestamp;
 use protocol::schema::{
-    ActionKind, Decision, DeviceHealth, EventBody, GateTransaction, LaneDecision, LaneId,
-    OfficerAction, ReadSource, SCHEMA_VERSION,
+    ActionKind, Decision, DeviceHealth, EventBody, GateTransaction, LaneId, OfficerAction,
+    ReadSource, SCHEMA_VERSION,
 };
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::BroadcastStream;
@@ -280,29 +282,12 @@ pub struct ActionAccepted {
     pub action: OfficerAction,
 }
 
-/// What the lane shows now for `tx` (an override or the decision), else its journaled
-/// decision; `None` when unknown.
-async fn current_decision(s: &AppState, lane: &LaneId, tx: Option<Uuid>) -> Option<LaneDecision> {
-    let tx = tx?;
-    if let Some(shown) =
-        officer::shown_decision(s.live.get(lane).and_then(|l| l.shown).as_ref(), tx)
-    {
-        return Some(shown);
-    }
-    let store = s.store.clone();
-    tokio::task::spawn_blocking(move || store.transaction(&tx))
-        .await
-        .ok()?
-        .ok()??
-        .1
-        .map(|d| d.decision)
-}
-
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         match r {
             Refusal::Invalid(m) => bad_request(m),
             Refusal::Forbidden(m) => ApiError(StatusCode::FORBIDDEN, m),
+            Refusal::Conflict(m) => ApiError(StatusCode::CONFLICT, m),
         }
     }
 }
@@ -326,12 +311,28 @@ async fn action(
         })?
         .clone();
     let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
-    let current = if officer::needs_current_decision(authed.role(), &req.kind) {
-        current_decision(&s, &lane, req.transaction_id).await
+    officer::check_shape(&req.kind, req.transaction_id)?;
+    // An override binds to the decided transaction the lane shows now (of this lane, so
+    // never another lane's truck).
+    let current = if matches!(req.kind, ActionKind::Override { .. }) {
+        let shown = s.live.get(&lane).and_then(|l| l.shown);
+        Some(officer::bind_override(
+            &lane,
+            shown.as_ref(),
+            req.transaction_id,
+        )?)
     } else {
         None
     };
     officer::check_action(authed.role(), &req.kind, req.transaction_id, current)?;
+    if let Some(tx) = req.transaction_id {
+        let store = s.store.clone();
+        let journaled = tokio::task::spawn_blocking(move || store.transaction(&tx))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        officer::check_lane(&lane, tx, journaled.as_ref().map(|(t, ..)| &t.lane))?;
+    }
     let now = Timestamp::now();
     let action = OfficerAction {
         v: SCHEMA_VERSION,
@@ -359,8 +360,23 @@ async fn action(
         ActionKind::Override { to, .. } => {
             let state =
                 officer::override_state(&lane, action.transaction_id, *to, &lane_cfg.routes, now);
-            s.actuators.show(&state);
-            s.live.update(&lane, |l| l.shown = Some(state));
+            // Shown only if the lane still shows that transaction: a truck that arrived
+            // while the override was being journaled keeps its own state.
+            let tx = action.transaction_id;
+            let shown = s.live.show_if(
+                &lane,
+                state,
+                |now| now.and_then(|n| n.transaction_id) == tx,
+                |st| s.actuators.show(st),
+            );
+            if !shown {
+                return Err(ApiError(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "lane {lane} moved on to another truck while the override was recorded: it is journaled (seq {seq}) against its transaction but not shown"
+                    ),
+                ));
+            }
         }
         ActionKind::ManualEntry { value } => {
             let read = RawRead {

@@ -376,13 +376,17 @@ pub fn decide(
     let mut reasons: Vec<Reason> = Vec::new();
 
     // Replica freshness: never loaded, or older than the bound, suspends priority.
-    let as_of = replica.as_of();
-    let fresh = freshness(as_of, now, policy.staleness_bound);
+    let meta = replica.freshness_meta();
+    let as_of = meta.as_of;
+    let fresh = freshness(&meta, now, policy.staleness_bound);
     let (age_s, stale) = (fresh.age_s, fresh.stale);
     if stale {
-        let r = Reason::new(ReasonCode::ReplicaStale)
+        let mut r = Reason::new(ReasonCode::ReplicaStale)
             .with("bound_s", policy.staleness_bound.as_secs())
             .with("sequence", replica.sequence());
+        if fresh.ahead {
+            r = r.with("clock", "registry time ahead of this gate's clock");
+        }
         reasons.push(match (as_of, age_s) {
             (Some(t), Some(a)) => r.with("as_of", t).with("age_s", a),
             _ => r.with("as_of", "never loaded"),

@@ -78,6 +78,33 @@ impl LiveLanes {
         }
     }
 
+    /// Puts `state` on `lane`: `show` drives the lane (sign, barrier, topics) and the state
+    /// is recorded, both under the lanes' lock, so two writers cannot leave the lane
+    /// physically showing one state while the console records the other. Does nothing
+    /// unless `only_if` holds for what the lane shows now; returns whether it was shown.
+    pub fn show_if(
+        &self,
+        lane: &LaneId,
+        state: LaneState,
+        only_if: impl FnOnce(Option<&LaneState>) -> bool,
+        show: impl FnOnce(&LaneState),
+    ) -> bool {
+        let Ok(mut lanes) = self.lanes.lock() else {
+            return false;
+        };
+        let Some(l) = lanes.get_mut(lane) else {
+            return false;
+        };
+        if !only_if(l.shown.as_ref()) {
+            return false;
+        }
+        show(&state);
+        l.shown = Some(state);
+        l.updated_at = Timestamp::now();
+        let _ = self.updates.send(l.clone());
+        true
+    }
+
     /// Every lane, in configuration order of ids.
     #[must_use]
     pub fn snapshot(&self) -> Vec<LaneLive> {

@@ -117,13 +117,12 @@ async fn process(shared: &Pipeline, outputs: Vec<AssemblerOutput>, actuate: bool
                 // A truck arrived: the previous decision was not for it; the lane shows
                 // its safe state until this truck's own decision.
                 let waiting = actuate.then(|| LaneState::waiting(&lane, Some(id), at));
-                if let Some(state) = &waiting {
-                    shared.actuators.show(state);
-                }
+                // Driven and recorded under the lanes' lock (an override checks it).
                 shared.live.update(&lane, |l| {
                     l.open = Some(transaction);
-                    if waiting.is_some() {
-                        l.shown = waiting;
+                    if let Some(state) = waiting {
+                        shared.actuators.show(&state);
+                        l.shown = Some(state);
                     }
                 });
             }
@@ -136,8 +135,9 @@ async fn process(shared: &Pipeline, outputs: Vec<AssemblerOutput>, actuate: bool
             AssemblerOutput::Cleared { lane, at } => {
                 if actuate {
                     let state = LaneState::waiting(&lane, None, at);
-                    shared.actuators.show(&state);
-                    shared.live.update(&lane, |l| l.shown = Some(state));
+                    shared
+                        .live
+                        .show_if(&lane, state, |_| true, |s| shared.actuators.show(s));
                 }
             }
             // Consecutive closings are concluded together (one journal group).
@@ -308,9 +308,14 @@ fn finish(
     }
     let lane = tx.lane.clone();
     let state = LaneState::from_decision(&decision);
-    if actuate {
-        shared.actuators.show(&state);
-    }
+    // Driven and recorded under the lanes' lock (an override checks it).
+    shared.live.update(&lane, |l| {
+        l.last_decision = Some(decision.clone());
+        if actuate {
+            shared.actuators.show(&state);
+            l.shown = Some(state);
+        }
+    });
     metrics::counter!("aeogate_decisions_total", "lane" => lane.to_string(), "decision" => decision.decision.as_str())
         .increment(1);
     metrics::histogram!("aeogate_decision_seconds", "lane" => lane.to_string())
@@ -326,10 +331,4 @@ fn finish(
         reasons = ?decision.reasons.iter().map(|r| r.code.code()).collect::<Vec<_>>(),
         "decided"
     );
-    shared.live.update(&lane, |l| {
-        l.last_decision = Some(decision);
-        if actuate {
-            l.shown = Some(state);
-        }
-    });
 }

@@ -77,25 +77,17 @@ impl From<SchemaError> for ReplicaError {
 pub struct ReplicaMeta {
     /// Last applied change sequence (0: never loaded).
     pub sequence: u64,
-    /// Central's as-of time of `sequence`.
+    /// Central's signed as-of time: the replica holds everything central held then (the
+    /// latest verified batch or "no changes up to `sequence`" statement).
     pub as_of: Option<Timestamp>,
-    /// Agent time of the last poll that confirmed nothing newer exists.
+    /// Agent (wall clock) time at which `as_of` was last moved forward by verified data.
     pub last_sync: Option<Timestamp>,
     /// Port of entry this replica serves.
     pub port: Option<String>,
-}
-
-impl ReplicaMeta {
-    /// How current the replica is known to be: the later of central's as-of time and the
-    /// last confirmed-empty poll. `None` when never loaded.
-    #[must_use]
-    pub fn current_as_of(&self) -> Option<Timestamp> {
-        match (self.as_of, self.last_sync) {
-            (None, _) => None,
-            (Some(a), None) => Some(a),
-            (Some(a), Some(s)) => Some(a.max(s)),
-        }
-    }
+    /// Monotonic time since this process last moved `as_of` forward, measured when the
+    /// bookkeeping was read; `None` when it has not since it started. Not stored.
+    #[serde(skip)]
+    pub verified_elapsed: Option<Duration>,
 }
 
 /// Where replica changes are written: the store's write transaction or a
@@ -258,26 +250,51 @@ pub(crate) fn apply_changes(
     Ok(())
 }
 
+/// How far central's signed as-of time, or the replica's last sync, may lie ahead of this
+/// gate's clock and still count: clock skew between two NTP-disciplined hosts is well
+/// under a second; beyond this the clock (this one or central's) is wrong, and a replica
+/// whose age cannot be measured is stale.
+pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(10);
+
 /// How old the replica is at a moment, against the policy's staleness bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Freshness {
     /// Whole seconds since the replica was known current; `None` when never loaded.
     pub age_s: Option<u64>,
-    /// Never loaded, or older than the bound: no lane may be FAST.
+    /// Never loaded, older than the bound, or of unmeasurable age (a time ahead of the
+    /// clock): no lane may be FAST.
     pub stale: bool,
+    /// The signed as-of time or the last sync lies ahead of this clock by more than
+    /// [`CLOCK_TOLERANCE`] (a clock that was, or is, wrong).
+    pub ahead: bool,
 }
 
-/// The one freshness rule: a replica known current at `as_of` is `now - as_of` old (0 when
-/// `as_of` lies ahead), and stale when never loaded or older than `bound`.
+/// The one freshness rule. Freshness comes only from central's signed as-of time
+/// (`meta.as_of`, moved only by verified data), measured two ways, the older one counting:
+/// by this clock (`now - as_of`), and, since this process last verified data, by the
+/// monotonic clock (`meta.verified_elapsed`), which no jump of the wall clock moves. An
+/// as-of or last sync more than [`CLOCK_TOLERANCE`] ahead of `now` is stale (a clock
+/// that jumped, or a `last_sync` written by a run whose clock was ahead), as is a replica
+/// never loaded or older than `bound`.
 #[must_use]
-pub fn freshness(as_of: Option<Timestamp>, now: Timestamp, bound: Duration) -> Freshness {
-    let age_s = as_of.map(|t| {
-        let secs = now.as_second().saturating_sub(t.as_second());
-        u64::try_from(secs).unwrap_or(0)
-    });
+pub fn freshness(meta: &ReplicaMeta, now: Timestamp, bound: Duration) -> Freshness {
+    let Some(as_of) = meta.as_of else {
+        return Freshness {
+            age_s: None,
+            stale: true,
+            ahead: false,
+        };
+    };
+    let tolerance = i64::try_from(CLOCK_TOLERANCE.as_secs()).unwrap_or(i64::MAX);
+    let ahead_of_now = |t: Timestamp| t.as_second().saturating_sub(now.as_second()) > tolerance;
+    let ahead = ahead_of_now(as_of) || meta.last_sync.is_some_and(ahead_of_now);
+    let by_clock = u64::try_from(now.as_second().saturating_sub(as_of.as_second())).unwrap_or(0);
+    let by_monotonic = meta.verified_elapsed.map_or(0, |d| d.as_secs());
+    let age = by_clock.max(by_monotonic);
     Freshness {
-        age_s,
-        stale: age_s.is_none_or(|a| a > bound.as_secs()),
+        age_s: Some(age),
+        stale: ahead || age > bound.as_secs(),
+        ahead,
     }
 }
 
@@ -292,21 +309,25 @@ pub struct ReplicaStatus {
     pub last_sync: Option<Timestamp>,
     /// Seconds since the replica was known current.
     pub age_s: Option<u64>,
-    /// Older than the policy's staleness bound (or never loaded): no lane can be FAST.
+    /// Older than the policy's staleness bound (or never loaded, or of unmeasurable age):
+    /// no lane can be FAST.
     pub stale: bool,
+    /// The signed as-of time or the last sync lies ahead of this gate's clock.
+    pub clock_ahead: bool,
 }
 
 impl ReplicaStatus {
     /// The status of a replica with this bookkeeping at `now`.
     #[must_use]
     pub fn of(meta: &ReplicaMeta, now: Timestamp, bound: Duration) -> Self {
-        let f = freshness(meta.current_as_of(), now, bound);
+        let f = freshness(meta, now, bound);
         Self {
             sequence: meta.sequence,
             as_of: meta.as_of,
             last_sync: meta.last_sync,
             age_s: f.age_s,
             stale: f.stale,
+            clock_ahead: f.ahead,
         }
     }
 }
@@ -324,6 +345,16 @@ pub trait ReplicaView {
     fn sequence(&self) -> u64;
     /// Central's as-of time of that sequence; `None` when never loaded.
     fn as_of(&self) -> Option<Timestamp>;
+
+    /// The bookkeeping [`freshness`] reads. The default suits views without a sync
+    /// history (tests, benchmarks): sequence and as-of only.
+    fn freshness_meta(&self) -> ReplicaMeta {
+        ReplicaMeta {
+            sequence: self.sequence(),
+            as_of: self.as_of(),
+            ..ReplicaMeta::default()
+        }
+    }
 
     /// As [`ReplicaView::operator`], telling a record that is there but cannot be read
     /// from one that is absent. The default suits views that cannot fail to read.
@@ -643,52 +674,83 @@ pub(crate) mod tests {
         let t = |s: &str| -> Timestamp { s.parse().expect("ts") };
         let now = t("2026-03-02T00:00:00Z");
         let day = Duration::from_secs(86_400);
+        let meta = |as_of: Option<&str>, last_sync: Option<&str>, mono: Option<u64>| ReplicaMeta {
+            sequence: 3,
+            as_of: as_of.map(t),
+            last_sync: last_sync.map(t),
+            port: None,
+            verified_elapsed: mono.map(Duration::from_secs),
+        };
+        let f = |age_s: Option<u64>, stale: bool, ahead: bool| Freshness {
+            age_s,
+            stale,
+            ahead,
+        };
         let cases = [
+            // Never loaded.
+            (meta(None, None, None), f(None, true, false)),
             (
-                None,
-                Freshness {
-                    age_s: None,
-                    stale: true,
-                },
+                meta(Some("2026-03-01T00:00:00Z"), None, None),
+                f(Some(86_400), false, false),
             ),
             (
-                Some(t("2026-03-01T00:00:00Z")),
-                Freshness {
-                    age_s: Some(86_400),
-                    stale: false,
-                },
+                meta(Some("2026-02-28T23:59:59Z"), None, None),
+                f(Some(86_401), true, false),
+            ),
+            // A recent last sync does not make an old signed as-of fresh.
+            (
+                meta(
+                    Some("2026-02-27T00:00:00Z"),
+                    Some("2026-03-01T23:59:00Z"),
+                    None,
+                ),
+                f(Some(3 * 86_400), true, false),
+            ),
+            // The monotonic clock counts when the wall clock went back.
+            (
+                meta(Some("2026-03-01T23:00:00Z"), None, Some(90_000)),
+                f(Some(90_000), true, false),
             ),
             (
-                Some(t("2026-02-28T23:59:59Z")),
-                Freshness {
-                    age_s: Some(86_401),
-                    stale: true,
-                },
+                meta(Some("2026-03-01T23:00:00Z"), None, Some(60)),
+                f(Some(3_600), false, false),
             ),
-            // A clock behind central's as-of time: age 0, not negative.
+            // Within the tolerance ahead: age 0, fresh.
             (
-                Some(t("2026-03-03T00:00:00Z")),
-                Freshness {
-                    age_s: Some(0),
-                    stale: false,
-                },
+                meta(Some("2026-03-02T00:00:05Z"), None, None),
+                f(Some(0), false, false),
+            ),
+            // A signed as-of ahead of the clock: stale.
+            (
+                meta(Some("2026-03-03T00:00:00Z"), None, None),
+                f(Some(0), true, true),
+            ),
+            // A last sync written by a run whose clock was two days ahead: stale.
+            (
+                meta(
+                    Some("2026-03-01T23:59:00Z"),
+                    Some("2026-03-03T23:59:00Z"),
+                    None,
+                ),
+                f(Some(60), true, true),
             ),
         ];
-        for (as_of, want) in cases {
-            assert_eq!(freshness(as_of, now, day), want, "as_of {as_of:?}");
+        for (m, want) in cases {
+            assert_eq!(freshness(&m, now, day), want, "{m:?}");
         }
     }
 
     #[test]
-    fn status_counts_age_from_the_last_confirmed_sync() {
+    fn status_counts_age_from_the_signed_as_of_only() {
         let meta = ReplicaMeta {
             sequence: 7,
             as_of: Some("2026-03-01T00:00:00Z".parse().expect("ts")),
             last_sync: Some("2026-03-01T23:00:00Z".parse().expect("ts")),
             port: None,
+            verified_elapsed: None,
         };
         let now: Timestamp = "2026-03-02T00:00:00Z".parse().expect("ts");
         let s = ReplicaStatus::of(&meta, now, Duration::from_secs(1800));
-        assert_eq!((s.sequence, s.age_s, s.stale), (7, Some(3600), true));
+        assert_eq!((s.sequence, s.age_s, s.stale), (7, Some(86_400), true));
     }
 }

@@ -14,8 +14,16 @@
 //! follow the replica exactly (`after_seq == replica seq`; an older batch is a replay, a
 //! batch ending below the replica a rollback, one starting above it a gap) and to number
 //! its changes `after_seq+1 ..= last_seq`. Only then is it applied, in one write
-//! transaction (`Store::apply_batch`, which checks sequence and port again). Each
-//! successful poll, including an empty one (`204`), marks the replica synced.
+//! transaction (`Store::apply_batch`, which checks sequence and port again).
+//!
+//! Freshness comes only from signed data ([`crate::replica::freshness`]). When nothing is
+//! newer, central answers with a signed statement: an empty delta (`after_seq = last_seq
+//! = SEQ`, no changes) whose `as_of` says "no changes after SEQ as of this time". A
+//! statement or snapshot must be newer than the replica's as-of time ([`check_as_of`]:
+//! an older or equal one is a replay), and no signed as-of may lie ahead of this clock
+//! beyond [`CLOCK_TOLERANCE`]. An unsigned answer (`204`, from an older central or a man
+//! in the middle) refreshes nothing and is retried with backoff. Rounds start at least
+//! [`MIN_POLL_INTERVAL`] apart, whatever central answers.
 //!
 //! A refused batch is logged, counted (`aeogate_replica_refused_total{why}`) and journaled
 //! as an `INTEGRITY_ALERT` so it reaches central; the replica stays as it was and the
@@ -36,7 +44,11 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::{CentralConfig, PinnedKey};
 use crate::journal::Journal;
-use crate::replica::{ReplicaMeta, SequenceError, check_sequence};
+use crate::replica::{CLOCK_TOLERANCE, ReplicaMeta, SequenceError, check_sequence};
+
+/// Least time between the starts of two registry requests, so an endpoint that answers
+/// at once (a misbehaving central, or a man in the middle) cannot make the agent spin.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 use crate::uplink::CentralClient;
 
 /// Why a registry batch was refused.
@@ -105,6 +117,23 @@ pub enum Refused {
         /// The batch's `last_seq`.
         last_seq: u64,
     },
+    /// A snapshot or "no changes" statement whose signed as-of time is not newer than
+    /// the replica's: a replay, which must not refresh the replica.
+    #[error("signed as of {as_of}, not newer than the replica's {held}: replayed")]
+    NotNewer {
+        /// The replica's signed as-of time.
+        held: Timestamp,
+        /// The batch's.
+        as_of: Timestamp,
+    },
+    /// The signed as-of time lies ahead of this gate's clock beyond the tolerance.
+    #[error("signed as of {as_of}, ahead of this gate's clock ({now}) by more than {}s", CLOCK_TOLERANCE.as_secs())]
+    Ahead {
+        /// The batch's as-of time.
+        as_of: Timestamp,
+        /// This gate's clock.
+        now: Timestamp,
+    },
     /// The store refused to apply it.
     #[error("store refused the batch: {0}")]
     Store(String),
@@ -125,6 +154,8 @@ impl Refused {
             Self::Rollback { .. } => "rollback",
             Self::Replay { .. } => "replay",
             Self::Numbering { .. } => "numbering",
+            Self::NotNewer { .. } => "not_newer",
+            Self::Ahead { .. } => "ahead",
             Self::Store(_) => "store",
         }
     }
@@ -181,6 +212,42 @@ pub fn check_batch(
         });
     }
     check_sequence(replica, batch).map_err(Refused::from)
+}
+
+/// Checks a verified `batch`'s signed as-of time against the replica's (`held`) at
+/// `now`: never ahead of this clock beyond [`CLOCK_TOLERANCE`]; a snapshot or a statement
+/// (a delta without changes) strictly newer than `held`, so a replayed one cannot refresh
+/// the replica. A delta with changes is kept from replays by the sequence rule. A `held`
+/// time itself ahead of the clock (stored while the clocks disagreed) is not held against
+/// a batch, so a corrected clock recovers.
+///
+/// # Errors
+/// [`Refused::Ahead`], [`Refused::NotNewer`].
+pub fn check_as_of(
+    batch: &ChangeBatch,
+    held: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<(), Refused> {
+    let tolerance = jiff::SignedDuration::try_from(CLOCK_TOLERANCE).unwrap_or_default();
+    let ahead = |t: Timestamp| now.checked_add(tolerance).is_ok_and(|limit| t > limit);
+    if ahead(batch.as_of) {
+        return Err(Refused::Ahead {
+            as_of: batch.as_of,
+            now,
+        });
+    }
+    let statement = batch.snapshot || batch.changes.is_empty();
+    if let Some(held) = held
+        && statement
+        && !ahead(held)
+        && batch.as_of <= held
+    {
+        return Err(Refused::NotNewer {
+            held,
+            as_of: batch.as_of,
+        });
+    }
+    Ok(())
 }
 
 impl From<SequenceError> for Refused {
@@ -245,6 +312,8 @@ enum Poll {
 /// What went wrong in one round.
 enum Failure {
     Refused(Refused),
+    /// An answer without signed data (`204`): it proves nothing about the replica.
+    Unsigned(String),
     Transport(anyhow::Error),
 }
 
@@ -258,7 +327,7 @@ async fn fetch(
     client: &CentralClient,
     path: &str,
     timeout: Duration,
-) -> Result<Option<SignedEnvelope>, Failure> {
+) -> Result<SignedEnvelope, Failure> {
     let (instance, req) = client.get(path, timeout);
     let resp = req
         .send()
@@ -269,13 +338,15 @@ async fn fetch(
         client.failed(instance);
     }
     match resp.status() {
-        StatusCode::NO_CONTENT => Ok(None),
+        StatusCode::NO_CONTENT => Err(Failure::Unsigned(format!(
+            "central answered {path} with 204 and no signed statement; the replica is not refreshed"
+        ))),
         StatusCode::OK => {
             let env: SignedEnvelope = resp
                 .json()
                 .await
                 .context("registry envelope does not parse")?;
-            Ok(Some(env))
+            Ok(env)
         }
         s => {
             let text = resp.text().await.unwrap_or_default();
@@ -312,18 +383,12 @@ async fn bootstrap(
     client: &CentralClient,
     keys: &[PinnedKey],
 ) -> Result<Poll, Failure> {
-    let current = meta(shared).await?.sequence;
+    let held = meta(shared).await?;
     let path = format!("/api/v1/registry/snapshot?port={}", shared.port);
-    let env = fetch(client, &path, Duration::from_secs(60))
-        .await?
-        .ok_or_else(|| {
-            Failure::Transport(anyhow::anyhow!(
-                "central has no snapshot for port {}",
-                shared.port
-            ))
-        })?;
+    let env = fetch(client, &path, Duration::from_secs(60)).await?;
     let batch = verify_envelope(&env, keys).map_err(Failure::Refused)?;
-    check_batch(&batch, current, &shared.port, true).map_err(Failure::Refused)?;
+    check_batch(&batch, held.sequence, &shared.port, true).map_err(Failure::Refused)?;
+    check_as_of(&batch, held.as_of, Timestamp::now()).map_err(Failure::Refused)?;
     let last = apply(shared, batch).await?;
     tracing::info!(port = %shared.port, sequence = last, "replica loaded from a snapshot");
     Ok(Poll::Applied)
@@ -335,24 +400,23 @@ async fn poll_changes(
     keys: &[PinnedKey],
     wait: Duration,
 ) -> Result<Poll, Failure> {
-    let current = meta(shared).await?.sequence;
+    let held = meta(shared).await?;
+    let current = held.sequence;
     let path = format!(
         "/api/v1/registry/changes?port={}&after={current}&wait={}",
         shared.port,
         wait.as_secs()
     );
-    let Some(env) = fetch(client, &path, wait + Duration::from_secs(15)).await? else {
-        let store = shared.store().clone();
-        tokio::task::spawn_blocking(move || store.mark_synced(Timestamp::now()))
-            .await
-            .context("replica task panicked")?
-            .context("marking the replica synced")?;
-        return Ok(Poll::Empty);
-    };
+    let env = fetch(client, &path, wait + Duration::from_secs(15)).await?;
     let batch = verify_envelope(&env, keys).map_err(Failure::Refused)?;
     check_batch(&batch, current, &shared.port, false).map_err(Failure::Refused)?;
+    check_as_of(&batch, held.as_of, Timestamp::now()).map_err(Failure::Refused)?;
     let n = batch.changes.len();
     let last = apply(shared, batch).await?;
+    if n == 0 {
+        tracing::debug!(sequence = last, "central signed: no changes");
+        return Ok(Poll::Empty);
+    }
     tracing::info!(changes = n, sequence = last, "registry changes applied");
     Ok(Poll::Applied)
 }
@@ -395,10 +459,18 @@ pub async fn run_replication(shared: Replication, client: CentralClient, cfg: Ce
     }
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     let mut need_snapshot = false;
+    let mut last_start: Option<tokio::time::Instant> = None;
     loop {
         if shared.shutdown.is_cancelled() {
             return;
         }
+        if let Some(at) = last_start {
+            tokio::select! {
+                () = shared.shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(at + MIN_POLL_INTERVAL) => {}
+            }
+        }
+        last_start = Some(tokio::time::Instant::now());
         let loaded = match meta(&shared).await {
             Ok(m) => m.sequence > 0 || m.as_of.is_some(),
             Err(_) => false,
@@ -425,6 +497,11 @@ pub async fn run_replication(shared: Replication, client: CentralClient, cfg: Ce
                 // A gap heals only through a snapshot (which must not be older).
                 need_snapshot = matches!(why, Refused::Gap { .. });
                 refuse(&shared, &why).await;
+            }
+            Err(Failure::Unsigned(why)) => {
+                metrics::counter!("aeogate_replica_refused_total", "why" => "unsigned")
+                    .increment(1);
+                tracing::warn!(port = %shared.port, %why, "registry answer without signed data");
             }
             Err(Failure::Transport(e)) => {
                 tracing::warn!(error = %format!("{e:#}"), "registry poll failed");
@@ -531,6 +608,53 @@ mod tests {
             check_batch(&batch(5, 7, true), 5, "PORT-A", false),
             Err(Refused::WrongKind { .. })
         ));
+    }
+
+    #[test]
+    fn a_statement_must_be_newer_than_the_replica_and_not_ahead_of_the_clock() {
+        let t = |s: &str| -> Timestamp { s.parse().expect("ts") };
+        let now = t("2026-03-01T12:00:00Z");
+        let held = Some(t("2026-03-01T11:59:00Z"));
+        let with = |mut b: ChangeBatch, as_of: &str| {
+            b.as_of = t(as_of);
+            b
+        };
+        let statement = |as_of: &str| with(batch(5, 5, false), as_of);
+        // (batch, held, expected)
+        let cases: Vec<(ChangeBatch, Option<Timestamp>, &str)> = vec![
+            (statement("2026-03-01T11:59:30Z"), held, "ok"),
+            // The same statement again, or an older one: a replay.
+            (statement("2026-03-01T11:59:00Z"), held, "not_newer"),
+            (statement("2026-03-01T10:00:00Z"), held, "not_newer"),
+            (
+                with(batch(0, 9, true), "2026-03-01T11:00:00Z"),
+                held,
+                "not_newer",
+            ),
+            // Changes: the sequence rule keeps replays out; an older as-of is no refusal.
+            (with(batch(5, 6, false), "2026-03-01T11:00:00Z"), held, "ok"),
+            // Ahead of this clock beyond the tolerance, even with changes.
+            (statement("2026-03-01T12:00:05Z"), held, "ok"),
+            (statement("2026-03-01T12:05:00Z"), held, "ahead"),
+            (
+                with(batch(5, 6, false), "2026-03-02T12:00:00Z"),
+                held,
+                "ahead",
+            ),
+            // Nothing held yet.
+            (statement("2026-03-01T10:00:00Z"), None, "ok"),
+            // A held time ahead of the clock (stored while clocks disagreed) does not block.
+            (
+                statement("2026-03-01T11:59:30Z"),
+                Some(t("2026-03-03T00:00:00Z")),
+                "ok",
+            ),
+        ];
+        for (b, held, want) in cases {
+            let got = check_as_of(&b, held, now);
+            let label = got.as_ref().map_or_else(Refused::label, |()| "ok");
+            assert_eq!(label, want, "as_of {} held {held:?}: {got:?}", b.as_of);
+        }
     }
 
     #[test]

@@ -146,7 +146,7 @@ pub fn describe() {
     );
     describe_counter!(
         "aeogate_replica_refused_total",
-        "Registry batches or snapshots refused by replication, by reason."
+        "Registry batches, snapshots or statements refused by replication (unsigned: an answer without signed data), by reason."
     );
     describe_counter!(
         "aeogate_uplink_entries_total",
@@ -244,6 +244,9 @@ pub fn describe() {
         "rollback",
         "replay",
         "numbering",
+        "not_newer",
+        "ahead",
+        "unsigned",
         "store",
     ] {
         metrics::counter!("aeogate_replica_refused_total", "why" => why).increment(0);
@@ -321,8 +324,7 @@ pub async fn keep_gauges(store: Store, staleness_bound: Duration, shutdown: Canc
         metrics::gauge!("aeogate_journal_bytes").set(bytes as f64);
         metrics::gauge!("aeogate_uplink_backlog").set(backlog(head, acked) as f64);
         metrics::gauge!("aeogate_replica_sequence").set(meta.sequence as f64);
-        let fresh =
-            crate::replica::freshness(meta.current_as_of(), Timestamp::now(), staleness_bound);
+        let fresh = crate::replica::freshness(&meta, Timestamp::now(), staleness_bound);
         if let Some(age) = fresh.age_s {
             metrics::gauge!("aeogate_replica_age_seconds").set(age as f64);
         }

@@ -66,6 +66,19 @@ async fn sse_streams_lane_changes_and_ends_at_shutdown() {
     assert_eq!(resp.status(), 200);
     let mut body = resp;
     let tx = uuid::Uuid::now_v7();
+    // An override applies to the decided transaction the lane shows.
+    let l1 = protocol::schema::LaneId::parse("L1").expect("lane");
+    let decided = protocol::schema::LaneState {
+        lane: l1.clone(),
+        transaction_id: Some(tx),
+        decision: protocol::schema::LaneDecision::Inspect.into(),
+        route: "L1 inspection".into(),
+        reasons: Vec::new(),
+        priority: false,
+        at: jiff::Timestamp::now(),
+        officer_override: false,
+    };
+    handle.shared.live.update(&l1, |l| l.shown = Some(decided));
     let r = client()
         .post(format!("{base}/api/v1/lanes/L1/actions"))
         .bearer_auth(SUPERVISOR)

@@ -55,6 +55,21 @@ fn rig() -> Rig {
     }
 }
 
+/// Puts a decided state for `tx` on `lane`, as the pipeline does after a decision.
+fn show(state: &AppState, lane_id: &str, tx: uuid::Uuid, decision: LaneDecision) {
+    let shown = LaneState {
+        lane: lane(lane_id),
+        transaction_id: Some(tx),
+        decision: decision.into(),
+        route: format!("{lane_id} {decision}"),
+        reasons: vec![ReasonCode::PartyUnknown],
+        priority: false,
+        at: jiff::Timestamp::now(),
+        officer_override: false,
+    };
+    state.live.update(&lane(lane_id), |l| l.shown = Some(shown));
+}
+
 struct Answer {
     status: StatusCode,
     headers: HeaderMap,
@@ -168,6 +183,13 @@ async fn officer_actions_are_validated_then_journaled_with_the_officer() {
         "a confirmation names its transaction"
     );
 
+    // The lane shows no decision for `tx`: nothing to override.
+    let head = r.state.store.journal_head();
+    let a = send(&r.app, post_json(url, Some(OFFICER), &override_body)).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text());
+    assert_eq!(r.state.store.journal_head(), head, "nothing journaled");
+
+    show(&r.state, "L1", tx, LaneDecision::Standard);
     let a = send(&r.app, post_json(url, Some(OFFICER), &override_body)).await;
     assert_eq!(a.status, StatusCode::CREATED);
     let seq = a.json()["seq"].as_u64().expect("seq");
@@ -288,13 +310,47 @@ async fn an_officer_may_tighten_the_lane_shown_for_a_transaction_but_not_relax_i
     );
     let a = send(&r.app, post_json(url, Some(SUPERVISOR), &to("FAST"))).await;
     assert_eq!(a.status, StatusCode::CREATED, "supervisor relaxing");
-    let other = json!({"transaction_id": uuid::Uuid::now_v7(), "action": "OVERRIDE", "to": "STANDARD", "reason": "OTHER", "note": ""});
+    let other = json!({"transaction_id": uuid::Uuid::now_v7(), "action": "OVERRIDE", "to": "INSPECT", "reason": "OTHER", "note": ""});
     let a = send(&r.app, post_json(url, Some(OFFICER), &other)).await;
     assert_eq!(
         a.status,
-        StatusCode::FORBIDDEN,
-        "an unknown transaction: only INSPECT without a supervisor"
+        StatusCode::CONFLICT,
+        "a transaction the lane does not show, even towards INSPECT"
     );
+}
+
+#[tokio::test]
+async fn an_override_naming_another_lanes_transaction_is_a_conflict_and_changes_nothing() {
+    let r = rig();
+    let (t1, t2) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    show(&r.state, "L1", t1, LaneDecision::Inspect);
+    show(&r.state, "L2", t2, LaneDecision::Fast);
+    let head = r.state.store.journal_head();
+    for (who, to) in [(OFFICER, "INSPECT"), (SUPERVISOR, "FAST")] {
+        let body = json!({"transaction_id": t2, "action": "OVERRIDE", "to": to, "reason": "r", "note": ""});
+        let a = send(
+            &r.app,
+            post_json("/api/v1/lanes/L1/actions", Some(who), &body),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text());
+        let msg = a.json()["error"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            msg.contains(&t1.to_string()) && msg.contains(&t2.to_string()),
+            "{msg}"
+        );
+    }
+    assert_eq!(r.state.store.journal_head(), head, "nothing journaled");
+    let shown = |l: &str| {
+        r.state
+            .live
+            .get(&lane(l))
+            .and_then(|l| l.shown)
+            .expect("shown")
+    };
+    assert_eq!(shown("L1").decision, LaneDecision::Inspect.into());
+    assert_eq!(shown("L2").decision, LaneDecision::Fast.into());
+    assert!(!shown("L1").officer_override && !shown("L2").officer_override);
 }
 
 #[tokio::test]
@@ -436,6 +492,7 @@ async fn accounts_roles_csrf_and_login_limits() {
 
     // An officer may tighten a lane but not relax it.
     let tx = uuid::Uuid::now_v7();
+    show(&r.state, "L1", tx, LaneDecision::Standard);
     let relax = json!({"transaction_id": tx, "action": "OVERRIDE", "to": "FAST", "reason": "OTHER", "note": ""});
     let a = send(
         app,

@@ -273,6 +273,23 @@ fn central_requires_a_pinned_key_of_64_hex_digits() {
 }
 
 #[test]
+fn a_staleness_bound_not_longer_than_the_long_poll_is_refused() {
+    let key = "0".repeat(64);
+    let with = |bound: &str| {
+        MINIMAL.replace(
+            "[policy]\n",
+            &format!(
+                "[central]\nurl = \"https://c.example\"\ntoken = \"t\"\npoll_wait = \"25s\"\n[[central.registry_keys]]\nkey_id = \"k\"\npublic_key = \"{key}\"\n\n[policy]\nstaleness_bound = \"{bound}\"\n"
+            ),
+        )
+    };
+    let (_, key_path, shown) = invalid(&with("20s"));
+    assert_eq!(key_path, "policy.staleness_bound");
+    assert!(shown.contains("central.poll_wait (25s)"), "{shown}");
+    assert!(Config::from_toml_str(&with("26s"), "agent.toml").is_ok());
+}
+
+#[test]
 fn syntax_error_reports_a_line() {
     let text = MINIMAL.replace("port = \"PORT-A\"", "port = \"PORT-A");
     let (line, _, shown) = invalid(&text);

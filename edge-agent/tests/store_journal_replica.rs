@@ -249,7 +249,12 @@ fn apply_batch_refuses_gap_replay_rollback_and_wrong_port_leaving_replica_unchan
             last_seq: 2
         })
     ));
-    assert_eq!(s.replica_meta(), before);
+    // The stored bookkeeping is unchanged (the monotonic age is read, not stored).
+    let stored = |m: edge_agent::replica::ReplicaMeta| edge_agent::replica::ReplicaMeta {
+        verified_elapsed: None,
+        ..m
+    };
+    assert_eq!(stored(s.replica_meta()), stored(before));
     let view = s.replica_view().expect("view");
     assert_eq!(
         view.operator(&op(IMPORTER)).expect("importer").status,
@@ -314,16 +319,57 @@ fn snapshot_replaces_the_replica() {
 }
 
 #[test]
-fn mark_synced_refreshes_freshness() {
+fn only_the_signed_as_of_time_makes_the_replica_fresh() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
+    let bound = std::time::Duration::from_secs(3600);
     let mut b = snapshot();
     b.as_of = ago(48 * 3600);
     s.apply_batch(&b).expect("snapshot");
+    // A recent sync time (what an unsigned "nothing new" used to record) is bookkeeping.
     s.mark_synced(ago(10)).expect("synced");
     let view = s.replica_view().expect("view");
-    assert_eq!(view.as_of(), Some(ago(10)));
+    assert_eq!(view.as_of(), Some(ago(48 * 3600)));
     assert_eq!(s.replica_meta().last_sync, Some(ago(10)));
+    let f = edge_agent::replica::freshness(&s.replica_meta(), ago(0), bound);
+    assert!(f.stale, "{f:?}");
+    drop(view);
+    // A signed "no changes after 3" statement of now refreshes it, and starts the
+    // monotonic clock.
+    let mut statement = batch(false, 3, 3, "PORT-A", vec![]);
+    statement.as_of = ago(0);
+    s.apply_batch(&statement).expect("statement");
+    let meta = s.replica_meta();
+    assert_eq!(meta.as_of, Some(ago(0)));
+    assert!(meta.verified_elapsed.is_some_and(|d| d.as_secs() < 5));
+    assert!(!edge_agent::replica::freshness(&meta, ago(0), bound).stale);
+    // An older signed time never moves it back.
+    let mut old = batch(false, 3, 3, "PORT-A", vec![]);
+    old.as_of = ago(7200);
+    s.apply_batch(&old).expect("applies");
+    assert_eq!(s.replica_meta().as_of, Some(ago(0)));
+}
+
+#[test]
+fn a_last_sync_ahead_of_the_clock_reads_stale_after_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("a.redb");
+    {
+        let s = Store::open(&path, gate()).expect("open");
+        let mut b = snapshot();
+        b.as_of = ago(60);
+        s.apply_batch(&b).expect("snapshot");
+        // Written by a run whose clock was two days ahead.
+        s.mark_synced(ago(-2 * 86_400)).expect("synced");
+    }
+    let s = Store::open(&path, gate()).expect("reopen");
+    let meta = s.replica_meta();
+    assert_eq!(
+        meta.verified_elapsed, None,
+        "a new process has verified nothing yet"
+    );
+    let f = edge_agent::replica::freshness(&meta, ago(0), std::time::Duration::from_secs(3600));
+    assert!(f.stale && f.ahead, "{f:?}");
 }
 
 #[test]

@@ -62,7 +62,7 @@ fn action(i: usize) -> Value {
     match i % 3 {
         0 => json!({"transaction_id": uuid::Uuid::now_v7(), "action": "CONFIRM"}),
         1 => {
-            json!({"transaction_id": uuid::Uuid::now_v7(), "action": "OVERRIDE", "to": "INSPECT", "reason": format!("burst {i}"), "note": ""})
+            json!({"transaction_id": uuid::Uuid::now_v7(), "action": "INSPECTION_RESULT", "result": {"outcome": "SEAL_INTACT"}, "note": format!("burst {i}")})
         }
         _ => {
             json!({"action": "MANUAL_ENTRY", "value": {"kind": "CONTAINER", "number": "CSQU3054383"}})

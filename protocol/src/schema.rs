@@ -1059,7 +1059,10 @@ pub struct ChangeBatch {
     pub last_seq: u64,
     /// Port the batch is meant for.
     pub port: String,
-    /// Central's as-of time for `last_seq`.
+    /// Central's signed as-of time: the replica that applies this batch holds everything
+    /// central's registry held for the port at this time. A batch with no changes and
+    /// `after_seq == last_seq` is central's statement "no changes after `last_seq` as of
+    /// this time"; agents count their replica fresh only from these signed times.
     pub as_of: Timestamp,
     pub changes: Vec<SequencedChange>,
 }

@@ -82,7 +82,39 @@ async fn wait_listening(port: u16, child: &mut Child, log: &Path, what: &str) {
 /// Starts the workspace binary `name` with `args` (logging at `warn` into `log`, no stdin or
 /// stdout) and waits until it listens on `port`.
 async fn start_logged(name: &str, args: &[&OsStr], log: &Path, port: u16) -> Child {
-    let mut child = Command::new(binary(name))
+    start_wrapped(None, name, args, log, port).await
+}
+
+/// Debian's libfaketime for multi-threaded programs (package `libfaketime`, pulled in by
+/// `faketime`).
+fn libfaketime() -> PathBuf {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
+        .find(|p| p.exists());
+    found.expect("libfaketime is not installed: apt-get install faketime")
+}
+
+/// As [`start_logged`], with Debian's libfaketime preloaded when `faketime` gives an
+/// offset (e.g. `+2d`): the process sees its clocks moved by that much. Preloaded rather
+/// than through the `faketime` wrapper, so the child is the binary itself and signals
+/// reach it.
+async fn start_wrapped(
+    faketime: Option<&str>,
+    name: &str,
+    args: &[&OsStr],
+    log: &Path,
+    port: u16,
+) -> Child {
+    let mut command = Command::new(binary(name));
+    if let Some(offset) = faketime {
+        command
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", offset);
+    }
+    let mut child = command
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -403,6 +435,20 @@ pub struct StaffClient {
 }
 
 impl StaffClient {
+    /// `GET path` as the staff user, its JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("staff request")
+            .json()
+            .await
+            .expect("staff JSON")
+    }
+
     /// `GET /api/v1/gates`, the entry for [`GATE`].
     pub async fn gate(&self) -> Option<Value> {
         let r = self
@@ -621,6 +667,21 @@ impl AgentSite {
         self.child = Some(start_logged("edge-agent", &args, &log, self.console_port).await);
     }
 
+    /// Starts `edge-agent run` under libfaketime with its clocks moved by `offset`
+    /// (libfaketime's `FAKETIME` syntax, e.g. `+2d`; Debian package `faketime`).
+    pub async fn start_with_clock_offset(&mut self, offset: &str) {
+        assert!(self.child.is_none(), "agent already running");
+        self.starts += 1;
+        let log = self.dir.join(format!("agent-{}.log", self.starts));
+        let args = [
+            OsStr::new("run"),
+            OsStr::new("--config"),
+            self.config_path.as_os_str(),
+        ];
+        self.child =
+            Some(start_wrapped(Some(offset), "edge-agent", &args, &log, self.console_port).await);
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) {
         kill(&mut self.child);
@@ -740,8 +801,10 @@ fn action(i: u64) -> Value {
             json!({"action": "MANUAL_ENTRY", "value": {"kind": "SEAL", "number": data::seal(i % 50).expect("seal").to_string()}})
         }
         2 => json!({"transaction_id": uuid::Uuid::now_v7(), "action": "CONFIRM"}),
+        // An override binds to the truck its lane shows (a made-up transaction is a 409),
+        // so the burst records inspection results, which need no truck on the lane.
         _ => {
-            json!({"transaction_id": uuid::Uuid::now_v7(), "action": "OVERRIDE", "to": "INSPECT", "reason": format!("burst {i}"), "note": ""})
+            json!({"transaction_id": uuid::Uuid::now_v7(), "action": "INSPECTION_RESULT", "result": {"outcome": "SEAL_INTACT"}, "note": format!("burst {i}")})
         }
     }
 }

@@ -60,6 +60,7 @@ impl Central {
             decision: None,
             declared: Vec::new(),
             officer_results: Vec::new(),
+            overrides: Vec::new(),
             alert: None,
         };
         if let Some(txn) = d.case.transaction_id() {
@@ -71,6 +72,11 @@ impl Central {
                         if matches!(action.kind, ActionKind::InspectionResult { .. }) =>
                     {
                         d.officer_results.push(action);
+                    }
+                    EventBody::OfficerAction { action }
+                        if matches!(action.kind, ActionKind::Override { .. }) =>
+                    {
+                        d.overrides.push(action);
                     }
                     _ => {}
                 }

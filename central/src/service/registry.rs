@@ -202,25 +202,32 @@ impl Central {
         self.inner.store.last_seq()
     }
 
-    /// The signed snapshot for `port`.
+    /// The signed snapshot for `port`. Its `as_of` is the time the snapshot was read:
+    /// it holds everything the registry held then (docs/delivery.md, "Replication").
     ///
     /// # Errors
     /// Store or serialisation errors.
     pub fn snapshot_envelope(&self, port: &str) -> Result<SignedEnvelope, RegistryError> {
-        let snap = self.inner.store.snapshot(port, Timestamp::now())?;
+        // Taken before the read, so the snapshot is at least as new as this time.
+        let read_at = Timestamp::now();
+        let snap = self.inner.store.snapshot(port, read_at)?;
         let batch = ChangeBatch {
             v: SCHEMA_VERSION,
             snapshot: true,
             after_seq: 0,
             last_seq: snap.last_seq,
             port: port.to_owned(),
-            as_of: snap.as_of,
+            as_of: read_at,
             changes: snap.changes,
         };
         Ok(self.inner.signer.sign(serde_json::to_string(&batch)?))
     }
 
-    /// The signed batch for `port` after `after`, or `None` when nothing is newer.
+    /// The signed batch for `port` after `after`. With nothing newer it is the signed
+    /// statement "no changes after `after` as of now": an empty delta with `after_seq =
+    /// last_seq = after`, the only answer from which an agent may count its replica
+    /// fresh. A batch that reaches the head of the log is as of the time the head was
+    /// read; one cut short by [`MAX_BATCH_CHANGES`] is as of its last change.
     ///
     /// # Errors
     /// Store or serialisation errors.
@@ -228,12 +235,29 @@ impl Central {
         &self,
         port: &str,
         after: u64,
-    ) -> Result<Option<SignedEnvelope>, RegistryError> {
+    ) -> Result<SignedEnvelope, RegistryError> {
+        // Taken before the reads: at this time the log held at most `head` changes.
+        let read_at = Timestamp::now();
+        let head = self.inner.store.last_seq()?;
         let logged = self.inner.store.changes_after(after, MAX_BATCH_CHANGES)?;
-        match registry::batch_for_port(port, after, &logged) {
-            None => Ok(None),
-            Some(batch) => Ok(Some(self.inner.signer.sign(serde_json::to_string(&batch)?))),
-        }
+        let batch = match registry::batch_for_port(port, after, &logged) {
+            Some(mut batch) => {
+                if batch.last_seq >= head {
+                    batch.as_of = read_at;
+                }
+                batch
+            }
+            None => ChangeBatch {
+                v: SCHEMA_VERSION,
+                snapshot: false,
+                after_seq: after,
+                last_seq: after,
+                port: port.to_owned(),
+                as_of: read_at,
+                changes: Vec::new(),
+            },
+        };
+        Ok(self.inner.signer.sign(serde_json::to_string(&batch)?))
     }
 
     /// One operator's current record.

@@ -103,6 +103,19 @@ impl Validator<'_> {
         let store = self.store(raw.store)?;
         let central = self.central(raw.central)?;
         let policy = self.policy(raw.policy)?;
+        // A signed statement refreshes the replica about once a long poll: a bound no
+        // longer than that would read a healthy replica stale between two of them.
+        if let Some(c) = &central
+            && policy.staleness_bound <= c.poll_wait
+        {
+            return Err(self.err(
+                vec![Seg::Key("policy"), Seg::Key("staleness_bound")],
+                format!(
+                    "must be longer than central.poll_wait ({}s): the replica is refreshed about once a poll",
+                    c.poll_wait.as_secs()
+                ),
+            ));
+        }
         let console = self.console(&raw.console)?;
         Ok(Config {
             gate,

@@ -37,6 +37,9 @@ pub(super) struct Inner {
     /// Writer lock for the replica (redb allows one write transaction at a time anyway;
     /// this keeps check-then-apply atomic).
     pub(super) replica: Mutex<()>,
+    /// When this process last moved the replica's signed as-of time forward (monotonic,
+    /// so freshness does not depend on the wall clock alone).
+    pub(super) replica_verified: Mutex<Option<std::time::Instant>>,
     /// Fault drill: while set, every journal write fails as on a full disk.
     pub(super) refuse_writes: AtomicBool,
     /// Set when a write failed in a way only closing and reopening the database cures

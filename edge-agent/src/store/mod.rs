@@ -115,6 +115,7 @@ impl Store {
                 replica: Mutex::new(()),
                 refuse_writes: AtomicBool::new(false),
                 needs_reopen: AtomicBool::new(false),
+                replica_verified: std::sync::Mutex::new(None),
             }),
         })
     }

@@ -47,7 +47,17 @@ impl Store {
     fn try_replica_meta(&self) -> Result<ReplicaMeta, ReplicaError> {
         let r = self.database().begin_read().map_err(rdb)?;
         let t = r.open_table(REPLICA_META).map_err(rdb)?;
-        read_replica_meta(&t)
+        let mut meta = read_replica_meta(&t)?;
+        meta.verified_elapsed = self.verified_elapsed();
+        Ok(meta)
+    }
+
+    fn verified_elapsed(&self) -> Option<std::time::Duration> {
+        self.inner
+            .replica_verified
+            .lock()
+            .ok()
+            .and_then(|v| v.map(|at| at.elapsed()))
     }
 
     /// Binds the replica to a port of entry. A fresh replica records it; one already
@@ -108,10 +118,18 @@ impl Store {
             apply_changes(&mut sink, batch)?;
         }
         meta.sequence = batch.last_seq;
-        meta.as_of = Some(batch.as_of);
+        // The signed as-of time only moves forward; when it does, the monotonic clock
+        // restarts with it.
+        let advanced = meta.as_of.is_none_or(|held| batch.as_of > held);
+        if advanced {
+            meta.as_of = Some(batch.as_of);
+        }
         meta.port = Some(batch.port.clone());
         write_replica_meta(&w, &meta)?;
         w.commit().map_err(rdb)?;
+        if advanced && let Ok(mut v) = self.inner.replica_verified.lock() {
+            *v = Some(std::time::Instant::now());
+        }
         Ok(())
     }
 
@@ -124,12 +142,17 @@ impl Store {
         let r = self.database().begin_read().map_err(rdb)?;
         let meta = {
             let t = r.open_table(REPLICA_META).map_err(rdb)?;
-            read_replica_meta(&t)?
+            let mut meta = read_replica_meta(&t)?;
+            meta.verified_elapsed = self.verified_elapsed();
+            meta
         };
         Ok(ReplicaSnapshot { r, meta })
     }
 
-    /// Records that central confirmed, at `at`, that nothing newer than the replica exists.
+    /// Records the agent's time `at` of the last verified batch or statement that moved
+    /// the signed as-of time forward. It is bookkeeping only: freshness comes from the
+    /// signed as-of time ([`crate::replica::freshness`]), and a `last_sync` ahead of the
+    /// clock (written by a run whose clock was ahead) reads stale until the next one.
     ///
     /// # Errors
     /// [`ReplicaError`].
@@ -140,7 +163,7 @@ impl Store {
             .lock()
             .map_err(|_| ReplicaError::Schema("replica lock poisoned".into()))?;
         let mut meta = self.try_replica_meta()?;
-        meta.last_sync = Some(meta.last_sync.map_or(at, |s| s.max(at)));
+        meta.last_sync = Some(at);
         let w = self.database().begin_write().map_err(rdb)?;
         write_replica_meta(&w, &meta)?;
         w.commit().map_err(rdb)
@@ -377,7 +400,10 @@ impl ReplicaView for ReplicaSnapshot {
         self.meta.sequence
     }
     fn as_of(&self) -> Option<Timestamp> {
-        self.meta.current_as_of()
+        self.meta.as_of
+    }
+    fn freshness_meta(&self) -> ReplicaMeta {
+        self.meta.clone()
     }
     fn try_operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, Unreadable> {
         self.get_operator(id).map_err(|e| {

@@ -86,6 +86,8 @@ struct Target<'a, 'b> {
     /// their stored containers, and their stored entries (gate, seq, at ms).
     stored_txn_containers: HashMap<Uuid, BTreeSet<String>>,
     stored_txn_entries: HashMap<Uuid, Vec<(String, i64, i64)>>,
+    /// Lanes of the transactions this batch journaled (its rows are written at the end).
+    txn_lanes: HashMap<Uuid, String>,
     json: HashMap<(u64, String), serde_json::Value>,
     rows: Rows,
 }
@@ -292,6 +294,23 @@ impl IngestTarget for Target<'_, '_> {
             .map(|r| r.get(0)))
     }
 
+    fn lane_of_transaction(&mut self, txn: &Uuid) -> Result<Option<String>, StoreError> {
+        if let Some(l) = self.txn_lanes.get(txn) {
+            return Ok(Some(l.clone()));
+        }
+        // A stored transaction or decision entry of this gate (refused ones are kept
+        // apart, not in `events`).
+        Ok(self
+            .tx
+            .query_opt(
+                "SELECT lane FROM events WHERE gate = $1 AND txn = $2 AND lane IS NOT NULL \
+                 AND (decision IS NOT NULL OR value->'entry'->'body'->>'type' = 'TRANSACTION') \
+                 LIMIT 1",
+                &[&self.gate.as_str(), txn],
+            )?
+            .map(|r| r.get(0)))
+    }
+
     fn insert(
         &mut self,
         entry: &JournalEntry,
@@ -333,6 +352,17 @@ impl IngestTarget for Target<'_, '_> {
                 .refused
                 .push((seq, at, serde_json::Value::Object(value)));
             return Ok(());
+        }
+        match &entry.body {
+            EventBody::Transaction { transaction } => {
+                self.txn_lanes
+                    .insert(transaction.id, transaction.lane.to_string());
+            }
+            EventBody::Decision { decision } => {
+                self.txn_lanes
+                    .insert(decision.transaction_id, decision.lane.to_string());
+            }
+            _ => {}
         }
         let r = &mut self.rows;
         r.ev_seq.push(seq);
@@ -620,6 +650,7 @@ pub(super) fn ingest(
             txn_containers: HashMap::new(),
             stored_txn_containers,
             stored_txn_entries,
+            txn_lanes: HashMap::new(),
             json: prepared.json,
             rows: Rows::default(),
         };

@@ -249,6 +249,18 @@ impl IngestTarget for Target<'_> {
         Ok(None)
     }
 
+    fn lane_of_transaction(&mut self, txn: &Uuid) -> Result<Option<String>, StoreError> {
+        // This gate's entries about it (this write transaction sees its own inserts).
+        Ok(self
+            .txn_events(txn)?
+            .iter()
+            .find_map(|e| match &e.entry.body {
+                EventBody::Transaction { transaction } => Some(transaction.lane.to_string()),
+                EventBody::Decision { decision } => Some(decision.lane.to_string()),
+                _ => None,
+            }))
+    }
+
     fn insert(
         &mut self,
         entry: &JournalEntry,
