@@ -15,6 +15,11 @@
 //! `UNREADABLE` read, so the officer sees that a reader said something the agent did not
 //! understand. MQTT is a transport, not a store: what must not be lost goes through the
 //! journal.
+//!
+//! With a read log ([`MqttLink::start_logged`]) the connection uses manual acks and a
+//! persistent session (`clean_session = false`, so the client id must be stable): a
+//! publish is written to the read log before its PUBACK, and one the agent did not
+//! acknowledge before a crash is delivered again by the broker when it reconnects.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{AssemblerEvent, Backoff, HealthReporter};
 use crate::config::MqttConfig;
+use crate::readlog::ReadLog;
 
 /// Largest MQTT packet accepted or sent (rumqttc's default is 10 KiB).
 pub const MAX_PACKET: usize = 64 * 1024;
@@ -123,9 +129,24 @@ impl MqttLink {
         health: HealthReporter,
         shutdown: CancellationToken,
     ) -> Self {
+        Self::start_logged(cfg, events, None, health, shutdown)
+    }
+
+    /// [`MqttLink::start`] with a read log: each publish's events are written durably to
+    /// `log` before the publish is acknowledged to the broker (manual acks, persistent
+    /// session).
+    #[must_use]
+    pub fn start_logged(
+        cfg: &MqttConfig,
+        events: mpsc::Sender<AssemblerEvent>,
+        log: Option<Arc<ReadLog>>,
+        health: HealthReporter,
+        shutdown: CancellationToken,
+    ) -> Self {
         let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
         opts.set_keep_alive(Duration::from_secs(10))
-            .set_clean_session(true)
+            .set_clean_session(log.is_none())
+            .set_manual_acks(log.is_some())
             .set_max_packet_size(MAX_PACKET, MAX_PACKET)
             .set_inflight(32);
         if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
@@ -181,6 +202,9 @@ impl MqttLink {
                         let Some(map) = maps.iter().find(|m| rumqttc::matches(&p.topic, &m.filter))
                         else {
                             tracing::debug!(topic = %p.topic, "publish on an unmapped topic ignored");
+                            if log.is_some() {
+                                let _ = client.try_ack(&p);
+                            }
                             continue;
                         };
                         let device = format!("mqtt:{}", p.topic);
@@ -189,6 +213,13 @@ impl MqttLink {
                         if let Some(e) = err {
                             metrics::counter!("aeogate_mqtt_malformed_total", "lane" => map.lane.to_string()).increment(1);
                             tracing::warn!(topic = %p.topic, error = %e, "malformed payload; recorded as an unreadable read");
+                        }
+                        // Durable before the broker hears the PUBACK.
+                        if let Some(log) = &log {
+                            let _ = log.log(&evs).await;
+                            if let Err(e) = client.try_ack(&p) {
+                                tracing::warn!(topic = %p.topic, error = %e, "PUBACK not queued; the broker delivers the publish again");
+                            }
                         }
                         forward.extend(evs);
                     }

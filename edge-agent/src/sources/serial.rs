@@ -22,6 +22,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -39,6 +40,7 @@ use tokio_serial::{SerialPortBuilderExt as _, SerialStream};
 use tokio_util::sync::CancellationToken;
 
 use super::{AssemblerEvent, Backoff, HealthReporter, RawRead, tag_value};
+use crate::readlog::ReadLog;
 
 /// Resend period for an unacknowledged lane command: the board's own `retry_ms`.
 pub const RETRY: Duration = Duration::from_millis(300);
@@ -469,6 +471,20 @@ impl<'a> Reopener<'a> {
 pub async fn run_lane_board(
     dev: SerialDevice,
     events: mpsc::Sender<AssemblerEvent>,
+    commands: mpsc::Receiver<LaneCommand>,
+    health: HealthReporter,
+    shutdown: CancellationToken,
+) {
+    run_lane_board_logged(dev, events, None, commands, health, shutdown).await;
+}
+
+/// [`run_lane_board`] with a read log: every board event that carries a read or a
+/// presence change is written durably to `log` before the frame is acknowledged to the
+/// board, so an agent killed after the ack still has it at its next start.
+pub async fn run_lane_board_logged(
+    dev: SerialDevice,
+    events: mpsc::Sender<AssemblerEvent>,
+    log: Option<Arc<ReadLog>>,
     mut commands: mpsc::Receiver<LaneCommand>,
     health: HealthReporter,
     shutdown: CancellationToken,
@@ -483,6 +499,7 @@ pub async fn run_lane_board(
             port,
             &mut session,
             &events,
+            log.as_deref(),
             &mut commands,
             &health,
             &shutdown,
@@ -507,6 +524,7 @@ async fn board_session(
     mut port: SerialStream,
     session: &mut LinkSession,
     events: &mpsc::Sender<AssemblerEvent>,
+    log: Option<&ReadLog>,
     commands: &mut mpsc::Receiver<LaneCommand>,
     health: &HealthReporter,
     shutdown: &CancellationToken,
@@ -537,11 +555,20 @@ async fn board_session(
                             last_valid = Instant::now();
                             *progressed = true;
                             let (ack, board_events) = session.receive(frame);
+                            let lane_events: Vec<AssemblerEvent> = board_events
+                                .into_iter()
+                                .filter_map(|event| board_event(dev, event, health))
+                                .collect();
+                            // Durable before the board hears the ack (a failed write is
+                            // counted and logged by the read log; the lane goes on).
+                            if let Some(log) = log {
+                                let _ = log.log(&lane_events).await;
+                            }
                             if let Some(ack) = ack {
                                 write_frame(&mut port, &ack).await?;
                             }
-                            for event in board_events {
-                                board_event(dev, event, events, health).await?;
+                            for ev in lane_events {
+                                events.send(ev).await.map_err(|_| PortError::ChannelClosed)?;
                             }
                         }
                         Err(LinkError::UnknownMessage { seq, kind }) => {
@@ -591,14 +618,15 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-async fn board_event(
+/// What a board event means for the lane (a read or a presence change), if anything;
+/// heartbeats, faults, acks and boots update health and the log.
+fn board_event(
     dev: &SerialDevice,
     event: BoardEvent,
-    events: &mpsc::Sender<AssemblerEvent>,
     health: &HealthReporter,
-) -> Result<(), PortError> {
+) -> Option<AssemblerEvent> {
     let now = Timestamp::now();
-    let out = match event {
+    match event {
         BoardEvent::Tag(tag) => {
             let (raw, value) = tag_value(&tag.epc);
             Some(AssemblerEvent::Read(RawRead {
@@ -659,14 +687,7 @@ async fn board_event(
             }
             None
         }
-    };
-    if let Some(ev) = out {
-        events
-            .send(ev)
-            .await
-            .map_err(|_| PortError::ChannelClosed)?;
     }
-    Ok(())
 }
 
 fn heartbeat_detail(hb: &link::Heartbeat) -> String {

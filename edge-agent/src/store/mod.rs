@@ -38,6 +38,8 @@
 //! - `journal`: the journal tables and operations; [`backlog`].
 //! - `replica`: the replica tables, [`Store::apply_batch`], [`ReplicaSnapshot`].
 //! - `migrate`: layout migrations run by [`Store::open`].
+//! - `reads`: the read log (`read_log_v1`), the write-ahead of lane events that the
+//!   journal consumes ([`Store::log_reads`], [`Store::append_groups_consuming`]).
 //! - [`Store::database`] hands the raw database to the console, which keeps its accounts
 //!   and sessions in tables of its own in the same file.
 
@@ -45,6 +47,7 @@ mod error;
 mod handle;
 mod journal;
 mod migrate;
+mod reads;
 mod replica;
 
 use std::path::Path;
