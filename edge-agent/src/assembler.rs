@@ -632,6 +632,66 @@ mod tests {
         assert_eq!(a.next_deadline(), Some(t(5_000)), "last read + quiet_close");
     }
 
+    fn tracked() -> Assembler {
+        asm().tracking()
+    }
+
+    fn closed_ids(out: &[AssemblerOutput]) -> Vec<Uuid> {
+        out.iter()
+            .filter_map(|o| match o {
+                AssemblerOutput::Closed(tx) => Some(tx.id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_closed_transaction_accounts_for_the_events_that_made_it() {
+        let mut a = tracked();
+        let evs = [
+            read("L1", 1, t(0)),
+            presence(true, t(500)),
+            read("L1", 2, t(1_000)),
+            read("L1", 2, t(1_100)),
+            presence(false, t(2_000)),
+        ];
+        for e in evs.iter().cloned() {
+            a.handle(e);
+        }
+        let ids = closed_ids(&a.tick(t(3_000)));
+        assert_eq!(ids.len(), 1);
+        let consumed = a.take_consumed(ids[0]);
+        assert_eq!(consumed.len(), evs.len(), "{consumed:?}");
+        for e in &evs {
+            assert!(consumed.contains(e), "{e:?} accounted to its transaction");
+        }
+        assert!(a.take_spent().is_empty());
+        assert!(a.take_consumed(ids[0]).is_empty(), "taken once");
+    }
+
+    #[test]
+    fn a_clearing_after_a_decision_on_the_loop_belongs_to_no_transaction() {
+        let mut a = tracked();
+        a.handle(presence(true, t(0)));
+        let ids = closed_ids(&a.tick(t(30_000)));
+        assert_eq!(ids.len(), 1, "closed on timeout");
+        assert_eq!(a.take_consumed(ids[0]), vec![presence(true, t(0))]);
+        let leave = presence(false, t(31_000));
+        a.handle(leave.clone());
+        assert_eq!(a.take_spent(), vec![leave]);
+    }
+
+    #[test]
+    fn an_untracked_assembler_keeps_no_events() {
+        let mut a = asm();
+        a.handle(presence(true, t(0)));
+        a.handle(presence(false, t(100)));
+        let ids = closed_ids(&a.tick(t(2_000)));
+        assert_eq!(ids.len(), 1);
+        assert!(a.take_consumed(ids[0]).is_empty());
+        assert!(a.take_spent().is_empty());
+    }
+
     #[derive(Debug, Clone)]
     enum Ev {
         Read { loop_lane: bool, value: u8 },
@@ -648,6 +708,41 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Every event handed to a tracking assembler ends in exactly one place: a closed
+        /// transaction's events, an orphan read, or the spent presence changes — so the
+        /// read log removes each exactly once.
+        #[test]
+        fn every_event_is_accounted_exactly_once(events in proptest::collection::vec(ev(), 1..60)) {
+            let mut a = tracked();
+            let mut now = 0i64;
+            let mut handed = Vec::new();
+            let mut outputs = Vec::new();
+            for (e, dt) in events {
+                now += dt;
+                let event = match e {
+                    Ev::Read { loop_lane, value } => read(if loop_lane { "L1" } else { "L2" }, value, t(now)),
+                    Ev::Presence(present) => presence(present, t(now)),
+                };
+                handed.push(event.clone());
+                outputs.extend(a.handle(event));
+            }
+            outputs.extend(a.close_all(t(now + 100_000)));
+            let mut accounted = a.take_spent();
+            for o in outputs {
+                match o {
+                    AssemblerOutput::Closed(tx) => accounted.extend(a.take_consumed(tx.id)),
+                    AssemblerOutput::OrphanRead(r) => accounted.push(AssemblerEvent::Read(r)),
+                    _ => {}
+                }
+            }
+            let key = |e: &AssemblerEvent| format!("{e:?}");
+            let mut want: Vec<String> = handed.iter().map(key).collect();
+            let mut got: Vec<String> = accounted.iter().map(key).collect();
+            want.sort();
+            got.sort();
+            prop_assert_eq!(got, want);
+        }
 
         /// The deadline is exact: a tick a nanosecond before it changes nothing, a tick
         /// at it closes a transaction or gives up a read.

@@ -92,3 +92,72 @@ pub(super) fn consume_in(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+    use protocol::schema::{EventBody, GateId};
+
+    use super::*;
+
+    fn store(dir: &tempfile::TempDir) -> Store {
+        Store::open(&dir.path().join("s.redb"), GateId::parse("G1").expect("gate")).expect("store")
+    }
+
+    fn body() -> EventBody {
+        EventBody::IntegrityAlert {
+            what: "test".into(),
+            detail: "read log test".into(),
+        }
+    }
+
+    #[test]
+    fn logged_events_come_back_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(&dir);
+        assert!(s.logged_reads().expect("empty log").is_empty());
+        s.log_reads(&[b"a".to_vec(), b"b".to_vec()]).expect("log");
+        s.log_reads(&[b"a".to_vec()]).expect("log");
+        let got: Vec<Vec<u8>> = s
+            .logged_reads()
+            .expect("read")
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(got, [b"a".to_vec(), b"b".to_vec(), b"a".to_vec()]);
+    }
+
+    #[test]
+    fn a_journal_write_removes_one_entry_per_consumed_event_in_the_same_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(&dir);
+        s.log_reads(&[b"a".to_vec(), b"b".to_vec(), b"a".to_vec(), b"c".to_vec()])
+            .expect("log");
+        let head = s.journal_head();
+        s.append_groups_consuming(
+            vec![(vec![body()], Timestamp::UNIX_EPOCH)],
+            &[b"a".to_vec(), b"c".to_vec(), b"not logged".to_vec()],
+        )
+        .expect("append");
+        assert_eq!(s.journal_head(), head + 1);
+        let left: Vec<(u64, Vec<u8>)> = s.logged_reads().expect("read");
+        assert_eq!(
+            left,
+            [(2, b"b".to_vec()), (3, b"a".to_vec())],
+            "the oldest `a` and the `c` are gone"
+        );
+    }
+
+    #[test]
+    fn a_refused_journal_write_removes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(&dir);
+        s.log_reads(&[b"a".to_vec()]).expect("log");
+        s.refuse_journal_writes(true);
+        assert!(
+            s.append_groups_consuming(vec![(vec![body()], Timestamp::UNIX_EPOCH)], &[b"a".to_vec()])
+                .is_err()
+        );
+        assert_eq!(s.logged_reads().expect("read").len(), 1);
+    }
+}
