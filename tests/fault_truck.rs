@@ -60,7 +60,12 @@ fn site(dir: &std::path::Path, seed: u64) -> (CentralSite, VirtualBoard, AgentSi
         presence_loop: true,
         board: Some(board.tty_link()),
     }];
-    let agent = AgentSite::create(&dir.join("agent"), &CentralLink::to(&central), &lanes, "24h");
+    let agent = AgentSite::create(
+        &dir.join("agent"),
+        &CentralLink::to(&central),
+        &lanes,
+        "24h",
+    );
     (central, board, agent)
 }
 
@@ -187,7 +192,9 @@ async fn settle(agent: &mut AgentSite, central: &mut CentralSite) -> Vec<Journal
 }
 
 fn restarted(d: &Decision) -> bool {
-    d.reasons.iter().any(|r| r.code == ReasonCode::AgentRestarted)
+    d.reasons
+        .iter()
+        .any(|r| r.code == ReasonCode::AgentRestarted)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -162,8 +162,7 @@ async fn replay(
             AssemblerOutput::Closed(tx) => Some(tx.id),
             _ => None,
         }));
-    metrics::counter!("aeogate_restored_transactions_total")
-        .increment(books.restored.len() as u64);
+    metrics::counter!("aeogate_restored_transactions_total").increment(books.restored.len() as u64);
     tracing::warn!(
         events = events.len(),
         transactions = books.restored.len(),
@@ -179,12 +178,9 @@ async fn process(
     outputs: Vec<AssemblerOutput>,
     actuate: bool,
 ) {
-    books.spent.extend(
-        assembler
-            .take_spent()
-            .iter()
-            .map(crate::readlog::encode),
-    );
+    books
+        .spent
+        .extend(assembler.take_spent().iter().map(crate::readlog::encode));
     let mut closed: Vec<Closing> = Vec::new();
     for out in outputs {
         if !matches!(out, AssemblerOutput::Closed(_)) && !closed.is_empty() {
@@ -244,7 +240,8 @@ async fn process(
                 tracing::info!(lane = %read.lane, device = %read.device, raw = %read.raw, "read with no truck in the lane");
                 shared.live.update(&read.lane, |l| l.orphan_reads += 1);
                 let lane = read.lane.clone();
-                let mut consumed = vec![crate::readlog::encode(&AssemblerEvent::Read(read.clone()))];
+                let mut consumed =
+                    vec![crate::readlog::encode(&AssemblerEvent::Read(read.clone()))];
                 consumed.append(&mut books.spent);
                 let body = EventBody::OrphanRead {
                     lane,

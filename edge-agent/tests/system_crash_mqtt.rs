@@ -174,8 +174,11 @@ async fn a_read_published_just_before_an_agent_kill_is_in_exactly_one_transactio
     let status = agent.terminate();
     assert!(status.success(), "agent stopped cleanly: {status}");
 
-    let store = Store::open(&dir.path().join("agent.redb"), GateId::parse("G1").expect("gate"))
-        .expect("store opens");
+    let store = Store::open(
+        &dir.path().join("agent.redb"),
+        GateId::parse("G1").expect("gate"),
+    )
+    .expect("store opens");
     let entries = store.entries(1, 100_000).expect("journal readable");
     let mut txs: Vec<(uuid::Uuid, Vec<String>)> = Vec::new();
     let mut decisions: Vec<protocol::schema::Decision> = Vec::new();
@@ -211,7 +214,10 @@ async fn a_read_published_just_before_an_agent_kill_is_in_exactly_one_transactio
             cs.iter().all(|c| c == container),
             "{container}: its transaction holds no other read's container: {cs:?}"
         );
-        let ds: Vec<_> = decisions.iter().filter(|d| d.transaction_id == *id).collect();
+        let ds: Vec<_> = decisions
+            .iter()
+            .filter(|d| d.transaction_id == *id)
+            .collect();
         assert_eq!(ds.len(), 1, "{container}: decided exactly once");
         if ds[0]
             .reasons

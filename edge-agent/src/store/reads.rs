@@ -101,7 +101,11 @@ mod tests {
     use super::*;
 
     fn store(dir: &tempfile::TempDir) -> Store {
-        Store::open(&dir.path().join("s.redb"), GateId::parse("G1").expect("gate")).expect("store")
+        Store::open(
+            &dir.path().join("s.redb"),
+            GateId::parse("G1").expect("gate"),
+        )
+        .expect("store")
     }
 
     fn body() -> EventBody {
@@ -155,8 +159,11 @@ mod tests {
         s.log_reads(&[b"a".to_vec()]).expect("log");
         s.refuse_journal_writes(true);
         assert!(
-            s.append_groups_consuming(vec![(vec![body()], Timestamp::UNIX_EPOCH)], &[b"a".to_vec()])
-                .is_err()
+            s.append_groups_consuming(
+                vec![(vec![body()], Timestamp::UNIX_EPOCH)],
+                &[b"a".to_vec()]
+            )
+            .is_err()
         );
         assert_eq!(s.logged_reads().expect("read").len(), 1);
     }
