@@ -295,6 +295,8 @@ struct TruckCounts {
     duplicated: Vec<u64>,
     /// Transactions holding more than one truck's container.
     mixed: usize,
+    /// Transactions holding no truck's container (a truck that was not there).
+    truckless: usize,
     /// Decisions with AGENT_RESTARTED; of them FAST (must be 0).
     restarted: usize,
     restarted_fast: usize,
@@ -305,13 +307,14 @@ impl std::fmt::Display for TruckCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "kills={} trucks_driven={} exactly_one_decision={} missing={} duplicated={} mixed={} restarted={} restarted_fast={} by_case={:?}",
+            "kills={} trucks_driven={} exactly_one_decision={} missing={} duplicated={} mixed={} truckless={} restarted={} restarted_fast={} by_case={:?}",
             self.kills,
             self.driven,
             self.exactly_one,
             self.missing.len(),
             self.duplicated.len(),
             self.mixed,
+            self.truckless,
             self.restarted,
             self.restarted_fast,
             self.by_case,
@@ -413,6 +416,9 @@ async fn truck_kill_cycles(cycles: usize, seed: u64) -> TruckCounts {
         if r.containers.len() > 1 {
             counts.mixed += 1;
         }
+        if r.containers.is_empty() {
+            counts.truckless += 1;
+        }
         for d in &r.decisions {
             if restarted(d) {
                 counts.restarted += 1;
@@ -447,10 +453,11 @@ fn assert_every_truck_once(counts: &TruckCounts) {
     assert!(
         counts.driven == counts.exactly_one
             && counts.mixed == 0
+            && counts.truckless == 0
             && counts.restarted_fast == 0
             && counts.missing.is_empty()
             && counts.duplicated.is_empty(),
-        "every truck exactly one record: {counts} missing {:?} duplicated {:?}",
+        "every truck exactly one record, and no record without a truck: {counts} missing {:?} duplicated {:?}",
         counts.missing,
         counts.duplicated
     );

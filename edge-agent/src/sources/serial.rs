@@ -195,10 +195,13 @@ impl LinkSession {
         let previous = self.boot.replace(boot_id);
         // A new boot numbers its frames from anywhere and starts in the safe state: what
         // was remembered of the old one would hide its events, and a command in flight was
-        // meant for a lane state that is gone.
-        self.recent.clear();
-        self.presence_seq.clear();
+        // meant for a lane state that is gone. On first contact nothing of another boot
+        // was remembered: frames heard before it (an agent that restarted while the board
+        // kept its link up and resends what it queued) are this boot's, and forgetting
+        // them would act on their resends a second time (a truck arriving twice).
         if why != NewBootReason::FirstContact {
+            self.recent.clear();
+            self.presence_seq.clear();
             self.pending = None;
         }
         Some(BoardEvent::NewBoot {
@@ -1165,6 +1168,34 @@ mod tests {
         w.receive(Frame::new(1, hb(7, u32::MAX - 500)));
         let (_, ev) = w.receive(Frame::new(2, hb(7, 500)));
         assert_eq!(new_boot(&ev), None, "49.7 days of uptime wrapped");
+    }
+
+    #[test]
+    fn frames_heard_before_the_first_heartbeat_are_not_acted_on_again() {
+        // A restarted agent reads what the board queued and resent while it was down:
+        // events first, the board's first heartbeat after them, then older resends.
+        let mut s = LinkSession::new(100);
+        let (_, ev) = s.receive(presence(10, true));
+        assert_eq!(
+            ev,
+            [BoardEvent::Presence {
+                loop_id: 0,
+                present: true
+            }]
+        );
+        let (_, ev) = s.receive(presence(11, false));
+        assert_eq!(
+            ev,
+            [BoardEvent::Presence {
+                loop_id: 0,
+                present: false
+            }]
+        );
+        let (_, ev) = s.receive(Frame::new(12, hb(0xA, 5_000)));
+        assert!(new_boot(&ev).is_some(), "first contact reported");
+        let (ack, ev) = s.receive(presence(10, true));
+        assert!(ack.is_some(), "a resend is acknowledged again");
+        assert_eq!(ev, [], "but the truck does not arrive a second time");
     }
 
     #[test]
