@@ -2,6 +2,9 @@
 //! common/pg.rs), each serving HTTP on a loopback port of its own: what one instance does
 //! reaches the live channels of the other (LISTEN/NOTIFY, docs/scale-out.md).
 
+// Inspects the PostgreSQL backend directly (what the store holds), as store tests do.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::time::Duration;

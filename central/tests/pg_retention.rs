@@ -2,6 +2,9 @@
 //! older than the cutoff are dropped; newer months, the chain keys (a resent old entry is
 //! still a duplicate), cases and figures stay. A cluster of the test's own (common/pg.rs).
 
+// Inspects the PostgreSQL backend directly (what the store holds), as store tests do.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -15,9 +15,9 @@ use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
 use protocol::schema::{
-    AeoStatus, Authorisation, Change, Consignment, ConsoleSession, ConsoleSessionKind,
-    DeclaredContainer, EventBody, GENESIS_HASH, GateId, JournalEntry, LaneDecision, LaneId,
-    RegistryRecord, SCHEMA_VERSION,
+    AeoStatus, Change, Consignment, ConsoleSession, ConsoleSessionKind, DeclaredContainer,
+    EventBody, GENESIS_HASH, GateId, JournalEntry, LaneDecision, LaneId, RegistryRecord,
+    SCHEMA_VERSION,
 };
 use uuid::Uuid;
 

@@ -25,6 +25,13 @@
 //!   [`AssemblerOutput::OrphanRead`] for the caller to journal. A read for a lane that is
 //!   not configured is reported as an orphan at once. No read is ever dropped: each ends
 //!   in a closed transaction or as an orphan.
+//! - **Consumption** (with [`Assembler::tracking`], for the read log of
+//!   [`crate::readlog`]): every event handed in is accounted to exactly one place: the
+//!   transaction it went into ([`Assembler::take_consumed`] when that transaction closes),
+//!   an orphan read (the event is the orphan itself), or, for a presence change that
+//!   belongs to no transaction, [`Assembler::take_spent`]. The shell removes each event
+//!   from the read log in the write that journals where it ended, so a restart replays
+//!   exactly the events whose truck has no record yet.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +39,7 @@ use jiff::{SignedDuration, Timestamp};
 use protocol::schema::{
     CloseReason, GateId, GateTransaction, LaneId, Read, ReadSource, ReadValue, SCHEMA_VERSION,
 };
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::LaneConfig;
@@ -41,8 +49,8 @@ pub const PRE_OPEN_GRACE: SignedDuration = SignedDuration::from_secs(5);
 /// How long every loop must stay clear before the transaction closes on departure.
 pub const DEPARTURE_GRACE: SignedDuration = SignedDuration::from_secs(1);
 
-/// One read as a source reports it, before folding.
-#[derive(Debug, Clone, PartialEq)]
+/// One read as a source reports it, before folding. Serialisable for the read log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawRead {
     pub lane: LaneId,
     pub source: ReadSource,
@@ -58,8 +66,8 @@ pub struct RawRead {
     pub entered_by: Option<String>,
 }
 
-/// Input to the assembler.
-#[derive(Debug, Clone, PartialEq)]
+/// Input to the assembler. Serialisable for the read log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AssemblerEvent {
     Read(RawRead),
     /// A presence loop changed state.
@@ -103,6 +111,8 @@ struct OpenTx {
     tx: GateTransaction,
     last_read_at: Timestamp,
     departed_at: Option<Timestamp>,
+    /// The events that went into this transaction (only when tracking).
+    events: Vec<AssemblerEvent>,
 }
 
 #[derive(Debug)]
@@ -113,6 +123,10 @@ struct LaneState {
     pending: Vec<RawRead>,
     /// Loops currently reporting a vehicle.
     present: BTreeSet<u8>,
+    /// Whether events are accounted ([`Assembler::tracking`]).
+    track: bool,
+    /// Events of transactions closed and not yet taken by the shell.
+    consumed: BTreeMap<Uuid, Vec<AssemblerEvent>>,
 }
 
 /// Per-lane transaction assembly.
@@ -120,6 +134,10 @@ struct LaneState {
 pub struct Assembler {
     gate: GateId,
     lanes: BTreeMap<LaneId, LaneState>,
+    /// Whether events are accounted ([`Assembler::tracking`]).
+    track: bool,
+    /// Presence changes that belong to no transaction, not yet taken.
+    spent: Vec<AssemblerEvent>,
 }
 
 fn to_read(r: RawRead) -> Read {
@@ -181,6 +199,7 @@ impl LaneState {
             tx,
             last_read_at: at,
             departed_at: None,
+            events: Vec::new(),
         });
     }
 
@@ -188,6 +207,9 @@ impl LaneState {
         if let Some(mut o) = self.open.take() {
             o.tx.close_reason = reason;
             o.tx.closed_at = at.max(o.tx.opened_at);
+            if self.track {
+                self.consumed.insert(o.tx.id, o.events);
+            }
             out.push(AssemblerOutput::Closed(o.tx));
         }
     }
@@ -278,11 +300,54 @@ impl Assembler {
                         open: None,
                         pending: Vec::new(),
                         present: BTreeSet::new(),
+                        track: false,
+                        consumed: BTreeMap::new(),
                     },
                 )
             })
             .collect();
-        Self { gate, lanes }
+        Self {
+            gate,
+            lanes,
+            track: false,
+            spent: Vec::new(),
+        }
+    }
+
+    /// Accounts every event handed in from now on (see "Consumption" above); the shell
+    /// must then take what [`Assembler::take_consumed`] and [`Assembler::take_spent`]
+    /// hold, or they grow.
+    #[must_use]
+    pub fn tracking(mut self) -> Self {
+        self.track = true;
+        for lane in self.lanes.values_mut() {
+            lane.track = true;
+        }
+        self
+    }
+
+    /// The events that went into the closed transaction `id` (empty when not tracking or
+    /// already taken).
+    pub fn take_consumed(&mut self, id: Uuid) -> Vec<AssemblerEvent> {
+        self.lanes
+            .values_mut()
+            .find_map(|l| l.consumed.remove(&id))
+            .unwrap_or_default()
+    }
+
+    /// Presence changes that belong to no transaction (a loop clearing after its truck
+    /// was decided, a report for a lane that is not configured), oldest first.
+    pub fn take_spent(&mut self) -> Vec<AssemblerEvent> {
+        std::mem::take(&mut self.spent)
+    }
+
+    /// Ids of the transactions open now, one per lane at most.
+    #[must_use]
+    pub fn open_ids(&self) -> Vec<Uuid> {
+        self.lanes
+            .values()
+            .filter_map(|l| l.open.as_ref().map(|o| o.tx.id))
+            .collect()
     }
 
     /// Folds one event in (after running the timers up to the event's time).
@@ -292,6 +357,10 @@ impl Assembler {
             AssemblerEvent::Presence { at, .. } => *at,
         };
         let mut out = self.tick(at);
+        let presence = match &ev {
+            AssemblerEvent::Presence { lane, .. } if self.track => Some((lane.clone(), ev.clone())),
+            _ => None,
+        };
         match ev {
             AssemblerEvent::Read(r) => {
                 let Some(lane) = self.lanes.get_mut(&r.lane) else {
@@ -303,6 +372,9 @@ impl Assembler {
                 }
                 match &mut lane.open {
                     Some(o) => {
+                        if lane.track {
+                            o.events.push(AssemblerEvent::Read(r.clone()));
+                        }
                         fold(o, r);
                         out.push(AssemblerOutput::Updated {
                             lane: lane.cfg.id.clone(),
@@ -320,6 +392,7 @@ impl Assembler {
                 at,
             } => {
                 let Some(lane) = self.lanes.get_mut(&lane) else {
+                    self.spent.extend(presence.map(|(_, ev)| ev));
                     return out;
                 };
                 if present {
@@ -334,6 +407,9 @@ impl Assembler {
                             if let Some(o) = &mut lane.open {
                                 for r in pending {
                                     if r.at >= horizon {
+                                        if lane.track {
+                                            o.events.push(AssemblerEvent::Read(r.clone()));
+                                        }
                                         fold(o, r);
                                         folded = true;
                                     } else {
@@ -364,6 +440,14 @@ impl Assembler {
                         }
                     }
                 }
+            }
+        }
+        // A presence change belongs to the transaction open on its lane after it (the one
+        // it opened, or kept open), else to none.
+        if let Some((lane, ev)) = presence {
+            match self.lanes.get_mut(&lane).and_then(|l| l.open.as_mut()) {
+                Some(o) => o.events.push(ev),
+                None => self.spent.push(ev),
             }
         }
         out
@@ -548,6 +632,66 @@ mod tests {
         assert_eq!(a.next_deadline(), Some(t(5_000)), "last read + quiet_close");
     }
 
+    fn tracked() -> Assembler {
+        asm().tracking()
+    }
+
+    fn closed_ids(out: &[AssemblerOutput]) -> Vec<Uuid> {
+        out.iter()
+            .filter_map(|o| match o {
+                AssemblerOutput::Closed(tx) => Some(tx.id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_closed_transaction_accounts_for_the_events_that_made_it() {
+        let mut a = tracked();
+        let evs = [
+            read("L1", 1, t(0)),
+            presence(true, t(500)),
+            read("L1", 2, t(1_000)),
+            read("L1", 2, t(1_100)),
+            presence(false, t(2_000)),
+        ];
+        for e in evs.iter().cloned() {
+            a.handle(e);
+        }
+        let ids = closed_ids(&a.tick(t(3_000)));
+        assert_eq!(ids.len(), 1);
+        let consumed = a.take_consumed(ids[0]);
+        assert_eq!(consumed.len(), evs.len(), "{consumed:?}");
+        for e in &evs {
+            assert!(consumed.contains(e), "{e:?} accounted to its transaction");
+        }
+        assert!(a.take_spent().is_empty());
+        assert!(a.take_consumed(ids[0]).is_empty(), "taken once");
+    }
+
+    #[test]
+    fn a_clearing_after_a_decision_on_the_loop_belongs_to_no_transaction() {
+        let mut a = tracked();
+        a.handle(presence(true, t(0)));
+        let ids = closed_ids(&a.tick(t(30_000)));
+        assert_eq!(ids.len(), 1, "closed on timeout");
+        assert_eq!(a.take_consumed(ids[0]), vec![presence(true, t(0))]);
+        let leave = presence(false, t(31_000));
+        a.handle(leave.clone());
+        assert_eq!(a.take_spent(), vec![leave]);
+    }
+
+    #[test]
+    fn an_untracked_assembler_keeps_no_events() {
+        let mut a = asm();
+        a.handle(presence(true, t(0)));
+        a.handle(presence(false, t(100)));
+        let ids = closed_ids(&a.tick(t(2_000)));
+        assert_eq!(ids.len(), 1);
+        assert!(a.take_consumed(ids[0]).is_empty());
+        assert!(a.take_spent().is_empty());
+    }
+
     #[derive(Debug, Clone)]
     enum Ev {
         Read { loop_lane: bool, value: u8 },
@@ -564,6 +708,41 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Every event handed to a tracking assembler ends in exactly one place: a closed
+        /// transaction's events, an orphan read, or the spent presence changes — so the
+        /// read log removes each exactly once.
+        #[test]
+        fn every_event_is_accounted_exactly_once(events in proptest::collection::vec(ev(), 1..60)) {
+            let mut a = tracked();
+            let mut now = 0i64;
+            let mut handed = Vec::new();
+            let mut outputs = Vec::new();
+            for (e, dt) in events {
+                now += dt;
+                let event = match e {
+                    Ev::Read { loop_lane, value } => read(if loop_lane { "L1" } else { "L2" }, value, t(now)),
+                    Ev::Presence(present) => presence(present, t(now)),
+                };
+                handed.push(event.clone());
+                outputs.extend(a.handle(event));
+            }
+            outputs.extend(a.close_all(t(now + 100_000)));
+            let mut accounted = a.take_spent();
+            for o in outputs {
+                match o {
+                    AssemblerOutput::Closed(tx) => accounted.extend(a.take_consumed(tx.id)),
+                    AssemblerOutput::OrphanRead(r) => accounted.push(AssemblerEvent::Read(r)),
+                    _ => {}
+                }
+            }
+            let key = |e: &AssemblerEvent| format!("{e:?}");
+            let mut want: Vec<String> = handed.iter().map(key).collect();
+            let mut got: Vec<String> = accounted.iter().map(key).collect();
+            want.sort();
+            got.sort();
+            prop_assert_eq!(got, want);
+        }
 
         /// The deadline is exact: a tick a nanosecond before it changes nothing, a tick
         /// at it closes a transaction or gives up a read.

@@ -184,7 +184,8 @@ fn weight(code: ReasonCode) -> Weight {
         | R::ReplicaStale
         | R::UnreadableRead
         | R::JournalUnavailable
-        | R::ReplicaUnreadable => Weight::Standard,
+        | R::ReplicaUnreadable
+        | R::AgentRestarted => Weight::Standard,
         R::AllChecksPassed
         | R::ESealLowBattery
         | R::MraRecognised

@@ -40,6 +40,8 @@ const JOURNAL_GROUP_MAX_BODIES: usize = 512;
 struct AppendRequest {
     bodies: Vec<EventBody>,
     at: Timestamp,
+    /// Read-log events these records account for, removed in the same commit.
+    consumed: Vec<Vec<u8>>,
     reply: tokio::sync::oneshot::Sender<Result<Vec<JournalEntry>, JournalError>>,
 }
 
@@ -103,29 +105,54 @@ impl JournalWriter {
         bodies: Vec<EventBody>,
         at: Timestamp,
     ) -> Result<Vec<JournalEntry>, JournalError> {
+        self.append_consuming(bodies, at, Vec::new()).await
+    }
+
+    /// [`JournalWriter::append`] that also removes `consumed` from the read log in the
+    /// same commit ([`Store::append_groups_consuming`]).
+    ///
+    /// # Errors
+    /// As [`JournalWriter::append`]; nothing is removed then.
+    pub async fn append_consuming(
+        &self,
+        bodies: Vec<EventBody>,
+        at: Timestamp,
+        consumed: Vec<Vec<u8>>,
+    ) -> Result<Vec<JournalEntry>, JournalError> {
         let queue = self.queue.lock().ok().and_then(|q| q.clone());
         if let Some(queue) = queue {
             let (reply, answer) = tokio::sync::oneshot::channel();
-            match queue.send(AppendRequest { bodies, at, reply }).await {
+            let req = AppendRequest {
+                bodies,
+                at,
+                consumed,
+                reply,
+            };
+            match queue.send(req).await {
                 Ok(()) => return answer.await.unwrap_or(Err(JournalError::WriterStopped)),
                 // Closed meanwhile: nothing was queued, write directly below.
                 Err(mpsc::error::SendError(req)) => {
-                    return self.append_direct(req.bodies, at).await;
+                    return self.append_direct(req.bodies, at, req.consumed).await;
                 }
             }
         }
-        self.append_direct(bodies, at).await
+        self.append_direct(bodies, at, consumed).await
     }
 
     async fn append_direct(
         &self,
         bodies: Vec<EventBody>,
         at: Timestamp,
+        consumed: Vec<Vec<u8>>,
     ) -> Result<Vec<JournalEntry>, JournalError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.append(bodies, at))
-            .await
-            .unwrap_or(Err(JournalError::WriterStopped))
+        tokio::task::spawn_blocking(move || {
+            store
+                .append_groups_consuming(vec![(bodies, at)], &consumed)
+                .map(|mut g| g.pop().unwrap_or_default())
+        })
+        .await
+        .unwrap_or(Err(JournalError::WriterStopped))
     }
 
     /// Stops taking requests into groups; the task writes what is queued and ends.
@@ -164,11 +191,15 @@ async fn journal_writer_task(
 /// is written, and every caller gets the failure (and holds its records).
 fn commit_group(store: &Store, group: Vec<AppendRequest>) {
     metrics::histogram!("aeogate_journal_group_requests").record(group.len() as f64);
+    let mut consumed = Vec::new();
     let (inputs, replies): (Vec<_>, Vec<_>) = group
         .into_iter()
-        .map(|r| ((r.bodies, r.at), r.reply))
+        .map(|r| {
+            consumed.extend(r.consumed);
+            ((r.bodies, r.at), r.reply)
+        })
         .unzip();
-    match store.append_groups(inputs) {
+    match store.append_groups_consuming(inputs, &consumed) {
         Ok(entries) => {
             for (reply, e) in replies.into_iter().zip(entries) {
                 let _ = reply.send(Ok(e));
@@ -362,6 +393,21 @@ impl Journal {
             self.flush_held().await?;
         }
         self.writer.append(bodies, at).await
+    }
+
+    /// [`Journal::append_at`] that also removes `consumed` (encoded lane events) from
+    /// the read log in the same commit, so a restart never replays what these records
+    /// account for.
+    ///
+    /// # Errors
+    /// As [`JournalWriter::append`].
+    pub async fn append_at_consuming(
+        &self,
+        bodies: Vec<EventBody>,
+        at: Timestamp,
+        consumed: Vec<Vec<u8>>,
+    ) -> Result<Vec<JournalEntry>, JournalError> {
+        self.writer.append_consuming(bodies, at, consumed).await
     }
 
     /// Wakes whoever waits for new entries (the uplink).

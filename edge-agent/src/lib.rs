@@ -16,6 +16,8 @@
 //!   split into handle, journal, replica and migration parts).
 //! - [`journal`]: the running journal: the group-commit writer, records held while the
 //!   disk refuses writes, the alarm, the journal's health, the "appended" notification.
+//! - [`readlog`]: the read log: lane events written durably before a source answers
+//!   the device, consumed by the journal write that records them, replayed at start.
 //! - [`live`]: what every lane is doing now, and every device's health ([`live::HealthReporter`]).
 //! - [`backoff`]: exponential backoff with full jitter for reconnections and retries.
 //! - [`pipeline`]: the lane task: assembler → decide → journal → actuate.
@@ -47,6 +49,7 @@ pub mod journal;
 pub mod live;
 pub mod officer;
 pub mod pipeline;
+pub mod readlog;
 pub mod replica;
 pub mod replication;
 pub mod runtime;

@@ -5,7 +5,16 @@
 //! At shutdown the task folds in what the sources had queued, closes open transactions
 //! (`SHUTDOWN`), decides and journals them without moving the lane (the board falls back
 //! to its safe state when the link goes quiet).
+//!
+//! With the read log ([`Pipeline::read_log`], [`crate::readlog`]), every journal write
+//! also removes the logged events it accounts for (a decided transaction's events, an
+//! orphan read, a presence change that belonged to no truck), in the same commit. At
+//! start the task replays what the log still holds into the assembler before taking new
+//! events: the truck that was in the lane when the agent stopped gets its own
+//! transaction again, decided when it leaves, with `AGENT_RESTARTED` (never FAST: reads
+//! made while the agent was down may be missing).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +26,7 @@ use protocol::schema::{
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::actuators::Actuators;
 use crate::assembler::{Assembler, AssemblerEvent, AssemblerOutput};
@@ -51,6 +61,17 @@ pub struct Pipeline {
     pub live: Arc<LiveLanes>,
     /// Lane outputs.
     pub actuators: Arc<Actuators>,
+    /// The sources log lane events ([`crate::readlog`]): replay the log at start and
+    /// remove events from it with the journal writes that account for them.
+    pub read_log: bool,
+}
+
+/// The task's own state besides the assembler: which transactions were rebuilt from the
+/// read log, and presence changes to remove from the log with the next write.
+#[derive(Debug, Default)]
+struct Books {
+    restored: BTreeSet<Uuid>,
+    spent: Vec<Vec<u8>>,
 }
 
 impl Pipeline {
@@ -65,6 +86,12 @@ pub async fn run(
     mut rx: mpsc::Receiver<AssemblerEvent>,
     shutdown: CancellationToken,
 ) {
+    let mut books = Books::default();
+    if shared.read_log {
+        assembler = assembler.tracking();
+        let outputs = replay(shared.as_ref(), &mut assembler, &mut books).await;
+        process(shared.as_ref(), &mut assembler, &mut books, outputs, true).await;
+    }
     loop {
         // Sleep until the earliest timer (a departure grace ending, a timeout, a held read
         // expiring), so a closing is decided when it is due, not at the next fixed tick.
@@ -90,19 +117,71 @@ pub async fn run(
             () = tokio::time::sleep(wait) => assembler.tick(Timestamp::now()),
             () = shutdown.cancelled() => break,
         };
-        process(shared.as_ref(), outputs, true).await;
+        process(shared.as_ref(), &mut assembler, &mut books, outputs, true).await;
     }
     // Whatever the sources had already queued is folded in before closing.
     while let Ok(ev) = rx.try_recv() {
         let outputs = assembler.handle(ev);
-        process(shared.as_ref(), outputs, false).await;
+        process(shared.as_ref(), &mut assembler, &mut books, outputs, false).await;
     }
     let outputs = assembler.close_all(Timestamp::now());
-    process(shared.as_ref(), outputs, false).await;
+    process(shared.as_ref(), &mut assembler, &mut books, outputs, false).await;
 }
 
-async fn process(shared: &Pipeline, outputs: Vec<AssemblerOutput>, actuate: bool) {
-    let mut closed: Vec<GateTransaction> = Vec::new();
+/// Feeds the events left in the read log to the assembler, in the order logged, and
+/// notes every transaction they open or close as restored.
+async fn replay(
+    shared: &Pipeline,
+    assembler: &mut Assembler,
+    books: &mut Books,
+) -> Vec<AssemblerOutput> {
+    let store = shared.store.clone();
+    let events =
+        match tokio::task::spawn_blocking(move || crate::readlog::ReadLog::replay(&store)).await {
+            Ok(Ok(events)) => events,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the read log could not be read; nothing replayed");
+                return Vec::new();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "read log replay task failed");
+                return Vec::new();
+            }
+        };
+    if events.is_empty() {
+        return Vec::new();
+    }
+    let mut outputs = Vec::new();
+    for ev in events.iter().cloned() {
+        outputs.extend(assembler.handle(ev));
+    }
+    books.restored.extend(assembler.open_ids());
+    books
+        .restored
+        .extend(outputs.iter().filter_map(|o| match o {
+            AssemblerOutput::Closed(tx) => Some(tx.id),
+            _ => None,
+        }));
+    metrics::counter!("aeogate_restored_transactions_total").increment(books.restored.len() as u64);
+    tracing::warn!(
+        events = events.len(),
+        transactions = books.restored.len(),
+        "agent restarted with lane events not yet journaled; their transactions are rebuilt (AGENT_RESTARTED)"
+    );
+    outputs
+}
+
+async fn process(
+    shared: &Pipeline,
+    assembler: &mut Assembler,
+    books: &mut Books,
+    outputs: Vec<AssemblerOutput>,
+    actuate: bool,
+) {
+    books
+        .spent
+        .extend(assembler.take_spent().iter().map(crate::readlog::encode));
+    let mut closed: Vec<Closing> = Vec::new();
     for out in outputs {
         if !matches!(out, AssemblerOutput::Closed(_)) && !closed.is_empty() {
             conclude_closed(shared, std::mem::take(&mut closed), actuate).await;
@@ -141,13 +220,29 @@ async fn process(shared: &Pipeline, outputs: Vec<AssemblerOutput>, actuate: bool
                 }
             }
             // Consecutive closings are concluded together (one journal group).
-            AssemblerOutput::Closed(tx) => closed.push(tx),
+            AssemblerOutput::Closed(tx) => {
+                let mut consumed: Vec<Vec<u8>> = assembler
+                    .take_consumed(tx.id)
+                    .iter()
+                    .map(crate::readlog::encode)
+                    .collect();
+                consumed.append(&mut books.spent);
+                let restored = books.restored.remove(&tx.id);
+                closed.push(Closing {
+                    tx,
+                    consumed,
+                    restored,
+                });
+            }
             AssemblerOutput::OrphanRead(read) => {
                 metrics::counter!("aeogate_orphan_reads_total", "lane" => read.lane.to_string())
                     .increment(1);
                 tracing::info!(lane = %read.lane, device = %read.device, raw = %read.raw, "read with no truck in the lane");
                 shared.live.update(&read.lane, |l| l.orphan_reads += 1);
                 let lane = read.lane.clone();
+                let mut consumed =
+                    vec![crate::readlog::encode(&AssemblerEvent::Read(read.clone()))];
+                consumed.append(&mut books.spent);
                 let body = EventBody::OrphanRead {
                     lane,
                     read: Read {
@@ -164,8 +259,15 @@ async fn process(shared: &Pipeline, outputs: Vec<AssemblerOutput>, actuate: bool
                         entered_by: read.entered_by,
                     },
                 };
-                if let Err(e) = shared.journal.append(vec![body]).await {
-                    tracing::error!(error = %format!("{e:#}"), "could not journal a read with no truck in the lane");
+                match shared
+                    .journal
+                    .append_at_consuming(vec![body], Timestamp::now(), consumed)
+                    .await
+                {
+                    Ok(_) => shared.journal.notify_appended(),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "could not journal a read with no truck in the lane");
+                    }
                 }
             }
         }
@@ -173,9 +275,30 @@ async fn process(shared: &Pipeline, outputs: Vec<AssemblerOutput>, actuate: bool
     if !closed.is_empty() {
         conclude_closed(shared, closed, actuate).await;
     }
+    // Presence changes that belonged to no truck leave the log with the next write; with
+    // none coming in this round, on their own.
+    if !books.spent.is_empty() && shared.read_log {
+        let spent = std::mem::take(&mut books.spent);
+        if let Err(e) = shared
+            .journal
+            .append_at_consuming(Vec::new(), Timestamp::now(), spent)
+            .await
+        {
+            tracing::warn!(error = %e, "presence changes could not be removed from the read log; a restart replays them (harmless)");
+        }
+    }
 }
 
-async fn conclude_closed(shared: &Pipeline, closed: Vec<GateTransaction>, actuate: bool) {
+/// A closed transaction on its way to its decision.
+struct Closing {
+    tx: GateTransaction,
+    /// Its events, encoded for the read log.
+    consumed: Vec<Vec<u8>>,
+    /// Rebuilt from the read log after a restart.
+    restored: bool,
+}
+
+async fn conclude_closed(shared: &Pipeline, closed: Vec<Closing>, actuate: bool) {
     for (lane, result) in conclude_all(shared, closed, actuate).await {
         if let Err(e) = result {
             metrics::counter!("aeogate_decision_failures_total", "lane" => lane.to_string())
@@ -202,10 +325,26 @@ fn hold_decision(decision: &mut Decision, routes: &crate::decider::Routes) {
         .push(Reason::new(ReasonCode::JournalUnavailable));
 }
 
+/// Adds `AGENT_RESTARTED` to the decision of a transaction rebuilt after a restart: it
+/// may lack reads made while the agent was down, so FAST becomes STANDARD.
+fn restarted_decision(decision: &mut Decision, routes: &crate::decider::Routes) {
+    if decision.decision == LaneDecision::Fast {
+        decision.decision = LaneDecision::Standard;
+        decision
+            .reasons
+            .retain(|r| r.code != ReasonCode::AllChecksPassed);
+        decision.route = routes.standard.clone();
+    }
+    decision
+        .reasons
+        .push(Reason::new(ReasonCode::AgentRestarted));
+}
+
 /// A decided transaction waiting for its journal answer.
 struct Prepared {
     decision: Decision,
     tx: GateTransaction,
+    consumed: Vec<Vec<u8>>,
     now: Timestamp,
     routes: crate::decider::Routes,
     started: std::time::Instant,
@@ -227,23 +366,26 @@ fn journal_bodies(d: &Decision, tx: &GateTransaction) -> Vec<EventBody> {
 /// order and only after its commit, shows each decision on its lane.
 async fn conclude_all(
     shared: &Pipeline,
-    txs: Vec<GateTransaction>,
+    txs: Vec<Closing>,
     actuate: bool,
 ) -> Vec<(LaneId, anyhow::Result<()>)> {
     let mut out = Vec::with_capacity(txs.len());
     let mut prepared = Vec::with_capacity(txs.len());
-    for tx in txs {
-        let lane = tx.lane.clone();
-        match prepare(shared, tx).await {
+    for closing in txs {
+        let lane = closing.tx.lane.clone();
+        match prepare(shared, closing).await {
             Ok(p) => prepared.push(p),
             Err(e) => out.push((lane, Err(e))),
         }
     }
-    // Journal, then act: each answer comes only after the commit holding its records.
-    let answers = futures_util::future::join_all(prepared.iter().map(|p| {
-        shared
-            .journal
-            .append_at(journal_bodies(&p.decision, &p.tx), p.now)
+    // Journal, then act: each answer comes only after the commit holding its records
+    // (and removing its events from the read log).
+    let answers = futures_util::future::join_all(prepared.iter_mut().map(|p| {
+        shared.journal.append_at_consuming(
+            journal_bodies(&p.decision, &p.tx),
+            p.now,
+            std::mem::take(&mut p.consumed),
+        )
     }))
     .await;
     for (p, journaled) in prepared.into_iter().zip(answers) {
@@ -254,7 +396,12 @@ async fn conclude_all(
     out
 }
 
-async fn prepare(shared: &Pipeline, tx: GateTransaction) -> anyhow::Result<Prepared> {
+async fn prepare(shared: &Pipeline, closing: Closing) -> anyhow::Result<Prepared> {
+    let Closing {
+        tx,
+        consumed,
+        restored,
+    } = closing;
     let lane_cfg = shared
         .lane(&tx.lane)
         .with_context(|| format!("lane {} is not configured", tx.lane))?;
@@ -264,7 +411,7 @@ async fn prepare(shared: &Pipeline, tx: GateTransaction) -> anyhow::Result<Prepa
     let started = std::time::Instant::now();
     tokio::task::spawn_blocking(move || {
         let now = Timestamp::now();
-        let decision = match store.replica_view() {
+        let mut decision = match store.replica_view() {
             Ok(view) => decide(&tx, &view, &policy, &routes, now),
             Err(e) => {
                 // Fail safe: an unreadable replica is an empty one, which never yields FAST.
@@ -272,9 +419,13 @@ async fn prepare(shared: &Pipeline, tx: GateTransaction) -> anyhow::Result<Prepa
                 decide(&tx, &MemoryReplica::new(), &policy, &routes, now)
             }
         };
+        if restored {
+            restarted_decision(&mut decision, &routes);
+        }
         Prepared {
             decision,
             tx,
+            consumed,
             now,
             routes,
             started,

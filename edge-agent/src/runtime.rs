@@ -32,9 +32,10 @@ use crate::journal::Journal;
 use crate::live::HealthReporter;
 use crate::live::{Devices, LiveLanes};
 use crate::pipeline::{EVENT_QUEUE, Pipeline};
+use crate::readlog::ReadLog;
 use crate::replication::Replication;
 use crate::sources::mqtt::MqttLink;
-use crate::sources::serial::{SerialDevice, run_lane_board, run_uhf_module};
+use crate::sources::serial::{SerialDevice, run_lane_board_logged, run_uhf_module};
 use crate::state::AppState;
 use crate::store::Store;
 use crate::telemetry::{keep_gauges, metrics_handle};
@@ -122,6 +123,10 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
 
     let tracker = TaskTracker::new();
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    // Lane events are durable before a device is answered; the pipeline replays what is
+    // left at start (crate::readlog).
+    let (read_log, read_log_task) = ReadLog::start(store.clone());
+    let read_log = Arc::new(read_log);
     let mut devices = Vec::new();
     let mut link_commands = Vec::new();
     for d in &cfg.devices {
@@ -144,9 +149,10 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
             DeviceKind::LaneBoard { .. } => {
                 let (tx, rx) = mpsc::channel(8);
                 link_commands.push((d.lane.clone(), tx));
-                tracker.spawn(run_lane_board(
+                tracker.spawn(run_lane_board_logged(
                     dev,
                     events_tx.clone(),
+                    Some(read_log.clone()),
                     rx,
                     reporter,
                     shutdown.clone(),
@@ -167,10 +173,11 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
             let (reporter, rx) = HealthReporter::new("mqtt", None);
             devices.push(rx);
             let lanes: Vec<_> = cfg.lanes.iter().map(|l| l.id.clone()).collect();
-            Some(MqttLink::start(
+            Some(MqttLink::start_logged(
                 m,
                 &lanes,
                 events_tx.clone(),
+                Some(read_log.clone()),
                 reporter,
                 shutdown.clone(),
             )?)
@@ -205,6 +212,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         journal: journal.clone(),
         live: live.clone(),
         actuators: actuators.clone(),
+        read_log: true,
     });
     tracker.spawn(crate::pipeline::run(
         pipeline,
@@ -308,6 +316,11 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "console server ended with an error"),
             Ok(Err(e)) => tracing::warn!(error = %e, "console server task failed"),
             Err(_) => tracing::warn!("console still had open connections at shutdown; closed"),
+        }
+        // Every source has ended: the read log's writer finishes what is queued.
+        read_log.close();
+        if read_log_task.await.is_err() {
+            tracing::error!("the read log writer task failed at shutdown");
         }
         // Every task that journals has ended: the writer finishes what is queued.
         journal.close();

@@ -213,6 +213,19 @@ pub fn describe() {
         "Time from a transaction's close to the lane command being sent."
     );
     describe_histogram!(
+        "aeogate_read_log_seconds",
+        Unit::Seconds,
+        "Time to write a lane event to the read log (durable, group commit) before the device is answered."
+    );
+    describe_counter!(
+        "aeogate_read_log_failures_total",
+        "Lane events the read log could not write (held in memory only)."
+    );
+    describe_counter!(
+        "aeogate_restored_transactions_total",
+        "Gate transactions rebuilt from the read log after an agent restart (AGENT_RESTARTED)."
+    );
+    describe_histogram!(
         "aeogate_journal_group_requests",
         Unit::Count,
         "Journal appends written together in one durable commit (count buckets)."
@@ -227,6 +240,8 @@ pub fn describe() {
         "aeogate_mqtt_publish_dropped_total",
         "aeogate_journal_write_failures_total",
         "aeogate_journal_held_dropped_total",
+        "aeogate_read_log_failures_total",
+        "aeogate_restored_transactions_total",
         "aeogate_uplink_entries_total",
         "aeogate_uplink_failures_total",
         "aeogate_uplink_failovers_total",

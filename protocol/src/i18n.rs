@@ -169,6 +169,9 @@ pub fn reason_text(code: ReasonCode, lang: Lang) -> &'static str {
             R::ReplicaUnreadable => {
                 "No se pudieron leer los datos del registro en esta puerta: prioridad suspendida"
             }
+            R::AgentRestarted => {
+                "El sistema de la puerta se reinició mientras este camión estaba en el carril: prioridad suspendida"
+            }
         },
         Lang::Pt => match code {
             R::AllChecksPassed => {
@@ -213,6 +216,9 @@ pub fn reason_text(code: ReasonCode, lang: Lang) -> &'static str {
             }
             R::ReplicaUnreadable => {
                 "Os dados do cadastro neste portão não puderam ser lidos: prioridade suspensa"
+            }
+            R::AgentRestarted => {
+                "O sistema do portão reiniciou enquanto este caminhão estava na faixa: prioridade suspensa"
             }
         },
     }

@@ -390,6 +390,10 @@ reason_codes! {
     /// A record of the local replica exists but cannot be read (a damaged value): the
     /// data it holds is unverifiable, so it grants nothing.
     ReplicaUnreadable = "REPLICA_UNREADABLE", "Registry data at this gate could not be read: priority suspended";
+    /// The edge agent restarted (a crash, a power loss) while this truck was in the lane:
+    /// its transaction was rebuilt from the reads logged before the restart, and reads
+    /// made while the agent was down may be missing, so it grants no priority.
+    AgentRestarted = "AGENT_RESTARTED", "The gate system restarted while this truck was in the lane: priority suspended";
 }
 
 impl fmt::Display for ReasonCode {

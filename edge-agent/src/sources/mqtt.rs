@@ -31,6 +31,12 @@
 //! an `UNREADABLE` read, so the officer sees that a reader said something the agent did
 //! not understand. MQTT is a transport, not a store: what must not be lost goes through
 //! the journal.
+//!
+//! With a read log ([`MqttLink::start_logged`]) the connection uses manual acks and a
+//! persistent session (`clean_session = false`, so the client id must be stable): a
+//! publish is written to the read log before its PUBACK, and one the agent did not
+//! acknowledge before a crash is delivered again by the broker when it reconnects. Every
+//! publish is acknowledged, the ignored ones (unmapped, retained) included.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 use super::{AssemblerEvent, Backoff, HealthReporter};
 use crate::backoff::Reconnect;
 use crate::config::MqttConfig;
+use crate::readlog::ReadLog;
 
 /// Largest MQTT packet accepted. Reader payloads are parsed only up to
 /// [`super::payload::MAX_PAYLOAD`]; anything between that and this limit becomes an
@@ -304,9 +311,27 @@ impl MqttLink {
         health: HealthReporter,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        Self::start_logged(cfg, lanes, events, None, health, shutdown)
+    }
+
+    /// [`MqttLink::start`] with a read log: each publish's events are written durably to
+    /// `log` before the publish is acknowledged to the broker (manual acks, persistent
+    /// session).
+    ///
+    /// # Errors
+    /// As [`MqttLink::start`].
+    pub fn start_logged(
+        cfg: &MqttConfig,
+        lanes: &[LaneId],
+        events: mpsc::Sender<AssemblerEvent>,
+        log: Option<Arc<ReadLog>>,
+        health: HealthReporter,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
         opts.set_keep_alive(Duration::from_secs(10))
-            .set_clean_session(true)
+            .set_clean_session(log.is_none())
+            .set_manual_acks(log.is_some())
             .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
             .set_inflight(64)
             .set_last_will(LastWill::new(
@@ -403,6 +428,9 @@ impl MqttLink {
                         let Some(map) = maps.iter().find(|m| rumqttc::matches(&p.topic, &m.filter))
                         else {
                             tracing::debug!(topic = %p.topic, "publish on an unmapped topic ignored");
+                            if log.is_some() {
+                                let _ = client.try_ack(&p);
+                            }
                             continue;
                         };
                         let lane = map.lane.to_string();
@@ -412,6 +440,9 @@ impl MqttLink {
                             metrics::counter!("aeogate_mqtt_retained_ignored_total", "lane" => lane)
                                 .increment(1);
                             tracing::info!(topic = %p.topic, bytes = p.payload.len(), "retained message ignored (not a fresh read)");
+                            if log.is_some() {
+                                let _ = client.try_ack(&p);
+                            }
                             continue;
                         }
                         if p.payload.len() > super::payload::MAX_PAYLOAD {
@@ -425,6 +456,13 @@ impl MqttLink {
                             metrics::counter!("aeogate_mqtt_malformed_total", "lane" => lane)
                                 .increment(1);
                             tracing::warn!(topic = %p.topic, error = %e, "malformed payload; recorded as an unreadable read");
+                        }
+                        // Durable before the broker hears the PUBACK.
+                        if let Some(log) = &log {
+                            let _ = log.log(&evs).await;
+                            if let Err(e) = client.try_ack(&p) {
+                                tracing::warn!(topic = %p.topic, error = %e, "PUBACK not queued; the broker delivers the publish again");
+                            }
                         }
                         forward.extend(evs);
                     }

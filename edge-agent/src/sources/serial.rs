@@ -22,6 +22,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -39,6 +40,7 @@ use tokio_serial::{SerialPortBuilderExt as _, SerialStream};
 use tokio_util::sync::CancellationToken;
 
 use super::{AssemblerEvent, Backoff, HealthReporter, RawRead, tag_value};
+use crate::readlog::ReadLog;
 
 /// Resend period for an unacknowledged lane command: the board's own `retry_ms`.
 pub const RETRY: Duration = Duration::from_millis(300);
@@ -193,10 +195,13 @@ impl LinkSession {
         let previous = self.boot.replace(boot_id);
         // A new boot numbers its frames from anywhere and starts in the safe state: what
         // was remembered of the old one would hide its events, and a command in flight was
-        // meant for a lane state that is gone.
-        self.recent.clear();
-        self.presence_seq.clear();
+        // meant for a lane state that is gone. On first contact nothing of another boot
+        // was remembered: frames heard before it (an agent that restarted while the board
+        // kept its link up and resends what it queued) are this boot's, and forgetting
+        // them would act on their resends a second time (a truck arriving twice).
         if why != NewBootReason::FirstContact {
+            self.recent.clear();
+            self.presence_seq.clear();
             self.pending = None;
         }
         Some(BoardEvent::NewBoot {
@@ -469,6 +474,20 @@ impl<'a> Reopener<'a> {
 pub async fn run_lane_board(
     dev: SerialDevice,
     events: mpsc::Sender<AssemblerEvent>,
+    commands: mpsc::Receiver<LaneCommand>,
+    health: HealthReporter,
+    shutdown: CancellationToken,
+) {
+    run_lane_board_logged(dev, events, None, commands, health, shutdown).await;
+}
+
+/// [`run_lane_board`] with a read log: every board event that carries a read or a
+/// presence change is written durably to `log` before the frame is acknowledged to the
+/// board, so an agent killed after the ack still has it at its next start.
+pub async fn run_lane_board_logged(
+    dev: SerialDevice,
+    events: mpsc::Sender<AssemblerEvent>,
+    log: Option<Arc<ReadLog>>,
     mut commands: mpsc::Receiver<LaneCommand>,
     health: HealthReporter,
     shutdown: CancellationToken,
@@ -483,6 +502,7 @@ pub async fn run_lane_board(
             port,
             &mut session,
             &events,
+            log.as_deref(),
             &mut commands,
             &health,
             &shutdown,
@@ -507,6 +527,7 @@ async fn board_session(
     mut port: SerialStream,
     session: &mut LinkSession,
     events: &mpsc::Sender<AssemblerEvent>,
+    log: Option<&ReadLog>,
     commands: &mut mpsc::Receiver<LaneCommand>,
     health: &HealthReporter,
     shutdown: &CancellationToken,
@@ -537,11 +558,20 @@ async fn board_session(
                             last_valid = Instant::now();
                             *progressed = true;
                             let (ack, board_events) = session.receive(frame);
+                            let lane_events: Vec<AssemblerEvent> = board_events
+                                .into_iter()
+                                .filter_map(|event| board_event(dev, event, health))
+                                .collect();
+                            // Durable before the board hears the ack (a failed write is
+                            // counted and logged by the read log; the lane goes on).
+                            if let Some(log) = log {
+                                let _ = log.log(&lane_events).await;
+                            }
                             if let Some(ack) = ack {
                                 write_frame(&mut port, &ack).await?;
                             }
-                            for event in board_events {
-                                board_event(dev, event, events, health).await?;
+                            for ev in lane_events {
+                                events.send(ev).await.map_err(|_| PortError::ChannelClosed)?;
                             }
                         }
                         Err(LinkError::UnknownMessage { seq, kind }) => {
@@ -591,14 +621,15 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-async fn board_event(
+/// What a board event means for the lane (a read or a presence change), if anything;
+/// heartbeats, faults, acks and boots update health and the log.
+fn board_event(
     dev: &SerialDevice,
     event: BoardEvent,
-    events: &mpsc::Sender<AssemblerEvent>,
     health: &HealthReporter,
-) -> Result<(), PortError> {
+) -> Option<AssemblerEvent> {
     let now = Timestamp::now();
-    let out = match event {
+    match event {
         BoardEvent::Tag(tag) => {
             let (raw, value) = tag_value(&tag.epc);
             Some(AssemblerEvent::Read(RawRead {
@@ -659,14 +690,7 @@ async fn board_event(
             }
             None
         }
-    };
-    if let Some(ev) = out {
-        events
-            .send(ev)
-            .await
-            .map_err(|_| PortError::ChannelClosed)?;
     }
-    Ok(())
 }
 
 fn heartbeat_detail(hb: &link::Heartbeat) -> String {
@@ -1144,6 +1168,34 @@ mod tests {
         w.receive(Frame::new(1, hb(7, u32::MAX - 500)));
         let (_, ev) = w.receive(Frame::new(2, hb(7, 500)));
         assert_eq!(new_boot(&ev), None, "49.7 days of uptime wrapped");
+    }
+
+    #[test]
+    fn frames_heard_before_the_first_heartbeat_are_not_acted_on_again() {
+        // A restarted agent reads what the board queued and resent while it was down:
+        // events first, the board's first heartbeat after them, then older resends.
+        let mut s = LinkSession::new(100);
+        let (_, ev) = s.receive(presence(10, true));
+        assert_eq!(
+            ev,
+            [BoardEvent::Presence {
+                loop_id: 0,
+                present: true
+            }]
+        );
+        let (_, ev) = s.receive(presence(11, false));
+        assert_eq!(
+            ev,
+            [BoardEvent::Presence {
+                loop_id: 0,
+                present: false
+            }]
+        );
+        let (_, ev) = s.receive(Frame::new(12, hb(0xA, 5_000)));
+        assert!(new_boot(&ev).is_some(), "first contact reported");
+        let (ack, ev) = s.receive(presence(10, true));
+        assert!(ack.is_some(), "a resend is acknowledged again");
+        assert_eq!(ev, [], "but the truck does not arrive a second time");
     }
 
     #[test]

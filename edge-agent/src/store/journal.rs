@@ -123,7 +123,21 @@ impl Store {
         &self,
         groups: Vec<(Vec<EventBody>, Timestamp)>,
     ) -> Result<Vec<Vec<JournalEntry>>, JournalError> {
-        let written = self.append_groups_once(groups);
+        self.append_groups_consuming(groups, &[])
+    }
+
+    /// [`Store::append_groups`] that also removes `consumed` events from the read log
+    /// (`store/reads.rs`) in the same write transaction: the events the journaled
+    /// records account for.
+    ///
+    /// # Errors
+    /// As [`Store::append_groups`]; nothing is written or removed then.
+    pub fn append_groups_consuming(
+        &self,
+        groups: Vec<(Vec<EventBody>, Timestamp)>,
+        consumed: &[Vec<u8>],
+    ) -> Result<Vec<Vec<JournalEntry>>, JournalError> {
+        let written = self.append_groups_once(groups, consumed);
         if let Err(e) = &written {
             self.note_journal_error(e);
         }
@@ -133,8 +147,9 @@ impl Store {
     fn append_groups_once(
         &self,
         groups: Vec<(Vec<EventBody>, Timestamp)>,
+        consumed: &[Vec<u8>],
     ) -> Result<Vec<Vec<JournalEntry>>, JournalError> {
-        if groups.iter().all(|(b, _)| b.is_empty()) {
+        if groups.iter().all(|(b, _)| b.is_empty()) && consumed.is_empty() {
             return Ok(groups.iter().map(|_| Vec::new()).collect());
         }
         if self
@@ -187,6 +202,7 @@ impl Store {
                 out.push(group);
             }
         }
+        super::reads::consume_in(&w, consumed)?;
         prune(&w, &mut next)?;
         write_journal_meta(&w, &next)?;
         w.commit().map_err(jdb)?;

@@ -46,6 +46,8 @@
 //!   the head): quarantine, markers, replacing a file redb cannot open.
 //! - `held`: the held-records file beside the store ([`HeldFile`]): records the journal
 //!   could not take, kept across a stop while the disk is full.
+//! - `reads`: the read log (`read_log_v1`), the write-ahead of lane events that the
+//!   journal consumes ([`Store::log_reads`], [`Store::append_groups_consuming`]).
 
 mod accounts;
 mod check;
@@ -54,6 +56,7 @@ mod handle;
 mod held;
 mod journal;
 mod migrate;
+mod reads;
 mod replica;
 
 use std::path::Path;

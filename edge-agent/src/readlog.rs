@@ -1,0 +1,168 @@
+//! The read log as the sources use it: a lane event is written durably
+//! ([`Store::log_reads`]) before the source answers the device that sent it (the lane
+//! board's link ack, the broker's PUBACK), and the pipeline removes it in the journal
+//! write that records where it ended ([`crate::journal::Journal::append_at_consuming`]).
+//! At start the pipeline replays what is left ([`ReadLog::replay`]): the trucks that were
+//! in the lane when the agent stopped, whose records were not yet journaled.
+//!
+//! One writer task takes every request queued while the previous commit was on disk and
+//! writes them in one transaction (group commit), so several ports and the broker share
+//! one fsync. A failed write is logged and counted (`aeogate_read_log_failures_total`);
+//! the source still answers and forwards the event (a full disk must not stop the lane),
+//! which is then only in memory, as before the log existed.
+
+use std::sync::Mutex;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::assembler::AssemblerEvent;
+use crate::store::{JournalError, Store};
+
+/// Most requests the writer queues before a source waits to send.
+const QUEUE: usize = 256;
+/// Most events one commit takes.
+const GROUP_MAX: usize = 512;
+
+struct Request {
+    events: Vec<Vec<u8>>,
+    reply: oneshot::Sender<Result<(), JournalError>>,
+}
+
+/// The encoding of an event in the read log; its bytes are also its identity when the
+/// journal consumes it, so the same event always encodes the same way.
+#[must_use]
+pub fn encode(event: &AssemblerEvent) -> Vec<u8> {
+    // A plain data enum of strings, numbers and timestamps: serialising cannot fail.
+    serde_json::to_vec(event).unwrap_or_default()
+}
+
+/// The read log's writer.
+#[derive(Debug)]
+pub struct ReadLog {
+    store: Store,
+    queue: Mutex<Option<mpsc::Sender<Request>>>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReadLog {
+    /// Starts the writer task on the current runtime; it ends after [`ReadLog::close`]
+    /// once what was queued is written.
+    #[must_use]
+    pub fn start(store: Store) -> (ReadLog, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(writer(store.clone(), rx));
+        (
+            ReadLog {
+                store,
+                queue: Mutex::new(Some(tx)),
+            },
+            task,
+        )
+    }
+
+    /// Writes `events` durably, grouped with whatever else is queued; returns after the
+    /// commit. Answer the device only after this returns `Ok`.
+    ///
+    /// # Errors
+    /// The store's error (nothing of this call was written then).
+    pub async fn log(&self, events: &[AssemblerEvent]) -> Result<(), JournalError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let encoded: Vec<Vec<u8>> = events.iter().map(encode).collect();
+        let started = std::time::Instant::now();
+        let queue = self.queue.lock().ok().and_then(|q| q.clone());
+        let result = match queue {
+            Some(queue) => {
+                let (reply, answer) = oneshot::channel();
+                match queue
+                    .send(Request {
+                        events: encoded,
+                        reply,
+                    })
+                    .await
+                {
+                    Ok(()) => answer.await.unwrap_or(Err(JournalError::WriterStopped)),
+                    Err(mpsc::error::SendError(req)) => self.direct(req.events).await,
+                }
+            }
+            None => self.direct(encoded).await,
+        };
+        metrics::histogram!("aeogate_read_log_seconds").record(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            metrics::counter!("aeogate_read_log_failures_total").increment(1);
+            tracing::error!(error = %e, "a lane event could not be written to the read log; it is held in memory only");
+        }
+        result
+    }
+
+    async fn direct(&self, events: Vec<Vec<u8>>) -> Result<(), JournalError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.log_reads(&events))
+            .await
+            .unwrap_or(Err(JournalError::WriterStopped))
+    }
+
+    /// Stops grouping: the task writes what is queued and ends; later calls write
+    /// directly.
+    pub fn close(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.take();
+        }
+    }
+
+    /// The events left in the store's read log, oldest first: what the pipeline replays
+    /// at start. An entry that does not decode (a damaged value) is reported and skipped.
+    ///
+    /// # Errors
+    /// The store's error reading the log.
+    pub fn replay(store: &Store) -> Result<Vec<AssemblerEvent>, JournalError> {
+        let mut out = Vec::new();
+        for (seq, bytes) in store.logged_reads()? {
+            match serde_json::from_slice::<AssemblerEvent>(&bytes) {
+                Ok(ev) => out.push(ev),
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "read log entry unreadable; skipped");
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
+    while let Some(first) = rx.recv().await {
+        let mut count = first.events.len();
+        let mut group = vec![first];
+        while count < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(req) => {
+                    count += req.events.len();
+                    group.push(req);
+                }
+                Err(_) => break,
+            }
+        }
+        let store = store.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let events: Vec<Vec<u8>> = group.iter().flat_map(|r| r.events.clone()).collect();
+            let result = store.log_reads(&events);
+            for r in group {
+                let answer = match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(e.for_group_member()),
+                };
+                let _ = r.reply.send(answer);
+            }
+        })
+        .await;
+    }
+}
