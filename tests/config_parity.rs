@@ -136,7 +136,7 @@ fn check_config_refuses_what_run_refuses_with_the_same_key_and_line() {
             name: "wildcard in lane_topic_prefix",
             from: "lane_topic_prefix = \"aeogate/PORT1-G1/lanes\"",
             to: "lane_topic_prefix = \"aeogate/#\"".into(),
-            expect: vec!["mqtt.lane_topic_prefix".into(), "wildcards".into()],
+            expect: vec!["mqtt.lane_topic_prefix".into(), "no '+' or '#'".into()],
             line_of: Some("lane_topic_prefix = "),
         },
         Row {

@@ -308,6 +308,14 @@ impl Journal {
                 (None, HeldFile::read(&held_path))
             }
         };
+        // Held records account for their trucks' lane events: those leave the read log
+        // now, before the lanes replay it, so a restart does not rebuild a transaction
+        // for a truck whose record is held (the held-records file keeps the record until
+        // it is journaled).
+        let consumed: Vec<Vec<u8>> = found.iter().flat_map(|g| g.consumed.clone()).collect();
+        if let Err(e) = store.unlog_reads(&consumed) {
+            tracing::error!(error = %e, "the lane events of held records could not be removed from the read log; a restart may rebuild their transactions");
+        }
         // A group journaled just before a crash can still be in the file: keep only what
         // the journal does not have.
         let found: VecDeque<HeldGroup> = found
@@ -423,7 +431,9 @@ impl Journal {
 
     /// Called when the journal refused `bodies`: raise the alarm, hold them (in memory and
     /// in the held-records file) and note the outage for central.
-    pub fn failed(&self, error: &JournalError, bodies: Vec<EventBody>) {
+    /// `consumed`: the lane events (read-log encoding) the records account for; they leave
+    /// the read log when the held records are journaled.
+    pub fn failed(&self, error: &JournalError, bodies: Vec<EventBody>, consumed: Vec<Vec<u8>>) {
         metrics::counter!("aeogate_journal_write_failures_total").increment(1);
         metrics::gauge!("aeogate_journal_alarm").set(1.0);
         tracing::error!(error = %error, "ALARM: the journal refuses writes; decisions continue without priority and records are held");
@@ -439,6 +449,7 @@ impl Journal {
             held.push_back(HeldGroup {
                 at: Timestamp::now(),
                 bodies,
+                consumed,
             });
         }
         if let Ok(mut o) = self.outage.lock() {
@@ -512,8 +523,9 @@ impl Journal {
             }
             let n = batch.len();
             let store = self.store.clone();
+            let consumed: Vec<Vec<u8>> = batch.iter().flat_map(|g| g.consumed.clone()).collect();
             let groups = batch.into_iter().map(|g| (g.bodies, g.at)).collect();
-            tokio::task::spawn_blocking(move || store.append_groups(groups))
+            tokio::task::spawn_blocking(move || store.append_groups_consuming(groups, &consumed))
                 .await
                 .unwrap_or(Err(JournalError::WriterStopped))?;
             if let Ok(mut h) = self.held.lock() {

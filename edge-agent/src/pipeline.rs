@@ -384,7 +384,7 @@ async fn conclude_all(
         shared.journal.append_at_consuming(
             journal_bodies(&p.decision, &p.tx),
             p.now,
-            std::mem::take(&mut p.consumed),
+            p.consumed.clone(),
         )
     }))
     .await;
@@ -446,6 +446,7 @@ fn finish(
         tx,
         routes,
         started,
+        consumed,
         ..
     } = p;
     match journaled {
@@ -454,7 +455,9 @@ fn finish(
             // The journal cannot be written (a full disk): the truck still gets a lane,
             // but never a priority one, and the records are held for a later write.
             hold_decision(&mut decision, &routes);
-            shared.journal.failed(&e, journal_bodies(&decision, &tx));
+            shared
+                .journal
+                .failed(&e, journal_bodies(&decision, &tx), consumed);
         }
     }
     let lane = tx.lane.clone();

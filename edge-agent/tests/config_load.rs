@@ -279,7 +279,7 @@ fn a_staleness_bound_not_longer_than_the_long_poll_is_refused() {
         MINIMAL.replace(
             "[policy]\n",
             &format!(
-                "[central]\nurl = \"https://c.example\"\ntoken = \"t\"\npoll_wait = \"25s\"\n[[central.registry_keys]]\nkey_id = \"k\"\npublic_key = \"{key}\"\n\n[policy]\nstaleness_bound = \"{bound}\"\n"
+                "[central]\nurl = \"https://c.example\"\nca_cert = \"ca.pem\"\ntoken = \"t\"\npoll_wait = \"25s\"\n[[central.registry_keys]]\nkey_id = \"k\"\npublic_key = \"{key}\"\n\n[policy]\nstaleness_bound = \"{bound}\"\n"
             ),
         )
     };

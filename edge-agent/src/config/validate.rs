@@ -914,7 +914,7 @@ mod tests {
     #[test]
     fn central_url_alone_is_the_one_instance() {
         let cfg = load(&format!(
-            "[central]\nurl = \"https://c.example/\"\ntoken = \"t\"\n{KEY}"
+            "[central]\nurl = \"https://c.example/\"\nca_cert = \"ca.pem\"\ntoken = \"t\"\n{KEY}"
         ))
         .expect("loads");
         let c = cfg.central.expect("central");
@@ -924,7 +924,7 @@ mod tests {
 
     #[test]
     fn central_urls_list_the_instances_in_order() {
-        let cfg = load(&format!("[central]\nurls = [\"https://a.example\", \"https://b.example/\"]\ntoken = \"t\"\n{KEY}"))
+        let cfg = load(&format!("[central]\nurls = [\"https://a.example\", \"https://b.example/\"]\nca_cert = \"ca.pem\"\ntoken = \"t\"\n{KEY}"))
             .expect("loads");
         let c = cfg.central.expect("central");
         assert_eq!(

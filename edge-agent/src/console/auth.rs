@@ -258,7 +258,7 @@ async fn journal_session(
     };
     match journal.append_at(vec![body.clone()], at).await {
         Ok(_) => journal.notify_appended(),
-        Err(e) => journal.failed(&e, vec![body]),
+        Err(e) => journal.failed(&e, vec![body], Vec::new()),
     }
 }
 

@@ -35,6 +35,11 @@ const HEADER: usize = 8 + 8 + 4 + 32;
 pub struct HeldGroup {
     pub at: Timestamp,
     pub bodies: Vec<EventBody>,
+    /// The lane events (encoded as in the read log) these records account for: they leave
+    /// the read log when the records are journaled, and at start, so that a restart never
+    /// rebuilds a transaction for a truck whose record is held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumed: Vec<Vec<u8>>,
 }
 
 /// Errors of the held-records file.
@@ -206,6 +211,7 @@ mod tests {
                 what: what.into(),
                 detail: String::new(),
             }],
+            consumed: Vec::new(),
         }
     }
 

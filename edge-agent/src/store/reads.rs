@@ -43,6 +43,22 @@ impl Store {
         w.commit().map_err(jdb)
     }
 
+    /// Removes one logged entry per event in `events` (as [`Store::append_groups_consuming`]
+    /// does), in one durable write transaction: used at start for the events of records
+    /// held in the held-records file, which account for them.
+    ///
+    /// # Errors
+    /// [`JournalError`]; nothing is removed then.
+    pub fn unlog_reads(&self, events: &[Vec<u8>]) -> Result<(), JournalError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.database().begin_write().map_err(jdb)?;
+        w.set_durability(Durability::Immediate).map_err(jdb)?;
+        consume_in(&w, events)?;
+        w.commit().map_err(jdb)
+    }
+
     /// Every logged event, oldest first, as `(seq, bytes)`.
     ///
     /// # Errors
