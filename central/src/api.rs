@@ -34,6 +34,7 @@ use crate::export::{self, ExportQuery};
 use crate::ingest::{self, MAX_BODY_BYTES};
 use crate::model::{
     AgentRecord, CaseAction, CaseDetail, CaseOutcome, CaseQuery, CaseState, EventQuery, Session,
+    TokenRefusal,
 };
 use crate::service::{Central, LoginResult, check_port};
 
@@ -91,6 +92,21 @@ impl FromRequestParts<Central> for Agent {
             metrics::counter!("central_auth_failures_total", "who" => "agent").increment(1);
             ApiError::unauthorized()
         })?;
+        // Revocation and the end of a rotation's grace apply from the next request on:
+        // every request reads the token record.
+        if let Some(why) = rec.refusal(Timestamp::now()) {
+            metrics::counter!("central_auth_failures_total", "who" => "agent_revoked").increment(1);
+            let msg = match why {
+                TokenRefusal::Revoked(at) => {
+                    format!("the token of gate {} was revoked at {at}", rec.gate)
+                }
+                TokenRefusal::Expired(at) => format!(
+                    "the token of gate {} was replaced by a rotation; its grace period ended at {at}",
+                    rec.gate
+                ),
+            };
+            return Err(ApiError::new(StatusCode::FORBIDDEN, msg));
+        }
         // A token bound to a client certificate is good only with that certificate.
         if let Some(want) = &rec.cert_sha256 {
             let presented = parts

@@ -28,6 +28,7 @@ impl HttpStatus for StoreError {
             StoreError::GatePortConflict { .. }
             | StoreError::UserExists(_)
             | StoreError::UnknownUser(_) => AuthError::from(self.clone()).status(),
+            StoreError::UnknownGate(_) => StatusCode::NOT_FOUND,
             StoreError::Backend(_) | StoreError::Corrupt { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -455,6 +455,38 @@ async fn every_answer_of_every_route_matches_the_document() {
         k.call(r, "POST", ev, evu, Some(&other_agent), good).await.0,
         403
     );
+    // A revoked token, and a token past its rotation grace, are refused with 403 and the
+    // error document; the revoked gate shows `revoked_at` in the gate list below.
+    let revoked = c.issue_agent_token(&gate("P1-G3"), "P1").expect("token");
+    c.revoke_agent(&gate("P1-G3"), None, "test")
+        .expect("revoke");
+    let g3 = "/api/v1/agents/P1-G3/events";
+    let (s, j) = k
+        .call(
+            r,
+            "POST",
+            ev,
+            g3,
+            Some(&revoked),
+            Payload::Json(batch(&gate("P1-G3"), &[])),
+        )
+        .await;
+    assert_eq!(s, 403, "revoked token: {j}");
+    let rotated = c.issue_agent_token(&gate("P1-G4"), "P1").expect("token");
+    c.rotate_agent(&gate("P1-G4"), jiff::SignedDuration::ZERO, "test")
+        .expect("rotate");
+    let g4 = "/api/v1/agents/P1-G4/events";
+    let (s, j) = k
+        .call(
+            r,
+            "POST",
+            ev,
+            g4,
+            Some(&rotated),
+            Payload::Json(batch(&gate("P1-G4"), &[])),
+        )
+        .await;
+    assert_eq!(s, 403, "token past its grace: {j}");
     let good = Payload::Json(batch(&g, &entries));
     let bad_gate = "/api/v1/agents/not%20a%20gate/events";
     k.call(r, "POST", ev, bad_gate, Some(&agent), good).await;

@@ -92,6 +92,8 @@ protocol::ui_text! {
     CaseResolved => "This case is resolved.", "Este caso está resuelto.", "Este caso está resolvido.";
     Alert => "Alert", "Alerta", "Alerta";
     Stale => "STALE", "SIN CONTACTO", "SEM CONTATO";
+    Revoked => "REVOKED", "REVOCADA", "REVOGADA";
+    TokenRevokedAt => "Token revoked", "Credencial revocada", "Credencial revogada";
     Degraded => "DEGRADED", "DEGRADADA", "DEGRADADO";
     Healthy => "OK", "OK", "OK";
     LastHeartbeat => "Last heartbeat", "Último latido", "Último sinal";

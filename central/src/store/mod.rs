@@ -79,6 +79,43 @@ pub struct GateRow {
     pub port: String,
     pub state: AgentState,
     pub health: Option<GateHealth>,
+    /// Set when every token of the gate is revoked; cleared when a new token is issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A change to a gate's agent tokens ([`Store::change_agent_tokens`]), made in one
+/// transaction with one audit entry.
+pub struct TokenChange<'a> {
+    pub gate: &'a GateId,
+    /// Called for every token of the gate; returns whether it changed the token.
+    pub change: &'a mut (dyn FnMut(&mut AgentRecord) -> bool + Send),
+    /// A token to add (rotation), stored after the changes.
+    pub add: Option<(&'a TokenHash, &'a AgentRecord)>,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub detail: &'a str,
+    pub at: Timestamp,
+}
+
+impl fmt::Debug for TokenChange<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenChange")
+            .field("gate", self.gate)
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The gate row's revocation mark after a token change: set (to `at`, or kept) when the
+/// gate has tokens and all of them are revoked, else cleared. Both backends call it.
+pub(crate) fn gate_revocation(
+    tokens: &[AgentRecord],
+    previous: Option<Timestamp>,
+    at: Timestamp,
+) -> Option<Timestamp> {
+    let all_revoked = !tokens.is_empty() && tokens.iter().all(|t| t.revoked_at.is_some());
+    all_revoked.then(|| previous.unwrap_or(at))
 }
 
 /// What one ingest did.
@@ -100,6 +137,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn add_agent(&self, token: &TokenHash, agent: &AgentRecord) -> Result<(), StoreError>;
     /// The agent a token hash belongs to.
     fn agent_for_token(&self, token: &TokenHash) -> Result<Option<AgentRecord>, StoreError>;
+    /// Every token record of `gate` (revoked and expired ones included), in no order.
+    fn agent_tokens(&self, gate: &GateId) -> Result<Vec<AgentRecord>, StoreError>;
+    /// Applies `c.change` to every token of `c.gate`, adds `c.add`, updates the gate's
+    /// revocation mark ([`gate_revocation`]) and writes one audit entry, in one
+    /// transaction. Returns how many existing tokens changed.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownGate`] when the gate was never registered.
+    fn change_agent_tokens(&self, c: TokenChange<'_>) -> Result<usize, StoreError>;
 
     // -- events -------------------------------------------------------------------------
     /// Checks and stores a batch (rules in [`crate::ingest`]) in one transaction; opens

@@ -368,6 +368,14 @@ impl Store for PgStore {
         self.read(|tx| event_tables::agent_for_token(tx, token))
     }
 
+    fn agent_tokens(&self, gate: &GateId) -> Result<Vec<AgentRecord>, StoreError> {
+        self.read(|tx| event_tables::agent_tokens(tx, gate))
+    }
+
+    fn change_agent_tokens(&self, c: super::TokenChange<'_>) -> Result<usize, StoreError> {
+        self.write(|tx| event_tables::change_agent_tokens(tx, c))
+    }
+
     fn ingest(
         &self,
         gate: &GateId,

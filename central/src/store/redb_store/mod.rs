@@ -123,6 +123,14 @@ impl Store for RedbStore {
         event_tables::agent_for_token(&self.db, token)
     }
 
+    fn agent_tokens(&self, gate: &GateId) -> Result<Vec<AgentRecord>, StoreError> {
+        event_tables::agent_tokens(&self.db, gate)
+    }
+
+    fn change_agent_tokens(&self, c: super::TokenChange<'_>) -> Result<usize, StoreError> {
+        event_tables::change_agent_tokens(&self.db, c)
+    }
+
     fn ingest(
         &self,
         gate: &GateId,
