@@ -180,6 +180,8 @@ pub fn app(central: Central) -> Router {
         .route("/api/v1/cases/{id}/{action}", post(post_case_action))
         .route("/api/v1/events", get(get_events))
         .route("/api/v1/gates", get(get_gates))
+        .route("/api/v1/gates/{gate}/revoke", post(post_gate_revoke))
+        .route("/api/v1/gates/{gate}/rotate", post(post_gate_rotate))
         .route("/api/v1/alerts", get(get_alerts))
         .route("/api/v1/audit", get(get_audit))
         .route("/api/v1/stats/summary", get(get_summary))
@@ -496,6 +498,80 @@ async fn post_status(
         .blocking(move |c| c.set_status(&op, b.status, &b.reason, &s.user))
         .await?;
     Ok(Json(serde_json::json!({ "seq": seq })))
+}
+
+fn require_credentials_admin(s: &Session) -> ApiResult<()> {
+    if crate::model::Role::parse(&s.role).is_some_and(crate::model::Role::may_manage_credentials) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "role {} may not revoke or rotate agent tokens (admin only)",
+            s.role
+        ),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    /// Only the tokens bound to this client certificate (hex SHA-256 of its DER).
+    cert_sha256: Option<String>,
+}
+
+async fn post_gate_revoke(
+    State(c): State<Central>,
+    Staff(s): Staff,
+    Path(gate): Path<String>,
+    body: Result<Json<RevokeBody>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_credentials_admin(&s)?;
+    let gate = parse_gate(&gate)?;
+    // An empty body revokes every token of the gate.
+    let b = match body {
+        Ok(Json(b)) => b,
+        Err(JsonRejection::MissingJsonContentType(_)) => RevokeBody::default(),
+        Err(r) => return Err(json_rejection(&r)),
+    };
+    let g = gate.clone();
+    let n = c
+        .blocking(move |c| c.revoke_agent(&g, b.cert_sha256.as_deref(), &s.user))
+        .await?;
+    Ok(Json(serde_json::json!({ "gate": gate, "revoked": n })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    /// How long the old tokens still work, in seconds.
+    grace_secs: u64,
+}
+
+async fn post_gate_rotate(
+    State(c): State<Central>,
+    Staff(s): Staff,
+    Path(gate): Path<String>,
+    body: Result<Json<RotateBody>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_credentials_admin(&s)?;
+    let gate = parse_gate(&gate)?;
+    let Json(b) = body.map_err(|r| json_rejection(&r))?;
+    let grace = i64::try_from(b.grace_secs)
+        .ok()
+        .filter(|s| *s <= 366 * 86_400)
+        .map(SignedDuration::from_secs)
+        .ok_or_else(|| ApiError::bad("grace_secs must be at most 366 days"))?;
+    let g = gate.clone();
+    let (token, n) = c
+        .blocking(move |c| c.rotate_agent(&g, grace, &s.user))
+        .await?;
+    Ok(Json(serde_json::json!({
+        "gate": gate,
+        "token": token,
+        "old_tokens": n,
+        "grace_secs": b.grace_secs,
+    })))
 }
 
 fn parse_ts(name: &str, v: Option<&String>) -> ApiResult<Option<Timestamp>> {

@@ -439,6 +439,12 @@ impl Role {
     pub fn may_change_registry(self) -> bool {
         self == Self::Admin
     }
+
+    /// Whether the role may revoke and rotate agent tokens and manage staff users.
+    #[must_use]
+    pub fn may_manage_credentials(self) -> bool {
+        self == Self::Admin
+    }
 }
 
 impl aeogate_web::session::Role for Role {

@@ -708,6 +708,74 @@ async fn every_answer_of_every_route_matches_the_document() {
         Payload::Json(json!({"status": "GONE", "reason": "x"})),
     )
     .await;
+    // agent credentials (admin): rotate with a grace (old and new token both work), revoke
+    let ro = "/api/v1/gates/{gate}/rotate";
+    let rou = "/api/v1/gates/P1-G1/rotate";
+    let hour = || Payload::Json(json!({"grace_secs": 3600}));
+    let (s, j) = k.call(r, "POST", ro, rou, Some(&admin), hour()).await;
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(j["old_tokens"], 1, "{j}");
+    let fresh = j["token"].as_str().expect("new token").to_owned();
+    for t in [&agent, &fresh] {
+        let (s, j) = k
+            .call(r, "POST", hb, hbu, Some(t), Payload::Json(beat.clone()))
+            .await;
+        assert_eq!(s, 204, "old and new token during the grace: {j}");
+    }
+    let (s, _) = k.call(r, "POST", ro, rou, Some(&staff), hour()).await;
+    assert_eq!(s, 403, "an analyst may not rotate tokens");
+    k.call(r, "POST", ro, rou, None, hour()).await;
+    k.call(
+        r,
+        "POST",
+        ro,
+        "/api/v1/gates/P9-G9/rotate",
+        Some(&admin),
+        hour(),
+    )
+    .await;
+    let too_long = Payload::Json(json!({"grace_secs": 400 * 86_400}));
+    let (s, _) = k.call(r, "POST", ro, rou, Some(&admin), too_long).await;
+    assert_eq!(s, 400, "a grace beyond a year is refused");
+    let (s, _) = k
+        .call(r, "POST", ro, rou, Some(&admin), Payload::Json(json!({})))
+        .await;
+    assert_eq!(s, 422, "grace_secs is required");
+    let rv = "/api/v1/gates/{gate}/revoke";
+    let rvu = "/api/v1/gates/P1-G2/revoke";
+    let (s, j) = k
+        .call(r, "POST", rv, rvu, Some(&admin), Payload::Json(json!({})))
+        .await;
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(j["revoked"], 1, "{j}");
+    let g2 = "/api/v1/agents/P1-G2/heartbeat";
+    let mut beat2 = beat.clone();
+    beat2["agent"] = json!("P1-G2");
+    let (s, j) = k
+        .call(r, "POST", hb, g2, Some(&other_agent), Payload::Json(beat2))
+        .await;
+    assert_eq!(s, 403, "a revoked token is refused at once: {j}");
+    let (s, _) = k
+        .call(r, "POST", rv, rvu, Some(&staff), Payload::Json(json!({})))
+        .await;
+    assert_eq!(s, 403, "an analyst may not revoke tokens");
+    k.call(r, "POST", rv, rvu, None, Payload::None).await;
+    let bad_fp = Payload::Json(json!({"cert_sha256": "abc"}));
+    let (s, _) = k.call(r, "POST", rv, rvu, Some(&admin), bad_fp).await;
+    assert_eq!(s, 400, "a malformed fingerprint is refused");
+    let unknown = Payload::Json(json!({"gate": "P1-G2"}));
+    let (s, _) = k.call(r, "POST", rv, rvu, Some(&admin), unknown).await;
+    assert_eq!(s, 422, "unknown fields are refused");
+    k.call(
+        r,
+        "POST",
+        rv,
+        "/api/v1/gates/P9-G9/revoke",
+        Some(&admin),
+        Payload::None,
+    )
+    .await;
+
     // A change after the agent's last sequence answers the long poll.
     k.call(
         r,

@@ -162,20 +162,22 @@ impl Central {
     }
 
     /// The most recently issued live token record of `gate`.
+    ///
+    /// # Errors
+    /// [`crate::store::StoreError::UnknownGate`] when the gate has no token at all.
     fn live_token_of(
         &self,
         gate: &GateId,
         now: Timestamp,
     ) -> Result<Option<AgentRecord>, AuthError> {
-        self.inner
-            .store
-            .agent_tokens(gate)
-            .map(|all| {
-                all.into_iter()
-                    .filter(|r| r.is_live(now))
-                    .max_by_key(|r| r.issued_at)
-            })
-            .map_err(AuthError::from)
+        let all = self.inner.store.agent_tokens(gate)?;
+        if all.is_empty() {
+            return Err(crate::store::StoreError::UnknownGate(gate.to_string()).into());
+        }
+        Ok(all
+            .into_iter()
+            .filter(|r| r.is_live(now))
+            .max_by_key(|r| r.issued_at))
     }
 
     /// The agent a bearer token belongs to.
