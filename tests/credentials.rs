@@ -1,0 +1,192 @@
+//! Credential life cycle against the real `central` binary on loopback: an agent token
+//! rotated with a grace period (old and new both work, then the old one is refused), a
+//! revoked token refused with 403 by the running central at once, the same from the CLI
+//! (`central agent revoke`), and the gate shown as revoked in the gate list.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{CentralSite, GATE, STEP, Transport, binary, http_client};
+use serde_json::{Value, json};
+
+const ADMIN: (&str, &str) = ("cred-admin", "cred-admin-password-7");
+
+/// A central with an admin user, running.
+async fn central(dir: &std::path::Path) -> CentralSite {
+    let mut site = CentralSite::create(dir, Transport::PlainHttp);
+    site.open()
+        .add_user(ADMIN.0, ADMIN.1, "admin")
+        .expect("admin user");
+    site.start().await;
+    site
+}
+
+async fn login(http: &reqwest::Client, site: &CentralSite, who: (&str, &str)) -> String {
+    let r: Value = http
+        .post(format!("{}/api/v1/login", site.url))
+        .json(&json!({"user": who.0, "password": who.1}))
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("login request")
+        .json()
+        .await
+        .expect("login answer");
+    r["token"].as_str().expect("session token").to_owned()
+}
+
+/// The status of one heartbeat sent with `token`.
+async fn heartbeat(http: &reqwest::Client, site: &CentralSite, token: &str) -> u16 {
+    let beat = json!({
+        "v": protocol::schema::SCHEMA_VERSION, "agent": GATE, "at": jiff::Timestamp::now(),
+        "devices": [], "replica_seq": 0, "journal_head": 0, "acked_seq": 0, "backlog": 0,
+        "version": "credentials-test",
+    });
+    http.post(format!("{}/api/v1/agents/{GATE}/heartbeat", site.url))
+        .bearer_auth(token)
+        .json(&beat)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("heartbeat request")
+        .status()
+        .as_u16()
+}
+
+async fn admin_post(
+    http: &reqwest::Client,
+    site: &CentralSite,
+    session: &str,
+    what: &str,
+    body: Value,
+) -> Value {
+    let r = http
+        .post(format!("{}/api/v1/gates/{GATE}/{what}", site.url))
+        .bearer_auth(session)
+        .json(&body)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("admin request");
+    assert_eq!(r.status().as_u16(), 200, "{what}");
+    r.json().await.expect("admin answer")
+}
+
+async fn gate_status(http: &reqwest::Client, site: &CentralSite, session: &str) -> Value {
+    let all: Value = http
+        .get(format!("{}/api/v1/gates", site.url))
+        .bearer_auth(session)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("gates request")
+        .json()
+        .await
+        .expect("gates answer");
+    all.as_array()
+        .and_then(|a| a.iter().find(|g| g["gate"] == GATE).cloned())
+        .expect("the test gate is listed")
+}
+
+fn central_cli(site: &CentralSite, args: &[&str]) -> std::process::Output {
+    Command::new(binary("central"))
+        .arg("--config")
+        .arg(&site.config_path)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run central")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_works_during_the_grace_and_is_refused_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = central(dir.path()).await;
+    let http = http_client(None);
+    let admin = login(&http, &site, ADMIN).await;
+    assert_eq!(heartbeat(&http, &site, &site.token).await, 204);
+
+    let grace = Duration::from_secs(2);
+    let rotated = Instant::now();
+    let r = admin_post(
+        &http,
+        &site,
+        &admin,
+        "rotate",
+        json!({"grace_secs": grace.as_secs()}),
+    )
+    .await;
+    assert_eq!(r["old_tokens"], 1, "{r}");
+    let new = r["token"].as_str().expect("new token").to_owned();
+    assert_ne!(new, site.token);
+    // Within the grace both tokens work.
+    assert_eq!(heartbeat(&http, &site, &site.token).await, 204);
+    assert_eq!(heartbeat(&http, &site, &new).await, 204);
+    assert!(
+        rotated.elapsed() < grace,
+        "the checks within the grace took too long to mean anything"
+    );
+    // After it the old one is refused, the new one still works (bounded wait).
+    let deadline = Instant::now() + grace + STEP;
+    let refused = loop {
+        let s = heartbeat(&http, &site, &site.token).await;
+        if s != 204 || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(refused, 403, "the old token after the grace");
+    assert!(rotated.elapsed() >= grace, "refused before the grace ended");
+    assert_eq!(heartbeat(&http, &site, &new).await, 204);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_at_once_and_the_gate_shows_revoked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut site = central(dir.path()).await;
+    let http = http_client(None);
+    let admin = login(&http, &site, ADMIN).await;
+    assert_eq!(heartbeat(&http, &site, &site.token).await, 204);
+    assert_eq!(
+        gate_status(&http, &site, &admin).await["revoked_at"],
+        Value::Null
+    );
+
+    let r = admin_post(&http, &site, &admin, "revoke", json!({})).await;
+    assert_eq!(r["revoked"], 1, "{r}");
+    assert_eq!(heartbeat(&http, &site, &site.token).await, 403);
+    let g = gate_status(&http, &site, &admin).await;
+    assert!(g["revoked_at"].is_string(), "{g}");
+    // An analyst may not revoke.
+    let analyst = login(&http, &site, common::STAFF).await;
+    let s = http
+        .post(format!("{}/api/v1/gates/{GATE}/revoke", site.url))
+        .bearer_auth(&analyst)
+        .json(&json!({}))
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("request")
+        .status();
+    assert_eq!(s.as_u16(), 403);
+
+    // The CLI, on the stopped central: a new token lifts the mark, `agent revoke`
+    // revokes it, and the restarted central refuses it.
+    site.stop();
+    let add = central_cli(&site, &["agent", "add", GATE, "--port", common::PORT]);
+    assert!(add.status.success(), "{add:?}");
+    let token = String::from_utf8(add.stdout).expect("utf-8");
+    let token = token.trim().to_owned();
+    let revoke = central_cli(&site, &["agent", "revoke", GATE]);
+    assert!(revoke.status.success(), "{revoke:?}");
+    let out = String::from_utf8_lossy(&revoke.stdout);
+    assert!(out.contains("1 token(s) revoked"), "{out}");
+    let unknown = central_cli(&site, &["agent", "revoke", "PORT9-G9"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(err.contains("PORT9-G9"), "{err}");
+    site.start().await;
+    assert_eq!(heartbeat(&http, &site, &token).await, 403);
+}
