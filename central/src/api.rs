@@ -182,6 +182,7 @@ pub fn app(central: Central) -> Router {
         .route("/api/v1/gates", get(get_gates))
         .route("/api/v1/gates/{gate}/revoke", post(post_gate_revoke))
         .route("/api/v1/gates/{gate}/rotate", post(post_gate_rotate))
+        .route("/api/v1/users/{name}/access", post(post_user_access))
         .route("/api/v1/alerts", get(get_alerts))
         .route("/api/v1/audit", get(get_audit))
         .route("/api/v1/stats/summary", get(get_summary))
@@ -571,6 +572,55 @@ async fn post_gate_rotate(
         "token": token,
         "old_tokens": n,
         "grace_secs": b.grace_secs,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessBody {
+    /// `true` disables the user, `false` enables them again.
+    disabled: Option<bool>,
+    /// The new role, `analyst` or `admin`.
+    role: Option<String>,
+}
+
+/// `POST /api/v1/users/{name}/access`: disable, enable or change the role of a staff
+/// user; takes effect on the user's open sessions at their next request.
+async fn post_user_access(
+    State(c): State<Central>,
+    Staff(s): Staff,
+    Path(name): Path<String>,
+    body: Result<Json<AccessBody>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_credentials_admin(&s)?;
+    let Json(b) = body.map_err(|r| json_rejection(&r))?;
+    if b.disabled.is_none() && b.role.is_none() {
+        return Err(ApiError::bad("give disabled, role or both"));
+    }
+    if name == s.user && (b.disabled == Some(true) || b.role.is_some()) {
+        return Err(ApiError::bad(
+            "an admin cannot disable themselves or change their own role",
+        ));
+    }
+    let n = name.clone();
+    let user = c
+        .blocking(move |c| {
+            if let Some(role) = &b.role {
+                c.set_user_role(&n, role, &s.user)?;
+            }
+            if let Some(d) = b.disabled {
+                c.set_user_disabled(&n, d, &s.user)?;
+            }
+            c.user(&n)
+        })
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("user {name} does not exist"))
+        })?;
+    Ok(Json(serde_json::json!({
+        "name": user.name,
+        "role": user.role,
+        "disabled": user.disabled,
     })))
 }
 

@@ -182,6 +182,31 @@ enum UserCmd {
         #[arg(long, default_value = "analyst")]
         role: String,
     },
+    /// Disable a staff user: no new logins, and open sessions are refused from their next
+    /// request.
+    Disable {
+        name: String,
+        /// Who disables (for the audit log).
+        #[arg(long, default_value = "central")]
+        actor: String,
+    },
+    /// Enable a disabled staff user again.
+    Enable {
+        name: String,
+        /// Who enables (for the audit log).
+        #[arg(long, default_value = "central")]
+        actor: String,
+    },
+    /// Change a staff user's role; open sessions get it from their next request.
+    SetRole {
+        name: String,
+        /// `analyst` or `admin`.
+        #[arg(long)]
+        role: String,
+        /// Who changes it (for the audit log).
+        #[arg(long, default_value = "central")]
+        actor: String,
+    },
 }
 
 fn parse_status(s: &str) -> Result<AeoStatus, String> {
@@ -298,6 +323,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let pw = read_password(&format!("password for {name}: "))?;
             central.add_user(&name, &pw, &role)?;
             println!("user {name} added (role {role})");
+            Ok(())
+        }
+        Cmd::User(UserCmd::Disable { name, actor }) => {
+            central.set_user_disabled(&name, true, &actor)?;
+            println!("user {name} disabled");
+            Ok(())
+        }
+        Cmd::User(UserCmd::Enable { name, actor }) => {
+            central.set_user_disabled(&name, false, &actor)?;
+            println!("user {name} enabled");
+            Ok(())
+        }
+        Cmd::User(UserCmd::SetRole { name, role, actor }) => {
+            central.set_user_role(&name, &role, &actor)?;
+            println!("user {name} now has role {role}");
             Ok(())
         }
         Cmd::Export(cmd) => export(&central, &cmd),

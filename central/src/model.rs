@@ -394,6 +394,10 @@ pub struct StaffUser {
     /// Language of the dashboard for this user (English when never chosen).
     #[serde(default)]
     pub lang: Lang,
+    /// A disabled user cannot log in, and their open sessions are refused from the next
+    /// request on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// What a staff member at central may do.

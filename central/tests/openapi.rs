@@ -776,6 +776,72 @@ async fn every_answer_of_every_route_matches_the_document() {
     )
     .await;
 
+    // staff user access (admin): a role change and a disable reach open sessions at once
+    c.add_user("bea", "purple elephant", "analyst")
+        .expect("user");
+    let bea = login(k, r, "bea", "purple elephant").await;
+    let ac = "/api/v1/users/{name}/access";
+    let acu = "/api/v1/users/bea/access";
+    let promote = || Payload::Json(json!({"role": "admin"}));
+    let (s, j) = k.call(r, "POST", ac, acu, Some(&admin), promote()).await;
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(j["role"], "admin", "{j}");
+    let (s, j) = k
+        .call(
+            r,
+            "POST",
+            rv,
+            "/api/v1/gates/P1-G2/revoke",
+            Some(&bea),
+            Payload::Json(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200, "the promoted session may revoke at once: {j}");
+    let disable = || Payload::Json(json!({"disabled": true}));
+    let (s, j) = k.call(r, "POST", ac, acu, Some(&admin), disable()).await;
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(j["disabled"], true, "{j}");
+    let (s, _) = k
+        .call(
+            r,
+            "GET",
+            "/api/v1/gates",
+            "/api/v1/gates",
+            Some(&bea),
+            Payload::None,
+        )
+        .await;
+    assert_eq!(s, 401, "a disabled user's open session is refused at once");
+    let (s, _) = k.call(r, "POST", ac, acu, Some(&staff), disable()).await;
+    assert_eq!(s, 403, "an analyst may not manage users");
+    k.call(r, "POST", ac, acu, None, disable()).await;
+    let (s, _) = k
+        .call(r, "POST", ac, acu, Some(&admin), Payload::Json(json!({})))
+        .await;
+    assert_eq!(s, 400, "nothing to change");
+    let (s, _) = k
+        .call(
+            r,
+            "POST",
+            ac,
+            "/api/v1/users/nobody/access",
+            Some(&admin),
+            disable(),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = k
+        .call(
+            r,
+            "POST",
+            ac,
+            acu,
+            Some(&admin),
+            Payload::Json(json!({"role": 3})),
+        )
+        .await;
+    assert_eq!(s, 422);
+
     // A change after the agent's last sequence answers the long poll.
     k.call(
         r,

@@ -78,6 +78,7 @@ conformance!(
     agents_tokens_and_gate_ports,
     token_changes_revoke_expire_and_add_in_one_step_and_mark_the_gate,
     users_sessions_and_audit,
+    a_user_update_is_stored_with_its_audit_entry_or_not_at_all,
     text_with_control_characters_is_stored_and_read_back_unchanged,
     entries_dated_at_the_ends_of_the_calendar_are_stored,
     console_logins_and_logouts_are_stored_and_another_gates_are_refused,
@@ -988,6 +989,51 @@ fn token_changes_revoke_expire_and_add_in_one_step_and_mark_the_gate(s: &dyn Sto
     );
 }
 
+fn a_user_update_is_stored_with_its_audit_entry_or_not_at_all(s: &dyn Store) {
+    let user = StaffUser {
+        name: "bea".into(),
+        role: "analyst".into(),
+        password_phc: "$argon2id$x".into(),
+        created_at: now(),
+        lang: Lang::default(),
+        disabled: false,
+    };
+    s.add_user(&user).expect("add");
+    let changed = s
+        .update_user("bea", "root", now(), &mut |u| {
+            u.disabled = true;
+            u.role = "admin".into();
+            Ok("disabled, role admin".into())
+        })
+        .expect("update");
+    assert!(changed.disabled);
+    assert_eq!(s.user("bea").expect("user"), Some(changed));
+    let audit = s.audit_log(0, 10).expect("audit");
+    let last = audit.last().expect("an audit entry");
+    assert_eq!(
+        (
+            last.actor.as_str(),
+            last.action.as_str(),
+            last.detail.as_str()
+        ),
+        ("root", "user.access", "user bea: disabled, role admin")
+    );
+    // A refused change writes nothing.
+    let err = s
+        .update_user("bea", "root", now(), &mut |u| {
+            u.disabled = false;
+            Err(StoreError::Refused("no".into()))
+        })
+        .expect_err("refused");
+    assert_eq!(err, StoreError::Refused("no".into()));
+    assert!(s.user("bea").expect("user").expect("bea").disabled);
+    assert_eq!(s.audit_log(0, 10).expect("audit").len(), audit.len());
+    assert_eq!(
+        s.update_user("nobody", "root", now(), &mut |_| Ok(String::new())),
+        Err(StoreError::UnknownUser("nobody".into()))
+    );
+}
+
 fn users_sessions_and_audit(s: &dyn Store) {
     let user = StaffUser {
         name: "ana".into(),
@@ -995,6 +1041,7 @@ fn users_sessions_and_audit(s: &dyn Store) {
         password_phc: "$argon2id$x".into(),
         created_at: now(),
         lang: Lang::default(),
+        disabled: false,
     };
     s.add_user(&user).expect("add");
     assert_eq!(s.add_user(&user), Err(StoreError::UserExists("ana".into())));

@@ -254,6 +254,19 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn delete_session(&self, token: &TokenHash) -> Result<(), StoreError>;
     /// Every staff user, by name.
     fn users(&self) -> Result<Vec<StaffUser>, StoreError>;
+    /// Loads a user, lets `change` change them (the rule is the caller's), then saves them
+    /// with an audit entry `user.access` by `actor` whose detail is what `change` returned,
+    /// in one transaction. Returns the changed user.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownUser`], or `change`'s error (nothing is written then).
+    fn update_user(
+        &self,
+        name: &str,
+        actor: &str,
+        at: Timestamp,
+        change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+    ) -> Result<StaffUser, StoreError>;
     /// Sets a user's dashboard language, with an audit entry.
     ///
     /// # Errors

@@ -570,6 +570,16 @@ impl Store for PgStore {
         self.read(staff_tables::users)
     }
 
+    fn update_user(
+        &self,
+        name: &str,
+        actor: &str,
+        at: Timestamp,
+        change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+    ) -> Result<StaffUser, StoreError> {
+        self.write(|tx| staff_tables::update_user(tx, name, actor, at, change))
+    }
+
     fn set_user_lang(&self, name: &str, lang: Lang, at: Timestamp) -> Result<(), StoreError> {
         self.write(|tx| staff_tables::set_user_lang(tx, name, lang, at))
     }

@@ -271,6 +271,16 @@ impl Store for RedbStore {
         staff_tables::users(&self.db)
     }
 
+    fn update_user(
+        &self,
+        name: &str,
+        actor: &str,
+        at: Timestamp,
+        change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+    ) -> Result<StaffUser, StoreError> {
+        staff_tables::update_user(&self.db, name, actor, at, change)
+    }
+
     fn set_user_lang(&self, name: &str, lang: Lang, at: Timestamp) -> Result<(), StoreError> {
         staff_tables::set_user_lang(&self.db, name, lang, at)
     }
