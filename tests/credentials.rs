@@ -159,6 +159,27 @@ async fn a_revoked_token_is_refused_at_once_and_the_gate_shows_revoked() {
     assert_eq!(heartbeat(&http, &site, &site.token).await, 403);
     let g = gate_status(&http, &site, &admin).await;
     assert!(g["revoked_at"].is_string(), "{g}");
+    // The gate health page shows it.
+    let page = http
+        .get(format!("{}/gates", site.url))
+        .header(
+            "cookie",
+            format!(
+                "{}={admin}",
+                central::dashboard::session::cookie_name(false)
+            ),
+        )
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("page request")
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        page.contains(r#"class="gate revoked""#) && page.contains("REVOKED"),
+        "{page}"
+    );
     // An analyst may not revoke.
     let analyst = login(&http, &site, common::STAFF).await;
     let s = http
@@ -189,4 +210,122 @@ async fn a_revoked_token_is_refused_at_once_and_the_gate_shows_revoked() {
     assert!(err.contains("PORT9-G9"), "{err}");
     site.start().await;
     assert_eq!(heartbeat(&http, &site, &token).await, 403);
+}
+
+async fn staff_get(http: &reqwest::Client, site: &CentralSite, session: &str, path: &str) -> u16 {
+    http.get(format!("{}{path}", site.url))
+        .bearer_auth(session)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("staff request")
+        .status()
+        .as_u16()
+}
+
+async fn set_access(
+    http: &reqwest::Client,
+    site: &CentralSite,
+    admin: &str,
+    name: &str,
+    body: Value,
+) -> u16 {
+    http.post(format!("{}/api/v1/users/{name}/access", site.url))
+        .bearer_auth(admin)
+        .json(&body)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("access request")
+        .status()
+        .as_u16()
+}
+
+/// The status of the dashboard's gate page with `session` as the cookie.
+async fn dashboard(site: &CentralSite, session: &str) -> reqwest::StatusCode {
+    let name = central::dashboard::session::cookie_name(false);
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("{}/gates", site.url))
+        .header("cookie", format!("{name}={session}"))
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("page request")
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_users_open_session_is_refused_at_once_and_a_role_change_applies_to_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut site = central(dir.path()).await;
+    let http = http_client(None);
+    let admin = login(&http, &site, ADMIN).await;
+    let analyst = login(&http, &site, common::STAFF).await;
+    let (name, _) = common::STAFF;
+    assert_eq!(
+        staff_get(&http, &site, &analyst, "/api/v1/gates").await,
+        200
+    );
+    assert_eq!(dashboard(&site, &analyst).await.as_u16(), 200);
+
+    // Promoted: the open session may revoke at once; demoted again: it may not.
+    let revoke = |session: String| {
+        let http = http.clone();
+        let url = format!("{}/api/v1/gates/{GATE}/revoke", site.url);
+        async move {
+            http.post(url)
+                .bearer_auth(session)
+                .json(&json!({}))
+                .timeout(STEP)
+                .send()
+                .await
+                .expect("revoke request")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(revoke(analyst.clone()).await, 403);
+    assert_eq!(
+        set_access(&http, &site, &admin, name, json!({"role": "admin"})).await,
+        200
+    );
+    assert_eq!(revoke(analyst.clone()).await, 200);
+    assert_eq!(
+        set_access(&http, &site, &admin, name, json!({"role": "analyst"})).await,
+        200
+    );
+    assert_eq!(revoke(analyst.clone()).await, 403);
+
+    // Disabled: the open session is refused on its next request, and so is a new login.
+    assert_eq!(
+        set_access(&http, &site, &admin, name, json!({"disabled": true})).await,
+        200
+    );
+    assert_eq!(
+        staff_get(&http, &site, &analyst, "/api/v1/gates").await,
+        401
+    );
+    let r = http
+        .post(format!("{}/api/v1/login", site.url))
+        .json(&json!({"user": common::STAFF.0, "password": common::STAFF.1}))
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("login request");
+    assert_eq!(r.status().as_u16(), 401);
+    // The dashboard refuses the session's cookie too (a redirect to the login page).
+    assert!(dashboard(&site, &analyst).await.is_redirection());
+
+    // The CLI on the stopped central re-enables the user; a new login works again.
+    site.stop();
+    let out = central_cli(&site, &["user", "enable", name]);
+    assert!(out.status.success(), "{out:?}");
+    let out = central_cli(&site, &["user", "disable", "nobody"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    site.start().await;
+    let again = login(&http, &site, common::STAFF).await;
+    assert_eq!(staff_get(&http, &site, &again, "/api/v1/gates").await, 200);
 }
