@@ -329,3 +329,94 @@ async fn a_disabled_users_open_session_is_refused_at_once_and_a_role_change_appl
     let again = login(&http, &site, common::STAFF).await;
     assert_eq!(staff_get(&http, &site, &again, "/api/v1/gates").await, 200);
 }
+
+fn agent_cli(site: &common::AgentSite, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(binary("edge-agent"))
+        .args(args)
+        .arg("--config")
+        .arg(&site.config_path)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run edge-agent");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("edge-agent output")
+}
+
+async fn console_lanes(http: &reqwest::Client, agent: &common::AgentSite, session: &str) -> u16 {
+    http.get(format!("{}/api/v1/lanes", agent.base))
+        .bearer_auth(session)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("console request")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_console_account_loses_its_open_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hub = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
+    hub.start().await;
+    let mut agent = common::AgentSite::create(
+        &dir.path().join("agent"),
+        &common::CentralLink::to(&hub),
+        &[common::LaneSpec::manual("L1")],
+        "1h",
+    );
+    let pw = "console-officer-password-3";
+    let add = agent_cli(
+        &agent,
+        &["user", "add", "olga", "--role", "officer"],
+        &format!("{pw}\n"),
+    );
+    assert!(add.status.success(), "{add:?}");
+    agent.start().await;
+    let http = http_client(None);
+    let answer: Value = http
+        .post(format!("{}/api/v1/login", agent.base))
+        .json(&json!({"name": "olga", "password": pw}))
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("login request")
+        .json()
+        .await
+        .expect("login answer");
+    let session = answer["token"]
+        .as_str()
+        .expect("console session")
+        .to_owned();
+    assert_eq!(console_lanes(&http, &agent, &session).await, 200);
+
+    // The account is disabled with the agent stopped (the store is one process's); the
+    // session, which survives restarts, is refused by the restarted agent.
+    agent.terminate();
+    let out = agent_cli(&agent, &["user", "disable", "olga"], "");
+    assert!(out.status.success(), "{out:?}");
+    let list = agent_cli(&agent, &["user", "list"], "");
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("olga\tofficer\ten\tdisabled"),
+        "{list:?}"
+    );
+    agent.start().await;
+    assert_eq!(console_lanes(&http, &agent, &session).await, 401);
+    let s = http
+        .post(format!("{}/api/v1/login", agent.base))
+        .json(&json!({"name": "olga", "password": pw}))
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("login request")
+        .status();
+    assert_eq!(s.as_u16(), 401, "a disabled account cannot log in");
+}

@@ -111,7 +111,8 @@ pub struct SessionRecord {
     /// Account name.
     pub user: String,
     /// The account's role (read from the account on every lookup, so a changed role
-    /// applies to an open session at once).
+    /// applies to an open session at once; a provisioned session without an account keeps
+    /// the role it was stored with).
     pub role: Role,
     /// Language at login.
     pub lang: Lang,
@@ -410,8 +411,8 @@ impl Users {
     }
 
     /// The live session of a token, if any. The account is read again on every lookup: a
-    /// disabled or removed account's session is refused, and the session carries the
-    /// account's current role.
+    /// disabled account's session is refused, and the session carries the account's
+    /// current role.
     ///
     /// # Errors
     /// Storage failures.
@@ -429,11 +430,14 @@ impl Users {
             return Ok(None);
         };
         match self.get(&rec.user)? {
-            Some(u) if !u.disabled => {
+            Some(u) if u.disabled => Ok(None),
+            Some(u) => {
                 rec.role = u.role;
                 Ok(Some(rec))
             }
-            _ => Ok(None),
+            // A provisioned session ([`Users::insert_session`]) need not have an account;
+            // it keeps the role it was stored with.
+            None => Ok(Some(rec)),
         }
     }
 
