@@ -193,13 +193,32 @@ async fn a_revoked_token_is_refused_at_once_and_the_gate_shows_revoked() {
         .status();
     assert_eq!(s.as_u16(), 403);
 
-    // The CLI, on the stopped central: a new token lifts the mark, `agent revoke`
-    // revokes it, and the restarted central refuses it.
+    // The CLI, on the stopped central: a new token lifts the mark, `agent rotate --grace
+    // 0s` replaces it at once, and `agent revoke` revokes the replacement.
     site.stop();
     let add = central_cli(&site, &["agent", "add", GATE, "--port", common::PORT]);
     assert!(add.status.success(), "{add:?}");
-    let token = String::from_utf8(add.stdout).expect("utf-8");
-    let token = token.trim().to_owned();
+    let added = String::from_utf8(add.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let rotate = central_cli(&site, &["agent", "rotate", GATE, "--grace", "0s"]);
+    assert!(rotate.status.success(), "{rotate:?}");
+    let token = String::from_utf8(rotate.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert_eq!(token.len(), added.len(), "one token on standard output");
+    let bad = central_cli(&site, &["agent", "rotate", GATE, "--grace", "-1h"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    site.start().await;
+    assert_eq!(heartbeat(&http, &site, &added).await, 403);
+    assert_eq!(heartbeat(&http, &site, &token).await, 204);
+    assert_eq!(
+        gate_status(&http, &site, &admin).await["revoked_at"],
+        Value::Null
+    );
+    site.stop();
     let revoke = central_cli(&site, &["agent", "revoke", GATE]);
     assert!(revoke.status.success(), "{revoke:?}");
     let out = String::from_utf8_lossy(&revoke.stdout);

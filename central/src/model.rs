@@ -129,8 +129,8 @@ pub struct GateStatus {
     /// Every journal entry `1..=acked_through` is stored.
     pub acked_through: u64,
     pub events_stored: u64,
-    /// When every token of the gate was revoked (`None`: the gate has a usable token, or
-    /// its tokens were only rotated).
+    /// When the gate's tokens were revoked and none is left usable (`None`: the gate has a
+    /// usable token, or its tokens were only rotated).
     #[serde(default)]
     pub revoked_at: Option<Timestamp>,
 }

@@ -61,8 +61,9 @@ impl Central {
     /// Revokes `gate`'s tokens at once: every token of the gate, or with `cert_sha256`
     /// only the tokens bound to that client certificate. Requests with a revoked token are
     /// refused (403) from the next request on; the gate health page shows the gate as
-    /// revoked once none of its tokens is left. Returns how many tokens were revoked
-    /// (tokens revoked before are not counted again). A new `agent add` lifts the mark.
+    /// revoked once none of its tokens is usable. Returns how many tokens were revoked
+    /// (tokens already refused, revoked or past a rotation's grace, are left as they are).
+    /// A new `agent add` lifts the mark.
     ///
     /// # Errors
     /// An unknown gate, a malformed fingerprint, or store errors.
@@ -85,7 +86,8 @@ impl Central {
             let hit = cert
                 .as_deref()
                 .is_none_or(|fp| rec.cert_sha256.as_deref() == Some(fp));
-            if !hit || rec.revoked_at.is_some() {
+            // A token already refused (revoked, or past its grace) stays as it is.
+            if !hit || !rec.is_live(at) {
                 return false;
             }
             rec.revoked_at = Some(at);

@@ -79,7 +79,8 @@ pub struct GateRow {
     pub port: String,
     pub state: AgentState,
     pub health: Option<GateHealth>,
-    /// Set when every token of the gate is revoked; cleared when a new token is issued.
+    /// Set when a token of the gate was revoked and none is usable; cleared when a new
+    /// token is issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<Timestamp>,
 }
@@ -107,15 +108,17 @@ impl fmt::Debug for TokenChange<'_> {
     }
 }
 
-/// The gate row's revocation mark after a token change: set (to `at`, or kept) when the
-/// gate has tokens and all of them are revoked, else cleared. Both backends call it.
+/// The gate row's revocation mark after a token change: set (to `at`, or kept) when at
+/// least one of the gate's tokens is revoked and none is usable at `at` (the others past
+/// a rotation's grace), else cleared. Both backends call it.
 pub(crate) fn gate_revocation(
     tokens: &[AgentRecord],
     previous: Option<Timestamp>,
     at: Timestamp,
 ) -> Option<Timestamp> {
-    let all_revoked = !tokens.is_empty() && tokens.iter().all(|t| t.revoked_at.is_some());
-    all_revoked.then(|| previous.unwrap_or(at))
+    let revoked =
+        tokens.iter().any(|t| t.revoked_at.is_some()) && tokens.iter().all(|t| !t.is_live(at));
+    revoked.then(|| previous.unwrap_or(at))
 }
 
 /// What one ingest did.
