@@ -347,6 +347,54 @@ async fn a_disabled_users_open_session_is_refused_at_once_and_a_role_change_appl
     site.start().await;
     let again = login(&http, &site, common::STAFF).await;
     assert_eq!(staff_get(&http, &site, &again, "/api/v1/gates").await, 200);
+
+    // The dashboard's user page (admin): the form disables the user, whose new session
+    // is refused at once; an analyst cannot open the page.
+    let cookie = |session: &str| {
+        format!(
+            "{}={session}",
+            central::dashboard::session::cookie_name(false)
+        )
+    };
+    let users_page = |session: String| {
+        let http = http.clone();
+        let url = format!("{}/users", site.url);
+        let cookie = cookie(&session);
+        async move {
+            let r = http
+                .get(url)
+                .header("cookie", cookie)
+                .timeout(STEP)
+                .send()
+                .await
+                .expect("users page");
+            (r.status().as_u16(), r.text().await.expect("page"))
+        }
+    };
+    let (status, page) = users_page(admin.clone()).await;
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("data-user=\"{name}\"")), "{page}");
+    assert_eq!(users_page(again.clone()).await.0, 403);
+    let form = http
+        .post(format!("{}/users/{name}/access", site.url))
+        .header("cookie", cookie(&admin))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={}&role=analyst&state=disabled",
+            central::auth::csrf_token(&admin)
+        ))
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("form post");
+    assert!(
+        form.status().is_success() || form.status().is_redirection(),
+        "{}",
+        form.status()
+    );
+    assert_eq!(staff_get(&http, &site, &again, "/api/v1/gates").await, 401);
+    let (_, page) = users_page(admin.clone()).await;
+    assert!(page.contains("disabled"), "{page}");
 }
 
 fn agent_cli(site: &common::AgentSite, args: &[&str], stdin: &str) -> std::process::Output {
