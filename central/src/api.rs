@@ -34,6 +34,7 @@ use crate::export::{self, ExportQuery};
 use crate::ingest::{self, MAX_BODY_BYTES};
 use crate::model::{
     AgentRecord, CaseAction, CaseDetail, CaseOutcome, CaseQuery, CaseState, EventQuery, Session,
+    TokenRefusal,
 };
 use crate::service::{Central, LoginResult, check_port};
 
@@ -91,6 +92,21 @@ impl FromRequestParts<Central> for Agent {
             metrics::counter!("central_auth_failures_total", "who" => "agent").increment(1);
             ApiError::unauthorized()
         })?;
+        // Revocation and the end of a rotation's grace apply from the next request on:
+        // every request reads the token record.
+        if let Some(why) = rec.refusal(Timestamp::now()) {
+            metrics::counter!("central_auth_failures_total", "who" => "agent_revoked").increment(1);
+            let msg = match why {
+                TokenRefusal::Revoked(at) => {
+                    format!("the token of gate {} was revoked at {at}", rec.gate)
+                }
+                TokenRefusal::Expired(at) => format!(
+                    "the token of gate {} was replaced by a rotation; its grace period ended at {at}",
+                    rec.gate
+                ),
+            };
+            return Err(ApiError::new(StatusCode::FORBIDDEN, msg));
+        }
         // A token bound to a client certificate is good only with that certificate.
         if let Some(want) = &rec.cert_sha256 {
             let presented = parts
@@ -165,6 +181,9 @@ pub fn app(central: Central) -> Router {
         .route("/api/v1/cases/{id}/{action}", post(post_case_action))
         .route("/api/v1/events", get(get_events))
         .route("/api/v1/gates", get(get_gates))
+        .route("/api/v1/gates/{gate}/revoke", post(post_gate_revoke))
+        .route("/api/v1/gates/{gate}/rotate", post(post_gate_rotate))
+        .route("/api/v1/users/{name}/access", post(post_user_access))
         .route("/api/v1/alerts", get(get_alerts))
         .route("/api/v1/audit", get(get_audit))
         .route("/api/v1/stats/summary", get(get_summary))
@@ -499,6 +518,129 @@ async fn post_status(
         .blocking(move |c| c.set_status(&op, b.status, &b.reason, &s.user))
         .await?;
     Ok(Json(serde_json::json!({ "seq": seq })))
+}
+
+fn require_credentials_admin(s: &Session) -> ApiResult<()> {
+    if crate::model::Role::parse(&s.role).is_some_and(crate::model::Role::may_manage_credentials) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "role {} may not revoke or rotate agent tokens (admin only)",
+            s.role
+        ),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    /// Only the tokens bound to this client certificate (hex SHA-256 of its DER).
+    cert_sha256: Option<String>,
+}
+
+async fn post_gate_revoke(
+    State(c): State<Central>,
+    Staff(s): Staff,
+    Path(gate): Path<String>,
+    body: Result<Json<RevokeBody>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_credentials_admin(&s)?;
+    let gate = parse_gate(&gate)?;
+    // An empty body revokes every token of the gate.
+    let b = match body {
+        Ok(Json(b)) => b,
+        Err(JsonRejection::MissingJsonContentType(_)) => RevokeBody::default(),
+        Err(r) => return Err(json_rejection(&r)),
+    };
+    let g = gate.clone();
+    let n = c
+        .blocking(move |c| c.revoke_agent(&g, b.cert_sha256.as_deref(), &s.user))
+        .await?;
+    Ok(Json(serde_json::json!({ "gate": gate, "revoked": n })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    /// How long the old tokens still work, in seconds.
+    grace_secs: u64,
+}
+
+async fn post_gate_rotate(
+    State(c): State<Central>,
+    Staff(s): Staff,
+    Path(gate): Path<String>,
+    body: Result<Json<RotateBody>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_credentials_admin(&s)?;
+    let gate = parse_gate(&gate)?;
+    let Json(b) = body.map_err(|r| json_rejection(&r))?;
+    let grace = i64::try_from(b.grace_secs)
+        .ok()
+        .filter(|s| *s <= 366 * 86_400)
+        .map(SignedDuration::from_secs)
+        .ok_or_else(|| ApiError::bad("grace_secs must be at most 366 days"))?;
+    let g = gate.clone();
+    let (token, n) = c
+        .blocking(move |c| c.rotate_agent(&g, grace, &s.user))
+        .await?;
+    Ok(Json(serde_json::json!({
+        "gate": gate,
+        "token": token,
+        "old_tokens": n,
+        "grace_secs": b.grace_secs,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessBody {
+    /// `true` disables the user, `false` enables them again.
+    disabled: Option<bool>,
+    /// The new role, `analyst` or `admin`.
+    role: Option<String>,
+}
+
+/// `POST /api/v1/users/{name}/access`: disable, enable or change the role of a staff
+/// user; takes effect on the user's open sessions at their next request.
+async fn post_user_access(
+    State(c): State<Central>,
+    Staff(s): Staff,
+    Path(name): Path<String>,
+    body: Result<Json<AccessBody>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_credentials_admin(&s)?;
+    let Json(b) = body.map_err(|r| json_rejection(&r))?;
+    if b.disabled.is_none() && b.role.is_none() {
+        return Err(ApiError::bad("give disabled, role or both"));
+    }
+    if name == s.user && (b.disabled == Some(true) || b.role.is_some()) {
+        return Err(ApiError::bad(
+            "an admin cannot disable themselves or change their own role",
+        ));
+    }
+    let n = name.clone();
+    let user = c
+        .blocking(move |c| {
+            if let Some(role) = &b.role {
+                c.set_user_role(&n, role, &s.user)?;
+            }
+            if let Some(d) = b.disabled {
+                c.set_user_disabled(&n, d, &s.user)?;
+            }
+            c.user(&n)
+        })
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("user {name} does not exist"))
+        })?;
+    Ok(Json(serde_json::json!({
+        "name": user.name,
+        "role": user.role,
+        "disabled": user.disabled,
+    })))
 }
 
 fn parse_ts(name: &str, v: Option<&String>) -> ApiResult<Option<Timestamp>> {

@@ -29,6 +29,7 @@ impl HttpStatus for StoreError {
             | StoreError::UserExists(_)
             | StoreError::UnknownUser(_) => AuthError::from(self.clone()).status(),
             StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::UnknownGate(_) => StatusCode::NOT_FOUND,
             StoreError::Backend(_) | StoreError::Corrupt { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

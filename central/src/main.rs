@@ -115,6 +115,39 @@ enum AgentCmd {
         #[arg(long)]
         cert: Option<PathBuf>,
     },
+    /// Revoke a gate's tokens at once: the agent's next request is refused (403) and the
+    /// gate health page shows the gate as revoked. `agent add` issues a new token.
+    Revoke {
+        gate: GateId,
+        /// Revoke only the tokens bound to this client certificate (PEM; `-` reads
+        /// standard input), e.g. when the gate box's key was exposed.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Who revokes (for the audit log).
+        #[arg(long, default_value = "central")]
+        actor: String,
+    },
+    /// Issue a new token for a gate (printed once) and keep its current tokens working for
+    /// the grace period only; the new token keeps the gate's client-certificate binding.
+    Rotate {
+        gate: GateId,
+        /// How long the old token still works, e.g. `24h`, `90m`, `0s` (refused at once).
+        #[arg(long, value_parser = parse_grace)]
+        grace: jiff::SignedDuration,
+        /// Who rotates (for the audit log).
+        #[arg(long, default_value = "central")]
+        actor: String,
+    },
+}
+
+fn parse_grace(s: &str) -> Result<jiff::SignedDuration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("{s:?}: {e} (e.g. 24h, 90m, 0s)"))?;
+    if d.is_negative() {
+        return Err(format!("{s:?}: the grace period cannot be negative"));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +196,31 @@ enum UserCmd {
         /// `analyst` (views, works cases) or `admin` (also changes the registry).
         #[arg(long, default_value = "analyst")]
         role: String,
+    },
+    /// Disable a staff user: no new logins, and open sessions are refused from their next
+    /// request.
+    Disable {
+        name: String,
+        /// Who disables (for the audit log).
+        #[arg(long, default_value = "central")]
+        actor: String,
+    },
+    /// Enable a disabled staff user again.
+    Enable {
+        name: String,
+        /// Who enables (for the audit log).
+        #[arg(long, default_value = "central")]
+        actor: String,
+    },
+    /// Change a staff user's role; open sessions get it from their next request.
+    SetRole {
+        name: String,
+        /// `analyst` or `admin`.
+        #[arg(long)]
+        role: String,
+        /// Who changes it (for the audit log).
+        #[arg(long, default_value = "central")]
+        actor: String,
     },
 }
 
@@ -244,6 +302,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Cmd::Agent(AgentCmd::Revoke { gate, cert, actor }) => {
+            let fp = match cert.as_deref() {
+                Some(p) if p.as_os_str() == "-" => Some(stdin_cert_fingerprint()?),
+                Some(p) => Some(central::server::pem_cert_fingerprint(p)?),
+                None => None,
+            };
+            let n = central.revoke_agent(&gate, fp.as_deref(), &actor)?;
+            println!("gate {gate}: {n} token(s) revoked");
+            Ok(())
+        }
+        Cmd::Agent(AgentCmd::Rotate { gate, grace, actor }) => {
+            let (token, n) = central.rotate_agent(&gate, grace, &actor)?;
+            eprintln!(
+                "new token for gate {gate}; {n} old token(s) work for {grace:#} more. \
+                 It is shown only this once:"
+            );
+            println!("{token}");
+            Ok(())
+        }
         Cmd::Registry(RegistryCmd::Import {
             file,
             kind,
@@ -264,6 +341,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let pw = read_password(&format!("password for {name}: "))?;
             central.add_user(&name, &pw, &role)?;
             println!("user {name} added (role {role})");
+            Ok(())
+        }
+        Cmd::User(UserCmd::Disable { name, actor }) => {
+            central.set_user_disabled(&name, true, &actor)?;
+            println!("user {name} disabled");
+            Ok(())
+        }
+        Cmd::User(UserCmd::Enable { name, actor }) => {
+            central.set_user_disabled(&name, false, &actor)?;
+            println!("user {name} enabled");
+            Ok(())
+        }
+        Cmd::User(UserCmd::SetRole { name, role, actor }) => {
+            central.set_user_role(&name, &role, &actor)?;
+            println!("user {name} now has role {role}");
             Ok(())
         }
         Cmd::Export(cmd) => export(&central, &cmd),

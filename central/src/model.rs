@@ -35,6 +35,41 @@ pub struct AgentRecord {
     /// TLS), when one was registered with the token; `None`: the token alone.
     #[serde(default)]
     pub cert_sha256: Option<String>,
+    /// When the token was revoked (`central agent revoke`); refused from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Timestamp>,
+    /// End of the grace period after a rotation (`central agent rotate`): the old token
+    /// is accepted until then, beside the new one, and refused after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Why an agent token is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Revoked(Timestamp),
+    /// Replaced by a rotation whose grace period ended at this time.
+    Expired(Timestamp),
+}
+
+impl AgentRecord {
+    /// `Some` when the token must be refused at `now`: revoked, or past the grace period
+    /// of a rotation.
+    #[must_use]
+    pub fn refusal(&self, now: Timestamp) -> Option<TokenRefusal> {
+        if let Some(at) = self.revoked_at {
+            return Some(TokenRefusal::Revoked(at));
+        }
+        self.expires_at
+            .filter(|until| *until <= now)
+            .map(TokenRefusal::Expired)
+    }
+
+    /// Whether the token is neither revoked nor past its grace period at `now`.
+    #[must_use]
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.refusal(now).is_none()
+    }
 }
 
 /// One journal entry as central stored it.
@@ -94,6 +129,10 @@ pub struct GateStatus {
     /// Every journal entry `1..=acked_through` is stored.
     pub acked_through: u64,
     pub events_stored: u64,
+    /// When the gate's tokens were revoked and none is left usable (`None`: the gate has a
+    /// usable token, or its tokens were only rotated).
+    #[serde(default)]
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// What kind of integrity problem was found.
@@ -363,6 +402,10 @@ pub struct StaffUser {
     /// Language of the dashboard for this user (English when never chosen).
     #[serde(default)]
     pub lang: Lang,
+    /// A disabled user cannot log in, and their open sessions are refused from the next
+    /// request on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// What a staff member at central may do.
@@ -406,6 +449,12 @@ impl Role {
     /// Whether the role may change an operator's AEO status.
     #[must_use]
     pub fn may_change_registry(self) -> bool {
+        self == Self::Admin
+    }
+
+    /// Whether the role may revoke and rotate agent tokens and manage staff users.
+    #[must_use]
+    pub fn may_manage_credentials(self) -> bool {
         self == Self::Admin
     }
 }

@@ -28,6 +28,8 @@ pub enum StoreError {
         existing: String,
         requested: String,
     },
+    #[error("gate {0} has never been registered (no agent token was issued for it)")]
+    UnknownGate(String),
     #[error("user {0} already exists")]
     UserExists(String),
     #[error("user {0} does not exist")]

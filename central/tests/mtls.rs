@@ -1,7 +1,8 @@
 //! Agents with client certificates (mutual TLS), over real HTTPS on 127.0.0.1:0: a token
 //! registered with a certificate is accepted only from a connection that presented that
 //! certificate; a token without one keeps working with the token alone; a certificate
-//! from another CA does not get through the handshake.
+//! from another CA does not get through the handshake; revoking a certificate's binding
+//! refuses its token at once while a token bound to its replacement works.
 mod common;
 
 use std::path::Path;
@@ -138,6 +139,30 @@ async fn a_certificate_bound_token_needs_its_certificate() {
     // A token issued without a certificate keeps working with the token alone, and staff
     // (browsers, without a certificate) still reach central.
     assert_eq!(status(client(&server_ca.pem, None), plain).await, Ok(200));
+    // Revoking the certificate's binding refuses its token at once, presented with the
+    // certificate or not; the gate's token for a new certificate works.
+    let g1_new = leaf(&agent_ca, "PORT-A-G1", true);
+    let g1_new_fp =
+        central::server::pem_cert_fingerprint(&write(dir, "g1-new.pem", &g1_new.0)).expect("fp");
+    let replacement = e
+        .central
+        .issue_agent_token_with_cert(&gate("PORT-A-G1"), "PORT-A", Some(g1_new_fp))
+        .expect("token");
+    let g1_fp = central::server::pem_cert_fingerprint(&dir.join("g1.pem")).expect("fp");
+    assert_eq!(
+        e.central
+            .revoke_agent(&gate("PORT-A-G1"), Some(&g1_fp), "test")
+            .expect("revoke"),
+        1
+    );
+    assert_eq!(
+        status(client(&server_ca.pem, Some(&g1)), bound.clone()).await,
+        Ok(403)
+    );
+    assert_eq!(
+        status(client(&server_ca.pem, Some(&g1_new)), replacement).await,
+        Ok(200)
+    );
     let health = client(&server_ca.pem, None)
         .get(format!("https://localhost:{port}/healthz"))
         .send()

@@ -457,6 +457,38 @@ async fn every_answer_of_every_route_matches_the_document() {
         k.call(r, "POST", ev, evu, Some(&other_agent), good).await.0,
         403
     );
+    // A revoked token, and a token past its rotation grace, are refused with 403 and the
+    // error document; the revoked gate shows `revoked_at` in the gate list below.
+    let revoked = c.issue_agent_token(&gate("P1-G3"), "P1").expect("token");
+    c.revoke_agent(&gate("P1-G3"), None, "test")
+        .expect("revoke");
+    let g3 = "/api/v1/agents/P1-G3/events";
+    let (s, j) = k
+        .call(
+            r,
+            "POST",
+            ev,
+            g3,
+            Some(&revoked),
+            Payload::Json(batch(&gate("P1-G3"), &[])),
+        )
+        .await;
+    assert_eq!(s, 403, "revoked token: {j}");
+    let rotated = c.issue_agent_token(&gate("P1-G4"), "P1").expect("token");
+    c.rotate_agent(&gate("P1-G4"), jiff::SignedDuration::ZERO, "test")
+        .expect("rotate");
+    let g4 = "/api/v1/agents/P1-G4/events";
+    let (s, j) = k
+        .call(
+            r,
+            "POST",
+            ev,
+            g4,
+            Some(&rotated),
+            Payload::Json(batch(&gate("P1-G4"), &[])),
+        )
+        .await;
+    assert_eq!(s, 403, "token past its grace: {j}");
     let good = Payload::Json(batch(&g, &entries));
     let bad_gate = "/api/v1/agents/not%20a%20gate/events";
     k.call(r, "POST", ev, bad_gate, Some(&agent), good).await;
@@ -678,6 +710,140 @@ async fn every_answer_of_every_route_matches_the_document() {
         Payload::Json(json!({"status": "GONE", "reason": "x"})),
     )
     .await;
+    // agent credentials (admin): rotate with a grace (old and new token both work), revoke
+    let ro = "/api/v1/gates/{gate}/rotate";
+    let rou = "/api/v1/gates/P1-G1/rotate";
+    let hour = || Payload::Json(json!({"grace_secs": 3600}));
+    let (s, j) = k.call(r, "POST", ro, rou, Some(&admin), hour()).await;
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(j["old_tokens"], 1, "{j}");
+    let fresh = j["token"].as_str().expect("new token").to_owned();
+    for t in [&agent, &fresh] {
+        let (s, j) = k
+            .call(r, "POST", hb, hbu, Some(t), Payload::Json(beat.clone()))
+            .await;
+        assert_eq!(s, 204, "old and new token during the grace: {j}");
+    }
+    let (s, _) = k.call(r, "POST", ro, rou, Some(&staff), hour()).await;
+    assert_eq!(s, 403, "an analyst may not rotate tokens");
+    k.call(r, "POST", ro, rou, None, hour()).await;
+    k.call(
+        r,
+        "POST",
+        ro,
+        "/api/v1/gates/P9-G9/rotate",
+        Some(&admin),
+        hour(),
+    )
+    .await;
+    let too_long = Payload::Json(json!({"grace_secs": 400 * 86_400}));
+    let (s, _) = k.call(r, "POST", ro, rou, Some(&admin), too_long).await;
+    assert_eq!(s, 400, "a grace beyond a year is refused");
+    let (s, _) = k
+        .call(r, "POST", ro, rou, Some(&admin), Payload::Json(json!({})))
+        .await;
+    assert_eq!(s, 422, "grace_secs is required");
+    let rv = "/api/v1/gates/{gate}/revoke";
+    let rvu = "/api/v1/gates/P1-G2/revoke";
+    let (s, j) = k
+        .call(r, "POST", rv, rvu, Some(&admin), Payload::Json(json!({})))
+        .await;
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(j["revoked"], 1, "{j}");
+    let g2 = "/api/v1/agents/P1-G2/heartbeat";
+    let mut beat2 = beat.clone();
+    beat2["agent"] = json!("P1-G2");
+    let (s, j) = k
+        .call(r, "POST", hb, g2, Some(&other_agent), Payload::Json(beat2))
+        .await;
+    assert_eq!(s, 403, "a revoked token is refused at once: {j}");
+    let (s, _) = k
+        .call(r, "POST", rv, rvu, Some(&staff), Payload::Json(json!({})))
+        .await;
+    assert_eq!(s, 403, "an analyst may not revoke tokens");
+    k.call(r, "POST", rv, rvu, None, Payload::None).await;
+    let bad_fp = Payload::Json(json!({"cert_sha256": "abc"}));
+    let (s, _) = k.call(r, "POST", rv, rvu, Some(&admin), bad_fp).await;
+    assert_eq!(s, 400, "a malformed fingerprint is refused");
+    let unknown = Payload::Json(json!({"gate": "P1-G2"}));
+    let (s, _) = k.call(r, "POST", rv, rvu, Some(&admin), unknown).await;
+    assert_eq!(s, 422, "unknown fields are refused");
+    k.call(
+        r,
+        "POST",
+        rv,
+        "/api/v1/gates/P9-G9/revoke",
+        Some(&admin),
+        Payload::None,
+    )
+    .await;
+
+    // staff user access (admin): a role change and a disable reach open sessions at once
+    c.add_user("bea", "purple elephant", "analyst")
+        .expect("user");
+    let bea = login(k, r, "bea", "purple elephant").await;
+    let ac = "/api/v1/users/{name}/access";
+    let acu = "/api/v1/users/bea/access";
+    let promote = || Payload::Json(json!({"role": "admin"}));
+    let (s, j) = k.call(r, "POST", ac, acu, Some(&admin), promote()).await;
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(j["role"], "admin", "{j}");
+    let (s, j) = k
+        .call(
+            r,
+            "POST",
+            rv,
+            "/api/v1/gates/P1-G2/revoke",
+            Some(&bea),
+            Payload::Json(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200, "the promoted session may revoke at once: {j}");
+    let disable = || Payload::Json(json!({"disabled": true}));
+    let (s, j) = k.call(r, "POST", ac, acu, Some(&admin), disable()).await;
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(j["disabled"], true, "{j}");
+    let (s, _) = k
+        .call(
+            r,
+            "GET",
+            "/api/v1/gates",
+            "/api/v1/gates",
+            Some(&bea),
+            Payload::None,
+        )
+        .await;
+    assert_eq!(s, 401, "a disabled user's open session is refused at once");
+    let (s, _) = k.call(r, "POST", ac, acu, Some(&staff), disable()).await;
+    assert_eq!(s, 403, "an analyst may not manage users");
+    k.call(r, "POST", ac, acu, None, disable()).await;
+    let (s, _) = k
+        .call(r, "POST", ac, acu, Some(&admin), Payload::Json(json!({})))
+        .await;
+    assert_eq!(s, 400, "nothing to change");
+    let (s, _) = k
+        .call(
+            r,
+            "POST",
+            ac,
+            "/api/v1/users/nobody/access",
+            Some(&admin),
+            disable(),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = k
+        .call(
+            r,
+            "POST",
+            ac,
+            acu,
+            Some(&admin),
+            Payload::Json(json!({"role": 3})),
+        )
+        .await;
+    assert_eq!(s, 422);
+
     // A change after the agent's last sequence answers the long poll.
     k.call(
         r,

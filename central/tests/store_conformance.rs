@@ -9,7 +9,7 @@ use central::ingest::AgentState;
 use central::model::{
     AgentRecord, AlertKind, CaseAction, CaseQuery, CaseState, EventQuery, Session, StaffUser,
 };
-use central::store::{PgStore, RedbStore, Store, StoreError};
+use central::store::{PgStore, RedbStore, Store, StoreError, TokenChange};
 use common::{chain, fast_decision, gate, seal_exception, transaction, ts};
 use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
@@ -77,7 +77,9 @@ conformance!(
     registry_changes_are_logged_applied_and_snapshotted_per_port,
     a_status_change_of_an_unknown_operator_appends_nothing,
     agents_tokens_and_gate_ports,
+    token_changes_revoke_expire_and_add_in_one_step_and_mark_the_gate,
     users_sessions_and_audit,
+    a_user_update_is_stored_with_its_audit_entry_or_not_at_all,
     text_with_control_characters_is_stored_and_read_back_unchanged,
     entries_dated_at_the_ends_of_the_calendar_are_stored,
     console_logins_and_logouts_are_stored_and_another_gates_are_refused,
@@ -885,6 +887,8 @@ fn agents_tokens_and_gate_ports(s: &dyn Store) {
         issued_at: now(),
         issued_by: "ana".into(),
         cert_sha256: None,
+        revoked_at: None,
+        expires_at: None,
     };
     s.add_agent(&[1; 32], &agent).expect("add");
     assert_eq!(
@@ -908,6 +912,184 @@ fn agents_tokens_and_gate_ports(s: &dyn Store) {
     assert_eq!(audit.len(), 2);
 }
 
+fn token_record(g: &str, cert: Option<&str>) -> AgentRecord {
+    AgentRecord {
+        gate: gate(g),
+        port: "NLRTM".into(),
+        issued_at: now(),
+        issued_by: "ana".into(),
+        cert_sha256: cert.map(str::to_owned),
+        revoked_at: None,
+        expires_at: None,
+    }
+}
+
+/// Revokes the tokens `pick` selects (those not yet revoked); returns how many changed.
+fn revoke_where(
+    s: &dyn Store,
+    g: &GateId,
+    at: Timestamp,
+    pick: impl Fn(&AgentRecord) -> bool + Sync,
+) -> Result<usize, StoreError> {
+    let mut change = |r: &mut AgentRecord| {
+        if r.revoked_at.is_some() || !pick(r) {
+            return false;
+        }
+        r.revoked_at = Some(at);
+        true
+    };
+    s.change_agent_tokens(TokenChange {
+        gate: g,
+        change: &mut change,
+        add: None,
+        actor: "ana",
+        action: "agent.token.revoke",
+        detail: "test",
+        at,
+    })
+}
+
+fn token_changes_revoke_expire_and_add_in_one_step_and_mark_the_gate(s: &dyn Store) {
+    let g = gate("G1");
+    let cert = "ab".repeat(32);
+    s.add_agent(&[1; 32], &token_record("G1", None))
+        .expect("add");
+    s.add_agent(&[2; 32], &token_record("G1", Some(&cert)))
+        .expect("add");
+    s.add_agent(&[9; 32], &token_record("G9", None))
+        .expect("add");
+    assert_eq!(
+        revoke_where(s, &gate("G2"), now(), |_| true),
+        Err(StoreError::UnknownGate("G2".into()))
+    );
+
+    // Only the certificate's token is revoked; the gate still has a usable token.
+    let t1 = now() + SignedDuration::from_mins(1);
+    let n = revoke_where(s, &g, t1, |r| {
+        r.cert_sha256.as_deref() == Some(cert.as_str())
+    });
+    assert_eq!(n, Ok(1));
+    let two = s.agent_for_token(&[2; 32]).expect("get").expect("token 2");
+    assert_eq!(two.revoked_at, Some(t1));
+    let one = s.agent_for_token(&[1; 32]).expect("get").expect("token 1");
+    assert_eq!(one.revoked_at, None);
+    let row = |name: &str| {
+        s.gates()
+            .expect("gates")
+            .into_iter()
+            .find(|r| r.gate.as_str() == name)
+            .expect("gate row")
+    };
+    assert_eq!(row("G1").revoked_at, None);
+
+    // Rotation: the live token gets a deadline, the new token is added, in one step.
+    let until = t1 + SignedDuration::from_hours(24);
+    let mut expire = |r: &mut AgentRecord| {
+        if r.revoked_at.is_some() {
+            return false;
+        }
+        r.expires_at = Some(until);
+        true
+    };
+    let new = token_record("G1", None);
+    let n = s.change_agent_tokens(TokenChange {
+        gate: &g,
+        change: &mut expire,
+        add: Some((&[3; 32], &new)),
+        actor: "ana",
+        action: "agent.token.rotate",
+        detail: "test",
+        at: t1,
+    });
+    assert_eq!(n, Ok(1));
+    let one = s.agent_for_token(&[1; 32]).expect("get").expect("token 1");
+    assert_eq!(one.expires_at, Some(until));
+    assert_eq!(s.agent_for_token(&[3; 32]).expect("get"), Some(new));
+    assert_eq!(s.agent_tokens(&g).expect("tokens").len(), 3);
+    assert_eq!(s.agent_tokens(&gate("G9")).expect("tokens").len(), 1);
+
+    // Revoking the rest marks the gate; another gate's token is untouched.
+    let t2 = t1 + SignedDuration::from_mins(1);
+    assert_eq!(revoke_where(s, &g, t2, |_| true), Ok(2));
+    assert_eq!(row("G1").revoked_at, Some(t2));
+    assert_eq!(row("G9").revoked_at, None);
+    let nine = s.agent_for_token(&[9; 32]).expect("get").expect("token 9");
+    assert_eq!(nine.revoked_at, None);
+    // Revoking again changes nothing and keeps the first time.
+    assert_eq!(
+        revoke_where(s, &g, t2 + SignedDuration::from_mins(1), |_| true),
+        Ok(0)
+    );
+    assert_eq!(row("G1").revoked_at, Some(t2));
+    // A new token lifts the mark.
+    s.add_agent(&[4; 32], &token_record("G1", None))
+        .expect("add");
+    assert_eq!(row("G1").revoked_at, None);
+    let actions: Vec<String> = s
+        .audit_log(0, 100)
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| a.starts_with("agent.token.revoke"))
+            .count(),
+        3,
+        "{actions:?}"
+    );
+    assert!(
+        actions.iter().any(|a| a == "agent.token.rotate"),
+        "{actions:?}"
+    );
+}
+
+fn a_user_update_is_stored_with_its_audit_entry_or_not_at_all(s: &dyn Store) {
+    let user = StaffUser {
+        name: "bea".into(),
+        role: "analyst".into(),
+        password_phc: "$argon2id$x".into(),
+        created_at: now(),
+        lang: Lang::default(),
+        disabled: false,
+    };
+    s.add_user(&user).expect("add");
+    let changed = s
+        .update_user("bea", "root", now(), &mut |u| {
+            u.disabled = true;
+            u.role = "admin".into();
+            Ok("disabled, role admin".into())
+        })
+        .expect("update");
+    assert!(changed.disabled);
+    assert_eq!(s.user("bea").expect("user"), Some(changed));
+    let audit = s.audit_log(0, 10).expect("audit");
+    let last = audit.last().expect("an audit entry");
+    assert_eq!(
+        (
+            last.actor.as_str(),
+            last.action.as_str(),
+            last.detail.as_str()
+        ),
+        ("root", "user.access", "user bea: disabled, role admin")
+    );
+    // A refused change writes nothing.
+    let err = s
+        .update_user("bea", "root", now(), &mut |u| {
+            u.disabled = false;
+            Err(StoreError::Refused("no".into()))
+        })
+        .expect_err("refused");
+    assert_eq!(err, StoreError::Refused("no".into()));
+    assert!(s.user("bea").expect("user").expect("bea").disabled);
+    assert_eq!(s.audit_log(0, 10).expect("audit").len(), audit.len());
+    assert_eq!(
+        s.update_user("nobody", "root", now(), &mut |_| Ok(String::new())),
+        Err(StoreError::UnknownUser("nobody".into()))
+    );
+}
+
 fn users_sessions_and_audit(s: &dyn Store) {
     let user = StaffUser {
         name: "ana".into(),
@@ -915,6 +1097,7 @@ fn users_sessions_and_audit(s: &dyn Store) {
         password_phc: "$argon2id$x".into(),
         created_at: now(),
         lang: Lang::default(),
+        disabled: false,
     };
     s.add_user(&user).expect("add");
     assert_eq!(s.add_user(&user), Err(StoreError::UserExists("ana".into())));

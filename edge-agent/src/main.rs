@@ -70,7 +70,30 @@ enum UserCommand {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// List accounts (name, role, language).
+    /// Disable an account: its sessions end and it cannot log in.
+    Disable {
+        name: String,
+        /// The agent's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        name: String,
+        /// The agent's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Change an account's role (officer, supervisor or operator); its sessions end.
+    SetRole {
+        name: String,
+        #[arg(long)]
+        role: String,
+        /// The agent's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// List accounts (name, role, language, and `disabled` for a disabled one).
     List {
         /// The agent's configuration file.
         #[arg(long, short)]
@@ -104,16 +127,47 @@ fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
             println!("account {name} ({role}, {lang}) saved");
             Ok(())
         }
+        UserCommand::Disable { name, config } => {
+            set_access(&config, &name, None, Some(true))?;
+            println!("account {name} disabled");
+            Ok(())
+        }
+        UserCommand::Enable { name, config } => {
+            set_access(&config, &name, None, Some(false))?;
+            println!("account {name} enabled");
+            Ok(())
+        }
+        UserCommand::SetRole { name, role, config } => {
+            let role = Role::parse(&role)?;
+            set_access(&config, &name, Some(role), None)?;
+            println!("account {name} now has role {role}");
+            Ok(())
+        }
         UserCommand::List { config } => {
             let cfg = Config::load(&config)?;
             let store = edge_agent::store::Store::open(&cfg.store.path, cfg.gate.id.clone())
                 .with_context(|| format!("opening the store {}", cfg.store.path.display()))?;
             for u in Users::open(&store)?.list()? {
-                println!("{}\t{}\t{}", u.name, u.role, u.lang);
+                let state = if u.disabled { "\tdisabled" } else { "" };
+                println!("{}\t{}\t{}{state}", u.name, u.role, u.lang);
             }
             Ok(())
         }
     }
+}
+
+/// Changes an account's role or disabled state in the (stopped) agent's store.
+fn set_access(
+    config: &std::path::Path,
+    name: &str,
+    role: Option<edge_agent::console::Role>,
+    disabled: Option<bool>,
+) -> anyhow::Result<()> {
+    let cfg = Config::load(config)?;
+    let store = edge_agent::store::Store::open(&cfg.store.path, cfg.gate.id.clone())
+        .with_context(|| format!("opening the store {}", cfg.store.path.display()))?;
+    edge_agent::console::Users::open(&store)?.set_access(name, role, disabled)?;
+    Ok(())
 }
 
 /// The password: prompted for without echo when standard input is a terminal, else the

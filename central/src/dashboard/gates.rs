@@ -1,5 +1,6 @@
 //! The gate health grid: one card per gate with its last heartbeat, replica sequence and
-//! age, backlog, device faults and clock offset. Stale gates (no heartbeat within
+//! age, backlog, device faults and clock offset. Gates whose tokens are all revoked say
+//! so before anything else. Stale gates (no heartbeat within
 //! `stale_after`) are red; degraded ones (a device down, a backlog waiting, an old
 //! replica, a clock off by more than [`CLOCK_WARN_MS`]) are amber.
 
@@ -24,11 +25,16 @@ pub enum Health {
     Healthy,
     Degraded,
     Stale,
+    /// Every token of the gate is revoked: its agent is refused.
+    Revoked,
 }
 
 /// Classifies a gate; the reasons for `Degraded` are listed.
 #[must_use]
 pub fn classify(g: &GateStatus, now: Timestamp) -> (Health, Vec<String>) {
+    if g.revoked_at.is_some() {
+        return (Health::Revoked, vec!["agent token revoked".into()]);
+    }
     if g.stale {
         return (Health::Stale, vec!["no recent heartbeat".into()]);
     }
@@ -71,6 +77,7 @@ pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
             @for g in &gates {
                 @let (health, why) = classify(g, now);
                 @let (class, label) = match health {
+                    Health::Revoked => ("gate revoked", T::Revoked.get(l)),
                     Health::Stale => ("gate stale", T::Stale.get(l)),
                     Health::Degraded => ("gate degraded", T::Degraded.get(l)),
                     Health::Healthy => ("gate ok", T::Healthy.get(l)),
@@ -79,6 +86,10 @@ pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
                     h2 { (g.gate) " " span.health { (label) } }
                     p.small { (T::Port.get(l)) " " (g.port) @if !why.is_empty() { " · " (why.join(", ")) } }
                     dl {
+                        @if let Some(at) = g.revoked_at {
+                            dt { (T::TokenRevokedAt.get(l)) }
+                            dd.warn { (fmt_time(at)) }
+                        }
                         dt { (T::LastHeartbeat.get(l)) }
                         dd { @match &g.last_heartbeat {
                             Some(h) => { span title=(fmt_time(h.received_at)) { (fmt_duration(now.duration_since(h.received_at))) " " (T::Ago.get(l)) } },

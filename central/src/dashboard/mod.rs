@@ -10,6 +10,7 @@
 //! - [`charts`]: hourly decision charts (plain SVG written here, see [`svg`]).
 //! - [`programme`]: AEO benefit figures with their CSV export.
 //! - [`registry`]: operator search, record and status history, status changes.
+//! - [`users`]: staff accounts (admin): disable, enable, change role.
 //!
 //! # Security
 //! Every page but `/login` and the static assets needs a session cookie (`HttpOnly`,
@@ -27,6 +28,7 @@ pub mod registry;
 pub mod session;
 pub mod svg;
 pub mod text;
+pub mod users;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -70,6 +72,8 @@ pub fn router() -> Router<Central> {
         .route("/registry", get(registry::search))
         .route("/registry/{operator}", get(registry::operator))
         .route("/registry/{operator}/status", post(registry::set_status))
+        .route("/users", get(users::page))
+        .route("/users/{name}/access", post(users::set_access))
         .layer(tower_http::csrf::CsrfLayer::new())
 }
 
@@ -103,6 +107,7 @@ pub enum Nav {
     Charts,
     Programme,
     Registry,
+    Users,
 }
 
 /// The `<head>` of every page: charset, viewport, title and style sheet; pages behind a
@@ -139,6 +144,7 @@ pub fn layout(s: &UiSession, nav: Nav, title: &str, body: Markup) -> Markup {
                         (item(Nav::Charts, "/charts", T::Charts))
                         (item(Nav::Programme, "/programme", T::Programme))
                         (item(Nav::Registry, "/registry", T::Registry))
+                        @if s.role.may_manage_credentials() { (item(Nav::Users, "/users", T::Users)) }
                     }
                     div.who {
                         span.user { (s.user) " (" (s.role.as_str()) ")" }

@@ -92,6 +92,13 @@ protocol::ui_text! {
     CaseResolved => "This case is resolved.", "Este caso está resuelto.", "Este caso está resolvido.";
     Alert => "Alert", "Alerta", "Alerta";
     Stale => "STALE", "SIN CONTACTO", "SEM CONTATO";
+    Revoked => "REVOKED", "REVOCADA", "REVOGADA";
+    Users => "Users", "Usuarios", "Usuários";
+    AccountActive => "active", "activa", "ativa";
+    AccountDisabled => "disabled", "desactivada", "desativada";
+    UsersAdminOnly => "Only an admin may manage users.", "Solo un administrador puede gestionar usuarios.", "Apenas um administrador pode gerenciar usuários.";
+    NotOwnAccount => "You cannot disable your own account or change its role.", "No puede desactivar su propia cuenta ni cambiar su función.", "Você não pode desativar a própria conta nem alterar sua função.";
+    TokenRevokedAt => "Token revoked", "Credencial revocada", "Credencial revogada";
     Degraded => "DEGRADED", "DEGRADADA", "DEGRADADO";
     Healthy => "OK", "OK", "OK";
     LastHeartbeat => "Last heartbeat", "Último latido", "Último sinal";

@@ -47,6 +47,7 @@ impl Central {
                 gate: g.gate,
                 port: g.port,
                 last_heartbeat: g.health,
+                revoked_at: g.revoked_at,
             })
             .collect())
     }

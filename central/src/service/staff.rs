@@ -55,6 +55,7 @@ impl Central {
             password_phc: phc,
             created_at: Timestamp::now(),
             lang: Lang::default(),
+            disabled: false,
         })?;
         Ok(())
     }
@@ -174,6 +175,12 @@ impl Central {
                 .audit(name, "login.failed", "wrong password", Timestamp::now())?;
             return Ok(None);
         }
+        if user.disabled {
+            self.inner
+                .store
+                .audit(name, "login.failed", "user disabled", Timestamp::now())?;
+            return Ok(None);
+        }
         let (token, hash) = auth::new_token();
         let ttl = SignedDuration::try_from(self.inner.cfg.session_ttl)
             .unwrap_or(SignedDuration::from_hours(12));
@@ -190,13 +197,68 @@ impl Central {
         Ok(Some((token, session)))
     }
 
-    /// The live session a bearer token names, if any.
+    /// The live session a bearer token names, if any. The user is read again on every
+    /// call: a disabled or removed user's session is refused, and the session carries the
+    /// user's current role, so changes take effect on open sessions at once.
     ///
     /// # Errors
     /// Store errors.
     pub fn session(&self, token: &str) -> Result<Option<Session>, AuthError> {
-        let s = self.inner.store.session(&auth::hash_token(token))?;
-        Ok(s.filter(|s| s.expires_at > Timestamp::now()))
+        let Some(mut s) = self
+            .inner
+            .store
+            .session(&auth::hash_token(token))?
+            .filter(|s| s.expires_at > Timestamp::now())
+        else {
+            return Ok(None);
+        };
+        match self.inner.store.user(&s.user)? {
+            Some(u) if !u.disabled => {
+                s.role = u.role;
+                Ok(Some(s))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Disables (`true`) or re-enables a staff user, audited as by `actor`. A disabled
+    /// user's open sessions are refused from their next request.
+    ///
+    /// # Errors
+    /// An unknown user, or store errors.
+    pub fn set_user_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        actor: &str,
+    ) -> Result<(), AuthError> {
+        self.inner
+            .store
+            .update_user(name, actor, Timestamp::now(), &mut |u| {
+                u.disabled = disabled;
+                Ok(if disabled { "disabled" } else { "enabled" }.to_owned())
+            })?;
+        Ok(())
+    }
+
+    /// Changes a staff user's role (`analyst` or `admin`), audited as by `actor`; open
+    /// sessions get the new role from their next request.
+    ///
+    /// # Errors
+    /// An unknown role or user, or store errors.
+    pub fn set_user_role(&self, name: &str, role: &str, actor: &str) -> Result<(), AuthError> {
+        let Some(role) = Role::parse(role) else {
+            return Err(AuthError::Invalid(format!(
+                "role {role:?}: expected analyst or admin"
+            )));
+        };
+        self.inner
+            .store
+            .update_user(name, actor, Timestamp::now(), &mut |u| {
+                let was = std::mem::replace(&mut u.role, role.as_str().to_owned());
+                Ok(format!("role {was} -> {role}"))
+            })?;
+        Ok(())
     }
 }
 

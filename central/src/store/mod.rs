@@ -80,6 +80,46 @@ pub struct GateRow {
     pub port: String,
     pub state: AgentState,
     pub health: Option<GateHealth>,
+    /// Set when a token of the gate was revoked and none is usable; cleared when a new
+    /// token is issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A change to a gate's agent tokens ([`Store::change_agent_tokens`]), made in one
+/// transaction with one audit entry.
+pub struct TokenChange<'a> {
+    pub gate: &'a GateId,
+    /// Called for every token of the gate; returns whether it changed the token.
+    pub change: &'a mut (dyn FnMut(&mut AgentRecord) -> bool + Send),
+    /// A token to add (rotation), stored after the changes.
+    pub add: Option<(&'a TokenHash, &'a AgentRecord)>,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub detail: &'a str,
+    pub at: Timestamp,
+}
+
+impl fmt::Debug for TokenChange<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenChange")
+            .field("gate", self.gate)
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The gate row's revocation mark after a token change: set (to `at`, or kept) when at
+/// least one of the gate's tokens is revoked and none is usable at `at` (the others past
+/// a rotation's grace), else cleared. Both backends call it.
+pub(crate) fn gate_revocation(
+    tokens: &[AgentRecord],
+    previous: Option<Timestamp>,
+    at: Timestamp,
+) -> Option<Timestamp> {
+    let revoked =
+        tokens.iter().any(|t| t.revoked_at.is_some()) && tokens.iter().all(|t| !t.is_live(at));
+    revoked.then(|| previous.unwrap_or(at))
 }
 
 /// What one ingest did.
@@ -111,6 +151,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn add_agent(&self, token: &TokenHash, agent: &AgentRecord) -> Result<(), StoreError>;
     /// The agent a token hash belongs to.
     fn agent_for_token(&self, token: &TokenHash) -> Result<Option<AgentRecord>, StoreError>;
+    /// Every token record of `gate` (revoked and expired ones included), in no order.
+    fn agent_tokens(&self, gate: &GateId) -> Result<Vec<AgentRecord>, StoreError>;
+    /// Applies `c.change` to every token of `c.gate`, adds `c.add`, updates the gate's
+    /// revocation mark ([`gate_revocation`]) and writes one audit entry, in one
+    /// transaction. Returns how many existing tokens changed.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownGate`] when the gate was never registered.
+    fn change_agent_tokens(&self, c: TokenChange<'_>) -> Result<usize, StoreError>;
 
     // -- events -------------------------------------------------------------------------
     /// Checks and stores a batch (rules in [`crate::ingest`]) in one transaction; opens
@@ -219,6 +268,19 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn delete_session(&self, token: &TokenHash) -> Result<(), StoreError>;
     /// Every staff user, by name.
     fn users(&self) -> Result<Vec<StaffUser>, StoreError>;
+    /// Loads a user, lets `change` change them (the rule is the caller's), then saves them
+    /// with an audit entry `user.access` by `actor` whose detail is what `change` returned,
+    /// in one transaction. Returns the changed user.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownUser`], or `change`'s error (nothing is written then).
+    fn update_user(
+        &self,
+        name: &str,
+        actor: &str,
+        at: Timestamp,
+        change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+    ) -> Result<StaffUser, StoreError>;
     /// Sets a user's dashboard language, with an audit entry.
     ///
     /// # Errors

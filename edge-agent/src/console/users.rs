@@ -100,6 +100,9 @@ pub struct UserRecord {
     pub lang: Lang,
     /// When created or last changed.
     pub updated_at: Timestamp,
+    /// A disabled account cannot log in and its sessions are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// A live session as stored (under the hash of its token).
@@ -107,7 +110,9 @@ pub struct UserRecord {
 pub struct SessionRecord {
     /// Account name.
     pub user: String,
-    /// Role at login.
+    /// The account's role (read from the account on every lookup, so a changed role
+    /// applies to an open session at once; a provisioned session without an account keeps
+    /// the role it was stored with).
     pub role: Role,
     /// Language at login.
     pub lang: Lang,
@@ -138,6 +143,9 @@ pub enum UserError {
     /// The database refused.
     #[error("console account storage: {0}")]
     Db(String),
+    /// No account of this name.
+    #[error("console account {0:?} does not exist")]
+    UnknownUser(String),
     /// A stored record does not decode.
     #[error("stored console record {key:?} is unreadable: {detail}")]
     Corrupt { key: String, detail: String },
@@ -252,6 +260,7 @@ impl Users {
             password_hash: self.passwords.hash(password)?,
             lang,
             updated_at: Timestamp::now(),
+            disabled: false,
         };
         let bytes = serde_json::to_vec(&rec).map_err(db)?;
         self.tables.write(|t| {
@@ -262,6 +271,41 @@ impl Users {
                 t.remove(AccountTable::Sessions, &k)?;
             }
             Ok::<_, UserError>(())
+        })
+    }
+
+    /// Changes an existing account's role and/or disabled state, and ends its sessions
+    /// (they would be refused or re-roled anyway; ending them makes the officer log in
+    /// again under the new terms).
+    ///
+    /// # Errors
+    /// [`UserError::UnknownUser`]; storage failures.
+    pub fn set_access(
+        &self,
+        name: &str,
+        role: Option<Role>,
+        disabled: Option<bool>,
+    ) -> Result<UserRecord, UserError> {
+        self.tables.write(|t| {
+            let users = t.entries(AccountTable::Users)?;
+            let Some((_, v)) = users.into_iter().find(|(k, _)| k == name) else {
+                return Err(UserError::UnknownUser(name.to_owned()));
+            };
+            let mut rec: UserRecord = decode(name, &v)?;
+            if let Some(r) = role {
+                rec.role = r;
+            }
+            if let Some(d) = disabled {
+                rec.disabled = d;
+            }
+            rec.updated_at = Timestamp::now();
+            let bytes = serde_json::to_vec(&rec).map_err(db)?;
+            t.insert(AccountTable::Users, name, &bytes)?;
+            let entries = t.entries(AccountTable::Sessions)?;
+            for k in session_keys(entries, |r| r.user == name) {
+                t.remove(AccountTable::Sessions, &k)?;
+            }
+            Ok(rec)
         })
     }
 
@@ -309,7 +353,8 @@ impl Users {
             .passwords
             .verify(password, stored)
             .then_some(user)
-            .flatten())
+            .flatten()
+            .filter(|u| !u.disabled))
     }
 
     /// Starts a session for `user` with a fresh random token; returns the token (given
@@ -365,7 +410,9 @@ impl Users {
         Ok(rec)
     }
 
-    /// The live session of a token, if any.
+    /// The live session of a token, if any. The account is read again on every lookup: a
+    /// disabled account's session is refused, and the session carries the account's
+    /// current role.
     ///
     /// # Errors
     /// Storage failures.
@@ -376,9 +423,22 @@ impl Users {
         let Some(v) = self.tables.get(AccountTable::Sessions, &token_key(token))? else {
             return Ok(None);
         };
-        Ok(serde_json::from_slice::<SessionRecord>(&v)
+        let Some(mut rec) = serde_json::from_slice::<SessionRecord>(&v)
             .ok()
-            .filter(|rec| rec.expires > Timestamp::now()))
+            .filter(|rec| rec.expires > Timestamp::now())
+        else {
+            return Ok(None);
+        };
+        match self.get(&rec.user)? {
+            Some(u) if u.disabled => Ok(None),
+            Some(u) => {
+                rec.role = u.role;
+                Ok(Some(rec))
+            }
+            // A provisioned session ([`Users::insert_session`]) need not have an account;
+            // it keeps the role it was stored with.
+            None => Ok(Some(rec)),
+        }
     }
 
     /// Ends a session.
@@ -414,6 +474,52 @@ mod tests {
         let store =
             Store::open(&dir.join("s.redb"), GateId::parse("G1").expect("gate")).expect("store");
         Users::open(&store).expect("users")
+    }
+
+    #[test]
+    fn a_disabled_account_is_refused_and_a_role_change_reaches_the_session_lookup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let u = users(dir.path());
+        u.put("ana", "correct horse 1", Role::Officer, Lang::En)
+            .expect("put");
+        let ana = u.get("ana").expect("get").expect("ana");
+        let (token, _) = u.start_session(&ana).expect("session");
+        // A session whose record still says officer gets the account's current role.
+        let mut changed = ana.clone();
+        changed.role = Role::Supervisor;
+        let bytes = serde_json::to_vec(&changed).expect("json");
+        u.tables
+            .write(|t| t.insert(AccountTable::Users, "ana", &bytes))
+            .expect("write");
+        let s = u.session(&token).expect("lookup").expect("live");
+        assert_eq!(s.role, Role::Supervisor);
+        // Disabling ends the sessions and refuses the password.
+        let rec = u.set_access("ana", None, Some(true)).expect("disable");
+        assert!(rec.disabled);
+        assert!(u.session(&token).expect("lookup").is_none());
+        assert!(
+            u.authenticate("ana", "correct horse 1")
+                .expect("auth")
+                .is_none()
+        );
+        // A session stored for a disabled account (e.g. provisioned) is refused too.
+        let t2 = "x".repeat(40);
+        u.insert_session(&t2, "ana", Role::Officer, Lang::En, SESSION_TTL)
+            .expect("insert");
+        assert!(u.session(&t2).expect("lookup").is_none());
+        let rec = u
+            .set_access("ana", Some(Role::Operator), Some(false))
+            .expect("enable");
+        assert_eq!((rec.role, rec.disabled), (Role::Operator, false));
+        assert!(
+            u.authenticate("ana", "correct horse 1")
+                .expect("auth")
+                .is_some()
+        );
+        assert!(matches!(
+            u.set_access("bob", None, Some(true)),
+            Err(UserError::UnknownUser(_))
+        ));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::cases;
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, TokenHash};
 use crate::stats;
-use crate::store::{GateRow, IngestOutcome, StoreError};
+use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange};
 
 /// What an ingest computes before its transaction: rule 1 for every entry, and each
 /// entry's JSON.
@@ -457,6 +457,7 @@ fn lock_gate(tx: &mut Transaction<'_>, gate: &GateId) -> Result<GateRow, StoreEr
         port: String::new(),
         state: AgentState::default(),
         health: None,
+        revoked_at: None,
     };
     tx.execute(
         "INSERT INTO gates (gate, value) VALUES ($1, $2) ON CONFLICT (gate) DO NOTHING",
@@ -530,13 +531,22 @@ pub(super) fn add_agent(
                 requested: agent.port.clone(),
             });
         }
-        Some(_) => {}
+        // A new token lifts a gate's revocation.
+        Some(mut row) => {
+            if row.revoked_at.take().is_some() {
+                tx.execute(
+                    "UPDATE gates SET value = $2 WHERE gate = $1",
+                    &[&agent.gate.as_str(), &to_json(&row)?],
+                )?;
+            }
+        }
         None => {
             let row = GateRow {
                 gate: agent.gate.clone(),
                 port: agent.port.clone(),
                 state: AgentState::default(),
                 health: None,
+                revoked_at: None,
             };
             tx.execute(
                 "INSERT INTO gates (gate, value) VALUES ($1, $2)",
@@ -556,6 +566,71 @@ pub(super) fn add_agent(
         &format!("token for gate {} (port {})", agent.gate, agent.port),
         agent.issued_at,
     )
+}
+
+pub(super) fn agent_tokens(
+    tx: &mut Transaction<'_>,
+    gate: &GateId,
+) -> Result<Vec<AgentRecord>, StoreError> {
+    tx.query(
+        "SELECT token, value FROM agent_tokens WHERE value->>'gate' = $1",
+        &[&gate.as_str()],
+    )?
+    .into_iter()
+    .map(|r| {
+        let key: Vec<u8> = r.get(0);
+        from_json("agent_tokens", hex::encode(&key), r.get(1))
+    })
+    .collect()
+}
+
+pub(super) fn change_agent_tokens(
+    tx: &mut Transaction<'_>,
+    c: &mut TokenChange<'_>,
+) -> Result<usize, StoreError> {
+    let Some(row) = tx.query_opt(
+        "SELECT value FROM gates WHERE gate = $1 FOR UPDATE",
+        &[&c.gate.as_str()],
+    )?
+    else {
+        return Err(StoreError::UnknownGate(c.gate.to_string()));
+    };
+    let mut row: GateRow = from_json("gates", c.gate, row.get(0))?;
+    let rows = tx.query(
+        "SELECT token, value FROM agent_tokens WHERE value->>'gate' = $1 FOR UPDATE",
+        &[&c.gate.as_str()],
+    )?;
+    let mut changed = 0;
+    let mut tokens = Vec::with_capacity(rows.len() + 1);
+    for r in rows {
+        let key: Vec<u8> = r.get(0);
+        let mut rec: AgentRecord = from_json("agent_tokens", hex::encode(&key), r.get(1))?;
+        if (c.change)(&mut rec) {
+            changed += 1;
+            tx.execute(
+                "UPDATE agent_tokens SET value = $2 WHERE token = $1",
+                &[&key, &to_json(&rec)?],
+            )?;
+        }
+        tokens.push(rec);
+    }
+    if let Some((hash, rec)) = c.add {
+        tx.execute(
+            "INSERT INTO agent_tokens (token, value) VALUES ($1, $2)",
+            &[&hash.as_slice(), &to_json(rec)?],
+        )?;
+        tokens.push(rec.clone());
+    }
+    let mark = crate::store::gate_revocation(&tokens, row.revoked_at, c.at);
+    if mark != row.revoked_at {
+        row.revoked_at = mark;
+        tx.execute(
+            "UPDATE gates SET value = $2 WHERE gate = $1",
+            &[&c.gate.as_str(), &to_json(&row)?],
+        )?;
+    }
+    write_audit(tx, c.actor, c.action, c.detail, c.at)?;
+    Ok(changed)
 }
 
 pub(super) fn agent_for_token(

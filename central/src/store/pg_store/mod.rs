@@ -480,6 +480,16 @@ impl Store for PgStore {
         self.read(|tx| event_tables::agent_for_token(tx, token))
     }
 
+    fn agent_tokens(&self, gate: &GateId) -> Result<Vec<AgentRecord>, StoreError> {
+        self.read(|tx| event_tables::agent_tokens(tx, gate))
+    }
+
+    fn change_agent_tokens(&self, mut c: super::TokenChange<'_>) -> Result<usize, StoreError> {
+        // Rerun on a serialization failure: `change` only marks records, so calling it
+        // again on the re-read tokens gives the same result.
+        self.write(|tx| event_tables::change_agent_tokens(tx, &mut c))
+    }
+
     fn ingest(
         &self,
         gate: &GateId,
@@ -692,6 +702,16 @@ impl Store for PgStore {
 
     fn users(&self) -> Result<Vec<StaffUser>, StoreError> {
         self.read(staff_tables::users)
+    }
+
+    fn update_user(
+        &self,
+        name: &str,
+        actor: &str,
+        at: Timestamp,
+        change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+    ) -> Result<StaffUser, StoreError> {
+        self.write(|tx| staff_tables::update_user(tx, name, actor, at, change))
     }
 
     fn set_user_lang(&self, name: &str, lang: Lang, at: Timestamp) -> Result<(), StoreError> {

@@ -90,6 +90,36 @@ pub(super) fn users(tx: &mut Transaction<'_>) -> Result<Vec<StaffUser>, StoreErr
         .collect()
 }
 
+pub(super) fn update_user(
+    tx: &mut Transaction<'_>,
+    name: &str,
+    actor: &str,
+    at: Timestamp,
+    change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+) -> Result<StaffUser, StoreError> {
+    let Some(row) = tx.query_opt(
+        "SELECT value FROM users WHERE name = $1 FOR UPDATE",
+        &[&name],
+    )?
+    else {
+        return Err(StoreError::UnknownUser(name.to_owned()));
+    };
+    let mut user: StaffUser = from_json("users", name, row.get(0))?;
+    let what = change(&mut user)?;
+    tx.execute(
+        "UPDATE users SET value = $2 WHERE name = $1",
+        &[&name, &to_json(&user)?],
+    )?;
+    write_audit(
+        tx,
+        actor,
+        "user.access",
+        &format!("user {name}: {what}"),
+        at,
+    )?;
+    Ok(user)
+}
+
 pub(super) fn set_user_lang(
     tx: &mut Transaction<'_>,
     name: &str,

@@ -18,7 +18,7 @@ use crate::cases;
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, StoredEvent, TokenHash};
 use crate::stats;
-use crate::store::{GateRow, IngestOutcome, StoreError, decode, encode};
+use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange, decode, encode};
 
 pub(super) fn load_gate(tx: &WriteTransaction, gate: &str) -> Result<Option<GateRow>, StoreError> {
     let t = tx.open_table(GATES)?;
@@ -432,7 +432,12 @@ pub(super) fn add_agent(
                 requested: agent.port.clone(),
             });
         }
-        Some(_) => {}
+        // A new token lifts a gate's revocation.
+        Some(mut row) => {
+            if row.revoked_at.take().is_some() {
+                save_gate(&tx, &row)?;
+            }
+        }
         None => save_gate(
             &tx,
             &GateRow {
@@ -440,6 +445,7 @@ pub(super) fn add_agent(
                 port: agent.port.clone(),
                 state: AgentState::default(),
                 health: None,
+                revoked_at: None,
             },
         )?,
     }
@@ -454,6 +460,61 @@ pub(super) fn add_agent(
     )?;
     tx.commit()?;
     Ok(())
+}
+
+pub(super) fn agent_tokens(db: &Database, gate: &GateId) -> Result<Vec<AgentRecord>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(AGENT_TOKENS)?;
+    let mut out = Vec::new();
+    for item in t.iter()? {
+        let (k, v) = item?;
+        let rec: AgentRecord = decode("agent_tokens_v1", hex::encode(k.value()), v.value())?;
+        if rec.gate == *gate {
+            out.push(rec);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn change_agent_tokens(db: &Database, c: TokenChange<'_>) -> Result<usize, StoreError> {
+    let tx = db.begin_write()?;
+    let Some(mut row) = load_gate(&tx, c.gate.as_str())? else {
+        return Err(StoreError::UnknownGate(c.gate.to_string()));
+    };
+    let mut changed = 0;
+    let mut tokens = Vec::new();
+    {
+        let mut t = tx.open_table(AGENT_TOKENS)?;
+        let mut updates = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            let key = k.value().to_vec();
+            let mut rec: AgentRecord = decode("agent_tokens_v1", hex::encode(&key), v.value())?;
+            if rec.gate != *c.gate {
+                continue;
+            }
+            if (c.change)(&mut rec) {
+                changed += 1;
+                updates.push((key, encode(&rec)?));
+            }
+            tokens.push(rec);
+        }
+        for (k, v) in updates {
+            t.insert(k.as_slice(), v.as_slice())?;
+        }
+        if let Some((hash, rec)) = c.add {
+            t.insert(hash.as_slice(), encode(rec)?.as_slice())?;
+            tokens.push(rec.clone());
+        }
+    }
+    let mark = crate::store::gate_revocation(&tokens, row.revoked_at, c.at);
+    if mark != row.revoked_at {
+        row.revoked_at = mark;
+        save_gate(&tx, &row)?;
+    }
+    write_audit(&tx, c.actor, c.action, c.detail, c.at)?;
+    tx.commit()?;
+    Ok(changed)
 }
 
 pub(super) fn agent_for_token(
@@ -488,6 +549,7 @@ pub(super) fn ingest(
         port: String::new(),
         state: AgentState::default(),
         health: None,
+        revoked_at: None,
     });
     let mut state = row.state.clone();
     let mut target = Target::new(&tx, gate, now, &mut state)?;
@@ -517,6 +579,7 @@ pub(super) fn record_heartbeat(
         port: String::new(),
         state: AgentState::default(),
         health: None,
+        revoked_at: None,
     });
     row.health = Some(health.clone());
     let mut state = row.state.clone();

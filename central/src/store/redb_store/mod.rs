@@ -124,6 +124,14 @@ impl Store for RedbStore {
         event_tables::agent_for_token(&self.db, token)
     }
 
+    fn agent_tokens(&self, gate: &GateId) -> Result<Vec<AgentRecord>, StoreError> {
+        event_tables::agent_tokens(&self.db, gate)
+    }
+
+    fn change_agent_tokens(&self, c: super::TokenChange<'_>) -> Result<usize, StoreError> {
+        event_tables::change_agent_tokens(&self.db, c)
+    }
+
     fn ingest(
         &self,
         gate: &GateId,
@@ -262,6 +270,16 @@ impl Store for RedbStore {
 
     fn users(&self) -> Result<Vec<StaffUser>, StoreError> {
         staff_tables::users(&self.db)
+    }
+
+    fn update_user(
+        &self,
+        name: &str,
+        actor: &str,
+        at: Timestamp,
+        change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+    ) -> Result<StaffUser, StoreError> {
+        staff_tables::update_user(&self.db, name, actor, at, change)
     }
 
     fn set_user_lang(&self, name: &str, lang: Lang, at: Timestamp) -> Result<(), StoreError> {

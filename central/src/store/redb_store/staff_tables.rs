@@ -102,6 +102,35 @@ pub(super) fn users(db: &Database) -> Result<Vec<StaffUser>, StoreError> {
     Ok(out)
 }
 
+pub(super) fn update_user(
+    db: &Database,
+    name: &str,
+    actor: &str,
+    at: Timestamp,
+    change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+) -> Result<StaffUser, StoreError> {
+    let tx = db.begin_write()?;
+    let user = {
+        let mut t = tx.open_table(USERS)?;
+        let mut user: StaffUser = match t.get(name)? {
+            Some(g) => decode("users_v1", name, g.value())?,
+            None => return Err(StoreError::UnknownUser(name.to_owned())),
+        };
+        let what = change(&mut user)?;
+        t.insert(name, encode(&user)?.as_slice())?;
+        write_audit(
+            &tx,
+            actor,
+            "user.access",
+            &format!("user {name}: {what}"),
+            at,
+        )?;
+        user
+    };
+    tx.commit()?;
+    Ok(user)
+}
+
 pub(super) fn set_user_lang(
     db: &Database,
     name: &str,
