@@ -4,7 +4,7 @@
 // Started by tests/browser_central.rs after central.mjs, on the same central and data.
 // Env: BASE_URL, CHROMIUM, ANALYST_USER/PASS, ADMIN_USER/PASS, OPERATOR (a registry id).
 import { chromium } from 'playwright-core';
-import { readFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +24,8 @@ function check(cond, what) {
 }
 
 const userDataDir = mkdtempSync(join(tmpdir(), 'aeogate-chromium-'));
+// The browser profile is the run's own: removed however the script ends.
+process.on('exit', () => rmSync(userDataDir, { recursive: true, force: true }));
 const context = await chromium.launchPersistentContext(userDataDir, {
   executablePath: env('CHROMIUM'),
   headless: true,

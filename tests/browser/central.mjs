@@ -4,7 +4,7 @@
 // (an IngestBatch JSON file with an INSPECT / SEAL_MISMATCH decision), SUSPEND_OPERATOR,
 // SCREENS (directory for screenshots).
 import { chromium } from 'playwright-core';
-import { readFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -21,6 +21,8 @@ function check(cond, what) {
 }
 
 const userDataDir = mkdtempSync(join(tmpdir(), 'aeogate-chromium-'));
+// The browser profile is the run's own: removed however the script ends.
+process.on('exit', () => rmSync(userDataDir, { recursive: true, force: true }));
 const context = await chromium.launchPersistentContext(userDataDir, {
   executablePath: env('CHROMIUM'),
   headless: true,

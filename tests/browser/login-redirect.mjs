@@ -5,7 +5,7 @@
 // submitted, and the page must end on central's own origin; a `next` central cannot use
 // must land on the home page, and none may give a server error.
 import { chromium } from 'playwright-core';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -35,6 +35,8 @@ const cases = [
 ];
 
 const userDataDir = mkdtempSync(join(tmpdir(), 'aeogate-chromium-'));
+// The browser profile is the run's own: removed however the script ends.
+process.on('exit', () => rmSync(userDataDir, { recursive: true, force: true }));
 const context = await chromium.launchPersistentContext(userDataDir, {
   executablePath: env('CHROMIUM'),
   headless: true,
