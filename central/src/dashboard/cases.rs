@@ -447,6 +447,18 @@ fn case_markup(s: &UiSession, d: &CaseDetail, users: &[String], error: Option<&s
                     }
                 }
             }
+            // Overrides the gate journaled against this transaction from its own lane
+            // (another lane's are refused at ingest, FOREIGN_LANE).
+            @if !d.overrides.is_empty() {
+                section #case-overrides {
+                    h2 { (T::Overrides.get(l)) }
+                    @for a in &d.overrides {
+                        @if let ActionKind::Override { to, reason, note } = &a.kind {
+                            p.officer { (T::OverrideTo.get(l)) " " strong { (to.as_str()) } " — " (reason) @if !note.is_empty() { ": " (note) } " — " (a.officer) " (" (a.role) "), " (a.lane) ", " (fmt_time(a.at)) }
+                        }
+                    }
+                }
+            }
         }
         section {
             h2 { (T::History.get(l)) }
@@ -640,6 +652,76 @@ pub async fn act(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_case_page_lists_the_overrides_made_at_the_gate_in_every_language() {
+        use protocol::schema::{GateId, LaneId, OfficerAction};
+        let txn = uuid::Uuid::now_v7();
+        let gate = GateId::parse("G1").expect("gate");
+        let case = Case {
+            id: 4,
+            state: CaseState::Open,
+            subject: CaseSubject::SealException {
+                transaction_id: txn,
+                reasons: Vec::new(),
+            },
+            gate: gate.clone(),
+            lane: None,
+            opened_at: Timestamp::UNIX_EPOCH,
+            updated_at: Timestamp::UNIX_EPOCH,
+            assignee: None,
+            outcome: None,
+            notes: Vec::new(),
+            history: Vec::new(),
+        };
+        let action = OfficerAction {
+            v: 1,
+            id: uuid::Uuid::now_v7(),
+            transaction_id: Some(txn),
+            gate,
+            lane: LaneId::parse("L2").expect("lane"),
+            officer: "ana".into(),
+            role: "officer".into(),
+            at: Timestamp::UNIX_EPOCH,
+            kind: ActionKind::Override {
+                to: LaneDecision::Inspect,
+                reason: "seal looks tampered".into(),
+                note: String::new(),
+            },
+        };
+        let mut d = CaseDetail {
+            case,
+            transaction: None,
+            decision: None,
+            declared: Vec::new(),
+            officer_results: Vec::new(),
+            overrides: Vec::new(),
+            alert: None,
+        };
+        for (lang, heading) in [
+            (Lang::En, "Lane overrides at the gate"),
+            (Lang::Es, "Cambios de carril en la puerta"),
+            (Lang::Pt, "Alterações de faixa no portão"),
+        ] {
+            let s = UiSession {
+                token: String::new(),
+                user: "bea".into(),
+                role: crate::model::Role::Analyst,
+                lang,
+                csrf: String::new(),
+            };
+            d.overrides.clear();
+            let none = case_markup(&s, &d, &[], None).into_string();
+            assert!(!none.contains("case-overrides"), "no section without overrides");
+            d.overrides.push(action.clone());
+            let page = case_markup(&s, &d, &[], None).into_string();
+            assert!(page.contains("case-overrides"), "{page}");
+            assert!(page.contains(heading), "{lang:?}: {page}");
+            for part in ["INSPECT", "seal looks tampered", "ana", "L2"] {
+                assert!(page.contains(part), "{part} missing: {page}");
+            }
+        }
+    }
 
     fn form(outcome: &str, seal: &str) -> ActionForm {
         ActionForm {

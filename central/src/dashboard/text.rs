@@ -75,6 +75,8 @@ protocol::ui_text! {
     Age => "age", "antigüedad", "idade";
     OfficerResults => "Officer's inspection result", "Resultado de inspección del oficial", "Resultado da inspeção do oficial";
     NoOfficerResult => "No inspection result recorded at the gate yet.", "Aún no se registró resultado de inspección en la puerta.", "Nenhum resultado de inspeção registrado no portão ainda.";
+    Overrides => "Lane overrides at the gate", "Cambios de carril en la puerta", "Alterações de faixa no portão";
+    OverrideTo => "lane set to", "carril cambiado a", "faixa alterada para";
     History => "Case history", "Historial del caso", "Histórico do caso";
     When => "When", "Cuándo", "Quando";
     Who => "Who", "Quién", "Quem";
