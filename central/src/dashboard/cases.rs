@@ -712,7 +712,10 @@ mod tests {
             };
             d.overrides.clear();
             let none = case_markup(&s, &d, &[], None).into_string();
-            assert!(!none.contains("case-overrides"), "no section without overrides");
+            assert!(
+                !none.contains("case-overrides"),
+                "no section without overrides"
+            );
             d.overrides.push(action.clone());
             let page = case_markup(&s, &d, &[], None).into_string();
             assert!(page.contains("case-overrides"), "{page}");

@@ -36,8 +36,8 @@ use super::journal::{EXCEPTIONS, JOURNAL, check_entry, decode_entry, write_journ
 pub(super) const QUARANTINE: TableDefinition<u64, &[u8]> =
     TableDefinition::new("journal_quarantine_v1");
 
-/// Marker of a journal entry that failed its check or went missing.
-pub const ALERT_ENTRY_QUARANTINED: &str = "JOURNAL_ENTRY_QUARANTINED";
+pub use super::journal::ALERT_ENTRY_QUARANTINED;
+use super::journal::is_marker;
 /// Alert of a store file that could not be opened and was replaced.
 pub const ALERT_STORE_REPLACED: &str = "STORE_REPLACED";
 /// Alert of a store file redb repaired at start.
@@ -45,11 +45,6 @@ pub const ALERT_STORE_REPAIRED: &str = "STORE_REPAIRED";
 
 /// Most markers one start writes (a bound on the work a damaged meta table can cause).
 const MAX_MARKERS: u64 = 100_000;
-
-/// Whether `e` is a marker written in place of a lost entry.
-pub(super) fn is_marker(e: &JournalEntry) -> bool {
-    matches!(&e.body, EventBody::IntegrityAlert { what, .. } if what == ALERT_ENTRY_QUARANTINED)
-}
 
 /// A seq to mark, and why.
 struct Damage {

@@ -498,7 +498,7 @@ pub(super) fn check_entry(
     // The entry after a marker links to the lost original, not to the marker.
     if let Some(p) = prev
         && p.seq + 1 == seq
-        && !super::check::is_marker(p)
+        && !is_marker(p)
         && e.prev_hash != p.hash
     {
         return Err(chain(format!(
@@ -601,4 +601,13 @@ fn prune(w: &WriteTransaction, st: &mut JournalState) -> Result<(), JournalError
     }
     st.bytes -= freed;
     Ok(())
+}
+
+/// Marker of a journal entry that failed its check at start or went missing: written in
+/// its seq by the start-up check (`store/check.rs`) so the uplink never waits on a hole.
+pub const ALERT_ENTRY_QUARANTINED: &str = "JOURNAL_ENTRY_QUARANTINED";
+
+/// Whether `e` is a marker written in place of a lost entry.
+pub(super) fn is_marker(e: &JournalEntry) -> bool {
+    matches!(&e.body, EventBody::IntegrityAlert { what, .. } if what == ALERT_ENTRY_QUARANTINED)
 }
