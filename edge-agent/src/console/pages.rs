@@ -1003,6 +1003,56 @@ mod tests {
     use protocol::schema::{AeoStatus, ContactPoint, PartyRole, Reason, ReasonCode};
 
     #[test]
+    fn a_lane_showing_offline_renders_closed_and_red_in_every_language() {
+        let lane = LaneId::parse("L1").expect("lane");
+        let at: Timestamp = "2026-03-01T10:00:00Z".parse().expect("ts");
+        let mut shown = protocol::schema::LaneState::waiting(&lane, None, at);
+        shown.decision = LaneSignal::Offline;
+        let view = LaneView {
+            live: crate::live::LaneLive {
+                lane: lane.clone(),
+                name: "Lane 1".into(),
+                open: None,
+                last_decision: None,
+                shown: Some(shown),
+                orphan_reads: 0,
+                updated_at: at,
+            },
+            transaction: None,
+            reading: false,
+            decision: None,
+            actions: Vec::new(),
+            declared: std::collections::BTreeMap::new(),
+        };
+        let st = GateStatus {
+            replica: crate::replica::ReplicaStatus {
+                sequence: 1,
+                as_of: Some(at),
+                last_sync: Some(at),
+                age_s: Some(0),
+                stale: false,
+                clock_ahead: false,
+            },
+            backlog: 0,
+            central_down: false,
+            devices: Vec::new(),
+        };
+        for (lang, text) in [
+            (Lang::En, "Agent offline: lane closed"),
+            (Lang::Es, "Agente fuera de línea: carril cerrado"),
+            (Lang::Pt, "Agente fora de linha: faixa fechada"),
+        ] {
+            let html = lane_panel(&view, &st, lang).into_string();
+            assert!(html.contains(text), "{html}");
+            assert!(
+                html.contains(r#"class="decision d-inspect""#),
+                "red: {html}"
+            );
+            assert!(html.contains(r#"data-decision="""#), "no decision: {html}");
+        }
+    }
+
+    #[test]
     fn a_phone_number_becomes_a_tel_uri_of_plus_and_digits() {
         assert_eq!(tel_uri("+49 40 555-0100"), "tel:+49405550100");
         assert_eq!(tel_uri(" (040) 555 01 00 ext. 7"), "tel:04055501007");
