@@ -75,6 +75,9 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 const REQUEST_QUEUE: usize = 1024;
 /// How long a clean stop may take to close the lanes and say `offline`.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How long a clean stop waits for the broker to confirm the lanes' `OFFLINE` states
+/// before it closes the lane will connections.
+const FLUSH_WITHIN: Duration = Duration::from_secs(1);
 
 /// The availability payloads (retained; `offline` is also the Last Will).
 pub const ONLINE: &str = "online";
@@ -230,6 +233,9 @@ pub struct LaneTopics {
     availability: String,
     outbox: Arc<Mutex<Outbox>>,
     wake: Arc<Notify>,
+    /// Told by the poll task when an UNSUBACK arrives: on a clean stop, the broker has
+    /// processed every publish sent before the UNSUBSCRIBE (see [`close`]).
+    unsubacked: Arc<Notify>,
 }
 
 impl LaneTopics {
@@ -381,6 +387,7 @@ impl MqttLink {
             availability: cfg.availability_topic.clone(),
             outbox: Arc::new(Mutex::new(Outbox::new(lanes, Timestamp::now()))),
             wake: Arc::new(Notify::new()),
+            unsubacked: Arc::new(Notify::new()),
         };
         let maps = cfg.topics.clone();
         let broker = format!("{}:{}", cfg.host, cfg.port);
@@ -390,6 +397,7 @@ impl MqttLink {
         let wills = cfg
             .lane_wills
             .then(|| LaneWills::start(cfg, tls.as_ref(), lanes, &topics));
+        let unsubacked = topics.unsubacked.clone();
         let outbox = tokio::spawn(run_outbox(
             client.clone(),
             topics.clone(),
@@ -448,6 +456,7 @@ impl MqttLink {
                     Ok(Event::Outgoing(Outgoing::Disconnect)) if stopping.is_some() => {
                         break 'poll;
                     }
+                    Ok(Event::Incoming(Packet::UnsubAck(_))) => unsubacked.notify_one(),
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         if stopping.is_some() {
                             continue;
@@ -671,8 +680,12 @@ async fn drain(
 /// A clean stop: every lane `OFFLINE`, then the lane will connections closed (their
 /// DISCONNECT makes the broker discard their wills: `OFFLINE` is not published twice),
 /// then `offline`, then DISCONNECT (after which the broker drops the Last Will: the agent
-/// said it itself). Should the publishes fail, the will connections are dropped without
-/// DISCONNECT and the broker publishes their wills.
+/// said it itself). The will connections close only once the broker has the `OFFLINE`
+/// states: an UNSUBSCRIBE (of a filter never subscribed) follows them, and a broker
+/// answers a connection's packets in order, so its UNSUBACK means the publishes before it
+/// were processed. Should the publishes fail or the UNSUBACK not come within
+/// [`FLUSH_WITHIN`], the will connections are dropped without DISCONNECT and the broker
+/// publishes their wills.
 async fn close(client: &AsyncClient, topics: &LaneTopics, wills: Option<LaneWills>) {
     let at = Timestamp::now();
     let lanes = topics.outbox().lanes();
@@ -689,7 +702,19 @@ async fn close(client: &AsyncClient, topics: &LaneTopics, wills: Option<LaneWill
         }
     }
     if let Some(w) = wills {
-        w.close().await;
+        let barrier = format!("{}/stopping", topics.availability);
+        if client.unsubscribe(barrier).await.is_err()
+            || tokio::time::timeout(FLUSH_WITHIN, topics.unsubacked.notified())
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "the broker did not confirm the lanes' OFFLINE states; their wills say it"
+            );
+            w.abandon();
+        } else {
+            w.close().await;
+        }
     }
     let _ = client
         .publish(
