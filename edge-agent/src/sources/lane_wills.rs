@@ -21,8 +21,9 @@
 //!   connection taken over by the new one, at the takeover), so the state published after
 //!   the CONNACK is the newer retained message: a live lane never stays `OFFLINE`.
 //! - **Clean stop** ([`LaneWills::close`]): the main connection publishes every lane's
-//!   `OFFLINE` itself, then each will connection sends DISCONNECT (the broker discards its
-//!   will: `OFFLINE` is not published twice), then the main connection says `offline`.
+//!   `OFFLINE` itself and waits for the broker to confirm them, then each will connection
+//!   sends DISCONNECT (the broker discards its will: `OFFLINE` is not published twice),
+//!   then the main connection says `offline`.
 //!   When the agent cannot say it itself (the main connection is down, or the stop runs out
 //!   of time), the will connections are dropped without DISCONNECT
 //!   ([`LaneWills::abandon`], also on drop) and the broker publishes the wills instead.
@@ -124,7 +125,7 @@ impl LaneWills {
     }
 
     /// Closes every will connection with DISCONNECT, so the broker discards the wills;
-    /// waits at most [`CLOSE_WITHIN`], then drops the ones left (their wills are
+    /// waits at most `CLOSE_WITHIN` (1 s), then drops the ones left (their wills are
     /// published).
     pub async fn close(self) {
         self.disconnect.cancel();
