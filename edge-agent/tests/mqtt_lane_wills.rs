@@ -347,3 +347,37 @@ async fn a_lane_will_fired_while_the_agent_runs_is_replaced_by_the_lanes_state()
     let after = retained(broker.port, "late-sign", L1_STATE, 1).await;
     assert_eq!(after[0].1["decision"], "FAST", "{after:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_of_two_hundred_lanes_says_offline_once_per_lane() {
+    const LANES: usize = 200;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Mosquitto::start(dir.path(), free_port()).await;
+    let console = free_port();
+    let cfg = write_config(dir.path(), broker.port, console, LANES, None);
+    let mut agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
+    wills_connected(&agent.base, LANES, Duration::from_secs(30)).await;
+    let live = Collector::plain(broker.port, "signs", &["aeogate/G1/lanes/+/state"]);
+    live.wait_until("every lane's state", STEP, |m| m.len() >= LANES)
+        .await;
+    let status = agent.terminate();
+    assert!(status.success(), "agent stopped cleanly: {status}");
+    let is_offline = |p: &[u8]| json_of(p)["decision"] == "OFFLINE";
+    live.wait_until("every lane OFFLINE", STEP, |m| {
+        m.iter().filter(|(_, p)| is_offline(p)).count() >= LANES
+    })
+    .await;
+    // Anything a will would still publish arrives within this.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut per_lane: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (t, p) in live.messages() {
+        if is_offline(&p) {
+            *per_lane.entry(t).or_default() += 1;
+        }
+    }
+    assert_eq!(per_lane.len(), LANES);
+    assert!(
+        per_lane.values().all(|n| *n == 1),
+        "the wills were discarded: {per_lane:?}"
+    );
+}
