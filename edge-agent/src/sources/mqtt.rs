@@ -137,8 +137,8 @@ impl Outbox {
         o
     }
 
-    /// `state` becomes its lane's newest state; a decision (not `WAITING` or `OFFLINE`) is also an
-    /// event for the officer topic.
+    /// `state` becomes its lane's newest state; a decision (not `WAITING` or `OFFLINE`) is
+    /// also an event for the officer topic.
     pub fn put(&mut self, state: &LaneState) -> Superseded {
         let decided = state.decision.decided().is_some();
         let mut sup = Superseded::default();
