@@ -149,6 +149,8 @@ try {
   await page.goto(`${BASE}/gates`);
   check(await page.locator('article.gate.stale[data-gate="PORT1-G3"]').isVisible(), 'stale gate highlighted');
   check(await page.locator('article.gate.degraded[data-gate="PORT1-G2"]').isVisible(), 'degraded gate marked');
+  const closedLane = await page.locator('article[data-gate="PORT1-G2"] .closed-lane[data-lane="L2"]').innerText();
+  check(closedLane.includes('CLOSED') && closedLane.includes('loop repair'), 'the closed lane is listed with its reason');
   await shot(page, 'gates');
 
   // 7. Charts render as SVG with data.

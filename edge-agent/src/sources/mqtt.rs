@@ -131,10 +131,10 @@ impl Outbox {
         o
     }
 
-    /// `state` becomes its lane's newest state; a decision (not `WAITING`) is also an
-    /// event for the officer topic.
+    /// `state` becomes its lane's newest state; a decision (not `WAITING` or `CLOSED`) is
+    /// also an event for the officer topic.
     pub fn put(&mut self, state: &LaneState) -> Superseded {
-        let decided = !state.is_waiting();
+        let decided = state.decision.decided().is_some();
         let mut sup = Superseded::default();
         match self.slots.get_mut(&state.lane) {
             Some(slot) => {
