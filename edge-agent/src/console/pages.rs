@@ -392,10 +392,13 @@ fn lane_panel(v: &LaneView, st: &GateStatus, lang: Lang) -> Markup {
                 (closed_block(c, false, true, lang))
                 @if v.live.refusals > 0 { p.refusals { (T::Refusals.get(lang)) ": " (v.live.refusals) } }
             }
-            div.decision.(class) {
+            // On a closed lane the last decision is history, not what the lane shows: small,
+            // and labelled so.
+            div.decision.(class).(if v.live.closed.is_some() { "small" } else { "" }) {
                 @if v.reading {
                     span.word { (T::TruckInLane.get(lang)) "…" }
                 } @else if let Some(w) = word {
+                    @if v.live.closed.is_some() { span.route { (T::LastDecision.get(lang)) ":" } }
                     (shape(w))
                     span.word { (decision_word(w, lang)) }
                     span.route { (T::Route.get(lang)) ": " (route) }
