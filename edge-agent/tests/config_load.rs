@@ -197,17 +197,6 @@ fn a_zero_departure_grace_is_refused_with_its_line() {
 }
 
 #[test]
-fn a_grace_not_shorter_than_the_timeout_is_refused_with_its_line() {
-    let text = MINIMAL.replace(
-        "id = \"L1\"",
-        "id = \"L1\"\ntransaction_timeout = \"10s\"\npre_open_grace = \"10s\"",
-    );
-    let (line, key, shown) = invalid(&text);
-    assert_eq!((line, key.as_str()), (9, "lanes[0].pre_open_grace"));
-    assert!(shown.contains("transaction_timeout"), "{shown}");
-}
-
-#[test]
 fn duplicate_lane_ids_are_refused() {
     let text = format!(
         "{MINIMAL}\n[[lanes]]\nid = \"L1\"\n[lanes.routes]\nfast = \"a\"\nstandard = \"b\"\ninspect = \"c\"\n"

@@ -94,32 +94,6 @@ impl Validator<'_> {
         }
     }
 
-    /// `d`, which must be shorter than the lane's `transaction_timeout` (a grace as long as
-    /// the timeout would never end before it) and, when `positive`, longer than zero.
-    fn shorter_than(
-        &self,
-        path: Vec<Seg>,
-        d: Duration,
-        timeout: Duration,
-        positive: bool,
-    ) -> Result<Duration, ConfigError> {
-        let d = if positive {
-            self.positive(path.clone(), d)?
-        } else {
-            d
-        };
-        if d >= timeout {
-            return Err(self.err(
-                path,
-                format!(
-                    "must be shorter than the lane's transaction_timeout ({})",
-                    humantime::format_duration(timeout)
-                ),
-            ));
-        }
-        Ok(d)
-    }
-
     pub(super) fn build(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let gate = self.gate(raw.gate)?;
         let lanes = self.lanes(raw.lanes)?;
@@ -209,18 +183,9 @@ impl Validator<'_> {
                 transaction_timeout: self
                     .positive(at("transaction_timeout"), l.transaction_timeout)?,
                 quiet_close: self.positive(at("quiet_close"), l.quiet_close)?,
-                pre_open_grace: self.shorter_than(
-                    at("pre_open_grace"),
-                    l.pre_open_grace,
-                    l.transaction_timeout,
-                    false,
-                )?,
-                departure_grace: self.shorter_than(
-                    at("departure_grace"),
-                    l.departure_grace,
-                    l.transaction_timeout,
-                    true,
-                )?,
+                // Zero holds no read for a presence to come.
+                pre_open_grace: l.pre_open_grace,
+                departure_grace: self.positive(at("departure_grace"), l.departure_grace)?,
                 id: l.id,
             });
         }
