@@ -697,6 +697,17 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_lane_goes_out_on_the_state_topic_only() {
+        let mut o = Outbox::new(&[lane(1)], at());
+        let _ = o.take();
+        o.put(&LaneState::closed(&lane(1), at()));
+        let due = o.take().expect("due");
+        let sign = SignState::from_lane_state(&due.state.expect("a state"));
+        assert_eq!((sign.open, sign.decision), (false, LaneSignal::Closed));
+        assert_eq!(due.decision, None, "CLOSED is not a decision event");
+    }
+
+    #[test]
     fn a_state_replaced_before_it_went_out_is_superseded_and_the_newest_goes_out() {
         let mut o = Outbox::new(&[lane(1)], at());
         let _ = o.take();
