@@ -100,6 +100,24 @@ async fn pins_show(board: &VirtualBoard, light: Light, barrier: Barrier, what: &
     }
 }
 
+/// Waits until the board has obeyed a command after the first `obeyed` and the last one
+/// says "LANE CLOSED" (red and barrier down alone are also the board's state before any
+/// command).
+async fn commanded_closed(board: &VirtualBoard, obeyed: u64, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = board.last_command().map(|c| c.text.to_string());
+        if board.stats().commands_obeyed > obeyed && text.as_deref() == Some("LANE CLOSED") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the board's last command is {text:?}, not LANE CLOSED"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A truck drives on and off a closed lane; the lane stays red with the barrier down the
 /// whole time, and no transaction appears.
 async fn refused_truck(site: &AgentSite, board: &VirtualBoard, tag: u8, refusals: u64) {
@@ -205,6 +223,7 @@ async fn a_closed_lane_refuses_trucks_across_a_restart_until_reopened() {
             .0,
         404
     );
+    let obeyed = board.stats().commands_obeyed;
     let (status, body) = post(&site, SUPERVISOR_TOKEN, close, &reason).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(
@@ -217,9 +236,8 @@ async fn a_closed_lane_refuses_trucks_across_a_restart_until_reopened() {
         "already closed"
     );
 
+    commanded_closed(&board, obeyed, "closed lane").await;
     pins_show(&board, Light::Red, Barrier::Lower, "closed lane").await;
-    let cmd = board.last_command().expect("the board was commanded");
-    assert_eq!(cmd.text.as_str(), "LANE CLOSED");
     let l = lane_report(&site).await;
     assert_eq!(l["shown"]["decision"], "CLOSED", "{l}");
     assert_eq!(l["closed"]["reason"], "barrier maintenance", "{l}");
@@ -259,6 +277,7 @@ async fn a_closed_lane_refuses_trucks_across_a_restart_until_reopened() {
 
     // A restart keeps the lane closed.
     site.terminate();
+    let obeyed = board.stats().commands_obeyed;
     site.start().await;
     board_up(&site).await;
     let l = lane_report(&site).await;
@@ -267,6 +286,7 @@ async fn a_closed_lane_refuses_trucks_across_a_restart_until_reopened() {
         "closed after a restart: {l}"
     );
     assert_eq!(l["shown"]["decision"], "CLOSED", "{l}");
+    commanded_closed(&board, obeyed, "closed lane after a restart").await;
     pins_show(
         &board,
         Light::Red,
