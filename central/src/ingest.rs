@@ -214,7 +214,9 @@ pub fn transaction_of(body: &EventBody) -> Option<Uuid> {
         EventBody::DeviceHealth { .. }
         | EventBody::IntegrityAlert { .. }
         | EventBody::OrphanRead { .. }
-        | EventBody::ConsoleSession { .. } => None,
+        | EventBody::ConsoleSession { .. }
+        | EventBody::LaneControl { .. }
+        | EventBody::LaneRefused { .. } => None,
     }
 }
 
@@ -227,7 +229,9 @@ pub fn lane_of(body: &EventBody) -> Option<&str> {
         EventBody::OfficerAction { action } => Some(action.lane.as_str()),
         EventBody::DeviceHealth { health } => health.lane.as_ref().map(|l| l.as_str()),
         EventBody::IntegrityAlert { .. } | EventBody::ConsoleSession { .. } => None,
-        EventBody::OrphanRead { lane, .. } => Some(lane.as_str()),
+        EventBody::OrphanRead { lane, .. }
+        | EventBody::LaneControl { lane, .. }
+        | EventBody::LaneRefused { lane, .. } => Some(lane.as_str()),
     }
 }
 
@@ -260,7 +264,9 @@ pub fn gate_named_by(body: &EventBody) -> Option<&GateId> {
         EventBody::ConsoleSession { session } => Some(&session.gate),
         EventBody::DeviceHealth { .. }
         | EventBody::IntegrityAlert { .. }
-        | EventBody::OrphanRead { .. } => None,
+        | EventBody::OrphanRead { .. }
+        | EventBody::LaneControl { .. }
+        | EventBody::LaneRefused { .. } => None,
     }
 }
 

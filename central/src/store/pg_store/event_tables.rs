@@ -437,7 +437,9 @@ impl IngestTarget for Target<'_, '_> {
             EventBody::Transaction { .. }
             | EventBody::DeviceHealth { .. }
             | EventBody::OrphanRead { .. }
-            | EventBody::ConsoleSession { .. } => {}
+            | EventBody::ConsoleSession { .. }
+            | EventBody::LaneControl { .. }
+            | EventBody::LaneRefused { .. } => {}
         }
         Ok(())
     }

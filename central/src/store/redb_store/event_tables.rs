@@ -377,7 +377,9 @@ impl IngestTarget for Target<'_> {
             EventBody::Transaction { .. }
             | EventBody::DeviceHealth { .. }
             | EventBody::OrphanRead { .. }
-            | EventBody::ConsoleSession { .. } => {}
+            | EventBody::ConsoleSession { .. }
+            | EventBody::LaneControl { .. }
+            | EventBody::LaneRefused { .. } => {}
         }
         Ok(())
     }
