@@ -434,6 +434,16 @@ fn heartbeat(gate: &str, backlog: u64, down: Option<&str>) -> Heartbeat {
         backlog,
         oldest_unacked_at: (backlog > 0).then_some(now),
         version: "0.1.0".into(),
+        // The degraded gate's clock is 3.2 s ahead of central's (beyond its 2 s bound);
+        // the other's is within a few milliseconds.
+        clock: Some(protocol::schema::ClockReport {
+            offset_ms: Some(if down.is_some() { 3_200 } else { 12 }),
+            delay_ms: Some(4),
+            trusted: down.is_none(),
+            host_synced: Some(true),
+            max_offset_ms: 2_000,
+            measured_at: Some(now),
+        }),
     }
 }
 

@@ -149,6 +149,10 @@ try {
   await page.goto(`${BASE}/gates`);
   check(await page.locator('article.gate.stale[data-gate="PORT1-G3"]').isVisible(), 'stale gate highlighted');
   check(await page.locator('article.gate.degraded[data-gate="PORT1-G2"]').isVisible(), 'degraded gate marked');
+  const g2clock = await page.locator('article[data-gate="PORT1-G2"] dd.clock').innerText();
+  check(g2clock.includes('gate ahead by 3.2 s') && g2clock.includes('UNTRUSTED'), `the measured offset and its trust are in words (${g2clock})`);
+  const g1clock = await page.locator('article[data-gate="PORT1-G1"] dd.clock').innerText();
+  check(g1clock.includes('gate ahead by 0.0 s') && g1clock.includes('within bound'), `a trusted clock says so (${g1clock})`);
   await shot(page, 'gates');
 
   // 7. Charts render as SVG with data.

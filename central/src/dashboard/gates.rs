@@ -7,11 +7,12 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
-use maud::html;
+use maud::{Markup, html};
+use protocol::i18n::Lang;
 
 use super::session::UiSession;
 use super::{Nav, T, fmt_duration, fmt_time, internal, layout};
-use crate::model::GateStatus;
+use crate::model::{GateHealth, GateStatus};
 use crate::service::Central;
 
 /// Clock offset beyond which a gate's timestamps are suspect (ms).
@@ -52,14 +53,54 @@ pub fn classify(g: &GateStatus, now: Timestamp) -> (Health, Vec<String>) {
             None => why.push("no replica".into()),
             Some(_) => {}
         }
-        if h.clock_offset_ms.abs() > CLOCK_WARN_MS {
-            why.push(format!("clock off by {} ms", h.clock_offset_ms));
+        match &h.heartbeat.clock {
+            Some(c) if !c.trusted => why.push(format!(
+                "clock untrusted ({})",
+                c.offset_ms
+                    .map_or_else(|| "not measured".into(), |o| format!("{o:+} ms"))
+            )),
+            Some(_) => {}
+            None if h.clock_offset_ms.abs() > CLOCK_WARN_MS => {
+                why.push(format!("clock off by {} ms", h.clock_offset_ms));
+            }
+            None => {}
         }
     }
     if why.is_empty() {
         (Health::Healthy, why)
     } else {
         (Health::Degraded, why)
+    }
+}
+
+/// The clock offset of a gate: the agent's own NTP-style measurement when its heartbeat
+/// carries one ("gate ahead by 3.2 s", with its trust in words, not colour alone), else
+/// central's estimate from the heartbeat's arrival.
+fn clock_cell(h: &GateHealth, l: Lang) -> Markup {
+    let words = |ms: i64| {
+        #[allow(clippy::cast_precision_loss)]
+        let s = format!("{:.1} s", ms.unsigned_abs() as f64 / 1000.0);
+        if ms < 0 {
+            format!("{} {s}", T::GateBehind.get(l))
+        } else {
+            format!("{} {s}", T::GateAhead.get(l))
+        }
+    };
+    match &h.heartbeat.clock {
+        Some(c) => html! {
+            dd class=(if c.trusted { "clock" } else { "clock warn" }) data-offset-ms=[c.offset_ms] data-trusted=(c.trusted) {
+                @if let Some(o) = c.offset_ms { (words(o)) }
+                " · "
+                @if c.trusted { (T::ClockWithinBound.get(l)) } @else { strong { "⚠ " (T::ClockUntrusted.get(l)) } }
+            }
+        },
+        // Central's estimate is its receive time minus the agent's send time: positive
+        // when the gate is behind.
+        None => html! {
+            dd class=(if h.clock_offset_ms.abs() > CLOCK_WARN_MS { "clock warn" } else { "clock" }) {
+                (words(-h.clock_offset_ms)) " (" (T::ClockEstimated.get(l)) ")"
+            }
+        },
     }
 }
 
@@ -107,7 +148,7 @@ pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
                                 @if down.is_empty() { (T::None.get(l)) }
                                 @for d in down { span.fault { (d.device) @if let Some(lane) = &d.lane { " (" (lane) ")" } ": " (d.detail) } " " } }
                             dt { (T::ClockOffset.get(l)) }
-                            dd class=(if h.clock_offset_ms.abs() > CLOCK_WARN_MS { "warn" } else { "" }) { (h.clock_offset_ms) " ms" }
+                            (clock_cell(h, l))
                         }
                         dt { (T::Acked.get(l)) } dd { (g.acked_through) }
                         dt { (T::EventsStored.get(l)) } dd { (g.events_stored) }

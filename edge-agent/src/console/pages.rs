@@ -298,9 +298,23 @@ fn banner(st: &GateStatus, lane: &LaneId, lang: Lang) -> Markup {
                     @for d in &down { li { (T::DeviceDown.get(lang)) ": " (d.device) " — " (d.detail) } }
                     @if st.replica.stale { li { (T::ReplicaStale.get(lang)) } }
                     @if st.central_down { li { (T::CentralDown.get(lang)) ": " (st.backlog) } }
+                    @if !st.clock.trusted { li.clock { (clock_line(&st.clock, lang)) } }
                 }
             }
         }
+    }
+}
+
+/// "Clock untrusted: this gate is ahead of central by 10.0 s — no FAST …".
+fn clock_line(clock: &crate::clock::ClockView, lang: Lang) -> Markup {
+    let offset = clock.offset();
+    html! {
+        @if let Some(o) = offset {
+            (if o.is_negative() { T::ClockBehind.get(lang) } else { T::ClockAhead.get(lang) })
+            " " (format!("{:.1}", o.as_secs_f64().abs())) " s"
+            " (" (T::ClockBound.get(lang)) " " (format!("{:.1}", clock.max_offset.as_secs_f64())) " s) — "
+        }
+        (T::ClockNoFast.get(lang))
     }
 }
 
@@ -910,6 +924,7 @@ fn operator_grid(s: &AppState, st: &GateStatus, f: &HourFigures, lang: Lang) -> 
                                 @for d in st.down_for(&l.lane) { li { (T::DeviceDown.get(lang)) ": " (d.device) } }
                                 @if st.replica.stale { li { (T::ReplicaStale.get(lang)) } }
                                 @if st.central_down { li { (T::CentralDown.get(lang)) ": " (st.backlog) } }
+                                @if !st.clock.trusted { li.clock { (clock_line(&st.clock, lang)) } }
                             }
                         } @else {
                             p.ok { (T::Ok.get(lang)) }

@@ -260,13 +260,17 @@ impl IngestTarget for Target<'_, '_> {
         }
         // Seqs next to the batch's were read up front; any other is read here.
         let row = self.tx.query_opt(
-            "SELECT hash, prev_hash FROM event_keys WHERE gate = $1 AND seq = $2",
+            "SELECT hash, prev_hash, at_ms FROM event_keys WHERE gate = $1 AND seq = $2",
             &[&self.gate.as_str(), &int(seq)?],
         )?;
-        Ok(row.map(|r| Link {
-            hash: r.get(0),
-            prev_hash: r.get(1),
-        }))
+        row.map(|r| {
+            Ok(Link {
+                hash: r.get(0),
+                prev_hash: r.get(1),
+                at: at_of_ms(r.get(2))?,
+            })
+        })
+        .transpose()
     }
 
     fn seq_of_id(&mut self, id: &Uuid) -> Result<Option<u64>, StoreError> {
@@ -340,6 +344,8 @@ impl IngestTarget for Target<'_, '_> {
             Link {
                 hash: entry.hash.clone(),
                 prev_hash: entry.prev_hash.clone(),
+                // As stored (milliseconds), so a stored link reads the same.
+                at: at_of_ms(at)?,
             },
         );
         self.ids.insert(entry.id, entry.seq);
@@ -665,20 +671,21 @@ pub(super) fn ingest(
     let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
     let links: HashMap<u64, Link> = tx
         .query(
-            "SELECT seq, hash, prev_hash FROM event_keys WHERE gate = $1 AND seq = ANY($2)",
+            "SELECT seq, hash, prev_hash, at_ms FROM event_keys WHERE gate = $1 AND seq = ANY($2)",
             &[&gate.as_str(), &seqs],
         )?
         .iter()
         .map(|r| {
-            (
+            Ok((
                 uint(r.get(0)),
                 Link {
                     hash: r.get(1),
                     prev_hash: r.get(2),
+                    at: at_of_ms(r.get(3))?,
                 },
-            )
+            ))
         })
-        .collect();
+        .collect::<Result<_, StoreError>>()?;
     let known_ids: HashMap<Uuid, u64> = tx
         .query(
             "SELECT entry_id, seq FROM event_keys WHERE gate = $1 AND entry_id = ANY($2)",
@@ -756,4 +763,10 @@ pub(super) fn record_heartbeat(
     row.state = state;
     save_gate(tx, &row)?;
     Ok(c.into_iter().collect())
+}
+
+/// An `at_ms` column (agent time, Unix milliseconds) as a timestamp.
+fn at_of_ms(ms: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_millisecond(ms)
+        .map_err(|e| StoreError::Backend(format!("event_keys.at_ms {ms}: {e}")))
 }
