@@ -263,14 +263,11 @@ impl IngestTarget for Target<'_, '_> {
             "SELECT hash, prev_hash, at_ms FROM event_keys WHERE gate = $1 AND seq = $2",
             &[&self.gate.as_str(), &int(seq)?],
         )?;
-        row.map(|r| {
-            Ok(Link {
-                hash: r.get(0),
-                prev_hash: r.get(1),
-                at: at_of_ms(r.get(2))?,
-            })
-        })
-        .transpose()
+        Ok(row.map(|r| Link {
+            hash: r.get(0),
+            prev_hash: r.get(1),
+            at: at_of_ms(r.get(2)),
+        }))
     }
 
     fn seq_of_id(&mut self, id: &Uuid) -> Result<Option<u64>, StoreError> {
@@ -345,7 +342,7 @@ impl IngestTarget for Target<'_, '_> {
                 hash: entry.hash.clone(),
                 prev_hash: entry.prev_hash.clone(),
                 // As stored (milliseconds), so a stored link reads the same.
-                at: at_of_ms(at)?,
+                at: at_of_ms(at),
             },
         );
         self.ids.insert(entry.id, entry.seq);
@@ -676,16 +673,16 @@ pub(super) fn ingest(
         )?
         .iter()
         .map(|r| {
-            Ok((
+            (
                 uint(r.get(0)),
                 Link {
                     hash: r.get(1),
                     prev_hash: r.get(2),
-                    at: at_of_ms(r.get(3))?,
+                    at: at_of_ms(r.get(3)),
                 },
-            ))
+            )
         })
-        .collect::<Result<_, StoreError>>()?;
+        .collect();
     let known_ids: HashMap<Uuid, u64> = tx
         .query(
             "SELECT entry_id, seq FROM event_keys WHERE gate = $1 AND entry_id = ANY($2)",
@@ -765,8 +762,13 @@ pub(super) fn record_heartbeat(
     Ok(c.into_iter().collect())
 }
 
-/// An `at_ms` column (agent time, Unix milliseconds) as a timestamp.
-fn at_of_ms(ms: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_millisecond(ms)
-        .map_err(|e| StoreError::Backend(format!("event_keys.at_ms {ms}: {e}")))
+/// An `at_ms` column (agent time, Unix milliseconds) as a timestamp. The last
+/// millisecond of the calendar (an agent's `Timestamp::MAX`, kept as evidence) is beyond
+/// what jiff builds from milliseconds: the ends stand for themselves.
+fn at_of_ms(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
 }
