@@ -139,6 +139,7 @@ async fn truck_under(fake: Option<&str>) -> (Value, f64, Value) {
     let decision = clean_truck(&agent, 0).await;
     let trusted = fake.is_none();
     let clock = central_clock(&central, |c| c["trusted"] == trusted).await;
+    eprintln!("clock moved by {fake:?}: agent measured {offset:.3} s; central shows {clock}");
     agent.terminate();
     central.stop();
     (decision, offset, clock)

@@ -163,3 +163,84 @@ pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
         .insert("refresh", axum::http::HeaderValue::from_static("15"));
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::schema::{ClockReport, GateId, Heartbeat, SCHEMA_VERSION};
+
+    fn gate(clock: Option<ClockReport>, central_estimate_ms: i64) -> GateStatus {
+        let now = Timestamp::now();
+        GateStatus {
+            gate: GateId::parse("PORT1-G1").expect("gate"),
+            port: "PORT1".into(),
+            stale: false,
+            last_heartbeat: Some(GateHealth {
+                heartbeat: Heartbeat {
+                    v: SCHEMA_VERSION,
+                    agent: GateId::parse("PORT1-G1").expect("gate"),
+                    at: now,
+                    devices: Vec::new(),
+                    replica_seq: 1,
+                    replica_as_of: Some(now),
+                    journal_head: 0,
+                    acked_seq: 0,
+                    backlog: 0,
+                    oldest_unacked_at: None,
+                    version: "0".into(),
+                    clock,
+                },
+                received_at: now,
+                clock_offset_ms: central_estimate_ms,
+            }),
+            acked_through: 0,
+            events_stored: 0,
+            revoked_at: None,
+        }
+    }
+
+    fn report(offset_ms: i64, trusted: bool) -> ClockReport {
+        ClockReport {
+            offset_ms: Some(offset_ms),
+            delay_ms: Some(2),
+            trusted,
+            host_synced: None,
+            max_offset_ms: 2_000,
+            measured_at: None,
+        }
+    }
+
+    #[test]
+    fn an_untrusted_clock_degrades_the_gate_and_its_own_measurement_wins() {
+        let now = Timestamp::now();
+        let (h, why) = classify(&gate(Some(report(3_200, false)), 0), now);
+        assert_eq!(h, Health::Degraded);
+        assert_eq!(why, vec!["clock untrusted (+3200 ms)".to_owned()]);
+        // Central's own estimate is only a fallback: a trusted measurement wins over it.
+        let (h, _) = classify(&gate(Some(report(10, true)), 9_000), now);
+        assert_eq!(h, Health::Healthy);
+        let (h, _) = classify(&gate(None, 9_000), now);
+        assert_eq!(h, Health::Degraded);
+    }
+
+    #[test]
+    fn the_offset_is_said_in_words_ahead_or_behind() {
+        let g = gate(Some(report(-3_200, false)), 0);
+        let h = g.last_heartbeat.as_ref().expect("heartbeat");
+        let html = clock_cell(h, Lang::En).into_string();
+        assert!(html.contains("gate behind by 3.2 s"), "{html}");
+        assert!(html.contains("UNTRUSTED"), "{html}");
+        let html = clock_cell(h, Lang::Es).into_string();
+        assert!(
+            html.contains("puerta atrasada 3.2 s") && html.contains("NO FIABLE"),
+            "{html}"
+        );
+        // An older agent: central's estimate (receive minus send; positive = behind).
+        let g = gate(None, 1_500);
+        let html = clock_cell(g.last_heartbeat.as_ref().expect("hb"), Lang::En).into_string();
+        assert!(
+            html.contains("gate behind by 1.5 s") && html.contains("estimated"),
+            "{html}"
+        );
+    }
+}
