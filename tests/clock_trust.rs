@@ -7,7 +7,9 @@
 //!   offset the agent measured, untrusted;
 //! - the same truck with the agent's clock right is FAST;
 //! - an agent that measured its clock out of bound and is restarted with central
-//!   unreachable still gives no FAST: the bad measurement is not forgotten.
+//!   unreachable still gives no FAST: the bad measurement is not forgotten;
+//! - an agent run 60 s ahead, then restarted with the right clock, journals entries whose
+//!   time runs back: central stores them and raises `TIME_BACKWARDS`.
 //!
 //! On main (no clock measurement) the faked agents give FAST and report no offset.
 
@@ -225,6 +227,78 @@ async fn a_restart_with_central_unreachable_remembers_an_untrusted_clock() {
     }
     let d = clean_truck(&agent, 1).await;
     assert_eq!(d["decision"], "FAST", "{d}");
+    agent.terminate();
+    central.stop();
+}
+
+/// Central's alerts of `kind`.
+async fn alerts_of(central: &CentralSite, kind: &str) -> Vec<Value> {
+    let all = central.staff().await.get_json("/api/v1/alerts").await;
+    all.as_array()
+        .map(|a| a.iter().filter(|x| x["kind"] == kind).cloned().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_set_back_between_runs_is_flagged_time_backwards_at_central() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
+    central.start().await;
+    let mut agent = AgentSite::create(
+        &dir.path().join("agent"),
+        &CentralLink::to(&central),
+        &[LaneSpec::manual("L1")],
+        "24h",
+    );
+    agent.start_with_clock_offset("+60s").await;
+    ready(&agent).await;
+    clean_truck(&agent, 0).await;
+    let staff = central.staff().await;
+    let deadline = Instant::now() + STEP;
+    while staff
+        .gate()
+        .await
+        .map_or(0, |g| g["acked_through"].as_u64().unwrap_or(0))
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first run's entries never reached central"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(alerts_of(&central, "TIME_BACKWARDS").await.is_empty());
+    agent.terminate();
+    let before = staff.gate().await.expect("gate")["acked_through"]
+        .as_u64()
+        .unwrap_or(0);
+    // The clock is corrected (set back 60 s) and the agent restarted.
+    agent.start().await;
+    clean_truck(&agent, 1).await;
+    let deadline = Instant::now() + STEP;
+    let flagged = loop {
+        let found = alerts_of(&central, "TIME_BACKWARDS").await;
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no TIME_BACKWARDS alert at central"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(flagged.len(), 1, "one step back, one alert: {flagged:?}");
+    let seq = flagged[0]["seq"].as_u64().expect("seq");
+    assert!(
+        seq > before,
+        "the first entry of the second run: {flagged:?}"
+    );
+    assert!(
+        flagged[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("went back")),
+        "{flagged:?}"
+    );
     agent.terminate();
     central.stop();
 }
