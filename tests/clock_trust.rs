@@ -182,6 +182,9 @@ async fn a_gate_ten_seconds_ahead_gives_no_fast_and_central_shows_the_offset() {
     assert_untrusted(&decision, offset, &clock, 10.0);
 }
 
+// Behind by 10 s, central's signed as-of times are at most 10 s ahead of the agent's clock
+// when they arrive (they were signed before), so the replica's "as-of ahead of the clock"
+// rule (more than 10 s) does not fire: the reason is the clock's, not the replica's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gate_ten_seconds_behind_gives_no_fast_and_central_shows_the_offset() {
     let (decision, offset, clock) = truck_under(Some("-10s")).await;
