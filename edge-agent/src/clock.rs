@@ -14,10 +14,10 @@
 //! `CLOCK_UNTRUSTED` and never FAST, the console shows a banner, heartbeats carry the
 //! offset. An out-of-bound measurement is kept on disk beside the store, so a restart
 //! does not forget it: the clock stays untrusted until central measures it in bound
-//! again. A gate that has never reached central (none configured, or unreachable since
-//! the first start) has nothing to measure against; its clock is then trusted as the
-//! host keeps it, and the host's own synchronisation state (kernel `adjtimex`) is
-//! reported beside it.
+//! again. A gate that has not measured its clock since it started (no central configured,
+//! or central unreachable) and has no out-of-bound measurement on record has nothing to
+//! go by; its clock is then trusted as the host keeps it, and the host's own
+//! synchronisation state (kernel `adjtimex`) is reported beside it.
 //!
 //! [`ClockFilter`] is the sans-IO core (samples in, state out); [`Clock`] is the shell
 //! that reads the clock, the kernel and the file, and publishes the metrics.
