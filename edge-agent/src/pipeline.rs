@@ -13,6 +13,9 @@
 //! events: the truck that was in the lane when the agent stopped gets its own
 //! transaction again, decided when it leaves, with `AGENT_RESTARTED` (never FAST: reads
 //! made while the agent was down may be missing).
+//!
+//! While the gate's clock is off from central's beyond `clock.max_offset`
+//! ([`crate::clock`]), every decision gets `CLOCK_UNTRUSTED` and FAST becomes STANDARD.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -372,7 +375,13 @@ pub fn clock_decision(decision: &mut Decision, routes: &crate::decider::Routes, 
             )
             .with("measured_at", s.at);
     }
-    decision.reasons.push(r);
+    // After the INSPECT and STANDARD reasons, before the informational ones.
+    let at = decision
+        .reasons
+        .iter()
+        .position(|r| crate::decider::outcome_of(r.code).is_none())
+        .unwrap_or(decision.reasons.len());
+    decision.reasons.insert(at, r);
 }
 
 /// A decided transaction waiting for its journal answer.
