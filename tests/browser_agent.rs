@@ -324,6 +324,16 @@ impl Rig {
                     self.agent.shared.store.refuse_journal_writes(true);
                     return Some("ok".into());
                 }
+                // The gate's clock measured 10 s ahead of central's (a sample as the
+                // uplink would take it; tests/clock_trust.rs does it under libfaketime).
+                "clock" => {
+                    self.agent.shared.clock.add(edge_agent::clock::Sample {
+                        offset: jiff::SignedDuration::from_secs(10),
+                        delay: jiff::SignedDuration::from_millis(3),
+                        at: jiff::Timestamp::now(),
+                    });
+                    return Some("ok".into());
+                }
                 "journal-alarm" => {
                     self.until("journal alarm", Duration::from_secs(30), |st| {
                         st.devices.iter().any(|d| d.device == "journal" && !d.up)

@@ -445,6 +445,16 @@ fn heartbeat(gate: &str, backlog: u64, down: Option<&str>) -> Heartbeat {
             })
             .into_iter()
             .collect(),
+        // The degraded gate's clock is 3.2 s ahead of central's (beyond its 2 s bound);
+        // the other's is within a few milliseconds.
+        clock: Some(protocol::schema::ClockReport {
+            offset_ms: Some(if down.is_some() { 3_200 } else { 12 }),
+            delay_ms: Some(4),
+            trusted: down.is_none(),
+            host_synced: Some(true),
+            max_offset_ms: 2_000,
+            measured_at: Some(now),
+        }),
     }
 }
 

@@ -23,6 +23,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use protocol::operator::OperatorId;
 use protocol::schema::{
     AeoStatus, GateId, Heartbeat, IngestAck, IngestBatch, LaneDecision, LaneId, ReasonCode,
+    TIME_HEADER,
 };
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::BroadcastStream;
@@ -204,7 +205,20 @@ pub fn app(central: Central) -> Router {
         .merge(ingest)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(central)
+        .layer(axum::middleware::from_fn(stamp_time))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Stamps every answer with central's receive and send times ([`TIME_HEADER`]), so each
+/// agent request is also a clock sample (docs/clock.md).
+async fn stamp_time(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let received = Timestamp::now();
+    let mut resp = next.run(req).await;
+    let value = format!("{received}, {}", Timestamp::now());
+    if let Ok(v) = header::HeaderValue::from_str(&value) {
+        resp.headers_mut().insert(TIME_HEADER, v);
+    }
+    resp
 }
 
 /// The OpenAPI 3.1 document of this API (`central/openapi.json`, checked against the

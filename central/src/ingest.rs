@@ -25,6 +25,12 @@
 //!    journaled on another lane is `FOREIGN_LANE`: an action belongs to the lane whose
 //!    truck it is about.
 //!
+//! 6. an entry's agent time (`at`) must not run back more than
+//!    [`TIME_BACKWARDS_SLACK`] from the stored entry before it (`seq - 1`), nor the stored
+//!    `seq + 1`, if it arrived first, from this one; else `TIME_BACKWARDS` (at the later
+//!    seq). The entry is stored with effect: its order is its sequence, and the alert
+//!    says its time is not evidence of that order (the gate's clock was stepped back).
+//!
 //! Lanes need no check across gates: central keys a lane by its gate (`gate/lane`), so a
 //! lane name in one gate's entry can only ever name a lane of that gate.
 
@@ -152,6 +158,28 @@ pub fn check_batch(gate: &GateId, batch: &IngestBatch) -> Result<(), BatchError>
 pub struct Link {
     pub hash: String,
     pub prev_hash: String,
+    /// The entry's agent time (rule 6), to the millisecond.
+    pub at: Timestamp,
+}
+
+/// How far an entry's agent time may run back from its predecessor's before it is a
+/// `TIME_BACKWARDS` alert (rule 6). Entries are journaled in order, but their times come
+/// from the moment each was made (a decision's time is its transaction's close, taken
+/// before the journal write), so small steps back are normal; 5 s is beyond any of them.
+pub const TIME_BACKWARDS_SLACK: SignedDuration = SignedDuration::from_secs(5);
+
+/// Rule 6 for the pair (`earlier` at seq - 1, `later` at seq): the alert text when the
+/// later one's time runs back beyond the slack.
+#[must_use]
+pub fn time_backwards(earlier: Timestamp, later: Timestamp, seq: u64) -> Option<String> {
+    let back = earlier.duration_since(later);
+    (back > TIME_BACKWARDS_SLACK).then(|| {
+        format!(
+            "agent time {later} is {:.1} s before entry {}'s {earlier}: the gate's clock went back",
+            back.as_secs_f64(),
+            seq - 1
+        )
+    })
 }
 
 /// What a backend offers inside one write transaction for one agent.
@@ -375,10 +403,15 @@ pub fn ingest_checked<T: IngestTarget>(
             raise(t, &mut tally, e.seq, AlertKind::IdReused, detail)?;
             continue;
         }
+        let prev = if e.seq == 1 {
+            None
+        } else {
+            t.stored(e.seq - 1)?
+        };
         let expected_prev = if e.seq == 1 {
             Some(GENESIS_HASH.to_owned())
         } else {
-            t.stored(e.seq - 1)?.map(|l| l.hash)
+            prev.as_ref().map(|l| l.hash.clone())
         };
         let mut chain_ok = true;
         if let Some(expected) = expected_prev
@@ -392,7 +425,8 @@ pub fn ingest_checked<T: IngestTarget>(
             );
             raise(t, &mut tally, e.seq, AlertKind::ChainBreak, detail)?;
         }
-        if let Some(next) = t.stored(e.seq + 1)?
+        let next = t.stored(e.seq + 1)?;
+        if let Some(next) = &next
             && next.prev_hash != e.hash
         {
             let detail = format!(
@@ -403,6 +437,18 @@ pub fn ingest_checked<T: IngestTarget>(
                 e.hash
             );
             raise(t, &mut tally, e.seq + 1, AlertKind::ChainBreak, detail)?;
+        }
+        if let Some(detail) = prev
+            .as_ref()
+            .and_then(|p| time_backwards(p.at, e.at, e.seq))
+        {
+            raise(t, &mut tally, e.seq, AlertKind::TimeBackwards, detail)?;
+        }
+        if let Some(detail) = next
+            .as_ref()
+            .and_then(|n| time_backwards(e.at, n.at, e.seq + 1))
+        {
+            raise(t, &mut tally, e.seq + 1, AlertKind::TimeBackwards, detail)?;
         }
         let refused = refusal(t, e)?;
         let is_refused = refused.is_some();
@@ -479,6 +525,7 @@ mod tests {
             Ok(self.entries.get(&seq).map(|e| Link {
                 hash: e.hash.clone(),
                 prev_hash: e.prev_hash.clone(),
+                at: e.at,
             }))
         }
         fn seq_of_id(&mut self, id: &Uuid) -> Result<Option<u64>, Self::Error> {
@@ -525,11 +572,17 @@ mod tests {
     }
 
     fn chain(n: u64) -> Vec<JournalEntry> {
-        let gate = GateId::parse("G1").expect("gate");
         let at: Timestamp = "2026-01-01T00:00:00Z".parse().expect("ts");
+        chain_at(&vec![at; usize::try_from(n).expect("n")])
+    }
+
+    /// A chain whose entries carry the agent times `times`, in sequence order.
+    fn chain_at(times: &[Timestamp]) -> Vec<JournalEntry> {
+        let gate = GateId::parse("G1").expect("gate");
         let mut prev = GENESIS_HASH.to_owned();
-        (1..=n)
-            .map(|seq| {
+        (1..)
+            .zip(times)
+            .map(|(seq, &at)| {
                 let body = EventBody::IntegrityAlert {
                     what: "t".into(),
                     detail: seq.to_string(),
@@ -554,6 +607,29 @@ mod tests {
             Ok(t) => t,
             Err(never) => match never {},
         }
+    }
+
+    #[test]
+    fn an_entry_whose_time_runs_back_beyond_the_slack_is_flagged_in_any_arrival_order() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().expect("ts");
+        let s = SignedDuration::from_secs;
+        // 2 s back is within the slack; 20 s back (seq 4) is a clock stepped back.
+        let times = [t0, t0 + s(10), t0 + s(8), t0 - s(10), t0 - s(9)];
+        let c = chain_at(&times);
+        let mut m = Mem::default();
+        let t = ingest(&mut m, &c);
+        assert_eq!(t.stored, 5, "stored with effect");
+        assert_eq!(m.alerts, vec![(4, AlertKind::TimeBackwards)]);
+        assert!(
+            t.alerts[0].contains("TIME_BACKWARDS at seq 4"),
+            "{:?}",
+            t.alerts
+        );
+        // The later entry arriving first: found when its predecessor arrives.
+        let mut m = Mem::default();
+        ingest(&mut m, &[c[3].clone(), c[4].clone()]);
+        ingest(&mut m, &c[..3]);
+        assert_eq!(m.alerts, vec![(4, AlertKind::TimeBackwards)]);
     }
 
     #[test]

@@ -158,6 +158,10 @@ pub enum AlertKind {
     /// An officer action names a transaction its gate journaled on another lane (kept,
     /// no effect).
     ForeignLane,
+    /// An entry's agent time runs back more than [`crate::ingest::TIME_BACKWARDS_SLACK`]
+    /// from the entry before it in the gate's chain (by sequence): the gate's clock was
+    /// stepped back, so its times are not evidence of order (stored, with effect).
+    TimeBackwards,
 }
 
 impl AlertKind {
@@ -174,6 +178,7 @@ impl AlertKind {
             Self::ForeignGate => "FOREIGN_GATE",
             Self::ForeignTransaction => "FOREIGN_TRANSACTION",
             Self::ForeignLane => "FOREIGN_LANE",
+            Self::TimeBackwards => "TIME_BACKWARDS",
         }
     }
 }

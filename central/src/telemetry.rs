@@ -92,6 +92,7 @@ pub fn describe() {
         AlertKind::ForeignGate,
         AlertKind::ForeignTransaction,
         AlertKind::ForeignLane,
+        AlertKind::TimeBackwards,
     ] {
         metrics::counter!("central_integrity_alerts_total", "kind" => kind.as_str()).increment(0);
     }

@@ -84,6 +84,7 @@ conformance!(
     entries_dated_at_the_ends_of_the_calendar_are_stored,
     console_logins_and_logouts_are_stored_and_another_gates_are_refused,
     lane_control_and_refused_trucks_are_stored_under_their_lane,
+    an_entry_whose_agent_time_runs_back_is_stored_with_a_time_backwards_alert,
 );
 
 const NO_GAP_ALERT: SignedDuration = SignedDuration::from_hours(24);
@@ -746,6 +747,7 @@ fn lane_control_and_refused_trucks_are_stored_under_their_lane(s: &dyn Store) {
             oldest_unacked_at: None,
             version: "test".into(),
             closed_lanes: vec![closed.clone()],
+            clock: None,
         },
         received_at: now(),
         clock_offset_ms: 0,
@@ -783,6 +785,53 @@ fn text_with_control_characters_is_stored_and_read_back_unchanged(s: &dyn Store)
     assert!(alert.detail.contains('\u{0}'), "{alert:?}");
     let case = s.case(alert.case_id.expect("case")).expect("case");
     assert!(case.is_some());
+}
+
+fn an_entry_whose_agent_time_runs_back_is_stored_with_a_time_backwards_alert(s: &dyn Store) {
+    // The gate's clock is stepped back 60 s between seq 2 and seq 3; seq 3 arrives last,
+    // after seq 4, so both the predecessor and the successor checks are exercised.
+    let g = gate("G1");
+    let t0 = ts("2026-03-01T10:15:00Z");
+    let mut prev = GENESIS_HASH.to_owned();
+    let mut entries = Vec::new();
+    for (seq, back) in [(1, 0), (2, 1), (3, -59), (4, -58)] {
+        let at = t0 + SignedDuration::from_secs(back);
+        let e =
+            JournalEntry::new_chained(g.clone(), seq, Uuid::now_v7(), at, prev, fast_decision(&g))
+                .expect("entry");
+        prev = e.hash.clone();
+        entries.push(e);
+    }
+    let first = ingest(
+        s,
+        &[entries[0].clone(), entries[1].clone(), entries[3].clone()],
+    );
+    assert!(first.tally.alerts.is_empty(), "{:?}", first.tally.alerts);
+    let out = ingest(s, &[entries[2].clone()]);
+    assert_eq!(
+        (out.tally.stored, out.acked_through),
+        (1, 4),
+        "stored, with effect"
+    );
+    assert_eq!(alert_kinds(s), vec![AlertKind::TimeBackwards]);
+    let alert = s.alerts(10).expect("alerts").remove(0);
+    assert_eq!(alert.seq, 3);
+    assert!(alert.detail.contains("went back"), "{alert:?}");
+    assert!(alert.case_id.is_some(), "the alert opened a case");
+    let again = ingest(s, &[entries[2].clone()]);
+    assert_eq!(again.tally.duplicates, 1);
+    assert_eq!(s.alerts(10).expect("alerts").len(), 1, "same alert once");
+    // Central keeps the gate's order: the chain by sequence, every entry flagged intact.
+    let stored = all_events(
+        s,
+        EventQuery {
+            gate: Some(g),
+            ..query()
+        },
+    );
+    let mut seqs: Vec<u64> = stored.iter().map(|(_, seq)| *seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
 }
 
 fn entries_dated_at_the_ends_of_the_calendar_are_stored(s: &dyn Store) {

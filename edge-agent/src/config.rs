@@ -30,9 +30,9 @@ use toml::de::DeTable;
 use self::raw::RawConfig;
 use self::span::{line_of, path_at};
 pub use self::types::{
-    CentralConfig, ClientIdentity, Config, ConfigError, ConsoleConfig, ConsoleTls, DeviceConfig,
-    DeviceKind, GateConfig, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, MqttTls,
-    PayloadFormat, PinnedKey, Secret, StoreConfig, TopicMap,
+    CentralConfig, ClientIdentity, ClockConfig, Config, ConfigError, ConsoleConfig, ConsoleTls,
+    DeviceConfig, DeviceKind, GateConfig, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind,
+    MqttTls, PayloadFormat, PinnedKey, Secret, StoreConfig, TopicMap,
 };
 use self::validate::Validator;
 pub use self::validate::is_loopback_url;

@@ -185,7 +185,8 @@ fn weight(code: ReasonCode) -> Weight {
         | R::UnreadableRead
         | R::JournalUnavailable
         | R::ReplicaUnreadable
-        | R::AgentRestarted => Weight::Standard,
+        | R::AgentRestarted
+        | R::ClockUntrusted => Weight::Standard,
         R::AllChecksPassed
         | R::ESealLowBattery
         | R::MraRecognised

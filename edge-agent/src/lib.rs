@@ -36,12 +36,15 @@
 //! - [`telemetry`]: the Prometheus recorder and its buckets, every metric family's
 //!   description, the series present from the start, build info, `process_*` series and
 //!   the periodic gauges.
+//! - [`clock`]: trusted time: the clock measured against central on every exchange
+//!   (sans-IO filter and its shell), the host's synchronisation state, board drift.
 //! - [`runtime`]: wiring and shutdown; nothing imports it.
 
 pub mod actuators;
 pub mod api;
 pub mod assembler;
 pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod decider;

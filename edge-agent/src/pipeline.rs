@@ -18,6 +18,9 @@
 //! events: the truck that was in the lane when the agent stopped gets its own
 //! transaction again, decided when it leaves, with `AGENT_RESTARTED` (never FAST: reads
 //! made while the agent was down may be missing).
+//!
+//! While the gate's clock is off from central's beyond `clock.max_offset`
+//! ([`crate::clock`]), every decision gets `CLOCK_UNTRUSTED` and FAST becomes STANDARD.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -35,6 +38,7 @@ use uuid::Uuid;
 
 use crate::actuators::Actuators;
 use crate::assembler::{Assembler, AssemblerEvent, AssemblerOutput, RawRead};
+use crate::clock::{Clock, ClockView};
 use crate::config::LaneConfig;
 use crate::decider::{Policy, decide};
 use crate::journal::Journal;
@@ -69,6 +73,8 @@ pub struct Pipeline {
     /// The sources log lane events ([`crate::readlog`]): replay the log at start and
     /// remove events from it with the journal writes that account for them.
     pub read_log: bool,
+    /// The clock's trust: an untrusted clock gives no FAST (`CLOCK_UNTRUSTED`).
+    pub clock: Arc<Clock>,
 }
 
 /// The task's own state besides the assembler: which transactions were rebuilt from the
@@ -421,6 +427,44 @@ fn restarted_decision(decision: &mut Decision, routes: &crate::decider::Routes) 
         .push(Reason::new(ReasonCode::AgentRestarted));
 }
 
+/// Adds `CLOCK_UNTRUSTED` to a decision made while the gate's clock is off from
+/// central's beyond the bound: the times it records are not evidence, so FAST becomes
+/// STANDARD. The detail says by how much and which way.
+pub fn clock_decision(decision: &mut Decision, routes: &crate::decider::Routes, clock: &ClockView) {
+    if clock.trusted {
+        return;
+    }
+    if decision.decision == LaneDecision::Fast {
+        decision.decision = LaneDecision::Standard;
+        decision
+            .reasons
+            .retain(|r| r.code != ReasonCode::AllChecksPassed);
+        decision.route = routes.standard.clone();
+    }
+    let mut r =
+        Reason::new(ReasonCode::ClockUntrusted).with("max_offset_ms", clock.max_offset.as_millis());
+    if let Some(s) = clock.sample() {
+        r = r
+            .with("offset_ms", s.offset.as_millis())
+            .with(
+                "clock",
+                if s.offset.is_negative() {
+                    "gate behind central"
+                } else {
+                    "gate ahead of central"
+                },
+            )
+            .with("measured_at", s.at);
+    }
+    // After the INSPECT and STANDARD reasons, before the informational ones.
+    let at = decision
+        .reasons
+        .iter()
+        .position(|r| crate::decider::outcome_of(r.code).is_none())
+        .unwrap_or(decision.reasons.len());
+    decision.reasons.insert(at, r);
+}
+
 /// A decided transaction waiting for its journal answer.
 struct Prepared {
     decision: Decision,
@@ -489,6 +533,7 @@ async fn prepare(shared: &Pipeline, closing: Closing) -> anyhow::Result<Prepared
     let routes = lane_cfg.routes.clone();
     let policy = shared.policy.clone();
     let store = shared.store.clone();
+    let clock = shared.clock.clone();
     let started = std::time::Instant::now();
     tokio::task::spawn_blocking(move || {
         let now = Timestamp::now();
@@ -503,6 +548,7 @@ async fn prepare(shared: &Pipeline, closing: Closing) -> anyhow::Result<Prepared
         if restored {
             restarted_decision(&mut decision, &routes);
         }
+        clock_decision(&mut decision, &routes, &clock.view());
         Prepared {
             decision,
             tx,

@@ -329,11 +329,13 @@ async fn fetch(
     timeout: Duration,
 ) -> Result<SignedEnvelope, Failure> {
     let (instance, req) = client.get(path, timeout);
+    let t1 = jiff::Timestamp::now();
     let resp = req
         .send()
         .await
         .inspect_err(|_| client.failed(instance))
         .context("registry request failed")?;
+    client.observe(t1, &resp);
     if resp.status().is_server_error() {
         client.failed(instance);
     }

@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::actuators::Actuators;
 use crate::assembler::Assembler;
+use crate::clock::Clock;
 use crate::config::{Config, DeviceKind};
 use crate::journal::Journal;
 use crate::live::HealthReporter;
@@ -111,8 +112,14 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         Some(tls) => Some(console_tls(tls).await?),
         None => None,
     };
+    let clock = Arc::new(Clock::new(
+        cfg.clock.max_offset,
+        Some(Clock::file_beside(&cfg.store.path)),
+    ));
     let central = match &cfg.central {
-        Some(c) => Some(crate::uplink::CentralClient::new(c, &cfg.gate.id)?),
+        Some(c) => {
+            Some(crate::uplink::CentralClient::new(c, &cfg.gate.id)?.with_clock(clock.clone()))
+        }
         None => None,
     };
 
@@ -214,6 +221,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         live: live.clone(),
         actuators: actuators.clone(),
         read_log: true,
+        clock: clock.clone(),
     });
     tracker.spawn(crate::pipeline::run(
         pipeline,
@@ -241,6 +249,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         gate: cfg.gate.id.clone(),
         journal: journal.clone(),
         devices: devices.clone(),
+        clock: clock.clone(),
         shutdown: shutdown.clone(),
     };
     let final_flush = central
@@ -275,6 +284,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         events: events_tx,
         metrics,
         central_configured: central.is_some(),
+        clock,
         shutdown: shutdown.clone(),
         console,
     };

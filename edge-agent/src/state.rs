@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actuators::Actuators;
 use crate::assembler::AssemblerEvent;
+use crate::clock::Clock;
 use crate::config::LaneConfig;
 use crate::console::auth::Console;
 use crate::journal::Journal;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Whether a central is configured (a growing backlog then means it is unreachable).
     pub central_configured: bool,
+    /// The gate's clock against central's (the console's clock banner).
+    pub clock: Arc<Clock>,
     /// Ends the live feeds at shutdown.
     pub shutdown: CancellationToken,
     /// Accounts, sessions, login limits.

@@ -212,6 +212,24 @@ pub fn describe() {
         "1 when the last uplink call to central succeeded, else 0."
     );
     describe_gauge!(
+        "aeogate_clock_offset_seconds",
+        Unit::Seconds,
+        "This gate's clock minus central's, as last measured (positive: the gate is ahead)."
+    );
+    describe_gauge!(
+        "aeogate_clock_trusted",
+        "1 while the gate's clock is within clock.max_offset of central's (FAST possible), else 0."
+    );
+    describe_gauge!(
+        "aeogate_clock_host_synced",
+        "1 when the host's kernel reports its clock synchronised (adjtimex), else 0."
+    );
+    describe_gauge!(
+        "aeogate_board_clock_drift_seconds",
+        Unit::Seconds,
+        "A lane board's uptime advance minus the agent's elapsed time since the board's first heartbeat of this session, by device."
+    );
+    describe_gauge!(
         "aeogate_build_info",
         "Always 1; the labels name the running agent's version."
     );

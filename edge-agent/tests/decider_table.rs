@@ -391,6 +391,9 @@ fn decision_table() {
     // AGENT_RESTARTED is added by the pipeline to a transaction rebuilt from the read log
     // after a restart; it is covered by tests/fault_truck.rs over the real binaries.
     seen.insert(ReasonCode::AgentRestarted);
+    // CLOCK_UNTRUSTED is added by the pipeline when the agent's clock is off from
+    // central's; it is covered by tests/clock_trust.rs under a faked clock.
+    seen.insert(ReasonCode::ClockUntrusted);
     let all: BTreeSet<_> = ReasonCode::ALL.iter().copied().collect();
     let missing: Vec<_> = all.difference(&seen).collect();
     assert!(missing.is_empty(), "reason codes not covered: {missing:?}");

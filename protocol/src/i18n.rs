@@ -172,6 +172,9 @@ pub fn reason_text(code: ReasonCode, lang: Lang) -> &'static str {
             R::AgentRestarted => {
                 "El sistema de la puerta se reinició mientras este camión estaba en el carril: prioridad suspendida"
             }
+            R::ClockUntrusted => {
+                "El reloj de la puerta no es fiable: prioridad suspendida hasta que se corrija"
+            }
         },
         Lang::Pt => match code {
             R::AllChecksPassed => {
@@ -219,6 +222,9 @@ pub fn reason_text(code: ReasonCode, lang: Lang) -> &'static str {
             }
             R::AgentRestarted => {
                 "O sistema do portão reiniciou enquanto este caminhão estava na faixa: prioridade suspensa"
+            }
+            R::ClockUntrusted => {
+                "O relógio do portão não é confiável: prioridade suspensa até que seja corrigido"
             }
         },
     }

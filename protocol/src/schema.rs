@@ -394,6 +394,10 @@ reason_codes! {
     /// its transaction was rebuilt from the reads logged before the restart, and reads
     /// made while the agent was down may be missing, so it grants no priority.
     AgentRestarted = "AGENT_RESTARTED", "The gate system restarted while this truck was in the lane: priority suspended";
+    /// The gate's clock is off from central's by more than the configured bound (or
+    /// cannot be checked and the host does not keep it synchronised): the times recorded
+    /// as evidence cannot be trusted, so no priority is granted.
+    ClockUntrusted = "CLOCK_UNTRUSTED", "The gate's clock cannot be trusted: priority suspended until it is corrected";
 }
 
 impl fmt::Display for ReasonCode {
@@ -598,7 +602,9 @@ impl<'de> Deserialize<'de> for LaneSignal {
         Self::parse(&word).ok_or_else(|| {
             serde::de::Error::unknown_variant(
                 &word,
-                &["FAST", "STANDARD", "INSPECT", "WAITING", "CLOSED", "OFFLINE"],
+                &[
+                    "FAST", "STANDARD", "INSPECT", "WAITING", "CLOSED", "OFFLINE",
+                ],
             )
         })
     }
@@ -1404,6 +1410,40 @@ pub struct Heartbeat {
     /// Lanes closed by a supervisor (empty from agents that predate lane control).
     #[serde(default)]
     pub closed_lanes: Vec<ClosedLane>,
+    /// The agent's own measurement of its clock against central's (NTP-style, over its
+    /// requests to central). Additive: absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockReport>,
+}
+
+/// The response header central stamps on every answer: when it received the request and
+/// when it answered, its own clock, `"<received>, <sent>"` (two RFC 3339 timestamps).
+/// Agents measure their clock against it NTP-style (docs/clock.md).
+pub const TIME_HEADER: &str = "x-aeogate-time";
+
+/// How far the agent's clock is from central's, as the agent measured it (docs/clock.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockReport {
+    /// Agent clock minus central clock, in milliseconds: positive when the gate is ahead.
+    /// `None` when no exchange with central has been measured yet.
+    #[serde(default)]
+    pub offset_ms: Option<i64>,
+    /// Round-trip delay of the sample the offset comes from (ms); the offset is known to
+    /// within half of it.
+    #[serde(default)]
+    pub delay_ms: Option<i64>,
+    /// Whether the agent trusts its clock (offset within its `clock.max_offset`), i.e.
+    /// may grant FAST.
+    pub trusted: bool,
+    /// The host's own synchronisation state (kernel `adjtimex`): `None` when unknown.
+    #[serde(default)]
+    pub host_synced: Option<bool>,
+    /// The bound the agent applies (ms).
+    #[serde(default)]
+    pub max_offset_ms: i64,
+    /// When the sample was taken (agent clock).
+    #[serde(default)]
+    pub measured_at: Option<Timestamp>,
 }
 
 #[cfg(test)]

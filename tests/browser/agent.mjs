@@ -222,6 +222,19 @@ try {
     await shot(p, file);
     await ctx.close();
   }
+
+  // --- the gate's clock off from central's: banner, no FAST ----------------------------
+  await ask("@@degrade:clock");
+  const clockCtx = await chrome.newContext(VIEW);
+  const clockPage = await login(clockCtx, "ana.officer");
+  await ask("@@arrive:fast");
+  await clockPage.waitForSelector('#lane-live[data-decision="STANDARD"]', { timeout: 15000 });
+  await clockPage.waitForSelector("#lane-live .banner li.clock", { timeout: 10000 });
+  const clockText = await clockPage.textContent("#lane-live");
+  check(clockText.includes("Clock untrusted: this gate is ahead of central by 10.0 s"), "the banner says the gate's clock is ahead and by how much");
+  check(clockText.includes("The gate's clock cannot be trusted"), "the reason says why the truck is not FAST");
+  await shot(clockPage, "agent-clock-untrusted.png");
+  await clockCtx.close();
   await chrome.close();
   console.log("done");
   process.exit(0);

@@ -154,6 +154,10 @@ try {
   check(/revoked/i.test(await revoked.innerText()), 'the revoked gate says so in words, not by colour alone');
   const closedLane = await page.locator('article[data-gate="PORT1-G2"] .closed-lane[data-lane="L2"]').innerText();
   check(closedLane.includes('CLOSED') && closedLane.includes('loop repair'), 'the closed lane is listed with its reason');
+  const g2clock = await page.locator('article[data-gate="PORT1-G2"] dd.clock').innerText();
+  check(g2clock.includes('gate ahead by 3.2 s') && g2clock.includes('UNTRUSTED'), `the measured offset and its trust are in words (${g2clock})`);
+  const g1clock = await page.locator('article[data-gate="PORT1-G1"] dd.clock').innerText();
+  check(g1clock.includes('gate ahead by 0.0 s') && g1clock.includes('within bound'), `a trusted clock says so (${g1clock})`);
   await shot(page, 'gates');
 
   // 7. Charts render as SVG with data.

@@ -9,11 +9,12 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
-use maud::html;
+use maud::{Markup, html};
+use protocol::i18n::Lang;
 
 use super::session::UiSession;
 use super::{Nav, T, fmt_duration, fmt_time, internal, layout};
-use crate::model::GateStatus;
+use crate::model::{GateHealth, GateStatus};
 use crate::service::Central;
 
 /// Clock offset beyond which a gate's timestamps are suspect (ms).
@@ -57,14 +58,54 @@ pub fn classify(g: &GateStatus, now: Timestamp) -> (Health, Vec<String>) {
             None => why.push("no replica".into()),
             Some(_) => {}
         }
-        if h.clock_offset_ms.abs() > CLOCK_WARN_MS {
-            why.push(format!("clock off by {} ms", h.clock_offset_ms));
+        match &h.heartbeat.clock {
+            Some(c) if !c.trusted => why.push(format!(
+                "clock untrusted ({})",
+                c.offset_ms
+                    .map_or_else(|| "not measured".into(), |o| format!("{o:+} ms"))
+            )),
+            Some(_) => {}
+            None if h.clock_offset_ms.abs() > CLOCK_WARN_MS => {
+                why.push(format!("clock off by {} ms", h.clock_offset_ms));
+            }
+            None => {}
         }
     }
     if why.is_empty() {
         (Health::Healthy, why)
     } else {
         (Health::Degraded, why)
+    }
+}
+
+/// The clock offset of a gate: the agent's own NTP-style measurement when its heartbeat
+/// carries one ("gate ahead by 3.2 s", with its trust in words, not colour alone), else
+/// central's estimate from the heartbeat's arrival.
+fn clock_cell(h: &GateHealth, l: Lang) -> Markup {
+    let words = |ms: i64| {
+        #[allow(clippy::cast_precision_loss)]
+        let s = format!("{:.1} s", ms.unsigned_abs() as f64 / 1000.0);
+        if ms < 0 {
+            format!("{} {s}", T::GateBehind.get(l))
+        } else {
+            format!("{} {s}", T::GateAhead.get(l))
+        }
+    };
+    match &h.heartbeat.clock {
+        Some(c) => html! {
+            dd class=(if c.trusted { "clock" } else { "clock warn" }) data-offset-ms=[c.offset_ms] data-trusted=(c.trusted) {
+                @if let Some(o) = c.offset_ms { (words(o)) }
+                " · "
+                @if c.trusted { (T::ClockWithinBound.get(l)) } @else { strong { "⚠ " (T::ClockUntrusted.get(l)) } }
+            }
+        },
+        // Central's estimate is its receive time minus the agent's send time: positive
+        // when the gate is behind.
+        None => html! {
+            dd class=(if h.clock_offset_ms.abs() > CLOCK_WARN_MS { "clock warn" } else { "clock" }) {
+                (words(-h.clock_offset_ms)) " (" (T::ClockEstimated.get(l)) ")"
+            }
+        },
     }
 }
 
@@ -121,7 +162,7 @@ pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
                                 @if down.is_empty() { (T::None.get(l)) }
                                 @for d in down { span.fault { (d.device) @if let Some(lane) = &d.lane { " (" (lane) ")" } ": " (d.detail) } " " } }
                             dt { (T::ClockOffset.get(l)) }
-                            dd class=(if h.clock_offset_ms.abs() > CLOCK_WARN_MS { "warn" } else { "" }) { (h.clock_offset_ms) " ms" }
+                            (clock_cell(h, l))
                         }
                         dt { (T::Acked.get(l)) } dd { (g.acked_through) }
                         dt { (T::EventsStored.get(l)) } dd { (g.events_stored) }
@@ -135,4 +176,86 @@ pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
     r.headers_mut()
         .insert("refresh", axum::http::HeaderValue::from_static("15"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::schema::{ClockReport, GateId, Heartbeat, SCHEMA_VERSION};
+
+    fn gate(clock: Option<ClockReport>, central_estimate_ms: i64) -> GateStatus {
+        let now = Timestamp::now();
+        GateStatus {
+            gate: GateId::parse("PORT1-G1").expect("gate"),
+            port: "PORT1".into(),
+            stale: false,
+            last_heartbeat: Some(GateHealth {
+                heartbeat: Heartbeat {
+                    v: SCHEMA_VERSION,
+                    agent: GateId::parse("PORT1-G1").expect("gate"),
+                    at: now,
+                    devices: Vec::new(),
+                    replica_seq: 1,
+                    replica_as_of: Some(now),
+                    journal_head: 0,
+                    acked_seq: 0,
+                    backlog: 0,
+                    oldest_unacked_at: None,
+                    version: "0".into(),
+                    closed_lanes: Vec::new(),
+                    clock,
+                },
+                received_at: now,
+                clock_offset_ms: central_estimate_ms,
+            }),
+            acked_through: 0,
+            events_stored: 0,
+            revoked_at: None,
+        }
+    }
+
+    fn report(offset_ms: i64, trusted: bool) -> ClockReport {
+        ClockReport {
+            offset_ms: Some(offset_ms),
+            delay_ms: Some(2),
+            trusted,
+            host_synced: None,
+            max_offset_ms: 2_000,
+            measured_at: None,
+        }
+    }
+
+    #[test]
+    fn an_untrusted_clock_degrades_the_gate_and_its_own_measurement_wins() {
+        let now = Timestamp::now();
+        let (h, why) = classify(&gate(Some(report(3_200, false)), 0), now);
+        assert_eq!(h, Health::Degraded);
+        assert_eq!(why, vec!["clock untrusted (+3200 ms)".to_owned()]);
+        // Central's own estimate is only a fallback: a trusted measurement wins over it.
+        let (h, _) = classify(&gate(Some(report(10, true)), 9_000), now);
+        assert_eq!(h, Health::Healthy);
+        let (h, _) = classify(&gate(None, 9_000), now);
+        assert_eq!(h, Health::Degraded);
+    }
+
+    #[test]
+    fn the_offset_is_said_in_words_ahead_or_behind() {
+        let g = gate(Some(report(-3_200, false)), 0);
+        let h = g.last_heartbeat.as_ref().expect("heartbeat");
+        let html = clock_cell(h, Lang::En).into_string();
+        assert!(html.contains("gate behind by 3.2 s"), "{html}");
+        assert!(html.contains("UNTRUSTED"), "{html}");
+        let html = clock_cell(h, Lang::Es).into_string();
+        assert!(
+            html.contains("puerta atrasada 3.2 s") && html.contains("NO FIABLE"),
+            "{html}"
+        );
+        // An older agent: central's estimate (receive minus send; positive = behind).
+        let g = gate(None, 1_500);
+        let html = clock_cell(g.last_heartbeat.as_ref().expect("hb"), Lang::En).into_string();
+        assert!(
+            html.contains("gate behind by 1.5 s") && html.contains("estimated"),
+            "{html}"
+        );
+    }
 }

@@ -113,6 +113,11 @@ protocol::ui_text! {
     DeviceFaults => "Device faults", "Fallas de dispositivos", "Falhas de dispositivos";
     None => "none", "ninguna", "nenhuma";
     ClockOffset => "Clock offset", "Desfase de reloj", "Desvio do relógio";
+    GateAhead => "gate ahead by", "puerta adelantada", "portão adiantado";
+    GateBehind => "gate behind by", "puerta atrasada", "portão atrasado";
+    ClockUntrusted => "UNTRUSTED: no FAST at this gate", "NO FIABLE: sin carril RÁPIDO en esta puerta", "NÃO CONFIÁVEL: sem faixa RÁPIDA neste portão";
+    ClockWithinBound => "within bound", "dentro del límite", "dentro do limite";
+    ClockEstimated => "estimated from the heartbeat's arrival", "estimado por la llegada del latido", "estimado pela chegada do sinal";
     Acked => "Acknowledged through", "Confirmado hasta", "Confirmado até";
     EventsStored => "Events stored", "Eventos almacenados", "Eventos armazenados";
     NoGates => "No gate has registered yet.", "Ninguna puerta se ha registrado aún.", "Nenhum portão se registrou ainda.";

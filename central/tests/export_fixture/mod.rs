@@ -373,8 +373,10 @@ pub async fn gate_day(tweak: impl FnOnce(&mut Config)) -> GateDay {
         },
     };
 
+    // Journaled in the order the gate made them (central flags an agent time that runs
+    // back, TIME_BACKWARDS): the inspection result of 10:10 before the 11:00 truck.
     let mut bodies = Vec::new();
-    for t in [&fast, &standard, &mismatch, &intact, &hold, &bobtail] {
+    for t in [&fast, &standard, &mismatch, &intact] {
         bodies.extend(t.bodies());
     }
     bodies.push((
@@ -383,7 +385,9 @@ pub async fn gate_day(tweak: impl FnOnce(&mut Config)) -> GateDay {
             action: intact_action.clone(),
         },
     ));
-    bodies.extend(next_day.bodies());
+    for t in [&hold, &bobtail, &next_day] {
+        bodies.extend(t.bodies());
+    }
     ingest(c, &gate(GATE), &chain_at(&gate(GATE), bodies)).await;
 
     let mut other = Truck::new("P1-G2", "L1", "2026-03-04T08:05:00Z", LaneDecision::Fast);

@@ -28,6 +28,8 @@ pub(super) struct RawConfig {
     pub(super) policy: RawPolicy,
     #[serde(default)]
     pub(super) console: RawConsole,
+    #[serde(default)]
+    pub(super) clock: RawClock,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +254,25 @@ impl Default for RawConsole {
             tls_key: None,
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClock {
+    #[serde(with = "humantime_serde", default = "default_max_offset")]
+    pub(super) max_offset: Duration,
+}
+
+impl Default for RawClock {
+    fn default() -> Self {
+        Self {
+            max_offset: default_max_offset(),
+        }
+    }
+}
+
+fn default_max_offset() -> Duration {
+    Duration::from_secs(2)
 }
 
 fn default_true() -> bool {

@@ -24,6 +24,14 @@ pub struct Config {
     pub central: Option<CentralConfig>,
     pub policy: Policy,
     pub console: ConsoleConfig,
+    pub clock: ClockConfig,
+}
+
+/// How far the gate's clock may be from central's (`[clock]`, docs/clock.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockConfig {
+    /// An offset measured beyond this never yields FAST (`CLOCK_UNTRUSTED`); default 2 s.
+    pub max_offset: Duration,
 }
 
 /// The gate this agent runs.

@@ -11,14 +11,14 @@ use std::time::Duration;
 use toml::de::DeTable;
 
 use super::raw::{
-    RawCentral, RawConfig, RawConsole, RawDevice, RawDeviceKind, RawGate, RawLane, RawLlrpReader,
-    RawMqtt, RawPolicy, RawStore,
+    RawCentral, RawClock, RawConfig, RawConsole, RawDevice, RawDeviceKind, RawGate, RawLane,
+    RawLlrpReader, RawMqtt, RawPolicy, RawStore,
 };
 use super::span::{KeyPath, Seg, line_of, offset_of};
 use super::types::{
-    CentralConfig, ClientIdentity, Config, ConfigError, ConsoleConfig, ConsoleTls, DeviceConfig,
-    DeviceKind, GateConfig, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind, MqttTls,
-    PayloadFormat, PinnedKey, Secret, StoreConfig, TopicMap,
+    CentralConfig, ClientIdentity, ClockConfig, Config, ConfigError, ConsoleConfig, ConsoleTls,
+    DeviceConfig, DeviceKind, GateConfig, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind,
+    MqttTls, PayloadFormat, PinnedKey, Secret, StoreConfig, TopicMap,
 };
 use crate::decider::{Policy, Routes};
 
@@ -117,6 +117,7 @@ impl Validator<'_> {
             ));
         }
         let console = self.console(&raw.console)?;
+        let clock = self.clock(&raw.clock)?;
         Ok(Config {
             gate,
             lanes,
@@ -127,7 +128,20 @@ impl Validator<'_> {
             central,
             policy,
             console,
+            clock,
         })
+    }
+
+    /// `[clock]`: a positive bound of at most an hour (beyond that the check means
+    /// nothing: a gate an hour off would still be trusted).
+    fn clock(&self, c: &RawClock) -> Result<ClockConfig, ConfigError> {
+        use Seg::Key;
+        let path = || vec![Key("clock"), Key("max_offset")];
+        let max_offset = self.positive(path(), c.max_offset)?;
+        if max_offset > Duration::from_secs(3600) {
+            return Err(self.err(path(), "must be at most 1h (a larger bound checks nothing)"));
+        }
+        Ok(ClockConfig { max_offset })
     }
 
     fn gate(&self, g: RawGate) -> Result<GateConfig, ConfigError> {
@@ -826,6 +840,23 @@ mod tests {
 
     fn error(llrp: &str) -> String {
         load(llrp).expect_err("invalid").to_string()
+    }
+
+    #[test]
+    fn clock_bound_defaults_to_two_seconds_and_is_checked() {
+        let cfg = load("").expect("loads");
+        assert_eq!(cfg.clock.max_offset, std::time::Duration::from_secs(2));
+        let cfg = load("[clock]\nmax_offset = \"500ms\"\n").expect("loads");
+        assert_eq!(cfg.clock.max_offset, std::time::Duration::from_millis(500));
+        let e = error("[clock]\nmax_offset = \"0s\"\n");
+        assert!(e.contains("clock.max_offset") && e.contains("line"), "{e}");
+        let e = error("[clock]\nmax_offset = \"2h\"\n");
+        assert!(
+            e.contains("clock.max_offset") && e.contains("at most 1h"),
+            "{e}"
+        );
+        let e = error("[clock]\nmax_offset = \"soon\"\n");
+        assert!(e.contains("max_offset"), "{e}");
     }
 
     #[test]

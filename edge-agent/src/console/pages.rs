@@ -323,9 +323,23 @@ fn banner(st: &GateStatus, lane: &LaneId, lang: Lang) -> Markup {
                     @for d in &down { li { (T::DeviceDown.get(lang)) ": " (d.device) " — " (d.detail) } }
                     @if st.replica.stale { li { (T::ReplicaStale.get(lang)) } }
                     @if st.central_down { li { (T::CentralDown.get(lang)) ": " (st.backlog) } }
+                    @if !st.clock.trusted { li.clock { (clock_line(&st.clock, lang)) } }
                 }
             }
         }
+    }
+}
+
+/// "Clock untrusted: this gate is ahead of central by 10.0 s — no FAST …".
+fn clock_line(clock: &crate::clock::ClockView, lang: Lang) -> Markup {
+    let offset = clock.offset();
+    html! {
+        @if let Some(o) = offset {
+            (if o.is_negative() { T::ClockBehind.get(lang) } else { T::ClockAhead.get(lang) })
+            " " (format!("{:.1}", o.as_secs_f64().abs())) " s"
+            " (" (T::ClockBound.get(lang)) " " (format!("{:.1}", clock.max_offset.as_secs_f64())) " s) — "
+        }
+        (T::ClockNoFast.get(lang))
     }
 }
 
@@ -969,6 +983,7 @@ fn operator_grid(s: &AppState, st: &GateStatus, f: &HourFigures, lang: Lang) -> 
                                 @for d in st.down_for(&l.lane) { li { (T::DeviceDown.get(lang)) ": " (d.device) } }
                                 @if st.replica.stale { li { (T::ReplicaStale.get(lang)) } }
                                 @if st.central_down { li { (T::CentralDown.get(lang)) ": " (st.backlog) } }
+                                @if !st.clock.trusted { li.clock { (clock_line(&st.clock, lang)) } }
                             }
                         } @else {
                             p.ok { (T::Ok.get(lang)) }
@@ -1084,6 +1099,12 @@ mod tests {
             backlog: 0,
             central_down: false,
             devices: Vec::new(),
+            clock: crate::clock::ClockView {
+                basis: crate::clock::Basis::Unmeasured,
+                trusted: true,
+                max_offset: std::time::Duration::from_secs(2),
+                host: None,
+            },
         };
         for (lang, text) in [
             (Lang::En, "Agent offline: lane closed"),

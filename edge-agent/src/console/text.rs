@@ -69,6 +69,10 @@ protocol::ui_text! {
     DeviceDown => "Device down", "Equipo fuera de servicio", "Equipamento inoperante";
     ReplicaStale => "Registry data out of date: no FAST lane possible", "Datos del registro desactualizados: no es posible el carril RÁPIDO", "Dados do cadastro desatualizados: faixa RÁPIDA indisponível";
     CentralDown => "Central unreachable; events waiting", "Central inaccesible; eventos en espera", "Central inacessível; eventos aguardando";
+    ClockAhead => "Clock untrusted: this gate is ahead of central by", "Reloj no fiable: esta puerta va adelantada respecto a central en", "Relógio não confiável: este portão está adiantado em relação à central em";
+    ClockBehind => "Clock untrusted: this gate is behind central by", "Reloj no fiable: esta puerta va atrasada respecto a central en", "Relógio não confiável: este portão está atrasado em relação à central em";
+    ClockBound => "allowed", "permitido", "permitido";
+    ClockNoFast => "no FAST lane until the clock is corrected (check NTP/chrony)", "no hay carril RÁPIDO hasta que se corrija el reloj (revise NTP/chrony)", "faixa RÁPIDA indisponível até que o relógio seja corrigido (verifique NTP/chrony)";
     SearchContainer => "Container number", "Número de contenedor", "Número do contêiner";
     Search => "Search", "Buscar", "Buscar";
     Time => "Time", "Hora", "Hora";

@@ -8,6 +8,7 @@ use protocol::schema::{
     Consignment, Decision, DeviceHealth, GateTransaction, LaneDecision, LaneId, OfficerAction,
 };
 
+use crate::clock::ClockView;
 use crate::live::LaneLive;
 use crate::replica::ReplicaStatus;
 use crate::replica::ReplicaView as _;
@@ -28,6 +29,8 @@ pub struct GateStatus {
     pub central_down: bool,
     /// Every device's health.
     pub devices: Vec<DeviceHealth>,
+    /// The gate's clock against central's.
+    pub clock: ClockView,
 }
 
 /// Gate-wide status now.
@@ -46,6 +49,7 @@ pub fn gate_status(shared: &AppState) -> GateStatus {
         backlog,
         central_down,
         devices: shared.device_health(),
+        clock: shared.clock.view(),
     }
 }
 
@@ -62,7 +66,10 @@ impl GateStatus {
     /// Whether `lane` works less than fully.
     #[must_use]
     pub fn degraded(&self, lane: &LaneId) -> bool {
-        self.replica.stale || self.central_down || !self.down_for(lane).is_empty()
+        self.replica.stale
+            || self.central_down
+            || !self.clock.trusted
+            || !self.down_for(lane).is_empty()
     }
 }
 

@@ -537,6 +537,7 @@ async fn board_session(
     let mut buf = [0u8; 256];
     let mut last_valid = Instant::now();
     let mut commands_open = true;
+    let mut drift = crate::clock::BoardDrift::default();
     loop {
         let silence_deadline = last_valid + dev.silence_timeout;
         let retransmit_at = session.next_deadline();
@@ -557,6 +558,11 @@ async fn board_session(
                         Ok(frame) => {
                             last_valid = Instant::now();
                             *progressed = true;
+                            if let Message::Heartbeat(hb) = &frame.msg
+                                && let Some(d) = drift.observe(hb.boot_id, hb.uptime_ms, std::time::Instant::now())
+                            {
+                                metrics::gauge!("aeogate_board_clock_drift_seconds", "device" => dev.name.clone()).set(d);
+                            }
                             let (ack, board_events) = session.receive(frame);
                             let lane_events: Vec<AssemblerEvent> = board_events
                                 .into_iter()

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use self::drain::{Drain, Next};
+use crate::clock::Clock;
 use crate::config::CentralConfig;
 use crate::journal::Journal;
 use crate::live::Devices;
@@ -67,6 +68,8 @@ pub struct CentralClient {
     current: Arc<AtomicUsize>,
     token: String,
     gate: GateId,
+    /// Every answer from central is a clock sample (crate::clock).
+    clock: Option<Arc<Clock>>,
 }
 
 /// Whether `url`'s host is a loopback address or `localhost`.
@@ -149,7 +152,22 @@ impl CentralClient {
             current: Arc::new(AtomicUsize::new(0)),
             token: cfg.token.clone(),
             gate: gate.clone(),
+            clock: None,
         })
+    }
+
+    /// Measures `clock` against central on every answer.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Notes the clock sample of an answer to a request sent at `t1` (agent clock).
+    pub(crate) fn observe(&self, t1: Timestamp, resp: &reqwest::Response) {
+        if let Some(clock) = &self.clock {
+            clock.observe(t1, resp.headers(), Timestamp::now());
+        }
     }
 
     /// The instance in use: its index (for [`CentralClient::failed`]) and base URL.
@@ -200,6 +218,7 @@ impl CentralClient {
     /// too new acknowledgement.
     pub async fn post_events(&self, batch: &IngestBatch) -> anyhow::Result<IngestAck> {
         let (i, base) = self.instance();
+        let t1 = Timestamp::now();
         let resp = self
             .http
             .post(format!("{base}/api/v1/agents/{}/events", self.gate))
@@ -210,6 +229,7 @@ impl CentralClient {
             .await
             .inspect_err(|_| self.failed(i))
             .with_context(|| format!("sending events to central {base}"))?;
+        self.observe(t1, &resp);
         let status = resp.status();
         if status.is_server_error() {
             self.failed(i);
@@ -236,6 +256,7 @@ impl CentralClient {
     /// Transport errors or a non-success answer.
     pub async fn post_heartbeat(&self, hb: &Heartbeat) -> anyhow::Result<()> {
         let (i, base) = self.instance();
+        let t1 = Timestamp::now();
         let resp = self
             .http
             .post(format!("{base}/api/v1/agents/{}/heartbeat", self.gate))
@@ -246,6 +267,7 @@ impl CentralClient {
             .await
             .inspect_err(|_| self.failed(i))
             .context("sending heartbeat to central")?;
+        self.observe(t1, &resp);
         if resp.status().is_server_error() {
             self.failed(i);
         }
@@ -265,6 +287,8 @@ pub struct Uplink {
     pub journal: Arc<Journal>,
     /// Device health for the heartbeat.
     pub devices: Devices,
+    /// The clock's state for the heartbeat.
+    pub clock: Arc<Clock>,
     /// Stops the loops.
     pub shutdown: CancellationToken,
 }
@@ -307,6 +331,7 @@ pub async fn heartbeat(shared: &Uplink) -> anyhow::Result<Heartbeat> {
                 since: c.since,
             })
             .collect(),
+        clock: Some(shared.clock.view().report()),
     })
 }
 

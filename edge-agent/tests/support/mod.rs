@@ -276,6 +276,7 @@ pub fn app_state(
         events: events_tx,
         metrics: edge_agent::telemetry::metrics_handle(),
         central_configured: false,
+        clock: Arc::new(edge_agent::clock::Clock::new(cfg.clock.max_offset, None)),
         shutdown: tokio_util::sync::CancellationToken::new(),
     };
     (state, events)

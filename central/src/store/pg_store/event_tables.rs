@@ -260,12 +260,13 @@ impl IngestTarget for Target<'_, '_> {
         }
         // Seqs next to the batch's were read up front; any other is read here.
         let row = self.tx.query_opt(
-            "SELECT hash, prev_hash FROM event_keys WHERE gate = $1 AND seq = $2",
+            "SELECT hash, prev_hash, at_ms FROM event_keys WHERE gate = $1 AND seq = $2",
             &[&self.gate.as_str(), &int(seq)?],
         )?;
         Ok(row.map(|r| Link {
             hash: r.get(0),
             prev_hash: r.get(1),
+            at: at_of_ms(r.get(2)),
         }))
     }
 
@@ -340,6 +341,8 @@ impl IngestTarget for Target<'_, '_> {
             Link {
                 hash: entry.hash.clone(),
                 prev_hash: entry.prev_hash.clone(),
+                // As stored (milliseconds), so a stored link reads the same.
+                at: at_of_ms(at),
             },
         );
         self.ids.insert(entry.id, entry.seq);
@@ -667,7 +670,7 @@ pub(super) fn ingest(
     let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
     let links: HashMap<u64, Link> = tx
         .query(
-            "SELECT seq, hash, prev_hash FROM event_keys WHERE gate = $1 AND seq = ANY($2)",
+            "SELECT seq, hash, prev_hash, at_ms FROM event_keys WHERE gate = $1 AND seq = ANY($2)",
             &[&gate.as_str(), &seqs],
         )?
         .iter()
@@ -677,6 +680,7 @@ pub(super) fn ingest(
                 Link {
                     hash: r.get(1),
                     prev_hash: r.get(2),
+                    at: at_of_ms(r.get(3)),
                 },
             )
         })
@@ -758,4 +762,15 @@ pub(super) fn record_heartbeat(
     row.state = state;
     save_gate(tx, &row)?;
     Ok(c.into_iter().collect())
+}
+
+/// An `at_ms` column (agent time, Unix milliseconds) as a timestamp. The last
+/// millisecond of the calendar (an agent's `Timestamp::MAX`, kept as evidence) is beyond
+/// what jiff builds from milliseconds: the ends stand for themselves.
+fn at_of_ms(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
 }

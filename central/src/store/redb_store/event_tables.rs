@@ -101,6 +101,7 @@ struct StoredLink {
 struct LinkFields {
     hash: String,
     prev_hash: String,
+    at: Timestamp,
 }
 
 impl<'a> Target<'a> {
@@ -217,6 +218,7 @@ impl IngestTarget for Target<'_> {
                 Ok(Some(Link {
                     hash: e.entry.hash,
                     prev_hash: e.entry.prev_hash,
+                    at: e.entry.at,
                 }))
             }
         }
@@ -285,6 +287,7 @@ impl IngestTarget for Target<'_> {
             Link {
                 hash: entry.hash.clone(),
                 prev_hash: entry.prev_hash.clone(),
+                at: entry.at,
             },
         );
         self.state.events += 1;
