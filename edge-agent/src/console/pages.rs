@@ -415,7 +415,7 @@ fn lane_panel(v: &LaneView, st: &GateStatus, lang: Lang) -> Markup {
             }
             // On a closed lane the last decision is history, not what the lane shows: small,
             // and labelled so.
-            div.decision.(class).(if v.live.closed.is_some() { "small" } else { "" }) {
+            div.decision.(class).small[v.live.closed.is_some()] {
                 @if v.reading {
                     span.word { (T::TruckInLane.get(lang)) "…" }
                 } @else if offline {
