@@ -24,17 +24,7 @@ async fn central(dir: &std::path::Path) -> CentralSite {
 }
 
 async fn login(http: &reqwest::Client, site: &CentralSite, who: (&str, &str)) -> String {
-    let r: Value = http
-        .post(format!("{}/api/v1/login", site.url))
-        .json(&json!({"user": who.0, "password": who.1}))
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("login request")
-        .json()
-        .await
-        .expect("login answer");
-    r["token"].as_str().expect("session token").to_owned()
+    common::login(http, &site.url, who).await
 }
 
 /// The status of one heartbeat sent with `token`.

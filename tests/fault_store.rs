@@ -65,16 +65,7 @@ fn fill(path: &Path, max: u64) -> u64 {
 }
 
 fn truck(j: u64) -> Truck {
-    let mut epc = aeogate::bench::data::container(j)
-        .expect("container")
-        .to_string()
-        .into_bytes();
-    epc.push(0);
-    Truck {
-        tags: vec![epc],
-        eseals: Vec::new(),
-        dwell: Duration::from_millis(600),
-    }
+    common::container_truck(j, Duration::from_millis(600))
 }
 
 async fn get(agent: &AgentSite, path: &str) -> (u16, Value) {
@@ -162,27 +153,12 @@ fn agent_logs(agent: &AgentSite) -> String {
 
 /// Central's open cases (`GET /api/v1/cases`, as the case desk lists them), as JSON text.
 async fn central_cases(central: &CentralSite) -> String {
-    let http = http_client(central.ca_cert.as_deref());
-    let login: Value = http
-        .post(format!("{}/api/v1/login", central.url))
-        .json(&serde_json::json!({"user": common::STAFF.0, "password": common::STAFF.1}))
-        .timeout(STEP)
-        .send()
+    central
+        .staff()
         .await
-        .expect("login")
-        .json()
+        .get_json("/api/v1/cases")
         .await
-        .expect("login answer");
-    let token = login["token"].as_str().expect("token").to_owned();
-    http.get(format!("{}/api/v1/cases", central.url))
-        .bearer_auth(token)
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("cases")
-        .text()
-        .await
-        .expect("cases text")
+        .to_string()
 }
 
 fn held(decision: &Value) -> bool {

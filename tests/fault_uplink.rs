@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use aeogate::vboard::{Fault, Truck, VirtualBoard, VirtualBoardConfig};
 use common::{
-    AgentSite, Burst, CentralLink, CentralSite, Counts, LaneSpec, STEP, Transport,
-    assert_exactly_once, burst, chain_alerts, count, stored_events, wait_count,
+    AgentSite, Burst, CentralLink, CentralSite, Counts, LaneSpec, RunningBurst, Transport,
+    assert_exactly_once, burst, stop_and_count, wait_count, wait_drained,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -28,19 +28,8 @@ fn lane_names() -> Vec<String> {
     vec!["L1".into(), "L2".into()]
 }
 
-/// A truck carrying container `j`'s RFID tag (the container number's ASCII in the EPC
-/// bank, as a container tag reader reports it).
 fn truck(j: u64) -> Truck {
-    let mut epc = aeogate::bench::data::container(j)
-        .expect("container")
-        .to_string()
-        .into_bytes();
-    epc.push(0);
-    Truck {
-        tags: vec![epc],
-        eseals: Vec::new(),
-        dwell: Duration::from_millis(700),
-    }
+    common::container_truck(j, Duration::from_millis(700))
 }
 
 /// Drives one truck through the virtual board's lane and waits for its decision.
@@ -49,24 +38,6 @@ async fn pass(board: &VirtualBoard, agent: &AgentSite, j: u64, decided_before: u
     tokio::time::sleep(Duration::from_millis(700)).await;
     board.leave();
     agent.wait_decided("L1", decided_before + 1).await;
-}
-
-/// Stops the agent cleanly, then central, and compares the journal with central's store.
-fn settle(
-    agent: &mut AgentSite,
-    central: &mut CentralSite,
-) -> (Counts, Vec<protocol::schema::JournalEntry>) {
-    agent.terminate();
-    central.stop();
-    let journal = agent.journal();
-    let hub = central.open();
-    let stored = stored_events(&hub);
-    let alerts = chain_alerts(&hub);
-    assert!(
-        alerts.is_empty(),
-        "central raised chain alerts: {alerts:#?}"
-    );
-    (count(&journal, &stored), journal)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +112,7 @@ async fn central_outage_lanes_keep_deciding_and_the_backlog_drains_exactly_once(
     }
     let since = jiff::Timestamp::now();
     staff.wait_drained(since, Duration::from_secs(60)).await;
-    let (counts, journal) = settle(&mut agent, &mut central);
+    let (counts, journal) = stop_and_count(&mut agent, &mut central);
     assert_exactly_once("central outage", &counts, &journal, &out.acked());
     let decisions = journal
         .iter()
@@ -180,11 +151,8 @@ async fn a_backlog_larger_than_centrals_batch_limit_drains_with_a_large_uplink_b
     .await;
     assert_eq!(out.acked().len(), 1_100, "every action journaled");
     central.start().await;
-    let staff = central.staff().await;
-    staff
-        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
-        .await;
-    let (counts, journal) = settle(&mut agent, &mut central);
+    wait_drained(&central).await;
+    let (counts, journal) = stop_and_count(&mut agent, &mut central);
     assert_exactly_once("large uplink batch", &counts, &journal, &out.acked());
 }
 
@@ -202,32 +170,17 @@ async fn agent_kill_cycles(cycles: usize) -> Counts {
     let mut acked = Vec::new();
     for cycle in 0..cycles {
         agent.start().await;
-        let out = Arc::new(Burst::default());
-        let stop = CancellationToken::new();
-        let load = tokio::spawn(burst(
-            agent.base.clone(),
-            lane_names(),
-            3,
-            100_000,
-            stop.clone(),
-            out.clone(),
-        ));
+        let load = RunningBurst::spawn(agent.base.clone(), lane_names(), 3, 100_000);
+        let out = load.out.clone();
         // Vary the moment of the kill from cycle to cycle.
         wait_count(&out, 10 + (cycle as u64 % 5) * 7).await;
         agent.kill();
-        stop.cancel();
-        tokio::time::timeout(STEP, load)
-            .await
-            .expect("the burst stops")
-            .expect("burst task");
+        load.stop().await;
         acked.extend(out.acked());
     }
     agent.start().await;
-    let staff = central.staff().await;
-    staff
-        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
-        .await;
-    let (counts, journal) = settle(&mut agent, &mut central);
+    wait_drained(&central).await;
+    let (counts, journal) = stop_and_count(&mut agent, &mut central);
     assert_exactly_once(
         &format!("agent SIGKILL × {cycles}"),
         &counts,
@@ -249,16 +202,8 @@ async fn central_kill_cycles(cycles: usize) -> Counts {
         "24h",
     );
     agent.start().await;
-    let out = Arc::new(Burst::default());
-    let stop = CancellationToken::new();
-    let load = tokio::spawn(burst(
-        agent.base.clone(),
-        lane_names(),
-        2,
-        1_000_000,
-        stop.clone(),
-        out.clone(),
-    ));
+    let load = RunningBurst::spawn(agent.base.clone(), lane_names(), 2, 1_000_000);
+    let out = load.out.clone();
     let mut target = 0;
     for cycle in 0..cycles {
         // Let some batches through, then kill central with ingest under way.
@@ -268,16 +213,9 @@ async fn central_kill_cycles(cycles: usize) -> Counts {
         tokio::time::sleep(Duration::from_millis(100 + (cycle as u64 % 3) * 150)).await;
         central.start().await;
     }
-    stop.cancel();
-    tokio::time::timeout(STEP, load)
-        .await
-        .expect("the burst stops")
-        .expect("burst task");
-    let staff = central.staff().await;
-    staff
-        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
-        .await;
-    let (counts, journal) = settle(&mut agent, &mut central);
+    load.stop().await;
+    wait_drained(&central).await;
+    let (counts, journal) = stop_and_count(&mut agent, &mut central);
     assert_exactly_once(
         &format!("central SIGKILL × {cycles}"),
         &counts,
@@ -297,12 +235,7 @@ async fn central_sigkill_during_ingest_loses_and_duplicates_nothing() {
     central_kill_cycles(10).await;
 }
 
-fn soak_cycles() -> usize {
-    std::env::var("AEOGATE_SOAK_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
-}
+use common::soak_cycles;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak: run by scripts/soak"]
