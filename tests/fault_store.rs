@@ -229,11 +229,7 @@ async fn a_full_disk_holds_decisions_recovers_without_restart_and_keeps_them_acr
         ..VirtualBoardConfig::default()
     })
     .expect("virtual board");
-    let lanes = vec![LaneSpec {
-        id: "L1".into(),
-        presence_loop: true,
-        board: Some(board.tty_link()),
-    }];
+    let lanes = vec![LaneSpec::on_board("L1", board.tty_link())];
     let mut agent = AgentSite::create(
         &dir.path().join("agent"),
         &CentralLink::to(&central),
@@ -458,7 +454,6 @@ fn damage(path: &Path, entry: &JournalEntry, offsets: &[usize], how: Damage) {
 /// (entries before the damage by seq, the damaged entry's id, central's stored ids,
 /// central's agent-reported alerts).
 async fn damaged_store_run(kill: bool, how: Damage) {
-    use std::sync::Arc;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
     let mut agent = AgentSite::create(
@@ -468,16 +463,7 @@ async fn damaged_store_run(kill: bool, how: Damage) {
         "24h",
     );
     agent.start().await;
-    let out = Arc::new(common::Burst::default());
-    common::burst(
-        agent.base.clone(),
-        vec!["L1".into()],
-        1,
-        12,
-        tokio_util::sync::CancellationToken::new(),
-        out.clone(),
-    )
-    .await;
+    common::burst_to_end(agent.base.clone(), vec!["L1".into()], 1, 12).await;
     // Manual entries' transactions close 1 s after opening and are decided.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     if kill {

@@ -55,11 +55,7 @@ fn site(dir: &std::path::Path, seed: u64) -> (CentralSite, VirtualBoard, AgentSi
         ..VirtualBoardConfig::default()
     })
     .expect("virtual board");
-    let lanes = vec![LaneSpec {
-        id: "L1".into(),
-        presence_loop: true,
-        board: Some(board.tty_link()),
-    }];
+    let lanes = vec![LaneSpec::on_board("L1", board.tty_link())];
     let agent = AgentSite::create(
         &dir.join("agent"),
         &CentralLink::to(&central),

@@ -10,15 +10,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aeogate::vboard::{Fault, Truck, VirtualBoard, VirtualBoardConfig};
 use common::{
-    AgentSite, Burst, CentralLink, CentralSite, Counts, LaneSpec, RunningBurst, Transport,
-    assert_exactly_once, burst, stop_and_count, wait_count, wait_drained,
+    AgentSite, CentralLink, CentralSite, Counts, LaneSpec, RunningBurst, Transport,
+    assert_exactly_once, burst_to_end, stop_and_count, wait_count, wait_drained,
 };
-use tokio_util::sync::CancellationToken;
 
 fn manual_lanes() -> Vec<LaneSpec> {
     vec![LaneSpec::manual("L1"), LaneSpec::manual("L2")]
@@ -53,11 +51,7 @@ async fn central_outage_lanes_keep_deciding_and_the_backlog_drains_exactly_once(
     })
     .expect("virtual board");
     let lanes = vec![
-        LaneSpec {
-            id: "L1".into(),
-            presence_loop: true,
-            board: Some(board.tty_link()),
-        },
+        LaneSpec::on_board("L1", board.tty_link()),
         LaneSpec::manual("L2"),
     ];
     let mut agent = AgentSite::create(
@@ -84,16 +78,7 @@ async fn central_outage_lanes_keep_deciding_and_the_backlog_drains_exactly_once(
         pass(&board, &agent, j, decided).await;
         decided += 1;
     }
-    let out = Arc::new(Burst::default());
-    burst(
-        agent.base.clone(),
-        vec!["L2".into()],
-        2,
-        20,
-        CancellationToken::new(),
-        out.clone(),
-    )
-    .await;
+    let out = burst_to_end(agent.base.clone(), vec!["L2".into()], 2, 20).await;
     assert_eq!(
         out.acked().len(),
         40,
@@ -139,16 +124,7 @@ async fn a_backlog_larger_than_centrals_batch_limit_drains_with_a_large_uplink_b
     agent.set_uplink_batch(1_000);
     agent.start().await;
     // Central is not running yet: the backlog grows past 1,000 entries.
-    let out = Arc::new(Burst::default());
-    burst(
-        agent.base.clone(),
-        lane_names(),
-        4,
-        275,
-        CancellationToken::new(),
-        out.clone(),
-    )
-    .await;
+    let out = burst_to_end(agent.base.clone(), lane_names(), 4, 275).await;
     assert_eq!(out.acked().len(), 1_100, "every action journaled");
     central.start().await;
     wait_drained(&central).await;

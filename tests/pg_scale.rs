@@ -19,17 +19,15 @@ mod common;
 #[allow(dead_code)]
 mod pg;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    AgentSite, Burst, CentralLink, CentralSite, RunningBurst, STEP, Transport, assert_exactly_once,
-    burst, chain_alerts, count, http_client, stop_and_count, stored_events, wait_count,
+    AgentSite, CentralLink, CentralSite, RunningBurst, STEP, Transport, assert_exactly_once,
+    burst_to_end, chain_alerts, count, http_client, stop_and_count, stored_events, wait_count,
     wait_drained,
 };
 use pg::PgCluster;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 fn manual_lanes() -> Vec<common::LaneSpec> {
     vec![
@@ -254,16 +252,7 @@ async fn the_same_batch_sent_to_two_instances_at_once_is_stored_once() {
         "24h",
     );
     agent.start().await;
-    let out = Arc::new(Burst::default());
-    burst(
-        agent.base.clone(),
-        lane_names(),
-        2,
-        20,
-        CancellationToken::new(),
-        out.clone(),
-    )
-    .await;
+    let out = burst_to_end(agent.base.clone(), lane_names(), 2, 20).await;
     agent.terminate();
     let journal = agent.journal();
     assert!(

@@ -1299,3 +1299,35 @@ pub async fn login(http: &reqwest::Client, url: &str, who: (&str, &str)) -> Stri
         .expect("login answer");
     r["token"].as_str().expect("session token").to_owned()
 }
+
+/// Runs a [`burst`] of at most `max` actions per worker to its end; what it achieved.
+pub async fn burst_to_end(
+    base: String,
+    lanes: Vec<String>,
+    workers: usize,
+    max: u64,
+) -> Arc<Burst> {
+    let out = Arc::new(Burst::default());
+    burst(
+        base,
+        lanes,
+        workers,
+        max,
+        CancellationToken::new(),
+        out.clone(),
+    )
+    .await;
+    out
+}
+
+impl LaneSpec {
+    /// A lane with a presence loop, fed by the lane board at `link` (a virtual board's
+    /// `tty_link`).
+    pub fn on_board(id: &str, link: PathBuf) -> LaneSpec {
+        LaneSpec {
+            id: id.into(),
+            presence_loop: true,
+            board: Some(link),
+        }
+    }
+}
