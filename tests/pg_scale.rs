@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     AgentSite, CentralLink, CentralSite, RunningBurst, STEP, Transport, assert_exactly_once,
-    burst_to_end, chain_alerts, count, http_client, stop_and_count, stored_events, wait_count,
-    wait_drained,
+    burst_to_end, http_client, ledger, stop_and_count, wait_count, wait_drained,
 };
 use pg::PgCluster;
 use serde_json::Value;
@@ -219,14 +218,7 @@ async fn two_instances_on_one_database_one_sigkilled_twenty_times_lose_and_dupli
     agent.terminate();
     a.stop();
     b.stop();
-    let journal = agent.journal();
-    let hub = a.open();
-    let alerts = chain_alerts(&hub);
-    assert!(
-        alerts.is_empty(),
-        "central raised chain alerts: {alerts:#?}"
-    );
-    let counts = count(&journal, &stored_events(&hub));
+    let (counts, journal) = ledger(&agent, &a.open());
     assert_exactly_once(
         &format!("two instances, one SIGKILLed × {CYCLES} ({took:?}, {moved} failovers)"),
         &counts,
@@ -304,12 +296,6 @@ async fn the_same_batch_sent_to_two_instances_at_once_is_stored_once() {
     );
     a.stop();
     b.stop();
-    let hub = a.open();
-    let alerts = chain_alerts(&hub);
-    assert!(
-        alerts.is_empty(),
-        "central raised chain alerts: {alerts:#?}"
-    );
-    let counts = count(&journal, &stored_events(&hub));
+    let (counts, _) = ledger(&agent, &a.open());
     assert_exactly_once("one batch, four copies", &counts, &journal, &out.acked());
 }

@@ -1252,14 +1252,19 @@ pub fn stop_and_count(
 ) -> (Counts, Vec<JournalEntry>) {
     agent.terminate();
     central.stop();
+    ledger(agent, &central.open())
+}
+
+/// Checks central (`hub`, opened after it stopped) raised no chain alerts and returns the
+/// ledger of what the stopped agent journaled against what central stored, with the journal.
+pub fn ledger(agent: &AgentSite, hub: &central::Central) -> (Counts, Vec<JournalEntry>) {
     let journal = agent.journal();
-    let hub = central.open();
-    let alerts = chain_alerts(&hub);
+    let alerts = chain_alerts(hub);
     assert!(
         alerts.is_empty(),
         "central raised chain alerts: {alerts:#?}"
     );
-    (count(&journal, &stored_events(&hub)), journal)
+    (count(&journal, &stored_events(hub)), journal)
 }
 
 /// A truck carrying container `j`'s RFID tag (the container number's ASCII in the EPC

@@ -263,16 +263,10 @@ pub fn counts(v: &serde_json::Value) -> BTreeMap<String, u64> {
 /// Logs `user` in at the central serving `base` (waiting at most 20 s) and returns the
 /// session token.
 pub async fn login(http: &reqwest::Client, base: &str, user: &str, password: &str) -> String {
-    let answer: serde_json::Value = http
-        .post(format!("{base}/api/v1/login"))
-        .json(&serde_json::json!({"user": user, "password": password}))
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("login answer");
+    let body = serde_json::json!({"user": user, "password": password});
+    let request = http.post(format!("{base}/api/v1/login")).json(&body);
+    let response = request.timeout(Duration::from_secs(20)).send().await;
+    let answer: serde_json::Value = response.expect("login").json().await.expect("login answer");
     answer["token"].as_str().expect("session token").to_owned()
 }
 
