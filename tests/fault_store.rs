@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
 use central::model::AlertKind;
 use common::{
-    AGENT_TOKEN, AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport,
-    assert_exactly_once, count, http_client, stored_events,
+    AGENT_TOKEN, AgentSite, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once, count,
+    http_client, stored_events,
 };
 use edge_agent::store::HeldFile;
 use protocol::schema::{EventBody, JournalEntry, LaneDecision};
@@ -230,12 +230,7 @@ async fn a_full_disk_holds_decisions_recovers_without_restart_and_keeps_them_acr
     })
     .expect("virtual board");
     let lanes = vec![LaneSpec::on_board("L1", board.tty_link())];
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &lanes,
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &lanes, "24h");
     // The store (and the held-records file beside it) on the small disk; the
     // configuration and logs elsewhere.
     let store = disk.path.join("agent.redb");
@@ -456,12 +451,7 @@ fn damage(path: &Path, entry: &JournalEntry, offsets: &[usize], how: Damage) {
 async fn damaged_store_run(kill: bool, how: Damage) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &[LaneSpec::manual("L1")],
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &[LaneSpec::manual("L1")], "24h");
     agent.start().await;
     common::burst_to_end(agent.base.clone(), vec!["L1".into()], 1, 12).await;
     // Manual entries' transactions close 1 s after opening and are decided.

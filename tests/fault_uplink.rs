@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use aeogate::vboard::{Fault, Truck, VirtualBoard, VirtualBoardConfig};
 use common::{
-    AgentSite, CentralLink, CentralSite, Counts, LaneSpec, RunningBurst, Transport,
-    assert_exactly_once, burst_to_end, stop_and_count, wait_count, wait_drained,
+    AgentSite, CentralSite, Counts, LaneSpec, RunningBurst, Transport, assert_exactly_once,
+    burst_to_end, stop_and_count, wait_count, wait_drained,
 };
 
 fn manual_lanes() -> Vec<LaneSpec> {
@@ -54,12 +54,7 @@ async fn central_outage_lanes_keep_deciding_and_the_backlog_drains_exactly_once(
         LaneSpec::on_board("L1", board.tty_link()),
         LaneSpec::manual("L2"),
     ];
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &lanes,
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &lanes, "24h");
     agent.start().await;
     let staff = central.staff().await;
 
@@ -115,12 +110,7 @@ async fn a_backlog_larger_than_centrals_batch_limit_drains_with_a_large_uplink_b
     // the configuration allows, a backlog past that limit must still drain completely.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &manual_lanes(),
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &manual_lanes(), "24h");
     agent.set_uplink_batch(1_000);
     agent.start().await;
     // Central is not running yet: the backlog grows past 1,000 entries.
@@ -137,12 +127,7 @@ async fn agent_kill_cycles(cycles: usize) -> Counts {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
     central.start().await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &manual_lanes(),
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &manual_lanes(), "24h");
     let mut acked = Vec::new();
     for cycle in 0..cycles {
         agent.start().await;
@@ -171,12 +156,7 @@ async fn central_kill_cycles(cycles: usize) -> Counts {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
     central.start().await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &manual_lanes(),
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &manual_lanes(), "24h");
     agent.start().await;
     let load = RunningBurst::spawn(agent.base.clone(), lane_names(), 2, 1_000_000);
     let out = load.out.clone();

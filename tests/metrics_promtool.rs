@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{AgentSite, CentralLink, CentralSite, LaneSpec, Transport, burst_to_end};
+use common::{AgentSite, CentralSite, LaneSpec, Transport, burst_to_end};
 
 async fn scrape(url: &str) -> String {
     let r = common::http_client(None)
@@ -69,12 +69,7 @@ async fn both_daemons_metrics_pass_promtool_fresh_and_after_traffic() {
     let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
     central.start().await;
     let lanes = [LaneSpec::manual("L1"), LaneSpec::manual("L2")];
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &lanes,
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &lanes, "24h");
     agent.start().await;
     let central_metrics = format!("{}/metrics", central.url);
     let agent_metrics = format!("{}/metrics", agent.base);

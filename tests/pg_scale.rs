@@ -90,12 +90,7 @@ async fn postgresql_stopped_mid_traffic_makes_central_unready_while_lanes_decide
         Some(&url),
     );
     central.start().await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &manual_lanes(),
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &manual_lanes(), "24h");
     agent.start().await;
     let (status, _, body) = readyz(&central.url).await;
     assert_eq!(

@@ -1336,3 +1336,10 @@ impl LaneSpec {
         }
     }
 }
+
+impl AgentSite {
+    /// An agent in `dir/agent` with `lanes`, sending to `central` and keeping `keep`.
+    pub fn beside(dir: &Path, central: &CentralSite, lanes: &[LaneSpec], keep: &str) -> AgentSite {
+        AgentSite::create(&dir.join("agent"), &CentralLink::to(central), lanes, keep)
+    }
+}
