@@ -24,17 +24,7 @@ async fn central(dir: &std::path::Path) -> CentralSite {
 }
 
 async fn login(http: &reqwest::Client, site: &CentralSite, who: (&str, &str)) -> String {
-    let r: Value = http
-        .post(format!("{}/api/v1/login", site.url))
-        .json(&json!({"user": who.0, "password": who.1}))
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("login request")
-        .json()
-        .await
-        .expect("login answer");
-    r["token"].as_str().expect("session token").to_owned()
+    common::login(http, &site.url, who).await
 }
 
 /// The status of one heartbeat sent with `token`.
@@ -449,16 +439,12 @@ async fn a_disabled_console_account_loses_its_open_session() {
     assert!(add.status.success(), "{add:?}");
     agent.start().await;
     let http = http_client(None);
-    let answer: Value = http
+    let body = json!({"name": "olga", "password": pw});
+    let request = http
         .post(format!("{}/api/v1/login", agent.base))
-        .json(&json!({"name": "olga", "password": pw}))
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("login request")
-        .json()
-        .await
-        .expect("login answer");
+        .json(&body);
+    let response = request.timeout(STEP).send().await.expect("login request");
+    let answer: Value = response.json().await.expect("login answer");
     let session = answer["token"]
         .as_str()
         .expect("console session")

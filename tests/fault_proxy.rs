@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    AgentSite, Burst, CentralLink, CentralSite, LaneSpec, Request, STEP, Transport,
-    assert_exactly_once, burst, chain_alerts, count, round_trip, serve, stored_events,
+    AgentSite, CentralLink, CentralSite, LaneSpec, Request, RunningBurst, Transport,
+    assert_exactly_once, round_trip, serve, stop_and_count, wait_drained,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -121,16 +121,13 @@ async fn a_proxy_that_drops_delays_truncates_and_duplicates_loses_and_duplicates
     );
     agent.start().await;
 
-    let out = Arc::new(Burst::default());
-    let stop = CancellationToken::new();
-    let load = tokio::spawn(burst(
+    let load = RunningBurst::spawn(
         agent.base.clone(),
         vec!["L1".into(), "L2".into()],
         2,
         1_000_000,
-        stop.clone(),
-        out.clone(),
-    ));
+    );
+    let out = load.out.clone();
     // Keep the load on until every fault has hit at least two batches.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -147,29 +144,13 @@ async fn a_proxy_that_drops_delays_truncates_and_duplicates_loses_and_duplicates
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    stop.cancel();
-    tokio::time::timeout(STEP, load)
-        .await
-        .expect("the burst stops")
-        .expect("burst task");
+    load.stop().await;
 
     // The network heals; the journal drains through the proxy.
     proxy.faults_on.store(false, Ordering::SeqCst);
-    let staff = central.staff().await;
-    staff
-        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
-        .await;
-    agent.terminate();
-    central.stop();
+    wait_drained(&central).await;
+    let (counts, journal) = stop_and_count(&mut agent, &mut central);
     stop_proxy.cancel();
-    let journal = agent.journal();
-    let hub = central.open();
-    let alerts = chain_alerts(&hub);
-    assert!(
-        alerts.is_empty(),
-        "central raised chain alerts: {alerts:#?}"
-    );
-    let counts = count(&journal, &stored_events(&hub));
     println!("faults applied to event batches: {:?}", proxy.applied());
     assert_exactly_once("faulty proxy", &counts, &journal, &out.acked());
 }

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
 use central::model::AlertKind;
 use common::{
-    AGENT_TOKEN, AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport,
-    assert_exactly_once, count, http_client, stored_events,
+    AGENT_TOKEN, AgentSite, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once, count,
+    http_client, stored_events,
 };
 use edge_agent::store::HeldFile;
 use protocol::schema::{EventBody, JournalEntry, LaneDecision};
@@ -65,16 +65,7 @@ fn fill(path: &Path, max: u64) -> u64 {
 }
 
 fn truck(j: u64) -> Truck {
-    let mut epc = aeogate::bench::data::container(j)
-        .expect("container")
-        .to_string()
-        .into_bytes();
-    epc.push(0);
-    Truck {
-        tags: vec![epc],
-        eseals: Vec::new(),
-        dwell: Duration::from_millis(600),
-    }
+    common::container_truck(j, Duration::from_millis(600))
 }
 
 async fn get(agent: &AgentSite, path: &str) -> (u16, Value) {
@@ -162,27 +153,12 @@ fn agent_logs(agent: &AgentSite) -> String {
 
 /// Central's open cases (`GET /api/v1/cases`, as the case desk lists them), as JSON text.
 async fn central_cases(central: &CentralSite) -> String {
-    let http = http_client(central.ca_cert.as_deref());
-    let login: Value = http
-        .post(format!("{}/api/v1/login", central.url))
-        .json(&serde_json::json!({"user": common::STAFF.0, "password": common::STAFF.1}))
-        .timeout(STEP)
-        .send()
+    central
+        .staff()
         .await
-        .expect("login")
-        .json()
+        .get_json("/api/v1/cases")
         .await
-        .expect("login answer");
-    let token = login["token"].as_str().expect("token").to_owned();
-    http.get(format!("{}/api/v1/cases", central.url))
-        .bearer_auth(token)
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("cases")
-        .text()
-        .await
-        .expect("cases text")
+        .to_string()
 }
 
 fn held(decision: &Value) -> bool {
@@ -253,17 +229,8 @@ async fn a_full_disk_holds_decisions_recovers_without_restart_and_keeps_them_acr
         ..VirtualBoardConfig::default()
     })
     .expect("virtual board");
-    let lanes = vec![LaneSpec {
-        id: "L1".into(),
-        presence_loop: true,
-        board: Some(board.tty_link()),
-    }];
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &lanes,
-        "24h",
-    );
+    let lanes = vec![LaneSpec::on_board("L1", board.tty_link())];
+    let mut agent = AgentSite::beside(dir.path(), &central, &lanes, "24h");
     // The store (and the held-records file beside it) on the small disk; the
     // configuration and logs elsewhere.
     let store = disk.path.join("agent.redb");
@@ -482,26 +449,11 @@ fn damage(path: &Path, entry: &JournalEntry, offsets: &[usize], how: Damage) {
 /// (entries before the damage by seq, the damaged entry's id, central's stored ids,
 /// central's agent-reported alerts).
 async fn damaged_store_run(kill: bool, how: Damage) {
-    use std::sync::Arc;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &[LaneSpec::manual("L1")],
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &[LaneSpec::manual("L1")], "24h");
     agent.start().await;
-    let out = Arc::new(common::Burst::default());
-    common::burst(
-        agent.base.clone(),
-        vec!["L1".into()],
-        1,
-        12,
-        tokio_util::sync::CancellationToken::new(),
-        out.clone(),
-    )
-    .await;
+    common::burst_to_end(agent.base.clone(), vec!["L1".into()], 1, 12).await;
     // Manual entries' transactions close 1 s after opening and are decided.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     if kill {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
 use common::{
     AGENT_TOKEN, AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport, http_client,
-    stored_events,
+    stored_events, wait_drained,
 };
 use protocol::schema::{Decision, EventBody, JournalEntry, LaneDecision, ReadValue, ReasonCode};
 use serde_json::{Value, json};
@@ -55,11 +55,7 @@ fn site(dir: &std::path::Path, seed: u64) -> (CentralSite, VirtualBoard, AgentSi
         ..VirtualBoardConfig::default()
     })
     .expect("virtual board");
-    let lanes = vec![LaneSpec {
-        id: "L1".into(),
-        presence_loop: true,
-        board: Some(board.tty_link()),
-    }];
+    let lanes = vec![LaneSpec::on_board("L1", board.tty_link())];
     let agent = AgentSite::create(
         &dir.join("agent"),
         &CentralLink::to(&central),
@@ -179,10 +175,7 @@ fn records(entries: &[JournalEntry]) -> Vec<(uuid::Uuid, Record)> {
 
 /// Drains the agent's journal to central, stops both and returns central's entries.
 async fn settle(agent: &mut AgentSite, central: &mut CentralSite) -> Vec<JournalEntry> {
-    let staff = central.staff().await;
-    staff
-        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
-        .await;
+    wait_drained(central).await;
     agent.terminate();
     central.stop();
     stored_events(&central.open())
@@ -469,12 +462,7 @@ async fn agent_sigkill_with_trucks_in_the_lane_leaves_every_truck_exactly_one_re
     assert_every_truck_once(&counts);
 }
 
-fn soak_cycles() -> usize {
-    std::env::var("AEOGATE_SOAK_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
-}
+use common::soak_cycles;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak: run by scripts/soak"]

@@ -10,15 +10,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aeogate::vboard::{Fault, Truck, VirtualBoard, VirtualBoardConfig};
 use common::{
-    AgentSite, Burst, CentralLink, CentralSite, Counts, LaneSpec, STEP, Transport,
-    assert_exactly_once, burst, chain_alerts, count, stored_events, wait_count,
+    AgentSite, CentralSite, Counts, LaneSpec, RunningBurst, Transport, assert_exactly_once,
+    burst_to_end, stop_and_count, wait_count, wait_drained,
 };
-use tokio_util::sync::CancellationToken;
 
 fn manual_lanes() -> Vec<LaneSpec> {
     vec![LaneSpec::manual("L1"), LaneSpec::manual("L2")]
@@ -28,19 +26,8 @@ fn lane_names() -> Vec<String> {
     vec!["L1".into(), "L2".into()]
 }
 
-/// A truck carrying container `j`'s RFID tag (the container number's ASCII in the EPC
-/// bank, as a container tag reader reports it).
 fn truck(j: u64) -> Truck {
-    let mut epc = aeogate::bench::data::container(j)
-        .expect("container")
-        .to_string()
-        .into_bytes();
-    epc.push(0);
-    Truck {
-        tags: vec![epc],
-        eseals: Vec::new(),
-        dwell: Duration::from_millis(700),
-    }
+    common::container_truck(j, Duration::from_millis(700))
 }
 
 /// Drives one truck through the virtual board's lane and waits for its decision.
@@ -49,24 +36,6 @@ async fn pass(board: &VirtualBoard, agent: &AgentSite, j: u64, decided_before: u
     tokio::time::sleep(Duration::from_millis(700)).await;
     board.leave();
     agent.wait_decided("L1", decided_before + 1).await;
-}
-
-/// Stops the agent cleanly, then central, and compares the journal with central's store.
-fn settle(
-    agent: &mut AgentSite,
-    central: &mut CentralSite,
-) -> (Counts, Vec<protocol::schema::JournalEntry>) {
-    agent.terminate();
-    central.stop();
-    let journal = agent.journal();
-    let hub = central.open();
-    let stored = stored_events(&hub);
-    let alerts = chain_alerts(&hub);
-    assert!(
-        alerts.is_empty(),
-        "central raised chain alerts: {alerts:#?}"
-    );
-    (count(&journal, &stored), journal)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,19 +51,10 @@ async fn central_outage_lanes_keep_deciding_and_the_backlog_drains_exactly_once(
     })
     .expect("virtual board");
     let lanes = vec![
-        LaneSpec {
-            id: "L1".into(),
-            presence_loop: true,
-            board: Some(board.tty_link()),
-        },
+        LaneSpec::on_board("L1", board.tty_link()),
         LaneSpec::manual("L2"),
     ];
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &lanes,
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &lanes, "24h");
     agent.start().await;
     let staff = central.staff().await;
 
@@ -113,16 +73,7 @@ async fn central_outage_lanes_keep_deciding_and_the_backlog_drains_exactly_once(
         pass(&board, &agent, j, decided).await;
         decided += 1;
     }
-    let out = Arc::new(Burst::default());
-    burst(
-        agent.base.clone(),
-        vec!["L2".into()],
-        2,
-        20,
-        CancellationToken::new(),
-        out.clone(),
-    )
-    .await;
+    let out = burst_to_end(agent.base.clone(), vec!["L2".into()], 2, 20).await;
     assert_eq!(
         out.acked().len(),
         40,
@@ -141,7 +92,7 @@ async fn central_outage_lanes_keep_deciding_and_the_backlog_drains_exactly_once(
     }
     let since = jiff::Timestamp::now();
     staff.wait_drained(since, Duration::from_secs(60)).await;
-    let (counts, journal) = settle(&mut agent, &mut central);
+    let (counts, journal) = stop_and_count(&mut agent, &mut central);
     assert_exactly_once("central outage", &counts, &journal, &out.acked());
     let decisions = journal
         .iter()
@@ -159,32 +110,15 @@ async fn a_backlog_larger_than_centrals_batch_limit_drains_with_a_large_uplink_b
     // the configuration allows, a backlog past that limit must still drain completely.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &manual_lanes(),
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &manual_lanes(), "24h");
     agent.set_uplink_batch(1_000);
     agent.start().await;
     // Central is not running yet: the backlog grows past 1,000 entries.
-    let out = Arc::new(Burst::default());
-    burst(
-        agent.base.clone(),
-        lane_names(),
-        4,
-        275,
-        CancellationToken::new(),
-        out.clone(),
-    )
-    .await;
+    let out = burst_to_end(agent.base.clone(), lane_names(), 4, 275).await;
     assert_eq!(out.acked().len(), 1_100, "every action journaled");
     central.start().await;
-    let staff = central.staff().await;
-    staff
-        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
-        .await;
-    let (counts, journal) = settle(&mut agent, &mut central);
+    wait_drained(&central).await;
+    let (counts, journal) = stop_and_count(&mut agent, &mut central);
     assert_exactly_once("large uplink batch", &counts, &journal, &out.acked());
 }
 
@@ -193,41 +127,21 @@ async fn agent_kill_cycles(cycles: usize) -> Counts {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
     central.start().await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &manual_lanes(),
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &manual_lanes(), "24h");
     let mut acked = Vec::new();
     for cycle in 0..cycles {
         agent.start().await;
-        let out = Arc::new(Burst::default());
-        let stop = CancellationToken::new();
-        let load = tokio::spawn(burst(
-            agent.base.clone(),
-            lane_names(),
-            3,
-            100_000,
-            stop.clone(),
-            out.clone(),
-        ));
+        let load = RunningBurst::spawn(agent.base.clone(), lane_names(), 3, 100_000);
+        let out = load.out.clone();
         // Vary the moment of the kill from cycle to cycle.
         wait_count(&out, 10 + (cycle as u64 % 5) * 7).await;
         agent.kill();
-        stop.cancel();
-        tokio::time::timeout(STEP, load)
-            .await
-            .expect("the burst stops")
-            .expect("burst task");
+        load.stop().await;
         acked.extend(out.acked());
     }
     agent.start().await;
-    let staff = central.staff().await;
-    staff
-        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
-        .await;
-    let (counts, journal) = settle(&mut agent, &mut central);
+    wait_drained(&central).await;
+    let (counts, journal) = stop_and_count(&mut agent, &mut central);
     assert_exactly_once(
         &format!("agent SIGKILL × {cycles}"),
         &counts,
@@ -242,23 +156,10 @@ async fn central_kill_cycles(cycles: usize) -> Counts {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
     central.start().await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &manual_lanes(),
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &manual_lanes(), "24h");
     agent.start().await;
-    let out = Arc::new(Burst::default());
-    let stop = CancellationToken::new();
-    let load = tokio::spawn(burst(
-        agent.base.clone(),
-        lane_names(),
-        2,
-        1_000_000,
-        stop.clone(),
-        out.clone(),
-    ));
+    let load = RunningBurst::spawn(agent.base.clone(), lane_names(), 2, 1_000_000);
+    let out = load.out.clone();
     let mut target = 0;
     for cycle in 0..cycles {
         // Let some batches through, then kill central with ingest under way.
@@ -268,16 +169,9 @@ async fn central_kill_cycles(cycles: usize) -> Counts {
         tokio::time::sleep(Duration::from_millis(100 + (cycle as u64 % 3) * 150)).await;
         central.start().await;
     }
-    stop.cancel();
-    tokio::time::timeout(STEP, load)
-        .await
-        .expect("the burst stops")
-        .expect("burst task");
-    let staff = central.staff().await;
-    staff
-        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
-        .await;
-    let (counts, journal) = settle(&mut agent, &mut central);
+    load.stop().await;
+    wait_drained(&central).await;
+    let (counts, journal) = stop_and_count(&mut agent, &mut central);
     assert_exactly_once(
         &format!("central SIGKILL × {cycles}"),
         &counts,
@@ -297,12 +191,7 @@ async fn central_sigkill_during_ingest_loses_and_duplicates_nothing() {
     central_kill_cycles(10).await;
 }
 
-fn soak_cycles() -> usize {
-    std::env::var("AEOGATE_SOAK_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
-}
+use common::soak_cycles;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak: run by scripts/soak"]

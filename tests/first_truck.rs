@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
 use edge_agent::runtime::AgentHandle;
-use protocol::link::{BatteryLevel, SealRead, SealStatus};
+use protocol::link::SealRead;
 use protocol::schema::{Decision, LaneId};
 use tokio_util::sync::CancellationToken;
 
@@ -30,14 +30,7 @@ fn truck() -> Truck {
         tags: vec![vec![
             0x30, 0x74, 0x25, 0x7B, 0xF7, 0x19, 0x4E, 0x40, 0x00, 0x00, 0x1A, 0x85,
         ]],
-        eseals: vec![SealRead {
-            manufacturer: 0x0042,
-            tag_id: 0x0001_E240,
-            status: SealStatus::Sealed,
-            battery: BatteryLevel::Ok,
-            sealed_at: None,
-            opened_at: None,
-        }],
+        eseals: vec![SealRead::sealed(0x0042, 0x0001_E240)],
         dwell: DWELL,
     }
 }

@@ -10,11 +10,9 @@ mod common;
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{AgentSite, Burst, CentralLink, CentralSite, LaneSpec, Transport, burst};
-use tokio_util::sync::CancellationToken;
+use common::{AgentSite, CentralSite, LaneSpec, Transport, burst_to_end};
 
 async fn scrape(url: &str) -> String {
     let r = common::http_client(None)
@@ -71,12 +69,7 @@ async fn both_daemons_metrics_pass_promtool_fresh_and_after_traffic() {
     let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
     central.start().await;
     let lanes = [LaneSpec::manual("L1"), LaneSpec::manual("L2")];
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &lanes,
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &lanes, "24h");
     agent.start().await;
     let central_metrics = format!("{}/metrics", central.url);
     let agent_metrics = format!("{}/metrics", agent.base);
@@ -120,16 +113,7 @@ async fn both_daemons_metrics_pass_promtool_fresh_and_after_traffic() {
 
     // Traffic: officer manual entries open transactions on both lanes; each is decided,
     // journaled and forwarded to central.
-    let out = Arc::new(Burst::default());
-    burst(
-        agent.base.clone(),
-        vec!["L1".into(), "L2".into()],
-        2,
-        6,
-        CancellationToken::new(),
-        out.clone(),
-    )
-    .await;
+    burst_to_end(agent.base.clone(), vec!["L1".into(), "L2".into()], 2, 6).await;
     let deadline = Instant::now() + common::STEP;
     let (after_central, after_agent) = loop {
         let c = scrape(&central_metrics).await;

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use aeogate::bench::data;
-use common::{AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport};
+use common::{AgentSite, CentralSite, LaneSpec, STEP, Transport};
 use serde_json::{Value, json};
 
 async fn post_action(agent: &AgentSite, lane: &str, body: &Value) -> (u16, Value) {
@@ -79,9 +79,9 @@ async fn an_officer_cannot_override_another_lanes_truck_and_central_sees_the_rea
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
     central.start().await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
+    let mut agent = AgentSite::beside(
+        dir.path(),
+        &central,
         &[LaneSpec::manual("L1"), LaneSpec::manual("L2")],
         "1h",
     );

@@ -19,16 +19,14 @@ mod common;
 #[allow(dead_code)]
 mod pg;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    AgentSite, Burst, CentralLink, CentralSite, STEP, Transport, assert_exactly_once, burst,
-    chain_alerts, count, http_client, stored_events, wait_count,
+    AgentSite, CentralLink, CentralSite, RunningBurst, STEP, Transport, assert_exactly_once,
+    burst_to_end, http_client, ledger, stop_and_count, wait_count, wait_drained,
 };
 use pg::PgCluster;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 fn manual_lanes() -> Vec<common::LaneSpec> {
     vec![
@@ -92,12 +90,7 @@ async fn postgresql_stopped_mid_traffic_makes_central_unready_while_lanes_decide
         Some(&url),
     );
     central.start().await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &manual_lanes(),
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &manual_lanes(), "24h");
     agent.start().await;
     let (status, _, body) = readyz(&central.url).await;
     assert_eq!(
@@ -106,16 +99,8 @@ async fn postgresql_stopped_mid_traffic_makes_central_unready_while_lanes_decide
         "{body}"
     );
 
-    let out = Arc::new(Burst::default());
-    let stop = CancellationToken::new();
-    let load = tokio::spawn(burst(
-        agent.base.clone(),
-        lane_names(),
-        2,
-        1_000_000,
-        stop.clone(),
-        out.clone(),
-    ));
+    let load = RunningBurst::spawn(agent.base.clone(), lane_names(), 2, 1_000_000);
+    let out = load.out.clone();
     wait_count(&out, 40).await;
 
     // The database goes away under traffic.
@@ -176,25 +161,9 @@ async fn postgresql_stopped_mid_traffic_makes_central_unready_while_lanes_decide
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     wait_count(&out, count_then + 100).await;
-    stop.cancel();
-    tokio::time::timeout(STEP, load)
-        .await
-        .expect("the burst stops")
-        .expect("burst task");
-    let staff = central.staff().await;
-    staff
-        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
-        .await;
-    agent.terminate();
-    central.stop();
-    let journal = agent.journal();
-    let hub = central.open();
-    let alerts = chain_alerts(&hub);
-    assert!(
-        alerts.is_empty(),
-        "central raised chain alerts: {alerts:#?}"
-    );
-    let counts = count(&journal, &stored_events(&hub));
+    load.stop().await;
+    wait_drained(&central).await;
+    let (counts, journal) = stop_and_count(&mut agent, &mut central);
     assert_exactly_once("PostgreSQL outage", &counts, &journal, &out.acked());
 }
 
@@ -215,16 +184,8 @@ async fn two_instances_on_one_database_one_sigkilled_twenty_times_lose_and_dupli
         "24h",
     );
     agent.start().await;
-    let out = Arc::new(Burst::default());
-    let stop = CancellationToken::new();
-    let load = tokio::spawn(burst(
-        agent.base.clone(),
-        lane_names(),
-        2,
-        1_000_000,
-        stop.clone(),
-        out.clone(),
-    ));
+    let load = RunningBurst::spawn(agent.base.clone(), lane_names(), 2, 1_000_000);
+    let out = load.out.clone();
     let started = Instant::now();
     let mut target = 0;
     for cycle in 0..CYCLES {
@@ -242,15 +203,8 @@ async fn two_instances_on_one_database_one_sigkilled_twenty_times_lose_and_dupli
         took < Duration::from_secs(240),
         "{CYCLES} kill cycles took {took:?}"
     );
-    stop.cancel();
-    tokio::time::timeout(STEP, load)
-        .await
-        .expect("the burst stops")
-        .expect("burst task");
-    let staff = b.staff().await;
-    staff
-        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
-        .await;
+    load.stop().await;
+    wait_drained(&b).await;
     let moved = failovers(&agent).await;
     assert!(
         moved >= 1.0,
@@ -259,14 +213,7 @@ async fn two_instances_on_one_database_one_sigkilled_twenty_times_lose_and_dupli
     agent.terminate();
     a.stop();
     b.stop();
-    let journal = agent.journal();
-    let hub = a.open();
-    let alerts = chain_alerts(&hub);
-    assert!(
-        alerts.is_empty(),
-        "central raised chain alerts: {alerts:#?}"
-    );
-    let counts = count(&journal, &stored_events(&hub));
+    let (counts, journal) = ledger(&agent, &a.open());
     assert_exactly_once(
         &format!("two instances, one SIGKILLed × {CYCLES} ({took:?}, {moved} failovers)"),
         &counts,
@@ -292,16 +239,7 @@ async fn the_same_batch_sent_to_two_instances_at_once_is_stored_once() {
         "24h",
     );
     agent.start().await;
-    let out = Arc::new(Burst::default());
-    burst(
-        agent.base.clone(),
-        lane_names(),
-        2,
-        20,
-        CancellationToken::new(),
-        out.clone(),
-    )
-    .await;
+    let out = burst_to_end(agent.base.clone(), lane_names(), 2, 20).await;
     agent.terminate();
     let journal = agent.journal();
     assert!(
@@ -353,12 +291,6 @@ async fn the_same_batch_sent_to_two_instances_at_once_is_stored_once() {
     );
     a.stop();
     b.stop();
-    let hub = a.open();
-    let alerts = chain_alerts(&hub);
-    assert!(
-        alerts.is_empty(),
-        "central raised chain alerts: {alerts:#?}"
-    );
-    let counts = count(&journal, &stored_events(&hub));
+    let (counts, _) = ledger(&agent, &a.open());
     assert_exactly_once("one batch, four copies", &counts, &journal, &out.acked());
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use aeogate::vboard::{Fault, Truck, VirtualBoard, VirtualBoardConfig};
 use protocol::link::{
-    Barrier, BatteryLevel, FaultCode, Frame, LaneCommand, Light, LinkDecoder, MAX_FRAME, Message,
-    SealRead, SealStatus, encode_frame,
+    Barrier, FaultCode, Frame, LaneCommand, Light, LinkDecoder, MAX_FRAME, Message, SealRead,
+    encode_frame,
 };
 use serialport::{ClearBuffer, SerialPort, TTYPort};
 
@@ -26,14 +26,7 @@ const TAG_B: [u8; 12] = [
 ];
 
 fn seal() -> SealRead {
-    SealRead {
-        manufacturer: 0x0042,
-        tag_id: 0x0001_E240,
-        status: SealStatus::Sealed,
-        battery: BatteryLevel::Ok,
-        sealed_at: None,
-        opened_at: None,
-    }
+    SealRead::sealed(0x0042, 0x0001_E240)
 }
 
 fn truck() -> Truck {

@@ -45,17 +45,7 @@ fn the_documented_example_parses_to_its_steps() {
             0x30, 0x74, 0x25, 0x7B, 0xF7, 0x19, 0x4E, 0x40, 0x00, 0x00, 0x1A, 0x85
         ]]
     );
-    assert_eq!(
-        truck.eseals,
-        vec![SealRead {
-            manufacturer: 0x0042,
-            tag_id: 0x0001_E240,
-            status: SealStatus::Sealed,
-            battery: BatteryLevel::Ok,
-            sealed_at: None,
-            opened_at: None,
-        }]
-    );
+    assert_eq!(truck.eseals, vec![SealRead::sealed(0x0042, 0x0001_E240)]);
     assert_eq!(steps[1], Step::Wait(Duration::from_secs(4)));
     assert_eq!(steps[2], Step::Leave);
     assert!(matches!(&steps[3], Step::Fault(Fault::Garbage(b)) if b.len() == 64));

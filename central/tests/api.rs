@@ -8,7 +8,7 @@ use common::*;
 use ed25519_dalek::{Signature, VerifyingKey};
 use protocol::operator::OperatorId;
 use protocol::schema::{
-    AeoStatus, Change, ChangeBatch, Consignment, DeclaredContainer, SCHEMA_VERSION, SignedEnvelope,
+    AeoStatus, Change, ChangeBatch, Consignment, SCHEMA_VERSION, SignedEnvelope,
 };
 use uuid::Uuid;
 
@@ -140,17 +140,9 @@ async fn chain_break_raises_an_alert_and_opens_a_case() {
 
     let s = e.central.summary().expect("summary");
     assert_eq!((s.alerts, s.cases_open), (1, 1));
-    let staff = staff(&e.central).await;
-    let cases = call(
-        &e.central,
-        "GET",
-        "/api/v1/cases?state=open",
-        Some(&staff),
-        None,
-    )
-    .await;
-    assert_eq!(cases.json["items"][0]["subject"]["type"], "INTEGRITY");
-    assert_eq!(cases.json["items"][0]["subject"]["kind"], "CHAIN_BREAK");
+    let cases = open_cases(&e.central).await;
+    assert_eq!(cases["items"][0]["subject"]["type"], "INTEGRITY");
+    assert_eq!(cases["items"][0]["subject"]["kind"], "CHAIN_BREAK");
 }
 
 #[tokio::test]
@@ -280,19 +272,7 @@ async fn gate_without_heartbeats_for_stale_after_is_reported_stale() {
 // ---------------------------------------------------------------------------------------
 
 fn consignment(id: &str, port: &str) -> Consignment {
-    Consignment {
-        v: SCHEMA_VERSION,
-        id: id.into(),
-        containers: vec![DeclaredContainer {
-            number: "CSQU3054383".parse().expect("container"),
-            seals: vec![],
-            eseals: vec![],
-        }],
-        parties: vec![],
-        holds: vec![],
-        ports: vec![port.into()],
-        as_of: ts("2026-03-01T00:00:00Z"),
-    }
+    declared_consignment(id, "CSQU3054383", port)
 }
 
 fn verify(env: &SignedEnvelope, public_hex: &str) -> Result<ChangeBatch, String> {

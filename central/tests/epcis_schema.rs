@@ -121,18 +121,10 @@ async fn the_export_of_a_gate_day_validates_against_the_epcis_schema() {
 
 #[tokio::test]
 async fn the_export_with_sgln_locations_and_a_gate_time_zone_validates() {
-    use central::export::{GateLocations, Sgln, Zone};
     let day = gate_day(|cfg| {
-        let mut loc = GateLocations {
-            time_zone: Some(Zone::parse("-05:00").expect("zone")),
-            biz_location: Some(Sgln::parse("urn:epc:id:sgln:0614141.00777.0").expect("sgln")),
-            ..GateLocations::default()
-        };
-        loc.read_points.insert(
-            lane("L1"),
-            Sgln::parse("urn:epc:id:sgln:0614141.00777.GATE3").expect("sgln"),
-        );
-        cfg.export.gates.insert(common::gate(GATE), loc);
+        cfg.export
+            .gates
+            .insert(common::gate(GATE), common::gate3_locations());
     })
     .await;
     let a = get(&day.env.central, &day_uri("epcis"), Some(&day.staff)).await;

@@ -5,7 +5,7 @@ mod common;
 mod export_fixture;
 
 use axum::http::StatusCode;
-use central::export::{ExportConfig, ExportQuery, GateLocations, Sgln, Zone};
+use central::export::{ExportConfig, ExportQuery};
 use export_fixture::*;
 use serde_json::Value;
 
@@ -257,17 +257,10 @@ async fn event_ids_are_unique_and_the_same_on_every_export() {
 #[tokio::test]
 async fn read_points_use_configured_sglns_and_the_base_uri_otherwise() {
     let day = gate_day(|cfg| {
-        let mut loc = GateLocations {
-            time_zone: Some(Zone::parse("-05:00").expect("zone")),
-            biz_location: Some(Sgln::parse("urn:epc:id:sgln:0614141.00777.0").expect("sgln")),
-            ..GateLocations::default()
-        };
-        loc.read_points.insert(
-            lane("L1"),
-            Sgln::parse("urn:epc:id:sgln:0614141.00777.GATE3").expect("sgln"),
-        );
         cfg.export = ExportConfig::default();
-        cfg.export.gates.insert(common::gate(GATE), loc);
+        cfg.export
+            .gates
+            .insert(common::gate(GATE), common::gate3_locations());
     })
     .await;
     let doc = get(&day.env.central, &day_uri("epcis"), Some(&day.staff))

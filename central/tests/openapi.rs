@@ -18,9 +18,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{Request, header};
 use common::*;
 use protocol::operator::OperatorId;
-use protocol::schema::{
-    AeoStatus, Consignment, DeclaredContainer, EventBody, PartyRole, PartyView, SCHEMA_VERSION,
-};
+use protocol::schema::{AeoStatus, Consignment, EventBody, PartyRole, PartyView, SCHEMA_VERSION};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use uuid::Uuid;
@@ -334,19 +332,7 @@ impl Checker {
 }
 
 fn declared(id: &str, port: &str) -> Consignment {
-    Consignment {
-        v: SCHEMA_VERSION,
-        id: id.into(),
-        containers: vec![DeclaredContainer {
-            number: "CSQU3054383".parse().expect("container"),
-            seals: vec![],
-            eseals: vec![],
-        }],
-        parties: vec![],
-        holds: vec![],
-        ports: vec![port.into()],
-        as_of: ts("2026-03-01T00:00:00Z"),
-    }
+    declared_consignment(id, "CSQU3054383", port)
 }
 
 /// A FAST decision for a certified importer (AEO traffic in the programme figures).

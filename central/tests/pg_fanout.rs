@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use central::config::{PgUrl, StoreConfig};
 use common::*;
-use protocol::operator::OperatorId;
-use protocol::schema::{AeoStatus, Authorisation, RegistryRecord, SCHEMA_VERSION};
 use tokio_util::sync::CancellationToken;
 
 /// A central on `url`, served on a free loopback port; its base URL and server task.
@@ -36,24 +34,6 @@ async fn instance(url: &str) -> (Env, String, tokio::task::JoinHandle<anyhow::Re
     (e, base, server)
 }
 
-fn record(id: &str) -> RegistryRecord {
-    RegistryRecord {
-        v: SCHEMA_VERSION,
-        operator: OperatorId::parse(id).expect("operator"),
-        name: format!("Operator {id}"),
-        authorisations: vec![Authorisation::Aeof],
-        status: AeoStatus::Active,
-        status_since: ts("2025-01-01T00:00:00Z"),
-        valid_from: ts("2025-01-01T00:00:00Z"),
-        valid_to: None,
-        roles: vec![],
-        contact_point: None,
-        linked_ids: vec![],
-        source: "test".into(),
-        as_of: ts("2026-01-01T00:00:00Z"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_case_opened_through_one_instance_reaches_the_live_stream_of_the_other_within_2_s() {
     central::server::install_crypto_provider();
@@ -70,16 +50,7 @@ async fn a_case_opened_through_one_instance_reaches_the_live_stream_of_the_other
     a.central
         .add_user("ana", "correct horse", "analyst")
         .expect("user");
-    let login: serde_json::Value = http
-        .post(format!("{base_b}/api/v1/login"))
-        .json(&serde_json::json!({"user": "ana", "password": "correct horse"}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("login answer");
-    let session = login["token"].as_str().expect("session token").to_owned();
+    let session = login(&http, &base_b, "ana", "correct horse").await;
     let mut stream = reqwest::Client::new()
         .get(format!("{base_b}/api/v1/cases/stream"))
         .bearer_auth(&session)
@@ -121,7 +92,7 @@ async fn a_case_opened_through_one_instance_reaches_the_live_stream_of_the_other
     let mut registry_b = b.central.subscribe_registry();
     let before = *registry_b.borrow_and_update();
     a.central
-        .import_records(vec![record("EU-AEO:DE123456789012345")], "test")
+        .import_records(vec![operator_record("EU-AEO:DE123456789012345")], "test")
         .expect("import at A");
     tokio::time::timeout(Duration::from_secs(2), registry_b.changed())
         .await

@@ -124,17 +124,7 @@ impl Site {
     /// Every event the running central stores for the gate, through the staff API.
     async fn stored(&self) -> Vec<JournalEntry> {
         let http = client();
-        let login: serde_json::Value = http
-            .post(format!("{}/api/v1/login", self.base))
-            .json(&serde_json::json!({"user": STAFF.0, "password": STAFF.1}))
-            .timeout(STEP)
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("login answer");
-        let token = login["token"].as_str().expect("session token").to_owned();
+        let token = common::login(&http, &self.base, STAFF.0, STAFF.1).await;
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..1_000 {

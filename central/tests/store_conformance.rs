@@ -15,9 +15,8 @@ use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
 use protocol::schema::{
-    AeoStatus, Change, Consignment, ConsoleSession, ConsoleSessionKind, DeclaredContainer,
-    EventBody, GENESIS_HASH, GateId, JournalEntry, LaneDecision, LaneId, RegistryRecord,
-    SCHEMA_VERSION,
+    AeoStatus, Change, Consignment, ConsoleSession, ConsoleSessionKind, EventBody, GENESIS_HASH,
+    GateId, JournalEntry, LaneDecision, LaneId, RegistryRecord, SCHEMA_VERSION,
 };
 use uuid::Uuid;
 
@@ -863,19 +862,7 @@ fn entries_dated_at_the_ends_of_the_calendar_are_stored(s: &dyn Store) {
 // ---------------------------------------------------------------------------------------
 
 fn consignment(id: &str, container: &str, port: &str) -> Consignment {
-    Consignment {
-        v: SCHEMA_VERSION,
-        id: id.into(),
-        containers: vec![DeclaredContainer {
-            number: container.parse().expect("container"),
-            seals: vec![],
-            eseals: vec![],
-        }],
-        parties: vec![],
-        holds: vec![],
-        ports: vec![port.into()],
-        as_of: ts("2026-03-01T00:00:00Z"),
-    }
+    common::declared_consignment(id, container, port)
 }
 
 fn registry_changes_are_logged_applied_and_snapshotted_per_port(s: &dyn Store) {
@@ -1300,16 +1287,8 @@ async fn central_configured_with_a_postgres_url_ingests_and_serves_cases() {
     .await;
     assert_eq!(a.status, axum::http::StatusCode::OK, "{}", a.json);
     assert_eq!(a.json["acked_through"], 2);
-    let staff = common::staff(&e.central).await;
-    let cases = common::call(
-        &e.central,
-        "GET",
-        "/api/v1/cases?state=open",
-        Some(&staff),
-        None,
-    )
-    .await;
-    assert_eq!(cases.json["items"][0]["subject"]["type"], "SEAL_EXCEPTION");
+    let cases = common::open_cases(&e.central).await;
+    assert_eq!(cases["items"][0]["subject"]["type"], "SEAL_EXCEPTION");
     // The data is in the database: a second store on the same URL sees it.
     let other = PgStore::open(&url).expect("second store");
     assert_eq!(

@@ -146,12 +146,7 @@ async fn shutdown_closes_the_open_transaction_and_journals_it_with_a_decision() 
     .expect("transaction opens");
 
     let store = handle.shared.store.clone();
-    shutdown.cancel();
-    tokio::time::timeout(STEP, handle.join)
-        .await
-        .expect("stops")
-        .expect("joined")
-        .expect("clean stop");
+    support::stop_agent(&shutdown, handle.join, STEP).await;
     let lane = protocol::schema::LaneId::parse("L2").expect("lane");
     let rows = store
         .recent_transactions(Some(&lane), None, 10)

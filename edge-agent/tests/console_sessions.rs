@@ -251,10 +251,5 @@ async fn over_tls_the_console_sets_a_secure_host_prefixed_cookie() {
         .send()
         .await;
     assert!(plain.is_err() || plain.is_ok_and(|r| !r.status().is_success()));
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(15), handle.join)
-        .await
-        .expect("stops")
-        .expect("joined")
-        .expect("clean stop");
+    support::stop_agent(&shutdown, handle.join, Duration::from_secs(15)).await;
 }

@@ -9,10 +9,7 @@ use edge_agent::assembler::{AssemblerEvent, RawRead};
 use edge_agent::config::Config;
 use edge_agent::runtime::{AgentHandle, start};
 use jiff::Timestamp;
-use protocol::schema::{
-    Change, ChangeBatch, LaneDecision, LaneId, ReadSource, ReadValue, ReasonCode, SCHEMA_VERSION,
-    SequencedChange,
-};
+use protocol::schema::{Change, LaneDecision, LaneId, ReadSource, ReadValue, ReasonCode};
 use protocol::seal::SealNumber;
 use tokio_util::sync::CancellationToken;
 
@@ -25,15 +22,7 @@ fn config(dir: &std::path::Path) -> Config {
 id = "G1"
 port = "PORT-A"
 
-[[lanes]]
-id = "L2"
-presence_loop = false
-quiet_close = "1s"
-[lanes.routes]
-fast = "Lane 2 priority"
-standard = "Lane 2 standard"
-inspect = "Inspection bay B"
-
+{}
 [store]
 path = "{}"
 
@@ -45,6 +34,7 @@ random_rate_other = 0.000002
 [console]
 bind = "127.0.0.1:0"
 "#,
+        support::lane_section(2, 'B', false, "1s"),
         dir.join("agent.redb").display()
     );
     Config::from_toml_str(&text, "test.toml").expect("valid test config")
@@ -76,22 +66,7 @@ fn load_replica(dir: &std::path::Path) {
             consignment: support::consignment(),
         },
     ];
-    let batch = ChangeBatch {
-        v: SCHEMA_VERSION,
-        snapshot: true,
-        after_seq: 0,
-        last_seq: 3,
-        port: "PORT-A".into(),
-        as_of: Timestamp::now(),
-        changes: changes
-            .into_iter()
-            .enumerate()
-            .map(|(i, change)| SequencedChange {
-                seq: i as u64 + 1,
-                change,
-            })
-            .collect(),
-    };
+    let batch = support::snapshot_at(Timestamp::now(), 3, changes);
     store.apply_batch(&batch).expect("snapshot applies");
 }
 
@@ -233,10 +208,5 @@ async fn a_refusing_journal_suspends_priority_raises_the_alarm_and_loses_nothing
     assert_eq!(journaled.decision, LaneDecision::Standard);
     assert!(store.verify_chain().is_ok());
 
-    shutdown.cancel();
-    tokio::time::timeout(STEP, handle.join)
-        .await
-        .expect("stops")
-        .expect("joined")
-        .expect("clean stop");
+    support::stop_agent(&shutdown, handle.join, STEP).await;
 }

@@ -20,22 +20,7 @@ fn gate() -> GateId {
 }
 
 fn snapshot(last_seq: u64, changes: Vec<Change>) -> ChangeBatch {
-    ChangeBatch {
-        v: SCHEMA_VERSION,
-        port: "PORT-A".into(),
-        snapshot: true,
-        after_seq: 0,
-        last_seq,
-        as_of: now(),
-        changes: changes
-            .into_iter()
-            .enumerate()
-            .map(|(i, change)| SequencedChange {
-                seq: i as u64 + 1,
-                change,
-            })
-            .collect(),
-    }
+    snapshot_at(now(), last_seq, changes)
 }
 
 #[test]

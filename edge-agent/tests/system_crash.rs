@@ -3,6 +3,7 @@
 //! journal with the hash chain intact (the idea of redb's `crash_consistency` tests).
 
 mod io_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,15 +21,7 @@ fn write_config(dir: &std::path::Path, console_port: u16) -> std::path::PathBuf 
 id = "G1"
 port = "PORT-A"
 
-[[lanes]]
-id = "L1"
-presence_loop = false
-quiet_close = "1s"
-[lanes.routes]
-fast = "Lane 1 priority"
-standard = "Lane 1 standard"
-inspect = "Inspection bay A"
-
+{lane}
 [store]
 path = "{store}"
 
@@ -38,20 +31,13 @@ random_key = "crash-test-random-key"
 [console]
 bind = "127.0.0.1:{console_port}"
 "#,
+        lane = support::lane_section(1, 'A', false, "1s"),
         store = dir.join("agent.redb").display(),
     );
     let path = dir.join("agent.toml");
     std::fs::write(&path, text).expect("write config");
     // The console needs a session; one is stored before the agent starts.
-    edge_agent::console::add_session_to_store_file(
-        &dir.join("agent.redb"),
-        protocol::schema::GateId::parse("G1").expect("gate"),
-        "system-tests",
-        edge_agent::console::Role::Officer,
-        TOKEN,
-        Duration::from_secs(3600),
-    )
-    .expect("console session stored");
+    io_support::store_officer_session(&dir.join("agent.redb"), TOKEN);
     path
 }
 

@@ -263,12 +263,7 @@ async fn uplink_retries_and_advances_the_cursor_only_on_acknowledgement() {
                 .any(|hb| hb.journal_head >= 7 && hb.agent.as_str() == "G1")
         );
     }
-    shutdown.cancel();
-    tokio::time::timeout(STEP, h.join)
-        .await
-        .expect("stops")
-        .expect("joined")
-        .expect("ok");
+    support::stop_agent(&shutdown, h.join, STEP).await;
 }
 
 #[tokio::test]
@@ -309,12 +304,7 @@ async fn replication_bootstraps_refuses_a_forged_batch_and_applies_the_next_good
             == 2
     })
     .await;
-    shutdown.cancel();
-    tokio::time::timeout(STEP, h.join)
-        .await
-        .expect("stops")
-        .expect("joined")
-        .expect("ok");
+    support::stop_agent(&shutdown, h.join, STEP).await;
 }
 
 #[test]
@@ -373,10 +363,5 @@ async fn a_gap_is_healed_only_by_a_snapshot_that_is_not_older() {
     })
     .await;
     assert_eq!(store.replica_meta().sequence, 9, "replica unchanged");
-    shutdown.cancel();
-    tokio::time::timeout(STEP, h.join)
-        .await
-        .expect("stops")
-        .expect("joined")
-        .expect("ok");
+    support::stop_agent(&shutdown, h.join, STEP).await;
 }

@@ -467,17 +467,8 @@ fn link_up_reannounces_the_loops_even_after_the_change_was_dropped() {
     lane.presence(0, true);
     lane.presence(1, false);
     for i in 0..40u8 {
-        lane.c.handle(
-            lane.now,
-            Event::Seal(SealRead {
-                manufacturer: 1,
-                tag_id: u32::from(i),
-                status: SealStatus::Sealed,
-                battery: BatteryLevel::Ok,
-                sealed_at: None,
-                opened_at: None,
-            }),
-        );
+        lane.c
+            .handle(lane.now, Event::Seal(SealRead::sealed(1, u32::from(i))));
         lane.advance(10);
     }
     // The agent's first frame brings the link up: the loops' current state is queued.

@@ -182,6 +182,20 @@ pub struct SealRead {
     pub opened_at: Option<EpochMinutes>,
 }
 
+impl SealRead {
+    /// An intact seal with a good battery that reported no sealing or opening time.
+    pub const fn sealed(manufacturer: u16, tag_id: u32) -> Self {
+        Self {
+            manufacturer,
+            tag_id,
+            status: SealStatus::Sealed,
+            battery: BatteryLevel::Ok,
+            sealed_at: None,
+            opened_at: None,
+        }
+    }
+}
+
 /// E-seal state (ISO 18185-2 status bit, plus the tamper flag readers report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SealStatus {

@@ -1206,3 +1206,140 @@ pub async fn round_trip(upstream: SocketAddr, req: &Request) -> Option<Vec<u8>> 
         .ok()
         .flatten()
 }
+
+/// A [`burst`] running in the background: its tally, and what stops it.
+pub struct RunningBurst {
+    pub out: Arc<Burst>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningBurst {
+    /// Starts [`burst`] on `lanes` of the agent at `base` with `workers` clients, each
+    /// sending at most `max` actions.
+    pub fn spawn(base: String, lanes: Vec<String>, workers: usize, max: u64) -> Self {
+        let out = Arc::new(Burst::default());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(burst(base, lanes, workers, max, stop.clone(), out.clone()));
+        Self { out, stop, task }
+    }
+
+    /// Stops the burst and waits (bounded by [`STEP`]) for its clients to finish.
+    pub async fn stop(self) -> Arc<Burst> {
+        self.stop.cancel();
+        tokio::time::timeout(STEP, self.task)
+            .await
+            .expect("the burst stops")
+            .expect("burst task");
+        self.out
+    }
+}
+
+/// Waits (at most a minute) until central has stored everything the agents journaled.
+pub async fn wait_drained(central: &CentralSite) {
+    central
+        .staff()
+        .await
+        .wait_drained(jiff::Timestamp::now(), Duration::from_secs(60))
+        .await;
+}
+
+/// Stops the agent and central, checks central raised no chain alerts and returns the
+/// ledger of what the agent journaled against what central stored, with the journal.
+pub fn stop_and_count(
+    agent: &mut AgentSite,
+    central: &mut CentralSite,
+) -> (Counts, Vec<JournalEntry>) {
+    agent.terminate();
+    central.stop();
+    ledger(agent, &central.open())
+}
+
+/// Checks central (`hub`, opened after it stopped) raised no chain alerts and returns the
+/// ledger of what the stopped agent journaled against what central stored, with the journal.
+pub fn ledger(agent: &AgentSite, hub: &central::Central) -> (Counts, Vec<JournalEntry>) {
+    let journal = agent.journal();
+    let alerts = chain_alerts(hub);
+    assert!(
+        alerts.is_empty(),
+        "central raised chain alerts: {alerts:#?}"
+    );
+    (count(&journal, &stored_events(hub)), journal)
+}
+
+/// A truck carrying container `j`'s RFID tag (the container number's ASCII in the EPC
+/// bank, as a container tag reader reports it) that stays `dwell` in the lane.
+pub fn container_truck(j: u64, dwell: Duration) -> aeogate::vboard::Truck {
+    let mut epc = aeogate::bench::data::container(j)
+        .expect("container")
+        .to_string()
+        .into_bytes();
+    epc.push(0);
+    aeogate::vboard::Truck {
+        tags: vec![epc],
+        eseals: Vec::new(),
+        dwell,
+    }
+}
+
+/// How many cycles a soak runs: `AEOGATE_SOAK_CYCLES`, 200 unless set.
+pub fn soak_cycles() -> usize {
+    std::env::var("AEOGATE_SOAK_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+/// Logs `who` (user, password) in at the central serving `url`; the session token.
+pub async fn login(http: &reqwest::Client, url: &str, who: (&str, &str)) -> String {
+    let r: Value = http
+        .post(format!("{url}/api/v1/login"))
+        .json(&json!({"user": who.0, "password": who.1}))
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("login request")
+        .json()
+        .await
+        .expect("login answer");
+    r["token"].as_str().expect("session token").to_owned()
+}
+
+/// Runs a [`burst`] of at most `max` actions per worker to its end; what it achieved.
+pub async fn burst_to_end(
+    base: String,
+    lanes: Vec<String>,
+    workers: usize,
+    max: u64,
+) -> Arc<Burst> {
+    let out = Arc::new(Burst::default());
+    burst(
+        base,
+        lanes,
+        workers,
+        max,
+        CancellationToken::new(),
+        out.clone(),
+    )
+    .await;
+    out
+}
+
+impl LaneSpec {
+    /// A lane with a presence loop, fed by the lane board at `link` (a virtual board's
+    /// `tty_link`).
+    pub fn on_board(id: &str, link: PathBuf) -> LaneSpec {
+        LaneSpec {
+            id: id.into(),
+            presence_loop: true,
+            board: Some(link),
+        }
+    }
+}
+
+impl AgentSite {
+    /// An agent in `dir/agent` with `lanes`, sending to `central` and keeping `keep`.
+    pub fn beside(dir: &Path, central: &CentralSite, lanes: &[LaneSpec], keep: &str) -> AgentSite {
+        AgentSite::create(&dir.join("agent"), &CentralLink::to(central), lanes, keep)
+    }
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use aeogate::vboard::{VirtualBoard, VirtualBoardConfig};
 use aeogate::vreader::{VirtualReader, VirtualReaderConfig};
 use edge_agent::runtime::AgentHandle;
-use protocol::link::{BatteryLevel, SealRead, SealStatus};
+use protocol::link::SealRead;
 use protocol::schema::{Decision, DeviceHealth, EventBody, GateTransaction, LaneId};
 use tokio_util::sync::CancellationToken;
 
@@ -32,14 +32,7 @@ pub fn tags() -> Vec<Vec<u8>> {
 }
 
 pub fn eseals() -> Vec<SealRead> {
-    vec![SealRead {
-        manufacturer: 0x0042,
-        tag_id: 0x0001_E240,
-        status: SealStatus::Sealed,
-        battery: BatteryLevel::Ok,
-        sealed_at: None,
-        opened_at: None,
-    }]
+    vec![SealRead::sealed(0x0042, 0x0001_E240)]
 }
 
 pub fn board(lane: &str) -> Arc<VirtualBoard> {

@@ -259,3 +259,58 @@ pub fn counts(v: &serde_json::Value) -> BTreeMap<String, u64> {
         })
         .unwrap_or_default()
 }
+
+/// Logs `user` in at the central serving `base` (waiting at most 20 s) and returns the
+/// session token.
+pub async fn login(http: &reqwest::Client, base: &str, user: &str, password: &str) -> String {
+    let body = serde_json::json!({"user": user, "password": password});
+    let request = http.post(format!("{base}/api/v1/login")).json(&body);
+    let response = request.timeout(Duration::from_secs(20)).send().await;
+    let answer: serde_json::Value = response.expect("login").json().await.expect("login answer");
+    answer["token"].as_str().expect("session token").to_owned()
+}
+
+/// A consignment `id` declared for `port`: one container, no seals, parties or holds.
+pub fn declared_consignment(
+    id: &str,
+    container: &str,
+    port: &str,
+) -> protocol::schema::Consignment {
+    protocol::schema::Consignment {
+        v: SCHEMA_VERSION,
+        id: id.into(),
+        containers: vec![protocol::schema::DeclaredContainer {
+            number: container.parse().expect("container"),
+            seals: vec![],
+            eseals: vec![],
+        }],
+        parties: vec![],
+        holds: vec![],
+        ports: vec![port.into()],
+        as_of: ts("2026-03-01T00:00:00Z"),
+    }
+}
+
+/// The open cases (`GET /api/v1/cases?state=open`) as a supervisor sees them.
+pub async fn open_cases(c: &Central) -> serde_json::Value {
+    let staff = staff(c).await;
+    call(c, "GET", "/api/v1/cases?state=open", Some(&staff), None)
+        .await
+        .json
+}
+
+/// Export locations for a gate in UTC−5 at SGLN 0614141.00777.0, lane L1 read at
+/// SGLN 0614141.00777.GATE3.
+pub fn gate3_locations() -> central::export::GateLocations {
+    use central::export::{GateLocations, Sgln, Zone};
+    let mut loc = GateLocations {
+        time_zone: Some(Zone::parse("-05:00").expect("zone")),
+        biz_location: Some(Sgln::parse("urn:epc:id:sgln:0614141.00777.0").expect("sgln")),
+        ..GateLocations::default()
+    };
+    loc.read_points.insert(
+        LaneId::parse("L1").expect("lane"),
+        Sgln::parse("urn:epc:id:sgln:0614141.00777.GATE3").expect("sgln"),
+    );
+    loc
+}

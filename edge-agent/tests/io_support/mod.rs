@@ -555,3 +555,15 @@ pub async fn metric(base: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// Stores an hour-long officer session `token` for gate G1 in the agent's store file, so
+/// a test can use the console without logging in.
+pub fn store_officer_session(store: &Path, token: &str) {
+    let gate = protocol::schema::GateId::parse("G1").expect("gate");
+    let (role, hour) = (
+        edge_agent::console::Role::Officer,
+        Duration::from_secs(3600),
+    );
+    edge_agent::console::add_session_to_store_file(store, gate, "system-tests", role, token, hour)
+        .expect("console session stored");
+}

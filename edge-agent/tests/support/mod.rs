@@ -281,3 +281,48 @@ pub fn app_state(
     };
     (state, events)
 }
+
+/// A PORT-A registry snapshot of `changes` as of `as_of`, numbered 1, 2, … and ending at
+/// `last_seq`.
+pub fn snapshot_at(
+    as_of: Timestamp,
+    last_seq: u64,
+    changes: Vec<protocol::schema::Change>,
+) -> protocol::schema::ChangeBatch {
+    protocol::schema::ChangeBatch {
+        v: SCHEMA_VERSION,
+        port: "PORT-A".into(),
+        snapshot: true,
+        after_seq: 0,
+        last_seq,
+        as_of,
+        changes: changes
+            .into_iter()
+            .zip(1..)
+            .map(|(change, seq)| protocol::schema::SequencedChange { seq, change })
+            .collect(),
+    }
+}
+
+/// Cancels an agent's `shutdown` and waits, at most `within`, for it to stop cleanly.
+pub async fn stop_agent(
+    shutdown: &tokio_util::sync::CancellationToken,
+    join: tokio::task::JoinHandle<anyhow::Result<()>>,
+    within: Duration,
+) {
+    shutdown.cancel();
+    tokio::time::timeout(within, join)
+        .await
+        .expect("the agent stops")
+        .expect("joined")
+        .expect("clean stop");
+}
+
+/// A `[[lanes]]` section for lane `L{n}` and its three routes (inspection at `bay`).
+pub fn lane_section(n: u8, bay: char, presence_loop: bool, quiet_close: &str) -> String {
+    format!(
+        "[[lanes]]\nid = \"L{n}\"\npresence_loop = {presence_loop}\nquiet_close = \"{quiet_close}\"\n\
+         [lanes.routes]\nfast = \"Lane {n} priority\"\nstandard = \"Lane {n} standard\"\n\
+         inspect = \"Inspection bay {bay}\"\n"
+    )
+}
