@@ -83,6 +83,7 @@ conformance!(
     text_with_control_characters_is_stored_and_read_back_unchanged,
     entries_dated_at_the_ends_of_the_calendar_are_stored,
     console_logins_and_logouts_are_stored_and_another_gates_are_refused,
+    the_latest_config_change_is_kept_on_the_gate_row,
 );
 
 const NO_GAP_ALERT: SignedDuration = SignedDuration::from_hours(24);
@@ -681,6 +682,51 @@ fn console_logins_and_logouts_are_stored_and_another_gates_are_refused(s: &dyn S
     let foreign = chain(&g3, vec![console_session(&g2, ConsoleSessionKind::Login)]);
     assert_eq!(ingest(s, &foreign).acked_through, 1);
     assert_eq!(alert_kinds(s), vec![AlertKind::ForeignGate]);
+}
+
+fn config_applied(old: &str, new: &str, changes: &[&str]) -> EventBody {
+    EventBody::ConfigApplied {
+        old_policy: old.into(),
+        new_policy: new.into(),
+        changes: changes.iter().map(|c| (*c).to_owned()).collect(),
+    }
+}
+
+fn the_latest_config_change_is_kept_on_the_gate_row(s: &dyn Store) {
+    let g = gate("G1");
+    let c = chain(
+        &g,
+        vec![
+            config_applied("p1#00000001", "p2#00000002", &["policy p1 → p2"]),
+            fast_decision(&g),
+            config_applied(
+                "p2#00000002",
+                "p2#00000002",
+                &["lane L3 added", "lane L1 changed: routes"],
+            ),
+            fast_decision(&g),
+        ],
+    );
+    // The later change arrives first: an older one after it does not replace it.
+    assert_eq!(ingest(s, &c[2..]).tally.stored, 2);
+    assert_eq!(ingest(s, &c[..2]).acked_through, 4);
+    let row = s
+        .gates()
+        .expect("gates")
+        .into_iter()
+        .find(|r| r.gate == g)
+        .expect("the gate's row");
+    let last = row.last_config.expect("a config change on the row");
+    assert_eq!(last.seq, 3);
+    assert_eq!(
+        (last.old_policy.as_str(), last.new_policy.as_str()),
+        ("p2#00000002", "p2#00000002")
+    );
+    assert_eq!(
+        last.changes,
+        vec!["lane L3 added", "lane L1 changed: routes"]
+    );
+    assert!(alert_kinds(s).is_empty(), "{:?}", alert_kinds(s));
 }
 
 fn text_with_control_characters_is_stored_and_read_back_unchanged(s: &dyn Store) {

@@ -63,6 +63,20 @@ pub fn classify(g: &GateStatus, now: Timestamp) -> (Health, Vec<String>) {
     }
 }
 
+/// `old → new` policy ids, by name (`p3 → p4`), or in full when the names are the same
+/// and only the settings hash tells them apart.
+fn policy_change(old: &str, new: &str) -> String {
+    let short = |id: &str| {
+        id.split_once('#')
+            .map_or(id.to_owned(), |(n, _)| n.to_owned())
+    };
+    if short(old) == short(new) {
+        format!("{old} → {new}")
+    } else {
+        format!("{} → {}", short(old), short(new))
+    }
+}
+
 /// `GET /gates`.
 pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
     let l = s.lang;
@@ -109,6 +123,13 @@ pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
                             dt { (T::ClockOffset.get(l)) }
                             dd class=(if h.clock_offset_ms.abs() > CLOCK_WARN_MS { "warn" } else { "" }) { (h.clock_offset_ms) " ms" }
                         }
+                        @if let Some(c) = &g.last_config {
+                            dt { (T::LastConfigChange.get(l)) }
+                            dd.config title=(c.changes.join("; ")) {
+                                (T::PolicyWord.get(l)) " " (policy_change(&c.old_policy, &c.new_policy))
+                                " " (T::AtWord.get(l)) " " (c.at.strftime("%H:%M")) ", " (T::ChangesWord.get(l)) ": " (c.changes.len())
+                            }
+                        }
                         dt { (T::Acked.get(l)) } dd { (g.acked_through) }
                         dt { (T::EventsStored.get(l)) } dd { (g.events_stored) }
                     }
@@ -121,4 +142,18 @@ pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
     r.headers_mut()
         .insert("refresh", axum::http::HeaderValue::from_static("15"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::policy_change;
+
+    #[test]
+    fn a_policy_change_shows_names_or_full_ids_when_only_settings_differ() {
+        assert_eq!(policy_change("p3#0011aabb", "p4#2233ccdd"), "p3 → p4");
+        assert_eq!(
+            policy_change("p3#0011aabb", "p3#2233ccdd"),
+            "p3#0011aabb → p3#2233ccdd"
+        );
+    }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::decider::{Policy, Routes};
 
 /// The whole agent configuration, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub gate: GateConfig,
     pub lanes: Vec<LaneConfig>,
@@ -27,7 +27,7 @@ pub struct Config {
 }
 
 /// The gate this agent runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GateConfig {
     pub id: GateId,
     pub name: String,
@@ -36,7 +36,7 @@ pub struct GateConfig {
 }
 
 /// One lane.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LaneConfig {
     pub id: LaneId,
     pub name: String,
@@ -51,7 +51,7 @@ pub struct LaneConfig {
 }
 
 /// A serial device.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceConfig {
     pub name: String,
     pub lane: LaneId,
@@ -111,7 +111,7 @@ impl LlrpReaderConfig {
 }
 
 /// MQTT broker connection and topic mappings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MqttConfig {
     pub host: String,
     pub port: u16,
@@ -195,6 +195,19 @@ impl MqttTls {
     }
 }
 
+// Compared for live reconfiguration (a changed certificate or key is a change).
+impl PartialEq for ClientIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.chain == other.chain && self.key.secret_der() == other.key.secret_der()
+    }
+}
+
+impl PartialEq for MqttTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.ca_cert == other.ca_cert && self.roots == other.roots && self.client == other.client
+    }
+}
+
 impl std::fmt::Debug for ClientIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientIdentity")
@@ -214,7 +227,7 @@ impl std::fmt::Debug for MqttTls {
 }
 
 /// One MQTT topic filter mapped to a lane and a reader kind.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicMap {
     pub filter: String,
     pub lane: LaneId,
@@ -247,7 +260,7 @@ pub enum MqttKind {
 }
 
 /// Local storage.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     pub path: PathBuf,
     /// Journal size above which acknowledged routine entries are pruned, oldest first.
@@ -255,7 +268,7 @@ pub struct StoreConfig {
 }
 
 /// Connection to central.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CentralConfig {
     /// The first of [`CentralConfig::urls`].
     pub url: String,
@@ -275,7 +288,7 @@ pub struct CentralConfig {
 }
 
 /// A registry signing key the agent trusts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PinnedKey {
     pub key_id: String,
     /// Hex ed25519 public key (64 hex digits).
@@ -283,7 +296,7 @@ pub struct PinnedKey {
 }
 
 /// The officer console / API listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConsoleConfig {
     pub bind: SocketAddr,
     /// Serve HTTPS with this certificate chain and key (PEM); plain HTTP when `None`.

@@ -277,6 +277,7 @@ pub fn app_state(
         metrics: edge_agent::telemetry::metrics_handle(),
         central_configured: false,
         shutdown: tokio_util::sync::CancellationToken::new(),
+        reload: Arc::default(),
     };
     (state, events)
 }

@@ -377,7 +377,8 @@ impl IngestTarget for Target<'_> {
             EventBody::Transaction { .. }
             | EventBody::DeviceHealth { .. }
             | EventBody::OrphanRead { .. }
-            | EventBody::ConsoleSession { .. } => {}
+            | EventBody::ConsoleSession { .. }
+            | EventBody::ConfigApplied { .. } => {}
         }
         Ok(())
     }
@@ -446,6 +447,7 @@ pub(super) fn add_agent(
                 state: AgentState::default(),
                 health: None,
                 revoked_at: None,
+                last_config: None,
             },
         )?,
     }
@@ -550,6 +552,7 @@ pub(super) fn ingest(
         state: AgentState::default(),
         health: None,
         revoked_at: None,
+        last_config: None,
     });
     let mut state = row.state.clone();
     let mut target = Target::new(&tx, gate, now, &mut state)?;
@@ -558,6 +561,9 @@ pub(super) fn ingest(
     let mut changed = target.finish()?;
     changed.extend(gap_check(&tx, gate, &mut state, now, gap_alert_after)?);
     row.state = state;
+    if let Some(c) = ingest::last_config_change(entries, &hashes, row.last_config.as_ref()) {
+        row.last_config = Some(c);
+    }
     save_gate(&tx, &row)?;
     tx.commit()?;
     Ok(IngestOutcome {
@@ -580,6 +586,7 @@ pub(super) fn record_heartbeat(
         state: AgentState::default(),
         health: None,
         revoked_at: None,
+        last_config: None,
     });
     row.health = Some(health.clone());
     let mut state = row.state.clone();
