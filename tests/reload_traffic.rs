@@ -265,6 +265,15 @@ async fn reloads_under_traffic_lose_nothing_and_are_journaled_with_both_policies
     let _ = load.await;
     let since = jiff::Timestamp::now();
     staff.wait_drained(since, STEP).await;
+    // Central's gate status carries the latest change (the gate health page shows it).
+    let g = staff.gate().await.expect("the gate's status at central");
+    assert!(
+        g["last_config"]["new_policy"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("reload-p2#")),
+        "{g}"
+    );
+    assert_eq!(g["last_config"]["changes"], json!(["lane L3 removed"]), "{g}");
     agent.terminate();
     central.stop();
 
