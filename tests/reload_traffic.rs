@@ -273,7 +273,11 @@ async fn reloads_under_traffic_lose_nothing_and_are_journaled_with_both_policies
             .is_some_and(|p| p.starts_with("reload-p2#")),
         "{g}"
     );
-    assert_eq!(g["last_config"]["changes"], json!(["lane L3 removed"]), "{g}");
+    assert_eq!(
+        g["last_config"]["changes"],
+        json!(["lane L3 removed"]),
+        "{g}"
+    );
     agent.terminate();
     central.stop();
 

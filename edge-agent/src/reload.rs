@@ -14,7 +14,7 @@
 //! | `[[lanes]]`: added, removed, any key changed | `[store]` |
 //! | | `[console]` (bind, TLS) |
 //! | | `[central]` |
-//! | | `[mqtt]` (connection and topic mappings) |
+//! | `[mqtt]` `topics` (mappings added, removed, changed) | `[mqtt]` (connection) |
 //! | | `[[devices]]`, `[[llrp]]` |
 //!
 //! [`Reloader`] is the shell: it loads the file, plans, hands the new lanes and policy
@@ -34,10 +34,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{
     CentralConfig, Config, ConfigError, ConsoleConfig, GateConfig, LaneConfig, MqttConfig,
-    StoreConfig,
+    StoreConfig, TopicMap,
 };
 use crate::decider::Policy;
 use crate::pipeline::Reconfigure;
+use crate::sources::mqtt::TopicMappings;
 use crate::state::Lanes;
 
 /// Longest a reload waits for the pipeline to take the new configuration.
@@ -55,6 +56,8 @@ pub struct Plan {
     pub lanes: Vec<LaneConfig>,
     /// The policy to decide with from now on.
     pub policy: Policy,
+    /// The MQTT topic mappings from now on, when they change.
+    pub mqtt_topics: Option<Vec<TopicMap>>,
 }
 
 impl Plan {
@@ -106,6 +109,13 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Refused> {
     }
 
     let mut changes = Vec::new();
+    let mqtt_topics = match (&old.mqtt, mqtt) {
+        (Some(o), Some(n)) if o.topics != n.topics => {
+            changes.extend(topic_changes(&o.topics, &n.topics));
+            Some(n.topics.clone())
+        }
+        _ => None,
+    };
     let old_policy = old.policy.id();
     let new_policy = policy.id();
     if old.policy != *policy {
@@ -133,7 +143,29 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Refused> {
         new_policy,
         lanes: lanes.clone(),
         policy: policy.clone(),
+        mqtt_topics,
     })
+}
+
+/// One line per MQTT topic mapping removed or added (a changed mapping is both).
+fn topic_changes(old: &[TopicMap], new: &[TopicMap]) -> Vec<String> {
+    let line = |m: &TopicMap, what: &str| {
+        format!(
+            "mqtt topic {} ({:?}, {:?}) → lane {} {what}",
+            m.filter, m.kind, m.format, m.lane
+        )
+    };
+    let mut out: Vec<String> = old
+        .iter()
+        .filter(|m| !new.contains(m))
+        .map(|m| line(m, "removed"))
+        .collect();
+    out.extend(
+        new.iter()
+            .filter(|m| !old.contains(m))
+            .map(|m| line(m, "added")),
+    );
+    out
 }
 
 fn lane_keys(old: &LaneConfig, new: &LaneConfig) -> Vec<&'static str> {
@@ -259,7 +291,8 @@ fn mqtt_keys(old: Option<&MqttConfig>, new: Option<&MqttConfig>) -> Vec<String> 
         username,
         password,
         tls,
-        topics,
+        // Topic mappings change live (`plan`).
+        topics: _,
         lane_topic_prefix,
         availability_topic,
     } = new;
@@ -275,7 +308,6 @@ fn mqtt_keys(old: Option<&MqttConfig>, new: Option<&MqttConfig>) -> Vec<String> 
     check(&old.username != username, "username");
     check(&old.password != password, "password");
     check(&old.tls != tls, "ca_cert");
-    check(&old.topics != topics, "topics");
     check(
         &old.lane_topic_prefix != lane_topic_prefix,
         "lane_topic_prefix",
@@ -388,6 +420,8 @@ pub struct Reloader {
     status: Arc<ReloadStatus>,
     /// The console's lanes.
     lanes: Lanes,
+    /// The MQTT connection's topic mappings, when MQTT is configured.
+    mqtt: Option<TopicMappings>,
 }
 
 impl Reloader {
@@ -399,6 +433,7 @@ impl Reloader {
         pipeline: mpsc::Sender<Reconfigure>,
         status: Arc<ReloadStatus>,
         lanes: Lanes,
+        mqtt: Option<TopicMappings>,
     ) -> Self {
         Self {
             path,
@@ -406,6 +441,7 @@ impl Reloader {
             pipeline,
             status,
             lanes,
+            mqtt,
         }
     }
 
@@ -485,6 +521,11 @@ impl Reloader {
                 key: None,
                 line: None,
             };
+        }
+        if let (Some(maps), Some(link)) = (plan.mqtt_topics, &self.mqtt)
+            && let Err(e) = link.replace(maps).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "new MQTT topic mappings not subscribed");
         }
         self.lanes.set(&plan.lanes);
         *current = new;
@@ -731,6 +772,22 @@ routes = { fast = "Exit A", standard = "Booth 2", inspect = "Bay 4" }
         .expect_err("mqtt");
         assert_eq!(e.keys, vec!["mqtt".to_string()]);
         assert!(e.to_string().contains("needs a restart to change: mqtt"));
+    }
+
+    const MQTT: &str = "\n[mqtt]\nhost = \"127.0.0.1\"\nclient_id = \"a\"\n\n[[mqtt.topics]]\nfilter = \"readers/l1/rfid\"\nlane = \"L1\"\nkind = \"rfid\"\n";
+
+    #[test]
+    fn mqtt_topic_mappings_are_live_and_the_connection_is_not() {
+        let old = with(MQTT);
+        let new = with(&MQTT.replace("readers/l1/rfid", "gate/l1/tags"));
+        let p = plan(&old, &new).expect("live");
+        assert_eq!(p.changes.len(), 2, "{:?}", p.changes);
+        assert!(p.changes[0].contains("readers/l1/rfid") && p.changes[0].ends_with("removed"));
+        assert!(p.changes[1].contains("gate/l1/tags") && p.changes[1].ends_with("added"));
+        assert_eq!(p.mqtt_topics, new.mqtt.map(|m| m.topics));
+        let moved = with(&MQTT.replace("127.0.0.1", "127.0.0.2"));
+        let e = plan(&old, &moved).expect_err("host");
+        assert_eq!(e.keys, vec!["mqtt.host".to_string()]);
     }
 
     #[test]

@@ -195,7 +195,7 @@ pub async fn start_from(
             }
         }
     }
-    let mqtt = match &cfg.mqtt {
+    let mqtt: Option<MqttLink> = match &cfg.mqtt {
         Some(m) => {
             let (reporter, rx) = HealthReporter::new("mqtt", None);
             devices.push(rx);
@@ -211,6 +211,7 @@ pub async fn start_from(
         }
         None => None,
     };
+    let mqtt_mappings = mqtt.as_ref().map(|m| m.mappings.clone());
     devices.extend(crate::sources::llrp::spawn_all(
         &cfg.llrp, &events_tx, &tracker, &shutdown,
     ));
@@ -258,6 +259,7 @@ pub async fn start_from(
             reconfigure_tx,
             reload_status.clone(),
             lanes.clone(),
+            mqtt_mappings,
         ));
         start_reload_triggers(&cfg, reloader, &tracker, &shutdown)?;
     }
