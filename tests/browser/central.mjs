@@ -149,6 +149,9 @@ try {
   await page.goto(`${BASE}/gates`);
   check(await page.locator('article.gate.stale[data-gate="PORT1-G3"]').isVisible(), 'stale gate highlighted');
   check(await page.locator('article.gate.degraded[data-gate="PORT1-G2"]').isVisible(), 'degraded gate marked');
+  const reloaded = await page.locator('article[data-gate="PORT1-G1"] dd.config').innerText();
+  check(reloaded.includes('default-2025 → port1-2026') && reloaded.includes(': 2'),
+    `the live configuration change is shown on the gate (${reloaded})`);
   await shot(page, 'gates');
 
   // 7. Charts render as SVG with data.
