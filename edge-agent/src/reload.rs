@@ -44,6 +44,9 @@ use crate::state::Lanes;
 /// Longest a reload waits for the pipeline to take the new configuration.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest `edge-agent reload` waits for the agent's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// What a new configuration changes, all of it applicable live.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -510,12 +513,11 @@ impl Reloader {
             changes: plan.changes.clone(),
             done,
         };
-        let sent = tokio::time::timeout(APPLY_TIMEOUT, async {
-            self.pipeline.send(msg).await.ok()?;
-            applied.await.ok()
-        })
-        .await;
-        if !matches!(sent, Ok(Some(()))) {
+        // Once the pipeline has the message it applies it between two events, so the
+        // answer is awaited without a bound: it comes, or the pipeline stopped (shutdown)
+        // and dropped the message unapplied.
+        let sent = tokio::time::timeout(APPLY_TIMEOUT, self.pipeline.send(msg)).await;
+        if !matches!(sent, Ok(Ok(()))) || applied.await.is_err() {
             return OutcomeKind::Refused {
                 error: "the lane pipeline did not take the new configuration (stopping?)".into(),
                 key: None,
@@ -651,12 +653,9 @@ pub async fn request_reload(socket: &Path, config: Option<PathBuf>) -> anyhow::R
     req.push('\n');
     stream.write_all(req.as_bytes()).await?;
     let mut answer = String::new();
-    tokio::time::timeout(
-        APPLY_TIMEOUT + Duration::from_secs(5),
-        stream.read_to_string(&mut answer),
-    )
-    .await
-    .context("the agent did not answer in time")??;
+    tokio::time::timeout(ANSWER_TIMEOUT, stream.read_to_string(&mut answer))
+        .await
+        .context("the agent did not answer in time")??;
     serde_json::from_str(answer.trim())
         .with_context(|| format!("unexpected answer from the agent: {}", answer.trim()))
 }
