@@ -106,7 +106,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 /// Replica freshness now, from its bookkeeping.
 #[must_use]
 pub fn replica_status(shared: &AppState, meta: &ReplicaMeta) -> ReplicaStatus {
-    ReplicaStatus::of(meta, Timestamp::now(), shared.staleness_bound)
+    ReplicaStatus::of(meta, Timestamp::now(), shared.staleness_bound_now())
 }
 
 async fn replica_meta(shared: &AppState) -> Result<ReplicaMeta, ApiError> {

@@ -396,6 +396,9 @@ impl Outcome {
 #[derive(Debug, Default)]
 pub struct ReloadStatus {
     last: Mutex<Option<Outcome>>,
+    /// The policy's staleness bound since the last applied reload (the console shows
+    /// replica freshness against the bound the decider uses).
+    staleness_bound: Mutex<Option<Duration>>,
 }
 
 impl ReloadStatus {
@@ -409,6 +412,12 @@ impl ReloadStatus {
         if let Ok(mut l) = self.last.lock() {
             *l = Some(outcome);
         }
+    }
+
+    /// The staleness bound of the policy applied by the last reload, if any.
+    #[must_use]
+    pub fn staleness_bound(&self) -> Option<Duration> {
+        self.staleness_bound.lock().ok().and_then(|b| *b)
     }
 }
 
@@ -530,6 +539,9 @@ impl Reloader {
             tracing::warn!(error = %format!("{e:#}"), "new MQTT topic mappings not subscribed");
         }
         self.lanes.set(&plan.lanes);
+        if let Ok(mut b) = self.status.staleness_bound.lock() {
+            *b = Some(plan.policy.staleness_bound);
+        }
         *current = new;
         OutcomeKind::Applied {
             old_policy: plan.old_policy,

@@ -26,7 +26,8 @@ pub struct AppState {
     pub gate: GateId,
     /// Lanes as configured now (a live reconfiguration replaces them).
     pub lanes: Lanes,
-    /// The policy's replica staleness bound (for the freshness shown).
+    /// The policy's replica staleness bound at start (for the freshness shown; see
+    /// [`AppState::staleness_bound_now`]).
     pub staleness_bound: Duration,
     /// The store (history, replica, accounts).
     pub store: Store,
@@ -84,6 +85,15 @@ impl From<Vec<LaneConfig>> for Lanes {
 }
 
 impl AppState {
+    /// The policy's replica staleness bound in force (a live reconfiguration may have
+    /// changed it since start).
+    #[must_use]
+    pub fn staleness_bound_now(&self) -> Duration {
+        self.reload
+            .staleness_bound()
+            .unwrap_or(self.staleness_bound)
+    }
+
     /// The configuration of `lane`, as configured now.
     #[must_use]
     pub fn lane(&self, lane: &LaneId) -> Option<LaneConfig> {
