@@ -608,6 +608,35 @@ async fn central_dashboard_in_chromium() {
         reqwest::StatusCode::NO_CONTENT
     );
     // PORT1-G3 reported traffic but no heartbeat: stale.
+    // PORT1-G4 reported in, then its box was decommissioned: every token revoked.
+    let g4_gate = GateId::parse("PORT1-G4").expect("gate");
+    let g4 = c.issue_agent_token(&g4_gate, PORT).expect("token");
+    assert_eq!(
+        post_json(
+            &http,
+            &format!("{base}/api/v1/agents/PORT1-G4/heartbeat"),
+            &g4,
+            &heartbeat("PORT1-G4", 0, None)
+        )
+        .await,
+        reqwest::StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.revoke_agent(&g4_gate, None, ADMIN.0).expect("revoke"),
+        1,
+        "the gate's one token revoked"
+    );
+    assert_eq!(
+        post_json(
+            &http,
+            &format!("{base}/api/v1/agents/PORT1-G4/heartbeat"),
+            &g4,
+            &heartbeat("PORT1-G4", 0, None)
+        )
+        .await,
+        reqwest::StatusCode::FORBIDDEN,
+        "a revoked token is refused at once"
+    );
 
     // Forged cross-site requests are refused even with a valid session and token.
     let r = http
@@ -763,6 +792,11 @@ async fn central_dashboard_in_chromium() {
     );
     let rec = c.store().operator(&op(1)).expect("read").expect("operator");
     assert_eq!(rec.status, AeoStatus::Suspended);
+    let bea = c.user("bea.costa").expect("read").expect("user");
+    assert!(
+        bea.disabled,
+        "the admin disabled bea.costa on the Users page"
+    );
 
     if std::env::var("AEOGATE_UPDATE_SCREENS").is_ok_and(|v| v == "1") {
         let docs = root().join("docs/screens");

@@ -96,7 +96,7 @@ impl Actuators {
     pub fn show(&self, state: &LaneState) {
         let cmd = match state.decision {
             LaneSignal::Decided(decision) => lane_command(decision, &state.route),
-            LaneSignal::Waiting => safe_command(),
+            LaneSignal::Waiting | LaneSignal::Offline => safe_command(),
         };
         for tx in self.links.get(&state.lane).into_iter().flatten() {
             if let Err(e) = tx.try_send(cmd.clone()) {

@@ -107,6 +107,11 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Refused> {
     if &old.llrp != llrp {
         restart.push("llrp".to_string());
     }
+    // Each lane's will connection is opened at start: the set of lanes is fixed then.
+    let ids = |l: &[LaneConfig]| l.iter().map(|l| l.id.clone()).collect::<Vec<_>>();
+    if mqtt.as_ref().is_some_and(|m| m.lane_wills) && ids(&old.lanes) != ids(lanes) {
+        restart.push("lanes (added or removed, with mqtt.lane_wills)".to_string());
+    }
     if !restart.is_empty() {
         return Err(Refused { keys: restart });
     }
@@ -298,6 +303,7 @@ fn mqtt_keys(old: Option<&MqttConfig>, new: Option<&MqttConfig>) -> Vec<String> 
         topics: _,
         lane_topic_prefix,
         availability_topic,
+        lane_wills,
     } = new;
     let mut keys = Vec::new();
     let mut check = |changed: bool, key: &str| {
@@ -319,6 +325,8 @@ fn mqtt_keys(old: Option<&MqttConfig>, new: Option<&MqttConfig>) -> Vec<String> 
         &old.availability_topic != availability_topic,
         "availability_topic",
     );
+    // One will connection per lane is opened at start.
+    check(&old.lane_wills != lane_wills, "lane_wills");
     keys
 }
 
@@ -799,6 +807,21 @@ routes = { fast = "Exit A", standard = "Booth 2", inspect = "Bay 4" }
         let moved = with(&MQTT.replace("127.0.0.1", "127.0.0.2"));
         let e = plan(&old, &moved).expect_err("host");
         assert_eq!(e.keys, vec!["mqtt.host".to_string()]);
+    }
+
+    #[test]
+    fn with_lane_wills_the_set_of_lanes_needs_a_restart() {
+        let wills = MQTT.replace(
+            "client_id = \"a\"\n",
+            "client_id = \"a\"\nlane_wills = true\n",
+        );
+        let old = with(&wills);
+        let lane2 = "\n[[lanes]]\nid = \"L2\"\nname = \"Lane two\"\nroutes = { fast = \"Exit A\", standard = \"Booth 2\", inspect = \"Bay 4\" }\n";
+        let new = with(&format!("{wills}{lane2}"));
+        let e = plan(&old, &new).expect_err("lane added with lane wills");
+        assert_eq!(e.keys.len(), 1, "{e}");
+        let routes = with(&wills.replace("readers/l1/rfid", "readers/l1/tags"));
+        assert!(plan(&old, &routes).is_ok(), "topic changes stay live");
     }
 
     #[test]

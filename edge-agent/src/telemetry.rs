@@ -124,6 +124,14 @@ pub fn describe() {
         "aeogate_mqtt_connections_total",
         "MQTT connections accepted by the broker (a fast-growing count means reconnects)."
     );
+    describe_gauge!(
+        "aeogate_mqtt_lane_wills_connected",
+        "Lane will connections (one per lane, whose Last Will is the lane's OFFLINE state) now connected to the broker."
+    );
+    describe_counter!(
+        "aeogate_mqtt_lane_will_failures_total",
+        "Lane will connections lost or refused (each is retried with backoff; the lane's OFFLINE will may have been published)."
+    );
     describe_counter!(
         "aeogate_board_faults_total",
         "Faults reported by a lane I/O board, by device and fault code."
@@ -235,6 +243,7 @@ pub fn describe() {
         "Journal appends written together in one durable commit (count buckets)."
     );
     metrics::gauge!("aeogate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!("aeogate_mqtt_lane_wills_connected").set(0.0);
     for topic in ["state", "decision"] {
         metrics::counter!("aeogate_mqtt_lane_states_superseded_total", "topic" => topic)
             .increment(0);
@@ -242,6 +251,7 @@ pub fn describe() {
     for name in [
         "aeogate_mqtt_connections_total",
         "aeogate_mqtt_publish_dropped_total",
+        "aeogate_mqtt_lane_will_failures_total",
         "aeogate_journal_write_failures_total",
         "aeogate_journal_held_dropped_total",
         "aeogate_read_log_failures_total",

@@ -111,6 +111,18 @@ fn mqtt_prefix_defaults_to_the_gate() {
 }
 
 #[test]
+fn mqtt_lane_wills_are_on_unless_turned_off() {
+    let on = Config::from_toml_str(&mqtt(""), "agent.toml").expect("config");
+    assert!(on.mqtt.expect("mqtt").lane_wills);
+    let off = Config::from_toml_str(&mqtt("lane_wills = false\n"), "agent.toml").expect("config");
+    assert!(!off.mqtt.expect("mqtt").lane_wills);
+    let err = Config::from_toml_str(&mqtt("lane_wills = \"yes\"\n"), "agent.toml")
+        .expect_err("not a bool")
+        .to_string();
+    assert!(err.contains("lane_wills") && err.contains("line"), "{err}");
+}
+
+#[test]
 fn empty_route_names_key_and_line() {
     let text = r#"
 [gate]

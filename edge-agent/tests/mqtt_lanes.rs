@@ -1,6 +1,6 @@
 //! The agent's MQTT connection against a real mosquitto, with the `edge-agent` binary (its
 //! own `/metrics`): thousands of lanes subscribed and every lane state delivered,
-//! availability with the Last Will after a kill, retained reader messages that are not
+//! availability and the lanes' OFFLINE wills after a kill, retained reader messages that are not
 //! fresh reads, oversized payloads that do not cost the connection, and a reconnect
 //! backoff that a broker dropping the agent at once cannot reset.
 
@@ -190,19 +190,26 @@ async fn after_a_kill_a_late_subscriber_sees_offline_and_a_restart_replaces_the_
         .map(|(_, p)| json(p)["transaction_id"].clone())
         .expect("state");
 
-    // SIGKILL: the broker publishes the Last Will.
+    // SIGKILL: the broker publishes the Last Wills (availability and the lanes').
     agent.kill();
     watcher
-        .wait_until("the Last Will", Duration::from_secs(20), |m| {
+        .wait_until("the Last Wills", Duration::from_secs(20), |m| {
             says(m, AVAILABILITY, "offline")
+                && m.iter()
+                    .any(|(t, p)| t == &state_topic(0) && json(p)["decision"] == "OFFLINE")
         })
         .await;
     let view = late_view(broker.port, "late-after-kill", 3).await;
     assert_eq!(view[AVAILABILITY], b"offline", "the Last Will says offline");
-    let stale = json(&view[&state_topic(0)]);
+    let left = json(&view[&state_topic(0)]);
+    assert_ne!(
+        left["transaction_id"], tx,
+        "the decision is not left behind"
+    );
     assert_eq!(
-        stale["transaction_id"], tx,
-        "the lane state left behind is only valid with availability online (docs/integration.md)"
+        (&left["decision"], &left["open"]),
+        (&Value::from("OFFLINE"), &Value::Bool(false)),
+        "the lane's own will says OFFLINE (docs/integration.md): {left}"
     );
 
     // A restart replaces the old decision with the safe state before it says online.
@@ -218,15 +225,19 @@ async fn after_a_kill_a_late_subscriber_sees_offline_and_a_restart_replaces_the_
     assert_eq!(s["transaction_id"], Value::Null, "{s}");
     assert_eq!(s["open"], true);
 
-    // A clean stop closes every lane and says offline itself.
+    // A clean stop says every lane OFFLINE and the agent offline itself.
     assert!(agent.terminate().success());
     let view = late_view(broker.port, "late-after-stop", 3).await;
     assert_eq!(view[AVAILABILITY], b"offline");
     for lane in 0..2 {
         let s = json(&view[&state_topic(lane)]);
         assert_eq!(
-            (s["open"].clone(), s["light"].clone()),
-            (Value::Bool(false), Value::from("RED")),
+            (s["open"].clone(), s["light"].clone(), s["decision"].clone()),
+            (
+                Value::Bool(false),
+                Value::from("RED"),
+                Value::from("OFFLINE")
+            ),
             "{s}"
         );
     }

@@ -376,3 +376,49 @@ async fn the_agent_does_not_connect_to_a_broker_its_pinned_ca_did_not_sign() {
         "the password is never logged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lane_will_connections_use_tls_and_the_agents_account_and_say_offline_after_a_kill() {
+    edge_agent::uplink::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = make_pki(dir.path());
+    let passwd = dir.path().join("aeogate.passwd");
+    add_account(&passwd, "aeogate-agent", "agent-pass-7Rk");
+    add_account(&passwd, "lane-sign", "sign-pass-9Wd");
+    let port = free_port();
+    let _broker = Mosquitto::start_conf(dir.path(), port, &shipped_conf(port, &pki, &passwd)).await;
+    let console = free_port();
+    let cfg = write_agent_config(dir.path(), port, console, &pki.ca, "agent-G1");
+    let mut agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
+    // The plain port is not open: the will connection can only be up over TLS, with the
+    // agent's account (the broker refuses anonymous clients).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while io_support::metric(&agent.base, "aeogate_mqtt_lane_wills_connected").await != Some(1.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lane will connection did not come up over TLS"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agent.kill();
+    let sign = Collector::start(
+        tls_client(
+            port,
+            "sign-late",
+            &pki.ca,
+            Some(("lane-sign", "sign-pass-9Wd")),
+        ),
+        &[STATE],
+    );
+    let seen = sign
+        .wait_until("the lane's retained state", Duration::from_secs(20), |m| {
+            m.iter().any(|(t, _)| t == STATE)
+        })
+        .await;
+    let state = json(&seen.last().expect("state").1);
+    assert_eq!(
+        (&state["decision"], &state["open"]),
+        (&Value::from("OFFLINE"), &Value::from(false)),
+        "{state}"
+    );
+}

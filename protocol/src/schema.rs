@@ -523,32 +523,37 @@ impl Decision {
 
 /// What a lane's light, barrier and sign show: a truck's decision, or the lane's safe
 /// state (red, barrier down, no route) while the truck in it waits for its own decision
-/// (docs/decisions.md, "Between trucks"). On the wire it is one word: the decision's
-/// (`FAST`, `STANDARD`, `INSPECT`) or `WAITING`.
+/// (docs/decisions.md, "Between trucks"), or `OFFLINE` when the agent is gone. On the
+/// wire it is one word: the decision's (`FAST`, `STANDARD`, `INSPECT`), `WAITING` or
+/// `OFFLINE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LaneSignal {
     /// A decision (or an officer's override) for the truck named by the lane state.
     Decided(LaneDecision),
     /// The safe state between trucks: no decision applies to the truck now in the lane.
     Waiting,
+    /// The agent is gone (stopped, or killed: then the broker publishes it as the lane's
+    /// Last Will): nothing it decided applies any more. Shown as the safe state, closed.
+    Offline,
 }
 
 impl LaneSignal {
-    /// `FAST`, `STANDARD`, `INSPECT` or `WAITING`.
+    /// `FAST`, `STANDARD`, `INSPECT`, `WAITING` or `OFFLINE`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Decided(d) => d.as_str(),
             Self::Waiting => "WAITING",
+            Self::Offline => "OFFLINE",
         }
     }
 
-    /// The decision shown, or `None` while the lane waits.
+    /// The decision shown, or `None` while the lane waits or the agent is offline.
     #[must_use]
     pub fn decided(self) -> Option<LaneDecision> {
         match self {
             Self::Decided(d) => Some(d),
-            Self::Waiting => None,
+            Self::Waiting | Self::Offline => None,
         }
     }
 
@@ -560,6 +565,7 @@ impl LaneSignal {
             "STANDARD" => Self::Decided(LaneDecision::Standard),
             "INSPECT" => Self::Decided(LaneDecision::Inspect),
             "WAITING" => Self::Waiting,
+            "OFFLINE" => Self::Offline,
             _ => return None,
         })
     }
@@ -587,7 +593,10 @@ impl<'de> Deserialize<'de> for LaneSignal {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let word = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
         Self::parse(&word).ok_or_else(|| {
-            serde::de::Error::unknown_variant(&word, &["FAST", "STANDARD", "INSPECT", "WAITING"])
+            serde::de::Error::unknown_variant(
+                &word,
+                &["FAST", "STANDARD", "INSPECT", "WAITING", "OFFLINE"],
+            )
         })
     }
 }
@@ -689,17 +698,19 @@ pub struct SignState {
 
 impl SignState {
     /// The sign's view of what a lane shows: FAST green, STANDARD amber, INSPECT and
-    /// WAITING red.
+    /// WAITING red; OFFLINE red and closed.
     #[must_use]
     pub fn from_lane_state(s: &LaneState) -> Self {
         let light = match s.decision {
             LaneSignal::Decided(LaneDecision::Fast) => SignLight::Green,
             LaneSignal::Decided(LaneDecision::Standard) => SignLight::Amber,
-            LaneSignal::Decided(LaneDecision::Inspect) | LaneSignal::Waiting => SignLight::Red,
+            LaneSignal::Decided(LaneDecision::Inspect)
+            | LaneSignal::Waiting
+            | LaneSignal::Offline => SignLight::Red,
         };
         Self {
             lane: s.lane.clone(),
-            open: true,
+            open: s.decision != LaneSignal::Offline,
             decision: s.decision,
             light,
             route: s.route.clone(),
@@ -715,6 +726,23 @@ impl SignState {
             lane: lane.clone(),
             open: false,
             decision: LaneSignal::Waiting,
+            light: SignLight::Red,
+            route: String::new(),
+            transaction_id: None,
+            at,
+        }
+    }
+
+    /// The lane with the agent gone: closed, red, `OFFLINE`, no route, no transaction.
+    /// Retained on the lane's state topic on a clean stop, and the Last Will of the lane's
+    /// will connection, so that a sign that follows only its lane's topic sees it
+    /// (docs/integration.md, "Availability").
+    #[must_use]
+    pub fn offline(lane: &LaneId, at: Timestamp) -> Self {
+        Self {
+            lane: lane.clone(),
+            open: false,
+            decision: LaneSignal::Offline,
             light: SignLight::Red,
             route: String::new(),
             transaction_id: None,
@@ -1503,6 +1531,11 @@ mod tests {
         assert!(!json.contains("SEAL_MISMATCH") && !json.contains("priority"));
         let closed = SignState::closed(&state.lane, state.at);
         assert_eq!((closed.open, closed.light), (false, SignLight::Red));
+        let offline = SignState::offline(&state.lane, state.at);
+        assert_eq!(
+            serde_json::to_string(&offline).expect("json"),
+            r#"{"lane":"L1","open":false,"decision":"OFFLINE","light":"RED","route":"","transaction_id":null,"at":"2026-03-01T10:00:04.512Z"}"#
+        );
         assert!(
             serde_json::from_str::<SignState>(text).is_err(),
             "a full lane state is not a sign state"
@@ -1516,6 +1549,7 @@ mod tests {
             (LaneSignal::Decided(LaneDecision::Standard), "STANDARD"),
             (LaneSignal::Decided(LaneDecision::Inspect), "INSPECT"),
             (LaneSignal::Waiting, "WAITING"),
+            (LaneSignal::Offline, "OFFLINE"),
         ] {
             assert_eq!(signal.as_str(), word);
             assert_eq!(LaneSignal::parse(word), Some(signal));
@@ -1530,7 +1564,8 @@ mod tests {
             LaneSignal::from(LaneDecision::Inspect).decided(),
             Some(LaneDecision::Inspect)
         );
-        for bad in ["\"waiting\"", "\"OPEN\"", "\"\"", "3"] {
+        assert_eq!(LaneSignal::Offline.decided(), None);
+        for bad in ["\"waiting\"", "\"offline\"", "\"OPEN\"", "\"\"", "3"] {
             assert!(
                 serde_json::from_str::<LaneSignal>(bad).is_err(),
                 "{bad} is not a lane signal"

@@ -152,6 +152,9 @@ try {
   const reloaded = await page.locator('article[data-gate="PORT1-G1"] dd.config').innerText();
   check(reloaded.includes('default-2025 → port1-2026') && reloaded.includes(': 2'),
     `the live configuration change is shown on the gate (${reloaded})`);
+  const revoked = page.locator('article.gate.revoked[data-gate="PORT1-G4"]');
+  check(await revoked.isVisible(), 'revoked gate marked');
+  check(/revoked/i.test(await revoked.innerText()), 'the revoked gate says so in words, not by colour alone');
   await shot(page, 'gates');
 
   // 7. Charts render as SVG with data.
@@ -173,6 +176,16 @@ try {
   await page.click('button.link'); // log out
   await page.waitForURL(/\/login/);
   await login(page, env('ADMIN_USER'), env('ADMIN_PASS'));
+  // 9a. The admin disables a staff account on the Users page; the list says so.
+  await page.goto(`${BASE}/users`);
+  const bea = page.locator('tr[data-user="bea.costa"]');
+  check(/^active$/i.test((await bea.locator('td').nth(2).innerText()).trim()), 'bea.costa active before');
+  check(await page.locator(`tr[data-user="${env('ADMIN_USER')}"] form`).count() === 0, 'no controls on one\'s own account');
+  await bea.locator('select[name=state]').selectOption('disabled');
+  await Promise.all([page.waitForURL(/\/users$/), bea.locator('button').click()]);
+  check(/^disabled$/i.test((await page.locator('tr[data-user="bea.costa"] td').nth(2).innerText()).trim()), 'bea.costa disabled');
+  await shot(page, 'users');
+  // 9b. The operator's status change.
   await page.goto(`${BASE}/registry?q=Atl`);
   await page.click(`a[href="/registry/${opId}"]`);
   await page.selectOption('#new-status', 'SUSPENDED');

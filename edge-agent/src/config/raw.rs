@@ -146,6 +146,8 @@ pub(super) struct RawMqtt {
     pub(super) topics: Vec<RawTopic>,
     pub(super) lane_topic_prefix: Option<String>,
     pub(super) availability_topic: Option<String>,
+    #[serde(default = "default_true")]
+    pub(super) lane_wills: bool,
 }
 
 #[derive(Debug, Deserialize)]

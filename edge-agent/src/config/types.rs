@@ -128,6 +128,9 @@ pub struct MqttConfig {
     /// The agent's availability (`online` / `offline`, retained; `offline` is also its
     /// Last Will); default `aeogate/<gate>/availability`.
     pub availability_topic: String,
+    /// One extra connection per lane whose Last Will is the lane's `OFFLINE` state
+    /// (`crate::sources::lane_wills`); default `true`.
+    pub lane_wills: bool,
 }
 
 /// A secret read from the configuration (a password): never shown by `Debug`.

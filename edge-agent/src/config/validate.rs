@@ -435,6 +435,7 @@ impl Validator<'_> {
             topics,
             lane_topic_prefix,
             availability_topic,
+            lane_wills: m.lane_wills,
         }))
     }
 

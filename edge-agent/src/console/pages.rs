@@ -20,8 +20,8 @@ use jiff::Timestamp;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use protocol::i18n::{Lang, reason_text};
 use protocol::schema::{
-    ActionKind, Decision, InspectionOutcome, LaneDecision, LaneId, OfficerAction, PartyView,
-    ReadSource, ReadValue,
+    ActionKind, Decision, InspectionOutcome, LaneDecision, LaneId, LaneSignal, OfficerAction,
+    PartyView, ReadSource, ReadValue,
 };
 use serde::Deserialize;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
@@ -377,6 +377,13 @@ fn lane_panel(v: &LaneView, st: &GateStatus, lang: Lang) -> Markup {
         ),
         (None, _) => (None, "d-none", String::new(), false, false),
     };
+    // A lane state saying the agent is gone outranks any decision: closed, red.
+    let offline = shown.is_some_and(|s| s.decision == LaneSignal::Offline);
+    let (word, class) = if offline {
+        (None, "d-inspect")
+    } else {
+        (word, class)
+    };
     let decided = word.map(|w| w.as_str()).unwrap_or("");
     let exception = v.decision.as_ref().is_some_and(Decision::is_seal_exception);
     // What a screen reader announces when a new INSPECT arrives (console.js).
@@ -397,6 +404,8 @@ fn lane_panel(v: &LaneView, st: &GateStatus, lang: Lang) -> Markup {
             div.decision.(class) {
                 @if v.reading {
                     span.word { (T::TruckInLane.get(lang)) "…" }
+                } @else if offline {
+                    span.word { (T::AgentOffline.get(lang)) }
                 } @else if let Some(w) = word {
                     (shape(w))
                     span.word { (decision_word(w, lang)) }
@@ -931,7 +940,11 @@ fn operator_grid(s: &AppState, st: &GateStatus, f: &HourFigures, lang: Lang) -> 
                             (T::State.get(lang)) ": "
                             @if l.open.is_some() { (T::TruckInLane.get(lang)) } @else { (T::LaneIdle.get(lang)) }
                         }
-                        @if let (Some(sh), Some(d)) = (shown, dec) {
+                        @if shown.is_some_and(|s| s.decision == LaneSignal::Offline) {
+                            div.decision.small.d-inspect {
+                                span.word { (T::AgentOffline.get(lang)) }
+                            }
+                        } @else if let (Some(sh), Some(d)) = (shown, dec) {
                             div.decision.small.(class_of(d)) {
                                 (shape(d))
                                 span.word { (decision_word(d, lang)) }
@@ -1022,6 +1035,56 @@ pub async fn operator_events(
 mod tests {
     use super::*;
     use protocol::schema::{AeoStatus, ContactPoint, PartyRole, Reason, ReasonCode};
+
+    #[test]
+    fn a_lane_showing_offline_renders_closed_and_red_in_every_language() {
+        let lane = LaneId::parse("L1").expect("lane");
+        let at: Timestamp = "2026-03-01T10:00:00Z".parse().expect("ts");
+        let mut shown = protocol::schema::LaneState::waiting(&lane, None, at);
+        shown.decision = LaneSignal::Offline;
+        let view = LaneView {
+            live: crate::live::LaneLive {
+                lane: lane.clone(),
+                name: "Lane 1".into(),
+                open: None,
+                last_decision: None,
+                shown: Some(shown),
+                orphan_reads: 0,
+                updated_at: at,
+            },
+            transaction: None,
+            reading: false,
+            decision: None,
+            actions: Vec::new(),
+            declared: std::collections::BTreeMap::new(),
+        };
+        let st = GateStatus {
+            replica: crate::replica::ReplicaStatus {
+                sequence: 1,
+                as_of: Some(at),
+                last_sync: Some(at),
+                age_s: Some(0),
+                stale: false,
+                clock_ahead: false,
+            },
+            backlog: 0,
+            central_down: false,
+            devices: Vec::new(),
+        };
+        for (lang, text) in [
+            (Lang::En, "Agent offline: lane closed"),
+            (Lang::Es, "Agente fuera de línea: carril cerrado"),
+            (Lang::Pt, "Agente fora de linha: faixa fechada"),
+        ] {
+            let html = lane_panel(&view, &st, lang).into_string();
+            assert!(html.contains(text), "{html}");
+            assert!(
+                html.contains(r#"class="decision d-inspect""#),
+                "red: {html}"
+            );
+            assert!(html.contains(r#"data-decision="""#), "no decision: {html}");
+        }
+    }
 
     #[test]
     fn a_phone_number_becomes_a_tel_uri_of_plus_and_digits() {

@@ -22,6 +22,7 @@ protocol::ui_text! {
     ChangesWord => "changes", "cambios", "alterações";
     TruckInLane => "Truck in lane: reading", "Camión en el carril: leyendo", "Caminhão na faixa: lendo";
     LaneIdle => "No truck in the lane", "Ningún camión en el carril", "Nenhum caminhão na faixa";
+    AgentOffline => "Agent offline: lane closed", "Agente fuera de línea: carril cerrado", "Agente fora de linha: faixa fechada";
     LastDecision => "Last decision", "Última decisión", "Última decisão";
     Route => "Route", "Ruta", "Rota";
     Priority => "AEO priority", "Prioridad OEA", "Prioridade OEA";

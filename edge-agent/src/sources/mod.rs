@@ -5,6 +5,8 @@
 //!   ([`serial::run_uhf_module`]).
 //! - [`mqtt`]: networked readers, OCR portals, e-seal gateways and presence detectors
 //!   publishing JSON over MQTT, and the lane topics the agent publishes back.
+//! - [`lane_wills`]: one will-only MQTT connection per lane whose Last Will is the lane's
+//!   `OFFLINE` state, so a lane's own topic says so when the agent dies.
 //! - [`payload`]: aeogate's own MQTT payload format, parsed with limits.
 //! - [`vendor`]: vendor MQTT payload formats (Impinj, Zebra) mapped to reads.
 //! - [`llrp`]: the LLRP client for fixed UHF readers (sans-IO session and TCP shell).
@@ -14,6 +16,7 @@
 //! assembler with `send().await` on a small bounded channel: a read is never dropped
 //! silently; a slow assembler slows the source instead.
 
+pub mod lane_wills;
 pub mod llrp;
 pub mod mqtt;
 pub mod payload;

@@ -16,9 +16,11 @@
 //!   state, then publishes `online` on the availability topic. Lane states wait in an
 //!   [`Outbox`] that keeps the newest state per lane: a state replaced before it went out
 //!   is counted as superseded (`aeogate_mqtt_lane_states_superseded_total`), never lost
-//!   silently. On a clean stop it publishes every lane closed and `offline`, then
-//!   disconnects. The broker publishes `offline` itself (the Last Will) when the agent
-//!   dies without a word.
+//!   silently. On a clean stop it publishes every lane `OFFLINE` (closed), closes the
+//!   lane will connections, publishes `offline`, then disconnects. The broker publishes
+//!   `offline` itself (the Last Will) when the agent dies without a word, and, with
+//!   `mqtt.lane_wills`, every lane's `OFFLINE` state from the lane's own will connection
+//!   ([`super::lane_wills`]).
 //!
 //! Incoming messages: a message the broker delivers with the retain flag is an old
 //! message replayed on subscription, not a fresh read: it is counted
@@ -51,6 +53,7 @@ use rumqttc::{
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::lane_wills::LaneWills;
 use super::{AssemblerEvent, Backoff, HealthReporter};
 use crate::backoff::Reconnect;
 use crate::config::{MqttConfig, TopicMap};
@@ -72,6 +75,9 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 const REQUEST_QUEUE: usize = 1024;
 /// How long a clean stop may take to close the lanes and say `offline`.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How long a clean stop waits for the broker to confirm the lanes' `OFFLINE` states
+/// before it closes the lane will connections.
+const FLUSH_WITHIN: Duration = Duration::from_secs(1);
 
 /// The availability payloads (retained; `offline` is also the Last Will).
 pub const ONLINE: &str = "online";
@@ -131,10 +137,10 @@ impl Outbox {
         o
     }
 
-    /// `state` becomes its lane's newest state; a decision (not `WAITING`) is also an
-    /// event for the officer topic.
+    /// `state` becomes its lane's newest state; a decision (not `WAITING` or `OFFLINE`) is
+    /// also an event for the officer topic.
     pub fn put(&mut self, state: &LaneState) -> Superseded {
-        let decided = !state.is_waiting();
+        let decided = state.decision.decided().is_some();
         let mut sup = Superseded::default();
         match self.slots.get_mut(&state.lane) {
             Some(slot) => {
@@ -198,6 +204,18 @@ impl Outbox {
         }
     }
 
+    /// `lane`'s current state is due again (something else may have replaced it on the
+    /// broker: its will connection's `OFFLINE`). No effect for an unknown lane.
+    pub fn due(&mut self, lane: &LaneId) {
+        if let Some(slot) = self.slots.get_mut(lane) {
+            slot.state_due = true;
+            if !slot.queued {
+                slot.queued = true;
+                self.ready.push_back(lane.clone());
+            }
+        }
+    }
+
     /// Every lane known, in id order.
     #[must_use]
     pub fn lanes(&self) -> Vec<LaneId> {
@@ -215,6 +233,9 @@ pub struct LaneTopics {
     availability: String,
     outbox: Arc<Mutex<Outbox>>,
     wake: Arc<Notify>,
+    /// Told by the poll task when an UNSUBACK arrives: on a clean stop, the broker has
+    /// processed every publish sent before the UNSUBSCRIBE (see [`close`]).
+    unsubacked: Arc<Notify>,
 }
 
 impl LaneTopics {
@@ -256,6 +277,13 @@ impl LaneTopics {
             metrics::counter!("aeogate_mqtt_lane_states_superseded_total", "topic" => "decision")
                 .increment(1);
         }
+        self.wake.notify_one();
+    }
+
+    /// Publishes `lane`'s current state again (after its will connection came back: the
+    /// broker may have published its `OFFLINE` will meanwhile).
+    pub fn republish(&self, lane: &LaneId) {
+        self.outbox().due(lane);
         self.wake.notify_one();
     }
 }
@@ -407,8 +435,9 @@ impl MqttLink {
             let p = cfg.password.as_ref().map_or("", |p| p.expose());
             opts.set_credentials(u.clone(), p);
         }
-        if let Some(t) = transport(cfg)? {
-            opts.set_transport(t);
+        let tls = transport(cfg)?;
+        if let Some(t) = &tls {
+            opts.set_transport(t.clone());
         }
         let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_QUEUE);
         let mut net = eventloop.network_options();
@@ -421,6 +450,7 @@ impl MqttLink {
             availability: cfg.availability_topic.clone(),
             outbox: Arc::new(Mutex::new(Outbox::new(lanes, Timestamp::now()))),
             wake: Arc::new(Notify::new()),
+            unsubacked: Arc::new(Notify::new()),
         };
         let mappings = TopicMappings {
             client: client.clone(),
@@ -429,11 +459,16 @@ impl MqttLink {
         let maps = mappings.clone();
         let broker = format!("{}:{}", cfg.host, cfg.port);
         let (epoch_tx, epoch_rx) = watch::channel(0u64);
+        let wills = cfg
+            .lane_wills
+            .then(|| LaneWills::start(cfg, tls.as_ref(), lanes, &topics));
+        let unsubacked = topics.unsubacked.clone();
         let outbox = tokio::spawn(run_outbox(
             client.clone(),
             topics.clone(),
             mappings.clone(),
             epoch_rx,
+            wills,
             shutdown.clone(),
         ));
         let task = tokio::spawn(async move {
@@ -486,6 +521,7 @@ impl MqttLink {
                     Ok(Event::Outgoing(Outgoing::Disconnect)) if stopping.is_some() => {
                         break 'poll;
                     }
+                    Ok(Event::Incoming(Packet::UnsubAck(_))) => unsubacked.notify_one(),
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         if stopping.is_some() {
                             continue;
@@ -578,6 +614,7 @@ async fn run_outbox(
     topics: LaneTopics,
     mappings: TopicMappings,
     mut epoch: watch::Receiver<u64>,
+    wills: Option<LaneWills>,
     shutdown: CancellationToken,
 ) {
     let mut connected = false;
@@ -602,12 +639,16 @@ async fn run_outbox(
         }
     }
     if !shutdown.is_cancelled() {
-        return; // the connection task is gone: nothing more can be sent
+        // The connection task is gone: nothing more can be sent; the broker publishes the
+        // lanes' OFFLINE wills.
+        return;
     }
     if connected {
         let grace = STOP_GRACE.saturating_sub(Duration::from_millis(500));
-        let _ = tokio::time::timeout(grace, close(&client, &topics)).await;
+        let _ = tokio::time::timeout(grace, close(&client, &topics, wills)).await;
     } else {
+        // The agent cannot say it itself: the lanes' wills say OFFLINE.
+        drop(wills);
         let _ = client.try_disconnect();
     }
 }
@@ -708,13 +749,20 @@ async fn drain(
     }
 }
 
-/// A clean stop: every lane closed, then `offline`, then DISCONNECT (after which the
-/// broker drops the Last Will: the agent said it itself).
-async fn close(client: &AsyncClient, topics: &LaneTopics) {
+/// A clean stop: every lane `OFFLINE`, then the lane will connections closed (their
+/// DISCONNECT makes the broker discard their wills: `OFFLINE` is not published twice),
+/// then `offline`, then DISCONNECT (after which the broker drops the Last Will: the agent
+/// said it itself). The will connections close only once the broker has the `OFFLINE`
+/// states: an UNSUBSCRIBE (of a filter never subscribed) follows them, and a broker
+/// answers a connection's packets in order, so its UNSUBACK means the publishes before it
+/// were processed. Should the publishes fail or the UNSUBACK not come within
+/// [`FLUSH_WITHIN`], the will connections are dropped without DISCONNECT and the broker
+/// publishes their wills.
+async fn close(client: &AsyncClient, topics: &LaneTopics, wills: Option<LaneWills>) {
     let at = Timestamp::now();
     let lanes = topics.outbox().lanes();
     for lane in lanes {
-        let Ok(body) = serde_json::to_vec(&SignState::closed(&lane, at)) else {
+        let Ok(body) = serde_json::to_vec(&SignState::offline(&lane, at)) else {
             continue;
         };
         if client
@@ -723,6 +771,21 @@ async fn close(client: &AsyncClient, topics: &LaneTopics) {
             .is_err()
         {
             return;
+        }
+    }
+    if let Some(w) = wills {
+        let barrier = format!("{}/stopping", topics.availability);
+        if client.unsubscribe(barrier).await.is_err()
+            || tokio::time::timeout(FLUSH_WITHIN, topics.unsubacked.notified())
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "the broker did not confirm the lanes' OFFLINE states; their wills say it"
+            );
+            w.abandon();
+        } else {
+            w.close().await;
         }
     }
     let _ = client
@@ -814,6 +877,25 @@ mod tests {
         }
         assert_eq!(seen.len(), 2_000);
         assert!(seen.values().all(|d| !matches!(d, LaneSignal::Waiting)));
+    }
+
+    #[test]
+    fn a_lane_will_reconnected_makes_only_its_lanes_current_state_due_again() {
+        let mut o = Outbox::new(&[lane(1), lane(2)], at());
+        let fast = decided(&lane(1), LaneDecision::Fast);
+        o.put(&fast);
+        while o.take().is_some() {}
+        o.due(&lane(1));
+        o.due(&lane(1));
+        o.due(&lane(9));
+        let due = o.take().expect("L1 due");
+        assert_eq!(
+            due.state.as_ref(),
+            Some(&fast),
+            "the live state, not OFFLINE"
+        );
+        assert_eq!(due.decision, None, "not a new decision event");
+        assert!(o.take().is_none(), "once, and only L1");
     }
 
     #[test]
