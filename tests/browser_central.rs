@@ -18,10 +18,10 @@ use jiff::{SignedDuration, Timestamp};
 use protocol::container::ContainerNumber;
 use protocol::operator::OperatorId;
 use protocol::schema::{
-    AeoStatus, Authorisation, CloseReason, Consignment, Decision, DeclaredContainer, DeviceHealth,
-    ESealState, EventBody, GENESIS_HASH, GateId, GateTransaction, Heartbeat, IngestBatch,
-    JournalEntry, LaneDecision, LaneId, Party, PartyRole, PartyView, Read, ReadSource, ReadValue,
-    Reason, ReasonCode, RegistryRecord, ReplicaFreshness, SCHEMA_VERSION,
+    AeoStatus, Authorisation, CloseReason, ClosedLane, Consignment, Decision, DeclaredContainer,
+    DeviceHealth, ESealState, EventBody, GENESIS_HASH, GateId, GateTransaction, Heartbeat,
+    IngestBatch, JournalEntry, LaneDecision, LaneId, Party, PartyRole, PartyView, Read, ReadSource,
+    ReadValue, Reason, ReasonCode, RegistryRecord, ReplicaFreshness, SCHEMA_VERSION,
 };
 use protocol::seal::{ESealId, SealNumber};
 use uuid::Uuid;
@@ -434,6 +434,17 @@ fn heartbeat(gate: &str, backlog: u64, down: Option<&str>) -> Heartbeat {
         backlog,
         oldest_unacked_at: (backlog > 0).then_some(now),
         version: "0.1.0".into(),
+        // The degraded gate also has a lane closed by its supervisor.
+        closed_lanes: down
+            .map(|_| ClosedLane {
+                lane: lane.clone(),
+                reason: "loop repair".into(),
+                since: now
+                    .checked_sub(SignedDuration::from_mins(25))
+                    .expect("time"),
+            })
+            .into_iter()
+            .collect(),
     }
 }
 

@@ -215,7 +215,9 @@ pub fn transaction_of(body: &EventBody) -> Option<Uuid> {
         | EventBody::IntegrityAlert { .. }
         | EventBody::OrphanRead { .. }
         | EventBody::ConsoleSession { .. }
-        | EventBody::ConfigApplied { .. } => None,
+        | EventBody::ConfigApplied { .. }
+        | EventBody::LaneControl { .. }
+        | EventBody::LaneRefused { .. } => None,
     }
 }
 
@@ -230,7 +232,9 @@ pub fn lane_of(body: &EventBody) -> Option<&str> {
         EventBody::IntegrityAlert { .. }
         | EventBody::ConsoleSession { .. }
         | EventBody::ConfigApplied { .. } => None,
-        EventBody::OrphanRead { lane, .. } => Some(lane.as_str()),
+        EventBody::OrphanRead { lane, .. }
+        | EventBody::LaneControl { lane, .. }
+        | EventBody::LaneRefused { lane, .. } => Some(lane.as_str()),
     }
 }
 
@@ -294,7 +298,9 @@ pub fn gate_named_by(body: &EventBody) -> Option<&GateId> {
         EventBody::DeviceHealth { .. }
         | EventBody::IntegrityAlert { .. }
         | EventBody::OrphanRead { .. }
-        | EventBody::ConfigApplied { .. } => None,
+        | EventBody::ConfigApplied { .. }
+        | EventBody::LaneControl { .. }
+        | EventBody::LaneRefused { .. } => None,
     }
 }
 

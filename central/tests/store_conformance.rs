@@ -83,6 +83,7 @@ conformance!(
     text_with_control_characters_is_stored_and_read_back_unchanged,
     entries_dated_at_the_ends_of_the_calendar_are_stored,
     console_logins_and_logouts_are_stored_and_another_gates_are_refused,
+    lane_control_and_refused_trucks_are_stored_under_their_lane,
     the_latest_config_change_is_kept_on_the_gate_row,
 );
 
@@ -682,6 +683,86 @@ fn console_logins_and_logouts_are_stored_and_another_gates_are_refused(s: &dyn S
     let foreign = chain(&g3, vec![console_session(&g2, ConsoleSessionKind::Login)]);
     assert_eq!(ingest(s, &foreign).acked_through, 1);
     assert_eq!(alert_kinds(s), vec![AlertKind::ForeignGate]);
+}
+
+fn lane_control_and_refused_trucks_are_stored_under_their_lane(s: &dyn Store) {
+    let g = gate("G1");
+    let lane = LaneId::parse("L2").expect("lane");
+    let c = chain(
+        &g,
+        vec![
+            EventBody::LaneControl {
+                lane: lane.clone(),
+                closed: true,
+                reason: "loop repair".into(),
+                by: "sup1".into(),
+            },
+            EventBody::LaneRefused {
+                lane: lane.clone(),
+                cause: protocol::schema::LANE_REFUSED_CLOSED.into(),
+                at: now(),
+                reads: vec![],
+            },
+            EventBody::LaneControl {
+                lane: lane.clone(),
+                closed: false,
+                reason: "repaired".into(),
+                by: "sup1".into(),
+            },
+        ],
+    );
+    let out = ingest(s, &c);
+    assert_eq!((out.acked_through, out.tally.stored), (3, 3));
+    let mut q = query();
+    q.lane = Some(lane);
+    let stored: Vec<JournalEntry> = s
+        .events(&q)
+        .expect("events")
+        .items
+        .into_iter()
+        .map(|e| e.entry)
+        .collect();
+    assert_eq!(stored, c, "found under their lane, as sent");
+    q.lane = Some(LaneId::parse("L1").expect("lane"));
+    assert!(s.events(&q).expect("events").items.is_empty());
+    assert!(alert_kinds(s).is_empty(), "{:?}", alert_kinds(s));
+    assert!(s.cases(&case_query()).expect("cases").items.is_empty());
+    // The heartbeat's closed lanes are kept with the gate's health.
+    let closed = protocol::schema::ClosedLane {
+        lane: LaneId::parse("L2").expect("lane"),
+        reason: "loop repair".into(),
+        since: ts("2026-06-01T12:00:00Z"),
+    };
+    let health = central::model::GateHealth {
+        heartbeat: protocol::schema::Heartbeat {
+            v: SCHEMA_VERSION,
+            agent: g.clone(),
+            at: now(),
+            devices: vec![],
+            replica_seq: 0,
+            replica_as_of: None,
+            journal_head: 3,
+            acked_seq: 3,
+            backlog: 0,
+            oldest_unacked_at: None,
+            version: "test".into(),
+            closed_lanes: vec![closed.clone()],
+        },
+        received_at: now(),
+        clock_offset_ms: 0,
+    };
+    s.record_heartbeat(&health, NO_GAP_ALERT)
+        .expect("heartbeat");
+    let row = s
+        .gates()
+        .expect("gates")
+        .into_iter()
+        .find(|r| r.gate == g)
+        .expect("gate row");
+    assert_eq!(
+        row.health.expect("health").heartbeat.closed_lanes,
+        vec![closed]
+    );
 }
 
 fn config_applied(old: &str, new: &str, changes: &[&str]) -> EventBody {

@@ -7,6 +7,7 @@
 //! | STANDARD | amber | raise | 2 | proceed to normal processing (the booth) |
 //! | INSPECT | red | stays lowered | 3 | stop; an officer directs the truck to inspection |
 //! | WAITING | red | lowered | 0 | the safe state between trucks: wait for this truck's decision |
+//! | CLOSED | red | lowered | 0 | a supervisor closed the lane; the sign says [`CLOSED_TEXT`] |
 //!
 //! STANDARD raises the barrier because the truck must leave the read point for the booth;
 //! amber rather than green tells the driver that it is not the priority lane. The sign text
@@ -56,6 +57,19 @@ pub fn safe_command() -> LaneCommand {
     }
 }
 
+/// What the sign of a closed lane says.
+pub const CLOSED_TEXT: &str = "LANE CLOSED";
+
+/// A lane closed by a supervisor: as the safe state (red, barrier down, held up by the
+/// board while a vehicle is on a loop), with the sign saying [`CLOSED_TEXT`].
+#[must_use]
+pub fn closed_command() -> LaneCommand {
+    LaneCommand {
+        text: sign_text(CLOSED_TEXT),
+        ..safe_command()
+    }
+}
+
 /// `text` cut to [`MAX_TEXT_BYTES`] UTF-8 bytes without splitting a character.
 #[must_use]
 pub fn sign_text(text: &str) -> heapless::String<MAX_TEXT_BYTES> {
@@ -97,6 +111,7 @@ impl Actuators {
         let cmd = match state.decision {
             LaneSignal::Decided(decision) => lane_command(decision, &state.route),
             LaneSignal::Waiting | LaneSignal::Offline => safe_command(),
+            LaneSignal::Closed => closed_command(),
         };
         for tx in self.links.get(&state.lane).into_iter().flatten() {
             if let Err(e) = tx.try_send(cmd.clone()) {
@@ -148,6 +163,15 @@ mod tests {
         assert_eq!(
             (cmd.light, cmd.barrier, cmd.route, cmd.text.as_str()),
             (Light::Red, Barrier::Lower, 0, "")
+        );
+    }
+
+    #[test]
+    fn a_closed_lane_is_red_with_the_barrier_down_and_says_so() {
+        let c = closed_command();
+        assert_eq!(
+            (c.light, c.barrier, c.route, c.text.as_str()),
+            (Light::Red, Barrier::Lower, 0, "LANE CLOSED")
         );
     }
 

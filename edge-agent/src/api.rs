@@ -7,6 +7,8 @@
 //! | `GET /api/v1/transactions?lane=&container=&limit=` | recent transactions with their decisions, newest first |
 //! | `GET /api/v1/transactions/{id}` | one transaction, its decision and officer actions |
 //! | `POST /api/v1/lanes/{lane}/actions` | an officer action, attributed to the session's user, journaled; an override changes the lane |
+//! | `POST /api/v1/lanes/{lane}/close` | `{"reason": "…"}`: a supervisor closes the lane (sign red and "LANE CLOSED", barrier down, no transaction opens there); journaled, kept across a restart; `409` if already closed |
+//! | `POST /api/v1/lanes/{lane}/reopen` | `{"reason": "…"}`: a supervisor reopens it (back to the safe state, waiting for the next truck); `409` if open |
 //! | `GET /api/v1/events` | server-sent events: a `lane` event with the lane's state on every change |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz` | 200 while the process serves |
@@ -61,6 +63,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/transactions", get(transactions))
         .route("/api/v1/transactions/{id}", get(transaction))
         .route("/api/v1/lanes/{lane}/actions", post(action))
+        .route("/api/v1/lanes/{lane}/close", post(close_lane))
+        .route("/api/v1/lanes/{lane}/reopen", post(reopen_lane))
         .route("/api/v1/events", get(events))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -399,6 +403,138 @@ async fn action(
         ActionKind::Confirm | ActionKind::InspectionResult { .. } => {}
     }
     Ok((StatusCode::CREATED, Json(ActionAccepted { seq, action })))
+}
+
+/// Body of `POST /api/v1/lanes/{lane}/close` and `/reopen`.
+#[derive(Debug, Deserialize)]
+pub struct LaneControlRequest {
+    /// Why (required).
+    pub reason: String,
+}
+
+/// Answer to a lane close or reopen.
+#[derive(Debug, Serialize)]
+pub struct LaneControlAccepted {
+    /// Journal sequence of the `LANE_CONTROL` entry.
+    pub seq: u64,
+    pub lane: LaneId,
+    pub closed: bool,
+    pub reason: String,
+    pub by: String,
+    pub at: Timestamp,
+}
+
+async fn close_lane(
+    State(s): State<AppState>,
+    authed: Authed,
+    Path(lane): Path<String>,
+    body: Result<Json<LaneControlRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<LaneControlAccepted>), ApiError> {
+    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
+    let done = lane_control(&s, &authed, &lane, true, req.reason).await?;
+    Ok((StatusCode::CREATED, Json(done)))
+}
+
+async fn reopen_lane(
+    State(s): State<AppState>,
+    authed: Authed,
+    Path(lane): Path<String>,
+    body: Result<Json<LaneControlRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<LaneControlAccepted>), ApiError> {
+    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
+    let done = lane_control(&s, &authed, &lane, false, req.reason).await?;
+    Ok((StatusCode::CREATED, Json(done)))
+}
+
+/// Closes (`close`) or reopens a lane for the session's user (the API's and the console
+/// form's common path): checks the role and reason ([`officer::check_lane_control`]),
+/// records the lane's state durably, journals `LANE_CONTROL`, then shows it on the lane.
+/// The durable record comes first so that a crash never leaves a lane open that a
+/// supervisor was told is closed; it is undone if the journal refuses the entry.
+///
+/// # Errors
+/// `400` for a bad lane id or reason, `403` for a role other than supervisor, `404` for a
+/// lane not at this gate, `409` when the lane already is as asked, `500` when it cannot be
+/// recorded (nothing changed then).
+pub async fn lane_control(
+    s: &AppState,
+    authed: &Authed,
+    lane: &str,
+    close: bool,
+    reason: String,
+) -> Result<LaneControlAccepted, ApiError> {
+    authed.require_customs()?;
+    officer::check_lane_control(authed.role(), &reason)?;
+    let reason = reason.trim().to_owned();
+    let lane = LaneId::parse(lane).map_err(|e| bad_request(e.to_string()))?;
+    if s.lane(&lane).is_none() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no lane {lane} at this gate"),
+        ));
+    }
+    if s.live.is_closed(&lane) == close {
+        let now = if close { "closed" } else { "open" };
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("lane {lane} is already {now}; nothing was changed"),
+        ));
+    }
+    let user = authed.user().to_owned();
+    let now = Timestamp::now();
+    let closure = close.then(|| crate::store::LaneClosure {
+        reason: reason.clone(),
+        by: user.clone(),
+        since: now,
+    });
+    let previous = s.live.get(&lane).and_then(|l| l.closed);
+    let record = |c: Option<crate::store::LaneClosure>| {
+        let store = s.store.clone();
+        let lane = lane.clone();
+        async move {
+            tokio::task::spawn_blocking(move || store.set_lane_closure(&lane, c.as_ref()))
+                .await
+                .map_err(internal)?
+                .map_err(internal)
+        }
+    };
+    record(closure.clone()).await?;
+    let entries = match s
+        .journal
+        .append(vec![EventBody::LaneControl {
+            lane: lane.clone(),
+            closed: close,
+            reason: reason.clone(),
+            by: user.clone(),
+        }])
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            if let Err(undo) = record(previous).await {
+                tracing::error!(%lane, error = ?undo, "lane control could not be undone after the journal refused it");
+            }
+            return Err(internal(format!("{e:#}")));
+        }
+    };
+    let seq = entries.first().map_or(0, |e| e.seq);
+    let state = if close {
+        protocol::schema::LaneState::closed(&lane, now)
+    } else {
+        protocol::schema::LaneState::waiting(&lane, None, now)
+    };
+    s.live
+        .set_closed(&lane, closure, state, |st| s.actuators.show(st));
+    crate::telemetry::set_closed_lanes(s.live.closed_lanes().len());
+    tracing::warn!(%lane, closed = close, by = %user, %reason, seq, "lane control journaled");
+    Ok(LaneControlAccepted {
+        seq,
+        lane,
+        closed: close,
+        reason,
+        by: user,
+        at: now,
+    })
 }
 
 async fn events(

@@ -11,20 +11,28 @@
 //! - **Folding.** A read joins the open transaction of its lane. Repeats of one value
 //!   from one device (same source, device and normalised value) are counted, not kept:
 //!   `count` grows, `first_at`/`last_at` widen; the first raw text is kept.
-//! - **Closing.** When every loop has cleared and stayed clear for
-//!   [`DEPARTURE_GRACE`] (loop flicker as a trailer passes), with reason `DEPARTURE` at
+//! - **Closing.** When every loop has cleared and stayed clear for the lane's
+//!   `departure_grace` (default [`DEPARTURE_GRACE`]; loop flicker as a trailer passes), with reason `DEPARTURE` at
 //!   the time the loop cleared; when `transaction_timeout` has passed since opening
 //!   (`TIMEOUT`); on a loop-less lane after `quiet_close` without reads (`DEPARTURE`); on
 //!   shutdown (`SHUTDOWN`).
 //! - **Clearing.** When every loop clears with no transaction open (the truck was decided
 //!   while it stood on the loop, its transaction closed on timeout), [`AssemblerOutput::Cleared`]
 //!   tells the shell to put the lane back in its safe state.
-//! - **Reads with no open transaction** on a loop lane are held for [`PRE_OPEN_GRACE`]:
+//! - **Reads with no open transaction** on a loop lane are held for the lane's
+//!   `pre_open_grace` (default [`PRE_OPEN_GRACE`]):
 //!   readers often see a tag before the loop triggers. If a presence opens a transaction
 //!   within that time, they are folded into it; otherwise each is reported as
 //!   [`AssemblerOutput::OrphanRead`] for the caller to journal. A read for a lane that is
 //!   not configured is reported as an orphan at once. No read is ever dropped: each ends
 //!   in a closed transaction or as an orphan.
+//! - **Closed lanes** ([`Assembler::set_closed`]): no transaction opens. A truck arriving
+//!   (a presence on a clear loop, or on a loop-less lane a read) is *refused*: its reads
+//!   (those held for it, and those until it leaves) are gathered and reported once as
+//!   [`AssemblerOutput::Refused`] when it leaves (every loop clear; on a loop-less lane
+//!   `quiet_close` without reads), or at the lane's `transaction_timeout`, or at shutdown.
+//!   A transaction open when the lane closes runs to its end as usual; a truck refused
+//!   when the lane reopens stays refused until it leaves.
 //! - **Consumption** (with [`Assembler::tracking`], for the read log of
 //!   [`crate::readlog`]): every event handed in is accounted to exactly one place: the
 //!   transaction it went into ([`Assembler::take_consumed`] when that transaction closes),
@@ -44,9 +52,11 @@ use uuid::Uuid;
 
 use crate::config::LaneConfig;
 
-/// How long a read may precede the presence that opens its transaction.
+/// How long a read may precede the presence that opens its transaction (the default of
+/// a lane's `pre_open_grace`).
 pub const PRE_OPEN_GRACE: SignedDuration = SignedDuration::from_secs(5);
-/// How long every loop must stay clear before the transaction closes on departure.
+/// How long every loop must stay clear before the transaction closes on departure (the
+/// default of a lane's `departure_grace`).
 pub const DEPARTURE_GRACE: SignedDuration = SignedDuration::from_secs(1);
 
 /// One read as a source reports it, before folding. Serialisable for the read log.
@@ -104,6 +114,37 @@ pub enum AssemblerOutput {
     /// already decided (its transaction closed on timeout while it stood on the loop), so
     /// the lane goes back to its safe state.
     Cleared { lane: LaneId, at: Timestamp },
+    /// A truck arrived at a closed lane: no transaction opened. `reads` are the reads that
+    /// came with it (accounted to this refusal); journal it so nothing is lost.
+    Refused {
+        lane: LaneId,
+        at: Timestamp,
+        reads: Vec<RawRead>,
+    },
+}
+
+/// A lane's assembly timings (its configuration's values; see [`LaneConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneTimings {
+    pub pre_open_grace: std::time::Duration,
+    pub departure_grace: std::time::Duration,
+    pub quiet_close: std::time::Duration,
+}
+
+impl LaneTimings {
+    /// The timings configured for `lane`.
+    #[must_use]
+    pub fn of(lane: &LaneConfig) -> Self {
+        Self {
+            pre_open_grace: lane.pre_open_grace,
+            departure_grace: lane.departure_grace,
+            quiet_close: lane.quiet_close,
+        }
+    }
+}
+
+fn signed(d: std::time::Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
 }
 
 #[derive(Debug)]
@@ -127,6 +168,18 @@ struct LaneState {
     track: bool,
     /// Events of transactions closed and not yet taken by the shell.
     consumed: BTreeMap<Uuid, Vec<AssemblerEvent>>,
+    /// Closed by a supervisor: no transaction opens.
+    closed: bool,
+    /// The truck being refused at this closed lane.
+    refusing: Option<Refusing>,
+}
+
+/// A truck at a closed lane, until it leaves.
+#[derive(Debug)]
+struct Refusing {
+    at: Timestamp,
+    last_read_at: Timestamp,
+    reads: Vec<RawRead>,
 }
 
 /// Per-lane transaction assembly.
@@ -231,7 +284,10 @@ impl LaneState {
                     .unwrap_or(Timestamp::MAX),
             );
             if let Some(d) = o.departed_at {
-                consider(d.checked_add(DEPARTURE_GRACE).unwrap_or(Timestamp::MAX));
+                consider(
+                    d.checked_add(signed(self.cfg.departure_grace))
+                        .unwrap_or(Timestamp::MAX),
+                );
             }
             if !self.cfg.presence_loop && self.present.is_empty() {
                 let quiet =
@@ -239,11 +295,14 @@ impl LaneState {
                 consider(o.last_read_at.checked_add(quiet).unwrap_or(Timestamp::MAX));
             }
         }
+        if let Some(d) = self.refusal_deadline() {
+            consider(d);
+        }
         // A held read is given up once it is strictly older than the grace.
         if let Some(oldest) = self.pending.iter().map(|r| r.at).min() {
             consider(
                 oldest
-                    .checked_add(PRE_OPEN_GRACE)
+                    .checked_add(signed(self.cfg.pre_open_grace))
                     .and_then(|t| t.checked_add(SignedDuration::from_nanos(1)))
                     .unwrap_or(Timestamp::MAX),
             );
@@ -251,7 +310,76 @@ impl LaneState {
         next
     }
 
+    /// A truck's presence on this closed lane: refused, with the reads held for it (those
+    /// older than the grace are orphans, as on an open lane).
+    fn refuse_arrival(&mut self, at: Timestamp, out: &mut Vec<AssemblerOutput>) {
+        let horizon = at
+            .checked_sub(signed(self.cfg.pre_open_grace))
+            .unwrap_or(Timestamp::MIN);
+        let (reads, old): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(|r| r.at >= horizon);
+        out.extend(old.into_iter().map(AssemblerOutput::OrphanRead));
+        let last_read_at = reads.iter().map(|r| r.at).max().unwrap_or(at);
+        self.refusing = Some(Refusing {
+            at,
+            last_read_at,
+            reads,
+        });
+    }
+
+    /// A read on this lane with no transaction open while it is closed or a truck is
+    /// being refused: it joins the refused truck; on a loop lane with no truck on the
+    /// loop it is held as usual (the presence that follows is refused with it); on a
+    /// loop-less lane it is a truck arriving.
+    fn refuse_read(&mut self, r: RawRead) {
+        match &mut self.refusing {
+            Some(f) => {
+                f.last_read_at = f.last_read_at.max(r.at);
+                f.reads.push(r);
+            }
+            None if self.cfg.presence_loop => self.pending.push(r),
+            None => {
+                self.refusing = Some(Refusing {
+                    at: r.at,
+                    last_read_at: r.at,
+                    reads: vec![r],
+                });
+            }
+        }
+    }
+
+    /// The refused truck left (or the lane stopped waiting for it): report it.
+    fn end_refusal(&mut self, out: &mut Vec<AssemblerOutput>) {
+        if let Some(f) = self.refusing.take() {
+            out.push(AssemblerOutput::Refused {
+                lane: self.cfg.id.clone(),
+                at: f.at,
+                reads: f.reads,
+            });
+        }
+    }
+
+    /// When the refused truck is given up on: at the lane's transaction timeout, and on a
+    /// loop-less lane after `quiet_close` without reads.
+    fn refusal_deadline(&self) -> Option<Timestamp> {
+        let f = self.refusing.as_ref()?;
+        let timeout =
+            f.at.checked_add(signed(self.cfg.transaction_timeout))
+                .unwrap_or(Timestamp::MAX);
+        if self.cfg.presence_loop {
+            Some(timeout)
+        } else {
+            let quiet = f
+                .last_read_at
+                .checked_add(signed(self.cfg.quiet_close))
+                .unwrap_or(Timestamp::MAX);
+            Some(timeout.min(quiet))
+        }
+    }
+
     fn run_timers(&mut self, now: Timestamp, out: &mut Vec<AssemblerOutput>) {
+        if self.refusal_deadline().is_some_and(|d| now >= d) {
+            self.end_refusal(out);
+        }
         if let Some(o) = &self.open {
             let timeout = SignedDuration::try_from(self.cfg.transaction_timeout)
                 .unwrap_or(SignedDuration::MAX);
@@ -262,7 +390,9 @@ impl LaneState {
                     .checked_add(timeout)
                     .unwrap_or(Timestamp::MAX);
             if let Some(d) = o.departed_at
-                && now >= d.checked_add(DEPARTURE_GRACE).unwrap_or(Timestamp::MAX)
+                && now
+                    >= d.checked_add(signed(self.cfg.departure_grace))
+                        .unwrap_or(Timestamp::MAX)
             {
                 let at = d.min(deadline);
                 let reason = if d >= deadline {
@@ -281,7 +411,9 @@ impl LaneState {
                 self.close(CloseReason::Departure, at, out);
             }
         }
-        let horizon = now.checked_sub(PRE_OPEN_GRACE).unwrap_or(Timestamp::MIN);
+        let horizon = now
+            .checked_sub(signed(self.cfg.pre_open_grace))
+            .unwrap_or(Timestamp::MIN);
         let (expired, keep): (Vec<_>, Vec<_>) =
             self.pending.drain(..).partition(|r| r.at < horizon);
         self.pending = keep;
@@ -305,6 +437,8 @@ impl Assembler {
                         present: BTreeSet::new(),
                         track: false,
                         consumed: BTreeMap::new(),
+                        closed: false,
+                        refusing: None,
                     },
                 )
             })
@@ -346,6 +480,34 @@ impl Assembler {
         std::mem::take(&mut self.spent)
     }
 
+    /// Closes (`true`) or reopens `lane`: while closed, no transaction opens there (see
+    /// "Closed lanes" above). Returns `false` for a lane that is not configured.
+    pub fn set_closed(&mut self, lane: &LaneId, closed: bool) -> bool {
+        let Some(l) = self.lanes.get_mut(lane) else {
+            return false;
+        };
+        l.closed = closed;
+        true
+    }
+
+    /// Whether `lane` is closed.
+    #[must_use]
+    pub fn is_closed(&self, lane: &LaneId) -> bool {
+        self.lanes.get(lane).is_some_and(|l| l.closed)
+    }
+
+    /// Sets `lane`'s timings; they apply to the timers from now on (an open transaction's
+    /// included). Returns `false` for a lane that is not configured.
+    pub fn set_timings(&mut self, lane: &LaneId, timings: LaneTimings) -> bool {
+        let Some(l) = self.lanes.get_mut(lane) else {
+            return false;
+        };
+        l.cfg.pre_open_grace = timings.pre_open_grace;
+        l.cfg.departure_grace = timings.departure_grace;
+        l.cfg.quiet_close = timings.quiet_close;
+        true
+    }
+
     /// Ids of the transactions open now, one per lane at most.
     #[must_use]
     pub fn open_ids(&self) -> Vec<Uuid> {
@@ -372,6 +534,10 @@ impl Assembler {
                     out.push(AssemblerOutput::OrphanRead(r));
                     return out;
                 };
+                if lane.open.is_none() && (lane.closed || lane.refusing.is_some()) {
+                    lane.refuse_read(r);
+                    return out;
+                }
                 if lane.open.is_none() && !lane.cfg.presence_loop {
                     lane.open_at(&self.gate, r.at, &mut out);
                 }
@@ -401,12 +567,21 @@ impl Assembler {
                     return out;
                 };
                 if present {
+                    let arrived = lane.present.is_empty();
                     lane.present.insert(loop_id);
                     match &mut lane.open {
                         Some(o) => o.departed_at = None,
+                        None if lane.refusing.is_some() => {}
+                        None if lane.closed => {
+                            if arrived {
+                                lane.refuse_arrival(at, &mut out);
+                            }
+                        }
                         None => {
                             lane.open_at(&self.gate, at, &mut out);
-                            let horizon = at.checked_sub(PRE_OPEN_GRACE).unwrap_or(Timestamp::MIN);
+                            let horizon = at
+                                .checked_sub(signed(lane.cfg.pre_open_grace))
+                                .unwrap_or(Timestamp::MIN);
                             let pending = std::mem::take(&mut lane.pending);
                             let mut folded = false;
                             if let Some(o) = &mut lane.open {
@@ -437,10 +612,13 @@ impl Assembler {
                         match &mut lane.open {
                             Some(o) if o.departed_at.is_none() => o.departed_at = Some(at),
                             Some(_) => {}
-                            None if was_present => out.push(AssemblerOutput::Cleared {
-                                lane: lane.cfg.id.clone(),
-                                at,
-                            }),
+                            None if lane.refusing.is_some() => lane.end_refusal(&mut out),
+                            None if was_present && !lane.closed => {
+                                out.push(AssemblerOutput::Cleared {
+                                    lane: lane.cfg.id.clone(),
+                                    at,
+                                })
+                            }
                             None => {}
                         }
                     }
@@ -494,6 +672,7 @@ impl Assembler {
         let mut out = Vec::new();
         for lane in self.lanes.values_mut() {
             lane.close(CloseReason::Shutdown, now, &mut out);
+            lane.end_refusal(&mut out);
             out.extend(lane.pending.drain(..).map(AssemblerOutput::OrphanRead));
             lane.present.clear();
         }
@@ -517,6 +696,7 @@ impl Assembler {
                 continue;
             };
             lane.close(CloseReason::LaneRemoved, now, &mut out);
+            lane.end_refusal(&mut out);
             out.extend(lane.pending.drain(..).map(AssemblerOutput::OrphanRead));
             self.retired.append(&mut lane.consumed);
         }
@@ -533,6 +713,8 @@ impl Assembler {
                             present: BTreeSet::new(),
                             track: self.track,
                             consumed: BTreeMap::new(),
+                            closed: false,
+                            refusing: None,
                         },
                     );
                 }
@@ -564,6 +746,8 @@ mod tests {
             presence_loop,
             transaction_timeout: Duration::from_secs(30),
             quiet_close: Duration::from_secs(4),
+            pre_open_grace: Duration::from_secs(5),
+            departure_grace: Duration::from_secs(1),
         }
     }
 
@@ -725,6 +909,146 @@ mod tests {
         let leave = presence(false, t(31_000));
         a.handle(leave.clone());
         assert_eq!(a.take_spent(), vec![leave]);
+    }
+
+    fn l(id: &str) -> LaneId {
+        LaneId::parse(id).expect("lane id")
+    }
+
+    fn opened(out: &[AssemblerOutput]) -> bool {
+        out.iter()
+            .any(|o| matches!(o, AssemblerOutput::Opened { .. }))
+    }
+
+    fn refused(out: &[AssemblerOutput]) -> Vec<usize> {
+        out.iter()
+            .filter_map(|o| match o {
+                AssemblerOutput::Refused { reads, .. } => Some(reads.len()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_closed_loop_lane_refuses_a_truck_with_all_its_reads_when_it_leaves() {
+        let mut a = asm();
+        assert!(a.set_closed(&l("L1"), true));
+        assert!(a.handle(read("L1", 1, t(0))).is_empty(), "held as usual");
+        let out = a.handle(presence(true, t(1_000)));
+        assert!(!opened(&out) && refused(&out).is_empty(), "{out:?}");
+        assert_eq!(a.open(&l("L1")), None);
+        assert!(
+            a.handle(read("L1", 2, t(1_500))).is_empty(),
+            "joins the refused truck"
+        );
+        let out = a.handle(presence(false, t(2_000)));
+        assert!(!cleared(&out) && !timed_out(&out), "{out:?}");
+        assert_eq!(refused(&out), vec![2], "refused once, with both reads");
+        assert_eq!(a.next_deadline(), None, "nothing waits on a timer");
+    }
+
+    #[test]
+    fn a_refused_truck_that_never_leaves_is_reported_at_the_timeout() {
+        let mut a = asm();
+        a.set_closed(&l("L1"), true);
+        a.handle(presence(true, t(0)));
+        assert_eq!(a.next_deadline(), Some(t(30_000)));
+        assert!(refused(&a.tick(t(29_999))).is_empty());
+        assert_eq!(refused(&a.tick(t(30_000))), vec![0]);
+    }
+
+    #[test]
+    fn a_reopened_lane_opens_transactions_again() {
+        let mut a = asm();
+        a.set_closed(&l("L1"), true);
+        a.handle(presence(true, t(0)));
+        assert_eq!(refused(&a.handle(presence(false, t(500)))), vec![0]);
+        assert!(a.set_closed(&l("L1"), false));
+        assert!(!a.is_closed(&l("L1")));
+        let out = a.handle(presence(true, t(1_000)));
+        assert!(opened(&out) && refused(&out).is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_truck_refused_when_the_lane_reopens_stays_refused_until_it_leaves() {
+        let mut a = asm();
+        a.set_closed(&l("L1"), true);
+        a.handle(presence(true, t(0)));
+        a.set_closed(&l("L1"), false);
+        assert!(!opened(&a.handle(read("L1", 1, t(100)))));
+        assert_eq!(refused(&a.handle(presence(false, t(500)))), vec![1]);
+        assert!(opened(&a.handle(presence(true, t(1_000)))));
+    }
+
+    #[test]
+    fn a_closed_loopless_lane_refuses_one_truck_per_quiet_gap() {
+        let mut a = asm();
+        a.set_closed(&l("L2"), true);
+        assert!(refused(&a.handle(read("L2", 1, t(0)))).is_empty());
+        assert!(a.handle(read("L2", 2, t(3_000))).is_empty(), "same truck");
+        // quiet_close is 4 s after the last read.
+        assert_eq!(a.next_deadline(), Some(t(7_000)));
+        assert_eq!(refused(&a.tick(t(7_000))), vec![2]);
+        assert!(
+            a.handle(read("L2", 3, t(8_000))).is_empty(),
+            "the next truck"
+        );
+        assert_eq!(
+            refused(&a.close_all(t(9_000))),
+            vec![1],
+            "reported at shutdown"
+        );
+        assert_eq!(a.open(&l("L2")), None);
+    }
+
+    #[test]
+    fn closing_a_lane_lets_its_open_transaction_end_as_usual() {
+        let mut a = asm();
+        a.handle(presence(true, t(0)));
+        a.set_closed(&l("L1"), true);
+        a.handle(presence(false, t(500)));
+        let out = a.tick(t(1_500));
+        assert_eq!(closed_ids(&out).len(), 1, "{out:?}");
+    }
+
+    #[test]
+    fn closing_an_unknown_lane_is_refused() {
+        let mut a = asm();
+        assert!(!a.set_closed(&l("L9"), true));
+        assert!(!a.is_closed(&l("L9")));
+    }
+
+    #[test]
+    fn departure_grace_is_per_lane() {
+        let mut slow = lane("L1", true);
+        slow.departure_grace = Duration::from_secs(3);
+        let mut a = Assembler::new(GateId::parse("G1").expect("gate"), &[slow]);
+        a.handle(presence(true, t(0)));
+        a.handle(presence(false, t(1_000)));
+        assert_eq!(a.next_deadline(), Some(t(4_000)));
+        assert!(
+            closed_ids(&a.tick(t(3_999))).is_empty(),
+            "still in its grace"
+        );
+        assert_eq!(closed_ids(&a.tick(t(4_000))).len(), 1);
+    }
+
+    #[test]
+    fn pre_open_grace_is_per_lane_and_can_be_changed() {
+        let mut a = asm();
+        let mut timings = LaneTimings::of(&lane("L1", true));
+        timings.pre_open_grace = Duration::from_secs(1);
+        assert!(a.set_timings(&l("L1"), timings));
+        a.handle(read("L1", 1, t(0)));
+        // 2 s later the read is past the 1 s grace: an orphan, not part of the truck.
+        let out = a.handle(presence(true, t(2_000)));
+        assert!(opened(&out), "{out:?}");
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, AssemblerOutput::OrphanRead(_))),
+            "{out:?}"
+        );
+        assert!(a.open(&l("L1")).is_some_and(|tx| tx.reads.is_empty()));
     }
 
     #[test]

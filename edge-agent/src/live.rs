@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::config::LaneConfig;
+use crate::store::LaneClosure;
 
 /// What a lane is doing, for the console and its live view.
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +28,10 @@ pub struct LaneLive {
     pub shown: Option<LaneState>,
     /// Reads that arrived with no open transaction on a lane with a loop, since start.
     pub orphan_reads: u64,
+    /// Set while a supervisor has the lane closed: why, by whom, since when.
+    pub closed: Option<LaneClosure>,
+    /// Trucks refused at this lane while it was closed, since start.
+    pub refusals: u64,
     /// When any of this changed.
     pub updated_at: Timestamp,
 }
@@ -55,6 +60,8 @@ impl LiveLanes {
                         last_decision: None,
                         shown: None,
                         orphan_reads: 0,
+                        closed: None,
+                        refusals: 0,
                         updated_at: now,
                     },
                 )
@@ -82,6 +89,8 @@ impl LiveLanes {
                 last_decision: None,
                 shown: None,
                 orphan_reads: 0,
+                closed: None,
+                refusals: 0,
                 updated_at: now,
             });
             if live.name != l.name {
@@ -107,7 +116,8 @@ impl LiveLanes {
     /// Puts `state` on `lane`: `show` drives the lane (sign, barrier, topics) and the state
     /// is recorded, both under the lanes' lock, so two writers cannot leave the lane
     /// physically showing one state while the console records the other. Does nothing
-    /// unless `only_if` holds for what the lane shows now; returns whether it was shown.
+    /// unless `only_if` holds for what the lane shows now, and nothing on a closed lane
+    /// (only [`LiveLanes::set_closed`] changes what it shows); returns whether it was shown.
     pub fn show_if(
         &self,
         lane: &LaneId,
@@ -121,7 +131,7 @@ impl LiveLanes {
         let Some(l) = lanes.get_mut(lane) else {
             return false;
         };
-        if !only_if(l.shown.as_ref()) {
+        if l.closed.is_some() || !only_if(l.shown.as_ref()) {
             return false;
         }
         show(&state);
@@ -129,6 +139,53 @@ impl LiveLanes {
         l.updated_at = Timestamp::now();
         let _ = self.updates.send(l.clone());
         true
+    }
+
+    /// Closes (`Some`) or reopens (`None`) `lane`: records it and shows `state` (the closed
+    /// state, or the safe state of a reopened lane) through `show`, under the lanes' lock.
+    /// Returns `false` for a lane that is not configured.
+    pub fn set_closed(
+        &self,
+        lane: &LaneId,
+        closure: Option<LaneClosure>,
+        state: LaneState,
+        show: impl FnOnce(&LaneState),
+    ) -> bool {
+        let Ok(mut lanes) = self.lanes.lock() else {
+            return false;
+        };
+        let Some(l) = lanes.get_mut(lane) else {
+            return false;
+        };
+        l.closed = closure;
+        show(&state);
+        l.shown = Some(state);
+        l.updated_at = Timestamp::now();
+        let _ = self.updates.send(l.clone());
+        true
+    }
+
+    /// The lanes closed now, with why.
+    #[must_use]
+    pub fn closed_lanes(&self) -> Vec<(LaneId, LaneClosure)> {
+        self.lanes
+            .lock()
+            .map(|l| {
+                l.values()
+                    .filter_map(|x| x.closed.clone().map(|c| (x.lane.clone(), c)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `lane` is closed now.
+    #[must_use]
+    pub fn is_closed(&self, lane: &LaneId) -> bool {
+        self.lanes
+            .lock()
+            .ok()
+            .and_then(|l| l.get(lane).map(|x| x.closed.is_some()))
+            .unwrap_or(false)
     }
 
     /// Every lane, in configuration order of ids.

@@ -184,6 +184,22 @@ pub fn check_action(
     Ok(())
 }
 
+/// Checks that `role` may close or reopen a lane, with `reason`: supervisors only (a
+/// closed lane stops every truck there; an officer asks a supervisor), and a reason is
+/// required, within [`MAX_TEXT`].
+///
+/// # Errors
+/// [`Refusal::Forbidden`] for any other role; [`Refusal::Invalid`] for a missing or
+/// overlong reason.
+pub fn check_lane_control(role: Role, reason: &str) -> Result<(), Refusal> {
+    if role != Role::Supervisor {
+        return Err(Refusal::Forbidden(format!(
+            "closing or reopening a lane takes a supervisor; the {role} role cannot"
+        )));
+    }
+    check_text("reason", reason, true)
+}
+
 /// The state an override puts on `lane`: the route of `to`, `OFFICER_OVERRIDE`, no
 /// priority.
 #[must_use]
@@ -463,5 +479,24 @@ mod tests {
         let waiting = LaneState::waiting(&lane, Some(id), at);
         assert_eq!(shown_decision(Some(&waiting), id), None);
         assert_eq!(shown_decision(None, id), None);
+    }
+
+    #[test]
+    fn only_a_supervisor_closes_a_lane_and_only_with_a_reason() {
+        assert!(check_lane_control(Supervisor, "resurfacing").is_ok());
+        for role in [Officer, Operator] {
+            assert!(matches!(
+                check_lane_control(role, "resurfacing"),
+                Err(Refusal::Forbidden(_))
+            ));
+        }
+        assert!(matches!(
+            check_lane_control(Supervisor, "  "),
+            Err(Refusal::Invalid(m)) if m.contains("reason")
+        ));
+        assert!(matches!(
+            check_lane_control(Supervisor, &"x".repeat(MAX_TEXT + 1)),
+            Err(Refusal::Invalid(_))
+        ));
     }
 }

@@ -6,6 +6,11 @@
 //! (`SHUTDOWN`), decides and journals them without moving the lane (the board falls back
 //! to its safe state when the link goes quiet).
 //!
+//! A lane a supervisor closed ([`LiveLanes::set_closed`]) is closed in the assembler
+//! before every event is handled: no transaction opens there, and a truck arriving is
+//! journaled as `LANE_REFUSED` (never decided). A decision for a transaction that was open
+//! when the lane closed is journaled but not shown: the lane stays closed.
+//!
 //! With the read log ([`Pipeline::read_log`], [`crate::readlog`]), every journal write
 //! also removes the logged events it accounts for (a decided transaction's events, an
 //! orphan read, a presence change that belonged to no truck), in the same commit. At
@@ -21,15 +26,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use jiff::Timestamp;
 use protocol::schema::{
-    Decision, EventBody, GateTransaction, JournalEntry, LaneDecision, LaneId, LaneState, Read,
-    Reason, ReasonCode,
+    Decision, EventBody, GateTransaction, JournalEntry, LANE_REFUSED_CLOSED, LaneDecision, LaneId,
+    LaneState, Read, Reason, ReasonCode,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::actuators::Actuators;
-use crate::assembler::{Assembler, AssemblerEvent, AssemblerOutput};
+use crate::assembler::{Assembler, AssemblerEvent, AssemblerOutput, RawRead};
 use crate::config::LaneConfig;
 use crate::decider::{Policy, decide};
 use crate::journal::Journal;
@@ -92,6 +97,18 @@ impl Pipeline {
     fn lane(&self, lane: &LaneId) -> Option<&LaneConfig> {
         self.lanes.iter().find(|l| &l.id == lane)
     }
+
+    /// Closes and reopens lanes in the assembler as the live state has them.
+    fn sync_closed(&self, assembler: &mut Assembler) {
+        let closed = self.live.closed_lanes();
+        for l in &self.lanes {
+            let is = closed.iter().any(|(c, _)| c == &l.id);
+            if assembler.is_closed(&l.id) != is {
+                assembler.set_closed(&l.id, is);
+                tracing::info!(lane = %l.id, closed = is, "lane control applied to the assembler");
+            }
+        }
+    }
 }
 
 pub async fn run(
@@ -102,6 +119,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut books = Books::default();
+    shared.sync_closed(&mut assembler);
     if shared.read_log {
         assembler = assembler.tracking();
         let outputs = replay(shared.as_ref(), &mut assembler, &mut books).await;
@@ -120,9 +138,11 @@ pub async fn run(
                 Some(ev) => {
                     // Whatever queued meanwhile (a burst) is taken too, so its closings
                     // are journaled as one group.
+                    shared.sync_closed(&mut assembler);
                     let mut outputs = assembler.handle(ev);
                     for _ in 0..EVENT_QUEUE {
                         let Ok(ev) = rx.try_recv() else { break };
+                        shared.sync_closed(&mut assembler);
                         outputs.extend(assembler.handle(ev));
                     }
                     outputs
@@ -264,7 +284,9 @@ async fn process(
                 // Driven and recorded under the lanes' lock (an override checks it).
                 shared.live.update(&lane, |l| {
                     l.open = Some(transaction);
-                    if let Some(state) = waiting {
+                    if let Some(state) = waiting
+                        && l.closed.is_none()
+                    {
                         shared.actuators.show(&state);
                         l.shown = Some(state);
                     }
@@ -299,6 +321,9 @@ async fn process(
                     restored,
                 });
             }
+            AssemblerOutput::Refused { lane, at, reads } => {
+                refused(shared, books, lane, at, reads).await;
+            }
             AssemblerOutput::OrphanRead(read) => {
                 metrics::counter!("aeogate_orphan_reads_total", "lane" => read.lane.to_string())
                     .increment(1);
@@ -310,19 +335,7 @@ async fn process(
                 consumed.append(&mut books.spent);
                 let body = EventBody::OrphanRead {
                     lane,
-                    read: Read {
-                        source: read.source,
-                        device: read.device,
-                        raw: read.raw,
-                        value: read.value,
-                        first_at: read.at,
-                        last_at: read.at,
-                        count: 1,
-                        antenna: read.antenna,
-                        rssi: read.rssi,
-                        confidence: read.confidence,
-                        entered_by: read.entered_by,
-                    },
+                    read: as_read(read),
                 };
                 match shared
                     .journal
@@ -351,6 +364,74 @@ async fn process(
         {
             tracing::warn!(error = %e, "presence changes could not be removed from the read log; a restart replays them (harmless)");
         }
+    }
+}
+
+fn as_read(read: RawRead) -> Read {
+    Read {
+        source: read.source,
+        device: read.device,
+        raw: read.raw,
+        value: read.value,
+        first_at: read.at,
+        last_at: read.at,
+        count: 1,
+        antenna: read.antenna,
+        rssi: read.rssi,
+        confidence: read.confidence,
+        entered_by: read.entered_by,
+    }
+}
+
+/// Repeats of one value from one device counted, as in a transaction.
+fn folded(reads: Vec<RawRead>) -> Vec<Read> {
+    let mut out: Vec<Read> = Vec::new();
+    for r in reads {
+        if let Some(x) = out
+            .iter_mut()
+            .find(|x| x.source == r.source && x.device == r.device && x.value == r.value)
+        {
+            x.count = x.count.saturating_add(1);
+            x.first_at = x.first_at.min(r.at);
+            x.last_at = x.last_at.max(r.at);
+        } else {
+            out.push(as_read(r));
+        }
+    }
+    out
+}
+
+/// A truck arrived at a closed lane: journaled as `LANE_REFUSED` with its reads (which
+/// leave the read log in the same write); nothing is decided and the lane stays closed.
+async fn refused(
+    shared: &Pipeline,
+    books: &mut Books,
+    lane: LaneId,
+    at: Timestamp,
+    reads: Vec<RawRead>,
+) {
+    metrics::counter!("aeogate_lane_refusals_total", "lane" => lane.to_string()).increment(1);
+    tracing::warn!(%lane, reads = reads.len(), "a truck arrived at a closed lane; no transaction opened");
+    shared.live.update(&lane, |l| l.refusals += 1);
+    let mut consumed: Vec<Vec<u8>> = reads
+        .iter()
+        .map(|r| crate::readlog::encode(&AssemblerEvent::Read(r.clone())))
+        .collect();
+    consumed.append(&mut books.spent);
+    let body = EventBody::LaneRefused {
+        lane,
+        cause: LANE_REFUSED_CLOSED.into(),
+        at,
+        reads: folded(reads),
+    };
+    match shared
+        .journal
+        .append_at_consuming(vec![body.clone()], Timestamp::now(), consumed.clone())
+        .await
+    {
+        Ok(_) => shared.journal.notify_appended(),
+        // Held for a later write, like a decision's records.
+        Err(e) => shared.journal.failed(&e, vec![body], consumed),
     }
 }
 
@@ -530,7 +611,7 @@ fn finish(
     // Driven and recorded under the lanes' lock (an override checks it).
     shared.live.update(&lane, |l| {
         l.last_decision = Some(decision.clone());
-        if actuate {
+        if actuate && l.closed.is_none() {
             shared.actuators.show(&state);
             l.shown = Some(state);
         }

@@ -184,6 +184,8 @@ fn lane_keys(old: &LaneConfig, new: &LaneConfig) -> Vec<&'static str> {
         presence_loop,
         transaction_timeout,
         quiet_close,
+        pre_open_grace,
+        departure_grace,
     } = new;
     let mut keys = Vec::new();
     if &old.name != name {
@@ -200,6 +202,12 @@ fn lane_keys(old: &LaneConfig, new: &LaneConfig) -> Vec<&'static str> {
     }
     if &old.quiet_close != quiet_close {
         keys.push("quiet_close");
+    }
+    if &old.pre_open_grace != pre_open_grace {
+        keys.push("pre_open_grace");
+    }
+    if &old.departure_grace != departure_grace {
+        keys.push("departure_grace");
     }
     keys
 }

@@ -232,6 +232,7 @@ pub async fn start_from(
         });
     }
     let live = Arc::new(LiveLanes::new(&cfg.lanes));
+    reapply_lane_closures(&store, &live, &actuators).await;
 
     let pipeline = Arc::new(Pipeline {
         lanes: cfg.lanes.clone(),
@@ -424,4 +425,32 @@ fn start_reload_triggers(
     _shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     Ok(())
+}
+
+/// Closes again, on the lanes and in the live state, every lane a supervisor had closed
+/// when the agent stopped (`lane_control_v1`); the pipeline then refuses trucks there
+/// from its first event. A closure for a lane no longer configured is logged and kept.
+async fn reapply_lane_closures(store: &Store, live: &LiveLanes, actuators: &Actuators) {
+    let s = store.clone();
+    let closures = match tokio::task::spawn_blocking(move || s.lane_closures()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "closed lanes could not be read from the store");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "closed lanes task failed");
+            return;
+        }
+    };
+    for (lane, closure) in closures {
+        let state = protocol::schema::LaneState::closed(&lane, closure.since);
+        let reason = closure.reason.clone();
+        if live.set_closed(&lane, Some(closure), state, |st| actuators.show(st)) {
+            tracing::warn!(%lane, %reason, "lane still closed from before the restart");
+        } else {
+            tracing::warn!(%lane, "a closed lane in the store is not configured; ignored");
+        }
+    }
+    crate::telemetry::set_closed_lanes(live.closed_lanes().len());
 }

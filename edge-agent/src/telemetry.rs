@@ -89,6 +89,11 @@ pub fn describe() {
         "Reads that arrived with no truck in the lane (journaled as orphan reads)."
     );
     describe_counter!(
+        "aeogate_lane_refusals_total",
+        "Trucks that arrived at a lane a supervisor had closed (journaled as LANE_REFUSED, never decided), by lane."
+    );
+    describe_gauge!("aeogate_lanes_closed", "Lanes a supervisor has closed now.");
+    describe_counter!(
         "aeogate_lane_commands_dropped_total",
         "Lane commands not queued to the lane's board because its queue was full."
     );
@@ -298,6 +303,7 @@ pub fn init_series(cfg: &Config) {
         for name in [
             "aeogate_decision_failures_total",
             "aeogate_orphan_reads_total",
+            "aeogate_lane_refusals_total",
             "aeogate_lane_commands_dropped_total",
             "aeogate_officer_actions_total",
             "aeogate_mqtt_malformed_total",
@@ -323,6 +329,11 @@ pub fn init_series(cfg: &Config) {
             }
         }
     }
+}
+
+/// Sets the gauge of lanes closed by a supervisor.
+pub fn set_closed_lanes(n: usize) {
+    metrics::gauge!("aeogate_lanes_closed").set(n as f64);
 }
 
 /// Reads the `process_*` series (CPU, memory, open files, start time); called at each

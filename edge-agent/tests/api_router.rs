@@ -528,3 +528,95 @@ async fn accounts_roles_csrf_and_login_limits() {
     let a = send(app, get("/operator", Some(&op_token))).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER, "back to the login page");
 }
+
+#[tokio::test]
+async fn a_supervisor_closes_and_reopens_a_lane_and_nothing_else_may_change_it_meanwhile() {
+    let r = rig();
+    let close = "/api/v1/lanes/L1/close";
+    let why = json!({"reason": "loop repair"});
+    let head = r.state.store.journal_head();
+    let a = send(&r.app, post_json(close, Some(OFFICER), &why)).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "an officer: {}", a.text());
+    let a = send(
+        &r.app,
+        post_json(close, Some(SUPERVISOR), &json!({"reason": ""})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "no reason");
+    let a = send(&r.app, post_json(close, Some(SUPERVISOR), &json!({}))).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "no reason field");
+    let a = send(
+        &r.app,
+        post_json("/api/v1/lanes/L9/close", Some(SUPERVISOR), &why),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.state.store.journal_head(), head, "nothing journaled");
+
+    // A truck's decision is on the lane when it closes.
+    let tx = uuid::Uuid::now_v7();
+    show(&r.state, "L1", tx, LaneDecision::Fast);
+    let a = send(&r.app, post_json(close, Some(SUPERVISOR), &why)).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    let entry = r
+        .state
+        .store
+        .entry(a.json()["seq"].as_u64().expect("seq"))
+        .expect("read journal")
+        .expect("the entry");
+    assert!(matches!(
+        &entry.body,
+        EventBody::LaneControl { closed: true, reason, by, .. } if reason == "loop repair" && by == "s.jones"
+    ));
+    let closures = r.state.store.lane_closures().expect("closures");
+    assert_eq!(closures.len(), 1);
+    assert_eq!(closures[0].0, lane("L1"));
+    let live = r.state.live.get(&lane("L1")).expect("L1");
+    assert_eq!(
+        live.shown.map(|s| s.decision),
+        Some(protocol::schema::LaneSignal::Closed)
+    );
+    let a = send(&r.app, post_json(close, Some(SUPERVISOR), &why)).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "already closed");
+
+    // An override of the truck that was shown no longer finds it: the lane shows CLOSED.
+    let over = json!({"transaction_id": tx, "action": "OVERRIDE", "to": "INSPECT", "reason": "driver behaviour", "note": ""});
+    let a = send(
+        &r.app,
+        post_json("/api/v1/lanes/L1/actions", Some(SUPERVISOR), &over),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text());
+    // Nor may a state be shown on it by anyone but lane control.
+    let shown = r.state.live.show_if(
+        &lane("L1"),
+        LaneState::waiting(&lane("L1"), None, jiff::Timestamp::now()),
+        |_| true,
+        |_| {},
+    );
+    assert!(
+        !shown,
+        "a closed lane shows only what lane control puts on it"
+    );
+
+    let reopen = "/api/v1/lanes/L1/reopen";
+    let a = send(
+        &r.app,
+        post_json(reopen, Some(SUPERVISOR), &json!({"reason": "repaired"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    assert!(r.state.store.lane_closures().expect("closures").is_empty());
+    let live = r.state.live.get(&lane("L1")).expect("L1");
+    assert!(live.closed.is_none());
+    assert_eq!(
+        live.shown.map(|s| s.decision),
+        Some(protocol::schema::LaneSignal::Waiting)
+    );
+    let a = send(
+        &r.app,
+        post_json(reopen, Some(SUPERVISOR), &json!({"reason": "again"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "already open");
+}

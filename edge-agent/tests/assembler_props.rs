@@ -22,6 +22,8 @@ fn lane(id: &str, presence_loop: bool) -> LaneConfig {
         presence_loop,
         transaction_timeout: Duration::from_secs(120),
         quiet_close: Duration::from_secs(10),
+        pre_open_grace: Duration::from_secs(5),
+        departure_grace: Duration::from_secs(1),
     }
 }
 
@@ -207,9 +209,20 @@ fn close_all_closes_with_shutdown() {
 
 #[derive(Debug, Clone)]
 enum Ev {
-    Read { lane: bool, device: u8, value: u8 },
-    Presence { present: bool },
+    Read {
+        lane: bool,
+        device: u8,
+        value: u8,
+    },
+    Presence {
+        present: bool,
+    },
     Tick,
+    /// A supervisor closes or reopens a lane.
+    Control {
+        lane: bool,
+        closed: bool,
+    },
 }
 
 fn ev() -> impl Strategy<Value = (Ev, u8)> {
@@ -217,6 +230,7 @@ fn ev() -> impl Strategy<Value = (Ev, u8)> {
         6 => (any::<bool>(), 0u8..3, 0u8..4).prop_map(|(lane, device, value)| Ev::Read { lane, device, value }),
         2 => any::<bool>().prop_map(|present| Ev::Presence { present }),
         1 => Just(Ev::Tick),
+        1 => (any::<bool>(), any::<bool>()).prop_map(|(lane, closed)| Ev::Control { lane, closed }),
     ];
     (e, 0u8..20)
 }
@@ -225,7 +239,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
-    fn no_read_is_lost_and_dedupe_is_exact(events in proptest::collection::vec(ev(), 0..120)) {
+    fn no_read_is_lost_and_dedupe_is_exact_even_on_closed_lanes(events in proptest::collection::vec(ev(), 0..120)) {
         let mut a = asm();
         let mut now = 0i64;
         let mut reads = 0u64;
@@ -241,6 +255,10 @@ proptest! {
                 }
                 Ev::Presence { present } => outs.extend(a.handle(presence("L1", present, t(now)))),
                 Ev::Tick => outs.extend(a.tick(t(now))),
+                Ev::Control { lane, closed } => {
+                    let l = LaneId::parse(if lane { "L1" } else { "L2" }).expect("lane");
+                    prop_assert!(a.set_closed(&l, closed));
+                }
             }
         }
         outs.extend(a.close_all(t(now + 1)));
@@ -258,6 +276,7 @@ proptest! {
                     }
                 }
                 AssemblerOutput::OrphanRead(_) => accounted += 1,
+                AssemblerOutput::Refused { reads, .. } => accounted += reads.len() as u64,
                 _ => {}
             }
         }

@@ -87,6 +87,8 @@ fn minimal_config_gets_documented_defaults() {
     assert!(lane.presence_loop);
     assert_eq!(lane.transaction_timeout, Duration::from_secs(120));
     assert_eq!(lane.quiet_close, Duration::from_secs(10));
+    assert_eq!(lane.pre_open_grace, Duration::from_secs(5));
+    assert_eq!(lane.departure_grace, Duration::from_secs(1));
     assert_eq!(cfg.gate.name, "G1");
     assert!(cfg.mqtt.is_none() && cfg.central.is_none());
     assert_eq!(cfg.store.max_journal_bytes, 1 << 30);
@@ -185,6 +187,25 @@ fn zero_timeout_is_refused() {
     let (line, key, shown) = invalid(&text);
     assert_eq!((line, key.as_str()), (8, "lanes[0].quiet_close"));
     assert!(shown.ends_with("must be longer than zero"));
+}
+
+#[test]
+fn lane_timings_are_per_lane() {
+    let text = MINIMAL.replace(
+        "id = \"L1\"",
+        "id = \"L1\"\npre_open_grace = \"0s\"\ndeparture_grace = \"2500ms\"",
+    );
+    let cfg = Config::from_toml_str(&text, "agent.toml").expect("config");
+    assert_eq!(cfg.lanes[0].pre_open_grace, Duration::ZERO);
+    assert_eq!(cfg.lanes[0].departure_grace, Duration::from_millis(2500));
+}
+
+#[test]
+fn a_zero_departure_grace_is_refused_with_its_line() {
+    let text = MINIMAL.replace("id = \"L1\"", "id = \"L1\"\ndeparture_grace = \"0s\"");
+    let (line, key, shown) = invalid(&text);
+    assert_eq!((line, key.as_str()), (8, "lanes[0].departure_grace"));
+    assert!(shown.contains("longer than zero"), "{shown}");
 }
 
 #[test]

@@ -523,37 +523,41 @@ impl Decision {
 
 /// What a lane's light, barrier and sign show: a truck's decision, or the lane's safe
 /// state (red, barrier down, no route) while the truck in it waits for its own decision
-/// (docs/decisions.md, "Between trucks"), or `OFFLINE` when the agent is gone. On the
-/// wire it is one word: the decision's (`FAST`, `STANDARD`, `INSPECT`), `WAITING` or
-/// `OFFLINE`.
+/// (docs/decisions.md, "Between trucks"), the lane closed by a supervisor, or `OFFLINE`
+/// when the agent is gone. On the wire it is one word: the decision's (`FAST`,
+/// `STANDARD`, `INSPECT`), `WAITING`, `CLOSED` or `OFFLINE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LaneSignal {
     /// A decision (or an officer's override) for the truck named by the lane state.
     Decided(LaneDecision),
     /// The safe state between trucks: no decision applies to the truck now in the lane.
     Waiting,
+    /// A supervisor closed the lane: red, barrier down, sign "LANE CLOSED", and no
+    /// transaction opens there until it is reopened.
+    Closed,
     /// The agent is gone (stopped, or killed: then the broker publishes it as the lane's
     /// Last Will): nothing it decided applies any more. Shown as the safe state, closed.
     Offline,
 }
 
 impl LaneSignal {
-    /// `FAST`, `STANDARD`, `INSPECT`, `WAITING` or `OFFLINE`.
+    /// `FAST`, `STANDARD`, `INSPECT`, `WAITING`, `CLOSED` or `OFFLINE`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Decided(d) => d.as_str(),
             Self::Waiting => "WAITING",
+            Self::Closed => "CLOSED",
             Self::Offline => "OFFLINE",
         }
     }
 
-    /// The decision shown, or `None` while the lane waits or the agent is offline.
+    /// The decision shown, or `None` while the lane waits, is closed or the agent is offline.
     #[must_use]
     pub fn decided(self) -> Option<LaneDecision> {
         match self {
             Self::Decided(d) => Some(d),
-            Self::Waiting | Self::Offline => None,
+            Self::Waiting | Self::Closed | Self::Offline => None,
         }
     }
 
@@ -565,6 +569,7 @@ impl LaneSignal {
             "STANDARD" => Self::Decided(LaneDecision::Standard),
             "INSPECT" => Self::Decided(LaneDecision::Inspect),
             "WAITING" => Self::Waiting,
+            "CLOSED" => Self::Closed,
             "OFFLINE" => Self::Offline,
             _ => return None,
         })
@@ -595,7 +600,9 @@ impl<'de> Deserialize<'de> for LaneSignal {
         Self::parse(&word).ok_or_else(|| {
             serde::de::Error::unknown_variant(
                 &word,
-                &["FAST", "STANDARD", "INSPECT", "WAITING", "OFFLINE"],
+                &[
+                    "FAST", "STANDARD", "INSPECT", "WAITING", "CLOSED", "OFFLINE",
+                ],
             )
         })
     }
@@ -659,6 +666,22 @@ impl LaneState {
         }
     }
 
+    /// A lane closed by a supervisor: no transaction, no route, no reasons (the closing
+    /// reason is journaled and shown on the console, not published).
+    #[must_use]
+    pub fn closed(lane: &LaneId, at: Timestamp) -> Self {
+        Self {
+            lane: lane.clone(),
+            transaction_id: None,
+            decision: LaneSignal::Closed,
+            route: String::new(),
+            reasons: Vec::new(),
+            priority: false,
+            at,
+            officer_override: false,
+        }
+    }
+
     /// Whether this is the safe state between trucks rather than a decision.
     #[must_use]
     pub fn is_waiting(&self) -> bool {
@@ -683,10 +706,11 @@ pub enum SignLight {
 #[serde(deny_unknown_fields)]
 pub struct SignState {
     pub lane: LaneId,
-    /// `false`: the lane is closed (the agent stopped); show it closed, whatever else.
+    /// `false`: the lane is closed (the agent stopped, or a supervisor closed it); show it
+    /// closed, whatever else.
     pub open: bool,
-    /// `FAST`, `STANDARD`, `INSPECT`, or `WAITING` (safe state between trucks, and the
-    /// state of a closed lane).
+    /// `FAST`, `STANDARD`, `INSPECT`, `WAITING` (safe state between trucks, and the
+    /// state of a lane whose agent stopped) or `CLOSED` (closed by a supervisor).
     pub decision: LaneSignal,
     pub light: SignLight,
     /// The route text for the driver (empty while waiting or closed).
@@ -706,11 +730,12 @@ impl SignState {
             LaneSignal::Decided(LaneDecision::Standard) => SignLight::Amber,
             LaneSignal::Decided(LaneDecision::Inspect)
             | LaneSignal::Waiting
+            | LaneSignal::Closed
             | LaneSignal::Offline => SignLight::Red,
         };
         Self {
             lane: s.lane.clone(),
-            open: s.decision != LaneSignal::Offline,
+            open: !matches!(s.decision, LaneSignal::Closed | LaneSignal::Offline),
             decision: s.decision,
             light,
             route: s.route.clone(),
@@ -1164,6 +1189,39 @@ pub enum EventBody {
         new_policy: String,
         changes: Vec<String>,
     },
+    /// A supervisor closed (`closed: true`) or reopened a lane, with a reason.
+    LaneControl {
+        lane: LaneId,
+        closed: bool,
+        reason: String,
+        /// The console user who did it.
+        by: String,
+    },
+    /// A truck arrived at a closed lane: no transaction was opened and nothing decided;
+    /// the lane stayed closed. Kept so that nothing a reader reports is silently dropped.
+    LaneRefused {
+        lane: LaneId,
+        /// Why: [`LANE_REFUSED_CLOSED`].
+        cause: String,
+        /// When the truck arrived (its presence, or its first read on a lane without a
+        /// loop).
+        at: Timestamp,
+        /// The reads that came with it (those held before its presence, or the read that
+        /// announced it).
+        reads: Vec<Read>,
+    },
+}
+
+/// The cause of an [`EventBody::LaneRefused`]: the lane was closed.
+pub const LANE_REFUSED_CLOSED: &str = "LANE_CLOSED";
+
+/// A lane closed by a supervisor, as the heartbeat reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedLane {
+    pub lane: LaneId,
+    pub reason: String,
+    /// When it was closed.
+    pub since: Timestamp,
 }
 
 /// One entry of an agent's hash-chained journal.
@@ -1355,6 +1413,9 @@ pub struct Heartbeat {
     pub oldest_unacked_at: Option<Timestamp>,
     /// Agent software version.
     pub version: String,
+    /// Lanes closed by a supervisor (empty from agents that predate lane control).
+    #[serde(default)]
+    pub closed_lanes: Vec<ClosedLane>,
 }
 
 #[cfg(test)]
@@ -1518,6 +1579,59 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_lane_state_is_red_on_the_sign_and_keeps_its_wire_form() {
+        let lane = LaneId::parse("L2").expect("lane");
+        let at: Timestamp = "2026-06-01T12:00:05Z".parse().expect("time");
+        let closed = LaneState::closed(&lane, at);
+        let text = r#"{"lane":"L2","transaction_id":null,"decision":"CLOSED","route":"","reasons":[],"priority":false,"at":"2026-06-01T12:00:05Z","officer_override":false}"#;
+        assert_eq!(serde_json::to_string(&closed).expect("json"), text);
+        assert_eq!(
+            serde_json::from_str::<LaneState>(text).expect("parses"),
+            closed
+        );
+        assert_eq!(closed.decision.decided(), None);
+        assert!(!closed.is_waiting());
+        let sign = SignState::from_lane_state(&closed);
+        assert_eq!(
+            (sign.open, sign.light, sign.decision),
+            (false, SignLight::Red, LaneSignal::Closed)
+        );
+    }
+
+    #[test]
+    fn lane_control_bodies_keep_their_wire_form() {
+        let lane = LaneId::parse("L2").expect("lane");
+        let at: Timestamp = "2026-06-01T12:00:05Z".parse().expect("time");
+        let control = EventBody::LaneControl {
+            lane: lane.clone(),
+            closed: true,
+            reason: "resurfacing".into(),
+            by: "sup1".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&control).expect("json"),
+            r#"{"type":"LANE_CONTROL","lane":"L2","closed":true,"reason":"resurfacing","by":"sup1"}"#
+        );
+        let refused = EventBody::LaneRefused {
+            lane,
+            cause: LANE_REFUSED_CLOSED.into(),
+            at,
+            reads: vec![],
+        };
+        assert_eq!(
+            serde_json::to_string(&refused).expect("json"),
+            r#"{"type":"LANE_REFUSED","lane":"L2","cause":"LANE_CLOSED","at":"2026-06-01T12:00:05Z","reads":[]}"#
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_without_closed_lanes_still_parses() {
+        let text = r#"{"v":1,"agent":"GATE-1","at":"2026-06-01T12:00:05Z","devices":[],"replica_seq":0,"journal_head":0,"acked_seq":0,"backlog":0,"version":"0.1.0"}"#;
+        let hb: Heartbeat = serde_json::from_str(text).expect("an older agent's heartbeat");
+        assert!(hb.closed_lanes.is_empty());
+    }
+
+    #[test]
     fn sign_state_carries_no_reasons_and_keeps_its_documented_wire_form() {
         // docs/integration.md, "Lane topics": the sign's retained state.
         let text = r#"{"lane":"L1","transaction_id":"01935a4e-7c1e-7d3a-9a51-6f0c2b1d9e47","decision":"INSPECT","route":"Inspection bay A","reasons":["SEAL_MISMATCH"],"priority":true,"at":"2026-03-01T10:00:04.512Z","officer_override":false}"#;
@@ -1549,6 +1663,7 @@ mod tests {
             (LaneSignal::Decided(LaneDecision::Standard), "STANDARD"),
             (LaneSignal::Decided(LaneDecision::Inspect), "INSPECT"),
             (LaneSignal::Waiting, "WAITING"),
+            (LaneSignal::Closed, "CLOSED"),
             (LaneSignal::Offline, "OFFLINE"),
         ] {
             assert_eq!(signal.as_str(), word);

@@ -372,10 +372,11 @@ try {
     await stateByWordAndShape(p, lang, 'STANDARD');
     await booth(p, lang, 'STANDARD');
   }
-  // The three decision colours side by side, with the word on each (contrast by axe).
+  // The three decision colours and the closed lane's, side by side, with the word on each
+  // (contrast by axe).
   await pages.en.evaluate(() => {
     const d = document.querySelector('#lane-live .decision');
-    for (const k of ['d-fast', 'd-standard', 'd-inspect']) {
+    for (const k of ['d-fast', 'd-standard', 'd-inspect', 'd-closed']) {
       const c = d.cloneNode(true);
       c.className = `decision ${k}`;
       d.parentNode.appendChild(c);
@@ -384,7 +385,7 @@ try {
       d.parentNode.appendChild(s);
     }
   });
-  await audit(pages.en, 'en', 'decision colours FAST, STANDARD, INSPECT (large and small)');
+  await audit(pages.en, 'en', 'decision colours FAST, STANDARD, INSPECT, lane CLOSED (large and small)');
   // The engine is live: text of 2:1 contrast must be reported.
   await pages.en.evaluate(() => {
     const p = document.createElement('p');

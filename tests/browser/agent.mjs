@@ -168,6 +168,47 @@ try {
   });
   check(status === 403, "an operator's officer action is refused (403)");
 
+  // --- lane control: a supervisor closes lane L2 and reopens it ------------------------
+  const officerL2 = await officer.goto(BASE + "/console?lane=L2");
+  check(officerL2.ok() && !(await officer.$("#f-lane")), "an officer has no lane close form");
+  const supContext = await chrome.newContext(VIEW);
+  const sup = await login(supContext, "sam.supervisor");
+  await sup.goto(BASE + "/console?lane=L2");
+  await sup.keyboard.press("l");
+  check(
+    (await sup.evaluate(() => document.activeElement && document.activeElement.name)) === "reason",
+    "key L opens the lane close form at its reason",
+  );
+  await sup.click('#f-lane button[value="close"]');
+  check(!(await sup.$("#msg.ok")), "closing without a reason is not sent (the reason is required)");
+  await sup.fill('#f-lane input[name="reason"]', "loop repair");
+  await sup.click('#f-lane button[value="close"]');
+  await sup.waitForSelector("#msg.ok");
+  await sup.waitForSelector('#lane-live[data-closed="true"]', { timeout: 10000 });
+  const closedText = await sup.textContent("#lane-live");
+  check(closedText.includes("LANE CLOSED") && closedText.includes("loop repair") && closedText.includes("sam.supervisor"),
+    "the console shows the lane closed with its reason and who closed it");
+  let l2 = "";
+  for (let i = 0; i < 20 && l2 !== "Red"; i++) {
+    l2 = await ask("@@lights:L2");
+    if (l2 !== "Red") await sup.waitForTimeout(200);
+  }
+  check(l2 === "Red", "the closed lane's light is red");
+  await shot(sup, "agent-lane-closed.png");
+  const opClosed = await chrome.newContext(VIEW);
+  const opView = await login(opClosed, "terminal.ops");
+  await opView.waitForSelector('.lanecard[data-lane="L2"] [data-closed="true"]');
+  const card = await opView.textContent('.lanecard[data-lane="L2"]');
+  check(card.includes("LANE CLOSED") && card.includes("loop repair") && !card.includes("sam.supervisor"),
+    "the operator view shows the lane closed with its reason");
+  await shot(opView, "agent-operator-lane-closed.png");
+  await opClosed.close();
+  await sup.fill('#f-lane input[name="reason"]', "loop repaired");
+  await sup.click('#f-lane button[value="reopen"]');
+  await sup.waitForSelector('#lane-live[data-closed="false"]', { timeout: 10000 });
+  check(true, "the supervisor reopens the lane");
+  await supContext.close();
+
   // --- languages ----------------------------------------------------------------------
   for (const [user, title, reason, file] of [
     ["sofia.oficial", "Consola del oficial", "El precinto electrónico indica", "agent-officer-es.png"],

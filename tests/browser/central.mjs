@@ -155,6 +155,8 @@ try {
   const revoked = page.locator('article.gate.revoked[data-gate="PORT1-G4"]');
   check(await revoked.isVisible(), 'revoked gate marked');
   check(/revoked/i.test(await revoked.innerText()), 'the revoked gate says so in words, not by colour alone');
+  const closedLane = await page.locator('article[data-gate="PORT1-G2"] .closed-lane[data-lane="L2"]').innerText();
+  check(closedLane.includes('CLOSED') && closedLane.includes('loop repair'), 'the closed lane is listed with its reason');
   await shot(page, 'gates');
 
   // 7. Charts render as SVG with data.

@@ -2,7 +2,9 @@
 //! age, backlog, device faults and clock offset. Gates whose tokens are all revoked say
 //! so before anything else. Stale gates (no heartbeat within
 //! `stale_after`) are red; degraded ones (a device down, a backlog waiting, an old
-//! replica, a clock off by more than [`CLOCK_WARN_MS`]) are amber.
+//! replica, a clock off by more than [`CLOCK_WARN_MS`], a lane closed by a supervisor)
+//! are amber, and say why in words. Closed lanes are listed with their reason and since
+//! when, from the gate's last heartbeat.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -46,6 +48,9 @@ pub fn classify(g: &GateStatus, now: Timestamp) -> (Health, Vec<String>) {
         }
         if h.heartbeat.backlog > 0 {
             why.push(format!("backlog {}", h.heartbeat.backlog));
+        }
+        if !h.heartbeat.closed_lanes.is_empty() {
+            why.push(format!("{} lane(s) closed", h.heartbeat.closed_lanes.len()));
         }
         match h.heartbeat.replica_as_of {
             Some(a) if now.duration_since(a) > REPLICA_WARN => why.push("replica old".into()),
@@ -116,6 +121,15 @@ pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
                             dt { (T::Backlog.get(l)) }
                             dd class=(if h.heartbeat.backlog > 0 { "warn" } else { "" }) { (h.heartbeat.backlog)
                                 @if let Some(o) = h.heartbeat.oldest_unacked_at { " (" (fmt_duration(now.duration_since(o))) ")" } }
+                            @if !h.heartbeat.closed_lanes.is_empty() {
+                                dt { (T::ClosedLanes.get(l)) }
+                                dd.warn { @for c in &h.heartbeat.closed_lanes {
+                                    span.closed-lane data-lane=(c.lane) {
+                                        strong { (c.lane) " " (T::LaneClosedMark.get(l)) } ": " (c.reason)
+                                        " (" (T::Since.get(l)) " " (fmt_time(c.since)) ")"
+                                    } " "
+                                } }
+                            }
                             dt { (T::DeviceFaults.get(l)) }
                             dd { @let down: Vec<_> = h.heartbeat.devices.iter().filter(|d| !d.up).collect();
                                 @if down.is_empty() { (T::None.get(l)) }

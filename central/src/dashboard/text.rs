@@ -8,6 +8,8 @@ protocol::ui_text! {
     AppName => "AEO gate central", "Central de puertas OEA", "Central de portões OEA";
     Exceptions => "Exceptions", "Excepciones", "Exceções";
     Gates => "Gate health", "Estado de puertas", "Estado dos portões";
+    ClosedLanes => "Closed lanes", "Carriles cerrados", "Faixas fechadas";
+    LaneClosedMark => "CLOSED", "CERRADO", "FECHADA";
     Charts => "Charts", "Gráficos", "Gráficos";
     Programme => "Programme", "Programa", "Programa";
     Registry => "Registry", "Registro", "Registro";

@@ -50,6 +50,10 @@ pub(super) struct RawLane {
     pub(super) transaction_timeout: Duration,
     #[serde(with = "humantime_serde", default = "default_quiet_close")]
     pub(super) quiet_close: Duration,
+    #[serde(with = "humantime_serde", default = "default_pre_open_grace")]
+    pub(super) pre_open_grace: Duration,
+    #[serde(with = "humantime_serde", default = "default_departure_grace")]
+    pub(super) departure_grace: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,6 +262,12 @@ fn default_transaction_timeout() -> Duration {
 }
 fn default_quiet_close() -> Duration {
     Duration::from_secs(10)
+}
+fn default_pre_open_grace() -> Duration {
+    crate::assembler::PRE_OPEN_GRACE.unsigned_abs()
+}
+fn default_departure_grace() -> Duration {
+    crate::assembler::DEPARTURE_GRACE.unsigned_abs()
 }
 fn default_baud() -> u32 {
     115_200

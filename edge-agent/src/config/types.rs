@@ -48,6 +48,10 @@ pub struct LaneConfig {
     pub transaction_timeout: Duration,
     /// Close a loop-less transaction after this long without reads.
     pub quiet_close: Duration,
+    /// How long a read may precede the presence that opens its transaction.
+    pub pre_open_grace: Duration,
+    /// How long every loop must stay clear before the transaction closes on departure.
+    pub departure_grace: Duration,
 }
 
 /// A serial device.

@@ -183,6 +183,9 @@ impl Validator<'_> {
                 transaction_timeout: self
                     .positive(at("transaction_timeout"), l.transaction_timeout)?,
                 quiet_close: self.positive(at("quiet_close"), l.quiet_close)?,
+                // Zero holds no read for a presence to come.
+                pre_open_grace: l.pre_open_grace,
+                departure_grace: self.positive(at("departure_grace"), l.departure_grace)?,
                 id: l.id,
             });
         }

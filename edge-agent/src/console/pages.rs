@@ -208,6 +208,31 @@ fn shape(d: LaneDecision) -> Markup {
     }
 }
 
+/// A closed lane's mark beside its words: a bar across a circle (a "no entry" sign), so
+/// the closed state never rests on colour alone.
+fn closed_shape() -> Markup {
+    html! {
+        svg.shape aria-hidden="true" focusable="false" viewBox="0 0 20 20" {
+            circle cx="10" cy="10" r="9" {}
+            rect x="4" y="8" width="12" height="4" fill="#3d2a00" {}
+        }
+    }
+}
+
+/// What a closed lane shows on the officer console and the operator grid: the words, the
+/// reason, who closed it (officers only) and since when.
+fn closed_block(c: &crate::store::LaneClosure, small: bool, with_by: bool, lang: Lang) -> Markup {
+    html! {
+        div.decision.d-closed.(if small { "small" } else { "" }) data-closed="true" {
+            (closed_shape())
+            span.word { (T::LaneClosed.get(lang)) }
+            span.route { (T::OverrideReason.get(lang)) ": " (c.reason) }
+            span.since { (T::ClosedSince.get(lang)) " " (hhmmss(c.since)) }
+            @if with_by { span.by { (T::ClosedBy.get(lang)) " " (c.by) } }
+        }
+    }
+}
+
 /// A phone number as a `tel:` URI (RFC 3966): the leading `+` and the digits.
 fn tel_uri(phone: &str) -> String {
     let mut uri = String::from("tel:");
@@ -399,14 +424,21 @@ fn lane_panel(v: &LaneView, st: &GateStatus, lang: Lang) -> Markup {
         })
         .unwrap_or_default();
     html! {
-        div #lane-live data-tx=(tx_id) data-decision=(decided) data-exception=(exception) data-reading=(v.reading) data-announce=(announce) {
+        div #lane-live data-tx=(tx_id) data-decision=(decided) data-exception=(exception) data-reading=(v.reading) data-announce=(announce) data-closed=(v.live.closed.is_some()) {
             (banner(st, &v.live.lane, lang))
-            div.decision.(class) {
+            @if let Some(c) = &v.live.closed {
+                (closed_block(c, false, true, lang))
+                @if v.live.refusals > 0 { p.refusals { (T::Refusals.get(lang)) ": " (v.live.refusals) } }
+            }
+            // On a closed lane the last decision is history, not what the lane shows: small,
+            // and labelled so.
+            div.decision.(class).(if v.live.closed.is_some() { "small" } else { "" }) {
                 @if v.reading {
                     span.word { (T::TruckInLane.get(lang)) "…" }
                 } @else if offline {
                     span.word { (T::AgentOffline.get(lang)) }
                 } @else if let Some(w) = word {
+                    @if v.live.closed.is_some() { span.route { (T::LastDecision.get(lang)) ":" } }
                     (shape(w))
                     span.word { (decision_word(w, lang)) }
                     span.route { (T::Route.get(lang)) ": " (route) }
@@ -686,6 +718,17 @@ pub async fn console(
                     button type="submit" { (T::Submit.get(lang)) }
                 }
             }
+            @if supervisor {
+                details {
+                    summary { (T::LaneControl.get(lang)) }
+                    form #f-lane data-action="LANE_CONTROL" {
+                        label { (T::LaneControlReason.get(lang)) input name="reason" required maxlength="1000"; }
+                        button type="submit" name="op" value="close" { (T::CloseLane.get(lang)) }
+                        " "
+                        button type="submit" name="op" value="reopen" { (T::ReopenLane.get(lang)) }
+                    }
+                }
+            }
         }
     };
     Ok(page(
@@ -938,9 +981,12 @@ fn operator_grid(s: &AppState, st: &GateStatus, f: &HourFigures, lang: Lang) -> 
                         h2 { (T::Lane.get(lang)) " " (l.lane) " · " (l.name) }
                         p.state {
                             (T::State.get(lang)) ": "
-                            @if l.open.is_some() { (T::TruckInLane.get(lang)) } @else { (T::LaneIdle.get(lang)) }
+                            @if l.closed.is_some() { (T::LaneClosed.get(lang)) }
+                            @else if l.open.is_some() { (T::TruckInLane.get(lang)) } @else { (T::LaneIdle.get(lang)) }
                         }
-                        @if shown.is_some_and(|s| s.decision == LaneSignal::Offline) {
+                        @if let Some(c) = &l.closed {
+                            (closed_block(c, true, false, lang))
+                        } @else if shown.is_some_and(|s| s.decision == LaneSignal::Offline) {
                             div.decision.small.d-inspect {
                                 span.word { (T::AgentOffline.get(lang)) }
                             }
@@ -1051,6 +1097,8 @@ mod tests {
                 shown: Some(shown),
                 orphan_reads: 0,
                 updated_at: at,
+                closed: None,
+                refusals: 0,
             },
             transaction: None,
             reading: false,

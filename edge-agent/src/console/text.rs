@@ -95,7 +95,15 @@ protocol::ui_text! {
     ContactPoint => "Customs contact point", "Punto de contacto aduanero", "Ponto de contato aduaneiro";
     Phone => "Phone", "Teléfono", "Telefone";
     Email => "E-mail", "Correo electrónico", "E-mail";
-    Shortcuts => "Keys: 1–9 lane · C confirm · O override · I inspection result · M manual entry · H history · Esc close", "Teclas: 1–9 carril · C confirmar · O cambiar carril · I resultado de inspección · M entrada manual · H historial · Esc cerrar", "Teclas: 1–9 faixa · C confirmar · O alterar faixa · I resultado da inspeção · M entrada manual · H histórico · Esc fechar";
+    Shortcuts => "Keys: 1–9 lane · C confirm · O override · I inspection result · M manual entry · L close or reopen lane · H history · Esc close", "Teclas: 1–9 carril · C confirmar · O cambiar carril · I resultado de inspección · M entrada manual · L cerrar o reabrir carril · H historial · Esc cerrar", "Teclas: 1–9 faixa · C confirmar · O alterar faixa · I resultado da inspeção · M entrada manual · L fechar ou reabrir faixa · H histórico · Esc fechar";
+    LaneClosed => "LANE CLOSED", "CARRIL CERRADO", "FAIXA FECHADA";
+    ClosedBy => "Closed by", "Cerrado por", "Fechada por";
+    ClosedSince => "since", "desde", "desde";
+    LaneControl => "Close or reopen the lane", "Cerrar o reabrir el carril", "Fechar ou reabrir a faixa";
+    LaneControlReason => "Reason (required)", "Motivo (obligatorio)", "Motivo (obrigatório)";
+    CloseLane => "Close lane", "Cerrar carril", "Fechar faixa";
+    ReopenLane => "Reopen lane", "Reabrir carril", "Reabrir faixa";
+    Refusals => "Trucks turned away while closed", "Camiones rechazados mientras estaba cerrado", "Caminhões recusados enquanto fechada";
     RRisk => "Officer judgement: risk indicators", "Criterio del oficial: indicadores de riesgo", "Critério do agente: indicadores de risco";
     RDocs => "Documents do not match the cargo", "Los documentos no coinciden con la carga", "Documentos não correspondem à carga";
     RDriver => "Driver or vehicle behaviour", "Conducta del conductor o del vehículo", "Comportamento do motorista ou do veículo";

@@ -137,8 +137,8 @@ impl Outbox {
         o
     }
 
-    /// `state` becomes its lane's newest state; a decision (not `WAITING` or `OFFLINE`) is
-    /// also an event for the officer topic.
+    /// `state` becomes its lane's newest state; a decision (not `WAITING`, `CLOSED` or
+    /// `OFFLINE`) is also an event for the officer topic.
     pub fn put(&mut self, state: &LaneState) -> Superseded {
         let decided = state.decision.decided().is_some();
         let mut sup = Superseded::default();
@@ -829,6 +829,17 @@ mod tests {
             assert!(due.state.expect("a state").is_waiting());
             assert_eq!(due.decision, None, "WAITING is not a decision event");
         }
+    }
+
+    #[test]
+    fn a_closed_lane_goes_out_on_the_state_topic_only() {
+        let mut o = Outbox::new(&[lane(1)], at());
+        let _ = o.take();
+        o.put(&LaneState::closed(&lane(1), at()));
+        let due = o.take().expect("due");
+        let sign = SignState::from_lane_state(&due.state.expect("a state"));
+        assert_eq!((sign.open, sign.decision), (false, LaneSignal::Closed));
+        assert_eq!(due.decision, None, "CLOSED is not a decision event");
     }
 
     #[test]

@@ -46,6 +46,8 @@
 //!   the head): quarantine, markers, replacing a file redb cannot open.
 //! - `held`: the held-records file beside the store ([`HeldFile`]): records the journal
 //!   could not take, kept across a stop while the disk is full.
+//! - `lanes`: lane control (`lane_control_v1`): the lanes a supervisor closed
+//!   ([`Store::lane_closures`], [`LaneClosure`]).
 //! - `reads`: the read log (`read_log_v1`), the write-ahead of lane events that the
 //!   journal consumes ([`Store::log_reads`], [`Store::append_groups_consuming`]).
 
@@ -55,6 +57,7 @@ mod error;
 mod handle;
 mod held;
 mod journal;
+mod lanes;
 mod migrate;
 mod reads;
 mod replica;
@@ -77,6 +80,7 @@ pub use self::journal::backlog;
 use self::journal::{
     BY_TX, EXCEPTIONS, JOURNAL, JOURNAL_META, JOURNAL_TEXT, read_meta_u64, verify_tail,
 };
+pub use self::lanes::LaneClosure;
 use self::migrate::migrate_replica_v1;
 pub use self::replica::ReplicaSnapshot;
 use self::replica::{BY_CONTAINER, CONSIGNMENTS, LINKS, MRAS, OPERATORS, REPLICA_META};

@@ -32,7 +32,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use jiff::Timestamp;
-use protocol::schema::{GateId, Heartbeat, IngestAck, IngestBatch, SCHEMA_VERSION, check_version};
+use protocol::schema::{
+    ClosedLane, GateId, Heartbeat, IngestAck, IngestBatch, SCHEMA_VERSION, check_version,
+};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -270,12 +272,13 @@ pub struct Uplink {
 /// Builds the heartbeat from the agent's current state.
 pub async fn heartbeat(shared: &Uplink) -> anyhow::Result<Heartbeat> {
     let store = shared.journal.store().clone();
-    let (meta, head, acked, oldest) = tokio::task::spawn_blocking(move || {
+    let (meta, head, acked, oldest, closed) = tokio::task::spawn_blocking(move || {
         (
             store.replica_meta(),
             store.journal_head(),
             store.acked_seq(),
             store.oldest_unacked_at(),
+            store.lane_closures(),
         )
     })
     .await
@@ -292,6 +295,18 @@ pub async fn heartbeat(shared: &Uplink) -> anyhow::Result<Heartbeat> {
         backlog: backlog(head, acked),
         oldest_unacked_at: oldest,
         version: env!("CARGO_PKG_VERSION").into(),
+        closed_lanes: closed
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "closed lanes not readable for the heartbeat");
+                Vec::new()
+            })
+            .into_iter()
+            .map(|(lane, c)| ClosedLane {
+                lane,
+                reason: c.reason,
+                since: c.since,
+            })
+            .collect(),
     })
 }
 

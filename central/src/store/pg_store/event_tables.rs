@@ -438,7 +438,9 @@ impl IngestTarget for Target<'_, '_> {
             | EventBody::DeviceHealth { .. }
             | EventBody::OrphanRead { .. }
             | EventBody::ConsoleSession { .. }
-            | EventBody::ConfigApplied { .. } => {}
+            | EventBody::ConfigApplied { .. }
+            | EventBody::LaneControl { .. }
+            | EventBody::LaneRefused { .. } => {}
         }
         Ok(())
     }

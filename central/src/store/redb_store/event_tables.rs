@@ -378,7 +378,9 @@ impl IngestTarget for Target<'_> {
             | EventBody::DeviceHealth { .. }
             | EventBody::OrphanRead { .. }
             | EventBody::ConsoleSession { .. }
-            | EventBody::ConfigApplied { .. } => {}
+            | EventBody::ConfigApplied { .. }
+            | EventBody::LaneControl { .. }
+            | EventBody::LaneRefused { .. } => {}
         }
         Ok(())
     }

@@ -89,6 +89,8 @@
       const r = f.get("result");
       b.result = r === "SEAL_REPLACED" ? { outcome: r, new_seal: (f.get("new_seal") || "").trim().toUpperCase() } : { outcome: r };
       b.note = f.get("note") || "";
+    } else if (action === "LANE_CONTROL") {
+      return { reason: (f.get("reason") || "").trim() };
     } else if (action === "MANUAL_ENTRY") {
       b.value = { kind: f.get("kind"), number: (f.get("number") || "").trim().toUpperCase() };
     }
@@ -104,9 +106,12 @@
     const action = form.dataset.action;
     const tx = panel && panel.dataset.tx ? panel.dataset.tx : null;
     const lane = actions.dataset.lane;
+    // A lane close or reopen goes to its own endpoint, named by the button pressed.
+    const op = action === "LANE_CONTROL" ? (ev.submitter && ev.submitter.value) || "close" : null;
+    const path = op ? "/" + op : "/actions";
     msg.className = "";
     try {
-      const r = await fetch("/api/v1/lanes/" + encodeURIComponent(lane) + "/actions", {
+      const r = await fetch("/api/v1/lanes/" + encodeURIComponent(lane) + path, {
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
@@ -114,7 +119,7 @@
       });
       const j = await r.json().catch(() => ({}));
       if (r.ok) {
-        msg.textContent = "✔ " + action + " #" + j.seq;
+        msg.textContent = "✔ " + (op ? op.toUpperCase() : action) + " #" + j.seq;
         msg.className = "ok";
         form.reset();
       } else {
@@ -170,6 +175,9 @@
     } else if (k === "m") {
       ev.preventDefault();
       openForm("f-manual", 'select[name="kind"]');
+    } else if (k === "l") {
+      ev.preventDefault();
+      openForm("f-lane", 'input[name="reason"]');
     } else if (k === "h") {
       const h = document.querySelector('header.top a[href="/console/history"]');
       if (h) { ev.preventDefault(); window.location.href = h.href; }
