@@ -564,6 +564,20 @@ async fn central_dashboard_in_chromium() {
                 .checked_sub(SignedDuration::from_secs(ago))
                 .expect("time");
             let lane = if n % 3 == 0 { "L2" } else { "L1" };
+            // Mid-day, PORT1-G1's configuration is reloaded live with a new policy.
+            if offset == 0 && n == trucks / 2 {
+                entries.push(j.push(
+                    closed,
+                    EventBody::ConfigApplied {
+                        old_policy: "default-2025#5f1c0a2e".into(),
+                        new_policy: "port1-2026#9c0d1e2f".into(),
+                        changes: vec![
+                            "policy default-2025#5f1c0a2e → port1-2026#9c0d1e2f".into(),
+                            "lane L2 changed: routes".into(),
+                        ],
+                    },
+                ));
+            }
             let (e, k) = truck(j, offset + n, lane, closed, None);
             entries.extend(e);
             consignments.push(k);

@@ -243,6 +243,7 @@ pub fn transaction_of(body: &EventBody) -> Option<Uuid> {
         | EventBody::IntegrityAlert { .. }
         | EventBody::OrphanRead { .. }
         | EventBody::ConsoleSession { .. }
+        | EventBody::ConfigApplied { .. }
         | EventBody::LaneControl { .. }
         | EventBody::LaneRefused { .. } => None,
     }
@@ -256,11 +257,43 @@ pub fn lane_of(body: &EventBody) -> Option<&str> {
         EventBody::Decision { decision } => Some(decision.lane.as_str()),
         EventBody::OfficerAction { action } => Some(action.lane.as_str()),
         EventBody::DeviceHealth { health } => health.lane.as_ref().map(|l| l.as_str()),
-        EventBody::IntegrityAlert { .. } | EventBody::ConsoleSession { .. } => None,
+        EventBody::IntegrityAlert { .. }
+        | EventBody::ConsoleSession { .. }
+        | EventBody::ConfigApplied { .. } => None,
         EventBody::OrphanRead { lane, .. }
         | EventBody::LaneControl { lane, .. }
         | EventBody::LaneRefused { lane, .. } => Some(lane.as_str()),
     }
+}
+
+/// The latest live configuration change among `entries` whose hash verified (`hashes` as
+/// [`check_hashes`] returns them), if it is newer than `current`.
+#[must_use]
+pub fn last_config_change(
+    entries: &[JournalEntry],
+    hashes: &[Option<String>],
+    current: Option<&crate::model::ConfigChange>,
+) -> Option<crate::model::ConfigChange> {
+    entries
+        .iter()
+        .zip(hashes)
+        .filter(|(_, bad)| bad.is_none())
+        .filter_map(|(e, _)| match &e.body {
+            EventBody::ConfigApplied {
+                old_policy,
+                new_policy,
+                changes,
+            } => Some(crate::model::ConfigChange {
+                seq: e.seq,
+                at: e.at,
+                old_policy: old_policy.clone(),
+                new_policy: new_policy.clone(),
+                changes: changes.clone(),
+            }),
+            _ => None,
+        })
+        .filter(|c| current.is_none_or(|cur| c.seq > cur.seq))
+        .max_by_key(|c| c.seq)
 }
 
 /// The lane decision a body carries, if it is a decision.
@@ -293,6 +326,7 @@ pub fn gate_named_by(body: &EventBody) -> Option<&GateId> {
         EventBody::DeviceHealth { .. }
         | EventBody::IntegrityAlert { .. }
         | EventBody::OrphanRead { .. }
+        | EventBody::ConfigApplied { .. }
         | EventBody::LaneControl { .. }
         | EventBody::LaneRefused { .. } => None,
     }

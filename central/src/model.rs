@@ -133,6 +133,23 @@ pub struct GateStatus {
     /// usable token, or its tokens were only rotated).
     #[serde(default)]
     pub revoked_at: Option<Timestamp>,
+    /// The last configuration change the gate's agent applied live (its latest
+    /// `CONFIG_APPLIED` entry), if any.
+    #[serde(default)]
+    pub last_config: Option<ConfigChange>,
+}
+
+/// A configuration change applied live at a gate (an agent's `CONFIG_APPLIED` entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    /// The journal entry.
+    pub seq: u64,
+    /// When the agent applied it.
+    pub at: Timestamp,
+    pub old_policy: String,
+    pub new_policy: String,
+    /// One line per change, e.g. `lane L3 added`.
+    pub changes: Vec<String>,
 }
 
 /// What kind of integrity problem was found.

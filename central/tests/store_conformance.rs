@@ -84,6 +84,7 @@ conformance!(
     console_logins_and_logouts_are_stored_and_another_gates_are_refused,
     lane_control_and_refused_trucks_are_stored_under_their_lane,
     an_entry_whose_agent_time_runs_back_is_stored_with_a_time_backwards_alert,
+    the_latest_config_change_is_kept_on_the_gate_row,
 );
 
 const NO_GAP_ALERT: SignedDuration = SignedDuration::from_hours(24);
@@ -763,6 +764,51 @@ fn lane_control_and_refused_trucks_are_stored_under_their_lane(s: &dyn Store) {
         row.health.expect("health").heartbeat.closed_lanes,
         vec![closed]
     );
+}
+
+fn config_applied(old: &str, new: &str, changes: &[&str]) -> EventBody {
+    EventBody::ConfigApplied {
+        old_policy: old.into(),
+        new_policy: new.into(),
+        changes: changes.iter().map(|c| (*c).to_owned()).collect(),
+    }
+}
+
+fn the_latest_config_change_is_kept_on_the_gate_row(s: &dyn Store) {
+    let g = gate("G1");
+    let c = chain(
+        &g,
+        vec![
+            config_applied("p1#00000001", "p2#00000002", &["policy p1 → p2"]),
+            fast_decision(&g),
+            config_applied(
+                "p2#00000002",
+                "p2#00000002",
+                &["lane L3 added", "lane L1 changed: routes"],
+            ),
+            fast_decision(&g),
+        ],
+    );
+    // The later change arrives first: an older one after it does not replace it.
+    assert_eq!(ingest(s, &c[2..]).tally.stored, 2);
+    assert_eq!(ingest(s, &c[..2]).acked_through, 4);
+    let row = s
+        .gates()
+        .expect("gates")
+        .into_iter()
+        .find(|r| r.gate == g)
+        .expect("the gate's row");
+    let last = row.last_config.expect("a config change on the row");
+    assert_eq!(last.seq, 3);
+    assert_eq!(
+        (last.old_policy.as_str(), last.new_policy.as_str()),
+        ("p2#00000002", "p2#00000002")
+    );
+    assert_eq!(
+        last.changes,
+        vec!["lane L3 added", "lane L1 changed: routes"]
+    );
+    assert!(alert_kinds(s).is_empty(), "{:?}", alert_kinds(s));
 }
 
 fn text_with_control_characters_is_stored_and_read_back_unchanged(s: &dyn Store) {

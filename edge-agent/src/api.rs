@@ -110,7 +110,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 /// Replica freshness now, from its bookkeeping.
 #[must_use]
 pub fn replica_status(shared: &AppState, meta: &ReplicaMeta) -> ReplicaStatus {
-    ReplicaStatus::of(meta, Timestamp::now(), shared.staleness_bound)
+    ReplicaStatus::of(meta, Timestamp::now(), shared.staleness_bound_now())
 }
 
 async fn replica_meta(shared: &AppState) -> Result<ReplicaMeta, ApiError> {
@@ -305,15 +305,12 @@ async fn action(
     authed.require_customs()?;
     let user = authed.user().to_owned();
     let lane = LaneId::parse(&lane).map_err(|e| bad_request(e.to_string()))?;
-    let lane_cfg = s
-        .lane(&lane)
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                format!("no lane {lane} at this gate"),
-            )
-        })?
-        .clone();
+    let lane_cfg = s.lane(&lane).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no lane {lane} at this gate"),
+        )
+    })?;
     let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
     officer::check_shape(&req.kind, req.transaction_id)?;
     // An override binds to the decided transaction the lane shows now (of this lane, so

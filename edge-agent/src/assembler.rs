@@ -191,6 +191,9 @@ pub struct Assembler {
     track: bool,
     /// Presence changes that belong to no transaction, not yet taken.
     spent: Vec<AssemblerEvent>,
+    /// Events of transactions closed on lanes since removed ([`Assembler::reconfigure`]),
+    /// not yet taken.
+    retired: BTreeMap<Uuid, Vec<AssemblerEvent>>,
 }
 
 fn to_read(r: RawRead) -> Read {
@@ -445,6 +448,7 @@ impl Assembler {
             lanes,
             track: false,
             spent: Vec::new(),
+            retired: BTreeMap::new(),
         }
     }
 
@@ -466,6 +470,7 @@ impl Assembler {
         self.lanes
             .values_mut()
             .find_map(|l| l.consumed.remove(&id))
+            .or_else(|| self.retired.remove(&id))
             .unwrap_or_default()
     }
 
@@ -670,6 +675,50 @@ impl Assembler {
             lane.end_refusal(&mut out);
             out.extend(lane.pending.drain(..).map(AssemblerOutput::OrphanRead));
             lane.present.clear();
+        }
+        out
+    }
+
+    /// Takes a new set of lanes (live reconfiguration). A lane still configured keeps its
+    /// open transaction, its held reads and its loops, and follows its new settings from
+    /// now on; a new lane starts idle; a removed lane's open transaction is closed
+    /// (`LANE_REMOVED`, to be decided as usual) and its held reads are reported as orphans.
+    pub fn reconfigure(&mut self, lanes: &[LaneConfig], now: Timestamp) -> Vec<AssemblerOutput> {
+        let mut out = Vec::new();
+        let gone: Vec<LaneId> = self
+            .lanes
+            .keys()
+            .filter(|id| !lanes.iter().any(|l| &l.id == *id))
+            .cloned()
+            .collect();
+        for id in gone {
+            let Some(mut lane) = self.lanes.remove(&id) else {
+                continue;
+            };
+            lane.close(CloseReason::LaneRemoved, now, &mut out);
+            lane.end_refusal(&mut out);
+            out.extend(lane.pending.drain(..).map(AssemblerOutput::OrphanRead));
+            self.retired.append(&mut lane.consumed);
+        }
+        for cfg in lanes {
+            match self.lanes.get_mut(&cfg.id) {
+                Some(lane) => lane.cfg = cfg.clone(),
+                None => {
+                    self.lanes.insert(
+                        cfg.id.clone(),
+                        LaneState {
+                            cfg: cfg.clone(),
+                            open: None,
+                            pending: Vec::new(),
+                            present: BTreeSet::new(),
+                            track: self.track,
+                            consumed: BTreeMap::new(),
+                            closed: false,
+                            refusing: None,
+                        },
+                    );
+                }
+            }
         }
         out
     }
@@ -1000,6 +1049,67 @@ mod tests {
             "{out:?}"
         );
         assert!(a.open(&l("L1")).is_some_and(|tx| tx.reads.is_empty()));
+    }
+
+    #[test]
+    fn reconfiguring_keeps_the_open_transaction_of_a_kept_lane() {
+        let mut a = tracked();
+        a.handle(presence(true, t(0)));
+        a.handle(read("L1", 1, t(100)));
+        let mut l1 = lane("L1", true);
+        l1.routes.fast = "new fast".into();
+        let out = a.reconfigure(&[l1, lane("L3", false)], t(200));
+        assert!(out.is_empty(), "nothing closes: {out:?}");
+        let open = a
+            .open(&LaneId::parse("L1").expect("lane"))
+            .expect("still open");
+        assert_eq!(open.reads.len(), 1);
+        a.handle(presence(false, t(1_000)));
+        let ids = closed_ids(&a.tick(t(2_000)));
+        assert_eq!(ids.len(), 1, "closed on departure as usual");
+        assert_eq!(a.take_consumed(ids[0]).len(), 3, "its events accounted");
+    }
+
+    #[test]
+    fn a_removed_lane_closes_its_transaction_and_gives_up_its_held_reads() {
+        let mut a = tracked();
+        a.handle(read("L1", 9, t(0)));
+        a.handle(read("L2", 1, t(0)));
+        let out = a.reconfigure(&[lane("L1", true)], t(500));
+        let closed: Vec<&GateTransaction> = out
+            .iter()
+            .filter_map(|o| match o {
+                AssemblerOutput::Closed(tx) => Some(tx),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(closed.len(), 1, "{out:?}");
+        assert_eq!(closed[0].close_reason, CloseReason::LaneRemoved);
+        assert_eq!(closed[0].lane.as_str(), "L2");
+        assert_eq!(a.take_consumed(closed[0].id).len(), 1, "kept after removal");
+        assert!(a.open(&LaneId::parse("L2").expect("lane")).is_none());
+        let orphan = a.handle(read("L2", 2, t(600)));
+        assert!(
+            matches!(orphan.as_slice(), [AssemblerOutput::OrphanRead(_)]),
+            "a read for a removed lane is an orphan: {orphan:?}"
+        );
+    }
+
+    #[test]
+    fn an_added_lane_takes_reads() {
+        let mut a = tracked();
+        let out = a.reconfigure(
+            &[lane("L1", true), lane("L2", false), lane("L3", false)],
+            t(0),
+        );
+        assert!(out.is_empty());
+        let out = a.handle(read("L3", 1, t(100)));
+        assert!(
+            out.iter().any(
+                |o| matches!(o, AssemblerOutput::Opened { lane, .. } if lane.as_str() == "L3")
+            ),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -193,6 +193,12 @@ impl ClockFilter {
         self
     }
 
+    /// Changes the bound (a live reload of `clock.max_offset`); the kept samples are
+    /// judged against the new bound from now on.
+    pub fn set_max_offset(&mut self, max_offset: Duration) {
+        self.max_offset = max_offset;
+    }
+
     /// Adds a sample (the oldest goes when [`SAMPLES`] are kept).
     pub fn add(&mut self, sample: Sample) {
         if self.samples.len() == SAMPLES {
@@ -342,6 +348,27 @@ impl Clock {
                     "clock off from central beyond the bound: no FAST until corrected"
                 );
             }
+            self.remember(&after);
+        }
+        self.publish(&after);
+    }
+
+    /// Applies a new `clock.max_offset` (live reload): trust is judged against it at once;
+    /// a change of trust is logged and remembered like one a sample makes.
+    pub fn set_max_offset(&self, max_offset: Duration) {
+        let (before, after) = {
+            let mut f = self.lock();
+            let before = f.view(None);
+            f.set_max_offset(max_offset);
+            (before, f.view(None))
+        };
+        if before.trusted != after.trusted {
+            tracing::warn!(
+                offset_ms = ?after.offset().map(millis),
+                ?max_offset,
+                trusted = after.trusted,
+                "clock bound changed by a reload: trust changed"
+            );
             self.remember(&after);
         }
         self.publish(&after);

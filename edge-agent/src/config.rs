@@ -38,6 +38,9 @@ use self::validate::Validator;
 pub use self::validate::is_loopback_url;
 pub use crate::decider::{Policy, Routes};
 
+/// `[store] path` when the file does not set it.
+pub const DEFAULT_STORE_PATH: &str = "/var/lib/aeogate/agent.redb";
+
 impl Config {
     /// Reads and validates a configuration file.
     ///

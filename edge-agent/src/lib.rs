@@ -28,6 +28,9 @@
 //! - [`uplink`]: drains the journal to central; heartbeats. [`uplink::drain`] is its sans-IO
 //!   core (batch plan, cursor, stalls, backoff).
 //! - [`replication`]: verified, sequenced registry replication from central.
+//! - [`reload`]: live reconfiguration: what a new configuration changes (sans-IO
+//!   [`reload::plan`]: applied live or refused, naming keys that need a restart), SIGHUP
+//!   and the control socket that `edge-agent reload` talks to.
 //! - [`state`]: [`state::AppState`], what the console's router serves from.
 //! - [`officer`]: sans-IO officer actions: who may act, the override policy, what an
 //!   action must carry, the state an override shows.
@@ -53,6 +56,7 @@ pub mod live;
 pub mod officer;
 pub mod pipeline;
 pub mod readlog;
+pub mod reload;
 pub mod replica;
 pub mod replication;
 pub mod runtime;

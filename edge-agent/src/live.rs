@@ -73,6 +73,34 @@ impl LiveLanes {
         }
     }
 
+    /// Takes a new set of lanes (live reconfiguration): new lanes idle, removed lanes
+    /// gone, kept lanes keep their state under their new name.
+    pub fn set_lanes(&self, lanes: &[LaneConfig]) {
+        let Ok(mut map) = self.lanes.lock() else {
+            return;
+        };
+        let now = Timestamp::now();
+        map.retain(|id, _| lanes.iter().any(|l| &l.id == id));
+        for l in lanes {
+            let live = map.entry(l.id.clone()).or_insert_with(|| LaneLive {
+                lane: l.id.clone(),
+                name: l.name.clone(),
+                open: None,
+                last_decision: None,
+                shown: None,
+                orphan_reads: 0,
+                closed: None,
+                refusals: 0,
+                updated_at: now,
+            });
+            if live.name != l.name {
+                live.name = l.name.clone();
+                live.updated_at = now;
+                let _ = self.updates.send(live.clone());
+            }
+        }
+    }
+
     /// Applies `f` to `lane`'s state and broadcasts the result.
     pub fn update(&self, lane: &LaneId, f: impl FnOnce(&mut LaneLive)) {
         let Ok(mut lanes) = self.lanes.lock() else {

@@ -1,6 +1,8 @@
 //! The aeogate edge agent daemon.
 //!
-//! `edge-agent run --config FILE` runs until SIGINT or SIGTERM; `edge-agent check-config
+//! `edge-agent run --config FILE` runs until SIGINT or SIGTERM (SIGHUP reloads the
+//! file live, `edge_agent::reload`); `edge-agent reload --config FILE` asks the running
+//! agent to do so and prints its answer; `edge-agent check-config
 //! FILE` validates a configuration (`-`: standard input) and prints `OK` or the error with
 //! its key and line; `edge-agent user add NAME --role ROLE [--lang es] --config FILE`
 //! creates a console account in the store of a stopped agent (the password is prompted
@@ -34,6 +36,18 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Ask the running agent to reload its configuration (as SIGHUP does) and print its
+    /// answer: the changes applied, or why the file was refused (key and line; exit 1).
+    /// The agent is found by the control socket beside its store (`<store path>.control`).
+    Reload {
+        /// The configuration file to apply; also locates the agent's store. Default: the
+        /// file the agent was started with, with the socket given by --socket.
+        #[arg(long, short, required_unless_present = "socket")]
+        config: Option<PathBuf>,
+        /// The agent's control socket, when not found from --config.
+        #[arg(long)]
+        socket: Option<PathBuf>,
     },
     /// Validate a configuration file and exit (status 1 when invalid).
     CheckConfig {
@@ -235,6 +249,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Reload { config, socket } => reload(config, socket),
         Command::User { command } => match user_command(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -276,6 +291,71 @@ fn main() -> ExitCode {
     }
 }
 
+/// `edge-agent reload`: the socket from `--socket`, or beside the store that `config`
+/// names (read without validating the rest: an invalid file is for the agent to refuse,
+/// with its key and line).
+#[cfg(unix)]
+fn reload(config: Option<PathBuf>, socket: Option<PathBuf>) -> ExitCode {
+    let config = config.map(|c| std::path::absolute(&c).unwrap_or(c));
+    let socket = match socket {
+        Some(s) => s,
+        None => match config.as_deref().map(store_path_of) {
+            Some(Ok(store)) => edge_agent::reload::control_socket_path(&store),
+            Some(Err(e)) => {
+                eprintln!("edge-agent: {e:#}");
+                return ExitCode::FAILURE;
+            }
+            None => {
+                eprintln!("edge-agent: give --config or --socket");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .and_then(|rt| rt.block_on(edge_agent::reload::request_reload(&socket, config)));
+    match answer {
+        Ok(outcome) => {
+            let text = outcome.to_text();
+            if outcome.is_refused() {
+                eprintln!("{text}");
+                ExitCode::FAILURE
+            } else {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("edge-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn reload(_config: Option<PathBuf>, _socket: Option<PathBuf>) -> ExitCode {
+    eprintln!("edge-agent: reload needs Unix sockets; restart the agent instead");
+    ExitCode::FAILURE
+}
+
+/// `[store] path` of a configuration file, read without validating anything else.
+#[cfg(unix)]
+fn store_path_of(config: &Path) -> anyhow::Result<PathBuf> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    let value: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("{}: not TOML; give --socket", config.display()))?;
+    Ok(PathBuf::from(
+        value
+            .get("store")
+            .and_then(|s| s.get("path"))
+            .and_then(toml::Value::as_str)
+            .unwrap_or(edge_agent::config::DEFAULT_STORE_PATH),
+    ))
+}
+
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let cfg = Config::load(path)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -290,7 +370,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             tracing::info!("stopping");
             signals.cancel();
         });
-        edge_agent::runtime::run(cfg, shutdown).await
+        edge_agent::runtime::run_from(cfg, path.to_path_buf(), shutdown).await
     })
 }
 

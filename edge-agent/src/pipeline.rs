@@ -77,6 +77,20 @@ pub struct Pipeline {
     pub clock: Arc<Clock>,
 }
 
+/// A new set of lanes and policy for the running pipeline (live reconfiguration,
+/// [`crate::reload`]).
+#[derive(Debug)]
+pub struct Reconfigure {
+    pub lanes: Vec<LaneConfig>,
+    pub policy: Policy,
+    /// The running policy's id, for the journal.
+    pub old_policy: String,
+    /// What changes, one line each, for the journal.
+    pub changes: Vec<String>,
+    /// Answered once the new configuration is in effect.
+    pub done: tokio::sync::oneshot::Sender<()>,
+}
+
 /// The task's own state besides the assembler: which transactions were rebuilt from the
 /// read log, and presence changes to remove from the log with the next write.
 #[derive(Debug, Default)]
@@ -104,9 +118,10 @@ impl Pipeline {
 }
 
 pub async fn run(
-    shared: Arc<Pipeline>,
+    mut shared: Arc<Pipeline>,
     mut assembler: Assembler,
     mut rx: mpsc::Receiver<AssemblerEvent>,
+    mut reconfigure: mpsc::Receiver<Reconfigure>,
     shutdown: CancellationToken,
 ) {
     let mut books = Books::default();
@@ -141,6 +156,10 @@ pub async fn run(
                 None => break,
             },
             () = tokio::time::sleep(wait) => assembler.tick(Timestamp::now()),
+            Some(rc) = reconfigure.recv() => {
+                shared = apply(shared, &mut assembler, &mut books, rc).await;
+                continue;
+            }
             () = shutdown.cancelled() => break,
         };
         process(shared.as_ref(), &mut assembler, &mut books, outputs, true).await;
@@ -152,6 +171,53 @@ pub async fn run(
     }
     let outputs = assembler.close_all(Timestamp::now());
     process(shared.as_ref(), &mut assembler, &mut books, outputs, false).await;
+}
+
+/// Applies a new configuration between two events: what is queued is folded in first;
+/// a removed lane's open transaction is closed and decided under the configuration it
+/// opened with; `CONFIG_APPLIED` is journaled; every decision after it uses the new
+/// lanes and policy. Open transactions of kept lanes go on.
+async fn apply(
+    shared: Arc<Pipeline>,
+    assembler: &mut Assembler,
+    books: &mut Books,
+    rc: Reconfigure,
+) -> Arc<Pipeline> {
+    let Reconfigure {
+        lanes,
+        policy,
+        old_policy,
+        changes,
+        done,
+    } = rc;
+    let outputs = assembler.reconfigure(&lanes, Timestamp::now());
+    process(shared.as_ref(), assembler, books, outputs, true).await;
+    let body = EventBody::ConfigApplied {
+        old_policy,
+        new_policy: policy.id(),
+        changes,
+    };
+    match shared
+        .journal
+        .append_at(vec![body.clone()], Timestamp::now())
+        .await
+    {
+        Ok(_) => shared.journal.notify_appended(),
+        Err(e) => shared.journal.failed(&e, vec![body], Vec::new()),
+    }
+    shared.live.set_lanes(&lanes);
+    let next = Arc::new(Pipeline {
+        lanes,
+        policy,
+        store: shared.store.clone(),
+        journal: shared.journal.clone(),
+        live: shared.live.clone(),
+        actuators: shared.actuators.clone(),
+        read_log: shared.read_log,
+        clock: shared.clock.clone(),
+    });
+    let _ = done.send(());
+    next
 }
 
 /// Feeds the events left in the read log to the assembler, in the order logged, and

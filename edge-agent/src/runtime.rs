@@ -34,6 +34,7 @@ use crate::live::HealthReporter;
 use crate::live::{Devices, LiveLanes};
 use crate::pipeline::{EVENT_QUEUE, Pipeline};
 use crate::readlog::ReadLog;
+use crate::reload::{ReloadStatus, Reloader};
 use crate::replication::Replication;
 use crate::sources::mqtt::MqttLink;
 use crate::sources::serial::{SerialDevice, run_lane_board_logged, run_uhf_module};
@@ -85,12 +86,38 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     handle.join.await.context("agent task panicked")?
 }
 
+/// [`run`] for an agent started from the file `path`: SIGHUP and `edge-agent reload`
+/// (the control socket beside the store) reload it live ([`crate::reload`]).
+///
+/// # Errors
+/// As [`run`]; also the control socket cannot be bound.
+pub async fn run_from(
+    cfg: Config,
+    path: std::path::PathBuf,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let handle = start_from(cfg, Some(path), shutdown).await?;
+    handle.join.await.context("agent task panicked")?
+}
+
 /// Starts the agent and returns once the console is listening.
 ///
 /// # Errors
 /// The store cannot be opened, the console address cannot be bound, or the central
 /// client configuration is refused (plain http to a non-loopback host, unreadable CA).
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<AgentHandle> {
+    start_from(cfg, None, shutdown).await
+}
+
+/// [`start`], reloadable from `path` when given ([`run_from`]).
+///
+/// # Errors
+/// As [`start`]; also the control socket cannot be bound.
+pub async fn start_from(
+    cfg: Config,
+    path: Option<std::path::PathBuf>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<AgentHandle> {
     let metrics = metrics_handle();
     crate::telemetry::init_series(&cfg);
     let store = {
@@ -175,7 +202,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
             }
         }
     }
-    let mqtt = match &cfg.mqtt {
+    let mqtt: Option<MqttLink> = match &cfg.mqtt {
         Some(m) => {
             let (reporter, rx) = HealthReporter::new("mqtt", None);
             devices.push(rx);
@@ -191,6 +218,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         }
         None => None,
     };
+    let mqtt_mappings = mqtt.as_ref().map(|m| m.mappings.clone());
     devices.extend(crate::sources::llrp::spawn_all(
         &cfg.llrp, &events_tx, &tracker, &shutdown,
     ));
@@ -223,12 +251,28 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         read_log: true,
         clock: clock.clone(),
     });
+    let (reconfigure_tx, reconfigure_rx) = mpsc::channel(1);
     tracker.spawn(crate::pipeline::run(
         pipeline,
         Assembler::new(cfg.gate.id.clone(), &cfg.lanes),
         events_rx,
+        reconfigure_rx,
         shutdown.clone(),
     ));
+    let reload_status = Arc::new(ReloadStatus::default());
+    let lanes = crate::state::Lanes::from(cfg.lanes.clone());
+    if let Some(path) = path {
+        let reloader = Arc::new(Reloader::new(
+            path,
+            cfg.clone(),
+            reconfigure_tx,
+            reload_status.clone(),
+            lanes.clone(),
+            mqtt_mappings,
+            clock.clone(),
+        ));
+        start_reload_triggers(&cfg, reloader, &tracker, &shutdown)?;
+    }
     for rx in devices.receivers() {
         tracker.spawn(crate::journal::record_health(
             journal.clone(),
@@ -274,7 +318,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
 
     let state = AppState {
         gate: cfg.gate.id.clone(),
-        lanes: cfg.lanes.clone().into(),
+        lanes,
         staleness_bound: cfg.policy.staleness_bound,
         store,
         journal: journal.clone(),
@@ -287,6 +331,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         clock,
         shutdown: shutdown.clone(),
         console,
+        reload: reload_status,
     };
     tracing::info!(%console_addr, gate = %state.gate, tls = console_tls.is_some(), "console listening");
     let app = crate::api::app(state.clone());
@@ -346,6 +391,51 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<A
         shared: state,
         join,
     })
+}
+
+/// SIGHUP and the control socket, each reloading through `reloader`.
+#[cfg(unix)]
+fn start_reload_triggers(
+    cfg: &Config,
+    reloader: Arc<Reloader>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let socket = crate::reload::control_socket_path(&cfg.store.path);
+    tracker.spawn(crate::reload::serve_control(
+        &socket,
+        reloader.clone(),
+        shutdown.clone(),
+    )?);
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                got = hup.recv() => {
+                    if got.is_none() {
+                        break;
+                    }
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    reloader.reload(None).await;
+                }
+                () = shutdown.cancelled() => break,
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Without Unix signals and sockets, the configuration is read at start only.
+#[cfg(not(unix))]
+fn start_reload_triggers(
+    _cfg: &Config,
+    _reloader: Arc<Reloader>,
+    _tracker: &TaskTracker,
+    _shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// Closes again, on the lanes and in the live state, every lane a supervisor had closed

@@ -2,7 +2,7 @@
 //! runtime builds it from the running agent; a test builds it from a store in a temporary
 //! directory and drives the router with `oneshot`).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::FromRef;
@@ -25,9 +25,10 @@ use crate::store::Store;
 pub struct AppState {
     /// This gate.
     pub gate: GateId,
-    /// Lanes as configured.
-    pub lanes: Arc<[LaneConfig]>,
-    /// The policy's replica staleness bound (for the freshness shown).
+    /// Lanes as configured now (a live reconfiguration replaces them).
+    pub lanes: Lanes,
+    /// The policy's replica staleness bound at start (for the freshness shown; see
+    /// [`AppState::staleness_bound_now`]).
     pub staleness_bound: Duration,
     /// The store (history, replica, accounts).
     pub store: Store,
@@ -51,13 +52,55 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Accounts, sessions, login limits.
     pub console: Arc<Console>,
+    /// The last live reconfiguration's outcome ([`crate::reload`]).
+    pub reload: Arc<crate::reload::ReloadStatus>,
+}
+
+/// The configured lanes, shared between the console and live reconfiguration
+/// ([`crate::reload`]), which replaces them as a whole.
+#[derive(Debug, Clone)]
+pub struct Lanes(Arc<RwLock<Arc<[LaneConfig]>>>);
+
+impl Lanes {
+    /// The lanes now, in configuration order.
+    #[must_use]
+    pub fn get(&self) -> Arc<[LaneConfig]> {
+        self.0
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Replaces the lanes.
+    pub fn set(&self, lanes: &[LaneConfig]) {
+        let new: Arc<[LaneConfig]> = lanes.to_vec().into();
+        match self.0.write() {
+            Ok(mut l) => *l = new,
+            Err(e) => *e.into_inner() = new,
+        }
+    }
+}
+
+impl From<Vec<LaneConfig>> for Lanes {
+    fn from(lanes: Vec<LaneConfig>) -> Self {
+        Self(Arc::new(RwLock::new(lanes.into())))
+    }
 }
 
 impl AppState {
-    /// The configuration of `lane`.
+    /// The policy's replica staleness bound in force (a live reconfiguration may have
+    /// changed it since start).
     #[must_use]
-    pub fn lane(&self, lane: &LaneId) -> Option<&LaneConfig> {
-        self.lanes.iter().find(|l| &l.id == lane)
+    pub fn staleness_bound_now(&self) -> Duration {
+        self.reload
+            .staleness_bound()
+            .unwrap_or(self.staleness_bound)
+    }
+
+    /// The configuration of `lane`, as configured now.
+    #[must_use]
+    pub fn lane(&self, lane: &LaneId) -> Option<LaneConfig> {
+        self.lanes.get().iter().find(|l| &l.id == lane).cloned()
     }
 
     /// Current device healths.

@@ -77,6 +77,10 @@ pub fn describe() {
         "Gate transactions decided, by lane and decision (FAST, STANDARD, INSPECT)."
     );
     describe_counter!(
+        "aeogate_config_reloads_total",
+        "Configuration reloads (SIGHUP, edge-agent reload), by outcome: applied, unchanged, refused (the running configuration stays)."
+    );
+    describe_counter!(
         "aeogate_decision_failures_total",
         "Gate transactions that could not be decided or journaled; the lane was not changed."
     );
@@ -305,6 +309,9 @@ pub fn describe() {
 /// The per-lane and per-device counters of this configuration, at 0, so that a fresh
 /// agent exposes them before anything happened.
 pub fn init_series(cfg: &Config) {
+    for outcome in ["applied", "unchanged", "refused"] {
+        metrics::counter!("aeogate_config_reloads_total", "outcome" => outcome).increment(0);
+    }
     for lane in &cfg.lanes {
         let lane = lane.id.to_string();
         for decision in ["FAST", "STANDARD", "INSPECT"] {

@@ -234,6 +234,8 @@ pub enum CloseReason {
     Manual,
     /// The agent stopped with the transaction open.
     Shutdown,
+    /// A live reconfiguration removed the lane with the transaction open.
+    LaneRemoved,
 }
 
 /// One truck's passage through one lane.
@@ -1182,6 +1184,14 @@ pub enum EventBody {
     /// A console login (or failed or throttled attempt) or logout.
     ConsoleSession {
         session: ConsoleSession,
+    },
+    /// A new configuration was applied to the running agent (live reconfiguration):
+    /// the policy ids before and after (as a decision's `policy` carries them) and one
+    /// line per change, e.g. `lane L3 added`.
+    ConfigApplied {
+        old_policy: String,
+        new_policy: String,
+        changes: Vec<String>,
     },
     /// A supervisor closed (`closed: true`) or reopened a lane, with a reason.
     LaneControl {

@@ -149,6 +149,9 @@ try {
   await page.goto(`${BASE}/gates`);
   check(await page.locator('article.gate.stale[data-gate="PORT1-G3"]').isVisible(), 'stale gate highlighted');
   check(await page.locator('article.gate.degraded[data-gate="PORT1-G2"]').isVisible(), 'degraded gate marked');
+  const reloaded = await page.locator('article[data-gate="PORT1-G1"] dd.config').innerText();
+  check(reloaded.includes('default-2025 → port1-2026') && reloaded.includes(': 2'),
+    `the live configuration change is shown on the gate (${reloaded})`);
   const revoked = page.locator('article.gate.revoked[data-gate="PORT1-G4"]');
   check(await revoked.isVisible(), 'revoked gate marked');
   check(/revoked/i.test(await revoked.innerText()), 'the revoked gate says so in words, not by colour alone');

@@ -109,6 +109,20 @@ fn clock_cell(h: &GateHealth, l: Lang) -> Markup {
     }
 }
 
+/// `old → new` policy ids, by name (`p3 → p4`), or in full when the names are the same
+/// and only the settings hash tells them apart.
+fn policy_change(old: &str, new: &str) -> String {
+    let short = |id: &str| {
+        id.split_once('#')
+            .map_or(id.to_owned(), |(n, _)| n.to_owned())
+    };
+    if short(old) == short(new) {
+        format!("{old} → {new}")
+    } else {
+        format!("{} → {}", short(old), short(new))
+    }
+}
+
 /// `GET /gates`.
 pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
     let l = s.lang;
@@ -164,6 +178,13 @@ pub async fn grid(State(c): State<Central>, s: UiSession) -> Response {
                             dt { (T::ClockOffset.get(l)) }
                             (clock_cell(h, l))
                         }
+                        @if let Some(c) = &g.last_config {
+                            dt { (T::LastConfigChange.get(l)) }
+                            dd.config title=(c.changes.join("; ")) {
+                                (T::PolicyWord.get(l)) " " (policy_change(&c.old_policy, &c.new_policy))
+                                " " (T::AtWord.get(l)) " " (c.at.strftime("%H:%M")) ", " (T::ChangesWord.get(l)) ": " (c.changes.len())
+                            }
+                        }
                         dt { (T::Acked.get(l)) } dd { (g.acked_through) }
                         dt { (T::EventsStored.get(l)) } dd { (g.events_stored) }
                     }
@@ -211,6 +232,7 @@ mod tests {
             acked_through: 0,
             events_stored: 0,
             revoked_at: None,
+            last_config: None,
         }
     }
 
@@ -256,6 +278,15 @@ mod tests {
         assert!(
             html.contains("gate behind by 1.5 s") && html.contains("estimated"),
             "{html}"
+        );
+    }
+
+    #[test]
+    fn a_policy_change_shows_names_or_full_ids_when_only_settings_differ() {
+        assert_eq!(policy_change("p3#0011aabb", "p4#2233ccdd"), "p3 → p4");
+        assert_eq!(
+            policy_change("p3#0011aabb", "p3#2233ccdd"),
+            "p3#0011aabb → p3#2233ccdd"
         );
     }
 }

@@ -106,6 +106,10 @@ protocol::ui_text! {
     Degraded => "DEGRADED", "DEGRADADA", "DEGRADADO";
     Healthy => "OK", "OK", "OK";
     LastHeartbeat => "Last heartbeat", "Último latido", "Último sinal";
+    LastConfigChange => "Configuration reloaded", "Configuración recargada", "Configuração recarregada";
+    PolicyWord => "policy", "política", "política";
+    AtWord => "at", "a las", "às";
+    ChangesWord => "changes", "cambios", "alterações";
     Never => "never", "nunca", "nunca";
     Ago => "ago", "atrás", "atrás";
     ReplicaSeq => "Replica sequence", "Secuencia de réplica", "Sequência da réplica";

@@ -48,6 +48,7 @@ impl Central {
                 port: g.port,
                 last_heartbeat: g.health,
                 revoked_at: g.revoked_at,
+                last_config: g.last_config,
             })
             .collect())
     }

@@ -84,6 +84,9 @@ pub struct GateRow {
     /// token is issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<Timestamp>,
+    /// The gate's latest `CONFIG_APPLIED` entry ([`crate::ingest::last_config_change`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_config: Option<crate::model::ConfigChange>,
 }
 
 /// A change to a gate's agent tokens ([`Store::change_agent_tokens`]), made in one

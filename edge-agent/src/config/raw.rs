@@ -306,7 +306,7 @@ fn default_mqtt_port() -> u16 {
     1883
 }
 fn default_store_path() -> PathBuf {
-    PathBuf::from("/var/lib/aeogate/agent.redb")
+    PathBuf::from(super::DEFAULT_STORE_PATH)
 }
 fn default_max_journal_bytes() -> u64 {
     1 << 30

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::decider::{Policy, Routes};
 
 /// The whole agent configuration, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub gate: GateConfig,
     pub lanes: Vec<LaneConfig>,
@@ -35,7 +35,7 @@ pub struct ClockConfig {
 }
 
 /// The gate this agent runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GateConfig {
     pub id: GateId,
     pub name: String,
@@ -44,7 +44,7 @@ pub struct GateConfig {
 }
 
 /// One lane.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LaneConfig {
     pub id: LaneId,
     pub name: String,
@@ -63,7 +63,7 @@ pub struct LaneConfig {
 }
 
 /// A serial device.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceConfig {
     pub name: String,
     pub lane: LaneId,
@@ -123,7 +123,7 @@ impl LlrpReaderConfig {
 }
 
 /// MQTT broker connection and topic mappings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MqttConfig {
     pub host: String,
     pub port: u16,
@@ -210,6 +210,19 @@ impl MqttTls {
     }
 }
 
+// Compared for live reconfiguration (a changed certificate or key is a change).
+impl PartialEq for ClientIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.chain == other.chain && self.key.secret_der() == other.key.secret_der()
+    }
+}
+
+impl PartialEq for MqttTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.ca_cert == other.ca_cert && self.roots == other.roots && self.client == other.client
+    }
+}
+
 impl std::fmt::Debug for ClientIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientIdentity")
@@ -229,7 +242,7 @@ impl std::fmt::Debug for MqttTls {
 }
 
 /// One MQTT topic filter mapped to a lane and a reader kind.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicMap {
     pub filter: String,
     pub lane: LaneId,
@@ -262,7 +275,7 @@ pub enum MqttKind {
 }
 
 /// Local storage.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     pub path: PathBuf,
     /// Journal size above which acknowledged routine entries are pruned, oldest first.
@@ -270,7 +283,7 @@ pub struct StoreConfig {
 }
 
 /// Connection to central.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CentralConfig {
     /// The first of [`CentralConfig::urls`].
     pub url: String,
@@ -290,7 +303,7 @@ pub struct CentralConfig {
 }
 
 /// A registry signing key the agent trusts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PinnedKey {
     pub key_id: String,
     /// Hex ed25519 public key (64 hex digits).
@@ -298,7 +311,7 @@ pub struct PinnedKey {
 }
 
 /// The officer console / API listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConsoleConfig {
     pub bind: SocketAddr,
     /// Serve HTTPS with this certificate chain and key (PEM); plain HTTP when `None`.

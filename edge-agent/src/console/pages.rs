@@ -312,6 +312,37 @@ fn hhmmss(t: Timestamp) -> String {
     t.strftime("%H:%M:%S").to_string()
 }
 
+/// The last live reconfiguration: a banner when it was refused (key and line), a line
+/// when it was applied; nothing before the first reload.
+fn reload_notice(last: Option<&crate::reload::Outcome>, lang: Lang) -> Markup {
+    use crate::reload::OutcomeKind;
+    html! {
+        @if let Some(o) = last {
+            @match &o.result {
+                OutcomeKind::Refused { error, key, line } => {
+                    div.banner #reload-refused role="alert" {
+                        strong { (T::ReloadRefused.get(lang)) } " · " (hhmmss(o.at))
+                        ul {
+                            @if let Some(k) = key {
+                                li { (T::ConfigKey.get(lang)) ": " code { (k) }
+                                    @if let Some(l) = line { " (" (T::ConfigLine.get(lang)) " " (l) ")" } }
+                            }
+                            li.mono { (error) }
+                        }
+                    }
+                }
+                OutcomeKind::Applied { old_policy, new_policy, changes } => {
+                    p.reload #reload-applied {
+                        (T::ReloadApplied.get(lang)) " · " (hhmmss(o.at)) " · " (T::PolicyWord.get(lang)) " "
+                        (old_policy) " → " (new_policy) " · " (T::ChangesWord.get(lang)) ": " (changes.len())
+                    }
+                }
+                OutcomeKind::Unchanged => {}
+            }
+        }
+    }
+}
+
 /// Degraded-lane banner, or nothing.
 fn banner(st: &GateStatus, lane: &LaneId, lang: Lang) -> Markup {
     let down = st.down_for(lane);
@@ -596,11 +627,12 @@ fn pick_lane(shared: &AppState, q: Option<&str>) -> Result<LaneId, AuthError> {
             let id = LaneId::parse(l).map_err(|e| AuthError::Forbidden(e.to_string()))?;
             shared
                 .lane(&id)
-                .map(|c| c.id.clone())
+                .map(|c| c.id)
                 .ok_or_else(|| AuthError::Forbidden(format!("no lane {id} at this gate")))
         }
         None => shared
             .lanes
+            .get()
             .first()
             .map(|c| c.id.clone())
             .ok_or_else(|| AuthError::Internal("no lanes configured".into())),
@@ -630,9 +662,11 @@ pub async fn console(
     let lane = pick_lane(&s, q.lane.as_deref())?;
     let panel = render_panel(&s, &lane, lang).await.unwrap_or_default();
     let supervisor = authed.role() == super::Role::Supervisor;
+    let lanes = s.lanes.get();
     let body = html! {
+        (reload_notice(s.reload.last().as_ref(), lang))
         nav.lanes {
-            @for l in s.lanes.iter() {
+            @for l in lanes.iter() {
                 a.(if l.id == lane { "current" } else { "" }) href=(format!("/console?lane={}", l.id)) { (T::Lane.get(lang)) " " (l.id) " · " (l.name) }
             }
         }
@@ -802,7 +836,7 @@ pub async fn history(
             label { (T::Lane.get(lang))
                 select name="lane" {
                     option value="" { (T::Lanes.get(lang)) }
-                    @for l in s.lanes.iter() {
+                    @for l in s.lanes.get().iter() {
                         option value=(l.id) selected[lane.as_ref() == Some(&l.id)] { (l.id) " · " (l.name) }
                     }
                 }

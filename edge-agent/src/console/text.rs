@@ -14,6 +14,12 @@ protocol::ui_text! {
     Lane => "Lane", "Carril", "Faixa";
     Lanes => "Lanes", "Carriles", "Faixas";
     History => "History", "Historial", "Histórico";
+    ReloadRefused => "Configuration reload refused; the running configuration stays", "Recarga de la configuración rechazada; sigue vigente la configuración en curso", "Recarga da configuração recusada; continua a configuração em uso";
+    ReloadApplied => "Configuration reloaded", "Configuración recargada", "Configuração recarregada";
+    ConfigKey => "Key", "Clave", "Chave";
+    ConfigLine => "line", "línea", "linha";
+    PolicyWord => "policy", "política", "política";
+    ChangesWord => "changes", "cambios", "alterações";
     TruckInLane => "Truck in lane: reading", "Camión en el carril: leyendo", "Caminhão na faixa: lendo";
     LaneIdle => "No truck in the lane", "Ningún camión en el carril", "Nenhum caminhão na faixa";
     AgentOffline => "Agent offline: lane closed", "Agente fuera de línea: carril cerrado", "Agente fora de linha: faixa fechada";

@@ -45,7 +45,7 @@ pub fn gate_status(shared: &AppState) -> GateStatus {
             .oldest_unacked_at()
             .is_some_and(|t| Timestamp::now().as_second() - t.as_second() > CENTRAL_LATE_S);
     GateStatus {
-        replica: ReplicaStatus::of(&meta, Timestamp::now(), shared.staleness_bound),
+        replica: ReplicaStatus::of(&meta, Timestamp::now(), shared.staleness_bound_now()),
         backlog,
         central_down,
         devices: shared.device_health(),

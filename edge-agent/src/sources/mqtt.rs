@@ -56,7 +56,7 @@ use tokio_util::sync::CancellationToken;
 use super::lane_wills::LaneWills;
 use super::{AssemblerEvent, Backoff, HealthReporter};
 use crate::backoff::Reconnect;
-use crate::config::MqttConfig;
+use crate::config::{MqttConfig, TopicMap};
 use crate::readlog::ReadLog;
 
 /// Largest MQTT packet accepted. Reader payloads are parsed only up to
@@ -294,11 +294,74 @@ impl crate::actuators::LanePublisher for LaneTopics {
     }
 }
 
+/// The topic mappings of a running MQTT connection, replaceable while it runs (live
+/// reconfiguration): new filters are subscribed and dropped ones unsubscribed on the same
+/// connection; every reconnection subscribes the mappings of the moment.
+#[derive(Debug, Clone)]
+pub struct TopicMappings {
+    client: AsyncClient,
+    maps: Arc<Mutex<Arc<Vec<TopicMap>>>>,
+}
+
+impl TopicMappings {
+    fn current(&self) -> Arc<Vec<TopicMap>> {
+        match self.maps.lock() {
+            Ok(m) => m.clone(),
+            Err(e) => e.into_inner().clone(),
+        }
+    }
+
+    /// Every mapped filter, once each, in mapping order.
+    fn filters(&self) -> Vec<String> {
+        let mut filters: Vec<String> = Vec::new();
+        for m in self.current().iter() {
+            if !filters.contains(&m.filter) {
+                filters.push(m.filter.clone());
+            }
+        }
+        filters
+    }
+
+    /// Maps publishes by `maps` from now on; subscribes the filters that are new and
+    /// unsubscribes those no longer mapped.
+    ///
+    /// # Errors
+    /// The connection task is gone (the agent is stopping).
+    pub async fn replace(&self, maps: Vec<TopicMap>) -> anyhow::Result<()> {
+        let before = self.filters();
+        match self.maps.lock() {
+            Ok(mut m) => *m = Arc::new(maps),
+            Err(e) => *e.into_inner() = Arc::new(maps),
+        }
+        let after = self.filters();
+        let added: Vec<SubscribeFilter> = after
+            .iter()
+            .filter(|f| !before.contains(f))
+            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
+            .collect();
+        for chunk in added.chunks(SUBSCRIBE_CHUNK) {
+            self.client
+                .subscribe_many(chunk.to_vec())
+                .await
+                .map_err(|e| anyhow::anyhow!("MQTT subscribe not sent: {e}"))?;
+        }
+        for gone in before.iter().filter(|f| !after.contains(f)) {
+            self.client
+                .unsubscribe(gone.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("MQTT unsubscribe not sent: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// The running MQTT connection.
 #[derive(Debug)]
 pub struct MqttLink {
     /// Lane topic publisher.
     pub topics: LaneTopics,
+    /// The topic mappings in force (live reconfiguration replaces them).
+    pub mappings: TopicMappings,
     /// The polling task (it waits for the outbox task before it ends).
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -389,11 +452,13 @@ impl MqttLink {
             wake: Arc::new(Notify::new()),
             unsubacked: Arc::new(Notify::new()),
         };
-        let maps = cfg.topics.clone();
+        let mappings = TopicMappings {
+            client: client.clone(),
+            maps: Arc::new(Mutex::new(Arc::new(cfg.topics.clone()))),
+        };
+        let maps = mappings.clone();
         let broker = format!("{}:{}", cfg.host, cfg.port);
         let (epoch_tx, epoch_rx) = watch::channel(0u64);
-        let mut filters: Vec<String> = maps.iter().map(|m| m.filter.clone()).collect();
-        filters.dedup();
         let wills = cfg
             .lane_wills
             .then(|| LaneWills::start(cfg, tls.as_ref(), lanes, &topics));
@@ -401,7 +466,7 @@ impl MqttLink {
         let outbox = tokio::spawn(run_outbox(
             client.clone(),
             topics.clone(),
-            filters,
+            mappings.clone(),
             epoch_rx,
             wills,
             shutdown.clone(),
@@ -461,7 +526,10 @@ impl MqttLink {
                         if stopping.is_some() {
                             continue;
                         }
-                        let Some(map) = maps.iter().find(|m| rumqttc::matches(&p.topic, &m.filter))
+                        let current = maps.current();
+                        let Some(map) = current
+                            .iter()
+                            .find(|m| rumqttc::matches(&p.topic, &m.filter))
                         else {
                             tracing::debug!(topic = %p.topic, "publish on an unmapped topic ignored");
                             if log.is_some() {
@@ -531,7 +599,11 @@ impl MqttLink {
             drop(eventloop);
             let _ = outbox.await;
         });
-        Ok(Self { topics, task })
+        Ok(Self {
+            topics,
+            mappings,
+            task,
+        })
     }
 }
 
@@ -540,7 +612,7 @@ impl MqttLink {
 async fn run_outbox(
     client: AsyncClient,
     topics: LaneTopics,
-    filters: Vec<String>,
+    mappings: TopicMappings,
     mut epoch: watch::Receiver<u64>,
     wills: Option<LaneWills>,
     shutdown: CancellationToken,
@@ -555,7 +627,7 @@ async fn run_outbox(
                     return;
                 }
                 connected = true;
-                if on_connect(&client, &topics, &filters, &shutdown).await.is_err() {
+                if on_connect(&client, &topics, &mappings.filters(), &shutdown).await.is_err() {
                     break;
                 }
                 continue;

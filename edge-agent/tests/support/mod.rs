@@ -278,6 +278,7 @@ pub fn app_state(
         central_configured: false,
         clock: Arc::new(edge_agent::clock::Clock::new(cfg.clock.max_offset, None)),
         shutdown: tokio_util::sync::CancellationToken::new(),
+        reload: Arc::default(),
     };
     (state, events)
 }

@@ -441,6 +441,7 @@ impl IngestTarget for Target<'_, '_> {
             | EventBody::DeviceHealth { .. }
             | EventBody::OrphanRead { .. }
             | EventBody::ConsoleSession { .. }
+            | EventBody::ConfigApplied { .. }
             | EventBody::LaneControl { .. }
             | EventBody::LaneRefused { .. } => {}
         }
@@ -463,6 +464,7 @@ fn lock_gate(tx: &mut Transaction<'_>, gate: &GateId) -> Result<GateRow, StoreEr
         state: AgentState::default(),
         health: None,
         revoked_at: None,
+        last_config: None,
     };
     tx.execute(
         "INSERT INTO gates (gate, value) VALUES ($1, $2) ON CONFLICT (gate) DO NOTHING",
@@ -552,6 +554,7 @@ pub(super) fn add_agent(
                 state: AgentState::default(),
                 health: None,
                 revoked_at: None,
+                last_config: None,
             };
             tx.execute(
                 "INSERT INTO gates (gate, value) VALUES ($1, $2)",
@@ -741,6 +744,10 @@ pub(super) fn ingest(
     };
     changed.extend(gap_check(tx, gate, &mut state, now, gap_alert_after)?);
     row.state = state;
+    if let Some(c) = ingest::last_config_change(entries, &prepared.hashes, row.last_config.as_ref())
+    {
+        row.last_config = Some(c);
+    }
     save_gate(tx, &row)?;
     Ok(IngestOutcome {
         acked_through: row.state.acked_through,

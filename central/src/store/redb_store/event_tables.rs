@@ -381,6 +381,7 @@ impl IngestTarget for Target<'_> {
             | EventBody::DeviceHealth { .. }
             | EventBody::OrphanRead { .. }
             | EventBody::ConsoleSession { .. }
+            | EventBody::ConfigApplied { .. }
             | EventBody::LaneControl { .. }
             | EventBody::LaneRefused { .. } => {}
         }
@@ -451,6 +452,7 @@ pub(super) fn add_agent(
                 state: AgentState::default(),
                 health: None,
                 revoked_at: None,
+                last_config: None,
             },
         )?,
     }
@@ -555,6 +557,7 @@ pub(super) fn ingest(
         state: AgentState::default(),
         health: None,
         revoked_at: None,
+        last_config: None,
     });
     let mut state = row.state.clone();
     let mut target = Target::new(&tx, gate, now, &mut state)?;
@@ -563,6 +566,9 @@ pub(super) fn ingest(
     let mut changed = target.finish()?;
     changed.extend(gap_check(&tx, gate, &mut state, now, gap_alert_after)?);
     row.state = state;
+    if let Some(c) = ingest::last_config_change(entries, &hashes, row.last_config.as_ref()) {
+        row.last_config = Some(c);
+    }
     save_gate(&tx, &row)?;
     tx.commit()?;
     Ok(IngestOutcome {
@@ -585,6 +591,7 @@ pub(super) fn record_heartbeat(
         state: AgentState::default(),
         health: None,
         revoked_at: None,
+        last_config: None,
     });
     row.health = Some(health.clone());
     let mut state = row.state.clone();

@@ -1,0 +1,883 @@
+//! Live reconfiguration: SIGHUP, or `edge-agent reload` over the control socket, reads
+//! the configuration file again, validates it exactly as at start-up and applies what
+//! changed without restarting the journal or the lane pipeline.
+//!
+//! [`plan`] is the sans-IO core: it compares the running and the new configuration
+//! section by section and either lists the changes to apply or refuses, naming every
+//! changed key that only a restart can apply. Every section of [`Config`] is
+//! destructured without `..`, so a section added later does not compile until it is
+//! classified here.
+//!
+//! | applied live | needs a restart |
+//! |---|---|
+//! | `[policy]` (every key) | `[gate]` |
+//! | `[[lanes]]`: added, removed, any key changed | `[store]` |
+//! | | `[console]` (bind, TLS) |
+//! | | `[central]` |
+//! | `[mqtt]` `topics` (mappings added, removed, changed) | `[mqtt]` (connection) |
+//! | | `[[devices]]`, `[[llrp]]` |
+//!
+//! [`Reloader`] is the shell: it loads the file, plans, hands the new lanes and policy
+//! to the pipeline ([`crate::pipeline::Reconfigure`]; the pipeline journals
+//! `CONFIG_APPLIED` between the last decision under the old policy and the first under
+//! the new one), counts the outcome in `aeogate_config_reloads_total{outcome}` and keeps
+//! the last outcome for the console. [`serve_control`] answers `edge-agent reload` on a
+//! Unix socket beside the store (`<store path>.control`, mode 0600).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{
+    CentralConfig, Config, ConfigError, ConsoleConfig, GateConfig, LaneConfig, MqttConfig,
+    StoreConfig, TopicMap,
+};
+use crate::decider::Policy;
+use crate::pipeline::Reconfigure;
+use crate::sources::mqtt::TopicMappings;
+use crate::state::Lanes;
+
+/// Longest a reload waits for the pipeline to take the new configuration.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest `edge-agent reload` waits for the agent's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a new configuration changes, all of it applicable live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// One line per change, for the journal, the log and the answer.
+    pub changes: Vec<String>,
+    /// Policy id before and after (equal when the policy did not change).
+    pub old_policy: String,
+    pub new_policy: String,
+    /// The lanes to run with from now on.
+    pub lanes: Vec<LaneConfig>,
+    /// The policy to decide with from now on.
+    pub policy: Policy,
+    /// The MQTT topic mappings from now on, when they change.
+    pub mqtt_topics: Option<Vec<TopicMap>>,
+    /// The clock's bound (`clock.max_offset`) from now on, when it changes.
+    pub clock_max_offset: Option<std::time::Duration>,
+}
+
+impl Plan {
+    /// Nothing changes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// Why a new configuration cannot be applied to the running agent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("needs a restart to change: {}", keys.join(", "))]
+pub struct Refused {
+    /// The changed keys (or sections) that only a restart applies.
+    pub keys: Vec<String>,
+}
+
+/// Compares the running configuration with a new one (both validated).
+///
+/// # Errors
+/// [`Refused`] naming every changed key that needs a restart; nothing is applied then.
+pub fn plan(old: &Config, new: &Config) -> Result<Plan, Refused> {
+    let Config {
+        gate,
+        lanes,
+        devices,
+        llrp,
+        mqtt,
+        store,
+        central,
+        policy,
+        console,
+        clock,
+    } = new;
+    let mut restart = Vec::new();
+    restart.extend(gate_keys(&old.gate, gate));
+    restart.extend(store_keys(&old.store, store));
+    restart.extend(console_keys(&old.console, console));
+    restart.extend(central_keys(old.central.as_ref(), central.as_ref()));
+    restart.extend(mqtt_keys(old.mqtt.as_ref(), mqtt.as_ref()));
+    if &old.devices != devices {
+        restart.push("devices".to_string());
+    }
+    if &old.llrp != llrp {
+        restart.push("llrp".to_string());
+    }
+    // Each lane's will connection is opened at start: the set of lanes is fixed then.
+    let ids = |l: &[LaneConfig]| l.iter().map(|l| l.id.clone()).collect::<Vec<_>>();
+    if mqtt.as_ref().is_some_and(|m| m.lane_wills) && ids(&old.lanes) != ids(lanes) {
+        restart.push("lanes (added or removed, with mqtt.lane_wills)".to_string());
+    }
+    if !restart.is_empty() {
+        return Err(Refused { keys: restart });
+    }
+
+    let mut changes = Vec::new();
+    let mqtt_topics = match (&old.mqtt, mqtt) {
+        (Some(o), Some(n)) if o.topics != n.topics => {
+            changes.extend(topic_changes(&o.topics, &n.topics));
+            Some(n.topics.clone())
+        }
+        _ => None,
+    };
+    // `[clock]`: the bound applies live (the clock judges its samples against it).
+    let clock_max_offset = (old.clock != *clock).then(|| {
+        changes.push(format!(
+            "clock.max_offset {:?} → {:?}",
+            old.clock.max_offset, clock.max_offset
+        ));
+        clock.max_offset
+    });
+    let old_policy = old.policy.id();
+    let new_policy = policy.id();
+    if old.policy != *policy {
+        changes.push(format!("policy {old_policy} → {new_policy}"));
+    }
+    for l in &old.lanes {
+        if !lanes.iter().any(|n| n.id == l.id) {
+            changes.push(format!("lane {} removed", l.id));
+        }
+    }
+    for l in lanes {
+        match old.lanes.iter().find(|o| o.id == l.id) {
+            None => changes.push(format!("lane {} added", l.id)),
+            Some(o) => {
+                let keys = lane_keys(o, l);
+                if !keys.is_empty() {
+                    changes.push(format!("lane {} changed: {}", l.id, keys.join(", ")));
+                }
+            }
+        }
+    }
+    Ok(Plan {
+        changes,
+        old_policy,
+        new_policy,
+        lanes: lanes.clone(),
+        policy: policy.clone(),
+        mqtt_topics,
+        clock_max_offset,
+    })
+}
+
+/// One line per MQTT topic mapping removed or added (a changed mapping is both).
+fn topic_changes(old: &[TopicMap], new: &[TopicMap]) -> Vec<String> {
+    let line = |m: &TopicMap, what: &str| {
+        format!(
+            "mqtt topic {} ({:?}, {:?}) → lane {} {what}",
+            m.filter, m.kind, m.format, m.lane
+        )
+    };
+    let mut out: Vec<String> = old
+        .iter()
+        .filter(|m| !new.contains(m))
+        .map(|m| line(m, "removed"))
+        .collect();
+    out.extend(
+        new.iter()
+            .filter(|m| !old.contains(m))
+            .map(|m| line(m, "added")),
+    );
+    out
+}
+
+fn lane_keys(old: &LaneConfig, new: &LaneConfig) -> Vec<&'static str> {
+    let LaneConfig {
+        id: _,
+        name,
+        routes,
+        presence_loop,
+        transaction_timeout,
+        quiet_close,
+        pre_open_grace,
+        departure_grace,
+    } = new;
+    let mut keys = Vec::new();
+    if &old.name != name {
+        keys.push("name");
+    }
+    if &old.routes != routes {
+        keys.push("routes");
+    }
+    if &old.presence_loop != presence_loop {
+        keys.push("presence_loop");
+    }
+    if &old.transaction_timeout != transaction_timeout {
+        keys.push("transaction_timeout");
+    }
+    if &old.quiet_close != quiet_close {
+        keys.push("quiet_close");
+    }
+    if &old.pre_open_grace != pre_open_grace {
+        keys.push("pre_open_grace");
+    }
+    if &old.departure_grace != departure_grace {
+        keys.push("departure_grace");
+    }
+    keys
+}
+
+fn gate_keys(old: &GateConfig, new: &GateConfig) -> Vec<String> {
+    let GateConfig { id, name, port } = new;
+    let mut keys = Vec::new();
+    if &old.id != id {
+        keys.push("gate.id".into());
+    }
+    if &old.name != name {
+        keys.push("gate.name".into());
+    }
+    if &old.port != port {
+        keys.push("gate.port".into());
+    }
+    keys
+}
+
+fn store_keys(old: &StoreConfig, new: &StoreConfig) -> Vec<String> {
+    let StoreConfig {
+        path,
+        max_journal_bytes,
+    } = new;
+    let mut keys = Vec::new();
+    if &old.path != path {
+        keys.push("store.path".into());
+    }
+    if &old.max_journal_bytes != max_journal_bytes {
+        keys.push("store.max_journal_bytes".into());
+    }
+    keys
+}
+
+fn console_keys(old: &ConsoleConfig, new: &ConsoleConfig) -> Vec<String> {
+    let ConsoleConfig { bind, tls } = new;
+    let mut keys = Vec::new();
+    if &old.bind != bind {
+        keys.push("console.bind".into());
+    }
+    if &old.tls != tls {
+        keys.push("console.tls".into());
+    }
+    keys
+}
+
+fn central_keys(old: Option<&CentralConfig>, new: Option<&CentralConfig>) -> Vec<String> {
+    let (Some(old), Some(new)) = (old, new) else {
+        return if old.is_some() == new.is_some() {
+            Vec::new()
+        } else {
+            vec!["central".into()]
+        };
+    };
+    let CentralConfig {
+        url,
+        urls,
+        token,
+        ca_cert,
+        client_cert,
+        client_key,
+        registry_keys,
+        uplink_batch,
+        heartbeat_every,
+        poll_wait,
+    } = new;
+    let mut keys = Vec::new();
+    let mut check = |changed: bool, key: &str| {
+        if changed {
+            keys.push(format!("central.{key}"));
+        }
+    };
+    check(&old.url != url || &old.urls != urls, "urls");
+    check(&old.token != token, "token");
+    check(&old.ca_cert != ca_cert, "ca_cert");
+    check(&old.client_cert != client_cert, "client_cert");
+    check(&old.client_key != client_key, "client_key");
+    check(&old.registry_keys != registry_keys, "registry_keys");
+    check(&old.uplink_batch != uplink_batch, "uplink_batch");
+    check(&old.heartbeat_every != heartbeat_every, "heartbeat_every");
+    check(&old.poll_wait != poll_wait, "poll_wait");
+    keys
+}
+
+fn mqtt_keys(old: Option<&MqttConfig>, new: Option<&MqttConfig>) -> Vec<String> {
+    let (Some(old), Some(new)) = (old, new) else {
+        return if old.is_some() == new.is_some() {
+            Vec::new()
+        } else {
+            vec!["mqtt".into()]
+        };
+    };
+    let MqttConfig {
+        host,
+        port,
+        client_id,
+        username,
+        password,
+        tls,
+        // Topic mappings change live (`plan`).
+        topics: _,
+        lane_topic_prefix,
+        availability_topic,
+        lane_wills,
+    } = new;
+    let mut keys = Vec::new();
+    let mut check = |changed: bool, key: &str| {
+        if changed {
+            keys.push(format!("mqtt.{key}"));
+        }
+    };
+    check(&old.host != host, "host");
+    check(&old.port != port, "port");
+    check(&old.client_id != client_id, "client_id");
+    check(&old.username != username, "username");
+    check(&old.password != password, "password");
+    check(&old.tls != tls, "ca_cert");
+    check(
+        &old.lane_topic_prefix != lane_topic_prefix,
+        "lane_topic_prefix",
+    );
+    check(
+        &old.availability_topic != availability_topic,
+        "availability_topic",
+    );
+    // One will connection per lane is opened at start.
+    check(&old.lane_wills != lane_wills, "lane_wills");
+    keys
+}
+
+/// The result of one reload, as answered to `edge-agent reload` and shown on the console.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// When the reload was asked for.
+    pub at: Timestamp,
+    /// The file read.
+    pub file: String,
+    #[serde(flatten)]
+    pub result: OutcomeKind,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// The changes are in effect.
+    Applied {
+        old_policy: String,
+        new_policy: String,
+        changes: Vec<String>,
+    },
+    /// The file holds the configuration already running.
+    Unchanged,
+    /// Nothing was applied; the running configuration stays.
+    Refused {
+        /// The whole message (file, line, key, what is wrong).
+        error: String,
+        /// The key at fault, when one is.
+        key: Option<String>,
+        /// Its line in the file, when known.
+        line: Option<usize>,
+    },
+}
+
+impl Outcome {
+    /// Whether nothing was applied because the file was refused.
+    #[must_use]
+    pub fn is_refused(&self) -> bool {
+        matches!(self.result, OutcomeKind::Refused { .. })
+    }
+
+    /// The answer printed by `edge-agent reload`, several lines.
+    #[must_use]
+    pub fn to_text(&self) -> String {
+        match &self.result {
+            OutcomeKind::Applied {
+                old_policy,
+                new_policy,
+                changes,
+            } => {
+                let mut s = format!(
+                    "applied {} ({} change{}); policy {old_policy} → {new_policy}",
+                    self.file,
+                    changes.len(),
+                    if changes.len() == 1 { "" } else { "s" }
+                );
+                for c in changes {
+                    s.push_str("\n  ");
+                    s.push_str(c);
+                }
+                s
+            }
+            OutcomeKind::Unchanged => format!("{}: no change", self.file),
+            OutcomeKind::Refused { error, .. } => {
+                format!("refused: {error}; the running configuration stays")
+            }
+        }
+    }
+}
+
+/// The last reload's outcome, for the console.
+#[derive(Debug, Default)]
+pub struct ReloadStatus {
+    last: Mutex<Option<Outcome>>,
+    /// The policy's staleness bound since the last applied reload (the console shows
+    /// replica freshness against the bound the decider uses).
+    staleness_bound: Mutex<Option<Duration>>,
+}
+
+impl ReloadStatus {
+    /// The last outcome, if any reload happened since start.
+    #[must_use]
+    pub fn last(&self) -> Option<Outcome> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    fn set(&self, outcome: Outcome) {
+        if let Ok(mut l) = self.last.lock() {
+            *l = Some(outcome);
+        }
+    }
+
+    /// The staleness bound of the policy applied by the last reload, if any.
+    #[must_use]
+    pub fn staleness_bound(&self) -> Option<Duration> {
+        self.staleness_bound.lock().ok().and_then(|b| *b)
+    }
+}
+
+/// Re-reads and applies the configuration of the running agent.
+#[derive(Debug)]
+pub struct Reloader {
+    /// The file the agent was started with.
+    path: PathBuf,
+    /// The configuration running now; the lock also makes reloads one at a time.
+    current: tokio::sync::Mutex<Config>,
+    pipeline: mpsc::Sender<Reconfigure>,
+    status: Arc<ReloadStatus>,
+    /// The console's lanes.
+    lanes: Lanes,
+    /// The MQTT connection's topic mappings, when MQTT is configured.
+    mqtt: Option<TopicMappings>,
+    /// The clock whose bound `clock.max_offset` sets.
+    clock: Arc<crate::clock::Clock>,
+}
+
+impl Reloader {
+    /// A reloader for an agent started from `path` with `running`.
+    #[must_use]
+    pub fn new(
+        path: PathBuf,
+        running: Config,
+        pipeline: mpsc::Sender<Reconfigure>,
+        status: Arc<ReloadStatus>,
+        lanes: Lanes,
+        mqtt: Option<TopicMappings>,
+        clock: Arc<crate::clock::Clock>,
+    ) -> Self {
+        Self {
+            path,
+            current: tokio::sync::Mutex::new(running),
+            pipeline,
+            status,
+            lanes,
+            mqtt,
+            clock,
+        }
+    }
+
+    /// Reads `file` (the agent's own file when `None`), validates it and applies it.
+    pub async fn reload(&self, file: Option<&Path>) -> Outcome {
+        let path = file.unwrap_or(&self.path).to_path_buf();
+        let at = Timestamp::now();
+        let mut current = self.current.lock().await;
+        let result = self.apply(&path, &mut current).await;
+        let outcome = Outcome {
+            at,
+            file: path.display().to_string(),
+            result,
+        };
+        let label = match &outcome.result {
+            OutcomeKind::Applied { changes, .. } => {
+                tracing::info!(file = %outcome.file, ?changes, "configuration reloaded");
+                "applied"
+            }
+            OutcomeKind::Unchanged => {
+                tracing::info!(file = %outcome.file, "configuration reloaded: no change");
+                "unchanged"
+            }
+            OutcomeKind::Refused { error, .. } => {
+                tracing::error!(file = %outcome.file, %error, "configuration reload refused; the running configuration stays");
+                "refused"
+            }
+        };
+        metrics::counter!("aeogate_config_reloads_total", "outcome" => label).increment(1);
+        self.status.set(outcome.clone());
+        outcome
+    }
+
+    async fn apply(&self, path: &Path, current: &mut Config) -> OutcomeKind {
+        let load_path = path.to_path_buf();
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&load_path)).await;
+        let new = match loaded {
+            Ok(Ok(cfg)) => cfg,
+            Ok(Err(e)) => return refused_by(&e),
+            Err(e) => {
+                return OutcomeKind::Refused {
+                    error: format!("loading the configuration failed: {e}"),
+                    key: None,
+                    line: None,
+                };
+            }
+        };
+        let plan = match plan(current, &new) {
+            Ok(p) => p,
+            Err(e) => {
+                return OutcomeKind::Refused {
+                    error: format!("{}: {e}", path.display()),
+                    key: e.keys.first().cloned(),
+                    line: None,
+                };
+            }
+        };
+        if plan.is_empty() {
+            return OutcomeKind::Unchanged;
+        }
+        let (done, applied) = oneshot::channel();
+        let msg = Reconfigure {
+            lanes: plan.lanes.clone(),
+            policy: plan.policy.clone(),
+            old_policy: plan.old_policy.clone(),
+            changes: plan.changes.clone(),
+            done,
+        };
+        // Once the pipeline has the message it applies it between two events, so the
+        // answer is awaited without a bound: it comes, or the pipeline stopped (shutdown)
+        // and dropped the message unapplied.
+        let sent = tokio::time::timeout(APPLY_TIMEOUT, self.pipeline.send(msg)).await;
+        if !matches!(sent, Ok(Ok(()))) || applied.await.is_err() {
+            return OutcomeKind::Refused {
+                error: "the lane pipeline did not take the new configuration (stopping?)".into(),
+                key: None,
+                line: None,
+            };
+        }
+        if let (Some(maps), Some(link)) = (plan.mqtt_topics, &self.mqtt)
+            && let Err(e) = link.replace(maps).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "new MQTT topic mappings not subscribed");
+        }
+        if let Some(bound) = plan.clock_max_offset {
+            self.clock.set_max_offset(bound);
+        }
+        self.lanes.set(&plan.lanes);
+        if let Ok(mut b) = self.status.staleness_bound.lock() {
+            *b = Some(plan.policy.staleness_bound);
+        }
+        *current = new;
+        OutcomeKind::Applied {
+            old_policy: plan.old_policy,
+            new_policy: plan.new_policy,
+            changes: plan.changes,
+        }
+    }
+}
+
+fn refused_by(e: &ConfigError) -> OutcomeKind {
+    match e {
+        ConfigError::Invalid { line, key, .. } => OutcomeKind::Refused {
+            error: e.to_string(),
+            key: (!key.is_empty()).then(|| key.clone()),
+            line: Some(*line),
+        },
+        ConfigError::Io { .. } => OutcomeKind::Refused {
+            error: e.to_string(),
+            key: None,
+            line: None,
+        },
+    }
+}
+
+/// The control socket of the agent whose store is at `store`: `<store path>.control`.
+#[must_use]
+pub fn control_socket_path(store: &Path) -> PathBuf {
+    let mut s = store.as_os_str().to_owned();
+    s.push(".control");
+    PathBuf::from(s)
+}
+
+/// A request on the control socket (one JSON line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum ControlRequest {
+    /// Reload, from `config` or else the agent's own file.
+    Reload { config: Option<PathBuf> },
+}
+
+/// Answers `edge-agent reload` on the control socket until `shutdown`; the socket file is
+/// removed at the end.
+///
+/// # Errors
+/// The socket cannot be bound or given mode 0600.
+#[cfg(unix)]
+pub fn serve_control(
+    path: &Path,
+    reloader: Arc<Reloader>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use anyhow::Context as _;
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+
+    // The store is locked by this process, so a socket file left here is a stale one.
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot bind the control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict the control socket {}", path.display()))?;
+    let path = path.to_path_buf();
+    Ok(async move {
+        loop {
+            let conn = tokio::select! {
+                c = listener.accept() => c,
+                () = shutdown.cancelled() => break,
+            };
+            let Ok((stream, _)) = conn else { continue };
+            let reloader = reloader.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut line = String::new();
+                let mut read = tokio::io::BufReader::new(read.take(64 * 1024));
+                let got = tokio::select! {
+                    r = tokio::time::timeout(Duration::from_secs(10), read.read_line(&mut line)) => r,
+                    () = shutdown.cancelled() => return,
+                };
+                if !matches!(got, Ok(Ok(n)) if n > 0) {
+                    return;
+                }
+                let answer = match serde_json::from_str::<ControlRequest>(&line) {
+                    Ok(ControlRequest::Reload { config }) => {
+                        serde_json::to_string(&reloader.reload(config.as_deref()).await)
+                            .unwrap_or_default()
+                    }
+                    Err(e) => {
+                        serde_json::json!({ "error": format!("bad request: {e}") }).to_string()
+                    }
+                };
+                let _ = write.write_all(answer.as_bytes()).await;
+                let _ = write.write_all(b"\n").await;
+                let _ = write.shutdown().await;
+            });
+        }
+        let _ = std::fs::remove_file(&path);
+    })
+}
+
+/// Asks the agent listening on `socket` to reload (from `config`, or its own file) and
+/// returns its answer.
+///
+/// # Errors
+/// No agent answers on the socket, or the answer is not one.
+#[cfg(unix)]
+pub async fn request_reload(socket: &Path, config: Option<PathBuf>) -> anyhow::Result<Outcome> {
+    use anyhow::Context as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| {
+            format!(
+                "no running agent answers on {} (is it running, with this configuration's store?)",
+                socket.display()
+            )
+        })?;
+    let mut req = serde_json::to_string(&ControlRequest::Reload { config })?;
+    req.push('\n');
+    stream.write_all(req.as_bytes()).await?;
+    let mut answer = String::new();
+    tokio::time::timeout(ANSWER_TIMEOUT, stream.read_to_string(&mut answer))
+        .await
+        .context("the agent did not answer in time")??;
+    serde_json::from_str(answer.trim())
+        .with_context(|| format!("unexpected answer from the agent: {}", answer.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[gate]
+id = "G1"
+name = "Gate one"
+port = "PORT-A"
+
+[[lanes]]
+id = "L1"
+name = "Lane one"
+routes = { fast = "Exit A", standard = "Booth 2", inspect = "Bay 4" }
+
+[policy]
+name = "p1"
+random_key = "reload-test-random-key"
+
+[store]
+path = "/var/lib/aeogate/agent.redb"
+"#;
+
+    fn cfg(text: &str) -> Config {
+        Config::from_toml_str(text, "test.toml").expect("valid test configuration")
+    }
+
+    fn with(extra: &str) -> Config {
+        cfg(&format!("{BASE}{extra}"))
+    }
+
+    #[test]
+    fn the_same_configuration_changes_nothing() {
+        let p = plan(&cfg(BASE), &cfg(BASE)).expect("live");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(p.old_policy, p.new_policy);
+    }
+
+    #[test]
+    fn a_policy_change_is_live_and_names_both_ids() {
+        let old = cfg(BASE);
+        let new = cfg(&BASE.replace("name = \"p1\"", "name = \"p2\""));
+        let p = plan(&old, &new).expect("live");
+        assert_eq!(p.changes.len(), 1, "{p:?}");
+        assert!(p.old_policy.starts_with("p1#") && p.new_policy.starts_with("p2#"));
+        assert!(p.changes[0].contains(&p.old_policy) && p.changes[0].contains(&p.new_policy));
+    }
+
+    #[test]
+    fn the_clock_bound_is_live() {
+        let new = with(
+            r#"
+[clock]
+max_offset = "5s"
+"#,
+        );
+        let p = plan(&cfg(BASE), &new).expect("live");
+        assert_eq!(p.clock_max_offset, Some(std::time::Duration::from_secs(5)));
+        assert_eq!(p.changes, vec!["clock.max_offset 2s → 5s".to_string()]);
+        let same = plan(&cfg(BASE), &cfg(BASE)).expect("live");
+        assert_eq!(same.clock_max_offset, None);
+    }
+
+    #[test]
+    fn lanes_added_removed_and_changed_are_live() {
+        let old = with(
+            r#"
+[[lanes]]
+id = "L2"
+name = "Lane two"
+routes = { fast = "Exit A", standard = "Booth 2", inspect = "Bay 4" }
+"#,
+        );
+        let new = cfg(&format!(
+            "{}{}",
+            BASE.replace("Booth 2", "Booth 3"),
+            r#"
+[[lanes]]
+id = "L3"
+name = "Lane three"
+routes = { fast = "Exit A", standard = "Booth 2", inspect = "Bay 4" }
+"#
+        ));
+        let p = plan(&old, &new).expect("live");
+        assert_eq!(
+            p.changes,
+            vec![
+                "lane L2 removed".to_string(),
+                "lane L1 changed: routes".to_string(),
+                "lane L3 added".to_string(),
+            ]
+        );
+        assert_eq!(p.lanes, new.lanes);
+    }
+
+    #[test]
+    fn restart_only_keys_refuse_the_whole_reload() {
+        let cases = [
+            ("id = \"G1\"", "id = \"G2\"", "gate.id"),
+            ("port = \"PORT-A\"", "port = \"PORT-B\"", "gate.port"),
+            ("agent.redb", "other.redb", "store.path"),
+        ];
+        for (from, to, key) in cases {
+            let new = cfg(&BASE
+                .replace(from, to)
+                .replace("name = \"p1\"", "name = \"p9\""));
+            let e = plan(&cfg(BASE), &new).expect_err(key);
+            assert_eq!(e.keys, vec![key.to_string()], "{from} → {to}");
+        }
+    }
+
+    #[test]
+    fn console_bind_and_sections_added_need_a_restart() {
+        let e = plan(
+            &cfg(BASE),
+            &with("\n[console]\nbind = \"127.0.0.1:9999\"\n"),
+        )
+        .expect_err("bind");
+        assert_eq!(e.keys, vec!["console.bind".to_string()]);
+        let e = plan(
+            &cfg(BASE),
+            &with("\n[mqtt]\nhost = \"127.0.0.1\"\nclient_id = \"a\"\n"),
+        )
+        .expect_err("mqtt");
+        assert_eq!(e.keys, vec!["mqtt".to_string()]);
+        assert!(e.to_string().contains("needs a restart to change: mqtt"));
+    }
+
+    const MQTT: &str = "\n[mqtt]\nhost = \"127.0.0.1\"\nclient_id = \"a\"\n\n[[mqtt.topics]]\nfilter = \"readers/l1/rfid\"\nlane = \"L1\"\nkind = \"rfid\"\n";
+
+    #[test]
+    fn mqtt_topic_mappings_are_live_and_the_connection_is_not() {
+        let old = with(MQTT);
+        let new = with(&MQTT.replace("readers/l1/rfid", "gate/l1/tags"));
+        let p = plan(&old, &new).expect("live");
+        assert_eq!(p.changes.len(), 2, "{:?}", p.changes);
+        assert!(p.changes[0].contains("readers/l1/rfid") && p.changes[0].ends_with("removed"));
+        assert!(p.changes[1].contains("gate/l1/tags") && p.changes[1].ends_with("added"));
+        assert_eq!(p.mqtt_topics, new.mqtt.map(|m| m.topics));
+        let moved = with(&MQTT.replace("127.0.0.1", "127.0.0.2"));
+        let e = plan(&old, &moved).expect_err("host");
+        assert_eq!(e.keys, vec!["mqtt.host".to_string()]);
+    }
+
+    #[test]
+    fn with_lane_wills_the_set_of_lanes_needs_a_restart() {
+        let wills = MQTT.replace(
+            "client_id = \"a\"\n",
+            "client_id = \"a\"\nlane_wills = true\n",
+        );
+        let old = with(&wills);
+        let lane2 = "\n[[lanes]]\nid = \"L2\"\nname = \"Lane two\"\nroutes = { fast = \"Exit A\", standard = \"Booth 2\", inspect = \"Bay 4\" }\n";
+        let new = with(&format!("{wills}{lane2}"));
+        let e = plan(&old, &new).expect_err("lane added with lane wills");
+        assert_eq!(e.keys.len(), 1, "{e}");
+        let routes = with(&wills.replace("readers/l1/rfid", "readers/l1/tags"));
+        assert!(plan(&old, &routes).is_ok(), "topic changes stay live");
+    }
+
+    #[test]
+    fn a_refused_outcome_names_key_and_line() {
+        let e = Config::from_toml_str(
+            &BASE.replace("random_key", "random_rate_aeo = 7.0\nrandom_key"),
+            "agent.toml",
+        )
+        .expect_err("rate out of range");
+        let OutcomeKind::Refused { key, line, error } = refused_by(&e) else {
+            panic!("refused");
+        };
+        assert_eq!(key.as_deref(), Some("policy.random_rate_aeo"));
+        assert!(line.is_some_and(|l| l > 1), "{line:?}");
+        assert!(error.contains("agent.toml line"), "{error}");
+    }
+}

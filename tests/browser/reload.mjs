@@ -1,0 +1,86 @@
+// The officer console after live reconfigurations, in headless Chromium (playwright-core,
+// Debian's chromium). Started by tests/browser_reload.rs, which runs the agent and
+// reloads its configuration: it prints "@@reload:<what>" (invalid, policy) and reads one
+// answer line once that reload is done.
+// Env: AGENT_URL, PASSWORD, SCREENS.
+import { chromium } from "playwright-core";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { createInterface } from "node:readline";
+import { join } from "node:path";
+
+const BASE = process.env.AGENT_URL;
+const PASSWORD = process.env.PASSWORD;
+const SCREENS = process.env.SCREENS;
+
+const rl = createInterface({ input: process.stdin });
+const answers = [];
+const waiters = [];
+rl.on("line", (l) => (waiters.length ? waiters.shift()(l) : answers.push(l)));
+function ask(q) {
+  console.log(q);
+  return new Promise((res) => (answers.length ? res(answers.shift()) : waiters.push(res)));
+}
+function check(cond, what) {
+  if (!cond) throw new Error("FAILED: " + what);
+  console.log("ok - " + what);
+}
+
+const userDataDir = mkdtempSync(join(tmpdir(), "aeogate-chromium-"));
+// The browser profile is the run's own: removed however the script ends.
+process.on("exit", () => rmSync(userDataDir, { recursive: true, force: true }));
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  viewport: { width: 900, height: 700 },
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+context.setDefaultTimeout(10000);
+
+async function login(name) {
+  const page = await context.newPage();
+  await page.goto(BASE + "/login");
+  await page.fill('input[name="name"]', name);
+  await page.fill('input[name="password"]', PASSWORD);
+  await Promise.all([page.waitForNavigation(), page.click('button[type="submit"]')]);
+  return page;
+}
+
+let code = 0;
+try {
+  const page = await login("ana.officer");
+  await page.goto(BASE + "/console");
+  check((await page.locator("#reload-refused").count()) === 0, "no reload banner before any reload");
+
+  check((await ask("@@reload:invalid")) === "ok", "an invalid file was refused");
+  await page.goto(BASE + "/console");
+  const banner = await page.textContent("#reload-refused");
+  check(banner.includes("Configuration reload refused"), "the console shows the refusal");
+  check(banner.includes("policy.random_rate_aeo") && /line \d+/.test(banner),
+    "the banner names the key and its line");
+  await page.screenshot({ path: join(SCREENS, "agent-reload-refused.png"), fullPage: true });
+
+  const es = await login("eva.oficial");
+  await es.goto(BASE + "/console");
+  check((await es.textContent("#reload-refused")).includes("Recarga de la configuración rechazada"),
+    "the banner is in the officer's language");
+  await es.close();
+
+  check((await ask("@@reload:policy")) === "ok", "a policy change was applied");
+  await page.goto(BASE + "/console");
+  check((await page.locator("#reload-refused").count()) === 0, "the banner goes once a reload is applied");
+  const applied = await page.textContent("#reload-applied");
+  // The context's session is now the Spanish officer's (the last login).
+  check(applied.includes("browser-p1#") && applied.includes("browser-p2#") && applied.includes("cambios: 1"),
+    "the console shows the applied reload with both policies: " + applied);
+  const nav = await page.textContent("nav.lanes");
+  check(nav.includes("L1"), "the lanes are still listed");
+  console.log("done");
+} catch (e) {
+  console.error(e && e.stack ? e.stack : String(e));
+  code = 1;
+} finally {
+  await context.close().catch(() => {});
+}
+process.exit(code);

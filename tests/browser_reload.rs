@@ -1,0 +1,142 @@
+//! The console after live reconfigurations, in a real browser: headless Chromium driven by
+//! `tests/browser/reload.mjs` (playwright-core) against an agent started in-process from a
+//! configuration file, reloaded over its control socket (what `edge-agent reload` does).
+//!
+//! A refused reload shows a banner naming the key and its line, in the officer's language;
+//! an applied one replaces it with the policy ids before and after. The screenshot
+//! `agent-reload-refused.png` goes to `target/screens/` (and to `docs/screens/` with
+//! `AEOGATE_UPDATE_SCREENS=1`).
+#![cfg(unix)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use edge_agent::config::Config;
+use edge_agent::console::Role;
+use edge_agent::reload::{control_socket_path, request_reload};
+use protocol::i18n::Lang;
+use protocol::schema::GateId;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio_util::sync::CancellationToken;
+
+const PASSWORD: &str = "gate-booth-password-1";
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn config_text(store: &Path, policy: &str, rate: &str) -> String {
+    format!(
+        "[gate]\nid = \"PORT1-G1\"\nname = \"reload gate\"\nport = \"PORT1\"\n\n\
+         [[lanes]]\nid = \"L1\"\nname = \"Lane 1\"\npresence_loop = false\n\
+         [lanes.routes]\nfast = \"L1 priority\"\nstandard = \"L1 standard\"\ninspect = \"L1 inspection\"\n\n\
+         [store]\npath = {}\n\n\
+         [policy]\nname = \"{policy}\"\nrandom_rate_aeo = {rate}\nrandom_rate_other = 0.01\nrandom_key = \"browser-reload-random-key\"\n\n\
+         [console]\nbind = \"127.0.0.1:0\"\n",
+        toml::Value::String(store.to_string_lossy().into_owned())
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_a_refused_reload_with_key_and_line_in_chromium() {
+    assert!(
+        root()
+            .join("tests/browser/node_modules/playwright-core")
+            .is_dir(),
+        "playwright-core is missing: run `npm ci --prefix tests/browser`"
+    );
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "Chromium is missing: apt-get install -y chromium"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("agent.redb");
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, config_text(&store, "browser-p1", "0.001")).expect("write config");
+    let gate = GateId::parse("PORT1-G1").expect("gate");
+    for (name, lang) in [("ana.officer", Lang::En), ("eva.oficial", Lang::Es)] {
+        edge_agent::console::add_user_to_store_file(
+            &store,
+            gate.clone(),
+            name,
+            PASSWORD,
+            Role::Officer,
+            lang,
+        )
+        .expect("account");
+    }
+    let cfg = Config::load(&path).expect("valid config");
+    let stop = CancellationToken::new();
+    let agent = edge_agent::runtime::start_from(cfg, Some(path.clone()), stop.clone())
+        .await
+        .expect("agent starts");
+    let socket = control_socket_path(&store);
+
+    let screens = root().join("target/screens");
+    std::fs::create_dir_all(&screens).expect("screens dir");
+    let mut child = tokio::process::Command::new("node")
+        .arg(root().join("tests/browser/reload.mjs"))
+        .env("AGENT_URL", format!("http://{}", agent.console_addr))
+        .env("PASSWORD", PASSWORD)
+        .env("SCREENS", &screens)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut transcript = String::new();
+    let run = async {
+        while let Some(line) = lines.next_line().await.expect("node output") {
+            transcript.push_str(&line);
+            transcript.push('\n');
+            let text = match line.as_str() {
+                "@@reload:invalid" => Some(config_text(&store, "browser-p1", "7.0")),
+                "@@reload:policy" => Some(config_text(&store, "browser-p2", "0.001")),
+                _ => None,
+            };
+            if let Some(text) = text {
+                std::fs::write(&path, text).expect("write config");
+                let outcome = request_reload(&socket, None).await.expect("agent answers");
+                let expected = line.ends_with("invalid");
+                let answer = if outcome.is_refused() == expected {
+                    "ok".to_string()
+                } else {
+                    format!("unexpected: {}", outcome.to_text())
+                };
+                stdin
+                    .write_all(format!("{answer}\n").as_bytes())
+                    .await
+                    .expect("answer");
+            }
+        }
+    };
+    let finished = tokio::time::timeout(LIMIT, run).await;
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err).await;
+    }
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), agent.join).await;
+    assert!(
+        finished.is_ok(),
+        "reload.mjs timed out\n{transcript}\n{err}"
+    );
+    assert!(
+        matches!(status, Ok(Ok(s)) if s.success()),
+        "reload.mjs failed: {status:?}\n--- stdout\n{transcript}\n--- stderr\n{err}"
+    );
+    if std::env::var("AEOGATE_UPDATE_SCREENS").is_ok_and(|v| v == "1") {
+        let docs = root().join("docs/screens");
+        std::fs::copy(
+            screens.join("agent-reload-refused.png"),
+            docs.join("agent-reload-refused.png"),
+        )
+        .expect("copy the screenshot");
+    }
+}
