@@ -16,7 +16,7 @@
 //! silent, whatever it was told.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use protocol::link::{Barrier, LaneCommand, Light, MAX_TEXT_BYTES};
 use protocol::schema::{LaneDecision, LaneId, LaneSignal, LaneState};
@@ -82,10 +82,29 @@ pub fn sign_text(text: &str) -> heapless::String<MAX_TEXT_BYTES> {
     out
 }
 
-/// Where lane states go.
-#[derive(Debug, Clone, Default)]
+/// The command a lane board is given to show `state`.
+#[must_use]
+pub fn command_for(state: &LaneState) -> LaneCommand {
+    match state.decision {
+        LaneSignal::Decided(decision) => lane_command(decision, &state.route),
+        LaneSignal::Waiting | LaneSignal::Offline => safe_command(),
+        LaneSignal::Closed => closed_command(),
+    }
+}
+
+/// One lane board's command channel.
+#[derive(Debug)]
+struct Link {
+    lane: LaneId,
+    tx: mpsc::Sender<LaneCommand>,
+}
+
+/// Where lane states go. The lane boards' links change at run time (a board added, moved
+/// or removed by a reload, [`crate::devices`]).
+#[derive(Debug, Default)]
 pub struct Actuators {
-    links: HashMap<LaneId, Vec<mpsc::Sender<LaneCommand>>>,
+    /// Lane board name → its link.
+    links: RwLock<HashMap<String, Link>>,
     topics: Option<Arc<dyn LanePublisher>>,
 }
 
@@ -94,30 +113,37 @@ impl Actuators {
     #[must_use]
     pub fn new(topics: Option<Arc<dyn LanePublisher>>) -> Self {
         Self {
-            links: HashMap::new(),
+            links: RwLock::new(HashMap::new()),
             topics,
         }
     }
 
-    /// Adds a lane board's command channel for `lane`.
-    pub fn add_link(&mut self, lane: LaneId, tx: mpsc::Sender<LaneCommand>) {
-        self.links.entry(lane).or_default().push(tx);
+    /// Adds (or replaces) the command channel of the lane board `device` on `lane`.
+    pub fn add_link(&self, device: &str, lane: LaneId, tx: mpsc::Sender<LaneCommand>) {
+        if let Ok(mut links) = self.links.write() {
+            links.insert(device.to_owned(), Link { lane, tx });
+        }
+    }
+
+    /// Removes the command channel of the lane board `device`, if it has one.
+    pub fn remove_link(&self, device: &str) {
+        if let Ok(mut links) = self.links.write() {
+            links.remove(device);
+        }
     }
 
     /// Shows `state` on its lane. Never blocks: a board whose command queue is full (its
     /// port is down and reopening) misses this command and is told so in the log; the lane
     /// is in its safe state meanwhile.
     pub fn show(&self, state: &LaneState) {
-        let cmd = match state.decision {
-            LaneSignal::Decided(decision) => lane_command(decision, &state.route),
-            LaneSignal::Waiting | LaneSignal::Offline => safe_command(),
-            LaneSignal::Closed => closed_command(),
-        };
-        for tx in self.links.get(&state.lane).into_iter().flatten() {
-            if let Err(e) = tx.try_send(cmd.clone()) {
-                metrics::counter!("aeogate_lane_commands_dropped_total", "lane" => state.lane.to_string())
-                    .increment(1);
-                tracing::warn!(lane = %state.lane, error = %e, "lane command not queued for the board");
+        let cmd = command_for(state);
+        if let Ok(links) = self.links.read() {
+            for link in links.values().filter(|l| l.lane == state.lane) {
+                if let Err(e) = link.tx.try_send(cmd.clone()) {
+                    metrics::counter!("aeogate_lane_commands_dropped_total", "lane" => state.lane.to_string())
+                        .increment(1);
+                    tracing::warn!(lane = %state.lane, error = %e, "lane command not queued for the board");
+                }
             }
         }
         if let Some(t) = &self.topics {
@@ -152,8 +178,8 @@ mod tests {
     async fn a_waiting_lane_is_commanded_to_its_safe_state() {
         let lane = LaneId::parse("L1").expect("lane id");
         let (tx, mut rx) = mpsc::channel(4);
-        let mut a = Actuators::new(None);
-        a.add_link(lane.clone(), tx);
+        let a = Actuators::new(None);
+        a.add_link("L1-board", lane.clone(), tx);
         a.show(&LaneState::waiting(
             &lane,
             Some(uuid::Uuid::nil()),
@@ -164,6 +190,27 @@ mod tests {
             (cmd.light, cmd.barrier, cmd.route, cmd.text.as_str()),
             (Light::Red, Barrier::Lower, 0, "")
         );
+    }
+
+    #[tokio::test]
+    async fn a_removed_board_link_gets_no_more_commands() {
+        let lane = LaneId::parse("L1").expect("lane id");
+        let (old_tx, mut old_rx) = mpsc::channel(4);
+        let (new_tx, mut new_rx) = mpsc::channel(4);
+        let a = Actuators::new(None);
+        a.add_link("L1-board", lane.clone(), old_tx);
+        a.remove_link("L1-board");
+        a.add_link("L1-board-2", lane.clone(), new_tx);
+        a.show(&LaneState::waiting(
+            &lane,
+            None,
+            jiff::Timestamp::UNIX_EPOCH,
+        ));
+        assert!(
+            old_rx.try_recv().is_err(),
+            "the removed board was commanded"
+        );
+        assert!(new_rx.try_recv().is_ok(), "the new board was not commanded");
     }
 
     #[test]

@@ -25,6 +25,8 @@
 //!   vendor payload formats) and the LLRP reader client; each reconnects by itself and
 //!   reports its health.
 //! - [`actuators`]: lane decisions to link lane commands and MQTT lane topics.
+//! - [`devices`]: the device supervisor: one task per serial device and LLRP reader,
+//!   started, stopped and restarted as a reload adds, removes or changes them.
 //! - [`uplink`]: drains the journal to central; heartbeats. [`uplink::drain`] is its sans-IO
 //!   core (batch plan, cursor, stalls, backoff).
 //! - [`replication`]: verified, sequenced registry replication from central.
@@ -51,6 +53,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod decider;
+pub mod devices;
 pub mod journal;
 pub mod live;
 pub mod officer;

@@ -3,7 +3,7 @@
 //! console, the API and the heartbeat read.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use jiff::Timestamp;
 use protocol::schema::{Decision, DeviceHealth, GateTransaction, LaneId, LaneState};
@@ -213,28 +213,65 @@ impl LiveLanes {
     }
 }
 
-/// The health of every device (serial ports, the MQTT connection, the journal). Cheap to
-/// clone.
+/// The health of every device (serial ports, LLRP readers and their antennas, the MQTT
+/// connection, the journal). Devices come and go with a reload ([`crate::devices`]).
+/// Cheap to clone; clones share the list.
 #[derive(Debug, Clone, Default)]
-pub struct Devices(Arc<[watch::Receiver<DeviceHealth>]>);
+pub struct Devices(Arc<RwLock<Vec<DeviceEntry>>>);
+
+/// One health channel and the configured device it belongs to (an LLRP antenna belongs
+/// to its reader).
+#[derive(Debug, Clone)]
+struct DeviceEntry {
+    owner: String,
+    rx: watch::Receiver<DeviceHealth>,
+}
 
 impl Devices {
-    /// Over these health channels.
+    /// Over these health channels, each its own owner.
     #[must_use]
     pub fn new(devices: Vec<watch::Receiver<DeviceHealth>>) -> Self {
-        Self(devices.into())
+        let d = Self::default();
+        for rx in devices {
+            let owner = rx.borrow().device.clone();
+            d.add(&owner, rx);
+        }
+        d
     }
 
     /// Every device's current health.
     #[must_use]
     pub fn health(&self) -> Vec<DeviceHealth> {
-        self.0.iter().map(|d| d.borrow().clone()).collect()
+        self.0
+            .read()
+            .map(|d| d.iter().map(|e| e.rx.borrow().clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The health channels (one per device).
     #[must_use]
-    pub fn receivers(&self) -> &[watch::Receiver<DeviceHealth>] {
-        &self.0
+    pub fn receivers(&self) -> Vec<watch::Receiver<DeviceHealth>> {
+        self.0
+            .read()
+            .map(|d| d.iter().map(|e| e.rx.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds a health channel of the configured device `owner`.
+    pub fn add(&self, owner: &str, rx: watch::Receiver<DeviceHealth>) {
+        if let Ok(mut d) = self.0.write() {
+            d.push(DeviceEntry {
+                owner: owner.to_owned(),
+                rx,
+            });
+        }
+    }
+
+    /// Removes every health channel of the configured device `owner`.
+    pub fn remove(&self, owner: &str) {
+        if let Ok(mut d) = self.0.write() {
+            d.retain(|e| e.owner != owner);
+        }
     }
 }
 

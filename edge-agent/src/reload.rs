@@ -12,15 +12,16 @@
 //! |---|---|
 //! | `[policy]` (every key) | `[gate]` |
 //! | `[[lanes]]`: added, removed, any key changed | `[store]` |
-//! | | `[console]` (bind, TLS) |
-//! | | `[central]` |
+//! | `[[devices]]`: added, removed, any key changed | `[console]` (bind, TLS) |
+//! | `[[llrp]]`: added, removed, any key changed | `[central]` |
 //! | `[mqtt]` `topics` (mappings added, removed, changed) | `[mqtt]` (connection) |
-//! | | `[[devices]]`, `[[llrp]]` |
+//! | `[clock]` `max_offset` | |
 //!
 //! [`Reloader`] is the shell: it loads the file, plans, hands the new lanes and policy
 //! to the pipeline ([`crate::pipeline::Reconfigure`]; the pipeline journals
 //! `CONFIG_APPLIED` between the last decision under the old policy and the first under
-//! the new one), counts the outcome in `aeogate_config_reloads_total{outcome}` and keeps
+//! the new one), then has the [`DeviceSupervisor`] stop, start and restart the devices
+//! that changed, counts the outcome in `aeogate_config_reloads_total{outcome}` and keeps
 //! the last outcome for the console. [`serve_control`] answers `edge-agent reload` on a
 //! Unix socket beside the store (`<store path>.control`, mode 0600).
 
@@ -33,10 +34,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{
-    CentralConfig, Config, ConfigError, ConsoleConfig, GateConfig, LaneConfig, MqttConfig,
-    StoreConfig, TopicMap,
+    CentralConfig, Config, ConfigError, ConsoleConfig, DeviceConfig, DeviceKind, GateConfig,
+    LaneConfig, LlrpReaderConfig, MqttConfig, StoreConfig, TopicMap,
 };
 use crate::decider::Policy;
+use crate::devices::DeviceSupervisor;
 use crate::pipeline::Reconfigure;
 use crate::sources::mqtt::TopicMappings;
 use crate::state::Lanes;
@@ -63,6 +65,8 @@ pub struct Plan {
     pub mqtt_topics: Option<Vec<TopicMap>>,
     /// The clock's bound (`clock.max_offset`) from now on, when it changes.
     pub clock_max_offset: Option<std::time::Duration>,
+    /// The serial devices and LLRP readers from now on, when any of them changes.
+    pub devices: Option<(Vec<DeviceConfig>, Vec<LlrpReaderConfig>)>,
 }
 
 impl Plan {
@@ -104,12 +108,6 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Refused> {
     restart.extend(console_keys(&old.console, console));
     restart.extend(central_keys(old.central.as_ref(), central.as_ref()));
     restart.extend(mqtt_keys(old.mqtt.as_ref(), mqtt.as_ref()));
-    if &old.devices != devices {
-        restart.push("devices".to_string());
-    }
-    if &old.llrp != llrp {
-        restart.push("llrp".to_string());
-    }
     // Each lane's will connection is opened at start: the set of lanes is fixed then.
     let ids = |l: &[LaneConfig]| l.iter().map(|l| l.id.clone()).collect::<Vec<_>>();
     if mqtt.as_ref().is_some_and(|m| m.lane_wills) && ids(&old.lanes) != ids(lanes) {
@@ -156,6 +154,10 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Refused> {
             }
         }
     }
+    changes.extend(device_changes(&old.devices, devices));
+    changes.extend(llrp_changes(&old.llrp, llrp));
+    let devices =
+        (old.devices != *devices || old.llrp != *llrp).then(|| (devices.clone(), llrp.clone()));
     Ok(Plan {
         changes,
         old_policy,
@@ -164,7 +166,127 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Refused> {
         policy: policy.clone(),
         mqtt_topics,
         clock_max_offset,
+        devices,
     })
+}
+
+/// One line per serial device removed, added or changed (naming the changed keys).
+fn device_changes(old: &[DeviceConfig], new: &[DeviceConfig]) -> Vec<String> {
+    let mut out: Vec<String> = old
+        .iter()
+        .filter(|o| !new.iter().any(|n| n.name == o.name))
+        .map(|o| format!("device {} removed", o.name))
+        .collect();
+    for n in new {
+        match old.iter().find(|o| o.name == n.name) {
+            None => out.push(format!("device {} added", n.name)),
+            Some(o) => {
+                let keys = device_keys(o, n);
+                if !keys.is_empty() {
+                    out.push(format!("device {} changed: {}", n.name, keys.join(", ")));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn device_keys(old: &DeviceConfig, new: &DeviceConfig) -> Vec<&'static str> {
+    let DeviceConfig {
+        name: _,
+        lane,
+        kind,
+        silence_timeout,
+        reopen_backoff_max,
+    } = new;
+    let (DeviceKind::LaneBoard { path, baud } | DeviceKind::UhfModule { path, baud }) = kind;
+    let (DeviceKind::LaneBoard {
+        path: old_path,
+        baud: old_baud,
+    }
+    | DeviceKind::UhfModule {
+        path: old_path,
+        baud: old_baud,
+    }) = &old.kind;
+    let mut keys = Vec::new();
+    if &old.lane != lane {
+        keys.push("lane");
+    }
+    if std::mem::discriminant(&old.kind) != std::mem::discriminant(kind) {
+        keys.push("kind");
+    }
+    if old_path != path {
+        keys.push("path");
+    }
+    if old_baud != baud {
+        keys.push("baud");
+    }
+    if &old.silence_timeout != silence_timeout {
+        keys.push("silence_timeout");
+    }
+    if &old.reopen_backoff_max != reopen_backoff_max {
+        keys.push("reopen_backoff_max");
+    }
+    keys
+}
+
+/// One line per LLRP reader removed, added or changed (naming the changed keys).
+fn llrp_changes(old: &[LlrpReaderConfig], new: &[LlrpReaderConfig]) -> Vec<String> {
+    let mut out: Vec<String> = old
+        .iter()
+        .filter(|o| !new.iter().any(|n| n.name == o.name))
+        .map(|o| format!("llrp reader {} removed", o.name))
+        .collect();
+    for n in new {
+        match old.iter().find(|o| o.name == n.name) {
+            None => out.push(format!("llrp reader {} added", n.name)),
+            Some(o) => {
+                let keys = llrp_keys(o, n);
+                if !keys.is_empty() {
+                    out.push(format!(
+                        "llrp reader {} changed: {}",
+                        n.name,
+                        keys.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn llrp_keys(old: &LlrpReaderConfig, new: &LlrpReaderConfig) -> Vec<&'static str> {
+    let LlrpReaderConfig {
+        name: _,
+        host,
+        port,
+        antennas,
+        tx_power_dbm,
+        keepalive,
+        silence_timeout,
+        unique_window,
+        reconnect_backoff_max,
+        version,
+    } = new;
+    let mut keys = Vec::new();
+    let mut check = |changed: bool, key: &'static str| {
+        if changed {
+            keys.push(key);
+        }
+    };
+    check(&old.host != host, "host");
+    check(&old.port != port, "port");
+    check(&old.antennas != antennas, "antennas");
+    check(&old.tx_power_dbm != tx_power_dbm, "tx_power_dbm");
+    check(&old.keepalive != keepalive, "keepalive");
+    check(&old.silence_timeout != silence_timeout, "silence_timeout");
+    check(&old.unique_window != unique_window, "unique_window");
+    check(
+        &old.reconnect_backoff_max != reconnect_backoff_max,
+        "reconnect_backoff_max",
+    );
+    check(&old.version != version, "version");
+    keys
 }
 
 /// One line per MQTT topic mapping removed or added (a changed mapping is both).
@@ -464,11 +586,14 @@ pub struct Reloader {
     mqtt: Option<TopicMappings>,
     /// The clock whose bound `clock.max_offset` sets.
     clock: Arc<crate::clock::Clock>,
+    /// Runs the serial devices and LLRP readers.
+    devices: Option<Arc<DeviceSupervisor>>,
 }
 
 impl Reloader {
     /// A reloader for an agent started from `path` with `running`.
     #[must_use]
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         path: PathBuf,
         running: Config,
@@ -477,6 +602,7 @@ impl Reloader {
         lanes: Lanes,
         mqtt: Option<TopicMappings>,
         clock: Arc<crate::clock::Clock>,
+        devices: Option<Arc<DeviceSupervisor>>,
     ) -> Self {
         Self {
             path,
@@ -486,6 +612,7 @@ impl Reloader {
             lanes,
             mqtt,
             clock,
+            devices,
         }
     }
 
@@ -572,6 +699,11 @@ impl Reloader {
         }
         if let Some(bound) = plan.clock_max_offset {
             self.clock.set_max_offset(bound);
+        }
+        // After the pipeline took the new lanes: a device's lane is always configured
+        // (validation refuses a device naming a lane that no [[lanes]] entry defines).
+        if let (Some((serial, llrp)), Some(supervisor)) = (&plan.devices, &self.devices) {
+            supervisor.apply(serial, llrp).await;
         }
         self.lanes.set(&plan.lanes);
         if let Ok(mut b) = self.status.staleness_bound.lock() {
@@ -800,6 +932,42 @@ routes = { fast = "Exit A", standard = "Booth 2", inspect = "Bay 4" }
             ]
         );
         assert_eq!(p.lanes, new.lanes);
+    }
+
+    const BOARD: &str = "\n[[devices]]\nname = \"L1-board\"\nlane = \"L1\"\nkind = \"lane_board\"\npath = \"/dev/ttyUSB0\"\n";
+    const READER: &str =
+        "\n[[llrp]]\nname = \"R1\"\nhost = \"192.0.2.7\"\nantennas = { 1 = \"L1\" }\n";
+
+    #[test]
+    fn devices_added_removed_and_changed_are_live() {
+        let none = cfg(BASE);
+        let one = with(BOARD);
+        let p = plan(&none, &one).expect("live");
+        assert_eq!(p.changes, vec!["device L1-board added".to_string()]);
+        assert_eq!(p.devices, Some((one.devices.clone(), Vec::new())));
+        let moved = with(&BOARD.replace("ttyUSB0", "ttyUSB1"));
+        let p = plan(&one, &moved).expect("live");
+        assert_eq!(p.changes, vec!["device L1-board changed: path".to_string()]);
+        let p = plan(&one, &none).expect("live");
+        assert_eq!(p.changes, vec!["device L1-board removed".to_string()]);
+        assert_eq!(p.devices, Some((Vec::new(), Vec::new())));
+        assert_eq!(plan(&one, &one).expect("live").devices, None);
+    }
+
+    #[test]
+    fn llrp_readers_are_live() {
+        let one = with(READER);
+        let p = plan(&cfg(BASE), &one).expect("live");
+        assert_eq!(p.changes, vec!["llrp reader R1 added".to_string()]);
+        let more = with(&READER.replace("{ 1 = \"L1\" }", "{ 1 = \"L1\", 2 = \"L1\" }"));
+        let p = plan(&one, &more).expect("live");
+        assert_eq!(
+            p.changes,
+            vec!["llrp reader R1 changed: antennas".to_string()]
+        );
+        assert_eq!(p.devices, Some((Vec::new(), more.llrp.clone())));
+        let p = plan(&one, &cfg(BASE)).expect("live");
+        assert_eq!(p.changes, vec!["llrp reader R1 removed".to_string()]);
     }
 
     #[test]

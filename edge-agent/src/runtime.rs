@@ -28,7 +28,8 @@ use tokio_util::task::TaskTracker;
 use crate::actuators::Actuators;
 use crate::assembler::Assembler;
 use crate::clock::Clock;
-use crate::config::{Config, DeviceKind};
+use crate::config::Config;
+use crate::devices::DeviceSupervisor;
 use crate::journal::Journal;
 use crate::live::HealthReporter;
 use crate::live::{Devices, LiveLanes};
@@ -37,7 +38,6 @@ use crate::readlog::ReadLog;
 use crate::reload::{ReloadStatus, Reloader};
 use crate::replication::Replication;
 use crate::sources::mqtt::MqttLink;
-use crate::sources::serial::{SerialDevice, run_lane_board_logged, run_uhf_module};
 use crate::state::AppState;
 use crate::store::Store;
 use crate::telemetry::{keep_gauges, metrics_handle};
@@ -161,51 +161,12 @@ pub async fn start_from(
     // left at start (crate::readlog).
     let (read_log, read_log_task) = ReadLog::start(store.clone());
     let read_log = Arc::new(read_log);
-    let mut devices = Vec::new();
-    let mut link_commands = Vec::new();
-    for d in &cfg.devices {
-        let (reporter, rx) = HealthReporter::new(&d.name, Some(d.lane.clone()));
-        devices.push(rx);
-        let (path, baud) = match &d.kind {
-            DeviceKind::LaneBoard { path, baud } | DeviceKind::UhfModule { path, baud } => {
-                (path.clone(), *baud)
-            }
-        };
-        let dev = SerialDevice {
-            name: d.name.clone(),
-            lane: d.lane.clone(),
-            path,
-            baud,
-            silence_timeout: d.silence_timeout,
-            reopen_backoff_max: d.reopen_backoff_max,
-        };
-        match d.kind {
-            DeviceKind::LaneBoard { .. } => {
-                let (tx, rx) = mpsc::channel(8);
-                link_commands.push((d.lane.clone(), tx));
-                tracker.spawn(run_lane_board_logged(
-                    dev,
-                    events_tx.clone(),
-                    Some(read_log.clone()),
-                    rx,
-                    reporter,
-                    shutdown.clone(),
-                ));
-            }
-            DeviceKind::UhfModule { .. } => {
-                tracker.spawn(run_uhf_module(
-                    dev,
-                    events_tx.clone(),
-                    reporter,
-                    shutdown.clone(),
-                ));
-            }
-        }
-    }
+    let (journal, journal_health, journal_writer_task) = Journal::start(store.clone());
+    let mut health = Vec::new();
     let mqtt: Option<MqttLink> = match &cfg.mqtt {
         Some(m) => {
             let (reporter, rx) = HealthReporter::new("mqtt", None);
-            devices.push(rx);
+            health.push(rx);
             let lanes: Vec<_> = cfg.lanes.iter().map(|l| l.id.clone()).collect();
             Some(MqttLink::start_logged(
                 m,
@@ -218,27 +179,39 @@ pub async fn start_from(
         }
         None => None,
     };
+    health.push(journal_health);
     let mqtt_mappings = mqtt.as_ref().map(|m| m.mappings.clone());
-    devices.extend(crate::sources::llrp::spawn_all(
-        &cfg.llrp, &events_tx, &tracker, &shutdown,
-    ));
-    let (journal, journal_health, journal_writer_task) = Journal::start(store.clone());
-    devices.push(journal_health);
-    let devices = Devices::new(devices);
-    let mut actuators = Actuators::new(mqtt.as_ref().map(|m| {
+    let actuators = Arc::new(Actuators::new(mqtt.as_ref().map(|m| {
         let topics: Arc<dyn crate::actuators::LanePublisher> = Arc::new(m.topics.clone());
         topics
-    }));
-    for (lane, tx) in link_commands {
-        actuators.add_link(lane, tx);
-    }
-    let actuators = Arc::new(actuators);
+    })));
     if let Some(m) = mqtt {
         tracker.spawn(async move {
             let _ = m.task.await;
         });
     }
     let live = Arc::new(LiveLanes::new(&cfg.lanes));
+    let devices = Devices::default();
+    let supervisor = Arc::new(DeviceSupervisor::new(crate::devices::Parts {
+        events: events_tx.clone(),
+        read_log: read_log.clone(),
+        actuators: actuators.clone(),
+        devices: devices.clone(),
+        live: live.clone(),
+        journal: journal.clone(),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+    }));
+    supervisor.start_all(&cfg.devices, &cfg.llrp);
+    for rx in health {
+        let owner = rx.borrow().device.clone();
+        tracker.spawn(crate::journal::record_health(
+            journal.clone(),
+            rx.clone(),
+            shutdown.clone(),
+        ));
+        devices.add(&owner, rx);
+    }
     reapply_lane_closures(&store, &live, &actuators).await;
 
     let pipeline = Arc::new(Pipeline {
@@ -270,15 +243,9 @@ pub async fn start_from(
             lanes.clone(),
             mqtt_mappings,
             clock.clone(),
+            Some(supervisor),
         ));
         start_reload_triggers(&cfg, reloader, &tracker, &shutdown)?;
-    }
-    for rx in devices.receivers() {
-        tracker.spawn(crate::journal::record_health(
-            journal.clone(),
-            rx.clone(),
-            shutdown.clone(),
-        ));
     }
     tracker.spawn(keep_gauges(
         store.clone(),

@@ -65,28 +65,42 @@ pub fn spawn_all(
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> Vec<watch::Receiver<DeviceHealth>> {
-    let mut receivers = Vec::new();
-    for cfg in readers {
-        let lanes = cfg.lanes();
-        let lane = (lanes.len() == 1).then(|| lanes[0].clone());
-        let (health, rx) = HealthReporter::new(&cfg.name, lane);
+    readers
+        .iter()
+        .flat_map(|cfg| spawn_reader(cfg, events, tracker, shutdown.clone()).1)
+        .collect()
+}
+
+/// Spawns the task of one reader, running until `shutdown`; returns the task and its
+/// health receivers (the reader's, then one per antenna).
+pub fn spawn_reader(
+    cfg: &LlrpReaderConfig,
+    events: &mpsc::Sender<AssemblerEvent>,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Vec<watch::Receiver<DeviceHealth>>,
+) {
+    let lanes = cfg.lanes();
+    let lane = (lanes.len() == 1).then(|| lanes[0].clone());
+    let (health, rx) = HealthReporter::new(&cfg.name, lane);
+    let mut receivers = vec![rx];
+    let mut antennas = BTreeMap::new();
+    for (id, lane) in &cfg.antennas {
+        let (reporter, rx) =
+            HealthReporter::new(&antenna_device(&cfg.name, *id), Some(lane.clone()));
         receivers.push(rx);
-        let mut antennas = BTreeMap::new();
-        for (id, lane) in &cfg.antennas {
-            let (reporter, rx) =
-                HealthReporter::new(&antenna_device(&cfg.name, *id), Some(lane.clone()));
-            receivers.push(rx);
-            antennas.insert(*id, reporter);
-        }
-        tracker.spawn(run_llrp_reader(
-            cfg.clone(),
-            events.clone(),
-            health,
-            antennas,
-            shutdown.clone(),
-        ));
+        antennas.insert(*id, reporter);
     }
-    receivers
+    let task = tracker.spawn(run_llrp_reader(
+        cfg.clone(),
+        events.clone(),
+        health,
+        antennas,
+        shutdown,
+    ));
+    (task, receivers)
 }
 
 /// Device name of one antenna of a reader.
