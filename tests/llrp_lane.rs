@@ -101,6 +101,71 @@ async fn truck_on_an_llrp_lane_gets_the_same_decision_as_on_a_board_lane() {
     let _ = tokio::time::timeout(WAIT, handle.join).await;
 }
 
+/// A reader added by a live reload (on the running agent of before, refused as "needs a
+/// restart") connects and its tags arrive in the lane's transactions; removed again, it
+/// is gone from the device health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_added_by_reload_reads_tags_on_its_lane() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l1 = board("L1");
+    let reader = reader().await;
+    let stop = CancellationToken::new();
+    let without = format!("{}{}", lane_toml("L1", true), board_toml(&l1, "L1"));
+    let (handle, _) = reloadable_agent(&without, &dir, &stop).await;
+    wait_health(&handle, "board-L1", true, WAIT).await;
+    assert!(
+        health(&handle, "llrp-1").is_none(),
+        "no reader configured yet"
+    );
+
+    let with = format!("{without}{}", llrp_toml(&reader, "1 = \"L1\""));
+    let outcome = reload(&with, &dir).await;
+    assert!(
+        outcome.to_text().contains("llrp reader llrp-1 added"),
+        "{}",
+        outcome.to_text()
+    );
+    wait_health(&handle, "llrp-1", true, WAIT).await;
+    wait_health(&handle, "llrp-1/antenna-1", true, WAIT).await;
+
+    l1.arrive(Truck {
+        tags: vec![],
+        eseals: eseals(),
+        dwell: DWELL,
+    });
+    reader.arrive(1, tags());
+    tokio::time::sleep(DWELL).await;
+    reader.leave(1);
+    l1.leave();
+    let d = decision(&handle, &lane("L1")).await;
+    let tx = transaction(&handle, &d);
+    assert!(
+        tx.reads.iter().any(|r| r.device == "llrp-1")
+            && tx.containers().iter().any(|c| c.as_str() == "CSQU3054383"),
+        "the added reader's tags are in the L1 transaction: {:?}",
+        tx.reads
+    );
+
+    let outcome = reload(&without, &dir).await;
+    assert!(
+        outcome.to_text().contains("llrp reader llrp-1 removed"),
+        "{}",
+        outcome.to_text()
+    );
+    assert!(
+        handle
+            .shared
+            .device_health()
+            .iter()
+            .all(|h| !h.device.starts_with("llrp-1")),
+        "the removed reader and its antennas are gone: {:?}",
+        handle.shared.device_health()
+    );
+
+    stop.cancel();
+    let _ = tokio::time::timeout(WAIT, handle.join).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_faults_show_as_device_health_within_5s_and_recover() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -94,22 +94,52 @@ pub async fn agent(
     dir: &tempfile::TempDir,
     stop: &CancellationToken,
 ) -> AgentHandle {
+    let cfg =
+        edge_agent::config::Config::from_toml_str(&agent_toml(sections, dir), "llrp lane agent")
+            .expect("agent configuration parses");
+    edge_agent::runtime::start(cfg, stop.clone())
+        .await
+        .expect("agent starts")
+}
+
+/// The agent started from `agent.toml` in `dir`, so `edge-agent reload` (here
+/// [`reload`]) applies a changed file; returns the file's path too.
+pub async fn reloadable_agent(
+    sections: &str,
+    dir: &tempfile::TempDir,
+    stop: &CancellationToken,
+) -> (AgentHandle, std::path::PathBuf) {
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, agent_toml(sections, dir)).expect("write agent.toml");
+    let cfg = edge_agent::config::Config::load(&path).expect("agent configuration parses");
+    let handle = edge_agent::runtime::start_from(cfg, Some(path.clone()), stop.clone())
+        .await
+        .expect("agent starts");
+    (handle, path)
+}
+
+/// Writes `sections` as the agent's file in `dir` and asks the agent to reload it.
+pub async fn reload(sections: &str, dir: &tempfile::TempDir) -> edge_agent::reload::Outcome {
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, agent_toml(sections, dir)).expect("write agent.toml");
+    let socket = edge_agent::reload::control_socket_path(&dir.path().join("agent.redb"));
+    edge_agent::reload::request_reload(&socket, None)
+        .await
+        .expect("the agent answers the reload")
+}
+
+fn agent_toml(sections: &str, dir: &tempfile::TempDir) -> String {
     // Random selection one in a million (policy keeps it above 0): the two lanes'
     // transactions have different ids, and a keyed random pick on one of them at 1 % or
     // 5 % would make equal reads decide differently.
-    let text = format!(
+    format!(
         "[gate]\nid = \"PORT1-G1\"\nname = \"llrp gate\"\nport = \"PORT1\"\n\n{sections}\
          [store]\npath = {}\n\n\
          [policy]\nname = \"llrp\"\nstaleness_bound = \"24h\"\nrequired_roles = [\"IMPORTER\", \"CARRIER\"]\n\
          home_programmes = [\"EU-AEO\"]\nrandom_rate_aeo = 0.000001\nrandom_rate_other = 0.000001\nrandom_key = \"llrp-lane-random-key\"\n\n\
          [console]\nbind = \"127.0.0.1:0\"\n",
         toml_str(&dir.path().join("agent.redb").to_string_lossy()),
-    );
-    let cfg = edge_agent::config::Config::from_toml_str(&text, "llrp lane agent")
-        .expect("agent configuration parses");
-    edge_agent::runtime::start(cfg, stop.clone())
-        .await
-        .expect("agent starts")
+    )
 }
 
 pub fn health(handle: &AgentHandle, device: &str) -> Option<DeviceHealth> {
