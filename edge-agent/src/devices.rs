@@ -241,3 +241,94 @@ fn specs(serial: &[DeviceConfig], llrp: &[LlrpReaderConfig]) -> Vec<Spec> {
         .chain(llrp.iter().cloned().map(Spec::Llrp))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const BASE: &str = r#"
+[gate]
+id = "G1"
+port = "PORT-A"
+
+[[lanes]]
+id = "L1"
+routes = { fast = "Exit A", standard = "Booth 2", inspect = "Bay 4" }
+
+[policy]
+random_key = "devices-test-random-key"
+
+[store]
+path = "/unused"
+"#;
+
+    fn with(extra: &str) -> Config {
+        Config::from_toml_str(&format!("{BASE}{extra}"), "test.toml").expect("valid")
+    }
+
+    fn module(path: &str) -> String {
+        format!(
+            "\n[[devices]]\nname = \"L1-uhf\"\nlane = \"L1\"\nkind = \"uhf_module\"\npath = \"{path}\"\n"
+        )
+    }
+
+    fn names(devices: &Devices) -> Vec<String> {
+        devices.health().into_iter().map(|h| h.device).collect()
+    }
+
+    #[tokio::test]
+    async fn devices_follow_the_configuration_without_duplicates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(
+            &dir.path().join("agent.redb"),
+            protocol::schema::GateId::parse("G1").expect("gate id"),
+        )
+        .expect("store");
+        let (journal, _health, _writer) = Journal::start(store.clone());
+        let (read_log, _log_writer) = ReadLog::start(store);
+        let (events, _rx) = mpsc::channel(8);
+        let devices = Devices::default();
+        let shutdown = CancellationToken::new();
+        let cfg = with("");
+        let supervisor = DeviceSupervisor::new(Parts {
+            events,
+            read_log: Arc::new(read_log),
+            actuators: Arc::new(Actuators::new(None)),
+            devices: devices.clone(),
+            live: Arc::new(LiveLanes::new(&cfg.lanes)),
+            journal,
+            tracker: TaskTracker::new(),
+            shutdown: shutdown.clone(),
+        });
+        supervisor.start_all(&cfg.devices, &cfg.llrp);
+        assert!(names(&devices).is_empty());
+
+        // No such port: the module stays down and keeps retrying, which is enough here.
+        let missing = dir.path().join("no-such-port");
+        let one = with(&module(&missing.to_string_lossy()));
+        supervisor.apply(&one.devices, &one.llrp).await;
+        assert_eq!(names(&devices), vec!["L1-uhf".to_string()]);
+
+        let moved = with(&module(&dir.path().join("moved").to_string_lossy()));
+        supervisor.apply(&moved.devices, &moved.llrp).await;
+        assert_eq!(
+            names(&devices),
+            vec!["L1-uhf".to_string()],
+            "a changed device is replaced, not added twice"
+        );
+        let spec = supervisor
+            .running
+            .lock()
+            .expect("lock")
+            .get("L1-uhf")
+            .map(|r| r.spec.clone());
+        assert_eq!(spec, Some(Spec::Serial(moved.devices[0].clone())));
+
+        let none = with("");
+        supervisor.apply(&none.devices, &none.llrp).await;
+        assert!(names(&devices).is_empty(), "{:?}", names(&devices));
+        assert!(supervisor.running.lock().expect("lock").is_empty());
+        shutdown.cancel();
+    }
+}
