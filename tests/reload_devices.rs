@@ -179,15 +179,21 @@ async fn boards_added_moved_and_removed_by_reload_lose_no_read() {
     edit(&agent, |t| {
         t.replace(&toml_str(&l1.tty_link()), &toml_str(&moved))
     });
+    let asked = Instant::now();
     let (ok, answer) = reload(&agent);
     assert!(
         ok && answer.contains("device board-L1 changed: path"),
         "{answer}"
     );
+    let answered = asked.elapsed();
     wait_devices(&agent, "L1", "the moved board-L1 comes up again", |d| {
         d.contains(&("board-L1".into(), true))
     })
     .await;
+    println!(
+        "board moved: reload answered after {answered:?}, board up again after {:?}",
+        asked.elapsed()
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     l1.leave();
     let row = agent.wait_decided("L1", 1).await;

@@ -955,6 +955,19 @@ routes = { fast = "Exit A", standard = "Booth 2", inspect = "Bay 4" }
     }
 
     #[test]
+    fn a_device_on_a_removed_lane_is_refused_before_planning() {
+        let two = "\n[[lanes]]\nid = \"L2\"\nname = \"Lane two\"\nroutes = { fast = \"Exit A\", standard = \"Booth 2\", inspect = \"Bay 4\" }\n";
+        let board_on_l2 = BOARD.replace("lane = \"L1\"", "lane = \"L2\"");
+        assert!(Config::from_toml_str(&format!("{BASE}{two}{board_on_l2}"), "a.toml").is_ok());
+        let e = Config::from_toml_str(&format!("{BASE}{board_on_l2}"), "a.toml")
+            .expect_err("the board's lane is gone");
+        let OutcomeKind::Refused { key, .. } = refused_by(&e) else {
+            panic!("refused");
+        };
+        assert_eq!(key.as_deref(), Some("devices[0].lane"), "{e}");
+    }
+
+    #[test]
     fn llrp_readers_are_live() {
         let one = with(READER);
         let p = plan(&cfg(BASE), &one).expect("live");
