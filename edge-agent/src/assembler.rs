@@ -51,13 +51,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::LaneConfig;
-
-/// How long a read may precede the presence that opens its transaction (the default of
-/// a lane's `pre_open_grace`).
-pub const PRE_OPEN_GRACE: SignedDuration = SignedDuration::from_secs(5);
-/// How long every loop must stay clear before the transaction closes on departure (the
-/// default of a lane's `departure_grace`).
-pub const DEPARTURE_GRACE: SignedDuration = SignedDuration::from_secs(1);
+// The lane timings' defaults belong to the configuration that applies them.
+pub use crate::config::{DEPARTURE_GRACE, PRE_OPEN_GRACE};
 
 /// One read as a source reports it, before folding. Serialisable for the read log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

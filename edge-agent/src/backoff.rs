@@ -66,6 +66,9 @@ impl Backoff {
     }
 }
 
+/// A connection must stay up this long before the reconnect backoff starts over.
+pub const STABLE_AFTER: Duration = Duration::from_secs(30);
+
 /// When to retry a connection that keeps being lost: the [`Backoff`] starts over only
 /// after a connection has stayed up for `stable_after`. A connection that is accepted and
 /// then fails at once (a broker that refuses the session, a message the client cannot

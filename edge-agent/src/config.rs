@@ -31,8 +31,9 @@ use self::raw::RawConfig;
 use self::span::{line_of, path_at};
 pub use self::types::{
     CentralConfig, ClientIdentity, ClockConfig, Config, ConfigError, ConsoleConfig, ConsoleTls,
-    DeviceConfig, DeviceKind, GateConfig, LaneConfig, LlrpReaderConfig, MqttConfig, MqttKind,
-    MqttTls, PayloadFormat, PinnedKey, Secret, StoreConfig, TopicMap,
+    DEPARTURE_GRACE, DeviceConfig, DeviceKind, GateConfig, LaneConfig, LlrpReaderConfig,
+    MqttConfig, MqttKind, MqttTls, PRE_OPEN_GRACE, PayloadFormat, PinnedKey, Secret, StoreConfig,
+    TopicMap,
 };
 use self::validate::Validator;
 pub use self::validate::is_loopback_url;

@@ -337,3 +337,34 @@ impl HealthReporter {
         });
     }
 }
+
+/// The configured lanes, shared between the console and live reconfiguration
+/// ([`crate::reload`]), which replaces them as a whole.
+#[derive(Debug, Clone)]
+pub struct Lanes(Arc<RwLock<Arc<[LaneConfig]>>>);
+
+impl Lanes {
+    /// The lanes now, in configuration order.
+    #[must_use]
+    pub fn get(&self) -> Arc<[LaneConfig]> {
+        self.0
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Replaces the lanes.
+    pub fn set(&self, lanes: &[LaneConfig]) {
+        let new: Arc<[LaneConfig]> = lanes.to_vec().into();
+        match self.0.write() {
+            Ok(mut l) => *l = new,
+            Err(e) => *e.into_inner() = new,
+        }
+    }
+}
+
+impl From<Vec<LaneConfig>> for Lanes {
+    fn from(lanes: Vec<LaneConfig>) -> Self {
+        Self(Arc::new(RwLock::new(lanes.into())))
+    }
+}

@@ -39,9 +39,9 @@ use crate::config::{
 };
 use crate::decider::Policy;
 use crate::devices::DeviceSupervisor;
+use crate::live::Lanes;
 use crate::pipeline::Reconfigure;
 use crate::sources::mqtt::TopicMappings;
-use crate::state::Lanes;
 
 /// Longest a reload waits for the pipeline to take the new configuration.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(10);

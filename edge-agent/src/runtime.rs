@@ -233,7 +233,7 @@ pub async fn start_from(
         shutdown.clone(),
     ));
     let reload_status = Arc::new(ReloadStatus::default());
-    let lanes = crate::state::Lanes::from(cfg.lanes.clone());
+    let lanes = crate::live::Lanes::from(cfg.lanes.clone());
     if let Some(path) = path {
         let reloader = Arc::new(Reloader::new(
             path,

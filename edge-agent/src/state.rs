@@ -2,7 +2,7 @@
 //! runtime builds it from the running agent; a test builds it from a store in a temporary
 //! directory and drives the router with `oneshot`).
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::LaneConfig;
 use crate::console::auth::Console;
 use crate::journal::Journal;
+pub use crate::live::Lanes;
 use crate::live::{Devices, LiveLanes};
 use crate::store::Store;
 
@@ -54,37 +55,6 @@ pub struct AppState {
     pub console: Arc<Console>,
     /// The last live reconfiguration's outcome ([`crate::reload`]).
     pub reload: Arc<crate::reload::ReloadStatus>,
-}
-
-/// The configured lanes, shared between the console and live reconfiguration
-/// ([`crate::reload`]), which replaces them as a whole.
-#[derive(Debug, Clone)]
-pub struct Lanes(Arc<RwLock<Arc<[LaneConfig]>>>);
-
-impl Lanes {
-    /// The lanes now, in configuration order.
-    #[must_use]
-    pub fn get(&self) -> Arc<[LaneConfig]> {
-        self.0
-            .read()
-            .map(|l| l.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
-    }
-
-    /// Replaces the lanes.
-    pub fn set(&self, lanes: &[LaneConfig]) {
-        let new: Arc<[LaneConfig]> = lanes.to_vec().into();
-        match self.0.write() {
-            Ok(mut l) => *l = new,
-            Err(e) => *e.into_inner() = new,
-        }
-    }
-}
-
-impl From<Vec<LaneConfig>> for Lanes {
-    fn from(lanes: Vec<LaneConfig>) -> Self {
-        Self(Arc::new(RwLock::new(lanes.into())))
-    }
 }
 
 impl AppState {

@@ -285,10 +285,10 @@ fn default_quiet_close() -> Duration {
     Duration::from_secs(10)
 }
 fn default_pre_open_grace() -> Duration {
-    crate::assembler::PRE_OPEN_GRACE.unsigned_abs()
+    super::types::PRE_OPEN_GRACE.unsigned_abs()
 }
 fn default_departure_grace() -> Duration {
-    crate::assembler::DEPARTURE_GRACE.unsigned_abs()
+    super::types::DEPARTURE_GRACE.unsigned_abs()
 }
 fn default_baud() -> u32 {
     115_200

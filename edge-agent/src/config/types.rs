@@ -11,6 +11,13 @@ use serde::Deserialize;
 
 use crate::decider::{Policy, Routes};
 
+/// How long a read may precede the presence that opens its transaction (the default of
+/// a lane's `pre_open_grace`).
+pub const PRE_OPEN_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+/// How long every loop must stay clear before the transaction closes on departure (the
+/// default of a lane's `departure_grace`).
+pub const DEPARTURE_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_secs(1);
+
 /// The whole agent configuration, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

@@ -16,7 +16,7 @@
 //!   thousand lanes come up in seconds without a SYN or handshake storm. A lost connection
 //!   is retried with the same [`Reconnect`] policy as the main connection.
 //! - **Every CONNACK** (the first one too) asks the main connection to publish the lane's
-//!   current state again ([`LaneTopics::republish`]). The broker publishes the will of a
+//!   current state again ([`WillTopics::republish`]). The broker publishes the will of a
 //!   lost connection before it accepts the client id again (and, for a half-open
 //!   connection taken over by the new one, at the takeover), so the state published after
 //!   the CONNACK is the newer retained message: a live lane never stays `OFFLINE`.
@@ -41,8 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Backoff;
-use super::mqtt::{LaneTopics, STABLE_AFTER};
-use crate::backoff::Reconnect;
+use crate::backoff::{Reconnect, STABLE_AFTER};
 use crate::config::MqttConfig;
 
 /// Connection attempts in flight together (each a TCP connect, maybe a TLS handshake, and
@@ -78,6 +77,15 @@ struct Stop {
     abandon: CancellationToken,
 }
 
+/// What a will connection needs of the lane topics: where a lane's state goes, and a way
+/// to publish the lane's current state again once the connection is back.
+pub trait WillTopics: Send + Sync + std::fmt::Debug {
+    /// The lane's retained state topic.
+    fn state_topic(&self, lane: &LaneId) -> String;
+    /// Publishes the lane's current state again (its will may have replaced it).
+    fn republish(&self, lane: &LaneId);
+}
+
 impl LaneWills {
     /// Starts one will connection per lane of `lanes`, with `cfg`'s broker, credentials
     /// and `transport` (TLS, built once for all). Each CONNACK republishes its lane's
@@ -87,7 +95,7 @@ impl LaneWills {
         cfg: &MqttConfig,
         transport: Option<&Transport>,
         lanes: &[LaneId],
-        topics: &LaneTopics,
+        topics: &Arc<dyn WillTopics>,
     ) -> Self {
         let stop = Stop {
             disconnect: CancellationToken::new(),
@@ -153,7 +161,7 @@ impl Drop for LaneWills {
 }
 
 /// The lane's will: its retained `OFFLINE` state, timed now.
-fn will(topics: &LaneTopics, lane: &LaneId) -> Option<LastWill> {
+fn will(topics: &Arc<dyn WillTopics>, lane: &LaneId) -> Option<LastWill> {
     let body = serde_json::to_vec(&SignState::offline(lane, Timestamp::now())).ok()?;
     Some(LastWill::new(
         topics.state_topic(lane),
@@ -168,7 +176,7 @@ fn will(topics: &LaneTopics, lane: &LaneId) -> Option<LastWill> {
 async fn run_will(
     mut opts: MqttOptions,
     lane: LaneId,
-    topics: LaneTopics,
+    topics: Arc<dyn WillTopics>,
     limit: Arc<Semaphore>,
     stop: Stop,
 ) {

@@ -69,8 +69,7 @@ pub const MAX_INCOMING_PACKET: usize = 1024 * 1024;
 pub const MAX_OUTGOING_PACKET: usize = 256 * 1024;
 /// Topic filters per SUBSCRIBE packet.
 pub const SUBSCRIBE_CHUNK: usize = 100;
-/// A connection must stay up this long before the reconnect backoff starts over.
-pub const STABLE_AFTER: Duration = Duration::from_secs(30);
+pub use crate::backoff::STABLE_AFTER;
 /// Capacity of the client's request channel (the outbox waits when it is full).
 const REQUEST_QUEUE: usize = 1024;
 /// How long a clean stop may take to close the lanes and say `offline`.
@@ -288,6 +287,15 @@ impl LaneTopics {
     }
 }
 
+impl super::lane_wills::WillTopics for LaneTopics {
+    fn state_topic(&self, lane: &LaneId) -> String {
+        LaneTopics::state_topic(self, lane)
+    }
+    fn republish(&self, lane: &LaneId) {
+        LaneTopics::republish(self, lane);
+    }
+}
+
 impl crate::actuators::LanePublisher for LaneTopics {
     fn publish(&self, state: &LaneState) {
         LaneTopics::publish(self, state);
@@ -459,9 +467,10 @@ impl MqttLink {
         let maps = mappings.clone();
         let broker = format!("{}:{}", cfg.host, cfg.port);
         let (epoch_tx, epoch_rx) = watch::channel(0u64);
-        let wills = cfg
-            .lane_wills
-            .then(|| LaneWills::start(cfg, tls.as_ref(), lanes, &topics));
+        let wills = cfg.lane_wills.then(|| {
+            let will_topics: Arc<dyn super::lane_wills::WillTopics> = Arc::new(topics.clone());
+            LaneWills::start(cfg, tls.as_ref(), lanes, &will_topics)
+        });
         let unsubacked = topics.unsubacked.clone();
         let outbox = tokio::spawn(run_outbox(
             client.clone(),
