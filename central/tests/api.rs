@@ -22,30 +22,15 @@ async fn duplicate_and_out_of_order_batches_are_stored_once() {
     let g = gate("P1-G1");
     let token = e.central.issue_agent_token(&g, "P1").expect("token");
     let entries = chain(&g, (0..4).map(|_| fast_decision(&g)).collect());
-    let uri = "/api/v1/agents/P1-G1/events";
 
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &entries[2..4])),
-    )
-    .await;
+    let a = ingest(&e.central, &g, &token, &entries[2..4]).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
     assert_eq!(
         (a.json["acked_through"].as_u64(), a.json["stored"].as_u64()),
         (Some(0), Some(2))
     );
 
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &entries[0..3])),
-    )
-    .await;
+    let a = ingest(&e.central, &g, &token, &entries[0..3]).await;
     assert_eq!(a.json["acked_through"], 4);
     assert_eq!(
         (a.json["stored"].as_u64(), a.json["duplicates"].as_u64()),
@@ -53,14 +38,7 @@ async fn duplicate_and_out_of_order_batches_are_stored_once() {
     );
     assert_eq!(a.json["alerts"], serde_json::json!([]));
 
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &entries)),
-    )
-    .await;
+    let a = ingest(&e.central, &g, &token, &entries).await;
     assert_eq!(
         (a.json["stored"].as_u64(), a.json["duplicates"].as_u64()),
         (Some(0), Some(4))
@@ -111,23 +89,8 @@ async fn chain_break_raises_an_alert_and_opens_a_case() {
     let good = chain(&g, vec![fast_decision(&g), fast_decision(&g)]);
     // Entry 2 re-chained onto a different predecessor: a valid hash, a broken link.
     let other = chain(&g, vec![fast_decision(&g), fast_decision(&g)]);
-    let uri = "/api/v1/agents/P1-G1/events";
-    call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &good[..1])),
-    )
-    .await;
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &other[1..])),
-    )
-    .await;
+    ingest(&e.central, &g, &token, &good[..1]).await;
+    let a = ingest(&e.central, &g, &token, &other[1..]).await;
     assert_eq!(a.status, StatusCode::OK);
     let alerts = a.json["alerts"].as_array().expect("alerts");
     assert_eq!(alerts.len(), 1, "{}", a.json);
@@ -151,17 +114,9 @@ async fn tampered_entry_is_not_stored_and_reuse_of_a_seq_is_an_alert() {
     let g = gate("P1-G1");
     let token = e.central.issue_agent_token(&g, "P1").expect("token");
     let mut entries = chain(&g, vec![fast_decision(&g)]);
-    let uri = "/api/v1/agents/P1-G1/events";
     let original = entries.clone();
     entries[0].body = seal_exception(&g, Uuid::now_v7());
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &entries)),
-    )
-    .await;
+    let a = ingest(&e.central, &g, &token, &entries).await;
     assert_eq!(
         (a.json["stored"].as_u64(), a.json["acked_through"].as_u64()),
         (Some(0), Some(0))
@@ -173,23 +128,9 @@ async fn tampered_entry_is_not_stored_and_reuse_of_a_seq_is_an_alert() {
             .starts_with("HASH_MISMATCH")
     );
 
-    call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &original)),
-    )
-    .await;
+    ingest(&e.central, &g, &token, &original).await;
     let rewritten = chain(&g, vec![seal_exception(&g, Uuid::now_v7())]);
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &rewritten)),
-    )
-    .await;
+    let a = ingest(&e.central, &g, &token, &rewritten).await;
     assert_eq!(a.json["acked_through"], 1);
     assert!(
         a.json["alerts"][0]
@@ -206,14 +147,7 @@ async fn too_many_entries_and_too_large_bodies_get_413_with_a_json_error() {
     let token = e.central.issue_agent_token(&g, "P1").expect("token");
     let uri = "/api/v1/agents/P1-G1/events";
     let entries = chain(&g, (0..1001).map(|_| fast_decision(&g)).collect());
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &entries)),
-    )
-    .await;
+    let a = ingest(&e.central, &g, &token, &entries).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(
         a.json["error"]
@@ -543,14 +477,7 @@ async fn seal_exception_case_goes_through_its_life_cycle_with_audit_entries() {
         vec![transaction(&g, txn, "CSQU3054383"), seal_exception(&g, txn)],
     );
     let mut live = e.central.subscribe_cases();
-    call(
-        &e.central,
-        "POST",
-        "/api/v1/agents/P1-G1/events",
-        Some(&token),
-        Some(&batch(&g, &entries)),
-    )
-    .await;
+    ingest(&e.central, &g, &token, &entries).await;
     let opened = live.try_recv().expect("the new case is published live");
     assert_eq!(opened.transaction_id(), Some(txn));
 
@@ -695,14 +622,7 @@ async fn events_are_queryable_by_container_and_decision_with_pagination() {
     let mut bodies = vec![seal_exception(&g, txn), transaction(&g, txn, "CSQU3054383")];
     bodies.extend((0..3).map(|_| fast_decision(&g)));
     let entries = chain(&g, bodies);
-    call(
-        &e.central,
-        "POST",
-        "/api/v1/agents/P1-G1/events",
-        Some(&token),
-        Some(&batch(&g, &entries)),
-    )
-    .await;
+    ingest(&e.central, &g, &token, &entries).await;
     let staff = staff(&e.central).await;
 
     let a = call(
