@@ -123,6 +123,19 @@ fn shipped_conf(port: u16, pki: &Pki, passwd: &Path) -> String {
     out
 }
 
+/// The shipped broker on a free port, with a CA made in `dir` and the password file
+/// holding `accounts` (user, password).
+async fn shipped_broker(dir: &Path, accounts: &[(&str, &str)]) -> (Pki, u16, Mosquitto) {
+    let pki = make_pki(dir);
+    let passwd = dir.join("aeogate.passwd");
+    for (user, password) in accounts {
+        add_account(&passwd, user, password);
+    }
+    let port = free_port();
+    let broker = Mosquitto::start_conf(dir, port, &shipped_conf(port, &pki, &passwd)).await;
+    (pki, port, broker)
+}
+
 fn whoami() -> String {
     let out = Command::new("id").arg("-un").output().expect("id -un");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -179,18 +192,16 @@ fn json(p: &[u8]) -> Value {
 async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agent() {
     edge_agent::uplink::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki = make_pki(dir.path());
-    let passwd = dir.path().join("aeogate.passwd");
-    for (user, pass) in [
-        ("aeogate-agent", "agent-pass-7Rk"),
-        ("reader", "reader-pass-3Qz"),
-        ("lane-sign", "sign-pass-9Wd"),
-        ("officer-display", "officer-pass-5Tb"),
-    ] {
-        add_account(&passwd, user, pass);
-    }
-    let port = free_port();
-    let _broker = Mosquitto::start_conf(dir.path(), port, &shipped_conf(port, &pki, &passwd)).await;
+    let (pki, port, _broker) = shipped_broker(
+        dir.path(),
+        &[
+            ("aeogate-agent", "agent-pass-7Rk"),
+            ("reader", "reader-pass-3Qz"),
+            ("lane-sign", "sign-pass-9Wd"),
+            ("officer-display", "officer-pass-5Tb"),
+        ],
+    )
+    .await;
 
     let officer = Collector::start(
         tls_client(
@@ -343,12 +354,14 @@ async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agen
 async fn the_agent_does_not_connect_to_a_broker_its_pinned_ca_did_not_sign() {
     edge_agent::uplink::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki = make_pki(dir.path());
-    let passwd = dir.path().join("aeogate.passwd");
-    add_account(&passwd, "aeogate-agent", "agent-pass-7Rk");
-    add_account(&passwd, "officer-display", "officer-pass-5Tb");
-    let port = free_port();
-    let _broker = Mosquitto::start_conf(dir.path(), port, &shipped_conf(port, &pki, &passwd)).await;
+    let (pki, port, _broker) = shipped_broker(
+        dir.path(),
+        &[
+            ("aeogate-agent", "agent-pass-7Rk"),
+            ("officer-display", "officer-pass-5Tb"),
+        ],
+    )
+    .await;
     let officer = Collector::start(
         tls_client(
             port,
@@ -381,12 +394,14 @@ async fn the_agent_does_not_connect_to_a_broker_its_pinned_ca_did_not_sign() {
 async fn lane_will_connections_use_tls_and_the_agents_account_and_say_offline_after_a_kill() {
     edge_agent::uplink::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki = make_pki(dir.path());
-    let passwd = dir.path().join("aeogate.passwd");
-    add_account(&passwd, "aeogate-agent", "agent-pass-7Rk");
-    add_account(&passwd, "lane-sign", "sign-pass-9Wd");
-    let port = free_port();
-    let _broker = Mosquitto::start_conf(dir.path(), port, &shipped_conf(port, &pki, &passwd)).await;
+    let (pki, port, _broker) = shipped_broker(
+        dir.path(),
+        &[
+            ("aeogate-agent", "agent-pass-7Rk"),
+            ("lane-sign", "sign-pass-9Wd"),
+        ],
+    )
+    .await;
     let console = free_port();
     let cfg = write_agent_config(dir.path(), port, console, &pki.ca, "agent-G1");
     let mut agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
