@@ -17,42 +17,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use aeogate::bench::data;
-use common::{AGENT_TOKEN, AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport};
-use serde_json::{Value, json};
-
-/// Enters a clean AEO truck (container 0 with its declared seal) at the console and
-/// returns its decision.
-async fn clean_truck(agent: &AgentSite, decided_before: usize) -> Value {
-    let http = common::http_client(None);
-    for value in [
-        json!({"kind": "CONTAINER", "number": data::container(0).expect("c0").to_string()}),
-        json!({"kind": "SEAL", "number": data::seal(0).expect("s0").to_string()}),
-    ] {
-        let r = http
-            .post(format!("{}/api/v1/lanes/L1/actions", agent.base))
-            .bearer_auth(AGENT_TOKEN)
-            .json(&json!({"action": "MANUAL_ENTRY", "value": value}))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .expect("manual entry");
-        assert_eq!(r.status(), 201);
-    }
-    agent.wait_decided("L1", decided_before + 1).await["decision"].clone()
-}
-
-fn reasons(decision: &Value) -> Vec<String> {
-    decision["reasons"]
-        .as_array()
-        .map(|rs| {
-            rs.iter()
-                .filter_map(|r| r["code"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
+use common::{
+    AGENT_TOKEN, AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport, clean_truck,
+    reasons,
+};
+use serde_json::Value;
 /// The value of the unlabelled series `name` on the agent's `/metrics`.
 async fn metric(agent: &AgentSite, name: &str) -> Option<f64> {
     let text = common::http_client(None)
@@ -73,16 +42,7 @@ async fn metric(agent: &AgentSite, name: &str) -> Option<f64> {
 async fn ready(agent: &AgentSite) {
     let deadline = Instant::now() + STEP;
     loop {
-        let lanes: Value = common::http_client(None)
-            .get(format!("{}/api/v1/lanes", agent.base))
-            .bearer_auth(AGENT_TOKEN)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .expect("lanes request")
-            .json()
-            .await
-            .expect("lanes JSON");
+        let lanes: Value = agent.get_json("/api/v1/lanes").await;
         let replica = &lanes[0]["replica"];
         let measured = metric(agent, "aeogate_clock_offset_seconds")
             .await
