@@ -9,6 +9,9 @@
 //! Needs node, `npm ci --prefix tests/browser` and Debian's chromium (`scripts/test`
 //! installs them); the test fails naming whichever is missing.
 
+#[path = "common/browser.rs"]
+mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -458,15 +461,6 @@ fn heartbeat(gate: &str, backlog: u64, down: Option<&str>) -> Heartbeat {
     }
 }
 
-fn need(cmd: &str, args: &[&str], what: &str) -> String {
-    match Command::new(cmd).args(args).output() {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        _ => panic!(
-            "{what} is missing: {cmd} {args:?} failed; run scripts/test (installs node, chromium and `npm ci --prefix tests/browser`)"
-        ),
-    }
-}
-
 fn login_cookie(set_cookie: &str) -> String {
     set_cookie
         .split(';')
@@ -479,18 +473,7 @@ fn login_cookie(set_cookie: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn central_dashboard_in_chromium() {
     central::server::install_crypto_provider();
-    need("node", &["--version"], "node");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "chromium is missing at {chromium}: apt-get install -y chromium (scripts/test does)"
-    );
-    assert!(
-        root()
-            .join("tests/browser/node_modules/playwright-core")
-            .exists(),
-        "playwright-core is missing: npm ci --prefix tests/browser"
-    );
+    let chromium = browser::require_browser(&root());
 
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("central.key");

@@ -3,11 +3,10 @@
 // critical violation and prints rule id, target and help for each.
 // Started by tests/browser_central.rs after central.mjs, on the same central and data.
 // Env: BASE_URL, CHROMIUM, ANALYST_USER/PASS, ADMIN_USER/PASS, OPERATOR (a registry id).
-import { chromium } from 'playwright-core';
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { launchWithProfile } from './lib.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -23,17 +22,7 @@ function check(cond, what) {
   if (!cond) throw new Error(`check failed: ${what}`);
 }
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'aeogate-chromium-'));
-// The browser profile is the run's own: removed however the script ends.
-process.on('exit', () => rmSync(userDataDir, { recursive: true, force: true }));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: env('CHROMIUM'),
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1280, height: 860 },
-});
-context.setDefaultTimeout(10000);
+const context = await launchWithProfile(env('CHROMIUM'), { viewport: { width: 1280, height: 860 } });
 
 const failures = [];
 let screens = 0;
