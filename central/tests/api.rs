@@ -180,7 +180,7 @@ async fn gate_without_heartbeats_for_stale_after_is_reported_stale() {
     let g = gate("P1-G1");
     let token = e.central.issue_agent_token(&g, "P1").expect("token");
     let staff = staff(&e.central).await;
-    let gates = call(&e.central, "GET", "/api/v1/gates", Some(&staff), None).await;
+    let gates = get(&e.central, "/api/v1/gates", Some(&staff)).await;
     assert_eq!(gates.json[0]["stale"], true, "never heard from");
 
     let a = call(
@@ -192,12 +192,12 @@ async fn gate_without_heartbeats_for_stale_after_is_reported_stale() {
     )
     .await;
     assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.json);
-    let gates = call(&e.central, "GET", "/api/v1/gates", Some(&staff), None).await;
+    let gates = get(&e.central, "/api/v1/gates", Some(&staff)).await;
     assert_eq!(gates.json[0]["stale"], false, "{}", gates.json);
     assert!(gates.json[0]["last_heartbeat"]["clock_offset_ms"].is_i64());
 
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let gates = call(&e.central, "GET", "/api/v1/gates", Some(&staff), None).await;
+    let gates = get(&e.central, "/api/v1/gates", Some(&staff)).await;
     assert_eq!(gates.json[0]["stale"], true);
 }
 
@@ -236,12 +236,10 @@ async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fa
             "test",
         )
         .expect("consignments");
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/registry/snapshot?port=P1",
         Some(&token),
-        None,
     )
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
@@ -265,12 +263,10 @@ async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fa
     assert_ne!(forged.payload, env.payload);
     assert!(verify(&forged, &e.central.public_key_hex()).is_err());
 
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/registry/snapshot?port=P2",
         Some(&token),
-        None,
     )
     .await;
     assert_eq!(
@@ -278,7 +274,7 @@ async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fa
         StatusCode::FORBIDDEN,
         "the token's scope is port P1"
     );
-    let keys = call(&e.central, "GET", "/api/v1/registry/keys", None, None).await;
+    let keys = get(&e.central, "/api/v1/registry/keys", None).await;
     assert_eq!(keys.json[0]["public_key"], e.central.public_key_hex());
 }
 
@@ -300,12 +296,10 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
         .set_status(&op, AeoStatus::Suspended, "audit finding", "ana")
         .expect("status");
 
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/registry/changes?port=P1&after=1",
         Some(&token),
-        None,
     )
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
@@ -327,12 +321,10 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
     assert_eq!(b.changes[0].seq, 3);
 
     let started = std::time::Instant::now();
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/registry/changes?port=P1&after=3&wait=1",
         Some(&token),
-        None,
     )
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
@@ -362,12 +354,10 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
             .expect("status");
     });
     let started = std::time::Instant::now();
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/registry/changes?port=P1&after=3&wait=30",
         Some(&token),
-        None,
     )
     .await;
     bg.await.expect("bg");
@@ -377,12 +367,10 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
         serde_json::from_str(a.json["payload"].as_str().expect("payload")).expect("batch");
     assert_eq!((b.after_seq, b.last_seq), (3, 4));
 
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/registry/changes?port=P1&after=99",
         Some(&token),
-        None,
     )
     .await;
     assert_eq!(a.status, StatusCode::CONFLICT);
@@ -482,12 +470,10 @@ async fn seal_exception_case_goes_through_its_life_cycle_with_audit_entries() {
     assert_eq!(opened.transaction_id(), Some(txn));
 
     let staff = staff(&e.central).await;
-    let list = call(
+    let list = get(
         &e.central,
-        "GET",
         "/api/v1/cases?state=open&reason=SEAL_MISMATCH&gate=P1-G1",
         Some(&staff),
-        None,
     )
     .await;
     assert_eq!(
@@ -497,14 +483,7 @@ async fn seal_exception_case_goes_through_its_life_cycle_with_audit_entries() {
         list.json
     );
     let id = list.json["items"][0]["id"].as_u64().expect("id");
-    let detail = call(
-        &e.central,
-        "GET",
-        &format!("/api/v1/cases/{id}"),
-        Some(&staff),
-        None,
-    )
-    .await;
+    let detail = get(&e.central, &format!("/api/v1/cases/{id}"), Some(&staff)).await;
     assert_eq!(detail.json["transaction"]["id"], txn.to_string());
     assert_eq!(detail.json["decision"]["decision"], "INSPECT");
     assert_eq!(detail.json["declared"][0]["id"], "B1");
@@ -549,14 +528,7 @@ async fn seal_exception_case_goes_through_its_life_cycle_with_audit_entries() {
     let again = call(&e.central, "POST", &uri("acknowledge"), Some(&staff), None).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
 
-    let audit = call(
-        &e.central,
-        "GET",
-        "/api/v1/audit?limit=1000",
-        Some(&staff),
-        None,
-    )
-    .await;
+    let audit = get(&e.central, "/api/v1/audit?limit=1000", Some(&staff)).await;
     let updates: Vec<_> = audit
         .json
         .as_array()
@@ -580,7 +552,7 @@ async fn seal_exception_case_goes_through_its_life_cycle_with_audit_entries() {
 #[tokio::test]
 async fn staff_endpoints_need_a_session() {
     let e = env();
-    let a = call(&e.central, "GET", "/api/v1/cases", None, None).await;
+    let a = get(&e.central, "/api/v1/cases", None).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     e.central
         .add_user("ana", "correct horse", "analyst")
@@ -598,14 +570,7 @@ async fn staff_endpoints_need_a_session() {
         .central
         .issue_agent_token(&gate("P1-G1"), "P1")
         .expect("token");
-    let a = call(
-        &e.central,
-        "GET",
-        "/api/v1/stats/summary",
-        Some(&agent),
-        None,
-    )
-    .await;
+    let a = get(&e.central, "/api/v1/stats/summary", Some(&agent)).await;
     assert_eq!(
         a.status,
         StatusCode::UNAUTHORIZED,
@@ -625,12 +590,10 @@ async fn events_are_queryable_by_container_and_decision_with_pagination() {
     ingest(&e.central, &g, &token, &entries).await;
     let staff = staff(&e.central).await;
 
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/events?container=CSQU3054383",
         Some(&staff),
-        None,
     )
     .await;
     let seqs: Vec<_> = a.json["items"]
@@ -645,33 +608,27 @@ async fn events_are_queryable_by_container_and_decision_with_pagination() {
         "the decision stored before its transaction is indexed too"
     );
 
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/events?decision=fast&limit=2",
         Some(&staff),
-        None,
     )
     .await;
     assert_eq!(a.json["items"].as_array().expect("items").len(), 2);
     let cursor = a.json["next_cursor"].as_str().expect("more").to_owned();
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         &format!("/api/v1/events?decision=FAST&limit=2&cursor={cursor}"),
         Some(&staff),
-        None,
     )
     .await;
     assert_eq!(a.json["items"].as_array().expect("items").len(), 1);
     assert!(a.json["next_cursor"].is_null());
 
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/stats/hourly?gate=P1-G1&from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z",
         Some(&staff),
-        None,
     )
     .await;
     assert_eq!(a.json[0]["fast"], 3, "{}", a.json);
@@ -697,11 +654,11 @@ fn plain_http_is_refused_unless_explicit_and_loopback() {
 async fn api_logout_ends_the_session() {
     let e = common::env();
     let staff = common::staff(&e.central).await;
-    let a = call(&e.central, "GET", "/api/v1/cases", Some(&staff), None).await;
+    let a = get(&e.central, "/api/v1/cases", Some(&staff)).await;
     assert_eq!(a.status, StatusCode::OK);
     let a = call(&e.central, "POST", "/api/v1/logout", Some(&staff), None).await;
     assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.json);
-    let a = call(&e.central, "GET", "/api/v1/cases", Some(&staff), None).await;
+    let a = get(&e.central, "/api/v1/cases", Some(&staff)).await;
     assert_eq!(
         a.status,
         StatusCode::UNAUTHORIZED,

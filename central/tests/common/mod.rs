@@ -200,6 +200,11 @@ pub async fn ingest(c: &Central, g: &GateId, token: &str, entries: &[JournalEntr
     call(c, "POST", &uri, Some(token), Some(&batch(g, entries))).await
 }
 
+/// `GET uri` through the router, with `token` if given.
+pub async fn get(c: &Central, uri: &str, token: Option<&str>) -> Answer {
+    call(c, "GET", uri, token, None).await
+}
+
 /// One request through the router.
 pub async fn call(
     c: &Central,
