@@ -12,7 +12,7 @@
 #[path = "common/browser.rs"]
 mod browser;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 

@@ -21,7 +21,7 @@ use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
 use board_lane::{BoardAgentToml, board, lane};
 use edge_agent::runtime::AgentHandle;
 use protocol::link::SealRead;
-use protocol::schema::{Decision, LaneId};
+use protocol::schema::Decision;
 use tokio_util::sync::CancellationToken;
 
 /// Every wait gives up after this long, so a failure never hangs.

@@ -19,11 +19,11 @@ mod board_lane;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aeogate::vboard::{Fault, Truck, VirtualBoard, VirtualBoardConfig};
+use aeogate::vboard::{Fault, Truck, VirtualBoard};
 use board_lane::{BoardAgentToml, board, lane};
 use edge_agent::runtime::AgentHandle;
 use protocol::link::{Barrier, Light};
-use protocol::schema::{Decision, LaneDecision, LaneId, LaneSignal};
+use protocol::schema::{Decision, LaneDecision, LaneSignal};
 use tokio_util::sync::CancellationToken;
 
 /// Every wait gives up after this long, so a failure never hangs.
