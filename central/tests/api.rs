@@ -220,6 +220,13 @@ fn verify(env: &SignedEnvelope, public_hex: &str) -> Result<ChangeBatch, String>
     serde_json::from_str(&env.payload).map_err(|e| e.to_string())
 }
 
+/// The signed envelope `json` holds, and its batch, verified with central's key.
+fn verified(c: &central::Central, json: serde_json::Value) -> (SignedEnvelope, ChangeBatch) {
+    let env: SignedEnvelope = serde_json::from_value(json).expect("envelope");
+    let b = verify(&env, &c.public_key_hex()).expect("verifies");
+    (env, b)
+}
+
 #[tokio::test]
 async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fail() {
     let e = env();
@@ -243,9 +250,8 @@ async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fa
     )
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
-    let env: SignedEnvelope = serde_json::from_value(a.json).expect("envelope");
+    let (env, b) = verified(&e.central, a.json);
     assert_eq!(env.key_id, e.central.key_id());
-    let b = verify(&env, &e.central.public_key_hex()).expect("verifies");
     assert!(b.snapshot && b.after_seq == 0 && b.last_seq == 3 && b.port == "P1");
     let ids: Vec<_> = b
         .changes
@@ -303,8 +309,7 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
     )
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
-    let env: SignedEnvelope = serde_json::from_value(a.json).expect("envelope");
-    let b = verify(&env, &e.central.public_key_hex()).expect("verifies");
+    let (_, b) = verified(&e.central, a.json);
     assert_eq!(
         (b.after_seq, b.last_seq),
         (1, 3),
@@ -334,8 +339,7 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
     );
     // Nothing newer: a signed "no changes after 3 as of now", which a replica may count
     // as fresh. Its as-of time is when central answered, not the last change's.
-    let env: SignedEnvelope = serde_json::from_value(a.json).expect("envelope");
-    let b = verify(&env, &e.central.public_key_hex()).expect("verifies");
+    let (_, b) = verified(&e.central, a.json);
     assert_eq!((b.after_seq, b.last_seq, b.snapshot), (3, 3, false));
     assert!(b.changes.is_empty());
     let since = jiff::Timestamp::now().duration_since(b.as_of);

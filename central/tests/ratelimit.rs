@@ -98,6 +98,18 @@ fn http_client(secs: u64) -> reqwest::Client {
         .expect("client")
 }
 
+/// The status of a login as `user` with `password` posted to `url`.
+async fn login_status(client: &reqwest::Client, url: &str, user: &str, password: &str) -> u16 {
+    client
+        .post(url)
+        .json(&serde_json::json!({"user": user, "password": password}))
+        .send()
+        .await
+        .expect("login")
+        .status()
+        .as_u16()
+}
+
 /// Stops the server [`serve`] started and waits (bounded) for it to end.
 async fn shut_down(stop: CancellationToken, server: tokio::task::JoinHandle<anyhow::Result<()>>) {
     stop.cancel();
@@ -119,16 +131,9 @@ async fn concurrent_wrong_passwords_are_limited_before_they_are_checked() {
         .map(|i| {
             let client = client.clone();
             let url = format!("{base}/api/v1/login");
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .json(&serde_json::json!({"user": "ana", "password": format!("guess {i}")}))
-                    .send()
-                    .await
-                    .expect("login")
-                    .status()
-                    .as_u16()
-            })
+            tokio::spawn(
+                async move { login_status(&client, &url, "ana", &format!("guess {i}")).await },
+            )
         })
         .collect();
     let mut checked = 0;
@@ -166,13 +171,10 @@ async fn an_unknown_user_takes_as_long_as_a_wrong_password() {
         let url = format!("{base}/api/v1/login");
         async move {
             let t = std::time::Instant::now();
-            let r = client
-                .post(url)
-                .json(&serde_json::json!({"user": user, "password": "not it at all"}))
-                .send()
-                .await
-                .expect("login");
-            assert_eq!(r.status(), 401);
+            assert_eq!(
+                login_status(&client, &url, &user, "not it at all").await,
+                401
+            );
             t.elapsed()
         }
     };
