@@ -353,16 +353,7 @@ async fn forged_modified_replayed_gapped_and_rolled_back_batches_are_refused_and
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_past_its_staleness_bound_never_gives_fast() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state: Shared = Arc::default();
-    lock(&state).snapshot = Some(sign(&snapshot(jiff::Timestamp::now()), &registry_key()));
-    let stop = CancellationToken::new();
-    let link = stand_in(state.clone(), stop.clone()).await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &link,
-        &[LaneSpec::manual("L1")],
-        "2s",
-    );
+    let (mut agent, state, stop) = agent_on_stand_in(dir.path(), "2s").await;
     agent.start().await;
     wait_replica(&agent, "loaded and fresh", |r| {
         r["sequence"] == 3 && r["stale"] == false
@@ -388,14 +379,24 @@ async fn a_replica_past_its_staleness_bound_never_gives_fast() {
     stop.cancel();
 }
 
-/// A fresh agent (staleness bound `bound`) replicating from a stand-in central with the
-/// test snapshot; returns once a signed statement has refreshed the replica.
-async fn fresh_agent(dir: &std::path::Path, bound: &str) -> (AgentSite, Shared, CancellationToken) {
+/// An agent (staleness bound `bound`, not started) replicating from a stand-in central
+/// that serves the test snapshot; with the stand-in's state and its stop token.
+async fn agent_on_stand_in(
+    dir: &std::path::Path,
+    bound: &str,
+) -> (AgentSite, Shared, CancellationToken) {
     let state: Shared = Arc::default();
     lock(&state).snapshot = Some(sign(&snapshot(jiff::Timestamp::now()), &registry_key()));
     let stop = CancellationToken::new();
     let link = stand_in(state.clone(), stop.clone()).await;
-    let mut agent = AgentSite::create(&dir.join("agent"), &link, &[LaneSpec::manual("L1")], bound);
+    let agent = AgentSite::create(&dir.join("agent"), &link, &[LaneSpec::manual("L1")], bound);
+    (agent, state, stop)
+}
+
+/// A fresh agent (staleness bound `bound`) replicating from a stand-in central with the
+/// test snapshot; returns once a signed statement has refreshed the replica.
+async fn fresh_agent(dir: &std::path::Path, bound: &str) -> (AgentSite, Shared, CancellationToken) {
+    let (mut agent, state, stop) = agent_on_stand_in(dir, bound).await;
     agent.start().await;
     wait_replica(&agent, "loaded and fresh", |r| {
         r["sequence"] == 3 && r["stale"] == false
@@ -478,16 +479,7 @@ async fn a_replayed_signed_statement_does_not_refresh_the_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_with_the_clock_two_days_ahead_leaves_no_freshness_behind() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state: Shared = Arc::default();
-    lock(&state).snapshot = Some(sign(&snapshot(jiff::Timestamp::now()), &registry_key()));
-    let stop = CancellationToken::new();
-    let link = stand_in(state.clone(), stop.clone()).await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &link,
-        &[LaneSpec::manual("L1")],
-        "3s",
-    );
+    let (mut agent, state, stop) = agent_on_stand_in(dir.path(), "3s").await;
     // First run: the gate's clock two days ahead. It loads the replica and takes signed
     // statements (its console session has expired by its clock, so the stand-in counts).
     agent.start_with_clock_offset("+2d").await;

@@ -391,17 +391,7 @@ impl CentralSite {
     /// A staff session on the running central (HTTP API).
     pub async fn staff(&self) -> StaffClient {
         let http = http_client(self.ca_cert.as_deref());
-        let r: Value = http
-            .post(format!("{}/api/v1/login", self.url))
-            .json(&json!({"user": STAFF.0, "password": STAFF.1}))
-            .timeout(STEP)
-            .send()
-            .await
-            .expect("login request")
-            .json()
-            .await
-            .expect("login answer");
-        let token = r["token"].as_str().expect("session token").to_owned();
+        let token = login(&http, &self.url, STAFF).await;
         StaffClient {
             http,
             base: self.url.clone(),
