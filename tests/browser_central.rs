@@ -42,35 +42,18 @@ const OPERATORS: &[(&str, &str, Option<AeoStatus>)] = &[
     (
         "EU-AEO:ESB12345678",
         "Transportes Marítimos del Sur SL",
-        Some(AeoStatus::Active),
+        ACTIVE,
     ),
-    (
-        "EU-AEO:PT509876543",
-        "Logística Atlântica Lda",
-        Some(AeoStatus::Active),
-    ),
-    (
-        "EU-AEO:DE123456789012345",
-        "Hafen Import GmbH",
-        Some(AeoStatus::Active),
-    ),
-    (
-        "EU-AEO:NL812345678",
-        "Rotterdam Forwarding BV",
-        Some(AeoStatus::Active),
-    ),
-    (
-        "US-CTPAT:GCC20190042",
-        "Gulf Coast Carriers Inc",
-        Some(AeoStatus::Active),
-    ),
-    (
-        "EU-AEO:FR998877665",
-        "Transports Bréhat SARL",
-        Some(AeoStatus::Suspended),
-    ),
+    ("EU-AEO:PT509876543", "Logística Atlântica Lda", ACTIVE),
+    ("EU-AEO:DE123456789012345", "Hafen Import GmbH", ACTIVE),
+    ("EU-AEO:NL812345678", "Rotterdam Forwarding BV", ACTIVE),
+    ("US-CTPAT:GCC20190042", "Gulf Coast Carriers Inc", ACTIVE),
+    ("EU-AEO:FR998877665", "Transports Bréhat SARL", SUSPENDED),
     ("EU-AEO:ESA87654321", "Comercial Rivera SA", None),
 ];
+/// Registry statuses of [`OPERATORS`] entries.
+const ACTIVE: Option<AeoStatus> = Some(AeoStatus::Active);
+const SUSPENDED: Option<AeoStatus> = Some(AeoStatus::Suspended);
 
 fn op(i: usize) -> OperatorId {
     OperatorId::parse(OPERATORS[i].0).expect("operator id")

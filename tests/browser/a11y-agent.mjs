@@ -19,7 +19,7 @@ import { chromium } from 'playwright-core';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { CHROMIUM_ARGS, stdioQuestions } from './lib.mjs';
+import { axeViolations, CHROMIUM_ARGS, stdioQuestions } from './lib.mjs';
 
 const env = (k, d) => {
   const v = process.env[k] ?? d;
@@ -60,14 +60,8 @@ let audited = 0;
 async function audit(page, lang, screen) {
   const htmlLang = await page.evaluate(() => document.documentElement.lang);
   check(htmlLang === lang, `${screen} [${lang}]: <html lang> is ${lang}`);
-  await page.evaluate(axeSource);
-  const result = await page.evaluate((tags) => window.axe.run(document, {
-    runOnly: { type: 'tag', values: tags },
-    resultTypes: ['violations'],
-  }), TAGS);
+  const { bad, minor } = await axeViolations(page, axeSource, TAGS, BLOCKING);
   audited += 1;
-  const bad = result.violations.filter((v) => BLOCKING.has(v.impact));
-  const minor = result.violations.length - bad.length;
   console.log(`- axe ${screen} [${lang}]: ${bad.length} serious/critical, ${minor} minor/moderate rule(s)`);
   for (const v of bad) {
     for (const n of v.nodes) {

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { launchWithProfile } from './lib.mjs';
+import { axeViolations, launchWithProfile } from './lib.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -31,14 +31,8 @@ let screens = 0;
 async function audit(page, lang, screen) {
   const htmlLang = await page.evaluate(() => document.documentElement.lang);
   check(htmlLang === lang, `${screen} [${lang}]: <html lang> is ${JSON.stringify(htmlLang)}`);
-  await page.evaluate(axeSource);
-  const result = await page.evaluate((tags) => window.axe.run(document, {
-    runOnly: { type: 'tag', values: tags },
-    resultTypes: ['violations'],
-  }), TAGS);
+  const { bad, minor } = await axeViolations(page, axeSource, TAGS, BLOCKING);
   screens += 1;
-  const bad = result.violations.filter((v) => BLOCKING.has(v.impact));
-  const minor = result.violations.length - bad.length;
   console.log(`- ${screen} [${lang}]: ${bad.length} serious/critical, ${minor} minor/moderate rule(s)`);
   for (const v of bad) {
     for (const n of v.nodes) {

@@ -38,3 +38,17 @@ export function stdioQuestions() {
     return new Promise((res) => (answers.length ? res(answers.shift()) : waiters.push(res)));
   };
 }
+
+// Runs axe-core (its source `axeSource`) with the rule `tags` on the page as it is now.
+// The engine is evaluated through the DevTools protocol, so the page's
+// Content-Security-Policy stays as it is for the page's own scripts. Returns the
+// violations whose impact is in `blocking`, and how many others there were.
+export async function axeViolations(page, axeSource, tags, blocking) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate((t) => window.axe.run(document, {
+    runOnly: { type: 'tag', values: t },
+    resultTypes: ['violations'],
+  }), tags);
+  const bad = result.violations.filter((v) => blocking.has(v.impact));
+  return { bad, minor: result.violations.length - bad.length };
+}
