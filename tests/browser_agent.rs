@@ -13,8 +13,10 @@
 //! 1280×720 and 768 px) against an agent whose central is unreachable and whose replica
 //! goes stale during the run.
 
+#[path = "common/browser.rs"]
+mod browser;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use aeogate::bench::data;
@@ -29,7 +31,6 @@ use protocol::schema::{
     Change, Consignment, ContactPoint, DeclaredContainer, GateId, Party, PartyRole, SCHEMA_VERSION,
 };
 use protocol::seal::ESealId;
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio_util::sync::CancellationToken;
 
 const GATE: &str = "PORT1-G1";
@@ -177,21 +178,7 @@ fn config(dir: &Path, boards: &[(&str, &VirtualBoard)], setup: &Setup) -> Config
 }
 
 fn require_tools() {
-    let node = std::process::Command::new("node").arg("--version").output();
-    assert!(
-        node.is_ok_and(|o| o.status.success()),
-        "node is missing: install Node.js (apt-get install -y nodejs npm)"
-    );
-    assert!(
-        root()
-            .join("tests/browser/node_modules/playwright-core")
-            .is_dir(),
-        "playwright-core is missing: run `npm ci --prefix tests/browser`"
-    );
-    assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "Chromium is missing: apt-get install -y chromium"
-    );
+    browser::require_browser(&root());
 }
 
 /// A running agent with two virtual lane boards, and the answers to a script's requests.
@@ -349,47 +336,17 @@ impl Rig {
 
     /// Runs `script` with node, answering its requests, and fails with its transcript.
     async fn run(&mut self, script: &str, screens: &Path, limit: Duration) {
-        let mut child = tokio::process::Command::new("node")
-            .arg(root().join("tests/browser").join(script))
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.arg(root().join("tests/browser").join(script))
             .env("AGENT_URL", self.base())
             .env("PASSWORD", PASSWORD)
             .env("SCREENS", screens)
-            .env("PROFILE_DIR", self.dir.path().join("chromium-profile"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node starts");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut transcript = String::new();
-        let run = async {
-            while let Some(line) = lines.next_line().await.expect("node output") {
-                transcript.push_str(&line);
-                transcript.push('\n');
-                eprintln!("{script}: {line}");
-                if let Some(a) = self.answer(&line).await {
-                    stdin
-                        .write_all(format!("{a}\n").as_bytes())
-                        .await
-                        .expect("answer");
-                }
-            }
-        };
-        let finished = tokio::time::timeout(limit, run).await;
-        let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err).await;
-        }
-        assert!(finished.is_ok(), "{script} timed out\n{transcript}\n{err}");
-        let ok = matches!(status, Ok(Ok(s)) if s.success());
-        assert!(
-            ok,
-            "{script} failed: {status:?}\n--- stdout\n{transcript}\n--- stderr\n{err}"
-        );
+            .env("PROFILE_DIR", self.dir.path().join("chromium-profile"));
+        browser::run_script(cmd, script, limit, async |line: &str| {
+            self.answer(line).await
+        })
+        .await
+        .assert_passed();
     }
 
     async fn stop(self) {

@@ -9,7 +9,10 @@
 //! Needs node, `npm ci --prefix tests/browser` and Debian's chromium (`scripts/test`
 //! installs them); the test fails naming whichever is missing.
 
-use std::path::{Path, PathBuf};
+#[path = "common/browser.rs"]
+mod browser;
+
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -39,35 +42,18 @@ const OPERATORS: &[(&str, &str, Option<AeoStatus>)] = &[
     (
         "EU-AEO:ESB12345678",
         "Transportes Marítimos del Sur SL",
-        Some(AeoStatus::Active),
+        ACTIVE,
     ),
-    (
-        "EU-AEO:PT509876543",
-        "Logística Atlântica Lda",
-        Some(AeoStatus::Active),
-    ),
-    (
-        "EU-AEO:DE123456789012345",
-        "Hafen Import GmbH",
-        Some(AeoStatus::Active),
-    ),
-    (
-        "EU-AEO:NL812345678",
-        "Rotterdam Forwarding BV",
-        Some(AeoStatus::Active),
-    ),
-    (
-        "US-CTPAT:GCC20190042",
-        "Gulf Coast Carriers Inc",
-        Some(AeoStatus::Active),
-    ),
-    (
-        "EU-AEO:FR998877665",
-        "Transports Bréhat SARL",
-        Some(AeoStatus::Suspended),
-    ),
+    ("EU-AEO:PT509876543", "Logística Atlântica Lda", ACTIVE),
+    ("EU-AEO:DE123456789012345", "Hafen Import GmbH", ACTIVE),
+    ("EU-AEO:NL812345678", "Rotterdam Forwarding BV", ACTIVE),
+    ("US-CTPAT:GCC20190042", "Gulf Coast Carriers Inc", ACTIVE),
+    ("EU-AEO:FR998877665", "Transports Bréhat SARL", SUSPENDED),
     ("EU-AEO:ESA87654321", "Comercial Rivera SA", None),
 ];
+/// Registry statuses of [`OPERATORS`] entries.
+const ACTIVE: Option<AeoStatus> = Some(AeoStatus::Active);
+const SUSPENDED: Option<AeoStatus> = Some(AeoStatus::Suspended);
 
 fn op(i: usize) -> OperatorId {
     OperatorId::parse(OPERATORS[i].0).expect("operator id")
@@ -458,15 +444,6 @@ fn heartbeat(gate: &str, backlog: u64, down: Option<&str>) -> Heartbeat {
     }
 }
 
-fn need(cmd: &str, args: &[&str], what: &str) -> String {
-    match Command::new(cmd).args(args).output() {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        _ => panic!(
-            "{what} is missing: {cmd} {args:?} failed; run scripts/test (installs node, chromium and `npm ci --prefix tests/browser`)"
-        ),
-    }
-}
-
 fn login_cookie(set_cookie: &str) -> String {
     set_cookie
         .split(';')
@@ -479,18 +456,7 @@ fn login_cookie(set_cookie: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn central_dashboard_in_chromium() {
     central::server::install_crypto_provider();
-    need("node", &["--version"], "node");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "chromium is missing at {chromium}: apt-get install -y chromium (scripts/test does)"
-    );
-    assert!(
-        root()
-            .join("tests/browser/node_modules/playwright-core")
-            .exists(),
-        "playwright-core is missing: npm ci --prefix tests/browser"
-    );
+    let chromium = browser::require_browser(&root());
 
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("central.key");

@@ -8,8 +8,10 @@
 //! `AEOGATE_UPDATE_SCREENS=1`).
 #![cfg(unix)]
 
+#[path = "common/browser.rs"]
+mod browser;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use edge_agent::config::Config;
@@ -17,7 +19,6 @@ use edge_agent::console::Role;
 use edge_agent::reload::{control_socket_path, request_reload};
 use protocol::i18n::Lang;
 use protocol::schema::GateId;
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio_util::sync::CancellationToken;
 
 const PASSWORD: &str = "gate-booth-password-1";
@@ -41,16 +42,7 @@ fn config_text(store: &Path, policy: &str, rate: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_a_refused_reload_with_key_and_line_in_chromium() {
-    assert!(
-        root()
-            .join("tests/browser/node_modules/playwright-core")
-            .is_dir(),
-        "playwright-core is missing: run `npm ci --prefix tests/browser`"
-    );
-    assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "Chromium is missing: apt-get install -y chromium"
-    );
+    browser::require_browser(&root());
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("agent.redb");
     let path = dir.path().join("agent.toml");
@@ -76,61 +68,30 @@ async fn the_console_shows_a_refused_reload_with_key_and_line_in_chromium() {
 
     let screens = root().join("target/screens");
     std::fs::create_dir_all(&screens).expect("screens dir");
-    let mut child = tokio::process::Command::new("node")
-        .arg(root().join("tests/browser/reload.mjs"))
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(root().join("tests/browser/reload.mjs"))
         .env("AGENT_URL", format!("http://{}", agent.console_addr))
         .env("PASSWORD", PASSWORD)
-        .env("SCREENS", &screens)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node starts");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut transcript = String::new();
-    let run = async {
-        while let Some(line) = lines.next_line().await.expect("node output") {
-            transcript.push_str(&line);
-            transcript.push('\n');
-            let text = match line.as_str() {
-                "@@reload:invalid" => Some(config_text(&store, "browser-p1", "7.0")),
-                "@@reload:policy" => Some(config_text(&store, "browser-p2", "0.001")),
-                _ => None,
-            };
-            if let Some(text) = text {
-                std::fs::write(&path, text).expect("write config");
-                let outcome = request_reload(&socket, None).await.expect("agent answers");
-                let expected = line.ends_with("invalid");
-                let answer = if outcome.is_refused() == expected {
-                    "ok".to_string()
-                } else {
-                    format!("unexpected: {}", outcome.to_text())
-                };
-                stdin
-                    .write_all(format!("{answer}\n").as_bytes())
-                    .await
-                    .expect("answer");
-            }
-        }
-    };
-    let finished = tokio::time::timeout(LIMIT, run).await;
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err).await;
-    }
+        .env("SCREENS", &screens);
+    let run = browser::run_script(cmd, "reload.mjs", LIMIT, async |line: &str| {
+        let text = match line {
+            "@@reload:invalid" => config_text(&store, "browser-p1", "7.0"),
+            "@@reload:policy" => config_text(&store, "browser-p2", "0.001"),
+            _ => return None,
+        };
+        std::fs::write(&path, text).expect("write config");
+        let outcome = request_reload(&socket, None).await.expect("agent answers");
+        let expected = line.ends_with("invalid");
+        Some(if outcome.is_refused() == expected {
+            "ok".to_string()
+        } else {
+            format!("unexpected: {}", outcome.to_text())
+        })
+    })
+    .await;
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), agent.join).await;
-    assert!(
-        finished.is_ok(),
-        "reload.mjs timed out\n{transcript}\n{err}"
-    );
-    assert!(
-        matches!(status, Ok(Ok(s)) if s.success()),
-        "reload.mjs failed: {status:?}\n--- stdout\n{transcript}\n--- stderr\n{err}"
-    );
+    run.assert_passed();
     if std::env::var("AEOGATE_UPDATE_SCREENS").is_ok_and(|v| v == "1") {
         let docs = root().join("docs/screens");
         std::fs::copy(

@@ -17,42 +17,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use aeogate::bench::data;
-use common::{AGENT_TOKEN, AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport};
-use serde_json::{Value, json};
-
-/// Enters a clean AEO truck (container 0 with its declared seal) at the console and
-/// returns its decision.
-async fn clean_truck(agent: &AgentSite, decided_before: usize) -> Value {
-    let http = common::http_client(None);
-    for value in [
-        json!({"kind": "CONTAINER", "number": data::container(0).expect("c0").to_string()}),
-        json!({"kind": "SEAL", "number": data::seal(0).expect("s0").to_string()}),
-    ] {
-        let r = http
-            .post(format!("{}/api/v1/lanes/L1/actions", agent.base))
-            .bearer_auth(AGENT_TOKEN)
-            .json(&json!({"action": "MANUAL_ENTRY", "value": value}))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .expect("manual entry");
-        assert_eq!(r.status(), 201);
-    }
-    agent.wait_decided("L1", decided_before + 1).await["decision"].clone()
-}
-
-fn reasons(decision: &Value) -> Vec<String> {
-    decision["reasons"]
-        .as_array()
-        .map(|rs| {
-            rs.iter()
-                .filter_map(|r| r["code"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
+use common::{
+    AGENT_TOKEN, AgentSite, CentralSite, LaneSpec, STEP, Transport, clean_truck, reasons,
+};
+use serde_json::Value;
 /// The value of the unlabelled series `name` on the agent's `/metrics`.
 async fn metric(agent: &AgentSite, name: &str) -> Option<f64> {
     let text = common::http_client(None)
@@ -73,16 +41,7 @@ async fn metric(agent: &AgentSite, name: &str) -> Option<f64> {
 async fn ready(agent: &AgentSite) {
     let deadline = Instant::now() + STEP;
     loop {
-        let lanes: Value = common::http_client(None)
-            .get(format!("{}/api/v1/lanes", agent.base))
-            .bearer_auth(AGENT_TOKEN)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .expect("lanes request")
-            .json()
-            .await
-            .expect("lanes JSON");
+        let lanes: Value = agent.get_json("/api/v1/lanes").await;
         let replica = &lanes[0]["replica"];
         let measured = metric(agent, "aeogate_clock_offset_seconds")
             .await
@@ -117,19 +76,21 @@ async fn central_clock(central: &CentralSite, f: impl Fn(&Value) -> bool) -> Val
     }
 }
 
+/// Central, started, in `dir/central`, and an agent (not started) in `dir/agent` with one
+/// manual lane L1, keeping its journal 24 h.
+async fn central_and_agent(dir: &std::path::Path) -> (CentralSite, AgentSite) {
+    let mut central = CentralSite::create(&dir.join("central"), Transport::PlainHttp);
+    central.start().await;
+    let agent = AgentSite::beside(dir, &central, &[LaneSpec::manual("L1")], "24h");
+    (central, agent)
+}
+
 /// Runs central and an agent whose clock is moved by `fake` (libfaketime syntax; `None`:
 /// the right clock); returns the decision of one clean AEO truck, the offset the agent
 /// measured (s) and the clock report central shows.
 async fn truck_under(fake: Option<&str>) -> (Value, f64, Value) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &[LaneSpec::manual("L1")],
-        "24h",
-    );
+    let (mut central, mut agent) = central_and_agent(dir.path()).await;
     match fake {
         Some(offset) => agent.start_with_clock_offset(offset).await,
         None => agent.start().await,
@@ -203,14 +164,7 @@ async fn a_gate_with_the_right_clock_gives_fast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_with_central_unreachable_remembers_an_untrusted_clock() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &[LaneSpec::manual("L1")],
-        "24h",
-    );
+    let (mut central, mut agent) = central_and_agent(dir.path()).await;
     agent.start_with_clock_offset("+10s").await;
     ready(&agent).await;
     assert_eq!(metric(&agent, "aeogate_clock_trusted").await, Some(0.0));
@@ -245,14 +199,7 @@ async fn alerts_of(central: &CentralSite, kind: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clock_set_back_between_runs_is_flagged_time_backwards_at_central() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &[LaneSpec::manual("L1")],
-        "24h",
-    );
+    let (mut central, mut agent) = central_and_agent(dir.path()).await;
     agent.start_with_clock_offset("+60s").await;
     ready(&agent).await;
     clean_truck(&agent, 0).await;

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use aeogate::bench::data;
 use common::{
-    AgentSite, CentralLink, GATE, LaneSpec, Request, STEP, json_response, response, serve,
+    AgentSite, CentralLink, GATE, LaneSpec, Request, STEP, clean_truck, json_response, reasons,
+    response, serve,
 };
 use ed25519_dalek::{Signer as _, SigningKey};
 use edge_agent::decider::ReplicaView as _;
@@ -196,16 +197,7 @@ async fn stand_in(state: Shared, stop: CancellationToken) -> CentralLink {
 
 /// The agent's replica status as its console shows it.
 async fn replica(agent: &AgentSite) -> Value {
-    let lanes: Value = common::http_client(None)
-        .get(format!("{}/api/v1/lanes", agent.base))
-        .bearer_auth(common::AGENT_TOKEN)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("lanes request")
-        .json()
-        .await
-        .expect("lanes JSON");
+    let lanes: Value = agent.get_json("/api/v1/lanes").await;
     lanes[0]["replica"].clone()
 }
 
@@ -358,52 +350,10 @@ async fn forged_modified_replayed_gapped_and_rolled_back_batches_are_refused_and
         "journaled but not at central: {missing:?}"
     );
 }
-
-/// Enters a clean AEO truck (container 0 with its declared seal) at the console and
-/// returns its decision.
-async fn clean_truck(agent: &AgentSite, decided_before: usize) -> Value {
-    let http = common::http_client(None);
-    for value in [
-        json!({"kind": "CONTAINER", "number": data::container(0).expect("c0").to_string()}),
-        json!({"kind": "SEAL", "number": data::seal(0).expect("s0").to_string()}),
-    ] {
-        let r = http
-            .post(format!("{}/api/v1/lanes/L1/actions", agent.base))
-            .bearer_auth(common::AGENT_TOKEN)
-            .json(&json!({"action": "MANUAL_ENTRY", "value": value}))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .expect("manual entry");
-        assert_eq!(r.status(), 201);
-    }
-    agent.wait_decided("L1", decided_before + 1).await["decision"].clone()
-}
-
-fn reasons(decision: &Value) -> Vec<String> {
-    decision["reasons"]
-        .as_array()
-        .map(|rs| {
-            rs.iter()
-                .filter_map(|r| r["code"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_past_its_staleness_bound_never_gives_fast() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state: Shared = Arc::default();
-    lock(&state).snapshot = Some(sign(&snapshot(jiff::Timestamp::now()), &registry_key()));
-    let stop = CancellationToken::new();
-    let link = stand_in(state.clone(), stop.clone()).await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &link,
-        &[LaneSpec::manual("L1")],
-        "2s",
-    );
+    let (mut agent, state, stop) = agent_on_stand_in(dir.path(), "2s").await;
     agent.start().await;
     wait_replica(&agent, "loaded and fresh", |r| {
         r["sequence"] == 3 && r["stale"] == false
@@ -429,14 +379,24 @@ async fn a_replica_past_its_staleness_bound_never_gives_fast() {
     stop.cancel();
 }
 
-/// A fresh agent (staleness bound `bound`) replicating from a stand-in central with the
-/// test snapshot; returns once a signed statement has refreshed the replica.
-async fn fresh_agent(dir: &std::path::Path, bound: &str) -> (AgentSite, Shared, CancellationToken) {
+/// An agent (staleness bound `bound`, not started) replicating from a stand-in central
+/// that serves the test snapshot; with the stand-in's state and its stop token.
+async fn agent_on_stand_in(
+    dir: &std::path::Path,
+    bound: &str,
+) -> (AgentSite, Shared, CancellationToken) {
     let state: Shared = Arc::default();
     lock(&state).snapshot = Some(sign(&snapshot(jiff::Timestamp::now()), &registry_key()));
     let stop = CancellationToken::new();
     let link = stand_in(state.clone(), stop.clone()).await;
-    let mut agent = AgentSite::create(&dir.join("agent"), &link, &[LaneSpec::manual("L1")], bound);
+    let agent = AgentSite::create(&dir.join("agent"), &link, &[LaneSpec::manual("L1")], bound);
+    (agent, state, stop)
+}
+
+/// A fresh agent (staleness bound `bound`) replicating from a stand-in central with the
+/// test snapshot; returns once a signed statement has refreshed the replica.
+async fn fresh_agent(dir: &std::path::Path, bound: &str) -> (AgentSite, Shared, CancellationToken) {
+    let (mut agent, state, stop) = agent_on_stand_in(dir, bound).await;
     agent.start().await;
     wait_replica(&agent, "loaded and fresh", |r| {
         r["sequence"] == 3 && r["stale"] == false
@@ -519,16 +479,7 @@ async fn a_replayed_signed_statement_does_not_refresh_the_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_with_the_clock_two_days_ahead_leaves_no_freshness_behind() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state: Shared = Arc::default();
-    lock(&state).snapshot = Some(sign(&snapshot(jiff::Timestamp::now()), &registry_key()));
-    let stop = CancellationToken::new();
-    let link = stand_in(state.clone(), stop.clone()).await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &link,
-        &[LaneSpec::manual("L1")],
-        "3s",
-    );
+    let (mut agent, state, stop) = agent_on_stand_in(dir.path(), "3s").await;
     // First run: the gate's clock two days ahead. It loads the replica and takes signed
     // statements (its console session has expired by its clock, so the stand-in counts).
     agent.start_with_clock_offset("+2d").await;

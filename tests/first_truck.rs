@@ -11,13 +11,17 @@
 //! without it the truck's reads all end as orphans and it gets no transaction.
 #![cfg(unix)]
 
+#[path = "common/board_lane.rs"]
+mod board_lane;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
+use board_lane::{BoardAgentToml, board, lane};
 use edge_agent::runtime::AgentHandle;
 use protocol::link::SealRead;
-use protocol::schema::{Decision, LaneId};
+use protocol::schema::Decision;
 use tokio_util::sync::CancellationToken;
 
 /// Every wait gives up after this long, so a failure never hangs.
@@ -35,62 +39,25 @@ fn truck() -> Truck {
     }
 }
 
-fn board(loops: usize) -> Arc<VirtualBoard> {
-    let cfg = VirtualBoardConfig {
-        lane: "L1".into(),
-        loops,
-        ..VirtualBoardConfig::default()
-    };
-    Arc::new(VirtualBoard::spawn(cfg).expect("virtual board starts"))
-}
-
-fn toml_str(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
-}
-
 /// An agent with one presence-loop lane served by `board`, no MQTT and no central.
 async fn agent(
     board: &VirtualBoard,
     dir: &tempfile::TempDir,
     stop: &CancellationToken,
 ) -> AgentHandle {
-    let text = format!(
-        "[gate]\nid = \"PORT1-G1\"\nname = \"first truck gate\"\nport = \"PORT1\"\n\n\
-         [[lanes]]\nid = \"L1\"\nname = \"Lane 1\"\npresence_loop = true\ntransaction_timeout = \"60s\"\n\
-         [lanes.routes]\nfast = \"Lane 1 priority\"\nstandard = \"Lane 2\"\ninspect = \"Inspection bay\"\n\n\
-         [[devices]]\nname = \"board-L1\"\nlane = \"L1\"\nkind = \"lane_board\"\npath = {}\nbaud = 115200\n\
-         silence_timeout = \"5s\"\nreopen_backoff_max = \"1s\"\n\n\
-         [store]\npath = {}\n\n\
-         [policy]\nname = \"first truck\"\nstaleness_bound = \"24h\"\nrequired_roles = [\"IMPORTER\", \"CARRIER\"]\n\
-         home_programmes = [\"EU-AEO\"]\nrandom_rate_aeo = 0.01\nrandom_rate_other = 0.05\nrandom_key = \"first-truck-random-key\"\n\n\
-         [console]\nbind = \"127.0.0.1:0\"\n",
-        toml_str(&board.tty_link().to_string_lossy()),
-        toml_str(&dir.path().join("agent.redb").to_string_lossy()),
-    );
-    let cfg = edge_agent::config::Config::from_toml_str(&text, "first truck agent")
-        .expect("agent configuration parses");
-    edge_agent::runtime::start(cfg, stop.clone())
-        .await
-        .expect("agent starts")
-}
-
-fn lane() -> LaneId {
-    LaneId::parse("L1").expect("lane id")
+    BoardAgentToml {
+        name: "first truck",
+        transaction_timeout: "60s",
+        random_rates: ("0.01", "0.05"),
+        random_key: "first-truck-random-key",
+        extra: "",
+    }
+    .start(board, dir, stop)
+    .await
 }
 
 async fn device_up(handle: &AgentHandle) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let health = handle.shared.device_health();
-        if health.iter().any(|d| d.device == "board-L1" && d.up) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent did not report the board up within {WAIT:?}: {health:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    board_lane::device_up(handle, "board-L1", WAIT).await;
 }
 
 async fn decision(handle: &AgentHandle, within: Duration) -> Option<Decision> {

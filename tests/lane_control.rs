@@ -14,6 +14,8 @@
 //! decided.
 #![cfg(unix)]
 
+#[path = "common/board_lane.rs"]
+mod board_lane;
 mod common;
 
 use std::sync::Arc;
@@ -88,16 +90,7 @@ async fn board_up(site: &AgentSite) {
 }
 
 async fn pins_show(board: &VirtualBoard, light: Light, barrier: Barrier, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    while (board.lights(), board.barrier()) != (light, barrier) {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: the lane shows {:?} / {:?}, not {light:?} / {barrier:?}",
-            board.lights(),
-            board.barrier()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    board_lane::pins_show(board, light, barrier, what, WAIT).await;
 }
 
 /// Waits until the board has obeyed a command after the first `obeyed` and the last one

@@ -41,26 +41,13 @@ async fn clean_truck(agent: &AgentSite, lane: &str) {
     }
 }
 
-async fn get(agent: &AgentSite, path: &str) -> Value {
-    common::http_client(None)
-        .get(format!("{}{path}", agent.base))
-        .bearer_auth(common::AGENT_TOKEN)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("console request")
-        .json()
-        .await
-        .expect("console JSON")
-}
-
 async fn lanes(agent: &AgentSite) -> Value {
-    get(agent, "/api/v1/lanes").await
+    agent.get_json("/api/v1/lanes").await
 }
 
 /// Officer actions the agent journaled on transaction `tx`.
 async fn actions_on(agent: &AgentSite, tx: &str) -> usize {
-    get(agent, &format!("/api/v1/transactions/{tx}")).await["actions"]
+    agent.get_json(&format!("/api/v1/transactions/{tx}")).await["actions"]
         .as_array()
         .map_or(0, Vec::len)
 }

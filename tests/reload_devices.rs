@@ -17,13 +17,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
 use common::{
-    AGENT_TOKEN, AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport,
-    assert_exactly_once, count, http_client, stored_events,
+    AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once, count,
+    edit, reload, stored_events,
 };
 use protocol::schema::EventBody;
 use serde_json::Value;
@@ -42,28 +41,6 @@ fn board(lane: &str, seed: u64) -> VirtualBoard {
     })
     .expect("virtual board")
 }
-
-/// `edge-agent reload --config <the agent's file>`: success and everything it printed.
-fn reload(agent: &AgentSite) -> (bool, String) {
-    let out = Command::new(common::binary("edge-agent"))
-        .arg("reload")
-        .arg("--config")
-        .arg(&agent.config_path)
-        .output()
-        .expect("run edge-agent reload");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn edit(agent: &AgentSite, f: impl FnOnce(String) -> String) {
-    let text = std::fs::read_to_string(&agent.config_path).expect("read agent.toml");
-    std::fs::write(&agent.config_path, f(text)).expect("write agent.toml");
-}
-
 fn toml_str(p: &Path) -> String {
     toml::Value::String(p.to_string_lossy().into_owned()).to_string()
 }
@@ -81,16 +58,7 @@ fn board_section(name: &str, lane: &str, path: &Path) -> String {
 
 /// Every device the agent reports on `lane` (`GET /api/v1/lanes`): name → up.
 async fn lane_devices(agent: &AgentSite, lane: &str) -> Vec<(String, bool)> {
-    let v: Value = http_client(None)
-        .get(format!("{}/api/v1/lanes", agent.base))
-        .bearer_auth(AGENT_TOKEN)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("lanes request")
-        .json()
-        .await
-        .expect("lanes JSON");
+    let v: Value = agent.get_json("/api/v1/lanes").await;
     v.as_array()
         .into_iter()
         .flatten()

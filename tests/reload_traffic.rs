@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
 use common::{
     AGENT_TOKEN, AgentSite, Burst, CentralLink, CentralSite, LaneSpec, STEP, Transport,
-    assert_exactly_once, burst, chain_alerts, count, http_client, stored_events, wait_count,
+    assert_exactly_once, burst, chain_alerts, count, edit, http_client, reload, stored_events,
+    wait_count,
 };
 use protocol::schema::{CloseReason, EventBody};
 use serde_json::{Value, json};
@@ -42,28 +43,6 @@ fn truck(j: u64) -> Truck {
         dwell: Duration::from_millis(700),
     }
 }
-
-/// `edge-agent reload --config <the agent's file>`: success and everything it printed.
-fn reload(agent: &AgentSite) -> (bool, String) {
-    let out = Command::new(common::binary("edge-agent"))
-        .arg("reload")
-        .arg("--config")
-        .arg(&agent.config_path)
-        .output()
-        .expect("run edge-agent reload");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn edit(agent: &AgentSite, f: impl FnOnce(String) -> String) {
-    let text = std::fs::read_to_string(&agent.config_path).expect("read agent.toml");
-    std::fs::write(&agent.config_path, f(text)).expect("write agent.toml");
-}
-
 const LANE_L3: &str = "\n[[lanes]]\nid = \"L3\"\nname = \"Lane 3 (added live)\"\npresence_loop = false\nquiet_close = \"500ms\"\ntransaction_timeout = \"1s\"\n[lanes.routes]\nfast = \"L3 priority\"\nstandard = \"L3 standard\"\ninspect = \"L3 inspection\"\n";
 
 /// A manual container entry on `lane`: the answer's status.
@@ -85,16 +64,7 @@ async fn manual_entry(agent: &AgentSite, lane: &str, j: u64) -> u16 {
 
 /// The lanes the running agent reports (`GET /api/v1/lanes`).
 async fn lanes(agent: &AgentSite) -> BTreeSet<String> {
-    let v: Value = http_client(None)
-        .get(format!("{}/api/v1/lanes", agent.base))
-        .bearer_auth(AGENT_TOKEN)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("lanes request")
-        .json()
-        .await
-        .expect("lanes JSON");
+    let v: Value = agent.get_json("/api/v1/lanes").await;
     v.as_array()
         .into_iter()
         .flatten()

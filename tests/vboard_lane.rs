@@ -13,13 +13,17 @@
 //!   "Between trucks").
 #![cfg(unix)]
 
+#[path = "common/board_lane.rs"]
+mod board_lane;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aeogate::vboard::{Fault, Truck, VirtualBoard, VirtualBoardConfig};
+use aeogate::vboard::{Fault, Truck, VirtualBoard};
+use board_lane::{BoardAgentToml, board, lane};
 use edge_agent::runtime::AgentHandle;
 use protocol::link::{Barrier, Light};
-use protocol::schema::{Decision, LaneDecision, LaneId, LaneSignal};
+use protocol::schema::{Decision, LaneDecision, LaneSignal};
 use tokio_util::sync::CancellationToken;
 
 /// Every wait gives up after this long, so a failure never hangs.
@@ -38,19 +42,6 @@ fn truck(last: u8) -> Truck {
         eseals: vec![],
         dwell: DWELL,
     }
-}
-
-fn board() -> Arc<VirtualBoard> {
-    let cfg = VirtualBoardConfig {
-        lane: "L1".into(),
-        loops: 2,
-        ..VirtualBoardConfig::default()
-    };
-    Arc::new(VirtualBoard::spawn(cfg).expect("virtual board starts"))
-}
-
-fn toml_str(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
 }
 
 /// An agent with one presence-loop lane served by `board`, no MQTT and no central. Random
@@ -78,49 +69,24 @@ async fn agent_with_mqtt(
              lane_topic_prefix = \"aeogate/PORT1-G1/lanes\"\n\n"
         )
     });
-    let text = format!(
-        "[gate]\nid = \"PORT1-G1\"\nname = \"lane test gate\"\nport = \"PORT1\"\n\n\
-         [[lanes]]\nid = \"L1\"\nname = \"Lane 1\"\npresence_loop = true\ntransaction_timeout = {}\n\
-         [lanes.routes]\nfast = \"Lane 1 priority\"\nstandard = \"Lane 2\"\ninspect = \"Inspection bay\"\n\n\
-         [[devices]]\nname = \"board-L1\"\nlane = \"L1\"\nkind = \"lane_board\"\npath = {}\nbaud = 115200\n\
-         silence_timeout = \"5s\"\nreopen_backoff_max = \"1s\"\n\n\
-         [store]\npath = {}\n\n\
-         [policy]\nname = \"lane test\"\nstaleness_bound = \"24h\"\nrequired_roles = [\"IMPORTER\", \"CARRIER\"]\n\
-         home_programmes = [\"EU-AEO\"]\nrandom_rate_aeo = 1e-9\nrandom_rate_other = 1e-9\nrandom_key = \"lane-test-random-key\"\n\n\
-         [console]\nbind = \"127.0.0.1:0\"\n\n{}",
-        toml_str(transaction_timeout),
-        toml_str(&board.tty_link().to_string_lossy()),
-        toml_str(&dir.path().join("agent.redb").to_string_lossy()),
-        mqtt,
-    );
-    let cfg = edge_agent::config::Config::from_toml_str(&text, "lane test agent")
-        .expect("agent configuration parses");
-    edge_agent::runtime::start(cfg, stop.clone())
-        .await
-        .expect("agent starts")
-}
-
-fn lane() -> LaneId {
-    LaneId::parse("L1").expect("lane id")
+    BoardAgentToml {
+        name: "lane test",
+        transaction_timeout,
+        random_rates: ("1e-9", "1e-9"),
+        random_key: "lane-test-random-key",
+        extra: &mqtt,
+    }
+    .start(board, dir, stop)
+    .await
 }
 
 async fn device_up(handle: &AgentHandle) {
-    named_device_up(handle, "board-L1").await;
+    board_lane::device_up(handle, "board-L1", WAIT).await;
 }
 
-async fn named_device_up(handle: &AgentHandle, name: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let health = handle.shared.device_health();
-        if health.iter().any(|d| d.device == name && d.up) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent did not report {name} up within {WAIT:?}: {health:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Waits until the board's pins show `light` and `barrier`.
+async fn pins_show(board: &VirtualBoard, light: Light, barrier: Barrier, what: &str) {
+    board_lane::pins_show(board, light, barrier, what, WAIT).await;
 }
 
 fn last_decision(handle: &AgentHandle) -> Option<Decision> {
@@ -148,20 +114,6 @@ async fn next_decision(
             return None;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Waits until the board's pins show `light` and `barrier`.
-async fn pins_show(board: &VirtualBoard, light: Light, barrier: Barrier, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    while (board.lights(), board.barrier()) != (light, barrier) {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: the lane shows {:?} / {:?}, not {light:?} / {barrier:?}",
-            board.lights(),
-            board.barrier()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -194,7 +146,7 @@ async fn drive_through(
 /// first `lost` frames never reach the agent), and 300 ms later a truck drives on.
 async fn truck_after_a_quick_restart(uptime_ms: u32, lost: u64, what: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let board = board();
+    let board = board(2);
     let stop = CancellationToken::new();
     let handle = agent(&board, &dir, &stop).await;
     device_up(&handle).await;
@@ -309,7 +261,7 @@ async fn watch_lane_topics(port: u16, stop: &CancellationToken) -> LaneMessages 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_truck_meets_red_and_a_lowered_barrier_until_its_own_decision() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let board = board();
+    let board = board(2);
     let stop = CancellationToken::new();
     let broker = aeogate::broker::start().expect("in-process MQTT broker");
     let topics = watch_lane_topics(broker.addr.port(), &stop).await;
@@ -317,7 +269,7 @@ async fn the_next_truck_meets_red_and_a_lowered_barrier_until_its_own_decision()
     device_up(&handle).await;
     // Connected before the first truck, so that no lane state is published twice (once
     // queued, once republished as retained on connecting).
-    named_device_up(&handle, "mqtt").await;
+    board_lane::device_up(&handle, "mqtt", WAIT).await;
 
     let first = drive_through(&handle, &board, truck(0x01), None, "first truck").await;
     assert_eq!(first.decision, LaneDecision::Standard, "{first:?}");
@@ -451,7 +403,7 @@ async fn the_next_truck_meets_red_and_a_lowered_barrier_until_its_own_decision()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truck_decided_while_on_the_loop_leaves_the_lane_safe_behind_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let board = board();
+    let board = board(2);
     let stop = CancellationToken::new();
     // The transaction closes on its timeout while the truck still stands on the loop.
     let handle = agent_with_mqtt(&board, &dir, &stop, None, "2s").await;

@@ -22,30 +22,15 @@ async fn duplicate_and_out_of_order_batches_are_stored_once() {
     let g = gate("P1-G1");
     let token = e.central.issue_agent_token(&g, "P1").expect("token");
     let entries = chain(&g, (0..4).map(|_| fast_decision(&g)).collect());
-    let uri = "/api/v1/agents/P1-G1/events";
 
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &entries[2..4])),
-    )
-    .await;
+    let a = ingest(&e.central, &g, &token, &entries[2..4]).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
     assert_eq!(
         (a.json["acked_through"].as_u64(), a.json["stored"].as_u64()),
         (Some(0), Some(2))
     );
 
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &entries[0..3])),
-    )
-    .await;
+    let a = ingest(&e.central, &g, &token, &entries[0..3]).await;
     assert_eq!(a.json["acked_through"], 4);
     assert_eq!(
         (a.json["stored"].as_u64(), a.json["duplicates"].as_u64()),
@@ -53,14 +38,7 @@ async fn duplicate_and_out_of_order_batches_are_stored_once() {
     );
     assert_eq!(a.json["alerts"], serde_json::json!([]));
 
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &entries)),
-    )
-    .await;
+    let a = ingest(&e.central, &g, &token, &entries).await;
     assert_eq!(
         (a.json["stored"].as_u64(), a.json["duplicates"].as_u64()),
         (Some(0), Some(4))
@@ -111,23 +89,8 @@ async fn chain_break_raises_an_alert_and_opens_a_case() {
     let good = chain(&g, vec![fast_decision(&g), fast_decision(&g)]);
     // Entry 2 re-chained onto a different predecessor: a valid hash, a broken link.
     let other = chain(&g, vec![fast_decision(&g), fast_decision(&g)]);
-    let uri = "/api/v1/agents/P1-G1/events";
-    call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &good[..1])),
-    )
-    .await;
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &other[1..])),
-    )
-    .await;
+    ingest(&e.central, &g, &token, &good[..1]).await;
+    let a = ingest(&e.central, &g, &token, &other[1..]).await;
     assert_eq!(a.status, StatusCode::OK);
     let alerts = a.json["alerts"].as_array().expect("alerts");
     assert_eq!(alerts.len(), 1, "{}", a.json);
@@ -151,17 +114,9 @@ async fn tampered_entry_is_not_stored_and_reuse_of_a_seq_is_an_alert() {
     let g = gate("P1-G1");
     let token = e.central.issue_agent_token(&g, "P1").expect("token");
     let mut entries = chain(&g, vec![fast_decision(&g)]);
-    let uri = "/api/v1/agents/P1-G1/events";
     let original = entries.clone();
     entries[0].body = seal_exception(&g, Uuid::now_v7());
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &entries)),
-    )
-    .await;
+    let a = ingest(&e.central, &g, &token, &entries).await;
     assert_eq!(
         (a.json["stored"].as_u64(), a.json["acked_through"].as_u64()),
         (Some(0), Some(0))
@@ -173,23 +128,9 @@ async fn tampered_entry_is_not_stored_and_reuse_of_a_seq_is_an_alert() {
             .starts_with("HASH_MISMATCH")
     );
 
-    call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &original)),
-    )
-    .await;
+    ingest(&e.central, &g, &token, &original).await;
     let rewritten = chain(&g, vec![seal_exception(&g, Uuid::now_v7())]);
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &rewritten)),
-    )
-    .await;
+    let a = ingest(&e.central, &g, &token, &rewritten).await;
     assert_eq!(a.json["acked_through"], 1);
     assert!(
         a.json["alerts"][0]
@@ -206,14 +147,7 @@ async fn too_many_entries_and_too_large_bodies_get_413_with_a_json_error() {
     let token = e.central.issue_agent_token(&g, "P1").expect("token");
     let uri = "/api/v1/agents/P1-G1/events";
     let entries = chain(&g, (0..1001).map(|_| fast_decision(&g)).collect());
-    let a = call(
-        &e.central,
-        "POST",
-        uri,
-        Some(&token),
-        Some(&batch(&g, &entries)),
-    )
-    .await;
+    let a = ingest(&e.central, &g, &token, &entries).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(
         a.json["error"]
@@ -246,7 +180,7 @@ async fn gate_without_heartbeats_for_stale_after_is_reported_stale() {
     let g = gate("P1-G1");
     let token = e.central.issue_agent_token(&g, "P1").expect("token");
     let staff = staff(&e.central).await;
-    let gates = call(&e.central, "GET", "/api/v1/gates", Some(&staff), None).await;
+    let gates = get(&e.central, "/api/v1/gates", Some(&staff)).await;
     assert_eq!(gates.json[0]["stale"], true, "never heard from");
 
     let a = call(
@@ -258,12 +192,12 @@ async fn gate_without_heartbeats_for_stale_after_is_reported_stale() {
     )
     .await;
     assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.json);
-    let gates = call(&e.central, "GET", "/api/v1/gates", Some(&staff), None).await;
+    let gates = get(&e.central, "/api/v1/gates", Some(&staff)).await;
     assert_eq!(gates.json[0]["stale"], false, "{}", gates.json);
     assert!(gates.json[0]["last_heartbeat"]["clock_offset_ms"].is_i64());
 
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let gates = call(&e.central, "GET", "/api/v1/gates", Some(&staff), None).await;
+    let gates = get(&e.central, "/api/v1/gates", Some(&staff)).await;
     assert_eq!(gates.json[0]["stale"], true);
 }
 
@@ -286,6 +220,13 @@ fn verify(env: &SignedEnvelope, public_hex: &str) -> Result<ChangeBatch, String>
     serde_json::from_str(&env.payload).map_err(|e| e.to_string())
 }
 
+/// The signed envelope `json` holds, and its batch, verified with central's key.
+fn verified(c: &central::Central, json: serde_json::Value) -> (SignedEnvelope, ChangeBatch) {
+    let env: SignedEnvelope = serde_json::from_value(json).expect("envelope");
+    let b = verify(&env, &c.public_key_hex()).expect("verifies");
+    (env, b)
+}
+
 #[tokio::test]
 async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fail() {
     let e = env();
@@ -302,18 +243,15 @@ async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fa
             "test",
         )
         .expect("consignments");
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/registry/snapshot?port=P1",
         Some(&token),
-        None,
     )
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
-    let env: SignedEnvelope = serde_json::from_value(a.json).expect("envelope");
+    let (env, b) = verified(&e.central, a.json);
     assert_eq!(env.key_id, e.central.key_id());
-    let b = verify(&env, &e.central.public_key_hex()).expect("verifies");
     assert!(b.snapshot && b.after_seq == 0 && b.last_seq == 3 && b.port == "P1");
     let ids: Vec<_> = b
         .changes
@@ -331,12 +269,10 @@ async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fa
     assert_ne!(forged.payload, env.payload);
     assert!(verify(&forged, &e.central.public_key_hex()).is_err());
 
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/registry/snapshot?port=P2",
         Some(&token),
-        None,
     )
     .await;
     assert_eq!(
@@ -344,7 +280,7 @@ async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fa
         StatusCode::FORBIDDEN,
         "the token's scope is port P1"
     );
-    let keys = call(&e.central, "GET", "/api/v1/registry/keys", None, None).await;
+    let keys = get(&e.central, "/api/v1/registry/keys", None).await;
     assert_eq!(keys.json[0]["public_key"], e.central.public_key_hex());
 }
 
@@ -366,17 +302,14 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
         .set_status(&op, AeoStatus::Suspended, "audit finding", "ana")
         .expect("status");
 
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/registry/changes?port=P1&after=1",
         Some(&token),
-        None,
     )
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
-    let env: SignedEnvelope = serde_json::from_value(a.json).expect("envelope");
-    let b = verify(&env, &e.central.public_key_hex()).expect("verifies");
+    let (_, b) = verified(&e.central, a.json);
     assert_eq!(
         (b.after_seq, b.last_seq),
         (1, 3),
@@ -393,12 +326,10 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
     assert_eq!(b.changes[0].seq, 3);
 
     let started = std::time::Instant::now();
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/registry/changes?port=P1&after=3&wait=1",
         Some(&token),
-        None,
     )
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
@@ -408,8 +339,7 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
     );
     // Nothing newer: a signed "no changes after 3 as of now", which a replica may count
     // as fresh. Its as-of time is when central answered, not the last change's.
-    let env: SignedEnvelope = serde_json::from_value(a.json).expect("envelope");
-    let b = verify(&env, &e.central.public_key_hex()).expect("verifies");
+    let (_, b) = verified(&e.central, a.json);
     assert_eq!((b.after_seq, b.last_seq, b.snapshot), (3, 3, false));
     assert!(b.changes.is_empty());
     let since = jiff::Timestamp::now().duration_since(b.as_of);
@@ -428,12 +358,10 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
             .expect("status");
     });
     let started = std::time::Instant::now();
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/registry/changes?port=P1&after=3&wait=30",
         Some(&token),
-        None,
     )
     .await;
     bg.await.expect("bg");
@@ -443,12 +371,10 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
         serde_json::from_str(a.json["payload"].as_str().expect("payload")).expect("batch");
     assert_eq!((b.after_seq, b.last_seq), (3, 4));
 
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/registry/changes?port=P1&after=99",
         Some(&token),
-        None,
     )
     .await;
     assert_eq!(a.status, StatusCode::CONFLICT);
@@ -543,24 +469,15 @@ async fn seal_exception_case_goes_through_its_life_cycle_with_audit_entries() {
         vec![transaction(&g, txn, "CSQU3054383"), seal_exception(&g, txn)],
     );
     let mut live = e.central.subscribe_cases();
-    call(
-        &e.central,
-        "POST",
-        "/api/v1/agents/P1-G1/events",
-        Some(&token),
-        Some(&batch(&g, &entries)),
-    )
-    .await;
+    ingest(&e.central, &g, &token, &entries).await;
     let opened = live.try_recv().expect("the new case is published live");
     assert_eq!(opened.transaction_id(), Some(txn));
 
     let staff = staff(&e.central).await;
-    let list = call(
+    let list = get(
         &e.central,
-        "GET",
         "/api/v1/cases?state=open&reason=SEAL_MISMATCH&gate=P1-G1",
         Some(&staff),
-        None,
     )
     .await;
     assert_eq!(
@@ -570,14 +487,7 @@ async fn seal_exception_case_goes_through_its_life_cycle_with_audit_entries() {
         list.json
     );
     let id = list.json["items"][0]["id"].as_u64().expect("id");
-    let detail = call(
-        &e.central,
-        "GET",
-        &format!("/api/v1/cases/{id}"),
-        Some(&staff),
-        None,
-    )
-    .await;
+    let detail = get(&e.central, &format!("/api/v1/cases/{id}"), Some(&staff)).await;
     assert_eq!(detail.json["transaction"]["id"], txn.to_string());
     assert_eq!(detail.json["decision"]["decision"], "INSPECT");
     assert_eq!(detail.json["declared"][0]["id"], "B1");
@@ -622,14 +532,7 @@ async fn seal_exception_case_goes_through_its_life_cycle_with_audit_entries() {
     let again = call(&e.central, "POST", &uri("acknowledge"), Some(&staff), None).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
 
-    let audit = call(
-        &e.central,
-        "GET",
-        "/api/v1/audit?limit=1000",
-        Some(&staff),
-        None,
-    )
-    .await;
+    let audit = get(&e.central, "/api/v1/audit?limit=1000", Some(&staff)).await;
     let updates: Vec<_> = audit
         .json
         .as_array()
@@ -653,7 +556,7 @@ async fn seal_exception_case_goes_through_its_life_cycle_with_audit_entries() {
 #[tokio::test]
 async fn staff_endpoints_need_a_session() {
     let e = env();
-    let a = call(&e.central, "GET", "/api/v1/cases", None, None).await;
+    let a = get(&e.central, "/api/v1/cases", None).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     e.central
         .add_user("ana", "correct horse", "analyst")
@@ -671,14 +574,7 @@ async fn staff_endpoints_need_a_session() {
         .central
         .issue_agent_token(&gate("P1-G1"), "P1")
         .expect("token");
-    let a = call(
-        &e.central,
-        "GET",
-        "/api/v1/stats/summary",
-        Some(&agent),
-        None,
-    )
-    .await;
+    let a = get(&e.central, "/api/v1/stats/summary", Some(&agent)).await;
     assert_eq!(
         a.status,
         StatusCode::UNAUTHORIZED,
@@ -695,22 +591,13 @@ async fn events_are_queryable_by_container_and_decision_with_pagination() {
     let mut bodies = vec![seal_exception(&g, txn), transaction(&g, txn, "CSQU3054383")];
     bodies.extend((0..3).map(|_| fast_decision(&g)));
     let entries = chain(&g, bodies);
-    call(
-        &e.central,
-        "POST",
-        "/api/v1/agents/P1-G1/events",
-        Some(&token),
-        Some(&batch(&g, &entries)),
-    )
-    .await;
+    ingest(&e.central, &g, &token, &entries).await;
     let staff = staff(&e.central).await;
 
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/events?container=CSQU3054383",
         Some(&staff),
-        None,
     )
     .await;
     let seqs: Vec<_> = a.json["items"]
@@ -725,33 +612,27 @@ async fn events_are_queryable_by_container_and_decision_with_pagination() {
         "the decision stored before its transaction is indexed too"
     );
 
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/events?decision=fast&limit=2",
         Some(&staff),
-        None,
     )
     .await;
     assert_eq!(a.json["items"].as_array().expect("items").len(), 2);
     let cursor = a.json["next_cursor"].as_str().expect("more").to_owned();
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         &format!("/api/v1/events?decision=FAST&limit=2&cursor={cursor}"),
         Some(&staff),
-        None,
     )
     .await;
     assert_eq!(a.json["items"].as_array().expect("items").len(), 1);
     assert!(a.json["next_cursor"].is_null());
 
-    let a = call(
+    let a = get(
         &e.central,
-        "GET",
         "/api/v1/stats/hourly?gate=P1-G1&from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z",
         Some(&staff),
-        None,
     )
     .await;
     assert_eq!(a.json[0]["fast"], 3, "{}", a.json);
@@ -777,11 +658,11 @@ fn plain_http_is_refused_unless_explicit_and_loopback() {
 async fn api_logout_ends_the_session() {
     let e = common::env();
     let staff = common::staff(&e.central).await;
-    let a = call(&e.central, "GET", "/api/v1/cases", Some(&staff), None).await;
+    let a = get(&e.central, "/api/v1/cases", Some(&staff)).await;
     assert_eq!(a.status, StatusCode::OK);
     let a = call(&e.central, "POST", "/api/v1/logout", Some(&staff), None).await;
     assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.json);
-    let a = call(&e.central, "GET", "/api/v1/cases", Some(&staff), None).await;
+    let a = get(&e.central, "/api/v1/cases", Some(&staff)).await;
     assert_eq!(
         a.status,
         StatusCode::UNAUTHORIZED,

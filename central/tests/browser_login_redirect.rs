@@ -6,6 +6,8 @@
 //! Needs node, `npm ci --prefix tests/browser` and Debian's chromium (`scripts/test`
 //! installs them); the test fails naming whichever is missing.
 
+#[path = "../../tests/common/browser.rs"]
+mod browser;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -21,22 +23,7 @@ fn repo() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_redirects_stay_on_centrals_origin_in_chromium() {
-    let node = Command::new("node").arg("--version").output();
-    assert!(
-        node.is_ok_and(|o| o.status.success()),
-        "node is missing: run scripts/test (installs node, chromium and `npm ci --prefix tests/browser`)"
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "chromium is missing at {chromium}: apt-get install -y chromium (scripts/test does)"
-    );
-    assert!(
-        repo()
-            .join("tests/browser/node_modules/playwright-core")
-            .exists(),
-        "playwright-core is missing: npm ci --prefix tests/browser"
-    );
+    let chromium = browser::require_browser(&repo());
 
     let e = common::env_with(|c| c.rate_limit_per_s = 0);
     e.central

@@ -13,21 +13,8 @@ async fn a_client_over_its_rate_gets_429_and_agents_are_not_limited() {
         c.rate_limit_per_s = 1;
         c.rate_limit_burst = 3;
     });
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(central::serve_with_listener(
-        e.central.clone(),
-        listener,
-        e.cfg.clone(),
-        stop.clone(),
-    ));
-    central::server::install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
-    let base = format!("http://{addr}");
+    let (base, stop, server) = serve(&e).await;
+    let client = http_client(5);
 
     // The burst: three answers from the API itself (no session: 401).
     for _ in 0..3 {
@@ -78,8 +65,7 @@ async fn a_client_over_its_rate_gets_429_and_agents_are_not_limited() {
         .expect("get");
     assert_eq!(r.status(), 401);
 
-    stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    shut_down(stop, server).await;
 }
 
 /// Starts central on a loopback port with `tweak`; returns its base URL, the stop token
@@ -104,6 +90,32 @@ async fn serve(
     (format!("http://{addr}"), stop, server)
 }
 
+/// A client whose requests give up after `secs` seconds.
+fn http_client(secs: u64) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(secs))
+        .build()
+        .expect("client")
+}
+
+/// The status of a login as `user` with `password` posted to `url`.
+async fn login_status(client: &reqwest::Client, url: &str, user: &str, password: &str) -> u16 {
+    client
+        .post(url)
+        .json(&serde_json::json!({"user": user, "password": password}))
+        .send()
+        .await
+        .expect("login")
+        .status()
+        .as_u16()
+}
+
+/// Stops the server [`serve`] started and waits (bounded) for it to end.
+async fn shut_down(stop: CancellationToken, server: tokio::task::JoinHandle<anyhow::Result<()>>) {
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_wrong_passwords_are_limited_before_they_are_checked() {
     // The request-rate limit is off: every 429 here comes from the login limit.
@@ -114,24 +126,14 @@ async fn concurrent_wrong_passwords_are_limited_before_they_are_checked() {
         .add_user("ana", "correct horse", "analyst")
         .expect("user");
     let (base, stop, server) = serve(&e).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
+    let client = http_client(30);
     let tries: Vec<_> = (0..60)
         .map(|i| {
             let client = client.clone();
             let url = format!("{base}/api/v1/login");
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .json(&serde_json::json!({"user": "ana", "password": format!("guess {i}")}))
-                    .send()
-                    .await
-                    .expect("login")
-                    .status()
-                    .as_u16()
-            })
+            tokio::spawn(
+                async move { login_status(&client, &url, "ana", &format!("guess {i}")).await },
+            )
         })
         .collect();
     let mut checked = 0;
@@ -148,8 +150,7 @@ async fn concurrent_wrong_passwords_are_limited_before_they_are_checked() {
         checked <= central::auth::MAX_FAILURES_PER_USER,
         "{checked} passwords checked, {refused} refused"
     );
-    stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    shut_down(stop, server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,22 +165,16 @@ async fn an_unknown_user_takes_as_long_as_a_wrong_password() {
         .add_user("ana", "correct horse", "analyst")
         .expect("user");
     let (base, stop, server) = serve(&e).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
+    let client = http_client(30);
     let timed = |user: String| {
         let client = client.clone();
         let url = format!("{base}/api/v1/login");
         async move {
             let t = std::time::Instant::now();
-            let r = client
-                .post(url)
-                .json(&serde_json::json!({"user": user, "password": "not it at all"}))
-                .send()
-                .await
-                .expect("login");
-            assert_eq!(r.status(), 401);
+            assert_eq!(
+                login_status(&client, &url, &user, "not it at all").await,
+                401
+            );
             t.elapsed()
         }
     };
@@ -196,18 +191,14 @@ async fn an_unknown_user_takes_as_long_as_a_wrong_password() {
         u * 2 >= k,
         "unknown user answered in {u:?}, wrong password in {k:?}: the difference names users"
     );
-    stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    shut_down(stop, server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_json_login_is_a_bad_request() {
     let e = common::env_with(|c| c.rate_limit_per_s = 0);
     let (base, stop, server) = serve(&e).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let client = http_client(10);
     for (content_type, body) in [
         ("application/json", "{"),
         ("application/json", "[]"),
@@ -225,6 +216,5 @@ async fn a_malformed_json_login_is_a_bad_request() {
         let v: serde_json::Value = r.json().await.expect("a JSON error");
         assert!(v["error"].is_string(), "{v}");
     }
-    stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    shut_down(stop, server).await;
 }

@@ -36,6 +36,16 @@ fn invalid(text: &str) -> (usize, String, String) {
     }
 }
 
+/// [`invalid`] for `MINIMAL` with `lines` added to lane L1's table.
+fn invalid_in_lane(lines: &str) -> (usize, String, String) {
+    invalid(&MINIMAL.replace("id = \"L1\"", &format!("id = \"L1\"\n{lines}")))
+}
+
+/// [`invalid`] for `MINIMAL` followed by `tables`.
+fn invalid_appended(tables: &str) -> (usize, String, String) {
+    invalid(&format!("{MINIMAL}\n{tables}"))
+}
+
 #[test]
 fn example_config_loads() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
@@ -168,23 +178,20 @@ fn unknown_key_is_refused_with_its_line() {
 
 #[test]
 fn wrong_type_is_refused_with_its_line() {
-    let text = MINIMAL.replace("id = \"L1\"", "id = \"L1\"\npresence_loop = \"yes\"");
-    let (line, key, shown) = invalid(&text);
+    let (line, key, shown) = invalid_in_lane("presence_loop = \"yes\"");
     assert_eq!(line, 8, "{shown}");
     assert_eq!(key, "lanes[0].presence_loop", "{shown}");
 }
 
 #[test]
 fn bad_duration_is_refused() {
-    let text = MINIMAL.replace("id = \"L1\"", "id = \"L1\"\ntransaction_timeout = \"soon\"");
-    let (line, key, _) = invalid(&text);
+    let (line, key, _) = invalid_in_lane("transaction_timeout = \"soon\"");
     assert_eq!((line, key.as_str()), (8, "lanes[0].transaction_timeout"));
 }
 
 #[test]
 fn zero_timeout_is_refused() {
-    let text = MINIMAL.replace("id = \"L1\"", "id = \"L1\"\nquiet_close = \"0s\"");
-    let (line, key, shown) = invalid(&text);
+    let (line, key, shown) = invalid_in_lane("quiet_close = \"0s\"");
     assert_eq!((line, key.as_str()), (8, "lanes[0].quiet_close"));
     assert!(shown.ends_with("must be longer than zero"));
 }
@@ -202,18 +209,16 @@ fn lane_timings_are_per_lane() {
 
 #[test]
 fn a_zero_departure_grace_is_refused_with_its_line() {
-    let text = MINIMAL.replace("id = \"L1\"", "id = \"L1\"\ndeparture_grace = \"0s\"");
-    let (line, key, shown) = invalid(&text);
+    let (line, key, shown) = invalid_in_lane("departure_grace = \"0s\"");
     assert_eq!((line, key.as_str()), (8, "lanes[0].departure_grace"));
     assert!(shown.contains("longer than zero"), "{shown}");
 }
 
 #[test]
 fn duplicate_lane_ids_are_refused() {
-    let text = format!(
-        "{MINIMAL}\n[[lanes]]\nid = \"L1\"\n[lanes.routes]\nfast = \"a\"\nstandard = \"b\"\ninspect = \"c\"\n"
+    let (line, key, shown) = invalid_appended(
+        "[[lanes]]\nid = \"L1\"\n[lanes.routes]\nfast = \"a\"\nstandard = \"b\"\ninspect = \"c\"\n",
     );
-    let (line, key, shown) = invalid(&text);
     assert_eq!(key, "lanes[1].id");
     assert_eq!(line, 17, "{shown}");
     assert!(shown.contains("duplicate lane id"));
@@ -221,10 +226,9 @@ fn duplicate_lane_ids_are_refused() {
 
 #[test]
 fn device_on_unknown_lane_is_refused() {
-    let text = format!(
-        "{MINIMAL}\n[[devices]]\nname = \"b\"\nlane = \"L7\"\nkind = \"lane_board\"\npath = \"/dev/ttyS0\"\n"
+    let (line, key, shown) = invalid_appended(
+        "[[devices]]\nname = \"b\"\nlane = \"L7\"\nkind = \"lane_board\"\npath = \"/dev/ttyS0\"\n",
     );
-    let (line, key, shown) = invalid(&text);
     assert_eq!(key, "devices[0].lane");
     assert_eq!(line, 18, "{shown}");
     assert!(shown.contains("\"L7\""));
@@ -232,10 +236,9 @@ fn device_on_unknown_lane_is_refused() {
 
 #[test]
 fn topic_on_unknown_lane_is_refused() {
-    let text = format!(
-        "{MINIMAL}\n[mqtt]\n[[mqtt.topics]]\nfilter = \"x/#\"\nlane = \"L3\"\nkind = \"ocr\"\n"
+    let (_, key, _) = invalid_appended(
+        "[mqtt]\n[[mqtt.topics]]\nfilter = \"x/#\"\nlane = \"L3\"\nkind = \"ocr\"\n",
     );
-    let (_, key, _) = invalid(&text);
     assert_eq!(key, "mqtt.topics[0].lane");
 }
 
@@ -271,8 +274,7 @@ fn short_random_key_is_refused() {
 
 #[test]
 fn unparseable_bind_is_refused() {
-    let text = format!("{MINIMAL}\n[console]\nbind = \"localhost\"\n");
-    let (line, key, shown) = invalid(&text);
+    let (line, key, shown) = invalid_appended("[console]\nbind = \"localhost\"\n");
     assert_eq!(key, "console.bind");
     assert_eq!(line, 17, "{shown}");
 }
@@ -295,13 +297,11 @@ fn missing_file_is_an_io_error_naming_it() {
 
 #[test]
 fn central_requires_a_pinned_key_of_64_hex_digits() {
-    let text = format!(
-        "{MINIMAL}\n[central]\nurl = \"https://c.example\"\ntoken = \"t\"\n[[central.registry_keys]]\nkey_id = \"k\"\npublic_key = \"abcd\"\n"
+    let (_, key, _) = invalid_appended(
+        "[central]\nurl = \"https://c.example\"\ntoken = \"t\"\n[[central.registry_keys]]\nkey_id = \"k\"\npublic_key = \"abcd\"\n",
     );
-    let (_, key, _) = invalid(&text);
     assert_eq!(key, "central.registry_keys[0].public_key");
-    let text = format!("{MINIMAL}\n[central]\nurl = \"https://c.example\"\ntoken = \"t\"\n");
-    let (_, key, _) = invalid(&text);
+    let (_, key, _) = invalid_appended("[central]\nurl = \"https://c.example\"\ntoken = \"t\"\n");
     assert_eq!(key, "central.registry_keys");
 }
 

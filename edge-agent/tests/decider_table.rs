@@ -70,6 +70,13 @@ fn us_importer(mut r: MemoryReplica, auth: Authorisation) -> MemoryReplica {
     with_consignment(r, |k| k.parties[0].operator = Some(op(US_IMPORTER)))
 }
 
+/// [`us_importer`] with a security-only MRA with US C-TPAT in force from `from`.
+fn us_importer_under_mra(auth: Authorisation, from: jiff::Timestamp) -> MemoryReplica {
+    let mut r = us_importer(replica(), auth);
+    r.insert_mra(mra(Programme::UsCtpat, from, true));
+    r
+}
+
 fn eseal_replica() -> MemoryReplica {
     with_consignment(replica(), |k| {
         k.containers[0].eseals = vec![ESealId::new(0x1234, 0xABCD)]
@@ -287,15 +294,11 @@ fn cases() -> Vec<Case> {
         Fast,
         &[R::MraRecognised, R::AllChecksPassed],
     );
-    let mut r = us_importer(replica(), Authorisation::Security);
-    r.insert_mra(mra(Programme::UsCtpat, ago(86_400 * 1000), true));
-    c.replica = r;
+    c.replica = us_importer_under_mra(Authorisation::Security, ago(86_400 * 1000));
     v.push(c);
 
     let mut c = case("MRA not yet in force", Standard, &[R::MraNotRecognised]);
-    let mut r = us_importer(replica(), Authorisation::Security);
-    r.insert_mra(mra(Programme::UsCtpat, ago(-86_400), true));
-    c.replica = r;
+    c.replica = us_importer_under_mra(Authorisation::Security, ago(-86_400));
     v.push(c);
 
     let mut c = case(
@@ -303,9 +306,7 @@ fn cases() -> Vec<Case> {
         Standard,
         &[R::MraNotRecognised, R::PartyNoSecurity],
     );
-    let mut r = us_importer(replica(), Authorisation::Compliance);
-    r.insert_mra(mra(Programme::UsCtpat, ago(86_400 * 1000), true));
-    c.replica = r;
+    c.replica = us_importer_under_mra(Authorisation::Compliance, ago(86_400 * 1000));
     v.push(c);
 
     let mut c = case("replica older than the bound", Standard, &[R::ReplicaStale]);

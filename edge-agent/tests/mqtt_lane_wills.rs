@@ -57,6 +57,21 @@ fn write_config(
     path
 }
 
+/// A broker and the agent configured by [`write_config`] on it, logging to `dir/log`;
+/// with the configuration's path and the console's port, for a restart.
+async fn broker_and_agent(
+    dir: &Path,
+    lanes: usize,
+    lane_wills: Option<bool>,
+    log: &str,
+) -> (Mosquitto, AgentProcess, PathBuf, u16) {
+    let broker = Mosquitto::start(dir, free_port()).await;
+    let console = free_port();
+    let cfg = write_config(dir, broker.port, console, lanes, lane_wills);
+    let agent = AgentProcess::start(&cfg, console, &dir.join(log)).await;
+    (broker, agent, cfg, console)
+}
+
 async fn post_action(base: &str, lane: &str, body: &Value) -> (u16, Value) {
     edge_agent::uplink::install_crypto_provider();
     let r = reqwest::Client::new()
@@ -182,10 +197,8 @@ fn assert_offline(state: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_agent_leaves_offline_on_the_lane_topic_and_a_restart_shows_the_lane_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Mosquitto::start(dir.path(), free_port()).await;
-    let console = free_port();
-    let cfg = write_config(dir.path(), broker.port, console, 1, None);
-    let mut agent = AgentProcess::start(&cfg, console, &dir.path().join("agent-1.log")).await;
+    let (broker, mut agent, cfg, console) =
+        broker_and_agent(dir.path(), 1, None, "agent-1.log").await;
     wills_connected(&agent.base, 1, STEP).await;
     fast_on_l1(&agent, broker.port).await;
 
@@ -211,10 +224,7 @@ async fn a_killed_agent_leaves_offline_on_the_lane_topic_and_a_restart_shows_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_leaves_offline_retained_published_once_before_offline_availability() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Mosquitto::start(dir.path(), free_port()).await;
-    let console = free_port();
-    let cfg = write_config(dir.path(), broker.port, console, 1, None);
-    let mut agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
+    let (broker, mut agent, _, _) = broker_and_agent(dir.path(), 1, None, "agent.log").await;
     wills_connected(&agent.base, 1, STEP).await;
     fast_on_l1(&agent, broker.port).await;
     let live = Collector::plain(
@@ -269,10 +279,7 @@ async fn a_clean_stop_leaves_offline_retained_published_once_before_offline_avai
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_lane_wills_a_killed_agent_leaves_its_last_state() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Mosquitto::start(dir.path(), free_port()).await;
-    let console = free_port();
-    let cfg = write_config(dir.path(), broker.port, console, 1, Some(false));
-    let mut agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
+    let (broker, mut agent, _, _) = broker_and_agent(dir.path(), 1, Some(false), "agent.log").await;
     fast_on_l1(&agent, broker.port).await;
     assert_eq!(
         metric(&agent.base, "aeogate_mqtt_lane_wills_connected").await,
@@ -288,10 +295,7 @@ async fn without_lane_wills_a_killed_agent_leaves_its_last_state() {
 async fn two_hundred_lanes_each_get_a_will_connection_and_all_say_offline_after_a_kill() {
     const LANES: usize = 200;
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Mosquitto::start(dir.path(), free_port()).await;
-    let console = free_port();
-    let cfg = write_config(dir.path(), broker.port, console, LANES, None);
-    let mut agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
+    let (broker, mut agent, _, _) = broker_and_agent(dir.path(), LANES, None, "agent.log").await;
     wills_connected(&agent.base, LANES, Duration::from_secs(30)).await;
     assert_eq!(
         metric(&agent.base, "aeogate_mqtt_lane_will_failures_total").await,
@@ -311,10 +315,7 @@ async fn two_hundred_lanes_each_get_a_will_connection_and_all_say_offline_after_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lane_will_fired_while_the_agent_runs_is_replaced_by_the_lanes_state() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Mosquitto::start(dir.path(), free_port()).await;
-    let console = free_port();
-    let cfg = write_config(dir.path(), broker.port, console, 1, None);
-    let agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
+    let (broker, agent, _, _) = broker_and_agent(dir.path(), 1, None, "agent.log").await;
     wills_connected(&agent.base, 1, STEP).await;
     fast_on_l1(&agent, broker.port).await;
     let live = Collector::plain(broker.port, "sign-live", &[L1_STATE]);
@@ -352,10 +353,7 @@ async fn a_lane_will_fired_while_the_agent_runs_is_replaced_by_the_lanes_state()
 async fn a_clean_stop_of_two_hundred_lanes_says_offline_once_per_lane() {
     const LANES: usize = 200;
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Mosquitto::start(dir.path(), free_port()).await;
-    let console = free_port();
-    let cfg = write_config(dir.path(), broker.port, console, LANES, None);
-    let mut agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
+    let (broker, mut agent, _, _) = broker_and_agent(dir.path(), LANES, None, "agent.log").await;
     wills_connected(&agent.base, LANES, Duration::from_secs(30)).await;
     let live = Collector::plain(broker.port, "signs", &["aeogate/G1/lanes/+/state"]);
     live.wait_until("every lane's state", STEP, |m| m.len() >= LANES)

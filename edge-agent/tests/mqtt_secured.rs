@@ -123,9 +123,33 @@ fn shipped_conf(port: u16, pki: &Pki, passwd: &Path) -> String {
     out
 }
 
+/// The shipped broker on a free port, with a CA made in `dir` and the password file
+/// holding `accounts` (user, password).
+async fn shipped_broker(dir: &Path, accounts: &[(&str, &str)]) -> (Pki, u16, Mosquitto) {
+    let pki = make_pki(dir);
+    let passwd = dir.join("aeogate.passwd");
+    for (user, password) in accounts {
+        add_account(&passwd, user, password);
+    }
+    let port = free_port();
+    let broker = Mosquitto::start_conf(dir, port, &shipped_conf(port, &pki, &passwd)).await;
+    (pki, port, broker)
+}
+
 fn whoami() -> String {
     let out = Command::new("id").arg("-un").output().expect("id -un");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The accounts in the test's password file: (user, password).
+const AGENT: (&str, &str) = ("aeogate-agent", "agent-pass-7Rk");
+const READER: (&str, &str) = ("reader", "reader-pass-3Qz");
+const SIGN: (&str, &str) = ("lane-sign", "sign-pass-9Wd");
+const OFFICER: (&str, &str) = ("officer-display", "officer-pass-5Tb");
+
+/// A [`Collector`] logged in as `login` over TLS trusting `ca`, subscribed to `topics`.
+fn logged_in(port: u16, id: &str, ca: &Path, login: (&str, &str), topics: &[&str]) -> Collector {
+    Collector::start(tls_client(port, id, ca, Some(login)), topics)
 }
 
 fn tls_client(port: u16, id: &str, ca: &Path, login: Option<(&str, &str)>) -> MqttOptions {
@@ -152,7 +176,7 @@ fn tls_client(port: u16, id: &str, ca: &Path, login: Option<(&str, &str)>) -> Mq
 
 fn write_agent_config(dir: &Path, port: u16, console: u16, ca: &Path, name: &str) -> PathBuf {
     let secret = dir.join("mqtt.password");
-    std::fs::write(&secret, "agent-pass-7Rk\n").expect("write password");
+    std::fs::write(&secret, format!("{}\n", AGENT.1)).expect("write password");
     let text = format!(
         "[gate]\nid = \"G1\"\nport = \"PORT-A\"\n\n\
          [[lanes]]\nid = \"L1\"\npresence_loop = false\nquiet_close = \"300ms\"\n\
@@ -179,37 +203,10 @@ fn json(p: &[u8]) -> Value {
 async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agent() {
     edge_agent::uplink::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki = make_pki(dir.path());
-    let passwd = dir.path().join("aeogate.passwd");
-    for (user, pass) in [
-        ("aeogate-agent", "agent-pass-7Rk"),
-        ("reader", "reader-pass-3Qz"),
-        ("lane-sign", "sign-pass-9Wd"),
-        ("officer-display", "officer-pass-5Tb"),
-    ] {
-        add_account(&passwd, user, pass);
-    }
-    let port = free_port();
-    let _broker = Mosquitto::start_conf(dir.path(), port, &shipped_conf(port, &pki, &passwd)).await;
+    let (pki, port, _broker) = shipped_broker(dir.path(), &[AGENT, READER, SIGN, OFFICER]).await;
 
-    let officer = Collector::start(
-        tls_client(
-            port,
-            "officer-1",
-            &pki.ca,
-            Some(("officer-display", "officer-pass-5Tb")),
-        ),
-        &["aeogate/#"],
-    );
-    let sign = Collector::start(
-        tls_client(
-            port,
-            "sign-1",
-            &pki.ca,
-            Some(("lane-sign", "sign-pass-9Wd")),
-        ),
-        &["aeogate/#", DECISION],
-    );
+    let officer = logged_in(port, "officer-1", &pki.ca, OFFICER, &["aeogate/#"]);
+    let sign = logged_in(port, "sign-1", &pki.ca, SIGN, &["aeogate/#", DECISION]);
     let console = free_port();
     let cfg = write_agent_config(dir.path(), port, console, &pki.ca, "agent-G1");
     let _agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
@@ -225,15 +222,7 @@ async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agen
         .await;
     }
 
-    let reader = Collector::start(
-        tls_client(
-            port,
-            "reader-1",
-            &pki.ca,
-            Some(("reader", "reader-pass-3Qz")),
-        ),
-        &[],
-    );
+    let reader = logged_in(port, "reader-1", &pki.ca, READER, &[]);
     reader
         .wait_until("the reader connected", Duration::from_secs(10), |_| {
             matches!(*reader.connected.lock().expect("lock"), Some(Ok(())))
@@ -287,15 +276,7 @@ async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agen
     sign.publish(STATE, true, forged).await;
     sign.publish(DECISION, false, forged).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let late = Collector::start(
-        tls_client(
-            port,
-            "officer-2",
-            &pki.ca,
-            Some(("officer-display", "officer-pass-5Tb")),
-        ),
-        &["aeogate/#"],
-    );
+    let late = logged_in(port, "officer-2", &pki.ca, OFFICER, &["aeogate/#"]);
     let view = late
         .wait_until("the retained lane state", Duration::from_secs(10), |m| {
             m.iter().any(|(t, _)| t == STATE)
@@ -321,15 +302,7 @@ async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agen
 
     // No account, or a client that does not trust the broker's CA: refused.
     let anonymous = Collector::start(tls_client(port, "anon-1", &pki.ca, None), &["#"]);
-    let wrong_ca = Collector::start(
-        tls_client(
-            port,
-            "sign-2",
-            &pki.other_ca,
-            Some(("lane-sign", "sign-pass-9Wd")),
-        ),
-        &["#"],
-    );
+    let wrong_ca = logged_in(port, "sign-2", &pki.other_ca, SIGN, &["#"]);
     for c in [&anonymous, &wrong_ca] {
         c.wait_until("a refused connection", Duration::from_secs(10), |_| {
             matches!(*c.connected.lock().expect("lock"), Some(Err(_)))
@@ -343,21 +316,8 @@ async fn the_shipped_broker_keeps_reasons_from_signs_and_lane_topics_to_the_agen
 async fn the_agent_does_not_connect_to_a_broker_its_pinned_ca_did_not_sign() {
     edge_agent::uplink::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki = make_pki(dir.path());
-    let passwd = dir.path().join("aeogate.passwd");
-    add_account(&passwd, "aeogate-agent", "agent-pass-7Rk");
-    add_account(&passwd, "officer-display", "officer-pass-5Tb");
-    let port = free_port();
-    let _broker = Mosquitto::start_conf(dir.path(), port, &shipped_conf(port, &pki, &passwd)).await;
-    let officer = Collector::start(
-        tls_client(
-            port,
-            "officer-1",
-            &pki.ca,
-            Some(("officer-display", "officer-pass-5Tb")),
-        ),
-        &["aeogate/#"],
-    );
+    let (pki, port, _broker) = shipped_broker(dir.path(), &[AGENT, OFFICER]).await;
+    let officer = logged_in(port, "officer-1", &pki.ca, OFFICER, &["aeogate/#"]);
     let console = free_port();
     let cfg = write_agent_config(dir.path(), port, console, &pki.other_ca, "agent-wrong-ca");
     let agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
@@ -371,22 +331,14 @@ async fn the_agent_does_not_connect_to_a_broker_its_pinned_ca_did_not_sign() {
         Some(0.0)
     );
     let log = std::fs::read_to_string(dir.path().join("agent.log")).expect("agent log");
-    assert!(
-        !log.contains("agent-pass-7Rk"),
-        "the password is never logged"
-    );
+    assert!(!log.contains(AGENT.1), "the password is never logged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lane_will_connections_use_tls_and_the_agents_account_and_say_offline_after_a_kill() {
     edge_agent::uplink::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki = make_pki(dir.path());
-    let passwd = dir.path().join("aeogate.passwd");
-    add_account(&passwd, "aeogate-agent", "agent-pass-7Rk");
-    add_account(&passwd, "lane-sign", "sign-pass-9Wd");
-    let port = free_port();
-    let _broker = Mosquitto::start_conf(dir.path(), port, &shipped_conf(port, &pki, &passwd)).await;
+    let (pki, port, _broker) = shipped_broker(dir.path(), &[AGENT, SIGN]).await;
     let console = free_port();
     let cfg = write_agent_config(dir.path(), port, console, &pki.ca, "agent-G1");
     let mut agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
@@ -401,15 +353,7 @@ async fn lane_will_connections_use_tls_and_the_agents_account_and_say_offline_af
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     agent.kill();
-    let sign = Collector::start(
-        tls_client(
-            port,
-            "sign-late",
-            &pki.ca,
-            Some(("lane-sign", "sign-pass-9Wd")),
-        ),
-        &[STATE],
-    );
+    let sign = logged_in(port, "sign-late", &pki.ca, SIGN, &[STATE]);
     let seen = sign
         .wait_until("the lane's retained state", Duration::from_secs(20), |m| {
             m.iter().any(|(t, _)| t == STATE)

@@ -11,63 +11,22 @@ use std::path::Path;
 use std::time::Duration;
 
 use edge_agent::store::Store;
-use io_support::{AgentProcess, Mosquitto, Observer, STEP, free_port};
+use io_support::{AgentProcess, Mosquitto, MqttAgentToml, Observer, STEP, free_port};
 use protocol::schema::{EventBody, GateId, LaneDecision, ReadValue, ReasonCode};
 use serde_json::Value;
 
 const TOKEN: &str = "system-test-console-session-token-000002";
 
 fn write_config(dir: &Path, mqtt_port: u16, console_port: u16) -> std::path::PathBuf {
-    let text = format!(
-        r#"
-[gate]
-id = "G1"
-port = "PORT-A"
-
-[[lanes]]
-id = "L1"
-presence_loop = false
-quiet_close = "2s"
-transaction_timeout = "10s"
-[lanes.routes]
-fast = "Lane 1 priority"
-standard = "Lane 1 standard"
-inspect = "Inspection bay A"
-
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-client_id = "agent-G1-crash"
-lane_topic_prefix = "aeogate/G1/lanes"
-
-[[mqtt.topics]]
-filter = "readers/l1/ocr"
-lane = "L1"
-kind = "ocr"
-
-[store]
-path = "{store}"
-
-[policy]
-random_key = "system-test-random-key"
-
-[console]
-bind = "127.0.0.1:{console_port}"
-"#,
-        store = dir.join("agent.redb").display(),
-    );
-    let path = dir.join("agent.toml");
-    std::fs::write(&path, text).expect("write config");
-    edge_agent::console::add_session_to_store_file(
-        &dir.join("agent.redb"),
-        GateId::parse("G1").expect("gate"),
-        "system-tests",
-        edge_agent::console::Role::Officer,
-        TOKEN,
-        Duration::from_secs(3600),
-    )
-    .expect("console session stored");
-    path
+    MqttAgentToml {
+        lane: "presence_loop = false\nquiet_close = \"2s\"\ntransaction_timeout = \"10s\"",
+        devices: "",
+        client_id: "agent-G1-crash",
+        ocr_filter: "readers/l1/ocr",
+        mqtt_port,
+        console_port,
+    }
+    .write(dir, TOKEN)
 }
 
 async fn lanes(base: &str) -> Option<Value> {

@@ -9,69 +9,25 @@ use std::path::Path;
 use std::time::Duration;
 
 use edge_agent::actuators::{lane_command, safe_command};
-use io_support::{AgentProcess, BoardSim, Mosquitto, Observer, STEP, free_port};
+use io_support::{AgentProcess, BoardSim, Mosquitto, MqttAgentToml, Observer, STEP, free_port};
 use protocol::schema::LaneDecision;
 use serde_json::Value;
 
 fn write_config(dir: &Path, board: &Path, mqtt_port: u16, console_port: u16) -> std::path::PathBuf {
-    let text = format!(
-        r#"
-[gate]
-id = "G1"
-port = "PORT-A"
-
-[[lanes]]
-id = "L1"
-transaction_timeout = "60s"
-[lanes.routes]
-fast = "Lane 1 priority"
-standard = "Lane 1 standard"
-inspect = "Inspection bay A"
-
-[[devices]]
-name = "board-l1"
-lane = "L1"
-kind = "lane_board"
-path = "{board}"
-silence_timeout = "3s"
-reopen_backoff_max = "500ms"
-
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-client_id = "agent-G1"
-lane_topic_prefix = "aeogate/G1/lanes"
-
-[[mqtt.topics]]
-filter = "readers/l1/ocr"
-lane = "L1"
-kind = "ocr"
-
-[store]
-path = "{store}"
-
-[policy]
-random_key = "system-test-random-key"
-
-[console]
-bind = "127.0.0.1:{console_port}"
-"#,
-        board = board.display(),
-        store = dir.join("agent.redb").display(),
+    let devices = format!(
+        "\n[[devices]]\nname = \"board-l1\"\nlane = \"L1\"\nkind = \"lane_board\"\npath = \"{}\"\n\
+         silence_timeout = \"3s\"\nreopen_backoff_max = \"500ms\"\n",
+        board.display()
     );
-    let path = dir.join("agent.toml");
-    std::fs::write(&path, text).expect("write config");
-    // The console needs a session; one is stored before the agent starts.
-    edge_agent::console::add_session_to_store_file(
-        &dir.join("agent.redb"),
-        protocol::schema::GateId::parse("G1").expect("gate"),
-        "system-tests",
-        edge_agent::console::Role::Officer,
-        TOKEN,
-        Duration::from_secs(3600),
-    )
-    .expect("console session stored");
-    path
+    MqttAgentToml {
+        lane: "transaction_timeout = \"60s\"",
+        devices: &devices,
+        client_id: "agent-G1",
+        ocr_filter: "readers/l1/ocr",
+        mqtt_port,
+        console_port,
+    }
+    .write(dir, TOKEN)
 }
 
 /// Bearer token of the stored console session.

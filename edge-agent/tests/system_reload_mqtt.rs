@@ -6,54 +6,23 @@
 
 mod io_support;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use io_support::{AgentProcess, Mosquitto, Observer, STEP, free_port, metric};
+use io_support::{AgentProcess, Mosquitto, MqttAgentToml, Observer, STEP, free_port, metric};
 use serde_json::Value;
 
 const TOKEN: &str = "system-test-console-session-token-000002";
 
-fn config_text(dir: &Path, mqtt_port: u16, console_port: u16, filter: &str) -> String {
-    format!(
-        r#"
-[gate]
-id = "G1"
-port = "PORT-A"
-
-[[lanes]]
-id = "L1"
-presence_loop = false
-quiet_close = "60s"
-transaction_timeout = "120s"
-[lanes.routes]
-fast = "Lane 1 priority"
-standard = "Lane 1 standard"
-inspect = "Inspection bay A"
-
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-client_id = "agent-G1-reload"
-lane_topic_prefix = "aeogate/G1/lanes"
-
-[[mqtt.topics]]
-filter = "{filter}"
-lane = "L1"
-kind = "ocr"
-
-[store]
-path = "{store}"
-
-[policy]
-random_key = "system-test-random-key"
-
-[console]
-bind = "127.0.0.1:{console_port}"
-"#,
-        store = dir.join("agent.redb").display(),
-    )
+fn config(mqtt_port: u16, console_port: u16, ocr_filter: &str) -> MqttAgentToml<'_> {
+    MqttAgentToml {
+        lane: "presence_loop = false\nquiet_close = \"60s\"\ntransaction_timeout = \"120s\"",
+        devices: "",
+        client_id: "agent-G1-reload",
+        ocr_filter,
+        mqtt_port,
+        console_port,
+    }
 }
 
 async fn lane_reads(base: &str) -> Vec<String> {
@@ -102,21 +71,7 @@ async fn a_changed_topic_mapping_applies_without_reconnecting() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Mosquitto::start(dir.path(), free_port()).await;
     let console = free_port();
-    let path = dir.path().join("agent.toml");
-    std::fs::write(
-        &path,
-        config_text(dir.path(), broker.port, console, "readers/old/ocr"),
-    )
-    .expect("write config");
-    edge_agent::console::add_session_to_store_file(
-        &dir.path().join("agent.redb"),
-        protocol::schema::GateId::parse("G1").expect("gate"),
-        "system-tests",
-        edge_agent::console::Role::Officer,
-        TOKEN,
-        Duration::from_secs(3600),
-    )
-    .expect("console session stored");
+    let path = config(broker.port, console, "readers/old/ocr").write(dir.path(), TOKEN);
     let agent = AgentProcess::start(&path, console, &dir.path().join("agent.log")).await;
     let observer = Observer::start(broker.port, "reload-publisher", "probe");
 
@@ -128,7 +83,7 @@ async fn a_changed_topic_mapping_applies_without_reconnecting() {
 
     std::fs::write(
         &path,
-        config_text(dir.path(), broker.port, console, "readers/new/ocr"),
+        config(broker.port, console, "readers/new/ocr").text(dir.path()),
     )
     .expect("write config");
     let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))

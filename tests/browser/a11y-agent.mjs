@@ -18,8 +18,8 @@
 import { chromium } from 'playwright-core';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
+import { axeViolations, CHROMIUM_ARGS, stdioQuestions } from './lib.mjs';
 
 const env = (k, d) => {
   const v = process.env[k] ?? d;
@@ -41,14 +41,7 @@ const LANGS = Object.keys(OFFICERS);
 const WORD_PX = 72;
 const BOOTH = [{ width: 1280, height: 720, name: '1280x720' }, { width: 768, height: 1024, name: '768' }];
 
-const rl = createInterface({ input: process.stdin });
-const answers = [];
-const waiters = [];
-rl.on('line', (l) => (waiters.length ? waiters.shift()(l) : answers.push(l)));
-function ask(q) {
-  console.log(q);
-  return new Promise((res) => (answers.length ? res(answers.shift()) : waiters.push(res)));
-}
+const ask = stdioQuestions();
 function check(cond, what) {
   if (!cond) throw new Error(`check failed: ${what}`);
   console.log(`ok - ${what}`);
@@ -57,9 +50,7 @@ function check(cond, what) {
 const chrome = await chromium.launch({
   executablePath: env('CHROMIUM', '/usr/bin/chromium'),
   headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required'],
+  args: [...CHROMIUM_ARGS, '--autoplay-policy=no-user-gesture-required'],
 });
 
 const failures = [];
@@ -69,14 +60,8 @@ let audited = 0;
 async function audit(page, lang, screen) {
   const htmlLang = await page.evaluate(() => document.documentElement.lang);
   check(htmlLang === lang, `${screen} [${lang}]: <html lang> is ${lang}`);
-  await page.evaluate(axeSource);
-  const result = await page.evaluate((tags) => window.axe.run(document, {
-    runOnly: { type: 'tag', values: tags },
-    resultTypes: ['violations'],
-  }), TAGS);
+  const { bad, minor } = await axeViolations(page, axeSource, TAGS, BLOCKING);
   audited += 1;
-  const bad = result.violations.filter((v) => BLOCKING.has(v.impact));
-  const minor = result.violations.length - bad.length;
   console.log(`- axe ${screen} [${lang}]: ${bad.length} serious/critical, ${minor} minor/moderate rule(s)`);
   for (const v of bad) {
     for (const n of v.nodes) {

@@ -3,11 +3,10 @@
 // critical violation and prints rule id, target and help for each.
 // Started by tests/browser_central.rs after central.mjs, on the same central and data.
 // Env: BASE_URL, CHROMIUM, ANALYST_USER/PASS, ADMIN_USER/PASS, OPERATOR (a registry id).
-import { chromium } from 'playwright-core';
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { axeViolations, launchWithProfile } from './lib.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -23,17 +22,7 @@ function check(cond, what) {
   if (!cond) throw new Error(`check failed: ${what}`);
 }
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'aeogate-chromium-'));
-// The browser profile is the run's own: removed however the script ends.
-process.on('exit', () => rmSync(userDataDir, { recursive: true, force: true }));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: env('CHROMIUM'),
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1280, height: 860 },
-});
-context.setDefaultTimeout(10000);
+const context = await launchWithProfile(env('CHROMIUM'), { viewport: { width: 1280, height: 860 } });
 
 const failures = [];
 let screens = 0;
@@ -42,14 +31,8 @@ let screens = 0;
 async function audit(page, lang, screen) {
   const htmlLang = await page.evaluate(() => document.documentElement.lang);
   check(htmlLang === lang, `${screen} [${lang}]: <html lang> is ${JSON.stringify(htmlLang)}`);
-  await page.evaluate(axeSource);
-  const result = await page.evaluate((tags) => window.axe.run(document, {
-    runOnly: { type: 'tag', values: tags },
-    resultTypes: ['violations'],
-  }), TAGS);
+  const { bad, minor } = await axeViolations(page, axeSource, TAGS, BLOCKING);
   screens += 1;
-  const bad = result.violations.filter((v) => BLOCKING.has(v.impact));
-  const minor = result.violations.length - bad.length;
   console.log(`- ${screen} [${lang}]: ${bad.length} serious/critical, ${minor} minor/moderate rule(s)`);
   for (const v of bad) {
     for (const n of v.nodes) {

@@ -2,21 +2,14 @@
 // Talks to tests/browser_agent.rs over stdio: prints "@@arrive:<kind>" or
 // "@@lights:<lane>" and reads one answer line.
 import { chromium } from "playwright-core";
-import { createInterface } from "node:readline";
 import { join } from "node:path";
+import { CHROMIUM_ARGS, stdioQuestions } from "./lib.mjs";
 
 const BASE = process.env.AGENT_URL;
 const PASSWORD = process.env.PASSWORD;
 const SCREENS = process.env.SCREENS;
 
-const rl = createInterface({ input: process.stdin });
-const answers = [];
-const waiters = [];
-rl.on("line", (l) => (waiters.length ? waiters.shift()(l) : answers.push(l)));
-function ask(q) {
-  console.log(q);
-  return new Promise((res) => (answers.length ? res(answers.shift()) : waiters.push(res)));
-}
+const ask = stdioQuestions();
 
 function check(cond, what) {
   if (!cond) throw new Error("FAILED: " + what);
@@ -27,11 +20,7 @@ function check(cond, what) {
 const chrome = await chromium.launch({
   executablePath: "/usr/bin/chromium",
   headless: true,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
+  args: [...CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"],
 });
 const VIEW = { viewport: { width: 900, height: 1100 } };
 const browser = await chrome.newContext(VIEW);

@@ -3,10 +3,9 @@
 // Env: BASE_URL, CHROMIUM, ANALYST_USER/PASS, ADMIN_USER/PASS, AGENT_TOKEN, LIVE_BATCH
 // (an IngestBatch JSON file with an INSPECT / SEAL_MISMATCH decision), SUSPEND_OPERATOR,
 // SCREENS (directory for screenshots).
-import { chromium } from 'playwright-core';
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { launchWithProfile } from './lib.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -20,18 +19,7 @@ function check(cond, what) {
   if (!cond) throw new Error(`check failed: ${what}`);
 }
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'aeogate-chromium-'));
-// The browser profile is the run's own: removed however the script ends.
-process.on('exit', () => rmSync(userDataDir, { recursive: true, force: true }));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: env('CHROMIUM'),
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1280, height: 860 },
-  locale: 'en-GB',
-});
-context.setDefaultTimeout(10000);
+const context = await launchWithProfile(env('CHROMIUM'), { viewport: { width: 1280, height: 860 }, locale: 'en-GB' });
 const shot = async (page, name, fullPage = false) => {
   await page.screenshot({ path: join(SCREENS, `central-${name}.png`), fullPage });
   step(`screenshot central-${name}.png`);

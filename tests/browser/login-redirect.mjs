@@ -4,10 +4,8 @@
 // Each `next` is put in the login page's URL as an attacker's link would, the form is
 // submitted, and the page must end on central's own origin; a `next` central cannot use
 // must land on the home page, and none may give a server error.
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { launchWithProfile } from './lib.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -34,16 +32,7 @@ const cases = [
   [`/x//${other}`, '/cases'],
 ];
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'aeogate-chromium-'));
-// The browser profile is the run's own: removed however the script ends.
-process.on('exit', () => rmSync(userDataDir, { recursive: true, force: true }));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: env('CHROMIUM'),
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-context.setDefaultTimeout(10000);
+const context = await launchWithProfile(env('CHROMIUM'));
 try {
   for (const [next, want] of cases) {
     await context.clearCookies();

@@ -3,40 +3,20 @@
 // reloads its configuration: it prints "@@reload:<what>" (invalid, policy) and reads one
 // answer line once that reload is done.
 // Env: AGENT_URL, PASSWORD, SCREENS.
-import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { createInterface } from "node:readline";
 import { join } from "node:path";
+import { launchWithProfile, stdioQuestions } from "./lib.mjs";
 
 const BASE = process.env.AGENT_URL;
 const PASSWORD = process.env.PASSWORD;
 const SCREENS = process.env.SCREENS;
 
-const rl = createInterface({ input: process.stdin });
-const answers = [];
-const waiters = [];
-rl.on("line", (l) => (waiters.length ? waiters.shift()(l) : answers.push(l)));
-function ask(q) {
-  console.log(q);
-  return new Promise((res) => (answers.length ? res(answers.shift()) : waiters.push(res)));
-}
+const ask = stdioQuestions();
 function check(cond, what) {
   if (!cond) throw new Error("FAILED: " + what);
   console.log("ok - " + what);
 }
 
-const userDataDir = mkdtempSync(join(tmpdir(), "aeogate-chromium-"));
-// The browser profile is the run's own: removed however the script ends.
-process.on("exit", () => rmSync(userDataDir, { recursive: true, force: true }));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  viewport: { width: 900, height: 700 },
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-context.setDefaultTimeout(10000);
+const context = await launchWithProfile("/usr/bin/chromium", { viewport: { width: 900, height: 700 } });
 
 async function login(name) {
   const page = await context.newPage();

@@ -391,17 +391,7 @@ impl CentralSite {
     /// A staff session on the running central (HTTP API).
     pub async fn staff(&self) -> StaffClient {
         let http = http_client(self.ca_cert.as_deref());
-        let r: Value = http
-            .post(format!("{}/api/v1/login", self.url))
-            .json(&json!({"user": STAFF.0, "password": STAFF.1}))
-            .timeout(STEP)
-            .send()
-            .await
-            .expect("login request")
-            .json()
-            .await
-            .expect("login answer");
-        let token = r["token"].as_str().expect("session token").to_owned();
+        let token = login(&http, &self.url, STAFF).await;
         StaffClient {
             http,
             base: self.url.clone(),
@@ -731,6 +721,20 @@ impl AgentSite {
             "stop the agent before opening its store"
         );
         Store::open(&self.store_path, gate()).expect("agent store opens")
+    }
+
+    /// `GET path` on the agent's console API with the stored session: the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        http_client(None)
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(AGENT_TOKEN)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("console request")
+            .json()
+            .await
+            .expect("console JSON")
     }
 
     /// `GET /api/v1/transactions?lane=…`: (transaction, decision) rows, newest first.
@@ -1347,4 +1351,59 @@ impl AgentSite {
     pub fn beside(dir: &Path, central: &CentralSite, lanes: &[LaneSpec], keep: &str) -> AgentSite {
         AgentSite::create(&dir.join("agent"), &CentralLink::to(central), lanes, keep)
     }
+}
+
+/// A clean truck on lane L1 of `agent`, keyed in by the officer (benchmark container 0
+/// and its seal); waits for the lane's `decided_before + 1`-th decision and returns it.
+pub async fn clean_truck(agent: &AgentSite, decided_before: usize) -> Value {
+    let http = http_client(None);
+    for value in [
+        json!({"kind": "CONTAINER", "number": aeogate::bench::data::container(0).expect("c0").to_string()}),
+        json!({"kind": "SEAL", "number": aeogate::bench::data::seal(0).expect("s0").to_string()}),
+    ] {
+        let r = http
+            .post(format!("{}/api/v1/lanes/L1/actions", agent.base))
+            .bearer_auth(AGENT_TOKEN)
+            .json(&json!({"action": "MANUAL_ENTRY", "value": value}))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("manual entry");
+        assert_eq!(r.status(), 201);
+    }
+    agent.wait_decided("L1", decided_before + 1).await["decision"].clone()
+}
+
+/// The reason codes of a decision, in order.
+pub fn reasons(decision: &Value) -> Vec<String> {
+    decision["reasons"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| r["code"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `edge-agent reload --config <the agent's file>`: success and everything it printed.
+pub fn reload(agent: &AgentSite) -> (bool, String) {
+    let out = Command::new(binary("edge-agent"))
+        .arg("reload")
+        .arg("--config")
+        .arg(&agent.config_path)
+        .output()
+        .expect("run edge-agent reload");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Rewrites the agent's configuration file with `f` (it takes and returns the text).
+pub fn edit(agent: &AgentSite, f: impl FnOnce(String) -> String) {
+    let text = std::fs::read_to_string(&agent.config_path).expect("read agent.toml");
+    std::fs::write(&agent.config_path, f(text)).expect("write agent.toml");
 }

@@ -194,6 +194,17 @@ pub struct Answer {
     pub json: serde_json::Value,
 }
 
+/// Posts `entries` as one batch of gate `g` to its ingest endpoint with the agent `token`.
+pub async fn ingest(c: &Central, g: &GateId, token: &str, entries: &[JournalEntry]) -> Answer {
+    let uri = format!("/api/v1/agents/{g}/events");
+    call(c, "POST", &uri, Some(token), Some(&batch(g, entries))).await
+}
+
+/// `GET uri` through the router, with `token` if given.
+pub async fn get(c: &Central, uri: &str, token: Option<&str>) -> Answer {
+    call(c, "GET", uri, token, None).await
+}
+
 /// One request through the router.
 pub async fn call(
     c: &Central,

@@ -567,3 +567,76 @@ pub fn store_officer_session(store: &Path, token: &str) {
     edge_agent::console::add_session_to_store_file(store, gate, "system-tests", role, token, hour)
         .expect("console session stored");
 }
+
+/// The configuration the MQTT system tests give the agent: gate G1 with one lane L1 whose
+/// OCR reads come over MQTT, a store and a console in the test's directory.
+pub struct MqttAgentToml<'a> {
+    /// Lines of L1's `[[lanes]]` table after its id (timings, presence loop).
+    pub lane: &'a str,
+    /// `[[devices]]` tables, or empty.
+    pub devices: &'a str,
+    pub client_id: &'a str,
+    /// Topic filter mapped to L1's OCR reads.
+    pub ocr_filter: &'a str,
+    pub mqtt_port: u16,
+    pub console_port: u16,
+}
+
+impl MqttAgentToml<'_> {
+    /// The TOML text, with the store at `dir/agent.redb`.
+    pub fn text(&self, dir: &Path) -> String {
+        let MqttAgentToml {
+            lane,
+            devices,
+            client_id,
+            ocr_filter,
+            mqtt_port,
+            console_port,
+        } = self;
+        format!(
+            r#"
+[gate]
+id = "G1"
+port = "PORT-A"
+
+[[lanes]]
+id = "L1"
+{lane}
+[lanes.routes]
+fast = "Lane 1 priority"
+standard = "Lane 1 standard"
+inspect = "Inspection bay A"
+{devices}
+[mqtt]
+host = "127.0.0.1"
+port = {mqtt_port}
+client_id = "{client_id}"
+lane_topic_prefix = "aeogate/G1/lanes"
+
+[[mqtt.topics]]
+filter = "{ocr_filter}"
+lane = "L1"
+kind = "ocr"
+
+[store]
+path = "{store}"
+
+[policy]
+random_key = "system-test-random-key"
+
+[console]
+bind = "127.0.0.1:{console_port}"
+"#,
+            store = dir.join("agent.redb").display(),
+        )
+    }
+
+    /// Writes `dir/agent.toml` and stores an officer console session `token` before the
+    /// agent starts; returns the configuration's path.
+    pub fn write(&self, dir: &Path, token: &str) -> PathBuf {
+        let path = dir.join("agent.toml");
+        std::fs::write(&path, self.text(dir)).expect("write config");
+        store_officer_session(&dir.join("agent.redb"), token);
+        path
+    }
+}
