@@ -36,6 +36,23 @@ pub struct LaneLive {
     pub updated_at: Timestamp,
 }
 
+impl LaneLive {
+    /// A configured lane with nothing happening on it.
+    fn idle(l: &LaneConfig, now: Timestamp) -> Self {
+        Self {
+            lane: l.id.clone(),
+            name: l.name.clone(),
+            open: None,
+            last_decision: None,
+            shown: None,
+            orphan_reads: 0,
+            closed: None,
+            refusals: 0,
+            updated_at: now,
+        }
+    }
+}
+
 /// Live lane states with a broadcast of every change (the console's SSE feed).
 #[derive(Debug)]
 pub struct LiveLanes {
@@ -50,22 +67,7 @@ impl LiveLanes {
         let now = Timestamp::now();
         let map = lanes
             .iter()
-            .map(|l| {
-                (
-                    l.id.clone(),
-                    LaneLive {
-                        lane: l.id.clone(),
-                        name: l.name.clone(),
-                        open: None,
-                        last_decision: None,
-                        shown: None,
-                        orphan_reads: 0,
-                        closed: None,
-                        refusals: 0,
-                        updated_at: now,
-                    },
-                )
-            })
+            .map(|l| (l.id.clone(), LaneLive::idle(l, now)))
             .collect();
         Self {
             lanes: Mutex::new(map),
@@ -82,17 +84,9 @@ impl LiveLanes {
         let now = Timestamp::now();
         map.retain(|id, _| lanes.iter().any(|l| &l.id == id));
         for l in lanes {
-            let live = map.entry(l.id.clone()).or_insert_with(|| LaneLive {
-                lane: l.id.clone(),
-                name: l.name.clone(),
-                open: None,
-                last_decision: None,
-                shown: None,
-                orphan_reads: 0,
-                closed: None,
-                refusals: 0,
-                updated_at: now,
-            });
+            let live = map
+                .entry(l.id.clone())
+                .or_insert_with(|| LaneLive::idle(l, now));
             if live.name != l.name {
                 live.name = l.name.clone();
                 live.updated_at = now;

@@ -56,7 +56,7 @@ pub const EVENT_QUEUE: usize = 64;
 const TICK: Duration = Duration::from_secs(1);
 
 /// What the pipeline task works with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Pipeline {
     /// Lanes as configured (routes per lane).
     pub lanes: Vec<LaneConfig>,
@@ -206,15 +206,11 @@ async fn apply(
         Err(e) => shared.journal.failed(&e, vec![body], Vec::new()),
     }
     shared.live.set_lanes(&lanes);
+    // Everything but the lanes and the policy carries over.
     let next = Arc::new(Pipeline {
         lanes,
         policy,
-        store: shared.store.clone(),
-        journal: shared.journal.clone(),
-        live: shared.live.clone(),
-        actuators: shared.actuators.clone(),
-        read_log: shared.read_log,
-        clock: shared.clock.clone(),
+        ..(*shared).clone()
     });
     let _ = done.send(());
     next

@@ -388,13 +388,24 @@ fn console_keys(old: &ConsoleConfig, new: &ConsoleConfig) -> Vec<String> {
     keys
 }
 
+/// An optional section in both configurations, or the keys its presence changed: none
+/// when absent from both, the section itself when added or removed.
+fn both<'a, T>(
+    old: Option<&'a T>,
+    new: Option<&'a T>,
+    section: &str,
+) -> Result<(&'a T, &'a T), Vec<String>> {
+    match (old, new) {
+        (Some(o), Some(n)) => Ok((o, n)),
+        (None, None) => Err(Vec::new()),
+        _ => Err(vec![section.to_string()]),
+    }
+}
+
 fn central_keys(old: Option<&CentralConfig>, new: Option<&CentralConfig>) -> Vec<String> {
-    let (Some(old), Some(new)) = (old, new) else {
-        return if old.is_some() == new.is_some() {
-            Vec::new()
-        } else {
-            vec!["central".into()]
-        };
+    let (old, new) = match both(old, new, "central") {
+        Ok(pair) => pair,
+        Err(keys) => return keys,
     };
     let CentralConfig {
         url,
@@ -427,12 +438,9 @@ fn central_keys(old: Option<&CentralConfig>, new: Option<&CentralConfig>) -> Vec
 }
 
 fn mqtt_keys(old: Option<&MqttConfig>, new: Option<&MqttConfig>) -> Vec<String> {
-    let (Some(old), Some(new)) = (old, new) else {
-        return if old.is_some() == new.is_some() {
-            Vec::new()
-        } else {
-            vec!["mqtt".into()]
-        };
+    let (old, new) = match both(old, new, "mqtt") {
+        Ok(pair) => pair,
+        Err(keys) => return keys,
     };
     let MqttConfig {
         host,
