@@ -85,6 +85,7 @@ protocol::ui_text! {
     Decision => "Decision", "Decisión", "Decisão";
     NoTransactions => "No transactions.", "No hay transacciones.", "Nenhuma transação.";
     Transaction => "Transaction", "Transacción", "Transação";
+    NoSuchTransaction => "Transaction not found in this gate's journal", "Transacción no encontrada en el diario de esta puerta", "Transação não encontrada no diário deste portão";
     OfficerActions => "Officer actions", "Acciones de oficiales", "Ações dos agentes";
     Opened => "Opened", "Abierta", "Aberta";
     Closed => "Closed", "Cerrada", "Fechada";
