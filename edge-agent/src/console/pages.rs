@@ -27,7 +27,7 @@ use serde::Deserialize;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
 
 use super::auth::{self, AuthError, Authed, Console};
-use super::text::{OVERRIDE_REASONS, T};
+use super::text::{OVERRIDE_REASONS, T, detail_key};
 use super::view::{self, GateStatus, HourFigures, LaneView};
 use crate::state::AppState;
 
@@ -292,7 +292,7 @@ fn reason_item(r: &protocol::schema::Reason, lang: Lang) -> Markup {
             @if r.detail.keys().any(|k| !shown_on_card(k)) {
                 dl.detail {
                     @for (k, val) in r.detail.iter().filter(|(k, _)| !shown_on_card(k)) {
-                        dt { (k) } dd { (val) }
+                        dt data-key=(k) { (detail_key(k).map_or(k.as_str(), |t| t.get(lang))) } dd { (val) }
                     }
                 }
             }
@@ -1219,6 +1219,26 @@ mod tests {
     }
 
     #[test]
+    fn reason_details_are_labelled_in_words_in_the_officers_language() {
+        let r = Reason::new(ReasonCode::ReplicaStale)
+            .with("age_s", 154)
+            .with("bound_s", 150)
+            .with("unlabelled_key", "x");
+        let html = reason_item(&r, Lang::Es).into_string();
+        assert!(
+            html.contains(r#"<dt data-key="age_s">Antigüedad (s)</dt><dd>154</dd>"#),
+            "{html}"
+        );
+        assert!(html.contains(">Antigüedad admitida (s)</dt>"), "{html}");
+        assert!(!html.contains(">age_s<"), "{html}");
+        // A key without words is shown as it is rather than dropped.
+        assert!(
+            html.contains(r#"<dt data-key="unlabelled_key">unlabelled_key</dt>"#),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn a_party_reason_does_not_repeat_the_card_in_its_details() {
         let party = PartyView {
             role: PartyRole::Carrier,
@@ -1236,7 +1256,7 @@ mod tests {
             .with_party(party);
         let html = reason_item(&r, Lang::En).into_string();
         assert!(html.contains("not in registry"), "{html}");
-        assert!(!html.contains("<dt>role</dt>"), "{html}");
+        assert!(!html.contains(r#"data-key="role""#), "{html}");
         assert!(!html.contains("none declared"), "{html}");
     }
 }
