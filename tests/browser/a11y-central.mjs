@@ -66,6 +66,10 @@ try {
     await audit(page, lang, 'cases (all: open, acknowledged, resolved)');
     await page.goto(`${BASE}/cases/${caseId}`);
     await audit(page, lang, 'case (open)');
+    // The reasons' details are labelled in words, not by the decider's keys (`container:`).
+    const details = (await page.locator('ul.reasons small').allInnerTexts()).join(' | ');
+    check(details.length > 0 && !/(^|\s)[a-z]+(_[a-z]+)*: /.test(details),
+      `case [${lang}]: reason details labelled in words (${details})`);
     if (lang === 'en') {
       // The three decision colours, as the case page draws them, each with its word.
       await page.evaluate(() => {

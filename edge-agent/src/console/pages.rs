@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::StreamExt as _;
 use jiff::Timestamp;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use protocol::i18n::{Lang, reason_text};
+use protocol::i18n::{Lang, detail_label, reason_text};
 use protocol::schema::{
     ActionKind, Decision, InspectionOutcome, LaneDecision, LaneId, LaneSignal, OfficerAction,
     PartyView, ReadSource, ReadValue,
@@ -27,7 +27,7 @@ use serde::Deserialize;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
 
 use super::auth::{self, AuthError, Authed, Console};
-use super::text::{OVERRIDE_REASONS, T, detail_key};
+use super::text::{OVERRIDE_REASONS, T};
 use super::view::{self, GateStatus, HourFigures, LaneView};
 use crate::state::AppState;
 
@@ -292,7 +292,7 @@ fn reason_item(r: &protocol::schema::Reason, lang: Lang) -> Markup {
             @if r.detail.keys().any(|k| !shown_on_card(k)) {
                 dl.detail {
                     @for (k, val) in r.detail.iter().filter(|(k, _)| !shown_on_card(k)) {
-                        dt data-key=(k) { (detail_key(k).map_or(k.as_str(), |t| t.get(lang))) } dd { (val) }
+                        dt data-key=(k) { (detail_label(k, lang).unwrap_or(k)) } dd { (val) }
                     }
                 }
             }

@@ -86,43 +86,6 @@ protocol::ui_text! {
     NoTransactions => "No transactions.", "No hay transacciones.", "Nenhuma transação.";
     Transaction => "Transaction", "Transacción", "Transação";
     NoSuchTransaction => "Transaction not found in this gate's journal", "Transacción no encontrada en el diario de esta puerta", "Transação não encontrada no diário deste portão";
-    DkContainer => "Container", "Contenedor", "Contêiner";
-    DkContainers => "Containers read", "Contenedores leídos", "Contêineres lidos";
-    DkOperator => "Operator", "Operador", "Operador";
-    DkRole => "Role", "Función", "Função";
-    DkName => "Name", "Nombre", "Nome";
-    DkRead => "Read", "Leído", "Lido";
-    DkReads => "Reads", "Lecturas", "Leituras";
-    DkError => "Problem", "Problema", "Problema";
-    DkDeclared => "Declared", "Declarado", "Declarado";
-    DkDeclaredESeal => "Declared e-seal", "Precinto electrónico declarado", "Lacre eletrônico declarado";
-    DkESeal => "E-seal", "Precinto electrónico", "Lacre eletrônico";
-    DkConsignment => "Consignment", "Envío", "Remessa";
-    DkConsignments => "Declared consignments", "Envíos declarados", "Remessas declaradas";
-    DkWhat => "Concerning", "Relativo a", "Referente a";
-    DkMra => "Mutual recognition", "Reconocimiento mutuo", "Reconhecimento mútuo";
-    DkAsOf => "Registry data as of", "Datos del registro a fecha de", "Dados do registro de";
-    DkValidTo => "Valid until", "Válido hasta", "Válido até";
-    DkStatusSince => "Status since", "Estado desde", "Situação desde";
-    DkStatus => "AEO status", "Estado OEA", "Situação OEA";
-    DkSequence => "Registry sequence", "Secuencia del registro", "Sequência do registro";
-    DkReference => "Hold reference", "Referencia de la retención", "Referência da retenção";
-    DkRaw => "As read", "Tal como se leyó", "Tal como lido";
-    DkRate => "Selection rate", "Tasa de selección", "Taxa de seleção";
-    DkProgrammes => "Programmes", "Programas", "Programas";
-    DkProgramme => "Programme", "Programa", "Programa";
-    DkOffsetMs => "Offset from central (ms)", "Desfase respecto a central (ms)", "Diferença em relação à central (ms)";
-    DkMeasuredAt => "Measured at", "Medido a las", "Medido às";
-    DkMaxOffsetMs => "Allowed offset (ms)", "Desfase admitido (ms)", "Diferença admitida (ms)";
-    DkDraw => "Random draw", "Sorteo", "Sorteio";
-    DkDevice => "Device", "Dispositivo", "Dispositivo";
-    DkClock => "Clock", "Reloj", "Relógio";
-    DkClass => "Shipment class", "Clase de envío", "Classe de remessa";
-    DkBoundS => "Allowed age (s)", "Antigüedad admitida (s)", "Idade admitida (s)";
-    DkBatteryPct => "Battery (%)", "Batería (%)", "Bateria (%)";
-    DkAgeS => "Age (s)", "Antigüedad (s)", "Idade (s)";
-    DkAuthorisations => "Authorisations", "Autorizaciones", "Autorizações";
-    DkKind => "Hold kind", "Tipo de retención", "Tipo de retenção";
     OfficerActions => "Officer actions", "Acciones de oficiales", "Ações dos agentes";
     Opened => "Opened", "Abierta", "Aberta";
     Closed => "Closed", "Cerrada", "Fechada";
@@ -164,52 +127,6 @@ pub const OVERRIDE_REASONS: &[(&str, T)] = &[
     ("OTHER", T::ROther),
 ];
 
-/// A reason detail's key (as the decider writes it) in words, or `None` for a key the
-/// console has no words for (shown as it is).
-#[must_use]
-pub fn detail_key(key: &str) -> Option<T> {
-    Some(match key {
-        "container" => T::DkContainer,
-        "containers" => T::DkContainers,
-        "operator" => T::DkOperator,
-        "role" => T::DkRole,
-        "name" => T::DkName,
-        "read" => T::DkRead,
-        "reads" => T::DkReads,
-        "error" => T::DkError,
-        "declared" => T::DkDeclared,
-        "declared_eseal" => T::DkDeclaredESeal,
-        "eseal" => T::DkESeal,
-        "consignment" => T::DkConsignment,
-        "consignments" => T::DkConsignments,
-        "what" => T::DkWhat,
-        "mra" => T::DkMra,
-        "as_of" => T::DkAsOf,
-        "valid_to" => T::DkValidTo,
-        "status_since" => T::DkStatusSince,
-        "status" => T::DkStatus,
-        "sequence" => T::DkSequence,
-        "reference" => T::DkReference,
-        "raw" => T::DkRaw,
-        "rate" => T::DkRate,
-        "programmes" => T::DkProgrammes,
-        "programme" => T::DkProgramme,
-        "offset_ms" => T::DkOffsetMs,
-        "measured_at" => T::DkMeasuredAt,
-        "max_offset_ms" => T::DkMaxOffsetMs,
-        "draw" => T::DkDraw,
-        "device" => T::DkDevice,
-        "clock" => T::DkClock,
-        "class" => T::DkClass,
-        "bound_s" => T::DkBoundS,
-        "battery_pct" => T::DkBatteryPct,
-        "age_s" => T::DkAgeS,
-        "authorisations" => T::DkAuthorisations,
-        "kind" => T::DkKind,
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,8 +166,9 @@ mod tests {
         }
         assert!(keys.len() > 30, "keys found: {keys:?}");
         for k in keys {
-            let t = detail_key(k).unwrap_or_else(|| panic!("no words for the detail key {k:?}"));
-            assert_ne!(t.get(Lang::En), k, "{k}: the words are the key");
+            let words = protocol::i18n::detail_label(k, Lang::En)
+                .unwrap_or_else(|| panic!("no words for the detail key {k:?}"));
+            assert_ne!(words, k, "{k}: the words are the key");
         }
     }
 }
