@@ -21,6 +21,8 @@
 //! - [`backlog`]: figure 6, a pre-filled journal drained to central under live load.
 //! - [`screen`]: figure 7, seal exception at the gate → case on central's SSE stream.
 //! - [`footprint`]: figure 8, release binary sizes, the idle agent's CPU and RSS.
+//! - [`mqtt`]: figure 10, the agent over mosquitto at 50 trucks/s and at saturation
+//!   (CPU per decision, decisions/s, lane states dropped) beside a bare broker echo.
 
 pub mod backlog;
 pub mod bootstrap;
@@ -30,6 +32,7 @@ pub mod footprint;
 pub mod ingest;
 pub mod journal;
 pub mod lane;
+pub mod mqtt;
 pub mod screen;
 pub mod stats;
 pub mod system;
@@ -132,6 +135,12 @@ pub const FIGURES: &[Figure] = &[
         name: "footprint",
         about: "release binary sizes, agent idle CPU and RSS",
         run: Ok(footprint::run),
+    },
+    Figure {
+        id: "10",
+        name: "mqtt",
+        about: "the agent over mosquitto at 50 trucks/s and at saturation, vs a bare broker echo",
+        run: Ok(mqtt::run),
     },
 ];
 
