@@ -165,9 +165,9 @@ mod tests {
         cfg.argon2_m_cost_kib = 64;
         cfg.argon2_t_cost = 1;
         let hub = Central::open(&cfg).expect("central");
-        hub.add_user("analyst", "demo-pass-2026", "analyst")
+        hub.add_user("analyst", super::super::DEMO_PASSWORD, "analyst")
             .expect("analyst");
-        seed(&hub, "demo-pass-2026", "analyst").expect("seed");
+        seed(&hub, super::super::DEMO_PASSWORD, "analyst").expect("seed");
         let status = |op: &str| hub.company(op).expect("read").expect("company").status();
         let [pending, assessing, review, validated] = COMPANIES.map(|c| c.0);
         assert!(

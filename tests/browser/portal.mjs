@@ -5,9 +5,12 @@
 // A company registers itself, an officer confirms it, the company fills the
 // self-assessment and applies; the officer reviews, visits, records one required change
 // and one recommendation and validates; the company answers the change; a second admin
-// certifies. Every portal screen is photographed on the way.
+// certifies. Every portal screen is photographed and checked with axe-core (WCAG 2.1 A
+// and AA; any serious or critical violation fails the walk) on the way.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { launchWithProfile } from './lib.mjs';
+import { axeViolations, launchWithProfile } from './lib.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -25,9 +28,16 @@ function check(cond, what) {
 
 const context = await launchWithProfile(env('CHROMIUM'), { viewport: { width: 1280, height: 860 }, locale: 'en-GB' });
 const page = await context.newPage();
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const failures = [];
 const shot = async (name) => {
   await page.screenshot({ path: join(SCREENS, `portal-${name}.png`), fullPage: true });
-  step(`screenshot portal-${name}.png`);
+  const { bad } = await axeViolations(page, axeSource,
+    ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'], new Set(['serious', 'critical']));
+  for (const v of bad) {
+    for (const n of v.nodes) failures.push(`${name}: ${v.impact} ${v.id}: ${n.target.join(' ')} — ${v.help}`);
+  }
+  step(`screenshot portal-${name}.png (${bad.length} serious/critical accessibility rule(s))`);
 };
 
 async function loginAs(user, pass, lands) {
@@ -132,6 +142,7 @@ try {
   check((await page.locator('#registry-status').textContent()).includes('ACTIVE'), 'registry ACTIVE');
   check((await page.locator('#contact').textContent()).includes('Pia Ramos'), 'contact point');
   await shot('certified');
+  check(failures.length === 0, `accessibility:\n${failures.join('\n')}`);
   console.log('portal walk ok');
 } finally {
   await context.close();
