@@ -240,6 +240,11 @@ async fn a_company_goes_from_registration_to_certification_and_the_gates_receive
         "{:?}",
         batch.changes
     );
+    let p = page(c, "GET", "/applications", Some(&olga), &[]).await;
+    let figures = p.body.split("id=\"figures\"").nth(1).unwrap_or_default();
+    assert!(figures.contains("Certified members: 1"), "{figures}");
+    assert!(figures.contains("EXPORTER 1"), "members by type: {figures}");
+    assert!(figures.contains("(1)"), "one decision timed: {figures}");
     let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
     assert!(p.body.contains("data-status=\"CERTIFIED\""), "{}", p.body);
     assert!(

@@ -71,12 +71,37 @@ pub async fn queue(State(c): State<Central>, s: UiSession) -> Response {
         })
         .collect();
     changes.sort_by_key(|(_, f)| f.at);
-    let members = companies
+    let members: Vec<&Company> = companies
         .iter()
         .filter(|c| c.status() == Some(Status::Certified))
-        .count();
+        .collect();
+    let mut by_kind: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for m in &members {
+        *by_kind.entry(m.kind.as_str()).or_default() += 1;
+    }
+    let decided: Vec<jiff::SignedDuration> = companies
+        .iter()
+        .filter_map(|c| c.application.as_ref())
+        .filter_map(|a| {
+            let d = a
+                .history
+                .iter()
+                .find(|h| matches!(h.status, Status::Certified | Status::Refused))?;
+            Some(d.at.duration_since(a.submitted_at))
+        })
+        .collect();
+    let mean_decision = i32::try_from(decided.len())
+        .ok()
+        .filter(|n| *n > 0)
+        .map(|n| decided.iter().copied().sum::<jiff::SignedDuration>() / n);
     let body = html! {
-        p #figures { (P::Companies.get(l)) ": " (companies.len()) " · " (P::OpenApplications.get(l)) ": " (open.len()) " · " (P::Members.get(l)) ": " (members) }
+        section #figures {
+            p { (P::Companies.get(l)) ": " (companies.len()) " · " (P::OpenApplications.get(l)) ": " (open.len()) " · " (P::Members.get(l)) ": " (members.len()) }
+            @if !by_kind.is_empty() {
+                p { (P::MembersByType.get(l)) ": " @for (k, n) in &by_kind { (k) " " (n) " · " } }
+            }
+            p { (P::TimeToDecision.get(l)) ": " @match mean_decision { Some(d) => { (fmt_duration(d)) " (" (decided.len()) ")" }, None => { "—" } } }
+        }
         h2 { (P::PendingRegistrations.get(l)) }
         section #pending {
             @if pending.is_empty() { p.muted { (P::NoneWaiting.get(l)) } }

@@ -65,6 +65,8 @@ protocol::ui_text! {
     Companies => "Companies", "Empresas", "Empresas";
     OpenApplications => "Open applications (oldest first)", "Solicitudes abiertas (las más antiguas primero)", "Pedidos abertos (os mais antigos primeiro)";
     Members => "Certified members", "Miembros certificados", "Membros certificados";
+    MembersByType => "Members by type of operator", "Miembros por tipo de operador", "Membros por tipo de operador";
+    TimeToDecision => "Mean time from application to decision", "Tiempo medio de la solicitud a la decisión", "Tempo médio do pedido à decisão";
     PendingRegistrations => "Registrations to confirm", "Registros por confirmar", "Cadastros a confirmar";
     OpenChanges => "Required changes awaiting the company (oldest first)", "Cambios obligatorios pendientes de la empresa (los más antiguos primero)", "Mudanças obrigatórias aguardando a empresa (as mais antigas primeiro)";
     NoneWaiting => "Nothing waiting.", "Nada pendiente.", "Nada pendente.";
