@@ -85,6 +85,23 @@ async fn a_company_goes_from_registration_to_certification_and_the_gates_receive
     let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
     assert!(p.body.contains("id=\"pending\""), "{}", p.body);
 
+    // A second user of the company sees the same company.
+    let second = [
+        ("user", "acme.two"),
+        ("password", "another company passphrase"),
+    ];
+    assert_eq!(
+        post(c, &acme, "/portal/users", &second).await,
+        StatusCode::SEE_OTHER
+    );
+    let (two, _) = form_login(c, "acme.two", "another company passphrase").await;
+    let p = page(c, "GET", "/portal", Some(&two), &[]).await;
+    assert!(
+        p.body.contains(OP_A) && p.body.contains("Acme Export"),
+        "{}",
+        p.body
+    );
+
     // Nothing before an officer confirms the registration.
     let all_yes = answers("YES");
     let form: Vec<(&str, &str)> = all_yes

@@ -98,6 +98,7 @@ pub fn router() -> Router<Central> {
         .route("/portal/apply", post(portal::apply))
         .route("/portal/findings/{id}", post(portal::answer_finding))
         .route("/portal/messages", post(portal::post_message))
+        .route("/portal/users", post(portal::add_user))
         .layer(tower_http::csrf::CsrfLayer::new())
 }
 

@@ -226,6 +226,16 @@ pub async fn home(State(c): State<Central>, s: CompanySession) -> Response {
             h2 { (P::Findings.get(l)) }
             section #findings { (findings_table(&co, l, Some(&s.csrf))) }
         }
+        h2 { (P::Users.get(l)) }
+        section #users {
+            p { (co.users.join(", ")) }
+            form.filters method="post" action="/portal/users" {
+                input type="hidden" name="csrf" value=(s.csrf);
+                label { (T::User.get(l)) input name="user" required autocomplete="off"; }
+                label { (T::Password.get(l)) input name="password" type="password" required autocomplete="new-password"; }
+                button { (P::AddUser.get(l)) }
+            }
+        }
         h2 { (P::Messages.get(l)) }
         section #messages {
             (thread(&co, l))
@@ -477,6 +487,33 @@ pub async fn post_message(
         f.csrf.as_deref(),
         "/portal#messages",
         move |c, k, u| c.post_message(k, &text, u, false),
+    )
+    .await
+}
+
+/// The form adding a user to the company.
+#[derive(Debug, serde::Deserialize)]
+pub struct UserForm {
+    csrf: Option<String>,
+    user: String,
+    password: String,
+}
+
+/// `POST /portal/users`: a company user adds another account of the same company.
+pub async fn add_user(
+    State(c): State<Central>,
+    s: CompanySession,
+    headers: HeaderMap,
+    Form(f): Form<UserForm>,
+) -> Response {
+    let (name, password) = (f.user.trim().to_owned(), f.password);
+    act(
+        c,
+        s,
+        &headers,
+        f.csrf.as_deref(),
+        "/portal#users",
+        move |c, k, u| c.add_company_user(k, &name, &password, u),
     )
     .await
 }

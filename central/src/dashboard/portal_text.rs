@@ -75,6 +75,7 @@ protocol::ui_text! {
     ConfirmedBy => "Registration confirmed by", "Registro confirmado por", "Cadastro confirmado por";
     RegisteredBy => "registered by", "registrada por", "cadastrada por";
     Users => "Users", "Usuarios", "Usuários";
+    AddUser => "Add a user", "Agregar un usuario", "Adicionar um usuário";
     AddCompany => "Add a company", "Agregar una empresa", "Adicionar uma empresa";
     TakeForReview => "Take for review", "Tomar para revisión", "Assumir a análise";
     RequestInfo => "Request more information", "Pedir más información", "Pedir mais informações";
