@@ -39,6 +39,17 @@ enum Command {
         #[arg(long)]
         stop_on_stdin_eof: bool,
     },
+    /// Run a central instance (the same server as the `central` binary's `serve`); the
+    /// demo runs its second instance on PostgreSQL this way.
+    #[command(hide = true)]
+    Central {
+        /// Central's configuration file (TOML; see docs/configuration.md).
+        #[arg(long)]
+        config: PathBuf,
+        /// Shut down gracefully when standard input closes.
+        #[arg(long)]
+        stop_on_stdin_eof: bool,
+    },
     /// Measure the benchmark figures of docs/benchmarks.md, each beside its baseline.
     Bench {
         /// Figures by number or name (1/decision, 3/journal, 4/bootstrap, 5/ingest, …);
@@ -101,6 +112,10 @@ struct DemoArgs {
     /// --duration).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     outage: Duration,
+    /// Run central on this PostgreSQL database (postgres://…, an empty database) instead
+    /// of a redb file: two instances share it, and a fault kills one of them mid-run.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,11 +185,16 @@ fn main() -> ExitCode {
             consignments: a.consignments,
             dir: a.dir,
             outage: a.outage,
+            postgres: a.postgres,
         }),
         Command::Agent {
             config,
             stop_on_stdin_eof,
         } => run_agent(&config, stop_on_stdin_eof).map(|()| ExitCode::SUCCESS),
+        Command::Central {
+            config,
+            stop_on_stdin_eof,
+        } => run_central(&config, stop_on_stdin_eof).map(|()| ExitCode::SUCCESS),
         Command::Bench {
             which,
             n,
@@ -223,41 +243,62 @@ fn run_agent(config: &std::path::Path, stop_on_stdin_eof: bool) -> anyhow::Resul
         .enable_all()
         .worker_threads(2)
         .build()?;
+    rt.block_on(async move { edge_agent::runtime::run(cfg, stop_signal(stop_on_stdin_eof)).await })
+}
+
+fn run_central(config: &std::path::Path, stop_on_stdin_eof: bool) -> anyhow::Result<()> {
+    let cfg = central::Config::load(config)?;
+    match aeogate_log::init(aeogate_log::Format::Text) {
+        Ok(()) | Err(aeogate_log::LogError::AlreadySet) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()?;
     rt.block_on(async move {
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let watcher = shutdown.clone();
-        tokio::spawn(async move {
-            let stdin_closed = async {
-                if stop_on_stdin_eof {
-                    let mut buf = [0u8; 64];
-                    let mut stdin = tokio::io::stdin();
-                    loop {
-                        match tokio::io::AsyncReadExt::read(&mut stdin, &mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(_) => {}
-                        }
-                    }
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            };
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let sigterm = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                () = sigterm => {}
-                () = stdin_closed => {}
-            }
-            watcher.cancel();
-        });
-        edge_agent::runtime::run(cfg, shutdown).await
+        central::api::install_metrics_recorder()?;
+        let hub = central::Central::open(&cfg)?;
+        central::serve(hub, cfg, stop_signal(stop_on_stdin_eof)).await
     })
+}
+
+/// Cancelled on Ctrl-C, SIGTERM, or (with `stop_on_stdin_eof`) when standard input
+/// closes. Call inside the runtime.
+fn stop_signal(stop_on_stdin_eof: bool) -> tokio_util::sync::CancellationToken {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let watcher = shutdown.clone();
+    tokio::spawn(async move {
+        let stdin_closed = async {
+            if stop_on_stdin_eof {
+                let mut buf = [0u8; 64];
+                let mut stdin = tokio::io::stdin();
+                loop {
+                    match tokio::io::AsyncReadExt::read(&mut stdin, &mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let sigterm = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = sigterm => {}
+            () = stdin_closed => {}
+        }
+        watcher.cancel();
+    });
+    shutdown
 }

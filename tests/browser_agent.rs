@@ -11,7 +11,8 @@
 //! Two runs: `agent.mjs` (the screens' behaviour) and `a11y-agent.mjs` (axe-core over every
 //! screen in its states and languages, the keyboard walk of a shift, booth layouts at
 //! 1280×720 and 768 px) against an agent whose central is unreachable and whose replica
-//! goes stale during the run.
+//! goes stale during the run; and `a11y-selftest.mjs`, which shows that the accessibility
+//! check fails a run on a page with a serious violation.
 
 #[path = "common/browser.rs"]
 mod browser;
@@ -129,6 +130,8 @@ fn seed_store(path: &Path) {
         ("sofia.oficial", Role::Officer, Lang::Es),
         ("joao.agente", Role::Officer, Lang::Pt),
         ("sam.supervisor", Role::Supervisor, Lang::En),
+        ("sara.supervisora", Role::Supervisor, Lang::Es),
+        ("paulo.supervisor", Role::Supervisor, Lang::Pt),
         ("terminal.ops", Role::Operator, Lang::En),
     ] {
         add_user(&store, name, PASSWORD, role, lang).expect("account");
@@ -408,4 +411,32 @@ async fn agent_screens_are_accessible_keyboard_operable_and_readable_in_chromium
         .await;
     update_docs(&screens, "booth-");
     rig.stop().await;
+}
+
+/// The accessibility check the screens go through fails its run on a serious violation: a
+/// clean page passes it, a page with 2:1 contrast text, a select and a button without a
+/// name makes the script end with exit code 1, naming each rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accessibility_check_fails_a_run_on_a_serious_violation() {
+    let chromium = browser::require_browser(&root());
+    let script = "a11y-selftest.mjs";
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(root().join("tests/browser").join(script))
+        .env("CHROMIUM", chromium);
+    let run = browser::run_script(cmd, script, Duration::from_secs(60), async |_: &str| None).await;
+    run.assert_failed_with(
+        1,
+        &[
+            "serious or critical accessibility violation(s)",
+            "page with known violations [en] serious color-contrast",
+            "page with known violations [en] critical select-name",
+            "page with known violations [en] critical button-name",
+        ],
+    );
+    assert!(
+        run.transcript()
+            .contains("ok - clean page: no serious or critical violation"),
+        "the clean page passed first: {}",
+        run.transcript()
+    );
 }

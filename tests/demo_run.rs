@@ -1,7 +1,12 @@
 //! The README's first command, run for a short duration: the demo must start every part,
 //! decide traffic in every outcome, survive its own faults, and end with every event the
 //! gates journaled stored at central. While it runs, central (in the demo's process)
-//! serves its Prometheus metrics.
+//! serves its Prometheus metrics. On PostgreSQL (`--postgres`), two central instances share
+//! the database and one is killed mid-run.
+
+#[path = "../central/tests/common/pg.rs"]
+#[allow(dead_code)]
+mod pg;
 
 use std::io::BufRead as _;
 use std::process::Command;
@@ -53,8 +58,10 @@ fn number_after(text: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-#[test]
-fn short_demo_decides_every_outcome_and_loses_no_event() {
+/// Runs `aeogate demo` for 45 s with `extra` arguments; checks the summary every demo
+/// must end with (journaled = stored, every outcome, both gates, the LLRP reader, the
+/// faults reported, central's /metrics served) and returns what it printed.
+fn short_demo(extra: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_aeogate"))
         .args([
@@ -69,9 +76,11 @@ fn short_demo_decides_every_outcome_and_loses_no_event() {
             "600",
         ])
         .args(["--outage", "10s", "--seed", "7"])
+        .args(extra)
         .arg("--dir")
         .arg(dir.path())
         .env("AEOGATE_DEMO_AGENT_LOG", "warn")
+        .env("AEOGATE_DEMO_CENTRAL_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -163,4 +172,41 @@ fn short_demo_decides_every_outcome_and_loses_no_event() {
     assert!(stdout.contains("fault: the UHF reader"), "{stdout}");
     assert!(stdout.contains("central unreachable"), "{stdout}");
     assert!(stdout.contains("central reachable again"), "{stdout}");
+    stdout
+}
+
+#[test]
+fn short_demo_decides_every_outcome_and_loses_no_event() {
+    short_demo(&[]);
+}
+
+/// `aeogate demo --postgres URL`: two central instances on one PostgreSQL database (one in
+/// the demo's process, one a child process the agents try first); the child is SIGKILLed
+/// halfway and started again, and still every event the gates journaled is stored once.
+#[test]
+fn demo_on_postgresql_loses_a_central_instance_and_no_event() {
+    let mut cluster = pg::PgCluster::start();
+    let url = cluster.create_database("demo");
+    let stdout = short_demo(&["--postgres", &url]);
+    assert!(
+        stdout.contains("central on PostgreSQL: two instances on one database"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fault: central instance 2 killed (SIGKILL)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("central instance 2 started again"),
+        "{stdout}"
+    );
+    // Both instances stored part of the traffic.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("central instances: "))
+        .unwrap_or_else(|| panic!("no instance line: {stdout}"));
+    let first = number_after(line, "central instances:").expect("instance 1");
+    let second = number_after(line, "(this process),").expect("instance 2");
+    assert!(first > 0 && second > 0, "{line}");
+    cluster.stop();
 }

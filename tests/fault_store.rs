@@ -107,16 +107,22 @@ async fn pass(board: &VirtualBoard, agent: &AgentSite, j: u64) -> Value {
         .flatten()
         .map(|d| d["transaction_id"].clone());
     let commands = board.stats().commands_obeyed;
+    let decided = decided_in_logs(agent);
     board.arrive(truck(j));
     tokio::time::sleep(Duration::from_millis(600)).await;
     board.leave();
     let deadline = Instant::now() + STEP;
     loop {
+        // Only a decision the agent logged after this truck arrived is this truck's: the
+        // console may answer again (after an error) with the previous truck's decision,
+        // and the board can obey a command that is not this truck's decision.
+        let logged = decided_in_logs(agent) > decided;
         match last_decision(agent).await {
-            Ok(Some(d)) if Some(&d["transaction_id"]) != before.as_ref() => return d,
+            Ok(Some(d)) if logged && Some(&d["transaction_id"]) != before.as_ref() => return d,
             Ok(_) => {}
             Err(_) => {
-                if board.stats().commands_obeyed >= commands + 2
+                if logged
+                    && board.stats().commands_obeyed >= commands + 2
                     && board
                         .last_command()
                         .is_some_and(|c| c.light != protocol::link::Light::Red)
@@ -133,6 +139,18 @@ async fn pass(board: &VirtualBoard, agent: &AgentSite, j: u64) -> Value {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// How many decisions the agent has logged, across its starts.
+fn decided_in_logs(agent: &AgentSite) -> usize {
+    (1..20)
+        .filter_map(|i| std::fs::read_to_string(agent.dir.join(format!("agent-{i}.log"))).ok())
+        .map(|text| {
+            text.lines()
+                .filter(|l| l.contains(": decided ") || l.contains("\"message\":\"decided\""))
+                .count()
+        })
+        .sum()
 }
 
 /// The tail of every log the agent wrote (for a failure message).
@@ -242,6 +260,8 @@ async fn a_full_disk_holds_decisions_recovers_without_restart_and_keeps_them_acr
     );
     std::fs::write(&agent.config_path, text).expect("config");
     agent.store_path = store;
+    // Each decision's log line tells `pass` which truck was decided.
+    agent.log_filter = "warn,edge_agent::pipeline=info";
     agent.start().await;
     let staff = central.staff().await;
 
@@ -325,10 +345,38 @@ async fn a_full_disk_holds_decisions_recovers_without_restart_and_keeps_them_acr
             _ => None,
         })
         .collect();
+    // Each decision with its reason codes and its transaction's reads, so a mismatch
+    // shows which truck was decided twice (or not at all).
+    let listing: Vec<String> = decisions
+        .iter()
+        .map(|d| {
+            let reads = journal
+                .iter()
+                .find_map(|e| match &e.body {
+                    EventBody::Transaction { transaction }
+                        if transaction.id == d.transaction_id =>
+                    {
+                        Some(format!(
+                            "{:?} {:?}",
+                            transaction.close_reason,
+                            transaction.containers()
+                        ))
+                    }
+                    _ => None,
+                })
+                .unwrap_or_else(|| "no transaction record".into());
+            let codes: Vec<String> = d.reasons.iter().map(|r| format!("{:?}", r.code)).collect();
+            format!(
+                "{} {:?} {codes:?} reads {reads}",
+                d.transaction_id, d.decision
+            )
+        })
+        .collect();
     assert_eq!(
         decisions.len() as u64,
         j,
-        "trucks driven = decisions journaled"
+        "trucks driven = decisions journaled:\n{}",
+        listing.join("\n")
     );
     let position = |id: &Value| {
         decisions

@@ -10,6 +10,8 @@
 //!   duplicated = out of order = 0 per lane, and no chain alert although the gate's
 //!   batches landed on both instances.
 //! - The same batch sent to both instances at once is stored once.
+//! - The primary lost with ingest under way and its synchronous standby promoted: central
+//!   moves to it and every event it acknowledged is there.
 //!
 //! Each ends, like tests/fault_uplink.rs, by comparing the agent's journal with what
 //! central stored.
@@ -293,4 +295,86 @@ async fn the_same_batch_sent_to_two_instances_at_once_is_stored_once() {
     b.stop();
     let (counts, _) = ledger(&agent, &a.open());
     assert_exactly_once("one batch, four copies", &counts, &journal, &out.acked());
+}
+
+/// The database machine is lost: the primary is SIGKILLed with ingest under way and its
+/// synchronous standby promoted. Central, configured with both hosts
+/// (`target_session_attrs=read-write`), reconnects to the promoted standby, and the ledger
+/// there shows every event the agent journaled stored exactly once. Since the agent never
+/// sends an acknowledged event again, an event central acknowledged before the loss that
+/// had not reached the standby would show as lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_a_promoted_synchronous_standby_keeps_every_acknowledged_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let mut primary = PgCluster::start_with(true);
+    primary.create_database("central");
+    let standby = primary.sync_standby();
+    eprintln!(
+        "primary and synchronous standby up in {:?}",
+        started.elapsed()
+    );
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/central?target_session_attrs=read-write",
+        primary.port(),
+        standby.port()
+    );
+    let mut central = CentralSite::create_on(
+        &dir.path().join("central"),
+        Transport::PlainHttp,
+        Some(&url),
+    );
+    central.start().await;
+    let mut agent = AgentSite::beside(dir.path(), &central, &manual_lanes(), "24h");
+    agent.start().await;
+    let load = RunningBurst::spawn(agent.base.clone(), lane_names(), 2, 1_000_000);
+    let out = load.out.clone();
+    wait_count(&out, 60).await;
+    // Central has acknowledged events before the primary is lost.
+    let staff = central.staff().await;
+    let deadline = Instant::now() + STEP;
+    while staff
+        .gate()
+        .await
+        .and_then(|g| g["events_stored"].as_u64())
+        .unwrap_or(0)
+        < 40
+    {
+        assert!(
+            Instant::now() < deadline,
+            "central stored no events in {STEP:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("traffic under way at {:?}", started.elapsed());
+    primary.kill();
+    standby.promote();
+    let deadline = Instant::now() + STEP;
+    loop {
+        let (status, _, body) = readyz(&central.url).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "central not ready {STEP:?} after the standby was promoted: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "central ready on the promoted standby at {:?}",
+        started.elapsed()
+    );
+    let count_then = out.count.load(std::sync::atomic::Ordering::Relaxed);
+    wait_count(&out, count_then + 60).await;
+    load.stop().await;
+    wait_drained(&central).await;
+    let (counts, journal) = stop_and_count(&mut agent, &mut central);
+    assert_exactly_once(
+        "failover to a promoted synchronous standby",
+        &counts,
+        &journal,
+        &out.acked(),
+    );
+    drop(standby);
 }

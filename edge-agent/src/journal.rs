@@ -253,6 +253,9 @@ struct Outage {
     dropped: usize,
     /// Times the database was reopened.
     reopened: u32,
+    /// Held transactions found already journaled when written back (a write reported as
+    /// failed had been committed), as `id (shown DECISION)`.
+    committed_anyway: Vec<String>,
 }
 
 /// The running agent's journal: every write goes through its [`JournalWriter`].
@@ -285,6 +288,7 @@ impl Outage {
             replayed: 0,
             dropped: 0,
             reopened: 0,
+            committed_anyway: Vec::new(),
         }
     }
 }
@@ -341,6 +345,7 @@ impl Journal {
                 replayed: found.len(),
                 dropped: 0,
                 reopened: 0,
+                committed_anyway: Vec::new(),
             }
         });
         let (writer, task) = JournalWriter::start(store.clone());
@@ -523,11 +528,20 @@ impl Journal {
             }
             let n = batch.len();
             let store = self.store.clone();
-            let consumed: Vec<Vec<u8>> = batch.iter().flat_map(|g| g.consumed.clone()).collect();
-            let groups = batch.into_iter().map(|g| (g.bodies, g.at)).collect();
-            tokio::task::spawn_blocking(move || store.append_groups_consuming(groups, &consumed))
+            let found = tokio::task::spawn_blocking(move || write_back(&store, batch))
                 .await
                 .unwrap_or(Err(JournalError::WriterStopped))?;
+            if !found.is_empty() {
+                tracing::warn!(
+                    transactions = ?found,
+                    "a journal write reported as failed had been committed: those records are in the journal as first made, and their held copies are not written again"
+                );
+                if let Ok(mut o) = self.outage.lock() {
+                    o.get_or_insert_with(|| Outage::new("a store write failed".into()))
+                        .committed_anyway
+                        .extend(found);
+                }
+            }
             if let Ok(mut h) = self.held.lock() {
                 let n = n.min(h.len());
                 h.drain(..n);
@@ -602,7 +616,7 @@ impl Journal {
             return;
         }
         let detail = format!(
-            "the journal refused writes from {} to about {} ({} refusals; first: {}); {} groups of records were held{}{}{}, and all of them are journaled now",
+            "the journal refused writes from {} to about {} ({} refusals; first: {}); {} groups of records were held{}{}{}{}, and all of them are journaled now",
             o.since,
             Timestamp::now(),
             o.failures,
@@ -629,6 +643,15 @@ impl Journal {
                 format!("; the store was reopened {} times", o.reopened)
             } else {
                 String::new()
+            },
+            if o.committed_anyway.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} writes reported as failed had been committed, so the journal has these trucks' records as first made, not as the lane showed them: {}",
+                    o.committed_anyway.len(),
+                    o.committed_anyway.join(", ")
+                )
             },
         );
         let alert = EventBody::IntegrityAlert {
@@ -659,8 +682,48 @@ pub fn held_file_path(store_path: &std::path::Path) -> std::path::PathBuf {
     std::path::PathBuf::from(name)
 }
 
+/// Writes held groups back to the journal in one commit (their lane events leave the
+/// read log in it), except those whose transaction the journal already has: a write
+/// that failed can still have been committed (redb can report an I/O error after the
+/// commit reached the file, e.g. while freeing pages on a full disk), and the truck
+/// must not be recorded twice. Returns those transactions, as `id (shown DECISION)`.
+fn write_back(store: &Store, batch: Vec<HeldGroup>) -> Result<Vec<String>, JournalError> {
+    let mut found = Vec::new();
+    let mut consumed = Vec::new();
+    let mut groups = Vec::new();
+    for g in batch {
+        consumed.extend(g.consumed.iter().cloned());
+        if already_journaled(store, &g) {
+            found.push(held_summary(&g));
+        } else {
+            groups.push((g.bodies, g.at));
+        }
+    }
+    store.append_groups_consuming(groups, &consumed)?;
+    Ok(found)
+}
+
+/// A held group as the outage report names it: its transaction and what the lane showed.
+fn held_summary(g: &HeldGroup) -> String {
+    let mut id = None;
+    let mut shown = None;
+    for b in &g.bodies {
+        match b {
+            EventBody::Transaction { transaction } => id = Some(transaction.id),
+            EventBody::Decision { decision } => shown = Some(decision.decision),
+            _ => {}
+        }
+    }
+    match (id, shown) {
+        (Some(id), Some(d)) => format!("{id} (shown {d})"),
+        (Some(id), None) => id.to_string(),
+        _ => "a record".into(),
+    }
+}
+
 /// Whether a held group's transaction is already in the journal (it was written just
-/// before a crash that came before the held-records file was updated).
+/// before a crash that came before the held-records file was updated, or by a commit
+/// that reported a failure after it reached the file).
 fn already_journaled(store: &Store, g: &HeldGroup) -> bool {
     g.bodies.iter().any(|b| match b {
         EventBody::Transaction { transaction } => {
@@ -744,5 +807,91 @@ pub async fn record_health(
                 tracing::error!(error = %format!("{e:#}"), "device health not journaled");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::schema::{CloseReason, GateId, GateTransaction, LaneId, SCHEMA_VERSION};
+
+    fn tx_body(id: uuid::Uuid) -> EventBody {
+        EventBody::Transaction {
+            transaction: GateTransaction {
+                v: SCHEMA_VERSION,
+                id,
+                gate: GateId::parse("G1").expect("gate"),
+                lane: LaneId::parse("L1").expect("lane"),
+                opened_at: Timestamp::UNIX_EPOCH,
+                closed_at: Timestamp::UNIX_EPOCH,
+                close_reason: CloseReason::Departure,
+                reads: Vec::new(),
+            },
+        }
+    }
+
+    fn alert(what: &str) -> EventBody {
+        EventBody::IntegrityAlert {
+            what: what.into(),
+            detail: String::new(),
+        }
+    }
+
+    fn held(bodies: Vec<EventBody>) -> HeldGroup {
+        HeldGroup {
+            at: Timestamp::UNIX_EPOCH,
+            bodies,
+            consumed: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_held_transaction_whose_failed_write_was_committed_is_not_journaled_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(
+            &dir.path().join("s.redb"),
+            GateId::parse("G1").expect("gate"),
+        )
+        .expect("store");
+        let landed = uuid::Uuid::from_u128(1);
+        let fresh = uuid::Uuid::from_u128(2);
+        // The commit that reported a failure but reached the file.
+        store
+            .append_groups_consuming(
+                vec![(
+                    vec![tx_body(landed), alert("as first made")],
+                    Timestamp::UNIX_EPOCH,
+                )],
+                &[],
+            )
+            .expect("append");
+        let found = write_back(
+            &store,
+            vec![
+                held(vec![tx_body(landed), alert("held copy")]),
+                held(vec![tx_body(fresh), alert("held only")]),
+            ],
+        )
+        .expect("write back");
+        assert_eq!(found, vec![landed.to_string()]);
+        let whats: Vec<String> = store
+            .entries(1, 100)
+            .expect("entries")
+            .into_iter()
+            .map(|e| match e.body {
+                EventBody::Transaction { transaction } => transaction.id.to_string(),
+                EventBody::IntegrityAlert { what, .. } => what,
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            whats,
+            vec![
+                landed.to_string(),
+                "as first made".into(),
+                fresh.to_string(),
+                "held only".into()
+            ]
+        );
     }
 }

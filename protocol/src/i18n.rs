@@ -230,6 +230,148 @@ pub fn reason_text(code: ReasonCode, lang: Lang) -> &'static str {
     }
 }
 
+/// Words for the keys of a reason's details (as the gate's decider writes them), in
+/// English, Spanish and Portuguese; [`detail_label`] looks them up.
+const DETAIL_LABELS: &[(&str, [&str; 3])] = &[
+    ("container", ["Container", "Contenedor", "Contêiner"]),
+    (
+        "containers",
+        [
+            "Containers read",
+            "Contenedores leídos",
+            "Contêineres lidos",
+        ],
+    ),
+    ("operator", ["Operator", "Operador", "Operador"]),
+    ("role", ["Role", "Función", "Função"]),
+    ("name", ["Name", "Nombre", "Nome"]),
+    ("read", ["Read", "Leído", "Lido"]),
+    ("reads", ["Reads", "Lecturas", "Leituras"]),
+    ("error", ["Problem", "Problema", "Problema"]),
+    ("declared", ["Declared", "Declarado", "Declarado"]),
+    (
+        "declared_eseal",
+        [
+            "Declared e-seal",
+            "Precinto electrónico declarado",
+            "Lacre eletrônico declarado",
+        ],
+    ),
+    (
+        "eseal",
+        ["E-seal", "Precinto electrónico", "Lacre eletrônico"],
+    ),
+    ("consignment", ["Consignment", "Envío", "Remessa"]),
+    (
+        "consignments",
+        [
+            "Declared consignments",
+            "Envíos declarados",
+            "Remessas declaradas",
+        ],
+    ),
+    ("what", ["Concerning", "Relativo a", "Referente a"]),
+    (
+        "mra",
+        [
+            "Mutual recognition",
+            "Reconocimiento mutuo",
+            "Reconhecimento mútuo",
+        ],
+    ),
+    (
+        "as_of",
+        [
+            "Registry data as of",
+            "Datos del registro a fecha de",
+            "Dados do registro de",
+        ],
+    ),
+    ("valid_to", ["Valid until", "Válido hasta", "Válido até"]),
+    (
+        "status_since",
+        ["Status since", "Estado desde", "Situação desde"],
+    ),
+    ("status", ["AEO status", "Estado OEA", "Situação OEA"]),
+    (
+        "sequence",
+        [
+            "Registry sequence",
+            "Secuencia del registro",
+            "Sequência do registro",
+        ],
+    ),
+    (
+        "reference",
+        [
+            "Hold reference",
+            "Referencia de la retención",
+            "Referência da retenção",
+        ],
+    ),
+    ("raw", ["As read", "Tal como se leyó", "Tal como lido"]),
+    (
+        "rate",
+        ["Selection rate", "Tasa de selección", "Taxa de seleção"],
+    ),
+    ("programmes", ["Programmes", "Programas", "Programas"]),
+    ("programme", ["Programme", "Programa", "Programa"]),
+    (
+        "offset_ms",
+        [
+            "Offset from central (ms)",
+            "Desfase respecto a central (ms)",
+            "Diferença em relação à central (ms)",
+        ],
+    ),
+    ("measured_at", ["Measured at", "Medido a las", "Medido às"]),
+    (
+        "max_offset_ms",
+        [
+            "Allowed offset (ms)",
+            "Desfase admitido (ms)",
+            "Diferença admitida (ms)",
+        ],
+    ),
+    ("draw", ["Random draw", "Sorteo", "Sorteio"]),
+    ("device", ["Device", "Dispositivo", "Dispositivo"]),
+    ("clock", ["Clock", "Reloj", "Relógio"]),
+    (
+        "class",
+        ["Shipment class", "Clase de envío", "Classe de remessa"],
+    ),
+    (
+        "bound_s",
+        [
+            "Allowed age (s)",
+            "Antigüedad admitida (s)",
+            "Idade admitida (s)",
+        ],
+    ),
+    ("battery_pct", ["Battery (%)", "Batería (%)", "Bateria (%)"]),
+    ("age_s", ["Age (s)", "Antigüedad (s)", "Idade (s)"]),
+    (
+        "authorisations",
+        ["Authorisations", "Autorizaciones", "Autorizações"],
+    ),
+    (
+        "kind",
+        ["Hold kind", "Tipo de retención", "Tipo de retenção"],
+    ),
+];
+
+/// A reason detail's key in words in `lang` (`age_s` → "Age (s)"), or `None` for a key
+/// without words (screens then show the key as it is).
+#[must_use]
+pub fn detail_label(key: &str, lang: Lang) -> Option<&'static str> {
+    let (_, words) = DETAIL_LABELS.iter().find(|(k, _)| *k == key)?;
+    Some(match lang {
+        Lang::En => words[0],
+        Lang::Es => words[1],
+        Lang::Pt => words[2],
+    })
+}
+
 /// Declares a table of UI strings, each key with its English, Spanish and Portuguese text
 /// side by side, so that a key without a translation does not compile. It defines an enum
 /// `T` with `T::ALL` (for completeness tests) and `T::get(self, Lang) -> &'static str`.
@@ -326,6 +468,24 @@ mod tests {
     fn tags_round_trip() {
         for lang in Lang::ALL {
             assert_eq!(Lang::parse(lang.tag()), Some(lang));
+        }
+    }
+
+    #[test]
+    fn detail_labels_are_words_in_every_language_and_unknown_keys_have_none() {
+        assert_eq!(detail_label("age_s", Lang::En), Some("Age (s)"));
+        assert_eq!(detail_label("age_s", Lang::Es), Some("Antigüedad (s)"));
+        assert_eq!(detail_label("no_such_key", Lang::Pt), None);
+        for (key, words) in DETAIL_LABELS {
+            assert!(
+                words.iter().all(|w| !w.trim().is_empty() && w != key),
+                "{key}: {words:?}"
+            );
+            assert_eq!(
+                DETAIL_LABELS.iter().filter(|(k, _)| k == key).count(),
+                1,
+                "{key} twice"
+            );
         }
     }
 }

@@ -67,6 +67,9 @@ pub struct DemoOptions {
     pub dir: Option<PathBuf>,
     /// How long central is unreachable in the outage fault.
     pub outage: Duration,
+    /// Central on this PostgreSQL database (empty) instead of a redb file, as two
+    /// instances: one in this process, one a child process that a fault kills mid-run.
+    pub postgres: Option<String>,
 }
 
 const GATES: [&str; 2] = ["PORT-A-G1", "PORT-A-G2"];
@@ -140,7 +143,7 @@ fn agent_config(
     boards: &[Arc<VirtualBoard>],
     broker: SocketAddr,
     store: &Path,
-    central_url: &str,
+    central_urls: &[String],
     token: &str,
     ca: &Path,
     key_id: &str,
@@ -191,10 +194,14 @@ fn agent_config(
         ));
     }
     t.push_str(&format!(
-        "[store]\npath = {}\n\n[central]\nurl = {}\ntoken = {}\nca_cert = {}\nuplink_batch = 500\nheartbeat_every = \"2s\"\npoll_wait = \"5s\"\n\n\
+        "[store]\npath = {}\n\n[central]\nurls = [{}]\ntoken = {}\nca_cert = {}\nuplink_batch = 500\nheartbeat_every = \"2s\"\npoll_wait = \"5s\"\n\n\
          [[central.registry_keys]]\nkey_id = {}\npublic_key = {}\n\n",
         toml_str(&store.to_string_lossy()),
-        toml_str(central_url),
+        central_urls
+            .iter()
+            .map(|u| toml_str(u))
+            .collect::<Vec<_>>()
+            .join(", "),
         toml_str(token),
         toml_str(&ca.to_string_lossy()),
         toml_str(key_id),
@@ -208,24 +215,85 @@ fn agent_config(
 }
 
 fn spawn_agent(config: &Path, log: &Path) -> Result<std::process::Child> {
+    spawn_daemon("agent", "AEOGATE_DEMO_AGENT_LOG", config, log)
+}
+
+/// Starts `aeogate <what> --config <config> --stop-on-stdin-eof` with its output in `log`
+/// (appended: a restarted daemon keeps its earlier lines) and `RUST_LOG` from `log_env`
+/// (`info` unless set).
+fn spawn_daemon(
+    what: &str,
+    log_env: &str,
+    config: &Path,
+    log: &Path,
+) -> Result<std::process::Child> {
     let exe = std::env::current_exe().context("locating the aeogate executable")?;
-    let log_file =
-        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("creating {}", log.display()))?;
     let err_file = log_file.try_clone()?;
     std::process::Command::new(exe)
-        .arg("agent")
+        .arg(what)
         .arg("--config")
         .arg(config)
         .arg("--stop-on-stdin-eof")
         .env(
             "RUST_LOG",
-            std::env::var("AEOGATE_DEMO_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            std::env::var(log_env).unwrap_or_else(|_| "info".into()),
         )
         .stdin(Stdio::piped())
         .stdout(Stdio::from(log_file))
         .stderr(Stdio::from(err_file))
         .spawn()
-        .context("starting an edge agent")
+        .with_context(|| format!("starting aeogate {what}"))
+}
+
+/// Waits until something listens on `addr` (a started daemon), at most `within`.
+async fn wait_listening(addr: SocketAddr, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if Instant::now() >= deadline {
+            bail!("nothing listens on {addr} after {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Central's second instance on the demo's PostgreSQL database: a child process that the
+/// "instance lost" fault kills with SIGKILL and starts again.
+struct SecondCentral {
+    config: PathBuf,
+    log: PathBuf,
+    addr: SocketAddr,
+    child: Option<std::process::Child>,
+}
+
+impl SecondCentral {
+    async fn start(&mut self) -> Result<()> {
+        self.child = Some(spawn_daemon(
+            "central",
+            "AEOGATE_DEMO_CENTRAL_LOG",
+            &self.config,
+            &self.log,
+        )?);
+        wait_listening(self.addr, Duration::from_secs(30)).await
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_agent(&mut c, Duration::from_secs(15));
+        }
+    }
 }
 
 /// Stops an agent the way systemd would ask: its stdin closes, it shuts down gracefully;
@@ -282,6 +350,15 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     let central_listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding central")?;
     let central_addr = central_listener.local_addr()?;
     let mut ccfg = central::Config::new(central_addr, dir.join("central.redb"), key_path);
+    if let Some(url) = &opts.postgres {
+        ccfg.store_path = PathBuf::new();
+        ccfg.store = Some(central::config::StoreConfig {
+            url: central::config::PgUrl::parse(url)
+                .map_err(|e| anyhow::anyhow!("--postgres: {e}"))?,
+            retention_months: None,
+            ca_cert: None,
+        });
+    }
     ccfg.tls = Some(central::TlsConfig {
         cert_pem: pki.server_cert.clone(),
         key_pem: pki.server_key.clone(),
@@ -290,8 +367,13 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     ccfg.stale_after = Duration::from_secs(15);
     // Central runs in this process: its /metrics needs this process's recorder (the
     // agents are separate processes with their own).
-    central::api::install_metrics_recorder()?;
+    let metrics = central::api::install_metrics_recorder()?;
     let hub = central::Central::open(&ccfg)?;
+    if opts.postgres.is_some() && !hub.summary()?.events_per_gate.is_empty() {
+        bail!(
+            "--postgres: the database already holds gate events; give the demo an empty database"
+        );
+    }
     let t0 = Instant::now();
     hub.import_records(data.operators.clone(), "demo-loader")?;
     hub.import_mras(data.mras.clone(), "demo-loader")?;
@@ -332,7 +414,39 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         })
     };
     let wan = link::Link::start(port_or_free(8443)?, central_addr, central_stop.clone()).await?;
-    let central_url = format!("https://127.0.0.1:{}", wan.port());
+    let mut central_urls = vec![format!("https://127.0.0.1:{}", wan.port())];
+    // On PostgreSQL: a second instance on the same database, in a process of its own,
+    // behind a link of its own; the agents try it first, so that losing it mid-run
+    // sends them to the first.
+    let mut second = None;
+    let mut wan2 = None;
+    if opts.postgres.is_some() {
+        let addr: SocketAddr = ([127, 0, 0, 1], aeogate::broker::free_port()?).into();
+        let mut cfg2 = ccfg.clone();
+        cfg2.listen = addr;
+        let config = dir.join("central-2.toml");
+        std::fs::write(&config, toml::to_string(&cfg2).context("central-2.toml")?)?;
+        let mut c = SecondCentral {
+            config,
+            log: dir.join("central-2.log"),
+            addr,
+            child: None,
+        };
+        c.start()
+            .await
+            .context("starting the second central instance")?;
+        let l =
+            link::Link::start(aeogate::broker::free_port()?, addr, central_stop.clone()).await?;
+        central_urls.insert(0, format!("https://127.0.0.1:{}", l.port()));
+        println!(
+            "central on PostgreSQL: two instances on one database, https://{central_addr}/ (this process) and https://{addr}/ (pid {}, log {})",
+            c.child.as_ref().map_or(0, std::process::Child::id),
+            c.log.display()
+        );
+        second = Some(c);
+        wan2 = Some(l);
+    }
+    let central_url = central_urls.join(", ");
 
     // --- broker and lanes --------------------------------------------------------------
     let broker = tokio::task::spawn_blocking(broker::start).await??;
@@ -376,7 +490,7 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
             &boards,
             broker.addr,
             &store_path,
-            &central_url,
+            &central_urls,
             &tokens[g],
             &pki.ca_cert,
             &hub.key_id(),
@@ -567,6 +681,11 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     let reader_fault_at = duration.map_or(Duration::from_secs(20), |d| d / 4);
     let outage_at = duration.map_or(Duration::from_secs(40), |d| d / 3);
     let outage_len = duration.map_or(opts.outage, |d| opts.outage.min(d / 4));
+    // On PostgreSQL, the second central instance is killed (SIGKILL) halfway and started
+    // again 10 s later.
+    let instance_fault_at = duration.map_or(Duration::from_secs(60), |d| d / 2);
+    let mut instance_killed: Option<Instant> = None;
+    let mut instance_fault_done = second.is_none();
     let mut reader_fault_done = false;
     let mut outage_since: Option<Instant> = None;
     let mut outage_done = false;
@@ -596,15 +715,43 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
                 outage_len.as_secs()
             );
             wan.set_down(true);
+            if let Some(l) = &wan2 {
+                l.set_down(true);
+            }
             outage_since = Some(Instant::now());
         }
         if let Some(since) = outage_since
             && since.elapsed() >= outage_len
         {
             wan.set_down(false);
+            if let Some(l) = &wan2 {
+                l.set_down(false);
+            }
             outage_since = None;
             outage_done = true;
             println!("\ncentral reachable again: backlogs drain");
+        }
+        if !instance_fault_done
+            && instance_killed.is_none()
+            && elapsed >= instance_fault_at
+            && let Some(c) = second.as_mut()
+        {
+            c.kill();
+            instance_killed = Some(Instant::now());
+            println!(
+                "\nfault: central instance 2 killed (SIGKILL) mid-run; the agents move to instance 1"
+            );
+        }
+        if let Some(at) = instance_killed
+            && at.elapsed() >= Duration::from_secs(10)
+            && let Some(c) = second.as_mut()
+        {
+            instance_killed = None;
+            instance_fault_done = true;
+            match c.start().await {
+                Ok(()) => println!("\ncentral instance 2 started again"),
+                Err(e) => println!("\ncentral instance 2 could not be started again: {e:#}"),
+            }
         }
         print_status(&hub, &outcomes, elapsed, outage_since.is_some());
         if let Some(d) = duration
@@ -621,6 +768,9 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         let _ = t.await;
     }
     wan.set_down(false);
+    if let Some(l) = &wan2 {
+        l.set_down(false);
+    }
     let stopped_at = Timestamp::now();
     println!("traffic stopped; waiting for lanes to close and journals to drain to central …");
     // Let transactions close on departure and be decided.
@@ -639,6 +789,9 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         let store = edge_agent::store::Store::open(&g.store_path, g.id.clone())
             .with_context(|| format!("opening {}", g.store_path.display()))?;
         journaled.insert(g.id.to_string(), (store.journal_head(), store.acked_seq()));
+    }
+    if let Some(mut c) = second.take() {
+        tokio::task::spawn_blocking(move || c.stop()).await?;
     }
     let summary = hub.summary()?;
     central_stop.cancel();
@@ -681,6 +834,14 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         "journaled = stored: {}",
         if all_equal { "yes" } else { "NO" }
     );
+    if opts.postgres.is_some() {
+        let stored: u64 = summary.events_per_gate.values().sum();
+        let here = counter_value(&metrics.render(), "central_entries_stored_total");
+        println!(
+            "central instances: {here} of {stored} events stored by instance 1 (this process), {} by instance 2",
+            stored.saturating_sub(here)
+        );
+    }
     for g in &gates {
         if let Some(r) = &g.reader {
             let st = r.stats();
@@ -702,6 +863,19 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         println!("note: not every outcome occurred; run longer or raise --rate");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A counter's value in Prometheus text (0 when absent).
+fn counter_value(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0, |v| v as u64)
 }
 
 async fn sleep_or_stop(stop: &CancellationToken, d: Duration) -> bool {

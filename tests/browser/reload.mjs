@@ -1,10 +1,11 @@
 // The officer console after live reconfigurations, in headless Chromium (playwright-core,
 // Debian's chromium). Started by tests/browser_reload.rs, which runs the agent and
 // reloads its configuration: it prints "@@reload:<what>" (invalid, policy) and reads one
-// answer line once that reload is done.
+// answer line once that reload is done. The console with the refusal's banner goes through
+// the accessibility audit (axe-core) in English and Spanish.
 // Env: AGENT_URL, PASSWORD, SCREENS.
 import { join } from "node:path";
-import { launchWithProfile, stdioQuestions } from "./lib.mjs";
+import { axeAudit, launchWithProfile, stdioQuestions } from "./lib.mjs";
 
 const BASE = process.env.AGENT_URL;
 const PASSWORD = process.env.PASSWORD;
@@ -17,6 +18,7 @@ function check(cond, what) {
 }
 
 const context = await launchWithProfile("/usr/bin/chromium", { viewport: { width: 900, height: 700 } });
+const axe = axeAudit();
 
 async function login(name) {
   const page = await context.newPage();
@@ -40,11 +42,13 @@ try {
   check(banner.includes("policy.random_rate_aeo") && /line \d+/.test(banner),
     "the banner names the key and its line");
   await page.screenshot({ path: join(SCREENS, "agent-reload-refused.png"), fullPage: true });
+  await axe.audit(page, "en", "console with the reload refused banner");
 
   const es = await login("eva.oficial");
   await es.goto(BASE + "/console");
   check((await es.textContent("#reload-refused")).includes("Recarga de la configuración rechazada"),
     "the banner is in the officer's language");
+  await axe.audit(es, "es", "console with the reload refused banner");
   await es.close();
 
   check((await ask("@@reload:policy")) === "ok", "a policy change was applied");
@@ -63,4 +67,5 @@ try {
 } finally {
   await context.close().catch(() => {});
 }
-process.exit(code);
+if (code !== 0) process.exit(code);
+axe.finish("console after reloads");

@@ -61,6 +61,36 @@ impl ScriptRun {
     }
 }
 
+impl ScriptRun {
+    /// Fails unless the script ended in time with exit code `code` (a failure it reports,
+    /// not a crash) and its stderr says every one of `needles`.
+    pub fn assert_failed_with(&self, code: i32, needles: &[&str]) {
+        let ScriptRun {
+            script,
+            transcript,
+            stderr,
+            status,
+            ..
+        } = self;
+        assert!(self.finished, "{script} timed out\n{transcript}\n{stderr}");
+        assert!(
+            matches!(status, Some(Ok(s)) if s.code() == Some(code)),
+            "{script} should have failed with exit code {code}: {status:?}\n--- stdout\n{transcript}\n--- stderr\n{stderr}"
+        );
+        for n in needles {
+            assert!(
+                stderr.contains(n),
+                "{script}: stderr does not say {n:?}\n--- stdout\n{transcript}\n--- stderr\n{stderr}"
+            );
+        }
+    }
+
+    /// What the script printed on stdout.
+    pub fn transcript(&self) -> &str {
+        &self.transcript
+    }
+}
+
 /// Runs `node` as set up in `cmd` (the script and its environment), giving it at most
 /// `limit`; every line it prints is echoed and passed to `answer`, and what that returns
 /// is written back as one line.

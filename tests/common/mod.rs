@@ -82,7 +82,7 @@ async fn wait_listening(port: u16, child: &mut Child, log: &Path, what: &str) {
 /// Starts the workspace binary `name` with `args` (logging at `warn` into `log`, no stdin or
 /// stdout) and waits until it listens on `port`.
 async fn start_logged(name: &str, args: &[&OsStr], log: &Path, port: u16) -> Child {
-    start_wrapped(None, name, args, log, port).await
+    start_wrapped(None, "warn", name, args, log, port).await
 }
 
 /// Debian's libfaketime for multi-threaded programs (package `libfaketime`, pulled in by
@@ -103,6 +103,7 @@ fn libfaketime() -> PathBuf {
 /// reach it.
 async fn start_wrapped(
     faketime: Option<&str>,
+    log_filter: &str,
     name: &str,
     args: &[&OsStr],
     log: &Path,
@@ -116,7 +117,7 @@ async fn start_wrapped(
     }
     let mut child = command
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log_filter)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("create the log file"))
@@ -555,6 +556,8 @@ pub struct AgentSite {
     pub console_port: u16,
     /// `http://127.0.0.1:<console>`.
     pub base: String,
+    /// The agent's `RUST_LOG` (`warn` unless a test needs more in its logs).
+    pub log_filter: &'static str,
     child: Option<Child>,
     starts: usize,
 }
@@ -633,6 +636,7 @@ impl AgentSite {
             console_port,
             base: format!("http://127.0.0.1:{console_port}"),
             child: None,
+            log_filter: "warn",
             starts: 0,
         }
     }
@@ -654,7 +658,17 @@ impl AgentSite {
             OsStr::new("--config"),
             self.config_path.as_os_str(),
         ];
-        self.child = Some(start_logged("edge-agent", &args, &log, self.console_port).await);
+        self.child = Some(
+            start_wrapped(
+                None,
+                self.log_filter,
+                "edge-agent",
+                &args,
+                &log,
+                self.console_port,
+            )
+            .await,
+        );
     }
 
     /// Starts `edge-agent run` under libfaketime with its clocks moved by `offset`
@@ -668,8 +682,17 @@ impl AgentSite {
             OsStr::new("--config"),
             self.config_path.as_os_str(),
         ];
-        self.child =
-            Some(start_wrapped(Some(offset), "edge-agent", &args, &log, self.console_port).await);
+        self.child = Some(
+            start_wrapped(
+                Some(offset),
+                self.log_filter,
+                "edge-agent",
+                &args,
+                &log,
+                self.console_port,
+            )
+            .await,
+        );
     }
 
     /// SIGKILL.

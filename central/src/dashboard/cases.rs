@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::{Stream, StreamExt as _};
 use jiff::Timestamp;
 use maud::{Markup, html};
-use protocol::i18n::{Lang, reason_text};
+use protocol::i18n::{Lang, detail_label, reason_text};
 use protocol::schema::{
     ActionKind, GateId, InspectionOutcome, LaneDecision, LaneId, Read, ReadValue, ReasonCode,
 };
@@ -363,7 +363,7 @@ fn case_markup(s: &UiSession, d: &CaseDetail, users: &[String], error: Option<&s
                         li {
                             strong { (reason_text(r.code, l)) } " " code { (r.code.code()) }
                             @if !r.detail.is_empty() {
-                                br; small { @for (k, v) in &r.detail { (k) ": " (v) "  " } }
+                                br; small { @for (k, v) in &r.detail { (detail_label(k, l).unwrap_or(k)) ": " (v) "  " } }
                             }
                             // The customs contact points of the parties (AEO priority inspection).
                             @for p in r.parties.iter().filter(|p| p.contact_point.is_some()) {

@@ -217,6 +217,118 @@ impl PgCluster {
         self.restart();
     }
 
+    /// Makes this cluster a synchronous primary and returns its standby: a base backup
+    /// (`pg_basebackup -R`, streaming) started on a port of its own, then named in the
+    /// primary's `synchronous_standby_names`, so that from then on every commit the
+    /// primary reports has reached the standby. The primary must have been started
+    /// durable ([`PgCluster::start_with`]): otherwise its `synchronous_commit=off` does
+    /// not wait for the standby.
+    pub fn sync_standby(&mut self) -> PgCluster {
+        assert!(
+            self.durable,
+            "a synchronous primary needs synchronous_commit on"
+        );
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let user = run_as();
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown tempdir");
+        }
+        let mut backup = Command::new(bin.join("pg_basebackup"));
+        backup
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-R", "-X", "stream", "--no-sync"])
+            // An immediate checkpoint to start from (the default spreads it over minutes).
+            .args(["-c", "fast"])
+            .arg("-D")
+            .arg(dir.path().join("data"));
+        if let Some((uid, gid)) = user {
+            backup.uid(uid).gid(gid);
+        }
+        let out = backup.output().expect("run pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut standby = Self {
+            dir,
+            child: None,
+            port: 0,
+            durable: true,
+            starts: 0,
+            settings: Vec::new(),
+        };
+        let mut last_log = String::new();
+        let mut started = false;
+        for _attempt in 0..5 {
+            match standby.spawn(free_port()) {
+                Ok(()) => {
+                    started = true;
+                    break;
+                }
+                Err(log) => last_log = log,
+            }
+        }
+        assert!(started, "the standby did not start: {last_log}");
+        let primary = self.url();
+        off_runtime(|| {
+            let mut c = postgres::Client::connect(&primary, postgres::NoTls).expect("connect");
+            // One statement a call: ALTER SYSTEM refuses an implicit transaction block.
+            c.batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+                .expect("synchronous_standby_names");
+            c.batch_execute("SELECT pg_reload_conf()")
+                .expect("pg_reload_conf");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let sync = c
+                    .query(
+                        "SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'",
+                        &[],
+                    )
+                    .expect("pg_stat_replication");
+                if !sync.is_empty() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the standby did not become synchronous in 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        standby
+    }
+
+    /// Promotes this standby to a primary (`pg_promote`), returning once it takes writes.
+    pub fn promote(&self) {
+        let url = self.url();
+        off_runtime(|| {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            let row = c
+                .query_one("SELECT pg_promote(true, 60)", &[])
+                .expect("pg_promote");
+            assert!(
+                row.get::<_, bool>(0),
+                "the standby was not promoted in 60 s"
+            );
+        });
+    }
+
+    /// SIGKILL (a lost machine): no shutdown, no checkpoint; the data stays.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Stops the server (fast shutdown: clients are disconnected); the data stays.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::StreamExt as _;
 use jiff::Timestamp;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use protocol::i18n::{Lang, reason_text};
+use protocol::i18n::{Lang, detail_label, reason_text};
 use protocol::schema::{
     ActionKind, Decision, InspectionOutcome, LaneDecision, LaneId, LaneSignal, OfficerAction,
     PartyView, ReadSource, ReadValue,
@@ -209,7 +209,8 @@ fn shape(d: LaneDecision) -> Markup {
 }
 
 /// A closed lane's mark beside its words: a bar across a circle (a "no entry" sign), so
-/// the closed state never rests on colour alone.
+/// the closed state never rests on colour alone; a lane closed because its agent is
+/// offline carries it too.
 fn closed_shape() -> Markup {
     html! {
         svg.shape aria-hidden="true" focusable="false" viewBox="0 0 20 20" {
@@ -291,7 +292,7 @@ fn reason_item(r: &protocol::schema::Reason, lang: Lang) -> Markup {
             @if r.detail.keys().any(|k| !shown_on_card(k)) {
                 dl.detail {
                     @for (k, val) in r.detail.iter().filter(|(k, _)| !shown_on_card(k)) {
-                        dt { (k) } dd { (val) }
+                        dt data-key=(k) { (detail_label(k, lang).unwrap_or(k)) } dd { (val) }
                     }
                 }
             }
@@ -450,6 +451,7 @@ fn lane_panel(v: &LaneView, st: &GateStatus, lang: Lang) -> Markup {
                 @if v.reading {
                     span.word { (T::TruckInLane.get(lang)) "…" }
                 } @else if offline {
+                    (closed_shape())
                     span.word { (T::AgentOffline.get(lang)) }
                 } @else if let Some(w) = word {
                     @if v.live.closed.is_some() { span.route { (T::LastDecision.get(lang)) ":" } }
@@ -913,7 +915,27 @@ fn seal_or_value(v: &ReadValue) -> String {
     }
 }
 
-/// `GET /console/tx/{id}`.
+/// The page for a transaction this gate's journal does not hold, or for an id that is none:
+/// 404, in the officer's language, with the way back to the history.
+fn no_transaction(s: &AppState, authed: &Authed, id: &str) -> Response {
+    let lang = authed.lang();
+    let body = html! {
+        h1 { (T::Transaction.get(lang)) }
+        p.error { (T::NoSuchTransaction.get(lang)) ": " span.mono { (id) } }
+        p { a href="/console/history" { (T::History.get(lang)) } }
+    };
+    let mut r = page(
+        lang,
+        T::Transaction.get(lang),
+        Some(authed),
+        s.gate.as_str(),
+        body,
+    );
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
+/// `GET /console/tx/{id}`: the transaction, or [`no_transaction`].
 pub async fn transaction(
     State(s): State<AppState>,
     authed: Authed,
@@ -921,8 +943,9 @@ pub async fn transaction(
 ) -> Result<Response, AuthError> {
     authed.require_customs()?;
     let lang = authed.lang();
-    let id = uuid::Uuid::parse_str(&id)
-        .map_err(|e| AuthError::Forbidden(format!("transaction id: {e}")))?;
+    let Ok(id) = uuid::Uuid::parse_str(&id) else {
+        return Ok(no_transaction(&s, &authed, &id));
+    };
     let shared = s.clone();
     let found = blocking(move || {
         let (tx, d, actions) = shared.store.transaction(&id).ok()??;
@@ -950,11 +973,7 @@ pub async fn transaction(
     })
     .await?;
     let Some((mut v, st)) = found else {
-        return Ok((
-            StatusCode::NOT_FOUND,
-            format!("no transaction {id} in this gate's journal"),
-        )
-            .into_response());
+        return Ok(no_transaction(&s, &authed, &id.to_string()));
     };
     // Show this transaction's own decision, not what the lane shows now.
     v.live.shown = None;
@@ -1002,6 +1021,7 @@ fn operator_grid(s: &AppState, st: &GateStatus, f: &HourFigures, lang: Lang) -> 
                             (closed_block(c, true, false, lang))
                         } @else if shown.is_some_and(|s| s.decision == LaneSignal::Offline) {
                             div.decision.small.d-inspect {
+                                (closed_shape())
                                 span.word { (T::AgentOffline.get(lang)) }
                             }
                         } @else if let (Some(sh), Some(d)) = (shown, dec) {
@@ -1152,6 +1172,11 @@ mod tests {
                 "red: {html}"
             );
             assert!(html.contains(r#"data-decision="""#), "no decision: {html}");
+            // Not by colour alone: the closed lane's "no entry" mark beside the words.
+            assert!(
+                html.contains(r#"<svg class="shape""#) && html.contains("<rect"),
+                "shape: {html}"
+            );
         }
     }
 
@@ -1194,6 +1219,26 @@ mod tests {
     }
 
     #[test]
+    fn reason_details_are_labelled_in_words_in_the_officers_language() {
+        let r = Reason::new(ReasonCode::ReplicaStale)
+            .with("age_s", 154)
+            .with("bound_s", 150)
+            .with("unlabelled_key", "x");
+        let html = reason_item(&r, Lang::Es).into_string();
+        assert!(
+            html.contains(r#"<dt data-key="age_s">Antigüedad (s)</dt><dd>154</dd>"#),
+            "{html}"
+        );
+        assert!(html.contains(">Antigüedad admitida (s)</dt>"), "{html}");
+        assert!(!html.contains(">age_s<"), "{html}");
+        // A key without words is shown as it is rather than dropped.
+        assert!(
+            html.contains(r#"<dt data-key="unlabelled_key">unlabelled_key</dt>"#),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn a_party_reason_does_not_repeat_the_card_in_its_details() {
         let party = PartyView {
             role: PartyRole::Carrier,
@@ -1211,7 +1256,7 @@ mod tests {
             .with_party(party);
         let html = reason_item(&r, Lang::En).into_string();
         assert!(html.contains("not in registry"), "{html}");
-        assert!(!html.contains("<dt>role</dt>"), "{html}");
+        assert!(!html.contains(r#"data-key="role""#), "{html}");
         assert!(!html.contains("none declared"), "{html}");
     }
 }

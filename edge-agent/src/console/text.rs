@@ -85,6 +85,7 @@ protocol::ui_text! {
     Decision => "Decision", "Decisión", "Decisão";
     NoTransactions => "No transactions.", "No hay transacciones.", "Nenhuma transação.";
     Transaction => "Transaction", "Transacción", "Transação";
+    NoSuchTransaction => "Transaction not found in this gate's journal", "Transacción no encontrada en el diario de esta puerta", "Transação não encontrada no diário deste portão";
     OfficerActions => "Officer actions", "Acciones de oficiales", "Ações dos agentes";
     Opened => "Opened", "Abierta", "Aberta";
     Closed => "Closed", "Cerrada", "Fechada";
@@ -144,5 +145,30 @@ mod tests {
             .filter(|t| t.get(Lang::Es) == t.get(Lang::En) || t.get(Lang::Pt) == t.get(Lang::En))
             .count();
         assert!(same * 10 < T::ALL.len(), "{same} strings are untranslated");
+    }
+
+    /// Every detail key the decider and the pipeline write is shown in words.
+    #[test]
+    fn every_reason_detail_key_has_words() {
+        let mut keys = Vec::new();
+        for src in [
+            include_str!("../decider.rs"),
+            include_str!("../pipeline.rs"),
+        ] {
+            for part in src.split(".with(").skip(1) {
+                let part = part.trim_start();
+                if let Some(rest) = part.strip_prefix('"')
+                    && let Some(end) = rest.find('"')
+                {
+                    keys.push(&rest[..end]);
+                }
+            }
+        }
+        assert!(keys.len() > 30, "keys found: {keys:?}");
+        for k in keys {
+            let words = protocol::i18n::detail_label(k, Lang::En)
+                .unwrap_or_else(|| panic!("no words for the detail key {k:?}"));
+            assert_ne!(words, k, "{k}: the words are the key");
+        }
     }
 }
