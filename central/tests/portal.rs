@@ -143,6 +143,10 @@ async fn a_company_goes_from_registration_to_certification_and_the_gates_receive
     );
     let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
     assert!(p.body.contains("data-status=\"SUBMITTED\""), "{}", p.body);
+    assert!(
+        !p.body.contains("id=\"benefits\""),
+        "no figures before certification"
+    );
 
     // The officer's queue shows it; review, visit, one required change and one
     // recommendation, validation.
@@ -264,6 +268,11 @@ async fn a_company_goes_from_registration_to_certification_and_the_gates_receive
     assert!(figures.contains("(1)"), "one decision timed: {figures}");
     let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
     assert!(p.body.contains("data-status=\"CERTIFIED\""), "{}", p.body);
+    assert!(
+        p.body.contains("id=\"benefits\""),
+        "its figures: {}",
+        p.body
+    );
     assert!(
         p.body.contains("Pia Ramos"),
         "the contact point: {}",

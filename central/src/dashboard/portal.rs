@@ -190,6 +190,24 @@ pub async fn home(State(c): State<Central>, s: CompanySession) -> Response {
         Err(r) => return r,
     };
     let l = s.lang;
+    // The company's own benefit figures once it is in the registry: its trucks against
+    // non-AEO traffic over the last 7 days (the programme page's rule).
+    let figures = if record.is_some() {
+        let key = co.operator.to_string();
+        let from = super::range_start(FIGURES_HOURS, jiff::Timestamp::now());
+        match c.blocking(move |c| super::programme::load(c, from)).await {
+            Ok(b) => Some((
+                b.per_operator
+                    .get(&key)
+                    .map(|(_, f)| f.clone())
+                    .unwrap_or_default(),
+                b.non_aeo,
+            )),
+            Err(e) => return internal(&e),
+        }
+    } else {
+        None
+    };
     let set = c.requirements();
     let answered = set.len() - co.unanswered(set).len();
     let gaps = co.gaps(set);
@@ -222,6 +240,17 @@ pub async fn home(State(c): State<Central>, s: CompanySession) -> Response {
                     a href="/portal/assessment" { (P::SelfAssessment.get(l)) } }
             }
         }
+        @if let Some((own, other)) = &figures {
+            h2 { (P::YourFigures.get(l)) }
+            section #benefits {
+                table { thead { tr { th {} th { (T::Transactions.get(l)) } th { (T::InspectionRate.get(l)) } th { (T::FastShare.get(l)) } th { (T::MedianTime.get(l)) } } }
+                    tbody {
+                        (figures_row(P::YourTrucks.get(l), own))
+                        (figures_row(T::NonAeoTraffic.get(l), other))
+                    } }
+                p.small.muted { (P::FiguresHelp.get(l)) }
+            }
+        }
         @if !findings.is_empty() {
             h2 { (P::Findings.get(l)) }
             section #findings { (findings_table(&co, l, Some(&s.csrf))) }
@@ -247,6 +276,21 @@ pub async fn home(State(c): State<Central>, s: CompanySession) -> Response {
         }
     };
     page(&s, &co.name, body).into_response()
+}
+
+/// Hours of gate data the company's own figures cover.
+const FIGURES_HOURS: u32 = 168;
+
+fn figures_row(label: &str, f: &super::programme::Figures) -> Markup {
+    html! {
+        tr {
+            th { (label) }
+            td.num { (f.transactions) }
+            td.num { (super::pct(f.inspection_rate())) }
+            td.num { (super::pct(f.fast_share())) }
+            td.num { @match f.median_time_s() { Some(t) => { (super::fmt_duration(jiff::SignedDuration::from_secs(t))) }, None => { "—" } } }
+        }
+    }
 }
 
 /// The findings with their answers; `csrf` given (the company's page) adds an answer

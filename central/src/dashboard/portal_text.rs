@@ -75,6 +75,9 @@ protocol::ui_text! {
     ConfirmedBy => "Registration confirmed by", "Registro confirmado por", "Cadastro confirmado por";
     RegisteredBy => "registered by", "registrada por", "cadastrada por";
     Users => "Users", "Usuarios", "Usuários";
+    YourFigures => "Your benefits at the gates (last 7 days)", "Sus beneficios en las puertas (últimos 7 días)", "Seus benefícios nos portões (últimos 7 dias)";
+    YourTrucks => "Your trucks", "Sus camiones", "Seus caminhões";
+    FiguresHelp => "A truck counts as yours when you are a declared party; non-AEO traffic is every truck with a party not active in the registry.", "Un camión cuenta como suyo cuando usted es parte declarada; el tráfico no OEA es todo camión con alguna parte no activa en el registro.", "Um caminhão conta como seu quando você é parte declarada; o tráfego não OEA é todo caminhão com alguma parte não ativa no registro.";
     AddUser => "Add a user", "Agregar un usuario", "Adicionar um usuário";
     AddCompany => "Add a company", "Agregar una empresa", "Adicionar uma empresa";
     TakeForReview => "Take for review", "Tomar para revisión", "Assumir a análise";
