@@ -3,7 +3,8 @@
 //! (importer and carrier) starts suspended in the registry and validated in the portal;
 //! its truck is not FAST. A second admin certifies it in the portal (through central's
 //! HTTP dashboard), the signed change replicates to the gate and the next truck is FAST;
-//! after a suspension in the portal the next truck is not FAST again.
+//! after a suspension in the portal the next truck is not FAST again. The company's own
+//! figures on its portal page then count its three trucks, one FAST.
 
 mod common;
 #[path = "common/truck_lane.rs"]
@@ -151,6 +152,29 @@ async fn a_certification_in_the_portal_makes_the_companys_next_truck_fast_and_a_
         "FAST",
         "suspended in the portal: not FAST"
     );
+
+    // The company's own figures on its portal page, from what the gate uplinked: three
+    // trucks where it is a declared party, one of them FAST.
+    common::wait_drained(&central).await;
+    let http = http_client(None);
+    let token = common::login(&http, &central.url, ("importer", PASS)).await;
+    let name = central::dashboard::session::cookie_name(false);
+    let page = http
+        .get(format!("{}/portal", central.url))
+        .header("cookie", format!("{name}={token}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("company page")
+        .text()
+        .await
+        .expect("page");
+    let own = page
+        .split("id=\"benefits\"")
+        .nth(1)
+        .and_then(|b| b.split("</tr>").nth(1))
+        .unwrap_or_default();
+    assert!(own.contains(">3<") && own.contains("33.3 %"), "{own}");
 
     agent.terminate();
     central.stop();
