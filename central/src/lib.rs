@@ -12,6 +12,8 @@
 //! - [`cases`]: the case life cycle (`OPEN → ACKNOWLEDGED → RESOLVED`) and when a case
 //!   opens or gets a note during ingest.
 //! - [`stats`]: which hourly figures a decision counts under; an hour's exception rate.
+//! - [`portal`]: the AEO programme portal's records and rules (companies, self-assessment,
+//!   application, validation findings, messages).
 //! - [`ratelimit`]: per-client request rate limit for the staff API and dashboard.
 //! - [`registry`]: import of operator / MRA / consignment files; per-port change batches.
 //! - [`signing`]: the ed25519 key file and signed envelopes.
@@ -37,6 +39,7 @@ pub mod errors;
 pub mod export;
 pub mod ingest;
 pub mod model;
+pub mod portal;
 pub mod ratelimit;
 pub mod registry;
 pub mod server;

@@ -428,6 +428,10 @@ pub struct StaffUser {
     /// request on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// For a company user (role [`crate::portal::COMPANY_ROLE`]): the operator id of the
+    /// company the account belongs to; the portal shows that company's data only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
 }
 
 /// What a staff member at central may do.

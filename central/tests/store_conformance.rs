@@ -79,6 +79,7 @@ conformance!(
     token_changes_revoke_expire_and_add_in_one_step_and_mark_the_gate,
     users_sessions_and_audit,
     a_user_update_is_stored_with_its_audit_entry_or_not_at_all,
+    a_company_is_added_with_its_user_and_changed_whole_or_not_at_all,
     text_with_control_characters_is_stored_and_read_back_unchanged,
     entries_dated_at_the_ends_of_the_calendar_are_stored,
     console_logins_and_logouts_are_stored_and_another_gates_are_refused,
@@ -1216,6 +1217,7 @@ fn a_user_update_is_stored_with_its_audit_entry_or_not_at_all(s: &dyn Store) {
         created_at: now(),
         lang: Lang::default(),
         disabled: false,
+        company: None,
     };
     s.add_user(&user).expect("add");
     let changed = s
@@ -1261,6 +1263,7 @@ fn users_sessions_and_audit(s: &dyn Store) {
         created_at: now(),
         lang: Lang::default(),
         disabled: false,
+        company: None,
     };
     s.add_user(&user).expect("add");
     assert_eq!(s.add_user(&user), Err(StoreError::UserExists("ana".into())));
@@ -1459,4 +1462,67 @@ fn registry_change_numbers_from_two_instances_have_no_gaps_or_duplicates() {
         );
     }
     assert_eq!(stores[1].last_seq().expect("seq"), 80);
+}
+
+fn a_company_is_added_with_its_user_and_changed_whole_or_not_at_all(s: &dyn Store) {
+    let op = protocol::operator::OperatorId::parse("EU-AEO:DE123456789012345").expect("op");
+    let company = central::portal::Company::new(
+        op,
+        "Acme".into(),
+        protocol::schema::PartyRole::Exporter,
+        "acme.admin",
+        false,
+        now(),
+    );
+    let user = StaffUser {
+        name: "acme.admin".into(),
+        role: central::portal::COMPANY_ROLE.into(),
+        password_phc: "$argon2id$x".into(),
+        created_at: now(),
+        lang: Lang::default(),
+        disabled: false,
+        company: Some(company.operator.to_string()),
+    };
+    s.add_company(&company, Some(&user), "acme.admin", now())
+        .expect("add");
+    let key = "EU-AEO:DE123456789012345";
+    assert_eq!(s.company(key).expect("company"), Some(company.clone()));
+    assert_eq!(s.user("acme.admin").expect("user"), Some(user.clone()));
+    assert!(matches!(
+        s.add_company(&company, None, "x", now()),
+        Err(StoreError::Refused(_))
+    ));
+    let changed = s
+        .update_company(key, "olga", now(), &mut |c| {
+            c.confirmed_by = Some("olga".into());
+            Ok("confirmed".into())
+        })
+        .expect("update");
+    assert_eq!(s.companies().expect("all"), vec![changed.clone()]);
+    let audit = s.audit_log(0, 100).expect("audit");
+    let last = audit.last().expect("an audit entry");
+    assert_eq!(
+        (
+            last.actor.as_str(),
+            last.action.as_str(),
+            last.detail.as_str()
+        ),
+        (
+            "olga",
+            "company.change",
+            "company EU-AEO:DE123456789012345: confirmed"
+        )
+    );
+    let err = s
+        .update_company(key, "olga", now(), &mut |c| {
+            c.name = "Other".into();
+            Err(StoreError::Refused("no".into()))
+        })
+        .expect_err("refused");
+    assert_eq!(err, StoreError::Refused("no".into()));
+    assert_eq!(s.company(key).expect("company"), Some(changed));
+    assert!(
+        s.update_company("EU-AEO:FR1", "o", now(), &mut |_| Ok(String::new()))
+            .is_err()
+    );
 }

@@ -82,6 +82,8 @@ pub enum Record {
         token: Vec<u8>,
         session: Session,
     },
+    /// A programme portal company.
+    Company(Box<crate::portal::Company>),
 }
 
 impl Record {
@@ -105,6 +107,7 @@ impl Record {
             Record::Audit(_) => "audit entries",
             Record::User(_) => "users",
             Record::Session { .. } => "sessions",
+            Record::Company(_) => "companies",
         }
     }
 }

@@ -245,6 +245,111 @@ pub async fn call(
     Answer { status, json }
 }
 
+/// A dashboard answer: status, `Location` (of a redirect), `Set-Cookie` and the page.
+pub struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub set_cookie: Option<String>,
+    pub body: String,
+}
+
+/// One browser-like request through the router: the session token as central's cookie,
+/// a form body (urlencoded; `csrf` added for the session when it has none).
+pub async fn page(
+    c: &Central,
+    method: &str,
+    uri: &str,
+    session: Option<&str>,
+    form: &[(&str, &str)],
+) -> Page {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = session {
+        let name = central::dashboard::session::cookie_name(false);
+        req = req.header("cookie", format!("{name}={t}"));
+    }
+    let mut fields: Vec<(String, String)> = form
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    if let (Some(t), "POST") = (session, method)
+        && !fields.iter().any(|(k, _)| k == "csrf")
+    {
+        fields.push(("csrf".into(), central::auth::csrf_token(t)));
+    }
+    let body = fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let req = req
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .expect("request");
+    let resp = tokio::time::timeout(
+        Duration::from_secs(30),
+        central::app(c.clone()).oneshot(req),
+    )
+    .await
+    .expect("answer in time")
+    .expect("infallible");
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (status, location, set_cookie) = (resp.status(), header("location"), header("set-cookie"));
+    let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+        .await
+        .expect("body");
+    Page {
+        status,
+        location,
+        set_cookie,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// `application/x-www-form-urlencoded` escaping of one name or value.
+fn form_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Logs in through the dashboard's form; returns the session token from the cookie and
+/// where the login sent the browser.
+pub async fn form_login(c: &Central, user: &str, password: &str) -> (String, String) {
+    let p = page(
+        c,
+        "POST",
+        "/login",
+        None,
+        &[("user", user), ("password", password)],
+    )
+    .await;
+    assert!(
+        p.status.is_redirection(),
+        "login {user}: {} {}",
+        p.status,
+        p.body
+    );
+    let cookie = p.set_cookie.expect("session cookie");
+    let token = cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .expect("cookie value");
+    (token, p.location.unwrap_or_default())
+}
+
 /// Adds a staff user and logs in; returns the session token.
 pub async fn staff(c: &Central) -> String {
     c.add_user("ana", "correct horse", "supervisor")
@@ -324,4 +429,35 @@ pub fn gate3_locations() -> central::export::GateLocations {
         Sgln::parse("urn:epc:id:sgln:0614141.00777.GATE3").expect("sgln"),
     );
     loc
+}
+
+/// Verifies a signed envelope with central's public key (hex) and reads its batch.
+pub fn verify(
+    env: &protocol::schema::SignedEnvelope,
+    public_hex: &str,
+) -> Result<protocol::schema::ChangeBatch, String> {
+    let mut pk = [0u8; 32];
+    hex::decode_to_slice(public_hex, &mut pk).map_err(|e| e.to_string())?;
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk).map_err(|e| e.to_string())?;
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(&env.signature, &mut sig).map_err(|e| e.to_string())?;
+    vk.verify_strict(
+        env.payload.as_bytes(),
+        &ed25519_dalek::Signature::from_bytes(&sig),
+    )
+    .map_err(|e| e.to_string())?;
+    serde_json::from_str(&env.payload).map_err(|e| e.to_string())
+}
+
+/// The signed envelope `json` holds, and its batch, verified with central's key.
+pub fn verified(
+    c: &central::Central,
+    json: serde_json::Value,
+) -> (
+    protocol::schema::SignedEnvelope,
+    protocol::schema::ChangeBatch,
+) {
+    let env: protocol::schema::SignedEnvelope = serde_json::from_value(json).expect("envelope");
+    let b = verify(&env, &c.public_key_hex()).expect("verifies");
+    (env, b)
 }

@@ -61,6 +61,7 @@ impl PgStore {
             ("audit entries", "audit"),
             ("users", "users"),
             ("sessions", "sessions"),
+            ("companies", "companies"),
         ];
         self.read(|tx| {
             let mut out = BTreeMap::new();
@@ -218,6 +219,12 @@ fn import_one(tx: &mut Transaction<'_>, r: &Record) -> Result<(), StoreError> {
             tx.execute(
                 "INSERT INTO sessions (token, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[token, &to_json(session)?],
+            )?;
+        }
+        Record::Company(c) => {
+            tx.execute(
+                "INSERT INTO companies (operator, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&c.operator.to_string(), &to_json(c)?],
             )?;
         }
     }

@@ -18,6 +18,7 @@
 //! - `case_tables`: cases and alerts, and the `CaseBook` the case rules write through.
 //! - `registry_tables`: the change log and the current records, as a `RegistrySink`.
 //! - `staff_tables`: audit log, staff users, sessions.
+//! - `company_tables`: the programme portal's companies.
 //! - `import`: records copied from another backend, as they are ([`crate::store::copy`]).
 //! - `retention`: dropping monthly event partitions past the retention.
 //! - `fanout`: live updates across instances (LISTEN/NOTIFY), [`PgStore::follow`].
@@ -25,6 +26,7 @@
 //! - this module: [`PgStore`], the pool, the migrations and shared helpers.
 
 mod case_tables;
+mod company_tables;
 mod event_tables;
 mod fanout;
 mod import;
@@ -55,9 +57,13 @@ use crate::model::{
     AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
     Session, StaffUser, StoredEvent, Summary, TokenHash,
 };
+use crate::portal::Company;
 
 /// The schema steps, in order; each runs once, in one transaction with its record.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_companies.sql")),
+];
 
 /// Connections the pool keeps at most.
 pub const POOL_SIZE: u32 = 16;
@@ -732,5 +738,33 @@ impl Store for PgStore {
         limit: usize,
     ) -> Result<Vec<LoggedChange>, StoreError> {
         self.read(|tx| registry_tables::operator_changes(tx, id, limit))
+    }
+
+    fn add_company(
+        &self,
+        company: &Company,
+        user: Option<&StaffUser>,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| company_tables::add_company(tx, company, user, actor, at))
+    }
+
+    fn company(&self, operator: &str) -> Result<Option<Company>, StoreError> {
+        self.read(|tx| company_tables::company(tx, operator))
+    }
+
+    fn companies(&self) -> Result<Vec<Company>, StoreError> {
+        self.read(company_tables::companies)
+    }
+
+    fn update_company(
+        &self,
+        operator: &str,
+        actor: &str,
+        at: Timestamp,
+        change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
+    ) -> Result<Company, StoreError> {
+        self.write(|tx| company_tables::update_company(tx, operator, actor, at, change))
     }
 }

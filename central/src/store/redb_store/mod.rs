@@ -45,6 +45,7 @@ use crate::model::{
     AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
     Session, StaffUser, StoredEvent, Summary, TokenHash,
 };
+use crate::portal::Company;
 
 /// redb's page cache for central: bounded (redb's default is 1 GiB), large enough to keep
 /// the indexes a day of a port network's events touches in memory.
@@ -91,6 +92,7 @@ impl RedbStore {
             tx.open_table(AUDIT)?;
             tx.open_table(USERS)?;
             tx.open_table(SESSIONS)?;
+            tx.open_table(COMPANIES)?;
         }
         tx.commit()?;
         Ok(Self { db })
@@ -98,6 +100,7 @@ impl RedbStore {
 }
 
 mod case_tables;
+mod company_tables;
 mod event_tables;
 mod export;
 mod query;
@@ -107,8 +110,8 @@ mod tables;
 
 use tables::{
     AGENT_TOKENS, ALERT_KEYS, ALERTS, AUDIT, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES,
-    CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, COUNTERS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS,
-    GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS,
+    CHANGES, COMPANIES, CONSIGNMENT_INDEX, CONSIGNMENTS, COUNTERS, EVENT_IDS, EVENT_INDEX,
+    EVENT_TXN, EVENTS, GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -300,6 +303,34 @@ impl Store for RedbStore {
         limit: usize,
     ) -> Result<Vec<LoggedChange>, StoreError> {
         registry_tables::operator_changes(&self.db, id, limit)
+    }
+
+    fn add_company(
+        &self,
+        company: &Company,
+        user: Option<&StaffUser>,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        company_tables::add_company(&self.db, company, user, actor, at)
+    }
+
+    fn company(&self, operator: &str) -> Result<Option<Company>, StoreError> {
+        company_tables::company(&self.db, operator)
+    }
+
+    fn companies(&self) -> Result<Vec<Company>, StoreError> {
+        company_tables::companies(&self.db)
+    }
+
+    fn update_company(
+        &self,
+        operator: &str,
+        actor: &str,
+        at: Timestamp,
+        change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
+    ) -> Result<Company, StoreError> {
+        company_tables::update_company(&self.db, operator, actor, at, change)
     }
 }
 
