@@ -67,6 +67,10 @@ struct Target<'a> {
     added: i64,
     /// Each entry's JSON, made before the write transaction, by (seq, hash).
     encoded: &'a HashMap<(u64, String), Vec<u8>>,
+    /// Decisions by outcome, and hourly figures by (hour, figure), added up over the
+    /// batch and written once at its end.
+    decisions: HashMap<&'static str, i64>,
+    hourly: HashMap<(i64, &'static str), u64>,
 }
 
 /// The stored form of a [`StoredEvent`] from the entry's JSON: the same bytes as
@@ -139,6 +143,8 @@ impl<'a> Target<'a> {
             txn_containers: HashMap::new(),
             added: 0,
             encoded,
+            decisions: HashMap::new(),
+            hourly: HashMap::new(),
         })
     }
 
@@ -153,12 +159,25 @@ impl<'a> Target<'a> {
             event_index,
             event_txn,
             added,
+            decisions,
+            hourly,
             ..
         } = self;
         // Tables are closed before the counters' table is opened in the same transaction.
         drop((events, event_ids, event_index, event_txn));
         if added > 0 {
             bump(tx, &format!("gate:{gate}"), "events", added)?;
+        }
+        for (outcome, n) in decisions {
+            bump(tx, "decision", outcome, n)?;
+        }
+        if !hourly.is_empty() {
+            let mut h = tx.open_table(HOURLY)?;
+            for ((hour, figure), by) in hourly {
+                let key = (gate.as_str(), hour, figure);
+                let n = h.get(key)?.map_or(0, |g| g.value()) + by;
+                h.insert(key, n)?;
+            }
         }
         Ok(cases)
     }
@@ -193,15 +212,10 @@ impl<'a> Target<'a> {
 
     fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
         let outcome = d.decision.as_str();
-        bump(self.tx, "decision", outcome, 1)?;
-        {
-            let mut h = self.tx.open_table(HOURLY)?;
-            let hour = stats::hour_start(d.decided_at);
-            for k in stats::hour_figures(d) {
-                let key = (self.gate.as_str(), hour, k);
-                let n = h.get(key)?.map_or(0, |g| g.value()) + 1;
-                h.insert(key, n)?;
-            }
+        *self.decisions.entry(outcome).or_default() += 1;
+        let hour = stats::hour_start(d.decided_at);
+        for k in stats::hour_figures(d) {
+            *self.hourly.entry((hour, k)).or_default() += 1;
         }
         metrics::counter!("central_decisions_total", "outcome" => outcome).increment(1);
         let changed = cases::on_decision(&mut CaseTx(self.tx), self.gate, d, seq, self.now)?;
