@@ -67,7 +67,10 @@ fn agent_bodies(
         let body = match tx.take() {
             None => {
                 let k = (agent as u64) << 40 | seq;
-                let t = data::transaction(k, REPLICA)?;
+                // Each agent journals its own gate's transactions (another gate's would
+                // be refused as FOREIGN_GATE, stored as evidence only).
+                let mut t = data::transaction(k, REPLICA)?;
+                t.gate = gate.clone();
                 tx = Some(t.clone());
                 EventBody::Transaction { transaction: t }
             }
