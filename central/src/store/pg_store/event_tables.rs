@@ -16,7 +16,7 @@ use protocol::schema::{EventBody, GateId, JournalEntry};
 use uuid::Uuid;
 
 use super::case_tables::{CaseTx, store_alert};
-use super::{from_json, int, to_json, uint, write_audit};
+use super::{SHARD, from_json, int, to_json, uint, write_audit};
 use crate::cases;
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, TokenHash};
@@ -208,9 +208,12 @@ impl Target<'_, '_> {
             let ((scope, name), n): ((Vec<String>, Vec<String>), Vec<i64>) =
                 r.counters.into_iter().unzip();
             self.tx.execute(
-                "INSERT INTO counters (scope, name, n)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-                 ON CONFLICT (scope, name) DO UPDATE SET n = counters.n + EXCLUDED.n",
+                &format!(
+                    "INSERT INTO counters (scope, name, shard, n)
+                     SELECT s, c, {SHARD}, n FROM unnest($1::text[], $2::text[], $3::bigint[])
+                         AS u (s, c, n)
+                     ON CONFLICT (scope, name, shard) DO UPDATE SET n = counters.n + EXCLUDED.n"
+                ),
                 &[&scope, &name, &n],
             )?;
         }

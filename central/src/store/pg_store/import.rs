@@ -90,6 +90,16 @@ fn entry_of(value: &serde_json::Value) -> Result<JournalEntry, StoreError> {
 
 fn import_one(tx: &mut Transaction<'_>, r: &Record) -> Result<(), StoreError> {
     match r {
+        // Case, alert and audit ids come from sequences (migration 3): the sequence is
+        // set so the next id follows the last one copied.
+        Record::Meta { name, n }
+            if matches!(name.as_str(), "case_id" | "alert_id" | "audit_id") =>
+        {
+            tx.execute(
+                "SELECT setval($1::text::regclass, GREATEST($2::bigint, 1), $2::bigint > 0)",
+                &[&format!("{name}_seq"), &int(*n)?],
+            )?;
+        }
         Record::Meta { name, n } => {
             tx.execute(
                 "INSERT INTO meta (name, n) VALUES ($1, $2)
@@ -97,10 +107,15 @@ fn import_one(tx: &mut Transaction<'_>, r: &Record) -> Result<(), StoreError> {
                 &[name, &int(*n)?],
             )?;
         }
+        // Set, not added: the copied value becomes the whole counter (shard 0).
         Record::Counter { scope, name, n } => {
             tx.execute(
-                "INSERT INTO counters (scope, name, n) VALUES ($1, $2, $3)
-                 ON CONFLICT (scope, name) DO UPDATE SET n = EXCLUDED.n",
+                "DELETE FROM counters WHERE scope = $1 AND name = $2 AND shard <> 0",
+                &[scope, name],
+            )?;
+            tx.execute(
+                "INSERT INTO counters (scope, name, shard, n) VALUES ($1, $2, 0, $3)
+                 ON CONFLICT (scope, name, shard) DO UPDATE SET n = EXCLUDED.n",
                 &[scope, name, &int(*n)?],
             )?;
         }

@@ -24,6 +24,8 @@
 //!   counters, audit entries).
 //! - `event_tables`: agent tokens, gates, and ingest: the `IngestTarget` over one write
 //!   transaction (chain rules in [`crate::ingest`]), heartbeats and gap alerts.
+//! - `group`: group commit — batches that queue while the writer is busy are stored in
+//!   one write transaction (one fsync), each caller answered after that commit.
 //! - `case_tables`: cases and alerts, and the `CaseBook` the case rules write through.
 //! - `registry_tables`: the change log and the current records, as a `RegistrySink`.
 //! - `staff_tables`: audit log, staff users, sessions.
@@ -55,6 +57,8 @@ pub const CACHE_BYTES: usize = 256 << 20;
 #[derive(Debug)]
 pub struct RedbStore {
     db: Database,
+    /// Ingest's writer: batches queued while it is busy commit together.
+    group: group::GroupCommit,
 }
 
 impl RedbStore {
@@ -95,7 +99,10 @@ impl RedbStore {
             tx.open_table(COMPANIES)?;
         }
         tx.commit()?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            group: group::GroupCommit::default(),
+        })
     }
 }
 
@@ -103,6 +110,7 @@ mod case_tables;
 mod company_tables;
 mod event_tables;
 mod export;
+mod group;
 mod query;
 mod registry_tables;
 mod staff_tables;
@@ -142,7 +150,9 @@ impl Store for RedbStore {
         now: Timestamp,
         gap_alert_after: SignedDuration,
     ) -> Result<IngestOutcome, StoreError> {
-        event_tables::ingest(&self.db, gate, entries, now, gap_alert_after)
+        let batch =
+            event_tables::Prepared::new(gate.clone(), entries.to_vec(), now, gap_alert_after)?;
+        self.group.ingest(&self.db, batch)
     }
 
     fn record_heartbeat(
