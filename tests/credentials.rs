@@ -388,24 +388,12 @@ async fn a_disabled_users_open_session_is_refused_at_once_and_a_role_change_appl
 }
 
 fn agent_cli(site: &common::AgentSite, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write as _;
-    let mut child = Command::new(binary("edge-agent"))
-        .args(args)
+    let mut cmd = Command::new(binary("edge-agent"));
+    cmd.args(args)
         .arg("--config")
         .arg(&site.config_path)
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run edge-agent");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("edge-agent output")
+        .env("RUST_LOG", "warn");
+    common::process::output_with_stdin(&mut cmd, stdin)
 }
 
 async fn console_lanes(http: &reqwest::Client, agent: &common::AgentSite, session: &str) -> u16 {

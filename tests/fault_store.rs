@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
 use central::model::AlertKind;
 use common::{
-    AGENT_TOKEN, AgentSite, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once, count,
-    http_client, stored_events,
+    AgentSite, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once, count, stored_events,
 };
 use edge_agent::store::HeldFile;
 use protocol::schema::{EventBody, JournalEntry, LaneDecision};
@@ -69,15 +68,7 @@ fn truck(j: u64) -> Truck {
 }
 
 async fn get(agent: &AgentSite, path: &str) -> (u16, Value) {
-    let r = http_client(None)
-        .get(format!("{}{path}", agent.base))
-        .bearer_auth(AGENT_TOKEN)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("agent request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    agent.get(path).await
 }
 
 /// The lane's last decision, from the agent's live state (held decisions are not in the
@@ -469,12 +460,16 @@ async fn damaged_store_run(kill: bool, how: Damage) {
     central.start().await;
     agent.start().await;
     // The agent keeps deciding.
-    let r = http_client(None)
-        .post(format!("{}/api/v1/lanes/L1/actions", agent.base))
-        .bearer_auth(AGENT_TOKEN)
-        .json(&serde_json::json!({"action": "MANUAL_ENTRY", "value": {"kind": "CONTAINER", "number": aeogate::bench::data::container(1).expect("container").to_string()}}))
-        .timeout(Duration::from_secs(5))
-        .send()
+    let number = aeogate::bench::data::container(1)
+        .expect("container")
+        .to_string();
+    let body = serde_json::json!({"action": "MANUAL_ENTRY", "value": {"kind": "CONTAINER", "number": number}});
+    let r = agent
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/lanes/L1/actions",
+            Some(&body),
+        )
         .await;
     let after_start = match r {
         Ok(r) if r.status() == 201 => true,

@@ -20,11 +20,10 @@ use std::time::{Duration, Instant};
 
 use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
 use common::{
-    AGENT_TOKEN, AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport, http_client,
-    stored_events, wait_drained,
+    AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport, stored_events, wait_drained,
 };
 use protocol::schema::{Decision, EventBody, JournalEntry, LaneDecision, ReadValue, ReasonCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn container(j: u64) -> String {
     aeogate::bench::data::container(j)
@@ -66,14 +65,7 @@ fn site(dir: &std::path::Path, seed: u64) -> (CentralSite, VirtualBoard, AgentSi
 }
 
 async fn get(agent: &AgentSite, path: &str) -> Option<Value> {
-    let r = http_client(None)
-        .get(format!("{}{path}", agent.base))
-        .bearer_auth(AGENT_TOKEN)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?;
-    r.json().await.ok()
+    agent.try_get(path).await
 }
 
 /// Waits until the agent's board link is up and, with `replica`, its replica is loaded
@@ -119,15 +111,8 @@ async fn open_holds(agent: &AgentSite, text: &str) {
 /// An officer enters seal `j` (the declared seal of consignment `j`) on L1.
 async fn enter_seal(agent: &AgentSite, j: u64) {
     let seal = aeogate::bench::data::seal(j).expect("seal").to_string();
-    let r = http_client(None)
-        .post(format!("{}/api/v1/lanes/L1/actions", agent.base))
-        .bearer_auth(AGENT_TOKEN)
-        .json(&json!({"action": "MANUAL_ENTRY", "value": {"kind": "SEAL", "number": seal}}))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("manual entry");
-    assert_eq!(r.status(), 201, "manual entry accepted");
+    let (status, _) = agent.manual_entry("L1", "SEAL", &seal).await;
+    assert_eq!(status, 201, "manual entry accepted");
 }
 
 /// One gate transaction as central stored it: the containers read, its decisions.

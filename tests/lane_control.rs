@@ -47,27 +47,11 @@ fn truck(last: u8) -> Truck {
 }
 
 async fn post(site: &AgentSite, token: &str, path: &str, body: &Value) -> (u16, Value) {
-    let r = common::http_client(None)
-        .post(format!("{}{path}", site.base))
-        .bearer_auth(token)
-        .json(body)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("console request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    site.post_as(token, path, body).await
 }
 
 async fn lane_report(site: &AgentSite) -> Value {
-    let r = common::http_client(None)
-        .get(format!("{}/api/v1/lanes", site.base))
-        .bearer_auth(AGENT_TOKEN)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("lanes request");
-    let all: Value = r.json().await.expect("lanes JSON");
+    let all = site.get_json("/api/v1/lanes").await;
     all.as_array()
         .and_then(|a| a.iter().find(|l| l["lane"] == "L1").cloned())
         .expect("lane L1 reported")

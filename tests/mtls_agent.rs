@@ -9,6 +9,9 @@ use rcgen::{
 };
 use tokio_util::sync::CancellationToken;
 
+#[path = "common/agent_toml.rs"]
+mod agent_toml;
+
 fn ca() -> (String, Issuer<'static, KeyPair>) {
     let key = KeyPair::generate().expect("ca key");
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -46,40 +49,13 @@ fn agent_config(
     let identity = identity.map_or_else(String::new, |(c, k)| {
         format!("client_cert = {c:?}\nclient_key = {k:?}\n")
     });
+    let settings =
+        format!("ca_cert = {ca:?}\n{identity}heartbeat_every = \"1s\"\npoll_wait = \"1s\"");
     let text = format!(
-        r#"
-[gate]
-id = "PORT-A-G1"
-port = "PORT-A"
-
-[[lanes]]
-id = "L1"
-[lanes.routes]
-fast = "Lane 1 priority"
-standard = "Lane 1 standard"
-inspect = "Inspection bay"
-
-[store]
-path = {store:?}
-
-[central]
-url = {url:?}
-token = {token:?}
-ca_cert = {ca:?}
-{identity}heartbeat_every = "1s"
-poll_wait = "1s"
-
-[[central.registry_keys]]
-key_id = {key_id:?}
-public_key = {public_key:?}
-
-[policy]
-random_key = "mtls-test-random-key"
-
-[console]
-bind = "127.0.0.1:0"
-"#,
-        store = dir.join("agent.redb").to_string_lossy(),
+        "{}{}{}",
+        agent_toml::gate_with_lane_l1("PORT-A-G1", "Inspection bay"),
+        agent_toml::central(url, token, &settings, key_id, public_key),
+        agent_toml::store_policy_console(dir, "mtls-test-random-key", "127.0.0.1:0"),
     );
     edge_agent::config::Config::from_toml_str(&text, "agent.toml").expect("valid agent config")
 }

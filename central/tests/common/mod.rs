@@ -11,9 +11,9 @@ use axum::http::{Request, StatusCode};
 use central::{Central, Config};
 use jiff::Timestamp;
 use protocol::schema::{
-    CloseReason, Decision, EventBody, GENESIS_HASH, GateId, GateTransaction, JournalEntry,
-    LaneDecision, LaneId, Read, ReadSource, ReadValue, Reason, ReasonCode, ReplicaFreshness,
-    SCHEMA_VERSION,
+    ActionKind, CloseReason, Decision, EventBody, GENESIS_HASH, GateId, GateTransaction,
+    JournalEntry, LaneDecision, LaneId, OfficerAction, Read, ReadSource, ReadValue, Reason,
+    ReasonCode, ReplicaFreshness, SCHEMA_VERSION,
 };
 use tower::ServiceExt as _;
 use uuid::Uuid;
@@ -178,6 +178,42 @@ pub fn chain(g: &GateId, bodies: Vec<EventBody>) -> Vec<JournalEntry> {
             e
         })
         .collect()
+}
+
+/// Officer `officer`'s action `kind` at 10:20 on `lane` of gate `g`, about transaction `txn`.
+pub fn officer_action(
+    g: &GateId,
+    lane: &str,
+    txn: Uuid,
+    officer: &str,
+    kind: ActionKind,
+) -> EventBody {
+    EventBody::OfficerAction {
+        action: OfficerAction {
+            v: SCHEMA_VERSION,
+            id: Uuid::now_v7(),
+            transaction_id: Some(txn),
+            gate: g.clone(),
+            lane: LaneId::parse(lane).expect("lane"),
+            officer: officer.into(),
+            role: "officer".into(),
+            at: ts("2026-03-01T10:20:00Z"),
+            kind,
+        },
+    }
+}
+
+/// [`chain`] of a truck's gate transaction for `container`, the seal exception decided on
+/// it, then `more`.
+pub fn exception_chain(
+    g: &GateId,
+    txn: Uuid,
+    container: &str,
+    more: Vec<EventBody>,
+) -> Vec<JournalEntry> {
+    let mut bodies = vec![transaction(g, txn, container), seal_exception(g, txn)];
+    bodies.extend(more);
+    chain(g, bodies)
 }
 
 pub fn batch(g: &GateId, entries: &[JournalEntry]) -> serde_json::Value {
