@@ -410,8 +410,7 @@ async fn console_lanes(http: &reqwest::Client, agent: &common::AgentSite, sessio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_console_account_loses_its_open_session() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut hub = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    hub.start().await;
+    let hub = CentralSite::started(dir.path(), Transport::PlainHttp).await;
     let mut agent = common::AgentSite::create(
         &dir.path().join("agent"),
         &common::CentralLink::to(&hub),

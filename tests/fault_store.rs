@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
+use aeogate::vboard::{Truck, VirtualBoard};
 use central::model::AlertKind;
 use common::{
     AgentSite, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once, count, stored_events,
@@ -211,15 +211,8 @@ async fn a_full_disk_holds_decisions_recovers_without_restart_and_keeps_them_acr
         println!("SKIPPED: cannot mount a tmpfs (needs root); the full-disk test did not run");
         return;
     };
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
-    let board = VirtualBoard::spawn(VirtualBoardConfig {
-        lane: "L1".into(),
-        loops: 1,
-        seed: 11,
-        ..VirtualBoardConfig::default()
-    })
-    .expect("virtual board");
+    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
+    let board = common::loop_board("L1", 11);
     let lanes = vec![LaneSpec::on_board("L1", board.tty_link())];
     let mut agent = AgentSite::beside(dir.path(), &central, &lanes, "24h");
     // The store (and the held-records file beside it) on the small disk; the

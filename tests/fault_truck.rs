@@ -18,7 +18,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
+use aeogate::vboard::{Truck, VirtualBoard};
 use common::{
     AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport, stored_events, wait_drained,
 };
@@ -47,13 +47,7 @@ fn truck(j: u64) -> Truck {
 /// virtual board on lane L1 and an agent (not started) whose lane L1 is that board's.
 fn site(dir: &std::path::Path, seed: u64) -> (CentralSite, VirtualBoard, AgentSite) {
     let central = CentralSite::create(&dir.join("central"), Transport::PlainHttp);
-    let board = VirtualBoard::spawn(VirtualBoardConfig {
-        lane: "L1".into(),
-        loops: 1,
-        seed,
-        ..VirtualBoardConfig::default()
-    })
-    .expect("virtual board");
+    let board = common::loop_board("L1", seed);
     let lanes = vec![LaneSpec::on_board("L1", board.tty_link())];
     let agent = AgentSite::create(
         &dir.join("agent"),

@@ -136,8 +136,7 @@ async fn refused_truck(site: &AgentSite, board: &VirtualBoard, tag: u8, refusals
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_lane_refuses_trucks_across_a_restart_until_reopened() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
+    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
     let board = Arc::new(
         VirtualBoard::spawn(VirtualBoardConfig {
             lane: "L1".into(),

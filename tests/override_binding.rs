@@ -41,8 +41,7 @@ async fn lane_shown(agent: &AgentSite, lane: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_officer_cannot_override_another_lanes_truck_and_central_sees_the_real_override() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
+    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
     let mut agent = AgentSite::beside(
         dir.path(),
         &central,

@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
+use aeogate::vboard::Truck;
 use common::{
     AgentSite, Burst, CentralLink, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once,
     burst, chain_alerts, count, edit, reload, stored_events, wait_count,
@@ -65,15 +65,8 @@ async fn lanes(agent: &AgentSite) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_traffic_lose_nothing_and_are_journaled_with_both_policies() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
-    let board = VirtualBoard::spawn(VirtualBoardConfig {
-        lane: "L1".into(),
-        loops: 1,
-        seed: 11,
-        ..VirtualBoardConfig::default()
-    })
-    .expect("virtual board");
+    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
+    let board = common::loop_board("L1", 11);
     let lane_specs = vec![
         LaneSpec {
             id: "L1".into(),

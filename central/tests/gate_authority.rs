@@ -24,16 +24,9 @@ struct Server {
 
 impl Server {
     async fn start(e: &common::Env) -> Server {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
         central::server::install_crypto_provider();
-        let task = tokio::spawn(central::serve_with_listener(
-            e.central.clone(),
-            listener,
-            e.cfg.clone(),
-            stop.clone(),
-        ));
+        let (addr, task) = common::serve_on_loopback(&e.central, &e.cfg, &stop);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

@@ -23,14 +23,8 @@ async fn instance(url: &str) -> (Env, String, tokio::task::JoinHandle<anyhow::Re
             ca_cert: None,
         });
     });
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let server = tokio::spawn(central::serve_with_listener(
-        e.central.clone(),
-        listener,
-        e.cfg.clone(),
-        CancellationToken::new(),
-    ));
+    let (addr, server) = serve_on_loopback(&e.central, &e.cfg, &CancellationToken::new());
+    let base = format!("http://{addr}");
     (e, base, server)
 }
 

@@ -8,6 +8,7 @@
 //! killed when its handle is dropped, so a failing assertion leaves nothing running.
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod process;
 
 use std::collections::{BTreeMap, HashMap};
@@ -170,25 +171,16 @@ pub struct Pki {
 
 /// Makes a CA and a server certificate for `127.0.0.1` / `localhost` in `dir`.
 pub fn make_pki(dir: &Path) -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "fault-test CA");
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("CA key")).expect("CA");
-    let key = KeyPair::generate().expect("server key");
-    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .expect("server params")
-        .signed_by(&key, &ca)
-        .expect("server certificate");
+    let ca = pki::ca("fault-test CA");
+    let (cert, key) = pki::leaf(&ca, &["127.0.0.1", "localhost"], false);
     let pki = Pki {
         ca_cert: dir.join("ca.pem"),
         server_cert: dir.join("central.pem"),
         server_key: dir.join("central.key"),
     };
-    std::fs::write(&pki.ca_cert, ca.pem()).expect("write ca.pem");
-    std::fs::write(&pki.server_cert, server.pem()).expect("write central.pem");
-    std::fs::write(&pki.server_key, key.serialize_pem()).expect("write central.key");
+    std::fs::write(&pki.ca_cert, &ca.pem).expect("write ca.pem");
+    std::fs::write(&pki.server_cert, cert).expect("write central.pem");
+    std::fs::write(&pki.server_key, key).expect("write central.key");
     pki
 }
 
@@ -226,6 +218,13 @@ impl CentralSite {
     /// staff user. Nothing runs yet.
     pub fn create(dir: &Path, transport: Transport) -> CentralSite {
         Self::create_on(dir, transport, None)
+    }
+
+    /// A central in `dir/central` serving over `transport`, started.
+    pub async fn started(dir: &Path, transport: Transport) -> CentralSite {
+        let mut c = CentralSite::create(&dir.join("central"), transport);
+        c.start().await;
+        c
     }
 
     /// As [`CentralSite::create`], storing in the PostgreSQL database `pg_url` (`[store]
@@ -876,7 +875,19 @@ impl AgentSite {
     }
 }
 
-/// The value of the unlabelled series `name` in a Prometheus text exposition.
+/// A virtual lane board for `lane` with one presence loop, its randomness from `seed`.
+pub fn loop_board(lane: &str, seed: u64) -> aeogate::vboard::VirtualBoard {
+    aeogate::vboard::VirtualBoard::spawn(aeogate::vboard::VirtualBoardConfig {
+        lane: lane.into(),
+        loops: 1,
+        seed,
+        ..aeogate::vboard::VirtualBoardConfig::default()
+    })
+    .expect("virtual board")
+}
+
+/// The value of the series `name` (with its labels, as rendered) in a Prometheus text
+/// exposition.
 pub fn metric_value(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod pg;
+#[path = "../../../tests/common/pki.rs"]
+pub mod pki;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -79,6 +81,27 @@ pub fn write_config(
     )
     .expect("config");
     config
+}
+
+/// Central `c` served with `cfg` on a free loopback port until `stop`: its address and
+/// the server's task.
+pub fn serve_on_loopback(
+    c: &Central,
+    cfg: &Config,
+    stop: &tokio_util::sync::CancellationToken,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(central::serve_with_listener(
+        c.clone(),
+        listener,
+        cfg.clone(),
+        stop.clone(),
+    ));
+    (addr, task)
 }
 
 pub fn env() -> Env {

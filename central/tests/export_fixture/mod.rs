@@ -59,6 +59,21 @@ pub struct GateDay {
     pub txns: Txns,
 }
 
+impl GateDay {
+    /// The day's export `path` (`events.csv`, `epcis`) through the API, as the staff user.
+    pub async fn export(&self, path: &str) -> Raw {
+        get(&self.env.central, &day_uri(path), Some(&self.staff)).await
+    }
+
+    /// [`GateDay::export`], asserting a 200 answer of `content_type`.
+    pub async fn export_ok(&self, path: &str, content_type: &str) -> Raw {
+        let a = self.export(path).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+        assert_eq!(a.content_type(), content_type);
+        a
+    }
+}
+
 pub fn container(owner: &str, serial: u32) -> ContainerNumber {
     ContainerNumber::from_parts(owner, 'U', serial).expect("container")
 }
