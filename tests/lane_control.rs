@@ -37,13 +37,7 @@ const DEPARTURE_GRACE: Duration = Duration::from_secs(3);
 const SUPERVISOR_TOKEN: &str = "lane-control-supervisor-session-token-0001";
 
 fn truck(last: u8) -> Truck {
-    Truck {
-        tags: vec![vec![
-            0x30, 0x74, 0x25, 0x7B, 0xF7, 0x19, 0x4E, 0x40, 0x00, 0x00, 0x1A, last,
-        ]],
-        eseals: vec![],
-        dwell: DWELL,
-    }
+    board_lane::sgtin_truck(last, vec![], DWELL)
 }
 
 async fn post(site: &AgentSite, token: &str, path: &str, body: &Value) -> (u16, Value) {

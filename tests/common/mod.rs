@@ -647,20 +647,17 @@ impl AgentSite {
 
     /// Starts `edge-agent run` and waits for its console.
     pub async fn start(&mut self) {
-        assert!(self.child.is_none(), "agent already running");
-        self.starts += 1;
-        let log = self.dir.join(format!("agent-{}.log", self.starts));
-        let args = [
-            OsStr::new("run"),
-            OsStr::new("--config"),
-            self.config_path.as_os_str(),
-        ];
-        self.child = Some(start_logged("edge-agent", &args, &log, self.console_port).await);
+        self.start_run(None).await;
     }
 
     /// Starts `edge-agent run` under libfaketime with its clocks moved by `offset`
     /// (libfaketime's `FAKETIME` syntax, e.g. `+2d`; Debian package `faketime`).
     pub async fn start_with_clock_offset(&mut self, offset: &str) {
+        self.start_run(Some(offset)).await;
+    }
+
+    /// `edge-agent run` logging to the next `agent-N.log`, its clocks moved by `faketime`.
+    async fn start_run(&mut self, faketime: Option<&str>) {
         assert!(self.child.is_none(), "agent already running");
         self.starts += 1;
         let log = self.dir.join(format!("agent-{}.log", self.starts));
@@ -670,7 +667,7 @@ impl AgentSite {
             self.config_path.as_os_str(),
         ];
         self.child =
-            Some(start_wrapped(Some(offset), "edge-agent", &args, &log, self.console_port).await);
+            Some(start_wrapped(faketime, "edge-agent", &args, &log, self.console_port).await);
     }
 
     /// SIGKILL.
