@@ -392,6 +392,23 @@ pub struct CaseDetail {
     pub alert: Option<Alert>,
 }
 
+impl CaseDetail {
+    /// `case` alone: no transaction, decision, declaration, officer action or alert found
+    /// for it yet.
+    #[must_use]
+    pub fn of(case: Case) -> Self {
+        CaseDetail {
+            case,
+            transaction: None,
+            decision: None,
+            declared: Vec::new(),
+            officer_results: Vec::new(),
+            overrides: Vec::new(),
+            alert: None,
+        }
+    }
+}
+
 /// One audited state change: who did what, when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {

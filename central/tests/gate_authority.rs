@@ -39,28 +39,35 @@ impl Server {
         }
     }
 
+    /// A request to `path` with the bearer `token`, `body` sent as JSON; asserts a 200.
+    async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let r = request.send().await.expect("request");
+        assert_eq!(r.status(), 200, "{path}");
+        r
+    }
+
     async fn post(&self, path: &str, token: &str, body: &serde_json::Value) -> serde_json::Value {
         let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), 200, "{path}");
+            .ok(reqwest::Method::POST, path, token, Some(body))
+            .await;
         r.json().await.expect("json")
     }
 
     async fn get(&self, path: &str, token: &str) -> String {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(r.status(), 200, "{path}");
+        let r = self.ok(reqwest::Method::GET, path, token, None).await;
         r.text().await.expect("text")
     }
 

@@ -71,14 +71,7 @@ async fn serves_https_with_a_private_ca_and_shuts_down_with_a_stream_open() {
     );
 
     let session = staff(&e.central).await;
-    let stream = client
-        .get(format!("{base}/api/v1/cases/stream"))
-        .bearer_auth(&session)
-        .send()
-        .await
-        .expect("stream");
-    assert_eq!(stream.status(), 200);
-    let mut stream = stream;
+    let mut stream = open_case_stream(&client, &base, &session).await;
 
     // A seal exception ingested now reaches the open stream as a `case` event.
     client
@@ -88,16 +81,8 @@ async fn serves_https_with_a_private_ca_and_shuts_down_with_a_stream_open() {
         .send()
         .await
         .expect("ingest");
-    let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !seen.contains(&txn.to_string()) {
-        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
-            .await
-            .expect("a case event within 5 s")
-            .expect("stream chunk")
-            .expect("stream still open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let seen = read_stream_until(&mut stream, &txn.to_string(), deadline).await;
     assert!(seen.contains("event: case"), "{seen}");
 
     shutdown.cancel();

@@ -683,15 +683,7 @@ mod tests {
                 note: String::new(),
             },
         };
-        let mut d = CaseDetail {
-            case,
-            transaction: None,
-            decision: None,
-            declared: Vec::new(),
-            officer_results: Vec::new(),
-            overrides: Vec::new(),
-            alert: None,
-        };
+        let mut d = CaseDetail::of(case);
         for (lang, heading) in [
             (Lang::En, "Lane overrides at the gate"),
             (Lang::Es, "Cambios de carril en la puerta"),

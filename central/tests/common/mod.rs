@@ -340,6 +340,41 @@ pub async fn login(http: &reqwest::Client, base: &str, user: &str, password: &st
     answer["token"].as_str().expect("session token").to_owned()
 }
 
+/// `GET base/api/v1/cases/stream` with the staff `session`: the open event stream.
+pub async fn open_case_stream(
+    http: &reqwest::Client,
+    base: &str,
+    session: &str,
+) -> reqwest::Response {
+    let stream = http
+        .get(format!("{base}/api/v1/cases/stream"))
+        .bearer_auth(session)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), 200);
+    stream
+}
+
+/// Reads `stream` until what it sent holds `text`, failing at `deadline`; returns all it
+/// read.
+pub async fn read_stream_until(
+    stream: &mut reqwest::Response,
+    text: &str,
+    deadline: tokio::time::Instant,
+) -> String {
+    let mut seen = String::new();
+    while !seen.contains(text) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{text} not on the stream in time: {seen}"))
+            .expect("stream chunk")
+            .expect("stream still open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
+}
+
 /// A consignment `id` declared for `port`: one container, no seals, parties or holds.
 pub fn declared_consignment(
     id: &str,
