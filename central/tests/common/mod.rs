@@ -47,13 +47,8 @@ pub struct Env {
 
 pub fn env_with(tweak: impl FnOnce(&mut Config)) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("central.key");
-    central::generate_signing_key(&key).expect("key");
-    let mut cfg = Config::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        dir.path().join("central.redb"),
-        key,
-    );
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let mut cfg = Config::with_new_key_in(dir.path(), listen).expect("key");
     cfg.allow_plain_http_on_loopback = true;
     // Cheap hashing keeps tests fast; production uses the OWASP default.
     cfg.argon2_m_cost_kib = 64;
