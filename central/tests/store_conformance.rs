@@ -11,7 +11,8 @@ use central::model::{
 };
 use central::store::{PgStore, RedbStore, Store, StoreError, TokenChange};
 use common::{
-    chain, exception_chain, fast_decision, gate, officer_action, seal_exception, transaction, ts,
+    chain, chain_at, exception_chain, fast_decision, gate, officer_action, seal_exception,
+    transaction, ts,
 };
 use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
@@ -813,16 +814,12 @@ fn an_entry_whose_agent_time_runs_back_is_stored_with_a_time_backwards_alert(s: 
     // after seq 4, so both the predecessor and the successor checks are exercised.
     let g = gate("G1");
     let t0 = ts("2026-03-01T10:15:00Z");
-    let mut prev = GENESIS_HASH.to_owned();
-    let mut entries = Vec::new();
-    for (seq, back) in [(1, 0), (2, 1), (3, -59), (4, -58)] {
-        let at = t0 + SignedDuration::from_secs(back);
-        let e =
-            JournalEntry::new_chained(g.clone(), seq, Uuid::now_v7(), at, prev, fast_decision(&g))
-                .expect("entry");
-        prev = e.hash.clone();
-        entries.push(e);
-    }
+    let entries = chain_at(
+        &g,
+        [0, 1, -59, -58]
+            .map(|back| (t0 + SignedDuration::from_secs(back), fast_decision(&g)))
+            .into(),
+    );
     let first = ingest(
         s,
         &[entries[0].clone(), entries[1].clone(), entries[3].clone()],
@@ -858,15 +855,13 @@ fn an_entry_whose_agent_time_runs_back_is_stored_with_a_time_backwards_alert(s: 
 fn entries_dated_at_the_ends_of_the_calendar_are_stored(s: &dyn Store) {
     // An agent's clock is not trusted: whatever time it wrote, the entry is kept.
     let g = gate("G1");
-    let mut prev = GENESIS_HASH.to_owned();
-    let mut entries = Vec::new();
-    for (seq, at) in [(1, Timestamp::MAX), (2, Timestamp::MIN)] {
-        let e =
-            JournalEntry::new_chained(g.clone(), seq, Uuid::now_v7(), at, prev, fast_decision(&g))
-                .expect("entry");
-        prev = e.hash.clone();
-        entries.push(e);
-    }
+    let entries = chain_at(
+        &g,
+        vec![
+            (Timestamp::MAX, fast_decision(&g)),
+            (Timestamp::MIN, fast_decision(&g)),
+        ],
+    );
     let out = ingest(s, &entries);
     assert_eq!((out.tally.stored, out.acked_through), (2, 2));
     let seqs: Vec<u64> = s

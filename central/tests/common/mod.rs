@@ -178,20 +178,25 @@ pub fn transaction(g: &GateId, txn: Uuid, container: &str) -> EventBody {
 
 /// A valid chain of entries 1..=n with the given bodies.
 pub fn chain(g: &GateId, bodies: Vec<EventBody>) -> Vec<JournalEntry> {
+    let start = ts("2026-03-01T10:15:00Z");
+    chain_at(
+        g,
+        (0..)
+            .zip(bodies)
+            .map(|(i, body)| (start + jiff::SignedDuration::from_secs(i), body))
+            .collect(),
+    )
+}
+
+/// A valid hash chain 1..=n for `g` over bodies written at their times.
+pub fn chain_at(g: &GateId, bodies: Vec<(Timestamp, EventBody)>) -> Vec<JournalEntry> {
     let mut prev = GENESIS_HASH.to_owned();
-    bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, body)| {
-            let e = JournalEntry::new_chained(
-                g.clone(),
-                i as u64 + 1,
-                Uuid::now_v7(),
-                ts("2026-03-01T10:15:00Z") + jiff::SignedDuration::from_secs(i as i64),
-                prev.clone(),
-                body,
-            )
-            .expect("entry");
+    (1..)
+        .zip(bodies)
+        .map(|(seq, (at, body))| {
+            let e =
+                JournalEntry::new_chained(g.clone(), seq, Uuid::now_v7(), at, prev.clone(), body)
+                    .expect("entry");
             prev = e.hash.clone();
             e
         })
