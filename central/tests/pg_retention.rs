@@ -14,29 +14,12 @@ use central::model::EventQuery;
 use central::store::{PgStore, Store};
 use common::*;
 use jiff::{SignedDuration, Timestamp};
-use protocol::schema::{GENESIS_HASH, JournalEntry};
+use protocol::schema::JournalEntry;
 use uuid::Uuid;
 
 /// A chain of decisions of gate `g`, one at each time.
 fn dated(g: &protocol::schema::GateId, times: &[Timestamp]) -> Vec<JournalEntry> {
-    let mut prev = GENESIS_HASH.to_owned();
-    times
-        .iter()
-        .enumerate()
-        .map(|(i, at)| {
-            let e = JournalEntry::new_chained(
-                g.clone(),
-                i as u64 + 1,
-                Uuid::now_v7(),
-                *at,
-                prev.clone(),
-                fast_decision(g),
-            )
-            .expect("entry");
-            prev = e.hash.clone();
-            e
-        })
-        .collect()
+    common::chain_at(g, times.iter().map(|&at| (at, fast_decision(g))).collect())
 }
 
 fn months_of(s: &dyn Store) -> Vec<String> {

@@ -7,10 +7,13 @@ mod common;
 use central::cases::{self, CaseError};
 use central::ingest::AgentState;
 use central::model::{
-    AgentRecord, AlertKind, CaseAction, CaseQuery, CaseState, EventQuery, Session, StaffUser,
+    AgentRecord, AlertKind, CaseAction, CaseQuery, CaseState, EventQuery, Page, Session, StaffUser,
 };
 use central::store::{PgStore, RedbStore, Store, StoreError, TokenChange};
-use common::{chain, fast_decision, gate, seal_exception, transaction, ts};
+use common::{
+    chain, chain_at, exception_chain, fast_decision, gate, officer_action, seal_exception,
+    transaction, ts,
+};
 use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
@@ -116,21 +119,18 @@ fn plain_chain(g: &str, n: u64) -> Vec<JournalEntry> {
     chain(&g, (0..n).map(|_| fast_decision(&g)).collect())
 }
 
-fn all_events(s: &dyn Store, mut q: EventQuery) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    for _ in 0..1_000 {
-        let page = s.events(&q).expect("events");
-        out.extend(
-            page.items
-                .iter()
-                .map(|e| (e.entry.agent.to_string(), e.entry.seq)),
-        );
-        match page.next_cursor {
-            Some(c) => q.cursor = Some(c),
-            None => return out,
-        }
-    }
-    panic!("paging did not end");
+fn all_events(s: &dyn Store, q: EventQuery) -> Vec<(String, u64)> {
+    let events = Page::collect_all(1_000, |cursor| {
+        s.events(&EventQuery {
+            cursor,
+            ..q.clone()
+        })
+    })
+    .expect("events");
+    events
+        .iter()
+        .map(|e| (e.entry.agent.to_string(), e.entry.seq))
+        .collect()
 }
 
 fn query() -> EventQuery {
@@ -286,14 +286,7 @@ fn a_reused_seq_keeps_the_first_entry(s: &dyn Store) {
 fn a_seal_exception_opens_one_case_and_its_repeat_is_noted(s: &dyn Store) {
     let g = gate("G1");
     let txn = Uuid::now_v7();
-    let c = chain(
-        &g,
-        vec![
-            transaction(&g, txn, "CSQU3054383"),
-            seal_exception(&g, txn),
-            seal_exception(&g, txn),
-        ],
-    );
+    let c = exception_chain(&g, txn, "CSQU3054383", vec![seal_exception(&g, txn)]);
     let out = ingest(s, &c);
     assert_eq!(out.cases.len(), 1, "one case per gate transaction");
     let case = &out.cases[0];
@@ -366,23 +359,12 @@ fn another_gates_entry_about_a_transaction_is_refused_with_an_alert(s: &dyn Stor
 
 /// An override on `lane` of gate `g` about `txn`.
 fn override_on(g: &GateId, lane: &str, txn: Uuid) -> EventBody {
-    EventBody::OfficerAction {
-        action: protocol::schema::OfficerAction {
-            v: SCHEMA_VERSION,
-            id: Uuid::now_v7(),
-            transaction_id: Some(txn),
-            gate: g.clone(),
-            lane: LaneId::parse(lane).expect("lane"),
-            officer: "o".into(),
-            role: "officer".into(),
-            at: ts("2026-03-01T10:20:00Z"),
-            kind: protocol::schema::ActionKind::Override {
-                to: LaneDecision::Inspect,
-                reason: "r".into(),
-                note: String::new(),
-            },
-        },
-    }
+    let kind = protocol::schema::ActionKind::Override {
+        to: LaneDecision::Inspect,
+        reason: "r".into(),
+        note: String::new(),
+    };
+    officer_action(g, lane, txn, "o", kind)
 }
 
 fn an_officer_action_from_another_lane_is_refused_with_an_alert(s: &dyn Store) {
@@ -473,19 +455,14 @@ fn case_queries_filter_and_page_newest_first(s: &dyn Store) {
         .expect("cases");
     assert_eq!(g2.items.len(), 3);
     assert!(g2.items.iter().all(|c| c.gate.as_str() == "G2"));
-    let mut seen = Vec::new();
-    let mut q = CaseQuery {
-        limit: 2,
-        ..case_query()
-    };
-    for _ in 0..10 {
-        let p = s.cases(&q).expect("page");
-        seen.extend(p.items.iter().map(|c| c.id));
-        match p.next_cursor {
-            Some(c) => q.cursor = Some(c),
-            None => break,
-        }
-    }
+    let pages = Page::collect_all(10, |cursor| {
+        s.cases(&CaseQuery {
+            cursor,
+            limit: 2,
+            ..case_query()
+        })
+    });
+    let seen: Vec<u64> = pages.expect("page").iter().map(|c| c.id).collect();
     assert_eq!(seen, ids, "pages join to the whole list");
     let by_reason = s
         .cases(&CaseQuery {
@@ -838,16 +815,12 @@ fn an_entry_whose_agent_time_runs_back_is_stored_with_a_time_backwards_alert(s: 
     // after seq 4, so both the predecessor and the successor checks are exercised.
     let g = gate("G1");
     let t0 = ts("2026-03-01T10:15:00Z");
-    let mut prev = GENESIS_HASH.to_owned();
-    let mut entries = Vec::new();
-    for (seq, back) in [(1, 0), (2, 1), (3, -59), (4, -58)] {
-        let at = t0 + SignedDuration::from_secs(back);
-        let e =
-            JournalEntry::new_chained(g.clone(), seq, Uuid::now_v7(), at, prev, fast_decision(&g))
-                .expect("entry");
-        prev = e.hash.clone();
-        entries.push(e);
-    }
+    let entries = chain_at(
+        &g,
+        [0, 1, -59, -58]
+            .map(|back| (t0 + SignedDuration::from_secs(back), fast_decision(&g)))
+            .into(),
+    );
     let first = ingest(
         s,
         &[entries[0].clone(), entries[1].clone(), entries[3].clone()],
@@ -883,15 +856,13 @@ fn an_entry_whose_agent_time_runs_back_is_stored_with_a_time_backwards_alert(s: 
 fn entries_dated_at_the_ends_of_the_calendar_are_stored(s: &dyn Store) {
     // An agent's clock is not trusted: whatever time it wrote, the entry is kept.
     let g = gate("G1");
-    let mut prev = GENESIS_HASH.to_owned();
-    let mut entries = Vec::new();
-    for (seq, at) in [(1, Timestamp::MAX), (2, Timestamp::MIN)] {
-        let e =
-            JournalEntry::new_chained(g.clone(), seq, Uuid::now_v7(), at, prev, fast_decision(&g))
-                .expect("entry");
-        prev = e.hash.clone();
-        entries.push(e);
-    }
+    let entries = chain_at(
+        &g,
+        vec![
+            (Timestamp::MAX, fast_decision(&g)),
+            (Timestamp::MIN, fast_decision(&g)),
+        ],
+    );
     let out = ingest(s, &entries);
     assert_eq!((out.tally.stored, out.acked_through), (2, 2));
     let seqs: Vec<u64> = s

@@ -286,13 +286,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let prepare = t.elapsed();
     let body_bytes: usize = bodies.iter().flatten().map(Vec::len).sum();
 
-    let key = ctx.path("central-signing.key");
-    central::generate_signing_key(&key)?;
-    let cfg = Config::new(
-        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        ctx.path("central.redb"),
-        key,
-    );
+    let cfg = Config::with_new_key_in(&ctx.dir, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let central = Central::open(&cfg)?;
     let gap = SignedDuration::try_from(cfg.gap_alert_after).unwrap_or(SignedDuration::MAX);
 

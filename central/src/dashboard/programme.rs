@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
@@ -18,7 +17,7 @@ use maud::html;
 use protocol::schema::{AeoStatus, Decision, EventBody, LaneDecision};
 use uuid::Uuid;
 
-use super::session::UiSession;
+use super::session::UiPage;
 use super::svg;
 use super::{Nav, RANGES, T, fmt_duration, internal, layout, pct, range_start};
 use crate::model::{EventQuery, StoredEvent};
@@ -199,11 +198,8 @@ fn median_text(f: &Figures) -> String {
 }
 
 /// `GET /programme?hours=`.
-pub async fn page(
-    State(c): State<Central>,
-    s: UiSession,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn page(p: UiPage) -> Response {
+    let (c, s, q) = (p.central, p.session, p.query);
     let l = s.lang;
     let hours = super::parse_hours(q.get("hours"), 24);
     let from = range_start(hours, Timestamp::now());
@@ -303,11 +299,8 @@ pub fn write_csv<W: std::io::Write>(b: &Benefits, out: W) -> Result<(), csv::Err
 }
 
 /// `GET /programme.csv?hours=`.
-pub async fn csv(
-    State(c): State<Central>,
-    _s: UiSession,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn csv(p: UiPage) -> Response {
+    let (c, q) = (p.central, p.query);
     let hours = super::parse_hours(q.get("hours"), 24);
     let from = range_start(hours, Timestamp::now());
     let out = c

@@ -228,6 +228,30 @@ impl FromRequestParts<Central> for AnySession {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
+/// What a dashboard `GET` page works from: central, the logged-in session (the login page
+/// for none) and the query string's parameters.
+#[derive(Debug)]
+pub struct UiPage {
+    pub central: Central,
+    pub session: UiSession,
+    pub query: std::collections::HashMap<String, String>,
+}
+
+impl FromRequestParts<Central> for UiPage {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, c: &Central) -> Result<Self, Response> {
+        let session = UiSession::from_request_parts(parts, c).await?;
+        let Query(query) = Query::from_request_parts(parts, c)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(UiPage {
+            central: c.clone(),
+            session,
+            query,
+        })
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
