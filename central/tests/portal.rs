@@ -875,7 +875,7 @@ async fn requirements_are_shown_in_the_readers_language_with_their_sources() {
             .nth(1)
             .and_then(|r| r.split("</tr>").next())
             .unwrap_or_default();
-        let esc = |s: &str| s.replace('\'', "&#39;").replace('"', "&quot;");
+        let esc = |s: &str| s.replace('&', "&amp;").replace('"', "&quot;");
         assert!(row.contains(&esc(cs1.title_in(l))), "{lang}: {row}");
         assert!(row.contains(&esc(cs1.explanation_in(l))), "{lang}: {row}");
         assert!(
