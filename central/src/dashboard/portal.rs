@@ -334,7 +334,7 @@ pub async fn home(State(c): State<Central>, s: CompanySession) -> Response {
         section #documents {
             (documents_table(&co, l, "/portal/documents"))
             @if co.confirmed_by.is_some() {
-                form #upload method="post" action="/portal/documents" enctype="multipart/form-data" {
+                form.filters #upload method="post" action="/portal/documents" enctype="multipart/form-data" {
                     input type="hidden" name="csrf" value=(s.csrf);
                     label { (P::DocumentFile.get(l)) input type="file" name="file" required accept=".pdf,.png,.jpg,.jpeg,application/pdf,image/png,image/jpeg"; }
                     button.primary { (P::Upload.get(l)) }
