@@ -884,3 +884,90 @@ async fn requirements_are_shown_in_the_readers_language_with_their_sources() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_admin_lists_company_accounts_on_the_users_page_and_disables_one() {
+    let e = env();
+    let c = &e.central;
+    officers(c);
+    validated(c, OP_A, "acme", "olga");
+    let (acme, _) = form_login(c, "acme", PASSWORD).await;
+    let (olga, _) = form_login(c, "olga", "olga's long passphrase").await;
+    let (tom, _) = form_login(c, "tom", "tom's long passphrase").await;
+
+    let p = page(c, "GET", "/users", Some(&olga), &[]).await;
+    assert_eq!(p.status, StatusCode::OK);
+    let listed = p
+        .body
+        .split("id=\"company-users\"")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        listed.contains("data-user=\"acme\"") && listed.contains(OP_A),
+        "{}",
+        p.body
+    );
+    assert_eq!(
+        page(c, "GET", "/users", Some(&tom), &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let access = "/users/acme/access";
+    assert_eq!(
+        post(c, &tom, access, &[("state", "disabled")]).await,
+        StatusCode::FORBIDDEN,
+        "admins only"
+    );
+    assert_eq!(
+        post(c, &olga, access, &[("state", "active"), ("role", "admin")]).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a company account never gets a staff role"
+    );
+
+    assert_eq!(
+        post(c, &olga, access, &[("state", "disabled")]).await,
+        StatusCode::SEE_OTHER
+    );
+    let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
+    assert!(
+        p.status.is_redirection() || p.status.is_client_error(),
+        "the open session ends: {}",
+        p.status
+    );
+    let p = page(
+        c,
+        "POST",
+        "/login",
+        None,
+        &[("user", "acme"), ("password", PASSWORD)],
+    )
+    .await;
+    assert!(
+        !p.status.is_redirection() && p.set_cookie.is_none(),
+        "no new session for a disabled account: {} {:?}",
+        p.status,
+        p.set_cookie
+    );
+    let user = c.user("acme").expect("read").expect("acme");
+    assert!(user.disabled);
+    assert_eq!(user.role, central::portal::COMPANY_ROLE);
+    assert!(
+        c.audit_log(0, 1_000)
+            .expect("audit")
+            .iter()
+            .any(|a| a.actor == "olga"
+                && a.detail.contains("acme")
+                && a.detail.contains("disabled")),
+        "audited"
+    );
+
+    assert_eq!(
+        post(c, &olga, access, &[("state", "active")]).await,
+        StatusCode::SEE_OTHER
+    );
+    let (again, home) = form_login(c, "acme", PASSWORD).await;
+    assert_eq!(home, "/portal");
+    assert_eq!(
+        page(c, "GET", "/portal", Some(&again), &[]).await.status,
+        StatusCode::OK
+    );
+}

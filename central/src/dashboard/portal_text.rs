@@ -112,6 +112,7 @@ protocol::ui_text! {
     CatPersonnel => "Personnel security", "Seguridad del personal", "Segurança de pessoal";
     CatTraining => "Training and threat awareness", "Capacitación y conciencia de amenazas", "Treinamento e percepção de ameaças";
     CatCybersecurity => "Cybersecurity", "Ciberseguridad", "Cibersegurança";
+    CompanyAccounts => "Company accounts (programme portal)", "Cuentas de empresas (portal del programa)", "Contas de empresas (portal do programa)";
     Documents => "Documents", "Documentos", "Documentos";
     DocumentFile => "Document", "Documento", "Documento";
     DocumentType => "Type", "Tipo", "Tipo";
