@@ -1,6 +1,6 @@
 //! `central migrate --from <redb> --to postgres://…` on a store the demo filled (gates,
 //! events with their chains, seal-exception cases, alerts, the registry log, users,
-//! audit, agent tokens): the real binaries, a PostgreSQL cluster of the test's own
+//! audit, agent tokens, portal companies and their documents): the real binaries, a PostgreSQL cluster of the test's own
 //! (central/tests/common/pg.rs). The copy must verify, read back equal through the same
 //! `Store` queries on both backends, and resume after stopping part-way.
 
@@ -104,6 +104,24 @@ fn assert_same(a: &dyn Store, b: &dyn Store) {
     );
     assert_eq!(a.summary().expect("summary"), b.summary().expect("summary"));
     assert_eq!(a.users().expect("users"), b.users().expect("users"));
+    let companies = a.companies().expect("companies");
+    assert_eq!(companies, b.companies().expect("companies"));
+    let documents: Vec<&str> = companies
+        .iter()
+        .flat_map(|c| c.documents.iter().map(|d| d.sha256.as_str()))
+        .collect();
+    assert!(
+        !documents.is_empty(),
+        "the demo's companies uploaded documents"
+    );
+    for hash in documents {
+        let body = b
+            .document(hash)
+            .expect("read")
+            .expect("the document was copied");
+        assert_eq!(central::portal::documents::sha256_hex(&body), hash);
+        assert_eq!(Some(body), a.document(hash).expect("read"));
+    }
     assert!(
         !a.users().expect("users").is_empty(),
         "the demo added users"

@@ -3,8 +3,9 @@
 //! (importer and carrier) starts suspended in the registry and validated in the portal;
 //! its truck is not FAST. A second admin certifies it in the portal (through central's
 //! HTTP dashboard), the signed change replicates to the gate and the next truck is FAST;
-//! after a suspension in the portal the next truck is not FAST again. The company's own
-//! figures on its portal page then count its three trucks, one FAST.
+//! after a suspension in the portal the next truck is not FAST again; reinstated it is
+//! FAST, and after a revocation in the portal not FAST. The company's own figures on its
+//! portal page then count its five trucks, two FAST.
 
 mod common;
 #[path = "common/truck_lane.rs"]
@@ -153,8 +154,37 @@ async fn a_certification_in_the_portal_makes_the_companys_next_truck_fast_and_a_
         "suspended in the portal: not FAST"
     );
 
-    // The company's own figures on its portal page, from what the gate uplinked: three
-    // trucks where it is a declared party, one of them FAST.
+    // Reinstated, then revoked: FAST again, then not FAST for good.
+    let seq = replica_seq(&agent).await;
+    assert_eq!(
+        portal_action(&central.url, ADMINS[1], "certify", &op, "seal log kept").await,
+        303
+    );
+    replicated_after(&agent, seq).await;
+    assert_eq!(
+        drive(&agent, &board, 4).await,
+        "FAST",
+        "reinstated in the portal: FAST"
+    );
+    let seq = replica_seq(&agent).await;
+    let s = portal_action(
+        &central.url,
+        ADMINS[1],
+        "revoke",
+        &op,
+        "forged seal records",
+    )
+    .await;
+    assert_eq!(s, 303);
+    replicated_after(&agent, seq).await;
+    assert_ne!(
+        drive(&agent, &board, 5).await,
+        "FAST",
+        "revoked in the portal: not FAST"
+    );
+
+    // The company's own figures on its portal page, from what the gate uplinked: five
+    // trucks where it is a declared party, two of them FAST.
     common::wait_drained(&central).await;
     let http = http_client(None);
     let token = common::login(&http, &central.url, ("importer", PASS)).await;
@@ -174,7 +204,11 @@ async fn a_certification_in_the_portal_makes_the_companys_next_truck_fast_and_a_
         .nth(1)
         .and_then(|b| b.split("</tr>").nth(1))
         .unwrap_or_default();
-    assert!(own.contains(">3<") && own.contains("33.3 %"), "{own}");
+    assert!(own.contains(">5<") && own.contains("40.0 %"), "{own}");
+    assert!(
+        page.contains("id=\"respond\" data-status=\"REVOKED\""),
+        "the company is told how to respond: {page}"
+    );
 
     agent.terminate();
     central.stop();

@@ -80,6 +80,9 @@ impl HttpStatus for PortalError {
             PortalError::Auth(e) => e.status(),
             PortalError::Registry(e) => e.status(),
             PortalError::Store(e) => e.status(),
+            PortalError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PortalError::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PortalError::Form(_) => StatusCode::BAD_REQUEST,
         }
     }
 }

@@ -83,6 +83,7 @@ conformance!(
     users_sessions_and_audit,
     a_user_update_is_stored_with_its_audit_entry_or_not_at_all,
     a_company_is_added_with_its_user_and_changed_whole_or_not_at_all,
+    a_document_is_stored_once_under_its_hash_and_read_back_whole,
     text_with_control_characters_is_stored_and_read_back_unchanged,
     entries_dated_at_the_ends_of_the_calendar_are_stored,
     console_logins_and_logouts_are_stored_and_another_gates_are_refused,
@@ -1496,4 +1497,16 @@ fn a_company_is_added_with_its_user_and_changed_whole_or_not_at_all(s: &dyn Stor
         s.update_company("EU-AEO:FR1", "o", now(), &mut |_| Ok(String::new()))
             .is_err()
     );
+}
+
+fn a_document_is_stored_once_under_its_hash_and_read_back_whole(s: &dyn Store) {
+    // Every byte value, and more than one page of either backend.
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let hash = central::portal::documents::sha256_hex(&body);
+    assert_eq!(s.document(&hash).expect("read"), None);
+    s.put_document(&hash, &body).expect("put");
+    s.put_document(&hash, &body).expect("the same bytes again");
+    assert_eq!(s.document(&hash).expect("read"), Some(body));
+    let empty = central::portal::documents::sha256_hex(b"");
+    assert_eq!(s.document(&empty).expect("read"), None);
 }

@@ -109,6 +109,9 @@ pub fn seed(hub: &Central, password: &str, officer: &str) -> anyhow::Result<()> 
             continue;
         }
         hub.submit_application(op, user)?;
+        // A small PDF of its own with the application, so the file lists a document.
+        let manual = format!("%PDF-1.7\n% {name} security manual\n%%EOF\n");
+        hub.upload_document(op, "security-manual.pdf", manual.as_bytes(), user)?;
         hub.move_application(op, Status::UnderReview, "", officer)?;
         hub.post_message(
             op,

@@ -5,7 +5,8 @@
 // A company registers itself, an officer confirms it, the company fills the
 // self-assessment and applies; the officer reviews, visits, records one required change
 // and one recommendation and validates; the company answers the change; a second admin
-// certifies. Every portal screen is photographed and checked with axe-core (WCAG 2.1 A
+// certifies. The company uploads a document with its application, which it and the
+// officer download. Every portal screen is photographed and checked with axe-core (WCAG 2.1 A
 // and AA; any serious or critical violation fails the walk) on the way.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -50,6 +51,7 @@ async function loginAs(user, pass, lands) {
 const officer = () => loginAs(env('OFFICER_USER'), env('STAFF_PASS'), /\/cases/);
 const company = () => loginAs(COMPANY[0], COMPANY[1], /\/portal$/);
 const file = `${BASE}/applications/${OP}`;
+const MANUAL = '%PDF-1.7\n% Acme Export security manual\n%%EOF\n';
 
 async function officerAction(action, fields = {}) {
   const form = page.locator(`form[data-action="${action}"]`);
@@ -103,6 +105,14 @@ try {
   await Promise.all([page.waitForURL(/\/portal\/assessment/), page.click('#assessment button.primary')]);
   await Promise.all([page.waitForURL(/\/portal$/), page.click('#apply')]);
   check((await status()) === 'SUBMITTED', 'submitted');
+  // A document with the application: stored with its SHA-256, listed, downloadable.
+  await page.setInputFiles('#upload input[type=file]', { name: 'security-manual.pdf', mimeType: 'application/pdf', buffer: Buffer.from(MANUAL) });
+  await Promise.all([page.waitForURL(/\/portal(#documents)?$/), page.click('#upload button')]);
+  check(await page.locator('tr[data-document="1"]').isVisible(), 'the document is listed');
+  check((await page.locator('tr[data-document="1"]').textContent()).includes('security-manual.pdf'), 'with its name');
+  const own = await page.request.get(`${BASE}/portal/documents/1`);
+  check(own.ok() && (await own.text()) === MANUAL, 'the company downloads its document');
+  step('company: uploaded a document');
   await shot('submitted');
 
   // 4. The officer's work: review, visit, findings, validation.
@@ -114,6 +124,9 @@ try {
   await officerAction('finding', { requirement: 'CV-2', kind: 'RECOMMENDATION', text: 'Track trucks on the port run' });
   await officerAction('validate', { note: 'visit done' });
   await officerAction('message', { text: 'Please answer the required change.' });
+  check(await page.locator('#documents tr[data-document="1"]').isVisible(), 'the officer sees the document');
+  const theirs = await page.request.get(`${file}/documents/1`);
+  check(theirs.ok() && (await theirs.text()) === MANUAL, 'the officer downloads the document');
   await shot('officer-file');
 
   // 5. The company answers the required change.

@@ -17,8 +17,8 @@ use protocol::schema::ContactPoint;
 use serde::Deserialize;
 
 use super::portal::{
-    RegisterForm, application_block, assessment_table, findings_table, register_fields,
-    status_text, thread,
+    RegisterForm, application_block, assessment_table, document_response, documents_table,
+    findings_table, register_fields, registry_change_block, status_text, thread,
 };
 use super::portal_text::T as P;
 use super::session::UiSession;
@@ -29,9 +29,12 @@ use crate::service::{Central, PortalError};
 
 fn refused(s: &UiSession, e: &PortalError) -> Response {
     match e {
-        PortalError::Refused(_) | PortalError::NotFound(_) | PortalError::Auth(_) => {
-            error_page(s, e.status(), &e.to_string())
-        }
+        PortalError::Refused(_)
+        | PortalError::NotFound(_)
+        | PortalError::Auth(_)
+        | PortalError::TooLarge { .. }
+        | PortalError::UnsupportedType
+        | PortalError::Form(_) => error_page(s, e.status(), &e.to_string()),
         PortalError::Registry(r) if r.status().is_client_error() => {
             error_page(s, e.status(), &e.to_string())
         }
@@ -177,6 +180,18 @@ pub async fn file(State(c): State<Central>, s: UiSession, Path(op): Path<String>
         Ok(None) => return error_page(&s, StatusCode::NOT_FOUND, T::NotFound.get(l)),
         Err(e) => return internal(&e),
     };
+    let op = co.operator.clone();
+    let (record, changes) = match c
+        .blocking(move |c| {
+            let r = c.operator(&op)?;
+            let ch = c.operator_changes(&op, 20)?;
+            Ok::<_, crate::store::StoreError>((r, ch))
+        })
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => return internal(&e),
+    };
     let set = c.requirements();
     let gaps = co.gaps(set);
     let status = co.status();
@@ -203,7 +218,7 @@ pub async fn file(State(c): State<Central>, s: UiSession, Path(op): Path<String>
             p #contact { (P::ContactPoint.get(l)) ": " @match &co.contact_point { Some(cp) => { strong { (cp.name) } }, None => { span.muted { (P::NotAssigned.get(l)) } } } }
         }
         h2 { (P::Application.get(l)) }
-        section #application { (application_block(&co, l)) }
+        section #application { (registry_change_block(&co, record.as_ref(), &changes, l)) (application_block(&co, l)) }
         section.actions #actions {
             @if co.confirmed_by.is_none() { (action("confirm", P::Confirm, html! {})) }
             @if matches!(status, Some(Status::Submitted | Status::InfoRequested)) { (action("review", P::TakeForReview, html! {})) }
@@ -215,7 +230,7 @@ pub async fn file(State(c): State<Central>, s: UiSession, Path(op): Path<String>
             }
             @if status == Some(Status::VisitScheduled) {
                 (action("finding", P::AddFinding, html! {
-                    label { (P::Requirement.get(l)) select name="requirement" { @for r in set { option value=(r.id) { (r.id) " " (r.title) } } } }
+                    label { (P::Requirement.get(l)) select name="requirement" { @for r in set { option value=(r.id) { (r.id) " " (r.title_in(l)) } } } }
                     label { (P::Kind.get(l)) select name="kind" {
                         option value="REQUIRED_CHANGE" { (P::RequiredChange.get(l)) }
                         option value="RECOMMENDATION" { (P::Recommendation.get(l)) } } }
@@ -229,6 +244,9 @@ pub async fn file(State(c): State<Central>, s: UiSession, Path(op): Path<String>
             }
             @if status == Some(Status::Certified) && admin {
                 (action("suspend", P::Suspend, html! { label.wide { (P::Reason.get(l)) input name="note" required; } }))
+            }
+            @if matches!(status, Some(Status::Certified | Status::Suspended)) && admin {
+                (action("revoke", P::Revoke, html! { label.wide { (P::Reason.get(l)) input name="note" required; } }))
             }
             @if status.is_some_and(Status::is_open) {
                 (action("refuse", P::Refuse, html! { label.wide { (P::Reason.get(l)) input name="note" required; } }))
@@ -246,6 +264,8 @@ pub async fn file(State(c): State<Central>, s: UiSession, Path(op): Path<String>
             h2 { (P::Findings.get(l)) }
             section #findings { (findings_table(&co, l, None)) }
         }
+        h2 { (P::Documents.get(l)) }
+        section #documents { (documents_table(&co, l, &format!("{base}/documents"))) }
         h2 { (P::SelfAssessment.get(l)) }
         section #assessment {
             p { (P::Gaps.get(l)) ": " @if gaps.is_empty() { (P::NoGaps.get(l)) } @else { @for r in &gaps { strong { (r.id) } " " } } }
@@ -309,7 +329,7 @@ pub async fn act(
         return e.into_response();
     }
     let l = s.lang;
-    let registry_change = matches!(action.as_str(), "certify" | "suspend");
+    let registry_change = matches!(action.as_str(), "certify" | "suspend" | "revoke");
     if registry_change && !s.role.may_change_registry() {
         return error_page(&s, StatusCode::FORBIDDEN, T::AdminOnly.get(l));
     }
@@ -341,6 +361,7 @@ pub async fn act(
                 }
                 "certify" => c.certify(k, &f.note, o),
                 "suspend" => c.suspend_company(k, &f.note, o),
+                "revoke" => c.revoke_company(k, &f.note, o),
                 "message" => c.post_message(k, &f.text, o, true),
                 "contact" => {
                     let cp = ContactPoint {
@@ -356,6 +377,19 @@ pub async fn act(
         .await;
     match out {
         Ok(co) => Redirect::to(&format!("/applications/{}", co.operator)).into_response(),
+        Err(e) => refused(&s, &e),
+    }
+}
+
+/// `GET /applications/{operator}/documents/{id}`: a company's document, for the programme's
+/// officials (any staff session).
+pub async fn download_document(
+    State(c): State<Central>,
+    s: UiSession,
+    Path((op, id)): Path<(String, u32)>,
+) -> Response {
+    match c.blocking(move |c| c.company_document(&op, id)).await {
+        Ok((d, body)) => document_response(&d, body),
         Err(e) => refused(&s, &e),
     }
 }

@@ -86,6 +86,10 @@ pub fn router() -> Router<Central> {
         )
         .route("/applications/{operator}", get(applications::file))
         .route("/applications/{operator}/{action}", post(applications::act))
+        .route(
+            "/applications/{operator}/documents/{id}",
+            get(applications::download_document),
+        )
         .route("/portal", get(portal::home))
         .route(
             "/portal/register",
@@ -99,6 +103,13 @@ pub fn router() -> Router<Central> {
         .route("/portal/findings/{id}", post(portal::answer_finding))
         .route("/portal/messages", post(portal::post_message))
         .route("/portal/users", post(portal::add_user))
+        .route(
+            "/portal/documents",
+            post(portal::upload_document).layer(axum::extract::DefaultBodyLimit::max(
+                crate::portal::MAX_DOCUMENT_BYTES + crate::portal::documents::FORM_OVERHEAD_BYTES,
+            )),
+        )
+        .route("/portal/documents/{id}", get(portal::download_document))
         .layer(tower_http::csrf::CsrfLayer::new())
 }
 

@@ -8,19 +8,26 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use axum::body::Body;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use futures_util::StreamExt as _;
 use maud::{DOCTYPE, Markup, html};
 use protocol::i18n::Lang;
-use protocol::schema::{PartyRole, RegistryRecord};
+use protocol::schema::{AeoStatus, Change, PartyRole, RegistryRecord};
 
 use super::portal_text::T as P;
 use super::session::CompanySession;
 use super::{T, fmt_time, internal, lang_name};
 use crate::errors::HttpStatus as _;
-use crate::portal::{Answer, Category, Company, FindingKind, Level, Met, Requirement, Status};
+use crate::portal::documents::{FORM_OVERHEAD_BYTES, parse_form};
+use crate::portal::{
+    Answer, Category, Company, Document, FindingKind, Level, MAX_DOCUMENT_BYTES, Met, Requirement,
+    Status,
+};
 use crate::service::{Central, PortalError, Registration};
+use crate::store::LoggedChange;
 
 /// The types of operator a company may register as.
 pub const KINDS: [PartyRole; 8] = [
@@ -45,6 +52,7 @@ pub fn status_text(s: Status, l: Lang) -> &'static str {
         Status::Validated => P::StValidated.get(l),
         Status::Certified => P::StCertified.get(l),
         Status::Suspended => P::StSuspended.get(l),
+        Status::Revoked => P::StRevoked.get(l),
         Status::Refused => P::StRefused.get(l),
     }
 }
@@ -130,7 +138,12 @@ fn page(s: &CompanySession, title: &str, body: Markup) -> Markup {
 /// A refusal or failure on a portal page: the rule's words with its status.
 fn refused(s: &CompanySession, e: &PortalError) -> Response {
     match e {
-        PortalError::Refused(_) | PortalError::NotFound(_) | PortalError::Auth(_) => (
+        PortalError::Refused(_)
+        | PortalError::NotFound(_)
+        | PortalError::Auth(_)
+        | PortalError::TooLarge { .. }
+        | PortalError::UnsupportedType
+        | PortalError::Form(_) => (
             e.status(),
             page(s, P::NotPossible.get(s.lang), html! { p.error role="alert" { (e) } p { a href="/portal" { (P::CompanyPage.get(s.lang)) } } }),
         )
@@ -183,6 +196,77 @@ pub fn application_block(co: &Company, l: Lang) -> Markup {
     }
 }
 
+/// The registry's status when the application does not account for it (changed on the
+/// registry page or by an import), with the latest registry change about the company:
+/// what the company and officers see as its status in force.
+#[must_use]
+pub fn registry_change_block(
+    co: &Company,
+    record: Option<&RegistryRecord>,
+    changes: &[LoggedChange],
+    l: Lang,
+) -> Markup {
+    let Some(r) = record.filter(|r| co.registry_disagrees(r.status)) else {
+        return html! {};
+    };
+    let last = changes.iter().rev().find(|c| {
+        matches!(
+            c.change,
+            Change::SetStatus { .. } | Change::UpsertOperator { .. }
+        )
+    });
+    html! {
+        div.warn #registry-change role="status" data-status=(r.status.as_str()) {
+            p { strong { (P::RegistryChanged.get(l)) ": " }
+                span class={"status " (r.status.as_str())} { (r.status.as_str()) }
+                " · " (P::Since.get(l)) " " (fmt_time(r.status_since)) }
+            @if let Some(c) = last {
+                p.small { (fmt_time(c.at)) " · " (c.actor) " · "
+                    @match &c.change {
+                        Change::SetStatus { reason, .. } => { (reason) }
+                        _ => { (P::Source.get(l)) ": " (r.source) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the company can do about a suspension or revocation in force (decided in the
+/// portal or in the registry).
+fn respond_block(co: &Company, record: Option<&RegistryRecord>, l: Lang) -> Markup {
+    let status = match record {
+        Some(r) if co.registry_disagrees(r.status) => match r.status {
+            AeoStatus::Suspended => Some(Status::Suspended),
+            AeoStatus::Revoked => Some(Status::Revoked),
+            _ => None,
+        },
+        _ => co.status(),
+    };
+    html! {
+        @match status {
+            Some(Status::Suspended) => { p.warn #respond data-status="SUSPENDED" { (P::SuspendedHelp.get(l)) " " a href="#messages" { (P::Messages.get(l)) } } },
+            Some(Status::Revoked) => { p.warn #respond data-status="REVOKED" { (P::RevokedHelp.get(l)) " " a href="#messages" { (P::Messages.get(l)) } } },
+            _ => {},
+        }
+    }
+}
+
+/// The registry changes about the company when its record disagrees with the application.
+async fn changes_if_disagreeing(
+    c: &Central,
+    co: &Company,
+    record: Option<&RegistryRecord>,
+) -> Result<Vec<LoggedChange>, Response> {
+    if !record.is_some_and(|r| co.registry_disagrees(r.status)) {
+        return Ok(Vec::new());
+    }
+    let op = co.operator.clone();
+    c.blocking(move |c| c.operator_changes(&op, 20))
+        .await
+        .map_err(|e| internal(&e))
+}
+
 /// `GET /portal`: the company page.
 pub async fn home(State(c): State<Central>, s: CompanySession) -> Response {
     let (co, record) = match own_company(&c, &s).await {
@@ -207,6 +291,10 @@ pub async fn home(State(c): State<Central>, s: CompanySession) -> Response {
         }
     } else {
         None
+    };
+    let changes = match changes_if_disagreeing(&c, &co, record.as_ref()).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let set = c.requirements();
     let answered = set.len() - co.unanswered(set).len();
@@ -234,10 +322,24 @@ pub async fn home(State(c): State<Central>, s: CompanySession) -> Response {
         }
         h2 { (P::Application.get(l)) }
         section #application {
+            (registry_change_block(&co, record.as_ref(), &changes, l))
             (application_block(&co, l))
+            (respond_block(&co, record.as_ref(), l))
             @if co.application.is_none() {
                 p { (P::Answered.get(l)) ": " (answered) " / " (set.len()) " · " (P::Gaps.get(l)) ": " (gaps.len()) " · "
                     a href="/portal/assessment" { (P::SelfAssessment.get(l)) } }
+            }
+        }
+        h2 { (P::Documents.get(l)) }
+        section #documents {
+            (documents_table(&co, l, "/portal/documents"))
+            @if co.confirmed_by.is_some() {
+                form.filters #upload method="post" action="/portal/documents" enctype="multipart/form-data" {
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    label { (P::DocumentFile.get(l)) input type="file" name="file" required accept=".pdf,.png,.jpg,.jpeg,application/pdf,image/png,image/jpeg"; }
+                    button.primary { (P::Upload.get(l)) }
+                }
+                p.small.muted { (P::DocumentsHelp.get(l)) }
             }
         }
         @if let Some((own, other)) = &figures {
@@ -324,6 +426,173 @@ pub fn findings_table(co: &Company, l: Lang, csrf: Option<&str>) -> Markup {
     }
 }
 
+/// The company's documents; each name links to `base/{id}` (the company's or the
+/// officers' download route).
+#[must_use]
+pub fn documents_table(co: &Company, l: Lang, base: &str) -> Markup {
+    html! {
+        @if co.documents.is_empty() { p.muted { (P::NoDocuments.get(l)) } }
+        @else {
+            table.documents { thead { tr { th { (P::DocumentFile.get(l)) } th { (P::DocumentType.get(l)) } th.num { (P::Size.get(l)) } th { (P::Sha256.get(l)) } th { (P::UploadedBy.get(l)) } th { (P::Date.get(l)) } } }
+                tbody { @for d in &co.documents { tr data-document=(d.id) {
+                    td { a href={(base) "/" (d.id)} download { (d.name) } }
+                    td { (d.kind.as_str()) }
+                    td.num { (d.size) }
+                    td { code.small.hash { (d.sha256) } }
+                    td { (d.by) }
+                    td { (fmt_time(d.at)) }
+                } } }
+            }
+        }
+    }
+}
+
+/// A stored document as a download: its media type from its recognised kind, never
+/// rendered in the page's origin (`attachment`, `nosniff`, a sandboxing policy).
+#[must_use]
+pub fn document_response(d: &Document, body: Vec<u8>) -> Response {
+    let ascii: String = d
+        .name
+        .chars()
+        .map(|c| {
+            if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for b in d.name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(d.kind.media_type()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    r
+}
+
+/// Reads a request body up to `limit` bytes; `None` past it.
+///
+/// # Errors
+/// The body could not be read (the client went away).
+async fn read_limited(body: Body, limit: usize) -> Result<Option<Vec<u8>>, axum::Error> {
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if out.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
+}
+
+/// `POST /portal/documents`: a company user uploads a document (`multipart/form-data`
+/// with the fields `csrf` and `file`). Larger than [`MAX_DOCUMENT_BYTES`]: 413 naming the
+/// limit; not a PDF, PNG or JPEG by content: 415.
+pub async fn upload_document(
+    State(c): State<Central>,
+    s: CompanySession,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let limit = MAX_DOCUMENT_BYTES + FORM_OVERHEAD_BYTES;
+    let too_large = PortalError::TooLarge {
+        limit: MAX_DOCUMENT_BYTES,
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return refused(&s, &too_large);
+    }
+    let bytes = match read_limited(body, limit).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return refused(&s, &too_large),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("the upload was cut short: {e}"),
+            )
+                .into_response();
+        }
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let parts = match parse_form(content_type, &bytes) {
+        Ok(p) => p,
+        Err(e) => return refused(&s, &PortalError::Form(e)),
+    };
+    let csrf = parts
+        .iter()
+        .find(|p| p.name == "csrf")
+        .map(|p| String::from_utf8_lossy(p.body).into_owned());
+    if let Err(e) = s.check_csrf_in(csrf.as_deref(), &headers) {
+        return e.into_response();
+    }
+    let Some(file) = parts
+        .iter()
+        .find(|p| p.name == "file" && p.filename.is_some())
+    else {
+        return refused(
+            &s,
+            &PortalError::Refused("choose a document to upload".into()),
+        );
+    };
+    let name = file.filename.clone().unwrap_or_default();
+    let doc = file.body.to_vec();
+    let key = s.company.clone();
+    let user = s.user.clone();
+    match c
+        .blocking(move |c| c.upload_document(&key, &name, &doc, &user))
+        .await
+    {
+        Ok(_) => Redirect::to("/portal#documents").into_response(),
+        Err(e) => refused(&s, &e),
+    }
+}
+
+/// `GET /portal/documents/{id}`: one of the company's own documents.
+pub async fn download_document(
+    State(c): State<Central>,
+    s: CompanySession,
+    Path(id): Path<u32>,
+) -> Response {
+    let key = s.company.clone();
+    match c.blocking(move |c| c.company_document(&key, id)).await {
+        Ok((d, body)) => document_response(&d, body),
+        Err(e) => refused(&s, &e),
+    }
+}
+
 /// The message thread.
 #[must_use]
 pub fn thread(co: &Company, l: Lang) -> Markup {
@@ -350,8 +619,8 @@ pub fn assessment_table(set: &[Requirement], co: &Company, l: Lang, form: bool) 
                 tbody { @for r in set.iter().filter(|r| r.category == cat) {
                     @let a = co.answers.get(r.id);
                     tr data-requirement=(r.id) {
-                        td { strong { (r.id) } " " (level_badge(r.level, l)) br; (r.title) }
-                        td { (r.explanation) br; span.small.muted { (P::Source.get(l)) ": " (r.source) ", " (r.section) } }
+                        td { strong { (r.id) } " " (level_badge(r.level, l)) br; (r.title_in(l)) }
+                        td { (r.explanation_in(l)) br; span.small.muted { (P::Source.get(l)) ": " (r.source) ", " (r.section) } }
                         @if form {
                             td { label { span.sr { (P::Answer.get(l)) }
                                 select name={"met." (r.id)} {
@@ -392,7 +661,7 @@ pub async fn assessment(State(c): State<Central>, s: CompanySession) -> Response
             h2 { (P::Gaps.get(l)) }
             @if !open.is_empty() { p.warn { (P::Unanswered.get(l)) ": " (open.len()) } }
             @if gaps.is_empty() { p.muted { (P::NoGaps.get(l)) } }
-            @else { ul { @for r in &gaps { li data-gap=(r.id) { strong { (r.id) } " " (r.title) } } } }
+            @else { ul { @for r in &gaps { li data-gap=(r.id) { strong { (r.id) } " " (r.title_in(l)) } } } }
         }
         @if editable {
             form #assessment method="post" action="/portal/assessment" {

@@ -1,6 +1,6 @@
 //! The programme portal's UI strings in English, Spanish and Portuguese (company and
-//! officer screens). Requirement texts are programme data and are shown as the
-//! programme wrote them.
+//! officer screens). Requirement texts are programme data, with their own Spanish and
+//! Portuguese ([`crate::portal::Requirement::title_in`]).
 
 protocol::ui_text! {
     PortalName => "AEO programme portal", "Portal del programa OEA", "Portal do programa OEA";
@@ -87,13 +87,14 @@ protocol::ui_text! {
     Validate => "Record the validation", "Registrar la validación", "Registrar a validação";
     Certify => "Certify", "Certificar", "Certificar";
     Suspend => "Suspend", "Suspender", "Suspender";
+    Revoke => "Revoke", "Revocar", "Revogar";
     Refuse => "Refuse", "Denegar", "Indeferir";
     SetContact => "Set the contact point", "Fijar el punto de contacto", "Definir o ponto de contato";
     Reason => "Reason", "Motivo", "Motivo";
     Name => "Name", "Nombre", "Nome";
     Phone => "Phone", "Teléfono", "Telefone";
     Email => "E-mail", "Correo electrónico", "E-mail";
-    SecondOfficer => "Certifying and suspending change the registry: an admin other than the validating official does it.", "Certificar y suspender cambian el registro: lo hace un administrador distinto del funcionario que validó.", "Certificar e suspender alteram o registro: quem faz é um administrador diferente do servidor que validou.";
+    SecondOfficer => "Certifying, suspending and revoking change the registry: an admin does it (certifying: an admin other than the validating official).", "Certificar, suspender y revocar cambian el registro: lo hace un administrador (para certificar, uno distinto del funcionario que validó).", "Certificar, suspender e revogar alteram o registro: quem faz é um administrador (para certificar, um diferente do servidor que validou).";
     StSubmitted => "Submitted", "Presentada", "Enviado";
     StUnderReview => "Under review", "En revisión", "Em análise";
     StInfoRequested => "More information requested", "Se pidió más información", "Mais informações solicitadas";
@@ -102,6 +103,7 @@ protocol::ui_text! {
     StCertified => "Certified", "Certificada", "Certificado";
     StSuspended => "Suspended", "Suspendida", "Suspenso";
     StRefused => "Refused", "Denegada", "Indeferido";
+    StRevoked => "Revoked", "Revocada", "Revogado";
     CatBusinessPartner => "Business partner security", "Seguridad de socios comerciales", "Segurança de parceiros comerciais";
     CatContainerSeal => "Container and seal security", "Seguridad de contenedores y precintos", "Segurança de contêineres e lacres";
     CatConveyance => "Conveyances and instruments of international traffic", "Medios de transporte e instrumentos de tráfico internacional", "Veículos e instrumentos de tráfego internacional";
@@ -110,4 +112,17 @@ protocol::ui_text! {
     CatPersonnel => "Personnel security", "Seguridad del personal", "Segurança de pessoal";
     CatTraining => "Training and threat awareness", "Capacitación y conciencia de amenazas", "Treinamento e percepção de ameaças";
     CatCybersecurity => "Cybersecurity", "Ciberseguridad", "Cibersegurança";
+    CompanyAccounts => "Company accounts (programme portal)", "Cuentas de empresas (portal del programa)", "Contas de empresas (portal do programa)";
+    Documents => "Documents", "Documentos", "Documentos";
+    DocumentFile => "Document", "Documento", "Documento";
+    DocumentType => "Type", "Tipo", "Tipo";
+    Size => "Size", "Tamaño", "Tamanho";
+    Sha256 => "SHA-256", "SHA-256", "SHA-256";
+    UploadedBy => "Uploaded by", "Subido por", "Enviado por";
+    Upload => "Upload", "Subir", "Enviar";
+    NoDocuments => "No documents yet.", "Aún no hay documentos.", "Ainda não há documentos.";
+    SuspendedHelp => "Your certification is suspended: the gates no longer give your trucks AEO benefits. The reason is in the history above. Answer it in the message thread below (what you changed and where the proof is); an official may reinstate the certification.", "Su certificación está suspendida: las puertas ya no dan a sus camiones los beneficios OEA. El motivo figura en el historial. Respóndalo en los mensajes de abajo (qué cambió y dónde está la prueba); un funcionario puede restablecer la certificación.", "Sua certificação está suspensa: os portões não dão mais aos seus caminhões os benefícios OEA. O motivo está no histórico acima. Responda nas mensagens abaixo (o que mudou e onde está a prova); um servidor pode restabelecer a certificação.";
+    RevokedHelp => "Your certification is revoked: the gates no longer give your trucks AEO benefits, and it cannot be reinstated. The reason is in the history above. To contest the decision, or to ask how to join the programme again, write in the message thread below.", "Su certificación está revocada: las puertas ya no dan a sus camiones los beneficios OEA y no puede restablecerse. El motivo figura en el historial. Para impugnar la decisión, o para preguntar cómo volver al programa, escriba en los mensajes de abajo.", "Sua certificação está revogada: os portões não dão mais aos seus caminhões os benefícios OEA, e ela não pode ser restabelecida. O motivo está no histórico acima. Para contestar a decisão, ou perguntar como voltar ao programa, escreva nas mensagens abaixo.";
+    RegistryChanged => "The registry changed your status outside this portal", "El registro cambió su estado fuera de este portal", "O registro alterou sua situação fora deste portal";
+    DocumentsHelp => "PDF, PNG or JPEG, at most 5 MiB each; the type is recognised from the content. Only your company and the programme's officials can open them.", "PDF, PNG o JPEG, de 5 MiB como máximo cada uno; el tipo se reconoce por el contenido. Solo su empresa y los funcionarios del programa pueden abrirlos.", "PDF, PNG ou JPEG, no máximo 5 MiB cada; o tipo é reconhecido pelo conteúdo. Somente sua empresa e os servidores do programa podem abri-los.";
 }

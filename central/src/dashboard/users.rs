@@ -1,6 +1,8 @@
 //! Staff accounts (admin only): every user with role and state, and a form per user to
-//! change the role or disable / enable the account. Changes apply to the user's open
-//! sessions at their next request ([`Central::session`] reads the user every time).
+//! change the role or disable / enable the account; then the programme portal's company
+//! accounts with their company, which an admin disables or enables (never gives a staff
+//! role). Changes apply to the user's open sessions at their next request
+//! ([`Central::session`] reads the user every time).
 
 use axum::Form;
 use axum::extract::{Path, State};
@@ -9,6 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
+use super::portal_text::T as P;
 use super::session::UiSession;
 use super::{Nav, T, error_page, internal, layout};
 use crate::auth::AuthError;
@@ -53,6 +56,31 @@ pub async fn page(State(c): State<Central>, s: UiSession) -> Response {
                 }
             } }
         }
+        @if users.iter().any(|u| u.company.is_some()) {
+        h2 { (P::CompanyAccounts.get(l)) }
+        table #company-users { thead { tr { th { (T::Name.get(l)) } th { (P::Operator.get(l)) } th { (T::Status.get(l)) } th {} } }
+            tbody { @for u in &users { @if let Some(op) = &u.company {
+                tr data-user=(u.name) {
+                    td { (u.name) }
+                    td { a href={"/applications/" (op)} { (op) } }
+                    td class=(if u.disabled { "warn" } else { "" }) {
+                        (if u.disabled { T::AccountDisabled.get(l) } else { T::AccountActive.get(l) })
+                    }
+                    td {
+                        form.inline method="post" action={"/users/" (u.name) "/access"} {
+                            input type="hidden" name="csrf" value=(s.csrf);
+                            label { span.sr { (T::Status.get(l)) }
+                                select name="state" {
+                                    option value="active" selected[!u.disabled] { (T::AccountActive.get(l)) }
+                                    option value="disabled" selected[u.disabled] { (T::AccountDisabled.get(l)) }
+                                } }
+                            button { (T::Save.get(l)) }
+                        }
+                    }
+                }
+            } } }
+        }
+        }
     };
     layout(&s, Nav::Users, T::Users.get(l), body).into_response()
 }
@@ -61,13 +89,15 @@ pub async fn page(State(c): State<Central>, s: UiSession) -> Response {
 #[derive(Debug, Deserialize)]
 pub struct AccessForm {
     csrf: Option<String>,
-    role: String,
+    /// Absent on a company account's form (its role is not changed here).
+    #[serde(default)]
+    role: Option<String>,
     /// `active` or `disabled`.
     state: String,
 }
 
-/// `POST /users/{name}/access` (admin only, not for one's own account): sets the role and
-/// the disabled state; audited by the store with the admin's name.
+/// `POST /users/{name}/access` (admin only, not for one's own account): sets the role (when
+/// given) and the disabled state; audited by the store with the admin's name.
 pub async fn set_access(
     State(c): State<Central>,
     s: UiSession,
@@ -100,8 +130,15 @@ pub async fn set_access(
             let current = c
                 .user(&n)?
                 .ok_or_else(|| AuthError::UnknownUser(n.clone()))?;
-            if Role::parse(&current.role).map(Role::as_str) != Some(f.role.as_str()) {
-                c.set_user_role(&n, &f.role, &actor)?;
+            if current.company.is_some() && f.role.is_some() {
+                return Err(AuthError::Invalid(format!(
+                    "{n} is a company account of the programme portal: it has no staff role"
+                )));
+            }
+            if let Some(role) = &f.role
+                && Role::parse(&current.role).map(Role::as_str) != Some(role.as_str())
+            {
+                c.set_user_role(&n, role, &actor)?;
             }
             if current.disabled != disabled {
                 c.set_user_disabled(&n, disabled, &actor)?;

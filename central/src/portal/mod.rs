@@ -8,18 +8,23 @@
 //!
 //! # Layout
 //! - [`requirements`]: the starter set of requirements, each citing its public source.
+//! - [`documents`]: documents a company uploads (type by content, size limit, hash) and
+//!   the upload form's `multipart/form-data` body.
 //! - this module: the records, [`Status`] and its transitions, gaps and completeness.
 
+pub mod documents;
 pub mod requirements;
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
+use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
-use protocol::schema::{ContactPoint, PartyRole};
+use protocol::schema::{AeoStatus, ContactPoint, PartyRole};
 use serde::{Deserialize, Serialize};
 
+pub use documents::{Document, DocumentKind, MAX_DOCUMENT_BYTES, MAX_DOCUMENTS};
 pub use requirements::STARTER;
 
 /// The role string a company user's account carries ([`crate::model::StaffUser::role`]).
@@ -58,17 +63,52 @@ pub enum Level {
     Should,
 }
 
+/// A requirement's title and explanation in one more language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Localised {
+    pub title: &'static str,
+    pub explanation: &'static str,
+}
+
 /// One minimum security requirement of the programme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Requirement {
     pub id: &'static str,
     pub category: Category,
     pub level: Level,
+    /// The title and explanation in English.
     pub title: &'static str,
     pub explanation: &'static str,
-    /// The public document it is drawn from, and the section.
+    /// In Spanish.
+    pub es: Localised,
+    /// In Portuguese.
+    pub pt: Localised,
+    /// The public document it is drawn from, and the section (as the document names them,
+    /// in every language).
     pub source: &'static str,
     pub section: &'static str,
+}
+
+impl Requirement {
+    /// The title in the reader's language.
+    #[must_use]
+    pub fn title_in(&self, l: Lang) -> &'static str {
+        match l {
+            Lang::En => self.title,
+            Lang::Es => self.es.title,
+            Lang::Pt => self.pt.title,
+        }
+    }
+
+    /// The explanation in the reader's language.
+    #[must_use]
+    pub fn explanation_in(&self, l: Lang) -> &'static str {
+        match l {
+            Lang::En => self.explanation,
+            Lang::Es => self.es.explanation,
+            Lang::Pt => self.pt.explanation,
+        }
+    }
 }
 
 /// The company's answer to one requirement.
@@ -122,6 +162,8 @@ pub enum Status {
     Validated,
     Certified,
     Suspended,
+    /// Certification withdrawn by the programme for good (the registry's REVOKED).
+    Revoked,
     Refused,
 }
 
@@ -137,6 +179,7 @@ impl Status {
             Self::Validated => "VALIDATED",
             Self::Certified => "CERTIFIED",
             Self::Suspended => "SUSPENDED",
+            Self::Revoked => "REVOKED",
             Self::Refused => "REFUSED",
         }
     }
@@ -144,7 +187,10 @@ impl Status {
     /// Whether officers still have to act (the queue shows these).
     #[must_use]
     pub fn is_open(self) -> bool {
-        !matches!(self, Self::Certified | Self::Suspended | Self::Refused)
+        !matches!(
+            self,
+            Self::Certified | Self::Suspended | Self::Revoked | Self::Refused
+        )
     }
 }
 
@@ -261,6 +307,9 @@ pub struct Company {
     /// The customs contact point officers assign (also published in the registry).
     #[serde(default)]
     pub contact_point: Option<ContactPoint>,
+    /// Documents uploaded with the application (their bytes are stored apart, by hash).
+    #[serde(default)]
+    pub documents: Vec<Document>,
 }
 
 /// Why a portal action is refused (the message is shown to the person).
@@ -329,6 +378,7 @@ impl Company {
             application: None,
             messages: Vec::new(),
             contact_point: None,
+            documents: Vec::new(),
         }
     }
 
@@ -478,6 +528,7 @@ impl Company {
             S::Validated => (&[S::VisitScheduled], "VISIT_SCHEDULED"),
             S::Certified => (&[S::Validated, S::Suspended], "VALIDATED or SUSPENDED"),
             S::Suspended => (&[S::Certified], "CERTIFIED"),
+            S::Revoked => (&[S::Certified, S::Suspended], "CERTIFIED or SUSPENDED"),
             S::Refused => (
                 &[
                     S::Submitted,
@@ -505,7 +556,11 @@ impl Company {
                 return Err(Refusal::OpenFindings(open.join(", ")));
             }
         }
-        if matches!(to, S::InfoRequested | S::Refused | S::Suspended) && note.trim().is_empty() {
+        if matches!(
+            to,
+            S::InfoRequested | S::Refused | S::Suspended | S::Revoked
+        ) && note.trim().is_empty()
+        {
             return Err(Refusal::Invalid("a reason is required".into()));
         }
         if note.chars().count() > MAX_TEXT {
@@ -613,6 +668,62 @@ impl Company {
         Ok(format!("finding #{id} answered"))
     }
 
+    /// Lists an uploaded document (its bytes are already stored under `sha256`).
+    ///
+    /// # Errors
+    /// Not confirmed, or [`MAX_DOCUMENTS`] already listed.
+    pub fn add_document(
+        &mut self,
+        name: &str,
+        kind: DocumentKind,
+        size: u64,
+        sha256: &str,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<String, Refusal> {
+        self.check_confirmed()?;
+        if self.documents.len() >= MAX_DOCUMENTS {
+            return Err(Refusal::Invalid(format!(
+                "at most {MAX_DOCUMENTS} documents per company"
+            )));
+        }
+        let id = self.documents.iter().map(|d| d.id).max().unwrap_or(0) + 1;
+        self.documents.push(Document {
+            id,
+            name: name.to_owned(),
+            kind,
+            size,
+            sha256: sha256.to_owned(),
+            by: by.to_owned(),
+            at,
+        });
+        Ok(format!(
+            "document #{id} {name:?} ({}, {size} bytes, sha256 {sha256}) uploaded",
+            kind.as_str()
+        ))
+    }
+
+    /// Whether the registry's status for this company is one its application does not
+    /// account for: the status was changed outside the portal (the registry page, an
+    /// import). Only a decided application (certified, suspended, revoked) implies a
+    /// registry status.
+    #[must_use]
+    pub fn registry_disagrees(&self, registry: AeoStatus) -> bool {
+        let implied = match self.status() {
+            Some(Status::Certified) => AeoStatus::Active,
+            Some(Status::Suspended) => AeoStatus::Suspended,
+            Some(Status::Revoked) => AeoStatus::Revoked,
+            _ => return false,
+        };
+        implied != registry
+    }
+
+    /// One listed document.
+    #[must_use]
+    pub fn document(&self, id: u32) -> Option<&Document> {
+        self.documents.iter().find(|d| d.id == id)
+    }
+
     /// Adds a message to the thread.
     ///
     /// # Errors
@@ -692,6 +803,23 @@ mod tests {
                 .all(|r| !r.source.is_empty() && !r.section.is_empty())
         );
         assert!(STARTER.iter().any(|r| r.level == Level::Should));
+    }
+
+    #[test]
+    fn every_starter_requirement_has_its_own_spanish_and_portuguese_text() {
+        for r in STARTER {
+            for l in [Lang::Es, Lang::Pt] {
+                let (t, e) = (r.title_in(l), r.explanation_in(l));
+                assert!(!t.is_empty() && !e.is_empty(), "{} {l:?}", r.id);
+                assert_ne!(
+                    (t, e),
+                    (r.title, r.explanation),
+                    "{} {l:?} is translated",
+                    r.id
+                );
+            }
+            assert_ne!(r.es.explanation, r.pt.explanation, "{}", r.id);
+        }
     }
 
     #[test]
@@ -789,6 +917,51 @@ mod tests {
                 })
             ),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn revocation_needs_a_reason_and_a_certified_or_suspended_company_and_is_final() {
+        let mut c = company();
+        let t = ts("2026-01-02T00:00:00Z");
+        c.answer(STARTER, all_yes()).expect("saved");
+        c.submit(STARTER, "u", t).expect("submitted");
+        assert!(matches!(
+            c.transition(Status::Revoked, "fraud", "pia", t),
+            Err(Refusal::WrongStatus { .. })
+        ));
+        let app = c.application.as_mut().expect("app");
+        app.status = Status::Suspended;
+        assert_eq!(
+            c.transition(Status::Revoked, " ", "pia", t),
+            Err(Refusal::Invalid("a reason is required".into()))
+        );
+        c.transition(Status::Revoked, "seal fraud confirmed", "pia", t)
+            .expect("revoked");
+        assert!(!Status::Revoked.is_open());
+        assert!(c.transition(Status::Certified, "", "olga", t).is_err());
+        assert!(c.transition(Status::Suspended, "x", "olga", t).is_err());
+    }
+
+    #[test]
+    fn a_registry_status_the_decision_does_not_imply_was_changed_outside_the_portal() {
+        let mut c = company();
+        assert!(
+            !c.registry_disagrees(AeoStatus::Suspended),
+            "no application"
+        );
+        let t = ts("2026-01-02T00:00:00Z");
+        c.answer(STARTER, all_yes()).expect("saved");
+        c.submit(STARTER, "u", t).expect("submitted");
+        assert!(!c.registry_disagrees(AeoStatus::Active), "not decided yet");
+        c.application.as_mut().expect("app").status = Status::Certified;
+        assert!(!c.registry_disagrees(AeoStatus::Active));
+        assert!(c.registry_disagrees(AeoStatus::Suspended));
+        assert!(c.registry_disagrees(AeoStatus::Expired));
+        c.application.as_mut().expect("app").status = Status::Suspended;
+        assert!(
+            c.registry_disagrees(AeoStatus::Active),
+            "reinstated in the registry"
         );
     }
 }

@@ -14,8 +14,10 @@ use protocol::schema::{
 use super::Central;
 use crate::auth::{self, AuthError};
 use crate::model::StaffUser;
+use crate::portal::documents::sha256_hex;
 use crate::portal::{
-    Answer, COMPANY_ROLE, Company, FindingKind, Refusal, STARTER, Status, VALIDITY_YEARS,
+    Answer, COMPANY_ROLE, Company, Document, DocumentKind, FindingKind, MAX_DOCUMENT_BYTES,
+    Refusal, STARTER, Status, VALIDITY_YEARS,
 };
 use crate::registry::RegistryError;
 use crate::store::StoreError;
@@ -37,6 +39,17 @@ pub enum PortalError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Store(StoreError),
+    /// A document larger than the limit (named, in bytes).
+    #[error("a document may be at most {limit} bytes (5 MiB); this one is larger")]
+    TooLarge { limit: usize },
+    /// A document whose content is not of an accepted type.
+    #[error(
+        "only PDF, PNG and JPEG documents are accepted (recognised by their content, not their name)"
+    )]
+    UnsupportedType,
+    /// An upload form that could not be read.
+    #[error("the upload form could not be read: {0}")]
+    Form(#[from] crate::portal::documents::FormError),
 }
 
 impl From<StoreError> for PortalError {
@@ -263,9 +276,9 @@ impl Central {
         note: &str,
         officer: &str,
     ) -> Result<Company, PortalError> {
-        if matches!(to, Status::Certified | Status::Suspended) {
+        if matches!(to, Status::Certified | Status::Suspended | Status::Revoked) {
             return Err(PortalError::Refused(format!(
-                "{} changes the registry: use certify or suspend",
+                "{} changes the registry: use certify, suspend or revoke",
                 to.as_str()
             )));
         }
@@ -336,6 +349,77 @@ impl Central {
         self.change_company(operator, actor, |c| {
             c.post(text, actor, official, Timestamp::now())
         })
+    }
+
+    /// Stores a document a company user uploads and lists it on the company's record
+    /// with its name, type, size, SHA-256, uploader and time (audited `company.change`).
+    /// The type is recognised from the content ([`DocumentKind::sniff`]).
+    ///
+    /// # Errors
+    /// [`PortalError::TooLarge`], [`PortalError::UnsupportedType`], an unconfirmed or
+    /// unknown company, too many documents, store errors.
+    pub fn upload_document(
+        &self,
+        operator: &str,
+        name: &str,
+        body: &[u8],
+        actor: &str,
+    ) -> Result<Company, PortalError> {
+        if body.len() > MAX_DOCUMENT_BYTES {
+            return Err(PortalError::TooLarge {
+                limit: MAX_DOCUMENT_BYTES,
+            });
+        }
+        let kind = DocumentKind::sniff(body).ok_or(PortalError::UnsupportedType)?;
+        let Some(company) = self.company(operator)? else {
+            return Err(PortalError::NotFound(operator.to_owned()));
+        };
+        if company.confirmed_by.is_none() {
+            return Err(Refusal::NotConfirmed.into());
+        }
+        let name = crate::portal::documents::clean_name(name);
+        let hash = sha256_hex(body);
+        let size = body.len() as u64;
+        // Bytes first: the record never lists a document whose bytes are not stored.
+        self.inner.store.put_document(&hash, body)?;
+        self.change_company(operator, actor, |c| {
+            c.add_document(&name, kind, size, &hash, actor, Timestamp::now())
+        })
+    }
+
+    /// One document a company lists, with its bytes, checked against the SHA-256 it was
+    /// listed with. The caller has checked that the reader may see this company.
+    ///
+    /// # Errors
+    /// [`PortalError::NotFound`] for an unknown company or document; a store error when
+    /// the bytes are missing or do not match their hash.
+    pub fn company_document(
+        &self,
+        operator: &str,
+        id: u32,
+    ) -> Result<(Document, Vec<u8>), PortalError> {
+        let Some(company) = self.company(operator)? else {
+            return Err(PortalError::NotFound(operator.to_owned()));
+        };
+        let Some(doc) = company.document(id).cloned() else {
+            return Err(PortalError::NotFound(format!(
+                "{} document #{id}",
+                company.operator
+            )));
+        };
+        let body = self.inner.store.document(&doc.sha256)?;
+        match body {
+            Some(b) if sha256_hex(&b) == doc.sha256 => Ok((doc, b)),
+            found => Err(PortalError::Store(StoreError::Corrupt {
+                table: "documents",
+                key: doc.sha256.clone(),
+                why: if found.is_some() {
+                    "the stored bytes do not match their SHA-256".into()
+                } else {
+                    "listed by the company but not stored".into()
+                },
+            })),
+        }
     }
 
     /// Sets the company's customs contact point (published in its registry record at
@@ -464,6 +548,29 @@ impl Central {
         self.set_status(&c.operator, AeoStatus::Suspended, reason, officer)?;
         self.change_company(operator, officer, |c| {
             c.transition(Status::Suspended, reason, officer, now)
+        })
+    }
+
+    /// Revokes a certified or suspended company's certification: the registry's status
+    /// change to REVOKED (signed and replicated like every change, so its next truck is
+    /// not FAST), then the application's status, with the reason the company sees.
+    ///
+    /// # Errors
+    /// Not certified or suspended, an empty reason, registry or store errors.
+    pub fn revoke_company(
+        &self,
+        operator: &str,
+        reason: &str,
+        officer: &str,
+    ) -> Result<Company, PortalError> {
+        let Some(mut c) = self.company(operator)? else {
+            return Err(PortalError::NotFound(operator.to_owned()));
+        };
+        let now = Timestamp::now();
+        c.transition(Status::Revoked, reason, officer, now)?;
+        self.set_status(&c.operator, AeoStatus::Revoked, reason, officer)?;
+        self.change_company(operator, officer, |c| {
+            c.transition(Status::Revoked, reason, officer, now)
         })
     }
 }

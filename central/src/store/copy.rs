@@ -19,6 +19,9 @@ use protocol::schema::{Consignment, MraRecord, RegistryRecord};
 
 /// Records written to the target per transaction.
 pub const CHUNK: usize = 1_000;
+/// Document bytes held for one transaction before it is written (documents are up to
+/// [`crate::portal::MAX_DOCUMENT_BYTES`] each).
+pub const CHUNK_DOCUMENT_BYTES: usize = 32 * 1024 * 1024;
 
 /// One record of a store, as both backends keep it.
 #[derive(Debug, Clone)]
@@ -84,6 +87,11 @@ pub enum Record {
     },
     /// A programme portal company.
     Company(Box<crate::portal::Company>),
+    /// A company document's bytes, by their SHA-256.
+    Document {
+        sha256: String,
+        body: Vec<u8>,
+    },
 }
 
 impl Record {
@@ -108,6 +116,7 @@ impl Record {
             Record::User(_) => "users",
             Record::Session { .. } => "sessions",
             Record::Company(_) => "companies",
+            Record::Document { .. } => "documents",
         }
     }
 }
@@ -130,11 +139,16 @@ pub struct Report {
 pub fn copy(from: &RedbStore, to: &PgStore) -> Result<Report, StoreError> {
     let mut report = Report::default();
     let mut chunk: Vec<Record> = Vec::with_capacity(CHUNK);
+    let mut held = 0;
     from.export(&mut |r| {
         *report.copied.entry(r.kind().to_owned()).or_default() += 1;
+        if let Record::Document { body, .. } = &r {
+            held += body.len();
+        }
         chunk.push(r);
-        if chunk.len() >= CHUNK {
+        if chunk.len() >= CHUNK || held >= CHUNK_DOCUMENT_BYTES {
             to.import(&std::mem::take(&mut chunk))?;
+            held = 0;
         }
         Ok(())
     })?;
@@ -144,7 +158,8 @@ pub fn copy(from: &RedbStore, to: &PgStore) -> Result<Report, StoreError> {
 }
 
 /// Compares the target with the source: rows per family, every gate's row (chain head,
-/// agent state, health), the summary figures, the registry head.
+/// agent state, health), the summary figures, the registry head, and every document a
+/// company lists (present in the target with the SHA-256 it is listed with).
 fn verify(from: &RedbStore, to: &PgStore, report: &mut Report) -> Result<(), StoreError> {
     report.target = to.row_counts()?;
     for (kind, n) in &report.copied {
@@ -186,6 +201,7 @@ fn verify(from: &RedbStore, to: &PgStore, report: &mut Report) -> Result<(), Sto
             .differences
             .push(format!("summary: source {a:?}, target {b:?}"));
     }
+    verify_documents(from, to, report)?;
     let (a, b) = (from.last_seq()?, to.last_seq()?);
     let head = |s: &dyn Store, seq: u64| -> Result<Option<super::LoggedChange>, StoreError> {
         Ok(s.changes_after(seq.saturating_sub(1), 1)?
@@ -196,6 +212,33 @@ fn verify(from: &RedbStore, to: &PgStore, report: &mut Report) -> Result<(), Sto
         report
             .differences
             .push(format!("registry head: source seq {a}, target seq {b}"));
+    }
+    Ok(())
+}
+
+/// Every document a company of the source lists is in the target, and its bytes there
+/// hash to the SHA-256 it is listed with.
+fn verify_documents(from: &RedbStore, to: &PgStore, report: &mut Report) -> Result<(), StoreError> {
+    for company in from.companies()? {
+        for d in &company.documents {
+            let found = to.document(&d.sha256)?;
+            let ok = found
+                .as_deref()
+                .is_some_and(|b| crate::portal::documents::sha256_hex(b) == d.sha256);
+            if !ok {
+                report.differences.push(format!(
+                    "company {} document #{} ({}): {} in the target",
+                    company.operator,
+                    d.id,
+                    d.sha256,
+                    if found.is_some() {
+                        "different bytes"
+                    } else {
+                        "missing"
+                    }
+                ));
+            }
+        }
     }
     Ok(())
 }

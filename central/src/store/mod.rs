@@ -334,6 +334,19 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         at: Timestamp,
         change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
     ) -> Result<Company, StoreError>;
+    /// Stores a company document's bytes under their SHA-256 (lowercase hex, the
+    /// caller's); the same bytes stored again change nothing. The company record lists
+    /// the document ([`Store::update_company`], audited) after its bytes are stored, so a
+    /// listed document always has them.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn put_document(&self, sha256: &str, body: &[u8]) -> Result<(), StoreError>;
+    /// A document's bytes by their SHA-256.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn document(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// The audit detail of [`Store::add_company`]; both backends write it.

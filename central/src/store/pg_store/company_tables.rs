@@ -1,4 +1,5 @@
-//! The programme portal's companies, each one document keyed by its operator id.
+//! The programme portal's companies, each one document keyed by its operator id, and
+//! the bytes of their uploaded documents keyed by SHA-256.
 
 use jiff::Timestamp;
 use postgres::Transaction;
@@ -81,4 +82,25 @@ pub(super) fn update_company(
         at,
     )?;
     Ok(company)
+}
+
+pub(super) fn put_document(
+    tx: &mut Transaction<'_>,
+    sha256: &str,
+    body: &[u8],
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO documents (sha256, body) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+        &[&sha256, &body],
+    )?;
+    Ok(())
+}
+
+pub(super) fn document(
+    tx: &mut Transaction<'_>,
+    sha256: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(tx
+        .query_opt("SELECT body FROM documents WHERE sha256 = $1", &[&sha256])?
+        .map(|r| r.get(0)))
 }

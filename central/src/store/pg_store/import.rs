@@ -62,6 +62,7 @@ impl PgStore {
             ("users", "users"),
             ("sessions", "sessions"),
             ("companies", "companies"),
+            ("documents", "documents"),
         ];
         self.read(|tx| {
             let mut out = BTreeMap::new();
@@ -240,6 +241,12 @@ fn import_one(tx: &mut Transaction<'_>, r: &Record) -> Result<(), StoreError> {
             tx.execute(
                 "INSERT INTO companies (operator, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&c.operator.to_string(), &to_json(c)?],
+            )?;
+        }
+        Record::Document { sha256, body } => {
+            tx.execute(
+                "INSERT INTO documents (sha256, body) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[sha256, body],
             )?;
         }
     }

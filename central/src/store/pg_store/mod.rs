@@ -67,6 +67,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_companies.sql")),
     (3, include_str!("migrations/0003_concurrent_ingest.sql")),
+    (5, include_str!("migrations/0005_documents.sql")),
 ];
 
 /// Connections the pool keeps at most.
@@ -781,5 +782,13 @@ impl Store for PgStore {
         change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
     ) -> Result<Company, StoreError> {
         self.write(|tx| company_tables::update_company(tx, operator, actor, at, change))
+    }
+
+    fn put_document(&self, sha256: &str, body: &[u8]) -> Result<(), StoreError> {
+        self.write(|tx| company_tables::put_document(tx, sha256, body))
+    }
+
+    fn document(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|tx| company_tables::document(tx, sha256))
     }
 }

@@ -1,9 +1,10 @@
-//! The programme portal's companies, each one document keyed by its operator id.
+//! The programme portal's companies, each one document keyed by its operator id, and
+//! the bytes of their uploaded documents keyed by SHA-256.
 
 use jiff::Timestamp;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::tables::{COMPANIES, USERS, write_audit};
+use super::tables::{COMPANIES, DOCUMENTS, USERS, write_audit};
 use crate::model::StaffUser;
 use crate::portal::Company;
 use crate::store::{StoreError, company_added, decode, encode, unknown_company};
@@ -84,4 +85,22 @@ pub(super) fn update_company(
     };
     tx.commit()?;
     Ok(company)
+}
+
+pub(super) fn put_document(db: &Database, sha256: &str, body: &[u8]) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    {
+        let mut t = tx.open_table(DOCUMENTS)?;
+        if t.get(sha256)?.is_none() {
+            t.insert(sha256, body)?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn document(db: &Database, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(DOCUMENTS)?;
+    Ok(t.get(sha256)?.map(|g| g.value().to_vec()))
 }

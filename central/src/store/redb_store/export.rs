@@ -7,8 +7,8 @@ use uuid::Uuid;
 use super::RedbStore;
 use super::tables::{
     AGENT_TOKENS, ALERTS, AUDIT, CASE_BY_GATE_TXN, CASE_BY_TXN, CASES, CHANGES, COMPANIES,
-    CONSIGNMENTS, COUNTERS, EVENTS, GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS,
-    Versioned,
+    CONSIGNMENTS, COUNTERS, DOCUMENTS, EVENTS, GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS,
+    USERS, Versioned,
 };
 use crate::model::Case;
 use crate::store::copy::Record;
@@ -159,6 +159,13 @@ impl RedbStore {
             let (k, v) = row?;
             let company = decode("companies_v1", k.value(), v.value())?;
             sink(Record::Company(Box::new(company)))?;
+        }
+        for row in r.open_table(DOCUMENTS)?.iter()? {
+            let (k, v) = row?;
+            sink(Record::Document {
+                sha256: k.value().to_owned(),
+                body: v.value().to_vec(),
+            })?;
         }
         Ok(())
     }

@@ -97,6 +97,7 @@ impl RedbStore {
             tx.open_table(USERS)?;
             tx.open_table(SESSIONS)?;
             tx.open_table(COMPANIES)?;
+            tx.open_table(DOCUMENTS)?;
         }
         tx.commit()?;
         Ok(Self {
@@ -118,8 +119,8 @@ mod tables;
 
 use tables::{
     AGENT_TOKENS, ALERT_KEYS, ALERTS, AUDIT, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES,
-    CHANGES, COMPANIES, CONSIGNMENT_INDEX, CONSIGNMENTS, COUNTERS, EVENT_IDS, EVENT_INDEX,
-    EVENT_TXN, EVENTS, GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS,
+    CHANGES, COMPANIES, CONSIGNMENT_INDEX, CONSIGNMENTS, COUNTERS, DOCUMENTS, EVENT_IDS,
+    EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -341,6 +342,14 @@ impl Store for RedbStore {
         change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
     ) -> Result<Company, StoreError> {
         company_tables::update_company(&self.db, operator, actor, at, change)
+    }
+
+    fn put_document(&self, sha256: &str, body: &[u8]) -> Result<(), StoreError> {
+        company_tables::put_document(&self.db, sha256, body)
+    }
+
+    fn document(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        company_tables::document(&self.db, sha256)
     }
 }
 
