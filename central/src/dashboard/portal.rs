@@ -547,14 +547,14 @@ pub async fn upload_document(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let parts = match parse_form(content_type, &bytes) {
+    let parts = match parse_form(content_type, bytes.into()).await {
         Ok(p) => p,
         Err(e) => return refused(&s, &PortalError::Form(e)),
     };
     let csrf = parts
         .iter()
         .find(|p| p.name == "csrf")
-        .map(|p| String::from_utf8_lossy(p.body).into_owned());
+        .map(|p| String::from_utf8_lossy(&p.body).into_owned());
     if let Err(e) = s.check_csrf_in(csrf.as_deref(), &headers) {
         return e.into_response();
     }

@@ -1,12 +1,13 @@
 //! Documents a company uploads with its application: what is accepted (PDF, PNG, JPEG,
 //! recognised by their first bytes, never by the file name), how large, the name kept,
 //! the SHA-256 they are stored under, and the upload form's `multipart/form-data` body
-//! (RFC 7578), read here with limits.
+//! (RFC 7578), read with limits.
 //!
 //! The bytes are stored apart from the company record, keyed by their SHA-256
 //! ([`crate::store::Store::put_document`]); the record lists each document with that hash,
 //! so a download can be checked against what was uploaded.
 
+use axum::body::Bytes;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -121,8 +122,8 @@ pub fn clean_name(raw: &str) -> String {
 pub enum FormError {
     #[error("the form is not multipart/form-data with a boundary")]
     NotMultipart,
-    #[error("the form ends before its closing boundary")]
-    Truncated,
+    #[error("the form could not be read: {0}")]
+    Malformed(String),
     #[error("a part of the form has no name")]
     Unnamed,
     #[error("the form has more than {MAX_PARTS} parts")]
@@ -131,100 +132,42 @@ pub enum FormError {
 
 /// One part of a `multipart/form-data` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Part<'a> {
+pub struct Part {
     pub name: String,
     /// Set for a file field.
     pub filename: Option<String>,
-    pub body: &'a [u8],
+    pub body: Bytes,
 }
 
-/// The boundary of a `multipart/form-data` content type.
-fn boundary(content_type: &str) -> Option<&str> {
-    let mut params = content_type.split(';');
-    let media = params.next()?.trim();
-    if !media.eq_ignore_ascii_case("multipart/form-data") {
-        return None;
-    }
-    params.find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        if !k.trim().eq_ignore_ascii_case("boundary") {
-            return None;
-        }
-        let v = v.trim().trim_matches('"');
-        // RFC 2046, 5.1.1: 1 to 70 characters.
-        (!v.is_empty() && v.len() <= 70).then_some(v)
-    })
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return None;
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The `name` and `filename` parameters of a part's `Content-Disposition` header.
-fn disposition(headers: &str) -> (Option<String>, Option<String>) {
-    let mut name = None;
-    let mut filename = None;
-    for line in headers.split("\r\n") {
-        let Some((h, v)) = line.split_once(':') else {
-            continue;
-        };
-        if !h.trim().eq_ignore_ascii_case("content-disposition") {
-            continue;
-        }
-        for p in v.split(';').skip(1) {
-            let Some((k, v)) = p.split_once('=') else {
-                continue;
-            };
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v);
-            match k.trim().to_ascii_lowercase().as_str() {
-                "name" => name = Some(v.to_owned()),
-                "filename" => filename = Some(v.to_owned()),
-                _ => {}
-            }
-        }
-    }
-    (name, filename)
-}
-
-/// Reads a `multipart/form-data` body into its parts.
+/// Reads a `multipart/form-data` body (already read whole, the caller bounding its
+/// size) into its parts, with the `multer` crate (the reader behind axum's own
+/// multipart extractor): at most [`MAX_PARTS`] parts, none larger than the body.
 ///
 /// # Errors
-/// [`FormError`] naming what is wrong; the caller bounds the body's size.
-pub fn parse_form<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, FormError> {
-    let b = boundary(content_type).ok_or(FormError::NotMultipart)?;
-    let delimiter = format!("--{b}");
-    let next = format!("\r\n--{b}");
-    let start = find(body, delimiter.as_bytes()).ok_or(FormError::Truncated)?;
-    let mut rest = &body[start + delimiter.len()..];
+/// [`FormError`] naming what is wrong.
+pub async fn parse_form(content_type: &str, body: Bytes) -> Result<Vec<Part>, FormError> {
+    let boundary = multer::parse_boundary(content_type).map_err(|_| FormError::NotMultipart)?;
+    let limit = u64::try_from(body.len()).unwrap_or(u64::MAX);
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
+    let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut form = multer::Multipart::with_constraints(stream, boundary, constraints);
+    let malformed = |e: multer::Error| FormError::Malformed(e.to_string());
     let mut parts = Vec::new();
-    loop {
-        if rest.starts_with(b"--") {
-            return Ok(parts);
-        }
-        rest = rest.strip_prefix(b"\r\n").ok_or(FormError::Truncated)?;
-        let head_end = find(rest, b"\r\n\r\n").ok_or(FormError::Truncated)?;
-        let headers = String::from_utf8_lossy(&rest[..head_end]);
-        let content = &rest[head_end + 4..];
-        let end = find(content, next.as_bytes()).ok_or(FormError::Truncated)?;
-        let (name, filename) = disposition(&headers);
-        let name = name.ok_or(FormError::Unnamed)?;
+    while let Some(field) = form.next_field().await.map_err(malformed)? {
         if parts.len() >= MAX_PARTS {
             return Err(FormError::TooManyParts);
         }
+        let name = field.name().ok_or(FormError::Unnamed)?.to_owned();
+        let filename = field.file_name().map(str::to_owned);
+        let body = field.bytes().await.map_err(malformed)?;
         parts.push(Part {
             name,
             filename,
-            body: &content[..end],
+            body,
         });
-        rest = &content[end + next.len()..];
     }
+    Ok(parts)
 }
 
 #[cfg(test)]
@@ -244,50 +187,65 @@ mod tests {
         out
     }
 
-    #[test]
-    fn reads_the_fields_and_the_file_of_a_form() {
+    async fn parse(ct: &str, body: &[u8]) -> Result<Vec<Part>, FormError> {
+        parse_form(ct, Bytes::copy_from_slice(body)).await
+    }
+
+    #[tokio::test]
+    async fn reads_the_fields_and_the_file_of_a_form() {
         let file = b"%PDF-1.7\r\n--not a boundary\r\n\x00\xff";
         let body = form(file);
-        let parts = parse_form(CT, &body).expect("parts");
+        let parts = parse(CT, &body).await.expect("parts");
         assert_eq!(parts.len(), 2);
         assert_eq!(
-            (parts[0].name.as_str(), parts[0].body),
+            (parts[0].name.as_str(), &parts[0].body[..]),
             ("csrf", &b"tok"[..])
         );
         assert_eq!(parts[1].name, "file");
-        assert_eq!(parts[1].body, file);
+        assert_eq!(&parts[1].body[..], file);
         assert_eq!(
             clean_name(parts[1].filename.as_deref().unwrap_or("")),
             "plan.pdf"
         );
     }
 
-    #[test]
-    fn refuses_a_form_cut_short_or_without_a_boundary() {
+    #[tokio::test]
+    async fn refuses_a_form_cut_short_without_a_boundary_or_with_too_many_parts() {
         let body = form(b"%PDF-1.7");
+        assert!(matches!(
+            parse(CT, &body[..body.len() - 20]).await,
+            Err(FormError::Malformed(_))
+        ));
         assert_eq!(
-            parse_form(CT, &body[..body.len() - 20]),
-            Err(FormError::Truncated)
-        );
-        assert_eq!(
-            parse_form("application/x-www-form-urlencoded", &body),
+            parse("application/x-www-form-urlencoded", &body).await,
             Err(FormError::NotMultipart)
         );
         assert_eq!(
-            parse_form("multipart/form-data", &body),
+            parse("multipart/form-data", &body).await,
             Err(FormError::NotMultipart)
         );
+        let mut many = Vec::new();
+        for i in 0..=MAX_PARTS {
+            many.extend_from_slice(
+                format!(
+                    "------b0undary\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nx\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        many.extend_from_slice(b"------b0undary--\r\n");
+        assert_eq!(parse(CT, &many).await, Err(FormError::TooManyParts));
     }
 
-    #[test]
-    fn no_cut_or_changed_byte_of_a_form_makes_the_reader_panic() {
+    #[tokio::test]
+    async fn no_cut_or_changed_byte_of_a_form_makes_the_reader_panic() {
         let body = form(b"%PDF-1.7 body");
         for i in 0..body.len() {
-            let _ = parse_form(CT, &body[..i]);
+            let _ = parse(CT, &body[..i]).await;
             for b in [0u8, b'\r', b'\n', b'-', b'"', b';', 0xff] {
                 let mut m = body.clone();
                 m[i] = b;
-                let _ = parse_form(CT, &m);
+                let _ = parse(CT, &m).await;
             }
         }
     }
