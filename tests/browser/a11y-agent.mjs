@@ -18,7 +18,7 @@
 // Env: AGENT_URL, PASSWORD, SCREENS (directory), CHROMIUM (default /usr/bin/chromium).
 import { chromium } from 'playwright-core';
 import { join } from 'node:path';
-import { axeAudit, CHROMIUM_ARGS, focusRing, stdioQuestions, tabTo, tabWalk } from './lib.mjs';
+import { axeAudit, check, CHROMIUM_ARGS, focusRing, stdioQuestions, tabTo, tabWalk } from './lib.mjs';
 
 const env = (k, d) => {
   const v = process.env[k] ?? d;
@@ -37,10 +37,6 @@ const WORD_PX = 72;
 const BOOTH = [{ width: 1280, height: 720, name: '1280x720' }, { width: 768, height: 1024, name: '768' }];
 
 const ask = stdioQuestions();
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
-}
 
 const chrome = await chromium.launch({
   executablePath: env('CHROMIUM', '/usr/bin/chromium'),

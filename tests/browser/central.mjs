@@ -5,7 +5,7 @@
 // SCREENS (directory for screenshots).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launchWithProfile } from './lib.mjs';
+import { check, launchWithProfile } from './lib.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -15,9 +15,6 @@ const env = (k) => {
 const BASE = env('BASE_URL');
 const SCREENS = env('SCREENS');
 const step = (s) => console.log(`- ${s}`);
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
 
 const context = await launchWithProfile(env('CHROMIUM'), { viewport: { width: 1280, height: 860 }, locale: 'en-GB' });
 const shot = async (page, name, fullPage = false) => {
