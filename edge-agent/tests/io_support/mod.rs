@@ -219,6 +219,15 @@ impl Drop for Mosquitto {
     }
 }
 
+/// Runs `attempt` until it reports success, for at most [`STEP`]; fails saying `what`.
+/// `attempt` paces itself (it waits for an answer, or sleeps, before it reports).
+pub async fn retry_until(what: &str, mut attempt: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    while !attempt().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+    }
+}
+
 pub async fn wait_for_port(port: u16) {
     tokio::time::timeout(STEP, async {
         loop {
@@ -523,6 +532,21 @@ impl Drop for Collector {
 
 /// The value of the Prometheus series `series` (name with its labels, as rendered) on the
 /// agent's `/metrics`, or `None` when absent.
+/// The console's JSON answer at `url`, asked with the bearer `token`.
+pub async fn console_json(url: &str, token: &str) -> serde_json::Value {
+    edge_agent::uplink::install_crypto_provider();
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("console answers")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 pub async fn metric(base: &str, series: &str) -> Option<f64> {
     edge_agent::uplink::install_crypto_provider();
     let text = reqwest::Client::new()
