@@ -329,6 +329,13 @@ pub struct Page {
     pub body: String,
 }
 
+impl Page {
+    /// Fails, saying `what` and showing the page, unless the page holds `needle`.
+    pub fn shows(&self, needle: &str, what: &str) {
+        assert!(self.body.contains(needle), "{what}: {}", self.body);
+    }
+}
+
 /// One browser-like request through the router: the session token as central's cookie,
 /// a form body (urlencoded; `csrf` added for the session when it has none).
 pub async fn page(
