@@ -33,15 +33,22 @@ pub struct BoardSim {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A new pty pair (master, slave) whose slave `link`, a symlink, now points at; the
+/// link is swapped in one rename, as a replugged device appears.
+pub fn pty_behind(link: &Path) -> (SerialStream, SerialStream) {
+    let (master, slave) = SerialStream::pair().expect("pty pair");
+    let slave_path = slave.name().expect("slave path");
+    let tmp = link.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&slave_path, &tmp).expect("symlink");
+    std::fs::rename(&tmp, link).expect("repoint symlink");
+    (master, slave)
+}
+
 impl BoardSim {
     /// A new pty whose slave `link` (a symlink) now points at.
     pub fn plug(link: &Path) -> BoardSim {
-        let (master, slave) = SerialStream::pair().expect("pty pair");
-        let slave_path = slave.name().expect("slave path");
-        let tmp = link.with_extension("new");
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&slave_path, &tmp).expect("symlink");
-        std::fs::rename(&tmp, link).expect("repoint symlink");
+        let (master, slave) = pty_behind(link);
         let (out, out_rx) = mpsc::channel(64);
         let (cmd_tx, commands) = mpsc::channel(64);
         let stop = CancellationToken::new();
