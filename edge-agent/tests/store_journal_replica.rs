@@ -179,12 +179,18 @@ fn snapshot() -> ChangeBatch {
     )
 }
 
+/// A new store at `path` for port `PORT-A`, its replica loaded from [`snapshot`].
+fn store_with_snapshot(path: &std::path::Path) -> Store {
+    let s = Store::open(path, gate()).expect("open");
+    s.bind_port("PORT-A").expect("bind");
+    s.apply_batch(&snapshot()).expect("snapshot");
+    s
+}
+
 #[test]
 fn replica_from_snapshot_decides_fast() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
-    s.bind_port("PORT-A").expect("bind");
-    s.apply_batch(&snapshot()).expect("snapshot");
+    let s = store_with_snapshot(&dir.path().join("a.redb"));
     let view = s.replica_view().expect("view");
     assert_eq!(view.sequence(), 3);
     let d = decide(&good_tx(), &view, &policy(), &routes(), now());
@@ -194,9 +200,7 @@ fn replica_from_snapshot_decides_fast() {
 #[test]
 fn apply_batch_refuses_gap_replay_rollback_and_wrong_port_leaving_replica_unchanged() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
-    s.bind_port("PORT-A").expect("bind");
-    s.apply_batch(&snapshot()).expect("snapshot");
+    let s = store_with_snapshot(&dir.path().join("a.redb"));
     let suspend = |after| {
         batch(
             false,
