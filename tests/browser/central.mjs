@@ -5,13 +5,8 @@
 // SCREENS (directory for screenshots).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { check, launchWithProfile } from './lib.mjs';
+import { check, env, launchWithProfile } from './lib.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`environment variable ${k} is not set`);
-  return v;
-};
 const BASE = env('BASE_URL');
 const SCREENS = env('SCREENS');
 const step = (s) => console.log(`- ${s}`);

@@ -1,13 +1,20 @@
-// What the browser scripts share: the check that fails the run, Chromium's launch flags,
-// a browser profile of the run's own, the agent's login, the line-per-question channel to
-// the Rust test that started the script, the accessibility audit (axe-core) and the
-// keyboard walks.
+// What the browser scripts share: their settings from the environment, the check that
+// fails the run, Chromium's launch flags, a browser profile of the run's own, the agent's
+// login, the line-per-question channel to the Rust test that started the script, the
+// accessibility audit (axe-core) and the keyboard walks.
 import { chromium } from 'playwright-core';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
+
+// The environment variable `k`, which the test that started the script must set.
+export function env(k) {
+  const v = process.env[k];
+  if (!v) throw new Error(`environment variable ${k} is not set`);
+  return v;
+}
 
 // Fails the run, saying `what`, unless `cond` holds; says so on stdout when it does.
 export function check(cond, what) {

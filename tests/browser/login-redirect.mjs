@@ -5,13 +5,8 @@
 // submitted, and the page must end on central's own origin; a `next` central cannot use
 // must land on the home page, and none may give a server error.
 import { join } from 'node:path';
-import { check, launchWithProfile } from './lib.mjs';
+import { check, env, launchWithProfile } from './lib.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`environment variable ${k} is not set`);
-  return v;
-};
 const BASE = env('BASE_URL');
 const origin = new URL(BASE).origin;
 // The same server under another host name: another origin a redirect must not reach.

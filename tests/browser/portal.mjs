@@ -10,13 +10,8 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { axeViolations, check, launchWithProfile } from './lib.mjs';
+import { axeViolations, check, env, launchWithProfile } from './lib.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`environment variable ${k} is not set`);
-  return v;
-};
 const BASE = env('BASE_URL');
 const OP = env('OPERATOR');
 const SCREENS = env('SCREENS');
