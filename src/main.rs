@@ -232,30 +232,28 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs an edge agent until SIGINT/SIGTERM (or, when asked, until stdin closes).
-fn run_agent(config: &std::path::Path, stop_on_stdin_eof: bool) -> anyhow::Result<()> {
-    let cfg = edge_agent::config::Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// The text log and a two-thread runtime, as the agent and central run under this binary.
+fn service_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     match aeogate_log::init(aeogate_log::Format::Text) {
         Ok(()) | Err(aeogate_log::LogError::AlreadySet) => {}
         Err(e) => return Err(e.into()),
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
-        .build()?;
+        .build()?)
+}
+
+/// Runs an edge agent until SIGINT/SIGTERM (or, when asked, until stdin closes).
+fn run_agent(config: &std::path::Path, stop_on_stdin_eof: bool) -> anyhow::Result<()> {
+    let cfg = edge_agent::config::Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = service_runtime()?;
     rt.block_on(async move { edge_agent::runtime::run(cfg, stop_signal(stop_on_stdin_eof)).await })
 }
 
 fn run_central(config: &std::path::Path, stop_on_stdin_eof: bool) -> anyhow::Result<()> {
     let cfg = central::Config::load(config)?;
-    match aeogate_log::init(aeogate_log::Format::Text) {
-        Ok(()) | Err(aeogate_log::LogError::AlreadySet) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()?;
+    let rt = service_runtime()?;
     rt.block_on(async move {
         central::api::install_metrics_recorder()?;
         let hub = central::Central::open(&cfg)?;

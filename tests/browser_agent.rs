@@ -358,34 +358,12 @@ impl Rig {
     }
 }
 
-fn screens_dir() -> PathBuf {
-    let screens = root().join("target/screens");
-    std::fs::create_dir_all(&screens).expect("screens dir");
-    screens
-}
-
-/// With `AEOGATE_UPDATE_SCREENS=1`, copies the screenshots named `prefix*` to docs/screens.
-fn update_docs(screens: &Path, prefix: &str) {
-    if std::env::var("AEOGATE_UPDATE_SCREENS").is_ok_and(|v| v == "1") {
-        let docs = root().join("docs/screens");
-        std::fs::create_dir_all(&docs).expect("docs/screens");
-        for e in std::fs::read_dir(screens).expect("screens") {
-            let p = e.expect("entry").path();
-            if p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
-            {
-                std::fs::copy(&p, docs.join(p.file_name().expect("name"))).expect("copy screen");
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn officer_console_and_operator_view_in_chromium() {
     let mut rig = Rig::start(&PLAIN).await;
-    let screens = screens_dir();
+    let screens = browser::screens_dir(&root());
     rig.run("agent.mjs", &screens, SCRIPT_LIMIT).await;
-    update_docs(&screens, "agent-");
+    browser::update_docs(&root(), &screens, "agent-");
     rig.stop().await;
 }
 
@@ -406,10 +384,10 @@ async fn agent_screens_are_accessible_keyboard_operable_and_readable_in_chromium
         central: Some(format!("http://127.0.0.1:{closed}")),
     })
     .await;
-    let screens = screens_dir();
+    let screens = browser::screens_dir(&root());
     rig.run("a11y-agent.mjs", &screens, Duration::from_secs(480))
         .await;
-    update_docs(&screens, "booth-");
+    browser::update_docs(&root(), &screens, "booth-");
     rig.stop().await;
 }
 

@@ -13,7 +13,6 @@
 mod browser;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use central::{Central, Config};
@@ -574,24 +573,16 @@ async fn central_dashboard_in_chromium() {
     consignments.push(live_cons);
     c.import_consignments(consignments, "advance-cargo")
         .expect("consignments");
+    let beat = async |gate: &str, token: &str, backlog, down| {
+        let uri = format!("{base}/api/v1/agents/{gate}/heartbeat");
+        post_json(&http, &uri, token, &heartbeat(gate, backlog, down)).await
+    };
     assert_eq!(
-        post_json(
-            &http,
-            &format!("{base}/api/v1/agents/PORT1-G1/heartbeat"),
-            &g1,
-            &heartbeat("PORT1-G1", 0, None)
-        )
-        .await,
+        beat("PORT1-G1", &g1, 0, None).await,
         reqwest::StatusCode::NO_CONTENT
     );
     assert_eq!(
-        post_json(
-            &http,
-            &format!("{base}/api/v1/agents/PORT1-G2/heartbeat"),
-            &g2,
-            &heartbeat("PORT1-G2", 14, Some("L2-ocr"))
-        )
-        .await,
+        beat("PORT1-G2", &g2, 14, Some("L2-ocr")).await,
         reqwest::StatusCode::NO_CONTENT
     );
     // PORT1-G3 reported traffic but no heartbeat: stale.
@@ -599,13 +590,7 @@ async fn central_dashboard_in_chromium() {
     let g4_gate = GateId::parse("PORT1-G4").expect("gate");
     let g4 = c.issue_agent_token(&g4_gate, PORT).expect("token");
     assert_eq!(
-        post_json(
-            &http,
-            &format!("{base}/api/v1/agents/PORT1-G4/heartbeat"),
-            &g4,
-            &heartbeat("PORT1-G4", 0, None)
-        )
-        .await,
+        beat("PORT1-G4", &g4, 0, None).await,
         reqwest::StatusCode::NO_CONTENT
     );
     assert_eq!(
@@ -614,13 +599,7 @@ async fn central_dashboard_in_chromium() {
         "the gate's one token revoked"
     );
     assert_eq!(
-        post_json(
-            &http,
-            &format!("{base}/api/v1/agents/PORT1-G4/heartbeat"),
-            &g4,
-            &heartbeat("PORT1-G4", 0, None)
-        )
-        .await,
+        beat("PORT1-G4", &g4, 0, None).await,
         reqwest::StatusCode::FORBIDDEN,
         "a revoked token is refused at once"
     );
@@ -659,35 +638,24 @@ async fn central_dashboard_in_chromium() {
         .and_then(|s| s.split('"').next())
         .expect("csrf meta")
         .to_owned();
+    // `POST /lang` with the session's cookie, one more header if given, and `body`.
+    let post_lang = async |header: Option<(&str, &str)>, body: String| {
+        let mut req = http.post(format!("{base}/lang")).header("cookie", &cookie);
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        let req = req.header("content-type", "application/x-www-form-urlencoded");
+        req.body(body).send().await.expect("post /lang").status()
+    };
     for (name, value) in [
         ("sec-fetch-site", "cross-site"),
         ("origin", "http://evil.example"),
     ] {
-        let r = http
-            .post(format!("{base}/lang"))
-            .header("cookie", &cookie)
-            .header(name, value)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("csrf={csrf}&lang=es"))
-            .send()
-            .await
-            .expect("forged");
-        assert_eq!(
-            r.status(),
-            reqwest::StatusCode::FORBIDDEN,
-            "{name}: {value}"
-        );
+        let status = post_lang(Some((name, value)), format!("csrf={csrf}&lang=es")).await;
+        assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{name}: {value}");
     }
-    let r = http
-        .post(format!("{base}/lang"))
-        .header("cookie", &cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("lang=es")
-        .send()
-        .await
-        .expect("no token");
     assert_eq!(
-        r.status(),
+        post_lang(None, "lang=es".into()).await,
         reqwest::StatusCode::FORBIDDEN,
         "a same-site post without the token"
     );
@@ -703,72 +671,42 @@ async fn central_dashboard_in_chromium() {
     );
 
     // The browser part.
-    let screens = root().join("target/screens");
-    std::fs::create_dir_all(&screens).expect("screens dir");
+    let screens = browser::screens_dir(&root());
     let live_batch = dir.path().join("live-batch.json");
     std::fs::write(
         &live_batch,
         serde_json::to_vec(&batch(&j1, live_entries)).expect("json"),
     )
     .expect("write batch");
-    let out = tokio::task::spawn_blocking({
-        let base = base.clone();
-        let chromium = chromium.clone();
-        let screens = screens.clone();
-        move || {
-            Command::new("node")
-                .arg(root().join("tests/browser/central.mjs"))
-                .env("BASE_URL", &base)
-                .env("CHROMIUM", &chromium)
-                .env("ANALYST_USER", ANALYST.0)
-                .env("ANALYST_PASS", ANALYST.1)
-                .env("ADMIN_USER", ADMIN.0)
-                .env("ADMIN_PASS", ADMIN.1)
-                .env("AGENT_TOKEN", &g1)
-                .env("LIVE_BATCH", &live_batch)
-                .env("SUSPEND_OPERATOR", OPERATORS[1].0)
-                .env("SCREENS", &screens)
-                .output()
-                .expect("run node")
-        }
-    })
-    .await
-    .expect("join");
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{log}");
-    assert!(out.status.success(), "browser script failed:\n{log}");
-
+    // Both scripts sign in as the analyst and the admin; each adds its own settings.
+    let run = async |script: &str, extra: Vec<(&'static str, std::ffi::OsString)>| {
+        let mut env = vec![
+            ("BASE_URL", base.clone().into()),
+            ("CHROMIUM", chromium.clone().into()),
+            ("ANALYST_USER", ANALYST.0.into()),
+            ("ANALYST_PASS", ANALYST.1.into()),
+            ("ADMIN_USER", ADMIN.0.into()),
+            ("ADMIN_PASS", ADMIN.1.into()),
+        ];
+        env.extend(extra);
+        browser::run_node(&root(), script, env, Duration::from_secs(600)).await
+    };
+    run(
+        "central.mjs",
+        vec![
+            ("AGENT_TOKEN", g1.clone().into()),
+            ("LIVE_BATCH", live_batch.into()),
+            ("SUSPEND_OPERATOR", OPERATORS[1].0.into()),
+            ("SCREENS", screens.clone().into()),
+        ],
+    )
+    .await;
     // Accessibility: axe-core over every screen and state, in every UI language.
-    let out = tokio::task::spawn_blocking({
-        let base = base.clone();
-        let chromium = chromium.clone();
-        move || {
-            Command::new("node")
-                .arg(root().join("tests/browser/a11y-central.mjs"))
-                .env("BASE_URL", &base)
-                .env("CHROMIUM", &chromium)
-                .env("ANALYST_USER", ANALYST.0)
-                .env("ANALYST_PASS", ANALYST.1)
-                .env("ADMIN_USER", ADMIN.0)
-                .env("ADMIN_PASS", ADMIN.1)
-                .env("OPERATOR", OPERATORS[1].0)
-                .output()
-                .expect("run node")
-        }
-    })
-    .await
-    .expect("join");
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{log}");
-    assert!(out.status.success(), "accessibility check failed:\n{log}");
+    run(
+        "a11y-central.mjs",
+        vec![("OPERATOR", OPERATORS[1].0.into())],
+    )
+    .await;
 
     // What the browser did is in the store, attributed.
     let audit = c.store().audit_log(0, 1000).expect("audit");
@@ -785,21 +723,7 @@ async fn central_dashboard_in_chromium() {
         "the admin disabled bea.costa on the Users page"
     );
 
-    if std::env::var("AEOGATE_UPDATE_SCREENS").is_ok_and(|v| v == "1") {
-        let docs = root().join("docs/screens");
-        std::fs::create_dir_all(&docs).expect("docs/screens");
-        for e in std::fs::read_dir(&screens).expect("screens") {
-            let p = e.expect("entry").path();
-            let name = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_owned();
-            if name.starts_with("central-") && name.ends_with(".png") {
-                std::fs::copy(&p, docs.join(&name)).expect("copy screen");
-            }
-        }
-    }
+    browser::update_docs(&root(), &screens, "central-");
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
 }

@@ -66,8 +66,7 @@ async fn the_console_shows_a_refused_reload_with_key_and_line_in_chromium() {
         .expect("agent starts");
     let socket = control_socket_path(&store);
 
-    let screens = root().join("target/screens");
-    std::fs::create_dir_all(&screens).expect("screens dir");
+    let screens = browser::screens_dir(&root());
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(root().join("tests/browser/reload.mjs"))
         .env("AGENT_URL", format!("http://{}", agent.console_addr))
@@ -92,12 +91,5 @@ async fn the_console_shows_a_refused_reload_with_key_and_line_in_chromium() {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), agent.join).await;
     run.assert_passed();
-    if std::env::var("AEOGATE_UPDATE_SCREENS").is_ok_and(|v| v == "1") {
-        let docs = root().join("docs/screens");
-        std::fs::copy(
-            screens.join("agent-reload-refused.png"),
-            docs.join("agent-reload-refused.png"),
-        )
-        .expect("copy the screenshot");
-    }
+    browser::update_docs(&root(), &screens, "agent-reload-refused");
 }

@@ -43,19 +43,12 @@ fn demo_store(dir: &Path) -> std::path::PathBuf {
 
 /// `central migrate`; its exit status and output.
 fn migrate(from: &Path, to: &str) -> (bool, String) {
-    let out = Command::new(common::binary("central"))
+    let mut migrate = Command::new(common::binary("central"));
+    migrate
         .args(["migrate", "--from"])
         .arg(from)
-        .args(["--to", to])
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run central migrate");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+        .args(["--to", to]);
+    common::outcome(migrate.env("RUST_LOG", "warn"))
 }
 
 /// Every event, oldest first, through the query API.

@@ -59,6 +59,33 @@ async fn readyz(base: &str) -> (u16, Option<u64>, Value) {
 }
 
 /// Decided transactions on both lanes, as the agent's console lists them.
+/// Waits (at most [`STEP`]) until central at `base` is ready; failing says what it was
+/// waiting `after`.
+async fn wait_ready(base: &str, after: &str) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let (status, _, body) = readyz(base).await;
+        if status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "central not ready {STEP:?} after {after}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Central on the PostgreSQL database at `url` and an agent with manual lanes beside it,
+/// both under `dir` and started.
+async fn sites_on(dir: &std::path::Path, url: &str) -> (CentralSite, AgentSite) {
+    let mut central = CentralSite::create_on(&dir.join("central"), Transport::PlainHttp, Some(url));
+    central.start().await;
+    let mut agent = AgentSite::beside(dir, &central, &manual_lanes(), "24h");
+    agent.start().await;
+    (central, agent)
+}
+
 async fn decided(agent: &AgentSite) -> usize {
     agent.decided("L1").await + agent.decided("L2").await
 }
@@ -75,14 +102,7 @@ async fn postgresql_stopped_mid_traffic_makes_central_unready_while_lanes_decide
     let dir = tempfile::tempdir().expect("tempdir");
     let mut db = PgCluster::start();
     let url = db.create_database("central");
-    let mut central = CentralSite::create_on(
-        &dir.path().join("central"),
-        Transport::PlainHttp,
-        Some(&url),
-    );
-    central.start().await;
-    let mut agent = AgentSite::beside(dir.path(), &central, &manual_lanes(), "24h");
-    agent.start().await;
+    let (mut central, mut agent) = sites_on(dir.path(), &url).await;
     let (status, _, body) = readyz(&central.url).await;
     assert_eq!(
         (status, &body["ready"]),
@@ -139,18 +159,7 @@ async fn postgresql_stopped_mid_traffic_makes_central_unready_while_lanes_decide
 
     // The database returns: central is ready again and the backlog drains exactly once.
     db.restart();
-    let deadline = Instant::now() + STEP;
-    loop {
-        let (status, _, body) = readyz(&central.url).await;
-        if status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "central not ready {STEP:?} after PostgreSQL returned: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_ready(&central.url, "PostgreSQL returned").await;
     wait_count(&out, count_then + 100).await;
     load.stop().await;
     wait_drained(&central).await;
@@ -308,14 +317,7 @@ async fn failover_to_a_promoted_synchronous_standby_keeps_every_acknowledged_eve
         primary.port(),
         standby.port()
     );
-    let mut central = CentralSite::create_on(
-        &dir.path().join("central"),
-        Transport::PlainHttp,
-        Some(&url),
-    );
-    central.start().await;
-    let mut agent = AgentSite::beside(dir.path(), &central, &manual_lanes(), "24h");
-    agent.start().await;
+    let (mut central, mut agent) = sites_on(dir.path(), &url).await;
     let load = RunningBurst::spawn(agent.base.clone(), lane_names(), 2, 1_000_000);
     let out = load.out.clone();
     wait_count(&out, 60).await;
@@ -338,18 +340,7 @@ async fn failover_to_a_promoted_synchronous_standby_keeps_every_acknowledged_eve
     eprintln!("traffic under way at {:?}", started.elapsed());
     primary.kill();
     standby.promote();
-    let deadline = Instant::now() + STEP;
-    loop {
-        let (status, _, body) = readyz(&central.url).await;
-        if status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "central not ready {STEP:?} after the standby was promoted: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_ready(&central.url, "the standby was promoted").await;
     eprintln!(
         "central ready on the promoted standby at {:?}",
         started.elapsed()

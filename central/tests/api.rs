@@ -206,28 +206,33 @@ fn consignment(id: &str, port: &str) -> Consignment {
     declared_consignment(id, "CSQU3054383", port)
 }
 
-#[tokio::test]
-async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fail() {
+const OPERATOR: &str = "EU-AEO:DE123456789012345";
+
+/// Central with the operator [`OPERATOR`] registered; with the token of gate P1-G1, an
+/// agent of port P1.
+fn registry_env() -> (common::Env, String) {
     let e = env();
     let token = e
         .central
         .issue_agent_token(&gate("P1-G1"), "P1")
         .expect("token");
     e.central
-        .import_records(vec![operator_record("EU-AEO:DE123456789012345")], "test")
+        .import_records(vec![operator_record(OPERATOR)], "test")
         .expect("records");
+    (e, token)
+}
+
+#[tokio::test]
+async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fail() {
+    let (e, token) = registry_env();
+    let as_agent = |uri: &'static str| get(&e.central, uri, Some(&token));
     e.central
         .import_consignments(
             vec![consignment("B1", "P1"), consignment("B2", "P2")],
             "test",
         )
         .expect("consignments");
-    let a = get(
-        &e.central,
-        "/api/v1/registry/snapshot?port=P1",
-        Some(&token),
-    )
-    .await;
+    let a = as_agent("/api/v1/registry/snapshot?port=P1").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
     let (env, b) = verified(&e.central, a.json);
     assert_eq!(env.key_id, e.central.key_id());
@@ -248,12 +253,7 @@ async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fa
     assert_ne!(forged.payload, env.payload);
     assert!(verify(&forged, &e.central.public_key_hex()).is_err());
 
-    let a = get(
-        &e.central,
-        "/api/v1/registry/snapshot?port=P2",
-        Some(&token),
-    )
-    .await;
+    let a = as_agent("/api/v1/registry/snapshot?port=P2").await;
     assert_eq!(
         a.status,
         StatusCode::FORBIDDEN,
@@ -265,15 +265,9 @@ async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fa
 
 #[tokio::test]
 async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_nothing_is_newer() {
-    let e = env();
-    let token = e
-        .central
-        .issue_agent_token(&gate("P1-G1"), "P1")
-        .expect("token");
-    let op = OperatorId::parse("EU-AEO:DE123456789012345").expect("op");
-    e.central
-        .import_records(vec![operator_record(&op.to_string())], "test")
-        .expect("records");
+    let (e, token) = registry_env();
+    let as_agent = |uri: &'static str| get(&e.central, uri, Some(&token));
+    let op = OperatorId::parse(OPERATOR).expect("op");
     e.central
         .import_consignments(vec![consignment("B2", "P2")], "test")
         .expect("consignment");
@@ -281,12 +275,7 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
         .set_status(&op, AeoStatus::Suspended, "audit finding", "ana")
         .expect("status");
 
-    let a = get(
-        &e.central,
-        "/api/v1/registry/changes?port=P1&after=1",
-        Some(&token),
-    )
-    .await;
+    let a = as_agent("/api/v1/registry/changes?port=P1&after=1").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
     let (_, b) = verified(&e.central, a.json);
     assert_eq!(
@@ -305,12 +294,7 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
     assert_eq!(b.changes[0].seq, 3);
 
     let started = std::time::Instant::now();
-    let a = get(
-        &e.central,
-        "/api/v1/registry/changes?port=P1&after=3&wait=1",
-        Some(&token),
-    )
-    .await;
+    let a = as_agent("/api/v1/registry/changes?port=P1&after=3&wait=1").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
     assert!(
         started.elapsed() >= Duration::from_millis(900),
@@ -337,12 +321,7 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
             .expect("status");
     });
     let started = std::time::Instant::now();
-    let a = get(
-        &e.central,
-        "/api/v1/registry/changes?port=P1&after=3&wait=30",
-        Some(&token),
-    )
-    .await;
+    let a = as_agent("/api/v1/registry/changes?port=P1&after=3&wait=30").await;
     bg.await.expect("bg");
     assert_eq!(a.status, StatusCode::OK);
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -350,12 +329,7 @@ async fn changes_are_contiguous_filtered_by_port_and_a_signed_statement_when_not
         serde_json::from_str(a.json["payload"].as_str().expect("payload")).expect("batch");
     assert_eq!((b.after_seq, b.last_seq), (3, 4));
 
-    let a = get(
-        &e.central,
-        "/api/v1/registry/changes?port=P1&after=99",
-        Some(&token),
-    )
-    .await;
+    let a = as_agent("/api/v1/registry/changes?port=P1&after=99").await;
     assert_eq!(a.status, StatusCode::CONFLICT);
 }
 
@@ -371,19 +345,24 @@ async fn status_change_of_an_unknown_operator_is_refused() {
     assert_eq!(e.central.summary().expect("summary").registry_seq, 0);
 }
 
+/// `text` written to the file `name` in the environment's folder; its path.
+fn written(e: &common::Env, name: &str, text: &str) -> std::path::PathBuf {
+    let path = e.dir.path().join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+/// Four operators, two of them (lines 3 and 5) not valid.
+const OPERATORS_CSV: &str = "operator_id,name,authorisations,status,valid_from,roles\n\
+     EU-AEO:DE123456789012345,Good GmbH,AEOF,active,2025-01-01,IMPORTER;CARRIER\n\
+     EU-AEO:ZZ1,Bad Country,AEOF,active,2025-01-01,\n\
+     US-CTPAT:OBOIMP92011,\"Good, Inc.\",SECURITY,ACTIVE,2025-02-01T00:00:00Z,\n\
+     US-CTPAT:ABCD1234,No Status,SECURITY,sleeping,2025-01-01,\n";
+
 #[test]
 fn csv_import_reports_bad_rows_by_line_and_keeps_the_good_ones() {
     let e = env();
-    let path = e.dir.path().join("ops.csv");
-    std::fs::write(
-        &path,
-        "operator_id,name,authorisations,status,valid_from,roles\n\
-         EU-AEO:DE123456789012345,Good GmbH,AEOF,active,2025-01-01,IMPORTER;CARRIER\n\
-         EU-AEO:ZZ1,Bad Country,AEOF,active,2025-01-01,\n\
-         US-CTPAT:OBOIMP92011,\"Good, Inc.\",SECURITY,ACTIVE,2025-02-01T00:00:00Z,\n\
-         US-CTPAT:ABCD1234,No Status,SECURITY,sleeping,2025-01-01,\n",
-    )
-    .expect("write");
+    let path = written(&e, "ops.csv", OPERATORS_CSV);
     let r = e
         .central
         .import_file(&path, None, "test", &mut |_| {})
@@ -403,13 +382,8 @@ fn csv_import_reports_bad_rows_by_line_and_keeps_the_good_ones() {
     );
 }
 
-#[test]
-fn json_import_reports_bad_records_by_line_and_keeps_the_good_ones() {
-    let e = env();
-    let path = e.dir.path().join("mras.json");
-    std::fs::write(
-        &path,
-        r#"[
+/// Three mutual recognition arrangements, the second (line 4) not valid.
+const MRAS_JSON: &str = r#"[
   {"v": 1, "recognising": "EU-AEO", "partner": "US-CTPAT", "in_force_from": "2012-07-01T00:00:00Z",
    "security_only": true, "name": "EU-US"},
   {"v": 1, "recognising": "EU-AEO", "partner": "XX-NONE", "in_force_from": "2012-07-01T00:00:00Z",
@@ -417,9 +391,12 @@ fn json_import_reports_bad_records_by_line_and_keeps_the_good_ones() {
   {"v": 1, "recognising": "EU-AEO", "partner": "CA-PIP", "in_force_from": "2013-06-01T00:00:00Z",
    "security_only": true, "name": "EU-CA"}
 ]
-"#,
-    )
-    .expect("write");
+"#;
+
+#[test]
+fn json_import_reports_bad_records_by_line_and_keeps_the_good_ones() {
+    let e = env();
+    let path = written(&e, "mras.json", MRAS_JSON);
     let mut seen = 0;
     let r = e
         .central
@@ -471,44 +448,26 @@ async fn seal_exception_case_goes_through_its_life_cycle_with_audit_entries() {
     assert_eq!(detail.json["decision"]["decision"], "INSPECT");
     assert_eq!(detail.json["declared"][0]["id"], "B1");
 
-    let uri = |a: &str| format!("/api/v1/cases/{id}/{a}");
-    let a = call(&e.central, "POST", &uri("acknowledge"), Some(&staff), None).await;
+    let act = async |a: &str, body: Option<serde_json::Value>| {
+        let uri = format!("/api/v1/cases/{id}/{a}");
+        call(&e.central, "POST", &uri, Some(&staff), body.as_ref()).await
+    };
+    let a = act("acknowledge", None).await;
     assert_eq!(a.json["state"], "ACKNOWLEDGED", "{}", a.json);
     // A user that does not exist is refused, and the case keeps no assignee.
-    let a = call(
-        &e.central,
-        "POST",
-        &uri("assign"),
-        Some(&staff),
-        Some(&serde_json::json!({"assignee": "bo"})),
-    )
-    .await;
+    let a = act("assign", Some(serde_json::json!({"assignee": "bo"}))).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.json);
     e.central
         .add_user("bo", "bo's long passphrase", "analyst")
         .expect("user");
-    let a = call(
-        &e.central,
-        "POST",
-        &uri("assign"),
-        Some(&staff),
-        Some(&serde_json::json!({"assignee": "bo"})),
-    )
-    .await;
+    let a = act("assign", Some(serde_json::json!({"assignee": "bo"}))).await;
     assert_eq!(a.json["assignee"], "bo");
     let resolve = serde_json::json!({"outcome": {"outcome": "SEAL_REPLACED", "new_seal": "A9999"}, "note": "re-sealed"});
-    let a = call(
-        &e.central,
-        "POST",
-        &uri("resolve"),
-        Some(&staff),
-        Some(&resolve),
-    )
-    .await;
+    let a = act("resolve", Some(resolve)).await;
     assert_eq!(a.json["state"], "RESOLVED", "{}", a.json);
     assert_eq!(a.json["outcome"]["new_seal"], "A9999");
     assert_eq!(a.json["history"].as_array().expect("history").len(), 4);
-    let again = call(&e.central, "POST", &uri("acknowledge"), Some(&staff), None).await;
+    let again = act("acknowledge", None).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
 
     let audit = get(&e.central, "/api/v1/audit?limit=1000", Some(&staff)).await;
@@ -572,13 +531,9 @@ async fn events_are_queryable_by_container_and_decision_with_pagination() {
     let entries = chain(&g, bodies);
     ingest(&e.central, &g, &token, &entries).await;
     let staff = staff(&e.central).await;
+    let as_staff = async |uri: &str| get(&e.central, uri, Some(&staff)).await;
 
-    let a = get(
-        &e.central,
-        "/api/v1/events?container=CSQU3054383",
-        Some(&staff),
-    )
-    .await;
+    let a = as_staff("/api/v1/events?container=CSQU3054383").await;
     let seqs: Vec<_> = a.json["items"]
         .as_array()
         .expect("items")
@@ -591,27 +546,18 @@ async fn events_are_queryable_by_container_and_decision_with_pagination() {
         "the decision stored before its transaction is indexed too"
     );
 
-    let a = get(
-        &e.central,
-        "/api/v1/events?decision=fast&limit=2",
-        Some(&staff),
-    )
-    .await;
+    let a = as_staff("/api/v1/events?decision=fast&limit=2").await;
     assert_eq!(a.json["items"].as_array().expect("items").len(), 2);
     let cursor = a.json["next_cursor"].as_str().expect("more").to_owned();
-    let a = get(
-        &e.central,
-        &format!("/api/v1/events?decision=FAST&limit=2&cursor={cursor}"),
-        Some(&staff),
-    )
+    let a = as_staff(&format!(
+        "/api/v1/events?decision=FAST&limit=2&cursor={cursor}"
+    ))
     .await;
     assert_eq!(a.json["items"].as_array().expect("items").len(), 1);
     assert!(a.json["next_cursor"].is_null());
 
-    let a = get(
-        &e.central,
+    let a = as_staff(
         "/api/v1/stats/hourly?gate=P1-G1&from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z",
-        Some(&staff),
     )
     .await;
     assert_eq!(a.json[0]["fast"], 3, "{}", a.json);

@@ -12,8 +12,6 @@
 mod browser;
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use protocol::operator::OperatorId;
@@ -22,60 +20,29 @@ use protocol::schema::AeoStatus;
 const OPERATOR: &str = "EU-AEO:DE123456789012345";
 const STAFF_PASS: &str = "officer passphrase 2026";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repository root")
-        .to_path_buf()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_company_is_walked_from_registration_to_certification_in_chromium() {
-    let chromium = browser::require_browser(&repo());
+    let chromium = browser::require_browser(&browser::repo());
     let e = common::env_with(|c| c.rate_limit_per_s = 0);
     for user in ["olga.officer", "pia.admin"] {
         e.central.add_user(user, STAFF_PASS, "admin").expect("user");
     }
-    central::server::install_crypto_provider();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(central::serve_with_listener(
-        e.central.clone(),
-        listener,
-        e.cfg.clone(),
-        stop.clone(),
-    ));
-    let base = format!("http://{addr}");
-    let screens = repo().join("target/screens");
-    std::fs::create_dir_all(&screens).expect("screens dir");
-    let script = repo().join("tests/browser/portal.mjs");
-    let shots = screens.clone();
-    let run = tokio::time::timeout(
-        Duration::from_secs(180),
-        tokio::task::spawn_blocking(move || {
-            Command::new("node")
-                .arg(script)
-                .env("BASE_URL", &base)
-                .env("CHROMIUM", &chromium)
-                .env("OPERATOR", OPERATOR)
-                .env("OFFICER_USER", "olga.officer")
-                .env("CERTIFIER_USER", "pia.admin")
-                .env("STAFF_PASS", STAFF_PASS)
-                .env("SCREENS", &shots)
-                .output()
-                .expect("run node")
-        }),
-    )
-    .await
-    .expect("the browser run ends within 3 minutes")
-    .expect("join");
-    stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-    let out = String::from_utf8_lossy(&run.stdout);
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{out}\n{err}");
-    assert!(out.contains("portal walk ok"), "{out}\n{err}");
+    let screens = browser::screens_dir(&browser::repo());
+    let out = common::while_served(&e, async |base| {
+        let env = vec![
+            ("BASE_URL", base.into()),
+            ("CHROMIUM", chromium.into()),
+            ("OPERATOR", OPERATOR.into()),
+            ("OFFICER_USER", "olga.officer".into()),
+            ("CERTIFIER_USER", "pia.admin".into()),
+            ("STAFF_PASS", STAFF_PASS.into()),
+            ("SCREENS", screens.clone().into()),
+        ];
+        let limit = Duration::from_secs(180);
+        browser::run_node(&browser::repo(), "portal.mjs", env, limit).await
+    })
+    .await;
+    assert!(out.contains("portal walk ok"), "{out}");
 
     let op = OperatorId::parse(OPERATOR).expect("op");
     let record = e.central.operator(&op).expect("read").expect("record");
@@ -88,14 +55,5 @@ async fn a_company_is_walked_from_registration_to_certification_in_chromium() {
         "the second admin certified"
     );
 
-    if std::env::var("AEOGATE_UPDATE_SCREENS").is_ok_and(|v| v == "1") {
-        let docs = repo().join("docs/screens");
-        for e in std::fs::read_dir(&screens).expect("screens") {
-            let p = e.expect("entry").path();
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if name.starts_with("portal-") && name.ends_with(".png") {
-                std::fs::copy(&p, docs.join(name)).expect("copy screen");
-            }
-        }
-    }
+    browser::update_docs(&browser::repo(), &screens, "portal-");
 }

@@ -35,6 +35,12 @@ fn setup() -> Setup {
     Setup { dir, config }
 }
 
+/// Fails, showing `bytes`, unless they hold `needle`.
+fn assert_says(bytes: &[u8], needle: &str) {
+    let said = text(bytes);
+    assert!(said.contains(needle), "{said}");
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -65,11 +71,7 @@ fn registry_import_reads_standard_input_for_a_dash() {
         .collect();
     let out = central(&s, &["registry", "import", "-"], &good, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("<stdin>: 2 rows, 2 imported, 0 refused"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "<stdin>: 2 rows, 2 imported, 0 refused");
 }
 
 #[test]
@@ -82,11 +84,7 @@ fn registry_import_with_refused_rows_exits_1_and_keeps_the_good_rows() {
     let err = text(&out.stderr);
     assert!(err.contains("line 3:"), "{err}");
     assert!(err.contains("1 of 3 rows"), "{err}");
-    assert!(
-        text(&out.stdout).contains("3 rows, 2 imported, 1 refused"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "3 rows, 2 imported, 1 refused");
 }
 
 #[test]
@@ -127,12 +125,7 @@ fn an_invalid_rust_log_is_refused_by_name() {
 #[test]
 fn import_progress_off_a_terminal_is_plain_lines() {
     let s = setup();
-    let mut csv = String::from("operator_id,name,authorisations,status,valid_from\n");
-    for i in 0..10_000u32 {
-        csv.push_str(&format!(
-            "EU-AEO:DE{i:015},Trader {i},AEOF,active,2025-01-01\n"
-        ));
-    }
+    let csv = traders(10_000);
     let out = central(&s, &["registry", "import", "-"], &csv, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
@@ -141,6 +134,17 @@ fn import_progress_off_a_terminal_is_plain_lines() {
         !err.contains('\u{1b}'),
         "escape codes off a terminal: {err:?}"
     );
+}
+
+/// A registry CSV of `n` active AEO-F traders.
+fn traders(n: u32) -> String {
+    let mut csv = String::from("operator_id,name,authorisations,status,valid_from\n");
+    for i in 0..n {
+        csv.push_str(&format!(
+            "EU-AEO:DE{i:015},Trader {i},AEOF,active,2025-01-01\n"
+        ));
+    }
+    csv
 }
 
 /// Runs `central ARGS` on a pseudo-terminal (util-linux `script`), writing `input` to it
@@ -176,12 +180,7 @@ fn user_add_on_a_terminal_does_not_echo_the_password() {
 #[test]
 fn import_progress_on_a_terminal_is_a_bar() {
     let s = setup();
-    let mut csv = String::from("operator_id,name,authorisations,status,valid_from\n");
-    for i in 0..2_000u32 {
-        csv.push_str(&format!(
-            "EU-AEO:DE{i:015},Trader {i},AEOF,active,2025-01-01\n"
-        ));
-    }
+    let csv = traders(2_000);
     let file = s.dir.path().join("ops.csv");
     std::fs::write(&file, csv).expect("write");
     let shown = on_a_terminal(&s, &["registry", "import", file.to_str().unwrap()], "", "");

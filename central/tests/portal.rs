@@ -142,7 +142,7 @@ async fn a_company_goes_from_registration_to_certification_and_the_gates_receive
         StatusCode::SEE_OTHER
     );
     let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
-    assert!(p.body.contains("data-status=\"SUBMITTED\""), "{}", p.body);
+    p.shows("data-status=\"SUBMITTED\"", "the status");
     assert!(
         !p.body.contains("id=\"benefits\""),
         "no figures before certification"
@@ -151,11 +151,7 @@ async fn a_company_goes_from_registration_to_certification_and_the_gates_receive
     // The officer's queue shows it; review, visit, one required change and one
     // recommendation, validation.
     let p = page(c, "GET", "/applications", Some(&olga), &[]).await;
-    assert!(
-        p.body.contains(&format!("data-company=\"{OP_A}\"")),
-        "{}",
-        p.body
-    );
+    p.shows(&format!("data-company=\"{OP_A}\""), "the officer's queue");
     for (action, fields) in [
         ("review", vec![]),
         ("schedule", vec![("date", "2026-12-15")]),
@@ -182,12 +178,8 @@ async fn a_company_goes_from_registration_to_certification_and_the_gates_receive
         assert_eq!(s, StatusCode::SEE_OTHER, "{action}");
     }
     let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
-    assert!(p.body.contains("data-status=\"VALIDATED\""), "{}", p.body);
-    assert!(
-        p.body.contains("olga"),
-        "the handling official's name: {}",
-        p.body
-    );
+    p.shows("data-status=\"VALIDATED\"", "the status");
+    p.shows("olga", "the handling official's name");
 
     // The validating officer may not certify; another may once the change is answered.
     let before = c.registry_seq().expect("seq");
@@ -267,17 +259,9 @@ async fn a_company_goes_from_registration_to_certification_and_the_gates_receive
     assert!(figures.contains("EXPORTER 1"), "members by type: {figures}");
     assert!(figures.contains("(1)"), "one decision timed: {figures}");
     let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
-    assert!(p.body.contains("data-status=\"CERTIFIED\""), "{}", p.body);
-    assert!(
-        p.body.contains("id=\"benefits\""),
-        "its figures: {}",
-        p.body
-    );
-    assert!(
-        p.body.contains("Pia Ramos"),
-        "the contact point: {}",
-        p.body
-    );
+    p.shows("data-status=\"CERTIFIED\"", "the status");
+    p.shows("id=\"benefits\"", "its figures");
+    p.shows("Pia Ramos", "the contact point");
 
     // Suspension in the portal reaches the feed as well; the company sees the reason.
     let certified = c.registry_seq().expect("seq");
@@ -302,7 +286,7 @@ async fn a_company_goes_from_registration_to_certification_and_the_gates_receive
     let batch = verified(c, a.json).1;
     assert_eq!(batch.changes.len(), 1, "{:?}", batch.changes);
     let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
-    assert!(p.body.contains("data-status=\"SUSPENDED\""), "{}", p.body);
+    p.shows("data-status=\"SUSPENDED\"", "the status");
     assert!(p.body.contains("seal log not kept"), "{}", p.body);
 
     // Every step is in the audit log with who did it.

@@ -18,18 +18,10 @@ async fn a_client_over_its_rate_gets_429_and_agents_are_not_limited() {
 
     // The burst: three answers from the API itself (no session: 401).
     for _ in 0..3 {
-        let r = client
-            .get(format!("{base}/api/v1/cases"))
-            .send()
-            .await
-            .expect("get");
+        let r = sent(client.get(format!("{base}/api/v1/cases"))).await;
         assert_eq!(r.status(), 401);
     }
-    let r = client
-        .get(format!("{base}/api/v1/cases"))
-        .send()
-        .await
-        .expect("get");
+    let r = sent(client.get(format!("{base}/api/v1/cases"))).await;
     assert_eq!(r.status(), 429);
     let retry: u64 = r
         .headers()
@@ -41,46 +33,49 @@ async fn a_client_over_its_rate_gets_429_and_agents_are_not_limited() {
 
     // Agents' routes and health are not limited, even from the same address.
     for _ in 0..5 {
-        let r = client
-            .post(format!("{base}/api/v1/agents/G1/heartbeat"))
-            .body("{}")
-            .send()
-            .await
-            .expect("post");
+        let heartbeat = client.post(format!("{base}/api/v1/agents/G1/heartbeat"));
+        let r = sent(heartbeat.body("{}")).await;
         assert_eq!(r.status(), 401, "refused for its token, not for the rate");
-        let h = client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .expect("health");
+        let h = sent(client.get(format!("{base}/healthz"))).await;
         assert_eq!(h.status(), 200);
     }
 
     // A second later the bucket holds a token again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = client
-        .get(format!("{base}/api/v1/cases"))
-        .send()
-        .await
-        .expect("get");
+    let r = sent(client.get(format!("{base}/api/v1/cases"))).await;
     assert_eq!(r.status(), 401);
 
     shut_down(stop, server).await;
 }
 
+/// Central's server task.
+type Server = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// Central's base URL, the token that stops it and its task.
+type Served = (String, CancellationToken, Server);
+
 /// Starts central on a loopback port with `tweak`; returns its base URL, the stop token
 /// and the server task.
-async fn serve(
-    e: &common::Env,
-) -> (
-    String,
-    CancellationToken,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
+async fn serve(e: &common::Env) -> Served {
     let stop = CancellationToken::new();
     let (addr, server) = common::serve_on_loopback(&e.central, &e.cfg, &stop);
     central::server::install_crypto_provider();
     (format!("http://{addr}"), stop, server)
+}
+
+/// [`serve`] with the analyst `ana` (password `correct horse`) added first; with a client
+/// that waits up to 30 s.
+async fn serve_with_ana(e: &common::Env) -> (String, CancellationToken, Server, reqwest::Client) {
+    e.central
+        .add_user("ana", "correct horse", "analyst")
+        .expect("user");
+    let (base, stop, server) = serve(e).await;
+    (base, stop, server, http_client(30))
+}
+
+/// `request`, sent; fails unless an answer comes.
+async fn sent(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.expect("an answer")
 }
 
 /// A client whose requests give up after `secs` seconds.
@@ -104,7 +99,7 @@ async fn login_status(client: &reqwest::Client, url: &str, user: &str, password:
 }
 
 /// Stops the server [`serve`] started and waits (bounded) for it to end.
-async fn shut_down(stop: CancellationToken, server: tokio::task::JoinHandle<anyhow::Result<()>>) {
+async fn shut_down(stop: CancellationToken, server: Server) {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
 }
@@ -115,11 +110,7 @@ async fn concurrent_wrong_passwords_are_limited_before_they_are_checked() {
     let e = common::env_with(|c| {
         c.rate_limit_per_s = 0;
     });
-    e.central
-        .add_user("ana", "correct horse", "analyst")
-        .expect("user");
-    let (base, stop, server) = serve(&e).await;
-    let client = http_client(30);
+    let (base, stop, server, client) = serve_with_ana(&e).await;
     let tries: Vec<_> = (0..60)
         .map(|i| {
             let client = client.clone();
@@ -154,11 +145,7 @@ async fn an_unknown_user_takes_as_long_as_a_wrong_password() {
         c.argon2_m_cost_kib = 19_456;
         c.argon2_t_cost = 2;
     });
-    e.central
-        .add_user("ana", "correct horse", "analyst")
-        .expect("user");
-    let (base, stop, server) = serve(&e).await;
-    let client = http_client(30);
+    let (base, stop, server, client) = serve_with_ana(&e).await;
     let timed = |user: String| {
         let client = client.clone();
         let url = format!("{base}/api/v1/login");
@@ -198,13 +185,8 @@ async fn a_malformed_json_login_is_a_bad_request() {
         ("application/json", "{\"user\": 1}"),
         ("text/plain", "{\"user\":\"ana\",\"password\":\"x\"}"),
     ] {
-        let r = client
-            .post(format!("{base}/api/v1/login"))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("login");
+        let login = client.post(format!("{base}/api/v1/login"));
+        let r = sent(login.header("content-type", content_type).body(body)).await;
         assert_eq!(r.status(), 400, "{content_type} {body}");
         let v: serde_json::Value = r.json().await.expect("a JSON error");
         assert!(v["error"].is_string(), "{v}");

@@ -49,6 +49,24 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest `edge-agent reload` waits for the agent's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The keys listed in the first braces whose values differ between `$old` and `$new`,
+/// each as `$prefix` and the key. `$new` is destructured without `..`, so a field added
+/// to the section later does not compile until it is listed: compared, or skipped (a key
+/// compared by hand, or one that changes live).
+macro_rules! changed_keys {
+    ($prefix:literal, $old:expr, $new:expr,
+     $section:ident { $($key:ident),* $(,)? } skip { $($skip:ident),* $(,)? }) => {{
+        let $section { $($key,)* $($skip: _,)* } = $new;
+        let mut keys = Vec::new();
+        $(
+            if &$old.$key != $key {
+                keys.push(concat!($prefix, stringify!($key)).into());
+            }
+        )*
+        keys
+    }};
+}
+
 /// What a new configuration changes, all of it applicable live.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -102,10 +120,12 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Refused> {
         console,
         clock,
     } = new;
-    let mut restart = Vec::new();
-    restart.extend(gate_keys(&old.gate, gate));
-    restart.extend(store_keys(&old.store, store));
-    restart.extend(console_keys(&old.console, console));
+    let mut restart: Vec<String> =
+        changed_keys!("gate.", old.gate, gate, GateConfig { id, name, port } skip {});
+    restart.extend(changed_keys!("store.", old.store, store,
+        StoreConfig { path, max_journal_bytes } skip {}));
+    restart.extend(changed_keys!("console.", old.console, console,
+        ConsoleConfig { bind, tls } skip {}));
     restart.extend(central_keys(old.central.as_ref(), central.as_ref()));
     restart.extend(mqtt_keys(old.mqtt.as_ref(), mqtt.as_ref()));
     // Each lane's will connection is opened at start: the set of lanes is fixed then.
@@ -138,24 +158,27 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Refused> {
     if old.policy != *policy {
         changes.push(format!("policy {old_policy} → {new_policy}"));
     }
-    for l in &old.lanes {
-        if !lanes.iter().any(|n| n.id == l.id) {
-            changes.push(format!("lane {} removed", l.id));
-        }
-    }
-    for l in lanes {
-        match old.lanes.iter().find(|o| o.id == l.id) {
-            None => changes.push(format!("lane {} added", l.id)),
-            Some(o) => {
-                let keys = lane_keys(o, l);
-                if !keys.is_empty() {
-                    changes.push(format!("lane {} changed: {}", l.id, keys.join(", ")));
-                }
-            }
-        }
-    }
-    changes.extend(device_changes(&old.devices, devices));
-    changes.extend(llrp_changes(&old.llrp, llrp));
+    changes.extend(item_changes(
+        "lane",
+        &old.lanes,
+        lanes,
+        |l| l.id.as_str(),
+        lane_keys,
+    ));
+    changes.extend(item_changes(
+        "device",
+        &old.devices,
+        devices,
+        |d| d.name.as_str(),
+        device_keys,
+    ));
+    changes.extend(item_changes(
+        "llrp reader",
+        &old.llrp,
+        llrp,
+        |r| r.name.as_str(),
+        llrp_keys,
+    ));
     let devices =
         (old.devices != *devices || old.llrp != *llrp).then(|| (devices.clone(), llrp.clone()));
     Ok(Plan {
@@ -170,20 +193,27 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Refused> {
     })
 }
 
-/// One line per serial device removed, added or changed (naming the changed keys).
-fn device_changes(old: &[DeviceConfig], new: &[DeviceConfig]) -> Vec<String> {
+/// One line per named item (lane, device, LLRP reader) removed, added or changed, naming
+/// the changed keys: the removed ones first, then the new list in its order.
+fn item_changes<T>(
+    what: &str,
+    old: &[T],
+    new: &[T],
+    name: impl Fn(&T) -> &str,
+    keys: impl Fn(&T, &T) -> Vec<&'static str>,
+) -> Vec<String> {
     let mut out: Vec<String> = old
         .iter()
-        .filter(|o| !new.iter().any(|n| n.name == o.name))
-        .map(|o| format!("device {} removed", o.name))
+        .filter(|o| !new.iter().any(|n| name(n) == name(o)))
+        .map(|o| format!("{what} {} removed", name(o)))
         .collect();
     for n in new {
-        match old.iter().find(|o| o.name == n.name) {
-            None => out.push(format!("device {} added", n.name)),
+        match old.iter().find(|o| name(o) == name(n)) {
+            None => out.push(format!("{what} {} added", name(n))),
             Some(o) => {
-                let keys = device_keys(o, n);
+                let keys = keys(o, n);
                 if !keys.is_empty() {
-                    out.push(format!("device {} changed: {}", n.name, keys.join(", ")));
+                    out.push(format!("{what} {} changed: {}", name(n), keys.join(", ")));
                 }
             }
         }
@@ -192,14 +222,9 @@ fn device_changes(old: &[DeviceConfig], new: &[DeviceConfig]) -> Vec<String> {
 }
 
 fn device_keys(old: &DeviceConfig, new: &DeviceConfig) -> Vec<&'static str> {
-    let DeviceConfig {
-        name: _,
-        lane,
-        kind,
-        silence_timeout,
-        reopen_backoff_max,
-    } = new;
-    let (DeviceKind::LaneBoard { path, baud } | DeviceKind::UhfModule { path, baud }) = kind;
+    let mut keys: Vec<&'static str> = changed_keys!("", old, new,
+        DeviceConfig { lane, silence_timeout, reopen_backoff_max } skip { name, kind });
+    let (DeviceKind::LaneBoard { path, baud } | DeviceKind::UhfModule { path, baud }) = &new.kind;
     let (DeviceKind::LaneBoard {
         path: old_path,
         baud: old_baud,
@@ -208,11 +233,7 @@ fn device_keys(old: &DeviceConfig, new: &DeviceConfig) -> Vec<&'static str> {
         path: old_path,
         baud: old_baud,
     }) = &old.kind;
-    let mut keys = Vec::new();
-    if &old.lane != lane {
-        keys.push("lane");
-    }
-    if std::mem::discriminant(&old.kind) != std::mem::discriminant(kind) {
+    if std::mem::discriminant(&old.kind) != std::mem::discriminant(&new.kind) {
         keys.push("kind");
     }
     if old_path != path {
@@ -221,72 +242,14 @@ fn device_keys(old: &DeviceConfig, new: &DeviceConfig) -> Vec<&'static str> {
     if old_baud != baud {
         keys.push("baud");
     }
-    if &old.silence_timeout != silence_timeout {
-        keys.push("silence_timeout");
-    }
-    if &old.reopen_backoff_max != reopen_backoff_max {
-        keys.push("reopen_backoff_max");
-    }
     keys
-}
-
-/// One line per LLRP reader removed, added or changed (naming the changed keys).
-fn llrp_changes(old: &[LlrpReaderConfig], new: &[LlrpReaderConfig]) -> Vec<String> {
-    let mut out: Vec<String> = old
-        .iter()
-        .filter(|o| !new.iter().any(|n| n.name == o.name))
-        .map(|o| format!("llrp reader {} removed", o.name))
-        .collect();
-    for n in new {
-        match old.iter().find(|o| o.name == n.name) {
-            None => out.push(format!("llrp reader {} added", n.name)),
-            Some(o) => {
-                let keys = llrp_keys(o, n);
-                if !keys.is_empty() {
-                    out.push(format!(
-                        "llrp reader {} changed: {}",
-                        n.name,
-                        keys.join(", ")
-                    ));
-                }
-            }
-        }
-    }
-    out
 }
 
 fn llrp_keys(old: &LlrpReaderConfig, new: &LlrpReaderConfig) -> Vec<&'static str> {
-    let LlrpReaderConfig {
-        name: _,
-        host,
-        port,
-        antennas,
-        tx_power_dbm,
-        keepalive,
-        silence_timeout,
-        unique_window,
-        reconnect_backoff_max,
-        version,
-    } = new;
-    let mut keys = Vec::new();
-    let mut check = |changed: bool, key: &'static str| {
-        if changed {
-            keys.push(key);
-        }
-    };
-    check(&old.host != host, "host");
-    check(&old.port != port, "port");
-    check(&old.antennas != antennas, "antennas");
-    check(&old.tx_power_dbm != tx_power_dbm, "tx_power_dbm");
-    check(&old.keepalive != keepalive, "keepalive");
-    check(&old.silence_timeout != silence_timeout, "silence_timeout");
-    check(&old.unique_window != unique_window, "unique_window");
-    check(
-        &old.reconnect_backoff_max != reconnect_backoff_max,
-        "reconnect_backoff_max",
-    );
-    check(&old.version != version, "version");
-    keys
+    changed_keys!("", old, new, LlrpReaderConfig {
+        host, port, antennas, tx_power_dbm, keepalive, silence_timeout, unique_window,
+        reconnect_backoff_max, version,
+    } skip { name })
 }
 
 /// One line per MQTT topic mapping removed or added (a changed mapping is both).
@@ -311,81 +274,10 @@ fn topic_changes(old: &[TopicMap], new: &[TopicMap]) -> Vec<String> {
 }
 
 fn lane_keys(old: &LaneConfig, new: &LaneConfig) -> Vec<&'static str> {
-    let LaneConfig {
-        id: _,
-        name,
-        routes,
-        presence_loop,
-        transaction_timeout,
-        quiet_close,
-        pre_open_grace,
+    changed_keys!("", old, new, LaneConfig {
+        name, routes, presence_loop, transaction_timeout, quiet_close, pre_open_grace,
         departure_grace,
-    } = new;
-    let mut keys = Vec::new();
-    if &old.name != name {
-        keys.push("name");
-    }
-    if &old.routes != routes {
-        keys.push("routes");
-    }
-    if &old.presence_loop != presence_loop {
-        keys.push("presence_loop");
-    }
-    if &old.transaction_timeout != transaction_timeout {
-        keys.push("transaction_timeout");
-    }
-    if &old.quiet_close != quiet_close {
-        keys.push("quiet_close");
-    }
-    if &old.pre_open_grace != pre_open_grace {
-        keys.push("pre_open_grace");
-    }
-    if &old.departure_grace != departure_grace {
-        keys.push("departure_grace");
-    }
-    keys
-}
-
-fn gate_keys(old: &GateConfig, new: &GateConfig) -> Vec<String> {
-    let GateConfig { id, name, port } = new;
-    let mut keys = Vec::new();
-    if &old.id != id {
-        keys.push("gate.id".into());
-    }
-    if &old.name != name {
-        keys.push("gate.name".into());
-    }
-    if &old.port != port {
-        keys.push("gate.port".into());
-    }
-    keys
-}
-
-fn store_keys(old: &StoreConfig, new: &StoreConfig) -> Vec<String> {
-    let StoreConfig {
-        path,
-        max_journal_bytes,
-    } = new;
-    let mut keys = Vec::new();
-    if &old.path != path {
-        keys.push("store.path".into());
-    }
-    if &old.max_journal_bytes != max_journal_bytes {
-        keys.push("store.max_journal_bytes".into());
-    }
-    keys
-}
-
-fn console_keys(old: &ConsoleConfig, new: &ConsoleConfig) -> Vec<String> {
-    let ConsoleConfig { bind, tls } = new;
-    let mut keys = Vec::new();
-    if &old.bind != bind {
-        keys.push("console.bind".into());
-    }
-    if &old.tls != tls {
-        keys.push("console.tls".into());
-    }
-    keys
+    } skip { id })
 }
 
 /// An optional section in both configurations, or the keys its presence changed: none
@@ -407,33 +299,14 @@ fn central_keys(old: Option<&CentralConfig>, new: Option<&CentralConfig>) -> Vec
         Ok(pair) => pair,
         Err(keys) => return keys,
     };
-    let CentralConfig {
-        url,
-        urls,
-        token,
-        ca_cert,
-        client_cert,
-        client_key,
-        registry_keys,
-        uplink_batch,
-        heartbeat_every,
-        poll_wait,
-    } = new;
-    let mut keys = Vec::new();
-    let mut check = |changed: bool, key: &str| {
-        if changed {
-            keys.push(format!("central.{key}"));
-        }
-    };
-    check(&old.url != url || &old.urls != urls, "urls");
-    check(&old.token != token, "token");
-    check(&old.ca_cert != ca_cert, "ca_cert");
-    check(&old.client_cert != client_cert, "client_cert");
-    check(&old.client_key != client_key, "client_key");
-    check(&old.registry_keys != registry_keys, "registry_keys");
-    check(&old.uplink_batch != uplink_batch, "uplink_batch");
-    check(&old.heartbeat_every != heartbeat_every, "heartbeat_every");
-    check(&old.poll_wait != poll_wait, "poll_wait");
+    let mut keys: Vec<String> = changed_keys!("central.", old, new, CentralConfig {
+        token, ca_cert, client_cert, client_key, registry_keys, uplink_batch,
+        heartbeat_every, poll_wait,
+    } skip { url, urls });
+    // `url` is the one-address spelling of `urls`.
+    if old.url != new.url || old.urls != new.urls {
+        keys.insert(0, "central.urls".to_string());
+    }
     keys
 }
 
@@ -442,41 +315,15 @@ fn mqtt_keys(old: Option<&MqttConfig>, new: Option<&MqttConfig>) -> Vec<String> 
         Ok(pair) => pair,
         Err(keys) => return keys,
     };
-    let MqttConfig {
-        host,
-        port,
-        client_id,
-        username,
-        password,
-        tls,
-        // Topic mappings change live (`plan`).
-        topics: _,
-        lane_topic_prefix,
-        availability_topic,
+    // Topic mappings change live (`plan`); one will connection per lane is opened at start.
+    let mut keys: Vec<String> = changed_keys!("mqtt.", old, new, MqttConfig {
+        host, port, client_id, username, password, lane_topic_prefix, availability_topic,
         lane_wills,
-    } = new;
-    let mut keys = Vec::new();
-    let mut check = |changed: bool, key: &str| {
-        if changed {
-            keys.push(format!("mqtt.{key}"));
-        }
-    };
-    check(&old.host != host, "host");
-    check(&old.port != port, "port");
-    check(&old.client_id != client_id, "client_id");
-    check(&old.username != username, "username");
-    check(&old.password != password, "password");
-    check(&old.tls != tls, "ca_cert");
-    check(
-        &old.lane_topic_prefix != lane_topic_prefix,
-        "lane_topic_prefix",
-    );
-    check(
-        &old.availability_topic != availability_topic,
-        "availability_topic",
-    );
-    // One will connection per lane is opened at start.
-    check(&old.lane_wills != lane_wills, "lane_wills");
+    } skip { tls, topics });
+    // The TLS settings are named by their file key.
+    if old.tls != new.tls {
+        keys.push("mqtt.ca_cert".to_string());
+    }
     keys
 }
 

@@ -46,6 +46,14 @@ fn invalid_appended(tables: &str) -> (usize, String, String) {
     invalid(&format!("{MINIMAL}\n{tables}"))
 }
 
+/// Fails unless `MINIMAL` followed by `tables` is refused at `key` on `line`, saying
+/// `says`.
+fn appended_refused_at(tables: &str, key: &str, line: usize, says: &str) {
+    let (at, refused_key, shown) = invalid_appended(tables);
+    assert_eq!((at, refused_key.as_str()), (line, key), "{shown}");
+    assert!(shown.contains(says), "{shown}");
+}
+
 #[test]
 fn example_config_loads() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
@@ -136,34 +144,14 @@ fn mqtt_lane_wills_are_on_unless_turned_off() {
 
 #[test]
 fn empty_route_names_key_and_line() {
-    let text = r#"
-[gate]
-id = "G1"
-port = "PORT-A"
-
-[[lanes]]
-id = "L1"
-[lanes.routes]
-fast = "f"
-standard = "s"
-inspect = "i"
-
-[[lanes]]
-id = "L2"
-[lanes.routes]
-fast = "  "
-standard = "s"
-inspect = "i"
-
-[policy]
-random_key = "0123456789abcdef0123"
-"#;
-    let (line, key, shown) = invalid(text);
+    let (line, key, shown) = invalid_appended(
+        "[[lanes]]\nid = \"L2\"\n[lanes.routes]\nfast = \"  \"\nstandard = \"s\"\ninspect = \"i\"\n",
+    );
     assert_eq!(key, "lanes[1].routes.fast");
-    assert_eq!(line, 16);
+    assert_eq!(line, 19);
     assert_eq!(
         shown,
-        "agent.toml line 16: lanes[1].routes.fast: must not be empty"
+        "agent.toml line 19: lanes[1].routes.fast: must not be empty"
     );
 }
 
@@ -216,22 +204,16 @@ fn a_zero_departure_grace_is_refused_with_its_line() {
 
 #[test]
 fn duplicate_lane_ids_are_refused() {
-    let (line, key, shown) = invalid_appended(
-        "[[lanes]]\nid = \"L1\"\n[lanes.routes]\nfast = \"a\"\nstandard = \"b\"\ninspect = \"c\"\n",
-    );
-    assert_eq!(key, "lanes[1].id");
-    assert_eq!(line, 17, "{shown}");
-    assert!(shown.contains("duplicate lane id"));
+    let lane =
+        "[[lanes]]\nid = \"L1\"\n[lanes.routes]\nfast = \"a\"\nstandard = \"b\"\ninspect = \"c\"\n";
+    appended_refused_at(lane, "lanes[1].id", 17, "duplicate lane id");
 }
 
 #[test]
 fn device_on_unknown_lane_is_refused() {
-    let (line, key, shown) = invalid_appended(
-        "[[devices]]\nname = \"b\"\nlane = \"L7\"\nkind = \"lane_board\"\npath = \"/dev/ttyS0\"\n",
-    );
-    assert_eq!(key, "devices[0].lane");
-    assert_eq!(line, 18, "{shown}");
-    assert!(shown.contains("\"L7\""));
+    let device =
+        "[[devices]]\nname = \"b\"\nlane = \"L7\"\nkind = \"lane_board\"\npath = \"/dev/ttyS0\"\n";
+    appended_refused_at(device, "devices[0].lane", 18, "\"L7\"");
 }
 
 #[test]

@@ -8,16 +8,12 @@ use edge_agent::decider::{MemoryReplica, ReplicaView};
 use edge_agent::store::Store;
 use protocol::operator::Programme;
 use protocol::schema::{
-    AeoStatus, Authorisation, Change, ChangeBatch, DeclaredContainer, GateId, Hold, HoldKind,
-    PartyRole, SCHEMA_VERSION, SequencedChange,
+    AeoStatus, Authorisation, Change, ChangeBatch, DeclaredContainer, Hold, HoldKind, PartyRole,
+    SCHEMA_VERSION, SequencedChange,
 };
 use protocol::seal::ESealId;
 use redb::TableDefinition;
 use support::*;
-
-fn gate() -> GateId {
-    GateId::parse("G1").expect("gate")
-}
 
 fn snapshot(last_seq: u64, changes: Vec<Change>) -> ChangeBatch {
     snapshot_at(now(), last_seq, changes)

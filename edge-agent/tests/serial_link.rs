@@ -1,6 +1,8 @@
 //! The lane-board link driver over a real pty: the test plays the board on the master side,
 //! the driver opens the slave through a symlink (as it would a `/dev/serial/by-id` path).
 
+mod io_support;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use protocol::link::{
 use protocol::schema::{DeviceHealth, LaneId, ReadValue};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{mpsc, watch};
-use tokio_serial::{SerialPort as _, SerialStream};
+use tokio_serial::SerialStream;
 use tokio_util::sync::CancellationToken;
 
 const STEP: Duration = Duration::from_secs(5);
@@ -28,12 +30,7 @@ struct Board {
 impl Board {
     /// A new pty; `link` is (re)pointed at its slave.
     fn plug(link: &Path) -> Board {
-        let (master, slave) = SerialStream::pair().expect("pty pair");
-        let slave_path = slave.name().expect("slave has a path");
-        let tmp = link.with_extension("new");
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&slave_path, &tmp).expect("symlink");
-        std::fs::rename(&tmp, link).expect("repoint symlink");
+        let (master, slave) = io_support::pty_behind(link);
         Board {
             master,
             _slave: slave,
@@ -86,6 +83,18 @@ impl Board {
     }
 
     /// Frames until an `Ack { seq }` arrives.
+    /// Reports a vehicle on loop `loop_id` and waits for the ack; returns the frame's seq.
+    async fn arrival_acked(&mut self, loop_id: u8) -> u16 {
+        let seq = self
+            .send(Message::Presence {
+                loop_id,
+                present: true,
+            })
+            .await;
+        self.expect_ack(seq).await;
+        seq
+    }
+
     async fn expect_ack(&mut self, seq: u16) {
         loop {
             if self.recv().await.msg == (Message::Ack { seq }) {
@@ -197,13 +206,7 @@ async fn survives_garbage_acks_and_dedupes_board_events() {
         h.detail
     );
 
-    let seq = board
-        .send(Message::Presence {
-            loop_id: 0,
-            present: true,
-        })
-        .await;
-    board.expect_ack(seq).await;
+    let seq = board.arrival_acked(0).await;
     // The board did not see the ack and resends: acked again, acted on once.
     board
         .send_seq(
@@ -311,13 +314,7 @@ async fn reopens_after_hang_up_and_after_silence() {
     let hb = board.send(heartbeat(10)).await;
     board.expect_ack(hb).await;
     wait_health(&mut agent, true).await;
-    let seq = board
-        .send(Message::Presence {
-            loop_id: 1,
-            present: true,
-        })
-        .await;
-    board.expect_ack(seq).await;
+    board.arrival_acked(1).await;
     assert!(matches!(
         next_event(&mut agent).await,
         AssemblerEvent::Presence { loop_id: 1, .. }

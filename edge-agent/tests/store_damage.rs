@@ -3,24 +3,16 @@
 //! find it): the damaged entry is quarantined with its raw bytes, a marker takes its seq,
 //! and every other entry is still there to send.
 
+mod support;
+
 use edge_agent::store::{ALERT_ENTRY_QUARANTINED, Store};
 use jiff::Timestamp;
-use protocol::schema::{EventBody, GateId};
+use protocol::schema::EventBody;
 use redb::{ReadableTable as _, TableDefinition};
+use support::{gate, numbered_alert};
 
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal_v1");
 const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("journal_quarantine_v1");
-
-fn gate() -> GateId {
-    GateId::parse("G1").expect("gate")
-}
-
-fn body(i: u64) -> EventBody {
-    EventBody::IntegrityAlert {
-        what: "TEST".into(),
-        detail: format!("entry {i}"),
-    }
-}
 
 /// A store with `n` entries, closed; returns its path.
 fn store_with(dir: &std::path::Path, n: u64) -> std::path::PathBuf {
@@ -28,7 +20,7 @@ fn store_with(dir: &std::path::Path, n: u64) -> std::path::PathBuf {
     let store = Store::open(&path, gate()).expect("open");
     for i in 1..=n {
         store
-            .append(vec![body(i)], Timestamp::now())
+            .append(vec![numbered_alert(i)], Timestamp::now())
             .expect("append");
     }
     path
@@ -76,7 +68,7 @@ fn an_unreadable_entry_is_quarantined_and_the_others_are_still_sent() {
     );
     drop((q, r));
     let next = store
-        .append(vec![body(7)], Timestamp::now())
+        .append(vec![numbered_alert(7)], Timestamp::now())
         .expect("append");
     assert_eq!(next[0].seq, 7);
     assert!(store.verify_chain().is_ok());
@@ -94,7 +86,7 @@ fn a_changed_digit_in_the_head_entry_is_quarantined_and_the_chain_goes_on_from_t
     assert!(is_marker(&store, 4));
     let marker = store.entry(4).expect("read").expect("marker");
     let next = store
-        .append(vec![body(5)], Timestamp::now())
+        .append(vec![numbered_alert(5)], Timestamp::now())
         .expect("append");
     assert_eq!(next[0].prev_hash, marker.hash);
     assert_eq!(store.verify_chain().expect("chain"), 5);

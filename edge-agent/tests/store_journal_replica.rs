@@ -5,21 +5,9 @@ mod support;
 use edge_agent::decider::{ReplicaView, decide};
 use edge_agent::store::{ReplicaError, Store};
 use protocol::schema::{
-    Change, ChangeBatch, EventBody, GateId, LaneDecision, ReasonCode, SCHEMA_VERSION,
-    SequencedChange,
+    Change, ChangeBatch, EventBody, LaneDecision, ReasonCode, SCHEMA_VERSION, SequencedChange,
 };
 use support::*;
-
-fn gate() -> GateId {
-    GateId::parse("G1").expect("gate")
-}
-
-fn alert(n: usize) -> EventBody {
-    EventBody::IntegrityAlert {
-        what: "test".into(),
-        detail: format!("alert {n}"),
-    }
-}
 
 fn health(n: usize) -> EventBody {
     EventBody::DeviceHealth {
@@ -76,8 +64,11 @@ fn acks_are_monotonic_and_bounded_by_head() {
 fn exceptions_first_puts_alerts_ahead() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
-    s.append(vec![health(1), health(2), alert(3), health(4)], now())
-        .expect("append");
+    s.append(
+        vec![health(1), health(2), numbered_alert(3), health(4)],
+        now(),
+    )
+    .expect("append");
     let seqs: Vec<u64> = s
         .unacked(3, true)
         .expect("unacked")
@@ -91,7 +82,7 @@ fn exceptions_first_puts_alerts_ahead() {
 fn acknowledged_routine_entries_are_pruned_but_not_exceptions_or_unacked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
-    s.append(vec![alert(0)], now()).expect("append");
+    s.append(vec![numbered_alert(0)], now()).expect("append");
     for i in 0..20 {
         s.append(vec![health(i)], now()).expect("append");
     }
@@ -188,12 +179,18 @@ fn snapshot() -> ChangeBatch {
     )
 }
 
+/// A new store at `path` for port `PORT-A`, its replica loaded from [`snapshot`].
+fn store_with_snapshot(path: &std::path::Path) -> Store {
+    let s = Store::open(path, gate()).expect("open");
+    s.bind_port("PORT-A").expect("bind");
+    s.apply_batch(&snapshot()).expect("snapshot");
+    s
+}
+
 #[test]
 fn replica_from_snapshot_decides_fast() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
-    s.bind_port("PORT-A").expect("bind");
-    s.apply_batch(&snapshot()).expect("snapshot");
+    let s = store_with_snapshot(&dir.path().join("a.redb"));
     let view = s.replica_view().expect("view");
     assert_eq!(view.sequence(), 3);
     let d = decide(&good_tx(), &view, &policy(), &routes(), now());
@@ -203,9 +200,7 @@ fn replica_from_snapshot_decides_fast() {
 #[test]
 fn apply_batch_refuses_gap_replay_rollback_and_wrong_port_leaving_replica_unchanged() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
-    s.bind_port("PORT-A").expect("bind");
-    s.apply_batch(&snapshot()).expect("snapshot");
+    let s = store_with_snapshot(&dir.path().join("a.redb"));
     let suspend = |after| {
         batch(
             false,

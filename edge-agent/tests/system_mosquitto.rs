@@ -9,7 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use edge_agent::actuators::{lane_command, safe_command};
-use io_support::{AgentProcess, BoardSim, Mosquitto, MqttAgentToml, Observer, STEP, free_port};
+use io_support::{
+    AgentProcess, BoardSim, Mosquitto, MqttAgentToml, Observer, STEP, console_json, free_port,
+    retry_until,
+};
 use protocol::schema::LaneDecision;
 use serde_json::Value;
 
@@ -34,17 +37,7 @@ fn write_config(dir: &Path, board: &Path, mqtt_port: u16, console_port: u16) -> 
 const TOKEN: &str = "system-test-console-session-token-000001";
 
 async fn get_json(url: &str) -> Value {
-    edge_agent::uplink::install_crypto_provider();
-    reqwest::Client::new()
-        .get(url)
-        .bearer_auth(TOKEN)
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("console answers")
-        .json()
-        .await
-        .expect("JSON")
+    console_json(url, TOKEN).await
 }
 
 /// Polls `/api/v1/lanes` until `pred` holds for lane L1.
@@ -134,20 +127,37 @@ fn decision_of(state: &Value) -> LaneDecision {
     }
 }
 
+/// The agent on the board at `link` and the broker on `broker_port`, with an observer
+/// (`observer_id`) of every topic; once both devices are up and the agent has subscribed.
+async fn start_agent(
+    dir: &Path,
+    link: &Path,
+    broker_port: u16,
+    console: u16,
+    observer_id: &str,
+) -> (AgentProcess, Observer) {
+    let cfg = write_config(dir, link, broker_port, console);
+    let agent = AgentProcess::start(&cfg, console, &dir.join("agent.log")).await;
+    let mut observer = Observer::start(broker_port, observer_id, "#");
+    wait_observer_ready(&mut observer).await;
+    wait_lane(&agent.base, "board and broker up", |l| {
+        device_up(l, "board-l1") && device_up(l, "mqtt")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the agent's SUBSCRIBE settles
+    (agent, observer)
+}
+
 async fn wait_observer_ready(observer: &mut Observer) {
-    let deadline = tokio::time::Instant::now() + STEP;
-    loop {
+    retry_until("observer never subscribed", async || {
         observer.publish("probe", "{}").await;
-        let got = tokio::time::timeout(Duration::from_millis(300), observer.next_on("probe")).await;
-        if got.is_ok() {
-            observer.discard("probe");
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "observer never subscribed"
-        );
-    }
+        let probe = observer.next_on("probe");
+        tokio::time::timeout(Duration::from_millis(300), probe)
+            .await
+            .is_ok()
+    })
+    .await;
+    observer.discard("probe");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,15 +167,8 @@ async fn reads_over_link_and_mqtt_become_a_decision_on_the_lane_topic_and_the_li
     let mut board = BoardSim::plug(&link);
     let broker = Mosquitto::start(dir.path(), free_port()).await;
     let console = free_port();
-    let cfg = write_config(dir.path(), &link, broker.port, console);
-    let agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
-    let mut observer = Observer::start(broker.port, "observer-1", "#");
-    wait_observer_ready(&mut observer).await;
-    wait_lane(&agent.base, "board and broker up", |l| {
-        device_up(l, "board-l1") && device_up(l, "mqtt")
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // the agent's SUBSCRIBE settles
+    let (agent, mut observer) =
+        start_agent(dir.path(), &link, broker.port, console, "observer-1").await;
 
     let (state, cmd) = one_truck(&agent.base, &mut board, &mut observer, "CSQU3054383", None).await;
     let decision = decision_of(&state);
@@ -207,15 +210,8 @@ async fn decisions_continue_after_a_serial_replug_and_a_broker_restart() {
     let mut board = BoardSim::plug(&link);
     let mut broker = Mosquitto::start(dir.path(), free_port()).await;
     let console = free_port();
-    let cfg = write_config(dir.path(), &link, broker.port, console);
-    let agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
-    let mut observer = Observer::start(broker.port, "observer-2", "#");
-    wait_observer_ready(&mut observer).await;
-    wait_lane(&agent.base, "board and broker up", |l| {
-        device_up(l, "board-l1") && device_up(l, "mqtt")
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (agent, mut observer) =
+        start_agent(dir.path(), &link, broker.port, console, "observer-2").await;
     let (first, _) = one_truck(&agent.base, &mut board, &mut observer, "CSQU3054383", None).await;
     let first_id = first["transaction_id"].as_str().expect("id").to_owned();
 

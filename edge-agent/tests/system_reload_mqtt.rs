@@ -9,8 +9,9 @@ mod io_support;
 use std::process::Command;
 use std::time::Duration;
 
-use io_support::{AgentProcess, Mosquitto, MqttAgentToml, Observer, STEP, free_port, metric};
-use serde_json::Value;
+use io_support::{
+    AgentProcess, Mosquitto, MqttAgentToml, Observer, console_json, free_port, metric, retry_until,
+};
 
 const TOKEN: &str = "system-test-console-session-token-000002";
 
@@ -26,17 +27,7 @@ fn config(mqtt_port: u16, console_port: u16, ocr_filter: &str) -> MqttAgentToml<
 }
 
 async fn lane_reads(base: &str) -> Vec<String> {
-    edge_agent::uplink::install_crypto_provider();
-    let lanes: Value = reqwest::Client::new()
-        .get(format!("{base}/api/v1/lanes"))
-        .bearer_auth(TOKEN)
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("console answers")
-        .json()
-        .await
-        .expect("JSON");
+    let lanes = console_json(&format!("{base}/api/v1/lanes"), TOKEN).await;
     lanes[0]["open"]["reads"]
         .as_array()
         .into_iter()
@@ -47,23 +38,14 @@ async fn lane_reads(base: &str) -> Vec<String> {
 
 /// Publishes `container` on `topic` every 200 ms until the open transaction holds it.
 async fn read_arrives(base: &str, observer: &Observer, topic: &str, container: &str) {
-    let deadline = tokio::time::Instant::now() + STEP;
-    loop {
-        observer
-            .publish(
-                topic,
-                &format!(r#"{{"container":"{container}","confidence":93}}"#),
-            )
-            .await;
+    let payload = format!(r#"{{"container":"{container}","confidence":93}}"#);
+    let what = format!("{container} on {topic} never reached lane L1");
+    retry_until(&what, async || {
+        observer.publish(topic, &payload).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if lane_reads(base).await.iter().any(|r| r.contains(container)) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{container} on {topic} never reached lane L1"
-        );
-    }
+        lane_reads(base).await.iter().any(|r| r.contains(container))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

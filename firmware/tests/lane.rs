@@ -5,10 +5,23 @@ use firmware::lane::{Action, Config, Event, LaneController, Output, Reader};
 use heapless::{String, Vec as HVec};
 use proptest::prelude::*;
 use protocol::link::{
-    Barrier, BatteryLevel, FaultCode, Frame, LaneCommand, Light, LinkError, Message, SealRead,
-    SealStatus,
+    Barrier, BatteryLevel, FaultCode, Frame, Heartbeat, LaneCommand, Light, LinkError, Message,
+    SealRead, SealStatus,
 };
 use protocol::reader::uhf::TagNotice;
+
+/// The values of the items of `$items` that match `$pattern` (and its guard), in order.
+macro_rules! picked {
+    ($items:expr, $pattern:pat $(if $guard:expr)? => $value:expr) => {
+        $items
+            .into_iter()
+            .filter_map(|item| match item {
+                $pattern $(if $guard)? => Some($value),
+                _ => None,
+            })
+            .collect()
+    };
+}
 
 struct Lane {
     c: LaneController,
@@ -57,16 +70,17 @@ impl Lane {
         self.event(Event::Presence { loop_id, present })
     }
 
+    /// Loop 0 reports clear and the barrier stays (`why`); then loop 1 does and it lowers.
+    fn lowers_once_both_loops_clear(&mut self, why: &str) {
+        assert!(barrier_moves(&self.presence(0, false)).is_empty(), "{why}");
+        assert_eq!(barrier_moves(&self.presence(1, false)), [Barrier::Lower]);
+    }
+
     /// Acknowledges every boot announcement sent in `actions`; returns what the board did
     /// next (the events it held back until then).
     fn ack_hello(&mut self, actions: &[Action]) -> Vec<Action> {
-        let hellos: Vec<u16> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Transmit(f) if matches!(f.msg, Message::Hello(_)) => Some(f.seq),
-                _ => None,
-            })
-            .collect();
+        let hellos: Vec<u16> =
+            picked!(actions, Action::Transmit(f) if matches!(f.msg, Message::Hello(_)) => f.seq);
         assert!(!hellos.is_empty(), "no boot announcement in {actions:?}");
         let mut out = vec![];
         for seq in hellos {
@@ -99,17 +113,19 @@ impl Lane {
         lane
     }
 
+    /// [`Lane::settled`], a vehicle on both loops, the barrier raised for it (command 2).
+    fn raised_over_a_vehicle() -> Self {
+        let mut lane = Self::settled();
+        lane.presence(0, true);
+        lane.presence(1, true);
+        lane.command(2, Light::Green, Barrier::Raise);
+        lane
+    }
+
     /// Acknowledge every event frame in flight, repeatedly, until none is left.
     fn ack_all(&mut self) {
         for _ in 0..10 {
-            let pending: Vec<u16> = self
-                .advance(config().retry_ms)
-                .iter()
-                .filter_map(|a| match a {
-                    Action::Transmit(f) if is_event(&f.msg) => Some(f.seq),
-                    _ => None,
-                })
-                .collect();
+            let pending = event_seqs(&self.advance(config().retry_ms));
             for seq in pending {
                 self.event(Event::LinkFrame(Frame::new(0, Message::Ack { seq })));
             }
@@ -150,57 +166,32 @@ fn is_event(m: &Message) -> bool {
 }
 
 fn sent(actions: &[Action]) -> Vec<Message> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Transmit(f) => Some(f.msg.clone()),
-            _ => None,
-        })
-        .collect()
+    picked!(actions, Action::Transmit(f) => f.msg.clone())
 }
 
 fn events(actions: &[Action]) -> Vec<Message> {
     sent(actions).into_iter().filter(is_event).collect()
 }
 
+/// The sequence numbers of the event frames sent in `actions`.
+fn event_seqs(actions: &[Action]) -> Vec<u16> {
+    picked!(actions, Action::Transmit(f) if is_event(&f.msg) => f.seq)
+}
+
 fn faults(actions: &[Action]) -> Vec<(FaultCode, u16)> {
-    sent(actions)
-        .into_iter()
-        .filter_map(|m| match m {
-            Message::Fault { code, detail } => Some((code, detail)),
-            _ => None,
-        })
-        .collect()
+    picked!(sent(actions), Message::Fault { code, detail } => (code, detail))
 }
 
 fn barrier_moves(actions: &[Action]) -> Vec<Barrier> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::SetBarrier(b) => Some(*b),
-            _ => None,
-        })
-        .collect()
+    picked!(actions, Action::SetBarrier(b) => *b)
 }
 
 fn lights(actions: &[Action]) -> Vec<Light> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::SetLight(l) => Some(*l),
-            _ => None,
-        })
-        .collect()
+    picked!(actions, Action::SetLight(l) => *l)
 }
 
 fn acks(actions: &[Action]) -> Vec<u16> {
-    sent(actions)
-        .into_iter()
-        .filter_map(|m| match m {
-            Message::Ack { seq } => Some(seq),
-            _ => None,
-        })
-        .collect()
+    picked!(sent(actions), Message::Ack { seq } => seq)
 }
 
 fn tag(epc_last: u8) -> TagNotice {
@@ -223,11 +214,7 @@ fn starts_red_without_lowering_before_loops_report() {
 fn lowers_once_every_loop_reports_clear() {
     let mut lane = Lane::new();
     lane.run();
-    assert!(
-        barrier_moves(&lane.presence(0, false)).is_empty(),
-        "loop 1 not heard yet"
-    );
-    assert_eq!(barrier_moves(&lane.presence(1, false)), [Barrier::Lower]);
+    lane.lowers_once_both_loops_clear("loop 1 not heard yet");
 }
 
 #[test]
@@ -269,16 +256,9 @@ fn refuses_to_lower_onto_a_present_vehicle_and_reports_it() {
 
 #[test]
 fn held_lower_happens_when_the_vehicle_leaves() {
-    let mut lane = Lane::settled();
-    lane.presence(0, true);
-    lane.presence(1, true);
-    lane.command(2, Light::Green, Barrier::Raise);
+    let mut lane = Lane::raised_over_a_vehicle();
     lane.command(3, Light::Red, Barrier::Lower);
-    assert!(
-        barrier_moves(&lane.presence(0, false)).is_empty(),
-        "loop 1 still occupied"
-    );
-    assert_eq!(barrier_moves(&lane.presence(1, false)), [Barrier::Lower]);
+    lane.lowers_once_both_loops_clear("loop 1 still occupied");
 }
 
 #[test]
@@ -361,10 +341,7 @@ fn agent_safe_state_after_an_arrival_is_not_reported_as_refused() {
 
 #[test]
 fn a_loop_flicker_under_one_vehicle_is_not_an_arrival() {
-    let mut lane = Lane::settled();
-    lane.presence(0, true);
-    lane.presence(1, true);
-    lane.command(2, Light::Green, Barrier::Raise);
+    let mut lane = Lane::raised_over_a_vehicle();
     // Loop 0 flickers while loop 1 stays occupied: the same vehicle.
     lane.presence(0, false);
     let actions = lane.presence(0, true);
@@ -635,14 +612,7 @@ fn full_queue_drops_the_oldest_tag_read_and_reports_it() {
             .iter()
             .any(|m| matches!(m, Message::Presence { .. }));
         reported.extend(faults(&actions));
-        let ackable: Vec<u16> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Transmit(f) if is_event(&f.msg) => Some(f.seq),
-                _ => None,
-            })
-            .collect();
-        for seq in ackable {
+        for seq in event_seqs(&actions) {
             lane.event(Event::LinkFrame(Frame::new(1, Message::Ack { seq })));
         }
     }
@@ -681,13 +651,7 @@ fn heartbeat_reports_state_every_period() {
     let mut lane = Lane::settled();
     lane.presence(1, true);
     lane.command(3, Light::Green, Barrier::Raise);
-    let beats: Vec<_> = sent(&lane.advance(1_000))
-        .into_iter()
-        .filter_map(|m| match m {
-            Message::Heartbeat(h) => Some(h),
-            _ => None,
-        })
-        .collect();
+    let beats: Vec<Heartbeat> = picked!(sent(&lane.advance(1_000)), Message::Heartbeat(h) => h);
     assert_eq!(beats.len(), 1);
     let s = beats[0].status;
     assert!(s.link_ok);

@@ -18,7 +18,7 @@
 // Env: AGENT_URL, PASSWORD, SCREENS (directory), CHROMIUM (default /usr/bin/chromium).
 import { chromium } from 'playwright-core';
 import { join } from 'node:path';
-import { axeAudit, CHROMIUM_ARGS, focusRing, stdioQuestions, tabTo, tabWalk } from './lib.mjs';
+import { axeAudit, check, CHROMIUM_ARGS, focusRing, stdioQuestions, tabTo, tabWalk } from './lib.mjs';
 
 const env = (k, d) => {
   const v = process.env[k] ?? d;
@@ -37,10 +37,6 @@ const WORD_PX = 72;
 const BOOTH = [{ width: 1280, height: 720, name: '1280x720' }, { width: 768, height: 1024, name: '768' }];
 
 const ask = stdioQuestions();
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
-}
 
 const chrome = await chromium.launch({
   executablePath: env('CHROMIUM', '/usr/bin/chromium'),
@@ -285,25 +281,21 @@ try {
     await stateByWordAndShape(p, lang, 'INSPECT');
     await booth(p, lang, 'INSPECT');
   }
-  let last = await txOf(pages.en);
-  await ask('@@arrive:fast');
-  for (const lang of LANGS) {
-    const p = pages[lang];
-    await waitDecision(p, 'FAST', last);
-    await audit(p, lang, 'console FAST');
-    await stateByWordAndShape(p, lang, 'FAST');
-    await booth(p, lang, 'FAST');
-  }
+  // A truck of `kind` arrives; every language's console shows `decision`, audited as `what`.
+  const arrives = async (kind, decision, what) => {
+    const last = await txOf(pages.en);
+    await ask(`@@arrive:${kind}`);
+    for (const lang of LANGS) {
+      const p = pages[lang];
+      await waitDecision(p, decision, last);
+      await audit(p, lang, what);
+      await stateByWordAndShape(p, lang, decision);
+      await booth(p, lang, decision);
+    }
+  };
+  await arrives('fast', 'FAST', 'console FAST');
   await tabWalk(pages.en, 'console FAST');
-  last = await txOf(pages.en);
-  await ask('@@arrive:undeclared');
-  for (const lang of LANGS) {
-    const p = pages[lang];
-    await waitDecision(p, 'STANDARD', last);
-    await audit(p, lang, 'console STANDARD (no advance data)');
-    await stateByWordAndShape(p, lang, 'STANDARD');
-    await booth(p, lang, 'STANDARD');
-  }
+  await arrives('undeclared', 'STANDARD', 'console STANDARD (no advance data)');
   // The three decision colours and the closed lane's, side by side, with the word on each
   // (contrast by axe).
   await pages.en.evaluate(() => {
@@ -411,7 +403,7 @@ try {
   check(await ask('@@degrade:stale') === 'ok', 'the replica is stale');
   check(await ask('@@degrade:clock') === 'ok', "the gate's clock is 10 s ahead of central's");
   await pages.en.goto(`${BASE}/console?lane=L1`);
-  last = await txOf(pages.en);
+  const last = await txOf(pages.en);
   await ask('@@degrade:journal');
   await ask('@@arrive:fast');
   check(await ask('@@degrade:journal-alarm') === 'ok', 'the journal alarm is up');

@@ -3,18 +3,10 @@
 // critical violation and prints rule id, target and help for each.
 // Started by tests/browser_central.rs after central.mjs, on the same central and data.
 // Env: BASE_URL, CHROMIUM, ANALYST_USER/PASS, ADMIN_USER/PASS, OPERATOR (a registry id).
-import { axeAudit, launchWithProfile, tabTo, tabWalk } from './lib.mjs';
+import { axeAudit, check, env, launchWithProfile, tabTo, tabWalk } from './lib.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`environment variable ${k} is not set`);
-  return v;
-};
 const BASE = env('BASE_URL');
 const LANGS = ['en', 'es', 'pt'];
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
 
 const context = await launchWithProfile(env('CHROMIUM'), { viewport: { width: 1280, height: 860 } });
 const axe = axeAudit();

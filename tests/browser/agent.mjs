@@ -3,7 +3,7 @@
 // "@@lights:<lane>" and reads one answer line.
 import { chromium } from "playwright-core";
 import { join } from "node:path";
-import { CHROMIUM_ARGS, stdioQuestions } from "./lib.mjs";
+import { CHROMIUM_ARGS, agentLogin, check, stdioQuestions } from "./lib.mjs";
 
 const BASE = process.env.AGENT_URL;
 const PASSWORD = process.env.PASSWORD;
@@ -11,10 +11,6 @@ const SCREENS = process.env.SCREENS;
 
 const ask = stdioQuestions();
 
-function check(cond, what) {
-  if (!cond) throw new Error("FAILED: " + what);
-  console.log("ok - " + what);
-}
 
 // Playwright gives every launch a fresh temporary profile.
 const chrome = await chromium.launch({
@@ -25,14 +21,7 @@ const chrome = await chromium.launch({
 const VIEW = { viewport: { width: 900, height: 1100 } };
 const browser = await chrome.newContext(VIEW);
 
-async function login(context, name) {
-  const page = await context.newPage();
-  await page.goto(BASE + "/login");
-  await page.fill('input[name="name"]', name);
-  await page.fill('input[name="password"]', PASSWORD);
-  await Promise.all([page.waitForNavigation(), page.click('button[type="submit"]')]);
-  return page;
-}
+const login = (context, name) => agentLogin(context, BASE, name, PASSWORD);
 
 const shot = (page, name) => page.screenshot({ path: join(SCREENS, name), fullPage: true });
 

@@ -5,19 +5,11 @@
 // SCREENS (directory for screenshots).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launchWithProfile } from './lib.mjs';
+import { check, env, launchWithProfile } from './lib.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`environment variable ${k} is not set`);
-  return v;
-};
 const BASE = env('BASE_URL');
 const SCREENS = env('SCREENS');
 const step = (s) => console.log(`- ${s}`);
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
 
 const context = await launchWithProfile(env('CHROMIUM'), { viewport: { width: 1280, height: 860 }, locale: 'en-GB' });
 const shot = async (page, name, fullPage = false) => {

@@ -1,5 +1,6 @@
-// What the browser scripts share: Chromium's launch flags, a browser profile of the run's
-// own, the line-per-question channel to the Rust test that started the script, the
+// What the browser scripts share: their settings from the environment, the check that
+// fails the run, Chromium's launch flags, a browser profile of the run's own, the agent's
+// login, the line-per-question channel to the Rust test that started the script, the
 // accessibility audit (axe-core) and the keyboard walks.
 import { chromium } from 'playwright-core';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -7,6 +8,30 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
+
+// The environment variable `k`, which the test that started the script must set.
+export function env(k) {
+  const v = process.env[k];
+  if (!v) throw new Error(`environment variable ${k} is not set`);
+  return v;
+}
+
+// Fails the run, saying `what`, unless `cond` holds; says so on stdout when it does.
+export function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+// Signs `name` in to the agent's console at `base` with `password` in a new page of
+// `context`; returns the page, where the login sent it.
+export async function agentLogin(context, base, name, password) {
+  const page = await context.newPage();
+  await page.goto(base + '/login');
+  await page.fill('input[name="name"]', name);
+  await page.fill('input[name="password"]', password);
+  await Promise.all([page.waitForNavigation(), page.click('button[type="submit"]')]);
+  return page;
+}
 
 // Headless, no sandbox or GPU, and no traffic of Chromium's own (updates, sync, QUIC).
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',

@@ -5,20 +5,12 @@
 // submitted, and the page must end on central's own origin; a `next` central cannot use
 // must land on the home page, and none may give a server error.
 import { join } from 'node:path';
-import { launchWithProfile } from './lib.mjs';
+import { check, env, launchWithProfile } from './lib.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`environment variable ${k} is not set`);
-  return v;
-};
 const BASE = env('BASE_URL');
 const origin = new URL(BASE).origin;
 // The same server under another host name: another origin a redirect must not reach.
 const other = new URL(BASE.replace('127.0.0.1', 'localhost')).host;
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
 
 const cases = [
   // [next, path the browser must end on]

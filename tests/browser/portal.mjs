@@ -11,21 +11,13 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { axeViolations, launchWithProfile } from './lib.mjs';
+import { axeViolations, check, env, launchWithProfile } from './lib.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`environment variable ${k} is not set`);
-  return v;
-};
 const BASE = env('BASE_URL');
 const OP = env('OPERATOR');
 const SCREENS = env('SCREENS');
 const COMPANY = ['acme.export', 'acme company passphrase'];
 const step = (s) => console.log(`- ${s}`);
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
 
 const context = await launchWithProfile(env('CHROMIUM'), { viewport: { width: 1280, height: 860 }, locale: 'en-GB' });
 const page = await context.newPage();

@@ -5,29 +5,18 @@
 // the accessibility audit (axe-core) in English and Spanish.
 // Env: AGENT_URL, PASSWORD, SCREENS.
 import { join } from "node:path";
-import { axeAudit, launchWithProfile, stdioQuestions } from "./lib.mjs";
+import { agentLogin, axeAudit, check, launchWithProfile, stdioQuestions } from "./lib.mjs";
 
 const BASE = process.env.AGENT_URL;
 const PASSWORD = process.env.PASSWORD;
 const SCREENS = process.env.SCREENS;
 
 const ask = stdioQuestions();
-function check(cond, what) {
-  if (!cond) throw new Error("FAILED: " + what);
-  console.log("ok - " + what);
-}
 
 const context = await launchWithProfile("/usr/bin/chromium", { viewport: { width: 900, height: 700 } });
 const axe = axeAudit();
 
-async function login(name) {
-  const page = await context.newPage();
-  await page.goto(BASE + "/login");
-  await page.fill('input[name="name"]', name);
-  await page.fill('input[name="password"]', PASSWORD);
-  await Promise.all([page.waitForNavigation(), page.click('button[type="submit"]')]);
-  return page;
-}
+const login = (name) => agentLogin(context, BASE, name, PASSWORD);
 
 let code = 0;
 try {

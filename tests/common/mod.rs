@@ -1489,12 +1489,14 @@ pub fn reasons(decision: &Value) -> Vec<String> {
 
 /// `edge-agent reload --config <the agent's file>`: success and everything it printed.
 pub fn reload(agent: &AgentSite) -> (bool, String) {
-    let out = Command::new(binary("edge-agent"))
-        .arg("reload")
-        .arg("--config")
-        .arg(&agent.config_path)
-        .output()
-        .expect("run edge-agent reload");
+    let mut reload = Command::new(binary("edge-agent"));
+    reload.arg("reload").arg("--config").arg(&agent.config_path);
+    outcome(&mut reload)
+}
+
+/// Runs `cmd` to its end: whether it succeeded, and its stdout then its stderr.
+pub fn outcome(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().expect("the command runs");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -168,42 +168,66 @@ pub fn layout(s: &UiSession, nav: Nav, title: &str, body: Markup) -> Markup {
     let item = |n: Nav, href: &str, t: T| {
         html! { a href=(href) class=@if n == nav { "current" } { (t.get(l)) } }
     };
+    let top = html! {
+        nav {
+            (item(Nav::Exceptions, "/cases", T::Exceptions))
+            (item(Nav::Gates, "/gates", T::Gates))
+            (item(Nav::Charts, "/charts", T::Charts))
+            (item(Nav::Programme, "/programme", T::Programme))
+            (item(Nav::Registry, "/registry", T::Registry))
+            a href="/applications" class=@if nav == Nav::Applications { "current" } { (portal_text::T::Applications.get(l)) }
+            @if s.role.may_manage_credentials() { (item(Nav::Users, "/users", T::Users)) }
+        }
+        (who(l, &s.csrf, html! { (s.user) " (" (s.role.as_str()) ")" }))
+    };
+    frame(l, Some(&s.csrf), T::AppName.get(l), title, top, body)
+}
+
+/// A whole page in `l`: the header bar (`brand`, then `top`: navigation and who is
+/// signed in) above `title` and `body`.
+pub fn frame(
+    l: Lang,
+    csrf: Option<&str>,
+    brand: &str,
+    title: &str,
+    top: Markup,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(l.tag()) {
-            (head(l, title, Some(&s.csrf)))
+            (head(l, title, csrf))
             body {
                 header.top {
-                    span.brand { (T::AppName.get(l)) }
-                    nav {
-                        (item(Nav::Exceptions, "/cases", T::Exceptions))
-                        (item(Nav::Gates, "/gates", T::Gates))
-                        (item(Nav::Charts, "/charts", T::Charts))
-                        (item(Nav::Programme, "/programme", T::Programme))
-                        (item(Nav::Registry, "/registry", T::Registry))
-                        a href="/applications" class=@if nav == Nav::Applications { "current" } { (portal_text::T::Applications.get(l)) }
-                        @if s.role.may_manage_credentials() { (item(Nav::Users, "/users", T::Users)) }
-                    }
-                    div.who {
-                        span.user { (s.user) " (" (s.role.as_str()) ")" }
-                        form.inline method="post" action="/lang" {
-                            input type="hidden" name="csrf" value=(s.csrf);
-                            label { span.sr { (T::Language.get(l)) }
-                                select name="lang" data-autosubmit {
-                                    @for o in Lang::ALL {
-                                        option value=(o.tag()) selected[o == l] { (lang_name(o)) }
-                                    }
-                                }
-                            }
-                            noscript { button { (T::Save.get(l)) } }
-                        }
-                        form.inline method="post" action="/logout" {
-                            input type="hidden" name="csrf" value=(s.csrf);
-                            button.link { (T::LogOut.get(l)) }
+                    span.brand { (brand) }
+                    (top)
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+/// The signed-in corner of the header bar: `user`, the language selector and logout,
+/// both forms carrying the session's `csrf`.
+pub fn who(l: Lang, csrf: &str, user: Markup) -> Markup {
+    html! {
+        div.who {
+            span.user { (user) }
+            form.inline method="post" action="/lang" {
+                input type="hidden" name="csrf" value=(csrf);
+                label { span.sr { (T::Language.get(l)) }
+                    select name="lang" data-autosubmit {
+                        @for o in Lang::ALL {
+                            option value=(o.tag()) selected[o == l] { (lang_name(o)) }
                         }
                     }
                 }
-                main { h1 { (title) } (body) }
+                noscript { button { (T::Save.get(l)) } }
+            }
+            form.inline method="post" action="/logout" {
+                input type="hidden" name="csrf" value=(csrf);
+                button.link { (T::LogOut.get(l)) }
             }
         }
     }

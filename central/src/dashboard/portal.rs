@@ -13,13 +13,13 @@ use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::StreamExt as _;
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
 use protocol::i18n::Lang;
 use protocol::schema::{AeoStatus, Change, PartyRole, RegistryRecord};
 
 use super::portal_text::T as P;
-use super::session::CompanySession;
-use super::{T, fmt_time, internal, lang_name};
+use super::session::{CompanySession, page_lang};
+use super::{T, fmt_time, internal};
 use crate::errors::HttpStatus as _;
 use crate::portal::documents::{FORM_OVERHEAD_BYTES, parse_form};
 use crate::portal::{
@@ -93,42 +93,16 @@ pub fn met_text(m: Met, l: Lang) -> &'static str {
 
 /// The page frame of the portal: its own navigation, user, language and logout.
 fn frame(l: Lang, csrf: Option<&str>, user: Option<&str>, title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang=(l.tag()) {
-            (super::head(l, title, csrf))
-            body {
-                header.top {
-                    span.brand { (P::PortalName.get(l)) }
-                    @if let (Some(csrf), Some(user)) = (csrf, user) {
-                        nav {
-                            a href="/portal" { (P::CompanyPage.get(l)) }
-                            a href="/portal/assessment" { (P::SelfAssessment.get(l)) }
-                        }
-                        div.who {
-                            span.user { (user) }
-                            form.inline method="post" action="/lang" {
-                                input type="hidden" name="csrf" value=(csrf);
-                                label { span.sr { (T::Language.get(l)) }
-                                    select name="lang" data-autosubmit {
-                                        @for o in Lang::ALL {
-                                            option value=(o.tag()) selected[o == l] { (lang_name(o)) }
-                                        }
-                                    }
-                                }
-                                noscript { button { (T::Save.get(l)) } }
-                            }
-                            form.inline method="post" action="/logout" {
-                                input type="hidden" name="csrf" value=(csrf);
-                                button.link { (T::LogOut.get(l)) }
-                            }
-                        }
-                    }
-                }
-                main { h1 { (title) } (body) }
+    let top = html! {
+        @if let (Some(csrf), Some(user)) = (csrf, user) {
+            nav {
+                a href="/portal" { (P::CompanyPage.get(l)) }
+                a href="/portal/assessment" { (P::SelfAssessment.get(l)) }
             }
+            (super::who(l, csrf, html! { (user) }))
         }
-    }
+    };
+    super::frame(l, csrf, P::PortalName.get(l), title, top, body)
 }
 
 fn page(s: &CompanySession, title: &str, body: Markup) -> Markup {
@@ -885,14 +859,6 @@ fn register_page(l: Lang, error: Option<&str>, done: bool) -> Markup {
         }
     };
     frame(l, None, None, P::Register.get(l), body)
-}
-
-fn page_lang(headers: &HeaderMap) -> Lang {
-    headers
-        .get(axum::http::header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(Lang::from_accept_language)
-        .unwrap_or_default()
 }
 
 /// `GET /portal/register`.

@@ -183,13 +183,11 @@ pub async fn set_status(
     Path(op): Path<String>,
     Form(f): Form<StatusForm>,
 ) -> Response {
-    if let Err(e) = s.check_csrf_in(f.csrf.as_deref(), &headers) {
-        return e.into_response();
+    let allowed = s.role.may_change_registry();
+    if let Some(refused) = s.refuse_post(f.csrf.as_deref(), &headers, allowed, T::AdminOnly) {
+        return refused;
     }
     let l = s.lang;
-    if !s.role.may_change_registry() {
-        return error_page(&s, StatusCode::FORBIDDEN, T::AdminOnly.get(l));
-    }
     let Ok(id) = OperatorId::parse(&op) else {
         return error_page(&s, StatusCode::NOT_FOUND, T::NotFound.get(l));
     };

@@ -71,6 +71,23 @@ impl UiSession {
     pub fn check_csrf_in(&self, form: Option<&str>, headers: &HeaderMap) -> Result<(), CsrfError> {
         self.check_csrf(form.or(csrf::from_header(headers)))
     }
+
+    /// Checks a form post that needs a permission: the CSRF token first (as
+    /// [`UiSession::check_csrf_in`]), then `allowed`, the session's role having it. `None`
+    /// admits the post; otherwise the answer to send instead: the CSRF refusal, or
+    /// `refusal` with 403.
+    pub fn refuse_post(
+        &self,
+        form: Option<&str>,
+        headers: &HeaderMap,
+        allowed: bool,
+        refusal: T,
+    ) -> Option<Response> {
+        if let Err(e) = self.check_csrf_in(form, headers) {
+            return Some(e.into_response());
+        }
+        (!allowed).then(|| super::error_page(self, StatusCode::FORBIDDEN, refusal.get(self.lang)))
+    }
 }
 
 /// Where a login or a language change goes when `next` is not acceptable.
@@ -259,7 +276,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
-fn page_lang(headers: &HeaderMap) -> Lang {
+/// The page language a visitor without a session asked for (`Accept-Language`).
+pub fn page_lang(headers: &HeaderMap) -> Lang {
     headers
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())

@@ -105,13 +105,11 @@ pub async fn set_access(
     Path(name): Path<String>,
     Form(f): Form<AccessForm>,
 ) -> Response {
-    if let Err(e) = s.check_csrf_in(f.csrf.as_deref(), &headers) {
-        return e.into_response();
+    let allowed = s.role.may_manage_credentials();
+    if let Some(refused) = s.refuse_post(f.csrf.as_deref(), &headers, allowed, T::UsersAdminOnly) {
+        return refused;
     }
     let l = s.lang;
-    if !s.role.may_manage_credentials() {
-        return error_page(&s, StatusCode::FORBIDDEN, T::UsersAdminOnly.get(l));
-    }
     if name == s.user {
         return error_page(&s, StatusCode::BAD_REQUEST, T::NotOwnAccount.get(l));
     }

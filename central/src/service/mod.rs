@@ -129,28 +129,20 @@ impl Central {
     /// Drops event months past `months` now and every hour after, on a thread of its own
     /// that ends within a second of this central being dropped or stopped.
     fn keep_retention(&self, pg: Arc<crate::store::PgStore>, months: u32) -> std::io::Result<()> {
-        let weak = Arc::downgrade(&self.inner);
-        std::thread::Builder::new()
-            .name("central-retention".into())
-            .spawn(move || {
-                let go_on = || {
-                    weak.upgrade()
-                        .is_some_and(|inner| !inner.stop.is_cancelled())
-                };
-                while go_on() {
-                    if let Err(e) = pg.apply_retention(months, jiff::Timestamp::now()) {
-                        tracing::warn!(error = %e, "retention: dropping old event months failed; trying again in an hour");
-                    }
-                    // An hour, in one-second steps so that stopping is not held up.
-                    for _ in 0..3_600 {
-                        if !go_on() {
-                            return;
-                        }
-                        std::thread::sleep(std::time::Duration::from_secs(1));
-                    }
+        self.spawn_tied("central-retention", move |_, go_on| {
+            while go_on() {
+                if let Err(e) = pg.apply_retention(months, jiff::Timestamp::now()) {
+                    tracing::warn!(error = %e, "retention: dropping old event months failed; trying again in an hour");
                 }
-            })?;
-        Ok(())
+                // An hour, in one-second steps so that stopping is not held up.
+                for _ in 0..3_600 {
+                    if !go_on() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
+        })
     }
 
     /// Feeds the live channels with what other instances on the same PostgreSQL
@@ -158,31 +150,43 @@ impl Central {
     /// that ends within a second of this central being dropped or stopped.
     fn follow_other_instances(&self, pg: Arc<crate::store::PgStore>) -> std::io::Result<()> {
         use crate::store::LiveUpdate;
+        self.spawn_tied("central-live-updates", move |weak, go_on| {
+            pg.follow(go_on, &mut |update| {
+                let Some(inner) = weak.upgrade() else { return };
+                match update {
+                    LiveUpdate::Case(c) => {
+                        let _ = inner.cases.send(*c);
+                    }
+                    LiveUpdate::RegistrySeq(seq) => {
+                        inner.registry_seq.send_if_modified(|s| {
+                            let newer = seq > *s;
+                            if newer {
+                                *s = seq;
+                            }
+                            newer
+                        });
+                    }
+                }
+            });
+        })
+    }
+
+    /// Runs `work` on a thread named `name`, without keeping this central alive: `work`
+    /// gets a weak handle and `go_on`, true until this central is dropped or stopped.
+    fn spawn_tied(
+        &self,
+        name: &str,
+        work: impl FnOnce(&std::sync::Weak<Inner>, &dyn Fn() -> bool) + Send + 'static,
+    ) -> std::io::Result<()> {
         let weak = Arc::downgrade(&self.inner);
         std::thread::Builder::new()
-            .name("central-live-updates".into())
+            .name(name.into())
             .spawn(move || {
                 let go_on = || {
                     weak.upgrade()
                         .is_some_and(|inner| !inner.stop.is_cancelled())
                 };
-                pg.follow(&go_on, &mut |update| {
-                    let Some(inner) = weak.upgrade() else { return };
-                    match update {
-                        LiveUpdate::Case(c) => {
-                            let _ = inner.cases.send(*c);
-                        }
-                        LiveUpdate::RegistrySeq(seq) => {
-                            inner.registry_seq.send_if_modified(|s| {
-                                let newer = seq > *s;
-                                if newer {
-                                    *s = seq;
-                                }
-                                newer
-                            });
-                        }
-                    }
-                });
+                work(&weak, &go_on);
             })?;
         Ok(())
     }

@@ -99,6 +99,18 @@ pub fn serve_on_loopback(
     (addr, task)
 }
 
+/// Central `e` served on a free loopback port (plain HTTP) while `run`, given the base
+/// URL, runs; then stopped (waiting at most 10 s). What `run` returned.
+pub async fn while_served<T>(e: &Env, run: impl AsyncFnOnce(String) -> T) -> T {
+    central::server::install_crypto_provider();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (addr, server) = serve_on_loopback(&e.central, &e.cfg, &stop);
+    let out = run(format!("http://{addr}")).await;
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    out
+}
+
 pub fn env() -> Env {
     env_with(|_| {})
 }
@@ -283,13 +295,7 @@ pub async fn call(
         None => req.body(Body::empty()),
     }
     .expect("request");
-    let resp = tokio::time::timeout(
-        Duration::from_secs(30),
-        central::app(c.clone()).oneshot(req),
-    )
-    .await
-    .expect("answer in time")
-    .expect("infallible");
+    let resp = through_router(c, req).await;
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
         .await
@@ -304,12 +310,30 @@ pub async fn call(
     Answer { status, json }
 }
 
+/// `req` through central's router, answered within 30 s.
+async fn through_router(c: &Central, req: Request<Body>) -> axum::response::Response {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        central::app(c.clone()).oneshot(req),
+    )
+    .await
+    .expect("answer in time")
+    .expect("infallible")
+}
+
 /// A dashboard answer: status, `Location` (of a redirect), `Set-Cookie` and the page.
 pub struct Page {
     pub status: StatusCode,
     pub location: Option<String>,
     pub set_cookie: Option<String>,
     pub body: String,
+}
+
+impl Page {
+    /// Fails, saying `what` and showing the page, unless the page holds `needle`.
+    pub fn shows(&self, needle: &str, what: &str) {
+        assert!(self.body.contains(needle), "{what}: {}", self.body);
+    }
 }
 
 /// One browser-like request through the router: the session token as central's cookie,
@@ -344,13 +368,7 @@ pub async fn page(
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Body::from(body))
         .expect("request");
-    let resp = tokio::time::timeout(
-        Duration::from_secs(30),
-        central::app(c.clone()).oneshot(req),
-    )
-    .await
-    .expect("answer in time")
-    .expect("infallible");
+    let resp = through_router(c, req).await;
     let header = |name: &str| {
         resp.headers()
             .get(name)

@@ -86,6 +86,18 @@ impl Validator<'_> {
         }
     }
 
+    /// `client_cert` and `client_key` of `section` (whether each is set): both or neither.
+    fn client_pair(&self, section: &'static str, cert: bool, key: bool) -> Result<(), ConfigError> {
+        if cert == key {
+            return Ok(());
+        }
+        let missing = if cert { "client_key" } else { "client_cert" };
+        Err(self.err(
+            vec![Seg::Key(section), Seg::Key(missing)],
+            "client_cert and client_key go together (the agent's certificate and its key)",
+        ))
+    }
+
     fn positive(&self, path: Vec<Seg>, d: Duration) -> Result<Duration, ConfigError> {
         if d.is_zero() {
             Err(self.err(path, "must be longer than zero"))
@@ -516,17 +528,7 @@ impl Validator<'_> {
         use rustls::pki_types::pem::PemObject as _;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let at = |k: &'static str| vec![Key("mqtt"), Key(k)];
-        if m.client_cert.is_some() != m.client_key.is_some() {
-            let key = if m.client_cert.is_some() {
-                "client_key"
-            } else {
-                "client_cert"
-            };
-            return Err(self.err(
-                at(key),
-                "client_cert and client_key go together (the agent's certificate and its key)",
-            ));
-        }
+        self.client_pair("mqtt", m.client_cert.is_some(), m.client_key.is_some())?;
         let Some(ca) = &m.ca_cert else {
             if m.client_cert.is_some() {
                 return Err(self.err(
@@ -643,17 +645,7 @@ impl Validator<'_> {
                 if poll_wait > MAX_POLL_WAIT {
                     return Err(self.err(at("poll_wait"), "must be at most 60s (central's limit)"));
                 }
-                if c.client_cert.is_some() != c.client_key.is_some() {
-                    let key = if c.client_cert.is_some() {
-                        "client_key"
-                    } else {
-                        "client_cert"
-                    };
-                    return Err(self.err(
-                        at(key),
-                        "client_cert and client_key go together (the agent's certificate and its key)",
-                    ));
-                }
+                self.client_pair("central", c.client_cert.is_some(), c.client_key.is_some())?;
                 // Where central is and how it is trusted: checked last, so the other keys'
                 // errors come first.
                 for (i, url) in urls.iter().enumerate() {
@@ -842,21 +834,34 @@ mod tests {
         load(llrp).expect_err("invalid").to_string()
     }
 
+    /// Fails unless `extra` is refused with a message saying every one of `says`.
+    fn refused(extra: &str, says: &[&str]) {
+        let e = error(extra);
+        for s in says {
+            assert!(e.contains(s), "does not say {s:?}: {e}");
+        }
+    }
+
+    /// An LLRP reader `r1` at host `h` with `antennas`, then `extra` keys.
+    fn reader(antennas: &str, extra: &str) -> String {
+        format!("[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = {{ {antennas} }}\n{extra}")
+    }
+
     #[test]
     fn clock_bound_defaults_to_two_seconds_and_is_checked() {
         let cfg = load("").expect("loads");
         assert_eq!(cfg.clock.max_offset, std::time::Duration::from_secs(2));
         let cfg = load("[clock]\nmax_offset = \"500ms\"\n").expect("loads");
         assert_eq!(cfg.clock.max_offset, std::time::Duration::from_millis(500));
-        let e = error("[clock]\nmax_offset = \"0s\"\n");
-        assert!(e.contains("clock.max_offset") && e.contains("line"), "{e}");
-        let e = error("[clock]\nmax_offset = \"2h\"\n");
-        assert!(
-            e.contains("clock.max_offset") && e.contains("at most 1h"),
-            "{e}"
+        refused(
+            "[clock]\nmax_offset = \"0s\"\n",
+            &["clock.max_offset", "line"],
         );
-        let e = error("[clock]\nmax_offset = \"soon\"\n");
-        assert!(e.contains("max_offset"), "{e}");
+        refused(
+            "[clock]\nmax_offset = \"2h\"\n",
+            &["clock.max_offset", "at most 1h"],
+        );
+        refused("[clock]\nmax_offset = \"soon\"\n", &["max_offset"]);
     }
 
     #[test]
@@ -866,13 +871,14 @@ mod tests {
         let tls = cfg.console.tls.expect("tls");
         assert_eq!(tls.cert, std::path::Path::new("/etc/aeogate/console.crt"));
         assert!(load("").expect("loads").console.tls.is_none());
-        let e = error("[console]\ntls_cert = \"/etc/aeogate/console.crt\"\n");
-        assert!(
-            e.contains("console.tls_cert") && e.contains("needs tls_key"),
-            "{e}"
+        refused(
+            "[console]\ntls_cert = \"/etc/aeogate/console.crt\"\n",
+            &["console.tls_cert", "needs tls_key"],
         );
-        let e = error("[console]\ntls_key = \"/etc/aeogate/console.key\"\n");
-        assert!(e.contains("needs tls_cert"), "{e}");
+        refused(
+            "[console]\ntls_key = \"/etc/aeogate/console.key\"\n",
+            &["needs tls_cert"],
+        );
     }
 
     #[test]
@@ -888,68 +894,65 @@ mod tests {
 
     #[test]
     fn unknown_lane_is_named_with_its_line() {
-        let e = error("[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L9\" }\n");
-        assert!(e.contains("llrp[0].antennas"), "{e}");
-        assert!(e.contains("\"L9\""), "{e}");
-        assert!(e.contains("line 18"), "{e}");
+        refused(
+            &reader("1 = \"L9\"", ""),
+            &["llrp[0].antennas", "\"L9\"", "line 18"],
+        );
     }
 
     #[test]
     fn antenna_zero_is_rejected() {
-        let e = error("[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 0 = \"L1\" }\n");
-        assert!(e.contains("not an antenna number"), "{e}");
+        refused(&reader("0 = \"L1\"", ""), &["not an antenna number"]);
     }
 
     #[test]
     fn silence_timeout_must_exceed_keepalive() {
-        let e = error(
-            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\nkeepalive = \"2s\"\nsilence_timeout = \"2s\"\n",
-        );
-        assert!(e.contains("llrp[0].silence_timeout"), "{e}");
+        let timing = "keepalive = \"2s\"\nsilence_timeout = \"2s\"\n";
+        refused(&reader("1 = \"L1\"", timing), &["llrp[0].silence_timeout"]);
     }
 
     #[test]
     fn tx_power_out_of_range_is_rejected() {
-        let e = error(
-            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\ntx_power_dbm = 40.0\n",
+        refused(
+            &reader("1 = \"L1\"", "tx_power_dbm = 40.0\n"),
+            &["llrp[0].tx_power_dbm"],
         );
-        assert!(e.contains("llrp[0].tx_power_dbm"), "{e}");
     }
 
     #[test]
     fn name_clashing_with_a_serial_device_is_rejected() {
-        let e = error(
-            "[[devices]]\nname = \"r1\"\nlane = \"L1\"\nkind = \"uhf_module\"\npath = \"/dev/ttyUSB0\"\n\n\
-             [[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\n",
+        let device = "[[devices]]\nname = \"r1\"\nlane = \"L1\"\nkind = \"uhf_module\"\npath = \"/dev/ttyUSB0\"\n\n";
+        refused(
+            &format!("{device}{}", reader("1 = \"L1\"", "")),
+            &["duplicate device name"],
         );
-        assert!(e.contains("duplicate device name"), "{e}");
     }
 
     #[test]
     fn version_must_be_one_of_the_two_llrp_versions() {
-        let e = error(
-            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\nversion = \"2.0\"\n",
+        refused(
+            &reader("1 = \"L1\"", "version = \"2.0\"\n"),
+            &["llrp[0].version"],
         );
-        assert!(e.contains("llrp[0].version"), "{e}");
-        let ok = load(
-            "[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\nversion = \"1.1\"\n",
-        )
-        .expect("1.1 loads");
+        let ok = load(&reader("1 = \"L1\"", "version = \"1.1\"\n")).expect("1.1 loads");
         assert_eq!(ok.llrp[0].version, 2);
     }
 
     #[test]
     fn unknown_key_is_rejected() {
-        let e =
-            error("[[llrp]]\nname = \"r1\"\nhost = \"h\"\nantennas = { 1 = \"L1\" }\npower = 3\n");
-        assert!(e.contains("power"), "{e}");
+        refused(&reader("1 = \"L1\"", "power = 3\n"), &["power"]);
     }
     const KEY: &str = "[[central.registry_keys]]\nkey_id = \"k1\"\npublic_key = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
 
+    /// A `[central]` section of `keys` with a token and one registry key.
+    fn central(keys: &str) -> String {
+        format!("[central]\n{keys}\ntoken = \"t\"\n{KEY}")
+    }
+
     #[test]
     fn central_url_alone_is_the_one_instance() {
-        let cfg = load(&format!(
-            "[central]\nurl = \"https://c.example/\"\nca_cert = \"ca.pem\"\ntoken = \"t\"\n{KEY}"
+        let cfg = load(&central(
+            "url = \"https://c.example/\"\nca_cert = \"ca.pem\"",
         ))
         .expect("loads");
         let c = cfg.central.expect("central");
@@ -959,8 +962,10 @@ mod tests {
 
     #[test]
     fn central_urls_list_the_instances_in_order() {
-        let cfg = load(&format!("[central]\nurls = [\"https://a.example\", \"https://b.example/\"]\nca_cert = \"ca.pem\"\ntoken = \"t\"\n{KEY}"))
-            .expect("loads");
+        let cfg = load(&central(
+            "urls = [\"https://a.example\", \"https://b.example/\"]\nca_cert = \"ca.pem\"",
+        ))
+        .expect("loads");
         let c = cfg.central.expect("central");
         assert_eq!(
             c.urls,
@@ -974,24 +979,24 @@ mod tests {
 
     #[test]
     fn central_urls_are_checked_and_named_by_position() {
-        let e = error(&format!(
-            "[central]\nurls = [\"https://a.example\", \"ftp://b\"]\ntoken = \"t\"\n{KEY}"
-        ));
-        assert!(
-            e.contains("central.urls[1]") && e.contains("http:// or https://"),
-            "{e}"
-        );
-        let e = error(&format!(
-            "[central]\nurls = [\"https://a.example\", \"https://a.example/\"]\ntoken = \"t\"\n{KEY}"
-        ));
-        assert!(e.contains("listed twice"), "{e}");
-        let e = error(&format!("[central]\nurls = []\ntoken = \"t\"\n{KEY}"));
-        assert!(e.contains("at least one central instance"), "{e}");
-        let e = error(&format!(
-            "[central]\nurl = \"https://a.example\"\nurls = [\"https://b.example\"]\ntoken = \"t\"\n{KEY}"
-        ));
-        assert!(e.contains("not both"), "{e}");
-        let e = error(&format!("[central]\ntoken = \"t\"\n{KEY}"));
-        assert!(e.contains("missing url"), "{e}");
+        let cases: [(&str, &[&str]); 5] = [
+            (
+                "urls = [\"https://a.example\", \"ftp://b\"]",
+                &["central.urls[1]", "http:// or https://"],
+            ),
+            (
+                "urls = [\"https://a.example\", \"https://a.example/\"]",
+                &["listed twice"],
+            ),
+            ("urls = []", &["at least one central instance"]),
+            (
+                "url = \"https://a.example\"\nurls = [\"https://b.example\"]",
+                &["not both"],
+            ),
+            ("", &["missing url"]),
+        ];
+        for (keys, says) in cases {
+            refused(&central(keys), says);
+        }
     }
 }

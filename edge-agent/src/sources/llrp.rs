@@ -832,12 +832,25 @@ mod tests {
             .collect()
     }
 
-    fn greeting(status: u16) -> Message {
+    fn reader_event(event: ReaderEvent) -> Message {
         Message::ReaderEventNotification(EventData {
             timestamp_us: 1,
             utc: true,
-            events: vec![ReaderEvent::ConnectionAttempt { status }],
+            events: vec![event],
         })
+    }
+
+    fn greeting(status: u16) -> Message {
+        reader_event(ReaderEvent::ConnectionAttempt { status })
+    }
+
+    /// A new session for `c`, greeted by the reader; with what it sent back.
+    fn greeted(c: &LlrpReaderConfig, now: Instant) -> (Session, Vec<Action>) {
+        let mut s = Session::new(c, now);
+        let out = s
+            .on_message(header(msg::READER_EVENT_NOTIFICATION, 0), greeting(0), now)
+            .expect("greeting");
+        (s, out)
     }
 
     fn ok(kind: u16) -> Message {
@@ -849,10 +862,7 @@ mod tests {
 
     /// Drives a session through setup; returns it running.
     fn running(now: Instant) -> Session {
-        let mut s = Session::new(&cfg(), now);
-        let mut out = s
-            .on_message(header(msg::READER_EVENT_NOTIFICATION, 0), greeting(0), now)
-            .expect("greeting");
+        let (mut s, mut out) = greeted(&cfg(), now);
         let caps = Message::GetReaderCapabilitiesResponse {
             status: Status::success(),
             capabilities: Capabilities {
@@ -911,10 +921,7 @@ mod tests {
     #[test]
     fn setup_installs_a_rospec_over_the_configured_antennas_at_the_asked_power() {
         let now = Instant::now();
-        let mut s = Session::new(&cfg(), now);
-        let out = s
-            .on_message(header(msg::READER_EVENT_NOTIFICATION, 0), greeting(0), now)
-            .expect("greeting");
+        let (_, out) = greeted(&cfg(), now);
         assert!(matches!(
             sent(&out)[0].1,
             Message::GetReaderCapabilities { .. }
@@ -943,10 +950,7 @@ mod tests {
     #[test]
     fn rejected_step_names_the_step() {
         let now = Instant::now();
-        let mut s = Session::new(&cfg(), now);
-        let out = s
-            .on_message(header(msg::READER_EVENT_NOTIFICATION, 0), greeting(0), now)
-            .expect("greeting");
+        let (mut s, out) = greeted(&cfg(), now);
         let id = sent(&out)[0].0.id;
         let e = s
             .on_message(
@@ -1056,13 +1060,9 @@ mod tests {
     fn antenna_event_for_a_mapped_antenna_is_reported() {
         let now = Instant::now();
         let mut s = running(now);
-        let e = Message::ReaderEventNotification(EventData {
-            timestamp_us: 1,
-            utc: true,
-            events: vec![ReaderEvent::Antenna {
-                connected: false,
-                antenna: 2,
-            }],
+        let e = reader_event(ReaderEvent::Antenna {
+            connected: false,
+            antenna: 2,
         });
         let out = s
             .on_message(header(msg::READER_EVENT_NOTIFICATION, 5), e, now)
@@ -1080,11 +1080,7 @@ mod tests {
     fn connection_close_event_ends_the_session() {
         let now = Instant::now();
         let mut s = running(now);
-        let e = Message::ReaderEventNotification(EventData {
-            timestamp_us: 1,
-            utc: true,
-            events: vec![ReaderEvent::ConnectionClose],
-        });
+        let e = reader_event(ReaderEvent::ConnectionClose);
         assert!(matches!(
             s.on_message(header(msg::READER_EVENT_NOTIFICATION, 5), e, now),
             Err(SessionError::CloseEvent)
@@ -1096,10 +1092,7 @@ mod tests {
         let now = Instant::now();
         let mut c = cfg();
         c.antennas.insert(8, lane("L1"));
-        let mut s = Session::new(&c, now);
-        let out = s
-            .on_message(header(msg::READER_EVENT_NOTIFICATION, 0), greeting(0), now)
-            .expect("greeting");
+        let (mut s, out) = greeted(&c, now);
         let id = sent(&out)[0].0.id;
         let caps = Message::GetReaderCapabilitiesResponse {
             status: Status::success(),
@@ -1118,13 +1111,9 @@ mod tests {
     fn the_end_of_the_agents_rospec_ends_the_session() {
         let now = Instant::now();
         let mut s = running(now);
-        let e = Message::ReaderEventNotification(EventData {
-            timestamp_us: 1,
-            utc: true,
-            events: vec![ReaderEvent::RoSpec {
-                kind: 1,
-                rospec_id: ROSPEC_ID,
-            }],
+        let e = reader_event(ReaderEvent::RoSpec {
+            kind: 1,
+            rospec_id: ROSPEC_ID,
         });
         assert!(matches!(
             s.on_message(header(msg::READER_EVENT_NOTIFICATION, 5), e, now),
@@ -1135,10 +1124,7 @@ mod tests {
     #[test]
     fn a_reader_without_antenna_properties_is_trusted() {
         let now = Instant::now();
-        let mut s = Session::new(&cfg(), now);
-        let out = s
-            .on_message(header(msg::READER_EVENT_NOTIFICATION, 0), greeting(0), now)
-            .expect("greeting");
+        let (mut s, out) = greeted(&cfg(), now);
         let id = sent(&out)[0].0.id;
         let caps = Message::GetReaderCapabilitiesResponse {
             status: Status::success(),
@@ -1166,10 +1152,7 @@ mod tests {
         let now = Instant::now();
         let mut c = cfg();
         c.version = llrp::VERSION_1_1;
-        let mut s = Session::new(&c, now);
-        let out = s
-            .on_message(header(msg::READER_EVENT_NOTIFICATION, 0), greeting(0), now)
-            .expect("greeting");
+        let (s, out) = greeted(&c, now);
         let (h, m) = sent(&out).pop().expect("sent");
         assert_eq!((h.version, m), (2, Message::GetSupportedVersion));
         (s, h.id, now)

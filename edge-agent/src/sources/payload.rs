@@ -135,25 +135,38 @@ pub fn parse_payload(
                 MqttKind::ESeal => "mqtt e-seal payload",
                 MqttKind::Presence => "mqtt presence payload",
             };
-            let raw = String::from_utf8_lossy(&payload[..payload.len().min(256)]).into_owned();
-            let ev = AssemblerEvent::Read(RawRead {
-                lane: map.lane.clone(),
-                source,
-                device: device.to_owned(),
-                raw,
-                value: ReadValue::Unreadable {
-                    what: what.into(),
-                    error: e.to_string(),
-                },
-                at: now,
-                antenna: None,
-                rssi: None,
-                confidence: None,
-                entered_by: None,
-            });
+            let ev = unreadable(map, device, source, what, payload, &e, now);
             (ev, Some(e))
         }
     }
+}
+
+/// A payload that did not parse, as the `UNREADABLE` read that carries it (its first
+/// 256 bytes) and `error` into the transaction.
+pub(super) fn unreadable(
+    map: &TopicMap,
+    device: &str,
+    source: ReadSource,
+    what: &str,
+    payload: &[u8],
+    error: &PayloadError,
+    now: Timestamp,
+) -> AssemblerEvent {
+    AssemblerEvent::Read(RawRead {
+        lane: map.lane.clone(),
+        source,
+        device: device.to_owned(),
+        raw: String::from_utf8_lossy(&payload[..payload.len().min(256)]).into_owned(),
+        value: ReadValue::Unreadable {
+            what: what.into(),
+            error: error.to_string(),
+        },
+        at: now,
+        antenna: None,
+        rssi: None,
+        confidence: None,
+        entered_by: None,
+    })
 }
 
 fn read(
@@ -310,20 +323,26 @@ fn parse_strict(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::config::PayloadFormat;
     use protocol::schema::LaneId;
 
-    fn map(kind: MqttKind) -> TopicMap {
+    /// A mapping of `lane/L1/#` to lane L1 for `kind` payloads in `format`.
+    pub(in crate::sources) fn topic(kind: MqttKind, format: PayloadFormat) -> TopicMap {
         TopicMap {
             filter: "lane/L1/#".into(),
             lane: LaneId::parse("L1").expect("lane"),
             kind,
-            format: crate::config::PayloadFormat::Aeogate,
+            format,
         }
     }
 
-    fn now() -> Timestamp {
+    fn map(kind: MqttKind) -> TopicMap {
+        topic(kind, PayloadFormat::Aeogate)
+    }
+
+    pub(in crate::sources) fn now() -> Timestamp {
         "2026-03-01T10:00:00Z".parse().expect("ts")
     }
 

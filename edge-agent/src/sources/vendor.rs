@@ -17,10 +17,10 @@
 
 use base64::Engine as _;
 use jiff::Timestamp;
-use protocol::schema::{ReadSource, ReadValue};
+use protocol::schema::ReadSource;
 use serde_json::Value;
 
-use super::payload::{MAX_PAYLOAD, PayloadError, parse_payload};
+use super::payload::{MAX_PAYLOAD, PayloadError, parse_payload, unreadable};
 use super::{AssemblerEvent, RawRead, tag_value};
 use crate::config::{PayloadFormat, TopicMap};
 
@@ -56,27 +56,12 @@ pub fn parse_mapped(
             None,
         ),
         Err(e) => {
-            let raw = String::from_utf8_lossy(&payload[..payload.len().min(256)]).into_owned();
-            let read = RawRead {
-                lane: map.lane.clone(),
-                source: ReadSource::Rfid,
-                device: device.to_owned(),
-                raw,
-                value: ReadValue::Unreadable {
-                    what: match map.format {
-                        PayloadFormat::Impinj => "impinj tag event",
-                        _ => "zebra tag event",
-                    }
-                    .into(),
-                    error: e.to_string(),
-                },
-                at: now,
-                antenna: None,
-                rssi: None,
-                confidence: None,
-                entered_by: None,
+            let what = match map.format {
+                PayloadFormat::Impinj => "impinj tag event",
+                _ => "zebra tag event",
             };
-            (vec![AssemblerEvent::Read(read)], Some(e))
+            let read = unreadable(map, device, ReadSource::Rfid, what, payload, &e, now);
+            (vec![read], Some(e))
         }
     }
 }
@@ -275,19 +260,11 @@ fn zebra_record(v: &Value) -> Result<Option<Record>, PayloadError> {
 mod tests {
     use super::*;
     use crate::config::MqttKind;
-    use protocol::schema::LaneId;
+    use crate::sources::payload::tests::{now, topic};
+    use protocol::schema::ReadValue;
 
     fn map(format: PayloadFormat) -> TopicMap {
-        TopicMap {
-            filter: "readers/#".into(),
-            lane: LaneId::parse("L1").expect("lane"),
-            kind: MqttKind::Rfid,
-            format,
-        }
-    }
-
-    fn now() -> Timestamp {
-        "2026-03-01T10:00:00Z".parse().expect("ts")
+        topic(MqttKind::Rfid, format)
     }
 
     fn reads(format: PayloadFormat, payload: &str) -> Vec<RawRead> {

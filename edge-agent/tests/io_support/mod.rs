@@ -33,15 +33,22 @@ pub struct BoardSim {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A new pty pair (master, slave) whose slave `link`, a symlink, now points at; the
+/// link is swapped in one rename, as a replugged device appears.
+pub fn pty_behind(link: &Path) -> (SerialStream, SerialStream) {
+    let (master, slave) = SerialStream::pair().expect("pty pair");
+    let slave_path = slave.name().expect("slave path");
+    let tmp = link.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&slave_path, &tmp).expect("symlink");
+    std::fs::rename(&tmp, link).expect("repoint symlink");
+    (master, slave)
+}
+
 impl BoardSim {
     /// A new pty whose slave `link` (a symlink) now points at.
     pub fn plug(link: &Path) -> BoardSim {
-        let (master, slave) = SerialStream::pair().expect("pty pair");
-        let slave_path = slave.name().expect("slave path");
-        let tmp = link.with_extension("new");
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&slave_path, &tmp).expect("symlink");
-        std::fs::rename(&tmp, link).expect("repoint symlink");
+        let (master, slave) = pty_behind(link);
         let (out, out_rx) = mpsc::channel(64);
         let (cmd_tx, commands) = mpsc::channel(64);
         let stop = CancellationToken::new();
@@ -216,6 +223,15 @@ impl Mosquitto {
 impl Drop for Mosquitto {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Runs `attempt` until it reports success, for at most [`STEP`]; fails saying `what`.
+/// `attempt` paces itself (it waits for an answer, or sleeps, before it reports).
+pub async fn retry_until(what: &str, mut attempt: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    while !attempt().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
     }
 }
 
@@ -523,6 +539,21 @@ impl Drop for Collector {
 
 /// The value of the Prometheus series `series` (name with its labels, as rendered) on the
 /// agent's `/metrics`, or `None` when absent.
+/// The console's JSON answer at `url`, asked with the bearer `token`.
+pub async fn console_json(url: &str, token: &str) -> serde_json::Value {
+    edge_agent::uplink::install_crypto_provider();
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("console answers")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 pub async fn metric(base: &str, series: &str) -> Option<f64> {
     edge_agent::uplink::install_crypto_provider();
     let text = reqwest::Client::new()

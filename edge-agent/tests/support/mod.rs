@@ -12,8 +12,8 @@ use jiff::Timestamp;
 use protocol::container::ContainerNumber;
 use protocol::operator::{OperatorId, Programme};
 use protocol::schema::{
-    AeoStatus, Authorisation, CloseReason, Consignment, ContactPoint, DeclaredContainer, GateId,
-    GateTransaction, LaneId, MraRecord, Party, PartyRole, Read, ReadSource, ReadValue,
+    AeoStatus, Authorisation, CloseReason, Consignment, ContactPoint, DeclaredContainer, EventBody,
+    GateId, GateTransaction, LaneId, MraRecord, Party, PartyRole, Read, ReadSource, ReadValue,
     RegistryRecord, SCHEMA_VERSION,
 };
 use protocol::seal::SealNumber;
@@ -25,6 +25,19 @@ pub const SEAL: &str = "ABC123456";
 pub const IMPORTER: &str = "EU-AEO:DE123456789012345";
 pub const CARRIER: &str = "EU-AEO:NL123456789";
 pub const US_IMPORTER: &str = "US-CTPAT:OBOIMP92011";
+
+/// Gate `G1`, the gate the store tests journal for.
+pub fn gate() -> GateId {
+    GateId::parse("G1").expect("gate")
+}
+
+/// Integrity alert number `n` (in its detail): a journal entry with nothing else to it.
+pub fn numbered_alert(n: u64) -> EventBody {
+    EventBody::IntegrityAlert {
+        what: "TEST".into(),
+        detail: format!("entry {n}"),
+    }
+}
 
 pub fn now() -> Timestamp {
     "2026-06-01T12:00:00Z".parse().expect("ts")
