@@ -12,6 +12,8 @@
 //! - [`cases`]: the case life cycle (`OPEN → ACKNOWLEDGED → RESOLVED`) and when a case
 //!   opens or gets a note during ingest.
 //! - [`stats`]: which hourly figures a decision counts under; an hour's exception rate.
+//! - [`rollup`]: the programme roll-ups kept at ingest (counts per hour, group and
+//!   decision, time-at-gate histogram) behind the programme figures.
 //! - [`ratelimit`]: per-client request rate limit for the staff API and dashboard.
 //! - [`registry`]: import of operator / MRA / consignment files; per-port change batches.
 //! - [`signing`]: the ed25519 key file and signed envelopes.
@@ -39,6 +41,7 @@ pub mod ingest;
 pub mod model;
 pub mod ratelimit;
 pub mod registry;
+pub mod rollup;
 pub mod server;
 pub mod service;
 pub mod signing;

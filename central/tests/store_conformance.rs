@@ -5,9 +5,11 @@
 mod common;
 
 use central::cases::{self, CaseError};
+use central::dashboard::programme;
 use central::ingest::AgentState;
 use central::model::{
     AgentRecord, AlertKind, CaseAction, CaseQuery, CaseState, EventQuery, Session, StaffUser,
+    StoredEvent,
 };
 use central::store::{PgStore, RedbStore, Store, StoreError, TokenChange};
 use common::{chain, fast_decision, gate, seal_exception, transaction, ts};
@@ -85,6 +87,8 @@ conformance!(
     lane_control_and_refused_trucks_are_stored_under_their_lane,
     an_entry_whose_agent_time_runs_back_is_stored_with_a_time_backwards_alert,
     the_latest_config_change_is_kept_on_the_gate_row,
+    programme_figures_from_roll_ups_equal_a_direct_computation_over_the_events,
+    programme_figures_over_more_than_200k_decisions_are_exact,
 );
 
 const NO_GAP_ALERT: SignedDuration = SignedDuration::from_hours(24);
@@ -115,15 +119,19 @@ fn plain_chain(g: &str, n: u64) -> Vec<JournalEntry> {
     chain(&g, (0..n).map(|_| fast_decision(&g)).collect())
 }
 
-fn all_events(s: &dyn Store, mut q: EventQuery) -> Vec<(String, u64)> {
+fn all_events(s: &dyn Store, q: EventQuery) -> Vec<(String, u64)> {
+    stored_events(s, q)
+        .iter()
+        .map(|e| (e.entry.agent.to_string(), e.entry.seq))
+        .collect()
+}
+
+/// Every event matching `q`, read page by page.
+fn stored_events(s: &dyn Store, mut q: EventQuery) -> Vec<StoredEvent> {
     let mut out = Vec::new();
     for _ in 0..1_000 {
         let page = s.events(&q).expect("events");
-        out.extend(
-            page.items
-                .iter()
-                .map(|e| (e.entry.agent.to_string(), e.entry.seq)),
-        );
+        out.extend(page.items);
         match page.next_cursor {
             Some(c) => q.cursor = Some(c),
             None => return out,
@@ -1459,4 +1467,175 @@ fn registry_change_numbers_from_two_instances_have_no_gaps_or_duplicates() {
         );
     }
     assert_eq!(stores[1].last_seq().expect("seq"), 80);
+}
+
+// -- programme roll-ups -----------------------------------------------------------------
+
+const EU_OP: &str = "EU-AEO:DE123456789012345";
+const US_OP: &str = "US-CTPAT:OBOIMP92011";
+
+/// A decision about `txn` decided at `at` with parties (operator, status).
+fn party_decision(
+    g: &GateId,
+    txn: Uuid,
+    d: LaneDecision,
+    at: Timestamp,
+    parties: &[(&str, Option<AeoStatus>)],
+) -> EventBody {
+    let EventBody::Decision { mut decision } = seal_exception(g, txn) else {
+        unreachable!()
+    };
+    decision.decision = d;
+    // No seal exception: no case is opened.
+    decision.reasons = vec![];
+    decision.decided_at = at;
+    decision.parties = parties
+        .iter()
+        .map(|(op, status)| protocol::schema::PartyView {
+            role: protocol::schema::PartyRole::Importer,
+            operator: Some(OperatorId::parse(op).expect("operator")),
+            name: format!("Name of {op}"),
+            status: *status,
+            security: true,
+            mra: None,
+            contact_point: None,
+        })
+        .collect();
+    EventBody::Decision { decision }
+}
+
+/// A gate transaction `secs` long.
+fn timed_transaction(g: &GateId, txn: Uuid, secs: i64) -> EventBody {
+    let EventBody::Transaction { mut transaction } = transaction(g, txn, "CSQU3054383") else {
+        unreachable!()
+    };
+    transaction.closed_at = transaction.opened_at + SignedDuration::from_secs(secs);
+    EventBody::Transaction { transaction }
+}
+
+fn figures(s: &dyn Store, from: Option<Timestamp>) -> programme::Benefits {
+    let c = s
+        .programme_counts(from, ts("2100-01-01T00:00:00Z"))
+        .expect("programme counts");
+    programme::from_counts(&c)
+}
+
+/// The events without the decisions decided before `from`.
+fn decided_from(events: &[StoredEvent], from: Timestamp) -> Vec<StoredEvent> {
+    events
+        .iter()
+        .filter(|e| match &e.entry.body {
+            EventBody::Decision { decision } => decision.decided_at >= from,
+            _ => true,
+        })
+        .cloned()
+        .collect()
+}
+
+fn programme_figures_from_roll_ups_equal_a_direct_computation_over_the_events(s: &dyn Store) {
+    use AeoStatus::{Active, Suspended};
+    let g = gate("G1");
+    let t: Vec<Uuid> = (0..7).map(|_| Uuid::now_v7()).collect();
+    let (h10, h11) = (ts("2026-03-01T10:20:00Z"), ts("2026-03-01T11:05:00Z"));
+    let entries = chain(
+        &g,
+        vec![
+            // Decision, then its transaction, in one batch.
+            party_decision(&g, t[0], LaneDecision::Fast, h10, &[(EU_OP, Some(Active))]),
+            timed_transaction(&g, t[0], 61),
+            // Transaction first.
+            timed_transaction(&g, t[1], 300),
+            party_decision(
+                &g,
+                t[1],
+                LaneDecision::Inspect,
+                h10,
+                &[(EU_OP, Some(Suspended)), (US_OP, Some(Active))],
+            ),
+            // Its transaction comes in the next batch.
+            party_decision(&g, t[2], LaneDecision::Standard, h10, &[]),
+            // Its decision comes in the next batch.
+            timed_transaction(&g, t[3], 50),
+            // Never a transaction.
+            party_decision(
+                &g,
+                t[4],
+                LaneDecision::Fast,
+                h11,
+                &[(EU_OP, Some(Active)), (US_OP, Some(Active))],
+            ),
+            // -- second batch --
+            timed_transaction(&g, t[2], 900),
+            party_decision(&g, t[3], LaneDecision::Fast, h11, &[(US_OP, Some(Active))]),
+            // Never a decision.
+            timed_transaction(&g, t[5], 20),
+            party_decision(&g, t[6], LaneDecision::Inspect, h11, &[(US_OP, None)]),
+        ],
+    );
+    ingest(s, &entries[..7]);
+    ingest(s, &entries[7..]);
+    // A batch sent again changes nothing.
+    ingest(s, &entries[7..]);
+    let events = stored_events(s, query());
+    let direct = programme::benefits(&events);
+    assert_eq!(
+        (direct.aeo.transactions, direct.non_aeo.transactions),
+        (3, 3),
+        "{direct:?}"
+    );
+    assert_eq!(direct.aeo.times.values().sum::<u64>(), 2, "t0 and t3");
+    assert_eq!(direct.per_programme.len(), 2, "{direct:?}");
+    assert_eq!(figures(s, None), direct);
+    let hour11 = ts("2026-03-01T11:00:00Z");
+    let later = programme::benefits(&decided_from(&events, hour11));
+    assert_eq!(later.aeo.transactions + later.non_aeo.transactions, 3);
+    assert_eq!(figures(s, Some(ts("2026-03-01T11:59:59Z"))), later);
+    assert_eq!(
+        figures(s, Some(ts("2026-03-01T12:00:00Z"))),
+        programme::Benefits::default()
+    );
+}
+
+fn programme_figures_over_more_than_200k_decisions_are_exact(s: &dyn Store) {
+    use AeoStatus::{Active, Suspended};
+    const N: usize = 200_500;
+    let g = gate("G1");
+    let start = ts("2026-03-01T00:00:00Z");
+    let mut bodies = Vec::with_capacity(N + N / 10);
+    for i in 0..N {
+        let txn = Uuid::now_v7();
+        let d = [LaneDecision::Fast, LaneDecision::Inspect, LaneDecision::Standard][i % 3];
+        let status = if i % 2 == 0 { Active } else { Suspended };
+        let op = if i % 5 == 0 { US_OP } else { EU_OP };
+        let at = start + SignedDuration::from_secs(i as i64);
+        bodies.push(party_decision(&g, txn, d, at, &[(op, Some(status))]));
+        if i % 10 == 0 {
+            bodies.push(timed_transaction(&g, txn, (i % 4000) as i64));
+        }
+    }
+    let entries = chain(&g, bodies);
+    for part in entries.chunks(2_000) {
+        ingest(s, part);
+    }
+    let events: Vec<StoredEvent> = entries
+        .into_iter()
+        .map(|entry| StoredEvent {
+            entry,
+            received_at: now(),
+            chain_ok: true,
+            refused: false,
+        })
+        .collect();
+    let direct = programme::benefits(&events);
+    assert_eq!(
+        direct.aeo.transactions + direct.non_aeo.transactions,
+        N as u64
+    );
+    assert_eq!(figures(s, None), direct);
+    // A range that starts 10 h in, within the hours of the decisions.
+    let from = start + SignedDuration::from_hours(10);
+    assert_eq!(
+        figures(s, Some(from)),
+        programme::benefits(&decided_from(&events, from))
+    );
 }

@@ -19,6 +19,7 @@
 //! - `registry_tables`: the change log and the current records, as a `RegistrySink`.
 //! - `staff_tables`: audit log, staff users, sessions.
 //! - `import`: records copied from another backend, as they are ([`crate::store::copy`]).
+//! - `rollup_tables`: the programme roll-ups, written at ingest, read over a range.
 //! - `retention`: dropping monthly event partitions past the retention.
 //! - `fanout`: live updates across instances (LISTEN/NOTIFY), [`PgStore::follow`].
 //! - `query`: read-only queries (events, gates, statistics, alerts).
@@ -31,6 +32,7 @@ mod import;
 mod query;
 mod registry_tables;
 mod retention;
+mod rollup_tables;
 mod staff_tables;
 mod tls;
 
@@ -57,7 +59,10 @@ use crate::model::{
 };
 
 /// The schema steps, in order; each runs once, in one transaction with its record.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_programme.sql")),
+];
 
 /// Connections the pool keeps at most.
 pub const POOL_SIZE: u32 = 16;
@@ -546,6 +551,14 @@ impl Store for PgStore {
         to: Timestamp,
     ) -> Result<Vec<HourStats>, StoreError> {
         self.read(|tx| query::hourly_stats(tx, gate, from, to))
+    }
+
+    fn programme_counts(
+        &self,
+        from: Option<Timestamp>,
+        to: Timestamp,
+    ) -> Result<crate::rollup::ProgrammeCounts, StoreError> {
+        self.read(|tx| rollup_tables::programme_counts(tx, from, to))
     }
 
     fn summary(&self) -> Result<Summary, StoreError> {

@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::case_tables::{CaseTx, store_alert};
+use super::rollup_tables;
 use super::tables::{
     AGENT_TOKENS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, bump, uuid_key,
     write_audit,
 };
-use crate::cases;
+use crate::{cases, rollup};
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, StoredEvent, TokenHash};
 use crate::stats;
@@ -54,6 +55,7 @@ struct Target<'a> {
     added: i64,
     /// Each entry's JSON, made before the write transaction, by (seq, hash).
     encoded: HashMap<(u64, String), Vec<u8>>,
+    rollup: rollup::Batch,
 }
 
 /// The stored form of a [`StoredEvent`] from the entry's JSON: the same bytes as
@@ -125,6 +127,7 @@ impl<'a> Target<'a> {
             txn_containers: HashMap::new(),
             added: 0,
             encoded: HashMap::new(),
+            rollup: rollup::Batch::default(),
         })
     }
 
@@ -139,6 +142,7 @@ impl<'a> Target<'a> {
             event_index,
             event_txn,
             added,
+            rollup,
             ..
         } = self;
         // Tables are closed before the counters' table is opened in the same transaction.
@@ -146,6 +150,7 @@ impl<'a> Target<'a> {
         if added > 0 {
             bump(tx, &format!("gate:{gate}"), "events", added)?;
         }
+        rollup_tables::store(tx, gate.as_str(), rollup)?;
         Ok(cases)
     }
 
@@ -180,6 +185,7 @@ impl<'a> Target<'a> {
     fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
         let outcome = d.decision.as_str();
         bump(self.tx, "decision", outcome, 1)?;
+        self.rollup.decision(d);
         {
             let mut h = self.tx.open_table(HOURLY)?;
             let hour = stats::hour_start(d.decided_at);
@@ -377,8 +383,8 @@ impl IngestTarget for Target<'_> {
                     self.cases.push(c);
                 }
             }
-            EventBody::Transaction { .. }
-            | EventBody::DeviceHealth { .. }
+            EventBody::Transaction { transaction } => self.rollup.transaction(transaction),
+            EventBody::DeviceHealth { .. }
             | EventBody::OrphanRead { .. }
             | EventBody::ConsoleSession { .. }
             | EventBody::ConfigApplied { .. }
