@@ -154,13 +154,7 @@ fn default_report() -> ReportSpec {
     ReportSpec {
         trigger: 2,
         n: 0,
-        content: ContentSelector(
-            ContentSelector::ROSPEC_ID
-                | ContentSelector::ANTENNA_ID
-                | ContentSelector::PEAK_RSSI
-                | ContentSelector::FIRST_SEEN
-                | ContentSelector::TAG_SEEN_COUNT,
-        ),
+        content: ContentSelector::GATE_READS,
     }
 }
 

@@ -17,25 +17,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{
-    AGENT_TOKEN, AgentSite, CentralSite, LaneSpec, STEP, Transport, clean_truck, reasons,
-};
+use common::{AgentSite, CentralSite, LaneSpec, STEP, Transport, clean_truck, reasons};
 use serde_json::Value;
-/// The value of the unlabelled series `name` on the agent's `/metrics`.
-async fn metric(agent: &AgentSite, name: &str) -> Option<f64> {
-    let text = common::http_client(None)
-        .get(format!("{}/metrics", agent.base))
-        .bearer_auth(AGENT_TOKEN)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
 
 /// Waits until the agent has a replica loaded and fresh, and has measured its clock.
 async fn ready(agent: &AgentSite) {
@@ -43,9 +26,7 @@ async fn ready(agent: &AgentSite) {
     loop {
         let lanes: Value = agent.get_json("/api/v1/lanes").await;
         let replica = &lanes[0]["replica"];
-        let measured = metric(agent, "aeogate_clock_offset_seconds")
-            .await
-            .is_some();
+        let measured = agent.metric("aeogate_clock_offset_seconds").await.is_some();
         if replica["sequence"].as_u64().unwrap_or(0) > 0 && replica["stale"] == false && measured {
             return;
         }
@@ -96,7 +77,8 @@ async fn truck_under(fake: Option<&str>) -> (Value, f64, Value) {
         None => agent.start().await,
     }
     ready(&agent).await;
-    let offset = metric(&agent, "aeogate_clock_offset_seconds")
+    let offset = agent
+        .metric("aeogate_clock_offset_seconds")
         .await
         .expect("offset measured");
     let decision = clean_truck(&agent, 0).await;
@@ -167,7 +149,7 @@ async fn a_restart_with_central_unreachable_remembers_an_untrusted_clock() {
     let (mut central, mut agent) = central_and_agent(dir.path()).await;
     agent.start_with_clock_offset("+10s").await;
     ready(&agent).await;
-    assert_eq!(metric(&agent, "aeogate_clock_trusted").await, Some(0.0));
+    assert_eq!(agent.metric("aeogate_clock_trusted").await, Some(0.0));
     agent.terminate();
     // Central goes away; the agent comes back with the right clock but cannot check it.
     central.stop();
@@ -178,7 +160,7 @@ async fn a_restart_with_central_unreachable_remembers_an_untrusted_clock() {
     // Central back: measured within bound, FAST again.
     central.start().await;
     let deadline = Instant::now() + STEP;
-    while metric(&agent, "aeogate_clock_trusted").await != Some(1.0) {
+    while agent.metric("aeogate_clock_trusted").await != Some(1.0) {
         assert!(Instant::now() < deadline, "clock never trusted again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -388,24 +388,12 @@ async fn a_disabled_users_open_session_is_refused_at_once_and_a_role_change_appl
 }
 
 fn agent_cli(site: &common::AgentSite, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write as _;
-    let mut child = Command::new(binary("edge-agent"))
-        .args(args)
+    let mut cmd = Command::new(binary("edge-agent"));
+    cmd.args(args)
         .arg("--config")
         .arg(&site.config_path)
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run edge-agent");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("edge-agent output")
+        .env("RUST_LOG", "warn");
+    common::process::output_with_stdin(&mut cmd, stdin)
 }
 
 async fn console_lanes(http: &reqwest::Client, agent: &common::AgentSite, session: &str) -> u16 {
@@ -422,8 +410,7 @@ async fn console_lanes(http: &reqwest::Client, agent: &common::AgentSite, sessio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_console_account_loses_its_open_session() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut hub = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    hub.start().await;
+    let hub = CentralSite::started(dir.path(), Transport::PlainHttp).await;
     let mut agent = common::AgentSite::create(
         &dir.path().join("agent"),
         &common::CentralLink::to(&hub),

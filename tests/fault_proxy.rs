@@ -97,8 +97,7 @@ impl Proxy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_that_drops_delays_truncates_and_duplicates_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
+    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
     let proxy = Arc::new(Proxy {
         upstream: SocketAddr::from(([127, 0, 0, 1], central.port)),
         faults_on: AtomicBool::new(true),

@@ -13,11 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
+use aeogate::vboard::{Truck, VirtualBoard};
 use central::model::AlertKind;
 use common::{
-    AGENT_TOKEN, AgentSite, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once, count,
-    http_client, stored_events,
+    AgentSite, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once, count, stored_events,
 };
 use edge_agent::store::HeldFile;
 use protocol::schema::{EventBody, JournalEntry, LaneDecision};
@@ -69,15 +68,7 @@ fn truck(j: u64) -> Truck {
 }
 
 async fn get(agent: &AgentSite, path: &str) -> (u16, Value) {
-    let r = http_client(None)
-        .get(format!("{}{path}", agent.base))
-        .bearer_auth(AGENT_TOKEN)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("agent request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    agent.get(path).await
 }
 
 /// The lane's last decision, from the agent's live state (held decisions are not in the
@@ -238,15 +229,8 @@ async fn a_full_disk_holds_decisions_recovers_without_restart_and_keeps_them_acr
         println!("SKIPPED: cannot mount a tmpfs (needs root); the full-disk test did not run");
         return;
     };
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
-    let board = VirtualBoard::spawn(VirtualBoardConfig {
-        lane: "L1".into(),
-        loops: 1,
-        seed: 11,
-        ..VirtualBoardConfig::default()
-    })
-    .expect("virtual board");
+    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
+    let board = common::loop_board("L1", 11);
     let lanes = vec![LaneSpec::on_board("L1", board.tty_link())];
     let mut agent = AgentSite::beside(dir.path(), &central, &lanes, "24h");
     // The store (and the held-records file beside it) on the small disk; the
@@ -517,12 +501,16 @@ async fn damaged_store_run(kill: bool, how: Damage) {
     central.start().await;
     agent.start().await;
     // The agent keeps deciding.
-    let r = http_client(None)
-        .post(format!("{}/api/v1/lanes/L1/actions", agent.base))
-        .bearer_auth(AGENT_TOKEN)
-        .json(&serde_json::json!({"action": "MANUAL_ENTRY", "value": {"kind": "CONTAINER", "number": aeogate::bench::data::container(1).expect("container").to_string()}}))
-        .timeout(Duration::from_secs(5))
-        .send()
+    let number = aeogate::bench::data::container(1)
+        .expect("container")
+        .to_string();
+    let body = serde_json::json!({"action": "MANUAL_ENTRY", "value": {"kind": "CONTAINER", "number": number}});
+    let r = agent
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/lanes/L1/actions",
+            Some(&body),
+        )
         .await;
     let after_start = match r {
         Ok(r) if r.status() == 201 => true,

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use aeogate::vboard::{Fault, Truck, VirtualBoard, VirtualBoardConfig};
+use aeogate::vboard::{Fault, Truck, VirtualBoard};
 use common::{
     AgentSite, CentralSite, Counts, LaneSpec, RunningBurst, Transport, assert_exactly_once,
     burst_to_end, stop_and_count, wait_count, wait_drained,
@@ -41,15 +41,8 @@ async fn pass(board: &VirtualBoard, agent: &AgentSite, j: u64, decided_before: u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn central_outage_lanes_keep_deciding_and_the_backlog_drains_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::Tls);
-    central.start().await;
-    let board = VirtualBoard::spawn(VirtualBoardConfig {
-        lane: "L1".into(),
-        loops: 1,
-        seed: 7,
-        ..VirtualBoardConfig::default()
-    })
-    .expect("virtual board");
+    let mut central = CentralSite::started(dir.path(), Transport::Tls).await;
+    let board = common::loop_board("L1", 7);
     let lanes = vec![
         LaneSpec::on_board("L1", board.tty_link()),
         LaneSpec::manual("L2"),
@@ -125,8 +118,7 @@ async fn a_backlog_larger_than_centrals_batch_limit_drains_with_a_large_uplink_b
 /// Starts the agent, bursts, SIGKILLs it mid-burst, `cycles` times; then drains.
 async fn agent_kill_cycles(cycles: usize) -> Counts {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
+    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
     let mut agent = AgentSite::beside(dir.path(), &central, &manual_lanes(), "24h");
     let mut acked = Vec::new();
     for cycle in 0..cycles {
@@ -154,8 +146,7 @@ async fn agent_kill_cycles(cycles: usize) -> Counts {
 /// Keeps a burst going while central is SIGKILLed and restarted `cycles` times.
 async fn central_kill_cycles(cycles: usize) -> Counts {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
+    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
     let mut agent = AgentSite::beside(dir.path(), &central, &manual_lanes(), "24h");
     agent.start().await;
     let load = RunningBurst::spawn(agent.base.clone(), lane_names(), 2, 1_000_000);

@@ -30,13 +30,7 @@ const WAIT: Duration = Duration::from_secs(10);
 const DWELL: Duration = Duration::from_secs(3);
 
 fn truck() -> Truck {
-    Truck {
-        tags: vec![vec![
-            0x30, 0x74, 0x25, 0x7B, 0xF7, 0x19, 0x4E, 0x40, 0x00, 0x00, 0x1A, 0x85,
-        ]],
-        eseals: vec![SealRead::sealed(0x0042, 0x0001_E240)],
-        dwell: DWELL,
-    }
+    board_lane::sgtin_truck(0x85, vec![SealRead::sealed(0x0042, 0x0001_E240)], DWELL)
 }
 
 /// An agent with one presence-loop lane served by `board`, no MQTT and no central.

@@ -37,37 +37,15 @@ const DEPARTURE_GRACE: Duration = Duration::from_secs(3);
 const SUPERVISOR_TOKEN: &str = "lane-control-supervisor-session-token-0001";
 
 fn truck(last: u8) -> Truck {
-    Truck {
-        tags: vec![vec![
-            0x30, 0x74, 0x25, 0x7B, 0xF7, 0x19, 0x4E, 0x40, 0x00, 0x00, 0x1A, last,
-        ]],
-        eseals: vec![],
-        dwell: DWELL,
-    }
+    board_lane::sgtin_truck(last, vec![], DWELL)
 }
 
 async fn post(site: &AgentSite, token: &str, path: &str, body: &Value) -> (u16, Value) {
-    let r = common::http_client(None)
-        .post(format!("{}{path}", site.base))
-        .bearer_auth(token)
-        .json(body)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("console request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    site.post_as(token, path, body).await
 }
 
 async fn lane_report(site: &AgentSite) -> Value {
-    let r = common::http_client(None)
-        .get(format!("{}/api/v1/lanes", site.base))
-        .bearer_auth(AGENT_TOKEN)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("lanes request");
-    let all: Value = r.json().await.expect("lanes JSON");
+    let all = site.get_json("/api/v1/lanes").await;
     all.as_array()
         .and_then(|a| a.iter().find(|l| l["lane"] == "L1").cloned())
         .expect("lane L1 reported")
@@ -152,8 +130,7 @@ async fn refused_truck(site: &AgentSite, board: &VirtualBoard, tag: u8, refusals
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_lane_refuses_trucks_across_a_restart_until_reopened() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
+    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
     let board = Arc::new(
         VirtualBoard::spawn(VirtualBoardConfig {
             lane: "L1".into(),

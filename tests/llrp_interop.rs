@@ -16,10 +16,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use aeogate::vboard::Truck;
 use aeogate::vreader::{VirtualReader, VirtualReaderConfig};
 use common::*;
-use protocol::schema::Decision;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -141,21 +139,8 @@ async fn agent_client_works_with_an_llrpjs_reader() {
         .expect("free port")
         .port();
     let mut js = JsReader::start(port);
-    let board_lane = board("L1");
-    let llrp_lane = board("L2");
     let stop = CancellationToken::new();
-    let sections = format!(
-        "{}{}{}{}{}",
-        lane_toml("L1", true),
-        lane_toml("L2", true),
-        board_toml(&board_lane, "L1"),
-        board_toml(&llrp_lane, "L2"),
-        llrp_toml_at(port, "1 = \"L2\", 2 = \"L2\""),
-    );
-    let handle = agent(&sections, &dir, &stop).await;
-    for device in ["board-L1", "board-L2", "llrp-1"] {
-        wait_health(&handle, device, true, WAIT).await;
-    }
+    let lanes = TwoLanes::start(port, &dir, &stop).await;
 
     // llrpjs decoded what the client sent: the ROSpec over antennas 1 and 2 at the row for
     // 27 dBm of its 15.00 + 0.5·(i−1) dBm table (row 25), the 500 ms keepalive.
@@ -167,36 +152,17 @@ async fn agent_client_works_with_an_llrpjs_reader() {
     js.wait_for(|v| v["name"] == "START_ROSPEC", "START_ROSPEC");
 
     // The same truck on a board lane and on the llrpjs reader's lane.
-    board_lane.arrive(Truck {
-        tags: tags(),
-        eseals: eseals(),
-        dwell: DWELL,
-    });
-    llrp_lane.arrive(Truck {
-        tags: vec![],
-        eseals: eseals(),
-        dwell: DWELL,
-    });
-    for epc in tags() {
-        js.command(&format!("arrive 1 {}", hex::encode(epc)));
-    }
-    tokio::time::sleep(DWELL).await;
-    js.command("leave 1");
-    board_lane.leave();
-    llrp_lane.leave();
-    let on_board = decision(&handle, &lane("L1")).await;
-    let on_llrp = decision(&handle, &lane("L2")).await;
-    let board_tx = transaction(&handle, &on_board);
-    let llrp_tx = transaction(&handle, &on_llrp);
-    assert!(
-        llrp_tx.reads.iter().any(|r| r.device == "llrp-1"),
-        "{:?}",
-        llrp_tx.reads
-    );
-    assert_eq!(seen(&board_tx), seen(&llrp_tx), "same reads on both lanes");
-    assert_eq!(on_board.decision, on_llrp.decision, "same decision");
-    let codes = |d: &Decision| d.reasons.iter().map(|r| r.code).collect::<Vec<_>>();
-    assert_eq!(codes(&on_board), codes(&on_llrp), "same reasons");
+    lanes
+        .same_truck(|arrives| {
+            if arrives {
+                for epc in tags() {
+                    js.command(&format!("arrive 1 {}", hex::encode(epc)));
+                }
+            } else {
+                js.command("leave 1");
+            }
+        })
+        .await;
     assert!(
         !js.messages("KEEPALIVE_ACK").is_empty(),
         "the client acknowledged llrpjs's keepalives"
@@ -204,17 +170,17 @@ async fn agent_client_works_with_an_llrpjs_reader() {
 
     // An antenna event from llrpjs.
     js.command("antenna 2 0");
-    wait_health(&handle, "llrp-1/antenna-2", false, NOTICE).await;
+    wait_health(&lanes.handle, "llrp-1/antenna-2", false, NOTICE).await;
     js.command("antenna 2 1");
-    wait_health(&handle, "llrp-1/antenna-2", true, NOTICE).await;
+    wait_health(&lanes.handle, "llrp-1/antenna-2", true, NOTICE).await;
 
     // The reader's process dies.
     drop(js);
-    let took = wait_health(&handle, "llrp-1", false, NOTICE).await;
+    let took = wait_health(&lanes.handle, "llrp-1", false, NOTICE).await;
     println!("llrpjs reader's death noticed after {took:?}");
 
     stop.cancel();
-    let _ = tokio::time::timeout(WAIT, handle.join).await;
+    let _ = tokio::time::timeout(WAIT, lanes.handle.join).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

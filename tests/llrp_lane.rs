@@ -12,9 +12,8 @@
 
 use std::time::Duration;
 
-use aeogate::vboard::Truck;
 use common::*;
-use protocol::schema::{Decision, EventBody};
+use protocol::schema::EventBody;
 use tokio_util::sync::CancellationToken;
 
 #[path = "llrp/common.rs"]
@@ -23,50 +22,22 @@ mod common;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truck_on_an_llrp_lane_gets_the_same_decision_as_on_a_board_lane() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let board_lane = board("L1");
-    let llrp_lane = board("L2");
     let reader = reader().await;
     let stop = CancellationToken::new();
-    let sections = format!(
-        "{}{}{}{}{}",
-        lane_toml("L1", true),
-        lane_toml("L2", true),
-        board_toml(&board_lane, "L1"),
-        board_toml(&llrp_lane, "L2"),
-        llrp_toml(&reader, "1 = \"L2\", 2 = \"L2\""),
-    );
-    let handle = agent(&sections, &dir, &stop).await;
-    for device in ["board-L1", "board-L2", "llrp-1"] {
-        wait_health(&handle, device, true, WAIT).await;
-    }
+    let lanes = TwoLanes::start(reader.addr().port(), &dir, &stop).await;
+    let handle = &lanes.handle;
 
     // The same truck: on L1 the board's UHF module reads its tags; on L2 the board only
     // has its loop and e-seal reader, and the LLRP reader's antennas read the tags.
-    board_lane.arrive(Truck {
-        tags: tags(),
-        eseals: eseals(),
-        dwell: DWELL,
-    });
-    llrp_lane.arrive(Truck {
-        tags: vec![],
-        eseals: eseals(),
-        dwell: DWELL,
-    });
-    reader.arrive(1, tags());
-    tokio::time::sleep(DWELL).await;
-    reader.leave(1);
-    board_lane.leave();
-    llrp_lane.leave();
-
-    let on_board = decision(&handle, &lane("L1")).await;
-    let on_llrp = decision(&handle, &lane("L2")).await;
-    let board_tx = transaction(&handle, &on_board);
-    let llrp_tx = transaction(&handle, &on_llrp);
-    assert!(
-        llrp_tx.reads.iter().any(|r| r.device == "llrp-1"),
-        "the LLRP reader's reads are in the L2 transaction: {:?}",
-        llrp_tx.reads
-    );
+    let (llrp_tx, _, _) = lanes
+        .same_truck(|arrives| {
+            if arrives {
+                reader.arrive(1, tags());
+            } else {
+                reader.leave(1);
+            }
+        })
+        .await;
     assert!(
         llrp_tx
             .containers()
@@ -75,10 +46,6 @@ async fn truck_on_an_llrp_lane_gets_the_same_decision_as_on_a_board_lane() {
         "the container tag was read over LLRP: {:?}",
         llrp_tx.reads
     );
-    assert_eq!(seen(&board_tx), seen(&llrp_tx), "same reads on both lanes");
-    assert_eq!(on_board.decision, on_llrp.decision, "same decision");
-    let codes = |d: &Decision| d.reasons.iter().map(|r| r.code).collect::<Vec<_>>();
-    assert_eq!(codes(&on_board), codes(&on_llrp), "same reasons");
     assert_eq!(
         handle.shared.live.get(&lane("L2")).map(|l| l.orphan_reads),
         Some(0),
@@ -98,7 +65,7 @@ async fn truck_on_an_llrp_lane_gets_the_same_decision_as_on_a_board_lane() {
     );
 
     stop.cancel();
-    let _ = tokio::time::timeout(WAIT, handle.join).await;
+    let _ = tokio::time::timeout(WAIT, lanes.handle.join).await;
 }
 
 /// A reader added by a live reload (on the running agent of before, refused as "needs a
@@ -128,17 +95,7 @@ async fn a_reader_added_by_reload_reads_tags_on_its_lane() {
     wait_health(&handle, "llrp-1", true, WAIT).await;
     wait_health(&handle, "llrp-1/antenna-1", true, WAIT).await;
 
-    l1.arrive(Truck {
-        tags: vec![],
-        eseals: eseals(),
-        dwell: DWELL,
-    });
-    reader.arrive(1, tags());
-    tokio::time::sleep(DWELL).await;
-    reader.leave(1);
-    l1.leave();
-    let d = decision(&handle, &lane("L1")).await;
-    let tx = transaction(&handle, &d);
+    let tx = read_on_l1(&handle, &reader, 1, Some(&l1)).await;
     assert!(
         tx.reads.iter().any(|r| r.device == "llrp-1")
             && tx.containers().iter().any(|c| c.as_str() == "CSQU3054383"),
@@ -168,57 +125,50 @@ async fn a_reader_added_by_reload_reads_tags_on_its_lane() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_faults_show_as_device_health_within_5s_and_recover() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let reader = reader().await;
-    let stop = CancellationToken::new();
-    let sections = format!(
-        "{}{}",
-        lane_toml("L1", false),
-        llrp_toml(&reader, "1 = \"L1\", 2 = \"L1\""),
-    );
-    let handle = agent(&sections, &dir, &stop).await;
-    wait_health(&handle, "llrp-1", true, WAIT).await;
-    wait_health(&handle, "llrp-1/antenna-2", true, WAIT).await;
+    let run = l1_on_reader(&llrp_toml(&reader, "1 = \"L1\", 2 = \"L1\"")).await;
+    let handle = &run.handle;
+    wait_health(handle, "llrp-1/antenna-2", true, WAIT).await;
 
     // The reader drops the connection and refuses new ones for a while.
     reader.refuse_for(Duration::from_secs(2));
     reader.drop_connection(false);
-    let took = wait_health(&handle, "llrp-1", false, NOTICE).await;
+    let took = wait_health(handle, "llrp-1", false, NOTICE).await;
     println!("dropped connection noticed after {took:?}");
-    wait_health(&handle, "llrp-1", true, WAIT).await;
+    wait_health(handle, "llrp-1", true, WAIT).await;
 
     // The reader announces the close (ConnectionCloseEvent), then drops.
     reader.refuse_for(Duration::from_secs(2));
     reader.drop_connection(true);
-    let took = wait_health(&handle, "llrp-1", false, NOTICE).await;
+    let took = wait_health(handle, "llrp-1", false, NOTICE).await;
     println!("announced close noticed after {took:?}");
-    wait_health(&handle, "llrp-1", true, WAIT).await;
+    wait_health(handle, "llrp-1", true, WAIT).await;
 
     // The reader goes silent: no keepalives, reports or answers, the socket left open.
     reader.set_silent(true);
-    let took = wait_health(&handle, "llrp-1", false, NOTICE).await;
+    let took = wait_health(handle, "llrp-1", false, NOTICE).await;
     println!("silent reader noticed after {took:?}");
-    let detail = health(&handle, "llrp-1")
+    let detail = health(handle, "llrp-1")
         .map(|h| h.detail)
         .unwrap_or_default();
     assert!(detail.contains("silent"), "down for silence: {detail}");
     reader.set_silent(false);
-    wait_health(&handle, "llrp-1", true, WAIT).await;
+    wait_health(handle, "llrp-1", true, WAIT).await;
 
     // An antenna cable is pulled: that antenna's health, not the reader's.
     reader.set_antenna(2, false);
-    let took = wait_health(&handle, "llrp-1/antenna-2", false, NOTICE).await;
+    let took = wait_health(handle, "llrp-1/antenna-2", false, NOTICE).await;
     println!("disconnected antenna noticed after {took:?}");
     assert!(
-        health(&handle, "llrp-1").is_some_and(|h| h.up),
+        health(handle, "llrp-1").is_some_and(|h| h.up),
         "the reader stays up"
     );
     assert!(
-        health(&handle, "llrp-1/antenna-1").is_some_and(|h| h.up),
+        health(handle, "llrp-1/antenna-1").is_some_and(|h| h.up),
         "the other antenna stays up"
     );
     reader.set_antenna(2, true);
-    wait_health(&handle, "llrp-1/antenna-2", true, NOTICE).await;
+    wait_health(handle, "llrp-1/antenna-2", true, NOTICE).await;
 
     // Every fault went to the journal as a device health change.
     let journaled: Vec<(String, bool)> = handle
@@ -243,11 +193,7 @@ async fn reader_faults_show_as_device_health_within_5s_and_recover() {
     );
 
     // Recovered without a restart: the next truck is read and decided.
-    reader.arrive(2, tags());
-    tokio::time::sleep(DWELL).await;
-    reader.leave(2);
-    let d = decision(&handle, &lane("L1")).await;
-    let tx = transaction(&handle, &d);
+    let tx = read_on_l1(handle, &reader, 2, None).await;
     assert!(
         tx.reads
             .iter()
@@ -256,57 +202,45 @@ async fn reader_faults_show_as_device_health_within_5s_and_recover() {
         tx.reads
     );
 
-    stop.cancel();
-    let _ = tokio::time::timeout(WAIT, handle.join).await;
+    run.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn antenna_unplugged_before_the_agent_connects_is_reported_down() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let reader = reader().await;
     reader.set_antenna(2, false);
-    let stop = CancellationToken::new();
-    let sections = format!(
-        "{}{}",
-        lane_toml("L1", false),
-        llrp_toml(&reader, "1 = \"L1\", 2 = \"L1\""),
-    );
-    let handle = agent(&sections, &dir, &stop).await;
-    wait_health(&handle, "llrp-1", true, WAIT).await;
-    wait_health(&handle, "llrp-1/antenna-1", true, NOTICE).await;
+    let run = l1_on_reader(&llrp_toml(&reader, "1 = \"L1\", 2 = \"L1\"")).await;
+    let handle = &run.handle;
+    wait_health(handle, "llrp-1/antenna-1", true, NOTICE).await;
     // Before the session, every antenna is down "not opened yet"; the reader's answer
     // replaces that with the cable's state.
     let start = std::time::Instant::now();
-    while !health(&handle, "llrp-1/antenna-2").is_some_and(|h| h.detail.contains("disconnected")) {
+    while !health(handle, "llrp-1/antenna-2").is_some_and(|h| h.detail.contains("disconnected")) {
         assert!(
             start.elapsed() < NOTICE,
             "antenna 2 not reported unplugged: {:?}",
-            health(&handle, "llrp-1/antenna-2")
+            health(handle, "llrp-1/antenna-2")
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let h = health(&handle, "llrp-1/antenna-2").expect("antenna 2 has a health");
+    let h = health(handle, "llrp-1/antenna-2").expect("antenna 2 has a health");
     assert!(!h.up, "antenna 2 stays down while unplugged: {h:?}");
     reader.set_antenna(2, true);
-    wait_health(&handle, "llrp-1/antenna-2", true, NOTICE).await;
-    stop.cancel();
-    let _ = tokio::time::timeout(WAIT, handle.join).await;
+    wait_health(handle, "llrp-1/antenna-2", true, NOTICE).await;
+    run.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llrp_1_1_is_negotiated_with_a_reader_that_speaks_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let reader = reader().await;
-    let stop = CancellationToken::new();
     let llrp = llrp_toml(&reader, "1 = \"L1\"").replace(
         "reconnect_backoff_max = \"1s\"\n",
         "reconnect_backoff_max = \"1s\"\nversion = \"1.1\"\n",
     );
     assert!(llrp.contains("version = \"1.1\""), "{llrp}");
-    let sections = format!("{}{llrp}", lane_toml("L1", false));
-    let handle = agent(&sections, &dir, &stop).await;
-    wait_health(&handle, "llrp-1", true, WAIT).await;
+    let run = l1_on_reader(&llrp).await;
+    let handle = &run.handle;
     let stats = reader.stats();
     assert_eq!(stats.version, 2, "the session runs in LLRP 1.1: {stats:?}");
     assert_eq!(
@@ -317,17 +251,12 @@ async fn llrp_1_1_is_negotiated_with_a_reader_that_speaks_it() {
         "{stats:?}"
     );
     // Reads and keepalives flow in 1.1 framing.
-    reader.arrive(1, tags());
-    tokio::time::sleep(DWELL).await;
-    reader.leave(1);
-    let d = decision(&handle, &lane("L1")).await;
-    let tx = transaction(&handle, &d);
+    let tx = read_on_l1(handle, &reader, 1, None).await;
     assert!(
         tx.reads.iter().any(|r| r.device == "llrp-1"),
         "{:?}",
         tx.reads
     );
     assert!(reader.stats().keepalive_acks > 0);
-    stop.cancel();
-    let _ = tokio::time::timeout(WAIT, handle.join).await;
+    run.stop().await;
 }

@@ -52,22 +52,10 @@ fn promtool(what: &str, text: &str) {
     );
 }
 
-/// The value of the series `series` (name with its labels, as rendered), if present.
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_daemons_metrics_pass_promtool_fresh_and_after_traffic() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
+    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
     let lanes = [LaneSpec::manual("L1"), LaneSpec::manual("L2")];
     let mut agent = AgentSite::beside(dir.path(), &central, &lanes, "24h");
     agent.start().await;
@@ -80,11 +68,11 @@ async fn both_daemons_metrics_pass_promtool_fresh_and_after_traffic() {
     promtool("edge-agent, fresh", &fresh_agent);
     // Counters exist at 0 before anything happened; build info and process series too.
     assert_eq!(
-        value(
+        common::metric_value(
             &fresh_agent,
             "aeogate_decisions_total{lane=\"L1\",decision=\"FAST\"}"
         )
-        .or_else(|| value(
+        .or_else(|| common::metric_value(
             &fresh_agent,
             "aeogate_decisions_total{decision=\"FAST\",lane=\"L1\"}"
         )),
@@ -92,15 +80,15 @@ async fn both_daemons_metrics_pass_promtool_fresh_and_after_traffic() {
         "{fresh_agent}"
     );
     assert_eq!(
-        value(&fresh_agent, "aeogate_uplink_failures_total"),
+        common::metric_value(&fresh_agent, "aeogate_uplink_failures_total"),
         Some(0.0)
     );
     assert_eq!(
-        value(&fresh_central, "central_entries_stored_total"),
+        common::metric_value(&fresh_central, "central_entries_stored_total"),
         Some(0.0)
     );
     assert_eq!(
-        value(
+        common::metric_value(
             &fresh_central,
             "central_decisions_total{outcome=\"INSPECT\"}"
         ),
@@ -118,8 +106,8 @@ async fn both_daemons_metrics_pass_promtool_fresh_and_after_traffic() {
     let (after_central, after_agent) = loop {
         let c = scrape(&central_metrics).await;
         let a = scrape(&agent_metrics).await;
-        let stored = value(&c, "central_entries_stored_total").unwrap_or(0.0);
-        let acked = value(&a, "aeogate_uplink_entries_total").unwrap_or(0.0);
+        let stored = common::metric_value(&c, "central_entries_stored_total").unwrap_or(0.0);
+        let acked = common::metric_value(&a, "aeogate_uplink_entries_total").unwrap_or(0.0);
         let decided = a
             .lines()
             .filter(|l| l.starts_with("aeogate_decisions_total{"))

@@ -4,29 +4,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-};
 use tokio_util::sync::CancellationToken;
 
-fn ca() -> (String, Issuer<'static, KeyPair>) {
-    let key = KeyPair::generate().expect("ca key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let cert = params.self_signed(&key).expect("ca");
-    (cert.pem(), Issuer::new(params, key))
-}
+#[path = "common/agent_toml.rs"]
+mod agent_toml;
+#[path = "common/pki.rs"]
+mod pki;
 
-fn leaf(issuer: &Issuer<'static, KeyPair>, name: &str, client: bool) -> (String, String) {
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(vec![name.to_owned()]).expect("params");
-    params.distinguished_name.push(DnType::CommonName, name);
-    if client {
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    }
-    let cert = params.signed_by(&key, issuer).expect("cert");
-    (cert.pem(), key.serialize_pem())
-}
+use pki::{ca, leaf};
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
@@ -46,40 +31,13 @@ fn agent_config(
     let identity = identity.map_or_else(String::new, |(c, k)| {
         format!("client_cert = {c:?}\nclient_key = {k:?}\n")
     });
+    let settings =
+        format!("ca_cert = {ca:?}\n{identity}heartbeat_every = \"1s\"\npoll_wait = \"1s\"");
     let text = format!(
-        r#"
-[gate]
-id = "PORT-A-G1"
-port = "PORT-A"
-
-[[lanes]]
-id = "L1"
-[lanes.routes]
-fast = "Lane 1 priority"
-standard = "Lane 1 standard"
-inspect = "Inspection bay"
-
-[store]
-path = {store:?}
-
-[central]
-url = {url:?}
-token = {token:?}
-ca_cert = {ca:?}
-{identity}heartbeat_every = "1s"
-poll_wait = "1s"
-
-[[central.registry_keys]]
-key_id = {key_id:?}
-public_key = {public_key:?}
-
-[policy]
-random_key = "mtls-test-random-key"
-
-[console]
-bind = "127.0.0.1:0"
-"#,
-        store = dir.join("agent.redb").to_string_lossy(),
+        "{}{}{}",
+        agent_toml::gate_with_lane_l1("PORT-A-G1", "Inspection bay"),
+        agent_toml::central(url, token, &settings, key_id, public_key),
+        agent_toml::store_policy_console(dir, "mtls-test-random-key", "127.0.0.1:0"),
     );
     edge_agent::config::Config::from_toml_str(&text, "agent.toml").expect("valid agent config")
 }
@@ -109,10 +67,10 @@ async fn the_agent_replicates_with_its_certificate_and_not_without() {
     central::server::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let (server_ca, server_issuer) = ca();
-    let (agents_ca, agents_issuer) = ca();
-    let (server_cert, server_key) = leaf(&server_issuer, "localhost", false);
-    let (agent_cert, agent_key) = leaf(&agents_issuer, "PORT-A-G1", true);
+    let server_ca = ca("central CA");
+    let agents_ca = ca("gate agents CA");
+    let (server_cert, server_key) = leaf(&server_ca, &["localhost"], false);
+    let (agent_cert, agent_key) = leaf(&agents_ca, &["PORT-A-G1"], true);
 
     let key_path = d.join("registry.key");
     central::generate_signing_key(&key_path).expect("signing key");
@@ -126,7 +84,7 @@ async fn the_agent_replicates_with_its_certificate_and_not_without() {
     cfg.tls = Some(central::TlsConfig {
         cert_pem: write(d, "server.pem", &server_cert).into(),
         key_pem: write(d, "server.key", &server_key).into(),
-        client_ca_pem: Some(write(d, "agents-ca.pem", &agents_ca).into()),
+        client_ca_pem: Some(write(d, "agents-ca.pem", &agents_ca.pem).into()),
     });
     let hub = central::Central::open(&cfg).expect("central");
     // Something to replicate, so that a loaded replica has a sequence above 0.
@@ -162,7 +120,7 @@ async fn the_agent_replicates_with_its_certificate_and_not_without() {
         stop.clone(),
     ));
     let url = format!("https://localhost:{port}");
-    let ca_path = write(d, "central-ca.pem", &server_ca);
+    let ca_path = write(d, "central-ca.pem", &server_ca.pem);
 
     // Without its certificate the agent is refused and its replica stays unloaded.
     let without = tempfile::tempdir().expect("tempdir");

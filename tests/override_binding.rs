@@ -13,32 +13,9 @@ use common::{AgentSite, CentralSite, LaneSpec, STEP, Transport};
 use serde_json::{Value, json};
 
 async fn post_action(agent: &AgentSite, lane: &str, body: &Value) -> (u16, Value) {
-    let r = common::http_client(None)
-        .post(format!("{}/api/v1/lanes/{lane}/actions", agent.base))
-        .bearer_auth(common::AGENT_TOKEN)
-        .json(body)
-        .timeout(Duration::from_secs(5))
-        .send()
+    agent
+        .post(&format!("/api/v1/lanes/{lane}/actions"), body)
         .await
-        .expect("action request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Enters a clean AEO truck (container 0 with its declared seal) on `lane`.
-async fn clean_truck(agent: &AgentSite, lane: &str) {
-    for value in [
-        json!({"kind": "CONTAINER", "number": data::container(0).expect("c0").to_string()}),
-        json!({"kind": "SEAL", "number": data::seal(0).expect("s0").to_string()}),
-    ] {
-        let (status, body) = post_action(
-            agent,
-            lane,
-            &json!({"action": "MANUAL_ENTRY", "value": value}),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
-    }
 }
 
 async fn lanes(agent: &AgentSite) -> Value {
@@ -64,8 +41,7 @@ async fn lane_shown(agent: &AgentSite, lane: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_officer_cannot_override_another_lanes_truck_and_central_sees_the_real_override() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
+    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
     let mut agent = AgentSite::beside(
         dir.path(),
         &central,
@@ -82,7 +58,7 @@ async fn an_officer_cannot_override_another_lanes_truck_and_central_sees_the_rea
         assert!(std::time::Instant::now() < deadline, "replica never loaded");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    clean_truck(&agent, "L2").await;
+    agent.key_in_clean_truck("L2").await;
     let row = agent.wait_decided("L2", 1).await;
     assert_eq!(row["decision"]["decision"], "FAST", "{row}");
     let tx2 = row["transaction"]["id"].as_str().expect("id").to_owned();

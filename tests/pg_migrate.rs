@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use central::ingest::transaction_of;
-use central::model::{CaseQuery, EventQuery};
+use central::model::{CaseQuery, EventQuery, Page};
 use central::store::copy::Record;
 use central::store::{PgStore, RedbStore, Store};
 use pg::PgCluster;
@@ -60,43 +60,25 @@ fn migrate(from: &Path, to: &str) -> (bool, String) {
 
 /// Every event, oldest first, through the query API.
 fn all_events(s: &dyn Store) -> Vec<central::model::StoredEvent> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    for _ in 0..10_000 {
-        let page = s
-            .events(&EventQuery {
-                cursor: cursor.take(),
-                limit: 1_000,
-                ..EventQuery::default()
-            })
-            .expect("events");
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    out
+    Page::collect_all(10_000, |cursor| {
+        s.events(&EventQuery {
+            cursor,
+            limit: 1_000,
+            ..EventQuery::default()
+        })
+    })
+    .expect("events")
 }
 
 fn all_cases(s: &dyn Store) -> Vec<central::model::Case> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    for _ in 0..10_000 {
-        let page = s
-            .cases(&CaseQuery {
-                cursor: cursor.take(),
-                limit: 500,
-                ..CaseQuery::default()
-            })
-            .expect("cases");
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    out
+    Page::collect_all(10_000, |cursor| {
+        s.cases(&CaseQuery {
+            cursor,
+            limit: 500,
+            ..CaseQuery::default()
+        })
+    })
+    .expect("cases")
 }
 
 /// Reads the same things from both stores and asserts them equal.
@@ -154,6 +136,14 @@ fn assert_same(a: &dyn Store, b: &dyn Store) {
         a.hourly_stats(None, from, to).expect("hourly"),
         b.hourly_stats(None, from, to).expect("hourly")
     );
+    let (pa, pb) = (
+        a.programme_counts(None, jiff::Timestamp::MAX)
+            .expect("programme"),
+        b.programme_counts(None, jiff::Timestamp::MAX)
+            .expect("programme"),
+    );
+    assert!(!pa.counts.is_empty(), "the demo's decisions are rolled up");
+    assert_eq!(pa, pb, "programme roll-ups");
     let txns = events
         .iter()
         .filter_map(|e| Some((e.entry.agent.clone(), transaction_of(&e.entry.body)?)));

@@ -65,19 +65,8 @@ async fn decided(agent: &AgentSite) -> usize {
 
 /// The agent's `aeogate_uplink_failovers_total`.
 async fn failovers(agent: &AgentSite) -> f64 {
-    let text = http_client(None)
-        .get(format!("{}/metrics", agent.base))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("agent metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("aeogate_uplink_failovers_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    let text = agent.metrics().await.expect("agent metrics");
+    common::metric_value(&text, "aeogate_uplink_failovers_total").unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

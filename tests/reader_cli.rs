@@ -8,8 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use protocol::llrp::{
-    self, AiSpec, Check, ContentSelector, InventorySpec, Message, ReaderEvent, ReportSpec, RoSpec,
-    RoSpecOp,
+    self, Check, ContentSelector, Message, ReaderEvent, ReportSpec, RoSpec, RoSpecOp,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -112,29 +111,12 @@ fn reader_command_serves_the_tags_given_on_the_command_line() {
         }
         other => panic!("{other:?}"),
     }
-    let spec = RoSpec {
-        id: 7,
-        priority: 0,
-        current_state: 0,
-        start_trigger: 0,
-        stop_trigger: 0,
-        stop_duration_ms: 0,
-        ai_specs: vec![AiSpec {
-            antennas: vec![1],
-            stop_trigger: 0,
-            stop_duration_ms: 0,
-            inventory: vec![InventorySpec {
-                id: 1,
-                protocol: llrp::PROTOCOL_C1G2,
-                antenna_configs: vec![],
-            }],
-        }],
-        report: Some(ReportSpec {
-            trigger: 1,
-            n: 1,
-            content: ContentSelector(ContentSelector::ANTENNA_ID),
-        }),
+    let report = ReportSpec {
+        trigger: 1,
+        n: 1,
+        content: ContentSelector(ContentSelector::ANTENNA_ID),
     };
+    let spec = RoSpec::gen2_inventory(7, vec![1], vec![], Some(report));
     // Starting before enabling is refused; in order, each step succeeds.
     let early = request(
         &mut stream,

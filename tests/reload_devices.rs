@@ -19,7 +19,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
+use aeogate::vboard::Truck;
 use common::{
     AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once, count,
     edit, reload, stored_events,
@@ -32,15 +32,6 @@ fn truck(j: u64) -> Truck {
     common::container_truck(j, Duration::from_millis(700))
 }
 
-fn board(lane: &str, seed: u64) -> VirtualBoard {
-    VirtualBoard::spawn(VirtualBoardConfig {
-        lane: lane.into(),
-        loops: 1,
-        seed,
-        ..VirtualBoardConfig::default()
-    })
-    .expect("virtual board")
-}
 fn toml_str(p: &Path) -> String {
     toml::Value::String(p.to_string_lossy().into_owned()).to_string()
 }
@@ -92,9 +83,8 @@ async fn wait_devices(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boards_added_moved_and_removed_by_reload_lose_no_read() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
-    let l1 = board("L1", 21);
+    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
+    let l1 = common::loop_board("L1", 21);
     let mut agent = AgentSite::create(
         &dir.path().join("agent"),
         &CentralLink::to(&central),
@@ -113,7 +103,7 @@ async fn boards_added_moved_and_removed_by_reload_lose_no_read() {
     .await;
 
     // 1. A new lane with its board, by one reload.
-    let l2 = board("L2", 22);
+    let l2 = common::loop_board("L2", 22);
     edit(&agent, |t| {
         t.replacen(
             "[[devices]]",

@@ -20,11 +20,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
+use aeogate::vboard::Truck;
 use common::{
-    AGENT_TOKEN, AgentSite, Burst, CentralLink, CentralSite, LaneSpec, STEP, Transport,
-    assert_exactly_once, burst, chain_alerts, count, edit, http_client, reload, stored_events,
-    wait_count,
+    AgentSite, Burst, CentralLink, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once,
+    burst, chain_alerts, count, edit, reload, stored_events, wait_count,
 };
 use protocol::schema::{CloseReason, EventBody};
 use serde_json::{Value, json};
@@ -50,16 +49,7 @@ async fn manual_entry(agent: &AgentSite, lane: &str, j: u64) -> u16 {
     let number = aeogate::bench::data::container(j)
         .expect("container")
         .to_string();
-    http_client(None)
-        .post(format!("{}/api/v1/lanes/{lane}/actions", agent.base))
-        .bearer_auth(AGENT_TOKEN)
-        .json(&json!({"action": "MANUAL_ENTRY", "value": {"kind": "CONTAINER", "number": number}}))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("manual entry request")
-        .status()
-        .as_u16()
+    agent.manual_entry(lane, "CONTAINER", &number).await.0
 }
 
 /// The lanes the running agent reports (`GET /api/v1/lanes`).
@@ -72,30 +62,11 @@ async fn lanes(agent: &AgentSite) -> BTreeSet<String> {
         .collect()
 }
 
-async fn metrics(agent: &AgentSite) -> String {
-    http_client(None)
-        .get(format!("{}/metrics", agent.base))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("metrics request")
-        .text()
-        .await
-        .expect("metrics text")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_traffic_lose_nothing_and_are_journaled_with_both_policies() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::create(&dir.path().join("central"), Transport::PlainHttp);
-    central.start().await;
-    let board = VirtualBoard::spawn(VirtualBoardConfig {
-        lane: "L1".into(),
-        loops: 1,
-        seed: 11,
-        ..VirtualBoardConfig::default()
-    })
-    .expect("virtual board");
+    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
+    let board = common::loop_board("L1", 11);
     let lane_specs = vec![
         LaneSpec {
             id: "L1".into(),
@@ -225,7 +196,7 @@ async fn reloads_under_traffic_lose_nothing_and_are_journaled_with_both_policies
     decided_l1 += 1;
     agent.wait_decided("L1", decided_l1).await;
 
-    let m = metrics(&agent).await;
+    let m = agent.metrics().await.expect("agent metrics");
     for (outcome, n) in [("applied", 3), ("refused", 2), ("unchanged", 1)] {
         let line = format!("aeogate_config_reloads_total{{outcome=\"{outcome}\"}} {n}");
         assert!(m.contains(&line), "{line} in the metrics:\n{m}");

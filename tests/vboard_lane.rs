@@ -35,13 +35,7 @@ const DWELL: Duration = Duration::from_secs(2);
 const REACT: Duration = Duration::from_millis(500);
 
 fn truck(last: u8) -> Truck {
-    Truck {
-        tags: vec![vec![
-            0x30, 0x74, 0x25, 0x7B, 0xF7, 0x19, 0x4E, 0x40, 0x00, 0x00, 0x1A, last,
-        ]],
-        eseals: vec![],
-        dwell: DWELL,
-    }
+    board_lane::sgtin_truck(last, vec![], DWELL)
 }
 
 /// An agent with one presence-loop lane served by `board`, no MQTT and no central. Random

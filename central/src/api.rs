@@ -139,13 +139,22 @@ impl FromRequestParts<Central> for Staff {
     async fn from_request_parts(parts: &mut Parts, c: &Central) -> Result<Self, ApiError> {
         let token = bearer_of(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let s = c.blocking(move |c| c.session(&token)).await?;
-        s.map(Staff).ok_or_else(|| {
+        let s = s.ok_or_else(|| {
             metrics::counter!("central_auth_failures_total", "who" => "staff").increment(1);
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing, unknown or expired session token",
             )
-        })
+        })?;
+        // Least privilege: a session without a staff role (a company user of the
+        // programme portal) reaches no staff route.
+        if crate::model::Role::parse(&s.role).is_none() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("role {} has no access to the staff API", s.role),
+            ));
+        }
+        Ok(Staff(s))
     }
 }
 

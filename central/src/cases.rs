@@ -10,7 +10,9 @@ use jiff::Timestamp;
 use protocol::schema::{ActionKind, Decision, GateId, OfficerAction};
 use uuid::Uuid;
 
-use crate::model::{Alert, Case, CaseAction, CaseEvent, CaseOutcome, CaseState, CaseSubject};
+use crate::model::{
+    Alert, AlertKind, Case, CaseAction, CaseEvent, CaseOutcome, CaseState, CaseSubject,
+};
 use crate::store_error::StoreError;
 
 /// Why a case operation failed: the action does not fit the case, or storage failed.
@@ -214,6 +216,26 @@ pub trait CaseBook {
         detail: &str,
         at: Timestamp,
     ) -> Result<(), Self::Error>;
+    /// Whether an alert of `kind` is stored for `gate`'s journal entry `seq`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn alert_exists(
+        &mut self,
+        gate: &GateId,
+        seq: u64,
+        kind: AlertKind,
+    ) -> Result<bool, Self::Error>;
+    /// The next alert id.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn new_alert_id(&mut self) -> Result<u64, Self::Error>;
+    /// Stores a new alert under its (gate, seq, kind) and counts it in the alert total.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn save_alert(&mut self, alert: &Alert) -> Result<(), Self::Error>;
 }
 
 /// A decision arrived (journal entry `seq` of `gate`): a seal exception opens one case
@@ -294,16 +316,35 @@ pub fn on_inspection_result<B: CaseBook + ?Sized>(
     Ok(Some(c))
 }
 
-/// A new integrity alert (already stored with its `case_id`) opens its case.
+/// An integrity alert of `kind` on `gate`'s journal entry `seq`: stored once per
+/// (gate, seq, kind), and a new one opens its case. Returns the case when the alert is new.
 ///
 /// # Errors
 /// The book's storage failures.
 pub fn on_alert<B: CaseBook + ?Sized>(
     book: &mut B,
-    alert: &Alert,
-    case_id: u64,
-) -> Result<Case, B::Error> {
-    let case = open_for_alert(case_id, alert);
+    gate: &GateId,
+    seq: u64,
+    kind: AlertKind,
+    detail: &str,
+    at: Timestamp,
+) -> Result<Option<Case>, B::Error> {
+    if book.alert_exists(gate, seq, kind)? {
+        return Ok(None);
+    }
+    let id = book.new_alert_id()?;
+    let case_id = book.new_case_id()?;
+    let alert = Alert {
+        id,
+        gate: gate.clone(),
+        seq,
+        kind,
+        detail: detail.to_owned(),
+        at,
+        case_id: Some(case_id),
+    };
+    book.save_alert(&alert)?;
+    let case = open_for_alert(case_id, &alert);
     book.save_case(&case, None)?;
     book.audit(
         "central",
@@ -317,7 +358,8 @@ pub fn on_alert<B: CaseBook + ?Sized>(
         ),
         alert.at,
     )?;
-    Ok(case)
+    metrics::counter!("central_integrity_alerts_total", "kind" => kind.as_str()).increment(1);
+    Ok(Some(case))
 }
 
 /// The last state of each case a batch changed, in id order (a case changed twice in
@@ -334,7 +376,6 @@ pub fn last_by_id(cases: Vec<Case>) -> Vec<Case> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::AlertKind;
     use protocol::schema::GateId;
 
     fn alert_case() -> Case {

@@ -208,6 +208,18 @@ impl Config {
         }
     }
 
+    /// A configuration for a central listening on `listen` whose store is
+    /// `dir/central.redb` and whose registry signing key is generated now at
+    /// `dir/central-signing.key`; the rest is the defaults of [`Config::new`].
+    ///
+    /// # Errors
+    /// The key cannot be generated or written.
+    pub fn with_new_key_in(dir: &Path, listen: SocketAddr) -> anyhow::Result<Self> {
+        let key = dir.join("central-signing.key");
+        crate::signing::generate_signing_key(&key)?;
+        Ok(Self::new(listen, dir.join("central.redb"), key))
+    }
+
     /// Parses TOML text. Relative paths stay relative to the working directory.
     ///
     /// # Errors

@@ -11,6 +11,7 @@ use crate::cases::CaseError;
 use crate::export::ExportError;
 use crate::ingest::{BatchError, IngestError};
 use crate::registry::RegistryError;
+use crate::service::PortalError;
 use crate::store_error::StoreError;
 
 /// The HTTP status an error answers with.
@@ -67,6 +68,18 @@ impl HttpStatus for CaseError {
             | CaseError::EmptyAssignee => StatusCode::CONFLICT,
             CaseError::UnknownAssignee(_) => StatusCode::UNPROCESSABLE_ENTITY,
             CaseError::Store(e) => e.status(),
+        }
+    }
+}
+
+impl HttpStatus for PortalError {
+    fn status(&self) -> StatusCode {
+        match self {
+            PortalError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            PortalError::NotFound(_) => StatusCode::NOT_FOUND,
+            PortalError::Auth(e) => e.status(),
+            PortalError::Registry(e) => e.status(),
+            PortalError::Store(e) => e.status(),
         }
     }
 }

@@ -14,6 +14,8 @@
 //! - [`stats`]: which hourly figures a decision counts under; an hour's exception rate.
 //! - [`rollup`]: the programme roll-ups kept at ingest (counts per hour, group and
 //!   decision, time-at-gate histogram) behind the programme figures.
+//! - [`portal`]: the AEO programme portal's records and rules (companies, self-assessment,
+//!   application, validation findings, messages).
 //! - [`ratelimit`]: per-client request rate limit for the staff API and dashboard.
 //! - [`registry`]: import of operator / MRA / consignment files; per-port change batches.
 //! - [`signing`]: the ed25519 key file and signed envelopes.
@@ -39,6 +41,7 @@ pub mod errors;
 pub mod export;
 pub mod ingest;
 pub mod model;
+pub mod portal;
 pub mod ratelimit;
 pub mod registry;
 pub mod rollup;

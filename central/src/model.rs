@@ -95,6 +95,30 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// Every item of a cursor-paged listing, in order: `fetch(cursor)` returns the page
+    /// after `cursor` (`None`: the first page). Reads at most `max_pages` pages.
+    ///
+    /// # Errors
+    /// The first error of `fetch`.
+    pub fn collect_all<E>(
+        max_pages: usize,
+        mut fetch: impl FnMut(Option<String>) -> Result<Page<T>, E>,
+    ) -> Result<Vec<T>, E> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        for _ in 0..max_pages {
+            let page = fetch(cursor.take())?;
+            out.extend(page.items);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Which events to list. Filters combine with AND; time bounds apply to the entry's `at`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventQuery {
@@ -368,6 +392,23 @@ pub struct CaseDetail {
     pub alert: Option<Alert>,
 }
 
+impl CaseDetail {
+    /// `case` alone: no transaction, decision, declaration, officer action or alert found
+    /// for it yet.
+    #[must_use]
+    pub fn of(case: Case) -> Self {
+        CaseDetail {
+            case,
+            transaction: None,
+            decision: None,
+            declared: Vec::new(),
+            officer_results: Vec::new(),
+            overrides: Vec::new(),
+            alert: None,
+        }
+    }
+}
+
 /// One audited state change: who did what, when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -428,6 +469,10 @@ pub struct StaffUser {
     /// request on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// For a company user (role [`crate::portal::COMPANY_ROLE`]): the operator id of the
+    /// company the account belongs to; the portal shows that company's data only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
 }
 
 /// What a staff member at central may do.

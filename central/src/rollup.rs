@@ -1,7 +1,9 @@
 //! Programme roll-ups: the counts behind the programme page, kept up to date at ingest so
 //! its figures are exact over any range and outlive event retention.
 //!
-//! Per UTC hour (of the decision's `decided_at`), group and figure, a count:
+//! Per UTC hour (of the decision's `decided_at`), group and figure, a count, and the
+//! same per UTC day, so a long range reads days and only its ends by the hour
+//! ([`spans`]):
 //! - groups: [`AEO`] or [`NON_AEO`] traffic, `p:CODE` for each programme among the
 //!   active parties of AEO traffic, `o:OPERATOR` for each declared operator (the rule of
 //!   [`is_aeo`] and the page's module documentation);
@@ -17,11 +19,75 @@
 
 use std::collections::BTreeMap;
 
-use protocol::schema::{AeoStatus, Decision, GateTransaction};
+use jiff::Timestamp;
+use protocol::schema::{AeoStatus, Decision, EventBody, GateTransaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::model::StoredEvent;
 use crate::stats;
+
+/// Stored events per batch when a store's roll-ups are built from its events (a store
+/// made before the roll-ups, on open or migration).
+pub const REBUILD_CHUNK: usize = 10_000;
+
+/// Seconds in an hour and in a day (UTC has no leap seconds in Unix time).
+pub const HOUR: i64 = 3_600;
+pub const DAY: i64 = 86_400;
+
+/// The start of the UTC day an hour start (or any second) falls in.
+#[must_use]
+pub fn day_start(second: i64) -> i64 {
+    second.div_euclid(DAY) * DAY
+}
+
+/// What a range reads: hour starts `[a, b)` from the hourly roll-ups (its two ends) and
+/// day starts `[a, b)` from the daily ones (the whole days between).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spans {
+    pub hours: [(i64, i64); 2],
+    pub days: (i64, i64),
+}
+
+/// The spans of the hours whose start is in `[hour_start(from), to)` (from the first
+/// hour when `from` is `None`).
+#[must_use]
+pub fn spans(from: Option<Timestamp>, to: Timestamp) -> Spans {
+    let first = stats::hour_start(from.unwrap_or(Timestamp::MIN));
+    // The first hour start not included.
+    let end = stats::hour_start(to) + if to.as_second() % HOUR == 0 { 0 } else { HOUR };
+    if first >= end {
+        return Spans {
+            hours: [(first, first); 2],
+            days: (first, first),
+        };
+    }
+    let day_from = day_start(first + DAY - HOUR);
+    let day_to = day_start(end);
+    if day_from >= day_to {
+        return Spans {
+            hours: [(first, end), (end, end)],
+            days: (end, end),
+        };
+    }
+    Spans {
+        hours: [(first, day_from), (day_to, end)],
+        days: (day_from, day_to),
+    }
+}
+
+/// The counts of `counts` (by hour) added up by day.
+#[must_use]
+pub fn by_day(
+    counts: &BTreeMap<(i64, String, String), i64>,
+) -> BTreeMap<(i64, String, String), i64> {
+    let mut out: BTreeMap<(i64, String, String), i64> = BTreeMap::new();
+    for ((hour, group, figure), n) in counts {
+        *out.entry((day_start(*hour), group.clone(), figure.clone()))
+            .or_default() += n;
+    }
+    out
+}
 
 /// Group of AEO traffic.
 pub const AEO: &str = "AEO";
@@ -163,6 +229,19 @@ impl Batch {
             .push(Half::Time { secs });
     }
 
+    /// Adds a stored event as ingest adds it: a decision or a gate transaction that was
+    /// not refused; anything else counts nothing.
+    pub fn event(&mut self, e: &StoredEvent) {
+        if e.refused {
+            return;
+        }
+        match &e.entry.body {
+            EventBody::Decision { decision } => self.decision(decision),
+            EventBody::Transaction { transaction } => self.transaction(transaction),
+            _ => {}
+        }
+    }
+
     /// Whether the batch had neither decisions nor gate transactions.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -198,7 +277,11 @@ impl Batch {
             for ((hour, groups), secs) in decisions.drain(..paired).zip(times.drain(..paired)) {
                 let figure = format!("{TIME}{}", bucket_of(secs));
                 for g in groups {
-                    *self.out.counts.entry((hour, g, figure.clone())).or_default() += 1;
+                    *self
+                        .out
+                        .counts
+                        .entry((hour, g, figure.clone()))
+                        .or_default() += 1;
                 }
             }
             let rest: Vec<Half> = decisions
@@ -255,11 +338,57 @@ mod tests {
         for s in (0..30_000).step_by(7) {
             let b = bucket_of(s);
             let (lo, hi) = bucket_bounds(b);
-            assert!(lo <= s && hi.is_none_or(|h| s < h), "{s} in {b}: {lo}..{hi:?}");
+            assert!(
+                lo <= s && hi.is_none_or(|h| s < h),
+                "{s} in {b}: {lo}..{hi:?}"
+            );
         }
         assert_eq!(bucket_of(-5), 0);
         assert_eq!(bucket_bounds(bucket_of(1_000_000)), (21_600, None));
         assert_eq!(bucket_bounds(bucket_of(61)), (60, Some(65)));
+    }
+
+    #[test]
+    fn spans_cover_each_hour_of_a_range_once() {
+        let base = ts("2026-03-01T00:00:00Z").as_second();
+        // Ranges from within one hour up to four days, starting on and off boundaries.
+        for (start_h, len_s) in [
+            (0, 1),
+            (0, 3_600),
+            (5, 7_200),
+            (23, 3_601),
+            (0, 86_400),
+            (7, 3 * 86_400 + 59),
+            (0, 4 * 86_400),
+            (3, 0),
+        ] {
+            let from = base + start_h * HOUR + 30;
+            let to = from + len_s;
+            let sp = spans(
+                Some(Timestamp::from_second(from).expect("time")),
+                Timestamp::from_second(to).expect("time"),
+            );
+            let mut covered = Vec::new();
+            for (a, b) in sp.hours {
+                covered.extend((a..b).step_by(3_600));
+            }
+            for d in (sp.days.0..sp.days.1).step_by(86_400) {
+                covered.extend((d..d + DAY).step_by(3_600));
+            }
+            covered.sort_unstable();
+            let want: Vec<i64> = (stats::hour_start(Timestamp::from_second(from).expect("time"))
+                ..to)
+                .step_by(3_600)
+                .collect();
+            assert_eq!(covered, want, "{start_h} h + {len_s} s: {sp:?}");
+        }
+        let all = spans(None, ts("2026-03-01T10:00:00Z"));
+        assert_eq!(all.hours[1], (base, base + 10 * HOUR), "{all:?}");
+        assert!(all.days.0 < all.days.1);
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("time")
     }
 
     #[test]

@@ -5,11 +5,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::*;
-use ed25519_dalek::{Signature, VerifyingKey};
 use protocol::operator::OperatorId;
-use protocol::schema::{
-    AeoStatus, Change, ChangeBatch, Consignment, SCHEMA_VERSION, SignedEnvelope,
-};
+use protocol::schema::{AeoStatus, Change, ChangeBatch, Consignment, SCHEMA_VERSION};
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------
@@ -207,24 +204,6 @@ async fn gate_without_heartbeats_for_stale_after_is_reported_stale() {
 
 fn consignment(id: &str, port: &str) -> Consignment {
     declared_consignment(id, "CSQU3054383", port)
-}
-
-fn verify(env: &SignedEnvelope, public_hex: &str) -> Result<ChangeBatch, String> {
-    let mut pk = [0u8; 32];
-    hex::decode_to_slice(public_hex, &mut pk).map_err(|e| e.to_string())?;
-    let vk = VerifyingKey::from_bytes(&pk).map_err(|e| e.to_string())?;
-    let mut sig = [0u8; 64];
-    hex::decode_to_slice(&env.signature, &mut sig).map_err(|e| e.to_string())?;
-    vk.verify_strict(env.payload.as_bytes(), &Signature::from_bytes(&sig))
-        .map_err(|e| e.to_string())?;
-    serde_json::from_str(&env.payload).map_err(|e| e.to_string())
-}
-
-/// The signed envelope `json` holds, and its batch, verified with central's key.
-fn verified(c: &central::Central, json: serde_json::Value) -> (SignedEnvelope, ChangeBatch) {
-    let env: SignedEnvelope = serde_json::from_value(json).expect("envelope");
-    let b = verify(&env, &c.public_key_hex()).expect("verifies");
-    (env, b)
 }
 
 #[tokio::test]

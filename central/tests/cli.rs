@@ -2,7 +2,9 @@
 //! statuses, password prompts, progress, log options and errors.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write as _;
+#[path = "../../tests/common/process.rs"]
+mod process;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -44,20 +46,8 @@ fn central(s: &Setup, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Outpu
         .args(args)
         .env_remove("CENTRAL_CONFIG")
         .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn central");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
+        .envs(env.iter().copied());
+    process::output_with_stdin(&mut cmd, stdin)
 }
 
 const OPERATORS: &str = "operator_id,name,authorisations,status,valid_from,roles\n\
@@ -166,32 +156,7 @@ fn on_a_terminal(s: &Setup, args: &[&str], wait_for: &str, input: &str) -> Strin
         line.push_str(a);
     }
     let log = s.dir.path().join("typescript");
-    let mut child = Command::new("script")
-        .args(["-q", "-f", "-e", "-c", &line])
-        .arg(&log)
-        .env_remove("CENTRAL_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("util-linux script is needed for the terminal tests");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !read(&log).contains(wait_for) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    // The prompt is printed just before echo is switched off.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).expect("type");
-    drop(stdin);
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "{}{}", text(&out.stdout), read(&log));
-    read(&log)
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read(p).map(|b| text(&b)).unwrap_or_default()
+    process::typed_on_a_terminal(&line, &log, &["CENTRAL_CONFIG"], wait_for, input)
 }
 
 #[test]

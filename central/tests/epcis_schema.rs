@@ -95,8 +95,7 @@ fn the_harness_rejects_a_bare_non_cbv_bizstep() {
 #[tokio::test]
 async fn the_export_of_a_gate_day_validates_against_the_epcis_schema() {
     let day = gate_day(|_| {}).await;
-    let a = get(&day.env.central, &day_uri("epcis"), Some(&day.staff)).await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let a = day.export_ok("epcis", "application/ld+json").await;
     let doc = a.json();
     // The day holds every kind of event the export makes.
     let kinds: std::collections::BTreeSet<(String, String)> =
@@ -127,7 +126,7 @@ async fn the_export_with_sgln_locations_and_a_gate_time_zone_validates() {
             .insert(common::gate(GATE), common::gate3_locations());
     })
     .await;
-    let a = get(&day.env.central, &day_uri("epcis"), Some(&day.staff)).await;
+    let a = day.export("epcis").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     assert!(a.text().contains("urn:epc:id:sgln:0614141.00777.GATE3"));
     let file = day.env.dir.path().join("gate-day-sgln.jsonld");

@@ -6,7 +6,6 @@ mod export_fixture;
 use std::collections::HashMap;
 use std::process::Command;
 
-use axum::http::StatusCode;
 use central::export::CSV_COLUMNS;
 use export_fixture::*;
 
@@ -36,9 +35,7 @@ fn rows(text: &str) -> HashMap<String, HashMap<String, String>> {
 #[tokio::test]
 async fn one_row_per_decided_transaction_of_the_gate_and_day() {
     let day = gate_day(|_| {}).await;
-    let a = get(&day.env.central, &day_uri("events.csv"), Some(&day.staff)).await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
-    assert_eq!(a.content_type(), "text/csv; charset=utf-8");
+    let a = day.export_ok("events.csv", "text/csv; charset=utf-8").await;
     let disp = a
         .headers
         .get("content-disposition")
@@ -105,9 +102,7 @@ async fn one_row_per_decided_transaction_of_the_gate_and_day() {
 #[tokio::test]
 async fn free_text_is_quoted_and_formulas_are_defused() {
     let day = gate_day(|_| {}).await;
-    let text = get(&day.env.central, &day_uri("events.csv"), Some(&day.staff))
-        .await
-        .text();
+    let text = day.export("events.csv").await.text();
     // RFC 4180: a cell with a comma or quote is quoted, inner quotes doubled.
     assert!(text.contains(r#","Lane 2, ""standard"" queue","#), "{text}");
     let rows = rows(&text);
@@ -124,9 +119,7 @@ async fn free_text_is_quoted_and_formulas_are_defused() {
 #[tokio::test]
 async fn the_export_command_writes_the_same_rows_as_the_api() {
     let day = gate_day(|_| {}).await;
-    let api = get(&day.env.central, &day_uri("events.csv"), Some(&day.staff))
-        .await
-        .text();
+    let api = day.export("events.csv").await.text();
     let common::Env { dir, cfg, central } = day.env;
     drop(central); // the command opens the same redb file, which allows one owner
     let config = common::write_config(dir.path(), &cfg, "127.0.0.1:0", "");

@@ -25,9 +25,7 @@ fn pair(step: &str, disp: &str) -> (String, String) {
 #[tokio::test]
 async fn each_decided_transaction_yields_the_events_its_decision_calls_for() {
     let day = gate_day(|_| {}).await;
-    let a = get(&day.env.central, &day_uri("epcis"), Some(&day.staff)).await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
-    assert_eq!(a.content_type(), "application/ld+json");
+    let a = day.export_ok("epcis", "application/ld+json").await;
     let doc = a.json();
     let t = day.txns;
     let steps = steps_by_txn(&doc);
@@ -96,9 +94,7 @@ async fn each_decided_transaction_yields_the_events_its_decision_calls_for() {
 #[tokio::test]
 async fn arriving_event_lists_containers_and_pure_identity_tags_but_not_raw_epcs() {
     let day = gate_day(|_| {}).await;
-    let doc = get(&day.env.central, &day_uri("epcis"), Some(&day.staff))
-        .await
-        .json();
+    let doc = day.export("epcis").await.json();
     let evs = events_of(&doc, day.txns.fast);
     let arriving = evs[0];
     assert_eq!(
@@ -143,9 +139,7 @@ async fn arriving_event_lists_containers_and_pure_identity_tags_but_not_raw_epcs
 #[tokio::test]
 async fn a_reason_code_shared_by_two_parties_is_one_entry_with_both_parties() {
     let day = gate_day(|_| {}).await;
-    let doc = get(&day.env.central, &day_uri("epcis"), Some(&day.staff))
-        .await
-        .json();
+    let doc = day.export("epcis").await.json();
     let departing = events_of(&doc, day.txns.standard)[1];
     assert_eq!(
         departing["aeogate:reasons"],
@@ -166,9 +160,7 @@ async fn a_reason_code_shared_by_two_parties_is_one_entry_with_both_parties() {
 #[tokio::test]
 async fn seal_mismatch_event_names_declared_and_read_seals_reasons_and_case() {
     let day = gate_day(|_| {}).await;
-    let doc = get(&day.env.central, &day_uri("epcis"), Some(&day.staff))
-        .await
-        .json();
+    let doc = day.export("epcis").await.json();
     let insp = events_of(&doc, day.txns.mismatch)[1];
     assert_eq!(insp["bizStep"], "inspecting");
     assert_eq!(insp["aeogate:decision"], "INSPECT");
@@ -199,9 +191,7 @@ async fn seal_mismatch_event_names_declared_and_read_seals_reasons_and_case() {
 #[tokio::test]
 async fn officer_intact_result_is_conformant_and_leaves_the_container_closed() {
     let day = gate_day(|_| {}).await;
-    let doc = get(&day.env.central, &day_uri("epcis"), Some(&day.staff))
-        .await
-        .json();
+    let doc = day.export("epcis").await.json();
     let evs = events_of(&doc, day.txns.intact);
     assert_eq!(
         evs[1]["aeogate:reasons"],
@@ -263,9 +253,7 @@ async fn read_points_use_configured_sglns_and_the_base_uri_otherwise() {
             .insert(common::gate(GATE), common::gate3_locations());
     })
     .await;
-    let doc = get(&day.env.central, &day_uri("epcis"), Some(&day.staff))
-        .await
-        .json();
+    let doc = day.export("epcis").await.json();
     let l1 = events_of(&doc, day.txns.fast)[0];
     assert_eq!(l1["readPoint"]["id"], "urn:epc:id:sgln:0614141.00777.GATE3");
     assert_eq!(l1["bizLocation"]["id"], "urn:epc:id:sgln:0614141.00777.0");

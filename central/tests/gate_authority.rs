@@ -7,10 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{batch, chain, gate, seal_exception, transaction};
+use common::{batch, chain, exception_chain, gate, officer_action, seal_exception, transaction};
 use protocol::schema::{
-    ActionKind, EventBody, InspectionOutcome, LaneDecision, LaneId, OfficerAction, Reason,
-    ReasonCode, SCHEMA_VERSION,
+    ActionKind, EventBody, GateId, InspectionOutcome, JournalEntry, LaneDecision, Reason,
+    ReasonCode,
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -24,16 +24,9 @@ struct Server {
 
 impl Server {
     async fn start(e: &common::Env) -> Server {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
         central::server::install_crypto_provider();
-        let task = tokio::spawn(central::serve_with_listener(
-            e.central.clone(),
-            listener,
-            e.cfg.clone(),
-            stop.clone(),
-        ));
+        let (addr, task) = common::serve_on_loopback(&e.central, &e.cfg, &stop);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -46,29 +39,56 @@ impl Server {
         }
     }
 
+    /// A request to `path` with the bearer `token`, `body` sent as JSON; asserts a 200.
+    async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let r = request.send().await.expect("request");
+        assert_eq!(r.status(), 200, "{path}");
+        r
+    }
+
     async fn post(&self, path: &str, token: &str, body: &serde_json::Value) -> serde_json::Value {
         let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), 200, "{path}");
+            .ok(reqwest::Method::POST, path, token, Some(body))
+            .await;
         r.json().await.expect("json")
     }
 
     async fn get(&self, path: &str, token: &str) -> String {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(r.status(), 200, "{path}");
+        let r = self.ok(reqwest::Method::GET, path, token, None).await;
         r.text().await.expect("text")
+    }
+
+    /// `path`'s answer, as JSON.
+    async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        serde_json::from_str(&self.get(path, token).await).expect("json")
+    }
+
+    /// Sends `entries` as `g`'s event batch; returns the acknowledgement.
+    async fn post_batch(
+        &self,
+        g: &GateId,
+        token: &str,
+        entries: &[JournalEntry],
+    ) -> serde_json::Value {
+        self.post(
+            &format!("/api/v1/agents/{g}/events"),
+            token,
+            &batch(g, entries),
+        )
+        .await
     }
 
     async fn stop(self) {
@@ -77,17 +97,15 @@ impl Server {
     }
 }
 
-async fn login(s: &Server, c: &central::Central) -> String {
-    c.add_user("ana", "correct horse", "analyst").expect("user");
-    let r = s
-        .client
-        .post(format!("{}/api/v1/login", s.base))
-        .json(&serde_json::json!({"user": "ana", "password": "correct horse"}))
-        .send()
-        .await
-        .expect("login");
-    let v: serde_json::Value = r.json().await.expect("json");
-    v["token"].as_str().expect("token").to_owned()
+/// Central served on a socket of its own, with analyst "ana" logged in; returns the server
+/// and ana's token.
+async fn started(e: &common::Env) -> (Server, String) {
+    let s = Server::start(e).await;
+    e.central
+        .add_user("ana", "correct horse", "analyst")
+        .expect("user");
+    let staff = common::login(&s.client, &s.base, "ana", "correct horse").await;
+    (s, staff)
 }
 
 fn inspection_result(g: &str, txn: Uuid) -> EventBody {
@@ -95,22 +113,11 @@ fn inspection_result(g: &str, txn: Uuid) -> EventBody {
 }
 
 fn inspection_result_on(g: &str, lane: &str, txn: Uuid) -> EventBody {
-    EventBody::OfficerAction {
-        action: OfficerAction {
-            v: SCHEMA_VERSION,
-            id: Uuid::now_v7(),
-            transaction_id: Some(txn),
-            gate: gate(g),
-            lane: LaneId::parse(lane).expect("lane"),
-            officer: "mallory".into(),
-            role: "officer".into(),
-            at: common::ts("2026-03-01T10:20:00Z"),
-            kind: ActionKind::InspectionResult {
-                result: InspectionOutcome::SealIntact,
-                note: "nothing found".into(),
-            },
-        },
-    }
+    let kind = ActionKind::InspectionResult {
+        result: InspectionOutcome::SealIntact,
+        note: "nothing found".into(),
+    };
+    officer_action(&gate(g), lane, txn, "mallory", kind)
 }
 
 fn fast_for(g: &str, txn: Uuid) -> EventBody {
@@ -139,21 +146,12 @@ async fn one_gates_token_cannot_write_into_another_gates_cases_or_exports() {
     let (g7, g8) = (gate("G7"), gate("G8"));
     let t7 = e.central.issue_agent_token(&g7, "P1").expect("token");
     let t8 = e.central.issue_agent_token(&g8, "P1").expect("token");
-    let s = Server::start(&e).await;
-    let staff = login(&s, &e.central).await;
+    let (s, staff) = started(&e).await;
 
     // G8 journals a truck with a seal exception: one case, G8's.
     let txn8 = Uuid::now_v7();
-    let c8 = chain(
-        &g8,
-        vec![
-            transaction(&g8, txn8, "MSCU1234566"),
-            seal_exception(&g8, txn8),
-        ],
-    );
-    let ack = s
-        .post("/api/v1/agents/G8/events", &t8, &batch(&g8, &c8))
-        .await;
+    let c8 = exception_chain(&g8, txn8, "MSCU1234566", vec![]);
+    let ack = s.post_batch(&g8, &t8, &c8).await;
     assert_eq!(ack["acked_through"], 2, "{ack}");
 
     // With G7's token: a seal exception whose body names G8, an inspection result and a
@@ -168,9 +166,7 @@ async fn one_gates_token_cannot_write_into_another_gates_cases_or_exports() {
             transaction(&g7, own, "MSCU1234566"),
         ],
     );
-    let ack = s
-        .post("/api/v1/agents/G7/events", &t7, &batch(&g7, &c7))
-        .await;
+    let ack = s.post_batch(&g7, &t7, &c7).await;
     assert_eq!(
         ack["acked_through"], 4,
         "refused entries are kept as evidence, so G7's cursor moves on: {ack}"
@@ -181,25 +177,20 @@ async fn one_gates_token_cannot_write_into_another_gates_cases_or_exports() {
         "{ack}"
     );
     // The same batch again: duplicates, nothing new.
-    let again = s
-        .post("/api/v1/agents/G7/events", &t7, &batch(&g7, &c7))
-        .await;
+    let again = s.post_batch(&g7, &t7, &c7).await;
     assert_eq!(again["duplicates"], 4, "{again}");
 
     // G8 still has its one case, untouched by G7; the other cases are G7's alerts.
-    let cases: serde_json::Value =
-        serde_json::from_str(&s.get("/api/v1/cases?gate=G8", &staff).await).expect("json");
+    let cases = s.get_json("/api/v1/cases?gate=G8", &staff).await;
     let items = cases["items"].as_array().expect("items");
     assert_eq!(items.len(), 1, "{cases}");
     let id = items[0]["id"].as_u64().expect("id");
-    let detail: serde_json::Value =
-        serde_json::from_str(&s.get(&format!("/api/v1/cases/{id}"), &staff).await).expect("json");
+    let detail = s.get_json(&format!("/api/v1/cases/{id}"), &staff).await;
     assert_eq!(detail["officer_results"], serde_json::json!([]), "{detail}");
     let history = detail["case"]["history"].to_string();
     assert!(!history.contains("mallory"), "{history}");
     assert_eq!(detail["decision"]["decision"], "INSPECT", "{detail}");
-    let g7_cases: serde_json::Value =
-        serde_json::from_str(&s.get("/api/v1/cases?gate=G7", &staff).await).expect("json");
+    let g7_cases = s.get_json("/api/v1/cases?gate=G7", &staff).await;
     assert_eq!(
         g7_cases["items"].as_array().map(Vec::len),
         Some(3),
@@ -224,8 +215,7 @@ async fn one_gates_token_cannot_write_into_another_gates_cases_or_exports() {
         "{csv}"
     );
     // G8's event list holds only G8's two entries.
-    let events: serde_json::Value =
-        serde_json::from_str(&s.get("/api/v1/events?gate=G8", &staff).await).expect("json");
+    let events = s.get_json("/api/v1/events?gate=G8", &staff).await;
     assert_eq!(
         events["items"].as_array().map(Vec::len),
         Some(2),
@@ -235,23 +225,12 @@ async fn one_gates_token_cannot_write_into_another_gates_cases_or_exports() {
 }
 
 fn override_on(g: &str, lane: &str, txn: Uuid, to: LaneDecision) -> EventBody {
-    EventBody::OfficerAction {
-        action: OfficerAction {
-            v: SCHEMA_VERSION,
-            id: Uuid::now_v7(),
-            transaction_id: Some(txn),
-            gate: gate(g),
-            lane: LaneId::parse(lane).expect("lane"),
-            officer: "mallory".into(),
-            role: "officer".into(),
-            at: common::ts("2026-03-01T10:20:00Z"),
-            kind: ActionKind::Override {
-                to,
-                reason: "wave through".into(),
-                note: String::new(),
-            },
-        },
-    }
+    let kind = ActionKind::Override {
+        to,
+        reason: "wave through".into(),
+        note: String::new(),
+    };
+    officer_action(&gate(g), lane, txn, "mallory", kind)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,32 +238,28 @@ async fn an_officer_action_from_another_lane_of_the_same_gate_is_refused() {
     let e = common::env();
     let g7 = gate("G7");
     let t7 = e.central.issue_agent_token(&g7, "P1").expect("token");
-    let s = Server::start(&e).await;
-    let staff = login(&s, &e.central).await;
+    let (s, staff) = started(&e).await;
 
     // A truck on lane L1 with a seal exception (one case), then, sent by the same gate,
     // an inspection result and an override naming it from lane L2, and one from L1.
     let txn = Uuid::now_v7();
-    let entries = chain(
+    let entries = exception_chain(
         &g7,
+        txn,
+        "MSCU1234566",
         vec![
-            transaction(&g7, txn, "MSCU1234566"),
-            seal_exception(&g7, txn),
             inspection_result_on("G7", "L2", txn),
             override_on("G7", "L2", txn, LaneDecision::Standard),
             override_on("G7", "L1", txn, LaneDecision::Inspect),
         ],
     );
-    let ack = s
-        .post("/api/v1/agents/G7/events", &t7, &batch(&g7, &entries))
-        .await;
+    let ack = s.post_batch(&g7, &t7, &entries).await;
     assert_eq!(ack["acked_through"], 5, "kept as evidence: {ack}");
     assert_eq!(alert_kinds(&ack), ["FOREIGN_LANE", "FOREIGN_LANE"], "{ack}");
 
     // The case shows no inspection result from lane L2; the transaction's events are its
     // own lane's three.
-    let cases: serde_json::Value =
-        serde_json::from_str(&s.get("/api/v1/cases?gate=G7", &staff).await).expect("json");
+    let cases = s.get_json("/api/v1/cases?gate=G7", &staff).await;
     let exception = cases["items"]
         .as_array()
         .expect("items")
@@ -292,19 +267,16 @@ async fn an_officer_action_from_another_lane_of_the_same_gate_is_refused() {
         .find(|c| c["subject"]["transaction_id"] == txn.to_string())
         .unwrap_or_else(|| panic!("the seal exception's case: {cases}"));
     let id = exception["id"].as_u64().expect("id");
-    let detail: serde_json::Value =
-        serde_json::from_str(&s.get(&format!("/api/v1/cases/{id}"), &staff).await).expect("json");
+    let detail = s.get_json(&format!("/api/v1/cases/{id}"), &staff).await;
     assert_eq!(detail["officer_results"], serde_json::json!([]), "{detail}");
     // The case shows the override from the truck's own lane, not the one from L2.
     let overrides = detail["overrides"].as_array().expect("overrides");
     assert_eq!(overrides.len(), 1, "{detail}");
     assert_eq!(overrides[0]["lane"], "L1", "{detail}");
     assert_eq!(overrides[0]["kind"]["to"], "INSPECT", "{detail}");
-    let events: serde_json::Value = serde_json::from_str(
-        &s.get("/api/v1/events?gate=G7&container=MSCU1234566", &staff)
-            .await,
-    )
-    .expect("json");
+    let events = s
+        .get_json("/api/v1/events?gate=G7&container=MSCU1234566", &staff)
+        .await;
     let mut seqs: Vec<u64> = events["items"]
         .as_array()
         .expect("items")

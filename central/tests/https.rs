@@ -5,40 +5,18 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio_util::sync::CancellationToken;
-
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("server key");
-    let params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-    let cert = params.signed_by(&key, &issuer).expect("server cert");
-    Pki {
-        ca_pem: ca_cert.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
 
 #[tokio::test]
 async fn serves_https_with_a_private_ca_and_shuts_down_with_a_stream_open() {
     central::server::install_crypto_provider();
-    let pki = pki();
+    let ca = pki::ca("test CA");
+    let (cert_pem, key_pem) = pki::leaf(&ca, &["localhost"], false);
     let e = env_with(|_| {});
     let cert = e.dir.path().join("server.pem");
     let key = e.dir.path().join("server.key");
-    std::fs::write(&cert, &pki.cert_pem).expect("cert");
-    std::fs::write(&key, &pki.key_pem).expect("key");
+    std::fs::write(&cert, &cert_pem).expect("cert");
+    std::fs::write(&key, &key_pem).expect("key");
     let mut cfg = e.cfg.clone();
     cfg.allow_plain_http_on_loopback = false;
     cfg.tls = Some(central::TlsConfig {
@@ -46,18 +24,12 @@ async fn serves_https_with_a_private_ca_and_shuts_down_with_a_stream_open() {
         key_pem: key,
         client_ca_pem: None,
     });
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(central::serve_with_listener(
-        e.central.clone(),
-        listener,
-        cfg,
-        shutdown.clone(),
-    ));
+    let (addr, server) = serve_on_loopback(&e.central, &cfg, &shutdown);
+    let port = addr.port();
 
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("ca"))
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).expect("ca"))
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
@@ -99,14 +71,7 @@ async fn serves_https_with_a_private_ca_and_shuts_down_with_a_stream_open() {
     );
 
     let session = staff(&e.central).await;
-    let stream = client
-        .get(format!("{base}/api/v1/cases/stream"))
-        .bearer_auth(&session)
-        .send()
-        .await
-        .expect("stream");
-    assert_eq!(stream.status(), 200);
-    let mut stream = stream;
+    let mut stream = open_case_stream(&client, &base, &session).await;
 
     // A seal exception ingested now reaches the open stream as a `case` event.
     client
@@ -116,16 +81,8 @@ async fn serves_https_with_a_private_ca_and_shuts_down_with_a_stream_open() {
         .send()
         .await
         .expect("ingest");
-    let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !seen.contains(&txn.to_string()) {
-        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
-            .await
-            .expect("a case event within 5 s")
-            .expect("stream chunk")
-            .expect("stream still open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let seen = read_stream_until(&mut stream, &txn.to_string(), deadline).await;
     assert!(seen.contains("event: case"), "{seen}");
 
     shutdown.cancel();

@@ -8,40 +8,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::pki::{ca, leaf};
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-};
 use tokio_util::sync::CancellationToken;
-
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-fn ca(name: &str) -> Ca {
-    let key = KeyPair::generate().expect("ca key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let cert = params.self_signed(&key).expect("ca cert");
-    Ca {
-        pem: cert.pem(),
-        issuer: Issuer::new(params, key),
-    }
-}
-
-/// A certificate for `name` signed by `ca`: (certificate PEM, key PEM).
-fn leaf(ca: &Ca, name: &str, client: bool) -> (String, String) {
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(vec![name.to_owned()]).expect("params");
-    params.distinguished_name.push(DnType::CommonName, name);
-    if client {
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    }
-    let cert = params.signed_by(&key, &ca.issuer).expect("cert");
-    (cert.pem(), key.serialize_pem())
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
@@ -68,10 +37,10 @@ async fn a_certificate_bound_token_needs_its_certificate() {
     let rogue_ca = ca("somebody else");
     let e = env_with(|_| {});
     let dir = e.dir.path();
-    let (server_cert, server_key) = leaf(&server_ca, "localhost", false);
-    let g1 = leaf(&agent_ca, "PORT-A-G1", true);
-    let g2 = leaf(&agent_ca, "PORT-A-G2", true);
-    let rogue = leaf(&rogue_ca, "PORT-A-G1", true);
+    let (server_cert, server_key) = leaf(&server_ca, &["localhost"], false);
+    let g1 = leaf(&agent_ca, &["PORT-A-G1"], true);
+    let g2 = leaf(&agent_ca, &["PORT-A-G2"], true);
+    let rogue = leaf(&rogue_ca, &["PORT-A-G1"], true);
 
     let mut cfg = e.cfg.clone();
     cfg.allow_plain_http_on_loopback = false;
@@ -90,15 +59,9 @@ async fn a_certificate_bound_token_needs_its_certificate() {
         .issue_agent_token(&gate("PORT-A-G3"), "PORT-A")
         .expect("token");
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
     let stop = CancellationToken::new();
-    let server = tokio::spawn(central::serve_with_listener(
-        e.central.clone(),
-        listener,
-        cfg,
-        stop.clone(),
-    ));
+    let (addr, server) = serve_on_loopback(&e.central, &cfg, &stop);
+    let port = addr.port();
     let url = format!("https://localhost:{port}/api/v1/registry/snapshot?port=PORT-A");
     let status = |c: reqwest::Client, token: String| {
         let url = url.clone();
@@ -141,7 +104,7 @@ async fn a_certificate_bound_token_needs_its_certificate() {
     assert_eq!(status(client(&server_ca.pem, None), plain).await, Ok(200));
     // Revoking the certificate's binding refuses its token at once, presented with the
     // certificate or not; the gate's token for a new certificate works.
-    let g1_new = leaf(&agent_ca, "PORT-A-G1", true);
+    let g1_new = leaf(&agent_ca, &["PORT-A-G1"], true);
     let g1_new_fp =
         central::server::pem_cert_fingerprint(&write(dir, "g1-new.pem", &g1_new.0)).expect("fp");
     let replacement = e

@@ -23,14 +23,8 @@ async fn instance(url: &str) -> (Env, String, tokio::task::JoinHandle<anyhow::Re
             ca_cert: None,
         });
     });
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let server = tokio::spawn(central::serve_with_listener(
-        e.central.clone(),
-        listener,
-        e.cfg.clone(),
-        CancellationToken::new(),
-    ));
+    let (addr, server) = serve_on_loopback(&e.central, &e.cfg, &CancellationToken::new());
+    let base = format!("http://{addr}");
     (e, base, server)
 }
 
@@ -51,13 +45,7 @@ async fn a_case_opened_through_one_instance_reaches_the_live_stream_of_the_other
         .add_user("ana", "correct horse", "analyst")
         .expect("user");
     let session = login(&http, &base_b, "ana", "correct horse").await;
-    let mut stream = reqwest::Client::new()
-        .get(format!("{base_b}/api/v1/cases/stream"))
-        .bearer_auth(&session)
-        .send()
-        .await
-        .expect("stream");
-    assert_eq!(stream.status(), 200);
+    let mut stream = open_case_stream(&reqwest::Client::new(), &base_b, &session).await;
 
     // A seal exception arrives at A.
     let g = gate("P1-G1");
@@ -74,16 +62,8 @@ async fn a_case_opened_through_one_instance_reaches_the_live_stream_of_the_other
         .expect("ingest at A");
     assert_eq!(r.status(), 200);
 
-    let mut seen = String::new();
-    let deadline = sent + Duration::from_secs(2);
-    while !seen.contains(&txn.to_string()) {
-        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
-            .await
-            .unwrap_or_else(|_| panic!("B's stream did not show A's case within 2 s: {seen}"))
-            .expect("stream chunk")
-            .expect("stream still open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let seen =
+        read_stream_until(&mut stream, &txn.to_string(), sent + Duration::from_secs(2)).await;
     assert!(seen.contains("event: case"), "{seen}");
     println!("case from A on B's stream after {:?}", sent.elapsed());
     let mut a_stream = a.central.subscribe_cases();

@@ -14,29 +14,12 @@ use central::model::EventQuery;
 use central::store::{PgStore, Store};
 use common::*;
 use jiff::{SignedDuration, Timestamp};
-use protocol::schema::{GENESIS_HASH, JournalEntry};
+use protocol::schema::JournalEntry;
 use uuid::Uuid;
 
 /// A chain of decisions of gate `g`, one at each time.
 fn dated(g: &protocol::schema::GateId, times: &[Timestamp]) -> Vec<JournalEntry> {
-    let mut prev = GENESIS_HASH.to_owned();
-    times
-        .iter()
-        .enumerate()
-        .map(|(i, at)| {
-            let e = JournalEntry::new_chained(
-                g.clone(),
-                i as u64 + 1,
-                Uuid::now_v7(),
-                *at,
-                prev.clone(),
-                fast_decision(g),
-            )
-            .expect("entry");
-            prev = e.hash.clone();
-            e
-        })
-        .collect()
+    common::chain_at(g, times.iter().map(|&at| (at, fast_decision(g))).collect())
 }
 
 fn months_of(s: &dyn Store) -> Vec<String> {
@@ -75,11 +58,24 @@ fn months_before_the_cutoff_are_dropped_and_the_rest_stays() {
         .expect("ingest");
     assert_eq!(out.tally.stored, 4);
     let before = s.gates().expect("gates");
+    let programme = s.programme_counts(None, Timestamp::MAX).expect("programme");
+    let decided: u64 = programme
+        .counts
+        .iter()
+        .filter(|((group, _), _)| group == "AEO" || group == "NON_AEO")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(decided, 4, "{programme:?}");
 
     // Keep the current month and two before it: January and February go.
     let dropped = s.apply_retention(3, now).expect("retention");
     assert_eq!(dropped, vec!["events_2024_01", "events_2024_02"]);
     assert_eq!(months_of(&s), vec!["2024-03", "2024-06"]);
+    assert_eq!(
+        s.programme_counts(None, Timestamp::MAX).expect("programme"),
+        programme,
+        "the programme roll-ups outlive the dropped months"
+    );
     assert_eq!(
         s.gates().expect("gates"),
         before,

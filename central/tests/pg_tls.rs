@@ -4,21 +4,12 @@
 mod common;
 
 use central::store::{PgStore, Store};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 /// A CA (PEM) and a server certificate and key for 127.0.0.1 signed by it.
 fn pki() -> (String, String, String) {
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("server key");
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("server cert");
-    (ca.pem(), cert.pem(), key.serialize_pem())
+    let ca = common::pki::ca("test CA");
+    let (cert, key) = common::pki::leaf(&ca, &["127.0.0.1"], false);
+    (ca.pem, cert, key)
 }
 
 /// Connections to database `db` that use TLS, seen from a plain session.

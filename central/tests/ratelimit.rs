@@ -77,15 +77,8 @@ async fn serve(
     CancellationToken,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
-    let server = tokio::spawn(central::serve_with_listener(
-        e.central.clone(),
-        listener,
-        e.cfg.clone(),
-        stop.clone(),
-    ));
+    let (addr, server) = common::serve_on_loopback(&e.central, &e.cfg, &stop);
     central::server::install_crypto_provider();
     (format!("http://{addr}"), stop, server)
 }

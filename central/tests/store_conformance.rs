@@ -8,11 +8,14 @@ use central::cases::{self, CaseError};
 use central::dashboard::programme;
 use central::ingest::AgentState;
 use central::model::{
-    AgentRecord, AlertKind, CaseAction, CaseQuery, CaseState, EventQuery, Session, StaffUser,
+    AgentRecord, AlertKind, CaseAction, CaseQuery, CaseState, EventQuery, Page, Session, StaffUser,
     StoredEvent,
 };
 use central::store::{PgStore, RedbStore, Store, StoreError, TokenChange};
-use common::{chain, fast_decision, gate, seal_exception, transaction, ts};
+use common::{
+    chain, chain_at, exception_chain, fast_decision, gate, officer_action, seal_exception,
+    transaction, ts,
+};
 use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
@@ -81,6 +84,7 @@ conformance!(
     token_changes_revoke_expire_and_add_in_one_step_and_mark_the_gate,
     users_sessions_and_audit,
     a_user_update_is_stored_with_its_audit_entry_or_not_at_all,
+    a_company_is_added_with_its_user_and_changed_whole_or_not_at_all,
     text_with_control_characters_is_stored_and_read_back_unchanged,
     entries_dated_at_the_ends_of_the_calendar_are_stored,
     console_logins_and_logouts_are_stored_and_another_gates_are_refused,
@@ -127,17 +131,14 @@ fn all_events(s: &dyn Store, q: EventQuery) -> Vec<(String, u64)> {
 }
 
 /// Every event matching `q`, read page by page.
-fn stored_events(s: &dyn Store, mut q: EventQuery) -> Vec<StoredEvent> {
-    let mut out = Vec::new();
-    for _ in 0..1_000 {
-        let page = s.events(&q).expect("events");
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => q.cursor = Some(c),
-            None => return out,
-        }
-    }
-    panic!("paging did not end");
+fn stored_events(s: &dyn Store, q: EventQuery) -> Vec<StoredEvent> {
+    Page::collect_all(1_000, |cursor| {
+        s.events(&EventQuery {
+            cursor,
+            ..q.clone()
+        })
+    })
+    .expect("events")
 }
 
 fn query() -> EventQuery {
@@ -293,14 +294,7 @@ fn a_reused_seq_keeps_the_first_entry(s: &dyn Store) {
 fn a_seal_exception_opens_one_case_and_its_repeat_is_noted(s: &dyn Store) {
     let g = gate("G1");
     let txn = Uuid::now_v7();
-    let c = chain(
-        &g,
-        vec![
-            transaction(&g, txn, "CSQU3054383"),
-            seal_exception(&g, txn),
-            seal_exception(&g, txn),
-        ],
-    );
+    let c = exception_chain(&g, txn, "CSQU3054383", vec![seal_exception(&g, txn)]);
     let out = ingest(s, &c);
     assert_eq!(out.cases.len(), 1, "one case per gate transaction");
     let case = &out.cases[0];
@@ -373,23 +367,12 @@ fn another_gates_entry_about_a_transaction_is_refused_with_an_alert(s: &dyn Stor
 
 /// An override on `lane` of gate `g` about `txn`.
 fn override_on(g: &GateId, lane: &str, txn: Uuid) -> EventBody {
-    EventBody::OfficerAction {
-        action: protocol::schema::OfficerAction {
-            v: SCHEMA_VERSION,
-            id: Uuid::now_v7(),
-            transaction_id: Some(txn),
-            gate: g.clone(),
-            lane: LaneId::parse(lane).expect("lane"),
-            officer: "o".into(),
-            role: "officer".into(),
-            at: ts("2026-03-01T10:20:00Z"),
-            kind: protocol::schema::ActionKind::Override {
-                to: LaneDecision::Inspect,
-                reason: "r".into(),
-                note: String::new(),
-            },
-        },
-    }
+    let kind = protocol::schema::ActionKind::Override {
+        to: LaneDecision::Inspect,
+        reason: "r".into(),
+        note: String::new(),
+    };
+    officer_action(g, lane, txn, "o", kind)
 }
 
 fn an_officer_action_from_another_lane_is_refused_with_an_alert(s: &dyn Store) {
@@ -480,19 +463,14 @@ fn case_queries_filter_and_page_newest_first(s: &dyn Store) {
         .expect("cases");
     assert_eq!(g2.items.len(), 3);
     assert!(g2.items.iter().all(|c| c.gate.as_str() == "G2"));
-    let mut seen = Vec::new();
-    let mut q = CaseQuery {
-        limit: 2,
-        ..case_query()
-    };
-    for _ in 0..10 {
-        let p = s.cases(&q).expect("page");
-        seen.extend(p.items.iter().map(|c| c.id));
-        match p.next_cursor {
-            Some(c) => q.cursor = Some(c),
-            None => break,
-        }
-    }
+    let pages = Page::collect_all(10, |cursor| {
+        s.cases(&CaseQuery {
+            cursor,
+            limit: 2,
+            ..case_query()
+        })
+    });
+    let seen: Vec<u64> = pages.expect("page").iter().map(|c| c.id).collect();
     assert_eq!(seen, ids, "pages join to the whole list");
     let by_reason = s
         .cases(&CaseQuery {
@@ -845,16 +823,12 @@ fn an_entry_whose_agent_time_runs_back_is_stored_with_a_time_backwards_alert(s: 
     // after seq 4, so both the predecessor and the successor checks are exercised.
     let g = gate("G1");
     let t0 = ts("2026-03-01T10:15:00Z");
-    let mut prev = GENESIS_HASH.to_owned();
-    let mut entries = Vec::new();
-    for (seq, back) in [(1, 0), (2, 1), (3, -59), (4, -58)] {
-        let at = t0 + SignedDuration::from_secs(back);
-        let e =
-            JournalEntry::new_chained(g.clone(), seq, Uuid::now_v7(), at, prev, fast_decision(&g))
-                .expect("entry");
-        prev = e.hash.clone();
-        entries.push(e);
-    }
+    let entries = chain_at(
+        &g,
+        [0, 1, -59, -58]
+            .map(|back| (t0 + SignedDuration::from_secs(back), fast_decision(&g)))
+            .into(),
+    );
     let first = ingest(
         s,
         &[entries[0].clone(), entries[1].clone(), entries[3].clone()],
@@ -890,15 +864,13 @@ fn an_entry_whose_agent_time_runs_back_is_stored_with_a_time_backwards_alert(s: 
 fn entries_dated_at_the_ends_of_the_calendar_are_stored(s: &dyn Store) {
     // An agent's clock is not trusted: whatever time it wrote, the entry is kept.
     let g = gate("G1");
-    let mut prev = GENESIS_HASH.to_owned();
-    let mut entries = Vec::new();
-    for (seq, at) in [(1, Timestamp::MAX), (2, Timestamp::MIN)] {
-        let e =
-            JournalEntry::new_chained(g.clone(), seq, Uuid::now_v7(), at, prev, fast_decision(&g))
-                .expect("entry");
-        prev = e.hash.clone();
-        entries.push(e);
-    }
+    let entries = chain_at(
+        &g,
+        vec![
+            (Timestamp::MAX, fast_decision(&g)),
+            (Timestamp::MIN, fast_decision(&g)),
+        ],
+    );
     let out = ingest(s, &entries);
     assert_eq!((out.tally.stored, out.acked_through), (2, 2));
     let seqs: Vec<u64> = s
@@ -1224,6 +1196,7 @@ fn a_user_update_is_stored_with_its_audit_entry_or_not_at_all(s: &dyn Store) {
         created_at: now(),
         lang: Lang::default(),
         disabled: false,
+        company: None,
     };
     s.add_user(&user).expect("add");
     let changed = s
@@ -1269,6 +1242,7 @@ fn users_sessions_and_audit(s: &dyn Store) {
         created_at: now(),
         lang: Lang::default(),
         disabled: false,
+        company: None,
     };
     s.add_user(&user).expect("add");
     assert_eq!(s.add_user(&user), Err(StoreError::UserExists("ana".into())));
@@ -1469,6 +1443,69 @@ fn registry_change_numbers_from_two_instances_have_no_gaps_or_duplicates() {
     assert_eq!(stores[1].last_seq().expect("seq"), 80);
 }
 
+fn a_company_is_added_with_its_user_and_changed_whole_or_not_at_all(s: &dyn Store) {
+    let op = protocol::operator::OperatorId::parse("EU-AEO:DE123456789012345").expect("op");
+    let company = central::portal::Company::new(
+        op,
+        "Acme".into(),
+        protocol::schema::PartyRole::Exporter,
+        "acme.admin",
+        false,
+        now(),
+    );
+    let user = StaffUser {
+        name: "acme.admin".into(),
+        role: central::portal::COMPANY_ROLE.into(),
+        password_phc: "$argon2id$x".into(),
+        created_at: now(),
+        lang: Lang::default(),
+        disabled: false,
+        company: Some(company.operator.to_string()),
+    };
+    s.add_company(&company, Some(&user), "acme.admin", now())
+        .expect("add");
+    let key = "EU-AEO:DE123456789012345";
+    assert_eq!(s.company(key).expect("company"), Some(company.clone()));
+    assert_eq!(s.user("acme.admin").expect("user"), Some(user.clone()));
+    assert!(matches!(
+        s.add_company(&company, None, "x", now()),
+        Err(StoreError::Refused(_))
+    ));
+    let changed = s
+        .update_company(key, "olga", now(), &mut |c| {
+            c.confirmed_by = Some("olga".into());
+            Ok("confirmed".into())
+        })
+        .expect("update");
+    assert_eq!(s.companies().expect("all"), vec![changed.clone()]);
+    let audit = s.audit_log(0, 100).expect("audit");
+    let last = audit.last().expect("an audit entry");
+    assert_eq!(
+        (
+            last.actor.as_str(),
+            last.action.as_str(),
+            last.detail.as_str()
+        ),
+        (
+            "olga",
+            "company.change",
+            "company EU-AEO:DE123456789012345: confirmed"
+        )
+    );
+    let err = s
+        .update_company(key, "olga", now(), &mut |c| {
+            c.name = "Other".into();
+            Err(StoreError::Refused("no".into()))
+        })
+        .expect_err("refused");
+    assert_eq!(err, StoreError::Refused("no".into()));
+    assert_eq!(s.company(key).expect("company"), Some(changed));
+    assert!(
+        s.update_company("EU-AEO:FR1", "o", now(), &mut |_| Ok(String::new()))
+            .is_err()
+    );
+}
+
 // -- programme roll-ups -----------------------------------------------------------------
 
 const EU_OP: &str = "EU-AEO:DE123456789012345";
@@ -1604,7 +1641,11 @@ fn programme_figures_over_more_than_200k_decisions_are_exact(s: &dyn Store) {
     let mut bodies = Vec::with_capacity(N + N / 10);
     for i in 0..N {
         let txn = Uuid::now_v7();
-        let d = [LaneDecision::Fast, LaneDecision::Inspect, LaneDecision::Standard][i % 3];
+        let d = [
+            LaneDecision::Fast,
+            LaneDecision::Inspect,
+            LaneDecision::Standard,
+        ][i % 3];
         let status = if i % 2 == 0 { Active } else { Suspended };
         let op = if i % 5 == 0 { US_OP } else { EU_OP };
         let at = start + SignedDuration::from_secs(i as i64);
@@ -1637,5 +1678,144 @@ fn programme_figures_over_more_than_200k_decisions_are_exact(s: &dyn Store) {
     assert_eq!(
         figures(s, Some(from)),
         programme::benefits(&decided_from(&events, from))
+    );
+}
+
+// -- roll-ups of a store made before them -----------------------------------------------
+
+/// Gate transactions with their decisions (`pairs` of them, AEO and not, every 7th
+/// one's transaction missing), then halves whose other half comes in the last two
+/// entries, so pairing has to cross from the built roll-ups to a later ingest.
+fn traffic_across_a_rebuild(g: &GateId, pairs: usize) -> Vec<JournalEntry> {
+    use AeoStatus::Active;
+    let start = ts("2026-03-01T00:00:00Z");
+    let mut bodies = Vec::with_capacity(2 * pairs + 8);
+    for i in 0..pairs {
+        let txn = Uuid::now_v7();
+        let at = start + SignedDuration::from_secs(i as i64 * 7);
+        let (d, parties): (_, &[_]) = match i % 3 {
+            0 => (LaneDecision::Fast, &[(EU_OP, Some(Active))]),
+            1 => (LaneDecision::Inspect, &[(US_OP, None)]),
+            _ => (LaneDecision::Standard, &[]),
+        };
+        bodies.push(party_decision(g, txn, d, at, parties));
+        if i % 7 != 0 {
+            bodies.push(timed_transaction(g, txn, (i % 900) as i64));
+        }
+    }
+    let (t1, t2) = (Uuid::now_v7(), Uuid::now_v7());
+    let h = ts("2026-03-02T10:00:00Z");
+    bodies.push(timed_transaction(g, t1, 300));
+    bodies.push(party_decision(
+        g,
+        t2,
+        LaneDecision::Standard,
+        h,
+        &[(US_OP, Some(AeoStatus::Suspended))],
+    ));
+    // -- after the roll-ups are built --
+    bodies.push(party_decision(
+        g,
+        t1,
+        LaneDecision::Inspect,
+        h,
+        &[(EU_OP, Some(Active))],
+    ));
+    bodies.push(timed_transaction(g, t2, 900));
+    chain(g, bodies)
+}
+
+/// Ingests all but the last two entries of each gate's traffic (in batches of 500).
+fn ingest_before_rebuild(s: &dyn Store, traffic: &[Vec<JournalEntry>]) {
+    for entries in traffic {
+        for part in entries[..entries.len() - 2].chunks(500) {
+            ingest(s, part);
+        }
+    }
+}
+
+/// Ingests the last two entries of each gate's traffic; the roll-ups then equal the
+/// direct computation over the stored events.
+fn roll_ups_after_rebuild_equal_the_direct_figures(s: &dyn Store, traffic: &[Vec<JournalEntry>]) {
+    for entries in traffic {
+        ingest(s, &entries[entries.len() - 2..]);
+    }
+    let direct = programme::benefits(&stored_events(s, query()));
+    assert!(direct.aeo.transactions > 0 && direct.non_aeo.transactions > 0);
+    assert_eq!(figures(s, None), direct);
+}
+
+#[test]
+fn a_redb_store_from_before_the_roll_ups_gets_them_built_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.redb");
+    let traffic = [
+        traffic_across_a_rebuild(&gate("G1"), 5_000),
+        traffic_across_a_rebuild(&gate("G2"), 10),
+    ];
+    let events: usize = traffic.iter().map(Vec::len).sum::<usize>() - 4;
+    ingest_before_rebuild(&RedbStore::open(&path).expect("open"), &traffic);
+    {
+        // The file as central kept it before the roll-ups: no programme tables.
+        let db = redb::Database::open(&path).expect("raw open");
+        let tx = db.begin_write().expect("write");
+        let tables: Vec<_> = tx
+            .list_tables()
+            .expect("tables")
+            .filter(|t| redb::TableHandle::name(t).starts_with("programme"))
+            .collect();
+        assert_eq!(tables.len(), 4);
+        for t in tables {
+            tx.delete_table(t).expect("delete");
+        }
+        tx.commit().expect("commit");
+    }
+    let started = std::time::Instant::now();
+    let s = RedbStore::open(&path).expect("reopen");
+    eprintln!(
+        "redb: roll-ups built from {events} events in {:?}",
+        started.elapsed()
+    );
+    roll_ups_after_rebuild_equal_the_direct_figures(&s, &traffic);
+    drop(s);
+    // Opened again: built once, not again (the counts would double).
+    let s = RedbStore::open(&path).expect("reopen");
+    assert_eq!(
+        figures(&s, None),
+        programme::benefits(&stored_events(&s, query()))
+    );
+}
+
+#[test]
+fn a_postgres_schema_from_before_the_roll_ups_gets_them_built_by_the_migration() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let traffic = [
+        traffic_across_a_rebuild(&gate("G1"), 5_000),
+        traffic_across_a_rebuild(&gate("G2"), 10),
+    ];
+    let events: usize = traffic.iter().map(Vec::len).sum::<usize>() - 4;
+    ingest_before_rebuild(&PgStore::open(&url).expect("open"), &traffic);
+    {
+        // The schema at version 3, as central kept it before the roll-ups.
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        c.batch_execute(
+            "DROP TABLE programme_hourly, programme_daily, programme_names, programme_pending;
+             DELETE FROM schema_migrations WHERE version = 4;",
+        )
+        .expect("back to version 3");
+    }
+    let started = std::time::Instant::now();
+    let s = PgStore::open(&url).expect("reopen");
+    eprintln!(
+        "PostgreSQL: roll-ups built from {events} events in {:?}",
+        started.elapsed()
+    );
+    roll_ups_after_rebuild_equal_the_direct_figures(&s, &traffic);
+    drop(s);
+    let s = PgStore::open(&url).expect("reopen");
+    assert_eq!(
+        figures(&s, None),
+        programme::benefits(&stored_events(&s, query()))
     );
 }

@@ -17,13 +17,11 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use edge_agent::config::Routes;
 use edge_agent::decider::{MemoryReplica, Policy, decide};
 use edge_agent::store::Store;
-use protocol::operator::Programme;
-use protocol::schema::{GateTransaction, PartyRole};
+use protocol::schema::GateTransaction;
 
 #[path = "../../src/bench/data.rs"]
 #[allow(dead_code)]
@@ -65,21 +63,8 @@ fn fixture() -> &'static Fixture {
             txs: (0..POOL as u64)
                 .map(|k| data::transaction(k, n).expect("generated transaction is valid"))
                 .collect(),
-            policy: Policy {
-                name: "bench".into(),
-                staleness_bound: Duration::from_secs(24 * 3600),
-                required_roles: vec![PartyRole::Importer, PartyRole::Carrier],
-                home_programmes: vec![Programme::EuAeo],
-                random_rate_aeo: 0.01,
-                random_rate_other: 0.05,
-                random_key: "bench-random-key".into(),
-                eseal_low_battery_is_reason: true,
-            },
-            routes: Routes {
-                fast: "Lane 1 priority".into(),
-                standard: "Lane 2".into(),
-                inspect: "Inspection bay".into(),
-            },
+            policy: data::policy(),
+            routes: data::routes(),
         }
     })
 }

@@ -63,8 +63,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/transactions", get(transactions))
         .route("/api/v1/transactions/{id}", get(transaction))
         .route("/api/v1/lanes/{lane}/actions", post(action))
-        .route("/api/v1/lanes/{lane}/close", post(close_lane))
-        .route("/api/v1/lanes/{lane}/reopen", post(reopen_lane))
+        .route(
+            "/api/v1/lanes/{lane}/close",
+            post(close_or_reopen_lane::<true>),
+        )
+        .route(
+            "/api/v1/lanes/{lane}/reopen",
+            post(close_or_reopen_lane::<false>),
+        )
         .route("/api/v1/events", get(events))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -424,25 +430,15 @@ pub struct LaneControlAccepted {
     pub at: Timestamp,
 }
 
-async fn close_lane(
+/// `POST /api/v1/lanes/{lane}/close` (`CLOSE`) or `/reopen`.
+async fn close_or_reopen_lane<const CLOSE: bool>(
     State(s): State<AppState>,
     authed: Authed,
     Path(lane): Path<String>,
     body: Result<Json<LaneControlRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<LaneControlAccepted>), ApiError> {
     let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
-    let done = lane_control(&s, &authed, &lane, true, req.reason).await?;
-    Ok((StatusCode::CREATED, Json(done)))
-}
-
-async fn reopen_lane(
-    State(s): State<AppState>,
-    authed: Authed,
-    Path(lane): Path<String>,
-    body: Result<Json<LaneControlRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<LaneControlAccepted>), ApiError> {
-    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
-    let done = lane_control(&s, &authed, &lane, false, req.reason).await?;
+    let done = lane_control(&s, &authed, &lane, CLOSE, req.reason).await?;
     Ok((StatusCode::CREATED, Json(done)))
 }
 

@@ -65,14 +65,7 @@ struct Running {
 /// Runs the configured devices; see the module documentation.
 #[derive(Debug)]
 pub struct DeviceSupervisor {
-    events: mpsc::Sender<AssemblerEvent>,
-    read_log: Arc<ReadLog>,
-    actuators: Arc<Actuators>,
-    devices: Devices,
-    live: Arc<LiveLanes>,
-    journal: Arc<Journal>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
+    parts: Parts,
     running: Mutex<HashMap<String, Running>>,
 }
 
@@ -93,25 +86,8 @@ impl DeviceSupervisor {
     /// A supervisor running nothing yet.
     #[must_use]
     pub fn new(parts: Parts) -> Self {
-        let Parts {
-            events,
-            read_log,
-            actuators,
-            devices,
-            live,
-            journal,
-            tracker,
-            shutdown,
-        } = parts;
         Self {
-            events,
-            read_log,
-            actuators,
-            devices,
-            live,
-            journal,
-            tracker,
-            shutdown,
+            parts,
             running: Mutex::new(HashMap::new()),
         }
     }
@@ -141,7 +117,7 @@ impl DeviceSupervisor {
         for r in stopping {
             self.stop(r).await;
         }
-        if self.shutdown.is_cancelled() {
+        if self.parts.shutdown.is_cancelled() {
             return;
         }
         for spec in wanted {
@@ -160,31 +136,34 @@ impl DeviceSupervisor {
         let name = r.spec.name().to_owned();
         // The pipeline stops commanding the board first: nothing is queued to a task that
         // is ending.
-        self.actuators.remove_link(&name);
+        self.parts.actuators.remove_link(&name);
         r.stop.cancel();
         if tokio::time::timeout(STOP_TIMEOUT, r.task).await.is_err() {
             tracing::warn!(device = %name, timeout = ?STOP_TIMEOUT, "device task did not stop in time; going on");
         }
-        self.devices.remove(&name);
+        self.parts.devices.remove(&name);
         tracing::info!(device = %name, "device stopped (configuration reload)");
     }
 
     fn start(&self, spec: Spec) {
-        let stop = self.shutdown.child_token();
+        let stop = self.parts.shutdown.child_token();
         let name = spec.name().to_owned();
         let (task, receivers) = match &spec {
             Spec::Serial(d) => self.start_serial(d, stop.clone()),
-            Spec::Llrp(r) => {
-                crate::sources::llrp::spawn_reader(r, &self.events, &self.tracker, stop.clone())
-            }
+            Spec::Llrp(r) => crate::sources::llrp::spawn_reader(
+                r,
+                &self.parts.events,
+                &self.parts.tracker,
+                stop.clone(),
+            ),
         };
         for rx in receivers {
-            self.tracker.spawn(crate::journal::record_health(
-                self.journal.clone(),
+            self.parts.tracker.spawn(crate::journal::record_health(
+                self.parts.journal.clone(),
                 rx.clone(),
-                self.shutdown.clone(),
+                self.parts.shutdown.clone(),
             ));
-            self.devices.add(&name, rx);
+            self.parts.devices.add(&name, rx);
         }
         if let Ok(mut running) = self.running.lock() {
             running.insert(name, Running { spec, stop, task });
@@ -211,23 +190,25 @@ impl DeviceSupervisor {
                 let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
                 // A board started while its lane shows a decision or a closure is told
                 // at once; the commands wait in the queue until the port is open.
-                if let Some(shown) = self.live.get(&d.lane).and_then(|l| l.shown) {
+                if let Some(shown) = self.parts.live.get(&d.lane).and_then(|l| l.shown) {
                     let _ = tx.try_send(crate::actuators::command_for(&shown));
                 }
-                self.actuators.add_link(&d.name, d.lane.clone(), tx);
-                self.tracker.spawn(run_lane_board_logged(
+                self.parts.actuators.add_link(&d.name, d.lane.clone(), tx);
+                self.parts.tracker.spawn(run_lane_board_logged(
                     dev,
-                    self.events.clone(),
-                    Some(self.read_log.clone()),
+                    self.parts.events.clone(),
+                    Some(self.parts.read_log.clone()),
                     commands,
                     reporter,
                     stop,
                 ))
             }
-            DeviceKind::UhfModule { .. } => {
-                self.tracker
-                    .spawn(run_uhf_module(dev, self.events.clone(), reporter, stop))
-            }
+            DeviceKind::UhfModule { .. } => self.parts.tracker.spawn(run_uhf_module(
+                dev,
+                self.parts.events.clone(),
+                reporter,
+                stop,
+            )),
         };
         (task, vec![rx])
     }

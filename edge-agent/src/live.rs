@@ -119,20 +119,9 @@ impl LiveLanes {
         only_if: impl FnOnce(Option<&LaneState>) -> bool,
         show: impl FnOnce(&LaneState),
     ) -> bool {
-        let Ok(mut lanes) = self.lanes.lock() else {
-            return false;
-        };
-        let Some(l) = lanes.get_mut(lane) else {
-            return false;
-        };
-        if l.closed.is_some() || !only_if(l.shown.as_ref()) {
-            return false;
-        }
-        show(&state);
-        l.shown = Some(state);
-        l.updated_at = Timestamp::now();
-        let _ = self.updates.send(l.clone());
-        true
+        self.show_locked(lane, state, show, |l| {
+            l.closed.is_none() && only_if(l.shown.as_ref())
+        })
     }
 
     /// Closes (`Some`) or reopens (`None`) `lane`: records it and shows `state` (the closed
@@ -145,13 +134,31 @@ impl LiveLanes {
         state: LaneState,
         show: impl FnOnce(&LaneState),
     ) -> bool {
+        self.show_locked(lane, state, show, |l| {
+            l.closed = closure;
+            true
+        })
+    }
+
+    /// Under the lanes' lock: unless `ready` (which may change `lane`'s record) says no,
+    /// shows `state` through `show`, records and announces it. Returns whether it was
+    /// shown (`false` for a lane that is not configured).
+    fn show_locked(
+        &self,
+        lane: &LaneId,
+        state: LaneState,
+        show: impl FnOnce(&LaneState),
+        ready: impl FnOnce(&mut LaneLive) -> bool,
+    ) -> bool {
         let Ok(mut lanes) = self.lanes.lock() else {
             return false;
         };
         let Some(l) = lanes.get_mut(lane) else {
             return false;
         };
-        l.closed = closure;
+        if !ready(l) {
+            return false;
+        }
         show(&state);
         l.shown = Some(state);
         l.updated_at = Timestamp::now();

@@ -462,21 +462,15 @@ async fn conclude_closed(shared: &Pipeline, closed: Vec<Closing>, actuate: bool)
 /// Turns a decision that could not be journaled into one that grants no priority: FAST
 /// becomes STANDARD, and the reason says why.
 fn hold_decision(decision: &mut Decision, routes: &crate::decider::Routes) {
-    if decision.decision == LaneDecision::Fast {
-        decision.decision = LaneDecision::Standard;
-        decision
-            .reasons
-            .retain(|r| r.code != ReasonCode::AllChecksPassed);
-        decision.route = routes.standard.clone();
-    }
+    no_priority(decision, routes);
     decision
         .reasons
         .push(Reason::new(ReasonCode::JournalUnavailable));
 }
 
-/// Adds `AGENT_RESTARTED` to the decision of a transaction rebuilt after a restart: it
-/// may lack reads made while the agent was down, so FAST becomes STANDARD.
-fn restarted_decision(decision: &mut Decision, routes: &crate::decider::Routes) {
+/// A FAST decision becomes STANDARD, to the standard route, without its "all checks
+/// passed" reason; any other stays as it is.
+fn no_priority(decision: &mut Decision, routes: &crate::decider::Routes) {
     if decision.decision == LaneDecision::Fast {
         decision.decision = LaneDecision::Standard;
         decision
@@ -484,6 +478,12 @@ fn restarted_decision(decision: &mut Decision, routes: &crate::decider::Routes) 
             .retain(|r| r.code != ReasonCode::AllChecksPassed);
         decision.route = routes.standard.clone();
     }
+}
+
+/// Adds `AGENT_RESTARTED` to the decision of a transaction rebuilt after a restart: it
+/// may lack reads made while the agent was down, so FAST becomes STANDARD.
+fn restarted_decision(decision: &mut Decision, routes: &crate::decider::Routes) {
+    no_priority(decision, routes);
     decision
         .reasons
         .push(Reason::new(ReasonCode::AgentRestarted));
@@ -496,13 +496,7 @@ pub fn clock_decision(decision: &mut Decision, routes: &crate::decider::Routes, 
     if clock.trusted {
         return;
     }
-    if decision.decision == LaneDecision::Fast {
-        decision.decision = LaneDecision::Standard;
-        decision
-            .reasons
-            .retain(|r| r.code != ReasonCode::AllChecksPassed);
-        decision.route = routes.standard.clone();
-    }
+    no_priority(decision, routes);
     let mut r =
         Reason::new(ReasonCode::ClockUntrusted).with("max_offset_ms", clock.max_offset.as_millis());
     if let Some(s) = clock.sample() {

@@ -2,10 +2,11 @@
 //! `RUST_LOG`, no colour codes off a terminal, JSON log lines.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../tests/common/process.rs"]
+mod process;
 mod support;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use support::one_lane_toml;
 
@@ -13,20 +14,8 @@ fn agent(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> std::process::Outp
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-agent"));
     cmd.args(args)
         .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn edge-agent");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().expect("wait")
+        .envs(env.iter().copied());
+    process::output_with_stdin(&mut cmd, stdin)
 }
 
 #[test]
@@ -143,28 +132,8 @@ fn user_add_on_a_terminal_does_not_echo_the_password() {
         env!("CARGO_BIN_EXE_edge-agent"),
         config.display()
     );
-    let mut child = Command::new("script")
-        .args(["-q", "-f", "-e", "-c", &line])
-        .arg(&log)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("util-linux script is needed for this test");
-    let shown = || std::fs::read_to_string(&log).unwrap_or_default();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !shown().contains("password for alice") && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    // The prompt is printed just before echo is switched off.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"Correct-Horse-9\n").unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().expect("wait");
-    let shown = shown();
-    assert!(out.status.success(), "{shown}");
+    let shown =
+        process::typed_on_a_terminal(&line, &log, &[], "password for alice", "Correct-Horse-9\n");
     assert!(
         shown.contains("account alice (officer, en) saved"),
         "{shown}"

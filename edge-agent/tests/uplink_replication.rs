@@ -20,7 +20,7 @@ use protocol::schema::{
     Change, ChangeBatch, EventBody, Heartbeat, IngestAck, IngestBatch, JournalEntry,
     SCHEMA_VERSION, SequencedChange, SignedEnvelope,
 };
-use support::GATE_G1_LANE_L1;
+use support::{agent_toml, gate_g1_lane_l1};
 use tokio_util::sync::CancellationToken;
 
 const STEP: Duration = Duration::from_secs(10);
@@ -174,30 +174,13 @@ fn config(dir: &std::path::Path, url: &str) -> Config {
 }
 
 fn config_text(dir: &std::path::Path, url: &str) -> String {
+    let pk = hex::encode(signing_key().verifying_key().to_bytes());
+    let settings = "uplink_batch = 3\nheartbeat_every = \"200ms\"\npoll_wait = \"1s\"";
     format!(
-        r#"{GATE_G1_LANE_L1}
-[store]
-path = "{store}"
-
-[central]
-url = "{url}"
-token = "{TOKEN}"
-uplink_batch = 3
-heartbeat_every = "200ms"
-poll_wait = "1s"
-
-[[central.registry_keys]]
-key_id = "registry-test"
-public_key = "{pk}"
-
-[policy]
-random_key = "uplink-test-random-key"
-
-[console]
-bind = "127.0.0.1:0"
-"#,
-        store = dir.join("agent.redb").display(),
-        pk = hex::encode(signing_key().verifying_key().to_bytes()),
+        "{}{}{}",
+        gate_g1_lane_l1(),
+        agent_toml::central(url, TOKEN, settings, "registry-test", &pk),
+        agent_toml::store_policy_console(dir, "uplink-test-random-key", "127.0.0.1:0"),
     )
 }
 

@@ -445,6 +445,16 @@ impl ContentSelector {
     pub const LAST_SEEN: u16 = 1 << 8;
     pub const TAG_SEEN_COUNT: u16 = 1 << 7;
 
+    /// What a gate asks for in each tag report: the ROSpec and antenna that read the
+    /// tag, its peak RSSI, when it was first seen and how often.
+    pub const GATE_READS: ContentSelector = ContentSelector(
+        Self::ROSPEC_ID
+            | Self::ANTENNA_ID
+            | Self::PEAK_RSSI
+            | Self::FIRST_SEEN
+            | Self::TAG_SEEN_COUNT,
+    );
+
     /// Whether `bit` is set.
     #[must_use]
     pub fn has(self, bit: u16) -> bool {
@@ -500,6 +510,39 @@ pub struct RoSpec {
     pub stop_duration_ms: u32,
     pub ai_specs: Vec<AiSpec>,
     pub report: Option<ReportSpec>,
+}
+
+impl RoSpec {
+    /// ROSpec `id`, disabled, at priority 0, started and stopped only by START_ROSPEC and
+    /// STOP_ROSPEC: one AISpec inventorying Gen2 tags (InventoryParameterSpec 1) on
+    /// `antennas` with `antenna_configs` until stopped, reporting per `report`.
+    #[must_use]
+    pub fn gen2_inventory(
+        id: u32,
+        antennas: Vec<u16>,
+        antenna_configs: Vec<AntennaConfig>,
+        report: Option<ReportSpec>,
+    ) -> Self {
+        RoSpec {
+            id,
+            priority: 0,
+            current_state: 0,
+            start_trigger: 0,
+            stop_trigger: 0,
+            stop_duration_ms: 0,
+            ai_specs: alloc::vec![AiSpec {
+                antennas,
+                stop_trigger: 0,
+                stop_duration_ms: 0,
+                inventory: alloc::vec![InventorySpec {
+                    id: 1,
+                    protocol: PROTOCOL_C1G2,
+                    antenna_configs,
+                }],
+            }],
+            report,
+        }
+    }
 }
 
 /// What SET_READER_CONFIG sets (the part a gate uses).

@@ -501,3 +501,29 @@ pub fn loaded_store(path: &Path, n_ops: u64, n_cons: u64) -> anyhow::Result<Stor
     load(0..n_cons, false)?;
     Ok(store)
 }
+
+/// The decision policy of the benchmarks: the documented defaults (24 h staleness,
+/// importer and carrier required, EU AEO home, 1 % / 5 % random rates).
+#[must_use]
+pub fn policy() -> edge_agent::decider::Policy {
+    edge_agent::decider::Policy {
+        name: "bench".into(),
+        staleness_bound: std::time::Duration::from_secs(24 * 3600),
+        required_roles: vec![PartyRole::Importer, PartyRole::Carrier],
+        home_programmes: vec![Programme::EuAeo],
+        random_rate_aeo: 0.01,
+        random_rate_other: 0.05,
+        random_key: "bench-random-key".into(),
+        eseal_low_battery_is_reason: true,
+    }
+}
+
+/// Lane routes of the benchmarks.
+#[must_use]
+pub fn routes() -> edge_agent::config::Routes {
+    edge_agent::config::Routes {
+        fast: "Lane 1 priority".into(),
+        standard: "Lane 2".into(),
+        inspect: "Inspection bay".into(),
+    }
+}

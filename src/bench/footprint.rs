@@ -71,9 +71,14 @@ fn sizes(path: &Path, tmp: &Path) -> anyhow::Result<(u64, Option<u64>)> {
 
 /// utime + stime of `pid` in clock ticks (fields 14 and 15 of /proc/<pid>/stat, counted
 /// after the parenthesised command name, which may itself hold spaces).
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    cpu_ticks_at(&format!("/proc/{pid}/stat"))
+}
+
+/// [`cpu_ticks`] of a stat file: `/proc/<pid>/stat`, or `/proc/thread-self/stat` for the
+/// calling thread alone.
+pub(crate) fn cpu_ticks_at(path: &str) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     let rest = text
         .rsplit_once(')')
         .map(|(_, r)| r)
@@ -90,7 +95,7 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on every Linux port in practice).
-fn clock_ticks() -> u64 {
+pub(crate) fn clock_ticks() -> u64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -102,7 +107,7 @@ fn clock_ticks() -> u64 {
 }
 
 /// `VmRSS` and `VmHWM` of `pid`, bytes.
-fn rss_of(pid: u32) -> (Option<u64>, Option<u64>) {
+pub(crate) fn rss_of(pid: u32) -> (Option<u64>, Option<u64>) {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return (None, None);
     };
@@ -116,7 +121,7 @@ fn rss_of(pid: u32) -> (Option<u64>, Option<u64>) {
 }
 
 /// Asks the agent to stop (SIGTERM, as systemd does), then kills it after 10 s.
-fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

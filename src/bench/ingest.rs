@@ -9,10 +9,15 @@
 //! decider over a small replica, so about one in ten is a seal exception that opens a
 //! case, as on a real day. The baseline is a raw redb insert loop of the same entry bytes
 //! keyed by (gate, seq), one durable write transaction per batch, four threads.
+//!
+//! With [`PG_URL_VAR`] naming an empty PostgreSQL database, the same bodies are also
+//! ingested into central's PostgreSQL store, beside a raw `COPY` of the same entry JSON
+//! keyed by (gate, seq), one transaction per batch, one connection per agent.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use central::store::Store;
 use central::{Central, Config};
 use edge_agent::decider::decide;
 use jiff::SignedDuration;
@@ -62,7 +67,10 @@ fn agent_bodies(
         let body = match tx.take() {
             None => {
                 let k = (agent as u64) << 40 | seq;
-                let t = data::transaction(k, REPLICA)?;
+                // Each agent journals its own gate's transactions (another gate's would
+                // be refused as FOREIGN_GATE, stored as evidence only).
+                let mut t = data::transaction(k, REPLICA)?;
+                t.gate = gate.clone();
                 tx = Some(t.clone());
                 EventBody::Transaction { transaction: t }
             }
@@ -88,7 +96,182 @@ fn agent_bodies(
     Ok(bodies)
 }
 
-/// Runs figure 5.
+/// The environment variable naming an empty PostgreSQL database: when set, figure 5 is
+/// also measured on PostgreSQL, beside a raw COPY of the same rows.
+pub const PG_URL_VAR: &str = "AEOGATE_BENCH_PG_URL";
+
+/// Posts every agent's bodies to `store` from one thread per agent; returns the merged
+/// per-batch latencies, the wall time and the cases opened or changed.
+fn drive(
+    store: &dyn Store,
+    bodies: &[Vec<Vec<u8>>],
+    per_agent: usize,
+    gap: SignedDuration,
+) -> anyhow::Result<(Samples, Duration, usize)> {
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<(Samples, u64, usize)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .iter()
+            .enumerate()
+            .map(|(a, agent)| {
+                s.spawn(move || -> anyhow::Result<(Samples, u64, usize)> {
+                    let gate = gate_of(a)?;
+                    let mut lat = Samples::with_capacity(agent.len());
+                    let mut acked = 0;
+                    let mut cases = 0;
+                    for body in agent {
+                        let t = Instant::now();
+                        let batch: IngestBatch =
+                            serde_json::from_slice(body).context("parsing a batch")?;
+                        central::ingest::check_batch(&gate, &batch)?;
+                        let out =
+                            store.ingest(&gate, &batch.entries, jiff::Timestamp::now(), gap)?;
+                        lat.push(t.elapsed());
+                        acked = out.acked_through;
+                        cases += out.cases.len();
+                    }
+                    Ok((lat, acked, cases))
+                })
+            })
+            .collect();
+        join_all(handles)
+    });
+    let wall = started.elapsed();
+    let mut lat = Samples::default();
+    let mut cases = 0;
+    for r in results {
+        let (s, acked, c) = r?;
+        if acked != per_agent as u64 {
+            bail!("an agent was acknowledged through {acked}, not {per_agent}");
+        }
+        cases += c;
+        // Merged per-batch latencies (order across agents is irrelevant past the cold one).
+        lat = merge(lat, s);
+    }
+    Ok((lat, wall, cases))
+}
+
+/// Runs `batch` for every batch of every agent, one thread per agent, as a baseline;
+/// returns the merged latencies and the wall time.
+fn baseline<S>(
+    raw_items: &RawBatches,
+    per_agent_state: impl Fn(usize) -> anyhow::Result<S> + Sync,
+    batch: impl Fn(&mut S, &GateId, &[(u64, Vec<u8>)]) -> anyhow::Result<()> + Sync,
+) -> anyhow::Result<(Samples, Duration)> {
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<Samples>> = std::thread::scope(|s| {
+        let handles: Vec<_> = raw_items
+            .iter()
+            .enumerate()
+            .map(|(a, agent)| {
+                let (per_agent_state, batch) = (&per_agent_state, &batch);
+                s.spawn(move || -> anyhow::Result<Samples> {
+                    let gate = gate_of(a)?;
+                    let mut state = per_agent_state(a)?;
+                    let mut lat = Samples::with_capacity(agent.len());
+                    for items in agent {
+                        let t = Instant::now();
+                        batch(&mut state, &gate, items)?;
+                        lat.push(t.elapsed());
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        join_all(handles)
+    });
+    let wall = started.elapsed();
+    let mut lat = Samples::default();
+    for r in results {
+        lat = merge(lat, r?);
+    }
+    Ok((lat, wall))
+}
+
+fn join_all<T>(
+    handles: Vec<std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>>,
+) -> Vec<anyhow::Result<T>> {
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("bench thread panicked")))
+        })
+        .collect()
+}
+
+/// The entries of every body, as (seq, entry JSON), per agent and batch.
+fn raw_items(bodies: &[Vec<Vec<u8>>]) -> anyhow::Result<RawBatches> {
+    bodies
+        .iter()
+        .map(|agent| {
+            agent
+                .iter()
+                .map(|body| {
+                    let b: IngestBatch = serde_json::from_slice(body)?;
+                    b.entries
+                        .iter()
+                        .map(|e| Ok((e.seq, serde_json::to_vec(e)?)))
+                        .collect::<anyhow::Result<Vec<_>>>()
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .collect()
+}
+
+/// The two rows of one backend: ingest, and its raw baseline.
+struct Measured<'a> {
+    backend: &'a str,
+    baseline: &'a str,
+    events: usize,
+    lat: Samples,
+    wall: Duration,
+    stored: u64,
+    cases: usize,
+    rss: Option<u64>,
+    raw_lat: Samples,
+    raw_wall: Duration,
+    note: String,
+}
+
+impl Measured<'_> {
+    fn rows(self) -> Vec<Row> {
+        let per_s = rate(self.events, self.wall);
+        let raw_per_s = rate(self.events, self.raw_wall);
+        let ratio = self.wall.as_secs_f64() / self.raw_wall.as_secs_f64().max(1e-9);
+        vec![
+            Row::new(
+                "5",
+                format!(
+                    "central ingest ({}), {AGENTS} agents × batches of {BATCH}",
+                    self.backend
+                ),
+            )
+            .latency(self.lat.summary())
+            .throughput(per_s, "events")
+            .rss(self.rss)
+            .target("≥ 50,000 events/s (1M events)", per_s >= TARGET_PER_S)
+            .note(format!(
+                "{} events in {:.2} s, {} stored, {} case updates; latency per batch; {}",
+                self.events,
+                self.wall.as_secs_f64(),
+                self.stored,
+                self.cases,
+                self.note
+            )),
+            Row::new("5", self.baseline.to_owned())
+                .latency(self.raw_lat.summary())
+                .throughput(raw_per_s, "events")
+                .note(format!(
+                    "{:.2} s; ingest took {ratio:.1}× as long ({:.2}× the raw rate)",
+                    self.raw_wall.as_secs_f64(),
+                    1.0 / ratio.max(1e-9)
+                )),
+        ]
+    }
+}
+
+/// Runs figure 5 (and, with [`PG_URL_VAR`] set, figure 5 on PostgreSQL).
 ///
 /// # Errors
 /// Central, store or generator errors, or an ingest that did not acknowledge everything.
@@ -103,159 +286,120 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let prepare = t.elapsed();
     let body_bytes: usize = bodies.iter().flatten().map(Vec::len).sum();
 
-    let key = ctx.path("central-signing.key");
-    central::generate_signing_key(&key)?;
-    let cfg = Config::new(
-        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        ctx.path("central.redb"),
-        key,
-    );
+    let cfg = Config::with_new_key_in(&ctx.dir, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let central = Central::open(&cfg)?;
     let gap = SignedDuration::try_from(cfg.gap_alert_after).unwrap_or(SignedDuration::MAX);
 
     let _ = reset_peak_rss();
-    let started = Instant::now();
-    let results: Vec<anyhow::Result<(Samples, u64, usize)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = bodies
-            .iter()
-            .enumerate()
-            .map(|(a, agent)| {
-                let central = &central;
-                s.spawn(move || -> anyhow::Result<(Samples, u64, usize)> {
-                    let gate = gate_of(a)?;
-                    let mut lat = Samples::with_capacity(agent.len());
-                    let mut acked = 0;
-                    let mut cases = 0;
-                    for body in agent {
-                        let t = Instant::now();
-                        let batch: IngestBatch =
-                            serde_json::from_slice(body).context("parsing a batch")?;
-                        central::ingest::check_batch(&gate, &batch)?;
-                        let out = central.store().ingest(
-                            &gate,
-                            &batch.entries,
-                            jiff::Timestamp::now(),
-                            gap,
-                        )?;
-                        lat.push(t.elapsed());
-                        acked = out.acked_through;
-                        cases += out.cases.len();
-                    }
-                    Ok((lat, acked, cases))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("agent thread panicked")))
-            })
-            .collect()
-    });
-    let wall = started.elapsed();
+    let (lat, wall, cases) = drive(central.store().as_ref(), &bodies, per_agent, gap)?;
     let rss = peak_rss();
-    let mut lat = Samples::default();
-    let mut cases = 0;
-    let mut all = Vec::new();
-    for r in results {
-        let (s, acked, c) = r?;
-        if acked != per_agent as u64 {
-            bail!("an agent was acknowledged through {acked}, not {per_agent}");
-        }
-        cases += c;
-        all.push(s);
-    }
-    for s in all {
-        // Merged per-batch latencies (order across agents is irrelevant past the cold one).
-        lat = merge(lat, s);
-    }
     let summary = central.summary()?;
     drop(central);
 
     // Baseline: the same entry bytes, raw.
-    let raw_items: RawBatches = bodies
-        .iter()
-        .map(|agent| {
-            agent
-                .iter()
-                .map(|body| {
-                    let b: IngestBatch = serde_json::from_slice(body)?;
-                    b.entries
-                        .iter()
-                        .map(|e| Ok((e.seq, serde_json::to_vec(e)?)))
-                        .collect::<anyhow::Result<Vec<_>>>()
-                })
-                .collect::<anyhow::Result<Vec<_>>>()
-        })
-        .collect::<anyhow::Result<_>>()?;
-    drop(bodies);
+    let raw_items = raw_items(&bodies)?;
     let raw = Database::create(ctx.path("fig5-raw.redb")).context("raw redb")?;
-    let started = Instant::now();
-    let raw_results: Vec<anyhow::Result<Samples>> = std::thread::scope(|s| {
-        let handles: Vec<_> = raw_items
-            .iter()
-            .enumerate()
-            .map(|(a, agent)| {
-                let raw = &raw;
-                s.spawn(move || -> anyhow::Result<Samples> {
-                    let gate = gate_of(a)?;
-                    let mut lat = Samples::with_capacity(agent.len());
-                    for batch in agent {
-                        let t = Instant::now();
-                        let mut w = raw.begin_write()?;
-                        w.set_durability(Durability::Immediate)?;
-                        {
-                            let mut table = w.open_table(RAW)?;
-                            for (seq, bytes) in batch {
-                                table.insert((gate.as_str(), *seq), bytes.as_slice())?;
-                            }
-                        }
-                        w.commit()?;
-                        lat.push(t.elapsed());
-                    }
-                    Ok(lat)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("raw thread panicked")))
-            })
-            .collect()
-    });
-    let raw_wall = started.elapsed();
-    let mut raw_lat = Samples::default();
-    for r in raw_results {
-        raw_lat = merge(raw_lat, r?);
+    let (raw_lat, raw_wall) = baseline(
+        &raw_items,
+        |_| Ok(()),
+        |(), gate, items| {
+            let mut w = raw.begin_write()?;
+            w.set_durability(Durability::Immediate)?;
+            {
+                let mut table = w.open_table(RAW)?;
+                for (seq, bytes) in items {
+                    table.insert((gate.as_str(), *seq), bytes.as_slice())?;
+                }
+            }
+            w.commit()?;
+            Ok(())
+        },
+    )?;
+    drop(raw);
+    let mut rows = Measured {
+        backend: "redb",
+        baseline: "baseline: raw redb insert loop, same bytes, txn per batch",
+        events,
+        lat,
+        wall,
+        stored: summary.events_per_gate.values().sum(),
+        cases,
+        rss,
+        raw_lat,
+        raw_wall,
+        note: format!(
+            "bodies {} prepared in {:.1} s",
+            super::stats::fmt_bytes(Some(body_bytes as u64)),
+            prepare.as_secs_f64()
+        ),
     }
+    .rows();
+    if let Ok(url) = std::env::var(PG_URL_VAR) {
+        rows.extend(run_pg(&url, &bodies, &raw_items, per_agent, gap)?);
+    }
+    Ok(rows)
+}
 
-    let per_s = rate(events, wall);
-    let raw_per_s = rate(events, raw_wall);
-    let stored: u64 = summary.events_per_gate.values().sum();
-    Ok(vec![
-        Row::new("5", format!("central ingest, {AGENTS} agents × batches of {BATCH}"))
-            .latency(lat.summary())
-            .throughput(per_s, "events")
-            .rss(rss)
-            .target("≥ 50,000 events/s (1M events)", per_s >= TARGET_PER_S)
-            .note(format!(
-                "{events} events in {:.2} s, {stored} stored, {cases} case updates; latency per batch; bodies {} prepared in {:.1} s",
-                wall.as_secs_f64(),
-                super::stats::fmt_bytes(Some(body_bytes as u64)),
-                prepare.as_secs_f64()
-            )),
-        Row::new("5", "baseline: raw redb insert loop, same bytes, txn per batch")
-            .latency(raw_lat.summary())
-            .throughput(raw_per_s, "events")
-            .note(format!(
-                "{:.2} s; ingest took {:.1}× as long",
-                raw_wall.as_secs_f64(),
-                wall.as_secs_f64() / raw_wall.as_secs_f64().max(1e-9)
-            )),
-    ])
+/// Figure 5 on PostgreSQL at `url` (an empty database): the same bodies through
+/// `Store::ingest` on [`central::store::PgStore`], then a raw `COPY` of the same entry
+/// JSON keyed by (gate, seq), one transaction per batch, one connection per agent.
+fn run_pg(
+    url: &str,
+    bodies: &[Vec<Vec<u8>>],
+    raw_items: &RawBatches,
+    per_agent: usize,
+    gap: SignedDuration,
+) -> anyhow::Result<Vec<Row>> {
+    let store = central::store::PgStore::open(url).context("opening the PostgreSQL store")?;
+    let _ = reset_peak_rss();
+    let (lat, wall, cases) = drive(&store, bodies, per_agent, gap)?;
+    let rss = peak_rss();
+    let summary = store.summary()?;
+    drop(store);
+
+    let connect = || postgres::Client::connect(url, postgres::NoTls).context("connecting");
+    connect()?.batch_execute(
+        "CREATE TABLE raw_events (gate TEXT NOT NULL, seq BIGINT NOT NULL, value JSON NOT NULL,
+                                  PRIMARY KEY (gate, seq))",
+    )?;
+    let (raw_lat, raw_wall) = baseline(
+        raw_items,
+        |_| connect(),
+        |client, gate, items| {
+            let mut tx = client.transaction()?;
+            let mut w = tx.copy_in("COPY raw_events (gate, seq, value) FROM STDIN (FORMAT csv)")?;
+            let mut buf = Vec::with_capacity(items.iter().map(|(_, b)| b.len() + 32).sum());
+            for (seq, bytes) in items {
+                buf.extend_from_slice(format!("{gate},{seq},\"").as_bytes());
+                for &b in bytes {
+                    if b == b'"' {
+                        buf.push(b'"');
+                    }
+                    buf.push(b);
+                }
+                buf.extend_from_slice(b"\"\n");
+            }
+            std::io::Write::write_all(&mut w, &buf)?;
+            w.finish()?;
+            tx.commit()?;
+            Ok(())
+        },
+    )?;
+    let events = per_agent * AGENTS;
+    Ok(Measured {
+        backend: "PostgreSQL",
+        baseline: "baseline: raw PostgreSQL COPY, same bytes, txn per batch",
+        events,
+        lat,
+        wall,
+        stored: summary.events_per_gate.values().sum(),
+        cases,
+        rss,
+        raw_lat,
+        raw_wall,
+        note: "PostgreSQL durable (its defaults)".into(),
+    }
+    .rows())
 }
 
 fn merge(mut a: Samples, b: Samples) -> Samples {

@@ -21,6 +21,8 @@
 //! - [`backlog`]: figure 6, a pre-filled journal drained to central under live load.
 //! - [`screen`]: figure 7, seal exception at the gate → case on central's SSE stream.
 //! - [`footprint`]: figure 8, release binary sizes, the idle agent's CPU and RSS.
+//! - [`mqtt`]: figure 10, the agent over mosquitto at 50 trucks/s and at saturation
+//!   (CPU per decision, decisions/s, lane states dropped) beside a bare broker echo.
 
 pub mod backlog;
 pub mod bootstrap;
@@ -30,6 +32,7 @@ pub mod footprint;
 pub mod ingest;
 pub mod journal;
 pub mod lane;
+pub mod mqtt;
 pub mod screen;
 pub mod stats;
 pub mod system;
@@ -39,10 +42,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use edge_agent::config::Routes;
-use edge_agent::decider::Policy;
-use protocol::operator::Programme;
-use protocol::schema::{GateId, PartyRole};
+use protocol::schema::GateId;
 
 use stats::{Summary, fmt_bytes, fmt_duration};
 
@@ -132,6 +132,12 @@ pub const FIGURES: &[Figure] = &[
         name: "footprint",
         about: "release binary sizes, agent idle CPU and RSS",
         run: Ok(footprint::run),
+    },
+    Figure {
+        id: "10",
+        name: "mqtt",
+        about: "the agent over mosquitto at 50 trucks/s and at saturation, vs a bare broker echo",
+        run: Ok(mqtt::run),
     },
 ];
 
@@ -243,31 +249,7 @@ pub fn gate() -> anyhow::Result<GateId> {
     GateId::parse("PORT1-G1").context("bench gate id")
 }
 
-/// The decision policy of the benchmarks: the documented defaults (24 h staleness,
-/// importer and carrier required, EU AEO home, 1 % / 5 % random rates).
-#[must_use]
-pub fn policy() -> Policy {
-    Policy {
-        name: "bench".into(),
-        staleness_bound: Duration::from_secs(24 * 3600),
-        required_roles: vec![PartyRole::Importer, PartyRole::Carrier],
-        home_programmes: vec![Programme::EuAeo],
-        random_rate_aeo: 0.01,
-        random_rate_other: 0.05,
-        random_key: "bench-random-key".into(),
-        eseal_low_battery_is_reason: true,
-    }
-}
-
-/// Lane routes of the benchmarks.
-#[must_use]
-pub fn routes() -> Routes {
-    Routes {
-        fast: "Lane 1 priority".into(),
-        standard: "Lane 2".into(),
-        inspect: "Inspection bay".into(),
-    }
-}
+pub use data::{policy, routes};
 
 /// Runs the figures named in `args` and prints the report.
 ///

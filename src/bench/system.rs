@@ -444,11 +444,9 @@ pub async fn start_central(
     n_cons: u64,
 ) -> anyhow::Result<CentralUnderTest> {
     use super::data;
-    let key = dir.join("central-signing.key");
-    central::generate_signing_key(&key)?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding central")?;
     let addr = listener.local_addr()?;
-    let mut cfg = central::Config::new(addr, dir.join("central.redb"), key);
+    let mut cfg = central::Config::with_new_key_in(dir, addr)?;
     cfg.allow_plain_http_on_loopback = true;
     let hub = central::Central::open(&cfg)?;
     let ops = (0..n_ops)

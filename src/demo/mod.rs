@@ -22,6 +22,7 @@
 pub mod data;
 pub mod link;
 pub mod pki;
+pub mod portal;
 pub mod traffic;
 
 use std::collections::BTreeMap;
@@ -399,6 +400,7 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
         hub.add_user(user, DEMO_PASSWORD, role)
             .with_context(|| format!("creating the demo account {user}"))?;
     }
+    portal::seed(&hub, DEMO_PASSWORD, "analyst")?;
     let mut tokens = BTreeMap::new();
     for g in GATES {
         let gate = GateId::parse(g)?;
@@ -553,6 +555,9 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     }
     for (user, role) in CENTRAL_LOGINS {
         println!("  at central:   {user:<12} {role}");
+    }
+    for (_, name, _, user, stage) in portal::COMPANIES {
+        println!("  portal:       {user:<12} {name} ({})", stage.as_str());
     }
     println!(
         "MQTT broker: {}  (lane topics aeogate/<gate>/lanes/<lane>/state)",

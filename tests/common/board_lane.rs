@@ -5,11 +5,23 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aeogate::vboard::{VirtualBoard, VirtualBoardConfig};
+use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
 use edge_agent::runtime::AgentHandle;
-use protocol::link::{Barrier, Light};
+use protocol::link::{Barrier, Light, SealRead};
 use protocol::schema::LaneId;
 use tokio_util::sync::CancellationToken;
+
+/// A truck whose one RFID tag is the SGTIN-96 of the GS1 example with `last` as its final
+/// byte (0x85 in the example), with `eseals`, staying `dwell` on the loop.
+pub fn sgtin_truck(last: u8, eseals: Vec<SealRead>, dwell: Duration) -> Truck {
+    Truck {
+        tags: vec![vec![
+            0x30, 0x74, 0x25, 0x7B, 0xF7, 0x19, 0x4E, 0x40, 0x00, 0x00, 0x1A, last,
+        ]],
+        eseals,
+        dwell,
+    }
+}
 
 /// A virtual board for lane L1 with `loops` presence loops.
 pub fn board(loops: usize) -> Arc<VirtualBoard> {

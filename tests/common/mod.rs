@@ -8,6 +8,9 @@
 //! killed when its handle is dropped, so a failing assertion leaves nothing running.
 #![allow(dead_code)]
 
+pub mod pki;
+pub mod process;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::net::{SocketAddr, TcpListener};
@@ -169,25 +172,16 @@ pub struct Pki {
 
 /// Makes a CA and a server certificate for `127.0.0.1` / `localhost` in `dir`.
 pub fn make_pki(dir: &Path) -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "fault-test CA");
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("CA key")).expect("CA");
-    let key = KeyPair::generate().expect("server key");
-    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .expect("server params")
-        .signed_by(&key, &ca)
-        .expect("server certificate");
+    let ca = pki::ca("fault-test CA");
+    let (cert, key) = pki::leaf(&ca, &["127.0.0.1", "localhost"], false);
     let pki = Pki {
         ca_cert: dir.join("ca.pem"),
         server_cert: dir.join("central.pem"),
         server_key: dir.join("central.key"),
     };
-    std::fs::write(&pki.ca_cert, ca.pem()).expect("write ca.pem");
-    std::fs::write(&pki.server_cert, server.pem()).expect("write central.pem");
-    std::fs::write(&pki.server_key, key.serialize_pem()).expect("write central.key");
+    std::fs::write(&pki.ca_cert, &ca.pem).expect("write ca.pem");
+    std::fs::write(&pki.server_cert, cert).expect("write central.pem");
+    std::fs::write(&pki.server_key, key).expect("write central.key");
     pki
 }
 
@@ -225,6 +219,13 @@ impl CentralSite {
     /// staff user. Nothing runs yet.
     pub fn create(dir: &Path, transport: Transport) -> CentralSite {
         Self::create_on(dir, transport, None)
+    }
+
+    /// A central in `dir/central` serving over `transport`, started.
+    pub async fn started(dir: &Path, transport: Transport) -> CentralSite {
+        let mut c = CentralSite::create(&dir.join("central"), transport);
+        c.start().await;
+        c
     }
 
     /// As [`CentralSite::create`], storing in the PostgreSQL database `pg_url` (`[store]
@@ -650,30 +651,17 @@ impl AgentSite {
 
     /// Starts `edge-agent run` and waits for its console.
     pub async fn start(&mut self) {
-        assert!(self.child.is_none(), "agent already running");
-        self.starts += 1;
-        let log = self.dir.join(format!("agent-{}.log", self.starts));
-        let args = [
-            OsStr::new("run"),
-            OsStr::new("--config"),
-            self.config_path.as_os_str(),
-        ];
-        self.child = Some(
-            start_wrapped(
-                None,
-                self.log_filter,
-                "edge-agent",
-                &args,
-                &log,
-                self.console_port,
-            )
-            .await,
-        );
+        self.start_run(None).await;
     }
 
     /// Starts `edge-agent run` under libfaketime with its clocks moved by `offset`
     /// (libfaketime's `FAKETIME` syntax, e.g. `+2d`; Debian package `faketime`).
     pub async fn start_with_clock_offset(&mut self, offset: &str) {
+        self.start_run(Some(offset)).await;
+    }
+
+    /// `edge-agent run` logging to the next `agent-N.log`, its clocks moved by `faketime`.
+    async fn start_run(&mut self, faketime: Option<&str>) {
         assert!(self.child.is_none(), "agent already running");
         self.starts += 1;
         let log = self.dir.join(format!("agent-{}.log", self.starts));
@@ -684,7 +672,7 @@ impl AgentSite {
         ];
         self.child = Some(
             start_wrapped(
-                Some(offset),
+                faketime,
                 self.log_filter,
                 "edge-agent",
                 &args,
@@ -746,33 +734,128 @@ impl AgentSite {
         Store::open(&self.store_path, gate()).expect("agent store opens")
     }
 
-    /// `GET path` on the agent's console API with the stored session: the JSON body.
-    pub async fn get_json(&self, path: &str) -> Value {
-        http_client(None)
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(AGENT_TOKEN)
-            .timeout(Duration::from_secs(5))
-            .send()
+    /// A request to the agent's console API with session `token`, `body` sent as JSON.
+    pub async fn send_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Result<reqwest::Response> {
+        let mut request = http_client(None)
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(5));
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        request.send().await
+    }
+
+    /// [`AgentSite::send_as`] with the stored session.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.send_as(AGENT_TOKEN, method, path, body).await
+    }
+
+    /// A request as session `token`: the status and the JSON body (`Null` if none).
+    async fn answer_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let r = self.send_as(token, method, path, body).await;
+        let r = r.expect("console request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST path` with `body` as session `token`: the status and the JSON body.
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.answer_as(token, reqwest::Method::POST, path, Some(body))
             .await
-            .expect("console request")
+    }
+
+    /// `GET path` on the console API: the status and the JSON body (`Null` if none).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.answer_as(AGENT_TOKEN, reqwest::Method::GET, path, None)
+            .await
+    }
+
+    /// `POST path` with `body` on the console API: the status and the JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.answer_as(AGENT_TOKEN, reqwest::Method::POST, path, Some(body))
+            .await
+    }
+
+    /// An officer's manual entry of a `kind` ("CONTAINER", "SEAL") `number` on `lane`: the
+    /// answer's status and body.
+    pub async fn manual_entry(&self, lane: &str, kind: &str, number: &str) -> (u16, Value) {
+        let body = json!({"action": "MANUAL_ENTRY", "value": {"kind": kind, "number": number}});
+        self.post(&format!("/api/v1/lanes/{lane}/actions"), &body)
+            .await
+    }
+
+    /// Keys in a clean AEO truck on `lane`: benchmark container 0 and its declared seal.
+    pub async fn key_in_clean_truck(&self, lane: &str) {
+        for (kind, number) in [
+            (
+                "CONTAINER",
+                aeogate::bench::data::container(0).expect("c0").to_string(),
+            ),
+            (
+                "SEAL",
+                aeogate::bench::data::seal(0).expect("s0").to_string(),
+            ),
+        ] {
+            let (status, body) = self.manual_entry(lane, kind, &number).await;
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+
+    /// `GET path` on the console API: the JSON body, `None` if the agent did not answer
+    /// with one.
+    pub async fn try_get(&self, path: &str) -> Option<Value> {
+        let r = self.send(reqwest::Method::GET, path, None).await.ok()?;
+        r.json().await.ok()
+    }
+
+    /// `GET path` on the console API: the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.send(reqwest::Method::GET, path, None).await;
+        r.expect("console request")
             .json()
             .await
             .expect("console JSON")
     }
 
-    /// `GET /api/v1/transactions?lane=…`: (transaction, decision) rows, newest first.
-    pub async fn transactions(&self, lane: &str) -> Vec<Value> {
+    /// The agent's `/metrics` text, `None` if it did not answer.
+    pub async fn metrics(&self) -> Option<String> {
         let r = http_client(None)
-            .get(format!(
-                "{}/api/v1/transactions?lane={lane}&limit=500",
-                self.base
-            ))
-            .bearer_auth(AGENT_TOKEN)
+            .get(format!("{}/metrics", self.base))
             .timeout(Duration::from_secs(5))
             .send()
             .await
-            .expect("transactions request");
-        let v: Value = r.json().await.expect("transactions JSON");
+            .ok()?;
+        r.text().await.ok()
+    }
+
+    /// The value of the unlabelled series `name` on the agent's `/metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        metric_value(&self.metrics().await?, name)
+    }
+
+    /// `GET /api/v1/transactions?lane=…`: (transaction, decision) rows, newest first.
+    pub async fn transactions(&self, lane: &str) -> Vec<Value> {
+        let v = self
+            .get_json(&format!("/api/v1/transactions?lane={lane}&limit=500"))
+            .await;
         v.as_array().cloned().unwrap_or_default()
     }
 
@@ -800,6 +883,24 @@ impl AgentSite {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A virtual lane board for `lane` with one presence loop, its randomness from `seed`.
+pub fn loop_board(lane: &str, seed: u64) -> aeogate::vboard::VirtualBoard {
+    aeogate::vboard::VirtualBoard::spawn(aeogate::vboard::VirtualBoardConfig {
+        lane: lane.into(),
+        loops: 1,
+        seed,
+        ..aeogate::vboard::VirtualBoardConfig::default()
+    })
+    .expect("virtual board")
+}
+
+/// The value of the series `name` (with its labels, as rendered) in a Prometheus text
+/// exposition.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 impl Drop for AgentSite {
@@ -912,24 +1013,15 @@ pub async fn wait_count(b: &Burst, n: u64) {
 
 /// Every event central stores for [`GATE`], by seq.
 pub fn stored_events(hub: &central::Central) -> Vec<StoredEvent> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    for _ in 0..100_000 {
-        let page = hub
-            .store()
-            .events(&EventQuery {
-                gate: Some(gate()),
-                cursor: cursor.take(),
-                limit: 1_000,
-                ..EventQuery::default()
-            })
-            .expect("query central's events");
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let mut out = central::model::Page::collect_all(100_000, |cursor| {
+        hub.store().events(&EventQuery {
+            gate: Some(gate()),
+            cursor,
+            limit: 1_000,
+            ..EventQuery::default()
+        })
+    })
+    .expect("query central's events");
     out.sort_by_key(|e| e.entry.seq);
     out
 }
@@ -1379,21 +1471,7 @@ impl AgentSite {
 /// A clean truck on lane L1 of `agent`, keyed in by the officer (benchmark container 0
 /// and its seal); waits for the lane's `decided_before + 1`-th decision and returns it.
 pub async fn clean_truck(agent: &AgentSite, decided_before: usize) -> Value {
-    let http = http_client(None);
-    for value in [
-        json!({"kind": "CONTAINER", "number": aeogate::bench::data::container(0).expect("c0").to_string()}),
-        json!({"kind": "SEAL", "number": aeogate::bench::data::seal(0).expect("s0").to_string()}),
-    ] {
-        let r = http
-            .post(format!("{}/api/v1/lanes/L1/actions", agent.base))
-            .bearer_auth(AGENT_TOKEN)
-            .json(&json!({"action": "MANUAL_ENTRY", "value": value}))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .expect("manual entry");
-        assert_eq!(r.status(), 201);
-    }
+    agent.key_in_clean_truck("L1").await;
     agent.wait_decided("L1", decided_before + 1).await["decision"].clone()
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aeogate::vboard::{VirtualBoard, VirtualBoardConfig};
+use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
 use aeogate::vreader::{VirtualReader, VirtualReaderConfig};
 use edge_agent::runtime::AgentHandle;
 use protocol::link::SealRead;
@@ -211,4 +211,128 @@ pub fn seen(tx: &GateTransaction) -> BTreeSet<String> {
 
 pub fn lane(s: &str) -> LaneId {
     LaneId::parse(s).expect("lane id")
+}
+
+/// An agent of the test's own, with its directory and stop token.
+pub struct Running {
+    pub dir: tempfile::TempDir,
+    pub stop: CancellationToken,
+    pub handle: AgentHandle,
+}
+
+impl Running {
+    /// Stops the agent and waits for it, at most [`WAIT`].
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(WAIT, self.handle.join).await;
+    }
+}
+
+/// An agent with lane L1 (no presence loop) read by the `[[llrp]]` section `llrp`,
+/// returned once the reader is up.
+pub async fn l1_on_reader(llrp: &str) -> Running {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stop = CancellationToken::new();
+    let sections = format!("{}{llrp}", lane_toml("L1", false));
+    let handle = agent(&sections, &dir, &stop).await;
+    wait_health(&handle, "llrp-1", true, WAIT).await;
+    Running { dir, stop, handle }
+}
+
+/// A tag-less truck with its e-seal on `lane`'s board (the tags come from a reader).
+pub fn truck_without_tags(lane: &VirtualBoard) {
+    lane.arrive(Truck {
+        tags: vec![],
+        eseals: eseals(),
+        dwell: DWELL,
+    });
+}
+
+/// The reader's `antenna` reads [`tags`] for one dwell on L1, while L1's `board` (if it
+/// has one) holds a tag-less truck; returns the transaction decided on L1.
+pub async fn read_on_l1(
+    handle: &AgentHandle,
+    reader: &VirtualReader,
+    antenna: u16,
+    board: Option<&VirtualBoard>,
+) -> GateTransaction {
+    if let Some(b) = board {
+        truck_without_tags(b);
+    }
+    reader.arrive(antenna, tags());
+    tokio::time::sleep(DWELL).await;
+    reader.leave(antenna);
+    if let Some(b) = board {
+        b.leave();
+    }
+    let d = decision(handle, &lane("L1")).await;
+    transaction(handle, &d)
+}
+
+/// Lane L1 whose board reads the tags itself and lane L2 whose tags come from the
+/// `[[llrp]]` reader on 127.0.0.1:`llrp_port` (antennas 1 and 2), in an agent started
+/// with both boards and the reader up.
+pub struct TwoLanes {
+    pub board_lane: Arc<VirtualBoard>,
+    pub llrp_lane: Arc<VirtualBoard>,
+    pub handle: AgentHandle,
+}
+
+impl TwoLanes {
+    pub async fn start(llrp_port: u16, dir: &tempfile::TempDir, stop: &CancellationToken) -> Self {
+        let board_lane = board("L1");
+        let llrp_lane = board("L2");
+        let sections = format!(
+            "{}{}{}{}{}",
+            lane_toml("L1", true),
+            lane_toml("L2", true),
+            board_toml(&board_lane, "L1"),
+            board_toml(&llrp_lane, "L2"),
+            llrp_toml_at(llrp_port, "1 = \"L2\", 2 = \"L2\""),
+        );
+        let handle = agent(&sections, dir, stop).await;
+        for device in ["board-L1", "board-L2", "llrp-1"] {
+            wait_health(&handle, device, true, WAIT).await;
+        }
+        Self {
+            board_lane,
+            llrp_lane,
+            handle,
+        }
+    }
+
+    /// The same truck on both lanes: `reader(true)` has the reader read [`tags`] on L2,
+    /// `reader(false)` ends that after the dwell. Asserts that L2's transaction holds the
+    /// reader's reads and that both lanes saw the same, decided the same and gave the same
+    /// reasons; returns the L2 transaction and both decisions.
+    pub async fn same_truck(
+        &self,
+        mut reader: impl FnMut(bool),
+    ) -> (GateTransaction, Decision, Decision) {
+        self.board_lane.arrive(Truck {
+            tags: tags(),
+            eseals: eseals(),
+            dwell: DWELL,
+        });
+        truck_without_tags(&self.llrp_lane);
+        reader(true);
+        tokio::time::sleep(DWELL).await;
+        reader(false);
+        self.board_lane.leave();
+        self.llrp_lane.leave();
+        let on_board = decision(&self.handle, &lane("L1")).await;
+        let on_llrp = decision(&self.handle, &lane("L2")).await;
+        let board_tx = transaction(&self.handle, &on_board);
+        let llrp_tx = transaction(&self.handle, &on_llrp);
+        assert!(
+            llrp_tx.reads.iter().any(|r| r.device == "llrp-1"),
+            "the LLRP reader's reads are in the L2 transaction: {:?}",
+            llrp_tx.reads
+        );
+        assert_eq!(seen(&board_tx), seen(&llrp_tx), "same reads on both lanes");
+        assert_eq!(on_board.decision, on_llrp.decision, "same decision");
+        let codes = |d: &Decision| d.reasons.iter().map(|r| r.code).collect::<Vec<_>>();
+        assert_eq!(codes(&on_board), codes(&on_llrp), "same reasons");
+        (llrp_tx, on_board, on_llrp)
+    }
 }

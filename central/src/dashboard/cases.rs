@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -23,7 +23,7 @@ use protocol::seal::SealNumber;
 use serde::Deserialize;
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::session::UiSession;
+use super::session::{UiPage, UiSession};
 use super::{Nav, RANGES, T, error_page, fmt_duration, fmt_time, internal, layout, range_start};
 use crate::errors::HttpStatus as _;
 use crate::model::{Case, CaseAction, CaseDetail, CaseOutcome, CaseQuery, CaseState, CaseSubject};
@@ -184,11 +184,8 @@ fn rows_markup(cases: &[Case], l: Lang) -> Markup {
 }
 
 /// `GET /cases`: the exceptions queue with its filters.
-pub async fn queue(
-    State(c): State<Central>,
-    s: UiSession,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn queue(p: UiPage) -> Response {
+    let (c, s, q) = (p.central, p.session, p.query);
     let l = s.lang;
     let f = match Filters::parse(&q) {
         Ok(f) => f,
@@ -258,11 +255,8 @@ const EXCEPTION_REASONS: &[ReasonCode] = &[
 ];
 
 /// `GET /cases/rows`: the queue's table body, for the live refresh.
-pub async fn rows(
-    State(c): State<Central>,
-    s: UiSession,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn rows(p: UiPage) -> Response {
+    let (c, s, q) = (p.central, p.session, p.query);
     let f = match Filters::parse(&q) {
         Ok(f) => Filters { cursor: None, ..f },
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
@@ -689,15 +683,7 @@ mod tests {
                 note: String::new(),
             },
         };
-        let mut d = CaseDetail {
-            case,
-            transaction: None,
-            decision: None,
-            declared: Vec::new(),
-            officer_results: Vec::new(),
-            overrides: Vec::new(),
-            alert: None,
-        };
+        let mut d = CaseDetail::of(case);
         for (lang, heading) in [
             (Lang::En, "Lane overrides at the gate"),
             (Lang::Es, "Cambios de carril en la puerta"),

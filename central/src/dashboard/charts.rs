@@ -4,16 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
 use maud::html;
 
-use super::session::UiSession;
+use super::session::UiPage;
 use super::svg::{self, Series};
 use super::{Nav, RANGES, T, internal, layout, pct};
 use crate::model::HourStats;
-use crate::service::Central;
 use crate::store::StoreError;
 
 /// Classes for per-gate lines, in turn.
@@ -74,11 +72,8 @@ pub fn layout_series(stats: &[HourStats], hours: &[Timestamp]) -> BTreeMap<Strin
 }
 
 /// `GET /charts?hours=&gate=`.
-pub async fn page(
-    State(c): State<Central>,
-    s: UiSession,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn page(p: UiPage) -> Response {
+    let (c, s, q) = (p.central, p.session, p.query);
     let l = s.lang;
     let mut hours = super::parse_hours(q.get("hours"), 24);
     if hours == 0 {

@@ -11,6 +11,9 @@
 //! - [`programme`]: AEO benefit figures with their CSV export.
 //! - [`registry`]: operator search, record and status history, status changes.
 //! - [`users`]: staff accounts (admin): disable, enable, change role.
+//! - [`portal`]: the programme portal's company side (registration, company page,
+//!   self-assessment, application); [`applications`]: the officers' side (queue, a
+//!   company's file, decisions); [`portal_text`]: their strings.
 //!
 //! # Security
 //! Every page but `/login` and the static assets needs a session cookie (`HttpOnly`,
@@ -20,9 +23,12 @@
 //! session's CSRF token ([`crate::auth::csrf_token`]) in the form or the `x-csrf-token`
 //! header. State changes are audited with user and time by the store.
 
+pub mod applications;
 pub mod cases;
 pub mod charts;
 pub mod gates;
+pub mod portal;
+pub mod portal_text;
 pub mod programme;
 pub mod registry;
 pub mod session;
@@ -74,6 +80,25 @@ pub fn router() -> Router<Central> {
         .route("/registry/{operator}/status", post(registry::set_status))
         .route("/users", get(users::page))
         .route("/users/{name}/access", post(users::set_access))
+        .route(
+            "/applications",
+            get(applications::queue).post(applications::add),
+        )
+        .route("/applications/{operator}", get(applications::file))
+        .route("/applications/{operator}/{action}", post(applications::act))
+        .route("/portal", get(portal::home))
+        .route(
+            "/portal/register",
+            get(portal::register_form).post(portal::register),
+        )
+        .route(
+            "/portal/assessment",
+            get(portal::assessment).post(portal::save_assessment),
+        )
+        .route("/portal/apply", post(portal::apply))
+        .route("/portal/findings/{id}", post(portal::answer_finding))
+        .route("/portal/messages", post(portal::post_message))
+        .route("/portal/users", post(portal::add_user))
         .layer(tower_http::csrf::CsrfLayer::new())
 }
 
@@ -107,6 +132,7 @@ pub enum Nav {
     Charts,
     Programme,
     Registry,
+    Applications,
     Users,
 }
 
@@ -144,6 +170,7 @@ pub fn layout(s: &UiSession, nav: Nav, title: &str, body: Markup) -> Markup {
                         (item(Nav::Charts, "/charts", T::Charts))
                         (item(Nav::Programme, "/programme", T::Programme))
                         (item(Nav::Registry, "/registry", T::Registry))
+                        a href="/applications" class=@if nav == Nav::Applications { "current" } { (portal_text::T::Applications.get(l)) }
                         @if s.role.may_manage_credentials() { (item(Nav::Users, "/users", T::Users)) }
                     }
                     div.who {

@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
@@ -24,7 +23,7 @@ use maud::html;
 use protocol::schema::{Decision, EventBody, LaneDecision};
 use uuid::Uuid;
 
-use super::session::UiSession;
+use super::session::UiPage;
 use super::svg;
 use super::{Nav, RANGES, T, fmt_duration, internal, layout, pct, range_start};
 use crate::model::StoredEvent;
@@ -188,7 +187,12 @@ pub fn from_counts(c: &ProgrammeCounts) -> Benefits {
             &mut b
                 .per_operator
                 .entry(op.to_owned())
-                .or_insert_with(|| (c.names.get(op).cloned().unwrap_or_default(), Figures::default()))
+                .or_insert_with(|| {
+                    (
+                        c.names.get(op).cloned().unwrap_or_default(),
+                        Figures::default(),
+                    )
+                })
                 .1
         } else {
             continue;
@@ -208,7 +212,7 @@ pub fn load(c: &Central, from: Option<Timestamp>) -> Result<Benefits, StoreError
 }
 
 /// The median's bucket, e.g. `60 s – 65 s`, or `≥ 6 h 0 min` for the open last one.
-fn median_text(f: &Figures) -> String {
+pub(super) fn median_text(f: &Figures) -> String {
     let d = |s: i64| fmt_duration(jiff::SignedDuration::from_secs(s));
     match f.median_time_s() {
         None => "—".to_owned(),
@@ -218,11 +222,8 @@ fn median_text(f: &Figures) -> String {
 }
 
 /// `GET /programme?hours=`.
-pub async fn page(
-    State(c): State<Central>,
-    s: UiSession,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn page(p: UiPage) -> Response {
+    let (c, s, q) = (p.central, p.session, p.query);
     let l = s.lang;
     let hours = super::parse_hours(q.get("hours"), 24);
     let from = range_start(hours, Timestamp::now());
@@ -329,11 +330,8 @@ pub fn write_csv<W: std::io::Write>(b: &Benefits, out: W) -> Result<(), csv::Err
 }
 
 /// `GET /programme.csv?hours=`.
-pub async fn csv(
-    State(c): State<Central>,
-    _s: UiSession,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn csv(p: UiPage) -> Response {
+    let (c, q) = (p.central, p.query);
     let hours = super::parse_hours(q.get("hours"), 24);
     let from = range_start(hours, Timestamp::now());
     let out = c
@@ -412,8 +410,8 @@ mod tests {
     use super::*;
     use protocol::operator::OperatorId;
     use protocol::schema::{
-        CloseReason, GateId, GateTransaction, JournalEntry, LaneId, PartyRole, PartyView,
-        ReplicaFreshness, SCHEMA_VERSION,
+        AeoStatus, CloseReason, GateId, GateTransaction, JournalEntry, LaneId, PartyRole,
+        PartyView, ReplicaFreshness, SCHEMA_VERSION,
     };
 
     fn ev(body: EventBody) -> StoredEvent {

@@ -4,9 +4,7 @@
 //! its last heartbeat reports a replica sequence at or beyond `seq` (operator changes go
 //! to every port).
 
-use std::collections::HashMap;
-
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use jiff::Timestamp;
@@ -15,7 +13,7 @@ use protocol::operator::OperatorId;
 use protocol::schema::{AeoStatus, Change};
 use serde::Deserialize;
 
-use super::session::UiSession;
+use super::session::{UiPage, UiSession};
 use super::{Nav, T, error_page, fmt_time, internal, layout};
 use crate::registry::RegistryError;
 use crate::service::Central;
@@ -27,11 +25,8 @@ const MAX_RESULTS: usize = 50;
 const MAX_HISTORY: usize = 200;
 
 /// `GET /registry?q=`.
-pub async fn search(
-    State(c): State<Central>,
-    s: UiSession,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn search(p: UiPage) -> Response {
+    let (c, s, q) = (p.central, p.session, p.query);
     let l = s.lang;
     let text = q.get("q").map(|t| t.trim().to_owned()).unwrap_or_default();
     let t2 = text.clone();

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use super::{T, internal};
 use crate::auth;
 use crate::model::Role;
+use crate::portal::COMPANY_ROLE;
 use crate::service::{Central, LoginResult};
 
 /// Central's session cookie: `aeogate_central_session` over plain HTTP (loopback tests
@@ -97,35 +98,53 @@ fn login_redirect(parts: &Parts) -> Response {
     Redirect::to(&q).into_response()
 }
 
+/// The session the request's cookie names, with its user: `Err` answers the request
+/// (a login redirect for a page, 401 for anything else, 500 on a store failure).
+async fn cookie_session(
+    parts: &Parts,
+    c: &Central,
+) -> Result<
+    (
+        String,
+        crate::model::Session,
+        Option<crate::model::StaffUser>,
+    ),
+    Response,
+> {
+    let reject = |parts: &Parts| {
+        if parts.method == Method::GET {
+            login_redirect(parts)
+        } else {
+            (StatusCode::UNAUTHORIZED, "log in first").into_response()
+        }
+    };
+    let name = cookie_name(c.config().tls.is_some());
+    let Some(token) = cookie::find(&parts.headers, name).map(str::to_owned) else {
+        return Err(reject(parts));
+    };
+    let t = token.clone();
+    let found = c
+        .blocking(move |c| {
+            let Some(s) = c.session(&t)? else {
+                return Ok(None);
+            };
+            let user = c.user(&s.user)?;
+            Ok::<_, crate::auth::AuthError>(Some((s, user)))
+        })
+        .await
+        .map_err(|e| internal(&e))?;
+    match found {
+        Some((s, user)) => Ok((token, s, user)),
+        None => Err(reject(parts)),
+    }
+}
+
 impl FromRequestParts<Central> for UiSession {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, c: &Central) -> Result<Self, Response> {
-        let reject = |parts: &Parts| {
-            if parts.method == Method::GET {
-                login_redirect(parts)
-            } else {
-                (StatusCode::UNAUTHORIZED, "log in first").into_response()
-            }
-        };
-        let name = cookie_name(c.config().tls.is_some());
-        let Some(token) = cookie::find(&parts.headers, name).map(str::to_owned) else {
-            return Err(reject(parts));
-        };
-        let t = token.clone();
-        let found = c
-            .blocking(move |c| {
-                let Some(s) = c.session(&t)? else {
-                    return Ok(None);
-                };
-                let user = c.user(&s.user)?;
-                Ok::<_, crate::auth::AuthError>(Some((s, user)))
-            })
-            .await
-            .map_err(|e| internal(&e))?;
-        let Some((s, user)) = found else {
-            return Err(reject(parts));
-        };
-        // A role this build does not know grants nothing.
+        let (token, s, user) = cookie_session(parts, c).await?;
+        // A role this build does not know grants nothing (a company user of the
+        // programme portal has no staff role either).
         let Some(role) = Role::parse(&s.role) else {
             return Err((StatusCode::FORBIDDEN, "your account has no central role").into_response());
         };
@@ -139,9 +158,99 @@ impl FromRequestParts<Central> for UiSession {
     }
 }
 
+/// A logged-in user of the programme portal: a company account.
+#[derive(Debug, Clone)]
+pub struct CompanySession {
+    pub token: String,
+    pub user: String,
+    /// The operator id of the user's company (the only company it may see).
+    pub company: String,
+    pub lang: Lang,
+    pub csrf: String,
+}
+
+impl CompanySession {
+    /// Checks the CSRF token in a form field or the `x-csrf-token` header.
+    ///
+    /// # Errors
+    /// [`CsrfError`] naming the problem.
+    pub fn check_csrf_in(&self, form: Option<&str>, headers: &HeaderMap) -> Result<(), CsrfError> {
+        csrf::check(form.or(csrf::from_header(headers)), &self.csrf)
+    }
+}
+
+impl FromRequestParts<Central> for CompanySession {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, c: &Central) -> Result<Self, Response> {
+        let (token, s, user) = cookie_session(parts, c).await?;
+        let company = user
+            .as_ref()
+            .filter(|_| s.role == COMPANY_ROLE)
+            .and_then(|u| u.company.clone());
+        let Some(company) = company else {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "the programme portal is for company accounts; staff use the dashboard",
+            )
+                .into_response());
+        };
+        Ok(CompanySession {
+            csrf: auth::csrf_token(&token),
+            token,
+            user: s.user,
+            company,
+            lang: user.map(|u| u.lang).unwrap_or_default(),
+        })
+    }
+}
+
+/// Any logged-in user, staff or company (for logout and the language choice).
+#[derive(Debug, Clone)]
+pub struct AnySession {
+    token: String,
+    user: String,
+    csrf: String,
+}
+
+impl FromRequestParts<Central> for AnySession {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, c: &Central) -> Result<Self, Response> {
+        let (token, s, _) = cookie_session(parts, c).await?;
+        Ok(AnySession {
+            csrf: auth::csrf_token(&token),
+            token,
+            user: s.user,
+        })
+    }
+}
+
 /// The client's address, when the server passes connection info.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub Option<IpAddr>);
+
+/// What a dashboard `GET` page works from: central, the logged-in session (the login page
+/// for none) and the query string's parameters.
+#[derive(Debug)]
+pub struct UiPage {
+    pub central: Central,
+    pub session: UiSession,
+    pub query: std::collections::HashMap<String, String>,
+}
+
+impl FromRequestParts<Central> for UiPage {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, c: &Central) -> Result<Self, Response> {
+        let session = UiSession::from_request_parts(parts, c).await?;
+        let Query(query) = Query::from_request_parts(parts, c)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(UiPage {
+            central: c.clone(),
+            session,
+            query,
+        })
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
@@ -232,7 +341,13 @@ pub async fn login_submit(
                 .as_secs()
                 .max(0);
             let cookie = session_cookie(c.config().tls.is_some(), &token, max_age);
-            redirect_with_cookie(&next, &cookie)
+            // A company account's home is the programme portal.
+            let next = if s.role == COMPANY_ROLE && !next.starts_with("/portal") {
+                "/portal"
+            } else {
+                next.as_str()
+            };
+            redirect_with_cookie(next, &cookie)
         }
     }
 }
@@ -245,11 +360,11 @@ pub struct CsrfForm {
 /// `POST /logout`: ends the session and clears the cookie.
 pub async fn logout(
     State(c): State<Central>,
-    s: UiSession,
+    s: AnySession,
     headers: HeaderMap,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Err(e) = s.check_csrf_in(f.csrf.as_deref(), &headers) {
+    if let Err(e) = csrf::check(f.csrf.as_deref().or(csrf::from_header(&headers)), &s.csrf) {
         return e.into_response();
     }
     let token = s.token.clone();
@@ -274,11 +389,11 @@ pub struct LangForm {
 /// `POST /lang`: stores the user's language and goes back to the page.
 pub async fn set_lang(
     State(c): State<Central>,
-    s: UiSession,
+    s: AnySession,
     headers: HeaderMap,
     Form(f): Form<LangForm>,
 ) -> Response {
-    if let Err(e) = s.check_csrf_in(f.csrf.as_deref(), &headers) {
+    if let Err(e) = csrf::check(f.csrf.as_deref().or(csrf::from_header(&headers)), &s.csrf) {
         return e.into_response();
     }
     let Some(lang) = Lang::parse(&f.lang) else {

@@ -171,26 +171,37 @@ mod tests {
     use super::*;
     use protocol::i18n::Lang;
 
-    #[test]
-    fn every_ui_string_has_text_in_every_language() {
-        for key in T::ALL {
+    /// Every key has text in every language, and most differ from English (translated,
+    /// not copied).
+    fn assert_translated<K: Copy + std::fmt::Debug>(all: &[K], get: fn(K, Lang) -> &'static str) {
+        for &key in all {
             for lang in Lang::ALL {
                 assert!(
-                    !key.get(lang).trim().is_empty(),
+                    !get(key, lang).trim().is_empty(),
                     "{key:?} has no {lang:?} text"
                 );
             }
         }
-        // Translated, not copied: most keys differ from English in each language.
         for lang in [Lang::Es, Lang::Pt] {
-            let same = T::ALL
+            let same = all
                 .iter()
-                .filter(|k| k.get(lang) == k.get(Lang::En))
+                .filter(|&&k| get(k, lang) == get(k, Lang::En))
                 .count();
             assert!(
-                same * 10 < T::ALL.len(),
+                same * 10 < all.len(),
                 "{lang:?}: {same} keys left in English"
             );
         }
+    }
+
+    #[test]
+    fn every_ui_string_has_text_in_every_language() {
+        assert_translated(T::ALL, T::get);
+    }
+
+    #[test]
+    fn every_portal_string_has_text_in_every_language() {
+        use super::super::portal_text::T as P;
+        assert_translated(P::ALL, P::get);
     }
 }

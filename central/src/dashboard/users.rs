@@ -27,7 +27,7 @@ pub async fn page(State(c): State<Central>, s: UiSession) -> Response {
     };
     let body = html! {
         table #users { thead { tr { th { (T::Name.get(l)) } th { (T::Role.get(l)) } th { (T::Status.get(l)) } th {} } }
-            tbody { @for u in &users {
+            tbody { @for u in users.iter().filter(|u| u.company.is_none()) {
                 @let role = Role::parse(&u.role);
                 tr data-user=(u.name) {
                     td { (u.name) }

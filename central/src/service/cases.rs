@@ -54,15 +54,7 @@ impl Central {
         let Some(case) = store.case(id)? else {
             return Ok(None);
         };
-        let mut d = CaseDetail {
-            case,
-            transaction: None,
-            decision: None,
-            declared: Vec::new(),
-            officer_results: Vec::new(),
-            overrides: Vec::new(),
-            alert: None,
-        };
+        let mut d = CaseDetail::of(case);
         if let Some(txn) = d.case.transaction_id() {
             for e in store.transaction_events(&d.case.gate, &txn)? {
                 match e.entry.body {

@@ -11,6 +11,9 @@
 //!   ([`crate::registry::RegistryError`]).
 //! - `staff`: staff users, logins and sessions ([`crate::auth::AuthError`]).
 //! - `cases`: case detail and staff actions on cases ([`crate::cases::CaseError`]).
+//! - `portal`: the programme portal: companies, self-assessment, applications,
+//!   certification and suspension through the registry's change path
+//!   ([`PortalError`]).
 //! - `queries`: read-only views (events, gates, alerts, audit, statistics, operators,
 //!   exports).
 //!
@@ -19,6 +22,7 @@
 
 mod agents;
 mod cases;
+mod portal;
 mod queries;
 mod registry;
 mod staff;
@@ -35,6 +39,7 @@ use crate::model::Case;
 use crate::signing::Signer;
 use crate::store::{RedbStore, Store, StoreError};
 
+pub use portal::{PORTAL_SOURCE, PortalError, Registration, parse_kind};
 pub use registry::{IMPORT_CHUNK, ImportReport};
 pub use staff::LoginResult;
 

@@ -24,6 +24,25 @@ fn poisoned() -> AuthError {
     ))
 }
 
+/// Refuses a user name that is not 1 to 64 letters, digits, '.', '_', '-' or '@' (staff
+/// and company accounts alike).
+///
+/// # Errors
+/// [`AuthError::Invalid`] saying why.
+pub(super) fn check_user_name(name: &str) -> Result<(), AuthError> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+    {
+        return Err(AuthError::Invalid(format!(
+            "user name {name:?}: 1 to 64 letters, digits, '.', '_', '-' or '@'"
+        )));
+    }
+    Ok(())
+}
+
 impl Central {
     /// Adds a staff user (password hashed with Argon2id using the configured cost).
     /// `role` is `analyst` or `admin` ([`Role::parse`], which also reads the legacy names).
@@ -37,16 +56,7 @@ impl Central {
                 "role {role:?}: expected analyst or admin"
             )));
         };
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
-        {
-            return Err(AuthError::Invalid(format!(
-                "user name {name:?}: 1 to 64 letters, digits, '.', '_', '-' or '@'"
-            )));
-        }
+        check_user_name(name)?;
         auth::check_password_strength(password, name)?;
         let phc = self.inner.passwords.hash(password)?;
         self.inner.store.add_user(&StaffUser {
@@ -56,6 +66,7 @@ impl Central {
             created_at: Timestamp::now(),
             lang: Lang::default(),
             disabled: false,
+            company: None,
         })?;
         Ok(())
     }
@@ -255,6 +266,12 @@ impl Central {
         self.inner
             .store
             .update_user(name, actor, Timestamp::now(), &mut |u| {
+                // A company account never becomes staff: it belongs to its company.
+                if u.company.is_some() {
+                    return Err(crate::store::StoreError::Refused(format!(
+                        "{name} is a company account of the programme portal"
+                    )));
+                }
                 let was = std::mem::replace(&mut u.role, role.as_str().to_owned());
                 Ok(format!("role {was} -> {role}"))
             })?;

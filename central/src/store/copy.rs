@@ -1,6 +1,7 @@
 //! Moving up from redb to PostgreSQL (`central migrate`): every record of a redb store,
-//! copied into a PostgreSQL database as it is (ids, times, chain state, case history and
-//! counters unchanged; nothing is re-derived by the rules), then verified.
+//! copied into a PostgreSQL database as it is (ids, times, chain state, case history,
+//! counters and programme roll-ups unchanged; nothing is re-derived by the rules), then
+//! verified.
 //!
 //! The source is read in one redb read transaction (one consistent snapshot); the target
 //! is written in chunks of [`CHUNK`] records, each chunk one transaction. Every write is
@@ -82,6 +83,28 @@ pub enum Record {
         token: Vec<u8>,
         session: Session,
     },
+    /// A programme portal company.
+    Company(Box<crate::portal::Company>),
+    /// A programme roll-up count ([`crate::rollup`]) of the hour or the day (`day`) that
+    /// starts at `start`.
+    Programme {
+        day: bool,
+        start: i64,
+        group: String,
+        figure: String,
+        n: u64,
+    },
+    /// An operator's name as the programme roll-ups keep it.
+    ProgrammeName {
+        operator: String,
+        name: String,
+    },
+    /// Halves of a gate transaction waiting for the other half of their pair.
+    ProgrammePending {
+        gate: String,
+        txn: uuid::Uuid,
+        halves: Vec<crate::rollup::Half>,
+    },
 }
 
 impl Record {
@@ -105,6 +128,10 @@ impl Record {
             Record::Audit(_) => "audit entries",
             Record::User(_) => "users",
             Record::Session { .. } => "sessions",
+            Record::Company(_) => "companies",
+            Record::Programme { .. } => "programme figures",
+            Record::ProgrammeName { .. } => "programme names",
+            Record::ProgrammePending { .. } => "programme pending halves",
         }
     }
 }
@@ -141,7 +168,8 @@ pub fn copy(from: &RedbStore, to: &PgStore) -> Result<Report, StoreError> {
 }
 
 /// Compares the target with the source: rows per family, every gate's row (chain head,
-/// agent state, health), the summary figures, the registry head.
+/// agent state, health), the summary figures, the programme roll-ups over all time, the
+/// registry head.
 fn verify(from: &RedbStore, to: &PgStore, report: &mut Report) -> Result<(), StoreError> {
     report.target = to.row_counts()?;
     for (kind, n) in &report.copied {
@@ -182,6 +210,18 @@ fn verify(from: &RedbStore, to: &PgStore, report: &mut Report) -> Result<(), Sto
         report
             .differences
             .push(format!("summary: source {a:?}, target {b:?}"));
+    }
+    let all_time = jiff::Timestamp::MAX;
+    let (a, b) = (
+        from.programme_counts(None, all_time)?,
+        to.programme_counts(None, all_time)?,
+    );
+    if a != b {
+        report.differences.push(format!(
+            "programme roll-ups: {} figures in the source, {} in the target, not equal",
+            a.counts.len(),
+            b.counts.len()
+        ));
     }
     let (a, b) = (from.last_seq()?, to.last_seq()?);
     let head = |s: &dyn Store, seq: u64| -> Result<Option<super::LoggedChange>, StoreError> {

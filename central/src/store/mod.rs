@@ -42,6 +42,7 @@ use crate::model::{
     AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
     Session, StaffUser, StoredEvent, Summary, TokenHash,
 };
+use crate::portal::Company;
 
 pub use crate::store_error::StoreError;
 pub use pg_store::{LiveUpdate, PgStore};
@@ -310,6 +311,51 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         id: &OperatorId,
         limit: usize,
     ) -> Result<Vec<LoggedChange>, StoreError>;
+
+    // -- programme portal ---------------------------------------------------------------
+    /// Adds a company (keyed by its operator id) and, when given, its first user, in one
+    /// transaction with one audit entry `company.add` by `actor`.
+    ///
+    /// # Errors
+    /// [`StoreError::Refused`] when the company exists, [`StoreError::UserExists`].
+    fn add_company(
+        &self,
+        company: &Company,
+        user: Option<&StaffUser>,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// One company by its operator id's canonical text.
+    fn company(&self, operator: &str) -> Result<Option<Company>, StoreError>;
+    /// Every company, by operator id.
+    fn companies(&self) -> Result<Vec<Company>, StoreError>;
+    /// Loads a company, lets `change` change it (the rule, in [`crate::portal`], is the
+    /// caller's), then saves it with an audit entry `company.change` whose detail is what
+    /// `change` returned, in one transaction. Nothing is written when `change` fails.
+    ///
+    /// # Errors
+    /// [`unknown_company`] when it is not registered, or `change`'s error.
+    fn update_company(
+        &self,
+        operator: &str,
+        actor: &str,
+        at: Timestamp,
+        change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
+    ) -> Result<Company, StoreError>;
+}
+
+/// The audit detail of [`Store::add_company`]; both backends write it.
+pub(crate) fn company_added(company: &Company, user: Option<&StaffUser>) -> String {
+    let mut out = format!("company {} ({})", company.operator, company.name);
+    if let Some(u) = user {
+        out.push_str(&format!(", user {}", u.name));
+    }
+    out
+}
+
+/// The error of [`Store::update_company`] for a company that is not registered.
+pub(crate) fn unknown_company(operator: &str) -> StoreError {
+    StoreError::Refused(format!("company {operator} is not registered"))
 }
 
 /// Encodes a value: version byte, then JSON.

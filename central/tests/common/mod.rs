@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod pg;
+#[path = "../../../tests/common/pki.rs"]
+pub mod pki;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,9 +13,9 @@ use axum::http::{Request, StatusCode};
 use central::{Central, Config};
 use jiff::Timestamp;
 use protocol::schema::{
-    CloseReason, Decision, EventBody, GENESIS_HASH, GateId, GateTransaction, JournalEntry,
-    LaneDecision, LaneId, Read, ReadSource, ReadValue, Reason, ReasonCode, ReplicaFreshness,
-    SCHEMA_VERSION,
+    ActionKind, CloseReason, Decision, EventBody, GENESIS_HASH, GateId, GateTransaction,
+    JournalEntry, LaneDecision, LaneId, OfficerAction, Read, ReadSource, ReadValue, Reason,
+    ReasonCode, ReplicaFreshness, SCHEMA_VERSION,
 };
 use tower::ServiceExt as _;
 use uuid::Uuid;
@@ -45,13 +47,8 @@ pub struct Env {
 
 pub fn env_with(tweak: impl FnOnce(&mut Config)) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("central.key");
-    central::generate_signing_key(&key).expect("key");
-    let mut cfg = Config::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        dir.path().join("central.redb"),
-        key,
-    );
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let mut cfg = Config::with_new_key_in(dir.path(), listen).expect("key");
     cfg.allow_plain_http_on_loopback = true;
     // Cheap hashing keeps tests fast; production uses the OWASP default.
     cfg.argon2_m_cost_kib = 64;
@@ -79,6 +76,27 @@ pub fn write_config(
     )
     .expect("config");
     config
+}
+
+/// Central `c` served with `cfg` on a free loopback port until `stop`: its address and
+/// the server's task.
+pub fn serve_on_loopback(
+    c: &Central,
+    cfg: &Config,
+    stop: &tokio_util::sync::CancellationToken,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(central::serve_with_listener(
+        c.clone(),
+        listener,
+        cfg.clone(),
+        stop.clone(),
+    ));
+    (addr, task)
 }
 
 pub fn env() -> Env {
@@ -160,24 +178,65 @@ pub fn transaction(g: &GateId, txn: Uuid, container: &str) -> EventBody {
 
 /// A valid chain of entries 1..=n with the given bodies.
 pub fn chain(g: &GateId, bodies: Vec<EventBody>) -> Vec<JournalEntry> {
+    let start = ts("2026-03-01T10:15:00Z");
+    chain_at(
+        g,
+        (0..)
+            .zip(bodies)
+            .map(|(i, body)| (start + jiff::SignedDuration::from_secs(i), body))
+            .collect(),
+    )
+}
+
+/// A valid hash chain 1..=n for `g` over bodies written at their times.
+pub fn chain_at(g: &GateId, bodies: Vec<(Timestamp, EventBody)>) -> Vec<JournalEntry> {
     let mut prev = GENESIS_HASH.to_owned();
-    bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, body)| {
-            let e = JournalEntry::new_chained(
-                g.clone(),
-                i as u64 + 1,
-                Uuid::now_v7(),
-                ts("2026-03-01T10:15:00Z") + jiff::SignedDuration::from_secs(i as i64),
-                prev.clone(),
-                body,
-            )
-            .expect("entry");
+    (1..)
+        .zip(bodies)
+        .map(|(seq, (at, body))| {
+            let e =
+                JournalEntry::new_chained(g.clone(), seq, Uuid::now_v7(), at, prev.clone(), body)
+                    .expect("entry");
             prev = e.hash.clone();
             e
         })
         .collect()
+}
+
+/// Officer `officer`'s action `kind` at 10:20 on `lane` of gate `g`, about transaction `txn`.
+pub fn officer_action(
+    g: &GateId,
+    lane: &str,
+    txn: Uuid,
+    officer: &str,
+    kind: ActionKind,
+) -> EventBody {
+    EventBody::OfficerAction {
+        action: OfficerAction {
+            v: SCHEMA_VERSION,
+            id: Uuid::now_v7(),
+            transaction_id: Some(txn),
+            gate: g.clone(),
+            lane: LaneId::parse(lane).expect("lane"),
+            officer: officer.into(),
+            role: "officer".into(),
+            at: ts("2026-03-01T10:20:00Z"),
+            kind,
+        },
+    }
+}
+
+/// [`chain`] of a truck's gate transaction for `container`, the seal exception decided on
+/// it, then `more`.
+pub fn exception_chain(
+    g: &GateId,
+    txn: Uuid,
+    container: &str,
+    more: Vec<EventBody>,
+) -> Vec<JournalEntry> {
+    let mut bodies = vec![transaction(g, txn, container), seal_exception(g, txn)];
+    bodies.extend(more);
+    chain(g, bodies)
 }
 
 pub fn batch(g: &GateId, entries: &[JournalEntry]) -> serde_json::Value {
@@ -245,6 +304,111 @@ pub async fn call(
     Answer { status, json }
 }
 
+/// A dashboard answer: status, `Location` (of a redirect), `Set-Cookie` and the page.
+pub struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub set_cookie: Option<String>,
+    pub body: String,
+}
+
+/// One browser-like request through the router: the session token as central's cookie,
+/// a form body (urlencoded; `csrf` added for the session when it has none).
+pub async fn page(
+    c: &Central,
+    method: &str,
+    uri: &str,
+    session: Option<&str>,
+    form: &[(&str, &str)],
+) -> Page {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = session {
+        let name = central::dashboard::session::cookie_name(false);
+        req = req.header("cookie", format!("{name}={t}"));
+    }
+    let mut fields: Vec<(String, String)> = form
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    if let (Some(t), "POST") = (session, method)
+        && !fields.iter().any(|(k, _)| k == "csrf")
+    {
+        fields.push(("csrf".into(), central::auth::csrf_token(t)));
+    }
+    let body = fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let req = req
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .expect("request");
+    let resp = tokio::time::timeout(
+        Duration::from_secs(30),
+        central::app(c.clone()).oneshot(req),
+    )
+    .await
+    .expect("answer in time")
+    .expect("infallible");
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (status, location, set_cookie) = (resp.status(), header("location"), header("set-cookie"));
+    let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+        .await
+        .expect("body");
+    Page {
+        status,
+        location,
+        set_cookie,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// `application/x-www-form-urlencoded` escaping of one name or value.
+fn form_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Logs in through the dashboard's form; returns the session token from the cookie and
+/// where the login sent the browser.
+pub async fn form_login(c: &Central, user: &str, password: &str) -> (String, String) {
+    let p = page(
+        c,
+        "POST",
+        "/login",
+        None,
+        &[("user", user), ("password", password)],
+    )
+    .await;
+    assert!(
+        p.status.is_redirection(),
+        "login {user}: {} {}",
+        p.status,
+        p.body
+    );
+    let cookie = p.set_cookie.expect("session cookie");
+    let token = cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .expect("cookie value");
+    (token, p.location.unwrap_or_default())
+}
+
 /// Adds a staff user and logs in; returns the session token.
 pub async fn staff(c: &Central) -> String {
     c.add_user("ana", "correct horse", "supervisor")
@@ -279,6 +443,41 @@ pub async fn login(http: &reqwest::Client, base: &str, user: &str, password: &st
     let response = request.timeout(Duration::from_secs(20)).send().await;
     let answer: serde_json::Value = response.expect("login").json().await.expect("login answer");
     answer["token"].as_str().expect("session token").to_owned()
+}
+
+/// `GET base/api/v1/cases/stream` with the staff `session`: the open event stream.
+pub async fn open_case_stream(
+    http: &reqwest::Client,
+    base: &str,
+    session: &str,
+) -> reqwest::Response {
+    let stream = http
+        .get(format!("{base}/api/v1/cases/stream"))
+        .bearer_auth(session)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), 200);
+    stream
+}
+
+/// Reads `stream` until what it sent holds `text`, failing at `deadline`; returns all it
+/// read.
+pub async fn read_stream_until(
+    stream: &mut reqwest::Response,
+    text: &str,
+    deadline: tokio::time::Instant,
+) -> String {
+    let mut seen = String::new();
+    while !seen.contains(text) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{text} not on the stream in time: {seen}"))
+            .expect("stream chunk")
+            .expect("stream still open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
 }
 
 /// A consignment `id` declared for `port`: one container, no seals, parties or holds.
@@ -324,4 +523,35 @@ pub fn gate3_locations() -> central::export::GateLocations {
         Sgln::parse("urn:epc:id:sgln:0614141.00777.GATE3").expect("sgln"),
     );
     loc
+}
+
+/// Verifies a signed envelope with central's public key (hex) and reads its batch.
+pub fn verify(
+    env: &protocol::schema::SignedEnvelope,
+    public_hex: &str,
+) -> Result<protocol::schema::ChangeBatch, String> {
+    let mut pk = [0u8; 32];
+    hex::decode_to_slice(public_hex, &mut pk).map_err(|e| e.to_string())?;
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk).map_err(|e| e.to_string())?;
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(&env.signature, &mut sig).map_err(|e| e.to_string())?;
+    vk.verify_strict(
+        env.payload.as_bytes(),
+        &ed25519_dalek::Signature::from_bytes(&sig),
+    )
+    .map_err(|e| e.to_string())?;
+    serde_json::from_str(&env.payload).map_err(|e| e.to_string())
+}
+
+/// The signed envelope `json` holds, and its batch, verified with central's key.
+pub fn verified(
+    c: &central::Central,
+    json: serde_json::Value,
+) -> (
+    protocol::schema::SignedEnvelope,
+    protocol::schema::ChangeBatch,
+) {
+    let env: protocol::schema::SignedEnvelope = serde_json::from_value(json).expect("envelope");
+    let b = verify(&env, &c.public_key_hex()).expect("verifies");
+    (env, b)
 }

@@ -24,9 +24,9 @@ use protocol::container::ContainerNumber;
 use protocol::operator::OperatorId;
 use protocol::schema::{
     ActionKind, Change, CloseReason, Consignment, Decision, DeclaredContainer, ESealState,
-    EventBody, GENESIS_HASH, GateId, GateTransaction, InspectionOutcome, JournalEntry,
-    LaneDecision, LaneId, OfficerAction, PartyRole, PartyView, Read, ReadSource, ReadValue, Reason,
-    ReasonCode, ReplicaFreshness, SCHEMA_VERSION,
+    EventBody, GateId, GateTransaction, InspectionOutcome, JournalEntry, LaneDecision, LaneId,
+    OfficerAction, PartyRole, PartyView, Read, ReadSource, ReadValue, Reason, ReasonCode,
+    ReplicaFreshness, SCHEMA_VERSION,
 };
 use protocol::seal::{ESealId, SealNumber};
 use tower::ServiceExt as _;
@@ -57,6 +57,21 @@ pub struct GateDay {
     pub env: Env,
     pub staff: String,
     pub txns: Txns,
+}
+
+impl GateDay {
+    /// The day's export `path` (`events.csv`, `epcis`) through the API, as the staff user.
+    pub async fn export(&self, path: &str) -> Raw {
+        get(&self.env.central, &day_uri(path), Some(&self.staff)).await
+    }
+
+    /// [`GateDay::export`], asserting a 200 answer of `content_type`.
+    pub async fn export_ok(&self, path: &str, content_type: &str) -> Raw {
+        let a = self.export(path).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+        assert_eq!(a.content_type(), content_type);
+        a
+    }
 }
 
 pub fn container(owner: &str, serial: u32) -> ContainerNumber {
@@ -193,28 +208,6 @@ impl Truck {
             (self.decided(), EventBody::Decision { decision: d }),
         ]
     }
-}
-
-/// A valid hash chain 1..=n for `g` over timed bodies.
-fn chain_at(g: &GateId, bodies: Vec<(Timestamp, EventBody)>) -> Vec<JournalEntry> {
-    let mut prev = GENESIS_HASH.to_owned();
-    bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, (at, body))| {
-            let e = JournalEntry::new_chained(
-                g.clone(),
-                i as u64 + 1,
-                Uuid::now_v7(),
-                at,
-                prev.clone(),
-                body,
-            )
-            .expect("entry");
-            prev = e.hash.clone();
-            e
-        })
-        .collect()
 }
 
 fn consignment(id: &str, c: ContainerNumber, seals: &[&str], eseals: &[&str]) -> Change {
@@ -388,12 +381,22 @@ pub async fn gate_day(tweak: impl FnOnce(&mut Config)) -> GateDay {
     for t in [&hold, &bobtail, &next_day] {
         bodies.extend(t.bodies());
     }
-    ingest(c, &gate(GATE), &chain_at(&gate(GATE), bodies)).await;
+    ingest(
+        c,
+        &gate(GATE),
+        &crate::common::chain_at(&gate(GATE), bodies),
+    )
+    .await;
 
     let mut other = Truck::new("P1-G2", "L1", "2026-03-04T08:05:00Z", LaneDecision::Fast);
     other.reads = vec![container_read(oth, other.opened)];
     other.reasons = vec![Reason::new(ReasonCode::AllChecksPassed)];
-    ingest(c, &gate("P1-G2"), &chain_at(&gate("P1-G2"), other.bodies())).await;
+    ingest(
+        c,
+        &gate("P1-G2"),
+        &crate::common::chain_at(&gate("P1-G2"), other.bodies()),
+    )
+    .await;
 
     let staff = staff(c).await;
     let txns = Txns {

@@ -36,8 +36,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use protocol::llrp::{
-    self, AiSpec, AntennaConfig, Check, ContentSelector, Header, InventorySpec, Message,
-    ReaderConfig, ReaderEvent, ReportSpec, RoSpec, RoSpecOp, TagReport, Transmitter, event,
+    self, AntennaConfig, Check, ContentSelector, Header, Message, ReaderConfig, ReaderEvent,
+    ReportSpec, RoSpec, RoSpecOp, TagReport, Transmitter, event,
 };
 use protocol::schema::{DeviceHealth, LaneId, ReadSource};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -281,10 +281,34 @@ impl Session {
         self.version
     }
 
+    /// Moves the session to `step` and sends that step's request `m`.
+    fn step_to(&mut self, step: Step, m: &Message, now: Instant) -> Action {
+        self.step = step;
+        self.request(m, now)
+    }
+
     /// Version negotiation is over (or was not asked for): read the capabilities.
     fn capabilities(&mut self, now: Instant) -> Action {
-        self.step = Step::Capabilities;
-        self.request(&Message::GetReaderCapabilities { requested: 0 }, now)
+        self.step_to(
+            Step::Capabilities,
+            &Message::GetReaderCapabilities { requested: 0 },
+            now,
+        )
+    }
+
+    /// Before configuring: delete every ROSpec on the reader (id 0).
+    fn delete_rospecs(&mut self, now: Instant) -> Action {
+        let m = Message::RoSpec {
+            op: RoSpecOp::Delete,
+            id: 0,
+        };
+        self.step_to(Step::DeleteRoSpecs, &m, now)
+    }
+
+    /// Moves to `step` by `op` on the agent's ROSpec.
+    fn rospec_op(&mut self, step: Step, op: RoSpecOp, now: Instant) -> Action {
+        let m = Message::RoSpec { op, id: ROSPEC_ID };
+        self.step_to(step, &m, now)
     }
 
     fn expect_success(&self, status: &llrp::Status) -> Result<(), SessionError> {
@@ -312,35 +336,16 @@ impl Session {
                 }),
             })
             .collect();
-        RoSpec {
-            id: ROSPEC_ID,
-            priority: 0,
-            current_state: 0,
-            start_trigger: 0,
-            stop_trigger: 0,
-            stop_duration_ms: 0,
-            ai_specs: vec![AiSpec {
-                antennas: self.antennas.keys().copied().collect(),
-                stop_trigger: 0,
-                stop_duration_ms: 0,
-                inventory: vec![InventorySpec {
-                    id: 1,
-                    protocol: llrp::PROTOCOL_C1G2,
-                    antenna_configs,
-                }],
-            }],
-            report: Some(ReportSpec {
+        RoSpec::gen2_inventory(
+            ROSPEC_ID,
+            self.antennas.keys().copied().collect(),
+            antenna_configs,
+            Some(ReportSpec {
                 trigger: 1,
                 n: 1,
-                content: ContentSelector(
-                    ContentSelector::ROSPEC_ID
-                        | ContentSelector::ANTENNA_ID
-                        | ContentSelector::PEAK_RSSI
-                        | ContentSelector::FIRST_SEEN
-                        | ContentSelector::TAG_SEEN_COUNT,
-                ),
+                content: ContentSelector::GATE_READS,
             }),
-        }
+        )
     }
 
     /// Feeds one message from the reader.
@@ -425,14 +430,7 @@ impl Session {
                 // A reader that does not report antenna properties: trust its antennas.
                 tracing::debug!(code = status.code, "GET_READER_CONFIG refused");
                 self.awaiting = None;
-                self.step = Step::DeleteRoSpecs;
-                out.push(self.request(
-                    &Message::RoSpec {
-                        op: RoSpecOp::Delete,
-                        id: 0,
-                    },
-                    now,
-                ));
+                out.push(self.delete_rospecs(now));
             }
             Message::ErrorMessage(status) => {
                 if self.awaiting == Some(header.id) {
@@ -511,14 +509,11 @@ impl Session {
                     }
                     None => capabilities.max_power().map(|p| p.index),
                 };
-                self.step = Step::AntennaProperties;
-                out.push(self.request(
-                    &Message::GetReaderConfig {
-                        antenna: 0,
-                        requested: llrp::REQUESTED_ANTENNA_PROPERTIES,
-                    },
-                    now,
-                ));
+                let m = Message::GetReaderConfig {
+                    antenna: 0,
+                    requested: llrp::REQUESTED_ANTENNA_PROPERTIES,
+                };
+                out.push(self.step_to(Step::AntennaProperties, &m, now));
             }
             (Step::AntennaProperties, Message::GetReaderConfigResponse { status, antennas }) => {
                 if status.is_success() {
@@ -530,21 +525,13 @@ impl Session {
                 } else {
                     tracing::debug!(code = status.code, "antenna properties not available");
                 }
-                self.step = Step::DeleteRoSpecs;
-                out.push(self.request(
-                    &Message::RoSpec {
-                        op: RoSpecOp::Delete,
-                        id: 0,
-                    },
-                    now,
-                ));
+                out.push(self.delete_rospecs(now));
             }
             (Step::DeleteRoSpecs, Message::Response { status, .. }) => {
                 // A reader with nothing to delete may answer with an error: not a fault.
                 if !status.is_success() {
                     tracing::debug!(code = status.code, "DELETE_ROSPEC 0 answered with an error");
                 }
-                self.step = Step::SetConfig;
                 let config = ReaderConfig {
                     reset_to_factory_default: false,
                     event_notifications: vec![
@@ -557,34 +544,20 @@ impl Session {
                     antenna_configs: Vec::new(),
                     report: None,
                 };
-                out.push(self.request(&Message::SetReaderConfig(config), now));
+                out.push(self.step_to(Step::SetConfig, &Message::SetReaderConfig(config), now));
             }
             (Step::SetConfig, Message::Response { status, .. }) => {
                 self.expect_success(&status)?;
-                self.step = Step::AddRoSpec;
-                out.push(self.request(&Message::AddRoSpec(self.rospec()), now));
+                let m = Message::AddRoSpec(self.rospec());
+                out.push(self.step_to(Step::AddRoSpec, &m, now));
             }
             (Step::AddRoSpec, Message::Response { status, .. }) => {
                 self.expect_success(&status)?;
-                self.step = Step::Enable;
-                out.push(self.request(
-                    &Message::RoSpec {
-                        op: RoSpecOp::Enable,
-                        id: ROSPEC_ID,
-                    },
-                    now,
-                ));
+                out.push(self.rospec_op(Step::Enable, RoSpecOp::Enable, now));
             }
             (Step::Enable, Message::Response { status, .. }) => {
                 self.expect_success(&status)?;
-                self.step = Step::Start;
-                out.push(self.request(
-                    &Message::RoSpec {
-                        op: RoSpecOp::Start,
-                        id: ROSPEC_ID,
-                    },
-                    now,
-                ));
+                out.push(self.rospec_op(Step::Start, RoSpecOp::Start, now));
             }
             (Step::Start, Message::Response { status, .. }) => {
                 self.expect_success(&status)?;

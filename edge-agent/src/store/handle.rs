@@ -69,17 +69,12 @@ impl StoreDatabase<'_> {
     /// # Errors
     /// redb's error; [`redb::Error::DatabaseClosed`] while the database is being reopened.
     pub fn begin_write(&self) -> Result<WriteTransaction, redb::Error> {
-        let db = self
-            .store
-            .inner
-            .db
-            .read()
-            .map_err(|_| redb::Error::DatabaseClosed)?;
-        let db = db.as_ref().ok_or(redb::Error::DatabaseClosed)?;
-        db.begin_write().map_err(|e| {
-            let e = redb::Error::from(e);
-            self.store.note_db_error(&e);
-            e
+        self.with_db(|db| {
+            db.begin_write().map_err(|e| {
+                let e = redb::Error::from(e);
+                self.store.note_db_error(&e);
+                e
+            })
         })
     }
 
@@ -88,14 +83,21 @@ impl StoreDatabase<'_> {
     /// # Errors
     /// As [`StoreDatabase::begin_write`].
     pub fn begin_read(&self) -> Result<ReadTransaction, redb::Error> {
+        self.with_db(|db| Ok(db.begin_read()?))
+    }
+
+    /// `f` on the open database; [`redb::Error::DatabaseClosed`] while it is being reopened.
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&redb::Database) -> Result<T, redb::Error>,
+    ) -> Result<T, redb::Error> {
         let db = self
             .store
             .inner
             .db
             .read()
             .map_err(|_| redb::Error::DatabaseClosed)?;
-        let db = db.as_ref().ok_or(redb::Error::DatabaseClosed)?;
-        Ok(db.begin_read()?)
+        f(db.as_ref().ok_or(redb::Error::DatabaseClosed)?)
     }
 }
 

@@ -60,18 +60,26 @@ impl Store {
             .and_then(|v| v.map(|at| at.elapsed()))
     }
 
+    /// The start of every replica write: the replica's lock (writes one at a time) and
+    /// its meta as it stands.
+    fn replica_write_start(
+        &self,
+    ) -> Result<(std::sync::MutexGuard<'_, ()>, ReplicaMeta), ReplicaError> {
+        let guard = self
+            .inner
+            .replica
+            .lock()
+            .map_err(|_| ReplicaError::Schema("replica lock poisoned".into()))?;
+        Ok((guard, self.try_replica_meta()?))
+    }
+
     /// Binds the replica to a port of entry. A fresh replica records it; one already
     /// bound to another port refuses (it holds another port's data).
     ///
     /// # Errors
     /// [`ReplicaError::WrongPort`].
     pub fn bind_port(&self, port: &str) -> Result<(), ReplicaError> {
-        let _g = self
-            .inner
-            .replica
-            .lock()
-            .map_err(|_| ReplicaError::Schema("replica lock poisoned".into()))?;
-        let mut meta = self.try_replica_meta()?;
+        let (_g, mut meta) = self.replica_write_start()?;
         match &meta.port {
             Some(p) if p == port => Ok(()),
             Some(p) => Err(ReplicaError::WrongPort {
@@ -95,12 +103,7 @@ impl Store {
     /// [`ReplicaError::WrongPort`], [`ReplicaError::Malformed`],
     /// [`ReplicaError::UnknownOperator`]; the replica is unchanged after any error.
     pub fn apply_batch(&self, batch: &ChangeBatch) -> Result<(), ReplicaError> {
-        let _g = self
-            .inner
-            .replica
-            .lock()
-            .map_err(|_| ReplicaError::Schema("replica lock poisoned".into()))?;
-        let mut meta = self.try_replica_meta()?;
+        let (_g, mut meta) = self.replica_write_start()?;
         check_batch(&meta, batch)?;
         let mut w = self.database().begin_write().map_err(rdb)?;
         w.set_durability(Durability::Immediate).map_err(rdb)?;
@@ -157,12 +160,7 @@ impl Store {
     /// # Errors
     /// [`ReplicaError`].
     pub fn mark_synced(&self, at: Timestamp) -> Result<(), ReplicaError> {
-        let _g = self
-            .inner
-            .replica
-            .lock()
-            .map_err(|_| ReplicaError::Schema("replica lock poisoned".into()))?;
-        let mut meta = self.try_replica_meta()?;
+        let (_g, mut meta) = self.replica_write_start()?;
         meta.last_sync = Some(at);
         let w = self.database().begin_write().map_err(rdb)?;
         write_replica_meta(&w, &meta)?;

@@ -195,33 +195,15 @@ fn mosquitto_binary() -> PathBuf {
 }
 
 impl Mosquitto {
+    /// An anonymous broker without persistence on 127.0.0.1:`port`; waits for the port.
     pub async fn start(dir: &Path, port: u16) -> Mosquitto {
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .expect("write mosquitto.conf");
-        let child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto must be installed (scripts/test installs it with apt)");
-        wait_for_port(port).await;
-        Mosquitto { port, conf, child }
+        let text = format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n");
+        Mosquitto::start_conf(dir, port, &text).await
     }
 
     pub async fn restart(&mut self) {
         self.stop();
-        self.child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(&self.conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("restart mosquitto");
+        self.child = spawn_mosquitto(&self.conf);
         wait_for_port(self.port).await;
     }
 
@@ -411,16 +393,21 @@ impl Mosquitto {
     pub async fn start_conf(dir: &Path, port: u16, text: &str) -> Mosquitto {
         let conf = dir.join(format!("mosquitto-{port}.conf"));
         std::fs::write(&conf, text).expect("write mosquitto.conf");
-        let child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto must be installed (scripts/test installs it with apt)");
+        let child = spawn_mosquitto(&conf);
         wait_for_port(port).await;
         Mosquitto { port, conf, child }
     }
+}
+
+/// mosquitto with the configuration file `conf`, its output discarded.
+fn spawn_mosquitto(conf: &Path) -> Child {
+    Command::new(mosquitto_binary())
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto must be installed (scripts/test installs it with apt)")
 }
 
 /// Messages received: (topic, payload), oldest first.

@@ -1,6 +1,9 @@
 //! Shared fixtures: a declared consignment with certified parties, and its transaction.
 #![allow(dead_code)]
 
+#[path = "../../../tests/common/agent_toml.rs"]
+pub mod agent_toml;
+
 use std::time::Duration;
 
 use edge_agent::config::Routes;
@@ -204,29 +207,23 @@ pub fn good_tx() -> GateTransaction {
 
 /// Gate G1 at PORT-A with lane L1 (a presence loop) and its three routes: the head of
 /// the test configurations (sections after it are the test's own).
-pub const GATE_G1_LANE_L1: &str = r#"
-[gate]
-id = "G1"
-port = "PORT-A"
+pub fn gate_g1_lane_l1() -> String {
+    agent_toml::gate_with_lane_l1("G1", "Inspection bay A")
+}
 
-[[lanes]]
-id = "L1"
-[lanes.routes]
-fast = "Lane 1 priority"
-standard = "Lane 1 standard"
-inspect = "Inspection bay A"
-"#;
-
-/// [`GATE_G1_LANE_L1`] with a policy key: the smallest valid configuration.
+/// [`gate_g1_lane_l1`] with a policy key: the smallest valid configuration.
 pub fn one_lane_toml() -> String {
-    format!("{GATE_G1_LANE_L1}\n[policy]\nrandom_key = \"a-long-enough-random-key\"\n")
+    format!(
+        "{}\n[policy]\nrandom_key = \"a-long-enough-random-key\"\n",
+        gate_g1_lane_l1()
+    )
 }
 
 /// An agent with lanes L1 (presence loop) and L2 (none), its store in `dir`, the console
 /// on 127.0.0.1:0, no devices and no central.
 pub fn two_lane_config(dir: &std::path::Path) -> edge_agent::config::Config {
     let text = format!(
-        r#"{GATE_G1_LANE_L1}
+        r#"{gate}
 [[lanes]]
 id = "L2"
 presence_loop = false
@@ -235,17 +232,9 @@ quiet_close = "60s"
 fast = "Lane 2 priority"
 standard = "Lane 2 standard"
 inspect = "Inspection bay B"
-
-[store]
-path = "{}"
-
-[policy]
-random_key = "test-key-not-secret"
-
-[console]
-bind = "127.0.0.1:0"
-"#,
-        dir.join("agent.redb").display()
+{tail}"#,
+        gate = gate_g1_lane_l1(),
+        tail = agent_toml::store_policy_console(dir, "test-key-not-secret", "127.0.0.1:0"),
     );
     edge_agent::config::Config::from_toml_str(&text, "test.toml").expect("valid test config")
 }

@@ -161,25 +161,7 @@ fn connection_attempt_and_antenna_events_decode() {
 }
 
 fn minimal_rospec() -> RoSpec {
-    RoSpec {
-        id: 1,
-        priority: 0,
-        current_state: 0,
-        start_trigger: 0,
-        stop_trigger: 0,
-        stop_duration_ms: 0,
-        ai_specs: vec![AiSpec {
-            antennas: vec![1],
-            stop_trigger: 0,
-            stop_duration_ms: 0,
-            inventory: vec![InventorySpec {
-                id: 1,
-                protocol: PROTOCOL_C1G2,
-                antenna_configs: vec![],
-            }],
-        }],
-        report: None,
-    }
+    RoSpec::gen2_inventory(1, vec![1], vec![], None)
 }
 
 #[test]

@@ -110,6 +110,39 @@ impl CaseBook for CaseTx<'_, '_> {
     ) -> Result<(), StoreError> {
         write_audit(self.0, actor, action, detail, at)
     }
+
+    fn alert_exists(
+        &mut self,
+        gate: &GateId,
+        seq: u64,
+        kind: AlertKind,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .query_opt(
+                "SELECT 1 FROM alerts WHERE gate = $1 AND seq = $2 AND kind = $3",
+                &[&gate.as_str(), &int(seq)?, &kind.as_str()],
+            )?
+            .is_some())
+    }
+
+    fn new_alert_id(&mut self) -> Result<u64, StoreError> {
+        next_id(self.0, "alert_id")
+    }
+
+    fn save_alert(&mut self, alert: &Alert) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO alerts (id, gate, seq, kind, value) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &int(alert.id)?,
+                &alert.gate.as_str(),
+                &int(alert.seq)?,
+                &alert.kind.as_str(),
+                &to_json(alert)?,
+            ],
+        )?;
+        bump(self.0, "alerts", "total", 1)
+    }
 }
 
 /// Stores an alert once per (gate, seq, kind) and opens its case ([`cases::on_alert`]).
@@ -122,40 +155,7 @@ pub(super) fn store_alert(
     detail: &str,
     at: Timestamp,
 ) -> Result<Option<Case>, StoreError> {
-    let exists = tx
-        .query_opt(
-            "SELECT 1 FROM alerts WHERE gate = $1 AND seq = $2 AND kind = $3",
-            &[&gate.as_str(), &int(seq)?, &kind.as_str()],
-        )?
-        .is_some();
-    if exists {
-        return Ok(None);
-    }
-    let id = next_id(tx, "alert_id")?;
-    let case_id = next_id(tx, "case_id")?;
-    let alert = Alert {
-        id,
-        gate: gate.clone(),
-        seq,
-        kind,
-        detail: detail.to_owned(),
-        at,
-        case_id: Some(case_id),
-    };
-    tx.execute(
-        "INSERT INTO alerts (id, gate, seq, kind, value) VALUES ($1, $2, $3, $4, $5)",
-        &[
-            &int(id)?,
-            &gate.as_str(),
-            &int(seq)?,
-            &kind.as_str(),
-            &to_json(&alert)?,
-        ],
-    )?;
-    bump(tx, "alerts", "total", 1)?;
-    let case = cases::on_alert(&mut CaseTx(tx), &alert, case_id)?;
-    metrics::counter!("central_integrity_alerts_total", "kind" => kind.as_str()).increment(1);
-    Ok(Some(case))
+    cases::on_alert(&mut CaseTx(tx), gate, seq, kind, detail, at)
 }
 
 pub(super) fn cases(tx: &mut Transaction<'_>, q: &CaseQuery) -> Result<Page<Case>, StoreError> {

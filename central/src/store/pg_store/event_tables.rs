@@ -17,12 +17,12 @@ use uuid::Uuid;
 
 use super::case_tables::{CaseTx, store_alert};
 use super::rollup_tables;
-use super::{from_json, int, to_json, uint, write_audit};
-use crate::{cases, rollup};
+use super::{SHARD, from_json, int, to_json, uint, write_audit};
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, TokenHash};
 use crate::stats;
 use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange};
+use crate::{cases, rollup};
 
 /// What an ingest computes before its transaction: rule 1 for every entry, and each
 /// entry's JSON.
@@ -211,9 +211,12 @@ impl Target<'_, '_> {
             let ((scope, name), n): ((Vec<String>, Vec<String>), Vec<i64>) =
                 r.counters.into_iter().unzip();
             self.tx.execute(
-                "INSERT INTO counters (scope, name, n)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-                 ON CONFLICT (scope, name) DO UPDATE SET n = counters.n + EXCLUDED.n",
+                &format!(
+                    "INSERT INTO counters (scope, name, shard, n)
+                     SELECT s, c, {SHARD}, n FROM unnest($1::text[], $2::text[], $3::bigint[])
+                         AS u (s, c, n)
+                     ON CONFLICT (scope, name, shard) DO UPDATE SET n = counters.n + EXCLUDED.n"
+                ),
                 &[&scope, &name, &n],
             )?;
         }

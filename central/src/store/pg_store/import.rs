@@ -61,6 +61,14 @@ impl PgStore {
             ("audit entries", "audit"),
             ("users", "users"),
             ("sessions", "sessions"),
+            ("companies", "companies"),
+            (
+                "programme figures",
+                "(SELECT DISTINCT hour, grp, figure FROM programme_hourly
+                  UNION ALL SELECT DISTINCT day, grp, figure FROM programme_daily) AS p",
+            ),
+            ("programme names", "programme_names"),
+            ("programme pending halves", "programme_pending"),
         ];
         self.read(|tx| {
             let mut out = BTreeMap::new();
@@ -89,6 +97,16 @@ fn entry_of(value: &serde_json::Value) -> Result<JournalEntry, StoreError> {
 
 fn import_one(tx: &mut Transaction<'_>, r: &Record) -> Result<(), StoreError> {
     match r {
+        // Case, alert and audit ids come from sequences (migration 3): the sequence is
+        // set so the next id follows the last one copied.
+        Record::Meta { name, n }
+            if matches!(name.as_str(), "case_id" | "alert_id" | "audit_id") =>
+        {
+            tx.execute(
+                "SELECT setval($1::text::regclass, GREATEST($2::bigint, 1), $2::bigint > 0)",
+                &[&format!("{name}_seq"), &int(*n)?],
+            )?;
+        }
         Record::Meta { name, n } => {
             tx.execute(
                 "INSERT INTO meta (name, n) VALUES ($1, $2)
@@ -96,10 +114,15 @@ fn import_one(tx: &mut Transaction<'_>, r: &Record) -> Result<(), StoreError> {
                 &[name, &int(*n)?],
             )?;
         }
+        // Set, not added: the copied value becomes the whole counter (shard 0).
         Record::Counter { scope, name, n } => {
             tx.execute(
-                "INSERT INTO counters (scope, name, n) VALUES ($1, $2, $3)
-                 ON CONFLICT (scope, name) DO UPDATE SET n = EXCLUDED.n",
+                "DELETE FROM counters WHERE scope = $1 AND name = $2 AND shard <> 0",
+                &[scope, name],
+            )?;
+            tx.execute(
+                "INSERT INTO counters (scope, name, shard, n) VALUES ($1, $2, 0, $3)
+                 ON CONFLICT (scope, name, shard) DO UPDATE SET n = EXCLUDED.n",
                 &[scope, name, &int(*n)?],
             )?;
         }
@@ -113,6 +136,48 @@ fn import_one(tx: &mut Transaction<'_>, r: &Record) -> Result<(), StoreError> {
                 "INSERT INTO hourly (gate, hour, figure, n) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (gate, hour, figure) DO UPDATE SET n = EXCLUDED.n",
                 &[gate, hour, figure, &int(*n)?],
+            )?;
+        }
+        // Set, not added, like the counters: the copied count is the whole figure.
+        Record::Programme {
+            day,
+            start,
+            group,
+            figure,
+            n,
+        } => {
+            let (table, at) = if *day {
+                ("programme_daily", "day")
+            } else {
+                ("programme_hourly", "hour")
+            };
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table}
+                     WHERE {at} = $1 AND grp = $2 AND figure = $3 AND shard <> 0"
+                ),
+                &[start, group, figure],
+            )?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} ({at}, grp, figure, shard, n) VALUES ($1, $2, $3, 0, $4)
+                     ON CONFLICT ({at}, grp, figure, shard) DO UPDATE SET n = EXCLUDED.n"
+                ),
+                &[start, group, figure, &int(*n)?],
+            )?;
+        }
+        Record::ProgrammeName { operator, name } => {
+            tx.execute(
+                "INSERT INTO programme_names (operator, name) VALUES ($1, $2)
+                 ON CONFLICT (operator) DO UPDATE SET name = EXCLUDED.name",
+                &[operator, name],
+            )?;
+        }
+        Record::ProgrammePending { gate, txn, halves } => {
+            tx.execute(
+                "INSERT INTO programme_pending (gate, txn, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (gate, txn) DO UPDATE SET value = EXCLUDED.value",
+                &[gate, txn, &to_json(halves)?],
             )?;
         }
         Record::AgentToken { token, agent } => {
@@ -218,6 +283,12 @@ fn import_one(tx: &mut Transaction<'_>, r: &Record) -> Result<(), StoreError> {
             tx.execute(
                 "INSERT INTO sessions (token, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[token, &to_json(session)?],
+            )?;
+        }
+        Record::Company(c) => {
+            tx.execute(
+                "INSERT INTO companies (operator, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&c.operator.to_string(), &to_json(c)?],
             )?;
         }
     }

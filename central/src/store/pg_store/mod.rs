@@ -7,9 +7,12 @@
 //!
 //! Concurrency: transactions run at READ COMMITTED, and every read-modify-write takes
 //! the row lock of what it changes first: an ingest locks its gate's row (so batches of
-//! one gate are checked one after another, whichever connection carries them), id and
-//! sequence allocation is an `UPDATE … RETURNING` on a `meta` row (so registry change
-//! numbers have no gaps or duplicates), counters are upserts.
+//! one gate are checked one after another, whichever connection carries them), registry
+//! change numbers are an `UPDATE … RETURNING` on a `meta` row (so they have no gaps or
+//! duplicates). Nothing an ingest writes is shared by every batch, so batches of
+//! different gates run side by side: case, alert and audit ids come from sequences (a
+//! rolled-back transaction leaves a gap), and counters are upserts into one shard per
+//! connection ([`bump`]), summed when read.
 //!
 //! # Layout
 //! - `migrations/`: the schema, one numbered SQL file per step.
@@ -18,6 +21,7 @@
 //! - `case_tables`: cases and alerts, and the `CaseBook` the case rules write through.
 //! - `registry_tables`: the change log and the current records, as a `RegistrySink`.
 //! - `staff_tables`: audit log, staff users, sessions.
+//! - `company_tables`: the programme portal's companies.
 //! - `import`: records copied from another backend, as they are ([`crate::store::copy`]).
 //! - `rollup_tables`: the programme roll-ups, written at ingest, read over a range.
 //! - `retention`: dropping monthly event partitions past the retention.
@@ -26,6 +30,7 @@
 //! - this module: [`PgStore`], the pool, the migrations and shared helpers.
 
 mod case_tables;
+mod company_tables;
 mod event_tables;
 mod fanout;
 mod import;
@@ -57,12 +62,19 @@ use crate::model::{
     AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
     Session, StaffUser, StoredEvent, Summary, TokenHash,
 };
+use crate::portal::Company;
 
 /// The schema steps, in order; each runs once, in one transaction with its record.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
-    (2, include_str!("migrations/0002_programme.sql")),
+    (2, include_str!("migrations/0002_companies.sql")),
+    (3, include_str!("migrations/0003_concurrent_ingest.sql")),
+    (4, include_str!("migrations/0004_programme.sql")),
 ];
+
+/// The migration that adds the programme roll-ups; the roll-ups of the events already
+/// stored are built right after it, in its transaction.
+const PROGRAMME_MIGRATION: i32 = 4;
 
 /// Connections the pool keeps at most.
 pub const POOL_SIZE: u32 = 16;
@@ -243,6 +255,15 @@ impl PgStore {
                 "INSERT INTO schema_migrations (version) VALUES ($1)",
                 &[version],
             )?;
+            if *version == PROGRAMME_MIGRATION {
+                let read = rollup_tables::rebuild(&mut tx)?;
+                if read > 0 {
+                    tracing::info!(
+                        events = read,
+                        "programme roll-ups built from the stored events"
+                    );
+                }
+            }
         }
         tx.commit()?;
         Ok(())
@@ -417,16 +438,25 @@ pub(super) fn uint(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// The next value of a `meta` counter (locks its row until the transaction ends).
+/// The next id of `name` (`case_id`, `alert_id` or `audit_id`), from its sequence: no
+/// row lock, so concurrent transactions do not wait for each other; an id is never
+/// reused, a rolled-back transaction leaves a gap.
 pub(super) fn next_id(tx: &mut Transaction<'_>, name: &str) -> Result<u64, StoreError> {
-    let row = tx.query_one(
-        "UPDATE meta SET n = n + 1 WHERE name = $1 RETURNING n",
-        &[&name],
-    )?;
+    let seq = match name {
+        "case_id" => "case_id_seq",
+        "alert_id" => "alert_id_seq",
+        "audit_id" => "audit_id_seq",
+        other => return Err(StoreError::Backend(format!("no id sequence {other}"))),
+    };
+    let row = tx.query_one("SELECT nextval($1::text::regclass)", &[&seq])?;
     Ok(uint(row.get(0)))
 }
 
-/// Adds `by` to a counter (never below zero).
+/// The counter shard this connection writes: its backend pid modulo 64, so concurrent
+/// transactions on different connections add to different rows (migration 3).
+pub(super) const SHARD: &str = "(pg_backend_pid() % 64)::smallint";
+
+/// Adds `by` to a counter (this connection's shard; the sum is read never below zero).
 pub(super) fn bump(
     tx: &mut Transaction<'_>,
     scope: &str,
@@ -434,8 +464,10 @@ pub(super) fn bump(
     by: i64,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO counters (scope, name, n) VALUES ($1, $2, GREATEST($3::bigint, 0))
-         ON CONFLICT (scope, name) DO UPDATE SET n = GREATEST(counters.n + $3::bigint, 0)",
+        &format!(
+            "INSERT INTO counters (scope, name, shard, n) VALUES ($1, $2, {SHARD}, $3::bigint)
+             ON CONFLICT (scope, name, shard) DO UPDATE SET n = counters.n + EXCLUDED.n"
+        ),
         &[&scope, &name, &by],
     )?;
     Ok(())
@@ -745,5 +777,33 @@ impl Store for PgStore {
         limit: usize,
     ) -> Result<Vec<LoggedChange>, StoreError> {
         self.read(|tx| registry_tables::operator_changes(tx, id, limit))
+    }
+
+    fn add_company(
+        &self,
+        company: &Company,
+        user: Option<&StaffUser>,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| company_tables::add_company(tx, company, user, actor, at))
+    }
+
+    fn company(&self, operator: &str) -> Result<Option<Company>, StoreError> {
+        self.read(|tx| company_tables::company(tx, operator))
+    }
+
+    fn companies(&self) -> Result<Vec<Company>, StoreError> {
+        self.read(company_tables::companies)
+    }
+
+    fn update_company(
+        &self,
+        operator: &str,
+        actor: &str,
+        at: Timestamp,
+        change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
+    ) -> Result<Company, StoreError> {
+        self.write(|tx| company_tables::update_company(tx, operator, actor, at, change))
     }
 }

@@ -163,7 +163,11 @@ pub(super) fn hourly_stats(
 
 pub(super) fn summary(tx: &mut Transaction<'_>) -> Result<Summary, StoreError> {
     let mut s = Summary::default();
-    for r in tx.query("SELECT scope, name, n FROM counters", &[])? {
+    // A counter is the sum of its shards (`bump`), never below zero.
+    for r in tx.query(
+        "SELECT scope, name, GREATEST(sum(n), 0)::bigint FROM counters GROUP BY scope, name",
+        &[],
+    )? {
         let (scope, name, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
         let n = uint(n);
         match (scope.as_str(), name.as_str()) {

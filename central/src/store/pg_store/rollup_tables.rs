@@ -8,9 +8,9 @@ use jiff::Timestamp;
 use postgres::Transaction;
 use uuid::Uuid;
 
-use super::{from_json, to_json, uint};
-use crate::rollup::{self, Half, ProgrammeCounts, Rollup, RollupSink};
-use crate::stats;
+use super::{SHARD, from_json, to_json, uint};
+use crate::model::StoredEvent;
+use crate::rollup::{self, Batch, Half, ProgrammeCounts, Rollup, RollupSink};
 use crate::store::StoreError;
 
 struct Sink<'a, 'b> {
@@ -30,27 +30,42 @@ impl RollupSink for Sink<'_, '_> {
         rows.iter()
             .map(|r| {
                 let txn: Uuid = r.get(0);
-                let halves: Vec<Half> =
-                    from_json("programme_pending", format!("{}/{txn}", self.gate), r.get(1))?;
+                let halves: Vec<Half> = from_json(
+                    "programme_pending",
+                    format!("{}/{txn}", self.gate),
+                    r.get(1),
+                )?;
                 Ok((txn, halves))
             })
             .collect()
     }
 
     fn write(&mut self, r: Rollup) -> Result<(), StoreError> {
-        if !r.counts.is_empty() {
+        let daily = rollup::by_day(&r.counts);
+        for (table, start, counts) in [
+            ("programme_hourly", "hour", r.counts),
+            ("programme_daily", "day", daily),
+        ] {
+            if counts.is_empty() {
+                continue;
+            }
             let (mut h, mut g, mut f, mut n) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             // In key order, so concurrent batches lock shared rows in one order.
-            for ((hour, group, figure), k) in r.counts {
-                h.push(hour);
+            for ((at, group, figure), k) in counts {
+                h.push(at);
                 g.push(group);
                 f.push(figure);
                 n.push(k);
             }
             self.tx.execute(
-                "INSERT INTO programme_hourly (hour, grp, figure, n)
-                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
-                 ON CONFLICT (hour, grp, figure) DO UPDATE SET n = programme_hourly.n + EXCLUDED.n",
+                &format!(
+                    "INSERT INTO {table} ({start}, grp, figure, shard, n)
+                     SELECT h, g, f, {SHARD}, n
+                         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+                         AS u (h, g, f, n)
+                     ON CONFLICT ({start}, grp, figure, shard)
+                         DO UPDATE SET n = {table}.n + EXCLUDED.n"
+                ),
                 &[&h, &g, &f, &n],
             )?;
         }
@@ -71,7 +86,7 @@ impl RollupSink for Sink<'_, '_> {
             }
             self.tx.execute(
                 "INSERT INTO programme_pending (gate, txn, value)
-                 SELECT $1, * FROM unnest($2::uuid[], $3::json[])",
+                 SELECT $1::text, * FROM unnest($2::uuid[], $3::json[])",
                 &[&self.gate, &txns, &values],
             )?;
         }
@@ -88,18 +103,62 @@ pub(super) fn store(
     rollup::store(&mut Sink { tx, gate }, batch)
 }
 
+/// Builds the roll-ups from every stored event, gate by gate in seq order, in batches of
+/// [`rollup::REBUILD_CHUNK`] events, the way ingest would have (a database migrated from
+/// before the roll-ups); returns the events read. Refused entries are in
+/// `refused_events`, not read here.
+pub(super) fn rebuild(tx: &mut Transaction<'_>) -> Result<u64, StoreError> {
+    let chunk = i64::try_from(rollup::REBUILD_CHUNK).unwrap_or(i64::MAX);
+    let events: i64 = tx.query_one("SELECT count(*) FROM events", &[])?.get(0);
+    let mut after: (String, i64) = (String::new(), -1);
+    let mut read = 0u64;
+    // Bounded: every round but the last reads a full chunk of the events counted above.
+    for _ in 0..=(events / chunk + 1) {
+        let rows = tx.query(
+            "SELECT gate, seq, value FROM events WHERE (gate, seq) > ($1, $2)
+             ORDER BY gate, seq LIMIT $3",
+            &[&after.0, &after.1, &chunk],
+        )?;
+        let Some(last) = rows.last() else { break };
+        after = (last.get(0), last.get(1));
+        let mut by_gate: BTreeMap<String, Batch> = BTreeMap::new();
+        for r in &rows {
+            let gate: String = r.get(0);
+            let seq: i64 = r.get(1);
+            let e: StoredEvent = from_json("events", format!("{gate}/{seq}"), r.get(2))?;
+            by_gate.entry(gate).or_default().event(&e);
+            read += 1;
+        }
+        for (gate, batch) in by_gate {
+            store(tx, &gate, batch)?;
+        }
+    }
+    Ok(read)
+}
+
 pub(super) fn programme_counts(
     tx: &mut Transaction<'_>,
     from: Option<Timestamp>,
     to: Timestamp,
 ) -> Result<ProgrammeCounts, StoreError> {
-    let from_h = from.map_or(i64::MIN, stats::hour_start);
+    let sp = rollup::spans(from, to);
     let mut counts = BTreeMap::new();
     let mut ops = Vec::new();
     for r in tx.query(
-        "SELECT grp, figure, sum(n)::bigint FROM programme_hourly
-         WHERE hour >= $1 AND hour < $2 GROUP BY grp, figure",
-        &[&from_h, &to.as_second()],
+        "SELECT grp, figure, sum(n)::bigint FROM (
+             SELECT grp, figure, n FROM programme_hourly
+                 WHERE (hour >= $1 AND hour < $2) OR (hour >= $3 AND hour < $4)
+             UNION ALL
+             SELECT grp, figure, n FROM programme_daily WHERE day >= $5 AND day < $6
+         ) AS c GROUP BY grp, figure",
+        &[
+            &sp.hours[0].0,
+            &sp.hours[0].1,
+            &sp.hours[1].0,
+            &sp.hours[1].1,
+            &sp.days.0,
+            &sp.days.1,
+        ],
     )? {
         let (group, figure): (String, String) = (r.get(0), r.get(1));
         if let Some(op) = group.strip_prefix(rollup::OPERATOR) {
@@ -107,8 +166,6 @@ pub(super) fn programme_counts(
         }
         counts.insert((group, figure), uint(r.get(2)));
     }
-    ops.sort_unstable();
-    ops.dedup();
     let names = tx
         .query(
             "SELECT operator, name FROM programme_names WHERE operator = ANY($1)",

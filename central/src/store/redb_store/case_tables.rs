@@ -103,6 +103,31 @@ impl CaseBook for CaseTx<'_> {
     ) -> Result<(), StoreError> {
         write_audit(self.0, actor, action, detail, at)
     }
+
+    fn alert_exists(
+        &mut self,
+        gate: &GateId,
+        seq: u64,
+        kind: AlertKind,
+    ) -> Result<bool, StoreError> {
+        let keys = self.0.open_table(ALERT_KEYS)?;
+        Ok(keys.get((gate.as_str(), seq, kind.as_str()))?.is_some())
+    }
+
+    fn new_alert_id(&mut self) -> Result<u64, StoreError> {
+        next_id(self.0, "alert_id")
+    }
+
+    fn save_alert(&mut self, alert: &Alert) -> Result<(), StoreError> {
+        self.0.open_table(ALERT_KEYS)?.insert(
+            (alert.gate.as_str(), alert.seq, alert.kind.as_str()),
+            alert.id,
+        )?;
+        self.0
+            .open_table(ALERTS)?
+            .insert(alert.id, encode(alert)?.as_slice())?;
+        bump(self.0, "alerts", "total", 1)
+    }
 }
 
 /// Stores an alert once per (gate, seq, kind) and opens its case ([`cases::on_alert`]).
@@ -115,31 +140,7 @@ pub(super) fn store_alert(
     detail: &str,
     at: Timestamp,
 ) -> Result<Option<Case>, StoreError> {
-    {
-        let keys = tx.open_table(ALERT_KEYS)?;
-        if keys.get((gate.as_str(), seq, kind.as_str()))?.is_some() {
-            return Ok(None);
-        }
-    }
-    let id = next_id(tx, "alert_id")?;
-    let case_id = next_id(tx, "case_id")?;
-    let alert = Alert {
-        id,
-        gate: gate.clone(),
-        seq,
-        kind,
-        detail: detail.to_owned(),
-        at,
-        case_id: Some(case_id),
-    };
-    tx.open_table(ALERT_KEYS)?
-        .insert((gate.as_str(), seq, kind.as_str()), id)?;
-    tx.open_table(ALERTS)?
-        .insert(id, encode(&alert)?.as_slice())?;
-    bump(tx, "alerts", "total", 1)?;
-    let case = cases::on_alert(&mut CaseTx(tx), &alert, case_id)?;
-    metrics::counter!("central_integrity_alerts_total", "kind" => kind.as_str()).increment(1);
-    Ok(Some(case))
+    cases::on_alert(&mut CaseTx(tx), gate, seq, kind, detail, at)
 }
 
 pub(super) fn cases(db: &Database, q: &CaseQuery) -> Result<Page<Case>, StoreError> {

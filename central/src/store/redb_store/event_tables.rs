@@ -15,16 +15,29 @@ use super::tables::{
     AGENT_TOKENS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, bump, uuid_key,
     write_audit,
 };
-use crate::{cases, rollup};
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, StoredEvent, TokenHash};
 use crate::stats;
 use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange, decode, encode};
+use crate::{cases, rollup};
 
 pub(super) fn load_gate(tx: &WriteTransaction, gate: &str) -> Result<Option<GateRow>, StoreError> {
     let t = tx.open_table(GATES)?;
     let v = t.get(gate)?;
     v.map(|g| decode("gates_v1", gate, g.value())).transpose()
+}
+
+/// The gate's row, or a new one (no port yet) for a gate that sends before it was
+/// registered.
+fn load_or_new_gate(tx: &WriteTransaction, gate: &GateId) -> Result<GateRow, StoreError> {
+    Ok(load_gate(tx, gate.as_str())?.unwrap_or_else(|| GateRow {
+        gate: gate.clone(),
+        port: String::new(),
+        state: AgentState::default(),
+        health: None,
+        revoked_at: None,
+        last_config: None,
+    }))
 }
 
 pub(super) fn save_gate(tx: &WriteTransaction, row: &GateRow) -> Result<(), StoreError> {
@@ -54,7 +67,12 @@ struct Target<'a> {
     /// Entries stored by this batch (the gate's event counter is bumped once).
     added: i64,
     /// Each entry's JSON, made before the write transaction, by (seq, hash).
-    encoded: HashMap<(u64, String), Vec<u8>>,
+    encoded: &'a HashMap<(u64, String), Vec<u8>>,
+    /// Decisions by outcome, and hourly figures by (hour, figure), added up over the
+    /// batch and written once at its end.
+    decisions: HashMap<&'static str, i64>,
+    hourly: HashMap<(i64, &'static str), u64>,
+    /// The batch's programme roll-up halves, written at its end.
     rollup: rollup::Batch,
 }
 
@@ -112,6 +130,7 @@ impl<'a> Target<'a> {
         gate: &'a GateId,
         now: Timestamp,
         state: &'a mut AgentState,
+        encoded: &'a HashMap<(u64, String), Vec<u8>>,
     ) -> Result<Self, StoreError> {
         Ok(Self {
             tx,
@@ -126,7 +145,9 @@ impl<'a> Target<'a> {
             links: HashMap::new(),
             txn_containers: HashMap::new(),
             added: 0,
-            encoded: HashMap::new(),
+            encoded,
+            decisions: HashMap::new(),
+            hourly: HashMap::new(),
             rollup: rollup::Batch::default(),
         })
     }
@@ -142,6 +163,8 @@ impl<'a> Target<'a> {
             event_index,
             event_txn,
             added,
+            decisions,
+            hourly,
             rollup,
             ..
         } = self;
@@ -149,6 +172,17 @@ impl<'a> Target<'a> {
         drop((events, event_ids, event_index, event_txn));
         if added > 0 {
             bump(tx, &format!("gate:{gate}"), "events", added)?;
+        }
+        for (outcome, n) in decisions {
+            bump(tx, "decision", outcome, n)?;
+        }
+        if !hourly.is_empty() {
+            let mut h = tx.open_table(HOURLY)?;
+            for ((hour, figure), by) in hourly {
+                let key = (gate.as_str(), hour, figure);
+                let n = h.get(key)?.map_or(0, |g| g.value()) + by;
+                h.insert(key, n)?;
+            }
         }
         rollup_tables::store(tx, gate.as_str(), rollup)?;
         Ok(cases)
@@ -184,16 +218,11 @@ impl<'a> Target<'a> {
 
     fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
         let outcome = d.decision.as_str();
-        bump(self.tx, "decision", outcome, 1)?;
+        *self.decisions.entry(outcome).or_default() += 1;
         self.rollup.decision(d);
-        {
-            let mut h = self.tx.open_table(HOURLY)?;
-            let hour = stats::hour_start(d.decided_at);
-            for k in stats::hour_figures(d) {
-                let key = (self.gate.as_str(), hour, k);
-                let n = h.get(key)?.map_or(0, |g| g.value()) + 1;
-                h.insert(key, n)?;
-            }
+        let hour = stats::hour_start(d.decided_at);
+        for k in stats::hour_figures(d) {
+            *self.hourly.entry((hour, k)).or_default() += 1;
         }
         metrics::counter!("central_decisions_total", "outcome" => outcome).increment(1);
         let changed = cases::on_decision(&mut CaseTx(self.tx), self.gate, d, seq, self.now)?;
@@ -276,8 +305,8 @@ impl IngestTarget for Target<'_> {
         refused: bool,
     ) -> Result<(), StoreError> {
         let gate = self.gate.as_str();
-        let bytes = match self.encoded.remove(&(entry.seq, entry.hash.clone())) {
-            Some(json) => stored_event_bytes(&json, self.now, chain_ok, refused)?,
+        let bytes = match self.encoded.get(&(entry.seq, entry.hash.clone())) {
+            Some(json) => stored_event_bytes(json, self.now, chain_ok, refused)?,
             None => stored_event_bytes(
                 &serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?,
                 self.now,
@@ -541,42 +570,58 @@ pub(super) fn agent_for_token(
         .transpose()
 }
 
-pub(super) fn ingest(
-    db: &Database,
-    gate: &GateId,
-    entries: &[JournalEntry],
-    now: Timestamp,
-    gap_alert_after: SignedDuration,
-) -> Result<IngestOutcome, StoreError> {
-    // What needs no store is done before the single write transaction is taken, so
-    // that several agents' batches do it in parallel: hashing each entry, and its JSON.
-    let hashes = ingest::check_hashes(entries);
-    let mut encoded = HashMap::with_capacity(entries.len());
-    for e in entries {
-        let json = serde_json::to_vec(e).map_err(|err| StoreError::Backend(err.to_string()))?;
-        encoded.insert((e.seq, e.hash.clone()), json);
+/// A batch made ready for the write transaction: what needs no store is done before the
+/// single writer is taken, so that several agents' batches do it in parallel — hashing
+/// each entry, and its JSON.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    pub(super) gate: GateId,
+    pub(super) entries: Vec<JournalEntry>,
+    pub(super) now: Timestamp,
+    pub(super) gap_alert_after: SignedDuration,
+    hashes: Vec<Option<String>>,
+    encoded: HashMap<(u64, String), Vec<u8>>,
+}
+
+impl Prepared {
+    pub(super) fn new(
+        gate: GateId,
+        entries: Vec<JournalEntry>,
+        now: Timestamp,
+        gap_alert_after: SignedDuration,
+    ) -> Result<Self, StoreError> {
+        let hashes = ingest::check_hashes(&entries);
+        let mut encoded = HashMap::with_capacity(entries.len());
+        for e in &entries {
+            let json = serde_json::to_vec(e).map_err(|err| StoreError::Backend(err.to_string()))?;
+            encoded.insert((e.seq, e.hash.clone()), json);
+        }
+        Ok(Self {
+            gate,
+            entries,
+            now,
+            gap_alert_after,
+            hashes,
+            encoded,
+        })
     }
-    let tx = db.begin_write()?;
-    let mut row = load_gate(&tx, gate.as_str())?.unwrap_or_else(|| GateRow {
-        gate: gate.clone(),
-        port: String::new(),
-        state: AgentState::default(),
-        health: None,
-        revoked_at: None,
-        last_config: None,
-    });
+}
+
+/// Checks and stores one prepared batch inside `tx` (which may hold other batches too);
+/// the caller commits.
+pub(super) fn ingest_in(tx: &WriteTransaction, b: &Prepared) -> Result<IngestOutcome, StoreError> {
+    let gate = &b.gate;
+    let mut row = load_or_new_gate(tx, gate)?;
     let mut state = row.state.clone();
-    let mut target = Target::new(&tx, gate, now, &mut state)?;
-    target.encoded = encoded;
-    let tally = ingest::ingest_checked(&mut target, entries, &hashes)?;
+    let mut target = Target::new(tx, gate, b.now, &mut state, &b.encoded)?;
+    let tally = ingest::ingest_checked(&mut target, &b.entries, &b.hashes)?;
     let mut changed = target.finish()?;
-    changed.extend(gap_check(&tx, gate, &mut state, now, gap_alert_after)?);
+    changed.extend(gap_check(tx, gate, &mut state, b.now, b.gap_alert_after)?);
     row.state = state;
-    if let Some(c) = ingest::last_config_change(entries, &hashes, row.last_config.as_ref()) {
+    if let Some(c) = ingest::last_config_change(&b.entries, &b.hashes, row.last_config.as_ref()) {
         row.last_config = Some(c);
     }
-    save_gate(&tx, &row)?;
-    tx.commit()?;
+    save_gate(tx, &row)?;
     Ok(IngestOutcome {
         acked_through: row.state.acked_through,
         tally,
@@ -591,14 +636,7 @@ pub(super) fn record_heartbeat(
 ) -> Result<Vec<Case>, StoreError> {
     let tx = db.begin_write()?;
     let gate = &health.heartbeat.agent;
-    let mut row = load_gate(&tx, gate.as_str())?.unwrap_or_else(|| GateRow {
-        gate: gate.clone(),
-        port: String::new(),
-        state: AgentState::default(),
-        health: None,
-        revoked_at: None,
-        last_config: None,
-    });
+    let mut row = load_or_new_gate(&tx, gate)?;
     row.health = Some(health.clone());
     let mut state = row.state.clone();
     let c = gap_check(&tx, gate, &mut state, health.received_at, gap_alert_after)?;

@@ -6,8 +6,9 @@ use uuid::Uuid;
 
 use super::RedbStore;
 use super::tables::{
-    AGENT_TOKENS, ALERTS, AUDIT, CASE_BY_GATE_TXN, CASE_BY_TXN, CASES, CHANGES, CONSIGNMENTS,
-    COUNTERS, EVENTS, GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS, Versioned,
+    AGENT_TOKENS, ALERTS, AUDIT, CASE_BY_GATE_TXN, CASE_BY_TXN, CASES, CHANGES, COMPANIES,
+    CONSIGNMENTS, COUNTERS, EVENTS, GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS,
+    Versioned,
 };
 use crate::model::Case;
 use crate::store::copy::Record;
@@ -154,7 +155,12 @@ impl RedbStore {
             let session = decode("sessions_v1", hex_of(&token), v.value())?;
             sink(Record::Session { token, session })?;
         }
-        Ok(())
+        for row in r.open_table(COMPANIES)?.iter()? {
+            let (k, v) = row?;
+            let company = decode("companies_v1", k.value(), v.value())?;
+            sink(Record::Company(Box::new(company)))?;
+        }
+        super::rollup_tables::export(&r, sink)
     }
 }
 

@@ -15,6 +15,7 @@
 //! | `counters_v1` | (scope, name) | u64 |
 //! | `hourly_v1` | (gate, hour start s, FAST/STANDARD/INSPECT/EXCEPTION) | u64 |
 //! | `programme_v1` | (hour start s, group, FAST/STANDARD/INSPECT or `t:BUCKET`) | u64 ([`crate::rollup`]) |
+//! | `programme_daily_v1` | (day start s, group, figure) | u64: the same counts by UTC day |
 //! | `programme_names_v1`, `programme_pending_v1` | operator id; (gate, transaction id) | name as first declared; `Vec<Half>` |
 //! | `changes_v1` | seq | `LoggedChange` |
 //! | `operators_v1`, `mras_v1`, `consignments_v1` | operator id; (recognising, partner); consignment id | current record with the seq that last wrote it |
@@ -26,6 +27,8 @@
 //!   counters, audit entries).
 //! - `event_tables`: agent tokens, gates, and ingest: the `IngestTarget` over one write
 //!   transaction (chain rules in [`crate::ingest`]), heartbeats and gap alerts.
+//! - `group`: group commit — batches that queue while the writer is busy are stored in
+//!   one write transaction (one fsync), each caller answered after that commit.
 //! - `case_tables`: cases and alerts, and the `CaseBook` the case rules write through.
 //! - `registry_tables`: the change log and the current records, as a `RegistrySink`.
 //! - `staff_tables`: audit log, staff users, sessions.
@@ -48,6 +51,7 @@ use crate::model::{
     AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
     Session, StaffUser, StoredEvent, Summary, TokenHash,
 };
+use crate::portal::Company;
 
 /// redb's page cache for central: bounded (redb's default is 1 GiB), large enough to keep
 /// the indexes a day of a port network's events touches in memory.
@@ -57,6 +61,8 @@ pub const CACHE_BYTES: usize = 256 << 20;
 #[derive(Debug)]
 pub struct RedbStore {
     db: Database,
+    /// Ingest's writer: batches queued while it is busy commit together.
+    group: group::GroupCommit,
 }
 
 impl RedbStore {
@@ -94,16 +100,28 @@ impl RedbStore {
             tx.open_table(AUDIT)?;
             tx.open_table(USERS)?;
             tx.open_table(SESSIONS)?;
-            rollup_tables::create(&tx)?;
+            tx.open_table(COMPANIES)?;
+            let rebuilt = rollup_tables::create(&tx)?;
+            if rebuilt > 0 {
+                tracing::info!(
+                    events = rebuilt,
+                    "programme roll-ups built from the stored events"
+                );
+            }
         }
         tx.commit()?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            group: group::GroupCommit::default(),
+        })
     }
 }
 
 mod case_tables;
+mod company_tables;
 mod event_tables;
 mod export;
+mod group;
 mod query;
 mod registry_tables;
 mod rollup_tables;
@@ -112,8 +130,8 @@ mod tables;
 
 use tables::{
     AGENT_TOKENS, ALERT_KEYS, ALERTS, AUDIT, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES,
-    CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, COUNTERS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS,
-    GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS,
+    CHANGES, COMPANIES, CONSIGNMENT_INDEX, CONSIGNMENTS, COUNTERS, EVENT_IDS, EVENT_INDEX,
+    EVENT_TXN, EVENTS, GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -144,7 +162,9 @@ impl Store for RedbStore {
         now: Timestamp,
         gap_alert_after: SignedDuration,
     ) -> Result<IngestOutcome, StoreError> {
-        event_tables::ingest(&self.db, gate, entries, now, gap_alert_after)
+        let batch =
+            event_tables::Prepared::new(gate.clone(), entries.to_vec(), now, gap_alert_after)?;
+        self.group.ingest(&self.db, batch)
     }
 
     fn record_heartbeat(
@@ -313,6 +333,34 @@ impl Store for RedbStore {
         limit: usize,
     ) -> Result<Vec<LoggedChange>, StoreError> {
         registry_tables::operator_changes(&self.db, id, limit)
+    }
+
+    fn add_company(
+        &self,
+        company: &Company,
+        user: Option<&StaffUser>,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        company_tables::add_company(&self.db, company, user, actor, at)
+    }
+
+    fn company(&self, operator: &str) -> Result<Option<Company>, StoreError> {
+        company_tables::company(&self.db, operator)
+    }
+
+    fn companies(&self) -> Result<Vec<Company>, StoreError> {
+        company_tables::companies(&self.db)
+    }
+
+    fn update_company(
+        &self,
+        operator: &str,
+        actor: &str,
+        at: Timestamp,
+        change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
+    ) -> Result<Company, StoreError> {
+        company_tables::update_company(&self.db, operator, actor, at, change)
     }
 }
 

@@ -43,6 +43,8 @@ pub(super) const CONSIGNMENT_INDEX: TableDefinition<(&str, &str), ()> =
 pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_v1");
 pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users_v1");
 pub(super) const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions_v1");
+/// Programme portal companies by operator id ([`crate::portal::Company`]).
+pub(super) const COMPANIES: TableDefinition<&str, &[u8]> = TableDefinition::new("companies_v1");
 
 /// Most index rows one query examines before returning a page (with a cursor to go on).
 pub(super) const MAX_SCAN: usize = 20_000;

@@ -1,0 +1,312 @@
+//! Group commit for ingest: several agents' batches in one durable write transaction.
+//!
+//! redb has one writer, and each commit is an fsync. An agent's batch is queued; the
+//! first caller to take the writer commits everything queued at that moment (up to
+//! [`MAX_GROUP_ENTRIES`]) in one write transaction, then hands each caller its own
+//! outcome. A caller returns only once the transaction holding its batch has committed,
+//! so an acknowledgement still names only entries on disk. Batches of the same gate are
+//! applied in the order they were queued.
+//!
+//! A batch that fails inside the group (a store error: checks that fail are alerts, not
+//! errors) must not take the others down with it: the group's transaction is abandoned
+//! and each of its batches is retried alone, so only the failing one is refused.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use redb::Database;
+
+use super::event_tables::{self, Prepared};
+use crate::store::{IngestOutcome, StoreError};
+
+/// Most entries committed in one group (the first batch is always taken whole).
+pub const MAX_GROUP_ENTRIES: usize = 8_000;
+
+type Outcome = Result<IngestOutcome, StoreError>;
+
+#[derive(Debug)]
+struct Job {
+    batch: Prepared,
+    outcome: Mutex<Option<Outcome>>,
+}
+
+/// The queue of batches waiting for the writer, and the writer.
+#[derive(Debug, Default)]
+pub(super) struct GroupCommit {
+    queue: Mutex<VecDeque<Arc<Job>>>,
+    writer: Mutex<()>,
+    /// Write transactions committed by ingest.
+    commits: AtomicU64,
+}
+
+/// A lock that survives a panicking holder: what it guards is only ever replaced whole.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl GroupCommit {
+    /// Queues `batch`, and returns its outcome once the transaction holding it committed
+    /// (or failed).
+    pub(super) fn ingest(&self, db: &Database, batch: Prepared) -> Outcome {
+        let job = Arc::new(Job {
+            batch,
+            outcome: Mutex::new(None),
+        });
+        lock(&self.queue).push_back(Arc::clone(&job));
+        let _writer = lock(&self.writer);
+        // Bounded: each pass takes at least one queued job, and this job stays queued
+        // until a pass takes it, so there are at most as many passes as jobs ahead of it.
+        loop {
+            if let Some(done) = lock(&job.outcome).take() {
+                return done;
+            }
+            let group = self.take_group();
+            if group.is_empty() {
+                return Err(StoreError::Backend(
+                    "an ingest batch left the queue without an outcome".into(),
+                ));
+            }
+            let outcomes = self.commit_group(db, &group);
+            for (j, o) in group.iter().zip(outcomes) {
+                *lock(&j.outcome) = Some(o);
+            }
+        }
+    }
+
+    /// Ingest's write transactions committed so far.
+    #[cfg(test)]
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Batches queued and not yet taken by a writer.
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        lock(&self.queue).len()
+    }
+
+    fn take_group(&self) -> Vec<Arc<Job>> {
+        let mut q = lock(&self.queue);
+        let mut entries = 0;
+        let mut n = 0;
+        for j in q.iter() {
+            entries += j.batch.entries.len();
+            if n > 0 && entries > MAX_GROUP_ENTRIES {
+                break;
+            }
+            n += 1;
+        }
+        q.drain(..n).collect()
+    }
+
+    /// One transaction for the whole group; when it fails, one per batch.
+    fn commit_group(&self, db: &Database, group: &[Arc<Job>]) -> Vec<Outcome> {
+        if group.len() > 1 {
+            match self.transaction(db, group) {
+                Ok(outcomes) => {
+                    metrics::histogram!("central_ingest_group_batches").record(group.len() as f64);
+                    return outcomes.into_iter().map(Ok).collect();
+                }
+                Err(e) => tracing::warn!(
+                    batches = group.len(),
+                    error = %e,
+                    "a grouped ingest failed; storing its batches one by one"
+                ),
+            }
+        }
+        group
+            .iter()
+            .map(|j| {
+                self.transaction(db, std::slice::from_ref(j))?
+                    .pop()
+                    .ok_or_else(|| StoreError::Backend("ingest stored no outcome".into()))
+            })
+            .collect()
+    }
+
+    fn transaction(
+        &self,
+        db: &Database,
+        jobs: &[Arc<Job>],
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let tx = db.begin_write()?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            match event_tables::ingest_in(&tx, &j.batch) {
+                Ok(o) => outcomes.push(o),
+                Err(e) => {
+                    // Nothing of the group is written; the error is the batch's.
+                    let _ = tx.abort();
+                    return Err(e);
+                }
+            }
+        }
+        tx.commit()?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(outcomes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use jiff::{SignedDuration, Timestamp};
+    use protocol::schema::{DeviceHealth, EventBody, GENESIS_HASH, GateId, JournalEntry};
+
+    use super::super::RedbStore;
+    use super::super::tables::EVENTS;
+    use super::lock;
+    use crate::store::{Store, StoreError};
+
+    const NO_GAP_ALERT: SignedDuration = SignedDuration::from_hours(24);
+
+    fn at() -> Timestamp {
+        "2026-01-01T00:00:00Z".parse().expect("ts")
+    }
+
+    /// Entries `from..=to` of `gate`'s chain (`prev` is the hash before `from`).
+    fn chain(gate: &str, from: u64, to: u64, prev: &str) -> Vec<JournalEntry> {
+        let gate = GateId::parse(gate).expect("gate");
+        let mut prev = prev.to_owned();
+        (from..=to)
+            .map(|seq| {
+                let body = EventBody::DeviceHealth {
+                    health: DeviceHealth {
+                        device: "reader".into(),
+                        lane: None,
+                        up: true,
+                        detail: seq.to_string(),
+                        since: at(),
+                    },
+                };
+                let e = JournalEntry::new_chained(
+                    gate.clone(),
+                    seq,
+                    uuid::Uuid::now_v7(),
+                    at(),
+                    prev.clone(),
+                    body,
+                )
+                .expect("entry");
+                prev = e.hash.clone();
+                e
+            })
+            .collect()
+    }
+
+    /// Posts each (gate, entries) from its own thread while the writer is held, waits
+    /// until all are queued, checks none was answered, then lets the writer go; returns
+    /// the outcomes in order.
+    fn post_while_writer_held(
+        store: &RedbStore,
+        batches: &[(GateId, Vec<JournalEntry>)],
+    ) -> Vec<Result<u64, StoreError>> {
+        let before = store.gates().expect("gates");
+        std::thread::scope(|s| {
+            let writer = lock(&store.group.writer);
+            let handles: Vec<_> = batches
+                .iter()
+                .map(|(g, e)| {
+                    s.spawn(move || {
+                        store
+                            .ingest(g, e, at(), NO_GAP_ALERT)
+                            .map(|o| o.acked_through)
+                    })
+                })
+                .collect();
+            for _ in 0..1_000 {
+                if store.group.queued() == batches.len() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(store.group.queued(), batches.len(), "all queued");
+            assert!(
+                handles.iter().all(|h| !h.is_finished()),
+                "no batch is answered before its transaction commits"
+            );
+            assert_eq!(
+                store.gates().expect("gates"),
+                before,
+                "nothing is stored before the commit"
+            );
+            drop(writer);
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("join"))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn queued_batches_of_several_gates_commit_in_one_transaction_and_a_failing_one_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.redb");
+        let g = |s: &str| GateId::parse(s).expect("gate");
+        {
+            let store = RedbStore::open(&path).expect("open");
+            let first: Vec<_> = ["G1", "G2", "G3"]
+                .iter()
+                .map(|n| (g(n), chain(n, 1, 3, GENESIS_HASH)))
+                .collect();
+            let out = post_while_writer_held(&store, &first);
+            assert!(
+                out.iter().all(|o| matches!(o, Ok(3))),
+                "each acknowledged through 3: {out:?}"
+            );
+            assert_eq!(store.group.commits(), 1, "three batches, one commit");
+
+            // G9's stored entry 1 is unreadable, so checking its entry 2 fails: a store
+            // error that must not refuse G1's and G2's batches queued with it.
+            {
+                let w = store.db.begin_write().expect("write");
+                w.open_table(EVENTS)
+                    .expect("events")
+                    .insert(("G9", 1), b"\x01not json".as_slice())
+                    .expect("insert");
+                w.commit().expect("commit");
+            }
+            let next = |n: &str| {
+                let prev = first
+                    .iter()
+                    .find(|(gate, _)| gate.as_str() == n)
+                    .and_then(|(_, c)| c.last())
+                    .map(|e| e.hash.clone())
+                    .expect("chain");
+                (g(n), chain(n, 4, 5, &prev))
+            };
+            let second = vec![
+                next("G1"),
+                (g("G9"), chain("G9", 2, 2, GENESIS_HASH)),
+                next("G2"),
+            ];
+            let out = post_while_writer_held(&store, &second);
+            assert!(matches!(out[0], Ok(5)), "{:?}", out[0]);
+            assert!(
+                matches!(out[1], Err(StoreError::Corrupt { .. })),
+                "{:?}",
+                out[1]
+            );
+            assert!(matches!(out[2], Ok(5)), "{:?}", out[2]);
+            assert_eq!(
+                store.group.commits(),
+                3,
+                "the failed group is not committed; the two good batches are, alone"
+            );
+        }
+        // What was acknowledged is on disk.
+        let store = RedbStore::open(&path).expect("reopen");
+        let acked: Vec<_> = store
+            .gates()
+            .expect("gates")
+            .into_iter()
+            .map(|r| (r.gate.to_string(), r.state.acked_through))
+            .collect();
+        assert_eq!(
+            acked,
+            vec![("G1".into(), 5), ("G2".into(), 5), ("G3".into(), 3)]
+        );
+    }
+}

@@ -1,0 +1,640 @@
+//! Figure 10: the agent driven over a real broker (mosquitto), at 50 trucks/s and at
+//! saturation, beside a bare broker echo measured the same way in the same run.
+//!
+//! The agent is the `aeogate agent` daemon in a child process (so its CPU time is its
+//! own: utime + stime from /proc/<pid>/stat), durable as deployed (read log before the
+//! broker's PUBACK, journal with group commit), with the replica of the run's scale
+//! loaded, [`LANES`] loop-less lanes each fed by an OCR topic, and its lane topics
+//! published to the same broker. A truck is one OCR read of a declared container; the
+//! lane closes after `quiet_close` ([`QUIET_CLOSE`]) without reads and the decision goes
+//! out on `aeogate/<gate>/lanes/<lane>/decision`. Each lane runs closed loop: the next
+//! truck is sent once the previous decision arrived (so nothing queues without bound).
+//!
+//! - **50 trucks/s**: 50 lanes, one truck a second each; latency = decision received −
+//!   read published − `quiet_close`.
+//! - **Saturation**: all [`LANES`] lanes back to back for [`SATURATION`]; decisions/s,
+//!   agent CPU per decision, lane states dropped (`aeogate_mqtt_publish_dropped_total`,
+//!   must stay 0) and superseded.
+//! - **Broker echo** (baseline): a client on a thread of its own republishes every
+//!   `echo/in/<lane>` message to `echo/out/<lane>` (QoS 1 both ways), driven by the same
+//!   closed loop; its CPU per message is that thread's utime + stime.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::footprint::{clock_ticks, cpu_ticks, cpu_ticks_at, rss_of, stop};
+use super::stats::{Samples, fmt_bytes};
+use super::{Ctx, Row, data, system};
+
+/// Lanes of the agent (each its own OCR topic and lane topics).
+pub const LANES: usize = 500;
+/// Lanes driven at 50 trucks/s (one truck a second each).
+pub const PACED_LANES: usize = 50;
+/// The lanes' `quiet_close`: how long after the last read a loop-less lane closes.
+pub const QUIET_CLOSE: Duration = Duration::from_millis(20);
+/// How long each saturation phase runs.
+pub const SATURATION: Duration = Duration::from_secs(15);
+/// How long each 50 trucks/s phase runs.
+pub const PACED: Duration = Duration::from_secs(20);
+/// A truck whose decision does not arrive within this long is counted as lost.
+const WAIT: Duration = Duration::from_secs(10);
+const GATE: &str = "PORT1-G1";
+
+fn mosquitto_binary() -> anyhow::Result<std::path::PathBuf> {
+    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"] {
+        if Path::new(p).exists() {
+            return Ok(p.into());
+        }
+    }
+    bail!("figure 10 needs mosquitto (Debian package `mosquitto`; ./scripts/test installs it)")
+}
+
+/// Starts mosquitto on a free loopback port with the queue limits of the shipped
+/// configuration (packaging/mosquitto/aeogate.conf).
+fn start_mosquitto(ctx: &Ctx) -> anyhow::Result<(Child, SocketAddr)> {
+    let port = crate::broker::free_port()?;
+    let conf = ctx.path("fig10-mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
+        ),
+    )?;
+    let log = std::fs::File::create(ctx.path("fig10-mosquitto.log"))?;
+    let child = Command::new(mosquitto_binary()?)
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .context("starting mosquitto")?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            bail!("mosquitto did not listen on {addr} within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((child, addr))
+}
+
+fn agent_toml(broker: SocketAddr, store: &Path, console: u16) -> String {
+    use std::fmt::Write as _;
+    let mut t = format!("[gate]\nid = \"{GATE}\"\nname = \"bench gate\"\nport = \"PORT1\"\n\n");
+    for i in 1..=LANES {
+        let _ = write!(
+            t,
+            "[[lanes]]\nid = \"L{i}\"\npresence_loop = false\nquiet_close = \"{}ms\"\ntransaction_timeout = \"30s\"\n\
+             [lanes.routes]\nfast = \"Lane 1 priority\"\nstandard = \"Lane 2\"\ninspect = \"Inspection bay\"\n\n",
+            QUIET_CLOSE.as_millis()
+        );
+    }
+    let _ = write!(
+        t,
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"bench-agent\"\nlane_topic_prefix = \"aeogate/{GATE}/lanes\"\n\n",
+        broker.port()
+    );
+    for i in 1..=LANES {
+        let _ = write!(
+            t,
+            "[[mqtt.topics]]\nfilter = \"readers/L{i}/ocr\"\nlane = \"L{i}\"\nkind = \"ocr\"\n\n"
+        );
+    }
+    let _ = write!(
+        t,
+        "[store]\npath = {}\n\n",
+        toml::Value::String(store.to_string_lossy().into_owned())
+    );
+    t.push_str(
+        "[policy]\nname = \"bench\"\nstaleness_bound = \"24h\"\nrequired_roles = [\"IMPORTER\", \"CARRIER\"]\nhome_programmes = [\"EU-AEO\"]\n\
+         random_rate_aeo = 0.01\nrandom_rate_other = 0.05\nrandom_key = \"bench-random-key\"\n\n",
+    );
+    let _ = write!(t, "[console]\nbind = \"127.0.0.1:{console}\"\n");
+    t
+}
+
+/// A client whose event loop runs on the current runtime until `stop`; every publish on
+/// a topic `lane_of` maps to a lane (and `keep` accepts) is sent, with the instant it
+/// arrived, to that lane's receiver.
+async fn subscriber(
+    broker: SocketAddr,
+    id: &str,
+    filter: &str,
+    lanes: &[String],
+    lane_of: fn(&str) -> Option<&str>,
+    keep: fn(&[u8]) -> bool,
+    stop: CancellationToken,
+) -> anyhow::Result<HashMap<String, mpsc::UnboundedReceiver<Instant>>> {
+    let mut opts = MqttOptions::new(id, "127.0.0.1", broker.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut ev) = AsyncClient::new(opts, 64);
+    client.subscribe(filter, QoS::AtLeastOnce).await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ev.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => bail!("subscriber {id} cannot reach the broker: {e}"),
+            Err(_) => bail!("the broker did not acknowledge {id}'s subscription within 5 s"),
+        }
+    }
+    let mut senders = HashMap::new();
+    let mut receivers = HashMap::new();
+    for l in lanes {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.insert(l.clone(), tx);
+        receivers.insert(l.clone(), rx);
+    }
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                e = ev.poll() => match e {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let at = Instant::now();
+                        if keep(&p.payload)
+                            && let Some(tx) = lane_of(&p.topic).and_then(|l| senders.get(l))
+                        {
+                            let _ = tx.send(at);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }
+    });
+    Ok(receivers)
+}
+
+/// A publishing client; its event loop runs until `stop`.
+fn publisher(broker: SocketAddr, id: &str, stop: CancellationToken) -> AsyncClient {
+    let mut opts = MqttOptions::new(id, "127.0.0.1", broker.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_inflight(1_000);
+    let (client, mut ev) = AsyncClient::new(opts, 10_000);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                e = ev.poll() => if e.is_err() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    });
+    client
+}
+
+/// What a closed-loop run gave.
+#[derive(Debug, Default)]
+struct Driven {
+    samples: Samples,
+    done: u64,
+    lost: u64,
+    took: Duration,
+}
+
+/// Drives `lanes` closed loop for `length`: publish a truck on `topic(lane)`, wait for the
+/// lane's answer, record the time minus `subtract`; with `pace`, one truck per `pace` a
+/// lane.
+async fn drive(
+    client: &AsyncClient,
+    receivers: &mut HashMap<String, mpsc::UnboundedReceiver<Instant>>,
+    lanes: &[String],
+    topic: fn(&str) -> String,
+    pace: Option<Duration>,
+    length: Duration,
+    subtract: Duration,
+) -> Driven {
+    let started = Instant::now();
+    let end = started + length;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for lane in lanes {
+        let Some(mut rx) = receivers.remove(lane) else {
+            continue;
+        };
+        let (client, lane, next) = (client.clone(), lane.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Driven::default();
+            while let Some(rest) = end.checked_duration_since(Instant::now()) {
+                while rx.try_recv().is_ok() {}
+                let j = next.fetch_add(1, Ordering::Relaxed) % 50_000;
+                let body = format!(
+                    "{{\"container\":\"{}\",\"confidence\":95}}",
+                    data::container(j)
+                        .map(|c| c.to_string())
+                        .unwrap_or_default()
+                );
+                let t0 = Instant::now();
+                if client
+                    .publish(topic(&lane), QoS::AtLeastOnce, false, body)
+                    .await
+                    .is_err()
+                {
+                    out.lost += 1;
+                    break;
+                }
+                match tokio::time::timeout(WAIT, rx.recv()).await {
+                    Ok(Some(at)) => {
+                        out.samples
+                            .push(at.duration_since(t0).saturating_sub(subtract));
+                        out.done += 1;
+                    }
+                    _ => {
+                        out.lost += 1;
+                        break;
+                    }
+                }
+                if let Some(p) = pace {
+                    let wait = p.saturating_sub(t0.elapsed()).min(rest);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            (lane, rx, out)
+        }));
+    }
+    let mut all = Driven::default();
+    for t in tasks {
+        if let Ok((lane, rx, out)) = t.await {
+            receivers.insert(lane, rx);
+            all.samples.extend(out.samples);
+            all.done += out.done;
+            all.lost += out.lost;
+        }
+    }
+    all.took = started.elapsed();
+    all
+}
+
+fn lane_names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("L{i}")).collect()
+}
+
+fn decision_lane(topic: &str) -> Option<&str> {
+    // aeogate/<gate>/lanes/<lane>/decision
+    let mut parts = topic.split('/');
+    let lane = parts.nth(3)?;
+    (parts.next() == Some("decision")).then_some(lane)
+}
+
+fn echo_lane(topic: &str) -> Option<&str> {
+    topic.strip_prefix("echo/out/")
+}
+
+fn not_waiting(payload: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| v.get("decision")?.as_str().map(|d| d != "WAITING"))
+        .unwrap_or(false)
+}
+
+fn any_payload(_: &[u8]) -> bool {
+    true
+}
+
+/// One of the agent's counters from its console's /metrics (0 when absent).
+async fn agent_counter(console: u16, name: &str) -> f64 {
+    let Ok(r) = reqwest::get(format!("http://127.0.0.1:{console}/metrics")).await else {
+        return f64::NAN;
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// The echo client: on a thread of its own with a single-threaded runtime, republishes
+/// `echo/in/<lane>` to `echo/out/<lane>` until `stop`; returns its CPU ticks.
+fn start_echo(
+    broker: SocketAddr,
+    stop: CancellationToken,
+) -> anyhow::Result<std::thread::JoinHandle<u64>> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.to_string()));
+                return 0;
+            }
+        };
+        rt.block_on(async move {
+            let start = cpu_ticks_at("/proc/thread-self/stat").unwrap_or(0);
+            let mut opts = MqttOptions::new("bench-echo", "127.0.0.1", broker.port());
+            opts.set_keep_alive(Duration::from_secs(30));
+            opts.set_inflight(1_000);
+            let (client, mut ev) = AsyncClient::new(opts, 10_000);
+            if client.subscribe("echo/in/+", QoS::AtLeastOnce).await.is_err() {
+                let _ = ready_tx.send(Err("echo subscribe".into()));
+                return 0;
+            }
+            let mut ready = Some(ready_tx);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    e = ev.poll() => match e {
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            if let Some(r) = ready.take() {
+                                let _ = r.send(Ok(()));
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            if let Some(lane) = p.topic.strip_prefix("echo/in/") {
+                                let _ = client.try_publish(format!("echo/out/{lane}"), QoS::AtLeastOnce, false, p.payload);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            }
+            cpu_ticks_at("/proc/thread-self/stat")
+                .unwrap_or(0)
+                .saturating_sub(start)
+        })
+    });
+    match ready_rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => bail!("echo client: {e}"),
+        Err(_) => bail!("the echo client did not subscribe within 10 s"),
+    }
+}
+
+/// Runs figure 10.
+///
+/// # Errors
+/// mosquitto is missing, or the agent or a client cannot be started.
+pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let (mut broker, addr) = start_mosquitto(ctx)?;
+    let store_path = ctx.path("fig10-agent.redb");
+    let n = u64::try_from(ctx.n).unwrap_or(u64::MAX);
+    drop(data::loaded_store(&store_path, n, n).context("loading the agent's replica")?);
+    let console = crate::broker::free_port()?;
+    let cfg = ctx.path("fig10-agent.toml");
+    std::fs::write(&cfg, agent_toml(addr, &store_path, console))?;
+    let log = std::fs::File::create(ctx.path("fig10-agent.log"))?;
+    let mut agent = Command::new(std::env::current_exe().context("the aeogate executable")?)
+        .arg("agent")
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .context("starting the agent")?;
+    let result = system::block_on(measure(addr, &agent, console));
+    stop(&mut agent);
+    let _ = broker.kill();
+    let _ = broker.wait();
+    result
+}
+
+#[allow(clippy::too_many_lines)]
+async fn measure(addr: SocketAddr, agent: &Child, console: u16) -> anyhow::Result<Vec<Row>> {
+    // reqwest (the agent's /metrics) needs a TLS provider even for plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pid = agent.id();
+    let stop = CancellationToken::new();
+    let lanes = lane_names(LANES);
+    let mut decisions = subscriber(
+        addr,
+        "bench-decisions",
+        &format!("aeogate/{GATE}/lanes/+/decision"),
+        &lanes,
+        decision_lane,
+        not_waiting,
+        stop.clone(),
+    )
+    .await?;
+    let client = publisher(addr, "bench-readers", stop.clone());
+    // The agent is up once a read on the last lane comes back decided.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let last = lanes[LANES - 1].clone();
+    loop {
+        let probe = drive(
+            &client,
+            &mut decisions,
+            std::slice::from_ref(&last),
+            agent_topic,
+            None,
+            Duration::from_millis(1),
+            QUIET_CLOSE,
+        )
+        .await;
+        if probe.done > 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the agent decided no read within 120 s of starting");
+        }
+    }
+    let ticks = clock_ticks() as f64;
+    let mut rows = Vec::new();
+
+    // 50 trucks/s.
+    let paced_lanes: Vec<String> = lanes[..PACED_LANES].to_vec();
+    let c0 = cpu_ticks(pid)?;
+    let paced = drive(
+        &client,
+        &mut decisions,
+        &paced_lanes,
+        agent_topic,
+        Some(Duration::from_secs(1)),
+        PACED,
+        QUIET_CLOSE,
+    )
+    .await;
+    let paced_cpu = (cpu_ticks(pid)?.saturating_sub(c0)) as f64 / ticks;
+    let p = paced.samples.summary();
+    let p99_ok = p.p99.is_some_and(|d| d <= Duration::from_millis(5)) && paced.lost == 0;
+    rows.push(
+        Row::new(
+            "10",
+            format!("agent over mosquitto, {PACED_LANES} lanes × 1 truck/s: read published → decision received, beyond quiet_close ({} ms)", QUIET_CLOSE.as_millis()),
+        )
+        .latency(p)
+        .throughput(paced.done as f64 / paced.took.as_secs_f64(), "decisions")
+        .target("p99 ≤ 5 ms", p99_ok)
+        .note(format!(
+            "{} decided, {} lost; agent CPU {:.0} µs a decision at this rate",
+            paced.done,
+            paced.lost,
+            paced_cpu * 1e6 / paced.done.max(1) as f64
+        )),
+    );
+
+    // Saturation.
+    let dropped0 = agent_counter(console, "aeogate_mqtt_publish_dropped_total").await;
+    let superseded_name = "aeogate_mqtt_lane_states_superseded_total{topic=\"state\"}";
+    let superseded_decisions_name = "aeogate_mqtt_lane_states_superseded_total{topic=\"decision\"}";
+    let superseded0 = agent_counter(console, superseded_name).await;
+    let superseded_decisions0 = agent_counter(console, superseded_decisions_name).await;
+    let c0 = cpu_ticks(pid)?;
+    let sat = drive(
+        &client,
+        &mut decisions,
+        &lanes,
+        agent_topic,
+        None,
+        SATURATION,
+        QUIET_CLOSE,
+    )
+    .await;
+    let sat_cpu = (cpu_ticks(pid)?.saturating_sub(c0)) as f64 / ticks;
+    let dropped = agent_counter(console, "aeogate_mqtt_publish_dropped_total").await - dropped0;
+    let superseded = agent_counter(console, superseded_name).await - superseded0;
+    let superseded_decisions =
+        agent_counter(console, superseded_decisions_name).await - superseded_decisions0;
+    let (_, hwm) = rss_of(pid);
+    let per_s = sat.done as f64 / sat.took.as_secs_f64();
+    let cpu_us = sat_cpu * 1e6 / sat.done.max(1) as f64;
+    let core_share = sat_cpu / sat.took.as_secs_f64();
+    rows.push(
+        Row::new(
+            "10",
+            format!("agent over mosquitto at saturation, {LANES} lanes closed loop, {} s", SATURATION.as_secs()),
+        )
+        .latency(sat.samples.summary())
+        .throughput(per_s, "decisions")
+        .rss(hwm)
+        .target("≥ 10,000 decisions/s, ≤ 60 µs CPU a decision, 0 lane states dropped", per_s >= 10_000.0 && cpu_us <= 60.0 && dropped == 0.0 && sat.lost == 0)
+        .note(format!(
+            "agent CPU {cpu_us:.0} µs a decision ({core_share:.2} of a core); lane states dropped {dropped}, superseded on the state topic {superseded} (a WAITING replaced by its decision before it went out), on the decision topic {superseded_decisions}; {} trucks without a decision within 10 s; agent peak RSS {}",
+            sat.lost,
+            fmt_bytes(hwm)
+        )),
+    );
+
+    // The broker echo, driven the same way.
+    let echo_stop = CancellationToken::new();
+    let echo = start_echo(addr, echo_stop.clone())?;
+    let mut echoes = subscriber(
+        addr,
+        "bench-echo-out",
+        "echo/out/+",
+        &lanes,
+        echo_lane,
+        any_payload,
+        stop.clone(),
+    )
+    .await?;
+    let paced_echo = drive(
+        &client,
+        &mut echoes,
+        &paced_lanes,
+        echo_topic,
+        Some(Duration::from_secs(1)),
+        PACED,
+        Duration::ZERO,
+    )
+    .await;
+    rows.push(
+        Row::new(
+            "10",
+            format!(
+                "baseline: broker echo, {PACED_LANES} topics × 1 message/s, published → echoed back"
+            ),
+        )
+        .latency(paced_echo.samples.summary())
+        .throughput(
+            paced_echo.done as f64 / paced_echo.took.as_secs_f64(),
+            "messages",
+        )
+        .note(format!(
+            "{} echoed, {} lost",
+            paced_echo.done, paced_echo.lost
+        )),
+    );
+    let before = std::time::Instant::now();
+    let sat_echo = drive(
+        &client,
+        &mut echoes,
+        &lanes,
+        echo_topic,
+        None,
+        SATURATION,
+        Duration::ZERO,
+    )
+    .await;
+    let echo_took = before.elapsed();
+    echo_stop.cancel();
+    let echo_ticks = echo.join().unwrap_or(0) as f64 / ticks;
+    let echoed = paced_echo.done + sat_echo.done;
+    let echo_per_s = sat_echo.done as f64 / sat_echo.took.as_secs_f64();
+    rows.push(
+        Row::new(
+            "10",
+            format!("baseline: broker echo at saturation, {LANES} topics closed loop, {} s", SATURATION.as_secs()),
+        )
+        .latency(sat_echo.samples.summary())
+        .throughput(echo_per_s, "messages")
+        .note(format!(
+            "echo client CPU {:.0} µs a message over both runs ({:.2} of a core at saturation); {} lost; ratio agent/echo {:.2}× the rate",
+            echo_ticks * 1e6 / echoed.max(1) as f64,
+            echo_ticks / (echo_took + paced_echo.took).as_secs_f64(),
+            sat_echo.lost,
+            per_s / echo_per_s.max(1.0)
+        )),
+    );
+    stop.cancel();
+    Ok(rows)
+}
+
+fn agent_topic(lane: &str) -> String {
+    format!("readers/{lane}/ocr")
+}
+
+fn echo_topic(lane: &str) -> String {
+    format!("echo/in/{lane}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_come_from_the_decision_and_echo_topics_only() {
+        assert_eq!(decision_lane("aeogate/G/lanes/L7/decision"), Some("L7"));
+        assert_eq!(decision_lane("aeogate/G/lanes/L7/state"), None);
+        assert_eq!(echo_lane("echo/out/L3"), Some("L3"));
+        assert_eq!(echo_lane("echo/in/L3"), None);
+        assert!(not_waiting(br#"{"decision":"FAST"}"#));
+        assert!(!not_waiting(br#"{"decision":"WAITING"}"#));
+        assert!(!not_waiting(b"garbage"));
+    }
+
+    #[test]
+    fn the_agent_configuration_is_accepted_by_the_agent() {
+        let text = agent_toml(
+            ([127, 0, 0, 1], 1883).into(),
+            Path::new("/tmp/fig10.redb"),
+            9,
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.toml");
+        std::fs::write(&path, text).expect("write");
+        let cfg = edge_agent::config::Config::load(&path).expect("valid configuration");
+        assert_eq!(cfg.lanes.len(), LANES);
+    }
+}
