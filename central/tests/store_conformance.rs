@@ -92,7 +92,7 @@ conformance!(
     an_entry_whose_agent_time_runs_back_is_stored_with_a_time_backwards_alert,
     the_latest_config_change_is_kept_on_the_gate_row,
     programme_figures_from_roll_ups_equal_a_direct_computation_over_the_events,
-    programme_figures_over_more_than_200k_decisions_are_exact,
+    programme_figures_over_many_decisions_and_days_are_exact,
 );
 
 const NO_GAP_ALERT: SignedDuration = SignedDuration::from_hours(24);
@@ -1627,15 +1627,28 @@ fn programme_figures_from_roll_ups_equal_a_direct_computation_over_the_events(s:
     let later = programme::benefits(&decided_from(&events, hour11));
     assert_eq!(later.aeo.transactions + later.non_aeo.transactions, 3);
     assert_eq!(figures(s, Some(ts("2026-03-01T11:59:59Z"))), later);
+    // Up to 11:00 exactly: the hour of 10:00 only.
+    let early: Vec<StoredEvent> = events
+        .iter()
+        .filter(|e| {
+            !matches!(&e.entry.body, EventBody::Decision { decision } if decision.decided_at >= hour11)
+        })
+        .cloned()
+        .collect();
+    let up_to_11 = programme::from_counts(&s.programme_counts(None, hour11).expect("counts"));
+    assert_eq!(up_to_11.aeo.transactions + up_to_11.non_aeo.transactions, 3);
+    assert_eq!(up_to_11, programme::benefits(&early));
     assert_eq!(
         figures(s, Some(ts("2026-03-01T12:00:00Z"))),
         programme::Benefits::default()
     );
 }
 
-fn programme_figures_over_more_than_200k_decisions_are_exact(s: &dyn Store) {
+fn programme_figures_over_many_decisions_and_days_are_exact(s: &dyn Store) {
     use AeoStatus::{Active, Suspended};
-    const N: usize = 200_500;
+    // No cap on the events a range covers: the figures of 30,000 decisions over 35
+    // days, read whole days from the daily counts and the ends by the hour.
+    const N: usize = 30_000;
     let g = gate("G1");
     let start = ts("2026-03-01T00:00:00Z");
     let mut bodies = Vec::with_capacity(N + N / 10);
@@ -1648,7 +1661,7 @@ fn programme_figures_over_more_than_200k_decisions_are_exact(s: &dyn Store) {
         ][i % 3];
         let status = if i % 2 == 0 { Active } else { Suspended };
         let op = if i % 5 == 0 { US_OP } else { EU_OP };
-        let at = start + SignedDuration::from_secs(i as i64);
+        let at = start + SignedDuration::from_secs(i as i64 * 100);
         bodies.push(party_decision(&g, txn, d, at, &[(op, Some(status))]));
         if i % 10 == 0 {
             bodies.push(timed_transaction(&g, txn, (i % 4000) as i64));
@@ -1673,12 +1686,16 @@ fn programme_figures_over_more_than_200k_decisions_are_exact(s: &dyn Store) {
         N as u64
     );
     assert_eq!(figures(s, None), direct);
-    // A range that starts 10 h in, within the hours of the decisions.
-    let from = start + SignedDuration::from_hours(10);
-    assert_eq!(
-        figures(s, Some(from)),
-        programme::benefits(&decided_from(&events, from))
-    );
+    // Ranges that start 10 h and 10 days 5 h in (whole days after a part of one).
+    for from in [
+        start + SignedDuration::from_hours(10),
+        start + SignedDuration::from_hours(245),
+    ] {
+        assert_eq!(
+            figures(s, Some(from)),
+            programme::benefits(&decided_from(&events, from))
+        );
+    }
 }
 
 // -- roll-ups of a store made before them -----------------------------------------------
