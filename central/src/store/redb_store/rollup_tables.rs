@@ -1,7 +1,7 @@
 //! The programme roll-ups ([`crate::rollup`]): the [`RollupSink`] inside an ingest's
 //! write transaction, and the read of a range.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 use redb::{
@@ -182,7 +182,11 @@ pub(super) fn programme_counts(
 ) -> Result<ProgrammeCounts, StoreError> {
     let sp = rollup::spans(from, to);
     let r = db.begin_read()?;
-    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    // Summed by "group\0figure" (neither holds a NUL: operator ids and codes are
+    // checked), looked up through one reused buffer: most rows repeat a key already seen
+    // on an earlier day, and then nothing is allocated.
+    let mut sums: HashMap<String, u64> = HashMap::new();
+    let mut key = String::new();
     // Keys are ordered by their start first: one range read per span.
     let reads = [
         (PROGRAMME, sp.hours[0]),
@@ -197,11 +201,25 @@ pub(super) fn programme_counts(
         for row in t.range((a, "", "")..(b, "", ""))? {
             let (k, v) = row?;
             let (_, group, figure) = k.value();
-            *counts
-                .entry((group.to_owned(), figure.to_owned()))
-                .or_default() += v.value();
+            key.clear();
+            key.push_str(group);
+            key.push('\0');
+            key.push_str(figure);
+            match sums.get_mut(key.as_str()) {
+                Some(n) => *n += v.value(),
+                None => {
+                    sums.insert(key.clone(), v.value());
+                }
+            }
         }
     }
+    let counts: BTreeMap<(String, String), u64> = sums
+        .into_iter()
+        .map(|(k, n)| {
+            let (group, figure) = k.split_once('\0').unwrap_or((k.as_str(), ""));
+            ((group.to_owned(), figure.to_owned()), n)
+        })
+        .collect();
     let names_t = r.open_table(PROGRAMME_NAMES)?;
     let mut names = BTreeMap::new();
     for (group, _) in counts.keys() {
