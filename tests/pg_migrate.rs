@@ -147,6 +147,14 @@ fn assert_same(a: &dyn Store, b: &dyn Store) {
         a.hourly_stats(None, from, to).expect("hourly"),
         b.hourly_stats(None, from, to).expect("hourly")
     );
+    let (pa, pb) = (
+        a.programme_counts(None, jiff::Timestamp::MAX)
+            .expect("programme"),
+        b.programme_counts(None, jiff::Timestamp::MAX)
+            .expect("programme"),
+    );
+    assert!(!pa.counts.is_empty(), "the demo's decisions are rolled up");
+    assert_eq!(pa, pb, "programme roll-ups");
     let txns = events
         .iter()
         .filter_map(|e| Some((e.entry.agent.clone(), transaction_of(&e.entry.body)?)));

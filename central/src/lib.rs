@@ -12,6 +12,8 @@
 //! - [`cases`]: the case life cycle (`OPEN → ACKNOWLEDGED → RESOLVED`) and when a case
 //!   opens or gets a note during ingest.
 //! - [`stats`]: which hourly figures a decision counts under; an hour's exception rate.
+//! - [`rollup`]: the programme roll-ups kept at ingest (counts per hour, group and
+//!   decision, time-at-gate histogram) behind the programme figures.
 //! - [`portal`]: the AEO programme portal's records and rules (companies, self-assessment,
 //!   application, validation findings, messages).
 //! - [`ratelimit`]: per-client request rate limit for the staff API and dashboard.
@@ -42,6 +44,7 @@ pub mod model;
 pub mod portal;
 pub mod ratelimit;
 pub mod registry;
+pub mod rollup;
 pub mod server;
 pub mod service;
 pub mod signing;

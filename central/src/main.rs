@@ -390,7 +390,9 @@ fn migrate(
         println!("{kind:<18} {n:>10} copied {t:>10} in the target");
     }
     if report.differences.is_empty() {
-        println!("verified: counts, chain heads, summary and registry head are equal");
+        println!(
+            "verified: counts, chain heads, summary, programme roll-ups and registry head are equal"
+        );
         Ok(())
     } else {
         for d in &report.differences {

@@ -58,11 +58,24 @@ fn months_before_the_cutoff_are_dropped_and_the_rest_stays() {
         .expect("ingest");
     assert_eq!(out.tally.stored, 4);
     let before = s.gates().expect("gates");
+    let programme = s.programme_counts(None, Timestamp::MAX).expect("programme");
+    let decided: u64 = programme
+        .counts
+        .iter()
+        .filter(|((group, _), _)| group == "AEO" || group == "NON_AEO")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(decided, 4, "{programme:?}");
 
     // Keep the current month and two before it: January and February go.
     let dropped = s.apply_retention(3, now).expect("retention");
     assert_eq!(dropped, vec!["events_2024_01", "events_2024_02"]);
     assert_eq!(months_of(&s), vec!["2024-03", "2024-06"]);
+    assert_eq!(
+        s.programme_counts(None, Timestamp::MAX).expect("programme"),
+        programme,
+        "the programme roll-ups outlive the dropped months"
+    );
     assert_eq!(
         s.gates().expect("gates"),
         before,

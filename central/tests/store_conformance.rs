@@ -5,9 +5,11 @@
 mod common;
 
 use central::cases::{self, CaseError};
+use central::dashboard::programme;
 use central::ingest::AgentState;
 use central::model::{
     AgentRecord, AlertKind, CaseAction, CaseQuery, CaseState, EventQuery, Page, Session, StaffUser,
+    StoredEvent,
 };
 use central::store::{PgStore, RedbStore, Store, StoreError, TokenChange};
 use common::{
@@ -90,6 +92,8 @@ conformance!(
     lane_control_and_refused_trucks_are_stored_under_their_lane,
     an_entry_whose_agent_time_runs_back_is_stored_with_a_time_backwards_alert,
     the_latest_config_change_is_kept_on_the_gate_row,
+    programme_figures_from_roll_ups_equal_a_direct_computation_over_the_events,
+    programme_figures_over_many_decisions_and_days_are_exact,
 );
 
 const NO_GAP_ALERT: SignedDuration = SignedDuration::from_hours(24);
@@ -121,17 +125,21 @@ fn plain_chain(g: &str, n: u64) -> Vec<JournalEntry> {
 }
 
 fn all_events(s: &dyn Store, q: EventQuery) -> Vec<(String, u64)> {
-    let events = Page::collect_all(1_000, |cursor| {
+    stored_events(s, q)
+        .iter()
+        .map(|e| (e.entry.agent.to_string(), e.entry.seq))
+        .collect()
+}
+
+/// Every event matching `q`, read page by page.
+fn stored_events(s: &dyn Store, q: EventQuery) -> Vec<StoredEvent> {
+    Page::collect_all(1_000, |cursor| {
         s.events(&EventQuery {
             cursor,
             ..q.clone()
         })
     })
-    .expect("events");
-    events
-        .iter()
-        .map(|e| (e.entry.agent.to_string(), e.entry.seq))
-        .collect()
+    .expect("events")
 }
 
 fn query() -> EventQuery {
@@ -1509,4 +1517,335 @@ fn a_document_is_stored_once_under_its_hash_and_read_back_whole(s: &dyn Store) {
     assert_eq!(s.document(&hash).expect("read"), Some(body));
     let empty = central::portal::documents::sha256_hex(b"");
     assert_eq!(s.document(&empty).expect("read"), None);
+}
+
+// -- programme roll-ups -----------------------------------------------------------------
+
+const EU_OP: &str = "EU-AEO:DE123456789012345";
+const US_OP: &str = "US-CTPAT:OBOIMP92011";
+
+/// A decision about `txn` decided at `at` with parties (operator, status).
+fn party_decision(
+    g: &GateId,
+    txn: Uuid,
+    d: LaneDecision,
+    at: Timestamp,
+    parties: &[(&str, Option<AeoStatus>)],
+) -> EventBody {
+    let EventBody::Decision { mut decision } = seal_exception(g, txn) else {
+        unreachable!()
+    };
+    decision.decision = d;
+    // No seal exception: no case is opened.
+    decision.reasons = vec![];
+    decision.decided_at = at;
+    decision.parties = parties
+        .iter()
+        .map(|(op, status)| protocol::schema::PartyView {
+            role: protocol::schema::PartyRole::Importer,
+            operator: Some(OperatorId::parse(op).expect("operator")),
+            name: format!("Name of {op}"),
+            status: *status,
+            security: true,
+            mra: None,
+            contact_point: None,
+        })
+        .collect();
+    EventBody::Decision { decision }
+}
+
+/// A gate transaction `secs` long.
+fn timed_transaction(g: &GateId, txn: Uuid, secs: i64) -> EventBody {
+    let EventBody::Transaction { mut transaction } = transaction(g, txn, "CSQU3054383") else {
+        unreachable!()
+    };
+    transaction.closed_at = transaction.opened_at + SignedDuration::from_secs(secs);
+    EventBody::Transaction { transaction }
+}
+
+fn figures(s: &dyn Store, from: Option<Timestamp>) -> programme::Benefits {
+    let c = s
+        .programme_counts(from, ts("2100-01-01T00:00:00Z"))
+        .expect("programme counts");
+    programme::from_counts(&c)
+}
+
+/// The events without the decisions decided before `from`.
+fn decided_from(events: &[StoredEvent], from: Timestamp) -> Vec<StoredEvent> {
+    events
+        .iter()
+        .filter(|e| match &e.entry.body {
+            EventBody::Decision { decision } => decision.decided_at >= from,
+            _ => true,
+        })
+        .cloned()
+        .collect()
+}
+
+fn programme_figures_from_roll_ups_equal_a_direct_computation_over_the_events(s: &dyn Store) {
+    use AeoStatus::{Active, Suspended};
+    let g = gate("G1");
+    let t: Vec<Uuid> = (0..7).map(|_| Uuid::now_v7()).collect();
+    let (h10, h11) = (ts("2026-03-01T10:20:00Z"), ts("2026-03-01T11:05:00Z"));
+    let entries = chain(
+        &g,
+        vec![
+            // Decision, then its transaction, in one batch.
+            party_decision(&g, t[0], LaneDecision::Fast, h10, &[(EU_OP, Some(Active))]),
+            timed_transaction(&g, t[0], 61),
+            // Transaction first.
+            timed_transaction(&g, t[1], 300),
+            party_decision(
+                &g,
+                t[1],
+                LaneDecision::Inspect,
+                h10,
+                &[(EU_OP, Some(Suspended)), (US_OP, Some(Active))],
+            ),
+            // Its transaction comes in the next batch.
+            party_decision(&g, t[2], LaneDecision::Standard, h10, &[]),
+            // Its decision comes in the next batch.
+            timed_transaction(&g, t[3], 50),
+            // Never a transaction.
+            party_decision(
+                &g,
+                t[4],
+                LaneDecision::Fast,
+                h11,
+                &[(EU_OP, Some(Active)), (US_OP, Some(Active))],
+            ),
+            // -- second batch --
+            timed_transaction(&g, t[2], 900),
+            party_decision(&g, t[3], LaneDecision::Fast, h11, &[(US_OP, Some(Active))]),
+            // Never a decision.
+            timed_transaction(&g, t[5], 20),
+            party_decision(&g, t[6], LaneDecision::Inspect, h11, &[(US_OP, None)]),
+        ],
+    );
+    ingest(s, &entries[..7]);
+    ingest(s, &entries[7..]);
+    // A batch sent again changes nothing.
+    ingest(s, &entries[7..]);
+    let events = stored_events(s, query());
+    let direct = programme::benefits(&events);
+    assert_eq!(
+        (direct.aeo.transactions, direct.non_aeo.transactions),
+        (3, 3),
+        "{direct:?}"
+    );
+    assert_eq!(direct.aeo.times.values().sum::<u64>(), 2, "t0 and t3");
+    assert_eq!(direct.per_programme.len(), 2, "{direct:?}");
+    assert_eq!(figures(s, None), direct);
+    let hour11 = ts("2026-03-01T11:00:00Z");
+    let later = programme::benefits(&decided_from(&events, hour11));
+    assert_eq!(later.aeo.transactions + later.non_aeo.transactions, 3);
+    assert_eq!(figures(s, Some(ts("2026-03-01T11:59:59Z"))), later);
+    // Up to 11:00 exactly: the hour of 10:00 only.
+    let early: Vec<StoredEvent> = events
+        .iter()
+        .filter(|e| {
+            !matches!(&e.entry.body, EventBody::Decision { decision } if decision.decided_at >= hour11)
+        })
+        .cloned()
+        .collect();
+    let up_to_11 = programme::from_counts(&s.programme_counts(None, hour11).expect("counts"));
+    assert_eq!(up_to_11.aeo.transactions + up_to_11.non_aeo.transactions, 3);
+    assert_eq!(up_to_11, programme::benefits(&early));
+    assert_eq!(
+        figures(s, Some(ts("2026-03-01T12:00:00Z"))),
+        programme::Benefits::default()
+    );
+}
+
+fn programme_figures_over_many_decisions_and_days_are_exact(s: &dyn Store) {
+    use AeoStatus::{Active, Suspended};
+    // No cap on the events a range covers: the figures of 30,000 decisions over 35
+    // days, read whole days from the daily counts and the ends by the hour.
+    const N: usize = 30_000;
+    let g = gate("G1");
+    let start = ts("2026-03-01T00:00:00Z");
+    let mut bodies = Vec::with_capacity(N + N / 10);
+    for i in 0..N {
+        let txn = Uuid::now_v7();
+        let d = [
+            LaneDecision::Fast,
+            LaneDecision::Inspect,
+            LaneDecision::Standard,
+        ][i % 3];
+        let status = if i % 2 == 0 { Active } else { Suspended };
+        let op = if i % 5 == 0 { US_OP } else { EU_OP };
+        let at = start + SignedDuration::from_secs(i as i64 * 100);
+        bodies.push(party_decision(&g, txn, d, at, &[(op, Some(status))]));
+        if i % 10 == 0 {
+            bodies.push(timed_transaction(&g, txn, (i % 4000) as i64));
+        }
+    }
+    let entries = chain(&g, bodies);
+    for part in entries.chunks(2_000) {
+        ingest(s, part);
+    }
+    let events: Vec<StoredEvent> = entries
+        .into_iter()
+        .map(|entry| StoredEvent {
+            entry,
+            received_at: now(),
+            chain_ok: true,
+            refused: false,
+        })
+        .collect();
+    let direct = programme::benefits(&events);
+    assert_eq!(
+        direct.aeo.transactions + direct.non_aeo.transactions,
+        N as u64
+    );
+    assert_eq!(figures(s, None), direct);
+    // Ranges that start 10 h and 10 days 5 h in (whole days after a part of one).
+    for from in [
+        start + SignedDuration::from_hours(10),
+        start + SignedDuration::from_hours(245),
+    ] {
+        assert_eq!(
+            figures(s, Some(from)),
+            programme::benefits(&decided_from(&events, from))
+        );
+    }
+}
+
+// -- roll-ups of a store made before them -----------------------------------------------
+
+/// Gate transactions with their decisions (`pairs` of them, AEO and not, every 7th
+/// one's transaction missing), then halves whose other half comes in the last two
+/// entries, so pairing has to cross from the built roll-ups to a later ingest.
+fn traffic_across_a_rebuild(g: &GateId, pairs: usize) -> Vec<JournalEntry> {
+    use AeoStatus::Active;
+    let start = ts("2026-03-01T00:00:00Z");
+    let mut bodies = Vec::with_capacity(2 * pairs + 8);
+    for i in 0..pairs {
+        let txn = Uuid::now_v7();
+        let at = start + SignedDuration::from_secs(i as i64 * 7);
+        let (d, parties): (_, &[_]) = match i % 3 {
+            0 => (LaneDecision::Fast, &[(EU_OP, Some(Active))]),
+            1 => (LaneDecision::Inspect, &[(US_OP, None)]),
+            _ => (LaneDecision::Standard, &[]),
+        };
+        bodies.push(party_decision(g, txn, d, at, parties));
+        if i % 7 != 0 {
+            bodies.push(timed_transaction(g, txn, (i % 900) as i64));
+        }
+    }
+    let (t1, t2) = (Uuid::now_v7(), Uuid::now_v7());
+    let h = ts("2026-03-02T10:00:00Z");
+    bodies.push(timed_transaction(g, t1, 300));
+    bodies.push(party_decision(
+        g,
+        t2,
+        LaneDecision::Standard,
+        h,
+        &[(US_OP, Some(AeoStatus::Suspended))],
+    ));
+    // -- after the roll-ups are built --
+    bodies.push(party_decision(
+        g,
+        t1,
+        LaneDecision::Inspect,
+        h,
+        &[(EU_OP, Some(Active))],
+    ));
+    bodies.push(timed_transaction(g, t2, 900));
+    chain(g, bodies)
+}
+
+/// Ingests all but the last two entries of each gate's traffic (in batches of 500).
+fn ingest_before_rebuild(s: &dyn Store, traffic: &[Vec<JournalEntry>]) {
+    for entries in traffic {
+        for part in entries[..entries.len() - 2].chunks(500) {
+            ingest(s, part);
+        }
+    }
+}
+
+/// Ingests the last two entries of each gate's traffic; the roll-ups then equal the
+/// direct computation over the stored events.
+fn roll_ups_after_rebuild_equal_the_direct_figures(s: &dyn Store, traffic: &[Vec<JournalEntry>]) {
+    for entries in traffic {
+        ingest(s, &entries[entries.len() - 2..]);
+    }
+    let direct = programme::benefits(&stored_events(s, query()));
+    assert!(direct.aeo.transactions > 0 && direct.non_aeo.transactions > 0);
+    assert_eq!(figures(s, None), direct);
+}
+
+#[test]
+fn a_redb_store_from_before_the_roll_ups_gets_them_built_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.redb");
+    let traffic = [
+        traffic_across_a_rebuild(&gate("G1"), 5_000),
+        traffic_across_a_rebuild(&gate("G2"), 10),
+    ];
+    let events: usize = traffic.iter().map(Vec::len).sum::<usize>() - 4;
+    ingest_before_rebuild(&RedbStore::open(&path).expect("open"), &traffic);
+    {
+        // The file as central kept it before the roll-ups: no programme tables.
+        let db = redb::Database::open(&path).expect("raw open");
+        let tx = db.begin_write().expect("write");
+        let tables: Vec<_> = tx
+            .list_tables()
+            .expect("tables")
+            .filter(|t| redb::TableHandle::name(t).starts_with("programme"))
+            .collect();
+        assert_eq!(tables.len(), 4);
+        for t in tables {
+            tx.delete_table(t).expect("delete");
+        }
+        tx.commit().expect("commit");
+    }
+    let started = std::time::Instant::now();
+    let s = RedbStore::open(&path).expect("reopen");
+    eprintln!(
+        "redb: roll-ups built from {events} events in {:?}",
+        started.elapsed()
+    );
+    roll_ups_after_rebuild_equal_the_direct_figures(&s, &traffic);
+    drop(s);
+    // Opened again: built once, not again (the counts would double).
+    let s = RedbStore::open(&path).expect("reopen");
+    assert_eq!(
+        figures(&s, None),
+        programme::benefits(&stored_events(&s, query()))
+    );
+}
+
+#[test]
+fn a_postgres_schema_from_before_the_roll_ups_gets_them_built_by_the_migration() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let traffic = [
+        traffic_across_a_rebuild(&gate("G1"), 5_000),
+        traffic_across_a_rebuild(&gate("G2"), 10),
+    ];
+    let events: usize = traffic.iter().map(Vec::len).sum::<usize>() - 4;
+    ingest_before_rebuild(&PgStore::open(&url).expect("open"), &traffic);
+    {
+        // The schema at version 3, as central kept it before the roll-ups.
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        c.batch_execute(
+            "DROP TABLE programme_hourly, programme_daily, programme_names, programme_pending;
+             DELETE FROM schema_migrations WHERE version = 4;",
+        )
+        .expect("back to version 3");
+    }
+    let started = std::time::Instant::now();
+    let s = PgStore::open(&url).expect("reopen");
+    eprintln!(
+        "PostgreSQL: roll-ups built from {events} events in {:?}",
+        started.elapsed()
+    );
+    roll_ups_after_rebuild_equal_the_direct_figures(&s, &traffic);
+    drop(s);
+    let s = PgStore::open(&url).expect("reopen");
+    assert_eq!(
+        figures(&s, None),
+        programme::benefits(&stored_events(&s, query()))
+    );
 }

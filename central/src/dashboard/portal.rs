@@ -364,7 +364,7 @@ fn figures_row(label: &str, f: &super::programme::Figures) -> Markup {
             td.num { (f.transactions) }
             td.num { (super::pct(f.inspection_rate())) }
             td.num { (super::pct(f.fast_share())) }
-            td.num { @match f.median_time_s() { Some(t) => { (super::fmt_duration(jiff::SignedDuration::from_secs(t))) }, None => { "—" } } }
+            td.num { (super::programme::median_text(f)) }
         }
     }
 }

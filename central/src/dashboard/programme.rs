@@ -7,6 +7,12 @@
 //! the registry with status `ACTIVE`; otherwise (a party unknown, suspended, revoked, …,
 //! or no party at all) it is non-AEO. Per programme, a transaction counts once for each
 //! programme among its active parties; per operator, once for each declared operator.
+//!
+//! The figures are read from the roll-ups central keeps at ingest ([`crate::rollup`]),
+//! over whole UTC hours (by decision time), so they are exact over any range and after
+//! event retention. The median time at the gate is known to its histogram bucket: it is
+//! shown as the bucket that holds it (5 s wide below 2 min, at most a sixth of its lower
+//! bound above).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,39 +20,51 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use maud::html;
-use protocol::schema::{AeoStatus, Decision, EventBody, LaneDecision};
+use protocol::schema::{Decision, EventBody, LaneDecision};
 use uuid::Uuid;
 
 use super::session::UiPage;
 use super::svg;
 use super::{Nav, RANGES, T, fmt_duration, internal, layout, pct, range_start};
-use crate::model::{EventQuery, StoredEvent};
+use crate::model::StoredEvent;
+use crate::rollup::{self, ProgrammeCounts};
 use crate::service::Central;
 use crate::store::StoreError;
 
-/// Most events one page view reads (the newest are kept when a range holds more).
-pub const MAX_EVENTS: usize = 200_000;
+pub use crate::rollup::is_aeo;
 
 /// Figures for one group of transactions.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Figures {
     pub transactions: u64,
     pub inspected: u64,
     pub fast: u64,
-    /// Seconds at the gate, one per transaction whose gate transaction was stored.
-    times_s: Vec<i64>,
+    /// Times at the gate as a histogram: [`rollup::bucket_of`] → transactions, one per
+    /// decision whose gate transaction was stored.
+    pub times: BTreeMap<u16, u64>,
 }
 
 impl Figures {
     fn add(&mut self, d: &Decision, time_s: Option<i64>) {
-        self.transactions += 1;
-        match d.decision {
-            LaneDecision::Inspect => self.inspected += 1,
-            LaneDecision::Fast => self.fast += 1,
-            LaneDecision::Standard => {}
-        }
+        self.count(d.decision.as_str(), 1);
         if let Some(t) = time_s {
-            self.times_s.push(t);
+            *self.times.entry(rollup::bucket_of(t)).or_default() += 1;
+        }
+    }
+
+    /// Adds `n` to a roll-up figure (a decision, or a time bucket `t:B`).
+    fn count(&mut self, figure: &str, n: u64) {
+        if let Some(b) = figure.strip_prefix(rollup::TIME) {
+            if let Ok(b) = b.parse::<u16>() {
+                *self.times.entry(b).or_default() += n;
+            }
+            return;
+        }
+        self.transactions += n;
+        if figure == LaneDecision::Inspect.as_str() {
+            self.inspected += n;
+        } else if figure == LaneDecision::Fast.as_str() {
+            self.fast += n;
         }
     }
 
@@ -72,38 +90,38 @@ impl Figures {
         }
     }
 
-    /// Median seconds at the gate (the lower middle for an even count), if any.
+    /// The bucket of seconds at the gate, `[from, to)`, that holds the median (the lower
+    /// middle for an even count), if any time is known; `to` is `None` for the open last
+    /// bucket. The resolution is the bucket's width ([`rollup::bucket_bounds`]).
     #[must_use]
-    pub fn median_time_s(&self) -> Option<i64> {
-        let mut t = self.times_s.clone();
-        t.sort_unstable();
-        t.get(t.len().saturating_sub(1) / 2).copied()
+    pub fn median_time_s(&self) -> Option<(i64, Option<i64>)> {
+        let total: u64 = self.times.values().sum();
+        let rank = total.checked_sub(1)? / 2;
+        let mut seen = 0u64;
+        for (b, n) in &self.times {
+            seen += n;
+            if seen > rank {
+                return Some(rollup::bucket_bounds(*b));
+            }
+        }
+        None
     }
 }
 
-/// The benefit figures over a set of stored events.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The benefit figures over a range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Benefits {
     pub aeo: Figures,
     pub non_aeo: Figures,
     /// By programme code (e.g. `EU-AEO`), AEO traffic only.
     pub per_programme: BTreeMap<String, Figures>,
-    /// By operator id, with the operator's name as declared.
+    /// By operator id, with the operator's name as first declared.
     pub per_operator: BTreeMap<String, (String, Figures)>,
-    /// Whether the read stopped at [`MAX_EVENTS`].
-    pub truncated: bool,
 }
 
-/// Whether a decision's traffic is AEO traffic (see the module documentation).
-#[must_use]
-pub fn is_aeo(d: &Decision) -> bool {
-    !d.parties.is_empty()
-        && d.parties
-            .iter()
-            .all(|p| p.status == Some(AeoStatus::Active))
-}
-
-/// Computes the figures from events (decisions and gate transactions, in any order).
+/// Computes the figures directly from events (decisions and gate transactions, in any
+/// order): the definition the roll-ups ([`from_counts`]) must agree with, used to check
+/// them.
 #[must_use]
 pub fn benefits(events: &[StoredEvent]) -> Benefits {
     let mut times: HashMap<Uuid, i64> = HashMap::new();
@@ -128,7 +146,7 @@ pub fn benefits(events: &[StoredEvent]) -> Benefits {
         let mut operators: Vec<String> = Vec::new();
         for p in &d.parties {
             let Some(op) = &p.operator else { continue };
-            if p.status == Some(AeoStatus::Active) && aeo {
+            if aeo {
                 let code = op.programme().code();
                 if !programmes.contains(&code) {
                     programmes.push(code);
@@ -154,47 +172,53 @@ pub fn benefits(events: &[StoredEvent]) -> Benefits {
     b
 }
 
-/// Reads the events from `from` on and computes the figures.
+/// The figures from roll-up counts ([`crate::rollup`]).
+#[must_use]
+pub fn from_counts(c: &ProgrammeCounts) -> Benefits {
+    let mut b = Benefits::default();
+    for ((group, figure), n) in &c.counts {
+        let f = if group == rollup::AEO {
+            &mut b.aeo
+        } else if group == rollup::NON_AEO {
+            &mut b.non_aeo
+        } else if let Some(p) = group.strip_prefix(rollup::PROGRAMME) {
+            b.per_programme.entry(p.to_owned()).or_default()
+        } else if let Some(op) = group.strip_prefix(rollup::OPERATOR) {
+            &mut b
+                .per_operator
+                .entry(op.to_owned())
+                .or_insert_with(|| {
+                    (
+                        c.names.get(op).cloned().unwrap_or_default(),
+                        Figures::default(),
+                    )
+                })
+                .1
+        } else {
+            continue;
+        };
+        f.count(figure, *n);
+    }
+    b
+}
+
+/// The figures over the whole UTC hours from the one `from` falls in (all time when
+/// `None`) up to now, read from the roll-ups: exact over any range, no event is read.
 ///
 /// # Errors
 /// Store errors.
 pub fn load(c: &Central, from: Option<Timestamp>) -> Result<Benefits, StoreError> {
-    let mut events = Vec::new();
-    let mut cursor = None;
-    let mut truncated = false;
-    // Bounded: at most MAX_EVENTS / 1000 + 1 pages.
-    for _ in 0..=(MAX_EVENTS / 1000) {
-        let page = c.events(&EventQuery {
-            from,
-            cursor: cursor.take(),
-            limit: 1000,
-            ..EventQuery::default()
-        })?;
-        events.extend(page.items.into_iter().filter(|e| {
-            matches!(
-                e.entry.body,
-                EventBody::Decision { .. } | EventBody::Transaction { .. }
-            )
-        }));
-        match page.next_cursor {
-            Some(n) if events.len() < MAX_EVENTS => cursor = Some(n),
-            Some(_) => {
-                truncated = true;
-                break;
-            }
-            None => break,
-        }
-    }
-    let mut b = benefits(&events);
-    b.truncated = truncated;
-    Ok(b)
+    Ok(from_counts(&c.programme_counts(from, Timestamp::now())?))
 }
 
-fn median_text(f: &Figures) -> String {
-    f.median_time_s().map_or_else(
-        || "—".to_owned(),
-        |s| fmt_duration(jiff::SignedDuration::from_secs(s)),
-    )
+/// The median's bucket, e.g. `60 s – 65 s`, or `≥ 6 h 0 min` for the open last one.
+pub(super) fn median_text(f: &Figures) -> String {
+    let d = |s: i64| fmt_duration(jiff::SignedDuration::from_secs(s));
+    match f.median_time_s() {
+        None => "—".to_owned(),
+        Some((from, Some(to))) => format!("{} – {}", d(from), d(to)),
+        Some((from, None)) => format!("≥ {}", d(from)),
+    }
 }
 
 /// `GET /programme?hours=`.
@@ -210,7 +234,7 @@ pub async fn page(p: UiPage) -> Response {
     let aeo = T::AeoTraffic.get(l);
     let non = T::NonAeoTraffic.get(l);
     #[allow(clippy::cast_precision_loss)]
-    let med = |f: &Figures| f.median_time_s().unwrap_or(0) as f64;
+    let med = |f: &Figures| f.median_time_s().map_or(0, |(from, _)| from) as f64;
     let max_med = med(&b.aeo).max(med(&b.non_aeo));
     let row = |label: String, f: &Figures| {
         html! {
@@ -226,7 +250,6 @@ pub async fn page(p: UiPage) -> Response {
             button { (T::Show.get(l)) }
             a.button href={"/programme.csv?hours=" (hours)} download { (T::DownloadCsv.get(l)) }
         }
-        @if b.truncated { p.warn { (T::Truncated.get(l)) } }
         div.charts2 {
             (svg::hbars(T::InspectionRate.get(l), &[(aeo.to_owned(), b.aeo.inspection_rate(), "fast"), (non.to_owned(), b.non_aeo.inspection_rate(), "inspect")], 1.0, &|v| pct(v)))
             (svg::hbars(T::FastShare.get(l), &[(aeo.to_owned(), b.aeo.fast_share(), "fast"), (non.to_owned(), b.non_aeo.fast_share(), "inspect")], 1.0, &|v| pct(v)))
@@ -256,7 +279,9 @@ pub async fn page(p: UiPage) -> Response {
 }
 
 /// Writes the figures as CSV, one row per group, through [`crate::export::CsvOut`]
-/// (RFC 4180 quoting; operator names that look like formulas are defused).
+/// (RFC 4180 quoting; operator names that look like formulas are defused). The median
+/// time at the gate is its bucket: `median_time_at_gate_s` up to `median_time_at_gate_to_s`
+/// (empty for the open last bucket).
 ///
 /// # Errors
 /// Only if writing fails.
@@ -272,8 +297,10 @@ pub fn write_csv<W: std::io::Write>(b: &Benefits, out: W) -> Result<(), csv::Err
         "fast",
         "fast_share",
         "median_time_at_gate_s",
+        "median_time_at_gate_to_s",
     ])?;
     let mut rec = |group: &str, key: &str, name: &str, f: &Figures| {
+        let median = f.median_time_s();
         w.row([
             group.to_owned(),
             key.to_owned(),
@@ -283,7 +310,11 @@ pub fn write_csv<W: std::io::Write>(b: &Benefits, out: W) -> Result<(), csv::Err
             format!("{:.4}", f.inspection_rate()),
             f.fast.to_string(),
             format!("{:.4}", f.fast_share()),
-            f.median_time_s().map(|s| s.to_string()).unwrap_or_default(),
+            median.map(|(from, _)| from.to_string()).unwrap_or_default(),
+            median
+                .and_then(|(_, to)| to)
+                .map(|to| to.to_string())
+                .unwrap_or_default(),
         ])
     };
     rec("traffic", "AEO", "AEO traffic", &b.aeo)?;
@@ -336,7 +367,7 @@ pub fn figures_json(f: &Figures) -> serde_json::Value {
         "fast": f.fast,
         "inspection_rate": f.inspection_rate(),
         "fast_share": f.fast_share(),
-        "median_time_at_gate_s": f.median_time_s(),
+        "median_time_at_gate_s": f.median_time_s().map(|(from, _)| from),
     })
 }
 
@@ -369,7 +400,8 @@ pub fn benefits_json(b: &Benefits, offset: usize, limit: usize) -> serde_json::V
         "non_aeo": figures_json(&b.non_aeo),
         "per_programme": b.per_programme.iter().map(|(k, f)| (k.clone(), figures_json(f))).collect::<serde_json::Map<_, _>>(),
         "per_operator": { "items": page, "next_cursor": next, "total": total },
-        "truncated": b.truncated,
+        // Kept for clients of the earlier event scan: roll-ups are never cut short.
+        "truncated": false,
     })
 }
 
@@ -378,8 +410,8 @@ mod tests {
     use super::*;
     use protocol::operator::OperatorId;
     use protocol::schema::{
-        CloseReason, GateId, GateTransaction, JournalEntry, LaneId, PartyRole, PartyView,
-        ReplicaFreshness, SCHEMA_VERSION,
+        AeoStatus, CloseReason, GateId, GateTransaction, JournalEntry, LaneId, PartyRole,
+        PartyView, ReplicaFreshness, SCHEMA_VERSION,
     };
 
     fn ev(body: EventBody) -> StoredEvent {
@@ -493,10 +525,10 @@ mod tests {
         assert_eq!((b.aeo.transactions, b.non_aeo.transactions), (2, 2));
         assert!((b.aeo.fast_share() - 1.0).abs() < 1e-9);
         assert!((b.non_aeo.inspection_rate() - 0.5).abs() < 1e-9);
-        assert_eq!(b.aeo.median_time_s(), Some(60));
+        assert_eq!(b.aeo.median_time_s(), Some((60, Some(65))));
         assert_eq!(
             b.non_aeo.median_time_s(),
-            Some(900),
+            Some((900, Some(960))),
             "one of two had a stored transaction"
         );
         assert_eq!(
@@ -517,7 +549,7 @@ mod tests {
         let text = String::from_utf8(out).expect("utf8");
         assert!(
             text.lines()
-                .any(|l| l.starts_with("traffic,AEO,AEO traffic,2,0,0.0000,2,1.0000,60")),
+                .any(|l| l.starts_with("traffic,AEO,AEO traffic,2,0,0.0000,2,1.0000,60,65")),
             "{text}"
         );
     }

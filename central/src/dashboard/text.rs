@@ -143,7 +143,6 @@ protocol::ui_text! {
     PerProgramme => "Per programme", "Por programa", "Por programa";
     PerOperator => "Per operator", "Por operador", "Por operador";
     DownloadCsv => "Download CSV", "Descargar CSV", "Baixar CSV";
-    Truncated => "Only the most recent events were counted; narrow the range for exact figures.", "Solo se contaron los eventos más recientes; reduzca el período para cifras exactas.", "Apenas os eventos mais recentes foram contados; reduza o período para números exatos.";
     Search => "Search", "Buscar", "Buscar";
     SearchHint => "Operator id or name", "Id o nombre del operador", "Id ou nome do operador";
     NoOperators => "No operator matches.", "Ningún operador coincide.", "Nenhum operador corresponde.";

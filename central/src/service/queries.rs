@@ -104,6 +104,19 @@ impl Central {
         self.inner.store.hourly_stats(gate, from, to)
     }
 
+    /// The programme roll-ups summed over the hours from the one `from` falls in (all
+    /// when `None`) to `to`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn programme_counts(
+        &self,
+        from: Option<Timestamp>,
+        to: Timestamp,
+    ) -> Result<crate::rollup::ProgrammeCounts, StoreError> {
+        self.inner.store.programme_counts(from, to)
+    }
+
     /// The decided gate transactions an export covers ([`export::collect`]).
     ///
     /// # Errors

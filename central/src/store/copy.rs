@@ -1,6 +1,7 @@
 //! Moving up from redb to PostgreSQL (`central migrate`): every record of a redb store,
-//! copied into a PostgreSQL database as it is (ids, times, chain state, case history and
-//! counters unchanged; nothing is re-derived by the rules), then verified.
+//! copied into a PostgreSQL database as it is (ids, times, chain state, case history,
+//! counters and programme roll-ups unchanged; nothing is re-derived by the rules), then
+//! verified.
 //!
 //! The source is read in one redb read transaction (one consistent snapshot); the target
 //! is written in chunks of [`CHUNK`] records, each chunk one transaction. Every write is
@@ -92,6 +93,26 @@ pub enum Record {
         sha256: String,
         body: Vec<u8>,
     },
+    /// A programme roll-up count ([`crate::rollup`]) of the hour or the day (`day`) that
+    /// starts at `start`.
+    Programme {
+        day: bool,
+        start: i64,
+        group: String,
+        figure: String,
+        n: u64,
+    },
+    /// An operator's name as the programme roll-ups keep it.
+    ProgrammeName {
+        operator: String,
+        name: String,
+    },
+    /// Halves of a gate transaction waiting for the other half of their pair.
+    ProgrammePending {
+        gate: String,
+        txn: uuid::Uuid,
+        halves: Vec<crate::rollup::Half>,
+    },
 }
 
 impl Record {
@@ -117,6 +138,9 @@ impl Record {
             Record::Session { .. } => "sessions",
             Record::Company(_) => "companies",
             Record::Document { .. } => "documents",
+            Record::Programme { .. } => "programme figures",
+            Record::ProgrammeName { .. } => "programme names",
+            Record::ProgrammePending { .. } => "programme pending halves",
         }
     }
 }
@@ -158,8 +182,9 @@ pub fn copy(from: &RedbStore, to: &PgStore) -> Result<Report, StoreError> {
 }
 
 /// Compares the target with the source: rows per family, every gate's row (chain head,
-/// agent state, health), the summary figures, the registry head, and every document a
-/// company lists (present in the target with the SHA-256 it is listed with).
+/// agent state, health), the summary figures, the programme roll-ups over all time, the
+/// registry head, and every document a company lists (present in the target with the
+/// SHA-256 it is listed with).
 fn verify(from: &RedbStore, to: &PgStore, report: &mut Report) -> Result<(), StoreError> {
     report.target = to.row_counts()?;
     for (kind, n) in &report.copied {
@@ -202,6 +227,18 @@ fn verify(from: &RedbStore, to: &PgStore, report: &mut Report) -> Result<(), Sto
             .push(format!("summary: source {a:?}, target {b:?}"));
     }
     verify_documents(from, to, report)?;
+    let all_time = jiff::Timestamp::MAX;
+    let (a, b) = (
+        from.programme_counts(None, all_time)?,
+        to.programme_counts(None, all_time)?,
+    );
+    if a != b {
+        report.differences.push(format!(
+            "programme roll-ups: {} figures in the source, {} in the target, not equal",
+            a.counts.len(),
+            b.counts.len()
+        ));
+    }
     let (a, b) = (from.last_seq()?, to.last_seq()?);
     let head = |s: &dyn Store, seq: u64| -> Result<Option<super::LoggedChange>, StoreError> {
         Ok(s.changes_after(seq.saturating_sub(1), 1)?

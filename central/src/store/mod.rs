@@ -11,7 +11,8 @@
 //! a note and what staff actions do ([`crate::cases`] over `CaseBook`, and
 //! [`Store::update_case`]), how a registry change applies
 //! ([`protocol::schema::Change::apply`] over `RegistrySink`), and which hourly figures a
-//! decision counts under ([`crate::stats`]).
+//! decision counts under ([`crate::stats`]) and how the programme roll-ups grow
+//! ([`crate::rollup::store`] over `RollupSink`).
 //!
 //! Every method blocks; async callers run them on `spawn_blocking`.
 //!
@@ -195,6 +196,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<HourStats>, StoreError>;
+    /// The programme roll-ups ([`crate::rollup`]) summed over the hours whose start is
+    /// in `[hour_start(from), to)` (from the first hour when `from` is `None`).
+    fn programme_counts(
+        &self,
+        from: Option<Timestamp>,
+        to: Timestamp,
+    ) -> Result<crate::rollup::ProgrammeCounts, StoreError>;
     /// Totals.
     fn summary(&self) -> Result<Summary, StoreError>;
     /// Integrity alerts, newest first.

@@ -16,12 +16,13 @@ use protocol::schema::{EventBody, GateId, JournalEntry};
 use uuid::Uuid;
 
 use super::case_tables::{CaseTx, store_alert};
+use super::rollup_tables;
 use super::{SHARD, from_json, int, to_json, uint, write_audit};
-use crate::cases;
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, TokenHash};
 use crate::stats;
 use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange};
+use crate::{cases, rollup};
 
 /// What an ingest computes before its transaction: rule 1 for every entry, and each
 /// entry's JSON.
@@ -67,6 +68,7 @@ struct Rows {
     counters: BTreeMap<(String, String), i64>,
     /// (gate, hour, figure) → increment
     hourly: BTreeMap<(String, i64, String), i64>,
+    rollup: rollup::Batch,
 }
 
 struct Target<'a, 'b> {
@@ -132,6 +134,7 @@ impl Target<'_, '_> {
                 .entry((self.gate.to_string(), hour, k.to_owned()))
                 .or_default() += 1;
         }
+        self.rows.rollup.decision(d);
         metrics::counter!("central_decisions_total", "outcome" => outcome).increment(1);
         let changed = cases::on_decision(&mut CaseTx(self.tx), self.gate, d, seq, self.now)?;
         self.cases.extend(changed);
@@ -227,6 +230,7 @@ impl Target<'_, '_> {
                 &[&g, &h, &f, &n],
             )?;
         }
+        rollup_tables::store(self.tx, gate, r.rollup)?;
         Ok(())
     }
 }
@@ -440,8 +444,8 @@ impl IngestTarget for Target<'_, '_> {
                     self.cases.push(c);
                 }
             }
-            EventBody::Transaction { .. }
-            | EventBody::DeviceHealth { .. }
+            EventBody::Transaction { transaction } => self.rows.rollup.transaction(transaction),
+            EventBody::DeviceHealth { .. }
             | EventBody::OrphanRead { .. }
             | EventBody::ConsoleSession { .. }
             | EventBody::ConfigApplied { .. }

@@ -63,6 +63,13 @@ impl PgStore {
             ("sessions", "sessions"),
             ("companies", "companies"),
             ("documents", "documents"),
+            (
+                "programme figures",
+                "(SELECT DISTINCT hour, grp, figure FROM programme_hourly
+                  UNION ALL SELECT DISTINCT day, grp, figure FROM programme_daily) AS p",
+            ),
+            ("programme names", "programme_names"),
+            ("programme pending halves", "programme_pending"),
         ];
         self.read(|tx| {
             let mut out = BTreeMap::new();
@@ -130,6 +137,48 @@ fn import_one(tx: &mut Transaction<'_>, r: &Record) -> Result<(), StoreError> {
                 "INSERT INTO hourly (gate, hour, figure, n) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (gate, hour, figure) DO UPDATE SET n = EXCLUDED.n",
                 &[gate, hour, figure, &int(*n)?],
+            )?;
+        }
+        // Set, not added, like the counters: the copied count is the whole figure.
+        Record::Programme {
+            day,
+            start,
+            group,
+            figure,
+            n,
+        } => {
+            let (table, at) = if *day {
+                ("programme_daily", "day")
+            } else {
+                ("programme_hourly", "hour")
+            };
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table}
+                     WHERE {at} = $1 AND grp = $2 AND figure = $3 AND shard <> 0"
+                ),
+                &[start, group, figure],
+            )?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} ({at}, grp, figure, shard, n) VALUES ($1, $2, $3, 0, $4)
+                     ON CONFLICT ({at}, grp, figure, shard) DO UPDATE SET n = EXCLUDED.n"
+                ),
+                &[start, group, figure, &int(*n)?],
+            )?;
+        }
+        Record::ProgrammeName { operator, name } => {
+            tx.execute(
+                "INSERT INTO programme_names (operator, name) VALUES ($1, $2)
+                 ON CONFLICT (operator) DO UPDATE SET name = EXCLUDED.name",
+                &[operator, name],
+            )?;
+        }
+        Record::ProgrammePending { gate, txn, halves } => {
+            tx.execute(
+                "INSERT INTO programme_pending (gate, txn, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (gate, txn) DO UPDATE SET value = EXCLUDED.value",
+                &[gate, txn, &to_json(halves)?],
             )?;
         }
         Record::AgentToken { token, agent } => {

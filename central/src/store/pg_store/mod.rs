@@ -23,6 +23,7 @@
 //! - `staff_tables`: audit log, staff users, sessions.
 //! - `company_tables`: the programme portal's companies.
 //! - `import`: records copied from another backend, as they are ([`crate::store::copy`]).
+//! - `rollup_tables`: the programme roll-ups, written at ingest, read over a range.
 //! - `retention`: dropping monthly event partitions past the retention.
 //! - `fanout`: live updates across instances (LISTEN/NOTIFY), [`PgStore::follow`].
 //! - `query`: read-only queries (events, gates, statistics, alerts).
@@ -36,6 +37,7 @@ mod import;
 mod query;
 mod registry_tables;
 mod retention;
+mod rollup_tables;
 mod staff_tables;
 mod tls;
 
@@ -67,8 +69,13 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_companies.sql")),
     (3, include_str!("migrations/0003_concurrent_ingest.sql")),
+    (4, include_str!("migrations/0004_programme.sql")),
     (5, include_str!("migrations/0005_documents.sql")),
 ];
+
+/// The migration that adds the programme roll-ups; the roll-ups of the events already
+/// stored are built right after it, in its transaction.
+const PROGRAMME_MIGRATION: i32 = 4;
 
 /// Connections the pool keeps at most.
 pub const POOL_SIZE: u32 = 16;
@@ -249,6 +256,15 @@ impl PgStore {
                 "INSERT INTO schema_migrations (version) VALUES ($1)",
                 &[version],
             )?;
+            if *version == PROGRAMME_MIGRATION {
+                let read = rollup_tables::rebuild(&mut tx)?;
+                if read > 0 {
+                    tracing::info!(
+                        events = read,
+                        "programme roll-ups built from the stored events"
+                    );
+                }
+            }
         }
         tx.commit()?;
         Ok(())
@@ -568,6 +584,14 @@ impl Store for PgStore {
         to: Timestamp,
     ) -> Result<Vec<HourStats>, StoreError> {
         self.read(|tx| query::hourly_stats(tx, gate, from, to))
+    }
+
+    fn programme_counts(
+        &self,
+        from: Option<Timestamp>,
+        to: Timestamp,
+    ) -> Result<crate::rollup::ProgrammeCounts, StoreError> {
+        self.read(|tx| rollup_tables::programme_counts(tx, from, to))
     }
 
     fn summary(&self) -> Result<Summary, StoreError> {

@@ -10,15 +10,16 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::case_tables::{CaseTx, store_alert};
+use super::rollup_tables;
 use super::tables::{
     AGENT_TOKENS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, bump, uuid_key,
     write_audit,
 };
-use crate::cases;
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, StoredEvent, TokenHash};
 use crate::stats;
 use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange, decode, encode};
+use crate::{cases, rollup};
 
 pub(super) fn load_gate(tx: &WriteTransaction, gate: &str) -> Result<Option<GateRow>, StoreError> {
     let t = tx.open_table(GATES)?;
@@ -71,6 +72,8 @@ struct Target<'a> {
     /// batch and written once at its end.
     decisions: HashMap<&'static str, i64>,
     hourly: HashMap<(i64, &'static str), u64>,
+    /// The batch's programme roll-up halves, written at its end.
+    rollup: rollup::Batch,
 }
 
 /// The stored form of a [`StoredEvent`] from the entry's JSON: the same bytes as
@@ -145,6 +148,7 @@ impl<'a> Target<'a> {
             encoded,
             decisions: HashMap::new(),
             hourly: HashMap::new(),
+            rollup: rollup::Batch::default(),
         })
     }
 
@@ -161,6 +165,7 @@ impl<'a> Target<'a> {
             added,
             decisions,
             hourly,
+            rollup,
             ..
         } = self;
         // Tables are closed before the counters' table is opened in the same transaction.
@@ -179,6 +184,7 @@ impl<'a> Target<'a> {
                 h.insert(key, n)?;
             }
         }
+        rollup_tables::store(tx, gate.as_str(), rollup)?;
         Ok(cases)
     }
 
@@ -213,6 +219,7 @@ impl<'a> Target<'a> {
     fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
         let outcome = d.decision.as_str();
         *self.decisions.entry(outcome).or_default() += 1;
+        self.rollup.decision(d);
         let hour = stats::hour_start(d.decided_at);
         for k in stats::hour_figures(d) {
             *self.hourly.entry((hour, k)).or_default() += 1;
@@ -405,8 +412,8 @@ impl IngestTarget for Target<'_> {
                     self.cases.push(c);
                 }
             }
-            EventBody::Transaction { .. }
-            | EventBody::DeviceHealth { .. }
+            EventBody::Transaction { transaction } => self.rollup.transaction(transaction),
+            EventBody::DeviceHealth { .. }
             | EventBody::OrphanRead { .. }
             | EventBody::ConsoleSession { .. }
             | EventBody::ConfigApplied { .. }

@@ -167,7 +167,7 @@ impl RedbStore {
                 body: v.value().to_vec(),
             })?;
         }
-        Ok(())
+        super::rollup_tables::export(&r, sink)
     }
 }
 

@@ -14,6 +14,9 @@
 //! | `cases_v1`, `case_index_v1`, `case_by_txn_v1` | id; (`all` or `s:STATE`, id); txn → id | `Case` |
 //! | `counters_v1` | (scope, name) | u64 |
 //! | `hourly_v1` | (gate, hour start s, FAST/STANDARD/INSPECT/EXCEPTION) | u64 |
+//! | `programme_v1` | (hour start s, group, FAST/STANDARD/INSPECT or `t:BUCKET`) | u64 ([`crate::rollup`]) |
+//! | `programme_daily_v1` | (day start s, group, figure) | u64: the same counts by UTC day |
+//! | `programme_names_v1`, `programme_pending_v1` | operator id; (gate, transaction id) | name as first declared; `Vec<Half>` |
 //! | `changes_v1` | seq | `LoggedChange` |
 //! | `operators_v1`, `mras_v1`, `consignments_v1` | operator id; (recognising, partner); consignment id | current record with the seq that last wrote it |
 //! | `consignment_index_v1` | (`c:CONTAINER` or `p:PORT`, consignment id) | () |
@@ -29,6 +32,7 @@
 //! - `case_tables`: cases and alerts, and the `CaseBook` the case rules write through.
 //! - `registry_tables`: the change log and the current records, as a `RegistrySink`.
 //! - `staff_tables`: audit log, staff users, sessions.
+//! - `rollup_tables`: the programme roll-ups, written at ingest, read over a range.
 //! - `query`: read-only queries (events, gates, statistics, alerts).
 //! - this module: [`RedbStore`], whose [`Store`] operations are those functions.
 
@@ -98,6 +102,13 @@ impl RedbStore {
             tx.open_table(SESSIONS)?;
             tx.open_table(COMPANIES)?;
             tx.open_table(DOCUMENTS)?;
+            let rebuilt = rollup_tables::create(&tx)?;
+            if rebuilt > 0 {
+                tracing::info!(
+                    events = rebuilt,
+                    "programme roll-ups built from the stored events"
+                );
+            }
         }
         tx.commit()?;
         Ok(Self {
@@ -114,6 +125,7 @@ mod export;
 mod group;
 mod query;
 mod registry_tables;
+mod rollup_tables;
 mod staff_tables;
 mod tables;
 
@@ -187,6 +199,14 @@ impl Store for RedbStore {
         to: Timestamp,
     ) -> Result<Vec<HourStats>, StoreError> {
         query::hourly_stats(&self.db, gate, from, to)
+    }
+
+    fn programme_counts(
+        &self,
+        from: Option<Timestamp>,
+        to: Timestamp,
+    ) -> Result<crate::rollup::ProgrammeCounts, StoreError> {
+        rollup_tables::programme_counts(&self.db, from, to)
     }
 
     fn summary(&self) -> Result<Summary, StoreError> {
