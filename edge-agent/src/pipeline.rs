@@ -106,6 +106,10 @@ impl Pipeline {
     /// Closes and reopens lanes in the assembler as the live state has them.
     fn sync_closed(&self, assembler: &mut Assembler) {
         let closed = self.live.closed_lanes();
+        // The common case, checked on every event: no lane closed on either side.
+        if closed.is_empty() && !assembler.any_closed() {
+            return;
+        }
         for l in &self.lanes {
             let is = closed.iter().any(|(c, _)| c == &l.id);
             if assembler.is_closed(&l.id) != is {

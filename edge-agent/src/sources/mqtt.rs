@@ -306,17 +306,56 @@ impl crate::actuators::LanePublisher for LaneTopics {
     }
 }
 
+/// Topic mappings with an index: a publish is mapped by the first mapping (in
+/// configuration order) whose filter matches its topic; filters without wildcards (one
+/// per lane, the usual case) are found by a hash lookup instead of matching every filter.
+#[derive(Debug)]
+struct Mapped {
+    maps: Vec<TopicMap>,
+    /// Filter without wildcards → position of its first mapping.
+    exact: HashMap<String, usize>,
+    /// Positions of the mappings whose filters have wildcards, in order.
+    wild: Vec<usize>,
+}
+
+impl Mapped {
+    fn new(maps: Vec<TopicMap>) -> Self {
+        let mut exact = HashMap::new();
+        let mut wild = Vec::new();
+        for (i, m) in maps.iter().enumerate() {
+            if m.filter.contains(['+', '#']) {
+                wild.push(i);
+            } else {
+                exact.entry(m.filter.clone()).or_insert(i);
+            }
+        }
+        Self { maps, exact, wild }
+    }
+
+    /// The first mapping whose filter matches `topic`.
+    fn find(&self, topic: &str) -> Option<&TopicMap> {
+        let exact = self.exact.get(topic).copied();
+        let wild = self
+            .wild
+            .iter()
+            .copied()
+            .take_while(|&i| exact.is_none_or(|e| i < e))
+            .find(|&i| rumqttc::matches(topic, &self.maps[i].filter));
+        self.maps.get(wild.or(exact)?)
+    }
+}
+
 /// The topic mappings of a running MQTT connection, replaceable while it runs (live
 /// reconfiguration): new filters are subscribed and dropped ones unsubscribed on the same
 /// connection; every reconnection subscribes the mappings of the moment.
 #[derive(Debug, Clone)]
 pub struct TopicMappings {
     client: AsyncClient,
-    maps: Arc<Mutex<Arc<Vec<TopicMap>>>>,
+    maps: Arc<Mutex<Arc<Mapped>>>,
 }
 
 impl TopicMappings {
-    fn current(&self) -> Arc<Vec<TopicMap>> {
+    fn current(&self) -> Arc<Mapped> {
         match self.maps.lock() {
             Ok(m) => m.clone(),
             Err(e) => e.into_inner().clone(),
@@ -326,7 +365,7 @@ impl TopicMappings {
     /// Every mapped filter, once each, in mapping order.
     fn filters(&self) -> Vec<String> {
         let mut filters: Vec<String> = Vec::new();
-        for m in self.current().iter() {
+        for m in &self.current().maps {
             if !filters.contains(&m.filter) {
                 filters.push(m.filter.clone());
             }
@@ -342,8 +381,8 @@ impl TopicMappings {
     pub async fn replace(&self, maps: Vec<TopicMap>) -> anyhow::Result<()> {
         let before = self.filters();
         match self.maps.lock() {
-            Ok(mut m) => *m = Arc::new(maps),
-            Err(e) => *e.into_inner() = Arc::new(maps),
+            Ok(mut m) => *m = Arc::new(Mapped::new(maps)),
+            Err(e) => *e.into_inner() = Arc::new(Mapped::new(maps)),
         }
         let after = self.filters();
         let added: Vec<SubscribeFilter> = after
@@ -466,7 +505,7 @@ impl MqttLink {
         };
         let mappings = TopicMappings {
             client: client.clone(),
-            maps: Arc::new(Mutex::new(Arc::new(cfg.topics.clone()))),
+            maps: Arc::new(Mutex::new(Arc::new(Mapped::new(cfg.topics.clone())))),
         };
         let maps = mappings.clone();
         let broker = format!("{}:{}", cfg.host, cfg.port);
@@ -552,10 +591,7 @@ impl MqttLink {
                             continue;
                         }
                         let current = maps.current();
-                        let Some(map) = current
-                            .iter()
-                            .find(|m| rumqttc::matches(&p.topic, &m.filter))
-                        else {
+                        let Some(map) = current.find(&p.topic) else {
                             tracing::debug!(topic = %p.topic, "publish on an unmapped topic ignored");
                             if logged.is_some() {
                                 let _ = client.try_ack(&p);
@@ -893,6 +929,35 @@ mod tests {
         s.decision = LaneSignal::Decided(d);
         s.route = "route".into();
         s
+    }
+
+    fn map(filter: &str, lane_no: usize) -> TopicMap {
+        TopicMap {
+            filter: filter.into(),
+            lane: lane(lane_no),
+            kind: crate::config::MqttKind::Ocr,
+            format: crate::config::PayloadFormat::Aeogate,
+        }
+    }
+
+    #[test]
+    fn a_topic_goes_to_the_first_mapping_that_matches_it_exact_or_wildcard() {
+        let m = Mapped::new(vec![
+            map("readers/L1/ocr", 1),
+            map("readers/+/rfid", 2),
+            map("readers/L3/rfid", 3),
+            map("readers/L1/ocr", 4),
+            map("readers/#", 5),
+        ]);
+        let lane_of = |t: &str| m.find(t).map(|x| x.lane.to_string());
+        assert_eq!(lane_of("readers/L1/ocr"), Some("L1".into()));
+        assert_eq!(
+            lane_of("readers/L3/rfid"),
+            Some("L2".into()),
+            "an earlier wildcard wins over a later exact filter"
+        );
+        assert_eq!(lane_of("readers/L9/ocr"), Some("L5".into()));
+        assert_eq!(lane_of("other/L1/ocr"), None);
     }
 
     #[test]
