@@ -409,6 +409,9 @@ impl LaneState {
         let horizon = now
             .checked_sub(signed(self.cfg.pre_open_grace))
             .unwrap_or(Timestamp::MIN);
+        if self.pending.is_empty() {
+            return;
+        }
         let (expired, keep): (Vec<_>, Vec<_>) =
             self.pending.drain(..).partition(|r| r.at < horizon);
         self.pending = keep;
@@ -483,6 +486,12 @@ impl Assembler {
         };
         l.closed = closed;
         true
+    }
+
+    /// Whether any lane is closed.
+    #[must_use]
+    pub fn any_closed(&self) -> bool {
+        self.lanes.values().any(|l| l.closed)
     }
 
     /// Whether `lane` is closed.

@@ -90,8 +90,16 @@ impl LiveLanes {
             if live.name != l.name {
                 live.name = l.name.clone();
                 live.updated_at = now;
-                let _ = self.updates.send(live.clone());
+                self.announce(live);
             }
+        }
+    }
+
+    /// Broadcasts `l` to the console's feeds; with none listening (no console open), the
+    /// copy of the lane (its open transaction and last decision) is not made.
+    fn announce(&self, l: &LaneLive) {
+        if self.updates.receiver_count() > 0 {
+            let _ = self.updates.send(l.clone());
         }
     }
 
@@ -103,7 +111,7 @@ impl LiveLanes {
         if let Some(l) = lanes.get_mut(lane) {
             f(l);
             l.updated_at = Timestamp::now();
-            let _ = self.updates.send(l.clone());
+            self.announce(l);
         }
     }
 
@@ -162,7 +170,7 @@ impl LiveLanes {
         show(&state);
         l.shown = Some(state);
         l.updated_at = Timestamp::now();
-        let _ = self.updates.send(l.clone());
+        self.announce(l);
         true
     }
 

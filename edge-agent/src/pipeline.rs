@@ -26,7 +26,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use jiff::Timestamp;
 use protocol::schema::{
     Decision, EventBody, GateTransaction, JournalEntry, LANE_REFUSED_CLOSED, LaneDecision, LaneId,
@@ -107,6 +106,10 @@ impl Pipeline {
     /// Closes and reopens lanes in the assembler as the live state has them.
     fn sync_closed(&self, assembler: &mut Assembler) {
         let closed = self.live.closed_lanes();
+        // The common case, checked on every event: no lane closed on either side.
+        if closed.is_empty() && !assembler.any_closed() {
+            return;
+        }
         for l in &self.lanes {
             let is = closed.iter().any(|(c, _)| c == &l.id);
             if assembler.is_closed(&l.id) != is {
@@ -552,9 +555,8 @@ async fn conclude_all(
 ) -> Vec<(LaneId, anyhow::Result<()>)> {
     let mut out = Vec::with_capacity(txs.len());
     let mut prepared = Vec::with_capacity(txs.len());
-    for closing in txs {
-        let lane = closing.tx.lane.clone();
-        match prepare(shared, closing).await {
+    for (lane, p) in prepare_all(shared, txs).await {
+        match p {
             Ok(p) => prepared.push(p),
             Err(e) => out.push((lane, Err(e))),
         }
@@ -577,45 +579,77 @@ async fn conclude_all(
     out
 }
 
-async fn prepare(shared: &Pipeline, closing: Closing) -> anyhow::Result<Prepared> {
-    let Closing {
-        tx,
-        consumed,
-        restored,
-    } = closing;
-    let lane_cfg = shared
-        .lane(&tx.lane)
-        .with_context(|| format!("lane {} is not configured", tx.lane))?;
-    let routes = lane_cfg.routes.clone();
+/// Decides every closing of a group on one blocking thread against one replica
+/// snapshot (one hop off the runtime for the group, not one per truck).
+async fn prepare_all(
+    shared: &Pipeline,
+    closings: Vec<Closing>,
+) -> Vec<(LaneId, anyhow::Result<Prepared>)> {
+    let mut out = Vec::with_capacity(closings.len());
+    let mut work = Vec::with_capacity(closings.len());
+    for closing in closings {
+        let lane = closing.tx.lane.clone();
+        match shared.lane(&lane) {
+            Some(cfg) => work.push((closing, cfg.routes.clone())),
+            None => out.push((
+                lane.clone(),
+                Err(anyhow::anyhow!("lane {lane} is not configured")),
+            )),
+        }
+    }
+    if work.is_empty() {
+        return out;
+    }
+    let lanes: Vec<LaneId> = work.iter().map(|(c, _)| c.tx.lane.clone()).collect();
     let policy = shared.policy.clone();
     let store = shared.store.clone();
     let clock = shared.clock.clone();
     let started = std::time::Instant::now();
-    tokio::task::spawn_blocking(move || {
-        let now = Timestamp::now();
-        let mut decision = match store.replica_view() {
-            Ok(view) => decide(&tx, &view, &policy, &routes, now),
-            Err(e) => {
-                // Fail safe: an unreadable replica is an empty one, which never yields FAST.
-                tracing::error!(error = %e, "replica unreadable; deciding without it");
-                decide(&tx, &MemoryReplica::new(), &policy, &routes, now)
-            }
-        };
-        if restored {
-            restarted_decision(&mut decision, &routes);
+    let decided = tokio::task::spawn_blocking(move || {
+        let view = store.replica_view();
+        if let Err(e) = &view {
+            // Fail safe: an unreadable replica is an empty one, which never yields FAST.
+            tracing::error!(error = %e, "replica unreadable; deciding without it");
         }
-        clock_decision(&mut decision, &routes, &clock.view());
-        Prepared {
-            decision,
-            tx,
-            consumed,
-            now,
-            routes,
-            started,
-        }
+        let empty = MemoryReplica::new();
+        let clock = clock.view();
+        work.into_iter()
+            .map(|(closing, routes)| {
+                let Closing {
+                    tx,
+                    consumed,
+                    restored,
+                } = closing;
+                let now = Timestamp::now();
+                let mut decision = match &view {
+                    Ok(view) => decide(&tx, view, &policy, &routes, now),
+                    Err(_) => decide(&tx, &empty, &policy, &routes, now),
+                };
+                if restored {
+                    restarted_decision(&mut decision, &routes);
+                }
+                clock_decision(&mut decision, &routes, &clock);
+                Prepared {
+                    decision,
+                    tx,
+                    consumed,
+                    now,
+                    routes,
+                    started,
+                }
+            })
+            .collect::<Vec<_>>()
     })
-    .await
-    .context("decision task panicked")
+    .await;
+    match decided {
+        Ok(prepared) => out.extend(prepared.into_iter().map(|p| (p.tx.lane.clone(), Ok(p)))),
+        Err(e) => out.extend(
+            lanes
+                .into_iter()
+                .map(|lane| (lane, Err(anyhow::anyhow!("decision task panicked: {e}")))),
+        ),
+    }
+    out
 }
 
 fn finish(

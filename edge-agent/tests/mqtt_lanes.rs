@@ -14,10 +14,21 @@ use serde_json::Value;
 
 /// Loop-less lanes `L0`..`L{n-1}`, each read by an OCR portal on `readers/L<i>/ocr`.
 fn write_config(dir: &Path, lanes: usize, mqtt_port: u16, console_port: u16) -> PathBuf {
+    write_config_closing(dir, lanes, mqtt_port, console_port, 300)
+}
+
+/// [`write_config`] with the lanes closing `quiet_close_ms` after their last read.
+fn write_config_closing(
+    dir: &Path,
+    lanes: usize,
+    mqtt_port: u16,
+    console_port: u16,
+    quiet_close_ms: u64,
+) -> PathBuf {
     let mut text = String::from("[gate]\nid = \"G1\"\nport = \"PORT-A\"\n\n");
     for i in 0..lanes {
         text.push_str(&format!(
-            "[[lanes]]\nid = \"L{i}\"\npresence_loop = false\nquiet_close = \"300ms\"\n\
+            "[[lanes]]\nid = \"L{i}\"\npresence_loop = false\nquiet_close = \"{quiet_close_ms}ms\"\n\
              [lanes.routes]\nfast = \"priority\"\nstandard = \"booth\"\ninspect = \"bay\"\n\n"
         ));
     }
@@ -158,6 +169,74 @@ async fn two_thousand_lanes_are_all_subscribed_and_every_lane_state_arrives() {
     )
     .await;
     assert!(superseded.is_some(), "superseded states are counted");
+}
+
+/// Decision events (`<lane>/decision`) seen so far.
+fn decisions(m: &[(String, Vec<u8>)]) -> usize {
+    m.iter().filter(|(t, _)| t.ends_with("/decision")).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_truck_gets_its_decision_while_reads_and_lane_states_cross_on_many_lanes() {
+    // Every lane gets a truck, round after round, each round as soon as the last one was
+    // decided: reads keep arriving while the lanes' states go out, so PUBACKs for the
+    // reads share the client's request queue with hundreds of lane state publishes. A
+    // PUBACK that is not sent leaves the broker's in-flight window one slot smaller for
+    // good (mosquitto's default is 20), and once it is used up no read reaches the agent.
+    const LANES: usize = 300;
+    const ROUNDS: usize = 8;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let broker = Mosquitto::start_conf(
+        dir.path(),
+        port,
+        &format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             max_queued_messages 100000\n"
+        ),
+    )
+    .await;
+    let console = free_port();
+    let cfg = write_config_closing(dir.path(), LANES, broker.port, console, 20);
+    let watcher = Collector::plain(
+        broker.port,
+        "watcher",
+        &["aeogate/G1/lanes/+/decision", AVAILABILITY],
+    );
+    let agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
+    watcher
+        .wait_until("the agent online", Duration::from_secs(60), |m| {
+            says(m, AVAILABILITY, "online")
+        })
+        .await;
+    let readers = Collector::plain(broker.port, "readers", &[]);
+    for round in 1..=ROUNDS {
+        for i in 0..LANES {
+            readers
+                .publish(
+                    &format!("readers/L{i}/ocr"),
+                    false,
+                    r#"{"container":"CSQU3054383","confidence":93}"#,
+                )
+                .await;
+        }
+        watcher
+            .wait_until(
+                &format!("every truck of round {round} decided"),
+                Duration::from_secs(60),
+                |m| decisions(m) >= round * LANES,
+            )
+            .await;
+    }
+    assert_eq!(
+        decisions(&watcher.messages()),
+        ROUNDS * LANES,
+        "one decision event per truck"
+    );
+    assert_eq!(
+        metric(&agent.base, "aeogate_mqtt_publish_dropped_total").await,
+        Some(0.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,7 +38,11 @@
 //! persistent session (`clean_session = false`, so the client id must be stable): a
 //! publish is written to the read log before its PUBACK, and one the agent did not
 //! acknowledge before a crash is delivered again by the broker when it reconnects. Every
-//! publish is acknowledged, the ignored ones (unmapped, retained) included.
+//! publish is acknowledged, the ignored ones (unmapped, retained) included. The writing
+//! is done by a third task, the **logged ingest** ([`run_logged_ingest`]): the poll task
+//! passes it each parsed publish and goes on polling; the ingest writes everything that
+//! arrived during the previous write in one read-log request (so a busy broker costs one
+//! commit per group, not one per read), then acks and forwards in arrival order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -302,17 +306,56 @@ impl crate::actuators::LanePublisher for LaneTopics {
     }
 }
 
+/// Topic mappings with an index: a publish is mapped by the first mapping (in
+/// configuration order) whose filter matches its topic; filters without wildcards (one
+/// per lane, the usual case) are found by a hash lookup instead of matching every filter.
+#[derive(Debug)]
+struct Mapped {
+    maps: Vec<TopicMap>,
+    /// Filter without wildcards → position of its first mapping.
+    exact: HashMap<String, usize>,
+    /// Positions of the mappings whose filters have wildcards, in order.
+    wild: Vec<usize>,
+}
+
+impl Mapped {
+    fn new(maps: Vec<TopicMap>) -> Self {
+        let mut exact = HashMap::new();
+        let mut wild = Vec::new();
+        for (i, m) in maps.iter().enumerate() {
+            if m.filter.contains(['+', '#']) {
+                wild.push(i);
+            } else {
+                exact.entry(m.filter.clone()).or_insert(i);
+            }
+        }
+        Self { maps, exact, wild }
+    }
+
+    /// The first mapping whose filter matches `topic`.
+    fn find(&self, topic: &str) -> Option<&TopicMap> {
+        let exact = self.exact.get(topic).copied();
+        let wild = self
+            .wild
+            .iter()
+            .copied()
+            .take_while(|&i| exact.is_none_or(|e| i < e))
+            .find(|&i| rumqttc::matches(topic, &self.maps[i].filter));
+        self.maps.get(wild.or(exact)?)
+    }
+}
+
 /// The topic mappings of a running MQTT connection, replaceable while it runs (live
 /// reconfiguration): new filters are subscribed and dropped ones unsubscribed on the same
 /// connection; every reconnection subscribes the mappings of the moment.
 #[derive(Debug, Clone)]
 pub struct TopicMappings {
     client: AsyncClient,
-    maps: Arc<Mutex<Arc<Vec<TopicMap>>>>,
+    maps: Arc<Mutex<Arc<Mapped>>>,
 }
 
 impl TopicMappings {
-    fn current(&self) -> Arc<Vec<TopicMap>> {
+    fn current(&self) -> Arc<Mapped> {
         match self.maps.lock() {
             Ok(m) => m.clone(),
             Err(e) => e.into_inner().clone(),
@@ -322,7 +365,7 @@ impl TopicMappings {
     /// Every mapped filter, once each, in mapping order.
     fn filters(&self) -> Vec<String> {
         let mut filters: Vec<String> = Vec::new();
-        for m in self.current().iter() {
+        for m in &self.current().maps {
             if !filters.contains(&m.filter) {
                 filters.push(m.filter.clone());
             }
@@ -338,8 +381,8 @@ impl TopicMappings {
     pub async fn replace(&self, maps: Vec<TopicMap>) -> anyhow::Result<()> {
         let before = self.filters();
         match self.maps.lock() {
-            Ok(mut m) => *m = Arc::new(maps),
-            Err(e) => *e.into_inner() = Arc::new(maps),
+            Ok(mut m) => *m = Arc::new(Mapped::new(maps)),
+            Err(e) => *e.into_inner() = Arc::new(Mapped::new(maps)),
         }
         let after = self.filters();
         let added: Vec<SubscribeFilter> = after
@@ -462,7 +505,7 @@ impl MqttLink {
         };
         let mappings = TopicMappings {
             client: client.clone(),
-            maps: Arc::new(Mutex::new(Arc::new(cfg.topics.clone()))),
+            maps: Arc::new(Mutex::new(Arc::new(Mapped::new(cfg.topics.clone())))),
         };
         let maps = mappings.clone();
         let broker = format!("{}:{}", cfg.host, cfg.port);
@@ -480,6 +523,18 @@ impl MqttLink {
             wills,
             shutdown.clone(),
         ));
+        // The broker sends a client at most its in-flight window of unacknowledged QoS 1
+        // publishes (mosquitto's `max_inflight_messages`), so this channel holds at most
+        // that many: unbounded, the poll task never waits on it.
+        let (logged, ingest) = match log {
+            Some(log) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let ingest =
+                    tokio::spawn(run_logged_ingest(rx, log, client.clone(), events.clone()));
+                (Some(tx), Some(ingest))
+            }
+            None => (None, None),
+        };
         let task = tokio::spawn(async move {
             let mut reconnect = Reconnect::new(
                 Backoff::new(Duration::from_millis(250), Duration::from_secs(10)),
@@ -536,12 +591,9 @@ impl MqttLink {
                             continue;
                         }
                         let current = maps.current();
-                        let Some(map) = current
-                            .iter()
-                            .find(|m| rumqttc::matches(&p.topic, &m.filter))
-                        else {
+                        let Some(map) = current.find(&p.topic) else {
                             tracing::debug!(topic = %p.topic, "publish on an unmapped topic ignored");
-                            if log.is_some() {
+                            if logged.is_some() {
                                 let _ = client.try_ack(&p);
                             }
                             continue;
@@ -553,7 +605,7 @@ impl MqttLink {
                             metrics::counter!("aeogate_mqtt_retained_ignored_total", "lane" => lane)
                                 .increment(1);
                             tracing::info!(topic = %p.topic, bytes = p.payload.len(), "retained message ignored (not a fresh read)");
-                            if log.is_some() {
+                            if logged.is_some() {
                                 let _ = client.try_ack(&p);
                             }
                             continue;
@@ -570,14 +622,16 @@ impl MqttLink {
                                 .increment(1);
                             tracing::warn!(topic = %p.topic, error = %e, "malformed payload; recorded as an unreadable read");
                         }
-                        // Durable before the broker hears the PUBACK.
-                        if let Some(log) = &log {
-                            let _ = log.log(&evs).await;
-                            if let Err(e) = client.try_ack(&p) {
-                                tracing::warn!(topic = %p.topic, error = %e, "PUBACK not queued; the broker delivers the publish again");
+                        // Durable before the broker hears the PUBACK: the logged ingest
+                        // writes it (grouped with the publishes behind it), then acks.
+                        match &logged {
+                            Some(logged) => {
+                                if logged.send((evs, p)).is_err() {
+                                    stopping = Some(tokio::time::Instant::now() + STOP_GRACE);
+                                }
                             }
+                            None => forward.extend(evs),
                         }
-                        forward.extend(evs);
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -606,6 +660,10 @@ impl MqttLink {
             }
             health.down("stopped");
             drop(eventloop);
+            drop(logged);
+            if let Some(ingest) = ingest {
+                let _ = tokio::time::timeout(STOP_GRACE, ingest).await;
+            }
             let _ = outbox.await;
         });
         Ok(Self {
@@ -613,6 +671,51 @@ impl MqttLink {
             mappings,
             task,
         })
+    }
+}
+
+/// Most publishes the logged ingest writes to the read log in one go.
+const INGEST_GROUP: usize = 512;
+
+/// The logged ingest: takes every publish the poll task passed on since the last write,
+/// writes their events to the read log in one request (one commit for all of them,
+/// grouped further with the other sources by [`ReadLog`]), then, in the order received,
+/// acknowledges each publish (MQTT 3.1.1 §4.6: PUBACKs in order) and forwards its events
+/// to the assembler. A failed write is counted and logged by the read log; the publishes
+/// are still acknowledged and forwarded, as without a log. Ends when the poll task stops
+/// passing publishes or the assembler is gone.
+async fn run_logged_ingest(
+    mut rx: mpsc::UnboundedReceiver<(Vec<AssemblerEvent>, rumqttc::Publish)>,
+    log: Arc<ReadLog>,
+    client: AsyncClient,
+    events: mpsc::Sender<AssemblerEvent>,
+) {
+    let mut group = Vec::new();
+    while let Some(first) = rx.recv().await {
+        group.push(first);
+        while group.len() < INGEST_GROUP {
+            match rx.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let all: Vec<AssemblerEvent> = group
+            .iter()
+            .flat_map(|(evs, _)| evs.iter().cloned())
+            .collect();
+        let _ = log.log(&all).await;
+        for (evs, p) in group.drain(..) {
+            // Awaits room in the client's request channel; the poll task keeps polling,
+            // so the channel drains.
+            if let Err(e) = client.ack(&p).await {
+                tracing::warn!(topic = %p.topic, error = %e, "PUBACK not sent (the connection task is gone); the broker delivers the publish again");
+            }
+            for ev in evs {
+                if events.send(ev).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -826,6 +929,35 @@ mod tests {
         s.decision = LaneSignal::Decided(d);
         s.route = "route".into();
         s
+    }
+
+    fn map(filter: &str, lane_no: usize) -> TopicMap {
+        TopicMap {
+            filter: filter.into(),
+            lane: lane(lane_no),
+            kind: crate::config::MqttKind::Ocr,
+            format: crate::config::PayloadFormat::Aeogate,
+        }
+    }
+
+    #[test]
+    fn a_topic_goes_to_the_first_mapping_that_matches_it_exact_or_wildcard() {
+        let m = Mapped::new(vec![
+            map("readers/L1/ocr", 1),
+            map("readers/+/rfid", 2),
+            map("readers/L3/rfid", 3),
+            map("readers/L1/ocr", 4),
+            map("readers/#", 5),
+        ]);
+        let lane_of = |t: &str| m.find(t).map(|x| x.lane.to_string());
+        assert_eq!(lane_of("readers/L1/ocr"), Some("L1".into()));
+        assert_eq!(
+            lane_of("readers/L3/rfid"),
+            Some("L2".into()),
+            "an earlier wildcard wins over a later exact filter"
+        );
+        assert_eq!(lane_of("readers/L9/ocr"), Some("L5".into()));
+        assert_eq!(lane_of("other/L1/ocr"), None);
     }
 
     #[test]
