@@ -84,6 +84,10 @@ struct Target<'a, 'b> {
     /// Stored links of the seqs this batch touches (read before the rules run), and the
     /// links of what this batch stores.
     links: HashMap<u64, Link>,
+    /// The seqs whose links were read up front (absent from `links`: not stored).
+    read_seqs: HashSet<u64>,
+    /// The gate transactions whose stored entries were read up front.
+    read_txns: HashSet<Uuid>,
     /// Entry ids already stored for this gate, and those this batch stores.
     ids: HashMap<Uuid, u64>,
     /// Containers of the transactions stored by this batch.
@@ -302,7 +306,11 @@ impl IngestTarget for Target<'_, '_> {
         if let Some(l) = self.links.get(&seq) {
             return Ok(Some(l.clone()));
         }
-        // Seqs next to the batch's were read up front; any other is read here.
+        // Seqs next to the batch's were read up front (the gate's row lock keeps them as
+        // read), and every stored entry raised `max_seq`: only another seq is read here.
+        if self.read_seqs.contains(&seq) || seq > self.state.max_seq {
+            return Ok(None);
+        }
         let row = self.tx.query_opt(
             "SELECT hash, prev_hash, at_ms FROM event_keys WHERE gate = $1 AND seq = $2",
             &[&self.gate.as_str(), &int(seq)?],
@@ -329,6 +337,10 @@ impl IngestTarget for Target<'_, '_> {
                 .iter()
                 .find(|(g, ..)| g != gate.as_str())
                 .map(|(g, ..)| g.clone()));
+        }
+        // Read up front and none stored: what this batch added since is its own gate's.
+        if self.read_txns.contains(txn) {
+            return Ok(None);
         }
         Ok(self
             .tx
@@ -537,15 +549,21 @@ fn save_gate(tx: &mut Transaction<'_>, row: &GateRow) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Advances the acknowledgement over stored entries (`known`: links known stored, read
+/// or written by the caller's batch, so not looked up again) and raises a persisting gap.
 fn gap_check(
     tx: &mut Transaction<'_>,
     gate: &GateId,
     state: &mut AgentState,
+    known: &HashMap<u64, Link>,
     now: Timestamp,
     gap_alert_after: SignedDuration,
 ) -> Result<Option<Case>, StoreError> {
     let missing = state.advance(
         |s| {
+            if known.contains_key(&s) {
+                return Ok(true);
+            }
             Ok::<_, StoreError>(
                 tx.query_opt(
                     "SELECT 1 FROM event_keys WHERE gate = $1 AND seq = $2",
@@ -789,7 +807,7 @@ pub(super) fn ingest(
         .into_iter()
         .collect();
     let case_buf = CaseBuffer::new(tx, gate, &case_txns)?;
-    let (tally, mut changed) = {
+    let (tally, mut changed, known) = {
         let mut target = Target {
             tx,
             gate,
@@ -797,6 +815,8 @@ pub(super) fn ingest(
             state: &mut state,
             cases: Vec::new(),
             links,
+            read_seqs: seqs.iter().map(|s| uint(*s)).collect(),
+            read_txns: txns.iter().copied().collect(),
             ids: known_ids,
             txn_containers: HashMap::new(),
             stored_txn_containers,
@@ -810,9 +830,16 @@ pub(super) fn ingest(
         };
         let tally = ingest::ingest_checked(&mut target, entries, &prepared.hashes)?;
         target.flush()?;
-        (tally, target.cases)
+        (tally, target.cases, target.links)
     };
-    changed.extend(gap_check(tx, gate, &mut state, now, gap_alert_after)?);
+    changed.extend(gap_check(
+        tx,
+        gate,
+        &mut state,
+        &known,
+        now,
+        gap_alert_after,
+    )?);
     row.state = state;
     if let Some(c) = ingest::last_config_change(entries, &prepared.hashes, row.last_config.as_ref())
     {
@@ -835,7 +862,14 @@ pub(super) fn record_heartbeat(
     let mut row = lock_gate(tx, gate)?;
     row.health = Some(health.clone());
     let mut state = row.state.clone();
-    let c = gap_check(tx, gate, &mut state, health.received_at, gap_alert_after)?;
+    let c = gap_check(
+        tx,
+        gate,
+        &mut state,
+        &HashMap::new(),
+        health.received_at,
+        gap_alert_after,
+    )?;
     row.state = state;
     save_gate(tx, &row)?;
     Ok(c.into_iter().collect())
