@@ -15,9 +15,9 @@ use postgres::Transaction;
 use protocol::schema::{EventBody, GateId, JournalEntry};
 use uuid::Uuid;
 
-use super::case_tables::{CaseTx, store_alert};
+use super::case_tables::{BufferedCases, CaseBuffer, bump_all, store_alert, store_alert_buffered};
 use super::rollup_tables;
-use super::{SHARD, from_json, int, to_json, uint, write_audit};
+use super::{from_json, int, to_json, uint, write_audit};
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, TokenHash};
 use crate::stats;
@@ -25,16 +25,17 @@ use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange};
 use crate::{cases, rollup};
 
 /// What an ingest computes before its transaction: rule 1 for every entry, and each
-/// entry's JSON.
+/// entry's JSON text.
 pub(super) struct Prepared {
     hashes: Vec<Option<String>>,
-    json: HashMap<(u64, String), serde_json::Value>,
+    json: HashMap<(u64, String), Vec<u8>>,
 }
 
 pub(super) fn prepare(entries: &[JournalEntry]) -> Result<Prepared, StoreError> {
     let mut json = HashMap::with_capacity(entries.len());
     for e in entries {
-        json.insert((e.seq, e.hash.clone()), to_json(e)?);
+        let text = serde_json::to_vec(e).map_err(|err| StoreError::Backend(err.to_string()))?;
+        json.insert((e.seq, e.hash.clone()), text);
     }
     Ok(Prepared {
         hashes: ingest::check_hashes(entries),
@@ -55,9 +56,12 @@ struct Rows {
     ev_lane: Vec<Option<String>>,
     ev_decision: Vec<Option<String>>,
     ev_txn: Vec<Option<Uuid>>,
-    ev_value: Vec<serde_json::Value>,
+    /// The stored events' JSON text (cast to `json` by the server, which checks it).
+    ev_value: Vec<String>,
     /// Entries refused by ingest's rules (gate authority): (seq, at ms, stored value).
-    refused: Vec<(i64, i64, serde_json::Value)>,
+    refused: Vec<(i64, i64, String)>,
+    /// Events stored with effect (the gate's event counter).
+    events: i64,
     /// (container, at ms, gate, seq)
     containers: BTreeSet<(String, i64, String, i64)>,
     /// (txn, container)
@@ -66,6 +70,8 @@ struct Rows {
     txn_rows: Vec<(Uuid, String, i64, i64)>,
     /// (scope, name) → increment
     counters: BTreeMap<(String, String), i64>,
+    /// Decisions by outcome.
+    decisions: HashMap<&'static str, i64>,
     /// (gate, hour, figure) → increment
     hourly: BTreeMap<(String, i64, String), i64>,
     rollup: rollup::Batch,
@@ -80,6 +86,10 @@ struct Target<'a, 'b> {
     /// Stored links of the seqs this batch touches (read before the rules run), and the
     /// links of what this batch stores.
     links: HashMap<u64, Link>,
+    /// The seqs whose links were read up front (absent from `links`: not stored).
+    read_seqs: HashSet<u64>,
+    /// The gate transactions whose stored entries were read up front.
+    read_txns: HashSet<Uuid>,
     /// Entry ids already stored for this gate, and those this batch stores.
     ids: HashMap<Uuid, u64>,
     /// Containers of the transactions stored by this batch.
@@ -90,8 +100,34 @@ struct Target<'a, 'b> {
     stored_txn_entries: HashMap<Uuid, Vec<(String, i64, i64)>>,
     /// Lanes of the transactions this batch journaled (its rows are written at the end).
     txn_lanes: HashMap<Uuid, String>,
-    json: HashMap<(u64, String), serde_json::Value>,
+    json: HashMap<(u64, String), Vec<u8>>,
+    /// `now` as JSON, the stored events' `received_at`.
+    now_json: String,
     rows: Rows,
+    /// The batch's case writes, made at its end.
+    case_buf: CaseBuffer,
+}
+
+/// A stored event's JSON text, `{"entry":…,"received_at":…,"chain_ok":…,"refused":…}`,
+/// from the entry's JSON text (not parsed or built again).
+fn stored_value(entry_json: &[u8], received_at: &str, chain_ok: bool, refused: bool) -> String {
+    let mut v = String::with_capacity(entry_json.len() + received_at.len() + 64);
+    v.push_str("{\"entry\":");
+    // serde_json writes UTF-8.
+    v.push_str(&String::from_utf8_lossy(entry_json));
+    v.push_str(",\"received_at\":");
+    v.push_str(received_at);
+    v.push_str(if chain_ok {
+        ",\"chain_ok\":true"
+    } else {
+        ",\"chain_ok\":false"
+    });
+    v.push_str(if refused {
+        ",\"refused\":true}"
+    } else {
+        ",\"refused\":false}"
+    });
+    v
 }
 
 impl Target<'_, '_> {
@@ -121,11 +157,7 @@ impl Target<'_, '_> {
 
     fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
         let outcome = d.decision.as_str();
-        *self
-            .rows
-            .counters
-            .entry(("decision".into(), outcome.into()))
-            .or_default() += 1;
+        *self.rows.decisions.entry(outcome).or_default() += 1;
         let hour = stats::hour_start(d.decided_at);
         for k in stats::hour_figures(d) {
             *self
@@ -136,7 +168,16 @@ impl Target<'_, '_> {
         }
         self.rows.rollup.decision(d);
         metrics::counter!("central_decisions_total", "outcome" => outcome).increment(1);
-        let changed = cases::on_decision(&mut CaseTx(self.tx), self.gate, d, seq, self.now)?;
+        let changed = cases::on_decision(
+            &mut BufferedCases {
+                tx: self.tx,
+                buf: &mut self.case_buf,
+            },
+            self.gate,
+            d,
+            seq,
+            self.now,
+        )?;
         self.cases.extend(changed);
         Ok(())
     }
@@ -144,7 +185,7 @@ impl Target<'_, '_> {
     /// Writes the batch's rows.
     fn flush(&mut self) -> Result<(), StoreError> {
         let gate = self.gate.as_str();
-        let r = std::mem::take(&mut self.rows);
+        let mut r = std::mem::take(&mut self.rows);
         if !r.key_seq.is_empty() {
             self.tx.execute(
                 "INSERT INTO event_keys (gate, seq, entry_id, hash, prev_hash, at_ms)
@@ -161,8 +202,9 @@ impl Target<'_, '_> {
             )?;
             self.tx.execute(
                 "INSERT INTO events (gate, seq, at_ms, lane, decision, txn, value)
-                 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[],
-                                          $6::uuid[], $7::json[])",
+                 SELECT $1, s, a, l, d, t, v::json
+                 FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::uuid[],
+                             $7::text[]) AS u (s, a, l, d, t, v)",
                 &[
                     &gate,
                     &r.ev_seq,
@@ -175,10 +217,11 @@ impl Target<'_, '_> {
             )?;
         }
         if !r.refused.is_empty() {
-            let (seq, at, value): (Vec<i64>, Vec<i64>, Vec<serde_json::Value>) = unzip3(r.refused);
+            let (seq, at, value): (Vec<i64>, Vec<i64>, Vec<String>) = unzip3(r.refused);
             self.tx.execute(
                 "INSERT INTO refused_events (gate, seq, at_ms, value)
-                 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::json[])",
+                 SELECT $1, s, a, v::json
+                 FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS u (s, a, v)",
                 &[&gate, &seq, &at, &value],
             )?;
         }
@@ -207,19 +250,21 @@ impl Target<'_, '_> {
                 &[&c, &a, &g, &s],
             )?;
         }
-        if !r.counters.is_empty() {
-            let ((scope, name), n): ((Vec<String>, Vec<String>), Vec<i64>) =
-                r.counters.into_iter().unzip();
-            self.tx.execute(
-                &format!(
-                    "INSERT INTO counters (scope, name, shard, n)
-                     SELECT s, c, {SHARD}, n FROM unnest($1::text[], $2::text[], $3::bigint[])
-                         AS u (s, c, n)
-                     ON CONFLICT (scope, name, shard) DO UPDATE SET n = counters.n + EXCLUDED.n"
-                ),
-                &[&scope, &name, &n],
-            )?;
+        self.case_buf.write(self.tx)?;
+        if r.events > 0 {
+            *r.counters
+                .entry((format!("gate:{gate}"), "events".into()))
+                .or_default() += r.events;
         }
+        for (outcome, n) in r.decisions {
+            *r.counters
+                .entry(("decision".into(), outcome.into()))
+                .or_default() += n;
+        }
+        for (k, n) in std::mem::take(&mut self.case_buf.counters) {
+            *r.counters.entry(k).or_default() += n;
+        }
+        bump_all(self.tx, r.counters)?;
         if !r.hourly.is_empty() {
             let (keys, n): (Vec<(String, i64, String)>, Vec<i64>) = r.hourly.into_iter().unzip();
             let (g, h, f): (Vec<String>, Vec<i64>, Vec<String>) = unzip3(keys);
@@ -265,7 +310,11 @@ impl IngestTarget for Target<'_, '_> {
         if let Some(l) = self.links.get(&seq) {
             return Ok(Some(l.clone()));
         }
-        // Seqs next to the batch's were read up front; any other is read here.
+        // Seqs next to the batch's were read up front (the gate's row lock keeps them as
+        // read), and every stored entry raised `max_seq`: only another seq is read here.
+        if self.read_seqs.contains(&seq) || seq > self.state.max_seq {
+            return Ok(None);
+        }
         let row = self.tx.query_opt(
             "SELECT hash, prev_hash, at_ms FROM event_keys WHERE gate = $1 AND seq = $2",
             &[&self.gate.as_str(), &int(seq)?],
@@ -292,6 +341,10 @@ impl IngestTarget for Target<'_, '_> {
                 .iter()
                 .find(|(g, ..)| g != gate.as_str())
                 .map(|(g, ..)| g.clone()));
+        }
+        // Read up front and none stored: what this batch added since is its own gate's.
+        if self.read_txns.contains(txn) {
+            return Ok(None);
         }
         Ok(self
             .tx
@@ -327,13 +380,9 @@ impl IngestTarget for Target<'_, '_> {
     ) -> Result<(), StoreError> {
         let entry_json = match self.json.remove(&(entry.seq, entry.hash.clone())) {
             Some(j) => j,
-            None => to_json(entry)?,
+            None => serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?,
         };
-        let mut value = serde_json::Map::new();
-        value.insert("entry".into(), entry_json);
-        value.insert("received_at".into(), to_json(&self.now)?);
-        value.insert("chain_ok".into(), serde_json::Value::Bool(chain_ok));
-        value.insert("refused".into(), serde_json::Value::Bool(refused));
+        let value = stored_value(&entry_json, &self.now_json, chain_ok, refused);
         let seq = int(entry.seq)?;
         let at = entry.at.as_millisecond();
         let txn = ingest::transaction_of(&entry.body);
@@ -358,9 +407,7 @@ impl IngestTarget for Target<'_, '_> {
         if refused {
             // Evidence only: kept apart from `events`, so no query, export, statistic or
             // case sees it.
-            self.rows
-                .refused
-                .push((seq, at, serde_json::Value::Object(value)));
+            self.rows.refused.push((seq, at, value));
             return Ok(());
         }
         match &entry.body {
@@ -382,10 +429,8 @@ impl IngestTarget for Target<'_, '_> {
         r.ev_decision
             .push(ingest::decision_of(&entry.body).map(|d| d.as_str().to_owned()));
         r.ev_txn.push(txn);
-        r.ev_value.push(serde_json::Value::Object(value));
-        *r.counters
-            .entry((format!("gate:{}", self.gate), "events".into()))
-            .or_default() += 1;
+        r.ev_value.push(value);
+        r.events += 1;
 
         if let Some(txn) = txn {
             // Containers are named by the transaction; index this entry under them, and
@@ -428,13 +473,21 @@ impl IngestTarget for Target<'_, '_> {
         match &entry.body {
             EventBody::Decision { decision } => self.on_decision(decision, entry.seq)?,
             EventBody::OfficerAction { action } => {
-                let changed =
-                    cases::on_inspection_result(&mut CaseTx(self.tx), self.gate, action, self.now)?;
+                let changed = cases::on_inspection_result(
+                    &mut BufferedCases {
+                        tx: self.tx,
+                        buf: &mut self.case_buf,
+                    },
+                    self.gate,
+                    action,
+                    self.now,
+                )?;
                 self.cases.extend(changed);
             }
             EventBody::IntegrityAlert { what, detail } => {
-                if let Some(c) = store_alert(
+                if let Some(c) = store_alert_buffered(
                     self.tx,
+                    &mut self.case_buf,
                     self.gate,
                     entry.seq,
                     AlertKind::AgentReported,
@@ -456,7 +509,15 @@ impl IngestTarget for Target<'_, '_> {
     }
 
     fn alert(&mut self, seq: u64, kind: AlertKind, detail: &str) -> Result<bool, StoreError> {
-        let c = store_alert(self.tx, self.gate, seq, kind, detail, self.now)?;
+        let c = store_alert_buffered(
+            self.tx,
+            &mut self.case_buf,
+            self.gate,
+            seq,
+            kind,
+            detail,
+            self.now,
+        )?;
         let new = c.is_some();
         self.cases.extend(c);
         Ok(new)
@@ -492,15 +553,21 @@ fn save_gate(tx: &mut Transaction<'_>, row: &GateRow) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Advances the acknowledgement over stored entries (`known`: links known stored, read
+/// or written by the caller's batch, so not looked up again) and raises a persisting gap.
 fn gap_check(
     tx: &mut Transaction<'_>,
     gate: &GateId,
     state: &mut AgentState,
+    known: &HashMap<u64, Link>,
     now: Timestamp,
     gap_alert_after: SignedDuration,
 ) -> Result<Option<Case>, StoreError> {
     let missing = state.advance(
         |s| {
+            if known.contains_key(&s) {
+                return Ok(true);
+            }
             Ok::<_, StoreError>(
                 tx.query_opt(
                     "SELECT 1 FROM event_keys WHERE gate = $1 AND seq = $2",
@@ -729,7 +796,22 @@ pub(super) fn ingest(
             .or_default()
             .push((r.get(1), r.get(2), r.get(3)));
     }
-    let (tally, mut changed) = {
+    // The batch's gate transactions that a decision or officer action may attach a case
+    // to, with their stored cases.
+    let case_txns: Vec<Uuid> = entries
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Decision { decision } if decision.is_seal_exception() => {
+                Some(decision.transaction_id)
+            }
+            EventBody::OfficerAction { action } => action.transaction_id,
+            _ => None,
+        })
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let case_buf = CaseBuffer::new(tx, gate, &case_txns)?;
+    let (tally, mut changed, known) = {
         let mut target = Target {
             tx,
             gate,
@@ -737,19 +819,31 @@ pub(super) fn ingest(
             state: &mut state,
             cases: Vec::new(),
             links,
+            read_seqs: seqs.iter().map(|s| uint(*s)).collect(),
+            read_txns: txns.iter().copied().collect(),
             ids: known_ids,
             txn_containers: HashMap::new(),
             stored_txn_containers,
             stored_txn_entries,
             txn_lanes: HashMap::new(),
             json: prepared.json,
+            now_json: serde_json::to_string(&now)
+                .map_err(|e| StoreError::Backend(e.to_string()))?,
             rows: Rows::default(),
+            case_buf,
         };
         let tally = ingest::ingest_checked(&mut target, entries, &prepared.hashes)?;
         target.flush()?;
-        (tally, target.cases)
+        (tally, target.cases, target.links)
     };
-    changed.extend(gap_check(tx, gate, &mut state, now, gap_alert_after)?);
+    changed.extend(gap_check(
+        tx,
+        gate,
+        &mut state,
+        &known,
+        now,
+        gap_alert_after,
+    )?);
     row.state = state;
     if let Some(c) = ingest::last_config_change(entries, &prepared.hashes, row.last_config.as_ref())
     {
@@ -772,7 +866,14 @@ pub(super) fn record_heartbeat(
     let mut row = lock_gate(tx, gate)?;
     row.health = Some(health.clone());
     let mut state = row.state.clone();
-    let c = gap_check(tx, gate, &mut state, health.received_at, gap_alert_after)?;
+    let c = gap_check(
+        tx,
+        gate,
+        &mut state,
+        &HashMap::new(),
+        health.received_at,
+        gap_alert_after,
+    )?;
     row.state = state;
     save_gate(tx, &row)?;
     Ok(c.into_iter().collect())

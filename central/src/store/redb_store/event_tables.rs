@@ -62,6 +62,10 @@ struct Target<'a> {
     event_txn: redb::Table<'a, (u128, &'static str, u64), ()>,
     /// Links of the entries stored by this batch, by seq.
     links: HashMap<u64, Link>,
+    /// The gate transaction that [`IngestTarget::other_gate_of_transaction`] last found
+    /// no stored entry about at all (so the entry being checked has no earlier entries of
+    /// it to index under its containers either).
+    unseen_txn: Option<u128>,
     /// Containers of the transactions stored by this batch, by transaction id.
     txn_containers: HashMap<u128, BTreeSet<String>>,
     /// Entries stored by this batch (the gate's event counter is bumped once).
@@ -143,6 +147,7 @@ impl<'a> Target<'a> {
             event_index: tx.open_table(EVENT_INDEX)?,
             event_txn: tx.open_table(EVENT_TXN)?,
             links: HashMap::new(),
+            unseen_txn: None,
             txn_containers: HashMap::new(),
             added: 0,
             encoded,
@@ -152,8 +157,9 @@ impl<'a> Target<'a> {
         })
     }
 
-    /// Ends the batch: the per-batch counters are written; returns the cases touched.
-    fn finish(self) -> Result<Vec<Case>, StoreError> {
+    /// Ends the batch: the per-batch counters are written; returns the cases touched and
+    /// the links of the entries stored.
+    fn finish(self) -> Result<(Vec<Case>, HashMap<u64, Link>), StoreError> {
         let Target {
             tx,
             gate,
@@ -162,6 +168,7 @@ impl<'a> Target<'a> {
             event_ids,
             event_index,
             event_txn,
+            links,
             added,
             decisions,
             hourly,
@@ -185,7 +192,7 @@ impl<'a> Target<'a> {
             }
         }
         rollup_tables::store(tx, gate.as_str(), rollup)?;
-        Ok(cases)
+        Ok((cases, links))
     }
 
     fn index_event(&mut self, key: &str, at: i64, seq: u64) -> Result<(), StoreError> {
@@ -244,6 +251,12 @@ impl IngestTarget for Target<'_> {
         if let Some(l) = self.links.get(&seq) {
             return Ok(Some(l.clone()));
         }
+        // Every stored entry raised `max_seq` (the gate row is read in this write
+        // transaction): above it nothing is stored, and a batch's new entries, the usual
+        // case, need no look-up.
+        if seq > self.state.max_seq {
+            return Ok(None);
+        }
         let v = self.events.get((self.gate.as_str(), seq))?;
         match v {
             None => Ok(None),
@@ -272,6 +285,8 @@ impl IngestTarget for Target<'_> {
         gate: &GateId,
     ) -> Result<Option<String>, StoreError> {
         let k = uuid_key(txn);
+        self.unseen_txn = None;
+        let mut seen = false;
         // Bounded by the (few) entries stored about one transaction.
         for row in self
             .event_txn
@@ -282,6 +297,10 @@ impl IngestTarget for Target<'_> {
             if g != gate.as_str() {
                 return Ok(Some(g.to_owned()));
             }
+            seen = true;
+        }
+        if !seen {
+            self.unseen_txn = Some(k);
         }
         Ok(None)
     }
@@ -305,6 +324,8 @@ impl IngestTarget for Target<'_> {
         refused: bool,
     ) -> Result<(), StoreError> {
         let gate = self.gate.as_str();
+        // What the gate-authority check of this entry, just before, found.
+        let unseen_txn = self.unseen_txn.take();
         let bytes = match self.encoded.get(&(entry.seq, entry.hash.clone())) {
             Some(json) => stored_event_bytes(json, self.now, chain_ok, refused)?,
             None => stored_event_bytes(
@@ -351,7 +372,9 @@ impl IngestTarget for Target<'_> {
                 EventBody::Transaction { .. } => None,
                 _ => self.txn_containers.get(&uuid_key(&txn)).cloned(),
             };
-            let others = if cached.is_some() {
+            // Checking this entry's gate authority just found no entry about `txn`.
+            let unseen = unseen_txn == Some(uuid_key(&txn));
+            let others = if cached.is_some() || unseen {
                 Vec::new()
             } else {
                 self.txn_events(&txn)?
@@ -431,17 +454,24 @@ impl IngestTarget for Target<'_> {
     }
 }
 
+/// Advances the acknowledgement over stored entries (`stored`: those the caller's batch
+/// just stored, known without a look-up) and raises a persisting gap.
 fn gap_check(
     tx: &WriteTransaction,
     gate: &GateId,
     state: &mut AgentState,
+    stored: &HashMap<u64, Link>,
     now: Timestamp,
     gap_alert_after: SignedDuration,
 ) -> Result<Option<Case>, StoreError> {
     let missing = {
         let ev = tx.open_table(EVENTS)?;
         state.advance(
-            |s| Ok::<_, StoreError>(ev.get((gate.as_str(), s))?.is_some()),
+            |s| {
+                Ok::<_, StoreError>(
+                    stored.contains_key(&s) || ev.get((gate.as_str(), s))?.is_some(),
+                )
+            },
             now,
             gap_alert_after,
         )?
@@ -615,8 +645,15 @@ pub(super) fn ingest_in(tx: &WriteTransaction, b: &Prepared) -> Result<IngestOut
     let mut state = row.state.clone();
     let mut target = Target::new(tx, gate, b.now, &mut state, &b.encoded)?;
     let tally = ingest::ingest_checked(&mut target, &b.entries, &b.hashes)?;
-    let mut changed = target.finish()?;
-    changed.extend(gap_check(tx, gate, &mut state, b.now, b.gap_alert_after)?);
+    let (mut changed, stored) = target.finish()?;
+    changed.extend(gap_check(
+        tx,
+        gate,
+        &mut state,
+        &stored,
+        b.now,
+        b.gap_alert_after,
+    )?);
     row.state = state;
     if let Some(c) = ingest::last_config_change(&b.entries, &b.hashes, row.last_config.as_ref()) {
         row.last_config = Some(c);
@@ -639,7 +676,14 @@ pub(super) fn record_heartbeat(
     let mut row = load_or_new_gate(&tx, gate)?;
     row.health = Some(health.clone());
     let mut state = row.state.clone();
-    let c = gap_check(&tx, gate, &mut state, health.received_at, gap_alert_after)?;
+    let c = gap_check(
+        &tx,
+        gate,
+        &mut state,
+        &HashMap::new(),
+        health.received_at,
+        gap_alert_after,
+    )?;
     row.state = state;
     save_gate(&tx, &row)?;
     tx.commit()?;
