@@ -10,6 +10,7 @@ use redb::{
 };
 use uuid::Uuid;
 
+use super::export::each;
 use super::tables::{EVENTS, uuid_key};
 use crate::model::StoredEvent;
 use crate::rollup::{self, Batch, Half, ProgrammeCounts, Rollup, RollupSink};
@@ -79,41 +80,31 @@ pub(super) fn export(
     sink: &mut dyn FnMut(Record) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     for (table, day) in [(PROGRAMME, false), (PROGRAMME_DAILY, true)] {
-        for row in r.open_table(table)?.iter()? {
-            let (k, v) = row?;
-            let (start, group, figure) = k.value();
+        each(r, table, |(start, group, figure), n| {
             sink(Record::Programme {
                 day,
                 start,
                 group: group.to_owned(),
                 figure: figure.to_owned(),
-                n: v.value(),
-            })?;
-        }
-    }
-    for row in r.open_table(PROGRAMME_NAMES)?.iter()? {
-        let (k, v) = row?;
-        sink(Record::ProgrammeName {
-            operator: k.value().to_owned(),
-            name: v.value().to_owned(),
+                n,
+            })
         })?;
     }
-    for row in r.open_table(PROGRAMME_PENDING)?.iter()? {
-        let (k, v) = row?;
-        let (gate, txn) = k.value();
+    each(r, PROGRAMME_NAMES, |operator, name| {
+        sink(Record::ProgrammeName {
+            operator: operator.to_owned(),
+            name: name.to_owned(),
+        })
+    })?;
+    each(r, PROGRAMME_PENDING, |(gate, txn), v| {
         let txn = Uuid::from_u128(txn);
-        let halves = decode(
-            "programme_pending_v1",
-            format_args!("{gate}/{txn}"),
-            v.value(),
-        )?;
+        let halves = decode("programme_pending_v1", format_args!("{gate}/{txn}"), v)?;
         sink(Record::ProgrammePending {
             gate: gate.to_owned(),
             txn,
             halves,
-        })?;
-    }
-    Ok(())
+        })
+    })
 }
 
 struct Sink<'a> {
