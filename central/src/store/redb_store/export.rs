@@ -5,6 +5,7 @@ use redb::{Key, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinitio
 use uuid::Uuid;
 
 use super::RedbStore;
+use super::rollup_tables::{PROGRAMME, PROGRAMME_DAILY, PROGRAMME_NAMES, PROGRAMME_PENDING};
 use super::tables::{
     AGENT_TOKENS, ALERTS, AUDIT, CASE_BY_GATE_TXN, CASE_BY_TXN, CASES, CHANGES, COMPANIES,
     CONSIGNMENTS, COUNTERS, DOCUMENTS, EVENTS, GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS,
@@ -149,8 +150,41 @@ impl RedbStore {
                 body: body.to_vec(),
             })
         })?;
-        super::rollup_tables::export(&r, sink)
+        export_rollups(&r, sink)
     }
+}
+
+/// Hands every roll-up row to `sink`, for a copy to another backend.
+fn export_rollups(
+    r: &ReadTransaction,
+    sink: &mut dyn FnMut(Record) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    for (table, day) in [(PROGRAMME, false), (PROGRAMME_DAILY, true)] {
+        each(r, table, |(start, group, figure), n| {
+            sink(Record::Programme {
+                day,
+                start,
+                group: group.to_owned(),
+                figure: figure.to_owned(),
+                n,
+            })
+        })?;
+    }
+    each(r, PROGRAMME_NAMES, |operator, name| {
+        sink(Record::ProgrammeName {
+            operator: operator.to_owned(),
+            name: name.to_owned(),
+        })
+    })?;
+    each(r, PROGRAMME_PENDING, |(gate, txn), v| {
+        let txn = Uuid::from_u128(txn);
+        let halves = decode("programme_pending_v1", format_args!("{gate}/{txn}"), v)?;
+        sink(Record::ProgrammePending {
+            gate: gate.to_owned(),
+            txn,
+            halves,
+        })
+    })
 }
 
 /// Hands `f` every row of `table`, in key order.

@@ -5,16 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
-    WriteTransaction,
+    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
 };
 use uuid::Uuid;
 
-use super::export::each;
 use super::tables::{EVENTS, uuid_key};
 use crate::model::StoredEvent;
 use crate::rollup::{self, Batch, Half, ProgrammeCounts, Rollup, RollupSink};
-use crate::store::copy::Record;
 use crate::store::{StoreError, decode, encode};
 
 /// (hour start s, group, figure) → count.
@@ -72,39 +69,6 @@ fn rebuild(tx: &WriteTransaction) -> Result<u64, StoreError> {
         store(tx, &g, batch)?;
     }
     Ok(read)
-}
-
-/// Hands every roll-up row to `sink`, for a copy to another backend.
-pub(super) fn export(
-    r: &ReadTransaction,
-    sink: &mut dyn FnMut(Record) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    for (table, day) in [(PROGRAMME, false), (PROGRAMME_DAILY, true)] {
-        each(r, table, |(start, group, figure), n| {
-            sink(Record::Programme {
-                day,
-                start,
-                group: group.to_owned(),
-                figure: figure.to_owned(),
-                n,
-            })
-        })?;
-    }
-    each(r, PROGRAMME_NAMES, |operator, name| {
-        sink(Record::ProgrammeName {
-            operator: operator.to_owned(),
-            name: name.to_owned(),
-        })
-    })?;
-    each(r, PROGRAMME_PENDING, |(gate, txn), v| {
-        let txn = Uuid::from_u128(txn);
-        let halves = decode("programme_pending_v1", format_args!("{gate}/{txn}"), v)?;
-        sink(Record::ProgrammePending {
-            gate: gate.to_owned(),
-            txn,
-            halves,
-        })
-    })
 }
 
 struct Sink<'a> {
