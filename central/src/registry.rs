@@ -850,6 +850,27 @@ pub fn consignment_ports(new: &Consignment, old: Option<Consignment>) -> Vec<Str
     ports.into_iter().collect()
 }
 
+/// The key under which the stores index the consignments carrying `container`.
+pub(crate) fn container_index_key(container: impl std::fmt::Display) -> String {
+    format!("c:{container}")
+}
+
+/// The key under which the stores index the consignments bound for `port`.
+pub(crate) fn port_index_key(port: &str) -> String {
+    format!("p:{port}")
+}
+
+/// Every index key of a consignment: one per container, one per port.
+pub(crate) fn consignment_index_keys(c: &Consignment) -> Vec<String> {
+    let mut keys: Vec<String> = c
+        .containers
+        .iter()
+        .map(|d| container_index_key(d.number))
+        .collect();
+    keys.extend(c.ports.iter().map(|p| port_index_key(p)));
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1189,16 +1189,35 @@ fn token_changes_revoke_expire_and_add_in_one_step_and_mark_the_gate(s: &dyn Sto
     );
 }
 
-fn a_user_update_is_stored_with_its_audit_entry_or_not_at_all(s: &dyn Store) {
-    let user = StaffUser {
-        name: "bea".into(),
-        role: "analyst".into(),
+/// The newest audit entry is `(actor, action, detail)`.
+fn assert_last_audit(s: &dyn Store, expected: (&str, &str, &str)) {
+    let audit = s.audit_log(0, 1_000).expect("audit");
+    let last = audit.last().expect("an audit entry");
+    assert_eq!(
+        (
+            last.actor.as_str(),
+            last.action.as_str(),
+            last.detail.as_str()
+        ),
+        expected
+    );
+}
+
+/// An enabled staff user of no company, created now.
+fn staff_user(name: &str, role: &str) -> StaffUser {
+    StaffUser {
+        name: name.into(),
+        role: role.into(),
         password_phc: "$argon2id$x".into(),
         created_at: now(),
         lang: Lang::default(),
         disabled: false,
         company: None,
-    };
+    }
+}
+
+fn a_user_update_is_stored_with_its_audit_entry_or_not_at_all(s: &dyn Store) {
+    let user = staff_user("bea", "analyst");
     s.add_user(&user).expect("add");
     let changed = s
         .update_user("bea", "root", now(), &mut |u| {
@@ -1209,16 +1228,8 @@ fn a_user_update_is_stored_with_its_audit_entry_or_not_at_all(s: &dyn Store) {
         .expect("update");
     assert!(changed.disabled);
     assert_eq!(s.user("bea").expect("user"), Some(changed));
-    let audit = s.audit_log(0, 10).expect("audit");
-    let last = audit.last().expect("an audit entry");
-    assert_eq!(
-        (
-            last.actor.as_str(),
-            last.action.as_str(),
-            last.detail.as_str()
-        ),
-        ("root", "user.access", "user bea: disabled, role admin")
-    );
+    assert_last_audit(s, ("root", "user.access", "user bea: disabled, role admin"));
+    let audited = s.audit_log(0, 10).expect("audit").len();
     // A refused change writes nothing.
     let err = s
         .update_user("bea", "root", now(), &mut |u| {
@@ -1228,7 +1239,7 @@ fn a_user_update_is_stored_with_its_audit_entry_or_not_at_all(s: &dyn Store) {
         .expect_err("refused");
     assert_eq!(err, StoreError::Refused("no".into()));
     assert!(s.user("bea").expect("user").expect("bea").disabled);
-    assert_eq!(s.audit_log(0, 10).expect("audit").len(), audit.len());
+    assert_eq!(s.audit_log(0, 10).expect("audit").len(), audited);
     assert_eq!(
         s.update_user("nobody", "root", now(), &mut |_| Ok(String::new())),
         Err(StoreError::UnknownUser("nobody".into()))
@@ -1236,15 +1247,7 @@ fn a_user_update_is_stored_with_its_audit_entry_or_not_at_all(s: &dyn Store) {
 }
 
 fn users_sessions_and_audit(s: &dyn Store) {
-    let user = StaffUser {
-        name: "ana".into(),
-        role: "supervisor".into(),
-        password_phc: "$argon2id$x".into(),
-        created_at: now(),
-        lang: Lang::default(),
-        disabled: false,
-        company: None,
-    };
+    let user = staff_user("ana", "supervisor");
     s.add_user(&user).expect("add");
     assert_eq!(s.add_user(&user), Err(StoreError::UserExists("ana".into())));
     assert_eq!(s.user("ana").expect("user"), Some(user.clone()));
@@ -1455,13 +1458,8 @@ fn a_company_is_added_with_its_user_and_changed_whole_or_not_at_all(s: &dyn Stor
         now(),
     );
     let user = StaffUser {
-        name: "acme.admin".into(),
-        role: central::portal::COMPANY_ROLE.into(),
-        password_phc: "$argon2id$x".into(),
-        created_at: now(),
-        lang: Lang::default(),
-        disabled: false,
         company: Some(company.operator.to_string()),
+        ..staff_user("acme.admin", central::portal::COMPANY_ROLE)
     };
     s.add_company(&company, Some(&user), "acme.admin", now())
         .expect("add");
@@ -1479,19 +1477,13 @@ fn a_company_is_added_with_its_user_and_changed_whole_or_not_at_all(s: &dyn Stor
         })
         .expect("update");
     assert_eq!(s.companies().expect("all"), vec![changed.clone()]);
-    let audit = s.audit_log(0, 100).expect("audit");
-    let last = audit.last().expect("an audit entry");
-    assert_eq!(
-        (
-            last.actor.as_str(),
-            last.action.as_str(),
-            last.detail.as_str()
-        ),
+    assert_last_audit(
+        s,
         (
             "olga",
             "company.change",
-            "company EU-AEO:DE123456789012345: confirmed"
-        )
+            "company EU-AEO:DE123456789012345: confirmed",
+        ),
     );
     let err = s
         .update_company(key, "olga", now(), &mut |c| {
@@ -1775,41 +1767,31 @@ fn roll_ups_after_rebuild_equal_the_direct_figures(s: &dyn Store, traffic: &[Vec
     assert_eq!(figures(s, None), direct);
 }
 
-#[test]
-fn a_redb_store_from_before_the_roll_ups_gets_them_built_on_open() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.redb");
+/// Ingests traffic into a store opened by `open`, takes it back to before the roll-ups
+/// with `back_to_before`, then opens it again: the roll-ups are built (`name` labels the
+/// time it took) and equal the direct figures, and a third open does not build them again.
+fn roll_ups_are_built_once_on_open<S: Store>(
+    name: &str,
+    open: impl Fn() -> S,
+    back_to_before: impl FnOnce(),
+) {
     let traffic = [
         traffic_across_a_rebuild(&gate("G1"), 5_000),
         traffic_across_a_rebuild(&gate("G2"), 10),
     ];
     let events: usize = traffic.iter().map(Vec::len).sum::<usize>() - 4;
-    ingest_before_rebuild(&RedbStore::open(&path).expect("open"), &traffic);
-    {
-        // The file as central kept it before the roll-ups: no programme tables.
-        let db = redb::Database::open(&path).expect("raw open");
-        let tx = db.begin_write().expect("write");
-        let tables: Vec<_> = tx
-            .list_tables()
-            .expect("tables")
-            .filter(|t| redb::TableHandle::name(t).starts_with("programme"))
-            .collect();
-        assert_eq!(tables.len(), 4);
-        for t in tables {
-            tx.delete_table(t).expect("delete");
-        }
-        tx.commit().expect("commit");
-    }
+    ingest_before_rebuild(&open(), &traffic);
+    back_to_before();
     let started = std::time::Instant::now();
-    let s = RedbStore::open(&path).expect("reopen");
+    let s = open();
     eprintln!(
-        "redb: roll-ups built from {events} events in {:?}",
+        "{name}: roll-ups built from {events} events in {:?}",
         started.elapsed()
     );
     roll_ups_after_rebuild_equal_the_direct_figures(&s, &traffic);
     drop(s);
     // Opened again: built once, not again (the counts would double).
-    let s = RedbStore::open(&path).expect("reopen");
+    let s = open();
     assert_eq!(
         figures(&s, None),
         programme::benefits(&stored_events(&s, query()))
@@ -1817,35 +1799,45 @@ fn a_redb_store_from_before_the_roll_ups_gets_them_built_on_open() {
 }
 
 #[test]
+fn a_redb_store_from_before_the_roll_ups_gets_them_built_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.redb");
+    roll_ups_are_built_once_on_open(
+        "redb",
+        || RedbStore::open(&path).expect("open"),
+        || {
+            // The file as central kept it before the roll-ups: no programme tables.
+            let db = redb::Database::open(&path).expect("raw open");
+            let tx = db.begin_write().expect("write");
+            let tables: Vec<_> = tx
+                .list_tables()
+                .expect("tables")
+                .filter(|t| redb::TableHandle::name(t).starts_with("programme"))
+                .collect();
+            assert_eq!(tables.len(), 4);
+            for t in tables {
+                tx.delete_table(t).expect("delete");
+            }
+            tx.commit().expect("commit");
+        },
+    );
+}
+
+#[test]
 fn a_postgres_schema_from_before_the_roll_ups_gets_them_built_by_the_migration() {
     let cluster = common::pg::PgCluster::start();
     let url = cluster.create_database("central");
-    let traffic = [
-        traffic_across_a_rebuild(&gate("G1"), 5_000),
-        traffic_across_a_rebuild(&gate("G2"), 10),
-    ];
-    let events: usize = traffic.iter().map(Vec::len).sum::<usize>() - 4;
-    ingest_before_rebuild(&PgStore::open(&url).expect("open"), &traffic);
-    {
-        // The schema at version 3, as central kept it before the roll-ups.
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-        c.batch_execute(
-            "DROP TABLE programme_hourly, programme_daily, programme_names, programme_pending;
-             DELETE FROM schema_migrations WHERE version = 4;",
-        )
-        .expect("back to version 3");
-    }
-    let started = std::time::Instant::now();
-    let s = PgStore::open(&url).expect("reopen");
-    eprintln!(
-        "PostgreSQL: roll-ups built from {events} events in {:?}",
-        started.elapsed()
-    );
-    roll_ups_after_rebuild_equal_the_direct_figures(&s, &traffic);
-    drop(s);
-    let s = PgStore::open(&url).expect("reopen");
-    assert_eq!(
-        figures(&s, None),
-        programme::benefits(&stored_events(&s, query()))
+    roll_ups_are_built_once_on_open(
+        "PostgreSQL",
+        || PgStore::open(&url).expect("open"),
+        || {
+            // The schema at version 3, as central kept it before the roll-ups.
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            c.batch_execute(
+                "DROP TABLE programme_hourly, programme_daily, programme_names, programme_pending;
+                 DELETE FROM schema_migrations WHERE version = 4;",
+            )
+            .expect("back to version 3");
+        },
     );
 }

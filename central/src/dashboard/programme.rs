@@ -70,23 +70,23 @@ impl Figures {
 
     /// Inspected / transactions (0 when none).
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn inspection_rate(&self) -> f64 {
-        if self.transactions == 0 {
-            0.0
-        } else {
-            self.inspected as f64 / self.transactions as f64
-        }
+        self.share(self.inspected)
     }
 
     /// FAST / transactions (0 when none).
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn fast_share(&self) -> f64 {
+        self.share(self.fast)
+    }
+
+    /// `part` / transactions (0 when none).
+    #[allow(clippy::cast_precision_loss)]
+    fn share(&self, part: u64) -> f64 {
         if self.transactions == 0 {
             0.0
         } else {
-            self.fast as f64 / self.transactions as f64
+            part as f64 / self.transactions as f64
         }
     }
 

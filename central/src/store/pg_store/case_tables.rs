@@ -474,29 +474,21 @@ pub(super) fn cases(tx: &mut Transaction<'_>, q: &CaseQuery) -> Result<Page<Case
     let to = q.to.map(|t| t.as_millisecond());
     let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&before];
-    if let Some(s) = &state {
-        params.push(s);
-        sql.push_str(&format!(" AND state = ${}", params.len()));
-    }
-    if let Some(g) = &gate {
-        params.push(g);
-        sql.push_str(&format!(" AND gate = ${}", params.len()));
-    }
-    if let Some(l) = &lane {
-        params.push(l);
-        sql.push_str(&format!(" AND lane = ${}", params.len()));
-    }
-    if let Some(r) = &reason {
-        params.push(r);
-        sql.push_str(&format!(" AND ${} = ANY(reasons)", params.len()));
-    }
-    if let Some(f) = &from {
-        params.push(f);
-        sql.push_str(&format!(" AND opened_at_ms >= ${}", params.len()));
-    }
-    if let Some(t) = &to {
-        params.push(t);
-        sql.push_str(&format!(" AND opened_at_ms < ${}", params.len()));
+    // Each filter that is set adds its clause, `?` standing for its parameter.
+    let filters: [(Option<&(dyn ToSql + Sync)>, &str); 6] = [
+        (state.as_ref().map(|v| v as _), "state = ?"),
+        (gate.as_ref().map(|v| v as _), "gate = ?"),
+        (lane.as_ref().map(|v| v as _), "lane = ?"),
+        (reason.as_ref().map(|v| v as _), "? = ANY(reasons)"),
+        (from.as_ref().map(|v| v as _), "opened_at_ms >= ?"),
+        (to.as_ref().map(|v| v as _), "opened_at_ms < ?"),
+    ];
+    for (value, clause) in filters {
+        if let Some(v) = value {
+            params.push(v);
+            sql.push_str(" AND ");
+            sql.push_str(&clause.replace('?', &format!("${}", params.len())));
+        }
     }
     params.push(&fetch);
     sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", params.len()));

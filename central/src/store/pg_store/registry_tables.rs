@@ -11,15 +11,7 @@ use super::{bump, from_json, int, to_json, uint, write_audit};
 use crate::registry;
 use crate::store::{LoggedChange, RegistrySnapshot, StoreError};
 
-pub(super) fn consignment_index_keys(c: &Consignment) -> Vec<String> {
-    let mut keys: Vec<String> = c
-        .containers
-        .iter()
-        .map(|d| format!("c:{}", d.number))
-        .collect();
-    keys.extend(c.ports.iter().map(|p| format!("p:{p}")));
-    keys
-}
+pub(super) use crate::registry::consignment_index_keys;
 
 /// The registry tables inside one transaction, as a [`RegistrySink`] for the change
 /// being logged under `seq`. Storage only: the rule is [`Change::apply`].
@@ -241,7 +233,7 @@ pub(super) fn snapshot(
             change: Change::UpsertMra { mra },
         });
     }
-    let key = format!("p:{port}");
+    let key = registry::port_index_key(port);
     for r in tx.query(
         "SELECT c.id, c.seq, c.value FROM consignment_index i
          JOIN consignments c ON c.id = i.id WHERE i.key = $1 ORDER BY c.id",
@@ -275,7 +267,7 @@ pub(super) fn consignments_for_container(
     tx: &mut Transaction<'_>,
     container: &str,
 ) -> Result<Vec<Consignment>, StoreError> {
-    let key = format!("c:{container}");
+    let key = registry::container_index_key(container);
     tx.query(
         "SELECT c.id, c.value FROM consignment_index i
          JOIN consignments c ON c.id = i.id WHERE i.key = $1 ORDER BY c.id",

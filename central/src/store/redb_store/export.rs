@@ -1,10 +1,11 @@
 //! Every record of the store, read in one snapshot, for a copy to another backend
 //! ([`crate::store::copy`]).
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{Key, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, Value};
 use uuid::Uuid;
 
 use super::RedbStore;
+use super::rollup_tables::{PROGRAMME, PROGRAMME_DAILY, PROGRAMME_NAMES, PROGRAMME_PENDING};
 use super::tables::{
     AGENT_TOKENS, ALERTS, AUDIT, CASE_BY_GATE_TXN, CASE_BY_TXN, CASES, CHANGES, COMPANIES,
     CONSIGNMENTS, COUNTERS, DOCUMENTS, EVENTS, GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS,
@@ -34,141 +35,169 @@ impl RedbStore {
         sink: &mut dyn FnMut(Record) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let r = self.db.begin_read()?;
-        for row in r.open_table(META)?.iter()? {
-            let (k, v) = row?;
+        each(&r, META, |name, n| {
             sink(Record::Meta {
-                name: k.value().to_owned(),
-                n: v.value(),
-            })?;
-        }
-        for row in r.open_table(COUNTERS)?.iter()? {
-            let (k, v) = row?;
-            let (scope, name) = k.value();
+                name: name.to_owned(),
+                n,
+            })
+        })?;
+        each(&r, COUNTERS, |(scope, name), n| {
             sink(Record::Counter {
                 scope: scope.to_owned(),
                 name: name.to_owned(),
-                n: v.value(),
-            })?;
-        }
-        for row in r.open_table(HOURLY)?.iter()? {
-            let (k, v) = row?;
-            let (gate, hour, figure) = k.value();
+                n,
+            })
+        })?;
+        each(&r, HOURLY, |(gate, hour, figure), n| {
             sink(Record::Hourly {
                 gate: gate.to_owned(),
                 hour,
                 figure: figure.to_owned(),
-                n: v.value(),
-            })?;
-        }
-        for row in r.open_table(AGENT_TOKENS)?.iter()? {
-            let (k, v) = row?;
-            let token = k.value().to_vec();
-            let agent = decode("agent_tokens_v1", hex_of(&token), v.value())?;
-            sink(Record::AgentToken { token, agent })?;
-        }
-        for row in r.open_table(GATES)?.iter()? {
-            let (k, v) = row?;
-            let gate = k.value().to_owned();
-            let value = json("gates_v1", &gate, v.value())?;
-            sink(Record::Gate { gate, value })?;
-        }
-        for row in r.open_table(EVENTS)?.iter()? {
-            let (k, v) = row?;
-            let (gate, seq) = k.value();
-            let value = json("events_v1", format!("{gate}/{seq}"), v.value())?;
+                n,
+            })
+        })?;
+        each(&r, AGENT_TOKENS, |token, v| {
+            let agent = decode("agent_tokens_v1", hex_of(token), v)?;
+            sink(Record::AgentToken {
+                token: token.to_vec(),
+                agent,
+            })
+        })?;
+        each(&r, GATES, |gate, v| {
+            let value = json("gates_v1", gate, v)?;
+            sink(Record::Gate {
+                gate: gate.to_owned(),
+                value,
+            })
+        })?;
+        each(&r, EVENTS, |(gate, seq), v| {
+            let value = json("events_v1", format!("{gate}/{seq}"), v)?;
             sink(Record::Event {
                 gate: gate.to_owned(),
                 value,
-            })?;
-        }
-        for row in r.open_table(ALERTS)?.iter()? {
-            let (k, v) = row?;
-            sink(Record::Alert(decode("alerts_v1", k.value(), v.value())?))?;
-        }
-        let cases = r.open_table(CASES)?;
-        for row in cases.iter()? {
-            let (k, v) = row?;
-            sink(Record::Case(decode("cases_v1", k.value(), v.value())?))?;
-        }
-        for row in r.open_table(CASE_BY_GATE_TXN)?.iter()? {
-            let (k, v) = row?;
-            let (gate, txn) = k.value();
+            })
+        })?;
+        each(&r, ALERTS, |id, v| {
+            sink(Record::Alert(decode("alerts_v1", id, v)?))
+        })?;
+        each(&r, CASES, |id, v| {
+            sink(Record::Case(decode("cases_v1", id, v)?))
+        })?;
+        each(&r, CASE_BY_GATE_TXN, |(gate, txn), case| {
             sink(Record::CaseLink {
                 gate: gate.to_owned(),
                 txn: Uuid::from_u128(txn),
-                case: v.value(),
-            })?;
-        }
+                case,
+            })
+        })?;
         // Links of the earlier layout (by transaction only) take the gate of their case.
-        for row in r.open_table(CASE_BY_TXN)?.iter()? {
-            let (k, v) = row?;
-            let id = v.value();
+        let cases = r.open_table(CASES)?;
+        each(&r, CASE_BY_TXN, |txn, id| {
             if let Some(c) = cases.get(id)? {
                 let case: Case = decode("cases_v1", id, c.value())?;
                 sink(Record::CaseLink {
                     gate: case.gate.to_string(),
-                    txn: Uuid::from_u128(k.value()),
+                    txn: Uuid::from_u128(txn),
                     case: id,
                 })?;
             }
-        }
-        for row in r.open_table(CHANGES)?.iter()? {
-            let (k, v) = row?;
-            sink(Record::Change(decode("changes_v1", k.value(), v.value())?))?;
-        }
-        for row in r.open_table(OPERATORS)?.iter()? {
-            let (k, v) = row?;
-            let o: Versioned<_> = decode("operators_v1", k.value(), v.value())?;
+            Ok(())
+        })?;
+        each(&r, CHANGES, |seq, v| {
+            sink(Record::Change(decode("changes_v1", seq, v)?))
+        })?;
+        each(&r, OPERATORS, |id, v| {
+            let o: Versioned<_> = decode("operators_v1", id, v)?;
             sink(Record::Operator {
                 seq: o.seq,
                 record: o.value,
-            })?;
-        }
-        for row in r.open_table(MRAS)?.iter()? {
-            let (k, v) = row?;
-            let (a, b) = k.value();
-            let m: Versioned<_> = decode("mras_v1", format!("{a}/{b}"), v.value())?;
+            })
+        })?;
+        each(&r, MRAS, |(a, b), v| {
+            let m: Versioned<_> = decode("mras_v1", format!("{a}/{b}"), v)?;
             sink(Record::Mra {
                 seq: m.seq,
                 record: m.value,
-            })?;
-        }
-        for row in r.open_table(CONSIGNMENTS)?.iter()? {
-            let (k, v) = row?;
-            let c: Versioned<_> = decode("consignments_v1", k.value(), v.value())?;
+            })
+        })?;
+        each(&r, CONSIGNMENTS, |id, v| {
+            let c: Versioned<_> = decode("consignments_v1", id, v)?;
             sink(Record::Consignment {
                 seq: c.seq,
                 record: c.value,
-            })?;
-        }
-        for row in r.open_table(AUDIT)?.iter()? {
-            let (k, v) = row?;
-            sink(Record::Audit(decode("audit_v1", k.value(), v.value())?))?;
-        }
-        for row in r.open_table(USERS)?.iter()? {
-            let (k, v) = row?;
-            sink(Record::User(decode("users_v1", k.value(), v.value())?))?;
-        }
-        for row in r.open_table(SESSIONS)?.iter()? {
-            let (k, v) = row?;
-            let token = k.value().to_vec();
-            let session = decode("sessions_v1", hex_of(&token), v.value())?;
-            sink(Record::Session { token, session })?;
-        }
-        for row in r.open_table(COMPANIES)?.iter()? {
-            let (k, v) = row?;
-            let company = decode("companies_v1", k.value(), v.value())?;
-            sink(Record::Company(Box::new(company)))?;
-        }
-        for row in r.open_table(DOCUMENTS)?.iter()? {
-            let (k, v) = row?;
+            })
+        })?;
+        each(&r, AUDIT, |id, v| {
+            sink(Record::Audit(decode("audit_v1", id, v)?))
+        })?;
+        each(&r, USERS, |name, v| {
+            sink(Record::User(decode("users_v1", name, v)?))
+        })?;
+        each(&r, SESSIONS, |token, v| {
+            let session = decode("sessions_v1", hex_of(token), v)?;
+            sink(Record::Session {
+                token: token.to_vec(),
+                session,
+            })
+        })?;
+        each(&r, COMPANIES, |operator, v| {
+            let company = decode("companies_v1", operator, v)?;
+            sink(Record::Company(Box::new(company)))
+        })?;
+        each(&r, DOCUMENTS, |sha256, body| {
             sink(Record::Document {
-                sha256: k.value().to_owned(),
-                body: v.value().to_vec(),
-            })?;
-        }
-        super::rollup_tables::export(&r, sink)
+                sha256: sha256.to_owned(),
+                body: body.to_vec(),
+            })
+        })?;
+        export_rollups(&r, sink)
     }
+}
+
+/// Hands every roll-up row to `sink`, for a copy to another backend.
+fn export_rollups(
+    r: &ReadTransaction,
+    sink: &mut dyn FnMut(Record) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    for (table, day) in [(PROGRAMME, false), (PROGRAMME_DAILY, true)] {
+        each(r, table, |(start, group, figure), n| {
+            sink(Record::Programme {
+                day,
+                start,
+                group: group.to_owned(),
+                figure: figure.to_owned(),
+                n,
+            })
+        })?;
+    }
+    each(r, PROGRAMME_NAMES, |operator, name| {
+        sink(Record::ProgrammeName {
+            operator: operator.to_owned(),
+            name: name.to_owned(),
+        })
+    })?;
+    each(r, PROGRAMME_PENDING, |(gate, txn), v| {
+        let txn = Uuid::from_u128(txn);
+        let halves = decode("programme_pending_v1", format_args!("{gate}/{txn}"), v)?;
+        sink(Record::ProgrammePending {
+            gate: gate.to_owned(),
+            txn,
+            halves,
+        })
+    })
+}
+
+/// Hands `f` every row of `table`, in key order.
+pub(super) fn each<K: Key + 'static, V: Value + 'static>(
+    r: &ReadTransaction,
+    table: TableDefinition<K, V>,
+    mut f: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    for row in r.open_table(table)?.iter()? {
+        let (k, v) = row?;
+        f(k.value(), v.value())?;
+    }
+    Ok(())
 }
 
 fn hex_of(b: &[u8]) -> String {

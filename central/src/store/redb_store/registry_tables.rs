@@ -7,26 +7,16 @@ use jiff::Timestamp;
 use protocol::operator::OperatorId;
 use protocol::registry::{ApplyError, RegistrySink};
 use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, SequencedChange};
-use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::tables::{
     CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, META, MRAS, OPERATORS, Versioned, bump, write_audit,
 };
-use crate::registry;
+use crate::registry::{self, consignment_index_keys};
 use crate::store::{LoggedChange, RegistrySnapshot, StoreError, decode, encode};
 
 fn mra_key(m: &MraRecord) -> (String, String) {
     (m.recognising.code().to_owned(), m.partner.code().to_owned())
-}
-
-fn consignment_index_keys(c: &Consignment) -> Vec<String> {
-    let mut keys: Vec<String> = c
-        .containers
-        .iter()
-        .map(|d| format!("c:{}", d.number))
-        .collect();
-    keys.extend(c.ports.iter().map(|p| format!("p:{p}")));
-    keys
 }
 
 /// The registry tables inside one write transaction, as a [`RegistrySink`] for the
@@ -259,24 +249,13 @@ pub(super) fn snapshot(
             change: Change::UpsertMra { mra: m.value },
         });
     }
-    let key = format!("p:{port}");
-    let idx = r.open_table(CONSIGNMENT_INDEX)?;
-    let cons = r.open_table(CONSIGNMENTS)?;
-    for row in idx.range((key.as_str(), "")..)? {
-        let (k, _) = row?;
-        let (p, id) = k.value();
-        if p != key {
-            break;
-        }
-        if let Some(v) = cons.get(id)? {
-            let c: Versioned<Consignment> = decode("consignments_v1", id, v.value())?;
-            changes.push(SequencedChange {
-                seq: c.seq,
-                change: Change::UpsertConsignment {
-                    consignment: c.value,
-                },
-            });
-        }
+    for c in indexed_consignments(&r, &registry::port_index_key(port))? {
+        changes.push(SequencedChange {
+            seq: c.seq,
+            change: Change::UpsertConsignment {
+                consignment: c.value,
+            },
+        });
     }
     changes.sort_by_key(|c| c.seq);
     Ok(RegistrySnapshot {
@@ -304,18 +283,27 @@ pub(super) fn consignments_for_container(
     container: &str,
 ) -> Result<Vec<Consignment>, StoreError> {
     let r = db.begin_read()?;
+    let found = indexed_consignments(&r, &registry::container_index_key(container))?;
+    Ok(found.into_iter().map(|c| c.value).collect())
+}
+
+/// The consignments indexed under `key` (see [`registry::consignment_index_keys`]), in
+/// id order.
+fn indexed_consignments(
+    r: &ReadTransaction,
+    key: &str,
+) -> Result<Vec<Versioned<Consignment>>, StoreError> {
     let idx = r.open_table(CONSIGNMENT_INDEX)?;
     let cons = r.open_table(CONSIGNMENTS)?;
-    let key = format!("c:{container}");
     let mut out = Vec::new();
-    for row in idx.range((key.as_str(), "")..)? {
+    for row in idx.range((key, "")..)? {
         let (k, _) = row?;
-        let (c, id) = k.value();
-        if c != key {
+        let (indexed, id) = k.value();
+        if indexed != key {
             break;
         }
         if let Some(v) = cons.get(id)? {
-            out.push(decode::<Versioned<Consignment>>("consignments_v1", id, v.value())?.value);
+            out.push(decode("consignments_v1", id, v.value())?);
         }
     }
     Ok(out)

@@ -5,15 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
-    WriteTransaction,
+    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
 };
 use uuid::Uuid;
 
 use super::tables::{EVENTS, uuid_key};
 use crate::model::StoredEvent;
 use crate::rollup::{self, Batch, Half, ProgrammeCounts, Rollup, RollupSink};
-use crate::store::copy::Record;
 use crate::store::{StoreError, decode, encode};
 
 /// (hour start s, group, figure) → count.
@@ -71,49 +69,6 @@ fn rebuild(tx: &WriteTransaction) -> Result<u64, StoreError> {
         store(tx, &g, batch)?;
     }
     Ok(read)
-}
-
-/// Hands every roll-up row to `sink`, for a copy to another backend.
-pub(super) fn export(
-    r: &ReadTransaction,
-    sink: &mut dyn FnMut(Record) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    for (table, day) in [(PROGRAMME, false), (PROGRAMME_DAILY, true)] {
-        for row in r.open_table(table)?.iter()? {
-            let (k, v) = row?;
-            let (start, group, figure) = k.value();
-            sink(Record::Programme {
-                day,
-                start,
-                group: group.to_owned(),
-                figure: figure.to_owned(),
-                n: v.value(),
-            })?;
-        }
-    }
-    for row in r.open_table(PROGRAMME_NAMES)?.iter()? {
-        let (k, v) = row?;
-        sink(Record::ProgrammeName {
-            operator: k.value().to_owned(),
-            name: v.value().to_owned(),
-        })?;
-    }
-    for row in r.open_table(PROGRAMME_PENDING)?.iter()? {
-        let (k, v) = row?;
-        let (gate, txn) = k.value();
-        let txn = Uuid::from_u128(txn);
-        let halves = decode(
-            "programme_pending_v1",
-            format_args!("{gate}/{txn}"),
-            v.value(),
-        )?;
-        sink(Record::ProgrammePending {
-            gate: gate.to_owned(),
-            txn,
-            halves,
-        })?;
-    }
-    Ok(())
 }
 
 struct Sink<'a> {
