@@ -137,27 +137,9 @@ async fn subscriber(
     keep: fn(&[u8]) -> bool,
     stop: CancellationToken,
 ) -> anyhow::Result<HashMap<String, mpsc::UnboundedReceiver<Instant>>> {
-    let mut opts = MqttOptions::new(id, "127.0.0.1", broker.port());
-    opts.set_keep_alive(Duration::from_secs(30));
-    let (client, mut ev) = AsyncClient::new(opts, 64);
-    client.subscribe(filter, QoS::AtLeastOnce).await?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, ev.poll()).await {
-            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => bail!("subscriber {id} cannot reach the broker: {e}"),
-            Err(_) => bail!("the broker did not acknowledge {id}'s subscription within 5 s"),
-        }
-    }
-    let mut senders = HashMap::new();
-    let mut receivers = HashMap::new();
-    for l in lanes {
-        let (tx, rx) = mpsc::unbounded_channel();
-        senders.insert(l.clone(), tx);
-        receivers.insert(l.clone(), rx);
-    }
+    let opts = MqttOptions::new(id, "127.0.0.1", broker.port());
+    let (client, mut ev) = system::subscribed(opts, filter).await?;
+    let (senders, receivers) = system::lane_channels(lanes);
     tokio::spawn(async move {
         let _client = client;
         loop {

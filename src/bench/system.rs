@@ -179,6 +179,53 @@ fn parse_lane_message(payload: &[u8], received: Instant) -> Option<LaneMessage> 
     })
 }
 
+/// A client with `opts` (keep-alive 30 s) subscribed to `filter` at QoS 1, returned once
+/// the broker acknowledged the subscription.
+///
+/// # Errors
+/// The broker cannot be reached or does not acknowledge within 5 s.
+pub(crate) async fn subscribed(
+    mut opts: MqttOptions,
+    filter: &str,
+) -> anyhow::Result<(AsyncClient, rumqttc::EventLoop)> {
+    let (host, port) = opts.broker_address();
+    let id = opts.client_id();
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut ev) = AsyncClient::new(opts, 64);
+    client
+        .subscribe(filter, QoS::AtLeastOnce)
+        .await
+        .with_context(|| format!("subscribing {id} to {filter}"))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ev.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => return Ok((client, ev)),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => anyhow::bail!("{id} cannot reach the broker {host}:{port}: {e}"),
+            Err(_) => anyhow::bail!(
+                "the broker {host}:{port} did not acknowledge {id}'s subscription within 5 s"
+            ),
+        }
+    }
+}
+
+/// One unbounded channel per lane: the senders and the receivers, by lane name.
+pub(crate) fn lane_channels<T>(
+    lanes: &[String],
+) -> (
+    HashMap<String, mpsc::UnboundedSender<T>>,
+    HashMap<String, mpsc::UnboundedReceiver<T>>,
+) {
+    lanes
+        .iter()
+        .map(|l| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            ((l.clone(), tx), (l.clone(), rx))
+        })
+        .unzip()
+}
+
 /// Subscribes to `aeogate/<gate>/lanes/+/decision` (QoS 1, as the agent publishes) and
 /// routes each message to the receiver of its lane. Returns once the subscription is
 /// acknowledged.
@@ -196,36 +243,13 @@ pub async fn lane_subscriber(
     // would each lose their subscription.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut opts = MqttOptions::new(
+    let opts = MqttOptions::new(
         format!("bench-lanes-{}-{k}", std::process::id()),
         "127.0.0.1",
         broker.port(),
     );
-    opts.set_keep_alive(Duration::from_secs(30));
-    let (client, mut ev) = AsyncClient::new(opts, 64);
-    client
-        .subscribe(format!("aeogate/{gate}/lanes/+/decision"), QoS::AtLeastOnce)
-        .await
-        .context("subscribing to the lane topics")?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, ev.poll()).await {
-            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => anyhow::bail!("lane subscriber cannot reach the broker {broker}: {e}"),
-            Err(_) => {
-                anyhow::bail!("the broker {broker} did not acknowledge the subscription within 5 s")
-            }
-        }
-    }
-    let mut senders = HashMap::new();
-    let mut receivers = HashMap::new();
-    for l in lanes {
-        let (tx, rx) = mpsc::unbounded_channel();
-        senders.insert(l.clone(), tx);
-        receivers.insert(l.clone(), rx);
-    }
+    let (client, mut ev) = subscribed(opts, &format!("aeogate/{gate}/lanes/+/decision")).await?;
+    let (senders, receivers) = lane_channels(lanes);
     tokio::spawn(async move {
         let _client = client;
         loop {
