@@ -1,9 +1,9 @@
 //! Cases: storing them, the case book the ingest rules write through, queries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::tx::Tx;
 use jiff::Timestamp;
-use postgres::Transaction;
 use postgres::types::ToSql;
 use protocol::schema::GateId;
 use uuid::Uuid;
@@ -15,7 +15,7 @@ use crate::store::StoreError;
 
 /// A stored case; `for_update` locks its row until the transaction ends.
 pub(super) fn load_case(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     id: u64,
     for_update: bool,
 ) -> Result<Option<Case>, StoreError> {
@@ -31,7 +31,7 @@ pub(super) fn load_case(
 
 /// Saves a case and keeps the per-state counters in step.
 pub(super) fn save_case(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     case: &Case,
     old: Option<CaseState>,
 ) -> Result<(), StoreError> {
@@ -63,7 +63,7 @@ pub(super) fn save_case(
 
 /// The case tables inside one transaction, as the [`CaseBook`] the case rules write
 /// through.
-pub(super) struct CaseTx<'a, 'b>(pub(super) &'a mut Transaction<'b>);
+pub(super) struct CaseTx<'a, 'b>(pub(super) &'a mut Tx<'b>);
 
 impl CaseBook for CaseTx<'_, '_> {
     type Error = StoreError;
@@ -168,15 +168,20 @@ pub(super) struct CaseBuffer {
     audits: Vec<(String, String, String, Timestamp)>,
     /// Counter changes: (scope, name) → increment.
     pub(super) counters: BTreeMap<(String, String), i64>,
+    /// Case ids taken from the sequence in one query for the cases the batch is expected
+    /// to open, smallest last; one not used is a gap in the numbering, as a rolled-back
+    /// transaction leaves.
+    case_ids: Vec<u64>,
 }
 
 impl CaseBuffer {
     /// A buffer for `gate`'s batch, with the stored cases of the gate transactions
     /// `txns` read in one query.
     pub(super) fn new(
-        tx: &mut Transaction<'_>,
+        tx: &mut Tx<'_>,
         gate: &GateId,
         txns: &[Uuid],
+        seal_exceptions: &HashSet<Uuid>,
     ) -> Result<Self, StoreError> {
         let mut known: HashMap<Uuid, Option<u64>> = txns.iter().map(|t| (*t, None)).collect();
         if !txns.is_empty() {
@@ -187,9 +192,28 @@ impl CaseBuffer {
                 known.insert(r.get(0), Some(uint(r.get(1))));
             }
         }
+        // A seal exception on a transaction without a case opens one: take their ids in
+        // one query instead of one `nextval` round trip each.
+        let opening = seal_exceptions
+            .iter()
+            .filter(|t| matches!(known.get(t), Some(None) | None))
+            .count();
+        let mut case_ids: Vec<u64> = if opening == 0 {
+            Vec::new()
+        } else {
+            tx.query(
+                "SELECT nextval('case_id_seq') FROM generate_series(1, $1::bigint)",
+                &[&i64::try_from(opening).unwrap_or(i64::MAX)],
+            )?
+            .iter()
+            .map(|r| uint(r.get(0)))
+            .collect()
+        };
+        case_ids.sort_unstable_by(|a, b| b.cmp(a));
         Ok(Self {
             gate: gate.to_string(),
             known,
+            case_ids,
             ..Self::default()
         })
     }
@@ -203,7 +227,7 @@ impl CaseBuffer {
 
     /// Writes the cases, links, alerts and audit entries (the counters are the caller's
     /// to write, with its own).
-    pub(super) fn write(&mut self, tx: &mut Transaction<'_>) -> Result<(), StoreError> {
+    pub(super) fn write(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
         if !self.cases.is_empty() {
             let mut id = Vec::with_capacity(self.cases.len());
             let (mut state, mut gate, mut lane) = (Vec::new(), Vec::new(), Vec::new());
@@ -318,7 +342,7 @@ impl CaseBuffer {
 /// Writes `counters` ((scope, name) → increment) into this connection's shards in one
 /// statement.
 pub(super) fn bump_all(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     counters: BTreeMap<(String, String), i64>,
 ) -> Result<(), StoreError> {
     let counters: Vec<_> = counters.into_iter().filter(|(_, n)| *n != 0).collect();
@@ -341,7 +365,7 @@ pub(super) fn bump_all(
 /// The case book of one ingest batch: reads go to the batch's own writes first, then to
 /// the database; writes are kept in the [`CaseBuffer`] until the batch ends.
 pub(super) struct BufferedCases<'a, 'b> {
-    pub(super) tx: &'a mut Transaction<'b>,
+    pub(super) tx: &'a mut Tx<'b>,
     pub(super) buf: &'a mut CaseBuffer,
 }
 
@@ -372,7 +396,10 @@ impl CaseBook for BufferedCases<'_, '_> {
     }
 
     fn new_case_id(&mut self) -> Result<u64, StoreError> {
-        next_id(self.tx, "case_id")
+        match self.buf.case_ids.pop() {
+            Some(id) => Ok(id),
+            None => next_id(self.tx, "case_id"),
+        }
     }
 
     fn save_case(&mut self, case: &Case, old: Option<CaseState>) -> Result<(), StoreError> {
@@ -434,7 +461,7 @@ impl CaseBook for BufferedCases<'_, '_> {
 
 /// [`store_alert`] through a batch's [`BufferedCases`].
 pub(super) fn store_alert_buffered(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     buf: &mut CaseBuffer,
     gate: &GateId,
     seq: u64,
@@ -448,7 +475,7 @@ pub(super) fn store_alert_buffered(
 /// Stores an alert once per (gate, seq, kind) and opens its case ([`cases::on_alert`]).
 /// Returns the case when the alert is new.
 pub(super) fn store_alert(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     gate: &GateId,
     seq: u64,
     kind: AlertKind,
@@ -458,7 +485,7 @@ pub(super) fn store_alert(
     cases::on_alert(&mut CaseTx(tx), gate, seq, kind, detail, at)
 }
 
-pub(super) fn cases(tx: &mut Transaction<'_>, q: &CaseQuery) -> Result<Page<Case>, StoreError> {
+pub(super) fn cases(tx: &mut Tx<'_>, q: &CaseQuery) -> Result<Page<Case>, StoreError> {
     let before = q
         .cursor
         .as_deref()

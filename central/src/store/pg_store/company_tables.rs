@@ -1,8 +1,8 @@
 //! The programme portal's companies, each one document keyed by its operator id, and
 //! the bytes of their uploaded documents keyed by SHA-256.
 
+use super::tx::Tx;
 use jiff::Timestamp;
-use postgres::Transaction;
 
 use super::{from_json, to_json, write_audit};
 use crate::model::StaffUser;
@@ -10,7 +10,7 @@ use crate::portal::Company;
 use crate::store::{StoreError, company_added, unknown_company};
 
 pub(super) fn add_company(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     company: &Company,
     user: Option<&StaffUser>,
     actor: &str,
@@ -38,13 +38,13 @@ pub(super) fn add_company(
     write_audit(tx, actor, "company.add", &company_added(company, user), at)
 }
 
-pub(super) fn company(tx: &mut Transaction<'_>, key: &str) -> Result<Option<Company>, StoreError> {
+pub(super) fn company(tx: &mut Tx<'_>, key: &str) -> Result<Option<Company>, StoreError> {
     tx.query_opt("SELECT value FROM companies WHERE operator = $1", &[&key])?
         .map(|r| from_json("companies", key, r.get(0)))
         .transpose()
 }
 
-pub(super) fn companies(tx: &mut Transaction<'_>) -> Result<Vec<Company>, StoreError> {
+pub(super) fn companies(tx: &mut Tx<'_>) -> Result<Vec<Company>, StoreError> {
     tx.query(
         "SELECT operator, value FROM companies ORDER BY operator",
         &[],
@@ -55,7 +55,7 @@ pub(super) fn companies(tx: &mut Transaction<'_>) -> Result<Vec<Company>, StoreE
 }
 
 pub(super) fn update_company(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     key: &str,
     actor: &str,
     at: Timestamp,
@@ -84,11 +84,7 @@ pub(super) fn update_company(
     Ok(company)
 }
 
-pub(super) fn put_document(
-    tx: &mut Transaction<'_>,
-    sha256: &str,
-    body: &[u8],
-) -> Result<(), StoreError> {
+pub(super) fn put_document(tx: &mut Tx<'_>, sha256: &str, body: &[u8]) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO documents (sha256, body) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
         &[&sha256, &body],
@@ -96,10 +92,7 @@ pub(super) fn put_document(
     Ok(())
 }
 
-pub(super) fn document(
-    tx: &mut Transaction<'_>,
-    sha256: &str,
-) -> Result<Option<Vec<u8>>, StoreError> {
+pub(super) fn document(tx: &mut Tx<'_>, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(tx
         .query_opt("SELECT body FROM documents WHERE sha256 = $1", &[&sha256])?
         .map(|r| r.get(0)))

@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use super::tx::Tx;
 use jiff::{SignedDuration, Timestamp};
-use postgres::Transaction;
 use protocol::schema::{EventBody, GateId, JournalEntry};
 use uuid::Uuid;
 
@@ -78,7 +78,7 @@ struct Rows {
 }
 
 struct Target<'a, 'b> {
-    tx: &'a mut Transaction<'b>,
+    tx: &'a mut Tx<'b>,
     gate: &'a GateId,
     now: Timestamp,
     state: &'a mut AgentState,
@@ -525,7 +525,7 @@ impl IngestTarget for Target<'_, '_> {
 }
 
 /// The gate's row, created empty when missing, locked until the transaction ends.
-fn lock_gate(tx: &mut Transaction<'_>, gate: &GateId) -> Result<GateRow, StoreError> {
+fn lock_gate(tx: &mut Tx<'_>, gate: &GateId) -> Result<GateRow, StoreError> {
     let empty = GateRow {
         gate: gate.clone(),
         port: String::new(),
@@ -545,7 +545,7 @@ fn lock_gate(tx: &mut Transaction<'_>, gate: &GateId) -> Result<GateRow, StoreEr
     from_json("gates", gate, row.get(0))
 }
 
-fn save_gate(tx: &mut Transaction<'_>, row: &GateRow) -> Result<(), StoreError> {
+fn save_gate(tx: &mut Tx<'_>, row: &GateRow) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE gates SET value = $2 WHERE gate = $1",
         &[&row.gate.as_str(), &to_json(row)?],
@@ -556,7 +556,7 @@ fn save_gate(tx: &mut Transaction<'_>, row: &GateRow) -> Result<(), StoreError> 
 /// Advances the acknowledgement over stored entries (`known`: links known stored, read
 /// or written by the caller's batch, so not looked up again) and raises a persisting gap.
 fn gap_check(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     gate: &GateId,
     state: &mut AgentState,
     known: &HashMap<u64, Link>,
@@ -593,7 +593,7 @@ fn gap_check(
 }
 
 pub(super) fn add_agent(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     token: &TokenHash,
     agent: &AgentRecord,
 ) -> Result<(), StoreError> {
@@ -650,10 +650,7 @@ pub(super) fn add_agent(
     )
 }
 
-pub(super) fn agent_tokens(
-    tx: &mut Transaction<'_>,
-    gate: &GateId,
-) -> Result<Vec<AgentRecord>, StoreError> {
+pub(super) fn agent_tokens(tx: &mut Tx<'_>, gate: &GateId) -> Result<Vec<AgentRecord>, StoreError> {
     tx.query(
         "SELECT token, value FROM agent_tokens WHERE value->>'gate' = $1",
         &[&gate.as_str()],
@@ -667,7 +664,7 @@ pub(super) fn agent_tokens(
 }
 
 pub(super) fn change_agent_tokens(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     c: &mut TokenChange<'_>,
 ) -> Result<usize, StoreError> {
     let Some(row) = tx.query_opt(
@@ -716,7 +713,7 @@ pub(super) fn change_agent_tokens(
 }
 
 pub(super) fn agent_for_token(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     token: &TokenHash,
 ) -> Result<Option<AgentRecord>, StoreError> {
     tx.query_opt(
@@ -728,7 +725,7 @@ pub(super) fn agent_for_token(
 }
 
 pub(super) fn ingest(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     gate: &GateId,
     entries: &[JournalEntry],
     prepared: Prepared,
@@ -810,7 +807,16 @@ pub(super) fn ingest(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let case_buf = CaseBuffer::new(tx, gate, &case_txns)?;
+    let seal_exceptions: HashSet<Uuid> = entries
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Decision { decision } if decision.is_seal_exception() => {
+                Some(decision.transaction_id)
+            }
+            _ => None,
+        })
+        .collect();
+    let case_buf = CaseBuffer::new(tx, gate, &case_txns, &seal_exceptions)?;
     let (tally, mut changed, known) = {
         let mut target = Target {
             tx,
@@ -858,7 +864,7 @@ pub(super) fn ingest(
 }
 
 pub(super) fn record_heartbeat(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     health: &GateHealth,
     gap_alert_after: SignedDuration,
 ) -> Result<Vec<Case>, StoreError> {

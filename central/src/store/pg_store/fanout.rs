@@ -14,7 +14,9 @@
 
 use std::time::Duration;
 
-use postgres::{Client, Transaction};
+use postgres::Client;
+
+use super::tx::{Statements, Tx};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -52,7 +54,7 @@ pub enum LiveUpdate {
 /// Sends a notice within `tx` (delivered on commit). Ids are sent in chunks, well under
 /// PostgreSQL's 8,000-byte payload limit.
 pub(super) fn notify(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     from: Uuid,
     cases: &[u64],
     registry_seq: Option<u64>,
@@ -148,7 +150,7 @@ impl PgStore {
                     on(LiveUpdate::RegistrySeq(seq));
                 }
                 for id in notice.cases {
-                    let mut tx = client.transaction()?;
+                    let mut tx = Tx::new(client.transaction()?, Statements::default());
                     let case = case_tables::load_case(&mut tx, id, false)?;
                     tx.commit()?;
                     if let Some(c) = case {

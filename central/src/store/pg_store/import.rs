@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use postgres::Transaction;
+use super::tx::Tx;
 use protocol::schema::{EventBody, JournalEntry};
 use uuid::Uuid;
 
@@ -96,7 +96,7 @@ fn entry_of(value: &serde_json::Value) -> Result<JournalEntry, StoreError> {
     })
 }
 
-fn import_one(tx: &mut Transaction<'_>, r: &Record) -> Result<(), StoreError> {
+fn import_one(tx: &mut Tx<'_>, r: &Record) -> Result<(), StoreError> {
     match r {
         // Case, alert and audit ids come from sequences (migration 3): the sequence is
         // set so the next id follows the last one copied.
@@ -304,10 +304,7 @@ fn import_one(tx: &mut Transaction<'_>, r: &Record) -> Result<(), StoreError> {
 
 /// Stored events with their keys, transaction and container index rows, as ingest
 /// writes them (one multi-row insert per table).
-fn import_events(
-    tx: &mut Transaction<'_>,
-    events: &[(&str, &serde_json::Value)],
-) -> Result<(), StoreError> {
+fn import_events(tx: &mut Tx<'_>, events: &[(&str, &serde_json::Value)]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }

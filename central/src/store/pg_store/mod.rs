@@ -40,6 +40,7 @@ mod retention;
 mod rollup_tables;
 mod staff_tables;
 mod tls;
+mod tx;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -47,12 +48,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use postgres::Transaction;
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
 use protocol::schema::{Change, Consignment, GateId, JournalEntry, RegistryRecord};
 use r2d2_postgres::PostgresConnectionManager;
 use serde::{Deserialize, Serialize};
+use tx::{Statements, Tx};
 use uuid::Uuid;
 
 pub use self::fanout::LiveUpdate;
@@ -229,7 +230,14 @@ impl PgStore {
     /// Applies the migrations not yet applied; concurrent instances wait on one lock.
     fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.pool().get()?;
-        let mut tx = conn.transaction()?;
+        in_transaction(
+            &mut conn,
+            postgres::Client::transaction,
+            Self::apply_migrations,
+        )
+    }
+
+    fn apply_migrations(tx: &mut Tx<'_>) -> Result<(), StoreError> {
         // Any constant shared by every instance; the lock ends with the transaction.
         tx.execute("SELECT pg_advisory_xact_lock(7310170001)", &[])?;
         tx.batch_execute(
@@ -257,7 +265,7 @@ impl PgStore {
                 &[version],
             )?;
             if *version == PROGRAMME_MIGRATION {
-                let read = rollup_tables::rebuild(&mut tx)?;
+                let read = rollup_tables::rebuild(tx)?;
                 if read > 0 {
                     tracing::info!(
                         events = read,
@@ -266,7 +274,6 @@ impl PgStore {
                 }
             }
         }
-        tx.commit()?;
         Ok(())
     }
 
@@ -278,18 +285,13 @@ impl PgStore {
     /// [`StoreError::Unavailable`] (503, try again later).
     fn write<T: Send>(
         &self,
-        mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, StoreError> + Send,
+        mut f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
         off_runtime(|| {
             let mut attempt: u32 = 0;
             loop {
                 let mut conn = self.pool().get()?;
-                let result = (|| {
-                    let mut tx = conn.transaction()?;
-                    let out = f(&mut tx)?;
-                    tx.commit()?;
-                    Ok(out)
-                })();
+                let result = in_transaction(&mut conn, postgres::Client::transaction, &mut f);
                 match result {
                     Err(e) if is_conflict(&e) && attempt < CONFLICT_RETRIES => {
                         attempt += 1;
@@ -305,18 +307,20 @@ impl PgStore {
     /// Runs `f` in one read-only transaction (one snapshot for all its statements).
     fn read<T: Send>(
         &self,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError> + Send,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
         off_runtime(|| {
             let mut conn = self.pool().get()?;
-            let mut tx = conn
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
-            let out = f(&mut tx)?;
-            tx.commit()?;
-            Ok(out)
+            in_transaction(
+                &mut conn,
+                |c| {
+                    c.build_transaction()
+                        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                        .read_only(true)
+                        .start()
+                },
+                f,
+            )
         })
     }
 
@@ -368,12 +372,35 @@ impl PgStore {
 }
 
 /// Tells the other instances about `cases` (opened or changed in `tx`).
-fn notify_cases(tx: &mut Transaction<'_>, from: Uuid, cases: &[Case]) -> Result<(), StoreError> {
+fn notify_cases(tx: &mut Tx<'_>, from: Uuid, cases: &[Case]) -> Result<(), StoreError> {
     if cases.is_empty() {
         return Ok(());
     }
     let ids: Vec<u64> = cases.iter().map(|c| c.id).collect();
     fanout::notify(tx, from, &ids, None)
+}
+
+/// A pooled connection.
+type Conn = r2d2::PooledConnection<PostgresConnectionManager<tls::MakeRustls>>;
+
+/// Runs `f` in the transaction `begin` starts on `conn`, with the statements the
+/// connection prepared before, and commits. The statements are kept for the connection's
+/// next transaction only when all went well (see [`tx`]).
+fn in_transaction<T>(
+    conn: &mut Conn,
+    begin: impl FnOnce(&mut postgres::Client) -> Result<postgres::Transaction<'_>, postgres::Error>,
+    f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let statements = Conn::extensions_mut(conn)
+        .remove::<Statements>()
+        .unwrap_or_default();
+    let (out, statements) = {
+        let mut tx = Tx::new(begin(conn)?, statements);
+        let out = f(&mut tx)?;
+        (out, tx.commit()?)
+    };
+    Conn::extensions_mut(conn).insert(statements);
+    Ok(out)
 }
 
 /// Runs `f` on a thread of its own when called from inside a tokio runtime: the
@@ -442,7 +469,7 @@ pub(super) fn uint(v: i64) -> u64 {
 /// The next id of `name` (`case_id`, `alert_id` or `audit_id`), from its sequence: no
 /// row lock, so concurrent transactions do not wait for each other; an id is never
 /// reused, a rolled-back transaction leaves a gap.
-pub(super) fn next_id(tx: &mut Transaction<'_>, name: &str) -> Result<u64, StoreError> {
+pub(super) fn next_id(tx: &mut Tx<'_>, name: &str) -> Result<u64, StoreError> {
     let seq = match name {
         "case_id" => "case_id_seq",
         "alert_id" => "alert_id_seq",
@@ -458,12 +485,7 @@ pub(super) fn next_id(tx: &mut Transaction<'_>, name: &str) -> Result<u64, Store
 pub(super) const SHARD: &str = "(pg_backend_pid() % 64)::smallint";
 
 /// Adds `by` to a counter (this connection's shard; the sum is read never below zero).
-pub(super) fn bump(
-    tx: &mut Transaction<'_>,
-    scope: &str,
-    name: &str,
-    by: i64,
-) -> Result<(), StoreError> {
+pub(super) fn bump(tx: &mut Tx<'_>, scope: &str, name: &str, by: i64) -> Result<(), StoreError> {
     tx.execute(
         &format!(
             "INSERT INTO counters (scope, name, shard, n) VALUES ($1, $2, {SHARD}, $3::bigint)
@@ -476,7 +498,7 @@ pub(super) fn bump(
 
 /// Appends an audit entry.
 pub(super) fn write_audit(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     actor: &str,
     action: &str,
     detail: &str,
@@ -664,7 +686,12 @@ impl Store for PgStore {
             std::sync::mpsc::channel::<Result<(Case, String), CaseError>>();
         let transaction = move || -> Result<Case, CaseError> {
             let mut conn = self.pool().get().map_err(StoreError::from)?;
-            let mut tx = conn.transaction().map_err(StoreError::from)?;
+            // The case stays locked while the caller's change runs: one transaction
+            // across the two channels, its statements not kept for the connection.
+            let mut tx = Tx::new(
+                conn.transaction().map_err(StoreError::from)?,
+                Statements::default(),
+            );
             let loaded = case_tables::load_case(&mut tx, id, true)
                 .map_err(CaseError::from)
                 .and_then(|c| c.ok_or(CaseError::NotFound(id)));

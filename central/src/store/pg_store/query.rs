@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use super::tx::Tx;
 use jiff::Timestamp;
-use postgres::Transaction;
 use postgres::types::ToSql;
 use protocol::schema::GateId;
 use uuid::Uuid;
@@ -21,17 +21,14 @@ fn parse_cursor(c: &str) -> Option<(i64, String, i64)> {
     Some((at, gate, seq))
 }
 
-pub(super) fn gates(tx: &mut Transaction<'_>) -> Result<Vec<GateRow>, StoreError> {
+pub(super) fn gates(tx: &mut Tx<'_>) -> Result<Vec<GateRow>, StoreError> {
     tx.query("SELECT gate, value FROM gates ORDER BY gate", &[])?
         .into_iter()
         .map(|r| from_json("gates", r.get::<_, String>(0), r.get(1)))
         .collect()
 }
 
-pub(super) fn events(
-    tx: &mut Transaction<'_>,
-    q: &EventQuery,
-) -> Result<Page<StoredEvent>, StoreError> {
+pub(super) fn events(tx: &mut Tx<'_>, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {
     let limit = q.limit.clamp(1, 1_000);
     let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
     let container = q.container.clone();
@@ -116,7 +113,7 @@ pub(super) fn events(
 }
 
 pub(super) fn transaction_events(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     gate: &GateId,
     txn: &Uuid,
 ) -> Result<Vec<StoredEvent>, StoreError> {
@@ -135,7 +132,7 @@ pub(super) fn transaction_events(
 }
 
 pub(super) fn hourly_stats(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     gate: Option<&GateId>,
     from: Timestamp,
     to: Timestamp,
@@ -161,7 +158,7 @@ pub(super) fn hourly_stats(
         .collect())
 }
 
-pub(super) fn summary(tx: &mut Transaction<'_>) -> Result<Summary, StoreError> {
+pub(super) fn summary(tx: &mut Tx<'_>) -> Result<Summary, StoreError> {
     let mut s = Summary::default();
     // A counter is the sum of its shards (`bump`), never below zero.
     for r in tx.query(
@@ -194,7 +191,7 @@ pub(super) fn summary(tx: &mut Transaction<'_>) -> Result<Summary, StoreError> {
     Ok(s)
 }
 
-pub(super) fn alerts(tx: &mut Transaction<'_>, limit: usize) -> Result<Vec<Alert>, StoreError> {
+pub(super) fn alerts(tx: &mut Tx<'_>, limit: usize) -> Result<Vec<Alert>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     tx.query(
         "SELECT id, value FROM alerts ORDER BY id DESC LIMIT $1",
@@ -205,7 +202,7 @@ pub(super) fn alerts(tx: &mut Transaction<'_>, limit: usize) -> Result<Vec<Alert
     .collect()
 }
 
-pub(super) fn alert(tx: &mut Transaction<'_>, id: u64) -> Result<Option<Alert>, StoreError> {
+pub(super) fn alert(tx: &mut Tx<'_>, id: u64) -> Result<Option<Alert>, StoreError> {
     tx.query_opt("SELECT value FROM alerts WHERE id = $1", &[&int(id)?])?
         .map(|r| from_json("alerts", id, r.get(0)))
         .transpose()

@@ -1,8 +1,8 @@
 //! The registry: the change log, the current records (written through
 //! [`RegistrySink`]; the rule is [`Change::apply`]), snapshots and lookups.
 
+use super::tx::Tx;
 use jiff::Timestamp;
-use postgres::Transaction;
 use protocol::operator::OperatorId;
 use protocol::registry::{ApplyError, RegistrySink};
 use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, SequencedChange};
@@ -16,7 +16,7 @@ pub(super) use crate::registry::consignment_index_keys;
 /// The registry tables inside one transaction, as a [`RegistrySink`] for the change
 /// being logged under `seq`. Storage only: the rule is [`Change::apply`].
 struct RegistryTx<'a, 'b> {
-    tx: &'a mut Transaction<'b>,
+    tx: &'a mut Tx<'b>,
     seq: i64,
     /// The ports a consignment change concerns: before and after the change.
     ports: Option<Vec<String>>,
@@ -84,10 +84,7 @@ impl RegistrySink for RegistryTx<'_, '_> {
 }
 
 /// Removes a consignment and its index rows; returns what was there.
-fn remove_consignment(
-    tx: &mut Transaction<'_>,
-    id: &str,
-) -> Result<Option<Consignment>, StoreError> {
+fn remove_consignment(tx: &mut Tx<'_>, id: &str) -> Result<Option<Consignment>, StoreError> {
     let Some(row) = tx.query_opt(
         "DELETE FROM consignments WHERE id = $1 RETURNING value",
         &[&id],
@@ -111,7 +108,7 @@ pub(super) fn operator_of(change: &Change) -> Option<String> {
 }
 
 pub(super) fn append_changes(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     changes: &[Change],
     actor: &str,
     at: Timestamp,
@@ -184,7 +181,7 @@ pub(super) fn append_changes(
     Ok(uint(seq))
 }
 
-pub(super) fn last_seq(tx: &mut Transaction<'_>) -> Result<u64, StoreError> {
+pub(super) fn last_seq(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
     let n: i64 = tx
         .query_one("SELECT n FROM meta WHERE name = 'change_seq'", &[])?
         .get(0);
@@ -192,7 +189,7 @@ pub(super) fn last_seq(tx: &mut Transaction<'_>) -> Result<u64, StoreError> {
 }
 
 pub(super) fn changes_after(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     after: u64,
     limit: usize,
 ) -> Result<Vec<LoggedChange>, StoreError> {
@@ -208,7 +205,7 @@ pub(super) fn changes_after(
 }
 
 pub(super) fn snapshot(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     port: &str,
     now: Timestamp,
 ) -> Result<RegistrySnapshot, StoreError> {
@@ -254,7 +251,7 @@ pub(super) fn snapshot(
 }
 
 pub(super) fn operator(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     id: &OperatorId,
 ) -> Result<Option<RegistryRecord>, StoreError> {
     let key = id.to_string();
@@ -264,7 +261,7 @@ pub(super) fn operator(
 }
 
 pub(super) fn consignments_for_container(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     container: &str,
 ) -> Result<Vec<Consignment>, StoreError> {
     let key = registry::container_index_key(container);
@@ -279,7 +276,7 @@ pub(super) fn consignments_for_container(
 }
 
 pub(super) fn search_operators(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     text: &str,
     limit: usize,
 ) -> Result<Vec<RegistryRecord>, StoreError> {
@@ -301,7 +298,7 @@ pub(super) fn search_operators(
 }
 
 pub(super) fn operator_changes(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     id: &OperatorId,
     limit: usize,
 ) -> Result<Vec<LoggedChange>, StoreError> {

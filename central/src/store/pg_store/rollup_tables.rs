@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use super::tx::Tx;
 use jiff::Timestamp;
-use postgres::Transaction;
 use uuid::Uuid;
 
 use super::{SHARD, from_json, to_json, uint};
@@ -14,7 +14,7 @@ use crate::rollup::{self, Batch, Half, ProgrammeCounts, Rollup, RollupSink};
 use crate::store::StoreError;
 
 struct Sink<'a, 'b> {
-    tx: &'a mut Transaction<'b>,
+    tx: &'a mut Tx<'b>,
     gate: &'a str,
 }
 
@@ -95,11 +95,7 @@ impl RollupSink for Sink<'_, '_> {
 }
 
 /// Brings the roll-ups up to date with one batch, in its transaction.
-pub(super) fn store(
-    tx: &mut Transaction<'_>,
-    gate: &str,
-    batch: rollup::Batch,
-) -> Result<(), StoreError> {
+pub(super) fn store(tx: &mut Tx<'_>, gate: &str, batch: rollup::Batch) -> Result<(), StoreError> {
     rollup::store(&mut Sink { tx, gate }, batch)
 }
 
@@ -107,7 +103,7 @@ pub(super) fn store(
 /// [`rollup::REBUILD_CHUNK`] events, the way ingest would have (a database migrated from
 /// before the roll-ups); returns the events read. Refused entries are in
 /// `refused_events`, not read here.
-pub(super) fn rebuild(tx: &mut Transaction<'_>) -> Result<u64, StoreError> {
+pub(super) fn rebuild(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
     let chunk = i64::try_from(rollup::REBUILD_CHUNK).unwrap_or(i64::MAX);
     let events: i64 = tx.query_one("SELECT count(*) FROM events", &[])?.get(0);
     let mut after: (String, i64) = (String::new(), -1);
@@ -137,7 +133,7 @@ pub(super) fn rebuild(tx: &mut Transaction<'_>) -> Result<u64, StoreError> {
 }
 
 pub(super) fn programme_counts(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     from: Option<Timestamp>,
     to: Timestamp,
 ) -> Result<ProgrammeCounts, StoreError> {

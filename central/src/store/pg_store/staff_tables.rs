@@ -1,7 +1,7 @@
 //! Audit log, staff users and sessions.
 
+use super::tx::Tx;
 use jiff::Timestamp;
-use postgres::Transaction;
 use protocol::i18n::Lang;
 
 use super::{from_json, to_json, write_audit};
@@ -9,7 +9,7 @@ use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
 use crate::store::StoreError;
 
 pub(super) fn audit_log(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     after: u64,
     limit: usize,
 ) -> Result<Vec<AuditEntry>, StoreError> {
@@ -24,7 +24,7 @@ pub(super) fn audit_log(
     .collect()
 }
 
-pub(super) fn add_user(tx: &mut Transaction<'_>, user: &StaffUser) -> Result<(), StoreError> {
+pub(super) fn add_user(tx: &mut Tx<'_>, user: &StaffUser) -> Result<(), StoreError> {
     let n = tx.execute(
         "INSERT INTO users (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         &[&user.name, &to_json(user)?],
@@ -41,14 +41,14 @@ pub(super) fn add_user(tx: &mut Transaction<'_>, user: &StaffUser) -> Result<(),
     )
 }
 
-pub(super) fn user(tx: &mut Transaction<'_>, name: &str) -> Result<Option<StaffUser>, StoreError> {
+pub(super) fn user(tx: &mut Tx<'_>, name: &str) -> Result<Option<StaffUser>, StoreError> {
     tx.query_opt("SELECT value FROM users WHERE name = $1", &[&name])?
         .map(|r| from_json("users", name, r.get(0)))
         .transpose()
 }
 
 pub(super) fn put_session(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     token: &TokenHash,
     s: &Session,
 ) -> Result<(), StoreError> {
@@ -60,10 +60,7 @@ pub(super) fn put_session(
     Ok(())
 }
 
-pub(super) fn session(
-    tx: &mut Transaction<'_>,
-    token: &TokenHash,
-) -> Result<Option<Session>, StoreError> {
+pub(super) fn session(tx: &mut Tx<'_>, token: &TokenHash) -> Result<Option<Session>, StoreError> {
     tx.query_opt(
         "SELECT value FROM sessions WHERE token = $1",
         &[&token.as_slice()],
@@ -72,10 +69,7 @@ pub(super) fn session(
     .transpose()
 }
 
-pub(super) fn delete_session(
-    tx: &mut Transaction<'_>,
-    token: &TokenHash,
-) -> Result<(), StoreError> {
+pub(super) fn delete_session(tx: &mut Tx<'_>, token: &TokenHash) -> Result<(), StoreError> {
     tx.execute(
         "DELETE FROM sessions WHERE token = $1",
         &[&token.as_slice()],
@@ -83,7 +77,7 @@ pub(super) fn delete_session(
     Ok(())
 }
 
-pub(super) fn users(tx: &mut Transaction<'_>) -> Result<Vec<StaffUser>, StoreError> {
+pub(super) fn users(tx: &mut Tx<'_>) -> Result<Vec<StaffUser>, StoreError> {
     tx.query("SELECT name, value FROM users ORDER BY name", &[])?
         .into_iter()
         .map(|r| from_json("users", r.get::<_, String>(0), r.get(1)))
@@ -91,7 +85,7 @@ pub(super) fn users(tx: &mut Transaction<'_>) -> Result<Vec<StaffUser>, StoreErr
 }
 
 pub(super) fn update_user(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     name: &str,
     actor: &str,
     at: Timestamp,
@@ -121,7 +115,7 @@ pub(super) fn update_user(
 }
 
 pub(super) fn set_user_lang(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     name: &str,
     lang: Lang,
     at: Timestamp,
