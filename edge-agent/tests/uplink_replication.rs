@@ -34,7 +34,21 @@ struct Central {
     heartbeats: Vec<Heartbeat>,
     snapshot: Option<SignedEnvelope>,
     changes: VecDeque<SignedEnvelope>,
+    /// Hold each batch until one that arrived after it has been answered (at most
+    /// [`HOLD`]), so batches sent at once are stored out of order.
+    hold: bool,
+    /// Batches received so far.
+    received: usize,
+    /// Arrival numbers of the batches answered so far.
+    answered: Vec<usize>,
+    /// Times each entry was received.
+    receipts: BTreeMap<u64, usize>,
+    /// (first seq of a batch, first seq of the batch that arrived while it was held).
+    overtaken: Vec<(u64, u64)>,
 }
+
+/// Longest a held batch waits for a later one to be answered.
+const HOLD: Duration = Duration::from_millis(300);
 
 type Shared = Arc<Mutex<Central>>;
 
@@ -53,7 +67,40 @@ async fn events(
     if !authorised(&h) || gate != "G1" {
         return StatusCode::UNAUTHORIZED.into_response();
     }
+    let first = b.entries.first().map_or(0, |e| e.seq);
+    let (hold, arrival) = {
+        let mut c = c.lock().expect("lock");
+        c.received += 1;
+        for e in &b.entries {
+            *c.receipts.entry(e.seq).or_default() += 1;
+        }
+        (c.hold, c.received)
+    };
+    if hold {
+        let start = tokio::time::Instant::now();
+        loop {
+            let (overtaken, later_arrived) = {
+                let c = c.lock().expect("lock");
+                (
+                    c.answered.iter().any(|a| *a > arrival),
+                    c.received > arrival,
+                )
+            };
+            // A batch with a later one beside it waits for that one to be answered.
+            let limit = if later_arrived { HOLD * 3 } else { HOLD };
+            if overtaken || start.elapsed() >= limit {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     let mut c = c.lock().expect("lock");
+    if hold && c.answered.iter().any(|a| *a > arrival) {
+        // A batch that arrived while this one waited was stored first.
+        let later = c.stored.keys().next_back().copied().unwrap_or(0);
+        c.overtaken.push((first, later));
+    }
+    c.answered.push(arrival);
     if c.fail_next > 0 {
         c.fail_next -= 1;
         c.rejected_while_failing += 1;
@@ -244,6 +291,54 @@ async fn uplink_retries_and_advances_the_cursor_only_on_acknowledgement() {
             c.heartbeats
                 .iter()
                 .any(|hb| hb.journal_head >= 7 && hb.agent.as_str() == "G1")
+        );
+    }
+    support::stop_agent(&shutdown, h.join, STEP).await;
+}
+
+#[tokio::test]
+async fn a_backlog_goes_two_batches_at_a_time_and_an_overtaken_batch_still_moves_the_cursor_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state: Shared = Arc::default();
+    let (h, shutdown) = started(dir.path(), &state).await;
+    let store = h.shared.store.clone();
+    // Whatever the agent journaled at start goes first, one batch at a time.
+    eventually("the start's entries acknowledged", || {
+        store.acked_seq() == store.journal_head()
+    })
+    .await;
+    state.lock().expect("lock").hold = true;
+    // 24 entries, batches of 3: after the first batch of the round, two go at once.
+    h.shared
+        .journal
+        .append((0..24).map(alert).collect())
+        .await
+        .expect("journal");
+    eventually("all entries at central and acknowledged", || {
+        store.acked_seq() == store.journal_head() && store.journal_head() > 0
+    })
+    .await;
+    {
+        let c = state.lock().expect("lock");
+        let seqs: Vec<u64> = c.stored.keys().copied().collect();
+        assert_eq!(seqs, (1..=store.journal_head()).collect::<Vec<_>>());
+        assert!(
+            !c.overtaken.is_empty(),
+            "some batch arrived while the one before it was still in flight ({} batches, \
+             receipts {:?})",
+            c.received,
+            c.receipts
+        );
+        assert!(
+            c.overtaken.iter().any(|(held, later)| later > held),
+            "a later window was stored before the earlier one: {:?}",
+            c.overtaken
+        );
+        let resent: Vec<(&u64, &usize)> = c.receipts.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            resent.is_empty(),
+            "each entry sent once (an overtaken batch's answer does not make the agent send \
+             again): {resent:?}"
         );
     }
     support::stop_agent(&shutdown, h.join, STEP).await;

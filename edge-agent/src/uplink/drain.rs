@@ -6,6 +6,12 @@
 //! - The first batch of a drain round (after start, an idle journal or a failure) carries
 //!   seal exceptions and integrity alerts first when the backlog is larger than a batch;
 //!   later batches go in journal order, which lets central's contiguous cursor advance.
+//! - In journal order with more than a batch waiting, [`IN_FLIGHT`] consecutive batches
+//!   are sent at once: central stores whichever arrives first and acknowledges
+//!   contiguously (`acked_through` covers the later batch only once the earlier one is
+//!   stored), so the cursor rules below hold unchanged, and the agent's reading and
+//!   encoding of one batch overlaps central's commit of the other (which central's group
+//!   commit may make one).
 //! - The cursor moves to central's `acked_through`, never past the journal head and never
 //!   backwards.
 //! - An answer that does not move the cursor is a stall (central misses an earlier entry
@@ -19,6 +25,9 @@ use crate::backoff::Backoff;
 /// Most entries central accepts in one batch (docs/delivery.md; a larger batch is refused
 /// with 413 every time, so a larger `central.uplink_batch` would never drain).
 pub const MAX_BATCH_ENTRIES: usize = 1_000;
+
+/// Consecutive batches in flight while draining a backlog in journal order.
+pub const IN_FLIGHT: usize = 2;
 
 /// Longest an idle uplink waits for a new entry before looking again.
 pub const IDLE_WAIT: Duration = Duration::from_secs(5);
@@ -35,6 +44,9 @@ pub struct BatchPlan {
     pub max: usize,
     /// Seal exceptions and integrity alerts first.
     pub exceptions_first: bool,
+    /// Consecutive batches to send at once (1 or [`IN_FLIGHT`]): the first `max`
+    /// unacknowledged entries, then the `max` entries after the last of those, and so on.
+    pub batches: usize,
 }
 
 /// What the task does next.
@@ -71,9 +83,17 @@ impl Drain {
     /// The next batch to read, given the current backlog.
     #[must_use]
     pub fn plan(&self, backlog: u64) -> BatchPlan {
+        let more_than_a_batch = backlog > self.batch as u64;
+        let exceptions_first = self.new_round && more_than_a_batch;
         BatchPlan {
             max: self.batch,
-            exceptions_first: self.new_round && backlog > self.batch as u64,
+            exceptions_first,
+            // Out of journal order, a second window would overlap the first's exceptions.
+            batches: if more_than_a_batch && !exceptions_first {
+                IN_FLIGHT
+            } else {
+                1
+            },
         }
     }
 
@@ -147,6 +167,23 @@ mod tests {
             d.plan(10_000).exceptions_first,
             "an idle journal starts a new round"
         );
+    }
+
+    #[test]
+    fn several_batches_go_at_once_only_in_journal_order_with_more_than_a_batch_waiting() {
+        let mut d = Drain::new(10);
+        assert_eq!(
+            d.plan(10_000).batches,
+            1,
+            "the round starts with exceptions first"
+        );
+        assert_eq!(d.on_answer(true, 0.5), Next::SendAgain);
+        // (backlog, batches)
+        for (backlog, want) in [(0, 1), (10, 1), (11, IN_FLIGHT), (10_000, IN_FLIGHT)] {
+            assert_eq!(d.plan(backlog).batches, want, "backlog {backlog}");
+        }
+        assert!(matches!(d.on_error(0.5), Next::Retry(_)));
+        assert_eq!(d.plan(10_000).batches, 1, "a failure starts a new round");
     }
 
     #[test]

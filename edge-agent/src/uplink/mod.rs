@@ -483,51 +483,90 @@ async fn drain_once(
     drain: Drain,
 ) -> anyhow::Result<Drained> {
     let store = shared.journal.store().clone();
-    let entries = tokio::task::spawn_blocking(move || {
+    let windows = tokio::task::spawn_blocking(move || {
         let plan = drain.plan(store.backlog());
-        store.unacked(plan.max, plan.exceptions_first)
+        let mut windows = vec![store.unacked(plan.max, plan.exceptions_first)?];
+        // Journal order: each further window starts after the last entry of the one
+        // before it (unacknowledged entries are never pruned).
+        while windows.len() < plan.batches {
+            let after = match windows.last().and_then(|w| w.last()) {
+                Some(e) if windows.last().map(Vec::len) == Some(plan.max) => e.seq,
+                _ => break,
+            };
+            let next = store.entries(after + 1, plan.max)?;
+            if next.is_empty() {
+                break;
+            }
+            windows.push(next);
+        }
+        Ok::<_, crate::store::JournalError>(windows)
     })
     .await
     .context("uplink task panicked")?
     .context("reading the journal")?;
-    if entries.is_empty() {
+    if windows.first().is_none_or(Vec::is_empty) {
         return Ok(Drained::Nothing);
     }
-    let count = entries.len();
-    let body = IngestBatch {
-        v: SCHEMA_VERSION,
-        batch_id: Uuid::now_v7(),
-        agent: shared.gate.clone(),
-        entries,
-    };
-    let ack = client.post_events(&body).await?;
-    for alert in &ack.alerts {
-        tracing::error!(%alert, "central reports an integrity problem with this gate's journal");
-    }
-    let store = shared.journal.store().clone();
-    let through = ack.acked_through;
-    let (advanced, acked, head) = tokio::task::spawn_blocking(move || {
-        let head = store.journal_head();
-        let target = Drain::cursor_target(store.acked_seq(), head, through);
-        if let Some(to) = target {
-            store.set_acked(to)?;
+    let bodies: Vec<IngestBatch> = windows
+        .into_iter()
+        .map(|entries| IngestBatch {
+            v: SCHEMA_VERSION,
+            batch_id: Uuid::now_v7(),
+            agent: shared.gate.clone(),
+            entries,
+        })
+        .collect();
+    // All in flight at once; central's acknowledgement is contiguous whatever order they
+    // are stored in, so the furthest one answered is where the cursor may move.
+    let answers =
+        futures_util::future::join_all(bodies.iter().map(|b| client.post_events(b))).await;
+    let mut through = None;
+    let mut failure = None;
+    for (body, answer) in bodies.iter().zip(answers) {
+        match answer {
+            Ok(ack) => {
+                for alert in &ack.alerts {
+                    tracing::error!(%alert, "central reports an integrity problem with this gate's journal");
+                }
+                metrics::counter!("aeogate_uplink_entries_total")
+                    .increment(body.entries.len() as u64);
+                tracing::debug!(
+                    count = body.entries.len(),
+                    acked_through = ack.acked_through,
+                    stored = ack.stored,
+                    duplicates = ack.duplicates,
+                    "batch delivered"
+                );
+                through = through.max(Some(ack.acked_through));
+            }
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
         }
-        Ok::<_, crate::store::JournalError>((target.is_some(), store.acked_seq(), head))
-    })
-    .await
-    .context("uplink task panicked")?
-    .context("recording central's acknowledgement")?;
-    metrics::gauge!("aeogate_uplink_backlog").set(backlog(head, acked) as f64);
-    metrics::counter!("aeogate_uplink_entries_total").increment(count as u64);
-    tracing::debug!(
-        count,
-        acked,
-        head,
-        stored = ack.stored,
-        duplicates = ack.duplicates,
-        "batch delivered"
-    );
-    Ok(Drained::Answered { advanced })
+    }
+    // What was acknowledged is recorded even when another batch of the same attempt
+    // failed (that one goes again with the next attempt).
+    let mut advanced = false;
+    if let Some(through) = through {
+        let store = shared.journal.store().clone();
+        let (moved, acked, head) = tokio::task::spawn_blocking(move || {
+            let head = store.journal_head();
+            let target = Drain::cursor_target(store.acked_seq(), head, through);
+            if let Some(to) = target {
+                store.set_acked(to)?;
+            }
+            Ok::<_, crate::store::JournalError>((target.is_some(), store.acked_seq(), head))
+        })
+        .await
+        .context("uplink task panicked")?
+        .context("recording central's acknowledgement")?;
+        metrics::gauge!("aeogate_uplink_backlog").set(backlog(head, acked) as f64);
+        advanced = moved;
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(Drained::Answered { advanced }),
+    }
 }
 
 #[cfg(test)]
