@@ -167,6 +167,8 @@ struct LaneState {
     closed: bool,
     /// The truck being refused at this closed lane.
     refusing: Option<Refusing>,
+    /// This lane's entry in [`Assembler::due`], as last refreshed.
+    deadline: Option<Timestamp>,
 }
 
 /// A truck at a closed lane, until it leaves.
@@ -189,6 +191,28 @@ pub struct Assembler {
     /// Events of transactions closed on lanes since removed ([`Assembler::reconfigure`]),
     /// not yet taken.
     retired: BTreeMap<Uuid, Vec<AssemblerEvent>>,
+    /// Every lane's next deadline ([`LaneState::next_deadline`], kept in
+    /// `LaneState::deadline`), earliest first: a tick runs the timers of the lanes due
+    /// only, and [`Assembler::next_deadline`] is the first entry, so neither costs a pass
+    /// over every lane. Refreshed whenever a lane's state or timings change.
+    due: BTreeSet<(Timestamp, LaneId)>,
+    /// How many lanes are closed ([`Assembler::set_closed`]).
+    closed: usize,
+}
+
+/// Re-reads `lane`'s next deadline into `due` after its state or timings changed.
+fn refresh(due: &mut BTreeSet<(Timestamp, LaneId)>, lane: &mut LaneState) {
+    let next = lane.next_deadline();
+    if next == lane.deadline {
+        return;
+    }
+    if let Some(old) = lane.deadline.take() {
+        due.remove(&(old, lane.cfg.id.clone()));
+    }
+    if let Some(new) = next {
+        due.insert((new, lane.cfg.id.clone()));
+    }
+    lane.deadline = next;
 }
 
 fn to_read(r: RawRead) -> Read {
@@ -437,6 +461,7 @@ impl Assembler {
                         consumed: BTreeMap::new(),
                         closed: false,
                         refusing: None,
+                        deadline: None,
                     },
                 )
             })
@@ -447,6 +472,8 @@ impl Assembler {
             track: false,
             spent: Vec::new(),
             retired: BTreeMap::new(),
+            due: BTreeSet::new(),
+            closed: 0,
         }
     }
 
@@ -484,6 +511,11 @@ impl Assembler {
         let Some(l) = self.lanes.get_mut(lane) else {
             return false;
         };
+        match (l.closed, closed) {
+            (false, true) => self.closed += 1,
+            (true, false) => self.closed = self.closed.saturating_sub(1),
+            _ => {}
+        }
         l.closed = closed;
         true
     }
@@ -491,7 +523,7 @@ impl Assembler {
     /// Whether any lane is closed.
     #[must_use]
     pub fn any_closed(&self) -> bool {
-        self.lanes.values().any(|l| l.closed)
+        self.closed > 0
     }
 
     /// Whether `lane` is closed.
@@ -509,6 +541,7 @@ impl Assembler {
         l.cfg.pre_open_grace = timings.pre_open_grace;
         l.cfg.departure_grace = timings.departure_grace;
         l.cfg.quiet_close = timings.quiet_close;
+        refresh(&mut self.due, l);
         true
     }
 
@@ -528,22 +561,39 @@ impl Assembler {
             AssemblerEvent::Presence { at, .. } => *at,
         };
         let mut out = self.tick(at);
-        let presence = match &ev {
-            AssemblerEvent::Presence { lane, .. } if self.track => Some((lane.clone(), ev.clone())),
-            _ => None,
+        let lane_id = match &ev {
+            AssemblerEvent::Read(r) => r.lane.clone(),
+            AssemblerEvent::Presence { lane, .. } => lane.clone(),
         };
+        let presence =
+            matches!(ev, AssemblerEvent::Presence { .. } if self.track).then(|| ev.clone());
+        self.apply(ev, presence, &mut out);
+        if let Some(lane) = self.lanes.get_mut(&lane_id) {
+            refresh(&mut self.due, lane);
+        }
+        out
+    }
+
+    /// [`Assembler::handle`] after the timers: folds `ev` into its lane; `presence` is the
+    /// event again when it is a presence change to account for.
+    fn apply(
+        &mut self,
+        ev: AssemblerEvent,
+        presence: Option<AssemblerEvent>,
+        out: &mut Vec<AssemblerOutput>,
+    ) {
         match ev {
             AssemblerEvent::Read(r) => {
                 let Some(lane) = self.lanes.get_mut(&r.lane) else {
                     out.push(AssemblerOutput::OrphanRead(r));
-                    return out;
+                    return;
                 };
                 if lane.open.is_none() && (lane.closed || lane.refusing.is_some()) {
                     lane.refuse_read(r);
-                    return out;
+                    return;
                 }
                 if lane.open.is_none() && !lane.cfg.presence_loop {
-                    lane.open_at(&self.gate, r.at, &mut out);
+                    lane.open_at(&self.gate, r.at, out);
                 }
                 match &mut lane.open {
                     Some(o) => {
@@ -567,8 +617,8 @@ impl Assembler {
                 at,
             } => {
                 let Some(lane) = self.lanes.get_mut(&lane) else {
-                    self.spent.extend(presence.map(|(_, ev)| ev));
-                    return out;
+                    self.spent.extend(presence);
+                    return;
                 };
                 if present {
                     let arrived = lane.present.is_empty();
@@ -578,11 +628,11 @@ impl Assembler {
                         None if lane.refusing.is_some() => {}
                         None if lane.closed => {
                             if arrived {
-                                lane.refuse_arrival(at, &mut out);
+                                lane.refuse_arrival(at, out);
                             }
                         }
                         None => {
-                            lane.open_at(&self.gate, at, &mut out);
+                            lane.open_at(&self.gate, at, out);
                             let horizon = at
                                 .checked_sub(signed(lane.cfg.pre_open_grace))
                                 .unwrap_or(Timestamp::MIN);
@@ -616,7 +666,7 @@ impl Assembler {
                         match &mut lane.open {
                             Some(o) if o.departed_at.is_none() => o.departed_at = Some(at),
                             Some(_) => {}
-                            None if lane.refusing.is_some() => lane.end_refusal(&mut out),
+                            None if lane.refusing.is_some() => lane.end_refusal(out),
                             None if was_present && !lane.closed => {
                                 out.push(AssemblerOutput::Cleared {
                                     lane: lane.cfg.id.clone(),
@@ -631,21 +681,38 @@ impl Assembler {
         }
         // A presence change belongs to the transaction open on its lane after it (the one
         // it opened, or kept open), else to none.
-        if let Some((lane, ev)) = presence {
-            match self.lanes.get_mut(&lane).and_then(|l| l.open.as_mut()) {
+        if let Some(ev) = presence {
+            let AssemblerEvent::Presence { lane, .. } = &ev else {
+                return;
+            };
+            match self.lanes.get_mut(lane).and_then(|l| l.open.as_mut()) {
                 Some(o) => o.events.push(ev),
                 None => self.spent.push(ev),
             }
         }
-        out
     }
 
     /// Advances time: closes transactions whose timers expired and reports held reads
     /// that no transaction claimed.
     pub fn tick(&mut self, now: Timestamp) -> Vec<AssemblerOutput> {
         let mut out = Vec::new();
-        for lane in self.lanes.values_mut() {
-            lane.run_timers(now, &mut out);
+        // Only lanes whose deadline has come can act (a tick before a lane's deadline
+        // changes nothing there); they run in lane order, as a pass over all lanes would.
+        let mut due: Vec<LaneId> = Vec::new();
+        while let Some((at, _)) = self.due.first()
+            && *at <= now
+        {
+            if let Some((_, lane)) = self.due.pop_first() {
+                due.push(lane);
+            }
+        }
+        due.sort();
+        for id in due {
+            if let Some(lane) = self.lanes.get_mut(&id) {
+                lane.deadline = None;
+                lane.run_timers(now, &mut out);
+                refresh(&mut self.due, lane);
+            }
         }
         out
     }
@@ -658,6 +725,13 @@ impl Assembler {
     /// it closes nothing.
     #[must_use]
     pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.due.first().map(|(at, _)| *at)
+    }
+
+    /// [`Assembler::next_deadline`] computed by a pass over every lane (what the index
+    /// must always agree with).
+    #[cfg(test)]
+    fn scanned_deadline(&self) -> Option<Timestamp> {
         self.lanes
             .values()
             .filter_map(LaneState::next_deadline)
@@ -679,7 +753,9 @@ impl Assembler {
             lane.end_refusal(&mut out);
             out.extend(lane.pending.drain(..).map(AssemblerOutput::OrphanRead));
             lane.present.clear();
+            lane.deadline = None;
         }
+        self.due.clear();
         out
     }
 
@@ -703,10 +779,19 @@ impl Assembler {
             lane.end_refusal(&mut out);
             out.extend(lane.pending.drain(..).map(AssemblerOutput::OrphanRead));
             self.retired.append(&mut lane.consumed);
+            if lane.closed {
+                self.closed = self.closed.saturating_sub(1);
+            }
+            if let Some(at) = lane.deadline {
+                self.due.remove(&(at, id));
+            }
         }
         for cfg in lanes {
             match self.lanes.get_mut(&cfg.id) {
-                Some(lane) => lane.cfg = cfg.clone(),
+                Some(lane) => {
+                    lane.cfg = cfg.clone();
+                    refresh(&mut self.due, lane);
+                }
                 None => {
                     self.lanes.insert(
                         cfg.id.clone(),
@@ -719,6 +804,7 @@ impl Assembler {
                             consumed: BTreeMap::new(),
                             closed: false,
                             refusing: None,
+                            deadline: None,
                         },
                     );
                 }
@@ -1127,6 +1213,66 @@ mod tests {
         assert!(a.take_spent().is_empty());
     }
 
+    #[test]
+    fn a_tick_closes_exactly_the_lanes_whose_quiet_close_has_passed_among_many() {
+        let lanes: Vec<LaneConfig> = (0..300).map(|i| lane(&format!("Q{i}"), false)).collect();
+        let mut a = Assembler::new(GateId::parse("G1").expect("gate"), &lanes);
+        // Lane i reads at i ms; quiet_close is 4 s.
+        for i in 0..300 {
+            a.handle(read(&format!("Q{i}"), 1, t(i)));
+        }
+        assert_eq!(
+            a.next_deadline(),
+            Some(t(4_000)),
+            "the first lane's quiet_close"
+        );
+        let closed: Vec<String> = a
+            .tick(t(4_099))
+            .iter()
+            .filter_map(|o| match o {
+                AssemblerOutput::Closed(tx) => Some(tx.lane.to_string()),
+                _ => None,
+            })
+            .collect();
+        let mut want: Vec<String> = (0..100).map(|i| format!("Q{i}")).collect();
+        want.sort();
+        assert_eq!(
+            closed, want,
+            "lanes 0..99 are due, in lane order; none other"
+        );
+        assert_eq!(a.next_deadline(), Some(t(4_100)));
+        // A read on a due lane before the tick moves its deadline.
+        a.handle(read("Q100", 2, t(4_100)));
+        assert_eq!(a.next_deadline(), Some(t(4_101)), "Q100 stays open");
+        assert_eq!(a.next_deadline(), a.scanned_deadline());
+        assert!(a.open(&LaneId::parse("Q100").expect("lane")).is_some());
+    }
+
+    #[test]
+    fn changed_timings_and_removed_lanes_move_the_next_deadline() {
+        let mut a = asm();
+        a.handle(read("L2", 1, t(0)));
+        assert_eq!(a.next_deadline(), Some(t(4_000)));
+        let l2 = LaneId::parse("L2").expect("lane");
+        a.set_timings(
+            &l2,
+            LaneTimings {
+                pre_open_grace: Duration::from_secs(5),
+                departure_grace: Duration::from_secs(1),
+                quiet_close: Duration::from_secs(1),
+            },
+        );
+        assert_eq!(
+            a.next_deadline(),
+            Some(t(1_000)),
+            "the new quiet_close applies"
+        );
+        let out = a.reconfigure(&[lane("L1", true)], t(500));
+        assert!(out.iter().any(|o| matches!(o, AssemblerOutput::Closed(_))));
+        assert_eq!(a.next_deadline(), None, "the removed lane waits on nothing");
+        assert!(a.tick(t(10_000)).is_empty());
+    }
+
     #[derive(Debug, Clone)]
     enum Ev {
         Read { loop_lane: bool, value: u8 },
@@ -1192,11 +1338,13 @@ mod tests {
                     Ev::Presence(present) => presence(present, t(now)),
                 };
                 a.handle(event);
+                prop_assert_eq!(a.next_deadline(), a.scanned_deadline(), "the index agrees with a pass over the lanes");
                 if let Some(d) = a.next_deadline() {
                     let before = d.checked_sub(SignedDuration::from_nanos(1)).expect("in range");
                     prop_assert!(!timed_out(&a.tick(before)), "tick before the deadline acted");
                     prop_assert_eq!(a.next_deadline(), Some(d), "a tick that acts on nothing changes nothing");
                     prop_assert!(timed_out(&a.tick(d)), "tick at the deadline did nothing");
+                    prop_assert_eq!(a.next_deadline(), a.scanned_deadline(), "the index agrees after a tick");
                     now = now.max(d.as_millisecond() - 1_800_000_000_000);
                 }
             }

@@ -3,6 +3,7 @@
 //! console, the API and the heartbeat read.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use jiff::Timestamp;
@@ -58,6 +59,10 @@ impl LaneLive {
 pub struct LiveLanes {
     lanes: Mutex<HashMap<LaneId, LaneLive>>,
     updates: broadcast::Sender<LaneLive>,
+    /// How many lanes are closed, kept under the lanes' lock by [`LiveLanes::set_closed`]
+    /// and [`LiveLanes::set_lanes`] (the only writers of `closed`), so the pipeline's
+    /// check before every event is one load, not a pass over every lane.
+    closed: AtomicUsize,
 }
 
 impl LiveLanes {
@@ -72,6 +77,7 @@ impl LiveLanes {
         Self {
             lanes: Mutex::new(map),
             updates: broadcast::channel(64).0,
+            closed: AtomicUsize::new(0),
         }
     }
 
@@ -83,6 +89,10 @@ impl LiveLanes {
         };
         let now = Timestamp::now();
         map.retain(|id, _| lanes.iter().any(|l| &l.id == id));
+        self.closed.store(
+            map.values().filter(|l| l.closed.is_some()).count(),
+            Ordering::SeqCst,
+        );
         for l in lanes {
             let live = map
                 .entry(l.id.clone())
@@ -143,6 +153,15 @@ impl LiveLanes {
         show: impl FnOnce(&LaneState),
     ) -> bool {
         self.show_locked(lane, state, show, |l| {
+            match (l.closed.is_some(), closure.is_some()) {
+                (false, true) => {
+                    self.closed.fetch_add(1, Ordering::SeqCst);
+                }
+                (true, false) => {
+                    self.closed.fetch_sub(1, Ordering::SeqCst);
+                }
+                _ => {}
+            }
             l.closed = closure;
             true
         })
@@ -172,6 +191,12 @@ impl LiveLanes {
         l.updated_at = Timestamp::now();
         self.announce(l);
         true
+    }
+
+    /// Whether any lane is closed now.
+    #[must_use]
+    pub fn any_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst) > 0
     }
 
     /// The lanes closed now, with why.

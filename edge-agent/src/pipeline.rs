@@ -105,11 +105,11 @@ impl Pipeline {
 
     /// Closes and reopens lanes in the assembler as the live state has them.
     fn sync_closed(&self, assembler: &mut Assembler) {
-        let closed = self.live.closed_lanes();
         // The common case, checked on every event: no lane closed on either side.
-        if closed.is_empty() && !assembler.any_closed() {
+        if !self.live.any_closed() && !assembler.any_closed() {
             return;
         }
+        let closed = self.live.closed_lanes();
         for l in &self.lanes {
             let is = closed.iter().any(|(c, _)| c == &l.id);
             if assembler.is_closed(&l.id) != is {
@@ -679,14 +679,6 @@ fn finish(
     }
     let lane = tx.lane.clone();
     let state = LaneState::from_decision(&decision);
-    // Driven and recorded under the lanes' lock (an override checks it).
-    shared.live.update(&lane, |l| {
-        l.last_decision = Some(decision.clone());
-        if actuate && l.closed.is_none() {
-            shared.actuators.show(&state);
-            l.shown = Some(state);
-        }
-    });
     metrics::counter!("aeogate_decisions_total", "lane" => lane.to_string(), "decision" => decision.decision.as_str())
         .increment(1);
     metrics::histogram!("aeogate_decision_seconds", "lane" => lane.to_string())
@@ -702,4 +694,13 @@ fn finish(
         reasons = ?decision.reasons.iter().map(|r| r.code.code()).collect::<Vec<_>>(),
         "decided"
     );
+    // Driven and recorded under the lanes' lock (an override checks it); the decision
+    // moves into the live view (no copy).
+    shared.live.update(&lane, |l| {
+        l.last_decision = Some(decision);
+        if actuate && l.closed.is_none() {
+            shared.actuators.show(&state);
+            l.shown = Some(state);
+        }
+    });
 }
