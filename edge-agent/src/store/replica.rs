@@ -18,8 +18,9 @@ use crate::replica::{
     ReplicaError, ReplicaMeta, ReplicaSink, ReplicaView, Unreadable, apply_changes, check_batch,
 };
 
-// Replica values are postcard with a leading encoding byte ([`REPLICA_ENCODING`]); the
-// `_v1` tables held JSON and are dropped on open (see [`migrate_replica_v1`]).
+// The replica's own file ([`super::replica_path`]). Values are postcard with a leading
+// encoding byte ([`REPLICA_ENCODING`]); the `_v1` tables of earlier releases held JSON in
+// the store file and are dropped on open (see [`super::migrate::move_replica_out`]).
 pub(super) const OPERATORS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("replica_operators_v2");
 pub(super) const LINKS: TableDefinition<&str, &str> =
@@ -45,7 +46,7 @@ impl Store {
     }
 
     fn try_replica_meta(&self) -> Result<ReplicaMeta, ReplicaError> {
-        let r = self.database().begin_read().map_err(rdb)?;
+        let r = self.replica_database().begin_read().map_err(rdb)?;
         let t = r.open_table(REPLICA_META).map_err(rdb)?;
         let mut meta = read_replica_meta(&t)?;
         meta.verified_elapsed = self.verified_elapsed();
@@ -88,7 +89,7 @@ impl Store {
             }),
             None => {
                 meta.port = Some(port.into());
-                let w = self.database().begin_write().map_err(rdb)?;
+                let w = self.replica_database().begin_write().map_err(rdb)?;
                 write_replica_meta(&w, &meta)?;
                 w.commit().map_err(rdb)
             }
@@ -105,7 +106,7 @@ impl Store {
     pub fn apply_batch(&self, batch: &ChangeBatch) -> Result<(), ReplicaError> {
         let (_g, mut meta) = self.replica_write_start()?;
         check_batch(&meta, batch)?;
-        let mut w = self.database().begin_write().map_err(rdb)?;
+        let mut w = self.replica_database().begin_write().map_err(rdb)?;
         w.set_durability(Durability::Immediate).map_err(rdb)?;
         if batch.snapshot {
             // Deleting a table frees its pages without visiting every entry.
@@ -142,7 +143,7 @@ impl Store {
     /// # Errors
     /// [`ReplicaError`].
     pub fn replica_view(&self) -> Result<ReplicaSnapshot, ReplicaError> {
-        let r = self.database().begin_read().map_err(rdb)?;
+        let r = self.replica_database().begin_read().map_err(rdb)?;
         let meta = {
             let t = r.open_table(REPLICA_META).map_err(rdb)?;
             let mut meta = read_replica_meta(&t)?;
@@ -162,7 +163,7 @@ impl Store {
     pub fn mark_synced(&self, at: Timestamp) -> Result<(), ReplicaError> {
         let (_g, mut meta) = self.replica_write_start()?;
         meta.last_sync = Some(at);
-        let w = self.database().begin_write().map_err(rdb)?;
+        let w = self.replica_database().begin_write().map_err(rdb)?;
         write_replica_meta(&w, &meta)?;
         w.commit().map_err(rdb)
     }
