@@ -24,9 +24,10 @@ use anyhow::{Context as _, bail};
 use edge_agent::decider::decide;
 use protocol::schema::LaneDecision;
 
-use edge_agent::store::{CacheSizes, DEFAULT_REPLICA_CACHE_BYTES, Store};
+use edge_agent::store::{CacheSizes, DEFAULT_REPLICA_CACHE_BYTES, Store, replica_path};
 
 use super::data::{self, IndexedReplica, loaded_store};
+use super::footprint::{clock_ticks, cpu_ticks_at};
 use super::stats::{Samples, Summary, current_rss, peak_rss, rate, reset_peak_rss};
 use super::{Ctx, Row, gate, policy, routes};
 
@@ -201,7 +202,7 @@ fn alone(ctx: &Ctx, cache: usize) -> anyhow::Result<Row> {
         .map(str::parse)
         .collect::<Result<_, _>>()
         .with_context(|| format!("aeogate bench-decide printed {text:?}"))?;
-    let &[count, p50, p99, p999, max, cold, total, before, peak] = v.as_slice() else {
+    let &[count, p50, p99, p999, max, cold, total, before, peak, cpu] = v.as_slice() else {
         bail!("aeogate bench-decide printed {text:?}");
     };
     let ns = |x: u64| Some(Duration::from_nanos(x));
@@ -223,8 +224,11 @@ fn alone(ctx: &Ctx, cache: usize) -> anyhow::Result<Row> {
     .throughput(rate(s.count, s.total), "decisions")
     .rss(Some(peak))
     .note(format!(
-        "own process: peak RSS over opening, {WARM} warm-up and the timed decisions; {:.1} MiB before opening the store",
-        before as f64 / f64::from(1 << 20)
+        "CPU {:.1} µs a decision (mean, preemption excluded); own process: peak RSS over opening, {WARM} warm-up and the timed decisions; {:.1} MiB before opening the store; replica file {:.0} MiB",
+        cpu as f64 / 1_000.0 / count.max(1) as f64,
+        before as f64 / f64::from(1 << 20),
+        std::fs::metadata(replica_path(&ctx.path("fig1.redb")))
+            .map_or(0.0, |m| m.len() as f64 / f64::from(1 << 20))
     ));
     if cache == DEFAULT_REPLICA_CACHE_BYTES {
         row = row.target("p99 ≤ 50 µs with RSS ≤ 100 MB (default cache)", met);
@@ -235,8 +239,9 @@ fn alone(ctx: &Ctx, cache: usize) -> anyhow::Result<Row> {
 /// `aeogate bench-decide`: opens the store at `store` (n operators and n consignments)
 /// with a replica cache of `cache_mib` MiB, decides [`WARM`] transactions untimed and
 /// `decisions` timed, each generated just before it, and prints on one line: count, p50,
-/// p99, p99.9, max, cold and total in ns, then the RSS before opening the store and the
-/// process's peak RSS in bytes.
+/// p99, p99.9, max, cold and total in ns, the RSS before opening the store and the
+/// process's peak RSS in bytes, and the thread's CPU time over the timed decisions in ns
+/// (utime + stime, less the CPU of generating the same transactions again).
 ///
 /// # Errors
 /// Store errors, generator errors.
@@ -264,14 +269,23 @@ pub fn decide_alone(store: &Path, n: u64, decisions: u64, cache_mib: usize) -> a
         decide_one(k)?;
     }
     let mut samples = Samples::with_capacity(usize::try_from(decisions).unwrap_or(0));
+    let ticks = || cpu_ticks_at("/proc/thread-self/stat");
+    let t0 = ticks()?;
     for k in 0..decisions {
         samples.push(decide_one(k)?);
     }
+    let t1 = ticks()?;
+    // The same transactions generated without deciding: their CPU is taken off.
+    for k in 0..decisions {
+        std::hint::black_box(data::transaction(k, n)?);
+    }
+    let t2 = ticks()?;
+    let cpu_ns = (t1 - t0).saturating_sub(t2 - t1) * 1_000_000_000 / clock_ticks().max(1);
     let peak = peak_rss().unwrap_or(0);
     let s = samples.summary();
     let ns = |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     println!(
-        "{} {} {} {} {} {} {} {before} {peak}",
+        "{} {} {} {} {} {} {} {before} {peak} {cpu_ns}",
         s.count,
         ns(s.p50),
         ns(s.p99),

@@ -23,7 +23,7 @@ pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 /// Decisions read random operator and consignment pages; whatever part of the replica
 /// the cache does not hold is read from the OS page cache on every look-up
 /// (docs/benchmarks.md, figure 1: p99 and resident memory per cache size).
-pub const DEFAULT_REPLICA_CACHE_BYTES: usize = 64 << 20;
+pub const DEFAULT_REPLICA_CACHE_BYTES: usize = 16 << 20;
 
 /// The two page-cache bounds of a store. The agent's resident memory grows toward their
 /// sum; they are separate so that the journal's write traffic does not evict the

@@ -7,8 +7,8 @@ use protocol::container::ContainerNumber;
 use protocol::operator::OperatorId;
 use protocol::schema::{ChangeBatch, Consignment, MraRecord, RegistryRecord};
 use redb::{
-    Durability, MultimapTable, MultimapTableDefinition, ReadTransaction, ReadableTable, Table,
-    TableDefinition, WriteTransaction,
+    Durability, MultimapTable, MultimapTableDefinition, ReadOnlyMultimapTable, ReadOnlyTable,
+    ReadableTable, Table, TableDefinition, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -150,7 +150,15 @@ impl Store {
             meta.verified_elapsed = self.verified_elapsed();
             meta
         };
-        Ok(ReplicaSnapshot { r, meta })
+        // Opened once here rather than per look-up: a decision makes several.
+        Ok(ReplicaSnapshot {
+            ops: r.open_table(OPERATORS).map_err(rdb)?,
+            links: r.open_table(LINKS).map_err(rdb)?,
+            mras: r.open_table(MRAS).map_err(rdb)?,
+            consignments: r.open_table(CONSIGNMENTS).map_err(rdb)?,
+            by_container: r.open_multimap_table(BY_CONTAINER).map_err(rdb)?,
+            meta,
+        })
     }
 
     /// Records the agent's time `at` of the last verified batch or statement that moved
@@ -315,13 +323,25 @@ impl ReplicaSink for WriteSink<'_> {
     }
 }
 
-/// A read snapshot of the replica (a redb read transaction). A record that cannot be read
-/// is [`Unreadable`] through the `try_` look-ups (the decider's `REPLICA_UNREADABLE`) and
-/// "not found" through the plain ones; either way never FAST.
-#[derive(Debug)]
+/// A read snapshot of the replica (the tables of one redb read transaction, which they
+/// keep open). A record that cannot be read is [`Unreadable`] through the `try_` look-ups
+/// (the decider's `REPLICA_UNREADABLE`) and "not found" through the plain ones; either way
+/// never FAST.
 pub struct ReplicaSnapshot {
-    r: ReadTransaction,
+    ops: ReadOnlyTable<&'static str, &'static [u8]>,
+    links: ReadOnlyTable<&'static str, &'static str>,
+    mras: ReadOnlyTable<&'static str, &'static [u8]>,
+    consignments: ReadOnlyTable<&'static str, &'static [u8]>,
+    by_container: ReadOnlyMultimapTable<&'static str, &'static str>,
     meta: ReplicaMeta,
+}
+
+impl std::fmt::Debug for ReplicaSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaSnapshot")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ReplicaSnapshot {
@@ -332,12 +352,11 @@ impl ReplicaSnapshot {
     }
 
     fn get_operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, ReplicaError> {
-        let ops = self.r.open_table(OPERATORS).map_err(rdb)?;
+        let (ops, links) = (&self.ops, &self.links);
         let key = id.to_string();
         if let Some(v) = ops.get(key.as_str()).map_err(rdb)? {
             return Ok(Some(decode("operator", &key, v.value())?));
         }
-        let links = self.r.open_table(LINKS).map_err(rdb)?;
         let Some(primary) = links.get(key.as_str()).map_err(rdb)? else {
             return Ok(None);
         };
@@ -348,8 +367,7 @@ impl ReplicaSnapshot {
     }
 
     fn get_consignment(&self, c: &ContainerNumber) -> Result<Option<Consignment>, ReplicaError> {
-        let idx = self.r.open_multimap_table(BY_CONTAINER).map_err(rdb)?;
-        let t = self.r.open_table(CONSIGNMENTS).map_err(rdb)?;
+        let (idx, t) = (&self.by_container, &self.consignments);
         let mut best: Option<Consignment> = None;
         for id in idx.get(c.as_str()).map_err(rdb)? {
             let id = id.map_err(rdb)?;
@@ -367,9 +385,8 @@ impl ReplicaSnapshot {
     }
 
     fn get_mras(&self) -> Result<Vec<MraRecord>, ReplicaError> {
-        let t = self.r.open_table(MRAS).map_err(rdb)?;
         let mut out = Vec::new();
-        for item in t.iter().map_err(rdb)? {
+        for item in self.mras.iter().map_err(rdb)? {
             let (k, v) = item.map_err(rdb)?;
             out.push(decode("mra", k.value(), v.value())?);
         }
