@@ -65,6 +65,23 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Figure 1's redb replica alone, in its own process (run by `bench 1`, which reads the
+    /// one line it prints).
+    #[command(hide = true)]
+    BenchDecide {
+        /// The loaded bench store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Records per kind in it.
+        #[arg(long)]
+        n: u64,
+        /// Decisions to time.
+        #[arg(long)]
+        decisions: u64,
+        /// The replica file's page cache, MiB.
+        #[arg(long)]
+        replica_cache_mib: usize,
+    },
     /// Run a virtual lane board on a pseudo-terminal: prints the tty path for the agent and
     /// runs a lane script (see docs/hardware.md, "Virtual board").
     Board {
@@ -207,6 +224,13 @@ fn main() -> ExitCode {
             out,
         })
         .map(|()| ExitCode::SUCCESS),
+        Command::BenchDecide {
+            store,
+            n,
+            decisions,
+            replica_cache_mib,
+        } => aeogate::bench::decision::decide_alone(&store, n, decisions, replica_cache_mib)
+            .map(|()| ExitCode::SUCCESS),
         Command::Board { lane, script } => {
             aeogate::vboard::run_board_cli(&lane, script.as_deref()).map(|()| ExitCode::SUCCESS)
         }

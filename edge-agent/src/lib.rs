@@ -12,8 +12,9 @@
 //!   [`replica::ReplicaView`].
 //! - [`replica`]: the replica's rules: view, meta, freshness, the sequence rule, change
 //!   application, the in-memory replica.
-//! - [`store`]: redb storage: the hash-chained journal and the registry replica (one file,
-//!   split into handle, journal, replica and migration parts).
+//! - [`store`]: redb storage: the hash-chained journal in the store file and the registry
+//!   replica in its own file beside it (split into handle, journal, replica and migration
+//!   parts).
 //! - [`journal`]: the running journal: the group-commit writer, records held while the
 //!   disk refuses writes, the alarm, the journal's health, the "appended" notification.
 //! - [`readlog`]: the read log: lane events written durably before a source answers

@@ -123,7 +123,7 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, Refused> {
     let mut restart: Vec<String> =
         changed_keys!("gate.", old.gate, gate, GateConfig { id, name, port } skip {});
     restart.extend(changed_keys!("store.", old.store, store,
-        StoreConfig { path, max_journal_bytes } skip {}));
+        StoreConfig { path, max_journal_bytes, replica_cache_bytes } skip {}));
     restart.extend(changed_keys!("console.", old.console, console,
         ConsoleConfig { bind, tls } skip {}));
     restart.extend(central_keys(old.central.as_ref(), central.as_ref()));

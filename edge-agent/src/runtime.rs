@@ -39,7 +39,7 @@ use crate::reload::{ReloadStatus, Reloader};
 use crate::replication::Replication;
 use crate::sources::mqtt::MqttLink;
 use crate::state::AppState;
-use crate::store::Store;
+use crate::store::{CacheSizes, Store};
 use crate::telemetry::{keep_gauges, metrics_handle};
 use crate::uplink::Uplink;
 
@@ -123,7 +123,11 @@ pub async fn start_from(
     let store = {
         let path = cfg.store.path.clone();
         let gate = cfg.gate.id.clone();
-        tokio::task::spawn_blocking(move || Store::open(&path, gate))
+        let caches = CacheSizes {
+            replica: cfg.store.replica_cache_bytes,
+            ..CacheSizes::default()
+        };
+        tokio::task::spawn_blocking(move || Store::open_with_cache(&path, gate, caches))
             .await
             .context("store open task panicked")?
             .with_context(|| format!("cannot open the store at {}", cfg.store.path.display()))?

@@ -111,6 +111,10 @@ fn minimal_config_gets_documented_defaults() {
     assert!(cfg.mqtt.is_none() && cfg.central.is_none());
     assert_eq!(cfg.store.max_journal_bytes, 1 << 30);
     assert_eq!(
+        cfg.store.replica_cache_bytes,
+        edge_agent::store::DEFAULT_REPLICA_CACHE_BYTES
+    );
+    assert_eq!(
         cfg.policy.required_roles,
         vec![PartyRole::Importer, PartyRole::Carrier]
     );
@@ -392,4 +396,31 @@ fn mqtt_filters_and_topics_must_be_valid() {
     assert_eq!(key, "mqtt.lane_topic_prefix");
     let (_, key, _) = invalid(&mqtt("availability_topic = \"aeogate/+/up\"\n"));
     assert_eq!(key, "mqtt.availability_topic");
+}
+
+#[test]
+fn replica_cache_bytes_is_read_from_the_store_section() {
+    let text = format!("{MINIMAL}\n[store]\nreplica_cache_bytes = 100663296\n");
+    let cfg = Config::from_toml_str(&text, "agent.toml").expect("config");
+    assert_eq!(cfg.store.replica_cache_bytes, 96 << 20);
+}
+
+#[test]
+fn a_replica_cache_below_one_mib_is_refused_with_its_line() {
+    appended_refused_at(
+        "[store]\nreplica_cache_bytes = 4096",
+        "store.replica_cache_bytes",
+        17,
+        "must be between 1048576 (1 MiB)",
+    );
+}
+
+#[test]
+fn a_replica_cache_above_64_gib_is_refused_with_its_line() {
+    appended_refused_at(
+        "[store]\npath = \"a.redb\"\nreplica_cache_bytes = 1099511627776",
+        "store.replica_cache_bytes",
+        18,
+        "found 1099511627776",
+    );
 }

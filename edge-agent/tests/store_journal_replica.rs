@@ -375,7 +375,7 @@ fn a_damaged_operator_record_is_unreadable_not_unknown() {
     // Damage the importer's stored value in the replica table itself.
     let operators: redb::TableDefinition<&str, &[u8]> =
         redb::TableDefinition::new("replica_operators_v2");
-    let w = s.database().begin_write().expect("write");
+    let w = s.replica_database().begin_write().expect("write");
     {
         let mut t = w.open_table(operators).expect("table");
         let key = op(IMPORTER).to_string();

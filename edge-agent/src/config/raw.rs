@@ -173,6 +173,8 @@ pub(super) struct RawStore {
     pub(super) path: PathBuf,
     #[serde(default = "default_max_journal_bytes")]
     pub(super) max_journal_bytes: u64,
+    #[serde(default = "default_replica_cache_bytes")]
+    pub(super) replica_cache_bytes: u64,
 }
 
 impl Default for RawStore {
@@ -180,6 +182,7 @@ impl Default for RawStore {
         Self {
             path: default_store_path(),
             max_journal_bytes: default_max_journal_bytes(),
+            replica_cache_bytes: default_replica_cache_bytes(),
         }
     }
 }
@@ -310,6 +313,9 @@ fn default_store_path() -> PathBuf {
 }
 fn default_max_journal_bytes() -> u64 {
     1 << 30
+}
+fn default_replica_cache_bytes() -> u64 {
+    crate::store::DEFAULT_REPLICA_CACHE_BYTES as u64
 }
 fn default_uplink_batch() -> usize {
     200

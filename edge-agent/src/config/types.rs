@@ -287,6 +287,9 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// Journal size above which acknowledged routine entries are pruned, oldest first.
     pub max_journal_bytes: u64,
+    /// The replica file's redb page cache, in bytes (the agent's resident memory grows
+    /// toward it and the journal file's cache together).
+    pub replica_cache_bytes: usize,
 }
 
 /// Connection to central.

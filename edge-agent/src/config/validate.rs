@@ -43,6 +43,10 @@ use protocol::schema::GateId;
 
 /// Smallest accepted journal bound: below this the agent would prune constantly.
 const MIN_JOURNAL_BYTES: u64 = 1 << 20;
+/// Bounds of `[store] replica_cache_bytes`: below 1 MiB the replica's branch pages do
+/// not stay cached; above 64 GiB is a unit mistake on a gate box.
+const MIN_REPLICA_CACHE_BYTES: u64 = 1 << 20;
+const MAX_REPLICA_CACHE_BYTES: u64 = 64 << 30;
 /// Longest long-poll central accepts (docs/delivery.md: `wait` ≤ 60 s).
 const MAX_POLL_WAIT: Duration = Duration::from_secs(60);
 /// Shortest random-selection key: shorter keys are guessable.
@@ -596,9 +600,24 @@ impl Validator<'_> {
                 format!("must be at least {MIN_JOURNAL_BYTES} (1 MiB)"),
             ));
         }
+        let replica_cache_bytes = usize::try_from(s.replica_cache_bytes)
+            .ok()
+            .filter(|_| {
+                (MIN_REPLICA_CACHE_BYTES..=MAX_REPLICA_CACHE_BYTES).contains(&s.replica_cache_bytes)
+            })
+            .ok_or_else(|| {
+                self.err(
+                    vec![Key("store"), Key("replica_cache_bytes")],
+                    format!(
+                        "must be between {MIN_REPLICA_CACHE_BYTES} (1 MiB) and {MAX_REPLICA_CACHE_BYTES} (64 GiB), found {}",
+                        s.replica_cache_bytes
+                    ),
+                )
+            })?;
         Ok(StoreConfig {
             path: s.path,
             max_journal_bytes: s.max_journal_bytes,
+            replica_cache_bytes,
         })
     }
 

@@ -1,7 +1,7 @@
-//! The store handle: the redb database and the journal's in-memory state, shared by the
-//! journal and replica halves.
+//! The store handle: the two redb databases (the journal's file and the replica's file)
+//! and the journal's in-memory state, shared by the journal and replica halves.
 //!
-//! The database sits behind a lock so that it can be closed and opened again while the
+//! Each database sits behind a lock so that it can be closed and opened again while the
 //! agent runs: after an I/O error (a full disk) redb refuses every later operation
 //! ("Previous I/O error occurred") until the database is reopened ([`Store::reopen`]).
 
@@ -14,10 +14,36 @@ use redb::{Database, ReadTransaction, ReadableDatabase as _, WriteTransaction};
 
 use super::error::JournalError;
 
-/// Default size of redb's page cache. redb's own default is 1 GiB, which a gate box with a
-/// national-scale replica fills (docs/benchmarks.md, figure 3 RSS); the hot part of the
-/// replica is the B-tree branch pages, a few MiB at a million records.
+/// Default size of the journal file's redb page cache. redb's own default is 1 GiB; the
+/// journal's reads are its tail and the unacknowledged entries, so a small cache serves
+/// them, and the agent's resident memory grows toward this bound.
 pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+
+/// Default size of the replica file's redb page cache (`[store] replica_cache_bytes`).
+/// Decisions read random operator and consignment pages; whatever part of the replica
+/// the cache does not hold is read from the OS page cache on every look-up
+/// (docs/benchmarks.md, figure 1: p99 and resident memory per cache size).
+pub const DEFAULT_REPLICA_CACHE_BYTES: usize = 16 << 20;
+
+/// The two page-cache bounds of a store. The agent's resident memory grows toward their
+/// sum; they are separate so that the journal's write traffic does not evict the
+/// replica's pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSizes {
+    /// The journal file's cache ([`DEFAULT_CACHE_BYTES`]).
+    pub journal: usize,
+    /// The replica file's cache ([`DEFAULT_REPLICA_CACHE_BYTES`]).
+    pub replica: usize,
+}
+
+impl Default for CacheSizes {
+    fn default() -> Self {
+        Self {
+            journal: DEFAULT_CACHE_BYTES,
+            replica: DEFAULT_REPLICA_CACHE_BYTES,
+        }
+    }
+}
 
 /// The agent's local store. Cheap to clone; every method blocks.
 #[derive(Debug, Clone)]
@@ -27,10 +53,12 @@ pub struct Store {
 
 #[derive(Debug)]
 pub(super) struct Inner {
-    /// `None` between closing a failed database and opening it again.
+    /// The journal's file. `None` between closing a failed database and opening it again.
     pub(super) db: RwLock<Option<Database>>,
+    /// The replica's file ([`replica_path`]), likewise.
+    pub(super) replica_db: RwLock<Option<Database>>,
     pub(super) path: PathBuf,
-    pub(super) cache_bytes: usize,
+    pub(super) caches: CacheSizes,
     pub(super) gate: GateId,
     /// Journal state, also the writer lock for the journal.
     pub(super) journal: Mutex<JournalState>,
@@ -56,11 +84,18 @@ pub(super) struct JournalState {
     pub(super) max_bytes: u64,
 }
 
-/// The store's database, for modules that keep their own tables in the same file: it
-/// begins transactions on whichever database is open now.
+/// The replica's file beside the store file `path`: `agent.redb` → `agent.replica.redb`.
+#[must_use]
+pub fn replica_path(path: &std::path::Path) -> PathBuf {
+    path.with_extension("replica.redb")
+}
+
+/// One of the store's databases, for modules that keep their own tables in the same file:
+/// it begins transactions on whichever database is open now.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreDatabase<'a> {
     store: &'a Store,
+    replica: bool,
 }
 
 impl StoreDatabase<'_> {
@@ -91,22 +126,35 @@ impl StoreDatabase<'_> {
         &self,
         f: impl FnOnce(&redb::Database) -> Result<T, redb::Error>,
     ) -> Result<T, redb::Error> {
-        let db = self
-            .store
-            .inner
-            .db
-            .read()
-            .map_err(|_| redb::Error::DatabaseClosed)?;
+        let slot = if self.replica {
+            &self.store.inner.replica_db
+        } else {
+            &self.store.inner.db
+        };
+        let db = slot.read().map_err(|_| redb::Error::DatabaseClosed)?;
         f(db.as_ref().ok_or(redb::Error::DatabaseClosed)?)
     }
 }
 
 impl Store {
-    /// The underlying database, for tests that inspect or damage the file's tables. The
-    /// agent's own modules go through the journal, replica and account operations.
+    /// The journal's database (journal, read log, lane control, accounts), for tests that
+    /// inspect or damage the file's tables. The agent's own modules go through the
+    /// journal, replica and account operations.
     #[must_use]
     pub fn database(&self) -> StoreDatabase<'_> {
-        StoreDatabase { store: self }
+        StoreDatabase {
+            store: self,
+            replica: false,
+        }
+    }
+
+    /// The replica's database (its own file, [`replica_path`]), as [`Store::database`].
+    #[must_use]
+    pub fn replica_database(&self) -> StoreDatabase<'_> {
+        StoreDatabase {
+            store: self,
+            replica: true,
+        }
     }
 
     /// The store file's path.

@@ -1,13 +1,18 @@
-//! redb storage: the hash-chained journal and the registry replica, in one file.
+//! redb storage: the hash-chained journal in the store file, and the registry replica in
+//! its own file beside it ([`replica_path`]: `agent.redb` → `agent.replica.redb`).
 //!
 //! Every method blocks (redb is a blocking API); async callers use `spawn_blocking`.
 //! [`Store`] is `Clone + Send + Sync` (an `Arc` inside). Journal entries are the
 //! protocol's JSON records (each carries its own schema version `v`, checked on read);
 //! replica values are postcard behind an encoding byte, so a decision's look-ups do not
 //! parse JSON. Tables carry a version suffix: a new value encoding is a new table name
-//! (the replica's JSON `*_v1` tables became `*_v2`; an old replica is dropped on open and
-//! bootstrapped again from a snapshot). redb's page cache is bounded
-//! ([`DEFAULT_CACHE_BYTES`]) because the agent's resident memory grows toward it.
+//! (the replica's JSON `*_v1` tables became `*_v2`). A replica left in the store file by
+//! an earlier release is dropped on open and bootstrapped again from a snapshot.
+//!
+//! Each file has its own bounded redb page cache ([`CacheSizes`]), because the agent's
+//! resident memory grows toward their sum: the journal's writes then never evict the
+//! replica pages that decisions read, and the replica's cache is sized per deployment
+//! (`[store] replica_cache_bytes`).
 //!
 //! # Journal
 //! `journal_v1` maps `seq → JournalEntry` (JSON). `seq` starts at 1 and has no gaps when
@@ -36,10 +41,12 @@
 //! another port (docs/delivery.md, "Replication").
 //!
 //! # Layout
-//! - `handle`: the [`Store`] handle (database, journal state); `error`: the errors.
+//! - `handle`: the [`Store`] handle (the two databases, journal state); `error`: the
+//!   errors.
 //! - `journal`: the journal tables and operations; [`backlog`].
 //! - `replica`: the replica tables, [`Store::apply_batch`], [`ReplicaSnapshot`].
-//! - `migrate`: layout migrations run by [`Store::open`].
+//! - `migrate`: layout migrations run by [`Store::open`] (the replica out of the store
+//!   file).
 //! - `accounts`: the console's account and session tables ([`Store::accounts`]), the only
 //!   part of the file the console reaches.
 //! - `check`: the check at start (redb's integrity check, the journal from the cursor to
@@ -73,7 +80,10 @@ pub use self::accounts::{AccountTable, AccountTables, AccountWrite};
 pub use self::check::{ALERT_ENTRY_QUARANTINED, ALERT_STORE_REPAIRED, ALERT_STORE_REPLACED};
 use self::error::jdb;
 pub use self::error::{JournalError, StoreError};
-pub use self::handle::{DEFAULT_CACHE_BYTES, Store, StoreDatabase};
+pub use self::handle::{
+    CacheSizes, DEFAULT_CACHE_BYTES, DEFAULT_REPLICA_CACHE_BYTES, Store, StoreDatabase,
+    replica_path,
+};
 use self::handle::{Inner, JournalState};
 pub use self::held::{HELD_FILE_BYTES, HeldFile, HeldFileError, HeldGroup};
 pub use self::journal::backlog;
@@ -81,42 +91,50 @@ use self::journal::{
     BY_TX, EXCEPTIONS, JOURNAL, JOURNAL_META, JOURNAL_TEXT, read_meta_u64, verify_tail,
 };
 pub use self::lanes::LaneClosure;
-use self::migrate::migrate_replica_v1;
+use self::migrate::move_replica_out;
 pub use self::replica::ReplicaSnapshot;
 use self::replica::{BY_CONTAINER, CONSIGNMENTS, LINKS, MRAS, OPERATORS, REPLICA_META};
 pub use crate::replica::{ReplicaError, ReplicaMeta};
 
 impl Store {
-    /// Opens (or creates) the store and verifies the journal's tail.
+    /// Opens (or creates) the store and its replica file with the default caches
+    /// ([`CacheSizes::default`]) and verifies the journal's tail.
     ///
     /// # Errors
-    /// [`StoreError::Open`] when the file cannot be opened; [`StoreError::Journal`] when the
+    /// [`StoreError::Open`] when a file cannot be opened; [`StoreError::Journal`] when the
     /// tail of the hash chain does not verify.
     pub fn open(path: &Path, gate: GateId) -> Result<Store, StoreError> {
-        Self::open_with_cache(path, gate, DEFAULT_CACHE_BYTES)
+        Self::open_with_cache(path, gate, CacheSizes::default())
     }
 
-    /// [`Store::open`] with redb's page cache bounded to `cache_bytes` (half of it at most
+    /// [`Store::open`] with each file's redb page cache bounded (half of a cache at most
     /// holds a write transaction's dirty pages; the rest caches reads). The agent's
-    /// resident memory grows toward this bound, so it is the main memory setting.
+    /// resident memory grows toward the sum, so these are its main memory settings.
+    ///
+    /// A replica file redb cannot open is replaced by an empty one (the replica loads
+    /// again from a snapshot, and decides nothing FAST until then); a replica left in the
+    /// store file by an earlier release is dropped from it, keeping its port binding.
     ///
     /// # Errors
     /// As [`Store::open`].
     pub fn open_with_cache(
         path: &Path,
         gate: GateId,
-        cache_bytes: usize,
+        caches: CacheSizes,
     ) -> Result<Store, StoreError> {
-        let (db, state) = match open_checked(path, &gate, cache_bytes) {
+        let (db, state) = match open_checked(path, &gate, caches.journal) {
             Ok(opened) => opened,
-            Err(e) if e.is_damage() => replace_damaged(path, &gate, cache_bytes, &e)?,
+            Err(e) if e.is_damage() => replace_damaged(path, &gate, caches.journal, &e)?,
             Err(e) => return Err(e),
         };
+        let replica_db = open_replica(&replica_path(path), caches.replica)?;
+        move_replica_out(&db, &replica_db)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db: RwLock::new(Some(db)),
+                replica_db: RwLock::new(Some(replica_db)),
                 path: path.to_path_buf(),
-                cache_bytes,
+                caches,
                 gate,
                 journal: Mutex::new(state),
                 replica: Mutex::new(()),
@@ -127,7 +145,8 @@ impl Store {
         })
     }
 
-    /// Closes the database and opens it again, reloading the journal's state from the file.
+    /// Closes both databases and opens them again, reloading the journal's state from the
+    /// file.
     /// After an I/O error (a full disk) redb refuses every operation until this is done;
     /// opening may itself need to write (redb repairs a file that was not closed cleanly),
     /// so it fails while the disk is still full, and the caller tries again later. Between
@@ -140,23 +159,24 @@ impl Store {
     pub fn reopen(&self) -> Result<(), StoreError> {
         // Lock order as everywhere: the journal state first, then the database.
         let mut st = self.jstate()?;
-        let mut slot = self
-            .inner
-            .db
-            .write()
-            .map_err(|_| StoreError::Journal(JournalError::Poisoned))?;
-        // Dropping the database closes the file and releases its lock (read transactions
+        let poisoned = |_| StoreError::Journal(JournalError::Poisoned);
+        let mut slot = self.inner.db.write().map_err(poisoned)?;
+        let mut replica_slot = self.inner.replica_db.write().map_err(poisoned)?;
+        // Dropping a database closes the file and releases its lock (read transactions
         // still alive fail from then on), so it can be opened again.
-        if let Some(old) = slot.take()
-            && let Err(e) = old.close()
-        {
-            tracing::debug!(error = %e, "closing the failed database");
+        for old in [slot.take(), replica_slot.take()].into_iter().flatten() {
+            if let Err(e) = old.close() {
+                tracing::debug!(error = %e, "closing the failed database");
+            }
         }
-        let db = open_database(&self.inner.path, self.inner.cache_bytes)?;
+        let db = open_database(&self.inner.path, self.inner.caches.journal)?;
         let mut state = load_journal_state(&db)?;
+        let replica_db =
+            open_replica_database(&replica_path(&self.inner.path), self.inner.caches.replica)?;
         state.max_bytes = st.max_bytes;
         *st = state;
         *slot = Some(db);
+        *replica_slot = Some(replica_db);
         self.inner.needs_reopen.store(false, Ordering::SeqCst);
         Ok(())
     }
@@ -262,7 +282,7 @@ fn replace_damaged(
     };
     check::check_journal(&db, &mut state, gate)?;
     let detail = format!(
-        "the store file could not be opened ({error}); it was moved to {} and a new store made; {summary}; the registry replica loads again from a snapshot and console accounts must be added again",
+        "the store file could not be opened ({error}); it was moved to {} and a new store made; {summary}; console accounts must be added again",
         aside.display()
     );
     tracing::error!(%detail, "store replaced");
@@ -270,16 +290,20 @@ fn replace_damaged(
     Ok((db, state))
 }
 
-/// Opens (or creates) the database and every table, so readers never meet a missing one.
-fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
-    let db = Database::builder()
+fn create_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    Database::builder()
         .set_cache_size(cache_bytes)
         .create(path)
         .map_err(|e| StoreError::Open {
             path: path.display().to_string(),
             source: e.into(),
-        })?;
-    migrate_replica_v1(&db)?;
+        })
+}
+
+/// Opens (or creates) the store file and every journal table, so readers never meet a
+/// missing one.
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    let db = create_database(path, cache_bytes)?;
     let w = db.begin_write().map_err(jdb)?;
     {
         w.open_table(JOURNAL).map_err(jdb)?;
@@ -287,6 +311,16 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
         w.open_table(JOURNAL_TEXT).map_err(jdb)?;
         w.open_multimap_table(BY_TX).map_err(jdb)?;
         w.open_table(EXCEPTIONS).map_err(jdb)?;
+    }
+    w.commit().map_err(jdb)?;
+    Ok(db)
+}
+
+/// Opens (or creates) the replica file and every replica table.
+fn open_replica_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    let db = create_database(path, cache_bytes)?;
+    let w = db.begin_write().map_err(jdb)?;
+    {
         w.open_table(OPERATORS).map_err(jdb)?;
         w.open_table(LINKS).map_err(jdb)?;
         w.open_table(MRAS).map_err(jdb)?;
@@ -296,6 +330,49 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
     }
     w.commit().map_err(jdb)?;
     Ok(db)
+}
+
+/// Whether `e` says the replica file's bytes are not a usable redb file (rather than that
+/// it could not be reached: permissions, a lock, a full disk).
+fn replica_damaged(e: &StoreError) -> bool {
+    let invalid = |io: &std::io::Error| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+        )
+    };
+    e.is_damage()
+        || matches!(e, StoreError::Open { source: redb::Error::Io(io), .. } if invalid(io))
+}
+
+/// Opens the replica file at start, checked by redb's integrity check (a repair leaves the
+/// last committed state, so an applied batch is still whole or absent). A file redb cannot
+/// open is deleted and made again empty: the replica is a copy of central's registry and
+/// loads again from a snapshot, and an empty replica never decides FAST.
+fn open_replica(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    let opened = std::panic::catch_unwind(|| -> Result<Database, StoreError> {
+        let mut db = open_replica_database(path, cache_bytes)?;
+        let clean = db.check_integrity().map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            source: e.into(),
+        })?;
+        if !clean {
+            tracing::error!(path = %path.display(), "redb's integrity check failed at start and repaired the replica file");
+        }
+        Ok(db)
+    });
+    let error = match opened {
+        Ok(Ok(db)) => return Ok(db),
+        Ok(Err(e)) if !replica_damaged(&e) => return Err(e),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "reading the replica file panicked".to_string(),
+    };
+    tracing::error!(%error, path = %path.display(), "the replica file is damaged beyond repair; it is deleted and the replica loads again from a snapshot");
+    std::fs::remove_file(path).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        source: redb::Error::Io(e),
+    })?;
+    open_replica_database(path, cache_bytes)
 }
 
 /// The journal's head, cursor, size and last hash as stored, after checking the tail.

@@ -7,8 +7,8 @@ use protocol::container::ContainerNumber;
 use protocol::operator::OperatorId;
 use protocol::schema::{ChangeBatch, Consignment, MraRecord, RegistryRecord};
 use redb::{
-    Durability, MultimapTable, MultimapTableDefinition, ReadTransaction, ReadableTable, Table,
-    TableDefinition, WriteTransaction,
+    Durability, MultimapTable, MultimapTableDefinition, ReadOnlyMultimapTable, ReadOnlyTable,
+    ReadableTable, Table, TableDefinition, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +18,9 @@ use crate::replica::{
     ReplicaError, ReplicaMeta, ReplicaSink, ReplicaView, Unreadable, apply_changes, check_batch,
 };
 
-// Replica values are postcard with a leading encoding byte ([`REPLICA_ENCODING`]); the
-// `_v1` tables held JSON and are dropped on open (see [`migrate_replica_v1`]).
+// The replica's own file ([`super::replica_path`]). Values are postcard with a leading
+// encoding byte ([`REPLICA_ENCODING`]); the `_v1` tables of earlier releases held JSON in
+// the store file and are dropped on open (see [`super::migrate::move_replica_out`]).
 pub(super) const OPERATORS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("replica_operators_v2");
 pub(super) const LINKS: TableDefinition<&str, &str> =
@@ -45,7 +46,7 @@ impl Store {
     }
 
     fn try_replica_meta(&self) -> Result<ReplicaMeta, ReplicaError> {
-        let r = self.database().begin_read().map_err(rdb)?;
+        let r = self.replica_database().begin_read().map_err(rdb)?;
         let t = r.open_table(REPLICA_META).map_err(rdb)?;
         let mut meta = read_replica_meta(&t)?;
         meta.verified_elapsed = self.verified_elapsed();
@@ -88,7 +89,7 @@ impl Store {
             }),
             None => {
                 meta.port = Some(port.into());
-                let w = self.database().begin_write().map_err(rdb)?;
+                let w = self.replica_database().begin_write().map_err(rdb)?;
                 write_replica_meta(&w, &meta)?;
                 w.commit().map_err(rdb)
             }
@@ -105,7 +106,7 @@ impl Store {
     pub fn apply_batch(&self, batch: &ChangeBatch) -> Result<(), ReplicaError> {
         let (_g, mut meta) = self.replica_write_start()?;
         check_batch(&meta, batch)?;
-        let mut w = self.database().begin_write().map_err(rdb)?;
+        let mut w = self.replica_database().begin_write().map_err(rdb)?;
         w.set_durability(Durability::Immediate).map_err(rdb)?;
         if batch.snapshot {
             // Deleting a table frees its pages without visiting every entry.
@@ -142,14 +143,22 @@ impl Store {
     /// # Errors
     /// [`ReplicaError`].
     pub fn replica_view(&self) -> Result<ReplicaSnapshot, ReplicaError> {
-        let r = self.database().begin_read().map_err(rdb)?;
+        let r = self.replica_database().begin_read().map_err(rdb)?;
         let meta = {
             let t = r.open_table(REPLICA_META).map_err(rdb)?;
             let mut meta = read_replica_meta(&t)?;
             meta.verified_elapsed = self.verified_elapsed();
             meta
         };
-        Ok(ReplicaSnapshot { r, meta })
+        // Opened once here rather than per look-up: a decision makes several.
+        Ok(ReplicaSnapshot {
+            ops: r.open_table(OPERATORS).map_err(rdb)?,
+            links: r.open_table(LINKS).map_err(rdb)?,
+            mras: r.open_table(MRAS).map_err(rdb)?,
+            consignments: r.open_table(CONSIGNMENTS).map_err(rdb)?,
+            by_container: r.open_multimap_table(BY_CONTAINER).map_err(rdb)?,
+            meta,
+        })
     }
 
     /// Records the agent's time `at` of the last verified batch or statement that moved
@@ -162,7 +171,7 @@ impl Store {
     pub fn mark_synced(&self, at: Timestamp) -> Result<(), ReplicaError> {
         let (_g, mut meta) = self.replica_write_start()?;
         meta.last_sync = Some(at);
-        let w = self.database().begin_write().map_err(rdb)?;
+        let w = self.replica_database().begin_write().map_err(rdb)?;
         write_replica_meta(&w, &meta)?;
         w.commit().map_err(rdb)
     }
@@ -314,13 +323,25 @@ impl ReplicaSink for WriteSink<'_> {
     }
 }
 
-/// A read snapshot of the replica (a redb read transaction). A record that cannot be read
-/// is [`Unreadable`] through the `try_` look-ups (the decider's `REPLICA_UNREADABLE`) and
-/// "not found" through the plain ones; either way never FAST.
-#[derive(Debug)]
+/// A read snapshot of the replica (the tables of one redb read transaction, which they
+/// keep open). A record that cannot be read is [`Unreadable`] through the `try_` look-ups
+/// (the decider's `REPLICA_UNREADABLE`) and "not found" through the plain ones; either way
+/// never FAST.
 pub struct ReplicaSnapshot {
-    r: ReadTransaction,
+    ops: ReadOnlyTable<&'static str, &'static [u8]>,
+    links: ReadOnlyTable<&'static str, &'static str>,
+    mras: ReadOnlyTable<&'static str, &'static [u8]>,
+    consignments: ReadOnlyTable<&'static str, &'static [u8]>,
+    by_container: ReadOnlyMultimapTable<&'static str, &'static str>,
     meta: ReplicaMeta,
+}
+
+impl std::fmt::Debug for ReplicaSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaSnapshot")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ReplicaSnapshot {
@@ -331,12 +352,11 @@ impl ReplicaSnapshot {
     }
 
     fn get_operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, ReplicaError> {
-        let ops = self.r.open_table(OPERATORS).map_err(rdb)?;
+        let (ops, links) = (&self.ops, &self.links);
         let key = id.to_string();
         if let Some(v) = ops.get(key.as_str()).map_err(rdb)? {
             return Ok(Some(decode("operator", &key, v.value())?));
         }
-        let links = self.r.open_table(LINKS).map_err(rdb)?;
         let Some(primary) = links.get(key.as_str()).map_err(rdb)? else {
             return Ok(None);
         };
@@ -347,8 +367,7 @@ impl ReplicaSnapshot {
     }
 
     fn get_consignment(&self, c: &ContainerNumber) -> Result<Option<Consignment>, ReplicaError> {
-        let idx = self.r.open_multimap_table(BY_CONTAINER).map_err(rdb)?;
-        let t = self.r.open_table(CONSIGNMENTS).map_err(rdb)?;
+        let (idx, t) = (&self.by_container, &self.consignments);
         let mut best: Option<Consignment> = None;
         for id in idx.get(c.as_str()).map_err(rdb)? {
             let id = id.map_err(rdb)?;
@@ -366,9 +385,8 @@ impl ReplicaSnapshot {
     }
 
     fn get_mras(&self) -> Result<Vec<MraRecord>, ReplicaError> {
-        let t = self.r.open_table(MRAS).map_err(rdb)?;
         let mut out = Vec::new();
-        for item in t.iter().map_err(rdb)? {
+        for item in self.mras.iter().map_err(rdb)? {
             let (k, v) = item.map_err(rdb)?;
             out.push(decode("mra", k.value(), v.value())?);
         }
