@@ -33,12 +33,16 @@
 //! `recognising>partner`, consignments by id (plus a container index), and the
 //! [`ReplicaMeta`]. [`Store::apply_batch`] applies a verified [`ChangeBatch`](protocol::schema::ChangeBatch) all or
 //! nothing in one write transaction, refusing gaps, replays, rollbacks and batches for
-//! another port (docs/delivery.md, "Replication").
+//! another port (docs/delivery.md, "Replication"). A chunked snapshot is staged chunk by
+//! chunk in a second set of replica tables ([`Store::begin_staging`],
+//! [`Store::stage_chunk`]) and swapped in by one write transaction
+//! ([`Store::finish_staging`]); its progress survives a restart ([`Store::staged_snapshot`]).
 //!
 //! # Layout
 //! - `handle`: the [`Store`] handle (database, journal state); `error`: the errors.
 //! - `journal`: the journal tables and operations; [`backlog`].
-//! - `replica`: the replica tables, [`Store::apply_batch`], [`ReplicaSnapshot`].
+//! - `replica`: the replica tables (two sets: live and staging), [`Store::apply_batch`],
+//!   staging a chunked snapshot, [`ReplicaSnapshot`].
 //! - `migrate`: layout migrations run by [`Store::open`].
 //! - `accounts`: the console's account and session tables ([`Store::accounts`]), the only
 //!   part of the file the console reaches.
@@ -82,8 +86,8 @@ use self::journal::{
 };
 pub use self::lanes::LaneClosure;
 use self::migrate::migrate_replica_v1;
-pub use self::replica::ReplicaSnapshot;
-use self::replica::{BY_CONTAINER, CONSIGNMENTS, LINKS, MRAS, OPERATORS, REPLICA_META};
+use self::replica::{REPLICA_META, TABLE_SETS, open_set};
+pub use self::replica::{ReplicaSnapshot, StagedSnapshot};
 pub use crate::replica::{ReplicaError, ReplicaMeta};
 
 impl Store {
@@ -287,11 +291,9 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
         w.open_table(JOURNAL_TEXT).map_err(jdb)?;
         w.open_multimap_table(BY_TX).map_err(jdb)?;
         w.open_table(EXCEPTIONS).map_err(jdb)?;
-        w.open_table(OPERATORS).map_err(jdb)?;
-        w.open_table(LINKS).map_err(jdb)?;
-        w.open_table(MRAS).map_err(jdb)?;
-        w.open_table(CONSIGNMENTS).map_err(jdb)?;
-        w.open_multimap_table(BY_CONTAINER).map_err(jdb)?;
+        for set in &TABLE_SETS {
+            open_set(&w, set)?;
+        }
         w.open_table(REPLICA_META).map_err(jdb)?;
     }
     w.commit().map_err(jdb)?;
