@@ -1002,6 +1002,53 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_is_checked_like_a_snapshot_and_in_itself() {
+        let t = |s: &str| -> Timestamp { s.parse().expect("ts") };
+        let now = t("2026-03-01T12:00:00Z");
+        let held = Some(t("2026-03-01T11:00:00Z"));
+        let good = SnapshotManifest {
+            v: protocol::schema::SCHEMA_VERSION,
+            id: "m1".into(),
+            port: "PORT-A".into(),
+            last_seq: 9,
+            as_of: t("2026-03-01T11:30:00Z"),
+            chunk_records: 4,
+            records: 9,
+            chunks: vec!["a".repeat(64), "b".repeat(64), "0".repeat(64)],
+        };
+        let label = |m: &SnapshotManifest, replica: u64| {
+            check_manifest(m, replica, held, "PORT-A", now).map_or_else(|e| e.label(), |()| "ok")
+        };
+        let with = |f: &dyn Fn(&mut SnapshotManifest)| {
+            let mut m = good.clone();
+            f(&mut m);
+            m
+        };
+        assert_eq!(label(&good, 9), "ok");
+        assert_eq!(label(&good, 10), "rollback");
+        assert_eq!(label(&with(&|m| m.port = "PORT-B".into()), 0), "wrong_port");
+        assert_eq!(
+            label(&with(&|m| m.as_of = t("2026-03-01T10:00:00Z")), 0),
+            "not_newer"
+        );
+        assert_eq!(
+            label(&with(&|m| m.as_of = t("2026-03-02T10:00:00Z")), 0),
+            "ahead"
+        );
+        assert_eq!(label(&with(&|m| m.chunk_records = 0), 0), "manifest");
+        assert_eq!(
+            label(&with(&|m| m.chunk_records = MAX_CHUNK_RECORDS + 1), 0),
+            "manifest"
+        );
+        assert_eq!(label(&with(&|m| m.records = 13), 0), "manifest");
+        assert_eq!(
+            label(&with(&|m| m.chunks[1] = "B".repeat(64)), 0),
+            "manifest"
+        );
+        assert_eq!(label(&with(&|m| m.chunks[2].truncate(63)), 0), "manifest");
+    }
+
+    #[test]
     fn a_snapshot_may_not_be_older_than_the_replica() {
         assert_eq!(check_batch(&batch(0, 9, true), 5, "PORT-A", true), Ok(()));
         assert!(matches!(
