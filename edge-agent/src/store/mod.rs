@@ -87,7 +87,7 @@ use self::journal::{
 pub use self::lanes::LaneClosure;
 use self::migrate::migrate_replica_v1;
 use self::replica::{REPLICA_META, TABLE_SETS, open_set};
-pub use self::replica::{ReplicaSnapshot, StagedSnapshot};
+pub use self::replica::{ReplicaSnapshot, STAGE_DURABLE_EVERY, StagedSnapshot};
 pub use crate::replica::{ReplicaError, ReplicaMeta};
 
 impl Store {

@@ -79,6 +79,9 @@ pub(super) const TABLE_SETS: [ReplicaTables; 2] = [
     },
 ];
 
+/// Every this many staged chunks, one is committed durably (see [`Store::stage_chunk`]).
+pub const STAGE_DURABLE_EVERY: u32 = 10;
+
 /// Meta key of the live table set (one byte, 0 or 1; absent: 0).
 const LIVE_SET_KEY: &str = "tables";
 /// Meta key of a chunked snapshot being staged ([`StagedSnapshot`], JSON).
@@ -227,8 +230,10 @@ impl Store {
     }
 
     /// Applies chunk `index` of the staged snapshot `manifest_id` into the staging table
-    /// set and moves its progress to the next chunk, in one durable write transaction. The
-    /// live replica is not touched.
+    /// set and moves its progress to the next chunk, in one write transaction: durable for
+    /// every [`STAGE_DURABLE_EVERY`]-th chunk, the others made durable by the next durable
+    /// commit of the store (a crash in between resumes a few chunks earlier). The live
+    /// replica is not touched.
     ///
     /// # Errors
     /// [`ReplicaError::Malformed`] when no such snapshot is staged, when `index` is not
@@ -242,7 +247,16 @@ impl Store {
     ) -> Result<(), ReplicaError> {
         let (_g, _meta) = self.replica_write_start()?;
         let mut w = self.database().begin_write().map_err(rdb)?;
-        w.set_durability(Durability::Immediate).map_err(rdb)?;
+        // Chunk and progress commit together, so a crash loses both or neither; only every
+        // STAGE_DURABLE_EVERY-th chunk waits for the disk (a crash repeats at most that
+        // many chunks; the swap itself is durable).
+        let durable = index.saturating_add(1).is_multiple_of(STAGE_DURABLE_EVERY);
+        w.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })
+        .map_err(rdb)?;
         let mut staged = staged_in(&w, manifest_id)?;
         if staged.next != index {
             return Err(ReplicaError::Malformed(format!(
