@@ -5,7 +5,7 @@
 //!   `verify_strict` over the manifest, then parse), `replication::check_manifest`,
 //!   `Store::begin_staging`; per chunk of [`CHUNK_RECORDS`]: its bytes read from a file
 //!   (standing in for the HTTP body), `replication::check_chunk` (SHA-256 against the
-//!   manifest, then parse), `Store::stage_chunk` (one durable write transaction); then
+//!   manifest, then parse), `Store::stage_chunk` (one write transaction, every tenth durable); then
 //!   `Store::finish_staging` (the swap, one durable write transaction). The chunk files
 //!   are written before the figure one chunk at a time, so neither the bench nor the
 //!   agent path holds the whole snapshot.
