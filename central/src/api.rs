@@ -177,6 +177,14 @@ pub fn app(central: Central) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/api/v1/agents/{gate}/heartbeat", post(post_heartbeat))
         .route("/api/v1/registry/snapshot", get(get_snapshot))
+        .route(
+            "/api/v1/registry/snapshot/manifest",
+            get(get_snapshot_manifest),
+        )
+        .route(
+            "/api/v1/registry/snapshot/chunks/{id}/{index}",
+            get(get_snapshot_chunk),
+        )
         .route("/api/v1/registry/changes", get(get_changes))
         .route("/api/v1/registry/keys", get(get_keys))
         .route(
@@ -386,6 +394,49 @@ async fn get_snapshot(
     let env = c.blocking(move |c| c.snapshot_envelope(&port)).await?;
     metrics::counter!("central_snapshots_served_total").increment(1);
     Ok(Json(env).into_response())
+}
+
+async fn get_snapshot_manifest(
+    State(c): State<Central>,
+    Agent(agent): Agent,
+    Query(p): Query<RegistryParams>,
+) -> ApiResult<Response> {
+    let port = port_for(&agent, &p)?;
+    let env = c.blocking(move |c| c.snapshot_manifest(&port)).await?;
+    metrics::counter!("central_snapshot_manifests_served_total").increment(1);
+    Ok(Json(env).into_response())
+}
+
+async fn get_snapshot_chunk(
+    State(c): State<Central>,
+    Path((id, index)): Path<(String, String)>,
+    Agent(agent): Agent,
+    Query(p): Query<RegistryParams>,
+) -> ApiResult<Response> {
+    let port = port_for(&agent, &p)?;
+    let index: u32 = index
+        .parse()
+        .map_err(|_| ApiError::bad(format!("chunk {index:?} is not a chunk number")))?;
+    let gone = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("snapshot {id:?} chunk {index} is not kept; fetch a new manifest"),
+        )
+    };
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(gone());
+    }
+    let (id2, p2) = (id.clone(), port);
+    let bytes = c
+        .blocking(move |c| c.snapshot_chunk(&p2, &id2, index))
+        .await?
+        .ok_or_else(gone)?;
+    metrics::counter!("central_snapshot_chunks_served_total").increment(1);
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn get_changes(

@@ -93,7 +93,7 @@ impl HttpStatus for RegistryError {
             RegistryError::UnknownOperator(_) => StatusCode::NOT_FOUND,
             RegistryError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             RegistryError::Invalid(_) | RegistryError::Import { .. } => StatusCode::BAD_REQUEST,
-            RegistryError::Read { .. } | RegistryError::Encode(_) => {
+            RegistryError::Read { .. } | RegistryError::Encode(_) | RegistryError::Snapshot(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             RegistryError::Store(e) => e.status(),

@@ -19,6 +19,7 @@
 //! - [`ratelimit`]: per-client request rate limit for the staff API and dashboard.
 //! - [`registry`]: import of operator / MRA / consignment files; per-port change batches.
 //! - [`signing`]: the ed25519 key file and signed envelopes.
+//! - [`snapshots`]: chunked snapshots: their chunks kept in files, served by manifest id.
 //! - [`auth`]: agent and session tokens, staff passwords, the client certificate a
 //!   connection presented.
 //! - [`service`]: [`Central`], the operations the API, dashboard, CLI and demo call (the
@@ -48,6 +49,7 @@ pub mod rollup;
 pub mod server;
 pub mod service;
 pub mod signing;
+pub mod snapshots;
 pub mod stats;
 pub mod store;
 pub mod store_error;

@@ -54,6 +54,9 @@ pub enum RegistryError {
     },
     #[error("encoding a change batch: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A chunked snapshot's chunk files could not be written or read.
+    #[error("chunked snapshot: {0}")]
+    Snapshot(String),
     #[error(transparent)]
     Store(StoreError),
 }

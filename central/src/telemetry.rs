@@ -52,6 +52,14 @@ pub fn describe() {
         "Signed registry snapshots served to agents."
     );
     describe_counter!(
+        "central_snapshot_manifests_served_total",
+        "Signed chunked-snapshot manifests served to agents."
+    );
+    describe_counter!(
+        "central_snapshot_chunks_served_total",
+        "Chunks of chunked snapshots served to agents."
+    );
+    describe_counter!(
         "central_exports_total",
         "Exports of decided transactions served, by format (csv, epcis)."
     );
@@ -75,6 +83,8 @@ pub fn describe() {
         "central_cases_opened_total",
         "central_registry_changes_total",
         "central_snapshots_served_total",
+        "central_snapshot_manifests_served_total",
+        "central_snapshot_chunks_served_total",
         "central_rate_limited_total",
     ] {
         metrics::counter!(name).increment(0);

@@ -549,6 +549,71 @@ async fn every_answer_of_every_route_matches_the_document() {
         Payload::None,
     )
     .await;
+    let mf = "/api/v1/registry/snapshot/manifest";
+    let (status, manifest) = k
+        .call(
+            r,
+            "GET",
+            mf,
+            "/api/v1/registry/snapshot/manifest?port=P1",
+            Some(&agent),
+            Payload::None,
+        )
+        .await;
+    assert_eq!(status, 200, "{manifest}");
+    for (uri, who) in [
+        (
+            "/api/v1/registry/snapshot/manifest?port=P2",
+            Some(agent.as_str()),
+        ),
+        (mf, Some(agent.as_str())),
+        ("/api/v1/registry/snapshot/manifest?port=P1", None),
+    ] {
+        k.call(r, "GET", mf, uri, who, Payload::None).await;
+    }
+    let manifest: Value =
+        serde_json::from_str(manifest["payload"].as_str().expect("payload")).expect("manifest");
+    let id = manifest["id"].as_str().expect("manifest id");
+    assert!(
+        !manifest["chunks"].as_array().expect("chunks").is_empty(),
+        "the registry has records, so the snapshot has a chunk"
+    );
+    let ck = "/api/v1/registry/snapshot/chunks/{id}/{index}";
+    let (status, chunk) = k
+        .call(
+            r,
+            "GET",
+            ck,
+            &format!("/api/v1/registry/snapshot/chunks/{id}/0?port=P1"),
+            Some(&agent),
+            Payload::None,
+        )
+        .await;
+    assert_eq!(status, 200, "{chunk}");
+    for (uri, who) in [
+        (
+            format!("/api/v1/registry/snapshot/chunks/{id}/999?port=P1"),
+            Some(agent.as_str()),
+        ),
+        (
+            format!("/api/v1/registry/snapshot/chunks/{id}/x?port=P1"),
+            Some(agent.as_str()),
+        ),
+        (
+            format!("/api/v1/registry/snapshot/chunks/{id}/0?port=P2"),
+            Some(agent.as_str()),
+        ),
+        (
+            "/api/v1/registry/snapshot/chunks/00ff/0?port=P1".to_owned(),
+            Some(agent.as_str()),
+        ),
+        (
+            format!("/api/v1/registry/snapshot/chunks/{id}/0?port=P1"),
+            None,
+        ),
+    ] {
+        k.call(r, "GET", ck, &uri, who, Payload::None).await;
+    }
     let ch = "/api/v1/registry/changes";
     for uri in [
         "/api/v1/registry/changes?port=P1&after=0",

@@ -17,7 +17,8 @@ use jiff::Timestamp;
 use protocol::container::ContainerNumber;
 use protocol::operator::{OperatorId, Programme};
 use protocol::schema::{
-    ChangeBatch, Consignment, MraRecord, RegistryRecord, SchemaError, check_version,
+    ChangeBatch, Consignment, MraRecord, RegistryRecord, SchemaError, SequencedChange,
+    check_version,
 };
 use serde::{Deserialize, Serialize};
 
@@ -210,12 +211,12 @@ pub fn check_sequence(current: u64, batch: &ChangeBatch) -> Result<(), SequenceE
     Ok(())
 }
 
-/// Applies the batch's changes to a sink (the caller clears it first for a snapshot).
-/// The rule is protocol's ([`protocol::registry`], shared with central); this adapts the
-/// sink to it.
+/// Applies a batch's (or a snapshot chunk's) changes to a sink (the caller clears it first
+/// for a snapshot). The rule is protocol's ([`protocol::registry`], shared with central);
+/// this adapts the sink to it.
 pub(crate) fn apply_changes(
     sink: &mut dyn ReplicaSink,
-    batch: &ChangeBatch,
+    changes: &[SequencedChange],
 ) -> Result<(), ReplicaError> {
     struct Sink<'a>(&'a mut dyn ReplicaSink);
     impl protocol::registry::RegistrySink for Sink<'_> {
@@ -237,7 +238,7 @@ pub(crate) fn apply_changes(
         }
     }
     let mut sink = Sink(sink);
-    for sc in &batch.changes {
+    for sc in changes {
         sc.change.apply(&mut sink).map_err(|e| match e {
             protocol::registry::ApplyError::UnknownOperator(op) => ReplicaError::UnknownOperator {
                 seq: sc.seq,
@@ -485,7 +486,7 @@ impl MemoryReplica {
         if batch.snapshot {
             next.clear();
         }
-        apply_changes(&mut next, batch)?;
+        apply_changes(&mut next, &batch.changes)?;
         next.meta.sequence = batch.last_seq;
         next.meta.as_of = Some(batch.as_of);
         next.meta.port = Some(batch.port.clone());

@@ -3,7 +3,11 @@
 //!
 //! 1. The replica is bound to the gate's port (`Store::bind_port`); a store that holds
 //!    another port's data is refused and replication stops (an integrity alert says why).
-//! 2. A replica never loaded bootstraps from `GET /api/v1/registry/snapshot?port=P`.
+//! 2. A replica never loaded bootstraps from a chunked snapshot: the signed manifest
+//!    `GET /api/v1/registry/snapshot/manifest?port=P`, then each chunk
+//!    `GET /api/v1/registry/snapshot/chunks/{id}/{k}?port=P` (see "Chunked snapshot"
+//!    below). A central that does not serve manifests (`404`) is asked for the whole
+//!    snapshot in one envelope, `GET /api/v1/registry/snapshot?port=P`.
 //! 3. Then it long-polls `GET /api/v1/registry/changes?port=P&after=SEQ&wait=S`.
 //!
 //! Every answer is a [`SignedEnvelope`]. [`verify_envelope`] checks the ed25519 signature
@@ -30,6 +34,18 @@
 //! client retries with backoff. On a gap the client re-bootstraps from a snapshot, and
 //! accepts it only if it verifies and is not older than the replica (`last_seq >= replica
 //! seq`): a snapshot can heal a missed change, never roll the registry back.
+//!
+//! # Chunked snapshot
+//! The manifest is verified like a batch ([`verify_manifest`]) and checked like a snapshot
+//! ([`check_manifest`]: port, not older than the replica, as-of rules, a chunk count that
+//! matches its record count, chunks of at most [`MAX_CHUNK_RECORDS`]). Each chunk is read
+//! up to [`MAX_CHUNK_BYTES`], its SHA-256 compared with the manifest's *before* it is
+//! parsed ([`check_chunk`]), and applied into the store's staging tables together with
+//! the progress (`Store::stage_chunk`), so at most one chunk is held and a broken
+//! connection or a restart resumes at the next chunk of the same manifest. When every
+//! chunk is staged, `Store::finish_staging` swaps the staging tables in by one write
+//! transaction. A chunk whose hash differs is refused like a forged batch; a manifest
+//! central no longer serves (`404` for a chunk) is dropped and the bootstrap starts again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +53,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ed25519_dalek::{Signature, VerifyingKey};
 use jiff::Timestamp;
-use protocol::schema::{ChangeBatch, EventBody, SignedEnvelope, check_version};
+use protocol::schema::{
+    ChangeBatch, EventBody, SequencedChange, SignedEnvelope, SnapshotChunk, SnapshotManifest,
+    check_version,
+};
 use reqwest::StatusCode;
+use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -137,6 +157,24 @@ pub enum Refused {
     /// The store refused to apply it.
     #[error("store refused the batch: {0}")]
     Store(String),
+    /// A verified snapshot manifest that is inconsistent in itself.
+    #[error("snapshot manifest: {0}")]
+    Manifest(String),
+    /// A snapshot chunk whose bytes do not hash to the manifest's SHA-256 for it.
+    #[error("snapshot {manifest} chunk {index}: SHA-256 {found} is not the signed {expected}")]
+    ChunkHash {
+        /// The manifest's id.
+        manifest: String,
+        /// The chunk's index.
+        index: u32,
+        /// The signed hash.
+        expected: String,
+        /// The hash of the bytes received.
+        found: String,
+    },
+    /// A snapshot chunk that matches its hash but not its manifest.
+    #[error("snapshot chunk: {0}")]
+    Chunk(String),
 }
 
 impl Refused {
@@ -157,6 +195,9 @@ impl Refused {
             Self::NotNewer { .. } => "not_newer",
             Self::Ahead { .. } => "ahead",
             Self::Store(_) => "store",
+            Self::Manifest(_) => "manifest",
+            Self::ChunkHash { .. } => "chunk_hash",
+            Self::Chunk(_) => "chunk",
         }
     }
 }
@@ -166,6 +207,142 @@ impl Refused {
 /// # Errors
 /// [`Refused`] naming the key or the failure.
 pub fn verify_envelope(env: &SignedEnvelope, keys: &[PinnedKey]) -> Result<ChangeBatch, Refused> {
+    verify_signature(env, keys)?;
+    let batch: ChangeBatch =
+        serde_json::from_str(&env.payload).map_err(|e| Refused::Payload(e.to_string()))?;
+    check_version(batch.v).map_err(|e| Refused::Payload(e.to_string()))?;
+    Ok(batch)
+}
+
+/// Verifies a snapshot manifest's envelope against the pinned `keys` (the same key and
+/// check as a batch) and only then parses it.
+///
+/// # Errors
+/// [`Refused`] naming the key or the failure.
+pub fn verify_manifest(
+    env: &SignedEnvelope,
+    keys: &[PinnedKey],
+) -> Result<SnapshotManifest, Refused> {
+    verify_signature(env, keys)?;
+    let m: SnapshotManifest =
+        serde_json::from_str(&env.payload).map_err(|e| Refused::Payload(e.to_string()))?;
+    check_version(m.v).map_err(|e| Refused::Payload(e.to_string()))?;
+    Ok(m)
+}
+
+/// Most changes in one snapshot chunk an agent accepts (central cuts 10,000 by default).
+pub const MAX_CHUNK_RECORDS: u32 = 50_000;
+/// Most bytes of one snapshot chunk an agent reads: what it holds at most while
+/// bootstrapping (a chunk of 10,000 records is about 4 MB).
+pub const MAX_CHUNK_BYTES: usize = 64 * 1024 * 1024;
+/// Most chunks in one manifest (a manifest of 10 billion records at the largest chunks).
+const MAX_CHUNKS: usize = 200_000;
+
+/// Checks that a verified manifest may replace a replica at `replica` with signed as-of
+/// time `held` for `port` at `now`: the rules of a snapshot ([`check_as_of`], not older
+/// than the replica), and a manifest consistent in itself.
+///
+/// # Errors
+/// [`Refused`] saying which rule failed.
+pub fn check_manifest(
+    m: &SnapshotManifest,
+    replica: u64,
+    held: Option<Timestamp>,
+    port: &str,
+    now: Timestamp,
+) -> Result<(), Refused> {
+    if m.port != port {
+        return Err(Refused::WrongPort {
+            expected: port.into(),
+            found: m.port.clone(),
+        });
+    }
+    if m.last_seq < replica {
+        return Err(Refused::Rollback {
+            replica,
+            last_seq: m.last_seq,
+        });
+    }
+    check_statement_as_of(m.as_of, true, held, now)?;
+    if m.chunk_records == 0 || m.chunk_records > MAX_CHUNK_RECORDS {
+        return Err(Refused::Manifest(format!(
+            "chunks of {} records; 1 to {MAX_CHUNK_RECORDS} are accepted",
+            m.chunk_records
+        )));
+    }
+    let expected = m.records.div_ceil(u64::from(m.chunk_records));
+    if m.chunks.len() as u64 != expected || m.chunks.len() > MAX_CHUNKS {
+        return Err(Refused::Manifest(format!(
+            "{} chunks for {} records of at most {} each (expected {expected}, at most {MAX_CHUNKS})",
+            m.chunks.len(),
+            m.records,
+            m.chunk_records
+        )));
+    }
+    if let Some((k, _)) = m.chunks.iter().enumerate().find(|(_, h)| {
+        h.len() != 64
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }) {
+        return Err(Refused::Manifest(format!(
+            "chunk {k}'s hash is not 64 lowercase hex digits"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks chunk `index` of manifest `m` and only then parses it: its SHA-256 must be the
+/// manifest's, then it must parse as that chunk, hold at most `chunk_records` changes and
+/// none beyond the manifest's `last_seq`.
+///
+/// # Errors
+/// [`Refused::ChunkHash`] for bytes that are not the signed ones; [`Refused::Chunk`] for a
+/// chunk that does not fit its manifest.
+pub fn check_chunk(
+    m: &SnapshotManifest,
+    index: u32,
+    bytes: &[u8],
+) -> Result<Vec<SequencedChange>, Refused> {
+    let expected = m
+        .chunks
+        .get(index as usize)
+        .ok_or_else(|| Refused::Chunk(format!("manifest {} has no chunk {index}", m.id)))?;
+    let found = hex::encode(Sha256::digest(bytes));
+    if found != *expected {
+        return Err(Refused::ChunkHash {
+            manifest: m.id.clone(),
+            index,
+            expected: expected.clone(),
+            found,
+        });
+    }
+    let chunk: SnapshotChunk =
+        serde_json::from_slice(bytes).map_err(|e| Refused::Chunk(e.to_string()))?;
+    check_version(chunk.v).map_err(|e| Refused::Chunk(e.to_string()))?;
+    if chunk.index != index {
+        return Err(Refused::Chunk(format!(
+            "chunk {index} says it is chunk {}",
+            chunk.index
+        )));
+    }
+    if chunk.changes.len() > m.chunk_records as usize {
+        return Err(Refused::Chunk(format!(
+            "chunk {index} holds {} changes, more than {}",
+            chunk.changes.len(),
+            m.chunk_records
+        )));
+    }
+    if let Some(c) = chunk.changes.iter().find(|c| c.seq > m.last_seq) {
+        return Err(Refused::Chunk(format!(
+            "chunk {index}: change {} is beyond the snapshot's last_seq {}",
+            c.seq, m.last_seq
+        )));
+    }
+    Ok(chunk.changes)
+}
+
+fn verify_signature(env: &SignedEnvelope, keys: &[PinnedKey]) -> Result<(), Refused> {
     let pinned = keys
         .iter()
         .find(|k| k.key_id == env.key_id)
@@ -179,11 +356,7 @@ pub fn verify_envelope(env: &SignedEnvelope, keys: &[PinnedKey]) -> Result<Chang
     hex::decode_to_slice(env.signature.trim(), &mut sig).map_err(|_| Refused::SignatureEncoding)?;
     let sig = Signature::from_bytes(&sig);
     key.verify_strict(env.payload.as_bytes(), &sig)
-        .map_err(|_| Refused::BadSignature(env.key_id.clone()))?;
-    let batch: ChangeBatch =
-        serde_json::from_str(&env.payload).map_err(|e| Refused::Payload(e.to_string()))?;
-    check_version(batch.v).map_err(|e| Refused::Payload(e.to_string()))?;
-    Ok(batch)
+        .map_err(|_| Refused::BadSignature(env.key_id.clone()))
 }
 
 /// Checks that a verified `batch` may be applied to a replica at `replica` for `port`.
@@ -228,24 +401,29 @@ pub fn check_as_of(
     held: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<(), Refused> {
+    let statement = batch.snapshot || batch.changes.is_empty();
+    check_statement_as_of(batch.as_of, statement, held, now)
+}
+
+/// [`check_as_of`] for a signed `as_of`; `statement` for a snapshot (whole or chunked) or
+/// a delta without changes.
+fn check_statement_as_of(
+    as_of: Timestamp,
+    statement: bool,
+    held: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<(), Refused> {
     let tolerance = jiff::SignedDuration::try_from(CLOCK_TOLERANCE).unwrap_or_default();
     let ahead = |t: Timestamp| now.checked_add(tolerance).is_ok_and(|limit| t > limit);
-    if ahead(batch.as_of) {
-        return Err(Refused::Ahead {
-            as_of: batch.as_of,
-            now,
-        });
+    if ahead(as_of) {
+        return Err(Refused::Ahead { as_of, now });
     }
-    let statement = batch.snapshot || batch.changes.is_empty();
     if let Some(held) = held
         && statement
         && !ahead(held)
-        && batch.as_of <= held
+        && as_of <= held
     {
-        return Err(Refused::NotNewer {
-            held,
-            as_of: batch.as_of,
-        });
+        return Err(Refused::NotNewer { held, as_of });
     }
     Ok(())
 }
@@ -314,6 +492,8 @@ enum Failure {
     Refused(Refused),
     /// An answer without signed data (`204`): it proves nothing about the replica.
     Unsigned(String),
+    /// `404`: central does not serve this (an older central, or a snapshot it dropped).
+    NotServed(String),
     Transport(anyhow::Error),
 }
 
@@ -323,11 +503,12 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-async fn fetch(
+/// Sends a registry GET; `Ok` only for `200`.
+async fn send(
     client: &CentralClient,
     path: &str,
     timeout: Duration,
-) -> Result<SignedEnvelope, Failure> {
+) -> Result<reqwest::Response, Failure> {
     let (instance, req) = client.get(path, timeout);
     let t1 = jiff::Timestamp::now();
     let resp = req
@@ -340,16 +521,11 @@ async fn fetch(
         client.failed(instance);
     }
     match resp.status() {
+        StatusCode::OK => Ok(resp),
         StatusCode::NO_CONTENT => Err(Failure::Unsigned(format!(
             "central answered {path} with 204 and no signed statement; the replica is not refreshed"
         ))),
-        StatusCode::OK => {
-            let env: SignedEnvelope = resp
-                .json()
-                .await
-                .context("registry envelope does not parse")?;
-            Ok(env)
-        }
+        StatusCode::NOT_FOUND => Err(Failure::NotServed(format!("central does not serve {path}"))),
         s => {
             let text = resp.text().await.unwrap_or_default();
             Err(Failure::Transport(anyhow::anyhow!(
@@ -358,6 +534,51 @@ async fn fetch(
             )))
         }
     }
+}
+
+async fn fetch(
+    client: &CentralClient,
+    path: &str,
+    timeout: Duration,
+) -> Result<SignedEnvelope, Failure> {
+    let resp = match send(client, path, timeout).await {
+        Err(Failure::NotServed(why)) => {
+            return Err(Failure::Transport(anyhow::anyhow!("{why} (404)")));
+        }
+        r => r?,
+    };
+    let env: SignedEnvelope = resp
+        .json()
+        .await
+        .context("registry envelope does not parse")?;
+    Ok(env)
+}
+
+/// Reads a snapshot chunk's bytes, at most [`MAX_CHUNK_BYTES`].
+async fn fetch_chunk(
+    client: &CentralClient,
+    path: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, Failure> {
+    let mut resp = send(client, path, timeout).await?;
+    let too_big = || {
+        Failure::Refused(Refused::Chunk(format!(
+            "{path}: longer than {MAX_CHUNK_BYTES} bytes"
+        )))
+    };
+    let declared = resp.content_length().unwrap_or(0);
+    if declared > MAX_CHUNK_BYTES as u64 {
+        return Err(too_big());
+    }
+    let mut body = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
+    // Bounded: every turn adds bytes, and more than MAX_CHUNK_BYTES ends it.
+    while let Some(part) = resp.chunk().await.context("reading a snapshot chunk")? {
+        if body.len() + part.len() > MAX_CHUNK_BYTES {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&part);
+    }
+    Ok(body)
 }
 
 async fn meta(shared: &Replication) -> anyhow::Result<ReplicaMeta> {
@@ -380,7 +601,117 @@ async fn apply(shared: &Replication, batch: ChangeBatch) -> Result<u64, Failure>
     Ok(last)
 }
 
+async fn blocking<T: Send + 'static>(
+    shared: &Replication,
+    f: impl FnOnce(&crate::store::Store) -> Result<T, crate::replica::ReplicaError> + Send + 'static,
+) -> Result<T, Failure> {
+    let store = shared.store().clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .context("replica task panicked")?
+        .map_err(|e| Failure::Refused(Refused::Store(e.to_string())))
+}
+
+/// Bootstraps from a chunked snapshot, resuming a staged one; from the whole snapshot
+/// when central serves no manifest.
 async fn bootstrap(
+    shared: &Replication,
+    client: &CentralClient,
+    keys: &[PinnedKey],
+) -> Result<Poll, Failure> {
+    let held = meta(shared).await?;
+    let staged = {
+        let store = shared.store().clone();
+        tokio::task::spawn_blocking(move || store.staged_snapshot())
+            .await
+            .context("replica task panicked")?
+    };
+    let (m, next) = match staged {
+        Some(s) if s.manifest.port == shared.port => (s.manifest, s.next),
+        _ => {
+            let path = format!("/api/v1/registry/snapshot/manifest?port={}", shared.port);
+            let env = match fetch_manifest(client, &path).await {
+                Err(Failure::NotServed(_)) => return bootstrap_whole(shared, client, keys).await,
+                r => r?,
+            };
+            let m = verify_manifest(&env, keys).map_err(Failure::Refused)?;
+            check_manifest(
+                &m,
+                held.sequence,
+                held.as_of,
+                &shared.port,
+                Timestamp::now(),
+            )
+            .map_err(Failure::Refused)?;
+            let staged = m.clone();
+            blocking(shared, move |s| s.begin_staging(&staged)).await?;
+            tracing::info!(
+                port = %shared.port, manifest = %m.id, chunks = m.chunks.len(),
+                records = m.records, sequence = m.last_seq,
+                "bootstrapping the replica from a chunked snapshot"
+            );
+            (m, 0)
+        }
+    };
+    let total = u32::try_from(m.chunks.len()).unwrap_or(u32::MAX);
+    if next > 0 {
+        tracing::info!(manifest = %m.id, next, total, "resuming a staged snapshot");
+    }
+    for k in next..total {
+        let path = format!(
+            "/api/v1/registry/snapshot/chunks/{}/{k}?port={}",
+            m.id, shared.port
+        );
+        let bytes = match fetch_chunk(client, &path, Duration::from_secs(60)).await {
+            Err(Failure::NotServed(why)) => {
+                // Central dropped this snapshot (expired, or restarted): start again.
+                blocking(shared, crate::store::Store::abandon_staging).await?;
+                return Err(Failure::Transport(anyhow::anyhow!(
+                    "{why}: the staged snapshot is dropped and the bootstrap starts again"
+                )));
+            }
+            r => r?,
+        };
+        let changes = check_chunk(&m, k, &bytes).map_err(Failure::Refused)?;
+        drop(bytes);
+        let id = m.id.clone();
+        let staged = blocking(shared, move |s| s.stage_chunk(&id, k, &changes)).await;
+        if let Err(e) = staged {
+            // A chunk that matches its hash but cannot be applied: central's snapshot is
+            // unusable, so the next attempt starts from a new manifest.
+            blocking(shared, crate::store::Store::abandon_staging).await?;
+            return Err(e);
+        }
+    }
+    // The replica may have moved on while chunks were staged (a statement newer than
+    // the manifest): then this snapshot is stale and a new one is fetched.
+    let held = meta(shared).await?;
+    let fits = check_statement_as_of(m.as_of, true, held.as_of, Timestamp::now());
+    let id = m.id.clone();
+    let finished = match fits {
+        Ok(()) => blocking(shared, move |s| s.finish_staging(&id)).await,
+        Err(why) => Err(Failure::Refused(why)),
+    };
+    if let Err(e) = finished {
+        blocking(shared, crate::store::Store::abandon_staging).await?;
+        return Err(e);
+    }
+    blocking(shared, |s| s.mark_synced(Timestamp::now())).await?;
+    tracing::info!(port = %shared.port, sequence = m.last_seq, records = m.records, "replica loaded from a chunked snapshot");
+    Ok(Poll::Applied)
+}
+
+async fn fetch_manifest(client: &CentralClient, path: &str) -> Result<SignedEnvelope, Failure> {
+    let resp = send(client, path, Duration::from_secs(60)).await?;
+    let env: SignedEnvelope = resp
+        .json()
+        .await
+        .context("snapshot manifest envelope does not parse")?;
+    Ok(env)
+}
+
+/// Bootstraps from the whole snapshot in one envelope (a central without manifests).
+async fn bootstrap_whole(
     shared: &Replication,
     client: &CentralClient,
     keys: &[PinnedKey],
@@ -477,8 +808,16 @@ pub async fn run_replication(shared: Replication, client: CentralClient, cfg: Ce
             Ok(m) => m.sequence > 0 || m.as_of.is_some(),
             Err(_) => false,
         };
+        // A chunked snapshot staged before a restart or a broken connection is finished
+        // first.
+        let staging = {
+            let store = shared.store().clone();
+            tokio::task::spawn_blocking(move || store.staged_snapshot().is_some())
+                .await
+                .unwrap_or(false)
+        };
         let round = async {
-            if !loaded || need_snapshot {
+            if !loaded || need_snapshot || staging {
                 bootstrap(&shared, &client, &keys).await
             } else {
                 poll_changes(&shared, &client, &keys, wait).await
@@ -507,6 +846,9 @@ pub async fn run_replication(shared: Replication, client: CentralClient, cfg: Ce
             }
             Err(Failure::Transport(e)) => {
                 tracing::warn!(error = %format!("{e:#}"), "registry poll failed");
+            }
+            Err(Failure::NotServed(why)) => {
+                tracing::warn!(%why, "registry poll failed (404)");
             }
         }
         metrics::gauge!("aeogate_replica_sync_ok").set(0.0);
@@ -657,6 +999,53 @@ mod tests {
             let label = got.as_ref().map_or_else(Refused::label, |()| "ok");
             assert_eq!(label, want, "as_of {} held {held:?}: {got:?}", b.as_of);
         }
+    }
+
+    #[test]
+    fn a_manifest_is_checked_like_a_snapshot_and_in_itself() {
+        let t = |s: &str| -> Timestamp { s.parse().expect("ts") };
+        let now = t("2026-03-01T12:00:00Z");
+        let held = Some(t("2026-03-01T11:00:00Z"));
+        let good = SnapshotManifest {
+            v: protocol::schema::SCHEMA_VERSION,
+            id: "m1".into(),
+            port: "PORT-A".into(),
+            last_seq: 9,
+            as_of: t("2026-03-01T11:30:00Z"),
+            chunk_records: 4,
+            records: 9,
+            chunks: vec!["a".repeat(64), "b".repeat(64), "0".repeat(64)],
+        };
+        let label = |m: &SnapshotManifest, replica: u64| {
+            check_manifest(m, replica, held, "PORT-A", now).map_or_else(|e| e.label(), |()| "ok")
+        };
+        let with = |f: &dyn Fn(&mut SnapshotManifest)| {
+            let mut m = good.clone();
+            f(&mut m);
+            m
+        };
+        assert_eq!(label(&good, 9), "ok");
+        assert_eq!(label(&good, 10), "rollback");
+        assert_eq!(label(&with(&|m| m.port = "PORT-B".into()), 0), "wrong_port");
+        assert_eq!(
+            label(&with(&|m| m.as_of = t("2026-03-01T10:00:00Z")), 0),
+            "not_newer"
+        );
+        assert_eq!(
+            label(&with(&|m| m.as_of = t("2026-03-02T10:00:00Z")), 0),
+            "ahead"
+        );
+        assert_eq!(label(&with(&|m| m.chunk_records = 0), 0), "manifest");
+        assert_eq!(
+            label(&with(&|m| m.chunk_records = MAX_CHUNK_RECORDS + 1), 0),
+            "manifest"
+        );
+        assert_eq!(label(&with(&|m| m.records = 13), 0), "manifest");
+        assert_eq!(
+            label(&with(&|m| m.chunks[1] = "B".repeat(64)), 0),
+            "manifest"
+        );
+        assert_eq!(label(&with(&|m| m.chunks[2].truncate(63)), 0), "manifest");
     }
 
     #[test]

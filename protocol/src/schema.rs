@@ -11,7 +11,8 @@
 //! - the [`Decision`] with its [`Reason`]s ([`ReasonCode`] and officer-readable text);
 //! - [`OfficerAction`]s;
 //! - the registry: [`RegistryRecord`], [`MraRecord`], [`Consignment`], [`Change`],
-//!   [`ChangeBatch`] and the [`SignedEnvelope`] they are shipped in;
+//!   [`ChangeBatch`] and the [`SignedEnvelope`] they are shipped in; the chunked
+//!   snapshot's [`SnapshotManifest`] and [`SnapshotChunk`];
 //! - the journal envelope [`JournalEntry`] with its [`EventBody`].
 
 use std::collections::BTreeMap;
@@ -1138,6 +1139,40 @@ pub struct SignedEnvelope {
     pub payload: String,
     /// Hex-encoded 64-byte ed25519 signature.
     pub signature: String,
+}
+
+/// Central's signed description of a chunked snapshot (docs/delivery.md, "Chunked
+/// snapshot"): the replica for `port` at `last_seq`, as of `as_of`, cut into chunks of at
+/// most `chunk_records` changes each. `chunks[k]` is the SHA-256 (lowercase hex) of chunk
+/// `k`'s exact bytes as served; the signature over the manifest covers every chunk
+/// through these hashes, so a chunk is checked against its hash before it is parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotManifest {
+    pub v: u16,
+    /// Names this snapshot on central; chunks are fetched by it.
+    pub id: String,
+    pub port: String,
+    /// Sequence of the last change the snapshot holds.
+    pub last_seq: u64,
+    /// Central's signed as-of time, as in a [`ChangeBatch`] snapshot.
+    pub as_of: Timestamp,
+    /// Most changes in one chunk.
+    pub chunk_records: u32,
+    /// Changes in all chunks together.
+    pub records: u64,
+    /// SHA-256 of each chunk's bytes, lowercase hex, in order.
+    pub chunks: Vec<String>,
+}
+
+/// One chunk of a chunked snapshot: `changes` (each with its seq, none beyond the
+/// manifest's `last_seq`), in the snapshot's stable order. Served as the JSON text whose
+/// SHA-256 the manifest names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    pub v: u16,
+    /// Position of this chunk in the manifest, from 0.
+    pub index: u32,
+    pub changes: Vec<SequencedChange>,
 }
 
 // ---------------------------------------------------------------------------------------

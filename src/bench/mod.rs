@@ -106,7 +106,7 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         id: "4",
         name: "bootstrap",
-        about: "signed snapshot and 10,000-change delta vs raw redb bulk insert",
+        about: "chunked signed snapshot, whole snapshot and 10,000-change delta vs raw redb bulk insert",
         run: Ok(bootstrap::run),
     },
     Figure {

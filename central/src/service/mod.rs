@@ -58,6 +58,8 @@ struct Inner {
     /// Staff passwords at the configured Argon2id cost (with the dummy hash verified
     /// against when a login names an unknown user, [`Central::login`]).
     passwords: aeogate_web::password::Passwords,
+    /// Chunked snapshots whose chunks are served.
+    snapshots: crate::snapshots::Snapshots,
 }
 
 /// Central's state. Cheap to clone.
@@ -216,6 +218,7 @@ impl Central {
                 cases,
                 stop: CancellationToken::new(),
                 limiter: std::sync::Mutex::new(auth::LoginLimiter::default()),
+                snapshots: crate::snapshots::Snapshots::default(),
             }),
         })
     }

@@ -223,6 +223,47 @@ impl Central {
         Ok(self.inner.signer.sign(serde_json::to_string(&batch)?))
     }
 
+    /// The signed manifest of a chunked snapshot for `port`: the snapshot is read once
+    /// (its `as_of` is the time of that read, as in [`Self::snapshot_envelope`]), cut into
+    /// chunks of [`crate::snapshots::CHUNK_RECORDS`] that are kept for
+    /// [`crate::snapshots::KEEP`], and the manifest names each chunk's SHA-256.
+    ///
+    /// # Errors
+    /// Store, serialisation or chunk-file errors.
+    pub fn snapshot_manifest(&self, port: &str) -> Result<SignedEnvelope, RegistryError> {
+        let read_at = Timestamp::now();
+        let snap = self.inner.store.snapshot(port, read_at)?;
+        let manifest = self
+            .inner
+            .snapshots
+            .make(
+                port,
+                snap.last_seq,
+                read_at,
+                snap.changes,
+                crate::snapshots::CHUNK_RECORDS,
+            )
+            .map_err(|e| RegistryError::Snapshot(e.to_string()))?;
+        Ok(self.inner.signer.sign(serde_json::to_string(&manifest)?))
+    }
+
+    /// Chunk `index` of the chunked snapshot `id` for `port`, as hashed in its manifest;
+    /// `None` when this central does not keep it.
+    ///
+    /// # Errors
+    /// When a kept chunk cannot be read.
+    pub fn snapshot_chunk(
+        &self,
+        port: &str,
+        id: &str,
+        index: u32,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        self.inner
+            .snapshots
+            .chunk(port, id, index)
+            .map_err(|e| RegistryError::Snapshot(e.to_string()))
+    }
+
     /// The signed batch for `port` after `after`. With nothing newer it is the signed
     /// statement "no changes after `after` as of now": an empty delta with `after_seq =
     /// last_seq = after`, the only answer from which an agent may count its replica

@@ -38,13 +38,17 @@
 //! `recognising>partner`, consignments by id (plus a container index), and the
 //! [`ReplicaMeta`]. [`Store::apply_batch`] applies a verified [`ChangeBatch`](protocol::schema::ChangeBatch) all or
 //! nothing in one write transaction, refusing gaps, replays, rollbacks and batches for
-//! another port (docs/delivery.md, "Replication").
+//! another port (docs/delivery.md, "Replication"). A chunked snapshot is staged chunk by
+//! chunk in a second set of replica tables ([`Store::begin_staging`],
+//! [`Store::stage_chunk`]) and swapped in by one write transaction
+//! ([`Store::finish_staging`]); its progress survives a restart ([`Store::staged_snapshot`]).
 //!
 //! # Layout
 //! - `handle`: the [`Store`] handle (the two databases, journal state); `error`: the
 //!   errors.
 //! - `journal`: the journal tables and operations; [`backlog`].
-//! - `replica`: the replica tables, [`Store::apply_batch`], [`ReplicaSnapshot`].
+//! - `replica`: the replica tables (two sets: live and staging), [`Store::apply_batch`],
+//!   staging a chunked snapshot, [`ReplicaSnapshot`].
 //! - `migrate`: layout migrations run by [`Store::open`] (the replica out of the store
 //!   file).
 //! - `accounts`: the console's account and session tables ([`Store::accounts`]), the only
@@ -92,8 +96,8 @@ use self::journal::{
 };
 pub use self::lanes::LaneClosure;
 use self::migrate::move_replica_out;
-pub use self::replica::ReplicaSnapshot;
-use self::replica::{BY_CONTAINER, CONSIGNMENTS, LINKS, MRAS, OPERATORS, REPLICA_META};
+use self::replica::{REPLICA_META, TABLE_SETS, open_set};
+pub use self::replica::{ReplicaSnapshot, STAGE_DURABLE_EVERY, StagedSnapshot};
 pub use crate::replica::{ReplicaError, ReplicaMeta};
 
 impl Store {
@@ -316,16 +320,14 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
     Ok(db)
 }
 
-/// Opens (or creates) the replica file and every replica table.
+/// Opens (or creates) the replica file and every replica table (both sets).
 fn open_replica_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
     let db = create_database(path, cache_bytes)?;
     let w = db.begin_write().map_err(jdb)?;
     {
-        w.open_table(OPERATORS).map_err(jdb)?;
-        w.open_table(LINKS).map_err(jdb)?;
-        w.open_table(MRAS).map_err(jdb)?;
-        w.open_table(CONSIGNMENTS).map_err(jdb)?;
-        w.open_multimap_table(BY_CONTAINER).map_err(jdb)?;
+        for set in &TABLE_SETS {
+            open_set(&w, set)?;
+        }
         w.open_table(REPLICA_META).map_err(jdb)?;
     }
     w.commit().map_err(jdb)?;
