@@ -64,6 +64,10 @@ enum Command {
         /// Also write the results as a Markdown table to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Keep the stores figure 11 fills in this folder, and reuse them when it runs
+        /// again with the same `--n`.
+        #[arg(long)]
+        keep: Option<PathBuf>,
     },
     /// Run a virtual lane board on a pseudo-terminal: prints the tty path for the agent and
     /// runs a lane script (see docs/hardware.md, "Virtual board").
@@ -200,11 +204,13 @@ fn main() -> ExitCode {
             n,
             full,
             out,
+            keep,
         } => aeogate::bench::run(aeogate::bench::BenchArgs {
             which,
             n,
             full,
             out,
+            keep,
         })
         .map(|()| ExitCode::SUCCESS),
         Command::Board { lane, script } => {
