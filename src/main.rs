@@ -64,6 +64,10 @@ enum Command {
         /// Also write the results as a Markdown table to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Keep the stores figure 11 fills in this folder, and reuse them when it runs
+        /// again with the same `--n`.
+        #[arg(long)]
+        keep: Option<PathBuf>,
     },
     /// Figure 1's redb replica alone, in its own process (run by `bench 1`, which reads the
     /// one line it prints).
@@ -217,11 +221,13 @@ fn main() -> ExitCode {
             n,
             full,
             out,
+            keep,
         } => aeogate::bench::run(aeogate::bench::BenchArgs {
             which,
             n,
             full,
             out,
+            keep,
         })
         .map(|()| ExitCode::SUCCESS),
         Command::BenchDecide {

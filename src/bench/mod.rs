@@ -23,6 +23,9 @@
 //! - [`footprint`]: figure 8, release binary sizes, the idle agent's CPU and RSS.
 //! - [`mqtt`]: figure 10, the agent over mosquitto at 50 trucks/s and at saturation
 //!   (CPU per decision, decisions/s, lane states dropped) beside a bare broker echo.
+//! - [`queries`]: figure 11, central's staff queries (exceptions page, case detail, event
+//!   search, programme figures) over a store of n events, redb and PostgreSQL, beside the
+//!   same queries over n / 10.
 
 pub mod backlog;
 pub mod bootstrap;
@@ -33,6 +36,7 @@ pub mod ingest;
 pub mod journal;
 pub mod lane;
 pub mod mqtt;
+pub mod queries;
 pub mod screen;
 pub mod stats;
 pub mod system;
@@ -65,6 +69,8 @@ pub struct BenchArgs {
     pub full: bool,
     /// Also write the results as a Markdown table to this file.
     pub out: Option<PathBuf>,
+    /// Keep the stores a figure fills here (figure 11), and reuse them on the next run.
+    pub keep: Option<PathBuf>,
 }
 
 /// Measures one figure.
@@ -138,6 +144,12 @@ pub const FIGURES: &[Figure] = &[
         name: "mqtt",
         about: "the agent over mosquitto at 50 trucks/s and at saturation, vs a bare broker echo",
         run: Ok(mqtt::run),
+    },
+    Figure {
+        id: "11",
+        name: "queries-10m",
+        about: "central's staff queries over n stored events, redb and PostgreSQL, vs n / 10",
+        run: Ok(queries::run),
     },
 ];
 
@@ -225,6 +237,8 @@ pub struct Ctx {
     pub n: usize,
     /// Where the figure's redb files go (deleted at the end of the run).
     pub dir: PathBuf,
+    /// Where a figure keeps the stores it fills, to reuse them (`--keep`).
+    pub keep: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -272,6 +286,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let ctx = Ctx {
         n,
         dir: tmp.path().to_path_buf(),
+        keep: args.keep.clone(),
     };
     let started = Instant::now();
     let mut rows = Vec::new();
@@ -417,7 +432,7 @@ mod tests {
             .iter()
             .map(|f| f.id)
             .collect();
-        assert_eq!(ids, ["1", "2", "3", "4", "5", "6", "7", "8", "10"]);
+        assert_eq!(ids, ["1", "2", "3", "4", "5", "6", "7", "8", "10", "11"]);
     }
 
     #[test]
@@ -444,7 +459,7 @@ mod tests {
     #[test]
     fn every_figure_of_the_issue_is_measured() {
         assert!(FIGURES.iter().all(|f| f.run.is_ok()));
-        assert_eq!(FIGURES.len(), 9);
+        assert_eq!(FIGURES.len(), 10);
     }
 
     #[test]
@@ -489,6 +504,7 @@ mod tests {
             n,
             full: std::env::var("AEOGATE_BENCH_FULL").is_ok(),
             out,
+            keep: std::env::var("AEOGATE_BENCH_KEEP").ok().map(PathBuf::from),
         })
         .expect("bench run");
     }
