@@ -92,15 +92,7 @@ fn a_replica_in_the_older_json_tables_is_dropped_and_loads_again() {
             let json =
                 serde_json::to_vec(&record(IMPORTER, vec![], AeoStatus::Active)).expect("json");
             ops.insert(IMPORTER, json.as_slice()).expect("insert");
-            let mut meta: redb::Table<&str, &[u8]> = w
-                .open_table(TableDefinition::new("replica_meta_v1"))
-                .expect("meta");
-            meta.insert(
-                "meta",
-                br#"{"sequence":7,"as_of":"2026-01-01T00:00:00Z","last_sync":null,"port":"PORT-A"}"#
-                    .as_slice(),
-            )
-            .expect("meta");
+            write_old_replica_meta(&w);
         }
         w.commit().expect("commit");
     }

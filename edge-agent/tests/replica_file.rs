@@ -7,7 +7,7 @@ mod support;
 
 use edge_agent::decider::{ReplicaView, decide};
 use edge_agent::store::{CacheSizes, ReplicaError, Store, replica_path};
-use protocol::schema::{AeoStatus, Authorisation, Change, EventBody, LaneDecision};
+use protocol::schema::{AeoStatus, Change, EventBody, LaneDecision};
 use redb::{ReadableDatabase, TableDefinition, TableHandle};
 use support::*;
 
@@ -16,20 +16,6 @@ const SMALL: CacheSizes = CacheSizes {
     journal: 1 << 20,
     replica: 1 << 20,
 };
-
-fn changes() -> Vec<Change> {
-    vec![
-        Change::UpsertOperator {
-            record: record(IMPORTER, vec![Authorisation::Aeof], AeoStatus::Active),
-        },
-        Change::UpsertOperator {
-            record: record(CARRIER, vec![Authorisation::Aeos], AeoStatus::Active),
-        },
-        Change::UpsertConsignment {
-            consignment: consignment(),
-        },
-    ]
-}
 
 fn tables(db: &redb::Database) -> Vec<String> {
     let r = db.begin_read().expect("read");
@@ -77,7 +63,7 @@ fn the_replica_lives_in_its_own_file_and_survives_a_restart() {
     let path = dir.path().join("agent.redb");
     {
         let s = Store::open_with_cache(&path, gate(), SMALL).expect("open");
-        s.apply_batch(&snapshot_at(ago(60), 3, changes()))
+        s.apply_batch(&snapshot_at(ago(60), 3, replica_changes()))
             .expect("snapshot");
         s.append(vec![health()], now()).expect("append");
     }
@@ -104,7 +90,7 @@ fn a_failed_batch_leaves_the_replica_file_as_it_was_after_a_restart() {
     let path = dir.path().join("agent.redb");
     {
         let s = Store::open_with_cache(&path, gate(), SMALL).expect("open");
-        s.apply_batch(&snapshot_at(ago(60), 3, changes()))
+        s.apply_batch(&snapshot_at(ago(60), 3, replica_changes()))
             .expect("snapshot");
         let mut bad = snapshot_at(
             ago(30),
@@ -159,15 +145,7 @@ fn a_replica_left_in_the_store_file_is_dropped_keeping_its_port_and_loads_again(
                 ))
                 .expect("old index");
             idx.insert(CONTAINER, "K1").expect("insert");
-            let mut meta: redb::Table<&str, &[u8]> = w
-                .open_table(TableDefinition::new("replica_meta_v1"))
-                .expect("meta");
-            meta.insert(
-                "meta",
-                br#"{"sequence":7,"as_of":"2026-01-01T00:00:00Z","last_sync":null,"port":"PORT-A"}"#
-                    .as_slice(),
-            )
-            .expect("meta");
+            write_old_replica_meta(&w);
         }
         w.commit().expect("commit");
     }
@@ -197,7 +175,7 @@ fn a_replica_left_in_the_store_file_is_dropped_keeping_its_port_and_loads_again(
         Err(ReplicaError::WrongPort { .. })
     ));
 
-    s.apply_batch(&snapshot_at(ago(60), 3, changes()))
+    s.apply_batch(&snapshot_at(ago(60), 3, replica_changes()))
         .expect("snapshot");
     drop(s);
     let s = Store::open(&path, gate()).expect("reopen");
@@ -212,7 +190,7 @@ fn a_replica_file_redb_cannot_open_is_made_again_empty_and_the_journal_stays() {
     let path = dir.path().join("agent.redb");
     {
         let s = Store::open_with_cache(&path, gate(), SMALL).expect("open");
-        s.apply_batch(&snapshot_at(ago(60), 3, changes()))
+        s.apply_batch(&snapshot_at(ago(60), 3, replica_changes()))
             .expect("snapshot");
         s.append(vec![health(), health()], now()).expect("append");
     }
@@ -230,7 +208,7 @@ fn a_replica_file_redb_cannot_open_is_made_again_empty_and_the_journal_stays() {
         "an empty replica decides FAST"
     );
     drop(view);
-    s.apply_batch(&snapshot_at(ago(60), 3, changes()))
+    s.apply_batch(&snapshot_at(ago(60), 3, replica_changes()))
         .expect("loads again");
     drop(s);
     let db = redb::Database::open(replica_path(&path)).expect("a valid redb file");

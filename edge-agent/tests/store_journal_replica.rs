@@ -159,24 +159,7 @@ fn batch(snapshot: bool, after: u64, last: u64, port: &str, changes: Vec<Change>
 }
 
 fn snapshot() -> ChangeBatch {
-    use protocol::schema::{AeoStatus, Authorisation};
-    batch(
-        true,
-        0,
-        3,
-        "PORT-A",
-        vec![
-            Change::UpsertOperator {
-                record: record(IMPORTER, vec![Authorisation::Aeof], AeoStatus::Active),
-            },
-            Change::UpsertOperator {
-                record: record(CARRIER, vec![Authorisation::Aeos], AeoStatus::Active),
-            },
-            Change::UpsertConsignment {
-                consignment: consignment(),
-            },
-        ],
-    )
+    batch(true, 0, 3, "PORT-A", replica_changes())
 }
 
 /// A new store at `path` for port `PORT-A`, its replica loaded from [`snapshot`].

@@ -240,14 +240,8 @@ async fn started(dir: &std::path::Path, state: &Shared) -> (AgentHandle, Cancell
     (h, shutdown)
 }
 
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    tokio::time::timeout(STEP, async {
-        while !f() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("never happened: {what}"));
+async fn eventually(what: &str, f: impl FnMut() -> bool) {
+    support::eventually(what, STEP, f).await;
 }
 
 fn alert(n: usize) -> EventBody {

@@ -98,6 +98,47 @@ pub fn record(id: &str, auth: Vec<Authorisation>, status: AeoStatus) -> Registry
     }
 }
 
+/// A snapshot's records: an AEO-F importer, an AEO-S carrier and [`consignment`].
+pub fn replica_changes() -> Vec<protocol::schema::Change> {
+    use protocol::schema::Change;
+    vec![
+        Change::UpsertOperator {
+            record: record(IMPORTER, vec![Authorisation::Aeof], AeoStatus::Active),
+        },
+        Change::UpsertOperator {
+            record: record(CARRIER, vec![Authorisation::Aeos], AeoStatus::Active),
+        },
+        Change::UpsertConsignment {
+            consignment: consignment(),
+        },
+    ]
+}
+
+/// Writes the replica meta an earlier release kept in the store file (`replica_meta_v1`):
+/// a replica at seq 7 bound to `PORT-A`.
+pub fn write_old_replica_meta(w: &redb::WriteTransaction) {
+    let mut meta: redb::Table<&str, &[u8]> = w
+        .open_table(redb::TableDefinition::new("replica_meta_v1"))
+        .expect("meta");
+    meta.insert(
+        "meta",
+        br#"{"sequence":7,"as_of":"2026-01-01T00:00:00Z","last_sync":null,"port":"PORT-A"}"#
+            .as_slice(),
+    )
+    .expect("meta");
+}
+
+/// Waits, at most `within`, until `f` holds; panics naming `what` if it never does.
+pub async fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    tokio::time::timeout(within, async {
+        while !f() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never happened: {what}"));
+}
+
 pub fn consignment() -> Consignment {
     Consignment {
         v: SCHEMA_VERSION,
