@@ -413,12 +413,7 @@ async fn stand_in(state: Shared) -> String {
         .route("/api/v1/registry/snapshot/chunks/{id}/{k}", get(chunk))
         .route("/api/v1/registry/changes", get(changes))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    support::serve(app).await
 }
 
 fn serving(changes: Vec<SequencedChange>, per: usize) -> Shared {

@@ -57,14 +57,20 @@ fn health() -> EventBody {
     }
 }
 
+/// A store at `path` with a small cache, its replica loaded from a snapshot at seq 3.
+fn loaded(path: &std::path::Path) -> Store {
+    let s = Store::open_with_cache(path, gate(), SMALL).expect("open");
+    s.apply_batch(&snapshot_at(ago(60), 3, replica_changes()))
+        .expect("snapshot");
+    s
+}
+
 #[test]
 fn the_replica_lives_in_its_own_file_and_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("agent.redb");
     {
-        let s = Store::open_with_cache(&path, gate(), SMALL).expect("open");
-        s.apply_batch(&snapshot_at(ago(60), 3, replica_changes()))
-            .expect("snapshot");
+        let s = loaded(&path);
         s.append(vec![health()], now()).expect("append");
     }
     assert_eq!(replica_path(&path), dir.path().join("agent.replica.redb"));
@@ -89,9 +95,7 @@ fn a_failed_batch_leaves_the_replica_file_as_it_was_after_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("agent.redb");
     {
-        let s = Store::open_with_cache(&path, gate(), SMALL).expect("open");
-        s.apply_batch(&snapshot_at(ago(60), 3, replica_changes()))
-            .expect("snapshot");
+        let s = loaded(&path);
         let mut bad = snapshot_at(
             ago(30),
             5,
@@ -189,9 +193,7 @@ fn a_replica_file_redb_cannot_open_is_made_again_empty_and_the_journal_stays() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("agent.redb");
     {
-        let s = Store::open_with_cache(&path, gate(), SMALL).expect("open");
-        s.apply_batch(&snapshot_at(ago(60), 3, replica_changes()))
-            .expect("snapshot");
+        let s = loaded(&path);
         s.append(vec![health(), health()], now()).expect("append");
     }
     std::fs::write(replica_path(&path), vec![0x5Au8; 64 * 1024]).expect("garble");

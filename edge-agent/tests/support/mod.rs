@@ -128,6 +128,16 @@ pub fn write_old_replica_meta(w: &redb::WriteTransaction) {
     .expect("meta");
 }
 
+/// Serves `app` on a free loopback port; returns its base URL.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
 /// Waits, at most `within`, until `f` holds; panics naming `what` if it never does.
 pub async fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     tokio::time::timeout(within, async {
