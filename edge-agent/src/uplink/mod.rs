@@ -489,11 +489,15 @@ async fn drain_once(
         // Journal order: each further window starts after the last entry of the one
         // before it (unacknowledged entries are never pruned).
         while windows.len() < plan.batches {
-            let after = match windows.last().and_then(|w| w.last()) {
-                Some(e) if windows.last().map(Vec::len) == Some(plan.max) => e.seq,
-                _ => break,
+            // A short window reached the head: nothing comes after it.
+            let Some(last) = windows
+                .last()
+                .filter(|w| w.len() == plan.max)
+                .and_then(|w| w.last())
+            else {
+                break;
             };
-            let next = store.entries(after + 1, plan.max)?;
+            let next = store.entries(last.seq + 1, plan.max)?;
             if next.is_empty() {
                 break;
             }
