@@ -27,18 +27,13 @@ use crate::errors::HttpStatus as _;
 use crate::portal::{Company, FindingKind, Status};
 use crate::service::{Central, PortalError};
 
+/// A refusal on an officer's page: the rule's words with its status when the error is
+/// the person's to fix (a 4xx), a logged internal error otherwise.
 fn refused(s: &UiSession, e: &PortalError) -> Response {
-    match e {
-        PortalError::Refused(_)
-        | PortalError::NotFound(_)
-        | PortalError::Auth(_)
-        | PortalError::TooLarge { .. }
-        | PortalError::UnsupportedType
-        | PortalError::Form(_) => error_page(s, e.status(), &e.to_string()),
-        PortalError::Registry(r) if r.status().is_client_error() => {
-            error_page(s, e.status(), &e.to_string())
-        }
-        _ => internal(e),
+    if e.status().is_client_error() {
+        error_page(s, e.status(), &e.to_string())
+    } else {
+        internal(e)
     }
 }
 

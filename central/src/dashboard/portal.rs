@@ -109,21 +109,18 @@ fn page(s: &CompanySession, title: &str, body: Markup) -> Markup {
     frame(s.lang, Some(&s.csrf), Some(&s.user), title, body)
 }
 
-/// A refusal or failure on a portal page: the rule's words with its status.
+/// A refusal or failure on a portal page: the rule's words with its status when the error
+/// is the person's to fix (a 4xx, the same test as the officers' pages), a logged
+/// internal error otherwise.
 fn refused(s: &CompanySession, e: &PortalError) -> Response {
-    match e {
-        PortalError::Refused(_)
-        | PortalError::NotFound(_)
-        | PortalError::Auth(_)
-        | PortalError::TooLarge { .. }
-        | PortalError::UnsupportedType
-        | PortalError::Form(_) => (
-            e.status(),
-            page(s, P::NotPossible.get(s.lang), html! { p.error role="alert" { (e) } p { a href="/portal" { (P::CompanyPage.get(s.lang)) } } }),
-        )
-            .into_response(),
-        _ => internal(e),
+    if !e.status().is_client_error() {
+        return internal(e);
     }
+    (
+        e.status(),
+        page(s, P::NotPossible.get(s.lang), html! { p.error role="alert" { (e) } p { a href="/portal" { (P::CompanyPage.get(s.lang)) } } }),
+    )
+        .into_response()
 }
 
 async fn own_company(
