@@ -175,6 +175,11 @@ pub struct Config {
     /// Burst allowance of that bucket.
     #[serde(default = "default_rate_limit_burst")]
     pub rate_limit_burst: u32,
+    /// Folder under which chunked snapshots' files are written (about the port's
+    /// registry as JSON per snapshot kept, at most [`crate::snapshots::MAX_KEPT`]); the
+    /// system's temporary folder when left out.
+    #[serde(default)]
+    pub snapshot_dir: Option<PathBuf>,
 }
 
 fn default_rate_limit_per_s() -> u32 {
@@ -205,6 +210,7 @@ impl Config {
             export: crate::export::ExportConfig::default(),
             rate_limit_per_s: default_rate_limit_per_s(),
             rate_limit_burst: default_rate_limit_burst(),
+            snapshot_dir: None,
         }
     }
 

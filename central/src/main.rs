@@ -590,6 +590,17 @@ fn export(central: &Central, cmd: &ExportCmd) -> anyhow::Result<()> {
 }
 
 fn serve(central: Central, cfg: Config) -> anyhow::Result<()> {
+    // What a central killed with snapshot files on disk left behind; a folder in use by
+    // another running instance is kept.
+    match central.clear_dead_snapshots() {
+        Ok(c) if !c.removed.is_empty() => tracing::info!(
+            removed = c.removed.len(),
+            in_use = c.in_use,
+            "removed the snapshot folders of centrals that no longer run"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not clear old snapshot folders"),
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         central::api::install_metrics_recorder()?;

@@ -293,3 +293,76 @@ async fn sigint_stops_an_idle_central_with_exit_zero() {
     let mut child = site.start().await;
     site.stop_cleanly(&mut child, "INT");
 }
+
+/// The entries of `dir`, sorted.
+fn listing(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.expect("entry").path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Asks the running central for a chunked snapshot's manifest, as an agent does.
+async fn manifest(site: &Site) {
+    let r = client()
+        .get(format!(
+            "{}/api/v1/registry/snapshot/manifest?port=PORT1",
+            site.base
+        ))
+        .bearer_auth(&site.token)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("manifest");
+    assert_eq!(r.status(), 200, "manifest");
+}
+
+#[tokio::test]
+async fn a_killed_centrals_snapshot_files_are_removed_at_the_next_start_and_a_clean_stop_leaves_none()
+ {
+    let mut site = site();
+    let snap = site.dir.path().join("snapshots");
+    let text = std::fs::read_to_string(&site.config).expect("config");
+    std::fs::write(
+        &site.config,
+        format!("{text}snapshot_dir = {:?}\n", snap.display().to_string()),
+    )
+    .expect("config");
+
+    let mut child = site.start().await;
+    assert!(
+        listing(&snap).is_empty(),
+        "nothing before the first snapshot"
+    );
+    manifest(&site).await;
+    let left = listing(&snap);
+    assert_eq!(left.len(), 1, "one folder of the running central: {left:?}");
+    // SIGKILL: no destructor runs, the files stay; the lock goes with the process.
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert_eq!(listing(&snap), left, "a killed central leaves its files");
+    // A folder changed in the last minute is not judged (it may be being made).
+    let past = std::time::SystemTime::now() - Duration::from_secs(120);
+    std::fs::File::open(&left[0])
+        .and_then(|f| f.set_modified(past))
+        .expect("date the folder back");
+
+    let mut child = site.start().await;
+    assert!(
+        listing(&snap).is_empty(),
+        "the next start removed the dead central's folder"
+    );
+    assert!(
+        read(&site.log()).contains("removed the snapshot folders"),
+        "{}",
+        read(&site.log())
+    );
+    manifest(&site).await;
+    assert_eq!(listing(&snap).len(), 1);
+    site.stop_cleanly(&mut child, "TERM");
+    assert!(
+        listing(&snap).is_empty(),
+        "a clean stop removes its own folder"
+    );
+}

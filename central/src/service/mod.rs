@@ -203,6 +203,9 @@ impl Central {
         cfg: Config,
     ) -> Result<Central, StoreError> {
         let seq = store.last_seq()?;
+        let snapshots = crate::snapshots::Snapshots::new(
+            cfg.snapshot_dir.clone().unwrap_or_else(std::env::temp_dir),
+        );
         let (registry_seq, _) = watch::channel(seq);
         let (cases, _) = broadcast::channel(1024);
         Ok(Central {
@@ -218,7 +221,7 @@ impl Central {
                 cases,
                 stop: CancellationToken::new(),
                 limiter: std::sync::Mutex::new(auth::LoginLimiter::default()),
-                snapshots: crate::snapshots::Snapshots::default(),
+                snapshots,
             }),
         })
     }
@@ -236,6 +239,15 @@ impl Central {
     #[must_use]
     pub fn config(&self) -> &Config {
         &self.inner.cfg
+    }
+
+    /// Removes what centrals no longer running left under `snapshot_dir` (their
+    /// snapshot folders; see [`crate::snapshots`]). `central serve` does it at start.
+    ///
+    /// # Errors
+    /// When the folder cannot be listed or a dead folder cannot be removed.
+    pub fn clear_dead_snapshots(&self) -> std::io::Result<crate::snapshots::Cleared> {
+        self.inner.snapshots.clear_dead()
     }
 
     /// Cancelled at shutdown.
