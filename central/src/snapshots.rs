@@ -1,8 +1,9 @@
 //! Chunked snapshots as central serves them (docs/delivery.md, "Chunked snapshot").
 //!
-//! A manifest request reads the port's snapshot once, cuts it into chunks of
-//! [`CHUNK_RECORDS`] changes, writes each chunk's JSON to a file in a temporary folder of
-//! its own and hashes it; the signed manifest names the chunks' SHA-256. The chunks are
+//! A manifest request reads the port's snapshot once and, as the store hands it over
+//! change by change, cuts it into chunks of [`CHUNK_RECORDS`] changes, writes each
+//! chunk's JSON to a file in a folder of its own and hashes it (one chunk is held at a
+//! time, not the registry); the signed manifest names the chunks' SHA-256. The chunks are
 //! served from those files, by manifest id, for [`KEEP`] after the manifest was made, so
 //! an agent reads the registry as it was at the manifest's `last_seq` however the registry
 //! moves on meanwhile. At most [`MAX_KEPT`] snapshots are kept; the oldest goes first.
@@ -25,9 +26,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
 use protocol::schema::{SCHEMA_VERSION, SequencedChange, SnapshotChunk, SnapshotManifest};
 use sha2::{Digest as _, Sha256};
+
+use crate::store::{SnapshotHead, SnapshotVisit};
+use crate::store_error::StoreError;
 
 /// Changes per chunk: about 4 MB of JSON, what an agent holds at most while bootstrapping.
 pub const CHUNK_RECORDS: u32 = 10_000;
@@ -76,6 +79,52 @@ impl std::fmt::Debug for Snapshots {
             .field("parent", &self.parent)
             .field("kept", &n)
             .finish_non_exhaustive()
+    }
+}
+
+/// Why a chunked snapshot could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum MakeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("snapshot chunk files: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Cuts changes into chunk files as they come, hashing each.
+struct ChunkWriter<'a> {
+    dir: &'a Path,
+    chunk_records: usize,
+    part: Vec<SequencedChange>,
+    hashes: Vec<String>,
+    records: u64,
+}
+
+impl ChunkWriter<'_> {
+    fn push(&mut self, c: SequencedChange) -> std::io::Result<()> {
+        self.part.push(c);
+        self.records += 1;
+        if self.part.len() >= self.chunk_records {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the changes gathered so far as the next chunk (nothing when there are none).
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.part.is_empty() {
+            return Ok(());
+        }
+        let index = u32::try_from(self.hashes.len()).map_err(std::io::Error::other)?;
+        let bytes = serde_json::to_vec(&SnapshotChunk {
+            v: SCHEMA_VERSION,
+            index,
+            changes: std::mem::take(&mut self.part),
+        })?;
+        self.hashes.push(hex::encode(Sha256::digest(&bytes)));
+        let mut f = File::create(self.dir.join(index.to_string()))?;
+        f.write_all(&bytes)?;
+        Ok(())
     }
 }
 
@@ -136,49 +185,53 @@ impl Snapshots {
         Ok(path)
     }
 
-    /// Cuts `changes` (the port's snapshot at `last_seq`, in a stable order) into chunks
-    /// of `chunk_records`, keeps them, and returns the manifest to sign.
+    /// Writes the snapshot that `read` hands over (the port's, read in one consistent
+    /// read by [`crate::store::Store::snapshot_each`]) into chunks of `chunk_records`
+    /// changes as it comes, so only one chunk is held at a time, keeps them, and returns
+    /// the manifest to sign.
     ///
     /// # Errors
-    /// When the temporary folder or a chunk file cannot be written.
+    /// The read's error, or when the folder or a chunk file cannot be written.
     pub fn make(
         &self,
         port: &str,
-        last_seq: u64,
-        as_of: Timestamp,
-        changes: Vec<SequencedChange>,
         chunk_records: u32,
-    ) -> std::io::Result<SnapshotManifest> {
+        read: impl FnOnce(&mut SnapshotVisit<'_>) -> Result<SnapshotHead, StoreError>,
+    ) -> Result<SnapshotManifest, MakeError> {
         let chunk_records = chunk_records.max(1);
         let dir = tempfile::Builder::new()
             .prefix("snapshot-")
             .tempdir_in(self.folder()?)?;
-        let id = hex::encode(rand::random::<[u8; 16]>());
-        let records = changes.len() as u64;
-        let mut hashes = Vec::new();
-        let mut rest = changes.into_iter();
-        // Bounded: each turn takes up to `chunk_records` changes off a finite list.
-        loop {
-            let part: Vec<SequencedChange> = rest.by_ref().take(chunk_records as usize).collect();
-            if part.is_empty() {
-                break;
-            }
-            let index = u32::try_from(hashes.len()).map_err(std::io::Error::other)?;
-            let bytes = serde_json::to_vec(&SnapshotChunk {
-                v: SCHEMA_VERSION,
-                index,
-                changes: part,
-            })?;
-            hashes.push(hex::encode(Sha256::digest(&bytes)));
-            let mut f = std::fs::File::create(dir.path().join(index.to_string()))?;
-            f.write_all(&bytes)?;
+        let mut w = ChunkWriter {
+            dir: dir.path(),
+            chunk_records: chunk_records as usize,
+            part: Vec::new(),
+            hashes: Vec::new(),
+            records: 0,
+        };
+        let mut failed: Option<std::io::Error> = None;
+        let head = read(&mut |c| {
+            w.push(c).map_err(|e| {
+                let why = format!("writing a snapshot chunk: {e}");
+                failed = Some(e);
+                StoreError::Backend(why)
+            })
+        });
+        if let Some(e) = failed {
+            return Err(MakeError::Io(e));
         }
+        let head = head?;
+        w.flush()?;
+        let ChunkWriter {
+            hashes, records, ..
+        } = w;
+        let id = hex::encode(rand::random::<[u8; 16]>());
         let manifest = SnapshotManifest {
             v: SCHEMA_VERSION,
             id: id.clone(),
             port: port.to_owned(),
-            last_seq,
-            as_of,
+            last_seq: head.last_seq,
+            as_of: head.as_of,
             chunk_records,
             records,
             chunks: hashes,
@@ -292,6 +345,7 @@ fn clear_dead(parent: &Path) -> std::io::Result<Cleared> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::Timestamp;
     use protocol::schema::Change;
 
     /// Dates `dir` back beyond [`SETTLE`], as if it had been left unchanged that long.
@@ -304,6 +358,19 @@ mod tests {
 
     fn snapshots(parent: &Path) -> Snapshots {
         Snapshots::new(parent.to_path_buf())
+    }
+
+    /// A read handing over `n` changes, as a store does.
+    fn from(n: u64) -> impl FnOnce(&mut SnapshotVisit<'_>) -> Result<SnapshotHead, StoreError> {
+        move |visit| {
+            for c in changes(n) {
+                visit(c)?;
+            }
+            Ok(SnapshotHead {
+                last_seq: n,
+                as_of: Timestamp::now(),
+            })
+        }
     }
 
     fn changes(n: u64) -> Vec<SequencedChange> {
@@ -321,9 +388,7 @@ mod tests {
     fn chunks_hash_to_the_manifest_and_serve_only_for_their_port() {
         let parent = tempfile::tempdir().expect("tmp");
         let s = snapshots(parent.path());
-        let m = s
-            .make("PORT-A", 7, Timestamp::now(), changes(7), 3)
-            .expect("make");
+        let m = s.make("PORT-A", 3, from(7)).expect("make");
         assert_eq!((m.records, m.chunks.len()), (7, 3));
         let mut seen = 0;
         for (k, h) in m.chunks.iter().enumerate() {
@@ -344,12 +409,9 @@ mod tests {
     fn keeps_at_most_max_kept_snapshots_dropping_the_oldest() {
         let parent = tempfile::tempdir().expect("tmp");
         let s = snapshots(parent.path());
-        let first = s
-            .make("PORT-A", 1, Timestamp::now(), changes(1), 10)
-            .expect("make");
+        let first = s.make("PORT-A", 10, from(1)).expect("make");
         for _ in 0..MAX_KEPT {
-            s.make("PORT-A", 1, Timestamp::now(), changes(1), 10)
-                .expect("make");
+            s.make("PORT-A", 10, from(1)).expect("make");
         }
         assert_eq!(s.chunk("PORT-A", &first.id, 0).expect("read"), None);
     }
@@ -358,9 +420,7 @@ mod tests {
     fn a_dead_centrals_folder_is_removed_and_a_running_ones_is_kept() {
         let parent = tempfile::tempdir().expect("tmp");
         let running = snapshots(parent.path());
-        let m = running
-            .make("PORT-A", 3, Timestamp::now(), changes(3), 2)
-            .expect("make");
+        let m = running.make("PORT-A", 2, from(3)).expect("make");
         // What a central killed with chunks on disk leaves: its folder, chunk files and
         // an unlocked `.lock` (the kernel released it with the process).
         let dead = parent.path().join(format!("{OWN_PREFIX}999999-x"));
@@ -451,8 +511,7 @@ mod tests {
         };
         let parent = PathBuf::from(parent);
         let s = Snapshots::new(parent.clone());
-        s.make("PORT-A", 3, Timestamp::now(), changes(3), 2)
-            .expect("make");
+        s.make("PORT-A", 2, from(3)).expect("make");
         std::fs::write(parent.join("ready"), b"").expect("ready");
         // Bounded: the parent kills this process within seconds; give up after 60 s.
         std::thread::sleep(Duration::from_secs(60));

@@ -79,6 +79,7 @@ conformance!(
     hourly_figures_and_summary_count_decisions,
     heartbeat_raises_a_gap_alert_once_the_gap_persists,
     registry_changes_are_logged_applied_and_snapshotted_per_port,
+    a_snapshot_read_change_by_change_holds_the_whole_snapshot_and_stops_on_error,
     a_status_change_of_an_unknown_operator_appends_nothing,
     agents_tokens_and_gate_ports,
     token_changes_revoke_expire_and_add_in_one_step_and_mark_the_gate,
@@ -890,6 +891,64 @@ fn entries_dated_at_the_ends_of_the_calendar_are_stored(s: &dyn Store) {
 
 fn consignment(id: &str, container: &str, port: &str) -> Consignment {
     common::declared_consignment(id, container, port)
+}
+
+/// The chunked snapshot reads the registry change by change (`snapshot_each`): over
+/// several of the backend's fetch pages it hands over exactly the snapshot (operators, MRAs
+/// and only this port's consignments, each once with its seq), and an error from the
+/// visitor ends the read there.
+fn a_snapshot_read_change_by_change_holds_the_whole_snapshot_and_stops_on_error(s: &dyn Store) {
+    const OPERATORS: usize = 4_500;
+    let mut changes: Vec<Change> = (0..OPERATORS)
+        .map(|i| Change::UpsertOperator {
+            record: common::operator_record(&format!("EU-AEO:DE{i:015}")),
+        })
+        .collect();
+    for i in 0..2_500 {
+        let port = if i % 2 == 0 { "NLRTM" } else { "BEANR" };
+        changes.push(Change::UpsertConsignment {
+            consignment: consignment(&format!("C{i}"), "CSQU3054383", port),
+        });
+    }
+    let at = now();
+    let last = s.append_changes(&changes, "importer", at).expect("append");
+
+    let mut seen = Vec::new();
+    let head = s
+        .snapshot_each("NLRTM", now(), &mut |c| {
+            seen.push(c);
+            Ok(())
+        })
+        .expect("snapshot_each");
+    assert_eq!((head.last_seq, head.as_of), (last, at));
+    assert_eq!(
+        seen.len(),
+        OPERATORS + 1_250,
+        "operators and NLRTM's consignments"
+    );
+    let whole = s.snapshot("NLRTM", now()).expect("snapshot");
+    assert_eq!((whole.last_seq, whole.as_of), (head.last_seq, head.as_of));
+    seen.sort_by_key(|c| c.seq);
+    assert_eq!(seen, whole.changes, "the same changes, each once");
+    assert!(seen.iter().all(|c| match &c.change {
+        Change::UpsertConsignment { consignment } => consignment.ports == vec!["NLRTM".to_owned()],
+        Change::UpsertOperator { .. } => true,
+        other => panic!("unexpected {other:?}"),
+    }));
+
+    let mut visits = 0;
+    let err = s
+        .snapshot_each("NLRTM", now(), &mut |_| {
+            visits += 1;
+            if visits == 10 {
+                Err(StoreError::Backend("chunk file full".into()))
+            } else {
+                Ok(())
+            }
+        })
+        .expect_err("the visitor's error ends the read");
+    assert_eq!(visits, 10);
+    assert!(err.to_string().contains("chunk file full"), "{err}");
 }
 
 fn registry_changes_are_logged_applied_and_snapshotted_per_port(s: &dyn Store) {

@@ -224,26 +224,25 @@ impl Central {
     }
 
     /// The signed manifest of a chunked snapshot for `port`: the snapshot is read once
-    /// (its `as_of` is the time of that read, as in [`Self::snapshot_envelope`]), cut into
-    /// chunks of [`crate::snapshots::CHUNK_RECORDS`] that are kept for
+    /// (its `as_of` is the time of that read, as in [`Self::snapshot_envelope`]) and cut,
+    /// as it is read, into chunks of [`crate::snapshots::CHUNK_RECORDS`] that are kept for
     /// [`crate::snapshots::KEEP`], and the manifest names each chunk's SHA-256.
     ///
     /// # Errors
     /// Store, serialisation or chunk-file errors.
     pub fn snapshot_manifest(&self, port: &str) -> Result<SignedEnvelope, RegistryError> {
         let read_at = Timestamp::now();
-        let snap = self.inner.store.snapshot(port, read_at)?;
+        let store = &self.inner.store;
         let manifest = self
             .inner
             .snapshots
-            .make(
-                port,
-                snap.last_seq,
-                read_at,
-                snap.changes,
-                crate::snapshots::CHUNK_RECORDS,
-            )
-            .map_err(|e| RegistryError::Snapshot(e.to_string()))?;
+            .make(port, crate::snapshots::CHUNK_RECORDS, |visit| {
+                store.snapshot_each(port, read_at, visit)
+            })
+            .map_err(|e| match e {
+                crate::snapshots::MakeError::Store(e) => RegistryError::from(e),
+                e @ crate::snapshots::MakeError::Io(_) => RegistryError::Snapshot(e.to_string()),
+            })?;
         Ok(self.inner.signer.sign(serde_json::to_string(&manifest)?))
     }
 

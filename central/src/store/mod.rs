@@ -75,6 +75,17 @@ pub struct RegistrySnapshot {
     pub changes: Vec<SequencedChange>,
 }
 
+/// What [`Store::snapshot_each`] hands each change to.
+pub type SnapshotVisit<'a> = dyn FnMut(SequencedChange) -> Result<(), StoreError> + Send + 'a;
+
+/// Where a snapshot read by [`Store::snapshot_each`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotHead {
+    pub last_seq: u64,
+    /// Time of the change `last_seq` (or of the snapshot when the log is empty).
+    pub as_of: Timestamp,
+}
+
 /// A gate with its agent state and latest heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateRow {
@@ -228,8 +239,33 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn last_seq(&self) -> Result<u64, StoreError>;
     /// Up to `limit` logged changes after `after`, in order.
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedChange>, StoreError>;
-    /// Everything a port replicates.
-    fn snapshot(&self, port: &str, now: Timestamp) -> Result<RegistrySnapshot, StoreError>;
+    /// Everything a port replicates, in seq order, read in one consistent snapshot.
+    ///
+    /// # Errors
+    /// As [`Store::snapshot_each`].
+    fn snapshot(&self, port: &str, now: Timestamp) -> Result<RegistrySnapshot, StoreError> {
+        let mut changes = Vec::new();
+        let head = self.snapshot_each(port, now, &mut |c| {
+            changes.push(c);
+            Ok(())
+        })?;
+        changes.sort_by_key(|c| c.seq);
+        Ok(RegistrySnapshot {
+            last_seq: head.last_seq,
+            as_of: head.as_of,
+            changes,
+        })
+    }
+    /// Everything a port replicates, handed to `visit` one change at a time in the
+    /// backend's read order (operators, MRAs, then the port's consignments; not seq
+    /// order) within one consistent read, so a caller that writes as it goes (the
+    /// chunked snapshot) never holds the whole registry. A `visit` error ends the read.
+    fn snapshot_each(
+        &self,
+        port: &str,
+        now: Timestamp,
+        visit: &mut SnapshotVisit<'_>,
+    ) -> Result<SnapshotHead, StoreError>;
     /// One operator's current record.
     fn operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, StoreError>;
     /// Consignments that declare a container.

@@ -57,7 +57,7 @@ use tx::{Statements, Tx};
 use uuid::Uuid;
 
 pub use self::fanout::LiveUpdate;
-use super::{GateRow, IngestOutcome, LoggedChange, RegistrySnapshot, Store, StoreError};
+use super::{GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError};
 use crate::cases::CaseError;
 use crate::model::{
     AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
@@ -651,8 +651,13 @@ impl Store for PgStore {
         self.read(|tx| registry_tables::changes_after(tx, after, limit))
     }
 
-    fn snapshot(&self, port: &str, now: Timestamp) -> Result<RegistrySnapshot, StoreError> {
-        self.read(|tx| registry_tables::snapshot(tx, port, now))
+    fn snapshot_each(
+        &self,
+        port: &str,
+        now: Timestamp,
+        visit: &mut SnapshotVisit<'_>,
+    ) -> Result<SnapshotHead, StoreError> {
+        self.read(|tx| registry_tables::snapshot_each(tx, port, now, visit))
     }
 
     fn operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, StoreError> {

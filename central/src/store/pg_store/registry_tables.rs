@@ -9,7 +9,7 @@ use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, Sequenced
 
 use super::{bump, from_json, int, to_json, uint, write_audit};
 use crate::registry;
-use crate::store::{LoggedChange, RegistrySnapshot, StoreError};
+use crate::store::{LoggedChange, SnapshotHead, SnapshotVisit, StoreError};
 
 pub(super) use crate::registry::consignment_index_keys;
 
@@ -204,49 +204,63 @@ pub(super) fn changes_after(
     .collect()
 }
 
-pub(super) fn snapshot(
+/// Rows fetched at a time while a snapshot is read.
+const SNAPSHOT_PAGE: i32 = 2_000;
+
+pub(super) fn snapshot_each(
     tx: &mut Tx<'_>,
     port: &str,
     now: Timestamp,
-) -> Result<RegistrySnapshot, StoreError> {
+    visit: &mut SnapshotVisit<'_>,
+) -> Result<SnapshotHead, StoreError> {
     let last = last_seq(tx)?;
     let as_of = match tx.query_opt("SELECT value FROM changes WHERE seq = $1", &[&int(last)?])? {
         Some(r) => from_json::<LoggedChange>("changes", last, r.get(0))?.at,
         None => now,
     };
-    let mut changes = Vec::new();
-    for r in tx.query("SELECT id, seq, value FROM operators", &[])? {
-        let record: RegistryRecord = from_json("operators", r.get::<_, String>(0), r.get(2))?;
-        changes.push(SequencedChange {
-            seq: uint(r.get(1)),
-            change: Change::UpsertOperator { record },
-        });
-    }
-    for r in tx.query("SELECT recognising, partner, seq, value FROM mras", &[])? {
-        let key = format!("{}/{}", r.get::<_, String>(0), r.get::<_, String>(1));
-        let mra: MraRecord = from_json("mras", key, r.get(3))?;
-        changes.push(SequencedChange {
-            seq: uint(r.get(2)),
-            change: Change::UpsertMra { mra },
-        });
-    }
+    tx.query_pages(
+        "SELECT id, seq, value FROM operators",
+        &[],
+        SNAPSHOT_PAGE,
+        &mut |r| {
+            let record: RegistryRecord = from_json("operators", r.get::<_, String>(0), r.get(2))?;
+            visit(SequencedChange {
+                seq: uint(r.get(1)),
+                change: Change::UpsertOperator { record },
+            })
+        },
+    )?;
+    tx.query_pages(
+        "SELECT recognising, partner, seq, value FROM mras",
+        &[],
+        SNAPSHOT_PAGE,
+        &mut |r| {
+            let key = format!("{}/{}", r.get::<_, String>(0), r.get::<_, String>(1));
+            let mra: MraRecord = from_json("mras", key, r.get(3))?;
+            visit(SequencedChange {
+                seq: uint(r.get(2)),
+                change: Change::UpsertMra { mra },
+            })
+        },
+    )?;
     let key = registry::port_index_key(port);
-    for r in tx.query(
+    tx.query_pages(
         "SELECT c.id, c.seq, c.value FROM consignment_index i
          JOIN consignments c ON c.id = i.id WHERE i.key = $1 ORDER BY c.id",
         &[&key],
-    )? {
-        let consignment: Consignment = from_json("consignments", r.get::<_, String>(0), r.get(2))?;
-        changes.push(SequencedChange {
-            seq: uint(r.get(1)),
-            change: Change::UpsertConsignment { consignment },
-        });
-    }
-    changes.sort_by_key(|c| c.seq);
-    Ok(RegistrySnapshot {
+        SNAPSHOT_PAGE,
+        &mut |r| {
+            let consignment: Consignment =
+                from_json("consignments", r.get::<_, String>(0), r.get(2))?;
+            visit(SequencedChange {
+                seq: uint(r.get(1)),
+                change: Change::UpsertConsignment { consignment },
+            })
+        },
+    )?;
+    Ok(SnapshotHead {
         last_seq: last,
         as_of,
-        changes,
     })
 }
 

@@ -94,6 +94,31 @@ impl<'a> Tx<'a> {
         self.inner.query_opt(&s, params)
     }
 
+    /// Runs `sql` through a portal of the transaction and hands its rows to `each`,
+    /// fetching `page` rows at a time, so a large answer is never held whole.
+    pub(super) fn query_pages(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+        page: i32,
+        each: &mut dyn FnMut(Row) -> Result<(), crate::store::StoreError>,
+    ) -> Result<(), crate::store::StoreError> {
+        let s = self.statement(sql)?;
+        let portal = self.inner.bind(&s, params)?;
+        let page = page.max(1);
+        // Bounded: every turn but the last takes `page` rows off a finite answer.
+        loop {
+            let rows = self.inner.query_portal(&portal, page)?;
+            let last = rows.len() < usize::try_from(page).unwrap_or(usize::MAX);
+            for r in rows {
+                each(r)?;
+            }
+            if last {
+                return Ok(());
+            }
+        }
+    }
+
     /// Statements without parameters, in one round trip (nothing prepared).
     pub(super) fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
         self.inner.batch_execute(sql)

@@ -45,7 +45,7 @@ use protocol::schema::{Change, Consignment, GateId, JournalEntry, RegistryRecord
 use redb::Database;
 use uuid::Uuid;
 
-use super::{GateRow, IngestOutcome, LoggedChange, RegistrySnapshot, Store, StoreError};
+use super::{GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError};
 use crate::cases::CaseError;
 use crate::model::{
     AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
@@ -238,8 +238,13 @@ impl Store for RedbStore {
         registry_tables::changes_after(&self.db, after, limit)
     }
 
-    fn snapshot(&self, port: &str, now: Timestamp) -> Result<RegistrySnapshot, StoreError> {
-        registry_tables::snapshot(&self.db, port, now)
+    fn snapshot_each(
+        &self,
+        port: &str,
+        now: Timestamp,
+        visit: &mut SnapshotVisit<'_>,
+    ) -> Result<SnapshotHead, StoreError> {
+        registry_tables::snapshot_each(&self.db, port, now, visit)
     }
 
     fn operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, StoreError> {

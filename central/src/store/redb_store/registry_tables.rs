@@ -13,7 +13,7 @@ use super::tables::{
     CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, META, MRAS, OPERATORS, Versioned, bump, write_audit,
 };
 use crate::registry::{self, consignment_index_keys};
-use crate::store::{LoggedChange, RegistrySnapshot, StoreError, decode, encode};
+use crate::store::{LoggedChange, SnapshotHead, SnapshotVisit, StoreError, decode, encode};
 
 fn mra_key(m: &MraRecord) -> (String, String) {
     (m.recognising.code().to_owned(), m.partner.code().to_owned())
@@ -217,11 +217,12 @@ pub(super) fn changes_after(
     Ok(out)
 }
 
-pub(super) fn snapshot(
+pub(super) fn snapshot_each(
     db: &Database,
     port: &str,
     now: Timestamp,
-) -> Result<RegistrySnapshot, StoreError> {
+    visit: &mut SnapshotVisit<'_>,
+) -> Result<SnapshotHead, StoreError> {
     let r = db.begin_read()?;
     let last_seq = r
         .open_table(META)?
@@ -231,38 +232,32 @@ pub(super) fn snapshot(
         Some(g) => decode::<LoggedChange>("changes_v1", last_seq, g.value())?.at,
         None => now,
     };
-    let mut changes = Vec::new();
     for row in r.open_table(OPERATORS)?.iter()? {
         let (k, v) = row?;
         let rec: Versioned<RegistryRecord> = decode("operators_v1", k.value(), v.value())?;
-        changes.push(SequencedChange {
+        visit(SequencedChange {
             seq: rec.seq,
             change: Change::UpsertOperator { record: rec.value },
-        });
+        })?;
     }
     for row in r.open_table(MRAS)?.iter()? {
         let (k, v) = row?;
         let (a, b) = k.value();
         let m: Versioned<MraRecord> = decode("mras_v1", format!("{a}/{b}"), v.value())?;
-        changes.push(SequencedChange {
+        visit(SequencedChange {
             seq: m.seq,
             change: Change::UpsertMra { mra: m.value },
-        });
+        })?;
     }
-    for c in indexed_consignments(&r, &registry::port_index_key(port))? {
-        changes.push(SequencedChange {
+    each_indexed_consignment(&r, &registry::port_index_key(port), &mut |c| {
+        visit(SequencedChange {
             seq: c.seq,
             change: Change::UpsertConsignment {
                 consignment: c.value,
             },
-        });
-    }
-    changes.sort_by_key(|c| c.seq);
-    Ok(RegistrySnapshot {
-        last_seq,
-        as_of,
-        changes,
-    })
+        })
+    })?;
+    Ok(SnapshotHead { last_seq, as_of })
 }
 
 pub(super) fn operator(
@@ -293,9 +288,22 @@ fn indexed_consignments(
     r: &ReadTransaction,
     key: &str,
 ) -> Result<Vec<Versioned<Consignment>>, StoreError> {
+    let mut out = Vec::new();
+    each_indexed_consignment(r, key, &mut |c| {
+        out.push(c);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Hands `each` every consignment indexed under `key`, in id order.
+fn each_indexed_consignment(
+    r: &ReadTransaction,
+    key: &str,
+    each: &mut dyn FnMut(Versioned<Consignment>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let idx = r.open_table(CONSIGNMENT_INDEX)?;
     let cons = r.open_table(CONSIGNMENTS)?;
-    let mut out = Vec::new();
     for row in idx.range((key, "")..)? {
         let (k, _) = row?;
         let (indexed, id) = k.value();
@@ -303,10 +311,10 @@ fn indexed_consignments(
             break;
         }
         if let Some(v) = cons.get(id)? {
-            out.push(decode("consignments_v1", id, v.value())?);
+            each(decode("consignments_v1", id, v.value())?)?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 pub(super) fn search_operators(
