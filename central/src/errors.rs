@@ -96,6 +96,7 @@ impl HttpStatus for RegistryError {
             RegistryError::Read { .. } | RegistryError::Encode(_) | RegistryError::Snapshot(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            RegistryError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             RegistryError::Store(e) => e.status(),
         }
     }
@@ -189,7 +190,8 @@ macro_rules! api_error_from {
                 let status = e.status();
                 log_if_internal(status, &e);
                 let mut a = Self::new(status, e.to_string());
-                // Only storage that is unavailable now answers 503: worth trying again.
+                // Only what is unavailable now (storage, a busy snapshot maker) answers
+                // 503: worth trying again.
                 if status == StatusCode::SERVICE_UNAVAILABLE {
                     a.retry_after = Some(RETRY_AFTER_S);
                 }

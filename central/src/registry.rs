@@ -57,6 +57,10 @@ pub enum RegistryError {
     /// A chunked snapshot's chunk files could not be written or read.
     #[error("chunked snapshot: {0}")]
     Snapshot(String),
+    /// Central is making as many snapshots as it makes at once; the same request may
+    /// succeed shortly.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Store(StoreError),
 }

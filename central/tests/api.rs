@@ -222,6 +222,70 @@ fn registry_env() -> (common::Env, String) {
     (e, token)
 }
 
+/// A whole snapshot is held in memory while it is made, so central makes one at a time:
+/// a request meanwhile is answered 503 with `Retry-After` (and names the chunked
+/// snapshot), and once the first is done the next is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_whole_snapshot_asked_while_another_is_made_is_answered_503_with_retry_after() {
+    use tower::ServiceExt as _;
+    let (e, token) = registry_env();
+    let records: Vec<_> = (0..10_000)
+        .map(|i| operator_record(&format!("EU-AEO:DE{i:015}")))
+        .collect();
+    e.central.import_records(records, "test").expect("records");
+    let ask = |c: central::Central, token: String| async move {
+        let req = axum::http::Request::builder()
+            .uri("/api/v1/registry/snapshot?port=P1")
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let resp = tokio::time::timeout(Duration::from_secs(60), central::app(c).oneshot(req))
+            .await
+            .expect("answer in time")
+            .expect("infallible");
+        let status = resp.status();
+        let retry = resp
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let body = axum::body::to_bytes(resp.into_body(), 256 << 20)
+            .await
+            .expect("body");
+        (status, retry, body.len())
+    };
+    // Bounded: a few rounds of four requests at once; one round with an overlap suffices.
+    let mut busy = None;
+    for _ in 0..3 {
+        let answers = futures_util::future::join_all(
+            (0..4).map(|_| tokio::spawn(ask(e.central.clone(), token.clone()))),
+        )
+        .await;
+        let answers: Vec<_> = answers.into_iter().map(|a| a.expect("task")).collect();
+        assert!(
+            answers.iter().any(|a| a.0 == StatusCode::OK),
+            "one is made: {answers:?}"
+        );
+        for a in &answers {
+            assert!(
+                a.0 == StatusCode::OK || a.0 == StatusCode::SERVICE_UNAVAILABLE,
+                "{a:?}"
+            );
+        }
+        if let Some(a) = answers
+            .iter()
+            .find(|a| a.0 == StatusCode::SERVICE_UNAVAILABLE)
+        {
+            busy = Some(a.clone());
+            break;
+        }
+    }
+    let busy = busy.expect("four requests at once overlapped in at least one round");
+    assert_eq!(busy.1.as_deref(), Some("5"), "Retry-After");
+    let (status, _, len) = ask(e.central.clone(), token.clone()).await;
+    assert_eq!(status, StatusCode::OK, "the next one alone is made");
+    assert!(len > 10_000 * 100, "the whole snapshot: {len} bytes");
+}
+
 #[tokio::test]
 async fn signed_snapshot_verifies_holds_only_the_ports_consignments_and_edits_fail() {
     let (e, token) = registry_env();

@@ -60,6 +60,11 @@ struct Inner {
     passwords: aeogate_web::password::Passwords,
     /// Chunked snapshots whose chunks are served.
     snapshots: crate::snapshots::Snapshots,
+    /// Held while a whole snapshot is made: it is read, sorted and serialised in memory
+    /// (about 1.2 GiB for a 1M-record port), so one is made at a time and a second
+    /// request meanwhile is answered 503 with `Retry-After` (the chunked snapshot, which
+    /// agents use first, holds one chunk and is not limited).
+    whole_snapshot: std::sync::Mutex<()>,
 }
 
 /// Central's state. Cheap to clone.
@@ -222,6 +227,7 @@ impl Central {
                 stop: CancellationToken::new(),
                 limiter: std::sync::Mutex::new(auth::LoginLimiter::default()),
                 snapshots,
+                whole_snapshot: std::sync::Mutex::new(()),
             }),
         })
     }

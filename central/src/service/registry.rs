@@ -204,10 +204,24 @@ impl Central {
 
     /// The signed snapshot for `port`. Its `as_of` is the time the snapshot was read:
     /// it holds everything the registry held then (docs/delivery.md, "Replication").
+    /// One is made at a time (it is held whole in memory).
     ///
     /// # Errors
-    /// Store or serialisation errors.
+    /// [`RegistryError::Busy`] while another is being made; store or serialisation
+    /// errors.
     pub fn snapshot_envelope(&self, port: &str) -> Result<SignedEnvelope, RegistryError> {
+        let _one = match self.inner.whole_snapshot.try_lock() {
+            Ok(g) => g,
+            // A panic while making one leaves no state behind: the next may go.
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(RegistryError::Busy(
+                    "another whole snapshot is being made; try again shortly, or fetch the \
+                     chunked snapshot (GET /api/v1/registry/snapshot/manifest)"
+                        .into(),
+                ));
+            }
+        };
         // Taken before the read, so the snapshot is at least as new as this time.
         let read_at = Timestamp::now();
         let snap = self.inner.store.snapshot(port, read_at)?;
