@@ -177,6 +177,8 @@ pub fn copy(from: &RedbStore, to: &PgStore) -> Result<Report, StoreError> {
         Ok(())
     })?;
     to.import(&chunk)?;
+    // The packed roll-ups are made from the daily counts the copy carried.
+    to.rebuild_packed_rollups()?;
     verify(from, to, &mut report)?;
     Ok(report)
 }
