@@ -1954,3 +1954,59 @@ fn a_postgres_schema_from_before_the_packed_roll_ups_gets_them_built_by_the_migr
         },
     );
 }
+
+#[test]
+fn concurrent_batches_count_exactly_and_a_later_batch_folds_a_periods_shards_into_one_row() {
+    use AeoStatus::{Active, Suspended};
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let store = PgStore::open(&url).expect("open");
+    let start = ts("2026-03-01T00:00:00Z");
+    // Every gate's decisions cover the same days and groups, so concurrent batches (on
+    // connections of different shards) write the same packed rows.
+    let traffic = |g: &GateId, n: i64, step_s: i64| {
+        let mut bodies = Vec::new();
+        for i in 0..n {
+            let txn = Uuid::now_v7();
+            let d = [LaneDecision::Fast, LaneDecision::Inspect][(i % 2) as usize];
+            let status = if i % 3 == 0 { Suspended } else { Active };
+            let op = if i % 4 == 0 { US_OP } else { EU_OP };
+            let at = start + SignedDuration::from_secs(i * step_s);
+            bodies.push(party_decision(g, txn, d, at, &[(op, Some(status))]));
+            bodies.push(timed_transaction(g, txn, 30 + i % 600));
+        }
+        chain(g, bodies)
+    };
+    let gates: Vec<GateId> = ["G1", "G2", "G3", "G4"].into_iter().map(gate).collect();
+    std::thread::scope(|sc| {
+        for g in &gates {
+            let entries = traffic(g, 600, 431);
+            let store = &store;
+            sc.spawn(move || {
+                for part in entries.chunks(40) {
+                    ingest(store, part);
+                }
+            });
+        }
+    });
+    let direct = programme::benefits(&stored_events(&store, query()));
+    assert_eq!(direct.aeo.transactions + direct.non_aeo.transactions, 2_400);
+    assert_eq!(figures(&store, None), direct);
+    // One more batch, alone, with every group in the month: the month's rows of other
+    // shards are folded into its shard's, one row per (month, group) is left, and the
+    // figures stay exact.
+    let last = traffic(&gate("G5"), 12, 86_400);
+    ingest(&store, &last);
+    let direct = programme::benefits(&stored_events(&store, query()));
+    assert_eq!(figures(&store, None), direct);
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let row = c
+        .query_one(
+            "SELECT count(*), count(DISTINCT (start, grp)) FROM programme_packed WHERE level = 2",
+            &[],
+        )
+        .expect("count");
+    let (rows, keys): (i64, i64) = (row.get(0), row.get(1));
+    assert!(keys >= 6, "{keys} (month, group) keys");
+    assert_eq!(rows, keys, "one row per (month, group)");
+}

@@ -95,9 +95,20 @@ impl RollupSink for Sink<'_, '_> {
     }
 }
 
+/// Rounds of making and locking this shard's rows before a batch gives up (a row another
+/// batch folded away between the two is made again in the next round).
+const LOCK_ROUNDS: usize = 5;
+
+type PackedKey = (i16, i64, String);
+
 /// Adds packed increments to this connection's shard of their rows: the rows are made
 /// (empty) where missing, locked and read, added to here, and written back. Only this
 /// connection writes its shard, and the lock keeps it so should two connections share one.
+///
+/// The same period's rows of other shards that no transaction holds are folded into this
+/// shard's row and deleted (`SKIP LOCKED`: never waited for), so a period ends up with
+/// about as many rows as batches were writing it at once, not one per connection that
+/// ever wrote it — a year reads a row or two per month and group, not sixteen.
 fn add_packed(
     tx: &mut Tx<'_>,
     packed: &BTreeMap<(rollup::Level, i64, String), rollup::Packed>,
@@ -105,13 +116,109 @@ fn add_packed(
     if packed.is_empty() {
         return Ok(());
     }
-    let (mut l, mut s, mut g) = (Vec::new(), Vec::new(), Vec::new());
     // In key order, so concurrent batches lock shared rows in one order.
-    for (level, start, group) in packed.keys() {
-        l.push(i16::from(level.code()));
+    let keys: Vec<PackedKey> = packed
+        .keys()
+        .map(|(level, start, group)| (i16::from(level.code()), *start, group.clone()))
+        .collect();
+    let mut own = lock_own(tx, &keys)?;
+    for _ in 0..LOCK_ROUNDS {
+        let missing: Vec<PackedKey> = keys
+            .iter()
+            .filter(|k| !own.contains_key(*k))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        own.extend(lock_own(tx, &missing)?);
+    }
+    if own.len() < keys.len() {
+        return Err(StoreError::Backend(format!(
+            "programme_packed: {} of {} rows of this shard could not be locked in {LOCK_ROUNDS} rounds",
+            keys.len() - own.len(),
+            keys.len()
+        )));
+    }
+    let (l, s, g) = columns(&keys);
+    let others = tx.query(
+        &format!(
+            "SELECT p.level, p.start, p.grp, p.shard, p.figures FROM programme_packed p
+                 JOIN unnest($1::smallint[], $2::bigint[], $3::text[]) AS u (l, s, g)
+                 ON p.level = u.l AND p.start = u.s AND p.grp = u.g
+             WHERE p.shard <> {SHARD}
+             FOR UPDATE OF p SKIP LOCKED"
+        ),
+        &[&l, &s, &g],
+    )?;
+    let mut sums: BTreeMap<PackedKey, rollup::Packed> = BTreeMap::new();
+    for ((level, start, group), add) in packed {
+        sums.insert(
+            (i16::from(level.code()), *start, group.clone()),
+            add.clone(),
+        );
+    }
+    let (mut fl, mut fs, mut fg, mut fshard) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in &others {
+        let key: PackedKey = (r.get(0), r.get(1), r.get(2));
+        let shard: i16 = r.get(3);
+        let figures = sums.entry(key.clone()).or_default();
+        rollup::unpack(r.get(4), |i, n| {
+            let e = figures.entry(i).or_default();
+            *e = e.saturating_add(n);
+        })
+        .map_err(|why| corrupt(&key, why))?;
+        fl.push(key.0);
+        fs.push(key.1);
+        fg.push(key.2);
+        fshard.push(shard);
+    }
+    let mut rows = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let add = sums.get(key).cloned().unwrap_or_default();
+        let row = rollup::add_packed(own.get(key).map(Vec::as_slice), &add)
+            .map_err(|why| corrupt(key, why))?;
+        rows.push(row);
+    }
+    tx.execute(
+        &format!(
+            "UPDATE programme_packed p SET figures = u.f
+                 FROM unnest($1::smallint[], $2::bigint[], $3::text[], $4::bytea[])
+                     AS u (l, s, g, f)
+             WHERE p.level = u.l AND p.start = u.s AND p.grp = u.g AND p.shard = {SHARD}"
+        ),
+        &[&l, &s, &g, &rows],
+    )?;
+    if !fl.is_empty() {
+        tx.execute(
+            "DELETE FROM programme_packed p
+                 USING unnest($1::smallint[], $2::bigint[], $3::text[], $4::smallint[])
+                     AS u (l, s, g, sh)
+             WHERE p.level = u.l AND p.start = u.s AND p.grp = u.g AND p.shard = u.sh",
+            &[&fl, &fs, &fg, &fshard],
+        )?;
+    }
+    Ok(())
+}
+
+fn columns(keys: &[PackedKey]) -> (Vec<i16>, Vec<i64>, Vec<&str>) {
+    let (mut l, mut s, mut g) = (Vec::new(), Vec::new(), Vec::new());
+    for (level, start, group) in keys {
+        l.push(*level);
         s.push(*start);
         g.push(group.as_str());
     }
+    (l, s, g)
+}
+
+/// Makes this shard's rows of `keys` where missing (empty), then locks and reads those
+/// that exist now: a row folded away by another batch after the first statement is not
+/// among them.
+fn lock_own(
+    tx: &mut Tx<'_>,
+    keys: &[PackedKey],
+) -> Result<BTreeMap<PackedKey, Vec<u8>>, StoreError> {
+    let (l, s, g) = columns(keys);
     let empty = rollup::pack(&rollup::Packed::new());
     tx.execute(
         &format!(
@@ -133,32 +240,18 @@ fn add_packed(
         ),
         &[&l, &s, &g],
     )?;
-    let mut stored: BTreeMap<(i16, i64, String), Vec<u8>> = BTreeMap::new();
-    for r in &rows {
-        stored.insert((r.get(0), r.get(1), r.get(2)), r.get(3));
+    Ok(rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3)))
+        .collect())
+}
+
+fn corrupt(key: &PackedKey, why: String) -> StoreError {
+    StoreError::Corrupt {
+        table: "programme_packed",
+        key: format!("{}/{}/{}", key.0, key.1, key.2),
+        why,
     }
-    let mut figures = Vec::with_capacity(packed.len());
-    for ((level, start, group), add) in packed {
-        let key = (i16::from(level.code()), *start, group.clone());
-        let row = rollup::add_packed(stored.get(&key).map(Vec::as_slice), add).map_err(|why| {
-            StoreError::Corrupt {
-                table: "programme_packed",
-                key: format!("{}/{start}/{group}", key.0),
-                why,
-            }
-        })?;
-        figures.push(row);
-    }
-    tx.execute(
-        &format!(
-            "UPDATE programme_packed p SET figures = u.f
-                 FROM unnest($1::smallint[], $2::bigint[], $3::text[], $4::bytea[])
-                     AS u (l, s, g, f)
-             WHERE p.level = u.l AND p.start = u.s AND p.grp = u.g AND p.shard = {SHARD}"
-        ),
-        &[&l, &s, &g, &figures],
-    )?;
-    Ok(())
 }
 
 /// Builds the packed levels anew from the daily counts, a month at a time (a schema
