@@ -2,8 +2,7 @@
 //! its figures are exact over any range and outlive event retention.
 //!
 //! Per UTC hour (of the decision's `decided_at`), group and figure, a count, and the
-//! same per UTC day, so a long range reads days and only its ends by the hour
-//! ([`spans`]):
+//! same per UTC day:
 //! - groups: [`AEO`] or [`NON_AEO`] traffic, `p:CODE` for each programme among the
 //!   active parties of AEO traffic, `o:OPERATOR` for each declared operator (the rule of
 //!   [`is_aeo`] and the page's module documentation);
@@ -11,16 +10,25 @@
 //!   gate transaction (same id, same gate) is stored, where `B` is the [`bucket_of`] its
 //!   time at the gate (opened → closed) falls in.
 //!
+//! Beside them, two packed levels ([`Level`]): per UTC day and per UTC calendar month,
+//! one row per (period, group) holding all of that group's figures ([`pack`]), so a year
+//! reads twelve rows per group instead of one per hour or day and figure. A range reads
+//! whole months from the monthly level, the whole days at its ends from the daily packed
+//! level, and the hours at its very ends from the hourly counts ([`spans`]). The
+//! unpacked daily counts are what a store copy carries; the packed levels are built
+//! from them ([`packed_from_daily`]).
+//!
 //! The decision and its gate transaction arrive as separate entries, in any order and
 //! possibly in different batches. The half that comes first waits in a pending table
 //! keyed by (gate, transaction); the other half takes it and the time is counted then.
 //! [`Batch`] collects a batch's halves and counts without any I/O; a backend implements
 //! [`RollupSink`] and calls [`store`] once per ingest, inside the ingest's transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
-use protocol::schema::{AeoStatus, Decision, EventBody, GateTransaction};
+use jiff::tz::TimeZone;
+use protocol::schema::{AeoStatus, Decision, EventBody, GateTransaction, LaneDecision};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -41,38 +49,111 @@ pub fn day_start(second: i64) -> i64 {
     second.div_euclid(DAY) * DAY
 }
 
-/// What a range reads: hour starts `[a, b)` from the hourly roll-ups (its two ends) and
-/// day starts `[a, b)` from the daily ones (the whole days between).
+/// The start of the UTC calendar month a second falls in (`None` outside the times a
+/// [`Timestamp`] holds).
+#[must_use]
+pub fn month_start(second: i64) -> Option<i64> {
+    let date = Timestamp::from_second(second)
+        .ok()?
+        .to_zoned(TimeZone::UTC)
+        .date()
+        .first_of_month();
+    Some(date.to_zoned(TimeZone::UTC).ok()?.timestamp().as_second())
+}
+
+/// The start of the UTC month after the one `second` falls in.
+fn next_month_start(second: i64) -> Option<i64> {
+    let date = Timestamp::from_second(second)
+        .ok()?
+        .to_zoned(TimeZone::UTC)
+        .date()
+        .last_of_month()
+        .tomorrow()
+        .ok()?;
+    Some(date.to_zoned(TimeZone::UTC).ok()?.timestamp().as_second())
+}
+
+/// A packed roll-up level: one row per (period, group) with all the group's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Per UTC day.
+    Day,
+    /// Per UTC calendar month.
+    Month,
+}
+
+impl Level {
+    /// The level as stored (a key's first part).
+    #[must_use]
+    pub fn code(self) -> u8 {
+        match self {
+            Level::Day => 1,
+            Level::Month => 2,
+        }
+    }
+
+    /// The start of the period an hour start falls in.
+    #[must_use]
+    pub fn start(self, hour: i64) -> i64 {
+        match self {
+            Level::Day => day_start(hour),
+            // Stored hours are times a decision carried, always in range.
+            Level::Month => month_start(hour).unwrap_or_else(|| day_start(hour)),
+        }
+    }
+}
+
+/// What a range reads, each a span `[a, b)` of period starts: hour starts from the
+/// hourly roll-ups (its two ends), day starts from the daily packed level (the whole
+/// days at its ends) and month starts from the monthly packed level (the whole months
+/// between).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spans {
     pub hours: [(i64, i64); 2],
-    pub days: (i64, i64),
+    pub days: [(i64, i64); 2],
+    pub months: (i64, i64),
 }
 
 /// The spans of the hours whose start is in `[hour_start(from), to)` (from the first
-/// hour when `from` is `None`).
+/// hour when `from` is `None`): each hour in exactly one span, and as few rows read as
+/// the levels allow.
 #[must_use]
 pub fn spans(from: Option<Timestamp>, to: Timestamp) -> Spans {
     let first = stats::hour_start(from.unwrap_or(Timestamp::MIN));
     // The first hour start not included.
     let end = stats::hour_start(to) + if to.as_second() % HOUR == 0 { 0 } else { HOUR };
+    let only_hours = |a: i64, b: i64| Spans {
+        hours: [(a, b), (b, b)],
+        days: [(b, b); 2],
+        months: (b, b),
+    };
     if first >= end {
-        return Spans {
-            hours: [(first, first); 2],
-            days: (first, first),
-        };
+        return only_hours(first, first);
     }
     let day_from = day_start(first + DAY - HOUR);
     let day_to = day_start(end);
     if day_from >= day_to {
-        return Spans {
-            hours: [(first, end), (end, end)],
-            days: (end, end),
-        };
+        return only_hours(first, end);
     }
-    Spans {
-        hours: [(first, day_from), (day_to, end)],
-        days: (day_from, day_to),
+    let hours = [(first, day_from), (day_to, end)];
+    // The first month start at or after `day_from`, and the last at or before `day_to`.
+    // (The month of the first times a timestamp holds starts before them: `None`.)
+    let m_from = match month_start(day_from) {
+        Some(m) if m == day_from => Some(m),
+        _ => next_month_start(day_from),
+    };
+    let months = m_from.zip(month_start(day_to));
+    match months {
+        Some((m_from, m_to)) if m_from < m_to => Spans {
+            hours,
+            days: [(day_from, m_from), (m_to, day_to)],
+            months: (m_from, m_to),
+        },
+        _ => Spans {
+            hours,
+            days: [(day_from, day_to), (day_to, day_to)],
+            months: (day_to, day_to),
+        },
     }
 }
 
@@ -87,6 +168,221 @@ pub fn by_day(
             .or_default() += n;
     }
     out
+}
+
+/// One group's figures in one period: figure index ([`figure_index`]) → count.
+pub type Packed = BTreeMap<u16, u64>;
+
+/// The packed levels' increments of `counts` (by hour): (level, period start, group) →
+/// figures. A figure without an index (none that [`Batch`] counts) is left out.
+#[must_use]
+pub fn packed(
+    counts: &BTreeMap<(i64, String, String), i64>,
+) -> BTreeMap<(Level, i64, String), Packed> {
+    let mut out: BTreeMap<(Level, i64, String), Packed> = BTreeMap::new();
+    for ((hour, group, figure), n) in counts {
+        let (Some(i), Ok(n)) = (figure_index(figure), u64::try_from(*n)) else {
+            continue;
+        };
+        for level in [Level::Day, Level::Month] {
+            *out.entry((level, level.start(*hour), group.clone()))
+                .or_default()
+                .entry(i)
+                .or_default() += n;
+        }
+    }
+    out
+}
+
+/// The packed levels built from the unpacked daily counts (a store made before them,
+/// or a copy's target): (level, period start, group) → figures.
+pub fn packed_from_daily<E>(
+    daily: impl IntoIterator<Item = Result<(i64, String, String, u64), E>>,
+) -> Result<BTreeMap<(Level, i64, String), Packed>, E> {
+    let mut out: BTreeMap<(Level, i64, String), Packed> = BTreeMap::new();
+    for row in daily {
+        let (day, group, figure, n) = row?;
+        let Some(i) = figure_index(&figure) else {
+            continue;
+        };
+        for level in [Level::Day, Level::Month] {
+            *out.entry((level, level.start(day), group.clone()))
+                .or_default()
+                .entry(i)
+                .or_default() += n;
+        }
+    }
+    Ok(out)
+}
+
+/// The decisions in figure index order; the time buckets follow them.
+const DECISIONS: [LaneDecision; 3] = [
+    LaneDecision::Fast,
+    LaneDecision::Standard,
+    LaneDecision::Inspect,
+];
+
+/// A figure's index in a packed row: the decisions 0–2, then time bucket `B` at 3 + B.
+#[must_use]
+pub fn figure_index(figure: &str) -> Option<u16> {
+    if let Some(b) = figure.strip_prefix(TIME) {
+        let b: u16 = b.parse().ok()?;
+        return b.checked_add(3);
+    }
+    DECISIONS
+        .iter()
+        .position(|d| d.as_str() == figure)
+        .and_then(|i| u16::try_from(i).ok())
+}
+
+/// The figure of an index ([`figure_index`]).
+#[must_use]
+pub fn figure_name(index: u16) -> String {
+    match index {
+        0..=2 => DECISIONS[usize::from(index)].as_str().to_owned(),
+        b => format!("{TIME}{}", b - 3),
+    }
+}
+
+/// Version byte of a packed row.
+const PACKED_VERSION: u8 = 1;
+
+/// A packed row: the version byte, then per figure in index order its index and its
+/// count, each an unsigned LEB128 varint (a few bytes per figure).
+#[must_use]
+pub fn pack(figures: &Packed) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + figures.len() * 4);
+    out.push(PACKED_VERSION);
+    for (i, n) in figures {
+        put_varint(&mut out, u64::from(*i));
+        put_varint(&mut out, *n);
+    }
+    out
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let low = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(low);
+            return;
+        }
+        out.push(low | 0x80);
+    }
+}
+
+/// Reads one varint at `*at`, moving past it.
+fn get_varint(bytes: &[u8], at: &mut usize) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes
+            .get(*at)
+            .ok_or_else(|| format!("packed row ends inside a number at byte {at}"))?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(format!(
+        "packed row has a number longer than 64 bits before byte {at}"
+    ))
+}
+
+/// Calls `each(index, count)` for every figure of a packed row ([`pack`]).
+///
+/// # Errors
+/// The bytes are not a packed row (why, for [`crate::store::StoreError::Corrupt`]).
+pub fn unpack(bytes: &[u8], mut each: impl FnMut(u16, u64)) -> Result<(), String> {
+    match bytes.first() {
+        Some(&PACKED_VERSION) => {}
+        Some(v) => {
+            return Err(format!(
+                "packed row version {v}; this build reads {PACKED_VERSION}"
+            ));
+        }
+        None => return Err("empty packed row".to_owned()),
+    }
+    let mut at = 1;
+    while at < bytes.len() {
+        let i = get_varint(bytes, &mut at)?;
+        let i = u16::try_from(i).map_err(|_| format!("figure index {i} out of range"))?;
+        each(i, get_varint(bytes, &mut at)?);
+    }
+    Ok(())
+}
+
+/// A stored packed row (if any) with `add` added to it.
+///
+/// # Errors
+/// The stored bytes are not a packed row.
+pub fn add_packed(stored: Option<&[u8]>, add: &Packed) -> Result<Vec<u8>, String> {
+    let mut all = add.clone();
+    if let Some(b) = stored {
+        unpack(b, |i, n| {
+            let e = all.entry(i).or_default();
+            *e = e.saturating_add(n);
+        })?;
+    }
+    Ok(pack(&all))
+}
+
+/// Sums of roll-up rows by group and figure, as a backend reads a range: packed rows
+/// and single counts alike.
+#[derive(Debug, Default)]
+pub struct Sums {
+    /// Group → count by figure index.
+    by_group: HashMap<String, Vec<u64>>,
+}
+
+impl Sums {
+    fn group(&mut self, group: &str) -> &mut Vec<u64> {
+        // Looked up without allocating: most rows are of a group already seen.
+        if !self.by_group.contains_key(group) {
+            self.by_group.insert(group.to_owned(), Vec::new());
+        }
+        self.by_group.get_mut(group).expect("inserted above")
+    }
+
+    fn add_index(counts: &mut Vec<u64>, i: u16, n: u64) {
+        let i = usize::from(i);
+        if counts.len() <= i {
+            counts.resize(i + 1, 0);
+        }
+        counts[i] = counts[i].saturating_add(n);
+    }
+
+    /// Adds one count (a figure without an index is left out, as [`packed`] leaves it).
+    pub fn add(&mut self, group: &str, figure: &str, n: u64) {
+        if let Some(i) = figure_index(figure) {
+            Self::add_index(self.group(group), i, n);
+        }
+    }
+
+    /// Adds a packed row's figures.
+    ///
+    /// # Errors
+    /// The bytes are not a packed row.
+    pub fn add_packed(&mut self, group: &str, packed: &[u8]) -> Result<(), String> {
+        let counts = self.group(group);
+        unpack(packed, |i, n| Self::add_index(counts, i, n))
+    }
+
+    /// (group, figure) → count, for every figure counted.
+    #[must_use]
+    pub fn counts(self) -> BTreeMap<(String, String), u64> {
+        let mut out = BTreeMap::new();
+        for (group, counts) in self.by_group {
+            for (i, n) in counts.iter().enumerate() {
+                if *n > 0 {
+                    let i = u16::try_from(i).unwrap_or(u16::MAX);
+                    out.insert((group.clone(), figure_name(i)), *n);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Group of AEO traffic.
@@ -348,10 +644,33 @@ mod tests {
         assert_eq!(bucket_bounds(bucket_of(61)), (60, Some(65)));
     }
 
+    /// The hour starts a range's spans cover, in order.
+    fn covered(sp: &Spans) -> Vec<i64> {
+        let mut covered = Vec::new();
+        for (a, b) in sp.hours {
+            covered.extend((a..b).step_by(3_600));
+        }
+        for (a, b) in sp.days {
+            covered.extend((a..b).step_by(3_600));
+        }
+        let mut m = sp.months.0;
+        for _ in 0..1_000 {
+            if m >= sp.months.1 {
+                break;
+            }
+            let next = next_month_start(m).expect("month");
+            covered.extend((m..next).step_by(3_600));
+            m = next;
+        }
+        covered.sort_unstable();
+        covered
+    }
+
     #[test]
     fn spans_cover_each_hour_of_a_range_once() {
         let base = ts("2026-03-01T00:00:00Z").as_second();
-        // Ranges from within one hour up to four days, starting on and off boundaries.
+        // Ranges from within one hour up to fourteen months, starting on and off hour,
+        // day and month boundaries (2026-03-01 starts a month), crossing a year's end.
         for (start_h, len_s) in [
             (0, 1),
             (0, 3_600),
@@ -361,6 +680,12 @@ mod tests {
             (7, 3 * 86_400 + 59),
             (0, 4 * 86_400),
             (3, 0),
+            (0, 31 * 86_400),
+            (0, 31 * 86_400 - 30),
+            (-24, 33 * 86_400),
+            (24 * 14 + 5, 60 * 86_400 + 7_000),
+            (24 * 200 + 13, 90 * 86_400),
+            (-24 * 40 - 1, 430 * 86_400),
         ] {
             let from = base + start_h * HOUR + 30;
             let to = from + len_s;
@@ -368,23 +693,103 @@ mod tests {
                 Some(Timestamp::from_second(from).expect("time")),
                 Timestamp::from_second(to).expect("time"),
             );
-            let mut covered = Vec::new();
-            for (a, b) in sp.hours {
-                covered.extend((a..b).step_by(3_600));
-            }
-            for d in (sp.days.0..sp.days.1).step_by(86_400) {
-                covered.extend((d..d + DAY).step_by(3_600));
-            }
-            covered.sort_unstable();
             let want: Vec<i64> = (stats::hour_start(Timestamp::from_second(from).expect("time"))
                 ..to)
                 .step_by(3_600)
                 .collect();
-            assert_eq!(covered, want, "{start_h} h + {len_s} s: {sp:?}");
+            assert_eq!(covered(&sp), want, "{start_h} h + {len_s} s: {sp:?}");
         }
         let all = spans(None, ts("2026-03-01T10:00:00Z"));
         assert_eq!(all.hours[1], (base, base + 10 * HOUR), "{all:?}");
-        assert!(all.days.0 < all.days.1);
+        assert!(all.months.0 < all.months.1, "{all:?}");
+    }
+
+    #[test]
+    fn a_year_reads_whole_months_and_only_its_ends_by_day_and_hour() {
+        // The programme page's year: from 01:00 on 2025-01-01 to 2026-01-01 01:00.
+        let sp = spans(Some(ts("2025-01-01T01:00:00Z")), ts("2026-01-01T00:30:00Z"));
+        let s = |t: &str| ts(t).as_second();
+        assert_eq!(
+            sp.months,
+            (s("2025-02-01T00:00:00Z"), s("2026-01-01T00:00:00Z"))
+        );
+        assert_eq!(
+            sp.days[0],
+            (s("2025-01-02T00:00:00Z"), s("2025-02-01T00:00:00Z"))
+        );
+        assert_eq!(sp.days[1].0, sp.days[1].1);
+        assert_eq!(
+            sp.hours[0],
+            (s("2025-01-01T01:00:00Z"), s("2025-01-02T00:00:00Z"))
+        );
+        assert_eq!(
+            sp.hours[1],
+            (s("2026-01-01T00:00:00Z"), s("2026-01-01T01:00:00Z"))
+        );
+        // All time, to the last time a timestamp holds.
+        let all = spans(None, Timestamp::MAX);
+        assert!(all.months.0 < all.months.1, "{all:?}");
+    }
+
+    #[test]
+    fn months_start_on_the_first_of_the_utc_month() {
+        let s = |t: &str| ts(t).as_second();
+        assert_eq!(
+            month_start(s("2024-02-29T23:59:59Z")),
+            Some(s("2024-02-01T00:00:00Z"))
+        );
+        assert_eq!(
+            month_start(s("2026-01-01T00:00:00Z")),
+            Some(s("2026-01-01T00:00:00Z"))
+        );
+        assert_eq!(
+            next_month_start(s("2025-12-31T10:00:00Z")),
+            Some(s("2026-01-01T00:00:00Z"))
+        );
+        assert_eq!(
+            Level::Month.start(s("2025-07-09T13:00:00Z")),
+            s("2025-07-01T00:00:00Z")
+        );
+        assert_eq!(
+            Level::Day.start(s("2025-07-09T13:00:00Z")),
+            s("2025-07-09T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_packed_row_reads_back_the_figures_it_holds_and_adds_up() {
+        let mut f = Packed::new();
+        for figure in ["FAST", "STANDARD", "INSPECT", "t:0", "t:136", "t:61"] {
+            let i = figure_index(figure).expect("index");
+            assert_eq!(figure_name(i), figure);
+            f.insert(i, u64::from(i) * 1_000_003 + 1);
+        }
+        f.insert(0, u64::MAX);
+        let row = pack(&f);
+        let mut back = Packed::new();
+        unpack(&row, |i, n| {
+            back.insert(i, n);
+        })
+        .expect("unpack");
+        assert_eq!(back, f);
+        let twice = add_packed(Some(&row), &f).expect("add");
+        let mut sums = Sums::default();
+        sums.add_packed("AEO", &twice).expect("sum");
+        sums.add("AEO", "t:61", 1);
+        let c = sums.counts();
+        assert_eq!(
+            c[&("AEO".to_owned(), "FAST".to_owned())],
+            u64::MAX,
+            "saturates"
+        );
+        assert_eq!(
+            c[&("AEO".to_owned(), "t:61".to_owned())],
+            2 * (64 * 1_000_003 + 1) + 1
+        );
+        assert_eq!(figure_index("DETAINED"), None);
+        assert!(unpack(&row[..row.len() - 1], |_, _| {}).is_err());
+        assert!(unpack(&[9, 1, 1], |_, _| {}).is_err());
+        assert!(unpack(&[], |_, _| {}).is_err());
     }
 
     fn ts(s: &str) -> Timestamp {

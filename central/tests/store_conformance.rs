@@ -95,6 +95,7 @@ conformance!(
     the_latest_config_change_is_kept_on_the_gate_row,
     programme_figures_from_roll_ups_equal_a_direct_computation_over_the_events,
     programme_figures_over_many_decisions_and_days_are_exact,
+    programme_figures_over_months_and_across_a_year_end_are_exact,
 );
 
 const NO_GAP_ALERT: SignedDuration = SignedDuration::from_hours(24);
@@ -1762,6 +1763,79 @@ fn programme_figures_over_many_decisions_and_days_are_exact(s: &dyn Store) {
     }
 }
 
+/// The events without the decisions outside `[from, to)`.
+fn decided_between(events: &[StoredEvent], from: Timestamp, to: Timestamp) -> Vec<StoredEvent> {
+    events
+        .iter()
+        .filter(|e| match &e.entry.body {
+            EventBody::Decision { decision } => {
+                decision.decided_at >= from && decision.decided_at < to
+            }
+            _ => true,
+        })
+        .cloned()
+        .collect()
+}
+
+fn programme_figures_over_months_and_across_a_year_end_are_exact(s: &dyn Store) {
+    use AeoStatus::{Active, Suspended};
+    // A decision every 97 minutes from mid-November to March, so every hour of a range
+    // read from the months, the days at its ends and the hours at theirs counts.
+    let g = gate("G1");
+    let start = ts("2025-11-10T03:17:00Z");
+    let mut bodies = Vec::new();
+    for i in 0..1_700i64 {
+        let txn = Uuid::now_v7();
+        let d = [
+            LaneDecision::Fast,
+            LaneDecision::Inspect,
+            LaneDecision::Standard,
+        ][(i % 3) as usize];
+        let status = if i % 4 == 0 { Suspended } else { Active };
+        let op = if i % 5 == 0 { US_OP } else { EU_OP };
+        let at = start + SignedDuration::from_mins(97 * i);
+        bodies.push(party_decision(&g, txn, d, at, &[(op, Some(status))]));
+        if i % 3 != 2 {
+            bodies.push(timed_transaction(&g, txn, 40 + (i * 37) % 1_500));
+        }
+    }
+    let entries = chain(&g, bodies);
+    for part in entries.chunks(500) {
+        ingest(s, part);
+    }
+    let events = stored_events(s, query());
+    for (from, to) in [
+        // Starting mid-month, ending mid-day.
+        ("2025-11-17T05:00:00Z", "2026-02-14T13:00:00Z"),
+        // Across the year's end, within two months.
+        ("2025-12-20T07:00:00Z", "2026-01-10T19:00:00Z"),
+        // Whole months exactly.
+        ("2025-12-01T00:00:00Z", "2026-02-01T00:00:00Z"),
+        // A month and an hour, a day short of a month.
+        ("2026-01-01T00:00:00Z", "2026-02-01T01:00:00Z"),
+        ("2026-01-02T00:00:00Z", "2026-02-01T00:00:00Z"),
+        // Within one day, and from the first hour on.
+        ("2026-01-31T22:00:00Z", "2026-02-01T02:00:00Z"),
+        ("2025-11-10T03:00:00Z", "2026-03-10T00:00:00Z"),
+    ] {
+        let (from, to) = (ts(from), ts(to));
+        let got = programme::from_counts(&s.programme_counts(Some(from), to).expect("counts"));
+        let want = programme::benefits(&decided_between(&events, from, to));
+        assert!(want.aeo.transactions > 0, "{from} – {to}");
+        assert_eq!(got, want, "{from} – {to}");
+    }
+    // Mid-hour ends count their whole hours.
+    let got = s
+        .programme_counts(Some(ts("2025-12-20T07:40:00Z")), ts("2026-01-10T18:10:00Z"))
+        .expect("counts");
+    let want = decided_between(
+        &events,
+        ts("2025-12-20T07:00:00Z"),
+        ts("2026-01-10T19:00:00Z"),
+    );
+    assert_eq!(programme::from_counts(&got), programme::benefits(&want));
+}
+
 // -- roll-ups of a store made before them -----------------------------------------------
 
 /// Gate transactions with their decisions (`pairs` of them, AEO and not, every 7th
@@ -1873,7 +1947,7 @@ fn a_redb_store_from_before_the_roll_ups_gets_them_built_on_open() {
                 .expect("tables")
                 .filter(|t| redb::TableHandle::name(t).starts_with("programme"))
                 .collect();
-            assert_eq!(tables.len(), 4);
+            assert_eq!(tables.len(), 5);
             for t in tables {
                 tx.delete_table(t).expect("delete");
             }
@@ -1893,10 +1967,105 @@ fn a_postgres_schema_from_before_the_roll_ups_gets_them_built_by_the_migration()
             // The schema at version 3, as central kept it before the roll-ups.
             let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
             c.batch_execute(
-                "DROP TABLE programme_hourly, programme_daily, programme_names, programme_pending;
-                 DELETE FROM schema_migrations WHERE version = 4;",
+                "DROP TABLE programme_hourly, programme_daily, programme_names, programme_pending,
+                     programme_packed;
+                 DELETE FROM schema_migrations WHERE version IN (4, 6);",
             )
             .expect("back to version 3");
         },
     );
+}
+
+#[test]
+fn a_redb_store_from_before_the_packed_roll_ups_gets_them_built_from_the_daily_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.redb");
+    roll_ups_are_built_once_on_open(
+        "redb, packed",
+        || RedbStore::open(&path).expect("open"),
+        || {
+            // The file as central kept it before the packed levels.
+            let db = redb::Database::open(&path).expect("raw open");
+            let tx = db.begin_write().expect("write");
+            let packed: redb::TableDefinition<(u8, i64, &str), &[u8]> =
+                redb::TableDefinition::new("programme_packed_v1");
+            assert!(tx.delete_table(packed).expect("delete"));
+            tx.commit().expect("commit");
+        },
+    );
+}
+
+#[test]
+fn a_postgres_schema_from_before_the_packed_roll_ups_gets_them_built_by_the_migration() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    roll_ups_are_built_once_on_open(
+        "PostgreSQL, packed",
+        || PgStore::open(&url).expect("open"),
+        || {
+            // The schema at version 5, as central kept it before the packed levels.
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            c.batch_execute(
+                "DROP TABLE programme_packed;
+                 DELETE FROM schema_migrations WHERE version = 6;",
+            )
+            .expect("back to version 5");
+        },
+    );
+}
+
+#[test]
+fn concurrent_batches_count_exactly_and_a_later_batch_folds_a_periods_shards_into_one_row() {
+    use AeoStatus::{Active, Suspended};
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let store = PgStore::open(&url).expect("open");
+    let start = ts("2026-03-01T00:00:00Z");
+    // Every gate's decisions cover the same days and groups, so concurrent batches (on
+    // connections of different shards) write the same packed rows.
+    let traffic = |g: &GateId, n: i64, step_s: i64| {
+        let mut bodies = Vec::new();
+        for i in 0..n {
+            let txn = Uuid::now_v7();
+            let d = [LaneDecision::Fast, LaneDecision::Inspect][(i % 2) as usize];
+            let status = if i % 3 == 0 { Suspended } else { Active };
+            let op = if i % 4 == 0 { US_OP } else { EU_OP };
+            let at = start + SignedDuration::from_secs(i * step_s);
+            bodies.push(party_decision(g, txn, d, at, &[(op, Some(status))]));
+            bodies.push(timed_transaction(g, txn, 30 + i % 600));
+        }
+        chain(g, bodies)
+    };
+    let gates: Vec<GateId> = ["G1", "G2", "G3", "G4"].into_iter().map(gate).collect();
+    std::thread::scope(|sc| {
+        for g in &gates {
+            let entries = traffic(g, 600, 431);
+            let store = &store;
+            sc.spawn(move || {
+                for part in entries.chunks(40) {
+                    ingest(store, part);
+                }
+            });
+        }
+    });
+    let direct = programme::benefits(&stored_events(&store, query()));
+    assert_eq!(direct.aeo.transactions + direct.non_aeo.transactions, 2_400);
+    assert_eq!(figures(&store, None), direct);
+    // One more batch, alone, with every group in the month: the month's rows of other
+    // shards are folded into its shard's, one row per (month, group) is left, and the
+    // figures stay exact.
+    let last = traffic(&gate("G5"), 12, 86_400);
+    ingest(&store, &last);
+    let direct = programme::benefits(&stored_events(&store, query()));
+    assert_eq!(figures(&store, None), direct);
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let row = c
+        .query_one(
+            "SELECT count(*), count(DISTINCT (start, grp)) FROM programme_packed WHERE level = 2",
+            &[],
+        )
+        .expect("count");
+    let (rows, keys): (i64, i64) = (row.get(0), row.get(1));
+    assert!(keys >= 6, "{keys} (month, group) keys");
+    assert_eq!(rows, keys, "one row per (month, group)");
 }

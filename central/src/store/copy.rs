@@ -1,7 +1,9 @@
 //! Moving up from redb to PostgreSQL (`central migrate`): every record of a redb store,
 //! copied into a PostgreSQL database as it is (ids, times, chain state, case history,
 //! counters and programme roll-ups unchanged; nothing is re-derived by the rules), then
-//! verified.
+//! verified. The packed programme roll-ups (by day and month) are not copied: the target
+//! builds them from the daily counts it received, after the last chunk and before the
+//! verification, which compares the figures over all time (read from the monthly rows).
 //!
 //! The source is read in one redb read transaction (one consistent snapshot); the target
 //! is written in chunks of [`CHUNK`] records, each chunk one transaction. Every write is
@@ -177,6 +179,8 @@ pub fn copy(from: &RedbStore, to: &PgStore) -> Result<Report, StoreError> {
         Ok(())
     })?;
     to.import(&chunk)?;
+    // The packed roll-ups are made from the daily counts the copy carried.
+    to.rebuild_packed_rollups()?;
     verify(from, to, &mut report)?;
     Ok(report)
 }

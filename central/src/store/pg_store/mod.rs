@@ -72,11 +72,15 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("migrations/0003_concurrent_ingest.sql")),
     (4, include_str!("migrations/0004_programme.sql")),
     (5, include_str!("migrations/0005_documents.sql")),
+    (6, include_str!("migrations/0006_programme_packed.sql")),
 ];
 
 /// The migration that adds the programme roll-ups; the roll-ups of the events already
-/// stored are built right after it, in its transaction.
+/// stored are built after the migrations, in their transaction.
 const PROGRAMME_MIGRATION: i32 = 4;
+/// The migration that adds the packed roll-ups by day and month; they are built from the
+/// daily counts after the migrations, in their transaction.
+const PACKED_MIGRATION: i32 = 6;
 
 /// Connections the pool keeps at most.
 pub const POOL_SIZE: u32 = 16;
@@ -250,6 +254,7 @@ impl PgStore {
             .iter()
             .map(|r| r.get(0))
             .collect();
+        let mut ran = Vec::new();
         for (version, sql) in MIGRATIONS {
             if applied.contains(version) {
                 continue;
@@ -264,14 +269,30 @@ impl PgStore {
                 "INSERT INTO schema_migrations (version) VALUES ($1)",
                 &[version],
             )?;
-            if *version == PROGRAMME_MIGRATION {
-                let read = rollup_tables::rebuild(tx)?;
-                if read > 0 {
-                    tracing::info!(
-                        events = read,
-                        "programme roll-ups built from the stored events"
-                    );
-                }
+            ran.push(*version);
+        }
+        // Built once every table of the roll-ups exists: from the events for a schema
+        // from before the roll-ups (all levels), else from the daily counts for one from
+        // before the packed levels.
+        let started = std::time::Instant::now();
+        if ran.contains(&PROGRAMME_MIGRATION) {
+            let read = rollup_tables::rebuild(tx)?;
+            if read > 0 {
+                tracing::info!(
+                    events = read,
+                    took = ?started.elapsed(),
+                    "programme roll-ups built from the stored events"
+                );
+            }
+        } else if ran.contains(&PACKED_MIGRATION) {
+            let (daily, rows) = rollup_tables::build_packed(tx)?;
+            if daily > 0 {
+                tracing::info!(
+                    daily,
+                    rows,
+                    took = ?started.elapsed(),
+                    "programme roll-ups by day and month packed from the daily counts"
+                );
             }
         }
         Ok(())

@@ -102,13 +102,7 @@ impl RedbStore {
             tx.open_table(SESSIONS)?;
             tx.open_table(COMPANIES)?;
             tx.open_table(DOCUMENTS)?;
-            let rebuilt = rollup_tables::create(&tx)?;
-            if rebuilt > 0 {
-                tracing::info!(
-                    events = rebuilt,
-                    "programme roll-ups built from the stored events"
-                );
-            }
+            rollup_tables::create(&tx)?;
         }
         tx.commit()?;
         Ok(Self {

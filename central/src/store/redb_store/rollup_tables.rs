@@ -1,7 +1,7 @@
 //! The programme roll-ups ([`crate::rollup`]): the [`RollupSink`] inside an ingest's
 //! write transaction, and the read of a range.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use redb::{
@@ -20,6 +20,10 @@ pub(super) const PROGRAMME: TableDefinition<(i64, &str, &str), u64> =
 /// (day start s, group, figure) → count: the same counts by UTC day.
 pub(super) const PROGRAMME_DAILY: TableDefinition<(i64, &str, &str), u64> =
     TableDefinition::new("programme_daily_v1");
+/// (level code, period start s, group) → the group's figures in that day or month
+/// ([`rollup::pack`]).
+pub(super) const PROGRAMME_PACKED: TableDefinition<(u8, i64, &str), &[u8]> =
+    TableDefinition::new("programme_packed_v1");
 /// Operator id → name as first declared.
 pub(super) const PROGRAMME_NAMES: TableDefinition<&str, &str> =
     TableDefinition::new("programme_names_v1");
@@ -29,17 +33,81 @@ pub(super) const PROGRAMME_PENDING: TableDefinition<(&str, u128), &[u8]> =
 
 /// Creates the tables (at open). A store made before the roll-ups (no `programme_v1`
 /// table yet) gets them built from its stored events here, in the open's write
-/// transaction; returns how many events were read for that (0 for any other store).
-pub(super) fn create(tx: &WriteTransaction) -> Result<u64, StoreError> {
-    let existed = tx.list_tables()?.any(|t| t.name() == PROGRAMME.name());
+/// transaction; a store made before the packed levels gets those built from its daily
+/// counts.
+pub(super) fn create(tx: &WriteTransaction) -> Result<(), StoreError> {
+    let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_owned()).collect();
+    let has = |t: &str| names.iter().any(|n| n == t);
+    let (existed, packed_existed) = (has(PROGRAMME.name()), has(PROGRAMME_PACKED.name()));
     tx.open_table(PROGRAMME)?;
     tx.open_table(PROGRAMME_DAILY)?;
+    tx.open_table(PROGRAMME_PACKED)?;
     tx.open_table(PROGRAMME_NAMES)?;
     tx.open_table(PROGRAMME_PENDING)?;
-    if existed {
-        return Ok(0);
+    let started = std::time::Instant::now();
+    if !existed {
+        let events = rebuild(tx)?;
+        if events > 0 {
+            tracing::info!(
+                events,
+                took = ?started.elapsed(),
+                "programme roll-ups built from the stored events"
+            );
+        }
+    } else if !packed_existed {
+        let (daily, rows) = build_packed(tx)?;
+        if daily > 0 {
+            tracing::info!(
+                daily,
+                rows,
+                took = ?started.elapsed(),
+                "programme roll-ups by day and month packed from the daily counts"
+            );
+        }
     }
-    rebuild(tx)
+    Ok(())
+}
+
+/// Builds the packed levels from the daily counts; returns the daily rows read and the
+/// packed rows written.
+fn build_packed(tx: &WriteTransaction) -> Result<(u64, u64), StoreError> {
+    let daily = tx.open_table(PROGRAMME_DAILY)?;
+    let mut read = 0u64;
+    let packed = rollup::packed_from_daily(daily.iter()?.map(|row| {
+        let (k, v) = row?;
+        let (day, group, figure) = k.value();
+        read += 1;
+        Ok::<_, StoreError>((day, group.to_owned(), figure.to_owned(), v.value()))
+    }))?;
+    let rows = packed.len() as u64;
+    add_packed(tx, &packed)?;
+    Ok((read, rows))
+}
+
+/// Adds packed increments to the stored rows.
+fn add_packed(
+    tx: &WriteTransaction,
+    packed: &BTreeMap<(rollup::Level, i64, String), rollup::Packed>,
+) -> Result<(), StoreError> {
+    let mut t = tx.open_table(PROGRAMME_PACKED)?;
+    for ((level, start, group), figures) in packed {
+        let key = (level.code(), *start, group.as_str());
+        let row = {
+            let cur = t.get(key)?;
+            rollup::add_packed(cur.as_ref().map(|g| g.value()), figures)
+                .map_err(|why| corrupt(key, why))?
+        };
+        t.insert(key, row.as_slice())?;
+    }
+    Ok(())
+}
+
+fn corrupt((level, start, group): (u8, i64, &str), why: String) -> StoreError {
+    StoreError::Corrupt {
+        table: "programme_packed_v1",
+        key: format!("{level}/{start}/{group}"),
+        why,
+    }
 }
 
 /// Builds the roll-ups from every stored event, gate by gate in seq order, in batches of
@@ -97,6 +165,7 @@ impl RollupSink for Sink<'_> {
 
     fn write(&mut self, r: Rollup) -> Result<(), StoreError> {
         let daily = rollup::by_day(&r.counts);
+        add_packed(self.tx, &rollup::packed(&r.counts))?;
         for (table, counts) in [(PROGRAMME, &r.counts), (PROGRAMME_DAILY, &daily)] {
             let mut t = self.tx.open_table(table)?;
             for ((start, group, figure), n) in counts {
@@ -137,44 +206,38 @@ pub(super) fn programme_counts(
 ) -> Result<ProgrammeCounts, StoreError> {
     let sp = rollup::spans(from, to);
     let r = db.begin_read()?;
-    // Summed by "group\0figure" (neither holds a NUL: operator ids and codes are
-    // checked), looked up through one reused buffer: most rows repeat a key already seen
-    // on an earlier day, and then nothing is allocated.
-    let mut sums: HashMap<String, u64> = HashMap::new();
-    let mut key = String::new();
-    // Keys are ordered by their start first: one range read per span.
-    let reads = [
-        (PROGRAMME, sp.hours[0]),
-        (PROGRAMME_DAILY, sp.days),
-        (PROGRAMME, sp.hours[1]),
-    ];
-    for (table, (a, b)) in reads {
+    let mut sums = rollup::Sums::default();
+    // Keys are ordered by their start first (after the level): one range read per span.
+    let hourly = r.open_table(PROGRAMME)?;
+    for (a, b) in sp.hours {
         if a >= b {
             continue;
         }
-        let t = r.open_table(table)?;
-        for row in t.range((a, "", "")..(b, "", ""))? {
+        for row in hourly.range((a, "", "")..(b, "", ""))? {
             let (k, v) = row?;
             let (_, group, figure) = k.value();
-            key.clear();
-            key.push_str(group);
-            key.push('\0');
-            key.push_str(figure);
-            match sums.get_mut(key.as_str()) {
-                Some(n) => *n += v.value(),
-                None => {
-                    sums.insert(key.clone(), v.value());
-                }
-            }
+            sums.add(group, figure, v.value());
         }
     }
-    let counts: BTreeMap<(String, String), u64> = sums
-        .into_iter()
-        .map(|(k, n)| {
-            let (group, figure) = k.split_once('\0').unwrap_or((k.as_str(), ""));
-            ((group.to_owned(), figure.to_owned()), n)
-        })
-        .collect();
+    let packed = r.open_table(PROGRAMME_PACKED)?;
+    let reads = [
+        (rollup::Level::Day, sp.days[0]),
+        (rollup::Level::Month, sp.months),
+        (rollup::Level::Day, sp.days[1]),
+    ];
+    for (level, (a, b)) in reads {
+        if a >= b {
+            continue;
+        }
+        let l = level.code();
+        for row in packed.range((l, a, "")..(l, b, ""))? {
+            let (k, v) = row?;
+            let key = k.value();
+            sums.add_packed(key.2, v.value())
+                .map_err(|why| corrupt(key, why))?;
+        }
+    }
+    let counts = sums.counts();
     let names_t = r.open_table(PROGRAMME_NAMES)?;
     let mut names = BTreeMap::new();
     for (group, _) in counts.keys() {
