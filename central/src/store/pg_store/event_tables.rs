@@ -1,8 +1,9 @@
 //! Agents, ingest of journal batches and heartbeats: the [`IngestTarget`] over one
 //! transaction (the rules are [`crate::ingest`]'s).
 //!
-//! A batch's rows are collected while the rules run and written at its end with one
-//! multi-row `INSERT … SELECT FROM unnest(…)` per table; the chain links, entry ids and
+//! A batch's rows are collected while the rules run and written at its end: the entries'
+//! keys and the events by binary `COPY`, the other tables with one multi-row
+//! `INSERT … SELECT FROM unnest(…)` each; the chain links, entry ids and
 //! gate transactions' containers the rules look up are read in a few queries before they
 //! run. The gate's row is locked first,
 //! so two batches of one gate (on any connection or instance) are checked one after the
@@ -10,8 +11,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::tx::Tx;
+use super::tx::{JsonText, Tx};
 use jiff::{SignedDuration, Timestamp};
+use postgres::types::Type;
 use protocol::schema::{EventBody, GateId, JournalEntry};
 use uuid::Uuid;
 
@@ -66,7 +68,7 @@ struct Rows {
     containers: BTreeSet<(String, i64, String, i64)>,
     /// (txn, container)
     txn_containers: BTreeSet<(Uuid, String)>,
-    /// (txn, gate, seq, at ms)
+    /// The stored entries naming a gate transaction: (txn, gate, seq, at ms).
     txn_rows: Vec<(Uuid, String, i64, i64)>,
     /// (scope, name) → increment
     counters: BTreeMap<(String, String), i64>,
@@ -187,34 +189,58 @@ impl Target<'_, '_> {
         let gate = self.gate.as_str();
         let mut r = std::mem::take(&mut self.rows);
         if !r.key_seq.is_empty() {
-            self.tx.execute(
-                "INSERT INTO event_keys (gate, seq, entry_id, hash, prev_hash, at_ms)
-                 SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::text[],
-                                          $6::bigint[])",
+            // Binary COPY: no SQL text to parse per batch, no arrays to unpack, and the
+            // server reads each value as it is (the JSON still parsed and checked).
+            let mut w = self.tx.copy_in_binary(
+                "COPY event_keys (gate, seq, entry_id, hash, prev_hash, at_ms)
+                 FROM STDIN (FORMAT binary)",
                 &[
-                    &gate,
-                    &r.key_seq,
-                    &r.key_id,
-                    &r.key_hash,
-                    &r.key_prev,
-                    &r.key_at,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::UUID,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
                 ],
             )?;
-            self.tx.execute(
-                "INSERT INTO events (gate, seq, at_ms, lane, decision, txn, value)
-                 SELECT $1, s, a, l, d, t, v::json
-                 FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::uuid[],
-                             $7::text[]) AS u (s, a, l, d, t, v)",
-                &[
+            for i in 0..r.key_seq.len() {
+                w.write(&[
                     &gate,
-                    &r.ev_seq,
-                    &r.ev_at,
-                    &r.ev_lane,
-                    &r.ev_decision,
-                    &r.ev_txn,
-                    &r.ev_value,
+                    &r.key_seq[i],
+                    &r.key_id[i],
+                    &r.key_hash[i],
+                    &r.key_prev[i],
+                    &r.key_at[i],
+                ])?;
+            }
+            w.finish()?;
+        }
+        if !r.ev_seq.is_empty() {
+            let mut w = self.tx.copy_in_binary(
+                "COPY events (gate, seq, at_ms, lane, decision, txn, value)
+                 FROM STDIN (FORMAT binary)",
+                &[
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::UUID,
+                    Type::JSON,
                 ],
             )?;
+            for i in 0..r.ev_seq.len() {
+                w.write(&[
+                    &gate,
+                    &r.ev_seq[i],
+                    &r.ev_at[i],
+                    &r.ev_lane[i],
+                    &r.ev_decision[i],
+                    &r.ev_txn[i],
+                    &JsonText(&r.ev_value[i]),
+                ])?;
+            }
+            w.finish()?;
         }
         if !r.refused.is_empty() {
             let (seq, at, value): (Vec<i64>, Vec<i64>, Vec<String>) = unzip3(r.refused);
@@ -223,14 +249,6 @@ impl Target<'_, '_> {
                  SELECT $1, s, a, v::json
                  FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS u (s, a, v)",
                 &[&gate, &seq, &at, &value],
-            )?;
-        }
-        if !r.txn_rows.is_empty() {
-            let (t, g, s, a): (Vec<Uuid>, Vec<String>, Vec<i64>, Vec<i64>) = unzip4(r.txn_rows);
-            self.tx.execute(
-                "INSERT INTO event_txn (txn, gate, seq, at_ms)
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[])",
-                &[&t, &g, &s, &a],
             )?;
         }
         if !r.txn_containers.is_empty() {
@@ -349,7 +367,7 @@ impl IngestTarget for Target<'_, '_> {
         Ok(self
             .tx
             .query_opt(
-                "SELECT gate FROM event_txn WHERE txn = $1 AND gate <> $2 LIMIT 1",
+                "SELECT gate FROM events WHERE txn = $1 AND gate <> $2 LIMIT 1",
                 &[txn, &gate.as_str()],
             )?
             .map(|r| r.get(0)))
@@ -785,7 +803,7 @@ pub(super) fn ingest(
     }
     let mut stored_txn_entries: HashMap<Uuid, Vec<(String, i64, i64)>> = HashMap::new();
     for r in tx.query(
-        "SELECT txn, gate, seq, at_ms FROM event_txn WHERE txn = ANY($1)",
+        "SELECT txn, gate, seq, at_ms FROM events WHERE txn = ANY($1)",
         &[&txns],
     )? {
         stored_txn_entries
