@@ -45,6 +45,9 @@ pub(super) fn prepare(entries: &[JournalEntry]) -> Result<Prepared, StoreError> 
     })
 }
 
+/// A stored entry's (gate, seq, at ms).
+type EntryAt = (String, i64, i64);
+
 /// Rows of one batch, written at its end.
 #[derive(Default)]
 struct Rows {
@@ -64,8 +67,13 @@ struct Rows {
     refused: Vec<(i64, i64, String)>,
     /// Events stored with effect (the gate's event counter).
     events: i64,
-    /// (container, at ms, gate, seq)
+    /// Container index rows of this batch's entries, (container, at ms, gate, seq): new
+    /// rows (the entries' keys are new in `event_keys` in this transaction), copied.
     containers: BTreeSet<(String, i64, String, i64)>,
+    /// Container index rows of entries stored by earlier batches, when their transaction
+    /// arrives now: inserted with `ON CONFLICT DO NOTHING` (an earlier entry of the same
+    /// transaction may have indexed them already).
+    stored_containers: BTreeSet<(String, i64, String, i64)>,
     /// (txn, container)
     txn_containers: BTreeSet<(Uuid, String)>,
     /// The stored entries naming a gate transaction: (txn, gate, seq, at ms).
@@ -133,11 +141,11 @@ fn stored_value(entry_json: &[u8], received_at: &str, chain_ok: bool, refused: b
 }
 
 impl Target<'_, '_> {
-    /// Entries of a gate transaction already stored (any gate) or stored by this batch:
-    /// (gate, seq, at ms).
-    fn txn_entries(&self, txn: Uuid) -> Vec<(String, i64, i64)> {
+    /// Entries of a gate transaction of this gate, (gate, seq, at ms): those stored by
+    /// earlier batches, and those stored by this batch.
+    fn txn_entries(&self, txn: Uuid) -> (Vec<EntryAt>, Vec<EntryAt>) {
         // This gate's entries only: a transaction belongs to the gate that journaled it.
-        let mut out: Vec<(String, i64, i64)> = self
+        let stored: Vec<EntryAt> = self
             .stored_txn_entries
             .get(&txn)
             .map(|rows| {
@@ -147,14 +155,14 @@ impl Target<'_, '_> {
                     .collect()
             })
             .unwrap_or_default();
-        out.extend(
-            self.rows
-                .txn_rows
-                .iter()
-                .filter(|(t, ..)| *t == txn)
-                .map(|(_, g, s, at)| (g.clone(), *s, *at)),
-        );
-        out
+        let batch = self
+            .rows
+            .txn_rows
+            .iter()
+            .filter(|(t, ..)| *t == txn)
+            .map(|(_, g, s, at)| (g.clone(), *s, *at))
+            .collect();
+        (stored, batch)
     }
 
     fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
@@ -260,7 +268,18 @@ impl Target<'_, '_> {
             )?;
         }
         if !r.containers.is_empty() {
-            let (c, a, g, s): (Vec<String>, Vec<i64>, Vec<String>, Vec<i64>) = unzip4(r.containers);
+            let mut w = self.tx.copy_in_binary(
+                "COPY event_containers (container, at_ms, gate, seq) FROM STDIN (FORMAT binary)",
+                &[Type::TEXT, Type::INT8, Type::TEXT, Type::INT8],
+            )?;
+            for (c, a, g, s) in &r.containers {
+                w.write(&[c, a, g, s])?;
+            }
+            w.finish()?;
+        }
+        if !r.stored_containers.is_empty() {
+            let (c, a, g, s): (Vec<String>, Vec<i64>, Vec<String>, Vec<i64>) =
+                unzip4(r.stored_containers);
             self.tx.execute(
                 "INSERT INTO event_containers (container, at_ms, gate, seq)
                  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
@@ -461,12 +480,16 @@ impl IngestTarget for Target<'_, '_> {
                         .iter()
                         .map(|c| c.to_string())
                         .collect();
-                    for o in self.txn_entries(txn) {
-                        for k in &c {
-                            self.rows
-                                .containers
-                                .insert((k.clone(), o.2, o.0.clone(), o.1));
-                        }
+                    let (stored, batch) = self.txn_entries(txn);
+                    for (o, k) in stored.iter().flat_map(|o| c.iter().map(move |k| (o, k))) {
+                        self.rows
+                            .stored_containers
+                            .insert((k.clone(), o.2, o.0.clone(), o.1));
+                    }
+                    for (o, k) in batch.iter().flat_map(|o| c.iter().map(move |k| (o, k))) {
+                        self.rows
+                            .containers
+                            .insert((k.clone(), o.2, o.0.clone(), o.1));
                     }
                     for k in &c {
                         self.rows.txn_containers.insert((txn, k.clone()));
