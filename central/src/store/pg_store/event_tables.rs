@@ -1,8 +1,9 @@
 //! Agents, ingest of journal batches and heartbeats: the [`IngestTarget`] over one
 //! transaction (the rules are [`crate::ingest`]'s).
 //!
-//! A batch's rows are collected while the rules run and written at its end with one
-//! multi-row `INSERT … SELECT FROM unnest(…)` per table; the chain links, entry ids and
+//! A batch's rows are collected while the rules run and written at its end: the entries'
+//! keys and the events by binary `COPY`, the other tables with one multi-row
+//! `INSERT … SELECT FROM unnest(…)` each; the chain links, entry ids and
 //! gate transactions' containers the rules look up are read in a few queries before they
 //! run. The gate's row is locked first,
 //! so two batches of one gate (on any connection or instance) are checked one after the
@@ -10,8 +11,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::tx::Tx;
+use super::tx::{JsonText, Tx};
 use jiff::{SignedDuration, Timestamp};
+use postgres::types::Type;
 use protocol::schema::{EventBody, GateId, JournalEntry};
 use uuid::Uuid;
 
@@ -43,6 +45,9 @@ pub(super) fn prepare(entries: &[JournalEntry]) -> Result<Prepared, StoreError> 
     })
 }
 
+/// A stored entry's (gate, seq, at ms).
+type EntryAt = (String, i64, i64);
+
 /// Rows of one batch, written at its end.
 #[derive(Default)]
 struct Rows {
@@ -62,11 +67,16 @@ struct Rows {
     refused: Vec<(i64, i64, String)>,
     /// Events stored with effect (the gate's event counter).
     events: i64,
-    /// (container, at ms, gate, seq)
+    /// Container index rows of this batch's entries, (container, at ms, gate, seq): new
+    /// rows (the entries' keys are new in `event_keys` in this transaction), copied.
     containers: BTreeSet<(String, i64, String, i64)>,
+    /// Container index rows of entries stored by earlier batches, when their transaction
+    /// arrives now: inserted with `ON CONFLICT DO NOTHING` (an earlier entry of the same
+    /// transaction may have indexed them already).
+    stored_containers: BTreeSet<(String, i64, String, i64)>,
     /// (txn, container)
     txn_containers: BTreeSet<(Uuid, String)>,
-    /// (txn, gate, seq, at ms)
+    /// The stored entries naming a gate transaction: (txn, gate, seq, at ms).
     txn_rows: Vec<(Uuid, String, i64, i64)>,
     /// (scope, name) → increment
     counters: BTreeMap<(String, String), i64>,
@@ -131,11 +141,11 @@ fn stored_value(entry_json: &[u8], received_at: &str, chain_ok: bool, refused: b
 }
 
 impl Target<'_, '_> {
-    /// Entries of a gate transaction already stored (any gate) or stored by this batch:
-    /// (gate, seq, at ms).
-    fn txn_entries(&self, txn: Uuid) -> Vec<(String, i64, i64)> {
+    /// Entries of a gate transaction of this gate, (gate, seq, at ms): those stored by
+    /// earlier batches, and those stored by this batch.
+    fn txn_entries(&self, txn: Uuid) -> (Vec<EntryAt>, Vec<EntryAt>) {
         // This gate's entries only: a transaction belongs to the gate that journaled it.
-        let mut out: Vec<(String, i64, i64)> = self
+        let stored: Vec<EntryAt> = self
             .stored_txn_entries
             .get(&txn)
             .map(|rows| {
@@ -145,14 +155,14 @@ impl Target<'_, '_> {
                     .collect()
             })
             .unwrap_or_default();
-        out.extend(
-            self.rows
-                .txn_rows
-                .iter()
-                .filter(|(t, ..)| *t == txn)
-                .map(|(_, g, s, at)| (g.clone(), *s, *at)),
-        );
-        out
+        let batch = self
+            .rows
+            .txn_rows
+            .iter()
+            .filter(|(t, ..)| *t == txn)
+            .map(|(_, g, s, at)| (g.clone(), *s, *at))
+            .collect();
+        (stored, batch)
     }
 
     fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
@@ -187,34 +197,58 @@ impl Target<'_, '_> {
         let gate = self.gate.as_str();
         let mut r = std::mem::take(&mut self.rows);
         if !r.key_seq.is_empty() {
-            self.tx.execute(
-                "INSERT INTO event_keys (gate, seq, entry_id, hash, prev_hash, at_ms)
-                 SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::text[],
-                                          $6::bigint[])",
+            // Binary COPY: no SQL text to parse per batch, no arrays to unpack, and the
+            // server reads each value as it is (the JSON still parsed and checked).
+            let mut w = self.tx.copy_in_binary(
+                "COPY event_keys (gate, seq, entry_id, hash, prev_hash, at_ms)
+                 FROM STDIN (FORMAT binary)",
                 &[
-                    &gate,
-                    &r.key_seq,
-                    &r.key_id,
-                    &r.key_hash,
-                    &r.key_prev,
-                    &r.key_at,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::UUID,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
                 ],
             )?;
-            self.tx.execute(
-                "INSERT INTO events (gate, seq, at_ms, lane, decision, txn, value)
-                 SELECT $1, s, a, l, d, t, v::json
-                 FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::uuid[],
-                             $7::text[]) AS u (s, a, l, d, t, v)",
-                &[
+            for i in 0..r.key_seq.len() {
+                w.write(&[
                     &gate,
-                    &r.ev_seq,
-                    &r.ev_at,
-                    &r.ev_lane,
-                    &r.ev_decision,
-                    &r.ev_txn,
-                    &r.ev_value,
+                    &r.key_seq[i],
+                    &r.key_id[i],
+                    &r.key_hash[i],
+                    &r.key_prev[i],
+                    &r.key_at[i],
+                ])?;
+            }
+            w.finish()?;
+        }
+        if !r.ev_seq.is_empty() {
+            let mut w = self.tx.copy_in_binary(
+                "COPY events (gate, seq, at_ms, lane, decision, txn, value)
+                 FROM STDIN (FORMAT binary)",
+                &[
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::UUID,
+                    Type::JSON,
                 ],
             )?;
+            for i in 0..r.ev_seq.len() {
+                w.write(&[
+                    &gate,
+                    &r.ev_seq[i],
+                    &r.ev_at[i],
+                    &r.ev_lane[i],
+                    &r.ev_decision[i],
+                    &r.ev_txn[i],
+                    &JsonText(&r.ev_value[i]),
+                ])?;
+            }
+            w.finish()?;
         }
         if !r.refused.is_empty() {
             let (seq, at, value): (Vec<i64>, Vec<i64>, Vec<String>) = unzip3(r.refused);
@@ -223,14 +257,6 @@ impl Target<'_, '_> {
                  SELECT $1, s, a, v::json
                  FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS u (s, a, v)",
                 &[&gate, &seq, &at, &value],
-            )?;
-        }
-        if !r.txn_rows.is_empty() {
-            let (t, g, s, a): (Vec<Uuid>, Vec<String>, Vec<i64>, Vec<i64>) = unzip4(r.txn_rows);
-            self.tx.execute(
-                "INSERT INTO event_txn (txn, gate, seq, at_ms)
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[])",
-                &[&t, &g, &s, &a],
             )?;
         }
         if !r.txn_containers.is_empty() {
@@ -242,7 +268,18 @@ impl Target<'_, '_> {
             )?;
         }
         if !r.containers.is_empty() {
-            let (c, a, g, s): (Vec<String>, Vec<i64>, Vec<String>, Vec<i64>) = unzip4(r.containers);
+            let mut w = self.tx.copy_in_binary(
+                "COPY event_containers (container, at_ms, gate, seq) FROM STDIN (FORMAT binary)",
+                &[Type::TEXT, Type::INT8, Type::TEXT, Type::INT8],
+            )?;
+            for (c, a, g, s) in &r.containers {
+                w.write(&[c, a, g, s])?;
+            }
+            w.finish()?;
+        }
+        if !r.stored_containers.is_empty() {
+            let (c, a, g, s): (Vec<String>, Vec<i64>, Vec<String>, Vec<i64>) =
+                unzip4(r.stored_containers);
             self.tx.execute(
                 "INSERT INTO event_containers (container, at_ms, gate, seq)
                  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[])
@@ -349,7 +386,7 @@ impl IngestTarget for Target<'_, '_> {
         Ok(self
             .tx
             .query_opt(
-                "SELECT gate FROM event_txn WHERE txn = $1 AND gate <> $2 LIMIT 1",
+                "SELECT gate FROM events WHERE txn = $1 AND gate <> $2 LIMIT 1",
                 &[txn, &gate.as_str()],
             )?
             .map(|r| r.get(0)))
@@ -443,12 +480,16 @@ impl IngestTarget for Target<'_, '_> {
                         .iter()
                         .map(|c| c.to_string())
                         .collect();
-                    for o in self.txn_entries(txn) {
-                        for k in &c {
-                            self.rows
-                                .containers
-                                .insert((k.clone(), o.2, o.0.clone(), o.1));
-                        }
+                    let (stored, batch) = self.txn_entries(txn);
+                    for (o, k) in stored.iter().flat_map(|o| c.iter().map(move |k| (o, k))) {
+                        self.rows
+                            .stored_containers
+                            .insert((k.clone(), o.2, o.0.clone(), o.1));
+                    }
+                    for (o, k) in batch.iter().flat_map(|o| c.iter().map(move |k| (o, k))) {
+                        self.rows
+                            .containers
+                            .insert((k.clone(), o.2, o.0.clone(), o.1));
                     }
                     for k in &c {
                         self.rows.txn_containers.insert((txn, k.clone()));
@@ -785,7 +826,7 @@ pub(super) fn ingest(
     }
     let mut stored_txn_entries: HashMap<Uuid, Vec<(String, i64, i64)>> = HashMap::new();
     for r in tx.query(
-        "SELECT txn, gate, seq, at_ms FROM event_txn WHERE txn = ANY($1)",
+        "SELECT txn, gate, seq, at_ms FROM events WHERE txn = ANY($1)",
         &[&txns],
     )? {
         stored_txn_entries

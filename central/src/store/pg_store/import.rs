@@ -319,7 +319,7 @@ fn import_events(tx: &mut Tx<'_>, events: &[(&str, &serde_json::Value)]) -> Resu
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut r_gate, mut r_seq, mut r_at, mut r_value) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut txn_rows: Vec<(Uuid, String, i64, i64)> = Vec::new();
+    let mut txn_rows: Vec<Uuid> = Vec::new();
     let mut txn_containers: BTreeSet<(Uuid, String)> = BTreeSet::new();
     for (gate, value) in events {
         let e = entry_of(value)?;
@@ -347,7 +347,7 @@ fn import_events(tx: &mut Tx<'_>, events: &[(&str, &serde_json::Value)]) -> Resu
         e_txn.push(txn);
         e_value.push((*value).clone());
         if let Some(t) = txn {
-            txn_rows.push((t, (*gate).to_owned(), seq, at));
+            txn_rows.push(t);
             if let EventBody::Transaction { transaction } = &e.body {
                 for c in transaction.containers() {
                     txn_containers.insert((t, c.to_string()));
@@ -388,16 +388,6 @@ fn import_events(tx: &mut Tx<'_>, events: &[(&str, &serde_json::Value)]) -> Resu
         )?;
     }
     if !txn_rows.is_empty() {
-        let mut t = Vec::new();
-        let mut g = Vec::new();
-        let mut s = Vec::new();
-        let mut a = Vec::new();
-        for (tt, gg, ss, aa) in txn_rows {
-            t.push(tt);
-            g.push(gg);
-            s.push(ss);
-            a.push(aa);
-        }
         if !txn_containers.is_empty() {
             let (tc, cc): (Vec<Uuid>, Vec<String>) = txn_containers.into_iter().unzip();
             tx.execute(
@@ -406,20 +396,18 @@ fn import_events(tx: &mut Tx<'_>, events: &[(&str, &serde_json::Value)]) -> Resu
                 &[&tc, &cc],
             )?;
         }
-        tx.execute(
-            "INSERT INTO event_txn (txn, gate, seq, at_ms)
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[])
-             ON CONFLICT DO NOTHING",
-            &[&t, &g, &s, &a],
-        )?;
         // Every entry of a transaction named here (this chunk's, and earlier ones when
         // the transaction itself arrives now) is indexed under its containers.
-        let named: Vec<Uuid> = t.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let named: Vec<Uuid> = txn_rows
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         tx.execute(
             "INSERT INTO event_containers (container, at_ms, gate, seq)
-             SELECT tc.container, et.at_ms, et.gate, et.seq
-               FROM event_txn et JOIN txn_containers tc ON tc.txn = et.txn
-              WHERE et.txn = ANY($1)
+             SELECT tc.container, e.at_ms, e.gate, e.seq
+               FROM events e JOIN txn_containers tc ON tc.txn = e.txn
+              WHERE e.txn = ANY($1)
              ON CONFLICT DO NOTHING",
             &[&named],
         )?;

@@ -73,6 +73,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("migrations/0004_programme.sql")),
     (5, include_str!("migrations/0005_documents.sql")),
     (6, include_str!("migrations/0006_programme_packed.sql")),
+    (7, include_str!("migrations/0007_lean_event_rows.sql")),
 ];
 
 /// The migration that adds the programme roll-ups; the roll-ups of the events already

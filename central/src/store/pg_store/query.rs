@@ -118,9 +118,7 @@ pub(super) fn transaction_events(
     txn: &Uuid,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     tx.query(
-        "SELECT e.gate, e.seq, e.value FROM event_txn t
-         JOIN events e ON e.gate = t.gate AND e.seq = t.seq AND e.at_ms = t.at_ms
-         WHERE t.txn = $1 AND t.gate = $2 ORDER BY t.seq",
+        "SELECT gate, seq, value FROM events WHERE txn = $1 AND gate = $2 ORDER BY seq",
         &[txn, &gate.as_str()],
     )?
     .into_iter()

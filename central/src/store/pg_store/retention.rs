@@ -1,6 +1,7 @@
 //! Retention: dropping whole monthly event partitions (`events_YYYY_MM`) older than a
-//! cutoff. A dropped month leaves no bloat behind (no row deletes in `events`); the
-//! transaction and container index rows of those months are deleted with it. Kept: the
+//! cutoff. A dropped month leaves no bloat behind (no row deletes in `events`); its
+//! index entries by transaction go with the partition, and the container index rows of
+//! those months are deleted with it. Kept: the
 //! chain keys (`event_keys`, so a resent old entry is still recognised and the chain
 //! still links), cases, alerts, the registry, audit, counters and hourly figures.
 
@@ -50,7 +51,6 @@ impl PgStore {
         }
         if !dropped.is_empty() {
             self.write(|tx| {
-                tx.execute("DELETE FROM event_txn WHERE at_ms < $1", &[&cutoff_ms])?;
                 tx.execute(
                     "DELETE FROM event_containers WHERE at_ms < $1",
                     &[&cutoff_ms],

@@ -14,7 +14,8 @@
 
 use std::collections::HashMap;
 
-use postgres::types::ToSql;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Row, Statement, Transaction};
 
 /// Most statements kept per connection; past it the cache starts again empty (the
@@ -119,8 +120,43 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// Starts `COPY … FROM STDIN (FORMAT binary)` (`sql`, prepared once like the other
+    /// statements) for rows of `types`; the rows go out as they are written, and the
+    /// copy is complete when the writer's `finish` returns.
+    pub(super) fn copy_in_binary(
+        &mut self,
+        sql: &str,
+        types: &[Type],
+    ) -> Result<BinaryCopyInWriter<'_>, postgres::Error> {
+        let s = self.statement(sql)?;
+        let w = self.inner.copy_in(&s)?;
+        Ok(BinaryCopyInWriter::new(w, types))
+    }
+
     /// Statements without parameters, in one round trip (nothing prepared).
     pub(super) fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
         self.inner.batch_execute(sql)
     }
+}
+
+/// JSON text sent as a `json` value as it is (the server parses and checks it), where
+/// `serde_json::Value` would be a tree built only to be written out again.
+#[derive(Debug)]
+pub(in crate::store) struct JsonText<'a>(pub &'a str);
+
+impl ToSql for JsonText<'_> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSON
+    }
+
+    to_sql_checked!();
 }
