@@ -67,6 +67,7 @@ macro_rules! conformance {
 
 conformance!(
     ingest_is_idempotent_and_acknowledges_the_stored_prefix,
+    a_resent_batch_with_new_entries_counts_only_the_new_ones,
     batches_out_of_order_are_chained_and_acknowledged_when_the_gap_closes,
     a_chain_break_is_stored_flagged_with_one_alert_and_case,
     a_reused_seq_keeps_the_first_entry,
@@ -189,6 +190,21 @@ fn ingest_is_idempotent_and_acknowledges_the_stored_prefix(s: &dyn Store) {
     assert!(s.alerts(10).expect("alerts").is_empty());
     let ev = all_events(s, query());
     assert_eq!(ev.len(), 5);
+}
+
+fn a_resent_batch_with_new_entries_counts_only_the_new_ones(s: &dyn Store) {
+    let c = plain_chain("G1", 5);
+    ingest(s, &c[..3]);
+    let again = ingest(s, &c);
+    assert_eq!((again.tally.stored, again.tally.duplicates), (2, 3));
+    let sum = s.summary().expect("summary");
+    assert_eq!(sum.events_per_gate.get("G1"), Some(&5));
+    assert_eq!(sum.decisions.get("FAST"), Some(&5));
+    let hours = s
+        .hourly_stats(None, ts("2026-03-01T00:00:00Z"), ts("2026-03-02T00:00:00Z"))
+        .expect("hourly");
+    let fast: u64 = hours.iter().map(|h| h.fast).sum();
+    assert_eq!(fast, 5, "{hours:?}");
 }
 
 fn batches_out_of_order_are_chained_and_acknowledged_when_the_gap_closes(s: &dyn Store) {

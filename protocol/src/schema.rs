@@ -1289,16 +1289,19 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// The agent computes it when appending; central recomputes it on ingest. Both use this
 /// one function, so the chain means the same thing at both ends.
 ///
+/// `body` is an [`EventBody`], or anything that serialises to the same JSON (central hashes
+/// a body it serialised once, as a `serde_json::value::RawValue`, and stores those bytes).
+///
 /// # Errors
 /// [`ChainError::BadPrevHash`] when `prev_hash` is not 64 hex digits.
-pub fn entry_hash(
+pub fn entry_hash<B: Serialize + ?Sized>(
     prev_hash: &str,
     v: u16,
     agent: &GateId,
     seq: u64,
     id: &Uuid,
     at: &Timestamp,
-    body: &EventBody,
+    body: &B,
 ) -> Result<String, ChainError> {
     use sha2::{Digest, Sha256};
     let mut prev = [0u8; 32];

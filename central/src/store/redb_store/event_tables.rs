@@ -1,24 +1,28 @@
 //! Agents, ingest of journal batches and heartbeats: the [`IngestTarget`] over one write
 //! transaction (the rules are [`crate::ingest`]'s).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
 
 use jiff::{SignedDuration, Timestamp};
-use protocol::schema::{EventBody, GateId, JournalEntry};
+use protocol::schema::{EventBody, GateId, JournalEntry, entry_hash};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::case_tables::{CaseTx, store_alert};
 use super::rollup_tables;
 use super::tables::{
-    AGENT_TOKENS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, bump, uuid_key,
+    AGENT_TOKENS, COUNTERS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, uuid_key,
     write_audit,
 };
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, StoredEvent, TokenHash};
 use crate::stats;
-use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange, decode, encode};
+use crate::store::{
+    GateRow, IngestOutcome, StoreError, TokenChange, VALUE_VERSION, decode, encode,
+};
 use crate::{cases, rollup};
 
 pub(super) fn load_gate(tx: &WriteTransaction, gate: &str) -> Result<Option<GateRow>, StoreError> {
@@ -48,13 +52,17 @@ pub(super) fn save_gate(tx: &WriteTransaction, row: &GateRow) -> Result<(), Stor
 
 /// One batch's ingest inside one write transaction. The event tables are opened once
 /// for the batch, and what the batch itself stored (chain links, the containers of its
-/// transactions) is remembered, so checking an entry against its predecessor or
-/// classifying a decision does not read back and decode the JSON just written.
+/// transactions, the transactions no other gate has entries about) is remembered, so
+/// checking an entry against its predecessor or classifying a decision does not read
+/// back and decode the JSON just written. What depends only on the entries (their stored
+/// bytes, index keys, and the batch's figures) was made before the write transaction
+/// ([`Prepared`]).
 struct Target<'a> {
     tx: &'a WriteTransaction,
     gate: &'a GateId,
     now: Timestamp,
     state: &'a mut AgentState,
+    batch: &'a Prepared,
     cases: Vec<Case>,
     events: redb::Table<'a, (&'static str, u64), &'static [u8]>,
     event_ids: redb::Table<'a, (&'static str, u128), u64>,
@@ -66,25 +74,36 @@ struct Target<'a> {
     /// no stored entry about at all (so the entry being checked has no earlier entries of
     /// it to index under its containers either).
     unseen_txn: Option<u128>,
-    /// Containers of the transactions stored by this batch, by transaction id.
-    txn_containers: HashMap<u128, BTreeSet<String>>,
+    /// Gate transactions that no other gate has an entry about: found so by this batch,
+    /// whose own entries are the only ones written until it ends.
+    own_txns: HashSet<u128>,
+    /// Container index keys of the transactions stored by this batch, by transaction id.
+    txn_containers: HashMap<u128, &'a [String]>,
+    /// Where the next entry is expected in the batch (entries are checked in order).
+    cursor: usize,
+    /// Positions in the batch of the entries stored with effect (new, not refused).
+    effect: Vec<usize>,
     /// Entries stored by this batch (the gate's event counter is bumped once).
     added: i64,
-    /// Each entry's JSON, made before the write transaction, by (seq, hash).
-    encoded: &'a HashMap<(u64, String), Vec<u8>>,
-    /// Decisions by outcome, and hourly figures by (hour, figure), added up over the
-    /// batch and written once at its end.
-    decisions: HashMap<&'static str, i64>,
-    hourly: HashMap<(i64, &'static str), u64>,
-    /// The batch's programme roll-up halves, written at its end.
-    rollup: rollup::Batch,
 }
 
-/// The stored form of a [`StoredEvent`] from the entry's JSON: the same bytes as
-/// `encode(&StoredEvent { entry, received_at, chain_ok })` (fields in declaration order),
-/// without serialising the entry again inside the write transaction.
-fn stored_event_bytes(
-    entry_json: &[u8],
+/// What a stored event's bytes start with: the value version, then `{"entry":`.
+const STORED_PREFIX: &[u8] = &[
+    VALUE_VERSION,
+    b'{',
+    b'"',
+    b'e',
+    b'n',
+    b't',
+    b'r',
+    b'y',
+    b'"',
+    b':',
+];
+
+/// The end of a stored event's bytes after the entry's JSON and a comma:
+/// `"received_at":…,"chain_ok":…,"refused":…}`.
+fn stored_event_tail(
     received_at: Timestamp,
     chain_ok: bool,
     refused: bool,
@@ -95,22 +114,31 @@ fn stored_event_bytes(
         chain_ok: bool,
         refused: bool,
     }
-    // `{"received_at":…,"chain_ok":…,"refused":…}`: its opening brace is replaced by the
-    // entry.
-    let tail = encode(&Tail {
+    let json = serde_json::to_vec(&Tail {
         received_at,
         chain_ok,
         refused,
-    })?;
-    let (version, tail_json) = tail
-        .split_first()
-        .ok_or_else(|| StoreError::Backend("empty encoding".into()))?;
-    let mut out = Vec::with_capacity(entry_json.len() + tail_json.len() + 12);
-    out.push(*version);
-    out.extend_from_slice(b"{\"entry\":");
+    })
+    .map_err(|e| StoreError::Backend(e.to_string()))?;
+    // Its opening brace is where the entry goes.
+    Ok(json.get(1..).unwrap_or_default().to_vec())
+}
+
+/// The stored form of a [`StoredEvent`] from the entry's JSON: the same bytes as
+/// `encode(&StoredEvent { entry, received_at, chain_ok, refused })` (fields in
+/// declaration order), without serialising the entry again inside the write transaction.
+fn stored_event_bytes(
+    entry_json: &[u8],
+    received_at: Timestamp,
+    chain_ok: bool,
+    refused: bool,
+) -> Result<Vec<u8>, StoreError> {
+    let tail = stored_event_tail(received_at, chain_ok, refused)?;
+    let mut out = Vec::with_capacity(STORED_PREFIX.len() + entry_json.len() + 1 + tail.len());
+    out.extend_from_slice(STORED_PREFIX);
     out.extend_from_slice(entry_json);
     out.push(b',');
-    out.extend_from_slice(tail_json.get(1..).unwrap_or_default());
+    out.extend_from_slice(&tail);
     Ok(out)
 }
 
@@ -131,16 +159,15 @@ struct LinkFields {
 impl<'a> Target<'a> {
     fn new(
         tx: &'a WriteTransaction,
-        gate: &'a GateId,
-        now: Timestamp,
+        batch: &'a Prepared,
         state: &'a mut AgentState,
-        encoded: &'a HashMap<(u64, String), Vec<u8>>,
     ) -> Result<Self, StoreError> {
         Ok(Self {
             tx,
-            gate,
-            now,
+            gate: &batch.gate,
+            now: batch.now,
             state,
+            batch,
             cases: Vec::new(),
             events: tx.open_table(EVENTS)?,
             event_ids: tx.open_table(EVENT_IDS)?,
@@ -148,12 +175,11 @@ impl<'a> Target<'a> {
             event_txn: tx.open_table(EVENT_TXN)?,
             links: HashMap::new(),
             unseen_txn: None,
+            own_txns: HashSet::new(),
             txn_containers: HashMap::new(),
+            cursor: 0,
+            effect: Vec::new(),
             added: 0,
-            encoded,
-            decisions: HashMap::new(),
-            hourly: HashMap::new(),
-            rollup: rollup::Batch::default(),
         })
     }
 
@@ -163,36 +189,75 @@ impl<'a> Target<'a> {
         let Target {
             tx,
             gate,
+            batch,
             cases,
             events,
             event_ids,
             event_index,
             event_txn,
             links,
+            effect,
             added,
-            decisions,
-            hourly,
-            rollup,
             ..
         } = self;
         // Tables are closed before the counters' table is opened in the same transaction.
         drop((events, event_ids, event_index, event_txn));
-        if added > 0 {
-            bump(tx, &format!("gate:{gate}"), "events", added)?;
+        let totals = batch.totals_of(&effect);
+        for (outcome, n) in &totals.decisions {
+            metrics::counter!("central_decisions_total", "outcome" => *outcome)
+                .increment(n.unsigned_abs());
         }
-        for (outcome, n) in decisions {
-            bump(tx, "decision", outcome, n)?;
+        {
+            let mut counters = tx.open_table(COUNTERS)?;
+            let mut bump = |scope: &str, name: &str, by: i64| -> Result<(), StoreError> {
+                let cur = counters.get((scope, name))?.map_or(0, |g| g.value());
+                counters.insert((scope, name), cur.saturating_add_signed(by))?;
+                Ok(())
+            };
+            if added > 0 {
+                bump(&format!("gate:{gate}"), "events", added)?;
+            }
+            for (outcome, n) in &totals.decisions {
+                bump("decision", outcome, *n)?;
+            }
         }
-        if !hourly.is_empty() {
+        if !totals.hourly.is_empty() {
             let mut h = tx.open_table(HOURLY)?;
-            for ((hour, figure), by) in hourly {
-                let key = (gate.as_str(), hour, figure);
+            for ((hour, figure), by) in &totals.hourly {
+                let key = (gate.as_str(), *hour, *figure);
                 let n = h.get(key)?.map_or(0, |g| g.value()) + by;
                 h.insert(key, n)?;
             }
         }
-        rollup_tables::store(tx, gate.as_str(), rollup)?;
+        rollup_tables::store(tx, gate.as_str(), totals.rollup)?;
         Ok((cases, links))
+    }
+
+    /// Where `entry` is in the batch, and what was made for it. `ingest_checked` passes
+    /// the batch's own entries in order, so this is the entry at the cursor or after it.
+    fn position_of(&mut self, entry: &JournalEntry) -> Result<(usize, &'a Made), StoreError> {
+        let batch: &'a Prepared = self.batch;
+        let found = batch.entries[self.cursor.min(batch.entries.len())..]
+            .iter()
+            .position(|e| std::ptr::eq(e, entry))
+            .map(|i| i + self.cursor)
+            .or_else(|| {
+                batch
+                    .entries
+                    .iter()
+                    .position(|e| e.seq == entry.seq && e.hash == entry.hash)
+            });
+        let made = found.and_then(|i| Some((i, batch.made.get(i)?.as_ref()?)));
+        match made {
+            Some((i, m)) => {
+                self.cursor = i + 1;
+                Ok((i, m))
+            }
+            None => Err(StoreError::Backend(format!(
+                "entry {} of gate {} is not one of its batch's verified entries",
+                entry.seq, self.gate
+            ))),
+        }
     }
 
     fn index_event(&mut self, key: &str, at: i64, seq: u64) -> Result<(), StoreError> {
@@ -224,14 +289,6 @@ impl<'a> Target<'a> {
     }
 
     fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
-        let outcome = d.decision.as_str();
-        *self.decisions.entry(outcome).or_default() += 1;
-        self.rollup.decision(d);
-        let hour = stats::hour_start(d.decided_at);
-        for k in stats::hour_figures(d) {
-            *self.hourly.entry((hour, k)).or_default() += 1;
-        }
-        metrics::counter!("central_decisions_total", "outcome" => outcome).increment(1);
         let changed = cases::on_decision(&mut CaseTx(self.tx), self.gate, d, seq, self.now)?;
         self.cases.extend(changed);
         Ok(())
@@ -286,6 +343,10 @@ impl IngestTarget for Target<'_> {
     ) -> Result<Option<String>, StoreError> {
         let k = uuid_key(txn);
         self.unseen_txn = None;
+        let own = gate == self.gate;
+        if own && self.own_txns.contains(&k) {
+            return Ok(None);
+        }
         let mut seen = false;
         // Bounded by the (few) entries stored about one transaction.
         for row in self
@@ -301,6 +362,9 @@ impl IngestTarget for Target<'_> {
         }
         if !seen {
             self.unseen_txn = Some(k);
+        }
+        if own {
+            self.own_txns.insert(k);
         }
         Ok(None)
     }
@@ -326,16 +390,15 @@ impl IngestTarget for Target<'_> {
         let gate = self.gate.as_str();
         // What the gate-authority check of this entry, just before, found.
         let unseen_txn = self.unseen_txn.take();
-        let bytes = match self.encoded.get(&(entry.seq, entry.hash.clone())) {
-            Some(json) => stored_event_bytes(json, self.now, chain_ok, refused)?,
-            None => stored_event_bytes(
-                &serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?,
-                self.now,
-                chain_ok,
-                refused,
-            )?,
-        };
-        self.events.insert((gate, entry.seq), bytes.as_slice())?;
+        let (position, made) = self.position_of(entry)?;
+        if chain_ok && !refused {
+            self.events
+                .insert((gate, entry.seq), made.bytes.as_slice())?;
+        } else {
+            let json = made.bytes.get(made.json.clone()).unwrap_or_default();
+            let bytes = stored_event_bytes(json, self.now, chain_ok, refused)?;
+            self.events.insert((gate, entry.seq), bytes.as_slice())?;
+        }
         self.event_ids
             .insert((gate, uuid_key(&entry.id)), entry.seq)?;
         self.links.insert(
@@ -353,57 +416,60 @@ impl IngestTarget for Target<'_> {
             // Evidence only: not indexed, so no query, export, statistic or case sees it.
             return Ok(());
         }
+        self.effect.push(position);
 
         let at = entry.at.as_millisecond();
         self.index_event("t", at, entry.seq)?;
-        self.index_event(&format!("g:{gate}"), at, entry.seq)?;
-        if let Some(lane) = ingest::lane_of(&entry.body) {
-            self.index_event(&format!("l:{gate}/{lane}"), at, entry.seq)?;
-        }
-        if let Some(d) = ingest::decision_of(&entry.body) {
-            self.index_event(&format!("d:{}", d.as_str()), at, entry.seq)?;
+        let batch = self.batch;
+        self.index_event(&batch.gate_key, at, entry.seq)?;
+        for key in made.lane_key.iter().chain(&made.decision_key) {
+            self.index_event(key, at, entry.seq)?;
         }
         if let Some(txn) = ingest::transaction_of(&entry.body) {
+            let k = uuid_key(&txn);
             // Containers are named by the transaction; index this entry under them, and
             // when this is the transaction, index the entries that arrived before it.
             // A decision whose transaction came in this batch (the usual case: the agent
             // journals both together) takes the containers from memory.
-            let cached = match &entry.body {
-                EventBody::Transaction { .. } => None,
-                _ => self.txn_containers.get(&uuid_key(&txn)).cloned(),
+            let is_transaction = matches!(entry.body, EventBody::Transaction { .. });
+            let cached = if is_transaction {
+                None
+            } else {
+                self.txn_containers.get(&k).copied()
             };
             // Checking this entry's gate authority just found no entry about `txn`.
-            let unseen = unseen_txn == Some(uuid_key(&txn));
+            let unseen = unseen_txn == Some(k);
             let others = if cached.is_some() || unseen {
                 Vec::new()
             } else {
                 self.txn_events(&txn)?
             };
-            let containers: BTreeSet<String> = match (&entry.body, cached) {
-                (EventBody::Transaction { transaction }, _) => {
-                    let c: BTreeSet<String> = transaction
-                        .containers()
-                        .iter()
-                        .map(|c| c.to_string())
-                        .collect();
-                    self.txn_containers.insert(uuid_key(&txn), c.clone());
-                    c
+            let from_others: Vec<String>;
+            let keys: &[String] = match cached {
+                _ if is_transaction => {
+                    self.txn_containers.insert(k, &made.container_keys);
+                    &made.container_keys
                 }
-                (_, Some(c)) => c,
-                (_, None) => others
-                    .iter()
-                    .filter_map(|e| match &e.entry.body {
-                        EventBody::Transaction { transaction } => Some(transaction.containers()),
-                        _ => None,
-                    })
-                    .flatten()
-                    .map(|c| c.to_string())
-                    .collect(),
+                Some(c) => c,
+                None => {
+                    let found: BTreeSet<String> = others
+                        .iter()
+                        .filter_map(|e| match &e.entry.body {
+                            EventBody::Transaction { transaction } => {
+                                Some(transaction.containers())
+                            }
+                            _ => None,
+                        })
+                        .flatten()
+                        .map(|c| format!("c:{c}"))
+                        .collect();
+                    from_others = found.into_iter().collect();
+                    &from_others
+                }
             };
-            for c in &containers {
-                let key = format!("c:{c}");
-                self.index_event(&key, at, entry.seq)?;
-                if matches!(entry.body, EventBody::Transaction { .. }) {
+            for key in keys {
+                self.index_event(key, at, entry.seq)?;
+                if is_transaction {
                     for o in &others {
                         self.event_index.insert(
                             (
@@ -417,8 +483,7 @@ impl IngestTarget for Target<'_> {
                     }
                 }
             }
-            self.event_txn
-                .insert((uuid_key(&txn), gate, entry.seq), ())?;
+            self.event_txn.insert((k, gate, entry.seq), ())?;
         }
         match &entry.body {
             EventBody::Decision { decision } => self.on_decision(decision, entry.seq)?,
@@ -435,8 +500,8 @@ impl IngestTarget for Target<'_> {
                     self.cases.push(c);
                 }
             }
-            EventBody::Transaction { transaction } => self.rollup.transaction(transaction),
-            EventBody::DeviceHealth { .. }
+            EventBody::Transaction { .. }
+            | EventBody::DeviceHealth { .. }
             | EventBody::OrphanRead { .. }
             | EventBody::ConsoleSession { .. }
             | EventBody::ConfigApplied { .. }
@@ -600,9 +665,130 @@ pub(super) fn agent_for_token(
         .transpose()
 }
 
+/// What storing one entry with effect writes, made from the entry alone.
+#[derive(Debug)]
+struct Made {
+    /// The stored event for `chain_ok` and not `refused` (the usual case), as
+    /// [`stored_event_bytes`] makes it.
+    bytes: Vec<u8>,
+    /// Where the entry's JSON lies in `bytes`, for the other flags.
+    json: std::ops::Range<usize>,
+    /// The index keys `l:GATE/LANE` and `d:OUTCOME`, when the entry has them.
+    lane_key: Option<String>,
+    decision_key: Option<String>,
+    /// For a gate transaction, its containers' index keys `c:CONTAINER`, each once.
+    container_keys: Vec<String>,
+}
+
+/// The JSON of a [`JournalEntry`] with its body already serialised: the same bytes as
+/// `serde_json::to_vec(entry)` (the fields in the entry's order).
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    v: u16,
+    agent: &'a GateId,
+    seq: u64,
+    id: &'a Uuid,
+    at: &'a Timestamp,
+    prev_hash: &'a str,
+    hash: &'a str,
+    body: &'a RawValue,
+}
+
+impl Made {
+    /// Rule 1 for `e` (`None` when its hash matches its content, else why not, as
+    /// [`ingest::check_hashes`] says it) and, when it matches, what storing it writes.
+    /// The body is serialised once, for the hash and for the stored bytes.
+    fn new(e: &JournalEntry, tail: &[u8]) -> Result<(Option<String>, Option<Self>), StoreError> {
+        // Every field, so that a field added to the entry fails to compile here.
+        let JournalEntry {
+            v,
+            agent,
+            seq,
+            id,
+            at,
+            prev_hash,
+            hash,
+            body,
+        } = e;
+        let json_err = |err: serde_json::Error| StoreError::Backend(err.to_string());
+        let raw = serde_json::value::to_raw_value(body).map_err(json_err)?;
+        if !entry_hash(prev_hash, *v, agent, *seq, id, at, &*raw).is_ok_and(|h| &h == hash) {
+            // The reason, worded as the entry's own check words it.
+            return Ok((e.verify_hash().err().map(|err| err.to_string()), None));
+        }
+        let mut bytes = Vec::with_capacity(raw.get().len() + 400);
+        bytes.extend_from_slice(STORED_PREFIX);
+        let start = bytes.len();
+        serde_json::to_writer(
+            &mut bytes,
+            &EntryJson {
+                v: *v,
+                agent,
+                seq: *seq,
+                id,
+                at,
+                prev_hash,
+                hash,
+                body: &raw,
+            },
+        )
+        .map_err(json_err)?;
+        let json = start..bytes.len();
+        bytes.push(b',');
+        bytes.extend_from_slice(tail);
+        let container_keys = match body {
+            EventBody::Transaction { transaction } => transaction
+                .containers()
+                .iter()
+                .map(|c| format!("c:{c}"))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok((
+            None,
+            Some(Self {
+                bytes,
+                json,
+                lane_key: ingest::lane_of(body).map(|lane| format!("l:{agent}/{lane}")),
+                decision_key: ingest::decision_of(body).map(|d| format!("d:{}", d.as_str())),
+                container_keys,
+            }),
+        ))
+    }
+}
+
+/// A batch's figures from the entries stored with effect (new, not refused): decisions
+/// by outcome, hourly figures by (hour, figure), and the programme roll-up halves.
+#[derive(Debug, Default)]
+struct Totals {
+    decisions: HashMap<&'static str, i64>,
+    hourly: HashMap<(i64, &'static str), u64>,
+    rollup: rollup::Batch,
+}
+
+impl Totals {
+    fn add(&mut self, body: &EventBody) {
+        match body {
+            EventBody::Decision { decision: d } => {
+                *self.decisions.entry(d.decision.as_str()).or_default() += 1;
+                self.rollup.decision(d);
+                let hour = stats::hour_start(d.decided_at);
+                for k in stats::hour_figures(d) {
+                    *self.hourly.entry((hour, k)).or_default() += 1;
+                }
+            }
+            EventBody::Transaction { transaction } => self.rollup.transaction(transaction),
+            _ => {}
+        }
+    }
+}
+
 /// A batch made ready for the write transaction: what needs no store is done before the
-/// single writer is taken, so that several agents' batches do it in parallel — hashing
-/// each entry, and its JSON.
+/// single writer is taken, so that several agents' batches do it in parallel — checking
+/// each entry's hash, its stored bytes and index keys, and the batch's figures for when
+/// every entry is stored with effect (the usual case).
 #[derive(Debug)]
 pub(super) struct Prepared {
     pub(super) gate: GateId,
@@ -610,7 +796,13 @@ pub(super) struct Prepared {
     pub(super) now: Timestamp,
     pub(super) gap_alert_after: SignedDuration,
     hashes: Vec<Option<String>>,
-    encoded: HashMap<(u64, String), Vec<u8>>,
+    /// Per entry, for those whose hash verified.
+    made: Vec<Option<Made>>,
+    /// `g:GATE`.
+    gate_key: String,
+    /// The figures of every entry whose hash verified; taken by the first transaction
+    /// that stores them all with effect (a batch retried alone adds them up again).
+    totals: Mutex<Option<Totals>>,
 }
 
 impl Prepared {
@@ -620,20 +812,49 @@ impl Prepared {
         now: Timestamp,
         gap_alert_after: SignedDuration,
     ) -> Result<Self, StoreError> {
-        let hashes = ingest::check_hashes(&entries);
-        let mut encoded = HashMap::with_capacity(entries.len());
+        let tail = stored_event_tail(now, true, false)?;
+        let mut hashes = Vec::with_capacity(entries.len());
+        let mut made = Vec::with_capacity(entries.len());
+        let mut totals = Totals::default();
         for e in &entries {
-            let json = serde_json::to_vec(e).map_err(|err| StoreError::Backend(err.to_string()))?;
-            encoded.insert((e.seq, e.hash.clone()), json);
+            let (bad, m) = Made::new(e, &tail)?;
+            if m.is_some() {
+                totals.add(&e.body);
+            }
+            hashes.push(bad);
+            made.push(m);
         }
         Ok(Self {
+            gate_key: format!("g:{gate}"),
             gate,
             entries,
             now,
             gap_alert_after,
             hashes,
-            encoded,
+            made,
+            totals: Mutex::new(Some(totals)),
         })
+    }
+
+    /// The figures of the entries at `effect` (positions in the batch, in order).
+    fn totals_of(&self, effect: &[usize]) -> Totals {
+        let verified = self.made.iter().filter(|m| m.is_some()).count();
+        if effect.len() == verified
+            && let Some(t) = self
+                .totals
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+        {
+            // Each position is stored at most once and only verified entries are stored:
+            // as many as were verified means all of them.
+            return t;
+        }
+        let mut t = Totals::default();
+        for e in effect.iter().filter_map(|&i| self.entries.get(i)) {
+            t.add(&e.body);
+        }
+        t
     }
 }
 
@@ -643,7 +864,7 @@ pub(super) fn ingest_in(tx: &WriteTransaction, b: &Prepared) -> Result<IngestOut
     let gate = &b.gate;
     let mut row = load_or_new_gate(tx, gate)?;
     let mut state = row.state.clone();
-    let mut target = Target::new(tx, gate, b.now, &mut state, &b.encoded)?;
+    let mut target = Target::new(tx, b, &mut state)?;
     let tally = ingest::ingest_checked(&mut target, &b.entries, &b.hashes)?;
     let (mut changed, stored) = target.finish()?;
     changed.extend(gap_check(
@@ -692,38 +913,145 @@ pub(super) fn record_heartbeat(
 
 #[cfg(test)]
 mod ingest_encoding_tests {
-    use protocol::schema::{EventBody, GENESIS_HASH, GateId, JournalEntry};
+    use protocol::schema::{
+        CloseReason, EventBody, GENESIS_HASH, GateId, GateTransaction, JournalEntry, LaneId, Read,
+        ReadSource, ReadValue, SCHEMA_VERSION,
+    };
 
-    use super::{StoredEvent, encode, stored_event_bytes};
+    use super::{Made, StoredEvent, encode, stored_event_bytes, stored_event_tail};
+
+    fn at() -> jiff::Timestamp {
+        "2026-11-23T10:00:00.123Z".parse().expect("time")
+    }
+
+    fn container_read(number: &str) -> Read {
+        Read {
+            source: ReadSource::Ocr,
+            device: "ocr-1".into(),
+            raw: number.into(),
+            value: ReadValue::Container {
+                number: number.parse().expect("container"),
+            },
+            first_at: at(),
+            last_at: at(),
+            count: 2,
+            antenna: None,
+            rssi: Some(-61),
+            confidence: Some(97),
+            entered_by: None,
+        }
+    }
+
+    /// Entries 1..=3 of one chain: an alert with characters JSON escapes, a gate
+    /// transaction naming a container twice and another once, and an alert.
+    fn entries() -> Vec<JournalEntry> {
+        let gate = GateId::parse("G1").expect("gate");
+        let transaction = GateTransaction {
+            v: SCHEMA_VERSION,
+            id: uuid::Uuid::from_u128(7),
+            gate: gate.clone(),
+            lane: LaneId::parse("L2").expect("lane"),
+            opened_at: at(),
+            closed_at: at(),
+            close_reason: CloseReason::Departure,
+            reads: vec![
+                container_read("MSCU1234566"),
+                container_read("CSQU3054383"),
+                container_read("MSCU1234566"),
+            ],
+        };
+        let bodies = [
+            EventBody::IntegrityAlert {
+                what: "test \"quoted\" \u{e9}".into(),
+                detail: "line\nbreak\t\u{1}".into(),
+            },
+            EventBody::Transaction { transaction },
+            EventBody::IntegrityAlert {
+                what: "w".into(),
+                detail: "d".into(),
+            },
+        ];
+        let mut prev = GENESIS_HASH.to_owned();
+        (1..)
+            .zip(bodies)
+            .map(|(seq, body)| {
+                let e = JournalEntry::new_chained(
+                    gate.clone(),
+                    seq,
+                    uuid::Uuid::from_u128(u128::from(seq)),
+                    at(),
+                    prev.clone(),
+                    body,
+                )
+                .expect("entry");
+                prev = e.hash.clone();
+                e
+            })
+            .collect()
+    }
 
     #[test]
     fn stored_event_bytes_are_what_encoding_the_stored_event_gives() {
-        let at: jiff::Timestamp = "2026-11-23T10:00:00.123Z".parse().expect("time");
-        let entry = JournalEntry::new_chained(
-            GateId::parse("G1").expect("gate"),
-            7,
-            uuid::Uuid::from_u128(42),
-            at,
-            GENESIS_HASH.to_owned(),
-            EventBody::IntegrityAlert {
-                what: "test \"quoted\"".into(),
-                detail: "line\nbreak".into(),
-            },
-        )
-        .expect("entry");
-        for (chain_ok, refused) in [(true, false), (false, false), (true, true)] {
-            let expected = encode(&StoredEvent {
+        for entry in entries() {
+            for (chain_ok, refused) in [(true, false), (false, false), (true, true)] {
+                let expected = encode(&StoredEvent {
+                    entry: entry.clone(),
+                    received_at: at(),
+                    chain_ok,
+                    refused,
+                })
+                .expect("encode");
+                let json = serde_json::to_vec(&entry).expect("json");
+                assert_eq!(
+                    stored_event_bytes(&json, at(), chain_ok, refused).expect("bytes"),
+                    expected
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_entry_made_before_the_writer_is_stored_as_encoding_it_gives() {
+        let tail = stored_event_tail(at(), true, false).expect("tail");
+        for entry in entries() {
+            let (bad, made) = Made::new(&entry, &tail).expect("made");
+            assert_eq!(bad, None, "seq {}", entry.seq);
+            let made = made.expect("verified");
+            let stored = StoredEvent {
                 entry: entry.clone(),
-                received_at: at,
-                chain_ok,
-                refused,
-            })
-            .expect("encode");
-            let json = serde_json::to_vec(&entry).expect("json");
+                received_at: at(),
+                chain_ok: true,
+                refused: false,
+            };
+            assert_eq!(made.bytes, encode(&stored).expect("encode"));
             assert_eq!(
-                stored_event_bytes(&json, at, chain_ok, refused).expect("bytes"),
-                expected
+                made.bytes.get(made.json.clone()),
+                Some(serde_json::to_vec(&entry).expect("json").as_slice())
             );
+            let keys = match &entry.body {
+                EventBody::Transaction { .. } => vec!["c:CSQU3054383", "c:MSCU1234566"],
+                _ => vec![],
+            };
+            assert_eq!(made.container_keys, keys);
+            let lane = matches!(entry.body, EventBody::Transaction { .. }).then_some("l:G1/L2");
+            assert_eq!(made.lane_key.as_deref(), lane);
+        }
+    }
+
+    #[test]
+    fn an_entry_whose_hash_does_not_match_is_refused_with_its_own_checks_words() {
+        let tail = stored_event_tail(at(), true, false).expect("tail");
+        let mut altered = entries();
+        if let EventBody::IntegrityAlert { detail, .. } = &mut altered[0].body {
+            detail.push('!');
+        }
+        altered[1].prev_hash = "not hex".into();
+        altered[2].hash = altered[1].hash.clone();
+        for e in &altered {
+            let (bad, made) = Made::new(e, &tail).expect("made");
+            assert!(made.is_none(), "seq {}", e.seq);
+            let expected = e.verify_hash().expect_err("altered").to_string();
+            assert_eq!(bad, Some(expected), "seq {}", e.seq);
         }
     }
 }
