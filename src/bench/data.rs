@@ -282,7 +282,7 @@ pub fn transaction(k: u64, n_consignments: u64) -> Result<GateTransaction, DataE
     }
     Ok(GateTransaction {
         v: SCHEMA_VERSION,
-        id: Uuid::from_u128(u128::from(mix(5, k)) << 64 | u128::from(k)),
+        id: transaction_id(k),
         gate: GateId::parse("PORT1-G1").map_err(err)?,
         lane: LaneId::parse("L1").map_err(err)?,
         opened_at: ts(NOW_S - 20),
@@ -290,6 +290,26 @@ pub fn transaction(k: u64, n_consignments: u64) -> Result<GateTransaction, DataE
         close_reason: CloseReason::Departure,
         reads,
     })
+}
+
+/// The id of generated transaction `k`, shaped like the agent's (`Uuid::now_v7`, RFC 9562
+/// §5.7): a millisecond timestamp in the top 48 bits that grows with `k`'s low 40 bits
+/// (a gate's sequence), so ids of later transactions sort later, as on a real gate, where
+/// stores keyed by transaction id append rather than write at random places. The version
+/// and variant bits are set; `k` itself fills the random part, so every `k` gives its own
+/// id.
+#[must_use]
+pub fn transaction_id(k: u64) -> Uuid {
+    let day_before = u128::try_from(NOW_S - 86_400).unwrap_or(0);
+    let ms = day_before * 1_000 + u128::from(k & ((1 << 40) - 1));
+    let rand_a = u128::from(mix(5, k) & 0xFFF);
+    Uuid::from_u128(
+        (ms & ((1 << 48) - 1)) << 80
+            | 0x7 << 76
+            | rand_a << 64
+            | 0b10 << 62
+            | u128::from(k & ((1 << 62) - 1)),
+    )
 }
 
 /// A snapshot batch of the MRA, `n_operators` operators and `n_consignments`
@@ -525,5 +545,28 @@ pub fn routes() -> edge_agent::config::Routes {
         fast: "Lane 1 priority".into(),
         standard: "Lane 2".into(),
         inspect: "Inspection bay".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_ids_are_time_ordered_like_the_agents_and_distinct() {
+        let agent = |a: u64, seq: u64| transaction_id(a << 40 | seq);
+        for a in 0..4 {
+            assert_eq!(agent(a, 1).get_version_num(), 7);
+            assert_eq!(agent(a, 1).get_variant(), uuid::Variant::RFC4122);
+            // A gate's later transaction sorts later, also across a millisecond.
+            assert!(agent(a, 1) < agent(a, 2) && agent(a, 2) < agent(a, 1_000));
+        }
+        // Gates at the same point of their sequence share the millisecond, not the id.
+        let ids: std::collections::HashSet<Uuid> = (0..4)
+            .flat_map(|a| (1..=100).map(move |s| agent(a, s)))
+            .collect();
+        assert_eq!(ids.len(), 400);
+        // Later transactions of one gate sort after earlier ones of every gate.
+        assert!((0..4).all(|a| agent(a, 50) > agent(3 - a, 10)));
     }
 }
