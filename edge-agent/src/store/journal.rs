@@ -30,6 +30,13 @@ const RECENT_SCAN_LIMIT: usize = 50_000;
 /// Most entries one prune pass deletes (bounds the time an append can take).
 const PRUNE_BATCH: usize = 10_000;
 
+/// What [`Store::log_and_append`] answers: the read log's part, then the journal's
+/// entries per group.
+pub type WindowResult = (
+    Result<(), JournalError>,
+    Result<Vec<Vec<JournalEntry>>, JournalError>,
+);
+
 /// The uplink backlog: entries written up to `head` that central has not acknowledged
 /// (its cursor is `acked`). The one definition, used by the uplink, its heartbeat, the
 /// gauges and the console.
@@ -137,32 +144,63 @@ impl Store {
         groups: Vec<(Vec<EventBody>, Timestamp)>,
         consumed: &[Vec<u8>],
     ) -> Result<Vec<Vec<JournalEntry>>, JournalError> {
-        let written = self.append_groups_once(groups, consumed);
+        let journal_work = !(groups.iter().all(|(b, _)| b.is_empty()) && consumed.is_empty());
+        if journal_work && self.refusing_journal_writes() {
+            return Err(JournalError::Refused);
+        }
+        let written = self.append_groups_once(&[], groups, consumed);
         if let Err(e) = &written {
             self.note_journal_error(e);
         }
         written
     }
 
+    /// One durable write transaction (one fsync) for a commit window of the agent's
+    /// writer: `log` (encoded lane events, [`Store::log_reads`]) goes into the read log,
+    /// then `groups` are appended and `consumed` removed as
+    /// [`Store::append_groups_consuming`] does. Returns the read log's result and the
+    /// journal's: both succeed or fail together, except while journal writes are refused
+    /// ([`Store::refuse_journal_writes`]), when the read log is written on its own and
+    /// the journal part is refused.
+    pub fn log_and_append(
+        &self,
+        log: &[Vec<u8>],
+        groups: Vec<(Vec<EventBody>, Timestamp)>,
+        consumed: &[Vec<u8>],
+    ) -> WindowResult {
+        let journal_work = !(groups.iter().all(|(b, _)| b.is_empty()) && consumed.is_empty());
+        if journal_work && self.refusing_journal_writes() {
+            return (self.log_reads(log), Err(JournalError::Refused));
+        }
+        match self.append_groups_once(log, groups, consumed) {
+            Ok(entries) => (Ok(()), Ok(entries)),
+            Err(e) => {
+                self.note_journal_error(&e);
+                (Err(e.for_group_member()), Err(e))
+            }
+        }
+    }
+
+    fn refusing_journal_writes(&self) -> bool {
+        self.inner
+            .refuse_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn append_groups_once(
         &self,
+        log: &[Vec<u8>],
         groups: Vec<(Vec<EventBody>, Timestamp)>,
         consumed: &[Vec<u8>],
     ) -> Result<Vec<Vec<JournalEntry>>, JournalError> {
-        if groups.iter().all(|(b, _)| b.is_empty()) && consumed.is_empty() {
+        if log.is_empty() && groups.iter().all(|(b, _)| b.is_empty()) && consumed.is_empty() {
             return Ok(groups.iter().map(|_| Vec::new()).collect());
-        }
-        if self
-            .inner
-            .refuse_writes
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            return Err(JournalError::Refused);
         }
         let mut st = self.jstate()?;
         let mut next = st.clone();
         let mut w = self.database().begin_write().map_err(jdb)?;
         w.set_durability(Durability::Immediate).map_err(jdb)?;
+        super::reads::log_in(&w, log)?;
         let mut out = Vec::with_capacity(groups.len());
         {
             let mut journal = w.open_table(JOURNAL).map_err(jdb)?;
