@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::live::HealthReporter;
-use crate::store::{HeldFile, HeldGroup, JournalError, Store};
+use crate::store::{HeldFile, HeldGroup, JournalError, Store, WindowResult};
 
 /// Most append requests the journal writer queues before callers wait to send.
 const JOURNAL_QUEUE: usize = 1024;
@@ -52,10 +52,18 @@ pub(crate) struct LogRequest {
     pub(crate) reply: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
 }
 
-/// What the writer task takes: journal appends and read-log appends share its commits.
+/// What the writer task takes: journal appends, read-log appends and the uplink's
+/// acknowledged cursor share its commits.
 pub(crate) enum WriteRequest {
     Append(AppendRequest),
     Log(LogRequest),
+    Ack(AckRequest),
+}
+
+/// The uplink's new acknowledged cursor, answered after the commit that records it.
+pub(crate) struct AckRequest {
+    seq: u64,
+    reply: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
 }
 
 /// The agent's one journal writer: a task that takes every append request queued while
@@ -93,6 +101,10 @@ impl std::fmt::Debug for WriteRequest {
             Self::Log(l) => f
                 .debug_struct("LogRequest")
                 .field("events", &l.events.len())
+                .finish_non_exhaustive(),
+            Self::Ack(a) => f
+                .debug_struct("AckRequest")
+                .field("seq", &a.seq)
                 .finish_non_exhaustive(),
         }
     }
@@ -187,12 +199,34 @@ impl JournalWriter {
                 Err(mpsc::error::SendError(WriteRequest::Append(req))) => {
                     return self.append_direct(req.bodies, at, req.consumed).await;
                 }
-                Err(mpsc::error::SendError(WriteRequest::Log(_))) => {
-                    return Err(JournalError::WriterStopped);
-                }
+                Err(mpsc::error::SendError(_)) => return Err(JournalError::WriterStopped),
             }
         }
         self.append_direct(bodies, at, consumed).await
+    }
+
+    /// Moves the acknowledged cursor to `seq` ([`Store::set_acked`]) in the writer's next
+    /// commit, so the uplink's cursor takes no commit (and fsync) of its own that the
+    /// lanes' appends would wait behind. After [`JournalWriter::close`] it writes on its
+    /// own.
+    ///
+    /// # Errors
+    /// As [`Store::set_acked`], or the commit's error.
+    pub async fn set_acked(&self, seq: u64) -> Result<(), JournalError> {
+        if let Some(queue) = self.queue() {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if queue
+                .send(WriteRequest::Ack(AckRequest { seq, reply }))
+                .await
+                .is_ok()
+            {
+                return answer.await.unwrap_or(Err(JournalError::WriterStopped));
+            }
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.set_acked(seq))
+            .await
+            .unwrap_or(Err(JournalError::WriterStopped))
     }
 
     async fn append_direct(
@@ -251,6 +285,7 @@ const READ_LOG_GROUP_MAX: usize = 512;
 struct Window {
     appends: Vec<AppendRequest>,
     logs: Vec<LogRequest>,
+    acks: Vec<AckRequest>,
     bodies: usize,
     events: usize,
 }
@@ -266,6 +301,7 @@ impl Window {
                 self.events += l.events.len();
                 self.logs.push(l);
             }
+            WriteRequest::Ack(a) => self.acks.push(a),
         }
     }
 }
@@ -274,7 +310,12 @@ impl Window {
 /// window is written, and every caller gets the failure (and holds its records).
 /// The commit is counted before anyone is answered.
 fn commit_window(store: &Store, window: Window, commits: &std::sync::atomic::AtomicU64) {
-    let Window { appends, logs, .. } = window;
+    let Window {
+        appends,
+        logs,
+        acks,
+        ..
+    } = window;
     if !appends.is_empty() {
         metrics::histogram!("aeogate_journal_group_requests").record(appends.len() as f64);
     }
@@ -289,10 +330,20 @@ fn commit_window(store: &Store, window: Window, commits: &std::sync::atomic::Ato
     let (events, log_replies): (Vec<Vec<Vec<u8>>>, Vec<_>) =
         logs.into_iter().map(|l| (l.events, l.reply)).unzip();
     let events: Vec<Vec<u8>> = events.into_iter().flatten().collect();
-    let (logged, appended) = if replies.is_empty() {
-        (store.log_reads(&events), Ok(Vec::new()))
+    // The furthest cursor asked for; a cursor never moves backwards.
+    let ack = acks.iter().map(|a| a.seq).max();
+    let WindowResult {
+        logged,
+        appended,
+        acked,
+    } = if replies.is_empty() && ack.is_none() {
+        WindowResult {
+            logged: store.log_reads(&events),
+            appended: Ok(Vec::new()),
+            acked: Ok(()),
+        }
     } else {
-        store.log_and_append(&events, inputs, &consumed)
+        store.log_and_append(&events, inputs, &consumed, ack)
     };
     commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for reply in log_replies {
@@ -300,6 +351,17 @@ fn commit_window(store: &Store, window: Window, commits: &std::sync::atomic::Ato
             Ok(()) => Ok(()),
             Err(e) => Err(e.for_group_member()),
         });
+    }
+    // The last asker gets the error itself (the uplink asks one at a time).
+    let mut acked = Some(acked);
+    let last = acks.len().saturating_sub(1);
+    for (i, a) in acks.into_iter().enumerate() {
+        let answer = match acked.as_ref() {
+            Some(Err(e)) if i < last => Err(e.for_group_member()),
+            _ if i == last => acked.take().unwrap_or(Ok(())),
+            _ => Ok(()),
+        };
+        let _ = a.reply.send(answer);
     }
     match appended {
         Ok(entries) => {
@@ -529,6 +591,15 @@ impl Journal {
         consumed: Vec<Vec<u8>>,
     ) -> Result<Vec<JournalEntry>, JournalError> {
         self.writer.append_consuming(bodies, at, consumed).await
+    }
+
+    /// Moves the acknowledged cursor in the writer's next commit
+    /// ([`JournalWriter::set_acked`]).
+    ///
+    /// # Errors
+    /// As [`JournalWriter::set_acked`].
+    pub async fn set_acked(&self, seq: u64) -> Result<(), JournalError> {
+        self.writer.set_acked(seq).await
     }
 
     /// Wakes whoever waits for new entries (the uplink).

@@ -95,9 +95,7 @@ impl ReadLog {
                     Err(mpsc::error::SendError(WriteRequest::Log(req))) => {
                         self.direct(req.events).await
                     }
-                    Err(mpsc::error::SendError(WriteRequest::Append(_))) => {
-                        Err(JournalError::WriterStopped)
-                    }
+                    Err(mpsc::error::SendError(_)) => Err(JournalError::WriterStopped),
                 }
             }
             None => self.direct(encoded).await,

@@ -170,3 +170,43 @@ async fn reads_are_logged_while_the_journal_refuses_writes_in_the_same_window() 
     assert_eq!(store.logged_reads().expect("read log").len(), 1);
     assert_eq!(writer.commits(), 1, "both were queued in one window");
 }
+
+#[tokio::test]
+async fn the_acknowledged_cursor_moves_in_the_commit_of_the_appends_queued_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(&dir);
+    let (writer, task) = JournalWriter::start(store.clone());
+    writer
+        .append(vec![alert(1), alert(2), alert(3)], now())
+        .await
+        .expect("append");
+    assert_eq!(writer.commits(), 1);
+    let (acked, appended, further) = tokio::join!(
+        writer.set_acked(2),
+        writer.append(vec![alert(4)], now()),
+        writer.set_acked(1)
+    );
+    acked.expect("ack");
+    further.expect("a lower cursor is ignored");
+    assert_eq!(appended.expect("append")[0].seq, 4);
+    assert_eq!(
+        writer.commits(),
+        2,
+        "the cursor and the append share one commit"
+    );
+    assert_eq!(store.acked_seq(), 2);
+    assert!(matches!(
+        writer.set_acked(9).await,
+        Err(JournalError::AckBeyondHead { seq: 9, head: 4 })
+    ));
+    assert_eq!(store.acked_seq(), 2);
+    // Durable: a reopened store has the cursor.
+    drop(writer);
+    task.await.expect("the writer ends");
+    drop(store);
+    let reopened = Store::open(
+        &dir.path().join("agent.redb"),
+        GateId::parse("G1").expect("gate"),
+    );
+    assert_eq!(reopened.expect("reopen").acked_seq(), 2);
+}
