@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::live::HealthReporter;
-use crate::store::{HeldFile, HeldGroup, JournalError, Store};
+use crate::store::{HeldFile, HeldGroup, JournalError, Store, WindowResult};
 
 /// Most append requests the journal writer queues before callers wait to send.
 const JOURNAL_QUEUE: usize = 1024;
@@ -37,7 +37,7 @@ const JOURNAL_QUEUE: usize = 1024;
 const JOURNAL_GROUP_MAX_BODIES: usize = 512;
 
 /// One caller's records, answered only after the commit that holds them.
-struct AppendRequest {
+pub(crate) struct AppendRequest {
     bodies: Vec<EventBody>,
     at: Timestamp,
     /// Read-log events these records account for, removed in the same commit.
@@ -45,16 +45,42 @@ struct AppendRequest {
     reply: tokio::sync::oneshot::Sender<Result<Vec<JournalEntry>, JournalError>>,
 }
 
+/// One source's lane events for the read log ([`crate::readlog`]), answered only after
+/// the commit that holds them.
+pub(crate) struct LogRequest {
+    pub(crate) events: Vec<Vec<u8>>,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
+}
+
+/// What the writer task takes: journal appends, read-log appends and the uplink's
+/// acknowledged cursor share its commits.
+pub(crate) enum WriteRequest {
+    Append(AppendRequest),
+    Log(LogRequest),
+    Ack(AckRequest),
+}
+
+/// The uplink's new acknowledged cursor, answered after the commit that records it.
+pub(crate) struct AckRequest {
+    seq: u64,
+    reply: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
+}
+
 /// The agent's one journal writer: a task that takes every append request queued while
 /// the previous commit was on disk and writes them in one durable write transaction
-/// ([`Store::append_groups`]: group commit, one fsync for all of them), then answers each
+/// ([`Store::log_and_append`]: group commit, one fsync for all of them), then answers each
 /// caller. A caller acts only after its answer, so "journal, then act" holds for each
 /// record; under a burst (a replay, several lanes closing at once) the journal runs at the
 /// group rate instead of one fsync per decision (docs/benchmarks.md, figure 3).
+///
+/// The read log ([`crate::readlog::ReadLog::sharing`]) queues its lane events to the same
+/// task, so the reads that arrived and the decisions made during one commit window share
+/// one write transaction and one fsync: each caller is still answered only after the
+/// commit holding its own part.
 #[derive(Debug)]
 pub struct JournalWriter {
     store: Store,
-    queue: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    queue: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     /// Group commits made by the task (for the benchmark and the metrics).
     commits: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -68,15 +94,45 @@ impl std::fmt::Debug for AppendRequest {
     }
 }
 
+impl std::fmt::Debug for WriteRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Append(a) => a.fmt(f),
+            Self::Log(l) => f
+                .debug_struct("LogRequest")
+                .field("events", &l.events.len())
+                .finish_non_exhaustive(),
+            Self::Ack(a) => f
+                .debug_struct("AckRequest")
+                .field("seq", &a.seq)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Starts a writer task over `store` on the current runtime: its queue, the task, and
+/// its count of commits. The task ends once every sender is dropped and what was queued
+/// is written.
+pub(crate) fn spawn_writer(
+    store: Store,
+) -> (
+    mpsc::Sender<WriteRequest>,
+    JoinHandle<()>,
+    Arc<std::sync::atomic::AtomicU64>,
+) {
+    let (tx, rx) = mpsc::channel(JOURNAL_QUEUE);
+    let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let task = tokio::spawn(journal_writer_task(store, rx, commits.clone()));
+    (tx, task, commits)
+}
+
 impl JournalWriter {
     /// Starts the writer task on the current tokio runtime. It runs until
-    /// [`JournalWriter::close`] and then finishes what was queued; the handle resolves
-    /// when it has.
+    /// [`JournalWriter::close`] (and the close of every read log sharing it) and then
+    /// finishes what was queued; the handle resolves when it has.
     #[must_use]
     pub fn start(store: Store) -> (JournalWriter, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(JOURNAL_QUEUE);
-        let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let task = tokio::spawn(journal_writer_task(store.clone(), rx, commits.clone()));
+        let (tx, task, commits) = spawn_writer(store.clone());
         (
             JournalWriter {
                 store,
@@ -91,6 +147,16 @@ impl JournalWriter {
     #[must_use]
     pub fn commits(&self) -> u64 {
         self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The writer task's queue while it takes requests (for a read log sharing it).
+    pub(crate) fn queue(&self) -> Option<mpsc::Sender<WriteRequest>> {
+        self.queue.lock().ok().and_then(|q| q.clone())
+    }
+
+    /// The store the writer writes to.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Journals `bodies` durably, grouped with whatever else is queued; returns this
@@ -119,24 +185,48 @@ impl JournalWriter {
         at: Timestamp,
         consumed: Vec<Vec<u8>>,
     ) -> Result<Vec<JournalEntry>, JournalError> {
-        let queue = self.queue.lock().ok().and_then(|q| q.clone());
-        if let Some(queue) = queue {
+        if let Some(queue) = self.queue() {
             let (reply, answer) = tokio::sync::oneshot::channel();
-            let req = AppendRequest {
+            let req = WriteRequest::Append(AppendRequest {
                 bodies,
                 at,
                 consumed,
                 reply,
-            };
+            });
             match queue.send(req).await {
                 Ok(()) => return answer.await.unwrap_or(Err(JournalError::WriterStopped)),
                 // Closed meanwhile: nothing was queued, write directly below.
-                Err(mpsc::error::SendError(req)) => {
+                Err(mpsc::error::SendError(WriteRequest::Append(req))) => {
                     return self.append_direct(req.bodies, at, req.consumed).await;
                 }
+                Err(mpsc::error::SendError(_)) => return Err(JournalError::WriterStopped),
             }
         }
         self.append_direct(bodies, at, consumed).await
+    }
+
+    /// Moves the acknowledged cursor to `seq` ([`Store::set_acked`]) in the writer's next
+    /// commit, so the uplink's cursor takes no commit (and fsync) of its own that the
+    /// lanes' appends would wait behind. After [`JournalWriter::close`] it writes on its
+    /// own.
+    ///
+    /// # Errors
+    /// As [`Store::set_acked`], or the commit's error.
+    pub async fn set_acked(&self, seq: u64) -> Result<(), JournalError> {
+        if let Some(queue) = self.queue() {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if queue
+                .send(WriteRequest::Ack(AckRequest { seq, reply }))
+                .await
+                .is_ok()
+            {
+                return answer.await.unwrap_or(Err(JournalError::WriterStopped));
+            }
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.set_acked(seq))
+            .await
+            .unwrap_or(Err(JournalError::WriterStopped))
     }
 
     async fn append_direct(
@@ -165,41 +255,115 @@ impl JournalWriter {
 
 async fn journal_writer_task(
     store: Store,
-    mut rx: mpsc::Receiver<AppendRequest>,
+    mut rx: mpsc::Receiver<WriteRequest>,
     commits: Arc<std::sync::atomic::AtomicU64>,
 ) {
     while let Some(first) = rx.recv().await {
-        let mut bodies = first.bodies.len();
-        let mut group = vec![first];
-        while bodies < JOURNAL_GROUP_MAX_BODIES {
+        let mut window = Window::default();
+        window.push(first);
+        while window.bodies < JOURNAL_GROUP_MAX_BODIES && window.events < READ_LOG_GROUP_MAX {
             match rx.try_recv() {
-                Ok(req) => {
-                    bodies += req.bodies.len();
-                    group.push(req);
-                }
+                Ok(req) => window.push(req),
                 Err(_) => break,
             }
         }
         let store = store.clone();
+        let commits = commits.clone();
         // A panic in the commit drops every reply: callers see `WriterStopped`.
-        let _ = tokio::task::spawn_blocking(move || commit_group(&store, group)).await;
-        commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = tokio::task::spawn_blocking(move || {
+            commit_window(&store, window, &commits);
+        })
+        .await;
     }
 }
 
-/// Writes a group in one transaction and answers each caller. Nothing of a failed group
-/// is written, and every caller gets the failure (and holds its records).
-fn commit_group(store: &Store, group: Vec<AppendRequest>) {
-    metrics::histogram!("aeogate_journal_group_requests").record(group.len() as f64);
+/// Most read-log events one commit takes.
+const READ_LOG_GROUP_MAX: usize = 512;
+
+/// The requests of one commit window.
+#[derive(Default)]
+struct Window {
+    appends: Vec<AppendRequest>,
+    logs: Vec<LogRequest>,
+    acks: Vec<AckRequest>,
+    bodies: usize,
+    events: usize,
+}
+
+impl Window {
+    fn push(&mut self, req: WriteRequest) {
+        match req {
+            WriteRequest::Append(a) => {
+                self.bodies += a.bodies.len();
+                self.appends.push(a);
+            }
+            WriteRequest::Log(l) => {
+                self.events += l.events.len();
+                self.logs.push(l);
+            }
+            WriteRequest::Ack(a) => self.acks.push(a),
+        }
+    }
+}
+
+/// Writes a window in one transaction and answers each caller. Nothing of a failed
+/// window is written, and every caller gets the failure (and holds its records).
+/// The commit is counted before anyone is answered.
+fn commit_window(store: &Store, window: Window, commits: &std::sync::atomic::AtomicU64) {
+    let Window {
+        appends,
+        logs,
+        acks,
+        ..
+    } = window;
+    if !appends.is_empty() {
+        metrics::histogram!("aeogate_journal_group_requests").record(appends.len() as f64);
+    }
     let mut consumed = Vec::new();
-    let (inputs, replies): (Vec<_>, Vec<_>) = group
+    let (inputs, replies): (Vec<_>, Vec<_>) = appends
         .into_iter()
         .map(|r| {
             consumed.extend(r.consumed);
             ((r.bodies, r.at), r.reply)
         })
         .unzip();
-    match store.append_groups_consuming(inputs, &consumed) {
+    let (events, log_replies): (Vec<Vec<Vec<u8>>>, Vec<_>) =
+        logs.into_iter().map(|l| (l.events, l.reply)).unzip();
+    let events: Vec<Vec<u8>> = events.into_iter().flatten().collect();
+    // The furthest cursor asked for; a cursor never moves backwards.
+    let ack = acks.iter().map(|a| a.seq).max();
+    let WindowResult {
+        logged,
+        appended,
+        acked,
+    } = if replies.is_empty() && ack.is_none() {
+        WindowResult {
+            logged: store.log_reads(&events),
+            appended: Ok(Vec::new()),
+            acked: Ok(()),
+        }
+    } else {
+        store.log_and_append(&events, inputs, &consumed, ack)
+    };
+    commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    for reply in log_replies {
+        let _ = reply.send(match &logged {
+            Ok(()) => Ok(()),
+            Err(e) => Err(e.for_group_member()),
+        });
+    }
+    // The last asker gets the error itself (the uplink asks one at a time).
+    let mut acked = Some(acked);
+    let last = acks.len().saturating_sub(1);
+    for (i, a) in acks.into_iter().enumerate() {
+        let answer = match acked.as_ref() {
+            Some(Err(e)) if i < last => Err(e.for_group_member()),
+            _ if i == last => acked.take().unwrap_or(Ok(())),
+            _ => Ok(()),
+        };
+        let _ = a.reply.send(answer);
+    }
+    match appended {
         Ok(entries) => {
             for (reply, e) in replies.into_iter().zip(entries) {
                 let _ = reply.send(Ok(e));
@@ -369,6 +533,12 @@ impl Journal {
         &self.store
     }
 
+    /// The journal's writer (a read log shares its commits: [`crate::readlog::ReadLog::sharing`]).
+    #[must_use]
+    pub fn writer(&self) -> &JournalWriter {
+        &self.writer
+    }
+
     /// Whether the journal takes writes now: nothing is held and the database needs no
     /// reopening (`/readyz` is false otherwise).
     #[must_use]
@@ -421,6 +591,15 @@ impl Journal {
         consumed: Vec<Vec<u8>>,
     ) -> Result<Vec<JournalEntry>, JournalError> {
         self.writer.append_consuming(bodies, at, consumed).await
+    }
+
+    /// Moves the acknowledged cursor in the writer's next commit
+    /// ([`JournalWriter::set_acked`]).
+    ///
+    /// # Errors
+    /// As [`JournalWriter::set_acked`].
+    pub async fn set_acked(&self, seq: u64) -> Result<(), JournalError> {
+        self.writer.set_acked(seq).await
     }
 
     /// Wakes whoever waits for new entries (the uplink).

@@ -7,7 +7,8 @@
 //!
 //! One writer task takes every request queued while the previous commit was on disk and
 //! writes them in one transaction (group commit), so several ports and the broker share
-//! one fsync. A failed write is logged and counted (`aeogate_read_log_failures_total`);
+//! one fsync. In the running agent that task is the journal's writer
+//! ([`ReadLog::sharing`]): a commit window's reads and decisions share one fsync. A failed write is logged and counted (`aeogate_read_log_failures_total`);
 //! the source still answers and forwards the event (a full disk must not stop the lane),
 //! which is then only in memory, as before the log existed.
 
@@ -17,17 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::assembler::AssemblerEvent;
+use crate::journal::{Journal, JournalWriter, LogRequest, WriteRequest, spawn_writer};
 use crate::store::{JournalError, Store};
-
-/// Most requests the writer queues before a source waits to send.
-const QUEUE: usize = 256;
-/// Most events one commit takes.
-const GROUP_MAX: usize = 512;
-
-struct Request {
-    events: Vec<Vec<u8>>,
-    reply: oneshot::Sender<Result<(), JournalError>>,
-}
 
 /// The encoding of an event in the read log; its bytes are also its identity when the
 /// journal consumes it, so the same event always encodes the same way.
@@ -41,24 +33,15 @@ pub fn encode(event: &AssemblerEvent) -> Vec<u8> {
 #[derive(Debug)]
 pub struct ReadLog {
     store: Store,
-    queue: Mutex<Option<mpsc::Sender<Request>>>,
-}
-
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request")
-            .field("events", &self.events.len())
-            .finish_non_exhaustive()
-    }
+    queue: Mutex<Option<mpsc::Sender<WriteRequest>>>,
 }
 
 impl ReadLog {
-    /// Starts the writer task on the current runtime; it ends after [`ReadLog::close`]
-    /// once what was queued is written.
+    /// Starts a writer task of its own on the current runtime; it ends after
+    /// [`ReadLog::close`] once what was queued is written.
     #[must_use]
     pub fn start(store: Store) -> (ReadLog, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(writer(store.clone(), rx));
+        let (tx, task, _commits) = spawn_writer(store.clone());
         (
             ReadLog {
                 store,
@@ -66,6 +49,24 @@ impl ReadLog {
             },
             task,
         )
+    }
+
+    /// A read log whose events go through the journal's writer task, sharing its commit
+    /// windows: the reads and the decisions queued while the previous commit was on disk
+    /// are written in one transaction (one fsync instead of one for each). The writer
+    /// task ends once this read log and the journal are both closed.
+    #[must_use]
+    pub fn sharing(journal: &Journal) -> ReadLog {
+        ReadLog::sharing_writer(journal.writer())
+    }
+
+    /// [`ReadLog::sharing`] with a bare [`JournalWriter`].
+    #[must_use]
+    pub fn sharing_writer(writer: &JournalWriter) -> ReadLog {
+        ReadLog {
+            store: writer.store().clone(),
+            queue: Mutex::new(writer.queue()),
+        }
     }
 
     /// Writes `events` durably, grouped with whatever else is queued; returns after the
@@ -84,14 +85,17 @@ impl ReadLog {
             Some(queue) => {
                 let (reply, answer) = oneshot::channel();
                 match queue
-                    .send(Request {
+                    .send(WriteRequest::Log(LogRequest {
                         events: encoded,
                         reply,
-                    })
+                    }))
                     .await
                 {
                     Ok(()) => answer.await.unwrap_or(Err(JournalError::WriterStopped)),
-                    Err(mpsc::error::SendError(req)) => self.direct(req.events).await,
+                    Err(mpsc::error::SendError(WriteRequest::Log(req))) => {
+                        self.direct(req.events).await
+                    }
+                    Err(mpsc::error::SendError(_)) => Err(JournalError::WriterStopped),
                 }
             }
             None => self.direct(encoded).await,
@@ -111,8 +115,8 @@ impl ReadLog {
             .unwrap_or(Err(JournalError::WriterStopped))
     }
 
-    /// Stops grouping: the task writes what is queued and ends; later calls write
-    /// directly.
+    /// Stops grouping: later calls write directly. A writer task of its own
+    /// ([`ReadLog::start`]) writes what is queued and ends.
     pub fn close(&self) {
         if let Ok(mut q) = self.queue.lock() {
             q.take();
@@ -135,34 +139,5 @@ impl ReadLog {
             }
         }
         Ok(out)
-    }
-}
-
-async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
-    while let Some(first) = rx.recv().await {
-        let mut count = first.events.len();
-        let mut group = vec![first];
-        while count < GROUP_MAX {
-            match rx.try_recv() {
-                Ok(req) => {
-                    count += req.events.len();
-                    group.push(req);
-                }
-                Err(_) => break,
-            }
-        }
-        let store = store.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let events: Vec<Vec<u8>> = group.iter().flat_map(|r| r.events.clone()).collect();
-            let result = store.log_reads(&events);
-            for r in group {
-                let answer = match &result {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(e.for_group_member()),
-                };
-                let _ = r.reply.send(answer);
-            }
-        })
-        .await;
     }
 }

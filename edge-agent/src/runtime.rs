@@ -162,10 +162,10 @@ pub async fn start_from(
     let tracker = TaskTracker::new();
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     // Lane events are durable before a device is answered; the pipeline replays what is
-    // left at start (crate::readlog).
-    let (read_log, read_log_task) = ReadLog::start(store.clone());
-    let read_log = Arc::new(read_log);
+    // left at start (crate::readlog). It shares the journal's writer task, so the reads
+    // and decisions of one commit window share one fsync.
     let (journal, journal_health, journal_writer_task) = Journal::start(store.clone());
+    let read_log = Arc::new(ReadLog::sharing(&journal));
     let mut health = Vec::new();
     let mqtt: Option<MqttLink> = match &cfg.mqtt {
         Some(m) => {
@@ -344,11 +344,8 @@ pub async fn start_from(
             Ok(Err(e)) => tracing::warn!(error = %e, "console server task failed"),
             Err(_) => tracing::warn!("console still had open connections at shutdown; closed"),
         }
-        // Every source has ended: the read log's writer finishes what is queued.
+        // Every source has ended: the read log queues nothing more to the writer.
         read_log.close();
-        if read_log_task.await.is_err() {
-            tracing::error!("the read log writer task failed at shutdown");
-        }
         // Every task that journals has ended: the writer finishes what is queued.
         journal.close();
         if journal_writer_task.await.is_err() {

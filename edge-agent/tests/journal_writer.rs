@@ -99,3 +99,114 @@ async fn a_refusing_journal_fails_every_caller_and_writes_nothing() {
     let ok = writer.append(vec![alert(3)], now()).await.expect("append");
     assert_eq!(ok[0].seq, 1);
 }
+
+fn presence(lane: &str, present: bool) -> edge_agent::assembler::AssemblerEvent {
+    edge_agent::assembler::AssemblerEvent::Presence {
+        lane: protocol::schema::LaneId::parse(lane).expect("lane"),
+        loop_id: 0,
+        present,
+        at: now(),
+    }
+}
+
+#[tokio::test]
+async fn a_read_log_sharing_the_writer_commits_reads_and_records_queued_together_in_one_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(&dir);
+    let (writer, task) = JournalWriter::start(store.clone());
+    let log = edge_agent::readlog::ReadLog::sharing_writer(&writer);
+    // The first arrival is logged on its own; its departure and the record that accounts
+    // for the arrival are queued together.
+    let arrived = presence("L1", true);
+    log.log(std::slice::from_ref(&arrived)).await.expect("log");
+    assert_eq!(writer.commits(), 1);
+    let departed = presence("L1", false);
+    let (logged, journaled) = tokio::join!(
+        log.log(std::slice::from_ref(&departed)),
+        writer.append_consuming(
+            vec![alert(1)],
+            now(),
+            vec![edge_agent::readlog::encode(&arrived)]
+        )
+    );
+    logged.expect("log");
+    let entries = journaled.expect("append");
+    assert_eq!(
+        writer.commits(),
+        2,
+        "the read and the record share one commit"
+    );
+    assert_eq!(
+        store.entry(entries[0].seq).expect("read").as_ref(),
+        Some(&entries[0])
+    );
+    let left = edge_agent::readlog::ReadLog::replay(&store).expect("replay");
+    assert_eq!(
+        left,
+        vec![departed],
+        "the departure is logged, the arrival consumed"
+    );
+    log.close();
+    writer.close();
+    task.await
+        .expect("the writer ends once the journal and the read log are closed");
+}
+
+#[tokio::test]
+async fn reads_are_logged_while_the_journal_refuses_writes_in_the_same_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(&dir);
+    let (writer, _task) = JournalWriter::start(store.clone());
+    let log = edge_agent::readlog::ReadLog::sharing_writer(&writer);
+    store.refuse_journal_writes(true);
+    let arrived = [presence("L1", true)];
+    let (logged, journaled) = tokio::join!(log.log(&arrived), writer.append(vec![alert(1)], now()));
+    logged.expect("the read log takes the read");
+    assert!(
+        matches!(journaled, Err(JournalError::Refused)),
+        "{journaled:?}"
+    );
+    assert_eq!(store.journal_head(), 0);
+    assert_eq!(store.logged_reads().expect("read log").len(), 1);
+    assert_eq!(writer.commits(), 1, "both were queued in one window");
+}
+
+#[tokio::test]
+async fn the_acknowledged_cursor_moves_in_the_commit_of_the_appends_queued_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(&dir);
+    let (writer, task) = JournalWriter::start(store.clone());
+    writer
+        .append(vec![alert(1), alert(2), alert(3)], now())
+        .await
+        .expect("append");
+    assert_eq!(writer.commits(), 1);
+    let (acked, appended, further) = tokio::join!(
+        writer.set_acked(2),
+        writer.append(vec![alert(4)], now()),
+        writer.set_acked(1)
+    );
+    acked.expect("ack");
+    further.expect("a lower cursor is ignored");
+    assert_eq!(appended.expect("append")[0].seq, 4);
+    assert_eq!(
+        writer.commits(),
+        2,
+        "the cursor and the append share one commit"
+    );
+    assert_eq!(store.acked_seq(), 2);
+    assert!(matches!(
+        writer.set_acked(9).await,
+        Err(JournalError::AckBeyondHead { seq: 9, head: 4 })
+    ));
+    assert_eq!(store.acked_seq(), 2);
+    // Durable: a reopened store has the cursor.
+    drop(writer);
+    task.await.expect("the writer ends");
+    drop(store);
+    let reopened = Store::open(
+        &dir.path().join("agent.redb"),
+        GateId::parse("G1").expect("gate"),
+    );
+    assert_eq!(reopened.expect("reopen").acked_seq(), 2);
+}

@@ -59,6 +59,19 @@ fn mosquitto_binary() -> anyhow::Result<std::path::PathBuf> {
     bail!("figure 10 needs mosquitto (Debian package `mosquitto`; ./scripts/test installs it)")
 }
 
+/// mosquitto's default in-flight window to each client (`max_inflight_messages`), which
+/// the shipped configuration keeps (packaging/mosquitto/aeogate.conf).
+pub const BROKER_INFLIGHT: u32 = 20;
+
+/// The broker's in-flight window for this run: [`BROKER_INFLIGHT`], or
+/// `AEOGATE_BENCH_MQTT_INFLIGHT` to compare another.
+fn broker_inflight() -> u32 {
+    std::env::var("AEOGATE_BENCH_MQTT_INFLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(BROKER_INFLIGHT)
+}
+
 /// Starts mosquitto on a free loopback port with the queue limits of the shipped
 /// configuration (packaging/mosquitto/aeogate.conf).
 fn start_mosquitto(ctx: &Ctx) -> anyhow::Result<(Child, SocketAddr)> {
@@ -67,7 +80,8 @@ fn start_mosquitto(ctx: &Ctx) -> anyhow::Result<(Child, SocketAddr)> {
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages {}\n",
+            broker_inflight()
         ),
     )?;
     let log = std::fs::File::create(ctx.path("fig10-mosquitto.log"))?;
@@ -472,6 +486,8 @@ async fn measure(addr: SocketAddr, agent: &Child, console: u16) -> anyhow::Resul
     let superseded_decisions_name = "aeogate_mqtt_lane_states_superseded_total{topic=\"decision\"}";
     let superseded0 = agent_counter(console, superseded_name).await;
     let superseded_decisions0 = agent_counter(console, superseded_decisions_name).await;
+    let commits_name = "aeogate_journal_group_requests_count";
+    let commits0 = agent_counter(console, commits_name).await;
     let c0 = cpu_ticks(pid)?;
     let sat = drive(
         &client,
@@ -488,6 +504,7 @@ async fn measure(addr: SocketAddr, agent: &Child, console: u16) -> anyhow::Resul
     let superseded = agent_counter(console, superseded_name).await - superseded0;
     let superseded_decisions =
         agent_counter(console, superseded_decisions_name).await - superseded_decisions0;
+    let commits = agent_counter(console, commits_name).await - commits0;
     let (_, hwm) = rss_of(pid);
     let per_s = sat.done as f64 / sat.took.as_secs_f64();
     let cpu_us = sat_cpu * 1e6 / sat.done.max(1) as f64;
@@ -502,8 +519,10 @@ async fn measure(addr: SocketAddr, agent: &Child, console: u16) -> anyhow::Resul
         .rss(hwm)
         .target("≥ 10,000 decisions/s, ≤ 60 µs CPU a decision, 0 lane states dropped", per_s >= 10_000.0 && cpu_us <= 60.0 && dropped == 0.0 && sat.lost == 0)
         .note(format!(
-            "agent CPU {cpu_us:.0} µs a decision ({core_share:.2} of a core); lane states dropped {dropped}, superseded on the state topic {superseded} (a WAITING replaced by its decision before it went out), on the decision topic {superseded_decisions}; {} trucks without a decision within 10 s; agent peak RSS {}",
+            "agent CPU {cpu_us:.0} µs a decision ({core_share:.2} of a core); lane states dropped {dropped}, superseded on the state topic {superseded} (a WAITING replaced by its decision before it went out), on the decision topic {superseded_decisions}; {} trucks without a decision within 10 s; {commits} journal commits holding decisions ({:.1} decisions a commit); broker in-flight window {}; agent peak RSS {}",
             sat.lost,
+            sat.done as f64 / commits.max(1.0),
+            broker_inflight(),
             fmt_bytes(hwm)
         )),
     );

@@ -524,8 +524,8 @@ impl MqttLink {
             shutdown.clone(),
         ));
         // The broker sends a client at most its in-flight window of unacknowledged QoS 1
-        // publishes (mosquitto's `max_inflight_messages`), so this channel holds at most
-        // that many: unbounded, the poll task never waits on it.
+        // publishes (mosquitto's `max_inflight_messages`, 20 by default), so this channel
+        // holds at most that many: unbounded, the poll task never waits on it.
         let (logged, ingest) = match log {
             Some(log) => {
                 let (tx, rx) = mpsc::unbounded_channel();

@@ -30,6 +30,17 @@ const RECENT_SCAN_LIMIT: usize = 50_000;
 /// Most entries one prune pass deletes (bounds the time an append can take).
 const PRUNE_BATCH: usize = 10_000;
 
+/// What [`Store::log_and_append`] answers, part by part.
+#[derive(Debug)]
+pub struct WindowResult {
+    /// The read log's events.
+    pub logged: Result<(), JournalError>,
+    /// The journal's entries, per group.
+    pub appended: Result<Vec<Vec<JournalEntry>>, JournalError>,
+    /// The acknowledged cursor.
+    pub acked: Result<(), JournalError>,
+}
+
 /// The uplink backlog: entries written up to `head` that central has not acknowledged
 /// (its cursor is `acked`). The one definition, used by the uplink, its heartbeat, the
 /// gauges and the console.
@@ -137,32 +148,89 @@ impl Store {
         groups: Vec<(Vec<EventBody>, Timestamp)>,
         consumed: &[Vec<u8>],
     ) -> Result<Vec<Vec<JournalEntry>>, JournalError> {
-        let written = self.append_groups_once(groups, consumed);
+        let journal_work = !(groups.iter().all(|(b, _)| b.is_empty()) && consumed.is_empty());
+        if journal_work && self.refusing_journal_writes() {
+            return Err(JournalError::Refused);
+        }
+        let written = self.append_groups_once(&[], groups, consumed, None);
         if let Err(e) = &written {
             self.note_journal_error(e);
         }
         written
     }
 
-    fn append_groups_once(
+    /// One durable write transaction (one fsync) for a commit window of the agent's
+    /// writer: `log` (encoded lane events, [`Store::log_reads`]) goes into the read log,
+    /// then `groups` are appended and `consumed` removed as
+    /// [`Store::append_groups_consuming`] does, and the acknowledged cursor moves to `ack`
+    /// as [`Store::set_acked`] does. The parts succeed or fail together, except while
+    /// journal writes are refused ([`Store::refuse_journal_writes`]): then the read log
+    /// and the cursor are written on their own and the journal part is refused.
+    pub fn log_and_append(
         &self,
+        log: &[Vec<u8>],
         groups: Vec<(Vec<EventBody>, Timestamp)>,
         consumed: &[Vec<u8>],
-    ) -> Result<Vec<Vec<JournalEntry>>, JournalError> {
-        if groups.iter().all(|(b, _)| b.is_empty()) && consumed.is_empty() {
-            return Ok(groups.iter().map(|_| Vec::new()).collect());
+        ack: Option<u64>,
+    ) -> WindowResult {
+        let journal_work = !(groups.iter().all(|(b, _)| b.is_empty()) && consumed.is_empty());
+        if journal_work && self.refusing_journal_writes() {
+            return WindowResult {
+                logged: self.log_reads(log),
+                appended: Err(JournalError::Refused),
+                acked: ack.map_or(Ok(()), |a| self.set_acked(a)),
+            };
         }
-        if self
-            .inner
+        if let Some(seq) = ack {
+            let head = self.journal_head();
+            if seq > head {
+                let mut r = self.log_and_append(log, groups, consumed, None);
+                r.acked = Err(JournalError::AckBeyondHead { seq, head });
+                return r;
+            }
+        }
+        match self.append_groups_once(log, groups, consumed, ack) {
+            Ok(entries) => WindowResult {
+                logged: Ok(()),
+                appended: Ok(entries),
+                acked: Ok(()),
+            },
+            Err(e) => {
+                self.note_journal_error(&e);
+                WindowResult {
+                    logged: Err(e.for_group_member()),
+                    acked: Err(e.for_group_member()),
+                    appended: Err(e),
+                }
+            }
+        }
+    }
+
+    fn refusing_journal_writes(&self) -> bool {
+        self.inner
             .refuse_writes
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn append_groups_once(
+        &self,
+        log: &[Vec<u8>],
+        groups: Vec<(Vec<EventBody>, Timestamp)>,
+        consumed: &[Vec<u8>],
+        ack: Option<u64>,
+    ) -> Result<Vec<Vec<JournalEntry>>, JournalError> {
+        if log.is_empty()
+            && groups.iter().all(|(b, _)| b.is_empty())
+            && consumed.is_empty()
+            && ack.is_none()
         {
-            return Err(JournalError::Refused);
+            return Ok(groups.iter().map(|_| Vec::new()).collect());
         }
         let mut st = self.jstate()?;
         let mut next = st.clone();
         let mut w = self.database().begin_write().map_err(jdb)?;
         w.set_durability(Durability::Immediate).map_err(jdb)?;
+        super::reads::log_in(&w, log)?;
         let mut out = Vec::with_capacity(groups.len());
         {
             let mut journal = w.open_table(JOURNAL).map_err(jdb)?;
@@ -203,6 +271,14 @@ impl Store {
             }
         }
         super::reads::consume_in(&w, consumed)?;
+        // Never backwards, never past the head (the caller checked it against the head
+        // before these appends, which only move it further).
+        if let Some(seq) = ack
+            && seq > next.acked
+            && seq <= next.head
+        {
+            next.acked = seq;
+        }
         prune(&w, &mut next)?;
         write_journal_meta(&w, &next)?;
         w.commit().map_err(jdb)?;

@@ -29,17 +29,7 @@ impl Store {
         }
         let mut w = self.database().begin_write().map_err(jdb)?;
         w.set_durability(Durability::Immediate).map_err(jdb)?;
-        {
-            let mut t = w.open_table(READ_LOG).map_err(jdb)?;
-            let mut next = t
-                .last()
-                .map_err(jdb)?
-                .map_or(1, |(k, _)| k.value().saturating_add(1));
-            for e in events {
-                t.insert(next, e.as_slice()).map_err(jdb)?;
-                next = next.saturating_add(1);
-            }
-        }
+        log_in(&w, events)?;
         w.commit().map_err(jdb)
     }
 
@@ -77,6 +67,23 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Appends `events` to the read log inside `w`, after its last entry.
+pub(super) fn log_in(w: &redb::WriteTransaction, events: &[Vec<u8>]) -> Result<(), JournalError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut t = w.open_table(READ_LOG).map_err(jdb)?;
+    let mut next = t
+        .last()
+        .map_err(jdb)?
+        .map_or(1, |(k, _)| k.value().saturating_add(1));
+    for e in events {
+        t.insert(next, e.as_slice()).map_err(jdb)?;
+        next = next.saturating_add(1);
+    }
+    Ok(())
 }
 
 /// Removes, inside `w`, one logged entry per event in `events` (the oldest entry with the

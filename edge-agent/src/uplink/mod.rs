@@ -552,20 +552,20 @@ async fn drain_once(
     // failed (that one goes again with the next attempt).
     let mut advanced = false;
     if let Some(through) = through {
-        let store = shared.journal.store().clone();
-        let (moved, acked, head) = tokio::task::spawn_blocking(move || {
-            let head = store.journal_head();
-            let target = Drain::cursor_target(store.acked_seq(), head, through);
-            if let Some(to) = target {
-                store.set_acked(to)?;
-            }
-            Ok::<_, crate::store::JournalError>((target.is_some(), store.acked_seq(), head))
-        })
-        .await
-        .context("uplink task panicked")?
-        .context("recording central's acknowledgement")?;
-        metrics::gauge!("aeogate_uplink_backlog").set(backlog(head, acked) as f64);
-        advanced = moved;
+        let store = shared.journal.store();
+        let head = store.journal_head();
+        let target = Drain::cursor_target(store.acked_seq(), head, through);
+        if let Some(to) = target {
+            // In the journal writer's next commit, beside the lanes' appends, rather than
+            // a commit of its own that they would wait behind.
+            shared
+                .journal
+                .set_acked(to)
+                .await
+                .context("recording central's acknowledgement")?;
+        }
+        metrics::gauge!("aeogate_uplink_backlog").set(backlog(head, store.acked_seq()) as f64);
+        advanced = target.is_some();
     }
     match failure {
         Some(e) => Err(e),
