@@ -194,6 +194,19 @@ pub fn packed(
     out
 }
 
+/// Logs that the packed levels of a store made before them were built from its `daily`
+/// counts into `rows` packed rows (the same words on both backends).
+pub fn log_packed_built(daily: u64, rows: u64, took: std::time::Duration) {
+    if daily > 0 {
+        tracing::info!(
+            daily,
+            rows,
+            took = ?took,
+            "programme roll-ups by day and month packed from the daily counts"
+        );
+    }
+}
+
 /// The packed levels built from the unpacked daily counts (a store made before them,
 /// or a copy's target): (level, period start, group) → figures.
 pub fn packed_from_daily<E>(

@@ -287,14 +287,7 @@ impl PgStore {
             }
         } else if ran.contains(&PACKED_MIGRATION) {
             let (daily, rows) = rollup_tables::build_packed(tx)?;
-            if daily > 0 {
-                tracing::info!(
-                    daily,
-                    rows,
-                    took = ?started.elapsed(),
-                    "programme roll-ups by day and month packed from the daily counts"
-                );
-            }
+            crate::rollup::log_packed_built(daily, rows, started.elapsed());
         }
         Ok(())
     }

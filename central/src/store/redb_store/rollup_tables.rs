@@ -56,14 +56,7 @@ pub(super) fn create(tx: &WriteTransaction) -> Result<(), StoreError> {
         }
     } else if !packed_existed {
         let (daily, rows) = build_packed(tx)?;
-        if daily > 0 {
-            tracing::info!(
-                daily,
-                rows,
-                took = ?started.elapsed(),
-                "programme roll-ups by day and month packed from the daily counts"
-            );
-        }
+        rollup::log_packed_built(daily, rows, started.elapsed());
     }
     Ok(())
 }
