@@ -547,26 +547,3 @@ pub fn routes() -> edge_agent::config::Routes {
         inspect: "Inspection bay".into(),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transaction_ids_are_time_ordered_like_the_agents_and_distinct() {
-        let agent = |a: u64, seq: u64| transaction_id(a << 40 | seq);
-        for a in 0..4 {
-            assert_eq!(agent(a, 1).get_version_num(), 7);
-            assert_eq!(agent(a, 1).get_variant(), uuid::Variant::RFC4122);
-            // A gate's later transaction sorts later, also across a millisecond.
-            assert!(agent(a, 1) < agent(a, 2) && agent(a, 2) < agent(a, 1_000));
-        }
-        // Gates at the same point of their sequence share the millisecond, not the id.
-        let ids: std::collections::HashSet<Uuid> = (0..4)
-            .flat_map(|a| (1..=100).map(move |s| agent(a, s)))
-            .collect();
-        assert_eq!(ids.len(), 400);
-        // Later transactions of one gate sort after earlier ones of every gate.
-        assert!((0..4).all(|a| agent(a, 50) > agent(3 - a, 10)));
-    }
-}

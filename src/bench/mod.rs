@@ -419,6 +419,24 @@ pub fn table(rows: &[Row], with_header: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn transaction_ids_are_time_ordered_like_the_agents_and_distinct() {
+        let agent = |a: u64, seq: u64| data::transaction_id(a << 40 | seq);
+        for a in 0..4 {
+            assert_eq!(agent(a, 1).get_version_num(), 7);
+            assert_eq!(agent(a, 1).get_variant(), uuid::Variant::RFC4122);
+            // A gate's later transaction sorts later, also across a millisecond.
+            assert!(agent(a, 1) < agent(a, 2) && agent(a, 2) < agent(a, 1_000));
+        }
+        // Gates at the same point of their sequence share the millisecond, not the id.
+        let ids: std::collections::HashSet<uuid::Uuid> = (0..4)
+            .flat_map(|a| (1..=100).map(move |s| agent(a, s)))
+            .collect();
+        assert_eq!(ids.len(), 400);
+        // Later transactions of one gate sort after earlier ones of every gate.
+        assert!((0..4).all(|a| agent(a, 50) > agent(3 - a, 10)));
+    }
+
     use super::*;
 
     fn names(v: &[&str]) -> Vec<String> {
