@@ -563,6 +563,50 @@ impl Batch {
         self.halves.keys().copied().collect()
     }
 
+    /// Adds a later batch of the same gate: its counts, the names it saw first, and its
+    /// halves after this batch's (so pairing stays oldest first).
+    pub fn merge(&mut self, later: Batch) {
+        for (k, n) in later.out.counts {
+            *self.out.counts.entry(k).or_default() += n;
+        }
+        for (op, name) in later.out.names {
+            self.out.names.entry(op).or_insert(name);
+        }
+        for (t, h) in later.halves {
+            self.halves.entry(t).or_default().extend(h);
+        }
+    }
+
+    /// The batch as it waits in a store's queue of batches not yet folded into the
+    /// roll-ups ([`Batch::from_queued`] reads it back).
+    ///
+    /// # Errors
+    /// None in practice: the encoding of plain integers, strings and ids.
+    pub fn to_queued(&self) -> Result<Vec<u8>, String> {
+        let q = QueuedRef {
+            counts: self.out.counts.iter().collect(),
+            names: self.out.names.iter().collect(),
+            halves: self.halves.iter().collect(),
+        };
+        postcard::to_allocvec(&q).map_err(|e| e.to_string())
+    }
+
+    /// A batch from its queued form ([`Batch::to_queued`]).
+    ///
+    /// # Errors
+    /// Bytes that are not a queued batch.
+    pub fn from_queued(bytes: &[u8]) -> Result<Batch, String> {
+        let q: Queued = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        Ok(Batch {
+            out: Rollup {
+                counts: q.counts.into_iter().collect(),
+                names: q.names.into_iter().collect(),
+                pending: BTreeMap::new(),
+            },
+            halves: q.halves.into_iter().collect(),
+        })
+    }
+
     /// Pairs the batch's halves with the stored pending ones (taken from the store),
     /// oldest first: each time goes to one decision.
     #[must_use]
@@ -603,6 +647,77 @@ impl Batch {
             }
         }
         self.out
+    }
+}
+
+/// A batch's queued form, as written ([`Batch::to_queued`]).
+#[derive(Serialize)]
+struct QueuedRef<'a> {
+    counts: Vec<(&'a (i64, String, String), &'a i64)>,
+    names: Vec<(&'a String, &'a String)>,
+    halves: Vec<(&'a Uuid, &'a Vec<Half>)>,
+}
+
+/// A batch's queued form, as read back.
+#[derive(Deserialize)]
+struct Queued {
+    counts: Vec<((i64, String, String), i64)>,
+    names: Vec<(String, String)>,
+    halves: Vec<(Uuid, Vec<Half>)>,
+}
+
+/// Queued batches of several gates merged per gate, oldest first: what folding them
+/// into the roll-ups, or counting them beside the roll-ups, works on.
+#[derive(Debug, Default)]
+pub struct Queue {
+    by_gate: BTreeMap<String, Batch>,
+    batches: usize,
+}
+
+impl Queue {
+    /// Adds the next queued batch (in the order they were queued).
+    ///
+    /// # Errors
+    /// Bytes that are not a queued batch.
+    pub fn push(&mut self, gate: &str, bytes: &[u8]) -> Result<(), String> {
+        let batch = Batch::from_queued(bytes)?;
+        match self.by_gate.get_mut(gate) {
+            Some(b) => b.merge(batch),
+            None => {
+                self.by_gate.insert(gate.to_owned(), batch);
+            }
+        }
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// How many queued batches were added.
+    #[must_use]
+    pub fn batches(&self) -> usize {
+        self.batches
+    }
+
+    /// The merged batch of each gate.
+    pub fn into_gates(self) -> impl Iterator<Item = (String, Batch)> {
+        self.by_gate.into_iter()
+    }
+}
+
+/// Adds to `sums` what a batch's roll-up holds for the hours of `sp`, and to `names` the
+/// operators' names it declared that `names` lacks: how a reader counts a batch that is
+/// still queued, beside the roll-ups already stored.
+pub fn add_in_range(r: &Rollup, sp: &Spans, sums: &mut Sums, names: &mut BTreeMap<String, String>) {
+    let (first, end) = (sp.hours[0].0, sp.hours[1].1);
+    for ((hour, group, figure), n) in &r.counts {
+        if let Ok(n) = u64::try_from(*n)
+            && *hour >= first
+            && *hour < end
+        {
+            sums.add(group, figure, n);
+        }
+    }
+    for (op, name) in &r.names {
+        names.entry(op.clone()).or_insert_with(|| name.clone());
     }
 }
 
@@ -822,5 +937,128 @@ mod tests {
         let key = (3600, AEO.to_owned(), format!("{TIME}{}", bucket_of(61)));
         assert_eq!(r.counts.get(&key), Some(&1));
         assert_eq!(r.pending.get(&t), Some(&vec![d]));
+    }
+
+    /// A batch with `n` decisions of transactions `first..first + n` in `hour`, under
+    /// the groups given, and the times of the transactions in `times`.
+    fn batch(first: u128, n: u128, hour: i64, groups: &[&str], times: &[(u128, i64)]) -> Batch {
+        let mut b = Batch::default();
+        for t in first..first + n {
+            let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+            for g in &groups {
+                *b.out
+                    .counts
+                    .entry((hour, g.clone(), "FAST".to_owned()))
+                    .or_default() += 1;
+            }
+            b.out
+                .names
+                .entry(format!("OP{t}"))
+                .or_insert_with(|| format!("name {t} {hour}"));
+            b.halves
+                .entry(Uuid::from_u128(t))
+                .or_default()
+                .push(Half::Decision { hour, groups });
+        }
+        for (t, secs) in times {
+            b.halves
+                .entry(Uuid::from_u128(*t))
+                .or_default()
+                .push(Half::Time { secs: *secs });
+        }
+        b
+    }
+
+    #[test]
+    fn a_batch_reads_back_from_its_queued_form() {
+        let b = batch(1, 5, 7_200, &[AEO, "o:X"], &[(2, 40), (9, 700)]);
+        let bytes = b.to_queued().expect("queued");
+        let back = Batch::from_queued(&bytes).expect("back");
+        assert_eq!(back.out, b.out);
+        assert_eq!(back.halves, b.halves);
+        assert!(Batch::from_queued(&bytes[..bytes.len() / 2]).is_err());
+        assert!(Batch::from_queued(b"\xff\xff\xff").is_err());
+    }
+
+    type Counts = BTreeMap<(i64, String, String), i64>;
+
+    /// Folds batches one by one, each taking the pending halves the previous left, as
+    /// ingest did before the queue; returns the summed counts and what is left pending.
+    fn one_by_one(batches: Vec<Batch>) -> (Counts, BTreeMap<Uuid, Vec<Half>>) {
+        let mut counts = Counts::new();
+        let mut pending: BTreeMap<Uuid, Vec<Half>> = BTreeMap::new();
+        for b in batches {
+            let take: Vec<(Uuid, Vec<Half>)> = b
+                .transactions()
+                .into_iter()
+                .filter_map(|t| pending.remove(&t).map(|h| (t, h)))
+                .collect();
+            let r = b.finish(take);
+            for (k, n) in r.counts {
+                *counts.entry(k).or_default() += n;
+            }
+            pending.extend(r.pending);
+        }
+        (counts, pending)
+    }
+
+    #[test]
+    fn queued_batches_merged_count_what_they_count_one_by_one() {
+        // Decisions and their times split across batches in both orders, a time that
+        // waits for a decision of a later batch, and a decision whose time never comes.
+        let make = || {
+            vec![
+                batch(1, 4, 3_600, &[AEO, "o:A"], &[(10, 30)]),
+                batch(
+                    5,
+                    3,
+                    7_200,
+                    &[NON_AEO, "o:B"],
+                    &[(1, 61), (2, 200), (6, 901)],
+                ),
+                batch(
+                    10,
+                    2,
+                    10_800,
+                    &[AEO, "p:C"],
+                    &[(3, 5_000), (5, 45), (11, 3)],
+                ),
+            ]
+        };
+        let (want, want_pending) = one_by_one(make());
+        let mut q = Queue::default();
+        for b in make() {
+            q.push("G1", &b.to_queued().expect("queued")).expect("push");
+        }
+        assert_eq!(q.batches(), 3);
+        let mut gates: Vec<(String, Batch)> = q.into_gates().collect();
+        assert_eq!(gates.len(), 1);
+        let (_, merged) = gates.pop().expect("one gate");
+        let r = merged.finish(Vec::new());
+        assert_eq!(r.counts, want);
+        assert_eq!(r.pending, want_pending);
+        assert!(!want_pending.is_empty(), "a half is left waiting");
+        // The first name declared is the one kept.
+        assert_eq!(r.names.get("OP1").map(String::as_str), Some("name 1 3600"));
+    }
+
+    #[test]
+    fn a_queued_batch_counts_only_the_hours_of_the_range() {
+        let b = batch(1, 2, 3_600, &[AEO], &[]).finish(Vec::new());
+        let mut later = batch(3, 1, 7_200, &[AEO], &[]).finish(Vec::new());
+        later.counts.extend(b.counts.clone());
+        let sp = spans(
+            Some(Timestamp::from_second(3_600).expect("ts")),
+            Timestamp::from_second(7_200).expect("ts"),
+        );
+        let mut sums = Sums::default();
+        let mut names = BTreeMap::new();
+        add_in_range(&later, &sp, &mut sums, &mut names);
+        assert_eq!(
+            sums.counts().get(&(AEO.to_owned(), "FAST".to_owned())),
+            Some(&2),
+            "the hour from 1:00 only"
+        );
+        assert_eq!(names.get("OP3").map(String::as_str), Some("name 3 7200"));
     }
 }

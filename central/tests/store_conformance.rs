@@ -1631,11 +1631,24 @@ fn timed_transaction(g: &GateId, txn: Uuid, secs: i64) -> EventBody {
     EventBody::Transaction { transaction }
 }
 
+/// The programme figures from `from`, read with the ingested batches still queued for
+/// the roll-ups (PostgreSQL) and again once they are folded: both must agree.
 fn figures(s: &dyn Store, from: Option<Timestamp>) -> programme::Benefits {
-    let c = s
-        .programme_counts(from, ts("2100-01-01T00:00:00Z"))
-        .expect("programme counts");
-    programme::from_counts(&c)
+    let read = || {
+        programme::from_counts(
+            &s.programme_counts(from, ts("2100-01-01T00:00:00Z"))
+                .expect("programme counts"),
+        )
+    };
+    let queued = read();
+    // Bounded: each fold takes up to 3 of the finite queue.
+    for _ in 0..100_000 {
+        if s.fold_rollups(3).expect("fold") == 0 {
+            break;
+        }
+    }
+    assert_eq!(read(), queued, "the same figures queued and folded");
+    queued
 }
 
 /// The events without the decisions decided before `from`.
@@ -1820,36 +1833,52 @@ fn programme_figures_over_months_and_across_a_year_end_are_exact(s: &dyn Store) 
         ingest(s, part);
     }
     let events = stored_events(s, query());
-    for (from, to) in [
-        // Starting mid-month, ending mid-day.
-        ("2025-11-17T05:00:00Z", "2026-02-14T13:00:00Z"),
-        // Across the year's end, within two months.
-        ("2025-12-20T07:00:00Z", "2026-01-10T19:00:00Z"),
-        // Whole months exactly.
-        ("2025-12-01T00:00:00Z", "2026-02-01T00:00:00Z"),
-        // A month and an hour, a day short of a month.
-        ("2026-01-01T00:00:00Z", "2026-02-01T01:00:00Z"),
-        ("2026-01-02T00:00:00Z", "2026-02-01T00:00:00Z"),
-        // Within one day, and from the first hour on.
-        ("2026-01-31T22:00:00Z", "2026-02-01T02:00:00Z"),
-        ("2025-11-10T03:00:00Z", "2026-03-10T00:00:00Z"),
-    ] {
-        let (from, to) = (ts(from), ts(to));
-        let got = programme::from_counts(&s.programme_counts(Some(from), to).expect("counts"));
-        let want = programme::benefits(&decided_between(&events, from, to));
-        assert!(want.aeo.transactions > 0, "{from} – {to}");
-        assert_eq!(got, want, "{from} – {to}");
+    // Every range read with the batches queued for the roll-ups (PostgreSQL), then again
+    // once they are folded.
+    for pass in ["queued", "folded"] {
+        if pass == "folded" {
+            // Bounded: each fold takes up to 5 of the finite queue.
+            for _ in 0..100_000 {
+                if s.fold_rollups(5).expect("fold") == 0 {
+                    break;
+                }
+            }
+        }
+        for (from, to) in [
+            // Starting mid-month, ending mid-day.
+            ("2025-11-17T05:00:00Z", "2026-02-14T13:00:00Z"),
+            // Across the year's end, within two months.
+            ("2025-12-20T07:00:00Z", "2026-01-10T19:00:00Z"),
+            // Whole months exactly.
+            ("2025-12-01T00:00:00Z", "2026-02-01T00:00:00Z"),
+            // A month and an hour, a day short of a month.
+            ("2026-01-01T00:00:00Z", "2026-02-01T01:00:00Z"),
+            ("2026-01-02T00:00:00Z", "2026-02-01T00:00:00Z"),
+            // Within one day, and from the first hour on.
+            ("2026-01-31T22:00:00Z", "2026-02-01T02:00:00Z"),
+            ("2025-11-10T03:00:00Z", "2026-03-10T00:00:00Z"),
+        ] {
+            let (from, to) = (ts(from), ts(to));
+            let got = programme::from_counts(&s.programme_counts(Some(from), to).expect("counts"));
+            let want = programme::benefits(&decided_between(&events, from, to));
+            assert!(want.aeo.transactions > 0, "{from} – {to}");
+            assert_eq!(got, want, "{pass}: {from} – {to}");
+        }
+        // Mid-hour ends count their whole hours.
+        let got = s
+            .programme_counts(Some(ts("2025-12-20T07:40:00Z")), ts("2026-01-10T18:10:00Z"))
+            .expect("counts");
+        let want = decided_between(
+            &events,
+            ts("2025-12-20T07:00:00Z"),
+            ts("2026-01-10T19:00:00Z"),
+        );
+        assert_eq!(
+            programme::from_counts(&got),
+            programme::benefits(&want),
+            "{pass}"
+        );
     }
-    // Mid-hour ends count their whole hours.
-    let got = s
-        .programme_counts(Some(ts("2025-12-20T07:40:00Z")), ts("2026-01-10T18:10:00Z"))
-        .expect("counts");
-    let want = decided_between(
-        &events,
-        ts("2025-12-20T07:00:00Z"),
-        ts("2026-01-10T19:00:00Z"),
-    );
-    assert_eq!(programme::from_counts(&got), programme::benefits(&want));
 }
 
 // -- roll-ups of a store made before them -----------------------------------------------
@@ -2053,13 +2082,34 @@ fn concurrent_batches_count_exactly_and_a_later_batch_folds_a_periods_shards_int
         chain(g, bodies)
     };
     let gates: Vec<GateId> = ["G1", "G2", "G3", "G4"].into_iter().map(gate).collect();
+    // Four gates ingest while two folders fold the queued batches into the roll-ups as
+    // they come (one at a time: the other waits for the fold to be free).
+    let ingesting = std::sync::atomic::AtomicUsize::new(gates.len());
+    let folded = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|sc| {
         for g in &gates {
             let entries = traffic(g, 600, 431);
-            let store = &store;
+            let (store, ingesting) = (&store, &ingesting);
             sc.spawn(move || {
                 for part in entries.chunks(40) {
                     ingest(store, part);
+                }
+                ingesting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        for _ in 0..2 {
+            let (store, ingesting, folded) = (&store, &ingesting, &folded);
+            sc.spawn(move || {
+                // Bounded: 60 batches a gate, and a pause while nothing waits.
+                for _ in 0..10_000 {
+                    let n = store.fold_rollups(7).expect("fold");
+                    folded.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                    if ingesting.load(std::sync::atomic::Ordering::SeqCst) == 0 && n == 0 {
+                        break;
+                    }
+                    if n == 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
                 }
             });
         }
@@ -2067,14 +2117,42 @@ fn concurrent_batches_count_exactly_and_a_later_batch_folds_a_periods_shards_int
     let direct = programme::benefits(&stored_events(&store, query()));
     assert_eq!(direct.aeo.transactions + direct.non_aeo.transactions, 2_400);
     assert_eq!(figures(&store, None), direct);
-    // One more batch, alone, with every group in the month: the month's rows of other
-    // shards are folded into its shard's, one row per (month, group) is left, and the
-    // figures stay exact.
+    assert_eq!(
+        store.fold_rollups(50).expect("fold"),
+        0,
+        "the folders left nothing"
+    );
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let queued: i64 = c
+        .query_one("SELECT count(*) FROM programme_queue", &[])
+        .expect("queue")
+        .get(0);
+    assert_eq!(queued, 0, "every queued batch folded");
+    assert!(
+        folded.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the folders folded batches while the gates ingested"
+    );
+    assert_eq!(
+        figures(&store, None),
+        direct,
+        "the same figures once folded"
+    );
+    // One more batch, alone, with every group in the month, queued and folded on its
+    // own: the month's rows of other shards are folded into its shard's, one row per
+    // (month, group) is left, and the figures stay exact, queued and folded.
     let last = traffic(&gate("G5"), 12, 86_400);
     ingest(&store, &last);
     let direct = programme::benefits(&stored_events(&store, query()));
-    assert_eq!(figures(&store, None), direct);
-    let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let read = || {
+        programme::from_counts(
+            &store
+                .programme_counts(None, ts("2100-01-01T00:00:00Z"))
+                .expect("counts"),
+        )
+    };
+    assert_eq!(read(), direct, "counted while queued");
+    assert_eq!(store.fold_rollups(50).expect("fold"), 1);
+    assert_eq!(read(), direct, "counted once folded");
     let row = c
         .query_one(
             "SELECT count(*), count(DISTINCT (start, grp)) FROM programme_packed WHERE level = 2",

@@ -332,17 +332,31 @@ fn open_filled(
     let want = (n / (PORTS * GATES_PER_PORT) * PORTS * GATES_PER_PORT) as u64;
     let have = stored_events(central.store().as_ref())?;
     if have == want {
+        fold_all(&central)?;
         return Ok((central, None, have));
     }
     if have != 0 {
         bail!("the store holds {have} events, not {want}: remove it to fill it anew");
     }
     let filled = fill(central.store().as_ref(), n, replica)?;
+    fold_all(&central)?;
     let have = stored_events(central.store().as_ref())?;
     if have != want {
         bail!("filled {have} events, not {want}");
     }
     Ok((central, Some(filled), have))
+}
+
+/// Folds what waits in the programme roll-ups' queue (PostgreSQL), so the queries read
+/// the roll-ups as a central keeping up with its ingest has them.
+fn fold_all(central: &Central) -> anyhow::Result<()> {
+    // Bounded: each fold takes up to FOLD_BATCHES of the finite queue.
+    for _ in 0..1_000_000 {
+        if central.store().fold_rollups(central::FOLD_BATCHES)? == 0 {
+            return Ok(());
+        }
+    }
+    bail!("the roll-ups' queue did not empty")
 }
 
 /// A query timed a number of times; `run(i)` performs run `i` and returns how many items it

@@ -98,6 +98,11 @@ pub fn check_port(port: &str) -> Result<(), BadPort> {
         .map_err(|e| BadPort(e.to_string().replace("gate id", "port")))
 }
 
+/// Queued ingest batches folded into the programme roll-ups in one transaction at most.
+pub const FOLD_BATCHES: usize = 100;
+/// How long the roll-up folder waits when the queue is empty.
+const FOLD_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl Central {
     /// Opens the store (the PostgreSQL database of `[store] url`, else the redb file
     /// `store_path`) and loads the signing key named in `cfg`.
@@ -126,11 +131,35 @@ impl Central {
         let central = Self::with_store(store, signer, cfg.clone())?;
         if let Some(pg) = pg {
             central.follow_other_instances(pg.clone())?;
+            central.keep_rollups_folded(pg.clone())?;
             if let Some(months) = cfg.store.as_ref().and_then(|s| s.retention_months) {
                 central.keep_retention(pg, months.get())?;
             }
         }
         Ok(central)
+    }
+
+    /// Folds the ingested batches queued for the programme roll-ups
+    /// ([`crate::store::Store::fold_rollups`]) as they come, on a thread of its own that
+    /// ends within a second of this central being dropped or stopped. What it leaves
+    /// queued (stopped, or the database down) is counted by readers all the same and
+    /// folded by any instance later.
+    fn keep_rollups_folded(&self, pg: Arc<crate::store::PgStore>) -> std::io::Result<()> {
+        use crate::store::Store as _;
+        self.spawn_tied("central-rollups", move |_, go_on| {
+            while go_on() {
+                let pause = match pg.fold_rollups(FOLD_BATCHES) {
+                    // More may wait: go on at once.
+                    Ok(n) if n == FOLD_BATCHES => continue,
+                    Ok(_) => FOLD_PAUSE,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "programme roll-ups: folding the queued batches failed; trying again in a second");
+                        std::time::Duration::from_secs(1)
+                    }
+                };
+                std::thread::sleep(pause);
+            }
+        })
     }
 
     /// Drops event months past `months` now and every hour after, on a thread of its own

@@ -214,6 +214,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         from: Option<Timestamp>,
         to: Timestamp,
     ) -> Result<crate::rollup::ProgrammeCounts, StoreError>;
+    /// Folds up to `max` ingested batches whose programme roll-ups wait in a queue
+    /// (PostgreSQL: ingest queues them and any central instance folds them, many at
+    /// once, one at a time; [`Store::programme_counts`] counts what still waits) and
+    /// returns how many: 0 when nothing waits. A store that writes the
+    /// roll-ups at ingest (redb) has nothing to fold.
+    fn fold_rollups(&self, max: usize) -> Result<usize, StoreError> {
+        let _ = max;
+        Ok(0)
+    }
     /// Totals.
     fn summary(&self) -> Result<Summary, StoreError>;
     /// Integrity alerts, newest first.

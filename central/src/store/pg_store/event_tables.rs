@@ -312,7 +312,8 @@ impl Target<'_, '_> {
                 &[&g, &h, &f, &n],
             )?;
         }
-        rollup_tables::store(self.tx, gate, r.rollup)?;
+        // Folded into the roll-ups later, many batches at once (`rollup_tables::fold`).
+        rollup_tables::queue(self.tx, gate, &r.rollup)?;
         Ok(())
     }
 }

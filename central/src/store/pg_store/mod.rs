@@ -74,6 +74,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("migrations/0005_documents.sql")),
     (6, include_str!("migrations/0006_programme_packed.sql")),
     (7, include_str!("migrations/0007_lean_event_rows.sql")),
+    (8, include_str!("migrations/0008_programme_queue.sql")),
 ];
 
 /// The migration that adds the programme roll-ups; the roll-ups of the events already
@@ -629,6 +630,11 @@ impl Store for PgStore {
         to: Timestamp,
     ) -> Result<crate::rollup::ProgrammeCounts, StoreError> {
         self.read(|tx| rollup_tables::programme_counts(tx, from, to))
+    }
+
+    fn fold_rollups(&self, max: usize) -> Result<usize, StoreError> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.write(|tx| rollup_tables::fold(tx, max))
     }
 
     fn summary(&self) -> Result<Summary, StoreError> {

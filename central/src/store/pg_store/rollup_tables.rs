@@ -322,14 +322,120 @@ pub(super) fn store(tx: &mut Tx<'_>, gate: &str, batch: rollup::Batch) -> Result
     rollup::store(&mut Sink { tx, gate }, batch)
 }
 
+/// Queues an ingested batch's roll-up for [`fold`], in the ingest's transaction: one row,
+/// where writing the roll-ups would touch a few rows per decision.
+pub(super) fn queue(tx: &mut Tx<'_>, gate: &str, batch: &rollup::Batch) -> Result<(), StoreError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let bytes = batch.to_queued().map_err(StoreError::Backend)?;
+    tx.execute(
+        "INSERT INTO programme_queue (gate, batch) VALUES ($1, $2)",
+        &[&gate, &bytes],
+    )?;
+    Ok(())
+}
+
+/// The key of the advisory lock that lets one transaction at a time, of any central
+/// instance, fold the queue (two folding the same gate's halves at once could each
+/// leave its half waiting for the other).
+const FOLD_LOCK: i64 = 0x6165_6f67_5f66_6f6c;
+
+/// Folds up to `max` of the oldest queued batches into the roll-ups and deletes them, in
+/// this transaction: per gate, the batches merged in the order they were queued, then
+/// stored once. Waits while another transaction folds; returns how many were folded
+/// (none: nothing was queued).
+pub(super) fn fold(tx: &mut Tx<'_>, max: i64) -> Result<usize, StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FOLD_LOCK])?;
+    let rows = tx.query(
+        "SELECT id, gate, batch FROM programme_queue ORDER BY id LIMIT $1",
+        &[&max],
+    )?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut queue = rollup::Queue::default();
+    let mut ids = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id: i64 = r.get(0);
+        ids.push(id);
+        queue
+            .push(r.get(1), r.get(2))
+            .map_err(|why| StoreError::Corrupt {
+                table: "programme_queue",
+                key: id.to_string(),
+                why,
+            })?;
+    }
+    let folded = queue.batches();
+    for (gate, batch) in queue.into_gates() {
+        store(tx, &gate, batch)?;
+    }
+    // The rows read, by id: a row with a lower id may commit after the read (ids are
+    // taken before commit), and it waits for the next fold.
+    tx.execute("DELETE FROM programme_queue WHERE id = ANY($1)", &[&ids])?;
+    Ok(folded)
+}
+
+/// Adds the batches still queued to `sums` and `names`, for the range `sp`, as folding
+/// them would (their halves paired with the pending ones, read, not taken): in the
+/// reader's snapshot each batch is either queued or folded, never both.
+fn add_queued(
+    tx: &mut Tx<'_>,
+    sp: &rollup::Spans,
+    sums: &mut rollup::Sums,
+    names: &mut BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    let mut queue = rollup::Queue::default();
+    for r in tx.query(
+        "SELECT id, gate, batch FROM programme_queue ORDER BY id",
+        &[],
+    )? {
+        let id: i64 = r.get(0);
+        queue
+            .push(r.get(1), r.get(2))
+            .map_err(|why| StoreError::Corrupt {
+                table: "programme_queue",
+                key: id.to_string(),
+                why,
+            })?;
+    }
+    for (gate, batch) in queue.into_gates() {
+        let pending = read_pending(tx, &gate, &batch.transactions())?;
+        rollup::add_in_range(&batch.finish(pending), sp, sums, names);
+    }
+    Ok(())
+}
+
+/// The pending halves stored for these transactions of `gate`.
+fn read_pending(
+    tx: &mut Tx<'_>,
+    gate: &str,
+    txns: &[Uuid],
+) -> Result<Vec<(Uuid, Vec<Half>)>, StoreError> {
+    tx.query(
+        "SELECT txn, value FROM programme_pending WHERE gate = $1 AND txn = ANY($2)",
+        &[&gate, &txns],
+    )?
+    .iter()
+    .map(|r| {
+        let txn: Uuid = r.get(0);
+        let halves: Vec<Half> = from_json("programme_pending", format!("{gate}/{txn}"), r.get(1))?;
+        Ok((txn, halves))
+    })
+    .collect()
+}
+
 /// Builds the roll-ups from every stored event, gate by gate in seq order, in batches of
 /// [`rollup::REBUILD_CHUNK`] events, the way ingest would have (a database migrated from
 /// before the roll-ups); returns the events read. Refused entries are in
 /// `refused_events`, not read here.
 pub(super) fn rebuild(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
     let chunk = i64::try_from(rollup::REBUILD_CHUNK).unwrap_or(i64::MAX);
-    // Whatever packed rows a schema taken back to before the roll-ups kept.
+    // Whatever packed rows a schema taken back to before the roll-ups kept, and the
+    // queued batches: they are of stored events, which this counts.
     tx.execute("DELETE FROM programme_packed", &[])?;
+    tx.execute("DELETE FROM programme_queue", &[])?;
     let events: i64 = tx.query_one("SELECT count(*) FROM events", &[])?.get(0);
     let mut after: (String, i64) = (String::new(), -1);
     let mut read = 0u64;
@@ -405,12 +511,14 @@ pub(super) fn programme_counts(
                 why,
             })?;
     }
+    let mut queued_names = BTreeMap::new();
+    add_queued(tx, &sp, &mut sums, &mut queued_names)?;
     let counts = sums.counts();
     let ops: Vec<&str> = counts
         .keys()
         .filter_map(|(group, _)| group.strip_prefix(rollup::OPERATOR))
         .collect();
-    let names = tx
+    let mut names: BTreeMap<String, String> = tx
         .query(
             "SELECT operator, name FROM programme_names WHERE operator = ANY($1)",
             &[&ops],
@@ -418,5 +526,11 @@ pub(super) fn programme_counts(
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    // A name is stored once, the first declared: a queued one only where none is.
+    for op in ops {
+        if let Some(name) = queued_names.remove(op) {
+            names.entry(op.to_owned()).or_insert(name);
+        }
+    }
     Ok(ProgrammeCounts { counts, names })
 }
