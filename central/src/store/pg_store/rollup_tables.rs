@@ -347,13 +347,26 @@ const FOLD_LOCK: i64 = 0x6165_6f67_5f66_6f6c;
 /// (none: nothing was queued).
 pub(super) fn fold(tx: &mut Tx<'_>, max: i64) -> Result<usize, StoreError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FOLD_LOCK])?;
+    let (ids, queue) = read_queue(tx, max)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let folded = queue.batches();
+    for (gate, batch) in queue.into_gates() {
+        store(tx, &gate, batch)?;
+    }
+    // The rows read, by id: a row with a lower id may commit after the read (ids are
+    // taken before commit), and it waits for the next fold.
+    tx.execute("DELETE FROM programme_queue WHERE id = ANY($1)", &[&ids])?;
+    Ok(folded)
+}
+
+/// The ids of up to `max` of the oldest queued batches, and the batches merged per gate.
+fn read_queue(tx: &mut Tx<'_>, max: i64) -> Result<(Vec<i64>, rollup::Queue), StoreError> {
     let rows = tx.query(
         "SELECT id, gate, batch FROM programme_queue ORDER BY id LIMIT $1",
         &[&max],
     )?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
     let mut queue = rollup::Queue::default();
     let mut ids = Vec::with_capacity(rows.len());
     for r in &rows {
@@ -367,14 +380,7 @@ pub(super) fn fold(tx: &mut Tx<'_>, max: i64) -> Result<usize, StoreError> {
                 why,
             })?;
     }
-    let folded = queue.batches();
-    for (gate, batch) in queue.into_gates() {
-        store(tx, &gate, batch)?;
-    }
-    // The rows read, by id: a row with a lower id may commit after the read (ids are
-    // taken before commit), and it waits for the next fold.
-    tx.execute("DELETE FROM programme_queue WHERE id = ANY($1)", &[&ids])?;
-    Ok(folded)
+    Ok((ids, queue))
 }
 
 /// Adds the batches still queued to `sums` and `names`, for the range `sp`, as folding
@@ -386,20 +392,7 @@ fn add_queued(
     sums: &mut rollup::Sums,
     names: &mut BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
-    let mut queue = rollup::Queue::default();
-    for r in tx.query(
-        "SELECT id, gate, batch FROM programme_queue ORDER BY id",
-        &[],
-    )? {
-        let id: i64 = r.get(0);
-        queue
-            .push(r.get(1), r.get(2))
-            .map_err(|why| StoreError::Corrupt {
-                table: "programme_queue",
-                key: id.to_string(),
-                why,
-            })?;
-    }
+    let (_, queue) = read_queue(tx, i64::MAX)?;
     for (gate, batch) in queue.into_gates() {
         let pending = read_pending(tx, &gate, &batch.transactions())?;
         rollup::add_in_range(&batch.finish(pending), sp, sums, names);
