@@ -12,6 +12,12 @@
 //!   what lets central's contiguous `acked_through` advance.
 //! - Failures back off exponentially with full jitter (0.5 s to 60 s).
 //!
+//! - Before each batch the drain yields to the lanes' journal and read-log writes
+//!   ([`drain::yield_to_lanes`], [`crate::lane_work`]), within a bound.
+//! - The journal is read and each batch encoded to JSON on a thread of its own, below the
+//!   lanes' priority ([`READER_NICE`]): that work is most of the agent's CPU while it
+//!   drains a backlog, and the lanes' tasks and commits come first.
+//!
 //! These rules are [`drain`], sans-IO with table tests; this module is the I/O around them.
 //! - A heartbeat goes to `POST {url}/api/v1/agents/{gate}/heartbeat` every
 //!   `central.heartbeat_every`.
@@ -38,15 +44,26 @@ use protocol::schema::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use self::drain::{Drain, Next};
+use self::drain::{Drain, Next, Yield};
 use crate::clock::Clock;
 use crate::config::CentralConfig;
 use crate::journal::Journal;
+use crate::lane_work::LaneWork;
 use crate::live::Devices;
 use crate::store::backlog;
 
 /// How long a delivery in flight may still take once the agent is stopping.
 const LAST_ATTEMPT: Duration = Duration::from_secs(2);
+
+/// Nice value of the thread that reads and encodes the uplink's batches (setpriority(2)):
+/// under contention the kernel gives it about a tenth of a core against each thread at
+/// the default 0 (the lanes' tasks, the journal's commits), and the whole of an otherwise
+/// idle one.
+pub const READER_NICE: i32 = 10;
+
+/// Most rounds of one yield (each waits for an answer or a timer); the time bound
+/// [`drain::LANE_YIELD_MAX`] ends it first in practice.
+const YIELD_ROUNDS: usize = 1_000;
 
 pub mod drain;
 
@@ -217,6 +234,16 @@ impl CentralClient {
     /// Transport errors, a non-200 answer (with central's error text), an unparsable or
     /// too new acknowledgement.
     pub async fn post_events(&self, batch: &IngestBatch) -> anyhow::Result<IngestAck> {
+        let body = serde_json::to_vec(batch).context("encoding the batch")?;
+        self.post_encoded(body).await
+    }
+
+    /// Posts one batch already encoded as JSON (an [`IngestBatch`]); returns central's
+    /// acknowledgement.
+    ///
+    /// # Errors
+    /// As [`CentralClient::post_events`].
+    pub async fn post_encoded(&self, body: Vec<u8>) -> anyhow::Result<IngestAck> {
         let (i, base) = self.instance();
         let t1 = Timestamp::now();
         let resp = self
@@ -224,7 +251,8 @@ impl CentralClient {
             .post(format!("{base}/api/v1/agents/{}/events", self.gate))
             .bearer_auth(&self.token)
             .timeout(Duration::from_secs(30))
-            .json(batch)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await
             .inspect_err(|_| self.failed(i))
@@ -365,7 +393,12 @@ pub async fn run_uplink(shared: Uplink, client: CentralClient, cfg: CentralConfi
     };
 
     let mut drain = Drain::new(cfg.uplink_batch);
+    let lanes = shared.journal.writer().lane_work().clone();
     loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => {}
+            _ = yield_to_lanes(&lanes) => {}
+        }
         // Registered before looking, so an append between the look and the wait wakes us.
         let appended = shared.journal.appended();
         tokio::pin!(appended);
@@ -469,6 +502,126 @@ pub async fn final_flush(shared: &Uplink, client: &CentralClient, batch: usize, 
     }
 }
 
+/// Waits while the lanes' writes are pending or were just answered
+/// ([`drain::yield_to_lanes`]), at most [`drain::LANE_YIELD_MAX`]; returns how long.
+pub async fn yield_to_lanes(lanes: &LaneWork) -> Duration {
+    let start = tokio::time::Instant::now();
+    for _ in 0..YIELD_ROUNDS {
+        // Registered before looking, so an answer in between is not missed.
+        let answered = lanes.done();
+        tokio::pin!(answered);
+        answered.as_mut().enable();
+        match drain::yield_to_lanes(lanes.pending(), lanes.since_last(), start.elapsed()) {
+            Yield::Go => break,
+            Yield::UntilAnswered(most) => {
+                let _ = tokio::time::timeout(most, answered).await;
+            }
+            Yield::For(wait) => tokio::time::sleep(wait).await,
+        }
+    }
+    let yielded = start.elapsed();
+    if !yielded.is_zero() {
+        metrics::counter!("aeogate_uplink_yields_total").increment(1);
+    }
+    yielded
+}
+
+/// Lowers the calling thread's scheduling priority to [`READER_NICE`] (Linux: a thread id
+/// given to setpriority(2) names that thread only). Best effort: where it cannot, the
+/// thread runs at the default priority.
+#[allow(unsafe_code)]
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take and return plain integers and touch no
+        // memory of ours; raising one's own nice value needs no privilege.
+        let tid = unsafe { libc::gettid() };
+        let Ok(tid) = libc::id_t::try_from(tid) else {
+            return;
+        };
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, READER_NICE) };
+        if r != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "the uplink's reader runs at the default priority"
+            );
+        }
+    }
+}
+
+/// One batch, encoded.
+struct Encoded {
+    body: Vec<u8>,
+    entries: usize,
+}
+
+/// Reads the next batches from the journal (as `drain` plans them) and encodes each as an
+/// [`IngestBatch`], on a thread of its own at [`READER_NICE`]. Empty when nothing is
+/// unacknowledged.
+async fn read_batches(shared: &Uplink, drain: &Drain) -> anyhow::Result<Vec<Encoded>> {
+    let store = shared.journal.store().clone();
+    let gate = shared.gate.clone();
+    let drain = drain.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("uplink-reader".into())
+        .spawn(move || {
+            lower_this_threads_priority();
+            let _ = tx.send(read_and_encode(&store, &gate, &drain));
+        })
+        .context("starting the uplink's reader thread")?;
+    rx.await.context("the uplink's reader thread panicked")?
+}
+
+fn read_and_encode(
+    store: &crate::store::Store,
+    gate: &GateId,
+    drain: &Drain,
+) -> anyhow::Result<Vec<Encoded>> {
+    let plan = drain.plan(store.backlog());
+    let mut windows = vec![
+        store
+            .unacked(plan.max, plan.exceptions_first)
+            .context("reading the journal")?,
+    ];
+    // Journal order: each further window starts after the last entry of the one before it
+    // (unacknowledged entries are never pruned).
+    while windows.len() < plan.batches {
+        // A short window reached the head: nothing comes after it.
+        let Some(last) = windows
+            .last()
+            .filter(|w| w.len() == plan.max)
+            .and_then(|w| w.last())
+        else {
+            break;
+        };
+        let next = store
+            .entries(last.seq + 1, plan.max)
+            .context("reading the journal")?;
+        if next.is_empty() {
+            break;
+        }
+        windows.push(next);
+    }
+    windows
+        .into_iter()
+        .filter(|w| !w.is_empty())
+        .map(|entries| {
+            let count = entries.len();
+            let batch = IngestBatch {
+                v: SCHEMA_VERSION,
+                batch_id: Uuid::now_v7(),
+                agent: gate.clone(),
+                entries,
+            };
+            Ok(Encoded {
+                body: serde_json::to_vec(&batch).context("encoding a batch")?,
+                entries: count,
+            })
+        })
+        .collect()
+}
+
 /// What one attempt came to.
 enum Drained {
     /// Nothing unacknowledged.
@@ -482,60 +635,27 @@ async fn drain_once(
     client: &CentralClient,
     drain: Drain,
 ) -> anyhow::Result<Drained> {
-    let store = shared.journal.store().clone();
-    let windows = tokio::task::spawn_blocking(move || {
-        let plan = drain.plan(store.backlog());
-        let mut windows = vec![store.unacked(plan.max, plan.exceptions_first)?];
-        // Journal order: each further window starts after the last entry of the one
-        // before it (unacknowledged entries are never pruned).
-        while windows.len() < plan.batches {
-            // A short window reached the head: nothing comes after it.
-            let Some(last) = windows
-                .last()
-                .filter(|w| w.len() == plan.max)
-                .and_then(|w| w.last())
-            else {
-                break;
-            };
-            let next = store.entries(last.seq + 1, plan.max)?;
-            if next.is_empty() {
-                break;
-            }
-            windows.push(next);
-        }
-        Ok::<_, crate::store::JournalError>(windows)
-    })
-    .await
-    .context("uplink task panicked")?
-    .context("reading the journal")?;
-    if windows.first().is_none_or(Vec::is_empty) {
+    let batches = read_batches(shared, &drain).await?;
+    if batches.is_empty() {
         return Ok(Drained::Nothing);
     }
-    let bodies: Vec<IngestBatch> = windows
-        .into_iter()
-        .map(|entries| IngestBatch {
-            v: SCHEMA_VERSION,
-            batch_id: Uuid::now_v7(),
-            agent: shared.gate.clone(),
-            entries,
-        })
-        .collect();
+    let counts: Vec<usize> = batches.iter().map(|b| b.entries).collect();
     // All in flight at once; central's acknowledgement is contiguous whatever order they
     // are stored in, so the furthest one answered is where the cursor may move.
     let answers =
-        futures_util::future::join_all(bodies.iter().map(|b| client.post_events(b))).await;
+        futures_util::future::join_all(batches.into_iter().map(|b| client.post_encoded(b.body)))
+            .await;
     let mut through = None;
     let mut failure = None;
-    for (body, answer) in bodies.iter().zip(answers) {
+    for (count, answer) in counts.into_iter().zip(answers) {
         match answer {
             Ok(ack) => {
                 for alert in &ack.alerts {
                     tracing::error!(%alert, "central reports an integrity problem with this gate's journal");
                 }
-                metrics::counter!("aeogate_uplink_entries_total")
-                    .increment(body.entries.len() as u64);
+                metrics::counter!("aeogate_uplink_entries_total").increment(count as u64);
                 tracing::debug!(
-                    count = body.entries.len(),
+                    count,
                     acked_through = ack.acked_through,
                     stored = ack.stored,
                     duplicates = ack.duplicates,
