@@ -697,6 +697,52 @@ async fn drain_once(
 mod tests {
     use super::*;
 
+    const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_waits_for_a_pending_lane_write_and_goes_on_just_after_its_answer() {
+        let lanes = LaneWork::new();
+        let pending = lanes.begin();
+        let waiting = tokio::spawn({
+            let lanes = lanes.clone();
+            async move { yield_to_lanes(&lanes).await }
+        });
+        tokio::time::sleep(10 * MS).await;
+        assert!(!waiting.is_finished(), "held while the write is pending");
+        drop(pending);
+        let yielded = waiting.await.expect("yield task");
+        assert_eq!(
+            yielded,
+            10 * MS + drain::LANE_QUIET,
+            "resumes the quiet time after the answer"
+        );
+        // Quiet lanes cost the drain nothing.
+        tokio::time::sleep(drain::LANE_QUIET).await;
+        assert_eq!(yield_to_lanes(&lanes).await, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lanes_that_are_never_quiet_hold_the_drain_only_up_to_its_bound() {
+        let lanes = LaneWork::new();
+        let stuck = lanes.begin();
+        assert_eq!(yield_to_lanes(&lanes).await, drain::LANE_YIELD_MAX);
+        drop(stuck);
+        // A write answered every 3 ms, each pending for 1 ms: never quiet for 5 ms.
+        let busy = tokio::spawn({
+            let lanes = lanes.clone();
+            async move {
+                for _ in 0..100 {
+                    let w = lanes.begin();
+                    tokio::time::sleep(MS).await;
+                    drop(w);
+                    tokio::time::sleep(2 * MS).await;
+                }
+            }
+        });
+        assert_eq!(yield_to_lanes(&lanes).await, drain::LANE_YIELD_MAX);
+        busy.abort();
+    }
+
     fn config(urls: &[&str]) -> CentralConfig {
         CentralConfig {
             url: urls[0].to_owned(),
