@@ -237,8 +237,7 @@ impl ClockFilter {
 
 /// Reads the kernel's clock synchronisation state. `None` where it cannot be read.
 ///
-/// One of the agent's two `unsafe` calls (the other lowers the uplink reader's priority): no
-/// maintained crate wraps `adjtimex(2)`.
+/// The one `unsafe` call of the agent: no maintained crate wraps `adjtimex(2)`.
 #[must_use]
 #[allow(unsafe_code)]
 pub fn host_sync() -> Option<HostSync> {

@@ -14,9 +14,9 @@
 //!
 //! - Before each batch the drain yields to the lanes' journal and read-log writes
 //!   ([`drain::yield_to_lanes`], [`crate::lane_work`]), within a bound.
-//! - The journal is read and each batch encoded to JSON on a thread of its own, below the
-//!   lanes' priority ([`READER_NICE`]): that work is most of the agent's CPU while it
-//!   drains a backlog, and the lanes' tasks and commits come first.
+//! - The journal is read and each batch encoded to JSON on a blocking thread, off the async
+//!   runtime's workers that the lanes' tasks run on: the encoding of two batches of 1,000
+//!   entries is several milliseconds of CPU.
 //!
 //! These rules are [`drain`], sans-IO with table tests; this module is the I/O around them.
 //! - A heartbeat goes to `POST {url}/api/v1/agents/{gate}/heartbeat` every
@@ -54,12 +54,6 @@ use crate::store::backlog;
 
 /// How long a delivery in flight may still take once the agent is stopping.
 const LAST_ATTEMPT: Duration = Duration::from_secs(2);
-
-/// Nice value of the thread that reads and encodes the uplink's batches (setpriority(2)):
-/// under contention the kernel gives it about a tenth of a core against each thread at
-/// the default 0 (the lanes' tasks, the journal's commits), and the whole of an otherwise
-/// idle one.
-pub const READER_NICE: i32 = 10;
 
 /// Most rounds of one yield (each waits for an answer or a timer); the time bound
 /// [`drain::LANE_YIELD_MAX`] ends it first in practice.
@@ -526,29 +520,6 @@ pub async fn yield_to_lanes(lanes: &LaneWork) -> Duration {
     yielded
 }
 
-/// Lowers the calling thread's scheduling priority to [`READER_NICE`] (Linux: a thread id
-/// given to setpriority(2) names that thread only). Best effort: where it cannot, the
-/// thread runs at the default priority.
-#[allow(unsafe_code)]
-fn lower_this_threads_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid and setpriority take and return plain integers and touch no
-        // memory of ours; raising one's own nice value needs no privilege.
-        let tid = unsafe { libc::gettid() };
-        let Ok(tid) = libc::id_t::try_from(tid) else {
-            return;
-        };
-        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, READER_NICE) };
-        if r != 0 {
-            tracing::debug!(
-                error = %std::io::Error::last_os_error(),
-                "the uplink's reader runs at the default priority"
-            );
-        }
-    }
-}
-
 /// One batch, encoded.
 struct Encoded {
     body: Vec<u8>,
@@ -556,21 +527,14 @@ struct Encoded {
 }
 
 /// Reads the next batches from the journal (as `drain` plans them) and encodes each as an
-/// [`IngestBatch`], on a thread of its own at [`READER_NICE`]. Empty when nothing is
-/// unacknowledged.
+/// [`IngestBatch`], on a blocking thread. Empty when nothing is unacknowledged.
 async fn read_batches(shared: &Uplink, drain: &Drain) -> anyhow::Result<Vec<Encoded>> {
     let store = shared.journal.store().clone();
     let gate = shared.gate.clone();
     let drain = drain.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("uplink-reader".into())
-        .spawn(move || {
-            lower_this_threads_priority();
-            let _ = tx.send(read_and_encode(&store, &gate, &drain));
-        })
-        .context("starting the uplink's reader thread")?;
-    rx.await.context("the uplink's reader thread panicked")?
+    tokio::task::spawn_blocking(move || read_and_encode(&store, &gate, &drain))
+        .await
+        .context("the uplink's journal read panicked")?
 }
 
 fn read_and_encode(
