@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::lane_work::LaneWork;
 use crate::live::HealthReporter;
 use crate::store::{HeldFile, HeldGroup, JournalError, Store, WindowResult};
 
@@ -83,6 +84,8 @@ pub struct JournalWriter {
     queue: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     /// Group commits made by the task (for the benchmark and the metrics).
     commits: Arc<std::sync::atomic::AtomicU64>,
+    /// Appends queued and not yet answered (the uplink yields to them).
+    lanes: Arc<LaneWork>,
 }
 
 impl std::fmt::Debug for AppendRequest {
@@ -138,6 +141,7 @@ impl JournalWriter {
                 store,
                 queue: Mutex::new(Some(tx)),
                 commits,
+                lanes: LaneWork::new(),
             },
             task,
         )
@@ -157,6 +161,13 @@ impl JournalWriter {
     /// The store the writer writes to.
     pub(crate) fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Every write but the uplink's cursor, from queued to answered (the uplink yields to
+    /// them; a read log sharing this writer counts its writes here too).
+    #[must_use]
+    pub fn lane_work(&self) -> &Arc<LaneWork> {
+        &self.lanes
     }
 
     /// Journals `bodies` durably, grouped with whatever else is queued; returns this
@@ -185,6 +196,7 @@ impl JournalWriter {
         at: Timestamp,
         consumed: Vec<Vec<u8>>,
     ) -> Result<Vec<JournalEntry>, JournalError> {
+        let _pending = self.lanes.begin();
         if let Some(queue) = self.queue() {
             let (reply, answer) = tokio::sync::oneshot::channel();
             let req = WriteRequest::Append(AppendRequest {

@@ -17,6 +17,8 @@
 //!   parts).
 //! - [`journal`]: the running journal: the group-commit writer, records held while the
 //!   disk refuses writes, the alarm, the journal's health, the "appended" notification.
+//! - [`lane_work`]: the journal's and read log's writes in progress, which the uplink
+//!   yields to.
 //! - [`readlog`]: the read log: lane events written durably before a source answers
 //!   the device, consumed by the journal write that records them, replayed at start.
 //! - [`live`]: what every lane is doing now, and every device's health ([`live::HealthReporter`]).
@@ -56,6 +58,7 @@ pub mod console;
 pub mod decider;
 pub mod devices;
 pub mod journal;
+pub mod lane_work;
 pub mod live;
 pub mod officer;
 pub mod pipeline;

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::assembler::AssemblerEvent;
 use crate::journal::{Journal, JournalWriter, LogRequest, WriteRequest, spawn_writer};
+use crate::lane_work::LaneWork;
 use crate::store::{JournalError, Store};
 
 /// The encoding of an event in the read log; its bytes are also its identity when the
@@ -34,6 +35,8 @@ pub fn encode(event: &AssemblerEvent) -> Vec<u8> {
 pub struct ReadLog {
     store: Store,
     queue: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    /// Writes queued and not yet answered (the journal writer's count when shared).
+    lanes: std::sync::Arc<LaneWork>,
 }
 
 impl ReadLog {
@@ -46,6 +49,7 @@ impl ReadLog {
             ReadLog {
                 store,
                 queue: Mutex::new(Some(tx)),
+                lanes: LaneWork::new(),
             },
             task,
         )
@@ -66,6 +70,7 @@ impl ReadLog {
         ReadLog {
             store: writer.store().clone(),
             queue: Mutex::new(writer.queue()),
+            lanes: writer.lane_work().clone(),
         }
     }
 
@@ -78,6 +83,7 @@ impl ReadLog {
         if events.is_empty() {
             return Ok(());
         }
+        let _pending = self.lanes.begin();
         let encoded: Vec<Vec<u8>> = events.iter().map(encode).collect();
         let started = std::time::Instant::now();
         let queue = self.queue.lock().ok().and_then(|q| q.clone());

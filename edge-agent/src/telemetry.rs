@@ -174,6 +174,10 @@ pub fn describe() {
         "Uplink batches to central that failed (retried with backoff)."
     );
     describe_counter!(
+        "aeogate_uplink_yields_total",
+        "Uplink batches read only after waiting for the lanes' journal and read-log writes (bounded per batch)."
+    );
+    describe_counter!(
         "aeogate_uplink_failovers_total",
         "Moves to the next central instance (central.urls) after a request failed."
     );
@@ -282,6 +286,7 @@ pub fn describe() {
         "aeogate_uplink_entries_total",
         "aeogate_uplink_failures_total",
         "aeogate_uplink_failovers_total",
+        "aeogate_uplink_yields_total",
     ] {
         metrics::counter!(name).increment(0);
     }

@@ -45,6 +45,8 @@ struct Central {
     receipts: BTreeMap<u64, usize>,
     /// (first seq of a batch, first seq of the batch that arrived while it was held).
     overtaken: Vec<(u64, u64)>,
+    /// When each batch arrived.
+    arrivals: Vec<std::time::Instant>,
 }
 
 /// Longest a held batch waits for a later one to be answered.
@@ -71,6 +73,7 @@ async fn events(
     let (hold, arrival) = {
         let mut c = c.lock().expect("lock");
         c.received += 1;
+        c.arrivals.push(std::time::Instant::now());
         for e in &b.entries {
             *c.receipts.entry(e.seq).or_default() += 1;
         }
@@ -330,6 +333,70 @@ async fn a_backlog_goes_two_batches_at_a_time_and_an_overtaken_batch_still_moves
              again): {resent:?}"
         );
     }
+    support::stop_agent(&shutdown, h.join, STEP).await;
+}
+
+#[tokio::test]
+async fn the_drain_waits_while_a_lane_write_is_pending_and_still_drains_everything_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state: Shared = Arc::default();
+    let (h, shutdown) = started(dir.path(), &state).await;
+    let store = h.shared.store.clone();
+    eventually("the start's entries acknowledged", || {
+        store.acked_seq() == store.journal_head()
+    })
+    .await;
+    let lanes = h.shared.journal.writer().lane_work().clone();
+    // A lane's write queued and not answered, for the whole drain.
+    let pending = lanes.begin();
+    let before = state.lock().expect("lock").received;
+    let appended_at = std::time::Instant::now();
+    h.shared
+        .journal
+        .append((0..24).map(alert).collect())
+        .await
+        .expect("journal");
+    assert_eq!(
+        lanes.pending(),
+        1,
+        "the append was answered, the lane's write is not"
+    );
+    assert!(
+        lanes.since_last().is_some(),
+        "the append counted as lane work"
+    );
+    eventually("all entries at central and acknowledged", || {
+        store.acked_seq() == store.journal_head()
+    })
+    .await;
+    {
+        let c = state.lock().expect("lock");
+        let first = c.arrivals.get(before).expect("a batch after the append");
+        assert!(
+            first.duration_since(appended_at) >= edge_agent::uplink::drain::LANE_YIELD_MAX,
+            "the first batch waited for the pending write, up to the bound: {:?}",
+            first.duration_since(appended_at)
+        );
+        let seqs: Vec<u64> = c.stored.keys().copied().collect();
+        assert_eq!(seqs, (1..=store.journal_head()).collect::<Vec<_>>());
+        let resent: Vec<(&u64, &usize)> = c.receipts.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(resent.is_empty(), "each entry sent once: {resent:?}");
+    }
+    // Answered: the next entries drain too.
+    drop(pending);
+    h.shared
+        .journal
+        .append((24..30).map(alert).collect())
+        .await
+        .expect("journal");
+    eventually("the later entries acknowledged", || {
+        store.acked_seq() == store.journal_head()
+    })
+    .await;
+    assert_eq!(
+        state.lock().expect("lock").stored.len() as u64,
+        store.journal_head()
+    );
     support::stop_agent(&shutdown, h.join, STEP).await;
 }
 

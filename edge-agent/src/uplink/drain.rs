@@ -12,6 +12,12 @@
 //!   stored), so the cursor rules below hold unchanged, and the agent's reading and
 //!   encoding of one batch overlaps central's commit of the other (which central's group
 //!   commit may make one).
+//! - Before reading its next batch the drain yields to the lanes ([`yield_to_lanes`]): while
+//!   a lane's journal or read-log write is queued and not yet answered, and for
+//!   [`LANE_QUIET`] after the last answer (the decision's publish and lane command follow
+//!   it), but at most [`LANE_YIELD_MAX`] before each attempt, so busy lanes slow the drain
+//!   and never stop it. Yielding changes when a batch is read, not which: the cursor and
+//!   acknowledgement rules are untouched.
 //! - The cursor moves to central's `acked_through`, never past the journal head and never
 //!   backwards.
 //! - An answer that does not move the cursor is a stall (central misses an earlier entry
@@ -31,6 +37,16 @@ pub const IN_FLIGHT: usize = 2;
 
 /// Longest an idle uplink waits for a new entry before looking again.
 pub const IDLE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long after the lanes' last write was answered the drain still waits: a decision's
+/// commit is followed by its lane command and publish, which need the cores for a
+/// millisecond or two (figure 2: read → lane about 3 ms in all).
+pub const LANE_QUIET: Duration = Duration::from_millis(5);
+
+/// Longest the drain yields to the lanes before one attempt: lanes that are never quiet
+/// (a truck every 170 ms on a busy gate, each with several reads) slow the drain by at
+/// most this per attempt instead of stopping it.
+pub const LANE_YIELD_MAX: Duration = Duration::from_millis(50);
 
 /// First wait after a failure or stall.
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
@@ -58,6 +74,34 @@ pub enum Next {
     WaitForEntries(Duration),
     /// Wait this long, then try again.
     Retry(Duration),
+}
+
+/// Whether the drain reads its next batch now or yields to the lanes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Yield {
+    /// Read and send now.
+    Go,
+    /// A lane write is pending: wait for an answer, at most this long.
+    UntilAnswered(Duration),
+    /// The lanes were just answered: wait this long.
+    For(Duration),
+}
+
+/// Before an attempt: `pending` lane writes queued and not yet answered, `since_last` the
+/// time since the last one was answered (`None` before the first), `yielded` how long the
+/// drain has already yielded before this attempt.
+#[must_use]
+pub fn yield_to_lanes(pending: usize, since_last: Option<Duration>, yielded: Duration) -> Yield {
+    let Some(left) = LANE_YIELD_MAX.checked_sub(yielded).filter(|l| !l.is_zero()) else {
+        return Yield::Go;
+    };
+    if pending > 0 {
+        return Yield::UntilAnswered(left);
+    }
+    match since_last {
+        Some(t) if t < LANE_QUIET => Yield::For((LANE_QUIET - t).min(left)),
+        _ => Yield::Go,
+    }
 }
 
 /// The drain's state between attempts.
@@ -184,6 +228,33 @@ mod tests {
         }
         assert!(matches!(d.on_error(0.5), Next::Retry(_)));
         assert_eq!(d.plan(10_000).batches, 1, "a failure starts a new round");
+    }
+
+    #[test]
+    fn the_drain_yields_to_pending_and_just_answered_lane_writes_within_its_bound() {
+        let ms = Duration::from_millis;
+        let max = LANE_YIELD_MAX;
+        // (pending, since the last answer, yielded so far, what to do)
+        let cases = [
+            (0, None, ms(0), Yield::Go),
+            (0, Some(LANE_QUIET), ms(0), Yield::Go),
+            (0, Some(ms(60_000)), ms(0), Yield::Go),
+            (0, Some(ms(0)), ms(0), Yield::For(LANE_QUIET)),
+            (0, Some(ms(2)), ms(0), Yield::For(LANE_QUIET - ms(2))),
+            (0, Some(ms(0)), max - ms(1), Yield::For(ms(1))),
+            (1, None, ms(0), Yield::UntilAnswered(max)),
+            (3, Some(ms(1)), ms(20), Yield::UntilAnswered(max - ms(20))),
+            (1, Some(ms(0)), max, Yield::Go),
+            (1, Some(ms(0)), max * 2, Yield::Go),
+            (0, Some(ms(0)), max, Yield::Go),
+        ];
+        for (pending, since, yielded, want) in cases {
+            assert_eq!(
+                yield_to_lanes(pending, since, yielded),
+                want,
+                "pending {pending} since {since:?} yielded {yielded:?}"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,12 @@
 //!   what lets central's contiguous `acked_through` advance.
 //! - Failures back off exponentially with full jitter (0.5 s to 60 s).
 //!
+//! - Before each batch the drain yields to the lanes' journal and read-log writes
+//!   ([`drain::yield_to_lanes`], [`crate::lane_work`]), within a bound.
+//! - The journal is read and each batch encoded to JSON on a blocking thread, off the async
+//!   runtime's workers that the lanes' tasks run on: the encoding of two batches of 1,000
+//!   entries is several milliseconds of CPU.
+//!
 //! These rules are [`drain`], sans-IO with table tests; this module is the I/O around them.
 //! - A heartbeat goes to `POST {url}/api/v1/agents/{gate}/heartbeat` every
 //!   `central.heartbeat_every`.
@@ -38,15 +44,20 @@ use protocol::schema::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use self::drain::{Drain, Next};
+use self::drain::{Drain, Next, Yield};
 use crate::clock::Clock;
 use crate::config::CentralConfig;
 use crate::journal::Journal;
+use crate::lane_work::LaneWork;
 use crate::live::Devices;
 use crate::store::backlog;
 
 /// How long a delivery in flight may still take once the agent is stopping.
 const LAST_ATTEMPT: Duration = Duration::from_secs(2);
+
+/// Most rounds of one yield (each waits for an answer or a timer); the time bound
+/// [`drain::LANE_YIELD_MAX`] ends it first in practice.
+const YIELD_ROUNDS: usize = 1_000;
 
 pub mod drain;
 
@@ -217,6 +228,16 @@ impl CentralClient {
     /// Transport errors, a non-200 answer (with central's error text), an unparsable or
     /// too new acknowledgement.
     pub async fn post_events(&self, batch: &IngestBatch) -> anyhow::Result<IngestAck> {
+        let body = serde_json::to_vec(batch).context("encoding the batch")?;
+        self.post_encoded(body).await
+    }
+
+    /// Posts one batch already encoded as JSON (an [`IngestBatch`]); returns central's
+    /// acknowledgement.
+    ///
+    /// # Errors
+    /// As [`CentralClient::post_events`].
+    pub async fn post_encoded(&self, body: Vec<u8>) -> anyhow::Result<IngestAck> {
         let (i, base) = self.instance();
         let t1 = Timestamp::now();
         let resp = self
@@ -224,7 +245,8 @@ impl CentralClient {
             .post(format!("{base}/api/v1/agents/{}/events", self.gate))
             .bearer_auth(&self.token)
             .timeout(Duration::from_secs(30))
-            .json(batch)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await
             .inspect_err(|_| self.failed(i))
@@ -365,7 +387,12 @@ pub async fn run_uplink(shared: Uplink, client: CentralClient, cfg: CentralConfi
     };
 
     let mut drain = Drain::new(cfg.uplink_batch);
+    let lanes = shared.journal.writer().lane_work().clone();
     loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => {}
+            _ = yield_to_lanes(&lanes) => {}
+        }
         // Registered before looking, so an append between the look and the wait wakes us.
         let appended = shared.journal.appended();
         tokio::pin!(appended);
@@ -469,6 +496,96 @@ pub async fn final_flush(shared: &Uplink, client: &CentralClient, batch: usize, 
     }
 }
 
+/// Waits while the lanes' writes are pending or were just answered
+/// ([`drain::yield_to_lanes`]), at most [`drain::LANE_YIELD_MAX`]; returns how long.
+pub async fn yield_to_lanes(lanes: &LaneWork) -> Duration {
+    let start = tokio::time::Instant::now();
+    for _ in 0..YIELD_ROUNDS {
+        // Registered before looking, so an answer in between is not missed.
+        let answered = lanes.done();
+        tokio::pin!(answered);
+        answered.as_mut().enable();
+        match drain::yield_to_lanes(lanes.pending(), lanes.since_last(), start.elapsed()) {
+            Yield::Go => break,
+            Yield::UntilAnswered(most) => {
+                let _ = tokio::time::timeout(most, answered).await;
+            }
+            Yield::For(wait) => tokio::time::sleep(wait).await,
+        }
+    }
+    let yielded = start.elapsed();
+    if !yielded.is_zero() {
+        metrics::counter!("aeogate_uplink_yields_total").increment(1);
+    }
+    yielded
+}
+
+/// One batch, encoded.
+struct Encoded {
+    body: Vec<u8>,
+    entries: usize,
+}
+
+/// Reads the next batches from the journal (as `drain` plans them) and encodes each as an
+/// [`IngestBatch`], on a blocking thread. Empty when nothing is unacknowledged.
+async fn read_batches(shared: &Uplink, drain: &Drain) -> anyhow::Result<Vec<Encoded>> {
+    let store = shared.journal.store().clone();
+    let gate = shared.gate.clone();
+    let drain = drain.clone();
+    tokio::task::spawn_blocking(move || read_and_encode(&store, &gate, &drain))
+        .await
+        .context("the uplink's journal read panicked")?
+}
+
+fn read_and_encode(
+    store: &crate::store::Store,
+    gate: &GateId,
+    drain: &Drain,
+) -> anyhow::Result<Vec<Encoded>> {
+    let plan = drain.plan(store.backlog());
+    let mut windows = vec![
+        store
+            .unacked(plan.max, plan.exceptions_first)
+            .context("reading the journal")?,
+    ];
+    // Journal order: each further window starts after the last entry of the one before it
+    // (unacknowledged entries are never pruned).
+    while windows.len() < plan.batches {
+        // A short window reached the head: nothing comes after it.
+        let Some(last) = windows
+            .last()
+            .filter(|w| w.len() == plan.max)
+            .and_then(|w| w.last())
+        else {
+            break;
+        };
+        let next = store
+            .entries(last.seq + 1, plan.max)
+            .context("reading the journal")?;
+        if next.is_empty() {
+            break;
+        }
+        windows.push(next);
+    }
+    windows
+        .into_iter()
+        .filter(|w| !w.is_empty())
+        .map(|entries| {
+            let count = entries.len();
+            let batch = IngestBatch {
+                v: SCHEMA_VERSION,
+                batch_id: Uuid::now_v7(),
+                agent: gate.clone(),
+                entries,
+            };
+            Ok(Encoded {
+                body: serde_json::to_vec(&batch).context("encoding a batch")?,
+                entries: count,
+            })
+        })
+        .collect()
+}
+
 /// What one attempt came to.
 enum Drained {
     /// Nothing unacknowledged.
@@ -482,60 +599,27 @@ async fn drain_once(
     client: &CentralClient,
     drain: Drain,
 ) -> anyhow::Result<Drained> {
-    let store = shared.journal.store().clone();
-    let windows = tokio::task::spawn_blocking(move || {
-        let plan = drain.plan(store.backlog());
-        let mut windows = vec![store.unacked(plan.max, plan.exceptions_first)?];
-        // Journal order: each further window starts after the last entry of the one
-        // before it (unacknowledged entries are never pruned).
-        while windows.len() < plan.batches {
-            // A short window reached the head: nothing comes after it.
-            let Some(last) = windows
-                .last()
-                .filter(|w| w.len() == plan.max)
-                .and_then(|w| w.last())
-            else {
-                break;
-            };
-            let next = store.entries(last.seq + 1, plan.max)?;
-            if next.is_empty() {
-                break;
-            }
-            windows.push(next);
-        }
-        Ok::<_, crate::store::JournalError>(windows)
-    })
-    .await
-    .context("uplink task panicked")?
-    .context("reading the journal")?;
-    if windows.first().is_none_or(Vec::is_empty) {
+    let batches = read_batches(shared, &drain).await?;
+    if batches.is_empty() {
         return Ok(Drained::Nothing);
     }
-    let bodies: Vec<IngestBatch> = windows
-        .into_iter()
-        .map(|entries| IngestBatch {
-            v: SCHEMA_VERSION,
-            batch_id: Uuid::now_v7(),
-            agent: shared.gate.clone(),
-            entries,
-        })
-        .collect();
+    let counts: Vec<usize> = batches.iter().map(|b| b.entries).collect();
     // All in flight at once; central's acknowledgement is contiguous whatever order they
     // are stored in, so the furthest one answered is where the cursor may move.
     let answers =
-        futures_util::future::join_all(bodies.iter().map(|b| client.post_events(b))).await;
+        futures_util::future::join_all(batches.into_iter().map(|b| client.post_encoded(b.body)))
+            .await;
     let mut through = None;
     let mut failure = None;
-    for (body, answer) in bodies.iter().zip(answers) {
+    for (count, answer) in counts.into_iter().zip(answers) {
         match answer {
             Ok(ack) => {
                 for alert in &ack.alerts {
                     tracing::error!(%alert, "central reports an integrity problem with this gate's journal");
                 }
-                metrics::counter!("aeogate_uplink_entries_total")
-                    .increment(body.entries.len() as u64);
+                metrics::counter!("aeogate_uplink_entries_total").increment(count as u64);
                 tracing::debug!(
-                    count = body.entries.len(),
+                    count,
                     acked_through = ack.acked_through,
                     stored = ack.stored,
                     duplicates = ack.duplicates,
@@ -576,6 +660,52 @@ async fn drain_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_waits_for_a_pending_lane_write_and_goes_on_just_after_its_answer() {
+        let lanes = LaneWork::new();
+        let pending = lanes.begin();
+        let waiting = tokio::spawn({
+            let lanes = lanes.clone();
+            async move { yield_to_lanes(&lanes).await }
+        });
+        tokio::time::sleep(10 * MS).await;
+        assert!(!waiting.is_finished(), "held while the write is pending");
+        drop(pending);
+        let yielded = waiting.await.expect("yield task");
+        assert_eq!(
+            yielded,
+            10 * MS + drain::LANE_QUIET,
+            "resumes the quiet time after the answer"
+        );
+        // Quiet lanes cost the drain nothing.
+        tokio::time::sleep(drain::LANE_QUIET).await;
+        assert_eq!(yield_to_lanes(&lanes).await, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lanes_that_are_never_quiet_hold_the_drain_only_up_to_its_bound() {
+        let lanes = LaneWork::new();
+        let stuck = lanes.begin();
+        assert_eq!(yield_to_lanes(&lanes).await, drain::LANE_YIELD_MAX);
+        drop(stuck);
+        // A write answered every 3 ms, each pending for 1 ms: never quiet for 5 ms.
+        let busy = tokio::spawn({
+            let lanes = lanes.clone();
+            async move {
+                for _ in 0..100 {
+                    let w = lanes.begin();
+                    tokio::time::sleep(MS).await;
+                    drop(w);
+                    tokio::time::sleep(2 * MS).await;
+                }
+            }
+        });
+        assert_eq!(yield_to_lanes(&lanes).await, drain::LANE_YIELD_MAX);
+        busy.abort();
+    }
 
     fn config(urls: &[&str]) -> CentralConfig {
         CentralConfig {
