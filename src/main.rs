@@ -14,12 +14,6 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of the system's malloc: the agent's many small allocations that cross
-/// threads cost glibc a fifth of the agent's CPU at saturation (docs/benchmarks.md,
-/// figure 10).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod demo;
 mod tools;
 

@@ -18,12 +18,6 @@ use clap::{Parser, Subcommand};
 use edge_agent::config::Config;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc instead of the system's malloc: the agent's many small allocations that cross
-/// threads cost glibc a fifth of the agent's CPU at saturation (docs/benchmarks.md,
-/// figure 10).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// aeogate edge agent: reads lane hardware, decides lanes, forwards events to central.
 #[derive(Debug, Parser)]
 #[command(version, about)]
