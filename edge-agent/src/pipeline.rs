@@ -22,7 +22,7 @@
 //! While the gate's clock is off from central's beyond `clock.max_offset`
 //! ([`crate::clock`]), every decision gets `CLOCK_UNTRUSTED` and FAST becomes STANDARD.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,6 +96,56 @@ pub struct Reconfigure {
 struct Books {
     restored: BTreeSet<Uuid>,
     spent: Vec<Vec<u8>>,
+    metrics: DecisionMetrics,
+}
+
+/// Each lane's decision series, looked up once per lane and decision instead of by label
+/// on every decision (the label strings and the registry look-up were about 3 % of the
+/// agent's CPU at saturation, docs/benchmarks.md figure 10). Holds the configured lanes
+/// only: it is emptied when the lanes are reconfigured.
+#[derive(Default)]
+struct DecisionMetrics {
+    lanes: HashMap<LaneId, LaneMetrics>,
+    close_to_lane: Option<metrics::Histogram>,
+}
+
+struct LaneMetrics {
+    seconds: metrics::Histogram,
+    /// `aeogate_decisions_total` by decision, made on the first of each.
+    decisions: Vec<(LaneDecision, metrics::Counter)>,
+}
+
+impl std::fmt::Debug for DecisionMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionMetrics")
+            .field("lanes", &self.lanes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DecisionMetrics {
+    /// Counts a decision on `lane` that took `seconds` from its group's start.
+    fn decided(&mut self, lane: &LaneId, decision: LaneDecision, seconds: f64) {
+        let m = self.lanes.entry(lane.clone()).or_insert_with(|| LaneMetrics {
+            seconds: metrics::histogram!("aeogate_decision_seconds", "lane" => lane.to_string()),
+            decisions: Vec::with_capacity(3),
+        });
+        m.seconds.record(seconds);
+        match m.decisions.iter().find(|(d, _)| *d == decision) {
+            Some((_, counter)) => counter.increment(1),
+            None => {
+                let counter = metrics::counter!("aeogate_decisions_total", "lane" => lane.to_string(), "decision" => decision.as_str());
+                counter.increment(1);
+                m.decisions.push((decision, counter));
+            }
+        }
+    }
+
+    fn close_to_lane(&mut self, seconds: f64) {
+        self.close_to_lane
+            .get_or_insert_with(|| metrics::histogram!("aeogate_close_to_lane_seconds"))
+            .record(seconds);
+    }
 }
 
 impl Pipeline {
@@ -209,6 +259,7 @@ async fn apply(
         Err(e) => shared.journal.failed(&e, vec![body], Vec::new()),
     }
     shared.live.set_lanes(&lanes);
+    books.metrics = DecisionMetrics::default();
     // Everything but the lanes and the policy carries over.
     let next = Arc::new(Pipeline {
         lanes,
@@ -275,7 +326,13 @@ async fn process(
     let mut closed: Vec<Closing> = Vec::new();
     for out in outputs {
         if !matches!(out, AssemblerOutput::Closed(_)) && !closed.is_empty() {
-            conclude_closed(shared, std::mem::take(&mut closed), actuate).await;
+            conclude_closed(
+                shared,
+                std::mem::take(&mut closed),
+                actuate,
+                &mut books.metrics,
+            )
+            .await;
         }
         match out {
             AssemblerOutput::Opened {
@@ -357,7 +414,7 @@ async fn process(
         }
     }
     if !closed.is_empty() {
-        conclude_closed(shared, closed, actuate).await;
+        conclude_closed(shared, closed, actuate, &mut books.metrics).await;
     }
     // Presence changes that belonged to no truck leave the log with the next write; with
     // none coming in this round, on their own.
@@ -450,8 +507,13 @@ struct Closing {
     restored: bool,
 }
 
-async fn conclude_closed(shared: &Pipeline, closed: Vec<Closing>, actuate: bool) {
-    for (lane, result) in conclude_all(shared, closed, actuate).await {
+async fn conclude_closed(
+    shared: &Pipeline,
+    closed: Vec<Closing>,
+    actuate: bool,
+    counted: &mut DecisionMetrics,
+) {
+    for (lane, result) in conclude_all(shared, closed, actuate, counted).await {
         if let Err(e) = result {
             metrics::counter!("aeogate_decision_failures_total", "lane" => lane.to_string())
                 .increment(1);
@@ -552,6 +614,7 @@ async fn conclude_all(
     shared: &Pipeline,
     txs: Vec<Closing>,
     actuate: bool,
+    counted: &mut DecisionMetrics,
 ) -> Vec<(LaneId, anyhow::Result<()>)> {
     let mut out = Vec::with_capacity(txs.len());
     let mut prepared = Vec::with_capacity(txs.len());
@@ -573,7 +636,7 @@ async fn conclude_all(
     .await;
     for (p, journaled) in prepared.into_iter().zip(answers) {
         let lane = p.tx.lane.clone();
-        finish(shared, p, journaled, actuate);
+        finish(shared, p, journaled, actuate, counted);
         out.push((lane, Ok(())));
     }
     out
@@ -657,6 +720,7 @@ fn finish(
     p: Prepared,
     journaled: Result<Vec<JournalEntry>, JournalError>,
     actuate: bool,
+    counted: &mut DecisionMetrics,
 ) {
     let Prepared {
         mut decision,
@@ -679,13 +743,10 @@ fn finish(
     }
     let lane = tx.lane.clone();
     let state = LaneState::from_decision(&decision);
-    metrics::counter!("aeogate_decisions_total", "lane" => lane.to_string(), "decision" => decision.decision.as_str())
-        .increment(1);
-    metrics::histogram!("aeogate_decision_seconds", "lane" => lane.to_string())
-        .record(started.elapsed().as_secs_f64());
+    counted.decided(&lane, decision.decision, started.elapsed().as_secs_f64());
     if let Ok(since_close) = Timestamp::now().duration_since(tx.closed_at).try_into() {
         let d: std::time::Duration = since_close;
-        metrics::histogram!("aeogate_close_to_lane_seconds").record(d.as_secs_f64());
+        counted.close_to_lane(d.as_secs_f64());
     }
     tracing::info!(
         %lane,

@@ -7,9 +7,11 @@ use std::collections::BTreeSet;
 use jiff::Timestamp;
 use protocol::schema::{
     Decision, EventBody, GENESIS_HASH, GateId, GateTransaction, JournalEntry, LaneId,
-    OfficerAction, check_version,
+    OfficerAction, SCHEMA_VERSION, check_version, entry_hash,
 };
 use redb::{Durability, MultimapTableDefinition, ReadableTable, TableDefinition, WriteTransaction};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::error::{JournalError, jdb};
@@ -64,6 +66,64 @@ fn indexed_tx(body: &EventBody) -> Option<Uuid> {
         EventBody::OfficerAction { action } => action.transaction_id,
         _ => None,
     }
+}
+
+/// The stored form of a [`JournalEntry`]: its fields in its order, with the body as JSON
+/// already written (`serde_json` copies a [`RawValue`] as it is), so that the body is
+/// serialised once for both the entry's hash and its stored bytes. The bytes are those of
+/// `serde_json::to_vec` of the entry itself (checked by the tests below).
+#[derive(Serialize)]
+struct StoredEntry<'a> {
+    v: u16,
+    agent: &'a GateId,
+    seq: u64,
+    id: &'a Uuid,
+    at: &'a Timestamp,
+    prev_hash: &'a str,
+    hash: &'a str,
+    body: &'a RawValue,
+}
+
+/// The entry that follows `prev_hash` (a new id, its hash computed as
+/// [`protocol::schema::entry_hash`] defines it) and its stored bytes, the body serialised
+/// once for both.
+fn chained_entry(
+    gate: &GateId,
+    seq: u64,
+    at: Timestamp,
+    prev_hash: &str,
+    body: EventBody,
+) -> Result<(JournalEntry, Vec<u8>), JournalError> {
+    let unserialisable = |e: serde_json::Error| JournalError::Corrupt {
+        seq,
+        detail: e.to_string(),
+    };
+    let id = Uuid::now_v7();
+    let json = serde_json::value::to_raw_value(&body).map_err(unserialisable)?;
+    let hash = entry_hash(prev_hash, SCHEMA_VERSION, gate, seq, &id, &at, &*json)
+        .map_err(JournalError::Hash)?;
+    let bytes = serde_json::to_vec(&StoredEntry {
+        v: SCHEMA_VERSION,
+        agent: gate,
+        seq,
+        id: &id,
+        at: &at,
+        prev_hash,
+        hash: &hash,
+        body: &json,
+    })
+    .map_err(unserialisable)?;
+    let entry = JournalEntry {
+        v: SCHEMA_VERSION,
+        agent: gate.clone(),
+        seq,
+        id,
+        at,
+        prev_hash: prev_hash.to_owned(),
+        hash,
+        body,
+    };
+    Ok((entry, bytes))
 }
 
 pub(super) fn decode_entry(seq: u64, bytes: &[u8]) -> Result<JournalEntry, JournalError> {
@@ -242,19 +302,8 @@ impl Store {
                     let seq = next.head + 1;
                     let exception = is_exception(&body);
                     let tx_id = indexed_tx(&body);
-                    let entry = JournalEntry::new_chained(
-                        self.inner.gate.clone(),
-                        seq,
-                        Uuid::now_v7(),
-                        at,
-                        next.last_hash.clone(),
-                        body,
-                    )
-                    .map_err(JournalError::Hash)?;
-                    let bytes = serde_json::to_vec(&entry).map_err(|e| JournalError::Corrupt {
-                        seq,
-                        detail: e.to_string(),
-                    })?;
+                    let (entry, bytes) =
+                        chained_entry(&self.inner.gate, seq, at, &next.last_hash, body)?;
                     journal.insert(seq, bytes.as_slice()).map_err(jdb)?;
                     if let Some(id) = tx_id {
                         by_tx.insert(id.as_u128(), seq).map_err(jdb)?;
@@ -686,4 +735,66 @@ pub const ALERT_ENTRY_QUARANTINED: &str = "JOURNAL_ENTRY_QUARANTINED";
 /// Whether `e` is a marker written in place of a lost entry.
 pub(super) fn is_marker(e: &JournalEntry) -> bool {
     matches!(&e.body, EventBody::IntegrityAlert { what, .. } if what == ALERT_ENTRY_QUARANTINED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use protocol::schema::{CloseReason, LaneId};
+
+    fn gate() -> GateId {
+        GateId::parse("G1").expect("gate")
+    }
+
+    fn transaction() -> EventBody {
+        EventBody::Transaction {
+            transaction: GateTransaction {
+                v: SCHEMA_VERSION,
+                id: Uuid::now_v7(),
+                gate: gate(),
+                lane: LaneId::parse("L1").expect("lane"),
+                opened_at: Timestamp::UNIX_EPOCH,
+                closed_at: Timestamp::UNIX_EPOCH,
+                close_reason: CloseReason::Departure,
+                reads: Vec::new(),
+            },
+        }
+    }
+
+    /// The stored bytes are what serialising the entry itself gives, and its hash is the
+    /// one [`JournalEntry::verify_hash`] recomputes.
+    fn check(body: EventBody, prev_hash: &str) {
+        let (entry, bytes) =
+            chained_entry(&gate(), 7, Timestamp::UNIX_EPOCH, prev_hash, body).expect("entry");
+        assert_eq!(bytes, serde_json::to_vec(&entry).expect("json"));
+        entry.verify_hash().expect("hash verifies");
+        assert_eq!(decode_entry(7, &bytes).expect("decodes"), entry);
+    }
+
+    #[test]
+    fn an_entry_serialised_once_stores_the_bytes_and_hash_of_the_entry_itself() {
+        check(transaction(), GENESIS_HASH);
+        check(
+            EventBody::ConfigApplied {
+                old_policy: "p1".into(),
+                new_policy: "p2 \"quoted\" \\ é \u{1}".into(),
+                changes: vec!["lane L3 added".into(), String::new()],
+            },
+            &"ab".repeat(32),
+        );
+    }
+
+    #[test]
+    fn an_entry_after_a_malformed_previous_hash_is_refused() {
+        let err = chained_entry(&gate(), 1, Timestamp::UNIX_EPOCH, "not hex", transaction());
+        assert!(matches!(err, Err(JournalError::Hash(_))), "{err:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn any_alert_text_is_stored_as_the_entry_serialises(what in ".*", detail in "\\PC*") {
+            check(EventBody::IntegrityAlert { what, detail }, GENESIS_HASH);
+        }
+    }
 }
