@@ -1280,6 +1280,22 @@ pub struct JournalEntry {
     pub body: EventBody,
 }
 
+/// A [`JournalEntry`]'s JSON with its body given already made: `body` is anything that
+/// serialises to the body's JSON (a `serde_json::value::RawValue` written once). The bytes
+/// are those of `serde_json::to_vec` of the entry (its fields, in its order), so the agent
+/// and central serialise a body once for both the entry's hash and its stored bytes.
+#[derive(Debug, Serialize)]
+pub struct EntryJson<'a, B: ?Sized + Serialize> {
+    pub v: u16,
+    pub agent: &'a GateId,
+    pub seq: u64,
+    pub id: &'a Uuid,
+    pub at: &'a Timestamp,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+    pub body: &'a B,
+}
+
 /// Hex SHA-256 of nothing: the `prev_hash` of an agent's first journal entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

@@ -6,12 +6,10 @@ use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 use protocol::schema::{
-    Decision, EventBody, GENESIS_HASH, GateId, GateTransaction, JournalEntry, LaneId,
+    Decision, EntryJson, EventBody, GENESIS_HASH, GateId, GateTransaction, JournalEntry, LaneId,
     OfficerAction, SCHEMA_VERSION, check_version, entry_hash,
 };
 use redb::{Durability, MultimapTableDefinition, ReadableTable, TableDefinition, WriteTransaction};
-use serde::Serialize;
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::error::{JournalError, jdb};
@@ -68,22 +66,6 @@ fn indexed_tx(body: &EventBody) -> Option<Uuid> {
     }
 }
 
-/// The stored form of a [`JournalEntry`]: its fields in its order, with the body as JSON
-/// already written (`serde_json` copies a [`RawValue`] as it is), so that the body is
-/// serialised once for both the entry's hash and its stored bytes. The bytes are those of
-/// `serde_json::to_vec` of the entry itself (checked by the tests below).
-#[derive(Serialize)]
-struct StoredEntry<'a> {
-    v: u16,
-    agent: &'a GateId,
-    seq: u64,
-    id: &'a Uuid,
-    at: &'a Timestamp,
-    prev_hash: &'a str,
-    hash: &'a str,
-    body: &'a RawValue,
-}
-
 /// The entry that follows `prev_hash` (a new id, its hash computed as
 /// [`protocol::schema::entry_hash`] defines it) and its stored bytes, the body serialised
 /// once for both.
@@ -102,7 +84,7 @@ fn chained_entry(
     let json = serde_json::value::to_raw_value(&body).map_err(unserialisable)?;
     let hash = entry_hash(prev_hash, SCHEMA_VERSION, gate, seq, &id, &at, &*json)
         .map_err(JournalError::Hash)?;
-    let bytes = serde_json::to_vec(&StoredEntry {
+    let bytes = serde_json::to_vec(&EntryJson {
         v: SCHEMA_VERSION,
         agent: gate,
         seq,
@@ -110,7 +92,7 @@ fn chained_entry(
         at: &at,
         prev_hash,
         hash: &hash,
-        body: &json,
+        body: &*json,
     })
     .map_err(unserialisable)?;
     let entry = JournalEntry {

@@ -5,10 +5,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
 use jiff::{SignedDuration, Timestamp};
-use protocol::schema::{EventBody, GateId, JournalEntry, entry_hash};
+use protocol::schema::{EntryJson, EventBody, GateId, JournalEntry, entry_hash};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::case_tables::{CaseTx, store_alert};
@@ -680,20 +679,6 @@ struct Made {
     container_keys: Vec<String>,
 }
 
-/// The JSON of a [`JournalEntry`] with its body already serialised: the same bytes as
-/// `serde_json::to_vec(entry)` (the fields in the entry's order).
-#[derive(Serialize)]
-struct EntryJson<'a> {
-    v: u16,
-    agent: &'a GateId,
-    seq: u64,
-    id: &'a Uuid,
-    at: &'a Timestamp,
-    prev_hash: &'a str,
-    hash: &'a str,
-    body: &'a RawValue,
-}
-
 impl Made {
     /// Rule 1 for `e` (`None` when its hash matches its content, else why not, as
     /// [`ingest::check_hashes`] says it) and, when it matches, what storing it writes.
@@ -729,7 +714,7 @@ impl Made {
                 at,
                 prev_hash,
                 hash,
-                body: &raw,
+                body: &*raw,
             },
         )
         .map_err(json_err)?;
