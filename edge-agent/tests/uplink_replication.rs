@@ -238,6 +238,21 @@ async fn started(dir: &std::path::Path, state: &Shared) -> (AgentHandle, Cancell
     (h, shutdown)
 }
 
+/// An agent started as [`started`], once central has acknowledged what it journaled at
+/// start.
+async fn started_and_caught_up(
+    dir: &std::path::Path,
+    state: &Shared,
+) -> (AgentHandle, CancellationToken) {
+    let (h, shutdown) = started(dir, state).await;
+    let store = h.shared.store.clone();
+    eventually("the start's entries acknowledged", || {
+        store.acked_seq() == store.journal_head()
+    })
+    .await;
+    (h, shutdown)
+}
+
 async fn eventually(what: &str, f: impl FnMut() -> bool) {
     support::eventually(what, STEP, f).await;
 }
@@ -292,13 +307,9 @@ async fn uplink_retries_and_advances_the_cursor_only_on_acknowledgement() {
 async fn a_backlog_goes_two_batches_at_a_time_and_an_overtaken_batch_still_moves_the_cursor_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state: Shared = Arc::default();
-    let (h, shutdown) = started(dir.path(), &state).await;
-    let store = h.shared.store.clone();
     // Whatever the agent journaled at start goes first, one batch at a time.
-    eventually("the start's entries acknowledged", || {
-        store.acked_seq() == store.journal_head()
-    })
-    .await;
+    let (h, shutdown) = started_and_caught_up(dir.path(), &state).await;
+    let store = h.shared.store.clone();
     state.lock().expect("lock").hold = true;
     // 24 entries, batches of 3: after the first batch of the round, two go at once.
     h.shared
@@ -340,12 +351,8 @@ async fn a_backlog_goes_two_batches_at_a_time_and_an_overtaken_batch_still_moves
 async fn the_drain_waits_while_a_lane_write_is_pending_and_still_drains_everything_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state: Shared = Arc::default();
-    let (h, shutdown) = started(dir.path(), &state).await;
+    let (h, shutdown) = started_and_caught_up(dir.path(), &state).await;
     let store = h.shared.store.clone();
-    eventually("the start's entries acknowledged", || {
-        store.acked_seq() == store.journal_head()
-    })
-    .await;
     let lanes = h.shared.journal.writer().lane_work().clone();
     // A lane's write queued and not answered, for the whole drain.
     let pending = lanes.begin();
