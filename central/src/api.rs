@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection, MissingJsonContentType};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -17,6 +17,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use jiff::{SignedDuration, Timestamp};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -334,16 +335,52 @@ async fn metrics_text() -> Response {
 // agents
 // ---------------------------------------------------------------------------------------
 
+/// Whether `headers` say the body is JSON (`application/json` or a `+json` type), as
+/// axum's `Json` extractor requires.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(v) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = v.split(';').next().unwrap_or_default().trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (sub.eq_ignore_ascii_case("json")
+            || sub
+                .rsplit_once('+')
+                .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json")))
+}
+
+/// An agent's batch. The body (up to [`MAX_BODY_BYTES`], a thousand entries) is parsed
+/// on the blocking pool with the store work, not on an async worker: parsing a full
+/// batch takes milliseconds, and a worker held that long delays every other request it
+/// serves (heartbeats, the staff screens' streams). Refusals are those of axum's `Json`
+/// extractor: 415 without a JSON content type, 413 over the limit, 400 for bad JSON,
+/// 422 for JSON that is not a batch.
 async fn post_events(
     State(c): State<Central>,
     Path(gate): Path<String>,
     Agent(agent): Agent,
-    body: Result<Json<IngestBatch>, JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<IngestAck>> {
     let gate = parse_gate(&gate)?;
     ingest::for_gate(&agent, &gate)?;
-    let Json(batch) = body.map_err(|r| json_rejection(&r))?;
-    let ack = c.blocking(move |c| c.ingest(&agent, &gate, &batch)).await?;
+    if !is_json(&headers) {
+        return Err(json_rejection(&MissingJsonContentType::default().into()));
+    }
+    let body = body.map_err(|r| json_rejection(&r.into()))?;
+    let ack = c
+        .blocking(move |c| {
+            let Json(batch) =
+                Json::<IngestBatch>::from_bytes(&body).map_err(|r| json_rejection(&r))?;
+            c.ingest(&agent, &gate, &batch).map_err(ApiError::from)
+        })
+        .await?;
     Ok(Json(ack))
 }
 

@@ -160,6 +160,98 @@ async fn too_many_entries_and_too_large_bodies_get_413_with_a_json_error() {
     assert!(a.json["error"].is_string(), "{}", a.json);
 }
 
+/// Posts `body` with `content_type` to gate `g`'s ingest endpoint; status and error text.
+async fn raw_ingest(
+    c: &central::Central,
+    g: &protocol::schema::GateId,
+    token: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, String) {
+    let mut req = axum::http::Request::builder()
+        .method("POST")
+        .uri(format!("/api/v1/agents/{g}/events"))
+        .header("authorization", format!("Bearer {token}"));
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let resp = through_router(c, req.body(axum::body::Body::from(body)).expect("request")).await;
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn a_batch_that_is_not_json_or_not_a_batch_is_refused_with_its_reason_and_stores_nothing() {
+    let e = env();
+    let g = gate("P1-G1");
+    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let entries = chain(&g, (0..4).map(|_| fast_decision(&g)).collect());
+    let good = serde_json::to_vec(&batch(&g, &entries[..3])).expect("json");
+
+    let (s, body) = raw_ingest(&e.central, &g, &token, None, good.clone()).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert!(body.contains("Content-Type"), "{body}");
+    let (s, body) = raw_ingest(&e.central, &g, &token, Some("text/plain"), good.clone()).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+
+    let mut cut = good.clone();
+    cut.truncate(good.len() / 2);
+    let (s, body) = raw_ingest(&e.central, &g, &token, Some("application/json"), cut).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("EOF"), "{body}");
+
+    let mut wrong = batch(&g, &entries[..3]);
+    wrong["entries"] = serde_json::json!("not a list");
+    let wrong = serde_json::to_vec(&wrong).expect("json");
+    let (s, body) = raw_ingest(&e.central, &g, &token, Some("application/json"), wrong).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains("entries"),
+        "the refusal names the field: {body}"
+    );
+    assert_eq!(
+        e.central
+            .summary()
+            .expect("summary")
+            .events_per_gate
+            .get("P1-G1"),
+        None,
+        "nothing stored from a refused body"
+    );
+
+    // A JSON type with parameters, or a `+json` type, is JSON.
+    let (s, body) = raw_ingest(
+        &e.central,
+        &g,
+        &token,
+        Some("Application/JSON; charset=utf-8"),
+        good,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let more = serde_json::to_vec(&batch(&g, &entries[3..])).expect("json");
+    let (s, body) = raw_ingest(
+        &e.central,
+        &g,
+        &token,
+        Some("application/vnd.aeogate+json"),
+        more,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        e.central
+            .summary()
+            .expect("summary")
+            .events_per_gate
+            .get("P1-G1"),
+        Some(&4)
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // heartbeats
 // ---------------------------------------------------------------------------------------

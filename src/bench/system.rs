@@ -449,12 +449,30 @@ mod tests {
 }
 
 /// Central in this process, plain HTTP on 127.0.0.1 (allowed on loopback only).
+///
+/// It runs on its own runtime ([`CentralRuntime`]: two workers and its own blocking
+/// pool), as it would in its own process: the agent's runtime workers and the figure's
+/// lane drivers never wait behind central's request handling, only share the cores.
 #[derive(Debug)]
 pub struct CentralUnderTest {
     pub hub: central::Central,
     pub url: String,
     pub stop: CancellationToken,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub runtime: CentralRuntime,
+}
+
+/// Central's own runtime; shut down without waiting when dropped (a figure drops it from
+/// async code, where a runtime may not block).
+#[derive(Debug)]
+pub struct CentralRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for CentralRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Opens central on a fresh store in `dir`, imports `n_ops` operators, `n_cons`
@@ -482,16 +500,23 @@ pub async fn start_central(
         .map(|j| data::consignment(j, n_ops))
         .collect::<Result<Vec<_>, _>>()?;
     hub.import_consignments(cons, "bench")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("central")
+        .enable_all()
+        .build()
+        .context("central's runtime")?;
     let stop = CancellationToken::new();
     let task = {
         let (hub, stop) = (hub.clone(), stop.clone());
-        tokio::spawn(async move { central::serve_with_listener(hub, listener, cfg, stop).await })
+        runtime.spawn(async move { central::serve_with_listener(hub, listener, cfg, stop).await })
     };
     Ok(CentralUnderTest {
         hub,
         url: format!("http://{addr}"),
         stop,
         task,
+        runtime: CentralRuntime(Some(runtime)),
     })
 }
 

@@ -311,7 +311,7 @@ pub async fn call(
 }
 
 /// `req` through central's router, answered within 30 s.
-async fn through_router(c: &Central, req: Request<Body>) -> axum::response::Response {
+pub async fn through_router(c: &Central, req: Request<Body>) -> axum::response::Response {
     tokio::time::timeout(
         Duration::from_secs(30),
         central::app(c.clone()).oneshot(req),
