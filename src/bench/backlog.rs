@@ -61,6 +61,25 @@ const DECISION_WAIT: Duration = Duration::from_secs(5);
 /// Registry at central.
 const REGISTRY: u64 = 1_000;
 
+/// Set to run central beside the agent (same disk, same priority) instead of apart.
+pub const CENTRAL_BESIDE_VAR: &str = "AEOGATE_BENCH_CENTRAL_BESIDE";
+/// How many `nice` levels central's threads run below the agent's when apart.
+const CENTRAL_NICE: i32 = 10;
+
+/// A temporary folder in RAM (`/dev/shm`) when the machine has one, else in the system's
+/// temporary folder.
+fn ram_folder() -> std::io::Result<tempfile::TempDir> {
+    let shm = std::path::Path::new("/dev/shm");
+    let b = tempfile::Builder::new()
+        .prefix("aeogate-central-")
+        .to_owned();
+    if shm.is_dir() {
+        b.tempdir_in(shm)
+    } else {
+        b.tempdir()
+    }
+}
+
 /// Events in the backlog for `n` records per kind: 3n, at most [`FULL_N`], even.
 #[must_use]
 pub fn backlog_events(n: usize) -> usize {
@@ -260,7 +279,19 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         tokio::task::spawn_blocking(move || prefill(&p, &gid, events)).await??
     };
     let prefill_time = t.elapsed();
-    let central = system::start_central(&dir, REGISTRY, REGISTRY).await?;
+    // Central as deployed, on its own machine: its store on another device (a RAM
+    // folder when there is one) and its threads below the agent's priority. With
+    // `AEOGATE_BENCH_CENTRAL_BESIDE` set it shares the agent's disk and priority instead.
+    let central_ram = match std::env::var_os(CENTRAL_BESIDE_VAR) {
+        Some(_) => None,
+        None => Some(ram_folder().context("central's folder")?),
+    };
+    let central = match &central_ram {
+        Some(ram) => {
+            system::start_central_apart(ram.path(), REGISTRY, REGISTRY, CENTRAL_NICE).await?
+        }
+        None => system::start_central(&dir, REGISTRY, REGISTRY).await?,
+    };
     let broker = tokio::task::spawn_blocking(broker::start).await??;
     let stop_all = CancellationToken::new();
 
@@ -367,7 +398,7 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             .rss(peak)
             .target("≥ 20,000 events/s", drain_rate >= TARGET_RATE)
             .note(format!(
-                "{:.1} s from opening central's door to all acknowledged; first stored after {}; lanes settled in {:.1} s before{}; pre-fill took {:.1} s; uplink batch 1,000{}",
+                "{:.1} s from opening central's door to all acknowledged; first stored after {}; lanes settled in {:.1} s before{}; pre-fill took {:.1} s; uplink batch 1,000; {}{}",
                 took.as_secs_f64(),
                 super::stats::fmt_duration(first_stored),
                 settle_time.as_secs_f64(),
@@ -377,6 +408,11 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
                     format!(" ({busy_unsettled} lanes without a warm-up decision)")
                 },
                 prefill_time.as_secs_f64(),
+                if central_ram.is_some() {
+                    format!("central apart (store in a RAM folder, threads at nice +{CENTRAL_NICE})")
+                } else {
+                    "central beside the agent (same disk, same priority)".to_owned()
+                },
                 if rss_ok { "" } else { "; peak RSS of the whole run" }
             )),
         Row::new("6", "live decisions while draining (frame → topic beyond grace)")

@@ -485,6 +485,42 @@ pub async fn start_central(
     n_ops: u64,
     n_cons: u64,
 ) -> anyhow::Result<CentralUnderTest> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || open_central(&dir, n_ops, n_cons))
+        .await
+        .context("opening central")?
+}
+
+/// As [`start_central`], but central stands apart from the agent as on its own machine:
+/// its store in `dir` (a folder on another device than the agent's journal, e.g. a RAM
+/// folder) and every thread of it (runtime workers, blocking pool, the store's own
+/// threads) `nice` levels below the agent's, so that it takes only the cores the agent
+/// leaves idle and never the agent's disk. Threads inherit their creator's priority:
+/// central is opened, and its runtime built, on one thread lowered first.
+///
+/// # Errors
+/// As [`start_central`], or the priority cannot be lowered.
+pub async fn start_central_apart(
+    dir: &Path,
+    n_ops: u64,
+    n_cons: u64,
+    nice: i32,
+) -> anyhow::Result<CentralUnderTest> {
+    let dir = dir.to_owned();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("central-host".into())
+        .spawn(move || {
+            let r = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
+                .context("lowering central's priority")
+                .and_then(|()| open_central(&dir, n_ops, n_cons));
+            let _ = tx.send(r);
+        })
+        .context("starting central's thread")?;
+    rx.await.context("central's thread ended")?
+}
+
+fn open_central(dir: &Path, n_ops: u64, n_cons: u64) -> anyhow::Result<CentralUnderTest> {
     use super::data;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding central")?;
     let addr = listener.local_addr()?;
