@@ -91,6 +91,42 @@ async fn decided(agent: &AgentSite) -> usize {
 }
 
 /// The agent's `aeogate_uplink_failovers_total`.
+/// Waits (at most 30 s) until every instance's `/metrics` reports the programme roll-ups'
+/// queue empty after its last fold and the instances together have folded batches since
+/// they last started.
+async fn rollups_folded(instances: &[&CentralSite]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut queued = Vec::new();
+        let mut folded = 0.0;
+        for c in instances {
+            let text = match common::http_client(None)
+                .get(format!("{}/metrics", c.url))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+            {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            queued.push(common::metric_value(
+                &text,
+                "central_programme_queue_batches",
+            ));
+            folded += common::metric_value(&text, "central_programme_folded_batches_total")
+                .unwrap_or(0.0);
+        }
+        if folded > 0.0 && queued.iter().all(|q| *q == Some(0.0)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the roll-ups' queue did not empty: queued {queued:?}, folded {folded}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn failovers(agent: &AgentSite) -> f64 {
     let text = agent.metrics().await.expect("agent metrics");
     common::metric_value(&text, "aeogate_uplink_failovers_total").unwrap_or(0.0)
@@ -205,6 +241,7 @@ async fn two_instances_on_one_database_one_sigkilled_twenty_times_lose_and_dupli
     );
     load.stop().await;
     wait_drained(&b).await;
+    rollups_folded(&[&a, &b]).await;
     let moved = failovers(&agent).await;
     assert!(
         moved >= 1.0,

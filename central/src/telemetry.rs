@@ -20,6 +20,14 @@ fn process() -> &'static metrics_process::Collector {
 /// (once, after the recorder is installed).
 pub fn describe() {
     describe_counter!(
+        "central_programme_folded_batches_total",
+        "Ingested batches whose programme roll-ups were folded from the queue (PostgreSQL)."
+    );
+    describe_gauge!(
+        "central_programme_queue_batches",
+        "Ingested batches whose programme roll-ups wait in the queue, after the last fold (PostgreSQL)."
+    );
+    describe_counter!(
         "central_entries_received_total",
         "Journal entries received from agents in ingest batches."
     );

@@ -2128,6 +2128,7 @@ fn concurrent_batches_count_exactly_and_a_later_batch_folds_a_periods_shards_int
         .expect("queue")
         .get(0);
     assert_eq!(queued, 0, "every queued batch folded");
+    assert_eq!(store.queued_rollups().expect("queued"), 0);
     assert!(
         folded.load(std::sync::atomic::Ordering::SeqCst) > 0,
         "the folders folded batches while the gates ingested"
@@ -2151,7 +2152,13 @@ fn concurrent_batches_count_exactly_and_a_later_batch_folds_a_periods_shards_int
         )
     };
     assert_eq!(read(), direct, "counted while queued");
+    assert_eq!(
+        store.queued_rollups().expect("queued"),
+        1,
+        "one batch waits"
+    );
     assert_eq!(store.fold_rollups(50).expect("fold"), 1);
+    assert_eq!(store.queued_rollups().expect("queued"), 0);
     assert_eq!(read(), direct, "counted once folded");
     let row = c
         .query_one(

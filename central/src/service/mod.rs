@@ -148,7 +148,17 @@ impl Central {
         use crate::store::Store as _;
         self.spawn_tied("central-rollups", move |_, go_on| {
             while go_on() {
-                let pause = match pg.fold_rollups(FOLD_BATCHES) {
+                let folded = pg.fold_rollups(FOLD_BATCHES);
+                if let Ok(n) = &folded {
+                    metrics::counter!("central_programme_folded_batches_total")
+                        .increment(*n as u64);
+                    // What is left: a queue that grows while the folder runs flat out is
+                    // a folder behind its ingest (a backfill, or too few instances).
+                    if let Ok(left) = pg.queued_rollups() {
+                        metrics::gauge!("central_programme_queue_batches").set(left as f64);
+                    }
+                }
+                let pause = match folded {
                     // More may wait: go on at once.
                     Ok(n) if n == FOLD_BATCHES => continue,
                     Ok(_) => FOLD_PAUSE,

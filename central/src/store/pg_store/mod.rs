@@ -175,6 +175,21 @@ impl From<r2d2::Error> for StoreError {
 }
 
 impl PgStore {
+    /// Ingested batches whose programme roll-ups wait in the queue, not yet folded
+    /// ([`Store::fold_rollups`]): what the folder has still to do. Central reports it as
+    /// the gauge `central_programme_queue_batches`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database does not answer.
+    pub fn queued_rollups(&self) -> Result<u64, StoreError> {
+        self.read(|tx| {
+            let n: i64 = tx
+                .query("SELECT count(*) FROM programme_queue", &[])?
+                .first()
+                .map_or(0, |r| r.get(0));
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
     /// Connects to `url` (`postgres://user@host:port/db`, or key=value form) and brings
     /// the schema up to date.
     ///
