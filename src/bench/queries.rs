@@ -201,6 +201,9 @@ impl Journal<'_> {
 struct Filled {
     took: Duration,
     rss: Option<u64>,
+    /// Batches whose roll-ups were still queued when the fill ended (PostgreSQL: central's
+    /// folder runs beside the fill), and how long folding them took after it.
+    behind: (usize, Duration),
 }
 
 /// Fills `store` with `n` events (see the module documentation), one thread per gate.
@@ -274,7 +277,11 @@ fn fill(store: &dyn Store, n: usize, replica: &IndexedReplica) -> anyhow::Result
             Err(e) => return Err(anyhow::anyhow!("case {id}: {e}")),
         }
     }
-    Ok(Filled { took, rss })
+    Ok(Filled {
+        took,
+        rss,
+        behind: (0, Duration::ZERO),
+    })
 }
 
 /// The registry the decisions were made against, as central's change log holds it.
@@ -338,8 +345,9 @@ fn open_filled(
     if have != 0 {
         bail!("the store holds {have} events, not {want}: remove it to fill it anew");
     }
-    let filled = fill(central.store().as_ref(), n, replica)?;
-    fold_all(&central)?;
+    let mut filled = fill(central.store().as_ref(), n, replica)?;
+    let t = Instant::now();
+    filled.behind = (fold_all(&central)?, t.elapsed());
     let have = stored_events(central.store().as_ref())?;
     if have != want {
         bail!("filled {have} events, not {want}");
@@ -349,11 +357,14 @@ fn open_filled(
 
 /// Folds what waits in the programme roll-ups' queue (PostgreSQL), so the queries read
 /// the roll-ups as a central keeping up with its ingest has them.
-fn fold_all(central: &Central) -> anyhow::Result<()> {
+/// Returns how many batches it folded.
+fn fold_all(central: &Central) -> anyhow::Result<usize> {
+    let mut folded = 0;
     // Bounded: each fold takes up to FOLD_BATCHES of the finite queue.
     for _ in 0..1_000_000 {
-        if central.store().fold_rollups(central::FOLD_BATCHES)? == 0 {
-            return Ok(());
+        match central.store().fold_rollups(central::FOLD_BATCHES)? {
+            0 => return Ok(folded),
+            n => folded += n,
         }
     }
     bail!("the roll-ups' queue did not empty")
@@ -552,10 +563,17 @@ fn fill_note(label: &str, n: u64, filled: Option<&Filled>, size: Option<u64>) ->
     let size = size.map_or_else(String::new, |b| format!(", {} on disk", fmt_bytes(Some(b))));
     match filled {
         Some(f) => format!(
-            "{label}: {n} events filled in {:.0} s ({:.0} events/s, peak RSS {}){size}",
+            "{label}: {n} events filled in {:.0} s ({:.0} events/s, peak RSS {}){size}{}",
             f.took.as_secs_f64(),
             rate(usize::try_from(n).unwrap_or(usize::MAX), f.took),
-            fmt_bytes(f.rss)
+            fmt_bytes(f.rss),
+            match f.behind {
+                (0, _) => String::new(),
+                (b, t) => format!(
+                    "; the roll-ups' folder was {b} batches behind at the end, folded in {:.1} s",
+                    t.as_secs_f64()
+                ),
+            }
         ),
         None => format!("{label}: {n} events, store reused{size}"),
     }
