@@ -220,6 +220,99 @@ fn raw_items(bodies: &[Vec<Vec<u8>>]) -> anyhow::Result<RawBatches> {
         .collect()
 }
 
+/// The tables of central's PostgreSQL schema an ingest fills for every event, in the
+/// order a floor batch copies them (see [`floor_batches`]).
+const FLOOR_TABLES: [&str; 4] = [
+    "COPY event_keys (gate, seq, entry_id, hash, prev_hash, at_ms) FROM STDIN (FORMAT csv)",
+    "COPY events (gate, seq, at_ms, lane, decision, txn, value) FROM STDIN (FORMAT csv)",
+    "COPY event_containers (container, at_ms, gate, seq) FROM STDIN (FORMAT csv)",
+    "COPY txn_containers (txn, container) FROM STDIN (FORMAT csv)",
+];
+
+/// A CSV field, quoted.
+fn csv(out: &mut Vec<u8>, field: &str) {
+    out.push(b'"');
+    for &b in field.as_bytes() {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// For the schema's floor: every batch of every agent as the rows central's PostgreSQL
+/// store writes for its events (the entry's key and chain link, the event with its
+/// query columns, one row per container of its transaction, the transaction's
+/// containers), as CSV, one item per table of [`FLOOR_TABLES`] (the item's number is the
+/// table's index). Made before timing; no checks, cases, counters or roll-ups.
+fn floor_batches(raw: &RawBatches) -> anyhow::Result<RawBatches> {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(raw.len());
+    for (a, agent) in raw.iter().enumerate() {
+        let gate = gate_of(a)?;
+        let g = gate.as_str();
+        let mut containers: std::collections::HashMap<Uuid, Vec<String>> =
+            std::collections::HashMap::new();
+        let mut batches = Vec::with_capacity(agent.len());
+        for batch in agent {
+            let mut t: [Vec<u8>; 4] = Default::default();
+            let entries = batch
+                .iter()
+                .map(|(_, bytes)| serde_json::from_slice::<JournalEntry>(bytes))
+                .collect::<Result<Vec<_>, _>>()?;
+            // A transaction names its containers; the entries of it index under them.
+            for e in &entries {
+                if let EventBody::Transaction { transaction } = &e.body {
+                    let c: Vec<String> = transaction
+                        .containers()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    for k in &c {
+                        csv(&mut t[3], &transaction.id.to_string());
+                        t[3].push(b',');
+                        csv(&mut t[3], k);
+                        t[3].push(b'\n');
+                    }
+                    containers.insert(transaction.id, c);
+                }
+            }
+            for (e, (_, bytes)) in entries.iter().zip(batch) {
+                let at = e.at.as_millisecond();
+                writeln!(
+                    t[0],
+                    "{g},{},{},{},{},{at}",
+                    e.seq, e.id, e.hash, e.prev_hash
+                )?;
+                let txn = central::ingest::transaction_of(&e.body);
+                write!(t[1], "{g},{},{at},", e.seq)?;
+                if let Some(l) = central::ingest::lane_of(&e.body) {
+                    csv(&mut t[1], l);
+                }
+                t[1].push(b',');
+                if let Some(d) = central::ingest::decision_of(&e.body) {
+                    t[1].extend_from_slice(d.as_str().as_bytes());
+                }
+                t[1].push(b',');
+                if let Some(x) = txn {
+                    write!(t[1], "{x}")?;
+                }
+                t[1].push(b',');
+                csv(&mut t[1], std::str::from_utf8(bytes)?);
+                t[1].push(b'\n');
+                for k in txn.and_then(|x| containers.get(&x)).into_iter().flatten() {
+                    csv(&mut t[2], k);
+                    writeln!(t[2], ",{at},{g},{}", e.seq)?;
+                }
+            }
+            batches.push((0u64..).zip(t).collect());
+        }
+        out.push(batches);
+    }
+    Ok(out)
+}
+
 /// The two rows of one backend: ingest, and its raw baseline.
 struct Measured<'a> {
     backend: &'a str,
@@ -402,8 +495,47 @@ fn run_pg(
             Ok(())
         },
     )?;
+    // The schema's floor: the same events' rows in central's own tables (emptied of the
+    // ingest's rows, their partitions and indexes kept), copied straight in.
+    let floor = floor_batches(raw_items)?;
+    connect()?.batch_execute("TRUNCATE event_keys, events, event_containers, txn_containers")?;
+    let (floor_lat, floor_wall) = baseline(
+        &floor,
+        |_| connect(),
+        |client, _, tables| {
+            let mut tx = client.transaction()?;
+            for (i, rows) in tables {
+                if rows.is_empty() {
+                    continue;
+                }
+                let sql = FLOOR_TABLES
+                    .get(usize::try_from(*i)?)
+                    .context("a floor table")?;
+                let mut w = tx.copy_in(*sql)?;
+                std::io::Write::write_all(&mut w, rows)?;
+                w.finish()?;
+            }
+            tx.commit()?;
+            Ok(())
+        },
+    )?;
     let events = per_agent * AGENTS;
-    Ok(Measured {
+    let floor_row = {
+        let floor_per_s = rate(events, floor_wall);
+        Row::new(
+            "5",
+            "baseline: the schema's floor, the same events' rows COPYed into central's tables, txn per batch",
+        )
+        .latency(floor_lat.summary())
+        .throughput(floor_per_s, "events")
+        .note(format!(
+            "{:.2} s; event_keys, events (6 indexes), event_containers, txn_containers with their \
+             indexes, no checks, cases or roll-ups; ingest ran at {:.2}× this rate",
+            floor_wall.as_secs_f64(),
+            rate(events, wall) / floor_per_s.max(1e-9)
+        ))
+    };
+    let mut rows = Measured {
         backend: "PostgreSQL",
         baseline: "baseline: raw PostgreSQL COPY, same bytes, txn per batch",
         events,
@@ -422,7 +554,9 @@ fn run_pg(
             wall.as_secs_f64()
         ),
     }
-    .rows())
+    .rows();
+    rows.push(floor_row);
+    Ok(rows)
 }
 
 /// Folds the queued roll-ups as central's folder does, until `ingesting` is false and
@@ -451,4 +585,78 @@ fn fold_until_done(store: &dyn Store, ingesting: &AtomicBool) -> anyhow::Result<
 fn merge(mut a: Samples, b: Samples) -> Samples {
     a.extend(b);
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fields of one CSV line with quoted fields (as [`csv`] writes them).
+    fn fields(line: &str) -> Vec<String> {
+        let (mut out, mut cur, mut quoted, mut chars) =
+            (Vec::new(), String::new(), false, line.chars().peekable());
+        while let Some(c) = chars.next() {
+            match (c, quoted) {
+                ('"', true) if chars.peek() == Some(&'"') => {
+                    cur.push('"');
+                    chars.next();
+                }
+                ('"', _) => quoted = !quoted,
+                (',', false) => out.push(std::mem::take(&mut cur)),
+                (c, _) => cur.push(c),
+            }
+        }
+        out.push(cur);
+        out
+    }
+
+    #[test]
+    fn the_floor_holds_each_events_rows_with_its_own_bytes_and_its_transactions_containers() {
+        let replica = IndexedReplica::generate(50, 50).expect("replica");
+        let bodies: Vec<Vec<Vec<u8>>> = (0..2)
+            .map(|a| agent_bodies(a, 2 * BATCH, &replica).expect("bodies"))
+            .collect();
+        let raw = raw_items(&bodies).expect("raw");
+        let floor = floor_batches(&raw).expect("floor");
+        let lines = |b: &[u8]| {
+            String::from_utf8(b.to_vec())
+                .expect("utf-8")
+                .lines()
+                .map(fields)
+                .collect::<Vec<_>>()
+        };
+        let mut containers_named = 0;
+        for (agent, batches) in raw.iter().zip(&floor) {
+            for (items, tables) in agent.iter().zip(batches) {
+                assert_eq!(tables.len(), FLOOR_TABLES.len());
+                let keys = lines(&tables[0].1);
+                let events = lines(&tables[1].1);
+                assert_eq!((keys.len(), events.len()), (items.len(), items.len()));
+                for ((seq, bytes), (k, ev)) in items.iter().zip(keys.iter().zip(&events)) {
+                    let e: JournalEntry = serde_json::from_slice(bytes).expect("entry");
+                    assert_eq!(k[1], seq.to_string());
+                    assert_eq!(
+                        (k[3].as_str(), k[4].as_str()),
+                        (e.hash.as_str(), e.prev_hash.as_str())
+                    );
+                    assert_eq!(ev.len(), 7, "{ev:?}");
+                    assert_eq!(
+                        ev[6].as_bytes(),
+                        bytes.as_slice(),
+                        "the stored JSON is the entry's"
+                    );
+                    let txn = central::ingest::transaction_of(&e.body).map(|t| t.to_string());
+                    assert_eq!(Some(ev[5].clone()).filter(|t| !t.is_empty()), txn);
+                }
+                for tc in lines(&tables[3].1) {
+                    assert_eq!(tc.len(), 2);
+                    containers_named += 1;
+                }
+                for ec in lines(&tables[2].1) {
+                    assert_eq!(ec.len(), 4);
+                }
+            }
+        }
+        assert!(containers_named > 0, "transactions name containers");
+    }
 }
