@@ -53,7 +53,7 @@ pub(crate) struct LogRequest {
     pub(crate) reply: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
 }
 
-/// What the writer task takes: journal appends, read-log appends and the uplink's
+/// What the writer takes: journal appends, read-log appends and the uplink's
 /// acknowledged cursor share its commits.
 pub(crate) enum WriteRequest {
     Append(AppendRequest),
@@ -67,7 +67,7 @@ pub(crate) struct AckRequest {
     reply: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
 }
 
-/// The agent's one journal writer: a task that takes every append request queued while
+/// The agent's one journal writer: a thread that takes every append request queued while
 /// the previous commit was on disk and writes them in one durable write transaction
 /// ([`Store::log_and_append`]: group commit, one fsync for all of them), then answers each
 /// caller. A caller acts only after its answer, so "journal, then act" holds for each
@@ -75,14 +75,14 @@ pub(crate) struct AckRequest {
 /// group rate instead of one fsync per decision (docs/benchmarks.md, figure 3).
 ///
 /// The read log ([`crate::readlog::ReadLog::sharing`]) queues its lane events to the same
-/// task, so the reads that arrived and the decisions made during one commit window share
+/// writer, so the reads that arrived and the decisions made during one commit window share
 /// one write transaction and one fsync: each caller is still answered only after the
 /// commit holding its own part.
 #[derive(Debug)]
 pub struct JournalWriter {
     store: Store,
     queue: Mutex<Option<mpsc::Sender<WriteRequest>>>,
-    /// Group commits made by the task (for the benchmark and the metrics).
+    /// Group commits made by the writer (for the benchmark and the metrics).
     commits: Arc<std::sync::atomic::AtomicU64>,
     /// Appends queued and not yet answered (the uplink yields to them).
     lanes: Arc<LaneWork>,
@@ -113,9 +113,10 @@ impl std::fmt::Debug for WriteRequest {
     }
 }
 
-/// Starts a writer task over `store` on the current runtime: its queue, the task, and
-/// its count of commits. The task ends once every sender is dropped and what was queued
-/// is written.
+/// Starts a writer over `store` on the current runtime: its queue, the writer's handle,
+/// and its count of commits. The writer is one thread of the runtime's blocking pool that
+/// takes a window of requests and commits it itself (no task and no blocking hand-off per
+/// window); it ends once every sender is dropped and what was queued is written.
 pub(crate) fn spawn_writer(
     store: Store,
 ) -> (
@@ -125,12 +126,13 @@ pub(crate) fn spawn_writer(
 ) {
     let (tx, rx) = mpsc::channel(JOURNAL_QUEUE);
     let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let task = tokio::spawn(journal_writer_task(store, rx, commits.clone()));
+    let counted = commits.clone();
+    let task = tokio::task::spawn_blocking(move || journal_writer(&store, rx, &counted));
     (tx, task, commits)
 }
 
 impl JournalWriter {
-    /// Starts the writer task on the current tokio runtime. It runs until
+    /// Starts the writer on the current tokio runtime (a thread of its blocking pool). It runs until
     /// [`JournalWriter::close`] (and the close of every read log sharing it) and then
     /// finishes what was queued; the handle resolves when it has.
     #[must_use]
@@ -147,13 +149,13 @@ impl JournalWriter {
         )
     }
 
-    /// Group commits the writer task has made so far (successful or not).
+    /// Group commits the writer has made so far (successful or not).
     #[must_use]
     pub fn commits(&self) -> u64 {
         self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The writer task's queue while it takes requests (for a read log sharing it).
+    /// The writer's queue while it takes requests (for a read log sharing it).
     pub(crate) fn queue(&self) -> Option<mpsc::Sender<WriteRequest>> {
         self.queue.lock().ok().and_then(|q| q.clone())
     }
@@ -257,7 +259,7 @@ impl JournalWriter {
         .unwrap_or(Err(JournalError::WriterStopped))
     }
 
-    /// Stops taking requests into groups; the task writes what is queued and ends.
+    /// Stops taking requests into groups; the writer writes what is queued and ends.
     pub fn close(&self) {
         if let Ok(mut q) = self.queue.lock() {
             q.take();
@@ -265,12 +267,14 @@ impl JournalWriter {
     }
 }
 
-async fn journal_writer_task(
-    store: Store,
+/// The writer's loop, on its own blocking thread: waits for a request, takes every
+/// request queued behind it (up to the window's bounds) and commits them together.
+fn journal_writer(
+    store: &Store,
     mut rx: mpsc::Receiver<WriteRequest>,
-    commits: Arc<std::sync::atomic::AtomicU64>,
+    commits: &std::sync::atomic::AtomicU64,
 ) {
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.blocking_recv() {
         let mut window = Window::default();
         window.push(first);
         while window.bodies < JOURNAL_GROUP_MAX_BODIES && window.events < READ_LOG_GROUP_MAX {
@@ -279,13 +283,11 @@ async fn journal_writer_task(
                 Err(_) => break,
             }
         }
-        let store = store.clone();
-        let commits = commits.clone();
-        // A panic in the commit drops every reply: callers see `WriterStopped`.
-        let _ = tokio::task::spawn_blocking(move || {
-            commit_window(&store, window, &commits);
-        })
-        .await;
+        // A panic in the commit drops every reply of the window (callers see
+        // `WriterStopped`); the writer goes on with the next window.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            commit_window(store, window, commits);
+        }));
     }
 }
 
@@ -470,8 +472,8 @@ impl Outage {
 }
 
 impl Journal {
-    /// Starts the writer task over `store`. Returns the journal, its health channel (to
-    /// list with the devices) and the writer task, which ends after [`Journal::close`]
+    /// Starts the writer over `store`. Returns the journal, its health channel (to
+    /// list with the devices) and the writer's handle, which ends after [`Journal::close`]
     /// once what was queued is written.
     ///
     /// Records held when the agent last stopped (the held-records file beside the store)
@@ -664,7 +666,7 @@ impl Journal {
         self.held.lock().map_or(0, |h| h.len())
     }
 
-    /// Stops grouping: the writer task writes what is queued and ends; later appends
+    /// Stops grouping: the writer writes what is queued and ends; later appends
     /// write directly.
     pub fn close(&self) {
         self.writer.close();
