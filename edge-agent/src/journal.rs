@@ -155,6 +155,13 @@ impl JournalWriter {
         self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Requests in the writer's queue that it has not yet taken into a commit window.
+    #[must_use]
+    pub fn queued(&self) -> usize {
+        self.queue()
+            .map_or(0, |q| q.max_capacity().saturating_sub(q.capacity()))
+    }
+
     /// The writer's queue while it takes requests (for a read log sharing it).
     pub(crate) fn queue(&self) -> Option<mpsc::Sender<WriteRequest>> {
         self.queue.lock().ok().and_then(|q| q.clone())
