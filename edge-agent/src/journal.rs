@@ -43,7 +43,19 @@ pub(crate) struct AppendRequest {
     at: Timestamp,
     /// Read-log events these records account for, removed in the same commit.
     consumed: Vec<Vec<u8>>,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<JournalEntry>, JournalError>>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<JournalEntry>, Box<Unwritten>>>,
+}
+
+/// An append the journal did not take, handed back whole: the caller holds its records
+/// ([`Journal::failed`]) without having kept a copy of them.
+#[derive(Debug)]
+pub struct Unwritten {
+    /// Why nothing was written.
+    pub error: JournalError,
+    /// The bodies, as given.
+    pub bodies: Vec<EventBody>,
+    /// The read-log events they account for, as given.
+    pub consumed: Vec<Vec<u8>>,
 }
 
 /// One source's lane events for the read log ([`crate::readlog`]), answered only after
@@ -205,6 +217,25 @@ impl JournalWriter {
         at: Timestamp,
         consumed: Vec<Vec<u8>>,
     ) -> Result<Vec<JournalEntry>, JournalError> {
+        self.append_returning(bodies, at, consumed)
+            .await
+            .map_err(|u| u.error)
+    }
+
+    /// [`JournalWriter::append_consuming`] that hands the bodies and events back when
+    /// they were not written ([`Unwritten`]), so the caller need not keep copies to hold
+    /// them.
+    ///
+    /// # Errors
+    /// As [`JournalWriter::append_consuming`], with what was not written. Should the
+    /// writer stop without an answer (a panic in its commit), the bodies are lost with it:
+    /// the error is [`JournalError::WriterStopped`] and the bodies are empty.
+    pub async fn append_returning(
+        &self,
+        bodies: Vec<EventBody>,
+        at: Timestamp,
+        consumed: Vec<Vec<u8>>,
+    ) -> Result<Vec<JournalEntry>, Box<Unwritten>> {
         let _pending = self.lanes.begin();
         if let Some(queue) = self.queue() {
             let (reply, answer) = tokio::sync::oneshot::channel();
@@ -215,12 +246,26 @@ impl JournalWriter {
                 reply,
             });
             match queue.send(req).await {
-                Ok(()) => return answer.await.unwrap_or(Err(JournalError::WriterStopped)),
+                Ok(()) => {
+                    return answer.await.unwrap_or_else(|_| {
+                        Err(Box::new(Unwritten {
+                            error: JournalError::WriterStopped,
+                            bodies: Vec::new(),
+                            consumed: Vec::new(),
+                        }))
+                    });
+                }
                 // Closed meanwhile: nothing was queued, write directly below.
                 Err(mpsc::error::SendError(WriteRequest::Append(req))) => {
                     return self.append_direct(req.bodies, at, req.consumed).await;
                 }
-                Err(mpsc::error::SendError(_)) => return Err(JournalError::WriterStopped),
+                Err(mpsc::error::SendError(_)) => {
+                    return Err(Box::new(Unwritten {
+                        error: JournalError::WriterStopped,
+                        bodies: Vec::new(),
+                        consumed: Vec::new(),
+                    }));
+                }
             }
         }
         self.append_direct(bodies, at, consumed).await
@@ -255,15 +300,32 @@ impl JournalWriter {
         bodies: Vec<EventBody>,
         at: Timestamp,
         consumed: Vec<Vec<u8>>,
-    ) -> Result<Vec<JournalEntry>, JournalError> {
+    ) -> Result<Vec<JournalEntry>, Box<Unwritten>> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
-            store
-                .append_groups_consuming(vec![(bodies, at)], &consumed)
-                .map(|mut g| g.pop().unwrap_or_default())
+            let r = store.log_and_append(&[], vec![(bodies, at)], &consumed, None);
+            match r.appended {
+                Ok(mut g) => Ok(g.pop().unwrap_or_default()),
+                Err(error) => Err(Box::new(Unwritten {
+                    error,
+                    bodies: r
+                        .unwritten
+                        .into_iter()
+                        .next()
+                        .map(|(b, _)| b)
+                        .unwrap_or_default(),
+                    consumed,
+                })),
+            }
         })
         .await
-        .unwrap_or(Err(JournalError::WriterStopped))
+        .unwrap_or_else(|_| {
+            Err(Box::new(Unwritten {
+                error: JournalError::WriterStopped,
+                bodies: Vec::new(),
+                consumed: Vec::new(),
+            }))
+        })
     }
 
     /// Stops taking requests into groups; the writer writes what is queued and ends.
@@ -340,10 +402,14 @@ fn commit_window(store: &Store, window: Window, commits: &std::sync::atomic::Ato
     if !appends.is_empty() {
         metrics::histogram!("aeogate_journal_group_requests").record(appends.len() as f64);
     }
+    // Every request's consumed events in one list for the store; each request's count, to
+    // hand its own back should the window fail.
     let mut consumed = Vec::new();
+    let mut counts = Vec::with_capacity(appends.len());
     let (inputs, replies): (Vec<_>, Vec<_>) = appends
         .into_iter()
         .map(|r| {
+            counts.push(r.consumed.len());
             consumed.extend(r.consumed);
             ((r.bodies, r.at), r.reply)
         })
@@ -357,11 +423,13 @@ fn commit_window(store: &Store, window: Window, commits: &std::sync::atomic::Ato
         logged,
         appended,
         acked,
+        unwritten,
     } = if replies.is_empty() && ack.is_none() {
         WindowResult {
             logged: store.log_reads(&events),
             appended: Ok(Vec::new()),
             acked: Ok(()),
+            unwritten: Vec::new(),
         }
     } else {
         store.log_and_append(&events, inputs, &consumed, ack)
@@ -391,8 +459,20 @@ fn commit_window(store: &Store, window: Window, commits: &std::sync::atomic::Ato
             }
         }
         Err(e) => {
-            for reply in replies {
-                let _ = reply.send(Err(e.for_group_member()));
+            // Each caller's own events, taken from the end of the list backwards.
+            let mut own: Vec<Vec<Vec<u8>>> = counts
+                .iter()
+                .rev()
+                .map(|n| consumed.split_off(consumed.len().saturating_sub(*n)))
+                .collect();
+            own.reverse();
+            let mut bodies = unwritten.into_iter().map(|(b, _)| b);
+            for (reply, consumed) in replies.into_iter().zip(own) {
+                let _ = reply.send(Err(Box::new(Unwritten {
+                    error: e.for_group_member(),
+                    bodies: bodies.next().unwrap_or_default(),
+                    consumed,
+                })));
             }
         }
     }
@@ -612,6 +692,20 @@ impl Journal {
         consumed: Vec<Vec<u8>>,
     ) -> Result<Vec<JournalEntry>, JournalError> {
         self.writer.append_consuming(bodies, at, consumed).await
+    }
+
+    /// [`Journal::append_at_consuming`] that hands back what was not written
+    /// ([`JournalWriter::append_returning`]).
+    ///
+    /// # Errors
+    /// As [`JournalWriter::append_returning`].
+    pub async fn append_at_returning(
+        &self,
+        bodies: Vec<EventBody>,
+        at: Timestamp,
+        consumed: Vec<Vec<u8>>,
+    ) -> Result<Vec<JournalEntry>, Box<Unwritten>> {
+        self.writer.append_returning(bodies, at, consumed).await
     }
 
     /// Moves the acknowledged cursor in the writer's next commit

@@ -281,3 +281,36 @@ async fn the_acknowledged_cursor_moves_in_the_commit_of_the_appends_queued_with_
     );
     assert_eq!(reopened.expect("reopen").acked_seq(), 2);
 }
+
+#[tokio::test]
+async fn appends_the_journal_refuses_in_one_window_get_their_own_bodies_and_events_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(&dir);
+    let (writer, _task) = JournalWriter::start(store.clone());
+    let log = edge_agent::readlog::ReadLog::sharing_writer(&writer);
+    store.refuse_journal_writes(true);
+    let events = |lane: &str| {
+        vec![
+            edge_agent::readlog::encode(&presence(lane, true)),
+            edge_agent::readlog::encode(&presence(lane, false)),
+        ]
+    };
+    let (first, (a, b), commits) =
+        queued_behind(&store, &writer, log.log(&[presence("L9", true)]), async {
+            tokio::join!(
+                writer.append_returning(vec![alert(1), alert(2)], now(), events("L1")),
+                writer.append_returning(vec![alert(3)], now(), events("L2")),
+            )
+        })
+        .await;
+    first.expect("the read log takes the read");
+    assert_eq!(commits, 2, "both appends were refused in one window");
+    let a = a.expect_err("refused");
+    let b = b.expect_err("refused");
+    assert!(matches!(a.error, JournalError::Refused), "{:?}", a.error);
+    assert_eq!(a.bodies, vec![alert(1), alert(2)]);
+    assert_eq!(a.consumed, events("L1"));
+    assert_eq!(b.bodies, vec![alert(3)]);
+    assert_eq!(b.consumed, events("L2"));
+    assert_eq!(store.journal_head(), 0);
+}
