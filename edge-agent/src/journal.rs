@@ -43,7 +43,19 @@ pub(crate) struct AppendRequest {
     at: Timestamp,
     /// Read-log events these records account for, removed in the same commit.
     consumed: Vec<Vec<u8>>,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<JournalEntry>, JournalError>>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<JournalEntry>, Box<Unwritten>>>,
+}
+
+/// An append the journal did not take, handed back whole: the caller holds its records
+/// ([`Journal::failed`]) without having kept a copy of them.
+#[derive(Debug)]
+pub struct Unwritten {
+    /// Why nothing was written.
+    pub error: JournalError,
+    /// The bodies, as given.
+    pub bodies: Vec<EventBody>,
+    /// The read-log events they account for, as given.
+    pub consumed: Vec<Vec<u8>>,
 }
 
 /// One source's lane events for the read log ([`crate::readlog`]), answered only after
@@ -53,7 +65,7 @@ pub(crate) struct LogRequest {
     pub(crate) reply: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
 }
 
-/// What the writer task takes: journal appends, read-log appends and the uplink's
+/// What the writer takes: journal appends, read-log appends and the uplink's
 /// acknowledged cursor share its commits.
 pub(crate) enum WriteRequest {
     Append(AppendRequest),
@@ -67,7 +79,7 @@ pub(crate) struct AckRequest {
     reply: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
 }
 
-/// The agent's one journal writer: a task that takes every append request queued while
+/// The agent's one journal writer: a thread that takes every append request queued while
 /// the previous commit was on disk and writes them in one durable write transaction
 /// ([`Store::log_and_append`]: group commit, one fsync for all of them), then answers each
 /// caller. A caller acts only after its answer, so "journal, then act" holds for each
@@ -75,14 +87,14 @@ pub(crate) struct AckRequest {
 /// group rate instead of one fsync per decision (docs/benchmarks.md, figure 3).
 ///
 /// The read log ([`crate::readlog::ReadLog::sharing`]) queues its lane events to the same
-/// task, so the reads that arrived and the decisions made during one commit window share
+/// writer, so the reads that arrived and the decisions made during one commit window share
 /// one write transaction and one fsync: each caller is still answered only after the
 /// commit holding its own part.
 #[derive(Debug)]
 pub struct JournalWriter {
     store: Store,
     queue: Mutex<Option<mpsc::Sender<WriteRequest>>>,
-    /// Group commits made by the task (for the benchmark and the metrics).
+    /// Group commits made by the writer (for the benchmark and the metrics).
     commits: Arc<std::sync::atomic::AtomicU64>,
     /// Appends queued and not yet answered (the uplink yields to them).
     lanes: Arc<LaneWork>,
@@ -113,9 +125,10 @@ impl std::fmt::Debug for WriteRequest {
     }
 }
 
-/// Starts a writer task over `store` on the current runtime: its queue, the task, and
-/// its count of commits. The task ends once every sender is dropped and what was queued
-/// is written.
+/// Starts a writer over `store` on the current runtime: its queue, the writer's handle,
+/// and its count of commits. The writer is one thread of the runtime's blocking pool that
+/// takes a window of requests and commits it itself (no task and no blocking hand-off per
+/// window); it ends once every sender is dropped and what was queued is written.
 pub(crate) fn spawn_writer(
     store: Store,
 ) -> (
@@ -125,12 +138,13 @@ pub(crate) fn spawn_writer(
 ) {
     let (tx, rx) = mpsc::channel(JOURNAL_QUEUE);
     let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let task = tokio::spawn(journal_writer_task(store, rx, commits.clone()));
+    let counted = commits.clone();
+    let task = tokio::task::spawn_blocking(move || journal_writer(&store, rx, &counted));
     (tx, task, commits)
 }
 
 impl JournalWriter {
-    /// Starts the writer task on the current tokio runtime. It runs until
+    /// Starts the writer on the current tokio runtime (a thread of its blocking pool). It runs until
     /// [`JournalWriter::close`] (and the close of every read log sharing it) and then
     /// finishes what was queued; the handle resolves when it has.
     #[must_use]
@@ -147,13 +161,20 @@ impl JournalWriter {
         )
     }
 
-    /// Group commits the writer task has made so far (successful or not).
+    /// Group commits the writer has made so far (successful or not).
     #[must_use]
     pub fn commits(&self) -> u64 {
         self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The writer task's queue while it takes requests (for a read log sharing it).
+    /// Requests in the writer's queue that it has not yet taken into a commit window.
+    #[must_use]
+    pub fn queued(&self) -> usize {
+        self.queue()
+            .map_or(0, |q| q.max_capacity().saturating_sub(q.capacity()))
+    }
+
+    /// The writer's queue while it takes requests (for a read log sharing it).
     pub(crate) fn queue(&self) -> Option<mpsc::Sender<WriteRequest>> {
         self.queue.lock().ok().and_then(|q| q.clone())
     }
@@ -196,6 +217,25 @@ impl JournalWriter {
         at: Timestamp,
         consumed: Vec<Vec<u8>>,
     ) -> Result<Vec<JournalEntry>, JournalError> {
+        self.append_returning(bodies, at, consumed)
+            .await
+            .map_err(|u| u.error)
+    }
+
+    /// [`JournalWriter::append_consuming`] that hands the bodies and events back when
+    /// they were not written ([`Unwritten`]), so the caller need not keep copies to hold
+    /// them.
+    ///
+    /// # Errors
+    /// As [`JournalWriter::append_consuming`], with what was not written. Should the
+    /// writer stop without an answer (a panic in its commit), the bodies are lost with it:
+    /// the error is [`JournalError::WriterStopped`] and the bodies are empty.
+    pub async fn append_returning(
+        &self,
+        bodies: Vec<EventBody>,
+        at: Timestamp,
+        consumed: Vec<Vec<u8>>,
+    ) -> Result<Vec<JournalEntry>, Box<Unwritten>> {
         let _pending = self.lanes.begin();
         if let Some(queue) = self.queue() {
             let (reply, answer) = tokio::sync::oneshot::channel();
@@ -206,12 +246,26 @@ impl JournalWriter {
                 reply,
             });
             match queue.send(req).await {
-                Ok(()) => return answer.await.unwrap_or(Err(JournalError::WriterStopped)),
+                Ok(()) => {
+                    return answer.await.unwrap_or_else(|_| {
+                        Err(Box::new(Unwritten {
+                            error: JournalError::WriterStopped,
+                            bodies: Vec::new(),
+                            consumed: Vec::new(),
+                        }))
+                    });
+                }
                 // Closed meanwhile: nothing was queued, write directly below.
                 Err(mpsc::error::SendError(WriteRequest::Append(req))) => {
                     return self.append_direct(req.bodies, at, req.consumed).await;
                 }
-                Err(mpsc::error::SendError(_)) => return Err(JournalError::WriterStopped),
+                Err(mpsc::error::SendError(_)) => {
+                    return Err(Box::new(Unwritten {
+                        error: JournalError::WriterStopped,
+                        bodies: Vec::new(),
+                        consumed: Vec::new(),
+                    }));
+                }
             }
         }
         self.append_direct(bodies, at, consumed).await
@@ -246,18 +300,35 @@ impl JournalWriter {
         bodies: Vec<EventBody>,
         at: Timestamp,
         consumed: Vec<Vec<u8>>,
-    ) -> Result<Vec<JournalEntry>, JournalError> {
+    ) -> Result<Vec<JournalEntry>, Box<Unwritten>> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
-            store
-                .append_groups_consuming(vec![(bodies, at)], &consumed)
-                .map(|mut g| g.pop().unwrap_or_default())
+            let r = store.log_and_append(&[], vec![(bodies, at)], &consumed, None);
+            match r.appended {
+                Ok(mut g) => Ok(g.pop().unwrap_or_default()),
+                Err(error) => Err(Box::new(Unwritten {
+                    error,
+                    bodies: r
+                        .unwritten
+                        .into_iter()
+                        .next()
+                        .map(|(b, _)| b)
+                        .unwrap_or_default(),
+                    consumed,
+                })),
+            }
         })
         .await
-        .unwrap_or(Err(JournalError::WriterStopped))
+        .unwrap_or_else(|_| {
+            Err(Box::new(Unwritten {
+                error: JournalError::WriterStopped,
+                bodies: Vec::new(),
+                consumed: Vec::new(),
+            }))
+        })
     }
 
-    /// Stops taking requests into groups; the task writes what is queued and ends.
+    /// Stops taking requests into groups; the writer writes what is queued and ends.
     pub fn close(&self) {
         if let Ok(mut q) = self.queue.lock() {
             q.take();
@@ -265,12 +336,14 @@ impl JournalWriter {
     }
 }
 
-async fn journal_writer_task(
-    store: Store,
+/// The writer's loop, on its own blocking thread: waits for a request, takes every
+/// request queued behind it (up to the window's bounds) and commits them together.
+fn journal_writer(
+    store: &Store,
     mut rx: mpsc::Receiver<WriteRequest>,
-    commits: Arc<std::sync::atomic::AtomicU64>,
+    commits: &std::sync::atomic::AtomicU64,
 ) {
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.blocking_recv() {
         let mut window = Window::default();
         window.push(first);
         while window.bodies < JOURNAL_GROUP_MAX_BODIES && window.events < READ_LOG_GROUP_MAX {
@@ -279,13 +352,11 @@ async fn journal_writer_task(
                 Err(_) => break,
             }
         }
-        let store = store.clone();
-        let commits = commits.clone();
-        // A panic in the commit drops every reply: callers see `WriterStopped`.
-        let _ = tokio::task::spawn_blocking(move || {
-            commit_window(&store, window, &commits);
-        })
-        .await;
+        // A panic in the commit drops every reply of the window (callers see
+        // `WriterStopped`); the writer goes on with the next window.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            commit_window(store, window, commits);
+        }));
     }
 }
 
@@ -331,10 +402,14 @@ fn commit_window(store: &Store, window: Window, commits: &std::sync::atomic::Ato
     if !appends.is_empty() {
         metrics::histogram!("aeogate_journal_group_requests").record(appends.len() as f64);
     }
+    // Every request's consumed events in one list for the store; each request's count, to
+    // hand its own back should the window fail.
     let mut consumed = Vec::new();
+    let mut counts = Vec::with_capacity(appends.len());
     let (inputs, replies): (Vec<_>, Vec<_>) = appends
         .into_iter()
         .map(|r| {
+            counts.push(r.consumed.len());
             consumed.extend(r.consumed);
             ((r.bodies, r.at), r.reply)
         })
@@ -348,11 +423,13 @@ fn commit_window(store: &Store, window: Window, commits: &std::sync::atomic::Ato
         logged,
         appended,
         acked,
+        unwritten,
     } = if replies.is_empty() && ack.is_none() {
         WindowResult {
             logged: store.log_reads(&events),
             appended: Ok(Vec::new()),
             acked: Ok(()),
+            unwritten: Vec::new(),
         }
     } else {
         store.log_and_append(&events, inputs, &consumed, ack)
@@ -382,8 +459,20 @@ fn commit_window(store: &Store, window: Window, commits: &std::sync::atomic::Ato
             }
         }
         Err(e) => {
-            for reply in replies {
-                let _ = reply.send(Err(e.for_group_member()));
+            // Each caller's own events, taken from the end of the list backwards.
+            let mut own: Vec<Vec<Vec<u8>>> = counts
+                .iter()
+                .rev()
+                .map(|n| consumed.split_off(consumed.len().saturating_sub(*n)))
+                .collect();
+            own.reverse();
+            let mut bodies = unwritten.into_iter().map(|(b, _)| b);
+            for (reply, consumed) in replies.into_iter().zip(own) {
+                let _ = reply.send(Err(Box::new(Unwritten {
+                    error: e.for_group_member(),
+                    bodies: bodies.next().unwrap_or_default(),
+                    consumed,
+                })));
             }
         }
     }
@@ -470,8 +559,8 @@ impl Outage {
 }
 
 impl Journal {
-    /// Starts the writer task over `store`. Returns the journal, its health channel (to
-    /// list with the devices) and the writer task, which ends after [`Journal::close`]
+    /// Starts the writer over `store`. Returns the journal, its health channel (to
+    /// list with the devices) and the writer's handle, which ends after [`Journal::close`]
     /// once what was queued is written.
     ///
     /// Records held when the agent last stopped (the held-records file beside the store)
@@ -605,6 +694,20 @@ impl Journal {
         self.writer.append_consuming(bodies, at, consumed).await
     }
 
+    /// [`Journal::append_at_consuming`] that hands back what was not written
+    /// ([`JournalWriter::append_returning`]).
+    ///
+    /// # Errors
+    /// As [`JournalWriter::append_returning`].
+    pub async fn append_at_returning(
+        &self,
+        bodies: Vec<EventBody>,
+        at: Timestamp,
+        consumed: Vec<Vec<u8>>,
+    ) -> Result<Vec<JournalEntry>, Box<Unwritten>> {
+        self.writer.append_returning(bodies, at, consumed).await
+    }
+
     /// Moves the acknowledged cursor in the writer's next commit
     /// ([`JournalWriter::set_acked`]).
     ///
@@ -664,7 +767,7 @@ impl Journal {
         self.held.lock().map_or(0, |h| h.len())
     }
 
-    /// Stops grouping: the writer task writes what is queued and ends; later appends
+    /// Stops grouping: the writer writes what is queued and ends; later appends
     /// write directly.
     pub fn close(&self) {
         self.writer.close();

@@ -43,7 +43,7 @@ use crate::decider::{Policy, decide};
 use crate::journal::Journal;
 use crate::live::LiveLanes;
 use crate::replica::MemoryReplica;
-use crate::store::{JournalError, Store};
+use crate::store::Store;
 
 /// Capacity of the source → assembler channel. Small on purpose: the assembler is fast,
 /// and a full queue slows sources down instead of losing reads.
@@ -596,15 +596,22 @@ struct Prepared {
     started: std::time::Instant,
 }
 
-fn journal_bodies(d: &Decision, tx: &GateTransaction) -> Vec<EventBody> {
+/// A transaction and its decision as journal bodies, moved (not copied): the journal
+/// hands them back when it cannot take them ([`crate::journal::Unwritten`]).
+fn journal_bodies(decision: Decision, transaction: GateTransaction) -> Vec<EventBody> {
     vec![
-        EventBody::Transaction {
-            transaction: tx.clone(),
-        },
-        EventBody::Decision {
-            decision: d.clone(),
-        },
+        EventBody::Transaction { transaction },
+        EventBody::Decision { decision },
     ]
+}
+
+/// What showing a decision needs of its transaction once the journal has it.
+struct Journaled {
+    lane: LaneId,
+    transaction_id: Uuid,
+    closed_at: Timestamp,
+    routes: crate::decider::Routes,
+    started: std::time::Instant,
 }
 
 /// Decides closed transactions, journals each transaction with its decision (the appends
@@ -617,29 +624,52 @@ async fn conclude_all(
     counted: &mut DecisionMetrics,
 ) -> Vec<(LaneId, anyhow::Result<()>)> {
     let mut out = Vec::with_capacity(txs.len());
-    let mut prepared = Vec::with_capacity(txs.len());
+    let mut journaled = Vec::with_capacity(txs.len());
+    let mut appends = Vec::with_capacity(txs.len());
     for (lane, p) in prepare_all(shared, txs).await {
         match p {
-            Ok(p) => prepared.push(p),
+            Ok(p) => {
+                let Prepared {
+                    decision,
+                    tx,
+                    consumed,
+                    now,
+                    routes,
+                    started,
+                } = p;
+                journaled.push(Journaled {
+                    lane: tx.lane.clone(),
+                    transaction_id: tx.id,
+                    closed_at: tx.closed_at,
+                    routes,
+                    started,
+                });
+                appends.push((journal_bodies(decision, tx), now, consumed));
+            }
             Err(e) => out.push((lane, Err(e))),
         }
     }
     // Journal, then act: each answer comes only after the commit holding its records
     // (and removing its events from the read log).
-    let answers = futures_util::future::join_all(prepared.iter_mut().map(|p| {
-        shared.journal.append_at_consuming(
-            journal_bodies(&p.decision, &p.tx),
-            p.now,
-            p.consumed.clone(),
-        )
-    }))
-    .await;
-    for (p, journaled) in prepared.into_iter().zip(answers) {
-        let lane = p.tx.lane.clone();
-        finish(shared, p, journaled, actuate, counted);
-        out.push((lane, Ok(())));
+    let answers =
+        futures_util::future::join_all(appends.into_iter().map(|(bodies, now, consumed)| {
+            shared.journal.append_at_returning(bodies, now, consumed)
+        }))
+        .await;
+    for (j, answer) in journaled.into_iter().zip(answers) {
+        let lane = j.lane.clone();
+        let result = finish(shared, j, answer, actuate, counted);
+        out.push((lane, result));
     }
     out
+}
+
+/// The decision among journal bodies (moved out of them).
+fn decision_of(bodies: impl IntoIterator<Item = EventBody>) -> Option<Decision> {
+    bodies.into_iter().find_map(|b| match b {
+        EventBody::Decision { decision } => Some(decision),
+        _ => None,
+    })
 }
 
 /// Decides every closing of a group on one blocking thread against one replica
@@ -717,34 +747,52 @@ async fn prepare_all(
 
 fn finish(
     shared: &Pipeline,
-    p: Prepared,
-    journaled: Result<Vec<JournalEntry>, JournalError>,
+    j: Journaled,
+    answer: Result<Vec<JournalEntry>, Box<crate::journal::Unwritten>>,
     actuate: bool,
     counted: &mut DecisionMetrics,
-) {
-    let Prepared {
-        mut decision,
-        tx,
+) -> anyhow::Result<()> {
+    let Journaled {
+        lane,
+        transaction_id,
+        closed_at,
         routes,
         started,
-        consumed,
-        ..
-    } = p;
-    match journaled {
-        Ok(_) => shared.journal.notify_appended(),
-        Err(e) => {
+    } = j;
+    let decision = match answer {
+        Ok(entries) => {
+            shared.journal.notify_appended();
+            decision_of(entries.into_iter().map(|e| e.body))
+        }
+        Err(unwritten) => {
             // The journal cannot be written (a full disk): the truck still gets a lane,
             // but never a priority one, and the records are held for a later write.
-            hold_decision(&mut decision, &routes);
-            shared
-                .journal
-                .failed(&e, journal_bodies(&decision, &tx), consumed);
+            let crate::journal::Unwritten {
+                error,
+                mut bodies,
+                consumed,
+            } = *unwritten;
+            let mut held = None;
+            for b in &mut bodies {
+                if let EventBody::Decision { decision } = b {
+                    hold_decision(decision, &routes);
+                    held = Some(decision.clone());
+                }
+            }
+            if !bodies.is_empty() {
+                shared.journal.failed(&error, bodies, consumed);
+            }
+            held
         }
-    }
-    let lane = tx.lane.clone();
+    };
+    let Some(decision) = decision else {
+        // No answer from the writer at all (it went away outside a commit; a failed or
+        // panicking commit hands the records back): the lane keeps its safe state.
+        anyhow::bail!("transaction {transaction_id}: the journal writer stopped before answering");
+    };
     let state = LaneState::from_decision(&decision);
     counted.decided(&lane, decision.decision, started.elapsed().as_secs_f64());
-    if let Ok(since_close) = Timestamp::now().duration_since(tx.closed_at).try_into() {
+    if let Ok(since_close) = Timestamp::now().duration_since(closed_at).try_into() {
         let d: std::time::Duration = since_close;
         counted.close_to_lane(d.as_secs_f64());
     }
@@ -764,4 +812,5 @@ fn finish(
             l.shown = Some(state);
         }
     });
+    Ok(())
 }

@@ -5,9 +5,9 @@
 //! At start the pipeline replays what is left ([`ReadLog::replay`]): the trucks that were
 //! in the lane when the agent stopped, whose records were not yet journaled.
 //!
-//! One writer task takes every request queued while the previous commit was on disk and
+//! One writer (a thread of the runtime's blocking pool) takes every request queued while the previous commit was on disk and
 //! writes them in one transaction (group commit), so several ports and the broker share
-//! one fsync. In the running agent that task is the journal's writer
+//! one fsync. In the running agent that writer is the journal's
 //! ([`ReadLog::sharing`]): a commit window's reads and decisions share one fsync. A failed write is logged and counted (`aeogate_read_log_failures_total`);
 //! the source still answers and forwards the event (a full disk must not stop the lane),
 //! which is then only in memory, as before the log existed.
@@ -40,7 +40,7 @@ pub struct ReadLog {
 }
 
 impl ReadLog {
-    /// Starts a writer task of its own on the current runtime; it ends after
+    /// Starts a writer of its own on the current runtime; it ends after
     /// [`ReadLog::close`] once what was queued is written.
     #[must_use]
     pub fn start(store: Store) -> (ReadLog, JoinHandle<()>) {
@@ -55,10 +55,10 @@ impl ReadLog {
         )
     }
 
-    /// A read log whose events go through the journal's writer task, sharing its commit
+    /// A read log whose events go through the journal's writer, sharing its commit
     /// windows: the reads and the decisions queued while the previous commit was on disk
     /// are written in one transaction (one fsync instead of one for each). The writer
-    /// task ends once this read log and the journal are both closed.
+    /// ends once this read log and the journal are both closed.
     #[must_use]
     pub fn sharing(journal: &Journal) -> ReadLog {
         ReadLog::sharing_writer(journal.writer())
@@ -121,7 +121,7 @@ impl ReadLog {
             .unwrap_or(Err(JournalError::WriterStopped))
     }
 
-    /// Stops grouping: later calls write directly. A writer task of its own
+    /// Stops grouping: later calls write directly. A writer of its own
     /// ([`ReadLog::start`]) writes what is queued and ends.
     pub fn close(&self) {
         if let Ok(mut q) = self.queue.lock() {

@@ -162,7 +162,7 @@ pub async fn start_from(
     let tracker = TaskTracker::new();
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     // Lane events are durable before a device is answered; the pipeline replays what is
-    // left at start (crate::readlog). It shares the journal's writer task, so the reads
+    // left at start (crate::readlog). It shares the journal's writer, so the reads
     // and decisions of one commit window share one fsync.
     let (journal, journal_health, journal_writer_task) = Journal::start(store.clone());
     let read_log = Arc::new(ReadLog::sharing(&journal));
@@ -349,7 +349,7 @@ pub async fn start_from(
         // Every task that journals has ended: the writer finishes what is queued.
         journal.close();
         if journal_writer_task.await.is_err() {
-            tracing::error!("the journal writer task failed at shutdown");
+            tracing::error!("the journal writer failed at shutdown");
         }
         tracing::info!("agent stopped");
         Ok(())

@@ -5,6 +5,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use edge_agent::journal::JournalWriter;
 use edge_agent::store::{JournalError, Store};
@@ -16,6 +17,54 @@ fn alert(n: usize) -> EventBody {
         what: "test".into(),
         detail: format!("alert {n}"),
     }
+}
+
+/// Polls `fut` once: its requests are queued (a send to a queue with room completes in
+/// one poll), its answers not yet awaited.
+async fn poll_once<F: std::future::Future + Unpin>(fut: &mut F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        out = fut => Some(out),
+        () = std::future::ready(()) => None,
+    }
+}
+
+/// Runs `together` while the writer is inside a commit window of its own: `first` is
+/// queued and taken by the writer, which then waits for the store's write transaction
+/// (held here); `together` queues its requests meanwhile, so the writer takes them all in
+/// its next window. Returns both outputs and the commits made from the release on.
+async fn queued_behind<A, B>(
+    store: &Store,
+    writer: &JournalWriter,
+    first: A,
+    together: B,
+) -> (A::Output, B::Output, u64)
+where
+    A: std::future::Future,
+    B: std::future::Future,
+{
+    let held = store.database().begin_write().expect("write transaction");
+    let mut first = std::pin::pin!(first);
+    assert!(
+        poll_once(&mut first).await.is_none(),
+        "answered before its commit"
+    );
+    support::eventually(
+        "the writer takes the first request",
+        Duration::from_secs(10),
+        || writer.queued() == 0,
+    )
+    .await;
+    let mut together = std::pin::pin!(together);
+    assert!(
+        poll_once(&mut together).await.is_none(),
+        "answered before its commit"
+    );
+    assert!(writer.queued() > 0, "queued behind the first");
+    let before = writer.commits();
+    drop(held);
+    let (a, b) = tokio::join!(first, together);
+    (a, b, writer.commits() - before)
 }
 
 fn store(dir: &tempfile::TempDir) -> Store {
@@ -121,20 +170,28 @@ async fn a_read_log_sharing_the_writer_commits_reads_and_records_queued_together
     log.log(std::slice::from_ref(&arrived)).await.expect("log");
     assert_eq!(writer.commits(), 1);
     let departed = presence("L1", false);
-    let (logged, journaled) = tokio::join!(
-        log.log(std::slice::from_ref(&departed)),
-        writer.append_consuming(
-            vec![alert(1)],
-            now(),
-            vec![edge_agent::readlog::encode(&arrived)]
-        )
-    );
+    let (first, (logged, journaled), commits) = queued_behind(
+        &store,
+        &writer,
+        writer.append(vec![alert(0)], now()),
+        async {
+            tokio::join!(
+                log.log(std::slice::from_ref(&departed)),
+                writer.append_consuming(
+                    vec![alert(1)],
+                    now(),
+                    vec![edge_agent::readlog::encode(&arrived)]
+                )
+            )
+        },
+    )
+    .await;
+    first.expect("append");
     logged.expect("log");
     let entries = journaled.expect("append");
     assert_eq!(
-        writer.commits(),
-        2,
-        "the read and the record share one commit"
+        commits, 2,
+        "the first request's commit, then one for the read and the record"
     );
     assert_eq!(
         store.entry(entries[0].seq).expect("read").as_ref(),
@@ -160,15 +217,21 @@ async fn reads_are_logged_while_the_journal_refuses_writes_in_the_same_window() 
     let log = edge_agent::readlog::ReadLog::sharing_writer(&writer);
     store.refuse_journal_writes(true);
     let arrived = [presence("L1", true)];
-    let (logged, journaled) = tokio::join!(log.log(&arrived), writer.append(vec![alert(1)], now()));
+    // The first request is a read: a refused append would not wait for the transaction.
+    let (first, (logged, journaled), commits) =
+        queued_behind(&store, &writer, log.log(&[presence("L2", true)]), async {
+            tokio::join!(log.log(&arrived), writer.append(vec![alert(1)], now()))
+        })
+        .await;
+    first.expect("the read log takes the first read");
     logged.expect("the read log takes the read");
     assert!(
         matches!(journaled, Err(JournalError::Refused)),
         "{journaled:?}"
     );
     assert_eq!(store.journal_head(), 0);
-    assert_eq!(store.logged_reads().expect("read log").len(), 1);
-    assert_eq!(writer.commits(), 1, "both were queued in one window");
+    assert_eq!(store.logged_reads().expect("read log").len(), 2);
+    assert_eq!(commits, 2, "the first read's commit, then one for both");
 }
 
 #[tokio::test]
@@ -181,23 +244,31 @@ async fn the_acknowledged_cursor_moves_in_the_commit_of_the_appends_queued_with_
         .await
         .expect("append");
     assert_eq!(writer.commits(), 1);
-    let (acked, appended, further) = tokio::join!(
-        writer.set_acked(2),
+    let (first, (acked, appended, further), commits) = queued_behind(
+        &store,
+        &writer,
         writer.append(vec![alert(4)], now()),
-        writer.set_acked(1)
-    );
+        async {
+            tokio::join!(
+                writer.set_acked(2),
+                writer.append(vec![alert(5)], now()),
+                writer.set_acked(1)
+            )
+        },
+    )
+    .await;
+    assert_eq!(first.expect("append")[0].seq, 4);
     acked.expect("ack");
     further.expect("a lower cursor is ignored");
-    assert_eq!(appended.expect("append")[0].seq, 4);
+    assert_eq!(appended.expect("append")[0].seq, 5);
     assert_eq!(
-        writer.commits(),
-        2,
-        "the cursor and the append share one commit"
+        commits, 2,
+        "the first append's commit, then one for the cursor and the append"
     );
     assert_eq!(store.acked_seq(), 2);
     assert!(matches!(
         writer.set_acked(9).await,
-        Err(JournalError::AckBeyondHead { seq: 9, head: 4 })
+        Err(JournalError::AckBeyondHead { seq: 9, head: 5 })
     ));
     assert_eq!(store.acked_seq(), 2);
     // Durable: a reopened store has the cursor.
@@ -209,4 +280,37 @@ async fn the_acknowledged_cursor_moves_in_the_commit_of_the_appends_queued_with_
         GateId::parse("G1").expect("gate"),
     );
     assert_eq!(reopened.expect("reopen").acked_seq(), 2);
+}
+
+#[tokio::test]
+async fn appends_the_journal_refuses_in_one_window_get_their_own_bodies_and_events_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(&dir);
+    let (writer, _task) = JournalWriter::start(store.clone());
+    let log = edge_agent::readlog::ReadLog::sharing_writer(&writer);
+    store.refuse_journal_writes(true);
+    let events = |lane: &str| {
+        vec![
+            edge_agent::readlog::encode(&presence(lane, true)),
+            edge_agent::readlog::encode(&presence(lane, false)),
+        ]
+    };
+    let (first, (a, b), commits) =
+        queued_behind(&store, &writer, log.log(&[presence("L9", true)]), async {
+            tokio::join!(
+                writer.append_returning(vec![alert(1), alert(2)], now(), events("L1")),
+                writer.append_returning(vec![alert(3)], now(), events("L2")),
+            )
+        })
+        .await;
+    first.expect("the read log takes the read");
+    assert_eq!(commits, 2, "both appends were refused in one window");
+    let a = a.expect_err("refused");
+    let b = b.expect_err("refused");
+    assert!(matches!(a.error, JournalError::Refused), "{:?}", a.error);
+    assert_eq!(a.bodies, vec![alert(1), alert(2)]);
+    assert_eq!(a.consumed, events("L1"));
+    assert_eq!(b.bodies, vec![alert(3)]);
+    assert_eq!(b.consumed, events("L2"));
+    assert_eq!(store.journal_head(), 0);
 }

@@ -39,6 +39,10 @@ pub struct WindowResult {
     pub appended: Result<Vec<Vec<JournalEntry>>, JournalError>,
     /// The acknowledged cursor.
     pub acked: Result<(), JournalError>,
+    /// When `appended` is an error: the groups, handed back as given (nothing of them was
+    /// written), so a caller can hold its records without having kept a copy. Empty
+    /// otherwise.
+    pub unwritten: Vec<(Vec<EventBody>, Timestamp)>,
 }
 
 /// The uplink backlog: entries written up to `head` that central has not acknowledged
@@ -66,22 +70,47 @@ fn indexed_tx(body: &EventBody) -> Option<Uuid> {
     }
 }
 
+/// A journal entry but its body: what [`chained_entry`] makes for a body it only borrows.
+struct EntryHead {
+    seq: u64,
+    id: Uuid,
+    at: Timestamp,
+    prev_hash: String,
+    hash: String,
+}
+
+impl EntryHead {
+    fn with_body(self, gate: &GateId, body: EventBody) -> JournalEntry {
+        JournalEntry {
+            v: SCHEMA_VERSION,
+            agent: gate.clone(),
+            seq: self.seq,
+            id: self.id,
+            at: self.at,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+            body,
+        }
+    }
+}
+
 /// The entry that follows `prev_hash` (a new id, its hash computed as
-/// [`protocol::schema::entry_hash`] defines it) and its stored bytes, the body serialised
-/// once for both.
+/// [`protocol::schema::entry_hash`] defines it) but its body, and its stored bytes, the
+/// body serialised once for both. The body is only borrowed: it becomes part of the entry
+/// once the write transaction holding it has committed ([`EntryHead::with_body`]).
 fn chained_entry(
     gate: &GateId,
     seq: u64,
     at: Timestamp,
     prev_hash: &str,
-    body: EventBody,
-) -> Result<(JournalEntry, Vec<u8>), JournalError> {
+    body: &EventBody,
+) -> Result<(EntryHead, Vec<u8>), JournalError> {
     let unserialisable = |e: serde_json::Error| JournalError::Corrupt {
         seq,
         detail: e.to_string(),
     };
     let id = Uuid::now_v7();
-    let json = serde_json::value::to_raw_value(&body).map_err(unserialisable)?;
+    let json = serde_json::value::to_raw_value(body).map_err(unserialisable)?;
     let hash = entry_hash(prev_hash, SCHEMA_VERSION, gate, seq, &id, &at, &*json)
         .map_err(JournalError::Hash)?;
     let bytes = serde_json::to_vec(&EntryJson {
@@ -95,17 +124,14 @@ fn chained_entry(
         body: &*json,
     })
     .map_err(unserialisable)?;
-    let entry = JournalEntry {
-        v: SCHEMA_VERSION,
-        agent: gate.clone(),
+    let head = EntryHead {
         seq,
         id,
         at,
         prev_hash: prev_hash.to_owned(),
         hash,
-        body,
     };
-    Ok((entry, bytes))
+    Ok((head, bytes))
 }
 
 pub(super) fn decode_entry(seq: u64, bytes: &[u8]) -> Result<JournalEntry, JournalError> {
@@ -194,7 +220,9 @@ impl Store {
         if journal_work && self.refusing_journal_writes() {
             return Err(JournalError::Refused);
         }
-        let written = self.append_groups_once(&[], groups, consumed, None);
+        let written = self
+            .append_groups_once(&[], groups, consumed, None)
+            .map_err(|(e, _)| e);
         if let Err(e) = &written {
             self.note_journal_error(e);
         }
@@ -221,6 +249,7 @@ impl Store {
                 logged: self.log_reads(log),
                 appended: Err(JournalError::Refused),
                 acked: ack.map_or(Ok(()), |a| self.set_acked(a)),
+                unwritten: groups,
             };
         }
         if let Some(seq) = ack {
@@ -236,13 +265,15 @@ impl Store {
                 logged: Ok(()),
                 appended: Ok(entries),
                 acked: Ok(()),
+                unwritten: Vec::new(),
             },
-            Err(e) => {
+            Err((e, groups)) => {
                 self.note_journal_error(&e);
                 WindowResult {
                     logged: Err(e.for_group_member()),
                     acked: Err(e.for_group_member()),
                     appended: Err(e),
+                    unwritten: groups,
                 }
             }
         }
@@ -254,13 +285,46 @@ impl Store {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Writes `log`, `groups` and `consumed` (and moves the cursor to `ack`) in one
+    /// durable write transaction; the entries take their bodies only after the commit.
+    /// On an error nothing was written and the groups are handed back as given, also when
+    /// the write panicked ([`JournalError::WriterStopped`]): the records are the caller's
+    /// to hold, not lost with the write.
+    #[allow(clippy::type_complexity)]
     fn append_groups_once(
         &self,
         log: &[Vec<u8>],
         groups: Vec<(Vec<EventBody>, Timestamp)>,
         consumed: &[Vec<u8>],
         ack: Option<u64>,
-    ) -> Result<Vec<Vec<JournalEntry>>, JournalError> {
+    ) -> Result<Vec<Vec<JournalEntry>>, (JournalError, Vec<(Vec<EventBody>, Timestamp)>)> {
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.write_groups(log, &groups, consumed, ack)
+        }));
+        match written {
+            Ok(Ok(heads)) => Ok(heads
+                .into_iter()
+                .zip(groups)
+                .map(|(heads, (bodies, _))| {
+                    heads
+                        .into_iter()
+                        .zip(bodies)
+                        .map(|(head, body)| head.with_body(&self.inner.gate, body))
+                        .collect()
+                })
+                .collect()),
+            Ok(Err(e)) => Err((e, groups)),
+            Err(_) => Err((JournalError::WriterStopped, groups)),
+        }
+    }
+
+    fn write_groups(
+        &self,
+        log: &[Vec<u8>],
+        groups: &[(Vec<EventBody>, Timestamp)],
+        consumed: &[Vec<u8>],
+        ack: Option<u64>,
+    ) -> Result<Vec<Vec<EntryHead>>, JournalError> {
         if log.is_empty()
             && groups.iter().all(|(b, _)| b.is_empty())
             && consumed.is_empty()
@@ -282,21 +346,19 @@ impl Store {
                 let mut group = Vec::with_capacity(bodies.len());
                 for body in bodies {
                     let seq = next.head + 1;
-                    let exception = is_exception(&body);
-                    let tx_id = indexed_tx(&body);
-                    let (entry, bytes) =
-                        chained_entry(&self.inner.gate, seq, at, &next.last_hash, body)?;
+                    let (head, bytes) =
+                        chained_entry(&self.inner.gate, seq, *at, &next.last_hash, body)?;
                     journal.insert(seq, bytes.as_slice()).map_err(jdb)?;
-                    if let Some(id) = tx_id {
+                    if let Some(id) = indexed_tx(body) {
                         by_tx.insert(id.as_u128(), seq).map_err(jdb)?;
                     }
-                    if exception {
+                    if is_exception(body) {
                         exceptions.insert(seq, ()).map_err(jdb)?;
                     }
                     next.head = seq;
                     next.bytes += bytes.len() as u64;
-                    next.last_hash = entry.hash.clone();
-                    group.push(entry);
+                    next.last_hash.clone_from(&head.hash);
+                    group.push(head);
                 }
                 out.push(group);
             }
@@ -747,8 +809,9 @@ mod tests {
     /// The stored bytes are what serialising the entry itself gives, and its hash is the
     /// one [`JournalEntry::verify_hash`] recomputes.
     fn check(body: EventBody, prev_hash: &str) {
-        let (entry, bytes) =
-            chained_entry(&gate(), 7, Timestamp::UNIX_EPOCH, prev_hash, body).expect("entry");
+        let (head, bytes) =
+            chained_entry(&gate(), 7, Timestamp::UNIX_EPOCH, prev_hash, &body).expect("entry");
+        let entry = head.with_body(&gate(), body);
         assert_eq!(bytes, serde_json::to_vec(&entry).expect("json"));
         entry.verify_hash().expect("hash verifies");
         assert_eq!(decode_entry(7, &bytes).expect("decodes"), entry);
@@ -769,8 +832,12 @@ mod tests {
 
     #[test]
     fn an_entry_after_a_malformed_previous_hash_is_refused() {
-        let err = chained_entry(&gate(), 1, Timestamp::UNIX_EPOCH, "not hex", transaction());
-        assert!(matches!(err, Err(JournalError::Hash(_))), "{err:?}");
+        let err = chained_entry(&gate(), 1, Timestamp::UNIX_EPOCH, "not hex", &transaction());
+        assert!(
+            matches!(err, Err(JournalError::Hash(_))),
+            "{:?}",
+            err.map(|(_, bytes)| bytes)
+        );
     }
 
     proptest! {
