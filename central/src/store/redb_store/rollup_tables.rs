@@ -157,29 +157,92 @@ impl RollupSink for Sink<'_> {
     }
 
     fn write(&mut self, r: Rollup) -> Result<(), StoreError> {
-        let daily = rollup::by_day(&r.counts);
-        add_packed(self.tx, &rollup::packed(&r.counts))?;
-        for (table, counts) in [(PROGRAMME, &r.counts), (PROGRAMME_DAILY, &daily)] {
-            let mut t = self.tx.open_table(table)?;
-            for ((start, group, figure), n) in counts {
-                let key = (*start, group.as_str(), figure.as_str());
-                let cur = t.get(key)?.map_or(0, |g| g.value());
-                t.insert(key, cur.saturating_add_signed(*n))?;
-            }
+        write_counts(self.tx, &r.counts, &r.names)?;
+        write_pending(self.tx, self.gate, &r.pending)
+    }
+}
+
+/// Adds `counts` (by hour) to the hourly, daily and packed levels, and stores the names of
+/// operators that have none.
+fn write_counts(
+    tx: &WriteTransaction,
+    counts: &BTreeMap<(i64, String, String), i64>,
+    names: &BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    let daily = rollup::by_day(counts);
+    add_packed(tx, &rollup::packed(counts))?;
+    for (table, counts) in [(PROGRAMME, counts), (PROGRAMME_DAILY, &daily)] {
+        let mut t = tx.open_table(table)?;
+        for ((start, group, figure), n) in counts {
+            let key = (*start, group.as_str(), figure.as_str());
+            let cur = t.get(key)?.map_or(0, |g| g.value());
+            t.insert(key, cur.saturating_add_signed(*n))?;
         }
-        {
-            let mut t = self.tx.open_table(PROGRAMME_NAMES)?;
-            for (op, name) in &r.names {
-                if t.get(op.as_str())?.is_none() {
-                    t.insert(op.as_str(), name.as_str())?;
-                }
-            }
+    }
+    let mut t = tx.open_table(PROGRAMME_NAMES)?;
+    for (op, name) in names {
+        if t.get(op.as_str())?.is_none() {
+            t.insert(op.as_str(), name.as_str())?;
         }
-        let mut t = self.tx.open_table(PROGRAMME_PENDING)?;
-        for (txn, halves) in &r.pending {
-            t.insert((self.gate, uuid_key(txn)), encode(halves)?.as_slice())?;
+    }
+    Ok(())
+}
+
+fn write_pending(
+    tx: &WriteTransaction,
+    gate: &str,
+    pending: &BTreeMap<Uuid, Vec<Half>>,
+) -> Result<(), StoreError> {
+    let mut t = tx.open_table(PROGRAMME_PENDING)?;
+    for (txn, halves) in pending {
+        t.insert((gate, uuid_key(txn)), encode(halves)?.as_slice())?;
+    }
+    Ok(())
+}
+
+/// The roll-up counts of the batches of one write transaction (a group commit), added up
+/// in memory and written once, when the last batch is stored: batches of a group mostly
+/// count under the same hours and groups, so each stored row is read and rewritten once
+/// per transaction instead of once per batch. Counts only ever increase, so the sum
+/// written is what writing each batch's would have left. Pending halves are written per
+/// batch, at once, so a later batch of the same gate in the group pairs with them.
+#[derive(Debug, Default)]
+pub(super) struct GroupRollup {
+    counts: BTreeMap<(i64, String, String), i64>,
+    names: BTreeMap<String, String>,
+}
+
+impl GroupRollup {
+    /// Pairs one batch's halves with the gate's stored ones (as [`rollup::store`] does),
+    /// writes what stays pending and keeps the counts for [`GroupRollup::write`].
+    pub(super) fn add(
+        &mut self,
+        tx: &WriteTransaction,
+        gate: &str,
+        batch: Batch,
+    ) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let stored = Sink { tx, gate }.take_pending(&batch.transactions())?;
+        let r = batch.finish(stored);
+        write_pending(tx, gate, &r.pending)?;
+        for (k, n) in r.counts {
+            *self.counts.entry(k).or_default() += n;
+        }
+        for (op, name) in r.names {
+            // The first batch's name is the one declared first.
+            self.names.entry(op).or_insert(name);
         }
         Ok(())
+    }
+
+    /// Writes the counts and names of every batch added.
+    pub(super) fn write(self, tx: &WriteTransaction) -> Result<(), StoreError> {
+        if self.counts.is_empty() && self.names.is_empty() {
+            return Ok(());
+        }
+        write_counts(tx, &self.counts, &self.names)
     }
 }
 
