@@ -1992,12 +1992,83 @@ fn a_redb_store_from_before_the_roll_ups_gets_them_built_on_open() {
                 .expect("tables")
                 .filter(|t| redb::TableHandle::name(t).starts_with("programme"))
                 .collect();
-            assert_eq!(tables.len(), 5);
+            assert_eq!(tables.len(), 4);
             for t in tables {
                 tx.delete_table(t).expect("delete");
             }
             tx.commit().expect("commit");
         },
+    );
+}
+
+#[test]
+fn a_redb_store_that_kept_daily_counts_drops_them_and_exports_the_same_day_rows() {
+    use redb::{ReadableDatabase, ReadableTable};
+    type Counts = redb::TableDefinition<'static, (i64, &'static str, &'static str), u64>;
+    const HOURLY: Counts = redb::TableDefinition::new("programme_v1");
+    const DAILY: Counts = redb::TableDefinition::new("programme_daily_v1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.redb");
+    let traffic = [
+        traffic_across_a_rebuild(&gate("G1"), 2_000),
+        traffic_across_a_rebuild(&gate("G2"), 10),
+    ];
+    ingest_before_rebuild(&RedbStore::open(&path).expect("open"), &traffic);
+    // The file as central kept it before: the daily counts beside the hourly ones, each
+    // day's count the sum of its hours'.
+    let mut daily: std::collections::BTreeMap<(i64, String, String), u64> = Default::default();
+    {
+        let db = redb::Database::open(&path).expect("raw open");
+        let tx = db.begin_write().expect("write");
+        {
+            let hourly = tx.open_table(HOURLY).expect("hourly");
+            for row in hourly.iter().expect("rows") {
+                let (k, v) = row.expect("row");
+                let (hour, group, figure) = k.value();
+                let day = hour - hour.rem_euclid(86_400);
+                *daily
+                    .entry((day, group.to_owned(), figure.to_owned()))
+                    .or_default() += v.value();
+            }
+            let mut t = tx.open_table(DAILY).expect("daily");
+            for ((day, group, figure), n) in &daily {
+                t.insert((*day, group.as_str(), figure.as_str()), *n)
+                    .expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    assert!(daily.len() > 3, "{daily:?}");
+    let s = RedbStore::open(&path).expect("reopen");
+    let mut exported = std::collections::BTreeMap::new();
+    s.export(&mut |r| {
+        if let central::store::copy::Record::Programme {
+            day: true,
+            start,
+            group,
+            figure,
+            n,
+        } = r
+        {
+            exported.insert((start, group, figure), n);
+        }
+        Ok(())
+    })
+    .expect("export");
+    assert_eq!(exported, daily, "a copy carries the same daily counts");
+    roll_ups_after_rebuild_equal_the_direct_figures(&s, &traffic);
+    drop(s);
+    let db = redb::Database::open(&path).expect("raw open");
+    let r = db.begin_read().expect("read");
+    let names: Vec<String> = r
+        .list_tables()
+        .expect("tables")
+        .map(|t| redb::TableHandle::name(&t).to_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "programme_v1"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n == "programme_daily_v1"),
+        "{names:?}"
     );
 }
 
@@ -2022,7 +2093,7 @@ fn a_postgres_schema_from_before_the_roll_ups_gets_them_built_by_the_migration()
 }
 
 #[test]
-fn a_redb_store_from_before_the_packed_roll_ups_gets_them_built_from_the_daily_ones() {
+fn a_redb_store_from_before_the_packed_roll_ups_gets_them_built_from_the_hourly_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("c.redb");
     roll_ups_are_built_once_on_open(

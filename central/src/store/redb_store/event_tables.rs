@@ -184,7 +184,10 @@ impl<'a> Target<'a> {
 
     /// Ends the batch: the per-batch counters are written; returns the cases touched and
     /// the links of the entries stored.
-    fn finish(self) -> Result<(Vec<Case>, HashMap<u64, Link>), StoreError> {
+    fn finish(
+        self,
+        roll: &mut rollup_tables::GroupRollup,
+    ) -> Result<(Vec<Case>, HashMap<u64, Link>), StoreError> {
         let Target {
             tx,
             gate,
@@ -228,7 +231,7 @@ impl<'a> Target<'a> {
                 h.insert(key, n)?;
             }
         }
-        rollup_tables::store(tx, gate.as_str(), totals.rollup)?;
+        roll.add(tx, gate.as_str(), totals.rollup)?;
         Ok((cases, links))
     }
 
@@ -844,14 +847,18 @@ impl Prepared {
 }
 
 /// Checks and stores one prepared batch inside `tx` (which may hold other batches too);
-/// the caller commits.
-pub(super) fn ingest_in(tx: &WriteTransaction, b: &Prepared) -> Result<IngestOutcome, StoreError> {
+/// the batch's roll-up counts go to `roll`, which the caller writes before it commits.
+pub(super) fn ingest_in(
+    tx: &WriteTransaction,
+    b: &Prepared,
+    roll: &mut rollup_tables::GroupRollup,
+) -> Result<IngestOutcome, StoreError> {
     let gate = &b.gate;
     let mut row = load_or_new_gate(tx, gate)?;
     let mut state = row.state.clone();
     let mut target = Target::new(tx, b, &mut state)?;
     let tally = ingest::ingest_checked(&mut target, &b.entries, &b.hashes)?;
-    let (mut changed, stored) = target.finish()?;
+    let (mut changed, stored) = target.finish(roll)?;
     changed.extend(gap_check(
         tx,
         gate,

@@ -5,7 +5,9 @@
 //! [`MAX_GROUP_ENTRIES`]) in one write transaction, then hands each caller its own
 //! outcome. A caller returns only once the transaction holding its batch has committed,
 //! so an acknowledgement still names only entries on disk. Batches of the same gate are
-//! applied in the order they were queued.
+//! applied in the order they were queued. The programme roll-up counts of a group's
+//! batches are added up in memory and written once, before the commit
+//! (`rollup_tables::GroupRollup`).
 //!
 //! A batch that fails inside the group (a store error: checks that fail are alerts, not
 //! errors) must not take the others down with it: the group's transaction is abandoned
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use redb::Database;
 
 use super::event_tables::{self, Prepared};
+use super::rollup_tables::GroupRollup;
 use crate::store::{IngestOutcome, StoreError};
 
 /// Most entries committed in one group (the first batch is always taken whole).
@@ -132,8 +135,9 @@ impl GroupCommit {
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let tx = db.begin_write()?;
         let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut roll = GroupRollup::default();
         for j in jobs {
-            match event_tables::ingest_in(&tx, &j.batch) {
+            match event_tables::ingest_in(&tx, &j.batch, &mut roll) {
                 Ok(o) => outcomes.push(o),
                 Err(e) => {
                     // Nothing of the group is written; the error is the batch's.
@@ -141,6 +145,10 @@ impl GroupCommit {
                     return Err(e);
                 }
             }
+        }
+        if let Err(e) = roll.write(&tx) {
+            let _ = tx.abort();
+            return Err(e);
         }
         tx.commit()?;
         self.commits.fetch_add(1, Ordering::Relaxed);
@@ -309,5 +317,138 @@ mod tests {
                 ("G9".into(), 3)
             ]
         );
+    }
+
+    /// Entries 1..=2n of `gate`'s chain: n gate transactions, each followed by its
+    /// decision, the parties drawn from three operators (by `k`), decided in two hours.
+    fn traffic(gate: &str, n: u64) -> Vec<JournalEntry> {
+        use protocol::operator::OperatorId;
+        use protocol::schema::{
+            AeoStatus, CloseReason, Decision, GateTransaction, LaneDecision, LaneId, PartyRole,
+            PartyView, ReplicaFreshness, SCHEMA_VERSION,
+        };
+        let g = GateId::parse(gate).expect("gate");
+        let lane = LaneId::parse("L1").expect("lane");
+        let ops = [
+            "EU-AEO:DE123456789012345",
+            "US-CTPAT:OBOIMP92011",
+            "EU-AEO:FR123456789012",
+        ];
+        let mut prev = GENESIS_HASH.to_owned();
+        let mut out = Vec::new();
+        for k in 0..n {
+            let txn = uuid::Uuid::now_v7();
+            let opened = at() + SignedDuration::from_mins(i64::try_from(k).unwrap_or(0));
+            let closed =
+                opened + SignedDuration::from_secs(30 + 97 * i64::try_from(k).unwrap_or(0));
+            let party = |i: u64| PartyView {
+                role: PartyRole::Importer,
+                operator: Some(OperatorId::parse(ops[(i % 3) as usize]).expect("operator")),
+                name: format!("Operator {}", i % 3),
+                status: i.is_multiple_of(2).then_some(AeoStatus::Active),
+                security: true,
+                mra: None,
+                contact_point: None,
+            };
+            let bodies = [
+                EventBody::Transaction {
+                    transaction: GateTransaction {
+                        v: SCHEMA_VERSION,
+                        id: txn,
+                        gate: g.clone(),
+                        lane: lane.clone(),
+                        opened_at: opened,
+                        closed_at: closed,
+                        close_reason: CloseReason::Departure,
+                        reads: vec![],
+                    },
+                },
+                EventBody::Decision {
+                    decision: Decision {
+                        v: SCHEMA_VERSION,
+                        transaction_id: txn,
+                        gate: g.clone(),
+                        lane: lane.clone(),
+                        decision: [LaneDecision::Fast, LaneDecision::Standard][(k % 2) as usize],
+                        route: "Exit".into(),
+                        reasons: vec![],
+                        priority: false,
+                        decided_at: closed,
+                        replica: ReplicaFreshness {
+                            sequence: 1,
+                            as_of: None,
+                            age_s: None,
+                            stale: false,
+                        },
+                        consignments: vec![],
+                        parties: vec![party(k), party(k + 1)],
+                        policy: "test".into(),
+                    },
+                },
+            ];
+            for body in bodies {
+                let seq = out.len() as u64 + 1;
+                let e = JournalEntry::new_chained(
+                    g.clone(),
+                    seq,
+                    uuid::Uuid::now_v7(),
+                    at(),
+                    prev,
+                    body,
+                )
+                .expect("entry");
+                prev = e.hash.clone();
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn roll_ups_of_a_group_add_up_to_those_of_its_batches_stored_one_by_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (grouped, alone) = (
+            RedbStore::open(&dir.path().join("grouped.redb")).expect("open"),
+            RedbStore::open(&dir.path().join("alone.redb")).expect("open"),
+        );
+        let g = |s: &str| GateId::parse(s).expect("gate");
+        // Three gates over the same operators and hours, and a transaction of G1 whose
+        // decision comes in G1's second batch, queued in the same group as its first.
+        let traffic: Vec<(GateId, Vec<JournalEntry>)> = ["G1", "G2", "G3"]
+            .iter()
+            .map(|n| (g(n), traffic(n, 40)))
+            .collect();
+        let (g1, g1_entries) = &traffic[0];
+        let batches = vec![
+            (g1.clone(), g1_entries[..41].to_vec()),
+            traffic[1].clone(),
+            traffic[2].clone(),
+            (g1.clone(), g1_entries[41..].to_vec()),
+        ];
+        let out = post_while_writer_held(&grouped, &batches);
+        assert!(out.iter().all(Result::is_ok), "{out:?}");
+        assert_eq!(grouped.group.commits(), 1, "four batches, one commit");
+        for (gate, entries) in &batches {
+            alone
+                .ingest(gate, entries, at(), NO_GAP_ALERT)
+                .expect("ingest");
+        }
+        assert_eq!(alone.group.commits(), 4);
+        let (from, to) = (None, "2100-01-01T00:00:00Z".parse().expect("ts"));
+        let counts = grouped.programme_counts(from, to).expect("counts");
+        assert_eq!(counts, alone.programme_counts(from, to).expect("counts"));
+        assert!(
+            counts.counts.keys().any(|(_, f)| f.starts_with("t:")),
+            "the split transaction's time is counted: {counts:?}"
+        );
+        assert_eq!(counts.names.len(), 3, "{counts:?}");
+        // A month's and a day's read (the packed levels) and an hour's agree too.
+        for from in ["2026-01-01T00:30:00Z", "2026-01-01T01:00:00Z"] {
+            let from = Some(from.parse().expect("ts"));
+            assert_eq!(
+                grouped.programme_counts(from, to).expect("counts"),
+                alone.programme_counts(from, to).expect("counts")
+            );
+        }
     }
 }

@@ -15,7 +15,7 @@
 //! | `counters_v1` | (scope, name) | u64 |
 //! | `hourly_v1` | (gate, hour start s, FAST/STANDARD/INSPECT/EXCEPTION) | u64 |
 //! | `programme_v1` | (hour start s, group, FAST/STANDARD/INSPECT or `t:BUCKET`) | u64 ([`crate::rollup`]) |
-//! | `programme_daily_v1` | (day start s, group, figure) | u64: the same counts by UTC day |
+//! | `programme_packed_v1` | (level: day or month, period start s, group) | the group's figures in that period ([`crate::rollup::pack`]) |
 //! | `programme_names_v1`, `programme_pending_v1` | operator id; (gate, transaction id) | name as first declared; `Vec<Half>` |
 //! | `changes_v1` | seq | `LoggedChange` |
 //! | `operators_v1`, `mras_v1`, `consignments_v1` | operator id; (recognising, partner); consignment id | current record with the seq that last wrote it |

@@ -17,7 +17,9 @@ use crate::store::{StoreError, decode, encode};
 /// (hour start s, group, figure) → count.
 pub(super) const PROGRAMME: TableDefinition<(i64, &str, &str), u64> =
     TableDefinition::new("programme_v1");
-/// (day start s, group, figure) → count: the same counts by UTC day.
+/// (day start s, group, figure) → count: the hourly counts by UTC day. No longer kept
+/// (they are the hourly counts added up by day, which an export makes from those); a
+/// store that has the table gets it deleted on open.
 pub(super) const PROGRAMME_DAILY: TableDefinition<(i64, &str, &str), u64> =
     TableDefinition::new("programme_daily_v1");
 /// (level code, period start s, group) → the group's figures in that day or month
@@ -33,14 +35,15 @@ pub(super) const PROGRAMME_PENDING: TableDefinition<(&str, u128), &[u8]> =
 
 /// Creates the tables (at open). A store made before the roll-ups (no `programme_v1`
 /// table yet) gets them built from its stored events here, in the open's write
-/// transaction; a store made before the packed levels gets those built from its daily
-/// counts.
+/// transaction; a store made before the packed levels gets those built from its hourly
+/// counts; a store that still keeps the daily counts has them deleted (every write kept
+/// them equal to the hourly counts added up by day, which is how an export makes them
+/// now).
 pub(super) fn create(tx: &WriteTransaction) -> Result<(), StoreError> {
     let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_owned()).collect();
     let has = |t: &str| names.iter().any(|n| n == t);
     let (existed, packed_existed) = (has(PROGRAMME.name()), has(PROGRAMME_PACKED.name()));
     tx.open_table(PROGRAMME)?;
-    tx.open_table(PROGRAMME_DAILY)?;
     tx.open_table(PROGRAMME_PACKED)?;
     tx.open_table(PROGRAMME_NAMES)?;
     tx.open_table(PROGRAMME_PENDING)?;
@@ -55,26 +58,51 @@ pub(super) fn create(tx: &WriteTransaction) -> Result<(), StoreError> {
             );
         }
     } else if !packed_existed {
-        let (daily, rows) = build_packed(tx)?;
-        rollup::log_packed_built(daily, rows, started.elapsed());
+        let (hourly, rows) = build_packed(tx)?;
+        if hourly > 0 {
+            tracing::info!(
+                hourly,
+                rows,
+                took = ?started.elapsed(),
+                "programme roll-ups by day and month packed from the hourly counts"
+            );
+        }
+    }
+    if has(PROGRAMME_DAILY.name()) && tx.delete_table(PROGRAMME_DAILY)? {
+        tracing::info!("programme daily counts dropped: exports make them from the hourly ones");
     }
     Ok(())
 }
 
-/// Builds the packed levels from the daily counts; returns the daily rows read and the
+/// Builds the packed levels from the hourly counts; returns the hourly rows read and the
 /// packed rows written.
 fn build_packed(tx: &WriteTransaction) -> Result<(u64, u64), StoreError> {
-    let daily = tx.open_table(PROGRAMME_DAILY)?;
+    let hourly = tx.open_table(PROGRAMME)?;
     let mut read = 0u64;
-    let packed = rollup::packed_from_daily(daily.iter()?.map(|row| {
+    // A level's period start is the same from an hour as from its day.
+    let packed = rollup::packed_from_daily(hourly.iter()?.map(|row| {
         let (k, v) = row?;
-        let (day, group, figure) = k.value();
+        let (hour, group, figure) = k.value();
         read += 1;
-        Ok::<_, StoreError>((day, group.to_owned(), figure.to_owned(), v.value()))
+        Ok::<_, StoreError>((hour, group.to_owned(), figure.to_owned(), v.value()))
     }))?;
     let rows = packed.len() as u64;
     add_packed(tx, &packed)?;
     Ok((read, rows))
+}
+
+/// The hourly counts added up by UTC day, as the daily level is exported.
+pub(super) fn daily_counts(
+    r: &redb::ReadTransaction,
+) -> Result<BTreeMap<(i64, String, String), u64>, StoreError> {
+    let mut out: BTreeMap<(i64, String, String), u64> = BTreeMap::new();
+    for row in r.open_table(PROGRAMME)?.iter()? {
+        let (k, v) = row?;
+        let (hour, group, figure) = k.value();
+        *out.entry((rollup::day_start(hour), group.to_owned(), figure.to_owned()))
+            .or_default() += v.value();
+    }
+    Ok(out)
 }
 
 /// Adds packed increments to the stored rows.
@@ -157,29 +185,91 @@ impl RollupSink for Sink<'_> {
     }
 
     fn write(&mut self, r: Rollup) -> Result<(), StoreError> {
-        let daily = rollup::by_day(&r.counts);
-        add_packed(self.tx, &rollup::packed(&r.counts))?;
-        for (table, counts) in [(PROGRAMME, &r.counts), (PROGRAMME_DAILY, &daily)] {
-            let mut t = self.tx.open_table(table)?;
-            for ((start, group, figure), n) in counts {
-                let key = (*start, group.as_str(), figure.as_str());
-                let cur = t.get(key)?.map_or(0, |g| g.value());
-                t.insert(key, cur.saturating_add_signed(*n))?;
-            }
+        write_counts(self.tx, &r.counts, &r.names)?;
+        write_pending(self.tx, self.gate, &r.pending)
+    }
+}
+
+/// Adds `counts` (by hour) to the hourly and packed levels, and stores the names of
+/// operators that have none.
+fn write_counts(
+    tx: &WriteTransaction,
+    counts: &BTreeMap<(i64, String, String), i64>,
+    names: &BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    add_packed(tx, &rollup::packed(counts))?;
+    {
+        let mut t = tx.open_table(PROGRAMME)?;
+        for ((start, group, figure), n) in counts {
+            let key = (*start, group.as_str(), figure.as_str());
+            let cur = t.get(key)?.map_or(0, |g| g.value());
+            t.insert(key, cur.saturating_add_signed(*n))?;
         }
-        {
-            let mut t = self.tx.open_table(PROGRAMME_NAMES)?;
-            for (op, name) in &r.names {
-                if t.get(op.as_str())?.is_none() {
-                    t.insert(op.as_str(), name.as_str())?;
-                }
-            }
+    }
+    let mut t = tx.open_table(PROGRAMME_NAMES)?;
+    for (op, name) in names {
+        if t.get(op.as_str())?.is_none() {
+            t.insert(op.as_str(), name.as_str())?;
         }
-        let mut t = self.tx.open_table(PROGRAMME_PENDING)?;
-        for (txn, halves) in &r.pending {
-            t.insert((self.gate, uuid_key(txn)), encode(halves)?.as_slice())?;
+    }
+    Ok(())
+}
+
+fn write_pending(
+    tx: &WriteTransaction,
+    gate: &str,
+    pending: &BTreeMap<Uuid, Vec<Half>>,
+) -> Result<(), StoreError> {
+    let mut t = tx.open_table(PROGRAMME_PENDING)?;
+    for (txn, halves) in pending {
+        t.insert((gate, uuid_key(txn)), encode(halves)?.as_slice())?;
+    }
+    Ok(())
+}
+
+/// The roll-up counts of the batches of one write transaction (a group commit), added up
+/// in memory and written once, when the last batch is stored: batches of a group mostly
+/// count under the same hours and groups, so each stored row is read and rewritten once
+/// per transaction instead of once per batch. Counts only ever increase, so the sum
+/// written is what writing each batch's would have left. Pending halves are written per
+/// batch, at once, so a later batch of the same gate in the group pairs with them.
+#[derive(Debug, Default)]
+pub(super) struct GroupRollup {
+    counts: BTreeMap<(i64, String, String), i64>,
+    names: BTreeMap<String, String>,
+}
+
+impl GroupRollup {
+    /// Pairs one batch's halves with the gate's stored ones (as [`rollup::store`] does),
+    /// writes what stays pending and keeps the counts for [`GroupRollup::write`].
+    pub(super) fn add(
+        &mut self,
+        tx: &WriteTransaction,
+        gate: &str,
+        batch: Batch,
+    ) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let stored = Sink { tx, gate }.take_pending(&batch.transactions())?;
+        let r = batch.finish(stored);
+        write_pending(tx, gate, &r.pending)?;
+        for (k, n) in r.counts {
+            *self.counts.entry(k).or_default() += n;
+        }
+        for (op, name) in r.names {
+            // The first batch's name is the one declared first.
+            self.names.entry(op).or_insert(name);
         }
         Ok(())
+    }
+
+    /// Writes the counts and names of every batch added.
+    pub(super) fn write(self, tx: &WriteTransaction) -> Result<(), StoreError> {
+        if self.counts.is_empty() && self.names.is_empty() {
+            return Ok(());
+        }
+        write_counts(tx, &self.counts, &self.names)
     }
 }
 
