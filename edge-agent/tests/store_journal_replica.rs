@@ -107,6 +107,53 @@ fn acknowledged_routine_entries_are_pruned_but_not_exceptions_or_unacked() {
 }
 
 #[test]
+fn a_journal_far_over_its_bound_is_pruned_a_bounded_slice_at_each_commit() {
+    use edge_agent::store::PRUNE_BATCH;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
+    let n = 3 * PRUNE_BATCH + 10;
+    s.append((0..n).map(health).collect(), now())
+        .expect("append");
+    s.set_acked(n as u64).expect("ack");
+    let full = s.journal_bytes();
+    let limit = full / 10;
+    s.set_journal_limit(limit);
+    let kept = |s: &Store| {
+        (1..=n as u64)
+            .filter(|q| s.entry(*q).expect("entry").is_some())
+            .count()
+    };
+    // Each commit (an append here; a lane's decision or the cursor in the agent) prunes
+    // one slice of the oldest acknowledged entries, never the whole excess at once.
+    s.append(vec![health(n)], now()).expect("append");
+    assert_eq!(kept(&s), n - PRUNE_BATCH, "one slice pruned");
+    assert!(s.entry(PRUNE_BATCH as u64).expect("e").is_none());
+    assert!(
+        s.entry(PRUNE_BATCH as u64 + 1).expect("e").is_some(),
+        "oldest first"
+    );
+    s.append(vec![health(n + 1)], now()).expect("append");
+    assert_eq!(
+        kept(&s),
+        n - 2 * PRUNE_BATCH,
+        "the next slice at the next commit"
+    );
+    // Bounded: a slice a commit reaches 90 % of the bound within n / slice commits.
+    for i in 0..n / PRUNE_BATCH + 2 {
+        if s.journal_bytes() <= limit / 10 * 9 {
+            break;
+        }
+        s.append(vec![health(n + 2 + i)], now()).expect("append");
+    }
+    assert!(
+        s.journal_bytes() <= limit / 10 * 9 + full / n as u64 * 4,
+        "pruned to 90 % of the bound: {} of {limit}",
+        s.journal_bytes()
+    );
+    assert!(s.verify_chain().expect("remaining chain verifies") > 0);
+}
+
+#[test]
 fn transactions_and_decisions_are_found_for_the_console() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");

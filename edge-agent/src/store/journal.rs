@@ -27,8 +27,13 @@ pub(super) const EXCEPTIONS: TableDefinition<u64, ()> =
 
 /// Most entries [`Store::recent_transactions`] scans before giving up.
 const RECENT_SCAN_LIMIT: usize = 50_000;
-/// Most entries one prune pass deletes (bounds the time an append can take).
-const PRUNE_BATCH: usize = 10_000;
+/// Most entries one prune pass deletes. Every commit of the journal (a lane's decision,
+/// a read, the uplink's cursor) prunes in the same write transaction, and the lanes' next
+/// appends wait behind it; each pruned entry is read for its transaction id and removed
+/// with its index row, so the slice bounds what a commit adds (it was 10,000). A journal
+/// far over its bound (a long backlog acknowledged at tens of thousands of entries a
+/// second) is pruned a slice at every commit.
+pub const PRUNE_BATCH: usize = 256;
 
 /// What [`Store::log_and_append`] answers, part by part.
 #[derive(Debug)]
@@ -735,7 +740,7 @@ pub(super) fn write_journal_meta(
 }
 
 /// Deletes acknowledged routine entries, oldest first, until the journal is at 90 % of
-/// its bound (hysteresis, so not every append prunes).
+/// its bound (hysteresis, so not every append prunes), at most [`PRUNE_BATCH`] of them.
 fn prune(w: &WriteTransaction, st: &mut JournalState) -> Result<(), JournalError> {
     if st.bytes <= st.max_bytes {
         return Ok(());
