@@ -59,6 +59,7 @@ const LAST_ATTEMPT: Duration = Duration::from_secs(2);
 /// [`drain::LANE_YIELD_MAX`] ends it first in practice.
 const YIELD_ROUNDS: usize = 1_000;
 
+pub mod background;
 pub mod drain;
 
 pub use drain::MAX_BATCH_ENTRIES;
@@ -527,12 +528,13 @@ struct Encoded {
 }
 
 /// Reads the next batches from the journal (as `drain` plans them) and encodes each as an
-/// [`IngestBatch`], on a blocking thread. Empty when nothing is unacknowledged.
+/// [`IngestBatch`], on the uplink's background thread, below the lanes' priority
+/// ([`background`]). Empty when nothing is unacknowledged.
 async fn read_batches(shared: &Uplink, drain: &Drain) -> anyhow::Result<Vec<Encoded>> {
     let store = shared.journal.store().clone();
     let gate = shared.gate.clone();
     let drain = drain.clone();
-    tokio::task::spawn_blocking(move || read_and_encode(&store, &gate, &drain))
+    background::run(move || read_and_encode(&store, &gate, &drain))
         .await
         .context("the uplink's journal read panicked")?
 }
