@@ -113,6 +113,8 @@ enum Payload {
     Json(Value),
     /// Bytes sent as `application/json` as they are (malformed or oversized bodies).
     Raw(Vec<u8>),
+    /// Bytes sent as `text/plain` (a body not declared JSON).
+    Text(Vec<u8>),
 }
 
 /// Sends requests through the router and checks each answer against the document;
@@ -163,6 +165,9 @@ impl Checker {
                 .body(Body::from(serde_json::to_vec(&v).expect("json"))),
             Payload::Raw(b) => req
                 .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b)),
+            Payload::Text(b) => req
+                .header(header::CONTENT_TYPE, "text/plain")
                 .body(Body::from(b)),
         }
         .expect("request");
@@ -469,6 +474,8 @@ async fn every_answer_of_every_route_matches_the_document() {
     k.call(r, "POST", ev, evu, Some(&agent), wrong).await;
     let huge = Payload::Raw(vec![b' '; 5 << 20]);
     assert_eq!(k.call(r, "POST", ev, evu, Some(&agent), huge).await.0, 413);
+    let text = Payload::Text(serde_json::to_vec(&batch(&g, &entries)).expect("json"));
+    assert_eq!(k.call(r, "POST", ev, evu, Some(&agent), text).await.0, 415);
 
     let hb = "/api/v1/agents/{gate}/heartbeat";
     let hbu = "/api/v1/agents/P1-G1/heartbeat";
