@@ -230,9 +230,9 @@ const FLOOR_TABLES: [&str; 4] = [
 ];
 
 /// A CSV field, quoted.
-fn csv(out: &mut Vec<u8>, field: &str) {
+fn csv(out: &mut Vec<u8>, field: impl AsRef<[u8]>) {
     out.push(b'"');
-    for &b in field.as_bytes() {
+    for &b in field.as_ref() {
         if b == b'"' {
             out.push(b'"');
         }
@@ -270,7 +270,7 @@ fn floor_batches(raw: &RawBatches) -> anyhow::Result<RawBatches> {
                         .map(ToString::to_string)
                         .collect();
                     for k in &c {
-                        csv(&mut t[3], &transaction.id.to_string());
+                        csv(&mut t[3], transaction.id.to_string());
                         t[3].push(b',');
                         csv(&mut t[3], k);
                         t[3].push(b'\n');
@@ -299,7 +299,7 @@ fn floor_batches(raw: &RawBatches) -> anyhow::Result<RawBatches> {
                     write!(t[1], "{x}")?;
                 }
                 t[1].push(b',');
-                csv(&mut t[1], std::str::from_utf8(bytes)?);
+                csv(&mut t[1], bytes);
                 t[1].push(b'\n');
                 for k in txn.and_then(|x| containers.get(&x)).into_iter().flatten() {
                     csv(&mut t[2], k);
@@ -480,14 +480,9 @@ fn run_pg(
             let mut w = tx.copy_in("COPY raw_events (gate, seq, value) FROM STDIN (FORMAT csv)")?;
             let mut buf = Vec::with_capacity(items.iter().map(|(_, b)| b.len() + 32).sum());
             for (seq, bytes) in items {
-                buf.extend_from_slice(format!("{gate},{seq},\"").as_bytes());
-                for &b in bytes {
-                    if b == b'"' {
-                        buf.push(b'"');
-                    }
-                    buf.push(b);
-                }
-                buf.extend_from_slice(b"\"\n");
+                buf.extend_from_slice(format!("{gate},{seq},").as_bytes());
+                csv(&mut buf, bytes);
+                buf.push(b'\n');
             }
             std::io::Write::write_all(&mut w, &buf)?;
             w.finish()?;

@@ -511,9 +511,9 @@ pub async fn start_central_apart(
     std::thread::Builder::new()
         .name("central-host".into())
         .spawn(move || {
-            let r = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
+            let r = edge_agent::uplink::background::lower_this_thread(nice)
                 .context("lowering central's priority")
-                .and_then(|()| open_central(&dir, n_ops, n_cons));
+                .and_then(|_| open_central(&dir, n_ops, n_cons));
             let _ = tx.send(r);
         })
         .context("starting central's thread")?;

@@ -93,12 +93,21 @@ fn spawn() -> std::io::Result<mpsc::Sender<Job>> {
 /// Lowers this thread's priority by [`BACKGROUND_NICE`]; a failure is logged and the
 /// thread runs at the agent's priority.
 fn lower_priority() {
-    let me = Some(rustix::thread::gettid());
-    let lowered = rustix::process::getpriority_process(me)
-        .and_then(|now| rustix::process::setpriority_process(me, (now + BACKGROUND_NICE).min(19)));
-    if let Err(e) = lowered {
+    if let Err(e) = lower_this_thread(BACKGROUND_NICE) {
         tracing::warn!(error = %e, "the uplink's background thread keeps the agent's priority");
     }
+}
+
+/// Lowers the calling thread's CPU priority by `by` `nice` levels (at most to 19, the
+/// lowest) and returns its new `nice` value. Threads it starts afterwards inherit it.
+///
+/// # Errors
+/// The system refused to tell or to change it.
+pub fn lower_this_thread(by: i32) -> std::io::Result<i32> {
+    let me = Some(rustix::thread::gettid());
+    let nice = (rustix::process::getpriority_process(me)? + by).min(19);
+    rustix::process::setpriority_process(me, nice)?;
+    Ok(nice)
 }
 
 /// This thread's `nice` value.
