@@ -108,7 +108,7 @@ fn acknowledged_routine_entries_are_pruned_but_not_exceptions_or_unacked() {
 
 #[test]
 fn a_journal_far_over_its_bound_is_pruned_a_bounded_slice_at_each_commit() {
-    use edge_agent::store::PRUNE_BATCH;
+    use edge_agent::store::{PRUNE_BATCH, PRUNE_SLICE_WITH_LANES};
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open(&dir.path().join("a.redb"), gate()).expect("open");
     let n = 3 * PRUNE_BATCH + 10;
@@ -123,27 +123,43 @@ fn a_journal_far_over_its_bound_is_pruned_a_bounded_slice_at_each_commit() {
             .filter(|q| s.entry(*q).expect("entry").is_some())
             .count()
     };
-    // Each commit (an append here; a lane's decision or the cursor in the agent) prunes
-    // one slice of the oldest acknowledged entries, never the whole excess at once.
+    // A commit with lane work (an append here; a lane's decision or read in the agent)
+    // prunes a small slice of the oldest acknowledged entries, never the whole excess.
     s.append(vec![health(n)], now()).expect("append");
-    assert_eq!(kept(&s), n - PRUNE_BATCH, "one slice pruned");
-    assert!(s.entry(PRUNE_BATCH as u64).expect("e").is_none());
-    assert!(
-        s.entry(PRUNE_BATCH as u64 + 1).expect("e").is_some(),
-        "oldest first"
-    );
-    s.append(vec![health(n + 1)], now()).expect("append");
     assert_eq!(
         kept(&s),
-        n - 2 * PRUNE_BATCH,
-        "the next slice at the next commit"
+        n - PRUNE_SLICE_WITH_LANES,
+        "one small slice pruned"
     );
-    // Bounded: a slice a commit reaches 90 % of the bound within n / slice commits.
+    let pruned = PRUNE_SLICE_WITH_LANES as u64;
+    assert!(s.entry(pruned).expect("e").is_none());
+    assert!(s.entry(pruned + 1).expect("e").is_some(), "oldest first");
+    // A commit that moves the cursor only prunes a batch.
+    s.set_acked(n as u64 + 1).expect("ack");
+    assert_eq!(
+        kept(&s),
+        n - PRUNE_SLICE_WITH_LANES - PRUNE_BATCH,
+        "a batch at the cursor's commit"
+    );
+    // An append larger than the slice prunes twice what it appends.
+    let big = PRUNE_SLICE_WITH_LANES + 4;
+    s.append(((n + 1)..(n + 1 + big)).map(health).collect(), now())
+        .expect("append");
+    assert_eq!(
+        kept(&s),
+        n - PRUNE_SLICE_WITH_LANES - PRUNE_BATCH - 2 * big,
+        "twice the append"
+    );
+    // Bounded: the cursor's commits reach 90 % of the bound within n / batch of them.
+    let mut head = (n + 1 + big) as u64;
     for i in 0..n / PRUNE_BATCH + 2 {
         if s.journal_bytes() <= limit / 10 * 9 {
             break;
         }
-        s.append(vec![health(n + 2 + i)], now()).expect("append");
+        s.append(vec![health(n + 1 + big + i)], now())
+            .expect("append");
+        head += 1;
+        s.set_acked(head).expect("ack");
     }
     assert!(
         s.journal_bytes() <= limit / 10 * 9 + full / n as u64 * 4,

@@ -27,13 +27,20 @@ pub(super) const EXCEPTIONS: TableDefinition<u64, ()> =
 
 /// Most entries [`Store::recent_transactions`] scans before giving up.
 const RECENT_SCAN_LIMIT: usize = 50_000;
-/// Most entries one prune pass deletes. Every commit of the journal (a lane's decision,
-/// a read, the uplink's cursor) prunes in the same write transaction, and the lanes' next
-/// appends wait behind it; each pruned entry is read for its transaction id and removed
-/// with its index row, so the slice bounds what a commit adds (it was 10,000). A journal
-/// far over its bound (a long backlog acknowledged at tens of thousands of entries a
-/// second) is pruned a slice at every commit.
+/// Most entries one prune pass deletes in a commit that only moves the uplink's cursor.
+/// A journal over its bound is pruned in the same write transaction as a commit, and the
+/// lanes' next appends wait behind it; each pruned entry's transaction id is read and the
+/// entry removed with its index row, so the slice bounds what a commit adds (it was
+/// 10,000). A journal far over its bound (a long backlog acknowledged at tens of
+/// thousands of entries a second) is pruned a slice at every commit.
 pub const PRUNE_BATCH: usize = 256;
+
+/// Most entries a commit that carries lane work (a decision, a read, a consumed read)
+/// prunes, unless it appends more: it then prunes twice what it appends, so the journal
+/// still shrinks towards its bound while the lanes write. A lane's commit is what a truck
+/// waits on; the bulk of the pruning rides on the uplink's cursor commits
+/// ([`PRUNE_BATCH`]).
+pub const PRUNE_SLICE_WITH_LANES: usize = 16;
 
 /// What [`Store::log_and_append`] answers, part by part.
 #[derive(Debug)]
@@ -377,7 +384,9 @@ impl Store {
         {
             next.acked = seq;
         }
-        prune(&w, &mut next)?;
+        let appended: usize = groups.iter().map(|(b, _)| b.len()).sum();
+        let lane_work = appended > 0 || !log.is_empty() || !consumed.is_empty();
+        prune(&w, &mut next, prune_budget(lane_work, appended))?;
         write_journal_meta(&w, &next)?;
         w.commit().map_err(jdb)?;
         *st = next;
@@ -431,7 +440,7 @@ impl Store {
         next.acked = seq;
         let mut w = self.database().begin_write().map_err(jdb)?;
         w.set_durability(Durability::Immediate).map_err(jdb)?;
-        prune(&w, &mut next)?;
+        prune(&w, &mut next, PRUNE_BATCH)?;
         write_journal_meta(&w, &next)?;
         w.commit().map_err(jdb)?;
         *st = next;
@@ -739,9 +748,76 @@ pub(super) fn write_journal_meta(
     Ok(())
 }
 
+/// How many entries a commit may prune: [`PRUNE_BATCH`] for a commit without lane work,
+/// else [`PRUNE_SLICE_WITH_LANES`] or twice what it appends, whichever is more.
+fn prune_budget(lane_work: bool, appended: usize) -> usize {
+    if lane_work {
+        PRUNE_SLICE_WITH_LANES.max(appended.saturating_mul(2))
+    } else {
+        PRUNE_BATCH
+    }
+}
+
+/// The transaction an entry's stored bytes are indexed under ([`indexed_tx`] of its
+/// body), read without decoding the body: the body's `type` picks the one field that
+/// carries the id and only that field is parsed. For the entries the journal writes the
+/// answer is the decoded entry's (tested); bytes this cannot read are decoded whole.
+fn stored_tx(seq: u64, bytes: &[u8]) -> Option<Uuid> {
+    #[derive(serde::Deserialize)]
+    struct Entry<'a> {
+        #[serde(borrow)]
+        body: Body<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        #[serde(borrow, default)]
+        transaction: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        decision: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        action: Option<&'a serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: Uuid,
+    }
+    #[derive(serde::Deserialize)]
+    struct TxId {
+        transaction_id: Option<Uuid>,
+    }
+    let quick = || -> Option<Option<Uuid>> {
+        let e: Entry<'_> = serde_json::from_slice(bytes).ok()?;
+        fn field(raw: Option<&serde_json::value::RawValue>) -> Option<&str> {
+            raw.map(serde_json::value::RawValue::get)
+        }
+        match e.body.kind {
+            "TRANSACTION" => {
+                let id: Id = serde_json::from_str(field(e.body.transaction)?).ok()?;
+                Some(Some(id.id))
+            }
+            "DECISION" => {
+                let d: TxId = serde_json::from_str(field(e.body.decision)?).ok()?;
+                Some(Some(d.transaction_id?))
+            }
+            "OFFICER_ACTION" => {
+                let a: TxId = serde_json::from_str(field(e.body.action)?).ok()?;
+                Some(a.transaction_id)
+            }
+            _ => Some(None),
+        }
+    };
+    quick().unwrap_or_else(|| {
+        decode_entry(seq, bytes)
+            .ok()
+            .and_then(|e| indexed_tx(&e.body))
+    })
+}
+
 /// Deletes acknowledged routine entries, oldest first, until the journal is at 90 % of
-/// its bound (hysteresis, so not every append prunes), at most [`PRUNE_BATCH`] of them.
-fn prune(w: &WriteTransaction, st: &mut JournalState) -> Result<(), JournalError> {
+/// its bound (hysteresis, so not every append prunes), at most `budget` of them.
+fn prune(w: &WriteTransaction, st: &mut JournalState, budget: usize) -> Result<(), JournalError> {
     if st.bytes <= st.max_bytes {
         return Ok(());
     }
@@ -752,7 +828,7 @@ fn prune(w: &WriteTransaction, st: &mut JournalState) -> Result<(), JournalError
     let mut victims: Vec<(u64, u64, Option<Uuid>)> = Vec::new();
     let mut freed = 0u64;
     for item in journal.range(..=st.acked).map_err(jdb)? {
-        if st.bytes - freed <= target || victims.len() >= PRUNE_BATCH {
+        if st.bytes - freed <= target || victims.len() >= budget {
             break;
         }
         let (k, v) = item.map_err(jdb)?;
@@ -761,9 +837,7 @@ fn prune(w: &WriteTransaction, st: &mut JournalState) -> Result<(), JournalError
             continue;
         }
         let len = v.value().len() as u64;
-        let tx = decode_entry(seq, v.value())
-            .ok()
-            .and_then(|e| indexed_tx(&e.body));
+        let tx = stored_tx(seq, v.value());
         victims.push((seq, len, tx));
         freed += len;
     }
@@ -843,6 +917,100 @@ mod tests {
             "{:?}",
             err.map(|(_, bytes)| bytes)
         );
+    }
+
+    fn decision(tx: Uuid) -> EventBody {
+        EventBody::Decision {
+            decision: protocol::schema::Decision {
+                v: SCHEMA_VERSION,
+                transaction_id: tx,
+                gate: gate(),
+                lane: LaneId::parse("L1").expect("lane"),
+                decision: protocol::schema::LaneDecision::Inspect,
+                route: "Lane 3 \"inspection\" é".into(),
+                reasons: Vec::new(),
+                priority: false,
+                decided_at: Timestamp::UNIX_EPOCH,
+                replica: protocol::schema::ReplicaFreshness {
+                    sequence: 1,
+                    as_of: None,
+                    age_s: None,
+                    stale: true,
+                },
+                consignments: vec!["C1".into()],
+                parties: Vec::new(),
+                policy: "p1".into(),
+            },
+        }
+    }
+
+    fn action(tx: Option<Uuid>) -> EventBody {
+        EventBody::OfficerAction {
+            action: protocol::schema::OfficerAction {
+                v: SCHEMA_VERSION,
+                id: Uuid::now_v7(),
+                transaction_id: tx,
+                gate: gate(),
+                lane: LaneId::parse("L1").expect("lane"),
+                officer: "o1".into(),
+                role: "officer".into(),
+                at: Timestamp::UNIX_EPOCH,
+                kind: protocol::schema::ActionKind::Confirm,
+            },
+        }
+    }
+
+    /// `stored_tx` answers what decoding the whole entry and [`indexed_tx`] answer.
+    fn same_tx_as_decoded(bytes: &[u8]) {
+        let decoded = decode_entry(3, bytes)
+            .ok()
+            .and_then(|e| indexed_tx(&e.body));
+        assert_eq!(
+            stored_tx(3, bytes),
+            decoded,
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+
+    #[test]
+    fn the_pruned_entry_s_transaction_is_read_without_decoding_its_body() {
+        let tx = Uuid::now_v7();
+        let bodies = [
+            transaction(),
+            decision(tx),
+            action(Some(tx)),
+            action(None),
+            EventBody::IntegrityAlert {
+                what: "transaction".into(),
+                detail: "{\"decision\":1}".into(),
+            },
+        ];
+        for body in bodies {
+            let want = indexed_tx(&body);
+            let (_, bytes) = chained_entry(&gate(), 3, Timestamp::UNIX_EPOCH, GENESIS_HASH, &body)
+                .expect("entry");
+            assert_eq!(stored_tx(3, &bytes), want);
+            same_tx_as_decoded(&bytes);
+        }
+        // Bytes the quick read cannot take are decoded whole: no transaction when they
+        // do not decode either, never a made-up one.
+        for bad in [
+            &b"not json"[..],
+            b"{}",
+            br#"{"body":{"type":"TRANSACTION","transaction":{"id":"x"}}}"#,
+        ] {
+            same_tx_as_decoded(bad);
+            assert_eq!(stored_tx(3, bad), None);
+        }
+    }
+
+    #[test]
+    fn a_commit_with_lane_work_prunes_a_small_slice_and_a_cursor_commit_a_batch() {
+        assert_eq!(prune_budget(false, 0), PRUNE_BATCH);
+        assert_eq!(prune_budget(true, 0), PRUNE_SLICE_WITH_LANES);
+        assert_eq!(prune_budget(true, 3), PRUNE_SLICE_WITH_LANES);
+        assert_eq!(prune_budget(true, 100), 200, "twice what it appends");
     }
 
     proptest! {

@@ -93,7 +93,7 @@ pub use self::held::{HELD_FILE_BYTES, HeldFile, HeldFileError, HeldGroup};
 use self::journal::{
     BY_TX, EXCEPTIONS, JOURNAL, JOURNAL_META, JOURNAL_TEXT, read_meta_u64, verify_tail,
 };
-pub use self::journal::{PRUNE_BATCH, WindowResult, backlog};
+pub use self::journal::{PRUNE_BATCH, PRUNE_SLICE_WITH_LANES, WindowResult, backlog};
 pub use self::lanes::LaneClosure;
 use self::migrate::move_replica_out;
 use self::replica::{REPLICA_META, TABLE_SETS, open_set};
