@@ -36,6 +36,7 @@ pub mod ingest;
 pub mod journal;
 pub mod lane;
 pub mod mqtt;
+pub mod mqtt_floor;
 pub mod queries;
 pub mod screen;
 pub mod stats;

@@ -18,6 +18,11 @@
 //! - **Broker echo** (baseline): a client on a thread of its own republishes every
 //!   `echo/in/<lane>` message to `echo/out/<lane>` (QoS 1 both ways), driven by the same
 //!   closed loop; its CPU per message is that thread's utime + stime.
+//! - **The agent's I/O alone** (baseline, [`super::mqtt_floor`]): what the agent must do
+//!   for a truck whatever it decides — the read logged durably before its PUBACK, the
+//!   WAITING state, two chained journal entries committed, the decided state and the
+//!   decision event — and nothing else, at 50 trucks/s and at saturation; its CPU per
+//!   decision is the floor under the agent's.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::footprint::{clock_ticks, cpu_ticks, cpu_ticks_at, rss_of, stop};
 use super::stats::{Samples, fmt_bytes};
-use super::{Ctx, Row, data, system};
+use super::{Ctx, Row, data, mqtt_floor, system};
 
 /// Lanes of the agent (each its own OCR topic and lane topics).
 pub const LANES: usize = 500;
@@ -399,7 +404,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         .stderr(Stdio::from(log))
         .spawn()
         .context("starting the agent")?;
-    let result = system::block_on(measure(addr, &agent, console));
+    let floor_store = ctx.path("fig10-floor.redb");
+    let result = system::block_on(measure(addr, &agent, console, &floor_store));
     stop(&mut agent);
     let _ = broker.kill();
     let _ = broker.wait();
@@ -407,7 +413,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 }
 
 #[allow(clippy::too_many_lines)]
-async fn measure(addr: SocketAddr, agent: &Child, console: u16) -> anyhow::Result<Vec<Row>> {
+async fn measure(
+    addr: SocketAddr,
+    agent: &Child,
+    console: u16,
+    floor_store: &Path,
+) -> anyhow::Result<Vec<Row>> {
     // reqwest (the agent's /metrics) needs a TLS provider even for plain HTTP.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let pid = agent.id();
@@ -596,6 +607,90 @@ async fn measure(addr: SocketAddr, agent: &Child, console: u16) -> anyhow::Resul
             echo_ticks / (echo_took + paced_echo.took).as_secs_f64(),
             sat_echo.lost,
             per_s / echo_per_s.max(1.0)
+        )),
+    );
+
+    // The agent's input and output alone (mqtt_floor.rs), driven the same way.
+    let floor_stop = CancellationToken::new();
+    let floor = mqtt_floor::start(addr, floor_store, QUIET_CLOSE, floor_stop.clone())?;
+    let mut floors = subscriber(
+        addr,
+        "bench-floor-out",
+        "floor/out/+/decision",
+        &lanes,
+        mqtt_floor::decision_lane,
+        any_payload,
+        stop.clone(),
+    )
+    .await?;
+    let paced_floor = drive(
+        &client,
+        &mut floors,
+        &paced_lanes,
+        mqtt_floor::topic_in,
+        Some(Duration::from_secs(1)),
+        PACED,
+        QUIET_CLOSE,
+    )
+    .await;
+    rows.push(
+        Row::new(
+            "10",
+            format!("baseline: the agent's I/O alone, {PACED_LANES} lanes × 1 truck/s, beyond quiet_close"),
+        )
+        .latency(paced_floor.samples.summary())
+        .throughput(
+            paced_floor.done as f64 / paced_floor.took.as_secs_f64(),
+            "decisions",
+        )
+        .note(format!("{} decided, {} lost", paced_floor.done, paced_floor.lost)),
+    );
+    let c0 = floor.cpu_ticks();
+    drop(floor.take_commits());
+    let sat_floor = drive(
+        &client,
+        &mut floors,
+        &lanes,
+        mqtt_floor::topic_in,
+        None,
+        SATURATION,
+        QUIET_CLOSE,
+    )
+    .await;
+    let floor_cpu = floor.cpu_ticks().saturating_sub(c0) as f64 / ticks;
+    let commits = floor.take_commits();
+    let mut commit_times = Samples::default();
+    for c in &commits {
+        commit_times.push(c.took);
+    }
+    let reads_logged: usize = commits.iter().map(|c| c.reads).sum();
+    let with_reads = commits.iter().filter(|c| c.reads > 0).count();
+    let ct = commit_times.summary();
+    floor_stop.cancel();
+    floor.join();
+    let floor_per_s = sat_floor.done as f64 / sat_floor.took.as_secs_f64();
+    let floor_us = floor_cpu * 1e6 / sat_floor.done.max(1) as f64;
+    rows.push(
+        Row::new(
+            "10",
+            format!("baseline: the agent's I/O alone at saturation, {LANES} lanes closed loop, {} s", SATURATION.as_secs()),
+        )
+        .latency(sat_floor.samples.summary())
+        .throughput(floor_per_s, "decisions")
+        .note(format!(
+            "I/O floor CPU {floor_us:.0} µs a decision ({:.2} of a core): read log before PUBACK, WAITING state, two {}-byte chained entries, decided state and decision event, group commit; {} commits ({:.1}/s), each p50 {} / p99 {} / max {} (fsync included), {:.1} reads a commit that logged any (the broker's in-flight window is {}); {} lost; agent at {:.2}× the floor's CPU a decision and {:.2}× its rate",
+            floor_cpu / sat_floor.took.as_secs_f64(),
+            mqtt_floor::ENTRY_BYTES,
+            commits.len(),
+            commits.len() as f64 / sat_floor.took.as_secs_f64(),
+            super::stats::fmt_duration(ct.p50),
+            super::stats::fmt_duration(ct.p99),
+            super::stats::fmt_duration(ct.max),
+            reads_logged as f64 / with_reads.max(1) as f64,
+            broker_inflight(),
+            sat_floor.lost,
+            cpu_us / floor_us.max(f64::MIN_POSITIVE),
+            per_s / floor_per_s.max(1.0)
         )),
     );
     stop.cancel();
