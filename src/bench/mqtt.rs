@@ -720,6 +720,103 @@ mod tests {
         assert!(!not_waiting(b"garbage"));
     }
 
+    /// The I/O floor over a real mosquitto: every truck answered after its quiet close,
+    /// each read logged and then consumed, two chained entries journaled a truck.
+    #[test]
+    fn the_floor_answers_every_truck_and_journals_two_chained_entries_for_it() {
+        use redb::{ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _};
+        use sha2::{Digest as _, Sha256};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = Ctx {
+            n: 1,
+            dir: dir.path().to_path_buf(),
+            keep: None,
+        };
+        let (mut broker, addr) = start_mosquitto(&ctx).expect("mosquitto (Debian package)");
+        let store = ctx.path("floor.redb");
+        let stop = CancellationToken::new();
+        let floor = mqtt_floor::start(addr, &store, QUIET_CLOSE, stop.clone()).expect("floor");
+        let lanes = lane_names(3);
+        let driven = system::block_on(async {
+            let mut answers = subscriber(
+                addr,
+                "t-floor-out",
+                "floor/out/+/decision",
+                &lanes,
+                mqtt_floor::decision_lane,
+                any_payload,
+                stop.clone(),
+            )
+            .await
+            .expect("subscriber");
+            let client = publisher(addr, "t-floor-in", stop.clone());
+            Ok(drive(
+                &client,
+                &mut answers,
+                &lanes,
+                mqtt_floor::topic_in,
+                Some(Duration::from_millis(100)),
+                Duration::from_secs(1),
+                Duration::ZERO,
+            )
+            .await)
+        })
+        .expect("driven");
+        let commits = floor.take_commits();
+        stop.cancel();
+        floor.join();
+        let _ = broker.kill();
+        let _ = broker.wait();
+        assert_eq!(driven.lost, 0);
+        assert!(
+            driven.done >= 9,
+            "three lanes, a truck each 100 ms: {}",
+            driven.done
+        );
+        let done = usize::try_from(driven.done).expect("count");
+        assert!(
+            driven
+                .samples
+                .summary()
+                .p50
+                .is_some_and(|d| d >= QUIET_CLOSE),
+            "a decision comes after the lane's quiet close"
+        );
+        assert_eq!(commits.iter().map(|c| c.reads).sum::<usize>(), done);
+        assert_eq!(commits.iter().map(|c| c.closed).sum::<usize>(), done);
+        let db = redb::Database::open(&store).expect("floor store");
+        let r = db.begin_read().expect("read");
+        let reads = r
+            .open_table(redb::TableDefinition::<u64, &[u8]>::new("floor_reads"))
+            .expect("reads");
+        assert_eq!(
+            reads.len().expect("len"),
+            0,
+            "every read consumed by its truck"
+        );
+        let journal = r
+            .open_table(redb::TableDefinition::<u64, &[u8]>::new("floor_journal"))
+            .expect("journal");
+        let mut prev = [0u8; 32];
+        let mut n = 0;
+        for item in journal.iter().expect("iter") {
+            let (_, v) = item.expect("entry");
+            let v = v.value();
+            assert_eq!(v.len(), mqtt_floor::ENTRY_BYTES);
+            let mut body = v.to_vec();
+            body[..32].copy_from_slice(&[b'x'; 32]);
+            let h: [u8; 32] = Sha256::new()
+                .chain_update(prev)
+                .chain_update(&body)
+                .finalize()
+                .into();
+            assert_eq!(v[..32], h, "entry {n} chained to the one before");
+            prev = h;
+            n += 1;
+        }
+        assert_eq!(n, 2 * done, "two entries a truck");
+    }
+
     #[test]
     fn the_agent_configuration_is_accepted_by_the_agent() {
         let text = agent_toml(
