@@ -405,7 +405,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         .spawn()
         .context("starting the agent")?;
     let floor_store = ctx.path("fig10-floor.redb");
-    let result = system::block_on(measure(addr, &agent, console, &floor_store));
+    let result = system::block_on(measure(addr, &agent, broker.id(), console, &floor_store));
     stop(&mut agent);
     let _ = broker.kill();
     let _ = broker.wait();
@@ -416,6 +416,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 async fn measure(
     addr: SocketAddr,
     agent: &Child,
+    broker_pid: u32,
     console: u16,
     floor_store: &Path,
 ) -> anyhow::Result<Vec<Row>> {
@@ -500,6 +501,7 @@ async fn measure(
     let commits_name = "aeogate_journal_group_requests_count";
     let commits0 = agent_counter(console, commits_name).await;
     let c0 = cpu_ticks(pid)?;
+    let shares0 = Shares::now(broker_pid);
     let sat = drive(
         &client,
         &mut decisions,
@@ -511,6 +513,7 @@ async fn measure(
     )
     .await;
     let sat_cpu = (cpu_ticks(pid)?.saturating_sub(c0)) as f64 / ticks;
+    let shares = Shares::now(broker_pid).since(&shares0, sat.took, ticks);
     let dropped = agent_counter(console, "aeogate_mqtt_publish_dropped_total").await - dropped0;
     let superseded = agent_counter(console, superseded_name).await - superseded0;
     let superseded_decisions =
@@ -530,7 +533,11 @@ async fn measure(
         .rss(hwm)
         .target("≥ 10,000 decisions/s, ≤ 60 µs CPU a decision, 0 lane states dropped", per_s >= 10_000.0 && cpu_us <= 60.0 && dropped == 0.0 && sat.lost == 0)
         .note(format!(
-            "agent CPU {cpu_us:.0} µs a decision ({core_share:.2} of a core); lane states dropped {dropped}, superseded on the state topic {superseded} (a WAITING replaced by its decision before it went out), on the decision topic {superseded_decisions}; {} trucks without a decision within 10 s; {commits} journal commits holding decisions ({:.1} decisions a commit); broker in-flight window {}; agent peak RSS {}",
+            "agent CPU {cpu_us:.0} µs a decision ({core_share:.2} of a core; meanwhile mosquitto {:.2}, the load generator {:.2}, the whole machine busy {:.2} of its {} cores); lane states dropped {dropped}, superseded on the state topic {superseded} (a WAITING replaced by its decision before it went out), on the decision topic {superseded_decisions}; {} trucks without a decision within 10 s; {commits} journal commits holding decisions ({:.1} decisions a commit); broker in-flight window {}; agent peak RSS {}",
+            shares.broker,
+            shares.driver,
+            shares.machine,
+            shares.cores,
             sat.lost,
             sat.done as f64 / commits.max(1.0),
             broker_inflight(),
@@ -697,6 +704,72 @@ async fn measure(
     Ok(rows)
 }
 
+/// CPU counters read at one moment: mosquitto's, this process's (the load generator:
+/// the driving clients; the floor and echo threads are idle while the agent is driven),
+/// and the whole machine's busy and total time from `/proc/stat`.
+struct Shares {
+    broker: u64,
+    driver: u64,
+    busy: u64,
+    total: u64,
+}
+
+/// Shares of a core over a phase.
+struct PhaseShares {
+    broker: f64,
+    driver: f64,
+    /// Busy cores of the whole machine (all processes).
+    machine: f64,
+    cores: usize,
+}
+
+impl Shares {
+    fn now(broker_pid: u32) -> Self {
+        let (busy, total) = machine_ticks().unwrap_or((0, 0));
+        Self {
+            broker: cpu_ticks(broker_pid).unwrap_or(0),
+            driver: cpu_ticks(std::process::id()).unwrap_or(0),
+            busy,
+            total,
+        }
+    }
+
+    fn since(&self, before: &Self, took: Duration, ticks: f64) -> PhaseShares {
+        let secs = took.as_secs_f64().max(f64::MIN_POSITIVE) * ticks;
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let total = self.total.saturating_sub(before.total) as f64;
+        PhaseShares {
+            broker: self.broker.saturating_sub(before.broker) as f64 / secs,
+            driver: self.driver.saturating_sub(before.driver) as f64 / secs,
+            machine: if total > 0.0 {
+                self.busy.saturating_sub(before.busy) as f64 / total * cores as f64
+            } else {
+                f64::NAN
+            },
+            cores,
+        }
+    }
+}
+
+/// The machine's busy and total CPU time in clock ticks (all cores), from `/proc/stat`'s
+/// `cpu` line: idle and iowait are not busy.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_line(text.lines().next()?)
+}
+
+fn parse_cpu_line(line: &str) -> Option<(u64, u64)> {
+    let mut f = line.split_whitespace();
+    if f.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = f.map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
 fn agent_topic(lane: &str) -> String {
     format!("readers/{lane}/ocr")
 }
@@ -708,6 +781,17 @@ fn echo_topic(lane: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machine_s_busy_time_leaves_out_idle_and_iowait() {
+        assert_eq!(
+            parse_cpu_line("cpu  100 5 50 1000 20 1 2 3 0 0"),
+            Some((161, 1181))
+        );
+        assert_eq!(parse_cpu_line("cpu0 1 2 3 4"), None);
+        assert_eq!(parse_cpu_line("cpu x"), None);
+        assert!(machine_ticks().is_some_and(|(busy, total)| busy <= total));
+    }
 
     #[test]
     fn lanes_come_from_the_decision_and_echo_topics_only() {
