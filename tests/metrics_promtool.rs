@@ -138,6 +138,19 @@ async fn both_daemons_metrics_pass_promtool_fresh_and_after_traffic() {
         !after_agent.contains("aeogate_journal_group_requests_bucket{le=\"0.001\"}"),
         "{after_agent}"
     );
+    // The journal's commit times in their own finer buckets (a quarter millisecond up).
+    assert!(
+        after_agent.contains("aeogate_journal_commit_seconds_bucket{le=\"0.00025\"}"),
+        "{after_agent}"
+    );
+    let commits = after_agent
+        .lines()
+        .find_map(|l| l.strip_prefix("aeogate_journal_commit_seconds_count "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(
+        commits.is_some_and(|n| n >= 1.0),
+        "commits timed: {commits:?}\n{after_agent}"
+    );
     agent.terminate();
     central.stop();
 }

@@ -419,6 +419,7 @@ fn commit_window(store: &Store, window: Window, commits: &std::sync::atomic::Ato
     let events: Vec<Vec<u8>> = events.into_iter().flatten().collect();
     // The furthest cursor asked for; a cursor never moves backwards.
     let ack = acks.iter().map(|a| a.seq).max();
+    let began = std::time::Instant::now();
     let WindowResult {
         logged,
         appended,
@@ -434,6 +435,7 @@ fn commit_window(store: &Store, window: Window, commits: &std::sync::atomic::Ato
     } else {
         store.log_and_append(&events, inputs, &consumed, ack)
     };
+    metrics::histogram!("aeogate_journal_commit_seconds").record(began.elapsed().as_secs_f64());
     commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for reply in log_replies {
         let _ = reply.send(match &logged {
