@@ -969,24 +969,22 @@ mod tests {
         format!("[central]\n{keys}\ntoken = \"t\"\n{KEY}")
     }
 
+    /// The `[central]` section loaded from [`central`] with `keys` and a CA certificate.
+    fn loaded_central(keys: &str) -> crate::config::CentralConfig {
+        let cfg = load(&central(&format!("{keys}\nca_cert = \"ca.pem\""))).expect("loads");
+        cfg.central.expect("central")
+    }
+
     #[test]
     fn central_url_alone_is_the_one_instance() {
-        let cfg = load(&central(
-            "url = \"https://c.example/\"\nca_cert = \"ca.pem\"",
-        ))
-        .expect("loads");
-        let c = cfg.central.expect("central");
+        let c = loaded_central("url = \"https://c.example/\"");
         assert_eq!(c.urls, vec!["https://c.example".to_string()]);
         assert_eq!(c.url, "https://c.example");
     }
 
     #[test]
     fn central_urls_list_the_instances_in_order() {
-        let cfg = load(&central(
-            "urls = [\"https://a.example\", \"https://b.example/\"]\nca_cert = \"ca.pem\"",
-        ))
-        .expect("loads");
-        let c = cfg.central.expect("central");
+        let c = loaded_central("urls = [\"https://a.example\", \"https://b.example/\"]");
         assert_eq!(
             c.urls,
             vec![
