@@ -451,12 +451,7 @@ async fn accounts_roles_csrf_and_login_limits() {
     assert_eq!(page.status, StatusCode::OK);
     let html = page.text();
     assert!(html.contains("Consola del oficial"), "Spanish for ana");
-    let csrf = html
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("csrf meta")
-        .to_owned();
+    let csrf = support::page::csrf_meta(&html);
     let manual =
         json!({"action": "MANUAL_ENTRY", "value": {"kind": "SEAL", "number": "EU1234567"}});
     let cookie_post = |extra: &[(&str, &str)]| {
