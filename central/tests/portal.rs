@@ -759,6 +759,22 @@ async fn revocation_in_the_portal_reaches_the_feed_and_the_company_sees_why_and_
     );
     assert!(!p.body.contains("id=\"registry-change\""), "{}", p.body);
 
+    // The company responds in its message thread; an empty message is refused.
+    assert_eq!(
+        post(c, &acme, "/portal/messages", &[("text", " ")]).await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let response = [("text", "Seal records for the audit attached")];
+    assert_eq!(
+        post(c, &acme, "/portal/messages", &response).await,
+        StatusCode::SEE_OTHER
+    );
+    let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
+    p.shows(
+        "Seal records for the audit attached",
+        "the company's message",
+    );
+
     // Revocation is final: neither certification nor suspension follows it.
     for action in ["certify", "suspend", "revoke"] {
         assert_eq!(
