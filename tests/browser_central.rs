@@ -11,6 +11,8 @@
 
 #[path = "common/browser.rs"]
 mod browser;
+#[path = "common/page.rs"]
+mod page;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -632,12 +634,7 @@ async fn central_dashboard_in_chromium() {
         .expect("cases");
     assert_eq!(page.status(), reqwest::StatusCode::OK);
     let html = page.text().await.expect("html");
-    let csrf = html
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("csrf meta")
-        .to_owned();
+    let csrf = page::csrf_meta(&html);
     // `POST /lang` with the session's cookie, one more header if given, and `body`.
     let post_lang = async |header: Option<(&str, &str)>, body: String| {
         let mut req = http.post(format!("{base}/lang")).header("cookie", &cookie);

@@ -411,12 +411,8 @@ async fn console_lanes(http: &reqwest::Client, agent: &common::AgentSite, sessio
 async fn a_disabled_console_account_loses_its_open_session() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = CentralSite::started(dir.path(), Transport::PlainHttp).await;
-    let mut agent = common::AgentSite::create(
-        &dir.path().join("agent"),
-        &common::CentralLink::to(&hub),
-        &[common::LaneSpec::manual("L1")],
-        "1h",
-    );
+    let lanes = [common::LaneSpec::manual("L1")];
+    let mut agent = common::AgentSite::beside(dir.path(), &hub, &lanes, "1h");
     let pw = "console-officer-password-3";
     let add = agent_cli(
         &agent,

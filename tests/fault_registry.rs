@@ -20,16 +20,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aeogate::bench::data;
+use common::stand_in::{refused_batches, store_batch};
 use common::{
     AgentSite, CentralLink, GATE, LaneSpec, Request, STEP, clean_truck, json_response, reasons,
     response, serve,
 };
 use ed25519_dalek::{Signer as _, SigningKey};
 use edge_agent::decider::ReplicaView as _;
-use protocol::schema::{
-    AeoStatus, Change, ChangeBatch, EventBody, IngestAck, IngestBatch, JournalEntry,
-    SCHEMA_VERSION, SignedEnvelope,
-};
+use protocol::schema::{AeoStatus, Change, ChangeBatch, IngestBatch, JournalEntry, SignedEnvelope};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -106,31 +104,7 @@ async fn handle(s: Shared, req: Request) -> Vec<u8> {
             let Ok(batch) = serde_json::from_slice::<IngestBatch>(&req.body) else {
                 return json_response(400, &json!({"error": "not an IngestBatch"}));
             };
-            let mut st = lock(&s);
-            let mut stored = 0;
-            let mut duplicates = 0;
-            for e in batch.entries {
-                assert!(e.verify_hash().is_ok(), "entry {} hashes", e.seq);
-                if st.stored.insert(e.seq, e).is_none() {
-                    stored += 1;
-                } else {
-                    duplicates += 1;
-                }
-            }
-            let mut through = 0;
-            while st.stored.contains_key(&(through + 1)) {
-                through += 1;
-            }
-            json_response(
-                200,
-                &IngestAck {
-                    v: SCHEMA_VERSION,
-                    acked_through: through,
-                    stored,
-                    duplicates,
-                    alerts: Vec::new(),
-                },
-            )
+            json_response(200, &store_batch(&mut lock(&s).stored, batch.entries))
         }
         ("POST", p) if p == format!("/api/v1/agents/{GATE}/heartbeat") => {
             response(204, "text/plain", b"")
@@ -215,16 +189,7 @@ async fn wait_replica(agent: &AgentSite, what: &str, f: impl Fn(&Value) -> bool)
 
 /// The refused-batch alerts central has received.
 fn refusals(s: &Shared) -> Vec<String> {
-    lock(s)
-        .stored
-        .values()
-        .filter_map(|e| match &e.body {
-            EventBody::IntegrityAlert { what, detail } if what == "REGISTRY_BATCH_REFUSED" => {
-                Some(detail.clone())
-            }
-            _ => None,
-        })
-        .collect()
+    refused_batches(&lock(s).stored)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

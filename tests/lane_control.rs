@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aeogate::vboard::{Truck, VirtualBoard, VirtualBoardConfig};
-use common::{AGENT_TOKEN, AgentSite, CentralLink, CentralSite, GATE, LaneSpec, Transport};
+use common::{AGENT_TOKEN, AgentSite, CentralSite, GATE, LaneSpec, Transport};
 use protocol::link::{Barrier, Light};
 use protocol::schema::{EventBody, GateId};
 use serde_json::{Value, json};
@@ -139,16 +139,8 @@ async fn a_closed_lane_refuses_trucks_across_a_restart_until_reopened() {
         })
         .expect("virtual board starts"),
     );
-    let mut site = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &[LaneSpec {
-            id: "L1".into(),
-            presence_loop: true,
-            board: Some(board.tty_link()),
-        }],
-        "24h",
-    );
+    let lanes = [LaneSpec::on_board("L1", board.tty_link())];
+    let mut site = AgentSite::beside(dir.path(), &central, &lanes, "24h");
     // The lane's own departure grace.
     let text = std::fs::read_to_string(&site.config_path).expect("agent.toml");
     let text = text.replacen(

@@ -132,56 +132,22 @@ async fn a_certification_in_the_portal_makes_the_companys_next_truck_fast_and_a_
         "suspended: STANDARD"
     );
 
-    let seq = replica_seq(&agent).await;
-    assert_eq!(
-        portal_action(&central.url, ADMINS[1], "certify", &op, "").await,
-        303
-    );
-    replicated_after(&agent, seq).await;
-    assert_eq!(
-        drive(&agent, &board, 2).await,
-        "FAST",
-        "certified in the portal: FAST"
-    );
-
-    let seq = replica_seq(&agent).await;
-    let s = portal_action(&central.url, ADMINS[1], "suspend", &op, "seal log not kept").await;
-    assert_eq!(s, 303);
-    replicated_after(&agent, seq).await;
-    assert_eq!(
-        drive(&agent, &board, 3).await,
-        "STANDARD",
-        "suspended in the portal: STANDARD"
-    );
-
+    let decided = async |action: &str, note: &str, n: usize| {
+        let seq = replica_seq(&agent).await;
+        let status = portal_action(&central.url, ADMINS[1], action, &op, note).await;
+        assert_eq!(status, 303, "{action}");
+        replicated_after(&agent, seq).await;
+        drive(&agent, &board, n).await
+    };
+    let certified = decided("certify", "", 2).await;
+    assert_eq!(certified, "FAST", "certified in the portal: FAST");
+    let suspended = decided("suspend", "seal log not kept", 3).await;
+    assert_eq!(suspended, "STANDARD", "suspended in the portal: STANDARD");
     // Reinstated, then revoked: FAST again, then not FAST for good.
-    let seq = replica_seq(&agent).await;
-    assert_eq!(
-        portal_action(&central.url, ADMINS[1], "certify", &op, "seal log kept").await,
-        303
-    );
-    replicated_after(&agent, seq).await;
-    assert_eq!(
-        drive(&agent, &board, 4).await,
-        "FAST",
-        "reinstated in the portal: FAST"
-    );
-    let seq = replica_seq(&agent).await;
-    let s = portal_action(
-        &central.url,
-        ADMINS[1],
-        "revoke",
-        &op,
-        "forged seal records",
-    )
-    .await;
-    assert_eq!(s, 303);
-    replicated_after(&agent, seq).await;
-    assert_eq!(
-        drive(&agent, &board, 5).await,
-        "STANDARD",
-        "revoked in the portal: STANDARD"
-    );
+    let reinstated = decided("certify", "seal log kept", 4).await;
+    assert_eq!(reinstated, "FAST", "reinstated in the portal: FAST");
+    let revoked = decided("revoke", "forged seal records", 5).await;
+    assert_eq!(revoked, "STANDARD", "revoked in the portal: STANDARD");
 
     // The company's own figures on its portal page, from what the gate uplinked: five
     // trucks where it is a declared party, two of them FAST.

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use aeogate::vboard::Truck;
 use common::{
-    AgentSite, CentralLink, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once, count,
-    edit, reload, stored_events,
+    AgentSite, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once, count, edit, reload,
+    stored_events,
 };
 use protocol::schema::EventBody;
 use serde_json::Value;
@@ -85,16 +85,8 @@ async fn boards_added_moved_and_removed_by_reload_lose_no_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
     let l1 = common::loop_board("L1", 21);
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &[LaneSpec {
-            id: "L1".into(),
-            presence_loop: true,
-            board: Some(l1.tty_link()),
-        }],
-        "24h",
-    );
+    let lanes = [LaneSpec::on_board("L1", l1.tty_link())];
+    let mut agent = AgentSite::beside(dir.path(), &central, &lanes, "24h");
     agent.start().await;
     let staff = central.staff().await;
     wait_devices(&agent, "L1", "board-L1 up", |d| {

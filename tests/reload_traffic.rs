@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use aeogate::vboard::Truck;
 use common::{
-    AgentSite, Burst, CentralLink, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once,
-    burst, chain_alerts, count, edit, reload, stored_events, wait_count,
+    AgentSite, Burst, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once, burst,
+    chain_alerts, count, edit, reload, stored_events, wait_count,
 };
 use protocol::schema::{CloseReason, EventBody};
 use serde_json::{Value, json};
@@ -68,19 +68,10 @@ async fn reloads_under_traffic_lose_nothing_and_are_journaled_with_both_policies
     let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
     let board = common::loop_board("L1", 11);
     let lane_specs = vec![
-        LaneSpec {
-            id: "L1".into(),
-            presence_loop: true,
-            board: Some(board.tty_link()),
-        },
+        LaneSpec::on_board("L1", board.tty_link()),
         LaneSpec::manual("L2"),
     ];
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&central),
-        &lane_specs,
-        "24h",
-    );
+    let mut agent = AgentSite::beside(dir.path(), &central, &lane_specs, "24h");
     agent.start().await;
     let staff = central.staff().await;
 

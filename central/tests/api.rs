@@ -6,8 +6,15 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::*;
 use protocol::operator::OperatorId;
-use protocol::schema::{AeoStatus, Change, ChangeBatch, Consignment, SCHEMA_VERSION};
+use protocol::schema::{AeoStatus, Change, ChangeBatch, Consignment, GateId, SCHEMA_VERSION};
 use uuid::Uuid;
+
+/// Gate P1-G1 of port P1, and an agent token for it.
+fn p1_g1(e: &Env) -> (GateId, String) {
+    let g = gate("P1-G1");
+    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    (g, token)
+}
 
 // ---------------------------------------------------------------------------------------
 // ingest
@@ -16,8 +23,7 @@ use uuid::Uuid;
 #[tokio::test]
 async fn duplicate_and_out_of_order_batches_are_stored_once() {
     let e = env();
-    let g = gate("P1-G1");
-    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let (g, token) = p1_g1(&e);
     let entries = chain(&g, (0..4).map(|_| fast_decision(&g)).collect());
 
     let a = ingest(&e.central, &g, &token, &entries[2..4]).await;
@@ -81,8 +87,7 @@ async fn forged_token_and_another_gates_token_are_refused_and_nothing_is_stored(
 #[tokio::test]
 async fn chain_break_raises_an_alert_and_opens_a_case() {
     let e = env();
-    let g = gate("P1-G1");
-    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let (g, token) = p1_g1(&e);
     let good = chain(&g, vec![fast_decision(&g), fast_decision(&g)]);
     // Entry 2 re-chained onto a different predecessor: a valid hash, a broken link.
     let other = chain(&g, vec![fast_decision(&g), fast_decision(&g)]);
@@ -108,8 +113,7 @@ async fn chain_break_raises_an_alert_and_opens_a_case() {
 #[tokio::test]
 async fn tampered_entry_is_not_stored_and_reuse_of_a_seq_is_an_alert() {
     let e = env();
-    let g = gate("P1-G1");
-    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let (g, token) = p1_g1(&e);
     let mut entries = chain(&g, vec![fast_decision(&g)]);
     let original = entries.clone();
     entries[0].body = seal_exception(&g, Uuid::now_v7());
@@ -140,8 +144,7 @@ async fn tampered_entry_is_not_stored_and_reuse_of_a_seq_is_an_alert() {
 #[tokio::test]
 async fn too_many_entries_and_too_large_bodies_get_413_with_a_json_error() {
     let e = env();
-    let g = gate("P1-G1");
-    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let (g, token) = p1_g1(&e);
     let uri = "/api/v1/agents/P1-G1/events";
     let entries = chain(&g, (0..1001).map(|_| fast_decision(&g)).collect());
     let a = ingest(&e.central, &g, &token, &entries).await;
@@ -186,8 +189,7 @@ async fn raw_ingest(
 #[tokio::test]
 async fn a_batch_that_is_not_json_or_not_a_batch_is_refused_with_its_reason_and_stores_nothing() {
     let e = env();
-    let g = gate("P1-G1");
-    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let (g, token) = p1_g1(&e);
     let entries = chain(&g, (0..4).map(|_| fast_decision(&g)).collect());
     let good = serde_json::to_vec(&batch(&g, &entries[..3])).expect("json");
 
@@ -255,8 +257,7 @@ fn heartbeat(g: &protocol::schema::GateId) -> serde_json::Value {
 #[tokio::test]
 async fn gate_without_heartbeats_for_stale_after_is_reported_stale() {
     let e = env_with(|c| c.stale_after = Duration::from_millis(300));
-    let g = gate("P1-G1");
-    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let (g, token) = p1_g1(&e);
     let staff = staff(&e.central).await;
     let gates = get(&e.central, "/api/v1/gates", Some(&staff)).await;
     assert_eq!(gates.json[0]["stale"], true, "never heard from");
@@ -559,8 +560,7 @@ fn json_import_reports_bad_records_by_line_and_keeps_the_good_ones() {
 #[tokio::test]
 async fn seal_exception_case_goes_through_its_life_cycle_with_audit_entries() {
     let e = env();
-    let g = gate("P1-G1");
-    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let (g, token) = p1_g1(&e);
     e.central
         .import_consignments(vec![consignment("B1", "P1")], "test")
         .expect("cons");
@@ -668,8 +668,7 @@ async fn staff_endpoints_need_a_session() {
 #[tokio::test]
 async fn events_are_queryable_by_container_and_decision_with_pagination() {
     let e = env();
-    let g = gate("P1-G1");
-    let token = e.central.issue_agent_token(&g, "P1").expect("token");
+    let (g, token) = p1_g1(&e);
     let txn = Uuid::now_v7();
     let mut bodies = vec![seal_exception(&g, txn), transaction(&g, txn, "CSQU3054383")];
     bodies.extend((0..3).map(|_| fast_decision(&g)));

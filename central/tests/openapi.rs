@@ -196,6 +196,31 @@ impl Checker {
         (status, json)
     }
 
+    /// `GET uri` without a body.
+    async fn get(
+        &mut self,
+        app: &Router,
+        template: &str,
+        uri: &str,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        self.call(app, "GET", template, uri, token, Payload::None)
+            .await
+    }
+
+    /// `POST uri` with a JSON body.
+    async fn post(
+        &mut self,
+        app: &Router,
+        template: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (u16, Value) {
+        self.call(app, "POST", template, uri, token, Payload::Json(body))
+            .await
+    }
+
     fn fail(&mut self, what: String) {
         self.failures.push(what);
     }
@@ -359,13 +384,12 @@ fn aeo_fast_decision(g: &protocol::schema::GateId, op: &str) -> EventBody {
 
 async fn login(k: &mut Checker, c: &Router, user: &str, password: &str) -> String {
     let (s, j) = k
-        .call(
+        .post(
             c,
-            "POST",
             "/api/v1/login",
             "/api/v1/login",
             None,
-            Payload::Json(json!({"user": user, "password": password})),
+            json!({"user": user, "password": password}),
         )
         .await;
     assert_eq!(s, 200, "{j}");
@@ -393,14 +417,11 @@ async fn every_answer_of_every_route_matches_the_document() {
     c.add_user("root", "battery staple", "admin").expect("user");
 
     // operations
-    k.call(r, "GET", "/healthz", "/healthz", None, Payload::None)
-        .await;
-    k.call(r, "GET", "/readyz", "/readyz", None, Payload::None)
-        .await;
-    k.call(r, "GET", "/metrics", "/metrics", None, Payload::None)
-        .await;
+    k.get(r, "/healthz", "/healthz", None).await;
+    k.get(r, "/readyz", "/readyz", None).await;
+    k.get(r, "/metrics", "/metrics", None).await;
     let oa = "/api/v1/openapi.json";
-    k.call(r, "GET", oa, oa, None, Payload::None).await;
+    k.get(r, oa, oa, None).await;
 
     // agents: ingest two transactions with seal exceptions (two cases) and a chain break
     let ev = "/api/v1/agents/{gate}/events";
@@ -416,30 +437,12 @@ async fn every_answer_of_every_route_matches_the_document() {
             aeo_fast_decision(&g, op),
         ],
     );
-    let (s, j) = k
-        .call(
-            r,
-            "POST",
-            ev,
-            evu,
-            Some(&agent),
-            Payload::Json(batch(&g, &entries)),
-        )
-        .await;
+    let (s, j) = k.post(r, ev, evu, Some(&agent), batch(&g, &entries)).await;
     assert_eq!(s, 200, "{j}");
     let mut broken = chain(&g, (0..2).map(|_| fast_decision(&g)).collect());
     broken[1].seq = 7;
     broken[0].seq = 6;
-    let (s, j) = k
-        .call(
-            r,
-            "POST",
-            ev,
-            evu,
-            Some(&agent),
-            Payload::Json(batch(&g, &broken)),
-        )
-        .await;
+    let (s, j) = k.post(r, ev, evu, Some(&agent), batch(&g, &broken)).await;
     assert_eq!(s, 200, "{j}");
     let good = Payload::Json(batch(&g, &entries));
     assert_eq!(k.call(r, "POST", ev, evu, None, good).await.0, 401);
@@ -485,37 +488,11 @@ async fn every_answer_of_every_route_matches_the_document() {
                      "since": "2026-03-01T10:00:00Z"}],
         "replica_seq": 0, "journal_head": 5, "acked_seq": 5, "backlog": 0, "version": "test",
     });
-    let (s, j) = k
-        .call(
-            r,
-            "POST",
-            hb,
-            hbu,
-            Some(&agent),
-            Payload::Json(beat.clone()),
-        )
-        .await;
+    let (s, j) = k.post(r, hb, hbu, Some(&agent), beat.clone()).await;
     assert_eq!(s, 204, "{j}");
-    k.call(r, "POST", hb, hbu, None, Payload::Json(beat.clone()))
-        .await;
-    k.call(
-        r,
-        "POST",
-        hb,
-        hbu,
-        Some(&other_agent),
-        Payload::Json(beat.clone()),
-    )
-    .await;
-    k.call(
-        r,
-        "POST",
-        hb,
-        hbu,
-        Some(&agent),
-        Payload::Json(json!({"v": 1})),
-    )
-    .await;
+    k.post(r, hb, hbu, None, beat.clone()).await;
+    k.post(r, hb, hbu, Some(&other_agent), beat.clone()).await;
+    k.post(r, hb, hbu, Some(&agent), json!({"v": 1})).await;
     k.call(
         r,
         "POST",
@@ -528,43 +505,20 @@ async fn every_answer_of_every_route_matches_the_document() {
 
     // registry
     let sn = "/api/v1/registry/snapshot";
-    k.call(
-        r,
-        "GET",
-        sn,
-        "/api/v1/registry/snapshot?port=P1",
-        Some(&agent),
-        Payload::None,
-    )
-    .await;
-    k.call(
-        r,
-        "GET",
-        sn,
-        "/api/v1/registry/snapshot?port=P2",
-        Some(&agent),
-        Payload::None,
-    )
-    .await;
-    k.call(r, "GET", sn, sn, Some(&agent), Payload::None).await;
-    k.call(
-        r,
-        "GET",
-        sn,
-        "/api/v1/registry/snapshot?port=P1",
-        None,
-        Payload::None,
-    )
-    .await;
+    k.get(r, sn, "/api/v1/registry/snapshot?port=P1", Some(&agent))
+        .await;
+    k.get(r, sn, "/api/v1/registry/snapshot?port=P2", Some(&agent))
+        .await;
+    k.get(r, sn, sn, Some(&agent)).await;
+    k.get(r, sn, "/api/v1/registry/snapshot?port=P1", None)
+        .await;
     let mf = "/api/v1/registry/snapshot/manifest";
     let (status, manifest) = k
-        .call(
+        .get(
             r,
-            "GET",
             mf,
             "/api/v1/registry/snapshot/manifest?port=P1",
             Some(&agent),
-            Payload::None,
         )
         .await;
     assert_eq!(status, 200, "{manifest}");
@@ -576,7 +530,7 @@ async fn every_answer_of_every_route_matches_the_document() {
         (mf, Some(agent.as_str())),
         ("/api/v1/registry/snapshot/manifest?port=P1", None),
     ] {
-        k.call(r, "GET", mf, uri, who, Payload::None).await;
+        k.get(r, mf, uri, who).await;
     }
     let manifest: Value =
         serde_json::from_str(manifest["payload"].as_str().expect("payload")).expect("manifest");
@@ -587,13 +541,11 @@ async fn every_answer_of_every_route_matches_the_document() {
     );
     let ck = "/api/v1/registry/snapshot/chunks/{id}/{index}";
     let (status, chunk) = k
-        .call(
+        .get(
             r,
-            "GET",
             ck,
             &format!("/api/v1/registry/snapshot/chunks/{id}/0?port=P1"),
             Some(&agent),
-            Payload::None,
         )
         .await;
     assert_eq!(status, 200, "{chunk}");
@@ -619,7 +571,7 @@ async fn every_answer_of_every_route_matches_the_document() {
             None,
         ),
     ] {
-        k.call(r, "GET", ck, &uri, who, Payload::None).await;
+        k.get(r, ck, &uri, who).await;
     }
     let ch = "/api/v1/registry/changes";
     for uri in [
@@ -630,40 +582,20 @@ async fn every_answer_of_every_route_matches_the_document() {
         "/api/v1/registry/changes?port=P1&after=x",
         "/api/v1/registry/changes?port=P2&after=0",
     ] {
-        k.call(r, "GET", ch, uri, Some(&agent), Payload::None).await;
+        k.get(r, ch, uri, Some(&agent)).await;
     }
-    k.call(
-        r,
-        "GET",
-        ch,
-        "/api/v1/registry/changes?port=P1&after=0",
-        None,
-        Payload::None,
-    )
-    .await;
+    k.get(r, ch, "/api/v1/registry/changes?port=P1&after=0", None)
+        .await;
     let keys = "/api/v1/registry/keys";
-    k.call(r, "GET", keys, keys, None, Payload::None).await;
+    k.get(r, keys, keys, None).await;
 
     // staff login
     let staff = login(k, r, "ana", "correct horse").await;
     let admin = login(k, r, "root", "battery staple").await;
     let li = "/api/v1/login";
     let wrong = json!({"user": "ana", "password": "wrong"});
-    assert_eq!(
-        k.call(r, "POST", li, li, None, Payload::Json(wrong))
-            .await
-            .0,
-        401
-    );
-    k.call(
-        r,
-        "POST",
-        li,
-        li,
-        None,
-        Payload::Json(json!({"user": "ana"})),
-    )
-    .await;
+    assert_eq!(k.post(r, li, li, None, wrong).await.0, 401);
+    k.post(r, li, li, None, json!({"user": "ana"})).await;
     k.call(r, "POST", li, li, None, Payload::Raw(b"{".to_vec()))
         .await;
     // logout: without a session 401; with one 204, after which the token is refused.
@@ -678,11 +610,7 @@ async fn every_answer_of_every_route_matches_the_document() {
     let mut throttled = false;
     for _ in 0..30 {
         let wrong = json!({"user": "eve", "password": "guess"});
-        if k.call(r, "POST", li, li, None, Payload::Json(wrong))
-            .await
-            .0
-            == 429
-        {
+        if k.post(r, li, li, None, wrong).await.0 == 429 {
             throttled = true;
             break;
         }
@@ -693,64 +621,41 @@ async fn every_answer_of_every_route_matches_the_document() {
     let st = "/api/v1/registry/operators/{operator}/status";
     let stu = format!("/api/v1/registry/operators/{op}/status");
     let suspend = json!({"status": "SUSPENDED", "reason": "audit finding"});
-    let (s, j) = k
-        .call(
-            r,
-            "POST",
-            st,
-            &stu,
-            Some(&admin),
-            Payload::Json(suspend.clone()),
-        )
-        .await;
+    let (s, j) = k.post(r, st, &stu, Some(&admin), suspend.clone()).await;
     assert_eq!(s, 200, "{j}");
-    let (s, j) = k
-        .call(
-            r,
-            "POST",
-            st,
-            &stu,
-            Some(&staff),
-            Payload::Json(suspend.clone()),
-        )
-        .await;
+    let (s, j) = k.post(r, st, &stu, Some(&staff), suspend.clone()).await;
     assert_eq!(s, 403, "an analyst may not change the registry: {j}");
-    k.call(r, "POST", st, &stu, None, Payload::Json(suspend.clone()))
-        .await;
-    k.call(
+    k.post(r, st, &stu, None, suspend.clone()).await;
+    k.post(
         r,
-        "POST",
         st,
         "/api/v1/registry/operators/nonsense/status",
         Some(&admin),
-        Payload::Json(suspend.clone()),
+        suspend.clone(),
     )
     .await;
-    k.call(
+    k.post(
         r,
-        "POST",
         st,
         "/api/v1/registry/operators/EU-AEO:DE999999999999999/status",
         Some(&admin),
-        Payload::Json(suspend.clone()),
+        suspend.clone(),
     )
     .await;
-    k.call(
+    k.post(
         r,
-        "POST",
         st,
         &stu,
         Some(&admin),
-        Payload::Json(json!({"status": "SUSPENDED", "reason": " "})),
+        json!({"status": "SUSPENDED", "reason": " "}),
     )
     .await;
-    k.call(
+    k.post(
         r,
-        "POST",
         st,
         &stu,
         Some(&admin),
-        Payload::Json(json!({"status": "GONE", "reason": "x"})),
+        json!({"status": "GONE", "reason": "x"}),
     )
     .await;
     // agent credentials (admin): rotate with a grace (old and new token both work), revoke
@@ -762,9 +667,7 @@ async fn every_answer_of_every_route_matches_the_document() {
     assert_eq!(j["old_tokens"], 1, "{j}");
     let fresh = j["token"].as_str().expect("new token").to_owned();
     for t in [&agent, &fresh] {
-        let (s, j) = k
-            .call(r, "POST", hb, hbu, Some(t), Payload::Json(beat.clone()))
-            .await;
+        let (s, j) = k.post(r, hb, hbu, Some(t), beat.clone()).await;
         assert_eq!(s, 204, "old and new token during the grace: {j}");
     }
     let (s, _) = k.call(r, "POST", ro, rou, Some(&staff), hour()).await;
@@ -782,27 +685,19 @@ async fn every_answer_of_every_route_matches_the_document() {
     let too_long = Payload::Json(json!({"grace_secs": 400 * 86_400}));
     let (s, _) = k.call(r, "POST", ro, rou, Some(&admin), too_long).await;
     assert_eq!(s, 400, "a grace beyond a year is refused");
-    let (s, _) = k
-        .call(r, "POST", ro, rou, Some(&admin), Payload::Json(json!({})))
-        .await;
+    let (s, _) = k.post(r, ro, rou, Some(&admin), json!({})).await;
     assert_eq!(s, 422, "grace_secs is required");
     let rv = "/api/v1/gates/{gate}/revoke";
     let rvu = "/api/v1/gates/P1-G2/revoke";
-    let (s, j) = k
-        .call(r, "POST", rv, rvu, Some(&admin), Payload::Json(json!({})))
-        .await;
+    let (s, j) = k.post(r, rv, rvu, Some(&admin), json!({})).await;
     assert_eq!(s, 200, "{j}");
     assert_eq!(j["revoked"], 1, "{j}");
     let g2 = "/api/v1/agents/P1-G2/heartbeat";
     let mut beat2 = beat.clone();
     beat2["agent"] = json!("P1-G2");
-    let (s, j) = k
-        .call(r, "POST", hb, g2, Some(&other_agent), Payload::Json(beat2))
-        .await;
+    let (s, j) = k.post(r, hb, g2, Some(&other_agent), beat2).await;
     assert_eq!(s, 403, "a revoked token is refused at once: {j}");
-    let (s, _) = k
-        .call(r, "POST", rv, rvu, Some(&staff), Payload::Json(json!({})))
-        .await;
+    let (s, _) = k.post(r, rv, rvu, Some(&staff), json!({})).await;
     assert_eq!(s, 403, "an analyst may not revoke tokens");
     k.call(r, "POST", rv, rvu, None, Payload::None).await;
     let bad_fp = Payload::Json(json!({"cert_sha256": "abc"}));
@@ -832,37 +727,19 @@ async fn every_answer_of_every_route_matches_the_document() {
     assert_eq!(s, 200, "{j}");
     assert_eq!(j["role"], "admin", "{j}");
     let (s, j) = k
-        .call(
-            r,
-            "POST",
-            rv,
-            "/api/v1/gates/P1-G2/revoke",
-            Some(&bea),
-            Payload::Json(json!({})),
-        )
+        .post(r, rv, "/api/v1/gates/P1-G2/revoke", Some(&bea), json!({}))
         .await;
     assert_eq!(s, 200, "the promoted session may revoke at once: {j}");
     let disable = || Payload::Json(json!({"disabled": true}));
     let (s, j) = k.call(r, "POST", ac, acu, Some(&admin), disable()).await;
     assert_eq!(s, 200, "{j}");
     assert_eq!(j["disabled"], true, "{j}");
-    let (s, _) = k
-        .call(
-            r,
-            "GET",
-            "/api/v1/gates",
-            "/api/v1/gates",
-            Some(&bea),
-            Payload::None,
-        )
-        .await;
+    let (s, _) = k.get(r, "/api/v1/gates", "/api/v1/gates", Some(&bea)).await;
     assert_eq!(s, 401, "a disabled user's open session is refused at once");
     let (s, _) = k.call(r, "POST", ac, acu, Some(&staff), disable()).await;
     assert_eq!(s, 403, "an analyst may not manage users");
     k.call(r, "POST", ac, acu, None, disable()).await;
-    let (s, _) = k
-        .call(r, "POST", ac, acu, Some(&admin), Payload::Json(json!({})))
-        .await;
+    let (s, _) = k.post(r, ac, acu, Some(&admin), json!({})).await;
     assert_eq!(s, 400, "nothing to change");
     let (s, _) = k
         .call(
@@ -875,32 +752,21 @@ async fn every_answer_of_every_route_matches_the_document() {
         )
         .await;
     assert_eq!(s, 404);
-    let (s, _) = k
-        .call(
-            r,
-            "POST",
-            ac,
-            acu,
-            Some(&admin),
-            Payload::Json(json!({"role": 3})),
-        )
-        .await;
+    let (s, _) = k.post(r, ac, acu, Some(&admin), json!({"role": 3})).await;
     assert_eq!(s, 422);
 
     // A change after the agent's last sequence answers the long poll.
-    k.call(
+    k.get(
         r,
-        "GET",
         ch,
         "/api/v1/registry/changes?port=P1&after=2&wait=1",
         Some(&agent),
-        Payload::None,
     )
     .await;
 
     // cases
     let cs = "/api/v1/cases";
-    let (s, list) = k.call(r, "GET", cs, cs, Some(&staff), Payload::None).await;
+    let (s, list) = k.get(r, cs, cs, Some(&staff)).await;
     assert_eq!(s, 200, "{list}");
     let ids: Vec<u64> = list["items"]
         .as_array()
@@ -912,61 +778,22 @@ async fn every_answer_of_every_route_matches_the_document() {
         ids.len() >= 3,
         "two seal exceptions and an integrity case: {list}"
     );
-    k.call(
-        r,
-        "GET",
-        cs,
-        "/api/v1/cases?state=open&limit=1",
-        Some(&staff),
-        Payload::None,
-    )
-    .await;
-    k.call(
-        r,
-        "GET",
-        cs,
-        "/api/v1/cases?state=bogus",
-        Some(&staff),
-        Payload::None,
-    )
-    .await;
-    k.call(r, "GET", cs, cs, None, Payload::None).await;
-    let stream = "/api/v1/cases/stream";
-    k.call(r, "GET", stream, stream, Some(&staff), Payload::None)
+    k.get(r, cs, "/api/v1/cases?state=open&limit=1", Some(&staff))
         .await;
-    k.call(r, "GET", stream, stream, None, Payload::None).await;
+    k.get(r, cs, "/api/v1/cases?state=bogus", Some(&staff))
+        .await;
+    k.get(r, cs, cs, None).await;
+    let stream = "/api/v1/cases/stream";
+    k.get(r, stream, stream, Some(&staff)).await;
+    k.get(r, stream, stream, None).await;
     let one = "/api/v1/cases/{id}";
     for id in &ids {
-        k.call(
-            r,
-            "GET",
-            one,
-            &format!("/api/v1/cases/{id}"),
-            Some(&staff),
-            Payload::None,
-        )
-        .await;
+        k.get(r, one, &format!("/api/v1/cases/{id}"), Some(&staff))
+            .await;
     }
-    k.call(
-        r,
-        "GET",
-        one,
-        "/api/v1/cases/999999",
-        Some(&staff),
-        Payload::None,
-    )
-    .await;
-    k.call(
-        r,
-        "GET",
-        one,
-        "/api/v1/cases/abc",
-        Some(&staff),
-        Payload::None,
-    )
-    .await;
-    k.call(r, "GET", one, "/api/v1/cases/1", None, Payload::None)
-        .await;
+    k.get(r, one, "/api/v1/cases/999999", Some(&staff)).await;
+    k.get(r, one, "/api/v1/cases/abc", Some(&staff)).await;
+    k.get(r, one, "/api/v1/cases/1", None).await;
     let act = "/api/v1/cases/{id}/{action}";
     let (a, b, d) = (ids[0], ids[1], ids[2]);
     let acts = [
@@ -988,39 +815,29 @@ async fn every_answer_of_every_route_matches_the_document() {
     ];
     for (id, action, body) in acts {
         let uri = format!("/api/v1/cases/{id}/{action}");
-        k.call(r, "POST", act, &uri, Some(&staff), Payload::Json(body))
-            .await;
+        k.post(r, act, &uri, Some(&staff), body).await;
     }
-    k.call(
+    k.post(
         r,
-        "POST",
         act,
         "/api/v1/cases/abc/acknowledge",
         Some(&staff),
-        Payload::Json(json!({})),
+        json!({}),
     )
     .await;
-    k.call(
+    k.post(
         r,
-        "POST",
         act,
         &format!("/api/v1/cases/{d}/acknowledge"),
         None,
-        Payload::Json(json!({})),
+        json!({}),
     )
     .await;
     // The list again, now with acknowledged and resolved cases and their outcomes.
-    k.call(r, "GET", cs, cs, Some(&staff), Payload::None).await;
+    k.get(r, cs, cs, Some(&staff)).await;
     for id in &ids {
-        k.call(
-            r,
-            "GET",
-            one,
-            &format!("/api/v1/cases/{id}"),
-            Some(&staff),
-            Payload::None,
-        )
-        .await;
+        k.get(r, one, &format!("/api/v1/cases/{id}"), Some(&staff))
+            .await;
     }
 
     // queries
@@ -1075,48 +892,30 @@ async fn every_answer_of_every_route_matches_the_document() {
     ];
     for (template, good, bad) in q {
         for uri in good.iter().chain(&bad) {
-            k.call(r, "GET", template, uri, Some(&staff), Payload::None)
-                .await;
+            k.get(r, template, uri, Some(&staff)).await;
         }
-        k.call(r, "GET", template, template, None, Payload::None)
-            .await;
+        k.get(r, template, template, None).await;
     }
     let (_, alerts) = k
-        .call(
-            r,
-            "GET",
-            "/api/v1/alerts",
-            "/api/v1/alerts",
-            Some(&staff),
-            Payload::None,
-        )
+        .get(r, "/api/v1/alerts", "/api/v1/alerts", Some(&staff))
         .await;
     assert!(
         alerts[0]["case_id"].is_u64(),
         "the chain break is an alert with a case: {alerts}"
     );
     let (_, gates) = k
-        .call(
-            r,
-            "GET",
-            "/api/v1/gates",
-            "/api/v1/gates",
-            Some(&staff),
-            Payload::None,
-        )
+        .get(r, "/api/v1/gates", "/api/v1/gates", Some(&staff))
         .await;
     assert!(
         gates[0]["last_heartbeat"]["heartbeat"]["devices"][0].is_object(),
         "{gates}"
     );
     let (_, figures) = k
-        .call(
+        .get(
             r,
-            "GET",
             "/api/v1/stats/programme",
             "/api/v1/stats/programme?hours=0",
             Some(&staff),
-            Payload::None,
         )
         .await;
     assert!(
@@ -1145,23 +944,12 @@ async fn every_answer_of_every_route_matches_the_document() {
     let away_agent = away.central.issue_agent_token(&g, "P1").expect("token");
     cluster.stop();
     let ar = &central::app(away.central.clone());
-    let (s, body) = k
-        .call(ar, "GET", "/readyz", "/readyz", None, Payload::None)
-        .await;
+    let (s, body) = k.get(ar, "/readyz", "/readyz", None).await;
     assert_eq!((s, &body["ready"]), (503, &json!(false)), "{body}");
     let one = Payload::Json(batch(&g, &chain(&g, vec![fast_decision(&g)])));
     let (s, body) = k.call(ar, "POST", ev, evu, Some(&away_agent), one).await;
     assert_eq!(s, 503, "{body}");
-    let (s, body) = k
-        .call(
-            ar,
-            "POST",
-            hb,
-            hbu,
-            Some(&away_agent),
-            Payload::Json(beat.clone()),
-        )
-        .await;
+    let (s, body) = k.post(ar, hb, hbu, Some(&away_agent), beat.clone()).await;
     assert_eq!(s, 503, "{body}");
     drop(away);
     drop(cluster);
@@ -1174,7 +962,7 @@ async fn every_answer_of_every_route_matches_the_document() {
     });
     let lr = &central::app(limited.central.clone());
     k.from = "127.0.0.2:40000".parse().expect("addr");
-    k.call(lr, "GET", keys, keys, None, Payload::None).await;
+    k.get(lr, keys, keys, None).await;
     let doc = k.doc.clone();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (m, o) in item.as_object().expect("item") {

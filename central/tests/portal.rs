@@ -11,9 +11,9 @@ use axum::http::StatusCode;
 use central::Central;
 use central::portal::{Answer, FindingKind, Met, STARTER, Status};
 use central::service::{PORTAL_SOURCE, Registration};
-use common::{env, form_login, gate, get, page, verified};
+use common::{Env, env, form_login, gate, get, page, verified};
 use protocol::operator::OperatorId;
-use protocol::schema::{AeoStatus, Authorisation, Change};
+use protocol::schema::{AeoStatus, Authorisation, Change, ChangeBatch};
 
 const OP_A: &str = "EU-AEO:DE123456789012345";
 const OP_B: &str = "EU-AEO:FR12345678901";
@@ -52,22 +52,48 @@ async fn post(c: &Central, session: &str, uri: &str, form: &[(&str, &str)]) -> S
     p.status
 }
 
-/// Adds staff users: `olga` and `pia` (admins), `tom` (analyst).
-fn officers(c: &Central) {
-    c.add_user("olga", "olga's long passphrase", "admin")
-        .expect("olga");
-    c.add_user("pia", "pia's long passphrase", "admin")
-        .expect("pia");
-    c.add_user("tom", "tom's long passphrase", "analyst")
-        .expect("tom");
+/// A central with staff users: `olga` and `pia` (admins), `tom` (analyst).
+fn staffed() -> Env {
+    let e = env();
+    for (name, role) in [("olga", "admin"), ("pia", "admin"), ("tom", "analyst")] {
+        e.central
+            .add_user(name, &staff_passphrase(name), role)
+            .expect(name);
+    }
+    e
+}
+
+fn staff_passphrase(name: &str) -> String {
+    format!("{name}'s long passphrase")
+}
+
+/// A session of one of the [`staffed`] users.
+async fn staff_session(c: &Central, name: &str) -> String {
+    form_login(c, name, &staff_passphrase(name)).await.0
+}
+
+/// A session of a company user registered with [`PASSWORD`].
+async fn company_session(c: &Central, user: &str) -> String {
+    form_login(c, user, PASSWORD).await.0
+}
+
+/// The signed registry changes a port P1 gate reads after `seq`, verified.
+async fn feed_after(c: &Central, agent: &str, seq: u64) -> ChangeBatch {
+    let a = get(
+        c,
+        &format!("/api/v1/registry/changes?port=P1&after={seq}"),
+        Some(agent),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    verified(c, a.json).1
 }
 
 #[allow(clippy::too_many_lines)]
 #[tokio::test]
 async fn a_company_goes_from_registration_to_certification_and_the_gates_receive_its_record() {
-    let e = env();
+    let e = staffed();
     let c = &e.central;
-    officers(c);
     let agent = c
         .issue_agent_token(&gate("P1-G1"), "P1")
         .expect("agent token");
@@ -112,7 +138,7 @@ async fn a_company_goes_from_registration_to_certification_and_the_gates_receive
         post(c, &acme, "/portal/assessment", &form).await,
         StatusCode::UNPROCESSABLE_ENTITY
     );
-    let (olga, _) = form_login(c, "olga", "olga's long passphrase").await;
+    let olga = staff_session(c, "olga").await;
     let file = format!("/applications/{OP_A}");
     assert_eq!(
         post(c, &olga, &format!("{file}/confirm"), &[]).await,
@@ -187,7 +213,7 @@ async fn a_company_goes_from_registration_to_certification_and_the_gates_receive
         post(c, &olga, &format!("{file}/certify"), &[]).await,
         StatusCode::UNPROCESSABLE_ENTITY
     );
-    let (pia, _) = form_login(c, "pia", "pia's long passphrase").await;
+    let pia = staff_session(c, "pia").await;
     assert_eq!(
         post(c, &pia, &format!("{file}/certify"), &[]).await,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -239,14 +265,7 @@ async fn a_company_goes_from_registration_to_certification_and_the_gates_receive
         record.contact_point.as_ref().map(|cp| cp.name.as_str()),
         Some("Pia Ramos")
     );
-    let a = get(
-        c,
-        &format!("/api/v1/registry/changes?port=P1&after={before}"),
-        Some(&agent),
-    )
-    .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
-    let batch = verified(c, a.json).1;
+    let batch = feed_after(c, &agent, before).await;
     assert!(
         batch.changes.iter().any(|s| matches!(&s.change,
             Change::UpsertOperator { record } if record.operator == op && record.status == AeoStatus::Active)),
@@ -277,13 +296,7 @@ async fn a_company_goes_from_registration_to_certification_and_the_gates_receive
     );
     let record = c.operator(&op).expect("read").expect("record");
     assert_eq!(record.status, AeoStatus::Suspended);
-    let a = get(
-        c,
-        &format!("/api/v1/registry/changes?port=P1&after={certified}"),
-        Some(&agent),
-    )
-    .await;
-    let batch = verified(c, a.json).1;
+    let batch = feed_after(c, &agent, certified).await;
     assert_eq!(batch.changes.len(), 1, "{:?}", batch.changes);
     let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
     p.shows("data-status=\"SUSPENDED\"", "the status");
@@ -329,14 +342,13 @@ fn validated(c: &Central, op: &str, user: &str, validator: &str) {
 
 #[tokio::test]
 async fn certification_needs_an_admin_other_than_the_validating_officer() {
-    let e = env();
+    let e = staffed();
     let c = &e.central;
-    officers(c);
     validated(c, OP_A, "acme", "olga");
     let uri = format!("/applications/{OP_A}/certify");
-    let (olga, _) = form_login(c, "olga", "olga's long passphrase").await;
-    let (tom, _) = form_login(c, "tom", "tom's long passphrase").await;
-    let (pia, _) = form_login(c, "pia", "pia's long passphrase").await;
+    let olga = staff_session(c, "olga").await;
+    let tom = staff_session(c, "tom").await;
+    let pia = staff_session(c, "pia").await;
     assert_eq!(
         post(c, &olga, &uri, &[]).await,
         StatusCode::UNPROCESSABLE_ENTITY
@@ -357,12 +369,11 @@ async fn certification_needs_an_admin_other_than_the_validating_officer() {
 
 #[tokio::test]
 async fn a_company_user_sees_its_own_company_only_and_no_staff_page_or_route() {
-    let e = env();
+    let e = staffed();
     let c = &e.central;
-    officers(c);
     validated(c, OP_A, "acme", "olga");
     validated(c, OP_B, "bravo", "olga");
-    let (acme, _) = form_login(c, "acme", PASSWORD).await;
+    let acme = company_session(c, "acme").await;
     let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
     assert_eq!(p.status, StatusCode::OK);
     assert!(
@@ -424,7 +435,7 @@ async fn a_company_user_sees_its_own_company_only_and_no_staff_page_or_route() {
     );
 
     // Staff sessions are refused on the company pages, and nobody reaches them unlogged.
-    let (olga, _) = form_login(c, "olga", "olga's long passphrase").await;
+    let olga = staff_session(c, "olga").await;
     assert_eq!(
         page(c, "GET", "/portal", Some(&olga), &[]).await.status,
         StatusCode::FORBIDDEN
@@ -522,14 +533,13 @@ fn pdf(tag: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_company_uploads_documents_that_only_it_and_officers_can_download() {
-    let e = env();
+    let e = staffed();
     let c = &e.central;
-    officers(c);
     validated(c, OP_A, "acme", "olga");
     validated(c, OP_B, "bravo", "olga");
-    let (acme, _) = form_login(c, "acme", PASSWORD).await;
-    let (bravo, _) = form_login(c, "bravo", PASSWORD).await;
-    let (tom, _) = form_login(c, "tom", "tom's long passphrase").await;
+    let acme = company_session(c, "acme").await;
+    let bravo = company_session(c, "bravo").await;
+    let tom = staff_session(c, "tom").await;
 
     let plan = pdf("acme");
     let (status, body) = upload(c, &acme, "C:\\scans\\security plan.pdf", &plan).await;
@@ -624,11 +634,10 @@ async fn a_company_uploads_documents_that_only_it_and_officers_can_download() {
 
 #[tokio::test]
 async fn an_upload_too_large_or_not_a_pdf_png_or_jpeg_is_refused_and_not_listed() {
-    let e = env();
+    let e = staffed();
     let c = &e.central;
-    officers(c);
     validated(c, OP_A, "acme", "olga");
-    let (acme, _) = form_login(c, "acme", PASSWORD).await;
+    let acme = company_session(c, "acme").await;
 
     let mut big = pdf("big");
     big.resize(central::portal::MAX_DOCUMENT_BYTES + 1, b' ');
@@ -693,18 +702,17 @@ fn certified(c: &Central, op: &str, user: &str) {
 
 #[tokio::test]
 async fn revocation_in_the_portal_reaches_the_feed_and_the_company_sees_why_and_how_to_respond() {
-    let e = env();
+    let e = staffed();
     let c = &e.central;
-    officers(c);
     let agent = c
         .issue_agent_token(&gate("P1-G1"), "P1")
         .expect("agent token");
     certified(c, OP_A, "acme");
     let before = c.registry_seq().expect("seq");
     let uri = format!("/applications/{OP_A}/revoke");
-    let (tom, _) = form_login(c, "tom", "tom's long passphrase").await;
-    let (pia, _) = form_login(c, "pia", "pia's long passphrase").await;
-    let (acme, _) = form_login(c, "acme", PASSWORD).await;
+    let tom = staff_session(c, "tom").await;
+    let pia = staff_session(c, "pia").await;
+    let acme = company_session(c, "acme").await;
     assert_eq!(
         post(c, &tom, &uri, &[("note", "x")]).await,
         StatusCode::FORBIDDEN,
@@ -728,14 +736,7 @@ async fn revocation_in_the_portal_reaches_the_feed_and_the_company_sees_why_and_
     let op = OperatorId::parse(OP_A).expect("op");
     let record = c.operator(&op).expect("read").expect("record");
     assert_eq!(record.status, AeoStatus::Revoked);
-    let a = get(
-        c,
-        &format!("/api/v1/registry/changes?port=P1&after={before}"),
-        Some(&agent),
-    )
-    .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
-    let batch = verified(c, a.json).1;
+    let batch = feed_after(c, &agent, before).await;
     assert!(
         batch.changes.iter().any(|s| matches!(&s.change,
             Change::SetStatus { operator, status: AeoStatus::Revoked, reason, .. }
@@ -757,6 +758,22 @@ async fn revocation_in_the_portal_reaches_the_feed_and_the_company_sees_why_and_
         p.body
     );
     assert!(!p.body.contains("id=\"registry-change\""), "{}", p.body);
+
+    // The company responds in its message thread; an empty message is refused.
+    assert_eq!(
+        post(c, &acme, "/portal/messages", &[("text", " ")]).await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let response = [("text", "Seal records for the audit attached")];
+    assert_eq!(
+        post(c, &acme, "/portal/messages", &response).await,
+        StatusCode::SEE_OTHER
+    );
+    let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
+    p.shows(
+        "Seal records for the audit attached",
+        "the company's message",
+    );
 
     // Revocation is final: neither certification nor suspension follows it.
     for action in ["certify", "suspend", "revoke"] {
@@ -782,12 +799,11 @@ async fn revocation_in_the_portal_reaches_the_feed_and_the_company_sees_why_and_
 
 #[tokio::test]
 async fn a_status_changed_on_the_registry_page_shows_on_the_company_page_with_its_reason() {
-    let e = env();
+    let e = staffed();
     let c = &e.central;
-    officers(c);
     certified(c, OP_A, "acme");
-    let (acme, _) = form_login(c, "acme", PASSWORD).await;
-    let (olga, _) = form_login(c, "olga", "olga's long passphrase").await;
+    let acme = company_session(c, "acme").await;
+    let olga = staff_session(c, "olga").await;
     let p = page(c, "GET", "/portal", Some(&acme), &[]).await;
     assert!(!p.body.contains("id=\"registry-change\""), "{}", p.body);
 
@@ -835,12 +851,11 @@ async fn a_status_changed_on_the_registry_page_shows_on_the_company_page_with_it
 
 #[tokio::test]
 async fn requirements_are_shown_in_the_readers_language_with_their_sources() {
-    let e = env();
+    let e = staffed();
     let c = &e.central;
-    officers(c);
     c.register_company(&registration(OP_A, "acme"), Some("olga"))
         .expect("company");
-    let (acme, _) = form_login(c, "acme", PASSWORD).await;
+    let acme = company_session(c, "acme").await;
     let cs1 = STARTER.iter().find(|r| r.id == "CS-1").expect("CS-1");
     for (lang, l) in [
         ("es", protocol::i18n::Lang::Es),
@@ -871,13 +886,12 @@ async fn requirements_are_shown_in_the_readers_language_with_their_sources() {
 
 #[tokio::test]
 async fn an_admin_lists_company_accounts_on_the_users_page_and_disables_one() {
-    let e = env();
+    let e = staffed();
     let c = &e.central;
-    officers(c);
     validated(c, OP_A, "acme", "olga");
-    let (acme, _) = form_login(c, "acme", PASSWORD).await;
-    let (olga, _) = form_login(c, "olga", "olga's long passphrase").await;
-    let (tom, _) = form_login(c, "tom", "tom's long passphrase").await;
+    let acme = company_session(c, "acme").await;
+    let olga = staff_session(c, "olga").await;
+    let tom = staff_session(c, "tom").await;
 
     let p = page(c, "GET", "/users", Some(&olga), &[]).await;
     assert_eq!(p.status, StatusCode::OK);

@@ -15,7 +15,7 @@ use edge_agent::state::AppState;
 use edge_agent::store::Store;
 use protocol::i18n::Lang;
 use protocol::schema::{
-    ActionKind, EventBody, LaneDecision, LaneId, LaneState, ReadValue, ReasonCode,
+    ActionKind, EventBody, LaneDecision, LaneId, LaneSignal, LaneState, ReadValue, ReasonCode,
 };
 use serde_json::{Value, json};
 use support::two_lane_config;
@@ -451,12 +451,7 @@ async fn accounts_roles_csrf_and_login_limits() {
     assert_eq!(page.status, StatusCode::OK);
     let html = page.text();
     assert!(html.contains("Consola del oficial"), "Spanish for ana");
-    let csrf = html
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("csrf meta")
-        .to_owned();
+    let csrf = support::page::csrf_meta(&html);
     let manual =
         json!({"action": "MANUAL_ENTRY", "value": {"kind": "SEAL", "number": "EU1234567"}});
     let cookie_post = |extra: &[(&str, &str)]| {
@@ -619,4 +614,69 @@ async fn a_supervisor_closes_and_reopens_a_lane_and_nothing_else_may_change_it_m
     )
     .await;
     assert_eq!(a.status, StatusCode::CONFLICT, "already open");
+}
+
+/// The next `panel` event of an SSE feed, read from `body` within `within`.
+async fn next_panel(body: &mut axum::body::BodyDataStream, within: Duration) -> String {
+    use futures_util::StreamExt as _;
+    let mut text = String::new();
+    tokio::time::timeout(within, async {
+        // An event ends with a blank line; a few frames at most make one.
+        for _ in 0..64 {
+            let Some(chunk) = body.next().await else {
+                break;
+            };
+            text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+            if text.contains("\n\n") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("a panel event in time");
+    assert!(text.starts_with("event: panel\n"), "{text}");
+    text
+}
+
+/// Opens the SSE feed at `path` as the officer.
+async fn feed(app: &Router, path: &str) -> axum::body::BodyDataStream {
+    let resp = app
+        .clone()
+        .oneshot(get(path, Some(OFFICER)))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE],
+        "text/event-stream",
+        "{path}"
+    );
+    resp.into_body().into_data_stream()
+}
+
+#[tokio::test]
+async fn the_lane_and_operator_feeds_send_their_panel_at_once_and_again_on_a_change() {
+    let r = rig();
+    let mut lane_feed = feed(&r.app, "/console/events?lane=L1").await;
+    let mut grid_feed = feed(&r.app, "/operator/events").await;
+    let first = next_panel(&mut lane_feed, Duration::from_secs(2)).await;
+    assert!(first.contains("id=\"lane-live\""), "{first}");
+    assert!(!first.contains("d-inspect"), "{first}");
+    let grid = next_panel(&mut grid_feed, Duration::from_secs(2)).await;
+    assert!(!grid.contains("L2 FAST"), "{grid}");
+
+    // Each change is sent before the next refresh (every 3 s) is due.
+    show(&r.state, "L2", uuid::Uuid::now_v7(), LaneDecision::Fast);
+    let grid = next_panel(&mut grid_feed, Duration::from_secs(2)).await;
+    assert!(grid.contains("L2 FAST"), "{grid}");
+    r.state.live.update(&lane("L1"), |l| {
+        let mut offline = LaneState::waiting(&l.lane, None, jiff::Timestamp::now());
+        offline.decision = LaneSignal::Offline;
+        l.shown = Some(offline);
+    });
+    let changed = next_panel(&mut lane_feed, Duration::from_secs(2)).await;
+    assert!(
+        changed.contains("d-inspect"),
+        "offline shows red: {changed}"
+    );
 }

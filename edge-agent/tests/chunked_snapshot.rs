@@ -21,11 +21,12 @@ use edge_agent::runtime::{AgentHandle, start};
 use edge_agent::store::Store;
 use jiff::Timestamp;
 use protocol::schema::{
-    AeoStatus, Authorisation, Change, ChangeBatch, EventBody, IngestAck, IngestBatch, JournalEntry,
+    AeoStatus, Authorisation, Change, ChangeBatch, IngestAck, IngestBatch, JournalEntry,
     LaneDecision, ReasonCode, SCHEMA_VERSION, SequencedChange, SignedEnvelope, SnapshotChunk,
     SnapshotManifest,
 };
 use sha2::{Digest as _, Sha256};
+use support::stand_in::{refused_batches, store_batch};
 use support::{agent_toml, gate_g1_lane_l1};
 use tokio_util::sync::CancellationToken;
 
@@ -326,21 +327,7 @@ fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Stand> {
 }
 
 async fn events(State(s): State<Shared>, Json(b): Json<IngestBatch>) -> Json<IngestAck> {
-    let mut st = lock(&s);
-    for e in b.entries {
-        st.stored.insert(e.seq, e);
-    }
-    let mut through = 0;
-    while st.stored.contains_key(&(through + 1)) {
-        through += 1;
-    }
-    Json(IngestAck {
-        v: SCHEMA_VERSION,
-        acked_through: through,
-        stored: 0,
-        duplicates: 0,
-        alerts: Vec::new(),
-    })
+    Json(store_batch(&mut lock(&s).stored, b.entries))
 }
 
 async fn manifest(State(s): State<Shared>) -> Response {
@@ -451,16 +438,7 @@ async fn eventually(what: &str, f: impl FnMut() -> bool) {
 }
 
 fn refusals(s: &Shared) -> Vec<String> {
-    lock(s)
-        .stored
-        .values()
-        .filter_map(|e| match &e.body {
-            EventBody::IntegrityAlert { what, detail } if what == "REGISTRY_BATCH_REFUSED" => {
-                Some(detail.clone())
-            }
-            _ => None,
-        })
-        .collect()
+    refused_batches(&lock(s).stored)
 }
 
 fn requests(s: &Shared) -> (usize, Vec<usize>) {

@@ -217,7 +217,12 @@ fn duplicate_lane_ids_are_refused() {
 fn device_on_unknown_lane_is_refused() {
     let device =
         "[[devices]]\nname = \"b\"\nlane = \"L7\"\nkind = \"lane_board\"\npath = \"/dev/ttyS0\"\n";
-    appended_refused_at(device, "devices[0].lane", 18, "\"L7\"");
+    appended_refused_at(
+        device,
+        "devices[0].lane",
+        18,
+        "names lane \"L7\", which no [[lanes]] entry defines",
+    );
 }
 
 #[test]

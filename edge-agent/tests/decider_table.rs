@@ -17,7 +17,7 @@ use protocol::seal::ESealId;
 use support::*;
 use uuid::Uuid;
 
-fn run(tx: &GateTransaction, r: &MemoryReplica, p: &Policy) -> Decision {
+fn run(tx: &GateTransaction, r: &dyn ReplicaView, p: &Policy) -> Decision {
     decide(tx, r, p, &routes(), now())
 }
 
@@ -75,6 +75,28 @@ fn us_importer_under_mra(auth: Authorisation, from: jiff::Timestamp) -> MemoryRe
     let mut r = us_importer(replica(), auth);
     r.insert_mra(mra(Programme::UsCtpat, from, true));
     r
+}
+
+/// The declared consignment under one hold.
+fn with_hold(kind: HoldKind, reference: &str) -> MemoryReplica {
+    with_consignment(replica(), |k| {
+        k.holds = vec![Hold {
+            kind,
+            reference: reference.into(),
+            note: String::new(),
+        }];
+    })
+}
+
+/// A container's BIC tag read by an RFID reader.
+fn rfid_container_read(container: &str) -> protocol::schema::Read {
+    read(
+        ReadSource::Rfid,
+        ReadValue::Tag {
+            uri: format!("urn:epc:id:bic:{container}"),
+            scheme: "bic".into(),
+        },
+    )
 }
 
 fn eseal_replica() -> MemoryReplica {
@@ -173,23 +195,11 @@ fn cases() -> Vec<Case> {
         Inspect,
         &[R::ContainerReadConflict],
     );
-    c.tx.reads.push(read(
-        ReadSource::Rfid,
-        ReadValue::Tag {
-            uri: format!("urn:epc:id:bic:{OTHER_CONTAINER}"),
-            scheme: "bic".into(),
-        },
-    ));
+    c.tx.reads.push(rfid_container_read(OTHER_CONTAINER));
     v.push(c);
 
     let mut c = case("OCR and RFID agree", Fast, &[R::AllChecksPassed]);
-    c.tx.reads.push(read(
-        ReadSource::Rfid,
-        ReadValue::Tag {
-            uri: format!("urn:epc:id:bic:{CONTAINER}"),
-            scheme: "bic".into(),
-        },
-    ));
+    c.tx.reads.push(rfid_container_read(CONTAINER));
     v.push(c);
 
     let mut c = case("no container read", Standard, &[R::ContainerUnread]);
@@ -201,23 +211,11 @@ fn cases() -> Vec<Case> {
         Inspect,
         &[R::RiskHold, R::AeoPriorityInspection],
     );
-    c.replica = with_consignment(replica(), |k| {
-        k.holds = vec![Hold {
-            kind: HoldKind::RiskHold,
-            reference: "RH-1".into(),
-            note: String::new(),
-        }];
-    });
+    c.replica = with_hold(HoldKind::RiskHold, "RH-1");
     v.push(c);
 
     let mut c = case("inspection order", Inspect, &[R::RiskHold]);
-    c.replica = with_consignment(replica(), |k| {
-        k.holds = vec![Hold {
-            kind: HoldKind::InspectionOrder,
-            reference: "IO-7".into(),
-            note: String::new(),
-        }];
-    });
+    c.replica = with_hold(HoldKind::InspectionOrder, "IO-7");
     v.push(c);
 
     let mut c = case(
@@ -692,13 +690,7 @@ fn unreadable_records_are_reported_as_unreadable_not_as_missing() {
     // The same truck on an intact replica is FAST.
     assert_eq!(run(&t, &replica(), &policy()).decision, LaneDecision::Fast);
 
-    let d = decide(
-        &t,
-        &damaged(true, false, false),
-        &policy(),
-        &routes(),
-        now(),
-    );
+    let d = run(&t, &damaged(true, false, false), &policy());
     let got = codes(&d);
     assert_eq!(d.decision, LaneDecision::Standard);
     assert!(got.contains(&ReasonCode::ReplicaUnreadable), "{got:?}");
@@ -713,25 +705,13 @@ fn unreadable_records_are_reported_as_unreadable_not_as_missing() {
         "{r:?}"
     );
 
-    let d = decide(
-        &t,
-        &damaged(false, true, false),
-        &policy(),
-        &routes(),
-        now(),
-    );
+    let d = run(&t, &damaged(false, true, false), &policy());
     let got = codes(&d);
     assert_eq!(d.decision, LaneDecision::Standard);
     assert!(got.contains(&ReasonCode::ReplicaUnreadable), "{got:?}");
     assert!(!got.contains(&ReasonCode::NoAdvanceData), "{got:?}");
 
-    let d = decide(
-        &t,
-        &damaged(false, false, true),
-        &policy(),
-        &routes(),
-        now(),
-    );
+    let d = run(&t, &damaged(false, false, true), &policy());
     assert_ne!(d.decision, LaneDecision::Fast);
     assert!(codes(&d).contains(&ReasonCode::ReplicaUnreadable));
 }

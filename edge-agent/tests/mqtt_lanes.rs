@@ -67,6 +67,44 @@ fn says(msgs: &[(String, Vec<u8>)], topic: &str, payload: &str) -> bool {
         .is_some_and(|(_, p)| p == payload.as_bytes())
 }
 
+/// A broker that queues up to 100,000 messages for a client: a burst of a read on each of
+/// thousands of lanes is more than mosquitto queues by default (1,000 messages, then it
+/// drops them), so the shipped configuration raises the queue too.
+async fn deep_queue_broker(dir: &Path) -> Mosquitto {
+    let port = free_port();
+    Mosquitto::start_conf(
+        dir,
+        port,
+        &format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             max_queued_messages 100000\n"
+        ),
+    )
+    .await
+}
+
+/// Waits until `watcher` has seen the agent say `online`.
+async fn wait_online(watcher: &Collector, what: &str, secs: u64) {
+    watcher
+        .wait_until(what, Duration::from_secs(secs), |m| {
+            says(m, AVAILABILITY, "online")
+        })
+        .await;
+}
+
+/// One OCR read of the same container on each of lanes `L0`..`L{lanes-1}`, in lane order.
+async fn read_on_every_lane(readers: &Collector, lanes: usize) {
+    for i in 0..lanes {
+        readers
+            .publish(
+                &format!("readers/L{i}/ocr"),
+                false,
+                r#"{"container":"CSQU3054383","confidence":93}"#,
+            )
+            .await;
+    }
+}
+
 /// A client that subscribes after the fact and reports what the broker retained.
 async fn late_view(
     port: u16,
@@ -86,18 +124,7 @@ async fn late_view(
 async fn two_thousand_lanes_are_all_subscribed_and_every_lane_state_arrives() {
     const LANES: usize = 2_000;
     let dir = tempfile::tempdir().expect("tempdir");
-    // A burst of 2,000 reads is more than mosquitto queues for a client by default (1,000
-    // messages, then it drops them): the shipped configuration raises the queue too.
-    let port = free_port();
-    let broker = Mosquitto::start_conf(
-        dir.path(),
-        port,
-        &format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             max_queued_messages 100000\n"
-        ),
-    )
-    .await;
+    let broker = deep_queue_broker(dir.path()).await;
     let console = free_port();
     let cfg = write_config(dir.path(), LANES, broker.port, console);
     let watcher = Collector::plain(
@@ -107,23 +134,11 @@ async fn two_thousand_lanes_are_all_subscribed_and_every_lane_state_arrives() {
     );
     let agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
     // `online` comes after the subscriptions and every lane's state.
-    watcher
-        .wait_until("the agent online", Duration::from_secs(60), |m| {
-            says(m, AVAILABILITY, "online")
-        })
-        .await;
+    wait_online(&watcher, "the agent online", 60).await;
 
     let readers = Collector::plain(broker.port, "readers", &[]);
     let started = std::time::Instant::now();
-    for i in 0..LANES {
-        readers
-            .publish(
-                &format!("readers/L{i}/ocr"),
-                false,
-                r#"{"container":"CSQU3054383","confidence":93}"#,
-            )
-            .await;
-    }
+    read_on_every_lane(&readers, LANES).await;
     // Every lane's newest state is a decision: every subscription was active and no lane
     // state was lost on the way out.
     let decided = |m: &[(String, Vec<u8>)]| {
@@ -186,16 +201,7 @@ async fn every_truck_gets_its_decision_while_reads_and_lane_states_cross_on_many
     const LANES: usize = 300;
     const ROUNDS: usize = 8;
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let broker = Mosquitto::start_conf(
-        dir.path(),
-        port,
-        &format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             max_queued_messages 100000\n"
-        ),
-    )
-    .await;
+    let broker = deep_queue_broker(dir.path()).await;
     let console = free_port();
     let cfg = write_config_closing(dir.path(), LANES, broker.port, console, 20);
     let watcher = Collector::plain(
@@ -204,22 +210,10 @@ async fn every_truck_gets_its_decision_while_reads_and_lane_states_cross_on_many
         &["aeogate/G1/lanes/+/decision", AVAILABILITY],
     );
     let agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
-    watcher
-        .wait_until("the agent online", Duration::from_secs(60), |m| {
-            says(m, AVAILABILITY, "online")
-        })
-        .await;
+    wait_online(&watcher, "the agent online", 60).await;
     let readers = Collector::plain(broker.port, "readers", &[]);
     for round in 1..=ROUNDS {
-        for i in 0..LANES {
-            readers
-                .publish(
-                    &format!("readers/L{i}/ocr"),
-                    false,
-                    r#"{"container":"CSQU3054383","confidence":93}"#,
-                )
-                .await;
-        }
+        read_on_every_lane(&readers, LANES).await;
         watcher
             .wait_until(
                 &format!("every truck of round {round} decided"),
@@ -247,11 +241,7 @@ async fn after_a_kill_a_late_subscriber_sees_offline_and_a_restart_replaces_the_
     let cfg = write_config(dir.path(), 2, broker.port, console);
     let watcher = Collector::plain(broker.port, "watcher", &["aeogate/G1/#"]);
     let mut agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
-    watcher
-        .wait_until("online", Duration::from_secs(20), |m| {
-            says(m, AVAILABILITY, "online")
-        })
-        .await;
+    wait_online(&watcher, "online", 20).await;
     let readers = Collector::plain(broker.port, "readers", &[]);
     readers
         .publish("readers/L0/ocr", false, r#"{"container":"CSQU3054383"}"#)
@@ -294,10 +284,7 @@ async fn after_a_kill_a_late_subscriber_sees_offline_and_a_restart_replaces_the_
     // A restart replaces the old decision with the safe state before it says online.
     let mut agent = AgentProcess::start(&cfg, console, &dir.path().join("agent2.log")).await;
     let late = Collector::plain(broker.port, "late-after-restart", &["aeogate/G1/#"]);
-    late.wait_until("online again", Duration::from_secs(20), |m| {
-        says(m, AVAILABILITY, "online")
-    })
-    .await;
+    wait_online(&late, "online again", 20).await;
     let view = late.latest();
     let s = json(&view[&state_topic(0)]);
     assert_eq!(s["decision"], "WAITING", "{s}");
@@ -339,11 +326,7 @@ async fn retained_and_oversized_reader_messages_cost_neither_a_transaction_nor_t
     let watcher = Collector::plain(broker.port, "watcher", &["aeogate/G1/#"]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
-    watcher
-        .wait_until("online", Duration::from_secs(20), |m| {
-            says(m, AVAILABILITY, "online")
-        })
-        .await;
+    wait_online(&watcher, "online", 20).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     for lane in ["L1", "L2"] {
         assert_eq!(

@@ -129,6 +129,17 @@ fn a_failed_batch_leaves_the_replica_file_as_it_was_after_a_restart() {
     );
 }
 
+/// On the store's replica, left empty, the decider does not open the lane.
+fn assert_empty_replica_is_not_fast(s: &Store) {
+    let view = s.replica_view().expect("view");
+    let d = decide(&good_tx(), &view, &policy(), &routes(), now());
+    assert_ne!(
+        d.decision,
+        LaneDecision::Fast,
+        "an empty replica decides FAST"
+    );
+}
+
 #[test]
 fn a_replica_left_in_the_store_file_is_dropped_keeping_its_port_and_loads_again() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -166,14 +177,7 @@ fn a_replica_left_in_the_store_file_is_dropped_keeping_its_port_and_loads_again(
         "{:?}",
         store_tables(&s)
     );
-    let view = s.replica_view().expect("view");
-    let d = decide(&good_tx(), &view, &policy(), &routes(), now());
-    assert_ne!(
-        d.decision,
-        LaneDecision::Fast,
-        "an empty replica decides FAST"
-    );
-    drop(view);
+    assert_empty_replica_is_not_fast(&s);
     assert!(matches!(
         s.bind_port("PORT-B"),
         Err(ReplicaError::WrongPort { .. })
@@ -202,14 +206,7 @@ fn a_replica_file_redb_cannot_open_is_made_again_empty_and_the_journal_stays() {
     assert_eq!(s.journal_head(), 2);
     assert_eq!(s.verify_chain().expect("chain"), 2);
     assert_eq!(s.replica_meta().sequence, 0);
-    let view = s.replica_view().expect("view");
-    let d = decide(&good_tx(), &view, &policy(), &routes(), now());
-    assert_ne!(
-        d.decision,
-        LaneDecision::Fast,
-        "an empty replica decides FAST"
-    );
-    drop(view);
+    assert_empty_replica_is_not_fast(&s);
     s.apply_batch(&snapshot_at(ago(60), 3, replica_changes()))
         .expect("loads again");
     drop(s);

@@ -17,9 +17,10 @@ use edge_agent::config::Config;
 use edge_agent::runtime::{AgentHandle, start};
 use jiff::Timestamp;
 use protocol::schema::{
-    Change, ChangeBatch, EventBody, Heartbeat, IngestAck, IngestBatch, JournalEntry,
-    SCHEMA_VERSION, SequencedChange, SignedEnvelope,
+    Change, ChangeBatch, EventBody, Heartbeat, IngestBatch, JournalEntry, SCHEMA_VERSION,
+    SequencedChange, SignedEnvelope,
 };
+use support::stand_in::{refused_batches, store_batch};
 use support::{agent_toml, gate_g1_lane_l1};
 use tokio_util::sync::CancellationToken;
 
@@ -113,29 +114,7 @@ async fn events(
         )
             .into_response();
     }
-    let mut stored = 0;
-    for e in b.entries {
-        assert!(
-            e.verify_hash().is_ok(),
-            "entry {} arrives with a valid hash",
-            e.seq
-        );
-        if c.stored.insert(e.seq, e).is_none() {
-            stored += 1;
-        }
-    }
-    let mut through = 0;
-    while c.stored.contains_key(&(through + 1)) {
-        through += 1;
-    }
-    Json(IngestAck {
-        v: SCHEMA_VERSION,
-        acked_through: through,
-        stored,
-        duplicates: 0,
-        alerts: vec![],
-    })
-    .into_response()
+    Json(store_batch(&mut c.stored, b.entries)).into_response()
 }
 
 async fn heartbeat(State(c): State<Shared>, Json(hb): Json<Heartbeat>) -> StatusCode {
@@ -435,14 +414,7 @@ async fn replication_bootstraps_refuses_a_forged_batch_and_applies_the_next_good
 
     // Both refusals were journaled as integrity alerts and reached central.
     eventually("two alerts delivered", || {
-        state
-            .lock()
-            .expect("lock")
-            .stored
-            .values()
-            .filter(|e| matches!(&e.body, EventBody::IntegrityAlert { what, .. } if what == "REGISTRY_BATCH_REFUSED"))
-            .count()
-            == 2
+        refused_batches(&state.lock().expect("lock").stored).len() == 2
     })
     .await;
     support::stop_agent(&shutdown, h.join, STEP).await;

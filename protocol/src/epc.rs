@@ -271,9 +271,10 @@ const COMPANY_PREFIX: [(u32, u8); 7] = [
     (20, 6),
 ];
 
-/// A partition table from its column for the field after the company prefix (bits N,
-/// digits K) for partition values 0 ..= 6.
-const fn partition_table(reference: [(u32, u8); 7]) -> [Row; 7] {
+/// A partition table from the width the company prefix and the field after it share: in
+/// every row of a TDS 1.13 §14.5 table the two fields together take `bits` bits (M + N) and
+/// `digits` digits (L + K; for unpadded tables, the field's maximum digits).
+const fn partition_table(bits: u32, digits: u8) -> [Row; 7] {
     let mut table = [Row {
         cp_bits: 0,
         cp_digits: 0,
@@ -282,11 +283,12 @@ const fn partition_table(reference: [(u32, u8); 7]) -> [Row; 7] {
     }; 7];
     let mut i = 0;
     while i < 7 {
+        let (cp_bits, cp_digits) = COMPANY_PREFIX[i];
         table[i] = Row {
-            cp_bits: COMPANY_PREFIX[i].0,
-            cp_digits: COMPANY_PREFIX[i].1,
-            ref_bits: reference[i].0,
-            ref_digits: reference[i].1,
+            cp_bits,
+            cp_digits,
+            ref_bits: bits - cp_bits,
+            ref_digits: digits - cp_digits,
         };
         i += 1;
     }
@@ -314,7 +316,7 @@ const SGTIN: Layout = Layout {
     scheme: "sgtin-96",
     id: "sgtin",
     header: HEADER_SGTIN_96,
-    table: partition_table([(4, 1), (7, 2), (10, 3), (14, 4), (17, 5), (20, 6), (24, 7)]),
+    table: partition_table(44, 13),
     reference: "item reference",
     unpadded: false,
 };
@@ -324,15 +326,7 @@ const SSCC: Layout = Layout {
     scheme: "sscc-96",
     id: "sscc",
     header: HEADER_SSCC_96,
-    table: partition_table([
-        (18, 5),
-        (21, 6),
-        (24, 7),
-        (28, 8),
-        (31, 9),
-        (34, 10),
-        (38, 11),
-    ]),
+    table: partition_table(58, 17),
     reference: "serial reference",
     unpadded: false,
 };
@@ -342,7 +336,7 @@ const GRAI: Layout = Layout {
     scheme: "grai-96",
     id: "grai",
     header: HEADER_GRAI_96,
-    table: partition_table([(4, 0), (7, 1), (10, 2), (14, 3), (17, 4), (20, 5), (24, 6)]),
+    table: partition_table(44, 12),
     reference: "asset type",
     unpadded: false,
 };
@@ -353,15 +347,7 @@ const GIAI: Layout = Layout {
     scheme: "giai-96",
     id: "giai",
     header: HEADER_GIAI_96,
-    table: partition_table([
-        (42, 13),
-        (45, 14),
-        (48, 15),
-        (52, 16),
-        (55, 17),
-        (58, 18),
-        (62, 19),
-    ]),
+    table: partition_table(82, 25),
     reference: "individual asset reference",
     unpadded: true,
 };
@@ -1305,10 +1291,12 @@ fn syntax(uri: &str, prefix: &str, from: usize, expected: &'static str) -> EpcEr
     }
 }
 
-/// Splits `s` at dots into exactly `N` parts.
+/// Splits `s` at dots into exactly `N` parts. `first` is the number of fields already
+/// consumed before `s` (the filter), counted in the error so it speaks of the whole URI.
 fn split_fields<'a, const N: usize>(
     scheme: &'static str,
     s: &'a str,
+    first: usize,
 ) -> Result<[&'a str; N], EpcError> {
     let mut out = [""; N];
     let mut count = 0usize;
@@ -1321,8 +1309,8 @@ fn split_fields<'a, const N: usize>(
     if count != N {
         return Err(EpcError::FieldCount {
             scheme,
-            expected: N,
-            found: count,
+            expected: N + first,
+            found: count + first,
         });
     }
     Ok(out)
@@ -1392,29 +1380,11 @@ fn parse_fields(
     let scheme = layout.scheme;
     let has_serial = matches!(layout.header, HEADER_SGTIN_96 | HEADER_GRAI_96);
     let (cp, reference, serial) = if has_serial {
-        match split_fields::<3>(scheme, body) {
-            Ok([c, r, s]) => (c, r, s),
-            Err(EpcError::FieldCount { found, .. }) => {
-                return Err(EpcError::FieldCount {
-                    scheme,
-                    expected: 3 + first,
-                    found: found + first,
-                });
-            }
-            Err(e) => return Err(e),
-        }
+        let [c, r, s] = split_fields::<3>(scheme, body, first)?;
+        (c, r, s)
     } else {
-        match split_fields::<2>(scheme, body) {
-            Ok([c, r]) => (c, r, ""),
-            Err(EpcError::FieldCount { found, .. }) => {
-                return Err(EpcError::FieldCount {
-                    scheme,
-                    expected: 2 + first,
-                    found: found + first,
-                });
-            }
-            Err(e) => return Err(e),
-        }
+        let [c, r] = split_fields::<2>(scheme, body, first)?;
+        (c, r, "")
     };
     if cp.is_empty() || !cp.bytes().all(|b| b.is_ascii_digit()) {
         return Err(EpcError::FieldSyntax {
@@ -1454,39 +1424,17 @@ fn parse_fields(
         }
         digits_value(scheme, layout.reference, reference)?
     };
+    let serial = if has_serial {
+        integer_value(scheme, "serial", serial, SERIAL_BITS)?
+    } else {
+        0
+    };
+    let (f, p, c, r) = (filter, partition, company_prefix, reference_value);
     Ok(match layout.header {
-        HEADER_SGTIN_96 => {
-            let serial = integer_value(scheme, "serial", serial, SERIAL_BITS)?;
-            Epc::Sgtin96(Sgtin96::new(
-                filter,
-                partition,
-                company_prefix,
-                reference_value,
-                serial,
-            )?)
-        }
-        HEADER_GRAI_96 => {
-            let serial = integer_value(scheme, "serial", serial, SERIAL_BITS)?;
-            Epc::Grai96(Grai96::new(
-                filter,
-                partition,
-                company_prefix,
-                reference_value,
-                serial,
-            )?)
-        }
-        HEADER_SSCC_96 => Epc::Sscc96(Sscc96::new(
-            filter,
-            partition,
-            company_prefix,
-            reference_value,
-        )?),
-        _ => Epc::Giai96(Giai96::new(
-            filter,
-            partition,
-            company_prefix,
-            reference_value,
-        )?),
+        HEADER_SGTIN_96 => Epc::Sgtin96(Sgtin96::new(f, p, c, r, serial)?),
+        HEADER_GRAI_96 => Epc::Grai96(Grai96::new(f, p, c, r, serial)?),
+        HEADER_SSCC_96 => Epc::Sscc96(Sscc96::new(f, p, c, r)?),
+        _ => Epc::Giai96(Giai96::new(f, p, c, r)?),
     })
 }
 
@@ -1615,35 +1563,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_hex_naming_the_character_and_position() {
-        assert_eq!(
-            Epc::from_hex("3074257BF7194E4000001AZ5"),
-            Err(EpcError::BadHex {
-                position: 23,
-                found: 'Z'
-            })
-        );
-        assert_eq!(
-            Epc::from_hex("0x30G4"),
-            Err(EpcError::BadHex {
-                position: 5,
-                found: 'G'
-            })
-        );
-        assert_eq!(
-            Epc::from_hex(" 30é4"),
-            Err(EpcError::BadHex {
-                position: 4,
-                found: 'é'
-            })
-        );
-        // A second "0x" is not a prefix.
-        assert_eq!(
-            Epc::from_hex("30 0x"),
-            Err(EpcError::BadHex {
-                position: 5,
-                found: 'x'
-            })
-        );
+        for (text, position, found) in [
+            ("3074257BF7194E4000001AZ5", 23, 'Z'),
+            ("0x30G4", 5, 'G'),
+            (" 30é4", 4, 'é'),
+            // A second "0x" is not a prefix.
+            ("30 0x", 5, 'x'),
+        ] {
+            assert_eq!(
+                Epc::from_hex(text),
+                Err(EpcError::BadHex { position, found }),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
@@ -1740,18 +1672,44 @@ mod tests {
     }
 
     #[test]
+    fn partition_tables_hold_the_rows_of_the_standard() {
+        // Rows 0 and 6 of TDS 1.13 Tables 14-2, 14-5, 14-10 and 14-13: (M, L, N, K).
+        for (layout, first, last) in [
+            (&SGTIN, (40, 12, 4, 1), (20, 6, 24, 7)),
+            (&SSCC, (40, 12, 18, 5), (20, 6, 38, 11)),
+            (&GRAI, (40, 12, 4, 0), (20, 6, 24, 6)),
+            (&GIAI, (40, 12, 42, 13), (20, 6, 62, 19)),
+        ] {
+            let row = |r: Row| (r.cp_bits, r.cp_digits, r.ref_bits, r.ref_digits);
+            assert_eq!(row(layout.table[0]), first, "{}", layout.scheme);
+            assert_eq!(row(layout.table[6]), last, "{}", layout.scheme);
+        }
+    }
+
+    /// The error for a field whose value needs more digits than its partition row allows.
+    fn overflow(
+        scheme: &'static str,
+        field: &'static str,
+        value: u64,
+        digits: u8,
+        partition: u8,
+    ) -> Result<Epc, EpcError> {
+        Err(EpcError::DigitsOverflow {
+            scheme,
+            field,
+            value,
+            digits,
+            partition,
+        })
+    }
+
+    #[test]
     fn rejects_company_prefix_needing_more_digits_than_the_partition() {
         // Partition 5: 24 bits could hold 16,777,215 but only 7 digits are allowed.
         let b = packed(&SGTIN, 3, 5, 10_000_000, 812_345, 1);
         assert_eq!(
             Epc::from_bytes(&b),
-            Err(EpcError::DigitsOverflow {
-                scheme: "sgtin-96",
-                field: "company prefix",
-                value: 10_000_000,
-                digits: 7,
-                partition: 5
-            })
+            overflow("sgtin-96", "company prefix", 10_000_000, 7, 5)
         );
         // 9,999,999 is the largest 7-digit prefix and decodes.
         assert!(Epc::from_bytes(&packed(&SGTIN, 3, 5, 9_999_999, 812_345, 1)).is_ok());
@@ -1763,13 +1721,7 @@ mod tests {
         let b = packed(&SGTIN, 1, 0, 1, 10, 1);
         assert_eq!(
             Epc::from_bytes(&b),
-            Err(EpcError::DigitsOverflow {
-                scheme: "sgtin-96",
-                field: "item reference",
-                value: 10,
-                digits: 1,
-                partition: 0
-            })
+            overflow("sgtin-96", "item reference", 10, 1, 0)
         );
     }
 
@@ -1778,13 +1730,7 @@ mod tests {
         let b = packed(&SSCC, 0, 5, 614_141, 10_000_000_000, 0);
         assert_eq!(
             Epc::from_bytes(&b),
-            Err(EpcError::DigitsOverflow {
-                scheme: "sscc-96",
-                field: "serial reference",
-                value: 10_000_000_000,
-                digits: 10,
-                partition: 5
-            })
+            overflow("sscc-96", "serial reference", 10_000_000_000, 10, 5)
         );
         assert_eq!(
             Epc::from_hex("3174257BF4499602D2000100"),
@@ -1801,13 +1747,7 @@ mod tests {
         let b = packed(&GRAI, 0, 0, 61_414_113_245, 3, 0);
         assert_eq!(
             Epc::from_bytes(&b),
-            Err(EpcError::DigitsOverflow {
-                scheme: "grai-96",
-                field: "asset type",
-                value: 3,
-                digits: 0,
-                partition: 0
-            })
+            overflow("grai-96", "asset type", 3, 0, 0)
         );
     }
 

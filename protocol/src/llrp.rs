@@ -858,10 +858,7 @@ pub fn decode(buf: &[u8]) -> Result<(Header, Message), LlrpError> {
             while let Some(p) = c.param()? {
                 match p.kind {
                     param::LLRP_STATUS if status.is_none() => {
-                        let mut s = Cur::new(p.body, "LLRPStatus");
-                        let code = s.u16()?;
-                        let description = s.utf8("LLRPStatus.ErrorDescription")?;
-                        status = Some(Status { code, description });
+                        status = Some(parse_status(p.body)?);
                     }
                     param::ANTENNA_PROPERTIES => {
                         let mut a = Cur::new(p.body, "AntennaProperties");
@@ -1043,13 +1040,18 @@ impl<'a> Cur<'a> {
     }
 }
 
+/// An LLRPStatus parameter's body: the status code and the error description.
+fn parse_status(body: &[u8]) -> Result<Status, LlrpError> {
+    let mut s = Cur::new(body, "LLRPStatus");
+    let code = s.u16()?;
+    let description = s.utf8("LLRPStatus.ErrorDescription")?;
+    Ok(Status { code, description })
+}
+
 fn find_status(c: &mut Cur<'_>, within: &'static str) -> Result<Status, LlrpError> {
     while let Some(p) = c.param()? {
         if p.kind == param::LLRP_STATUS {
-            let mut s = Cur::new(p.body, "LLRPStatus");
-            let code = s.u16()?;
-            let description = s.utf8("LLRPStatus.ErrorDescription")?;
-            return Ok(Status { code, description });
+            return parse_status(p.body);
         }
     }
     Err(LlrpError::Missing {
@@ -1063,12 +1065,7 @@ fn parse_capabilities_response(c: &mut Cur<'_>) -> Result<Message, LlrpError> {
     let mut caps = Capabilities::default();
     while let Some(p) = c.param()? {
         match p.kind {
-            param::LLRP_STATUS if status.is_none() => {
-                let mut s = Cur::new(p.body, "LLRPStatus");
-                let code = s.u16()?;
-                let description = s.utf8("LLRPStatus.ErrorDescription")?;
-                status = Some(Status { code, description });
-            }
+            param::LLRP_STATUS if status.is_none() => status = Some(parse_status(p.body)?),
             param::GENERAL_DEVICE_CAPABILITIES => {
                 let mut g = Cur::new(p.body, "GeneralDeviceCapabilities");
                 caps.max_antennas = Some(g.u16()?);
@@ -1218,9 +1215,8 @@ fn parse_rospec(body: &[u8]) -> Result<RoSpec, LlrpError> {
                             spec.start_trigger = Cur::new(t.body, "ROSpecStartTrigger").u8()?;
                         }
                         param::ROSPEC_STOP_TRIGGER => {
-                            let mut s = Cur::new(t.body, "ROSpecStopTrigger");
-                            spec.stop_trigger = s.u8()?;
-                            spec.stop_duration_ms = s.u32()?;
+                            (spec.stop_trigger, spec.stop_duration_ms) =
+                                parse_stop_trigger(t.body, "ROSpecStopTrigger")?;
                         }
                         _ => {}
                     }
@@ -1238,6 +1234,13 @@ fn parse_rospec(body: &[u8]) -> Result<RoSpec, LlrpError> {
         });
     }
     Ok(spec)
+}
+
+/// A ROSpecStopTrigger or AISpecStopTrigger body: the trigger type and its duration (ms);
+/// a GPI trigger's parameters after them are not kept.
+fn parse_stop_trigger(body: &[u8], what: &'static str) -> Result<(u8, u32), LlrpError> {
+    let mut s = Cur::new(body, what);
+    Ok((s.u8()?, s.u32()?))
 }
 
 fn parse_ai_spec(body: &[u8]) -> Result<AiSpec, LlrpError> {
@@ -1264,9 +1267,8 @@ fn parse_ai_spec(body: &[u8]) -> Result<AiSpec, LlrpError> {
     while let Some(p) = c.param()? {
         match p.kind {
             param::AI_SPEC_STOP_TRIGGER => {
-                let mut s = Cur::new(p.body, "AISpecStopTrigger");
-                spec.stop_trigger = s.u8()?;
-                spec.stop_duration_ms = s.u32()?;
+                (spec.stop_trigger, spec.stop_duration_ms) =
+                    parse_stop_trigger(p.body, "AISpecStopTrigger")?;
             }
             param::INVENTORY_PARAMETER_SPEC => {
                 let mut s = Cur::new(p.body, "InventoryParameterSpec");

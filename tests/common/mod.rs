@@ -10,6 +10,7 @@
 
 pub mod pki;
 pub mod process;
+pub mod stand_in;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;

@@ -723,6 +723,22 @@ pub struct TextForm {
     text: String,
 }
 
+/// [`act`] with a [`TextForm`]: `f` also gets the form's text.
+async fn act_on_text(
+    c: Central,
+    s: CompanySession,
+    headers: &HeaderMap,
+    form: TextForm,
+    to: &str,
+    f: impl FnOnce(&Central, &str, &str, &str) -> Result<Company, PortalError> + Send + 'static,
+) -> Response {
+    let TextForm { csrf, text } = form;
+    act(c, s, headers, csrf.as_deref(), to, move |c, k, u| {
+        f(c, k, u, &text)
+    })
+    .await
+}
+
 /// `POST /portal/apply`.
 pub async fn apply(
     State(c): State<Central>,
@@ -744,15 +760,9 @@ pub async fn answer_finding(
     Path(id): Path<u32>,
     Form(f): Form<TextForm>,
 ) -> Response {
-    let text = f.text;
-    act(
-        c,
-        s,
-        &headers,
-        f.csrf.as_deref(),
-        "/portal",
-        move |c, k, u| c.answer_finding(k, id, &text, u),
-    )
+    act_on_text(c, s, &headers, f, "/portal", move |c, k, u, text| {
+        c.answer_finding(k, id, text, u)
+    })
     .await
 }
 
@@ -763,15 +773,9 @@ pub async fn post_message(
     headers: HeaderMap,
     Form(f): Form<TextForm>,
 ) -> Response {
-    let text = f.text;
-    act(
-        c,
-        s,
-        &headers,
-        f.csrf.as_deref(),
-        "/portal#messages",
-        move |c, k, u| c.post_message(k, &text, u, false),
-    )
+    act_on_text(c, s, &headers, f, "/portal#messages", |c, k, u, text| {
+        c.post_message(k, text, u, false)
+    })
     .await
 }
 

@@ -540,15 +540,12 @@ impl Central {
         reason: &str,
         officer: &str,
     ) -> Result<Company, PortalError> {
-        let Some(mut c) = self.company(operator)? else {
-            return Err(PortalError::NotFound(operator.to_owned()));
-        };
-        let now = Timestamp::now();
-        c.transition(Status::Suspended, reason, officer, now)?;
-        self.set_status(&c.operator, AeoStatus::Suspended, reason, officer)?;
-        self.change_company(operator, officer, |c| {
-            c.transition(Status::Suspended, reason, officer, now)
-        })
+        self.withdraw(
+            operator,
+            (Status::Suspended, AeoStatus::Suspended),
+            reason,
+            officer,
+        )
     }
 
     /// Revokes a certified or suspended company's certification: the registry's status
@@ -563,14 +560,32 @@ impl Central {
         reason: &str,
         officer: &str,
     ) -> Result<Company, PortalError> {
+        self.withdraw(
+            operator,
+            (Status::Revoked, AeoStatus::Revoked),
+            reason,
+            officer,
+        )
+    }
+
+    /// Sets a company's registry status to `registry`, then its application status to
+    /// `to`, with `reason`. The transition is checked on a copy first, so a refused one
+    /// changes neither.
+    fn withdraw(
+        &self,
+        operator: &str,
+        (to, registry): (Status, AeoStatus),
+        reason: &str,
+        officer: &str,
+    ) -> Result<Company, PortalError> {
         let Some(mut c) = self.company(operator)? else {
             return Err(PortalError::NotFound(operator.to_owned()));
         };
         let now = Timestamp::now();
-        c.transition(Status::Revoked, reason, officer, now)?;
-        self.set_status(&c.operator, AeoStatus::Revoked, reason, officer)?;
+        c.transition(to, reason, officer, now)?;
+        self.set_status(&c.operator, registry, reason, officer)?;
         self.change_company(operator, officer, |c| {
-            c.transition(Status::Revoked, reason, officer, now)
+            c.transition(to, reason, officer, now)
         })
     }
 }

@@ -58,6 +58,30 @@ fn run_as() -> Option<(u32, u32)> {
     (id("-u", None) == 0).then(|| (id("-u", Some("nobody")), id("-g", Some("nobody"))))
 }
 
+/// A temporary folder the user PostgreSQL runs as ([`run_as`]) owns, and that user.
+fn owned_tempdir() -> (tempfile::TempDir, Option<(u32, u32)>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let user = run_as();
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown tempdir");
+    }
+    (dir, user)
+}
+
+/// Runs the PostgreSQL tool `what` as `user`; panics with its output when it fails.
+fn run_tool(mut cmd: Command, user: Option<(u32, u32)>, what: &str) {
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The blocking client runs a runtime of its own, which tokio refuses on a thread that
 /// runs one (an async test): such calls go to a thread of their own.
 fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
@@ -81,19 +105,8 @@ impl PgCluster {
     /// As [`PgCluster::start`]; `durable`: PostgreSQL's defaults (fsync, synchronous
     /// commit), for measurements.
     pub fn start_with(durable: bool) -> Self {
-        let bin = bin_dir();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data");
-        let user = run_as();
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown tempdir");
-        }
-        let as_user = |c: &mut Command| {
-            if let Some((uid, gid)) = user {
-                c.uid(uid).gid(gid);
-            }
-        };
-        let mut init = Command::new(bin.join("initdb"));
+        let (dir, user) = owned_tempdir();
+        let mut init = Command::new(bin_dir().join("initdb"));
         init.args([
             "-U",
             "postgres",
@@ -104,17 +117,16 @@ impl PgCluster {
             "--no-sync",
         ])
         .arg("-D")
-        .arg(&data);
-        as_user(&mut init);
-        let out = init.output().expect("run initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // The port is free when asked; another process may take it before PostgreSQL
-        // binds it, so a start that fails is retried on a new port (bounded).
+        .arg(dir.path().join("data"));
+        run_tool(init, user, "initdb");
+        Self::started_in(dir, durable)
+            .unwrap_or_else(|log| panic!("PostgreSQL did not start: {log}"))
+    }
+
+    /// A cluster over the data folder in `dir`, started on a free port. The port is free
+    /// when asked; another process may take it before PostgreSQL binds it, so a start that
+    /// fails is retried on a new port (bounded). The error is PostgreSQL's last log.
+    fn started_in(dir: tempfile::TempDir, durable: bool) -> Result<Self, String> {
         let mut cluster = Self {
             dir,
             child: None,
@@ -126,11 +138,11 @@ impl PgCluster {
         let mut last_log = String::new();
         for _attempt in 0..5 {
             match cluster.spawn(free_port()) {
-                Ok(()) => return cluster,
+                Ok(()) => return Ok(cluster),
                 Err(log) => last_log = log,
             }
         }
-        panic!("PostgreSQL did not start: {last_log}");
+        Err(last_log)
     }
 
     /// Starts `postgres` on `port` over the existing data folder; on failure, its log.
@@ -228,13 +240,8 @@ impl PgCluster {
             self.durable,
             "a synchronous primary needs synchronous_commit on"
         );
-        let bin = bin_dir();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let user = run_as();
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown tempdir");
-        }
-        let mut backup = Command::new(bin.join("pg_basebackup"));
+        let (dir, user) = owned_tempdir();
+        let mut backup = Command::new(bin_dir().join("pg_basebackup"));
         backup
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-U", "postgres", "-R", "-X", "stream", "--no-sync"])
@@ -242,36 +249,9 @@ impl PgCluster {
             .args(["-c", "fast"])
             .arg("-D")
             .arg(dir.path().join("data"));
-        if let Some((uid, gid)) = user {
-            backup.uid(uid).gid(gid);
-        }
-        let out = backup.output().expect("run pg_basebackup");
-        assert!(
-            out.status.success(),
-            "pg_basebackup failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut standby = Self {
-            dir,
-            child: None,
-            port: 0,
-            durable: true,
-            starts: 0,
-            settings: Vec::new(),
-        };
-        let mut last_log = String::new();
-        let mut started = false;
-        for _attempt in 0..5 {
-            match standby.spawn(free_port()) {
-                Ok(()) => {
-                    started = true;
-                    break;
-                }
-                Err(log) => last_log = log,
-            }
-        }
-        assert!(started, "the standby did not start: {last_log}");
+        run_tool(backup, user, "pg_basebackup");
+        let standby = Self::started_in(dir, true)
+            .unwrap_or_else(|log| panic!("the standby did not start: {log}"));
         let primary = self.url();
         off_runtime(|| {
             let mut c = postgres::Client::connect(&primary, postgres::NoTls).expect("connect");

@@ -39,7 +39,7 @@ pub fn is_loopback_url(url: &reqwest::Url) -> bool {
             .is_ok_and(|a| a.is_loopback())
 }
 
-use protocol::schema::GateId;
+use protocol::schema::{GateId, LaneId};
 
 /// Smallest accepted journal bound: below this the agent would prune constantly.
 const MIN_JOURNAL_BYTES: u64 = 1 << 20;
@@ -222,6 +222,27 @@ impl Validator<'_> {
         Ok(lanes)
     }
 
+    /// Refuses a `lane` that no `[[lanes]]` entry defines; `who` opens the message (e.g.
+    /// "antenna 2 ").
+    fn lane_defined(
+        &self,
+        path: Vec<Seg>,
+        lanes: &[LaneConfig],
+        lane: &LaneId,
+        who: &str,
+    ) -> Result<(), ConfigError> {
+        if lanes.iter().any(|l| l.id == *lane) {
+            return Ok(());
+        }
+        Err(self.err(
+            path,
+            format!(
+                "{who}names lane {:?}, which no [[lanes]] entry defines",
+                lane.as_str()
+            ),
+        ))
+    }
+
     fn devices(
         &self,
         raw: Vec<RawDevice>,
@@ -236,15 +257,7 @@ impl Validator<'_> {
             if !names.insert(name.clone()) {
                 return Err(self.err(at("name"), format!("duplicate device name {name:?}")));
             }
-            if !lanes.iter().any(|l| l.id == d.lane) {
-                return Err(self.err(
-                    at("lane"),
-                    format!(
-                        "names lane {:?}, which no [[lanes]] entry defines",
-                        d.lane.as_str()
-                    ),
-                ));
-            }
+            self.lane_defined(at("lane"), lanes, &d.lane, "")?;
             if d.path.as_os_str().is_empty() {
                 return Err(self.err(at("path"), "must not be empty"));
             }
@@ -310,15 +323,7 @@ impl Validator<'_> {
                         ));
                     }
                 };
-                if !lanes.iter().any(|l| l.id == lane) {
-                    return Err(self.err(
-                        at("antennas"),
-                        format!(
-                            "antenna {id} names lane {:?}, which no [[lanes]] entry defines",
-                            lane.as_str()
-                        ),
-                    ));
-                }
+                self.lane_defined(at("antennas"), lanes, &lane, &format!("antenna {id} "))?;
                 antennas.insert(id, lane);
             }
             if let Some(p) = r.tx_power_dbm
@@ -395,15 +400,7 @@ impl Validator<'_> {
                     ),
                 ));
             }
-            if !lanes.iter().any(|l| l.id == t.lane) {
-                return Err(self.err(
-                    tat("lane"),
-                    format!(
-                        "names lane {:?}, which no [[lanes]] entry defines",
-                        t.lane.as_str()
-                    ),
-                ));
-            }
+            self.lane_defined(tat("lane"), lanes, &t.lane, "")?;
             if t.format != PayloadFormat::Aeogate && t.kind != MqttKind::Rfid {
                 return Err(self.err(
                     tat("format"),
@@ -915,7 +912,11 @@ mod tests {
     fn unknown_lane_is_named_with_its_line() {
         refused(
             &reader("1 = \"L9\"", ""),
-            &["llrp[0].antennas", "\"L9\"", "line 18"],
+            &[
+                "llrp[0].antennas",
+                "antenna 1 names lane \"L9\", which no [[lanes]] entry defines",
+                "line 18",
+            ],
         );
     }
 
@@ -968,24 +969,22 @@ mod tests {
         format!("[central]\n{keys}\ntoken = \"t\"\n{KEY}")
     }
 
+    /// The `[central]` section loaded from [`central`] with `keys` and a CA certificate.
+    fn loaded_central(keys: &str) -> crate::config::CentralConfig {
+        let cfg = load(&central(&format!("{keys}\nca_cert = \"ca.pem\""))).expect("loads");
+        cfg.central.expect("central")
+    }
+
     #[test]
     fn central_url_alone_is_the_one_instance() {
-        let cfg = load(&central(
-            "url = \"https://c.example/\"\nca_cert = \"ca.pem\"",
-        ))
-        .expect("loads");
-        let c = cfg.central.expect("central");
+        let c = loaded_central("url = \"https://c.example/\"");
         assert_eq!(c.urls, vec!["https://c.example".to_string()]);
         assert_eq!(c.url, "https://c.example");
     }
 
     #[test]
     fn central_urls_list_the_instances_in_order() {
-        let cfg = load(&central(
-            "urls = [\"https://a.example\", \"https://b.example/\"]\nca_cert = \"ca.pem\"",
-        ))
-        .expect("loads");
-        let c = cfg.central.expect("central");
+        let c = loaded_central("urls = [\"https://a.example\", \"https://b.example/\"]");
         assert_eq!(
             c.urls,
             vec![

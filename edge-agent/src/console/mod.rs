@@ -10,11 +10,11 @@
 //! | `POST /logout` | any session | log out |
 //! | `GET /` | any session | redirects to the role's screen |
 //! | `GET /console?lane=` | officer, supervisor | one lane live: reads vs declared, parties, decision, reasons, actions |
-//! | `GET /console/events?lane=` | officer, supervisor | SSE: `panel` (lane HTML), `banner` |
+//! | `GET /console/events?lane=` | officer, supervisor | SSE: `panel` (the lane's HTML, its banner included) |
 //! | `GET /console/history?lane=&container=` | officer, supervisor | recent transactions, search by container |
 //! | `GET /console/tx/{id}` | officer, supervisor | one transaction with reasons and officer actions |
 //! | `GET /operator` | every role | all lanes at a glance: state, route, queues, FAST share; no reasons |
-//! | `GET /operator/events` | every role | SSE: `grid` (the lanes' HTML) |
+//! | `GET /operator/events` | every role | SSE: `panel` (the lanes' HTML) |
 //! | `POST /api/v1/login`, `POST /api/v1/logout` | anyone / any session | token login for scripts |
 //!
 //! # Layout

@@ -765,28 +765,45 @@ pub async fn console_events(
     authed.require_customs()?;
     let lane = pick_lane(&s, q.lane.as_deref())?;
     let lang = authed.lang();
+    let watched = lane.clone();
+    Ok(panel_feed(
+        &s,
+        move |l| l.lane == watched,
+        move |shared| {
+            let lane = lane.clone();
+            async move { render_panel(&shared, &lane, lang).await.unwrap_or_default() }
+        },
+    ))
+}
+
+/// A stream of `panel` events: `render`'s HTML on every live change of a lane `wanted`
+/// (and on a lagged subscription) and every [`REFRESH`], until the agent shuts down.
+fn panel_feed<R, F>(
+    s: &AppState,
+    wanted: impl Fn(&crate::live::LaneLive) -> bool + Send + 'static,
+    render: R,
+) -> Response
+where
+    R: Fn(AppState) -> F + Send + 'static,
+    F: Future<Output = String> + Send + 'static,
+{
     let changes = BroadcastStream::new(s.live.subscribe())
         .filter(move |m| {
-            let keep = m.as_ref().map_or(true, |l| l.lane == lane);
+            let keep = m.as_ref().map_or(true, &wanted);
             async move { keep }
         })
         .map(|_| ());
     let ticks = IntervalStream::new(tokio::time::interval(REFRESH)).map(|_| ());
-    let lane = pick_lane(&s, q.lane.as_deref())?;
     let shared = s.clone();
     let stream = futures_util::stream::select(changes, ticks)
         .then(move |()| {
-            let shared = shared.clone();
-            let lane = lane.clone();
-            async move {
-                let html = render_panel(&shared, &lane, lang).await.unwrap_or_default();
-                Ok::<_, Infallible>(Event::default().event("panel").data(html))
-            }
+            let html = render(shared.clone());
+            async move { Ok::<_, Infallible>(Event::default().event("panel").data(html.await)) }
         })
         .take_until(s.shutdown.clone().cancelled_owned());
-    Ok(Sse::new(stream)
+    Sse::new(stream)
         .keep_alive(KeepAlive::default())
-        .into_response())
+        .into_response()
 }
 
 /// Query of the history page.
@@ -1095,21 +1112,11 @@ pub async fn operator_events(
     authed: Authed,
 ) -> Result<Response, AuthError> {
     let lang = authed.lang();
-    let changes = BroadcastStream::new(s.live.subscribe()).map(|_| ());
-    let ticks = IntervalStream::new(tokio::time::interval(REFRESH)).map(|_| ());
-    let shared = s.clone();
-    let stream = futures_util::stream::select(changes, ticks)
-        .then(move |()| {
-            let shared = shared.clone();
-            async move {
-                let html = render_grid(&shared, lang).await;
-                Ok::<_, Infallible>(Event::default().event("panel").data(html))
-            }
-        })
-        .take_until(s.shutdown.clone().cancelled_owned());
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(panel_feed(
+        &s,
+        |_| true,
+        move |shared| async move { render_grid(&shared, lang).await },
+    ))
 }
 
 #[cfg(test)]

@@ -106,6 +106,18 @@ fn json<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, PayloadError>
     serde_json::from_slice(payload).map_err(|e| PayloadError::Json(e.to_string()))
 }
 
+/// [`PayloadError::Invalid`] for the field `what`, sent as `value`, from its parser's error.
+fn invalid<'a, E: std::fmt::Display>(
+    what: &'static str,
+    value: &'a str,
+) -> impl FnOnce(E) -> PayloadError + 'a {
+    move |e| PayloadError::Invalid {
+        what,
+        value: value.to_owned(),
+        error: e.to_string(),
+    }
+}
+
 /// Parses one payload from a topic mapped to `map` into an assembler event. `device` is
 /// the name reads carry unless the payload names its own (`"device"`); `now` stands in for
 /// a missing `"at"`.
@@ -152,21 +164,12 @@ pub(super) fn unreadable(
     error: &PayloadError,
     now: Timestamp,
 ) -> AssemblerEvent {
-    AssemblerEvent::Read(RawRead {
-        lane: map.lane.clone(),
-        source,
-        device: device.to_owned(),
-        raw: String::from_utf8_lossy(&payload[..payload.len().min(256)]).into_owned(),
-        value: ReadValue::Unreadable {
-            what: what.into(),
-            error: error.to_string(),
-        },
-        at: now,
-        antenna: None,
-        rssi: None,
-        confidence: None,
-        entered_by: None,
-    })
+    let raw = String::from_utf8_lossy(&payload[..payload.len().min(256)]).into_owned();
+    let value = ReadValue::Unreadable {
+        what: what.into(),
+        error: error.to_string(),
+    };
+    AssemblerEvent::Read(read(map, device.to_owned(), source, raw, value, now))
 }
 
 fn read(
@@ -200,16 +203,16 @@ fn parse_strict(
     if payload.len() > MAX_PAYLOAD {
         return Err(PayloadError::TooLarge(payload.len()));
     }
-    let name = |d: Option<String>| d.unwrap_or_else(|| device.to_owned());
+    // A read named by the payload's own "device" and "at", or the topic's device and now.
+    let read_at = |d: Option<String>, at: Option<Timestamp>, source, (raw, value)| {
+        let device = d.unwrap_or_else(|| device.to_owned());
+        read(map, device, source, raw, value, at.unwrap_or(now))
+    };
     Ok(match map.kind {
         MqttKind::Rfid => {
             let p: RfidPayload = json(payload)?;
             let hex_text: String = p.epc.chars().filter(|c| !c.is_whitespace()).collect();
-            let bytes = hex::decode(&hex_text).map_err(|e| PayloadError::Invalid {
-                what: "epc",
-                value: p.epc.clone(),
-                error: e.to_string(),
-            })?;
+            let bytes = hex::decode(&hex_text).map_err(invalid("epc", &p.epc))?;
             if bytes.is_empty() || bytes.len() > protocol::link::MAX_EPC_BYTES {
                 return Err(PayloadError::Invalid {
                     what: "epc",
@@ -217,15 +220,7 @@ fn parse_strict(
                     error: format!("must be 1..={} bytes", protocol::link::MAX_EPC_BYTES),
                 });
             }
-            let (raw, value) = tag_value(&bytes);
-            let mut r = read(
-                map,
-                name(p.device),
-                ReadSource::Rfid,
-                raw,
-                value,
-                p.at.unwrap_or(now),
-            );
+            let mut r = read_at(p.device, p.at, ReadSource::Rfid, tag_value(&bytes));
             r.antenna = p.antenna;
             r.rssi = p.rssi;
             AssemblerEvent::Read(r)
@@ -235,21 +230,13 @@ fn parse_strict(
             if let Some(c) = p.confidence.filter(|&c| c > 100) {
                 return Err(PayloadError::Confidence(c));
             }
-            let (raw, value) = match (p.container, p.seal, p.plate) {
+            let read_value = match (p.container, p.seal, p.plate) {
                 (Some(c), None, None) => {
-                    let number = ContainerNumber::parse(&c).map_err(|e| PayloadError::Invalid {
-                        what: "container",
-                        value: c.clone(),
-                        error: e.to_string(),
-                    })?;
+                    let number = ContainerNumber::parse(&c).map_err(invalid("container", &c))?;
                     (c, ReadValue::Container { number })
                 }
                 (None, Some(s), None) => {
-                    let number = SealNumber::parse(&s).map_err(|e| PayloadError::Invalid {
-                        what: "seal",
-                        value: s.clone(),
-                        error: e.to_string(),
-                    })?;
+                    let number = SealNumber::parse(&s).map_err(invalid("seal", &s))?;
                     (s, ReadValue::Seal { number })
                 }
                 (None, None, Some(plate)) => {
@@ -270,24 +257,13 @@ fn parse_strict(
                 }
                 _ => return Err(PayloadError::OcrShape),
             };
-            let mut r = read(
-                map,
-                name(p.device),
-                ReadSource::Ocr,
-                raw,
-                value,
-                p.at.unwrap_or(now),
-            );
+            let mut r = read_at(p.device, p.at, ReadSource::Ocr, read_value);
             r.confidence = p.confidence;
             AssemblerEvent::Read(r)
         }
         MqttKind::ESeal => {
             let p: ESealPayload = json(payload)?;
-            let id = ESealId::parse(&p.seal_id).map_err(|e| PayloadError::Invalid {
-                what: "seal_id",
-                value: p.seal_id.clone(),
-                error: e.to_string(),
-            })?;
+            let id = ESealId::parse(&p.seal_id).map_err(invalid("seal_id", &p.seal_id))?;
             if let Some(b) = p.battery_pct.filter(|&b| b > 100) {
                 return Err(PayloadError::Invalid {
                     what: "battery_pct",
@@ -301,13 +277,11 @@ fn parse_strict(
                 battery_pct: p.battery_pct,
             };
             let raw = String::from_utf8_lossy(payload).into_owned();
-            AssemblerEvent::Read(read(
-                map,
-                name(p.device),
+            AssemblerEvent::Read(read_at(
+                p.device,
+                p.at,
                 ReadSource::ESealReader,
-                raw,
-                value,
-                p.at.unwrap_or(now),
+                (raw, value),
             ))
         }
         MqttKind::Presence => {

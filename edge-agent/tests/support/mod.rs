@@ -3,6 +3,10 @@
 
 #[path = "../../../tests/common/agent_toml.rs"]
 pub mod agent_toml;
+#[path = "../../../tests/common/page.rs"]
+pub mod page;
+#[path = "../../../tests/common/stand_in.rs"]
+pub mod stand_in;
 
 use std::time::Duration;
 
