@@ -296,7 +296,7 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let stop_all = CancellationToken::new();
 
     // Idle baseline: another gate, empty journal, the same number of lanes.
-    let (idle, idle_lost, idle_unsettled) = {
+    let (idle, idle_lost, idle_unsettled, idle_commits) = {
         let boards = system::boards(LANES)?;
         let link = system::central_link(&central, idle_gate, 1_000, Duration::from_secs(30))?;
         let text = system::agent_toml(
@@ -318,13 +318,15 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         let (log, tasks) = start_lanes(&boards, subs, &lanes_stop)?;
         let (_, unsettled) = settle(&log, LANES).await;
         let from = Instant::now();
+        let commits0 = commit_buckets();
         tokio::time::sleep(IDLE_RUN).await;
         let to = Instant::now();
+        let idle_commits = commits_between(&commits0, &commit_buckets());
         let passages = stop_lanes(log, tasks, &lanes_stop).await?;
         agent_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), agent.join).await;
         let (s, lost) = window(&passages, from, to);
-        (s, lost, unsettled)
+        (s, lost, unsettled, idle_commits)
     };
 
     // The backlog agent, its central address held until the lanes have settled.
@@ -345,6 +347,7 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let (settle_time, busy_unsettled) = settle(&log, LANES).await;
 
     let opened = Instant::now();
+    let commits0 = commit_buckets();
     door.open.cancel();
     let mut first_stored: Option<Duration> = None;
     let mut done: Option<Duration> = None;
@@ -359,6 +362,7 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let drained_at = Instant::now();
+    let busy_commits = commits_between(&commits0, &commit_buckets());
     let peak = peak_rss();
     if done.is_some() {
         tokio::time::sleep(AFTER_DRAIN).await;
@@ -420,12 +424,12 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             .throughput(rate(busy_n, took), "decisions")
             .target("p99 ≤ 2 × idle p99", within_2x)
             .note(format!(
-                "{LANES} lanes, one truck at a time each; {busy_lost} without a decision while draining, {warm_lost} in the warm-up"
+                "{LANES} lanes, one truck at a time each; {busy_lost} without a decision while draining, {warm_lost} in the warm-up; the agent's journal commits meanwhile: {busy_commits}"
             )),
         Row::new("6", "baseline: live decisions idle (no backlog), same run")
             .latency(idle)
             .note(format!(
-                "another gate, empty journal, same central and broker, {LANES} lanes for {} s after a warm-up truck per lane; {idle_lost} without a decision{}",
+                "another gate, empty journal, same central and broker, {LANES} lanes for {} s after a warm-up truck per lane; {idle_lost} without a decision; its journal commits meanwhile: {idle_commits}{}",
                 IDLE_RUN.as_secs(),
                 if idle_unsettled == 0 {
                     String::new()
@@ -440,6 +444,30 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
                 AFTER_DRAIN.as_secs()
             )),
     ])
+}
+
+/// The agents' journal commit times so far (`aeogate_journal_commit_seconds`: the agents
+/// in this process share the metrics recorder, one agent runs at a time).
+fn commit_buckets() -> Vec<(f64, f64)> {
+    super::stats::histogram_buckets(
+        &edge_agent::telemetry::metrics_handle().render(),
+        "aeogate_journal_commit_seconds",
+    )
+}
+
+/// How many commits between two snapshots and the bucket bounds of their p50 and p99.
+fn commits_between(before: &[(f64, f64)], after: &[(f64, f64)]) -> String {
+    let (n, q) = super::stats::bucket_quantiles(before, after, &[0.5, 0.99]);
+    let bound = |b: Option<f64>| match b {
+        Some(b) if b.is_finite() => format!("≤ {:.2} ms", b * 1e3),
+        Some(_) => "above the last bucket".to_owned(),
+        None => "-".to_owned(),
+    };
+    format!(
+        "{n:.0}, p50 {} / p99 {} (fsync included)",
+        bound(q.first().copied().flatten()),
+        bound(q.get(1).copied().flatten())
+    )
 }
 
 #[cfg(test)]

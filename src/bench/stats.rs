@@ -156,6 +156,58 @@ pub fn fmt_bytes(b: Option<u64>) -> String {
     )
 }
 
+/// A Prometheus histogram's cumulative bucket counts in an exposition `text`: the lines
+/// `<name>_bucket{le="<bound>"} <count>` (no other labels), by upper bound, `+Inf` last.
+#[must_use]
+pub fn histogram_buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let mut out: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (bound, count) = rest.split_once("\"} ")?;
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().ok()?
+            };
+            Some((bound, count.trim().parse().ok()?))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// What a histogram observed between two snapshots of its buckets
+/// ([`histogram_buckets`]): how many, and the upper bound of the bucket holding each
+/// asked quantile (so "p99 ≤ bound").
+#[must_use]
+pub fn bucket_quantiles(
+    before: &[(f64, f64)],
+    after: &[(f64, f64)],
+    qs: &[f64],
+) -> (f64, Vec<Option<f64>>) {
+    let at = |snap: &[(f64, f64)], bound: f64| {
+        snap.iter()
+            .find(|(b, _)| b.total_cmp(&bound).is_eq())
+            .map_or(0.0, |(_, c)| *c)
+    };
+    let diff: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(b, c)| (*b, (c - at(before, *b)).max(0.0)))
+        .collect();
+    let n = diff.last().map_or(0.0, |(_, c)| *c);
+    let quantiles = qs
+        .iter()
+        .map(|q| {
+            (n > 0.0)
+                .then(|| diff.iter().find(|(_, c)| *c >= q * n).map(|(b, _)| *b))
+                .flatten()
+        })
+        .collect();
+    (n, quantiles)
+}
+
 /// Items per second over `elapsed`.
 #[must_use]
 pub fn rate(items: usize, elapsed: Duration) -> f64 {
@@ -167,6 +219,31 @@ pub fn rate(items: usize, elapsed: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_histogram_s_buckets_and_quantiles_between_two_snapshots() {
+        let before = "x_bucket{le=\"0.001\"} 10\nx_bucket{le=\"0.01\"} 10\nx_bucket{le=\"+Inf\"} 10\nx_count 10\ny_bucket{le=\"0.001\"} 99\n";
+        let after = "x_bucket{le=\"0.01\"} 108\nx_bucket{le=\"0.001\"} 60\nx_bucket{le=\"+Inf\"} 110\nx_sum 3\n";
+        let b = histogram_buckets(before, "x");
+        let a = histogram_buckets(after, "x");
+        assert_eq!(
+            a,
+            vec![(0.001, 60.0), (0.01, 108.0), (f64::INFINITY, 110.0)]
+        );
+        let (n, q) = bucket_quantiles(&b, &a, &[0.5, 0.98, 0.99, 1.0]);
+        assert!((n - 100.0).abs() < f64::EPSILON);
+        assert_eq!(
+            q,
+            vec![
+                Some(0.001),
+                Some(0.01),
+                Some(f64::INFINITY),
+                Some(f64::INFINITY)
+            ]
+        );
+        assert_eq!(bucket_quantiles(&a, &a, &[0.5]), (0.0, vec![None]));
+        assert!(histogram_buckets("garbage\nx_bucket{le=\"a\"} 1", "x").is_empty());
+    }
 
     fn samples(ns: impl IntoIterator<Item = u64>) -> Samples {
         let mut s = Samples::default();
