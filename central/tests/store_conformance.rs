@@ -77,6 +77,7 @@ conformance!(
     staff_actions_on_cases_follow_the_rules_and_are_audited,
     case_queries_filter_and_page_newest_first,
     event_queries_by_container_gate_lane_and_decision_page_in_time_order,
+    a_containers_events_page_by_cursor_in_time_order_and_leave_out_other_containers,
     hourly_figures_and_summary_count_decisions,
     heartbeat_raises_a_gap_alert_once_the_gap_persists,
     registry_changes_are_logged_applied_and_snapshotted_per_port,
@@ -591,6 +592,116 @@ fn event_queries_by_container_gate_lane_and_decision_page_in_time_order(s: &dyn 
     assert_eq!(txn, vec![2, 3]);
     // A transaction is looked up under its gate: another gate sees none of it.
     assert!(s.transaction_events(&g2, &t1).expect("txn").is_empty());
+}
+
+fn a_containers_events_page_by_cursor_in_time_order_and_leave_out_other_containers(s: &dyn Store) {
+    let (g1, g2) = (gate("G1"), gate("G2"));
+    let t = |i: i64| ts("2026-03-01T10:00:00Z") + SignedDuration::from_secs(i * 60);
+    let (x, y) = ("CSQU3054383", "MSKU9070323");
+    let txn = |g: &GateId, c: &str| transaction(g, Uuid::now_v7(), c);
+    // Events of the other container share milliseconds with the container's: at the
+    // other gate (G2's at t(0)) and at the same one (G1's at t(3)).
+    ingest(
+        s,
+        &chain_at(
+            &g1,
+            vec![
+                (t(0), txn(&g1, x)),
+                (t(1), txn(&g1, x)),
+                (t(3), txn(&g1, y)),
+                (t(3), txn(&g1, x)),
+            ],
+        ),
+    );
+    ingest(
+        s,
+        &chain_at(
+            &g2,
+            vec![
+                (t(0), txn(&g2, y)),
+                (t(1), txn(&g2, x)),
+                (t(3), txn(&g2, x)),
+                (t(4), txn(&g2, x)),
+            ],
+        ),
+    );
+    let of_x = |q: EventQuery| {
+        all_events(
+            s,
+            EventQuery {
+                container: Some(x.into()),
+                ..q
+            },
+        )
+    };
+    let key = |g: &str, seq: u64| (g.to_owned(), seq);
+    let whole = vec![
+        key("G1", 1),
+        key("G1", 2),
+        key("G2", 2),
+        key("G1", 4),
+        key("G2", 3),
+        key("G2", 4),
+    ];
+    assert_eq!(of_x(query()), whole);
+    for limit in [1, 2, 4, 5] {
+        assert_eq!(
+            of_x(EventQuery { limit, ..query() }),
+            whole,
+            "pages of {limit}"
+        );
+    }
+    let first = s
+        .events(&EventQuery {
+            container: Some(x.into()),
+            limit: 6,
+            ..query()
+        })
+        .expect("events");
+    assert_eq!((first.items.len(), first.next_cursor), (6, None));
+    assert_eq!(
+        of_x(EventQuery {
+            gate: Some(g2.clone()),
+            limit: 2,
+            ..query()
+        }),
+        vec![key("G2", 2), key("G2", 3), key("G2", 4)]
+    );
+    assert_eq!(
+        of_x(EventQuery {
+            from: Some(t(1)),
+            to: Some(t(3)),
+            limit: 1,
+            ..query()
+        }),
+        vec![key("G1", 2), key("G2", 2)]
+    );
+    // A lane filter reads the events with the container's rows in one statement.
+    assert_eq!(
+        of_x(EventQuery {
+            lane: Some(LaneId::parse("L1").expect("lane")),
+            limit: 4,
+            ..query()
+        }),
+        whole
+    );
+    assert!(
+        of_x(EventQuery {
+            decision: Some(LaneDecision::Fast),
+            ..query()
+        })
+        .is_empty()
+    );
+    assert!(
+        all_events(
+            s,
+            EventQuery {
+                container: Some("TGHU1234560".into()),
+                ..query()
+            }
+        )
+        .is_empty()
+    );
 }
 
 fn hourly_figures_and_summary_count_decisions(s: &dyn Store) {

@@ -23,6 +23,13 @@
 //! of a tenth of the events spread over the same year, filled and measured in the same
 //! run.
 //!
+//! With [`COLD_VAR`] set, the container search is timed a second time ([`COLD_RUNS`]
+//! runs) with the kernel's page cache dropped before each run (not timed): every page
+//! the query needs and the database's own buffers do not hold comes from the disk, as it
+//! does once a store outgrows the machine's memory (PostgreSQL at 10M events). It needs
+//! root (`/proc/sys/vm/drop_caches`) and, on PostgreSQL, a cluster with small
+//! `shared_buffers` (the note gives the cluster's) for the run to be cold.
+//!
 //! With `--keep DIR` the redb stores stay in DIR and a later run with the same `--n`
 //! measures them without refilling; on PostgreSQL the databases `aeogate_q_<n>` (created
 //! in the cluster [`PG_URL_VAR`] names) stay and are reused the same way.
@@ -66,6 +73,9 @@ pub const RUNS: usize = 300;
 /// Timed runs of each programme figure (a year's read is about 0.1 s at 1M events since
 /// the monthly roll-ups; it took seconds before, when the count was lowered from 300).
 pub const PROGRAMME_RUNS: usize = 100;
+/// Timed runs of the container search with a cold page cache ([`COLD_VAR`]): each drops
+/// the whole machine's page cache, so fewer than [`RUNS`].
+pub const COLD_RUNS: usize = 100;
 /// Cases acknowledged, and as many resolved, after the fill.
 pub const ACTED: u64 = 500;
 /// The exceptions page's page size (the dashboard's).
@@ -404,6 +414,40 @@ fn time_n(
     })
 }
 
+/// Writes what the kernel holds dirty to disk and drops its page cache (clean pages,
+/// dentries and inodes stay), so the next read of any file goes to the disk.
+fn drop_page_cache() -> anyhow::Result<()> {
+    let status = std::process::Command::new("sync")
+        .status()
+        .context("running sync")?;
+    if !status.success() {
+        bail!("sync exited with {status}");
+    }
+    std::fs::write("/proc/sys/vm/drop_caches", "1")
+        .context("dropping the page cache (/proc/sys/vm/drop_caches; needs root)")
+}
+
+/// As [`time_n`], with the page cache dropped before each run (not timed).
+fn time_cold(
+    name: &'static str,
+    runs: usize,
+    mut run: impl FnMut(u64) -> anyhow::Result<usize>,
+) -> anyhow::Result<Timed> {
+    let mut samples = Samples::with_capacity(runs);
+    let mut found = 0;
+    for i in 0..runs as u64 {
+        drop_page_cache()?;
+        let t = Instant::now();
+        found += run(i).with_context(|| format!("query {name}"))?;
+        samples.push(t.elapsed());
+    }
+    Ok(Timed {
+        name,
+        samples,
+        found,
+    })
+}
+
 fn case_query(state: Option<CaseState>, gate: Option<GateId>) -> CaseQuery {
     CaseQuery {
         state,
@@ -417,8 +461,22 @@ fn case_query(state: Option<CaseState>, gate: Option<GateId>) -> CaseQuery {
     }
 }
 
-/// Every query of the figure against `central`.
-fn measure(central: &Central) -> anyhow::Result<Vec<Timed>> {
+/// The container search's first page for run `i`; returns the events found.
+fn container_page(central: &Central, i: u64) -> anyhow::Result<usize> {
+    let c = data::container(data::mix(10, i) % REPLICA)?;
+    Ok(central
+        .events(&EventQuery {
+            container: Some(c.to_string()),
+            limit: PAGE,
+            ..EventQuery::default()
+        })?
+        .items
+        .len())
+}
+
+/// Every query of the figure against `central` (with `cold`, the container search again
+/// with a cold page cache).
+fn measure(central: &Central, cold: bool) -> anyhow::Result<Vec<Timed>> {
     let gates = gates()?;
     let gate = |i: u64| gates[(data::mix(8, i) % gates.len() as u64) as usize].clone();
     let end = data::ts(data::NOW_S);
@@ -481,15 +539,7 @@ fn measure(central: &Central) -> anyhow::Result<Vec<Timed>> {
             },
         )?,
         time("event search: by container, first page", |i| {
-            let c = data::container(data::mix(10, i) % REPLICA)?;
-            Ok(central
-                .events(&EventQuery {
-                    container: Some(c.to_string()),
-                    limit: PAGE,
-                    ..EventQuery::default()
-                })?
-                .items
-                .len())
+            container_page(central, i)
         })?,
         time("event search: one gate, one day, first page", |i| {
             let day = i64::try_from(data::mix(11, i) % 364).unwrap_or(0);
@@ -518,6 +568,13 @@ fn measure(central: &Central) -> anyhow::Result<Vec<Timed>> {
     })?;
     out.push(month);
     out.push(year);
+    if cold {
+        out.push(time_cold(
+            "event search: by container, first page, cold page cache",
+            COLD_RUNS,
+            |i| container_page(central, i),
+        )?);
+    }
     Ok(out)
 }
 
@@ -592,6 +649,7 @@ fn backend(
 ) -> anyhow::Result<Vec<Row>> {
     let n = ctx.n;
     let base = (n / 10).max(PORTS * GATES_PER_PORT * 2);
+    let cold = std::env::var(COLD_VAR).is_ok();
     let mut measured = Vec::new();
     let mut notes = Vec::new();
     for size in [base, n] {
@@ -601,10 +659,14 @@ fn backend(
             Place::Redb(path) => file_size(path),
             Place::Pg(_) => None,
         };
-        notes.push(fill_note(name, stored, filled.as_ref(), on_disk));
+        let mut note = fill_note(name, stored, filled.as_ref(), on_disk);
+        if let Place::Pg(url) = &p {
+            note.push_str(&format!(", shared_buffers {}", shared_buffers(url)?));
+        }
+        notes.push(note);
         println!("  {}", notes.last().map_or("", String::as_str));
         let t = Instant::now();
-        measured.push((stored, measure(&central)?));
+        measured.push((stored, measure(&central, cold)?));
         println!(
             "  queries over {stored} events took {:.1} s",
             t.elapsed().as_secs_f64()
@@ -638,6 +700,12 @@ fn with_database(url: &str, db: &str) -> anyhow::Result<String> {
         format!("?{query}")
     };
     Ok(format!("{}/{db}{q}", &head[..host_end]))
+}
+
+/// The cluster's `shared_buffers` (PostgreSQL's own page cache), as it reports it.
+fn shared_buffers(url: &str) -> anyhow::Result<String> {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).context("connecting")?;
+    Ok(c.query_one("SHOW shared_buffers", &[])?.get(0))
 }
 
 /// The PostgreSQL database for `n` events in the cluster of `url`, created when missing.
@@ -685,6 +753,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 
 /// Set to measure only PostgreSQL.
 pub const SKIP_REDB_VAR: &str = "AEOGATE_BENCH_SKIP_REDB";
+/// Set to time the container search with a cold page cache as well (see the module
+/// documentation).
+pub const COLD_VAR: &str = "AEOGATE_BENCH_COLD";
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,6 @@
 //! Read-only queries: events, gates, statistics, alerts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::tx::Tx;
 use jiff::Timestamp;
@@ -13,7 +13,7 @@ use crate::model::{Alert, EventQuery, HourStats, Page, StoredEvent, Summary};
 use crate::stats;
 use crate::store::{GateRow, StoreError};
 
-fn parse_cursor(c: &str) -> Option<(i64, String, i64)> {
+fn parse_cursor(c: &str) -> Option<EventKey> {
     let mut it = c.splitn(3, '.');
     let at = it.next()?.parse().ok()?;
     let gate = it.next()?.to_owned();
@@ -28,8 +28,154 @@ pub(super) fn gates(tx: &mut Tx<'_>) -> Result<Vec<GateRow>, StoreError> {
         .collect()
 }
 
+/// Heap pages a container page's events are read ahead by (`effective_io_concurrency` for
+/// its bitmap heap scan): enough for a page of up to [`MAX_EVENT_PAGE`] events to have
+/// most of its reads in flight at once.
+const CONTAINER_READ_AHEAD: u32 = 128;
+/// The largest page of events a query returns.
+const MAX_EVENT_PAGE: usize = 1_000;
+
+type EventKey = (i64, String, i64);
+
+/// Events matching `q`, a page of them in (time, gate, seq) order.
+///
+/// A search by container (without a lane or decision filter) reads its page's keys from
+/// `event_containers` first and then the events in one bitmap heap scan with
+/// [`CONTAINER_READ_AHEAD`]: a container's events lie in about as many heap pages as there
+/// are events, and a nested loop (the one statement joining the two tables) reads them one
+/// probe at a time, each page not cached a random read waited for alone (figure 11,
+/// docs/benchmarks.md). It sets `enable_indexscan` and `effective_io_concurrency` for the
+/// rest of its transaction, which is its own ([`PgStore::events`](super::PgStore)).
 pub(super) fn events(tx: &mut Tx<'_>, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {
-    let limit = q.limit.clamp(1, 1_000);
+    let limit = q.limit.clamp(1, MAX_EVENT_PAGE);
+    if let Some(c) = &q.container
+        && q.lane.is_none()
+        && q.decision.is_none()
+        && let Some(page) = container_page(tx, c, q, limit)?
+    {
+        return Ok(page);
+    }
+    joined_events(tx, q, limit)
+}
+
+/// The page of events by container without a lane or decision filter, its keys first;
+/// `None` when a key found has no event (its month dropped by retention while its
+/// container rows stay, until they are deleted after it).
+fn container_page(
+    tx: &mut Tx<'_>,
+    container: &str,
+    q: &EventQuery,
+    limit: usize,
+) -> Result<Option<Page<StoredEvent>>, StoreError> {
+    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+    let gate = q.gate.as_ref().map(|g| g.as_str().to_owned());
+    let from = q.from.map(|t| t.as_millisecond());
+    let to = q.to.map(|t| t.as_millisecond());
+    let cursor = q.cursor.as_deref().and_then(parse_cursor);
+    let mut sql = String::from(
+        "SELECT c.at_ms, c.gate, c.seq FROM event_containers c WHERE c.container = $1",
+    );
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&container];
+    push_filters(&mut sql, &mut params, "c", &gate, &from, &to, &cursor);
+    params.push(&fetch);
+    sql.push_str(&format!(
+        " ORDER BY c.at_ms, c.gate, c.seq LIMIT ${}",
+        params.len()
+    ));
+    let keys: Vec<EventKey> = tx
+        .query(&sql, &params)?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let (Some(lo), Some(hi)) = (
+        keys.iter().map(|k| k.0).min(),
+        keys.iter().map(|k| k.0).max(),
+    ) else {
+        return Ok(Some(Page {
+            items: Vec::new(),
+            next_cursor: None,
+        }));
+    };
+    let ats: Vec<i64> = keys.iter().map(|k| k.0).collect();
+    // A bitmap heap scan reads its heap pages in file order with `posix_fadvise` read-ahead
+    // up to `effective_io_concurrency`; an index scan (which the planner takes for a
+    // hundred keys) reads them one by one. The bounds let PostgreSQL prune the months
+    // outside the keys' times whatever plan it keeps for the statement.
+    tx.batch_execute(&format!(
+        "SET LOCAL enable_indexscan = off; \
+         SET LOCAL effective_io_concurrency = {CONTAINER_READ_AHEAD}"
+    ))?;
+    let rows = tx.query(
+        "SELECT at_ms, gate, seq, value FROM events
+         WHERE at_ms = ANY($1) AND at_ms >= $2 AND at_ms <= $3",
+        &[&ats, &lo, &hi],
+    )?;
+    // An event of another gate at one of the same milliseconds is read too, and left out.
+    let mut found: HashMap<EventKey, serde_json::Value> = HashMap::with_capacity(keys.len());
+    for r in rows {
+        found.insert((r.get(0), r.get(1), r.get(2)), r.get(3));
+    }
+    let more = keys.len() > limit;
+    let mut items = Vec::with_capacity(limit.min(keys.len()));
+    for (i, k) in keys.iter().enumerate() {
+        let Some(v) = found.remove(k) else {
+            return Ok(None);
+        };
+        if i < limit {
+            items.push(from_json("events", format!("{}/{}", k.1, k.2), v)?);
+        }
+    }
+    let next_cursor = if more {
+        keys.get(limit - 1)
+            .map(|(at, g, s)| format!("{at}.{g}.{s}"))
+    } else {
+        None
+    };
+    Ok(Some(Page { items, next_cursor }))
+}
+
+/// Appends the gate, time window and cursor conditions on the table aliased `k` to `sql`.
+fn push_filters<'a>(
+    sql: &mut String,
+    params: &mut Vec<&'a (dyn ToSql + Sync)>,
+    k: &str,
+    gate: &'a Option<String>,
+    from: &'a Option<i64>,
+    to: &'a Option<i64>,
+    cursor: &'a Option<EventKey>,
+) {
+    if let Some(g) = gate {
+        params.push(g);
+        sql.push_str(&format!(" AND {k}.gate = ${}", params.len()));
+    }
+    if let Some(f) = from {
+        params.push(f);
+        sql.push_str(&format!(" AND {k}.at_ms >= ${}", params.len()));
+    }
+    if let Some(t) = to {
+        params.push(t);
+        sql.push_str(&format!(" AND {k}.at_ms < ${}", params.len()));
+    }
+    if let Some((at, g, s)) = cursor {
+        params.push(at);
+        let n = params.len();
+        params.push(g);
+        params.push(s);
+        sql.push_str(&format!(
+            " AND ({k}.at_ms, {k}.gate, {k}.seq) > (${n}, ${}, ${})",
+            n + 1,
+            n + 2
+        ));
+    }
+}
+
+/// Events matching `q` in one statement: the container index joined to the events, or
+/// the events table with the index that fits the filters.
+fn joined_events(
+    tx: &mut Tx<'_>,
+    q: &EventQuery,
+    limit: usize,
+) -> Result<Page<StoredEvent>, StoreError> {
     let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
     let container = q.container.clone();
     let gate = q.gate.as_ref().map(|g| g.as_str().to_owned());
@@ -59,10 +205,6 @@ pub(super) fn events(tx: &mut Tx<'_>, q: &EventQuery) -> Result<Page<StoredEvent
         params.push(c);
         sql.push_str(&format!(" AND c.container = ${}", params.len()));
     }
-    if let Some(g) = &gate {
-        params.push(g);
-        sql.push_str(&format!(" AND e.gate = ${}", params.len()));
-    }
     if let Some(l) = &lane {
         params.push(l);
         sql.push_str(&format!(" AND e.lane = ${}", params.len()));
@@ -71,25 +213,7 @@ pub(super) fn events(tx: &mut Tx<'_>, q: &EventQuery) -> Result<Page<StoredEvent
         params.push(d);
         sql.push_str(&format!(" AND e.decision = ${}", params.len()));
     }
-    if let Some(f) = &from {
-        params.push(f);
-        sql.push_str(&format!(" AND {k}.at_ms >= ${}", params.len()));
-    }
-    if let Some(t) = &to {
-        params.push(t);
-        sql.push_str(&format!(" AND {k}.at_ms < ${}", params.len()));
-    }
-    if let Some((at, g, s)) = &cursor {
-        params.push(at);
-        let n = params.len();
-        params.push(g);
-        params.push(s);
-        sql.push_str(&format!(
-            " AND ({k}.at_ms, {k}.gate, {k}.seq) > (${n}, ${}, ${})",
-            n + 1,
-            n + 2
-        ));
-    }
+    push_filters(&mut sql, &mut params, k, &gate, &from, &to, &cursor);
     params.push(&fetch);
     sql.push_str(&format!(
         " ORDER BY {k}.at_ms, {k}.gate, {k}.seq LIMIT ${}",
