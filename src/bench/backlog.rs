@@ -321,7 +321,7 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         let commits0 = commit_buckets();
         tokio::time::sleep(IDLE_RUN).await;
         let to = Instant::now();
-        let idle_commits = commits_between(&commits0, &commit_buckets());
+        let idle_commits = super::stats::fmt_commits(&commits0, &commit_buckets());
         let passages = stop_lanes(log, tasks, &lanes_stop).await?;
         agent_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), agent.join).await;
@@ -362,7 +362,7 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let drained_at = Instant::now();
-    let busy_commits = commits_between(&commits0, &commit_buckets());
+    let busy_commits = super::stats::fmt_commits(&commits0, &commit_buckets());
     let peak = peak_rss();
     if done.is_some() {
         tokio::time::sleep(AFTER_DRAIN).await;
@@ -452,21 +452,6 @@ fn commit_buckets() -> Vec<(f64, f64)> {
     super::stats::histogram_buckets(
         &edge_agent::telemetry::metrics_handle().render(),
         "aeogate_journal_commit_seconds",
-    )
-}
-
-/// How many commits between two snapshots and the bucket bounds of their p50 and p99.
-fn commits_between(before: &[(f64, f64)], after: &[(f64, f64)]) -> String {
-    let (n, q) = super::stats::bucket_quantiles(before, after, &[0.5, 0.99]);
-    let bound = |b: Option<f64>| match b {
-        Some(b) if b.is_finite() => format!("≤ {:.2} ms", b * 1e3),
-        Some(_) => "above the last bucket".to_owned(),
-        None => "-".to_owned(),
-    };
-    format!(
-        "{n:.0}, p50 {} / p99 {} (fsync included)",
-        bound(q.first().copied().flatten()),
-        bound(q.get(1).copied().flatten())
     )
 }
 

@@ -309,6 +309,17 @@ fn any_payload(_: &[u8]) -> bool {
     true
 }
 
+/// The agent's journal commit times so far (`aeogate_journal_commit_seconds`' buckets).
+async fn agent_commit_buckets(console: u16) -> Vec<(f64, f64)> {
+    let Ok(r) = reqwest::get(format!("http://127.0.0.1:{console}/metrics")).await else {
+        return Vec::new();
+    };
+    super::stats::histogram_buckets(
+        &r.text().await.unwrap_or_default(),
+        "aeogate_journal_commit_seconds",
+    )
+}
+
 /// One of the agent's counters from its console's /metrics (0 when absent).
 async fn agent_counter(console: u16, name: &str) -> f64 {
     let Ok(r) = reqwest::get(format!("http://127.0.0.1:{console}/metrics")).await else {
@@ -500,6 +511,7 @@ async fn measure(
     let superseded_decisions0 = agent_counter(console, superseded_decisions_name).await;
     let commits_name = "aeogate_journal_group_requests_count";
     let commits0 = agent_counter(console, commits_name).await;
+    let commit_times0 = agent_commit_buckets(console).await;
     let c0 = cpu_ticks(pid)?;
     let shares0 = Shares::now(broker_pid);
     let sat = drive(
@@ -519,6 +531,8 @@ async fn measure(
     let superseded_decisions =
         agent_counter(console, superseded_decisions_name).await - superseded_decisions0;
     let commits = agent_counter(console, commits_name).await - commits0;
+    let commit_times =
+        super::stats::fmt_commits(&commit_times0, &agent_commit_buckets(console).await);
     let (_, hwm) = rss_of(pid);
     let per_s = sat.done as f64 / sat.took.as_secs_f64();
     let cpu_us = sat_cpu * 1e6 / sat.done.max(1) as f64;
@@ -533,7 +547,7 @@ async fn measure(
         .rss(hwm)
         .target("≥ 10,000 decisions/s, ≤ 60 µs CPU a decision, 0 lane states dropped", per_s >= 10_000.0 && cpu_us <= 60.0 && dropped == 0.0 && sat.lost == 0)
         .note(format!(
-            "agent CPU {cpu_us:.0} µs a decision ({core_share:.2} of a core; meanwhile mosquitto {:.2}, the load generator {:.2}, the whole machine busy {:.2} of its {} cores); lane states dropped {dropped}, superseded on the state topic {superseded} (a WAITING replaced by its decision before it went out), on the decision topic {superseded_decisions}; {} trucks without a decision within 10 s; {commits} journal commits holding decisions ({:.1} decisions a commit); broker in-flight window {}; agent peak RSS {}",
+            "agent CPU {cpu_us:.0} µs a decision ({core_share:.2} of a core; meanwhile mosquitto {:.2}, the load generator {:.2}, the whole machine busy {:.2} of its {} cores); lane states dropped {dropped}, superseded on the state topic {superseded} (a WAITING replaced by its decision before it went out), on the decision topic {superseded_decisions}; {} trucks without a decision within 10 s; {commits} journal commits holding decisions ({:.1} decisions a commit; all the journal's commits: {commit_times}); broker in-flight window {}; agent peak RSS {}",
             shares.broker,
             shares.driver,
             shares.machine,

@@ -208,6 +208,23 @@ pub fn bucket_quantiles(
     (n, quantiles)
 }
 
+/// Journal commits between two snapshots of `aeogate_journal_commit_seconds`' buckets:
+/// how many, and the bucket bounds of their p50 and p99.
+#[must_use]
+pub fn fmt_commits(before: &[(f64, f64)], after: &[(f64, f64)]) -> String {
+    let (n, q) = bucket_quantiles(before, after, &[0.5, 0.99]);
+    let bound = |b: Option<f64>| match b {
+        Some(b) if b.is_finite() => format!("≤ {:.2} ms", b * 1e3),
+        Some(_) => "above the last bucket".to_owned(),
+        None => "-".to_owned(),
+    };
+    format!(
+        "{n:.0}, p50 {} / p99 {} (fsync included)",
+        bound(q.first().copied().flatten()),
+        bound(q.get(1).copied().flatten())
+    )
+}
+
 /// Items per second over `elapsed`.
 #[must_use]
 pub fn rate(items: usize, elapsed: Duration) -> f64 {
