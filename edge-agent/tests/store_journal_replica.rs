@@ -439,3 +439,26 @@ fn a_damaged_operator_record_is_unreadable_not_unknown() {
     assert!(codes.contains(&ReasonCode::ReplicaUnreadable), "{codes:?}");
     assert!(!codes.contains(&ReasonCode::PartyUnknown), "{codes:?}");
 }
+
+#[test]
+fn a_cursor_moved_on_its_own_survives_a_close_and_the_next_lane_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("a.redb");
+    {
+        let s = Store::open(&path, gate()).expect("open");
+        s.append((0..5).map(health).collect(), now())
+            .expect("append");
+        // The uplink's cursor alone: a commit that is not flushed by itself.
+        let r = s.log_and_append(&[], Vec::new(), &[], Some(3));
+        r.acked.expect("cursor moved");
+        assert_eq!(s.acked_seq(), 3);
+        // A lane's commit after it is durable, and carries the cursor with it.
+        s.append(vec![health(5)], now()).expect("append");
+        let r = s.log_and_append(&[], Vec::new(), &[], Some(4));
+        r.acked.expect("cursor moved");
+    }
+    let s = Store::open(&path, gate()).expect("reopen");
+    assert_eq!(s.acked_seq(), 4, "a closed store keeps its last cursor");
+    assert_eq!(s.journal_head(), 6);
+    assert!(s.verify_chain().expect("chain") > 0);
+}

@@ -344,10 +344,21 @@ impl Store {
         {
             return Ok(groups.iter().map(|_| Vec::new()).collect());
         }
+        let appended: usize = groups.iter().map(|(b, _)| b.len()).sum();
+        let lane_work = appended > 0 || !log.is_empty() || !consumed.is_empty();
         let mut st = self.jstate()?;
         let mut next = st.clone();
         let mut w = self.database().begin_write().map_err(jdb)?;
-        w.set_durability(Durability::Immediate).map_err(jdb)?;
+        // A commit that only moves the uplink's cursor (and prunes) is not flushed on its
+        // own: the next durable commit makes it durable, and a crash before that only
+        // sends central again what it already acknowledged, which it stores once. Lane
+        // work is always durable when the commit returns.
+        w.set_durability(if lane_work {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })
+        .map_err(jdb)?;
         super::reads::log_in(&w, log)?;
         let mut out = Vec::with_capacity(groups.len());
         {
@@ -384,8 +395,6 @@ impl Store {
         {
             next.acked = seq;
         }
-        let appended: usize = groups.iter().map(|(b, _)| b.len()).sum();
-        let lane_work = appended > 0 || !log.is_empty() || !consumed.is_empty();
         prune(&w, &mut next, prune_budget(lane_work, appended))?;
         write_journal_meta(&w, &next)?;
         w.commit().map_err(jdb)?;
