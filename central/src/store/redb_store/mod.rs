@@ -175,7 +175,8 @@ impl Store for RedbStore {
     ) -> Result<IngestOutcome, StoreError> {
         let batch =
             event_tables::Prepared::new(gate.clone(), entries.to_vec(), now, gap_alert_after)?;
-        self.group.ingest(&self.db, group::Work::Ingest(Box::new(batch)))
+        self.group
+            .ingest(&self.db, group::Work::Ingest(Box::new(batch)))
     }
 
     fn record_heartbeat(
