@@ -7,14 +7,14 @@
 //!
 //! Events alternate transaction and decision entries; the decisions come from the real
 //! decider over a small replica, so about one in ten is a seal exception that opens a
-//! case, as on a real day. Two baselines, each on a fresh file, run first: a raw redb
+//! case, as on a real day. Two baselines, each on a fresh file: a raw redb
 //! insert loop of the same entry bytes keyed by (gate, seq), one durable write
 //! transaction per batch, four threads; and the schema's floor, the same events' rows
 //! (event, id, index keys, transaction link) written into central's own redb tables by
 //! the store's table code and group commit, with none of ingest's checks, cases,
-//! counters or roll-ups (`central::store::FloorBatch`). Before each of the three runs
-//! dirty pages are written back and the page cache dropped (when run as root), so that
-//! no run pays for the one before it.
+//! counters or roll-ups (`central::store::FloorBatch`). The ingest runs first (its peak
+//! RSS is its own); before each of the three runs dirty pages are written back and the
+//! page cache dropped (when run as root), so that no run pays for the one before it.
 //!
 //! With [`PG_URL_VAR`] naming an empty PostgreSQL database, the same bodies are also
 //! ingested into central's PostgreSQL store, beside a raw `COPY` of the same entry JSON
@@ -447,8 +447,18 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let prepare = t.elapsed();
     let body_bytes: usize = bodies.iter().flatten().map(Vec::len).sum();
 
+    let cfg = Config::with_new_key_in(&ctx.dir, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let central = Central::open(&cfg)?;
+    let gap = SignedDuration::try_from(cfg.gap_alert_after).unwrap_or(SignedDuration::MAX);
+
+    let _ = reset_peak_rss();
+    let ((lat, wall, cases), cpu, ingest_settle) =
+        settled(|| drive(central.store().as_ref(), &bodies, per_agent, gap))?;
+    let rss = peak_rss();
+    let summary = central.summary()?;
+    drop(central);
+
     let raw = raw_items(&bodies)?;
-    let floor_batches = redb_floor_batches(&bodies, jiff::Timestamp::now())?;
 
     // Baseline: the same entry bytes, raw, on a fresh file.
     let raw_path = ctx.path("fig5-raw.redb");
@@ -472,10 +482,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         )
     })?;
     let _ = std::fs::remove_file(&raw_path);
-    // Not held through the ingest, whose peak RSS counts only the bodies it posts.
     drop(raw);
 
     // Baseline: the schema's floor, central's own event tables, on a fresh file.
+    let floor_batches = redb_floor_batches(&bodies, jiff::Timestamp::now())?;
     let floor_path = ctx.path("fig5-floor.redb");
     let ((floor_lat, floor_wall), floor_cpu, floor_settle) = settled(|| {
         let store = central::store::RedbStore::open(&floor_path).context("floor store")?;
@@ -489,17 +499,6 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         )
     })?;
     let _ = std::fs::remove_file(&floor_path);
-
-    let cfg = Config::with_new_key_in(&ctx.dir, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let central = Central::open(&cfg)?;
-    let gap = SignedDuration::try_from(cfg.gap_alert_after).unwrap_or(SignedDuration::MAX);
-
-    let _ = reset_peak_rss();
-    let ((lat, wall, cases), cpu, ingest_settle) =
-        settled(|| drive(central.store().as_ref(), &bodies, per_agent, gap))?;
-    let rss = peak_rss();
-    let summary = central.summary()?;
-    drop(central);
 
     let per_event_us = |cpu: f64| cpu * 1e6 / events.max(1) as f64;
     let settle_note = |(dropped, took): (bool, Duration)| {
