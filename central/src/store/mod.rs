@@ -46,7 +46,7 @@ use crate::portal::Company;
 
 pub use crate::store_error::StoreError;
 pub use pg_store::{LiveUpdate, PgStore};
-pub use redb_store::RedbStore;
+pub use redb_store::{FloorBatch, RedbStore};
 
 /// Leading byte of every stored value: the layout of the JSON that follows.
 pub const VALUE_VERSION: u8 = 1;

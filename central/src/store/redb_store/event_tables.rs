@@ -102,7 +102,7 @@ const STORED_PREFIX: &[u8] = &[
 
 /// The end of a stored event's bytes after the entry's JSON and a comma:
 /// `"received_at":…,"chain_ok":…,"refused":…}`.
-fn stored_event_tail(
+pub(super) fn stored_event_tail(
     received_at: Timestamp,
     chain_ok: bool,
     refused: bool,
@@ -669,24 +669,27 @@ pub(super) fn agent_for_token(
 
 /// What storing one entry with effect writes, made from the entry alone.
 #[derive(Debug)]
-struct Made {
+pub(super) struct Made {
     /// The stored event for `chain_ok` and not `refused` (the usual case), as
     /// [`stored_event_bytes`] makes it.
-    bytes: Vec<u8>,
+    pub(super) bytes: Vec<u8>,
     /// Where the entry's JSON lies in `bytes`, for the other flags.
-    json: std::ops::Range<usize>,
+    pub(super) json: std::ops::Range<usize>,
     /// The index keys `l:GATE/LANE` and `d:OUTCOME`, when the entry has them.
-    lane_key: Option<String>,
-    decision_key: Option<String>,
+    pub(super) lane_key: Option<String>,
+    pub(super) decision_key: Option<String>,
     /// For a gate transaction, its containers' index keys `c:CONTAINER`, each once.
-    container_keys: Vec<String>,
+    pub(super) container_keys: Vec<String>,
 }
 
 impl Made {
     /// Rule 1 for `e` (`None` when its hash matches its content, else why not, as
     /// [`ingest::check_hashes`] says it) and, when it matches, what storing it writes.
     /// The body is serialised once, for the hash and for the stored bytes.
-    fn new(e: &JournalEntry, tail: &[u8]) -> Result<(Option<String>, Option<Self>), StoreError> {
+    pub(super) fn new(
+        e: &JournalEntry,
+        tail: &[u8],
+    ) -> Result<(Option<String>, Option<Self>), StoreError> {
         // Every field, so that a field added to the entry fails to compile here.
         let JournalEntry {
             v,

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use redb::Database;
 
 use super::event_tables::{self, Prepared};
+use super::floor::FloorBatch;
 use super::rollup_tables::GroupRollup;
 use crate::store::{IngestOutcome, StoreError};
 
@@ -28,9 +29,28 @@ pub const MAX_GROUP_ENTRIES: usize = 8_000;
 
 type Outcome = Result<IngestOutcome, StoreError>;
 
+/// What a queued batch asks of the writer.
+#[derive(Debug)]
+pub(super) enum Work {
+    /// An agent's batch, checked and stored by the ingest rules.
+    Ingest(Box<Prepared>),
+    /// The schema's floor: an ingest's event rows, written as they are (figure 5's
+    /// baseline, [`FloorBatch`]).
+    Floor(FloorBatch),
+}
+
+impl Work {
+    fn entries(&self) -> usize {
+        match self {
+            Work::Ingest(b) => b.entries.len(),
+            Work::Floor(b) => b.len(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Job {
-    batch: Prepared,
+    batch: Work,
     outcome: Mutex<Option<Outcome>>,
 }
 
@@ -51,7 +71,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl GroupCommit {
     /// Queues `batch`, and returns its outcome once the transaction holding it committed
     /// (or failed).
-    pub(super) fn ingest(&self, db: &Database, batch: Prepared) -> Outcome {
+    pub(super) fn ingest(&self, db: &Database, batch: Work) -> Outcome {
         let job = Arc::new(Job {
             batch,
             outcome: Mutex::new(None),
@@ -94,7 +114,7 @@ impl GroupCommit {
         let mut entries = 0;
         let mut n = 0;
         for j in q.iter() {
-            entries += j.batch.entries.len();
+            entries += j.batch.entries();
             if n > 0 && entries > MAX_GROUP_ENTRIES {
                 break;
             }
@@ -137,7 +157,18 @@ impl GroupCommit {
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut roll = GroupRollup::default();
         for j in jobs {
-            match event_tables::ingest_in(&tx, &j.batch, &mut roll) {
+            let done = match &j.batch {
+                Work::Ingest(b) => event_tables::ingest_in(&tx, b, &mut roll),
+                Work::Floor(b) => b.write_in(&tx).map(|()| IngestOutcome {
+                    acked_through: b.last_seq(),
+                    tally: crate::ingest::Tally {
+                        stored: b.len() as u64,
+                        ..Default::default()
+                    },
+                    cases: Vec::new(),
+                }),
+            };
+            match done {
                 Ok(o) => outcomes.push(o),
                 Err(e) => {
                     // Nothing of the group is written; the error is the batch's.
@@ -157,7 +188,7 @@ impl GroupCommit {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use jiff::{SignedDuration, Timestamp};
@@ -319,9 +350,29 @@ mod tests {
         );
     }
 
-    /// Entries 1..=2n of `gate`'s chain: n gate transactions, each followed by its
-    /// decision, the parties drawn from three operators (by `k`), decided in two hours.
-    fn traffic(gate: &str, n: u64) -> Vec<JournalEntry> {
+    /// An OCR read of container `number` at `at`.
+    fn container_read(number: &str, at: Timestamp) -> protocol::schema::Read {
+        use protocol::schema::{Read, ReadSource, ReadValue};
+        Read {
+            source: ReadSource::Ocr,
+            device: "ocr-1".into(),
+            raw: number.into(),
+            value: ReadValue::Container {
+                number: number.parse().expect("container"),
+            },
+            first_at: at,
+            last_at: at,
+            count: 1,
+            antenna: None,
+            rssi: None,
+            confidence: Some(97),
+            entered_by: None,
+        }
+    }
+
+    /// Entries 1..=2n of `gate`'s chain: n gate transactions (each naming one of two
+    /// containers), each followed by its decision, the parties drawn from three operators (by `k`), decided in two hours.
+    pub(in super::super) fn traffic(gate: &str, n: u64) -> Vec<JournalEntry> {
         use protocol::operator::OperatorId;
         use protocol::schema::{
             AeoStatus, CloseReason, Decision, GateTransaction, LaneDecision, LaneId, PartyRole,
@@ -360,7 +411,10 @@ mod tests {
                         opened_at: opened,
                         closed_at: closed,
                         close_reason: CloseReason::Departure,
-                        reads: vec![],
+                        reads: vec![container_read(
+                            ["MSCU1234566", "CSQU3054383"][(k % 2) as usize],
+                            opened,
+                        )],
                     },
                 },
                 EventBody::Decision {

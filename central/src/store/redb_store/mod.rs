@@ -27,6 +27,8 @@
 //!   counters, audit entries).
 //! - `event_tables`: agent tokens, gates, and ingest: the `IngestTarget` over one write
 //!   transaction (chain rules in [`crate::ingest`]), heartbeats and gap alerts.
+//! - `floor`: the schema's floor, figure 5's baseline: an ingest's event rows written as
+//!   they are, through the same tables and group commit.
 //! - `group`: group commit — batches that queue while the writer is busy are stored in
 //!   one write transaction (one fsync), each caller answered after that commit.
 //! - `case_tables`: cases and alerts, and the `CaseBook` the case rules write through.
@@ -110,12 +112,25 @@ impl RedbStore {
             group: group::GroupCommit::default(),
         })
     }
+
+    /// Writes the schema's floor for a batch (figure 5's baseline, [`FloorBatch`]):
+    /// queued with ingest's batches and committed durably with its group, as an ingest
+    /// is. Returns the highest seq written.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn write_floor(&self, batch: FloorBatch) -> Result<u64, StoreError> {
+        self.group
+            .ingest(&self.db, group::Work::Floor(batch))
+            .map(|o| o.acked_through)
+    }
 }
 
 mod case_tables;
 mod company_tables;
 mod event_tables;
 mod export;
+mod floor;
 mod group;
 mod query;
 mod registry_tables;
@@ -123,6 +138,7 @@ mod rollup_tables;
 mod staff_tables;
 mod tables;
 
+pub use floor::FloorBatch;
 use tables::{
     AGENT_TOKENS, ALERT_KEYS, ALERTS, AUDIT, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES,
     CHANGES, COMPANIES, CONSIGNMENT_INDEX, CONSIGNMENTS, COUNTERS, DOCUMENTS, EVENT_IDS,
@@ -159,7 +175,8 @@ impl Store for RedbStore {
     ) -> Result<IngestOutcome, StoreError> {
         let batch =
             event_tables::Prepared::new(gate.clone(), entries.to_vec(), now, gap_alert_after)?;
-        self.group.ingest(&self.db, batch)
+        self.group
+            .ingest(&self.db, group::Work::Ingest(Box::new(batch)))
     }
 
     fn record_heartbeat(
