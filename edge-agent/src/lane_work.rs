@@ -4,8 +4,9 @@
 //! The journal writer ([`crate::journal::JournalWriter::append_consuming`]) and the read
 //! log ([`crate::readlog::ReadLog::log`]) hold a [`LaneWorkGuard`] from the moment a
 //! request is queued until its answer has come back; the uplink's cursor writes do not.
-//! The uplink reads [`LaneWork::pending`] and [`LaneWork::since_last`] before it reads and
-//! sends its next batch, and waits on [`LaneWork::done`] (docs/delivery.md, "Yielding to
+//! The pipeline sets when the lanes' next timer is due ([`LaneWork::set_next_due`]). The
+//! uplink reads [`LaneWork::pending`], [`LaneWork::since_last`] and [`LaneWork::due_in`]
+//! before it reads and sends its next batch, and waits on [`LaneWork::done`] (docs/delivery.md, "Yielding to
 //! the lanes"). Nothing here waits: it is a counter, a time and a notification.
 
 use std::sync::Arc;
@@ -25,6 +26,9 @@ pub struct LaneWork {
     last_done: Mutex<Option<Instant>>,
     /// Woken whenever a write is answered.
     done: Notify,
+    /// When the lanes' next timer is due (a departure grace ending, a quiet close): the
+    /// pipeline decides then, so the uplink keeps clear of it. `None` when no lane has one.
+    next_due: Mutex<Option<Instant>>,
 }
 
 /// One lane write in progress: counted from [`LaneWork::begin`] until dropped.
@@ -59,6 +63,26 @@ impl LaneWork {
             .ok()
             .and_then(|t| *t)
             .map(|t| t.elapsed())
+    }
+
+    /// The pipeline's next timer ([`crate::assembler::Assembler::next_deadline`]), set
+    /// each time it goes back to waiting.
+    pub fn set_next_due(&self, at: Option<Instant>) {
+        if let Ok(mut d) = self.next_due.lock() {
+            *d = at;
+        }
+    }
+
+    /// How long until the lanes' next timer is due; `None` when no lane has one or it is
+    /// past (the lane being decided then shows as a pending write).
+    #[must_use]
+    pub fn due_in(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.next_due
+            .lock()
+            .ok()
+            .and_then(|d| *d)
+            .and_then(|at| at.checked_duration_since(now))
     }
 
     /// A future that resolves when a lane write is next answered; create and `enable` it
@@ -103,5 +127,21 @@ mod tests {
         tokio::time::timeout(Duration::from_millis(1), done)
             .await
             .expect("the answer wakes a waiter registered before it");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lanes_next_timer_counts_down_and_is_gone_once_past() {
+        let w = LaneWork::new();
+        assert_eq!(w.due_in(), None);
+        w.set_next_due(Some(Instant::now() + Duration::from_millis(30)));
+        assert_eq!(w.due_in(), Some(Duration::from_millis(30)));
+        tokio::time::sleep(Duration::from_millis(12)).await;
+        assert_eq!(w.due_in(), Some(Duration::from_millis(18)));
+        tokio::time::sleep(Duration::from_millis(18)).await;
+        assert_eq!(w.due_in(), Some(Duration::ZERO), "due now");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(w.due_in(), None, "past");
+        w.set_next_due(None);
+        assert_eq!(w.due_in(), None);
     }
 }

@@ -187,11 +187,16 @@ pub async fn run(
     loop {
         // Sleep until the earliest timer (a departure grace ending, a timeout, a held read
         // expiring), so a closing is decided when it is due, not at the next fixed tick.
-        let wait = assembler.next_deadline().map_or(TICK, |at| {
-            Duration::try_from(at.duration_since(Timestamp::now()))
-                .unwrap_or(Duration::ZERO)
-                .min(TICK)
+        let due = assembler.next_deadline().map(|at| {
+            Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO)
         });
+        // The uplink keeps clear of the moment a lane decides (`lane_work`).
+        shared
+            .journal
+            .writer()
+            .lane_work()
+            .set_next_due(due.map(|d| tokio::time::Instant::now() + d));
+        let wait = due.map_or(TICK, |d| d.min(TICK));
         let outputs = tokio::select! {
             ev = rx.recv() => match ev {
                 Some(ev) => {

@@ -15,7 +15,8 @@
 //! - Before reading its next batch the drain yields to the lanes ([`yield_to_lanes`]): while
 //!   a lane's journal or read-log write is queued and not yet answered, and for
 //!   [`LANE_QUIET`] after the last answer (the decision's publish and lane command follow
-//!   it), but at most [`LANE_YIELD_MAX`] before each attempt, so busy lanes slow the drain
+//!   it), and while a lane's timer is due within [`LANE_DUE_HORIZON`] (its decision comes
+//!   then) until [`LANE_QUIET`] after it, but at most [`LANE_YIELD_MAX`] before each attempt, so busy lanes slow the drain
 //!   and never stop it. Yielding changes when a batch is read, not which: the cursor and
 //!   acknowledgement rules are untouched.
 //! - The cursor moves to central's `acked_through`, never past the journal head and never
@@ -47,6 +48,9 @@ pub const LANE_QUIET: Duration = Duration::from_millis(5);
 /// (a truck every 170 ms on a busy gate, each with several reads) slow the drain by at
 /// most this per attempt instead of stopping it.
 pub const LANE_YIELD_MAX: Duration = Duration::from_millis(50);
+/// A lane timer due within this long holds the next attempt until it is due (an attempt
+/// of two 1,000-entry batches is some tens of milliseconds of the agent's cores).
+pub const LANE_DUE_HORIZON: Duration = Duration::from_millis(40);
 
 /// First wait after a failure or stall.
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
@@ -91,12 +95,22 @@ pub enum Yield {
 /// time since the last one was answered (`None` before the first), `yielded` how long the
 /// drain has already yielded before this attempt.
 #[must_use]
-pub fn yield_to_lanes(pending: usize, since_last: Option<Duration>, yielded: Duration) -> Yield {
+pub fn yield_to_lanes(
+    pending: usize,
+    since_last: Option<Duration>,
+    due_in: Option<Duration>,
+    yielded: Duration,
+) -> Yield {
     let Some(left) = LANE_YIELD_MAX.checked_sub(yielded).filter(|l| !l.is_zero()) else {
         return Yield::Go;
     };
     if pending > 0 {
         return Yield::UntilAnswered(left);
+    }
+    // A lane decides when its timer is due: an attempt started now would still be running
+    // then, so wait until it is due and its write is queued.
+    if let Some(d) = due_in.filter(|d| *d <= LANE_DUE_HORIZON) {
+        return Yield::For((d + LANE_QUIET).min(left));
     }
     match since_last {
         Some(t) if t < LANE_QUIET => Yield::For((LANE_QUIET - t).min(left)),
@@ -234,25 +248,59 @@ mod tests {
     fn the_drain_yields_to_pending_and_just_answered_lane_writes_within_its_bound() {
         let ms = Duration::from_millis;
         let max = LANE_YIELD_MAX;
-        // (pending, since the last answer, yielded so far, what to do)
+        let h = LANE_DUE_HORIZON;
+        // (pending, since the last answer, the lanes' next timer, yielded so far, what to do)
         let cases = [
-            (0, None, ms(0), Yield::Go),
-            (0, Some(LANE_QUIET), ms(0), Yield::Go),
-            (0, Some(ms(60_000)), ms(0), Yield::Go),
-            (0, Some(ms(0)), ms(0), Yield::For(LANE_QUIET)),
-            (0, Some(ms(2)), ms(0), Yield::For(LANE_QUIET - ms(2))),
-            (0, Some(ms(0)), max - ms(1), Yield::For(ms(1))),
-            (1, None, ms(0), Yield::UntilAnswered(max)),
-            (3, Some(ms(1)), ms(20), Yield::UntilAnswered(max - ms(20))),
-            (1, Some(ms(0)), max, Yield::Go),
-            (1, Some(ms(0)), max * 2, Yield::Go),
-            (0, Some(ms(0)), max, Yield::Go),
+            (0, None, None, ms(0), Yield::Go),
+            (0, Some(LANE_QUIET), None, ms(0), Yield::Go),
+            (0, Some(ms(60_000)), None, ms(0), Yield::Go),
+            (0, Some(ms(0)), None, ms(0), Yield::For(LANE_QUIET)),
+            (0, Some(ms(2)), None, ms(0), Yield::For(LANE_QUIET - ms(2))),
+            (0, Some(ms(0)), None, max - ms(1), Yield::For(ms(1))),
+            (1, None, None, ms(0), Yield::UntilAnswered(max)),
+            (
+                3,
+                Some(ms(1)),
+                None,
+                ms(20),
+                Yield::UntilAnswered(max - ms(20)),
+            ),
+            (1, Some(ms(0)), None, max, Yield::Go),
+            (1, Some(ms(0)), None, max * 2, Yield::Go),
+            (0, Some(ms(0)), None, max, Yield::Go),
+            // A lane's timer due soon holds the attempt until it is due and a little after.
+            (
+                0,
+                None,
+                Some(ms(10)),
+                ms(0),
+                Yield::For(ms(10) + LANE_QUIET),
+            ),
+            (
+                0,
+                Some(ms(60_000)),
+                Some(h),
+                ms(0),
+                Yield::For(h + LANE_QUIET),
+            ),
+            (0, None, Some(ms(0)), ms(0), Yield::For(LANE_QUIET)),
+            (0, None, Some(h + ms(1)), ms(0), Yield::Go),
+            (0, None, Some(ms(30)), ms(40), Yield::For(max - ms(40))),
+            (0, None, Some(ms(10)), max, Yield::Go),
+            // A pending write comes first.
+            (
+                2,
+                None,
+                Some(ms(10)),
+                ms(5),
+                Yield::UntilAnswered(max - ms(5)),
+            ),
         ];
-        for (pending, since, yielded, want) in cases {
+        for (pending, since, due, yielded, want) in cases {
             assert_eq!(
-                yield_to_lanes(pending, since, yielded),
+                yield_to_lanes(pending, since, due, yielded),
                 want,
-                "pending {pending} since {since:?} yielded {yielded:?}"
+                "pending {pending} since {since:?} due {due:?} yielded {yielded:?}"
             );
         }
     }

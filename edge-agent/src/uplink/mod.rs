@@ -497,8 +497,8 @@ pub async fn final_flush(shared: &Uplink, client: &CentralClient, batch: usize, 
     }
 }
 
-/// Waits while the lanes' writes are pending or were just answered
-/// ([`drain::yield_to_lanes`]), at most [`drain::LANE_YIELD_MAX`]; returns how long.
+/// Waits while the lanes' writes are pending or were just answered, or a lane's timer is
+/// about to be due ([`drain::yield_to_lanes`]), at most [`drain::LANE_YIELD_MAX`]; returns how long.
 pub async fn yield_to_lanes(lanes: &LaneWork) -> Duration {
     let start = tokio::time::Instant::now();
     for _ in 0..YIELD_ROUNDS {
@@ -506,7 +506,12 @@ pub async fn yield_to_lanes(lanes: &LaneWork) -> Duration {
         let answered = lanes.done();
         tokio::pin!(answered);
         answered.as_mut().enable();
-        match drain::yield_to_lanes(lanes.pending(), lanes.since_last(), start.elapsed()) {
+        match drain::yield_to_lanes(
+            lanes.pending(),
+            lanes.since_last(),
+            lanes.due_in(),
+            start.elapsed(),
+        ) {
             Yield::Go => break,
             Yield::UntilAnswered(most) => {
                 let _ = tokio::time::timeout(most, answered).await;
@@ -684,6 +689,22 @@ mod tests {
         );
         // Quiet lanes cost the drain nothing.
         tokio::time::sleep(drain::LANE_QUIET).await;
+        assert_eq!(yield_to_lanes(&lanes).await, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_keeps_clear_of_a_lane_timer_about_to_be_due() {
+        let lanes = LaneWork::new();
+        lanes.set_next_due(Some(tokio::time::Instant::now() + 20 * MS));
+        assert_eq!(
+            yield_to_lanes(&lanes).await,
+            20 * MS + drain::LANE_QUIET,
+            "waits until the timer is due and the quiet time after it"
+        );
+        // The pipeline waits for its next timer, far off: the drain goes at once.
+        lanes.set_next_due(Some(tokio::time::Instant::now() + 900 * MS));
+        assert_eq!(yield_to_lanes(&lanes).await, Duration::ZERO);
+        lanes.set_next_due(None);
         assert_eq!(yield_to_lanes(&lanes).await, Duration::ZERO);
     }
 
