@@ -206,11 +206,8 @@ fn borrowed<T>(items: &[Vec<T>]) -> Vec<Vec<&T>> {
 /// after the ingest's gigabyte). Returns whether the cache could be dropped (it needs
 /// root) and how long the writeback took.
 fn settle() -> (bool, Duration) {
-    let t = Instant::now();
-    let _ = std::process::Command::new("sync").status();
-    let took = t.elapsed();
-    let dropped = std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok();
-    (dropped, took)
+    let (took, dropped) = super::stats::settle_page_cache();
+    (dropped.is_ok(), took)
 }
 
 /// The process's CPU time so far (user and system, every thread), in seconds.

@@ -398,45 +398,32 @@ fn time(
 fn time_n(
     name: &'static str,
     runs: usize,
-    mut run: impl FnMut(u64) -> anyhow::Result<usize>,
+    run: impl FnMut(u64) -> anyhow::Result<usize>,
 ) -> anyhow::Result<Timed> {
-    let mut samples = Samples::with_capacity(runs);
-    let mut found = 0;
-    for i in 0..runs as u64 {
-        let t = Instant::now();
-        found += run(i).with_context(|| format!("query {name}"))?;
-        samples.push(t.elapsed());
-    }
-    Ok(Timed {
-        name,
-        samples,
-        found,
-    })
-}
-
-/// Writes what the kernel holds dirty to disk and drops its page cache (clean pages,
-/// dentries and inodes stay), so the next read of any file goes to the disk.
-fn drop_page_cache() -> anyhow::Result<()> {
-    let status = std::process::Command::new("sync")
-        .status()
-        .context("running sync")?;
-    if !status.success() {
-        bail!("sync exited with {status}");
-    }
-    std::fs::write("/proc/sys/vm/drop_caches", "1")
-        .context("dropping the page cache (/proc/sys/vm/drop_caches; needs root)")
+    time_runs(name, runs, false, run)
 }
 
 /// As [`time_n`], with the page cache dropped before each run (not timed).
 fn time_cold(
     name: &'static str,
     runs: usize,
+    run: impl FnMut(u64) -> anyhow::Result<usize>,
+) -> anyhow::Result<Timed> {
+    time_runs(name, runs, true, run)
+}
+
+fn time_runs(
+    name: &'static str,
+    runs: usize,
+    cold: bool,
     mut run: impl FnMut(u64) -> anyhow::Result<usize>,
 ) -> anyhow::Result<Timed> {
     let mut samples = Samples::with_capacity(runs);
     let mut found = 0;
     for i in 0..runs as u64 {
-        drop_page_cache()?;
+        if cold {
+            super::stats::settle_page_cache().1?;
+        }
         let t = Instant::now();
         found += run(i).with_context(|| format!("query {name}"))?;
         samples.push(t.elapsed());

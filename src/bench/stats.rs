@@ -156,6 +156,24 @@ pub fn fmt_bytes(b: Option<u64>) -> String {
     )
 }
 
+/// Writes what the kernel holds dirty to disk (`sync`, timed) and drops its page cache
+/// (clean pages, dentries and inodes stay), so the next read of any file goes to the
+/// disk. Returns how long the writeback took and whether both steps worked (dropping
+/// needs root).
+pub fn settle_page_cache() -> (Duration, anyhow::Result<()>) {
+    let t = std::time::Instant::now();
+    let synced = std::process::Command::new("sync").status();
+    let took = t.elapsed();
+    let result = match synced {
+        Ok(s) if s.success() => std::fs::write("/proc/sys/vm/drop_caches", "1").map_err(|e| {
+            anyhow::anyhow!("dropping the page cache (/proc/sys/vm/drop_caches; needs root): {e}")
+        }),
+        Ok(s) => Err(anyhow::anyhow!("sync exited with {s}")),
+        Err(e) => Err(anyhow::anyhow!("running sync: {e}")),
+    };
+    (took, result)
+}
+
 /// A Prometheus histogram's cumulative bucket counts in an exposition `text`: the lines
 /// `<name>_bucket{le="<bound>"} <count>` (no other labels), by upper bound, `+Inf` last.
 #[must_use]
