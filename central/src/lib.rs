@@ -59,5 +59,5 @@ pub use api::app;
 pub use config::{Config, TlsConfig};
 pub use model::Summary;
 pub use server::{serve, serve_with_listener};
-pub use service::{Central, FOLD_BATCHES};
+pub use service::{Central, FOLD_BATCHES, fold_pause};
 pub use signing::generate_signing_key;

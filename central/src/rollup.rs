@@ -15,14 +15,17 @@
 //! reads twelve rows per group instead of one per hour or day and figure. A range reads
 //! whole months from the monthly level, the whole days at its ends from the daily packed
 //! level, and the hours at its very ends from the hourly counts ([`spans`]). The
-//! unpacked daily counts are what a store copy carries; the packed levels are built
-//! from them ([`packed_from_daily`]).
+//! hourly counts are what a store copy carries; the packed levels are built from them
+//! ([`packed_from_daily`], whose level starts are the same from an hour as from its
+//! day).
 //!
 //! The decision and its gate transaction arrive as separate entries, in any order and
 //! possibly in different batches. The half that comes first waits in a pending table
 //! keyed by (gate, transaction); the other half takes it and the time is counted then.
 //! [`Batch`] collects a batch's halves and counts without any I/O; a backend implements
-//! [`RollupSink`] and calls [`store`] once per ingest, inside the ingest's transaction.
+//! [`RollupSink`] and writes batches through a [`Fold`]: redb the batches of one group
+//! commit, inside its write transaction; PostgreSQL, which queues each ingest's batch,
+//! many queued batches of all gates at once.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -194,21 +197,21 @@ pub fn packed(
     out
 }
 
-/// Logs that the packed levels of a store made before them were built from its `daily`
+/// Logs that the packed levels of a store made before them were built from its `hourly`
 /// counts into `rows` packed rows (the same words on both backends).
-pub fn log_packed_built(daily: u64, rows: u64, took: std::time::Duration) {
-    if daily > 0 {
+pub fn log_packed_built(hourly: u64, rows: u64, took: std::time::Duration) {
+    if hourly > 0 {
         tracing::info!(
-            daily,
+            hourly,
             rows,
             took = ?took,
-            "programme roll-ups by day and month packed from the daily counts"
+            "programme roll-ups by day and month packed from the hourly counts"
         );
     }
 }
 
-/// The packed levels built from the unpacked daily counts (a store made before them,
-/// or a copy's target): (level, period start, group) → figures.
+/// The packed levels built from unpacked counts by day or by hour (a store made before
+/// them, or a copy's target): (level, period start, group) → figures.
 pub fn packed_from_daily<E>(
     daily: impl IntoIterator<Item = Result<(i64, String, String, u64), E>>,
 ) -> Result<BTreeMap<(Level, i64, String), Packed>, E> {
@@ -721,27 +724,91 @@ pub fn add_in_range(r: &Rollup, sp: &Spans, sums: &mut Sums, names: &mut BTreeMa
     }
 }
 
-/// The roll-up storage of one backend, inside an ingest's transaction.
+/// The roll-up storage of one backend, inside a write transaction.
 pub trait RollupSink {
     type Error;
-    /// Removes and returns the pending halves stored for these transactions of the gate.
-    fn take_pending(&mut self, txns: &[Uuid]) -> Result<Vec<(Uuid, Vec<Half>)>, Self::Error>;
-    /// Adds the counts, stores names of operators that have none, and stores the pending
-    /// halves.
-    fn write(&mut self, r: Rollup) -> Result<(), Self::Error>;
+    /// Removes and returns the pending halves stored for these transactions of `gate`.
+    fn take_pending(
+        &mut self,
+        gate: &str,
+        txns: &[Uuid],
+    ) -> Result<Vec<(Uuid, Vec<Half>)>, Self::Error>;
+    /// Stores halves of `gate` still without their other half.
+    fn put_pending(
+        &mut self,
+        gate: &str,
+        pending: BTreeMap<Uuid, Vec<Half>>,
+    ) -> Result<(), Self::Error>;
+    /// Adds counts (hour start, group, figure) → increment to the hourly and packed
+    /// levels, and stores the names of operators that have none.
+    fn add_counts(
+        &mut self,
+        counts: BTreeMap<(i64, String, String), i64>,
+        names: BTreeMap<String, String>,
+    ) -> Result<(), Self::Error>;
 }
 
-/// Brings the roll-ups up to date with one ingested batch. Both backends call it, once
-/// per ingest, in the ingest's transaction.
+/// The roll-ups of several batches (of one gate or many) stored in one write transaction:
+/// each batch's halves are paired with its gate's stored ones and what stays unpaired is
+/// stored at once (so a later batch of the same gate pairs with it), while the counts and
+/// names are added up here and written once, by [`Fold::write`]. Batches mostly count
+/// under the same hours and groups, so each stored row is read and rewritten once per
+/// transaction instead of once per batch; counts only ever increase, so the sum written
+/// is what writing each batch's would have left.
+#[derive(Debug, Default)]
+pub struct Fold {
+    counts: BTreeMap<(i64, String, String), i64>,
+    names: BTreeMap<String, String>,
+}
+
+impl Fold {
+    /// Pairs `batch`'s halves with those stored for `gate`, stores what stays pending and
+    /// keeps the counts and names.
+    ///
+    /// # Errors
+    /// The sink's.
+    pub fn add<S: RollupSink>(
+        &mut self,
+        sink: &mut S,
+        gate: &str,
+        batch: Batch,
+    ) -> Result<(), S::Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let stored = sink.take_pending(gate, &batch.transactions())?;
+        let r = batch.finish(stored);
+        sink.put_pending(gate, r.pending)?;
+        for (k, n) in r.counts {
+            *self.counts.entry(k).or_default() += n;
+        }
+        for (op, name) in r.names {
+            // The first batch's name is the one declared first.
+            self.names.entry(op).or_insert(name);
+        }
+        Ok(())
+    }
+
+    /// Writes the counts and names of every batch added.
+    ///
+    /// # Errors
+    /// The sink's.
+    pub fn write<S: RollupSink>(self, sink: &mut S) -> Result<(), S::Error> {
+        if self.counts.is_empty() && self.names.is_empty() {
+            return Ok(());
+        }
+        sink.add_counts(self.counts, self.names)
+    }
+}
+
+/// Brings the roll-ups up to date with one batch of `gate` (a [`Fold`] of one).
 ///
 /// # Errors
 /// The sink's.
-pub fn store<S: RollupSink>(sink: &mut S, batch: Batch) -> Result<(), S::Error> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let stored = sink.take_pending(&batch.transactions())?;
-    sink.write(batch.finish(stored))
+pub fn store<S: RollupSink>(sink: &mut S, gate: &str, batch: Batch) -> Result<(), S::Error> {
+    let mut fold = Fold::default();
+    fold.add(sink, gate, batch)?;
+    fold.write(sink)
 }
 
 /// The roll-ups summed over a range of hours, as a backend reads them.

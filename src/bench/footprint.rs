@@ -94,6 +94,47 @@ pub(crate) fn cpu_ticks_at(path: &str) -> anyhow::Result<u64> {
     Ok(field(11)? + field(12)?)
 }
 
+/// CPU clock ticks used so far by a server process tree: `root` itself, its living
+/// children, and the children it has reaped (cutime + cstime), as for PostgreSQL's
+/// postmaster and its backends.
+pub(crate) fn tree_cpu_ticks(root: u32) -> anyhow::Result<u64> {
+    let fields = |path: &str| -> anyhow::Result<Vec<u64>> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        let rest = text
+            .rsplit_once(')')
+            .map(|(_, r)| r)
+            .context("/proc/<pid>/stat without a command name")?;
+        // After ")": ppid (4) at 1, utime (14) .. cstime (17) at 11..=14.
+        Ok(rest
+            .split_whitespace()
+            .map(|f| f.parse::<u64>().unwrap_or(0))
+            .collect())
+    };
+    let own = fields(&format!("/proc/{root}/stat"))?;
+    let mut ticks = own
+        .get(11..15)
+        .context("short /proc/<pid>/stat")?
+        .iter()
+        .sum();
+    for dir in std::fs::read_dir("/proc")
+        .context("reading /proc")?
+        .flatten()
+    {
+        let name = dir.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // A process that exits between the listing and the read is counted by its
+        // parent's cutime instead.
+        if let Ok(f) = fields(&format!("/proc/{pid}/stat"))
+            && f.get(1) == Some(&u64::from(root))
+        {
+            ticks += f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0);
+        }
+    }
+    Ok(ticks)
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on every Linux port in practice).
 pub(crate) fn clock_ticks() -> u64 {
     Command::new("getconf")

@@ -435,27 +435,46 @@ impl Measured<'_> {
 /// Central, store or generator errors, or an ingest that did not acknowledge everything.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let per_agent = ctx.n / AGENTS;
-    let events = per_agent * AGENTS;
     let replica = IndexedReplica::generate(REPLICA, REPLICA)?;
     let t = Instant::now();
     let bodies = (0..AGENTS)
         .map(|a| agent_bodies(a, per_agent, &replica))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let prepare = t.elapsed();
+    let cfg = Config::with_new_key_in(&ctx.dir, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let gap = SignedDuration::try_from(cfg.gap_alert_after).unwrap_or(SignedDuration::MAX);
+    let mut rows = Vec::new();
+    if std::env::var(super::queries::SKIP_REDB_VAR).is_err() {
+        rows.extend(run_redb(ctx, &cfg, &bodies, per_agent, prepare)?);
+    }
+    if let Ok(url) = std::env::var(PG_URL_VAR) {
+        rows.extend(run_pg(&url, &bodies, &raw_items(&bodies)?, per_agent, gap)?);
+    }
+    Ok(rows)
+}
+
+/// Figure 5 on central's redb store, with its two baselines.
+fn run_redb(
+    ctx: &Ctx,
+    cfg: &Config,
+    bodies: &[Vec<Vec<u8>>],
+    per_agent: usize,
+    prepare: Duration,
+) -> anyhow::Result<Vec<Row>> {
+    let events = per_agent * AGENTS;
     let body_bytes: usize = bodies.iter().flatten().map(Vec::len).sum();
 
-    let cfg = Config::with_new_key_in(&ctx.dir, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let central = Central::open(&cfg)?;
+    let central = Central::open(cfg)?;
     let gap = SignedDuration::try_from(cfg.gap_alert_after).unwrap_or(SignedDuration::MAX);
 
     let _ = reset_peak_rss();
     let ((lat, wall, cases), cpu, ingest_settle) =
-        settled(|| drive(central.store().as_ref(), &bodies, per_agent, gap))?;
+        settled(|| drive(central.store().as_ref(), bodies, per_agent, gap))?;
     let rss = peak_rss();
     let summary = central.summary()?;
     drop(central);
 
-    let raw = raw_items(&bodies)?;
+    let raw = raw_items(bodies)?;
 
     // Baseline: the same entry bytes, raw, on a fresh file.
     let raw_path = ctx.path("fig5-raw.redb");
@@ -482,7 +501,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     drop(raw);
 
     // Baseline: the schema's floor, central's own event tables, on a fresh file.
-    let floor_batches = redb_floor_batches(&bodies, jiff::Timestamp::now())?;
+    let floor_batches = redb_floor_batches(bodies, jiff::Timestamp::now())?;
     let floor_path = ctx.path("fig5-floor.redb");
     let ((floor_lat, floor_wall), floor_cpu, floor_settle) = settled(|| {
         let store = central::store::RedbStore::open(&floor_path).context("floor store")?;
@@ -546,9 +565,6 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     }
     .rows();
     rows.push(floor_row);
-    if let Ok(url) = std::env::var(PG_URL_VAR) {
-        rows.extend(run_pg(&url, &bodies, &raw_items(&bodies)?, per_agent, gap)?);
-    }
     Ok(rows)
 }
 
@@ -563,6 +579,13 @@ fn run_pg(
     gap: SignedDuration,
 ) -> anyhow::Result<Vec<Row>> {
     let store = central::store::PgStore::open(url).context("opening the PostgreSQL store")?;
+    let server = postmaster_of(url);
+    let server_s = || {
+        server
+            .and_then(|pid| super::footprint::tree_cpu_ticks(pid).ok())
+            .map(|t| t as f64 / super::footprint::clock_ticks().max(1) as f64)
+    };
+    let cpu0 = (cpu_s(), server_s());
     let _ = reset_peak_rss();
     // The programme roll-ups are folded from their queue as a central instance does
     // (`Central::open` runs the same loop), on a thread beside the agents; the ingest
@@ -581,6 +604,7 @@ fn run_pg(
     let (lat, acked_wall, cases) = driven?;
     let (folds, folded) = folding?;
     let wall = started.elapsed();
+    let cpu = (cpu_s() - cpu0.0, server_s().zip(cpu0.1).map(|(b, a)| b - a));
     let rss = peak_rss();
     let summary = store.summary()?;
     drop(store);
@@ -590,6 +614,7 @@ fn run_pg(
         "CREATE TABLE raw_events (gate TEXT NOT NULL, seq BIGINT NOT NULL, value JSON NOT NULL,
                                   PRIMARY KEY (gate, seq))",
     )?;
+    let raw0 = (cpu_s(), server_s());
     let (raw_lat, raw_wall) = baseline(
         borrowed(raw_items),
         |_| connect(),
@@ -608,10 +633,12 @@ fn run_pg(
             Ok(())
         },
     )?;
+    let raw_cpu = (cpu_s() - raw0.0, server_s().zip(raw0.1).map(|(b, a)| b - a));
     // The schema's floor: the same events' rows in central's own tables (emptied of the
     // ingest's rows, their partitions and indexes kept), copied straight in.
     let floor = floor_batches(raw_items)?;
     connect()?.batch_execute("TRUNCATE event_keys, events, event_containers, txn_containers")?;
+    let floor0 = (cpu_s(), server_s());
     let (floor_lat, floor_wall) = baseline(
         borrowed(&floor),
         |_| connect(),
@@ -632,7 +659,22 @@ fn run_pg(
             Ok(())
         },
     )?;
+    let floor_cpu = (
+        cpu_s() - floor0.0,
+        server_s().zip(floor0.1).map(|(b, a)| b - a),
+    );
     let events = per_agent * AGENTS;
+    let per_event = |(own, server): (f64, Option<f64>)| {
+        let us = |s: f64| s * 1e6 / events.max(1) as f64;
+        match server {
+            Some(srv) => format!(
+                "CPU {:.1} µs/event in this process, {:.1} in PostgreSQL's",
+                us(own),
+                us(srv)
+            ),
+            None => format!("CPU {:.1} µs/event in this process", us(own)),
+        }
+    };
     let floor_row = {
         let floor_per_s = rate(events, floor_wall);
         Row::new(
@@ -643,8 +685,9 @@ fn run_pg(
         .throughput(floor_per_s, "events")
         .note(format!(
             "{:.2} s; event_keys, events (6 indexes), event_containers, txn_containers with their \
-             indexes, no checks, cases or roll-ups; ingest ran at {:.2}× this rate",
+             indexes, no checks, cases or roll-ups; {}; ingest ran at {:.2}× this rate",
             floor_wall.as_secs_f64(),
+            per_event(floor_cpu),
             rate(events, wall) / floor_per_s.max(1e-9)
         ))
     };
@@ -662,9 +705,11 @@ fn run_pg(
         note: format!(
             "PostgreSQL durable (its defaults); last batch acknowledged after {:.2} s, \
              the roll-ups of all {folded} batches folded after {:.2} s in {folds} folds \
-             (the rate counts to the latter)",
+             (the rate counts to the latter); {}; the raw COPY's {}",
             acked_wall.as_secs_f64(),
-            wall.as_secs_f64()
+            wall.as_secs_f64(),
+            per_event(cpu),
+            per_event(raw_cpu),
         ),
     }
     .rows();
@@ -672,8 +717,22 @@ fn run_pg(
     Ok(rows)
 }
 
-/// Folds the queued roll-ups as central's folder does, until `ingesting` is false and
-/// nothing waits; returns the folds that folded something and the batches folded.
+/// The PostgreSQL server's postmaster, when it runs on this machine: the parent of a
+/// backend serving a new connection.
+fn postmaster_of(url: &str) -> Option<u32> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).ok()?;
+    let backend: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .ok()?
+        .get(0);
+    let stat = std::fs::read_to_string(format!("/proc/{backend}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Folds the queued roll-ups as central's folder does (at its pace,
+/// [`central::fold_pause`]) until `ingesting` is false, then what is left; returns the
+/// folds that folded something and the batches folded.
 fn fold_until_done(store: &dyn Store, ingesting: &AtomicBool) -> anyhow::Result<(u64, usize)> {
     let (mut folds, mut folded) = (0u64, 0usize);
     // Bounded in time: an hour is far beyond any run of this figure.
@@ -685,12 +744,15 @@ fn fold_until_done(store: &dyn Store, ingesting: &AtomicBool) -> anyhow::Result<
             folds += 1;
             folded += n;
         }
-        if n == 0 {
-            if !still {
+        // Once every batch is acknowledged, what is left is folded at once: the pause
+        // spaces folds while batches arrive, it is not work to count.
+        if !still {
+            if n == 0 {
                 return Ok((folds, folded));
             }
-            std::thread::sleep(Duration::from_millis(200));
+            continue;
         }
+        std::thread::sleep(central::fold_pause(n));
     }
     bail!("the roll-ups were not folded within an hour")
 }

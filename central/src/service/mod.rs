@@ -100,8 +100,21 @@ pub fn check_port(port: &str) -> Result<(), BadPort> {
 
 /// Queued ingest batches folded into the programme roll-ups in one transaction at most.
 pub const FOLD_BATCHES: usize = 100;
-/// How long the roll-up folder waits when the queue is empty.
-const FOLD_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long the roll-up folder waits after a fold that found fewer than
+/// [`FOLD_BATCHES`] queued.
+const FOLD_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long the roll-up folder waits after folding `folded` batches: not at all after a
+/// full fold (more may wait), else [`FOLD_PAUSE`], so that a fold takes many batches at
+/// once (its writes grow with the hours and groups counted, not with the batches).
+#[must_use]
+pub fn fold_pause(folded: usize) -> std::time::Duration {
+    if folded >= FOLD_BATCHES {
+        std::time::Duration::ZERO
+    } else {
+        FOLD_PAUSE
+    }
+}
 
 impl Central {
     /// Opens the store (the PostgreSQL database of `[store] url`, else the redb file
@@ -159,9 +172,7 @@ impl Central {
                     }
                 }
                 let pause = match folded {
-                    // More may wait: go on at once.
-                    Ok(n) if n == FOLD_BATCHES => continue,
-                    Ok(_) => FOLD_PAUSE,
+                    Ok(n) => fold_pause(n),
                     Err(e) => {
                         tracing::warn!(error = %e, "programme roll-ups: folding the queued batches failed; trying again in a second");
                         std::time::Duration::from_secs(1)

@@ -2,7 +2,7 @@
 //! copied into a PostgreSQL database as it is (ids, times, chain state, case history,
 //! counters and programme roll-ups unchanged; nothing is re-derived by the rules), then
 //! verified. The packed programme roll-ups (by day and month) are not copied: the target
-//! builds them from the daily counts it received, after the last chunk and before the
+//! builds them from the hourly counts it received, after the last chunk and before the
 //! verification, which compares the figures over all time (read from the monthly rows).
 //!
 //! The source is read in one redb read transaction (one consistent snapshot); the target
@@ -95,10 +95,8 @@ pub enum Record {
         sha256: String,
         body: Vec<u8>,
     },
-    /// A programme roll-up count ([`crate::rollup`]) of the hour or the day (`day`) that
-    /// starts at `start`.
+    /// A programme roll-up count ([`crate::rollup`]) of the hour that starts at `start`.
     Programme {
-        day: bool,
         start: i64,
         group: String,
         figure: String,
@@ -179,7 +177,7 @@ pub fn copy(from: &RedbStore, to: &PgStore) -> Result<Report, StoreError> {
         Ok(())
     })?;
     to.import(&chunk)?;
-    // The packed roll-ups are made from the daily counts the copy carried.
+    // The packed roll-ups are made from the hourly counts the copy carried.
     to.rebuild_packed_rollups()?;
     verify(from, to, &mut report)?;
     Ok(report)

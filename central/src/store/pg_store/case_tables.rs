@@ -186,7 +186,9 @@ impl CaseBuffer {
         let mut known: HashMap<Uuid, Option<u64>> = txns.iter().map(|t| (*t, None)).collect();
         if !txns.is_empty() {
             for r in tx.query(
-                "SELECT txn, case_id FROM case_by_txn WHERE gate = $1 AND txn = ANY($2)",
+                "SELECT c.txn, c.case_id
+                 FROM unnest($2::uuid[]) AS u (txn)
+                 JOIN case_by_txn c ON c.gate = $1 AND c.txn = u.txn",
                 &[&gate.as_str(), &txns],
             )? {
                 known.insert(r.get(0), Some(uint(r.get(1))));

@@ -11,10 +11,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::tx::{JsonText, Tx};
+use super::tx::{CopyRows, JsonText, Tx};
 use jiff::{SignedDuration, Timestamp};
 use postgres::types::Type;
-use protocol::schema::{EventBody, GateId, JournalEntry};
+use protocol::schema::{EntryJson, EventBody, GateId, JournalEntry, entry_hash};
 use uuid::Uuid;
 
 use super::case_tables::{BufferedCases, CaseBuffer, bump_all, store_alert, store_alert_buffered};
@@ -27,22 +27,57 @@ use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange};
 use crate::{cases, rollup};
 
 /// What an ingest computes before its transaction: rule 1 for every entry, and each
-/// entry's JSON text.
+/// entry's stored value.
 pub(super) struct Prepared {
     hashes: Vec<Option<String>>,
-    json: HashMap<(u64, String), Vec<u8>>,
+    /// By (seq, hash), for the entries whose hash matched: the stored value as an entry
+    /// stored with effect has it (`chain_ok` true, `refused` false), and where the
+    /// entry's JSON lies in it (for a value with other flags).
+    values: HashMap<(u64, String), (String, std::ops::Range<usize>)>,
 }
 
-pub(super) fn prepare(entries: &[JournalEntry]) -> Result<Prepared, StoreError> {
-    let mut json = HashMap::with_capacity(entries.len());
+/// Rule 1 for every entry of `entries` and, for those that pass, their stored values
+/// received at `now` ([`stored_value`]). Each body is serialised once, for its hash and
+/// for its stored JSON.
+pub(super) fn prepare(entries: &[JournalEntry], now: Timestamp) -> Result<Prepared, StoreError> {
+    let json_err = |err: serde_json::Error| StoreError::Backend(err.to_string());
+    let now_json = serde_json::to_string(&now).map_err(json_err)?;
+    let mut values = HashMap::with_capacity(entries.len());
+    let mut hashes = Vec::with_capacity(entries.len());
     for e in entries {
-        let text = serde_json::to_vec(e).map_err(|err| StoreError::Backend(err.to_string()))?;
-        json.insert((e.seq, e.hash.clone()), text);
+        // Every field, so that a field added to the entry fails to compile here.
+        let JournalEntry {
+            v,
+            agent,
+            seq,
+            id,
+            at,
+            prev_hash,
+            hash,
+            body,
+        } = e;
+        let raw = serde_json::value::to_raw_value(body).map_err(json_err)?;
+        if !entry_hash(prev_hash, *v, agent, *seq, id, at, &*raw).is_ok_and(|h| &h == hash) {
+            // The reason, worded as the entry's own check words it.
+            hashes.push(e.verify_hash().err().map(|err| err.to_string()));
+            continue;
+        }
+        hashes.push(None);
+        let entry_json = serde_json::to_vec(&EntryJson {
+            v: *v,
+            agent,
+            seq: *seq,
+            id,
+            at,
+            prev_hash,
+            hash,
+            body: &*raw,
+        })
+        .map_err(json_err)?;
+        let (value, range) = stored_value(&entry_json, &now_json, true, false)?;
+        values.insert((*seq, hash.clone()), (value, range));
     }
-    Ok(Prepared {
-        hashes: ingest::check_hashes(entries),
-        json,
-    })
+    Ok(Prepared { hashes, values })
 }
 
 /// A stored entry's (gate, seq, at ms).
@@ -110,7 +145,8 @@ struct Target<'a, 'b> {
     stored_txn_entries: HashMap<Uuid, Vec<(String, i64, i64)>>,
     /// Lanes of the transactions this batch journaled (its rows are written at the end).
     txn_lanes: HashMap<Uuid, String>,
-    json: HashMap<(u64, String), Vec<u8>>,
+    /// The stored values made before the transaction ([`Prepared`]).
+    values: HashMap<(u64, String), (String, std::ops::Range<usize>)>,
     /// `now` as JSON, the stored events' `received_at`.
     now_json: String,
     rows: Rows,
@@ -119,12 +155,20 @@ struct Target<'a, 'b> {
 }
 
 /// A stored event's JSON text, `{"entry":…,"received_at":…,"chain_ok":…,"refused":…}`,
-/// from the entry's JSON text (not parsed or built again).
-fn stored_value(entry_json: &[u8], received_at: &str, chain_ok: bool, refused: bool) -> String {
-    let mut v = String::with_capacity(entry_json.len() + received_at.len() + 64);
+/// from the entry's JSON text (not parsed or built again), and where that text lies in it.
+fn stored_value(
+    entry_json: &[u8],
+    received_at: &str,
+    chain_ok: bool,
+    refused: bool,
+) -> Result<(String, std::ops::Range<usize>), StoreError> {
+    let entry = std::str::from_utf8(entry_json)
+        .map_err(|e| StoreError::Backend(format!("an entry's JSON is not UTF-8: {e}")))?;
+    let mut v = String::with_capacity(entry.len() + received_at.len() + 64);
     v.push_str("{\"entry\":");
-    // serde_json writes UTF-8.
-    v.push_str(&String::from_utf8_lossy(entry_json));
+    let start = v.len();
+    v.push_str(entry);
+    let range = start..v.len();
     v.push_str(",\"received_at\":");
     v.push_str(received_at);
     v.push_str(if chain_ok {
@@ -137,7 +181,7 @@ fn stored_value(entry_json: &[u8], received_at: &str, chain_ok: bool, refused: b
     } else {
         ",\"refused\":false}"
     });
-    v
+    Ok((v, range))
 }
 
 impl Target<'_, '_> {
@@ -199,20 +243,16 @@ impl Target<'_, '_> {
         if !r.key_seq.is_empty() {
             // Binary COPY: no SQL text to parse per batch, no arrays to unpack, and the
             // server reads each value as it is (the JSON still parsed and checked).
-            let mut w = self.tx.copy_in_binary(
-                "COPY event_keys (gate, seq, entry_id, hash, prev_hash, at_ms)
-                 FROM STDIN (FORMAT binary)",
-                &[
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::UUID,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::INT8,
-                ],
-            )?;
+            let mut rows = CopyRows::new(&[
+                Type::TEXT,
+                Type::INT8,
+                Type::UUID,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT8,
+            ]);
             for i in 0..r.key_seq.len() {
-                w.write(&[
+                rows.push(&[
                     &gate,
                     &r.key_seq[i],
                     &r.key_id[i],
@@ -221,24 +261,24 @@ impl Target<'_, '_> {
                     &r.key_at[i],
                 ])?;
             }
-            w.finish()?;
+            self.tx.copy_rows(
+                "COPY event_keys (gate, seq, entry_id, hash, prev_hash, at_ms)
+                 FROM STDIN (FORMAT binary)",
+                rows,
+            )?;
         }
         if !r.ev_seq.is_empty() {
-            let mut w = self.tx.copy_in_binary(
-                "COPY events (gate, seq, at_ms, lane, decision, txn, value)
-                 FROM STDIN (FORMAT binary)",
-                &[
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::UUID,
-                    Type::JSON,
-                ],
-            )?;
+            let mut rows = CopyRows::new(&[
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::UUID,
+                Type::JSON,
+            ]);
             for i in 0..r.ev_seq.len() {
-                w.write(&[
+                rows.push(&[
                     &gate,
                     &r.ev_seq[i],
                     &r.ev_at[i],
@@ -248,7 +288,11 @@ impl Target<'_, '_> {
                     &JsonText(&r.ev_value[i]),
                 ])?;
             }
-            w.finish()?;
+            self.tx.copy_rows(
+                "COPY events (gate, seq, at_ms, lane, decision, txn, value)
+                 FROM STDIN (FORMAT binary)",
+                rows,
+            )?;
         }
         if !r.refused.is_empty() {
             let (seq, at, value): (Vec<i64>, Vec<i64>, Vec<String>) = unzip3(r.refused);
@@ -268,14 +312,14 @@ impl Target<'_, '_> {
             )?;
         }
         if !r.containers.is_empty() {
-            let mut w = self.tx.copy_in_binary(
-                "COPY event_containers (container, at_ms, gate, seq) FROM STDIN (FORMAT binary)",
-                &[Type::TEXT, Type::INT8, Type::TEXT, Type::INT8],
-            )?;
+            let mut rows = CopyRows::new(&[Type::TEXT, Type::INT8, Type::TEXT, Type::INT8]);
             for (c, a, g, s) in &r.containers {
-                w.write(&[c, a, g, s])?;
+                rows.push(&[c, a, g, s])?;
             }
-            w.finish()?;
+            self.tx.copy_rows(
+                "COPY event_containers (container, at_ms, gate, seq) FROM STDIN (FORMAT binary)",
+                rows,
+            )?;
         }
         if !r.stored_containers.is_empty() {
             let (c, a, g, s): (Vec<String>, Vec<i64>, Vec<String>, Vec<i64>) =
@@ -416,11 +460,17 @@ impl IngestTarget for Target<'_, '_> {
         chain_ok: bool,
         refused: bool,
     ) -> Result<(), StoreError> {
-        let entry_json = match self.json.remove(&(entry.seq, entry.hash.clone())) {
-            Some(j) => j,
-            None => serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?,
+        let value = match self.values.remove(&(entry.seq, entry.hash.clone())) {
+            Some((value, _)) if chain_ok && !refused => value,
+            Some((value, json)) => {
+                stored_value(value[json].as_bytes(), &self.now_json, chain_ok, refused)?.0
+            }
+            None => {
+                let json =
+                    serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
+                stored_value(&json, &self.now_json, chain_ok, refused)?.0
+            }
         };
-        let value = stored_value(&entry_json, &self.now_json, chain_ok, refused);
         let seq = int(entry.seq)?;
         let at = entry.at.as_millisecond();
         let txn = ingest::transaction_of(&entry.body);
@@ -786,7 +836,9 @@ pub(super) fn ingest(
     let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
     let links: HashMap<u64, Link> = tx
         .query(
-            "SELECT seq, hash, prev_hash, at_ms FROM event_keys WHERE gate = $1 AND seq = ANY($2)",
+            "SELECT k.seq, k.hash, k.prev_hash, k.at_ms
+             FROM unnest($2::bigint[]) AS u (seq)
+             JOIN event_keys k ON k.gate = $1 AND k.seq = u.seq",
             &[&gate.as_str(), &seqs],
         )?
         .iter()
@@ -803,7 +855,9 @@ pub(super) fn ingest(
         .collect();
     let known_ids: HashMap<Uuid, u64> = tx
         .query(
-            "SELECT entry_id, seq FROM event_keys WHERE gate = $1 AND entry_id = ANY($2)",
+            "SELECT k.entry_id, k.seq
+             FROM unnest($2::uuid[]) AS u (id)
+             JOIN event_keys k ON k.gate = $1 AND k.entry_id = u.id",
             &[&gate.as_str(), &ids],
         )?
         .iter()
@@ -827,7 +881,11 @@ pub(super) fn ingest(
     }
     let mut stored_txn_entries: HashMap<Uuid, Vec<(String, i64, i64)>> = HashMap::new();
     for r in tx.query(
-        "SELECT txn, gate, seq, at_ms FROM events WHERE txn = ANY($1)",
+        // `txn IS NOT NULL` lets every plan use the partial index on `txn`.
+        "SELECT e.txn, e.gate, e.seq, e.at_ms
+         FROM unnest($1::uuid[]) AS u (txn)
+         JOIN events e ON e.txn = u.txn
+         WHERE e.txn IS NOT NULL",
         &[&txns],
     )? {
         stored_txn_entries
@@ -874,7 +932,7 @@ pub(super) fn ingest(
             stored_txn_containers,
             stored_txn_entries,
             txn_lanes: HashMap::new(),
-            json: prepared.json,
+            values: prepared.values,
             now_json: serde_json::to_string(&now)
                 .map_err(|e| StoreError::Backend(e.to_string()))?,
             rows: Rows::default(),

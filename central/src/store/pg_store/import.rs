@@ -65,8 +65,7 @@ impl PgStore {
             ("documents", "documents"),
             (
                 "programme figures",
-                "(SELECT DISTINCT hour, grp, figure FROM programme_hourly
-                  UNION ALL SELECT DISTINCT day, grp, figure FROM programme_daily) AS p",
+                "(SELECT DISTINCT hour, grp, figure FROM programme_hourly) AS p",
             ),
             ("programme names", "programme_names"),
             ("programme pending halves", "programme_pending"),
@@ -141,29 +140,20 @@ fn import_one(tx: &mut Tx<'_>, r: &Record) -> Result<(), StoreError> {
         }
         // Set, not added, like the counters: the copied count is the whole figure.
         Record::Programme {
-            day,
             start,
             group,
             figure,
             n,
         } => {
-            let (table, at) = if *day {
-                ("programme_daily", "day")
-            } else {
-                ("programme_hourly", "hour")
-            };
             tx.execute(
-                &format!(
-                    "DELETE FROM {table}
-                     WHERE {at} = $1 AND grp = $2 AND figure = $3 AND shard <> 0"
-                ),
+                "DELETE FROM programme_hourly
+                 WHERE hour = $1 AND grp = $2 AND figure = $3 AND shard <> 0",
                 &[start, group, figure],
             )?;
             tx.execute(
-                &format!(
-                    "INSERT INTO {table} ({at}, grp, figure, shard, n) VALUES ($1, $2, $3, 0, $4)
-                     ON CONFLICT ({at}, grp, figure, shard) DO UPDATE SET n = EXCLUDED.n"
-                ),
+                "INSERT INTO programme_hourly (hour, grp, figure, shard, n)
+                 VALUES ($1, $2, $3, 0, $4)
+                 ON CONFLICT (hour, grp, figure, shard) DO UPDATE SET n = EXCLUDED.n",
                 &[start, group, figure, &int(*n)?],
             )?;
         }

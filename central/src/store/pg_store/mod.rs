@@ -75,13 +75,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (6, include_str!("migrations/0006_programme_packed.sql")),
     (7, include_str!("migrations/0007_lean_event_rows.sql")),
     (8, include_str!("migrations/0008_programme_queue.sql")),
+    (9, include_str!("migrations/0009_no_daily_rollup.sql")),
 ];
 
 /// The migration that adds the programme roll-ups; the roll-ups of the events already
 /// stored are built after the migrations, in their transaction.
 const PROGRAMME_MIGRATION: i32 = 4;
 /// The migration that adds the packed roll-ups by day and month; they are built from the
-/// daily counts after the migrations, in their transaction.
+/// hourly counts after the migrations, in their transaction.
 const PACKED_MIGRATION: i32 = 6;
 
 /// Connections the pool keeps at most.
@@ -289,7 +290,7 @@ impl PgStore {
             ran.push(*version);
         }
         // Built once every table of the roll-ups exists: from the events for a schema
-        // from before the roll-ups (all levels), else from the daily counts for one from
+        // from before the roll-ups (all levels), else from the hourly counts for one from
         // before the packed levels.
         let started = std::time::Instant::now();
         if ran.contains(&PROGRAMME_MIGRATION) {
@@ -302,8 +303,8 @@ impl PgStore {
                 );
             }
         } else if ran.contains(&PACKED_MIGRATION) {
-            let (daily, rows) = rollup_tables::build_packed(tx)?;
-            crate::rollup::log_packed_built(daily, rows, started.elapsed());
+            let (hourly, rows) = rollup_tables::build_packed(tx)?;
+            crate::rollup::log_packed_built(hourly, rows, started.elapsed());
         }
         Ok(())
     }
@@ -589,13 +590,14 @@ impl Store for PgStore {
         gap_alert_after: SignedDuration,
     ) -> Result<IngestOutcome, StoreError> {
         self.ensure_partitions(entries)?;
-        let mut prepared = Some(event_tables::prepare(entries)?);
+        let mut prepared = Some(event_tables::prepare(entries, now)?);
         self.write(|tx| {
             // A transaction run again (after a conflict) prepares the batch anew.
             let p = match prepared.take() {
                 Some(p) => p,
-                None => event_tables::prepare(entries)?,
+                None => event_tables::prepare(entries, now)?,
             };
+            tx.index_reads_only()?;
             let out = event_tables::ingest(tx, gate, entries, p, now, gap_alert_after)?;
             notify_cases(tx, self.instance, &out.cases)?;
             Ok(out)
@@ -649,7 +651,10 @@ impl Store for PgStore {
 
     fn fold_rollups(&self, max: usize) -> Result<usize, StoreError> {
         let max = i64::try_from(max).unwrap_or(i64::MAX);
-        self.write(|tx| rollup_tables::fold(tx, max))
+        self.write(|tx| {
+            tx.index_reads_only()?;
+            rollup_tables::fold(tx, max)
+        })
     }
 
     fn summary(&self) -> Result<Summary, StoreError> {

@@ -1,6 +1,7 @@
-//! The programme roll-ups ([`crate::rollup`]): the [`RollupSink`] inside an ingest's
-//! transaction (one statement per table, like the rest of a batch's rows), and the read
-//! of a range.
+//! The programme roll-ups ([`crate::rollup`]): an ingest queues its batch's part
+//! ([`queue`]), a fold adds many queued batches of all gates at once ([`fold`]: one
+//! statement per table), and the read of a range counts the rows still queued beside
+//! the folded ones.
 
 use std::collections::BTreeMap;
 
@@ -8,50 +9,70 @@ use super::tx::Tx;
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use super::{SHARD, from_json, to_json, uint};
+use super::{from_json, to_json, uint};
 use crate::model::StoredEvent;
-use crate::rollup::{self, Batch, Half, ProgrammeCounts, Rollup, RollupSink};
+use crate::rollup::{self, Batch, Half, ProgrammeCounts, RollupSink};
 use crate::store::StoreError;
 
 struct Sink<'a, 'b> {
     tx: &'a mut Tx<'b>,
-    gate: &'a str,
 }
 
 impl RollupSink for Sink<'_, '_> {
     type Error = StoreError;
 
-    fn take_pending(&mut self, txns: &[Uuid]) -> Result<Vec<(Uuid, Vec<Half>)>, StoreError> {
+    fn take_pending(
+        &mut self,
+        gate: &str,
+        txns: &[Uuid],
+    ) -> Result<Vec<(Uuid, Vec<Half>)>, StoreError> {
         let rows = self.tx.query(
-            "DELETE FROM programme_pending WHERE gate = $1 AND txn = ANY($2)
-             RETURNING txn, value",
-            &[&self.gate, &txns],
+            "DELETE FROM programme_pending p USING unnest($2::uuid[]) AS u (txn)
+             WHERE p.gate = $1 AND p.txn = u.txn
+             RETURNING p.txn, p.value",
+            &[&gate, &txns],
         )?;
         rows.iter()
             .map(|r| {
                 let txn: Uuid = r.get(0);
-                let halves: Vec<Half> = from_json(
-                    "programme_pending",
-                    format!("{}/{txn}", self.gate),
-                    r.get(1),
-                )?;
+                let halves: Vec<Half> =
+                    from_json("programme_pending", format!("{gate}/{txn}"), r.get(1))?;
                 Ok((txn, halves))
             })
             .collect()
     }
 
-    fn write(&mut self, r: Rollup) -> Result<(), StoreError> {
-        add_packed(self.tx, &rollup::packed(&r.counts))?;
-        let daily = rollup::by_day(&r.counts);
-        for (table, start, counts) in [
-            ("programme_hourly", "hour", r.counts),
-            ("programme_daily", "day", daily),
-        ] {
-            if counts.is_empty() {
-                continue;
-            }
+    fn put_pending(
+        &mut self,
+        gate: &str,
+        pending: BTreeMap<Uuid, Vec<Half>>,
+    ) -> Result<(), StoreError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut txns = Vec::with_capacity(pending.len());
+        let mut values = Vec::with_capacity(pending.len());
+        for (t, halves) in pending {
+            txns.push(t);
+            values.push(to_json(&halves)?);
+        }
+        self.tx.execute(
+            "INSERT INTO programme_pending (gate, txn, value)
+             SELECT $1::text, * FROM unnest($2::uuid[], $3::json[])",
+            &[&gate, &txns, &values],
+        )?;
+        Ok(())
+    }
+
+    fn add_counts(
+        &mut self,
+        counts: BTreeMap<(i64, String, String), i64>,
+        names: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        add_packed(self.tx, &rollup::packed(&counts))?;
+        if !counts.is_empty() {
             let (mut h, mut g, mut f, mut n) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            // In key order, so concurrent batches lock shared rows in one order.
+            // In key order, so concurrent writers lock shared rows in one order.
             for ((at, group, figure), k) in counts {
                 h.push(at);
                 g.push(group);
@@ -60,40 +81,49 @@ impl RollupSink for Sink<'_, '_> {
             }
             self.tx.execute(
                 &format!(
-                    "INSERT INTO {table} ({start}, grp, figure, shard, n)
-                     SELECT h, g, f, {SHARD}, n
+                    "INSERT INTO programme_hourly (hour, grp, figure, shard, n)
+                     SELECT h, g, f, {ROLLUP_SHARD}, n
                          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
                          AS u (h, g, f, n)
-                     ON CONFLICT ({start}, grp, figure, shard)
-                         DO UPDATE SET n = {table}.n + EXCLUDED.n"
+                     ON CONFLICT (hour, grp, figure, shard)
+                         DO UPDATE SET n = programme_hourly.n + EXCLUDED.n"
                 ),
                 &[&h, &g, &f, &n],
             )?;
         }
-        if !r.names.is_empty() {
-            let (ops, names): (Vec<String>, Vec<String>) = r.names.into_iter().unzip();
+        if !names.is_empty() {
+            let (ops, names): (Vec<String>, Vec<String>) = names.into_iter().unzip();
             self.tx.execute(
                 "INSERT INTO programme_names (operator, name)
                  SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
                 &[&ops, &names],
             )?;
         }
-        if !r.pending.is_empty() {
-            let mut txns = Vec::new();
-            let mut values = Vec::new();
-            for (t, halves) in r.pending {
-                txns.push(t);
-                values.push(to_json(&halves)?);
-            }
-            self.tx.execute(
-                "INSERT INTO programme_pending (gate, txn, value)
-                 SELECT $1::text, * FROM unnest($2::uuid[], $3::json[])",
-                &[&self.gate, &txns, &values],
-            )?;
-        }
         Ok(())
     }
 }
+
+/// Brings the roll-ups up to date with batches of several gates in one transaction, as
+/// one [`rollup::Fold`]: gates share most of their (hour, group, figure) rows, so a fold
+/// of four gates writes about a quarter of the rows it would write gate by gate.
+fn store_gates(
+    tx: &mut Tx<'_>,
+    gates: impl IntoIterator<Item = (String, Batch)>,
+) -> Result<(), StoreError> {
+    let mut sink = Sink { tx };
+    let mut fold = rollup::Fold::default();
+    for (gate, batch) in gates {
+        fold.add(&mut sink, &gate, batch)?;
+    }
+    fold.write(&mut sink)
+}
+
+/// The shard the roll-ups are written to. Roll-ups are written by one transaction at a
+/// time (a fold holds [`FOLD_LOCK`]; a rebuild or a copy runs alone), so one shard is
+/// enough and its rows are updated in place. The rows of other shards, written by
+/// concurrent ingests before the roll-ups were queued (migration 8), are folded into it
+/// as they are met (see [`add_packed`]) or summed by readers.
+const ROLLUP_SHARD: &str = "0::smallint";
 
 /// Rounds of making and locking this shard's rows before a batch gives up (a row another
 /// batch folded away between the two is made again in the next round).
@@ -101,14 +131,14 @@ const LOCK_ROUNDS: usize = 5;
 
 type PackedKey = (i16, i64, String);
 
-/// Adds packed increments to this connection's shard of their rows: the rows are made
-/// (empty) where missing, locked and read, added to here, and written back. Only this
-/// connection writes its shard, and the lock keeps it so should two connections share one.
+/// Adds packed increments to the roll-up shard of their rows ([`ROLLUP_SHARD`]): the
+/// rows are made (empty) where missing, locked and read, added to here, and written
+/// back; the lock keeps two writers (a fold beside a copy) from losing an increment.
 ///
 /// The same period's rows of other shards that no transaction holds are folded into this
 /// shard's row and deleted (`SKIP LOCKED`: never waited for), so a period ends up with
-/// about as many rows as batches were writing it at once, not one per connection that
-/// ever wrote it — a year reads a row or two per month and group, not sixteen.
+/// one row per group, however many connections wrote it before the roll-ups were
+/// queued — a year reads a row per month and group.
 fn add_packed(
     tx: &mut Tx<'_>,
     packed: &BTreeMap<(rollup::Level, i64, String), rollup::Packed>,
@@ -146,7 +176,7 @@ fn add_packed(
             "SELECT p.level, p.start, p.grp, p.shard, p.figures FROM programme_packed p
                  JOIN unnest($1::smallint[], $2::bigint[], $3::text[]) AS u (l, s, g)
                  ON p.level = u.l AND p.start = u.s AND p.grp = u.g
-             WHERE p.shard <> {SHARD}
+             WHERE p.shard <> {ROLLUP_SHARD}
              FOR UPDATE OF p SKIP LOCKED"
         ),
         &[&l, &s, &g],
@@ -185,7 +215,7 @@ fn add_packed(
             "UPDATE programme_packed p SET figures = u.f
                  FROM unnest($1::smallint[], $2::bigint[], $3::text[], $4::bytea[])
                      AS u (l, s, g, f)
-             WHERE p.level = u.l AND p.start = u.s AND p.grp = u.g AND p.shard = {SHARD}"
+             WHERE p.level = u.l AND p.start = u.s AND p.grp = u.g AND p.shard = {ROLLUP_SHARD}"
         ),
         &[&l, &s, &g, &rows],
     )?;
@@ -223,7 +253,7 @@ fn lock_own(
     tx.execute(
         &format!(
             "INSERT INTO programme_packed (level, start, grp, shard, figures)
-             SELECT l, s, g, {SHARD}, $4
+             SELECT l, s, g, {ROLLUP_SHARD}, $4
                  FROM unnest($1::smallint[], $2::bigint[], $3::text[]) AS u (l, s, g)
              ON CONFLICT DO NOTHING"
         ),
@@ -234,7 +264,7 @@ fn lock_own(
             "SELECT p.level, p.start, p.grp, p.figures FROM programme_packed p
                  JOIN unnest($1::smallint[], $2::bigint[], $3::text[]) AS u (l, s, g)
                  ON p.level = u.l AND p.start = u.s AND p.grp = u.g
-             WHERE p.shard = {SHARD}
+             WHERE p.shard = {ROLLUP_SHARD}
              ORDER BY p.level, p.start, p.grp
              FOR UPDATE OF p"
         ),
@@ -254,12 +284,12 @@ fn corrupt(key: &PackedKey, why: String) -> StoreError {
     }
 }
 
-/// Builds the packed levels anew from the daily counts, a month at a time (a schema
-/// from before them, or a copy's target); returns the daily rows read and the packed
+/// Builds the packed levels anew from the hourly counts, a month at a time (a schema
+/// from before them, or a copy's target); returns the hourly rows read and the packed
 /// rows written.
 pub(super) fn build_packed(tx: &mut Tx<'_>) -> Result<(u64, u64), StoreError> {
     tx.execute("DELETE FROM programme_packed", &[])?;
-    let range = tx.query_one("SELECT min(day), max(day) FROM programme_daily", &[])?;
+    let range = tx.query_one("SELECT min(hour), max(hour) FROM programme_hourly", &[])?;
     let (Some(first), Some(last)) = (
         range.get::<_, Option<i64>>(0),
         range.get::<_, Option<i64>>(1),
@@ -268,7 +298,7 @@ pub(super) fn build_packed(tx: &mut Tx<'_>) -> Result<(u64, u64), StoreError> {
     };
     let (mut read, mut written) = (0u64, 0u64);
     let mut month = rollup::Level::Month.start(first);
-    // Bounded: one round per month from the first day to the last (at most the months a
+    // Bounded: one round per month from the first hour to the last (at most the months a
     // timestamp holds), each a month further.
     for _ in 0..(12 * 20_000) {
         if month > last {
@@ -276,15 +306,15 @@ pub(super) fn build_packed(tx: &mut Tx<'_>) -> Result<(u64, u64), StoreError> {
         }
         let next = rollup::Level::Month.start(month + 32 * rollup::DAY);
         let rows = tx.query(
-            "SELECT day, grp, figure, sum(n)::bigint FROM programme_daily
-                 WHERE day >= $1 AND day < $2 GROUP BY day, grp, figure",
+            "SELECT hour, grp, figure, sum(n)::bigint FROM programme_hourly
+                 WHERE hour >= $1 AND hour < $2 GROUP BY hour, grp, figure",
             &[&month, &next],
         )?;
         read += rows.len() as u64;
-        let packed = rollup::packed_from_daily(
-            rows.iter()
-                .map(|r| Ok::<_, StoreError>((r.get(0), r.get(1), r.get(2), uint(r.get(3))))),
-        )?;
+        let packed = rollup::packed_from_daily(rows.iter().map(|r| {
+            // A level's period start is the same from an hour as from its day.
+            Ok::<_, StoreError>((r.get(0), r.get(1), r.get(2), uint(r.get(3))))
+        }))?;
         written += packed.len() as u64;
         let (mut l, mut s, mut g, mut f) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for ((level, start, group), figures) in packed {
@@ -306,20 +336,15 @@ pub(super) fn build_packed(tx: &mut Tx<'_>) -> Result<(u64, u64), StoreError> {
 }
 
 impl super::PgStore {
-    /// Builds the packed roll-ups by day and month anew from the daily counts: after a
-    /// copy from another backend, which carries the hourly and daily counts. Returns the
-    /// daily rows read and the packed rows written.
+    /// Builds the packed roll-ups by day and month anew from the hourly counts: after a
+    /// copy from another backend, which carries the hourly counts. Returns the hourly
+    /// rows read and the packed rows written.
     ///
     /// # Errors
     /// The database fails, or a stored row is unreadable.
     pub fn rebuild_packed_rollups(&self) -> Result<(u64, u64), StoreError> {
         self.write(build_packed)
     }
-}
-
-/// Brings the roll-ups up to date with one batch, in its transaction.
-pub(super) fn store(tx: &mut Tx<'_>, gate: &str, batch: rollup::Batch) -> Result<(), StoreError> {
-    rollup::store(&mut Sink { tx, gate }, batch)
 }
 
 /// Queues an ingested batch's roll-up for [`fold`], in the ingest's transaction: one row,
@@ -342,8 +367,8 @@ pub(super) fn queue(tx: &mut Tx<'_>, gate: &str, batch: &rollup::Batch) -> Resul
 const FOLD_LOCK: i64 = 0x6165_6f67_5f66_6f6c;
 
 /// Folds up to `max` of the oldest queued batches into the roll-ups and deletes them, in
-/// this transaction: per gate, the batches merged in the order they were queued, then
-/// stored once. Waits while another transaction folds; returns how many were folded
+/// this transaction: per gate, the batches merged in the order they were queued and their
+/// halves paired; the counts of all gates written once ([`store_gates`]). Waits while another transaction folds; returns how many were folded
 /// (none: nothing was queued).
 pub(super) fn fold(tx: &mut Tx<'_>, max: i64) -> Result<usize, StoreError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FOLD_LOCK])?;
@@ -352,9 +377,7 @@ pub(super) fn fold(tx: &mut Tx<'_>, max: i64) -> Result<usize, StoreError> {
         return Ok(0);
     }
     let folded = queue.batches();
-    for (gate, batch) in queue.into_gates() {
-        store(tx, &gate, batch)?;
-    }
+    store_gates(tx, queue.into_gates())?;
     // The rows read, by id: a row with a lower id may commit after the read (ids are
     // taken before commit), and it waits for the next fold.
     tx.execute("DELETE FROM programme_queue WHERE id = ANY($1)", &[&ids])?;
@@ -449,9 +472,7 @@ pub(super) fn rebuild(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
             by_gate.entry(gate).or_default().event(&e);
             read += 1;
         }
-        for (gate, batch) in by_gate {
-            store(tx, &gate, batch)?;
-        }
+        store_gates(tx, by_gate)?;
     }
     Ok(read)
 }

@@ -5,7 +5,7 @@ use redb::{Key, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinitio
 use uuid::Uuid;
 
 use super::RedbStore;
-use super::rollup_tables::{PROGRAMME, PROGRAMME_NAMES, PROGRAMME_PENDING, daily_counts};
+use super::rollup_tables::{PROGRAMME, PROGRAMME_NAMES, PROGRAMME_PENDING};
 use super::tables::{
     AGENT_TOKENS, ALERTS, AUDIT, CASE_BY_GATE_TXN, CASE_BY_TXN, CASES, CHANGES, COMPANIES,
     CONSIGNMENTS, COUNTERS, DOCUMENTS, EVENTS, GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS,
@@ -161,22 +161,12 @@ fn export_rollups(
 ) -> Result<(), StoreError> {
     each(r, PROGRAMME, |(start, group, figure), n| {
         sink(Record::Programme {
-            day: false,
             start,
             group: group.to_owned(),
             figure: figure.to_owned(),
             n,
         })
     })?;
-    for ((start, group, figure), n) in daily_counts(r)? {
-        sink(Record::Programme {
-            day: true,
-            start,
-            group,
-            figure,
-            n,
-        })?;
-    }
     each(r, PROGRAMME_NAMES, |operator, name| {
         sink(Record::ProgrammeName {
             operator: operator.to_owned(),

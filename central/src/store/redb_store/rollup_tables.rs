@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::tables::{EVENTS, uuid_key};
 use crate::model::StoredEvent;
-use crate::rollup::{self, Batch, Half, ProgrammeCounts, Rollup, RollupSink};
+use crate::rollup::{self, Batch, Half, ProgrammeCounts, RollupSink};
 use crate::store::{StoreError, decode, encode};
 
 /// (hour start s, group, figure) → count.
@@ -69,7 +69,9 @@ pub(super) fn create(tx: &WriteTransaction) -> Result<(), StoreError> {
         }
     }
     if has(PROGRAMME_DAILY.name()) && tx.delete_table(PROGRAMME_DAILY)? {
-        tracing::info!("programme daily counts dropped: exports make them from the hourly ones");
+        tracing::info!(
+            "programme daily counts dropped: the packed day level and the hourly counts hold them"
+        );
     }
     Ok(())
 }
@@ -89,20 +91,6 @@ fn build_packed(tx: &WriteTransaction) -> Result<(u64, u64), StoreError> {
     let rows = packed.len() as u64;
     add_packed(tx, &packed)?;
     Ok((read, rows))
-}
-
-/// The hourly counts added up by UTC day, as the daily level is exported.
-pub(super) fn daily_counts(
-    r: &redb::ReadTransaction,
-) -> Result<BTreeMap<(i64, String, String), u64>, StoreError> {
-    let mut out: BTreeMap<(i64, String, String), u64> = BTreeMap::new();
-    for row in r.open_table(PROGRAMME)?.iter()? {
-        let (k, v) = row?;
-        let (hour, group, figure) = k.value();
-        *out.entry((rollup::day_start(hour), group.to_owned(), figure.to_owned()))
-            .or_default() += v.value();
-    }
-    Ok(out)
 }
 
 /// Adds packed increments to the stored rows.
@@ -162,20 +150,23 @@ fn rebuild(tx: &WriteTransaction) -> Result<u64, StoreError> {
 
 struct Sink<'a> {
     tx: &'a WriteTransaction,
-    gate: &'a str,
 }
 
 impl RollupSink for Sink<'_> {
     type Error = StoreError;
 
-    fn take_pending(&mut self, txns: &[Uuid]) -> Result<Vec<(Uuid, Vec<Half>)>, StoreError> {
+    fn take_pending(
+        &mut self,
+        gate: &str,
+        txns: &[Uuid],
+    ) -> Result<Vec<(Uuid, Vec<Half>)>, StoreError> {
         let mut t = self.tx.open_table(PROGRAMME_PENDING)?;
         let mut out = Vec::new();
         for txn in txns {
-            if let Some(v) = t.remove((self.gate, uuid_key(txn)))? {
+            if let Some(v) = t.remove((gate, uuid_key(txn)))? {
                 let halves: Vec<Half> = decode(
                     "programme_pending_v1",
-                    format_args!("{}/{txn}", self.gate),
+                    format_args!("{gate}/{txn}"),
                     v.value(),
                 )?;
                 out.push((*txn, halves));
@@ -184,9 +175,24 @@ impl RollupSink for Sink<'_> {
         Ok(out)
     }
 
-    fn write(&mut self, r: Rollup) -> Result<(), StoreError> {
-        write_counts(self.tx, &r.counts, &r.names)?;
-        write_pending(self.tx, self.gate, &r.pending)
+    fn put_pending(
+        &mut self,
+        gate: &str,
+        pending: BTreeMap<Uuid, Vec<Half>>,
+    ) -> Result<(), StoreError> {
+        let mut t = self.tx.open_table(PROGRAMME_PENDING)?;
+        for (txn, halves) in &pending {
+            t.insert((gate, uuid_key(txn)), encode(halves)?.as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn add_counts(
+        &mut self,
+        counts: BTreeMap<(i64, String, String), i64>,
+        names: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        write_counts(self.tx, &counts, &names)
     }
 }
 
@@ -215,61 +221,26 @@ fn write_counts(
     Ok(())
 }
 
-fn write_pending(
-    tx: &WriteTransaction,
-    gate: &str,
-    pending: &BTreeMap<Uuid, Vec<Half>>,
-) -> Result<(), StoreError> {
-    let mut t = tx.open_table(PROGRAMME_PENDING)?;
-    for (txn, halves) in pending {
-        t.insert((gate, uuid_key(txn)), encode(halves)?.as_slice())?;
-    }
-    Ok(())
-}
-
-/// The roll-up counts of the batches of one write transaction (a group commit), added up
-/// in memory and written once, when the last batch is stored: batches of a group mostly
-/// count under the same hours and groups, so each stored row is read and rewritten once
-/// per transaction instead of once per batch. Counts only ever increase, so the sum
-/// written is what writing each batch's would have left. Pending halves are written per
-/// batch, at once, so a later batch of the same gate in the group pairs with them.
+/// The roll-ups of the batches of one write transaction (a group commit): a
+/// [`rollup::Fold`], written when the last batch is stored.
 #[derive(Debug, Default)]
-pub(super) struct GroupRollup {
-    counts: BTreeMap<(i64, String, String), i64>,
-    names: BTreeMap<String, String>,
-}
+pub(super) struct GroupRollup(rollup::Fold);
 
 impl GroupRollup {
-    /// Pairs one batch's halves with the gate's stored ones (as [`rollup::store`] does),
-    /// writes what stays pending and keeps the counts for [`GroupRollup::write`].
+    /// Pairs one batch's halves with the gate's stored ones, writes what stays pending
+    /// and keeps the counts for [`GroupRollup::write`].
     pub(super) fn add(
         &mut self,
         tx: &WriteTransaction,
         gate: &str,
         batch: Batch,
     ) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let stored = Sink { tx, gate }.take_pending(&batch.transactions())?;
-        let r = batch.finish(stored);
-        write_pending(tx, gate, &r.pending)?;
-        for (k, n) in r.counts {
-            *self.counts.entry(k).or_default() += n;
-        }
-        for (op, name) in r.names {
-            // The first batch's name is the one declared first.
-            self.names.entry(op).or_insert(name);
-        }
-        Ok(())
+        self.0.add(&mut Sink { tx }, gate, batch)
     }
 
     /// Writes the counts and names of every batch added.
     pub(super) fn write(self, tx: &WriteTransaction) -> Result<(), StoreError> {
-        if self.counts.is_empty() && self.names.is_empty() {
-            return Ok(());
-        }
-        write_counts(tx, &self.counts, &self.names)
+        self.0.write(&mut Sink { tx })
     }
 }
 
@@ -279,7 +250,7 @@ pub(super) fn store(
     gate: &str,
     batch: rollup::Batch,
 ) -> Result<(), StoreError> {
-    rollup::store(&mut Sink { tx, gate }, batch)
+    rollup::store(&mut Sink { tx }, gate, batch)
 }
 
 pub(super) fn programme_counts(
