@@ -1109,6 +1109,107 @@ mod tests {
         assert_eq!(r.names.get("OP1").map(String::as_str), Some("name 1 3600"));
     }
 
+    /// A store's roll-ups in memory: counts, names (first kept), pending halves by
+    /// (gate, transaction), and how many count writes it took.
+    #[derive(Default)]
+    struct MemSink {
+        counts: Counts,
+        names: BTreeMap<String, String>,
+        pending: BTreeMap<(String, Uuid), Vec<Half>>,
+        writes: usize,
+    }
+
+    impl RollupSink for MemSink {
+        type Error = std::convert::Infallible;
+
+        fn take_pending(
+            &mut self,
+            gate: &str,
+            txns: &[Uuid],
+        ) -> Result<Vec<(Uuid, Vec<Half>)>, Self::Error> {
+            Ok(txns
+                .iter()
+                .filter_map(|t| self.pending.remove(&(gate.to_owned(), *t)).map(|h| (*t, h)))
+                .collect())
+        }
+
+        fn put_pending(
+            &mut self,
+            gate: &str,
+            pending: BTreeMap<Uuid, Vec<Half>>,
+        ) -> Result<(), Self::Error> {
+            for (t, h) in pending {
+                self.pending.insert((gate.to_owned(), t), h);
+            }
+            Ok(())
+        }
+
+        fn add_counts(
+            &mut self,
+            counts: BTreeMap<(i64, String, String), i64>,
+            names: BTreeMap<String, String>,
+        ) -> Result<(), Self::Error> {
+            self.writes += 1;
+            for (k, n) in counts {
+                *self.counts.entry(k).or_default() += n;
+            }
+            for (op, name) in names {
+                self.names.entry(op).or_insert(name);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn one_fold_of_several_gates_stores_what_storing_each_batch_alone_stores() {
+        // Two gates with the same transaction ids (each gate pairs only its own halves),
+        // a time waiting for a decision of a later batch of its gate, and one that never
+        // gets one; gates in the order a fold takes them.
+        let make = || {
+            vec![
+                ("G1", batch(1, 4, 3_600, &[AEO, "o:A"], &[(10, 30)])),
+                ("G2", batch(1, 2, 3_600, &[AEO, "o:A"], &[(1, 61), (7, 5)])),
+                ("G1", batch(10, 2, 7_200, &[NON_AEO, "o:B"], &[(2, 200)])),
+                ("G2", batch(7, 1, 7_200, &[AEO, "p:C"], &[])),
+            ]
+        };
+        let mut alone = MemSink::default();
+        for (gate, b) in make() {
+            store(&mut alone, gate, b).expect("store");
+        }
+        let mut folded = MemSink::default();
+        let mut fold = Fold::default();
+        for (gate, b) in make() {
+            fold.add(&mut folded, gate, b).expect("add");
+        }
+        fold.write(&mut folded).expect("write");
+        assert_eq!(folded.counts, alone.counts);
+        assert_eq!(folded.pending, alone.pending);
+        assert_eq!(folded.names, alone.names);
+        assert_eq!(
+            (alone.writes, folded.writes),
+            (4, 1),
+            "one write of the counts"
+        );
+        // G2's time of transaction 1 paired with G2's decision, not G1's.
+        let paired = (3_600, AEO.to_owned(), format!("{TIME}{}", bucket_of(61)));
+        assert_eq!(folded.counts.get(&paired), Some(&1));
+        assert!(
+            folded
+                .pending
+                .contains_key(&("G1".to_owned(), Uuid::from_u128(1)))
+        );
+        assert!(
+            !folded
+                .pending
+                .contains_key(&("G2".to_owned(), Uuid::from_u128(1)))
+        );
+        assert_eq!(
+            folded.names.get("OP1").map(String::as_str),
+            Some("name 1 3600")
+        );
+    }
+
     #[test]
     fn a_queued_batch_counts_only_the_hours_of_the_range() {
         let b = batch(1, 2, 3_600, &[AEO], &[]).finish(Vec::new());

@@ -227,17 +227,25 @@ impl CopyRows {
             )));
         }
         let width = i16::try_from(values.len()).map_err(|e| bad(e.to_string()))?;
+        let start = self.buf.len();
         self.buf.extend_from_slice(&width.to_be_bytes());
         for (v, ty) in values.iter().zip(&self.types) {
             let at = self.buf.len();
             self.buf.extend_from_slice(&0i32.to_be_bytes());
             let len = match v.to_sql_checked(ty, &mut self.buf) {
-                Ok(IsNull::Yes) => -1,
+                Ok(IsNull::Yes) => Ok(-1),
                 Ok(IsNull::No) => i32::try_from(self.buf.len() - at - 4)
-                    .map_err(|_| bad("a value over 2 GiB".into()))?,
-                Err(e) => return Err(bad(e.to_string())),
+                    .map_err(|_| bad("a value over 2 GiB".into())),
+                Err(e) => Err(bad(e.to_string())),
             };
-            self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+            match len {
+                Ok(len) => self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes()),
+                Err(e) => {
+                    // No half row is left behind.
+                    self.buf.truncate(start);
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }
@@ -263,4 +271,36 @@ impl ToSql for JsonText<'_> {
     }
 
     to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_rows_are_postgres_binary_copy_and_refuse_a_row_that_does_not_fit() {
+        let mut rows = CopyRows::new(&[Type::TEXT, Type::INT8, Type::TEXT]);
+        let none: Option<String> = None;
+        rows.push(&[&"G1", &7i64, &none]).expect("a row");
+        let mut want: Vec<u8> = b"PGCOPY\n\xff\r\n\0".to_vec();
+        want.extend_from_slice(&[0; 8]);
+        want.extend_from_slice(&3i16.to_be_bytes());
+        want.extend_from_slice(&2i32.to_be_bytes());
+        want.extend_from_slice(b"G1");
+        want.extend_from_slice(&8i32.to_be_bytes());
+        want.extend_from_slice(&7i64.to_be_bytes());
+        // NULL: a length of -1 and no bytes.
+        want.extend_from_slice(&(-1i32).to_be_bytes());
+        assert_eq!(&rows.buf[..], &want[..]);
+        let before = rows.buf.len();
+        // Another width, and a value of another type than its column's.
+        assert!(rows.push(&[&"G1", &7i64]).is_err());
+        let err = rows.push(&[&"G1", &"7", &none]).expect_err("text for int8");
+        assert!(err.to_string().contains("COPY row"), "{err}");
+        assert_eq!(
+            rows.buf.len(),
+            before,
+            "nothing of the refused rows is kept"
+        );
+    }
 }
