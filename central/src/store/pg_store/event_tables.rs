@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use super::tx::{CopyRows, JsonText, Tx};
 use jiff::{SignedDuration, Timestamp};
 use postgres::types::Type;
-use protocol::schema::{EntryJson, EventBody, GateId, JournalEntry, entry_hash};
+use protocol::schema::{EventBody, GateId, JournalEntry};
 use uuid::Uuid;
 
 use super::case_tables::{BufferedCases, CaseBuffer, bump_all, store_alert, store_alert_buffered};
@@ -44,38 +44,16 @@ pub(super) fn prepare(entries: &[JournalEntry], now: Timestamp) -> Result<Prepar
     let now_json = serde_json::to_string(&now).map_err(json_err)?;
     let mut values = HashMap::with_capacity(entries.len());
     let mut hashes = Vec::with_capacity(entries.len());
+    let mut entry_json = Vec::new();
     for e in entries {
-        // Every field, so that a field added to the entry fails to compile here.
-        let JournalEntry {
-            v,
-            agent,
-            seq,
-            id,
-            at,
-            prev_hash,
-            hash,
-            body,
-        } = e;
-        let raw = serde_json::value::to_raw_value(body).map_err(json_err)?;
-        if !entry_hash(prev_hash, *v, agent, *seq, id, at, &*raw).is_ok_and(|h| &h == hash) {
-            // The reason, worded as the entry's own check words it.
-            hashes.push(e.verify_hash().err().map(|err| err.to_string()));
-            continue;
+        entry_json.clear();
+        let why = ingest::checked_entry_json(e, &mut entry_json).map_err(json_err)?;
+        let matched = why.is_none();
+        hashes.push(why);
+        if matched {
+            let (value, range) = stored_value(&entry_json, &now_json, true, false)?;
+            values.insert((e.seq, e.hash.clone()), (value, range));
         }
-        hashes.push(None);
-        let entry_json = serde_json::to_vec(&EntryJson {
-            v: *v,
-            agent,
-            seq: *seq,
-            id,
-            at,
-            prev_hash,
-            hash,
-            body: &*raw,
-        })
-        .map_err(json_err)?;
-        let (value, range) = stored_value(&entry_json, &now_json, true, false)?;
-        values.insert((*seq, hash.clone()), (value, range));
     }
     Ok(Prepared { hashes, values })
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
 use jiff::{SignedDuration, Timestamp};
-use protocol::schema::{EntryJson, EventBody, GateId, JournalEntry, entry_hash};
+use protocol::schema::{EventBody, GateId, JournalEntry};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -690,44 +690,17 @@ impl Made {
         e: &JournalEntry,
         tail: &[u8],
     ) -> Result<(Option<String>, Option<Self>), StoreError> {
-        // Every field, so that a field added to the entry fails to compile here.
-        let JournalEntry {
-            v,
-            agent,
-            seq,
-            id,
-            at,
-            prev_hash,
-            hash,
-            body,
-        } = e;
         let json_err = |err: serde_json::Error| StoreError::Backend(err.to_string());
-        let raw = serde_json::value::to_raw_value(body).map_err(json_err)?;
-        if !entry_hash(prev_hash, *v, agent, *seq, id, at, &*raw).is_ok_and(|h| &h == hash) {
-            // The reason, worded as the entry's own check words it.
-            return Ok((e.verify_hash().err().map(|err| err.to_string()), None));
-        }
-        let mut bytes = Vec::with_capacity(raw.get().len() + 400);
+        let mut bytes = Vec::with_capacity(1_500);
         bytes.extend_from_slice(STORED_PREFIX);
         let start = bytes.len();
-        serde_json::to_writer(
-            &mut bytes,
-            &EntryJson {
-                v: *v,
-                agent,
-                seq: *seq,
-                id,
-                at,
-                prev_hash,
-                hash,
-                body: &*raw,
-            },
-        )
-        .map_err(json_err)?;
+        if let Some(why) = ingest::checked_entry_json(e, &mut bytes).map_err(json_err)? {
+            return Ok((Some(why), None));
+        }
         let json = start..bytes.len();
         bytes.push(b',');
         bytes.extend_from_slice(tail);
-        let container_keys = match body {
+        let container_keys = match &e.body {
             EventBody::Transaction { transaction } => transaction
                 .containers()
                 .iter()
@@ -742,8 +715,8 @@ impl Made {
             Some(Self {
                 bytes,
                 json,
-                lane_key: ingest::lane_of(body).map(|lane| format!("l:{agent}/{lane}")),
-                decision_key: ingest::decision_of(body).map(|d| format!("d:{}", d.as_str())),
+                lane_key: ingest::lane_of(&e.body).map(|lane| format!("l:{}/{lane}", e.agent)),
+                decision_key: ingest::decision_of(&e.body).map(|d| format!("d:{}", d.as_str())),
                 container_keys,
             }),
         ))
