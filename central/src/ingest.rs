@@ -36,8 +36,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 use protocol::schema::{
-    EntryJson, EventBody, GENESIS_HASH, GateId, IngestBatch, JournalEntry, SCHEMA_VERSION,
-    entry_hash,
+    EventBody, GENESIS_HASH, GateId, IngestBatch, JournalEntry, SCHEMA_VERSION,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -391,9 +390,10 @@ pub fn ingest_entries<T: IngestTarget>(
 }
 
 /// Rule 1 for `e` and, when its hash matches its content, the entry's JSON (the bytes
-/// `serde_json::to_vec(e)` makes) appended to `out`. The body is serialised once, for
-/// both. Returns why the hash does not match, worded as [`check_hashes`] words it (and
-/// `out` is left as it was), or `None` with the JSON written.
+/// `serde_json::to_vec(e)` makes) appended to `out`, the body serialised once for both
+/// ([`JournalEntry::verify_into_json`]). Returns why the hash does not match, worded as
+/// [`check_hashes`] words it (and `out` is left as it was), or `None` with the JSON
+/// written.
 ///
 /// # Errors
 /// The entry does not serialise (not in practice: plain fields and strings).
@@ -401,40 +401,7 @@ pub fn checked_entry_json(
     e: &JournalEntry,
     out: &mut Vec<u8>,
 ) -> Result<Option<String>, serde_json::Error> {
-    // Every field, so that a field added to the entry fails to compile here.
-    let JournalEntry {
-        v,
-        agent,
-        seq,
-        id,
-        at,
-        prev_hash,
-        hash,
-        body,
-    } = e;
-    let raw = serde_json::value::to_raw_value(body)?;
-    if !entry_hash(prev_hash, *v, agent, *seq, id, at, &*raw).is_ok_and(|h| &h == hash) {
-        return match e.verify_hash() {
-            Err(why) => Ok(Some(why.to_string())),
-            // The entry's own check passing where the one over its serialised body did
-            // not cannot happen (the same bytes); should it, its own JSON is stored.
-            Ok(()) => serde_json::to_writer(&mut *out, e).map(|()| None),
-        };
-    }
-    serde_json::to_writer(
-        &mut *out,
-        &EntryJson {
-            v: *v,
-            agent,
-            seq: *seq,
-            id,
-            at,
-            prev_hash,
-            hash,
-            body: &*raw,
-        },
-    )?;
-    Ok(None)
+    Ok(e.verify_into_json(out)?.err().map(|why| why.to_string()))
 }
 
 /// Rule 1 for every entry: `None` when the entry's hash matches its content, else why not.

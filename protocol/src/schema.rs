@@ -1397,6 +1397,12 @@ impl JournalEntry {
     /// # Errors
     /// [`ChainError::Mismatch`] when they differ; as [`entry_hash`] otherwise.
     pub fn verify_hash(&self) -> Result<(), ChainError> {
+        self.verify_with_body(&self.body)
+    }
+
+    /// [`JournalEntry::verify_hash`] with `body` (anything that serialises like the
+    /// entry's body) in place of the body.
+    fn verify_with_body<B: Serialize + ?Sized>(&self, body: &B) -> Result<(), ChainError> {
         let computed = entry_hash(
             &self.prev_hash,
             self.v,
@@ -1404,7 +1410,7 @@ impl JournalEntry {
             self.seq,
             &self.id,
             &self.at,
-            &self.body,
+            body,
         )?;
         if computed == self.hash {
             Ok(())
@@ -1415,6 +1421,38 @@ impl JournalEntry {
                 computed,
             })
         }
+    }
+
+    /// [`JournalEntry::verify_hash`] and, when the hash matches, the entry's JSON (the
+    /// bytes `serde_json::to_vec(self)` makes) appended to `out`: the body is serialised
+    /// once, for both (central checks and stores every entry it receives this way).
+    /// `out` is left as it was when the hash does not match.
+    ///
+    /// # Errors
+    /// The outer error when the entry does not serialise (not in practice: plain fields
+    /// and strings); the inner one as [`JournalEntry::verify_hash`]'s.
+    pub fn verify_into_json(
+        &self,
+        out: &mut Vec<u8>,
+    ) -> Result<Result<(), ChainError>, serde_json::Error> {
+        let raw = serde_json::value::to_raw_value(&self.body)?;
+        if let Err(e) = self.verify_with_body(&*raw) {
+            return Ok(Err(e));
+        }
+        serde_json::to_writer(
+            &mut *out,
+            &EntryJson {
+                v: self.v,
+                agent: &self.agent,
+                seq: self.seq,
+                id: &self.id,
+                at: &self.at,
+                prev_hash: &self.prev_hash,
+                hash: &self.hash,
+                body: &*raw,
+            },
+        )?;
+        Ok(Ok(()))
     }
 }
 
@@ -1632,9 +1670,25 @@ mod tests {
             forged.verify_hash(),
             Err(ChainError::Mismatch { seq: 2, .. })
         ));
-        let mut bad_prev = e2;
+        let mut bad_prev = e2.clone();
         bad_prev.prev_hash = "zz".into();
         assert_eq!(bad_prev.verify_hash(), Err(ChainError::BadPrevHash));
+
+        // The check that also writes the entry's JSON says the same, writes the bytes
+        // `to_vec` makes when it passes, and nothing when it does not.
+        let mut out = b"x".to_vec();
+        assert_eq!(e2.verify_into_json(&mut out).expect("json"), Ok(()));
+        let mut want = b"x".to_vec();
+        want.extend(serde_json::to_vec(&e2).expect("to_vec"));
+        assert_eq!(out, want);
+        for bad in [&forged, &bad_prev] {
+            let mut out = b"x".to_vec();
+            assert_eq!(
+                bad.verify_into_json(&mut out).expect("json"),
+                bad.verify_hash()
+            );
+            assert_eq!(out, b"x");
+        }
     }
 
     #[test]
