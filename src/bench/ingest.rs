@@ -752,7 +752,11 @@ fn fold_until_done(store: &dyn Store, ingesting: &AtomicBool) -> anyhow::Result<
             }
             continue;
         }
-        std::thread::sleep(central::fold_pause(n));
+        // The pause in short steps, so the end of the ingest is seen at once.
+        let until = Instant::now() + central::fold_pause(n);
+        while ingesting.load(Ordering::SeqCst) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     bail!("the roll-ups were not folded within an hour")
 }
