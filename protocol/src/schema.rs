@@ -1905,17 +1905,29 @@ mod tests {
         for body in bodies {
             let text = serde_json::to_string(&body).expect("json");
             assert!(text.starts_with(r#"{"type":"#), "{text}");
-            assert_eq!(serde_json::from_str::<EventBody>(&text).expect("first"), body);
+            assert_eq!(
+                serde_json::from_str::<EventBody>(&text).expect("first"),
+                body
+            );
             // The same object with `type` last, and with a field this version does not
             // know: the same body.
             let mut v: serde_json::Value = serde_json::from_str(&text).expect("value");
-            let tag = v.as_object_mut().and_then(|o| o.remove("type")).expect("tag");
+            let tag = v
+                .as_object_mut()
+                .and_then(|o| o.remove("type"))
+                .expect("tag");
             let mut last = serde_json::to_string(&v).expect("json");
             last.pop();
             last.push_str(&format!(r#","later":1,"type":{tag}}}"#));
-            assert_eq!(serde_json::from_str::<EventBody>(&last).expect("last"), body);
+            assert_eq!(
+                serde_json::from_str::<EventBody>(&last).expect("last"),
+                body
+            );
             let extra = text.replacen(r#"{"type":"#, r#"{"later":[1,{"a":2}],"type":"#, 1);
-            assert_eq!(serde_json::from_str::<EventBody>(&extra).expect("extra"), body);
+            assert_eq!(
+                serde_json::from_str::<EventBody>(&extra).expect("extra"),
+                body
+            );
         }
         // Refused as serde's derive refuses them.
         for bad in [
