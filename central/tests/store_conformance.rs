@@ -70,6 +70,7 @@ conformance!(
     a_resent_batch_with_new_entries_counts_only_the_new_ones,
     batches_out_of_order_are_chained_and_acknowledged_when_the_gap_closes,
     a_chain_break_is_stored_flagged_with_one_alert_and_case,
+    a_batch_of_far_apart_entries_is_checked_against_the_stored_ones_beside_each,
     a_reused_seq_keeps_the_first_entry,
     a_seal_exception_opens_one_case_and_its_repeat_is_noted,
     another_gates_entry_about_a_transaction_is_refused_with_an_alert,
@@ -227,6 +228,42 @@ fn batches_out_of_order_are_chained_and_acknowledged_when_the_gap_closes(s: &dyn
             events: 6,
             gap_since: None
         }
+    );
+}
+
+/// A batch whose entries lie far apart (a backend may read a batch's stored neighbours by
+/// one range of seqs when they are close, and one by one otherwise): each entry is still
+/// checked against the stored entry before it.
+fn a_batch_of_far_apart_entries_is_checked_against_the_stored_ones_beside_each(s: &dyn Store) {
+    let g = gate("G1");
+    let c = plain_chain("G1", 40);
+    assert_eq!(ingest(s, &c[10..30]).tally.stored, 20, "seqs 11..=30");
+    // Seq 31 chained to nothing stored; seq 10 the true entry before the stored 11.
+    let forged = JournalEntry::new_chained(
+        g.clone(),
+        31,
+        Uuid::now_v7(),
+        c[30].at,
+        GENESIS_HASH.into(),
+        fast_decision(&g),
+    )
+    .expect("entry");
+    let out = ingest(s, &[c[9].clone(), forged]);
+    assert_eq!(out.tally.stored, 2);
+    assert_eq!(
+        alert_kinds(s),
+        vec![AlertKind::ChainBreak],
+        "{:?}",
+        out.tally.alerts
+    );
+    assert_eq!(s.alerts(10).expect("alerts")[0].seq, 31);
+    // The entries before: everything through the forged one is stored, nothing else broke.
+    let out = ingest(s, &c[..9]);
+    assert_eq!(out.acked_through, 31);
+    assert_eq!(
+        alert_kinds(s),
+        vec![AlertKind::ChainBreak],
+        "one break only"
     );
 }
 

@@ -812,13 +812,24 @@ pub(super) fn ingest(
     }
     let seqs: Vec<i64> = seqs.into_iter().collect();
     let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
-    let links: HashMap<u64, Link> = tx
-        .query(
+    let span = seqs.iter().min().zip(seqs.iter().max());
+    let width = i64::try_from(seqs.len()).unwrap_or(i64::MAX);
+    let link_rows = match span {
+        // A batch's seqs are (nearly) consecutive: one range of the key index instead of
+        // a probe each. What else the range holds is stored links all the same.
+        Some((&lo, &hi)) if hi.saturating_sub(lo) < width.saturating_mul(2) => tx.query(
+            "SELECT seq, hash, prev_hash, at_ms FROM event_keys
+             WHERE gate = $1 AND seq BETWEEN $2 AND $3",
+            &[&gate.as_str(), &lo, &hi],
+        )?,
+        _ => tx.query(
             "SELECT k.seq, k.hash, k.prev_hash, k.at_ms
              FROM unnest($2::bigint[]) AS u (seq)
              JOIN event_keys k ON k.gate = $1 AND k.seq = u.seq",
             &[&gate.as_str(), &seqs],
-        )?
+        )?,
+    };
+    let links: HashMap<u64, Link> = link_rows
         .iter()
         .map(|r| {
             (
