@@ -880,7 +880,7 @@ pub(super) fn record_heartbeat(
 }
 
 #[cfg(test)]
-mod ingest_encoding_tests {
+pub(super) mod ingest_encoding_tests {
     use protocol::schema::{
         CloseReason, EventBody, GENESIS_HASH, GateId, GateTransaction, JournalEntry, LaneId, Read,
         ReadSource, ReadValue, SCHEMA_VERSION,
@@ -892,7 +892,8 @@ mod ingest_encoding_tests {
         "2026-11-23T10:00:00.123Z".parse().expect("time")
     }
 
-    fn container_read(number: &str) -> Read {
+    /// An OCR read of container `number` at `at` (the redb store's tests share it).
+    pub(in crate::store::redb_store) fn container_read(number: &str, at: jiff::Timestamp) -> Read {
         Read {
             source: ReadSource::Ocr,
             device: "ocr-1".into(),
@@ -900,8 +901,8 @@ mod ingest_encoding_tests {
             value: ReadValue::Container {
                 number: number.parse().expect("container"),
             },
-            first_at: at(),
-            last_at: at(),
+            first_at: at,
+            last_at: at,
             count: 2,
             antenna: None,
             rssi: Some(-61),
@@ -923,9 +924,9 @@ mod ingest_encoding_tests {
             closed_at: at(),
             close_reason: CloseReason::Departure,
             reads: vec![
-                container_read("MSCU1234566"),
-                container_read("CSQU3054383"),
-                container_read("MSCU1234566"),
+                container_read("MSCU1234566", at()),
+                container_read("CSQU3054383", at()),
+                container_read("MSCU1234566", at()),
             ],
         };
         let bodies = [

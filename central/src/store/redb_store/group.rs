@@ -195,6 +195,7 @@ pub(super) mod tests {
     use protocol::schema::{DeviceHealth, EventBody, GENESIS_HASH, GateId, JournalEntry};
 
     use super::super::RedbStore;
+    use super::super::event_tables::ingest_encoding_tests::container_read;
     use super::super::tables::EVENTS;
     use super::lock;
     use crate::store::{Store, StoreError};
@@ -348,26 +349,6 @@ pub(super) mod tests {
                 ("G9".into(), 3)
             ]
         );
-    }
-
-    /// An OCR read of container `number` at `at`.
-    fn container_read(number: &str, at: Timestamp) -> protocol::schema::Read {
-        use protocol::schema::{Read, ReadSource, ReadValue};
-        Read {
-            source: ReadSource::Ocr,
-            device: "ocr-1".into(),
-            raw: number.into(),
-            value: ReadValue::Container {
-                number: number.parse().expect("container"),
-            },
-            first_at: at,
-            last_at: at,
-            count: 1,
-            antenna: None,
-            rssi: None,
-            confidence: Some(97),
-            entered_by: None,
-        }
     }
 
     /// Entries 1..=2n of `gate`'s chain: n gate transactions (each naming one of two
