@@ -49,3 +49,87 @@ fn an_operation_chosen_as_deadlock_victim_is_run_again_and_succeeds() {
     assert_eq!(log[1].id, 2);
     drop(s);
 }
+
+/// A gate transaction's containers are copied as new rows (those stored before are read
+/// first). When another transaction commits the same (transaction, container) row
+/// between that read and the copy, the copy's unique violation makes the ingest a
+/// conflict: it is run again whole, reads the row as stored, and succeeds.
+#[test]
+fn containers_stored_by_another_transaction_after_the_read_make_the_ingest_run_again() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let store = std::sync::Arc::new(PgStore::open(&url).expect("store"));
+    let g = common::gate("G1");
+    let txn = uuid::Uuid::now_v7();
+    let entries = common::chain(
+        &g,
+        vec![
+            common::transaction(&g, uuid::Uuid::now_v7(), "MSKU9070323"),
+            common::transaction(&g, txn, "CSQU3054383"),
+        ],
+    );
+    let now = ts("2026-03-01T12:00:00Z");
+    let gap_alert = jiff::SignedDuration::from_hours(24);
+    // The gate's first batch (its row, the month's partition).
+    store
+        .ingest(&g, &entries[..1], now, gap_alert)
+        .expect("first batch");
+
+    // Another session stores the row and keeps it uncommitted: the ingest reads no such
+    // row, and its copy waits on the key until the other session ends.
+    let mut other = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    other
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO txn_containers (txn, container) VALUES ('{txn}', 'CSQU3054383')"
+        ))
+        .expect("hold the row");
+    let ingest = {
+        let s = store.clone();
+        let (g, entries) = (g.clone(), entries.clone());
+        std::thread::spawn(move || s.ingest(&g, &entries[1..], now, gap_alert))
+    };
+    // Bounded: 20 s for the ingest's copy to wait on the other session's row.
+    let mut waited = false;
+    for _ in 0..200 {
+        let n: i64 = other
+            .query_one(
+                // Waiting on this session's transaction: only the copy of the row's key
+                // does (what `pg_stat_activity` names as its statement lags a copy).
+                "SELECT count(*) FROM pg_locks
+                 WHERE locktype = 'transactionid' AND NOT granted
+                   AND transactionid::text = pg_current_xact_id()::text",
+                &[],
+            )
+            .expect("activity")
+            .get(0);
+        if n > 0 {
+            waited = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        waited,
+        "the ingest's copy never waited on the other session's row"
+    );
+    other.batch_execute("COMMIT").expect("commit");
+
+    let outcome = ingest.join().expect("ingest thread");
+    let outcome = outcome.expect("the conflicting ingest was run again and succeeded");
+    assert_eq!((outcome.acked_through, outcome.tally.stored), (2, 1));
+    assert_eq!(
+        store
+            .transaction_events(&g, &txn)
+            .expect("transaction events")
+            .len(),
+        1
+    );
+    let rows: i64 = other
+        .query_one(
+            "SELECT count(*) FROM txn_containers WHERE txn = $1",
+            &[&txn],
+        )
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 1, "the row is stored once");
+}

@@ -98,11 +98,15 @@ pub fn check_port(port: &str) -> Result<(), BadPort> {
         .map_err(|e| BadPort(e.to_string().replace("gate id", "port")))
 }
 
-/// Queued ingest batches folded into the programme roll-ups in one transaction at most.
-pub const FOLD_BATCHES: usize = 100;
+/// Queued ingest batches folded into the programme roll-ups in one transaction at most
+/// (each a few kilobytes: a fold holds a few megabytes).
+pub const FOLD_BATCHES: usize = 1_000;
 /// How long the roll-up folder waits after a fold that found fewer than
-/// [`FOLD_BATCHES`] queued.
-const FOLD_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+/// [`FOLD_BATCHES`] queued. A fold's writes grow with the hours and groups its batches
+/// count, not with the batches: at 40,000 events/s, folds a second apart wrote about
+/// 155,000 hourly and 107,000 packed rows per million events. Readers count what is
+/// queued, so the figures stay exact whatever the pause.
+const FOLD_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long the roll-up folder waits after folding `folded` batches: not at all after a
 /// full fold (more may wait), else [`FOLD_PAUSE`], so that a fold takes many batches at
@@ -178,7 +182,11 @@ impl Central {
                         std::time::Duration::from_secs(1)
                     }
                 };
-                std::thread::sleep(pause);
+                // In short steps, so the thread ends soon after its central.
+                let until = std::time::Instant::now() + pause;
+                while go_on() && std::time::Instant::now() < until {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
             }
         })
     }

@@ -281,12 +281,24 @@ impl Target<'_, '_> {
                 &[&gate, &seq, &at, &value],
             )?;
         }
-        if !r.txn_containers.is_empty() {
-            let (t, c): (Vec<Uuid>, Vec<String>) = r.txn_containers.into_iter().unzip();
-            self.tx.execute(
-                "INSERT INTO txn_containers (txn, container)
-                 SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT DO NOTHING",
-                &[&t, &c],
+        // A transaction's containers not stored yet: those stored were read up front. A
+        // row another gate's batch stored since (naming the same transaction at the same
+        // time) makes this one a conflict, run again, when the rules see that gate's
+        // entries and refuse this batch's.
+        let mut rows = CopyRows::new(&[Type::UUID, Type::TEXT]);
+        for (t, c) in &r.txn_containers {
+            if !self
+                .stored_txn_containers
+                .get(t)
+                .is_some_and(|stored| stored.contains(c))
+            {
+                rows.push(&[t, c])?;
+            }
+        }
+        if !rows.is_empty() {
+            self.tx.copy_new_rows(
+                "COPY txn_containers (txn, container) FROM STDIN (FORMAT binary)",
+                rows,
             )?;
         }
         if !r.containers.is_empty() {

@@ -76,6 +76,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (7, include_str!("migrations/0007_lean_event_rows.sql")),
     (8, include_str!("migrations/0008_programme_queue.sql")),
     (9, include_str!("migrations/0009_no_daily_rollup.sql")),
+    (10, include_str!("migrations/0010_one_key_per_event.sql")),
 ];
 
 /// The migration that adds the programme roll-ups; the roll-ups of the events already
@@ -157,6 +158,15 @@ pub const CONFLICT_RETRIES: u32 = 5;
 /// Leading words of the [`StoreError::Unavailable`] message of a deadlock or
 /// serialization failure (what [`PgStore::write`] runs again).
 const CONFLICT: &str = "PostgreSQL transaction conflict";
+
+/// `e` as a conflict: the transaction was rolled back whole and [`PgStore::write`] runs
+/// it again.
+pub(super) fn conflict(e: &postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Unavailable(format!("{CONFLICT}: {db}")),
+        None => StoreError::Unavailable(format!("{CONFLICT}: {e}")),
+    }
+}
 
 fn is_conflict(e: &StoreError) -> bool {
     matches!(e, StoreError::Unavailable(m) if m.starts_with(CONFLICT))

@@ -457,9 +457,13 @@ pub(super) fn rebuild(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
     let mut read = 0u64;
     // Bounded: every round but the last reads a full chunk of the events counted above.
     for _ in 0..=(events / chunk + 1) {
+        // `event_keys` holds each entry's time: the event is one probe of its month's
+        // key (gate, at ms, seq); refused entries have a key and no event.
         let rows = tx.query(
-            "SELECT gate, seq, value FROM events WHERE (gate, seq) > ($1, $2)
-             ORDER BY gate, seq LIMIT $3",
+            "SELECT k.gate, k.seq, e.value FROM event_keys k
+             JOIN events e ON e.gate = k.gate AND e.at_ms = k.at_ms AND e.seq = k.seq
+             WHERE (k.gate, k.seq) > ($1, $2)
+             ORDER BY k.gate, k.seq LIMIT $3",
             &[&after.0, &after.1, &chunk],
         )?;
         let Some(last) = rows.last() else { break };

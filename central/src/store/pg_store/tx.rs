@@ -144,6 +144,27 @@ impl<'a> Tx<'a> {
         sql: &str,
         rows: CopyRows,
     ) -> Result<u64, crate::store::StoreError> {
+        self.copy(sql, rows, false)
+    }
+
+    /// As [`Tx::copy_rows`], for rows this transaction read as not stored yet: a row
+    /// another transaction committed since (a unique violation) makes this transaction
+    /// a conflict, run again whole by the store (which then reads that row), rather
+    /// than a failure.
+    pub(super) fn copy_new_rows(
+        &mut self,
+        sql: &str,
+        rows: CopyRows,
+    ) -> Result<u64, crate::store::StoreError> {
+        self.copy(sql, rows, true)
+    }
+
+    fn copy(
+        &mut self,
+        sql: &str,
+        rows: CopyRows,
+        read_as_new: bool,
+    ) -> Result<u64, crate::store::StoreError> {
         use std::io::Write as _;
         let s = self.statement(sql)?;
         let mut w = self.inner.copy_in(&s)?;
@@ -153,7 +174,13 @@ impl<'a> Tx<'a> {
         // A write that fails leaves the copy unfinished: the server's reason comes from
         // `finish`, and the write's own is reported when there is none.
         let written = w.write_all(&buf);
-        let copied = w.finish()?;
+        let copied = w.finish().map_err(|e| {
+            if read_as_new && e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+                super::conflict(&e)
+            } else {
+                e.into()
+            }
+        })?;
         written.map_err(|e| crate::store::StoreError::Backend(format!("COPY data: {e}")))?;
         Ok(copied)
     }
@@ -193,9 +220,15 @@ impl<'a> Tx<'a> {
 pub(in crate::store) struct CopyRows {
     types: Vec<Type>,
     buf: bytes::BytesMut,
+    rows: usize,
 }
 
 impl CopyRows {
+    /// Whether no row was added.
+    pub(in crate::store) fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
     /// Rows of columns of `types`, none yet.
     pub(in crate::store) fn new(types: &[Type]) -> Self {
         let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
@@ -206,6 +239,7 @@ impl CopyRows {
         Self {
             types: types.to_vec(),
             buf,
+            rows: 0,
         }
     }
 
@@ -247,6 +281,7 @@ impl CopyRows {
                 }
             }
         }
+        self.rows += 1;
         Ok(())
     }
 }
