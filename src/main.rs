@@ -17,6 +17,11 @@ use clap::{Parser, Subcommand};
 mod demo;
 mod tools;
 
+/// The allocator of the `central` binary (central/src/main.rs), so that central's code run
+/// here (the demo's central, `bench` figure 5) allocates as it does there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// aeogate: AEO priority lanes at the port-of-entry gate.
 #[derive(Debug, Parser)]
 #[command(version, about, propagate_version = true)]

@@ -239,7 +239,9 @@ impl Target<'_, '_> {
                     &r.key_at[i],
                 ])?;
             }
-            self.tx.copy_rows(
+            // A key stored since the rules' reads, or an entry id they did not read
+            // (`ingest`'s `read_ids`): a conflict, run again.
+            self.tx.copy_new_rows(
                 "COPY event_keys (gate, seq, entry_id, hash, prev_hash, at_ms)
                  FROM STDIN (FORMAT binary)",
                 rows,
@@ -806,6 +808,13 @@ pub(super) fn agent_for_token(
     .transpose()
 }
 
+/// Checks and stores a batch of `gate`'s entries in `tx`.
+///
+/// With `read_ids` false the entry ids stored before are not read: the rules take every
+/// id as new, which it nearly always is, and an id stored before makes the copy of the
+/// entries' keys fail on `event_keys`' unique (gate, entry id) as a conflict, so the
+/// store runs the ingest again, with `read_ids` true, and the rules find the reused id
+/// (saves a probe of that index per entry).
 pub(super) fn ingest(
     tx: &mut Tx<'_>,
     gate: &GateId,
@@ -813,17 +822,17 @@ pub(super) fn ingest(
     prepared: Prepared,
     now: Timestamp,
     gap_alert_after: SignedDuration,
+    read_ids: bool,
 ) -> Result<IngestOutcome, StoreError> {
     let mut row = lock_gate(tx, gate)?;
     let mut state = row.state.clone();
-    // The links and ids the rules will ask for, in two queries.
+    // The links (and ids) the rules will ask for, in a query each.
     let mut seqs: HashSet<i64> = HashSet::new();
     for e in entries {
         let s = int(e.seq)?;
         seqs.extend([s - 1, s, s.saturating_add(1)]);
     }
     let seqs: Vec<i64> = seqs.into_iter().collect();
-    let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
     let span = seqs.iter().min().zip(seqs.iter().max());
     let width = i64::try_from(seqs.len()).unwrap_or(i64::MAX);
     let link_rows = match span {
@@ -854,8 +863,9 @@ pub(super) fn ingest(
             )
         })
         .collect();
-    let known_ids: HashMap<Uuid, u64> = tx
-        .query(
+    let known_ids: HashMap<Uuid, u64> = if read_ids {
+        let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
+        tx.query(
             "SELECT k.entry_id, k.seq
              FROM unnest($2::uuid[]) AS u (id)
              JOIN event_keys k ON k.gate = $1 AND k.entry_id = u.id",
@@ -863,7 +873,10 @@ pub(super) fn ingest(
         )?
         .iter()
         .map(|r| (r.get(0), uint(r.get(1))))
-        .collect();
+        .collect()
+    } else {
+        HashMap::new()
+    };
     let txns: Vec<Uuid> = entries
         .iter()
         .filter_map(|e| ingest::transaction_of(&e.body))

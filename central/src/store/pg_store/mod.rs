@@ -601,6 +601,8 @@ impl Store for PgStore {
     ) -> Result<IngestOutcome, StoreError> {
         self.ensure_partitions(entries)?;
         let mut prepared = Some(event_tables::prepare(entries, now)?);
+        // The stored entry ids are read only when a run found one (`event_tables::ingest`).
+        let mut read_ids = false;
         self.write(|tx| {
             // A transaction run again (after a conflict) prepares the batch anew.
             let p = match prepared.take() {
@@ -608,7 +610,10 @@ impl Store for PgStore {
                 None => event_tables::prepare(entries, now)?,
             };
             tx.index_reads_only()?;
-            let out = event_tables::ingest(tx, gate, entries, p, now, gap_alert_after)?;
+            let out = event_tables::ingest(tx, gate, entries, p, now, gap_alert_after, read_ids);
+            // Whatever the conflict, the run after it reads them.
+            read_ids |= out.as_ref().is_err_and(is_conflict);
+            let out = out?;
             notify_cases(tx, self.instance, &out.cases)?;
             Ok(out)
         })
