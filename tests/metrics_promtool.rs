@@ -113,9 +113,16 @@ async fn both_daemons_metrics_pass_promtool_fresh_and_after_traffic() {
             .filter(|l| l.starts_with("aeogate_decisions_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
+        // Central counts the decisions it stored (once the batch is stored).
+        let central_decided = c
+            .lines()
+            .filter(|l| l.starts_with("central_decisions_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
         if stored > 0.0
             && acked > 0.0
             && decided > 0.0
+            && central_decided > 0.0
             && a.contains("aeogate_decision_seconds_bucket")
         {
             break (c, a);

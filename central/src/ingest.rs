@@ -216,6 +216,10 @@ pub struct Tally {
     pub stored: u64,
     pub duplicates: u64,
     pub alerts: Vec<String>,
+    /// Decisions stored with effect, by outcome: counted (`central_decisions_total`) by
+    /// the caller once the batch is stored, so a transaction the store runs again after a
+    /// conflict counts its decisions once.
+    pub decisions: std::collections::BTreeMap<&'static str, u64>,
 }
 
 fn raise<T: IngestTarget>(
@@ -506,6 +510,12 @@ pub fn ingest_checked<T: IngestTarget>(
         }
         t.insert(e, chain_ok, is_refused)?;
         tally.stored += 1;
+        if let (false, EventBody::Decision { decision }) = (is_refused, &e.body) {
+            *tally
+                .decisions
+                .entry(decision.decision.as_str())
+                .or_default() += 1;
+        }
     }
     Ok(tally)
 }

@@ -66,6 +66,7 @@ fn containers_stored_by_another_transaction_after_the_read_make_the_ingest_run_a
         vec![
             common::transaction(&g, uuid::Uuid::now_v7(), "MSKU9070323"),
             common::transaction(&g, txn, "CSQU3054383"),
+            common::seal_exception(&g, txn),
         ],
     );
     let now = ts("2026-03-01T12:00:00Z");
@@ -116,13 +117,19 @@ fn containers_stored_by_another_transaction_after_the_read_make_the_ingest_run_a
 
     let outcome = ingest.join().expect("ingest thread");
     let outcome = outcome.expect("the conflicting ingest was run again and succeeded");
-    assert_eq!((outcome.acked_through, outcome.tally.stored), (2, 1));
+    assert_eq!((outcome.acked_through, outcome.tally.stored), (3, 2));
+    // Counted by the run that was stored, once (`central_decisions_total` is counted from
+    // this after the store returns).
+    assert_eq!(
+        outcome.tally.decisions,
+        std::collections::BTreeMap::from([("INSPECT", 1)])
+    );
     assert_eq!(
         store
             .transaction_events(&g, &txn)
             .expect("transaction events")
             .len(),
-        1
+        2
     );
     let rows: i64 = other
         .query_one(

@@ -199,6 +199,11 @@ fn a_resent_batch_with_new_entries_counts_only_the_new_ones(s: &dyn Store) {
     ingest(s, &c[..3]);
     let again = ingest(s, &c);
     assert_eq!((again.tally.stored, again.tally.duplicates), (2, 3));
+    // The batch's decisions stored now, not its duplicates.
+    assert_eq!(
+        again.tally.decisions,
+        std::collections::BTreeMap::from([("FAST", 2)])
+    );
     let sum = s.summary().expect("summary");
     assert_eq!(sum.events_per_gate.get("G1"), Some(&5));
     assert_eq!(sum.decisions.get("FAST"), Some(&5));
@@ -380,6 +385,11 @@ fn another_gates_entry_about_a_transaction_is_refused_with_an_alert(s: &dyn Stor
     let foreign = chain(&g2, vec![seal_exception(&g2, txn)]);
     let out = ingest(s, &foreign);
     assert_eq!(out.acked_through, 1, "refused entries are acknowledged");
+    assert!(
+        out.tally.decisions.is_empty(),
+        "a refused decision is not counted: {:?}",
+        out.tally.decisions
+    );
     assert!(
         alert_kinds(s).contains(&AlertKind::ForeignTransaction),
         "{:?}",

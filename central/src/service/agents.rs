@@ -218,6 +218,9 @@ impl Central {
         metrics::counter!("central_entries_received_total").increment(n as u64);
         metrics::counter!("central_entries_stored_total").increment(out.tally.stored);
         metrics::counter!("central_entries_duplicate_total").increment(out.tally.duplicates);
+        for (outcome, n) in &out.tally.decisions {
+            metrics::counter!("central_decisions_total", "outcome" => *outcome).increment(*n);
+        }
         if !out.tally.alerts.is_empty() {
             tracing::warn!(gate = %agent.gate, alerts = ?out.tally.alerts, "integrity alerts on ingest");
         }

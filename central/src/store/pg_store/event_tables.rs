@@ -199,7 +199,6 @@ impl Target<'_, '_> {
                 .or_default() += 1;
         }
         self.rows.rollup.decision(d);
-        metrics::counter!("central_decisions_total", "outcome" => outcome).increment(1);
         let changed = cases::on_decision(
             &mut BufferedCases {
                 tx: self.tx,

@@ -205,10 +205,6 @@ impl<'a> Target<'a> {
         // Tables are closed before the counters' table is opened in the same transaction.
         drop((events, event_ids, event_index, event_txn));
         let totals = batch.totals_of(&effect);
-        for (outcome, n) in &totals.decisions {
-            metrics::counter!("central_decisions_total", "outcome" => *outcome)
-                .increment(n.unsigned_abs());
-        }
         {
             let mut counters = tx.open_table(COUNTERS)?;
             let mut bump = |scope: &str, name: &str, by: i64| -> Result<(), StoreError> {
