@@ -93,8 +93,6 @@ struct Rows {
     txn_rows: Vec<(Uuid, String, i64, i64)>,
     /// (scope, name) → increment
     counters: BTreeMap<(String, String), i64>,
-    /// Decisions by outcome.
-    decisions: HashMap<&'static str, i64>,
     /// (gate, hour, figure) → increment
     hourly: BTreeMap<(String, i64, String), i64>,
     rollup: rollup::Batch,
@@ -188,8 +186,6 @@ impl Target<'_, '_> {
     }
 
     fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
-        let outcome = d.decision.as_str();
-        *self.rows.decisions.entry(outcome).or_default() += 1;
         let hour = stats::hour_start(d.decided_at);
         for k in stats::hour_figures(d) {
             *self
@@ -213,8 +209,9 @@ impl Target<'_, '_> {
         Ok(())
     }
 
-    /// Writes the batch's rows.
-    fn flush(&mut self) -> Result<(), StoreError> {
+    /// Writes the batch's rows; `decisions` are those the rules stored, by outcome
+    /// ([`ingest::Tally`]).
+    fn flush(&mut self, decisions: &BTreeMap<&'static str, u64>) -> Result<(), StoreError> {
         let gate = self.gate.as_str();
         let mut r = std::mem::take(&mut self.rows);
         if !r.key_seq.is_empty() {
@@ -328,10 +325,10 @@ impl Target<'_, '_> {
                 .entry((format!("gate:{gate}"), "events".into()))
                 .or_default() += r.events;
         }
-        for (outcome, n) in r.decisions {
+        for (outcome, n) in decisions {
             *r.counters
-                .entry(("decision".into(), outcome.into()))
-                .or_default() += n;
+                .entry(("decision".into(), (*outcome).into()))
+                .or_default() += int(*n)?;
         }
         for (k, n) in std::mem::take(&mut self.case_buf.counters) {
             *r.counters.entry(k).or_default() += n;
@@ -952,7 +949,7 @@ pub(super) fn ingest(
             case_buf,
         };
         let tally = ingest::ingest_checked(&mut target, entries, &prepared.hashes)?;
-        target.flush()?;
+        target.flush(&tally.decisions)?;
         (tally, target.cases, target.links)
     };
     changed.extend(gap_check(

@@ -126,9 +126,7 @@ impl From<postgres::Error> for StoreError {
             // Connection exceptions (class 08) and the server shutting down or starting
             // (57P01..57P03): the database is away, not the request wrong.
             // Deadlock, serialization failure: the transaction was rolled back whole.
-            Some(db) if matches!(db.code().code(), "40001" | "40P01") => {
-                StoreError::Unavailable(format!("{CONFLICT}: {db}"))
-            }
+            Some(db) if matches!(db.code().code(), "40001" | "40P01") => conflict(&e),
             Some(db) if unavailable_state(db.code().code()) => {
                 StoreError::Unavailable(format!("PostgreSQL: {db}"))
             }
