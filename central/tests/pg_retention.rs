@@ -217,3 +217,97 @@ fn a_container_search_skips_rows_whose_month_is_gone() {
     }
     drop(s);
 }
+
+/// Events stored before migration 11 keep their record in the `json` column `value`;
+/// those stored since carry it as text in `record`. Every read (a page by time, by
+/// container, a transaction's entries) and the analysts' view `event_records` give the
+/// same events from either form, and a row with neither or both is refused.
+#[test]
+fn events_stored_as_json_before_migration_11_read_like_those_stored_as_text() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_database("central");
+    let s = PgStore::open(&url).expect("store");
+    let g = gate("G1");
+    let txn = Uuid::now_v7();
+    let entries = common::chain(
+        &g,
+        vec![
+            common::transaction(&g, txn, "CSQU3054383"),
+            common::seal_exception(&g, txn),
+            common::transaction(&g, Uuid::now_v7(), "MSKU9070323"),
+        ],
+    );
+    let now = ts("2026-03-01T12:00:00Z");
+    let gap = SignedDuration::from_hours(24);
+    s.ingest(&g, &entries[..2], now, gap).expect("first batch");
+    let reads = |s: &PgStore| {
+        let page = s.events(&query_all()).expect("events");
+        let by_container = s
+            .events(&EventQuery {
+                container: Some("CSQU3054383".into()),
+                ..query_all()
+            })
+            .expect("events by container");
+        let of_txn = s.transaction_events(&g, &txn).expect("transaction events");
+        (page.items, by_container.items, of_txn)
+    };
+    let before = reads(&s);
+    assert_eq!(before.0.len(), 2);
+    assert_eq!(before.1.len(), 2, "both entries name the container's transaction");
+    assert_eq!(before.2.len(), 2);
+
+    // The first batch's rows as a store before migration 11 held them.
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let moved = db
+        .execute(
+            "UPDATE events SET value = record::json, record = NULL WHERE record IS NOT NULL",
+            &[],
+        )
+        .expect("rows in the old form");
+    assert_eq!(moved, 2);
+    assert_eq!(reads(&s), before, "the old form reads the same");
+
+    // A batch after: one month holds both forms.
+    s.ingest(&g, &entries[2..], now, gap).expect("second batch");
+    let mixed: Vec<(i64, bool)> = db
+        .query("SELECT seq, record IS NOT NULL FROM events ORDER BY seq", &[])
+        .expect("forms")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(mixed, vec![(1, false), (2, false), (3, true)]);
+    let page = s.events(&query_all()).expect("events").items;
+    let seqs: Vec<u64> = page.iter().map(|e| e.entry.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(page[..2], before.0[..]);
+    let viewed: Vec<String> = db
+        .query(
+            "SELECT value->'entry'->>'seq' FROM event_records ORDER BY seq",
+            &[],
+        )
+        .expect("the analysts' view")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(viewed, vec!["1", "2", "3"]);
+
+    for (what, sql) in [
+        ("neither", "UPDATE events SET record = NULL WHERE seq = 3"),
+        ("both", "UPDATE events SET record = value::text WHERE seq = 1"),
+    ] {
+        let refused = db.execute(sql, &[]);
+        assert!(
+            refused.as_ref().is_err_and(|e| e
+                .as_db_error()
+                .is_some_and(|d| d.constraint() == Some("events_one_record"))),
+            "a row with {what} form refused: {refused:?}"
+        );
+    }
+}
+
+fn query_all() -> EventQuery {
+    EventQuery {
+        limit: 100,
+        ..EventQuery::default()
+    }
+}

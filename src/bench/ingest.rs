@@ -288,7 +288,7 @@ fn raw_items(bodies: &[Vec<Vec<u8>>]) -> anyhow::Result<RawBatches> {
 /// order a floor batch copies them (see [`floor_batches`]).
 const FLOOR_TABLES: [&str; 4] = [
     "COPY event_keys (gate, seq, entry_id, hash, prev_hash, at_ms) FROM STDIN (FORMAT csv)",
-    "COPY events (gate, seq, at_ms, lane, decision, txn, value) FROM STDIN (FORMAT csv)",
+    "COPY events (gate, seq, at_ms, lane, decision, txn, record) FROM STDIN (FORMAT csv)",
     "COPY event_containers (container, at_ms, gate, seq) FROM STDIN (FORMAT csv)",
     "COPY txn_containers (txn, container) FROM STDIN (FORMAT csv)",
 ];

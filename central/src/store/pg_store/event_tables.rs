@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::tx::{CopyRows, JsonText, Tx};
+use super::tx::{CopyRows, Tx};
 use jiff::{SignedDuration, Timestamp};
 use postgres::types::Type;
 use protocol::schema::{EventBody, GateId, JournalEntry};
@@ -251,7 +251,7 @@ impl Target<'_, '_> {
                 Type::TEXT,
                 Type::TEXT,
                 Type::UUID,
-                Type::JSON,
+                Type::TEXT,
             ]);
             for i in 0..r.ev_seq.len() {
                 rows.push(&[
@@ -261,11 +261,12 @@ impl Target<'_, '_> {
                     &r.ev_lane[i],
                     &r.ev_decision[i],
                     &r.ev_txn[i],
-                    &JsonText(&r.ev_value[i]),
+                    &r.ev_value[i],
                 ])?;
             }
+            // The record as text (migration 11): the server does not parse it again.
             self.tx.copy_rows(
-                "COPY events (gate, seq, at_ms, lane, decision, txn, value)
+                "COPY events (gate, seq, at_ms, lane, decision, txn, record)
                  FROM STDIN (FORMAT binary)",
                 rows,
             )?;
@@ -435,7 +436,8 @@ impl IngestTarget for Target<'_, '_> {
             .tx
             .query_opt(
                 "SELECT lane FROM events WHERE gate = $1 AND txn = $2 AND lane IS NOT NULL \
-                 AND (decision IS NOT NULL OR value->'entry'->'body'->>'type' = 'TRANSACTION') \
+                 AND (decision IS NOT NULL \
+                      OR COALESCE(record::json, value)->'entry'->'body'->>'type' = 'TRANSACTION') \
                  LIMIT 1",
                 &[&self.gate.as_str(), txn],
             )?

@@ -335,7 +335,8 @@ fn import_events(tx: &mut Tx<'_>, events: &[(&str, &serde_json::Value)]) -> Resu
         e_lane.push(ingest::lane_of(&e.body).map(str::to_owned));
         e_decision.push(ingest::decision_of(&e.body).map(|d| d.as_str().to_owned()));
         e_txn.push(txn);
-        e_value.push((*value).clone());
+        // As text, as ingest stores it (migration 11).
+        e_value.push(value.to_string());
         if let Some(t) = txn {
             txn_rows.push(t);
             if let EventBody::Transaction { transaction } = &e.body {
@@ -354,9 +355,9 @@ fn import_events(tx: &mut Tx<'_>, events: &[(&str, &serde_json::Value)]) -> Resu
     )?;
     if !e_seq.is_empty() {
         tx.execute(
-            "INSERT INTO events (gate, seq, at_ms, lane, decision, txn, value)
+            "INSERT INTO events (gate, seq, at_ms, lane, decision, txn, record)
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[],
-                                  $5::text[], $6::uuid[], $7::json[])
+                                  $5::text[], $6::uuid[], $7::text[])
              ON CONFLICT DO NOTHING",
             &[
                 &e_gate,

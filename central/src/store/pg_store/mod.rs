@@ -77,6 +77,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (8, include_str!("migrations/0008_programme_queue.sql")),
     (9, include_str!("migrations/0009_no_daily_rollup.sql")),
     (10, include_str!("migrations/0010_one_key_per_event.sql")),
+    (11, include_str!("migrations/0011_event_records_as_text.sql")),
 ];
 
 /// The migration that adds the programme roll-ups; the roll-ups of the events already
@@ -490,6 +491,19 @@ pub(super) fn from_json<T: for<'de> Deserialize<'de>>(
     v: serde_json::Value,
 ) -> Result<T, StoreError> {
     serde_json::from_value(v).map_err(|e| StoreError::Corrupt {
+        table,
+        key: key.to_string(),
+        why: e.to_string(),
+    })
+}
+
+/// A record stored as JSON text (an event's, migration 11), read as a `T`.
+pub(super) fn from_json_text<T: for<'de> Deserialize<'de>>(
+    table: &'static str,
+    key: impl fmt::Display,
+    v: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(v).map_err(|e| StoreError::Corrupt {
         table,
         key: key.to_string(),
         why: e.to_string(),

@@ -8,7 +8,7 @@ use postgres::types::ToSql;
 use protocol::schema::GateId;
 use uuid::Uuid;
 
-use super::{from_json, int, uint};
+use super::{from_json, from_json_text, int, uint};
 use crate::model::{Alert, EventQuery, HourStats, Page, StoredEvent, Summary};
 use crate::stats;
 use crate::store::{GateRow, StoreError};
@@ -106,12 +106,12 @@ fn container_page(
          SET LOCAL effective_io_concurrency = {CONTAINER_READ_AHEAD}"
     ))?;
     let rows = tx.query(
-        "SELECT at_ms, gate, seq, value FROM events
+        "SELECT at_ms, gate, seq, COALESCE(record, value::text) FROM events
          WHERE at_ms = ANY($1) AND at_ms >= $2 AND at_ms <= $3",
         &[&ats, &lo, &hi],
     )?;
     // An event of another gate at one of the same milliseconds is read too, and left out.
-    let mut found: HashMap<EventKey, serde_json::Value> = HashMap::with_capacity(keys.len());
+    let mut found: HashMap<EventKey, String> = HashMap::with_capacity(keys.len());
     for r in rows {
         found.insert((r.get(0), r.get(1), r.get(2)), r.get(3));
     }
@@ -122,7 +122,7 @@ fn container_page(
             return Ok(None);
         };
         if i < limit {
-            items.push(from_json("events", format!("{}/{}", k.1, k.2), v)?);
+            items.push(from_json_text("events", format!("{}/{}", k.1, k.2), &v)?);
         }
     }
     let next_cursor = if more {
@@ -189,14 +189,18 @@ fn joined_events(
     let (mut sql, k) = match &container {
         Some(_) => (
             String::from(
-                "SELECT e.value, c.at_ms, c.gate, c.seq FROM event_containers c
+                "SELECT COALESCE(e.record, e.value::text), c.at_ms, c.gate, c.seq
+                 FROM event_containers c
                  JOIN events e ON e.gate = c.gate AND e.seq = c.seq AND e.at_ms = c.at_ms
                  WHERE true",
             ),
             "c",
         ),
         None => (
-            String::from("SELECT e.value, e.at_ms, e.gate, e.seq FROM events e WHERE true"),
+            String::from(
+                "SELECT COALESCE(e.record, e.value::text), e.at_ms, e.gate, e.seq
+                 FROM events e WHERE true",
+            ),
             "e",
         ),
     };
@@ -225,7 +229,7 @@ fn joined_events(
     let mut last = None;
     for r in rows.into_iter().take(limit) {
         let (at, g, s): (i64, String, i64) = (r.get(1), r.get(2), r.get(3));
-        items.push(from_json("events", format!("{g}/{s}"), r.get(0))?);
+        items.push(from_json_text("events", format!("{g}/{s}"), r.get(0))?);
         last = Some((at, g, s));
     }
     let next_cursor = if more {
@@ -242,13 +246,14 @@ pub(super) fn transaction_events(
     txn: &Uuid,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     tx.query(
-        "SELECT gate, seq, value FROM events WHERE txn = $1 AND gate = $2 ORDER BY seq",
+        "SELECT gate, seq, COALESCE(record, value::text) FROM events
+         WHERE txn = $1 AND gate = $2 ORDER BY seq",
         &[txn, &gate.as_str()],
     )?
     .into_iter()
     .map(|r| {
         let key = format!("{}/{}", r.get::<_, String>(0), r.get::<_, i64>(1));
-        from_json("events", key, r.get(2))
+        from_json_text("events", key, r.get(2))
     })
     .collect()
 }

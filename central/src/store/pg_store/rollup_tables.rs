@@ -9,7 +9,7 @@ use super::tx::Tx;
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use super::{from_json, to_json, uint};
+use super::{from_json, from_json_text, to_json, uint};
 use crate::model::StoredEvent;
 use crate::rollup::{self, Batch, Half, ProgrammeCounts, RollupSink};
 use crate::store::StoreError;
@@ -460,7 +460,7 @@ pub(super) fn rebuild(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
         // `event_keys` holds each entry's time: the event is one probe of its month's
         // key (gate, at ms, seq); refused entries have a key and no event.
         let rows = tx.query(
-            "SELECT k.gate, k.seq, e.value FROM event_keys k
+            "SELECT k.gate, k.seq, COALESCE(e.record, e.value::text) FROM event_keys k
              JOIN events e ON e.gate = k.gate AND e.at_ms = k.at_ms AND e.seq = k.seq
              WHERE (k.gate, k.seq) > ($1, $2)
              ORDER BY k.gate, k.seq LIMIT $3",
@@ -472,7 +472,7 @@ pub(super) fn rebuild(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
         for r in &rows {
             let gate: String = r.get(0);
             let seq: i64 = r.get(1);
-            let e: StoredEvent = from_json("events", format!("{gate}/{seq}"), r.get(2))?;
+            let e: StoredEvent = from_json_text("events", format!("{gate}/{seq}"), r.get(2))?;
             by_gate.entry(gate).or_default().event(&e);
             read += 1;
         }

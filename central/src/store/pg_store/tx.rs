@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::types::{IsNull, ToSql, Type};
 use postgres::{Row, Statement, Transaction};
 
 /// Most statements kept per connection; past it the cache starts again empty (the
@@ -284,28 +284,6 @@ impl CopyRows {
         self.rows += 1;
         Ok(())
     }
-}
-
-/// JSON text sent as a `json` value as it is (the server parses and checks it), where
-/// `serde_json::Value` would be a tree built only to be written out again.
-#[derive(Debug)]
-pub(in crate::store) struct JsonText<'a>(pub &'a str);
-
-impl ToSql for JsonText<'_> {
-    fn to_sql(
-        &self,
-        _ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(self.0.as_bytes());
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSON
-    }
-
-    to_sql_checked!();
 }
 
 #[cfg(test)]
