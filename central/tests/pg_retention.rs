@@ -253,7 +253,11 @@ fn events_stored_as_json_before_migration_11_read_like_those_stored_as_text() {
     };
     let before = reads(&s);
     assert_eq!(before.0.len(), 2);
-    assert_eq!(before.1.len(), 2, "both entries name the container's transaction");
+    assert_eq!(
+        before.1.len(),
+        2,
+        "both entries name the container's transaction"
+    );
     assert_eq!(before.2.len(), 2);
 
     // The first batch's rows as a store before migration 11 held them.
@@ -270,7 +274,10 @@ fn events_stored_as_json_before_migration_11_read_like_those_stored_as_text() {
     // A batch after: one month holds both forms.
     s.ingest(&g, &entries[2..], now, gap).expect("second batch");
     let mixed: Vec<(i64, bool)> = db
-        .query("SELECT seq, record IS NOT NULL FROM events ORDER BY seq", &[])
+        .query(
+            "SELECT seq, record IS NOT NULL FROM events ORDER BY seq",
+            &[],
+        )
         .expect("forms")
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -293,7 +300,10 @@ fn events_stored_as_json_before_migration_11_read_like_those_stored_as_text() {
 
     for (what, sql) in [
         ("neither", "UPDATE events SET record = NULL WHERE seq = 3"),
-        ("both", "UPDATE events SET record = value::text WHERE seq = 1"),
+        (
+            "both",
+            "UPDATE events SET record = value::text WHERE seq = 1",
+        ),
     ] {
         let refused = db.execute(sql, &[]);
         assert!(

@@ -79,6 +79,7 @@ conformance!(
     case_queries_filter_and_page_newest_first,
     event_queries_by_container_gate_lane_and_decision_page_in_time_order,
     a_containers_events_page_by_cursor_in_time_order_and_leave_out_other_containers,
+    pages_of_events_across_gates_sharing_milliseconds_and_months_join_to_the_whole,
     hourly_figures_and_summary_count_decisions,
     heartbeat_raises_a_gap_alert_once_the_gap_persists,
     registry_changes_are_logged_applied_and_snapshotted_per_port,
@@ -639,6 +640,107 @@ fn event_queries_by_container_gate_lane_and_decision_page_in_time_order(s: &dyn 
     assert_eq!(txn, vec![2, 3]);
     // A transaction is looked up under its gate: another gate sees none of it.
     assert!(s.transaction_events(&g2, &t1).expect("txn").is_empty());
+}
+
+/// Events of three gates at the same milliseconds, in two lanes and across a month's
+/// end: every query without a container (all gates, one gate, one lane with and without
+/// its gate, a time window) pages by cursor, at every page size, to exactly the events it
+/// matches in (time, gate, seq) order.
+fn pages_of_events_across_gates_sharing_milliseconds_and_months_join_to_the_whole(s: &dyn Store) {
+    let t = |i: i64| ts("2026-02-28T23:59:58Z") + SignedDuration::from_secs(i);
+    let in_lane = |g: &GateId, lane: &str| {
+        let EventBody::Decision { mut decision } = fast_decision(g) else {
+            unreachable!()
+        };
+        decision.lane = LaneId::parse(lane).expect("lane");
+        EventBody::Decision { decision }
+    };
+    // (gate, seconds after t(0), lane) of each gate's entries, in its seq order.
+    let plan: [(&str, &[(i64, &str)]); 3] = [
+        (
+            "G1",
+            &[(0, "L1"), (0, "L2"), (2, "L2"), (3, "L1"), (3, "L1")],
+        ),
+        ("G2", &[(0, "L2"), (1, "L1"), (2, "L2"), (3, "L2")]),
+        ("G3", &[(1, "L1"), (2, "L1"), (2, "L1"), (4, "L2")]),
+    ];
+    // Every stored event: (at, gate, seq, lane).
+    let mut stored: Vec<(Timestamp, String, u64, String)> = Vec::new();
+    for (g, events) in plan {
+        let gid = gate(g);
+        let entries = chain_at(
+            &gid,
+            events
+                .iter()
+                .map(|&(i, lane)| (t(i), in_lane(&gid, lane)))
+                .collect(),
+        );
+        // Two batches, so a gate's pages span what two ingests stored.
+        ingest(s, &entries[..2]);
+        ingest(s, &entries[2..]);
+        for (e, &(i, lane)) in entries.iter().zip(events) {
+            stored.push((t(i), g.to_owned(), e.seq, lane.to_owned()));
+        }
+    }
+    stored.sort();
+    let g2 = gate("G2");
+    let l2 = LaneId::parse("L2").expect("lane");
+    let cases: Vec<(
+        &str,
+        EventQuery,
+        Box<dyn Fn(&(Timestamp, String, u64, String)) -> bool>,
+    )> = vec![
+        ("all gates", query(), Box::new(|_| true)),
+        (
+            "one gate",
+            EventQuery {
+                gate: Some(g2.clone()),
+                ..query()
+            },
+            Box::new(|e| e.1 == "G2"),
+        ),
+        (
+            "one gate's lane",
+            EventQuery {
+                gate: Some(g2.clone()),
+                lane: Some(l2.clone()),
+                ..query()
+            },
+            Box::new(|e| e.1 == "G2" && e.3 == "L2"),
+        ),
+        (
+            "a lane of every gate",
+            EventQuery {
+                lane: Some(l2.clone()),
+                ..query()
+            },
+            Box::new(|e| e.3 == "L2"),
+        ),
+        (
+            "a window across the month's end",
+            EventQuery {
+                from: Some(t(1)),
+                to: Some(t(3)),
+                ..query()
+            },
+            Box::new(|e| e.0 >= t(1) && e.0 < t(3)),
+        ),
+    ];
+    for (what, q, keep) in cases {
+        let want: Vec<(String, u64)> = stored
+            .iter()
+            .filter(|e| keep(e))
+            .map(|e| (e.1.clone(), e.2))
+            .collect();
+        assert!(!want.is_empty(), "{what}: the plan has such events");
+        for limit in [1, 2, 3, 5, 100] {
+            assert_eq!(
+                all_events(s, EventQuery { limit, ..q.clone() }),
+                want,
+                "{what}, pages of {limit}"
+            );
+        }
+    }
 }
 
 fn a_containers_events_page_by_cursor_in_time_order_and_leave_out_other_containers(s: &dyn Store) {

@@ -77,7 +77,11 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (8, include_str!("migrations/0008_programme_queue.sql")),
     (9, include_str!("migrations/0009_no_daily_rollup.sql")),
     (10, include_str!("migrations/0010_one_key_per_event.sql")),
-    (11, include_str!("migrations/0011_event_records_as_text.sql")),
+    (
+        11,
+        include_str!("migrations/0011_event_records_as_text.sql"),
+    ),
+    (12, include_str!("migrations/0012_no_index_by_time.sql")),
 ];
 
 /// The migration that adds the programme roll-ups; the roll-ups of the events already
