@@ -685,11 +685,9 @@ fn pages_of_events_across_gates_sharing_milliseconds_and_months_join_to_the_whol
     stored.sort();
     let g2 = gate("G2");
     let l2 = LaneId::parse("L2").expect("lane");
-    let cases: Vec<(
-        &str,
-        EventQuery,
-        Box<dyn Fn(&(Timestamp, String, u64, String)) -> bool>,
-    )> = vec![
+    type Stored = (Timestamp, String, u64, String);
+    type Keep<'a> = Box<dyn Fn(&Stored) -> bool + 'a>;
+    let cases: Vec<(&str, EventQuery, Keep)> = vec![
         ("all gates", query(), Box::new(|_| true)),
         (
             "one gate",
