@@ -81,7 +81,6 @@ const MIGRATIONS: &[(i32, &str)] = &[
         11,
         include_str!("migrations/0011_event_records_as_text.sql"),
     ),
-    (12, include_str!("migrations/0012_no_index_by_time.sql")),
 ];
 
 /// The migration that adds the programme roll-ups; the roll-ups of the events already

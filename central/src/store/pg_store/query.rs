@@ -55,9 +55,6 @@ pub(super) fn events(tx: &mut Tx<'_>, q: &EventQuery) -> Result<Page<StoredEvent
     {
         return Ok(page);
     }
-    if q.container.is_none() && q.decision.is_none() {
-        return gates_events(tx, q, limit);
-    }
     joined_events(tx, q, limit)
 }
 
@@ -100,12 +97,6 @@ fn container_page(
         }));
     };
     let ats: Vec<i64> = keys.iter().map(|k| k.0).collect();
-    let gates: Vec<&str> = keys
-        .iter()
-        .map(|k| k.1.as_str())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
     // A bitmap heap scan reads its heap pages in file order with `posix_fadvise` read-ahead
     // up to `effective_io_concurrency`; an index scan (which the planner takes for a
     // hundred keys) reads them one by one. The bounds let PostgreSQL prune the months
@@ -116,11 +107,10 @@ fn container_page(
     ))?;
     let rows = tx.query(
         "SELECT at_ms, gate, seq, COALESCE(record, value::text) FROM events
-         WHERE gate = ANY($4) AND at_ms = ANY($1) AND at_ms >= $2 AND at_ms <= $3",
-        &[&ats, &lo, &hi, &gates],
+         WHERE at_ms = ANY($1) AND at_ms >= $2 AND at_ms <= $3",
+        &[&ats, &lo, &hi],
     )?;
-    // The key (gate, at ms, seq) finds them. An event of one of the gates at one of the
-    // same milliseconds, not of the container, is read too, and left out.
+    // An event of another gate at one of the same milliseconds is read too, and left out.
     let mut found: HashMap<EventKey, String> = HashMap::with_capacity(keys.len());
     for r in rows {
         found.insert((r.get(0), r.get(1), r.get(2)), r.get(3));
@@ -234,12 +224,6 @@ fn joined_events(
         params.len()
     ));
     let rows = tx.query(&sql, &params)?;
-    page_of(rows, limit)
-}
-
-/// A page of up to `limit` events from rows (record, at ms, gate, seq) in page order, one
-/// more than the page when there are more.
-fn page_of(rows: Vec<postgres::Row>, limit: usize) -> Result<Page<StoredEvent>, StoreError> {
     let more = rows.len() > limit;
     let mut items = Vec::with_capacity(limit);
     let mut last = None;
@@ -254,76 +238,6 @@ fn page_of(rows: Vec<postgres::Row>, limit: usize) -> Result<Page<StoredEvent>, 
         None
     };
     Ok(Page { items, next_cursor })
-}
-
-/// Events matching `q` without a container or decision filter (all gates', one gate's,
-/// one lane's, a time window's), walked gate by gate along each gate's key (gate, at ms,
-/// seq), or its lane index with a lane, and merged: `events` has no index by time alone
-/// (migration 12). Each gate gives at most a page of keys past the cursor; the page is
-/// the first of those in (time, gate, seq) order, and only its events are read.
-///
-/// The cursor (at, gate, seq) becomes, for a gate `g`, a bound on its key's (at ms, seq):
-/// past (at, MIN) when `g` sorts after the cursor's gate (its events at that millisecond
-/// come after the cursor), past (at, MAX) when before, past (at, seq) for the cursor's
-/// own gate; a bound the key serves, so a late page costs what the first does.
-fn gates_events(
-    tx: &mut Tx<'_>,
-    q: &EventQuery,
-    limit: usize,
-) -> Result<Page<StoredEvent>, StoreError> {
-    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-    let gate = q.gate.as_ref().map(|g| g.as_str().to_owned());
-    let lane = q.lane.as_ref().map(|l| l.as_str().to_owned());
-    let from = q.from.map(|t| t.as_millisecond());
-    let to = q.to.map(|t| t.as_millisecond());
-    let cursor = q.cursor.as_deref().and_then(parse_cursor);
-    let (min, max) = (i64::MIN, i64::MAX);
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&fetch];
-    let mut inner = String::from("e.gate = g.gate");
-    if let Some(l) = &lane {
-        params.push(l);
-        inner.push_str(&format!(" AND e.lane = ${}", params.len()));
-    }
-    if let Some(f) = &from {
-        params.push(f);
-        inner.push_str(&format!(" AND e.at_ms >= ${}", params.len()));
-    }
-    if let Some(t) = &to {
-        params.push(t);
-        inner.push_str(&format!(" AND e.at_ms < ${}", params.len()));
-    }
-    if let Some((at, g, s)) = &cursor {
-        params.extend([at as &(dyn ToSql + Sync), g, s, &min, &max]);
-        let n = params.len() - 4;
-        inner.push_str(&format!(
-            " AND (e.at_ms, e.seq) > (${n}, CASE WHEN g.gate > ${a} THEN ${min_p}::bigint \
-               WHEN g.gate < ${a} THEN ${max_p}::bigint ELSE ${s_p}::bigint END)",
-            a = n + 1,
-            s_p = n + 2,
-            min_p = n + 3,
-            max_p = n + 4,
-        ));
-    }
-    let mut outer = String::new();
-    if let Some(g) = &gate {
-        params.push(g);
-        outer.push_str(&format!(" WHERE g.gate = ${}", params.len()));
-    }
-    let sql = format!(
-        "WITH k AS (
-             SELECT x.at_ms, x.gate, x.seq FROM gates g
-             CROSS JOIN LATERAL (
-                 SELECT e.at_ms, e.gate, e.seq FROM events e WHERE {inner}
-                 ORDER BY e.at_ms, e.seq LIMIT $1
-             ) x{outer}
-             ORDER BY x.at_ms, x.gate, x.seq LIMIT $1
-         )
-         SELECT COALESCE(e.record, e.value::text), k.at_ms, k.gate, k.seq
-         FROM k JOIN events e ON e.gate = k.gate AND e.at_ms = k.at_ms AND e.seq = k.seq
-         ORDER BY k.at_ms, k.gate, k.seq"
-    );
-    let rows = tx.query(&sql, &params)?;
-    page_of(rows, limit)
 }
 
 pub(super) fn transaction_events(
