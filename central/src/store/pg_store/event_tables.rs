@@ -74,7 +74,7 @@ struct Rows {
     ev_lane: Vec<Option<String>>,
     ev_decision: Vec<Option<String>>,
     ev_txn: Vec<Option<Uuid>>,
-    /// The stored events' JSON text (cast to `json` by the server, which checks it).
+    /// The stored events' JSON text, copied as text into `events.record` (migration 11).
     ev_value: Vec<String>,
     /// Entries refused by ingest's rules (gate authority): (seq, at ms, stored value).
     refused: Vec<(i64, i64, String)>,
@@ -216,7 +216,7 @@ impl Target<'_, '_> {
         let mut r = std::mem::take(&mut self.rows);
         if !r.key_seq.is_empty() {
             // Binary COPY: no SQL text to parse per batch, no arrays to unpack, and the
-            // server reads each value as it is (the JSON still parsed and checked).
+            // server reads each value as it is (an event's record is text, not parsed again).
             let mut rows = CopyRows::new(&[
                 Type::TEXT,
                 Type::INT8,
