@@ -493,24 +493,25 @@ pub(super) fn from_json<T: for<'de> Deserialize<'de>>(
     key: impl fmt::Display,
     v: serde_json::Value,
 ) -> Result<T, StoreError> {
-    serde_json::from_value(v).map_err(|e| StoreError::Corrupt {
-        table,
-        key: key.to_string(),
-        why: e.to_string(),
-    })
+    serde_json::from_value(v).map_err(|e| corrupt(table, key, &e))
 }
 
-/// A record stored as JSON text (an event's, migration 11), read as a `T`.
+/// A record stored as JSON text (an event's, migration 11), read as [`from_json`] reads
+/// a JSON column's.
 pub(super) fn from_json_text<T: for<'de> Deserialize<'de>>(
     table: &'static str,
     key: impl fmt::Display,
     v: &str,
 ) -> Result<T, StoreError> {
-    serde_json::from_str(v).map_err(|e| StoreError::Corrupt {
+    serde_json::from_str(v).map_err(|e| corrupt(table, key, &e))
+}
+
+fn corrupt(table: &'static str, key: impl fmt::Display, e: &serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
         table,
         key: key.to_string(),
         why: e.to_string(),
-    })
+    }
 }
 
 /// A `u64` for a BIGINT column; values above `i64::MAX` are refused, not wrapped.
