@@ -316,9 +316,9 @@ async fn readyz(State(c): State<Central>) -> Response {
 async fn metrics_text() -> Response {
     match METRICS.get() {
         Some(h) => {
-            crate::telemetry::collect_process();
+            aeogate_web::metrics::collect_process();
             (
-                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                [(header::CONTENT_TYPE, aeogate_web::metrics::CONTENT_TYPE)],
                 h.render(),
             )
                 .into_response()

@@ -5,16 +5,9 @@
 //! Every family central records is described here; a family recorded elsewhere without a
 //! line here shows up in `/metrics` without `# HELP` (the tests run promtool).
 
-use std::sync::OnceLock;
-
 use metrics::{describe_counter, describe_gauge};
 
 use crate::model::AlertKind;
-
-fn process() -> &'static metrics_process::Collector {
-    static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
-    PROCESS.get_or_init(metrics_process::Collector::default)
-}
 
 /// Describes every family, sets the build-info series and registers every counter at 0
 /// (once, after the recorder is installed).
@@ -120,11 +113,5 @@ pub fn describe() {
     for who in ["agent", "agent_cert", "staff", "throttled"] {
         metrics::counter!("central_auth_failures_total", "who" => who).increment(0);
     }
-    process().describe();
-}
-
-/// Reads the `process_*` series (CPU, memory, open files, start time); called at each
-/// scrape.
-pub fn collect_process() {
-    process().collect();
+    aeogate_web::metrics::describe_process();
 }

@@ -554,11 +554,11 @@ async fn events(
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    crate::telemetry::collect_process();
+    aeogate_web::metrics::collect_process();
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            aeogate_web::metrics::CONTENT_TYPE,
         )],
         s.metrics.render(),
     )

@@ -78,11 +78,6 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-fn process() -> &'static metrics_process::Collector {
-    static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
-    PROCESS.get_or_init(metrics_process::Collector::default)
-}
-
 /// Describes every family (once, after the recorder is installed) and sets the build-info
 /// series.
 pub fn describe() {
@@ -327,7 +322,7 @@ pub fn describe() {
     ] {
         metrics::counter!("aeogate_replica_refused_total", "why" => why).increment(0);
     }
-    process().describe();
+    aeogate_web::metrics::describe_process();
 }
 
 /// The per-lane and per-device counters of this configuration, at 0, so that a fresh
@@ -376,12 +371,6 @@ pub fn init_series(cfg: &Config) {
 /// Sets the gauge of lanes closed by a supervisor.
 pub fn set_closed_lanes(n: usize) {
     metrics::gauge!("aeogate_lanes_closed").set(n as f64);
-}
-
-/// Reads the `process_*` series (CPU, memory, open files, start time); called at each
-/// scrape.
-pub fn collect_process() {
-    process().collect();
 }
 
 /// Keeps gauges that are not event-driven current: replica age, journal size, backlog.

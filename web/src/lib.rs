@@ -16,10 +16,12 @@
 //!   finding a cookie or a bearer token in a request.
 //! - [`redirect`]: the same-origin path a login may return to.
 //! - [`session`]: the [`session::SessionStore`] and [`session::Role`] traits.
+//! - [`metrics`]: the `process_*` series of `/metrics`.
 
 pub mod cookie;
 pub mod csrf;
 pub mod limiter;
+pub mod metrics;
 pub mod password;
 pub mod redirect;
 pub mod secret;
@@ -32,4 +34,13 @@ pub fn client_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr
     extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip())
+}
+
+/// The `Accept-Language` header's value, when it is text: what a visitor without a
+/// session asked its pages in (each binary picks one of its languages from it).
+#[must_use]
+pub fn accept_language(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
 }

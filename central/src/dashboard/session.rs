@@ -278,9 +278,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 
 /// The page language a visitor without a session asked for (`Accept-Language`).
 pub fn page_lang(headers: &HeaderMap) -> Lang {
-    headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
+    aeogate_web::accept_language(headers)
         .and_then(Lang::from_accept_language)
         .unwrap_or_default()
 }

@@ -327,9 +327,7 @@ pub(super) async fn attempt(
 /// The login page's language: the browser's preference, else English.
 #[must_use]
 pub fn browser_lang(headers: &HeaderMap) -> Lang {
-    headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
+    aeogate_web::accept_language(headers)
         .and_then(Lang::from_accept_language)
         .unwrap_or_default()
 }
