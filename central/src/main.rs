@@ -256,14 +256,8 @@ const PROGRESS_EVERY: usize = 10_000;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let format = if cli.json_logs {
-        aeogate_log::Format::Json
-    } else {
-        aeogate_log::Format::Text
-    };
-    if let Err(e) = aeogate_log::init(format) {
-        eprintln!("central: {e}");
-        return ExitCode::from(2);
+    if let Err(code) = aeogate_log::init_daemon("central", cli.json_logs) {
+        return code;
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -270,14 +270,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { config } => {
-            let format = if cli.json_logs {
-                aeogate_log::Format::Json
-            } else {
-                aeogate_log::Format::Text
-            };
-            if let Err(e) = aeogate_log::init(format) {
-                eprintln!("edge-agent: {e}");
-                return ExitCode::from(2);
+            if let Err(code) = aeogate_log::init_daemon("edge-agent", cli.json_logs) {
+                return code;
             }
             match run(&config) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,8 @@
 //! Log set-up shared by the aeogate binaries (edge agent, central, the `aeogate` CLI).
 //!
 //! # Layout
-//! - [`init`]: installs the global subscriber on standard error.
+//! - [`init`]: installs the global subscriber on standard error; [`init_daemon`], the
+//!   daemons' set-up from their `--json-logs` flag.
 //! - [`filter_from`]: `RUST_LOG` (or the default) as a filter; an invalid value is an
 //!   error that names it, never a silent fallback.
 //! - [`JsonLines`]: one JSON object per event; a field recorded with `?` whose value
@@ -88,6 +89,24 @@ pub fn init(format: Format) -> Result<(), LogError> {
             .try_init(),
     };
     result.map_err(|_| LogError::AlreadySet)
+}
+
+/// A daemon's set-up: [`init`] in JSON lines when its `--json-logs` flag is given, else in
+/// text. When that fails it writes `<program>: <why>` to standard error and returns the
+/// exit code the daemon ends with (2, as for a bad command line).
+///
+/// # Errors
+/// The exit code, when [`init`] fails.
+pub fn init_daemon(program: &str, json_lines: bool) -> Result<(), std::process::ExitCode> {
+    let format = if json_lines {
+        Format::Json
+    } else {
+        Format::Text
+    };
+    init(format).map_err(|e| {
+        eprintln!("{program}: {e}");
+        std::process::ExitCode::from(2)
+    })
 }
 
 /// One JSON object per event: `timestamp`, `level`, `target`, `fields` (with `message`),
