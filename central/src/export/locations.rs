@@ -99,13 +99,6 @@ impl Sgln {
     }
 }
 
-impl<'de> Deserialize<'de> for Sgln {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
 /// The base of the URIs read points and business locations get when no SGLN is
 /// configured: `<base>/gate/<gate>` and `<base>/gate/<gate>/lane/<lane>` (gate and lane
 /// names are `[A-Za-z0-9._-]`, so they need no escaping). An absolute `http(s)` URI without
@@ -154,13 +147,6 @@ impl LocationBase {
 impl Default for LocationBase {
     fn default() -> Self {
         Self(DEFAULT_LOCATION_BASE.to_owned())
-    }
-}
-
-impl<'de> Deserialize<'de> for LocationBase {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -254,12 +240,20 @@ impl Serialize for Zone {
     }
 }
 
-impl<'de> Deserialize<'de> for Zone {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
-    }
+/// Reads each setting type from its text with its `parse`, so a configuration file is
+/// held to the same rules (and gets the same message) as any other caller.
+macro_rules! deserialize_by_parse {
+    ($($ty:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
 }
+
+deserialize_by_parse!(Sgln, LocationBase, Zone);
 
 /// Where one gate is, for EPCIS.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
