@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use aeogate_web::cookie::{self, SessionCookie};
 use aeogate_web::csrf;
 use aeogate_web::limiter::LoginLimiter;
+use aeogate_web::session::SessionStore as _;
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};

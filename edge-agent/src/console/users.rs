@@ -409,6 +409,11 @@ impl Users {
         })?;
         Ok(rec)
     }
+}
+
+impl aeogate_web::session::SessionStore for Users {
+    type Session = SessionRecord;
+    type Error = UserError;
 
     /// The live session of a token, if any. The account is read again on every lookup: a
     /// disabled account's session is refused, and the session carries the account's
@@ -416,7 +421,7 @@ impl Users {
     ///
     /// # Errors
     /// Storage failures.
-    pub fn session(&self, token: &str) -> Result<Option<SessionRecord>, UserError> {
+    fn session(&self, token: &str) -> Result<Option<SessionRecord>, UserError> {
         if token.is_empty() || token.len() > 128 {
             return Ok(None);
         }
@@ -445,29 +450,17 @@ impl Users {
     ///
     /// # Errors
     /// Storage failures.
-    pub fn end_session(&self, token: &str) -> Result<(), UserError> {
+    fn end_session(&self, token: &str) -> Result<(), UserError> {
         self.tables
             .write(|t| t.remove(AccountTable::Sessions, &token_key(token)))?;
         Ok(())
     }
 }
 
-impl aeogate_web::session::SessionStore for Users {
-    type Session = SessionRecord;
-    type Error = UserError;
-
-    fn session(&self, token: &str) -> Result<Option<SessionRecord>, UserError> {
-        Users::session(self, token)
-    }
-
-    fn end_session(&self, token: &str) -> Result<(), UserError> {
-        Users::end_session(self, token)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aeogate_web::session::SessionStore as _;
     use protocol::schema::GateId;
 
     fn users(dir: &std::path::Path) -> Users {
