@@ -141,6 +141,13 @@
     const el = form.querySelector(field);
     if (el) el.focus();
   }
+  // The keys that open an action form, with the form and the field that takes the focus.
+  const FORM_KEYS = new Map([
+    ["o", ["f-override", 'select[name="to"]']],
+    ["i", ["f-inspection", 'select[name="result"]']],
+    ["m", ["f-manual", 'select[name="kind"]']],
+    ["l", ["f-lane", 'input[name="reason"]']],
+  ]);
   function shortcut(ev) {
     if (ev.altKey || ev.ctrlKey || ev.metaKey) return;
     const t = ev.target;
@@ -166,18 +173,9 @@
     } else if (k === "c") {
       const b = document.querySelector("#f-confirm button");
       if (b) { ev.preventDefault(); b.focus(); }
-    } else if (k === "o") {
+    } else if (FORM_KEYS.has(k)) {
       ev.preventDefault();
-      openForm("f-override", 'select[name="to"]');
-    } else if (k === "i") {
-      ev.preventDefault();
-      openForm("f-inspection", 'select[name="result"]');
-    } else if (k === "m") {
-      ev.preventDefault();
-      openForm("f-manual", 'select[name="kind"]');
-    } else if (k === "l") {
-      ev.preventDefault();
-      openForm("f-lane", 'input[name="reason"]');
+      openForm(...FORM_KEYS.get(k));
     } else if (k === "h") {
       const h = document.querySelector('header.top a[href="/console/history"]');
       if (h) { ev.preventDefault(); window.location.href = h.href; }
