@@ -510,16 +510,10 @@ async fn send(
     timeout: Duration,
 ) -> Result<reqwest::Response, Failure> {
     let (instance, req) = client.get(path, timeout);
-    let t1 = jiff::Timestamp::now();
-    let resp = req
-        .send()
+    let resp = client
+        .exchange(instance, req)
         .await
-        .inspect_err(|_| client.failed(instance))
         .context("registry request failed")?;
-    client.observe(t1, &resp);
-    if resp.status().is_server_error() {
-        client.failed(instance);
-    }
     match resp.status() {
         StatusCode::OK => Ok(resp),
         StatusCode::NO_CONTENT => Err(Failure::Unsigned(format!(
@@ -547,10 +541,15 @@ async fn fetch(
         }
         r => r?,
     };
+    envelope(resp, "registry").await
+}
+
+/// Reads an answer's signed envelope; `what` names the statement in the error.
+async fn envelope(resp: reqwest::Response, what: &str) -> Result<SignedEnvelope, Failure> {
     let env: SignedEnvelope = resp
         .json()
         .await
-        .context("registry envelope does not parse")?;
+        .with_context(|| format!("{what} envelope does not parse"))?;
     Ok(env)
 }
 
@@ -703,11 +702,7 @@ async fn bootstrap(
 
 async fn fetch_manifest(client: &CentralClient, path: &str) -> Result<SignedEnvelope, Failure> {
     let resp = send(client, path, Duration::from_secs(60)).await?;
-    let env: SignedEnvelope = resp
-        .json()
-        .await
-        .context("snapshot manifest envelope does not parse")?;
-    Ok(env)
+    envelope(resp, "snapshot manifest").await
 }
 
 /// Bootstraps from the whole snapshot in one envelope (a central without manifests).
