@@ -243,17 +243,33 @@ fn alert(n: usize) -> EventBody {
     }
 }
 
+/// Journals alerts numbered `n` through the agent's journal.
+async fn journal_alerts(h: &AgentHandle, n: std::ops::Range<usize>) {
+    h.shared
+        .journal
+        .append(n.map(alert).collect())
+        .await
+        .expect("journal");
+}
+
+/// Central stored the entries 1 to `head`, and only them.
+fn assert_stored_in_order(c: &Central, head: u64) {
+    let seqs: Vec<u64> = c.stored.keys().copied().collect();
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
+}
+
+/// The entries central received more than once, with their counts.
+fn resent(c: &Central) -> Vec<(&u64, &usize)> {
+    c.receipts.iter().filter(|(_, n)| **n > 1).collect()
+}
+
 #[tokio::test]
 async fn uplink_retries_and_advances_the_cursor_only_on_acknowledgement() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state: Shared = Arc::default();
     state.lock().expect("lock").fail_next = 2;
     let (h, shutdown) = started(dir.path(), &state).await;
-    h.shared
-        .journal
-        .append((0..7).map(alert).collect())
-        .await
-        .expect("journal");
+    journal_alerts(&h, 0..7).await;
 
     eventually("central refused twice", || {
         state.lock().expect("lock").rejected_while_failing == 2
@@ -271,8 +287,7 @@ async fn uplink_retries_and_advances_the_cursor_only_on_acknowledgement() {
     );
     {
         let c = state.lock().expect("lock");
-        let seqs: Vec<u64> = c.stored.keys().copied().collect();
-        assert_eq!(seqs, (1..=store.journal_head()).collect::<Vec<_>>());
+        assert_stored_in_order(&c, store.journal_head());
         assert!(
             c.heartbeats
                 .iter()
@@ -291,19 +306,14 @@ async fn a_backlog_goes_two_batches_at_a_time_and_an_overtaken_batch_still_moves
     let store = h.shared.store.clone();
     state.lock().expect("lock").hold = true;
     // 24 entries, batches of 3: after the first batch of the round, two go at once.
-    h.shared
-        .journal
-        .append((0..24).map(alert).collect())
-        .await
-        .expect("journal");
+    journal_alerts(&h, 0..24).await;
     eventually("all entries at central and acknowledged", || {
         store.acked_seq() == store.journal_head() && store.journal_head() > 0
     })
     .await;
     {
         let c = state.lock().expect("lock");
-        let seqs: Vec<u64> = c.stored.keys().copied().collect();
-        assert_eq!(seqs, (1..=store.journal_head()).collect::<Vec<_>>());
+        assert_stored_in_order(&c, store.journal_head());
         assert!(
             !c.overtaken.is_empty(),
             "some batch arrived while the one before it was still in flight ({} batches, \
@@ -316,7 +326,7 @@ async fn a_backlog_goes_two_batches_at_a_time_and_an_overtaken_batch_still_moves
             "a later window was stored before the earlier one: {:?}",
             c.overtaken
         );
-        let resent: Vec<(&u64, &usize)> = c.receipts.iter().filter(|(_, n)| **n > 1).collect();
+        let resent = resent(&c);
         assert!(
             resent.is_empty(),
             "each entry sent once (an overtaken batch's answer does not make the agent send \
@@ -337,11 +347,7 @@ async fn the_drain_waits_while_a_lane_write_is_pending_and_still_drains_everythi
     let pending = lanes.begin();
     let before = state.lock().expect("lock").received;
     let appended_at = std::time::Instant::now();
-    h.shared
-        .journal
-        .append((0..24).map(alert).collect())
-        .await
-        .expect("journal");
+    journal_alerts(&h, 0..24).await;
     assert_eq!(
         lanes.pending(),
         1,
@@ -363,18 +369,13 @@ async fn the_drain_waits_while_a_lane_write_is_pending_and_still_drains_everythi
             "the first batch waited for the pending write, up to the bound: {:?}",
             first.duration_since(appended_at)
         );
-        let seqs: Vec<u64> = c.stored.keys().copied().collect();
-        assert_eq!(seqs, (1..=store.journal_head()).collect::<Vec<_>>());
-        let resent: Vec<(&u64, &usize)> = c.receipts.iter().filter(|(_, n)| **n > 1).collect();
+        assert_stored_in_order(&c, store.journal_head());
+        let resent = resent(&c);
         assert!(resent.is_empty(), "each entry sent once: {resent:?}");
     }
     // Answered: the next entries drain too.
     drop(pending);
-    h.shared
-        .journal
-        .append((24..30).map(alert).collect())
-        .await
-        .expect("journal");
+    journal_alerts(&h, 24..30).await;
     eventually("the later entries acknowledged", || {
         store.acked_seq() == store.journal_head()
     })
