@@ -920,33 +920,27 @@ mod tests {
 
     #[test]
     fn delta_must_follow_the_replica_exactly() {
-        assert_eq!(check_batch(&batch(5, 7, false), 5, "PORT-A", false), Ok(()));
-        assert!(matches!(
-            check_batch(&batch(6, 7, false), 5, "PORT-A", false),
-            Err(Refused::Gap { .. })
-        ));
-        assert!(matches!(
-            check_batch(&batch(4, 6, false), 5, "PORT-A", false),
-            Err(Refused::Replay { .. })
-        ));
-        assert!(matches!(
-            check_batch(&batch(1, 3, false), 5, "PORT-A", false),
-            Err(Refused::Rollback { .. })
-        ));
-        assert!(matches!(
-            check_batch(&batch(5, 7, false), 5, "PORT-B", false),
-            Err(Refused::WrongPort { .. })
-        ));
-        let mut b = batch(5, 7, false);
-        b.changes.swap(0, 1);
-        assert!(matches!(
-            check_batch(&b, 5, "PORT-A", false),
-            Err(Refused::Numbering { .. })
-        ));
-        assert!(matches!(
-            check_batch(&batch(5, 7, true), 5, "PORT-A", false),
-            Err(Refused::WrongKind { .. })
-        ));
+        let mut misnumbered = batch(5, 7, false);
+        misnumbered.changes.swap(0, 1);
+        // (batch, port, expected) against a replica at 5 bound to PORT-A
+        let cases = [
+            (batch(5, 7, false), "PORT-A", "ok"),
+            (batch(6, 7, false), "PORT-A", "gap"),
+            (batch(4, 6, false), "PORT-A", "replay"),
+            (batch(1, 3, false), "PORT-A", "rollback"),
+            (batch(5, 7, false), "PORT-B", "wrong_port"),
+            (misnumbered, "PORT-A", "numbering"),
+            (batch(5, 7, true), "PORT-A", "wrong_kind"),
+        ];
+        for (b, port, want) in cases {
+            let got = check_batch(&b, 5, port, false);
+            let label = got.as_ref().map_or_else(Refused::label, |()| "ok");
+            assert_eq!(
+                label, want,
+                "after {} last {} snapshot {} port {port}: {got:?}",
+                b.after_seq, b.last_seq, b.snapshot
+            );
+        }
     }
 
     #[test]
