@@ -630,7 +630,9 @@ async fn bootstrap(
         _ => {
             let path = format!("/api/v1/registry/snapshot/manifest?port={}", shared.port);
             let env = match fetch_manifest(client, &path).await {
-                Err(Failure::NotServed(_)) => return bootstrap_whole(shared, client, keys).await,
+                Err(Failure::NotServed(_)) => {
+                    return bootstrap_whole(shared, client, keys, &held).await;
+                }
                 r => r?,
             };
             let m = verify_manifest(&env, keys).map_err(Failure::Refused)?;
@@ -705,13 +707,14 @@ async fn fetch_manifest(client: &CentralClient, path: &str) -> Result<SignedEnve
     envelope(resp, "snapshot manifest").await
 }
 
-/// Bootstraps from the whole snapshot in one envelope (a central without manifests).
+/// Bootstraps from the whole snapshot in one envelope (a central without manifests),
+/// over the replica `held`.
 async fn bootstrap_whole(
     shared: &Replication,
     client: &CentralClient,
     keys: &[PinnedKey],
+    held: &ReplicaMeta,
 ) -> Result<Poll, Failure> {
-    let held = meta(shared).await?;
     let path = format!("/api/v1/registry/snapshot?port={}", shared.port);
     let env = fetch(client, &path, Duration::from_secs(60)).await?;
     let batch = verify_envelope(&env, keys).map_err(Failure::Refused)?;
