@@ -306,6 +306,14 @@ impl Clock {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Applies `change` to the filter; the views before and after it.
+    fn change(&self, change: impl FnOnce(&mut ClockFilter)) -> (ClockView, ClockView) {
+        let mut f = self.lock();
+        let before = f.view(None);
+        change(&mut f);
+        (before, f.view(None))
+    }
+
     /// The current state.
     #[must_use]
     pub fn view(&self) -> ClockView {
@@ -331,12 +339,7 @@ impl Clock {
 
     /// Adds a sample; logs and records a change of trust.
     pub fn add(&self, sample: Sample) {
-        let (before, after) = {
-            let mut f = self.lock();
-            let before = f.view(None);
-            f.add(sample);
-            (before, f.view(None))
-        };
+        let (before, after) = self.change(|f| f.add(sample));
         if before.trusted != after.trusted || before.basis == Basis::Unmeasured {
             let offset_ms = after.offset().map(millis);
             if after.trusted {
@@ -356,12 +359,7 @@ impl Clock {
     /// Applies a new `clock.max_offset` (live reload): trust is judged against it at once;
     /// a change of trust is logged and remembered like one a sample makes.
     pub fn set_max_offset(&self, max_offset: Duration) {
-        let (before, after) = {
-            let mut f = self.lock();
-            let before = f.view(None);
-            f.set_max_offset(max_offset);
-            (before, f.view(None))
-        };
+        let (before, after) = self.change(|f| f.set_max_offset(max_offset));
         if before.trusted != after.trusted {
             tracing::warn!(
                 offset_ms = ?after.offset().map(millis),
@@ -461,6 +459,13 @@ mod tests {
         s.parse().expect("timestamp")
     }
 
+    /// The sample of one exchange, from its four times: sent, received by central,
+    /// answered by central, answer received.
+    fn measured(times: [&str; 4]) -> Sample {
+        let [t1, t2, t3, t4] = times.map(ts);
+        Sample::from_times(t1, t2, t3, t4)
+    }
+
     fn sample(offset_ms: i64, delay_ms: i64) -> Sample {
         Sample {
             offset: SignedDuration::from_millis(offset_ms),
@@ -472,22 +477,24 @@ mod tests {
     #[test]
     fn a_gate_ten_seconds_ahead_measures_plus_ten_seconds() {
         // Central at 12:00:00.000 receives, answers 10 ms later; 20 ms each way.
-        let t1 = ts("2026-12-04T12:00:09.980Z");
-        let t2 = ts("2026-12-04T12:00:00.000Z");
-        let t3 = ts("2026-12-04T12:00:00.010Z");
-        let t4 = ts("2026-12-04T12:00:10.030Z");
-        let s = Sample::from_times(t1, t2, t3, t4);
+        let s = measured([
+            "2026-12-04T12:00:09.980Z",
+            "2026-12-04T12:00:00.000Z",
+            "2026-12-04T12:00:00.010Z",
+            "2026-12-04T12:00:10.030Z",
+        ]);
         assert_eq!(s.offset, SignedDuration::from_secs(10));
         assert_eq!(s.delay, SignedDuration::from_millis(40));
     }
 
     #[test]
     fn a_gate_behind_measures_a_negative_offset() {
-        let t1 = ts("2026-12-04T11:59:49.990Z");
-        let t2 = ts("2026-12-04T12:00:00.000Z");
-        let t3 = ts("2026-12-04T12:00:00.000Z");
-        let t4 = ts("2026-12-04T11:59:50.010Z");
-        let s = Sample::from_times(t1, t2, t3, t4);
+        let s = measured([
+            "2026-12-04T11:59:49.990Z",
+            "2026-12-04T12:00:00.000Z",
+            "2026-12-04T12:00:00.000Z",
+            "2026-12-04T11:59:50.010Z",
+        ]);
         assert_eq!(s.offset, SignedDuration::from_secs(-10));
         assert_eq!(s.delay, SignedDuration::from_millis(20));
     }

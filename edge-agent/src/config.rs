@@ -90,3 +90,39 @@ impl Config {
         self.lanes.iter().find(|l| &l.id == id)
     }
 }
+
+/// A valid configuration of one gate with one lane (`L1`), for the crate's tests to build on.
+#[cfg(test)]
+pub(crate) mod test_config {
+    use super::Config;
+
+    /// The configuration's text.
+    pub(crate) const BASE: &str = r#"
+[gate]
+id = "G1"
+name = "Gate one"
+port = "PORT-A"
+
+[[lanes]]
+id = "L1"
+name = "Lane one"
+routes = { fast = "Exit A", standard = "Booth 2", inspect = "Bay 4" }
+
+[policy]
+name = "p1"
+random_key = "reload-test-random-key"
+
+[store]
+path = "/var/lib/aeogate/agent.redb"
+"#;
+
+    /// The configuration `text` (a valid one).
+    pub(crate) fn cfg(text: &str) -> Config {
+        Config::from_toml_str(text, "test.toml").expect("valid test configuration")
+    }
+
+    /// [`BASE`] with `extra` after it.
+    pub(crate) fn with(extra: &str) -> Config {
+        cfg(&format!("{BASE}{extra}"))
+    }
+}

@@ -226,27 +226,7 @@ fn specs(serial: &[DeviceConfig], llrp: &[LlrpReaderConfig]) -> Vec<Spec> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-
-    const BASE: &str = r#"
-[gate]
-id = "G1"
-port = "PORT-A"
-
-[[lanes]]
-id = "L1"
-routes = { fast = "Exit A", standard = "Booth 2", inspect = "Bay 4" }
-
-[policy]
-random_key = "devices-test-random-key"
-
-[store]
-path = "/unused"
-"#;
-
-    fn with(extra: &str) -> Config {
-        Config::from_toml_str(&format!("{BASE}{extra}"), "test.toml").expect("valid")
-    }
+    use crate::config::test_config::with;
 
     fn module(path: &str) -> String {
         format!(

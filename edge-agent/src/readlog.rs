@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::assembler::AssemblerEvent;
-use crate::journal::{Journal, JournalWriter, LogRequest, WriteRequest, spawn_writer};
+use crate::journal::{Journal, JournalWriter, LogRequest, WriteRequest};
 use crate::lane_work::LaneWork;
 use crate::store::{JournalError, Store};
 
@@ -44,15 +44,9 @@ impl ReadLog {
     /// [`ReadLog::close`] once what was queued is written.
     #[must_use]
     pub fn start(store: Store) -> (ReadLog, JoinHandle<()>) {
-        let (tx, task, _commits) = spawn_writer(store.clone());
-        (
-            ReadLog {
-                store,
-                queue: Mutex::new(Some(tx)),
-                lanes: LaneWork::new(),
-            },
-            task,
-        )
+        // A writer no journal uses: the read log holds its only queue.
+        let (writer, task) = JournalWriter::start(store);
+        (ReadLog::sharing_writer(&writer), task)
     }
 
     /// A read log whose events go through the journal's writer, sharing its commit

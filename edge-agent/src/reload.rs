@@ -697,33 +697,7 @@ pub async fn request_reload(socket: &Path, config: Option<PathBuf>) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const BASE: &str = r#"
-[gate]
-id = "G1"
-name = "Gate one"
-port = "PORT-A"
-
-[[lanes]]
-id = "L1"
-name = "Lane one"
-routes = { fast = "Exit A", standard = "Booth 2", inspect = "Bay 4" }
-
-[policy]
-name = "p1"
-random_key = "reload-test-random-key"
-
-[store]
-path = "/var/lib/aeogate/agent.redb"
-"#;
-
-    fn cfg(text: &str) -> Config {
-        Config::from_toml_str(text, "test.toml").expect("valid test configuration")
-    }
-
-    fn with(extra: &str) -> Config {
-        cfg(&format!("{BASE}{extra}"))
-    }
+    use crate::config::test_config::{BASE, cfg, with};
 
     #[test]
     fn the_same_configuration_changes_nothing() {

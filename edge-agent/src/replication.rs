@@ -510,16 +510,10 @@ async fn send(
     timeout: Duration,
 ) -> Result<reqwest::Response, Failure> {
     let (instance, req) = client.get(path, timeout);
-    let t1 = jiff::Timestamp::now();
-    let resp = req
-        .send()
+    let resp = client
+        .exchange(instance, req)
         .await
-        .inspect_err(|_| client.failed(instance))
         .context("registry request failed")?;
-    client.observe(t1, &resp);
-    if resp.status().is_server_error() {
-        client.failed(instance);
-    }
     match resp.status() {
         StatusCode::OK => Ok(resp),
         StatusCode::NO_CONTENT => Err(Failure::Unsigned(format!(
@@ -547,10 +541,15 @@ async fn fetch(
         }
         r => r?,
     };
+    envelope(resp, "registry").await
+}
+
+/// Reads an answer's signed envelope; `what` names the statement in the error.
+async fn envelope(resp: reqwest::Response, what: &str) -> Result<SignedEnvelope, Failure> {
     let env: SignedEnvelope = resp
         .json()
         .await
-        .context("registry envelope does not parse")?;
+        .with_context(|| format!("{what} envelope does not parse"))?;
     Ok(env)
 }
 
@@ -631,7 +630,9 @@ async fn bootstrap(
         _ => {
             let path = format!("/api/v1/registry/snapshot/manifest?port={}", shared.port);
             let env = match fetch_manifest(client, &path).await {
-                Err(Failure::NotServed(_)) => return bootstrap_whole(shared, client, keys).await,
+                Err(Failure::NotServed(_)) => {
+                    return bootstrap_whole(shared, client, keys, &held).await;
+                }
                 r => r?,
             };
             let m = verify_manifest(&env, keys).map_err(Failure::Refused)?;
@@ -703,20 +704,17 @@ async fn bootstrap(
 
 async fn fetch_manifest(client: &CentralClient, path: &str) -> Result<SignedEnvelope, Failure> {
     let resp = send(client, path, Duration::from_secs(60)).await?;
-    let env: SignedEnvelope = resp
-        .json()
-        .await
-        .context("snapshot manifest envelope does not parse")?;
-    Ok(env)
+    envelope(resp, "snapshot manifest").await
 }
 
-/// Bootstraps from the whole snapshot in one envelope (a central without manifests).
+/// Bootstraps from the whole snapshot in one envelope (a central without manifests),
+/// over the replica `held`.
 async fn bootstrap_whole(
     shared: &Replication,
     client: &CentralClient,
     keys: &[PinnedKey],
+    held: &ReplicaMeta,
 ) -> Result<Poll, Failure> {
-    let held = meta(shared).await?;
     let path = format!("/api/v1/registry/snapshot?port={}", shared.port);
     let env = fetch(client, &path, Duration::from_secs(60)).await?;
     let batch = verify_envelope(&env, keys).map_err(Failure::Refused)?;
@@ -925,33 +923,27 @@ mod tests {
 
     #[test]
     fn delta_must_follow_the_replica_exactly() {
-        assert_eq!(check_batch(&batch(5, 7, false), 5, "PORT-A", false), Ok(()));
-        assert!(matches!(
-            check_batch(&batch(6, 7, false), 5, "PORT-A", false),
-            Err(Refused::Gap { .. })
-        ));
-        assert!(matches!(
-            check_batch(&batch(4, 6, false), 5, "PORT-A", false),
-            Err(Refused::Replay { .. })
-        ));
-        assert!(matches!(
-            check_batch(&batch(1, 3, false), 5, "PORT-A", false),
-            Err(Refused::Rollback { .. })
-        ));
-        assert!(matches!(
-            check_batch(&batch(5, 7, false), 5, "PORT-B", false),
-            Err(Refused::WrongPort { .. })
-        ));
-        let mut b = batch(5, 7, false);
-        b.changes.swap(0, 1);
-        assert!(matches!(
-            check_batch(&b, 5, "PORT-A", false),
-            Err(Refused::Numbering { .. })
-        ));
-        assert!(matches!(
-            check_batch(&batch(5, 7, true), 5, "PORT-A", false),
-            Err(Refused::WrongKind { .. })
-        ));
+        let mut misnumbered = batch(5, 7, false);
+        misnumbered.changes.swap(0, 1);
+        // (batch, port, expected) against a replica at 5 bound to PORT-A
+        let cases = [
+            (batch(5, 7, false), "PORT-A", "ok"),
+            (batch(6, 7, false), "PORT-A", "gap"),
+            (batch(4, 6, false), "PORT-A", "replay"),
+            (batch(1, 3, false), "PORT-A", "rollback"),
+            (batch(5, 7, false), "PORT-B", "wrong_port"),
+            (misnumbered, "PORT-A", "numbering"),
+            (batch(5, 7, true), "PORT-A", "wrong_kind"),
+        ];
+        for (b, port, want) in cases {
+            let got = check_batch(&b, 5, port, false);
+            let label = got.as_ref().map_or_else(Refused::label, |()| "ok");
+            assert_eq!(
+                label, want,
+                "after {} last {} snapshot {} port {port}: {got:?}",
+                b.after_seq, b.last_seq, b.snapshot
+            );
+        }
     }
 
     #[test]

@@ -82,6 +82,18 @@ fn presence(lane: &str, present: bool, at: Timestamp) -> AssemblerEvent {
     }
 }
 
+/// An assembler with a truck on L1: its loop present since `t(0)`.
+fn truck_on_l1() -> Assembler {
+    let mut a = asm();
+    a.handle(presence("L1", true, t(0)));
+    a
+}
+
+/// L1's open transaction.
+fn open_on_l1(a: &Assembler) -> &GateTransaction {
+    a.open(&LaneId::parse("L1").expect("lane")).expect("open")
+}
+
 fn closed(out: &[AssemblerOutput]) -> Vec<GateTransaction> {
     out.iter()
         .filter_map(|o| match o {
@@ -108,8 +120,7 @@ fn presence_opens_and_departure_closes_after_grace() {
 
 #[test]
 fn loop_flicker_does_not_split_a_transaction() {
-    let mut a = asm();
-    a.handle(presence("L1", true, t(0)));
+    let mut a = truck_on_l1();
     a.handle(presence("L1", false, t(3)));
     let out = a.handle(presence("L1", true, t(3)));
     assert!(
@@ -122,13 +133,12 @@ fn loop_flicker_does_not_split_a_transaction() {
 
 #[test]
 fn repeats_of_one_tag_are_counted_not_kept() {
-    let mut a = asm();
-    a.handle(presence("L1", true, t(0)));
+    let mut a = truck_on_l1();
     for i in 0..50 {
         a.handle(tag("L1", "r1", "urn:epc:id:giai:0614141.1", t(1 + i / 10)));
     }
     a.handle(tag("L1", "r2", "urn:epc:id:giai:0614141.1", t(2)));
-    let tx = a.open(&LaneId::parse("L1").expect("lane")).expect("open");
+    let tx = open_on_l1(&a);
     assert_eq!(tx.reads.len(), 2, "one entry per device and value");
     assert_eq!(tx.reads[0].count, 50);
     assert_eq!(tx.reads[0].first_at, t(1));
@@ -140,7 +150,7 @@ fn read_shortly_before_presence_is_folded_in() {
     let mut a = asm();
     assert!(a.handle(ocr("L1", "CSQU3054383", t(0))).is_empty());
     a.handle(presence("L1", true, t(3)));
-    let tx = a.open(&LaneId::parse("L1").expect("lane")).expect("open");
+    let tx = open_on_l1(&a);
     assert_eq!(tx.reads.len(), 1);
 }
 
@@ -153,7 +163,7 @@ fn read_long_before_presence_becomes_orphan() {
         out.iter()
             .any(|o| matches!(o, AssemblerOutput::OrphanRead(_)))
     );
-    let tx = a.open(&LaneId::parse("L1").expect("lane")).expect("open");
+    let tx = open_on_l1(&a);
     assert!(tx.reads.is_empty());
 }
 
@@ -179,18 +189,16 @@ fn loopless_lane_opens_on_read_and_closes_when_quiet() {
 
 #[test]
 fn ocr_and_rfid_disagreeing_are_both_kept() {
-    let mut a = asm();
-    a.handle(presence("L1", true, t(0)));
+    let mut a = truck_on_l1();
     a.handle(ocr("L1", "CSQU3054383", t(1)));
     a.handle(tag("L1", "r1", "urn:epc:id:bic:TASU1170000", t(1)));
-    let tx = a.open(&LaneId::parse("L1").expect("lane")).expect("open");
+    let tx = open_on_l1(&a);
     assert_eq!(tx.reads.len(), 2);
 }
 
 #[test]
 fn transaction_timeout_closes() {
-    let mut a = asm();
-    a.handle(presence("L1", true, t(0)));
+    let mut a = truck_on_l1();
     let txs = closed(&a.tick(t(121)));
     assert_eq!(txs.len(), 1);
     assert_eq!(txs[0].close_reason, CloseReason::Timeout);
@@ -199,8 +207,7 @@ fn transaction_timeout_closes() {
 
 #[test]
 fn close_all_closes_with_shutdown() {
-    let mut a = asm();
-    a.handle(presence("L1", true, t(0)));
+    let mut a = truck_on_l1();
     a.handle(ocr("L2", "CSQU3054383", t(0)));
     let txs = closed(&a.close_all(t(2)));
     assert_eq!(txs.len(), 2);

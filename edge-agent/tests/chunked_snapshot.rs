@@ -450,24 +450,63 @@ fn requests(s: &Shared) -> (usize, Vec<usize>) {
     (st.manifest_requests, per_chunk)
 }
 
+/// A stand-in central serving `n` active operators in chunks of ten (as `set` leaves
+/// it), and an agent started against it.
+struct Bootstrap {
+    state: Shared,
+    /// The stand-in's URL, for starting the agent again.
+    url: String,
+    agent: AgentHandle,
+    shutdown: CancellationToken,
+}
+
+async fn bootstrap(dir: &std::path::Path, n: u64, set: impl FnOnce(&mut Stand)) -> Bootstrap {
+    let state = serving(operators(n, AeoStatus::Active), 10);
+    set(&mut lock(&state));
+    let url = stand_in(state.clone()).await;
+    let (agent, shutdown) = started(dir, &url).await;
+    Bootstrap {
+        state,
+        url,
+        agent,
+        shutdown,
+    }
+}
+
+impl Bootstrap {
+    fn store(&self) -> &Store {
+        &self.agent.shared.store
+    }
+
+    async fn stop(self) {
+        support::stop_agent(&self.shutdown, self.agent.join, STEP).await;
+    }
+}
+
+/// Waits until `store`'s replica is at `sequence`; then the requests `state` counted, as
+/// [`requests`].
+async fn loaded(store: &Store, state: &Shared, sequence: u64) -> (usize, Vec<usize>) {
+    eventually("replica loaded", || {
+        store.replica_meta().sequence == sequence
+    })
+    .await;
+    requests(state)
+}
+
 #[tokio::test]
 async fn bootstraps_chunk_by_chunk_after_refusing_a_modified_chunk() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = serving(operators(25, AeoStatus::Active), 10);
-    lock(&state).corrupt = Some(1);
-    let url = stand_in(state.clone()).await;
-    let (h, shutdown) = started(dir.path(), &url).await;
-    let store = h.shared.store.clone();
+    let b = bootstrap(dir.path(), 25, |s| s.corrupt = Some(1)).await;
 
     eventually("the modified chunk was refused and reported", || {
-        refusals(&state)
+        refusals(&b.state)
             .iter()
             .any(|d| d.contains("chunk 1") && d.contains("SHA-256"))
     })
     .await;
-    assert_eq!(store.replica_meta().sequence, 0, "replica untouched");
+    assert_eq!(b.store().replica_meta().sequence, 0, "replica untouched");
     assert!(
-        store
+        b.store()
             .replica_view()
             .expect("view")
             .operator(&support::op(&operator_id(1)))
@@ -475,9 +514,9 @@ async fn bootstraps_chunk_by_chunk_after_refusing_a_modified_chunk() {
         "nothing of the snapshot is visible"
     );
 
-    lock(&state).corrupt = None;
-    eventually("replica loaded", || store.replica_meta().sequence == 25).await;
-    let view = store.replica_view().expect("view");
+    lock(&b.state).corrupt = None;
+    let (manifests, per_chunk) = loaded(b.store(), &b.state, 25).await;
+    let view = b.store().replica_view().expect("view");
     for i in 1..=25 {
         assert!(
             view.operator(&support::op(&operator_id(i))).is_some(),
@@ -485,57 +524,45 @@ async fn bootstraps_chunk_by_chunk_after_refusing_a_modified_chunk() {
         );
     }
     drop(view);
-    let (manifests, per_chunk) = requests(&state);
     assert_eq!(manifests, 1, "the refusal kept the staged progress");
     assert_eq!(per_chunk[0], 1, "chunk 0 was not fetched again");
     assert!(per_chunk[1] >= 2, "chunk 1 fetched again after its refusal");
     assert_eq!(per_chunk[2], 1);
-    support::stop_agent(&shutdown, h.join, STEP).await;
+    b.stop().await;
 }
 
 #[tokio::test]
 async fn a_connection_broken_during_a_chunk_resumes_at_that_chunk() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = serving(operators(50, AeoStatus::Active), 10);
-    lock(&state).break_once = Some(3);
-    let url = stand_in(state.clone()).await;
-    let (h, shutdown) = started(dir.path(), &url).await;
-    let store = h.shared.store.clone();
-    eventually("replica loaded", || store.replica_meta().sequence == 50).await;
-    let (manifests, per_chunk) = requests(&state);
+    let b = bootstrap(dir.path(), 50, |s| s.break_once = Some(3)).await;
+    let (manifests, per_chunk) = loaded(&b.agent.shared.store, &b.state, 50).await;
     assert_eq!(manifests, 1);
     // Chunks 0..=2 applied once; the connection broke in chunk 3, fetched again; 4 once.
     assert_eq!(per_chunk, vec![1, 1, 1, 2, 1]);
     assert!(
-        refusals(&state).is_empty(),
+        refusals(&b.state).is_empty(),
         "a broken connection is no refusal"
     );
-    support::stop_agent(&shutdown, h.join, STEP).await;
+    b.stop().await;
 }
 
 #[tokio::test]
 async fn an_agent_restarted_mid_bootstrap_resumes_at_the_next_chunk() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = serving(operators(40, AeoStatus::Active), 10);
-    lock(&state).hold_from = Some(2);
-    let url = stand_in(state.clone()).await;
-    {
-        let (h, shutdown) = started(dir.path(), &url).await;
-        eventually("chunks 0 and 1 staged, chunk 2 asked for", || {
-            lock(&state).chunk_requests.contains_key(&2)
-        })
-        .await;
-        let staged = h.shared.store.staged_snapshot().expect("staged");
-        assert_eq!(staged.next, 2);
-        assert_eq!(h.shared.store.replica_meta().sequence, 0);
-        support::stop_agent(&shutdown, h.join, STEP).await;
-    }
+    let b = bootstrap(dir.path(), 40, |s| s.hold_from = Some(2)).await;
+    let (state, url) = (b.state.clone(), b.url.clone());
+    eventually("chunks 0 and 1 staged, chunk 2 asked for", || {
+        lock(&state).chunk_requests.contains_key(&2)
+    })
+    .await;
+    let staged = b.agent.shared.store.staged_snapshot().expect("staged");
+    assert_eq!(staged.next, 2);
+    assert_eq!(b.agent.shared.store.replica_meta().sequence, 0);
+    b.stop().await;
 
     lock(&state).hold_from = None;
     let (h, shutdown) = started(dir.path(), &url).await;
-    let store = h.shared.store.clone();
-    eventually("replica loaded", || store.replica_meta().sequence == 40).await;
-    let (manifests, per_chunk) = requests(&state);
+    let (manifests, per_chunk) = loaded(&h.shared.store, &state, 40).await;
     assert_eq!(manifests, 1, "the same manifest, kept in the store");
     assert_eq!(&per_chunk[..2], &[1, 1], "chunks 0 and 1 not fetched again");
     assert_eq!(per_chunk[3], 1);
@@ -545,13 +572,9 @@ async fn an_agent_restarted_mid_bootstrap_resumes_at_the_next_chunk() {
 #[tokio::test]
 async fn a_snapshot_central_no_longer_keeps_is_started_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = serving(operators(30, AeoStatus::Active), 10);
-    lock(&state).hold_from = Some(1);
-    let url = stand_in(state.clone()).await;
-    let (h, shutdown) = started(dir.path(), &url).await;
-    let store = h.shared.store.clone();
+    let b = bootstrap(dir.path(), 30, |s| s.hold_from = Some(1)).await;
     eventually("chunk 0 staged, chunk 1 asked for", || {
-        lock(&state).chunk_requests.contains_key(&1)
+        lock(&b.state).chunk_requests.contains_key(&1)
     })
     .await;
     // Central forgets the snapshot (its chunks answer 404) and offers a new one.
@@ -561,25 +584,25 @@ async fn a_snapshot_central_no_longer_keeps_is_started_again() {
         ..m
     };
     {
-        let mut st = lock(&state);
+        let mut st = lock(&b.state);
         st.manifest = Some(sign(serde_json::to_string(&m).expect("json")));
         st.id = m.id.clone();
         st.chunks = chunks;
         st.hold_from = None;
     }
     eventually("replica loaded from the new snapshot", || {
-        store.replica_meta().sequence == 30
+        b.store().replica_meta().sequence == 30
     })
     .await;
-    let (manifests, per_chunk) = requests(&state);
+    let (manifests, per_chunk) = requests(&b.state);
     assert_eq!(
         manifests, 2,
         "a new manifest after the old one's chunk was gone"
     );
     assert_eq!(per_chunk[0], 2, "chunk 0 of each snapshot");
     assert!(
-        refusals(&state).is_empty(),
+        refusals(&b.state).is_empty(),
         "a dropped snapshot is no refusal"
     );
-    support::stop_agent(&shutdown, h.join, STEP).await;
+    b.stop().await;
 }

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use protocol::operator::Programme;
 use protocol::schema::{
     AeoStatus, Authorisation, Decision, ESealState, GateTransaction, Hold, HoldKind, LaneDecision,
-    PartyRole, ReadSource, ReadValue, ReasonCode,
+    PartyRole, ReadSource, ReadValue, Reason, ReasonCode,
 };
 use protocol::seal::ESealId;
 use support::*;
@@ -23,6 +23,14 @@ fn run(tx: &GateTransaction, r: &dyn ReplicaView, p: &Policy) -> Decision {
 
 fn codes(d: &Decision) -> BTreeSet<ReasonCode> {
     d.reasons.iter().map(|r| r.code).collect()
+}
+
+/// The reason of `d` with this `code`.
+fn reason(d: &Decision, code: ReasonCode) -> &Reason {
+    d.reasons
+        .iter()
+        .find(|r| r.code == code)
+        .unwrap_or_else(|| panic!("{code} among the reasons"))
 }
 
 struct Case {
@@ -287,25 +295,35 @@ fn cases() -> Vec<Case> {
     c.replica = us_importer(replica(), Authorisation::Security);
     v.push(c);
 
-    let mut c = case(
-        "partner programme with MRA in force",
-        Fast,
-        &[R::MraRecognised, R::AllChecksPassed],
-    );
-    c.replica = us_importer_under_mra(Authorisation::Security, ago(86_400 * 1000));
-    v.push(c);
-
-    let mut c = case("MRA not yet in force", Standard, &[R::MraNotRecognised]);
-    c.replica = us_importer_under_mra(Authorisation::Security, ago(-86_400));
-    v.push(c);
-
-    let mut c = case(
-        "security-only MRA, compliance-only partner",
-        Standard,
-        &[R::MraNotRecognised, R::PartyNoSecurity],
-    );
-    c.replica = us_importer_under_mra(Authorisation::Compliance, ago(86_400 * 1000));
-    v.push(c);
+    // A US importer (`auth`) under a security-only MRA with US C-TPAT in force from `from`.
+    let mras: [(_, _, _, _, &'static [R]); 3] = [
+        (
+            "partner programme with MRA in force",
+            Authorisation::Security,
+            ago(86_400 * 1000),
+            Fast,
+            &[R::MraRecognised, R::AllChecksPassed],
+        ),
+        (
+            "MRA not yet in force",
+            Authorisation::Security,
+            ago(-86_400),
+            Standard,
+            &[R::MraNotRecognised],
+        ),
+        (
+            "security-only MRA, compliance-only partner",
+            Authorisation::Compliance,
+            ago(86_400 * 1000),
+            Standard,
+            &[R::MraNotRecognised, R::PartyNoSecurity],
+        ),
+    ];
+    for (name, auth, from, expect, must_have) in mras {
+        let mut c = case(name, expect, must_have);
+        c.replica = us_importer_under_mra(auth, from);
+        v.push(c);
+    }
 
     let mut c = case("replica older than the bound", Standard, &[R::ReplicaStale]);
     c.replica.set_loaded(42, ago(25 * 3600));
@@ -418,11 +436,7 @@ fn all_reasons_are_listed_not_just_the_first() {
 fn reasons_carry_details() {
     let t = tx(vec![container_read(CONTAINER), seal_read("XYZ999999")]);
     let d = run(&t, &replica(), &policy());
-    let r = d
-        .reasons
-        .iter()
-        .find(|r| r.code == ReasonCode::SealMismatch)
-        .expect("mismatch");
+    let r = reason(&d, ReasonCode::SealMismatch);
     assert_eq!(
         r.detail.get("container").map(String::as_str),
         Some(CONTAINER)
@@ -436,11 +450,7 @@ fn aeo_inspection_has_priority_and_contact_point() {
     let t = tx(vec![container_read(CONTAINER)]);
     let d = run(&t, &replica(), &policy());
     assert!(d.priority);
-    let r = d
-        .reasons
-        .iter()
-        .find(|r| r.code == ReasonCode::AeoPriorityInspection)
-        .expect("priority");
+    let r = reason(&d, ReasonCode::AeoPriorityInspection);
     assert!(d.parties.iter().all(|p| p.contact_point.is_some()));
     // The contacts travel as typed data, one entry per party, not as detail strings.
     assert_eq!(r.parties.len(), d.parties.len());
@@ -653,28 +663,28 @@ impl ReplicaView for Damaged {
         &self,
         id: &protocol::operator::OperatorId,
     ) -> Result<Option<protocol::schema::RegistryRecord>, Unreadable> {
-        if self.operator {
-            Err(Unreadable("operator record: bad encoding".into()))
-        } else {
-            Ok(self.inner.operator(id))
-        }
+        unless_damaged(self.operator, "operator", || self.inner.operator(id))
     }
     fn try_consignment_for(
         &self,
         c: &protocol::container::ContainerNumber,
     ) -> Result<Option<protocol::schema::Consignment>, Unreadable> {
-        if self.consignment {
-            Err(Unreadable("consignment record: bad encoding".into()))
-        } else {
-            Ok(self.inner.consignment_for(c))
-        }
+        unless_damaged(self.consignment, "consignment", || {
+            self.inner.consignment_for(c)
+        })
     }
     fn try_mras(&self) -> Result<Vec<protocol::schema::MraRecord>, Unreadable> {
-        if self.mras {
-            Err(Unreadable("mra record: bad encoding".into()))
-        } else {
-            Ok(self.inner.mras())
-        }
+        unless_damaged(self.mras, "mra", || self.inner.mras())
+    }
+}
+
+/// What `read` reads, or, when the `what` record is `damaged`, the error of one that
+/// cannot be read.
+fn unless_damaged<T>(damaged: bool, what: &str, read: impl FnOnce() -> T) -> Result<T, Unreadable> {
+    if damaged {
+        Err(Unreadable(format!("{what} record: bad encoding")))
+    } else {
+        Ok(read())
     }
 }
 
@@ -695,11 +705,7 @@ fn unreadable_records_are_reported_as_unreadable_not_as_missing() {
     assert_eq!(d.decision, LaneDecision::Standard);
     assert!(got.contains(&ReasonCode::ReplicaUnreadable), "{got:?}");
     assert!(!got.contains(&ReasonCode::PartyUnknown), "{got:?}");
-    let r = d
-        .reasons
-        .iter()
-        .find(|r| r.code == ReasonCode::ReplicaUnreadable)
-        .expect("reason");
+    let r = reason(&d, ReasonCode::ReplicaUnreadable);
     assert!(
         r.detail.contains_key("operator") && r.detail.contains_key("error"),
         "{r:?}"

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_agent::journal::JournalWriter;
+use edge_agent::readlog::ReadLog;
 use edge_agent::store::{JournalError, Store};
 use protocol::schema::{EventBody, GateId};
 use support::now;
+use tokio::task::JoinHandle;
 
 fn alert(n: usize) -> EventBody {
     EventBody::IntegrityAlert {
@@ -75,11 +77,25 @@ fn store(dir: &tempfile::TempDir) -> Store {
     .expect("store")
 }
 
+/// A store in `dir` and its journal writer, started.
+fn started(dir: &tempfile::TempDir) -> (Store, JournalWriter, JoinHandle<()>) {
+    let store = store(dir);
+    let (writer, task) = JournalWriter::start(store.clone());
+    (store, writer, task)
+}
+
+/// A writer with a read log sharing it, over a journal that refuses writes.
+fn refusing_with_read_log(dir: &tempfile::TempDir) -> (Store, JournalWriter, ReadLog) {
+    let (store, writer, _task) = started(dir);
+    let log = ReadLog::sharing_writer(&writer);
+    store.refuse_journal_writes(true);
+    (store, writer, log)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_are_grouped_and_each_caller_gets_its_own_stored_entries() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(&dir);
-    let (writer, task) = JournalWriter::start(store.clone());
+    let (store, writer, task) = started(&dir);
     let writer = Arc::new(writer);
     let callers = 200usize;
     let mut set = tokio::task::JoinSet::new();
@@ -134,8 +150,7 @@ async fn concurrent_appends_are_grouped_and_each_caller_gets_its_own_stored_entr
 #[tokio::test]
 async fn a_refusing_journal_fails_every_caller_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(&dir);
-    let (writer, _task) = JournalWriter::start(store.clone());
+    let (store, writer, _task) = started(&dir);
     store.refuse_journal_writes(true);
     let (a, b) = tokio::join!(
         writer.append(vec![alert(1)], now()),
@@ -161,9 +176,8 @@ fn presence(lane: &str, present: bool) -> edge_agent::assembler::AssemblerEvent 
 #[tokio::test]
 async fn a_read_log_sharing_the_writer_commits_reads_and_records_queued_together_in_one_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(&dir);
-    let (writer, task) = JournalWriter::start(store.clone());
-    let log = edge_agent::readlog::ReadLog::sharing_writer(&writer);
+    let (store, writer, task) = started(&dir);
+    let log = ReadLog::sharing_writer(&writer);
     // The first arrival is logged on its own; its departure and the record that accounts
     // for the arrival are queued together.
     let arrived = presence("L1", true);
@@ -197,7 +211,7 @@ async fn a_read_log_sharing_the_writer_commits_reads_and_records_queued_together
         store.entry(entries[0].seq).expect("read").as_ref(),
         Some(&entries[0])
     );
-    let left = edge_agent::readlog::ReadLog::replay(&store).expect("replay");
+    let left = ReadLog::replay(&store).expect("replay");
     assert_eq!(
         left,
         vec![departed],
@@ -212,10 +226,7 @@ async fn a_read_log_sharing_the_writer_commits_reads_and_records_queued_together
 #[tokio::test]
 async fn reads_are_logged_while_the_journal_refuses_writes_in_the_same_window() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(&dir);
-    let (writer, _task) = JournalWriter::start(store.clone());
-    let log = edge_agent::readlog::ReadLog::sharing_writer(&writer);
-    store.refuse_journal_writes(true);
+    let (store, writer, log) = refusing_with_read_log(&dir);
     let arrived = [presence("L1", true)];
     // The first request is a read: a refused append would not wait for the transaction.
     let (first, (logged, journaled), commits) =
@@ -237,8 +248,7 @@ async fn reads_are_logged_while_the_journal_refuses_writes_in_the_same_window() 
 #[tokio::test]
 async fn the_acknowledged_cursor_moves_in_the_commit_of_the_appends_queued_with_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(&dir);
-    let (writer, task) = JournalWriter::start(store.clone());
+    let (store, writer, task) = started(&dir);
     writer
         .append(vec![alert(1), alert(2), alert(3)], now())
         .await
@@ -285,10 +295,7 @@ async fn the_acknowledged_cursor_moves_in_the_commit_of_the_appends_queued_with_
 #[tokio::test]
 async fn appends_the_journal_refuses_in_one_window_get_their_own_bodies_and_events_back() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(&dir);
-    let (writer, _task) = JournalWriter::start(store.clone());
-    let log = edge_agent::readlog::ReadLog::sharing_writer(&writer);
-    store.refuse_journal_writes(true);
+    let (store, writer, log) = refusing_with_read_log(&dir);
     let events = |lane: &str| {
         vec![
             edge_agent::readlog::encode(&presence(lane, true)),

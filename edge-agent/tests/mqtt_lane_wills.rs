@@ -72,6 +72,16 @@ async fn broker_and_agent(
     (broker, agent, cfg, console)
 }
 
+/// How many lanes the tests of many lanes configure.
+const MANY_LANES: usize = 200;
+
+/// A broker and an agent of [`MANY_LANES`] lanes on it, every lane's will connection up.
+async fn many_lanes(dir: &Path) -> (Mosquitto, AgentProcess) {
+    let (broker, agent, _, _) = broker_and_agent(dir, MANY_LANES, None, "agent.log").await;
+    wills_connected(&agent.base, MANY_LANES, Duration::from_secs(30)).await;
+    (broker, agent)
+}
+
 async fn post_action(base: &str, lane: &str, body: &Value) -> (u16, Value) {
     edge_agent::uplink::install_crypto_provider();
     let r = reqwest::Client::new()
@@ -293,19 +303,23 @@ async fn without_lane_wills_a_killed_agent_leaves_its_last_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_lanes_each_get_a_will_connection_and_all_say_offline_after_a_kill() {
-    const LANES: usize = 200;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (broker, mut agent, _, _) = broker_and_agent(dir.path(), LANES, None, "agent.log").await;
-    wills_connected(&agent.base, LANES, Duration::from_secs(30)).await;
+    let (broker, mut agent) = many_lanes(dir.path()).await;
     assert_eq!(
         metric(&agent.base, "aeogate_mqtt_lane_will_failures_total").await,
         Some(0.0)
     );
     agent.kill();
-    let states = retained(broker.port, "late-sign", "aeogate/G1/lanes/+/state", LANES).await;
+    let states = retained(
+        broker.port,
+        "late-sign",
+        "aeogate/G1/lanes/+/state",
+        MANY_LANES,
+    )
+    .await;
     let latest: std::collections::HashMap<String, Value> = states.into_iter().collect();
-    assert_eq!(latest.len(), LANES);
-    for i in 1..=LANES {
+    assert_eq!(latest.len(), MANY_LANES);
+    for i in 1..=MANY_LANES {
         let s = &latest[&format!("aeogate/G1/lanes/L{i}/state")];
         assert_offline(s);
         assert_eq!(s["lane"], format!("L{i}"));
@@ -351,18 +365,16 @@ async fn a_lane_will_fired_while_the_agent_runs_is_replaced_by_the_lanes_state()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_of_two_hundred_lanes_says_offline_once_per_lane() {
-    const LANES: usize = 200;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (broker, mut agent, _, _) = broker_and_agent(dir.path(), LANES, None, "agent.log").await;
-    wills_connected(&agent.base, LANES, Duration::from_secs(30)).await;
+    let (broker, mut agent) = many_lanes(dir.path()).await;
     let live = Collector::plain(broker.port, "signs", &["aeogate/G1/lanes/+/state"]);
-    live.wait_until("every lane's state", STEP, |m| m.len() >= LANES)
+    live.wait_until("every lane's state", STEP, |m| m.len() >= MANY_LANES)
         .await;
     let status = agent.terminate();
     assert!(status.success(), "agent stopped cleanly: {status}");
     let is_offline = |p: &[u8]| json_of(p)["decision"] == "OFFLINE";
     live.wait_until("every lane OFFLINE", STEP, |m| {
-        m.iter().filter(|(_, p)| is_offline(p)).count() >= LANES
+        m.iter().filter(|(_, p)| is_offline(p)).count() >= MANY_LANES
     })
     .await;
     // Anything a will would still publish arrives within this.
@@ -373,7 +385,7 @@ async fn a_clean_stop_of_two_hundred_lanes_says_offline_once_per_lane() {
             *per_lane.entry(t).or_default() += 1;
         }
     }
-    assert_eq!(per_lane.len(), LANES);
+    assert_eq!(per_lane.len(), MANY_LANES);
     assert!(
         per_lane.values().all(|n| *n == 1),
         "the wills were discarded: {per_lane:?}"

@@ -67,6 +67,14 @@ fn says(msgs: &[(String, Vec<u8>)], topic: &str, payload: &str) -> bool {
         .is_some_and(|(_, p)| p == payload.as_bytes())
 }
 
+/// A broker in `dir`, and a configuration of `lanes` lanes on it with the console's port.
+async fn broker_and_config(dir: &Path, lanes: usize) -> (Mosquitto, u16, PathBuf) {
+    let broker = Mosquitto::start(dir, free_port()).await;
+    let console = free_port();
+    let cfg = write_config(dir, lanes, broker.port, console);
+    (broker, console, cfg)
+}
+
 /// A broker that queues up to 100,000 messages for a client: a burst of a read on each of
 /// thousands of lanes is more than mosquitto queues by default (1,000 messages, then it
 /// drops them), so the shipped configuration raises the queue too.
@@ -81,6 +89,24 @@ async fn deep_queue_broker(dir: &Path) -> Mosquitto {
         ),
     )
     .await
+}
+
+/// An agent of `lanes` lanes closing `quiet_close_ms` after their last read, on a
+/// [`deep_queue_broker`] in `dir`, online; with a watcher of `topic` and the availability.
+async fn many_lanes_online(
+    dir: &Path,
+    lanes: usize,
+    quiet_close_ms: u64,
+    topic: &str,
+) -> (Mosquitto, Collector, AgentProcess) {
+    let broker = deep_queue_broker(dir).await;
+    let console = free_port();
+    let cfg = write_config_closing(dir, lanes, broker.port, console, quiet_close_ms);
+    let watcher = Collector::plain(broker.port, "watcher", &[topic, AVAILABILITY]);
+    let agent = AgentProcess::start(&cfg, console, &dir.join("agent.log")).await;
+    // `online` comes after the subscriptions and every lane's state.
+    wait_online(&watcher, "the agent online", 60).await;
+    (broker, watcher, agent)
 }
 
 /// Waits until `watcher` has seen the agent say `online`.
@@ -124,17 +150,8 @@ async fn late_view(
 async fn two_thousand_lanes_are_all_subscribed_and_every_lane_state_arrives() {
     const LANES: usize = 2_000;
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = deep_queue_broker(dir.path()).await;
-    let console = free_port();
-    let cfg = write_config(dir.path(), LANES, broker.port, console);
-    let watcher = Collector::plain(
-        broker.port,
-        "watcher",
-        &["aeogate/G1/lanes/+/state", AVAILABILITY],
-    );
-    let agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
-    // `online` comes after the subscriptions and every lane's state.
-    wait_online(&watcher, "the agent online", 60).await;
+    let (broker, watcher, agent) =
+        many_lanes_online(dir.path(), LANES, 300, "aeogate/G1/lanes/+/state").await;
 
     let readers = Collector::plain(broker.port, "readers", &[]);
     let started = std::time::Instant::now();
@@ -201,16 +218,8 @@ async fn every_truck_gets_its_decision_while_reads_and_lane_states_cross_on_many
     const LANES: usize = 300;
     const ROUNDS: usize = 8;
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = deep_queue_broker(dir.path()).await;
-    let console = free_port();
-    let cfg = write_config_closing(dir.path(), LANES, broker.port, console, 20);
-    let watcher = Collector::plain(
-        broker.port,
-        "watcher",
-        &["aeogate/G1/lanes/+/decision", AVAILABILITY],
-    );
-    let agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
-    wait_online(&watcher, "the agent online", 60).await;
+    let (broker, watcher, agent) =
+        many_lanes_online(dir.path(), LANES, 20, "aeogate/G1/lanes/+/decision").await;
     let readers = Collector::plain(broker.port, "readers", &[]);
     for round in 1..=ROUNDS {
         read_on_every_lane(&readers, LANES).await;
@@ -236,9 +245,7 @@ async fn every_truck_gets_its_decision_while_reads_and_lane_states_cross_on_many
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_kill_a_late_subscriber_sees_offline_and_a_restart_replaces_the_old_state() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Mosquitto::start(dir.path(), free_port()).await;
-    let console = free_port();
-    let cfg = write_config(dir.path(), 2, broker.port, console);
+    let (broker, console, cfg) = broker_and_config(dir.path(), 2).await;
     let watcher = Collector::plain(broker.port, "watcher", &["aeogate/G1/#"]);
     let mut agent = AgentProcess::start(&cfg, console, &dir.path().join("agent.log")).await;
     wait_online(&watcher, "online", 20).await;
@@ -312,9 +319,7 @@ async fn after_a_kill_a_late_subscriber_sees_offline_and_a_restart_replaces_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retained_and_oversized_reader_messages_cost_neither_a_transaction_nor_the_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Mosquitto::start(dir.path(), free_port()).await;
-    let console = free_port();
-    let cfg = write_config(dir.path(), 3, broker.port, console);
+    let (broker, console, cfg) = broker_and_config(dir.path(), 3).await;
     let big = format!(r#"{{"container":"{}"}}"#, "A".repeat(100 * 1024));
     // Left on the broker before the agent starts: a 100 KiB message on L1's topic and a
     // well-formed read on L2's, both retained.
@@ -387,9 +392,7 @@ async fn retained_and_oversized_reader_messages_cost_neither_a_transaction_nor_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_that_drops_the_agent_at_once_does_not_get_a_reconnect_storm() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Mosquitto::start(dir.path(), free_port()).await;
-    let console = free_port();
-    let cfg = write_config(dir.path(), 1, broker.port, console);
+    let (broker, console, cfg) = broker_and_config(dir.path(), 1).await;
     // A retained message larger than the agent takes (1 MiB): every connection fails as
     // soon as the subscription delivers it.
     let readers = Collector::plain(broker.port, "readers", &[]);

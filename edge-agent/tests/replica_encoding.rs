@@ -12,7 +12,6 @@ use protocol::schema::{
     SCHEMA_VERSION, SequencedChange,
 };
 use protocol::seal::ESealId;
-use redb::TableDefinition;
 use support::*;
 
 fn snapshot(last_seq: u64, changes: Vec<Change>) -> ChangeBatch {
@@ -81,21 +80,13 @@ fn every_field_of_replicated_records_survives_the_store() {
 fn a_replica_in_the_older_json_tables_is_dropped_and_loads_again() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("agent.redb");
-    {
-        // What an earlier release left: JSON values in `_v1` tables, a replica at seq 7.
-        let db = redb::Database::create(&path).expect("create");
-        let w = db.begin_write().expect("write");
-        {
-            let mut ops: redb::Table<&str, &[u8]> = w
-                .open_table(TableDefinition::new("replica_operators_v1"))
-                .expect("old table");
-            let json =
-                serde_json::to_vec(&record(IMPORTER, vec![], AeoStatus::Active)).expect("json");
-            ops.insert(IMPORTER, json.as_slice()).expect("insert");
-            write_old_replica_meta(&w);
-        }
-        w.commit().expect("commit");
-    }
+    // What an earlier release left: JSON values in `_v1` tables, a replica at seq 7.
+    write_old_store(&path, |w| {
+        let json = serde_json::to_vec(&record(IMPORTER, vec![], AeoStatus::Active)).expect("json");
+        old_table(w, "replica_operators_v1")
+            .insert(IMPORTER, json.as_slice())
+            .expect("insert");
+    });
     let store = Store::open(&path, gate()).expect("open migrates");
     let meta = store.replica_meta();
     assert_eq!(meta.sequence, 0, "never loaded: replication bootstraps");

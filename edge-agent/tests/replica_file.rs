@@ -8,7 +8,7 @@ mod support;
 use edge_agent::decider::{ReplicaView, decide};
 use edge_agent::store::{CacheSizes, ReplicaError, Store, replica_path};
 use protocol::schema::{AeoStatus, Change, EventBody, LaneDecision};
-use redb::{ReadableDatabase, TableDefinition, TableHandle};
+use redb::{ReadableDatabase, TableHandle};
 use support::*;
 
 /// One MiB caches: the smallest the configuration allows.
@@ -144,26 +144,19 @@ fn assert_empty_replica_is_not_fast(s: &Store) {
 fn a_replica_left_in_the_store_file_is_dropped_keeping_its_port_and_loads_again() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("agent.redb");
-    {
-        // What the previous release left: the postcard replica tables and their indexes in
-        // the store file, a replica at seq 7 bound to PORT-A.
-        let db = redb::Database::create(&path).expect("create");
-        let w = db.begin_write().expect("write");
-        {
-            let mut ops: redb::Table<&str, &[u8]> = w
-                .open_table(TableDefinition::new("replica_operators_v2"))
-                .expect("old table");
-            ops.insert(IMPORTER, [1u8, 0].as_slice()).expect("insert");
-            let mut idx: redb::MultimapTable<&str, &str> = w
-                .open_multimap_table(redb::MultimapTableDefinition::new(
-                    "replica_by_container_v1",
-                ))
-                .expect("old index");
-            idx.insert(CONTAINER, "K1").expect("insert");
-            write_old_replica_meta(&w);
-        }
-        w.commit().expect("commit");
-    }
+    // What the previous release left: the postcard replica tables and their indexes in
+    // the store file, a replica at seq 7 bound to PORT-A.
+    write_old_store(&path, |w| {
+        old_table(w, "replica_operators_v2")
+            .insert(IMPORTER, [1u8, 0].as_slice())
+            .expect("insert");
+        let mut idx: redb::MultimapTable<&str, &str> = w
+            .open_multimap_table(redb::MultimapTableDefinition::new(
+                "replica_by_container_v1",
+            ))
+            .expect("old index");
+        idx.insert(CONTAINER, "K1").expect("insert");
+    });
     let s = Store::open(&path, gate()).expect("open migrates");
     let meta = s.replica_meta();
     assert_eq!(meta.sequence, 0, "never loaded: replication bootstraps");

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use ed25519_dalek::{Signer as _, SigningKey};
 use edge_agent::config::Config;
 use edge_agent::runtime::{AgentHandle, start};
+use edge_agent::store::Store;
 use jiff::Timestamp;
 use protocol::schema::{
     Change, ChangeBatch, EventBody, Heartbeat, IngestBatch, JournalEntry, SCHEMA_VERSION,
@@ -217,19 +218,39 @@ async fn started(dir: &std::path::Path, state: &Shared) -> (AgentHandle, Cancell
     (h, shutdown)
 }
 
-/// An agent started as [`started`], once central has acknowledged what it journaled at
-/// start.
-async fn started_and_caught_up(
-    dir: &std::path::Path,
-    state: &Shared,
-) -> (AgentHandle, CancellationToken) {
-    let (h, shutdown) = started(dir, state).await;
+/// A fresh stand-in central and an agent started against it as [`started`] (in a
+/// directory of its own), once central has acknowledged what the agent journaled at start.
+struct CaughtUp {
+    /// Holds the agent's files until the test ends.
+    _dir: tempfile::TempDir,
+    state: Shared,
+    h: AgentHandle,
+    shutdown: CancellationToken,
+    store: Store,
+}
+
+impl CaughtUp {
+    async fn stop(self) {
+        support::stop_agent(&self.shutdown, self.h.join, STEP).await;
+    }
+}
+
+async fn caught_up() -> CaughtUp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state: Shared = Arc::default();
+    let (h, shutdown) = started(dir.path(), &state).await;
     let store = h.shared.store.clone();
     eventually("the start's entries acknowledged", || {
         store.acked_seq() == store.journal_head()
     })
     .await;
-    (h, shutdown)
+    CaughtUp {
+        _dir: dir,
+        state,
+        h,
+        shutdown,
+        store,
+    }
 }
 
 async fn eventually(what: &str, f: impl FnMut() -> bool) {
@@ -243,17 +264,33 @@ fn alert(n: usize) -> EventBody {
     }
 }
 
+/// Journals alerts numbered `n` through the agent's journal.
+async fn journal_alerts(h: &AgentHandle, n: std::ops::Range<usize>) {
+    h.shared
+        .journal
+        .append(n.map(alert).collect())
+        .await
+        .expect("journal");
+}
+
+/// Central stored the entries 1 to `head`, and only them.
+fn assert_stored_in_order(c: &Central, head: u64) {
+    let seqs: Vec<u64> = c.stored.keys().copied().collect();
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
+}
+
+/// The entries central received more than once, with their counts.
+fn resent(c: &Central) -> Vec<(&u64, &usize)> {
+    c.receipts.iter().filter(|(_, n)| **n > 1).collect()
+}
+
 #[tokio::test]
 async fn uplink_retries_and_advances_the_cursor_only_on_acknowledgement() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state: Shared = Arc::default();
     state.lock().expect("lock").fail_next = 2;
     let (h, shutdown) = started(dir.path(), &state).await;
-    h.shared
-        .journal
-        .append((0..7).map(alert).collect())
-        .await
-        .expect("journal");
+    journal_alerts(&h, 0..7).await;
 
     eventually("central refused twice", || {
         state.lock().expect("lock").rejected_while_failing == 2
@@ -271,8 +308,7 @@ async fn uplink_retries_and_advances_the_cursor_only_on_acknowledgement() {
     );
     {
         let c = state.lock().expect("lock");
-        let seqs: Vec<u64> = c.stored.keys().copied().collect();
-        assert_eq!(seqs, (1..=store.journal_head()).collect::<Vec<_>>());
+        assert_stored_in_order(&c, store.journal_head());
         assert!(
             c.heartbeats
                 .iter()
@@ -284,26 +320,18 @@ async fn uplink_retries_and_advances_the_cursor_only_on_acknowledgement() {
 
 #[tokio::test]
 async fn a_backlog_goes_two_batches_at_a_time_and_an_overtaken_batch_still_moves_the_cursor_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state: Shared = Arc::default();
     // Whatever the agent journaled at start goes first, one batch at a time.
-    let (h, shutdown) = started_and_caught_up(dir.path(), &state).await;
-    let store = h.shared.store.clone();
-    state.lock().expect("lock").hold = true;
+    let a = caught_up().await;
+    a.state.lock().expect("lock").hold = true;
     // 24 entries, batches of 3: after the first batch of the round, two go at once.
-    h.shared
-        .journal
-        .append((0..24).map(alert).collect())
-        .await
-        .expect("journal");
+    journal_alerts(&a.h, 0..24).await;
     eventually("all entries at central and acknowledged", || {
-        store.acked_seq() == store.journal_head() && store.journal_head() > 0
+        a.store.acked_seq() == a.store.journal_head() && a.store.journal_head() > 0
     })
     .await;
     {
-        let c = state.lock().expect("lock");
-        let seqs: Vec<u64> = c.stored.keys().copied().collect();
-        assert_eq!(seqs, (1..=store.journal_head()).collect::<Vec<_>>());
+        let c = a.state.lock().expect("lock");
+        assert_stored_in_order(&c, a.store.journal_head());
         assert!(
             !c.overtaken.is_empty(),
             "some batch arrived while the one before it was still in flight ({} batches, \
@@ -316,32 +344,25 @@ async fn a_backlog_goes_two_batches_at_a_time_and_an_overtaken_batch_still_moves
             "a later window was stored before the earlier one: {:?}",
             c.overtaken
         );
-        let resent: Vec<(&u64, &usize)> = c.receipts.iter().filter(|(_, n)| **n > 1).collect();
+        let resent = resent(&c);
         assert!(
             resent.is_empty(),
             "each entry sent once (an overtaken batch's answer does not make the agent send \
              again): {resent:?}"
         );
     }
-    support::stop_agent(&shutdown, h.join, STEP).await;
+    a.stop().await;
 }
 
 #[tokio::test]
 async fn the_drain_waits_while_a_lane_write_is_pending_and_still_drains_everything_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state: Shared = Arc::default();
-    let (h, shutdown) = started_and_caught_up(dir.path(), &state).await;
-    let store = h.shared.store.clone();
-    let lanes = h.shared.journal.writer().lane_work().clone();
+    let a = caught_up().await;
+    let lanes = a.h.shared.journal.writer().lane_work().clone();
     // A lane's write queued and not answered, for the whole drain.
     let pending = lanes.begin();
-    let before = state.lock().expect("lock").received;
+    let before = a.state.lock().expect("lock").received;
     let appended_at = std::time::Instant::now();
-    h.shared
-        .journal
-        .append((0..24).map(alert).collect())
-        .await
-        .expect("journal");
+    journal_alerts(&a.h, 0..24).await;
     assert_eq!(
         lanes.pending(),
         1,
@@ -352,38 +373,33 @@ async fn the_drain_waits_while_a_lane_write_is_pending_and_still_drains_everythi
         "the append counted as lane work"
     );
     eventually("all entries at central and acknowledged", || {
-        store.acked_seq() == store.journal_head()
+        a.store.acked_seq() == a.store.journal_head()
     })
     .await;
     {
-        let c = state.lock().expect("lock");
+        let c = a.state.lock().expect("lock");
         let first = c.arrivals.get(before).expect("a batch after the append");
         assert!(
             first.duration_since(appended_at) >= edge_agent::uplink::drain::LANE_YIELD_MAX,
             "the first batch waited for the pending write, up to the bound: {:?}",
             first.duration_since(appended_at)
         );
-        let seqs: Vec<u64> = c.stored.keys().copied().collect();
-        assert_eq!(seqs, (1..=store.journal_head()).collect::<Vec<_>>());
-        let resent: Vec<(&u64, &usize)> = c.receipts.iter().filter(|(_, n)| **n > 1).collect();
+        assert_stored_in_order(&c, a.store.journal_head());
+        let resent = resent(&c);
         assert!(resent.is_empty(), "each entry sent once: {resent:?}");
     }
     // Answered: the next entries drain too.
     drop(pending);
-    h.shared
-        .journal
-        .append((24..30).map(alert).collect())
-        .await
-        .expect("journal");
+    journal_alerts(&a.h, 24..30).await;
     eventually("the later entries acknowledged", || {
-        store.acked_seq() == store.journal_head()
+        a.store.acked_seq() == a.store.journal_head()
     })
     .await;
     assert_eq!(
-        state.lock().expect("lock").stored.len() as u64,
-        store.journal_head()
+        a.state.lock().expect("lock").stored.len() as u64,
+        a.store.journal_head()
     );
-    support::stop_agent(&shutdown, h.join, STEP).await;
+    a.stop().await;
 }
 
 #[tokio::test]

@@ -853,6 +853,15 @@ mod tests {
         (s, out)
     }
 
+    /// A session just greeted, the id of its first request (GET_READER_CAPABILITIES)
+    /// and the time.
+    fn asked_for_capabilities(c: &LlrpReaderConfig) -> (Session, u32, Instant) {
+        let now = Instant::now();
+        let (s, out) = greeted(c, now);
+        let id = sent(&out)[0].0.id;
+        (s, id, now)
+    }
+
     fn ok(kind: u16) -> Message {
         Message::Response {
             kind,
@@ -949,9 +958,7 @@ mod tests {
 
     #[test]
     fn rejected_step_names_the_step() {
-        let now = Instant::now();
-        let (mut s, out) = greeted(&cfg(), now);
-        let id = sent(&out)[0].0.id;
+        let (mut s, id, now) = asked_for_capabilities(&cfg());
         let e = s
             .on_message(
                 header(msg::ERROR_MESSAGE, id),
@@ -995,12 +1002,16 @@ mod tests {
         ));
     }
 
-    fn report(antenna: Option<u16>, epc: u8) -> Message {
-        Message::RoAccessReport(vec![TagReport {
+    /// What the session does with reader report `id` at `at`: one tag (`epc` repeated)
+    /// on `antenna`.
+    fn report(s: &mut Session, id: u32, antenna: Option<u16>, epc: u8, at: Instant) -> Vec<Action> {
+        let tags = Message::RoAccessReport(vec![TagReport {
             epc: vec![epc; 12],
             antenna,
             ..TagReport::default()
-        }])
+        }]);
+        s.on_message(header(msg::RO_ACCESS_REPORT, id), tags, at)
+            .expect("report")
     }
 
     fn reads(actions: &[Action]) -> Vec<(LaneId, u16)> {
@@ -1017,17 +1028,9 @@ mod tests {
     fn reads_go_to_the_antennas_lane() {
         let now = Instant::now();
         let mut s = running(now);
-        let out = s
-            .on_message(header(msg::RO_ACCESS_REPORT, 9), report(Some(2), 0x30), now)
-            .expect("report");
+        let out = report(&mut s, 9, Some(2), 0x30, now);
         assert_eq!(reads(&out), vec![(lane("L2"), 2)]);
-        let out = s
-            .on_message(
-                header(msg::RO_ACCESS_REPORT, 10),
-                report(Some(3), 0x31),
-                now,
-            )
-            .expect("report");
+        let out = report(&mut s, 10, Some(3), 0x31, now);
         assert!(reads(&out).is_empty(), "antenna 3 is not mapped");
     }
 
@@ -1038,21 +1041,13 @@ mod tests {
         let mut forwarded = 0;
         for i in 0..20u32 {
             let at = now + Duration::from_millis(200) * i;
-            let out = s
-                .on_message(header(msg::RO_ACCESS_REPORT, i), report(Some(1), 0x30), at)
-                .expect("report");
+            let out = report(&mut s, i, Some(1), 0x30, at);
             forwarded += reads(&out).len();
         }
         assert_eq!(forwarded, 1);
         // Gone for longer than the window: the next truck carrying it is read again.
         let later = now + Duration::from_secs(4) + Duration::from_secs(5);
-        let out = s
-            .on_message(
-                header(msg::RO_ACCESS_REPORT, 99),
-                report(Some(1), 0x30),
-                later,
-            )
-            .expect("report");
+        let out = report(&mut s, 99, Some(1), 0x30, later);
         assert_eq!(reads(&out).len(), 1);
     }
 
@@ -1089,11 +1084,9 @@ mod tests {
 
     #[test]
     fn missing_antenna_on_the_reader_is_reported() {
-        let now = Instant::now();
         let mut c = cfg();
         c.antennas.insert(8, lane("L1"));
-        let (mut s, out) = greeted(&c, now);
-        let id = sent(&out)[0].0.id;
+        let (mut s, id, now) = asked_for_capabilities(&c);
         let caps = Message::GetReaderCapabilitiesResponse {
             status: Status::success(),
             capabilities: Capabilities {
@@ -1123,9 +1116,7 @@ mod tests {
 
     #[test]
     fn a_reader_without_antenna_properties_is_trusted() {
-        let now = Instant::now();
-        let (mut s, out) = greeted(&cfg(), now);
-        let id = sent(&out)[0].0.id;
+        let (mut s, id, now) = asked_for_capabilities(&cfg());
         let caps = Message::GetReaderCapabilitiesResponse {
             status: Status::success(),
             capabilities: Capabilities::default(),

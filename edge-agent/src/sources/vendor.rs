@@ -158,15 +158,24 @@ fn check_epc_len(field: &'static str, v: &Value, bytes: Vec<u8>) -> Result<Vec<u
     Ok(bytes)
 }
 
-fn antenna(field: &'static str, v: Option<&Value>) -> Result<Option<u8>, PayloadError> {
+/// An optional field: absent or `null` is `None`; otherwise `read` takes its value, and a
+/// value it does not take is an error saying what was `expected`.
+fn optional<T>(
+    field: &'static str,
+    v: Option<&Value>,
+    expected: &'static str,
+    read: impl FnOnce(&Value) -> Option<T>,
+) -> Result<Option<T>, PayloadError> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| u8::try_from(n).ok())
-            .map(Some)
-            .ok_or_else(|| invalid(field, v, "expected an antenna number 0..=255")),
+        Some(v) => read(v).map(Some).ok_or_else(|| invalid(field, v, expected)),
     }
+}
+
+fn antenna(field: &'static str, v: Option<&Value>) -> Result<Option<u8>, PayloadError> {
+    optional(field, v, "expected an antenna number 0..=255", |n| {
+        n.as_u64().and_then(|n| u8::try_from(n).ok())
+    })
 }
 
 /// A timestamp as the vendors write it: RFC 3339, or ISO 8601 with a `+hhmm` offset.
@@ -211,14 +220,12 @@ fn impinj_record(v: &Value) -> Result<Option<Record>, PayloadError> {
             "carries neither epcHex nor epc",
         ));
     };
-    let rssi = match event.get("peakRssiCdbm") {
-        None | Some(Value::Null) => None,
-        Some(r) => Some(
-            r.as_i64()
-                .and_then(|c| i16::try_from(c / 100).ok())
-                .ok_or_else(|| invalid("peakRssiCdbm", r, "expected hundredths of a dBm"))?,
-        ),
-    };
+    let rssi = optional(
+        "peakRssiCdbm",
+        event.get("peakRssiCdbm"),
+        "expected hundredths of a dBm",
+        |r| r.as_i64().and_then(|c| i16::try_from(c / 100).ok()),
+    )?;
     Ok(Some(Record {
         epc,
         antenna: antenna("antennaPort", event.get("antennaPort"))?,
@@ -235,19 +242,13 @@ fn zebra_record(v: &Value) -> Result<Option<Record>, PayloadError> {
         Some(h) => epc_hex("idHex", h)?,
         None => return Ok(None),
     };
-    let rssi = match data.get("peakRssi") {
-        None | Some(Value::Null) => None,
-        Some(r) => Some(
-            r.as_f64()
-                .filter(|d| (-200.0..=50.0).contains(d))
-                .map(|d| {
-                    #[allow(clippy::cast_possible_truncation)] // range checked above
-                    let dbm = d.round() as i16;
-                    dbm
-                })
-                .ok_or_else(|| invalid("peakRssi", r, "expected dBm"))?,
-        ),
-    };
+    let rssi = optional("peakRssi", data.get("peakRssi"), "expected dBm", |r| {
+        r.as_f64().filter(|d| (-200.0..=50.0).contains(d)).map(|d| {
+            #[allow(clippy::cast_possible_truncation)] // range checked above
+            let dbm = d.round() as i16;
+            dbm
+        })
+    })?;
     Ok(Some(Record {
         epc,
         antenna: antenna("antenna", data.get("antenna"))?,

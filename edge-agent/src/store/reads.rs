@@ -24,13 +24,7 @@ impl Store {
     /// # Errors
     /// [`JournalError`]; nothing is written then.
     pub fn log_reads(&self, events: &[Vec<u8>]) -> Result<(), JournalError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut w = self.database().begin_write().map_err(jdb)?;
-        w.set_durability(Durability::Immediate).map_err(jdb)?;
-        log_in(&w, events)?;
-        w.commit().map_err(jdb)
+        self.durably(events, log_in)
     }
 
     /// Removes one logged entry per event in `events` (as [`Store::append_groups_consuming`]
@@ -40,12 +34,21 @@ impl Store {
     /// # Errors
     /// [`JournalError`]; nothing is removed then.
     pub fn unlog_reads(&self, events: &[Vec<u8>]) -> Result<(), JournalError> {
+        self.durably(events, consume_in)
+    }
+
+    /// Runs `change` over `events` (when there are any) in one durable write transaction.
+    fn durably(
+        &self,
+        events: &[Vec<u8>],
+        change: fn(&redb::WriteTransaction, &[Vec<u8>]) -> Result<(), JournalError>,
+    ) -> Result<(), JournalError> {
         if events.is_empty() {
             return Ok(());
         }
         let mut w = self.database().begin_write().map_err(jdb)?;
         w.set_durability(Durability::Immediate).map_err(jdb)?;
-        consume_in(&w, events)?;
+        change(&w, events)?;
         w.commit().map_err(jdb)
     }
 

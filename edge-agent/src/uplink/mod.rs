@@ -176,7 +176,7 @@ impl CentralClient {
     }
 
     /// Notes the clock sample of an answer to a request sent at `t1` (agent clock).
-    pub(crate) fn observe(&self, t1: Timestamp, resp: &reqwest::Response) {
+    fn observe(&self, t1: Timestamp, resp: &reqwest::Response) {
         if let Some(clock) = &self.clock {
             clock.observe(t1, resp.headers(), Timestamp::now());
         }
@@ -214,13 +214,40 @@ impl CentralClient {
     /// `GET {base}{path}` with the bearer token and a whole-request timeout; the index of
     /// the instance it goes to, for [`CentralClient::failed`].
     pub(crate) fn get(&self, path: &str, timeout: Duration) -> (usize, reqwest::RequestBuilder) {
+        self.request(reqwest::Method::GET, path, timeout)
+    }
+
+    /// `{method} {base}{path}` with the bearer token and a whole-request timeout, as
+    /// [`CentralClient::get`].
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        timeout: Duration,
+    ) -> (usize, reqwest::RequestBuilder) {
         let (i, base) = self.instance();
         let req = self
             .http
-            .get(format!("{base}{path}"))
+            .request(method, format!("{base}{path}"))
             .bearer_auth(&self.token)
             .timeout(timeout);
         (i, req)
+    }
+
+    /// Sends `req`, built for instance `index`: notes the answer's clock sample, and moves
+    /// on from the instance when the request fails or central answers with a server error.
+    pub(crate) async fn exchange(
+        &self,
+        index: usize,
+        req: reqwest::RequestBuilder,
+    ) -> reqwest::Result<reqwest::Response> {
+        let t1 = Timestamp::now();
+        let resp = req.send().await.inspect_err(|_| self.failed(index))?;
+        self.observe(t1, &resp);
+        if resp.status().is_server_error() {
+            self.failed(index);
+        }
+        Ok(resp)
     }
 
     /// Posts one batch; returns central's acknowledgement.
@@ -239,24 +266,16 @@ impl CentralClient {
     /// # Errors
     /// As [`CentralClient::post_events`].
     pub async fn post_encoded(&self, body: Vec<u8>) -> anyhow::Result<IngestAck> {
-        let (i, base) = self.instance();
-        let t1 = Timestamp::now();
-        let resp = self
-            .http
-            .post(format!("{base}/api/v1/agents/{}/events", self.gate))
-            .bearer_auth(&self.token)
-            .timeout(Duration::from_secs(30))
+        let path = format!("/api/v1/agents/{}/events", self.gate);
+        let (i, req) = self.request(reqwest::Method::POST, &path, Duration::from_secs(30));
+        let req = req
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
+            .body(body);
+        let resp = self
+            .exchange(i, req)
             .await
-            .inspect_err(|_| self.failed(i))
-            .with_context(|| format!("sending events to central {base}"))?;
-        self.observe(t1, &resp);
+            .with_context(|| format!("sending events to central {}", self.bases[i]))?;
         let status = resp.status();
-        if status.is_server_error() {
-            self.failed(i);
-        }
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
             bail!(
@@ -278,22 +297,12 @@ impl CentralClient {
     /// # Errors
     /// Transport errors or a non-success answer.
     pub async fn post_heartbeat(&self, hb: &Heartbeat) -> anyhow::Result<()> {
-        let (i, base) = self.instance();
-        let t1 = Timestamp::now();
+        let path = format!("/api/v1/agents/{}/heartbeat", self.gate);
+        let (i, req) = self.request(reqwest::Method::POST, &path, Duration::from_secs(10));
         let resp = self
-            .http
-            .post(format!("{base}/api/v1/agents/{}/heartbeat", self.gate))
-            .bearer_auth(&self.token)
-            .timeout(Duration::from_secs(10))
-            .json(hb)
-            .send()
+            .exchange(i, req.json(hb))
             .await
-            .inspect_err(|_| self.failed(i))
             .context("sending heartbeat to central")?;
-        self.observe(t1, &resp);
-        if resp.status().is_server_error() {
-            self.failed(i);
-        }
         if !resp.status().is_success() {
             bail!("central refused the heartbeat: {}", resp.status());
         }

@@ -118,12 +118,27 @@ pub fn replica_changes() -> Vec<protocol::schema::Change> {
     ]
 }
 
-/// Writes the replica meta an earlier release kept in the store file (`replica_meta_v1`):
-/// a replica at seq 7 bound to `PORT-A`.
-pub fn write_old_replica_meta(w: &redb::WriteTransaction) {
-    let mut meta: redb::Table<&str, &[u8]> = w
-        .open_table(redb::TableDefinition::new("replica_meta_v1"))
-        .expect("meta");
+/// Creates a store file at `path` as an earlier release left it: what `old` writes and
+/// that release's replica meta (`replica_meta_v1`): a replica at seq 7 bound to `PORT-A`.
+pub fn write_old_store(path: &std::path::Path, old: impl FnOnce(&redb::WriteTransaction)) {
+    let db = redb::Database::create(path).expect("create");
+    let w = db.begin_write().expect("write");
+    old(&w);
+    write_old_replica_meta(&w);
+    w.commit().expect("commit");
+}
+
+/// Opens a table of an earlier release's store file, for writing into it.
+pub fn old_table<'t>(
+    w: &'t redb::WriteTransaction,
+    name: &str,
+) -> redb::Table<'t, &'static str, &'static [u8]> {
+    w.open_table(redb::TableDefinition::new(name))
+        .expect("old table")
+}
+
+fn write_old_replica_meta(w: &redb::WriteTransaction) {
+    let mut meta = old_table(w, "replica_meta_v1");
     meta.insert(
         "meta",
         br#"{"sequence":7,"as_of":"2026-01-01T00:00:00Z","last_sync":null,"port":"PORT-A"}"#
