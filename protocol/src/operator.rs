@@ -482,62 +482,14 @@ impl fmt::Display for OperatorId {
     }
 }
 
-impl fmt::Debug for OperatorId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OperatorId({self})")
-    }
-}
+debug_and_from_str_via_text!(OperatorId, OperatorIdError);
 
-impl core::str::FromStr for OperatorId {
-    type Err = OperatorIdError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl serde::Serialize for OperatorId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for OperatorId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = OperatorId;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an operator id PROGRAMME:IDENTIFIER")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                OperatorId::parse(v).map_err(E::custom)
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-impl serde::Serialize for Programme {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.code())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Programme {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Programme;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a programme code such as EU-AEO or US-CTPAT")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Programme::from_code(v).ok_or_else(|| E::custom(OperatorIdError::UnknownProgramme))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
+serde_via_text!(OperatorId, "an operator id PROGRAMME:IDENTIFIER");
+serde_via_text!(
+    Programme,
+    "a programme code such as EU-AEO or US-CTPAT",
+    |v: &str| Programme::from_code(v).ok_or(OperatorIdError::UnknownProgramme)
+);
 
 #[cfg(test)]
 mod tests {
