@@ -188,34 +188,28 @@ fn every_bb_row_of_the_test_vectors_parses() {
 }
 
 #[test]
-fn rejects_frame_with_bad_checksum() {
-    // M5Stack's WRITE_STORAGE_ERROR constant: the bytes sum to 0x11, it carries 0x0A.
-    assert_eq!(
-        uhf_all(&hex("BB01FF0001100A7E")),
-        [Err(FrameError::Checksum {
-            expected: 0x11,
-            found: 0x0A
-        })]
-    );
-}
-
-#[test]
-fn rejects_frame_with_bad_end_byte() {
-    assert_eq!(
-        uhf_all(&hex("BB00220000227F")),
-        [Err(FrameError::EndByte {
-            found: 0x7F,
-            expected: 0x7E
-        })]
-    );
-}
-
-#[test]
-fn rejects_unknown_frame_type() {
-    assert_eq!(
-        uhf_all(&hex("BB05")),
-        [Err(FrameError::BadType { found: 0x05 })]
-    );
+fn rejects_malformed_frames() {
+    let cases = [
+        // M5Stack's WRITE_STORAGE_ERROR constant: the bytes sum to 0x11, it carries 0x0A.
+        (
+            "BB01FF0001100A7E",
+            FrameError::Checksum {
+                expected: 0x11,
+                found: 0x0A,
+            },
+        ),
+        (
+            "BB00220000227F",
+            FrameError::EndByte {
+                found: 0x7F,
+                expected: 0x7E,
+            },
+        ),
+        ("BB05", FrameError::BadType { found: 0x05 }),
+    ];
+    for (frame, error) in cases {
+        assert_eq!(uhf_all(&hex(frame)), [Err(error)], "{frame}");
+    }
 }
 
 #[test]
