@@ -31,6 +31,19 @@ fn push_then_idle<F: Format, const CAP: usize>(
     results
 }
 
+/// Pushes `bytes` through `parser` and idles it, interpreting every frame it found with
+/// `parse`; returns how many bytes the parser still holds.
+fn left_after_idle<F: Format, const CAP: usize, R>(
+    mut parser: FrameParser<F, CAP>,
+    bytes: &[u8],
+    parse: fn(&F::Frame) -> R,
+) -> usize {
+    for frame in push_then_idle(&mut parser, bytes).into_iter().flatten() {
+        let _ = parse(&frame);
+    }
+    parser.pending()
+}
+
 /// The one frame among `results`; panics on anything else.
 fn only<T: Clone + std::fmt::Debug>(results: &[Result<T, FrameError>]) -> T {
     match results {
@@ -435,12 +448,7 @@ proptest! {
 
     #[test]
     fn uhf_parser_never_panics_and_idle_empties_it(bytes in prop::collection::vec(any::<u8>(), 0..800)) {
-        let mut parser = uhf::Parser::new();
-        let frames = push_then_idle(&mut parser, &bytes);
-        prop_assert_eq!(parser.pending(), 0);
-        for r in frames.into_iter().flatten() {
-            let _ = uhf::Reply::parse(&r);
-        }
+        prop_assert_eq!(left_after_idle(uhf::Parser::new(), &bytes, uhf::Reply::parse), 0);
     }
 
     #[test]
@@ -635,12 +643,7 @@ proptest! {
 
     #[test]
     fn seal_parser_never_panics_and_idle_empties_it(bytes in prop::collection::vec(any::<u8>(), 0..800)) {
-        let mut parser = eseal::Parser::new();
-        let frames = push_then_idle(&mut parser, &bytes);
-        prop_assert_eq!(parser.pending(), 0);
-        for frame in frames.into_iter().flatten() {
-            let _ = eseal::Reply::parse(&frame);
-        }
+        prop_assert_eq!(left_after_idle(eseal::Parser::new(), &bytes, eseal::Reply::parse), 0);
     }
 
     #[test]
