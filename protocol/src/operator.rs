@@ -220,6 +220,26 @@ fn all_digits(programme: Programme, s: &[u8], offset: usize) -> Result<(), Opera
     }
 }
 
+/// The digit at `position` (counted from 1) of the all-digit `s` is the `expected` check digit.
+fn check_digit(
+    programme: Programme,
+    s: &[u8],
+    position: usize,
+    expected: u8,
+) -> Result<(), OperatorIdError> {
+    let found = s[position - 1] - b'0';
+    if found == expected {
+        Ok(())
+    } else {
+        Err(OperatorIdError::CheckDigit {
+            programme,
+            position,
+            expected,
+            found,
+        })
+    }
+}
+
 fn length(
     programme: Programme,
     n: usize,
@@ -401,23 +421,8 @@ fn check_syntax(p: Programme, s: &[u8]) -> Result<(), OperatorIdError> {
             let mut first = [0u8; 12];
             first.copy_from_slice(&s[..12]);
             let [d1, d2] = cnpj_check_digits(&first);
-            let (f1, f2) = (s[12] - b'0', s[13] - b'0');
-            if f1 != d1 {
-                return Err(OperatorIdError::CheckDigit {
-                    programme: p,
-                    position: 13,
-                    expected: d1,
-                    found: f1,
-                });
-            }
-            if f2 != d2 {
-                return Err(OperatorIdError::CheckDigit {
-                    programme: p,
-                    position: 14,
-                    expected: d2,
-                    found: f2,
-                });
-            }
+            check_digit(p, s, 13, d1)?;
+            check_digit(p, s, 14, d2)?;
         }
         Programme::CoOea => {
             length(p, n, n == 10, "10 digits (NIT and check digit)")?;
@@ -428,16 +433,7 @@ fn check_syntax(p: Programme, s: &[u8]) -> Result<(), OperatorIdError> {
             all_digits(p, s, 0)?;
             let mut first = [0u8; 10];
             first.copy_from_slice(&s[..10]);
-            let expected = ruc_check_digit(&first);
-            let found = s[10] - b'0';
-            if expected != found {
-                return Err(OperatorIdError::CheckDigit {
-                    programme: p,
-                    position: 11,
-                    expected,
-                    found,
-                });
-            }
+            check_digit(p, s, 11, ruc_check_digit(&first))?;
         }
         Programme::DoOea => {
             length(p, n, n == 9, "9 digits (RNC)")?;
