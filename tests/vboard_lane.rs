@@ -19,6 +19,7 @@ mod board_lane;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aeogate::bench::system::forward_publishes;
 use aeogate::vboard::{Fault, Truck, VirtualBoard};
 use board_lane::{BoardAgentToml, board, lane};
 use edge_agent::runtime::AgentHandle;
@@ -228,25 +229,12 @@ async fn watch_lane_topics(port: u16, stop: &CancellationToken) -> LaneMessages 
     }
     let seen: LaneMessages = Arc::default();
     let out = Arc::clone(&seen);
-    let stop = stop.clone();
-    tokio::spawn(async move {
-        let _client = client;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                e = ev.poll() => match e {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let v: serde_json::Value =
-                            serde_json::from_slice(&p.payload).unwrap_or_default();
-                        let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-                        if let Ok(mut seen) = out.lock() {
-                            seen.push((p.topic.clone(), field("decision"), field("transaction_id")));
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                },
-            }
+    let retry = Duration::from_millis(50);
+    forward_publishes(client, ev, retry, stop.clone(), move |p, _| {
+        let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap_or_default();
+        let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        if let Ok(mut seen) = out.lock() {
+            seen.push((p.topic.clone(), field("decision"), field("transaction_id")));
         }
     });
     seen

@@ -109,11 +109,10 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let broker = tokio::task::spawn_blocking(broker::start).await??;
     let boards = system::boards(LANES)?;
     let store = ctx.path("fig2-agent.redb");
-    let text = system::agent_toml(gate, &boards, broker.addr, &store, None);
-    let cfg = edge_agent::config::Config::from_toml_str(&text, "figure 2 agent")
-        .context("figure 2 agent configuration")?;
+    let (cfg, lanes) =
+        system::agent_config(gate, &boards, broker.addr, &store, None, "figure 2 agent")
+            .context("figure 2 agent configuration")?;
     let stop = CancellationToken::new();
-    let lanes: Vec<String> = boards.iter().map(|b| b.lane().to_string()).collect();
     let mut subs = system::lane_subscriber(broker.addr, gate, &lanes, stop.clone()).await?;
     let rss_ok = reset_peak_rss();
     let agent = edge_agent::runtime::start(cfg, stop.clone()).await?;

@@ -157,26 +157,14 @@ async fn subscriber(
     stop: CancellationToken,
 ) -> anyhow::Result<HashMap<String, mpsc::UnboundedReceiver<Instant>>> {
     let opts = MqttOptions::new(id, "127.0.0.1", broker.port());
-    let (client, mut ev) = system::subscribed(opts, filter).await?;
+    let (client, ev) = system::subscribed(opts, filter).await?;
     let (senders, receivers) = system::lane_channels(lanes);
-    tokio::spawn(async move {
-        let _client = client;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                e = ev.poll() => match e {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let at = Instant::now();
-                        if keep(&p.payload)
-                            && let Some(tx) = lane_of(&p.topic).and_then(|l| senders.get(l))
-                        {
-                            let _ = tx.send(at);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
+    let retry = Duration::from_millis(20);
+    system::forward_publishes(client, ev, retry, stop, move |p, at| {
+        if keep(&p.payload)
+            && let Some(tx) = lane_of(&p.topic).and_then(|l| senders.get(l))
+        {
+            let _ = tx.send(at);
         }
     });
     Ok(receivers)
@@ -187,17 +175,8 @@ fn publisher(broker: SocketAddr, id: &str, stop: CancellationToken) -> AsyncClie
     let mut opts = MqttOptions::new(id, "127.0.0.1", broker.port());
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_inflight(1_000);
-    let (client, mut ev) = AsyncClient::new(opts, 10_000);
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                e = ev.poll() => if e.is_err() {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }
-    });
+    let (client, ev) = AsyncClient::new(opts, 10_000);
+    system::drive_event_loop(ev, Duration::from_millis(20), stop);
     client
 }
 

@@ -335,15 +335,8 @@ fn open_filled(
     )?;
     match place {
         Place::Redb(path) => cfg.store_path.clone_from(path),
-        Place::Pg(url) => {
-            cfg.store_path = PathBuf::new();
-            cfg.store = Some(central::config::StoreConfig {
-                url: central::config::PgUrl::parse(url)
-                    .map_err(|e| anyhow::anyhow!("{PG_URL_VAR}: {e}"))?,
-                retention_months: None,
-                ca_cert: None,
-            });
-        }
+        Place::Pg(url) => super::system::store_in_postgres(&mut cfg, url)
+            .map_err(|e| anyhow::anyhow!("{PG_URL_VAR}: {e}"))?,
     }
     let central = Central::open(&cfg)?;
     let want = (n / (PORTS * GATES_PER_PORT) * PORTS * GATES_PER_PORT) as u64;
