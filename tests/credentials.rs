@@ -27,6 +27,19 @@ async fn login(http: &reqwest::Client, site: &CentralSite, who: (&str, &str)) ->
     common::login(http, &site.url, who).await
 }
 
+/// The status of `request` sent with `token` as bearer (and the step timeout); `what` names
+/// it if it fails.
+async fn status_of(request: reqwest::RequestBuilder, token: &str, what: &str) -> u16 {
+    request
+        .bearer_auth(token)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect(what)
+        .status()
+        .as_u16()
+}
+
 /// The status of one heartbeat sent with `token`.
 async fn heartbeat(http: &reqwest::Client, site: &CentralSite, token: &str) -> u16 {
     let beat = json!({
@@ -34,15 +47,8 @@ async fn heartbeat(http: &reqwest::Client, site: &CentralSite, token: &str) -> u
         "devices": [], "replica_seq": 0, "journal_head": 0, "acked_seq": 0, "backlog": 0,
         "version": "credentials-test",
     });
-    http.post(format!("{}/api/v1/agents/{GATE}/heartbeat", site.url))
-        .bearer_auth(token)
-        .json(&beat)
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("heartbeat request")
-        .status()
-        .as_u16()
+    let url = format!("{}/api/v1/agents/{GATE}/heartbeat", site.url);
+    status_of(http.post(url).json(&beat), token, "heartbeat request").await
 }
 
 async fn admin_post(
@@ -222,14 +228,8 @@ async fn a_revoked_token_is_refused_at_once_and_the_gate_shows_revoked() {
 }
 
 async fn staff_get(http: &reqwest::Client, site: &CentralSite, session: &str, path: &str) -> u16 {
-    http.get(format!("{}{path}", site.url))
-        .bearer_auth(session)
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("staff request")
-        .status()
-        .as_u16()
+    let url = format!("{}{path}", site.url);
+    status_of(http.get(url), session, "staff request").await
 }
 
 async fn set_access(
@@ -239,15 +239,8 @@ async fn set_access(
     name: &str,
     body: Value,
 ) -> u16 {
-    http.post(format!("{}/api/v1/users/{name}/access", site.url))
-        .bearer_auth(admin)
-        .json(&body)
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("access request")
-        .status()
-        .as_u16()
+    let url = format!("{}/api/v1/users/{name}/access", site.url);
+    status_of(http.post(url).json(&body), admin, "access request").await
 }
 
 /// The status of the dashboard's gate page with `session` as the cookie.
@@ -397,14 +390,8 @@ fn agent_cli(site: &common::AgentSite, args: &[&str], stdin: &str) -> std::proce
 }
 
 async fn console_lanes(http: &reqwest::Client, agent: &common::AgentSite, session: &str) -> u16 {
-    http.get(format!("{}/api/v1/lanes", agent.base))
-        .bearer_auth(session)
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("console request")
-        .status()
-        .as_u16()
+    let url = format!("{}/api/v1/lanes", agent.base);
+    status_of(http.get(url), session, "console request").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
