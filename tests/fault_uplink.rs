@@ -15,7 +15,7 @@ use std::time::Duration;
 use aeogate::vboard::{Fault, Truck, VirtualBoard};
 use common::{
     AgentSite, CentralSite, Counts, LaneSpec, RunningBurst, Transport, assert_exactly_once,
-    burst_to_end, stop_and_count, wait_count, wait_drained,
+    burst_to_end, drained_exactly_once, stop_and_count, wait_count,
 };
 
 fn manual_lanes() -> Vec<LaneSpec> {
@@ -110,9 +110,7 @@ async fn a_backlog_larger_than_centrals_batch_limit_drains_with_a_large_uplink_b
     let out = burst_to_end(agent.base.clone(), lane_names(), 4, 275).await;
     assert_eq!(out.acked().len(), 1_100, "every action journaled");
     central.start().await;
-    wait_drained(&central).await;
-    let (counts, journal) = stop_and_count(&mut agent, &mut central);
-    assert_exactly_once("large uplink batch", &counts, &journal, &out.acked());
+    drained_exactly_once("large uplink batch", &mut agent, &mut central, &out.acked()).await;
 }
 
 /// Starts the agent, bursts, SIGKILLs it mid-burst, `cycles` times; then drains.
@@ -132,15 +130,8 @@ async fn agent_kill_cycles(cycles: usize) -> Counts {
         acked.extend(out.acked());
     }
     agent.start().await;
-    wait_drained(&central).await;
-    let (counts, journal) = stop_and_count(&mut agent, &mut central);
-    assert_exactly_once(
-        &format!("agent SIGKILL × {cycles}"),
-        &counts,
-        &journal,
-        &acked,
-    );
-    counts
+    let what = format!("agent SIGKILL × {cycles}");
+    drained_exactly_once(&what, &mut agent, &mut central, &acked).await
 }
 
 /// Keeps a burst going while central is SIGKILLed and restarted `cycles` times.
@@ -161,15 +152,8 @@ async fn central_kill_cycles(cycles: usize) -> Counts {
         central.start().await;
     }
     load.stop().await;
-    wait_drained(&central).await;
-    let (counts, journal) = stop_and_count(&mut agent, &mut central);
-    assert_exactly_once(
-        &format!("central SIGKILL × {cycles}"),
-        &counts,
-        &journal,
-        &out.acked(),
-    );
-    counts
+    let what = format!("central SIGKILL × {cycles}");
+    drained_exactly_once(&what, &mut agent, &mut central, &out.acked()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1380,6 +1380,21 @@ pub fn stop_and_count(
     ledger(agent, &central.open())
 }
 
+/// Waits until central has stored everything the agent journaled, stops both, and asserts
+/// the exactly-once contract for `what` with every action in `acked` journaled
+/// ([`assert_exactly_once`]); returns the counts.
+pub async fn drained_exactly_once(
+    what: &str,
+    agent: &mut AgentSite,
+    central: &mut CentralSite,
+    acked: &[(u64, String)],
+) -> Counts {
+    wait_drained(central).await;
+    let (counts, journal) = stop_and_count(agent, central);
+    assert_exactly_once(what, &counts, &journal, acked);
+    counts
+}
+
 /// Checks central (`hub`, opened after it stopped) raised no chain alerts and returns the
 /// ledger of what the stopped agent journaled against what central stored, with the journal.
 pub fn ledger(agent: &AgentSite, hub: &central::Central) -> (Counts, Vec<JournalEntry>) {
