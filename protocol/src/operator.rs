@@ -240,6 +240,17 @@ fn check_digit(
     }
 }
 
+/// `s` is `len` digits; `expected` describes them in a length error.
+fn exactly_digits(
+    programme: Programme,
+    s: &[u8],
+    len: usize,
+    expected: &'static str,
+) -> Result<(), OperatorIdError> {
+    length(programme, s.len(), s.len() == len, expected)?;
+    all_digits(programme, s, 0)
+}
+
 fn length(
     programme: Programme,
     n: usize,
@@ -416,8 +427,7 @@ fn check_syntax(p: Programme, s: &[u8]) -> Result<(), OperatorIdError> {
             all_digits(p, &s[letters..letters + 6], letters)?;
         }
         Programme::BrOea => {
-            length(p, n, n == 14, "14 digits (CNPJ)")?;
-            all_digits(p, s, 0)?;
+            exactly_digits(p, s, 14, "14 digits (CNPJ)")?;
             let mut first = [0u8; 12];
             first.copy_from_slice(&s[..12]);
             let [d1, d2] = cnpj_check_digits(&first);
@@ -425,23 +435,19 @@ fn check_syntax(p: Programme, s: &[u8]) -> Result<(), OperatorIdError> {
             check_digit(p, s, 14, d2)?;
         }
         Programme::CoOea => {
-            length(p, n, n == 10, "10 digits (NIT and check digit)")?;
-            all_digits(p, s, 0)?;
+            exactly_digits(p, s, 10, "10 digits (NIT and check digit)")?;
         }
         Programme::PeOea => {
-            length(p, n, n == 11, "11 digits (RUC)")?;
-            all_digits(p, s, 0)?;
+            exactly_digits(p, s, 11, "11 digits (RUC)")?;
             let mut first = [0u8; 10];
             first.copy_from_slice(&s[..10]);
             check_digit(p, s, 11, ruc_check_digit(&first))?;
         }
         Programme::DoOea => {
-            length(p, n, n == 9, "9 digits (RNC)")?;
-            all_digits(p, s, 0)?;
+            exactly_digits(p, s, 9, "9 digits (RNC)")?;
         }
         Programme::UyOec => {
-            length(p, n, n == 12, "12 digits (RUT)")?;
-            all_digits(p, s, 0)?;
+            exactly_digits(p, s, 12, "12 digits (RUT)")?;
         }
         Programme::SgStp => {
             if !s.starts_with(b"AEOSG") {
