@@ -136,13 +136,7 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             offset,
         )));
     }
-    let mut samples = Vec::new();
-    let mut lost = 0;
-    for t in tasks {
-        let (s, l) = t.await.context("lane driver panicked")?;
-        samples.extend(s);
-        lost += l;
-    }
+    let (mut samples, lost) = system::join_lane_drivers(tasks).await?;
     let elapsed = started.elapsed();
     let peak = peak_rss();
     stop.cancel();

@@ -37,7 +37,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::footprint::{clock_ticks, cpu_ticks, cpu_ticks_at, rss_of, stop};
+use super::footprint::{clock_ticks, cpu_ticks, cpu_ticks_at, rss_of, spawn_agent, stop};
 use super::stats::{Samples, fmt_bytes};
 use super::{Ctx, Row, data, mqtt_floor, system};
 
@@ -384,16 +384,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let cfg = ctx.path("fig10-agent.toml");
     std::fs::write(&cfg, agent_toml(addr, &store_path, console))?;
     let log = std::fs::File::create(ctx.path("fig10-agent.log"))?;
-    let mut agent = Command::new(std::env::current_exe().context("the aeogate executable")?)
-        .arg("agent")
-        .arg("--config")
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .context("starting the agent")?;
+    let mut aeogate = Command::new(std::env::current_exe().context("the aeogate executable")?);
+    let mut agent = spawn_agent(aeogate.arg("agent"), &cfg, log).context("starting the agent")?;
     let floor_store = ctx.path("fig10-floor.redb");
     let result = system::block_on(measure(addr, &agent, broker.id(), console, &floor_store));
     stop(&mut agent);

@@ -229,13 +229,7 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let mut sse = Samples::default();
     let mut mem = Samples::default();
     let mut topic = Samples::default();
-    let mut lost = 0usize;
-    let mut got: Vec<(Instant, Duration, Option<Duration>, Option<Duration>)> = Vec::new();
-    for t in tasks {
-        let (samples, l) = t.await.context("lane driver panicked")?;
-        got.extend(samples);
-        lost += l;
-    }
+    let (mut got, lost) = system::join_lane_drivers(tasks).await?;
     let elapsed = started.elapsed();
     let peak = peak_rss();
     got.sort_by_key(|g| g.0);

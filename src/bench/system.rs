@@ -348,6 +348,24 @@ pub fn departure_and_command(
     (departure, command)
 }
 
+/// Waits for every lane driver in `tasks`: their samples, in task order, and how many
+/// trucks they lost.
+///
+/// # Errors
+/// A lane driver panicked.
+pub async fn join_lane_drivers<T>(
+    tasks: Vec<tokio::task::JoinHandle<(Vec<T>, usize)>>,
+) -> anyhow::Result<(Vec<T>, usize)> {
+    let mut samples = Vec::new();
+    let mut lost = 0;
+    for t in tasks {
+        let (s, l) = t.await.context("lane driver panicked")?;
+        samples.extend(s);
+        lost += l;
+    }
+    Ok((samples, lost))
+}
+
 /// Waits for the lane's next decision message, at most `within`.
 pub async fn next_decision(
     rx: &mut mpsc::UnboundedReceiver<LaneMessage>,
