@@ -109,9 +109,9 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let broker = tokio::task::spawn_blocking(broker::start).await??;
     let boards = system::boards(LANES)?;
     let store = ctx.path("fig2-agent.redb");
-    let (cfg, lanes) =
-        system::agent_config(gate, &boards, broker.addr, &store, None, "figure 2 agent")
-            .context("figure 2 agent configuration")?;
+    let text = system::agent_toml(gate, &boards, broker.addr, &store, None);
+    let (cfg, lanes) = system::agent_config(&text, &boards, "figure 2 agent")
+        .context("figure 2 agent configuration")?;
     let stop = CancellationToken::new();
     let mut subs = system::lane_subscriber(broker.addr, gate, &lanes, stop.clone()).await?;
     let rss_ok = reset_peak_rss();

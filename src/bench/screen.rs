@@ -184,14 +184,9 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let boards = system::boards(LANES)?;
     let heartbeat = Duration::from_secs(30);
     let link = system::central_link(&central, gate, 1_000, heartbeat)?;
-    let (cfg, lanes) = system::agent_config(
-        gate,
-        &boards,
-        broker.addr,
-        &dir.join("agent.redb"),
-        Some(&link),
-        "figure 7 agent",
-    )?;
+    let store = dir.join("agent.redb");
+    let text = system::agent_toml(gate, &boards, broker.addr, &store, Some(&link));
+    let (cfg, lanes) = system::agent_config(&text, &boards, "figure 7 agent")?;
     let mut subs = system::lane_subscriber(broker.addr, gate, &lanes, stop.clone()).await?;
     let rss_ok = reset_peak_rss();
     let agent = edge_agent::runtime::start(cfg, stop.clone()).await?;

@@ -58,21 +58,17 @@ pub struct CentralLink {
     pub heartbeat_every: Duration,
 }
 
-/// The agent configuration of [`agent_toml`], parsed (`what` names it in an error), and the
-/// lanes of `boards`.
+/// The agent configuration `text` ([`agent_toml`]) parsed, `what` naming it in an error,
+/// and the lanes of its `boards`.
 ///
 /// # Errors
 /// The configuration does not parse.
 pub fn agent_config(
-    gate: &str,
+    text: &str,
     boards: &[Arc<VirtualBoard>],
-    broker: SocketAddr,
-    store: &Path,
-    central: Option<&CentralLink>,
     what: &str,
 ) -> anyhow::Result<(edge_agent::config::Config, Vec<String>)> {
-    let text = agent_toml(gate, boards, broker, store, central);
-    let cfg = edge_agent::config::Config::from_toml_str(&text, what)?;
+    let cfg = edge_agent::config::Config::from_toml_str(text, what)?;
     let lanes = boards.iter().map(|b| b.lane().to_string()).collect();
     Ok((cfg, lanes))
 }
@@ -464,15 +460,7 @@ mod tests {
         let plain = agent_toml("PORT1-G1", &b, broker, &dir.path().join("a.redb"), None);
         let cfg = edge_agent::config::Config::from_toml_str(&plain, "bench").expect("parses");
         assert_eq!(cfg.lanes.len(), 2);
-        let (parsed, lanes) = agent_config(
-            "PORT1-G1",
-            &b,
-            broker,
-            &dir.path().join("a.redb"),
-            None,
-            "bench",
-        )
-        .expect("parses");
+        let (parsed, lanes) = agent_config(&plain, &b, "bench").expect("parses");
         assert_eq!(parsed.lanes.len(), 2);
         assert_eq!(lanes, [b[0].lane().to_string(), b[1].lane().to_string()]);
         assert!(cfg.lanes.iter().all(|l| l.presence_loop));
