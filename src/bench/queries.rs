@@ -385,36 +385,28 @@ fn time(
     name: &'static str,
     run: impl FnMut(u64) -> anyhow::Result<usize>,
 ) -> anyhow::Result<Timed> {
-    time_n(name, RUNS, run)
+    time_n(name, RUNS, Cache::Warm, run)
+}
+
+/// The page cache before each run of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cache {
+    /// As the previous runs left it.
+    Warm,
+    /// Dropped before each run (not timed).
+    Dropped,
 }
 
 fn time_n(
     name: &'static str,
     runs: usize,
-    run: impl FnMut(u64) -> anyhow::Result<usize>,
-) -> anyhow::Result<Timed> {
-    time_runs(name, runs, false, run)
-}
-
-/// As [`time_n`], with the page cache dropped before each run (not timed).
-fn time_cold(
-    name: &'static str,
-    runs: usize,
-    run: impl FnMut(u64) -> anyhow::Result<usize>,
-) -> anyhow::Result<Timed> {
-    time_runs(name, runs, true, run)
-}
-
-fn time_runs(
-    name: &'static str,
-    runs: usize,
-    cold: bool,
+    cache: Cache,
     mut run: impl FnMut(u64) -> anyhow::Result<usize>,
 ) -> anyhow::Result<Timed> {
     let mut samples = Samples::with_capacity(runs);
     let mut found = 0;
     for i in 0..runs as u64 {
-        if cold {
+        if cache == Cache::Dropped {
             super::stats::settle_page_cache().1?;
         }
         let t = Instant::now();
@@ -536,22 +528,33 @@ fn measure(central: &Central, cold: bool) -> anyhow::Result<Vec<Timed>> {
                 .len())
         })?,
     ];
-    let month = time_n("programme figures: a month", PROGRAMME_RUNS, |i| {
-        let m = i64::try_from(i % 11).unwrap_or(0);
-        let from = data::ts(year_start() + m * 30 * 86_400 + 1_800);
-        let c = central.programme_counts(Some(from), from + SignedDuration::from_hours(720))?;
-        Ok(from_counts(&c).per_operator.len())
-    })?;
-    let year = time_n("programme figures: the year", PROGRAMME_RUNS, |_| {
-        let c = central.programme_counts(Some(data::ts(year_start())), end)?;
-        Ok(from_counts(&c).per_operator.len())
-    })?;
+    let month = time_n(
+        "programme figures: a month",
+        PROGRAMME_RUNS,
+        Cache::Warm,
+        |i| {
+            let m = i64::try_from(i % 11).unwrap_or(0);
+            let from = data::ts(year_start() + m * 30 * 86_400 + 1_800);
+            let c = central.programme_counts(Some(from), from + SignedDuration::from_hours(720))?;
+            Ok(from_counts(&c).per_operator.len())
+        },
+    )?;
+    let year = time_n(
+        "programme figures: the year",
+        PROGRAMME_RUNS,
+        Cache::Warm,
+        |_| {
+            let c = central.programme_counts(Some(data::ts(year_start())), end)?;
+            Ok(from_counts(&c).per_operator.len())
+        },
+    )?;
     out.push(month);
     out.push(year);
     if cold {
-        out.push(time_cold(
+        out.push(time_n(
             "event search: by container, first page, cold page cache",
             COLD_RUNS,
+            Cache::Dropped,
             |i| container_page(central, i),
         )?);
     }
