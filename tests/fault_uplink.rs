@@ -42,13 +42,7 @@ async fn pass(board: &VirtualBoard, agent: &AgentSite, j: u64, decided_before: u
 async fn central_outage_lanes_keep_deciding_and_the_backlog_drains_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::started(dir.path(), Transport::Tls).await;
-    let board = common::loop_board("L1", 7);
-    let lanes = vec![
-        LaneSpec::on_board("L1", board.tty_link()),
-        LaneSpec::manual("L2"),
-    ];
-    let mut agent = AgentSite::beside(dir.path(), &central, &lanes, "24h");
-    agent.start().await;
+    let (board, mut agent) = common::board_and_manual_lane(dir.path(), &central, 7).await;
     let staff = central.staff().await;
 
     let mut decided = 0;

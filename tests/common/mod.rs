@@ -897,6 +897,23 @@ pub fn loop_board(lane: &str, seed: u64) -> aeogate::vboard::VirtualBoard {
     .expect("virtual board")
 }
 
+/// Lane L1 on a one-loop virtual board (seeded `seed`) and lane L2 keyed in by officers,
+/// their agent in `dir/agent` sending to `central` and keeping 24 h; the agent started.
+pub async fn board_and_manual_lane(
+    dir: &Path,
+    central: &CentralSite,
+    seed: u64,
+) -> (aeogate::vboard::VirtualBoard, AgentSite) {
+    let board = loop_board("L1", seed);
+    let lanes = [
+        LaneSpec::on_board("L1", board.tty_link()),
+        LaneSpec::manual("L2"),
+    ];
+    let mut agent = AgentSite::beside(dir, central, &lanes, "24h");
+    agent.start().await;
+    (board, agent)
+}
+
 /// The value of the series `name` (with its labels, as rendered) in a Prometheus text
 /// exposition.
 pub fn metric_value(text: &str, name: &str) -> Option<f64> {
