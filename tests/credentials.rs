@@ -23,6 +23,14 @@ async fn central(dir: &std::path::Path) -> CentralSite {
     site
 }
 
+/// Central started in `dir`, an HTTP client, and the administrator's session.
+async fn central_with_admin(dir: &std::path::Path) -> (CentralSite, reqwest::Client, String) {
+    let site = central(dir).await;
+    let http = http_client(None);
+    let admin = login(&http, &site, ADMIN).await;
+    (site, http, admin)
+}
+
 async fn login(http: &reqwest::Client, site: &CentralSite, who: (&str, &str)) -> String {
     common::login(http, &site.url, who).await
 }
@@ -99,9 +107,7 @@ fn central_cli(site: &CentralSite, args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_token_works_during_the_grace_and_is_refused_after_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let site = central(dir.path()).await;
-    let http = http_client(None);
-    let admin = login(&http, &site, ADMIN).await;
+    let (site, http, admin) = central_with_admin(dir.path()).await;
     assert_eq!(heartbeat(&http, &site, &site.token).await, 204);
 
     let grace = Duration::from_secs(2);
@@ -141,9 +147,7 @@ async fn a_rotated_token_works_during_the_grace_and_is_refused_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_is_refused_at_once_and_the_gate_shows_revoked() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut site = central(dir.path()).await;
-    let http = http_client(None);
-    let admin = login(&http, &site, ADMIN).await;
+    let (mut site, http, admin) = central_with_admin(dir.path()).await;
     assert_eq!(heartbeat(&http, &site, &site.token).await, 204);
     assert_eq!(
         gate_status(&http, &site, &admin).await["revoked_at"],
@@ -262,9 +266,7 @@ async fn dashboard(site: &CentralSite, session: &str) -> reqwest::StatusCode {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_users_open_session_is_refused_at_once_and_a_role_change_applies_to_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut site = central(dir.path()).await;
-    let http = http_client(None);
-    let admin = login(&http, &site, ADMIN).await;
+    let (mut site, http, admin) = central_with_admin(dir.path()).await;
     let analyst = login(&http, &site, common::STAFF).await;
     let (name, _) = common::STAFF;
     assert_eq!(
