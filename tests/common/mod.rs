@@ -456,6 +456,23 @@ impl StaffClient {
         all.as_array()?.iter().find(|g| g["gate"] == GATE).cloned()
     }
 
+    /// Waits (at most [`STEP`]) until the entry for [`GATE`] satisfies `f`, and returns it;
+    /// panics saying what did not happen (`what`) with the last entry.
+    pub async fn wait_gate(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let gate = self.gate().await.unwrap_or_default();
+            if f(&gate) {
+                return gate;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} in {STEP:?}; last gate status: {gate}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until a heartbeat sent after `since` reports no backlog and central has
     /// stored as many events as that heartbeat says the agent journaled.
     pub async fn wait_drained(&self, since: jiff::Timestamp, within: Duration) {
