@@ -463,45 +463,32 @@ fn measure(central: &Central, cold: bool) -> anyhow::Result<Vec<Timed>> {
         })?;
         cursor = p.next_cursor;
     }
+    // The cases on the first page a query answers.
+    let cases_on = |q: &CaseQuery| -> anyhow::Result<usize> { Ok(central.cases(q)?.items.len()) };
     let mut out = vec![
         time("exceptions page: open cases, first page", |_| {
-            Ok(central
-                .cases(&case_query(Some(CaseState::Open), None))?
-                .items
-                .len())
+            cases_on(&case_query(Some(CaseState::Open), None))
         })?,
         time("exceptions page: one gate's cases", |i| {
-            Ok(central.cases(&case_query(None, Some(gate(i))))?.items.len())
+            cases_on(&case_query(None, Some(gate(i))))
         })?,
         time("exceptions page: one gate's open cases", |i| {
-            Ok(central
-                .cases(&case_query(Some(CaseState::Open), Some(gate(i))))?
-                .items
-                .len())
+            cases_on(&case_query(Some(CaseState::Open), Some(gate(i))))
         })?,
         time("exceptions page: resolved cases", |_| {
-            Ok(central
-                .cases(&case_query(Some(CaseState::Resolved), None))?
-                .items
-                .len())
+            cases_on(&case_query(Some(CaseState::Resolved), None))
         })?,
         time("exceptions page: cases of the last 24 h", |_| {
-            Ok(central
-                .cases(&CaseQuery {
-                    from: Some(end - SignedDuration::from_hours(24)),
-                    ..case_query(None, None)
-                })?
-                .items
-                .len())
+            cases_on(&CaseQuery {
+                from: Some(end - SignedDuration::from_hours(24)),
+                ..case_query(None, None)
+            })
         })?,
         time("exceptions page: open cases, page 10 by cursor", |_| {
-            Ok(central
-                .cases(&CaseQuery {
-                    cursor: cursor.clone(),
-                    ..case_query(Some(CaseState::Open), None)
-                })?
-                .items
-                .len())
+            cases_on(&CaseQuery {
+                cursor: cursor.clone(),
+                ..case_query(Some(CaseState::Open), None)
+            })
         })?,
         time(
             "case detail (case, its events, declared consignments)",
