@@ -178,11 +178,8 @@ async fn a_clock_set_back_between_runs_is_flagged_time_backwards_at_central() {
     ready(&agent).await;
     clean_truck(&agent, 0).await;
     let staff = central.staff().await;
-    staff
-        .wait_gate("the first run's entries never reached central", |g| {
-            g["acked_through"].as_u64().unwrap_or(0) >= 2
-        })
-        .await;
+    let what = "the first run's entries never reached central";
+    staff.wait_gate_count("acked_through", 2, what).await;
     assert!(alerts_of(&central, "TIME_BACKWARDS").await.is_empty());
     agent.terminate();
     let before = staff.gate().await.expect("gate")["acked_through"]

@@ -360,11 +360,8 @@ async fn failover_to_a_promoted_synchronous_standby_keeps_every_acknowledged_eve
     wait_count(&out, 60).await;
     // Central has acknowledged events before the primary is lost.
     let staff = central.staff().await;
-    staff
-        .wait_gate("central stored no events", |g| {
-            g["events_stored"].as_u64().unwrap_or(0) >= 40
-        })
-        .await;
+    let what = "central stored no events";
+    staff.wait_gate_count("events_stored", 40, what).await;
     eprintln!("traffic under way at {:?}", started.elapsed());
     primary.kill();
     standby.promote();

@@ -473,6 +473,13 @@ impl StaffClient {
         }
     }
 
+    /// Waits (at most [`STEP`]) until the gate's counter `field` is at least `n`, as
+    /// [`wait_gate`](Self::wait_gate).
+    pub async fn wait_gate_count(&self, field: &str, n: u64, what: &str) -> Value {
+        self.wait_gate(what, |g| g[field].as_u64().unwrap_or(0) >= n)
+            .await
+    }
+
     /// Waits until a heartbeat sent after `since` reports no backlog and central has
     /// stored as many events as that heartbeat says the agent journaled.
     pub async fn wait_drained(&self, since: jiff::Timestamp, within: Duration) {
