@@ -317,7 +317,7 @@ fn start_echo(
     broker: SocketAddr,
     stop: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<u64>> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (mut ready, ready_rx) = mqtt_floor::Ready::channel();
     let handle = std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -325,7 +325,7 @@ fn start_echo(
         {
             Ok(rt) => rt,
             Err(e) => {
-                let _ = ready_tx.send(Err(e.to_string()));
+                ready.failed(e.to_string());
                 return 0;
             }
         };
@@ -336,19 +336,14 @@ fn start_echo(
             opts.set_inflight(1_000);
             let (client, mut ev) = AsyncClient::new(opts, 10_000);
             if client.subscribe("echo/in/+", QoS::AtLeastOnce).await.is_err() {
-                let _ = ready_tx.send(Err("echo subscribe".into()));
+                ready.failed("echo subscribe");
                 return 0;
             }
-            let mut ready = Some(ready_tx);
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     e = ev.poll() => match e {
-                        Ok(Event::Incoming(Packet::SubAck(_))) => {
-                            if let Some(r) = ready.take() {
-                                let _ = r.send(Ok(()));
-                            }
-                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => ready.subscribed(),
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             if let Some(lane) = p.topic.strip_prefix("echo/in/") {
                                 let _ = client.try_publish(format!("echo/out/{lane}"), QoS::AtLeastOnce, false, p.payload);
@@ -364,11 +359,8 @@ fn start_echo(
                 .saturating_sub(start)
         })
     });
-    match ready_rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(Ok(())) => Ok(handle),
-        Ok(Err(e)) => bail!("echo client: {e}"),
-        Err(_) => bail!("the echo client did not subscribe within 10 s"),
-    }
+    mqtt_floor::wait_ready(&ready_rx, "echo")?;
+    Ok(handle)
 }
 
 /// Runs figure 10.
