@@ -319,15 +319,8 @@ fn start_echo(
 ) -> anyhow::Result<std::thread::JoinHandle<u64>> {
     let (mut ready, ready_rx) = mqtt_floor::Ready::channel();
     let handle = std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                ready.failed(e.to_string());
-                return 0;
-            }
+        let Some(rt) = ready.runtime() else {
+            return 0;
         };
         rt.block_on(async move {
             let start = cpu_ticks_at("/proc/thread-self/stat").unwrap_or(0);

@@ -205,6 +205,21 @@ impl Ready {
         (Self(Some(tx)), rx)
     }
 
+    /// A single-threaded runtime for the client; `None`, the failure reported, when it
+    /// cannot be built.
+    pub(crate) fn runtime(&mut self) -> Option<tokio::runtime::Runtime> {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => Some(rt),
+            Err(e) => {
+                self.failed(e.to_string());
+                None
+            }
+        }
+    }
+
     /// The subscription is acknowledged.
     pub(crate) fn subscribed(&mut self) {
         self.report(Ok(()));
@@ -279,15 +294,8 @@ pub fn start(
                 eprintln!("figure 10 floor: the writer stopped: {e:#}");
             }
         });
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                ready.failed(e.to_string());
-                return;
-            }
+        let Some(rt) = ready.runtime() else {
+            return;
         };
         rt.block_on(run(broker, quiet_close, write_tx, done_rx, ready, stop));
         let _ = writer.join();
