@@ -41,20 +41,12 @@ async fn ready(agent: &AgentSite) {
 /// Waits until central's gate status carries a heartbeat with the agent's clock report
 /// satisfying `f`; returns the report.
 async fn central_clock(central: &CentralSite, f: impl Fn(&Value) -> bool) -> Value {
+    let clock = |gate: &Value| gate["last_heartbeat"]["heartbeat"]["clock"].clone();
     let staff = central.staff().await;
-    let deadline = Instant::now() + STEP;
-    loop {
-        let gate = staff.gate().await.unwrap_or(Value::Null);
-        let clock = gate["last_heartbeat"]["heartbeat"]["clock"].clone();
-        if f(&clock) {
-            return clock;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "central never showed the expected clock: {gate}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let gate = staff
+        .wait_gate("central never showed the expected clock", |g| f(&clock(g)))
+        .await;
+    clock(&gate)
 }
 
 /// Central, started, in `dir/central`, and an agent (not started) in `dir/agent` with one
@@ -186,19 +178,8 @@ async fn a_clock_set_back_between_runs_is_flagged_time_backwards_at_central() {
     ready(&agent).await;
     clean_truck(&agent, 0).await;
     let staff = central.staff().await;
-    let deadline = Instant::now() + STEP;
-    while staff
-        .gate()
-        .await
-        .map_or(0, |g| g["acked_through"].as_u64().unwrap_or(0))
-        < 2
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the first run's entries never reached central"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = "the first run's entries never reached central";
+    staff.wait_gate_count("acked_through", 2, what).await;
     assert!(alerts_of(&central, "TIME_BACKWARDS").await.is_empty());
     agent.terminate();
     let before = staff.gate().await.expect("gate")["acked_through"]

@@ -23,8 +23,29 @@ async fn central(dir: &std::path::Path) -> CentralSite {
     site
 }
 
+/// Central started in `dir`, an HTTP client, and the administrator's session.
+async fn central_with_admin(dir: &std::path::Path) -> (CentralSite, reqwest::Client, String) {
+    let site = central(dir).await;
+    let http = http_client(None);
+    let admin = login(&http, &site, ADMIN).await;
+    (site, http, admin)
+}
+
 async fn login(http: &reqwest::Client, site: &CentralSite, who: (&str, &str)) -> String {
     common::login(http, &site.url, who).await
+}
+
+/// The status of `request` sent with `token` as bearer (and the step timeout); `what` names
+/// it if it fails.
+async fn status_of(request: reqwest::RequestBuilder, token: &str, what: &str) -> u16 {
+    request
+        .bearer_auth(token)
+        .timeout(STEP)
+        .send()
+        .await
+        .expect(what)
+        .status()
+        .as_u16()
 }
 
 /// The status of one heartbeat sent with `token`.
@@ -34,15 +55,8 @@ async fn heartbeat(http: &reqwest::Client, site: &CentralSite, token: &str) -> u
         "devices": [], "replica_seq": 0, "journal_head": 0, "acked_seq": 0, "backlog": 0,
         "version": "credentials-test",
     });
-    http.post(format!("{}/api/v1/agents/{GATE}/heartbeat", site.url))
-        .bearer_auth(token)
-        .json(&beat)
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("heartbeat request")
-        .status()
-        .as_u16()
+    let url = format!("{}/api/v1/agents/{GATE}/heartbeat", site.url);
+    status_of(http.post(url).json(&beat), token, "heartbeat request").await
 }
 
 async fn admin_post(
@@ -93,9 +107,7 @@ fn central_cli(site: &CentralSite, args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_token_works_during_the_grace_and_is_refused_after_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let site = central(dir.path()).await;
-    let http = http_client(None);
-    let admin = login(&http, &site, ADMIN).await;
+    let (site, http, admin) = central_with_admin(dir.path()).await;
     assert_eq!(heartbeat(&http, &site, &site.token).await, 204);
 
     let grace = Duration::from_secs(2);
@@ -135,9 +147,7 @@ async fn a_rotated_token_works_during_the_grace_and_is_refused_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_is_refused_at_once_and_the_gate_shows_revoked() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut site = central(dir.path()).await;
-    let http = http_client(None);
-    let admin = login(&http, &site, ADMIN).await;
+    let (mut site, http, admin) = central_with_admin(dir.path()).await;
     assert_eq!(heartbeat(&http, &site, &site.token).await, 204);
     assert_eq!(
         gate_status(&http, &site, &admin).await["revoked_at"],
@@ -222,14 +232,8 @@ async fn a_revoked_token_is_refused_at_once_and_the_gate_shows_revoked() {
 }
 
 async fn staff_get(http: &reqwest::Client, site: &CentralSite, session: &str, path: &str) -> u16 {
-    http.get(format!("{}{path}", site.url))
-        .bearer_auth(session)
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("staff request")
-        .status()
-        .as_u16()
+    let url = format!("{}{path}", site.url);
+    status_of(http.get(url), session, "staff request").await
 }
 
 async fn set_access(
@@ -239,15 +243,8 @@ async fn set_access(
     name: &str,
     body: Value,
 ) -> u16 {
-    http.post(format!("{}/api/v1/users/{name}/access", site.url))
-        .bearer_auth(admin)
-        .json(&body)
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("access request")
-        .status()
-        .as_u16()
+    let url = format!("{}/api/v1/users/{name}/access", site.url);
+    status_of(http.post(url).json(&body), admin, "access request").await
 }
 
 /// The status of the dashboard's gate page with `session` as the cookie.
@@ -269,9 +266,7 @@ async fn dashboard(site: &CentralSite, session: &str) -> reqwest::StatusCode {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_users_open_session_is_refused_at_once_and_a_role_change_applies_to_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut site = central(dir.path()).await;
-    let http = http_client(None);
-    let admin = login(&http, &site, ADMIN).await;
+    let (mut site, http, admin) = central_with_admin(dir.path()).await;
     let analyst = login(&http, &site, common::STAFF).await;
     let (name, _) = common::STAFF;
     assert_eq!(
@@ -397,14 +392,8 @@ fn agent_cli(site: &common::AgentSite, args: &[&str], stdin: &str) -> std::proce
 }
 
 async fn console_lanes(http: &reqwest::Client, agent: &common::AgentSite, session: &str) -> u16 {
-    http.get(format!("{}/api/v1/lanes", agent.base))
-        .bearer_auth(session)
-        .timeout(STEP)
-        .send()
-        .await
-        .expect("console request")
-        .status()
-        .as_u16()
+    let url = format!("{}/api/v1/lanes", agent.base);
+    status_of(http.get(url), session, "console request").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

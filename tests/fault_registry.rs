@@ -315,6 +315,23 @@ async fn forged_modified_replayed_gapped_and_rolled_back_batches_are_refused_and
         "journaled but not at central: {missing:?}"
     );
 }
+/// A clean AEO truck after `decided_before` decisions, on the stale replica, gets STANDARD
+/// with `REPLICA_STALE` among its reasons.
+async fn stale_gives_standard(agent: &AgentSite, decided_before: usize) {
+    let d = clean_truck(agent, decided_before).await;
+    assert_eq!(d["decision"], "STANDARD", "stale replica: {d}");
+    assert!(reasons(&d).contains(&"REPLICA_STALE".to_owned()), "{d}");
+}
+
+/// Central reachable again for replication: the replica turns fresh, and a clean AEO truck
+/// after `decided_before` decisions gets FAST.
+async fn central_back_gives_fast(agent: &AgentSite, state: &Shared, decided_before: usize) {
+    lock(state).registry_down = false;
+    wait_replica(agent, "fresh again", |r| r["stale"] == false).await;
+    let d = clean_truck(agent, decided_before).await;
+    assert_eq!(d["decision"], "FAST", "fresh again: {d}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_past_its_staleness_bound_never_gives_fast() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -331,15 +348,10 @@ async fn a_replica_past_its_staleness_bound_never_gives_fast() {
     // Central unreachable for replication; the 2 s bound passes.
     lock(&state).registry_down = true;
     wait_replica(&agent, "stale", |r| r["stale"] == true).await;
-    let d = clean_truck(&agent, 1).await;
-    assert_eq!(d["decision"], "STANDARD", "stale replica: {d}");
-    assert!(reasons(&d).contains(&"REPLICA_STALE".to_owned()), "{d}");
+    stale_gives_standard(&agent, 1).await;
 
     // Central back: a poll confirms the replica current, FAST returns.
-    lock(&state).registry_down = false;
-    wait_replica(&agent, "fresh again", |r| r["stale"] == false).await;
-    let d = clean_truck(&agent, 2).await;
-    assert_eq!(d["decision"], "FAST", "fresh again: {d}");
+    central_back_gives_fast(&agent, &state, 2).await;
     agent.terminate();
     stop.cancel();
 }
@@ -470,15 +482,10 @@ async fn a_run_with_the_clock_two_days_ahead_leaves_no_freshness_behind() {
     assert!(took <= Duration::from_secs(8), "stale only after {took:?}");
     let r = replica(&agent).await;
     assert_eq!(r["clock_ahead"], true, "{r}");
-    let d = clean_truck(&agent, 0).await;
-    assert_eq!(d["decision"], "STANDARD", "stale replica: {d}");
-    assert!(reasons(&d).contains(&"REPLICA_STALE".to_owned()), "{d}");
+    stale_gives_standard(&agent, 0).await;
 
     // Central back: a new signed statement makes it fresh, and FAST returns.
-    lock(&state).registry_down = false;
-    wait_replica(&agent, "fresh again", |r| r["stale"] == false).await;
-    let d = clean_truck(&agent, 1).await;
-    assert_eq!(d["decision"], "FAST", "fresh again: {d}");
+    central_back_gives_fast(&agent, &state, 1).await;
     agent.terminate();
     stop.cancel();
 }

@@ -20,6 +20,7 @@ mod truck_lane;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use aeogate::vboard::VirtualBoard;
 use common::{AgentSite, CentralSite, STEP, stored_events, wait_drained};
 use protocol::schema::{Decision, EventBody, JournalEntry, LaneDecision, ReadValue, ReasonCode};
 use truck_lane::{container, enter_seal, open_holds, ready, site, truck};
@@ -84,6 +85,20 @@ fn restarted(d: &Decision) -> bool {
         .any(|r| r.code == ReasonCode::AgentRestarted)
 }
 
+/// Truck `j` arrives on lane L1's loop and the agent shows its container's holds.
+async fn arrives(board: &VirtualBoard, agent: &AgentSite, j: u64) {
+    board.arrive(truck(j));
+    open_holds(agent, &container(j)).await;
+}
+
+/// Truck `j`'s seal is entered, the truck leaves, and lane L1 makes its `n`-th decision.
+async fn sealed_and_gone(board: &VirtualBoard, agent: &AgentSite, j: u64, n: usize) {
+    enter_seal(agent, j).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    board.leave();
+    agent.wait_decided("L1", n).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truck_on_the_loop_when_the_agent_is_killed_gets_its_own_restarted_record() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -93,29 +108,20 @@ async fn a_truck_on_the_loop_when_the_agent_is_killed_gets_its_own_restarted_rec
     ready(&agent, true).await;
 
     // Control: container 0 with its declared seal is FAST on this gate.
-    board.arrive(truck(0));
-    open_holds(&agent, &container(0)).await;
-    enter_seal(&agent, 0).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    board.leave();
-    agent.wait_decided("L1", 1).await;
+    arrives(&board, &agent, 0).await;
+    sealed_and_gone(&board, &agent, 0, 1).await;
 
     // The same truck again; the agent is killed while it stands on the loop, after its
     // tag was read and acknowledged to the board.
-    board.arrive(truck(0));
-    open_holds(&agent, &container(0)).await;
+    arrives(&board, &agent, 0).await;
     agent.kill();
     agent.start().await;
     ready(&agent, false).await;
     // Its seal is entered after the restart: without the restart it would be FAST again.
-    enter_seal(&agent, 0).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    board.leave();
-    agent.wait_decided("L1", 2).await;
+    sealed_and_gone(&board, &agent, 0, 2).await;
 
     // The next truck.
-    board.arrive(truck(1));
-    open_holds(&agent, &container(1)).await;
+    arrives(&board, &agent, 1).await;
     board.leave();
     agent.wait_decided("L1", 3).await;
 
@@ -254,8 +260,7 @@ async fn truck_kill_cycles(cycles: usize, seed: u64) -> TruckCounts {
                 board.leave();
             }
             KillAt::InGrace => {
-                board.arrive(t);
-                open_holds(&agent, &container(j)).await;
+                arrives(&board, &agent, j).await;
                 board.leave();
                 tokio::time::sleep(Duration::from_millis(moments.next_ms(1_000))).await;
                 agent.kill();

@@ -15,7 +15,7 @@ use std::time::Duration;
 use aeogate::vboard::{Fault, Truck, VirtualBoard};
 use common::{
     AgentSite, CentralSite, Counts, LaneSpec, RunningBurst, Transport, assert_exactly_once,
-    burst_to_end, stop_and_count, wait_count, wait_drained,
+    burst_to_end, drained_exactly_once, stop_and_count, wait_count,
 };
 
 fn manual_lanes() -> Vec<LaneSpec> {
@@ -42,13 +42,7 @@ async fn pass(board: &VirtualBoard, agent: &AgentSite, j: u64, decided_before: u
 async fn central_outage_lanes_keep_deciding_and_the_backlog_drains_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::started(dir.path(), Transport::Tls).await;
-    let board = common::loop_board("L1", 7);
-    let lanes = vec![
-        LaneSpec::on_board("L1", board.tty_link()),
-        LaneSpec::manual("L2"),
-    ];
-    let mut agent = AgentSite::beside(dir.path(), &central, &lanes, "24h");
-    agent.start().await;
+    let (board, mut agent) = common::board_and_manual_lane(dir.path(), &central, 7).await;
     let staff = central.staff().await;
 
     let mut decided = 0;
@@ -110,9 +104,7 @@ async fn a_backlog_larger_than_centrals_batch_limit_drains_with_a_large_uplink_b
     let out = burst_to_end(agent.base.clone(), lane_names(), 4, 275).await;
     assert_eq!(out.acked().len(), 1_100, "every action journaled");
     central.start().await;
-    wait_drained(&central).await;
-    let (counts, journal) = stop_and_count(&mut agent, &mut central);
-    assert_exactly_once("large uplink batch", &counts, &journal, &out.acked());
+    drained_exactly_once("large uplink batch", &mut agent, &mut central, &out.acked()).await;
 }
 
 /// Starts the agent, bursts, SIGKILLs it mid-burst, `cycles` times; then drains.
@@ -132,15 +124,8 @@ async fn agent_kill_cycles(cycles: usize) -> Counts {
         acked.extend(out.acked());
     }
     agent.start().await;
-    wait_drained(&central).await;
-    let (counts, journal) = stop_and_count(&mut agent, &mut central);
-    assert_exactly_once(
-        &format!("agent SIGKILL × {cycles}"),
-        &counts,
-        &journal,
-        &acked,
-    );
-    counts
+    let what = format!("agent SIGKILL × {cycles}");
+    drained_exactly_once(&what, &mut agent, &mut central, &acked).await
 }
 
 /// Keeps a burst going while central is SIGKILLed and restarted `cycles` times.
@@ -161,15 +146,8 @@ async fn central_kill_cycles(cycles: usize) -> Counts {
         central.start().await;
     }
     load.stop().await;
-    wait_drained(&central).await;
-    let (counts, journal) = stop_and_count(&mut agent, &mut central);
-    assert_exactly_once(
-        &format!("central SIGKILL × {cycles}"),
-        &counts,
-        &journal,
-        &out.acked(),
-    );
-    counts
+    let what = format!("central SIGKILL × {cycles}");
+    drained_exactly_once(&what, &mut agent, &mut central, &out.acked()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

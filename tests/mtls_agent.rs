@@ -122,17 +122,14 @@ async fn the_agent_replicates_with_its_certificate_and_not_without() {
     let url = format!("https://localhost:{port}");
     let ca_path = write(d, "central-ca.pem", &server_ca.pem);
 
+    let (key_id, public_key) = (hub.key_id(), hub.public_key_hex());
+    let config_in = |dir: &Path, identity: Option<(&str, &str)>| {
+        agent_config(dir, &url, &token, &ca_path, &key_id, &public_key, identity)
+    };
+
     // Without its certificate the agent is refused and its replica stays unloaded.
     let without = tempfile::tempdir().expect("tempdir");
-    let cfg = agent_config(
-        without.path(),
-        &url,
-        &token,
-        &ca_path,
-        &hub.key_id(),
-        &hub.public_key_hex(),
-        None,
-    );
+    let cfg = config_in(without.path(), None);
     assert!(
         !replicates(cfg, Duration::from_secs(3)).await,
         "no certificate, no replica"
@@ -140,15 +137,7 @@ async fn the_agent_replicates_with_its_certificate_and_not_without() {
 
     // With it, the snapshot is fetched, verified and applied.
     let with = tempfile::tempdir().expect("tempdir");
-    let cfg = agent_config(
-        with.path(),
-        &url,
-        &token,
-        &ca_path,
-        &hub.key_id(),
-        &hub.public_key_hex(),
-        Some((&agent_cert_path, &agent_key_path)),
-    );
+    let cfg = config_in(with.path(), Some((&agent_cert_path, &agent_key_path)));
     assert!(
         replicates(cfg, Duration::from_secs(15)).await,
         "the agent with its certificate replicates"

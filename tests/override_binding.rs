@@ -66,12 +66,8 @@ async fn an_officer_cannot_override_another_lanes_truck_and_central_sees_the_rea
     assert_eq!(shown_before["transaction_id"], tx2.as_str());
 
     // The officer at lane 1 names lane 2's FAST truck.
-    let (status, body) = post_action(
-        &agent,
-        "L1",
-        &json!({"transaction_id": tx2, "action": "OVERRIDE", "to": "INSPECT", "reason": "looks odd", "note": ""}),
-    )
-    .await;
+    let override_tx2 = json!({"transaction_id": tx2, "action": "OVERRIDE", "to": "INSPECT", "reason": "looks odd", "note": ""});
+    let (status, body) = post_action(&agent, "L1", &override_tx2).await;
     assert_eq!(status, 409, "{body}");
     assert!(
         body["error"].as_str().is_some_and(|e| e.contains(&tx2)),
@@ -85,12 +81,7 @@ async fn an_officer_cannot_override_another_lanes_truck_and_central_sees_the_rea
     assert_eq!(actions_on(&agent, &tx2).await, 0, "nothing journaled");
 
     // From lane 2 the same override binds to its truck.
-    let (status, body) = post_action(
-        &agent,
-        "L2",
-        &json!({"transaction_id": tx2, "action": "OVERRIDE", "to": "INSPECT", "reason": "looks odd", "note": ""}),
-    )
-    .await;
+    let (status, body) = post_action(&agent, "L2", &override_tx2).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(actions_on(&agent, &tx2).await, 1);
     let shown = lane_shown(&agent, "L2").await;

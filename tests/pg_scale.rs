@@ -37,6 +37,12 @@ fn manual_lanes() -> Vec<common::LaneSpec> {
     ]
 }
 
+/// An agent (not started) in `dir/agent` with the manual lanes, sending over `link` and
+/// keeping its journal 24 h.
+fn manual_agent(dir: &std::path::Path, link: &CentralLink) -> AgentSite {
+    AgentSite::create(&dir.join("agent"), link, &manual_lanes(), "24h")
+}
+
 fn lane_names() -> Vec<String> {
     vec!["L1".into(), "L2".into()]
 }
@@ -81,7 +87,7 @@ async fn wait_ready(base: &str, after: &str) {
 async fn sites_on(dir: &std::path::Path, url: &str) -> (CentralSite, AgentSite) {
     let mut central = CentralSite::create_on(&dir.join("central"), Transport::PlainHttp, Some(url));
     central.start().await;
-    let mut agent = AgentSite::beside(dir, &central, &manual_lanes(), "24h");
+    let mut agent = manual_agent(dir, &CentralLink::to(&central));
     agent.start().await;
     (central, agent)
 }
@@ -213,12 +219,7 @@ async fn two_instances_on_one_database_one_sigkilled_twenty_times_lose_and_dupli
     let mut b = a.instance(&dir.path().join("b"));
     a.start().await;
     b.start().await;
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&a).or(&b),
-        &manual_lanes(),
-        "24h",
-    );
+    let mut agent = manual_agent(dir.path(), &CentralLink::to(&a).or(&b));
     agent.start().await;
     let load = RunningBurst::spawn(agent.base.clone(), lane_names(), 2, 1_000_000);
     let out = load.out.clone();
@@ -269,12 +270,7 @@ async fn the_same_batch_sent_to_two_instances_at_once_is_stored_once() {
     // The agent journals with no central reachable (a port nobody listens on), so its
     // entries are still to be delivered when it stops.
     let nowhere = format!("http://127.0.0.1:{}", common::free_port());
-    let mut agent = AgentSite::create(
-        &dir.path().join("agent"),
-        &CentralLink::to(&a).via(&nowhere),
-        &manual_lanes(),
-        "24h",
-    );
+    let mut agent = manual_agent(dir.path(), &CentralLink::to(&a).via(&nowhere));
     agent.start().await;
     let out = burst_to_end(agent.base.clone(), lane_names(), 2, 20).await;
     agent.terminate();
@@ -360,20 +356,8 @@ async fn failover_to_a_promoted_synchronous_standby_keeps_every_acknowledged_eve
     wait_count(&out, 60).await;
     // Central has acknowledged events before the primary is lost.
     let staff = central.staff().await;
-    let deadline = Instant::now() + STEP;
-    while staff
-        .gate()
-        .await
-        .and_then(|g| g["events_stored"].as_u64())
-        .unwrap_or(0)
-        < 40
-    {
-        assert!(
-            Instant::now() < deadline,
-            "central stored no events in {STEP:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = "central stored no events";
+    staff.wait_gate_count("events_stored", 40, what).await;
     eprintln!("traffic under way at {:?}", started.elapsed());
     primary.kill();
     standby.promote();

@@ -165,24 +165,17 @@ async fn boards_added_moved_and_removed_by_reload_lose_no_read() {
         !d.iter().any(|(n, _)| n == "board-L2")
     })
     .await;
-    let deadline = Instant::now() + STEP;
-    loop {
-        let g = staff.gate().await.unwrap_or_default();
-        let names: Vec<&str> = g["last_heartbeat"]["heartbeat"]["devices"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|d| d["device"].as_str())
-            .collect();
-        if names.contains(&"board-L1") && !names.contains(&"board-L2") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "central's gate status still lists board-L2: {g}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    staff
+        .wait_gate("central's gate status still lists board-L2", |g| {
+            let names: Vec<&str> = g["last_heartbeat"]["heartbeat"]["devices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d["device"].as_str())
+                .collect();
+            names.contains(&"board-L1") && !names.contains(&"board-L2")
+        })
+        .await;
 
     let since = jiff::Timestamp::now();
     staff.wait_drained(since, STEP).await;

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use aeogate::vboard::Truck;
 use common::{
-    AgentSite, Burst, CentralSite, LaneSpec, STEP, Transport, assert_exactly_once, burst,
-    chain_alerts, count, edit, reload, stored_events, wait_count,
+    AgentSite, Burst, CentralSite, STEP, Transport, assert_exactly_once, burst, chain_alerts,
+    count, edit, reload, stored_events, wait_count,
 };
 use protocol::schema::{CloseReason, EventBody};
 use serde_json::{Value, json};
@@ -66,13 +66,7 @@ async fn lanes(agent: &AgentSite) -> BTreeSet<String> {
 async fn reloads_under_traffic_lose_nothing_and_are_journaled_with_both_policies() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
-    let board = common::loop_board("L1", 11);
-    let lane_specs = vec![
-        LaneSpec::on_board("L1", board.tty_link()),
-        LaneSpec::manual("L2"),
-    ];
-    let mut agent = AgentSite::beside(dir.path(), &central, &lane_specs, "24h");
-    agent.start().await;
+    let (board, mut agent) = common::board_and_manual_lane(dir.path(), &central, 11).await;
     let staff = central.staff().await;
 
     // Officers type entries on L2 from two clients during every reload below.

@@ -19,6 +19,7 @@ mod board_lane;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aeogate::bench::system::forward_publishes;
 use aeogate::vboard::{Fault, Truck, VirtualBoard};
 use board_lane::{BoardAgentToml, board, lane};
 use edge_agent::runtime::AgentHandle;
@@ -203,6 +204,19 @@ async fn a_truck_after_a_quick_reset_whose_first_frames_were_lost_is_decided() {
     truck_after_a_quick_restart(0, 2, "reset board, first frames lost").await;
 }
 
+/// Polls `probe` every 10 ms until it gives a value, at most [`WAIT`]; past that, panics
+/// with what its last answer said was still missing.
+async fn wait_for<T>(mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(missing) => assert!(Instant::now() < deadline, "{missing}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Every message on the lane topics of L1, as (topic, `decision` field, transaction id).
 type LaneMessages = Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
 
@@ -228,25 +242,12 @@ async fn watch_lane_topics(port: u16, stop: &CancellationToken) -> LaneMessages 
     }
     let seen: LaneMessages = Arc::default();
     let out = Arc::clone(&seen);
-    let stop = stop.clone();
-    tokio::spawn(async move {
-        let _client = client;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                e = ev.poll() => match e {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let v: serde_json::Value =
-                            serde_json::from_slice(&p.payload).unwrap_or_default();
-                        let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-                        if let Ok(mut seen) = out.lock() {
-                            seen.push((p.topic.clone(), field("decision"), field("transaction_id")));
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                },
-            }
+    let retry = Duration::from_millis(50);
+    forward_publishes(client, ev, retry, stop.clone(), move |p, _| {
+        let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap_or_default();
+        let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        if let Ok(mut seen) = out.lock() {
+            seen.push((p.topic.clone(), field("decision"), field("transaction_id")));
         }
     });
     seen
@@ -355,41 +356,40 @@ async fn the_next_truck_meets_red_and_a_lowered_barrier_until_its_own_decision()
         "second truck's decision",
     )
     .await;
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let seen = wait_for(|| {
         let seen = topics.lock().expect("lane messages").clone();
-        let decisions: Vec<&str> = seen
+        let decisions = seen
             .iter()
-            .filter(|(topic, _, _)| topic.ends_with("/decision"))
-            .map(|(_, d, _)| d.as_str())
-            .collect();
-        if decisions.len() >= 2 {
-            assert_eq!(
-                decisions,
-                ["STANDARD", "STANDARD"],
-                "the decision topic carries decisions only"
-            );
-            // Not counting the safe state (no transaction) every lane gets on connecting.
-            let states: Vec<&str> = seen
-                .iter()
-                .filter(|(topic, d, tx)| {
-                    topic.ends_with("/state") && !(d == "WAITING" && tx.is_empty())
-                })
-                .map(|(_, d, _)| d.as_str())
-                .collect();
-            assert_eq!(
-                states,
-                ["WAITING", "STANDARD", "WAITING", "STANDARD"],
-                "each truck: waiting on arrival, then its decision"
-            );
-            break;
+            .filter(|(t, _, _)| t.ends_with("/decision"))
+            .count();
+        if decisions >= 2 {
+            Ok(seen)
+        } else {
+            Err(format!("the second decision was not published: {seen:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the second decision was not published: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
+    let decisions: Vec<&str> = seen
+        .iter()
+        .filter(|(topic, _, _)| topic.ends_with("/decision"))
+        .map(|(_, d, _)| d.as_str())
+        .collect();
+    assert_eq!(
+        decisions,
+        ["STANDARD", "STANDARD"],
+        "the decision topic carries decisions only"
+    );
+    // Not counting the safe state (no transaction) every lane gets on connecting.
+    let states: Vec<&str> = seen
+        .iter()
+        .filter(|(topic, d, tx)| topic.ends_with("/state") && !(d == "WAITING" && tx.is_empty()))
+        .map(|(_, d, _)| d.as_str())
+        .collect();
+    assert_eq!(
+        states,
+        ["WAITING", "STANDARD", "WAITING", "STANDARD"],
+        "each truck: waiting on arrival, then its decision"
+    );
     stop.cancel();
     let _ = tokio::time::timeout(WAIT, handle.join).await;
 }
@@ -411,21 +411,17 @@ async fn a_truck_decided_while_on_the_loop_leaves_the_lane_safe_behind_it() {
     board.leave();
     // It has left: red, barrier down, and the agent shows the lane waiting for the next.
     pins_show(&board, Light::Red, Barrier::Lower, "the decided truck left").await;
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let s = wait_for(|| {
         let shown = handle.shared.live.get(&lane()).and_then(|l| l.shown);
-        if let Some(s) = &shown
-            && s.decision == LaneSignal::Waiting
-        {
-            assert_eq!(s.transaction_id, None, "no truck in the lane: {s:?}");
-            break;
+        match shown {
+            Some(s) if s.decision == LaneSignal::Waiting => Ok(s),
+            _ => Err(format!(
+                "the agent still shows {shown:?} after the decided truck left"
+            )),
         }
-        assert!(
-            Instant::now() < deadline,
-            "the agent still shows {shown:?} after the decided truck left"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
+    assert_eq!(s.transaction_id, None, "no truck in the lane: {s:?}");
     stop.cancel();
     let _ = tokio::time::timeout(WAIT, handle.join).await;
 }

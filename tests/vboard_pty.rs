@@ -41,6 +41,14 @@ fn board() -> VirtualBoard {
     VirtualBoard::spawn(VirtualBoardConfig::default()).expect("virtual board starts")
 }
 
+/// A board and the agent's end of its pty, once the board's first heartbeat arrived.
+fn linked() -> (VirtualBoard, Agent) {
+    let board = board();
+    let mut agent = Agent::open(&board.tty_path());
+    assert!(agent.heartbeat().is_some(), "no heartbeat from the board");
+    (board, agent)
+}
+
 /// The agent's end: acknowledges every frame it receives, as the edge agent does.
 struct Agent {
     port: TTYPort,
@@ -186,9 +194,7 @@ fn eventually(agent: &mut Agent, mut cond: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn agent_sees_heartbeats_and_the_board_obeys_a_lane_command() {
-    let board = board();
-    let mut agent = Agent::open(&board.tty_path());
-    assert!(agent.heartbeat().is_some(), "no heartbeat from the board");
+    let (board, mut agent) = linked();
 
     let (seq, cmd) = agent.command(Light::Green, Barrier::Raise);
     assert!(
@@ -222,9 +228,7 @@ fn agent_sees_heartbeats_and_the_board_obeys_a_lane_command() {
 
 #[test]
 fn arrival_reports_presence_and_exactly_the_trucks_tags_and_seal() {
-    let board = board();
-    let mut agent = Agent::open(&board.tty_path());
-    assert!(agent.heartbeat().is_some());
+    let (board, mut agent) = linked();
 
     board.arrive(truck());
     let mut present = [false; 2];
@@ -260,9 +264,7 @@ fn arrival_reports_presence_and_exactly_the_trucks_tags_and_seal() {
 
 #[test]
 fn link_carries_on_after_garbage_from_the_agent() {
-    let board = board();
-    let mut agent = Agent::open(&board.tty_path());
-    assert!(agent.heartbeat().is_some());
+    let (board, mut agent) = linked();
 
     // Noise with delimiters in it, and a frame start cut short.
     let noise: Vec<u8> = (0u8..=255).chain([0x00, 0x09, 0x01, 0x05]).collect();
@@ -278,9 +280,7 @@ fn link_carries_on_after_garbage_from_the_agent() {
 
 #[test]
 fn agent_decodes_frames_after_garbage_from_the_board() {
-    let board = board();
-    let mut agent = Agent::open(&board.tty_path());
-    assert!(agent.heartbeat().is_some());
+    let (board, mut agent) = linked();
 
     board.inject(Fault::Garbage(vec![
         0x01, 0x02, 0xFF, 0x00, 0x7E, 0x13, 0x37,
@@ -291,9 +291,7 @@ fn agent_decodes_frames_after_garbage_from_the_board() {
 
 #[test]
 fn dropped_event_frames_are_sent_again() {
-    let board = board();
-    let mut agent = Agent::open(&board.tty_path());
-    assert!(agent.heartbeat().is_some());
+    let (board, mut agent) = linked();
 
     board.inject(Fault::DropFrames(3));
     board.arrive(Truck::default());
@@ -338,9 +336,7 @@ fn agent_reopens_through_the_stable_link_after_an_unplug() {
 
 #[test]
 fn barrier_stays_raised_over_a_present_truck_even_when_commanded_down() {
-    let board = board();
-    let mut agent = Agent::open(&board.tty_path());
-    assert!(agent.heartbeat().is_some());
+    let (board, mut agent) = linked();
     board.arrive(truck());
     assert!(
         agent
@@ -372,9 +368,7 @@ fn barrier_stays_raised_over_a_present_truck_even_when_commanded_down() {
 
 #[test]
 fn a_silent_reader_is_reported_and_its_recovery_too() {
-    let board = board();
-    let mut agent = Agent::open(&board.tty_path());
-    assert!(agent.heartbeat().is_some());
+    let (board, mut agent) = linked();
 
     board.inject(Fault::ReaderSilent {
         uhf: true,

@@ -104,6 +104,16 @@ fn a_bad_eseal_id_or_state_is_rejected() {
             .1
             .contains("BROKEN")
     );
+    let (_, status) = error_line("arrive eseal=0042-0001E240:broken");
+    assert!(
+        status.contains("e-seal status \"BROKEN\"; expected SEALED, OPENED or TAMPERED"),
+        "{status}"
+    );
+    let (_, battery) = error_line("arrive eseal=0042-0001E240:sealed:flat");
+    assert!(
+        battery.contains("e-seal battery \"FLAT\"; expected OK, LOW or CRITICAL"),
+        "{battery}"
+    );
 }
 
 #[test]

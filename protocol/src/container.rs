@@ -292,40 +292,9 @@ impl fmt::Display for ContainerNumber {
     }
 }
 
-impl fmt::Debug for ContainerNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ContainerNumber({})", self.as_str())
-    }
-}
+debug_and_from_str_via_text!(ContainerNumber, ContainerError);
 
-impl core::str::FromStr for ContainerNumber {
-    type Err = ContainerError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl serde::Serialize for ContainerNumber {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ContainerNumber {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = ContainerNumber;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an ISO 6346 container number")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                ContainerNumber::parse(v).map_err(E::custom)
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
+serde_via_text!(ContainerNumber, "an ISO 6346 container number");
 
 #[cfg(test)]
 mod tests {

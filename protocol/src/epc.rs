@@ -1704,34 +1704,56 @@ mod tests {
     }
 
     #[test]
-    fn rejects_company_prefix_needing_more_digits_than_the_partition() {
-        // Partition 5: 24 bits could hold 16,777,215 but only 7 digits are allowed.
-        let b = packed(&SGTIN, 3, 5, 10_000_000, 812_345, 1);
-        assert_eq!(
-            Epc::from_bytes(&b),
-            overflow("sgtin-96", "company prefix", 10_000_000, 7, 5)
-        );
+    fn rejects_fields_needing_more_digits_than_the_partition_allows() {
+        // (bytes, scheme, field, value, digits allowed, partition)
+        let cases = [
+            // Partition 5: 24 bits could hold 16,777,215 but only 7 digits are allowed.
+            (
+                packed(&SGTIN, 3, 5, 10_000_000, 812_345, 1),
+                "sgtin-96",
+                "company prefix",
+                10_000_000,
+                7,
+                5,
+            ),
+            // Partition 0: 4 bits, 1 digit.
+            (
+                packed(&SGTIN, 1, 0, 1, 10, 1),
+                "sgtin-96",
+                "item reference",
+                10,
+                1,
+                0,
+            ),
+            (
+                packed(&SSCC, 0, 5, 614_141, 10_000_000_000, 0),
+                "sscc-96",
+                "serial reference",
+                10_000_000_000,
+                10,
+                5,
+            ),
+            (
+                packed(&GRAI, 0, 0, 61_414_113_245, 3, 0),
+                "grai-96",
+                "asset type",
+                3,
+                0,
+                0,
+            ),
+        ];
+        for (b, scheme, field, value, digits, partition) in cases {
+            assert_eq!(
+                Epc::from_bytes(&b),
+                overflow(scheme, field, value, digits, partition)
+            );
+        }
         // 9,999,999 is the largest 7-digit prefix and decodes.
         assert!(Epc::from_bytes(&packed(&SGTIN, 3, 5, 9_999_999, 812_345, 1)).is_ok());
     }
 
     #[test]
-    fn rejects_item_reference_overflow() {
-        // Partition 0: 4 bits, 1 digit.
-        let b = packed(&SGTIN, 1, 0, 1, 10, 1);
-        assert_eq!(
-            Epc::from_bytes(&b),
-            overflow("sgtin-96", "item reference", 10, 1, 0)
-        );
-    }
-
-    #[test]
-    fn rejects_sscc_serial_reference_overflow_and_reserved_bits() {
-        let b = packed(&SSCC, 0, 5, 614_141, 10_000_000_000, 0);
-        assert_eq!(
-            Epc::from_bytes(&b),
-            overflow("sscc-96", "serial reference", 10_000_000_000, 10, 5)
-        );
+    fn rejects_sscc_reserved_bits() {
         assert_eq!(
             Epc::from_hex("3174257BF4499602D2000100"),
             Err(EpcError::ReservedBits {
@@ -1739,15 +1761,6 @@ mod tests {
                 bits: 24,
                 found: 0x100
             })
-        );
-    }
-
-    #[test]
-    fn rejects_grai_asset_type_at_partition_zero() {
-        let b = packed(&GRAI, 0, 0, 61_414_113_245, 3, 0);
-        assert_eq!(
-            Epc::from_bytes(&b),
-            overflow("grai-96", "asset type", 3, 0, 0)
         );
     }
 

@@ -19,6 +19,9 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[macro_use]
+mod text;
+
 pub mod container;
 pub mod epc;
 #[cfg(feature = "std")]

@@ -220,6 +220,37 @@ fn all_digits(programme: Programme, s: &[u8], offset: usize) -> Result<(), Opera
     }
 }
 
+/// The digit at `position` (counted from 1) of the all-digit `s` is the `expected` check digit.
+fn check_digit(
+    programme: Programme,
+    s: &[u8],
+    position: usize,
+    expected: u8,
+) -> Result<(), OperatorIdError> {
+    let found = s[position - 1] - b'0';
+    if found == expected {
+        Ok(())
+    } else {
+        Err(OperatorIdError::CheckDigit {
+            programme,
+            position,
+            expected,
+            found,
+        })
+    }
+}
+
+/// `s` is `len` digits; `expected` describes them in a length error.
+fn exactly_digits(
+    programme: Programme,
+    s: &[u8],
+    len: usize,
+    expected: &'static str,
+) -> Result<(), OperatorIdError> {
+    length(programme, s.len(), s.len() == len, expected)?;
+    all_digits(programme, s, 0)
+}
+
 fn length(
     programme: Programme,
     n: usize,
@@ -396,56 +427,27 @@ fn check_syntax(p: Programme, s: &[u8]) -> Result<(), OperatorIdError> {
             all_digits(p, &s[letters..letters + 6], letters)?;
         }
         Programme::BrOea => {
-            length(p, n, n == 14, "14 digits (CNPJ)")?;
-            all_digits(p, s, 0)?;
+            exactly_digits(p, s, 14, "14 digits (CNPJ)")?;
             let mut first = [0u8; 12];
             first.copy_from_slice(&s[..12]);
             let [d1, d2] = cnpj_check_digits(&first);
-            let (f1, f2) = (s[12] - b'0', s[13] - b'0');
-            if f1 != d1 {
-                return Err(OperatorIdError::CheckDigit {
-                    programme: p,
-                    position: 13,
-                    expected: d1,
-                    found: f1,
-                });
-            }
-            if f2 != d2 {
-                return Err(OperatorIdError::CheckDigit {
-                    programme: p,
-                    position: 14,
-                    expected: d2,
-                    found: f2,
-                });
-            }
+            check_digit(p, s, 13, d1)?;
+            check_digit(p, s, 14, d2)?;
         }
         Programme::CoOea => {
-            length(p, n, n == 10, "10 digits (NIT and check digit)")?;
-            all_digits(p, s, 0)?;
+            exactly_digits(p, s, 10, "10 digits (NIT and check digit)")?;
         }
         Programme::PeOea => {
-            length(p, n, n == 11, "11 digits (RUC)")?;
-            all_digits(p, s, 0)?;
+            exactly_digits(p, s, 11, "11 digits (RUC)")?;
             let mut first = [0u8; 10];
             first.copy_from_slice(&s[..10]);
-            let expected = ruc_check_digit(&first);
-            let found = s[10] - b'0';
-            if expected != found {
-                return Err(OperatorIdError::CheckDigit {
-                    programme: p,
-                    position: 11,
-                    expected,
-                    found,
-                });
-            }
+            check_digit(p, s, 11, ruc_check_digit(&first))?;
         }
         Programme::DoOea => {
-            length(p, n, n == 9, "9 digits (RNC)")?;
-            all_digits(p, s, 0)?;
+            exactly_digits(p, s, 9, "9 digits (RNC)")?;
         }
         Programme::UyOec => {
-            length(p, n, n == 12, "12 digits (RUT)")?;
-            all_digits(p, s, 0)?;
+            exactly_digits(p, s, 12, "12 digits (RUT)")?;
         }
         Programme::SgStp => {
             if !s.starts_with(b"AEOSG") {
@@ -482,62 +484,14 @@ impl fmt::Display for OperatorId {
     }
 }
 
-impl fmt::Debug for OperatorId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OperatorId({self})")
-    }
-}
+debug_and_from_str_via_text!(OperatorId, OperatorIdError);
 
-impl core::str::FromStr for OperatorId {
-    type Err = OperatorIdError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl serde::Serialize for OperatorId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for OperatorId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = OperatorId;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an operator id PROGRAMME:IDENTIFIER")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                OperatorId::parse(v).map_err(E::custom)
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-impl serde::Serialize for Programme {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.code())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Programme {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Programme;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a programme code such as EU-AEO or US-CTPAT")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Programme::from_code(v).ok_or_else(|| E::custom(OperatorIdError::UnknownProgramme))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
+serde_via_text!(OperatorId, "an operator id PROGRAMME:IDENTIFIER");
+serde_via_text!(
+    Programme,
+    "a programme code such as EU-AEO or US-CTPAT",
+    |v: &str| Programme::from_code(v).ok_or(OperatorIdError::UnknownProgramme)
+);
 
 #[cfg(test)]
 mod tests {
@@ -546,6 +500,14 @@ mod tests {
 
     fn ok(s: &str) -> OperatorId {
         OperatorId::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    /// Asserts that parsing `text` fails with an error matching `err`.
+    macro_rules! assert_refused {
+        ($text:expr, $err:pat) => {
+            let result = OperatorId::parse($text);
+            assert!(matches!(result, Err($err)), "{}: {result:?}", $text);
+        };
     }
 
     #[test]
@@ -560,30 +522,18 @@ mod tests {
     fn uk_eori_shape_is_strict() {
         assert_eq!(ok("UK-AEO:GB123456789000").country(), "GB");
         assert_eq!(ok("UK-AEO:XI123456789000123").country(), "XI");
-        assert!(matches!(
-            OperatorId::parse("UK-AEO:GB1234567890"),
-            Err(OperatorIdError::Length { .. })
-        ));
-        assert!(matches!(
-            OperatorId::parse("UK-AEO:FR123456789000"),
-            Err(OperatorIdError::Country { .. })
-        ));
-        assert!(matches!(
-            OperatorId::parse("UK-AEO:GB12345678900A"),
-            Err(OperatorIdError::Shape { position: 14, .. })
-        ));
+        assert_refused!("UK-AEO:GB1234567890", OperatorIdError::Length { .. });
+        assert_refused!("UK-AEO:FR123456789000", OperatorIdError::Country { .. });
+        assert_refused!(
+            "UK-AEO:GB12345678900A",
+            OperatorIdError::Shape { position: 14, .. }
+        );
     }
 
     #[test]
     fn eu_eori_needs_a_member_state_prefix() {
-        assert!(matches!(
-            OperatorId::parse("EU-AEO:US123"),
-            Err(OperatorIdError::Country { .. })
-        ));
-        assert!(matches!(
-            OperatorId::parse("EU-AEO:DE1234567890123456"),
-            Err(OperatorIdError::Length { .. })
-        ));
+        assert_refused!("EU-AEO:US123", OperatorIdError::Country { .. });
+        assert_refused!("EU-AEO:DE1234567890123456", OperatorIdError::Length { .. });
     }
 
     #[test]
@@ -605,33 +555,24 @@ mod tests {
     fn ruc_check_digit_is_verified() {
         // 20100070970: a published SUNAT RUC (weights 5432765432).
         assert_eq!(ok("PE-OEA:20100070970").country(), "PE");
-        assert!(matches!(
-            OperatorId::parse("PE-OEA:20100070971"),
-            Err(OperatorIdError::CheckDigit { .. })
-        ));
+        assert_refused!("PE-OEA:20100070971", OperatorIdError::CheckDigit { .. });
     }
 
     #[test]
     fn other_programmes_have_their_own_rules() {
         assert_eq!(ok("US-CTPAT:oboImp92011").id(), "OBOIMP92011");
         assert_eq!(ok("MX-OEA:ABC010203XY9").country(), "MX");
-        assert!(matches!(
-            OperatorId::parse("MX-OEA:AB1010203XY9"),
-            Err(OperatorIdError::Shape { position: 3, .. })
-        ));
+        assert_refused!(
+            "MX-OEA:AB1010203XY9",
+            OperatorIdError::Shape { position: 3, .. }
+        );
         assert_eq!(ok("SG-STP:AEOSG123456789012").country(), "SG");
         assert_eq!(ok("EU-MRA:CA123456789").country(), "CA");
-        assert!(matches!(
-            OperatorId::parse("XX-AEO:1234"),
-            Err(OperatorIdError::UnknownProgramme)
-        ));
-        assert!(matches!(
-            OperatorId::parse("DE1234"),
-            Err(OperatorIdError::MissingProgramme)
-        ));
-        assert!(matches!(
-            OperatorId::parse("US-CTPAT:ab_c1"),
-            Err(OperatorIdError::BadCharacter { position: 3, .. })
-        ));
+        assert_refused!("XX-AEO:1234", OperatorIdError::UnknownProgramme);
+        assert_refused!("DE1234", OperatorIdError::MissingProgramme);
+        assert_refused!(
+            "US-CTPAT:ab_c1",
+            OperatorIdError::BadCharacter { position: 3, .. }
+        );
     }
 }

@@ -88,18 +88,7 @@ impl fmt::Display for SealNumber {
     }
 }
 
-impl fmt::Debug for SealNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SealNumber({})", self.as_str())
-    }
-}
-
-impl core::str::FromStr for SealNumber {
-    type Err = SealError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
+debug_and_from_str_via_text!(SealNumber, SealError);
 
 /// An ISO 18185 electronic seal identity: manufacturer id and tag id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -156,44 +145,7 @@ impl fmt::Display for ESealId {
     }
 }
 
-impl fmt::Debug for ESealId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ESealId({self})")
-    }
-}
-
-impl core::str::FromStr for ESealId {
-    type Err = SealError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-macro_rules! serde_via_text {
-    ($ty:ty, $what:literal) => {
-        impl serde::Serialize for $ty {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl serde::de::Visitor<'_> for V {
-                    type Value = $ty;
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        f.write_str($what)
-                    }
-                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                        <$ty>::parse(v).map_err(E::custom)
-                    }
-                }
-                d.deserialize_str(V)
-            }
-        }
-    };
-}
+debug_and_from_str_via_text!(ESealId, SealError);
 
 serde_via_text!(SealNumber, "an ISO 17712 seal number");
 serde_via_text!(ESealId, "an e-seal id MMMM-TTTTTTTT");

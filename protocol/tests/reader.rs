@@ -31,6 +31,19 @@ fn push_then_idle<F: Format, const CAP: usize>(
     results
 }
 
+/// Pushes `bytes` through `parser` and idles it, interpreting every frame it found with
+/// `parse`; returns how many bytes the parser still holds.
+fn left_after_idle<F: Format, const CAP: usize, R>(
+    mut parser: FrameParser<F, CAP>,
+    bytes: &[u8],
+    parse: fn(&F::Frame) -> R,
+) -> usize {
+    for frame in push_then_idle(&mut parser, bytes).into_iter().flatten() {
+        let _ = parse(&frame);
+    }
+    parser.pending()
+}
+
 /// The one frame among `results`; panics on anything else.
 fn only<T: Clone + std::fmt::Debug>(results: &[Result<T, FrameError>]) -> T {
     match results {
@@ -188,34 +201,28 @@ fn every_bb_row_of_the_test_vectors_parses() {
 }
 
 #[test]
-fn rejects_frame_with_bad_checksum() {
-    // M5Stack's WRITE_STORAGE_ERROR constant: the bytes sum to 0x11, it carries 0x0A.
-    assert_eq!(
-        uhf_all(&hex("BB01FF0001100A7E")),
-        [Err(FrameError::Checksum {
-            expected: 0x11,
-            found: 0x0A
-        })]
-    );
-}
-
-#[test]
-fn rejects_frame_with_bad_end_byte() {
-    assert_eq!(
-        uhf_all(&hex("BB00220000227F")),
-        [Err(FrameError::EndByte {
-            found: 0x7F,
-            expected: 0x7E
-        })]
-    );
-}
-
-#[test]
-fn rejects_unknown_frame_type() {
-    assert_eq!(
-        uhf_all(&hex("BB05")),
-        [Err(FrameError::BadType { found: 0x05 })]
-    );
+fn rejects_malformed_frames() {
+    let cases = [
+        // M5Stack's WRITE_STORAGE_ERROR constant: the bytes sum to 0x11, it carries 0x0A.
+        (
+            "BB01FF0001100A7E",
+            FrameError::Checksum {
+                expected: 0x11,
+                found: 0x0A,
+            },
+        ),
+        (
+            "BB00220000227F",
+            FrameError::EndByte {
+                found: 0x7F,
+                expected: 0x7E,
+            },
+        ),
+        ("BB05", FrameError::BadType { found: 0x05 }),
+    ];
+    for (frame, error) in cases {
+        assert_eq!(uhf_all(&hex(frame)), [Err(error)], "{frame}");
+    }
 }
 
 #[test]
@@ -441,12 +448,7 @@ proptest! {
 
     #[test]
     fn uhf_parser_never_panics_and_idle_empties_it(bytes in prop::collection::vec(any::<u8>(), 0..800)) {
-        let mut parser = uhf::Parser::new();
-        let frames = push_then_idle(&mut parser, &bytes);
-        prop_assert_eq!(parser.pending(), 0);
-        for r in frames.into_iter().flatten() {
-            let _ = uhf::Reply::parse(&r);
-        }
+        prop_assert_eq!(left_after_idle(uhf::Parser::new(), &bytes, uhf::Reply::parse), 0);
     }
 
     #[test]
@@ -641,12 +643,7 @@ proptest! {
 
     #[test]
     fn seal_parser_never_panics_and_idle_empties_it(bytes in prop::collection::vec(any::<u8>(), 0..800)) {
-        let mut parser = eseal::Parser::new();
-        let frames = push_then_idle(&mut parser, &bytes);
-        prop_assert_eq!(parser.pending(), 0);
-        for frame in frames.into_iter().flatten() {
-            let _ = eseal::Reply::parse(&frame);
-        }
+        prop_assert_eq!(left_after_idle(eseal::Parser::new(), &bytes, eseal::Reply::parse), 0);
     }
 
     #[test]

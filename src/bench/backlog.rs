@@ -299,15 +299,9 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let (idle, idle_lost, idle_unsettled, idle_commits) = {
         let boards = system::boards(LANES)?;
         let link = system::central_link(&central, idle_gate, 1_000, Duration::from_secs(30))?;
-        let text = system::agent_toml(
-            idle_gate,
-            &boards,
-            broker.addr,
-            &dir.join("idle.redb"),
-            Some(&link),
-        );
-        let cfg = edge_agent::config::Config::from_toml_str(&text, "figure 6 idle agent")?;
-        let lanes: Vec<String> = boards.iter().map(|b| b.lane().to_string()).collect();
+        let idle_store = dir.join("idle.redb");
+        let text = system::agent_toml(idle_gate, &boards, broker.addr, &idle_store, Some(&link));
+        let (cfg, lanes) = system::agent_config(&text, &boards, "figure 6 idle agent")?;
         let agent_stop = CancellationToken::new();
         let subs =
             system::lane_subscriber(broker.addr, idle_gate, &lanes, agent_stop.clone()).await?;
@@ -335,8 +329,7 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let mut link = system::central_link(&central, busy_gate, 1_000, Duration::from_secs(30))?;
     link.url.clone_from(&door.url);
     let text = system::agent_toml(busy_gate, &boards, broker.addr, &store_path, Some(&link));
-    let cfg = edge_agent::config::Config::from_toml_str(&text, "figure 6 backlog agent")?;
-    let lanes: Vec<String> = boards.iter().map(|b| b.lane().to_string()).collect();
+    let (cfg, lanes) = system::agent_config(&text, &boards, "figure 6 backlog agent")?;
     let subs = system::lane_subscriber(broker.addr, busy_gate, &lanes, stop_all.clone()).await?;
     let rss_ok = reset_peak_rss();
     let agent_stop = CancellationToken::new();

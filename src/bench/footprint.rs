@@ -161,6 +161,23 @@ pub(crate) fn rss_of(pid: u32) -> (Option<u64>, Option<u64>) {
     (get("VmRSS"), get("VmHWM"))
 }
 
+/// Starts an agent as `agent --config config` (`agent`: the program and its subcommand)
+/// with `RUST_LOG=warn`, no input, and its output to `log`.
+pub(crate) fn spawn_agent(
+    agent: &mut Command,
+    config: &Path,
+    log: std::fs::File,
+) -> std::io::Result<Child> {
+    agent
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()
+}
+
 /// Asks the agent to stop (SIGTERM, as systemd does), then kills it after 10 s.
 pub(crate) fn stop(child: &mut Child) {
     let _ = Command::new("kill")
@@ -194,15 +211,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     std::fs::write(&cfg_path, text).context("writing the agent configuration")?;
     let log = std::fs::File::create(ctx.path("fig8-agent.log")).context("agent log")?;
     let started = Instant::now();
-    let mut child = Command::new(dir.join("edge-agent"))
-        .arg("run")
-        .arg("--config")
-        .arg(&cfg_path)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log))
-        .spawn()
+    let mut agent = Command::new(dir.join("edge-agent"));
+    let mut child = spawn_agent(agent.arg("run"), &cfg_path, log)
         .context("starting the edge-agent release binary")?;
     let pid = child.id();
     let result = (|| -> anyhow::Result<Vec<Row>> {

@@ -110,10 +110,9 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let boards = system::boards(LANES)?;
     let store = ctx.path("fig2-agent.redb");
     let text = system::agent_toml(gate, &boards, broker.addr, &store, None);
-    let cfg = edge_agent::config::Config::from_toml_str(&text, "figure 2 agent")
+    let (cfg, lanes) = system::agent_config(&text, &boards, "figure 2 agent")
         .context("figure 2 agent configuration")?;
     let stop = CancellationToken::new();
-    let lanes: Vec<String> = boards.iter().map(|b| b.lane().to_string()).collect();
     let mut subs = system::lane_subscriber(broker.addr, gate, &lanes, stop.clone()).await?;
     let rss_ok = reset_peak_rss();
     let agent = edge_agent::runtime::start(cfg, stop.clone()).await?;
@@ -137,13 +136,7 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             offset,
         )));
     }
-    let mut samples = Vec::new();
-    let mut lost = 0;
-    for t in tasks {
-        let (s, l) = t.await.context("lane driver panicked")?;
-        samples.extend(s);
-        lost += l;
-    }
+    let (mut samples, lost) = system::join_lane_drivers(tasks).await?;
     let elapsed = started.elapsed();
     let peak = peak_rss();
     stop.cancel();

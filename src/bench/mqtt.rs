@@ -37,7 +37,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::footprint::{clock_ticks, cpu_ticks, cpu_ticks_at, rss_of, stop};
+use super::footprint::{clock_ticks, cpu_ticks, cpu_ticks_at, rss_of, spawn_agent, stop};
 use super::stats::{Samples, fmt_bytes};
 use super::{Ctx, Row, data, mqtt_floor, system};
 
@@ -157,26 +157,14 @@ async fn subscriber(
     stop: CancellationToken,
 ) -> anyhow::Result<HashMap<String, mpsc::UnboundedReceiver<Instant>>> {
     let opts = MqttOptions::new(id, "127.0.0.1", broker.port());
-    let (client, mut ev) = system::subscribed(opts, filter).await?;
+    let (client, ev) = system::subscribed(opts, filter).await?;
     let (senders, receivers) = system::lane_channels(lanes);
-    tokio::spawn(async move {
-        let _client = client;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                e = ev.poll() => match e {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let at = Instant::now();
-                        if keep(&p.payload)
-                            && let Some(tx) = lane_of(&p.topic).and_then(|l| senders.get(l))
-                        {
-                            let _ = tx.send(at);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
+    let retry = Duration::from_millis(20);
+    system::forward_publishes(client, ev, retry, stop, move |p, at| {
+        if keep(&p.payload)
+            && let Some(tx) = lane_of(&p.topic).and_then(|l| senders.get(l))
+        {
+            let _ = tx.send(at);
         }
     });
     Ok(receivers)
@@ -187,17 +175,8 @@ fn publisher(broker: SocketAddr, id: &str, stop: CancellationToken) -> AsyncClie
     let mut opts = MqttOptions::new(id, "127.0.0.1", broker.port());
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_inflight(1_000);
-    let (client, mut ev) = AsyncClient::new(opts, 10_000);
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                e = ev.poll() => if e.is_err() {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }
-    });
+    let (client, ev) = AsyncClient::new(opts, 10_000);
+    system::drive_event_loop(ev, Duration::from_millis(20), stop);
     client
 }
 
@@ -338,17 +317,10 @@ fn start_echo(
     broker: SocketAddr,
     stop: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<u64>> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (mut ready, ready_rx) = mqtt_floor::Ready::channel();
     let handle = std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e.to_string()));
-                return 0;
-            }
+        let Some(rt) = ready.runtime() else {
+            return 0;
         };
         rt.block_on(async move {
             let start = cpu_ticks_at("/proc/thread-self/stat").unwrap_or(0);
@@ -357,19 +329,14 @@ fn start_echo(
             opts.set_inflight(1_000);
             let (client, mut ev) = AsyncClient::new(opts, 10_000);
             if client.subscribe("echo/in/+", QoS::AtLeastOnce).await.is_err() {
-                let _ = ready_tx.send(Err("echo subscribe".into()));
+                ready.failed("echo subscribe");
                 return 0;
             }
-            let mut ready = Some(ready_tx);
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     e = ev.poll() => match e {
-                        Ok(Event::Incoming(Packet::SubAck(_))) => {
-                            if let Some(r) = ready.take() {
-                                let _ = r.send(Ok(()));
-                            }
-                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => ready.subscribed(),
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             if let Some(lane) = p.topic.strip_prefix("echo/in/") {
                                 let _ = client.try_publish(format!("echo/out/{lane}"), QoS::AtLeastOnce, false, p.payload);
@@ -385,11 +352,8 @@ fn start_echo(
                 .saturating_sub(start)
         })
     });
-    match ready_rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(Ok(())) => Ok(handle),
-        Ok(Err(e)) => bail!("echo client: {e}"),
-        Err(_) => bail!("the echo client did not subscribe within 10 s"),
-    }
+    mqtt_floor::wait_ready(&ready_rx, "echo")?;
+    Ok(handle)
 }
 
 /// Runs figure 10.
@@ -405,16 +369,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let cfg = ctx.path("fig10-agent.toml");
     std::fs::write(&cfg, agent_toml(addr, &store_path, console))?;
     let log = std::fs::File::create(ctx.path("fig10-agent.log"))?;
-    let mut agent = Command::new(std::env::current_exe().context("the aeogate executable")?)
-        .arg("agent")
-        .arg("--config")
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .context("starting the agent")?;
+    let mut aeogate = Command::new(std::env::current_exe().context("the aeogate executable")?);
+    let mut agent = spawn_agent(aeogate.arg("agent"), &cfg, log).context("starting the agent")?;
     let floor_store = ctx.path("fig10-floor.redb");
     let result = system::block_on(measure(addr, &agent, broker.id(), console, &floor_store));
     stop(&mut agent);

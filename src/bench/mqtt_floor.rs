@@ -195,6 +195,61 @@ impl Floor {
     }
 }
 
+/// Tells the thread that started a client, once, whether the client subscribed.
+pub(crate) struct Ready(Option<std_mpsc::Sender<Result<(), String>>>);
+
+impl Ready {
+    /// A reporter, and the receiver [`wait_ready`] waits on.
+    pub(crate) fn channel() -> (Self, std_mpsc::Receiver<Result<(), String>>) {
+        let (tx, rx) = std_mpsc::channel();
+        (Self(Some(tx)), rx)
+    }
+
+    /// A single-threaded runtime for the client; `None`, the failure reported, when it
+    /// cannot be built.
+    pub(crate) fn runtime(&mut self) -> Option<tokio::runtime::Runtime> {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => Some(rt),
+            Err(e) => {
+                self.failed(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// The subscription is acknowledged.
+    pub(crate) fn subscribed(&mut self) {
+        self.report(Ok(()));
+    }
+
+    /// The client could not start, for `why`.
+    pub(crate) fn failed(&mut self, why: impl Into<String>) {
+        self.report(Err(why.into()));
+    }
+
+    /// Only the first report reaches the starting thread.
+    fn report(&mut self, result: Result<(), String>) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+/// Waits (at most 10 s) for the report of the `what` client's thread.
+pub(crate) fn wait_ready(
+    ready: &std_mpsc::Receiver<Result<(), String>>,
+    what: &str,
+) -> anyhow::Result<()> {
+    match ready.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => bail!("{what} client: {e}"),
+        Err(_) => bail!("the {what} client did not subscribe within 10 s"),
+    }
+}
+
 /// Notes the calling thread's `/proc/<pid>/task/<tid>/stat`, to read its CPU time from
 /// another thread.
 fn note_this_thread(threads: &Mutex<Vec<String>>) {
@@ -223,7 +278,7 @@ pub fn start(
         w.open_table(JOURNAL)?;
         w.commit()?;
     }
-    let (ready_tx, ready_rx) = std_mpsc::channel();
+    let (mut ready, ready_rx) = Ready::channel();
     let threads = Arc::new(Mutex::new(Vec::new()));
     let noted = threads.clone();
     let commits = Arc::new(Mutex::new(Vec::new()));
@@ -239,28 +294,18 @@ pub fn start(
                 eprintln!("figure 10 floor: the writer stopped: {e:#}");
             }
         });
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e.to_string()));
-                return;
-            }
+        let Some(rt) = ready.runtime() else {
+            return;
         };
-        rt.block_on(run(broker, quiet_close, write_tx, done_rx, ready_tx, stop));
+        rt.block_on(run(broker, quiet_close, write_tx, done_rx, ready, stop));
         let _ = writer.join();
     });
-    match ready_rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(Ok(())) => Ok(Floor {
-            handle,
-            threads,
-            commits,
-        }),
-        Ok(Err(e)) => bail!("floor client: {e}"),
-        Err(_) => bail!("the floor client did not subscribe within 10 s"),
-    }
+    wait_ready(&ready_rx, "floor")?;
+    Ok(Floor {
+        handle,
+        threads,
+        commits,
+    })
 }
 
 /// The floor's runtime thread: polls the broker, hands reads to the writer, acknowledges
@@ -271,7 +316,7 @@ async fn run(
     quiet_close: Duration,
     write: std_mpsc::Sender<Write>,
     mut written: mpsc::UnboundedReceiver<Written>,
-    ready: std_mpsc::Sender<Result<(), String>>,
+    mut ready: Ready,
     stop: CancellationToken,
 ) {
     let mut opts = MqttOptions::new("bench-floor", "127.0.0.1", broker.port());
@@ -290,10 +335,9 @@ async fn run(
         .await
         .is_err()
     {
-        let _ = ready.send(Err("floor subscribe".into()));
+        ready.failed("floor subscribe");
         return;
     }
-    let mut ready = Some(ready);
     let state = vec![b's'; STATE_BYTES];
     let event = vec![b'd'; DECISION_BYTES];
     // Every truck closes the same time after its read: the queue is in due order.
@@ -306,11 +350,7 @@ async fn run(
         tokio::select! {
             () = stop.cancelled() => break,
             e = ev.poll() => match e {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(Ok(()));
-                    }
-                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => ready.subscribed(),
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if write.send(Write::Reads(vec![p])).is_err() {
                         break;
@@ -361,6 +401,18 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_thread_reports_once_whether_it_subscribed() {
+        let (mut ready, rx) = Ready::channel();
+        ready.subscribed();
+        ready.failed("too late");
+        assert!(wait_ready(&rx, "echo").is_ok());
+        let (mut ready, rx) = Ready::channel();
+        ready.failed("echo subscribe");
+        let err = wait_ready(&rx, "echo").expect_err("failed").to_string();
+        assert_eq!(err, "echo client: echo subscribe");
+    }
 
     #[test]
     fn the_floor_s_topics_map_to_their_lanes() {

@@ -335,15 +335,8 @@ fn open_filled(
     )?;
     match place {
         Place::Redb(path) => cfg.store_path.clone_from(path),
-        Place::Pg(url) => {
-            cfg.store_path = PathBuf::new();
-            cfg.store = Some(central::config::StoreConfig {
-                url: central::config::PgUrl::parse(url)
-                    .map_err(|e| anyhow::anyhow!("{PG_URL_VAR}: {e}"))?,
-                retention_months: None,
-                ca_cert: None,
-            });
-        }
+        Place::Pg(url) => super::system::store_in_postgres(&mut cfg, url)
+            .map_err(|e| anyhow::anyhow!("{PG_URL_VAR}: {e}"))?,
     }
     let central = Central::open(&cfg)?;
     let want = (n / (PORTS * GATES_PER_PORT) * PORTS * GATES_PER_PORT) as u64;
@@ -392,36 +385,28 @@ fn time(
     name: &'static str,
     run: impl FnMut(u64) -> anyhow::Result<usize>,
 ) -> anyhow::Result<Timed> {
-    time_n(name, RUNS, run)
+    time_n(name, RUNS, Cache::Warm, run)
+}
+
+/// The page cache before each run of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cache {
+    /// As the previous runs left it.
+    Warm,
+    /// Dropped before each run (not timed).
+    Dropped,
 }
 
 fn time_n(
     name: &'static str,
     runs: usize,
-    run: impl FnMut(u64) -> anyhow::Result<usize>,
-) -> anyhow::Result<Timed> {
-    time_runs(name, runs, false, run)
-}
-
-/// As [`time_n`], with the page cache dropped before each run (not timed).
-fn time_cold(
-    name: &'static str,
-    runs: usize,
-    run: impl FnMut(u64) -> anyhow::Result<usize>,
-) -> anyhow::Result<Timed> {
-    time_runs(name, runs, true, run)
-}
-
-fn time_runs(
-    name: &'static str,
-    runs: usize,
-    cold: bool,
+    cache: Cache,
     mut run: impl FnMut(u64) -> anyhow::Result<usize>,
 ) -> anyhow::Result<Timed> {
     let mut samples = Samples::with_capacity(runs);
     let mut found = 0;
     for i in 0..runs as u64 {
-        if cold {
+        if cache == Cache::Dropped {
             super::stats::settle_page_cache().1?;
         }
         let t = Instant::now();
@@ -478,45 +463,32 @@ fn measure(central: &Central, cold: bool) -> anyhow::Result<Vec<Timed>> {
         })?;
         cursor = p.next_cursor;
     }
+    // The cases on the first page a query answers.
+    let cases_on = |q: &CaseQuery| -> anyhow::Result<usize> { Ok(central.cases(q)?.items.len()) };
     let mut out = vec![
         time("exceptions page: open cases, first page", |_| {
-            Ok(central
-                .cases(&case_query(Some(CaseState::Open), None))?
-                .items
-                .len())
+            cases_on(&case_query(Some(CaseState::Open), None))
         })?,
         time("exceptions page: one gate's cases", |i| {
-            Ok(central.cases(&case_query(None, Some(gate(i))))?.items.len())
+            cases_on(&case_query(None, Some(gate(i))))
         })?,
         time("exceptions page: one gate's open cases", |i| {
-            Ok(central
-                .cases(&case_query(Some(CaseState::Open), Some(gate(i))))?
-                .items
-                .len())
+            cases_on(&case_query(Some(CaseState::Open), Some(gate(i))))
         })?,
         time("exceptions page: resolved cases", |_| {
-            Ok(central
-                .cases(&case_query(Some(CaseState::Resolved), None))?
-                .items
-                .len())
+            cases_on(&case_query(Some(CaseState::Resolved), None))
         })?,
         time("exceptions page: cases of the last 24 h", |_| {
-            Ok(central
-                .cases(&CaseQuery {
-                    from: Some(end - SignedDuration::from_hours(24)),
-                    ..case_query(None, None)
-                })?
-                .items
-                .len())
+            cases_on(&CaseQuery {
+                from: Some(end - SignedDuration::from_hours(24)),
+                ..case_query(None, None)
+            })
         })?,
         time("exceptions page: open cases, page 10 by cursor", |_| {
-            Ok(central
-                .cases(&CaseQuery {
-                    cursor: cursor.clone(),
-                    ..case_query(Some(CaseState::Open), None)
-                })?
-                .items
-                .len())
+            cases_on(&CaseQuery {
+                cursor: cursor.clone(),
+                ..case_query(Some(CaseState::Open), None)
+            })
         })?,
         time(
             "case detail (case, its events, declared consignments)",
@@ -543,22 +515,33 @@ fn measure(central: &Central, cold: bool) -> anyhow::Result<Vec<Timed>> {
                 .len())
         })?,
     ];
-    let month = time_n("programme figures: a month", PROGRAMME_RUNS, |i| {
-        let m = i64::try_from(i % 11).unwrap_or(0);
-        let from = data::ts(year_start() + m * 30 * 86_400 + 1_800);
-        let c = central.programme_counts(Some(from), from + SignedDuration::from_hours(720))?;
-        Ok(from_counts(&c).per_operator.len())
-    })?;
-    let year = time_n("programme figures: the year", PROGRAMME_RUNS, |_| {
-        let c = central.programme_counts(Some(data::ts(year_start())), end)?;
-        Ok(from_counts(&c).per_operator.len())
-    })?;
+    let month = time_n(
+        "programme figures: a month",
+        PROGRAMME_RUNS,
+        Cache::Warm,
+        |i| {
+            let m = i64::try_from(i % 11).unwrap_or(0);
+            let from = data::ts(year_start() + m * 30 * 86_400 + 1_800);
+            let c = central.programme_counts(Some(from), from + SignedDuration::from_hours(720))?;
+            Ok(from_counts(&c).per_operator.len())
+        },
+    )?;
+    let year = time_n(
+        "programme figures: the year",
+        PROGRAMME_RUNS,
+        Cache::Warm,
+        |_| {
+            let c = central.programme_counts(Some(data::ts(year_start())), end)?;
+            Ok(from_counts(&c).per_operator.len())
+        },
+    )?;
     out.push(month);
     out.push(year);
     if cold {
-        out.push(time_cold(
+        out.push(time_n(
             "event search: by container, first page, cold page cache",
             COLD_RUNS,
+            Cache::Dropped,
             |i| container_page(central, i),
         )?);
     }

@@ -184,15 +184,9 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let boards = system::boards(LANES)?;
     let heartbeat = Duration::from_secs(30);
     let link = system::central_link(&central, gate, 1_000, heartbeat)?;
-    let text = system::agent_toml(
-        gate,
-        &boards,
-        broker.addr,
-        &dir.join("agent.redb"),
-        Some(&link),
-    );
-    let cfg = edge_agent::config::Config::from_toml_str(&text, "figure 7 agent")?;
-    let lanes: Vec<String> = boards.iter().map(|b| b.lane().to_string()).collect();
+    let store = dir.join("agent.redb");
+    let text = system::agent_toml(gate, &boards, broker.addr, &store, Some(&link));
+    let (cfg, lanes) = system::agent_config(&text, &boards, "figure 7 agent")?;
     let mut subs = system::lane_subscriber(broker.addr, gate, &lanes, stop.clone()).await?;
     let rss_ok = reset_peak_rss();
     let agent = edge_agent::runtime::start(cfg, stop.clone()).await?;
@@ -201,18 +195,8 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 
     let mut mo = MqttOptions::new("bench-ocr", "127.0.0.1", broker.addr.port());
     mo.set_keep_alive(Duration::from_secs(30));
-    let (ocr, mut ocr_ev) = AsyncClient::new(mo, 64);
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    e = ocr_ev.poll() => if e.is_err() { tokio::time::sleep(Duration::from_millis(50)).await },
-                }
-            }
-        });
-    }
+    let (ocr, ocr_ev) = AsyncClient::new(mo, 64);
+    system::drive_event_loop(ocr_ev, Duration::from_millis(50), stop.clone());
 
     let total = trucks(ctx);
     let per_lane = total.div_ceil(LANES);
@@ -240,13 +224,7 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let mut sse = Samples::default();
     let mut mem = Samples::default();
     let mut topic = Samples::default();
-    let mut lost = 0usize;
-    let mut got: Vec<(Instant, Duration, Option<Duration>, Option<Duration>)> = Vec::new();
-    for t in tasks {
-        let (samples, l) = t.await.context("lane driver panicked")?;
-        got.extend(samples);
-        lost += l;
-    }
+    let (mut got, lost) = system::join_lane_drivers(tasks).await?;
     let elapsed = started.elapsed();
     let peak = peak_rss();
     got.sort_by_key(|g| g.0);

@@ -58,6 +58,21 @@ pub struct CentralLink {
     pub heartbeat_every: Duration,
 }
 
+/// The agent configuration `text` ([`agent_toml`]) parsed, `what` naming it in an error,
+/// and the lanes of its `boards`.
+///
+/// # Errors
+/// The configuration does not parse.
+pub fn agent_config(
+    text: &str,
+    boards: &[Arc<VirtualBoard>],
+    what: &str,
+) -> anyhow::Result<(edge_agent::config::Config, Vec<String>)> {
+    let cfg = edge_agent::config::Config::from_toml_str(text, what)?;
+    let lanes = boards.iter().map(|b| b.lane().to_string()).collect();
+    Ok((cfg, lanes))
+}
+
 fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
@@ -226,6 +241,50 @@ pub(crate) fn lane_channels<T>(
         .unzip()
 }
 
+/// Runs the event loop `ev` of `client` on the current runtime until `stop`, handing every
+/// publish, with the instant it arrived, to `on_publish`; after a connection error it waits
+/// `retry` before polling again (the client reconnects).
+pub fn forward_publishes(
+    client: AsyncClient,
+    mut ev: rumqttc::EventLoop,
+    retry: Duration,
+    stop: CancellationToken,
+    mut on_publish: impl FnMut(rumqttc::Publish, Instant) + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                e = ev.poll() => match e {
+                    Ok(Event::Incoming(Packet::Publish(p))) => on_publish(p, Instant::now()),
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(retry).await,
+                }
+            }
+        }
+    });
+}
+
+/// Runs the event loop `ev` of a publishing client on the current runtime until `stop`;
+/// after a connection error it waits `retry` before polling again (the client reconnects).
+pub(crate) fn drive_event_loop(
+    mut ev: rumqttc::EventLoop,
+    retry: Duration,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                e = ev.poll() => if e.is_err() {
+                    tokio::time::sleep(retry).await;
+                }
+            }
+        }
+    });
+}
+
 /// Subscribes to `aeogate/<gate>/lanes/+/decision` (QoS 1, as the agent publishes) and
 /// routes each message to the receiver of its lane. Returns once the subscription is
 /// acknowledged.
@@ -248,26 +307,13 @@ pub async fn lane_subscriber(
         "127.0.0.1",
         broker.port(),
     );
-    let (client, mut ev) = subscribed(opts, &format!("aeogate/{gate}/lanes/+/decision")).await?;
+    let (client, ev) = subscribed(opts, &format!("aeogate/{gate}/lanes/+/decision")).await?;
     let (senders, receivers) = lane_channels(lanes);
-    tokio::spawn(async move {
-        let _client = client;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                e = ev.poll() => match e {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let at = Instant::now();
-                        if let Some(m) = parse_lane_message(&p.payload, at)
-                            && let Some(tx) = senders.get(&m.lane)
-                        {
-                            let _ = tx.send(m);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
+    forward_publishes(client, ev, Duration::from_millis(50), stop, move |p, at| {
+        if let Some(m) = parse_lane_message(&p.payload, at)
+            && let Some(tx) = senders.get(&m.lane)
+        {
+            let _ = tx.send(m);
         }
     });
     Ok(receivers)
@@ -296,6 +342,24 @@ pub fn departure_and_command(
         }
     }
     (departure, command)
+}
+
+/// Waits for every lane driver in `tasks`: their samples, in task order, and how many
+/// trucks they lost.
+///
+/// # Errors
+/// A lane driver panicked.
+pub async fn join_lane_drivers<T>(
+    tasks: Vec<tokio::task::JoinHandle<(Vec<T>, usize)>>,
+) -> anyhow::Result<(Vec<T>, usize)> {
+    let mut samples = Vec::new();
+    let mut lost = 0;
+    for t in tasks {
+        let (s, l) = t.await.context("lane driver panicked")?;
+        samples.extend(s);
+        lost += l;
+    }
+    Ok((samples, lost))
 }
 
 /// Waits for the lane's next decision message, at most `within`.
@@ -347,44 +411,18 @@ pub async fn mqtt_round_trips(
     broker: SocketAddr,
     n: usize,
 ) -> anyhow::Result<crate::bench::stats::Samples> {
-    let mut so = MqttOptions::new("bench-rt-sub", "127.0.0.1", broker.port());
-    so.set_keep_alive(Duration::from_secs(30));
-    let (sub, mut sub_ev) = AsyncClient::new(so, 64);
-    sub.subscribe("bench/rt", QoS::AtLeastOnce).await?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
-    let subscribed = Arc::new(tokio::sync::Notify::new());
-    let ready = subscribed.clone();
     let stop = CancellationToken::new();
-    let stop2 = stop.clone();
-    tokio::spawn(async move {
-        let _sub = sub;
-        loop {
-            tokio::select! {
-                () = stop2.cancelled() => break,
-                e = sub_ev.poll() => match e {
-                    Ok(Event::Incoming(Packet::SubAck(_))) => ready.notify_one(),
-                    Ok(Event::Incoming(Packet::Publish(_))) => { let _ = tx.send(Instant::now()); }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
-        }
+    let sub = MqttOptions::new("bench-rt-sub", "127.0.0.1", broker.port());
+    let (sub, sub_ev) = subscribed(sub, "bench/rt").await?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
+    let retry = Duration::from_millis(50);
+    forward_publishes(sub, sub_ev, retry, stop.clone(), move |_, at| {
+        let _ = tx.send(at);
     });
-    tokio::time::timeout(Duration::from_secs(5), subscribed.notified())
-        .await
-        .context("the round-trip subscriber was not acknowledged within 5 s")?;
     let mut po = MqttOptions::new("bench-rt-pub", "127.0.0.1", broker.port());
     po.set_keep_alive(Duration::from_secs(30));
-    let (publ, mut pub_ev) = AsyncClient::new(po, 64);
-    let stop3 = stop.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = stop3.cancelled() => break,
-                e = pub_ev.poll() => if e.is_err() { tokio::time::sleep(Duration::from_millis(50)).await },
-            }
-        }
-    });
+    let (publ, pub_ev) = AsyncClient::new(po, 64);
+    drive_event_loop(pub_ev, retry, stop.clone());
     let mut samples = crate::bench::stats::Samples::with_capacity(n);
     let payload = vec![b'x'; 200];
     for _ in 0..n {
@@ -422,6 +460,9 @@ mod tests {
         let plain = agent_toml("PORT1-G1", &b, broker, &dir.path().join("a.redb"), None);
         let cfg = edge_agent::config::Config::from_toml_str(&plain, "bench").expect("parses");
         assert_eq!(cfg.lanes.len(), 2);
+        let (parsed, lanes) = agent_config(&plain, &b, "bench").expect("parses");
+        assert_eq!(parsed.lanes.len(), 2);
+        assert_eq!(lanes, [b[0].lane().to_string(), b[1].lane().to_string()]);
         assert!(cfg.lanes.iter().all(|l| l.presence_loop));
         assert!(cfg.central.is_none());
         let link = CentralLink {
@@ -445,6 +486,29 @@ mod tests {
             (c.uplink_batch, c.heartbeat_every),
             (1000, Duration::from_millis(1500))
         );
+    }
+
+    #[test]
+    fn a_store_in_postgres_replaces_the_redb_file() {
+        let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let mut cfg = central::Config::new(listen, "central.redb".into(), "key".into());
+        assert!(store_in_postgres(&mut cfg, "mysql://db").is_err());
+        assert_eq!(
+            (cfg.store.is_none(), cfg.store_path.as_path()),
+            (true, std::path::Path::new("central.redb"))
+        );
+        store_in_postgres(&mut cfg, "postgres://bench@127.0.0.1/bench").expect("a PostgreSQL URL");
+        assert_eq!(cfg.store_path, std::path::PathBuf::new());
+        let store = cfg.store.expect("store configured");
+        assert_eq!(store.url.expose(), "postgres://bench@127.0.0.1/bench");
+        assert_eq!((store.retention_months, store.ca_cert), (None, None));
+    }
+
+    #[test]
+    fn round_trips_arrive_through_the_in_process_broker() {
+        let broker = crate::broker::start().expect("in-process MQTT broker");
+        let samples = block_on(mqtt_round_trips(broker.addr, 3)).expect("round trips");
+        assert_eq!(samples.len(), 3);
     }
 }
 
@@ -473,6 +537,22 @@ impl Drop for CentralRuntime {
             rt.shutdown_background();
         }
     }
+}
+
+/// Central's store in the PostgreSQL database at `url` instead of a redb file (no
+/// retention limit, plain connections).
+///
+/// # Errors
+/// `url` is not a PostgreSQL URL.
+pub fn store_in_postgres(cfg: &mut central::Config, url: &str) -> Result<(), String> {
+    let url = central::config::PgUrl::parse(url)?;
+    cfg.store_path = std::path::PathBuf::new();
+    cfg.store = Some(central::config::StoreConfig {
+        url,
+        retention_months: None,
+        ca_cert: None,
+    });
+    Ok(())
 }
 
 /// Opens central on a fresh store in `dir`, imports `n_ops` operators, `n_cons`

@@ -351,13 +351,8 @@ async fn run_async(opts: DemoOptions) -> Result<ExitCode> {
     let central_addr = central_listener.local_addr()?;
     let mut ccfg = central::Config::new(central_addr, dir.join("central.redb"), key_path);
     if let Some(url) = &opts.postgres {
-        ccfg.store_path = PathBuf::new();
-        ccfg.store = Some(central::config::StoreConfig {
-            url: central::config::PgUrl::parse(url)
-                .map_err(|e| anyhow::anyhow!("--postgres: {e}"))?,
-            retention_months: None,
-            ca_cert: None,
-        });
+        aeogate::bench::system::store_in_postgres(&mut ccfg, url)
+            .map_err(|e| anyhow::anyhow!("--postgres: {e}"))?;
     }
     ccfg.tls = Some(central::TlsConfig {
         cert_pem: pki.server_cert.clone(),

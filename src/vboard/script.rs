@@ -168,6 +168,20 @@ fn parse_epc(hex: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
+/// The e-seal statuses a script names, the default first.
+const SEAL_STATUSES: &[(&str, SealStatus)] = &[
+    ("SEALED", SealStatus::Sealed),
+    ("OPENED", SealStatus::Opened),
+    ("TAMPERED", SealStatus::Tampered),
+];
+
+/// The e-seal battery levels a script names, the default first.
+const BATTERY_LEVELS: &[(&str, BatteryLevel)] = &[
+    ("OK", BatteryLevel::Ok),
+    ("LOW", BatteryLevel::Low),
+    ("CRITICAL", BatteryLevel::Critical),
+];
+
 /// `MMMM-TTTTTTTT[:STATUS[:BATTERY]]`, status SEALED / OPENED / TAMPERED (default
 /// SEALED), battery OK / LOW / CRITICAL (default OK).
 fn parse_eseal(text: &str) -> Result<SealRead, String> {
@@ -175,26 +189,8 @@ fn parse_eseal(text: &str) -> Result<SealRead, String> {
     let id = parts.next().unwrap_or_default();
     let id = ESealId::parse(id)
         .map_err(|e| format!("e-seal id {id:?}: {e} (write MMMM-TTTTTTTT in hex)"))?;
-    let status = match parts.next().map(str::to_ascii_uppercase).as_deref() {
-        None | Some("SEALED") => SealStatus::Sealed,
-        Some("OPENED") => SealStatus::Opened,
-        Some("TAMPERED") => SealStatus::Tampered,
-        Some(other) => {
-            return Err(format!(
-                "e-seal status {other:?}; expected SEALED, OPENED or TAMPERED"
-            ));
-        }
-    };
-    let battery = match parts.next().map(str::to_ascii_uppercase).as_deref() {
-        None | Some("OK") => BatteryLevel::Ok,
-        Some("LOW") => BatteryLevel::Low,
-        Some("CRITICAL") => BatteryLevel::Critical,
-        Some(other) => {
-            return Err(format!(
-                "e-seal battery {other:?}; expected OK, LOW or CRITICAL"
-            ));
-        }
-    };
+    let status = keyword(parts.next(), "e-seal status", SEAL_STATUSES)?;
+    let battery = keyword(parts.next(), "e-seal battery", BATTERY_LEVELS)?;
     if let Some(extra) = parts.next() {
         return Err(format!("unexpected {extra:?} after the e-seal battery"));
     }
@@ -206,6 +202,23 @@ fn parse_eseal(text: &str) -> Result<SealRead, String> {
         sealed_at: None,
         opened_at: None,
     })
+}
+
+/// The value `words` gives `word` (any case), the first one's when `word` is absent; the
+/// error names `what` and the words expected.
+fn keyword<T: Copy>(word: Option<&str>, what: &str, words: &[(&str, T)]) -> Result<T, String> {
+    let Some(word) = word.map(str::to_ascii_uppercase) else {
+        return Ok(words[0].1);
+    };
+    if let Some((_, value)) = words.iter().find(|(w, _)| *w == word) {
+        return Ok(*value);
+    }
+    let names: Vec<&str> = words.iter().map(|(w, _)| *w).collect();
+    let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+    Err(format!(
+        "{what} {word:?}; expected {} or {last}",
+        rest.join(", ")
+    ))
 }
 
 fn parse_fault(args: &[&str], rng: &mut Rng) -> Result<Fault, String> {

@@ -456,6 +456,30 @@ impl StaffClient {
         all.as_array()?.iter().find(|g| g["gate"] == GATE).cloned()
     }
 
+    /// Waits (at most [`STEP`]) until the entry for [`GATE`] satisfies `f`, and returns it;
+    /// panics saying what did not happen (`what`) with the last entry.
+    pub async fn wait_gate(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let gate = self.gate().await.unwrap_or_default();
+            if f(&gate) {
+                return gate;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} in {STEP:?}; last gate status: {gate}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (at most [`STEP`]) until the gate's counter `field` is at least `n`, as
+    /// [`wait_gate`](Self::wait_gate).
+    pub async fn wait_gate_count(&self, field: &str, n: u64, what: &str) -> Value {
+        self.wait_gate(what, |g| g[field].as_u64().unwrap_or(0) >= n)
+            .await
+    }
+
     /// Waits until a heartbeat sent after `since` reports no backlog and central has
     /// stored as many events as that heartbeat says the agent journaled.
     pub async fn wait_drained(&self, since: jiff::Timestamp, within: Duration) {
@@ -895,6 +919,23 @@ pub fn loop_board(lane: &str, seed: u64) -> aeogate::vboard::VirtualBoard {
         ..aeogate::vboard::VirtualBoardConfig::default()
     })
     .expect("virtual board")
+}
+
+/// Lane L1 on a one-loop virtual board (seeded `seed`) and lane L2 keyed in by officers,
+/// their agent in `dir/agent` sending to `central` and keeping 24 h; the agent started.
+pub async fn board_and_manual_lane(
+    dir: &Path,
+    central: &CentralSite,
+    seed: u64,
+) -> (aeogate::vboard::VirtualBoard, AgentSite) {
+    let board = loop_board("L1", seed);
+    let lanes = [
+        LaneSpec::on_board("L1", board.tty_link()),
+        LaneSpec::manual("L2"),
+    ];
+    let mut agent = AgentSite::beside(dir, central, &lanes, "24h");
+    agent.start().await;
+    (board, agent)
 }
 
 /// The value of the series `name` (with its labels, as rendered) in a Prometheus text
@@ -1378,6 +1419,21 @@ pub fn stop_and_count(
     agent.terminate();
     central.stop();
     ledger(agent, &central.open())
+}
+
+/// Waits until central has stored everything the agent journaled, stops both, and asserts
+/// the exactly-once contract for `what` with every action in `acked` journaled
+/// ([`assert_exactly_once`]); returns the counts.
+pub async fn drained_exactly_once(
+    what: &str,
+    agent: &mut AgentSite,
+    central: &mut CentralSite,
+    acked: &[(u64, String)],
+) -> Counts {
+    wait_drained(central).await;
+    let (counts, journal) = stop_and_count(agent, central);
+    assert_exactly_once(what, &counts, &journal, acked);
+    counts
 }
 
 /// Checks central (`hub`, opened after it stopped) raised no chain alerts and returns the

@@ -26,6 +26,13 @@ fn whole(bytes: &[u8]) -> (Header, Message) {
     decode(bytes).expect("decodes")
 }
 
+/// `bytes` are one whole message, decoding to `expected`; returns it.
+fn decodes_to(bytes: &[u8], expected: Message) -> Message {
+    let (_, m) = whole(bytes);
+    assert_eq!(m, expected);
+    m
+}
+
 #[test]
 fn keepalive_layout_is_a_bare_header() {
     // §17.1.27 KEEPALIVE: ver 1, type 62, length 10, id 0x11223344.
@@ -74,10 +81,9 @@ fn version_1_1_header_carries_ver_2() {
 fn error_status_keeps_code_and_description() {
     // ERROR_MESSAGE (100) with M_UnsupportedVersion and the text "v2".
     let bytes = hex("04 64 00000014 00000000  011F 000A 006E 0002 7632");
-    let (_, m) = whole(&bytes);
-    assert_eq!(
-        m,
-        Message::ErrorMessage(Status::error(status::M_UNSUPPORTED_VERSION, "v2"))
+    decodes_to(
+        &bytes,
+        Message::ErrorMessage(Status::error(status::M_UNSUPPORTED_VERSION, "v2")),
     );
 }
 
@@ -142,9 +148,8 @@ fn connection_attempt_and_antenna_events_decode() {
            0080 000C 0005F1A2B3C4D5E6 \
            0100 0006 0000 \
            00FF 0007 00 0003");
-    let (_, m) = whole(&bytes);
-    assert_eq!(
-        m,
+    let m = decodes_to(
+        &bytes,
         Message::ReaderEventNotification(EventData {
             timestamp_us: 0x0005_F1A2_B3C4_D5E6,
             utc: true,
@@ -152,10 +157,10 @@ fn connection_attempt_and_antenna_events_decode() {
                 ReaderEvent::ConnectionAttempt { status: 0 },
                 ReaderEvent::Antenna {
                     connected: false,
-                    antenna: 3
+                    antenna: 3,
                 },
             ],
-        })
+        }),
     );
     assert_eq!(m.encode(1, 0), bytes);
 }
@@ -177,8 +182,7 @@ fn add_rospec_layout_matches_the_spec() {
              00B8 0009 00 00000000 \
              00BA 0007 0001 01");
     assert_eq!(Message::AddRoSpec(minimal_rospec()).encode(1, 10), bytes);
-    let (_, m) = whole(&bytes);
-    assert_eq!(m, Message::AddRoSpec(minimal_rospec()));
+    decodes_to(&bytes, Message::AddRoSpec(minimal_rospec()));
 }
 
 #[test]
@@ -197,13 +201,12 @@ fn rospec_without_boundary_is_rejected() {
 fn rospec_commands_carry_the_id() {
     // §17.1.5 START_ROSPEC (22), ROSpecID 0x12345678.
     let bytes = hex("04 16 0000000E 00000009 12345678");
-    let (_, m) = whole(&bytes);
-    assert_eq!(
-        m,
+    decodes_to(
+        &bytes,
         Message::RoSpec {
             op: RoSpecOp::Start,
-            id: 0x1234_5678
-        }
+            id: 0x1234_5678,
+        },
     );
     assert_eq!(RoSpecOp::Start.response_kind(), msg::START_ROSPEC_RESPONSE);
 }
@@ -341,13 +344,12 @@ fn tag_report_without_epc_is_rejected() {
 fn unknown_message_keeps_its_body() {
     // GET_REPORT (60) carries no body; CUSTOM_MESSAGE (1023) one we do not interpret.
     let bytes = hex("07 FF 0000000F 00000001 0000651A 21");
-    let (_, m) = whole(&bytes);
-    assert_eq!(
-        m,
+    let m = decodes_to(
+        &bytes,
         Message::Other {
             kind: msg::CUSTOM_MESSAGE,
-            body: hex("0000651A 21")
-        }
+            body: hex("0000651A 21"),
+        },
     );
     assert_eq!(m.encode(1, 1), bytes);
 }
@@ -388,24 +390,23 @@ fn antenna_properties_report_the_cable() {
          011F 0008 0000 0000 \
          00DD 0009 80 0001 0258 \
          00DD 0009 00 0002 0000");
-    let (_, m) = whole(&bytes);
-    assert_eq!(
-        m,
+    let m = decodes_to(
+        &bytes,
         Message::GetReaderConfigResponse {
             status: Status::success(),
             antennas: vec![
                 AntennaState {
                     antenna: 1,
                     connected: true,
-                    gain: 600
+                    gain: 600,
                 },
                 AntennaState {
                     antenna: 2,
                     connected: false,
-                    gain: 0
+                    gain: 0,
                 },
             ],
-        }
+        },
     );
     assert_eq!(m.encode(1, 6), bytes);
 }
