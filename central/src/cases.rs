@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use protocol::schema::{ActionKind, Decision, GateId, OfficerAction};
 use uuid::Uuid;
 
+use crate::ingest::AgentState;
 use crate::model::{
     Alert, AlertKind, Case, CaseAction, CaseEvent, CaseOutcome, CaseState, CaseSubject,
 };
@@ -360,6 +361,26 @@ pub fn on_alert<B: CaseBook + ?Sized>(
     )?;
     metrics::counter!("central_integrity_alerts_total", "kind" => kind.as_str()).increment(1);
     Ok(Some(case))
+}
+
+/// A gap in `gate`'s journal that persisted: the entry `missing` that
+/// [`AgentState::advance`] reports raises a [`AlertKind::Gap`] alert ([`on_alert`]).
+/// Returns the case when the alert is new.
+///
+/// # Errors
+/// The book's storage failures.
+pub fn on_gap<B: CaseBook + ?Sized>(
+    book: &mut B,
+    gate: &GateId,
+    missing: Option<u64>,
+    state: &AgentState,
+    now: Timestamp,
+) -> Result<Option<Case>, B::Error> {
+    let Some(seq) = missing else {
+        return Ok(None);
+    };
+    let detail = crate::ingest::gap_alert_text(seq, state);
+    on_alert(book, gate, seq, AlertKind::Gap, &detail, now)
 }
 
 /// The last state of each case a batch changed, in id order (a case changed twice in

@@ -102,6 +102,44 @@ pub struct GateRow {
     pub last_config: Option<crate::model::ConfigChange>,
 }
 
+impl GateRow {
+    /// A gate's row before any of its entries or heartbeats (`port` empty for a gate
+    /// that sends before it was registered).
+    #[must_use]
+    pub fn new(gate: GateId, port: String) -> Self {
+        Self {
+            gate,
+            port,
+            state: AgentState::default(),
+            health: None,
+            revoked_at: None,
+            last_config: None,
+        }
+    }
+
+    /// The row with a new token for `agent` stored, or what refuses it: a gate registered
+    /// with another port. `None` when the stored row stays as it is; a new token lifts a
+    /// gate's revocation. Both backends call it.
+    pub(crate) fn with_token(
+        stored: Option<Self>,
+        agent: &AgentRecord,
+    ) -> Result<Option<Self>, StoreError> {
+        match stored {
+            Some(row) if row.port != agent.port => Err(StoreError::GatePortConflict {
+                gate: agent.gate.to_string(),
+                existing: row.port,
+                requested: agent.port.clone(),
+            }),
+            Some(mut row) => Ok(row.revoked_at.take().is_some().then_some(row)),
+            None => Ok(Some(Self::new(agent.gate.clone(), agent.port.clone()))),
+        }
+    }
+}
+
+/// What a `change` of [`Store::update_user`] or [`Store::update_company`] does to the
+/// record: returns the audit text, or refuses (nothing is written then).
+pub type Edit<'a, T> = dyn FnMut(&mut T) -> Result<String, StoreError> + Send + 'a;
+
 /// A change to a gate's agent tokens ([`Store::change_agent_tokens`]), made in one
 /// transaction with one audit entry.
 pub struct TokenChange<'a> {
@@ -336,7 +374,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         name: &str,
         actor: &str,
         at: Timestamp,
-        change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+        change: &mut Edit<'_, StaffUser>,
     ) -> Result<StaffUser, StoreError>;
     /// Sets a user's dashboard language, with an audit entry.
     ///
@@ -385,7 +423,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         operator: &str,
         actor: &str,
         at: Timestamp,
-        change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
+        change: &mut Edit<'_, Company>,
     ) -> Result<Company, StoreError>;
     /// Stores a company document's bytes under their SHA-256 (lowercase hex, the
     /// caller's); the same bytes stored again change nothing. The company record lists
@@ -409,6 +447,41 @@ pub(crate) fn company_added(company: &Company, user: Option<&StaffUser>) -> Stri
         out.push_str(&format!(", user {}", u.name));
     }
     out
+}
+
+/// The audit detail of issuing `agent`'s token; both backends write it.
+pub(crate) fn token_issued(agent: &AgentRecord) -> String {
+    format!("token for gate {} (port {})", agent.gate, agent.port)
+}
+
+/// The audit detail of [`Store::add_user`]; both backends write it.
+pub(crate) fn user_added(user: &StaffUser) -> String {
+    format!("user {} (role {})", user.name, user.role)
+}
+
+/// The audit detail of [`Store::update_user`] (`what`: the change's own text).
+pub(crate) fn user_changed(name: &str, what: &str) -> String {
+    format!("user {name}: {what}")
+}
+
+/// The audit detail of [`Store::update_company`] (`what`: the change's own text).
+pub(crate) fn company_changed(operator: &str, what: &str) -> String {
+    format!("company {operator}: {what}")
+}
+
+/// The audit detail of [`Store::set_user_lang`].
+pub(crate) fn lang_set(lang: Lang) -> String {
+    format!("language {}", lang.tag())
+}
+
+/// The error of [`Store::add_company`] for a company that is registered already.
+pub(crate) fn company_exists(operator: &str) -> StoreError {
+    StoreError::Refused(format!("company {operator} is already registered"))
+}
+
+/// The error of [`Store::update_user`] and [`Store::set_user_lang`] for an unknown user.
+pub(crate) fn unknown_user(name: &str) -> StoreError {
+    StoreError::UnknownUser(name.to_owned())
 }
 
 /// The error of [`Store::update_company`] for a company that is not registered.

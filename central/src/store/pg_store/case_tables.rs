@@ -461,7 +461,8 @@ impl CaseBook for BufferedCases<'_, '_> {
     }
 }
 
-/// [`store_alert`] through a batch's [`BufferedCases`].
+/// Stores an alert once per (gate, seq, kind) and opens its case ([`cases::on_alert`]),
+/// through a batch's [`BufferedCases`]. Returns the case when the alert is new.
 pub(super) fn store_alert_buffered(
     tx: &mut Tx<'_>,
     buf: &mut CaseBuffer,
@@ -472,19 +473,6 @@ pub(super) fn store_alert_buffered(
     at: Timestamp,
 ) -> Result<Option<Case>, StoreError> {
     cases::on_alert(&mut BufferedCases { tx, buf }, gate, seq, kind, detail, at)
-}
-
-/// Stores an alert once per (gate, seq, kind) and opens its case ([`cases::on_alert`]).
-/// Returns the case when the alert is new.
-pub(super) fn store_alert(
-    tx: &mut Tx<'_>,
-    gate: &GateId,
-    seq: u64,
-    kind: AlertKind,
-    detail: &str,
-    at: Timestamp,
-) -> Result<Option<Case>, StoreError> {
-    cases::on_alert(&mut CaseTx(tx), gate, seq, kind, detail, at)
 }
 
 pub(super) fn cases(tx: &mut Tx<'_>, q: &CaseQuery) -> Result<Page<Case>, StoreError> {

@@ -17,13 +17,13 @@ use postgres::types::Type;
 use protocol::schema::{EventBody, GateId, JournalEntry};
 use uuid::Uuid;
 
-use super::case_tables::{BufferedCases, CaseBuffer, bump_all, store_alert, store_alert_buffered};
+use super::case_tables::{BufferedCases, CaseBuffer, CaseTx, bump_all, store_alert_buffered};
 use super::rollup_tables;
 use super::{from_json, int, to_json, uint, write_audit};
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, TokenHash};
 use crate::stats;
-use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange};
+use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange, token_issued};
 use crate::{cases, rollup};
 
 /// What an ingest computes before its transaction: rule 1 for every entry, and each
@@ -608,14 +608,7 @@ impl IngestTarget for Target<'_, '_> {
 
 /// The gate's row, created empty when missing, locked until the transaction ends.
 fn lock_gate(tx: &mut Tx<'_>, gate: &GateId) -> Result<GateRow, StoreError> {
-    let empty = GateRow {
-        gate: gate.clone(),
-        port: String::new(),
-        state: AgentState::default(),
-        health: None,
-        revoked_at: None,
-        last_config: None,
-    };
+    let empty = GateRow::new(gate.clone(), String::new());
     tx.execute(
         "INSERT INTO gates (gate, value) VALUES ($1, $2) ON CONFLICT (gate) DO NOTHING",
         &[&gate.as_str(), &to_json(&empty)?],
@@ -661,17 +654,7 @@ fn gap_check(
         now,
         gap_alert_after,
     )?;
-    match missing {
-        Some(seq) => store_alert(
-            tx,
-            gate,
-            seq,
-            AlertKind::Gap,
-            &ingest::gap_alert_text(seq, state),
-            now,
-        ),
-        None => Ok(None),
-    }
+    cases::on_gap(&mut CaseTx(tx), gate, missing, state, now)
 }
 
 pub(super) fn add_agent(
@@ -686,48 +669,28 @@ pub(super) fn add_agent(
         )?
         .map(|r| from_json::<GateRow>("gates", &agent.gate, r.get(0)))
         .transpose()?;
-    match existing {
-        Some(row) if row.port != agent.port => {
-            return Err(StoreError::GatePortConflict {
-                gate: agent.gate.to_string(),
-                existing: row.port,
-                requested: agent.port.clone(),
-            });
-        }
-        // A new token lifts a gate's revocation.
-        Some(mut row) => {
-            if row.revoked_at.take().is_some() {
-                tx.execute(
-                    "UPDATE gates SET value = $2 WHERE gate = $1",
-                    &[&agent.gate.as_str(), &to_json(&row)?],
-                )?;
-            }
-        }
-        None => {
-            let row = GateRow {
-                gate: agent.gate.clone(),
-                port: agent.port.clone(),
-                state: AgentState::default(),
-                health: None,
-                revoked_at: None,
-                last_config: None,
-            };
+    let new = existing.is_none();
+    match GateRow::with_token(existing, agent)? {
+        Some(row) if new => {
             tx.execute(
                 "INSERT INTO gates (gate, value) VALUES ($1, $2)",
                 &[&agent.gate.as_str(), &to_json(&row)?],
             )?;
         }
+        Some(row) => save_gate(tx, &row)?,
+        None => {}
     }
     tx.execute(
         "INSERT INTO agent_tokens (token, value) VALUES ($1, $2)
          ON CONFLICT (token) DO UPDATE SET value = EXCLUDED.value",
         &[&token.as_slice(), &to_json(agent)?],
     )?;
+    let detail = token_issued(agent);
     write_audit(
         tx,
         &agent.issued_by,
         "agent.token.issue",
-        &format!("token for gate {} (port {})", agent.gate, agent.port),
+        &detail,
         agent.issued_at,
     )
 }
@@ -785,10 +748,7 @@ pub(super) fn change_agent_tokens(
     let mark = crate::store::gate_revocation(&tokens, row.revoked_at, c.at);
     if mark != row.revoked_at {
         row.revoked_at = mark;
-        tx.execute(
-            "UPDATE gates SET value = $2 WHERE gate = $1",
-            &[&c.gate.as_str(), &to_json(&row)?],
-        )?;
+        save_gate(tx, &row)?;
     }
     write_audit(tx, c.actor, c.action, c.detail, c.at)?;
     Ok(changed)

@@ -57,7 +57,9 @@ use tx::{Statements, Tx};
 use uuid::Uuid;
 
 pub use self::fanout::LiveUpdate;
-use super::{GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError};
+use super::{
+    Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError,
+};
 use crate::cases::CaseError;
 use crate::model::{
     AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
@@ -514,6 +516,71 @@ fn corrupt(table: &'static str, key: impl fmt::Display, e: &serde_json::Error) -
     }
 }
 
+/// Stores `value` as the row of `table` whose `key_col` is `key`, unless there is one;
+/// then `exists` is the error and nothing is written.
+pub(super) fn insert_new<T: Serialize>(
+    tx: &mut Tx<'_>,
+    table: &str,
+    key_col: &str,
+    key: &str,
+    value: &T,
+    exists: impl FnOnce() -> StoreError,
+) -> Result<(), StoreError> {
+    let n = tx.execute(
+        &format!(
+            "INSERT INTO {table} ({key_col}, value) VALUES ($1, $2) \
+             ON CONFLICT ({key_col}) DO NOTHING"
+        ),
+        &[&key, &to_json(value)?],
+    )?;
+    if n == 0 {
+        return Err(exists());
+    }
+    Ok(())
+}
+
+/// Locks the row of `table` whose `key_col` is `key`, lets `change` change its value and
+/// stores it back; returns the value with what `change` returned. `missing` is the error
+/// when there is none; nothing is written when `change` fails.
+pub(super) fn update_row<T: Serialize + for<'de> Deserialize<'de>, R>(
+    tx: &mut Tx<'_>,
+    table: &'static str,
+    key_col: &str,
+    key: &str,
+    missing: impl FnOnce() -> StoreError,
+    change: impl FnOnce(&mut T) -> Result<R, StoreError>,
+) -> Result<(T, R), StoreError> {
+    let select = format!("SELECT value FROM {table} WHERE {key_col} = $1 FOR UPDATE");
+    let Some(row) = tx.query_opt(&select, &[&key])? else {
+        return Err(missing());
+    };
+    let mut value: T = from_json(table, key, row.get(0))?;
+    let out = change(&mut value)?;
+    tx.execute(
+        &format!("UPDATE {table} SET value = $2 WHERE {key_col} = $1"),
+        &[&key, &to_json(&value)?],
+    )?;
+    Ok((value, out))
+}
+
+/// The rows of `sql` (key, then value) of `table`, each value read as [`from_json`] reads
+/// it.
+pub(super) fn json_rows<K, T>(
+    tx: &mut Tx<'_>,
+    table: &'static str,
+    sql: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<Vec<T>, StoreError>
+where
+    K: for<'r> postgres::types::FromSql<'r> + fmt::Display,
+    T: for<'de> Deserialize<'de>,
+{
+    tx.query(sql, params)?
+        .into_iter()
+        .map(|r| from_json(table, r.get::<_, K>(0), r.get(1)))
+        .collect()
+}
+
 /// A `u64` for a BIGINT column; values above `i64::MAX` are refused, not wrapped.
 pub(super) fn int(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Backend(format!("{v} exceeds BIGINT")))
@@ -859,7 +926,7 @@ impl Store for PgStore {
         name: &str,
         actor: &str,
         at: Timestamp,
-        change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+        change: &mut Edit<'_, StaffUser>,
     ) -> Result<StaffUser, StoreError> {
         self.write(|tx| staff_tables::update_user(tx, name, actor, at, change))
     }
@@ -907,7 +974,7 @@ impl Store for PgStore {
         operator: &str,
         actor: &str,
         at: Timestamp,
-        change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
+        change: &mut Edit<'_, Company>,
     ) -> Result<Company, StoreError> {
         self.write(|tx| company_tables::update_company(tx, operator, actor, at, change))
     }

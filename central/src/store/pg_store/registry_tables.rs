@@ -7,7 +7,7 @@ use protocol::operator::OperatorId;
 use protocol::registry::{ApplyError, RegistrySink};
 use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, SequencedChange};
 
-use super::{bump, from_json, int, to_json, uint, write_audit};
+use super::{bump, from_json, int, json_rows, to_json, uint, write_audit};
 use crate::registry;
 use crate::store::{LoggedChange, SnapshotHead, SnapshotVisit, StoreError};
 
@@ -195,13 +195,12 @@ pub(super) fn changes_after(
 ) -> Result<Vec<LoggedChange>, StoreError> {
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    tx.query(
+    json_rows::<i64, _>(
+        tx,
+        "changes",
         "SELECT seq, value FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
         &[&after, &limit],
-    )?
-    .into_iter()
-    .map(|r| from_json("changes", r.get::<_, i64>(0), r.get(1)))
-    .collect()
+    )
 }
 
 /// Rows fetched at a time while a snapshot is read.
@@ -279,14 +278,13 @@ pub(super) fn consignments_for_container(
     container: &str,
 ) -> Result<Vec<Consignment>, StoreError> {
     let key = registry::container_index_key(container);
-    tx.query(
+    json_rows::<String, _>(
+        tx,
+        "consignments",
         "SELECT c.id, c.value FROM consignment_index i
          JOIN consignments c ON c.id = i.id WHERE i.key = $1 ORDER BY c.id",
         &[&key],
-    )?
-    .into_iter()
-    .map(|r| from_json("consignments", r.get::<_, String>(0), r.get(1)))
-    .collect()
+    )
 }
 
 pub(super) fn search_operators(
@@ -317,14 +315,12 @@ pub(super) fn operator_changes(
     limit: usize,
 ) -> Result<Vec<LoggedChange>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut out: Vec<LoggedChange> = tx
-        .query(
-            "SELECT seq, value FROM changes WHERE operator = $1 ORDER BY seq DESC LIMIT $2",
-            &[&id.to_string(), &limit],
-        )?
-        .into_iter()
-        .map(|r| from_json("changes", r.get::<_, i64>(0), r.get(1)))
-        .collect::<Result<_, _>>()?;
+    let mut out: Vec<LoggedChange> = json_rows::<i64, _>(
+        tx,
+        "changes",
+        "SELECT seq, value FROM changes WHERE operator = $1 ORDER BY seq DESC LIMIT $2",
+        &[&id.to_string(), &limit],
+    )?;
     out.reverse();
     Ok(out)
 }

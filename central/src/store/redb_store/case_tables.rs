@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::tables::{
     ALERT_KEYS, ALERTS, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES, MAX_SCAN, bump, next_id,
-    uuid_key, write_audit,
+    read_record, uuid_key, write_audit,
 };
 use crate::cases::{self, CaseBook, CaseError};
 use crate::model::{Alert, AlertKind, Case, CaseQuery, CaseState, Page};
@@ -194,10 +194,7 @@ pub(super) fn cases(db: &Database, q: &CaseQuery) -> Result<Page<Case>, StoreErr
 }
 
 pub(super) fn case(db: &Database, id: u64) -> Result<Option<Case>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(CASES)?;
-    let v = t.get(id)?;
-    v.map(|g| decode("cases_v1", id, g.value())).transpose()
+    read_record(db, CASES, "cases_v1", id, id)
 }
 
 pub(super) fn update_case(

@@ -13,14 +13,14 @@ use uuid::Uuid;
 use super::case_tables::{CaseTx, store_alert};
 use super::rollup_tables;
 use super::tables::{
-    AGENT_TOKENS, COUNTERS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, uuid_key,
-    write_audit,
+    AGENT_TOKENS, COUNTERS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, read_record,
+    uuid_key, write_audit,
 };
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, StoredEvent, TokenHash};
 use crate::stats;
 use crate::store::{
-    GateRow, IngestOutcome, StoreError, TokenChange, VALUE_VERSION, decode, encode,
+    GateRow, IngestOutcome, StoreError, TokenChange, VALUE_VERSION, decode, encode, token_issued,
 };
 use crate::{cases, rollup};
 
@@ -33,14 +33,7 @@ pub(super) fn load_gate(tx: &WriteTransaction, gate: &str) -> Result<Option<Gate
 /// The gate's row, or a new one (no port yet) for a gate that sends before it was
 /// registered.
 fn load_or_new_gate(tx: &WriteTransaction, gate: &GateId) -> Result<GateRow, StoreError> {
-    Ok(load_gate(tx, gate.as_str())?.unwrap_or_else(|| GateRow {
-        gate: gate.clone(),
-        port: String::new(),
-        state: AgentState::default(),
-        health: None,
-        revoked_at: None,
-        last_config: None,
-    }))
+    Ok(load_gate(tx, gate.as_str())?.unwrap_or_else(|| GateRow::new(gate.clone(), String::new())))
 }
 
 pub(super) fn save_gate(tx: &WriteTransaction, row: &GateRow) -> Result<(), StoreError> {
@@ -539,17 +532,7 @@ fn gap_check(
             gap_alert_after,
         )?
     };
-    match missing {
-        Some(seq) => store_alert(
-            tx,
-            gate,
-            seq,
-            AlertKind::Gap,
-            &ingest::gap_alert_text(seq, state),
-            now,
-        ),
-        None => Ok(None),
-    }
+    cases::on_gap(&mut CaseTx(tx), gate, missing, state, now)
 }
 
 pub(super) fn add_agent(
@@ -558,39 +541,17 @@ pub(super) fn add_agent(
     agent: &AgentRecord,
 ) -> Result<(), StoreError> {
     let tx = db.begin_write()?;
-    match load_gate(&tx, agent.gate.as_str())? {
-        Some(row) if row.port != agent.port => {
-            return Err(StoreError::GatePortConflict {
-                gate: agent.gate.to_string(),
-                existing: row.port,
-                requested: agent.port.clone(),
-            });
-        }
-        // A new token lifts a gate's revocation.
-        Some(mut row) => {
-            if row.revoked_at.take().is_some() {
-                save_gate(&tx, &row)?;
-            }
-        }
-        None => save_gate(
-            &tx,
-            &GateRow {
-                gate: agent.gate.clone(),
-                port: agent.port.clone(),
-                state: AgentState::default(),
-                health: None,
-                revoked_at: None,
-                last_config: None,
-            },
-        )?,
+    if let Some(row) = GateRow::with_token(load_gate(&tx, agent.gate.as_str())?, agent)? {
+        save_gate(&tx, &row)?;
     }
     tx.open_table(AGENT_TOKENS)?
         .insert(token.as_slice(), encode(agent)?.as_slice())?;
+    let detail = token_issued(agent);
     write_audit(
         &tx,
         &agent.issued_by,
         "agent.token.issue",
-        &format!("token for gate {} (port {})", agent.gate, agent.port),
+        &detail,
         agent.issued_at,
     )?;
     tx.commit()?;
@@ -656,11 +617,8 @@ pub(super) fn agent_for_token(
     db: &Database,
     token: &TokenHash,
 ) -> Result<Option<AgentRecord>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(AGENT_TOKENS)?;
-    let v = t.get(token.as_slice())?;
-    v.map(|g| decode("agent_tokens_v1", hex::encode(token), g.value()))
-        .transpose()
+    let shown = hex::encode(token);
+    read_record(db, AGENT_TOKENS, "agent_tokens_v1", token.as_slice(), shown)
 }
 
 /// What storing one entry with effect writes, made from the entry alone.

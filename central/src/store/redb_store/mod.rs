@@ -47,7 +47,9 @@ use protocol::schema::{Change, Consignment, GateId, JournalEntry, RegistryRecord
 use redb::Database;
 use uuid::Uuid;
 
-use super::{GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError};
+use super::{
+    Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError,
+};
 use crate::cases::CaseError;
 use crate::model::{
     AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
@@ -327,7 +329,7 @@ impl Store for RedbStore {
         name: &str,
         actor: &str,
         at: Timestamp,
-        change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+        change: &mut Edit<'_, StaffUser>,
     ) -> Result<StaffUser, StoreError> {
         staff_tables::update_user(&self.db, name, actor, at, change)
     }
@@ -375,7 +377,7 @@ impl Store for RedbStore {
         operator: &str,
         actor: &str,
         at: Timestamp,
-        change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
+        change: &mut Edit<'_, Company>,
     ) -> Result<Company, StoreError> {
         company_tables::update_company(&self.db, operator, actor, at, change)
     }

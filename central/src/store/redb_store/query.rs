@@ -9,7 +9,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
 use super::tables::{
-    ALERTS, COUNTERS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, MAX_SCAN, META, uuid_key,
+    ALERTS, COUNTERS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, MAX_SCAN, META, decode_rows,
+    read_record, read_records, uuid_key,
 };
 use crate::ingest::{decision_of, lane_of};
 use crate::model::{Alert, EventQuery, HourStats, Page, StoredEvent, Summary};
@@ -25,14 +26,7 @@ fn parse_cursor4(c: &str) -> Option<(i64, String, u64)> {
 }
 
 pub(super) fn gates(db: &Database) -> Result<Vec<GateRow>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(GATES)?;
-    let mut out = Vec::new();
-    for row in t.iter()? {
-        let (k, v) = row?;
-        out.push(decode("gates_v1", k.value(), v.value())?);
-    }
-    Ok(out)
+    read_records(db, GATES, "gates_v1")
 }
 
 pub(super) fn events(db: &Database, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {
@@ -182,17 +176,9 @@ pub(super) fn summary(db: &Database) -> Result<Summary, StoreError> {
 pub(super) fn alerts(db: &Database, limit: usize) -> Result<Vec<Alert>, StoreError> {
     let r = db.begin_read()?;
     let t = r.open_table(ALERTS)?;
-    let mut out = Vec::new();
-    for row in t.iter()?.rev().take(limit) {
-        let (k, v) = row?;
-        out.push(decode("alerts_v1", k.value(), v.value())?);
-    }
-    Ok(out)
+    decode_rows(t.iter()?.rev().take(limit), "alerts_v1")
 }
 
 pub(super) fn alert(db: &Database, id: u64) -> Result<Option<Alert>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(ALERTS)?;
-    let v = t.get(id)?;
-    v.map(|g| decode("alerts_v1", id, g.value())).transpose()
+    read_record(db, ALERTS, "alerts_v1", id, id)
 }

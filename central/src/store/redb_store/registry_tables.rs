@@ -10,7 +10,8 @@ use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, Sequenced
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::tables::{
-    CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, META, MRAS, OPERATORS, Versioned, bump, write_audit,
+    CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, META, MRAS, OPERATORS, Versioned, bump, decode_rows,
+    read_record, write_audit,
 };
 use crate::registry::{self, consignment_index_keys};
 use crate::store::{LoggedChange, SnapshotHead, SnapshotVisit, StoreError, decode, encode};
@@ -206,15 +207,8 @@ pub(super) fn changes_after(
 ) -> Result<Vec<LoggedChange>, StoreError> {
     let r = db.begin_read()?;
     let t = r.open_table(CHANGES)?;
-    let mut out = Vec::new();
-    for row in t
-        .range((Bound::Excluded(after), Bound::Unbounded))?
-        .take(limit)
-    {
-        let (k, v) = row?;
-        out.push(decode("changes_v1", k.value(), v.value())?);
-    }
-    Ok(out)
+    let rows = t.range((Bound::Excluded(after), Bound::Unbounded))?;
+    decode_rows(rows.take(limit), "changes_v1")
 }
 
 pub(super) fn snapshot_each(
@@ -264,13 +258,10 @@ pub(super) fn operator(
     db: &Database,
     id: &OperatorId,
 ) -> Result<Option<RegistryRecord>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(OPERATORS)?;
     let key = id.to_string();
-    let v = t.get(key.as_str())?;
-    v.map(|g| decode::<Versioned<RegistryRecord>>("operators_v1", &key, g.value()))
-        .transpose()
-        .map(|o| o.map(|v| v.value))
+    let found: Option<Versioned<RegistryRecord>> =
+        read_record(db, OPERATORS, "operators_v1", key.as_str(), &key)?;
+    Ok(found.map(|v| v.value))
 }
 
 pub(super) fn consignments_for_container(
