@@ -21,6 +21,8 @@
 //! in PostgreSQL (`[store] url`), for deployments that outgrow one machine; both pass one
 //! conformance suite (`central/tests/store_conformance.rs`).
 
+#[macro_use]
+mod operations;
 pub mod copy;
 mod pg_store;
 mod redb_store;

@@ -29,6 +29,11 @@ pub(super) fn load_case(
         .transpose()
 }
 
+/// A stored case, read without a lock.
+pub(super) fn case(tx: &mut Tx<'_>, id: u64) -> Result<Option<Case>, StoreError> {
+    load_case(tx, id, false)
+}
+
 /// Saves a case and keeps the per-state counters in step.
 pub(super) fn save_case(
     tx: &mut Tx<'_>,

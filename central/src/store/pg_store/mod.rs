@@ -649,24 +649,14 @@ pub(super) fn write_audit(
 // ---------------------------------------------------------------------------------------
 
 impl Store for PgStore {
+    family_operations!();
+
     fn ready(&self) -> Result<(), StoreError> {
         off_runtime(|| {
             let mut conn = self.pool().get_timeout(READY_TIMEOUT)?;
             conn.simple_query("SELECT 1")?;
             Ok(())
         })
-    }
-
-    fn add_agent(&self, token: &TokenHash, agent: &AgentRecord) -> Result<(), StoreError> {
-        self.write(|tx| event_tables::add_agent(tx, token, agent))
-    }
-
-    fn agent_for_token(&self, token: &TokenHash) -> Result<Option<AgentRecord>, StoreError> {
-        self.read(|tx| event_tables::agent_for_token(tx, token))
-    }
-
-    fn agent_tokens(&self, gate: &GateId) -> Result<Vec<AgentRecord>, StoreError> {
-        self.read(|tx| event_tables::agent_tokens(tx, gate))
     }
 
     fn change_agent_tokens(&self, mut c: super::TokenChange<'_>) -> Result<usize, StoreError> {
@@ -714,57 +704,12 @@ impl Store for PgStore {
         })
     }
 
-    fn gates(&self) -> Result<Vec<GateRow>, StoreError> {
-        self.read(query::gates)
-    }
-
-    fn events(&self, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {
-        self.read(|tx| query::events(tx, q))
-    }
-
-    fn transaction_events(
-        &self,
-        gate: &GateId,
-        txn: &Uuid,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(|tx| query::transaction_events(tx, gate, txn))
-    }
-
-    fn hourly_stats(
-        &self,
-        gate: Option<&GateId>,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<HourStats>, StoreError> {
-        self.read(|tx| query::hourly_stats(tx, gate, from, to))
-    }
-
-    fn programme_counts(
-        &self,
-        from: Option<Timestamp>,
-        to: Timestamp,
-    ) -> Result<crate::rollup::ProgrammeCounts, StoreError> {
-        self.read(|tx| rollup_tables::programme_counts(tx, from, to))
-    }
-
     fn fold_rollups(&self, max: usize) -> Result<usize, StoreError> {
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         self.write(|tx| {
             tx.index_reads_only()?;
             rollup_tables::fold(tx, max)
         })
-    }
-
-    fn summary(&self) -> Result<Summary, StoreError> {
-        self.read(query::summary)
-    }
-
-    fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
-        self.read(|tx| query::alerts(tx, limit))
-    }
-
-    fn alert(&self, id: u64) -> Result<Option<Alert>, StoreError> {
-        self.read(|tx| query::alert(tx, id))
     }
 
     fn append_changes(
@@ -780,39 +725,6 @@ impl Store for PgStore {
             }
             Ok(seq)
         })
-    }
-
-    fn last_seq(&self) -> Result<u64, StoreError> {
-        self.read(registry_tables::last_seq)
-    }
-
-    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
-        self.read(|tx| registry_tables::changes_after(tx, after, limit))
-    }
-
-    fn snapshot_each(
-        &self,
-        port: &str,
-        now: Timestamp,
-        visit: &mut SnapshotVisit<'_>,
-    ) -> Result<SnapshotHead, StoreError> {
-        self.read(|tx| registry_tables::snapshot_each(tx, port, now, visit))
-    }
-
-    fn operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, StoreError> {
-        self.read(|tx| registry_tables::operator(tx, id))
-    }
-
-    fn consignments_for_container(&self, container: &str) -> Result<Vec<Consignment>, StoreError> {
-        self.read(|tx| registry_tables::consignments_for_container(tx, container))
-    }
-
-    fn cases(&self, q: &CaseQuery) -> Result<Page<Case>, StoreError> {
-        self.read(|tx| case_tables::cases(tx, q))
-    }
-
-    fn case(&self, id: u64) -> Result<Option<Case>, StoreError> {
-        self.read(|tx| case_tables::load_case(tx, id, false))
     }
 
     fn update_case(
@@ -881,109 +793,5 @@ impl Store for PgStore {
                 None => stored,
             }
         })
-    }
-
-    fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        detail: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| write_audit(tx, actor, action, detail, at))
-    }
-
-    fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.read(|tx| staff_tables::audit_log(tx, after, limit))
-    }
-
-    fn add_user(&self, user: &StaffUser) -> Result<(), StoreError> {
-        self.write(|tx| staff_tables::add_user(tx, user))
-    }
-
-    fn user(&self, name: &str) -> Result<Option<StaffUser>, StoreError> {
-        self.read(|tx| staff_tables::user(tx, name))
-    }
-
-    fn put_session(&self, token: &TokenHash, s: &Session) -> Result<(), StoreError> {
-        self.write(|tx| staff_tables::put_session(tx, token, s))
-    }
-
-    fn session(&self, token: &TokenHash) -> Result<Option<Session>, StoreError> {
-        self.read(|tx| staff_tables::session(tx, token))
-    }
-
-    fn delete_session(&self, token: &TokenHash) -> Result<(), StoreError> {
-        self.write(|tx| staff_tables::delete_session(tx, token))
-    }
-
-    fn users(&self) -> Result<Vec<StaffUser>, StoreError> {
-        self.read(staff_tables::users)
-    }
-
-    fn update_user(
-        &self,
-        name: &str,
-        actor: &str,
-        at: Timestamp,
-        change: &mut Edit<'_, StaffUser>,
-    ) -> Result<StaffUser, StoreError> {
-        self.write(|tx| staff_tables::update_user(tx, name, actor, at, change))
-    }
-
-    fn set_user_lang(&self, name: &str, lang: Lang, at: Timestamp) -> Result<(), StoreError> {
-        self.write(|tx| staff_tables::set_user_lang(tx, name, lang, at))
-    }
-
-    fn search_operators(
-        &self,
-        text: &str,
-        limit: usize,
-    ) -> Result<Vec<RegistryRecord>, StoreError> {
-        self.read(|tx| registry_tables::search_operators(tx, text, limit))
-    }
-
-    fn operator_changes(
-        &self,
-        id: &OperatorId,
-        limit: usize,
-    ) -> Result<Vec<LoggedChange>, StoreError> {
-        self.read(|tx| registry_tables::operator_changes(tx, id, limit))
-    }
-
-    fn add_company(
-        &self,
-        company: &Company,
-        user: Option<&StaffUser>,
-        actor: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| company_tables::add_company(tx, company, user, actor, at))
-    }
-
-    fn company(&self, operator: &str) -> Result<Option<Company>, StoreError> {
-        self.read(|tx| company_tables::company(tx, operator))
-    }
-
-    fn companies(&self) -> Result<Vec<Company>, StoreError> {
-        self.read(company_tables::companies)
-    }
-
-    fn update_company(
-        &self,
-        operator: &str,
-        actor: &str,
-        at: Timestamp,
-        change: &mut Edit<'_, Company>,
-    ) -> Result<Company, StoreError> {
-        self.write(|tx| company_tables::update_company(tx, operator, actor, at, change))
-    }
-
-    fn put_document(&self, sha256: &str, body: &[u8]) -> Result<(), StoreError> {
-        self.write(|tx| company_tables::put_document(tx, sha256, body))
-    }
-
-    fn document(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.read(|tx| company_tables::document(tx, sha256))
     }
 }

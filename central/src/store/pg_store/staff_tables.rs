@@ -8,6 +8,9 @@ use super::{from_json, insert_new, json_rows, to_json, update_row, write_audit};
 use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
 use crate::store::{Edit, StoreError, lang_set, unknown_user, user_added, user_changed};
 
+/// [`Store::audit`](crate::store::Store::audit): one entry in a transaction of its own.
+pub(super) use super::write_audit as audit;
+
 pub(super) fn audit_log(
     tx: &mut Tx<'_>,
     after: u64,

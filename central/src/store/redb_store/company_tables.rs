@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::tables::{
-    COMPANIES, DOCUMENTS, USERS, insert_new, read_record, read_records, update_record, write_audit,
+    COMPANIES, DOCUMENTS, USERS, decode_rows, insert_new, read_record, update_record, write_audit,
 };
 use crate::model::StaffUser;
 use crate::portal::Company;
@@ -38,7 +38,8 @@ pub(super) fn company(db: &Database, key: &str) -> Result<Option<Company>, Store
 }
 
 pub(super) fn companies(db: &Database) -> Result<Vec<Company>, StoreError> {
-    read_records(db, COMPANIES, "companies_v1")
+    let r = db.begin_read()?;
+    decode_rows(r.open_table(COMPANIES)?.iter()?, "companies_v1")
 }
 
 pub(super) fn update_company(

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::tables::{
     ALERTS, COUNTERS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, MAX_SCAN, META, decode_rows,
-    read_record, read_records, uuid_key,
+    read_record, uuid_key,
 };
 use crate::ingest::{decision_of, lane_of};
 use crate::model::{Alert, EventQuery, HourStats, Page, StoredEvent, Summary};
@@ -26,7 +26,8 @@ fn parse_cursor4(c: &str) -> Option<(i64, String, u64)> {
 }
 
 pub(super) fn gates(db: &Database) -> Result<Vec<GateRow>, StoreError> {
-    read_records(db, GATES, "gates_v1")
+    let r = db.begin_read()?;
+    decode_rows(r.open_table(GATES)?.iter()?, "gates_v1")
 }
 
 pub(super) fn events(db: &Database, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {

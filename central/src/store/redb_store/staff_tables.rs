@@ -4,11 +4,10 @@ use std::ops::Bound;
 
 use jiff::Timestamp;
 use protocol::i18n::Lang;
-use redb::{Database, ReadableDatabase};
+use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::tables::{
-    AUDIT, SESSIONS, USERS, decode_rows, insert_new, read_record, read_records, update_record,
-    write_audit,
+    AUDIT, SESSIONS, USERS, decode_rows, insert_new, read_record, update_record, write_audit,
 };
 use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
 use crate::store::{Edit, StoreError, encode, lang_set, unknown_user, user_added, user_changed};
@@ -77,7 +76,8 @@ pub(super) fn delete_session(db: &Database, token: &TokenHash) -> Result<(), Sto
 }
 
 pub(super) fn users(db: &Database) -> Result<Vec<StaffUser>, StoreError> {
-    read_records(db, USERS, "users_v1")
+    let r = db.begin_read()?;
+    decode_rows(r.open_table(USERS)?.iter()?, "users_v1")
 }
 
 pub(super) fn update_user(

@@ -100,22 +100,6 @@ pub(super) fn read_record<K: Key + 'static, T: DeserializeOwned>(
     v.map(|g| decode(name, shown, g.value())).transpose()
 }
 
-/// Every record of `table` (`name` in errors), in key order, in a read transaction of
-/// its own.
-pub(super) fn read_records<K, T>(
-    db: &Database,
-    table: Records<K>,
-    name: &'static str,
-) -> Result<Vec<T>, StoreError>
-where
-    K: Key + 'static,
-    for<'k> K::SelfType<'k>: fmt::Display,
-    T: DeserializeOwned,
-{
-    let r = db.begin_read()?;
-    decode_rows(r.open_table(table)?.iter()?, name)
-}
-
 /// The records `rows` of a table (`name` in errors) read from, each decoded.
 pub(super) fn decode_rows<'a, K, T>(
     rows: impl Iterator<
