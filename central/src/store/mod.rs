@@ -451,6 +451,39 @@ pub(crate) fn company_added(company: &Company, user: Option<&StaffUser>) -> Stri
     out
 }
 
+/// Adds a counter's value to the totals it feeds (`scope`, `name`: as ingest, the cases
+/// and the registry count them); both backends sum theirs through it.
+pub(crate) fn count_in_summary(s: &mut Summary, scope: &str, name: &str, n: u64) {
+    match (scope, name) {
+        (g, "events") if g.starts_with("gate:") => {
+            s.events_per_gate.insert(g["gate:".len()..].to_owned(), n);
+        }
+        ("decision", outcome) => {
+            s.decisions.insert(outcome.to_owned(), n);
+        }
+        ("cases", "OPEN") => s.cases_open = n,
+        ("cases", "ACKNOWLEDGED") => s.cases_acknowledged = n,
+        ("cases", "RESOLVED") => s.cases_resolved = n,
+        ("alerts", "total") => s.alerts = n,
+        ("registry", "operators") => s.operators = n,
+        ("registry", "consignments") => s.consignments = n,
+        _ => {}
+    }
+}
+
+/// A page of events; when `more` follow, its cursor names the last event's (agent
+/// time in ms, gate, seq), where the next page starts after.
+pub(crate) fn event_page(
+    items: Vec<StoredEvent>,
+    more: bool,
+    last: Option<(i64, &str, impl fmt::Display)>,
+) -> Page<StoredEvent> {
+    let next_cursor = last
+        .filter(|_| more)
+        .map(|(at, g, s)| format!("{at}.{g}.{s}"));
+    Page { items, next_cursor }
+}
+
 /// The audit detail of issuing `agent`'s token; both backends write it.
 pub(crate) fn token_issued(agent: &AgentRecord) -> String {
     format!("token for gate {} (port {})", agent.gate, agent.port)

@@ -40,13 +40,34 @@ pub(super) fn save_case(
     case: &Case,
     old: Option<CaseState>,
 ) -> Result<(), StoreError> {
-    let reasons: Vec<&str> = case.reasons().iter().map(|r| r.code()).collect();
-    tx.execute(
-        "INSERT INTO cases (id, state, gate, lane, reasons, opened_at_ms, value)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, gate = EXCLUDED.gate,
+    insert_case(
+        tx,
+        case,
+        "ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, gate = EXCLUDED.gate,
              lane = EXCLUDED.lane, reasons = EXCLUDED.reasons,
              opened_at_ms = EXCLUDED.opened_at_ms, value = EXCLUDED.value",
+    )?;
+    if old != Some(case.state) {
+        if let Some(o) = old {
+            bump(tx, "cases", o.as_str(), -1)?;
+        }
+        bump(tx, "cases", case.state.as_str(), 1)?;
+    }
+    Ok(())
+}
+
+/// Inserts a case's row; `on_conflict` says what a row of its id already stored does.
+pub(super) fn insert_case(
+    tx: &mut Tx<'_>,
+    case: &Case,
+    on_conflict: &str,
+) -> Result<(), StoreError> {
+    let reasons: Vec<&str> = case.reasons().iter().map(|r| r.code()).collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO cases (id, state, gate, lane, reasons, opened_at_ms, value)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) {on_conflict}"
+        ),
         &[
             &int(case.id)?,
             &case.state.as_str(),
@@ -57,12 +78,29 @@ pub(super) fn save_case(
             &to_json(case)?,
         ],
     )?;
-    if old != Some(case.state) {
-        if let Some(o) = old {
-            bump(tx, "cases", o.as_str(), -1)?;
-        }
-        bump(tx, "cases", case.state.as_str(), 1)?;
-    }
+    Ok(())
+}
+
+/// Inserts an alert's row; `on_conflict` as for [`insert_case`] (empty: a stored one is
+/// an error).
+pub(super) fn insert_alert(
+    tx: &mut Tx<'_>,
+    alert: &Alert,
+    on_conflict: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        &format!(
+            "INSERT INTO alerts (id, gate, seq, kind, value) VALUES ($1, $2, $3, $4, $5)
+             {on_conflict}"
+        ),
+        &[
+            &int(alert.id)?,
+            &alert.gate.as_str(),
+            &int(alert.seq)?,
+            &alert.kind.as_str(),
+            &to_json(alert)?,
+        ],
+    )?;
     Ok(())
 }
 
@@ -138,16 +176,7 @@ impl CaseBook for CaseTx<'_, '_> {
     }
 
     fn save_alert(&mut self, alert: &Alert) -> Result<(), StoreError> {
-        self.0.execute(
-            "INSERT INTO alerts (id, gate, seq, kind, value) VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &int(alert.id)?,
-                &alert.gate.as_str(),
-                &int(alert.seq)?,
-                &alert.kind.as_str(),
-                &to_json(alert)?,
-            ],
-        )?;
+        insert_alert(self.0, alert, "")?;
         bump(self.0, "alerts", "total", 1)
     }
 }

@@ -581,6 +581,23 @@ where
         .collect()
 }
 
+/// Up to `limit` rows of `table` whose BIGINT `key_col` is above `after`, in its
+/// order, each value read as [`from_json`] reads it.
+pub(super) fn json_rows_after<T: for<'de> Deserialize<'de>>(
+    tx: &mut Tx<'_>,
+    table: &'static str,
+    key_col: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<T>, StoreError> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let sql = format!(
+        "SELECT {key_col}, value FROM {table} WHERE {key_col} > $1 ORDER BY {key_col} LIMIT $2"
+    );
+    json_rows::<i64, _>(tx, table, &sql, &[&after, &limit])
+}
+
 /// A `u64` for a BIGINT column; values above `i64::MAX` are refused, not wrapped.
 pub(super) fn int(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Backend(format!("{v} exceeds BIGINT")))

@@ -7,7 +7,7 @@ use protocol::operator::OperatorId;
 use protocol::registry::{ApplyError, RegistrySink};
 use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, SequencedChange};
 
-use super::{bump, from_json, int, json_rows, to_json, uint, write_audit};
+use super::{bump, from_json, int, json_rows, json_rows_after, to_json, uint, write_audit};
 use crate::registry;
 use crate::store::{LoggedChange, SnapshotHead, SnapshotVisit, StoreError};
 
@@ -193,14 +193,7 @@ pub(super) fn changes_after(
     after: u64,
     limit: usize,
 ) -> Result<Vec<LoggedChange>, StoreError> {
-    let after = i64::try_from(after).unwrap_or(i64::MAX);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    json_rows::<i64, _>(
-        tx,
-        "changes",
-        "SELECT seq, value FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
-        &[&after, &limit],
-    )
+    json_rows_after(tx, "changes", "seq", after, limit)
 }
 
 /// Rows fetched at a time while a snapshot is read.

@@ -4,7 +4,7 @@ use super::tx::Tx;
 use jiff::Timestamp;
 use protocol::i18n::Lang;
 
-use super::{from_json, insert_new, json_rows, to_json, update_row, write_audit};
+use super::{from_json, insert_new, json_rows, json_rows_after, to_json, update_row, write_audit};
 use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
 use crate::store::{Edit, StoreError, lang_set, unknown_user, user_added, user_changed};
 
@@ -16,14 +16,7 @@ pub(super) fn audit_log(
     after: u64,
     limit: usize,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let after = i64::try_from(after).unwrap_or(i64::MAX);
-    json_rows::<i64, _>(
-        tx,
-        "audit",
-        "SELECT id, value FROM audit WHERE id > $1 ORDER BY id LIMIT $2",
-        &[&after, &limit],
-    )
+    json_rows_after(tx, "audit", "id", after, limit)
 }
 
 pub(super) fn add_user(tx: &mut Tx<'_>, user: &StaffUser) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ use super::tables::{
 use crate::ingest::{decision_of, lane_of};
 use crate::model::{Alert, EventQuery, HourStats, Page, StoredEvent, Summary};
 use crate::stats;
-use crate::store::{GateRow, StoreError, decode};
+use crate::store::{GateRow, StoreError, count_in_summary, decode, event_page};
 
 fn parse_cursor4(c: &str) -> Option<(i64, String, u64)> {
     let mut it = c.splitn(3, '.');
@@ -82,12 +82,11 @@ pub(super) fn events(db: &Database, q: &EventQuery) -> Result<Page<StoredEvent>,
         }
         items.push(e);
     }
-    let next_cursor = if more {
-        last.map(|(at, g, s)| format!("{at}.{g}.{s}"))
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(event_page(
+        items,
+        more,
+        last.as_ref().map(|(at, g, s)| (*at, g.as_str(), s)),
+    ))
 }
 
 pub(super) fn transaction_events(
@@ -144,21 +143,7 @@ pub(super) fn summary(db: &Database) -> Result<Summary, StoreError> {
         let (k, v) = row?;
         let (scope, name) = k.value();
         let n = v.value();
-        match (scope, name) {
-            (g, "events") if g.starts_with("gate:") => {
-                s.events_per_gate.insert(g["gate:".len()..].to_owned(), n);
-            }
-            ("decision", outcome) => {
-                s.decisions.insert(outcome.to_owned(), n);
-            }
-            ("cases", "OPEN") => s.cases_open = n,
-            ("cases", "ACKNOWLEDGED") => s.cases_acknowledged = n,
-            ("cases", "RESOLVED") => s.cases_resolved = n,
-            ("alerts", "total") => s.alerts = n,
-            ("registry", "operators") => s.operators = n,
-            ("registry", "consignments") => s.consignments = n,
-            _ => {}
-        }
+        count_in_summary(&mut s, scope, name, n);
     }
     let g = r.open_table(GATES)?;
     for row in g.iter()? {

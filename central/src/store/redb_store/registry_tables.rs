@@ -1,8 +1,6 @@
 //! The registry: the change log, the current records (written through
 //! [`RegistrySink`]; the rule is [`Change::apply`]), snapshots and lookups.
 
-use std::ops::Bound;
-
 use jiff::Timestamp;
 use protocol::operator::OperatorId;
 use protocol::registry::{ApplyError, RegistrySink};
@@ -10,7 +8,7 @@ use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, Sequenced
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::tables::{
-    CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, META, MRAS, OPERATORS, Versioned, bump, decode_rows,
+    CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, META, MRAS, OPERATORS, Versioned, bump, read_after,
     read_record, write_audit,
 };
 use crate::registry::{self, consignment_index_keys};
@@ -205,10 +203,7 @@ pub(super) fn changes_after(
     after: u64,
     limit: usize,
 ) -> Result<Vec<LoggedChange>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(CHANGES)?;
-    let rows = t.range((Bound::Excluded(after), Bound::Unbounded))?;
-    decode_rows(rows.take(limit), "changes_v1")
+    read_after(db, CHANGES, "changes_v1", after, limit)
 }
 
 pub(super) fn snapshot_each(

@@ -1,13 +1,12 @@
 //! Audit log, staff users and sessions.
 
-use std::ops::Bound;
-
 use jiff::Timestamp;
 use protocol::i18n::Lang;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::tables::{
-    AUDIT, SESSIONS, USERS, decode_rows, insert_new, read_record, update_record, write_audit,
+    AUDIT, SESSIONS, USERS, decode_rows, insert_new, read_after, read_record, update_record,
+    write_audit,
 };
 use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
 use crate::store::{Edit, StoreError, encode, lang_set, unknown_user, user_added, user_changed};
@@ -30,10 +29,7 @@ pub(super) fn audit_log(
     after: u64,
     limit: usize,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(AUDIT)?;
-    let rows = t.range((Bound::Excluded(after), Bound::Unbounded))?;
-    decode_rows(rows.take(limit), "audit_v1")
+    read_after(db, AUDIT, "audit_v1", after, limit)
 }
 
 pub(super) fn add_user(db: &Database, user: &StaffUser) -> Result<(), StoreError> {

@@ -1,6 +1,7 @@
 //! The redb tables and the write helpers every family shares (ids, counters, audit).
 
 use std::fmt;
+use std::ops::Bound;
 
 use jiff::Timestamp;
 use redb::{
@@ -98,6 +99,21 @@ pub(super) fn read_record<K: Key + 'static, T: DeserializeOwned>(
     let t = r.open_table(table)?;
     let v = t.get(key)?;
     v.map(|g| decode(name, shown, g.value())).transpose()
+}
+
+/// Up to `limit` records of `table` (`name` in errors) keyed above `after`, in key
+/// order, in a read transaction of its own.
+pub(super) fn read_after<T: DeserializeOwned>(
+    db: &Database,
+    table: Records<u64>,
+    name: &'static str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<T>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(table)?;
+    let rows = t.range((Bound::Excluded(after), Bound::Unbounded))?;
+    decode_rows(rows.take(limit), name)
 }
 
 /// The records `rows` of a table (`name` in errors) read from, each decoded.
