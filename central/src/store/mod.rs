@@ -32,6 +32,7 @@ use std::fmt;
 use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
+use protocol::registry::ApplyError;
 use protocol::schema::{
     Change, Consignment, GateId, JournalEntry, RegistryRecord, SequencedChange,
 };
@@ -64,6 +65,64 @@ pub struct LoggedChange {
     /// MRAs). For a consignment: the union of its ports before and after the change, so a
     /// port it moved away from learns to drop it.
     pub ports: Option<Vec<String>>,
+}
+
+impl LoggedChange {
+    /// `change`, logged as change `seq` by `actor` at `at`, concerning `ports`.
+    #[must_use]
+    pub fn new(
+        seq: u64,
+        at: Timestamp,
+        actor: &str,
+        change: Change,
+        ports: Option<Vec<String>>,
+    ) -> Self {
+        Self {
+            seq,
+            at,
+            actor: actor.to_owned(),
+            change,
+            ports,
+        }
+    }
+}
+
+/// A change that [`Change::apply`] refused, as [`Store::append_changes`] reports it.
+pub(crate) fn refused_change(e: ApplyError<StoreError>) -> StoreError {
+    match e {
+        ApplyError::UnknownOperator(op) => StoreError::UnknownOperator(op.to_string()),
+        ApplyError::Schema(e) => StoreError::Refused(e.to_string()),
+        ApplyError::Sink(e) => e,
+    }
+}
+
+/// The audit entries (action, detail) of appending `changes` as the changes numbered
+/// from `first` ([`Store::append_changes`]): one per status change, in order, then one
+/// for all the others when there are any. Both backends write them.
+pub(crate) fn change_audits(changes: &[Change], first: u64) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for (seq, change) in (first..).zip(changes) {
+        if let Change::SetStatus {
+            operator,
+            status,
+            reason,
+            ..
+        } = change
+        {
+            let detail = format!("{operator} → {} ({reason}), seq {seq}", status.as_str());
+            out.push(("registry.set_status", detail));
+        }
+    }
+    let n = changes
+        .iter()
+        .filter(|c| !matches!(c, Change::SetStatus { .. }))
+        .count();
+    if n > 0 {
+        let last = first + changes.len() as u64 - 1;
+        let detail = format!("{n} upserts/removals, seq {first}..={last}");
+        out.push(("registry.import", detail));
+    }
+    out
 }
 
 /// The registry as one port sees it, read in one consistent snapshot.

@@ -4,12 +4,14 @@
 use super::tx::Tx;
 use jiff::Timestamp;
 use protocol::operator::OperatorId;
-use protocol::registry::{ApplyError, RegistrySink};
+use protocol::registry::RegistrySink;
 use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, SequencedChange};
 
 use super::{bump, from_json, int, json_rows, json_rows_after, to_json, uint, write_audit};
 use crate::registry;
-use crate::store::{LoggedChange, SnapshotHead, SnapshotVisit, StoreError};
+use crate::store::{
+    LoggedChange, SnapshotHead, SnapshotVisit, StoreError, change_audits, refused_change,
+};
 
 pub(super) use crate::registry::consignment_index_keys;
 
@@ -129,54 +131,19 @@ pub(super) fn append_changes(
             seq,
             ports: None,
         };
-        change.apply(&mut sink).map_err(|e| match e {
-            ApplyError::UnknownOperator(op) => StoreError::UnknownOperator(op.to_string()),
-            ApplyError::Schema(e) => StoreError::Refused(e.to_string()),
-            ApplyError::Sink(e) => e,
-        })?;
+        change.apply(&mut sink).map_err(refused_change)?;
         let ports = sink.ports;
-        let logged = LoggedChange {
-            seq: uint(seq),
-            at,
-            actor: actor.to_owned(),
-            change: change.clone(),
-            ports,
-        };
+        let logged = LoggedChange::new(uint(seq), at, actor, change.clone(), ports);
         tx.execute(
             "INSERT INTO changes (seq, operator, value) VALUES ($1, $2, $3)",
             &[&seq, &operator_of(change), &to_json(&logged)?],
         )?;
-        if let Change::SetStatus {
-            operator,
-            status,
-            reason,
-            ..
-        } = change
-        {
-            write_audit(
-                tx,
-                actor,
-                "registry.set_status",
-                &format!("{operator} → {} ({reason}), seq {seq}", status.as_str()),
-                at,
-            )?;
-        }
     }
     if !changes.is_empty() {
         tx.execute("UPDATE meta SET n = $1 WHERE name = 'change_seq'", &[&seq])?;
-        let n = changes
-            .iter()
-            .filter(|c| !matches!(c, Change::SetStatus { .. }))
-            .count();
-        if n > 0 {
-            write_audit(
-                tx,
-                actor,
-                "registry.import",
-                &format!("{n} upserts/removals, seq {first}..={seq}"),
-                at,
-            )?;
-        }
+    }
+    for (action, detail) in change_audits(changes, uint(first)) {
+        write_audit(tx, actor, action, &detail, at)?;
     }
     Ok(uint(seq))
 }

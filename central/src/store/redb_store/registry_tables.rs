@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 use protocol::operator::OperatorId;
-use protocol::registry::{ApplyError, RegistrySink};
+use protocol::registry::RegistrySink;
 use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, SequencedChange};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
@@ -12,7 +12,10 @@ use super::tables::{
     read_record, write_audit,
 };
 use crate::registry::{self, consignment_index_keys};
-use crate::store::{LoggedChange, SnapshotHead, SnapshotVisit, StoreError, decode, encode};
+use crate::store::{
+    LoggedChange, SnapshotHead, SnapshotVisit, StoreError, change_audits, decode, encode,
+    refused_change,
+};
 
 fn mra_key(m: &MraRecord) -> (String, String) {
     (m.recognising.code().to_owned(), m.partner.code().to_owned())
@@ -104,11 +107,7 @@ fn apply_change(
         seq,
         ports: None,
     };
-    change.apply(&mut sink).map_err(|e| match e {
-        ApplyError::UnknownOperator(op) => StoreError::UnknownOperator(op.to_string()),
-        ApplyError::Schema(e) => StoreError::Refused(e.to_string()),
-        ApplyError::Sink(e) => e,
-    })?;
+    change.apply(&mut sink).map_err(refused_change)?;
     Ok(sink.ports)
 }
 
@@ -146,46 +145,15 @@ pub(super) fn append_changes(
     for change in changes {
         seq += 1;
         let ports = apply_change(&tx, change, seq)?;
-        let logged = LoggedChange {
-            seq,
-            at,
-            actor: actor.to_owned(),
-            change: change.clone(),
-            ports,
-        };
+        let logged = LoggedChange::new(seq, at, actor, change.clone(), ports);
         tx.open_table(CHANGES)?
             .insert(seq, encode(&logged)?.as_slice())?;
-        if let Change::SetStatus {
-            operator,
-            status,
-            reason,
-            ..
-        } = change
-        {
-            write_audit(
-                &tx,
-                actor,
-                "registry.set_status",
-                &format!("{operator} → {} ({reason}), seq {seq}", status.as_str()),
-                at,
-            )?;
-        }
     }
     if !changes.is_empty() {
         tx.open_table(META)?.insert("change_seq", seq)?;
-        let n = changes
-            .iter()
-            .filter(|c| !matches!(c, Change::SetStatus { .. }))
-            .count();
-        if n > 0 {
-            write_audit(
-                &tx,
-                actor,
-                "registry.import",
-                &format!("{n} upserts/removals, seq {first}..={seq}"),
-                at,
-            )?;
-        }
+    }
+    for (action, detail) in change_audits(changes, first) {
+        write_audit(&tx, actor, action, &detail, at)?;
     }
     tx.commit()?;
     Ok(seq)
