@@ -6,11 +6,13 @@
 //! [`CaseBook`], which a storage backend implements inside its write transaction (storage
 //! only); staff actions ([`apply`]) run inside the backend's `update_case`.
 
-use jiff::Timestamp;
+use std::collections::HashMap;
+
+use jiff::{SignedDuration, Timestamp};
 use protocol::schema::{ActionKind, Decision, GateId, OfficerAction};
 use uuid::Uuid;
 
-use crate::ingest::AgentState;
+use crate::ingest::{AgentState, Link};
 use crate::model::{
     Alert, AlertKind, Case, CaseAction, CaseEvent, CaseOutcome, CaseState, CaseSubject,
 };
@@ -227,6 +229,11 @@ pub trait CaseBook {
         seq: u64,
         kind: AlertKind,
     ) -> Result<bool, Self::Error>;
+    /// Whether `gate`'s journal entry `seq` is stored.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn entry_stored(&mut self, gate: &GateId, seq: u64) -> Result<bool, Self::Error>;
     /// The next alert id.
     ///
     /// # Errors
@@ -363,24 +370,43 @@ pub fn on_alert<B: CaseBook + ?Sized>(
     Ok(Some(case))
 }
 
-/// A gap in `gate`'s journal that persisted: the entry `missing` that
-/// [`AgentState::advance`] reports raises a [`AlertKind::Gap`] alert ([`on_alert`]).
-/// Returns the case when the alert is new.
+/// Advances `gate`'s acknowledgement ([`AgentState::advance`]) over its stored entries
+/// (`known`: entries known stored without asking the book, e.g. the batch's own) and
+/// raises a gap that persisted as a [`AlertKind::Gap`] alert ([`on_alert`]). Returns the
+/// case when the alert is new.
 ///
 /// # Errors
 /// The book's storage failures.
-pub fn on_gap<B: CaseBook + ?Sized>(
+pub fn gap_check<B: CaseBook + ?Sized>(
     book: &mut B,
     gate: &GateId,
-    missing: Option<u64>,
-    state: &AgentState,
+    state: &mut AgentState,
+    known: &HashMap<u64, Link>,
     now: Timestamp,
+    gap_alert_after: SignedDuration,
 ) -> Result<Option<Case>, B::Error> {
-    let Some(seq) = missing else {
+    let stored = |s| Ok(known.contains_key(&s) || book.entry_stored(gate, s)?);
+    let Some(seq) = state.advance(stored, now, gap_alert_after)? else {
         return Ok(None);
     };
     let detail = crate::ingest::gap_alert_text(seq, state);
     on_alert(book, gate, seq, AlertKind::Gap, &detail, now)
+}
+
+/// A heartbeat of `gate` arrived at `now`: [`gap_check`] with no entry known stored
+/// beforehand. Returns the case opened, if any.
+///
+/// # Errors
+/// The book's storage failures.
+pub fn on_heartbeat<B: CaseBook + ?Sized>(
+    book: &mut B,
+    gate: &GateId,
+    state: &mut AgentState,
+    now: Timestamp,
+    gap_alert_after: SignedDuration,
+) -> Result<Vec<Case>, B::Error> {
+    let opened = gap_check(book, gate, state, &HashMap::new(), now, gap_alert_after)?;
+    Ok(opened.into_iter().collect())
 }
 
 /// The last state of each case a batch changed, in id order (a case changed twice in

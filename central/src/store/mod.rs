@@ -197,6 +197,24 @@ impl GateRow {
     }
 }
 
+impl GateRow {
+    /// Takes the agent state an ingest of `entries` left (`hashes`: each entry's hash
+    /// check, as [`crate::ingest::ingest_checked`] had them) and the gate's latest
+    /// configuration change among them ([`crate::ingest::last_config_change`]).
+    pub(crate) fn ingested(
+        &mut self,
+        state: AgentState,
+        entries: &[JournalEntry],
+        hashes: &[Option<String>],
+    ) {
+        self.state = state;
+        let latest = crate::ingest::last_config_change(entries, hashes, self.last_config.as_ref());
+        if let Some(c) = latest {
+            self.last_config = Some(c);
+        }
+    }
+}
+
 /// What a `change` of [`Store::update_user`] or [`Store::update_company`] does to the
 /// record: returns the audit text, or refuses (nothing is written then).
 pub type Edit<'a, T> = dyn FnMut(&mut T) -> Result<String, StoreError> + Send + 'a;
@@ -244,6 +262,18 @@ pub struct IngestOutcome {
     pub tally: Tally,
     /// Cases opened or changed by this batch (for the live stream).
     pub cases: Vec<Case>,
+}
+
+impl IngestOutcome {
+    /// What an ingest that left the gate's row `row`, counted `tally` and opened or
+    /// changed `cases` (each reported once, [`crate::cases::last_by_id`]) did.
+    pub(crate) fn new(row: &GateRow, tally: Tally, cases: Vec<Case>) -> Self {
+        Self {
+            acked_through: row.state.acked_through,
+            tally,
+            cases: crate::cases::last_by_id(cases),
+        }
+    }
 }
 
 /// The narrow storage interface (see the module documentation).

@@ -171,6 +171,16 @@ impl CaseBook for CaseTx<'_, '_> {
             .is_some())
     }
 
+    fn entry_stored(&mut self, gate: &GateId, seq: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .query_opt(
+                "SELECT 1 FROM event_keys WHERE gate = $1 AND seq = $2",
+                &[&gate.as_str(), &int(seq)?],
+            )?
+            .is_some())
+    }
+
     fn new_alert_id(&mut self) -> Result<u64, StoreError> {
         next_id(self.0, "alert_id")
     }
@@ -482,6 +492,10 @@ impl CaseBook for BufferedCases<'_, '_> {
             return Ok(true);
         }
         CaseTx(self.tx).alert_exists(gate, seq, kind)
+    }
+
+    fn entry_stored(&mut self, gate: &GateId, seq: u64) -> Result<bool, StoreError> {
+        CaseTx(self.tx).entry_stored(gate, seq)
     }
 
     fn new_alert_id(&mut self) -> Result<u64, StoreError> {

@@ -628,35 +628,6 @@ fn save_gate(tx: &mut Tx<'_>, row: &GateRow) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Advances the acknowledgement over stored entries (`known`: links known stored, read
-/// or written by the caller's batch, so not looked up again) and raises a persisting gap.
-fn gap_check(
-    tx: &mut Tx<'_>,
-    gate: &GateId,
-    state: &mut AgentState,
-    known: &HashMap<u64, Link>,
-    now: Timestamp,
-    gap_alert_after: SignedDuration,
-) -> Result<Option<Case>, StoreError> {
-    let missing = state.advance(
-        |s| {
-            if known.contains_key(&s) {
-                return Ok(true);
-            }
-            Ok::<_, StoreError>(
-                tx.query_opt(
-                    "SELECT 1 FROM event_keys WHERE gate = $1 AND seq = $2",
-                    &[&gate.as_str(), &int(s)?],
-                )?
-                .is_some(),
-            )
-        },
-        now,
-        gap_alert_after,
-    )?;
-    cases::on_gap(&mut CaseTx(tx), gate, missing, state, now)
-}
-
 pub(super) fn add_agent(
     tx: &mut Tx<'_>,
     token: &TokenHash,
@@ -914,25 +885,17 @@ pub(super) fn ingest(
         target.flush(&tally.decisions)?;
         (tally, target.cases, target.links)
     };
-    changed.extend(gap_check(
-        tx,
+    changed.extend(cases::gap_check(
+        &mut CaseTx(tx),
         gate,
         &mut state,
         &known,
         now,
         gap_alert_after,
     )?);
-    row.state = state;
-    if let Some(c) = ingest::last_config_change(entries, &prepared.hashes, row.last_config.as_ref())
-    {
-        row.last_config = Some(c);
-    }
+    row.ingested(state, entries, &prepared.hashes);
     save_gate(tx, &row)?;
-    Ok(IngestOutcome {
-        acked_through: row.state.acked_through,
-        tally,
-        cases: cases::last_by_id(changed),
-    })
+    Ok(IngestOutcome::new(&row, tally, changed))
 }
 
 pub(super) fn record_heartbeat(
@@ -940,21 +903,13 @@ pub(super) fn record_heartbeat(
     health: &GateHealth,
     gap_alert_after: SignedDuration,
 ) -> Result<Vec<Case>, StoreError> {
-    let gate = &health.heartbeat.agent;
-    let mut row = lock_gate(tx, gate)?;
+    let mut row = lock_gate(tx, &health.heartbeat.agent)?;
     row.health = Some(health.clone());
-    let mut state = row.state.clone();
-    let c = gap_check(
-        tx,
-        gate,
-        &mut state,
-        &HashMap::new(),
-        health.received_at,
-        gap_alert_after,
-    )?;
-    row.state = state;
+    let book = &mut CaseTx(tx);
+    let at = health.received_at;
+    let cases = cases::on_heartbeat(book, &row.gate, &mut row.state, at, gap_alert_after)?;
     save_gate(tx, &row)?;
-    Ok(c.into_iter().collect())
+    Ok(cases)
 }
 
 /// An `at_ms` column (agent time, Unix milliseconds) as a timestamp. The last

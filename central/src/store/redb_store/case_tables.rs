@@ -6,8 +6,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
 use super::tables::{
-    ALERT_KEYS, ALERTS, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES, MAX_SCAN, bump, next_id,
-    read_record, uuid_key, write_audit,
+    ALERT_KEYS, ALERTS, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES, EVENTS, MAX_SCAN, bump,
+    next_id, read_record, uuid_key, write_audit,
 };
 use crate::cases::{self, CaseBook, CaseError};
 use crate::model::{Alert, AlertKind, Case, CaseQuery, CaseState, Page};
@@ -112,6 +112,14 @@ impl CaseBook for CaseTx<'_> {
     ) -> Result<bool, StoreError> {
         let keys = self.0.open_table(ALERT_KEYS)?;
         Ok(keys.get((gate.as_str(), seq, kind.as_str()))?.is_some())
+    }
+
+    fn entry_stored(&mut self, gate: &GateId, seq: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .open_table(EVENTS)?
+            .get((gate.as_str(), seq))?
+            .is_some())
     }
 
     fn new_alert_id(&mut self) -> Result<u64, StoreError> {

@@ -510,31 +510,6 @@ impl IngestTarget for Target<'_> {
     }
 }
 
-/// Advances the acknowledgement over stored entries (`stored`: those the caller's batch
-/// just stored, known without a look-up) and raises a persisting gap.
-fn gap_check(
-    tx: &WriteTransaction,
-    gate: &GateId,
-    state: &mut AgentState,
-    stored: &HashMap<u64, Link>,
-    now: Timestamp,
-    gap_alert_after: SignedDuration,
-) -> Result<Option<Case>, StoreError> {
-    let missing = {
-        let ev = tx.open_table(EVENTS)?;
-        state.advance(
-            |s| {
-                Ok::<_, StoreError>(
-                    stored.contains_key(&s) || ev.get((gate.as_str(), s))?.is_some(),
-                )
-            },
-            now,
-            gap_alert_after,
-        )?
-    };
-    cases::on_gap(&mut CaseTx(tx), gate, missing, state, now)
-}
-
 pub(super) fn add_agent(
     db: &Database,
     token: &TokenHash,
@@ -789,24 +764,17 @@ pub(super) fn ingest_in(
     let mut target = Target::new(tx, b, &mut state)?;
     let tally = ingest::ingest_checked(&mut target, &b.entries, &b.hashes)?;
     let (mut changed, stored) = target.finish(roll)?;
-    changed.extend(gap_check(
-        tx,
+    changed.extend(cases::gap_check(
+        &mut CaseTx(tx),
         gate,
         &mut state,
         &stored,
         b.now,
         b.gap_alert_after,
     )?);
-    row.state = state;
-    if let Some(c) = ingest::last_config_change(&b.entries, &b.hashes, row.last_config.as_ref()) {
-        row.last_config = Some(c);
-    }
+    row.ingested(state, &b.entries, &b.hashes);
     save_gate(tx, &row)?;
-    Ok(IngestOutcome {
-        acked_through: row.state.acked_through,
-        tally,
-        cases: cases::last_by_id(changed),
-    })
+    Ok(IngestOutcome::new(&row, tally, changed))
 }
 
 pub(super) fn record_heartbeat(
@@ -815,22 +783,14 @@ pub(super) fn record_heartbeat(
     gap_alert_after: SignedDuration,
 ) -> Result<Vec<Case>, StoreError> {
     let tx = db.begin_write()?;
-    let gate = &health.heartbeat.agent;
-    let mut row = load_or_new_gate(&tx, gate)?;
+    let mut row = load_or_new_gate(&tx, &health.heartbeat.agent)?;
     row.health = Some(health.clone());
-    let mut state = row.state.clone();
-    let c = gap_check(
-        &tx,
-        gate,
-        &mut state,
-        &HashMap::new(),
-        health.received_at,
-        gap_alert_after,
-    )?;
-    row.state = state;
+    let book = &mut CaseTx(&tx);
+    let at = health.received_at;
+    let cases = cases::on_heartbeat(book, &row.gate, &mut row.state, at, gap_alert_after)?;
     save_gate(&tx, &row)?;
     tx.commit()?;
-    Ok(c.into_iter().collect())
+    Ok(cases)
 }
 
 #[cfg(test)]
