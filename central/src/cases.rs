@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use jiff::{SignedDuration, Timestamp};
-use protocol::schema::{ActionKind, Decision, GateId, OfficerAction};
+use protocol::schema::{ActionKind, Decision, EventBody, GateId, JournalEntry, OfficerAction};
 use uuid::Uuid;
 
 use crate::ingest::{AgentState, Link};
@@ -368,6 +368,44 @@ pub fn on_alert<B: CaseBook + ?Sized>(
     )?;
     metrics::counter!("central_integrity_alerts_total", "kind" => kind.as_str()).increment(1);
     Ok(Some(case))
+}
+
+/// A journal entry of `gate` was stored with effect: a decision, an officer's
+/// inspection result or an integrity alert the agent reported goes to its rule
+/// ([`on_decision`], [`on_inspection_result`], [`on_alert`] as
+/// [`AlertKind::AgentReported`]); other entries touch no case. Returns the case opened
+/// or changed.
+///
+/// # Errors
+/// The book's storage failures.
+pub fn on_entry<B: CaseBook + ?Sized>(
+    book: &mut B,
+    gate: &GateId,
+    entry: &JournalEntry,
+    now: Timestamp,
+) -> Result<Option<Case>, B::Error> {
+    match &entry.body {
+        EventBody::Decision { decision } => on_decision(book, gate, decision, entry.seq, now),
+        EventBody::OfficerAction { action } => on_inspection_result(book, gate, action, now),
+        EventBody::IntegrityAlert { what, detail } => {
+            let detail = format!("{what}: {detail}");
+            on_alert(
+                book,
+                gate,
+                entry.seq,
+                AlertKind::AgentReported,
+                &detail,
+                now,
+            )
+        }
+        EventBody::Transaction { .. }
+        | EventBody::DeviceHealth { .. }
+        | EventBody::OrphanRead { .. }
+        | EventBody::ConsoleSession { .. }
+        | EventBody::ConfigApplied { .. }
+        | EventBody::LaneControl { .. }
+        | EventBody::LaneRefused { .. } => Ok(None),
+    }
 }
 
 /// Advances `gate`'s acknowledgement ([`AgentState::advance`]) over its stored entries

@@ -185,7 +185,8 @@ impl Target<'_, '_> {
         (stored, batch)
     }
 
-    fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
+    /// Counts a decision stored with effect in the batch's hourly figures and roll-ups.
+    fn count_decision(&mut self, d: &protocol::schema::Decision) {
         let hour = stats::hour_start(d.decided_at);
         for k in stats::hour_figures(d) {
             *self
@@ -195,18 +196,6 @@ impl Target<'_, '_> {
                 .or_default() += 1;
         }
         self.rows.rollup.decision(d);
-        let changed = cases::on_decision(
-            &mut BufferedCases {
-                tx: self.tx,
-                buf: &mut self.case_buf,
-            },
-            self.gate,
-            d,
-            seq,
-            self.now,
-        )?;
-        self.cases.extend(changed);
-        Ok(())
     }
 
     /// Writes the batch's rows; `decisions` are those the rules stored, by outcome
@@ -553,40 +542,16 @@ impl IngestTarget for Target<'_, '_> {
             self.rows.txn_rows.push((txn, gate, seq, at));
         }
         match &entry.body {
-            EventBody::Decision { decision } => self.on_decision(decision, entry.seq)?,
-            EventBody::OfficerAction { action } => {
-                let changed = cases::on_inspection_result(
-                    &mut BufferedCases {
-                        tx: self.tx,
-                        buf: &mut self.case_buf,
-                    },
-                    self.gate,
-                    action,
-                    self.now,
-                )?;
-                self.cases.extend(changed);
-            }
-            EventBody::IntegrityAlert { what, detail } => {
-                if let Some(c) = store_alert_buffered(
-                    self.tx,
-                    &mut self.case_buf,
-                    self.gate,
-                    entry.seq,
-                    AlertKind::AgentReported,
-                    &format!("{what}: {detail}"),
-                    self.now,
-                )? {
-                    self.cases.push(c);
-                }
-            }
+            EventBody::Decision { decision } => self.count_decision(decision),
             EventBody::Transaction { transaction } => self.rows.rollup.transaction(transaction),
-            EventBody::DeviceHealth { .. }
-            | EventBody::OrphanRead { .. }
-            | EventBody::ConsoleSession { .. }
-            | EventBody::ConfigApplied { .. }
-            | EventBody::LaneControl { .. }
-            | EventBody::LaneRefused { .. } => {}
+            _ => {}
         }
+        let book = &mut BufferedCases {
+            tx: self.tx,
+            buf: &mut self.case_buf,
+        };
+        let changed = cases::on_entry(book, self.gate, entry, self.now)?;
+        self.cases.extend(changed);
         Ok(())
     }
 

@@ -278,18 +278,6 @@ impl<'a> Target<'a> {
         }
         Ok(out)
     }
-
-    fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
-        let changed = cases::on_decision(&mut CaseTx(self.tx), self.gate, d, seq, self.now)?;
-        self.cases.extend(changed);
-        Ok(())
-    }
-
-    fn on_officer_action(&mut self, a: &protocol::schema::OfficerAction) -> Result<(), StoreError> {
-        let changed = cases::on_inspection_result(&mut CaseTx(self.tx), self.gate, a, self.now)?;
-        self.cases.extend(changed);
-        Ok(())
-    }
 }
 
 impl IngestTarget for Target<'_> {
@@ -476,29 +464,8 @@ impl IngestTarget for Target<'_> {
             }
             self.event_txn.insert((k, gate, entry.seq), ())?;
         }
-        match &entry.body {
-            EventBody::Decision { decision } => self.on_decision(decision, entry.seq)?,
-            EventBody::OfficerAction { action } => self.on_officer_action(action)?,
-            EventBody::IntegrityAlert { what, detail } => {
-                if let Some(c) = store_alert(
-                    self.tx,
-                    self.gate,
-                    entry.seq,
-                    AlertKind::AgentReported,
-                    &format!("{what}: {detail}"),
-                    self.now,
-                )? {
-                    self.cases.push(c);
-                }
-            }
-            EventBody::Transaction { .. }
-            | EventBody::DeviceHealth { .. }
-            | EventBody::OrphanRead { .. }
-            | EventBody::ConsoleSession { .. }
-            | EventBody::ConfigApplied { .. }
-            | EventBody::LaneControl { .. }
-            | EventBody::LaneRefused { .. } => {}
-        }
+        let changed = cases::on_entry(&mut CaseTx(self.tx), self.gate, entry, self.now)?;
+        self.cases.extend(changed);
         Ok(())
     }
 
