@@ -821,19 +821,26 @@ pub(super) mod ingest_encoding_tests {
                 detail: "d".into(),
             },
         ];
-        let mut prev = GENESIS_HASH.to_owned();
-        (1..)
-            .zip(bodies)
-            .map(|(seq, body)| {
-                let e = JournalEntry::new_chained(
-                    gate.clone(),
-                    seq,
-                    uuid::Uuid::from_u128(u128::from(seq)),
-                    at(),
-                    prev.clone(),
-                    body,
-                )
-                .expect("entry");
+        let numbered = (1..).zip(bodies).map(|(seq, body)| {
+            let id = uuid::Uuid::from_u128(u128::from(seq));
+            (seq, id, at(), body)
+        });
+        chained(&gate, GENESIS_HASH, numbered)
+    }
+
+    /// One chain of `gate`'s entries (seq, id, agent time, body), the first after the
+    /// hash `prev` (the redb store's tests share it).
+    pub(in crate::store::redb_store) fn chained(
+        gate: &GateId,
+        prev: &str,
+        entries: impl IntoIterator<Item = (u64, uuid::Uuid, jiff::Timestamp, EventBody)>,
+    ) -> Vec<JournalEntry> {
+        let mut prev = prev.to_owned();
+        entries
+            .into_iter()
+            .map(|(seq, id, at, body)| {
+                let e = JournalEntry::new_chained(gate.clone(), seq, id, at, prev.clone(), body)
+                    .expect("entry");
                 prev = e.hash.clone();
                 e
             })
