@@ -27,7 +27,9 @@
 //! - `retention`: dropping monthly event partitions past the retention.
 //! - `fanout`: live updates across instances (LISTEN/NOTIFY), [`PgStore::follow`].
 //! - `query`: read-only queries (events, gates, statistics, alerts).
-//! - this module: [`PgStore`], the pool, the migrations and shared helpers.
+//! - this module: [`PgStore`], the pool, the migrations and shared helpers; its
+//!   [`Store`] operations are the families' functions (most of them written once for
+//!   both backends, `store/operations.rs`).
 
 mod case_tables;
 mod company_tables;

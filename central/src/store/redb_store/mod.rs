@@ -23,8 +23,8 @@
 //! | `audit_v1`, `users_v1`, `sessions_v1`, `meta_v1` | id; name; token hash; name | … |
 //!
 //! # Layout
-//! - `tables`: the table definitions and the write helpers every family shares (ids,
-//!   counters, audit entries).
+//! - `tables`: the table definitions and the helpers every family shares (reading,
+//!   inserting and updating records; ids, counters, audit entries).
 //! - `event_tables`: agent tokens, gates, and ingest: the `IngestTarget` over one write
 //!   transaction (chain rules in [`crate::ingest`]), heartbeats and gap alerts.
 //! - `floor`: the schema's floor, figure 5's baseline: an ingest's event rows written as
@@ -36,7 +36,8 @@
 //! - `staff_tables`: audit log, staff users, sessions.
 //! - `rollup_tables`: the programme roll-ups, written at ingest, read over a range.
 //! - `query`: read-only queries (events, gates, statistics, alerts).
-//! - this module: [`RedbStore`], whose [`Store`] operations are those functions.
+//! - this module: [`RedbStore`], whose [`Store`] operations are those functions (most
+//!   of them written once for both backends, `store/operations.rs`).
 
 use std::path::Path;
 
