@@ -6,10 +6,13 @@
 //! [`CaseBook`], which a storage backend implements inside its write transaction (storage
 //! only); staff actions ([`apply`]) run inside the backend's `update_case`.
 
-use jiff::Timestamp;
-use protocol::schema::{ActionKind, Decision, GateId, OfficerAction};
+use std::collections::HashMap;
+
+use jiff::{SignedDuration, Timestamp};
+use protocol::schema::{ActionKind, Decision, EventBody, GateId, JournalEntry, OfficerAction};
 use uuid::Uuid;
 
+use crate::ingest::{AgentState, Link};
 use crate::model::{
     Alert, AlertKind, Case, CaseAction, CaseEvent, CaseOutcome, CaseState, CaseSubject,
 };
@@ -226,6 +229,11 @@ pub trait CaseBook {
         seq: u64,
         kind: AlertKind,
     ) -> Result<bool, Self::Error>;
+    /// Whether `gate`'s journal entry `seq` is stored.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn entry_stored(&mut self, gate: &GateId, seq: u64) -> Result<bool, Self::Error>;
     /// The next alert id.
     ///
     /// # Errors
@@ -360,6 +368,83 @@ pub fn on_alert<B: CaseBook + ?Sized>(
     )?;
     metrics::counter!("central_integrity_alerts_total", "kind" => kind.as_str()).increment(1);
     Ok(Some(case))
+}
+
+/// A journal entry of `gate` was stored with effect: a decision, an officer's
+/// inspection result or an integrity alert the agent reported goes to its rule
+/// ([`on_decision`], [`on_inspection_result`], [`on_alert`] as
+/// [`AlertKind::AgentReported`]); other entries touch no case. Returns the case opened
+/// or changed.
+///
+/// # Errors
+/// The book's storage failures.
+pub fn on_entry<B: CaseBook + ?Sized>(
+    book: &mut B,
+    gate: &GateId,
+    entry: &JournalEntry,
+    now: Timestamp,
+) -> Result<Option<Case>, B::Error> {
+    match &entry.body {
+        EventBody::Decision { decision } => on_decision(book, gate, decision, entry.seq, now),
+        EventBody::OfficerAction { action } => on_inspection_result(book, gate, action, now),
+        EventBody::IntegrityAlert { what, detail } => {
+            let detail = format!("{what}: {detail}");
+            on_alert(
+                book,
+                gate,
+                entry.seq,
+                AlertKind::AgentReported,
+                &detail,
+                now,
+            )
+        }
+        EventBody::Transaction { .. }
+        | EventBody::DeviceHealth { .. }
+        | EventBody::OrphanRead { .. }
+        | EventBody::ConsoleSession { .. }
+        | EventBody::ConfigApplied { .. }
+        | EventBody::LaneControl { .. }
+        | EventBody::LaneRefused { .. } => Ok(None),
+    }
+}
+
+/// Advances `gate`'s acknowledgement ([`AgentState::advance`]) over its stored entries
+/// (`known`: entries known stored without asking the book, e.g. the batch's own) and
+/// raises a gap that persisted as a [`AlertKind::Gap`] alert ([`on_alert`]). Returns the
+/// case when the alert is new.
+///
+/// # Errors
+/// The book's storage failures.
+pub fn gap_check<B: CaseBook + ?Sized>(
+    book: &mut B,
+    gate: &GateId,
+    state: &mut AgentState,
+    known: &HashMap<u64, Link>,
+    now: Timestamp,
+    gap_alert_after: SignedDuration,
+) -> Result<Option<Case>, B::Error> {
+    let stored = |s| Ok(known.contains_key(&s) || book.entry_stored(gate, s)?);
+    let Some(seq) = state.advance(stored, now, gap_alert_after)? else {
+        return Ok(None);
+    };
+    let detail = crate::ingest::gap_alert_text(seq, state);
+    on_alert(book, gate, seq, AlertKind::Gap, &detail, now)
+}
+
+/// A heartbeat of `gate` arrived at `now`: [`gap_check`] with no entry known stored
+/// beforehand. Returns the case opened, if any.
+///
+/// # Errors
+/// The book's storage failures.
+pub fn on_heartbeat<B: CaseBook + ?Sized>(
+    book: &mut B,
+    gate: &GateId,
+    state: &mut AgentState,
+    now: Timestamp,
+    gap_alert_after: SignedDuration,
+) -> Result<Vec<Case>, B::Error> {
+    let opened = gap_check(book, gate, state, &HashMap::new(), now, gap_alert_after)?;
+    Ok(opened.into_iter().collect())
 }
 
 /// The last state of each case a batch changed, in id order (a case changed twice in

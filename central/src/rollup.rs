@@ -160,12 +160,13 @@ pub fn spans(from: Option<Timestamp>, to: Timestamp) -> Spans {
     }
 }
 
+/// Counts by (hour start s, group, figure): what a batch adds, or a range's figures.
+pub type HourCounts = BTreeMap<(i64, String, String), i64>;
+
 /// The counts of `counts` (by hour) added up by day.
 #[must_use]
-pub fn by_day(
-    counts: &BTreeMap<(i64, String, String), i64>,
-) -> BTreeMap<(i64, String, String), i64> {
-    let mut out: BTreeMap<(i64, String, String), i64> = BTreeMap::new();
+pub fn by_day(counts: &HourCounts) -> HourCounts {
+    let mut out = HourCounts::new();
     for ((hour, group, figure), n) in counts {
         *out.entry((day_start(*hour), group.clone(), figure.clone()))
             .or_default() += n;
@@ -179,9 +180,7 @@ pub type Packed = BTreeMap<u16, u64>;
 /// The packed levels' increments of `counts` (by hour): (level, period start, group) →
 /// figures. A figure without an index (none that [`Batch`] counts) is left out.
 #[must_use]
-pub fn packed(
-    counts: &BTreeMap<(i64, String, String), i64>,
-) -> BTreeMap<(Level, i64, String), Packed> {
+pub fn packed(counts: &HourCounts) -> BTreeMap<(Level, i64, String), Packed> {
     let mut out: BTreeMap<(Level, i64, String), Packed> = BTreeMap::new();
     for ((hour, group, figure), n) in counts {
         let (Some(i), Ok(n)) = (figure_index(figure), u64::try_from(*n)) else {
@@ -473,7 +472,7 @@ pub enum Half {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Rollup {
     /// (hour start s, group, figure) → increment.
-    pub counts: BTreeMap<(i64, String, String), i64>,
+    pub counts: HourCounts,
     /// Operator id → name as declared (stored only when the operator has none yet).
     pub names: BTreeMap<String, String>,
     /// Halves still without their other half, by transaction.
@@ -743,7 +742,7 @@ pub trait RollupSink {
     /// levels, and stores the names of operators that have none.
     fn add_counts(
         &mut self,
-        counts: BTreeMap<(i64, String, String), i64>,
+        counts: HourCounts,
         names: BTreeMap<String, String>,
     ) -> Result<(), Self::Error>;
 }
@@ -757,7 +756,7 @@ pub trait RollupSink {
 /// is what writing each batch's would have left.
 #[derive(Debug, Default)]
 pub struct Fold {
-    counts: BTreeMap<(i64, String, String), i64>,
+    counts: HourCounts,
     names: BTreeMap<String, String>,
 }
 
@@ -1047,12 +1046,10 @@ mod tests {
         assert!(Batch::from_queued(b"\xff\xff\xff").is_err());
     }
 
-    type Counts = BTreeMap<(i64, String, String), i64>;
-
     /// Folds batches one by one, each taking the pending halves the previous left, as
     /// ingest did before the queue; returns the summed counts and what is left pending.
-    fn one_by_one(batches: Vec<Batch>) -> (Counts, BTreeMap<Uuid, Vec<Half>>) {
-        let mut counts = Counts::new();
+    fn one_by_one(batches: Vec<Batch>) -> (HourCounts, BTreeMap<Uuid, Vec<Half>>) {
+        let mut counts = HourCounts::new();
         let mut pending: BTreeMap<Uuid, Vec<Half>> = BTreeMap::new();
         for b in batches {
             let take: Vec<(Uuid, Vec<Half>)> = b
@@ -1113,7 +1110,7 @@ mod tests {
     /// (gate, transaction), and how many count writes it took.
     #[derive(Default)]
     struct MemSink {
-        counts: Counts,
+        counts: HourCounts,
         names: BTreeMap<String, String>,
         pending: BTreeMap<(String, Uuid), Vec<Half>>,
         writes: usize,
@@ -1146,7 +1143,7 @@ mod tests {
 
         fn add_counts(
             &mut self,
-            counts: BTreeMap<(i64, String, String), i64>,
+            counts: HourCounts,
             names: BTreeMap<String, String>,
         ) -> Result<(), Self::Error> {
             self.writes += 1;

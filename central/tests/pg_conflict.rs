@@ -10,8 +10,7 @@ use common::ts;
 
 #[test]
 fn an_operation_chosen_as_deadlock_victim_is_run_again_and_succeeds() {
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
+    let (_cluster, url) = common::pg::PgCluster::with_central();
     let store = PgStore::open(&url).expect("store");
     store
         .audit("test", "first", "", ts("2026-03-01T10:00:00Z"))
@@ -56,8 +55,7 @@ fn an_operation_chosen_as_deadlock_victim_is_run_again_and_succeeds() {
 /// conflict: it is run again whole, reads the row as stored, and succeeds.
 #[test]
 fn containers_stored_by_another_transaction_after_the_read_make_the_ingest_run_again() {
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
+    let (_cluster, url) = common::pg::PgCluster::with_central();
     let store = std::sync::Arc::new(PgStore::open(&url).expect("store"));
     let g = common::gate("G1");
     let txn = uuid::Uuid::now_v7();

@@ -31,8 +31,7 @@ async fn instance(url: &str) -> (Env, String, tokio::task::JoinHandle<anyhow::Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_case_opened_through_one_instance_reaches_the_live_stream_of_the_other_within_2_s() {
     central::server::install_crypto_provider();
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
+    let (cluster, url) = common::pg::PgCluster::with_central();
     let (a, base_a, server_a) = instance(&url).await;
     let (b, base_b, server_b) = instance(&url).await;
     let http = reqwest::Client::builder()

@@ -39,8 +39,7 @@ fn months_of(s: &dyn Store) -> Vec<String> {
 
 #[test]
 fn months_before_the_cutoff_are_dropped_and_the_rest_stays() {
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
+    let (_cluster, url) = common::pg::PgCluster::with_central();
     let s = PgStore::open(&url).expect("store");
     let g = gate("P1-G1");
     let entries = dated(
@@ -116,8 +115,7 @@ fn months_before_the_cutoff_are_dropped_and_the_rest_stays() {
 
 #[test]
 fn central_applies_the_configured_retention_on_start() {
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
+    let (_cluster, url) = common::pg::PgCluster::with_central();
     let g = gate("P1-G1");
     let now = Timestamp::now();
     let old = now
@@ -162,8 +160,7 @@ fn central_applies_the_configured_retention_on_start() {
 /// container finds the events that are left, page by page.
 #[test]
 fn a_container_search_skips_rows_whose_month_is_gone() {
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
+    let (_cluster, url) = common::pg::PgCluster::with_central();
     let s = PgStore::open(&url).expect("store");
     let g = gate("P1-G1");
     let times = [
@@ -224,8 +221,7 @@ fn a_container_search_skips_rows_whose_month_is_gone() {
 /// same events from either form, and a row with neither or both is refused.
 #[test]
 fn events_stored_as_json_before_migration_11_read_like_those_stored_as_text() {
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
+    let (_cluster, url) = common::pg::PgCluster::with_central();
     let s = PgStore::open(&url).expect("store");
     let g = gate("G1");
     let txn = Uuid::now_v7();

@@ -41,8 +41,7 @@ fn redb() -> Backend {
 }
 
 fn postgres() -> Backend {
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
+    let (cluster, url) = common::pg::PgCluster::with_central();
     let store = PgStore::open(&url).expect("open PostgreSQL store");
     Backend {
         store: Box::new(store),
@@ -1621,8 +1620,7 @@ fn users_sessions_and_audit(s: &dyn Store) {
 
 #[tokio::test]
 async fn central_configured_with_a_postgres_url_ingests_and_serves_cases() {
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
+    let (_cluster, url) = common::pg::PgCluster::with_central();
     let e = common::env_with(|cfg| {
         cfg.store_path = std::path::PathBuf::new();
         cfg.store = Some(central::config::StoreConfig {
@@ -1722,8 +1720,7 @@ fn measure_ingest_rate_on_both_backends() {
 
 #[test]
 fn the_same_batch_at_two_instances_at_once_is_stored_once() {
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
+    let (_cluster, url) = common::pg::PgCluster::with_central();
     let (a, b) = (
         PgStore::open(&url).expect("a"),
         PgStore::open(&url).expect("b"),
@@ -1744,8 +1741,7 @@ fn the_same_batch_at_two_instances_at_once_is_stored_once() {
 
 #[test]
 fn registry_change_numbers_from_two_instances_have_no_gaps_or_duplicates() {
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
+    let (_cluster, url) = common::pg::PgCluster::with_central();
     let stores = [
         PgStore::open(&url).expect("a"),
         PgStore::open(&url).expect("b"),
@@ -2234,29 +2230,54 @@ fn roll_ups_are_built_once_on_open<S: Store>(
     );
 }
 
-#[test]
-fn a_redb_store_from_before_the_roll_ups_gets_them_built_on_open() {
+/// [`roll_ups_are_built_once_on_open`] on a redb file that `back_to_before` takes back to
+/// an earlier layout, in one write transaction.
+fn redb_roll_ups_are_built_once_on_open(
+    name: &str,
+    back_to_before: impl FnOnce(&redb::WriteTransaction),
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("c.redb");
     roll_ups_are_built_once_on_open(
-        "redb",
+        name,
         || RedbStore::open(&path).expect("open"),
         || {
-            // The file as central kept it before the roll-ups: no programme tables.
             let db = redb::Database::open(&path).expect("raw open");
             let tx = db.begin_write().expect("write");
-            let tables: Vec<_> = tx
-                .list_tables()
-                .expect("tables")
-                .filter(|t| redb::TableHandle::name(t).starts_with("programme"))
-                .collect();
-            assert_eq!(tables.len(), 4);
-            for t in tables {
-                tx.delete_table(t).expect("delete");
-            }
+            back_to_before(&tx);
             tx.commit().expect("commit");
         },
     );
+}
+
+/// [`roll_ups_are_built_once_on_open`] on a PostgreSQL schema that `sql` takes back to
+/// an earlier version (`back_to`, what a failure says).
+fn postgres_roll_ups_are_built_once_on_open(name: &str, sql: &str, back_to: &str) {
+    let (_cluster, url) = common::pg::PgCluster::with_central();
+    roll_ups_are_built_once_on_open(
+        name,
+        || PgStore::open(&url).expect("open"),
+        || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            c.batch_execute(sql).expect(back_to);
+        },
+    );
+}
+
+#[test]
+fn a_redb_store_from_before_the_roll_ups_gets_them_built_on_open() {
+    // The file as central kept it before the roll-ups: no programme tables.
+    redb_roll_ups_are_built_once_on_open("redb", |tx| {
+        let tables: Vec<_> = tx
+            .list_tables()
+            .expect("tables")
+            .filter(|t| redb::TableHandle::name(t).starts_with("programme"))
+            .collect();
+        assert_eq!(tables.len(), 4);
+        for t in tables {
+            tx.delete_table(t).expect("delete");
+        }
+    });
 }
 
 #[test]
@@ -2334,67 +2355,40 @@ fn a_redb_store_that_kept_daily_counts_drops_them_and_exports_its_hourly_rows() 
 
 #[test]
 fn a_postgres_schema_from_before_the_roll_ups_gets_them_built_by_the_migration() {
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
-    roll_ups_are_built_once_on_open(
+    // The schema at version 3, as central kept it before the roll-ups.
+    postgres_roll_ups_are_built_once_on_open(
         "PostgreSQL",
-        || PgStore::open(&url).expect("open"),
-        || {
-            // The schema at version 3, as central kept it before the roll-ups.
-            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-            c.batch_execute(
-                "DROP TABLE programme_hourly, programme_names, programme_pending,
-                     programme_packed;
-                 DELETE FROM schema_migrations WHERE version IN (4, 6, 9);",
-            )
-            .expect("back to version 3");
-        },
+        "DROP TABLE programme_hourly, programme_names, programme_pending, programme_packed;
+         DELETE FROM schema_migrations WHERE version IN (4, 6, 9);",
+        "back to version 3",
     );
 }
 
 #[test]
 fn a_redb_store_from_before_the_packed_roll_ups_gets_them_built_from_the_hourly_ones() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.redb");
-    roll_ups_are_built_once_on_open(
-        "redb, packed",
-        || RedbStore::open(&path).expect("open"),
-        || {
-            // The file as central kept it before the packed levels.
-            let db = redb::Database::open(&path).expect("raw open");
-            let tx = db.begin_write().expect("write");
-            let packed: redb::TableDefinition<(u8, i64, &str), &[u8]> =
-                redb::TableDefinition::new("programme_packed_v1");
-            assert!(tx.delete_table(packed).expect("delete"));
-            tx.commit().expect("commit");
-        },
-    );
+    // The file as central kept it before the packed levels.
+    redb_roll_ups_are_built_once_on_open("redb, packed", |tx| {
+        let packed: redb::TableDefinition<(u8, i64, &str), &[u8]> =
+            redb::TableDefinition::new("programme_packed_v1");
+        assert!(tx.delete_table(packed).expect("delete"));
+    });
 }
 
 #[test]
 fn a_postgres_schema_from_before_the_packed_roll_ups_gets_them_built_by_the_migration() {
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
-    roll_ups_are_built_once_on_open(
+    // The schema at version 5, as central kept it before the packed levels.
+    postgres_roll_ups_are_built_once_on_open(
         "PostgreSQL, packed",
-        || PgStore::open(&url).expect("open"),
-        || {
-            // The schema at version 5, as central kept it before the packed levels.
-            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-            c.batch_execute(
-                "DROP TABLE programme_packed;
-                 DELETE FROM schema_migrations WHERE version = 6;",
-            )
-            .expect("back to version 5");
-        },
+        "DROP TABLE programme_packed;
+         DELETE FROM schema_migrations WHERE version = 6;",
+        "back to version 5",
     );
 }
 
 #[test]
 fn concurrent_batches_count_exactly_and_a_later_batch_folds_a_periods_shards_into_one_row() {
     use AeoStatus::{Active, Suspended};
-    let cluster = common::pg::PgCluster::start();
-    let url = cluster.create_database("central");
+    let (_cluster, url) = common::pg::PgCluster::with_central();
     let store = PgStore::open(&url).expect("open");
     let start = ts("2026-03-01T00:00:00Z");
     // Every gate's decisions cover the same days and groups, so concurrent batches (on

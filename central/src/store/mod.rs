@@ -21,6 +21,8 @@
 //! in PostgreSQL (`[store] url`), for deployments that outgrow one machine; both pass one
 //! conformance suite (`central/tests/store_conformance.rs`).
 
+#[macro_use]
+mod operations;
 pub mod copy;
 mod pg_store;
 mod redb_store;
@@ -30,6 +32,7 @@ use std::fmt;
 use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
+use protocol::registry::ApplyError;
 use protocol::schema::{
     Change, Consignment, GateId, JournalEntry, RegistryRecord, SequencedChange,
 };
@@ -62,6 +65,64 @@ pub struct LoggedChange {
     /// MRAs). For a consignment: the union of its ports before and after the change, so a
     /// port it moved away from learns to drop it.
     pub ports: Option<Vec<String>>,
+}
+
+impl LoggedChange {
+    /// `change`, logged as change `seq` by `actor` at `at`, concerning `ports`.
+    #[must_use]
+    pub fn new(
+        seq: u64,
+        at: Timestamp,
+        actor: &str,
+        change: Change,
+        ports: Option<Vec<String>>,
+    ) -> Self {
+        Self {
+            seq,
+            at,
+            actor: actor.to_owned(),
+            change,
+            ports,
+        }
+    }
+}
+
+/// A change that [`Change::apply`] refused, as [`Store::append_changes`] reports it.
+pub(crate) fn refused_change(e: ApplyError<StoreError>) -> StoreError {
+    match e {
+        ApplyError::UnknownOperator(op) => StoreError::UnknownOperator(op.to_string()),
+        ApplyError::Schema(e) => StoreError::Refused(e.to_string()),
+        ApplyError::Sink(e) => e,
+    }
+}
+
+/// The audit entries (action, detail) of appending `changes` as the changes numbered
+/// from `first` ([`Store::append_changes`]): one per status change, in order, then one
+/// for all the others when there are any. Both backends write them.
+pub(crate) fn change_audits(changes: &[Change], first: u64) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for (seq, change) in (first..).zip(changes) {
+        if let Change::SetStatus {
+            operator,
+            status,
+            reason,
+            ..
+        } = change
+        {
+            let detail = format!("{operator} → {} ({reason}), seq {seq}", status.as_str());
+            out.push(("registry.set_status", detail));
+        }
+    }
+    let n = changes
+        .iter()
+        .filter(|c| !matches!(c, Change::SetStatus { .. }))
+        .count();
+    if n > 0 {
+        let last = first + changes.len() as u64 - 1;
+        let detail = format!("{n} upserts/removals, seq {first}..={last}");
+        out.push(("registry.import", detail));
+    }
+    out
 }
 
 /// The registry as one port sees it, read in one consistent snapshot.
@@ -101,6 +162,62 @@ pub struct GateRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_config: Option<crate::model::ConfigChange>,
 }
+
+impl GateRow {
+    /// A gate's row before any of its entries or heartbeats (`port` empty for a gate
+    /// that sends before it was registered).
+    #[must_use]
+    pub fn new(gate: GateId, port: String) -> Self {
+        Self {
+            gate,
+            port,
+            state: AgentState::default(),
+            health: None,
+            revoked_at: None,
+            last_config: None,
+        }
+    }
+
+    /// The row with a new token for `agent` stored, or what refuses it: a gate registered
+    /// with another port. `None` when the stored row stays as it is; a new token lifts a
+    /// gate's revocation. Both backends call it.
+    pub(crate) fn with_token(
+        stored: Option<Self>,
+        agent: &AgentRecord,
+    ) -> Result<Option<Self>, StoreError> {
+        match stored {
+            Some(row) if row.port != agent.port => Err(StoreError::GatePortConflict {
+                gate: agent.gate.to_string(),
+                existing: row.port,
+                requested: agent.port.clone(),
+            }),
+            Some(mut row) => Ok(row.revoked_at.take().is_some().then_some(row)),
+            None => Ok(Some(Self::new(agent.gate.clone(), agent.port.clone()))),
+        }
+    }
+}
+
+impl GateRow {
+    /// Takes the agent state an ingest of `entries` left (`hashes`: each entry's hash
+    /// check, as [`crate::ingest::ingest_checked`] had them) and the gate's latest
+    /// configuration change among them ([`crate::ingest::last_config_change`]).
+    pub(crate) fn ingested(
+        &mut self,
+        state: AgentState,
+        entries: &[JournalEntry],
+        hashes: &[Option<String>],
+    ) {
+        self.state = state;
+        let latest = crate::ingest::last_config_change(entries, hashes, self.last_config.as_ref());
+        if let Some(c) = latest {
+            self.last_config = Some(c);
+        }
+    }
+}
+
+/// What a `change` of [`Store::update_user`] or [`Store::update_company`] does to the
+/// record: returns the audit text, or refuses (nothing is written then).
+pub type Edit<'a, T> = dyn FnMut(&mut T) -> Result<String, StoreError> + Send + 'a;
 
 /// A change to a gate's agent tokens ([`Store::change_agent_tokens`]), made in one
 /// transaction with one audit entry.
@@ -145,6 +262,18 @@ pub struct IngestOutcome {
     pub tally: Tally,
     /// Cases opened or changed by this batch (for the live stream).
     pub cases: Vec<Case>,
+}
+
+impl IngestOutcome {
+    /// What an ingest that left the gate's row `row`, counted `tally` and opened or
+    /// changed `cases` (each reported once, [`crate::cases::last_by_id`]) did.
+    pub(crate) fn new(row: &GateRow, tally: Tally, cases: Vec<Case>) -> Self {
+        Self {
+            acked_through: row.state.acked_through,
+            tally,
+            cases: crate::cases::last_by_id(cases),
+        }
+    }
 }
 
 /// The narrow storage interface (see the module documentation).
@@ -336,7 +465,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         name: &str,
         actor: &str,
         at: Timestamp,
-        change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+        change: &mut Edit<'_, StaffUser>,
     ) -> Result<StaffUser, StoreError>;
     /// Sets a user's dashboard language, with an audit entry.
     ///
@@ -385,7 +514,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         operator: &str,
         actor: &str,
         at: Timestamp,
-        change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
+        change: &mut Edit<'_, Company>,
     ) -> Result<Company, StoreError>;
     /// Stores a company document's bytes under their SHA-256 (lowercase hex, the
     /// caller's); the same bytes stored again change nothing. The company record lists
@@ -409,6 +538,74 @@ pub(crate) fn company_added(company: &Company, user: Option<&StaffUser>) -> Stri
         out.push_str(&format!(", user {}", u.name));
     }
     out
+}
+
+/// Adds a counter's value to the totals it feeds (`scope`, `name`: as ingest, the cases
+/// and the registry count them); both backends sum theirs through it.
+pub(crate) fn count_in_summary(s: &mut Summary, scope: &str, name: &str, n: u64) {
+    match (scope, name) {
+        (g, "events") if g.starts_with("gate:") => {
+            s.events_per_gate.insert(g["gate:".len()..].to_owned(), n);
+        }
+        ("decision", outcome) => {
+            s.decisions.insert(outcome.to_owned(), n);
+        }
+        ("cases", "OPEN") => s.cases_open = n,
+        ("cases", "ACKNOWLEDGED") => s.cases_acknowledged = n,
+        ("cases", "RESOLVED") => s.cases_resolved = n,
+        ("alerts", "total") => s.alerts = n,
+        ("registry", "operators") => s.operators = n,
+        ("registry", "consignments") => s.consignments = n,
+        _ => {}
+    }
+}
+
+/// A page of events; when `more` follow, its cursor names the last event's (agent
+/// time in ms, gate, seq), where the next page starts after.
+pub(crate) fn event_page(
+    items: Vec<StoredEvent>,
+    more: bool,
+    last: Option<(i64, &str, impl fmt::Display)>,
+) -> Page<StoredEvent> {
+    let next_cursor = last
+        .filter(|_| more)
+        .map(|(at, g, s)| format!("{at}.{g}.{s}"));
+    Page { items, next_cursor }
+}
+
+/// The audit detail of issuing `agent`'s token; both backends write it.
+pub(crate) fn token_issued(agent: &AgentRecord) -> String {
+    format!("token for gate {} (port {})", agent.gate, agent.port)
+}
+
+/// The audit detail of [`Store::add_user`]; both backends write it.
+pub(crate) fn user_added(user: &StaffUser) -> String {
+    format!("user {} (role {})", user.name, user.role)
+}
+
+/// The audit detail of [`Store::update_user`] (`what`: the change's own text).
+pub(crate) fn user_changed(name: &str, what: &str) -> String {
+    format!("user {name}: {what}")
+}
+
+/// The audit detail of [`Store::update_company`] (`what`: the change's own text).
+pub(crate) fn company_changed(operator: &str, what: &str) -> String {
+    format!("company {operator}: {what}")
+}
+
+/// The audit detail of [`Store::set_user_lang`].
+pub(crate) fn lang_set(lang: Lang) -> String {
+    format!("language {}", lang.tag())
+}
+
+/// The error of [`Store::add_company`] for a company that is registered already.
+pub(crate) fn company_exists(operator: &str) -> StoreError {
+    StoreError::Refused(format!("company {operator} is already registered"))
+}
+
+/// The error of [`Store::update_user`] and [`Store::set_user_lang`] for an unknown user.
+pub(crate) fn unknown_user(name: &str) -> StoreError {
+    StoreError::UnknownUser(name.to_owned())
 }
 
 /// The error of [`Store::update_company`] for a company that is not registered.

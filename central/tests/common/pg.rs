@@ -102,6 +102,14 @@ impl PgCluster {
         Self::start_with(false)
     }
 
+    /// A started cluster (as [`PgCluster::start`]) with a new, empty database `central`,
+    /// and that database's URL.
+    pub fn with_central() -> (Self, String) {
+        let cluster = Self::start();
+        let url = cluster.create_database("central");
+        (cluster, url)
+    }
+
     /// As [`PgCluster::start`]; `durable`: PostgreSQL's defaults (fsync, synchronous
     /// commit), for measurements.
     pub fn start_with(durable: bool) -> Self {

@@ -29,19 +29,45 @@ pub(super) fn load_case(
         .transpose()
 }
 
+/// A stored case, read without a lock.
+pub(super) fn case(tx: &mut Tx<'_>, id: u64) -> Result<Option<Case>, StoreError> {
+    load_case(tx, id, false)
+}
+
 /// Saves a case and keeps the per-state counters in step.
 pub(super) fn save_case(
     tx: &mut Tx<'_>,
     case: &Case,
     old: Option<CaseState>,
 ) -> Result<(), StoreError> {
-    let reasons: Vec<&str> = case.reasons().iter().map(|r| r.code()).collect();
-    tx.execute(
-        "INSERT INTO cases (id, state, gate, lane, reasons, opened_at_ms, value)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, gate = EXCLUDED.gate,
+    insert_case(
+        tx,
+        case,
+        "ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, gate = EXCLUDED.gate,
              lane = EXCLUDED.lane, reasons = EXCLUDED.reasons,
              opened_at_ms = EXCLUDED.opened_at_ms, value = EXCLUDED.value",
+    )?;
+    if old != Some(case.state) {
+        if let Some(o) = old {
+            bump(tx, "cases", o.as_str(), -1)?;
+        }
+        bump(tx, "cases", case.state.as_str(), 1)?;
+    }
+    Ok(())
+}
+
+/// Inserts a case's row; `on_conflict` says what a row of its id already stored does.
+pub(super) fn insert_case(
+    tx: &mut Tx<'_>,
+    case: &Case,
+    on_conflict: &str,
+) -> Result<(), StoreError> {
+    let reasons: Vec<&str> = case.reasons().iter().map(|r| r.code()).collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO cases (id, state, gate, lane, reasons, opened_at_ms, value)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) {on_conflict}"
+        ),
         &[
             &int(case.id)?,
             &case.state.as_str(),
@@ -52,12 +78,29 @@ pub(super) fn save_case(
             &to_json(case)?,
         ],
     )?;
-    if old != Some(case.state) {
-        if let Some(o) = old {
-            bump(tx, "cases", o.as_str(), -1)?;
-        }
-        bump(tx, "cases", case.state.as_str(), 1)?;
-    }
+    Ok(())
+}
+
+/// Inserts an alert's row; `on_conflict` as for [`insert_case`] (empty: a stored one is
+/// an error).
+pub(super) fn insert_alert(
+    tx: &mut Tx<'_>,
+    alert: &Alert,
+    on_conflict: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        &format!(
+            "INSERT INTO alerts (id, gate, seq, kind, value) VALUES ($1, $2, $3, $4, $5)
+             {on_conflict}"
+        ),
+        &[
+            &int(alert.id)?,
+            &alert.gate.as_str(),
+            &int(alert.seq)?,
+            &alert.kind.as_str(),
+            &to_json(alert)?,
+        ],
+    )?;
     Ok(())
 }
 
@@ -128,21 +171,22 @@ impl CaseBook for CaseTx<'_, '_> {
             .is_some())
     }
 
+    fn entry_stored(&mut self, gate: &GateId, seq: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .query_opt(
+                "SELECT 1 FROM event_keys WHERE gate = $1 AND seq = $2",
+                &[&gate.as_str(), &int(seq)?],
+            )?
+            .is_some())
+    }
+
     fn new_alert_id(&mut self) -> Result<u64, StoreError> {
         next_id(self.0, "alert_id")
     }
 
     fn save_alert(&mut self, alert: &Alert) -> Result<(), StoreError> {
-        self.0.execute(
-            "INSERT INTO alerts (id, gate, seq, kind, value) VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &int(alert.id)?,
-                &alert.gate.as_str(),
-                &int(alert.seq)?,
-                &alert.kind.as_str(),
-                &to_json(alert)?,
-            ],
-        )?;
+        insert_alert(self.0, alert, "")?;
         bump(self.0, "alerts", "total", 1)
     }
 }
@@ -450,6 +494,10 @@ impl CaseBook for BufferedCases<'_, '_> {
         CaseTx(self.tx).alert_exists(gate, seq, kind)
     }
 
+    fn entry_stored(&mut self, gate: &GateId, seq: u64) -> Result<bool, StoreError> {
+        CaseTx(self.tx).entry_stored(gate, seq)
+    }
+
     fn new_alert_id(&mut self) -> Result<u64, StoreError> {
         next_id(self.tx, "alert_id")
     }
@@ -461,7 +509,8 @@ impl CaseBook for BufferedCases<'_, '_> {
     }
 }
 
-/// [`store_alert`] through a batch's [`BufferedCases`].
+/// Stores an alert once per (gate, seq, kind) and opens its case ([`cases::on_alert`]),
+/// through a batch's [`BufferedCases`]. Returns the case when the alert is new.
 pub(super) fn store_alert_buffered(
     tx: &mut Tx<'_>,
     buf: &mut CaseBuffer,
@@ -472,19 +521,6 @@ pub(super) fn store_alert_buffered(
     at: Timestamp,
 ) -> Result<Option<Case>, StoreError> {
     cases::on_alert(&mut BufferedCases { tx, buf }, gate, seq, kind, detail, at)
-}
-
-/// Stores an alert once per (gate, seq, kind) and opens its case ([`cases::on_alert`]).
-/// Returns the case when the alert is new.
-pub(super) fn store_alert(
-    tx: &mut Tx<'_>,
-    gate: &GateId,
-    seq: u64,
-    kind: AlertKind,
-    detail: &str,
-    at: Timestamp,
-) -> Result<Option<Case>, StoreError> {
-    cases::on_alert(&mut CaseTx(tx), gate, seq, kind, detail, at)
 }
 
 pub(super) fn cases(tx: &mut Tx<'_>, q: &CaseQuery) -> Result<Page<Case>, StoreError> {

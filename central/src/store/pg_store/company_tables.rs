@@ -4,10 +4,12 @@
 use super::tx::Tx;
 use jiff::Timestamp;
 
-use super::{from_json, to_json, write_audit};
+use super::{from_json, insert_new, json_rows, update_row, write_audit};
 use crate::model::StaffUser;
 use crate::portal::Company;
-use crate::store::{StoreError, company_added, unknown_company};
+use crate::store::{
+    Edit, StoreError, company_added, company_changed, company_exists, unknown_company,
+};
 
 pub(super) fn add_company(
     tx: &mut Tx<'_>,
@@ -17,23 +19,13 @@ pub(super) fn add_company(
     at: Timestamp,
 ) -> Result<(), StoreError> {
     let key = company.operator.to_string();
-    let n = tx.execute(
-        "INSERT INTO companies (operator, value) VALUES ($1, $2) ON CONFLICT (operator) DO NOTHING",
-        &[&key, &to_json(company)?],
-    )?;
-    if n == 0 {
-        return Err(StoreError::Refused(format!(
-            "company {key} is already registered"
-        )));
-    }
+    insert_new(tx, "companies", "operator", &key, company, || {
+        company_exists(&key)
+    })?;
     if let Some(u) = user {
-        let n = tx.execute(
-            "INSERT INTO users (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-            &[&u.name, &to_json(u)?],
-        )?;
-        if n == 0 {
-            return Err(StoreError::UserExists(u.name.clone()));
-        }
+        insert_new(tx, "users", "name", &u.name, u, || {
+            StoreError::UserExists(u.name.clone())
+        })?;
     }
     write_audit(tx, actor, "company.add", &company_added(company, user), at)
 }
@@ -45,13 +37,8 @@ pub(super) fn company(tx: &mut Tx<'_>, key: &str) -> Result<Option<Company>, Sto
 }
 
 pub(super) fn companies(tx: &mut Tx<'_>) -> Result<Vec<Company>, StoreError> {
-    tx.query(
-        "SELECT operator, value FROM companies ORDER BY operator",
-        &[],
-    )?
-    .into_iter()
-    .map(|r| from_json("companies", r.get::<_, String>(0), r.get(1)))
-    .collect()
+    let sql = "SELECT operator, value FROM companies ORDER BY operator";
+    json_rows::<String, _>(tx, "companies", sql, &[])
 }
 
 pub(super) fn update_company(
@@ -59,26 +46,15 @@ pub(super) fn update_company(
     key: &str,
     actor: &str,
     at: Timestamp,
-    change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
+    change: &mut Edit<'_, Company>,
 ) -> Result<Company, StoreError> {
-    let Some(row) = tx.query_opt(
-        "SELECT value FROM companies WHERE operator = $1 FOR UPDATE",
-        &[&key],
-    )?
-    else {
-        return Err(unknown_company(key));
-    };
-    let mut company: Company = from_json("companies", key, row.get(0))?;
-    let what = change(&mut company)?;
-    tx.execute(
-        "UPDATE companies SET value = $2 WHERE operator = $1",
-        &[&key, &to_json(&company)?],
-    )?;
+    let missing = || unknown_company(key);
+    let (company, what) = update_row(tx, "companies", "operator", key, missing, change)?;
     write_audit(
         tx,
         actor,
         "company.change",
-        &format!("company {key}: {what}"),
+        &company_changed(key, &what),
         at,
     )?;
     Ok(company)

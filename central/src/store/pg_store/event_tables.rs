@@ -17,13 +17,13 @@ use postgres::types::Type;
 use protocol::schema::{EventBody, GateId, JournalEntry};
 use uuid::Uuid;
 
-use super::case_tables::{BufferedCases, CaseBuffer, bump_all, store_alert, store_alert_buffered};
+use super::case_tables::{BufferedCases, CaseBuffer, CaseTx, bump_all, store_alert_buffered};
 use super::rollup_tables;
 use super::{from_json, int, to_json, uint, write_audit};
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, TokenHash};
 use crate::stats;
-use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange};
+use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange, token_issued};
 use crate::{cases, rollup};
 
 /// What an ingest computes before its transaction: rule 1 for every entry, and each
@@ -185,7 +185,8 @@ impl Target<'_, '_> {
         (stored, batch)
     }
 
-    fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
+    /// Counts a decision stored with effect in the batch's hourly figures and roll-ups.
+    fn count_decision(&mut self, d: &protocol::schema::Decision) {
         let hour = stats::hour_start(d.decided_at);
         for k in stats::hour_figures(d) {
             *self
@@ -195,18 +196,6 @@ impl Target<'_, '_> {
                 .or_default() += 1;
         }
         self.rows.rollup.decision(d);
-        let changed = cases::on_decision(
-            &mut BufferedCases {
-                tx: self.tx,
-                buf: &mut self.case_buf,
-            },
-            self.gate,
-            d,
-            seq,
-            self.now,
-        )?;
-        self.cases.extend(changed);
-        Ok(())
     }
 
     /// Writes the batch's rows; `decisions` are those the rules stored, by outcome
@@ -553,40 +542,16 @@ impl IngestTarget for Target<'_, '_> {
             self.rows.txn_rows.push((txn, gate, seq, at));
         }
         match &entry.body {
-            EventBody::Decision { decision } => self.on_decision(decision, entry.seq)?,
-            EventBody::OfficerAction { action } => {
-                let changed = cases::on_inspection_result(
-                    &mut BufferedCases {
-                        tx: self.tx,
-                        buf: &mut self.case_buf,
-                    },
-                    self.gate,
-                    action,
-                    self.now,
-                )?;
-                self.cases.extend(changed);
-            }
-            EventBody::IntegrityAlert { what, detail } => {
-                if let Some(c) = store_alert_buffered(
-                    self.tx,
-                    &mut self.case_buf,
-                    self.gate,
-                    entry.seq,
-                    AlertKind::AgentReported,
-                    &format!("{what}: {detail}"),
-                    self.now,
-                )? {
-                    self.cases.push(c);
-                }
-            }
+            EventBody::Decision { decision } => self.count_decision(decision),
             EventBody::Transaction { transaction } => self.rows.rollup.transaction(transaction),
-            EventBody::DeviceHealth { .. }
-            | EventBody::OrphanRead { .. }
-            | EventBody::ConsoleSession { .. }
-            | EventBody::ConfigApplied { .. }
-            | EventBody::LaneControl { .. }
-            | EventBody::LaneRefused { .. } => {}
+            _ => {}
         }
+        let book = &mut BufferedCases {
+            tx: self.tx,
+            buf: &mut self.case_buf,
+        };
+        let changed = cases::on_entry(book, self.gate, entry, self.now)?;
+        self.cases.extend(changed);
         Ok(())
     }
 
@@ -608,14 +573,7 @@ impl IngestTarget for Target<'_, '_> {
 
 /// The gate's row, created empty when missing, locked until the transaction ends.
 fn lock_gate(tx: &mut Tx<'_>, gate: &GateId) -> Result<GateRow, StoreError> {
-    let empty = GateRow {
-        gate: gate.clone(),
-        port: String::new(),
-        state: AgentState::default(),
-        health: None,
-        revoked_at: None,
-        last_config: None,
-    };
+    let empty = GateRow::new(gate.clone(), String::new());
     tx.execute(
         "INSERT INTO gates (gate, value) VALUES ($1, $2) ON CONFLICT (gate) DO NOTHING",
         &[&gate.as_str(), &to_json(&empty)?],
@@ -635,45 +593,6 @@ fn save_gate(tx: &mut Tx<'_>, row: &GateRow) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Advances the acknowledgement over stored entries (`known`: links known stored, read
-/// or written by the caller's batch, so not looked up again) and raises a persisting gap.
-fn gap_check(
-    tx: &mut Tx<'_>,
-    gate: &GateId,
-    state: &mut AgentState,
-    known: &HashMap<u64, Link>,
-    now: Timestamp,
-    gap_alert_after: SignedDuration,
-) -> Result<Option<Case>, StoreError> {
-    let missing = state.advance(
-        |s| {
-            if known.contains_key(&s) {
-                return Ok(true);
-            }
-            Ok::<_, StoreError>(
-                tx.query_opt(
-                    "SELECT 1 FROM event_keys WHERE gate = $1 AND seq = $2",
-                    &[&gate.as_str(), &int(s)?],
-                )?
-                .is_some(),
-            )
-        },
-        now,
-        gap_alert_after,
-    )?;
-    match missing {
-        Some(seq) => store_alert(
-            tx,
-            gate,
-            seq,
-            AlertKind::Gap,
-            &ingest::gap_alert_text(seq, state),
-            now,
-        ),
-        None => Ok(None),
-    }
-}
-
 pub(super) fn add_agent(
     tx: &mut Tx<'_>,
     token: &TokenHash,
@@ -686,48 +605,28 @@ pub(super) fn add_agent(
         )?
         .map(|r| from_json::<GateRow>("gates", &agent.gate, r.get(0)))
         .transpose()?;
-    match existing {
-        Some(row) if row.port != agent.port => {
-            return Err(StoreError::GatePortConflict {
-                gate: agent.gate.to_string(),
-                existing: row.port,
-                requested: agent.port.clone(),
-            });
-        }
-        // A new token lifts a gate's revocation.
-        Some(mut row) => {
-            if row.revoked_at.take().is_some() {
-                tx.execute(
-                    "UPDATE gates SET value = $2 WHERE gate = $1",
-                    &[&agent.gate.as_str(), &to_json(&row)?],
-                )?;
-            }
-        }
-        None => {
-            let row = GateRow {
-                gate: agent.gate.clone(),
-                port: agent.port.clone(),
-                state: AgentState::default(),
-                health: None,
-                revoked_at: None,
-                last_config: None,
-            };
+    let new = existing.is_none();
+    match GateRow::with_token(existing, agent)? {
+        Some(row) if new => {
             tx.execute(
                 "INSERT INTO gates (gate, value) VALUES ($1, $2)",
                 &[&agent.gate.as_str(), &to_json(&row)?],
             )?;
         }
+        Some(row) => save_gate(tx, &row)?,
+        None => {}
     }
     tx.execute(
         "INSERT INTO agent_tokens (token, value) VALUES ($1, $2)
          ON CONFLICT (token) DO UPDATE SET value = EXCLUDED.value",
         &[&token.as_slice(), &to_json(agent)?],
     )?;
+    let detail = token_issued(agent);
     write_audit(
         tx,
         &agent.issued_by,
         "agent.token.issue",
-        &format!("token for gate {} (port {})", agent.gate, agent.port),
+        &detail,
         agent.issued_at,
     )
 }
@@ -785,10 +684,7 @@ pub(super) fn change_agent_tokens(
     let mark = crate::store::gate_revocation(&tokens, row.revoked_at, c.at);
     if mark != row.revoked_at {
         row.revoked_at = mark;
-        tx.execute(
-            "UPDATE gates SET value = $2 WHERE gate = $1",
-            &[&c.gate.as_str(), &to_json(&row)?],
-        )?;
+        save_gate(tx, &row)?;
     }
     write_audit(tx, c.actor, c.action, c.detail, c.at)?;
     Ok(changed)
@@ -954,25 +850,17 @@ pub(super) fn ingest(
         target.flush(&tally.decisions)?;
         (tally, target.cases, target.links)
     };
-    changed.extend(gap_check(
-        tx,
+    changed.extend(cases::gap_check(
+        &mut CaseTx(tx),
         gate,
         &mut state,
         &known,
         now,
         gap_alert_after,
     )?);
-    row.state = state;
-    if let Some(c) = ingest::last_config_change(entries, &prepared.hashes, row.last_config.as_ref())
-    {
-        row.last_config = Some(c);
-    }
+    row.ingested(state, entries, &prepared.hashes);
     save_gate(tx, &row)?;
-    Ok(IngestOutcome {
-        acked_through: row.state.acked_through,
-        tally,
-        cases: cases::last_by_id(changed),
-    })
+    Ok(IngestOutcome::new(&row, tally, changed))
 }
 
 pub(super) fn record_heartbeat(
@@ -980,21 +868,13 @@ pub(super) fn record_heartbeat(
     health: &GateHealth,
     gap_alert_after: SignedDuration,
 ) -> Result<Vec<Case>, StoreError> {
-    let gate = &health.heartbeat.agent;
-    let mut row = lock_gate(tx, gate)?;
+    let mut row = lock_gate(tx, &health.heartbeat.agent)?;
     row.health = Some(health.clone());
-    let mut state = row.state.clone();
-    let c = gap_check(
-        tx,
-        gate,
-        &mut state,
-        &HashMap::new(),
-        health.received_at,
-        gap_alert_after,
-    )?;
-    row.state = state;
+    let book = &mut CaseTx(tx);
+    let at = health.received_at;
+    let cases = cases::on_heartbeat(book, &row.gate, &mut row.state, at, gap_alert_after)?;
     save_gate(tx, &row)?;
-    Ok(c.into_iter().collect())
+    Ok(cases)
 }
 
 /// An `at_ms` column (agent time, Unix milliseconds) as a timestamp. The last

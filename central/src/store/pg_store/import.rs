@@ -10,7 +10,7 @@ use protocol::schema::{EventBody, JournalEntry};
 use uuid::Uuid;
 
 use super::registry_tables::{consignment_index_keys, operator_of};
-use super::{PgStore, StoreError, int, to_json};
+use super::{PgStore, StoreError, case_tables, int, to_json};
 use crate::ingest;
 use crate::store::copy::Record;
 
@@ -185,35 +185,8 @@ fn import_one(tx: &mut Tx<'_>, r: &Record) -> Result<(), StoreError> {
             )?;
         }
         Record::Event { .. } => {}
-        Record::Alert(a) => {
-            tx.execute(
-                "INSERT INTO alerts (id, gate, seq, kind, value) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT DO NOTHING",
-                &[
-                    &int(a.id)?,
-                    &a.gate.as_str(),
-                    &int(a.seq)?,
-                    &a.kind.as_str(),
-                    &to_json(a)?,
-                ],
-            )?;
-        }
-        Record::Case(c) => {
-            let reasons: Vec<&str> = c.reasons().iter().map(|r| r.code()).collect();
-            tx.execute(
-                "INSERT INTO cases (id, state, gate, lane, reasons, opened_at_ms, value)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                &[
-                    &int(c.id)?,
-                    &c.state.as_str(),
-                    &c.gate.as_str(),
-                    &c.lane.as_ref().map(|l| l.as_str()),
-                    &reasons,
-                    &c.opened_at.as_millisecond(),
-                    &to_json(c)?,
-                ],
-            )?;
-        }
+        Record::Alert(a) => case_tables::insert_alert(tx, a, "ON CONFLICT DO NOTHING")?,
+        Record::Case(c) => case_tables::insert_case(tx, c, "ON CONFLICT DO NOTHING")?,
         Record::CaseLink { gate, txn, case } => {
             tx.execute(
                 "INSERT INTO case_by_txn (gate, txn, case_id) VALUES ($1, $2, $3)

@@ -27,7 +27,9 @@
 //! - `retention`: dropping monthly event partitions past the retention.
 //! - `fanout`: live updates across instances (LISTEN/NOTIFY), [`PgStore::follow`].
 //! - `query`: read-only queries (events, gates, statistics, alerts).
-//! - this module: [`PgStore`], the pool, the migrations and shared helpers.
+//! - this module: [`PgStore`], the pool, the migrations and shared helpers; its
+//!   [`Store`] operations are the families' functions (most of them written once for
+//!   both backends, `store/operations.rs`).
 
 mod case_tables;
 mod company_tables;
@@ -57,7 +59,9 @@ use tx::{Statements, Tx};
 use uuid::Uuid;
 
 pub use self::fanout::LiveUpdate;
-use super::{GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError};
+use super::{
+    Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError,
+};
 use crate::cases::CaseError;
 use crate::model::{
     AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
@@ -514,6 +518,88 @@ fn corrupt(table: &'static str, key: impl fmt::Display, e: &serde_json::Error) -
     }
 }
 
+/// Stores `value` as the row of `table` whose `key_col` is `key`, unless there is one;
+/// then `exists` is the error and nothing is written.
+pub(super) fn insert_new<T: Serialize>(
+    tx: &mut Tx<'_>,
+    table: &str,
+    key_col: &str,
+    key: &str,
+    value: &T,
+    exists: impl FnOnce() -> StoreError,
+) -> Result<(), StoreError> {
+    let n = tx.execute(
+        &format!(
+            "INSERT INTO {table} ({key_col}, value) VALUES ($1, $2) \
+             ON CONFLICT ({key_col}) DO NOTHING"
+        ),
+        &[&key, &to_json(value)?],
+    )?;
+    if n == 0 {
+        return Err(exists());
+    }
+    Ok(())
+}
+
+/// Locks the row of `table` whose `key_col` is `key`, lets `change` change its value and
+/// stores it back; returns the value with what `change` returned. `missing` is the error
+/// when there is none; nothing is written when `change` fails.
+pub(super) fn update_row<T: Serialize + for<'de> Deserialize<'de>, R>(
+    tx: &mut Tx<'_>,
+    table: &'static str,
+    key_col: &str,
+    key: &str,
+    missing: impl FnOnce() -> StoreError,
+    change: impl FnOnce(&mut T) -> Result<R, StoreError>,
+) -> Result<(T, R), StoreError> {
+    let select = format!("SELECT value FROM {table} WHERE {key_col} = $1 FOR UPDATE");
+    let Some(row) = tx.query_opt(&select, &[&key])? else {
+        return Err(missing());
+    };
+    let mut value: T = from_json(table, key, row.get(0))?;
+    let out = change(&mut value)?;
+    tx.execute(
+        &format!("UPDATE {table} SET value = $2 WHERE {key_col} = $1"),
+        &[&key, &to_json(&value)?],
+    )?;
+    Ok((value, out))
+}
+
+/// The rows of `sql` (key, then value) of `table`, each value read as [`from_json`] reads
+/// it.
+pub(super) fn json_rows<K, T>(
+    tx: &mut Tx<'_>,
+    table: &'static str,
+    sql: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<Vec<T>, StoreError>
+where
+    K: for<'r> postgres::types::FromSql<'r> + fmt::Display,
+    T: for<'de> Deserialize<'de>,
+{
+    tx.query(sql, params)?
+        .into_iter()
+        .map(|r| from_json(table, r.get::<_, K>(0), r.get(1)))
+        .collect()
+}
+
+/// Up to `limit` rows of `table` whose BIGINT `key_col` is above `after`, in its
+/// order, each value read as [`from_json`] reads it.
+pub(super) fn json_rows_after<T: for<'de> Deserialize<'de>>(
+    tx: &mut Tx<'_>,
+    table: &'static str,
+    key_col: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<T>, StoreError> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let sql = format!(
+        "SELECT {key_col}, value FROM {table} WHERE {key_col} > $1 ORDER BY {key_col} LIMIT $2"
+    );
+    json_rows::<i64, _>(tx, table, &sql, &[&after, &limit])
+}
+
 /// A `u64` for a BIGINT column; values above `i64::MAX` are refused, not wrapped.
 pub(super) fn int(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Backend(format!("{v} exceeds BIGINT")))
@@ -582,24 +668,14 @@ pub(super) fn write_audit(
 // ---------------------------------------------------------------------------------------
 
 impl Store for PgStore {
+    family_operations!();
+
     fn ready(&self) -> Result<(), StoreError> {
         off_runtime(|| {
             let mut conn = self.pool().get_timeout(READY_TIMEOUT)?;
             conn.simple_query("SELECT 1")?;
             Ok(())
         })
-    }
-
-    fn add_agent(&self, token: &TokenHash, agent: &AgentRecord) -> Result<(), StoreError> {
-        self.write(|tx| event_tables::add_agent(tx, token, agent))
-    }
-
-    fn agent_for_token(&self, token: &TokenHash) -> Result<Option<AgentRecord>, StoreError> {
-        self.read(|tx| event_tables::agent_for_token(tx, token))
-    }
-
-    fn agent_tokens(&self, gate: &GateId) -> Result<Vec<AgentRecord>, StoreError> {
-        self.read(|tx| event_tables::agent_tokens(tx, gate))
     }
 
     fn change_agent_tokens(&self, mut c: super::TokenChange<'_>) -> Result<usize, StoreError> {
@@ -647,57 +723,12 @@ impl Store for PgStore {
         })
     }
 
-    fn gates(&self) -> Result<Vec<GateRow>, StoreError> {
-        self.read(query::gates)
-    }
-
-    fn events(&self, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {
-        self.read(|tx| query::events(tx, q))
-    }
-
-    fn transaction_events(
-        &self,
-        gate: &GateId,
-        txn: &Uuid,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(|tx| query::transaction_events(tx, gate, txn))
-    }
-
-    fn hourly_stats(
-        &self,
-        gate: Option<&GateId>,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<HourStats>, StoreError> {
-        self.read(|tx| query::hourly_stats(tx, gate, from, to))
-    }
-
-    fn programme_counts(
-        &self,
-        from: Option<Timestamp>,
-        to: Timestamp,
-    ) -> Result<crate::rollup::ProgrammeCounts, StoreError> {
-        self.read(|tx| rollup_tables::programme_counts(tx, from, to))
-    }
-
     fn fold_rollups(&self, max: usize) -> Result<usize, StoreError> {
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         self.write(|tx| {
             tx.index_reads_only()?;
             rollup_tables::fold(tx, max)
         })
-    }
-
-    fn summary(&self) -> Result<Summary, StoreError> {
-        self.read(query::summary)
-    }
-
-    fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
-        self.read(|tx| query::alerts(tx, limit))
-    }
-
-    fn alert(&self, id: u64) -> Result<Option<Alert>, StoreError> {
-        self.read(|tx| query::alert(tx, id))
     }
 
     fn append_changes(
@@ -713,39 +744,6 @@ impl Store for PgStore {
             }
             Ok(seq)
         })
-    }
-
-    fn last_seq(&self) -> Result<u64, StoreError> {
-        self.read(registry_tables::last_seq)
-    }
-
-    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
-        self.read(|tx| registry_tables::changes_after(tx, after, limit))
-    }
-
-    fn snapshot_each(
-        &self,
-        port: &str,
-        now: Timestamp,
-        visit: &mut SnapshotVisit<'_>,
-    ) -> Result<SnapshotHead, StoreError> {
-        self.read(|tx| registry_tables::snapshot_each(tx, port, now, visit))
-    }
-
-    fn operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, StoreError> {
-        self.read(|tx| registry_tables::operator(tx, id))
-    }
-
-    fn consignments_for_container(&self, container: &str) -> Result<Vec<Consignment>, StoreError> {
-        self.read(|tx| registry_tables::consignments_for_container(tx, container))
-    }
-
-    fn cases(&self, q: &CaseQuery) -> Result<Page<Case>, StoreError> {
-        self.read(|tx| case_tables::cases(tx, q))
-    }
-
-    fn case(&self, id: u64) -> Result<Option<Case>, StoreError> {
-        self.read(|tx| case_tables::load_case(tx, id, false))
     }
 
     fn update_case(
@@ -814,109 +812,5 @@ impl Store for PgStore {
                 None => stored,
             }
         })
-    }
-
-    fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        detail: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| write_audit(tx, actor, action, detail, at))
-    }
-
-    fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.read(|tx| staff_tables::audit_log(tx, after, limit))
-    }
-
-    fn add_user(&self, user: &StaffUser) -> Result<(), StoreError> {
-        self.write(|tx| staff_tables::add_user(tx, user))
-    }
-
-    fn user(&self, name: &str) -> Result<Option<StaffUser>, StoreError> {
-        self.read(|tx| staff_tables::user(tx, name))
-    }
-
-    fn put_session(&self, token: &TokenHash, s: &Session) -> Result<(), StoreError> {
-        self.write(|tx| staff_tables::put_session(tx, token, s))
-    }
-
-    fn session(&self, token: &TokenHash) -> Result<Option<Session>, StoreError> {
-        self.read(|tx| staff_tables::session(tx, token))
-    }
-
-    fn delete_session(&self, token: &TokenHash) -> Result<(), StoreError> {
-        self.write(|tx| staff_tables::delete_session(tx, token))
-    }
-
-    fn users(&self) -> Result<Vec<StaffUser>, StoreError> {
-        self.read(staff_tables::users)
-    }
-
-    fn update_user(
-        &self,
-        name: &str,
-        actor: &str,
-        at: Timestamp,
-        change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
-    ) -> Result<StaffUser, StoreError> {
-        self.write(|tx| staff_tables::update_user(tx, name, actor, at, change))
-    }
-
-    fn set_user_lang(&self, name: &str, lang: Lang, at: Timestamp) -> Result<(), StoreError> {
-        self.write(|tx| staff_tables::set_user_lang(tx, name, lang, at))
-    }
-
-    fn search_operators(
-        &self,
-        text: &str,
-        limit: usize,
-    ) -> Result<Vec<RegistryRecord>, StoreError> {
-        self.read(|tx| registry_tables::search_operators(tx, text, limit))
-    }
-
-    fn operator_changes(
-        &self,
-        id: &OperatorId,
-        limit: usize,
-    ) -> Result<Vec<LoggedChange>, StoreError> {
-        self.read(|tx| registry_tables::operator_changes(tx, id, limit))
-    }
-
-    fn add_company(
-        &self,
-        company: &Company,
-        user: Option<&StaffUser>,
-        actor: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| company_tables::add_company(tx, company, user, actor, at))
-    }
-
-    fn company(&self, operator: &str) -> Result<Option<Company>, StoreError> {
-        self.read(|tx| company_tables::company(tx, operator))
-    }
-
-    fn companies(&self) -> Result<Vec<Company>, StoreError> {
-        self.read(company_tables::companies)
-    }
-
-    fn update_company(
-        &self,
-        operator: &str,
-        actor: &str,
-        at: Timestamp,
-        change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
-    ) -> Result<Company, StoreError> {
-        self.write(|tx| company_tables::update_company(tx, operator, actor, at, change))
-    }
-
-    fn put_document(&self, sha256: &str, body: &[u8]) -> Result<(), StoreError> {
-        self.write(|tx| company_tables::put_document(tx, sha256, body))
-    }
-
-    fn document(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.read(|tx| company_tables::document(tx, sha256))
     }
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{from_json, from_json_text, int, uint};
 use crate::model::{Alert, EventQuery, HourStats, Page, StoredEvent, Summary};
 use crate::stats;
-use crate::store::{GateRow, StoreError};
+use crate::store::{GateRow, StoreError, count_in_summary, event_page};
 
 fn parse_cursor(c: &str) -> Option<EventKey> {
     let mut it = c.splitn(3, '.');
@@ -125,13 +125,8 @@ fn container_page(
             items.push(from_json_text("events", format!("{}/{}", k.1, k.2), &v)?);
         }
     }
-    let next_cursor = if more {
-        keys.get(limit - 1)
-            .map(|(at, g, s)| format!("{at}.{g}.{s}"))
-    } else {
-        None
-    };
-    Ok(Some(Page { items, next_cursor }))
+    let last = keys.get(limit - 1).map(|(at, g, s)| (*at, g.as_str(), s));
+    Ok(Some(event_page(items, more, last)))
 }
 
 /// Appends the gate, time window and cursor conditions on the table aliased `k` to `sql`.
@@ -232,12 +227,11 @@ fn joined_events(
         items.push(from_json_text("events", format!("{g}/{s}"), r.get(0))?);
         last = Some((at, g, s));
     }
-    let next_cursor = if more {
-        last.map(|(at, g, s)| format!("{at}.{g}.{s}"))
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(event_page(
+        items,
+        more,
+        last.as_ref().map(|(at, g, s)| (*at, g.as_str(), s)),
+    ))
 }
 
 pub(super) fn transaction_events(
@@ -294,21 +288,7 @@ pub(super) fn summary(tx: &mut Tx<'_>) -> Result<Summary, StoreError> {
     )? {
         let (scope, name, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
         let n = uint(n);
-        match (scope.as_str(), name.as_str()) {
-            (g, "events") if g.starts_with("gate:") => {
-                s.events_per_gate.insert(g["gate:".len()..].to_owned(), n);
-            }
-            ("decision", outcome) => {
-                s.decisions.insert(outcome.to_owned(), n);
-            }
-            ("cases", "OPEN") => s.cases_open = n,
-            ("cases", "ACKNOWLEDGED") => s.cases_acknowledged = n,
-            ("cases", "RESOLVED") => s.cases_resolved = n,
-            ("alerts", "total") => s.alerts = n,
-            ("registry", "operators") => s.operators = n,
-            ("registry", "consignments") => s.consignments = n,
-            _ => {}
-        }
+        count_in_summary(&mut s, &scope, &name, n);
     }
     for gr in gates(tx)? {
         s.acked_through_per_gate

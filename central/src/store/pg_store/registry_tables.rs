@@ -4,12 +4,14 @@
 use super::tx::Tx;
 use jiff::Timestamp;
 use protocol::operator::OperatorId;
-use protocol::registry::{ApplyError, RegistrySink};
+use protocol::registry::RegistrySink;
 use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, SequencedChange};
 
-use super::{bump, from_json, int, to_json, uint, write_audit};
+use super::{bump, from_json, int, json_rows, json_rows_after, to_json, uint, write_audit};
 use crate::registry;
-use crate::store::{LoggedChange, SnapshotHead, SnapshotVisit, StoreError};
+use crate::store::{
+    LoggedChange, SnapshotHead, SnapshotVisit, StoreError, change_audits, refused_change,
+};
 
 pub(super) use crate::registry::consignment_index_keys;
 
@@ -129,54 +131,19 @@ pub(super) fn append_changes(
             seq,
             ports: None,
         };
-        change.apply(&mut sink).map_err(|e| match e {
-            ApplyError::UnknownOperator(op) => StoreError::UnknownOperator(op.to_string()),
-            ApplyError::Schema(e) => StoreError::Refused(e.to_string()),
-            ApplyError::Sink(e) => e,
-        })?;
+        change.apply(&mut sink).map_err(refused_change)?;
         let ports = sink.ports;
-        let logged = LoggedChange {
-            seq: uint(seq),
-            at,
-            actor: actor.to_owned(),
-            change: change.clone(),
-            ports,
-        };
+        let logged = LoggedChange::new(uint(seq), at, actor, change.clone(), ports);
         tx.execute(
             "INSERT INTO changes (seq, operator, value) VALUES ($1, $2, $3)",
             &[&seq, &operator_of(change), &to_json(&logged)?],
         )?;
-        if let Change::SetStatus {
-            operator,
-            status,
-            reason,
-            ..
-        } = change
-        {
-            write_audit(
-                tx,
-                actor,
-                "registry.set_status",
-                &format!("{operator} → {} ({reason}), seq {seq}", status.as_str()),
-                at,
-            )?;
-        }
     }
     if !changes.is_empty() {
         tx.execute("UPDATE meta SET n = $1 WHERE name = 'change_seq'", &[&seq])?;
-        let n = changes
-            .iter()
-            .filter(|c| !matches!(c, Change::SetStatus { .. }))
-            .count();
-        if n > 0 {
-            write_audit(
-                tx,
-                actor,
-                "registry.import",
-                &format!("{n} upserts/removals, seq {first}..={seq}"),
-                at,
-            )?;
-        }
+    }
+    for (action, detail) in change_audits(changes, uint(first)) {
+        write_audit(tx, actor, action, &detail, at)?;
     }
     Ok(uint(seq))
 }
@@ -193,15 +160,7 @@ pub(super) fn changes_after(
     after: u64,
     limit: usize,
 ) -> Result<Vec<LoggedChange>, StoreError> {
-    let after = i64::try_from(after).unwrap_or(i64::MAX);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    tx.query(
-        "SELECT seq, value FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
-        &[&after, &limit],
-    )?
-    .into_iter()
-    .map(|r| from_json("changes", r.get::<_, i64>(0), r.get(1)))
-    .collect()
+    json_rows_after(tx, "changes", "seq", after, limit)
 }
 
 /// Rows fetched at a time while a snapshot is read.
@@ -279,14 +238,13 @@ pub(super) fn consignments_for_container(
     container: &str,
 ) -> Result<Vec<Consignment>, StoreError> {
     let key = registry::container_index_key(container);
-    tx.query(
+    json_rows::<String, _>(
+        tx,
+        "consignments",
         "SELECT c.id, c.value FROM consignment_index i
          JOIN consignments c ON c.id = i.id WHERE i.key = $1 ORDER BY c.id",
         &[&key],
-    )?
-    .into_iter()
-    .map(|r| from_json("consignments", r.get::<_, String>(0), r.get(1)))
-    .collect()
+    )
 }
 
 pub(super) fn search_operators(
@@ -317,14 +275,12 @@ pub(super) fn operator_changes(
     limit: usize,
 ) -> Result<Vec<LoggedChange>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut out: Vec<LoggedChange> = tx
-        .query(
-            "SELECT seq, value FROM changes WHERE operator = $1 ORDER BY seq DESC LIMIT $2",
-            &[&id.to_string(), &limit],
-        )?
-        .into_iter()
-        .map(|r| from_json("changes", r.get::<_, i64>(0), r.get(1)))
-        .collect::<Result<_, _>>()?;
+    let mut out: Vec<LoggedChange> = json_rows::<i64, _>(
+        tx,
+        "changes",
+        "SELECT seq, value FROM changes WHERE operator = $1 ORDER BY seq DESC LIMIT $2",
+        &[&id.to_string(), &limit],
+    )?;
     out.reverse();
     Ok(out)
 }

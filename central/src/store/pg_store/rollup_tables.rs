@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{from_json, from_json_text, to_json, uint};
 use crate::model::StoredEvent;
-use crate::rollup::{self, Batch, Half, ProgrammeCounts, RollupSink};
+use crate::rollup::{self, Batch, Half, HourCounts, ProgrammeCounts, RollupSink};
 use crate::store::StoreError;
 
 struct Sink<'a, 'b> {
@@ -66,7 +66,7 @@ impl RollupSink for Sink<'_, '_> {
 
     fn add_counts(
         &mut self,
-        counts: BTreeMap<(i64, String, String), i64>,
+        counts: HourCounts,
         names: BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
         add_packed(self.tx, &rollup::packed(&counts))?;

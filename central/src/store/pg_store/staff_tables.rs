@@ -4,39 +4,30 @@ use super::tx::Tx;
 use jiff::Timestamp;
 use protocol::i18n::Lang;
 
-use super::{from_json, to_json, write_audit};
+use super::{from_json, insert_new, json_rows, json_rows_after, to_json, update_row, write_audit};
 use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
-use crate::store::StoreError;
+use crate::store::{Edit, StoreError, lang_set, unknown_user, user_added, user_changed};
+
+/// [`Store::audit`](crate::store::Store::audit): one entry in a transaction of its own.
+pub(super) use super::write_audit as audit;
 
 pub(super) fn audit_log(
     tx: &mut Tx<'_>,
     after: u64,
     limit: usize,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let after = i64::try_from(after).unwrap_or(i64::MAX);
-    tx.query(
-        "SELECT id, value FROM audit WHERE id > $1 ORDER BY id LIMIT $2",
-        &[&after, &limit],
-    )?
-    .into_iter()
-    .map(|r| from_json("audit", r.get::<_, i64>(0), r.get(1)))
-    .collect()
+    json_rows_after(tx, "audit", "id", after, limit)
 }
 
 pub(super) fn add_user(tx: &mut Tx<'_>, user: &StaffUser) -> Result<(), StoreError> {
-    let n = tx.execute(
-        "INSERT INTO users (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        &[&user.name, &to_json(user)?],
-    )?;
-    if n == 0 {
-        return Err(StoreError::UserExists(user.name.clone()));
-    }
+    insert_new(tx, "users", "name", &user.name, user, || {
+        StoreError::UserExists(user.name.clone())
+    })?;
     write_audit(
         tx,
         "central",
         "user.add",
-        &format!("user {} (role {})", user.name, user.role),
+        &user_added(user),
         user.created_at,
     )
 }
@@ -78,10 +69,12 @@ pub(super) fn delete_session(tx: &mut Tx<'_>, token: &TokenHash) -> Result<(), S
 }
 
 pub(super) fn users(tx: &mut Tx<'_>) -> Result<Vec<StaffUser>, StoreError> {
-    tx.query("SELECT name, value FROM users ORDER BY name", &[])?
-        .into_iter()
-        .map(|r| from_json("users", r.get::<_, String>(0), r.get(1)))
-        .collect()
+    json_rows::<String, _>(
+        tx,
+        "users",
+        "SELECT name, value FROM users ORDER BY name",
+        &[],
+    )
 }
 
 pub(super) fn update_user(
@@ -89,28 +82,10 @@ pub(super) fn update_user(
     name: &str,
     actor: &str,
     at: Timestamp,
-    change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+    change: &mut Edit<'_, StaffUser>,
 ) -> Result<StaffUser, StoreError> {
-    let Some(row) = tx.query_opt(
-        "SELECT value FROM users WHERE name = $1 FOR UPDATE",
-        &[&name],
-    )?
-    else {
-        return Err(StoreError::UnknownUser(name.to_owned()));
-    };
-    let mut user: StaffUser = from_json("users", name, row.get(0))?;
-    let what = change(&mut user)?;
-    tx.execute(
-        "UPDATE users SET value = $2 WHERE name = $1",
-        &[&name, &to_json(&user)?],
-    )?;
-    write_audit(
-        tx,
-        actor,
-        "user.access",
-        &format!("user {name}: {what}"),
-        at,
-    )?;
+    let (user, what) = update_row(tx, "users", "name", name, || unknown_user(name), change)?;
+    write_audit(tx, actor, "user.access", &user_changed(name, &what), at)?;
     Ok(user)
 }
 
@@ -120,24 +95,16 @@ pub(super) fn set_user_lang(
     lang: Lang,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    let Some(row) = tx.query_opt(
-        "SELECT value FROM users WHERE name = $1 FOR UPDATE",
-        &[&name],
-    )?
-    else {
-        return Err(StoreError::UnknownUser(name.to_owned()));
-    };
-    let mut user: StaffUser = from_json("users", name, row.get(0))?;
-    user.lang = lang;
-    tx.execute(
-        "UPDATE users SET value = $2 WHERE name = $1",
-        &[&name, &to_json(&user)?],
-    )?;
-    write_audit(
+    update_row(
         tx,
+        "users",
+        "name",
         name,
-        "user.lang",
-        &format!("language {}", lang.tag()),
-        at,
-    )
+        || unknown_user(name),
+        |u: &mut StaffUser| {
+            u.lang = lang;
+            Ok(())
+        },
+    )?;
+    write_audit(tx, name, "user.lang", &lang_set(lang), at)
 }

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use postgres::types::{IsNull, ToSql, Type};
 use postgres::{Row, Statement, Transaction};
 
+use crate::store::StoreError;
+
 /// Most statements kept per connection; past it the cache starts again empty (the
 /// store's statements are a fixed set of texts, far fewer than this).
 const MAX_STATEMENTS: usize = 256;
@@ -38,6 +40,21 @@ pub(in crate::store) const STATEMENT_MAX_AGE: Duration = Duration::from_secs(5);
 /// Statements prepared on one connection, by SQL text, with when each was prepared.
 #[derive(Default)]
 pub(in crate::store) struct Statements(HashMap<String, (Statement, Instant)>);
+
+/// The client's statement methods of these names, run on the statement prepared for
+/// `sql` ([`Tx::statement`]).
+macro_rules! prepared {
+    ($($method:ident -> $out:ty,)*) => {$(
+        pub(super) fn $method(
+            &mut self,
+            sql: &str,
+            params: Params<'_>,
+        ) -> Result<$out, postgres::Error> {
+            let s = self.statement(sql)?;
+            self.inner.$method(&s, params)
+        }
+    )*};
+}
 
 /// A transaction running its statements prepared once per connection.
 pub(in crate::store) struct Tx<'a> {
@@ -76,40 +93,11 @@ impl<'a> Tx<'a> {
         Ok(s)
     }
 
-    pub(super) fn execute(
-        &mut self,
-        sql: &str,
-        params: Params<'_>,
-    ) -> Result<u64, postgres::Error> {
-        let s = self.statement(sql)?;
-        self.inner.execute(&s, params)
-    }
-
-    pub(super) fn query(
-        &mut self,
-        sql: &str,
-        params: Params<'_>,
-    ) -> Result<Vec<Row>, postgres::Error> {
-        let s = self.statement(sql)?;
-        self.inner.query(&s, params)
-    }
-
-    pub(super) fn query_one(
-        &mut self,
-        sql: &str,
-        params: Params<'_>,
-    ) -> Result<Row, postgres::Error> {
-        let s = self.statement(sql)?;
-        self.inner.query_one(&s, params)
-    }
-
-    pub(super) fn query_opt(
-        &mut self,
-        sql: &str,
-        params: Params<'_>,
-    ) -> Result<Option<Row>, postgres::Error> {
-        let s = self.statement(sql)?;
-        self.inner.query_opt(&s, params)
+    prepared! {
+        execute -> u64,
+        query -> Vec<Row>,
+        query_one -> Row,
+        query_opt -> Option<Row>,
     }
 
     /// Runs `sql` through a portal of the transaction and hands its rows to `each`,
@@ -119,8 +107,8 @@ impl<'a> Tx<'a> {
         sql: &str,
         params: Params<'_>,
         page: i32,
-        each: &mut dyn FnMut(Row) -> Result<(), crate::store::StoreError>,
-    ) -> Result<(), crate::store::StoreError> {
+        each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let s = self.statement(sql)?;
         let portal = self.inner.bind(&s, params)?;
         let page = page.max(1);
@@ -139,11 +127,7 @@ impl<'a> Tx<'a> {
 
     /// Runs `COPY … FROM STDIN (FORMAT binary)` (`sql`, prepared once like the other
     /// statements) with `rows`, sent whole; returns the rows copied.
-    pub(super) fn copy_rows(
-        &mut self,
-        sql: &str,
-        rows: CopyRows,
-    ) -> Result<u64, crate::store::StoreError> {
+    pub(super) fn copy_rows(&mut self, sql: &str, rows: CopyRows) -> Result<u64, StoreError> {
         self.copy(sql, rows, false)
     }
 
@@ -151,20 +135,11 @@ impl<'a> Tx<'a> {
     /// another transaction committed since (a unique violation) makes this transaction
     /// a conflict, run again whole by the store (which then reads that row), rather
     /// than a failure.
-    pub(super) fn copy_new_rows(
-        &mut self,
-        sql: &str,
-        rows: CopyRows,
-    ) -> Result<u64, crate::store::StoreError> {
+    pub(super) fn copy_new_rows(&mut self, sql: &str, rows: CopyRows) -> Result<u64, StoreError> {
         self.copy(sql, rows, true)
     }
 
-    fn copy(
-        &mut self,
-        sql: &str,
-        rows: CopyRows,
-        read_as_new: bool,
-    ) -> Result<u64, crate::store::StoreError> {
+    fn copy(&mut self, sql: &str, rows: CopyRows, read_as_new: bool) -> Result<u64, StoreError> {
         use std::io::Write as _;
         let s = self.statement(sql)?;
         let mut w = self.inner.copy_in(&s)?;
@@ -181,7 +156,7 @@ impl<'a> Tx<'a> {
                 e.into()
             }
         })?;
-        written.map_err(|e| crate::store::StoreError::Backend(format!("COPY data: {e}")))?;
+        written.map_err(|e| StoreError::Backend(format!("COPY data: {e}")))?;
         Ok(copied)
     }
 
@@ -251,8 +226,8 @@ impl CopyRows {
     pub(in crate::store) fn push(
         &mut self,
         values: &[&(dyn ToSql + Sync)],
-    ) -> Result<(), crate::store::StoreError> {
-        let bad = |why: String| crate::store::StoreError::Backend(format!("COPY row: {why}"));
+    ) -> Result<(), StoreError> {
+        let bad = |why: String| StoreError::Backend(format!("COPY row: {why}"));
         if values.len() != self.types.len() {
             return Err(bad(format!(
                 "{} values for {} columns",

@@ -6,8 +6,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
 use super::tables::{
-    ALERT_KEYS, ALERTS, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES, MAX_SCAN, bump, next_id,
-    uuid_key, write_audit,
+    ALERT_KEYS, ALERTS, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES, EVENTS, MAX_SCAN, bump,
+    next_id, read_record, uuid_key, write_audit,
 };
 use crate::cases::{self, CaseBook, CaseError};
 use crate::model::{Alert, AlertKind, Case, CaseQuery, CaseState, Page};
@@ -114,6 +114,14 @@ impl CaseBook for CaseTx<'_> {
         Ok(keys.get((gate.as_str(), seq, kind.as_str()))?.is_some())
     }
 
+    fn entry_stored(&mut self, gate: &GateId, seq: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .open_table(EVENTS)?
+            .get((gate.as_str(), seq))?
+            .is_some())
+    }
+
     fn new_alert_id(&mut self) -> Result<u64, StoreError> {
         next_id(self.0, "alert_id")
     }
@@ -194,10 +202,7 @@ pub(super) fn cases(db: &Database, q: &CaseQuery) -> Result<Page<Case>, StoreErr
 }
 
 pub(super) fn case(db: &Database, id: u64) -> Result<Option<Case>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(CASES)?;
-    let v = t.get(id)?;
-    v.map(|g| decode("cases_v1", id, g.value())).transpose()
+    read_record(db, CASES, "cases_v1", id, id)
 }
 
 pub(super) fn update_case(

@@ -4,10 +4,14 @@
 use jiff::Timestamp;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::tables::{COMPANIES, DOCUMENTS, USERS, write_audit};
+use super::tables::{
+    COMPANIES, DOCUMENTS, USERS, decode_rows, insert_new, read_record, update_record, write_audit,
+};
 use crate::model::StaffUser;
 use crate::portal::Company;
-use crate::store::{StoreError, company_added, decode, encode, unknown_company};
+use crate::store::{
+    Edit, StoreError, company_added, company_changed, company_exists, unknown_company,
+};
 
 pub(super) fn add_company(
     db: &Database,
@@ -18,21 +22,11 @@ pub(super) fn add_company(
 ) -> Result<(), StoreError> {
     let key = company.operator.to_string();
     let tx = db.begin_write()?;
-    {
-        let mut t = tx.open_table(COMPANIES)?;
-        if t.get(key.as_str())?.is_some() {
-            return Err(StoreError::Refused(format!(
-                "company {key} is already registered"
-            )));
-        }
-        t.insert(key.as_str(), encode(company)?.as_slice())?;
-        if let Some(u) = user {
-            let mut users = tx.open_table(USERS)?;
-            if users.get(u.name.as_str())?.is_some() {
-                return Err(StoreError::UserExists(u.name.clone()));
-            }
-            users.insert(u.name.as_str(), encode(u)?.as_slice())?;
-        }
+    insert_new(&tx, COMPANIES, &key, company, || company_exists(&key))?;
+    if let Some(u) = user {
+        insert_new(&tx, USERS, &u.name, u, || {
+            StoreError::UserExists(u.name.clone())
+        })?;
     }
     write_audit(&tx, actor, "company.add", &company_added(company, user), at)?;
     tx.commit()?;
@@ -40,22 +34,12 @@ pub(super) fn add_company(
 }
 
 pub(super) fn company(db: &Database, key: &str) -> Result<Option<Company>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(COMPANIES)?;
-    let v = t.get(key)?;
-    v.map(|g| decode("companies_v1", key, g.value()))
-        .transpose()
+    read_record(db, COMPANIES, "companies_v1", key, key)
 }
 
 pub(super) fn companies(db: &Database) -> Result<Vec<Company>, StoreError> {
     let r = db.begin_read()?;
-    let t = r.open_table(COMPANIES)?;
-    let mut out = Vec::new();
-    for row in t.iter()? {
-        let (k, v) = row?;
-        out.push(decode("companies_v1", k.value(), v.value())?);
-    }
-    Ok(out)
+    decode_rows(r.open_table(COMPANIES)?.iter()?, "companies_v1")
 }
 
 pub(super) fn update_company(
@@ -63,26 +47,24 @@ pub(super) fn update_company(
     key: &str,
     actor: &str,
     at: Timestamp,
-    change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
+    change: &mut Edit<'_, Company>,
 ) -> Result<Company, StoreError> {
     let tx = db.begin_write()?;
-    let company = {
-        let mut t = tx.open_table(COMPANIES)?;
-        let mut company: Company = match t.get(key)? {
-            Some(g) => decode("companies_v1", key, g.value())?,
-            None => return Err(unknown_company(key)),
-        };
-        let what = change(&mut company)?;
-        t.insert(key, encode(&company)?.as_slice())?;
-        write_audit(
-            &tx,
-            actor,
-            "company.change",
-            &format!("company {key}: {what}"),
-            at,
-        )?;
-        company
-    };
+    let (company, what) = update_record(
+        &tx,
+        COMPANIES,
+        "companies_v1",
+        key,
+        || unknown_company(key),
+        change,
+    )?;
+    write_audit(
+        &tx,
+        actor,
+        "company.change",
+        &company_changed(key, &what),
+        at,
+    )?;
     tx.commit()?;
     Ok(company)
 }

@@ -13,14 +13,14 @@ use uuid::Uuid;
 use super::case_tables::{CaseTx, store_alert};
 use super::rollup_tables;
 use super::tables::{
-    AGENT_TOKENS, COUNTERS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, uuid_key,
-    write_audit,
+    AGENT_TOKENS, COUNTERS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, read_record,
+    uuid_key, write_audit,
 };
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, StoredEvent, TokenHash};
 use crate::stats;
 use crate::store::{
-    GateRow, IngestOutcome, StoreError, TokenChange, VALUE_VERSION, decode, encode,
+    GateRow, IngestOutcome, StoreError, TokenChange, VALUE_VERSION, decode, encode, token_issued,
 };
 use crate::{cases, rollup};
 
@@ -33,14 +33,7 @@ pub(super) fn load_gate(tx: &WriteTransaction, gate: &str) -> Result<Option<Gate
 /// The gate's row, or a new one (no port yet) for a gate that sends before it was
 /// registered.
 fn load_or_new_gate(tx: &WriteTransaction, gate: &GateId) -> Result<GateRow, StoreError> {
-    Ok(load_gate(tx, gate.as_str())?.unwrap_or_else(|| GateRow {
-        gate: gate.clone(),
-        port: String::new(),
-        state: AgentState::default(),
-        health: None,
-        revoked_at: None,
-        last_config: None,
-    }))
+    Ok(load_gate(tx, gate.as_str())?.unwrap_or_else(|| GateRow::new(gate.clone(), String::new())))
 }
 
 pub(super) fn save_gate(tx: &WriteTransaction, row: &GateRow) -> Result<(), StoreError> {
@@ -285,18 +278,6 @@ impl<'a> Target<'a> {
         }
         Ok(out)
     }
-
-    fn on_decision(&mut self, d: &protocol::schema::Decision, seq: u64) -> Result<(), StoreError> {
-        let changed = cases::on_decision(&mut CaseTx(self.tx), self.gate, d, seq, self.now)?;
-        self.cases.extend(changed);
-        Ok(())
-    }
-
-    fn on_officer_action(&mut self, a: &protocol::schema::OfficerAction) -> Result<(), StoreError> {
-        let changed = cases::on_inspection_result(&mut CaseTx(self.tx), self.gate, a, self.now)?;
-        self.cases.extend(changed);
-        Ok(())
-    }
 }
 
 impl IngestTarget for Target<'_> {
@@ -483,29 +464,8 @@ impl IngestTarget for Target<'_> {
             }
             self.event_txn.insert((k, gate, entry.seq), ())?;
         }
-        match &entry.body {
-            EventBody::Decision { decision } => self.on_decision(decision, entry.seq)?,
-            EventBody::OfficerAction { action } => self.on_officer_action(action)?,
-            EventBody::IntegrityAlert { what, detail } => {
-                if let Some(c) = store_alert(
-                    self.tx,
-                    self.gate,
-                    entry.seq,
-                    AlertKind::AgentReported,
-                    &format!("{what}: {detail}"),
-                    self.now,
-                )? {
-                    self.cases.push(c);
-                }
-            }
-            EventBody::Transaction { .. }
-            | EventBody::DeviceHealth { .. }
-            | EventBody::OrphanRead { .. }
-            | EventBody::ConsoleSession { .. }
-            | EventBody::ConfigApplied { .. }
-            | EventBody::LaneControl { .. }
-            | EventBody::LaneRefused { .. } => {}
-        }
+        let changed = cases::on_entry(&mut CaseTx(self.tx), self.gate, entry, self.now)?;
+        self.cases.extend(changed);
         Ok(())
     }
 
@@ -517,80 +477,23 @@ impl IngestTarget for Target<'_> {
     }
 }
 
-/// Advances the acknowledgement over stored entries (`stored`: those the caller's batch
-/// just stored, known without a look-up) and raises a persisting gap.
-fn gap_check(
-    tx: &WriteTransaction,
-    gate: &GateId,
-    state: &mut AgentState,
-    stored: &HashMap<u64, Link>,
-    now: Timestamp,
-    gap_alert_after: SignedDuration,
-) -> Result<Option<Case>, StoreError> {
-    let missing = {
-        let ev = tx.open_table(EVENTS)?;
-        state.advance(
-            |s| {
-                Ok::<_, StoreError>(
-                    stored.contains_key(&s) || ev.get((gate.as_str(), s))?.is_some(),
-                )
-            },
-            now,
-            gap_alert_after,
-        )?
-    };
-    match missing {
-        Some(seq) => store_alert(
-            tx,
-            gate,
-            seq,
-            AlertKind::Gap,
-            &ingest::gap_alert_text(seq, state),
-            now,
-        ),
-        None => Ok(None),
-    }
-}
-
 pub(super) fn add_agent(
     db: &Database,
     token: &TokenHash,
     agent: &AgentRecord,
 ) -> Result<(), StoreError> {
     let tx = db.begin_write()?;
-    match load_gate(&tx, agent.gate.as_str())? {
-        Some(row) if row.port != agent.port => {
-            return Err(StoreError::GatePortConflict {
-                gate: agent.gate.to_string(),
-                existing: row.port,
-                requested: agent.port.clone(),
-            });
-        }
-        // A new token lifts a gate's revocation.
-        Some(mut row) => {
-            if row.revoked_at.take().is_some() {
-                save_gate(&tx, &row)?;
-            }
-        }
-        None => save_gate(
-            &tx,
-            &GateRow {
-                gate: agent.gate.clone(),
-                port: agent.port.clone(),
-                state: AgentState::default(),
-                health: None,
-                revoked_at: None,
-                last_config: None,
-            },
-        )?,
+    if let Some(row) = GateRow::with_token(load_gate(&tx, agent.gate.as_str())?, agent)? {
+        save_gate(&tx, &row)?;
     }
     tx.open_table(AGENT_TOKENS)?
         .insert(token.as_slice(), encode(agent)?.as_slice())?;
+    let detail = token_issued(agent);
     write_audit(
         &tx,
         &agent.issued_by,
         "agent.token.issue",
-        &format!("token for gate {} (port {})", agent.gate, agent.port),
+        &detail,
         agent.issued_at,
     )?;
     tx.commit()?;
@@ -656,11 +559,8 @@ pub(super) fn agent_for_token(
     db: &Database,
     token: &TokenHash,
 ) -> Result<Option<AgentRecord>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(AGENT_TOKENS)?;
-    let v = t.get(token.as_slice())?;
-    v.map(|g| decode("agent_tokens_v1", hex::encode(token), g.value()))
-        .transpose()
+    let shown = hex::encode(token);
+    read_record(db, AGENT_TOKENS, "agent_tokens_v1", token.as_slice(), shown)
 }
 
 /// What storing one entry with effect writes, made from the entry alone.
@@ -831,24 +731,17 @@ pub(super) fn ingest_in(
     let mut target = Target::new(tx, b, &mut state)?;
     let tally = ingest::ingest_checked(&mut target, &b.entries, &b.hashes)?;
     let (mut changed, stored) = target.finish(roll)?;
-    changed.extend(gap_check(
-        tx,
+    changed.extend(cases::gap_check(
+        &mut CaseTx(tx),
         gate,
         &mut state,
         &stored,
         b.now,
         b.gap_alert_after,
     )?);
-    row.state = state;
-    if let Some(c) = ingest::last_config_change(&b.entries, &b.hashes, row.last_config.as_ref()) {
-        row.last_config = Some(c);
-    }
+    row.ingested(state, &b.entries, &b.hashes);
     save_gate(tx, &row)?;
-    Ok(IngestOutcome {
-        acked_through: row.state.acked_through,
-        tally,
-        cases: cases::last_by_id(changed),
-    })
+    Ok(IngestOutcome::new(&row, tally, changed))
 }
 
 pub(super) fn record_heartbeat(
@@ -857,22 +750,14 @@ pub(super) fn record_heartbeat(
     gap_alert_after: SignedDuration,
 ) -> Result<Vec<Case>, StoreError> {
     let tx = db.begin_write()?;
-    let gate = &health.heartbeat.agent;
-    let mut row = load_or_new_gate(&tx, gate)?;
+    let mut row = load_or_new_gate(&tx, &health.heartbeat.agent)?;
     row.health = Some(health.clone());
-    let mut state = row.state.clone();
-    let c = gap_check(
-        &tx,
-        gate,
-        &mut state,
-        &HashMap::new(),
-        health.received_at,
-        gap_alert_after,
-    )?;
-    row.state = state;
+    let book = &mut CaseTx(&tx);
+    let at = health.received_at;
+    let cases = cases::on_heartbeat(book, &row.gate, &mut row.state, at, gap_alert_after)?;
     save_gate(&tx, &row)?;
     tx.commit()?;
-    Ok(c.into_iter().collect())
+    Ok(cases)
 }
 
 #[cfg(test)]
@@ -936,19 +821,26 @@ pub(super) mod ingest_encoding_tests {
                 detail: "d".into(),
             },
         ];
-        let mut prev = GENESIS_HASH.to_owned();
-        (1..)
-            .zip(bodies)
-            .map(|(seq, body)| {
-                let e = JournalEntry::new_chained(
-                    gate.clone(),
-                    seq,
-                    uuid::Uuid::from_u128(u128::from(seq)),
-                    at(),
-                    prev.clone(),
-                    body,
-                )
-                .expect("entry");
+        let numbered = (1..).zip(bodies).map(|(seq, body)| {
+            let id = uuid::Uuid::from_u128(u128::from(seq));
+            (seq, id, at(), body)
+        });
+        chained(&gate, GENESIS_HASH, numbered)
+    }
+
+    /// One chain of `gate`'s entries (seq, id, agent time, body), the first after the
+    /// hash `prev` (the redb store's tests share it).
+    pub(in crate::store::redb_store) fn chained(
+        gate: &GateId,
+        prev: &str,
+        entries: impl IntoIterator<Item = (u64, uuid::Uuid, jiff::Timestamp, EventBody)>,
+    ) -> Vec<JournalEntry> {
+        let mut prev = prev.to_owned();
+        entries
+            .into_iter()
+            .map(|(seq, id, at, body)| {
+                let e = JournalEntry::new_chained(gate.clone(), seq, id, at, prev.clone(), body)
+                    .expect("entry");
                 prev = e.hash.clone();
                 e
             })

@@ -195,7 +195,7 @@ pub(super) mod tests {
     use protocol::schema::{DeviceHealth, EventBody, GENESIS_HASH, GateId, JournalEntry};
 
     use super::super::RedbStore;
-    use super::super::event_tables::ingest_encoding_tests::container_read;
+    use super::super::event_tables::ingest_encoding_tests::{chained, container_read};
     use super::super::tables::EVENTS;
     use super::lock;
     use crate::store::{Store, StoreError};
@@ -209,31 +209,19 @@ pub(super) mod tests {
     /// Entries `from..=to` of `gate`'s chain (`prev` is the hash before `from`).
     fn chain(gate: &str, from: u64, to: u64, prev: &str) -> Vec<JournalEntry> {
         let gate = GateId::parse(gate).expect("gate");
-        let mut prev = prev.to_owned();
-        (from..=to)
-            .map(|seq| {
-                let body = EventBody::DeviceHealth {
-                    health: DeviceHealth {
-                        device: "reader".into(),
-                        lane: None,
-                        up: true,
-                        detail: seq.to_string(),
-                        since: at(),
-                    },
-                };
-                let e = JournalEntry::new_chained(
-                    gate.clone(),
-                    seq,
-                    uuid::Uuid::now_v7(),
-                    at(),
-                    prev.clone(),
-                    body,
-                )
-                .expect("entry");
-                prev = e.hash.clone();
-                e
-            })
-            .collect()
+        let entries = (from..=to).map(|seq| {
+            let body = EventBody::DeviceHealth {
+                health: DeviceHealth {
+                    device: "reader".into(),
+                    lane: None,
+                    up: true,
+                    detail: seq.to_string(),
+                    since: at(),
+                },
+            };
+            (seq, uuid::Uuid::now_v7(), at(), body)
+        });
+        chained(&gate, prev, entries)
     }
 
     /// Posts each (gate, entries) from its own thread while the writer is held, waits

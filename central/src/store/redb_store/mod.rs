@@ -23,8 +23,8 @@
 //! | `audit_v1`, `users_v1`, `sessions_v1`, `meta_v1` | id; name; token hash; name | … |
 //!
 //! # Layout
-//! - `tables`: the table definitions and the write helpers every family shares (ids,
-//!   counters, audit entries).
+//! - `tables`: the table definitions and the helpers every family shares (reading,
+//!   inserting and updating records; ids, counters, audit entries).
 //! - `event_tables`: agent tokens, gates, and ingest: the `IngestTarget` over one write
 //!   transaction (chain rules in [`crate::ingest`]), heartbeats and gap alerts.
 //! - `floor`: the schema's floor, figure 5's baseline: an ingest's event rows written as
@@ -36,7 +36,8 @@
 //! - `staff_tables`: audit log, staff users, sessions.
 //! - `rollup_tables`: the programme roll-ups, written at ingest, read over a range.
 //! - `query`: read-only queries (events, gates, statistics, alerts).
-//! - this module: [`RedbStore`], whose [`Store`] operations are those functions.
+//! - this module: [`RedbStore`], whose [`Store`] operations are those functions (most
+//!   of them written once for both backends, `store/operations.rs`).
 
 use std::path::Path;
 
@@ -47,7 +48,9 @@ use protocol::schema::{Change, Consignment, GateId, JournalEntry, RegistryRecord
 use redb::Database;
 use uuid::Uuid;
 
-use super::{GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError};
+use super::{
+    Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError,
+};
 use crate::cases::CaseError;
 use crate::model::{
     AgentRecord, Alert, AuditEntry, Case, CaseQuery, EventQuery, GateHealth, HourStats, Page,
@@ -113,6 +116,21 @@ impl RedbStore {
         })
     }
 
+    /// Runs a family function that only reads (for `family_operations!`); it begins
+    /// its own read transaction.
+    fn read<T>(&self, f: impl FnOnce(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        f(&self.db)
+    }
+
+    /// Runs a family function that writes (for `family_operations!`); it begins and
+    /// commits its own write transaction.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        f(&self.db)
+    }
+
     /// Writes the schema's floor for a batch (figure 5's baseline, [`FloorBatch`]):
     /// queued with ingest's batches and committed durably with its group, as an ingest
     /// is. Returns the highest seq written.
@@ -150,17 +168,7 @@ use tables::{
 // ---------------------------------------------------------------------------------------
 
 impl Store for RedbStore {
-    fn add_agent(&self, token: &TokenHash, agent: &AgentRecord) -> Result<(), StoreError> {
-        event_tables::add_agent(&self.db, token, agent)
-    }
-
-    fn agent_for_token(&self, token: &TokenHash) -> Result<Option<AgentRecord>, StoreError> {
-        event_tables::agent_for_token(&self.db, token)
-    }
-
-    fn agent_tokens(&self, gate: &GateId) -> Result<Vec<AgentRecord>, StoreError> {
-        event_tables::agent_tokens(&self.db, gate)
-    }
+    family_operations!();
 
     fn change_agent_tokens(&self, c: super::TokenChange<'_>) -> Result<usize, StoreError> {
         event_tables::change_agent_tokens(&self.db, c)
@@ -187,51 +195,6 @@ impl Store for RedbStore {
         event_tables::record_heartbeat(&self.db, health, gap_alert_after)
     }
 
-    fn gates(&self) -> Result<Vec<GateRow>, StoreError> {
-        query::gates(&self.db)
-    }
-
-    fn events(&self, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {
-        query::events(&self.db, q)
-    }
-
-    fn transaction_events(
-        &self,
-        gate: &GateId,
-        txn: &Uuid,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        query::transaction_events(&self.db, gate, txn)
-    }
-
-    fn hourly_stats(
-        &self,
-        gate: Option<&GateId>,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<HourStats>, StoreError> {
-        query::hourly_stats(&self.db, gate, from, to)
-    }
-
-    fn programme_counts(
-        &self,
-        from: Option<Timestamp>,
-        to: Timestamp,
-    ) -> Result<crate::rollup::ProgrammeCounts, StoreError> {
-        rollup_tables::programme_counts(&self.db, from, to)
-    }
-
-    fn summary(&self) -> Result<Summary, StoreError> {
-        query::summary(&self.db)
-    }
-
-    fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
-        query::alerts(&self.db, limit)
-    }
-
-    fn alert(&self, id: u64) -> Result<Option<Alert>, StoreError> {
-        query::alert(&self.db, id)
-    }
-
     fn append_changes(
         &self,
         changes: &[Change],
@@ -239,39 +202,6 @@ impl Store for RedbStore {
         at: Timestamp,
     ) -> Result<u64, StoreError> {
         registry_tables::append_changes(&self.db, changes, actor, at)
-    }
-
-    fn last_seq(&self) -> Result<u64, StoreError> {
-        registry_tables::last_seq(&self.db)
-    }
-
-    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
-        registry_tables::changes_after(&self.db, after, limit)
-    }
-
-    fn snapshot_each(
-        &self,
-        port: &str,
-        now: Timestamp,
-        visit: &mut SnapshotVisit<'_>,
-    ) -> Result<SnapshotHead, StoreError> {
-        registry_tables::snapshot_each(&self.db, port, now, visit)
-    }
-
-    fn operator(&self, id: &OperatorId) -> Result<Option<RegistryRecord>, StoreError> {
-        registry_tables::operator(&self.db, id)
-    }
-
-    fn consignments_for_container(&self, container: &str) -> Result<Vec<Consignment>, StoreError> {
-        registry_tables::consignments_for_container(&self.db, container)
-    }
-
-    fn cases(&self, q: &CaseQuery) -> Result<Page<Case>, StoreError> {
-        case_tables::cases(&self.db, q)
-    }
-
-    fn case(&self, id: u64) -> Result<Option<Case>, StoreError> {
-        case_tables::case(&self.db, id)
     }
 
     fn update_case(
@@ -282,110 +212,6 @@ impl Store for RedbStore {
         change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
     ) -> Result<Case, CaseError> {
         case_tables::update_case(&self.db, id, actor, at, change)
-    }
-
-    fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        detail: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        staff_tables::audit(&self.db, actor, action, detail, at)
-    }
-
-    fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        staff_tables::audit_log(&self.db, after, limit)
-    }
-
-    fn add_user(&self, user: &StaffUser) -> Result<(), StoreError> {
-        staff_tables::add_user(&self.db, user)
-    }
-
-    fn user(&self, name: &str) -> Result<Option<StaffUser>, StoreError> {
-        staff_tables::user(&self.db, name)
-    }
-
-    fn put_session(&self, token: &TokenHash, s: &Session) -> Result<(), StoreError> {
-        staff_tables::put_session(&self.db, token, s)
-    }
-
-    fn session(&self, token: &TokenHash) -> Result<Option<Session>, StoreError> {
-        staff_tables::session(&self.db, token)
-    }
-
-    fn delete_session(&self, token: &TokenHash) -> Result<(), StoreError> {
-        staff_tables::delete_session(&self.db, token)
-    }
-
-    fn users(&self) -> Result<Vec<StaffUser>, StoreError> {
-        staff_tables::users(&self.db)
-    }
-
-    fn update_user(
-        &self,
-        name: &str,
-        actor: &str,
-        at: Timestamp,
-        change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
-    ) -> Result<StaffUser, StoreError> {
-        staff_tables::update_user(&self.db, name, actor, at, change)
-    }
-
-    fn set_user_lang(&self, name: &str, lang: Lang, at: Timestamp) -> Result<(), StoreError> {
-        staff_tables::set_user_lang(&self.db, name, lang, at)
-    }
-
-    fn search_operators(
-        &self,
-        text: &str,
-        limit: usize,
-    ) -> Result<Vec<RegistryRecord>, StoreError> {
-        registry_tables::search_operators(&self.db, text, limit)
-    }
-
-    fn operator_changes(
-        &self,
-        id: &OperatorId,
-        limit: usize,
-    ) -> Result<Vec<LoggedChange>, StoreError> {
-        registry_tables::operator_changes(&self.db, id, limit)
-    }
-
-    fn add_company(
-        &self,
-        company: &Company,
-        user: Option<&StaffUser>,
-        actor: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        company_tables::add_company(&self.db, company, user, actor, at)
-    }
-
-    fn company(&self, operator: &str) -> Result<Option<Company>, StoreError> {
-        company_tables::company(&self.db, operator)
-    }
-
-    fn companies(&self) -> Result<Vec<Company>, StoreError> {
-        company_tables::companies(&self.db)
-    }
-
-    fn update_company(
-        &self,
-        operator: &str,
-        actor: &str,
-        at: Timestamp,
-        change: &mut (dyn FnMut(&mut Company) -> Result<String, StoreError> + Send),
-    ) -> Result<Company, StoreError> {
-        company_tables::update_company(&self.db, operator, actor, at, change)
-    }
-
-    fn put_document(&self, sha256: &str, body: &[u8]) -> Result<(), StoreError> {
-        company_tables::put_document(&self.db, sha256, body)
-    }
-
-    fn document(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        company_tables::document(&self.db, sha256)
     }
 }
 

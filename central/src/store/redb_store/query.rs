@@ -9,12 +9,13 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
 use super::tables::{
-    ALERTS, COUNTERS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, MAX_SCAN, META, uuid_key,
+    ALERTS, COUNTERS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, MAX_SCAN, META, decode_rows,
+    read_record, uuid_key,
 };
 use crate::ingest::{decision_of, lane_of};
 use crate::model::{Alert, EventQuery, HourStats, Page, StoredEvent, Summary};
 use crate::stats;
-use crate::store::{GateRow, StoreError, decode};
+use crate::store::{GateRow, StoreError, count_in_summary, decode, event_page};
 
 fn parse_cursor4(c: &str) -> Option<(i64, String, u64)> {
     let mut it = c.splitn(3, '.');
@@ -26,13 +27,7 @@ fn parse_cursor4(c: &str) -> Option<(i64, String, u64)> {
 
 pub(super) fn gates(db: &Database) -> Result<Vec<GateRow>, StoreError> {
     let r = db.begin_read()?;
-    let t = r.open_table(GATES)?;
-    let mut out = Vec::new();
-    for row in t.iter()? {
-        let (k, v) = row?;
-        out.push(decode("gates_v1", k.value(), v.value())?);
-    }
-    Ok(out)
+    decode_rows(r.open_table(GATES)?.iter()?, "gates_v1")
 }
 
 pub(super) fn events(db: &Database, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {
@@ -87,12 +82,11 @@ pub(super) fn events(db: &Database, q: &EventQuery) -> Result<Page<StoredEvent>,
         }
         items.push(e);
     }
-    let next_cursor = if more {
-        last.map(|(at, g, s)| format!("{at}.{g}.{s}"))
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(event_page(
+        items,
+        more,
+        last.as_ref().map(|(at, g, s)| (*at, g.as_str(), s)),
+    ))
 }
 
 pub(super) fn transaction_events(
@@ -149,21 +143,7 @@ pub(super) fn summary(db: &Database) -> Result<Summary, StoreError> {
         let (k, v) = row?;
         let (scope, name) = k.value();
         let n = v.value();
-        match (scope, name) {
-            (g, "events") if g.starts_with("gate:") => {
-                s.events_per_gate.insert(g["gate:".len()..].to_owned(), n);
-            }
-            ("decision", outcome) => {
-                s.decisions.insert(outcome.to_owned(), n);
-            }
-            ("cases", "OPEN") => s.cases_open = n,
-            ("cases", "ACKNOWLEDGED") => s.cases_acknowledged = n,
-            ("cases", "RESOLVED") => s.cases_resolved = n,
-            ("alerts", "total") => s.alerts = n,
-            ("registry", "operators") => s.operators = n,
-            ("registry", "consignments") => s.consignments = n,
-            _ => {}
-        }
+        count_in_summary(&mut s, scope, name, n);
     }
     let g = r.open_table(GATES)?;
     for row in g.iter()? {
@@ -182,17 +162,9 @@ pub(super) fn summary(db: &Database) -> Result<Summary, StoreError> {
 pub(super) fn alerts(db: &Database, limit: usize) -> Result<Vec<Alert>, StoreError> {
     let r = db.begin_read()?;
     let t = r.open_table(ALERTS)?;
-    let mut out = Vec::new();
-    for row in t.iter()?.rev().take(limit) {
-        let (k, v) = row?;
-        out.push(decode("alerts_v1", k.value(), v.value())?);
-    }
-    Ok(out)
+    decode_rows(t.iter()?.rev().take(limit), "alerts_v1")
 }
 
 pub(super) fn alert(db: &Database, id: u64) -> Result<Option<Alert>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(ALERTS)?;
-    let v = t.get(id)?;
-    v.map(|g| decode("alerts_v1", id, g.value())).transpose()
+    read_record(db, ALERTS, "alerts_v1", id, id)
 }

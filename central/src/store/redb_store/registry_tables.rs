@@ -1,19 +1,21 @@
 //! The registry: the change log, the current records (written through
 //! [`RegistrySink`]; the rule is [`Change::apply`]), snapshots and lookups.
 
-use std::ops::Bound;
-
 use jiff::Timestamp;
 use protocol::operator::OperatorId;
-use protocol::registry::{ApplyError, RegistrySink};
+use protocol::registry::RegistrySink;
 use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, SequencedChange};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::tables::{
-    CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, META, MRAS, OPERATORS, Versioned, bump, write_audit,
+    CHANGES, CONSIGNMENT_INDEX, CONSIGNMENTS, META, MRAS, OPERATORS, Versioned, bump, read_after,
+    read_record, write_audit,
 };
 use crate::registry::{self, consignment_index_keys};
-use crate::store::{LoggedChange, SnapshotHead, SnapshotVisit, StoreError, decode, encode};
+use crate::store::{
+    LoggedChange, SnapshotHead, SnapshotVisit, StoreError, change_audits, decode, encode,
+    refused_change,
+};
 
 fn mra_key(m: &MraRecord) -> (String, String) {
     (m.recognising.code().to_owned(), m.partner.code().to_owned())
@@ -105,11 +107,7 @@ fn apply_change(
         seq,
         ports: None,
     };
-    change.apply(&mut sink).map_err(|e| match e {
-        ApplyError::UnknownOperator(op) => StoreError::UnknownOperator(op.to_string()),
-        ApplyError::Schema(e) => StoreError::Refused(e.to_string()),
-        ApplyError::Sink(e) => e,
-    })?;
+    change.apply(&mut sink).map_err(refused_change)?;
     Ok(sink.ports)
 }
 
@@ -147,46 +145,15 @@ pub(super) fn append_changes(
     for change in changes {
         seq += 1;
         let ports = apply_change(&tx, change, seq)?;
-        let logged = LoggedChange {
-            seq,
-            at,
-            actor: actor.to_owned(),
-            change: change.clone(),
-            ports,
-        };
+        let logged = LoggedChange::new(seq, at, actor, change.clone(), ports);
         tx.open_table(CHANGES)?
             .insert(seq, encode(&logged)?.as_slice())?;
-        if let Change::SetStatus {
-            operator,
-            status,
-            reason,
-            ..
-        } = change
-        {
-            write_audit(
-                &tx,
-                actor,
-                "registry.set_status",
-                &format!("{operator} → {} ({reason}), seq {seq}", status.as_str()),
-                at,
-            )?;
-        }
     }
     if !changes.is_empty() {
         tx.open_table(META)?.insert("change_seq", seq)?;
-        let n = changes
-            .iter()
-            .filter(|c| !matches!(c, Change::SetStatus { .. }))
-            .count();
-        if n > 0 {
-            write_audit(
-                &tx,
-                actor,
-                "registry.import",
-                &format!("{n} upserts/removals, seq {first}..={seq}"),
-                at,
-            )?;
-        }
+    }
+    for (action, detail) in change_audits(changes, first) {
+        write_audit(&tx, actor, action, &detail, at)?;
     }
     tx.commit()?;
     Ok(seq)
@@ -204,17 +171,7 @@ pub(super) fn changes_after(
     after: u64,
     limit: usize,
 ) -> Result<Vec<LoggedChange>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(CHANGES)?;
-    let mut out = Vec::new();
-    for row in t
-        .range((Bound::Excluded(after), Bound::Unbounded))?
-        .take(limit)
-    {
-        let (k, v) = row?;
-        out.push(decode("changes_v1", k.value(), v.value())?);
-    }
-    Ok(out)
+    read_after(db, CHANGES, "changes_v1", after, limit)
 }
 
 pub(super) fn snapshot_each(
@@ -264,13 +221,10 @@ pub(super) fn operator(
     db: &Database,
     id: &OperatorId,
 ) -> Result<Option<RegistryRecord>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(OPERATORS)?;
     let key = id.to_string();
-    let v = t.get(key.as_str())?;
-    v.map(|g| decode::<Versioned<RegistryRecord>>("operators_v1", &key, g.value()))
-        .transpose()
-        .map(|o| o.map(|v| v.value))
+    let found: Option<Versioned<RegistryRecord>> =
+        read_record(db, OPERATORS, "operators_v1", key.as_str(), &key)?;
+    Ok(found.map(|v| v.value))
 }
 
 pub(super) fn consignments_for_container(

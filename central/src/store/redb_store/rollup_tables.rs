@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::tables::{EVENTS, uuid_key};
 use crate::model::StoredEvent;
-use crate::rollup::{self, Batch, Half, ProgrammeCounts, RollupSink};
+use crate::rollup::{self, Batch, Half, HourCounts, ProgrammeCounts, RollupSink};
 use crate::store::{StoreError, decode, encode};
 
 /// (hour start s, group, figure) → count.
@@ -189,7 +189,7 @@ impl RollupSink for Sink<'_> {
 
     fn add_counts(
         &mut self,
-        counts: BTreeMap<(i64, String, String), i64>,
+        counts: HourCounts,
         names: BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
         write_counts(self.tx, &counts, &names)
@@ -200,7 +200,7 @@ impl RollupSink for Sink<'_> {
 /// operators that have none.
 fn write_counts(
     tx: &WriteTransaction,
-    counts: &BTreeMap<(i64, String, String), i64>,
+    counts: &HourCounts,
     names: &BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
     add_packed(tx, &rollup::packed(counts))?;

@@ -1,14 +1,15 @@
 //! Audit log, staff users and sessions.
 
-use std::ops::Bound;
-
 use jiff::Timestamp;
 use protocol::i18n::Lang;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::tables::{AUDIT, SESSIONS, USERS, write_audit};
+use super::tables::{
+    AUDIT, SESSIONS, USERS, decode_rows, insert_new, read_after, read_record, update_record,
+    write_audit,
+};
 use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
-use crate::store::{StoreError, decode, encode};
+use crate::store::{Edit, StoreError, encode, lang_set, unknown_user, user_added, user_changed};
 
 pub(super) fn audit(
     db: &Database,
@@ -28,33 +29,19 @@ pub(super) fn audit_log(
     after: u64,
     limit: usize,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(AUDIT)?;
-    let mut out = Vec::new();
-    for row in t
-        .range((Bound::Excluded(after), Bound::Unbounded))?
-        .take(limit)
-    {
-        let (k, v) = row?;
-        out.push(decode("audit_v1", k.value(), v.value())?);
-    }
-    Ok(out)
+    read_after(db, AUDIT, "audit_v1", after, limit)
 }
 
 pub(super) fn add_user(db: &Database, user: &StaffUser) -> Result<(), StoreError> {
     let tx = db.begin_write()?;
-    {
-        let mut t = tx.open_table(USERS)?;
-        if t.get(user.name.as_str())?.is_some() {
-            return Err(StoreError::UserExists(user.name.clone()));
-        }
-        t.insert(user.name.as_str(), encode(user)?.as_slice())?;
-    }
+    insert_new(&tx, USERS, &user.name, user, || {
+        StoreError::UserExists(user.name.clone())
+    })?;
     write_audit(
         &tx,
         "central",
         "user.add",
-        &format!("user {} (role {})", user.name, user.role),
+        &user_added(user),
         user.created_at,
     )?;
     tx.commit()?;
@@ -62,10 +49,7 @@ pub(super) fn add_user(db: &Database, user: &StaffUser) -> Result<(), StoreError
 }
 
 pub(super) fn user(db: &Database, name: &str) -> Result<Option<StaffUser>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(USERS)?;
-    let v = t.get(name)?;
-    v.map(|g| decode("users_v1", name, g.value())).transpose()
+    read_record(db, USERS, "users_v1", name, name)
 }
 
 pub(super) fn put_session(db: &Database, token: &TokenHash, s: &Session) -> Result<(), StoreError> {
@@ -77,11 +61,7 @@ pub(super) fn put_session(db: &Database, token: &TokenHash, s: &Session) -> Resu
 }
 
 pub(super) fn session(db: &Database, token: &TokenHash) -> Result<Option<Session>, StoreError> {
-    let r = db.begin_read()?;
-    let t = r.open_table(SESSIONS)?;
-    let v = t.get(token.as_slice())?;
-    v.map(|g| decode("sessions_v1", "session", g.value()))
-        .transpose()
+    read_record(db, SESSIONS, "sessions_v1", token.as_slice(), "session")
 }
 
 pub(super) fn delete_session(db: &Database, token: &TokenHash) -> Result<(), StoreError> {
@@ -93,13 +73,7 @@ pub(super) fn delete_session(db: &Database, token: &TokenHash) -> Result<(), Sto
 
 pub(super) fn users(db: &Database) -> Result<Vec<StaffUser>, StoreError> {
     let r = db.begin_read()?;
-    let t = r.open_table(USERS)?;
-    let mut out = Vec::new();
-    for row in t.iter()? {
-        let (k, v) = row?;
-        out.push(decode("users_v1", k.value(), v.value())?);
-    }
-    Ok(out)
+    decode_rows(r.open_table(USERS)?.iter()?, "users_v1")
 }
 
 pub(super) fn update_user(
@@ -107,26 +81,11 @@ pub(super) fn update_user(
     name: &str,
     actor: &str,
     at: Timestamp,
-    change: &mut (dyn FnMut(&mut StaffUser) -> Result<String, StoreError> + Send),
+    change: &mut Edit<'_, StaffUser>,
 ) -> Result<StaffUser, StoreError> {
     let tx = db.begin_write()?;
-    let user = {
-        let mut t = tx.open_table(USERS)?;
-        let mut user: StaffUser = match t.get(name)? {
-            Some(g) => decode("users_v1", name, g.value())?,
-            None => return Err(StoreError::UnknownUser(name.to_owned())),
-        };
-        let what = change(&mut user)?;
-        t.insert(name, encode(&user)?.as_slice())?;
-        write_audit(
-            &tx,
-            actor,
-            "user.access",
-            &format!("user {name}: {what}"),
-            at,
-        )?;
-        user
-    };
+    let (user, what) = update_record(&tx, USERS, "users_v1", name, || unknown_user(name), change)?;
+    write_audit(&tx, actor, "user.access", &user_changed(name, &what), at)?;
     tx.commit()?;
     Ok(user)
 }
@@ -138,22 +97,18 @@ pub(super) fn set_user_lang(
     at: Timestamp,
 ) -> Result<(), StoreError> {
     let tx = db.begin_write()?;
-    {
-        let mut t = tx.open_table(USERS)?;
-        let mut user: StaffUser = match t.get(name)? {
-            Some(g) => decode("users_v1", name, g.value())?,
-            None => return Err(StoreError::UnknownUser(name.to_owned())),
-        };
-        user.lang = lang;
-        t.insert(name, encode(&user)?.as_slice())?;
-    }
-    write_audit(
+    update_record(
         &tx,
+        USERS,
+        "users_v1",
         name,
-        "user.lang",
-        &format!("language {}", lang.tag()),
-        at,
+        || unknown_user(name),
+        |u: &mut StaffUser| {
+            u.lang = lang;
+            Ok(())
+        },
     )?;
+    write_audit(&tx, name, "user.lang", &lang_set(lang), at)?;
     tx.commit()?;
     Ok(())
 }

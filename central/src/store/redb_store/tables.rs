@@ -1,12 +1,19 @@
 //! The redb tables and the write helpers every family shares (ids, counters, audit).
 
+use std::fmt;
+use std::ops::Bound;
+
 use jiff::Timestamp;
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    AccessGuard, Database, Key, ReadableDatabase, ReadableTable, StorageError, TableDefinition,
+    WriteTransaction,
+};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::model::AuditEntry;
-use crate::store::{StoreError, encode};
+use crate::store::{StoreError, decode, encode};
 
 pub(super) const AGENT_TOKENS: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("agent_tokens_v1");
@@ -74,6 +81,96 @@ from_redb!(
 pub(super) struct Versioned<T> {
     pub(super) seq: u64,
     pub(super) value: T,
+}
+
+/// A table of records, each stored as [`encode`] writes it.
+pub(super) type Records<K> = TableDefinition<'static, K, &'static [u8]>;
+
+/// The record of `table` (`name` in errors, the key shown as `shown`) under `key`, in a
+/// read transaction of its own.
+pub(super) fn read_record<K: Key + 'static, T: DeserializeOwned>(
+    db: &Database,
+    table: Records<K>,
+    name: &'static str,
+    key: K::SelfType<'_>,
+    shown: impl fmt::Display,
+) -> Result<Option<T>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(table)?;
+    let v = t.get(key)?;
+    v.map(|g| decode(name, shown, g.value())).transpose()
+}
+
+/// Up to `limit` records of `table` (`name` in errors) keyed above `after`, in key
+/// order, in a read transaction of its own.
+pub(super) fn read_after<T: DeserializeOwned>(
+    db: &Database,
+    table: Records<u64>,
+    name: &'static str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<T>, StoreError> {
+    let r = db.begin_read()?;
+    let t = r.open_table(table)?;
+    let rows = t.range((Bound::Excluded(after), Bound::Unbounded))?;
+    decode_rows(rows.take(limit), name)
+}
+
+/// The records `rows` of a table (`name` in errors) read from, each decoded.
+pub(super) fn decode_rows<'a, K, T>(
+    rows: impl Iterator<
+        Item = Result<(AccessGuard<'a, K>, AccessGuard<'a, &'static [u8]>), StorageError>,
+    >,
+    name: &'static str,
+) -> Result<Vec<T>, StoreError>
+where
+    K: Key + 'static,
+    for<'k> K::SelfType<'k>: fmt::Display,
+    T: DeserializeOwned,
+{
+    rows.map(|row| {
+        let (k, v) = row?;
+        decode(name, k.value(), v.value())
+    })
+    .collect()
+}
+
+/// Stores `value` under `key` unless `table` holds a record there already; then
+/// `exists` is the error and nothing is written.
+pub(super) fn insert_new<T: Serialize>(
+    tx: &WriteTransaction,
+    table: Records<&'static str>,
+    key: &str,
+    value: &T,
+    exists: impl FnOnce() -> StoreError,
+) -> Result<(), StoreError> {
+    let mut t = tx.open_table(table)?;
+    if t.get(key)?.is_some() {
+        return Err(exists());
+    }
+    t.insert(key, encode(value)?.as_slice())?;
+    Ok(())
+}
+
+/// Loads the record of `table` (`name` in errors) under `key`, lets `change` change it
+/// and stores it back; returns it with what `change` returned. `missing` is the error
+/// when there is none; nothing is written when `change` fails.
+pub(super) fn update_record<T: Serialize + DeserializeOwned, R>(
+    tx: &WriteTransaction,
+    table: Records<&'static str>,
+    name: &'static str,
+    key: &str,
+    missing: impl FnOnce() -> StoreError,
+    change: impl FnOnce(&mut T) -> Result<R, StoreError>,
+) -> Result<(T, R), StoreError> {
+    let mut t = tx.open_table(table)?;
+    let mut value: T = match t.get(key)? {
+        Some(g) => decode(name, key, g.value())?,
+        None => return Err(missing()),
+    };
+    let out = change(&mut value)?;
+    t.insert(key, encode(&value)?.as_slice())?;
+    Ok((value, out))
 }
 
 pub(super) fn next_id(tx: &WriteTransaction, name: &str) -> Result<u64, StoreError> {
