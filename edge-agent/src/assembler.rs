@@ -40,6 +40,15 @@
 //!   belongs to no transaction, [`Assembler::take_spent`]. The shell removes each event
 //!   from the read log in the write that journals where it ended, so a restart replays
 //!   exactly the events whose truck has no record yet.
+//! - **Clock steps** ([`Assembler::clock_stepped`]): when the shell sees the wall clock
+//!   step (set back or forward, by hand or by time synchronisation), every lane with
+//!   something in progress (a transaction, held reads, a refused truck) keeps its own
+//!   time frame: what it holds stays in the clock it began in, events that come after
+//!   the step are moved into that frame, and its timers are moved with the step, so a
+//!   departure grace or a timeout lasts as long as configured — not an hour longer
+//!   after the clock was set back an hour, nor cut short by a step forward. A lane with
+//!   nothing in progress follows the clock as it is now, and a lane goes back to it as
+//!   soon as it has nothing in progress.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -142,6 +151,15 @@ fn signed(d: std::time::Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
 }
 
+/// `t + d`, held at the ends of the time line.
+fn shifted(t: Timestamp, d: SignedDuration) -> Timestamp {
+    t.checked_add(d).unwrap_or(if d.is_negative() {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
 #[derive(Debug)]
 struct OpenTx {
     tx: GateTransaction,
@@ -155,8 +173,9 @@ struct OpenTx {
 struct LaneState {
     cfg: LaneConfig,
     open: Option<OpenTx>,
-    /// Reads waiting for a presence (loop lanes only).
-    pending: Vec<RawRead>,
+    /// Reads waiting for a presence (loop lanes only), each with its time in this lane's
+    /// frame (the read itself is kept as received).
+    pending: Vec<(Timestamp, RawRead)>,
     /// Loops currently reporting a vehicle.
     present: BTreeSet<u8>,
     /// Whether events are accounted ([`Assembler::tracking`]).
@@ -167,8 +186,12 @@ struct LaneState {
     closed: bool,
     /// The truck being refused at this closed lane.
     refusing: Option<Refusing>,
-    /// This lane's entry in [`Assembler::due`], as last refreshed.
+    /// This lane's entry in [`Assembler::due`], as last refreshed (wall clock).
     deadline: Option<Timestamp>,
+    /// How far the wall clock stepped while this lane had something in progress
+    /// ([`Assembler::clock_stepped`]): a wall time less this is the lane's time. Zero
+    /// whenever the lane has nothing in progress.
+    shift: SignedDuration,
 }
 
 /// A truck at a closed lane, until it leaves.
@@ -202,7 +225,10 @@ pub struct Assembler {
 
 /// Re-reads `lane`'s next deadline into `due` after its state or timings changed.
 fn refresh(due: &mut BTreeSet<(Timestamp, LaneId)>, lane: &mut LaneState) {
-    let next = lane.next_deadline();
+    if lane.idle() {
+        lane.shift = SignedDuration::ZERO;
+    }
+    let next = lane.next_deadline().map(|d| shifted(d, lane.shift));
     if next == lane.deadline {
         return;
     }
@@ -215,14 +241,15 @@ fn refresh(due: &mut BTreeSet<(Timestamp, LaneId)>, lane: &mut LaneState) {
     lane.deadline = next;
 }
 
-fn to_read(r: RawRead) -> Read {
+/// `r` as a transaction's read, seen at `at` (the lane's time).
+fn to_read(r: RawRead, at: Timestamp) -> Read {
     Read {
         source: r.source,
         device: r.device,
         raw: r.raw,
         value: r.value,
-        first_at: r.at,
-        last_at: r.at,
+        first_at: at,
+        last_at: at,
         count: 1,
         antenna: r.antenna,
         rssi: r.rssi,
@@ -231,9 +258,10 @@ fn to_read(r: RawRead) -> Read {
     }
 }
 
-fn fold(open: &mut OpenTx, r: RawRead) {
-    open.last_read_at = open.last_read_at.max(r.at);
-    open.tx.closed_at = open.tx.closed_at.max(r.at);
+/// Folds `r`, seen at `at` (the lane's time), into the open transaction.
+fn fold(open: &mut OpenTx, r: RawRead, at: Timestamp) {
+    open.last_read_at = open.last_read_at.max(at);
+    open.tx.closed_at = open.tx.closed_at.max(at);
     if let Some(existing) = open
         .tx
         .reads
@@ -241,17 +269,27 @@ fn fold(open: &mut OpenTx, r: RawRead) {
         .find(|x| x.source == r.source && x.device == r.device && x.value == r.value)
     {
         existing.count = existing.count.saturating_add(1);
-        existing.first_at = existing.first_at.min(r.at);
-        existing.last_at = existing.last_at.max(r.at);
+        existing.first_at = existing.first_at.min(at);
+        existing.last_at = existing.last_at.max(at);
         if existing.rssi.is_none() {
             existing.rssi = r.rssi;
         }
         return;
     }
-    open.tx.reads.push(to_read(r));
+    open.tx.reads.push(to_read(r, at));
 }
 
 impl LaneState {
+    /// Nothing in progress: no transaction, no held read, no refused truck.
+    fn idle(&self) -> bool {
+        self.open.is_none() && self.pending.is_empty() && self.refusing.is_none()
+    }
+
+    /// A wall-clock time in this lane's frame.
+    fn lane_time(&self, wall: Timestamp) -> Timestamp {
+        shifted(wall, -self.shift)
+    }
+
     fn open_at(&mut self, gate: &GateId, at: Timestamp, out: &mut Vec<AssemblerOutput>) {
         let id = Uuid::now_v7();
         let tx = GateTransaction {
@@ -318,7 +356,7 @@ impl LaneState {
             consider(d);
         }
         // A held read is given up once it is strictly older than the grace.
-        if let Some(oldest) = self.pending.iter().map(|r| r.at).min() {
+        if let Some(oldest) = self.pending.iter().map(|(at, _)| *at).min() {
             consider(
                 oldest
                     .checked_add(signed(self.cfg.pre_open_grace))
@@ -335,13 +373,14 @@ impl LaneState {
         let horizon = at
             .checked_sub(signed(self.cfg.pre_open_grace))
             .unwrap_or(Timestamp::MIN);
-        let (reads, old): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(|r| r.at >= horizon);
-        out.extend(old.into_iter().map(AssemblerOutput::OrphanRead));
-        let last_read_at = reads.iter().map(|r| r.at).max().unwrap_or(at);
+        let (reads, old): (Vec<_>, Vec<_>) =
+            self.pending.drain(..).partition(|(t, _)| *t >= horizon);
+        out.extend(old.into_iter().map(|(_, r)| AssemblerOutput::OrphanRead(r)));
+        let last_read_at = reads.iter().map(|(t, _)| *t).max().unwrap_or(at);
         self.refusing = Some(Refusing {
             at,
             last_read_at,
-            reads,
+            reads: reads.into_iter().map(|(_, r)| r).collect(),
         });
     }
 
@@ -349,17 +388,18 @@ impl LaneState {
     /// being refused: it joins the refused truck; on a loop lane with no truck on the
     /// loop it is held as usual (the presence that follows is refused with it); on a
     /// loop-less lane it is a truck arriving.
-    fn refuse_read(&mut self, r: RawRead) {
+    /// `at` is the read's time in this lane's frame.
+    fn refuse_read(&mut self, r: RawRead, at: Timestamp) {
         match &mut self.refusing {
             Some(f) => {
-                f.last_read_at = f.last_read_at.max(r.at);
+                f.last_read_at = f.last_read_at.max(at);
                 f.reads.push(r);
             }
-            None if self.cfg.presence_loop => self.pending.push(r),
+            None if self.cfg.presence_loop => self.pending.push((at, r)),
             None => {
                 self.refusing = Some(Refusing {
-                    at: r.at,
-                    last_read_at: r.at,
+                    at,
+                    last_read_at: at,
                     reads: vec![r],
                 });
             }
@@ -437,9 +477,13 @@ impl LaneState {
             return;
         }
         let (expired, keep): (Vec<_>, Vec<_>) =
-            self.pending.drain(..).partition(|r| r.at < horizon);
+            self.pending.drain(..).partition(|(t, _)| *t < horizon);
         self.pending = keep;
-        out.extend(expired.into_iter().map(AssemblerOutput::OrphanRead));
+        out.extend(
+            expired
+                .into_iter()
+                .map(|(_, r)| AssemblerOutput::OrphanRead(r)),
+        );
     }
 }
 
@@ -462,6 +506,7 @@ impl Assembler {
                         closed: false,
                         refusing: None,
                         deadline: None,
+                        shift: SignedDuration::ZERO,
                     },
                 )
             })
@@ -588,26 +633,27 @@ impl Assembler {
                     out.push(AssemblerOutput::OrphanRead(r));
                     return;
                 };
+                let at = lane.lane_time(r.at);
                 if lane.open.is_none() && (lane.closed || lane.refusing.is_some()) {
-                    lane.refuse_read(r);
+                    lane.refuse_read(r, at);
                     return;
                 }
                 if lane.open.is_none() && !lane.cfg.presence_loop {
-                    lane.open_at(&self.gate, r.at, out);
+                    lane.open_at(&self.gate, at, out);
                 }
                 match &mut lane.open {
                     Some(o) => {
                         if lane.track {
                             o.events.push(AssemblerEvent::Read(r.clone()));
                         }
-                        fold(o, r);
+                        fold(o, r, at);
                         out.push(AssemblerOutput::Updated {
                             lane: lane.cfg.id.clone(),
                             id: o.tx.id,
                             transaction: o.tx.clone(),
                         });
                     }
-                    None => lane.pending.push(r),
+                    None => lane.pending.push((at, r)),
                 }
             }
             AssemblerEvent::Presence {
@@ -620,6 +666,7 @@ impl Assembler {
                     self.spent.extend(presence);
                     return;
                 };
+                let at = lane.lane_time(at);
                 if present {
                     let arrived = lane.present.is_empty();
                     lane.present.insert(loop_id);
@@ -639,12 +686,12 @@ impl Assembler {
                             let pending = std::mem::take(&mut lane.pending);
                             let mut folded = false;
                             if let Some(o) = &mut lane.open {
-                                for r in pending {
-                                    if r.at >= horizon {
+                                for (t, r) in pending {
+                                    if t >= horizon {
                                         if lane.track {
                                             o.events.push(AssemblerEvent::Read(r.clone()));
                                         }
-                                        fold(o, r);
+                                        fold(o, r, t);
                                         folded = true;
                                     } else {
                                         out.push(AssemblerOutput::OrphanRead(r));
@@ -710,11 +757,29 @@ impl Assembler {
         for id in due {
             if let Some(lane) = self.lanes.get_mut(&id) {
                 lane.deadline = None;
-                lane.run_timers(now, &mut out);
+                lane.run_timers(lane.lane_time(now), &mut out);
                 refresh(&mut self.due, lane);
             }
         }
         out
+    }
+
+    /// The wall clock stepped by `by` (forward when positive): every lane with something
+    /// in progress keeps its time frame, so its timers run for the time that really
+    /// passes (see "Clock steps" above). A step of a few milliseconds is as harmless to
+    /// report as to leave out; the shell reports steps it can tell from scheduling delay.
+    pub fn clock_stepped(&mut self, by: SignedDuration) {
+        for lane in self.lanes.values_mut() {
+            if lane.idle() {
+                continue;
+            }
+            lane.shift = lane.shift.checked_add(by).unwrap_or(if by.is_negative() {
+                SignedDuration::MIN
+            } else {
+                SignedDuration::MAX
+            });
+            refresh(&mut self.due, lane);
+        }
     }
 
     /// The earliest time at which [`Assembler::tick`] would close a transaction or report
@@ -734,7 +799,7 @@ impl Assembler {
     fn scanned_deadline(&self) -> Option<Timestamp> {
         self.lanes
             .values()
-            .filter_map(LaneState::next_deadline)
+            .filter_map(|l| l.next_deadline().map(|d| shifted(d, l.shift)))
             .min()
     }
 
@@ -749,11 +814,16 @@ impl Assembler {
     pub fn close_all(&mut self, now: Timestamp) -> Vec<AssemblerOutput> {
         let mut out = Vec::new();
         for lane in self.lanes.values_mut() {
-            lane.close(CloseReason::Shutdown, now, &mut out);
+            lane.close(CloseReason::Shutdown, lane.lane_time(now), &mut out);
             lane.end_refusal(&mut out);
-            out.extend(lane.pending.drain(..).map(AssemblerOutput::OrphanRead));
+            out.extend(
+                lane.pending
+                    .drain(..)
+                    .map(|(_, r)| AssemblerOutput::OrphanRead(r)),
+            );
             lane.present.clear();
             lane.deadline = None;
+            lane.shift = SignedDuration::ZERO;
         }
         self.due.clear();
         out
@@ -775,9 +845,13 @@ impl Assembler {
             let Some(mut lane) = self.lanes.remove(&id) else {
                 continue;
             };
-            lane.close(CloseReason::LaneRemoved, now, &mut out);
+            lane.close(CloseReason::LaneRemoved, lane.lane_time(now), &mut out);
             lane.end_refusal(&mut out);
-            out.extend(lane.pending.drain(..).map(AssemblerOutput::OrphanRead));
+            out.extend(
+                lane.pending
+                    .drain(..)
+                    .map(|(_, r)| AssemblerOutput::OrphanRead(r)),
+            );
             self.retired.append(&mut lane.consumed);
             if lane.closed {
                 self.closed = self.closed.saturating_sub(1);
@@ -805,6 +879,7 @@ impl Assembler {
                             closed: false,
                             refusing: None,
                             deadline: None,
+                            shift: SignedDuration::ZERO,
                         },
                     );
                 }
@@ -902,6 +977,126 @@ mod tests {
         assert_eq!(a.next_deadline(), Some(t(3_000)), "departure + 1 s grace");
         assert!(!timed_out(&a.tick(t(2_999))));
         assert!(timed_out(&a.tick(t(3_000))));
+        assert_eq!(a.next_deadline(), None);
+    }
+
+    const HOUR: SignedDuration = SignedDuration::from_hours(1);
+
+    fn closed(out: &[AssemblerOutput]) -> Vec<&GateTransaction> {
+        out.iter()
+            .filter_map(|o| match o {
+                AssemblerOutput::Closed(tx) => Some(tx),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_clock_set_back_an_hour_during_the_grace_does_not_hold_the_truck_an_hour() {
+        let mut a = asm();
+        a.handle(presence(true, t(0)));
+        a.handle(read("L1", 1, t(500)));
+        a.handle(presence(false, t(2_000)));
+        // At t(2_400) the clock is set back an hour: the grace ends 600 ms later.
+        a.clock_stepped(-HOUR);
+        assert_eq!(a.next_deadline(), Some(t(3_000) - HOUR));
+        assert!(closed(&a.tick(t(2_999) - HOUR)).is_empty());
+        let out = a.tick(t(3_000) - HOUR);
+        let tx = closed(&out);
+        assert_eq!(tx.len(), 1, "{out:?}");
+        assert_eq!(tx[0].close_reason, CloseReason::Departure);
+        // What the transaction holds stays in the clock it began in.
+        assert_eq!((tx[0].opened_at, tx[0].closed_at), (t(0), t(2_000)));
+        assert_eq!(a.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_clock_set_forward_an_hour_does_not_cut_the_grace_or_the_timeout_short() {
+        let mut a = asm();
+        a.handle(presence(true, t(0)));
+        a.handle(presence(false, t(2_000)));
+        a.clock_stepped(HOUR);
+        assert!(
+            closed(&a.tick(t(2_500) + HOUR)).is_empty(),
+            "grace not over"
+        );
+        assert_eq!(closed(&a.tick(t(3_000) + HOUR)).len(), 1);
+
+        // A truck that stays: its timeout counts the time that passed, not the step.
+        let mut a = asm();
+        a.handle(presence(true, t(0)));
+        a.clock_stepped(HOUR);
+        assert!(closed(&a.tick(t(29_999) + HOUR)).is_empty());
+        let out = a.tick(t(30_000) + HOUR);
+        assert_eq!(
+            closed(&out)[0].close_reason,
+            CloseReason::Timeout,
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn events_after_a_step_join_the_transaction_in_its_own_clock() {
+        let mut a = asm();
+        // A loop-less lane: reads open it, `quiet_close` (4 s) without reads closes it.
+        a.handle(read("L2", 1, t(0)));
+        a.clock_stepped(-HOUR);
+        a.handle(read("L2", 2, t(3_000) - HOUR));
+        assert!(
+            closed(&a.tick(t(6_999) - HOUR)).is_empty(),
+            "quiet since t(3_000)"
+        );
+        let out = a.tick(t(7_000) - HOUR);
+        let tx = closed(&out);
+        assert_eq!(tx.len(), 1, "{out:?}");
+        let last: Vec<Timestamp> = tx[0].reads.iter().map(|r| r.last_at).collect();
+        assert_eq!(last, vec![t(0), t(3_000)]);
+        assert_eq!(tx[0].closed_at, t(7_000));
+    }
+
+    #[test]
+    fn a_lane_with_nothing_in_progress_follows_the_clock_as_it_is() {
+        let mut a = asm();
+        a.handle(presence(true, t(0)));
+        a.handle(presence(false, t(1_000)));
+        a.clock_stepped(-HOUR);
+        assert_eq!(closed(&a.tick(t(2_000) - HOUR)).len(), 1);
+        // L1 is idle again, L2 was idle at the step: both open in the clock as it is now.
+        a.handle(presence(true, t(5_000) - HOUR));
+        a.handle(read("L2", 1, t(5_000) - HOUR));
+        assert_eq!(
+            a.open(&LaneId::parse("L1").expect("lane"))
+                .map(|x| x.opened_at),
+            Some(t(5_000) - HOUR)
+        );
+        assert_eq!(
+            a.open(&LaneId::parse("L2").expect("lane"))
+                .map(|x| x.opened_at),
+            Some(t(5_000) - HOUR)
+        );
+        a.handle(presence(false, t(6_000) - HOUR));
+        assert_eq!(a.next_deadline(), Some(t(7_000) - HOUR));
+    }
+
+    #[test]
+    fn a_read_held_across_a_step_expires_after_its_grace_as_it_was_received() {
+        let mut a = asm().tracking();
+        let held = read("L1", 1, t(0));
+        a.handle(held.clone());
+        a.clock_stepped(-HOUR);
+        assert!(
+            !timed_out(&a.tick(t(5_000) - HOUR)),
+            "not strictly older yet"
+        );
+        let out = a.tick(t(5_001) - HOUR);
+        let AssemblerEvent::Read(r) = held else {
+            unreachable!("a read")
+        };
+        assert_eq!(
+            out,
+            vec![AssemblerOutput::OrphanRead(r)],
+            "the read as received"
+        );
         assert_eq!(a.next_deadline(), None);
     }
 
@@ -1275,14 +1470,20 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Ev {
-        Read { loop_lane: bool, value: u8 },
+        Read {
+            loop_lane: bool,
+            value: u8,
+        },
         Presence(bool),
+        /// The wall clock steps by this many milliseconds.
+        Step(i64),
     }
 
     fn ev() -> impl Strategy<Value = (Ev, i64)> {
         let e = prop_oneof![
-            3 => (any::<bool>(), 0u8..4).prop_map(|(loop_lane, value)| Ev::Read { loop_lane, value }),
-            2 => any::<bool>().prop_map(Ev::Presence),
+            6 => (any::<bool>(), 0u8..4).prop_map(|(loop_lane, value)| Ev::Read { loop_lane, value }),
+            4 => any::<bool>().prop_map(Ev::Presence),
+            1 => prop::sample::select(vec![-3_600_000i64, -2_000, 1_500, 3_600_000]).prop_map(Ev::Step),
         ];
         (e, 0i64..8_000)
     }
@@ -1296,19 +1497,27 @@ mod tests {
         #[test]
         fn every_event_is_accounted_exactly_once(events in proptest::collection::vec(ev(), 1..60)) {
             let mut a = tracked();
-            let mut now = 0i64;
+            // Time passed, and how far the wall clock stepped: an event's wall time is
+            // their sum.
+            let (mut now, mut stepped) = (0i64, 0i64);
             let mut handed = Vec::new();
             let mut outputs = Vec::new();
             for (e, dt) in events {
                 now += dt;
+                let wall = t(now + stepped);
                 let event = match e {
-                    Ev::Read { loop_lane, value } => read(if loop_lane { "L1" } else { "L2" }, value, t(now)),
-                    Ev::Presence(present) => presence(present, t(now)),
+                    Ev::Read { loop_lane, value } => read(if loop_lane { "L1" } else { "L2" }, value, wall),
+                    Ev::Presence(present) => presence(present, wall),
+                    Ev::Step(ms) => {
+                        stepped += ms;
+                        a.clock_stepped(SignedDuration::from_millis(ms));
+                        continue;
+                    }
                 };
                 handed.push(event.clone());
                 outputs.extend(a.handle(event));
             }
-            outputs.extend(a.close_all(t(now + 100_000)));
+            outputs.extend(a.close_all(t(now + stepped + 100_000)));
             let mut accounted = a.take_spent();
             for o in outputs {
                 match o {
@@ -1330,12 +1539,19 @@ mod tests {
         #[test]
         fn next_deadline_is_exactly_when_tick_acts(events in proptest::collection::vec(ev(), 1..60)) {
             let mut a = asm();
-            let mut now = 0i64;
+            let (mut now, mut stepped) = (0i64, 0i64);
             for (e, dt) in events {
                 now += dt;
+                let wall = t(now + stepped);
                 let event = match e {
-                    Ev::Read { loop_lane, value } => read(if loop_lane { "L1" } else { "L2" }, value, t(now)),
-                    Ev::Presence(present) => presence(present, t(now)),
+                    Ev::Read { loop_lane, value } => read(if loop_lane { "L1" } else { "L2" }, value, wall),
+                    Ev::Presence(present) => presence(present, wall),
+                    Ev::Step(ms) => {
+                        stepped += ms;
+                        a.clock_stepped(SignedDuration::from_millis(ms));
+                        prop_assert_eq!(a.next_deadline(), a.scanned_deadline(), "the index agrees after a step");
+                        continue;
+                    }
                 };
                 a.handle(event);
                 prop_assert_eq!(a.next_deadline(), a.scanned_deadline(), "the index agrees with a pass over the lanes");
@@ -1345,7 +1561,7 @@ mod tests {
                     prop_assert_eq!(a.next_deadline(), Some(d), "a tick that acts on nothing changes nothing");
                     prop_assert!(timed_out(&a.tick(d)), "tick at the deadline did nothing");
                     prop_assert_eq!(a.next_deadline(), a.scanned_deadline(), "the index agrees after a tick");
-                    now = now.max(d.as_millisecond() - 1_800_000_000_000);
+                    now = now.max(d.as_millisecond() - 1_800_000_000_000 - stepped);
                 }
             }
         }

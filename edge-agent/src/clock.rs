@@ -451,9 +451,71 @@ impl BoardDrift {
     }
 }
 
+/// The smallest wall-clock step [`StepWatch`] reports: well above the scheduling delay
+/// between reading the two clocks and the rate at which time synchronisation slews.
+pub const STEP_THRESHOLD: SignedDuration = SignedDuration::from_millis(500);
+
+/// Tells when the wall clock stepped: between two looks, the wall clock should have
+/// advanced as far as the monotonic one; what it advanced more or less is a step (set
+/// back or forward by hand, or stepped by time synchronisation). Sans-IO: both clocks
+/// are read by the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct StepWatch {
+    last: (Timestamp, std::time::Instant),
+}
+
+impl StepWatch {
+    /// Starts watching from the clocks read now.
+    #[must_use]
+    pub fn new(wall: Timestamp, mono: std::time::Instant) -> Self {
+        Self { last: (wall, mono) }
+    }
+
+    /// The wall clock read `wall` when the monotonic clock read `mono`: how far the wall
+    /// clock stepped since the last look (positive: forward), when at least
+    /// [`STEP_THRESHOLD`] either way.
+    pub fn observe(&mut self, wall: Timestamp, mono: std::time::Instant) -> Option<SignedDuration> {
+        let (wall0, mono0) = self.last;
+        self.last = (wall, mono);
+        let elapsed = SignedDuration::try_from(mono.saturating_duration_since(mono0)).ok()?;
+        let step = wall.duration_since(wall0).checked_sub(elapsed)?;
+        (step.abs() >= STEP_THRESHOLD).then_some(step)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wall_clock_that_keeps_pace_is_no_step_and_a_set_back_or_forward_one_is() {
+        let t0 = ts("2026-03-01T10:00:00Z");
+        let m0 = std::time::Instant::now();
+        let mut watch = StepWatch::new(t0, m0);
+        let at = |wall_ms: i64, mono_ms: u64| {
+            (
+                t0 + SignedDuration::from_millis(wall_ms),
+                m0 + Duration::from_millis(mono_ms),
+            )
+        };
+        // (wall since t0, monotonic since m0) at each look, and the step it reports.
+        let cases: [((i64, u64), Option<i64>); 6] = [
+            ((1_000, 1_000), None),
+            ((2_300, 2_000), None),
+            ((3_300, 3_000), None),
+            ((-3_595_700, 4_000), Some(-3_600_000)),
+            ((-3_594_700, 5_000), None),
+            ((8_000, 6_000), Some(3_601_700)),
+        ];
+        for ((wall, mono), want) in cases {
+            let (w, m) = at(wall, mono);
+            assert_eq!(
+                watch.observe(w, m),
+                want.map(SignedDuration::from_millis),
+                "look at wall {wall} ms, monotonic {mono} ms"
+            );
+        }
+    }
 
     fn ts(s: &str) -> Timestamp {
         s.parse().expect("timestamp")

@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 use crate::actuators::Actuators;
 use crate::assembler::{Assembler, AssemblerEvent, AssemblerOutput, RawRead};
-use crate::clock::{Clock, ClockView};
+use crate::clock::{Clock, ClockView, StepWatch};
 use crate::config::LaneConfig;
 use crate::decider::{Policy, decide};
 use crate::journal::Journal;
@@ -50,8 +50,9 @@ use crate::store::Store;
 pub const EVENT_QUEUE: usize = 64;
 
 /// Longest the assembler task sleeps between timer checks. It wakes at the assembler's
-/// next deadline ([`Assembler::next_deadline`]), so this only bounds the effect of a wall
-/// clock that jumps.
+/// next deadline ([`Assembler::next_deadline`]), so this bounds how late a step of the
+/// wall clock is noticed ([`crate::clock::StepWatch`]; the lanes' timers are then moved
+/// with it, [`Assembler::clock_stepped`]).
 const TICK: Duration = Duration::from_secs(1);
 
 /// What the pipeline task works with.
@@ -184,7 +185,9 @@ pub async fn run(
         let outputs = replay(shared.as_ref(), &mut assembler, &mut books).await;
         process(shared.as_ref(), &mut assembler, &mut books, outputs, true).await;
     }
+    let mut steps = StepWatch::new(Timestamp::now(), std::time::Instant::now());
     loop {
+        notice_step(&mut steps, &mut assembler);
         // Sleep until the earliest timer (a departure grace ending, a timeout, a held read
         // expiring), so a closing is decided when it is due, not at the next fixed tick.
         let due = assembler.next_deadline().map(|at| {
@@ -203,17 +206,22 @@ pub async fn run(
                     // Whatever queued meanwhile (a burst) is taken too, so its closings
                     // are journaled as one group.
                     shared.sync_closed(&mut assembler);
+                    notice_step(&mut steps, &mut assembler);
                     let mut outputs = assembler.handle(ev);
                     for _ in 0..EVENT_QUEUE {
                         let Ok(ev) = rx.try_recv() else { break };
                         shared.sync_closed(&mut assembler);
+                        notice_step(&mut steps, &mut assembler);
                         outputs.extend(assembler.handle(ev));
                     }
                     outputs
                 }
                 None => break,
             },
-            () = tokio::time::sleep(wait) => assembler.tick(Timestamp::now()),
+            () = tokio::time::sleep(wait) => {
+                notice_step(&mut steps, &mut assembler);
+                assembler.tick(Timestamp::now())
+            }
             Some(rc) = reconfigure.recv() => {
                 shared = apply(shared, &mut assembler, &mut books, rc).await;
                 continue;
@@ -316,6 +324,20 @@ async fn replay(
         "agent restarted with lane events not yet journaled; their transactions are rebuilt (AGENT_RESTARTED)"
     );
     outputs
+}
+
+/// Looks for a step of the wall clock since the last look, and moves the timers of the
+/// lanes with a truck in progress with it ([`Assembler::clock_stepped`]), before the
+/// assembler is handed an event or a time read after the step. An event stamped before
+/// the step and handled after it is taken as stamped after it (a few milliseconds).
+fn notice_step(steps: &mut StepWatch, assembler: &mut Assembler) {
+    if let Some(step) = steps.observe(Timestamp::now(), std::time::Instant::now()) {
+        tracing::warn!(
+            step_ms = step.as_millis(),
+            "the wall clock stepped; lanes with a truck in progress keep their timers"
+        );
+        assembler.clock_stepped(step);
+    }
 }
 
 async fn process(

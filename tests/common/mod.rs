@@ -86,7 +86,7 @@ async fn wait_listening(port: u16, child: &mut Child, log: &Path, what: &str) {
 /// Starts the workspace binary `name` with `args` (logging at `warn` into `log`, no stdin or
 /// stdout) and waits until it listens on `port`.
 async fn start_logged(name: &str, args: &[&OsStr], log: &Path, port: u16) -> Child {
-    start_wrapped(None, "warn", name, args, log, port).await
+    start_wrapped(FakeClock::None, "warn", name, args, log, port).await
 }
 
 /// Debian's libfaketime for multi-threaded programs (package `libfaketime`, pulled in by
@@ -101,12 +101,24 @@ fn libfaketime() -> PathBuf {
     found.expect("libfaketime is not installed: apt-get install faketime")
 }
 
-/// As [`start_logged`], with Debian's libfaketime preloaded when `faketime` gives an
-/// offset (e.g. `+2d`): the process sees its clocks moved by that much. Preloaded rather
-/// than through the `faketime` wrapper, so the child is the binary itself and signals
-/// reach it.
+/// How a started process's clock is moved (Debian's libfaketime, preloaded).
+#[derive(Debug, Clone, Copy)]
+pub enum FakeClock<'a> {
+    /// The clock as it is.
+    None,
+    /// Every clock moved by an offset (libfaketime's `FAKETIME` syntax, e.g. `+2d`).
+    Offset(&'a str),
+    /// The wall clock moved by the offset written in this file (same syntax), read again
+    /// every second, so a test steps the clock by rewriting it; the monotonic clock is
+    /// left as it is, as on a host whose clock is set back or forward.
+    Stepped(&'a Path),
+}
+
+/// As [`start_logged`], with Debian's libfaketime preloaded as `faketime` says.
+/// Preloaded rather than through the `faketime` wrapper, so the child is the binary
+/// itself and signals reach it.
 async fn start_wrapped(
-    faketime: Option<&str>,
+    faketime: FakeClock<'_>,
     log_filter: &str,
     name: &str,
     args: &[&OsStr],
@@ -114,10 +126,20 @@ async fn start_wrapped(
     port: u16,
 ) -> Child {
     let mut command = Command::new(binary(name));
-    if let Some(offset) = faketime {
-        command
-            .env("LD_PRELOAD", libfaketime())
-            .env("FAKETIME", offset);
+    match faketime {
+        FakeClock::None => {}
+        FakeClock::Offset(offset) => {
+            command
+                .env("LD_PRELOAD", libfaketime())
+                .env("FAKETIME", offset);
+        }
+        FakeClock::Stepped(file) => {
+            command
+                .env("LD_PRELOAD", libfaketime())
+                .env("FAKETIME_TIMESTAMP_FILE", file)
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
     }
     let mut child = command
         .args(args)
@@ -676,17 +698,23 @@ impl AgentSite {
 
     /// Starts `edge-agent run` and waits for its console.
     pub async fn start(&mut self) {
-        self.start_run(None).await;
+        self.start_run(FakeClock::None).await;
     }
 
     /// Starts `edge-agent run` under libfaketime with its clocks moved by `offset`
     /// (libfaketime's `FAKETIME` syntax, e.g. `+2d`; Debian package `faketime`).
     pub async fn start_with_clock_offset(&mut self, offset: &str) {
-        self.start_run(Some(offset)).await;
+        self.start_run(FakeClock::Offset(offset)).await;
+    }
+
+    /// Starts `edge-agent run` with its wall clock moved by the offset in `file`
+    /// ([`FakeClock::Stepped`]): rewriting the file steps the agent's clock.
+    pub async fn start_with_clock_file(&mut self, file: &Path) {
+        self.start_run(FakeClock::Stepped(file)).await;
     }
 
     /// `edge-agent run` logging to the next `agent-N.log`, its clocks moved by `faketime`.
-    async fn start_run(&mut self, faketime: Option<&str>) {
+    async fn start_run(&mut self, faketime: FakeClock<'_>) {
         assert!(self.child.is_none(), "agent already running");
         self.starts += 1;
         let log = self.dir.join(format!("agent-{}.log", self.starts));
