@@ -93,6 +93,17 @@ pub enum AssemblerEvent {
     },
 }
 
+impl AssemblerEvent {
+    /// When the source stamped it (wall clock).
+    #[must_use]
+    pub fn at(&self) -> Timestamp {
+        match self {
+            AssemblerEvent::Read(r) => r.at,
+            AssemblerEvent::Presence { at, .. } => *at,
+        }
+    }
+}
+
 /// Output of the assembler.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AssemblerOutput {
@@ -601,30 +612,49 @@ impl Assembler {
 
     /// Folds one event in (after running the timers up to the event's time).
     pub fn handle(&mut self, ev: AssemblerEvent) -> Vec<AssemblerOutput> {
-        let at = match &ev {
-            AssemblerEvent::Read(r) => r.at,
-            AssemblerEvent::Presence { at, .. } => *at,
-        };
-        let mut out = self.tick(at);
+        self.handle_stamped(ev, SignedDuration::ZERO)
+    }
+
+    /// [`Assembler::handle`] for an event stamped before the wall clock stepped by `step`
+    /// and handed in after the step was reported ([`Assembler::clock_stepped`]): its time
+    /// is taken as `step` later, as the clock reads since (the event itself is kept as
+    /// received).
+    pub fn handle_stamped_before_step(
+        &mut self,
+        ev: AssemblerEvent,
+        step: SignedDuration,
+    ) -> Vec<AssemblerOutput> {
+        self.handle_stamped(ev, step)
+    }
+
+    /// [`Assembler::handle`], the event's time taken as `correction` later.
+    fn handle_stamped(
+        &mut self,
+        ev: AssemblerEvent,
+        correction: SignedDuration,
+    ) -> Vec<AssemblerOutput> {
+        let mut out = self.tick(shifted(ev.at(), correction));
         let lane_id = match &ev {
             AssemblerEvent::Read(r) => r.lane.clone(),
             AssemblerEvent::Presence { lane, .. } => lane.clone(),
         };
         let presence =
             matches!(ev, AssemblerEvent::Presence { .. } if self.track).then(|| ev.clone());
-        self.apply(ev, presence, &mut out);
+        self.apply(ev, presence, correction, &mut out);
         if let Some(lane) = self.lanes.get_mut(&lane_id) {
             refresh(&mut self.due, lane);
         }
         out
     }
 
-    /// [`Assembler::handle`] after the timers: folds `ev` into its lane; `presence` is the
-    /// event again when it is a presence change to account for.
+    /// [`Assembler::handle`] after the timers: folds `ev` into its lane, its time taken as
+    /// `correction` later; `presence` is the event again when it is a presence change to
+    /// account for.
     fn apply(
         &mut self,
         ev: AssemblerEvent,
         presence: Option<AssemblerEvent>,
+        correction: SignedDuration,
         out: &mut Vec<AssemblerOutput>,
     ) {
         match ev {
@@ -633,7 +663,7 @@ impl Assembler {
                     out.push(AssemblerOutput::OrphanRead(r));
                     return;
                 };
-                let at = lane.lane_time(r.at);
+                let at = lane.lane_time(shifted(r.at, correction));
                 if lane.open.is_none() && (lane.closed || lane.refusing.is_some()) {
                     lane.refuse_read(r, at);
                     return;
@@ -666,7 +696,7 @@ impl Assembler {
                     self.spent.extend(presence);
                     return;
                 };
-                let at = lane.lane_time(at);
+                let at = lane.lane_time(shifted(at, correction));
                 if present {
                     let arrived = lane.present.is_empty();
                     lane.present.insert(loop_id);
@@ -1052,6 +1082,38 @@ mod tests {
         let last: Vec<Timestamp> = tx[0].reads.iter().map(|r| r.last_at).collect();
         assert_eq!(last, vec![t(0), t(3_000)]);
         assert_eq!(tx[0].closed_at, t(7_000));
+    }
+
+    #[test]
+    fn an_event_stamped_before_a_step_and_handed_in_after_it_is_taken_in_its_own_clock() {
+        let mut a = asm();
+        a.handle(presence(true, t(0)));
+        a.handle(read("L2", 1, t(0)));
+        a.clock_stepped(-HOUR);
+        // Stamped at t(900), before the clock was set back, handed in after.
+        let late = read("L2", 2, t(900));
+        let out = a.handle_stamped_before_step(late.clone(), -HOUR);
+        assert!(closed(&out).is_empty(), "nothing is due yet: {out:?}");
+        let l1 = LaneId::parse("L1").expect("lane");
+        let l2 = LaneId::parse("L2").expect("lane");
+        assert!(
+            a.open(&l1).is_some(),
+            "the truck on the loop is not timed out"
+        );
+        let last: Vec<Timestamp> = a
+            .open(&l2)
+            .map(|x| x.reads.iter().map(|r| r.last_at).collect())
+            .unwrap_or_default();
+        assert_eq!(last, vec![t(0), t(900)]);
+        // Handed in as stamped, the same event would have run every timer an hour ahead.
+        let mut b = asm();
+        b.handle(presence(true, t(0)));
+        b.clock_stepped(-HOUR);
+        assert_eq!(
+            closed(&b.handle(late)).len(),
+            1,
+            "the truck on the loop timed out"
+        );
     }
 
     #[test]

@@ -462,13 +462,22 @@ pub const STEP_THRESHOLD: SignedDuration = SignedDuration::from_millis(500);
 #[derive(Debug, Clone, Copy)]
 pub struct StepWatch {
     last: (Timestamp, std::time::Instant),
+    /// The last step seen, and when (monotonic).
+    step: Option<(SignedDuration, std::time::Instant)>,
 }
+
+/// How long after a step an event may still arrive stamped before it (queued between
+/// its source and the lane task).
+pub const STEP_CARRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl StepWatch {
     /// Starts watching from the clocks read now.
     #[must_use]
     pub fn new(wall: Timestamp, mono: std::time::Instant) -> Self {
-        Self { last: (wall, mono) }
+        Self {
+            last: (wall, mono),
+            step: None,
+        }
     }
 
     /// The wall clock read `wall` when the monotonic clock read `mono`: how far the wall
@@ -479,7 +488,29 @@ impl StepWatch {
         self.last = (wall, mono);
         let elapsed = SignedDuration::try_from(mono.saturating_duration_since(mono0)).ok()?;
         let step = wall.duration_since(wall0).checked_sub(elapsed)?;
-        (step.abs() >= STEP_THRESHOLD).then_some(step)
+        let stepped = step.abs() >= STEP_THRESHOLD;
+        if stepped {
+            self.step = Some((step, mono));
+        }
+        stepped.then_some(step)
+    }
+
+    /// The last step, when an event stamped `at` was stamped before it: the step was seen
+    /// less than [`STEP_CARRY`] ago, and `at` is nearer the wall clock's `now` once moved
+    /// by the step than as it stands. `mono` is the monotonic clock read with `now`.
+    #[must_use]
+    pub fn stamped_before_step(
+        &self,
+        at: Timestamp,
+        now: Timestamp,
+        mono: std::time::Instant,
+    ) -> Option<SignedDuration> {
+        let (step, seen) = self.step?;
+        if mono.saturating_duration_since(seen) > STEP_CARRY {
+            return None;
+        }
+        let moved = at.checked_add(step).ok()?;
+        (now.duration_since(moved).abs() < now.duration_since(at).abs()).then_some(step)
     }
 }
 
@@ -515,6 +546,53 @@ mod tests {
                 "look at wall {wall} ms, monotonic {mono} ms"
             );
         }
+    }
+
+    #[test]
+    fn an_event_stamped_before_a_step_is_told_apart_for_a_while() {
+        let t0 = ts("2026-03-01T10:00:00Z");
+        let m0 = std::time::Instant::now();
+        let ms = SignedDuration::from_millis;
+        let mut watch = StepWatch::new(t0, m0);
+        let at = |wall_ms: i64| t0 + ms(wall_ms);
+        let mono = |mono_ms: u64| m0 + Duration::from_millis(mono_ms);
+        assert_eq!(
+            watch.stamped_before_step(at(990), at(1_000), mono(1_000)),
+            None,
+            "no step yet"
+        );
+        // Set back an hour at 2 s: the wall clock reads 2 s - 1 h.
+        let back = ms(-3_600_000);
+        assert_eq!(watch.observe(at(2_010) + back, mono(2_010)), Some(back));
+        let now = at(2_020) + back;
+        assert_eq!(
+            watch.stamped_before_step(at(1_995), now, mono(2_020)),
+            Some(back),
+            "stamped before"
+        );
+        assert_eq!(
+            watch.stamped_before_step(at(2_005) + back, now, mono(2_020)),
+            None,
+            "stamped after"
+        );
+        let later = at(8_000) + back;
+        assert_eq!(
+            watch.stamped_before_step(at(1_995), later, mono(8_000)),
+            None,
+            "long after the step"
+        );
+        // Forward an hour.
+        let mut watch = StepWatch::new(t0, m0);
+        let fwd = ms(3_600_000);
+        assert_eq!(watch.observe(at(2_010) + fwd, mono(2_010)), Some(fwd));
+        assert_eq!(
+            watch.stamped_before_step(at(1_995), at(2_020) + fwd, mono(2_020)),
+            Some(fwd)
+        );
+        assert_eq!(
+            watch.stamped_before_step(at(2_015) + fwd, at(2_020) + fwd, mono(2_020)),
+            None
+        );
     }
 
     fn ts(s: &str) -> Timestamp {

@@ -206,13 +206,11 @@ pub async fn run(
                     // Whatever queued meanwhile (a burst) is taken too, so its closings
                     // are journaled as one group.
                     shared.sync_closed(&mut assembler);
-                    notice_step(&mut steps, &mut assembler);
-                    let mut outputs = assembler.handle(ev);
+                    let mut outputs = hand_in(&mut steps, &mut assembler, ev);
                     for _ in 0..EVENT_QUEUE {
                         let Ok(ev) = rx.try_recv() else { break };
                         shared.sync_closed(&mut assembler);
-                        notice_step(&mut steps, &mut assembler);
-                        outputs.extend(assembler.handle(ev));
+                        outputs.extend(hand_in(&mut steps, &mut assembler, ev));
                     }
                     outputs
                 }
@@ -326,10 +324,23 @@ async fn replay(
     outputs
 }
 
+/// Hands `ev` to the assembler after [`notice_step`]; an event stamped before a step
+/// just seen (queued while the clock stepped) is handed in as such.
+fn hand_in(
+    steps: &mut StepWatch,
+    assembler: &mut Assembler,
+    ev: AssemblerEvent,
+) -> Vec<AssemblerOutput> {
+    notice_step(steps, assembler);
+    match steps.stamped_before_step(ev.at(), Timestamp::now(), std::time::Instant::now()) {
+        Some(step) => assembler.handle_stamped_before_step(ev, step),
+        None => assembler.handle(ev),
+    }
+}
+
 /// Looks for a step of the wall clock since the last look, and moves the timers of the
 /// lanes with a truck in progress with it ([`Assembler::clock_stepped`]), before the
-/// assembler is handed an event or a time read after the step. An event stamped before
-/// the step and handled after it is taken as stamped after it (a few milliseconds).
+/// assembler is handed an event or a time read after the step.
 fn notice_step(steps: &mut StepWatch, assembler: &mut Assembler) {
     if let Some(step) = steps.observe(Timestamp::now(), std::time::Instant::now()) {
         tracing::warn!(
