@@ -612,35 +612,26 @@ impl Assembler {
 
     /// Folds one event in (after running the timers up to the event's time).
     pub fn handle(&mut self, ev: AssemblerEvent) -> Vec<AssemblerOutput> {
-        self.handle_stamped(ev, SignedDuration::ZERO)
+        self.handle_stamped_before_step(ev, SignedDuration::ZERO)
     }
 
     /// [`Assembler::handle`] for an event stamped before the wall clock stepped by `step`
     /// and handed in after the step was reported ([`Assembler::clock_stepped`]): its time
     /// is taken as `step` later, as the clock reads since (the event itself is kept as
-    /// received).
+    /// received). With a zero step it is [`Assembler::handle`].
     pub fn handle_stamped_before_step(
         &mut self,
         ev: AssemblerEvent,
         step: SignedDuration,
     ) -> Vec<AssemblerOutput> {
-        self.handle_stamped(ev, step)
-    }
-
-    /// [`Assembler::handle`], the event's time taken as `correction` later.
-    fn handle_stamped(
-        &mut self,
-        ev: AssemblerEvent,
-        correction: SignedDuration,
-    ) -> Vec<AssemblerOutput> {
-        let mut out = self.tick(shifted(ev.at(), correction));
+        let mut out = self.tick(shifted(ev.at(), step));
         let lane_id = match &ev {
             AssemblerEvent::Read(r) => r.lane.clone(),
             AssemblerEvent::Presence { lane, .. } => lane.clone(),
         };
         let presence =
             matches!(ev, AssemblerEvent::Presence { .. } if self.track).then(|| ev.clone());
-        self.apply(ev, presence, correction, &mut out);
+        self.apply(ev, presence, step, &mut out);
         if let Some(lane) = self.lanes.get_mut(&lane_id) {
             refresh(&mut self.due, lane);
         }
