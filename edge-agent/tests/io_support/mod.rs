@@ -528,8 +528,6 @@ impl Drop for Collector {
     }
 }
 
-/// The value of the Prometheus series `series` (name with its labels, as rendered) on the
-/// agent's `/metrics`, or `None` when absent.
 /// The console's JSON answer at `url`, asked with the bearer `token`.
 pub async fn console_json(url: &str, token: &str) -> serde_json::Value {
     edge_agent::uplink::install_crypto_provider();
@@ -545,6 +543,8 @@ pub async fn console_json(url: &str, token: &str) -> serde_json::Value {
         .expect("JSON")
 }
 
+/// The value of the Prometheus series `series` (name with its labels, as rendered) on the
+/// agent's `/metrics`, or `None` when absent.
 pub async fn metric(base: &str, series: &str) -> Option<f64> {
     edge_agent::uplink::install_crypto_provider();
     let text = reqwest::Client::new()
