@@ -428,6 +428,19 @@ impl LaneState {
         }
     }
 
+    /// Winds the lane up at wall time `now` (shutdown, or the lane removed): its open
+    /// transaction closes with `reason`, a refused truck is reported and every held read
+    /// is given up as an orphan.
+    fn wind_up(&mut self, reason: CloseReason, now: Timestamp, out: &mut Vec<AssemblerOutput>) {
+        self.close(reason, self.lane_time(now), out);
+        self.end_refusal(out);
+        out.extend(
+            self.pending
+                .drain(..)
+                .map(|(_, r)| AssemblerOutput::OrphanRead(r)),
+        );
+    }
+
     /// When the refused truck is given up on: at the lane's transaction timeout, and on a
     /// loop-less lane after `quiet_close` without reads.
     fn refusal_deadline(&self) -> Option<Timestamp> {
@@ -835,13 +848,7 @@ impl Assembler {
     pub fn close_all(&mut self, now: Timestamp) -> Vec<AssemblerOutput> {
         let mut out = Vec::new();
         for lane in self.lanes.values_mut() {
-            lane.close(CloseReason::Shutdown, lane.lane_time(now), &mut out);
-            lane.end_refusal(&mut out);
-            out.extend(
-                lane.pending
-                    .drain(..)
-                    .map(|(_, r)| AssemblerOutput::OrphanRead(r)),
-            );
+            lane.wind_up(CloseReason::Shutdown, now, &mut out);
             lane.present.clear();
             lane.deadline = None;
             lane.shift = SignedDuration::ZERO;
@@ -866,13 +873,7 @@ impl Assembler {
             let Some(mut lane) = self.lanes.remove(&id) else {
                 continue;
             };
-            lane.close(CloseReason::LaneRemoved, lane.lane_time(now), &mut out);
-            lane.end_refusal(&mut out);
-            out.extend(
-                lane.pending
-                    .drain(..)
-                    .map(|(_, r)| AssemblerOutput::OrphanRead(r)),
-            );
+            lane.wind_up(CloseReason::LaneRemoved, now, &mut out);
             self.retired.append(&mut lane.consumed);
             if lane.closed {
                 self.closed = self.closed.saturating_sub(1);
@@ -920,28 +921,31 @@ mod tests {
     use super::*;
     use crate::decider::Routes;
 
+    mod fixture {
+        use super::{Assembler, GateId, LaneConfig, LaneId, Routes};
+        include!("../tests/assembler_support/lanes.rs");
+    }
+    use fixture::{Lanes, on_g1};
+
+    /// A transaction times out after 30 s; a loop-less lane closes after 4 s quiet.
+    const LANES: Lanes = Lanes {
+        transaction_timeout: Duration::from_secs(30),
+        quiet_close: Duration::from_secs(4),
+    };
+
     fn lane(id: &str, presence_loop: bool) -> LaneConfig {
-        LaneConfig {
-            id: LaneId::parse(id).expect("lane id"),
-            name: id.into(),
-            routes: Routes {
-                fast: "f".into(),
-                standard: "s".into(),
-                inspect: "i".into(),
-            },
-            presence_loop,
-            transaction_timeout: Duration::from_secs(30),
-            quiet_close: Duration::from_secs(4),
-            pre_open_grace: Duration::from_secs(5),
-            departure_grace: Duration::from_secs(1),
-        }
+        LANES.lane(id, presence_loop)
     }
 
     fn asm() -> Assembler {
-        Assembler::new(
-            GateId::parse("G1").expect("gate"),
-            &[lane("L1", true), lane("L2", false)],
-        )
+        LANES.assembler()
+    }
+
+    /// An assembler with a truck on L1: its loop present since `t(0)`.
+    fn truck_on_l1() -> Assembler {
+        let mut a = asm();
+        a.handle(presence(true, t(0)));
+        a
     }
 
     fn t(ms: i64) -> Timestamp {
@@ -1014,8 +1018,7 @@ mod tests {
 
     #[test]
     fn a_clock_set_back_an_hour_during_the_grace_does_not_hold_the_truck_an_hour() {
-        let mut a = asm();
-        a.handle(presence(true, t(0)));
+        let mut a = truck_on_l1();
         a.handle(read("L1", 1, t(500)));
         a.handle(presence(false, t(2_000)));
         // At t(2_400) the clock is set back an hour: the grace ends 600 ms later.
@@ -1033,8 +1036,7 @@ mod tests {
 
     #[test]
     fn a_clock_set_forward_an_hour_does_not_cut_the_grace_or_the_timeout_short() {
-        let mut a = asm();
-        a.handle(presence(true, t(0)));
+        let mut a = truck_on_l1();
         a.handle(presence(false, t(2_000)));
         a.clock_stepped(HOUR);
         assert!(
@@ -1044,8 +1046,7 @@ mod tests {
         assert_eq!(closed(&a.tick(t(3_000) + HOUR)).len(), 1);
 
         // A truck that stays: its timeout counts the time that passed, not the step.
-        let mut a = asm();
-        a.handle(presence(true, t(0)));
+        let mut a = truck_on_l1();
         a.clock_stepped(HOUR);
         assert!(closed(&a.tick(t(29_999) + HOUR)).is_empty());
         let out = a.tick(t(30_000) + HOUR);
@@ -1077,8 +1078,7 @@ mod tests {
 
     #[test]
     fn an_event_stamped_before_a_step_and_handed_in_after_it_is_taken_in_its_own_clock() {
-        let mut a = asm();
-        a.handle(presence(true, t(0)));
+        let mut a = truck_on_l1();
         a.handle(read("L2", 1, t(0)));
         a.clock_stepped(-HOUR);
         // Stamped at t(900), before the clock was set back, handed in after.
@@ -1097,8 +1097,7 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(last, vec![t(0), t(900)]);
         // Handed in as stamped, the same event would have run every timer an hour ahead.
-        let mut b = asm();
-        b.handle(presence(true, t(0)));
+        let mut b = truck_on_l1();
         b.clock_stepped(-HOUR);
         assert_eq!(
             closed(&b.handle(late)).len(),
@@ -1109,8 +1108,7 @@ mod tests {
 
     #[test]
     fn a_lane_with_nothing_in_progress_follows_the_clock_as_it_is() {
-        let mut a = asm();
-        a.handle(presence(true, t(0)));
+        let mut a = truck_on_l1();
         a.handle(presence(false, t(1_000)));
         a.clock_stepped(-HOUR);
         assert_eq!(closed(&a.tick(t(2_000) - HOUR)).len(), 1);
@@ -1160,8 +1158,7 @@ mod tests {
 
     #[test]
     fn a_truck_decided_on_the_loop_clears_the_lane_when_it_leaves() {
-        let mut a = asm();
-        a.handle(presence(true, t(0)));
+        let mut a = truck_on_l1();
         assert!(
             timed_out(&a.tick(t(30_000))),
             "closed on timeout, still on the loop"
@@ -1176,8 +1173,7 @@ mod tests {
 
     #[test]
     fn an_ordinary_departure_is_not_a_clearing() {
-        let mut a = asm();
-        a.handle(presence(true, t(0)));
+        let mut a = truck_on_l1();
         assert!(!cleared(&a.handle(presence(false, t(2_000)))));
         assert!(!cleared(&a.tick(t(3_000))));
     }
@@ -1341,8 +1337,7 @@ mod tests {
 
     #[test]
     fn closing_a_lane_lets_its_open_transaction_end_as_usual() {
-        let mut a = asm();
-        a.handle(presence(true, t(0)));
+        let mut a = truck_on_l1();
         a.set_closed(&l("L1"), true);
         a.handle(presence(false, t(500)));
         let out = a.tick(t(1_500));
@@ -1360,7 +1355,7 @@ mod tests {
     fn departure_grace_is_per_lane() {
         let mut slow = lane("L1", true);
         slow.departure_grace = Duration::from_secs(3);
-        let mut a = Assembler::new(GateId::parse("G1").expect("gate"), &[slow]);
+        let mut a = on_g1(&[slow]);
         a.handle(presence(true, t(0)));
         a.handle(presence(false, t(1_000)));
         assert_eq!(a.next_deadline(), Some(t(4_000)));
@@ -1452,8 +1447,7 @@ mod tests {
 
     #[test]
     fn an_untracked_assembler_keeps_no_events() {
-        let mut a = asm();
-        a.handle(presence(true, t(0)));
+        let mut a = truck_on_l1();
         a.handle(presence(false, t(100)));
         let ids = closed_ids(&a.tick(t(2_000)));
         assert_eq!(ids.len(), 1);
@@ -1464,7 +1458,7 @@ mod tests {
     #[test]
     fn a_tick_closes_exactly_the_lanes_whose_quiet_close_has_passed_among_many() {
         let lanes: Vec<LaneConfig> = (0..300).map(|i| lane(&format!("Q{i}"), false)).collect();
-        let mut a = Assembler::new(GateId::parse("G1").expect("gate"), &lanes);
+        let mut a = on_g1(&lanes);
         // Lane i reads at i ms; quiet_close is 4 s.
         for i in 0..300 {
             a.handle(read(&format!("Q{i}"), 1, t(i)));
@@ -1541,6 +1535,34 @@ mod tests {
         (e, 0i64..8_000)
     }
 
+    /// Where a run of generated events stands: the time passed and how far the wall clock
+    /// stepped, in milliseconds; an event's wall time is their sum.
+    #[derive(Default)]
+    struct Walk {
+        now: i64,
+        stepped: i64,
+    }
+
+    impl Walk {
+        /// `dt` later: the assembler event `e` stands for at that wall time, or `None` for
+        /// a clock step, which `a` is told of.
+        fn next(&mut self, a: &mut Assembler, e: Ev, dt: i64) -> Option<AssemblerEvent> {
+            self.now += dt;
+            let wall = t(self.now + self.stepped);
+            match e {
+                Ev::Read { loop_lane, value } => {
+                    Some(read(if loop_lane { "L1" } else { "L2" }, value, wall))
+                }
+                Ev::Presence(present) => Some(presence(present, wall)),
+                Ev::Step(ms) => {
+                    self.stepped += ms;
+                    a.clock_stepped(SignedDuration::from_millis(ms));
+                    None
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -1550,27 +1572,17 @@ mod tests {
         #[test]
         fn every_event_is_accounted_exactly_once(events in proptest::collection::vec(ev(), 1..60)) {
             let mut a = tracked();
-            // Time passed, and how far the wall clock stepped: an event's wall time is
-            // their sum.
-            let (mut now, mut stepped) = (0i64, 0i64);
+            let mut w = Walk::default();
             let mut handed = Vec::new();
             let mut outputs = Vec::new();
             for (e, dt) in events {
-                now += dt;
-                let wall = t(now + stepped);
-                let event = match e {
-                    Ev::Read { loop_lane, value } => read(if loop_lane { "L1" } else { "L2" }, value, wall),
-                    Ev::Presence(present) => presence(present, wall),
-                    Ev::Step(ms) => {
-                        stepped += ms;
-                        a.clock_stepped(SignedDuration::from_millis(ms));
-                        continue;
-                    }
+                let Some(event) = w.next(&mut a, e, dt) else {
+                    continue;
                 };
                 handed.push(event.clone());
                 outputs.extend(a.handle(event));
             }
-            outputs.extend(a.close_all(t(now + stepped + 100_000)));
+            outputs.extend(a.close_all(t(w.now + w.stepped + 100_000)));
             let mut accounted = a.take_spent();
             for o in outputs {
                 match o {
@@ -1592,19 +1604,11 @@ mod tests {
         #[test]
         fn next_deadline_is_exactly_when_tick_acts(events in proptest::collection::vec(ev(), 1..60)) {
             let mut a = asm();
-            let (mut now, mut stepped) = (0i64, 0i64);
+            let mut w = Walk::default();
             for (e, dt) in events {
-                now += dt;
-                let wall = t(now + stepped);
-                let event = match e {
-                    Ev::Read { loop_lane, value } => read(if loop_lane { "L1" } else { "L2" }, value, wall),
-                    Ev::Presence(present) => presence(present, wall),
-                    Ev::Step(ms) => {
-                        stepped += ms;
-                        a.clock_stepped(SignedDuration::from_millis(ms));
-                        prop_assert_eq!(a.next_deadline(), a.scanned_deadline(), "the index agrees after a step");
-                        continue;
-                    }
+                let Some(event) = w.next(&mut a, e, dt) else {
+                    prop_assert_eq!(a.next_deadline(), a.scanned_deadline(), "the index agrees after a step");
+                    continue;
                 };
                 a.handle(event);
                 prop_assert_eq!(a.next_deadline(), a.scanned_deadline(), "the index agrees with a pass over the lanes");
@@ -1614,7 +1618,7 @@ mod tests {
                     prop_assert_eq!(a.next_deadline(), Some(d), "a tick that acts on nothing changes nothing");
                     prop_assert!(timed_out(&a.tick(d)), "tick at the deadline did nothing");
                     prop_assert_eq!(a.next_deadline(), a.scanned_deadline(), "the index agrees after a tick");
-                    now = now.max(d.as_millisecond() - 1_800_000_000_000 - stepped);
+                    w.now = w.now.max(d.as_millisecond() - 1_800_000_000_000 - w.stepped);
                 }
             }
         }

@@ -549,27 +549,15 @@ impl ReplicaView for MemoryReplica {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use protocol::schema::{Change, SCHEMA_VERSION, SequencedChange};
+
+    mod change_batch {
+        include!("../tests/support/change_batch.rs");
+    }
 
     /// A batch for port `PORT-A` whose changes carry `seqs`.
     pub(crate) fn batch(snapshot: bool, after: u64, last: u64, seqs: &[u64]) -> ChangeBatch {
-        ChangeBatch {
-            v: SCHEMA_VERSION,
-            snapshot,
-            after_seq: after,
-            last_seq: last,
-            port: "PORT-A".into(),
-            as_of: "2026-03-01T00:00:00Z".parse().expect("ts"),
-            changes: seqs
-                .iter()
-                .map(|&seq| SequencedChange {
-                    seq,
-                    change: Change::RemoveConsignment {
-                        id: format!("C{seq}"),
-                    },
-                })
-                .collect(),
-        }
+        let as_of = "2026-03-01T00:00:00Z".parse().expect("ts");
+        change_batch::removals(snapshot, after, last, seqs.iter().copied(), as_of)
     }
 
     #[test]

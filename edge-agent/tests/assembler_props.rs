@@ -10,28 +10,21 @@ use proptest::prelude::*;
 use protocol::container::ContainerNumber;
 use protocol::schema::{CloseReason, GateId, GateTransaction, LaneId, ReadSource, ReadValue};
 
-fn lane(id: &str, presence_loop: bool) -> LaneConfig {
-    LaneConfig {
-        id: LaneId::parse(id).expect("lane id"),
-        name: id.into(),
-        routes: Routes {
-            fast: "f".into(),
-            standard: "s".into(),
-            inspect: "i".into(),
-        },
-        presence_loop,
-        transaction_timeout: Duration::from_secs(120),
-        quiet_close: Duration::from_secs(10),
-        pre_open_grace: Duration::from_secs(5),
-        departure_grace: Duration::from_secs(1),
-    }
+mod assembler_support {
+    use super::{Assembler, GateId, LaneConfig, LaneId, Routes};
+    include!("assembler_support/lanes.rs");
 }
+use assembler_support::Lanes;
+
+/// A transaction times out after 120 s; a loop-less lane closes after 10 s quiet (the
+/// configuration's defaults).
+const LANES: Lanes = Lanes {
+    transaction_timeout: Duration::from_secs(120),
+    quiet_close: Duration::from_secs(10),
+};
 
 fn asm() -> Assembler {
-    Assembler::new(
-        GateId::parse("G1").expect("gate"),
-        &[lane("L1", true), lane("L2", false)],
-    )
+    LANES.assembler()
 }
 
 fn t(s: i64) -> Timestamp {

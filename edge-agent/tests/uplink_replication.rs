@@ -18,8 +18,7 @@ use edge_agent::runtime::{AgentHandle, start};
 use edge_agent::store::Store;
 use jiff::Timestamp;
 use protocol::schema::{
-    Change, ChangeBatch, EventBody, Heartbeat, IngestBatch, JournalEntry, SCHEMA_VERSION,
-    SequencedChange, SignedEnvelope,
+    ChangeBatch, EventBody, Heartbeat, IngestBatch, JournalEntry, SignedEnvelope,
 };
 use support::stand_in::{refused_batches, store_batch};
 use support::{agent_toml, gate_g1_lane_l1};
@@ -171,27 +170,10 @@ fn sign(batch: &ChangeBatch, key: &SigningKey) -> SignedEnvelope {
     }
 }
 
+/// A snapshot (with no changes) or a delta removing the consignments of `after + 1..=last`.
 fn batch(snapshot: bool, after: u64, last: u64) -> ChangeBatch {
-    ChangeBatch {
-        v: SCHEMA_VERSION,
-        snapshot,
-        after_seq: after,
-        last_seq: last,
-        port: "PORT-A".into(),
-        as_of: Timestamp::now(),
-        changes: if snapshot {
-            vec![]
-        } else {
-            (after + 1..=last)
-                .map(|seq| SequencedChange {
-                    seq,
-                    change: Change::RemoveConsignment {
-                        id: format!("gone-{seq}"),
-                    },
-                })
-                .collect()
-        },
-    }
+    let seqs = (after + 1..=last).filter(|_| !snapshot);
+    support::change_batch::removals(snapshot, after, last, seqs, Timestamp::now())
 }
 
 fn config(dir: &std::path::Path, url: &str) -> Config {
@@ -411,7 +393,7 @@ async fn replication_bootstraps_refuses_a_forged_batch_and_applies_the_next_good
         let mut c = state.lock().expect("lock");
         c.snapshot = Some(sign(&batch(true, 0, 5), &key));
         let mut forged = sign(&batch(false, 5, 6), &key);
-        forged.payload = forged.payload.replace("gone-6", "gone-7");
+        forged.payload = forged.payload.replace("C6", "C7");
         c.changes.push_back(forged);
         c.changes.push_back(sign(
             &batch(false, 5, 7),

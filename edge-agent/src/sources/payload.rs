@@ -22,13 +22,9 @@ pub const MAX_PAYLOAD: usize = 4 * 1024;
 #[serde(deny_unknown_fields)]
 struct RfidPayload {
     epc: String,
-    #[serde(default)]
     antenna: Option<u8>,
-    #[serde(default)]
     rssi: Option<i16>,
-    #[serde(default)]
     at: Option<Timestamp>,
-    #[serde(default)]
     device: Option<String>,
 }
 
@@ -36,17 +32,11 @@ struct RfidPayload {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OcrPayload {
-    #[serde(default)]
     container: Option<String>,
-    #[serde(default)]
     seal: Option<String>,
-    #[serde(default)]
     plate: Option<String>,
-    #[serde(default)]
     confidence: Option<u8>,
-    #[serde(default)]
     at: Option<Timestamp>,
-    #[serde(default)]
     device: Option<String>,
 }
 
@@ -56,11 +46,8 @@ struct OcrPayload {
 struct ESealPayload {
     seal_id: String,
     state: ESealState,
-    #[serde(default)]
     battery_pct: Option<u8>,
-    #[serde(default)]
     at: Option<Timestamp>,
-    #[serde(default)]
     device: Option<String>,
 }
 
@@ -71,7 +58,6 @@ struct PresencePayload {
     #[serde(rename = "loop")]
     loop_id: u8,
     present: bool,
-    #[serde(default)]
     at: Option<Timestamp>,
 }
 
@@ -320,6 +306,13 @@ pub(super) mod tests {
         "2026-03-01T10:00:00Z".parse().expect("ts")
     }
 
+    /// Parses `body` from a `kind` topic for `device`, which must accept it.
+    fn accepted(kind: MqttKind, device: &str, body: &[u8]) -> AssemblerEvent {
+        let (ev, err) = parse_payload(&map(kind), device, body, now());
+        assert_eq!(err, None, "{}", String::from_utf8_lossy(body));
+        ev
+    }
+
     fn value(ev: AssemblerEvent) -> RawRead {
         match ev {
             AssemblerEvent::Read(r) => r,
@@ -329,13 +322,7 @@ pub(super) mod tests {
 
     #[test]
     fn rfid_payload_with_reader_time_and_antenna() {
-        let (ev, err) = parse_payload(
-            &map(MqttKind::Rfid),
-            "gw",
-            br#"{"epc":"3074257BF7194E4000001A85","antenna":1,"rssi":-52,"at":"2026-03-01T09:59:59Z"}"#,
-            now(),
-        );
-        assert_eq!(err, None);
+        let ev = accepted(MqttKind::Rfid, "gw", br#"{"epc":"3074257BF7194E4000001A85","antenna":1,"rssi":-52,"at":"2026-03-01T09:59:59Z"}"#);
         let r = value(ev);
         assert_eq!((r.antenna, r.rssi), (Some(1), Some(-52)));
         assert_eq!(
@@ -347,13 +334,11 @@ pub(super) mod tests {
 
     #[test]
     fn ocr_container_is_validated_with_its_check_digit() {
-        let (ev, err) = parse_payload(
-            &map(MqttKind::Ocr),
+        let ev = accepted(
+            MqttKind::Ocr,
             "ocr",
             br#"{"container":"CSQU3054383","confidence":93}"#,
-            now(),
         );
-        assert_eq!(err, None);
         let r = value(ev);
         assert_eq!(r.confidence, Some(93));
         assert!(matches!(r.value, ReadValue::Container { .. }));
@@ -376,13 +361,11 @@ pub(super) mod tests {
 
     #[test]
     fn eseal_and_seal_payloads() {
-        let (ev, err) = parse_payload(
-            &map(MqttKind::ESeal),
+        let ev = accepted(
+            MqttKind::ESeal,
             "es",
             br#"{"seal_id":"0042-0001E240","state":"TAMPERED","battery_pct":80}"#,
-            now(),
         );
-        assert_eq!(err, None);
         assert!(matches!(
             value(ev).value,
             ReadValue::ESeal {
@@ -391,20 +374,13 @@ pub(super) mod tests {
                 ..
             }
         ));
-        let (ev, err) = parse_payload(&map(MqttKind::Ocr), "ocr", br#"{"seal":"AB123456"}"#, now());
-        assert_eq!(err, None);
+        let ev = accepted(MqttKind::Ocr, "ocr", br#"{"seal":"AB123456"}"#);
         assert!(matches!(value(ev).value, ReadValue::Seal { .. }));
     }
 
     #[test]
     fn presence_payload_becomes_a_presence_event() {
-        let (ev, err) = parse_payload(
-            &map(MqttKind::Presence),
-            "loop",
-            br#"{"loop":0,"present":true}"#,
-            now(),
-        );
-        assert_eq!(err, None);
+        let ev = accepted(MqttKind::Presence, "loop", br#"{"loop":0,"present":true}"#);
         assert!(matches!(
             ev,
             AssemblerEvent::Presence {

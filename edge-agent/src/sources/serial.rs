@@ -890,7 +890,7 @@ async fn uhf_session(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::link::{Barrier, BoardStatus, Light};
+    use protocol::link::{Barrier, Light};
 
     fn cmd() -> LaneCommand {
         LaneCommand {
@@ -1033,23 +1033,10 @@ mod tests {
         assert_eq!(ev, [BoardEvent::CommandAcked { seq: 11 }]);
     }
 
-    fn hb(boot_id: u32, uptime_ms: u32) -> Message {
-        Message::Heartbeat(link::Heartbeat {
-            uptime_ms,
-            boot_id,
-            board_id: 1,
-            fw_version: 0x0100,
-            status: BoardStatus {
-                link_ok: true,
-                uhf_reader_ok: true,
-                seal_reader_ok: true,
-                light: Light::Red,
-                barrier: Barrier::Lower,
-                presence: 0,
-                unacked: 0,
-            },
-        })
+    mod board {
+        include!("../../tests/io_support/heartbeat.rs");
     }
+    use board::board_heartbeat;
 
     fn hello(boot_id: u32, uptime_ms: u32) -> Message {
         Message::Hello(link::Hello {
@@ -1123,7 +1110,7 @@ mod tests {
     #[test]
     fn a_new_boot_seen_first_in_a_heartbeat_is_reported_before_the_heartbeat() {
         let mut s = session_with_boot_a();
-        let (_, ev) = s.receive(Frame::new(3, hb(0xC, 5)));
+        let (_, ev) = s.receive(Frame::new(3, board_heartbeat(0xC, 5, 0)));
         assert!(matches!(
             ev.as_slice(),
             [BoardEvent::NewBoot { .. }, BoardEvent::Heartbeat(_)]
@@ -1148,7 +1135,7 @@ mod tests {
         // The link timed out and came back: the board announces the same boot again.
         let (_, ev) = s.receive(Frame::new(4, hello(0xA, 20_000)));
         assert_eq!(new_boot(&ev), None);
-        let (_, ev) = s.receive(Frame::new(5, hb(0xA, 21_000)));
+        let (_, ev) = s.receive(Frame::new(5, board_heartbeat(0xA, 21_000, 0)));
         assert_eq!(new_boot(&ev), None);
         assert!(
             s.receive(presence(3, false)).1.is_empty(),
@@ -1159,9 +1146,9 @@ mod tests {
     #[test]
     fn uptime_going_back_with_the_same_boot_id_is_a_restart_but_its_wrap_is_not() {
         let mut s = LinkSession::new(0);
-        s.receive(Frame::new(1, hb(7, 50_000)));
+        s.receive(Frame::new(1, board_heartbeat(7, 50_000, 0)));
         s.receive(presence(2, true));
-        let (_, ev) = s.receive(Frame::new(1, hb(7, 10)));
+        let (_, ev) = s.receive(Frame::new(1, board_heartbeat(7, 10, 0)));
         assert_eq!(
             new_boot(&ev),
             Some((Some(7), 7, NewBootReason::UptimeWentBack))
@@ -1171,8 +1158,8 @@ mod tests {
             "seq 2 from the restarted board is a new event"
         );
         let mut w = LinkSession::new(0);
-        w.receive(Frame::new(1, hb(7, u32::MAX - 500)));
-        let (_, ev) = w.receive(Frame::new(2, hb(7, 500)));
+        w.receive(Frame::new(1, board_heartbeat(7, u32::MAX - 500, 0)));
+        let (_, ev) = w.receive(Frame::new(2, board_heartbeat(7, 500, 0)));
         assert_eq!(new_boot(&ev), None, "49.7 days of uptime wrapped");
     }
 
@@ -1197,7 +1184,7 @@ mod tests {
                 present: false
             }]
         );
-        let (_, ev) = s.receive(Frame::new(12, hb(0xA, 5_000)));
+        let (_, ev) = s.receive(Frame::new(12, board_heartbeat(0xA, 5_000, 0)));
         assert!(new_boot(&ev).is_some(), "first contact reported");
         let (ack, ev) = s.receive(presence(10, true));
         assert!(ack.is_some(), "a resend is acknowledged again");

@@ -7,14 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use protocol::link::{
-    self, Barrier, BoardStatus, Frame, LaneCommand, Light, LinkDecoder, Message, TagRead,
-};
+use protocol::link::{self, Frame, LaneCommand, LinkDecoder, Message, TagRead};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 use tokio_serial::{SerialPort as _, SerialStream};
 use tokio_util::sync::CancellationToken;
+
+mod heartbeat;
+use heartbeat::board_heartbeat;
 
 pub const STEP: Duration = Duration::from_secs(10);
 
@@ -124,21 +125,11 @@ async fn board_task(
             () = stop.cancelled() => return,
             _ = heartbeat.tick() => {
                 seq = seq.wrapping_add(1);
-                to_write.push(Frame::new(seq, Message::Heartbeat(link::Heartbeat {
-                    uptime_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
-                    boot_id: 0xB007_0001,
-                    board_id: 1,
-                    fw_version: 0x0100,
-                    status: BoardStatus {
-                        link_ok: true,
-                        uhf_reader_ok: true,
-                        seal_reader_ok: true,
-                        light: Light::Red,
-                        barrier: Barrier::Lower,
-                        presence: 0,
-                        unacked: u8::try_from(pending.len()).unwrap_or(u8::MAX),
-                    },
-                })));
+                to_write.push(Frame::new(seq, board_heartbeat(
+                    0xB007_0001,
+                    u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
+                    u8::try_from(pending.len()).unwrap_or(u8::MAX),
+                )));
             }
             _ = resend.tick() => {
                 let now = tokio::time::Instant::now();
@@ -537,8 +528,6 @@ impl Drop for Collector {
     }
 }
 
-/// The value of the Prometheus series `series` (name with its labels, as rendered) on the
-/// agent's `/metrics`, or `None` when absent.
 /// The console's JSON answer at `url`, asked with the bearer `token`.
 pub async fn console_json(url: &str, token: &str) -> serde_json::Value {
     edge_agent::uplink::install_crypto_provider();
@@ -554,6 +543,8 @@ pub async fn console_json(url: &str, token: &str) -> serde_json::Value {
         .expect("JSON")
 }
 
+/// The value of the Prometheus series `series` (name with its labels, as rendered) on the
+/// agent's `/metrics`, or `None` when absent.
 pub async fn metric(base: &str, series: &str) -> Option<f64> {
     edge_agent::uplink::install_crypto_provider();
     let text = reqwest::Client::new()

@@ -3,6 +3,7 @@
 
 #[path = "../../../tests/common/agent_toml.rs"]
 pub mod agent_toml;
+pub mod change_batch;
 #[path = "../../../tests/common/page.rs"]
 pub mod page;
 #[path = "../../../tests/common/stand_in.rs"]
