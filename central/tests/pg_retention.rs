@@ -37,10 +37,17 @@ fn months_of(s: &dyn Store) -> Vec<String> {
     m
 }
 
+/// A cluster of the test's own with central's database, the database's URL and a store
+/// open on it.
+fn pg_store() -> (common::pg::PgCluster, String, PgStore) {
+    let (cluster, url) = common::pg::PgCluster::with_central();
+    let s = PgStore::open(&url).expect("store");
+    (cluster, url, s)
+}
+
 #[test]
 fn months_before_the_cutoff_are_dropped_and_the_rest_stays() {
-    let (_cluster, url) = common::pg::PgCluster::with_central();
-    let s = PgStore::open(&url).expect("store");
+    let (_cluster, _, s) = pg_store();
     let g = gate("P1-G1");
     let entries = dated(
         &g,
@@ -160,8 +167,7 @@ fn central_applies_the_configured_retention_on_start() {
 /// container finds the events that are left, page by page.
 #[test]
 fn a_container_search_skips_rows_whose_month_is_gone() {
-    let (_cluster, url) = common::pg::PgCluster::with_central();
-    let s = PgStore::open(&url).expect("store");
+    let (_cluster, url, s) = pg_store();
     let g = gate("P1-G1");
     let times = [
         ts("2024-01-10T08:00:00Z"),
@@ -221,8 +227,7 @@ fn a_container_search_skips_rows_whose_month_is_gone() {
 /// same events from either form, and a row with neither or both is refused.
 #[test]
 fn events_stored_as_json_before_migration_11_read_like_those_stored_as_text() {
-    let (_cluster, url) = common::pg::PgCluster::with_central();
-    let s = PgStore::open(&url).expect("store");
+    let (_cluster, url, s) = pg_store();
     let g = gate("G1");
     let txn = Uuid::now_v7();
     let entries = common::chain(

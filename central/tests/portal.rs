@@ -969,3 +969,57 @@ async fn an_admin_lists_company_accounts_on_the_users_page_and_disables_one() {
         StatusCode::OK
     );
 }
+
+/// Every form post of the portal and the dashboard refuses a session's request whose
+/// CSRF token is not the session's (403 saying so), with every other field in place, and
+/// changes nothing.
+#[tokio::test]
+async fn every_form_post_refuses_a_wrong_csrf_token() {
+    let e = staffed();
+    let c = &e.central;
+    validated(c, OP_A, "acme", "olga");
+    let acme = company_session(c, "acme").await;
+    let olga = staff_session(c, "olga").await;
+    let before = c.company(OP_A).expect("read").expect("acme");
+    let fields = [
+        ("csrf", "not the session's"),
+        ("text", "x"),
+        ("user", "ann"),
+        ("password", "ann's long passphrase"),
+        ("lang", "es"),
+        ("operator", OP_B),
+        ("name", "Bravo"),
+        ("kind", "EXPORTER"),
+        ("status", "SUSPENDED"),
+        ("reason", "x"),
+        ("state", "disabled"),
+    ];
+    for (session, uri) in [
+        (&acme, "/portal/assessment".to_owned()),
+        (&acme, "/portal/apply".to_owned()),
+        (&acme, "/portal/findings/1".to_owned()),
+        (&acme, "/portal/messages".to_owned()),
+        (&acme, "/portal/users".to_owned()),
+        (&acme, "/lang".to_owned()),
+        (&acme, "/logout".to_owned()),
+        (&olga, "/applications".to_owned()),
+        (&olga, format!("/applications/{OP_A}/review")),
+        (&olga, "/cases/1/acknowledge".to_owned()),
+        (&olga, format!("/registry/{OP_A}/status")),
+        (&olga, "/users/tom/access".to_owned()),
+        (&olga, "/lang".to_owned()),
+        (&olga, "/logout".to_owned()),
+    ] {
+        let p = page(c, "POST", &uri, Some(session), &fields).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{uri}: {}", p.body);
+        assert_eq!(p.body, "the request's CSRF token is wrong", "{uri}");
+    }
+    assert_eq!(c.company(OP_A).expect("read"), Some(before));
+    assert!(c.company(OP_B).expect("read").is_none());
+    assert!(c.user("ann").expect("read").is_none());
+    assert!(!c.user("tom").expect("read").expect("tom").disabled);
+    for session in [&acme, &olga] {
+        let p = page(c, "GET", "/portal", Some(session), &[]).await;
+        assert!(!p.status.is_redirection(), "still logged in: {}", p.status);
+    }
+}

@@ -7,8 +7,8 @@
 //! ([`crate::model::Role::may_change_registry`]),
 //! and certifying needs an official other than the one who validated.
 
-use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -21,7 +21,7 @@ use super::portal::{
     findings_table, register_fields, registry_change_block, status_text, thread,
 };
 use super::portal_text::T as P;
-use super::session::UiSession;
+use super::session::{CsrfField, FormPost, UiSession};
 use super::{Nav, T, error_page, fmt_duration, fmt_time, internal, layout};
 use crate::errors::HttpStatus as _;
 use crate::portal::{Company, FindingKind, Status};
@@ -146,15 +146,7 @@ pub async fn queue(State(c): State<Central>, s: UiSession) -> Response {
 }
 
 /// `POST /applications`: an officer adds a company (confirmed at once).
-pub async fn add(
-    State(c): State<Central>,
-    s: UiSession,
-    headers: HeaderMap,
-    Form(f): Form<RegisterForm>,
-) -> Response {
-    if let Err(e) = s.check_csrf_in(f.csrf.as_deref(), &headers) {
-        return e.into_response();
-    }
+pub async fn add(FormPost(c, s, (), f): FormPost<UiSession, (), RegisterForm>) -> Response {
     let officer = s.user.clone();
     let r = f.registration();
     match c
@@ -300,6 +292,12 @@ pub struct ActionForm {
     email: String,
 }
 
+impl CsrfField for ActionForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 fn date(what: &str, s: &str) -> Result<Date, PortalError> {
     s.trim()
         .parse::<Date>()
@@ -314,15 +312,8 @@ fn optional(s: &str) -> Option<String> {
 /// `POST /applications/{operator}/{action}`: one officer action; audited by the store
 /// with the officer's name.
 pub async fn act(
-    State(c): State<Central>,
-    s: UiSession,
-    headers: HeaderMap,
-    Path((op, action)): Path<(String, String)>,
-    Form(f): Form<ActionForm>,
+    FormPost(c, s, Path((op, action)), f): FormPost<UiSession, Path<(String, String)>, ActionForm>,
 ) -> Response {
-    if let Err(e) = s.check_csrf_in(f.csrf.as_deref(), &headers) {
-        return e.into_response();
-    }
     let l = s.lang;
     let registry_change = matches!(action.as_str(), "certify" | "suspend" | "revoke");
     if registry_change && !s.role.may_change_registry() {

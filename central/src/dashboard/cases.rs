@@ -8,8 +8,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 
-use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::{Stream, StreamExt as _};
@@ -23,7 +23,7 @@ use protocol::seal::SealNumber;
 use serde::Deserialize;
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::session::{UiPage, UiSession};
+use super::session::{CsrfField, FormPost, UiPage, UiSession};
 use super::{Nav, RANGES, T, error_page, fmt_duration, fmt_time, internal, layout, range_start};
 use crate::errors::HttpStatus as _;
 use crate::model::{Case, CaseAction, CaseDetail, CaseOutcome, CaseQuery, CaseState, CaseSubject};
@@ -556,6 +556,12 @@ pub struct ActionForm {
     new_seal: Option<String>,
 }
 
+impl CsrfField for ActionForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// Parses a case action from the form; the error says what to fix.
 fn parse_action(
     action: &str,
@@ -606,15 +612,8 @@ fn parse_action(
 /// `POST /cases/{id}/{acknowledge|assign|resolve}`: applies the action (audited by the
 /// store), publishes the changed case, and returns to the case page.
 pub async fn act(
-    State(c): State<Central>,
-    s: UiSession,
-    headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
-    Form(f): Form<ActionForm>,
+    FormPost(c, s, Path((id, action)), f): FormPost<UiSession, Path<(String, String)>, ActionForm>,
 ) -> Response {
-    if let Err(e) = s.check_csrf_in(f.csrf.as_deref(), &headers) {
-        return e.into_response();
-    }
     let Some(id) = parse_id(&id) else {
         return error_page(&s, StatusCode::NOT_FOUND, T::NotFound.get(s.lang));
     };

@@ -18,7 +18,7 @@ use protocol::i18n::Lang;
 use protocol::schema::{AeoStatus, Change, PartyRole, RegistryRecord};
 
 use super::portal_text::T as P;
-use super::session::{CompanySession, page_lang};
+use super::session::{CompanySession, CsrfField, CsrfToken as _, FormPost, page_lang};
 use super::{T, fmt_time, internal};
 use crate::errors::HttpStatus as _;
 use crate::portal::documents::{FORM_OVERHEAD_BYTES, parse_form};
@@ -675,18 +675,20 @@ pub fn parse_answers(
         .collect()
 }
 
+/// The self-assessment form: `met.ID` and `evidence.ID` per requirement, and `csrf`.
+impl CsrfField for HashMap<String, String> {
+    fn csrf(&self) -> Option<&str> {
+        self.get("csrf").map(String::as_str)
+    }
+}
+
 /// Runs a company action, then goes to `to` (or shows the refusal).
 async fn act(
     c: Central,
     s: CompanySession,
-    headers: &HeaderMap,
-    csrf: Option<&str>,
     to: &str,
     f: impl FnOnce(&Central, &str, &str) -> Result<Company, PortalError> + Send + 'static,
 ) -> Response {
-    if let Err(e) = s.check_csrf_in(csrf, headers) {
-        return e.into_response();
-    }
     let key = s.company.clone();
     let user = s.user.clone();
     match c.blocking(move |c| f(c, &key, &user)).await {
@@ -697,21 +699,12 @@ async fn act(
 
 /// `POST /portal/assessment`.
 pub async fn save_assessment(
-    State(c): State<Central>,
-    s: CompanySession,
-    headers: HeaderMap,
-    Form(f): Form<HashMap<String, String>>,
+    FormPost(c, s, (), f): FormPost<CompanySession, (), HashMap<String, String>>,
 ) -> Response {
     let answers = parse_answers(c.requirements(), &f);
-    let csrf = f.get("csrf").cloned();
-    act(
-        c,
-        s,
-        &headers,
-        csrf.as_deref(),
-        "/portal/assessment",
-        move |c, k, u| c.save_assessment(k, answers, u),
-    )
+    act(c, s, "/portal/assessment", move |c, k, u| {
+        c.save_assessment(k, answers, u)
+    })
     .await
 }
 
@@ -723,58 +716,33 @@ pub struct TextForm {
     text: String,
 }
 
-/// [`act`] with a [`TextForm`]: `f` also gets the form's text.
-async fn act_on_text(
-    c: Central,
-    s: CompanySession,
-    headers: &HeaderMap,
-    form: TextForm,
-    to: &str,
-    f: impl FnOnce(&Central, &str, &str, &str) -> Result<Company, PortalError> + Send + 'static,
-) -> Response {
-    let TextForm { csrf, text } = form;
-    act(c, s, headers, csrf.as_deref(), to, move |c, k, u| {
-        f(c, k, u, &text)
-    })
-    .await
+impl CsrfField for TextForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
 }
 
 /// `POST /portal/apply`.
-pub async fn apply(
-    State(c): State<Central>,
-    s: CompanySession,
-    headers: HeaderMap,
-    Form(f): Form<TextForm>,
-) -> Response {
-    act(c, s, &headers, f.csrf.as_deref(), "/portal", |c, k, u| {
-        c.submit_application(k, u)
-    })
-    .await
+pub async fn apply(FormPost(c, s, (), _): FormPost<CompanySession, (), TextForm>) -> Response {
+    act(c, s, "/portal", |c, k, u| c.submit_application(k, u)).await
 }
 
 /// `POST /portal/findings/{id}`: the company answers a required change.
 pub async fn answer_finding(
-    State(c): State<Central>,
-    s: CompanySession,
-    headers: HeaderMap,
-    Path(id): Path<u32>,
-    Form(f): Form<TextForm>,
+    FormPost(c, s, Path(id), f): FormPost<CompanySession, Path<u32>, TextForm>,
 ) -> Response {
-    act_on_text(c, s, &headers, f, "/portal", move |c, k, u, text| {
-        c.answer_finding(k, id, text, u)
+    act(c, s, "/portal", move |c, k, u| {
+        c.answer_finding(k, id, &f.text, u)
     })
     .await
 }
 
 /// `POST /portal/messages`.
 pub async fn post_message(
-    State(c): State<Central>,
-    s: CompanySession,
-    headers: HeaderMap,
-    Form(f): Form<TextForm>,
+    FormPost(c, s, (), f): FormPost<CompanySession, (), TextForm>,
 ) -> Response {
-    act_on_text(c, s, &headers, f, "/portal#messages", |c, k, u, text| {
-        c.post_message(k, text, u, false)
+    act(c, s, "/portal#messages", move |c, k, u| {
+        c.post_message(k, &f.text, u, false)
     })
     .await
 }
@@ -787,22 +755,18 @@ pub struct UserForm {
     password: String,
 }
 
+impl CsrfField for UserForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// `POST /portal/users`: a company user adds another account of the same company.
-pub async fn add_user(
-    State(c): State<Central>,
-    s: CompanySession,
-    headers: HeaderMap,
-    Form(f): Form<UserForm>,
-) -> Response {
+pub async fn add_user(FormPost(c, s, (), f): FormPost<CompanySession, (), UserForm>) -> Response {
     let (name, password) = (f.user.trim().to_owned(), f.password);
-    act(
-        c,
-        s,
-        &headers,
-        f.csrf.as_deref(),
-        "/portal#users",
-        move |c, k, u| c.add_company_user(k, &name, &password, u),
-    )
+    act(c, s, "/portal#users", move |c, k, u| {
+        c.add_company_user(k, &name, &password, u)
+    })
     .await
 }
 
@@ -816,6 +780,12 @@ pub struct RegisterForm {
     pub kind: String,
     pub user: String,
     pub password: String,
+}
+
+impl CsrfField for RegisterForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
 }
 
 impl RegisterForm {

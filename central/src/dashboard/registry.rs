@@ -4,8 +4,8 @@
 //! its last heartbeat reports a replica sequence at or beyond `seq` (operator changes go
 //! to every port).
 
-use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use jiff::Timestamp;
 use maud::{Markup, html};
@@ -13,7 +13,7 @@ use protocol::operator::OperatorId;
 use protocol::schema::{AeoStatus, Change};
 use serde::Deserialize;
 
-use super::session::{UiPage, UiSession};
+use super::session::{CsrfField, FormPost, UiPage, UiSession};
 use super::{Nav, T, error_page, fmt_time, internal, layout};
 use crate::registry::RegistryError;
 use crate::service::Central;
@@ -164,6 +164,12 @@ pub struct StatusForm {
     reason: Option<String>,
 }
 
+impl CsrfField for StatusForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// The statuses staff may set from the dashboard.
 fn parse_status(s: &str) -> Option<AeoStatus> {
     match s {
@@ -177,14 +183,9 @@ fn parse_status(s: &str) -> Option<AeoStatus> {
 /// `POST /registry/{operator}/status` (admin only): appends a `SET_STATUS` change, which
 /// the store audits with the user and time.
 pub async fn set_status(
-    State(c): State<Central>,
-    s: UiSession,
-    headers: HeaderMap,
-    Path(op): Path<String>,
-    Form(f): Form<StatusForm>,
+    FormPost(c, s, Path(op), f): FormPost<UiSession, Path<String>, StatusForm>,
 ) -> Response {
-    let allowed = s.role.may_change_registry();
-    if let Some(refused) = s.refuse_post(f.csrf.as_deref(), &headers, allowed, T::AdminOnly) {
+    if let Some(refused) = s.refuse(s.role.may_change_registry(), T::AdminOnly) {
         return refused;
     }
     let l = s.lang;

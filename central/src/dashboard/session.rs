@@ -10,13 +10,14 @@ use std::net::IpAddr;
 
 use aeogate_web::cookie::{self, SessionCookie};
 use aeogate_web::csrf::{self, CsrfError};
-use axum::extract::{Form, FromRequestParts, Query, State};
+use axum::extract::{Form, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, html};
 use protocol::i18n::Lang;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::{T, internal};
 use crate::auth;
@@ -56,37 +57,70 @@ pub struct UiSession {
 }
 
 impl UiSession {
-    /// Checks the CSRF token a form or call carried.
-    ///
-    /// # Errors
-    /// [`CsrfError`] naming the problem.
-    pub fn check_csrf(&self, sent: Option<&str>) -> Result<(), CsrfError> {
-        csrf::check(sent, &self.csrf)
+    /// Checks a post that needs a permission (after its CSRF token, which [`FormPost`]
+    /// checks): `allowed`, the session's role having it. `None` admits the post; otherwise
+    /// the answer to send instead: `refusal` with 403.
+    #[must_use]
+    pub fn refuse(&self, allowed: bool, refusal: T) -> Option<Response> {
+        (!allowed).then(|| super::error_page(self, StatusCode::FORBIDDEN, refusal.get(self.lang)))
     }
+}
+
+/// A logged-in session's CSRF token, which its forms and script calls must echo
+/// ([`auth::csrf_token`]).
+pub trait CsrfToken {
+    /// The token.
+    fn csrf(&self) -> &str;
 
     /// Checks the CSRF token in a form field or, failing that, the `x-csrf-token` header.
     ///
     /// # Errors
-    /// As [`UiSession::check_csrf`].
-    pub fn check_csrf_in(&self, form: Option<&str>, headers: &HeaderMap) -> Result<(), CsrfError> {
-        self.check_csrf(form.or(csrf::from_header(headers)))
+    /// [`CsrfError`] naming the problem.
+    fn check_csrf_in(&self, form: Option<&str>, headers: &HeaderMap) -> Result<(), CsrfError> {
+        csrf::check(form.or(csrf::from_header(headers)), self.csrf())
     }
+}
 
-    /// Checks a form post that needs a permission: the CSRF token first (as
-    /// [`UiSession::check_csrf_in`]), then `allowed`, the session's role having it. `None`
-    /// admits the post; otherwise the answer to send instead: the CSRF refusal, or
-    /// `refusal` with 403.
-    pub fn refuse_post(
-        &self,
-        form: Option<&str>,
-        headers: &HeaderMap,
-        allowed: bool,
-        refusal: T,
-    ) -> Option<Response> {
-        if let Err(e) = self.check_csrf_in(form, headers) {
-            return Some(e.into_response());
-        }
-        (!allowed).then(|| super::error_page(self, StatusCode::FORBIDDEN, refusal.get(self.lang)))
+impl CsrfToken for UiSession {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// A posted form's CSRF token field (`csrf`).
+pub trait CsrfField {
+    /// The token the form carried, if any.
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// A form post from a logged-in session `S`: central, the session, the path's parameters
+/// `P` (`()` for none) and the form `F`, whose CSRF token (its field, else the
+/// `x-csrf-token` header) matched the session's. Each is taken in that order, the token
+/// checked last; the first that fails answers the request.
+#[derive(Debug)]
+pub struct FormPost<S, P, F>(pub Central, pub S, pub P, pub F);
+
+impl<S, P, F> FromRequest<Central> for FormPost<S, P, F>
+where
+    S: FromRequestParts<Central, Rejection = Response> + CsrfToken + Send,
+    P: FromRequestParts<Central, Rejection: IntoResponse> + Send,
+    F: DeserializeOwned + CsrfField + Send,
+{
+    type Rejection = Response;
+    async fn from_request(req: Request, c: &Central) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let session = S::from_request_parts(&mut parts, c).await?;
+        let path = P::from_request_parts(&mut parts, c)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let Form(form) = Form::<F>::from_request(Request::from_parts(parts, body), c)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        session
+            .check_csrf_in(form.csrf(), &headers)
+            .map_err(IntoResponse::into_response)?;
+        Ok(FormPost(c.clone(), session, path, form))
     }
 }
 
@@ -186,13 +220,9 @@ pub struct CompanySession {
     pub csrf: String,
 }
 
-impl CompanySession {
-    /// Checks the CSRF token in a form field or the `x-csrf-token` header.
-    ///
-    /// # Errors
-    /// [`CsrfError`] naming the problem.
-    pub fn check_csrf_in(&self, form: Option<&str>, headers: &HeaderMap) -> Result<(), CsrfError> {
-        csrf::check(form.or(csrf::from_header(headers)), &self.csrf)
+impl CsrfToken for CompanySession {
+    fn csrf(&self) -> &str {
+        &self.csrf
     }
 }
 
@@ -227,6 +257,12 @@ pub struct AnySession {
     token: String,
     user: String,
     csrf: String,
+}
+
+impl CsrfToken for AnySession {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 impl FromRequestParts<Central> for AnySession {
@@ -373,16 +409,14 @@ pub struct CsrfForm {
     csrf: Option<String>,
 }
 
-/// `POST /logout`: ends the session and clears the cookie.
-pub async fn logout(
-    State(c): State<Central>,
-    s: AnySession,
-    headers: HeaderMap,
-    Form(f): Form<CsrfForm>,
-) -> Response {
-    if let Err(e) = csrf::check(f.csrf.as_deref().or(csrf::from_header(&headers)), &s.csrf) {
-        return e.into_response();
+impl CsrfField for CsrfForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
     }
+}
+
+/// `POST /logout`: ends the session and clears the cookie.
+pub async fn logout(FormPost(c, s, (), _): FormPost<AnySession, (), CsrfForm>) -> Response {
     let token = s.token.clone();
     if let Err(e) = c.blocking(move |c| c.logout(&token)).await {
         return internal(&e);
@@ -402,16 +436,17 @@ pub struct LangForm {
     lang: String,
 }
 
+impl CsrfField for LangForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// `POST /lang`: stores the user's language and goes back to the page.
 pub async fn set_lang(
-    State(c): State<Central>,
-    s: AnySession,
     headers: HeaderMap,
-    Form(f): Form<LangForm>,
+    FormPost(c, s, (), f): FormPost<AnySession, (), LangForm>,
 ) -> Response {
-    if let Err(e) = csrf::check(f.csrf.as_deref().or(csrf::from_header(&headers)), &s.csrf) {
-        return e.into_response();
-    }
     let Some(lang) = Lang::parse(&f.lang) else {
         return (
             StatusCode::BAD_REQUEST,

@@ -4,15 +4,14 @@
 //! role). Changes apply to the user's open sessions at their next request
 //! ([`Central::session`] reads the user every time).
 
-use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
 use super::portal_text::T as P;
-use super::session::UiSession;
+use super::session::{CsrfField, FormPost, UiSession};
 use super::{Nav, T, error_page, internal, layout};
 use crate::auth::AuthError;
 use crate::model::Role;
@@ -96,17 +95,18 @@ pub struct AccessForm {
     state: String,
 }
 
+impl CsrfField for AccessForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// `POST /users/{name}/access` (admin only, not for one's own account): sets the role (when
 /// given) and the disabled state; audited by the store with the admin's name.
 pub async fn set_access(
-    State(c): State<Central>,
-    s: UiSession,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Form(f): Form<AccessForm>,
+    FormPost(c, s, Path(name), f): FormPost<UiSession, Path<String>, AccessForm>,
 ) -> Response {
-    let allowed = s.role.may_manage_credentials();
-    if let Some(refused) = s.refuse_post(f.csrf.as_deref(), &headers, allowed, T::UsersAdminOnly) {
+    if let Some(refused) = s.refuse(s.role.may_manage_credentials(), T::UsersAdminOnly) {
         return refused;
     }
     let l = s.lang;
