@@ -355,8 +355,8 @@ async fn a_replica_past_its_staleness_bound_never_gives_fast() {
     stop.cancel();
 }
 
-/// An agent in a directory of its own (the first, kept while it runs) replicating from a
-/// stand-in central; the stand-in's state and its stop token.
+/// The agent's directory (held while the agent runs), an agent replicating from a stand-in
+/// central, the stand-in's state and its stop token.
 type OnStandIn = (tempfile::TempDir, AgentSite, Shared, CancellationToken);
 
 /// An agent (staleness bound `bound`, not started) replicating from a stand-in central
