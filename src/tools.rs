@@ -206,23 +206,53 @@ struct EpcRecord<'a> {
     partition: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     company_prefix: Option<Shown<Digits>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    item_reference: Option<Shown<Digits>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    serial_reference: Option<Shown<Digits>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    asset_type: Option<Shown<Digits>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    asset_reference: Option<Shown<Digits>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    serial: Option<Shown<u64>>,
+    #[serde(flatten)]
+    references: References,
     #[serde(skip_serializing_if = "Option::is_none")]
     gs1_element_string: Option<Shown<protocol::epc::ElementString<'a>>>,
 }
 
+/// The fields that follow the company prefix in each scheme.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum References {
+    Sgtin {
+        item_reference: Shown<Digits>,
+        serial: Shown<u64>,
+    },
+    Sscc {
+        serial_reference: Shown<Digits>,
+    },
+    Grai {
+        asset_type: Shown<Digits>,
+        serial: Shown<u64>,
+    },
+    Giai {
+        asset_reference: Shown<Digits>,
+    },
+    None,
+}
+
 impl<'a> EpcRecord<'a> {
     fn new(input: &'a str, epc: &'a Epc) -> Self {
-        let mut record = Self {
+        let references = match epc {
+            Epc::Sgtin96(v) => References::Sgtin {
+                item_reference: Shown(v.item_reference()),
+                serial: Shown(v.serial()),
+            },
+            Epc::Sscc96(v) => References::Sscc {
+                serial_reference: Shown(v.serial_reference()),
+            },
+            Epc::Grai96(v) => References::Grai {
+                asset_type: Shown(v.asset_type()),
+                serial: Shown(v.serial()),
+            },
+            Epc::Giai96(v) => References::Giai {
+                asset_reference: Shown(v.asset_reference()),
+            },
+            Epc::Raw(_) => References::None,
+        };
+        Self {
             input,
             valid: true,
             scheme: epc.scheme(),
@@ -233,26 +263,8 @@ impl<'a> EpcRecord<'a> {
             filter: epc.filter(),
             partition: epc.partition(),
             company_prefix: epc.company_prefix().map(Shown),
-            item_reference: None,
-            serial_reference: None,
-            asset_type: None,
-            asset_reference: None,
-            serial: None,
+            references,
             gs1_element_string: epc.gs1_element_string().map(Shown),
-        };
-        match epc {
-            Epc::Sgtin96(v) => {
-                record.item_reference = Some(Shown(v.item_reference()));
-                record.serial = Some(Shown(v.serial()));
-            }
-            Epc::Sscc96(v) => record.serial_reference = Some(Shown(v.serial_reference())),
-            Epc::Grai96(v) => {
-                record.asset_type = Some(Shown(v.asset_type()));
-                record.serial = Some(Shown(v.serial()));
-            }
-            Epc::Giai96(v) => record.asset_reference = Some(Shown(v.asset_reference())),
-            Epc::Raw(_) => {}
         }
-        record
     }
 }

@@ -49,12 +49,21 @@ async fn central_clock(central: &CentralSite, f: impl Fn(&Value) -> bool) -> Val
     clock(&gate)
 }
 
-/// Central, started, in `dir/central`, and an agent (not started) in `dir/agent` with one
-/// manual lane L1, keeping its journal 24 h.
-async fn central_and_agent(dir: &std::path::Path) -> (CentralSite, AgentSite) {
+/// Central, started, in `dir/central`, and an agent in `dir/agent` with one manual lane
+/// L1, keeping its journal 24 h, started with its clock moved by `fake` (libfaketime
+/// syntax; `None`: the right clock) and [`ready`].
+async fn central_and_ready_agent(
+    dir: &std::path::Path,
+    fake: Option<&str>,
+) -> (CentralSite, AgentSite) {
     let mut central = CentralSite::create(&dir.join("central"), Transport::PlainHttp);
     central.start().await;
-    let agent = AgentSite::beside(dir, &central, &[LaneSpec::manual("L1")], "24h");
+    let mut agent = AgentSite::beside(dir, &central, &[LaneSpec::manual("L1")], "24h");
+    match fake {
+        Some(offset) => agent.start_with_clock_offset(offset).await,
+        None => agent.start().await,
+    }
+    ready(&agent).await;
     (central, agent)
 }
 
@@ -63,12 +72,7 @@ async fn central_and_agent(dir: &std::path::Path) -> (CentralSite, AgentSite) {
 /// measured (s) and the clock report central shows.
 async fn truck_under(fake: Option<&str>) -> (Value, f64, Value) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut central, mut agent) = central_and_agent(dir.path()).await;
-    match fake {
-        Some(offset) => agent.start_with_clock_offset(offset).await,
-        None => agent.start().await,
-    }
-    ready(&agent).await;
+    let (mut central, mut agent) = central_and_ready_agent(dir.path(), fake).await;
     let offset = agent
         .metric("aeogate_clock_offset_seconds")
         .await
@@ -138,9 +142,7 @@ async fn a_gate_with_the_right_clock_gives_fast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_with_central_unreachable_remembers_an_untrusted_clock() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut central, mut agent) = central_and_agent(dir.path()).await;
-    agent.start_with_clock_offset("+10s").await;
-    ready(&agent).await;
+    let (mut central, mut agent) = central_and_ready_agent(dir.path(), Some("+10s")).await;
     assert_eq!(agent.metric("aeogate_clock_trusted").await, Some(0.0));
     agent.terminate();
     // Central goes away; the agent comes back with the right clock but cannot check it.
@@ -173,9 +175,7 @@ async fn alerts_of(central: &CentralSite, kind: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clock_set_back_between_runs_is_flagged_time_backwards_at_central() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut central, mut agent) = central_and_agent(dir.path()).await;
-    agent.start_with_clock_offset("+60s").await;
-    ready(&agent).await;
+    let (mut central, mut agent) = central_and_ready_agent(dir.path(), Some("+60s")).await;
     clean_truck(&agent, 0).await;
     let staff = central.staff().await;
     let what = "the first run's entries never reached central";

@@ -56,15 +56,9 @@ fn check_config(file: &Path) -> Output {
 /// `None` (after stopping it) if it is still running then.
 fn run(file: &Path) -> Option<(std::process::ExitStatus, String)> {
     let err = file.with_extension("stderr");
-    let mut child = Command::new(binary("edge-agent"))
-        .args(["run", "--config"])
-        .arg(file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("start run");
+    let mut run = Command::new(binary("edge-agent"));
+    run.args(["run", "--config"]).arg(file);
+    let mut child = common::spawn_logged(&mut run, "warn", &err).expect("start run");
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
@@ -76,15 +70,7 @@ fn run(file: &Path) -> Option<(std::process::ExitStatus, String)> {
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    aeogate::child::wait_or_kill(&mut child, Duration::from_secs(10));
     None
 }
 

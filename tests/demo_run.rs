@@ -169,10 +169,22 @@ fn short_demo(extra: &[&str]) -> String {
         "{llrp}"
     );
     // The faults happened and were reported.
-    assert!(stdout.contains("fault: the UHF reader"), "{stdout}");
-    assert!(stdout.contains("central unreachable"), "{stdout}");
-    assert!(stdout.contains("central reachable again"), "{stdout}");
+    assert_reported(
+        &stdout,
+        &[
+            "fault: the UHF reader",
+            "central unreachable",
+            "central reachable again",
+        ],
+    );
     stdout
+}
+
+/// Asserts that the demo's output `stdout` contains each of `lines`.
+fn assert_reported(stdout: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(stdout.contains(line), "{line:?} not reported:\n{stdout}");
+    }
 }
 
 #[test]
@@ -188,17 +200,13 @@ fn demo_on_postgresql_loses_a_central_instance_and_no_event() {
     let mut cluster = pg::PgCluster::start();
     let url = cluster.create_database("demo");
     let stdout = short_demo(&["--postgres", &url]);
-    assert!(
-        stdout.contains("central on PostgreSQL: two instances on one database"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("fault: central instance 2 killed (SIGKILL)"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("central instance 2 started again"),
-        "{stdout}"
+    assert_reported(
+        &stdout,
+        &[
+            "central on PostgreSQL: two instances on one database",
+            "fault: central instance 2 killed (SIGKILL)",
+            "central instance 2 started again",
+        ],
     );
     // Both instances stored part of the traffic.
     let line = stdout

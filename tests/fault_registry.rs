@@ -334,8 +334,7 @@ async fn central_back_gives_fast(agent: &AgentSite, state: &Shared, decided_befo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_past_its_staleness_bound_never_gives_fast() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut agent, state, stop) = agent_on_stand_in(dir.path(), "2s").await;
+    let (_dir, mut agent, state, stop) = agent_on_stand_in("2s").await;
     agent.start().await;
     wait_replica(&agent, "loaded and fresh", |r| {
         r["sequence"] == 3 && r["stale"] == false
@@ -356,24 +355,31 @@ async fn a_replica_past_its_staleness_bound_never_gives_fast() {
     stop.cancel();
 }
 
+/// The agent's directory (held while the agent runs), an agent replicating from a stand-in
+/// central, the stand-in's state and its stop token.
+type OnStandIn = (tempfile::TempDir, AgentSite, Shared, CancellationToken);
+
 /// An agent (staleness bound `bound`, not started) replicating from a stand-in central
-/// that serves the test snapshot; with the stand-in's state and its stop token.
-async fn agent_on_stand_in(
-    dir: &std::path::Path,
-    bound: &str,
-) -> (AgentSite, Shared, CancellationToken) {
+/// that serves the test snapshot.
+async fn agent_on_stand_in(bound: &str) -> OnStandIn {
+    let dir = tempfile::tempdir().expect("tempdir");
     let state: Shared = Arc::default();
     lock(&state).snapshot = Some(sign(&snapshot(jiff::Timestamp::now()), &registry_key()));
     let stop = CancellationToken::new();
     let link = stand_in(state.clone(), stop.clone()).await;
-    let agent = AgentSite::create(&dir.join("agent"), &link, &[LaneSpec::manual("L1")], bound);
-    (agent, state, stop)
+    let agent = AgentSite::create(
+        &dir.path().join("agent"),
+        &link,
+        &[LaneSpec::manual("L1")],
+        bound,
+    );
+    (dir, agent, state, stop)
 }
 
 /// A fresh agent (staleness bound `bound`) replicating from a stand-in central with the
 /// test snapshot; returns once a signed statement has refreshed the replica.
-async fn fresh_agent(dir: &std::path::Path, bound: &str) -> (AgentSite, Shared, CancellationToken) {
-    let (mut agent, state, stop) = agent_on_stand_in(dir, bound).await;
+async fn fresh_agent(bound: &str) -> OnStandIn {
+    let (dir, mut agent, state, stop) = agent_on_stand_in(bound).await;
     agent.start().await;
     wait_replica(&agent, "loaded and fresh", |r| {
         r["sequence"] == 3 && r["stale"] == false
@@ -384,7 +390,7 @@ async fn fresh_agent(dir: &std::path::Path, bound: &str) -> (AgentSite, Shared, 
         assert!(Instant::now() < deadline, "no signed statements served");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    (agent, state, stop)
+    (dir, agent, state, stop)
 }
 
 /// Waits until the console reads the replica stale; returns how long that took.
@@ -396,8 +402,7 @@ async fn time_to_stale(agent: &AgentSite) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_central_answering_204_forever_does_not_keep_the_replica_fresh() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut agent, state, stop) = fresh_agent(dir.path(), "3s").await;
+    let (_dir, mut agent, state, stop) = fresh_agent("3s").await;
     let before = lock(&state).changes_requests;
     lock(&state).unsigned_empty = true;
     // Within the 3 s bound, plus the last statement's age and the console's polling.
@@ -423,8 +428,7 @@ async fn a_central_answering_204_forever_does_not_keep_the_replica_fresh() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_signed_statement_does_not_refresh_the_replica() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut agent, state, stop) = fresh_agent(dir.path(), "3s").await;
+    let (_dir, mut agent, state, stop) = fresh_agent("3s").await;
     {
         // From now on every poll gets the last genuine statement again.
         let mut st = lock(&state);
@@ -455,8 +459,7 @@ async fn a_replayed_signed_statement_does_not_refresh_the_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_with_the_clock_two_days_ahead_leaves_no_freshness_behind() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut agent, state, stop) = agent_on_stand_in(dir.path(), "3s").await;
+    let (_dir, mut agent, state, stop) = agent_on_stand_in("3s").await;
     // First run: the gate's clock two days ahead. It loads the replica and takes signed
     // statements (its console session has expired by its clock, so the stand-in counts).
     agent.start_with_clock_offset("+2d").await;

@@ -41,9 +41,8 @@ async fn pass(board: &VirtualBoard, agent: &AgentSite, j: u64, decided_before: u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn central_outage_lanes_keep_deciding_and_the_backlog_drains_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::started(dir.path(), Transport::Tls).await;
-    let (board, mut agent) = common::board_and_manual_lane(dir.path(), &central, 7).await;
-    let staff = central.staff().await;
+    let (mut central, board, mut agent, staff) =
+        common::central_board_and_manual_lane(dir.path(), Transport::Tls, 7).await;
 
     let mut decided = 0;
     for j in 0..2 {
@@ -160,20 +159,22 @@ async fn central_sigkill_during_ingest_loses_and_duplicates_nothing() {
     central_kill_cycles(10).await;
 }
 
-use common::soak_cycles;
+/// Runs `cycles` for the soak's count of cycles and prints its counts as `SOAK <name> …`
+/// (the line `scripts/soak` shows).
+async fn soak<F: Future<Output = Counts>>(name: &str, cycles: impl FnOnce(usize) -> F) {
+    let n = common::soak_cycles();
+    let c = cycles(n).await;
+    println!("SOAK {name} cycles={n} {c}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak: run by scripts/soak"]
 async fn soak_agent_sigkill() {
-    let n = soak_cycles();
-    let c = agent_kill_cycles(n).await;
-    println!("SOAK agent-sigkill cycles={n} {c}");
+    soak("agent-sigkill", agent_kill_cycles).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak: run by scripts/soak"]
 async fn soak_central_sigkill() {
-    let n = soak_cycles();
-    let c = central_kill_cycles(n).await;
-    println!("SOAK central-sigkill cycles={n} {c}");
+    soak("central-sigkill", central_kill_cycles).await;
 }

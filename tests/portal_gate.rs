@@ -53,27 +53,42 @@ async fn drive(agent: &AgentSite, board: &aeogate::vboard::VirtualBoard, n: usiz
     row["decision"]["decision"].clone()
 }
 
-/// One dashboard form post as `user`; returns the status.
-async fn portal_action(base: &str, user: &str, action: &str, op: &str, note: &str) -> u16 {
+/// A request to central's dashboard at `base` as `user`, logged in: `build` makes it from
+/// a client that follows no redirect and the session token; it is sent with the session
+/// cookie.
+async fn as_user(
+    base: &str,
+    user: &str,
+    build: impl FnOnce(reqwest::Client, &str) -> reqwest::RequestBuilder,
+) -> reqwest::Response {
     let http = http_client(None);
     let token = common::login(&http, base, (user, PASS)).await;
     let name = central::dashboard::session::cookie_name(false);
-    let r = reqwest::Client::builder()
+    let no_redirect = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .expect("client")
-        .post(format!("{base}/applications/{op}/{action}"))
+        .expect("client");
+    build(no_redirect, &token)
         .header("cookie", format!("{name}={token}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "csrf={}&note={}",
-            central::auth::csrf_token(&token),
-            note.replace(' ', "+")
-        ))
         .timeout(Duration::from_secs(10))
         .send()
         .await
-        .expect("form post");
+        .expect("dashboard request")
+}
+
+/// One dashboard form post as `user`; returns the status.
+async fn portal_action(base: &str, user: &str, action: &str, op: &str, note: &str) -> u16 {
+    let r = as_user(base, user, |client, token| {
+        client
+            .post(format!("{base}/applications/{op}/{action}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "csrf={}&note={}",
+                central::auth::csrf_token(token),
+                note.replace(' ', "+")
+            ))
+    })
+    .await;
     r.status().as_u16()
 }
 
@@ -152,19 +167,13 @@ async fn a_certification_in_the_portal_makes_the_companys_next_truck_fast_and_a_
     // The company's own figures on its portal page, from what the gate uplinked: five
     // trucks where it is a declared party, two of them FAST.
     common::wait_drained(&central).await;
-    let http = http_client(None);
-    let token = common::login(&http, &central.url, ("importer", PASS)).await;
-    let name = central::dashboard::session::cookie_name(false);
-    let page = http
-        .get(format!("{}/portal", central.url))
-        .header("cookie", format!("{name}={token}"))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .expect("company page")
-        .text()
-        .await
-        .expect("page");
+    let page = as_user(&central.url, "importer", |client, _| {
+        client.get(format!("{}/portal", central.url))
+    })
+    .await
+    .text()
+    .await
+    .expect("page");
     let own = page
         .split("id=\"benefits\"")
         .nth(1)

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use aeogate::vboard::Truck;
 use common::{
-    AgentSite, Burst, CentralSite, STEP, Transport, assert_exactly_once, burst, chain_alerts,
-    count, edit, reload, stored_events, wait_count,
+    AgentSite, Burst, STEP, Transport, assert_exactly_once, burst, chain_alerts, count, edit,
+    reload, stored_events, wait_count,
 };
 use protocol::schema::{CloseReason, EventBody};
 use serde_json::{Value, json};
@@ -65,9 +65,8 @@ async fn lanes(agent: &AgentSite) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_traffic_lose_nothing_and_are_journaled_with_both_policies() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut central = CentralSite::started(dir.path(), Transport::PlainHttp).await;
-    let (board, mut agent) = common::board_and_manual_lane(dir.path(), &central, 11).await;
-    let staff = central.staff().await;
+    let (mut central, board, mut agent, staff) =
+        common::central_board_and_manual_lane(dir.path(), Transport::PlainHttp, 11).await;
 
     // Officers type entries on L2 from two clients during every reload below.
     let stop_burst = CancellationToken::new();

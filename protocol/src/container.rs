@@ -131,28 +131,20 @@ impl ContainerNumber {
     pub fn parse(input: &str) -> Result<Self, ContainerError> {
         let mut buf = [0u8; 11];
         let mut len = 0usize;
-        for ch in input.chars() {
-            if matches!(ch, ' ' | '\t' | '-' | '.' | '/' | '(' | ')') {
-                continue;
-            }
-            let position = len + 1;
-            if !ch.is_ascii() {
-                return Err(ContainerError::NonAscii {
-                    position,
-                    found: ch,
-                });
-            }
-            if !ch.is_ascii_alphanumeric() {
-                return Err(ContainerError::BadCharacter {
-                    position,
-                    found: ch,
-                });
-            }
+        let separators = [' ', '\t', '-', '.', '/', '(', ')'];
+        for ch in crate::text::identifier_chars(input, &separators) {
+            let ch = ch.map_err(|(position, found)| {
+                if found.is_ascii() {
+                    ContainerError::BadCharacter { position, found }
+                } else {
+                    ContainerError::NonAscii { position, found }
+                }
+            })?;
             if len < buf.len() {
                 // ASCII alphanumeric, so the cast is exact.
                 #[allow(clippy::cast_possible_truncation)]
                 {
-                    buf[len] = ch.to_ascii_uppercase() as u8;
+                    buf[len] = ch as u8;
                 }
             }
             len += 1;

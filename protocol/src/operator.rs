@@ -328,19 +328,12 @@ impl OperatorId {
     pub fn new(programme: Programme, as_issued: &str) -> Result<Self, OperatorIdError> {
         let mut id: heapless::String<OPERATOR_ID_MAX_LEN> = heapless::String::new();
         let mut n = 0usize;
-        for ch in as_issued.chars() {
-            if matches!(ch, ' ' | '\t' | '-' | '.' | '/') {
-                continue;
-            }
+        for ch in crate::text::identifier_chars(as_issued, &[' ', '\t', '-', '.', '/']) {
+            let ch =
+                ch.map_err(|(position, found)| OperatorIdError::BadCharacter { position, found })?;
             n += 1;
-            if !ch.is_ascii_alphanumeric() {
-                return Err(OperatorIdError::BadCharacter {
-                    position: n,
-                    found: ch,
-                });
-            }
             // Past the longest identifier: keep counting so the length error is exact.
-            let _ = id.push(ch.to_ascii_uppercase());
+            let _ = id.push(ch);
         }
         if n == 0 {
             return Err(OperatorIdError::Empty);

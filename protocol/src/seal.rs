@@ -52,19 +52,9 @@ impl SealNumber {
     /// A [`SealError`] naming what is wrong.
     pub fn parse(input: &str) -> Result<Self, SealError> {
         let mut out: heapless::String<SEAL_MAX_LEN> = heapless::String::new();
-        let mut n = 0usize;
-        for ch in input.chars() {
-            if matches!(ch, ' ' | '\t' | '-') {
-                continue;
-            }
-            n += 1;
-            if !ch.is_ascii_alphanumeric() {
-                return Err(SealError::BadCharacter {
-                    position: n,
-                    found: ch,
-                });
-            }
-            if out.push(ch.to_ascii_uppercase()).is_err() {
+        for ch in crate::text::identifier_chars(input, &[' ', '\t', '-']) {
+            let ch = ch.map_err(|(position, found)| SealError::BadCharacter { position, found })?;
+            if out.push(ch).is_err() {
                 return Err(SealError::TooLong);
             }
         }

@@ -1,5 +1,25 @@
-//! Trait impls shared by the identifiers that are written as their text (container numbers,
-//! seal numbers, e-seal ids, operator ids, programmes).
+//! Trait impls and text reading shared by the identifiers that are written as their text
+//! (container numbers, seal numbers, e-seal ids, operator ids, programmes).
+
+/// The characters of an identifier as written: the `separators` dropped, the rest
+/// upper-cased, each of which must be an ASCII letter or digit; one that is not comes as
+/// `Err((position, found))`, its position counted from 1 among the characters kept.
+pub(crate) fn identifier_chars<'a>(
+    input: &'a str,
+    separators: &'a [char],
+) -> impl Iterator<Item = Result<char, (usize, char)>> + 'a {
+    input
+        .chars()
+        .filter(|ch| !separators.contains(ch))
+        .enumerate()
+        .map(|(i, ch)| {
+            if ch.is_ascii_alphanumeric() {
+                Ok(ch.to_ascii_uppercase())
+            } else {
+                Err((i + 1, ch))
+            }
+        })
+}
 
 /// `Debug` as `Name(text)` and `FromStr` by the type's `parse`, for a type whose `Display`
 /// writes its text.

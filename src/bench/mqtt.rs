@@ -189,6 +189,57 @@ struct Driven {
     took: Duration,
 }
 
+impl Driven {
+    /// Answers received a second.
+    fn per_s(&self) -> f64 {
+        self.done as f64 / self.took.as_secs_f64()
+    }
+
+    /// A figure-10 row for `measure`: the run's latency (its samples go into the row) and
+    /// its rate in `unit`.
+    fn row(&mut self, measure: String, unit: &'static str) -> Row {
+        Row::new("10", measure)
+            .latency(std::mem::take(&mut self.samples).summary())
+            .throughput(self.per_s(), unit)
+    }
+}
+
+/// The two loads figure 10 measures under.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// The first [`PACED_LANES`] lanes, one truck (message) a second each, for [`PACED`].
+    Paced,
+    /// Every lane closed loop for [`SATURATION`].
+    Saturation,
+}
+
+/// The readers' client and the lanes it publishes on.
+struct Driver<'a> {
+    client: &'a AsyncClient,
+    lanes: &'a [String],
+}
+
+impl Driver<'_> {
+    /// [`drive`] under `load`.
+    async fn run(
+        &self,
+        load: Load,
+        receivers: &mut HashMap<String, mpsc::UnboundedReceiver<Instant>>,
+        topic: fn(&str) -> String,
+        subtract: Duration,
+    ) -> Driven {
+        let (lanes, pace, length) = match load {
+            Load::Paced => (
+                &self.lanes[..PACED_LANES],
+                Some(Duration::from_secs(1)),
+                PACED,
+            ),
+            Load::Saturation => (self.lanes, None, SATURATION),
+        };
+        drive(self.client, receivers, lanes, topic, pace, length, subtract).await
+    }
+}
+
 /// Drives `lanes` closed loop for `length`: publish a truck on `topic(lane)`, wait for the
 /// lane's answer, record the time minus `subtract`; with `pace`, one truck per `pace` a
 /// lane.
@@ -260,6 +311,15 @@ async fn drive(
     }
     all.took = started.elapsed();
     all
+}
+
+/// The measure of a saturation row: `what` at saturation, every lane (its `lanes`) closed
+/// loop for [`SATURATION`].
+fn saturation(what: &str, lanes: &str) -> String {
+    format!(
+        "{what} at saturation, {LANES} {lanes} closed loop, {} s",
+        SATURATION.as_secs()
+    )
 }
 
 fn lane_names(n: usize) -> Vec<String> {
@@ -428,19 +488,16 @@ async fn measure(
     let mut rows = Vec::new();
 
     // 50 trucks/s.
-    let paced_lanes: Vec<String> = lanes[..PACED_LANES].to_vec();
+    let driver = Driver {
+        client: &client,
+        lanes: &lanes,
+    };
     let c0 = cpu_ticks(pid)?;
-    let paced = drive(
-        &client,
-        &mut decisions,
-        &paced_lanes,
-        agent_topic,
-        Some(Duration::from_secs(1)),
-        PACED,
-        QUIET_CLOSE,
-    )
-    .await;
+    let paced = driver
+        .run(Load::Paced, &mut decisions, agent_topic, QUIET_CLOSE)
+        .await;
     let paced_cpu = (cpu_ticks(pid)?.saturating_sub(c0)) as f64 / ticks;
+    let paced_per_s = paced.per_s();
     let p = paced.samples.summary();
     let p99_ok = p.p99.is_some_and(|d| d <= Duration::from_millis(5)) && paced.lost == 0;
     rows.push(
@@ -449,7 +506,7 @@ async fn measure(
             format!("agent over mosquitto, {PACED_LANES} lanes × 1 truck/s: read published → decision received, beyond quiet_close ({} ms)", QUIET_CLOSE.as_millis()),
         )
         .latency(p)
-        .throughput(paced.done as f64 / paced.took.as_secs_f64(), "decisions")
+        .throughput(paced_per_s, "decisions")
         .target("p99 ≤ 5 ms", p99_ok)
         .note(format!(
             "{} decided, {} lost; agent CPU {:.0} µs a decision at this rate",
@@ -470,16 +527,9 @@ async fn measure(
     let commit_times0 = agent_commit_buckets(console).await;
     let c0 = cpu_ticks(pid)?;
     let shares0 = Shares::now(broker_pid);
-    let sat = drive(
-        &client,
-        &mut decisions,
-        &lanes,
-        agent_topic,
-        None,
-        SATURATION,
-        QUIET_CLOSE,
-    )
-    .await;
+    let mut sat = driver
+        .run(Load::Saturation, &mut decisions, agent_topic, QUIET_CLOSE)
+        .await;
     let sat_cpu = (cpu_ticks(pid)?.saturating_sub(c0)) as f64 / ticks;
     let shares = Shares::now(broker_pid).since(&shares0, sat.took, ticks);
     let dropped = agent_counter(console, "aeogate_mqtt_publish_dropped_total").await - dropped0;
@@ -490,16 +540,11 @@ async fn measure(
     let commit_times =
         super::stats::fmt_commits(&commit_times0, &agent_commit_buckets(console).await);
     let (_, hwm) = rss_of(pid);
-    let per_s = sat.done as f64 / sat.took.as_secs_f64();
+    let per_s = sat.per_s();
     let cpu_us = sat_cpu * 1e6 / sat.done.max(1) as f64;
     let core_share = sat_cpu / sat.took.as_secs_f64();
     rows.push(
-        Row::new(
-            "10",
-            format!("agent over mosquitto at saturation, {LANES} lanes closed loop, {} s", SATURATION.as_secs()),
-        )
-        .latency(sat.samples.summary())
-        .throughput(per_s, "decisions")
+        sat.row(saturation("agent over mosquitto", "lanes"), "decisions")
         .rss(hwm)
         .target("≥ 10,000 decisions/s, ≤ 60 µs CPU a decision, 0 lane states dropped", per_s >= 10_000.0 && cpu_us <= 60.0 && dropped == 0.0 && sat.lost == 0)
         .note(format!(
@@ -528,56 +573,33 @@ async fn measure(
         stop.clone(),
     )
     .await?;
-    let paced_echo = drive(
-        &client,
-        &mut echoes,
-        &paced_lanes,
-        echo_topic,
-        Some(Duration::from_secs(1)),
-        PACED,
-        Duration::ZERO,
-    )
-    .await;
+    let mut paced_echo = driver
+        .run(Load::Paced, &mut echoes, echo_topic, Duration::ZERO)
+        .await;
     rows.push(
-        Row::new(
-            "10",
-            format!(
-                "baseline: broker echo, {PACED_LANES} topics × 1 message/s, published → echoed back"
-            ),
-        )
-        .latency(paced_echo.samples.summary())
-        .throughput(
-            paced_echo.done as f64 / paced_echo.took.as_secs_f64(),
-            "messages",
-        )
-        .note(format!(
-            "{} echoed, {} lost",
-            paced_echo.done, paced_echo.lost
-        )),
+        paced_echo
+            .row(
+                format!(
+                    "baseline: broker echo, {PACED_LANES} topics × 1 message/s, published → echoed back"
+                ),
+                "messages",
+            )
+            .note(format!(
+                "{} echoed, {} lost",
+                paced_echo.done, paced_echo.lost
+            )),
     );
     let before = std::time::Instant::now();
-    let sat_echo = drive(
-        &client,
-        &mut echoes,
-        &lanes,
-        echo_topic,
-        None,
-        SATURATION,
-        Duration::ZERO,
-    )
-    .await;
+    let mut sat_echo = driver
+        .run(Load::Saturation, &mut echoes, echo_topic, Duration::ZERO)
+        .await;
     let echo_took = before.elapsed();
     echo_stop.cancel();
     let echo_ticks = echo.join().unwrap_or(0) as f64 / ticks;
     let echoed = paced_echo.done + sat_echo.done;
-    let echo_per_s = sat_echo.done as f64 / sat_echo.took.as_secs_f64();
+    let echo_per_s = sat_echo.per_s();
     rows.push(
-        Row::new(
-            "10",
-            format!("baseline: broker echo at saturation, {LANES} topics closed loop, {} s", SATURATION.as_secs()),
-        )
-        .latency(sat_echo.samples.summary())
-        .throughput(echo_per_s, "messages")
+        sat_echo.row(saturation("baseline: broker echo", "topics"), "messages")
         .note(format!(
             "echo client CPU {:.0} µs a message over both runs ({:.2} of a core at saturation); {} lost; ratio agent/echo {:.2}× the rate",
             echo_ticks * 1e6 / echoed.max(1) as f64,
@@ -600,40 +622,27 @@ async fn measure(
         stop.clone(),
     )
     .await?;
-    let paced_floor = drive(
-        &client,
-        &mut floors,
-        &paced_lanes,
-        mqtt_floor::topic_in,
-        Some(Duration::from_secs(1)),
-        PACED,
-        QUIET_CLOSE,
-    )
-    .await;
+    let mut paced_floor = driver
+        .run(Load::Paced, &mut floors, mqtt_floor::topic_in, QUIET_CLOSE)
+        .await;
     rows.push(
-        Row::new(
-            "10",
-            format!("baseline: the agent's I/O alone, {PACED_LANES} lanes × 1 truck/s, beyond quiet_close"),
-        )
-        .latency(paced_floor.samples.summary())
-        .throughput(
-            paced_floor.done as f64 / paced_floor.took.as_secs_f64(),
-            "decisions",
-        )
-        .note(format!("{} decided, {} lost", paced_floor.done, paced_floor.lost)),
+        paced_floor
+            .row(
+                format!("baseline: the agent's I/O alone, {PACED_LANES} lanes × 1 truck/s, beyond quiet_close"),
+                "decisions",
+            )
+            .note(format!("{} decided, {} lost", paced_floor.done, paced_floor.lost)),
     );
     let c0 = floor.cpu_ticks();
     drop(floor.take_commits());
-    let sat_floor = drive(
-        &client,
-        &mut floors,
-        &lanes,
-        mqtt_floor::topic_in,
-        None,
-        SATURATION,
-        QUIET_CLOSE,
-    )
-    .await;
+    let mut sat_floor = driver
+        .run(
+            Load::Saturation,
+            &mut floors,
+            mqtt_floor::topic_in,
+            QUIET_CLOSE,
+        )
+        .await;
     let floor_cpu = floor.cpu_ticks().saturating_sub(c0) as f64 / ticks;
     let commits = floor.take_commits();
     let mut commit_times = Samples::default();
@@ -645,15 +654,10 @@ async fn measure(
     let ct = commit_times.summary();
     floor_stop.cancel();
     floor.join();
-    let floor_per_s = sat_floor.done as f64 / sat_floor.took.as_secs_f64();
+    let floor_per_s = sat_floor.per_s();
     let floor_us = floor_cpu * 1e6 / sat_floor.done.max(1) as f64;
     rows.push(
-        Row::new(
-            "10",
-            format!("baseline: the agent's I/O alone at saturation, {LANES} lanes closed loop, {} s", SATURATION.as_secs()),
-        )
-        .latency(sat_floor.samples.summary())
-        .throughput(floor_per_s, "decisions")
+        sat_floor.row(saturation("baseline: the agent's I/O alone", "lanes"), "decisions")
         .note(format!(
             "I/O floor CPU {floor_us:.0} µs a decision ({:.2} of a core): read log before PUBACK, WAITING state, two {}-byte chained entries, decided state and decision event, group commit; {} commits ({:.1}/s), each p50 {} / p99 {} / max {} (fsync included), {:.1} reads a commit that logged any (the broker's in-flight window is {}); {} lost; agent at {:.2}× the floor's CPU a decision and {:.2}× its rate",
             floor_cpu / sat_floor.took.as_secs_f64(),

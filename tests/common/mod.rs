@@ -141,16 +141,21 @@ async fn start_wrapped(
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
     }
-    let mut child = command
-        .args(args)
+    let mut child = spawn_logged(command.args(args), log_filter, log)
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    wait_listening(port, &mut child, log, name).await;
+    child
+}
+
+/// Spawns `command` logging at `log_filter` (`RUST_LOG`) into a new file `log`, with no
+/// stdin or stdout.
+pub fn spawn_logged(command: &mut Command, log_filter: &str, log: &Path) -> std::io::Result<Child> {
+    command
         .env("RUST_LOG", log_filter)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("create the log file"))
         .spawn()
-        .unwrap_or_else(|e| panic!("start {name}: {e}"));
-    wait_listening(port, &mut child, log, name).await;
-    child
 }
 
 /// SIGKILL (no shutdown at all) and reap, if `child` runs.
@@ -949,21 +954,29 @@ pub fn loop_board(lane: &str, seed: u64) -> aeogate::vboard::VirtualBoard {
     .expect("virtual board")
 }
 
-/// Lane L1 on a one-loop virtual board (seeded `seed`) and lane L2 keyed in by officers,
-/// their agent in `dir/agent` sending to `central` and keeping 24 h; the agent started.
-pub async fn board_and_manual_lane(
+/// Central in `dir/central` over `transport`; lane L1 on a one-loop virtual board (seeded
+/// `seed`) and lane L2 keyed in by officers, their agent in `dir/agent` sending to central
+/// and keeping 24 h. Central and the agent started; with central's staff API, logged in.
+pub async fn central_board_and_manual_lane(
     dir: &Path,
-    central: &CentralSite,
+    transport: Transport,
     seed: u64,
-) -> (aeogate::vboard::VirtualBoard, AgentSite) {
+) -> (
+    CentralSite,
+    aeogate::vboard::VirtualBoard,
+    AgentSite,
+    StaffClient,
+) {
+    let central = CentralSite::started(dir, transport).await;
     let board = loop_board("L1", seed);
     let lanes = [
         LaneSpec::on_board("L1", board.tty_link()),
         LaneSpec::manual("L2"),
     ];
-    let mut agent = AgentSite::beside(dir, central, &lanes, "24h");
+    let mut agent = AgentSite::beside(dir, &central, &lanes, "24h");
     agent.start().await;
-    (board, agent)
+    let staff = central.staff().await;
+    (central, board, agent, staff)
 }
 
 /// The value of the series `name` (with its labels, as rendered) in a Prometheus text

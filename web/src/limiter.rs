@@ -158,11 +158,15 @@ pub fn with_retry_after(
 mod tests {
     use super::*;
 
+    /// An empty limiter, the test's start time and a client at `ip`.
+    fn fresh(ip: &str) -> (LoginLimiter, jiff::Timestamp, std::net::IpAddr) {
+        let t0 = "2025-01-01T10:00:00Z".parse().expect("time");
+        (LoginLimiter::default(), t0, ip.parse().expect("ip"))
+    }
+
     #[test]
     fn limiter_refuses_after_five_failures_per_user_until_the_window_moves() {
-        let mut l = LoginLimiter::default();
-        let t0: jiff::Timestamp = "2025-01-01T10:00:00Z".parse().expect("time");
-        let ip: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+        let (mut l, t0, ip) = fresh("127.0.0.1");
         for i in 0..5 {
             assert_eq!(l.check("Ana", Some(ip), t0), None, "attempt {i} allowed");
             l.failed("Ana", Some(ip), t0);
@@ -179,9 +183,7 @@ mod tests {
 
     #[test]
     fn limiter_bounds_failures_per_address_across_user_names() {
-        let mut l = LoginLimiter::default();
-        let t0: jiff::Timestamp = "2025-01-01T10:00:00Z".parse().expect("time");
-        let ip: std::net::IpAddr = "10.0.0.9".parse().expect("ip");
+        let (mut l, t0, ip) = fresh("10.0.0.9");
         for i in 0..MAX_FAILURES_PER_ADDR {
             l.failed(&format!("guess{i}"), Some(ip), t0);
         }
@@ -196,9 +198,7 @@ mod tests {
 
     #[test]
     fn a_reservation_counts_before_the_password_is_checked() {
-        let mut l = LoginLimiter::default();
-        let t0: jiff::Timestamp = "2025-01-01T10:00:00Z".parse().expect("time");
-        let ip: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+        let (mut l, t0, ip) = fresh("127.0.0.1");
         // Five attempts in flight at once, none finished: the sixth is refused.
         for i in 0..MAX_FAILURES_PER_USER {
             assert_eq!(l.reserve("ana", Some(ip), t0), Ok(()), "attempt {i}");
