@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use central::store::{PgStore, Store};
+use central::store::{AuditNote, PgStore, Store};
 use common::ts;
 
 #[test]
@@ -13,7 +13,12 @@ fn an_operation_chosen_as_deadlock_victim_is_run_again_and_succeeds() {
     let (_cluster, url) = common::pg::PgCluster::with_central();
     let store = PgStore::open(&url).expect("store");
     store
-        .audit("test", "first", "", ts("2026-03-01T10:00:00Z"))
+        .audit(AuditNote::new(
+            "test",
+            "first",
+            "",
+            ts("2026-03-01T10:00:00Z"),
+        ))
         .expect("first audit entry");
 
     // Another session takes the audit id the store will use next (uncommitted), and
@@ -28,7 +33,14 @@ fn an_operation_chosen_as_deadlock_victim_is_run_again_and_succeeds() {
     let s = std::sync::Arc::new(store);
     let writer = {
         let s = s.clone();
-        std::thread::spawn(move || s.audit("test", "second", "", ts("2026-03-01T10:01:00Z")))
+        std::thread::spawn(move || {
+            s.audit(AuditNote::new(
+                "test",
+                "second",
+                "",
+                ts("2026-03-01T10:01:00Z"),
+            ))
+        })
     };
     // The store now holds the audit counter's row and waits for id 2; wanting the counter
     // row closes the cycle.

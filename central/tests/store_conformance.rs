@@ -11,7 +11,7 @@ use central::model::{
     AgentRecord, AlertKind, CaseAction, CaseQuery, CaseState, EventQuery, Page, Session, StaffUser,
     StoredEvent,
 };
-use central::store::{PgStore, RedbStore, Store, StoreError, TokenChange};
+use central::store::{AuditNote, PgStore, RedbStore, Store, StoreError, TokenChange};
 use common::{
     chain, chain_at, exception_chain, fast_decision, gate, officer_action, seal_exception,
     transaction, ts,
@@ -1603,7 +1603,7 @@ fn users_sessions_and_audit(s: &dyn Store) {
     s.delete_session(&[7; 32]).expect("delete");
     s.delete_session(&[7; 32]).expect("deleting again is fine");
     assert_eq!(s.session(&[7; 32]).expect("get"), None);
-    s.audit("ana", "export.csv", "events", now())
+    s.audit(AuditNote::new("ana", "export.csv", "events", now()))
         .expect("audit");
     let log = s.audit_log(0, 100).expect("audit");
     let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();

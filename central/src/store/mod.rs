@@ -215,6 +215,41 @@ impl GateRow {
     }
 }
 
+/// An audit entry to append: who did what, with what detail, when. The store gives it
+/// its id ([`AuditNote::entry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditNote<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub detail: &'a str,
+    pub at: Timestamp,
+}
+
+impl<'a> AuditNote<'a> {
+    /// `actor` did `action` (`detail` says more) at `at`.
+    #[must_use]
+    pub fn new(actor: &'a str, action: &'a str, detail: &'a str, at: Timestamp) -> Self {
+        Self {
+            actor,
+            action,
+            detail,
+            at,
+        }
+    }
+
+    /// The entry stored for this note under `id`.
+    #[must_use]
+    pub fn entry(&self, id: u64) -> AuditEntry {
+        AuditEntry {
+            id,
+            at: self.at,
+            actor: self.actor.to_owned(),
+            action: self.action.to_owned(),
+            detail: self.detail.to_owned(),
+        }
+    }
+}
+
 /// What a `change` of [`Store::update_user`] or [`Store::update_company`] does to the
 /// record: returns the audit text, or refuses (nothing is written then).
 pub type Edit<'a, T> = dyn FnMut(&mut T) -> Result<String, StoreError> + Send + 'a;
@@ -430,13 +465,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     // -- audit, users, sessions ---------------------------------------------------------
     /// Appends an audit entry.
-    fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        detail: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError>;
+    fn audit(&self, note: AuditNote<'_>) -> Result<(), StoreError>;
     /// Audit entries with id > `after`, oldest first.
     fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
     /// Adds a staff user.

@@ -102,14 +102,8 @@ macro_rules! family_operations {
             self.read(|t| case_tables::case(t, id))
         }
 
-        fn audit(
-            &self,
-            actor: &str,
-            action: &str,
-            detail: &str,
-            at: Timestamp,
-        ) -> Result<(), StoreError> {
-            self.write(|t| staff_tables::audit(t, actor, action, detail, at))
+        fn audit(&self, note: AuditNote<'_>) -> Result<(), StoreError> {
+            self.write(|t| staff_tables::audit(t, note))
         }
 
         fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {

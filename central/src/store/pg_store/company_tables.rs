@@ -8,7 +8,7 @@ use super::{from_json, insert_new, json_rows, update_row, write_audit};
 use crate::model::StaffUser;
 use crate::portal::Company;
 use crate::store::{
-    Edit, StoreError, company_added, company_changed, company_exists, unknown_company,
+    AuditNote, Edit, StoreError, company_added, company_changed, company_exists, unknown_company,
 };
 
 pub(super) fn add_company(
@@ -27,7 +27,10 @@ pub(super) fn add_company(
             StoreError::UserExists(u.name.clone())
         })?;
     }
-    write_audit(tx, actor, "company.add", &company_added(company, user), at)
+    write_audit(
+        tx,
+        AuditNote::new(actor, "company.add", &company_added(company, user), at),
+    )
 }
 
 pub(super) fn company(tx: &mut Tx<'_>, key: &str) -> Result<Option<Company>, StoreError> {
@@ -52,10 +55,7 @@ pub(super) fn update_company(
     let (company, what) = update_row(tx, "companies", "operator", key, missing, change)?;
     write_audit(
         tx,
-        actor,
-        "company.change",
-        &company_changed(key, &what),
-        at,
+        AuditNote::new(actor, "company.change", &company_changed(key, &what), at),
     )?;
     Ok(company)
 }

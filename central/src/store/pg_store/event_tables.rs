@@ -23,7 +23,7 @@ use super::{from_json, int, to_json, uint, write_audit};
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, TokenHash};
 use crate::stats;
-use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange, token_issued};
+use crate::store::{AuditNote, GateRow, IngestOutcome, StoreError, TokenChange, token_issued};
 use crate::{cases, rollup};
 
 /// What an ingest computes before its transaction: rule 1 for every entry, and each
@@ -624,10 +624,12 @@ pub(super) fn add_agent(
     let detail = token_issued(agent);
     write_audit(
         tx,
-        &agent.issued_by,
-        "agent.token.issue",
-        &detail,
-        agent.issued_at,
+        AuditNote::new(
+            &agent.issued_by,
+            "agent.token.issue",
+            &detail,
+            agent.issued_at,
+        ),
     )
 }
 
@@ -686,7 +688,7 @@ pub(super) fn change_agent_tokens(
         row.revoked_at = mark;
         save_gate(tx, &row)?;
     }
-    write_audit(tx, c.actor, c.action, c.detail, c.at)?;
+    write_audit(tx, AuditNote::new(c.actor, c.action, c.detail, c.at))?;
     Ok(changed)
 }
 

@@ -60,7 +60,8 @@ use uuid::Uuid;
 
 pub use self::fanout::LiveUpdate;
 use super::{
-    Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError,
+    AuditNote, Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store,
+    StoreError,
 };
 use crate::cases::CaseError;
 use crate::model::{
@@ -641,21 +642,9 @@ pub(super) fn bump(tx: &mut Tx<'_>, scope: &str, name: &str, by: i64) -> Result<
 }
 
 /// Appends an audit entry.
-pub(super) fn write_audit(
-    tx: &mut Tx<'_>,
-    actor: &str,
-    action: &str,
-    detail: &str,
-    at: Timestamp,
-) -> Result<(), StoreError> {
+pub(super) fn write_audit(tx: &mut Tx<'_>, note: AuditNote<'_>) -> Result<(), StoreError> {
     let id = next_id(tx, "audit_id")?;
-    let e = AuditEntry {
-        id,
-        at,
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        detail: detail.to_owned(),
-    };
+    let e = note.entry(id);
     tx.execute(
         "INSERT INTO audit (id, value) VALUES ($1, $2)",
         &[&int(id)?, &to_json(&e)?],
@@ -786,10 +775,7 @@ impl Store for PgStore {
             case_tables::save_case(&mut tx, &c, Some(old))?;
             write_audit(
                 &mut tx,
-                actor,
-                "case.update",
-                &format!("case {id}: {what}"),
-                at,
+                AuditNote::new(actor, "case.update", &format!("case {id}: {what}"), at),
             )?;
             fanout::notify(&mut tx, self.instance, &[c.id], None)?;
             tx.commit().map_err(StoreError::from)?;

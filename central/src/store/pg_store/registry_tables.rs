@@ -10,7 +10,7 @@ use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, Sequenced
 use super::{bump, from_json, int, json_rows, json_rows_after, to_json, uint, write_audit};
 use crate::registry;
 use crate::store::{
-    LoggedChange, SnapshotHead, SnapshotVisit, StoreError, change_audits, refused_change,
+    AuditNote, LoggedChange, SnapshotHead, SnapshotVisit, StoreError, change_audits, refused_change,
 };
 
 pub(super) use crate::registry::consignment_index_keys;
@@ -143,7 +143,7 @@ pub(super) fn append_changes(
         tx.execute("UPDATE meta SET n = $1 WHERE name = 'change_seq'", &[&seq])?;
     }
     for (action, detail) in change_audits(changes, uint(first)) {
-        write_audit(tx, actor, action, &detail, at)?;
+        write_audit(tx, AuditNote::new(actor, action, &detail, at))?;
     }
     Ok(uint(seq))
 }

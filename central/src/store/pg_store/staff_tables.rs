@@ -6,7 +6,7 @@ use protocol::i18n::Lang;
 
 use super::{from_json, insert_new, json_rows, json_rows_after, to_json, update_row, write_audit};
 use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
-use crate::store::{Edit, StoreError, lang_set, unknown_user, user_added, user_changed};
+use crate::store::{AuditNote, Edit, StoreError, lang_set, unknown_user, user_added, user_changed};
 
 /// [`Store::audit`](crate::store::Store::audit): one entry in a transaction of its own.
 pub(super) use super::write_audit as audit;
@@ -25,10 +25,7 @@ pub(super) fn add_user(tx: &mut Tx<'_>, user: &StaffUser) -> Result<(), StoreErr
     })?;
     write_audit(
         tx,
-        "central",
-        "user.add",
-        &user_added(user),
-        user.created_at,
+        AuditNote::new("central", "user.add", &user_added(user), user.created_at),
     )
 }
 
@@ -85,7 +82,10 @@ pub(super) fn update_user(
     change: &mut Edit<'_, StaffUser>,
 ) -> Result<StaffUser, StoreError> {
     let (user, what) = update_row(tx, "users", "name", name, || unknown_user(name), change)?;
-    write_audit(tx, actor, "user.access", &user_changed(name, &what), at)?;
+    write_audit(
+        tx,
+        AuditNote::new(actor, "user.access", &user_changed(name, &what), at),
+    )?;
     Ok(user)
 }
 
@@ -106,5 +106,5 @@ pub(super) fn set_user_lang(
             Ok(())
         },
     )?;
-    write_audit(tx, name, "user.lang", &lang_set(lang), at)
+    write_audit(tx, AuditNote::new(name, "user.lang", &lang_set(lang), at))
 }

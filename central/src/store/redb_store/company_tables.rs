@@ -10,7 +10,7 @@ use super::tables::{
 use crate::model::StaffUser;
 use crate::portal::Company;
 use crate::store::{
-    Edit, StoreError, company_added, company_changed, company_exists, unknown_company,
+    AuditNote, Edit, StoreError, company_added, company_changed, company_exists, unknown_company,
 };
 
 pub(super) fn add_company(
@@ -28,7 +28,10 @@ pub(super) fn add_company(
             StoreError::UserExists(u.name.clone())
         })?;
     }
-    write_audit(&tx, actor, "company.add", &company_added(company, user), at)?;
+    write_audit(
+        &tx,
+        AuditNote::new(actor, "company.add", &company_added(company, user), at),
+    )?;
     tx.commit()?;
     Ok(())
 }
@@ -60,10 +63,7 @@ pub(super) fn update_company(
     )?;
     write_audit(
         &tx,
-        actor,
-        "company.change",
-        &company_changed(key, &what),
-        at,
+        AuditNote::new(actor, "company.change", &company_changed(key, &what), at),
     )?;
     tx.commit()?;
     Ok(company)

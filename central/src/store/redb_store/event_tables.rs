@@ -20,7 +20,8 @@ use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, StoredEvent, TokenHash};
 use crate::stats;
 use crate::store::{
-    GateRow, IngestOutcome, StoreError, TokenChange, VALUE_VERSION, decode, encode, token_issued,
+    AuditNote, GateRow, IngestOutcome, StoreError, TokenChange, VALUE_VERSION, decode, encode,
+    token_issued,
 };
 use crate::{cases, rollup};
 
@@ -491,10 +492,12 @@ pub(super) fn add_agent(
     let detail = token_issued(agent);
     write_audit(
         &tx,
-        &agent.issued_by,
-        "agent.token.issue",
-        &detail,
-        agent.issued_at,
+        AuditNote::new(
+            &agent.issued_by,
+            "agent.token.issue",
+            &detail,
+            agent.issued_at,
+        ),
     )?;
     tx.commit()?;
     Ok(())
@@ -550,7 +553,7 @@ pub(super) fn change_agent_tokens(db: &Database, c: TokenChange<'_>) -> Result<u
         row.revoked_at = mark;
         save_gate(&tx, &row)?;
     }
-    write_audit(&tx, c.actor, c.action, c.detail, c.at)?;
+    write_audit(&tx, AuditNote::new(c.actor, c.action, c.detail, c.at))?;
     tx.commit()?;
     Ok(changed)
 }

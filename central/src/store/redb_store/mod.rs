@@ -49,7 +49,8 @@ use redb::Database;
 use uuid::Uuid;
 
 use super::{
-    Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError,
+    AuditNote, Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store,
+    StoreError,
 };
 use crate::cases::CaseError;
 use crate::model::{

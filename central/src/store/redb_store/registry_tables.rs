@@ -13,8 +13,8 @@ use super::tables::{
 };
 use crate::registry::{self, consignment_index_keys};
 use crate::store::{
-    LoggedChange, SnapshotHead, SnapshotVisit, StoreError, change_audits, decode, encode,
-    refused_change,
+    AuditNote, LoggedChange, SnapshotHead, SnapshotVisit, StoreError, change_audits, decode,
+    encode, refused_change,
 };
 
 fn mra_key(m: &MraRecord) -> (String, String) {
@@ -153,7 +153,7 @@ pub(super) fn append_changes(
         tx.open_table(META)?.insert("change_seq", seq)?;
     }
     for (action, detail) in change_audits(changes, first) {
-        write_audit(&tx, actor, action, &detail, at)?;
+        write_audit(&tx, AuditNote::new(actor, action, &detail, at))?;
     }
     tx.commit()?;
     Ok(seq)

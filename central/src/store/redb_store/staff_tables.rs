@@ -9,17 +9,13 @@ use super::tables::{
     write_audit,
 };
 use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
-use crate::store::{Edit, StoreError, encode, lang_set, unknown_user, user_added, user_changed};
+use crate::store::{
+    AuditNote, Edit, StoreError, encode, lang_set, unknown_user, user_added, user_changed,
+};
 
-pub(super) fn audit(
-    db: &Database,
-    actor: &str,
-    action: &str,
-    detail: &str,
-    at: Timestamp,
-) -> Result<(), StoreError> {
+pub(super) fn audit(db: &Database, note: AuditNote<'_>) -> Result<(), StoreError> {
     let tx = db.begin_write()?;
-    write_audit(&tx, actor, action, detail, at)?;
+    write_audit(&tx, note)?;
     tx.commit()?;
     Ok(())
 }
@@ -39,10 +35,7 @@ pub(super) fn add_user(db: &Database, user: &StaffUser) -> Result<(), StoreError
     })?;
     write_audit(
         &tx,
-        "central",
-        "user.add",
-        &user_added(user),
-        user.created_at,
+        AuditNote::new("central", "user.add", &user_added(user), user.created_at),
     )?;
     tx.commit()?;
     Ok(())
@@ -85,7 +78,10 @@ pub(super) fn update_user(
 ) -> Result<StaffUser, StoreError> {
     let tx = db.begin_write()?;
     let (user, what) = update_record(&tx, USERS, "users_v1", name, || unknown_user(name), change)?;
-    write_audit(&tx, actor, "user.access", &user_changed(name, &what), at)?;
+    write_audit(
+        &tx,
+        AuditNote::new(actor, "user.access", &user_changed(name, &what), at),
+    )?;
     tx.commit()?;
     Ok(user)
 }
@@ -108,7 +104,7 @@ pub(super) fn set_user_lang(
             Ok(())
         },
     )?;
-    write_audit(&tx, name, "user.lang", &lang_set(lang), at)?;
+    write_audit(&tx, AuditNote::new(name, "user.lang", &lang_set(lang), at))?;
     tx.commit()?;
     Ok(())
 }
