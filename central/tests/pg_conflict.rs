@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use central::store::{AuditNote, PgStore, Store};
+use central::store::{AuditNote, Delivery, PgStore, Store};
 use common::ts;
 
 #[test]
@@ -83,7 +83,7 @@ fn containers_stored_by_another_transaction_after_the_read_make_the_ingest_run_a
     let gap_alert = jiff::SignedDuration::from_hours(24);
     // The gate's first batch (its row, the month's partition).
     store
-        .ingest(&g, &entries[..1], now, gap_alert)
+        .ingest(Delivery::new(&g, &entries[..1], now, gap_alert))
         .expect("first batch");
 
     // Another session stores the row and keeps it uncommitted: the ingest reads no such
@@ -97,7 +97,7 @@ fn containers_stored_by_another_transaction_after_the_read_make_the_ingest_run_a
     let ingest = {
         let s = store.clone();
         let (g, entries) = (g.clone(), entries.clone());
-        std::thread::spawn(move || s.ingest(&g, &entries[1..], now, gap_alert))
+        std::thread::spawn(move || s.ingest(Delivery::new(&g, &entries[1..], now, gap_alert)))
     };
     // Bounded: 20 s for the ingest's copy to wait on the other session's row.
     let mut waited = false;

@@ -11,7 +11,7 @@ use central::model::{
     AgentRecord, AlertKind, CaseAction, CaseQuery, CaseState, EventQuery, Page, Session, StaffUser,
     StoredEvent,
 };
-use central::store::{AuditNote, PgStore, RedbStore, Store, StoreError, TokenChange};
+use central::store::{AuditNote, Delivery, PgStore, RedbStore, Store, StoreError, TokenChange};
 use common::{
     chain, chain_at, exception_chain, fast_decision, gate, officer_action, seal_exception,
     transaction, ts,
@@ -109,7 +109,8 @@ fn now() -> Timestamp {
 
 fn ingest(s: &dyn Store, entries: &[JournalEntry]) -> central::store::IngestOutcome {
     let g = entries[0].agent.clone();
-    s.ingest(&g, entries, now(), NO_GAP_ALERT).expect("ingest")
+    s.ingest(Delivery::new(&g, entries, now(), NO_GAP_ALERT))
+        .expect("ingest")
 }
 
 fn alert_kinds(s: &dyn Store) -> Vec<AlertKind> {
@@ -886,18 +887,34 @@ fn heartbeat_raises_a_gap_alert_once_the_gap_persists(s: &dyn Store) {
     let g = gate("G1");
     let t0 = now();
     let gap = SignedDuration::from_mins(5);
-    s.ingest(&g, &c[2..], t0, gap).expect("ingest");
-    s.ingest(&g, &c[2..], t0 + SignedDuration::from_mins(1), gap)
+    s.ingest(Delivery::new(&g, &c[2..], t0, gap))
         .expect("ingest");
+    s.ingest(Delivery::new(
+        &g,
+        &c[2..],
+        t0 + SignedDuration::from_mins(1),
+        gap,
+    ))
+    .expect("ingest");
     assert!(alert_kinds(s).is_empty(), "not yet");
     let out = s
-        .ingest(&g, &c[2..], t0 + SignedDuration::from_mins(6), gap)
+        .ingest(Delivery::new(
+            &g,
+            &c[2..],
+            t0 + SignedDuration::from_mins(6),
+            gap,
+        ))
         .expect("ingest");
     assert_eq!(out.cases.len(), 1);
     assert_eq!(alert_kinds(s), vec![AlertKind::Gap]);
     assert_eq!(s.alerts(10).expect("alerts")[0].seq, 1);
-    s.ingest(&g, &c[..2], t0 + SignedDuration::from_mins(7), gap)
-        .expect("ingest");
+    s.ingest(Delivery::new(
+        &g,
+        &c[..2],
+        t0 + SignedDuration::from_mins(7),
+        gap,
+    ))
+    .expect("ingest");
     assert_eq!(s.gates().expect("gates")[0].state.gap_since, None);
 }
 

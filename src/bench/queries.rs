@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use central::dashboard::programme::from_counts;
 use central::model::{CaseAction, CaseOutcome, CaseQuery, CaseState, EventQuery};
-use central::store::Store;
+use central::store::{Delivery, Store};
 use central::{Central, Config};
 use edge_agent::decider::{ReplicaView, decide};
 use jiff::{SignedDuration, Timestamp};
@@ -243,7 +243,7 @@ fn fill(store: &dyn Store, n: usize, replica: &IndexedReplica) -> anyhow::Result
                     };
                     // Bounded: each pass ingests at least one entry of a finite journal.
                     while let Some((entries, now)) = j.batch()? {
-                        let out = store.ingest(gate, &entries, now, gap)?;
+                        let out = store.ingest(Delivery::new(gate, &entries, now, gap))?;
                         let want = entries.last().map_or(0, |e| e.seq);
                         if out.acked_through != want {
                             bail!(

@@ -215,6 +215,36 @@ impl GateRow {
     }
 }
 
+/// A batch of journal entries an agent delivered, as [`Store::ingest`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The gate whose journal the entries are.
+    pub gate: &'a GateId,
+    pub entries: &'a [JournalEntry],
+    /// When central received the batch.
+    pub now: Timestamp,
+    /// How long a gap in the gate's journal may persist before it raises an alert.
+    pub gap_alert_after: SignedDuration,
+}
+
+impl<'a> Delivery<'a> {
+    /// `gate`'s `entries`, received at `now`.
+    #[must_use]
+    pub fn new(
+        gate: &'a GateId,
+        entries: &'a [JournalEntry],
+        now: Timestamp,
+        gap_alert_after: SignedDuration,
+    ) -> Self {
+        Self {
+            gate,
+            entries,
+            now,
+            gap_alert_after,
+        }
+    }
+}
+
 /// An audit entry to append: who did what, with what detail, when. The store gives it
 /// its id ([`AuditNote::entry`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,13 +374,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     // -- events -------------------------------------------------------------------------
     /// Checks and stores a batch (rules in [`crate::ingest`]) in one transaction; opens
     /// cases for seal exceptions and alerts.
-    fn ingest(
-        &self,
-        gate: &GateId,
-        entries: &[JournalEntry],
-        now: Timestamp,
-        gap_alert_after: SignedDuration,
-    ) -> Result<IngestOutcome, StoreError>;
+    fn ingest(&self, batch: Delivery<'_>) -> Result<IngestOutcome, StoreError>;
     /// Records a heartbeat as the gate's latest health; may raise a persisting-gap alert.
     fn record_heartbeat(
         &self,

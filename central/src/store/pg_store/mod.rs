@@ -60,8 +60,8 @@ use uuid::Uuid;
 
 pub use self::fanout::LiveUpdate;
 use super::{
-    AuditNote, Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store,
-    StoreError,
+    AuditNote, Delivery, Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit,
+    Store, StoreError,
 };
 use crate::cases::CaseError;
 use crate::model::{
@@ -673,13 +673,8 @@ impl Store for PgStore {
         self.write(|tx| event_tables::change_agent_tokens(tx, &mut c))
     }
 
-    fn ingest(
-        &self,
-        gate: &GateId,
-        entries: &[JournalEntry],
-        now: Timestamp,
-        gap_alert_after: SignedDuration,
-    ) -> Result<IngestOutcome, StoreError> {
+    fn ingest(&self, batch: Delivery<'_>) -> Result<IngestOutcome, StoreError> {
+        let Delivery { entries, now, .. } = batch;
         self.ensure_partitions(entries)?;
         let mut prepared = Some(event_tables::prepare(entries, now)?);
         // The stored entry ids are read only when a run found one (`event_tables::ingest`).
@@ -691,7 +686,7 @@ impl Store for PgStore {
                 None => event_tables::prepare(entries, now)?,
             };
             tx.index_reads_only()?;
-            let out = event_tables::ingest(tx, gate, entries, p, now, gap_alert_after, read_ids);
+            let out = event_tables::ingest(tx, batch, p, read_ids);
             // Whatever the conflict, the run after it reads them.
             read_ids |= out.as_ref().is_err_and(is_conflict);
             let out = out?;

@@ -20,8 +20,8 @@ use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, StoredEvent, TokenHash};
 use crate::stats;
 use crate::store::{
-    AuditNote, GateRow, IngestOutcome, StoreError, TokenChange, VALUE_VERSION, decode, encode,
-    token_issued,
+    AuditNote, Delivery, GateRow, IngestOutcome, StoreError, TokenChange, VALUE_VERSION, decode,
+    encode, token_issued,
 };
 use crate::{cases, rollup};
 
@@ -669,12 +669,14 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
-    pub(super) fn new(
-        gate: GateId,
-        entries: Vec<JournalEntry>,
-        now: Timestamp,
-        gap_alert_after: SignedDuration,
-    ) -> Result<Self, StoreError> {
+    pub(super) fn new(batch: Delivery<'_>) -> Result<Self, StoreError> {
+        let Delivery {
+            gate,
+            entries,
+            now,
+            gap_alert_after,
+        } = batch;
+        let (gate, entries) = (gate.clone(), entries.to_vec());
         let tail = stored_event_tail(now, true, false)?;
         let mut hashes = Vec::with_capacity(entries.len());
         let mut made = Vec::with_capacity(entries.len());

@@ -44,13 +44,13 @@ use std::path::Path;
 use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
-use protocol::schema::{Change, Consignment, GateId, JournalEntry, RegistryRecord};
+use protocol::schema::{Change, Consignment, GateId, RegistryRecord};
 use redb::Database;
 use uuid::Uuid;
 
 use super::{
-    AuditNote, Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store,
-    StoreError,
+    AuditNote, Delivery, Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit,
+    Store, StoreError,
 };
 use crate::cases::CaseError;
 use crate::model::{
@@ -175,15 +175,8 @@ impl Store for RedbStore {
         event_tables::change_agent_tokens(&self.db, c)
     }
 
-    fn ingest(
-        &self,
-        gate: &GateId,
-        entries: &[JournalEntry],
-        now: Timestamp,
-        gap_alert_after: SignedDuration,
-    ) -> Result<IngestOutcome, StoreError> {
-        let batch =
-            event_tables::Prepared::new(gate.clone(), entries.to_vec(), now, gap_alert_after)?;
+    fn ingest(&self, batch: Delivery<'_>) -> Result<IngestOutcome, StoreError> {
+        let batch = event_tables::Prepared::new(batch)?;
         self.group
             .ingest(&self.db, group::Work::Ingest(Box::new(batch)))
     }
