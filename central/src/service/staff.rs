@@ -6,7 +6,7 @@ use protocol::i18n::Lang;
 use super::Central;
 use crate::auth::{self, AuthError};
 use crate::model::{Role, Session, StaffUser};
-use crate::store::AuditNote;
+use crate::store::{AuditNote, Stamp};
 
 /// What a rate-limited login attempt came to.
 #[derive(Debug)]
@@ -255,7 +255,7 @@ impl Central {
     ) -> Result<(), AuthError> {
         self.inner
             .store
-            .update_user(name, actor, Timestamp::now(), &mut |u| {
+            .update_user(name, Stamp::new(actor, Timestamp::now()), &mut |u| {
                 u.disabled = disabled;
                 Ok(if disabled { "disabled" } else { "enabled" }.to_owned())
             })?;
@@ -275,7 +275,7 @@ impl Central {
         };
         self.inner
             .store
-            .update_user(name, actor, Timestamp::now(), &mut |u| {
+            .update_user(name, Stamp::new(actor, Timestamp::now()), &mut |u| {
                 // A company account never becomes staff: it belongs to its company.
                 if u.company.is_some() {
                     return Err(crate::store::StoreError::Refused(format!(

@@ -245,6 +245,30 @@ impl<'a> Delivery<'a> {
     }
 }
 
+/// Who made an audited change, and when: the actor and time of its audit entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp<'a> {
+    pub actor: &'a str,
+    pub at: Timestamp,
+}
+
+impl<'a> Stamp<'a> {
+    /// `actor`'s change at `at`.
+    #[must_use]
+    pub fn new(actor: &'a str, at: Timestamp) -> Self {
+        Self { actor, at }
+    }
+
+    /// The audit entry of this change: `action`, `detail` says more.
+    #[must_use]
+    pub fn note<'b>(&self, action: &'b str, detail: &'b str) -> AuditNote<'b>
+    where
+        'a: 'b,
+    {
+        AuditNote::new(self.actor, action, detail, self.at)
+    }
+}
+
 /// An audit entry to append: who did what, with what detail, when. The store gives it
 /// its id ([`AuditNote::entry`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -426,12 +450,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// [`StoreError::UnknownOperator`] for a status change of an operator not in the
     /// registry (nothing is appended).
-    fn append_changes(
-        &self,
-        changes: &[Change],
-        actor: &str,
-        at: Timestamp,
-    ) -> Result<u64, StoreError>;
+    fn append_changes(&self, changes: &[Change], by: Stamp<'_>) -> Result<u64, StoreError>;
     /// The latest change seq (0 when the log is empty).
     fn last_seq(&self) -> Result<u64, StoreError>;
     /// Up to `limit` logged changes after `after`, in order.
@@ -482,8 +501,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn update_case(
         &self,
         id: u64,
-        actor: &str,
-        at: Timestamp,
+        by: Stamp<'_>,
         change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
     ) -> Result<Case, CaseError>;
 
@@ -516,8 +534,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn update_user(
         &self,
         name: &str,
-        actor: &str,
-        at: Timestamp,
+        by: Stamp<'_>,
         change: &mut Edit<'_, StaffUser>,
     ) -> Result<StaffUser, StoreError>;
     /// Sets a user's dashboard language, with an audit entry.
@@ -549,8 +566,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         &self,
         company: &Company,
         user: Option<&StaffUser>,
-        actor: &str,
-        at: Timestamp,
+        by: Stamp<'_>,
     ) -> Result<(), StoreError>;
     /// One company by its operator id's canonical text.
     fn company(&self, operator: &str) -> Result<Option<Company>, StoreError>;
@@ -565,8 +581,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn update_company(
         &self,
         operator: &str,
-        actor: &str,
-        at: Timestamp,
+        by: Stamp<'_>,
         change: &mut Edit<'_, Company>,
     ) -> Result<Company, StoreError>;
     /// Stores a company document's bytes under their SHA-256 (lowercase hex, the

@@ -137,11 +137,10 @@ macro_rules! family_operations {
         fn update_user(
             &self,
             name: &str,
-            actor: &str,
-            at: Timestamp,
+            by: Stamp<'_>,
             change: &mut Edit<'_, StaffUser>,
         ) -> Result<StaffUser, StoreError> {
-            self.write(|t| staff_tables::update_user(t, name, actor, at, change))
+            self.write(|t| staff_tables::update_user(t, name, by, change))
         }
 
         fn set_user_lang(&self, name: &str, lang: Lang, at: Timestamp) -> Result<(), StoreError> {
@@ -168,10 +167,9 @@ macro_rules! family_operations {
             &self,
             company: &Company,
             user: Option<&StaffUser>,
-            actor: &str,
-            at: Timestamp,
+            by: Stamp<'_>,
         ) -> Result<(), StoreError> {
-            self.write(|t| company_tables::add_company(t, company, user, actor, at))
+            self.write(|t| company_tables::add_company(t, company, user, by))
         }
 
         fn company(&self, operator: &str) -> Result<Option<Company>, StoreError> {
@@ -185,11 +183,10 @@ macro_rules! family_operations {
         fn update_company(
             &self,
             operator: &str,
-            actor: &str,
-            at: Timestamp,
+            by: Stamp<'_>,
             change: &mut Edit<'_, Company>,
         ) -> Result<Company, StoreError> {
-            self.write(|t| company_tables::update_company(t, operator, actor, at, change))
+            self.write(|t| company_tables::update_company(t, operator, by, change))
         }
 
         fn put_document(&self, sha256: &str, body: &[u8]) -> Result<(), StoreError> {

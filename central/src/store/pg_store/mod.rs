@@ -61,7 +61,7 @@ use uuid::Uuid;
 pub use self::fanout::LiveUpdate;
 use super::{
     AuditNote, Delivery, Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit,
-    Store, StoreError,
+    Stamp, Store, StoreError,
 };
 use crate::cases::CaseError;
 use crate::model::{
@@ -715,14 +715,9 @@ impl Store for PgStore {
         })
     }
 
-    fn append_changes(
-        &self,
-        changes: &[Change],
-        actor: &str,
-        at: Timestamp,
-    ) -> Result<u64, StoreError> {
+    fn append_changes(&self, changes: &[Change], by: Stamp<'_>) -> Result<u64, StoreError> {
         self.write(|tx| {
-            let seq = registry_tables::append_changes(tx, changes, actor, at)?;
+            let seq = registry_tables::append_changes(tx, changes, by)?;
             if !changes.is_empty() {
                 fanout::notify(tx, self.instance, &[], Some(seq))?;
             }
@@ -733,8 +728,7 @@ impl Store for PgStore {
     fn update_case(
         &self,
         id: u64,
-        actor: &str,
-        at: Timestamp,
+        by: Stamp<'_>,
         change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
     ) -> Result<Case, CaseError> {
         // `change` need not be `Send`: it runs on the caller's thread, and only the
@@ -770,7 +764,7 @@ impl Store for PgStore {
             case_tables::save_case(&mut tx, &c, Some(old))?;
             write_audit(
                 &mut tx,
-                AuditNote::new(actor, "case.update", &format!("case {id}: {what}"), at),
+                by.note("case.update", &format!("case {id}: {what}")),
             )?;
             fanout::notify(&mut tx, self.instance, &[c.id], None)?;
             tx.commit().map_err(StoreError::from)?;

@@ -11,7 +11,7 @@ use super::tables::{
 };
 use crate::cases::{self, CaseBook, CaseError};
 use crate::model::{Alert, AlertKind, Case, CaseQuery, CaseState, Page};
-use crate::store::{AuditNote, StoreError, decode, encode};
+use crate::store::{AuditNote, Stamp, StoreError, decode, encode};
 
 pub(super) fn load_case(tx: &WriteTransaction, id: u64) -> Result<Option<Case>, StoreError> {
     let t = tx.open_table(CASES)?;
@@ -202,8 +202,7 @@ pub(super) fn case(db: &Database, id: u64) -> Result<Option<Case>, StoreError> {
 pub(super) fn update_case(
     db: &Database,
     id: u64,
-    actor: &str,
-    at: Timestamp,
+    by: Stamp<'_>,
     change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
 ) -> Result<Case, CaseError> {
     let tx = db.begin_write().map_err(StoreError::from)?;
@@ -211,10 +210,7 @@ pub(super) fn update_case(
     let old = c.state;
     let what = change(&mut c)?;
     save_case(&tx, &c, Some(old))?;
-    write_audit(
-        &tx,
-        AuditNote::new(actor, "case.update", &format!("case {id}: {what}"), at),
-    )?;
+    write_audit(&tx, by.note("case.update", &format!("case {id}: {what}")))?;
     tx.commit().map_err(StoreError::from)?;
     Ok(c)
 }

@@ -50,7 +50,7 @@ use uuid::Uuid;
 
 use super::{
     AuditNote, Delivery, Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit,
-    Store, StoreError,
+    Stamp, Store, StoreError,
 };
 use crate::cases::CaseError;
 use crate::model::{
@@ -189,23 +189,17 @@ impl Store for RedbStore {
         event_tables::record_heartbeat(&self.db, health, gap_alert_after)
     }
 
-    fn append_changes(
-        &self,
-        changes: &[Change],
-        actor: &str,
-        at: Timestamp,
-    ) -> Result<u64, StoreError> {
-        registry_tables::append_changes(&self.db, changes, actor, at)
+    fn append_changes(&self, changes: &[Change], by: Stamp<'_>) -> Result<u64, StoreError> {
+        registry_tables::append_changes(&self.db, changes, by)
     }
 
     fn update_case(
         &self,
         id: u64,
-        actor: &str,
-        at: Timestamp,
+        by: Stamp<'_>,
         change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
     ) -> Result<Case, CaseError> {
-        case_tables::update_case(&self.db, id, actor, at, change)
+        case_tables::update_case(&self.db, id, by, change)
     }
 }
 
@@ -234,8 +228,7 @@ mod tests {
             let id = "R1".to_owned();
             s.append_changes(
                 &[Change::RemoveConsignment { id }],
-                "t",
-                Timestamp::UNIX_EPOCH,
+                Stamp::new("t", Timestamp::UNIX_EPOCH),
             )
             .expect("append");
         }

@@ -10,7 +10,7 @@ use super::tables::{
 };
 use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
 use crate::store::{
-    AuditNote, Edit, StoreError, encode, lang_set, unknown_user, user_added, user_changed,
+    AuditNote, Edit, Stamp, StoreError, encode, lang_set, unknown_user, user_added, user_changed,
 };
 
 pub(super) fn audit(db: &Database, note: AuditNote<'_>) -> Result<(), StoreError> {
@@ -72,16 +72,12 @@ pub(super) fn users(db: &Database) -> Result<Vec<StaffUser>, StoreError> {
 pub(super) fn update_user(
     db: &Database,
     name: &str,
-    actor: &str,
-    at: Timestamp,
+    by: Stamp<'_>,
     change: &mut Edit<'_, StaffUser>,
 ) -> Result<StaffUser, StoreError> {
     let tx = db.begin_write()?;
     let (user, what) = update_record(&tx, USERS, "users_v1", name, || unknown_user(name), change)?;
-    write_audit(
-        &tx,
-        AuditNote::new(actor, "user.access", &user_changed(name, &what), at),
-    )?;
+    write_audit(&tx, by.note("user.access", &user_changed(name, &what)))?;
     tx.commit()?;
     Ok(user)
 }
