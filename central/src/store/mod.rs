@@ -661,6 +661,14 @@ pub(crate) fn company_changed(operator: &str, what: &str) -> String {
     format!("company {operator}: {what}")
 }
 
+/// The change [`Store::set_user_lang`] makes to a user's record; both backends apply it.
+pub(crate) fn set_lang(lang: Lang) -> impl FnMut(&mut StaffUser) -> Result<(), StoreError> {
+    move |u| {
+        u.lang = lang;
+        Ok(())
+    }
+}
+
 /// The audit detail of [`Store::set_user_lang`].
 pub(crate) fn lang_set(lang: Lang) -> String {
     format!("language {}", lang.tag())

@@ -7,7 +7,7 @@ use protocol::i18n::Lang;
 use super::{from_json, insert_new, json_rows, json_rows_after, to_json, update_row, write_audit};
 use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
 use crate::store::{
-    AuditNote, Edit, Stamp, StoreError, lang_set, unknown_user, user_added, user_changed,
+    AuditNote, Edit, Stamp, StoreError, lang_set, set_lang, unknown_user, user_added, user_changed,
 };
 
 /// [`Store::audit`](crate::store::Store::audit): one entry in a transaction of its own.
@@ -99,10 +99,7 @@ pub(super) fn set_user_lang(
         "name",
         name,
         || unknown_user(name),
-        |u: &mut StaffUser| {
-            u.lang = lang;
-            Ok(())
-        },
+        set_lang(lang),
     )?;
     write_audit(tx, AuditNote::new(name, "user.lang", &lang_set(lang), at))
 }

@@ -10,7 +10,8 @@ use super::tables::{
 };
 use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
 use crate::store::{
-    AuditNote, Edit, Stamp, StoreError, encode, lang_set, unknown_user, user_added, user_changed,
+    AuditNote, Edit, Stamp, StoreError, encode, lang_set, set_lang, unknown_user, user_added,
+    user_changed,
 };
 
 pub(super) fn audit(db: &Database, note: AuditNote<'_>) -> Result<(), StoreError> {
@@ -95,10 +96,7 @@ pub(super) fn set_user_lang(
         "users_v1",
         name,
         || unknown_user(name),
-        |u: &mut StaffUser| {
-            u.lang = lang;
-            Ok(())
-        },
+        set_lang(lang),
     )?;
     write_audit(&tx, AuditNote::new(name, "user.lang", &lang_set(lang), at))?;
     tx.commit()?;
