@@ -670,14 +670,8 @@ pub(super) struct Prepared {
 
 impl Prepared {
     pub(super) fn new(batch: Delivery<'_>) -> Result<Self, StoreError> {
-        let Delivery {
-            gate,
-            entries,
-            now,
-            gap_alert_after,
-        } = batch;
-        let (gate, entries) = (gate.clone(), entries.to_vec());
-        let tail = stored_event_tail(now, true, false)?;
+        let entries = batch.entries.to_vec();
+        let tail = stored_event_tail(batch.now, true, false)?;
         let mut hashes = Vec::with_capacity(entries.len());
         let mut made = Vec::with_capacity(entries.len());
         let mut totals = Totals::default();
@@ -690,11 +684,11 @@ impl Prepared {
             made.push(m);
         }
         Ok(Self {
-            gate_key: format!("g:{gate}"),
-            gate,
+            gate_key: format!("g:{}", batch.gate),
+            gate: batch.gate.clone(),
             entries,
-            now,
-            gap_alert_after,
+            now: batch.now,
+            gap_alert_after: batch.gap_alert_after,
             hashes,
             made,
             totals: Mutex::new(Some(totals)),
