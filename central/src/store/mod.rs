@@ -651,6 +651,11 @@ pub(crate) fn user_added(user: &StaffUser) -> String {
     format!("user {} (role {})", user.name, user.role)
 }
 
+/// The audit detail of [`Store::update_case`] (`what`: the change's own text).
+pub(crate) fn case_changed(id: u64, what: &str) -> String {
+    format!("case {id}: {what}")
+}
+
 /// The audit detail of [`Store::update_user`] (`what`: the change's own text).
 pub(crate) fn user_changed(name: &str, what: &str) -> String {
     format!("user {name}: {what}")

@@ -61,7 +61,7 @@ use uuid::Uuid;
 pub use self::fanout::LiveUpdate;
 use super::{
     AuditNote, Delivery, Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit,
-    Stamp, Store, StoreError,
+    Stamp, Store, StoreError, case_changed,
 };
 use crate::cases::CaseError;
 use crate::model::{
@@ -762,10 +762,7 @@ impl Store for PgStore {
                 .recv()
                 .map_err(|_| StoreError::Backend("case change abandoned".into()))??;
             case_tables::save_case(&mut tx, &c, Some(old))?;
-            write_audit(
-                &mut tx,
-                by.note("case.update", &format!("case {id}: {what}")),
-            )?;
+            write_audit(&mut tx, by.note("case.update", &case_changed(id, &what)))?;
             fanout::notify(&mut tx, self.instance, &[c.id], None)?;
             tx.commit().map_err(StoreError::from)?;
             Ok(c)

@@ -11,7 +11,7 @@ use super::tables::{
 };
 use crate::cases::{self, CaseBook, CaseError};
 use crate::model::{Alert, AlertKind, Case, CaseQuery, CaseState, Page};
-use crate::store::{AuditNote, Stamp, StoreError, decode, encode};
+use crate::store::{AuditNote, Stamp, StoreError, case_changed, decode, encode};
 
 pub(super) fn load_case(tx: &WriteTransaction, id: u64) -> Result<Option<Case>, StoreError> {
     let t = tx.open_table(CASES)?;
@@ -210,7 +210,7 @@ pub(super) fn update_case(
     let old = c.state;
     let what = change(&mut c)?;
     save_case(&tx, &c, Some(old))?;
-    write_audit(&tx, by.note("case.update", &format!("case {id}: {what}")))?;
+    write_audit(&tx, by.note("case.update", &case_changed(id, &what)))?;
     tx.commit().map_err(StoreError::from)?;
     Ok(c)
 }
