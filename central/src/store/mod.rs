@@ -526,7 +526,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Every staff user, by name.
     fn users(&self) -> Result<Vec<StaffUser>, StoreError>;
     /// Loads a user, lets `change` change them (the rule is the caller's), then saves them
-    /// with an audit entry `user.access` by `actor` whose detail is what `change` returned,
+    /// with an audit entry `user.access` stamped `by` whose detail is what `change` returned,
     /// in one transaction. Returns the changed user.
     ///
     /// # Errors
@@ -558,7 +558,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     // -- programme portal ---------------------------------------------------------------
     /// Adds a company (keyed by its operator id) and, when given, its first user, in one
-    /// transaction with one audit entry `company.add` by `actor`.
+    /// transaction with one audit entry `company.add` stamped `by`.
     ///
     /// # Errors
     /// [`StoreError::Refused`] when the company exists, [`StoreError::UserExists`].
