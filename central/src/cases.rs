@@ -16,6 +16,7 @@ use crate::ingest::{AgentState, Link};
 use crate::model::{
     Alert, AlertKind, Case, CaseAction, CaseEvent, CaseOutcome, CaseState, CaseSubject,
 };
+use crate::store::AuditNote;
 use crate::store_error::StoreError;
 
 /// Why a case operation failed: the action does not fit the case, or storage failed.
@@ -212,13 +213,7 @@ pub trait CaseBook {
     ///
     /// # Errors
     /// Storage failures.
-    fn audit(
-        &mut self,
-        actor: &str,
-        action: &str,
-        detail: &str,
-        at: Timestamp,
-    ) -> Result<(), Self::Error>;
+    fn audit(&mut self, note: AuditNote<'_>) -> Result<(), Self::Error>;
     /// Whether an alert of `kind` is stored for `gate`'s journal entry `seq`.
     ///
     /// # Errors
@@ -281,12 +276,8 @@ pub fn on_decision<B: CaseBook + ?Sized>(
     let c = open_for_decision(id, d, now);
     book.save_case(&c, None)?;
     book.link_transaction(gate, d.transaction_id, id)?;
-    book.audit(
-        &agent,
-        "case.open",
-        &format!("case {id} for transaction {}", d.transaction_id),
-        now,
-    )?;
+    let detail = format!("case {id} for transaction {}", d.transaction_id);
+    book.audit(AuditNote::new(&agent, "case.open", &detail, now))?;
     metrics::counter!("central_cases_opened_total").increment(1);
     Ok(Some(c))
 }
@@ -354,18 +345,14 @@ pub fn on_alert<B: CaseBook + ?Sized>(
     book.save_alert(&alert)?;
     let case = open_for_alert(case_id, &alert);
     book.save_case(&case, None)?;
-    book.audit(
-        "central",
-        "alert.raise",
-        &format!(
-            "{} at {} seq {}: {} (case {case_id})",
-            alert.kind.as_str(),
-            alert.gate,
-            alert.seq,
-            alert.detail
-        ),
-        alert.at,
-    )?;
+    let detail = format!(
+        "{} at {} seq {}: {} (case {case_id})",
+        alert.kind.as_str(),
+        alert.gate,
+        alert.seq,
+        alert.detail
+    );
+    book.audit(AuditNote::new("central", "alert.raise", &detail, alert.at))?;
     metrics::counter!("central_integrity_alerts_total", "kind" => kind.as_str()).increment(1);
     Ok(Some(case))
 }

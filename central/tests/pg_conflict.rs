@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use central::store::{PgStore, Store};
+use central::store::{AuditNote, Delivery, PgStore, Store};
 use common::ts;
 
 #[test]
@@ -13,7 +13,12 @@ fn an_operation_chosen_as_deadlock_victim_is_run_again_and_succeeds() {
     let (_cluster, url) = common::pg::PgCluster::with_central();
     let store = PgStore::open(&url).expect("store");
     store
-        .audit("test", "first", "", ts("2026-03-01T10:00:00Z"))
+        .audit(AuditNote::new(
+            "test",
+            "first",
+            "",
+            ts("2026-03-01T10:00:00Z"),
+        ))
         .expect("first audit entry");
 
     // Another session takes the audit id the store will use next (uncommitted), and
@@ -28,7 +33,14 @@ fn an_operation_chosen_as_deadlock_victim_is_run_again_and_succeeds() {
     let s = std::sync::Arc::new(store);
     let writer = {
         let s = s.clone();
-        std::thread::spawn(move || s.audit("test", "second", "", ts("2026-03-01T10:01:00Z")))
+        std::thread::spawn(move || {
+            s.audit(AuditNote::new(
+                "test",
+                "second",
+                "",
+                ts("2026-03-01T10:01:00Z"),
+            ))
+        })
     };
     // The store now holds the audit counter's row and waits for id 2; wanting the counter
     // row closes the cycle.
@@ -71,7 +83,7 @@ fn containers_stored_by_another_transaction_after_the_read_make_the_ingest_run_a
     let gap_alert = jiff::SignedDuration::from_hours(24);
     // The gate's first batch (its row, the month's partition).
     store
-        .ingest(&g, &entries[..1], now, gap_alert)
+        .ingest(Delivery::new(&g, &entries[..1], now, gap_alert))
         .expect("first batch");
 
     // Another session stores the row and keeps it uncommitted: the ingest reads no such
@@ -85,7 +97,7 @@ fn containers_stored_by_another_transaction_after_the_read_make_the_ingest_run_a
     let ingest = {
         let s = store.clone();
         let (g, entries) = (g.clone(), entries.clone());
-        std::thread::spawn(move || s.ingest(&g, &entries[1..], now, gap_alert))
+        std::thread::spawn(move || s.ingest(Delivery::new(&g, &entries[1..], now, gap_alert)))
     };
     // Bounded: 20 s for the ingest's copy to wait on the other session's row.
     let mut waited = false;

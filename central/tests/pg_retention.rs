@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use central::config::{PgUrl, StoreConfig};
 use central::model::EventQuery;
-use central::store::{PgStore, Store};
+use central::store::{Delivery, PgStore, Store};
 use common::*;
 use jiff::{SignedDuration, Timestamp};
 use protocol::schema::JournalEntry;
@@ -60,7 +60,12 @@ fn months_before_the_cutoff_are_dropped_and_the_rest_stays() {
     );
     let now = ts("2024-06-20T00:00:00Z");
     let out = s
-        .ingest(&g, &entries, now, SignedDuration::from_mins(5))
+        .ingest(Delivery::new(
+            &g,
+            &entries,
+            now,
+            SignedDuration::from_mins(5),
+        ))
         .expect("ingest");
     assert_eq!(out.tally.stored, 4);
     let before = s.gates().expect("gates");
@@ -92,7 +97,12 @@ fn months_before_the_cutoff_are_dropped_and_the_rest_stays() {
 
     // The old entries resent are recognised, not stored again; the chain goes on.
     let out = s
-        .ingest(&g, &entries, now, SignedDuration::from_mins(5))
+        .ingest(Delivery::new(
+            &g,
+            &entries,
+            now,
+            SignedDuration::from_mins(5),
+        ))
         .expect("resend");
     assert_eq!((out.tally.stored, out.tally.duplicates), (0, 4));
     assert!(
@@ -110,7 +120,7 @@ fn months_before_the_cutoff_are_dropped_and_the_rest_stays() {
     )
     .expect("entry");
     let out = s
-        .ingest(&g, &next, now, SignedDuration::from_mins(5))
+        .ingest(Delivery::new(&g, &next, now, SignedDuration::from_mins(5)))
         .expect("next");
     assert_eq!((out.tally.stored, out.acked_through), (1, 5));
     assert!(
@@ -130,12 +140,12 @@ fn central_applies_the_configured_retention_on_start() {
         .expect("time");
     {
         let s = PgStore::open(&url).expect("store");
-        s.ingest(
+        s.ingest(Delivery::new(
             &g,
             &dated(&g, &[old, now]),
             now,
             SignedDuration::from_mins(5),
-        )
+        ))
         .expect("ingest");
         assert_eq!(months_of(&s).len(), 2);
     }
@@ -183,8 +193,13 @@ fn a_container_search_skips_rows_whose_month_is_gone() {
             .map(|&at| (at, transaction(&g, Uuid::now_v7(), "CSQU3054383")))
             .collect(),
     );
-    s.ingest(&g, &entries, times[4], SignedDuration::from_mins(5))
-        .expect("ingest");
+    s.ingest(Delivery::new(
+        &g,
+        &entries,
+        times[4],
+        SignedDuration::from_mins(5),
+    ))
+    .expect("ingest");
     let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
     c.batch_execute("DROP TABLE events_2024_01").expect("drop");
     let left: i64 = c
@@ -240,7 +255,8 @@ fn events_stored_as_json_before_migration_11_read_like_those_stored_as_text() {
     );
     let now = ts("2026-03-01T12:00:00Z");
     let gap = SignedDuration::from_hours(24);
-    s.ingest(&g, &entries[..2], now, gap).expect("first batch");
+    s.ingest(Delivery::new(&g, &entries[..2], now, gap))
+        .expect("first batch");
     let reads = |s: &PgStore| {
         let page = s.events(&query_all()).expect("events");
         let by_container = s
@@ -273,7 +289,8 @@ fn events_stored_as_json_before_migration_11_read_like_those_stored_as_text() {
     assert_eq!(reads(&s), before, "the old form reads the same");
 
     // A batch after: one month holds both forms.
-    s.ingest(&g, &entries[2..], now, gap).expect("second batch");
+    s.ingest(Delivery::new(&g, &entries[2..], now, gap))
+        .expect("second batch");
     let mixed: Vec<(i64, bool)> = db
         .query(
             "SELECT seq, record IS NOT NULL FROM events ORDER BY seq",

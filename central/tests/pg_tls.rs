@@ -3,7 +3,7 @@
 
 mod common;
 
-use central::store::{PgStore, Store};
+use central::store::{AuditNote, PgStore, Store};
 
 /// A CA (PEM) and a server certificate and key for 127.0.0.1 signed by it.
 fn pki() -> (String, String, String) {
@@ -47,7 +47,12 @@ fn the_store_connects_over_tls_trusting_only_the_configured_ca() {
     let store = PgStore::open_with(&format!("{url}?sslmode=require"), Some(&ca_file))
         .expect("open over TLS");
     store
-        .audit("test", "over tls", "", common::ts("2026-03-01T10:00:00Z"))
+        .audit(AuditNote::new(
+            "test",
+            "over tls",
+            "",
+            common::ts("2026-03-01T10:00:00Z"),
+        ))
         .expect("write over TLS");
     assert_eq!(store.audit_log(0, 10).expect("read").len(), 1);
     assert!(

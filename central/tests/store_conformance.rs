@@ -11,7 +11,9 @@ use central::model::{
     AgentRecord, AlertKind, CaseAction, CaseQuery, CaseState, EventQuery, Page, Session, StaffUser,
     StoredEvent,
 };
-use central::store::{PgStore, RedbStore, Store, StoreError, TokenChange};
+use central::store::{
+    AuditNote, Delivery, PgStore, RedbStore, Stamp, Store, StoreError, TokenChange,
+};
 use common::{
     chain, chain_at, exception_chain, fast_decision, gate, officer_action, seal_exception,
     transaction, ts,
@@ -109,7 +111,8 @@ fn now() -> Timestamp {
 
 fn ingest(s: &dyn Store, entries: &[JournalEntry]) -> central::store::IngestOutcome {
     let g = entries[0].agent.clone();
-    s.ingest(&g, entries, now(), NO_GAP_ALERT).expect("ingest")
+    s.ingest(Delivery::new(&g, entries, now(), NO_GAP_ALERT))
+        .expect("ingest")
 }
 
 fn alert_kinds(s: &dyn Store) -> Vec<AlertKind> {
@@ -483,12 +486,12 @@ fn staff_actions_on_cases_follow_the_rules_and_are_audited(s: &dyn Store) {
     let id = out.cases[0].id;
     let at = now();
     let ack = s
-        .update_case(id, "ana", at, &mut |c| {
+        .update_case(id, Stamp::new("ana", at), &mut |c| {
             cases::apply(c, &CaseAction::Acknowledge { note: None }, "ana", at)
         })
         .expect("acknowledge");
     assert_eq!(ack.state, CaseState::Acknowledged);
-    let twice = s.update_case(id, "ana", at, &mut |c| {
+    let twice = s.update_case(id, Stamp::new("ana", at), &mut |c| {
         cases::apply(c, &CaseAction::Acknowledge { note: None }, "ana", at)
     });
     assert_eq!(twice, Err(CaseError::AlreadyAcknowledged { id }));
@@ -497,7 +500,7 @@ fn staff_actions_on_cases_follow_the_rules_and_are_audited(s: &dyn Store) {
         2,
         "a refused action writes nothing"
     );
-    let missing = s.update_case(9_999, "ana", at, &mut |_| Ok(String::new()));
+    let missing = s.update_case(9_999, Stamp::new("ana", at), &mut |_| Ok(String::new()));
     assert_eq!(missing, Err(CaseError::NotFound(9_999)));
     let sum = s.summary().expect("summary");
     assert_eq!((sum.cases_open, sum.cases_acknowledged), (0, 1));
@@ -886,18 +889,34 @@ fn heartbeat_raises_a_gap_alert_once_the_gap_persists(s: &dyn Store) {
     let g = gate("G1");
     let t0 = now();
     let gap = SignedDuration::from_mins(5);
-    s.ingest(&g, &c[2..], t0, gap).expect("ingest");
-    s.ingest(&g, &c[2..], t0 + SignedDuration::from_mins(1), gap)
+    s.ingest(Delivery::new(&g, &c[2..], t0, gap))
         .expect("ingest");
+    s.ingest(Delivery::new(
+        &g,
+        &c[2..],
+        t0 + SignedDuration::from_mins(1),
+        gap,
+    ))
+    .expect("ingest");
     assert!(alert_kinds(s).is_empty(), "not yet");
     let out = s
-        .ingest(&g, &c[2..], t0 + SignedDuration::from_mins(6), gap)
+        .ingest(Delivery::new(
+            &g,
+            &c[2..],
+            t0 + SignedDuration::from_mins(6),
+            gap,
+        ))
         .expect("ingest");
     assert_eq!(out.cases.len(), 1);
     assert_eq!(alert_kinds(s), vec![AlertKind::Gap]);
     assert_eq!(s.alerts(10).expect("alerts")[0].seq, 1);
-    s.ingest(&g, &c[..2], t0 + SignedDuration::from_mins(7), gap)
-        .expect("ingest");
+    s.ingest(Delivery::new(
+        &g,
+        &c[..2],
+        t0 + SignedDuration::from_mins(7),
+        gap,
+    ))
+    .expect("ingest");
     assert_eq!(s.gates().expect("gates")[0].state.gap_since, None);
 }
 
@@ -1185,7 +1204,9 @@ fn a_snapshot_read_change_by_change_holds_the_whole_snapshot_and_stops_on_error(
         });
     }
     let at = now();
-    let last = s.append_changes(&changes, "importer", at).expect("append");
+    let last = s
+        .append_changes(&changes, Stamp::new("importer", at))
+        .expect("append");
 
     let mut seen = Vec::new();
     let head = s
@@ -1251,8 +1272,7 @@ fn registry_changes_are_logged_applied_and_snapshotted_per_port(s: &dyn Store) {
                     consignment: consignment("C2", "MSKU9070323", "BEANR"),
                 },
             ],
-            "importer",
-            at,
+            Stamp::new("importer", at),
         )
         .expect("append");
     assert_eq!(seq, 4);
@@ -1273,8 +1293,7 @@ fn registry_changes_are_logged_applied_and_snapshotted_per_port(s: &dyn Store) {
                     consignment: consignment("C2", "MSKU9070323", "NLRTM"),
                 },
             ],
-            "ana",
-            later,
+            Stamp::new("ana", later),
         )
         .expect("append");
     assert_eq!(seq, 6);
@@ -1343,8 +1362,7 @@ fn a_status_change_of_an_unknown_operator_appends_nothing(s: &dyn Store) {
                     at: now(),
                 },
             ],
-            "ana",
-            now(),
+            Stamp::new("ana", now()),
         )
         .expect_err("unknown operator");
     assert!(matches!(err, StoreError::UnknownOperator(_)), "{err}");
@@ -1553,7 +1571,7 @@ fn a_user_update_is_stored_with_its_audit_entry_or_not_at_all(s: &dyn Store) {
     let user = staff_user("bea", "analyst");
     s.add_user(&user).expect("add");
     let changed = s
-        .update_user("bea", "root", now(), &mut |u| {
+        .update_user("bea", Stamp::new("root", now()), &mut |u| {
             u.disabled = true;
             u.role = "admin".into();
             Ok("disabled, role admin".into())
@@ -1565,7 +1583,7 @@ fn a_user_update_is_stored_with_its_audit_entry_or_not_at_all(s: &dyn Store) {
     let audited = s.audit_log(0, 10).expect("audit").len();
     // A refused change writes nothing.
     let err = s
-        .update_user("bea", "root", now(), &mut |u| {
+        .update_user("bea", Stamp::new("root", now()), &mut |u| {
             u.disabled = false;
             Err(StoreError::Refused("no".into()))
         })
@@ -1574,7 +1592,9 @@ fn a_user_update_is_stored_with_its_audit_entry_or_not_at_all(s: &dyn Store) {
     assert!(s.user("bea").expect("user").expect("bea").disabled);
     assert_eq!(s.audit_log(0, 10).expect("audit").len(), audited);
     assert_eq!(
-        s.update_user("nobody", "root", now(), &mut |_| Ok(String::new())),
+        s.update_user("nobody", Stamp::new("root", now()), &mut |_| Ok(
+            String::new()
+        )),
         Err(StoreError::UnknownUser("nobody".into()))
     );
 }
@@ -1603,7 +1623,7 @@ fn users_sessions_and_audit(s: &dyn Store) {
     s.delete_session(&[7; 32]).expect("delete");
     s.delete_session(&[7; 32]).expect("deleting again is fine");
     assert_eq!(s.session(&[7; 32]).expect("get"), None);
-    s.audit("ana", "export.csv", "events", now())
+    s.audit(AuditNote::new("ana", "export.csv", "events", now()))
         .expect("audit");
     let log = s.audit_log(0, 100).expect("audit");
     let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
@@ -1756,8 +1776,7 @@ fn registry_change_numbers_from_two_instances_have_no_gaps_or_duplicates() {
                             Change::RemoveConsignment { id: id.clone() },
                             Change::RemoveConsignment { id },
                         ],
-                        "importer",
-                        now(),
+                        Stamp::new("importer", now()),
                     )
                     .expect("append");
                 }
@@ -1791,17 +1810,17 @@ fn a_company_is_added_with_its_user_and_changed_whole_or_not_at_all(s: &dyn Stor
         company: Some(company.operator.to_string()),
         ..staff_user("acme.admin", central::portal::COMPANY_ROLE)
     };
-    s.add_company(&company, Some(&user), "acme.admin", now())
+    s.add_company(&company, Some(&user), Stamp::new("acme.admin", now()))
         .expect("add");
     let key = "EU-AEO:DE123456789012345";
     assert_eq!(s.company(key).expect("company"), Some(company.clone()));
     assert_eq!(s.user("acme.admin").expect("user"), Some(user.clone()));
     assert!(matches!(
-        s.add_company(&company, None, "x", now()),
+        s.add_company(&company, None, Stamp::new("x", now())),
         Err(StoreError::Refused(_))
     ));
     let changed = s
-        .update_company(key, "olga", now(), &mut |c| {
+        .update_company(key, Stamp::new("olga", now()), &mut |c| {
             c.confirmed_by = Some("olga".into());
             Ok("confirmed".into())
         })
@@ -1816,7 +1835,7 @@ fn a_company_is_added_with_its_user_and_changed_whole_or_not_at_all(s: &dyn Stor
         ),
     );
     let err = s
-        .update_company(key, "olga", now(), &mut |c| {
+        .update_company(key, Stamp::new("olga", now()), &mut |c| {
             c.name = "Other".into();
             Err(StoreError::Refused("no".into()))
         })
@@ -1824,8 +1843,10 @@ fn a_company_is_added_with_its_user_and_changed_whole_or_not_at_all(s: &dyn Stor
     assert_eq!(err, StoreError::Refused("no".into()));
     assert_eq!(s.company(key).expect("company"), Some(changed));
     assert!(
-        s.update_company("EU-AEO:FR1", "o", now(), &mut |_| Ok(String::new()))
-            .is_err()
+        s.update_company("EU-AEO:FR1", Stamp::new("o", now()), &mut |_| Ok(
+            String::new()
+        ))
+        .is_err()
     );
 }
 

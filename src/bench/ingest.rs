@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use central::store::Store;
+use central::store::{Delivery, Store};
 use central::{Central, Config};
 use edge_agent::decider::decide;
 use jiff::SignedDuration;
@@ -131,8 +131,12 @@ fn drive(
                         let batch: IngestBatch =
                             serde_json::from_slice(body).context("parsing a batch")?;
                         central::ingest::check_batch(&gate, &batch)?;
-                        let out =
-                            store.ingest(&gate, &batch.entries, jiff::Timestamp::now(), gap)?;
+                        let out = store.ingest(Delivery::new(
+                            &gate,
+                            &batch.entries,
+                            jiff::Timestamp::now(),
+                            gap,
+                        ))?;
                         lat.push(t.elapsed());
                         acked = out.acked_through;
                         cases += out.cases.len();

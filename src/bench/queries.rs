@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use central::dashboard::programme::from_counts;
 use central::model::{CaseAction, CaseOutcome, CaseQuery, CaseState, EventQuery};
-use central::store::Store;
+use central::store::{Delivery, Stamp, Store};
 use central::{Central, Config};
 use edge_agent::decider::{ReplicaView, decide};
 use jiff::{SignedDuration, Timestamp};
@@ -221,7 +221,7 @@ fn fill(store: &dyn Store, n: usize, replica: &IndexedReplica) -> anyhow::Result
     let gates = gates()?;
     let at = data::ts(year_start());
     store
-        .append_changes(&registry_changes()?, "bench", at)
+        .append_changes(&registry_changes()?, Stamp::new("bench", at))
         .context("loading central's registry")?;
     let per_gate = (n / gates.len()) as u64;
     let gap = SignedDuration::from_hours(24);
@@ -243,7 +243,7 @@ fn fill(store: &dyn Store, n: usize, replica: &IndexedReplica) -> anyhow::Result
                     };
                     // Bounded: each pass ingests at least one entry of a finite journal.
                     while let Some((entries, now)) = j.batch()? {
-                        let out = store.ingest(gate, &entries, now, gap)?;
+                        let out = store.ingest(Delivery::new(gate, &entries, now, gap))?;
                         let want = entries.last().map_or(0, |e| e.seq);
                         if out.acked_through != want {
                             bail!(
@@ -280,7 +280,7 @@ fn fill(store: &dyn Store, n: usize, replica: &IndexedReplica) -> anyhow::Result
                 note: Some("seal checked at the bay".into()),
             }
         };
-        match store.update_case(id, "officer1", now, &mut |c| {
+        match store.update_case(id, Stamp::new("officer1", now), &mut |c| {
             central::cases::apply(c, &action, "officer1", now)
         }) {
             Ok(_) | Err(central::cases::CaseError::NotFound(_)) => {}

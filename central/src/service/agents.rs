@@ -7,7 +7,7 @@ use super::{Central, check_port};
 use crate::auth::{self, AuthError};
 use crate::ingest::{self, IngestError};
 use crate::model::{AgentRecord, GateHealth};
-use crate::store::TokenChange;
+use crate::store::{Delivery, TokenChange};
 
 fn check_fingerprint(fp: &str) -> Result<(), AuthError> {
     if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -209,12 +209,12 @@ impl Central {
         ingest::for_gate(agent, gate)?;
         ingest::check_batch(gate, batch)?;
         let n = batch.entries.len();
-        let out = self.inner.store.ingest(
+        let out = self.inner.store.ingest(Delivery::new(
             gate,
             &batch.entries,
             Timestamp::now(),
             self.gap_alert_after(),
-        )?;
+        ))?;
         metrics::counter!("central_entries_received_total").increment(n as u64);
         metrics::counter!("central_entries_stored_total").increment(out.tally.stored);
         metrics::counter!("central_entries_duplicate_total").increment(out.tally.duplicates);

@@ -6,7 +6,7 @@ use protocol::schema::{ActionKind, EventBody, GateTransaction};
 use super::Central;
 use crate::cases::{self, CaseError};
 use crate::model::{Case, CaseAction, CaseDetail, CaseQuery, CaseSubject, Page};
-use crate::store::StoreError;
+use crate::store::{Stamp, StoreError};
 
 impl Central {
     /// Cases matching `q`, newest first, one page.
@@ -38,7 +38,9 @@ impl Central {
         let case = self
             .inner
             .store
-            .update_case(id, actor, at, &mut |c| cases::apply(c, action, actor, at))?;
+            .update_case(id, Stamp::new(actor, at), &mut |c| {
+                cases::apply(c, action, actor, at)
+            })?;
         self.publish_cases(vec![case.clone()]);
         Ok(case)
     }

@@ -20,7 +20,7 @@ use crate::portal::{
     Refusal, STARTER, Status, VALIDITY_YEARS,
 };
 use crate::registry::RegistryError;
-use crate::store::StoreError;
+use crate::store::{Stamp, StoreError};
 
 /// Where the registry records certified through the portal say they come from.
 pub const PORTAL_SOURCE: &str = "programme portal";
@@ -122,7 +122,7 @@ impl Central {
         company.users.push(user.name.clone());
         self.inner
             .store
-            .add_company(&company, Some(&user), by, now)?;
+            .add_company(&company, Some(&user), Stamp::new(by, now))?;
         Ok(company)
     }
 
@@ -216,12 +216,11 @@ impl Central {
         if self.inner.store.company(&key)?.is_none() {
             return Err(PortalError::NotFound(key));
         }
-        let out = self
-            .inner
-            .store
-            .update_company(&key, actor, Timestamp::now(), &mut |c| {
-                rule(c).map_err(|r| StoreError::Refused(r.to_string()))
-            })?;
+        let out = self.inner.store.update_company(
+            &key,
+            Stamp::new(actor, Timestamp::now()),
+            &mut |c| rule(c).map_err(|r| StoreError::Refused(r.to_string())),
+        )?;
         Ok(out)
     }
 

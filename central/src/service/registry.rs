@@ -12,7 +12,7 @@ use protocol::schema::{
 
 use super::{Central, check_port};
 use crate::registry::{self, Format, ImportKind, MAX_BATCH_CHANGES, RegistryError, RowError};
-use crate::store::{LoggedChange, StoreError};
+use crate::store::{LoggedChange, Stamp, StoreError};
 
 /// Rows per write transaction for bulk imports: large enough that 30,000 operators take
 /// a handful of commits (one fsync each), small enough to bound one transaction's memory.
@@ -35,7 +35,7 @@ impl Central {
             last = self
                 .inner
                 .store
-                .append_changes(chunk, actor, Timestamp::now())?;
+                .append_changes(chunk, Stamp::new(actor, Timestamp::now()))?;
             self.inner.registry_seq.send_replace(last);
         }
         metrics::counter!("central_registry_changes_total").increment(changes.len() as u64);
@@ -189,7 +189,10 @@ impl Central {
         }
         let now = Timestamp::now();
         let change = registry::set_status_change(op, status, reason.trim(), actor, now);
-        let seq = self.inner.store.append_changes(&[change], actor, now)?;
+        let seq = self
+            .inner
+            .store
+            .append_changes(&[change], Stamp::new(actor, now))?;
         self.inner.registry_seq.send_replace(seq);
         Ok(seq)
     }

@@ -6,6 +6,7 @@ use protocol::i18n::Lang;
 use super::Central;
 use crate::auth::{self, AuthError};
 use crate::model::{Role, Session, StaffUser};
+use crate::store::{AuditNote, Stamp};
 
 /// What a rate-limited login attempt came to.
 #[derive(Debug)]
@@ -93,12 +94,9 @@ impl Central {
             .reserve(name, addr, now);
         if let Err(wait) = reserved {
             let from = addr.map_or_else(|| "unknown address".to_owned(), |a| a.to_string());
-            self.inner.store.audit(
-                name,
-                "login.throttled",
-                &format!("too many failed logins (from {from})"),
-                now,
-            )?;
+            let detail = format!("too many failed logins (from {from})");
+            let note = AuditNote::new(name, "login.throttled", &detail, now);
+            self.inner.store.audit(note)?;
             metrics::counter!("central_auth_failures_total", "who" => "throttled").increment(1);
             return Ok(LoginResult::Throttled(wait));
         }
@@ -123,9 +121,12 @@ impl Central {
         let hash = auth::hash_token(token);
         if let Some(s) = self.inner.store.session(&hash)? {
             self.inner.store.delete_session(&hash)?;
-            self.inner
-                .store
-                .audit(&s.user, "logout", "session closed", Timestamp::now())?;
+            self.inner.store.audit(AuditNote::new(
+                &s.user,
+                "logout",
+                "session closed",
+                Timestamp::now(),
+            ))?;
         }
         Ok(())
     }
@@ -171,9 +172,12 @@ impl Central {
             // The same Argon2 work as for a wrong password, so the answer's timing does
             // not tell which user names exist.
             let _ = self.inner.passwords.verify(password, None);
-            self.inner
-                .store
-                .audit(name, "login.failed", "unknown user", Timestamp::now())?;
+            self.inner.store.audit(AuditNote::new(
+                name,
+                "login.failed",
+                "unknown user",
+                Timestamp::now(),
+            ))?;
             return Ok(None);
         };
         if !self
@@ -181,15 +185,21 @@ impl Central {
             .passwords
             .verify(password, Some(&user.password_phc))
         {
-            self.inner
-                .store
-                .audit(name, "login.failed", "wrong password", Timestamp::now())?;
+            self.inner.store.audit(AuditNote::new(
+                name,
+                "login.failed",
+                "wrong password",
+                Timestamp::now(),
+            ))?;
             return Ok(None);
         }
         if user.disabled {
-            self.inner
-                .store
-                .audit(name, "login.failed", "user disabled", Timestamp::now())?;
+            self.inner.store.audit(AuditNote::new(
+                name,
+                "login.failed",
+                "user disabled",
+                Timestamp::now(),
+            ))?;
             return Ok(None);
         }
         let (token, hash) = auth::new_token();
@@ -204,7 +214,7 @@ impl Central {
         self.inner.store.put_session(&hash, &session)?;
         self.inner
             .store
-            .audit(name, "login", "session opened", now)?;
+            .audit(AuditNote::new(name, "login", "session opened", now))?;
         Ok(Some((token, session)))
     }
 
@@ -245,7 +255,7 @@ impl Central {
     ) -> Result<(), AuthError> {
         self.inner
             .store
-            .update_user(name, actor, Timestamp::now(), &mut |u| {
+            .update_user(name, Stamp::new(actor, Timestamp::now()), &mut |u| {
                 u.disabled = disabled;
                 Ok(if disabled { "disabled" } else { "enabled" }.to_owned())
             })?;
@@ -265,7 +275,7 @@ impl Central {
         };
         self.inner
             .store
-            .update_user(name, actor, Timestamp::now(), &mut |u| {
+            .update_user(name, Stamp::new(actor, Timestamp::now()), &mut |u| {
                 // A company account never becomes staff: it belongs to its company.
                 if u.company.is_some() {
                     return Err(crate::store::StoreError::Refused(format!(

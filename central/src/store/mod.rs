@@ -215,6 +215,95 @@ impl GateRow {
     }
 }
 
+/// A batch of journal entries an agent delivered, as [`Store::ingest`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The gate whose journal the entries are.
+    pub gate: &'a GateId,
+    pub entries: &'a [JournalEntry],
+    /// When central received the batch.
+    pub now: Timestamp,
+    /// How long a gap in the gate's journal may persist before it raises an alert.
+    pub gap_alert_after: SignedDuration,
+}
+
+impl<'a> Delivery<'a> {
+    /// `gate`'s `entries`, received at `now`.
+    #[must_use]
+    pub fn new(
+        gate: &'a GateId,
+        entries: &'a [JournalEntry],
+        now: Timestamp,
+        gap_alert_after: SignedDuration,
+    ) -> Self {
+        Self {
+            gate,
+            entries,
+            now,
+            gap_alert_after,
+        }
+    }
+}
+
+/// Who made an audited change, and when: the actor and time of its audit entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp<'a> {
+    pub actor: &'a str,
+    pub at: Timestamp,
+}
+
+impl<'a> Stamp<'a> {
+    /// `actor`'s change at `at`.
+    #[must_use]
+    pub fn new(actor: &'a str, at: Timestamp) -> Self {
+        Self { actor, at }
+    }
+
+    /// The audit entry of this change: `action`, `detail` says more.
+    #[must_use]
+    pub fn note<'b>(&self, action: &'b str, detail: &'b str) -> AuditNote<'b>
+    where
+        'a: 'b,
+    {
+        AuditNote::new(self.actor, action, detail, self.at)
+    }
+}
+
+/// An audit entry to append: who did what, with what detail, when. The store gives it
+/// its id ([`AuditNote::entry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditNote<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub detail: &'a str,
+    pub at: Timestamp,
+}
+
+impl<'a> AuditNote<'a> {
+    /// `actor` did `action` (`detail` says more) at `at`.
+    #[must_use]
+    pub fn new(actor: &'a str, action: &'a str, detail: &'a str, at: Timestamp) -> Self {
+        Self {
+            actor,
+            action,
+            detail,
+            at,
+        }
+    }
+
+    /// The entry stored for this note under `id`.
+    #[must_use]
+    pub fn entry(&self, id: u64) -> AuditEntry {
+        AuditEntry {
+            id,
+            at: self.at,
+            actor: self.actor.to_owned(),
+            action: self.action.to_owned(),
+            detail: self.detail.to_owned(),
+        }
+    }
+}
+
 /// What a `change` of [`Store::update_user`] or [`Store::update_company`] does to the
 /// record: returns the audit text, or refuses (nothing is written then).
 pub type Edit<'a, T> = dyn FnMut(&mut T) -> Result<String, StoreError> + Send + 'a;
@@ -309,13 +398,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     // -- events -------------------------------------------------------------------------
     /// Checks and stores a batch (rules in [`crate::ingest`]) in one transaction; opens
     /// cases for seal exceptions and alerts.
-    fn ingest(
-        &self,
-        gate: &GateId,
-        entries: &[JournalEntry],
-        now: Timestamp,
-        gap_alert_after: SignedDuration,
-    ) -> Result<IngestOutcome, StoreError>;
+    fn ingest(&self, batch: Delivery<'_>) -> Result<IngestOutcome, StoreError>;
     /// Records a heartbeat as the gate's latest health; may raise a persisting-gap alert.
     fn record_heartbeat(
         &self,
@@ -367,12 +450,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// [`StoreError::UnknownOperator`] for a status change of an operator not in the
     /// registry (nothing is appended).
-    fn append_changes(
-        &self,
-        changes: &[Change],
-        actor: &str,
-        at: Timestamp,
-    ) -> Result<u64, StoreError>;
+    fn append_changes(&self, changes: &[Change], by: Stamp<'_>) -> Result<u64, StoreError>;
     /// The latest change seq (0 when the log is empty).
     fn last_seq(&self) -> Result<u64, StoreError>;
     /// Up to `limit` logged changes after `after`, in order.
@@ -423,20 +501,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn update_case(
         &self,
         id: u64,
-        actor: &str,
-        at: Timestamp,
+        by: Stamp<'_>,
         change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
     ) -> Result<Case, CaseError>;
 
     // -- audit, users, sessions ---------------------------------------------------------
     /// Appends an audit entry.
-    fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        detail: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError>;
+    fn audit(&self, note: AuditNote<'_>) -> Result<(), StoreError>;
     /// Audit entries with id > `after`, oldest first.
     fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
     /// Adds a staff user.
@@ -455,7 +526,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Every staff user, by name.
     fn users(&self) -> Result<Vec<StaffUser>, StoreError>;
     /// Loads a user, lets `change` change them (the rule is the caller's), then saves them
-    /// with an audit entry `user.access` by `actor` whose detail is what `change` returned,
+    /// with an audit entry `user.access` stamped `by` whose detail is what `change` returned,
     /// in one transaction. Returns the changed user.
     ///
     /// # Errors
@@ -463,8 +534,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn update_user(
         &self,
         name: &str,
-        actor: &str,
-        at: Timestamp,
+        by: Stamp<'_>,
         change: &mut Edit<'_, StaffUser>,
     ) -> Result<StaffUser, StoreError>;
     /// Sets a user's dashboard language, with an audit entry.
@@ -488,7 +558,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     // -- programme portal ---------------------------------------------------------------
     /// Adds a company (keyed by its operator id) and, when given, its first user, in one
-    /// transaction with one audit entry `company.add` by `actor`.
+    /// transaction with one audit entry `company.add` stamped `by`.
     ///
     /// # Errors
     /// [`StoreError::Refused`] when the company exists, [`StoreError::UserExists`].
@@ -496,8 +566,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         &self,
         company: &Company,
         user: Option<&StaffUser>,
-        actor: &str,
-        at: Timestamp,
+        by: Stamp<'_>,
     ) -> Result<(), StoreError>;
     /// One company by its operator id's canonical text.
     fn company(&self, operator: &str) -> Result<Option<Company>, StoreError>;
@@ -512,8 +581,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn update_company(
         &self,
         operator: &str,
-        actor: &str,
-        at: Timestamp,
+        by: Stamp<'_>,
         change: &mut Edit<'_, Company>,
     ) -> Result<Company, StoreError>;
     /// Stores a company document's bytes under their SHA-256 (lowercase hex, the
@@ -583,6 +651,11 @@ pub(crate) fn user_added(user: &StaffUser) -> String {
     format!("user {} (role {})", user.name, user.role)
 }
 
+/// The audit detail of [`Store::update_case`] (`what`: the change's own text).
+pub(crate) fn case_changed(id: u64, what: &str) -> String {
+    format!("case {id}: {what}")
+}
+
 /// The audit detail of [`Store::update_user`] (`what`: the change's own text).
 pub(crate) fn user_changed(name: &str, what: &str) -> String {
     format!("user {name}: {what}")
@@ -591,6 +664,14 @@ pub(crate) fn user_changed(name: &str, what: &str) -> String {
 /// The audit detail of [`Store::update_company`] (`what`: the change's own text).
 pub(crate) fn company_changed(operator: &str, what: &str) -> String {
     format!("company {operator}: {what}")
+}
+
+/// The change [`Store::set_user_lang`] makes to a user's record; both backends apply it.
+pub(crate) fn set_lang(lang: Lang) -> impl FnMut(&mut StaffUser) -> Result<(), StoreError> {
+    move |u| {
+        u.lang = lang;
+        Ok(())
+    }
 }
 
 /// The audit detail of [`Store::set_user_lang`].

@@ -102,14 +102,8 @@ macro_rules! family_operations {
             self.read(|t| case_tables::case(t, id))
         }
 
-        fn audit(
-            &self,
-            actor: &str,
-            action: &str,
-            detail: &str,
-            at: Timestamp,
-        ) -> Result<(), StoreError> {
-            self.write(|t| staff_tables::audit(t, actor, action, detail, at))
+        fn audit(&self, note: AuditNote<'_>) -> Result<(), StoreError> {
+            self.write(|t| staff_tables::audit(t, note))
         }
 
         fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
@@ -143,11 +137,10 @@ macro_rules! family_operations {
         fn update_user(
             &self,
             name: &str,
-            actor: &str,
-            at: Timestamp,
+            by: Stamp<'_>,
             change: &mut Edit<'_, StaffUser>,
         ) -> Result<StaffUser, StoreError> {
-            self.write(|t| staff_tables::update_user(t, name, actor, at, change))
+            self.write(|t| staff_tables::update_user(t, name, by, change))
         }
 
         fn set_user_lang(&self, name: &str, lang: Lang, at: Timestamp) -> Result<(), StoreError> {
@@ -174,10 +167,9 @@ macro_rules! family_operations {
             &self,
             company: &Company,
             user: Option<&StaffUser>,
-            actor: &str,
-            at: Timestamp,
+            by: Stamp<'_>,
         ) -> Result<(), StoreError> {
-            self.write(|t| company_tables::add_company(t, company, user, actor, at))
+            self.write(|t| company_tables::add_company(t, company, user, by))
         }
 
         fn company(&self, operator: &str) -> Result<Option<Company>, StoreError> {
@@ -191,11 +183,10 @@ macro_rules! family_operations {
         fn update_company(
             &self,
             operator: &str,
-            actor: &str,
-            at: Timestamp,
+            by: Stamp<'_>,
             change: &mut Edit<'_, Company>,
         ) -> Result<Company, StoreError> {
-            self.write(|t| company_tables::update_company(t, operator, actor, at, change))
+            self.write(|t| company_tables::update_company(t, operator, by, change))
         }
 
         fn put_document(&self, sha256: &str, body: &[u8]) -> Result<(), StoreError> {

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
+use central::store::Stamp;
 use central::{Central, Config};
 use jiff::Timestamp;
 use protocol::container::ContainerNumber;
@@ -269,8 +270,7 @@ pub async fn gate_day(tweak: impl FnOnce(&mut Config)) -> GateDay {
                 consignment("BL-1", csqu, &["CBP1234567"], &["0042-0001E240"]),
                 consignment("BL-3", tgh, &["ABC1234567"], &[]),
             ],
-            "test",
-            ts("2026-03-03T12:00:00Z"),
+            Stamp::new("test", ts("2026-03-03T12:00:00Z")),
         )
         .expect("registry");
 

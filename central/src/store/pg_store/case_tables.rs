@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{SHARD, bump, from_json, int, next_id, to_json, uint, write_audit};
 use crate::cases::{self, CaseBook};
 use crate::model::{Alert, AlertKind, AuditEntry, Case, CaseQuery, CaseState, Page};
-use crate::store::StoreError;
+use crate::store::{AuditNote, StoreError};
 
 /// A stored case; `for_update` locks its row until the transaction ends.
 pub(super) fn load_case(
@@ -146,14 +146,8 @@ impl CaseBook for CaseTx<'_, '_> {
         Ok(())
     }
 
-    fn audit(
-        &mut self,
-        actor: &str,
-        action: &str,
-        detail: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        write_audit(self.0, actor, action, detail, at)
+    fn audit(&mut self, note: AuditNote<'_>) -> Result<(), StoreError> {
+        write_audit(self.0, note)
     }
 
     fn alert_exists(
@@ -208,8 +202,8 @@ pub(super) struct CaseBuffer {
     links: BTreeMap<(String, Uuid), u64>,
     /// Alerts stored by the batch.
     alerts: Vec<Alert>,
-    /// Audit entries (actor, action, detail, at), in order; ids are taken when written.
-    audits: Vec<(String, String, String, Timestamp)>,
+    /// Audit entries, in order; their ids are taken when written.
+    audits: Vec<AuditEntry>,
     /// Counter changes: (scope, name) → increment.
     pub(super) counters: BTreeMap<(String, String), i64>,
     /// Case ids taken from the sequence in one query for the cases the batch is expected
@@ -361,16 +355,8 @@ impl CaseBuffer {
                 )));
             }
             let mut value = Vec::with_capacity(ids.len());
-            for (id, (actor, action, detail, at)) in
-                ids.iter().zip(std::mem::take(&mut self.audits))
-            {
-                let e = AuditEntry {
-                    id: uint(*id),
-                    at,
-                    actor,
-                    action,
-                    detail,
-                };
+            for (id, mut e) in ids.iter().zip(std::mem::take(&mut self.audits)) {
+                e.id = uint(*id);
                 value.push(
                     serde_json::to_string(&e).map_err(|e| StoreError::Backend(e.to_string()))?,
                 );
@@ -464,16 +450,8 @@ impl CaseBook for BufferedCases<'_, '_> {
         Ok(())
     }
 
-    fn audit(
-        &mut self,
-        actor: &str,
-        action: &str,
-        detail: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.buf
-            .audits
-            .push((actor.to_owned(), action.to_owned(), detail.to_owned(), at));
+    fn audit(&mut self, note: AuditNote<'_>) -> Result<(), StoreError> {
+        self.buf.audits.push(note.entry(0));
         Ok(())
     }
 

@@ -2,21 +2,19 @@
 //! the bytes of their uploaded documents keyed by SHA-256.
 
 use super::tx::Tx;
-use jiff::Timestamp;
 
 use super::{from_json, insert_new, json_rows, update_row, write_audit};
 use crate::model::StaffUser;
 use crate::portal::Company;
 use crate::store::{
-    Edit, StoreError, company_added, company_changed, company_exists, unknown_company,
+    Edit, Stamp, StoreError, company_added, company_changed, company_exists, unknown_company,
 };
 
 pub(super) fn add_company(
     tx: &mut Tx<'_>,
     company: &Company,
     user: Option<&StaffUser>,
-    actor: &str,
-    at: Timestamp,
+    by: Stamp<'_>,
 ) -> Result<(), StoreError> {
     let key = company.operator.to_string();
     insert_new(tx, "companies", "operator", &key, company, || {
@@ -27,7 +25,7 @@ pub(super) fn add_company(
             StoreError::UserExists(u.name.clone())
         })?;
     }
-    write_audit(tx, actor, "company.add", &company_added(company, user), at)
+    write_audit(tx, by.note("company.add", &company_added(company, user)))
 }
 
 pub(super) fn company(tx: &mut Tx<'_>, key: &str) -> Result<Option<Company>, StoreError> {
@@ -44,19 +42,12 @@ pub(super) fn companies(tx: &mut Tx<'_>) -> Result<Vec<Company>, StoreError> {
 pub(super) fn update_company(
     tx: &mut Tx<'_>,
     key: &str,
-    actor: &str,
-    at: Timestamp,
+    by: Stamp<'_>,
     change: &mut Edit<'_, Company>,
 ) -> Result<Company, StoreError> {
     let missing = || unknown_company(key);
     let (company, what) = update_row(tx, "companies", "operator", key, missing, change)?;
-    write_audit(
-        tx,
-        actor,
-        "company.change",
-        &company_changed(key, &what),
-        at,
-    )?;
+    write_audit(tx, by.note("company.change", &company_changed(key, &what)))?;
     Ok(company)
 }
 

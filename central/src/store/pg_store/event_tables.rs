@@ -23,7 +23,9 @@ use super::{from_json, int, to_json, uint, write_audit};
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, TokenHash};
 use crate::stats;
-use crate::store::{GateRow, IngestOutcome, StoreError, TokenChange, token_issued};
+use crate::store::{
+    AuditNote, Delivery, GateRow, IngestOutcome, StoreError, TokenChange, token_issued,
+};
 use crate::{cases, rollup};
 
 /// What an ingest computes before its transaction: rule 1 for every entry, and each
@@ -624,10 +626,12 @@ pub(super) fn add_agent(
     let detail = token_issued(agent);
     write_audit(
         tx,
-        &agent.issued_by,
-        "agent.token.issue",
-        &detail,
-        agent.issued_at,
+        AuditNote::new(
+            &agent.issued_by,
+            "agent.token.issue",
+            &detail,
+            agent.issued_at,
+        ),
     )
 }
 
@@ -686,7 +690,7 @@ pub(super) fn change_agent_tokens(
         row.revoked_at = mark;
         save_gate(tx, &row)?;
     }
-    write_audit(tx, c.actor, c.action, c.detail, c.at)?;
+    write_audit(tx, AuditNote::new(c.actor, c.action, c.detail, c.at))?;
     Ok(changed)
 }
 
@@ -711,13 +715,16 @@ pub(super) fn agent_for_token(
 /// (saves a probe of that index per entry).
 pub(super) fn ingest(
     tx: &mut Tx<'_>,
-    gate: &GateId,
-    entries: &[JournalEntry],
+    batch: Delivery<'_>,
     prepared: Prepared,
-    now: Timestamp,
-    gap_alert_after: SignedDuration,
     read_ids: bool,
 ) -> Result<IngestOutcome, StoreError> {
+    let Delivery {
+        gate,
+        entries,
+        now,
+        gap_alert_after,
+    } = batch;
     let mut row = lock_gate(tx, gate)?;
     let mut state = row.state.clone();
     // The links (and ids) the rules will ask for, in a query each.

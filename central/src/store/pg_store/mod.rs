@@ -60,7 +60,8 @@ use uuid::Uuid;
 
 pub use self::fanout::LiveUpdate;
 use super::{
-    Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError,
+    AuditNote, Delivery, Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit,
+    Stamp, Store, StoreError, case_changed,
 };
 use crate::cases::CaseError;
 use crate::model::{
@@ -641,21 +642,9 @@ pub(super) fn bump(tx: &mut Tx<'_>, scope: &str, name: &str, by: i64) -> Result<
 }
 
 /// Appends an audit entry.
-pub(super) fn write_audit(
-    tx: &mut Tx<'_>,
-    actor: &str,
-    action: &str,
-    detail: &str,
-    at: Timestamp,
-) -> Result<(), StoreError> {
+pub(super) fn write_audit(tx: &mut Tx<'_>, note: AuditNote<'_>) -> Result<(), StoreError> {
     let id = next_id(tx, "audit_id")?;
-    let e = AuditEntry {
-        id,
-        at,
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        detail: detail.to_owned(),
-    };
+    let e = note.entry(id);
     tx.execute(
         "INSERT INTO audit (id, value) VALUES ($1, $2)",
         &[&int(id)?, &to_json(&e)?],
@@ -684,13 +673,8 @@ impl Store for PgStore {
         self.write(|tx| event_tables::change_agent_tokens(tx, &mut c))
     }
 
-    fn ingest(
-        &self,
-        gate: &GateId,
-        entries: &[JournalEntry],
-        now: Timestamp,
-        gap_alert_after: SignedDuration,
-    ) -> Result<IngestOutcome, StoreError> {
+    fn ingest(&self, batch: Delivery<'_>) -> Result<IngestOutcome, StoreError> {
+        let Delivery { entries, now, .. } = batch;
         self.ensure_partitions(entries)?;
         let mut prepared = Some(event_tables::prepare(entries, now)?);
         // The stored entry ids are read only when a run found one (`event_tables::ingest`).
@@ -702,7 +686,7 @@ impl Store for PgStore {
                 None => event_tables::prepare(entries, now)?,
             };
             tx.index_reads_only()?;
-            let out = event_tables::ingest(tx, gate, entries, p, now, gap_alert_after, read_ids);
+            let out = event_tables::ingest(tx, batch, p, read_ids);
             // Whatever the conflict, the run after it reads them.
             read_ids |= out.as_ref().is_err_and(is_conflict);
             let out = out?;
@@ -731,14 +715,9 @@ impl Store for PgStore {
         })
     }
 
-    fn append_changes(
-        &self,
-        changes: &[Change],
-        actor: &str,
-        at: Timestamp,
-    ) -> Result<u64, StoreError> {
+    fn append_changes(&self, changes: &[Change], by: Stamp<'_>) -> Result<u64, StoreError> {
         self.write(|tx| {
-            let seq = registry_tables::append_changes(tx, changes, actor, at)?;
+            let seq = registry_tables::append_changes(tx, changes, by)?;
             if !changes.is_empty() {
                 fanout::notify(tx, self.instance, &[], Some(seq))?;
             }
@@ -749,8 +728,7 @@ impl Store for PgStore {
     fn update_case(
         &self,
         id: u64,
-        actor: &str,
-        at: Timestamp,
+        by: Stamp<'_>,
         change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
     ) -> Result<Case, CaseError> {
         // `change` need not be `Send`: it runs on the caller's thread, and only the
@@ -784,13 +762,7 @@ impl Store for PgStore {
                 .recv()
                 .map_err(|_| StoreError::Backend("case change abandoned".into()))??;
             case_tables::save_case(&mut tx, &c, Some(old))?;
-            write_audit(
-                &mut tx,
-                actor,
-                "case.update",
-                &format!("case {id}: {what}"),
-                at,
-            )?;
+            write_audit(&mut tx, by.note("case.update", &case_changed(id, &what)))?;
             fanout::notify(&mut tx, self.instance, &[c.id], None)?;
             tx.commit().map_err(StoreError::from)?;
             Ok(c)

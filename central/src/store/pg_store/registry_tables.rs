@@ -10,7 +10,7 @@ use protocol::schema::{Change, Consignment, MraRecord, RegistryRecord, Sequenced
 use super::{bump, from_json, int, json_rows, json_rows_after, to_json, uint, write_audit};
 use crate::registry;
 use crate::store::{
-    LoggedChange, SnapshotHead, SnapshotVisit, StoreError, change_audits, refused_change,
+    LoggedChange, SnapshotHead, SnapshotVisit, Stamp, StoreError, change_audits, refused_change,
 };
 
 pub(super) use crate::registry::consignment_index_keys;
@@ -112,8 +112,7 @@ pub(super) fn operator_of(change: &Change) -> Option<String> {
 pub(super) fn append_changes(
     tx: &mut Tx<'_>,
     changes: &[Change],
-    actor: &str,
-    at: Timestamp,
+    by: Stamp<'_>,
 ) -> Result<u64, StoreError> {
     // The row lock on the sequence serialises appends across connections and
     // instances: change numbers have no gaps and no duplicates.
@@ -133,7 +132,7 @@ pub(super) fn append_changes(
         };
         change.apply(&mut sink).map_err(refused_change)?;
         let ports = sink.ports;
-        let logged = LoggedChange::new(uint(seq), at, actor, change.clone(), ports);
+        let logged = LoggedChange::new(uint(seq), by.at, by.actor, change.clone(), ports);
         tx.execute(
             "INSERT INTO changes (seq, operator, value) VALUES ($1, $2, $3)",
             &[&seq, &operator_of(change), &to_json(&logged)?],
@@ -143,7 +142,7 @@ pub(super) fn append_changes(
         tx.execute("UPDATE meta SET n = $1 WHERE name = 'change_seq'", &[&seq])?;
     }
     for (action, detail) in change_audits(changes, uint(first)) {
-        write_audit(tx, actor, action, &detail, at)?;
+        write_audit(tx, by.note(action, &detail))?;
     }
     Ok(uint(seq))
 }

@@ -11,7 +11,7 @@ use super::tables::{
 };
 use crate::cases::{self, CaseBook, CaseError};
 use crate::model::{Alert, AlertKind, Case, CaseQuery, CaseState, Page};
-use crate::store::{StoreError, decode, encode};
+use crate::store::{AuditNote, Stamp, StoreError, case_changed, decode, encode};
 
 pub(super) fn load_case(tx: &WriteTransaction, id: u64) -> Result<Option<Case>, StoreError> {
     let t = tx.open_table(CASES)?;
@@ -94,14 +94,8 @@ impl CaseBook for CaseTx<'_> {
         Ok(())
     }
 
-    fn audit(
-        &mut self,
-        actor: &str,
-        action: &str,
-        detail: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        write_audit(self.0, actor, action, detail, at)
+    fn audit(&mut self, note: AuditNote<'_>) -> Result<(), StoreError> {
+        write_audit(self.0, note)
     }
 
     fn alert_exists(
@@ -208,8 +202,7 @@ pub(super) fn case(db: &Database, id: u64) -> Result<Option<Case>, StoreError> {
 pub(super) fn update_case(
     db: &Database,
     id: u64,
-    actor: &str,
-    at: Timestamp,
+    by: Stamp<'_>,
     change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
 ) -> Result<Case, CaseError> {
     let tx = db.begin_write().map_err(StoreError::from)?;
@@ -217,7 +210,7 @@ pub(super) fn update_case(
     let old = c.state;
     let what = change(&mut c)?;
     save_case(&tx, &c, Some(old))?;
-    write_audit(&tx, actor, "case.update", &format!("case {id}: {what}"), at)?;
+    write_audit(&tx, by.note("case.update", &case_changed(id, &what)))?;
     tx.commit().map_err(StoreError::from)?;
     Ok(c)
 }

@@ -1,7 +1,6 @@
 //! The programme portal's companies, each one document keyed by its operator id, and
 //! the bytes of their uploaded documents keyed by SHA-256.
 
-use jiff::Timestamp;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::tables::{
@@ -10,15 +9,14 @@ use super::tables::{
 use crate::model::StaffUser;
 use crate::portal::Company;
 use crate::store::{
-    Edit, StoreError, company_added, company_changed, company_exists, unknown_company,
+    Edit, Stamp, StoreError, company_added, company_changed, company_exists, unknown_company,
 };
 
 pub(super) fn add_company(
     db: &Database,
     company: &Company,
     user: Option<&StaffUser>,
-    actor: &str,
-    at: Timestamp,
+    by: Stamp<'_>,
 ) -> Result<(), StoreError> {
     let key = company.operator.to_string();
     let tx = db.begin_write()?;
@@ -28,7 +26,7 @@ pub(super) fn add_company(
             StoreError::UserExists(u.name.clone())
         })?;
     }
-    write_audit(&tx, actor, "company.add", &company_added(company, user), at)?;
+    write_audit(&tx, by.note("company.add", &company_added(company, user)))?;
     tx.commit()?;
     Ok(())
 }
@@ -45,8 +43,7 @@ pub(super) fn companies(db: &Database) -> Result<Vec<Company>, StoreError> {
 pub(super) fn update_company(
     db: &Database,
     key: &str,
-    actor: &str,
-    at: Timestamp,
+    by: Stamp<'_>,
     change: &mut Edit<'_, Company>,
 ) -> Result<Company, StoreError> {
     let tx = db.begin_write()?;
@@ -58,13 +55,7 @@ pub(super) fn update_company(
         || unknown_company(key),
         change,
     )?;
-    write_audit(
-        &tx,
-        actor,
-        "company.change",
-        &company_changed(key, &what),
-        at,
-    )?;
+    write_audit(&tx, by.note("company.change", &company_changed(key, &what)))?;
     tx.commit()?;
     Ok(company)
 }

@@ -20,7 +20,8 @@ use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, StoredEvent, TokenHash};
 use crate::stats;
 use crate::store::{
-    GateRow, IngestOutcome, StoreError, TokenChange, VALUE_VERSION, decode, encode, token_issued,
+    AuditNote, Delivery, GateRow, IngestOutcome, StoreError, TokenChange, VALUE_VERSION, decode,
+    encode, token_issued,
 };
 use crate::{cases, rollup};
 
@@ -491,10 +492,12 @@ pub(super) fn add_agent(
     let detail = token_issued(agent);
     write_audit(
         &tx,
-        &agent.issued_by,
-        "agent.token.issue",
-        &detail,
-        agent.issued_at,
+        AuditNote::new(
+            &agent.issued_by,
+            "agent.token.issue",
+            &detail,
+            agent.issued_at,
+        ),
     )?;
     tx.commit()?;
     Ok(())
@@ -550,7 +553,7 @@ pub(super) fn change_agent_tokens(db: &Database, c: TokenChange<'_>) -> Result<u
         row.revoked_at = mark;
         save_gate(&tx, &row)?;
     }
-    write_audit(&tx, c.actor, c.action, c.detail, c.at)?;
+    write_audit(&tx, AuditNote::new(c.actor, c.action, c.detail, c.at))?;
     tx.commit()?;
     Ok(changed)
 }
@@ -666,13 +669,9 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
-    pub(super) fn new(
-        gate: GateId,
-        entries: Vec<JournalEntry>,
-        now: Timestamp,
-        gap_alert_after: SignedDuration,
-    ) -> Result<Self, StoreError> {
-        let tail = stored_event_tail(now, true, false)?;
+    pub(super) fn new(batch: Delivery<'_>) -> Result<Self, StoreError> {
+        let entries = batch.entries.to_vec();
+        let tail = stored_event_tail(batch.now, true, false)?;
         let mut hashes = Vec::with_capacity(entries.len());
         let mut made = Vec::with_capacity(entries.len());
         let mut totals = Totals::default();
@@ -685,11 +684,11 @@ impl Prepared {
             made.push(m);
         }
         Ok(Self {
-            gate_key: format!("g:{gate}"),
-            gate,
+            gate_key: format!("g:{}", batch.gate),
+            gate: batch.gate.clone(),
             entries,
-            now,
-            gap_alert_after,
+            now: batch.now,
+            gap_alert_after: batch.gap_alert_after,
             hashes,
             made,
             totals: Mutex::new(Some(totals)),

@@ -140,7 +140,7 @@ mod tests {
     use super::super::group::tests::traffic;
     use super::super::tables::{EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS};
     use super::FloorBatch;
-    use crate::store::Store;
+    use crate::store::{Delivery, Store};
 
     type Contents = (
         Vec<((String, u64), Vec<u8>)>,
@@ -208,7 +208,7 @@ mod tests {
             let mut containers = HashMap::new();
             for part in [&entries[..21], &entries[21..]] {
                 let out = ingested
-                    .ingest(&g, part, now, SignedDuration::from_hours(24))
+                    .ingest(Delivery::new(&g, part, now, SignedDuration::from_hours(24)))
                     .expect("ingest");
                 assert_eq!(out.tally.stored, part.len() as u64);
                 let batch = FloorBatch::new(&g, part, now, &mut containers).expect("floor");

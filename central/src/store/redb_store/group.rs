@@ -198,7 +198,7 @@ pub(super) mod tests {
     use super::super::event_tables::ingest_encoding_tests::{chained, container_read};
     use super::super::tables::EVENTS;
     use super::lock;
-    use crate::store::{Store, StoreError};
+    use crate::store::{Delivery, Store, StoreError};
 
     const NO_GAP_ALERT: SignedDuration = SignedDuration::from_hours(24);
 
@@ -239,7 +239,7 @@ pub(super) mod tests {
                 .map(|(g, e)| {
                     s.spawn(move || {
                         store
-                            .ingest(g, e, at(), NO_GAP_ALERT)
+                            .ingest(Delivery::new(g, e, at(), NO_GAP_ALERT))
                             .map(|o| o.acked_through)
                     })
                 })
@@ -453,7 +453,7 @@ pub(super) mod tests {
         assert_eq!(grouped.group.commits(), 1, "four batches, one commit");
         for (gate, entries) in &batches {
             alone
-                .ingest(gate, entries, at(), NO_GAP_ALERT)
+                .ingest(Delivery::new(gate, entries, at(), NO_GAP_ALERT))
                 .expect("ingest");
         }
         assert_eq!(alone.group.commits(), 4);

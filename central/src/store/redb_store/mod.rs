@@ -44,12 +44,13 @@ use std::path::Path;
 use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
 use protocol::operator::OperatorId;
-use protocol::schema::{Change, Consignment, GateId, JournalEntry, RegistryRecord};
+use protocol::schema::{Change, Consignment, GateId, RegistryRecord};
 use redb::Database;
 use uuid::Uuid;
 
 use super::{
-    Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit, Store, StoreError,
+    AuditNote, Delivery, Edit, GateRow, IngestOutcome, LoggedChange, SnapshotHead, SnapshotVisit,
+    Stamp, Store, StoreError,
 };
 use crate::cases::CaseError;
 use crate::model::{
@@ -174,15 +175,8 @@ impl Store for RedbStore {
         event_tables::change_agent_tokens(&self.db, c)
     }
 
-    fn ingest(
-        &self,
-        gate: &GateId,
-        entries: &[JournalEntry],
-        now: Timestamp,
-        gap_alert_after: SignedDuration,
-    ) -> Result<IngestOutcome, StoreError> {
-        let batch =
-            event_tables::Prepared::new(gate.clone(), entries.to_vec(), now, gap_alert_after)?;
+    fn ingest(&self, batch: Delivery<'_>) -> Result<IngestOutcome, StoreError> {
+        let batch = event_tables::Prepared::new(batch)?;
         self.group
             .ingest(&self.db, group::Work::Ingest(Box::new(batch)))
     }
@@ -195,23 +189,17 @@ impl Store for RedbStore {
         event_tables::record_heartbeat(&self.db, health, gap_alert_after)
     }
 
-    fn append_changes(
-        &self,
-        changes: &[Change],
-        actor: &str,
-        at: Timestamp,
-    ) -> Result<u64, StoreError> {
-        registry_tables::append_changes(&self.db, changes, actor, at)
+    fn append_changes(&self, changes: &[Change], by: Stamp<'_>) -> Result<u64, StoreError> {
+        registry_tables::append_changes(&self.db, changes, by)
     }
 
     fn update_case(
         &self,
         id: u64,
-        actor: &str,
-        at: Timestamp,
+        by: Stamp<'_>,
         change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
     ) -> Result<Case, CaseError> {
-        case_tables::update_case(&self.db, id, actor, at, change)
+        case_tables::update_case(&self.db, id, by, change)
     }
 }
 
@@ -240,8 +228,7 @@ mod tests {
             let id = "R1".to_owned();
             s.append_changes(
                 &[Change::RemoveConsignment { id }],
-                "t",
-                Timestamp::UNIX_EPOCH,
+                Stamp::new("t", Timestamp::UNIX_EPOCH),
             )
             .expect("append");
         }

@@ -13,7 +13,7 @@ use super::tables::{
 };
 use crate::registry::{self, consignment_index_keys};
 use crate::store::{
-    LoggedChange, SnapshotHead, SnapshotVisit, StoreError, change_audits, decode, encode,
+    LoggedChange, SnapshotHead, SnapshotVisit, Stamp, StoreError, change_audits, decode, encode,
     refused_change,
 };
 
@@ -133,8 +133,7 @@ fn remove_consignment(tx: &WriteTransaction, id: &str) -> Result<Option<Consignm
 pub(super) fn append_changes(
     db: &Database,
     changes: &[Change],
-    actor: &str,
-    at: Timestamp,
+    by: Stamp<'_>,
 ) -> Result<u64, StoreError> {
     let tx = db.begin_write()?;
     let mut seq = tx
@@ -145,7 +144,7 @@ pub(super) fn append_changes(
     for change in changes {
         seq += 1;
         let ports = apply_change(&tx, change, seq)?;
-        let logged = LoggedChange::new(seq, at, actor, change.clone(), ports);
+        let logged = LoggedChange::new(seq, by.at, by.actor, change.clone(), ports);
         tx.open_table(CHANGES)?
             .insert(seq, encode(&logged)?.as_slice())?;
     }
@@ -153,7 +152,7 @@ pub(super) fn append_changes(
         tx.open_table(META)?.insert("change_seq", seq)?;
     }
     for (action, detail) in change_audits(changes, first) {
-        write_audit(&tx, actor, action, &detail, at)?;
+        write_audit(&tx, by.note(action, &detail))?;
     }
     tx.commit()?;
     Ok(seq)

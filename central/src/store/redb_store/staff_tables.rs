@@ -9,17 +9,14 @@ use super::tables::{
     write_audit,
 };
 use crate::model::{AuditEntry, Session, StaffUser, TokenHash};
-use crate::store::{Edit, StoreError, encode, lang_set, unknown_user, user_added, user_changed};
+use crate::store::{
+    AuditNote, Edit, Stamp, StoreError, encode, lang_set, set_lang, unknown_user, user_added,
+    user_changed,
+};
 
-pub(super) fn audit(
-    db: &Database,
-    actor: &str,
-    action: &str,
-    detail: &str,
-    at: Timestamp,
-) -> Result<(), StoreError> {
+pub(super) fn audit(db: &Database, note: AuditNote<'_>) -> Result<(), StoreError> {
     let tx = db.begin_write()?;
-    write_audit(&tx, actor, action, detail, at)?;
+    write_audit(&tx, note)?;
     tx.commit()?;
     Ok(())
 }
@@ -39,10 +36,7 @@ pub(super) fn add_user(db: &Database, user: &StaffUser) -> Result<(), StoreError
     })?;
     write_audit(
         &tx,
-        "central",
-        "user.add",
-        &user_added(user),
-        user.created_at,
+        AuditNote::new("central", "user.add", &user_added(user), user.created_at),
     )?;
     tx.commit()?;
     Ok(())
@@ -79,13 +73,12 @@ pub(super) fn users(db: &Database) -> Result<Vec<StaffUser>, StoreError> {
 pub(super) fn update_user(
     db: &Database,
     name: &str,
-    actor: &str,
-    at: Timestamp,
+    by: Stamp<'_>,
     change: &mut Edit<'_, StaffUser>,
 ) -> Result<StaffUser, StoreError> {
     let tx = db.begin_write()?;
     let (user, what) = update_record(&tx, USERS, "users_v1", name, || unknown_user(name), change)?;
-    write_audit(&tx, actor, "user.access", &user_changed(name, &what), at)?;
+    write_audit(&tx, by.note("user.access", &user_changed(name, &what)))?;
     tx.commit()?;
     Ok(user)
 }
@@ -103,12 +96,9 @@ pub(super) fn set_user_lang(
         "users_v1",
         name,
         || unknown_user(name),
-        |u: &mut StaffUser| {
-            u.lang = lang;
-            Ok(())
-        },
+        set_lang(lang),
     )?;
-    write_audit(&tx, name, "user.lang", &lang_set(lang), at)?;
+    write_audit(&tx, AuditNote::new(name, "user.lang", &lang_set(lang), at))?;
     tx.commit()?;
     Ok(())
 }

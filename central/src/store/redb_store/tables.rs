@@ -3,7 +3,6 @@
 use std::fmt;
 use std::ops::Bound;
 
-use jiff::Timestamp;
 use redb::{
     AccessGuard, Database, Key, ReadableDatabase, ReadableTable, StorageError, TableDefinition,
     WriteTransaction,
@@ -12,8 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::model::AuditEntry;
-use crate::store::{StoreError, decode, encode};
+use crate::store::{AuditNote, StoreError, decode, encode};
 
 pub(super) const AGENT_TOKENS: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("agent_tokens_v1");
@@ -193,21 +191,9 @@ pub(super) fn bump(
     Ok(())
 }
 
-pub(super) fn write_audit(
-    tx: &WriteTransaction,
-    actor: &str,
-    action: &str,
-    detail: &str,
-    at: Timestamp,
-) -> Result<(), StoreError> {
+pub(super) fn write_audit(tx: &WriteTransaction, note: AuditNote<'_>) -> Result<(), StoreError> {
     let id = next_id(tx, "audit_id")?;
-    let e = AuditEntry {
-        id,
-        at,
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        detail: detail.to_owned(),
-    };
+    let e = note.entry(id);
     tx.open_table(AUDIT)?.insert(id, encode(&e)?.as_slice())?;
     Ok(())
 }
