@@ -136,19 +136,14 @@ fn seal(k: u32) -> SealNumber {
     SealNumber::parse(&format!("EU{:07}", 4_100_000 + k)).expect("seal")
 }
 
+/// The generator's read, with an antenna and signal strength for a tag and confidence 94
+/// for OCR.
 fn read(source: ReadSource, device: &str, value: ReadValue, raw: String, at: Timestamp) -> Read {
     Read {
-        source,
-        device: device.into(),
-        raw,
-        value,
-        first_at: at,
-        last_at: at,
-        count: 3,
         antenna: (source == ReadSource::Rfid).then_some(1),
         rssi: (source == ReadSource::Rfid).then_some(-58),
         confidence: (source == ReadSource::Ocr).then_some(94),
-        entered_by: None,
+        ..aeogate::bench::data::read(source, device, raw, value, at)
     }
 }
 

@@ -226,7 +226,16 @@ pub fn passage(k: u64) -> Passage {
     }
 }
 
-fn read(source: ReadSource, device: &str, raw: String, value: ReadValue, at: Timestamp) -> Read {
+/// A read of `value` (received as `raw`) from `device`, reported three times at `at`,
+/// with OCR confidence 97 and no antenna or signal strength.
+#[must_use]
+pub fn read(
+    source: ReadSource,
+    device: &str,
+    raw: String,
+    value: ReadValue,
+    at: Timestamp,
+) -> Read {
     Read {
         source,
         device: device.into(),

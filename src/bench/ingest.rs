@@ -381,16 +381,43 @@ fn floor_batches(raw: &RawBatches) -> anyhow::Result<RawBatches> {
     Ok(out)
 }
 
+/// What one backend's ingest measured: the per-batch latencies, the wall time, the cases
+/// opened or changed, the peak RSS and the events its store holds afterwards.
+struct Ingested {
+    lat: Samples,
+    wall: Duration,
+    cases: usize,
+    rss: Option<u64>,
+    stored: u64,
+}
+
+impl Ingested {
+    /// The ingest into `store` that [`drive`] measured (`wall` as the backend counts it),
+    /// with the peak RSS now and the events `store` holds now.
+    fn after(
+        store: &dyn Store,
+        lat: Samples,
+        wall: Duration,
+        cases: usize,
+    ) -> anyhow::Result<Self> {
+        let rss = peak_rss();
+        let stored = store.summary()?.events_per_gate.values().sum();
+        Ok(Self {
+            lat,
+            wall,
+            cases,
+            rss,
+            stored,
+        })
+    }
+}
+
 /// The two rows of one backend: ingest, and its raw baseline.
 struct Measured<'a> {
     backend: &'a str,
     baseline: &'a str,
     events: usize,
-    lat: Samples,
-    wall: Duration,
-    stored: u64,
-    cases: usize,
-    rss: Option<u64>,
+    ingest: Ingested,
     raw_lat: Samples,
     raw_wall: Duration,
     note: String,
@@ -398,9 +425,16 @@ struct Measured<'a> {
 
 impl Measured<'_> {
     fn rows(self) -> Vec<Row> {
-        let per_s = rate(self.events, self.wall);
+        let Ingested {
+            lat,
+            wall,
+            cases,
+            rss,
+            stored,
+        } = self.ingest;
+        let per_s = rate(self.events, wall);
         let raw_per_s = rate(self.events, self.raw_wall);
-        let ratio = self.wall.as_secs_f64() / self.raw_wall.as_secs_f64().max(1e-9);
+        let ratio = wall.as_secs_f64() / self.raw_wall.as_secs_f64().max(1e-9);
         vec![
             Row::new(
                 "5",
@@ -409,16 +443,14 @@ impl Measured<'_> {
                     self.backend
                 ),
             )
-            .latency(self.lat.summary())
+            .latency(lat.summary())
             .throughput(per_s, "events")
-            .rss(self.rss)
+            .rss(rss)
             .target("≥ 50,000 events/s (1M events)", per_s >= TARGET_PER_S)
             .note(format!(
-                "{} events in {:.2} s, {} stored, {} case updates; latency per batch; {}",
+                "{} events in {:.2} s, {stored} stored, {cases} case updates; latency per batch; {}",
                 self.events,
-                self.wall.as_secs_f64(),
-                self.stored,
-                self.cases,
+                wall.as_secs_f64(),
                 self.note
             )),
             Row::new("5", self.baseline.to_owned())
@@ -474,8 +506,7 @@ fn run_redb(
     let _ = reset_peak_rss();
     let ((lat, wall, cases), cpu, ingest_settle) =
         settled(|| drive(central.store().as_ref(), bodies, per_agent, gap))?;
-    let rss = peak_rss();
-    let summary = central.summary()?;
+    let ingest = Ingested::after(central.store().as_ref(), lat, wall, cases)?;
     drop(central);
 
     let raw = raw_items(bodies)?;
@@ -549,11 +580,7 @@ fn run_redb(
         backend: "redb",
         baseline: "baseline: raw redb insert loop, same bytes, txn per batch, fresh file",
         events,
-        lat,
-        wall,
-        stored: summary.events_per_gate.values().sum(),
-        cases,
-        rss,
+        ingest,
         raw_lat,
         raw_wall,
         note: format!(
@@ -609,8 +636,7 @@ fn run_pg(
     let (folds, folded) = folding?;
     let wall = started.elapsed();
     let cpu = (cpu_s() - cpu0.0, server_s().zip(cpu0.1).map(|(b, a)| b - a));
-    let rss = peak_rss();
-    let summary = store.summary()?;
+    let ingest = Ingested::after(&store, lat, wall, cases)?;
     drop(store);
 
     let connect = || postgres::Client::connect(url, postgres::NoTls).context("connecting");
@@ -707,11 +733,7 @@ fn run_pg(
         backend: "PostgreSQL",
         baseline: "baseline: raw PostgreSQL COPY, same bytes, txn per batch",
         events,
-        lat,
-        wall,
-        stored: summary.events_per_gate.values().sum(),
-        cases,
-        rss,
+        ingest,
         raw_lat,
         raw_wall,
         note: format!(
