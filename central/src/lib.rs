@@ -54,6 +54,8 @@ pub mod stats;
 pub mod store;
 pub mod store_error;
 pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod test_decision;
 
 pub use api::app;
 pub use config::{Config, TlsConfig};

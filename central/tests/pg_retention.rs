@@ -59,14 +59,16 @@ fn months_before_the_cutoff_are_dropped_and_the_rest_stays() {
         ],
     );
     let now = ts("2024-06-20T00:00:00Z");
-    let out = s
-        .ingest(Delivery::new(
+    // Every delivery of this gate reaches central at `now`; a gap alerts after five minutes.
+    let deliver = |entries: &[JournalEntry]| {
+        s.ingest(Delivery::new(
             &g,
-            &entries,
+            entries,
             now,
             SignedDuration::from_mins(5),
         ))
-        .expect("ingest");
+    };
+    let out = deliver(&entries).expect("ingest");
     assert_eq!(out.tally.stored, 4);
     let before = s.gates().expect("gates");
     let programme = s.programme_counts(None, Timestamp::MAX).expect("programme");
@@ -96,14 +98,7 @@ fn months_before_the_cutoff_are_dropped_and_the_rest_stays() {
     assert!(s.apply_retention(3, now).expect("retention").is_empty());
 
     // The old entries resent are recognised, not stored again; the chain goes on.
-    let out = s
-        .ingest(Delivery::new(
-            &g,
-            &entries,
-            now,
-            SignedDuration::from_mins(5),
-        ))
-        .expect("resend");
+    let out = deliver(&entries).expect("resend");
     assert_eq!((out.tally.stored, out.tally.duplicates), (0, 4));
     assert!(
         s.alerts(100).expect("alerts").is_empty(),
@@ -119,9 +114,7 @@ fn months_before_the_cutoff_are_dropped_and_the_rest_stays() {
         fast_decision(&g),
     )
     .expect("entry");
-    let out = s
-        .ingest(Delivery::new(&g, &next, now, SignedDuration::from_mins(5)))
-        .expect("next");
+    let out = deliver(&next).expect("next");
     assert_eq!((out.tally.stored, out.acked_through), (1, 5));
     assert!(
         s.alerts(100).expect("alerts").is_empty(),

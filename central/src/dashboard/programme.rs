@@ -411,7 +411,7 @@ mod tests {
     use protocol::operator::OperatorId;
     use protocol::schema::{
         AeoStatus, CloseReason, GateId, GateTransaction, JournalEntry, LaneId, PartyRole,
-        PartyView, ReplicaFreshness, SCHEMA_VERSION,
+        PartyView, SCHEMA_VERSION,
     };
 
     fn ev(body: EventBody) -> StoredEvent {
@@ -454,22 +454,6 @@ mod tests {
     fn dec(id: Uuid, d: LaneDecision, status: Option<AeoStatus>) -> StoredEvent {
         ev(EventBody::Decision {
             decision: Decision {
-                v: SCHEMA_VERSION,
-                transaction_id: id,
-                gate: GateId::parse("G1").expect("gate"),
-                lane: LaneId::parse("L1").expect("lane"),
-                decision: d,
-                route: "r".into(),
-                reasons: vec![],
-                priority: false,
-                decided_at: "2025-03-01T10:00:00Z".parse().expect("t"),
-                replica: ReplicaFreshness {
-                    sequence: 1,
-                    as_of: None,
-                    age_s: None,
-                    stale: false,
-                },
-                consignments: vec![],
                 parties: vec![PartyView {
                     role: PartyRole::Importer,
                     operator: Some(OperatorId::parse("EU-AEO:DE123456789012345").expect("op")),
@@ -480,6 +464,14 @@ mod tests {
                     contact_point: None,
                 }],
                 policy: "p".into(),
+                ..crate::test_decision::decision(
+                    id,
+                    GateId::parse("G1").expect("gate"),
+                    LaneId::parse("L1").expect("lane"),
+                    d,
+                    "r",
+                    "2025-03-01T10:00:00Z".parse().expect("t"),
+                )
             },
         })
     }

@@ -4,6 +4,8 @@
 pub mod pg;
 #[path = "../../../tests/common/pki.rs"]
 pub mod pki;
+#[path = "../../src/test_decision.rs"]
+pub mod test_decision;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,7 +17,7 @@ use jiff::Timestamp;
 use protocol::schema::{
     ActionKind, CloseReason, Decision, EventBody, GENESIS_HASH, GateId, GateTransaction,
     JournalEntry, LaneDecision, LaneId, OfficerAction, Read, ReadSource, ReadValue, Reason,
-    ReasonCode, ReplicaFreshness, SCHEMA_VERSION,
+    ReasonCode, SCHEMA_VERSION,
 };
 use tower::ServiceExt as _;
 use uuid::Uuid;
@@ -127,24 +129,15 @@ pub fn ts(s: &str) -> Timestamp {
 pub fn seal_exception(g: &GateId, txn: Uuid) -> EventBody {
     EventBody::Decision {
         decision: Decision {
-            v: SCHEMA_VERSION,
-            transaction_id: txn,
-            gate: g.clone(),
-            lane: LaneId::parse("L1").expect("lane"),
-            decision: LaneDecision::Inspect,
-            route: "Inspection bay".into(),
             reasons: vec![Reason::new(ReasonCode::SealMismatch).with("read", "A124")],
-            priority: false,
-            decided_at: ts("2026-03-01T10:15:00Z"),
-            replica: ReplicaFreshness {
-                sequence: 1,
-                as_of: None,
-                age_s: None,
-                stale: false,
-            },
-            consignments: vec![],
-            parties: vec![],
-            policy: "test".into(),
+            ..test_decision::decision(
+                txn,
+                g.clone(),
+                LaneId::parse("L1").expect("lane"),
+                LaneDecision::Inspect,
+                "Inspection bay",
+                ts("2026-03-01T10:15:00Z"),
+            )
         },
     }
 }

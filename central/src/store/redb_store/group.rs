@@ -345,7 +345,7 @@ pub(super) mod tests {
         use protocol::operator::OperatorId;
         use protocol::schema::{
             AeoStatus, CloseReason, Decision, GateTransaction, LaneDecision, LaneId, PartyRole,
-            PartyView, ReplicaFreshness, SCHEMA_VERSION,
+            PartyView, SCHEMA_VERSION,
         };
         let g = GateId::parse(gate).expect("gate");
         let lane = LaneId::parse("L1").expect("lane");
@@ -388,24 +388,15 @@ pub(super) mod tests {
                 },
                 EventBody::Decision {
                     decision: Decision {
-                        v: SCHEMA_VERSION,
-                        transaction_id: txn,
-                        gate: g.clone(),
-                        lane: lane.clone(),
-                        decision: [LaneDecision::Fast, LaneDecision::Standard][(k % 2) as usize],
-                        route: "Exit".into(),
-                        reasons: vec![],
-                        priority: false,
-                        decided_at: closed,
-                        replica: ReplicaFreshness {
-                            sequence: 1,
-                            as_of: None,
-                            age_s: None,
-                            stale: false,
-                        },
-                        consignments: vec![],
                         parties: vec![party(k), party(k + 1)],
-                        policy: "test".into(),
+                        ..crate::test_decision::decision(
+                            txn,
+                            g.clone(),
+                            lane.clone(),
+                            [LaneDecision::Fast, LaneDecision::Standard][(k % 2) as usize],
+                            "Exit",
+                            closed,
+                        )
                     },
                 },
             ];
