@@ -13,10 +13,10 @@ use protocol::schema::{ActionKind, Decision, EventBody, GateId, JournalEntry, Of
 use uuid::Uuid;
 
 use crate::ingest::{AgentState, Link};
+use crate::model::AuditNote;
 use crate::model::{
     Alert, AlertKind, Case, CaseAction, CaseEvent, CaseOutcome, CaseState, CaseSubject,
 };
-use crate::store::AuditNote;
 use crate::store_error::StoreError;
 
 /// Why a case operation failed: the action does not fit the case, or storage failed.

@@ -47,6 +47,7 @@ use crate::model::{
 };
 use crate::portal::Company;
 
+pub use crate::model::{AuditNote, Stamp};
 pub use crate::store_error::StoreError;
 pub use pg_store::{LiveUpdate, PgStore};
 pub use redb_store::{FloorBatch, RedbStore};
@@ -241,65 +242,6 @@ impl<'a> Delivery<'a> {
             entries,
             now,
             gap_alert_after,
-        }
-    }
-}
-
-/// Who made an audited change, and when: the actor and time of its audit entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp<'a> {
-    pub actor: &'a str,
-    pub at: Timestamp,
-}
-
-impl<'a> Stamp<'a> {
-    /// `actor`'s change at `at`.
-    #[must_use]
-    pub fn new(actor: &'a str, at: Timestamp) -> Self {
-        Self { actor, at }
-    }
-
-    /// The audit entry of this change: `action`, `detail` says more.
-    #[must_use]
-    pub fn note<'b>(&self, action: &'b str, detail: &'b str) -> AuditNote<'b>
-    where
-        'a: 'b,
-    {
-        AuditNote::new(self.actor, action, detail, self.at)
-    }
-}
-
-/// An audit entry to append: who did what, with what detail, when. The store gives it
-/// its id ([`AuditNote::entry`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuditNote<'a> {
-    pub actor: &'a str,
-    pub action: &'a str,
-    pub detail: &'a str,
-    pub at: Timestamp,
-}
-
-impl<'a> AuditNote<'a> {
-    /// `actor` did `action` (`detail` says more) at `at`.
-    #[must_use]
-    pub fn new(actor: &'a str, action: &'a str, detail: &'a str, at: Timestamp) -> Self {
-        Self {
-            actor,
-            action,
-            detail,
-            at,
-        }
-    }
-
-    /// The entry stored for this note under `id`.
-    #[must_use]
-    pub fn entry(&self, id: u64) -> AuditEntry {
-        AuditEntry {
-            id,
-            at: self.at,
-            actor: self.actor.to_owned(),
-            action: self.action.to_owned(),
-            detail: self.detail.to_owned(),
         }
     }
 }
