@@ -45,6 +45,10 @@ pub const AGENTS: usize = 4;
 const TARGET_PER_S: f64 = 50_000.0;
 /// Operators and consignments of the small replica the decisions are made against.
 const REPLICA: u64 = 2_000;
+/// Milliseconds between one gate's consecutive journal entries in figure 5's batches.
+/// Unset (or 0), every entry carries the same instant; set, each gate's entries rise in
+/// time as an agent's replayed backlog does (10 ms: 250,000 entries span 42 minutes).
+const SPREAD_VAR: &str = "AEOGATE_BENCH_SPREAD_MS";
 
 /// Per agent, per batch: (seq, entry JSON).
 type RawBatches = Vec<Vec<Vec<(u64, Vec<u8>)>>>;
@@ -53,6 +57,14 @@ const RAW: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("raw_event
 
 fn gate_of(agent: usize) -> anyhow::Result<GateId> {
     GateId::parse(&format!("PORT1-G{}", agent + 1)).context("bench gate id")
+}
+
+/// Milliseconds between one gate's entries ([`SPREAD_VAR`]; 0 when unset or unreadable).
+fn spread_ms() -> i64 {
+    std::env::var(SPREAD_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Agent `agent`'s journal of `events` entries, in batches of [`BATCH`], each batch the
@@ -65,6 +77,7 @@ fn agent_bodies(
     let gate = gate_of(agent)?;
     let (policy, routes) = (policy(), routes());
     let now = data::ts(data::NOW_S);
+    let spread_ms = spread_ms();
     let mut prev = GENESIS_HASH.to_string();
     let mut bodies = Vec::with_capacity(events.div_ceil(BATCH));
     let mut entries = Vec::with_capacity(BATCH);
@@ -86,7 +99,8 @@ fn agent_bodies(
             },
         };
         let id = Uuid::from_u128((agent as u128) << 64 | u128::from(seq));
-        let e = JournalEntry::new_chained(gate.clone(), seq, id, now, prev, body)
+        let at = now + SignedDuration::from_millis(spread_ms * i as i64);
+        let e = JournalEntry::new_chained(gate.clone(), seq, id, at, prev, body)
             .map_err(|e| anyhow::anyhow!("chaining entry {seq}: {e}"))?;
         prev = e.hash.clone();
         entries.push(e);
