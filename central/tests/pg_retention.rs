@@ -45,6 +45,54 @@ fn pg_store() -> (common::pg::PgCluster, String, PgStore) {
     (cluster, url, s)
 }
 
+/// The row count PostgreSQL's statistics hold for `table` (`-1` until it is first
+/// analysed or vacuumed).
+fn counted_rows(db: &mut postgres::Client, table: &str) -> f32 {
+    db.query_one(
+        "SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)",
+        &[&table],
+    )
+    .expect("reltuples")
+    .get(0)
+}
+
+#[test]
+fn a_new_month_is_analysed_once_its_first_batch_is_stored() {
+    let (_cluster, url, s) = pg_store();
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let g = gate("P1-G1");
+    let times = [
+        ts("2024-07-01T08:00:00Z"),
+        ts("2024-07-02T08:00:00Z"),
+        ts("2024-07-03T08:00:00Z"),
+        ts("2024-07-04T08:00:00Z"),
+        ts("2024-07-05T08:00:00Z"),
+    ];
+    let entries = dated(&g, &times);
+    let now = ts("2024-07-06T00:00:00Z");
+    let deliver = |s: &PgStore, entries: &[JournalEntry]| {
+        s.ingest(Delivery::new(
+            &g,
+            entries,
+            now,
+            SignedDuration::from_mins(5),
+        ))
+        .expect("ingest")
+    };
+    // The first batch creates July's partition; its statistics count the batch's rows
+    // as soon as the batch is acknowledged.
+    assert_eq!(deliver(&s, &entries[..3]).tally.stored, 3);
+    assert_eq!(counted_rows(&mut db, "events_2024_07"), 3.0);
+    // Later batches into the same month leave it to autovacuum, and so does a central
+    // started again, which finds the month already there.
+    assert_eq!(deliver(&s, &entries[3..4]).tally.stored, 1);
+    drop(s);
+    let again = PgStore::open(&url).expect("store again");
+    assert_eq!(deliver(&again, &entries[4..]).tally.stored, 1);
+    assert_eq!(counted_rows(&mut db, "events_2024_07"), 3.0);
+    assert_eq!(months_of(&again), vec!["2024-07"]);
+}
+
 #[test]
 fn months_before_the_cutoff_are_dropped_and_the_rest_stays() {
     let (_cluster, _, s) = pg_store();

@@ -375,7 +375,11 @@ impl PgStore {
 
     /// Creates the monthly event partitions the entries' times fall in, each in a short
     /// transaction of its own before the ingest's (DDL takes a lock on `events`).
-    fn ensure_partitions(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
+    /// Creates the monthly partitions `entries` need that do not exist yet. Returns the
+    /// ones this call created, which have no statistics until they are analysed
+    /// ([`PgStore::analyse_new`]).
+    fn ensure_partitions(&self, entries: &[JournalEntry]) -> Result<Vec<String>, StoreError> {
+        let mut created = Vec::new();
         let months: HashSet<(i16, i8)> = entries
             .iter()
             .map(|e| {
@@ -400,19 +404,50 @@ impl PgStore {
             let end =
                 month_start_ms(ny, nm).map_or_else(|_| "MAXVALUE".to_owned(), |e| e.to_string());
             let name = format!("events_{year:04}_{month:02}");
-            self.write(|tx| {
+            let made = self.write(|tx| {
                 tx.execute("SELECT pg_advisory_xact_lock(7310170002)", &[])?;
-                tx.batch_execute(&format!(
-                    "CREATE TABLE IF NOT EXISTS \"{name}\" PARTITION OF events \
-                     FOR VALUES FROM ({start}) TO ({end})"
-                ))?;
-                Ok(())
+                let exists = tx
+                    .query_one(
+                        "SELECT to_regclass($1) IS NOT NULL",
+                        &[&format!("\"{name}\"")],
+                    )?
+                    .get::<_, bool>(0);
+                if !exists {
+                    tx.batch_execute(&format!(
+                        "CREATE TABLE \"{name}\" PARTITION OF events \
+                         FOR VALUES FROM ({start}) TO ({end})"
+                    ))?;
+                }
+                Ok(!exists)
             })?;
             if let Ok(mut known) = self.partitions.lock() {
                 known.insert(key);
             }
+            if made {
+                created.push(name);
+            }
         }
-        Ok(())
+        Ok(created)
+    }
+
+    /// Analyses the month partitions `names` (just created, now holding their first rows),
+    /// so the dashboard's queries on a new month are planned from its statistics at once,
+    /// not from defaults until autovacuum's first analyse (up to a minute later). A failure
+    /// is logged, not returned: the rows are stored, and autovacuum analyses them later.
+    fn analyse_new(&self, names: &[String]) {
+        for name in names {
+            let analysed = off_runtime(|| -> Result<(), StoreError> {
+                let mut conn = self.pool().get()?;
+                conn.batch_execute(&format!("ANALYZE \"{name}\""))?;
+                Ok(())
+            });
+            match analysed {
+                Ok(()) => tracing::info!(partition = %name, "new event month analysed"),
+                Err(e) => {
+                    tracing::warn!(partition = %name, error = %e, "analysing a new event month failed; autovacuum will");
+                }
+            }
+        }
     }
 
     fn known_partition(&self, key: i64) -> bool {
@@ -675,11 +710,11 @@ impl Store for PgStore {
 
     fn ingest(&self, batch: Delivery<'_>) -> Result<IngestOutcome, StoreError> {
         let Delivery { entries, now, .. } = batch;
-        self.ensure_partitions(entries)?;
+        let new_months = self.ensure_partitions(entries)?;
         let mut prepared = Some(event_tables::prepare(entries, now)?);
         // The stored entry ids are read only when a run found one (`event_tables::ingest`).
         let mut read_ids = false;
-        self.write(|tx| {
+        let outcome = self.write(|tx| {
             // A transaction run again (after a conflict) prepares the batch anew.
             let p = match prepared.take() {
                 Some(p) => p,
@@ -692,7 +727,11 @@ impl Store for PgStore {
             let out = out?;
             notify_cases(tx, self.instance, &out.cases)?;
             Ok(out)
-        })
+        });
+        if !new_months.is_empty() {
+            self.analyse_new(&new_months);
+        }
+        outcome
     }
 
     fn record_heartbeat(
