@@ -728,7 +728,7 @@ impl Store for PgStore {
             notify_cases(tx, self.instance, &out.cases)?;
             Ok(out)
         });
-        if !new_months.is_empty() {
+        if outcome.is_ok() && !new_months.is_empty() {
             self.analyse_new(&new_months);
         }
         outcome
