@@ -373,11 +373,10 @@ impl PgStore {
         })
     }
 
-    /// Creates the monthly event partitions the entries' times fall in, each in a short
-    /// transaction of its own before the ingest's (DDL takes a lock on `events`).
-    /// Creates the monthly partitions `entries` need that do not exist yet. Returns the
-    /// ones this call created, which have no statistics until they are analysed
-    /// ([`PgStore::analyse_new`]).
+    /// Creates the monthly event partitions the entries' times fall in that do not exist
+    /// yet, each in a short transaction of its own before the ingest's (DDL takes a lock
+    /// on `events`). Returns the ones this call created, which have no statistics until
+    /// they are analysed ([`PgStore::analyse_new`]).
     fn ensure_partitions(&self, entries: &[JournalEntry]) -> Result<Vec<String>, StoreError> {
         let mut created = Vec::new();
         let months: HashSet<(i16, i8)> = entries
