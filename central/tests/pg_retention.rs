@@ -61,13 +61,10 @@ fn a_new_month_is_analysed_once_its_first_batch_is_stored() {
     let (_cluster, url, s) = pg_store();
     let mut db = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
     let g = gate("P1-G1");
-    let times = [
-        ts("2024-07-01T08:00:00Z"),
-        ts("2024-07-02T08:00:00Z"),
-        ts("2024-07-03T08:00:00Z"),
-        ts("2024-07-04T08:00:00Z"),
-        ts("2024-07-05T08:00:00Z"),
-    ];
+    // July 1st to 5th, one decision a day.
+    let times: Vec<Timestamp> = (1..=5)
+        .map(|day| ts(&format!("2024-07-{day:02}T08:00:00Z")))
+        .collect();
     let entries = dated(&g, &times);
     let now = ts("2024-07-06T00:00:00Z");
     let deliver = |s: &PgStore, entries: &[JournalEntry]| {
