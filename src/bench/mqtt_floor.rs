@@ -323,7 +323,7 @@ async fn run(
     opts.set_keep_alive(Duration::from_secs(30))
         .set_clean_session(false)
         .set_manual_acks(true)
-        .set_inflight(64);
+        .set_inflight(edge_agent::sources::mqtt::OUTGOING_INFLIGHT);
     let (client, mut ev) = AsyncClient::new(opts, 10_000);
     // As the agent's client: a state written right after a PUBACK must not wait for the
     // broker's delayed ACK (Nagle).

@@ -76,6 +76,13 @@ pub const SUBSCRIBE_CHUNK: usize = 100;
 pub use crate::backoff::STABLE_AFTER;
 /// Capacity of the client's request channel (the outbox waits when it is full).
 const REQUEST_QUEUE: usize = 1024;
+/// QoS 1 publishes the agent may have sent and not yet had acknowledged by the broker.
+/// While that many are out the client takes no request at all, the PUBACKs of the
+/// broker's reads included, so the broker's own window to the agent stalls behind the
+/// lane states: with 64, two or three lane states a decision held the agent at 6,440
+/// decisions/s at saturation; with 1,000, 9,201 (docs/benchmarks.md, figure 10). A lane
+/// state is a few hundred bytes: 1,000 of them held for a resend are well under 1 MB.
+pub const OUTGOING_INFLIGHT: u16 = 1_000;
 /// How long a clean stop may take to close the lanes and say `offline`.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 /// How long a clean stop waits for the broker to confirm the lanes' `OFFLINE` states
@@ -475,7 +482,7 @@ impl MqttLink {
             .set_clean_session(log.is_none())
             .set_manual_acks(log.is_some())
             .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
-            .set_inflight(64)
+            .set_inflight(OUTGOING_INFLIGHT)
             .set_last_will(LastWill::new(
                 cfg.availability_topic.clone(),
                 OFFLINE,
