@@ -236,39 +236,52 @@ impl JournalWriter {
         at: Timestamp,
         consumed: Vec<Vec<u8>>,
     ) -> Result<Vec<JournalEntry>, Box<Unwritten>> {
-        let _pending = self.lanes.begin();
-        if let Some(queue) = self.queue() {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            let req = WriteRequest::Append(AppendRequest {
-                bodies,
-                at,
-                consumed,
-                reply,
-            });
-            match queue.send(req).await {
-                Ok(()) => {
-                    return answer.await.unwrap_or_else(|_| {
-                        Err(Box::new(Unwritten {
-                            error: JournalError::WriterStopped,
-                            bodies: Vec::new(),
-                            consumed: Vec::new(),
-                        }))
-                    });
-                }
-                // Closed meanwhile: nothing was queued, write directly below.
-                Err(mpsc::error::SendError(WriteRequest::Append(req))) => {
-                    return self.append_direct(req.bodies, at, req.consumed).await;
-                }
-                Err(mpsc::error::SendError(_)) => {
-                    return Err(Box::new(Unwritten {
-                        error: JournalError::WriterStopped,
-                        bodies: Vec::new(),
-                        consumed: Vec::new(),
-                    }));
+        self.queue_returning(bodies, at, consumed).await.await
+    }
+
+    /// [`JournalWriter::append_returning`] in two steps: returns once the append is in the
+    /// writer's queue, behind every append queued before it (so appends queued one after
+    /// the other are journaled in that order), with its answer to await later. The caller
+    /// can go on with other work while the commit is on disk.
+    pub async fn queue_returning(
+        &self,
+        bodies: Vec<EventBody>,
+        at: Timestamp,
+        consumed: Vec<Vec<u8>>,
+    ) -> Answer {
+        let pending = self.lanes.begin();
+        let (bodies, consumed) = match self.queue() {
+            Some(queue) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let req = WriteRequest::Append(AppendRequest {
+                    bodies,
+                    at,
+                    consumed,
+                    reply,
+                });
+                match queue.send(req).await {
+                    Ok(()) => {
+                        return Box::pin(async move {
+                            let _pending = pending;
+                            answer.await.unwrap_or_else(|_| Err(writer_stopped()))
+                        });
+                    }
+                    // Closed meanwhile: nothing was queued, write directly below.
+                    Err(mpsc::error::SendError(WriteRequest::Append(req))) => {
+                        (req.bodies, req.consumed)
+                    }
+                    Err(mpsc::error::SendError(_)) => {
+                        return Box::pin(std::future::ready(Err(writer_stopped())));
+                    }
                 }
             }
-        }
-        self.append_direct(bodies, at, consumed).await
+            None => (bodies, consumed),
+        };
+        let store = self.store.clone();
+        Box::pin(async move {
+            let _pending = pending;
+            append_direct(store, bodies, at, consumed).await
+        })
     }
 
     /// Moves the acknowledged cursor to `seq` ([`Store::set_acked`]) in the writer's next
@@ -295,45 +308,54 @@ impl JournalWriter {
             .unwrap_or(Err(JournalError::WriterStopped))
     }
 
-    async fn append_direct(
-        &self,
-        bodies: Vec<EventBody>,
-        at: Timestamp,
-        consumed: Vec<Vec<u8>>,
-    ) -> Result<Vec<JournalEntry>, Box<Unwritten>> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let r = store.log_and_append(&[], vec![(bodies, at)], &consumed, None);
-            match r.appended {
-                Ok(mut g) => Ok(g.pop().unwrap_or_default()),
-                Err(error) => Err(Box::new(Unwritten {
-                    error,
-                    bodies: r
-                        .unwritten
-                        .into_iter()
-                        .next()
-                        .map(|(b, _)| b)
-                        .unwrap_or_default(),
-                    consumed,
-                })),
-            }
-        })
-        .await
-        .unwrap_or_else(|_| {
-            Err(Box::new(Unwritten {
-                error: JournalError::WriterStopped,
-                bodies: Vec::new(),
-                consumed: Vec::new(),
-            }))
-        })
-    }
-
     /// Stops taking requests into groups; the writer writes what is queued and ends.
     pub fn close(&self) {
         if let Ok(mut q) = self.queue.lock() {
             q.take();
         }
     }
+}
+
+/// An append's answer, awaited after it was queued ([`JournalWriter::queue_returning`]).
+pub type Answer = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<JournalEntry>, Box<Unwritten>>> + Send>,
+>;
+
+/// One append in a commit of its own (after the writer stopped taking requests).
+async fn append_direct(
+    store: Store,
+    bodies: Vec<EventBody>,
+    at: Timestamp,
+    consumed: Vec<Vec<u8>>,
+) -> Result<Vec<JournalEntry>, Box<Unwritten>> {
+    tokio::task::spawn_blocking(move || {
+        let r = store.log_and_append(&[], vec![(bodies, at)], &consumed, None);
+        match r.appended {
+            Ok(mut g) => Ok(g.pop().unwrap_or_default()),
+            Err(error) => Err(Box::new(Unwritten {
+                error,
+                bodies: r
+                    .unwritten
+                    .into_iter()
+                    .next()
+                    .map(|(b, _)| b)
+                    .unwrap_or_default(),
+                consumed,
+            })),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err(writer_stopped()))
+}
+
+/// The answer when the writer ended without one: nothing of the append is known to be
+/// written, and its bodies went with the writer.
+fn writer_stopped() -> Box<Unwritten> {
+    Box::new(Unwritten {
+        error: JournalError::WriterStopped,
+        bodies: Vec::new(),
+        consumed: Vec::new(),
+    })
 }
 
 /// The writer's loop, on its own blocking thread: waits for a request, takes every
@@ -708,6 +730,17 @@ impl Journal {
         consumed: Vec<Vec<u8>>,
     ) -> Result<Vec<JournalEntry>, Box<Unwritten>> {
         self.writer.append_returning(bodies, at, consumed).await
+    }
+
+    /// [`Journal::append_at_returning`] in two steps ([`JournalWriter::queue_returning`]):
+    /// queued now, in the order of calls; the answer comes with the commit.
+    pub async fn queue_at_returning(
+        &self,
+        bodies: Vec<EventBody>,
+        at: Timestamp,
+        consumed: Vec<Vec<u8>>,
+    ) -> Answer {
+        self.writer.queue_returning(bodies, at, consumed).await
     }
 
     /// Moves the acknowledged cursor in the writer's next commit

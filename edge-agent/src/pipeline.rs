@@ -23,9 +23,13 @@
 //! ([`crate::clock`]), every decision gets `CLOCK_UNTRUSTED` and FAST becomes STANDARD.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
 use jiff::Timestamp;
 use protocol::schema::{
     Decision, EventBody, GateTransaction, JournalEntry, LANE_REFUSED_CLOSED, LaneDecision, LaneId,
@@ -92,12 +96,89 @@ pub struct Reconfigure {
 }
 
 /// The task's own state besides the assembler: which transactions were rebuilt from the
-/// read log, and presence changes to remove from the log with the next write.
+/// read log, presence changes to remove from the log with the next write, and the lane
+/// effects still waiting for their commits.
 #[derive(Debug, Default)]
 struct Books {
     restored: BTreeSet<Uuid>,
     spent: Vec<Vec<u8>>,
+    effects: Effects,
+}
+
+/// Most lane effects waiting for their commits before the task stops taking events and
+/// timers (and so the sources slow down) until the journal catches up.
+const EFFECTS_MAX: usize = 1024;
+
+/// What an output does to the lanes and the live view, applied by the task.
+type Apply = Box<dyn FnOnce(&Pipeline, &mut DecisionMetrics) + Send>;
+
+/// An effect that is applied once its journal write is answered.
+type Pending = Pin<Box<dyn Future<Output = Apply> + Send>>;
+
+/// The lane effects of the outputs handled so far, applied strictly in the order of the
+/// outputs: a decision's once its commit is answered, and every effect after it (on any
+/// lane) behind it. The lanes and the live view see what they would if each output were
+/// handled to its end before the next; meanwhile the task goes on taking events and
+/// timers, and the next closings are decided and queued while the commit is on disk (so
+/// reads are acknowledged and lanes' timers run during the commit, not after it).
+#[derive(Default)]
+struct Effects {
+    waiting: FuturesOrdered<Pending>,
     metrics: DecisionMetrics,
+}
+
+impl std::fmt::Debug for Effects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Effects")
+            .field("waiting", &self.waiting.len())
+            .field("metrics", &self.metrics)
+            .finish()
+    }
+}
+
+impl Effects {
+    /// Applies `f` now when nothing waits before it, else queues it behind what does.
+    fn now(
+        &mut self,
+        shared: &Pipeline,
+        f: impl FnOnce(&Pipeline, &mut DecisionMetrics) + Send + 'static,
+    ) {
+        if self.waiting.is_empty() {
+            f(shared, &mut self.metrics);
+        } else {
+            self.waiting
+                .push_back(Box::pin(std::future::ready(Box::new(f) as Apply)));
+        }
+    }
+
+    /// Queues an effect that is applied when `f` resolves (after everything before it).
+    fn later(&mut self, f: impl Future<Output = Apply> + Send + 'static) {
+        self.waiting.push_back(Box::pin(f));
+    }
+
+    /// Room for more effects ([`EFFECTS_MAX`]).
+    fn has_room(&self) -> bool {
+        self.waiting.len() < EFFECTS_MAX
+    }
+
+    /// The next effect whose turn it is, once answered; pending while none waits.
+    async fn next(&mut self) -> Apply {
+        match self.waiting.next().await {
+            Some(apply) => apply,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn apply(&mut self, shared: &Pipeline, apply: Apply) {
+        apply(shared, &mut self.metrics);
+    }
+
+    /// Waits for every queued effect and applies it, in order.
+    async fn settle(&mut self, shared: &Pipeline) {
+        while let Some(apply) = self.waiting.next().await {
+            apply(shared, &mut self.metrics);
+        }
+    }
 }
 
 /// Each lane's decision series, looked up once per lane and decision instead of by label
@@ -184,6 +265,7 @@ pub async fn run(
         assembler = assembler.tracking();
         let outputs = replay(shared.as_ref(), &mut assembler, &mut books).await;
         process(shared.as_ref(), &mut assembler, &mut books, outputs, true).await;
+        books.effects.settle(shared.as_ref()).await;
     }
     let mut steps = StepWatch::new(Timestamp::now(), std::time::Instant::now());
     loop {
@@ -200,8 +282,14 @@ pub async fn run(
             .lane_work()
             .set_next_due(due.map(|d| tokio::time::Instant::now() + d));
         let wait = due.map_or(TICK, |d| d.min(TICK));
+        let room = books.effects.has_room();
         let outputs = tokio::select! {
-            ev = rx.recv() => match ev {
+            // A decision's lane state goes out as soon as its commit is answered.
+            apply = books.effects.next() => {
+                books.effects.apply(shared.as_ref(), apply);
+                continue;
+            }
+            ev = rx.recv(), if room => match ev {
                 Some(ev) => {
                     // Whatever queued meanwhile (a burst) is taken too, so its closings
                     // are journaled as one group.
@@ -216,7 +304,7 @@ pub async fn run(
                 }
                 None => break,
             },
-            () = tokio::time::sleep(wait) => {
+            () = tokio::time::sleep(wait), if room => {
                 notice_step(&mut steps, &mut assembler);
                 assembler.tick(Timestamp::now())
             }
@@ -228,6 +316,8 @@ pub async fn run(
         };
         process(shared.as_ref(), &mut assembler, &mut books, outputs, true).await;
     }
+    // What was decided before the stop goes out on the lanes first.
+    books.effects.settle(shared.as_ref()).await;
     // Whatever the sources had already queued is folded in before closing.
     while let Ok(ev) = rx.try_recv() {
         let outputs = assembler.handle(ev);
@@ -235,6 +325,7 @@ pub async fn run(
     }
     let outputs = assembler.close_all(Timestamp::now());
     process(shared.as_ref(), &mut assembler, &mut books, outputs, false).await;
+    books.effects.settle(shared.as_ref()).await;
 }
 
 /// Applies a new configuration between two events: what is queued is folded in first;
@@ -256,6 +347,8 @@ async fn apply(
     } = rc;
     let outputs = assembler.reconfigure(&lanes, Timestamp::now());
     process(shared.as_ref(), assembler, books, outputs, true).await;
+    // Every decision under the old configuration is on its lane before the new one applies.
+    books.effects.settle(shared.as_ref()).await;
     let body = EventBody::ConfigApplied {
         old_policy,
         new_policy: policy.id(),
@@ -270,7 +363,7 @@ async fn apply(
         Err(e) => shared.journal.failed(&e, vec![body], Vec::new()),
     }
     shared.live.set_lanes(&lanes);
-    books.metrics = DecisionMetrics::default();
+    books.effects.metrics = DecisionMetrics::default();
     // Everything but the lanes and the policy carries over.
     let next = Arc::new(Pipeline {
         lanes,
@@ -368,7 +461,7 @@ async fn process(
                 shared,
                 std::mem::take(&mut closed),
                 actuate,
-                &mut books.metrics,
+                &mut books.effects,
             )
             .await;
         }
@@ -382,29 +475,35 @@ async fn process(
                 // A truck arrived: the previous decision was not for it; the lane shows
                 // its safe state until this truck's own decision.
                 let waiting = actuate.then(|| LaneState::waiting(&lane, Some(id), at));
-                // Driven and recorded under the lanes' lock (an override checks it).
-                shared.live.update(&lane, |l| {
-                    l.open = Some(transaction);
-                    if let Some(state) = waiting
-                        && l.closed.is_none()
-                    {
-                        shared.actuators.show(&state);
-                        l.shown = Some(state);
-                    }
+                books.effects.now(shared, move |shared, _| {
+                    // Driven and recorded under the lanes' lock (an override checks it).
+                    shared.live.update(&lane, |l| {
+                        l.open = Some(transaction);
+                        if let Some(state) = waiting
+                            && l.closed.is_none()
+                        {
+                            shared.actuators.show(&state);
+                            l.shown = Some(state);
+                        }
+                    });
                 });
             }
             AssemblerOutput::Updated {
                 lane, transaction, ..
             } => {
-                shared.live.update(&lane, |l| l.open = Some(transaction));
+                books.effects.now(shared, move |shared, _| {
+                    shared.live.update(&lane, |l| l.open = Some(transaction));
+                });
             }
             // A truck decided while on the loop has left: back to the safe state.
             AssemblerOutput::Cleared { lane, at } => {
                 if actuate {
                     let state = LaneState::waiting(&lane, None, at);
-                    shared
-                        .live
-                        .show_if(&lane, state, |_| true, |s| shared.actuators.show(s));
+                    books.effects.now(shared, move |shared, _| {
+                        shared
+                            .live
+                            .show_if(&lane, state, |_| true, |s| shared.actuators.show(s));
+                    });
                 }
             }
             // Consecutive closings are concluded together (one journal group).
@@ -429,7 +528,10 @@ async fn process(
                 metrics::counter!("aeogate_orphan_reads_total", "lane" => read.lane.to_string())
                     .increment(1);
                 tracing::info!(lane = %read.lane, device = %read.device, raw = %read.raw, "read with no truck in the lane");
-                shared.live.update(&read.lane, |l| l.orphan_reads += 1);
+                let lane = read.lane.clone();
+                books.effects.now(shared, move |shared, _| {
+                    shared.live.update(&lane, |l| l.orphan_reads += 1);
+                });
                 let lane = read.lane.clone();
                 let mut consumed =
                     vec![crate::readlog::encode(&AssemblerEvent::Read(read.clone()))];
@@ -438,33 +540,41 @@ async fn process(
                     lane,
                     read: as_read(read),
                 };
-                match shared
+                let answer = shared
                     .journal
-                    .append_at_consuming(vec![body], Timestamp::now(), consumed)
-                    .await
-                {
-                    Ok(_) => shared.journal.notify_appended(),
-                    Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "could not journal a read with no truck in the lane");
-                    }
-                }
+                    .queue_at_returning(vec![body], Timestamp::now(), consumed)
+                    .await;
+                books.effects.later(async move {
+                    let answer = answer.await;
+                    Box::new(move |shared: &Pipeline, _: &mut DecisionMetrics| match answer {
+                        Ok(_) => shared.journal.notify_appended(),
+                        Err(u) => {
+                            tracing::error!(error = %format!("{:#}", u.error), "could not journal a read with no truck in the lane");
+                        }
+                    }) as Apply
+                });
             }
         }
     }
     if !closed.is_empty() {
-        conclude_closed(shared, closed, actuate, &mut books.metrics).await;
+        conclude_closed(shared, closed, actuate, &mut books.effects).await;
     }
     // Presence changes that belonged to no truck leave the log with the next write; with
     // none coming in this round, on their own.
     if !books.spent.is_empty() && shared.read_log {
         let spent = std::mem::take(&mut books.spent);
-        if let Err(e) = shared
+        let answer = shared
             .journal
-            .append_at_consuming(Vec::new(), Timestamp::now(), spent)
-            .await
-        {
-            tracing::warn!(error = %e, "presence changes could not be removed from the read log; a restart replays them (harmless)");
-        }
+            .queue_at_returning(Vec::new(), Timestamp::now(), spent)
+            .await;
+        books.effects.later(async move {
+            let answer = answer.await;
+            Box::new(move |_: &Pipeline, _: &mut DecisionMetrics| {
+                if let Err(u) = answer {
+                    tracing::warn!(error = %u.error, "presence changes could not be removed from the read log; a restart replays them (harmless)");
+                }
+            }) as Apply
+        });
     }
 }
 
@@ -513,7 +623,10 @@ async fn refused(
 ) {
     metrics::counter!("aeogate_lane_refusals_total", "lane" => lane.to_string()).increment(1);
     tracing::warn!(%lane, reads = reads.len(), "a truck arrived at a closed lane; no transaction opened");
-    shared.live.update(&lane, |l| l.refusals += 1);
+    let shown = lane.clone();
+    books.effects.now(shared, move |shared, _| {
+        shared.live.update(&shown, |l| l.refusals += 1);
+    });
     let mut consumed: Vec<Vec<u8>> = reads
         .iter()
         .map(|r| crate::readlog::encode(&AssemblerEvent::Read(r.clone())))
@@ -525,15 +638,29 @@ async fn refused(
         at,
         reads: folded(reads),
     };
-    match shared
+    let answer = shared
         .journal
-        .append_at_consuming(vec![body.clone()], Timestamp::now(), consumed.clone())
-        .await
-    {
-        Ok(_) => shared.journal.notify_appended(),
-        // Held for a later write, like a decision's records.
-        Err(e) => shared.journal.failed(&e, vec![body], consumed),
-    }
+        .queue_at_returning(vec![body], Timestamp::now(), consumed)
+        .await;
+    books.effects.later(async move {
+        let answer = answer.await;
+        Box::new(
+            move |shared: &Pipeline, _: &mut DecisionMetrics| match answer {
+                Ok(_) => shared.journal.notify_appended(),
+                // Held for a later write, like a decision's records.
+                Err(u) => {
+                    let crate::journal::Unwritten {
+                        error,
+                        bodies,
+                        consumed,
+                    } = *u;
+                    if !bodies.is_empty() {
+                        shared.journal.failed(&error, bodies, consumed);
+                    }
+                }
+            },
+        ) as Apply
+    });
 }
 
 /// A closed transaction on its way to its decision.
@@ -545,21 +672,34 @@ struct Closing {
     restored: bool,
 }
 
+/// Decides `closed` (one group) and queues its journal writes; its effect on the lanes
+/// ([`finish`], each transaction then no longer open) waits in `effects` for the commit.
 async fn conclude_closed(
     shared: &Pipeline,
     closed: Vec<Closing>,
     actuate: bool,
-    counted: &mut DecisionMetrics,
+    effects: &mut Effects,
 ) {
-    for (lane, result) in conclude_all(shared, closed, actuate, counted).await {
-        if let Err(e) = result {
-            metrics::counter!("aeogate_decision_failures_total", "lane" => lane.to_string())
-                .increment(1);
-            tracing::error!(%lane, error = %format!("{e:#}"), "transaction could not be decided; the lane was not changed");
-        }
-        // Its transaction is closed; a later opening on the lane follows in the outputs.
-        shared.live.update(&lane, |l| l.open = None);
-    }
+    let (failed, journaled, answers) = conclude_all(shared, closed).await;
+    effects.later(async move {
+        let answers = futures_util::future::join_all(answers).await;
+        Box::new(move |shared: &Pipeline, counted: &mut DecisionMetrics| {
+            let finished = journaled.into_iter().zip(answers).map(|(j, answer)| {
+                let lane = j.lane.clone();
+                (lane, finish(shared, j, answer, actuate, counted))
+            });
+            for (lane, result) in failed.into_iter().map(|(l, e)| (l, Err(e))).chain(finished) {
+                if let Err(e) = result {
+                    metrics::counter!("aeogate_decision_failures_total", "lane" => lane.to_string())
+                        .increment(1);
+                    tracing::error!(%lane, error = %format!("{e:#}"), "transaction could not be decided; the lane was not changed");
+                }
+                // Its transaction is closed; a later opening on the lane follows in the
+                // effects.
+                shared.live.update(&lane, |l| l.open = None);
+            }
+        }) as Apply
+    });
 }
 
 /// Turns a decision that could not be journaled into one that grants no priority: FAST
@@ -652,18 +792,21 @@ struct Journaled {
     started: std::time::Instant,
 }
 
-/// Decides closed transactions, journals each transaction with its decision (the appends
-/// are queued together, so the journal writer commits a burst as one group), then, in
-/// order and only after its commit, shows each decision on its lane.
-async fn conclude_all(
-    shared: &Pipeline,
-    txs: Vec<Closing>,
-    actuate: bool,
-    counted: &mut DecisionMetrics,
-) -> Vec<(LaneId, anyhow::Result<()>)> {
-    let mut out = Vec::with_capacity(txs.len());
+/// What deciding a group gives: the transactions that could not be decided, and for the
+/// others what showing each needs, beside its journal write's answer.
+type Concluded = (
+    Vec<(LaneId, anyhow::Error)>,
+    Vec<Journaled>,
+    Vec<crate::journal::Answer>,
+);
+
+/// Decides closed transactions and queues each transaction with its decision for the
+/// journal (queued together, so the journal writer commits a burst as one group). Each
+/// decision may be shown only once its answer says it is on disk ([`finish`]).
+async fn conclude_all(shared: &Pipeline, txs: Vec<Closing>) -> Concluded {
+    let mut failed = Vec::new();
     let mut journaled = Vec::with_capacity(txs.len());
-    let mut appends = Vec::with_capacity(txs.len());
+    let mut answers = Vec::with_capacity(txs.len());
     for (lane, p) in prepare_all(shared, txs).await {
         match p {
             Ok(p) => {
@@ -682,24 +825,19 @@ async fn conclude_all(
                     routes,
                     started,
                 });
-                appends.push((journal_bodies(decision, tx), now, consumed));
+                // Journal, then act: the answer comes only after the commit holding its
+                // records (and removing its events from the read log).
+                answers.push(
+                    shared
+                        .journal
+                        .queue_at_returning(journal_bodies(decision, tx), now, consumed)
+                        .await,
+                );
             }
-            Err(e) => out.push((lane, Err(e))),
+            Err(e) => failed.push((lane, e)),
         }
     }
-    // Journal, then act: each answer comes only after the commit holding its records
-    // (and removing its events from the read log).
-    let answers =
-        futures_util::future::join_all(appends.into_iter().map(|(bodies, now, consumed)| {
-            shared.journal.append_at_returning(bodies, now, consumed)
-        }))
-        .await;
-    for (j, answer) in journaled.into_iter().zip(answers) {
-        let lane = j.lane.clone();
-        let result = finish(shared, j, answer, actuate, counted);
-        out.push((lane, result));
-    }
-    out
+    (failed, journaled, answers)
 }
 
 /// The decision among journal bodies (moved out of them).

@@ -64,17 +64,32 @@ fn mosquitto_binary() -> anyhow::Result<std::path::PathBuf> {
     bail!("figure 10 needs mosquitto (Debian package `mosquitto`; ./scripts/test installs it)")
 }
 
-/// mosquitto's default in-flight window to each client (`max_inflight_messages`), which
-/// the shipped configuration keeps (packaging/mosquitto/aeogate.conf).
-pub const BROKER_INFLIGHT: u32 = 20;
+/// The shipped broker configuration: the figure's broker runs with its queue and
+/// in-flight limits.
+const SHIPPED: &str = include_str!("../../packaging/mosquitto/aeogate.conf");
 
-/// The broker's in-flight window for this run: [`BROKER_INFLIGHT`], or
-/// `AEOGATE_BENCH_MQTT_INFLIGHT` to compare another.
-fn broker_inflight() -> u32 {
-    std::env::var("AEOGATE_BENCH_MQTT_INFLIGHT")
+/// A numeric setting of [`SHIPPED`].
+fn shipped(key: &str) -> anyhow::Result<u32> {
+    SHIPPED
+        .lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(key)).then(|| words.next()).flatten()
+        })
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("packaging/mosquitto/aeogate.conf sets no number for {key}"))
+}
+
+/// The broker's in-flight window for this run: the shipped configuration's
+/// `max_inflight_messages`, or `AEOGATE_BENCH_MQTT_INFLIGHT` to compare another.
+fn broker_inflight() -> anyhow::Result<u32> {
+    match std::env::var("AEOGATE_BENCH_MQTT_INFLIGHT")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(BROKER_INFLIGHT)
+    {
+        Some(n) => Ok(n),
+        None => shipped("max_inflight_messages"),
+    }
 }
 
 /// Starts mosquitto on a free loopback port with the queue limits of the shipped
@@ -85,8 +100,9 @@ fn start_mosquitto(ctx: &Ctx) -> anyhow::Result<(Child, SocketAddr)> {
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages {}\n",
-            broker_inflight()
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages {}\nmax_inflight_messages {}\n",
+            shipped("max_queued_messages")?,
+            broker_inflight()?
         ),
     )?;
     let log = std::fs::File::create(ctx.path("fig10-mosquitto.log"))?;
@@ -555,7 +571,7 @@ async fn measure(
             shares.cores,
             sat.lost,
             sat.done as f64 / commits.max(1.0),
-            broker_inflight(),
+            broker_inflight()?,
             fmt_bytes(hwm)
         )),
     );
@@ -668,7 +684,7 @@ async fn measure(
             super::stats::fmt_duration(ct.p99),
             super::stats::fmt_duration(ct.max),
             reads_logged as f64 / with_reads.max(1) as f64,
-            broker_inflight(),
+            broker_inflight()?,
             sat_floor.lost,
             cpu_us / floor_us.max(f64::MIN_POSITIVE),
             per_s / floor_per_s.max(1.0)
