@@ -5,107 +5,10 @@ mod support;
 
 use std::time::Duration;
 
-use edge_agent::assembler::{AssemblerEvent, RawRead};
-use edge_agent::config::Config;
-use edge_agent::runtime::{AgentHandle, start};
-use jiff::Timestamp;
-use protocol::schema::{Change, LaneDecision, LaneId, ReadSource, ReadValue, ReasonCode};
-use protocol::seal::SealNumber;
-use tokio_util::sync::CancellationToken;
+use edge_agent::runtime::AgentHandle;
+use protocol::schema::{LaneDecision, LaneId, ReasonCode};
 
 const STEP: Duration = Duration::from_secs(10);
-
-fn config(dir: &std::path::Path) -> Config {
-    let text = format!(
-        r#"
-[gate]
-id = "G1"
-port = "PORT-A"
-
-{}
-[store]
-path = "{}"
-
-[policy]
-random_key = "journal-full-test-key"
-random_rate_aeo = 0.000001
-random_rate_other = 0.000002
-
-[console]
-bind = "127.0.0.1:0"
-"#,
-        support::lane_section(2, 'B', false, "1s"),
-        dir.join("agent.redb").display()
-    );
-    Config::from_toml_str(&text, "test.toml").expect("valid test config")
-}
-
-/// A fresh replica in which the support consignment passes every check.
-fn load_replica(dir: &std::path::Path) {
-    let store = edge_agent::store::Store::open(
-        &dir.join("agent.redb"),
-        protocol::schema::GateId::parse("G1").expect("gate"),
-    )
-    .expect("store");
-    let changes = vec![
-        Change::UpsertOperator {
-            record: support::record(
-                support::IMPORTER,
-                vec![protocol::schema::Authorisation::Aeof],
-                protocol::schema::AeoStatus::Active,
-            ),
-        },
-        Change::UpsertOperator {
-            record: support::record(
-                support::CARRIER,
-                vec![protocol::schema::Authorisation::Aeos],
-                protocol::schema::AeoStatus::Active,
-            ),
-        },
-        Change::UpsertConsignment {
-            consignment: support::consignment(),
-        },
-    ];
-    let batch = support::snapshot_at(Timestamp::now(), 3, changes);
-    store.apply_batch(&batch).expect("snapshot applies");
-}
-
-async fn truck(handle: &AgentHandle) {
-    let lane = LaneId::parse("L2").expect("lane");
-    let raw = |value: ReadValue, raw: &str| RawRead {
-        lane: lane.clone(),
-        source: ReadSource::Ocr,
-        device: "portal".into(),
-        raw: raw.into(),
-        value,
-        at: Timestamp::now(),
-        antenna: None,
-        rssi: None,
-        confidence: Some(95),
-        entered_by: None,
-    };
-    for ev in [
-        raw(
-            ReadValue::Container {
-                number: support::cn(support::CONTAINER),
-            },
-            support::CONTAINER,
-        ),
-        raw(
-            ReadValue::Seal {
-                number: SealNumber::parse(support::SEAL).expect("seal"),
-            },
-            support::SEAL,
-        ),
-    ] {
-        handle
-            .shared
-            .events
-            .send(AssemblerEvent::Read(ev))
-            .await
-            .expect("assembler running");
-    }
-}
 
 /// Waits until the lane's last decision is a new one (another transaction id).
 async fn next_decision(
@@ -139,16 +42,15 @@ fn journal_device_up(handle: &AgentHandle) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_journal_suspends_priority_raises_the_alarm_and_loses_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    load_replica(dir.path());
-    let shutdown = CancellationToken::new();
-    let handle = start(config(dir.path()), shutdown.clone())
-        .await
-        .expect("agent starts");
+    let (_dir, shutdown, handle) = support::start_with_replica(
+        &support::lane_section(2, 'B', false, "1s"),
+        "journal-full-test-key",
+    )
+    .await;
     let store = handle.shared.store.clone();
 
     // Normal: the declared, certified, sealed consignment goes FAST and is journaled.
-    truck(&handle).await;
+    support::truck(&handle, &LaneId::parse("L2").expect("lane")).await;
     let first = next_decision(&handle, None).await;
     assert_eq!(first.decision, LaneDecision::Fast, "{:?}", first.reasons);
     assert!(journal_device_up(&handle));
@@ -156,7 +58,7 @@ async fn a_refusing_journal_suspends_priority_raises_the_alarm_and_loses_nothing
 
     // The disk is full: the same truck again is decided — STANDARD, never FAST — and shown.
     store.refuse_journal_writes(true);
-    truck(&handle).await;
+    support::truck(&handle, &LaneId::parse("L2").expect("lane")).await;
     let held = next_decision(&handle, Some(first.transaction_id)).await;
     assert_eq!(held.decision, LaneDecision::Standard);
     assert_eq!(held.route, "Lane 2 standard");

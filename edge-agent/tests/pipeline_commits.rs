@@ -6,13 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use edge_agent::assembler::{AssemblerEvent, RawRead};
-use edge_agent::config::Config;
-use edge_agent::runtime::{AgentHandle, start};
-use jiff::Timestamp;
-use protocol::schema::{Change, EventBody, LaneId, ReadSource, ReadValue};
-use protocol::seal::SealNumber;
-use tokio_util::sync::CancellationToken;
+use edge_agent::runtime::AgentHandle;
+use protocol::schema::{EventBody, LaneId};
 
 /// Each lane's quiet close: a truck's transaction closes this long after its last read.
 const QUIET_CLOSE: Duration = Duration::from_millis(300);
@@ -20,100 +15,8 @@ const QUIET_CLOSE: Duration = Duration::from_millis(300);
 /// How long the test keeps the journal's commits waiting.
 const STALL: Duration = Duration::from_millis(1500);
 
-fn config(dir: &std::path::Path) -> Config {
-    let text = format!(
-        r#"
-[gate]
-id = "G1"
-port = "PORT-A"
-
-{}{}
-[store]
-path = "{}"
-
-[policy]
-random_key = "pipeline-commits-test-key"
-random_rate_aeo = 0.000001
-random_rate_other = 0.000002
-
-[console]
-bind = "127.0.0.1:0"
-"#,
-        support::lane_section(1, 'A', false, "300ms"),
-        support::lane_section(2, 'B', false, "300ms"),
-        dir.join("agent.redb").display()
-    );
-    Config::from_toml_str(&text, "test.toml").expect("valid test config")
-}
-
-fn load_replica(dir: &std::path::Path) {
-    let store = edge_agent::store::Store::open(
-        &dir.join("agent.redb"),
-        protocol::schema::GateId::parse("G1").expect("gate"),
-    )
-    .expect("store");
-    let changes = vec![
-        Change::UpsertOperator {
-            record: support::record(
-                support::IMPORTER,
-                vec![protocol::schema::Authorisation::Aeof],
-                protocol::schema::AeoStatus::Active,
-            ),
-        },
-        Change::UpsertOperator {
-            record: support::record(
-                support::CARRIER,
-                vec![protocol::schema::Authorisation::Aeos],
-                protocol::schema::AeoStatus::Active,
-            ),
-        },
-        Change::UpsertConsignment {
-            consignment: support::consignment(),
-        },
-    ];
-    let batch = support::snapshot_at(Timestamp::now(), 3, changes);
-    store.apply_batch(&batch).expect("snapshot applies");
-}
-
 fn lane(n: u8) -> LaneId {
     LaneId::parse(&format!("L{n}")).expect("lane")
-}
-
-/// A truck's container and seal reads on `lane`, straight to the pipeline.
-async fn truck(handle: &AgentHandle, lane: &LaneId) {
-    let raw = |value: ReadValue, raw: &str| RawRead {
-        lane: lane.clone(),
-        source: ReadSource::Ocr,
-        device: "portal".into(),
-        raw: raw.into(),
-        value,
-        at: Timestamp::now(),
-        antenna: None,
-        rssi: None,
-        confidence: Some(95),
-        entered_by: None,
-    };
-    for ev in [
-        raw(
-            ReadValue::Container {
-                number: support::cn(support::CONTAINER),
-            },
-            support::CONTAINER,
-        ),
-        raw(
-            ReadValue::Seal {
-                number: SealNumber::parse(support::SEAL).expect("seal"),
-            },
-            support::SEAL,
-        ),
-    ] {
-        handle
-            .shared
-            .events
-            .send(AssemblerEvent::Read(ev))
-            .await
-            .expect("assembler running");
-    }
 }
 
 fn decided(handle: &AgentHandle, lane: &LaneId) -> bool {
@@ -141,12 +44,15 @@ fn journaled_decision_lanes(handle: &AgentHandle) -> Vec<LaneId> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lane_s_truck_is_decided_while_another_lane_s_commit_is_on_disk_and_shown_after_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    load_replica(dir.path());
-    let shutdown = CancellationToken::new();
-    let handle = start(config(dir.path()), shutdown.clone())
-        .await
-        .expect("agent starts");
+    let (_dir, shutdown, handle) = support::start_with_replica(
+        &format!(
+            "{}{}",
+            support::lane_section(1, 'A', false, "300ms"),
+            support::lane_section(2, 'B', false, "300ms")
+        ),
+        "pipeline-commits-test-key",
+    )
+    .await;
 
     // The journal's writer cannot begin a commit while this write transaction is open.
     let (held_tx, held_rx) = std::sync::mpsc::channel();
@@ -163,7 +69,7 @@ async fn a_lane_s_truck_is_decided_while_another_lane_s_commit_is_on_disk_and_sh
         .expect("the write transaction is held");
 
     // L2's truck closes and its decision waits for the held commit.
-    truck(&handle, &lane(2)).await;
+    support::truck(&handle, &lane(2)).await;
     tokio::time::sleep(QUIET_CLOSE * 2).await;
     assert!(
         !decided(&handle, &lane(2)),
@@ -173,7 +79,7 @@ async fn a_lane_s_truck_is_decided_while_another_lane_s_commit_is_on_disk_and_sh
     // it is decided while the commit is still held; its record waits in the writer's
     // queue behind L2's (a pipeline waiting on L2's commit would not have taken L1's
     // reads yet).
-    truck(&handle, &lane(1)).await;
+    support::truck(&handle, &lane(1)).await;
     support::eventually(
         "L1's decision waits in the journal writer's queue",
         STALL,

@@ -400,3 +400,105 @@ pub fn lane_section(n: u8, bay: char, presence_loop: bool, quiet_close: &str) ->
          inspect = \"Inspection bay {bay}\"\n"
     )
 }
+
+/// An agent with `lanes` (lane sections, [`lane_section`]) at gate `G1`, its store
+/// `agent.redb` in `dir`, random selection almost never drawn (policy key `key`), the
+/// console on 127.0.0.1:0, no devices and no central.
+pub fn lanes_config(dir: &std::path::Path, lanes: &str, key: &str) -> edge_agent::config::Config {
+    let text = format!(
+        r#"
+[gate]
+id = "G1"
+port = "PORT-A"
+
+{lanes}
+[store]
+path = "{}"
+
+[policy]
+random_key = "{key}"
+random_rate_aeo = 0.000001
+random_rate_other = 0.000002
+
+[console]
+bind = "127.0.0.1:0"
+"#,
+        dir.join("agent.redb").display()
+    );
+    edge_agent::config::Config::from_toml_str(&text, "test.toml").expect("valid test config")
+}
+
+/// A fresh replica in `dir`'s `agent.redb` in which [`consignment`] passes every check.
+pub fn load_passing_replica(dir: &std::path::Path) {
+    let store = edge_agent::store::Store::open(&dir.join("agent.redb"), gate()).expect("store");
+    let changes = vec![
+        protocol::schema::Change::UpsertOperator {
+            record: record(IMPORTER, vec![Authorisation::Aeof], AeoStatus::Active),
+        },
+        protocol::schema::Change::UpsertOperator {
+            record: record(CARRIER, vec![Authorisation::Aeos], AeoStatus::Active),
+        },
+        protocol::schema::Change::UpsertConsignment {
+            consignment: consignment(),
+        },
+    ];
+    let batch = snapshot_at(Timestamp::now(), 3, changes);
+    store.apply_batch(&batch).expect("snapshot applies");
+}
+
+/// A truck of [`consignment`] on `lane`: its container and seal OCR reads, straight to the
+/// running agent's pipeline.
+pub async fn truck(handle: &edge_agent::runtime::AgentHandle, lane: &LaneId) {
+    let raw = |value: ReadValue, raw: &str| edge_agent::assembler::RawRead {
+        lane: lane.clone(),
+        source: ReadSource::Ocr,
+        device: "portal".into(),
+        raw: raw.into(),
+        value,
+        at: Timestamp::now(),
+        antenna: None,
+        rssi: None,
+        confidence: Some(95),
+        entered_by: None,
+    };
+    for ev in [
+        raw(
+            ReadValue::Container {
+                number: cn(CONTAINER),
+            },
+            CONTAINER,
+        ),
+        raw(
+            ReadValue::Seal {
+                number: SealNumber::parse(SEAL).expect("seal"),
+            },
+            SEAL,
+        ),
+    ] {
+        handle
+            .shared
+            .events
+            .send(edge_agent::assembler::AssemblerEvent::Read(ev))
+            .await
+            .expect("assembler running");
+    }
+}
+
+/// A running agent ([`lanes_config`]) over a fresh store with [`load_passing_replica`]; the
+/// folder and the token that stops it come with it.
+pub async fn start_with_replica(
+    lanes: &str,
+    key: &str,
+) -> (
+    tempfile::TempDir,
+    tokio_util::sync::CancellationToken,
+    edge_agent::runtime::AgentHandle,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    load_passing_replica(dir.path());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let handle = edge_agent::runtime::start(lanes_config(dir.path(), lanes, key), shutdown.clone())
+        .await
+        .expect("agent starts");
+    (dir, shutdown, handle)
+}
