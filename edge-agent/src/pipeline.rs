@@ -1,6 +1,9 @@
 //! The lane pipeline's task: events into the assembler; each closed gate transaction is
 //! decided (replica snapshot, in `spawn_blocking`), journaled with its decision, and only
-//! then shown on the lane. Closings that come together are journaled as one group.
+//! then shown on the lane. Closings that come together are journaled as one group. The
+//! task does not wait for the commit: it goes on with the next events and timers, and
+//! applies every output's effect on the lanes and the live view in the order of the
+//! outputs, each once the commits before it are answered (`Effects`).
 //!
 //! At shutdown the task folds in what the sources had queued, closes open transactions
 //! (`SHUTDOWN`), decides and journals them without moving the lane (the board falls back
