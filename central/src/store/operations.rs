@@ -22,7 +22,7 @@ macro_rules! family_operations {
         }
 
         fn gates(&self) -> Result<Vec<GateRow>, StoreError> {
-            self.read(query::gates)
+            self.read(|t| query::gates(t))
         }
 
         fn events(&self, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {
@@ -55,7 +55,7 @@ macro_rules! family_operations {
         }
 
         fn summary(&self) -> Result<Summary, StoreError> {
-            self.read(query::summary)
+            self.read(|t| query::summary(t))
         }
 
         fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
@@ -67,7 +67,7 @@ macro_rules! family_operations {
         }
 
         fn last_seq(&self) -> Result<u64, StoreError> {
-            self.read(registry_tables::last_seq)
+            self.read(|t| registry_tables::last_seq(t))
         }
 
         fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
@@ -131,7 +131,7 @@ macro_rules! family_operations {
         }
 
         fn users(&self) -> Result<Vec<StaffUser>, StoreError> {
-            self.read(staff_tables::users)
+            self.read(|t| staff_tables::users(t))
         }
 
         fn update_user(
@@ -177,7 +177,7 @@ macro_rules! family_operations {
         }
 
         fn companies(&self) -> Result<Vec<Company>, StoreError> {
-            self.read(company_tables::companies)
+            self.read(|t| company_tables::companies(t))
         }
 
         fn update_company(

@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::case_tables::{CaseTx, store_alert};
+use super::index_file::IndexRow;
 use super::rollup_tables;
 use super::tables::{
-    AGENT_TOKENS, COUNTERS, EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, read_record,
-    uuid_key, write_audit,
+    AGENT_TOKENS, COUNTERS, EVENT_IDS, EVENT_TXN, EVENTS, GATES, HOURLY, read_record, uuid_key,
+    write_audit,
 };
 use crate::ingest::{self, AgentState, IngestTarget, Link};
 use crate::model::{AgentRecord, AlertKind, Case, GateHealth, StoredEvent, TokenHash};
@@ -59,7 +60,8 @@ struct Target<'a> {
     cases: Vec<Case>,
     events: redb::Table<'a, (&'static str, u64), &'static [u8]>,
     event_ids: redb::Table<'a, (&'static str, u128), u64>,
-    event_index: redb::Table<'a, (&'static str, i64, &'static str, u64), ()>,
+    /// The index rows of the entries stored, for the index file ([`super::index_file`]).
+    index_rows: Vec<IndexRow>,
     event_txn: redb::Table<'a, (u128, &'static str, u64), ()>,
     /// Links of the entries stored by this batch, by seq.
     links: HashMap<u64, Link>,
@@ -164,7 +166,7 @@ impl<'a> Target<'a> {
             cases: Vec::new(),
             events: tx.open_table(EVENTS)?,
             event_ids: tx.open_table(EVENT_IDS)?,
-            event_index: tx.open_table(EVENT_INDEX)?,
+            index_rows: Vec::with_capacity(batch.entries.len() * 5),
             event_txn: tx.open_table(EVENT_TXN)?,
             links: HashMap::new(),
             unseen_txn: None,
@@ -181,6 +183,7 @@ impl<'a> Target<'a> {
     fn finish(
         self,
         roll: &mut rollup_tables::GroupRollup,
+        index: &mut Vec<IndexRow>,
     ) -> Result<(Vec<Case>, HashMap<u64, Link>), StoreError> {
         let Target {
             tx,
@@ -189,7 +192,7 @@ impl<'a> Target<'a> {
             cases,
             events,
             event_ids,
-            event_index,
+            index_rows,
             event_txn,
             links,
             effect,
@@ -197,7 +200,8 @@ impl<'a> Target<'a> {
             ..
         } = self;
         // Tables are closed before the counters' table is opened in the same transaction.
-        drop((events, event_ids, event_index, event_txn));
+        drop((events, event_ids, event_txn));
+        index.extend(index_rows);
         let totals = batch.totals_of(&effect);
         {
             let mut counters = tx.open_table(COUNTERS)?;
@@ -253,8 +257,8 @@ impl<'a> Target<'a> {
     }
 
     fn index_event(&mut self, key: &str, at: i64, seq: u64) -> Result<(), StoreError> {
-        self.event_index
-            .insert((key, at, self.gate.as_str(), seq), ())?;
+        self.index_rows
+            .push((key.to_owned(), at, self.gate.as_str().to_owned(), seq));
         Ok(())
     }
 
@@ -451,15 +455,12 @@ impl IngestTarget for Target<'_> {
                 self.index_event(key, at, entry.seq)?;
                 if is_transaction {
                     for o in &others {
-                        self.event_index.insert(
-                            (
-                                key.as_str(),
-                                o.entry.at.as_millisecond(),
-                                o.entry.agent.as_str(),
-                                o.entry.seq,
-                            ),
-                            (),
-                        )?;
+                        self.index_rows.push((
+                            key.clone(),
+                            o.entry.at.as_millisecond(),
+                            o.entry.agent.as_str().to_owned(),
+                            o.entry.seq,
+                        ));
                     }
                 }
             }
@@ -723,13 +724,14 @@ pub(super) fn ingest_in(
     tx: &WriteTransaction,
     b: &Prepared,
     roll: &mut rollup_tables::GroupRollup,
+    index: &mut Vec<IndexRow>,
 ) -> Result<IngestOutcome, StoreError> {
     let gate = &b.gate;
     let mut row = load_or_new_gate(tx, gate)?;
     let mut state = row.state.clone();
     let mut target = Target::new(tx, b, &mut state)?;
     let tally = ingest::ingest_checked(&mut target, &b.entries, &b.hashes)?;
-    let (mut changed, stored) = target.finish(roll)?;
+    let (mut changed, stored) = target.finish(roll, index)?;
     changed.extend(cases::gap_check(
         &mut CaseTx(tx),
         gate,

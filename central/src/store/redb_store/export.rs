@@ -34,7 +34,7 @@ impl RedbStore {
         &self,
         sink: &mut dyn FnMut(Record) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let r = self.db.begin_read()?;
+        let r = self.files.db.begin_read()?;
         each(&r, META, |name, n| {
             sink(Record::Meta {
                 name: name.to_owned(),

@@ -15,7 +15,8 @@ use redb::WriteTransaction;
 use uuid::Uuid;
 
 use super::event_tables::{Made, stored_event_tail};
-use super::tables::{EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, uuid_key};
+use super::index_file::IndexRow;
+use super::tables::{EVENT_IDS, EVENT_TXN, EVENTS, uuid_key};
 use crate::ingest;
 use crate::store::StoreError;
 
@@ -105,21 +106,24 @@ impl FloorBatch {
         self.rows.iter().map(|r| r.seq).max().unwrap_or(0)
     }
 
-    /// Writes the batch's rows inside `tx`.
-    pub(super) fn write_in(&self, tx: &WriteTransaction) -> Result<(), StoreError> {
+    /// Writes the batch's rows inside `tx`, its index rows into `index` (for the index
+    /// file, as ingest's).
+    pub(super) fn write_in(
+        &self,
+        tx: &WriteTransaction,
+        index: &mut Vec<IndexRow>,
+    ) -> Result<(), StoreError> {
         let gate = self.gate.as_str();
         let mut events = tx.open_table(EVENTS)?;
         let mut ids = tx.open_table(EVENT_IDS)?;
-        let mut index = tx.open_table(EVENT_INDEX)?;
         let mut txns = tx.open_table(EVENT_TXN)?;
         for r in &self.rows {
             events.insert((gate, r.seq), r.bytes.as_slice())?;
             ids.insert((gate, r.id), r.seq)?;
-            index.insert(("t", r.at_ms, gate, r.seq), ())?;
-            index.insert((self.gate_key.as_str(), r.at_ms, gate, r.seq), ())?;
-            for k in &r.keys {
-                index.insert((k.as_str(), r.at_ms, gate, r.seq), ())?;
-            }
+            let row = |k: &str| (k.to_owned(), r.at_ms, gate.to_owned(), r.seq);
+            index.push(row("t"));
+            index.push(row(&self.gate_key));
+            index.extend(r.keys.iter().map(|k| row(k)));
             if let Some(t) = r.txn {
                 txns.insert((t, gate, r.seq), ())?;
             }
@@ -149,12 +153,13 @@ mod tests {
         Vec<(u128, String, u64)>,
     );
 
-    /// Every row of the four event tables.
+    /// Every row of the four event tables (the index in the index file).
     fn contents(s: &RedbStore) -> Contents {
-        let r = s.db.begin_read().expect("read");
+        let r = s.files.db.begin_read().expect("read");
+        let ri = s.files.index.begin_read().expect("read index");
         let events = r.open_table(EVENTS).expect("events");
         let ids = r.open_table(EVENT_IDS).expect("ids");
-        let index = r.open_table(EVENT_INDEX).expect("index");
+        let index = ri.open_table(EVENT_INDEX).expect("index");
         let txn = r.open_table(EVENT_TXN).expect("txn");
         (
             events

@@ -14,13 +14,13 @@
 //! and each of its batches is retried alone, so only the failing one is refused.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 
-use redb::Database;
-
+use super::Files;
 use super::event_tables::{self, Prepared};
 use super::floor::FloorBatch;
+use super::index_file::{self, INDEX_PENDING, IndexRow, Pending};
 use super::rollup_tables::GroupRollup;
 use crate::store::{IngestOutcome, StoreError};
 
@@ -61,6 +61,11 @@ pub(super) struct GroupCommit {
     writer: Mutex<()>,
     /// Write transactions committed by ingest.
     commits: AtomicU64,
+    /// The number of the last group the store committed (its index rows pending under
+    /// it, [`index_file`]).
+    groups: AtomicU64,
+    /// The index file's last commit failed: it is a group behind the store.
+    index_behind: AtomicBool,
 }
 
 /// A lock that survives a panicking holder: what it guards is only ever replaced whole.
@@ -69,9 +74,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl GroupCommit {
+    /// The writer of a store whose last committed group is `groups`.
+    pub(super) fn new(groups: u64) -> Self {
+        Self {
+            groups: AtomicU64::new(groups),
+            ..Self::default()
+        }
+    }
+
     /// Queues `batch`, and returns its outcome once the transaction holding it committed
     /// (or failed).
-    pub(super) fn ingest(&self, db: &Database, batch: Work) -> Outcome {
+    pub(super) fn ingest(&self, db: &Files, batch: Work) -> Outcome {
         let job = Arc::new(Job {
             batch,
             outcome: Mutex::new(None),
@@ -124,7 +137,7 @@ impl GroupCommit {
     }
 
     /// One transaction for the whole group; when it fails, one per batch.
-    fn commit_group(&self, db: &Database, group: &[Arc<Job>]) -> Vec<Outcome> {
+    fn commit_group(&self, db: &Files, group: &[Arc<Job>]) -> Vec<Outcome> {
         if group.len() > 1 {
             match self.transaction(db, group) {
                 Ok(outcomes) => {
@@ -148,18 +161,73 @@ impl GroupCommit {
             .collect()
     }
 
+    /// The group's write transaction on the store, with its index rows written on a
+    /// second thread into the index file, which commits after the store
+    /// ([`index_file`]).
     fn transaction(
         &self,
-        db: &Database,
+        files: &Files,
         jobs: &[Arc<Job>],
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        if self.index_behind.load(Ordering::Acquire) {
+            index_file::catch_up(&files.db, &files.index)?;
+            self.index_behind.store(false, Ordering::Release);
+        }
+        let group = self.groups.load(Ordering::Acquire) + 1;
+        let (rows_tx, rows_rx) = mpsc::channel::<Vec<IndexRow>>();
+        let (go_tx, go_rx) = mpsc::channel::<bool>();
+        let index = &files.index;
+        std::thread::scope(|s| {
+            let indexer = s.spawn(move || -> Result<(), StoreError> {
+                let tx = index.begin_write()?;
+                for rows in rows_rx {
+                    index_file::insert_rows(&tx, &rows)?;
+                }
+                index_file::set_applied(&tx, group)?;
+                if go_rx.recv().unwrap_or(false) {
+                    tx.commit()?;
+                } else {
+                    tx.abort()?;
+                }
+                Ok(())
+            });
+            let stored = self.store_transaction(&files.db, jobs, group, &rows_tx);
+            drop(rows_tx);
+            let _ = go_tx.send(stored.is_ok());
+            let indexed = indexer
+                .join()
+                .unwrap_or_else(|_| Err(StoreError::Backend("the index writer panicked".into())));
+            if stored.is_ok()
+                && let Err(e) = indexed
+            {
+                // The store holds the group and its rows pending; the next group (or the
+                // next open) applies them first.
+                self.index_behind.store(true, Ordering::Release);
+                tracing::error!(group, error = %e, "the event index's commit failed; it catches up before the next group");
+            }
+            stored
+        })
+    }
+
+    fn store_transaction(
+        &self,
+        db: &redb::Database,
+        jobs: &[Arc<Job>],
+        group: u64,
+        rows_tx: &mpsc::Sender<Vec<IndexRow>>,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let tx = db.begin_write()?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut roll = GroupRollup::default();
+        let mut pending = Pending {
+            group,
+            chunks: Vec::with_capacity(jobs.len()),
+        };
         for j in jobs {
+            let mut rows = Vec::new();
             let done = match &j.batch {
-                Work::Ingest(b) => event_tables::ingest_in(&tx, b, &mut roll),
-                Work::Floor(b) => b.write_in(&tx).map(|()| IngestOutcome {
+                Work::Ingest(b) => event_tables::ingest_in(&tx, b, &mut roll, &mut rows),
+                Work::Floor(b) => b.write_in(&tx, &mut rows).map(|()| IngestOutcome {
                     acked_through: b.last_seq(),
                     tally: crate::ingest::Tally {
                         stored: b.len() as u64,
@@ -168,8 +236,17 @@ impl GroupCommit {
                     cases: Vec::new(),
                 }),
             };
+            let done = done.and_then(|o| {
+                pending.chunks.push(index_file::chunk(&rows)?);
+                Ok(o)
+            });
             match done {
-                Ok(o) => outcomes.push(o),
+                Ok(o) => {
+                    // The indexer may have stopped on an error of its own: the rows stay
+                    // pending in the store, so a failed send loses nothing.
+                    let _ = rows_tx.send(rows);
+                    outcomes.push(o);
+                }
                 Err(e) => {
                     // Nothing of the group is written; the error is the batch's.
                     let _ = tx.abort();
@@ -177,11 +254,18 @@ impl GroupCommit {
                 }
             }
         }
-        if let Err(e) = roll.write(&tx) {
+        let written = roll.write(&tx).and_then(|()| {
+            let bytes = pending.encode()?;
+            tx.open_table(INDEX_PENDING)?
+                .insert("last", bytes.as_slice())?;
+            Ok(())
+        });
+        if let Err(e) = written {
             let _ = tx.abort();
             return Err(e);
         }
         tx.commit()?;
+        self.groups.store(group, Ordering::Release);
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(outcomes)
     }
@@ -289,7 +373,7 @@ pub(super) mod tests {
             // G9's stored entry 3 is made unreadable, so checking its entry 4 fails: a
             // store error that must not refuse G1's and G2's batches queued with it.
             {
-                let w = store.db.begin_write().expect("write");
+                let w = store.files.db.begin_write().expect("write");
                 w.open_table(EVENTS)
                     .expect("events")
                     .insert(("G9", 3), b"\x01not json".as_slice())

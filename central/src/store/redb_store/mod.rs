@@ -1,4 +1,4 @@
-//! [`Store`] on redb: one file, ACID write transactions with `Durability::Immediate`
+//! [`Store`] on redb: the store's file and its event index's ([`index_file`]), ACID write transactions with `Durability::Immediate`
 //! (one fsync per commit, so an `IngestAck` is only sent for entries on disk).
 //!
 //! # Tables
@@ -8,7 +8,7 @@
 //! | `gates_v1` | gate | `GateRow` (port, ack state, latest heartbeat) |
 //! | `events_v1` | (gate, seq) | `StoredEvent` |
 //! | `event_ids_v1` | (gate, entry id) | seq |
-//! | `event_index_v1` | (index key, at ms, gate, seq) | () — index keys `t` (all), `g:GATE`, `l:GATE/LANE`, `c:CONTAINER`, `d:FAST` … |
+//! | `event_index_v1`, in the index file | (index key, at ms, gate, seq) | () — index keys `t` (all), `g:GATE`, `l:GATE/LANE`, `c:CONTAINER`, `d:FAST` … |
 //! | `event_txn_v1` | (transaction id, gate, seq) | () |
 //! | `alerts_v1`, `alert_keys_v1` | id; (gate, seq, kind) → id | `Alert` |
 //! | `cases_v1`, `case_index_v1`, `case_by_txn_v1` | id; (`all` or `s:STATE`, id); txn → id | `Case` |
@@ -63,10 +63,30 @@ use crate::portal::Company;
 /// the indexes a day of a port network's events touches in memory.
 pub const CACHE_BYTES: usize = 256 << 20;
 
+/// The index file's page cache ([`index_file`]): its pages are small keys, a day's of
+/// which fit well within it.
+pub const INDEX_CACHE_BYTES: usize = 128 << 20;
+
+/// The store's two files: the store and its event index ([`index_file`]). Family
+/// functions that read or write the store alone take it as the `Database` it derefs to.
+#[derive(Debug)]
+pub(super) struct Files {
+    db: Database,
+    index: Database,
+}
+
+impl std::ops::Deref for Files {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
 /// The embedded default store.
 #[derive(Debug)]
 pub struct RedbStore {
-    db: Database,
+    files: Files,
     /// Ingest's writer: batches queued while it is busy commit together.
     group: group::GroupCommit,
 }
@@ -87,7 +107,6 @@ impl RedbStore {
             tx.open_table(GATES)?;
             tx.open_table(EVENTS)?;
             tx.open_table(EVENT_IDS)?;
-            tx.open_table(EVENT_INDEX)?;
             tx.open_table(EVENT_TXN)?;
             tx.open_table(ALERTS)?;
             tx.open_table(ALERT_KEYS)?;
@@ -111,16 +130,17 @@ impl RedbStore {
             rollup_tables::create(&tx)?;
         }
         tx.commit()?;
+        let (index, groups) = index_file::open(path, &db, INDEX_CACHE_BYTES)?;
         Ok(Self {
-            db,
-            group: group::GroupCommit::default(),
+            files: Files { db, index },
+            group: group::GroupCommit::new(groups),
         })
     }
 
     /// Runs a family function that only reads (for `family_operations!`); it begins
     /// its own read transaction.
-    fn read<T>(&self, f: impl FnOnce(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        f(&self.db)
+    fn read<T>(&self, f: impl FnOnce(&Files) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        f(&self.files)
     }
 
     /// Runs a family function that writes (for `family_operations!`); it begins and
@@ -129,7 +149,7 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        f(&self.db)
+        f(&self.files.db)
     }
 
     /// Writes the schema's floor for a batch (figure 5's baseline, [`FloorBatch`]):
@@ -140,7 +160,7 @@ impl RedbStore {
     /// Storage errors.
     pub fn write_floor(&self, batch: FloorBatch) -> Result<u64, StoreError> {
         self.group
-            .ingest(&self.db, group::Work::Floor(batch))
+            .ingest(&self.files, group::Work::Floor(batch))
             .map(|o| o.acked_through)
     }
 }
@@ -151,6 +171,7 @@ mod event_tables;
 mod export;
 mod floor;
 mod group;
+pub mod index_file;
 mod query;
 mod registry_tables;
 mod rollup_tables;
@@ -160,8 +181,8 @@ mod tables;
 pub use floor::FloorBatch;
 use tables::{
     AGENT_TOKENS, ALERT_KEYS, ALERTS, AUDIT, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES,
-    CHANGES, COMPANIES, CONSIGNMENT_INDEX, CONSIGNMENTS, COUNTERS, DOCUMENTS, EVENT_IDS,
-    EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS,
+    CHANGES, COMPANIES, CONSIGNMENT_INDEX, CONSIGNMENTS, COUNTERS, DOCUMENTS, EVENT_IDS, EVENT_TXN,
+    EVENTS, GATES, HOURLY, META, MRAS, OPERATORS, SESSIONS, USERS,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -172,13 +193,13 @@ impl Store for RedbStore {
     family_operations!();
 
     fn change_agent_tokens(&self, c: super::TokenChange<'_>) -> Result<usize, StoreError> {
-        event_tables::change_agent_tokens(&self.db, c)
+        event_tables::change_agent_tokens(&self.files.db, c)
     }
 
     fn ingest(&self, batch: Delivery<'_>) -> Result<IngestOutcome, StoreError> {
         let batch = event_tables::Prepared::new(batch)?;
         self.group
-            .ingest(&self.db, group::Work::Ingest(Box::new(batch)))
+            .ingest(&self.files, group::Work::Ingest(Box::new(batch)))
     }
 
     fn record_heartbeat(
@@ -186,11 +207,11 @@ impl Store for RedbStore {
         health: &GateHealth,
         gap_alert_after: SignedDuration,
     ) -> Result<Vec<Case>, StoreError> {
-        event_tables::record_heartbeat(&self.db, health, gap_alert_after)
+        event_tables::record_heartbeat(&self.files.db, health, gap_alert_after)
     }
 
     fn append_changes(&self, changes: &[Change], by: Stamp<'_>) -> Result<u64, StoreError> {
-        registry_tables::append_changes(&self.db, changes, by)
+        registry_tables::append_changes(&self.files.db, changes, by)
     }
 
     fn update_case(
@@ -199,7 +220,7 @@ impl Store for RedbStore {
         by: Stamp<'_>,
         change: &mut dyn FnMut(&mut Case) -> Result<String, CaseError>,
     ) -> Result<Case, CaseError> {
-        case_tables::update_case(&self.db, id, by, change)
+        case_tables::update_case(&self.files.db, id, by, change)
     }
 }
 

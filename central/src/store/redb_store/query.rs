@@ -8,6 +8,7 @@ use protocol::schema::GateId;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
+use super::Files;
 use super::tables::{
     ALERTS, COUNTERS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, MAX_SCAN, META, decode_rows,
     read_record, uuid_key,
@@ -30,7 +31,10 @@ pub(super) fn gates(db: &Database) -> Result<Vec<GateRow>, StoreError> {
     decode_rows(r.open_table(GATES)?.iter()?, "gates_v1")
 }
 
-pub(super) fn events(db: &Database, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {
+/// A page of events: the index file's rows in order, each event read from the store. The
+/// index is read first: the store's snapshot, taken after, holds every event it names
+/// (the index commits after the store, [`super::index_file`]).
+pub(super) fn events(db: &Files, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {
     let key = match (&q.container, &q.gate, &q.lane, q.decision) {
         (Some(c), _, _, _) => format!("c:{c}"),
         (None, Some(g), Some(l), _) => format!("l:{g}/{l}"),
@@ -41,8 +45,9 @@ pub(super) fn events(db: &Database, q: &EventQuery) -> Result<Page<StoredEvent>,
     let from = q.from.map_or(i64::MIN, |t| t.as_millisecond());
     let to = q.to.map_or(i64::MAX, |t| t.as_millisecond());
     let cursor = q.cursor.as_deref().and_then(parse_cursor4);
-    let r = db.begin_read()?;
-    let idx = r.open_table(EVENT_INDEX)?;
+    let ri = db.index.begin_read()?;
+    let idx = ri.open_table(EVENT_INDEX)?;
+    let r = db.db.begin_read()?;
     let events = r.open_table(EVENTS)?;
     let start_owned;
     let start = match &cursor {

@@ -1,0 +1,429 @@
+//! The event index in a file of its own, written by a second writer beside the store's.
+//!
+//! redb has one writer per file, and at ingest that writer was the bound: it stored each
+//! event, its id and transaction link, cases, counters and roll-ups, and five index rows
+//! (`t`, `g:GATE`, `l:GATE/LANE`, `d:OUTCOME`, `c:CONTAINER`) whose pages, the container
+//! keys above all, were a third of what each commit wrote (docs/benchmarks.md, figure 5).
+//! The index rows now go to `event_index_v1` in the index file (the store's path with
+//! the extension `index.redb`: `central.redb` → `central.index.redb`), on a thread of their
+//! own, while the store's writer does the rest of the group on the other core.
+//!
+//! # Ordering and crashes
+//! A group's index transaction commits only after the store's transaction of the same
+//! group has committed, and the agents of the group are answered after both. So the index
+//! never names an event the store does not hold (a query reads the index first, then the
+//! store, in a newer snapshot). The store's transaction also writes the group's index
+//! rows under `index_pending_v1` with the group's number; the index file records the
+//! number of the last group it applied (`index_meta_v1`, `applied`). On open, and before
+//! a group when the index's last commit failed, a store whose pending number is ahead of
+//! the index's applies the pending rows (inserts are idempotent), so a crash or an I/O
+//! error between the two commits loses no index row. Only one group can be behind: the
+//! store's writer takes no new group until the index has caught up.
+//!
+//! # Migration
+//! A store written before the index had its own file keeps its rows in the store's
+//! `event_index_v1`: on open they are copied into the index file in chunks, the index file
+//! marked as holding them, and the store's table deleted (each step safe to repeat after
+//! a crash). A store that holds events but whose index file is missing is refused with an
+//! error naming the file, rather than answering searches without their events.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::tables::{EVENT_INDEX, EVENTS};
+use crate::store::StoreError;
+
+/// One index row: (index key, at ms, gate, seq).
+pub(super) type IndexRow = (String, i64, String, u64);
+
+/// In the store's file: the last group's number and its index rows.
+pub(super) const INDEX_PENDING: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("index_pending_v1");
+/// In the index file: `applied` (the last group whose rows it holds) and `migrated` (1 once
+/// a store's rows from before the index file are copied in).
+const INDEX_META: TableDefinition<&str, u64> = TableDefinition::new("index_meta_v1");
+
+/// Rows copied per transaction when moving a store's old index into the index file.
+const MIGRATE_CHUNK: usize = 200_000;
+
+/// The index file's path for the store at `path`.
+#[must_use]
+pub fn path_for(path: &Path) -> PathBuf {
+    path.with_extension("index.redb")
+}
+
+/// The store's pending group: its number and its index rows (one encoded chunk a batch),
+/// as the store's transaction wrote them.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct Pending {
+    pub(super) group: u64,
+    pub(super) chunks: Vec<Vec<u8>>,
+}
+
+/// One batch's index rows as a pending chunk.
+pub(super) fn chunk(rows: &[IndexRow]) -> Result<Vec<u8>, StoreError> {
+    postcard::to_allocvec(rows).map_err(|e| StoreError::Backend(format!("index_pending_v1: {e}")))
+}
+
+impl Pending {
+    pub(super) fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        postcard::to_allocvec(self)
+            .map_err(|e| StoreError::Backend(format!("index_pending_v1: {e}")))
+    }
+
+    /// The store's pending group (group 0 and no rows when it never committed one).
+    pub(super) fn read(db: &Database) -> Result<Self, StoreError> {
+        let r = db.begin_read()?;
+        let t = match r.open_table(INDEX_PENDING) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Self::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(v) = t.get("last")? else {
+            return Ok(Self::default());
+        };
+        postcard::from_bytes(v.value()).map_err(|e| corrupt(&e))
+    }
+
+    /// Every row of the pending group.
+    pub(super) fn rows(&self) -> Result<Vec<IndexRow>, StoreError> {
+        let mut out = Vec::new();
+        for c in &self.chunks {
+            let rows: Vec<IndexRow> = postcard::from_bytes(c).map_err(|e| corrupt(&e))?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+}
+
+fn corrupt(e: &postcard::Error) -> StoreError {
+    StoreError::Corrupt {
+        table: "index_pending_v1",
+        key: "last".into(),
+        why: e.to_string(),
+    }
+}
+
+/// The index file's last applied group.
+pub(super) fn applied(index: &Database) -> Result<u64, StoreError> {
+    let r = index.begin_read()?;
+    let t = r.open_table(INDEX_META)?;
+    Ok(t.get("applied")?.map_or(0, |g| g.value()))
+}
+
+/// Writes `rows` and the group number `group` in one durable transaction of the index
+/// file.
+pub(super) fn apply(index: &Database, group: u64, rows: &[IndexRow]) -> Result<(), StoreError> {
+    let tx = index.begin_write()?;
+    insert_rows(&tx, rows)?;
+    set_applied(&tx, group)?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn insert_rows(
+    tx: &redb::WriteTransaction,
+    rows: &[IndexRow],
+) -> Result<(), StoreError> {
+    let mut t = tx.open_table(EVENT_INDEX)?;
+    for (k, at, g, s) in rows {
+        t.insert((k.as_str(), *at, g.as_str(), *s), ())?;
+    }
+    Ok(())
+}
+
+pub(super) fn set_applied(tx: &redb::WriteTransaction, group: u64) -> Result<(), StoreError> {
+    let mut m = tx.open_table(INDEX_META)?;
+    m.insert("applied", group)?;
+    Ok(())
+}
+
+/// Brings the index file up to the store: applies the store's pending group when the
+/// index has not. Returns the group number both now hold.
+pub(super) fn catch_up(db: &Database, index: &Database) -> Result<u64, StoreError> {
+    let pending = Pending::read(db)?;
+    let done = applied(index)?;
+    if pending.group > done {
+        let rows = pending.rows()?;
+        tracing::warn!(
+            group = pending.group,
+            rows = rows.len(),
+            "the event index was one group behind the store; its rows are applied now"
+        );
+        apply(index, pending.group, &rows)?;
+    }
+    Ok(pending.group.max(done))
+}
+
+/// Opens (or creates) the index file of the store at `path` (opened as `db`), moves an
+/// old store's index rows into it and catches it up with the store. Returns the index
+/// file and the number of the last group both hold.
+///
+/// # Errors
+/// The file cannot be opened; the store holds events but the index file was missing; a
+/// storage error while moving or applying rows.
+pub(super) fn open(
+    path: &Path,
+    db: &Database,
+    cache: usize,
+) -> Result<(Database, u64), StoreError> {
+    let ipath = path_for(path);
+    let existed = ipath.exists();
+    let index = Database::builder().set_cache_size(cache).create(&ipath)?;
+    let tx = index.begin_write()?;
+    let migrated = {
+        tx.open_table(EVENT_INDEX)?;
+        let m = tx.open_table(INDEX_META)?;
+        m.get("migrated")?.is_some_and(|g| g.value() == 1)
+    };
+    tx.commit()?;
+    let old_rows = {
+        let r = db.begin_read()?;
+        match r.open_table(EVENT_INDEX) {
+            Ok(t) => Some(t.len()?),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    match old_rows {
+        Some(_) if !migrated => migrate(db, &index)?,
+        Some(_) => drop_old(db)?,
+        None if !existed && !migrated => {
+            let has_events = {
+                let r = db.begin_read()?;
+                match r.open_table(EVENTS) {
+                    Ok(t) => !t.is_empty()?,
+                    Err(redb::TableError::TableDoesNotExist(_)) => false,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            if has_events {
+                drop(index);
+                let _ = std::fs::remove_file(&ipath);
+                return Err(StoreError::Backend(format!(
+                    "the store {} holds events but its event index {} is missing: restore \
+                     the index file from the backup taken with the store",
+                    path.display(),
+                    ipath.display()
+                )));
+            }
+            let tx = index.begin_write()?;
+            tx.open_table(INDEX_META)?.insert("migrated", 1)?;
+            tx.commit()?;
+        }
+        None => {}
+    }
+    let group = catch_up(db, &index)?;
+    Ok((index, group))
+}
+
+/// Copies the store's old `event_index_v1` into the index file, marks it migrated, then
+/// deletes the store's table.
+fn migrate(db: &Database, index: &Database) -> Result<(), StoreError> {
+    tracing::info!("moving the event index into its own file");
+    let mut after: Option<IndexRow> = None;
+    let mut moved = 0usize;
+    loop {
+        let chunk: Vec<IndexRow> = {
+            let r = db.begin_read()?;
+            let t = r.open_table(EVENT_INDEX)?;
+            let mut out = Vec::with_capacity(MIGRATE_CHUNK);
+            let range = match &after {
+                Some((k, at, g, s)) => t.range((
+                    std::ops::Bound::Excluded((k.as_str(), *at, g.as_str(), *s)),
+                    std::ops::Bound::Unbounded,
+                ))?,
+                None => t.range::<(&str, i64, &str, u64)>(..)?,
+            };
+            for row in range.take(MIGRATE_CHUNK) {
+                let (k, _) = row?;
+                let (key, at, g, s) = k.value();
+                out.push((key.to_owned(), at, g.to_owned(), s));
+            }
+            out
+        };
+        let Some(last) = chunk.last().cloned() else {
+            break;
+        };
+        let tx = index.begin_write()?;
+        insert_rows(&tx, &chunk)?;
+        tx.commit()?;
+        moved += chunk.len();
+        after = Some(last);
+    }
+    let tx = index.begin_write()?;
+    tx.open_table(INDEX_META)?.insert("migrated", 1)?;
+    tx.commit()?;
+    tracing::info!(rows = moved, "event index moved into its own file");
+    drop_old(db)
+}
+
+fn drop_old(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    tx.delete_table(EVENT_INDEX)?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::{SignedDuration, Timestamp};
+    use protocol::schema::GateId;
+    use redb::{Database, ReadableDatabase, ReadableTable};
+
+    use super::super::RedbStore;
+    use super::super::group::tests::traffic;
+    use super::super::tables::EVENT_INDEX;
+    use super::{INDEX_META, IndexRow, Pending, path_for};
+    use crate::model::EventQuery;
+    use crate::store::{Delivery, Store};
+
+    fn at() -> Timestamp {
+        "2026-01-01T00:00:00Z".parse().expect("ts")
+    }
+
+    /// A store at `path` holding two batches of gate G1's traffic (two groups).
+    fn filled(path: &std::path::Path) -> Vec<(String, u64)> {
+        let s = RedbStore::open(path).expect("open");
+        let g = GateId::parse("G1").expect("gate");
+        let entries = traffic("G1", 20);
+        for half in entries.chunks(20) {
+            s.ingest(Delivery::new(
+                &g,
+                half,
+                at(),
+                SignedDuration::from_hours(24),
+            ))
+            .expect("ingest");
+        }
+        searches(&s)
+    }
+
+    /// (container or `all`, seq) of every event each search finds: by container, and all.
+    fn searches(s: &RedbStore) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for c in [Some("MSCU1234566"), Some("CSQU3054383"), None] {
+            let q = EventQuery {
+                container: c.map(str::to_owned),
+                limit: 1_000,
+                ..EventQuery::default()
+            };
+            for e in s.events(&q).expect("search").items {
+                out.push((c.unwrap_or("all").to_owned(), e.entry.seq));
+            }
+        }
+        out
+    }
+
+    fn rows_of(db: &Database) -> Vec<IndexRow> {
+        let r = db.begin_read().expect("read");
+        let t = r.open_table(EVENT_INDEX).expect("index");
+        t.iter()
+            .expect("iter")
+            .map(|row| {
+                let (k, _) = row.expect("row");
+                let (key, at, g, s) = k.value();
+                (key.to_owned(), at, g.to_owned(), s)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_index_commit_lost_after_the_store_commit_is_applied_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.redb");
+        let found = filled(&path);
+        assert_eq!(
+            found.len(),
+            80,
+            "20 transactions and decisions, each found twice"
+        );
+        let (all, last) = {
+            let db = Database::open(&path).expect("store");
+            let p = Pending::read(&db).expect("pending");
+            let index = Database::open(path_for(&path)).expect("index");
+            (rows_of(&index), p)
+        };
+        let last_rows = last.rows().expect("rows");
+        assert_eq!(last.group, 2, "one group a batch");
+        assert!(!last_rows.is_empty() && last_rows.len() < all.len());
+        // The index file as it was before the last group's commit: its rows missing, the
+        // group before applied.
+        {
+            let index = Database::open(path_for(&path)).expect("index");
+            let tx = index.begin_write().expect("write");
+            {
+                let mut t = tx.open_table(EVENT_INDEX).expect("index");
+                for (k, at, g, s) in &last_rows {
+                    t.remove((k.as_str(), *at, g.as_str(), *s)).expect("remove");
+                }
+                tx.open_table(INDEX_META)
+                    .expect("meta")
+                    .insert("applied", 1)
+                    .expect("applied");
+            }
+            tx.commit().expect("commit");
+        }
+        let s = RedbStore::open(&path).expect("reopen");
+        assert_eq!(searches(&s), found, "every event is found again");
+        drop(s);
+        let index = Database::open(path_for(&path)).expect("index");
+        assert_eq!(rows_of(&index), all);
+        assert_eq!(super::applied(&index).expect("applied"), 2);
+    }
+
+    #[test]
+    fn a_store_from_before_the_index_file_has_its_rows_moved_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.redb");
+        let found = filled(&path);
+        let all = rows_of(&Database::open(path_for(&path)).expect("index"));
+        // The single-file layout: the index rows in the store's own table, no index file.
+        {
+            let db = Database::open(&path).expect("store");
+            let tx = db.begin_write().expect("write");
+            super::insert_rows(&tx, &all).expect("rows");
+            tx.commit().expect("commit");
+        }
+        std::fs::remove_file(path_for(&path)).expect("remove index file");
+        let s = RedbStore::open(&path).expect("open moves the rows");
+        assert_eq!(searches(&s), found);
+        drop(s);
+        {
+            let db = Database::open(&path).expect("store");
+            let r = db.begin_read().expect("read");
+            assert!(
+                matches!(
+                    r.open_table(EVENT_INDEX),
+                    Err(redb::TableError::TableDoesNotExist(_))
+                ),
+                "the store's old table is gone"
+            );
+        }
+        assert_eq!(
+            rows_of(&Database::open(path_for(&path)).expect("index")),
+            all
+        );
+        let s = RedbStore::open(&path).expect("reopen");
+        assert_eq!(searches(&s), found, "a second open changes nothing");
+    }
+
+    #[test]
+    fn a_store_with_events_and_no_index_file_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.redb");
+        filled(&path);
+        std::fs::remove_file(path_for(&path)).expect("remove index file");
+        let err = RedbStore::open(&path).expect_err("no index file");
+        assert!(err.to_string().contains("c.index.redb"), "{err}");
+        assert!(
+            !path_for(&path).exists(),
+            "no empty index file is left to be taken for the real one"
+        );
+        // A new store makes its index file.
+        let fresh = dir.path().join("new.redb");
+        RedbStore::open(&fresh).expect("new store");
+        assert!(path_for(&fresh).exists());
+    }
+}
