@@ -564,6 +564,7 @@ fn run_redb(
         )
     })?;
     let _ = std::fs::remove_file(&floor_path);
+    let _ = std::fs::remove_file(central::store::redb_index_path(&floor_path));
 
     let per_event_us = |cpu: f64| cpu * 1e6 / events.max(1) as f64;
     let settle_note = |(dropped, took): (bool, Duration)| {

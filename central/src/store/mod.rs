@@ -50,6 +50,7 @@ use crate::portal::Company;
 pub use crate::model::{AuditNote, Stamp};
 pub use crate::store_error::StoreError;
 pub use pg_store::{LiveUpdate, PgStore};
+pub use redb_store::index_file::path_for as redb_index_path;
 pub use redb_store::{FloorBatch, RedbStore};
 
 /// Leading byte of every stored value: the layout of the JSON that follows.
