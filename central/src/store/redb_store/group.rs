@@ -64,8 +64,13 @@ pub(super) struct GroupCommit {
     /// The number of the last group the store committed (its index rows pending under
     /// it, [`index_file`]).
     groups: AtomicU64,
-    /// The index file's last commit failed: it is a group behind the store.
+    /// The index file's last commit failed: it is behind the store.
     index_behind: AtomicBool,
+    /// The last group the index file holds durably: the store's pending rows up to it
+    /// can go.
+    index_durable: AtomicU64,
+    /// When the index file last committed durably.
+    index_durable_at: Mutex<Option<std::time::Instant>>,
 }
 
 /// A lock that survives a panicking holder: what it guards is only ever replaced whole.
@@ -78,6 +83,7 @@ impl GroupCommit {
     pub(super) fn new(groups: u64) -> Self {
         Self {
             groups: AtomicU64::new(groups),
+            index_durable: AtomicU64::new(groups),
             ..Self::default()
         }
     }
@@ -170,16 +176,23 @@ impl GroupCommit {
         jobs: &[Arc<Job>],
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         if self.index_behind.load(Ordering::Acquire) {
-            index_file::catch_up(&files.db, &files.index)?;
+            let held = index_file::catch_up(&files.db, &files.index)?;
+            self.index_durable.store(held, Ordering::Release);
             self.index_behind.store(false, Ordering::Release);
         }
         let group = self.groups.load(Ordering::Acquire) + 1;
+        let durable =
+            lock(&self.index_durable_at).is_none_or(|at| at.elapsed() >= index_file::DURABLE_EVERY);
         let (rows_tx, rows_rx) = mpsc::channel::<Vec<IndexRow>>();
         let (go_tx, go_rx) = mpsc::channel::<bool>();
         let index = &files.index;
         std::thread::scope(|s| {
             let indexer = s.spawn(move || -> Result<(), StoreError> {
-                let tx = index.begin_write()?;
+                let mut tx = index.begin_write()?;
+                if !durable {
+                    tx.set_durability(redb::Durability::None)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                }
                 for rows in rows_rx {
                     index_file::insert_rows(&tx, &rows)?;
                 }
@@ -191,12 +204,17 @@ impl GroupCommit {
                 }
                 Ok(())
             });
-            let stored = self.store_transaction(&files.db, jobs, group, &rows_tx);
+            let prune = self.index_durable.load(Ordering::Acquire);
+            let stored = self.store_transaction(&files.db, jobs, group, prune, &rows_tx);
             drop(rows_tx);
             let _ = go_tx.send(stored.is_ok());
             let indexed = indexer
                 .join()
                 .unwrap_or_else(|_| Err(StoreError::Backend("the index writer panicked".into())));
+            if stored.is_ok() && indexed.is_ok() && durable {
+                self.index_durable.store(group, Ordering::Release);
+                *lock(&self.index_durable_at) = Some(std::time::Instant::now());
+            }
             if stored.is_ok()
                 && let Err(e) = indexed
             {
@@ -214,13 +232,13 @@ impl GroupCommit {
         db: &redb::Database,
         jobs: &[Arc<Job>],
         group: u64,
+        prune: u64,
         rows_tx: &mpsc::Sender<Vec<IndexRow>>,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let tx = db.begin_write()?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut roll = GroupRollup::default();
         let mut pending = Pending {
-            group,
             chunks: Vec::with_capacity(jobs.len()),
         };
         for j in jobs {
@@ -256,8 +274,10 @@ impl GroupCommit {
         }
         let written = roll.write(&tx).and_then(|()| {
             let bytes = pending.encode()?;
-            tx.open_table(INDEX_PENDING)?
-                .insert("last", bytes.as_slice())?;
+            let mut t = tx.open_table(INDEX_PENDING)?;
+            // What the index file holds durably needs keeping no more.
+            t.retain_in(..=prune, |_, _| false)?;
+            t.insert(group, bytes.as_slice())?;
             Ok(())
         });
         if let Err(e) = written {

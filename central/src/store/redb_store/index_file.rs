@@ -12,13 +12,15 @@
 //! A group's index transaction commits only after the store's transaction of the same
 //! group has committed, and the agents of the group are answered after both. So the index
 //! never names an event the store does not hold (a query reads the index first, then the
-//! store, in a newer snapshot). The store's transaction also writes the group's index
-//! rows under `index_pending_v1` with the group's number; the index file records the
-//! number of the last group it applied (`index_meta_v1`, `applied`). On open, and before
-//! a group when the index's last commit failed, a store whose pending number is ahead of
-//! the index's applies the pending rows (inserts are idempotent), so a crash or an I/O
-//! error between the two commits loses no index row. Only one group can be behind: the
-//! store's writer takes no new group until the index has caught up.
+//! store, in a newer snapshot). The store's transaction also keeps the group's index rows
+//! pending under the group's number (`index_pending_v1`); the index file records the last
+//! group it applied (`index_meta_v1`, `applied`) in the same transaction as the rows.
+//! The index commits without waiting for the disk (`Durability::None`) except about once a
+//! second ([`DURABLE_EVERY`]), and the store deletes its pending rows only up to the
+//! index's last durable commit. So on open, after a crash, and before a group when an
+//! index commit failed, the pending groups above the index's `applied` are applied in
+//! order (the rows and the number in one transaction: each group once), and no index row
+//! of an acknowledged event is lost.
 //!
 //! # Migration
 //! A store written before the index had its own file keeps its rows in the store's
@@ -37,9 +39,14 @@ use crate::store::StoreError;
 /// One index row: (index key, at ms, gate, seq).
 pub(super) type IndexRow = (String, i64, String, u64);
 
-/// In the store's file: the last group's number and its index rows.
-pub(super) const INDEX_PENDING: TableDefinition<&str, &[u8]> =
+/// In the store's file: group number → that group's index rows ([`Pending`]), kept until
+/// the index file holds them durably.
+pub(super) const INDEX_PENDING: TableDefinition<u64, &[u8]> =
     TableDefinition::new("index_pending_v1");
+
+/// How often the index file's commits wait for the disk; in between they are visible at
+/// once but durable only with the next durable one (the store keeps their rows pending).
+pub(super) const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// In the index file: `applied` (the last group whose rows it holds) and `migrated` (1 once
 /// a store's rows from before the index file are copied in).
 const INDEX_META: TableDefinition<&str, u64> = TableDefinition::new("index_meta_v1");
@@ -53,11 +60,9 @@ pub fn path_for(path: &Path) -> PathBuf {
     path.with_extension("index.redb")
 }
 
-/// The store's pending group: its number and its index rows (one encoded chunk a batch),
-/// as the store's transaction wrote them.
+/// A group's index rows as the store keeps them pending: one encoded chunk a batch.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Pending {
-    pub(super) group: u64,
     pub(super) chunks: Vec<Vec<u8>>,
 }
 
@@ -72,21 +77,11 @@ impl Pending {
             .map_err(|e| StoreError::Backend(format!("index_pending_v1: {e}")))
     }
 
-    /// The store's pending group (group 0 and no rows when it never committed one).
-    pub(super) fn read(db: &Database) -> Result<Self, StoreError> {
-        let r = db.begin_read()?;
-        let t = match r.open_table(INDEX_PENDING) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Self::default()),
-            Err(e) => return Err(e.into()),
-        };
-        let Some(v) = t.get("last")? else {
-            return Ok(Self::default());
-        };
-        postcard::from_bytes(v.value()).map_err(|e| corrupt(&e))
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        postcard::from_bytes(bytes).map_err(|e| corrupt(&e))
     }
 
-    /// Every row of the pending group.
+    /// Every row of the group.
     pub(super) fn rows(&self) -> Result<Vec<IndexRow>, StoreError> {
         let mut out = Vec::new();
         for c in &self.chunks {
@@ -97,10 +92,26 @@ impl Pending {
     }
 }
 
+/// The store's pending groups above `after`, in order.
+pub(super) fn pending_after(db: &Database, after: u64) -> Result<Vec<(u64, Pending)>, StoreError> {
+    let r = db.begin_read()?;
+    let t = match r.open_table(INDEX_PENDING) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for row in t.range(after.saturating_add(1)..)? {
+        let (k, v) = row?;
+        out.push((k.value(), Pending::decode(v.value())?));
+    }
+    Ok(out)
+}
+
 fn corrupt(e: &postcard::Error) -> StoreError {
     StoreError::Corrupt {
         table: "index_pending_v1",
-        key: "last".into(),
+        key: "group".into(),
         why: e.to_string(),
     }
 }
@@ -110,16 +121,6 @@ pub(super) fn applied(index: &Database) -> Result<u64, StoreError> {
     let r = index.begin_read()?;
     let t = r.open_table(INDEX_META)?;
     Ok(t.get("applied")?.map_or(0, |g| g.value()))
-}
-
-/// Writes `rows` and the group number `group` in one durable transaction of the index
-/// file.
-pub(super) fn apply(index: &Database, group: u64, rows: &[IndexRow]) -> Result<(), StoreError> {
-    let tx = index.begin_write()?;
-    insert_rows(&tx, rows)?;
-    set_applied(&tx, group)?;
-    tx.commit()?;
-    Ok(())
 }
 
 pub(super) fn insert_rows(
@@ -139,21 +140,31 @@ pub(super) fn set_applied(tx: &redb::WriteTransaction, group: u64) -> Result<(),
     Ok(())
 }
 
-/// Brings the index file up to the store: applies the store's pending group when the
-/// index has not. Returns the group number both now hold.
+/// Brings the index file up to the store: applies, in order and durably, the store's
+/// pending groups above the index's `applied`. Returns the number of the last group
+/// both now hold.
 pub(super) fn catch_up(db: &Database, index: &Database) -> Result<u64, StoreError> {
-    let pending = Pending::read(db)?;
     let done = applied(index)?;
-    if pending.group > done {
-        let rows = pending.rows()?;
-        tracing::warn!(
-            group = pending.group,
-            rows = rows.len(),
-            "the event index was one group behind the store; its rows are applied now"
-        );
-        apply(index, pending.group, &rows)?;
+    let pending = pending_after(db, done)?;
+    let Some(&(last, _)) = pending.last() else {
+        return Ok(done);
+    };
+    let tx = index.begin_write()?;
+    let mut rows = 0usize;
+    for (_, p) in &pending {
+        let r = p.rows()?;
+        rows += r.len();
+        insert_rows(&tx, &r)?;
     }
-    Ok(pending.group.max(done))
+    set_applied(&tx, last)?;
+    tx.commit()?;
+    tracing::warn!(
+        from = done + 1,
+        to = last,
+        rows,
+        "the event index was behind the store; the store's pending groups are applied now"
+    );
+    Ok(last)
 }
 
 /// Opens (or creates) the index file of the store at `path` (opened as `db`), moves an
@@ -275,7 +286,7 @@ mod tests {
     use super::super::RedbStore;
     use super::super::group::tests::traffic;
     use super::super::tables::EVENT_INDEX;
-    use super::{INDEX_META, IndexRow, Pending, path_for};
+    use super::{INDEX_META, IndexRow, path_for, pending_after};
     use crate::model::EventQuery;
     use crate::store::{Delivery, Store};
 
@@ -339,17 +350,20 @@ mod tests {
             80,
             "20 transactions and decisions, each found twice"
         );
-        let (all, last) = {
+        let (all, pending) = {
             let db = Database::open(&path).expect("store");
-            let p = Pending::read(&db).expect("pending");
+            let p = pending_after(&db, 0).expect("pending");
             let index = Database::open(path_for(&path)).expect("index");
             (rows_of(&index), p)
         };
-        let last_rows = last.rows().expect("rows");
-        assert_eq!(last.group, 2, "one group a batch");
+        // The first group's index commit was durable (the first is), so the store kept only
+        // the second's rows; that one committed without waiting for the disk.
+        let groups: Vec<u64> = pending.iter().map(|(g, _)| *g).collect();
+        assert_eq!(groups, vec![2], "one group a batch, the durable one pruned");
+        let last_rows = pending[0].1.rows().expect("rows");
         assert!(!last_rows.is_empty() && last_rows.len() < all.len());
-        // The index file as it was before the last group's commit: its rows missing, the
-        // group before applied.
+        // The index file as a crash leaves it when the second group's commit had not
+        // reached the disk: its rows missing, the first group applied.
         {
             let index = Database::open(path_for(&path)).expect("index");
             let tx = index.begin_write().expect("write");

@@ -165,6 +165,16 @@ impl RedbStore {
     }
 }
 
+impl Drop for RedbStore {
+    /// Makes the index file's last commits durable, so the next open has nothing to apply
+    /// (it would apply them from the store's pending rows otherwise).
+    fn drop(&mut self) {
+        if let Ok(tx) = self.files.index.begin_write() {
+            let _ = tx.commit();
+        }
+    }
+}
+
 mod case_tables;
 mod company_tables;
 mod event_tables;
