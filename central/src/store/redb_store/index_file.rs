@@ -387,6 +387,65 @@ mod tests {
         assert_eq!(super::applied(&index).expect("applied"), 2);
     }
 
+    /// Run in a child process (the test binary again): ingests 40 batches at once, so that
+    /// the index's commits after the first wait for no disk, then aborts without
+    /// unwinding, as a crash or SIGKILL ends a process.
+    fn crash_after_ingest(path: &std::path::Path) -> ! {
+        let s = RedbStore::open(path).expect("open");
+        let g = GateId::parse("G1").expect("gate");
+        for half in traffic("G1", 200).chunks(10) {
+            s.ingest(Delivery::new(
+                &g,
+                half,
+                at(),
+                SignedDuration::from_hours(24),
+            ))
+            .expect("ingest");
+        }
+        println!("INGESTED {}", searches(&s).len());
+        std::process::abort();
+    }
+
+    #[test]
+    fn a_process_that_dies_after_its_ingests_leaves_every_event_found_after_open() {
+        const VAR: &str = "AEOGATE_TEST_INDEX_CRASH_STORE";
+        if let Some(p) = std::env::var_os(VAR) {
+            crash_after_ingest(std::path::Path::new(&p));
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.redb");
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "store::redb_store::index_file::tests::a_process_that_dies_after_its_ingests_leaves_every_event_found_after_open",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(VAR, &path)
+            .output()
+            .expect("child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "the child aborts: {stdout}");
+        assert!(stdout.contains("INGESTED 800"), "{stdout}");
+        let (behind, pending) = {
+            let db = Database::open(&path).expect("store");
+            let index = Database::open(path_for(&path)).expect("index");
+            let behind = super::applied(&index).expect("applied");
+            (behind, pending_after(&db, behind).expect("pending").len())
+        };
+        assert!(
+            pending > 0,
+            "the index lost its last groups with the process (applied {behind}): the case \
+             this test is about"
+        );
+        let s = RedbStore::open(&path).expect("reopen");
+        assert_eq!(
+            searches(&s).len(),
+            800,
+            "every event is found after the open"
+        );
+    }
+
     #[test]
     fn a_store_from_before_the_index_file_has_its_rows_moved_on_open() {
         let dir = tempfile::tempdir().expect("tempdir");
