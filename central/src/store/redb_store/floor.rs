@@ -155,6 +155,10 @@ mod tests {
 
     /// Every row of the four event tables (the index in the index file).
     fn contents(s: &RedbStore) -> Contents {
+        s.files
+            .indexer
+            .wait()
+            .expect("the index holds what the store committed");
         let r = s.files.db.begin_read().expect("read");
         let ri = s.files.index.begin_read().expect("read index");
         let events = r.open_table(EVENTS).expect("events");

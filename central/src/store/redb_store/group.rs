@@ -14,13 +14,13 @@
 //! and each of its batches is retried alone, so only the failing one is refused.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::Files;
 use super::event_tables::{self, Prepared};
 use super::floor::FloorBatch;
-use super::index_file::{self, INDEX_PENDING, IndexRow, Pending};
+use super::index_file::{self, INDEX_PENDING, Pending};
 use super::rollup_tables::GroupRollup;
 use crate::store::{IngestOutcome, StoreError};
 
@@ -64,13 +64,6 @@ pub(super) struct GroupCommit {
     /// The number of the last group the store committed (its index rows pending under
     /// it, [`index_file`]).
     groups: AtomicU64,
-    /// The index file's last commit failed: it is behind the store.
-    index_behind: AtomicBool,
-    /// The last group the index file holds durably: the store's pending rows up to it
-    /// can go.
-    index_durable: AtomicU64,
-    /// When the index file last committed durably.
-    index_durable_at: Mutex<Option<std::time::Instant>>,
 }
 
 /// A lock that survives a panicking holder: what it guards is only ever replaced whole.
@@ -83,7 +76,6 @@ impl GroupCommit {
     pub(super) fn new(groups: u64) -> Self {
         Self {
             groups: AtomicU64::new(groups),
-            index_durable: AtomicU64::new(groups),
             ..Self::default()
         }
     }
@@ -167,64 +159,19 @@ impl GroupCommit {
             .collect()
     }
 
-    /// The group's write transaction on the store, with its index rows written on a
-    /// second thread into the index file, which commits after the store
+    /// The group's write transaction on the store; its index rows go to the index
+    /// file's writer as each batch is stored, and commit there after the store
     /// ([`index_file`]).
     fn transaction(
         &self,
         files: &Files,
         jobs: &[Arc<Job>],
     ) -> Result<Vec<IngestOutcome>, StoreError> {
-        if self.index_behind.load(Ordering::Acquire) {
-            let held = index_file::catch_up(&files.db, &files.index)?;
-            self.index_durable.store(held, Ordering::Release);
-            self.index_behind.store(false, Ordering::Release);
-        }
         let group = self.groups.load(Ordering::Acquire) + 1;
-        let durable =
-            lock(&self.index_durable_at).is_none_or(|at| at.elapsed() >= index_file::DURABLE_EVERY);
-        let (rows_tx, rows_rx) = mpsc::channel::<Vec<IndexRow>>();
-        let (go_tx, go_rx) = mpsc::channel::<bool>();
-        let index = &files.index;
-        std::thread::scope(|s| {
-            let indexer = s.spawn(move || -> Result<(), StoreError> {
-                let mut tx = index.begin_write()?;
-                if !durable {
-                    tx.set_durability(redb::Durability::None)
-                        .map_err(|e| StoreError::Backend(e.to_string()))?;
-                }
-                for rows in rows_rx {
-                    index_file::insert_rows(&tx, &rows)?;
-                }
-                index_file::set_applied(&tx, group)?;
-                if go_rx.recv().unwrap_or(false) {
-                    tx.commit()?;
-                } else {
-                    tx.abort()?;
-                }
-                Ok(())
-            });
-            let prune = self.index_durable.load(Ordering::Acquire);
-            let stored = self.store_transaction(&files.db, jobs, group, prune, &rows_tx);
-            drop(rows_tx);
-            let _ = go_tx.send(stored.is_ok());
-            let indexed = indexer
-                .join()
-                .unwrap_or_else(|_| Err(StoreError::Backend("the index writer panicked".into())));
-            if stored.is_ok() && indexed.is_ok() && durable {
-                self.index_durable.store(group, Ordering::Release);
-                *lock(&self.index_durable_at) = Some(std::time::Instant::now());
-            }
-            if stored.is_ok()
-                && let Err(e) = indexed
-            {
-                // The store holds the group and its rows pending; the next group (or the
-                // next open) applies them first.
-                self.index_behind.store(true, Ordering::Release);
-                tracing::error!(group, error = %e, "the event index's commit failed; it catches up before the next group");
-            }
-            stored
-        })
+        let prune = files.indexer.durable();
+        let stored = self.store_transaction(&files.db, jobs, group, prune, &files.indexer);
+        files.indexer.done(group, stored.is_ok());
+        stored
     }
 
     fn store_transaction(
@@ -233,7 +180,7 @@ impl GroupCommit {
         jobs: &[Arc<Job>],
         group: u64,
         prune: u64,
-        rows_tx: &mpsc::Sender<Vec<IndexRow>>,
+        indexer: &index_file::Indexer,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let tx = db.begin_write()?;
         let mut outcomes = Vec::with_capacity(jobs.len());
@@ -260,9 +207,8 @@ impl GroupCommit {
             });
             match done {
                 Ok(o) => {
-                    // The indexer may have stopped on an error of its own: the rows stay
-                    // pending in the store, so a failed send loses nothing.
-                    let _ = rows_tx.send(rows);
+                    // Should the indexer fail, the rows stay pending in the store.
+                    indexer.rows(rows);
                     outcomes.push(o);
                 }
                 Err(e) => {

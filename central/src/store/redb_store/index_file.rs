@@ -30,6 +30,8 @@
 //! error naming the file, rather than answering searches without their events.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -356,11 +358,11 @@ mod tests {
             let index = Database::open(path_for(&path)).expect("index");
             (rows_of(&index), p)
         };
-        // The first group's index commit was durable (the first is), so the store kept only
-        // the second's rows; that one committed without waiting for the disk.
+        // One group a batch; the store keeps the second's rows (the first's go once the
+        // index has it on disk, which the second group may or may not have seen yet).
         let groups: Vec<u64> = pending.iter().map(|(g, _)| *g).collect();
-        assert_eq!(groups, vec![2], "one group a batch, the durable one pruned");
-        let last_rows = pending[0].1.rows().expect("rows");
+        assert_eq!(groups.last(), Some(&2), "{groups:?}");
+        let last_rows = pending.last().expect("pending").1.rows().expect("rows");
         assert!(!last_rows.is_empty() && last_rows.len() < all.len());
         // The index file as a crash leaves it when the second group's commit had not
         // reached the disk: its rows missing, the first group applied.
@@ -498,5 +500,277 @@ mod tests {
         let fresh = dir.path().join("new.redb");
         RedbStore::open(&fresh).expect("new store");
         assert!(path_for(&fresh).exists());
+    }
+}
+
+/// What the store's writer tells the indexer thread.
+enum Msg {
+    /// One batch's rows, for the group's transaction.
+    Rows(Vec<IndexRow>),
+    /// The group's store transaction committed (`true`) or was abandoned (`false`).
+    Done(u64, bool),
+    /// Apply the store's pending groups now (a search found the index behind).
+    CatchUp,
+    Stop,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The store's last committed group.
+    committed: u64,
+    /// The index's last applied group (visible to searches).
+    applied: u64,
+    /// The index's last group on disk: the store's pending rows up to it can go.
+    durable: u64,
+    /// An index commit failed: the index is behind until a catch-up succeeds.
+    behind: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The index file's writer: a thread that writes each group's rows while the store's
+/// writer stores the group, and commits them once the store has. The store's writer
+/// answers the group's agents after its own commit; a search waits until the index has
+/// applied every group the store had committed when the search began ([`Indexer::wait`]).
+#[derive(Debug)]
+pub(super) struct Indexer {
+    send: Mutex<mpsc::Sender<Msg>>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Rows(r) => write!(f, "Rows({})", r.len()),
+            Msg::Done(g, ok) => write!(f, "Done({g}, {ok})"),
+            Msg::CatchUp => f.write_str("CatchUp"),
+            Msg::Stop => f.write_str("Stop"),
+        }
+    }
+}
+
+/// Longest a search waits for the index to apply what the store has committed.
+pub(super) const SEARCH_WAIT: Duration = Duration::from_secs(5);
+
+impl Indexer {
+    /// Starts the indexer of `index` beside the store `db`, both holding group `groups`.
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub(super) fn start(
+        db: Arc<Database>,
+        index: Arc<Database>,
+        groups: u64,
+    ) -> Result<Self, StoreError> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                committed: groups,
+                applied: groups,
+                durable: groups,
+                behind: false,
+            }),
+            changed: Condvar::new(),
+        });
+        let (send, recv) = mpsc::channel();
+        let s = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("event-index".into())
+            .spawn(move || run(&db, &index, &s, &recv))
+            .map_err(|e| StoreError::Backend(format!("starting the event index writer: {e}")))?;
+        Ok(Self {
+            send: Mutex::new(send),
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn post(&self, m: Msg) {
+        let s = self
+            .send
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A stopped thread takes nothing more; what it missed stays pending in the store.
+        let _ = s.send(m);
+    }
+
+    /// A batch's rows for the group being stored.
+    pub(super) fn rows(&self, rows: Vec<IndexRow>) {
+        self.post(Msg::Rows(rows));
+    }
+
+    /// The group's store transaction committed (or not).
+    pub(super) fn done(&self, group: u64, stored: bool) {
+        if stored {
+            self.shared.lock().committed = group;
+        }
+        self.post(Msg::Done(group, stored));
+    }
+
+    /// The last group the index holds on disk.
+    pub(super) fn durable(&self) -> u64 {
+        self.shared.lock().durable
+    }
+
+    /// Waits until the index has applied every group the store had committed when called.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when it has not within [`SEARCH_WAIT`].
+    pub(super) fn wait(&self) -> Result<(), StoreError> {
+        let deadline = std::time::Instant::now() + SEARCH_WAIT;
+        let mut st = self.shared.lock();
+        let want = st.committed;
+        let mut asked = false;
+        while st.applied < want {
+            if st.behind && !asked {
+                asked = true;
+                drop(st);
+                self.post(Msg::CatchUp);
+                st = self.shared.lock();
+                continue;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Unavailable(format!(
+                    "the event index is behind the store (group {} of {want}); it catches up \
+                     from the store's pending rows",
+                    st.applied
+                )));
+            }
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        Ok(())
+    }
+
+    /// Stops the thread once it has handled everything sent before.
+    pub(super) fn stop(&self) {
+        self.post(Msg::Stop);
+        let t = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(t) = t {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(db: &Database, index: &Database, shared: &Shared, recv: &mpsc::Receiver<Msg>) {
+    let mut tx: Option<redb::WriteTransaction> = None;
+    let mut durable_at: Option<std::time::Instant> = None;
+    for m in recv {
+        match m {
+            Msg::Rows(rows) => {
+                if shared.lock().behind {
+                    continue;
+                }
+                let r = match tx.take() {
+                    Some(t) => Ok(t),
+                    None => index.begin_write().map_err(StoreError::from),
+                }
+                .and_then(|t| insert_rows(&t, &rows).map(|()| t));
+                match r {
+                    Ok(t) => tx = Some(t),
+                    Err(e) => fell_behind(shared, &e),
+                }
+            }
+            Msg::Done(_, false) => {
+                if let Some(t) = tx.take() {
+                    let _ = t.abort();
+                }
+            }
+            Msg::Done(group, true) => {
+                let open = tx.take();
+                if shared.lock().behind {
+                    if let Some(t) = open {
+                        let _ = t.abort();
+                    }
+                    caught_up(db, index, shared, &mut durable_at);
+                    continue;
+                }
+                let durable = durable_at.is_none_or(|at| at.elapsed() >= DURABLE_EVERY);
+                let r = match open {
+                    Some(t) => Ok(t),
+                    None => index.begin_write().map_err(StoreError::from),
+                }
+                .and_then(|mut t| {
+                    if !durable {
+                        t.set_durability(redb::Durability::None)
+                            .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    }
+                    set_applied(&t, group)?;
+                    t.commit()?;
+                    Ok(())
+                });
+                match r {
+                    Ok(()) => {
+                        let mut st = shared.lock();
+                        st.applied = group;
+                        if durable {
+                            st.durable = group;
+                            durable_at = Some(std::time::Instant::now());
+                        }
+                        drop(st);
+                        shared.changed.notify_all();
+                    }
+                    Err(e) => fell_behind(shared, &e),
+                }
+            }
+            Msg::CatchUp => {
+                if shared.lock().behind && tx.is_none() {
+                    caught_up(db, index, shared, &mut durable_at);
+                }
+            }
+            Msg::Stop => break,
+        }
+    }
+    if let Some(t) = tx.take() {
+        let _ = t.abort();
+    }
+}
+
+fn fell_behind(shared: &Shared, e: &StoreError) {
+    tracing::error!(error = %e, "the event index's write failed; it catches up from the store's pending rows");
+    shared.lock().behind = true;
+    shared.changed.notify_all();
+}
+
+fn caught_up(
+    db: &Database,
+    index: &Database,
+    shared: &Shared,
+    durable_at: &mut Option<std::time::Instant>,
+) {
+    match catch_up(db, index) {
+        Ok(g) => {
+            let mut st = shared.lock();
+            st.applied = st.applied.max(g);
+            st.durable = st.applied;
+            st.behind = false;
+            *durable_at = Some(std::time::Instant::now());
+            drop(st);
+            shared.changed.notify_all();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the event index could not catch up; it tries again with the next group");
+        }
     }
 }

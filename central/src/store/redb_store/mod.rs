@@ -40,6 +40,7 @@
 //!   of them written once for both backends, `store/operations.rs`).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
@@ -71,8 +72,9 @@ pub const INDEX_CACHE_BYTES: usize = 128 << 20;
 /// functions that read or write the store alone take it as the `Database` it derefs to.
 #[derive(Debug)]
 pub(super) struct Files {
-    db: Database,
-    index: Database,
+    db: Arc<Database>,
+    index: Arc<Database>,
+    indexer: index_file::Indexer,
 }
 
 impl std::ops::Deref for Files {
@@ -131,8 +133,10 @@ impl RedbStore {
         }
         tx.commit()?;
         let (index, groups) = index_file::open(path, &db, INDEX_CACHE_BYTES)?;
+        let (db, index) = (Arc::new(db), Arc::new(index));
+        let indexer = index_file::Indexer::start(Arc::clone(&db), Arc::clone(&index), groups)?;
         Ok(Self {
-            files: Files { db, index },
+            files: Files { db, index, indexer },
             group: group::GroupCommit::new(groups),
         })
     }
@@ -169,6 +173,7 @@ impl Drop for RedbStore {
     /// Makes the index file's last commits durable, so the next open has nothing to apply
     /// (it would apply them from the store's pending rows otherwise).
     fn drop(&mut self) {
+        self.files.indexer.stop();
         if let Ok(tx) = self.files.index.begin_write() {
             let _ = tx.commit();
         }

@@ -31,9 +31,10 @@ pub(super) fn gates(db: &Database) -> Result<Vec<GateRow>, StoreError> {
     decode_rows(r.open_table(GATES)?.iter()?, "gates_v1")
 }
 
-/// A page of events: the index file's rows in order, each event read from the store. The
-/// index is read first: the store's snapshot, taken after, holds every event it names
-/// (the index commits after the store, [`super::index_file`]).
+/// A page of events: the index file's rows in order, each event read from the store. It
+/// waits until the index has applied what the store had committed, so an acknowledged
+/// event is found; the index is read first: the store's snapshot, taken after, holds
+/// every event it names (the index commits after the store, [`super::index_file`]).
 pub(super) fn events(db: &Files, q: &EventQuery) -> Result<Page<StoredEvent>, StoreError> {
     let key = match (&q.container, &q.gate, &q.lane, q.decision) {
         (Some(c), _, _, _) => format!("c:{c}"),
@@ -45,6 +46,7 @@ pub(super) fn events(db: &Files, q: &EventQuery) -> Result<Page<StoredEvent>, St
     let from = q.from.map_or(i64::MIN, |t| t.as_millisecond());
     let to = q.to.map_or(i64::MAX, |t| t.as_millisecond());
     let cursor = q.cursor.as_deref().and_then(parse_cursor4);
+    db.indexer.wait()?;
     let ri = db.index.begin_read()?;
     let idx = ri.open_table(EVENT_INDEX)?;
     let r = db.db.begin_read()?;
