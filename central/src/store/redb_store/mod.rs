@@ -1,5 +1,7 @@
-//! [`Store`] on redb: the store's file and its event index's ([`index_file`]), ACID write transactions with `Durability::Immediate`
-//! (one fsync per commit, so an `IngestAck` is only sent for entries on disk).
+//! [`Store`] on redb: the store's file, ACID write transactions with `Durability::Immediate`
+//! (one fsync per commit, so an `IngestAck` is only sent for entries on disk), and the
+//! event index's file beside it, written by a thread of its own and durable about once a
+//! second, its rows kept pending in the store until then ([`index_file`]).
 //!
 //! # Tables
 //! | table | key | value |
