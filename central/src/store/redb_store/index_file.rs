@@ -299,18 +299,23 @@ mod tests {
     /// A store at `path` holding two batches of gate G1's traffic (two groups).
     fn filled(path: &std::path::Path) -> Vec<(String, u64)> {
         let s = RedbStore::open(path).expect("open");
+        ingest_traffic(&s, 20, 20);
+        searches(&s)
+    }
+
+    /// Gate G1's traffic of `transactions` transactions, ingested in batches of `batch`
+    /// entries (one group each).
+    fn ingest_traffic(s: &RedbStore, transactions: u64, batch: usize) {
         let g = GateId::parse("G1").expect("gate");
-        let entries = traffic("G1", 20);
-        for half in entries.chunks(20) {
+        for part in traffic("G1", transactions).chunks(batch) {
             s.ingest(Delivery::new(
                 &g,
-                half,
+                part,
                 at(),
                 SignedDuration::from_hours(24),
             ))
             .expect("ingest");
         }
-        searches(&s)
     }
 
     /// (container or `all`, seq) of every event each search finds: by container, and all.
@@ -394,16 +399,7 @@ mod tests {
     /// unwinding, as a crash or SIGKILL ends a process.
     fn crash_after_ingest(path: &std::path::Path) -> ! {
         let s = RedbStore::open(path).expect("open");
-        let g = GateId::parse("G1").expect("gate");
-        for half in traffic("G1", 200).chunks(10) {
-            s.ingest(Delivery::new(
-                &g,
-                half,
-                at(),
-                SignedDuration::from_hours(24),
-            ))
-            .expect("ingest");
-        }
+        ingest_traffic(&s, 200, 10);
         println!("INGESTED {}", searches(&s).len());
         std::process::abort();
     }
