@@ -48,7 +48,7 @@ pub(super) const INDEX_PENDING: TableDefinition<u64, &[u8]> =
 
 /// How often the index file's commits wait for the disk; in between they are visible at
 /// once but durable only with the next durable one (the store keeps their rows pending).
-pub(super) const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// In the index file: `applied` (the last group whose rows it holds) and `migrated` (1 once
 /// a store's rows from before the index file are copied in).
 const INDEX_META: TableDefinition<&str, u64> = TableDefinition::new("index_meta_v1");
@@ -191,18 +191,19 @@ pub(super) fn open(
         m.get("migrated")?.is_some_and(|g| g.value() == 1)
     };
     tx.commit()?;
-    let old_rows = {
+    // The store's own index table, from before the index file.
+    let old_table = {
         let r = db.begin_read()?;
         match r.open_table(EVENT_INDEX) {
-            Ok(t) => Some(t.len()?),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Ok(_) => true,
+            Err(redb::TableError::TableDoesNotExist(_)) => false,
             Err(e) => return Err(e.into()),
         }
     };
-    match old_rows {
-        Some(_) if !migrated => migrate(db, &index)?,
-        Some(_) => drop_old(db)?,
-        None if !existed && !migrated => {
+    match old_table {
+        true if !migrated => migrate(db, &index)?,
+        true => drop_old(db)?,
+        false if !existed && !migrated => {
             let has_events = {
                 let r = db.begin_read()?;
                 match r.open_table(EVENTS) {
@@ -225,7 +226,7 @@ pub(super) fn open(
             tx.open_table(INDEX_META)?.insert("migrated", 1)?;
             tx.commit()?;
         }
-        None => {}
+        false => {}
     }
     let group = catch_up(db, &index)?;
     Ok((index, group))
