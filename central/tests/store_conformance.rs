@@ -2251,23 +2251,19 @@ fn roll_ups_are_built_once_on_open<S: Store>(
     );
 }
 
-/// [`roll_ups_are_built_once_on_open`] on a redb file that `back_to_before` takes back to
-/// an earlier layout, in one write transaction.
+/// [`roll_ups_are_built_once_on_open`] on a redb store that `back_to_before` takes back
+/// to an earlier layout, in one write transaction on the store's file and one on its
+/// index file (which holds the roll-ups now).
 fn redb_roll_ups_are_built_once_on_open(
     name: &str,
-    back_to_before: impl FnOnce(&redb::WriteTransaction),
+    back_to_before: impl FnOnce(&redb::WriteTransaction, &redb::WriteTransaction),
 ) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("c.redb");
     roll_ups_are_built_once_on_open(
         name,
         || RedbStore::open(&path).expect("open"),
-        || {
-            let db = redb::Database::open(&path).expect("raw open");
-            let tx = db.begin_write().expect("write");
-            back_to_before(&tx);
-            tx.commit().expect("commit");
-        },
+        || rewrite_redb(&path, back_to_before),
     );
 }
 
@@ -2285,28 +2281,148 @@ fn postgres_roll_ups_are_built_once_on_open(name: &str, sql: &str, back_to: &str
     );
 }
 
+/// Runs `f` in one write transaction on the store's file and one on its index file.
+fn rewrite_redb(
+    path: &std::path::Path,
+    f: impl FnOnce(&redb::WriteTransaction, &redb::WriteTransaction),
+) {
+    let db = redb::Database::open(path).expect("raw open");
+    let index = redb::Database::open(central::store::redb_index_path(path)).expect("index file");
+    let (tx, itx) = (
+        db.begin_write().expect("write"),
+        index.begin_write().expect("write"),
+    );
+    f(&tx, &itx);
+    tx.commit().expect("commit");
+    itx.commit().expect("commit");
+}
+
+type HourlyCounts = redb::TableDefinition<'static, (i64, &'static str, &'static str), u64>;
+const REDB_HOURLY: HourlyCounts = redb::TableDefinition::new("programme_v1");
+const REDB_PACKED: redb::TableDefinition<'static, (u8, i64, &'static str), &'static [u8]> =
+    redb::TableDefinition::new("programme_packed_v1");
+const REDB_NAMES: redb::TableDefinition<'static, &'static str, &'static str> =
+    redb::TableDefinition::new("programme_names_v1");
+const REDB_PENDING: redb::TableDefinition<'static, (&'static str, u128), &'static [u8]> =
+    redb::TableDefinition::new("programme_pending_v1");
+
+/// Moves one table's rows from `from` to `to` and deletes it from `from`.
+fn move_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    from: &redb::WriteTransaction,
+    to: &redb::WriteTransaction,
+    def: redb::TableDefinition<K, V>,
+) -> usize
+where
+    for<'a> K::SelfType<'a>: std::borrow::Borrow<K::SelfType<'a>>,
+    for<'a> V::SelfType<'a>: std::borrow::Borrow<V::SelfType<'a>>,
+{
+    use redb::ReadableTable;
+    let mut n = 0;
+    {
+        let src = from.open_table(def).expect("source table");
+        let mut dst = to.open_table(def).expect("target table");
+        for row in src.iter().expect("rows") {
+            let (k, v) = row.expect("row");
+            dst.insert(k.value(), v.value()).expect("insert");
+            n += 1;
+        }
+    }
+    assert!(from.delete_table(def).expect("delete"));
+    n
+}
+
+/// The layout from before the index file held the roll-ups: their tables in the store's
+/// own file (`packed`: with the packed levels, which came later).
+fn roll_ups_back_into_the_store(
+    store: &redb::WriteTransaction,
+    index: &redb::WriteTransaction,
+    packed: bool,
+) {
+    assert!(move_table(index, store, REDB_HOURLY) > 0);
+    move_table(index, store, REDB_NAMES);
+    move_table(index, store, REDB_PENDING);
+    if packed {
+        assert!(move_table(index, store, REDB_PACKED) > 0);
+    } else {
+        assert!(index.delete_table(REDB_PACKED).expect("delete"));
+    }
+}
+
+fn table_names(db: &redb::Database) -> Vec<String> {
+    use redb::ReadableDatabase;
+    let r = db.begin_read().expect("read");
+    r.list_tables()
+        .expect("tables")
+        .map(|t| redb::TableHandle::name(&t).to_owned())
+        .collect()
+}
+
 #[test]
 fn a_redb_store_from_before_the_roll_ups_gets_them_built_on_open() {
-    // The file as central kept it before the roll-ups: no programme tables.
-    redb_roll_ups_are_built_once_on_open("redb", |tx| {
-        let tables: Vec<_> = tx
-            .list_tables()
-            .expect("tables")
-            .filter(|t| redb::TableHandle::name(t).starts_with("programme"))
-            .collect();
-        assert_eq!(tables.len(), 4);
-        for t in tables {
-            tx.delete_table(t).expect("delete");
+    // The store as central kept it before the roll-ups: no programme tables.
+    redb_roll_ups_are_built_once_on_open("redb", |store, index| {
+        for tx in [store, index] {
+            let tables: Vec<_> = tx
+                .list_tables()
+                .expect("tables")
+                .filter(|t| redb::TableHandle::name(t).starts_with("programme"))
+                .collect();
+            for t in tables {
+                tx.delete_table(t).expect("delete");
+            }
         }
     });
 }
 
 #[test]
+fn a_redb_store_that_kept_its_roll_ups_in_its_own_file_has_them_moved_to_the_index_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.redb");
+    let traffic = [
+        traffic_across_a_rebuild(&gate("G1"), 2_000),
+        traffic_across_a_rebuild(&gate("G2"), 10),
+    ];
+    let before = {
+        let s = RedbStore::open(&path).expect("open");
+        ingest_before_rebuild(&s, &traffic);
+        figures(&s, None)
+    };
+    rewrite_redb(&path, |store, index| {
+        roll_ups_back_into_the_store(store, index, true)
+    });
+    // The first open moves them; ingest goes on from them.
+    let s = RedbStore::open(&path).expect("open");
+    assert_eq!(figures(&s, None), before);
+    roll_ups_after_rebuild_equal_the_direct_figures(&s, &traffic);
+    drop(s);
+    // The second finds them moved (not doubled).
+    let s = RedbStore::open(&path).expect("open");
+    assert_eq!(
+        figures(&s, None),
+        programme::benefits(&stored_events(&s, query()))
+    );
+    drop(s);
+    let store = table_names(&redb::Database::open(&path).expect("store"));
+    assert!(
+        !store.iter().any(|n| n.starts_with("programme")),
+        "{store:?}"
+    );
+    let index =
+        table_names(&redb::Database::open(central::store::redb_index_path(&path)).expect("index"));
+    for t in [
+        "programme_v1",
+        "programme_packed_v1",
+        "programme_names_v1",
+        "programme_pending_v1",
+    ] {
+        assert!(index.iter().any(|n| n == t), "{t} in {index:?}");
+    }
+}
+
+#[test]
 fn a_redb_store_that_kept_daily_counts_drops_them_and_exports_its_hourly_rows() {
-    use redb::{ReadableDatabase, ReadableTable};
-    type Counts = redb::TableDefinition<'static, (i64, &'static str, &'static str), u64>;
-    const HOURLY: Counts = redb::TableDefinition::new("programme_v1");
-    const DAILY: Counts = redb::TableDefinition::new("programme_daily_v1");
+    use redb::ReadableTable;
+    const DAILY: HourlyCounts = redb::TableDefinition::new("programme_daily_v1");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("c.redb");
     let traffic = [
@@ -2314,32 +2430,28 @@ fn a_redb_store_that_kept_daily_counts_drops_them_and_exports_its_hourly_rows() 
         traffic_across_a_rebuild(&gate("G2"), 10),
     ];
     ingest_before_rebuild(&RedbStore::open(&path).expect("open"), &traffic);
-    // The file as central kept it before: the daily counts beside the hourly ones, each
-    // day's count the sum of its hours'.
+    // The store as central kept it before: the roll-ups in the store's own file, the
+    // daily counts beside the hourly ones, each day's count the sum of its hours'.
     let mut daily: std::collections::BTreeMap<(i64, String, String), u64> = Default::default();
     let mut hours: std::collections::BTreeMap<(i64, String, String), u64> = Default::default();
-    {
-        let db = redb::Database::open(&path).expect("raw open");
-        let tx = db.begin_write().expect("write");
-        {
-            let hourly = tx.open_table(HOURLY).expect("hourly");
-            for row in hourly.iter().expect("rows") {
-                let (k, v) = row.expect("row");
-                let (hour, group, figure) = k.value();
-                hours.insert((hour, group.to_owned(), figure.to_owned()), v.value());
-                let day = hour - hour.rem_euclid(86_400);
-                *daily
-                    .entry((day, group.to_owned(), figure.to_owned()))
-                    .or_default() += v.value();
-            }
-            let mut t = tx.open_table(DAILY).expect("daily");
-            for ((day, group, figure), n) in &daily {
-                t.insert((*day, group.as_str(), figure.as_str()), *n)
-                    .expect("insert");
-            }
+    rewrite_redb(&path, |tx, index| {
+        roll_ups_back_into_the_store(tx, index, true);
+        let hourly = tx.open_table(REDB_HOURLY).expect("hourly");
+        for row in hourly.iter().expect("rows") {
+            let (k, v) = row.expect("row");
+            let (hour, group, figure) = k.value();
+            hours.insert((hour, group.to_owned(), figure.to_owned()), v.value());
+            let day = hour - hour.rem_euclid(86_400);
+            *daily
+                .entry((day, group.to_owned(), figure.to_owned()))
+                .or_default() += v.value();
         }
-        tx.commit().expect("commit");
-    }
+        let mut t = tx.open_table(DAILY).expect("daily");
+        for ((day, group, figure), n) in &daily {
+            t.insert((*day, group.as_str(), figure.as_str()), *n)
+                .expect("insert");
+        }
+    });
     assert!(daily.len() > 3, "{daily:?}");
     let s = RedbStore::open(&path).expect("reopen");
     let mut exported = std::collections::BTreeMap::new();
@@ -2360,18 +2472,14 @@ fn a_redb_store_that_kept_daily_counts_drops_them_and_exports_its_hourly_rows() 
     assert_eq!(exported, hours, "a copy carries the hourly counts");
     roll_ups_after_rebuild_equal_the_direct_figures(&s, &traffic);
     drop(s);
-    let db = redb::Database::open(&path).expect("raw open");
-    let r = db.begin_read().expect("read");
-    let names: Vec<String> = r
-        .list_tables()
-        .expect("tables")
-        .map(|t| redb::TableHandle::name(&t).to_owned())
-        .collect();
-    assert!(names.iter().any(|n| n == "programme_v1"), "{names:?}");
+    let store = table_names(&redb::Database::open(&path).expect("store"));
     assert!(
-        !names.iter().any(|n| n == "programme_daily_v1"),
-        "{names:?}"
+        !store.iter().any(|n| n.starts_with("programme")),
+        "{store:?}"
     );
+    let index =
+        table_names(&redb::Database::open(central::store::redb_index_path(&path)).expect("index"));
+    assert!(index.iter().any(|n| n == "programme_v1"), "{index:?}");
 }
 
 #[test]
@@ -2387,11 +2495,10 @@ fn a_postgres_schema_from_before_the_roll_ups_gets_them_built_by_the_migration()
 
 #[test]
 fn a_redb_store_from_before_the_packed_roll_ups_gets_them_built_from_the_hourly_ones() {
-    // The file as central kept it before the packed levels.
-    redb_roll_ups_are_built_once_on_open("redb, packed", |tx| {
-        let packed: redb::TableDefinition<(u8, i64, &str), &[u8]> =
-            redb::TableDefinition::new("programme_packed_v1");
-        assert!(tx.delete_table(packed).expect("delete"));
+    // The store as central kept it before the packed levels: the hourly counts, names and
+    // pending halves in the store's own file.
+    redb_roll_ups_are_built_once_on_open("redb, packed", |store, index| {
+        roll_ups_back_into_the_store(store, index, false);
     });
 }
 

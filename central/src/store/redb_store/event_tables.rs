@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::case_tables::{CaseTx, store_alert};
-use super::index_file::IndexRow;
-use super::rollup_tables;
+use super::index_file::{ForIndex, IndexRow};
 use super::tables::{
     AGENT_TOKENS, COUNTERS, EVENT_IDS, EVENT_TXN, EVENTS, GATES, HOURLY, read_record, uuid_key,
     write_audit,
@@ -180,11 +179,7 @@ impl<'a> Target<'a> {
 
     /// Ends the batch: the per-batch counters are written; returns the cases touched and
     /// the links of the entries stored.
-    fn finish(
-        self,
-        roll: &mut rollup_tables::GroupRollup,
-        index: &mut Vec<IndexRow>,
-    ) -> Result<(Vec<Case>, HashMap<u64, Link>), StoreError> {
+    fn finish(self, out: &mut ForIndex) -> Result<(Vec<Case>, HashMap<u64, Link>), StoreError> {
         let Target {
             tx,
             gate,
@@ -201,7 +196,7 @@ impl<'a> Target<'a> {
         } = self;
         // Tables are closed before the counters' table is opened in the same transaction.
         drop((events, event_ids, event_txn));
-        index.extend(index_rows);
+        out.rows.extend(index_rows);
         let totals = batch.totals_of(&effect);
         {
             let mut counters = tx.open_table(COUNTERS)?;
@@ -225,7 +220,9 @@ impl<'a> Target<'a> {
                 h.insert(key, n)?;
             }
         }
-        roll.add(tx, gate.as_str(), totals.rollup)?;
+        if !totals.rollup.is_empty() {
+            out.rollup = Some((gate.to_string(), totals.rollup));
+        }
         Ok((cases, links))
     }
 
@@ -719,19 +716,19 @@ impl Prepared {
 }
 
 /// Checks and stores one prepared batch inside `tx` (which may hold other batches too);
-/// the batch's roll-up counts go to `roll`, which the caller writes before it commits.
+/// the batch's index rows and roll-up go to `out`, for the index file's writer
+/// ([`super::index_file`]).
 pub(super) fn ingest_in(
     tx: &WriteTransaction,
     b: &Prepared,
-    roll: &mut rollup_tables::GroupRollup,
-    index: &mut Vec<IndexRow>,
+    out: &mut ForIndex,
 ) -> Result<IngestOutcome, StoreError> {
     let gate = &b.gate;
     let mut row = load_or_new_gate(tx, gate)?;
     let mut state = row.state.clone();
     let mut target = Target::new(tx, b, &mut state)?;
     let tally = ingest::ingest_checked(&mut target, &b.entries, &b.hashes)?;
-    let (mut changed, stored) = target.finish(roll, index)?;
+    let (mut changed, stored) = target.finish(out)?;
     changed.extend(cases::gap_check(
         &mut CaseTx(tx),
         gate,

@@ -1,5 +1,6 @@
-//! Every record of the store, read in one snapshot, for a copy to another backend
-//! ([`crate::store::copy`]).
+//! Every record of the store, read in one snapshot of the store's file and then one of
+//! the index file's roll-ups, for a copy to another backend ([`crate::store::copy`]),
+//! which runs on a store no ingest writes to.
 
 use redb::{Key, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, Value};
 use uuid::Uuid;
@@ -26,7 +27,8 @@ fn json(
 
 impl RedbStore {
     /// Hands every record to `sink`, family by family (id counters first, events before
-    /// the cases and alerts that name them), from one read transaction.
+    /// the cases and alerts that name them), from one read transaction of the store's
+    /// file, then the programme roll-ups from one of the index file's.
     ///
     /// # Errors
     /// A table cannot be read, a value does not decode, or `sink` fails.
@@ -150,7 +152,8 @@ impl RedbStore {
                 body: body.to_vec(),
             })
         })?;
-        export_rollups(&r, sink)
+        self.files.indexer.wait()?;
+        export_rollups(&self.files.index.begin_read()?, sink)
     }
 }
 

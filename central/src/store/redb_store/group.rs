@@ -5,9 +5,9 @@
 //! [`MAX_GROUP_ENTRIES`]) in one write transaction, then hands each caller its own
 //! outcome. A caller returns only once the transaction holding its batch has committed,
 //! so an acknowledgement still names only entries on disk. Batches of the same gate are
-//! applied in the order they were queued. The programme roll-up counts of a group's
-//! batches are added up in memory and written once, before the commit
-//! (`rollup_tables::GroupRollup`).
+//! applied in the order they were queued. Each stored batch's index rows and programme
+//! roll-up go to the index file's writer ([`index_file`]), which folds the group's
+//! roll-ups in memory and writes them once, with the group's rows.
 //!
 //! A batch that fails inside the group (a store error: checks that fail are alerts, not
 //! errors) must not take the others down with it: the group's transaction is abandoned
@@ -20,8 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use super::Files;
 use super::event_tables::{self, Prepared};
 use super::floor::FloorBatch;
-use super::index_file::{self, INDEX_PENDING, Pending};
-use super::rollup_tables::GroupRollup;
+use super::index_file::{self, ForIndex, INDEX_PENDING, Pending};
 use crate::store::{IngestOutcome, StoreError};
 
 /// Most entries committed in one group (the first batch is always taken whole).
@@ -184,15 +183,15 @@ impl GroupCommit {
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let tx = db.begin_write()?;
         let mut outcomes = Vec::with_capacity(jobs.len());
-        let mut roll = GroupRollup::default();
         let mut pending = Pending {
             chunks: Vec::with_capacity(jobs.len()),
+            rollups: Vec::with_capacity(jobs.len()),
         };
         for j in jobs {
-            let mut rows = Vec::new();
+            let mut out = ForIndex::default();
             let done = match &j.batch {
-                Work::Ingest(b) => event_tables::ingest_in(&tx, b, &mut roll, &mut rows),
-                Work::Floor(b) => b.write_in(&tx, &mut rows).map(|()| IngestOutcome {
+                Work::Ingest(b) => event_tables::ingest_in(&tx, b, &mut out),
+                Work::Floor(b) => b.write_in(&tx, &mut out.rows).map(|()| IngestOutcome {
                     acked_through: b.last_seq(),
                     tally: crate::ingest::Tally {
                         stored: b.len() as u64,
@@ -202,13 +201,13 @@ impl GroupCommit {
                 }),
             };
             let done = done.and_then(|o| {
-                pending.chunks.push(index_file::chunk(&rows)?);
+                pending.add(&out)?;
                 Ok(o)
             });
             match done {
                 Ok(o) => {
-                    // Should the indexer fail, the rows stay pending in the store.
-                    indexer.rows(rows);
+                    // Should the indexer fail, the batch stays pending in the store.
+                    indexer.batch(out);
                     outcomes.push(o);
                 }
                 Err(e) => {
@@ -218,8 +217,7 @@ impl GroupCommit {
                 }
             }
         }
-        let written = roll.write(&tx).and_then(|()| {
-            let bytes = pending.encode()?;
+        let written = pending.encode().and_then(|bytes| {
             let mut t = tx.open_table(INDEX_PENDING)?;
             // What the index file holds durably needs keeping no more.
             t.retain_in(..=prune, |_, _| false)?;

@@ -1,32 +1,39 @@
-//! The event index in a file of its own, written by a second writer beside the store's.
+//! The event index and the programme roll-ups in a file of their own, written by a
+//! second writer beside the store's.
 //!
 //! redb has one writer per file, and at ingest that writer was the bound: it stored each
 //! event, its id and transaction link, cases, counters and roll-ups, and five index rows
 //! (`t`, `g:GATE`, `l:GATE/LANE`, `d:OUTCOME`, `c:CONTAINER`) whose pages, the container
-//! keys above all, were a third of what each commit wrote (docs/benchmarks.md, figure 5).
-//! The index rows now go to `event_index_v1` in the index file (the store's path with
-//! the extension `index.redb`: `central.redb` → `central.index.redb`), on a thread of their
-//! own, while the store's writer does the rest of the group on the other core.
+//! keys above all, were a third of what each commit wrote, and the roll-ups' reads and
+//! rewrites of their rows a quarter of its time (docs/benchmarks.md, figure 5). The index
+//! rows now go to `event_index_v1` and each batch's roll-up ([`crate::rollup::Batch`]) is
+//! folded into the `programme_*` tables ([`super::rollup_tables`]) in the index file (the
+//! store's path with the extension `index.redb`: `central.redb` → `central.index.redb`),
+//! on a thread of their own, while the store's writer does the rest of the group on the
+//! other core.
 //!
 //! # Ordering and crashes
 //! A group's index transaction commits only after the store's transaction of the same
-//! group has committed, and the agents of the group are answered after both. So the index
-//! never names an event the store does not hold (a query reads the index first, then the
-//! store, in a newer snapshot). The store's transaction also keeps the group's index rows
-//! pending under the group's number (`index_pending_v1`); the index file records the last
-//! group it applied (`index_meta_v1`, `applied`) in the same transaction as the rows.
+//! group has committed, and the agents of the group are answered after the store's. So the
+//! index never names an event the store does not hold (a query reads the index first, then
+//! the store, in a newer snapshot), and a search or a programme figure waits until the
+//! index has applied what the store had committed ([`Indexer::wait`]). The store's
+//! transaction also keeps the group's index rows and queued roll-up batches pending under
+//! the group's number (`index_pending_v1`); the index file records the last group it
+//! applied (`index_meta_v1`, `applied`) in the same transaction as the rows and counts.
 //! The index commits without waiting for the disk (`Durability::None`) except about once a
 //! second ([`DURABLE_EVERY`]), and the store deletes its pending rows only up to the
 //! index's last durable commit. So on open, after a crash, and before a group when an
 //! index commit failed, the pending groups above the index's `applied` are applied in
-//! order (the rows and the number in one transaction: each group once), and no index row
-//! of an acknowledged event is lost.
+//! order (the rows, the roll-ups and the number in one transaction: each group once), and
+//! no index row or count of an acknowledged event is lost.
 //!
 //! # Migration
 //! A store written before the index had its own file keeps its rows in the store's
 //! `event_index_v1`: on open they are copied into the index file in chunks, the index file
 //! marked as holding them, and the store's table deleted (each step safe to repeat after
-//! a crash). A store that holds events but whose index file is missing is refused with an
+//! a crash); its roll-ups move the same way ([`super::rollup_tables::into_index`]). A
+//! store that holds events but whose index file is missing is refused with an
 //! error naming the file, rather than answering searches without their events.
 
 use std::path::{Path, PathBuf};
@@ -35,7 +42,9 @@ use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+use super::rollup_tables::{self, GroupRollup};
 use super::tables::{EVENT_INDEX, EVENTS};
+use crate::rollup;
 use crate::store::StoreError;
 
 /// One index row: (index key, at ms, gate, seq).
@@ -62,10 +71,29 @@ pub fn path_for(path: &Path) -> PathBuf {
     path.with_extension("index.redb")
 }
 
-/// A group's index rows as the store keeps them pending: one encoded chunk a batch.
+/// What one stored batch hands the index file: its index rows, and its part of the
+/// programme roll-ups (gate and [`rollup::Batch`]) when it stored decisions or gate
+/// transactions.
+#[derive(Debug, Default)]
+pub(super) struct ForIndex {
+    pub(super) rows: Vec<IndexRow>,
+    pub(super) rollup: Option<(String, rollup::Batch)>,
+}
+
+/// A group's index rows and roll-up batches as the store keeps them pending: one encoded
+/// chunk of rows a batch, and each batch's queued roll-up ([`rollup::Batch::to_queued`])
+/// with its gate, in the order they were stored.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Pending {
     pub(super) chunks: Vec<Vec<u8>>,
+    pub(super) rollups: Vec<(String, Vec<u8>)>,
+}
+
+/// A pending group as stores kept it while the roll-ups were written in the store's own
+/// transaction: its rows only.
+#[derive(serde::Deserialize)]
+struct PendingRowsOnly {
+    chunks: Vec<Vec<u8>>,
 }
 
 /// One batch's index rows as a pending chunk.
@@ -74,13 +102,35 @@ pub(super) fn chunk(rows: &[IndexRow]) -> Result<Vec<u8>, StoreError> {
 }
 
 impl Pending {
+    /// Adds one stored batch: its rows, and its roll-up when it has one.
+    pub(super) fn add(&mut self, batch: &ForIndex) -> Result<(), StoreError> {
+        self.chunks.push(chunk(&batch.rows)?);
+        if let Some((gate, b)) = &batch.rollup {
+            let bytes = b
+                .to_queued()
+                .map_err(|e| StoreError::Backend(format!("index_pending_v1: {e}")))?;
+            self.rollups.push((gate.clone(), bytes));
+        }
+        Ok(())
+    }
+
     pub(super) fn encode(&self) -> Result<Vec<u8>, StoreError> {
         postcard::to_allocvec(self)
             .map_err(|e| StoreError::Backend(format!("index_pending_v1: {e}")))
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        postcard::from_bytes(bytes).map_err(|e| corrupt(&e))
+        match postcard::from_bytes::<Pending>(bytes) {
+            Ok(p) => Ok(p),
+            // Written before the roll-ups moved here: the rows alone, every byte of them.
+            Err(e) => match postcard::take_from_bytes::<PendingRowsOnly>(bytes) {
+                Ok((old, [])) => Ok(Pending {
+                    chunks: old.chunks,
+                    rollups: Vec::new(),
+                }),
+                _ => Err(corrupt(&e)),
+            },
+        }
     }
 
     /// Every row of the group.
@@ -91,6 +141,23 @@ impl Pending {
             out.extend(rows);
         }
         Ok(out)
+    }
+
+    /// Folds the group's roll-up batches into `fold`, in the order they were stored.
+    fn fold_into(
+        &self,
+        tx: &redb::WriteTransaction,
+        fold: &mut GroupRollup,
+    ) -> Result<(), StoreError> {
+        for (gate, bytes) in &self.rollups {
+            let b = rollup::Batch::from_queued(bytes).map_err(|why| StoreError::Corrupt {
+                table: "index_pending_v1",
+                key: format!("roll-up of {gate}"),
+                why,
+            })?;
+            fold.add(tx, gate, b)?;
+        }
+        Ok(())
     }
 }
 
@@ -153,18 +220,21 @@ pub(super) fn catch_up(db: &Database, index: &Database) -> Result<u64, StoreErro
     };
     let tx = index.begin_write()?;
     let mut rows = 0usize;
+    let mut fold = GroupRollup::default();
     for (_, p) in &pending {
         let r = p.rows()?;
         rows += r.len();
         insert_rows(&tx, &r)?;
+        p.fold_into(&tx, &mut fold)?;
     }
+    fold.write(&tx)?;
     set_applied(&tx, last)?;
     tx.commit()?;
     tracing::warn!(
         from = done + 1,
         to = last,
         rows,
-        "the event index was behind the store; the store's pending groups are applied now"
+        "the event index and roll-ups were behind the store; the store's pending groups are applied now"
     );
     Ok(last)
 }
@@ -228,6 +298,7 @@ pub(super) fn open(
         }
         false => {}
     }
+    rollup_tables::into_index(db, &index)?;
     let group = catch_up(db, &index)?;
     Ok((index, group))
 }
@@ -335,6 +406,14 @@ mod tests {
         out
     }
 
+    /// The store's programme roll-ups over all time, as one line.
+    fn roll_ups(s: &RedbStore) -> String {
+        let c = s
+            .programme_counts(None, "2030-01-01T00:00:00Z".parse().expect("ts"))
+            .expect("counts");
+        format!("{:?} {:?}", c.counts, c.names)
+    }
+
     fn rows_of(db: &Database) -> Vec<IndexRow> {
         let r = db.begin_read().expect("read");
         let t = r.open_table(EVENT_INDEX).expect("index");
@@ -402,6 +481,7 @@ mod tests {
         let s = RedbStore::open(path).expect("open");
         ingest_traffic(&s, 200, 10);
         println!("INGESTED {}", searches(&s).len());
+        println!("ROLLUPS {}", roll_ups(&s));
         std::process::abort();
     }
 
@@ -426,6 +506,12 @@ mod tests {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "the child aborts: {stdout}");
         assert!(stdout.contains("INGESTED 800"), "{stdout}");
+        let rolled = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("ROLLUPS "))
+            .expect("the child's roll-ups")
+            .to_owned();
+        assert!(rolled.contains("FAST"), "{rolled}");
         let (behind, pending) = {
             let db = Database::open(&path).expect("store");
             let index = Database::open(path_for(&path)).expect("index");
@@ -442,6 +528,11 @@ mod tests {
             searches(&s).len(),
             800,
             "every event is found after the open"
+        );
+        assert_eq!(
+            roll_ups(&s),
+            rolled,
+            "the roll-ups count every acknowledged batch once"
         );
     }
 
@@ -502,8 +593,8 @@ mod tests {
 
 /// What the store's writer tells the indexer thread.
 enum Msg {
-    /// One batch's rows, for the group's transaction.
-    Rows(Vec<IndexRow>),
+    /// One batch's rows and roll-up, for the group's transaction.
+    Batch(ForIndex),
     /// The group's store transaction committed (`true`) or was abandoned (`false`).
     Done(u64, bool),
     /// Apply the store's pending groups now (a search found the index behind).
@@ -551,7 +642,7 @@ pub(super) struct Indexer {
 impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Msg::Rows(r) => write!(f, "Rows({})", r.len()),
+            Msg::Batch(b) => write!(f, "Batch({} rows)", b.rows.len()),
             Msg::Done(g, ok) => write!(f, "Done({g}, {ok})"),
             Msg::CatchUp => f.write_str("CatchUp"),
             Msg::Stop => f.write_str("Stop"),
@@ -603,9 +694,9 @@ impl Indexer {
         let _ = s.send(m);
     }
 
-    /// A batch's rows for the group being stored.
-    pub(super) fn rows(&self, rows: Vec<IndexRow>) {
-        self.post(Msg::Rows(rows));
+    /// A batch's rows and roll-up for the group being stored.
+    pub(super) fn batch(&self, batch: ForIndex) {
+        self.post(Msg::Batch(batch));
     }
 
     /// The group's store transaction committed (or not).
@@ -672,10 +763,12 @@ impl Indexer {
 
 fn run(db: &Database, index: &Database, shared: &Shared, recv: &mpsc::Receiver<Msg>) {
     let mut tx: Option<redb::WriteTransaction> = None;
+    // The roll-ups of the group's batches so far, written before its commit.
+    let mut fold = GroupRollup::default();
     let mut durable_at: Option<std::time::Instant> = None;
     for m in recv {
         match m {
-            Msg::Rows(rows) => {
+            Msg::Batch(b) => {
                 if shared.lock().behind {
                     continue;
                 }
@@ -683,19 +776,27 @@ fn run(db: &Database, index: &Database, shared: &Shared, recv: &mpsc::Receiver<M
                     Some(t) => Ok(t),
                     None => index.begin_write().map_err(StoreError::from),
                 }
-                .and_then(|t| insert_rows(&t, &rows).map(|()| t));
+                .and_then(|t| {
+                    insert_rows(&t, &b.rows)?;
+                    if let Some((gate, batch)) = b.rollup {
+                        fold.add(&t, &gate, batch)?;
+                    }
+                    Ok(t)
+                });
                 match r {
                     Ok(t) => tx = Some(t),
                     Err(e) => fell_behind(shared, &e),
                 }
             }
             Msg::Done(_, false) => {
+                fold = GroupRollup::default();
                 if let Some(t) = tx.take() {
                     let _ = t.abort();
                 }
             }
             Msg::Done(group, true) => {
                 let open = tx.take();
+                let group_fold = std::mem::take(&mut fold);
                 if shared.lock().behind {
                     if let Some(t) = open {
                         let _ = t.abort();
@@ -713,6 +814,7 @@ fn run(db: &Database, index: &Database, shared: &Shared, recv: &mpsc::Receiver<M
                         t.set_durability(redb::Durability::None)
                             .map_err(|e| StoreError::Backend(e.to_string()))?;
                     }
+                    group_fold.write(&t)?;
                     set_applied(&t, group)?;
                     t.commit()?;
                     Ok(())

@@ -1,7 +1,8 @@
 //! [`Store`] on redb: the store's file, ACID write transactions with `Durability::Immediate`
 //! (one fsync per commit, so an `IngestAck` is only sent for entries on disk), and the
-//! event index's file beside it, written by a thread of its own and durable about once a
-//! second, its rows kept pending in the store until then ([`index_file`]).
+//! index file beside it (the event index and the programme roll-ups), written by a thread
+//! of its own and durable about once a second, what it derives from each group kept
+//! pending in the store until then ([`index_file`]).
 //!
 //! # Tables
 //! | table | key | value |
@@ -16,9 +17,10 @@
 //! | `cases_v1`, `case_index_v1`, `case_by_txn_v1` | id; (`all` or `s:STATE`, id); txn → id | `Case` |
 //! | `counters_v1` | (scope, name) | u64 |
 //! | `hourly_v1` | (gate, hour start s, FAST/STANDARD/INSPECT/EXCEPTION) | u64 |
-//! | `programme_v1` | (hour start s, group, FAST/STANDARD/INSPECT or `t:BUCKET`) | u64 ([`crate::rollup`]) |
-//! | `programme_packed_v1` | (level: day or month, period start s, group) | the group's figures in that period ([`crate::rollup::pack`]) |
-//! | `programme_names_v1`, `programme_pending_v1` | operator id; (gate, transaction id) | name as first declared; `Vec<Half>` |
+//! | `programme_v1`, in the index file | (hour start s, group, FAST/STANDARD/INSPECT or `t:BUCKET`) | u64 ([`crate::rollup`]) |
+//! | `programme_packed_v1`, in the index file | (level: day or month, period start s, group) | the group's figures in that period ([`crate::rollup::pack`]) |
+//! | `programme_names_v1`, `programme_pending_v1`, in the index file | operator id; (gate, transaction id) | name as first declared; `Vec<Half>` |
+//! | `index_pending_v1` | group number | the group's index rows and queued roll-up batches, until the index file holds them on disk |
 //! | `changes_v1` | seq | `LoggedChange` |
 //! | `operators_v1`, `mras_v1`, `consignments_v1` | operator id; (recognising, partner); consignment id | current record with the seq that last wrote it |
 //! | `consignment_index_v1` | (`c:CONTAINER` or `p:PORT`, consignment id) | () |
@@ -36,7 +38,8 @@
 //! - `case_tables`: cases and alerts, and the `CaseBook` the case rules write through.
 //! - `registry_tables`: the change log and the current records, as a `RegistrySink`.
 //! - `staff_tables`: audit log, staff users, sessions.
-//! - `rollup_tables`: the programme roll-ups, written at ingest, read over a range.
+//! - `rollup_tables`: the programme roll-ups, folded by the index file's writer, read
+//!   over a range.
 //! - `query`: read-only queries (events, gates, statistics, alerts).
 //! - this module: [`RedbStore`], whose [`Store`] operations are those functions (most
 //!   of them written once for both backends, `store/operations.rs`).
@@ -131,7 +134,7 @@ impl RedbStore {
             tx.open_table(SESSIONS)?;
             tx.open_table(COMPANIES)?;
             tx.open_table(DOCUMENTS)?;
-            rollup_tables::create(&tx)?;
+            rollup_tables::drop_daily(&tx)?;
         }
         tx.commit()?;
         let (index, groups) = index_file::open(path, &db, INDEX_CACHE_BYTES)?;

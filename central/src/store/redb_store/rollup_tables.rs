@@ -1,5 +1,7 @@
-//! The programme roll-ups ([`crate::rollup`]): the [`RollupSink`] inside an ingest's
-//! write transaction, and the read of a range.
+//! The programme roll-ups ([`crate::rollup`]), in the index file ([`super::index_file`]):
+//! the [`RollupSink`] inside the index file's write transaction of a group (or of a
+//! catch-up), moving them there from a store that kept them in its own file, and the
+//! read of a range.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +11,7 @@ use redb::{
 };
 use uuid::Uuid;
 
+use super::Files;
 use super::tables::{EVENTS, uuid_key};
 use crate::model::StoredEvent;
 use crate::rollup::{self, Batch, Half, HourCounts, ProgrammeCounts, RollupSink};
@@ -33,23 +36,69 @@ pub(super) const PROGRAMME_NAMES: TableDefinition<&str, &str> =
 pub(super) const PROGRAMME_PENDING: TableDefinition<(&str, u128), &[u8]> =
     TableDefinition::new("programme_pending_v1");
 
-/// Creates the tables (at open). A store made before the roll-ups (no `programme_v1`
-/// table yet) gets them built from its stored events here, in the open's write
-/// transaction; a store made before the packed levels gets those built from its hourly
-/// counts; a store that still keeps the daily counts has them deleted (every write kept
-/// them equal to the hourly counts added up by day, which is how an export makes them
-/// now).
-pub(super) fn create(tx: &WriteTransaction) -> Result<(), StoreError> {
+/// At the store's open, in its write transaction: a store that still keeps the daily
+/// counts has them deleted (every write kept them equal to the hourly counts added up by
+/// day, which is how an export makes them now).
+pub(super) fn drop_daily(tx: &WriteTransaction) -> Result<(), StoreError> {
+    let had = tx
+        .list_tables()?
+        .any(|t| t.name() == PROGRAMME_DAILY.name());
+    if had && tx.delete_table(PROGRAMME_DAILY)? {
+        tracing::info!(
+            "programme daily counts dropped: the packed day level and the hourly counts hold them"
+        );
+    }
+    Ok(())
+}
+
+/// Puts the roll-ups in the index file (`index`, written by its own thread), at open,
+/// before the store's pending groups are applied to it:
+/// - a store that kept them in its own file (before they moved) has its tables copied
+///   into the index file in one transaction, then deleted from the store (a crash in
+///   between copies them again on the next open: the store's are still the whole
+///   roll-ups, as no ingest ran since);
+/// - a store made before the roll-ups (no tables in either file) has them built from its
+///   stored events;
+/// - roll-ups from before the packed levels get those built from the hourly counts.
+pub(super) fn into_index(db: &Database, index: &Database) -> Result<(), StoreError> {
+    let in_store = {
+        let r = db.begin_read()?;
+        let names: Vec<String> = r.list_tables()?.map(|t| t.name().to_owned()).collect();
+        [
+            PROGRAMME.name(),
+            PROGRAMME_PACKED.name(),
+            PROGRAMME_NAMES.name(),
+            PROGRAMME_PENDING.name(),
+        ]
+        .into_iter()
+        .filter(|t| names.iter().any(|n| n == t))
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+    };
+    let tx = index.begin_write()?;
     let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_owned()).collect();
     let has = |t: &str| names.iter().any(|n| n == t);
-    let (existed, packed_existed) = (has(PROGRAMME.name()), has(PROGRAMME_PACKED.name()));
+    let started = std::time::Instant::now();
+    let moved = in_store.iter().any(|t| t == PROGRAMME.name());
+    let packed_existed = if moved {
+        // What an earlier, interrupted move left here is copied again.
+        tx.delete_table(PROGRAMME)?;
+        tx.delete_table(PROGRAMME_PACKED)?;
+        tx.delete_table(PROGRAMME_NAMES)?;
+        tx.delete_table(PROGRAMME_PENDING)?;
+        let rows = copy_from_store(db, &tx)?;
+        tracing::info!(rows, "programme roll-ups moved into the index file");
+        in_store.iter().any(|t| t == PROGRAMME_PACKED.name())
+    } else {
+        has(PROGRAMME_PACKED.name())
+    };
+    let existed = moved || has(PROGRAMME.name());
     tx.open_table(PROGRAMME)?;
     tx.open_table(PROGRAMME_PACKED)?;
     tx.open_table(PROGRAMME_NAMES)?;
     tx.open_table(PROGRAMME_PENDING)?;
-    let started = std::time::Instant::now();
     if !existed {
-        let events = rebuild(tx)?;
+        let events = rebuild(db, &tx)?;
         if events > 0 {
             tracing::info!(
                 events,
@@ -58,7 +107,7 @@ pub(super) fn create(tx: &WriteTransaction) -> Result<(), StoreError> {
             );
         }
     } else if !packed_existed {
-        let (hourly, rows) = build_packed(tx)?;
+        let (hourly, rows) = build_packed(&tx)?;
         if hourly > 0 {
             tracing::info!(
                 hourly,
@@ -68,10 +117,14 @@ pub(super) fn create(tx: &WriteTransaction) -> Result<(), StoreError> {
             );
         }
     }
-    if has(PROGRAMME_DAILY.name()) && tx.delete_table(PROGRAMME_DAILY)? {
-        tracing::info!(
-            "programme daily counts dropped: the packed day level and the hourly counts hold them"
-        );
+    tx.commit()?;
+    if !in_store.is_empty() {
+        let tx = db.begin_write()?;
+        tx.delete_table(PROGRAMME)?;
+        tx.delete_table(PROGRAMME_PACKED)?;
+        tx.delete_table(PROGRAMME_NAMES)?;
+        tx.delete_table(PROGRAMME_PENDING)?;
+        tx.commit()?;
     }
     Ok(())
 }
@@ -119,10 +172,16 @@ fn corrupt((level, start, group): (u8, i64, &str), why: String) -> StoreError {
     }
 }
 
-/// Builds the roll-ups from every stored event, gate by gate in seq order, in batches of
-/// [`rollup::REBUILD_CHUNK`] events, the way ingest would have; returns the events read.
-fn rebuild(tx: &WriteTransaction) -> Result<u64, StoreError> {
-    let events = tx.open_table(EVENTS)?;
+/// Builds the roll-ups in `tx` (the index file's) from every event of the store `db`,
+/// gate by gate in seq order, in batches of [`rollup::REBUILD_CHUNK`] events, the way
+/// ingest would have; returns the events read.
+fn rebuild(db: &Database, tx: &WriteTransaction) -> Result<u64, StoreError> {
+    let r = db.begin_read()?;
+    let events = match r.open_table(EVENTS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
     let mut read = 0u64;
     let mut current: Option<String> = None;
     let mut batch = Batch::default();
@@ -146,6 +205,38 @@ fn rebuild(tx: &WriteTransaction) -> Result<u64, StoreError> {
         store(tx, &g, batch)?;
     }
     Ok(read)
+}
+
+/// Copies the store's roll-up tables (those it has) into `tx`; returns the rows copied.
+fn copy_from_store(db: &Database, tx: &WriteTransaction) -> Result<u64, StoreError> {
+    fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
+        r: &redb::ReadTransaction,
+        tx: &WriteTransaction,
+        def: TableDefinition<K, V>,
+    ) -> Result<u64, StoreError>
+    where
+        for<'a> K::SelfType<'a>: std::borrow::Borrow<K::SelfType<'a>>,
+        for<'a> V::SelfType<'a>: std::borrow::Borrow<V::SelfType<'a>>,
+    {
+        let from = match r.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut to = tx.open_table(def)?;
+        let mut n = 0u64;
+        for row in from.iter()? {
+            let (k, v) = row?;
+            to.insert(k.value(), v.value())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+    let r = db.begin_read()?;
+    Ok(copy(&r, tx, PROGRAMME)?
+        + copy(&r, tx, PROGRAMME_PACKED)?
+        + copy(&r, tx, PROGRAMME_NAMES)?
+        + copy(&r, tx, PROGRAMME_PENDING)?)
 }
 
 struct Sink<'a> {
@@ -221,7 +312,7 @@ fn write_counts(
     Ok(())
 }
 
-/// The roll-ups of the batches of one write transaction (a group commit): a
+/// The roll-ups of the batches of one index file transaction (a group, or a catch-up): a
 /// [`rollup::Fold`], written when the last batch is stored.
 #[derive(Debug, Default)]
 pub(super) struct GroupRollup(rollup::Fold);
@@ -253,13 +344,16 @@ pub(super) fn store(
     rollup::store(&mut Sink { tx }, gate, batch)
 }
 
+/// The roll-ups over a range, read from the index file once it holds every group the
+/// store had committed when called.
 pub(super) fn programme_counts(
-    db: &Database,
+    files: &Files,
     from: Option<Timestamp>,
     to: Timestamp,
 ) -> Result<ProgrammeCounts, StoreError> {
     let sp = rollup::spans(from, to);
-    let r = db.begin_read()?;
+    files.indexer.wait()?;
+    let r = files.index.begin_read()?;
     let mut sums = rollup::Sums::default();
     // Keys are ordered by their start first (after the level): one range read per span.
     let hourly = r.open_table(PROGRAMME)?;
