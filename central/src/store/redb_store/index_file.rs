@@ -768,10 +768,12 @@ fn run(db: &Database, index: &Database, shared: &Shared, recv: &mpsc::Receiver<M
     let mut durable_at: Option<std::time::Instant> = None;
     for m in recv {
         match m {
-            Msg::Batch(b) => {
+            Msg::Batch(mut b) => {
                 if shared.lock().behind {
                     continue;
                 }
+                // In key order, each insert finds its leaf where the one before left off.
+                b.rows.sort_unstable();
                 let r = match tx.take() {
                     Some(t) => Ok(t),
                     None => index.begin_write().map_err(StoreError::from),
