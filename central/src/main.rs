@@ -75,6 +75,15 @@ enum Cmd {
         #[arg(long)]
         ca_cert: Option<PathBuf>,
     },
+    /// Rebuild a redb store's index file (`<store>.index.redb`: the event index and the
+    /// programme roll-ups) from the store's events, when it is lost or damaged and no
+    /// backup taken with the store is at hand. A file found at the index's path is moved
+    /// aside, not deleted. Stop central first; the configuration file is not read.
+    RebuildIndex {
+        /// The redb store file (`store_path`).
+        #[arg(long)]
+        store: PathBuf,
+    },
     /// Write the manual pages (roff: central.1 and one per subcommand) into DIR.
     #[command(hide = true)]
     Man {
@@ -287,6 +296,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Cmd::Migrate { from, to, ca_cert } = &cli.cmd {
         return migrate(from, to, ca_cert.as_deref());
     }
+    if let Cmd::RebuildIndex { store } = &cli.cmd {
+        let r = central::store::rebuild_redb_index(store).with_context(|| {
+            format!(
+                "rebuilding the index of {} (is central stopped?)",
+                store.display()
+            )
+        })?;
+        if let Some(aside) = &r.moved_aside {
+            println!("moved aside: {}", aside.display());
+        }
+        println!(
+            "rebuilt {}: {} events read, {} index rows, programme roll-ups from the same events",
+            r.index.display(),
+            r.events,
+            r.rows
+        );
+        return Ok(());
+    }
     let cfg = Config::load(&cli.config)?;
     let central = Central::open(&cfg)?;
     match cli.cmd {
@@ -359,7 +386,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Export(cmd) => export(&central, &cmd),
-        Cmd::Keys(_) | Cmd::Man { .. } | Cmd::Migrate { .. } => Ok(()),
+        Cmd::Keys(_) | Cmd::Man { .. } | Cmd::Migrate { .. } | Cmd::RebuildIndex { .. } => Ok(()),
     }
 }
 

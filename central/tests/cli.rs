@@ -284,3 +284,41 @@ fn agent_add_reads_the_certificate_from_standard_input_for_a_dash() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn rebuild_index_writes_the_index_file_again_and_moves_a_found_one_aside() {
+    let s = setup();
+    // Any command that opens the store makes it and its index file.
+    let out = central(&s, &["registry", "import", "-"], OPERATORS, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let store = s.dir.path().join("central.redb");
+    let index = central::store::redb_index_path(&store);
+    assert!(index.exists());
+    std::fs::remove_file(&index).unwrap();
+    let store_arg = store.to_str().unwrap();
+    let out = central(&s, &["rebuild-index", "--store", store_arg], "", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_says(&out.stdout, "0 events read, 0 index rows");
+    assert!(index.exists());
+    // Again: the file found there is moved aside, not deleted.
+    let out = central(&s, &["rebuild-index", "--store", store_arg], "", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_says(&out.stdout, "moved aside: ");
+    let aside = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("central.index.redb.aside-"))
+        .count();
+    assert_eq!(aside, 1);
+    // A store that is not there: one line naming it, exit 1, nothing created.
+    let none = s.dir.path().join("none.redb");
+    let out = central(
+        &s,
+        &["rebuild-index", "--store", none.to_str().unwrap()],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_says(&out.stderr, "does not exist");
+    assert!(!none.exists());
+}

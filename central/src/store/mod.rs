@@ -51,7 +51,7 @@ pub use crate::model::{AuditNote, Stamp};
 pub use crate::store_error::StoreError;
 pub use pg_store::{LiveUpdate, PgStore};
 pub use redb_store::index_file::path_for as redb_index_path;
-pub use redb_store::{FloorBatch, RedbStore};
+pub use redb_store::{FloorBatch, RebuildReport, RedbStore, rebuild_index as rebuild_redb_index};
 
 /// Leading byte of every stored value: the layout of the JSON that follows.
 pub const VALUE_VERSION: u8 = 1;

@@ -203,6 +203,16 @@ pub(super) fn insert_rows(
     Ok(())
 }
 
+/// Marks a rebuilt index file ([`super::index_rebuild`]) as holding the store's rows from
+/// before the index file and every group up to `group`, durably.
+pub(super) fn mark_rebuilt(index: &Database, group: u64) -> Result<(), StoreError> {
+    let tx = index.begin_write()?;
+    tx.open_table(INDEX_META)?.insert("migrated", 1)?;
+    set_applied(&tx, group)?;
+    tx.commit()?;
+    Ok(())
+}
+
 pub(super) fn set_applied(tx: &redb::WriteTransaction, group: u64) -> Result<(), StoreError> {
     let mut m = tx.open_table(INDEX_META)?;
     m.insert("applied", group)?;
@@ -286,10 +296,12 @@ pub(super) fn open(
                 drop(index);
                 let _ = std::fs::remove_file(&ipath);
                 return Err(StoreError::Backend(format!(
-                    "the store {} holds events but its event index {} is missing: restore \
-                     the index file from the backup taken with the store",
+                    "the store {} holds events but its index file {} is missing: restore \
+                     it from the backup taken with the store, or rebuild it from the store's \
+                     events with `central rebuild-index --store {}`",
                     path.display(),
-                    ipath.display()
+                    ipath.display(),
+                    path.display()
                 )));
             }
             let tx = index.begin_write()?;

@@ -192,6 +192,7 @@ mod export;
 mod floor;
 mod group;
 pub mod index_file;
+mod index_rebuild;
 mod query;
 mod registry_tables;
 mod rollup_tables;
@@ -199,6 +200,7 @@ mod staff_tables;
 mod tables;
 
 pub use floor::FloorBatch;
+pub use index_rebuild::{RebuildReport, rebuild as rebuild_index};
 use tables::{
     AGENT_TOKENS, ALERT_KEYS, ALERTS, AUDIT, CASE_BY_GATE_TXN, CASE_BY_TXN, CASE_INDEX, CASES,
     CHANGES, COMPANIES, CONSIGNMENT_INDEX, CONSIGNMENTS, COUNTERS, DOCUMENTS, EVENT_IDS, EVENT_TXN,
