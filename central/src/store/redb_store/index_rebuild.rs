@@ -17,7 +17,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::index_file::{self, INDEX_PENDING, IndexRow};
 use super::tables::{EVENT_INDEX, EVENTS};
-use super::{INDEX_CACHE_BYTES, rollup_tables};
+use super::{CACHE_BYTES, INDEX_CACHE_BYTES, rollup_tables};
 use crate::ingest;
 use crate::model::StoredEvent;
 use crate::store::{StoreError, decode};
@@ -50,7 +50,7 @@ pub fn rebuild(path: &Path) -> Result<RebuildReport, StoreError> {
             path.display()
         )));
     }
-    let db = Database::open(path)?;
+    let db = Database::builder().set_cache_size(CACHE_BYTES).open(path)?;
     {
         let r = db.begin_read()?;
         match r.open_table(EVENT_INDEX) {
