@@ -167,6 +167,7 @@ impl GroupCommit {
         jobs: &[Arc<Job>],
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let group = self.groups.load(Ordering::Acquire) + 1;
+        files.indexer.keep_up(group);
         let prune = files.indexer.durable();
         let stored = self.store_transaction(&files.db, jobs, group, prune, &files.indexer);
         files.indexer.done(group, stored.is_ok());

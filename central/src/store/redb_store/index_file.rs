@@ -585,6 +585,43 @@ mod tests {
     }
 
     #[test]
+    fn the_writer_waits_while_the_index_is_too_far_behind_and_not_while_it_catches_up() {
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+
+        use super::{Indexer, MAX_BEHIND, SEARCH_WAIT};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(Database::create(dir.path().join("s.redb")).expect("store"));
+        let index = Arc::new(Database::create(dir.path().join("i.redb")).expect("index"));
+        let ix = Indexer::start(db, index, 0).expect("start");
+        let t0 = Instant::now();
+        ix.keep_up(MAX_BEHIND);
+        assert!(t0.elapsed() < Duration::from_secs(1), "within the bound");
+        // Too far behind: the writer goes on once the index has applied enough.
+        let shared = Arc::clone(&ix.shared);
+        let applier = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            shared.lock().applied = 40;
+            shared.changed.notify_all();
+        });
+        let t0 = Instant::now();
+        ix.keep_up(50);
+        let waited = t0.elapsed();
+        applier.join().expect("applier");
+        assert!(
+            waited >= Duration::from_millis(250) && waited < SEARCH_WAIT,
+            "{waited:?}"
+        );
+        // Catching up from the store's pending rows, which the writer's next group starts:
+        // no wait.
+        ix.shared.lock().behind = true;
+        let t0 = Instant::now();
+        ix.keep_up(1_000);
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        ix.stop();
+    }
+
+    #[test]
     fn a_store_with_events_and_no_index_file_is_refused_naming_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.redb");
@@ -662,6 +699,10 @@ impl std::fmt::Debug for Msg {
     }
 }
 
+/// Most groups the index may be behind the store's writer before the writer waits
+/// ([`Indexer::keep_up`]).
+pub(super) const MAX_BEHIND: u64 = 16;
+
 /// Longest a search waits for the index to apply what the store has committed.
 pub(super) const SEARCH_WAIT: Duration = Duration::from_secs(5);
 
@@ -717,6 +758,27 @@ impl Indexer {
             self.shared.lock().committed = group;
         }
         self.post(Msg::Done(group, stored));
+    }
+
+    /// Before the store's writer begins group `group`: waits while the index is more than
+    /// [`MAX_BEHIND`] groups behind it, so the batches handed over and not yet applied
+    /// stay bounded in memory. Not while the index is catching up from the store's
+    /// pending rows (a group's end starts that), and never longer than [`SEARCH_WAIT`].
+    pub(super) fn keep_up(&self, group: u64) {
+        let deadline = std::time::Instant::now() + SEARCH_WAIT;
+        let mut st = self.shared.lock();
+        while !st.behind && st.applied.saturating_add(MAX_BEHIND) < group {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
     }
 
     /// The last group the index holds on disk.

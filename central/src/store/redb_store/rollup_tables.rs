@@ -79,7 +79,8 @@ pub(super) fn into_index(db: &Database, index: &Database) -> Result<(), StoreErr
     let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_owned()).collect();
     let has = |t: &str| names.iter().any(|n| n == t);
     let started = std::time::Instant::now();
-    let moved = in_store.iter().any(|t| t == PROGRAMME.name());
+    // Whatever the store holds is copied before it is deleted there.
+    let moved = !in_store.is_empty();
     let packed_existed = if moved {
         // What an earlier, interrupted move left here is copied again.
         tx.delete_table(PROGRAMME)?;
