@@ -2,7 +2,9 @@
 //! hash-chained journal entries (n events in all), through central's ingest path in
 //! process: the request body parsed as an `IngestBatch`, `central::ingest::check_batch`,
 //! then `Store::ingest` on central's redb store (hash chain, deduplication, cases for seal
-//! exceptions, acknowledgement; one durable write transaction per batch). The HTTP layer
+//! exceptions, acknowledgement; durable write transactions, the batches waiting for the
+//! writer committed together), timed until every agent is answered and a search finds every
+//! event (redb: the index file's writer has caught up). The HTTP layer
 //! (TLS, routing, token look-up) is not in this figure; figure 6 will carry it.
 //!
 //! Events alternate transaction and decision entries; the decisions come from the real
@@ -161,6 +163,12 @@ fn drive(
             .collect();
         join_all(handles)
     });
+    // Until every event is found by a search as well (redb: the index file's writer has
+    // applied every group the store's writer committed).
+    store.events(&central::model::EventQuery {
+        limit: 1,
+        ..Default::default()
+    })?;
     let wall = started.elapsed();
     let mut lat = Samples::default();
     let mut cases = 0;
