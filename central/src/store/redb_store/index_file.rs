@@ -364,7 +364,7 @@ fn drop_old(db: &Database) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use jiff::{SignedDuration, Timestamp};
     use protocol::schema::GateId;
     use redb::{Database, ReadableDatabase, ReadableTable};
@@ -403,7 +403,7 @@ mod tests {
     }
 
     /// (container or `all`, seq) of every event each search finds: by container, and all.
-    fn searches(s: &RedbStore) -> Vec<(String, u64)> {
+    pub(in super::super) fn searches(s: &RedbStore) -> Vec<(String, u64)> {
         let mut out = Vec::new();
         for c in [Some("MSCU1234566"), Some("CSQU3054383"), None] {
             let q = EventQuery {
@@ -675,6 +675,24 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Waits for a change of the state until `deadline`; `None` once it has passed.
+    fn wait_changed<'a>(
+        &self,
+        st: std::sync::MutexGuard<'a, State>,
+        deadline: std::time::Instant,
+    ) -> Option<std::sync::MutexGuard<'a, State>> {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        Some(
+            self.changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0,
+        )
+    }
 }
 
 /// The index file's writer: a thread that writes each group's rows while the store's
@@ -768,16 +786,10 @@ impl Indexer {
         let deadline = std::time::Instant::now() + SEARCH_WAIT;
         let mut st = self.shared.lock();
         while !st.behind && st.applied.saturating_add(MAX_BEHIND) < group {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return;
+            match self.shared.wait_changed(st, deadline) {
+                Some(next) => st = next,
+                None => return,
             }
-            st = self
-                .shared
-                .changed
-                .wait_timeout(st, left)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
         }
     }
 
@@ -803,20 +815,13 @@ impl Indexer {
                 st = self.shared.lock();
                 continue;
             }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(StoreError::Unavailable(format!(
-                    "the event index is behind the store (group {} of {want}); it catches up \
-                     from the store's pending rows",
-                    st.applied
-                )));
-            }
-            st = self
-                .shared
-                .changed
-                .wait_timeout(st, left)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
+            let applied = st.applied;
+            st = self.shared.wait_changed(st, deadline).ok_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "the event index is behind the store (group {applied} of {want}); it \
+                     catches up from the store's pending rows"
+                ))
+            })?;
         }
         Ok(())
     }

@@ -224,10 +224,10 @@ mod tests {
 
     use super::super::RedbStore;
     use super::super::group::tests::traffic;
+    use super::super::index_file::tests::searches;
     use super::super::index_file::{IndexRow, path_for};
     use super::super::tables::EVENT_INDEX;
     use super::rebuild;
-    use crate::model::EventQuery;
     use crate::rollup::ProgrammeCounts;
     use crate::store::{Delivery, Store};
 
@@ -294,27 +294,12 @@ mod tests {
             .collect()
     }
 
-    /// What staff see: the roll-ups, and (container or `all`, gate, seq) of each search.
-    fn seen(s: &RedbStore) -> (ProgrammeCounts, Vec<(String, String, u64)>) {
+    /// What staff see: the roll-ups, and (container or `all`, seq) of each search.
+    fn seen(s: &RedbStore) -> (ProgrammeCounts, Vec<(String, u64)>) {
         let counts = s
             .programme_counts(None, "2030-01-01T00:00:00Z".parse().expect("ts"))
             .expect("counts");
-        let mut found = Vec::new();
-        for c in [Some("MSCU1234566"), Some("CSQU3054383"), None] {
-            let q = EventQuery {
-                container: c.map(str::to_owned),
-                limit: 1_000,
-                ..EventQuery::default()
-            };
-            for e in s.events(&q).expect("search").items {
-                found.push((
-                    c.unwrap_or("all").to_owned(),
-                    e.entry.agent.to_string(),
-                    e.entry.seq,
-                ));
-            }
-        }
-        (counts, found)
+        (counts, searches(s))
     }
 
     #[test]
