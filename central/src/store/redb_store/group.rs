@@ -403,7 +403,6 @@ pub(super) mod tests {
             "US-CTPAT:OBOIMP92011",
             "EU-AEO:FR123456789012",
         ];
-        let mut prev = GENESIS_HASH.to_owned();
         let mut out = Vec::new();
         for k in 0..n {
             let txn = uuid::Uuid::now_v7();
@@ -449,20 +448,30 @@ pub(super) mod tests {
                     },
                 },
             ];
-            for body in bodies {
-                let seq = out.len() as u64 + 1;
-                let e = JournalEntry::new_chained(
-                    g.clone(),
-                    seq,
-                    uuid::Uuid::now_v7(),
-                    at(),
-                    prev,
-                    body,
-                )
-                .expect("entry");
-                prev = e.hash.clone();
-                out.push(e);
-            }
+            out.extend(bodies);
+        }
+        chained_bodies(&g, out)
+    }
+
+    /// `bodies` as `gate`'s chain from its first entry, each at the same instant.
+    pub(in super::super) fn chained_bodies(
+        gate: &GateId,
+        bodies: Vec<EventBody>,
+    ) -> Vec<JournalEntry> {
+        let mut prev = GENESIS_HASH.to_owned();
+        let mut out = Vec::with_capacity(bodies.len());
+        for (i, body) in bodies.into_iter().enumerate() {
+            let e = JournalEntry::new_chained(
+                gate.clone(),
+                i as u64 + 1,
+                uuid::Uuid::now_v7(),
+                at(),
+                prev,
+                body,
+            )
+            .expect("entry");
+            prev = e.hash.clone();
+            out.push(e);
         }
         out
     }

@@ -389,7 +389,7 @@ pub(super) mod tests {
 
     /// Gate G1's traffic of `transactions` transactions, ingested in batches of `batch`
     /// entries (one group each).
-    fn ingest_traffic(s: &RedbStore, transactions: u64, batch: usize) {
+    pub(in super::super) fn ingest_traffic(s: &RedbStore, transactions: u64, batch: usize) {
         let g = GateId::parse("G1").expect("gate");
         for part in traffic("G1", transactions).chunks(batch) {
             s.ingest(Delivery::new(

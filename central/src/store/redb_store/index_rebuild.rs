@@ -219,12 +219,12 @@ fn write(index: &Database, rows: &mut Vec<IndexRow>) -> Result<u64, StoreError> 
 #[cfg(test)]
 mod tests {
     use jiff::{SignedDuration, Timestamp};
-    use protocol::schema::{GENESIS_HASH, GateId, JournalEntry};
+    use protocol::schema::GateId;
     use redb::{Database, ReadableDatabase, ReadableTable};
 
     use super::super::RedbStore;
-    use super::super::group::tests::traffic;
-    use super::super::index_file::tests::searches;
+    use super::super::group::tests::{chained_bodies, traffic};
+    use super::super::index_file::tests::{ingest_traffic, searches};
     use super::super::index_file::{IndexRow, path_for};
     use super::super::tables::EVENT_INDEX;
     use super::rebuild;
@@ -239,37 +239,13 @@ mod tests {
     /// journalled before its transaction, in batches of three: a decision's containers
     /// then come from a transaction in a later batch.
     fn fill(s: &RedbStore) {
-        let g1 = GateId::parse("G1").expect("gate");
-        for part in traffic("G1", 30).chunks(7) {
-            s.ingest(Delivery::new(
-                &g1,
-                part,
-                at(),
-                SignedDuration::from_hours(24),
-            ))
-            .expect("ingest");
-        }
+        ingest_traffic(s, 30, 7);
         let g2 = GateId::parse("G2").expect("gate");
         let mut bodies: Vec<_> = traffic("G2", 20).into_iter().map(|e| e.body).collect();
         for pair in bodies.chunks_mut(2) {
             pair.swap(0, 1);
         }
-        let mut prev = GENESIS_HASH.to_owned();
-        let mut entries = Vec::new();
-        for (i, body) in bodies.into_iter().enumerate() {
-            let e = JournalEntry::new_chained(
-                g2.clone(),
-                i as u64 + 1,
-                uuid::Uuid::now_v7(),
-                at(),
-                prev,
-                body,
-            )
-            .expect("entry");
-            prev = e.hash.clone();
-            entries.push(e);
-        }
-        for part in entries.chunks(3) {
+        for part in chained_bodies(&g2, bodies).chunks(3) {
             s.ingest(Delivery::new(
                 &g2,
                 part,
@@ -278,6 +254,13 @@ mod tests {
             ))
             .expect("ingest");
         }
+    }
+
+    /// A store at `path` filled by [`fill`], and what staff saw in it.
+    fn filled(path: &std::path::Path) -> (ProgrammeCounts, Vec<(String, u64)>) {
+        let s = RedbStore::open(path).expect("open");
+        fill(&s);
+        seen(&s)
     }
 
     fn rows_of(path: &std::path::Path) -> Vec<IndexRow> {
@@ -306,11 +289,7 @@ mod tests {
     fn a_lost_index_file_is_rebuilt_with_the_rows_and_roll_ups_ingest_wrote() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.redb");
-        let before = {
-            let s = RedbStore::open(&path).expect("open");
-            fill(&s);
-            seen(&s)
-        };
+        let before = filled(&path);
         assert!(before.1.len() > 180, "{}", before.1.len());
         assert!(!before.0.counts.is_empty());
         let rows = rows_of(&path);
@@ -340,11 +319,7 @@ mod tests {
     fn a_damaged_index_file_is_moved_aside_and_the_index_rebuilt() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.redb");
-        let before = {
-            let s = RedbStore::open(&path).expect("open");
-            fill(&s);
-            seen(&s)
-        };
+        let before = filled(&path);
         let damaged = b"not a redb file at all".repeat(100);
         std::fs::write(path_for(&path), &damaged).expect("damage");
         let err = RedbStore::open(&path).expect_err("a damaged index file");
