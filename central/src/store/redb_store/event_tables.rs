@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::case_tables::{CaseTx, store_alert};
 use super::index_file::{ForIndex, IndexRow};
+use super::index_pending;
 use super::tables::{
     AGENT_TOKENS, COUNTERS, EVENT_IDS, EVENT_TXN, EVENTS, GATES, HOURLY, read_record, uuid_key,
     write_audit,
@@ -220,8 +221,14 @@ impl<'a> Target<'a> {
                 h.insert(key, n)?;
             }
         }
+        out.gate = gate.to_string();
+        out.seqs = index_pending::runs(
+            effect
+                .iter()
+                .filter_map(|&i| batch.entries.get(i).map(|e| e.seq)),
+        );
         if !totals.rollup.is_empty() {
-            out.rollup = Some((gate.to_string(), totals.rollup));
+            out.rollup = Some(totals.rollup);
         }
         Ok((cases, links))
     }

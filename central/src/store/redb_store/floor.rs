@@ -15,7 +15,8 @@ use redb::WriteTransaction;
 use uuid::Uuid;
 
 use super::event_tables::{Made, stored_event_tail};
-use super::index_file::IndexRow;
+use super::index_file::ForIndex;
+use super::index_pending;
 use super::tables::{EVENT_IDS, EVENT_TXN, EVENTS, uuid_key};
 use crate::ingest;
 use crate::store::StoreError;
@@ -106,14 +107,17 @@ impl FloorBatch {
         self.rows.iter().map(|r| r.seq).max().unwrap_or(0)
     }
 
-    /// Writes the batch's rows inside `tx`, its index rows into `index` (for the index
-    /// file, as ingest's).
+    /// Writes the batch's rows inside `tx`, its gate, seqs and index rows into `out` (for
+    /// the index file, as ingest's).
     pub(super) fn write_in(
         &self,
         tx: &WriteTransaction,
-        index: &mut Vec<IndexRow>,
+        out: &mut ForIndex,
     ) -> Result<(), StoreError> {
         let gate = self.gate.as_str();
+        out.gate = gate.to_owned();
+        out.seqs = index_pending::runs(self.rows.iter().map(|r| r.seq));
+        let index = &mut out.rows;
         let mut events = tx.open_table(EVENTS)?;
         let mut ids = tx.open_table(EVENT_IDS)?;
         let mut txns = tx.open_table(EVENT_TXN)?;

@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use super::Files;
 use super::event_tables::{self, Prepared};
 use super::floor::FloorBatch;
-use super::index_file::{self, ForIndex, INDEX_PENDING, Pending};
+use super::index_file::{self, ForIndex};
+use super::index_pending::{self, INDEX_PENDING};
 use crate::store::{IngestOutcome, StoreError};
 
 /// Most entries committed in one group (the first batch is always taken whole).
@@ -184,15 +185,12 @@ impl GroupCommit {
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let tx = db.begin_write()?;
         let mut outcomes = Vec::with_capacity(jobs.len());
-        let mut pending = Pending {
-            chunks: Vec::with_capacity(jobs.len()),
-            rollups: Vec::with_capacity(jobs.len()),
-        };
+        let mut pending = index_pending::Group::with_capacity(jobs.len());
         for j in jobs {
             let mut out = ForIndex::default();
             let done = match &j.batch {
                 Work::Ingest(b) => event_tables::ingest_in(&tx, b, &mut out),
-                Work::Floor(b) => b.write_in(&tx, &mut out.rows).map(|()| IngestOutcome {
+                Work::Floor(b) => b.write_in(&tx, &mut out).map(|()| IngestOutcome {
                     acked_through: b.last_seq(),
                     tally: crate::ingest::Tally {
                         stored: b.len() as u64,
@@ -201,12 +199,9 @@ impl GroupCommit {
                     cases: Vec::new(),
                 }),
             };
-            let done = done.and_then(|o| {
-                pending.add(&out)?;
-                Ok(o)
-            });
             match done {
                 Ok(o) => {
+                    pending.add(&out);
                     // Should the indexer fail, the batch stays pending in the store.
                     indexer.batch(out);
                     outcomes.push(o);

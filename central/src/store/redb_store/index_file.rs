@@ -18,15 +18,16 @@
 //! index never names an event the store does not hold (a query reads the index first, then
 //! the store, in a newer snapshot), and a search or a programme figure waits until the
 //! index has applied what the store had committed ([`Indexer::wait`]). The store's
-//! transaction also keeps the group's index rows and queued roll-up batches pending under
-//! the group's number (`index_pending_v1`); the index file records the last group it
-//! applied (`index_meta_v1`, `applied`) in the same transaction as the rows and counts.
-//! The index commits without waiting for the disk (`Durability::None`) except about once a
-//! second ([`DURABLE_EVERY`]), and the store deletes its pending rows only up to the
-//! index's last durable commit. So on open, after a crash, and before a group when an
-//! index commit failed, the pending groups above the index's `applied` are applied in
-//! order (the rows, the roll-ups and the number in one transaction: each group once), and
-//! no index row or count of an acknowledged event is lost.
+//! transaction also keeps the group pending under its number: which entries each of its
+//! batches stored (`index_pending_v2`, [`index_pending`]), from which the group's rows and
+//! roll-ups are made again; the index file records the last group it applied
+//! (`index_meta_v1`, `applied`) in the same transaction as the rows and counts. The index
+//! commits without waiting for the disk (`Durability::None`) except about once a second
+//! ([`DURABLE_EVERY`]), and the store deletes its pending groups only up to the index's
+//! last durable commit. So on open, after a crash, and before a group when an index commit
+//! failed, the pending groups above the index's `applied` are applied in order (the rows,
+//! the roll-ups and the number in one transaction: each group once), and no index row or
+//! count of an acknowledged event is lost.
 //!
 //! # Migration
 //! A store written before the index had its own file keeps its rows in the store's
@@ -42,6 +43,7 @@ use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+use super::index_pending::{self, Runs};
 use super::rollup_tables::{self, GroupRollup};
 use super::tables::{EVENT_INDEX, EVENTS};
 use crate::rollup;
@@ -50,13 +52,8 @@ use crate::store::StoreError;
 /// One index row: (index key, at ms, gate, seq).
 pub(super) type IndexRow = (String, i64, String, u64);
 
-/// In the store's file: group number → that group's index rows ([`Pending`]), kept until
-/// the index file holds them durably.
-pub(super) const INDEX_PENDING: TableDefinition<u64, &[u8]> =
-    TableDefinition::new("index_pending_v1");
-
 /// How often the index file's commits wait for the disk; in between they are visible at
-/// once but durable only with the next durable one (the store keeps their rows pending).
+/// once but durable only with the next durable one (the store keeps their groups pending).
 pub(super) const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// In the index file: `applied` (the last group whose rows it holds) and `migrated` (1 once
 /// a store's rows from before the index file are copied in).
@@ -71,118 +68,15 @@ pub fn path_for(path: &Path) -> PathBuf {
     path.with_extension("index.redb")
 }
 
-/// What one stored batch hands the index file: its index rows, and its part of the
-/// programme roll-ups (gate and [`rollup::Batch`]) when it stored decisions or gate
-/// transactions.
+/// What one stored batch hands the index file: its gate, the [`Runs`] of seqs it stored
+/// with effect (what the store keeps pending, [`index_pending`]), their index rows, and
+/// its part of the programme roll-ups when it stored decisions or gate transactions.
 #[derive(Debug, Default)]
 pub(super) struct ForIndex {
+    pub(super) gate: String,
+    pub(super) seqs: Runs,
     pub(super) rows: Vec<IndexRow>,
-    pub(super) rollup: Option<(String, rollup::Batch)>,
-}
-
-/// A group's index rows and roll-up batches as the store keeps them pending: one encoded
-/// chunk of rows a batch, and each batch's queued roll-up ([`rollup::Batch::to_queued`])
-/// with its gate, in the order they were stored.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub(super) struct Pending {
-    pub(super) chunks: Vec<Vec<u8>>,
-    pub(super) rollups: Vec<(String, Vec<u8>)>,
-}
-
-/// A pending group as stores kept it while the roll-ups were written in the store's own
-/// transaction: its rows only.
-#[derive(serde::Deserialize)]
-struct PendingRowsOnly {
-    chunks: Vec<Vec<u8>>,
-}
-
-/// One batch's index rows as a pending chunk.
-pub(super) fn chunk(rows: &[IndexRow]) -> Result<Vec<u8>, StoreError> {
-    postcard::to_allocvec(rows).map_err(|e| StoreError::Backend(format!("index_pending_v1: {e}")))
-}
-
-impl Pending {
-    /// Adds one stored batch: its rows, and its roll-up when it has one.
-    pub(super) fn add(&mut self, batch: &ForIndex) -> Result<(), StoreError> {
-        self.chunks.push(chunk(&batch.rows)?);
-        if let Some((gate, b)) = &batch.rollup {
-            let bytes = b
-                .to_queued()
-                .map_err(|e| StoreError::Backend(format!("index_pending_v1: {e}")))?;
-            self.rollups.push((gate.clone(), bytes));
-        }
-        Ok(())
-    }
-
-    pub(super) fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        postcard::to_allocvec(self)
-            .map_err(|e| StoreError::Backend(format!("index_pending_v1: {e}")))
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        match postcard::from_bytes::<Pending>(bytes) {
-            Ok(p) => Ok(p),
-            // Written before the roll-ups moved here: the rows alone, every byte of them.
-            Err(e) => match postcard::take_from_bytes::<PendingRowsOnly>(bytes) {
-                Ok((old, [])) => Ok(Pending {
-                    chunks: old.chunks,
-                    rollups: Vec::new(),
-                }),
-                _ => Err(corrupt(&e)),
-            },
-        }
-    }
-
-    /// Every row of the group.
-    pub(super) fn rows(&self) -> Result<Vec<IndexRow>, StoreError> {
-        let mut out = Vec::new();
-        for c in &self.chunks {
-            let rows: Vec<IndexRow> = postcard::from_bytes(c).map_err(|e| corrupt(&e))?;
-            out.extend(rows);
-        }
-        Ok(out)
-    }
-
-    /// Folds the group's roll-up batches into `fold`, in the order they were stored.
-    fn fold_into(
-        &self,
-        tx: &redb::WriteTransaction,
-        fold: &mut GroupRollup,
-    ) -> Result<(), StoreError> {
-        for (gate, bytes) in &self.rollups {
-            let b = rollup::Batch::from_queued(bytes).map_err(|why| StoreError::Corrupt {
-                table: "index_pending_v1",
-                key: format!("roll-up of {gate}"),
-                why,
-            })?;
-            fold.add(tx, gate, b)?;
-        }
-        Ok(())
-    }
-}
-
-/// The store's pending groups above `after`, in order.
-pub(super) fn pending_after(db: &Database, after: u64) -> Result<Vec<(u64, Pending)>, StoreError> {
-    let r = db.begin_read()?;
-    let t = match r.open_table(INDEX_PENDING) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut out = Vec::new();
-    for row in t.range(after.saturating_add(1)..)? {
-        let (k, v) = row?;
-        out.push((k.value(), Pending::decode(v.value())?));
-    }
-    Ok(out)
-}
-
-fn corrupt(e: &postcard::Error) -> StoreError {
-    StoreError::Corrupt {
-        table: "index_pending_v1",
-        key: "group".into(),
-        why: e.to_string(),
-    }
+    pub(super) rollup: Option<rollup::Batch>,
 }
 
 /// The index file's last applied group.
@@ -224,20 +118,12 @@ pub(super) fn set_applied(tx: &redb::WriteTransaction, group: u64) -> Result<(),
 /// both now hold.
 pub(super) fn catch_up(db: &Database, index: &Database) -> Result<u64, StoreError> {
     let done = applied(index)?;
-    let pending = pending_after(db, done)?;
+    let pending = index_pending::after(db, done)?;
     let Some(&(last, _)) = pending.last() else {
         return Ok(done);
     };
     let tx = index.begin_write()?;
-    let mut rows = 0usize;
-    let mut fold = GroupRollup::default();
-    for (_, p) in &pending {
-        let r = p.rows()?;
-        rows += r.len();
-        insert_rows(&tx, &r)?;
-        p.fold_into(&tx, &mut fold)?;
-    }
-    fold.write(&tx)?;
+    let rows = index_pending::apply_all(db, &pending, &tx)?;
     set_applied(&tx, last)?;
     tx.commit()?;
     tracing::warn!(
@@ -312,6 +198,8 @@ pub(super) fn open(
     }
     rollup_tables::into_index(db, &index)?;
     let group = catch_up(db, &index)?;
+    // The index file now holds on disk every group the earlier versions' table names.
+    index_pending::drop_v1(db)?;
     Ok((index, group))
 }
 
@@ -371,8 +259,9 @@ pub(super) mod tests {
 
     use super::super::RedbStore;
     use super::super::group::tests::traffic;
+    use super::super::index_pending;
     use super::super::tables::EVENT_INDEX;
-    use super::{INDEX_META, IndexRow, path_for, pending_after};
+    use super::{IndexRow, path_for};
     use crate::model::EventQuery;
     use crate::store::{Delivery, Store};
 
@@ -419,14 +308,14 @@ pub(super) mod tests {
     }
 
     /// The store's programme roll-ups over all time, as one line.
-    fn roll_ups(s: &RedbStore) -> String {
+    pub(in super::super) fn roll_ups(s: &RedbStore) -> String {
         let c = s
             .programme_counts(None, "2030-01-01T00:00:00Z".parse().expect("ts"))
             .expect("counts");
         format!("{:?} {:?}", c.counts, c.names)
     }
 
-    fn rows_of(db: &Database) -> Vec<IndexRow> {
+    pub(in super::super) fn rows_of(db: &Database) -> Vec<IndexRow> {
         let r = db.begin_read().expect("read");
         let t = r.open_table(EVENT_INDEX).expect("index");
         t.iter()
@@ -437,53 +326,6 @@ pub(super) mod tests {
                 (key.to_owned(), at, g.to_owned(), s)
             })
             .collect()
-    }
-
-    #[test]
-    fn an_index_commit_lost_after_the_store_commit_is_applied_on_open() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.redb");
-        let found = filled(&path);
-        assert_eq!(
-            found.len(),
-            80,
-            "20 transactions and decisions, each found twice"
-        );
-        let (all, pending) = {
-            let db = Database::open(&path).expect("store");
-            let p = pending_after(&db, 0).expect("pending");
-            let index = Database::open(path_for(&path)).expect("index");
-            (rows_of(&index), p)
-        };
-        // One group a batch; the store keeps the second's rows (the first's go once the
-        // index has it on disk, which the second group may or may not have seen yet).
-        let groups: Vec<u64> = pending.iter().map(|(g, _)| *g).collect();
-        assert_eq!(groups.last(), Some(&2), "{groups:?}");
-        let last_rows = pending.last().expect("pending").1.rows().expect("rows");
-        assert!(!last_rows.is_empty() && last_rows.len() < all.len());
-        // The index file as a crash leaves it when the second group's commit had not
-        // reached the disk: its rows missing, the first group applied.
-        {
-            let index = Database::open(path_for(&path)).expect("index");
-            let tx = index.begin_write().expect("write");
-            {
-                let mut t = tx.open_table(EVENT_INDEX).expect("index");
-                for (k, at, g, s) in &last_rows {
-                    t.remove((k.as_str(), *at, g.as_str(), *s)).expect("remove");
-                }
-                tx.open_table(INDEX_META)
-                    .expect("meta")
-                    .insert("applied", 1)
-                    .expect("applied");
-            }
-            tx.commit().expect("commit");
-        }
-        let s = RedbStore::open(&path).expect("reopen");
-        assert_eq!(searches(&s), found, "every event is found again");
-        drop(s);
-        let index = Database::open(path_for(&path)).expect("index");
-        assert_eq!(rows_of(&index), all);
-        assert_eq!(super::applied(&index).expect("applied"), 2);
     }
 
     /// Run in a child process (the test binary again): ingests 40 batches at once, so that
@@ -528,7 +370,10 @@ pub(super) mod tests {
             let db = Database::open(&path).expect("store");
             let index = Database::open(path_for(&path)).expect("index");
             let behind = super::applied(&index).expect("applied");
-            (behind, pending_after(&db, behind).expect("pending").len())
+            (
+                behind,
+                index_pending::after(&db, behind).expect("pending").len(),
+            )
         };
         assert!(
             pending > 0,
@@ -612,7 +457,7 @@ pub(super) mod tests {
             waited >= Duration::from_millis(250) && waited < SEARCH_WAIT,
             "{waited:?}"
         );
-        // Catching up from the store's pending rows, which the writer's next group starts:
+        // Catching up from the store's pending groups, which the writer's next group starts:
         // no wait.
         ix.shared.lock().behind = true;
         let t0 = Instant::now();
@@ -657,7 +502,7 @@ struct State {
     committed: u64,
     /// The index's last applied group (visible to searches).
     applied: u64,
-    /// The index's last group on disk: the store's pending rows up to it can go.
+    /// The index's last group on disk: the store's pending groups up to it can go.
     durable: u64,
     /// An index commit failed: the index is behind until a catch-up succeeds.
     behind: bool,
@@ -781,7 +626,7 @@ impl Indexer {
     /// Before the store's writer begins group `group`: waits while the index is more than
     /// [`MAX_BEHIND`] groups behind it, so the batches handed over and not yet applied
     /// stay bounded in memory. Not while the index is catching up from the store's
-    /// pending rows (a group's end starts that), and never longer than [`SEARCH_WAIT`].
+    /// pending groups (a group's end starts that), and never longer than [`SEARCH_WAIT`].
     pub(super) fn keep_up(&self, group: u64) {
         let deadline = std::time::Instant::now() + SEARCH_WAIT;
         let mut st = self.shared.lock();
@@ -819,7 +664,7 @@ impl Indexer {
             st = self.shared.wait_changed(st, deadline).ok_or_else(|| {
                 StoreError::Unavailable(format!(
                     "the event index is behind the store (group {applied} of {want}); it \
-                     catches up from the store's pending rows"
+                     catches up from the store's pending groups"
                 ))
             })?;
         }
@@ -859,8 +704,8 @@ fn run(db: &Database, index: &Database, shared: &Shared, recv: &mpsc::Receiver<M
                 }
                 .and_then(|t| {
                     insert_rows(&t, &b.rows)?;
-                    if let Some((gate, batch)) = b.rollup {
-                        fold.add(&t, &gate, batch)?;
+                    if let Some(batch) = b.rollup {
+                        fold.add(&t, &b.gate, batch)?;
                     }
                     Ok(t)
                 });
@@ -928,7 +773,7 @@ fn run(db: &Database, index: &Database, shared: &Shared, recv: &mpsc::Receiver<M
 }
 
 fn fell_behind(shared: &Shared, e: &StoreError) {
-    tracing::error!(error = %e, "the event index's write failed; it catches up from the store's pending rows");
+    tracing::error!(error = %e, "the event index's write failed; it catches up from the store's pending groups");
     shared.lock().behind = true;
     shared.changed.notify_all();
 }

@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 use protocol::schema::EventBody;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::index_file::{self, INDEX_PENDING, IndexRow};
+use super::index_file::{self, IndexRow};
+use super::index_pending::{self, event_rows, stored};
 use super::tables::{EVENT_INDEX, EVENTS};
 use super::{CACHE_BYTES, INDEX_CACHE_BYTES, rollup_tables};
 use crate::ingest;
-use crate::model::StoredEvent;
-use crate::store::{StoreError, decode};
+use crate::store::StoreError;
 
 /// Index rows written per transaction.
 const CHUNK: usize = 200_000;
@@ -86,15 +86,7 @@ pub fn rebuild(path: &Path) -> Result<RebuildReport, StoreError> {
     let (events, rows) = index_rows(&db, &index)?;
     // The roll-ups: with no tables in either file, built from every stored event.
     rollup_tables::into_index(&db, &index)?;
-    let last_pending = {
-        let r = db.begin_read()?;
-        match r.open_table(INDEX_PENDING) {
-            Ok(t) => t.last()?.map_or(0, |(k, _)| k.value()),
-            Err(redb::TableError::TableDoesNotExist(_)) => 0,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    index_file::mark_rebuilt(&index, last_pending)?;
+    index_file::mark_rebuilt(&index, index_pending::last_group(&db)?)?;
     tracing::info!(events, rows, index = %ipath.display(), "event index and roll-ups rebuilt");
     Ok(RebuildReport {
         index: ipath,
@@ -172,23 +164,9 @@ fn index_rows(db: &Database, index: &Database) -> Result<(u64, u64), StoreError>
             if e.refused {
                 continue;
             }
-            let at = e.entry.at.as_millisecond();
-            let mut push = |key: String| rows.push((key, at, gate.clone(), seq));
-            push("t".to_owned());
-            push(gate_key.clone());
-            if let Some(lane) = ingest::lane_of(&e.entry.body) {
-                push(format!("l:{}/{lane}", e.entry.agent));
-            }
-            if let Some(d) = ingest::decision_of(&e.entry.body) {
-                push(format!("d:{}", d.as_str()));
-            }
-            if let Some(keys) =
-                ingest::transaction_of(&e.entry.body).and_then(|txn| containers.get(&txn.as_u128()))
-            {
-                for key in keys {
-                    push(key.clone());
-                }
-            }
+            let keys = ingest::transaction_of(&e.entry.body)
+                .and_then(|txn| containers.get(&txn.as_u128()));
+            event_rows(&gate_key, gate, seq, &e, keys, &mut rows);
             if rows.len() >= CHUNK {
                 written += write(index, &mut rows)?;
             }
@@ -196,10 +174,6 @@ fn index_rows(db: &Database, index: &Database) -> Result<(u64, u64), StoreError>
     }
     written += write(index, &mut rows)?;
     Ok((events, written))
-}
-
-fn stored(gate: &str, seq: u64, bytes: &[u8]) -> Result<StoredEvent, StoreError> {
-    decode("events_v1", format_args!("{gate}/{seq}"), bytes)
 }
 
 /// Writes `rows` (sorted, in one transaction) and empties it; returns how many.

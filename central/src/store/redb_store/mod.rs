@@ -20,7 +20,7 @@
 //! | `programme_v1`, in the index file | (hour start s, group, FAST/STANDARD/INSPECT or `t:BUCKET`) | u64 ([`crate::rollup`]) |
 //! | `programme_packed_v1`, in the index file | (level: day or month, period start s, group) | the group's figures in that period ([`crate::rollup::pack`]) |
 //! | `programme_names_v1`, `programme_pending_v1`, in the index file | operator id; (gate, transaction id) | name as first declared; `Vec<Half>` |
-//! | `index_pending_v1` | group number | the group's index rows and queued roll-up batches, until the index file holds them on disk |
+//! | `index_pending_v2` | group number | the gate and runs of seqs each of the group's batches stored with effect, until the index file holds the group on disk (`index_pending_v1`, the rows and queued roll-ups themselves, from earlier versions: applied and deleted on open) |
 //! | `changes_v1` | seq | `LoggedChange` |
 //! | `operators_v1`, `mras_v1`, `consignments_v1` | operator id; (recognising, partner); consignment id | current record with the seq that last wrote it |
 //! | `consignment_index_v1` | (`c:CONTAINER` or `p:PORT`, consignment id) | () |
@@ -176,7 +176,7 @@ impl RedbStore {
 
 impl Drop for RedbStore {
     /// Makes the index file's last commits durable, so the next open has nothing to apply
-    /// (it would apply them from the store's pending rows otherwise).
+    /// (it would apply them from the store's pending groups otherwise).
     fn drop(&mut self) {
         self.files.indexer.stop();
         if let Ok(tx) = self.files.index.begin_write() {
@@ -192,6 +192,7 @@ mod export;
 mod floor;
 mod group;
 pub mod index_file;
+mod index_pending;
 mod index_rebuild;
 mod query;
 mod registry_tables;
