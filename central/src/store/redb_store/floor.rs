@@ -146,7 +146,7 @@ mod tests {
 
     use super::super::RedbStore;
     use super::super::group::tests::traffic;
-    use super::super::tables::{EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS};
+    use super::super::tables::{EVENT_IDS, EVENT_INDEX, EVENT_TXN, EVENTS, index_row_of};
     use super::FloorBatch;
     use crate::store::{Delivery, Store};
 
@@ -192,7 +192,7 @@ mod tests {
                 .expect("iter")
                 .map(|row| {
                     let (k, _) = row.expect("row");
-                    let (key, at, g, s) = k.value();
+                    let (key, at, g, s) = index_row_of(k.value()).expect("an index row's key");
                     (key.to_owned(), at, g.to_owned(), s)
                 })
                 .collect(),

@@ -45,7 +45,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::index_pending::{self, Runs};
 use super::rollup_tables::{self, GroupRollup};
-use super::tables::{EVENT_INDEX, EVENTS};
+use super::tables::{EVENT_INDEX, EVENT_INDEX_V1, EVENTS, index_row_key};
 use crate::rollup;
 use crate::store::StoreError;
 
@@ -91,8 +91,11 @@ pub(super) fn insert_rows(
     rows: &[IndexRow],
 ) -> Result<(), StoreError> {
     let mut t = tx.open_table(EVENT_INDEX)?;
+    let mut key = Vec::with_capacity(64);
     for (k, at, g, s) in rows {
-        t.insert((k.as_str(), *at, g.as_str(), *s), ())?;
+        key.clear();
+        index_row_key(k, *at, g, *s, &mut key);
+        t.insert(key.as_slice(), ())?;
     }
     Ok(())
 }
@@ -157,10 +160,12 @@ pub(super) fn open(
         m.get("migrated")?.is_some_and(|g| g.value() == 1)
     };
     tx.commit()?;
+    // The index file's rows as tuples, from before `event_index_v2`.
+    convert(&index)?;
     // The store's own index table, from before the index file.
     let old_table = {
         let r = db.begin_read()?;
-        match r.open_table(EVENT_INDEX) {
+        match r.open_table(EVENT_INDEX_V1) {
             Ok(_) => true,
             Err(redb::TableError::TableDoesNotExist(_)) => false,
             Err(e) => return Err(e.into()),
@@ -207,12 +212,23 @@ pub(super) fn open(
 /// deletes the store's table.
 fn migrate(db: &Database, index: &Database) -> Result<(), StoreError> {
     tracing::info!("moving the event index into its own file");
+    let moved = copy_rows(db, index)?;
+    let tx = index.begin_write()?;
+    tx.open_table(INDEX_META)?.insert("migrated", 1)?;
+    tx.commit()?;
+    tracing::info!(rows = moved, "event index moved into its own file");
+    drop_old(db)
+}
+
+/// Copies the rows of `from`'s `event_index_v1` into `to`'s event index, in chunks of
+/// [`MIGRATE_CHUNK`] a transaction; returns how many.
+fn copy_rows(from: &Database, to: &Database) -> Result<usize, StoreError> {
     let mut after: Option<IndexRow> = None;
     let mut moved = 0usize;
     loop {
         let chunk: Vec<IndexRow> = {
-            let r = db.begin_read()?;
-            let t = r.open_table(EVENT_INDEX)?;
+            let r = from.begin_read()?;
+            let t = r.open_table(EVENT_INDEX_V1)?;
             let mut out = Vec::with_capacity(MIGRATE_CHUNK);
             let range = match &after {
                 Some((k, at, g, s)) => t.range((
@@ -231,23 +247,40 @@ fn migrate(db: &Database, index: &Database) -> Result<(), StoreError> {
         let Some(last) = chunk.last().cloned() else {
             break;
         };
-        let tx = index.begin_write()?;
+        let tx = to.begin_write()?;
         insert_rows(&tx, &chunk)?;
         tx.commit()?;
         moved += chunk.len();
         after = Some(last);
     }
-    let tx = index.begin_write()?;
-    tx.open_table(INDEX_META)?.insert("migrated", 1)?;
-    tx.commit()?;
-    tracing::info!(rows = moved, "event index moved into its own file");
-    drop_old(db)
+    Ok(moved)
 }
 
 fn drop_old(db: &Database) -> Result<(), StoreError> {
     let tx = db.begin_write()?;
-    tx.delete_table(EVENT_INDEX)?;
+    tx.delete_table(EVENT_INDEX_V1)?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Rewrites an index file's rows kept as tuples (`event_index_v1`) into `event_index_v2`,
+/// in chunks, then deletes the old table; safe to repeat after a crash (a row written
+/// twice is one row).
+fn convert(index: &Database) -> Result<(), StoreError> {
+    {
+        let r = index.begin_read()?;
+        match r.open_table(EVENT_INDEX_V1) {
+            Ok(_) => {}
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!("rewriting the event index's keys");
+    let moved = copy_rows(index, index)?;
+    let tx = index.begin_write()?;
+    tx.delete_table(EVENT_INDEX_V1)?;
+    tx.commit()?;
+    tracing::info!(rows = moved, "event index keys rewritten");
     Ok(())
 }
 
@@ -260,7 +293,7 @@ pub(super) mod tests {
     use super::super::RedbStore;
     use super::super::group::tests::traffic;
     use super::super::index_pending;
-    use super::super::tables::EVENT_INDEX;
+    use super::super::tables::{EVENT_INDEX, EVENT_INDEX_V1, index_row_of};
     use super::{IndexRow, path_for};
     use crate::model::EventQuery;
     use crate::store::{Delivery, Store};
@@ -322,10 +355,20 @@ pub(super) mod tests {
             .expect("iter")
             .map(|row| {
                 let (k, _) = row.expect("row");
-                let (key, at, g, s) = k.value();
+                let (key, at, g, s) = index_row_of(k.value()).expect("an index row's key");
                 (key.to_owned(), at, g.to_owned(), s)
             })
             .collect()
+    }
+
+    /// Writes `rows` as tuples, as the store's own table and the index file's before
+    /// `event_index_v2` kept them.
+    fn insert_tuples(tx: &redb::WriteTransaction, rows: &[IndexRow]) {
+        let mut t = tx.open_table(EVENT_INDEX_V1).expect("old table");
+        for (k, at, g, s) in rows {
+            t.insert((k.as_str(), *at, g.as_str(), *s), ())
+                .expect("row");
+        }
     }
 
     /// Run in a child process (the test binary again): ingests 40 batches at once, so that
@@ -403,7 +446,7 @@ pub(super) mod tests {
         {
             let db = Database::open(&path).expect("store");
             let tx = db.begin_write().expect("write");
-            super::insert_rows(&tx, &all).expect("rows");
+            insert_tuples(&tx, &all);
             tx.commit().expect("commit");
         }
         std::fs::remove_file(path_for(&path)).expect("remove index file");
@@ -415,7 +458,7 @@ pub(super) mod tests {
             let r = db.begin_read().expect("read");
             assert!(
                 matches!(
-                    r.open_table(EVENT_INDEX),
+                    r.open_table(EVENT_INDEX_V1),
                     Err(redb::TableError::TableDoesNotExist(_))
                 ),
                 "the store's old table is gone"
@@ -427,6 +470,34 @@ pub(super) mod tests {
         );
         let s = RedbStore::open(&path).expect("reopen");
         assert_eq!(searches(&s), found, "a second open changes nothing");
+    }
+
+    #[test]
+    fn an_index_file_keeping_its_rows_as_tuples_has_them_rewritten_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.redb");
+        let found = filled(&path);
+        let all = rows_of(&Database::open(path_for(&path)).expect("index"));
+        {
+            let index = Database::open(path_for(&path)).expect("index");
+            let tx = index.begin_write().expect("write");
+            tx.delete_table(EVENT_INDEX).expect("delete");
+            insert_tuples(&tx, &all);
+            tx.commit().expect("commit");
+        }
+        let s = RedbStore::open(&path).expect("open rewrites the keys");
+        assert_eq!(searches(&s), found);
+        drop(s);
+        let index = Database::open(path_for(&path)).expect("index");
+        assert_eq!(rows_of(&index), all);
+        let r = index.begin_read().expect("read");
+        assert!(
+            matches!(
+                r.open_table(EVENT_INDEX_V1),
+                Err(redb::TableError::TableDoesNotExist(_))
+            ),
+            "the tuples' table is gone"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::index_file::{self, IndexRow};
 use super::index_pending::{self, event_rows, stored};
-use super::tables::{EVENT_INDEX, EVENTS};
+use super::tables::{EVENT_INDEX, EVENT_INDEX_V1, EVENTS};
 use super::{CACHE_BYTES, INDEX_CACHE_BYTES, rollup_tables};
 use crate::ingest;
 use crate::store::StoreError;
@@ -53,7 +53,7 @@ pub fn rebuild(path: &Path) -> Result<RebuildReport, StoreError> {
     let db = Database::builder().set_cache_size(CACHE_BYTES).open(path)?;
     {
         let r = db.begin_read()?;
-        match r.open_table(EVENT_INDEX) {
+        match r.open_table(EVENT_INDEX_V1) {
             Err(redb::TableError::TableDoesNotExist(_)) => {}
             Ok(_) => {
                 return Err(StoreError::Backend(format!(
@@ -194,13 +194,12 @@ fn write(index: &Database, rows: &mut Vec<IndexRow>) -> Result<u64, StoreError> 
 mod tests {
     use jiff::{SignedDuration, Timestamp};
     use protocol::schema::GateId;
-    use redb::{Database, ReadableDatabase, ReadableTable};
+    use redb::Database;
 
     use super::super::RedbStore;
     use super::super::group::tests::{chained_bodies, traffic};
     use super::super::index_file::tests::{ingest_traffic, searches};
     use super::super::index_file::{IndexRow, path_for};
-    use super::super::tables::EVENT_INDEX;
     use super::rebuild;
     use crate::rollup::ProgrammeCounts;
     use crate::store::{Delivery, Store};
@@ -238,17 +237,7 @@ mod tests {
     }
 
     fn rows_of(path: &std::path::Path) -> Vec<IndexRow> {
-        let db = Database::open(path_for(path)).expect("index");
-        let r = db.begin_read().expect("read");
-        let t = r.open_table(EVENT_INDEX).expect("index");
-        t.iter()
-            .expect("iter")
-            .map(|row| {
-                let (k, ()) = row.map(|(k, _)| (k, ())).expect("row");
-                let (key, at, g, s) = k.value();
-                (key.to_owned(), at, g.to_owned(), s)
-            })
-            .collect()
+        super::super::index_file::tests::rows_of(&Database::open(path_for(path)).expect("index"))
     }
 
     /// What staff see: the roll-ups, and (container or `all`, seq) of each search.

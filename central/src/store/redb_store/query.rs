@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::Files;
 use super::tables::{
     ALERTS, COUNTERS, EVENT_INDEX, EVENT_TXN, EVENTS, GATES, HOURLY, MAX_SCAN, META, decode_rows,
-    read_record, uuid_key,
+    index_row_key, index_row_of, read_record, uuid_key,
 };
 use crate::ingest::{decision_of, lane_of};
 use crate::model::{Alert, EventQuery, HourStats, Page, StoredEvent, Summary};
@@ -46,28 +46,42 @@ pub(super) fn events(db: &Files, q: &EventQuery) -> Result<Page<StoredEvent>, St
     let from = q.from.map_or(i64::MIN, |t| t.as_millisecond());
     let to = q.to.map_or(i64::MAX, |t| t.as_millisecond());
     let cursor = q.cursor.as_deref().and_then(parse_cursor4);
+    if key.contains('\0') || cursor.as_ref().is_some_and(|(_, g, _)| g.contains('\0')) {
+        // No index key or gate holds a NUL (and the keys' encoding relies on it).
+        return Ok(event_page(Vec::new(), false, None::<(i64, &str, u64)>));
+    }
     db.indexer.wait()?;
     let ri = db.index.begin_read()?;
     let idx = ri.open_table(EVENT_INDEX)?;
     let r = db.db.begin_read()?;
     let events = r.open_table(EVENTS)?;
-    let start_owned;
-    let start = match &cursor {
-        Some((at, g, s)) => {
-            start_owned = (key.as_str(), *at, g.as_str(), *s);
-            Bound::Excluded(start_owned)
-        }
-        None => Bound::Included((key.as_str(), from, "", 0u64)),
+    let bound = |at: i64, g: &str, s: u64| {
+        let mut out = Vec::with_capacity(key.len() + g.len() + 18);
+        index_row_key(&key, at, g, s, &mut out);
+        out
     };
-    let end = Bound::Excluded((key.as_str(), to, "", 0u64));
+    let (start, end) = match &cursor {
+        Some((at, g, s)) => (Bound::Excluded(bound(*at, g, *s)), bound(to, "", 0)),
+        None => (Bound::Included(bound(from, "", 0)), bound(to, "", 0)),
+    };
+    let start = match &start {
+        Bound::Excluded(b) => Bound::Excluded(b.as_slice()),
+        Bound::Included(b) => Bound::Included(b.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    };
     let limit = q.limit.clamp(1, 1_000);
     let mut items = Vec::new();
     let mut last = None;
     let mut scanned = 0usize;
     let mut more = false;
-    for row in idx.range((start, end))? {
+    for row in idx.range::<&[u8]>((start, Bound::Excluded(end.as_slice())))? {
         let (k, _) = row?;
-        let (_, at, g, s) = k.value();
+        let bytes = k.value();
+        let (_, at, g, s) = index_row_of(bytes).ok_or_else(|| StoreError::Corrupt {
+            table: "event_index_v2",
+            key: String::from_utf8_lossy(bytes).into_owned(),
+            why: "not an index row's key".into(),
+        })?;
         scanned += 1;
         if items.len() >= limit || scanned > MAX_SCAN {
             more = true;

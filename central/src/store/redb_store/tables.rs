@@ -19,7 +19,12 @@ pub(super) const GATES: TableDefinition<&str, &[u8]> = TableDefinition::new("gat
 pub(super) const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events_v1");
 pub(super) const EVENT_IDS: TableDefinition<(&str, u128), u64> =
     TableDefinition::new("event_ids_v1");
-pub(super) const EVENT_INDEX: TableDefinition<(&str, i64, &str, u64), ()> =
+/// The event index, in the index file: one row per (index key, at ms, gate, seq), encoded
+/// by [`index_row_key`] so that byte order (one `memcmp` a comparison) is that order.
+pub(super) const EVENT_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("event_index_v2");
+/// The event index as tuples: the index file's table before `event_index_v2`, and the
+/// store's own from before the index file. Converted on open.
+pub(super) const EVENT_INDEX_V1: TableDefinition<(&str, i64, &str, u64), ()> =
     TableDefinition::new("event_index_v1");
 pub(super) const EVENT_TXN: TableDefinition<(u128, &str, u64), ()> =
     TableDefinition::new("event_txn_v1");
@@ -200,4 +205,82 @@ pub(super) fn write_audit(tx: &WriteTransaction, note: AuditNote<'_>) -> Result<
 
 pub(super) fn uuid_key(u: &Uuid) -> u128 {
     u.as_u128()
+}
+
+/// Appends to `out` the [`EVENT_INDEX`] key of (`key`, `at`, `gate`, `seq`): `key`, a NUL,
+/// `at` big-endian with its sign bit flipped, `gate`, a NUL, `seq` big-endian. Byte order
+/// is the tuple's order, as long as neither string holds a NUL: index keys are made of
+/// gate, lane and container identifiers and outcome words, all checked on the way in.
+pub(super) fn index_row_key(key: &str, at: i64, gate: &str, seq: u64, out: &mut Vec<u8>) {
+    out.reserve(key.len() + gate.len() + 18);
+    out.extend_from_slice(key.as_bytes());
+    out.push(0);
+    out.extend_from_slice(&(at.cast_unsigned() ^ (1 << 63)).to_be_bytes());
+    out.extend_from_slice(gate.as_bytes());
+    out.push(0);
+    out.extend_from_slice(&seq.to_be_bytes());
+}
+
+/// The (key, at, gate, seq) of an [`EVENT_INDEX`] key; `None` for bytes
+/// [`index_row_key`] does not make.
+pub(super) fn index_row_of(bytes: &[u8]) -> Option<(&str, i64, &str, u64)> {
+    let nul = bytes.iter().position(|&b| b == 0)?;
+    let key = std::str::from_utf8(bytes.get(..nul)?).ok()?;
+    let rest = bytes.get(nul + 1..)?;
+    let at = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?) ^ (1 << 63);
+    let rest = rest.get(8..)?;
+    let (gate, tail) = rest.split_at(rest.len().checked_sub(9)?);
+    let (&[0], seq) = tail.split_at(1) else {
+        return None;
+    };
+    Some((
+        key,
+        at.cast_signed(),
+        std::str::from_utf8(gate)
+            .ok()
+            .filter(|g| !g.contains('\0'))?,
+        u64::from_be_bytes(seq.try_into().ok()?),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{index_row_key, index_row_of};
+
+    #[test]
+    fn index_row_keys_sort_as_their_tuples_and_decode_back() {
+        let rows = [
+            ("c:MSCU1234566", 5, "G1", 9),
+            ("c:MSCU1234566", -5, "G1", 9),
+            ("c:MSCU1234566", 5, "G10", 1),
+            ("c:MSCU1234566", 5, "G1", 10),
+            ("c:MSCU1234566", 5, "", 0),
+            ("c:MSCU123456", i64::MAX, "G1", u64::MAX),
+            ("t", i64::MIN, "G1", 0),
+            ("t", 0, "G", 3),
+            ("g:G1", 1_767_225_600_000, "G1", 1),
+        ];
+        let mut tuples: Vec<_> = rows.to_vec();
+        tuples.sort_unstable();
+        let mut keys: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|&(k, at, g, s)| {
+                let mut out = Vec::new();
+                index_row_key(k, at, g, s, &mut out);
+                out
+            })
+            .collect();
+        keys.sort_unstable();
+        let decoded: Vec<_> = keys
+            .iter()
+            .map(|k| index_row_of(k).expect("decodes"))
+            .collect();
+        assert_eq!(decoded, tuples);
+        assert_eq!(index_row_of(b"t"), None);
+        assert_eq!(index_row_of(b"t\0short"), None);
+        assert_eq!(
+            index_row_of(&[0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            None
+        );
+    }
 }
