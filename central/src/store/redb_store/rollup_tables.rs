@@ -155,11 +155,14 @@ fn add_packed(
     let mut t = tx.open_table(PROGRAMME_PACKED)?;
     for ((level, start, group), figures) in packed {
         let key = (level.code(), *start, group.as_str());
-        let row = {
-            let cur = t.get(key)?;
-            rollup::add_packed(cur.as_ref().map(|g| g.value()), figures)
-                .map_err(|why| corrupt(key, why))?
-        };
+        // A stored row is added to where it is found (one lookup); a new one inserted.
+        if let Some(mut stored) = t.get_mut(key)? {
+            let row = rollup::add_packed(Some(stored.value()), figures)
+                .map_err(|why| corrupt(key, why))?;
+            stored.insert(row.as_slice())?;
+            continue;
+        }
+        let row = rollup::add_packed(None, figures).map_err(|why| corrupt(key, why))?;
         t.insert(key, row.as_slice())?;
     }
     Ok(())
@@ -300,8 +303,12 @@ fn write_counts(
         let mut t = tx.open_table(PROGRAMME)?;
         for ((start, group, figure), n) in counts {
             let key = (*start, group.as_str(), figure.as_str());
-            let cur = t.get(key)?.map_or(0, |g| g.value());
-            t.insert(key, cur.saturating_add_signed(*n))?;
+            if let Some(mut stored) = t.get_mut(key)? {
+                let sum = stored.value().saturating_add_signed(*n);
+                stored.insert(sum)?;
+                continue;
+            }
+            t.insert(key, 0u64.saturating_add_signed(*n))?;
         }
     }
     let mut t = tx.open_table(PROGRAMME_NAMES)?;
