@@ -6,7 +6,7 @@
 //! (`t`, `g:GATE`, `l:GATE/LANE`, `d:OUTCOME`, `c:CONTAINER`) whose pages, the container
 //! keys above all, were a third of what each commit wrote, and the roll-ups' reads and
 //! rewrites of their rows a quarter of its time (docs/benchmarks.md, figure 5). The index
-//! rows now go to `event_index_v1` and each batch's roll-up ([`crate::rollup::Batch`]) is
+//! rows now go to `event_index_v2` and each batch's roll-up ([`crate::rollup::Batch`]) is
 //! folded into the `programme_*` tables ([`super::rollup_tables`]) in the index file (the
 //! store's path with the extension `index.redb`: `central.redb` → `central.index.redb`),
 //! on a thread of their own, while the store's writer does the rest of the group on the
@@ -33,7 +33,9 @@
 //! A store written before the index had its own file keeps its rows in the store's
 //! `event_index_v1`: on open they are copied into the index file in chunks, the index file
 //! marked as holding them, and the store's table deleted (each step safe to repeat after
-//! a crash); its roll-ups move the same way ([`super::rollup_tables::into_index`]). A
+//! a crash); its roll-ups move the same way ([`super::rollup_tables::into_index`]). An
+//! index file that keeps its rows as tuples (`event_index_v1`, before the keys were bytes
+//! in their order, [`super::tables::index_row_key`]) has them rewritten the same way. A
 //! store that holds events but whose index file is missing is refused with an
 //! error naming the file, rather than answering searches without their events.
 

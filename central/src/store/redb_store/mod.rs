@@ -11,7 +11,7 @@
 //! | `gates_v1` | gate | `GateRow` (port, ack state, latest heartbeat) |
 //! | `events_v1` | (gate, seq) | `StoredEvent` |
 //! | `event_ids_v1` | (gate, entry id) | seq |
-//! | `event_index_v1`, in the index file | (index key, at ms, gate, seq) | () — index keys `t` (all), `g:GATE`, `l:GATE/LANE`, `c:CONTAINER`, `d:FAST` … |
+//! | `event_index_v2`, in the index file | (index key, at ms, gate, seq) as bytes in that order (`tables::index_row_key`) | () — index keys `t` (all), `g:GATE`, `l:GATE/LANE`, `c:CONTAINER`, `d:FAST` … |
 //! | `event_txn_v1` | (transaction id, gate, seq) | () |
 //! | `alerts_v1`, `alert_keys_v1` | id; (gate, seq, kind) → id | `Alert` |
 //! | `cases_v1`, `case_index_v1`, `case_by_txn_v1` | id; (`all` or `s:STATE`, id); txn → id | `Case` |
