@@ -47,7 +47,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::index_pending::{self, Runs};
 use super::rollup_tables::{self, GroupRollup};
-use super::tables::{EVENT_INDEX, EVENT_INDEX_V1, EVENTS, index_row_key};
+use super::tables::{EVENT_INDEX, EVENT_INDEX_V1, EVENTS, has_table, index_row_key};
 use crate::rollup;
 use crate::store::StoreError;
 
@@ -165,15 +165,7 @@ pub(super) fn open(
     // The index file's rows as tuples, from before `event_index_v2`.
     convert(&index)?;
     // The store's own index table, from before the index file.
-    let old_table = {
-        let r = db.begin_read()?;
-        match r.open_table(EVENT_INDEX_V1) {
-            Ok(_) => true,
-            Err(redb::TableError::TableDoesNotExist(_)) => false,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    match old_table {
+    match has_table(db, EVENT_INDEX_V1)? {
         true if !migrated => migrate(db, &index)?,
         true => drop_old(db)?,
         false if !existed && !migrated => {
@@ -269,13 +261,8 @@ fn drop_old(db: &Database) -> Result<(), StoreError> {
 /// in chunks, then deletes the old table; safe to repeat after a crash (a row written
 /// twice is one row).
 fn convert(index: &Database) -> Result<(), StoreError> {
-    {
-        let r = index.begin_read()?;
-        match r.open_table(EVENT_INDEX_V1) {
-            Ok(_) => {}
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
+    if !has_table(index, EVENT_INDEX_V1)? {
+        return Ok(());
     }
     tracing::info!("rewriting the event index's keys");
     let moved = copy_rows(index, index)?;
@@ -295,7 +282,7 @@ pub(super) mod tests {
     use super::super::RedbStore;
     use super::super::group::tests::traffic;
     use super::super::index_pending;
-    use super::super::tables::{EVENT_INDEX, EVENT_INDEX_V1, index_row_of};
+    use super::super::tables::{EVENT_INDEX, EVENT_INDEX_V1, has_table, index_row_of};
     use super::{IndexRow, path_for};
     use crate::model::EventQuery;
     use crate::store::{Delivery, Store};
@@ -309,6 +296,17 @@ pub(super) mod tests {
         let s = RedbStore::open(path).expect("open");
         ingest_traffic(&s, 20, 20);
         searches(&s)
+    }
+
+    /// A store at `c.redb` in `dir` filled by [`filled`]: its path, what its searches
+    /// found, and its index rows.
+    fn filled_rows(
+        dir: &tempfile::TempDir,
+    ) -> (std::path::PathBuf, Vec<(String, u64)>, Vec<IndexRow>) {
+        let path = dir.path().join("c.redb");
+        let found = filled(&path);
+        let all = rows_of(&Database::open(path_for(&path)).expect("index"));
+        (path, found, all)
     }
 
     /// Gate G1's traffic of `transactions` transactions, ingested in batches of `batch`
@@ -441,9 +439,7 @@ pub(super) mod tests {
     #[test]
     fn a_store_from_before_the_index_file_has_its_rows_moved_on_open() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.redb");
-        let found = filled(&path);
-        let all = rows_of(&Database::open(path_for(&path)).expect("index"));
+        let (path, found, all) = filled_rows(&dir);
         // The single-file layout: the index rows in the store's own table, no index file.
         {
             let db = Database::open(&path).expect("store");
@@ -455,17 +451,10 @@ pub(super) mod tests {
         let s = RedbStore::open(&path).expect("open moves the rows");
         assert_eq!(searches(&s), found);
         drop(s);
-        {
-            let db = Database::open(&path).expect("store");
-            let r = db.begin_read().expect("read");
-            assert!(
-                matches!(
-                    r.open_table(EVENT_INDEX_V1),
-                    Err(redb::TableError::TableDoesNotExist(_))
-                ),
-                "the store's old table is gone"
-            );
-        }
+        assert!(
+            !has_table(&Database::open(&path).expect("store"), EVENT_INDEX_V1).expect("read"),
+            "the store's old table is gone"
+        );
         assert_eq!(
             rows_of(&Database::open(path_for(&path)).expect("index")),
             all
@@ -477,9 +466,7 @@ pub(super) mod tests {
     #[test]
     fn an_index_file_keeping_its_rows_as_tuples_has_them_rewritten_on_open() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.redb");
-        let found = filled(&path);
-        let all = rows_of(&Database::open(path_for(&path)).expect("index"));
+        let (path, found, all) = filled_rows(&dir);
         {
             let index = Database::open(path_for(&path)).expect("index");
             let tx = index.begin_write().expect("write");
@@ -492,12 +479,8 @@ pub(super) mod tests {
         drop(s);
         let index = Database::open(path_for(&path)).expect("index");
         assert_eq!(rows_of(&index), all);
-        let r = index.begin_read().expect("read");
         assert!(
-            matches!(
-                r.open_table(EVENT_INDEX_V1),
-                Err(redb::TableError::TableDoesNotExist(_))
-            ),
+            !has_table(&index, EVENT_INDEX_V1).expect("read"),
             "the tuples' table is gone"
         );
     }

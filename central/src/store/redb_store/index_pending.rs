@@ -20,7 +20,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefi
 
 use super::index_file::{ForIndex, IndexRow, insert_rows};
 use super::rollup_tables::GroupRollup;
-use super::tables::{EVENT_TXN, EVENTS, uuid_key};
+use super::tables::{EVENT_TXN, EVENTS, has_table, uuid_key};
 use crate::model::StoredEvent;
 use crate::store::{StoreError, decode};
 use crate::{ingest, rollup};
@@ -394,15 +394,7 @@ pub(super) fn last_group(db: &Database) -> Result<u64, StoreError> {
 /// Deletes the earlier versions' table, once the index file holds every group it names
 /// on disk.
 pub(super) fn drop_v1(db: &Database) -> Result<(), StoreError> {
-    let exists = {
-        let r = db.begin_read()?;
-        match r.open_table(INDEX_PENDING_V1) {
-            Ok(_) => true,
-            Err(redb::TableError::TableDoesNotExist(_)) => false,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    if exists {
+    if has_table(db, INDEX_PENDING_V1)? {
         let tx = db.begin_write()?;
         tx.delete_table(INDEX_PENDING_V1)?;
         tx.commit()?;
@@ -441,7 +433,8 @@ mod tests {
     use super::super::index_file::{IndexRow, applied, path_for};
     use super::super::tables::EVENTS;
     use super::{
-        Group, INDEX_PENDING, INDEX_PENDING_V1, Pending, RowsPending, after, runs, stored,
+        Group, INDEX_PENDING, INDEX_PENDING_V1, Pending, RowsPending, after, has_table, runs,
+        stored,
     };
     use crate::rollup;
     use crate::store::{Delivery, Store};
@@ -658,13 +651,8 @@ mod tests {
             rows_of(&Database::open(path_for(&path)).expect("index")),
             lost.rows
         );
-        let db = Database::open(&path).expect("store");
-        let r = db.begin_read().expect("read");
         assert!(
-            matches!(
-                r.open_table(INDEX_PENDING_V1),
-                Err(redb::TableError::TableDoesNotExist(_))
-            ),
+            !has_table(&Database::open(&path).expect("store"), INDEX_PENDING_V1).expect("read"),
             "the earlier versions' table is deleted once applied"
         );
     }

@@ -17,7 +17,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::index_file::{self, IndexRow};
 use super::index_pending::{self, event_rows, stored};
-use super::tables::{EVENT_INDEX, EVENT_INDEX_V1, EVENTS};
+use super::tables::{EVENT_INDEX, EVENT_INDEX_V1, EVENTS, has_table};
 use super::{CACHE_BYTES, INDEX_CACHE_BYTES, rollup_tables};
 use crate::ingest;
 use crate::store::StoreError;
@@ -51,19 +51,12 @@ pub fn rebuild(path: &Path) -> Result<RebuildReport, StoreError> {
         )));
     }
     let db = Database::builder().set_cache_size(CACHE_BYTES).open(path)?;
-    {
-        let r = db.begin_read()?;
-        match r.open_table(EVENT_INDEX_V1) {
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Ok(_) => {
-                return Err(StoreError::Backend(format!(
-                    "{} still keeps its event index in its own file: open it with central \
-                     once, which moves the index into its index file",
-                    path.display()
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
+    if has_table(&db, EVENT_INDEX_V1)? {
+        return Err(StoreError::Backend(format!(
+            "{} still keeps its event index in its own file: open it with central \
+             once, which moves the index into its index file",
+            path.display()
+        )));
     }
     let ipath = index_file::path_for(path);
     let moved_aside = if ipath.exists() {

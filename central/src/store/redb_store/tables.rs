@@ -207,6 +207,19 @@ pub(super) fn uuid_key(u: &Uuid) -> u128 {
     u.as_u128()
 }
 
+/// Whether `db` holds the table `def`.
+pub(super) fn has_table<K: Key + 'static, V: redb::Value + 'static>(
+    db: &Database,
+    def: TableDefinition<K, V>,
+) -> Result<bool, StoreError> {
+    let r = db.begin_read()?;
+    match r.open_table(def) {
+        Ok(_) => Ok(true),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Appends to `out` the [`EVENT_INDEX`] key of (`key`, `at`, `gate`, `seq`): `key`, a NUL,
 /// `at` big-endian with its sign bit flipped, `gate`, a NUL, `seq` big-endian. Byte order
 /// is the tuple's order, as long as neither string holds a NUL: index keys are made of
