@@ -117,8 +117,16 @@ struct Made<'g> {
     gate_key: String,
     rows: Vec<IndexRow>,
     batch: rollup::Batch,
-    /// The container keys of the gate's transactions looked up so far.
-    containers: HashMap<u128, BTreeSet<String>>,
+    /// The gate's entries about each transaction looked up so far.
+    txns: HashMap<u128, Txn>,
+}
+
+/// The gate's stored entries about one transaction: (seq, at ms) of each, and the
+/// container keys its gate transaction entries name.
+#[derive(Default)]
+struct Txn {
+    entries: Vec<(u64, i64)>,
+    containers: BTreeSet<String>,
 }
 
 type Events = redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>;
@@ -131,7 +139,7 @@ impl<'g> Made<'g> {
             gate_key: format!("g:{gate}"),
             rows: Vec::new(),
             batch: rollup::Batch::default(),
-            containers: HashMap::new(),
+            txns: HashMap::new(),
         }
     }
 
@@ -149,31 +157,29 @@ impl<'g> Made<'g> {
             return Ok(());
         }
         self.batch.event(e);
-        let txn = ingest::transaction_of(&e.entry.body).map(|t| uuid_key(&t));
-        let keys = match txn {
-            Some(t) => Some(containers_of(
-                &mut self.containers,
-                events,
-                links,
-                self.gate,
-                t,
-            )?),
-            None => None,
+        let Some(t) = ingest::transaction_of(&e.entry.body).map(|t| uuid_key(&t)) else {
+            event_rows(&self.gate_key, self.gate, seq, e, None, &mut self.rows);
+            return Ok(());
         };
-        event_rows(&self.gate_key, self.gate, seq, e, keys, &mut self.rows);
-        if let (Some(t), EventBody::Transaction { transaction }) = (txn, &e.entry.body) {
+        let txn = txn_of(&mut self.txns, events, links, self.gate, t)?;
+        event_rows(
+            &self.gate_key,
+            self.gate,
+            seq,
+            e,
+            Some(&txn.containers),
+            &mut self.rows,
+        );
+        if let EventBody::Transaction { transaction } = &e.entry.body {
             let own: BTreeSet<String> = transaction
                 .containers()
                 .iter()
                 .map(|c| format!("c:{c}"))
                 .collect();
-            for other in others(events, links, self.gate, t)? {
-                if other.0 == seq {
-                    continue;
-                }
+            for &(other, at) in txn.entries.iter().filter(|(o, _)| *o != seq) {
                 for key in &own {
                     self.rows
-                        .push((key.clone(), other.1, self.gate.to_owned(), other.0));
+                        .push((key.clone(), at, self.gate.to_owned(), other));
                 }
             }
         }
@@ -181,49 +187,32 @@ impl<'g> Made<'g> {
     }
 }
 
-/// The container keys of `gate`'s entries about transaction `txn` (those its gate
-/// transaction entries name), looked up once and kept in `cache`.
-fn containers_of<'c>(
-    cache: &'c mut HashMap<u128, BTreeSet<String>>,
+/// `gate`'s stored entries about transaction `txn`, read once and kept in `cache`.
+fn txn_of<'c>(
+    cache: &'c mut HashMap<u128, Txn>,
     events: &Events,
     links: &Links,
     gate: &str,
     txn: u128,
-) -> Result<&'c BTreeSet<String>, StoreError> {
+) -> Result<&'c Txn, StoreError> {
     if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(txn) {
-        let mut keys = BTreeSet::new();
+        let mut found = Txn::default();
         for row in links.range((txn, gate, 0u64)..=(txn, gate, u64::MAX))? {
             let seq = row?.0.value().2;
             let Some(v) = events.get((gate, seq))? else {
                 continue;
             };
             let e = stored(gate, seq, v.value())?;
+            found.entries.push((seq, e.entry.at.as_millisecond()));
             if let (false, EventBody::Transaction { transaction }) = (e.refused, &e.entry.body) {
-                keys.extend(transaction.containers().iter().map(|c| format!("c:{c}")));
+                found
+                    .containers
+                    .extend(transaction.containers().iter().map(|c| format!("c:{c}")));
             }
         }
-        slot.insert(keys);
+        slot.insert(found);
     }
-    Ok(cache.get(&txn).unwrap_or(&EMPTY))
-}
-
-static EMPTY: BTreeSet<String> = BTreeSet::new();
-
-/// (seq, at ms) of the gate's stored entries about transaction `txn`.
-fn others(
-    events: &Events,
-    links: &Links,
-    gate: &str,
-    txn: u128,
-) -> Result<Vec<(u64, i64)>, StoreError> {
-    let mut out = Vec::new();
-    for row in links.range((txn, gate, 0u64)..=(txn, gate, u64::MAX))? {
-        let seq = row?.0.value().2;
-        if let Some(v) = events.get((gate, seq))? {
-            out.push((seq, stored(gate, seq, v.value())?.entry.at.as_millisecond()));
-        }
-    }
-    Ok(out)
+    Ok(cache.entry(txn).or_default())
 }
 
 /// The index rows of the stored event `e` (seq `seq` of `gate`, not refused): `t`,

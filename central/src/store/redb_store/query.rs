@@ -60,15 +60,16 @@ pub(super) fn events(db: &Files, q: &EventQuery) -> Result<Page<StoredEvent>, St
         index_row_key(&key, at, g, s, &mut out);
         out
     };
-    let (start, end) = match &cursor {
-        Some((at, g, s)) => (Bound::Excluded(bound(*at, g, *s)), bound(to, "", 0)),
-        None => (Bound::Included(bound(from, "", 0)), bound(to, "", 0)),
+    // After the cursor's row, or from the first row at `from`; before the first at `to`.
+    let start = match &cursor {
+        Some((at, g, s)) => bound(*at, g, *s),
+        None => bound(from, "", 0),
     };
-    let start = match &start {
-        Bound::Excluded(b) => Bound::Excluded(b.as_slice()),
-        Bound::Included(b) => Bound::Included(b.as_slice()),
-        Bound::Unbounded => Bound::Unbounded,
+    let start = match cursor {
+        Some(_) => Bound::Excluded(start.as_slice()),
+        None => Bound::Included(start.as_slice()),
     };
+    let end = bound(to, "", 0);
     let limit = q.limit.clamp(1, 1_000);
     let mut items = Vec::new();
     let mut last = None;
