@@ -24,7 +24,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use protocol::operator::OperatorId;
 use protocol::schema::{
     AeoStatus, GateId, Heartbeat, IngestAck, IngestBatch, LaneDecision, LaneId, ReasonCode,
-    TIME_HEADER,
+    ReceivedBatch, TIME_HEADER,
 };
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::BroadcastStream;
@@ -376,9 +376,21 @@ async fn post_events(
     let body = body.map_err(|r| json_rejection(&r.into()))?;
     let ack = c
         .blocking(move |c| {
-            let Json(batch) =
-                Json::<IngestBatch>::from_bytes(&body).map_err(|r| json_rejection(&r))?;
-            c.ingest(&agent, &gate, &batch).map_err(ApiError::from)
+            // Each body is kept as the text it arrived as, to be hashed and stored as is.
+            // A body this read refuses is read again as axum reads it, for the refusal's
+            // wording (which field, 400 or 422).
+            let received = match ReceivedBatch::from_slice(&body) {
+                Ok(r) => r,
+                Err(_) => {
+                    let Json(batch) =
+                        Json::<IngestBatch>::from_bytes(&body).map_err(|r| json_rejection(&r))?;
+                    ReceivedBatch {
+                        batch,
+                        bodies: Vec::new(),
+                    }
+                }
+            };
+            c.ingest(&agent, &gate, &received).map_err(ApiError::from)
         })
         .await?;
     Ok(Json(ack))

@@ -395,7 +395,9 @@ pub fn ingest_entries<T: IngestTarget>(
 
 /// Rule 1 for `e` and, when its hash matches its content, the entry's JSON (the bytes
 /// `serde_json::to_vec(e)` makes) appended to `out`, the body serialised once for both
-/// ([`JournalEntry::verify_into_json`]). Returns why the hash does not match, worded as
+/// ([`JournalEntry::verify_into_json`]); with `raw`, the body's JSON as received, that
+/// text is hashed and kept instead, and the body is not serialised at all
+/// ([`JournalEntry::verify_raw_into_json`]). Returns why the hash does not match, worded as
 /// [`check_hashes`] words it (and `out` is left as it was), or `None` with the JSON
 /// written.
 ///
@@ -403,9 +405,14 @@ pub fn ingest_entries<T: IngestTarget>(
 /// The entry does not serialise (not in practice: plain fields and strings).
 pub fn checked_entry_json(
     e: &JournalEntry,
+    raw: Option<&serde_json::value::RawValue>,
     out: &mut Vec<u8>,
 ) -> Result<Option<String>, serde_json::Error> {
-    Ok(e.verify_into_json(out)?.err().map(|why| why.to_string()))
+    let checked = match raw {
+        Some(raw) => e.verify_raw_into_json(raw, out)?,
+        None => e.verify_into_json(out)?,
+    };
+    Ok(checked.err().map(|why| why.to_string()))
 }
 
 /// Rule 1 for every entry: `None` when the entry's hash matches its content, else why not.

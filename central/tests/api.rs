@@ -142,6 +142,72 @@ async fn tampered_entry_is_not_stored_and_reuse_of_a_seq_is_an_alert() {
 }
 
 #[tokio::test]
+async fn an_entry_is_kept_as_the_agent_hashed_it_even_with_a_field_this_version_does_not_know() {
+    let e = env();
+    let (g, token) = p1_g1(&e);
+    // A newer agent's decision: a body field this version does not read, in the hash.
+    let [first] = &chain(&g, vec![fast_decision(&g)])[..] else {
+        panic!("one entry")
+    };
+    let mut body = serde_json::to_value(&first.body).expect("body");
+    body["lane_camera"] = "cam-7".into();
+    let raw = serde_json::value::RawValue::from_string(body.to_string()).expect("raw");
+    let hash = protocol::schema::entry_hash(
+        &first.prev_hash,
+        first.v,
+        &g,
+        first.seq,
+        &first.id,
+        &first.at,
+        &*raw,
+    )
+    .expect("hash");
+    let mut entry = serde_json::to_value(first).expect("entry");
+    entry["hash"] = hash.clone().into();
+    entry["body"] = body;
+    let mut posted = batch(&g, &[]);
+    posted["entries"] = serde_json::json!([entry]);
+    let json = Some("application/json");
+    let (s, text) = raw_ingest(
+        &e.central,
+        &g,
+        &token,
+        json,
+        serde_json::to_vec(&posted).expect("json"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let ack: serde_json::Value = serde_json::from_str(&text).expect("ack");
+    assert_eq!(ack["stored"], 1, "{ack}");
+    assert_eq!(ack["alerts"], serde_json::json!([]), "not a hash mismatch");
+    let staff = staff(&e.central).await;
+    let a = get(&e.central, "/api/v1/events?gate=P1-G1", Some(&staff)).await;
+    let stored = &a.json["items"][0]["entry"];
+    assert_eq!(
+        stored["hash"],
+        hash.as_str(),
+        "stored under the agent's hash"
+    );
+    assert_eq!(stored["body"]["decision"]["decision"], "FAST", "{stored}");
+
+    // Bodies written with other spacing (re-encoded on their way) are still the entries
+    // the agent hashed: stored, no mismatch.
+    let g2 = gate("P1-G2");
+    let token2 = e.central.issue_agent_token(&g2, "P1").expect("token");
+    let entries = chain(&g2, vec![fast_decision(&g2), fast_decision(&g2)]);
+    let spaced = serde_json::to_string_pretty(&batch(&g2, &entries)).expect("json");
+    let (s, text) = raw_ingest(&e.central, &g2, &token2, json, spaced.into_bytes()).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let ack: serde_json::Value = serde_json::from_str(&text).expect("ack");
+    assert_eq!(
+        (ack["stored"].as_u64(), ack["acked_through"].as_u64()),
+        (Some(2), Some(2)),
+        "{ack}"
+    );
+    assert_eq!(ack["alerts"], serde_json::json!([]), "{ack}");
+}
+
+#[tokio::test]
 async fn too_many_entries_and_too_large_bodies_get_413_with_a_json_error() {
     let e = env();
     let (g, token) = p1_g1(&e);

@@ -1555,15 +1555,49 @@ pub fn entry_hash<B: Serialize + ?Sized>(
     at: &Timestamp,
     body: &B,
 ) -> Result<String, ChainError> {
+    entry_digest(prev_hash, v, agent, seq, id, at, body).map(hex::encode)
+}
+
+/// [`entry_hash`] as its 32 bytes. The JSON is written into a buffer kept by the thread
+/// (every entry hashed on it reuses it), not a new one each time.
+fn entry_digest<B: Serialize + ?Sized>(
+    prev_hash: &str,
+    v: u16,
+    agent: &GateId,
+    seq: u64,
+    id: &Uuid,
+    at: &Timestamp,
+    body: &B,
+) -> Result<[u8; 32], ChainError> {
     use sha2::{Digest, Sha256};
+    use std::cell::RefCell;
+    /// Largest buffer a thread keeps between entries (a body is about a kilobyte).
+    const KEEP: usize = 64 * 1024;
+    std::thread_local! {
+        static CONTENT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
     let mut prev = [0u8; 32];
     hex::decode_to_slice(prev_hash, &mut prev).map_err(|_| ChainError::BadPrevHash)?;
-    let content = serde_json::to_vec(&(v, agent, seq, id, at, body))
-        .map_err(|_| ChainError::Unserialisable)?;
-    let mut h = Sha256::new();
-    h.update(prev);
-    h.update(&content);
-    Ok(hex::encode(h.finalize()))
+    let digest = |content: &mut Vec<u8>| {
+        content.clear();
+        serde_json::to_writer(&mut *content, &(v, agent, seq, id, at, body))
+            .map_err(|_| ChainError::Unserialisable)?;
+        let mut h = Sha256::new();
+        h.update(prev);
+        h.update(&content[..]);
+        Ok::<[u8; 32], ChainError>(h.finalize().into())
+    };
+    CONTENT.with(|c| match c.try_borrow_mut() {
+        Ok(mut content) => {
+            let out = digest(&mut content);
+            if content.capacity() > KEEP {
+                *content = Vec::new();
+            }
+            out
+        }
+        // Only if a body's serialisation hashed an entry itself: a buffer of its own.
+        Err(_) => digest(&mut Vec::new()),
+    })
 }
 
 /// Why a journal entry's hash could not be computed or did not verify.
@@ -1639,7 +1673,7 @@ impl JournalEntry {
     /// [`JournalEntry::verify_hash`] with `body` (anything that serialises like the
     /// entry's body) in place of the body.
     fn verify_with_body<B: Serialize + ?Sized>(&self, body: &B) -> Result<(), ChainError> {
-        let computed = entry_hash(
+        let computed = entry_digest(
             &self.prev_hash,
             self.v,
             &self.agent,
@@ -1648,13 +1682,17 @@ impl JournalEntry {
             &self.at,
             body,
         )?;
-        if computed == self.hash {
+        // Compared as the lower-case hex `entry_hash` gives, without making a string.
+        let mut hex_digest = [0u8; 64];
+        if hex::encode_to_slice(computed, &mut hex_digest).is_ok()
+            && hex_digest[..] == *self.hash.as_bytes()
+        {
             Ok(())
         } else {
             Err(ChainError::Mismatch {
                 seq: self.seq,
                 stored: self.hash.clone(),
-                computed,
+                computed: hex::encode(computed),
             })
         }
     }
@@ -1690,6 +1728,42 @@ impl JournalEntry {
         )?;
         Ok(Ok(()))
     }
+
+    /// [`JournalEntry::verify_into_json`] with the body's JSON as it arrived: `raw` must be
+    /// the text this entry's body was read from. The hash is computed over those bytes
+    /// and, when it matches, they are the body `out` gets, so the body is not serialised
+    /// again (what the agent hashed is what is kept, fields this version does not know
+    /// included). When it does not match, the body as this crate serialises it is tried,
+    /// as [`JournalEntry::verify_into_json`] does (a sender that wrote the same body with
+    /// other spacing or escapes).
+    ///
+    /// # Errors
+    /// As [`JournalEntry::verify_into_json`].
+    pub fn verify_raw_into_json(
+        &self,
+        raw: &serde_json::value::RawValue,
+        out: &mut Vec<u8>,
+    ) -> Result<Result<(), ChainError>, serde_json::Error> {
+        match self.verify_with_body(raw) {
+            Ok(()) => {}
+            Err(ChainError::Mismatch { .. }) => return self.verify_into_json(out),
+            Err(e) => return Ok(Err(e)),
+        }
+        serde_json::to_writer(
+            &mut *out,
+            &EntryJson {
+                v: self.v,
+                agent: &self.agent,
+                seq: self.seq,
+                id: &self.id,
+                at: &self.at,
+                prev_hash: &self.prev_hash,
+                hash: &self.hash,
+                body: raw,
+            },
+        )?;
+        Ok(Ok(()))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1705,6 +1779,78 @@ pub struct IngestBatch {
     pub batch_id: Uuid,
     pub agent: GateId,
     pub entries: Vec<JournalEntry>,
+}
+
+/// An [`IngestBatch`] read from its JSON with each entry's body kept as well as the text
+/// it arrived as, so central hashes and stores the bytes the agent sent
+/// ([`JournalEntry::verify_raw_into_json`]) instead of serialising every body again.
+#[derive(Debug)]
+pub struct ReceivedBatch<'a> {
+    pub batch: IngestBatch,
+    /// Each entry's body as received, in the order of `batch.entries`.
+    pub bodies: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// An [`IngestBatch`]'s fields, its entries' bodies as text ([`ReceivedBatch::from_slice`]).
+#[derive(Deserialize)]
+struct WireBatch<'a> {
+    v: u16,
+    batch_id: Uuid,
+    agent: GateId,
+    #[serde(borrow)]
+    entries: Vec<WireEntry<'a>>,
+}
+
+/// A [`JournalEntry`]'s fields, its body as text.
+#[derive(Deserialize)]
+struct WireEntry<'a> {
+    v: u16,
+    agent: GateId,
+    seq: u64,
+    id: Uuid,
+    at: Timestamp,
+    prev_hash: String,
+    hash: String,
+    #[serde(borrow)]
+    body: &'a serde_json::value::RawValue,
+}
+
+impl<'a> ReceivedBatch<'a> {
+    /// Reads `json` as an [`IngestBatch`] (the same fields, the same refusals), keeping each
+    /// entry's body text.
+    ///
+    /// # Errors
+    /// JSON that `serde_json::from_slice::<IngestBatch>` refuses; the error's position is
+    /// the body's own for a body that is not an event body (a caller that words refusals
+    /// reads the JSON again as an [`IngestBatch`] for them).
+    pub fn from_slice(json: &'a [u8]) -> Result<Self, serde_json::Error> {
+        let wire: WireBatch<'a> = serde_json::from_slice(json)?;
+        let mut entries = Vec::with_capacity(wire.entries.len());
+        let mut bodies = Vec::with_capacity(wire.entries.len());
+        for e in wire.entries {
+            let body: EventBody = serde_json::from_str(e.body.get())?;
+            entries.push(JournalEntry {
+                v: e.v,
+                agent: e.agent,
+                seq: e.seq,
+                id: e.id,
+                at: e.at,
+                prev_hash: e.prev_hash,
+                hash: e.hash,
+                body,
+            });
+            bodies.push(e.body);
+        }
+        Ok(Self {
+            batch: IngestBatch {
+                v: wire.v,
+                batch_id: wire.batch_id,
+                agent: wire.agent,
+                entries,
+            },
+            bodies,
+        })
+    }
 }
 
 /// Central's answer to an [`IngestBatch`].
@@ -1980,6 +2126,14 @@ mod tests {
         let mut bad_prev = e2.clone();
         bad_prev.prev_hash = "zz".into();
         assert_eq!(bad_prev.verify_hash(), Err(ChainError::BadPrevHash));
+        // The hash is compared as the lower-case hex it is written in: the same digest in
+        // capitals is another hash (the chain compares hashes as text).
+        let mut upper = e2.clone();
+        upper.hash = upper.hash.to_uppercase();
+        assert!(matches!(
+            upper.verify_hash(),
+            Err(ChainError::Mismatch { ref computed, .. }) if *computed == e2.hash
+        ));
 
         // The check that also writes the entry's JSON says the same, writes the bytes
         // `to_vec` makes when it passes, and nothing when it does not.
@@ -1996,6 +2150,116 @@ mod tests {
             );
             assert_eq!(out, b"x");
         }
+    }
+
+    #[test]
+    fn a_received_batch_reads_as_the_batch_and_keeps_the_bodies_the_agent_hashed() {
+        let at: Timestamp = "2026-01-01T00:00:00Z".parse().expect("ts");
+        let gate = GateId::parse("P1-G1").expect("gate");
+        let mut prev = String::from(GENESIS_HASH);
+        let mut entries = Vec::new();
+        for (seq, what) in [(1, "one"), (2, "tw\u{e9}\"o\"")] {
+            let body = EventBody::IntegrityAlert {
+                what: what.into(),
+                detail: "d".into(),
+            };
+            let e = JournalEntry::new_chained(gate.clone(), seq, Uuid::nil(), at, prev, body)
+                .expect("entry");
+            prev = e.hash.clone();
+            entries.push(e);
+        }
+        let batch = IngestBatch {
+            v: SCHEMA_VERSION,
+            batch_id: Uuid::nil(),
+            agent: gate.clone(),
+            entries,
+        };
+        let json = serde_json::to_vec(&batch).expect("json");
+        let got = ReceivedBatch::from_slice(&json).expect("reads");
+        assert_eq!(got.batch, batch, "the same batch as a plain read");
+        assert_eq!(got.bodies.len(), 2);
+        for (e, raw) in batch.entries.iter().zip(&got.bodies) {
+            assert_eq!(raw.get(), serde_json::to_string(&e.body).expect("body"));
+            // Checked over the bytes received: the stored JSON is the entry's own.
+            let mut out = b"x".to_vec();
+            assert_eq!(e.verify_raw_into_json(raw, &mut out).expect("json"), Ok(()));
+            let mut want = b"x".to_vec();
+            want.extend(serde_json::to_vec(e).expect("to_vec"));
+            assert_eq!(out, want);
+        }
+
+        // A body written with other spacing and escapes (the same body) still verifies,
+        // against the body as this crate writes it, and is stored in that form.
+        let e = &batch.entries[1];
+        let spaced = serde_json::value::RawValue::from_string(
+            r#"{ "type": "INTEGRITY_ALERT", "what": "tw\u00e9\"o\"", "detail": "d" }"#.into(),
+        )
+        .expect("raw");
+        let mut out = Vec::new();
+        assert_eq!(
+            e.verify_raw_into_json(&spaced, &mut out).expect("json"),
+            Ok(())
+        );
+        assert_eq!(out, serde_json::to_vec(e).expect("to_vec"));
+
+        // A body that is not the one hashed is refused whichever way it is written, and
+        // nothing is written; a field this version does not know is kept when the agent
+        // hashed it.
+        let mut forged: serde_json::Value = serde_json::from_slice(&json).expect("value");
+        forged["entries"][1]["body"]["what"] = "three".into();
+        let forged = serde_json::to_vec(&forged).expect("json");
+        let forged = ReceivedBatch::from_slice(&forged).expect("reads");
+        let mut out = b"x".to_vec();
+        assert!(matches!(
+            forged.batch.entries[1]
+                .verify_raw_into_json(forged.bodies[1], &mut out)
+                .expect("json"),
+            Err(ChainError::Mismatch { seq: 2, .. })
+        ));
+        assert_eq!(out, b"x");
+        let later = serde_json::value::RawValue::from_string(
+            r#"{"type":"INTEGRITY_ALERT","what":"one","detail":"d","later":1}"#.into(),
+        )
+        .expect("raw");
+        let newer = JournalEntry {
+            hash: entry_hash(
+                GENESIS_HASH,
+                SCHEMA_VERSION,
+                &gate,
+                1,
+                &Uuid::nil(),
+                &at,
+                &*later,
+            )
+            .expect("hash"),
+            ..batch.entries[0].clone()
+        };
+        let mut out = Vec::new();
+        assert_eq!(
+            newer.verify_raw_into_json(&later, &mut out).expect("json"),
+            Ok(())
+        );
+        let stored: serde_json::Value = serde_json::from_slice(&out).expect("stored");
+        assert_eq!(stored["body"]["later"], 1);
+        assert!(
+            newer.verify_hash().is_err(),
+            "the body as read, without the field, is not what was hashed"
+        );
+
+        // What a plain read refuses, this read refuses.
+        for bad in [
+            &br#"{"v":1}"#[..],
+            br#"{"v":1,"batch_id":"00000000-0000-0000-0000-000000000000","agent":"P1-G1","entries":"no"}"#,
+            &json[..json.len() / 2],
+        ] {
+            assert!(serde_json::from_slice::<IngestBatch>(bad).is_err());
+            assert!(ReceivedBatch::from_slice(bad).is_err());
+        }
+        let mut unknown: serde_json::Value = serde_json::from_slice(&json).expect("value");
+        unknown["entries"][0]["body"]["type"] = "NO_SUCH_EVENT".into();
+        let unknown = serde_json::to_vec(&unknown).expect("json");
+        assert!(serde_json::from_slice::<IngestBatch>(&unknown).is_err());
+        assert!(ReceivedBatch::from_slice(&unknown).is_err());
     }
 
     #[test]

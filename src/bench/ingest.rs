@@ -1,6 +1,7 @@
 //! Figure 5: central ingest. Four agents post, concurrently, batches of [`BATCH`]
 //! hash-chained journal entries (n events in all), through central's ingest path in
-//! process: the request body parsed as an `IngestBatch`, `central::ingest::check_batch`,
+//! process: the request body parsed as an `IngestBatch` with each body kept as received
+//! (`ReceivedBatch`, as central's HTTP handler reads it), `central::ingest::check_batch`,
 //! then `Store::ingest` on central's redb store (hash chain, deduplication, cases for seal
 //! exceptions, acknowledgement; durable write transactions, the batches waiting for the
 //! writer committed together), timed until every agent is answered and a search finds every
@@ -31,7 +32,7 @@ use central::{Central, Config};
 use edge_agent::decider::decide;
 use jiff::SignedDuration;
 use protocol::schema::{
-    EventBody, GENESIS_HASH, GateId, IngestBatch, JournalEntry, SCHEMA_VERSION,
+    EventBody, GENESIS_HASH, GateId, IngestBatch, JournalEntry, ReceivedBatch, SCHEMA_VERSION,
 };
 use redb::{Database, Durability, TableDefinition};
 use uuid::Uuid;
@@ -144,15 +145,14 @@ fn drive(
                     let mut cases = 0;
                     for body in agent {
                         let t = Instant::now();
-                        let batch: IngestBatch =
-                            serde_json::from_slice(body).context("parsing a batch")?;
-                        central::ingest::check_batch(&gate, &batch)?;
-                        let out = store.ingest(Delivery::new(
-                            &gate,
-                            &batch.entries,
-                            jiff::Timestamp::now(),
-                            gap,
-                        ))?;
+                        let received =
+                            ReceivedBatch::from_slice(body).context("parsing a batch")?;
+                        let batch = &received.batch;
+                        central::ingest::check_batch(&gate, batch)?;
+                        let out = store.ingest(
+                            Delivery::new(&gate, &batch.entries, jiff::Timestamp::now(), gap)
+                                .with_bodies(&received.bodies),
+                        )?;
                         lat.push(t.elapsed());
                         acked = out.acked_through;
                         cases += out.cases.len();

@@ -1,7 +1,9 @@
 //! Agents: tokens, ingest of journal batches, heartbeats.
 
 use jiff::{SignedDuration, Timestamp};
-use protocol::schema::{GateId, Heartbeat, IngestAck, IngestBatch, SCHEMA_VERSION, check_version};
+use protocol::schema::{
+    GateId, Heartbeat, IngestAck, ReceivedBatch, SCHEMA_VERSION, check_version,
+};
 
 use super::{Central, check_port};
 use crate::auth::{self, AuthError};
@@ -204,17 +206,21 @@ impl Central {
         &self,
         agent: &AgentRecord,
         gate: &GateId,
-        batch: &IngestBatch,
+        received: &ReceivedBatch<'_>,
     ) -> Result<IngestAck, IngestError> {
+        let batch = &received.batch;
         ingest::for_gate(agent, gate)?;
         ingest::check_batch(gate, batch)?;
         let n = batch.entries.len();
-        let out = self.inner.store.ingest(Delivery::new(
-            gate,
-            &batch.entries,
-            Timestamp::now(),
-            self.gap_alert_after(),
-        ))?;
+        let out = self.inner.store.ingest(
+            Delivery::new(
+                gate,
+                &batch.entries,
+                Timestamp::now(),
+                self.gap_alert_after(),
+            )
+            .with_bodies(&received.bodies),
+        )?;
         metrics::counter!("central_entries_received_total").increment(n as u64);
         metrics::counter!("central_entries_stored_total").increment(out.tally.stored);
         metrics::counter!("central_entries_duplicate_total").increment(out.tally.duplicates);

@@ -37,6 +37,7 @@ use protocol::schema::{
     Change, Consignment, GateId, JournalEntry, RegistryRecord, SequencedChange,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::cases::CaseError;
@@ -227,9 +228,29 @@ pub struct Delivery<'a> {
     pub now: Timestamp,
     /// How long a gap in the gate's journal may persist before it raises an alert.
     pub gap_alert_after: SignedDuration,
+    /// Each entry's body as the JSON it arrived as ([`protocol::schema::ReceivedBatch`]),
+    /// or nothing: the backend then serialises each body for its hash and stored JSON.
+    pub bodies: &'a [&'a RawValue],
 }
 
 impl<'a> Delivery<'a> {
+    /// The same delivery with each entry's body as received (`bodies[i]` is the text
+    /// `entries[i].body` was read from); ignored unless there is one for every entry.
+    #[must_use]
+    pub fn with_bodies(self, bodies: &'a [&'a RawValue]) -> Self {
+        Self { bodies, ..self }
+    }
+
+    /// The body of `entries[i]` as received, when the delivery has every entry's.
+    #[must_use]
+    pub fn body(&self, i: usize) -> Option<&'a RawValue> {
+        if self.bodies.len() == self.entries.len() {
+            self.bodies.get(i).copied()
+        } else {
+            None
+        }
+    }
+
     /// `gate`'s `entries`, received at `now`.
     #[must_use]
     pub fn new(
@@ -243,6 +264,7 @@ impl<'a> Delivery<'a> {
             entries,
             now,
             gap_alert_after,
+            bodies: &[],
         }
     }
 }

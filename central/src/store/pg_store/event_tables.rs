@@ -38,18 +38,18 @@ pub(super) struct Prepared {
     values: HashMap<(u64, String), (String, std::ops::Range<usize>)>,
 }
 
-/// Rule 1 for every entry of `entries` and, for those that pass, their stored values
-/// received at `now` ([`stored_value`]). Each body is serialised once, for its hash and
-/// for its stored JSON.
-pub(super) fn prepare(entries: &[JournalEntry], now: Timestamp) -> Result<Prepared, StoreError> {
+/// Rule 1 for every entry of `d` and, for those that pass, their stored values received at
+/// its time ([`stored_value`]). Each body is hashed and stored as received when `d` has
+/// it, else serialised once for both.
+pub(super) fn prepare(d: &Delivery<'_>) -> Result<Prepared, StoreError> {
     let json_err = |err: serde_json::Error| StoreError::Backend(err.to_string());
-    let now_json = serde_json::to_string(&now).map_err(json_err)?;
-    let mut values = HashMap::with_capacity(entries.len());
-    let mut hashes = Vec::with_capacity(entries.len());
+    let now_json = serde_json::to_string(&d.now).map_err(json_err)?;
+    let mut values = HashMap::with_capacity(d.entries.len());
+    let mut hashes = Vec::with_capacity(d.entries.len());
     let mut entry_json = Vec::new();
-    for e in entries {
+    for (i, e) in d.entries.iter().enumerate() {
         entry_json.clear();
-        let why = ingest::checked_entry_json(e, &mut entry_json).map_err(json_err)?;
+        let why = ingest::checked_entry_json(e, d.body(i), &mut entry_json).map_err(json_err)?;
         let matched = why.is_none();
         hashes.push(why);
         if matched {
@@ -724,6 +724,7 @@ pub(super) fn ingest(
         entries,
         now,
         gap_alert_after,
+        ..
     } = batch;
     let mut row = lock_gate(tx, gate)?;
     let mut state = row.state.clone();

@@ -708,16 +708,16 @@ impl Store for PgStore {
     }
 
     fn ingest(&self, batch: Delivery<'_>) -> Result<IngestOutcome, StoreError> {
-        let Delivery { entries, now, .. } = batch;
+        let Delivery { entries, .. } = batch;
         let new_months = self.ensure_partitions(entries)?;
-        let mut prepared = Some(event_tables::prepare(entries, now)?);
+        let mut prepared = Some(event_tables::prepare(&batch)?);
         // The stored entry ids are read only when a run found one (`event_tables::ingest`).
         let mut read_ids = false;
         let outcome = self.write(|tx| {
             // A transaction run again (after a conflict) prepares the batch anew.
             let p = match prepared.take() {
                 Some(p) => p,
-                None => event_tables::prepare(entries, now)?,
+                None => event_tables::prepare(&batch)?,
             };
             tx.index_reads_only()?;
             let out = event_tables::ingest(tx, batch, p, read_ids);

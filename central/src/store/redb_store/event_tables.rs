@@ -8,6 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 use protocol::schema::{EventBody, GateId, JournalEntry};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::case_tables::{CaseTx, store_alert};
@@ -589,16 +590,18 @@ pub(super) struct Made {
 impl Made {
     /// Rule 1 for `e` (`None` when its hash matches its content, else why not, as
     /// [`ingest::check_hashes`] says it) and, when it matches, what storing it writes.
-    /// The body is serialised once, for the hash and for the stored bytes.
+    /// With `raw`, the body's JSON as received, that text is hashed and stored; without,
+    /// the body is serialised once, for the hash and for the stored bytes.
     pub(super) fn new(
         e: &JournalEntry,
+        raw: Option<&RawValue>,
         tail: &[u8],
     ) -> Result<(Option<String>, Option<Self>), StoreError> {
         let json_err = |err: serde_json::Error| StoreError::Backend(err.to_string());
         let mut bytes = Vec::with_capacity(1_500);
         bytes.extend_from_slice(STORED_PREFIX);
         let start = bytes.len();
-        if let Some(why) = ingest::checked_entry_json(e, &mut bytes).map_err(json_err)? {
+        if let Some(why) = ingest::checked_entry_json(e, raw, &mut bytes).map_err(json_err)? {
             return Ok((Some(why), None));
         }
         let json = start..bytes.len();
@@ -680,8 +683,8 @@ impl Prepared {
         let mut hashes = Vec::with_capacity(entries.len());
         let mut made = Vec::with_capacity(entries.len());
         let mut totals = Totals::default();
-        for e in &entries {
-            let (bad, m) = Made::new(e, &tail)?;
+        for (i, e) in entries.iter().enumerate() {
+            let (bad, m) = Made::new(e, batch.body(i), &tail)?;
             if m.is_some() {
                 totals.add(&e.body);
             }
@@ -876,7 +879,7 @@ pub(super) mod ingest_encoding_tests {
     fn an_entry_made_before_the_writer_is_stored_as_encoding_it_gives() {
         let tail = stored_event_tail(at(), true, false).expect("tail");
         for entry in entries() {
-            let (bad, made) = Made::new(&entry, &tail).expect("made");
+            let (bad, made) = Made::new(&entry, None, &tail).expect("made");
             assert_eq!(bad, None, "seq {}", entry.seq);
             let made = made.expect("verified");
             let stored = StoredEvent {
@@ -910,7 +913,7 @@ pub(super) mod ingest_encoding_tests {
         altered[1].prev_hash = "not hex".into();
         altered[2].hash = altered[1].hash.clone();
         for e in &altered {
-            let (bad, made) = Made::new(e, &tail).expect("made");
+            let (bad, made) = Made::new(e, None, &tail).expect("made");
             assert!(made.is_none(), "seq {}", e.seq);
             let expected = e.verify_hash().expect_err("altered").to_string();
             assert_eq!(bad, Some(expected), "seq {}", e.seq);

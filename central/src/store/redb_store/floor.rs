@@ -60,7 +60,7 @@ impl FloorBatch {
         let tail = stored_event_tail(now, true, false)?;
         let mut rows = Vec::with_capacity(entries.len());
         for e in entries {
-            let (_, Some(made)) = Made::new(e, &tail)? else {
+            let (_, Some(made)) = Made::new(e, None, &tail)? else {
                 continue;
             };
             let txn = ingest::transaction_of(&e.body);
