@@ -1713,6 +1713,17 @@ impl JournalEntry {
         if let Err(e) = self.verify_with_body(&*raw) {
             return Ok(Err(e));
         }
+        self.write_json_with(&raw, out)?;
+        Ok(Ok(()))
+    }
+
+    /// Appends the entry's JSON to `out` with `body` (the body's JSON) in place of the
+    /// body.
+    fn write_json_with(
+        &self,
+        body: &serde_json::value::RawValue,
+        out: &mut Vec<u8>,
+    ) -> Result<(), serde_json::Error> {
         serde_json::to_writer(
             &mut *out,
             &EntryJson {
@@ -1723,10 +1734,9 @@ impl JournalEntry {
                 at: &self.at,
                 prev_hash: &self.prev_hash,
                 hash: &self.hash,
-                body: &*raw,
+                body,
             },
-        )?;
-        Ok(Ok(()))
+        )
     }
 
     /// [`JournalEntry::verify_into_json`] with the body's JSON as it arrived: `raw` must be
@@ -1749,19 +1759,7 @@ impl JournalEntry {
             Err(ChainError::Mismatch { .. }) => return self.verify_into_json(out),
             Err(e) => return Ok(Err(e)),
         }
-        serde_json::to_writer(
-            &mut *out,
-            &EntryJson {
-                v: self.v,
-                agent: &self.agent,
-                seq: self.seq,
-                id: &self.id,
-                at: &self.at,
-                prev_hash: &self.prev_hash,
-                hash: &self.hash,
-                body: raw,
-            },
-        )?;
+        self.write_json_with(raw, out)?;
         Ok(Ok(()))
     }
 }

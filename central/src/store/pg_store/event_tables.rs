@@ -244,6 +244,8 @@ impl Target<'_, '_> {
                 Type::UUID,
                 Type::TEXT,
             ]);
+            // Each row: its record, and the other six values with their lengths.
+            rows.reserve(r.ev_value.iter().map(|v| v.len() + 128).sum());
             for i in 0..r.ev_seq.len() {
                 rows.push(&[
                     &gate,

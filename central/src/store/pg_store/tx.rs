@@ -218,6 +218,12 @@ impl CopyRows {
         }
     }
 
+    /// Makes room for `bytes` more of rows, so that a batch's rows of known size are
+    /// encoded without the buffer growing (and being copied) on the way.
+    pub(in crate::store) fn reserve(&mut self, bytes: usize) {
+        self.buf.reserve(bytes);
+    }
+
     /// Adds a row: one value per column, of the column's type.
     ///
     /// # Errors
