@@ -1542,7 +1542,8 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// one function, so the chain means the same thing at both ends.
 ///
 /// `body` is an [`EventBody`], or anything that serialises to the same JSON (central hashes
-/// a body it serialised once, as a `serde_json::value::RawValue`, and stores those bytes).
+/// a body's JSON as it arrived, or as it serialised it once, as a
+/// `serde_json::value::RawValue`, and stores those bytes).
 ///
 /// # Errors
 /// [`ChainError::BadPrevHash`] when `prev_hash` is not 64 hex digits.
