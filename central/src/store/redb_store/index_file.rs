@@ -13,8 +13,13 @@
 //! other core.
 //!
 //! # Ordering and crashes
-//! A group's index transaction commits only after the store's transaction of the same
-//! group has committed, and the agents of the group are answered after the store's. So the
+//! The index's writer takes a group's rows and roll-up as the store's writer stores it,
+//! and puts them into its write transaction once the store has committed the group (a
+//! group the store abandons leaves nothing there). That transaction stays open across
+//! groups and commits once it has been open [`COMMIT_EVERY`], or at once when a search
+//! waits for it, so one commit carries many groups and each page their rows touch is
+//! copied and written once. The agents of a group are answered after the store's commit,
+//! and the index commits only groups the store has committed. So the
 //! index never names an event the store does not hold (a query reads the index first, then
 //! the store, in a newer snapshot), and a search or a programme figure waits until the
 //! index has applied what the store had committed ([`Indexer::wait`]). The store's
@@ -41,7 +46,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -57,6 +62,11 @@ pub(super) type IndexRow = (String, i64, String, u64);
 /// How often the index file's commits wait for the disk; in between they are visible at
 /// once but durable only with the next durable one (the store keeps their groups pending).
 pub(super) const DURABLE_EVERY: Duration = Duration::from_secs(1);
+/// How long the index file's write transaction stays open across the store's groups
+/// before it commits, unless a search waits for it: the rows and roll-up counts of many
+/// groups in one commit, each page they touch (a container's, an operator's roll-up row)
+/// copied and written once for all of them (docs/benchmarks.md, figure 5).
+pub(super) const COMMIT_EVERY: Duration = Duration::from_millis(250);
 /// In the index file: `applied` (the last group whose rows it holds) and `migrated` (1 once
 /// a store's rows from before the index file are copied in).
 const INDEX_META: TableDefinition<&str, u64> = TableDefinition::new("index_meta_v1");
@@ -371,12 +381,25 @@ pub(super) mod tests {
         }
     }
 
-    /// Run in a child process (the test binary again): ingests 40 batches at once, so that
-    /// the index's commits after the first wait for no disk, then aborts without
-    /// unwinding, as a crash or SIGKILL ends a process.
+    /// Run in a child process (the test binary again): ingests a batch and searches (the
+    /// index's first commit waits for the disk), ingests 39 more at once and searches
+    /// again (that commit does not), then aborts without unwinding, as a crash or SIGKILL
+    /// ends a process.
     fn crash_after_ingest(path: &std::path::Path) -> ! {
         let s = RedbStore::open(path).expect("open");
-        ingest_traffic(&s, 200, 10);
+        let g = GateId::parse("G1").expect("gate");
+        for (i, part) in traffic("G1", 200).chunks(10).enumerate() {
+            s.ingest(Delivery::new(
+                &g,
+                part,
+                at(),
+                SignedDuration::from_hours(24),
+            ))
+            .expect("ingest");
+            if i == 0 {
+                assert_eq!(searches(&s).len(), 20);
+            }
+        }
         println!("INGESTED {}", searches(&s).len());
         println!("ROLLUPS {}", roll_ups(&s));
         std::process::abort();
@@ -485,6 +508,85 @@ pub(super) mod tests {
         );
     }
 
+    /// Waits (at most 10 s) until the index's writer has taken group `group` in.
+    fn taken(s: &RedbStore, group: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while s.files.indexer.shared.lock().taken < group {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer takes group {group} in"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn groups_commit_together_in_the_index_and_a_search_commits_them_at_once() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let g = GateId::parse("G1").expect("gate");
+        let entries = traffic("G1", 50);
+        let chunks: Vec<_> = entries.chunks(20).collect();
+        let deliver = |s: &RedbStore, part: &[protocol::schema::JournalEntry]| {
+            s.ingest(Delivery::new(
+                &g,
+                part,
+                at(),
+                SignedDuration::from_hours(24),
+            ))
+            .expect("ingest");
+        };
+        // The same traffic in a store with the shipped interval: what staff must see.
+        let plain = RedbStore::open(&dir.path().join("plain.redb")).expect("open");
+        for part in &chunks {
+            deliver(&plain, part);
+        }
+        let s = RedbStore::open_with(&dir.path().join("c.redb"), Duration::from_secs(3_600))
+            .expect("open");
+        for part in &chunks[..3] {
+            deliver(&s, part);
+        }
+        taken(&s, 3);
+        {
+            let st = s.files.indexer.shared.lock();
+            assert_eq!(
+                (st.committed, st.applied),
+                (3, 0),
+                "taken in, not committed"
+            );
+        }
+        assert_eq!(super::applied(&s.files.index).expect("applied"), 0);
+        assert!(rows_of(&s.files.index).is_empty(), "no row visible yet");
+        let all = |s: &RedbStore| searches(s).iter().filter(|(c, _)| c == "all").count();
+        assert_eq!(all(&s), 60, "a search commits what the store has");
+        assert_eq!(
+            super::applied(&s.files.index).expect("applied"),
+            3,
+            "three groups, one commit"
+        );
+        deliver(&s, chunks[3]);
+        taken(&s, 4);
+        assert_eq!(super::applied(&s.files.index).expect("applied"), 3);
+        // A group the store abandons (its number then goes to the next) leaves nothing in
+        // the index, and takes nothing of the group before it.
+        s.files.indexer.batch(super::ForIndex {
+            gate: "G1".into(),
+            rows: vec![("t".into(), 0, "G1".into(), 999)],
+            ..super::ForIndex::default()
+        });
+        s.files.indexer.done(5, false);
+        deliver(&s, chunks[4]);
+        assert_eq!(all(&s), 100);
+        assert_eq!(all(&plain), 100);
+        assert_eq!(super::applied(&s.files.index).expect("applied"), 5);
+        assert_eq!(rows_of(&s.files.index), rows_of(&plain.files.index));
+        assert_eq!(roll_ups(&s), roll_ups(&plain), "every count once");
+        assert!(
+            !s.files.indexer.shared.lock().behind,
+            "no catch-up was needed"
+        );
+    }
+
     #[test]
     fn the_writer_waits_while_the_index_is_too_far_behind_and_not_while_it_catches_up() {
         use std::sync::Arc;
@@ -494,7 +596,7 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Arc::new(Database::create(dir.path().join("s.redb")).expect("store"));
         let index = Arc::new(Database::create(dir.path().join("i.redb")).expect("index"));
-        let ix = Indexer::start(db, index, 0).expect("start");
+        let ix = Indexer::start(db, index, 0, super::COMMIT_EVERY).expect("start");
         let t0 = Instant::now();
         ix.keep_up(MAX_BEHIND);
         assert!(t0.elapsed() < Duration::from_secs(1), "within the bound");
@@ -502,7 +604,7 @@ pub(super) mod tests {
         let shared = Arc::clone(&ix.shared);
         let applier = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
-            shared.lock().applied = 40;
+            shared.lock().taken = 40;
             shared.changed.notify_all();
         });
         let t0 = Instant::now();
@@ -549,6 +651,8 @@ enum Msg {
     Done(u64, bool),
     /// Apply the store's pending groups now (a search found the index behind).
     CatchUp,
+    /// Commit what the store has committed as soon as it can (a search waits for it).
+    Flush,
     Stop,
 }
 
@@ -556,6 +660,9 @@ enum Msg {
 struct State {
     /// The store's last committed group.
     committed: u64,
+    /// The last group the index's writer has taken into its open transaction (or
+    /// applied).
+    taken: u64,
     /// The index's last applied group (visible to searches).
     applied: u64,
     /// The index's last group on disk: the store's pending groups up to it can go.
@@ -596,10 +703,12 @@ impl Shared {
     }
 }
 
-/// The index file's writer: a thread that writes each group's rows while the store's
-/// writer stores the group, and commits them once the store has. The store's writer
-/// answers the group's agents after its own commit; a search waits until the index has
-/// applied every group the store had committed when the search began ([`Indexer::wait`]).
+/// The index file's writer: a thread that writes each group's rows once the store's
+/// writer has committed the group, into a transaction it keeps open across groups and
+/// commits once it has been open [`COMMIT_EVERY`] or when a search waits. The store's
+/// writer answers the group's agents after its own
+/// commit; a search waits until the index has applied every group the store had
+/// committed when the search began ([`Indexer::wait`]).
 #[derive(Debug)]
 pub(super) struct Indexer {
     send: Mutex<mpsc::Sender<Msg>>,
@@ -613,6 +722,7 @@ impl std::fmt::Debug for Msg {
             Msg::Batch(b) => write!(f, "Batch({} rows)", b.rows.len()),
             Msg::Done(g, ok) => write!(f, "Done({g}, {ok})"),
             Msg::CatchUp => f.write_str("CatchUp"),
+            Msg::Flush => f.write_str("Flush"),
             Msg::Stop => f.write_str("Stop"),
         }
     }
@@ -626,7 +736,8 @@ pub(super) const MAX_BEHIND: u64 = 16;
 pub(super) const SEARCH_WAIT: Duration = Duration::from_secs(5);
 
 impl Indexer {
-    /// Starts the indexer of `index` beside the store `db`, both holding group `groups`.
+    /// Starts the indexer of `index` beside the store `db`, both holding group `groups`,
+    /// its transaction committing after `commit_every` ([`COMMIT_EVERY`]).
     ///
     /// # Errors
     /// The thread cannot be started.
@@ -634,10 +745,12 @@ impl Indexer {
         db: Arc<Database>,
         index: Arc<Database>,
         groups: u64,
+        commit_every: Duration,
     ) -> Result<Self, StoreError> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 committed: groups,
+                taken: groups,
                 applied: groups,
                 durable: groups,
                 behind: false,
@@ -648,7 +761,7 @@ impl Indexer {
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("event-index".into())
-            .spawn(move || run(&db, &index, &s, &recv))
+            .spawn(move || run(&db, &index, &s, &recv, commit_every))
             .map_err(|e| StoreError::Backend(format!("starting the event index writer: {e}")))?;
         Ok(Self {
             send: Mutex::new(send),
@@ -673,10 +786,12 @@ impl Indexer {
 
     /// The group's store transaction committed (or not).
     pub(super) fn done(&self, group: u64, stored: bool) {
+        // Posted first: a search that sees the group committed and asks for a commit
+        // ([`Indexer::wait`]) asks after the writer has the group.
+        self.post(Msg::Done(group, stored));
         if stored {
             self.shared.lock().committed = group;
         }
-        self.post(Msg::Done(group, stored));
     }
 
     /// Before the store's writer begins group `group`: waits while the index is more than
@@ -686,7 +801,7 @@ impl Indexer {
     pub(super) fn keep_up(&self, group: u64) {
         let deadline = std::time::Instant::now() + SEARCH_WAIT;
         let mut st = self.shared.lock();
-        while !st.behind && st.applied.saturating_add(MAX_BEHIND) < group {
+        while !st.behind && st.taken.saturating_add(MAX_BEHIND) < group {
             match self.shared.wait_changed(st, deadline) {
                 Some(next) => st = next,
                 None => return,
@@ -707,12 +822,19 @@ impl Indexer {
         let deadline = std::time::Instant::now() + SEARCH_WAIT;
         let mut st = self.shared.lock();
         let want = st.committed;
-        let mut asked = false;
+        let (mut asked, mut flushed) = (false, false);
         while st.applied < want {
             if st.behind && !asked {
                 asked = true;
                 drop(st);
                 self.post(Msg::CatchUp);
+                st = self.shared.lock();
+                continue;
+            }
+            if !st.behind && !flushed {
+                flushed = true;
+                drop(st);
+                self.post(Msg::Flush);
                 st = self.shared.lock();
                 continue;
             }
@@ -741,91 +863,183 @@ impl Indexer {
     }
 }
 
-fn run(db: &Database, index: &Database, shared: &Shared, recv: &mpsc::Receiver<Msg>) {
-    let mut tx: Option<redb::WriteTransaction> = None;
-    // The roll-ups of the group's batches so far, written before its commit.
-    let mut fold = GroupRollup::default();
-    let mut durable_at: Option<std::time::Instant> = None;
-    for m in recv {
+/// The index file's write transaction while it is open, across the store's groups: it
+/// holds only groups the store has committed, so it can commit at any time.
+struct Open {
+    tx: redb::WriteTransaction,
+    began: Instant,
+    /// The last group in `tx`.
+    group: u64,
+}
+
+/// The index file's writer thread's state.
+struct Writer<'a> {
+    db: &'a Database,
+    index: &'a Database,
+    shared: &'a Shared,
+    commit_every: Duration,
+    /// The batches of the group the store is storing, until it commits or abandons it.
+    storing: Vec<ForIndex>,
+    open: Option<Open>,
+    /// The roll-ups of the groups in `open`, written when it commits.
+    fold: GroupRollup,
+    durable_at: Option<Instant>,
+}
+
+impl Writer<'_> {
+    fn batch(&mut self, b: ForIndex) {
+        if !self.shared.lock().behind {
+            self.storing.push(b);
+        }
+    }
+
+    /// The store committed `group`: its batches go into the open transaction, which
+    /// commits once it has been open its interval ([`COMMIT_EVERY`]).
+    fn done(&mut self, group: u64) {
+        let batches = std::mem::take(&mut self.storing);
+        if self.shared.lock().behind {
+            self.abandon();
+            caught_up(self.db, self.index, self.shared, &mut self.durable_at);
+            return;
+        }
+        if let Err(e) = self.take_in(group, batches) {
+            self.abandon();
+            fell_behind(self.shared, &e);
+            return;
+        }
+        self.shared.lock().taken = group;
+        self.shared.changed.notify_all();
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.began.elapsed() >= self.commit_every)
+        {
+            self.commit();
+        }
+    }
+
+    fn take_in(&mut self, group: u64, batches: Vec<ForIndex>) -> Result<(), StoreError> {
+        let o = match self.open.take() {
+            Some(o) => o,
+            None => Open {
+                tx: self.index.begin_write()?,
+                began: Instant::now(),
+                group,
+            },
+        };
+        let o = self.open.insert(o);
+        o.group = group;
+        for mut b in batches {
+            // In key order, each insert finds its leaf where the one before left off.
+            b.rows.sort_unstable();
+            insert_rows(&o.tx, &b.rows)?;
+            if let Some(batch) = b.rollup {
+                self.fold.add(&o.tx, &b.gate, batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the open transaction and the roll-ups in it (the store keeps its groups
+    /// pending, from which they are applied again).
+    fn abandon(&mut self) {
+        self.fold = GroupRollup::default();
+        if let Some(o) = self.open.take() {
+            let _ = o.tx.abort();
+        }
+    }
+
+    /// Commits the open transaction.
+    fn commit(&mut self) {
+        let Some(o) = self.open.take() else {
+            return;
+        };
+        let fold = std::mem::take(&mut self.fold);
+        let durable = self
+            .durable_at
+            .is_none_or(|at| at.elapsed() >= DURABLE_EVERY);
+        let (mut tx, group) = (o.tx, o.group);
+        let r = (|| {
+            if !durable {
+                tx.set_durability(redb::Durability::None)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+            }
+            fold.write(&tx)?;
+            set_applied(&tx, group)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        match r {
+            Ok(()) => {
+                let mut st = self.shared.lock();
+                st.applied = group;
+                if durable {
+                    st.durable = group;
+                    self.durable_at = Some(Instant::now());
+                }
+                drop(st);
+                self.shared.changed.notify_all();
+            }
+            Err(e) => fell_behind(self.shared, &e),
+        }
+    }
+
+    /// How long the thread may wait for the next message before the open transaction is
+    /// due; without end when none is open.
+    fn patience(&self) -> Option<Duration> {
+        let o = self.open.as_ref()?;
+        Some(self.commit_every.saturating_sub(o.began.elapsed()))
+    }
+}
+
+fn run(
+    db: &Database,
+    index: &Database,
+    shared: &Shared,
+    recv: &mpsc::Receiver<Msg>,
+    commit_every: Duration,
+) {
+    let mut w = Writer {
+        db,
+        index,
+        shared,
+        commit_every,
+        storing: Vec::new(),
+        open: None,
+        fold: GroupRollup::default(),
+        durable_at: None,
+    };
+    loop {
+        let m = match w.patience() {
+            Some(left) => match recv.recv_timeout(left) {
+                Ok(m) => m,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    w.commit();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match recv.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
         match m {
-            Msg::Batch(mut b) => {
-                if shared.lock().behind {
-                    continue;
-                }
-                // In key order, each insert finds its leaf where the one before left off.
-                b.rows.sort_unstable();
-                let r = match tx.take() {
-                    Some(t) => Ok(t),
-                    None => index.begin_write().map_err(StoreError::from),
-                }
-                .and_then(|t| {
-                    insert_rows(&t, &b.rows)?;
-                    if let Some(batch) = b.rollup {
-                        fold.add(&t, &b.gate, batch)?;
-                    }
-                    Ok(t)
-                });
-                match r {
-                    Ok(t) => tx = Some(t),
-                    Err(e) => fell_behind(shared, &e),
-                }
-            }
-            Msg::Done(_, false) => {
-                fold = GroupRollup::default();
-                if let Some(t) = tx.take() {
-                    let _ = t.abort();
-                }
-            }
-            Msg::Done(group, true) => {
-                let open = tx.take();
-                let group_fold = std::mem::take(&mut fold);
-                if shared.lock().behind {
-                    if let Some(t) = open {
-                        let _ = t.abort();
-                    }
-                    caught_up(db, index, shared, &mut durable_at);
-                    continue;
-                }
-                let durable = durable_at.is_none_or(|at| at.elapsed() >= DURABLE_EVERY);
-                let r = match open {
-                    Some(t) => Ok(t),
-                    None => index.begin_write().map_err(StoreError::from),
-                }
-                .and_then(|mut t| {
-                    if !durable {
-                        t.set_durability(redb::Durability::None)
-                            .map_err(|e| StoreError::Backend(e.to_string()))?;
-                    }
-                    group_fold.write(&t)?;
-                    set_applied(&t, group)?;
-                    t.commit()?;
-                    Ok(())
-                });
-                match r {
-                    Ok(()) => {
-                        let mut st = shared.lock();
-                        st.applied = group;
-                        if durable {
-                            st.durable = group;
-                            durable_at = Some(std::time::Instant::now());
-                        }
-                        drop(st);
-                        shared.changed.notify_all();
-                    }
-                    Err(e) => fell_behind(shared, &e),
-                }
-            }
+            Msg::Batch(b) => w.batch(b),
+            // An abandoned group's batches go; nothing of them reached the index.
+            Msg::Done(_, false) => w.storing.clear(),
+            Msg::Done(group, true) => w.done(group),
+            Msg::Flush => w.commit(),
             Msg::CatchUp => {
-                if shared.lock().behind && tx.is_none() {
-                    caught_up(db, index, shared, &mut durable_at);
+                if shared.lock().behind && w.open.is_none() {
+                    caught_up(db, index, shared, &mut w.durable_at);
                 }
             }
             Msg::Stop => break,
         }
     }
-    if let Some(t) = tx.take() {
-        let _ = t.abort();
-    }
+    // What the store committed goes in; a group it had not finished stays pending there.
+    w.commit();
 }
 
 fn fell_behind(shared: &Shared, e: &StoreError) {
@@ -844,6 +1058,7 @@ fn caught_up(
         Ok(g) => {
             let mut st = shared.lock();
             st.applied = st.applied.max(g);
+            st.taken = st.taken.max(st.applied);
             st.durable = st.applied;
             st.behind = false;
             *durable_at = Some(std::time::Instant::now());

@@ -46,6 +46,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use protocol::i18n::Lang;
@@ -105,6 +106,12 @@ impl RedbStore {
     /// # Errors
     /// When the file cannot be opened or is locked by another process.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, index_file::COMMIT_EVERY)
+    }
+
+    /// [`RedbStore::open`] with the index file's transaction committing after
+    /// `index_commit_every` (tests hold it open to see what it holds before a search).
+    fn open_with(path: &Path, index_commit_every: Duration) -> Result<Self, StoreError> {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
@@ -139,7 +146,12 @@ impl RedbStore {
         tx.commit()?;
         let (index, groups) = index_file::open(path, &db, INDEX_CACHE_BYTES)?;
         let (db, index) = (Arc::new(db), Arc::new(index));
-        let indexer = index_file::Indexer::start(Arc::clone(&db), Arc::clone(&index), groups)?;
+        let indexer = index_file::Indexer::start(
+            Arc::clone(&db),
+            Arc::clone(&index),
+            groups,
+            index_commit_every,
+        )?;
         Ok(Self {
             files: Files { db, index, indexer },
             group: group::GroupCommit::new(groups),
