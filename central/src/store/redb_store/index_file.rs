@@ -66,7 +66,7 @@ pub(super) const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// before it commits, unless a search waits for it: the rows and roll-up counts of many
 /// groups in one commit, each page they touch (a container's, an operator's roll-up row)
 /// copied and written once for all of them (docs/benchmarks.md, figure 5).
-pub(super) const COMMIT_EVERY: Duration = Duration::from_millis(250);
+pub(super) const COMMIT_EVERY: Duration = Duration::from_millis(1_000);
 /// In the index file: `applied` (the last group whose rows it holds) and `migrated` (1 once
 /// a store's rows from before the index file are copied in).
 const INDEX_META: TableDefinition<&str, u64> = TableDefinition::new("index_meta_v1");
