@@ -322,16 +322,21 @@ pub(super) mod tests {
     /// Gate G1's traffic of `transactions` transactions, ingested in batches of `batch`
     /// entries (one group each).
     pub(in super::super) fn ingest_traffic(s: &RedbStore, transactions: u64, batch: usize) {
-        let g = GateId::parse("G1").expect("gate");
         for part in traffic("G1", transactions).chunks(batch) {
-            s.ingest(Delivery::new(
-                &g,
-                part,
-                at(),
-                SignedDuration::from_hours(24),
-            ))
-            .expect("ingest");
+            deliver(s, part);
         }
+    }
+
+    /// Ingests `part` of gate G1's traffic as one batch.
+    fn deliver(s: &RedbStore, part: &[protocol::schema::JournalEntry]) {
+        let g = GateId::parse("G1").expect("gate");
+        s.ingest(Delivery::new(
+            &g,
+            part,
+            at(),
+            SignedDuration::from_hours(24),
+        ))
+        .expect("ingest");
     }
 
     /// (container or `all`, seq) of every event each search finds: by container, and all.
@@ -387,15 +392,8 @@ pub(super) mod tests {
     /// ends a process.
     fn crash_after_ingest(path: &std::path::Path) -> ! {
         let s = RedbStore::open(path).expect("open");
-        let g = GateId::parse("G1").expect("gate");
         for (i, part) in traffic("G1", 200).chunks(10).enumerate() {
-            s.ingest(Delivery::new(
-                &g,
-                part,
-                at(),
-                SignedDuration::from_hours(24),
-            ))
-            .expect("ingest");
+            deliver(&s, part);
             if i == 0 {
                 assert_eq!(searches(&s).len(), 20);
             }
@@ -524,18 +522,8 @@ pub(super) mod tests {
     fn groups_commit_together_in_the_index_and_a_search_commits_them_at_once() {
         use std::time::Duration;
         let dir = tempfile::tempdir().expect("tempdir");
-        let g = GateId::parse("G1").expect("gate");
         let entries = traffic("G1", 50);
         let chunks: Vec<_> = entries.chunks(20).collect();
-        let deliver = |s: &RedbStore, part: &[protocol::schema::JournalEntry]| {
-            s.ingest(Delivery::new(
-                &g,
-                part,
-                at(),
-                SignedDuration::from_hours(24),
-            ))
-            .expect("ingest");
-        };
         // The same traffic in a store with the shipped interval: what staff must see.
         let plain = RedbStore::open(&dir.path().join("plain.redb")).expect("open");
         for part in &chunks {
