@@ -323,15 +323,18 @@ pub(super) mod tests {
     /// entries (one group each).
     pub(in super::super) fn ingest_traffic(s: &RedbStore, transactions: u64, batch: usize) {
         for part in traffic("G1", transactions).chunks(batch) {
-            deliver(s, part);
+            deliver(s, &GateId::parse("G1").expect("gate"), part);
         }
     }
 
-    /// Ingests `part` of gate G1's traffic as one batch.
-    fn deliver(s: &RedbStore, part: &[protocol::schema::JournalEntry]) {
-        let g = GateId::parse("G1").expect("gate");
+    /// Ingests `part` of `gate`'s chain as one batch, received at [`at`].
+    pub(in super::super) fn deliver(
+        s: &RedbStore,
+        gate: &GateId,
+        part: &[protocol::schema::JournalEntry],
+    ) {
         s.ingest(Delivery::new(
-            &g,
+            gate,
             part,
             at(),
             SignedDuration::from_hours(24),
@@ -392,8 +395,9 @@ pub(super) mod tests {
     /// ends a process.
     fn crash_after_ingest(path: &std::path::Path) -> ! {
         let s = RedbStore::open(path).expect("open");
+        let g = GateId::parse("G1").expect("gate");
         for (i, part) in traffic("G1", 200).chunks(10).enumerate() {
-            deliver(&s, part);
+            deliver(&s, &g, part);
             if i == 0 {
                 assert_eq!(searches(&s).len(), 20);
             }
@@ -522,6 +526,8 @@ pub(super) mod tests {
     fn groups_commit_together_in_the_index_and_a_search_commits_them_at_once() {
         use std::time::Duration;
         let dir = tempfile::tempdir().expect("tempdir");
+        let g = GateId::parse("G1").expect("gate");
+        let deliver = |s: &RedbStore, part| deliver(s, &g, part);
         let entries = traffic("G1", 50);
         let chunks: Vec<_> = entries.chunks(20).collect();
         // The same traffic in a store with the shipped interval: what staff must see.

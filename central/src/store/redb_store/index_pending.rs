@@ -412,13 +412,12 @@ pub(super) fn apply_all(
 mod tests {
     use std::path::Path;
 
-    use jiff::{SignedDuration, Timestamp};
     use protocol::schema::{GateId, JournalEntry};
     use redb::{Database, ReadableDatabase};
 
     use super::super::RedbStore;
     use super::super::group::tests::{chained_bodies, traffic};
-    use super::super::index_file::tests::{roll_ups, rows_of, searches};
+    use super::super::index_file::tests::{deliver, roll_ups, rows_of, searches};
     use super::super::index_file::{IndexRow, applied, path_for};
     use super::super::tables::EVENTS;
     use super::{
@@ -426,7 +425,6 @@ mod tests {
         stored,
     };
     use crate::rollup;
-    use crate::store::{Delivery, Store};
 
     #[test]
     fn seqs_become_runs_of_consecutive_ones() {
@@ -436,10 +434,6 @@ mod tests {
             runs([u64::MAX, u64::MAX - 1]),
             vec![(u64::MAX - 1, u64::MAX)]
         );
-    }
-
-    fn at() -> Timestamp {
-        "2026-01-01T00:00:00Z".parse().expect("ts")
     }
 
     /// Gate G1's traffic in two batches of 20 entries, then G2's with each decision
@@ -468,13 +462,7 @@ mod tests {
     fn ingest(path: &Path, batches: &[(GateId, Vec<JournalEntry>)]) {
         let s = RedbStore::open(path).expect("open");
         for (g, entries) in batches {
-            s.ingest(Delivery::new(
-                g,
-                entries,
-                at(),
-                SignedDuration::from_hours(24),
-            ))
-            .expect("ingest");
+            deliver(&s, g, entries);
         }
     }
 

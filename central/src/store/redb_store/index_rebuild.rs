@@ -191,7 +191,7 @@ mod tests {
 
     use super::super::RedbStore;
     use super::super::group::tests::{chained_bodies, traffic};
-    use super::super::index_file::tests::{ingest_traffic, searches};
+    use super::super::index_file::tests::{deliver, ingest_traffic, searches};
     use super::super::index_file::{IndexRow, path_for};
     use super::rebuild;
     use crate::rollup::ProgrammeCounts;
@@ -212,13 +212,7 @@ mod tests {
             pair.swap(0, 1);
         }
         for part in chained_bodies(&g2, bodies).chunks(3) {
-            s.ingest(Delivery::new(
-                &g2,
-                part,
-                at(),
-                SignedDuration::from_hours(24),
-            ))
-            .expect("ingest");
+            deliver(s, &g2, part);
         }
     }
 
