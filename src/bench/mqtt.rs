@@ -68,16 +68,34 @@ fn mosquitto_binary() -> anyhow::Result<std::path::PathBuf> {
 /// in-flight limits.
 const SHIPPED: &str = include_str!("../../packaging/mosquitto/aeogate.conf");
 
+/// The value of a setting of [`SHIPPED`], when it has one.
+fn shipped_word(key: &str) -> Option<&'static str> {
+    SHIPPED.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next() == Some(key)).then(|| words.next()).flatten()
+    })
+}
+
 /// A numeric setting of [`SHIPPED`].
 fn shipped(key: &str) -> anyhow::Result<u32> {
-    SHIPPED
-        .lines()
-        .find_map(|l| {
-            let mut words = l.split_whitespace();
-            (words.next() == Some(key)).then(|| words.next()).flatten()
-        })
+    shipped_word(key)
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("packaging/mosquitto/aeogate.conf sets no number for {key}"))
+}
+
+/// Whether this run's broker sets TCP_NODELAY on its client sockets: the shipped
+/// configuration's `set_tcp_nodelay`, or `AEOGATE_BENCH_MQTT_NODELAY` (`true`/`false`) to
+/// compare the other.
+fn broker_nodelay() -> anyhow::Result<bool> {
+    let word = std::env::var("AEOGATE_BENCH_MQTT_NODELAY")
+        .ok()
+        .or_else(|| shipped_word("set_tcp_nodelay").map(str::to_owned))
+        .unwrap_or_else(|| "false".to_owned());
+    match word.as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => bail!("set_tcp_nodelay is true or false, not {other:?}"),
+    }
 }
 
 /// The broker's in-flight window for this run: the shipped configuration's
@@ -100,9 +118,10 @@ fn start_mosquitto(ctx: &Ctx) -> anyhow::Result<(Child, SocketAddr)> {
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages {}\nmax_inflight_messages {}\n",
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages {}\nmax_inflight_messages {}\nset_tcp_nodelay {}\n",
             shipped("max_queued_messages")?,
-            broker_inflight()?
+            broker_inflight()?,
+            broker_nodelay()?
         ),
     )?;
     let log = std::fs::File::create(ctx.path("fig10-mosquitto.log"))?;
@@ -173,7 +192,7 @@ async fn subscriber(
     stop: CancellationToken,
 ) -> anyhow::Result<HashMap<String, mpsc::UnboundedReceiver<Instant>>> {
     let opts = MqttOptions::new(id, "127.0.0.1", broker.port());
-    let (client, ev) = system::subscribed(opts, filter).await?;
+    let (client, ev) = system::subscribed_with(opts, filter, clients_nodelay()).await?;
     let (senders, receivers) = system::lane_channels(lanes);
     let retry = Duration::from_millis(20);
     system::forward_publishes(client, ev, retry, stop, move |p, at| {
@@ -191,9 +210,18 @@ fn publisher(broker: SocketAddr, id: &str, stop: CancellationToken) -> AsyncClie
     let mut opts = MqttOptions::new(id, "127.0.0.1", broker.port());
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_inflight(1_000);
-    let (client, ev) = AsyncClient::new(opts, 10_000);
+    let (client, mut ev) = AsyncClient::new(opts, 10_000);
+    if clients_nodelay() {
+        system::set_nodelay(&mut ev);
+    }
     system::drive_event_loop(ev, Duration::from_millis(20), stop);
     client
+}
+
+/// Whether the figure's own clients (the load generator's and the echo's) set
+/// TCP_NODELAY, as the agent does: yes, unless `AEOGATE_BENCH_CLIENT_NODELAY=false`.
+fn clients_nodelay() -> bool {
+    std::env::var("AEOGATE_BENCH_CLIENT_NODELAY").map_or(true, |v| v != "false")
 }
 
 /// What a closed-loop run gave.
@@ -258,7 +286,9 @@ impl Driver<'_> {
 
 /// Drives `lanes` closed loop for `length`: publish a truck on `topic(lane)`, wait for the
 /// lane's answer, record the time minus `subtract`; with `pace`, one truck per `pace` a
-/// lane.
+/// lane, the lanes' first trucks spread evenly over one `pace` (lane k of n starts k/n of
+/// it late), so that trucks arrive one at a time as independent lanes' do, not all lanes
+/// at once.
 async fn drive(
     client: &AsyncClient,
     receivers: &mut HashMap<String, mpsc::UnboundedReceiver<Instant>>,
@@ -272,13 +302,15 @@ async fn drive(
     let end = started + length;
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for lane in lanes {
+    for (k, lane) in lanes.iter().enumerate() {
         let Some(mut rx) = receivers.remove(lane) else {
             continue;
         };
         let (client, lane, next) = (client.clone(), lane.clone(), next.clone());
+        let offset = pace.map_or(Duration::ZERO, |p| first_truck_after(p, k, lanes.len()));
         tasks.push(tokio::spawn(async move {
             let mut out = Driven::default();
+            tokio::time::sleep(offset).await;
             while let Some(rest) = end.checked_duration_since(Instant::now()) {
                 while rx.try_recv().is_ok() {}
                 let j = next.fetch_add(1, Ordering::Relaxed) % 50_000;
@@ -327,6 +359,13 @@ async fn drive(
     }
     all.took = started.elapsed();
     all
+}
+
+/// How long after the start lane `k` of `n` paced one truck per `pace` sends its first:
+/// `k/n` of `pace`, so the lanes' trucks arrive evenly spread.
+fn first_truck_after(pace: Duration, k: usize, n: usize) -> Duration {
+    let n = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+    (pace / n).saturating_mul(u32::try_from(k).unwrap_or(u32::MAX))
 }
 
 /// The measure of a saturation row: `what` at saturation, every lane (its `lanes`) closed
@@ -404,6 +443,9 @@ fn start_echo(
             opts.set_keep_alive(Duration::from_secs(30));
             opts.set_inflight(1_000);
             let (client, mut ev) = AsyncClient::new(opts, 10_000);
+            if clients_nodelay() {
+                system::set_nodelay(&mut ev);
+            }
             if client.subscribe("echo/in/+", QoS::AtLeastOnce).await.is_err() {
                 ready.failed("echo subscribe");
                 return 0;
@@ -564,7 +606,7 @@ async fn measure(
         .rss(hwm)
         .target("≥ 10,000 decisions/s, ≤ 60 µs CPU a decision, 0 lane states dropped", per_s >= 10_000.0 && cpu_us <= 60.0 && dropped == 0.0 && sat.lost == 0)
         .note(format!(
-            "agent CPU {cpu_us:.0} µs a decision ({core_share:.2} of a core; meanwhile mosquitto {:.2}, the load generator {:.2}, the whole machine busy {:.2} of its {} cores); lane states dropped {dropped}, superseded on the state topic {superseded} (a WAITING replaced by its decision before it went out), on the decision topic {superseded_decisions}; {} trucks without a decision within 10 s; {commits} journal commits holding decisions ({:.1} decisions a commit; all the journal's commits: {commit_times}); broker in-flight window {}; agent peak RSS {}",
+            "agent CPU {cpu_us:.0} µs a decision ({core_share:.2} of a core; meanwhile mosquitto {:.2}, the load generator {:.2}, the whole machine busy {:.2} of its {} cores); lane states dropped {dropped}, superseded on the state topic {superseded} (a WAITING replaced by its decision before it went out), on the decision topic {superseded_decisions}; {} trucks without a decision within 10 s; {commits} journal commits holding decisions ({:.1} decisions a commit; all the journal's commits: {commit_times}); broker in-flight window {}, TCP_NODELAY {}; agent peak RSS {}",
             shares.broker,
             shares.driver,
             shares.machine,
@@ -572,6 +614,7 @@ async fn measure(
             sat.lost,
             sat.done as f64 / commits.max(1.0),
             broker_inflight()?,
+            if broker_nodelay()? { "on" } else { "off" },
             fmt_bytes(hwm)
         )),
     );
@@ -781,6 +824,30 @@ mod tests {
         assert_eq!(parse_cpu_line("cpu0 1 2 3 4"), None);
         assert_eq!(parse_cpu_line("cpu x"), None);
         assert!(machine_ticks().is_some_and(|(busy, total)| busy <= total));
+    }
+
+    #[test]
+    fn paced_lanes_send_their_first_trucks_spread_over_one_pace() {
+        let pace = Duration::from_secs(1);
+        let starts: Vec<Duration> = (0..PACED_LANES)
+            .map(|k| first_truck_after(pace, k, PACED_LANES))
+            .collect();
+        assert_eq!(starts[0], Duration::ZERO);
+        assert_eq!(starts[1], Duration::from_millis(20));
+        assert_eq!(starts[PACED_LANES - 1], Duration::from_millis(980));
+        assert!(
+            starts
+                .windows(2)
+                .all(|w| w[1] - w[0] == Duration::from_millis(20))
+        );
+        assert_eq!(first_truck_after(pace, 3, 0), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn the_shipped_broker_sets_tcp_nodelay_on_its_client_sockets() {
+        // A lane state or a read behind Nagle's algorithm waits up to a delayed ACK.
+        assert_eq!(shipped_word("set_tcp_nodelay"), Some("true"));
+        assert_eq!(shipped_word("max_inflight_messages"), Some("500"));
     }
 
     #[test]

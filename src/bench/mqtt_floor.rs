@@ -327,9 +327,7 @@ async fn run(
     let (client, mut ev) = AsyncClient::new(opts, 10_000);
     // As the agent's client: a state written right after a PUBACK must not wait for the
     // broker's delayed ACK (Nagle).
-    let mut net = ev.network_options();
-    net.set_tcp_nodelay(true);
-    ev.set_network_options(net);
+    super::system::set_nodelay(&mut ev);
     if client
         .subscribe("floor/in/+", QoS::AtLeastOnce)
         .await

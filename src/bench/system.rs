@@ -200,13 +200,28 @@ fn parse_lane_message(payload: &[u8], received: Instant) -> Option<LaneMessage> 
 /// # Errors
 /// The broker cannot be reached or does not acknowledge within 5 s.
 pub(crate) async fn subscribed(
+    opts: MqttOptions,
+    filter: &str,
+) -> anyhow::Result<(AsyncClient, rumqttc::EventLoop)> {
+    subscribed_with(opts, filter, false).await
+}
+
+/// [`subscribed`], with TCP_NODELAY on the client's socket when `nodelay`.
+///
+/// # Errors
+/// As [`subscribed`].
+pub(crate) async fn subscribed_with(
     mut opts: MqttOptions,
     filter: &str,
+    nodelay: bool,
 ) -> anyhow::Result<(AsyncClient, rumqttc::EventLoop)> {
     let (host, port) = opts.broker_address();
     let id = opts.client_id();
     opts.set_keep_alive(Duration::from_secs(30));
     let (client, mut ev) = AsyncClient::new(opts, 64);
+    if nodelay {
+        set_nodelay(&mut ev);
+    }
     client
         .subscribe(filter, QoS::AtLeastOnce)
         .await
@@ -223,6 +238,15 @@ pub(crate) async fn subscribed(
             ),
         }
     }
+}
+
+/// Sets TCP_NODELAY on the socket `ev` connects: a measuring client's own writes (its
+/// publishes, its PUBACKs) then leave at once instead of waiting, under Nagle's algorithm,
+/// for the acknowledgement of the one before.
+pub(crate) fn set_nodelay(ev: &mut rumqttc::EventLoop) {
+    let mut net = ev.network_options();
+    net.set_tcp_nodelay(true);
+    ev.set_network_options(net);
 }
 
 /// One unbounded channel per lane: the senders and the receivers, by lane name.
