@@ -322,8 +322,9 @@ pub(super) mod tests {
     /// Gate G1's traffic of `transactions` transactions, ingested in batches of `batch`
     /// entries (one group each).
     pub(in super::super) fn ingest_traffic(s: &RedbStore, transactions: u64, batch: usize) {
+        let g = GateId::parse("G1").expect("gate");
         for part in traffic("G1", transactions).chunks(batch) {
-            deliver(s, &GateId::parse("G1").expect("gate"), part);
+            deliver(s, &g, part);
         }
     }
 
