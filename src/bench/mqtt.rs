@@ -54,6 +54,16 @@ pub const PACED: Duration = Duration::from_secs(20);
 /// A truck whose decision does not arrive within this long is counted as lost.
 const WAIT: Duration = Duration::from_secs(10);
 const GATE: &str = "PORT1-G1";
+/// Set to 1, figure 10 runs central too (in this process, at [`CENTRAL_NICE`]): the
+/// agent loads its replica from central and forwards its journal to it, so its CPU a
+/// decision includes the uplink.
+const CENTRAL_VAR: &str = "AEOGATE_BENCH_FIG10_CENTRAL";
+/// Central's `nice` level beside the agent: it takes the cores the agent leaves idle.
+const CENTRAL_NICE: i32 = 10;
+
+fn with_central() -> bool {
+    std::env::var(CENTRAL_VAR).is_ok_and(|v| v == "1")
+}
 
 fn mosquitto_binary() -> anyhow::Result<std::path::PathBuf> {
     for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"] {
@@ -144,7 +154,12 @@ fn start_mosquitto(ctx: &Ctx) -> anyhow::Result<(Child, SocketAddr)> {
     Ok((child, addr))
 }
 
-fn agent_toml(broker: SocketAddr, store: &Path, console: u16) -> String {
+fn agent_toml(
+    broker: SocketAddr,
+    store: &Path,
+    console: u16,
+    central: Option<&system::CentralLink>,
+) -> String {
     use std::fmt::Write as _;
     let mut t = format!("[gate]\nid = \"{GATE}\"\nname = \"bench gate\"\nport = \"PORT1\"\n\n");
     for i in 1..=LANES {
@@ -171,6 +186,9 @@ fn agent_toml(broker: SocketAddr, store: &Path, console: u16) -> String {
         "[store]\npath = {}\n\n",
         toml::Value::String(store.to_string_lossy().into_owned())
     );
+    if let Some(c) = central {
+        t.push_str(&system::central_toml(c));
+    }
     t.push_str(
         "[policy]\nname = \"bench\"\nstaleness_bound = \"24h\"\nrequired_roles = [\"IMPORTER\", \"CARRIER\"]\nhome_programmes = [\"EU-AEO\"]\n\
          random_rate_aeo = 0.01\nrandom_rate_other = 0.05\nrandom_key = \"bench-random-key\"\n\n",
@@ -482,16 +500,44 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let (mut broker, addr) = start_mosquitto(ctx)?;
     let store_path = ctx.path("fig10-agent.redb");
     let n = u64::try_from(ctx.n).unwrap_or(u64::MAX);
-    drop(data::loaded_store(&store_path, n, n).context("loading the agent's replica")?);
+    // With central, the agent loads its replica from central's registry (the same
+    // records) and forwards its journal to it; without, the replica is loaded here.
+    let central = if with_central() {
+        let dir = ctx.path("fig10-central");
+        std::fs::create_dir_all(&dir)?;
+        Some(system::block_on(system::start_central_apart(
+            &dir,
+            n,
+            n,
+            CENTRAL_NICE,
+        ))?)
+    } else {
+        drop(data::loaded_store(&store_path, n, n).context("loading the agent's replica")?);
+        None
+    };
+    let link = central
+        .as_ref()
+        .map(|c| system::central_link(c, GATE, 1_000, Duration::from_secs(30)))
+        .transpose()?;
     let console = crate::broker::free_port()?;
     let cfg = ctx.path("fig10-agent.toml");
-    std::fs::write(&cfg, agent_toml(addr, &store_path, console))?;
+    std::fs::write(&cfg, agent_toml(addr, &store_path, console, link.as_ref()))?;
     let log = std::fs::File::create(ctx.path("fig10-agent.log"))?;
     let mut aeogate = Command::new(std::env::current_exe().context("the aeogate executable")?);
     let mut agent = spawn_agent(aeogate.arg("agent"), &cfg, log).context("starting the agent")?;
     let floor_store = ctx.path("fig10-floor.redb");
-    let result = system::block_on(measure(addr, &agent, broker.id(), console, &floor_store));
+    let result = system::block_on(measure(
+        addr,
+        &agent,
+        broker.id(),
+        console,
+        &floor_store,
+        central.is_some(),
+    ));
     stop(&mut agent);
+    if let Some(c) = central {
+        c.stop.cancel();
+    }
     let _ = broker.kill();
     let _ = broker.wait();
     result
@@ -504,6 +550,7 @@ async fn measure(
     broker_pid: u32,
     console: u16,
     floor_store: &Path,
+    uplink: bool,
 ) -> anyhow::Result<Vec<Row>> {
     // reqwest (the agent's /metrics) needs a TLS provider even for plain HTTP.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -521,6 +568,21 @@ async fn measure(
     )
     .await?;
     let client = publisher(addr, "bench-readers", stop.clone());
+    if uplink {
+        // Deciding against central's registry: the agent's replica loaded from it.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        // NaN (no answer yet) and 0 (an empty replica) both mean not loaded.
+        while agent_counter(console, "aeogate_replica_sequence")
+            .await
+            .partial_cmp(&0.0)
+            != Some(std::cmp::Ordering::Greater)
+        {
+            if Instant::now() > deadline {
+                bail!("the agent's replica was not loaded from central within 300 s");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     // The agent is up once a read on the last lane comes back decided.
     let deadline = Instant::now() + Duration::from_secs(120);
     let last = lanes[LANES - 1].clone();
@@ -597,6 +659,14 @@ async fn measure(
     let commits = agent_counter(console, commits_name).await - commits0;
     let commit_times =
         super::stats::fmt_commits(&commit_times0, &agent_commit_buckets(console).await);
+    let uplinked = if uplink {
+        format!(
+            "on (batches of 1,000; central in this process at nice {CENTRAL_NICE}, counted with the load generator), {} entries not yet acknowledged at the end",
+            agent_counter(console, "aeogate_uplink_backlog").await
+        )
+    } else {
+        "off (no central)".to_owned()
+    };
     let (_, hwm) = rss_of(pid);
     let per_s = sat.per_s();
     let cpu_us = sat_cpu * 1e6 / sat.done.max(1) as f64;
@@ -606,7 +676,7 @@ async fn measure(
         .rss(hwm)
         .target("≥ 10,000 decisions/s, ≤ 60 µs CPU a decision, 0 lane states dropped", per_s >= 10_000.0 && cpu_us <= 60.0 && dropped == 0.0 && sat.lost == 0)
         .note(format!(
-            "agent CPU {cpu_us:.0} µs a decision ({core_share:.2} of a core; meanwhile mosquitto {:.2}, the load generator {:.2}, the whole machine busy {:.2} of its {} cores); lane states dropped {dropped}, superseded on the state topic {superseded} (a WAITING replaced by its decision before it went out), on the decision topic {superseded_decisions}; {} trucks without a decision within 10 s; {commits} journal commits holding decisions ({:.1} decisions a commit; all the journal's commits: {commit_times}); broker in-flight window {}, TCP_NODELAY {}; agent peak RSS {}",
+            "agent CPU {cpu_us:.0} µs a decision ({core_share:.2} of a core; meanwhile mosquitto {:.2}, the load generator {:.2}, the whole machine busy {:.2} of its {} cores); lane states dropped {dropped}, superseded on the state topic {superseded} (a WAITING replaced by its decision before it went out), on the decision topic {superseded_decisions}; {} trucks without a decision within 10 s; {commits} journal commits holding decisions ({:.1} decisions a commit; all the journal's commits: {commit_times}); broker in-flight window {}, TCP_NODELAY {}; uplink {uplinked}; agent peak RSS {}",
             shares.broker,
             shares.driver,
             shares.machine,
@@ -960,15 +1030,31 @@ mod tests {
 
     #[test]
     fn the_agent_configuration_is_accepted_by_the_agent() {
-        let text = agent_toml(
-            ([127, 0, 0, 1], 1883).into(),
-            Path::new("/tmp/fig10.redb"),
-            9,
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("a.toml");
-        std::fs::write(&path, text).expect("write");
-        let cfg = edge_agent::config::Config::load(&path).expect("valid configuration");
-        assert_eq!(cfg.lanes.len(), LANES);
+        let link = system::CentralLink {
+            url: "http://127.0.0.1:9".into(),
+            token: "t".into(),
+            key_id: "k1".into(),
+            public_key: "00".repeat(32),
+            uplink_batch: 1_000,
+            heartbeat_every: Duration::from_secs(30),
+        };
+        for central in [None, Some(&link)] {
+            let text = agent_toml(
+                ([127, 0, 0, 1], 1883).into(),
+                Path::new("/tmp/fig10.redb"),
+                9,
+                central,
+            );
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("a.toml");
+            std::fs::write(&path, text).expect("write");
+            let cfg = edge_agent::config::Config::load(&path).expect("valid configuration");
+            assert_eq!(cfg.lanes.len(), LANES);
+            assert_eq!(
+                cfg.central.as_ref().map(|c| c.uplink_batch),
+                central.map(|c| c.uplink_batch),
+                "the uplink is configured exactly when central is"
+            );
+        }
     }
 }

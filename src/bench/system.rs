@@ -77,6 +77,21 @@ fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
+/// The agent configuration's `[central]` section for `c` (with its registry key).
+#[must_use]
+pub fn central_toml(c: &CentralLink) -> String {
+    format!(
+        "[central]\nurl = {}\ntoken = {}\nuplink_batch = {}\nheartbeat_every = \"{}ms\"\npoll_wait = \"5s\"\n\n\
+         [[central.registry_keys]]\nkey_id = {}\npublic_key = {}\n\n",
+        toml_str(&c.url),
+        toml_str(&c.token),
+        c.uplink_batch,
+        c.heartbeat_every.as_millis(),
+        toml_str(&c.key_id),
+        toml_str(&c.public_key),
+    )
+}
+
 /// The agent configuration text: one presence-loop lane per board, each board a
 /// `lane_board` device at [`BAUD`], lane topics under `aeogate/<gate>/lanes`, OCR topics
 /// `portal/<gate>/<lane>/ocr`, the console on a free loopback port.
@@ -129,17 +144,7 @@ pub fn agent_toml(
         toml_str(&store.to_string_lossy())
     );
     if let Some(c) = central {
-        let _ = write!(
-            t,
-            "[central]\nurl = {}\ntoken = {}\nuplink_batch = {}\nheartbeat_every = \"{}ms\"\npoll_wait = \"5s\"\n\n\
-             [[central.registry_keys]]\nkey_id = {}\npublic_key = {}\n\n",
-            toml_str(&c.url),
-            toml_str(&c.token),
-            c.uplink_batch,
-            c.heartbeat_every.as_millis(),
-            toml_str(&c.key_id),
-            toml_str(&c.public_key),
-        );
+        t.push_str(&central_toml(c));
     }
     t.push_str(
         "[policy]\nname = \"bench\"\nstaleness_bound = \"24h\"\nrequired_roles = [\"IMPORTER\", \"CARRIER\"]\nhome_programmes = [\"EU-AEO\"]\n\
