@@ -63,8 +63,6 @@ const REGISTRY: u64 = 1_000;
 
 /// Set to run central beside the agent (same disk, same priority) instead of apart.
 pub const CENTRAL_BESIDE_VAR: &str = "AEOGATE_BENCH_CENTRAL_BESIDE";
-/// How many `nice` levels central's threads run below the agent's when apart.
-const CENTRAL_NICE: i32 = 10;
 
 /// A temporary folder in RAM (`/dev/shm`) when the machine has one, else in the system's
 /// temporary folder.
@@ -288,7 +286,8 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     };
     let central = match &central_ram {
         Some(ram) => {
-            system::start_central_apart(ram.path(), REGISTRY, REGISTRY, CENTRAL_NICE).await?
+            system::start_central_apart(ram.path(), REGISTRY, REGISTRY, system::CENTRAL_NICE)
+                .await?
         }
         None => system::start_central(&dir, REGISTRY, REGISTRY).await?,
     };
@@ -406,7 +405,7 @@ async fn measure(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
                 },
                 prefill_time.as_secs_f64(),
                 if central_ram.is_some() {
-                    format!("central apart (store in a RAM folder, threads at nice +{CENTRAL_NICE})")
+                    format!("central apart (store in a RAM folder, threads at nice +{})", system::CENTRAL_NICE)
                 } else {
                     "central beside the agent (same disk, same priority)".to_owned()
                 },

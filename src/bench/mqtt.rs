@@ -54,12 +54,10 @@ pub const PACED: Duration = Duration::from_secs(20);
 /// A truck whose decision does not arrive within this long is counted as lost.
 const WAIT: Duration = Duration::from_secs(10);
 const GATE: &str = "PORT1-G1";
-/// Set to 1, figure 10 runs central too (in this process, at [`CENTRAL_NICE`]): the
+/// Set to 1, figure 10 runs central too (in this process, at [`system::CENTRAL_NICE`]): the
 /// agent loads its replica from central and forwards its journal to it, so its CPU a
 /// decision includes the uplink.
 const CENTRAL_VAR: &str = "AEOGATE_BENCH_FIG10_CENTRAL";
-/// Central's `nice` level beside the agent: it takes the cores the agent leaves idle.
-const CENTRAL_NICE: i32 = 10;
 
 fn with_central() -> bool {
     std::env::var(CENTRAL_VAR).is_ok_and(|v| v == "1")
@@ -509,7 +507,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             &dir,
             n,
             n,
-            CENTRAL_NICE,
+            system::CENTRAL_NICE,
         ))?)
     } else {
         drop(data::loaded_store(&store_path, n, n).context("loading the agent's replica")?);
@@ -661,7 +659,8 @@ async fn measure(
         super::stats::fmt_commits(&commit_times0, &agent_commit_buckets(console).await);
     let uplinked = if uplink {
         format!(
-            "on (batches of 1,000; central in this process at nice {CENTRAL_NICE}, counted with the load generator), {} entries not yet acknowledged at the end",
+            "on (batches of 1,000; central in this process at nice {}, counted with the load generator), {} entries not yet acknowledged at the end",
+            system::CENTRAL_NICE,
             agent_counter(console, "aeogate_uplink_backlog").await
         )
     } else {

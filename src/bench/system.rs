@@ -600,6 +600,10 @@ pub async fn start_central(
         .context("opening central")?
 }
 
+/// How many `nice` levels central's threads run below the agent's when apart
+/// ([`start_central_apart`]): central then takes only the cores the agent leaves idle.
+pub const CENTRAL_NICE: i32 = 10;
+
 /// As [`start_central`], but central stands apart from the agent as on its own machine:
 /// its store in `dir` (a folder on another device than the agent's journal, e.g. a RAM
 /// folder) and every thread of it (runtime workers, blocking pool, the store's own
